@@ -1,0 +1,161 @@
+"""One small pure function per action (PS3.15 Table E.1-1a), chosen by the plan, not by keyword.
+
+Each takes the element's VR and value and the per-object context, and returns the new value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.multival import MultiValue
+
+from indexer.deid import pseudonym
+from indexer.deid.table import Action
+
+TEXT_VRS = frozenset(
+    {
+        "AE",
+        "AS",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "IS",
+        "LO",
+        "LT",
+        "PN",
+        "SH",
+        "ST",
+        "TM",
+        "UC",
+        "UI",
+        "UR",
+        "UT",
+    }
+)
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+
+# A dummy (D) per VR: valid for the VR, within its maximum length, identifying nothing.
+DUMMY: Mapping[str, Any] = {
+    "AE": "ANONYMOUS",
+    "AS": "000Y",
+    "CS": "ANONYMIZED",
+    "DA": "19000101",
+    "DS": "0",
+    "DT": "19000101000000",
+    "IS": "0",
+    "LO": "ANONYMIZED",
+    "LT": "ANONYMIZED",
+    "PN": "ANONYMIZED",
+    "SH": "ANONYMIZED",
+    "ST": "ANONYMIZED",
+    "TM": "000000",
+    "UC": "ANONYMIZED",
+    "UR": "",
+    "UT": "ANONYMIZED",
+    "AT": 0,
+    "FL": 0.0,
+    "FD": 0.0,
+    "SL": 0,
+    "SS": 0,
+    "SV": 0,
+    "UL": 0,
+    "US": 0,
+    "UV": 0,
+}
+
+
+@dataclass(slots=True)
+class Context:
+    """What actions need to know about the object being de-identified."""
+
+    pseudonym_key: bytes
+    date_offset_days: int
+    uid_map: dict[str, str] = field(default_factory=dict)
+
+    def new_uid(self, original: str) -> str:
+        """The pseudonym of one UID, cached for the object."""
+        u = self.uid_map.get(original)
+        if u is None:
+            u = self.uid_map[original] = pseudonym.uid(self.pseudonym_key, original)
+        return u
+
+
+def empty(vr: str) -> Any:  # noqa: ANN401
+    """A zero-length value of this VR (Z)."""
+    if vr in TEXT_VRS:
+        return ""
+    if vr in BINARY_VRS:
+        return b""
+    return None
+
+
+def dummy(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401
+    """A dummy value of this VR (D); UIDs get their keyed pseudonym so references hold."""
+    if vr == "UI":
+        return replace_uid(vr, value, ctx)
+    if vr in BINARY_VRS:
+        return b""
+    return DUMMY.get(vr)
+
+
+def zero(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401, ARG001
+    """A zero-length value (Z)."""
+    return empty(vr)
+
+
+def keep(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401, ARG001
+    """The value unchanged (K)."""
+    return value
+
+
+def replace_uid(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401, ARG001
+    """Every UID value replaced by its keyed pseudonym (U); multi-valued too."""
+    if isinstance(value, (list, MultiValue)):
+        return [ctx.new_uid(str(v)) for v in value if v]
+    if not value:
+        return value
+    return ctx.new_uid(str(value))
+
+
+def clean(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401
+    """Clean (C): dates move by the patient's whole-day offset; other values become dummies."""
+    if vr in ("DA", "DT"):
+        return _map_values(value, lambda v: shift_date(v, vr, ctx.date_offset_days))
+    if vr == "TM":  # a whole-day shift leaves times of day as they are
+        return value
+    return dummy(vr, value, ctx)
+
+
+def shift_date(value: str, vr: str, days: int) -> str:
+    """Shift a DA or DT value by whole days, keeping its precision; unparseable values go empty."""
+    text = str(value).strip()
+    if len(text) < 8 or not text[:8].isdigit():  # noqa: PLR2004
+        return ""
+    try:
+        d = dt.date(int(text[:4]), int(text[4:6]), int(text[6:8])) + dt.timedelta(days=days)
+    except ValueError:
+        return ""
+    return d.strftime("%Y%m%d") + (text[8:] if vr == "DT" else "")
+
+
+def _map_values(value: Any, fn: Callable[[str], str]) -> Any:  # noqa: ANN401
+    if isinstance(value, (list, MultiValue)):
+        return [fn(str(v)) for v in value]
+    if value in (None, ""):
+        return value
+    return fn(str(value))
+
+
+ActionFn = Callable[[str, Any, Context], Any]
+
+ACTIONS: Mapping[Action, ActionFn] = {
+    Action.DUMMY: dummy,
+    Action.ZERO: zero,
+    Action.KEEP: keep,
+    Action.UID: replace_uid,
+    Action.CLEAN: clean,
+}

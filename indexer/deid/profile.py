@@ -1,0 +1,137 @@
+"""Profile + options (+ later site rules) compiled into a Plan: element -> action.
+
+Compound actions (X/Z, X/D, X/Z/D, Z/D, X/Z/U*) are resolved to the choice that keeps an
+object valid whatever the attribute's type in its IOD: emptying (Z) keeps Type 2 valid, a
+dummy (D) keeps Type 1 valid. Sequences are emptied rather than filled with dummies, except
+under X/Z/U*, where the sequence is kept and its UIDs replaced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from pydicom.datadict import dictionary_VR, keyword_dict
+
+from indexer.deid.table import Action, Option, Row, TagPattern
+
+_RESOLVE = {
+    Action.X_Z: Action.ZERO,
+    Action.Z_D: Action.ZERO,
+    Action.X_D: Action.DUMMY,
+    Action.X_Z_D: Action.DUMMY,
+    Action.X_Z_U: Action.UID,
+}
+_RESOLVE_SQ = {
+    Action.X_Z: Action.ZERO,
+    Action.Z_D: Action.ZERO,
+    Action.X_D: Action.ZERO,
+    Action.X_Z_D: Action.ZERO,
+    Action.X_Z_U: Action.UID,
+}
+
+# Unlisted UI elements that name a class, a syntax or a coding system, not an instance: kept.
+_CLASS_UID = re.compile(
+    r"Class|TransferSyntax|CodingScheme|^ContextUID$|^MappingResourceUID$|"
+    r"^ContextGroupExtensionCreatorUID$"
+)
+CLASS_UID_TAGS = frozenset(
+    tag for kw, tag in keyword_dict.items() if _CLASS_UID.search(kw) and dictionary_VR(tag) == "UI"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The action for one element and what decided it (a table row, an option, a default)."""
+
+    action: Action
+    source: str
+
+
+KEEP_DEFAULT = Decision(Action.KEEP, "not in Table E.1-1: kept")
+GROUP_LENGTH = Decision(Action.REMOVE, "group length: removed (recomputed on write)")
+UNLISTED_PN = Decision(Action.ZERO, "not in Table E.1-1, VR PN: treated as identifying")
+UNLISTED_UI = Decision(Action.UID, "not in Table E.1-1, VR UI: instance UIDs replaced")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Element -> action mapping compiled from the table, the options and site rules."""
+
+    options: frozenset[Option]
+    exact: Mapping[int, Decision]
+    masks: tuple[tuple[TagPattern, Decision], ...]
+    private: Decision
+    rows: Mapping[int, Row] = field(repr=False)
+
+    def decide(self, tag: int, vr: str) -> Decision:
+        """Return the decision for an element with this tag and VR."""
+        d = self.exact.get(tag)
+        if d is not None:
+            return d
+        if (tag >> 16) & 1:
+            return self.private
+        if tag & 0xFFFF == 0:
+            return GROUP_LENGTH
+        for pattern, decision in self.masks:
+            if pattern.matches(tag):
+                return decision
+        if vr == "PN":
+            return UNLISTED_PN
+        if vr == "UI" and tag not in CLASS_UID_TAGS:
+            return UNLISTED_UI
+        return KEEP_DEFAULT
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """Rows of (tag, keyword, action and source) for every explicit entry of the plan."""
+        out = [
+            (
+                f"({t >> 16:04X},{t & 0xFFFF:04X})",
+                self.rows[t].keyword if t in self.rows else "",
+                f"{d.action.value}  {d.source}",
+            )
+            for t, d in sorted(self.exact.items())
+        ]
+        out += [(p.text, "", f"{d.action.value}  {d.source}") for p, d in self.masks]
+        out.append(
+            ("(gggg,eeee)", "private", f"{self.private.action.value}  {self.private.source}")
+        )
+        return out
+
+
+def resolve(action: Action, vr: str) -> Action:
+    """Resolve a compound action to one that keeps the object valid for any attribute type."""
+    table = _RESOLVE_SQ if vr == "SQ" else _RESOLVE
+    return table.get(action, action)
+
+
+def _choose(row: Row, options: frozenset[Option]) -> tuple[Action, str]:
+    chosen = [(row.options[o], o) for o in options if o in row.options]
+    # an explicit Retain (K) beats Clean (C) when two chosen options both name the row
+    chosen.sort(key=lambda ao: (ao[0] != Action.KEEP, ao[1].value))
+    if chosen:
+        action, option = chosen[0]
+        return action, f"E.1-1 {row.tag.text} option {option.value}"
+    return row.basic, f"E.1-1 {row.tag.text} basic"
+
+
+def compile_plan(rows: Iterable[Row], options: Iterable[Option] = ()) -> Plan:
+    """Merge the table and the chosen options into a Plan."""
+    opts = frozenset(options)
+    exact: dict[int, Decision] = {}
+    by_tag: dict[int, Row] = {}
+    masks: list[tuple[TagPattern, Decision]] = []
+    private = Decision(Action.REMOVE, "E.1-1 private attributes basic")
+    for row in rows:
+        action, source = _choose(row, opts)
+        vr = row.vr.split(" or ")[0]
+        decision = Decision(resolve(action, vr), f"{source} ({action.value})")
+        if row.tag.private:
+            private = decision
+        elif row.tag.is_exact:
+            exact[row.tag.value] = decision
+            by_tag[row.tag.value] = row
+        else:
+            masks.append((row.tag, decision))
+    return Plan(opts, exact, tuple(masks), private, by_tag)

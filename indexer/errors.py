@@ -1,0 +1,75 @@
+"""The exception tree: every error we raise on purpose names the problem and a PHI-free place.
+
+Messages never quote element values or source paths. A pydicom exception's text can quote
+values, so code that catches one raises ours ``from None`` and keeps only the type name.
+"""
+
+from __future__ import annotations
+
+
+class IndexerError(Exception):
+    """Base of errors we raise on purpose: names the problem and a PHI-free place."""
+
+    code = "indexer"
+    exit_code = 3
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        super().__init__(f"{message} [{where}]" if where else message)
+        self.message = message
+        self.where = where  # source_id, member index, tag; never a path or a value
+
+
+class ConfigError(IndexerError):
+    """Settings are missing or contradictory."""
+
+    code = "config"
+
+
+class KeyFileError(IndexerError):
+    """The key file is missing, unreadable, world-readable or malformed."""
+
+    code = "keys"
+
+
+class SourceError(IndexerError):
+    """A source file is unreadable, or not DICOM; recorded per file, the run goes on."""
+
+    code = "source"
+
+    def __init__(self, message: str, *, reason: str, where: str | None = None) -> None:
+        super().__init__(message, where=where)
+        self.reason = reason  # a stable reason code, e.g. "not_dicom", "truncated"
+
+
+class UnsafeArchiveError(SourceError):
+    """An archive member would escape its archive (zip-slip), or an archive is too large."""
+
+    code = "unsafe_archive"
+
+
+class DeidError(IndexerError):
+    """An object cannot be de-identified safely; recorded per file, the run goes on."""
+
+    code = "deid"
+
+    def __init__(self, message: str, *, reason: str, where: str | None = None) -> None:
+        super().__init__(message, where=where)
+        self.reason = reason
+
+
+class RuleError(IndexerError):
+    """A de-identification rules file or option is invalid; stops before any file is read."""
+
+    code = "rules"
+
+
+class StoreError(IndexerError):
+    """A database or output store cannot be reached or used; stops the run."""
+
+    code = "store"
+
+
+class VaultAccessError(IndexerError):
+    """A re-identification was refused: reason, key or privilege missing."""
+
+    code = "vault"

@@ -1,0 +1,185 @@
+"""The Basic Profile engine on single objects (pure: no database)."""
+
+from __future__ import annotations
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from indexer import deid, keys
+from indexer.deid import Option, pseudonym
+from indexer.deid.engine import uid_values
+from indexer.deid.profile import compile_plan
+from indexer.deid.table import load_table
+from tests.builders import make_instance, to_bytes
+
+MARK = "PHIMARK7"
+
+
+@pytest.fixture(scope="module")
+def basic_plan():
+    return deid.basic_plan()
+
+
+@pytest.fixture(scope="module")
+def key():
+    return keys.generate().pseudonym
+
+
+def _json(ds: Dataset) -> str:
+    return ds.to_json()
+
+
+@pytest.mark.parametrize(
+    "keyword",
+    [
+        "PatientName",
+        "PatientID",
+        "AccessionNumber",
+        "ReferringPhysicianName",
+        "OperatorsName",
+        "InstitutionName",
+        "StudyDescription",
+        "SeriesDescription",
+        "OtherPatientIDs",
+        "PatientComments",
+        "StudyID",
+    ],
+)
+def test_basic_profile_removes_marker(keyword, basic_plan, key):
+    ds = make_instance(**{keyword: MARK})
+    out = deid.apply(basic_plan, ds, key).ds
+    assert MARK not in _json(out)
+
+
+def test_nested_and_private_values_are_cleaned(basic_plan, key):
+    ds = make_instance(marker=MARK)
+    out = deid.apply(basic_plan, ds, key).ds
+    text = _json(out)
+    assert MARK not in text
+    assert not any(e.tag.is_private for e in out.iterall())
+    region = out.AnatomicRegionSequence[0]
+    assert region.CodeMeaning == "Chest"  # kept, non-identifying
+    assert region.ReferringPhysicianName == ""
+    assert region.ContentSequence[0].PersonName != f"Deeper^{MARK}1"
+
+
+def test_every_instance_uid_is_replaced_consistently(basic_plan, key):
+    a = make_instance(1, 1, 1, 1)
+    b = make_instance(1, 1, 1, 2)
+    originals = set(uid_values(a)) | set(uid_values(b))
+    out_a = deid.apply(basic_plan, a, key).ds
+    out_b = deid.apply(basic_plan, b, key).ds
+    assert out_a.StudyInstanceUID == out_b.StudyInstanceUID
+    assert out_a.SeriesInstanceUID == out_b.SeriesInstanceUID
+    assert out_b.ReferencedImageSequence[0].ReferencedSOPInstanceUID == out_a.SOPInstanceUID
+    assert out_a.file_meta.MediaStorageSOPInstanceUID == out_a.SOPInstanceUID
+    for u in uid_values(out_a) + uid_values(out_b):
+        assert u.startswith(("2.25.", "1.2.840.10008.")), u
+        assert len(u) <= 64
+    kept = {u for u in originals if u.startswith("1.2.840.10008.")}  # SOP classes
+    assert (set(uid_values(out_a)) | set(uid_values(out_b))) & originals == kept
+
+
+def test_same_key_same_pseudonyms_other_key_other_pseudonyms(basic_plan, key):
+    first = deid.apply(basic_plan, make_instance(), key).ds
+    again = deid.apply(basic_plan, make_instance(), key).ds
+    other = deid.apply(basic_plan, make_instance(), keys.generate().pseudonym).ds
+    assert to_bytes(first) == to_bytes(again)
+    assert first.PatientID == again.PatientID != other.PatientID
+    assert first.StudyInstanceUID != other.StudyInstanceUID
+
+
+def test_file_meta_and_preamble_rewritten(basic_plan, key):
+    ds = pydicom.dcmread(__import__("io").BytesIO(to_bytes(make_instance(marker=MARK))))
+    out = deid.apply(basic_plan, ds, key).ds
+    assert out.preamble == b"\x00" * 128
+    assert "SourceApplicationEntityTitle" not in out.file_meta
+    assert MARK.encode() not in to_bytes(out)
+
+
+def test_deidentification_is_recorded(basic_plan, key):
+    out = deid.apply(basic_plan, make_instance(), key).ds
+    assert out.PatientIdentityRemoved == "YES"
+    codes = [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
+    assert codes == ["113100"]
+    assert out.LongitudinalTemporalInformationModified == "REMOVED"
+
+
+def test_identities_map_back_to_originals(basic_plan, key):
+    ds = make_instance(marker=MARK)
+    orig = {
+        kw: str(ds.get(kw))
+        for kw in (
+            "PatientID",
+            "PatientName",
+            "StudyInstanceUID",
+            "SOPInstanceUID",
+            "AccessionNumber",
+        )
+    }
+    result = deid.apply(basic_plan, ds, key)
+    got = {i.kind: (i.pseudonym, i.original) for i in result.identities}
+    assert got["patient_id"] == (result.ds.PatientID, orig["PatientID"])
+    assert got["patient_name"][1] == orig["PatientName"]
+    assert got["study_uid"] == (result.ds.StudyInstanceUID, orig["StudyInstanceUID"])
+    assert got["sop_uid"] == (result.ds.SOPInstanceUID, orig["SOPInstanceUID"])
+    assert got["accession_number"] == (result.ds.AccessionNumber, orig["AccessionNumber"])
+    assert len(result.ds.AccessionNumber) <= 16
+
+
+@pytest.mark.parametrize("missing", ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+def test_missing_uid_is_a_clear_error(basic_plan, key, missing):
+    ds = make_instance(marker=MARK)
+    delattr(ds, missing)
+    with pytest.raises(deid.engine.DeidError, match=f"missing {missing}") as e:
+        deid.apply(basic_plan, ds, key)
+    assert MARK not in str(e.value)
+
+
+def test_overlays_and_curves_removed(basic_plan, key):
+    ds = make_instance()
+    ds.add_new(0x60003000, "OW", b"\x01\x02" * 8)
+    ds.add_new(0x60004000, "LT", MARK)
+    ds.add_new(0x50000000 | 0x3000, "OW", b"\x00\x01" * 4)
+    out = deid.apply(basic_plan, ds, key).ds
+    assert 0x60003000 not in out
+    assert 0x60004000 not in out
+    assert 0x50003000 not in out
+
+
+def test_unlisted_person_name_is_emptied(basic_plan, key):
+    ds = make_instance()
+    item = Dataset()
+    item.VerifyingObserverName = MARK  # listed; and an unlisted PN next to it
+    item.add_new(0x0040A075, "PN", MARK)
+    ds.add_new(0x00081111, "SQ", Sequence([item]))
+    out = deid.apply(basic_plan, ds, key).ds
+    assert MARK not in _json(out)
+
+
+def test_date_shift_option_keeps_intervals(key):
+    plan = compile_plan(load_table(), [Option.RETAIN_LONG_MODIFIED_DATES])
+    a = deid.apply(plan, make_instance(1, 1, StudyDate="20230115"), key).ds
+    b = deid.apply(plan, make_instance(1, 2, StudyDate="20230301"), key).ds
+    import datetime as dt  # noqa: PLC0415
+
+    def d(s):
+        return dt.date(int(s[:4]), int(s[4:6]), int(s[6:8]))
+
+    assert d(b.StudyDate) - d(a.StudyDate) == dt.timedelta(days=45)
+    assert a.StudyDate != "20230115"
+    assert a.LongitudinalTemporalInformationModified == "MODIFIED"
+    codes = [i.CodeValue for i in a.DeidentificationMethodCodeSequence]
+    assert codes == ["113100", "113107"]
+
+
+def test_pseudonym_shapes():
+    k = b"k" * 32
+    assert pseudonym.uid(k, "1.2.3") == pseudonym.uid(k, "1.2.3")
+    assert pseudonym.uid(k, "1.2.3").startswith("2.25.")
+    ident = pseudonym.ident(k, "accession_number", "A1", "DI", 16)
+    assert len(ident) == 16
+    assert ident.startswith("DI-")
+    assert -3650 <= pseudonym.date_offset_days(k, "p", 3650) <= -1

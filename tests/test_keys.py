@@ -1,0 +1,104 @@
+"""Key files: created 0600, refused when missing, malformed or readable by others."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+
+import pytest
+
+from indexer import keys
+from indexer.errors import KeyFileError
+
+
+def test_init_creates_0600_and_never_overwrites(tmp_path):
+    env = {**os.environ, "DICOM_INDEX_STATE_DIR": str(tmp_path / "st"), "CI": "1"}
+    run = [sys.executable, "-m", "indexer.cli", "keys", "init"]
+    p = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
+    path = tmp_path / "st" / "keys.json"
+    assert "created key file" in p.stdout
+    assert path.stat().st_mode & 0o777 == 0o600
+    before = path.read_bytes()
+    p = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
+    assert "left unchanged" in p.stdout
+    assert path.read_bytes() == before
+
+
+def test_round_trip(tmp_path):
+    k = keys.generate()
+    keys.write_key_file(tmp_path / "k.json", k)
+    again = keys.read_key_file(tmp_path / "k.json")
+    assert again == k
+    assert k.pseudonym != k.blind != k.active_vault_key
+
+
+def test_missing_key_file_is_refused(tmp_path):
+    with pytest.raises(KeyFileError, match="keys init"):
+        keys.read_key_file(tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_readable_by_others_is_refused(tmp_path, mode):
+    path = tmp_path / "k.json"
+    keys.write_key_file(path, keys.generate())
+    path.chmod(mode)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        keys.read_key_file(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        '{"format": "other"}',
+        '{"format": "dicom-index-keys/1"}',
+        '{"format": "dicom-index-keys/1", "pseudonym": "!!", "blind": "", "vault": {}}',
+    ],
+)
+def test_malformed_key_file_is_refused(tmp_path, content):
+    path = tmp_path / "k.json"
+    path.write_text(content)
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError):
+        keys.read_key_file(path)
+
+
+def test_cli_refuses_world_readable_key_file(tmp_path):
+    path = tmp_path / "k.json"
+    keys.write_key_file(path, keys.generate())
+    path.chmod(0o644)
+    env = {
+        **os.environ,
+        "DICOM_INDEX_KEY_FILE": str(path),
+        "CI": "1",
+        "DICOM_INDEX_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+    }
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "indexer.cli",
+            "ingest",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert p.returncode == 3
+    assert "readable by others" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_master_key_derivation():
+    master = base64.b64encode(b"m" * 32).decode()
+    a, b = keys.from_master(master), keys.from_master(master)
+    assert a == b
+    assert len({a.pseudonym, a.blind, a.active_vault_key}) == 3
+    with pytest.raises(KeyFileError):
+        keys.from_master(base64.b64encode(b"short").decode())
