@@ -1,0 +1,51 @@
+"""Frozen records passed between the pipeline's stages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from indexer.deid import Identity
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One candidate object. ``locator`` (path, archive member) goes to the vault only."""
+
+    source_id: str
+    locator: str = field(repr=False)
+    size: int
+    read: Callable[[], bytes] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A file that was skipped (not DICOM) or failed; ``message`` is PHI-free."""
+
+    source_id: str
+    locator: str = field(repr=False)
+    outcome: str  # "skipped" | "failed"
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRecord:
+    """Rows for each level of the index, from the de-identified dataset."""
+
+    patient: dict[str, Any]
+    study: dict[str, Any]
+    series: dict[str, Any]
+    instance: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One object de-identified, copied, and ready to index."""
+
+    source_id: str
+    locator: str = field(repr=False)
+    size: int
+    identities: tuple[Identity, ...] = field(repr=False)
+    record: IndexRecord = field(repr=False)

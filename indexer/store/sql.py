@@ -1,0 +1,145 @@
+"""Batched writes, upserts and read-only queries on the `dicom_index` schema."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from indexer.errors import KeyFileError, StoreError
+from indexer.records import Failure, Outcome
+from indexer.store.models import (
+    FileError,
+    IndexMeta,
+    IngestRun,
+    Instance,
+    Patient,
+    Series,
+    Study,
+)
+
+PSEUDONYM_KEY_ID = "pseudonym_key_id"
+
+
+def check_pseudonym_key(s: Session, key_id: str) -> None:
+    """Record the pseudonym key id on first use; refuse a different key afterwards."""
+    s.execute(insert(IndexMeta).values(key=PSEUDONYM_KEY_ID, value=key_id).on_conflict_do_nothing())
+    stored = s.execute(select(IndexMeta.value).where(IndexMeta.key == PSEUDONYM_KEY_ID)).scalar()
+    if stored != key_id:
+        raise KeyFileError(
+            f"this index was built with pseudonym key {stored}, but the key file holds "
+            f"{key_id}: mixing keys would give the same patient two pseudonyms"
+        )
+
+
+def start_run(s: Session, tool_version: str, profile: dict[str, Any]) -> int:
+    """Create an ingest run row and return its id."""
+    run = IngestRun(tool_version=tool_version, profile=profile)
+    s.add(run)
+    s.flush()
+    return run.id
+
+
+def finish_run(s: Session, run_id: int, status: str, counts: dict[str, int]) -> None:
+    """Store the final counts and status of a run."""
+    s.execute(
+        update(IngestRun)
+        .where(IngestRun.id == run_id)
+        .values(status=status, finished_at=func.now(), **counts)
+    )
+
+
+def _dedupe(rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    seen: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        seen.setdefault(r[key], r)
+    return list(seen.values())
+
+
+def upsert_index(s: Session, outcomes: Sequence[Outcome]) -> int:
+    """Insert patients, studies, series and instances not yet indexed; returns new instances.
+
+    Re-ingesting the same object changes nothing (keyed pseudonyms make the same keys).
+    """
+    if not outcomes:
+        return 0
+    levels: list[tuple[type[Any], str, str]] = [
+        (Patient, "patient", "patient_id"),
+        (Study, "study", "study_uid"),
+        (Series, "series", "series_uid"),
+    ]
+    for model, attr, key in levels:
+        rows = _dedupe([getattr(o.record, attr) for o in outcomes], key)
+        s.execute(insert(model).on_conflict_do_nothing(), rows)
+    rows = _dedupe([o.record.instance for o in outcomes], "sop_uid")
+    result = s.execute(insert(Instance).on_conflict_do_nothing().returning(Instance.sop_uid), rows)
+    return len(result.all())
+
+
+def record_failures(s: Session, run_id: int, failures: Sequence[Failure]) -> None:
+    """One row per skipped or failed file: source id, reason code, PHI-free message."""
+    if failures:
+        s.execute(
+            insert(FileError),
+            [
+                {
+                    "run_id": run_id,
+                    "source_id": f.source_id,
+                    "outcome": f.outcome,
+                    "reason": f.reason,
+                    "message": f.message,
+                }
+                for f in failures
+            ],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """Columns and rows of a read-only query."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def read_only_query(engine: Engine, query: str, role: str) -> QueryResult:
+    """Run one statement as the reader role in a read-only transaction on `dicom_index`.
+
+    The reader role has SELECT on `dicom_index` only, so the vault stays out of reach.
+    """
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        if raw is None:  # pragma: no cover - a live pooled connection always has one
+            raise StoreError("no database connection")
+        try:
+            with raw.cursor() as cur:  # type: ignore[attr-defined]
+                # psycopg has begun a transaction already: make it read-only first
+                cur.execute("SET TRANSACTION READ ONLY")
+                cur.execute(f'SET LOCAL ROLE "{role}"')
+                cur.execute("SET LOCAL search_path = dicom_index")
+                # prepare=True sends the query by the extended protocol: one statement only
+                cur.execute(query, prepare=True)
+                columns = [d.name for d in cur.description or ()]
+                rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
+            raw.rollback()
+        except Exception as e:  # noqa: BLE001 - driver errors of every kind end the same
+            raw.rollback()
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise StoreError(f"query failed: {msg}") from None
+    return QueryResult(columns, rows)
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at, or None if never migrated."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                text("SELECT version_num FROM dicom_index.alembic_version")
+            ).scalar()
+    except DBAPIError:
+        return None

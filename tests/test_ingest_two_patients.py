@@ -1,0 +1,254 @@
+"""End to end: 2 patients x 2 studies x 2 series x 3 instances, PHI planted everywhere."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+from sqlalchemy import text
+
+from tests.builders import SampleShape, all_bytes, files_sha, make_instance, to_bytes, write_archive
+from tests.conftest import pg_dump
+
+MARKER = "PHIMARK"
+SHAPE = SampleShape(patients=2, studies=2, series=2, instances=3)
+N_FILES = 24
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    root = tmp_path / "archive"
+    assert write_archive(root, SHAPE, marker=MARKER) == N_FILES
+    return root
+
+
+def _copies(out: Path) -> list[Path]:
+    return sorted(out.rglob("*.dcm"))
+
+
+def test_ingest_indexes_every_file_and_leaks_nothing(
+    cli, archive, tmp_path, engine, pg_server, db_url
+):
+    out = tmp_path / "out"
+    p = cli("ingest", str(archive), "--out", str(out))
+    assert "24 seen, 24 indexed" in p.stdout
+
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar() == N_FILES
+        assert c.execute(text("SELECT count(*) FROM dicom_index.patient")).scalar() == 2
+        assert c.execute(text("SELECT count(*) FROM dicom_index.study")).scalar() == 4
+        assert c.execute(text("SELECT count(*) FROM dicom_index.series")).scalar() == 8
+        run = c.execute(
+            text(
+                "SELECT status, files_seen, files_indexed, studies, series, "
+                "instances FROM dicom_index.ingest_run"
+            )
+        ).one()
+    assert tuple(run) == ("completed", 24, 24, 4, 8, 24)
+
+    copies = _copies(out)
+    assert len(copies) == N_FILES
+    for path in copies:
+        ds = pydicom.dcmread(path)
+        assert path.stem == ds.SOPInstanceUID
+        assert path.parent.name == ds.SeriesInstanceUID
+        assert path.parent.parent.name == ds.StudyInstanceUID
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert ds.preamble == b"\x00" * 128
+        assert ds.PatientIdentityRemoved == "YES"
+
+    # no marker in any byte of any copy (names included), nor in the index dump, nor in output
+    for name, data in all_bytes(out):
+        assert MARKER not in name
+        assert MARKER.encode() not in data, name
+    dump = pg_dump(pg_server, db_url, "--schema=dicom_index")
+    assert b"instance" in dump  # the dump really holds the index
+    assert MARKER.encode() not in dump
+    for chunk in cli.log:
+        assert MARKER not in chunk
+        assert "Doe_" not in chunk  # the source folder's name
+
+
+def test_grouping_and_references_survive(cli, archive, tmp_path):
+    out = tmp_path / "out"
+    cli("ingest", str(archive), "--out", str(out))
+    by_sop = {}
+    for path in _copies(out):
+        ds = pydicom.dcmread(path)
+        by_sop[ds.SOPInstanceUID] = ds
+    series = {}
+    for ds in by_sop.values():
+        series.setdefault(ds.SeriesInstanceUID, []).append(ds)
+    assert len(series) == 8
+    for members in series.values():
+        assert len(members) == 3
+        assert len({m.StudyInstanceUID for m in members}) == 1
+        assert len({m.PatientID for m in members}) == 1
+        first = next(m for m in members if int(m.InstanceNumber) == 1)
+        for m in members:
+            if int(m.InstanceNumber) > 1:
+                ref = m.ReferencedImageSequence[0].ReferencedSOPInstanceUID
+                assert ref == first.SOPInstanceUID  # the reference points at the new UID
+                assert ref in by_sop
+    studies = {ds.StudyInstanceUID for ds in by_sop.values()}
+    assert len(studies) == 4
+    assert len({ds.PatientID for ds in by_sop.values()}) == 2
+
+
+def test_reingest_changes_nothing_and_patient_keeps_pseudonym(cli, archive, tmp_path, engine):
+    out = tmp_path / "out"
+    cli("ingest", str(archive), "--out", str(out))
+    before = files_sha(out)
+    with engine.connect() as c:
+        counts = [
+            c.execute(text(f"SELECT count(*) FROM dicom_index.{t}")).scalar()
+            for t in ("patient", "study", "series", "instance")
+        ]
+        vault_rows = c.execute(text("SELECT count(*) FROM vault.identity")).scalar()
+        pid = c.execute(
+            text("SELECT patient_id FROM dicom_index.study ORDER BY study_uid LIMIT 1")
+        ).scalar()
+    p = cli("ingest", str(archive), "--out", str(out), "--json")
+    summary = json.loads(p.stdout)
+    assert summary["files_already_indexed"] == N_FILES
+    assert files_sha(out) == before  # byte-identical copies, no new files
+    with engine.connect() as c:
+        assert counts == [
+            c.execute(text(f"SELECT count(*) FROM dicom_index.{t}")).scalar()
+            for t in ("patient", "study", "series", "instance")
+        ]
+        assert vault_rows == c.execute(text("SELECT count(*) FROM vault.identity")).scalar()
+
+    # a second archive: a new study of patient 1, in a separate run and process
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "new.dcm").write_bytes(to_bytes(make_instance(patient=1, study=9, marker=MARKER)))
+    cli("ingest", str(second), "--out", str(out))
+    with engine.connect() as c:
+        patients = c.execute(
+            text(
+                "SELECT patient_id, count(*) FROM dicom_index.study GROUP BY patient_id ORDER BY 1"
+            )
+        ).all()
+    assert len(patients) == 2
+    assert sorted(n for _, n in patients) == [2, 3]
+    assert pid in {p for p, _ in patients}
+    new_ds = pydicom.dcmread(
+        next(p for p in _copies(out) if p.relative_to(out).as_posix() not in before)
+    )
+    old_ds = pydicom.dcmread(next(iter(_copies(out))))
+    assert new_ds.PatientID in {old_ds.PatientID, *(p for p, _ in patients)}
+    assert {new_ds.PatientID} <= {p for p, n in patients if n == 3}
+
+
+def test_reidentify_needs_reason_and_key(cli, archive, tmp_path, engine):
+    cli("ingest", str(archive), "--out", str(tmp_path / "out"))
+    original = make_instance(1, 1, 1, 1, marker=MARKER)
+    with engine.connect() as c:
+        study_uid = (
+            c.execute(
+                text(
+                    "SELECT study_uid FROM dicom_index.study s JOIN vault.identity v "
+                    "ON v.pseudonym = s.study_uid ORDER BY study_uid"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    found = []
+    for uid in study_uid:
+        p = cli("reidentify", uid, "--reason", "route the report", "--json")
+        released = {r["kind"]: r["original"] for r in json.loads(p.stdout)}
+        found.append(released)
+    match = [r for r in found if r["study_uid"] == original.StudyInstanceUID]
+    assert len(match) == 1
+    assert match[0]["patient_id"] == original.PatientID
+    assert match[0]["accession_number"] == original.AccessionNumber
+
+    with engine.connect() as c:
+        audits = c.execute(
+            text("SELECT purpose, target, result, rows_released FROM vault.audit_log ORDER BY id")
+        ).all()
+    assert len(audits) == len(study_uid)
+    assert all(a.purpose == "route the report" and a.result == "released" for a in audits)
+
+    # no reason: refused before anything is released; a blank reason likewise
+    p = cli("reidentify", study_uid[0], check=2)
+    assert "--reason" in p.stderr
+    p = cli("reidentify", study_uid[0], "--reason", "   ", check=3)
+    assert "reason is required" in p.stderr
+
+    # the wrong key: a clear error, no original
+    other = tmp_path / "other-keys.json"
+    from indexer import keys  # noqa: PLC0415
+
+    keys.write_key_file(other, keys.generate())
+    cli.env["DICOM_INDEX_KEY_FILE"] = str(other)
+    p = cli("reidentify", study_uid[0], "--reason", "audit", check=3)
+    assert "key id" in p.stderr
+    assert MARKER not in p.stdout + p.stderr
+    with engine.connect() as c:  # the attempt is audited all the same
+        assert (
+            c.execute(text("SELECT count(*) FROM vault.audit_log")).scalar() == len(study_uid) + 1
+        )
+
+    # the vault holds no cleartext
+    with engine.connect() as c:
+        for table in ("identity", "source"):
+            rows = c.execute(text(f"SELECT * FROM vault.{table}")).all()
+            assert rows
+            blob = b"".join(
+                bytes(v) if isinstance(v, (bytes, memoryview)) else str(v).encode()
+                for r in rows
+                for v in r
+            )
+            assert MARKER.encode() not in blob
+            assert original.StudyInstanceUID.encode() not in blob
+
+
+def test_zip_with_bad_members(cli, tmp_path, engine):
+    import zipfile  # noqa: PLC0415
+
+    good = [to_bytes(make_instance(1, 1, 1, i, marker=MARKER)) for i in (1, 2, 3)]
+    truncated = to_bytes(make_instance(2, 1, 1, 1, marker=MARKER))[:-300]
+    z = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for i, data in enumerate(good):
+            zf.writestr(f"Doe_{MARKER}/good{i}.dcm", data)
+        zf.writestr(f"Doe_{MARKER}/notes_{MARKER}.txt", f"patient {MARKER} notes")
+        zf.writestr(f"Doe_{MARKER}/broken.dcm", truncated)
+    p = cli("ingest", str(z), "--out", str(tmp_path / "out"), check=1)
+    assert "3 indexed" in p.stdout
+    assert "1 skipped, 1 failed" in p.stdout
+    with engine.connect() as c:
+        errors = c.execute(
+            text(
+                "SELECT outcome, reason, message, source_id "
+                "FROM dicom_index.file_error ORDER BY reason"
+            )
+        ).all()
+        assert c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar() == 3
+    assert [(e.outcome, e.reason) for e in errors] == [
+        ("skipped", "not_dicom"),
+        ("failed", "truncated"),
+    ]
+    for e in errors:
+        assert MARKER not in e.message
+        assert e.source_id.startswith("src-")
+    for chunk in cli.log:
+        assert MARKER not in chunk
+    # the failed file can be found again by those allowed to: its path is in the vault
+    p = cli("reidentify", errors[1].source_id, "--reason", "fix the broken file", "--json")
+    assert json.loads(p.stdout)[0]["original"].endswith("!Doe_PHIMARK/broken.dcm")
+
+
+def test_copies_parse_with_pydicom_from_bytes(cli, archive, tmp_path):
+    out = tmp_path / "out"
+    cli("ingest", str(archive), "--out", str(out))
+    for path in _copies(out):
+        ds = pydicom.dcmread(io.BytesIO(path.read_bytes()))
+        assert ds.PixelData  # pixel data carried across unchanged in length
+        assert len(ds.PixelData) == 16 * 16 * 2

@@ -1,0 +1,97 @@
+"""Archive walking: folders, zip, tar.gz; unsafe members and links recorded, never followed."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+
+from indexer.records import Failure, SourceFile
+from indexer.sources import Walker, count_files, source_id
+from tests.builders import make_instance, to_bytes
+
+KEY = b"s" * 32
+MARK = "PHIMARK"
+
+
+def _walk(*roots):
+    return list(Walker(KEY, max_member_bytes=10_000_000).walk(list(roots)))
+
+
+def test_folder_walk_is_sorted_and_ids_are_phi_free(tmp_path):
+    d = tmp_path / f"Doe_{MARK}"
+    d.mkdir()
+    for name in ("b.dcm", "a.dcm"):
+        (d / name).write_bytes(b"x")
+    items = _walk(tmp_path)
+    assert [type(i) for i in items] == [SourceFile, SourceFile]
+    assert [i.locator.rsplit("/", 1)[1] for i in items] == ["a.dcm", "b.dcm"]
+    for i in items:
+        assert MARK not in i.source_id
+        assert MARK not in repr(i)
+        assert i.source_id == source_id(KEY, i.locator)
+
+
+def test_zip_slip_and_nested_archives_are_recorded(tmp_path):
+    z = tmp_path / "a.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("ok/one.dcm", to_bytes(make_instance()))
+        zf.writestr("../escape.dcm", b"evil")
+        zf.writestr("/abs/path.dcm", b"evil")
+        zf.writestr("inner.zip", b"PK")
+    items = _walk(z)
+    reasons = sorted(i.reason for i in items if isinstance(i, Failure))
+    assert reasons == ["nested_archive", "unsafe_member", "unsafe_member"]
+    good = [i for i in items if isinstance(i, SourceFile)]
+    assert len(good) == 1
+    assert good[0].read()[128:132] == b"DICM"
+    assert not (tmp_path.parent / "escape.dcm").exists()
+
+
+def test_tar_gz_members_stream(tmp_path):
+    t = tmp_path / "a.tar.gz"
+    with tarfile.open(t, "w:gz") as tf:
+        for i in range(3):
+            data = to_bytes(make_instance(instance=i + 1))
+            info = tarfile.TarInfo(f"s/{i}.dcm")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    items = _walk(t)
+    assert len(items) == 3
+    assert all(isinstance(i, SourceFile) and i.read()[128:132] == b"DICM" for i in items)
+
+
+def test_oversized_member_is_refused(tmp_path):
+    z = tmp_path / "big.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big.dcm", b"\0" * 5000)
+    items = list(Walker(KEY, max_member_bytes=1000).walk([z]))
+    assert [i.reason for i in items if isinstance(i, Failure)] == ["member_too_large"]
+
+
+def test_symlink_loop_and_broken_link(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.dcm").write_bytes(b"x")
+    (tmp_path / "d" / "loop").symlink_to(tmp_path)
+    (tmp_path / "d" / "dangling.dcm").symlink_to(tmp_path / "nowhere")
+    items = _walk(tmp_path)
+    reasons = sorted(i.reason for i in items if isinstance(i, Failure))
+    assert reasons == ["broken_link", "symlink_loop"]
+    assert sum(isinstance(i, SourceFile) for i in items) == 1
+
+
+def test_bad_archive_and_missing_source(tmp_path):
+    bad = tmp_path / "broken.zip"
+    bad.write_bytes(b"not a zip at all")
+    items = _walk(bad, tmp_path / "missing")
+    assert [i.reason for i in items] == ["bad_archive", "missing"]
+    assert all(MARK not in i.message for i in items)
+
+
+def test_count_files(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "1.dcm").write_bytes(b"x")
+    (tmp_path / "2.dcm").write_bytes(b"x")
+    assert count_files([tmp_path]) == 2
+    (tmp_path / "x.zip").write_bytes(b"")
+    assert count_files([tmp_path]) is None
