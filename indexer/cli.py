@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import getpass
 import json
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,12 +21,12 @@ from rich.table import Table
 from indexer import __version__, keys, progress, sample, sources
 from indexer.config import Settings, load_settings
 from indexer.deid import basic_plan
-from indexer.errors import IndexerError, StoreError, VaultAccessError
-from indexer.pipeline import Ingest, Summary, local_output
-from indexer.store import db, migrate, sql, vault
+from indexer.errors import ConfigError, IndexerError, StoreError, VaultAccessError
+from indexer.pipeline import Ingest, Summary, compare_stores, local_output, sync_pending
+from indexer.store import db, migrate, mongo, sql, vault
 from indexer.store.models import metadata
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 3, 130
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_MONGO_PENDING, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
 READER_ROLE = "dicom_index_reader"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -179,30 +180,91 @@ def ingest(
     settings = _settings(ctx)
     key_material = _keys(settings)
     database = _database(settings)
-    job = Ingest(
-        database,
-        key_material,
-        basic_plan(),
-        local_output(out_dir),
-        id_prefix=settings.id_prefix,
-        max_shift_days=settings.date_shift_days,
-        batch_size=batch_size or settings.batch_size,
-        max_member_bytes=settings.max_member_bytes,
-    )
+    with _mongo(settings) as sink:
+        job = Ingest(
+            database,
+            key_material,
+            basic_plan(),
+            local_output(out_dir),
+            id_prefix=settings.id_prefix,
+            max_shift_days=settings.date_shift_days,
+            batch_size=batch_size or settings.batch_size,
+            max_member_bytes=settings.max_member_bytes,
+            mongo=sink,
+        )
 
-    def stop(_signum: int, _frame: object) -> None:
-        job.stop_requested = True
+        def stop(_signum: int, _frame: object) -> None:
+            job.stop_requested = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    show = progress.wanted(quiet)
-    total = sources.count_files(list(sources_)) if show else None
-    with progress.bar(show, total) as update:
-        summary = job.run(list(sources_), update)
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        show = progress.wanted(quiet)
+        total = sources.count_files(list(sources_)) if show else None
+        with progress.bar(show, total) as update:
+            summary = job.run(list(sources_), update)
     _print_summary(summary, as_json)
     if summary.status == "interrupted":
         sys.exit(EXIT_INTERRUPTED)
+    if summary.mongo_pending_batches:
+        sys.exit(EXIT_MONGO_PENDING)
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
+
+
+@contextlib.contextmanager
+def _mongo(settings: Settings) -> Iterator[mongo.MongoSink | None]:
+    with mongo.open_sink(
+        settings.mongo_url,
+        settings.mongo_db,
+        enabled=settings.mongo_enabled,
+        state_dir=settings.state_dir,
+        timeout_ms=settings.mongo_timeout_ms,
+    ) as (sink, why_off):
+        if sink is None:
+            click.echo(f"note: the MongoDB sink is off: {why_off}", err=True)
+        yield sink
+
+
+# ---------------------------------------------------------------- sync / check
+@cli.command("sync")
+@click.pass_context
+@handle_errors
+def sync_cmd(ctx: click.Context) -> None:
+    """Write every batch whose MongoDB write is pending, so MongoDB matches PostgreSQL."""
+    settings = _settings(ctx)
+    database = _database(settings)
+    with _mongo(settings) as sink:
+        if sink is None:
+            raise ConfigError("nothing to sync to: the MongoDB sink is off")
+        report = sync_pending(database, sink)
+    click.echo(
+        f"synced {report.batches} batches ({report.instances} instances); "
+        "MongoDB is level with PostgreSQL"
+    )
+
+
+@cli.command("check")
+@click.option(
+    "--sample",
+    default=50,
+    show_default=True,
+    type=click.IntRange(0, 100_000),
+    help="How many instances to compare document by document.",
+)
+@click.pass_context
+@handle_errors
+def check_cmd(ctx: click.Context, sample: int) -> None:
+    """Compare PostgreSQL and MongoDB: counts per level and a sample of documents."""
+    settings = _settings(ctx)
+    database = _database(settings)
+    with _mongo(settings) as sink:
+        if sink is None:
+            raise ConfigError("nothing to compare: the MongoDB sink is off")
+        problems = compare_stores(database, sink, sample=sample)
+    for p in problems:
+        click.echo(f"difference: {p}")
+    if problems:
+        sys.exit(EXIT_SOME_FAILED)
+    click.echo("PostgreSQL and MongoDB agree")
 
 
 def _print_summary(summary: Summary, as_json: bool) -> None:
@@ -219,6 +281,11 @@ def _print_summary(summary: Summary, as_json: bool) -> None:
             f"{s.files_failed} failed" + (f" ({reasons})" if reasons else "")
         ),
         f"index: {s.studies} studies, {s.series} series, {s.instances} instances",
+        *(
+            [f"mongodb: {s.mongo_pending_batches} batches pending; run `dicom-index sync`"]
+            if s.mongo_pending_batches
+            else []
+        ),
         (
             f"read {s.bytes_read / 1e6:,.1f} MB in {s.seconds:,.1f} s "
             f"({s.files_per_second:,.1f} files/s)"

@@ -43,6 +43,20 @@ class Settings(BaseSettings):
             "Unset: the embedded server's reader role, or the database URL behind SET ROLE."
         ),
     )
+    mongo_url: str | None = Field(
+        None,
+        description=(
+            "MongoDB URL of the document index. Unset: an embedded SecantusDB server in the "
+            "state directory when the embedded-mongo extra is installed, else the sink is off."
+        ),
+    )
+    mongo_db: str = Field("dicom_index", description="MongoDB database name.")
+    mongo_enabled: bool = Field(
+        default=True, description="Write the MongoDB index; false switches the MongoDB sink off."
+    )
+    mongo_timeout_ms: int = Field(
+        5000, description="How long to wait for MongoDB before a batch is left pending.", ge=100
+    )
     key_file: Path | None = Field(
         None,
         description="Key file made by `dicom-index keys init` (default: <state_dir>/keys.json).",

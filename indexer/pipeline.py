@@ -23,6 +23,14 @@ from indexer.records import Failure, Outcome, SourceFile
 from indexer.sources import Walker
 from indexer.store import db, migrate, sql, vault
 from indexer.store.files import LocalStore, OutputStore
+from indexer.store.mongo import (
+    MongoDocs,
+    MongoSink,
+    MongoUnavailableError,
+    instance_doc,
+    series_doc,
+    study_doc,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,8 @@ class Summary:
     instances: int = 0
     seconds: float = 0.0
     status: str = "running"
+    mongo: str = "off"  # off | written | pending
+    mongo_pending_batches: int = 0
     failure_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -164,8 +174,12 @@ class Ingest:
         max_shift_days: int,
         batch_size: int,
         max_member_bytes: int,
+        mongo: MongoSink | None = None,
     ) -> None:
+        self.database = database
         self.engine = database.engine
+        self.mongo = mongo
+        self.mongo_ok = mongo is not None
         self.keys = keys
         self.plan = plan
         self.output = output
@@ -190,30 +204,13 @@ class Ingest:
                 {"profile": "basic", "options": sorted(o.value for o in self.plan.options)},
             )
         summary = Summary(run_id=run_id)
+        if self.mongo is not None:
+            self._mongo_catch_up()
         ctx = RunContext(
             self.plan, self.keys, self.output, self.id_prefix, self.max_shift_days, run_id
         )
-        outcomes: list[Outcome] = []
-        failures: list[Failure] = []
         try:
-            for item in self.walker.walk(list(roots)):
-                summary.files_seen += 1
-                if isinstance(item, Failure):
-                    failures.append(item)
-                else:
-                    summary.bytes_read += item.size
-                    try:
-                        outcomes.append(process(item, ctx))
-                    except (SourceError, DeidError) as e:
-                        failures.append(_failure(item, e))
-                if len(outcomes) + len(failures) >= self.batch_size:
-                    self._commit(run_id, outcomes, failures, summary)
-                    outcomes, failures = [], []
-                if progress is not None:
-                    progress(summary.files_seen, summary.bytes_read)
-                if self.stop_requested:
-                    break
-            self._commit(run_id, outcomes, failures, summary)
+            self._ingest_all(roots, ctx, summary, progress)
             summary.status = "interrupted" if self.stop_requested else "completed"
         except BaseException:
             summary.status = "aborted"
@@ -222,11 +219,37 @@ class Ingest:
             summary.seconds = time.monotonic() - started
             summary.studies, summary.series = len(self._studies), len(self._series)
             try:
+                if self.mongo is not None:
+                    self._mongo_report(summary)
                 with db.transaction(self.engine) as s:
                     sql.finish_run(s, run_id, summary.status, _counts(summary))
             except Exception:  # the original error matters more
                 logger.exception("could not record the end of run %s", run_id)
         return summary
+
+    def _ingest_all(
+        self, roots: Sequence[Path], ctx: RunContext, summary: Summary, progress: Progress | None
+    ) -> None:
+        outcomes: list[Outcome] = []
+        failures: list[Failure] = []
+        for item in self.walker.walk(list(roots)):
+            summary.files_seen += 1
+            if isinstance(item, Failure):
+                failures.append(item)
+            else:
+                summary.bytes_read += item.size
+                try:
+                    outcomes.append(process(item, ctx))
+                except (SourceError, DeidError) as e:
+                    failures.append(_failure(item, e))
+            if len(outcomes) + len(failures) >= self.batch_size:
+                self._commit(ctx.run_id, outcomes, failures, summary)
+                outcomes, failures = [], []
+            if progress is not None:
+                progress(summary.files_seen, summary.bytes_read)
+            if self.stop_requested:
+                break
+        self._commit(ctx.run_id, outcomes, failures, summary)
 
     def _commit(
         self, run_id: int, outcomes: list[Outcome], failures: list[Failure], summary: Summary
@@ -238,6 +261,10 @@ class Ingest:
             vault.put_identities(s, (i for o in outcomes for i in o.identities), self.keys)
             vault.put_sources(s, _locators(outcomes, failures), self.keys)
             sql.record_failures(s, run_id, failures)
+            sop_uids = [o.record.instance["sop_uid"] for o in outcomes]
+            batch_id = sql.create_batch(s, run_id, sop_uids) if sop_uids else None
+        if batch_id is not None and self.mongo is not None and self.mongo_ok:
+            self._mongo_write([batch_id], sop_uids)
         for o in outcomes:
             self._studies.add(o.record.study["study_uid"])
             self._series.add(o.record.series["series_uid"])
@@ -251,6 +278,119 @@ class Ingest:
                 summary.files_failed += 1
             summary.failure_reasons[f.reason] = summary.failure_reasons.get(f.reason, 0) + 1
         logger.info("batch committed: %d indexed, %d not", len(outcomes), len(failures))
+
+    def _mongo_write(self, batch_ids: list[int], sop_uids: list[str]) -> bool:
+        """Write the documents of committed batches; on failure leave them pending."""
+        assert self.mongo is not None  # noqa: S101 - callers check
+        try:
+            with db.transaction(self.engine) as s:
+                rows = sql.rows_for_documents(s, sop_uids)
+            self.mongo.write(documents(rows))
+        except MongoUnavailableError as e:
+            if self.mongo_ok:
+                logger.warning(
+                    "%s; the SQL index goes on, MongoDB catches up with `dicom-index sync`", e
+                )
+            self.mongo_ok = False
+            return False
+        with db.transaction(self.engine) as s:
+            sql.mark_batches_done(s, batch_ids)
+        return True
+
+    def _mongo_catch_up(self) -> None:
+        """Write batches left pending by earlier runs before adding new ones."""
+        if self.mongo is None:
+            return
+        try:
+            self.mongo.ensure_schema()
+        except MongoUnavailableError as e:
+            logger.warning("%s; MongoDB writes are pending until `dicom-index sync`", e)
+            self.mongo_ok = False
+            return
+        sync_pending(self.database, self.mongo)
+
+    def _mongo_report(self, summary: Summary) -> None:
+        with db.transaction(self.engine) as s:
+            summary.mongo_pending_batches = sql.count_pending_batches(s)
+        summary.mongo = "pending" if summary.mongo_pending_batches else "written"
+
+
+def documents(rows: sql.LevelRows) -> MongoDocs:
+    """MongoDB documents from index rows."""
+    return MongoDocs(
+        [instance_doc(r) for r in rows.instances],
+        [series_doc(r) for r in rows.series],
+        [study_doc(r) for r in rows.studies],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What `sync` wrote and what is still pending."""
+
+    batches: int
+    instances: int
+    pending: int
+
+
+def sync_pending(database: db.Database, sink: MongoSink, *, group: int = 20) -> SyncReport:
+    """Bring MongoDB level with PostgreSQL: write every pending batch, oldest first.
+
+    Raises
+    ------
+    MongoUnavailableError
+        MongoDB failed; what was written stays marked, the rest stays pending.
+
+    """
+    engine = database.engine
+    sink.ensure_schema()
+    batches = instances = 0
+    while True:
+        with db.transaction(engine) as s:
+            pending = sql.pending_batches(s, limit=group)
+        if not pending:
+            break
+        ids = [b for b, _ in pending]
+        uids = sorted({u for _, us in pending for u in us})
+        with db.transaction(engine) as s:
+            rows = sql.rows_for_documents(s, uids)
+        sink.write(documents(rows))
+        with db.transaction(engine) as s:
+            sql.mark_batches_done(s, ids)
+        batches += len(ids)
+        instances += len(rows.instances)
+    return SyncReport(batches, instances, 0)
+
+
+def compare_stores(database: db.Database, sink: MongoSink, *, sample: int = 50) -> list[str]:
+    """Differences between PostgreSQL and MongoDB: counts, then a sample of documents."""
+    problems: list[str] = []
+    with db.transaction(database.engine) as s:
+        counts = sql.level_counts(s)
+        uids = sql.sample_sop_uids(s, sample)
+        rows = sql.rows_for_documents(s, uids)
+        pending = sql.count_pending_batches(s)
+    docs = sink.counts()
+    for name, n in counts.items():
+        if docs[name] != n:
+            problems.append(f"{name}: {n} rows in PostgreSQL, {docs[name]} documents in MongoDB")
+    expected = documents(rows)
+    for collection, wanted in (
+        ("instances", expected.instances),
+        ("series", expected.series),
+        ("studies", expected.studies),
+    ):
+        found = sink.get(collection, [d["_id"] for d in wanted])
+        for doc in wanted:
+            got = found.get(doc["_id"])
+            if got is None:
+                problems.append(f"{collection}: document {doc['_id']} missing")
+            elif got != doc:
+                fields = sorted(k for k in doc if got.get(k) != doc[k])
+                problems.append(f"{collection}: document {doc['_id']} differs in {fields}")
+    if pending:
+        problems.append(f"{pending} batches wait for their MongoDB write (run `sync`)")
+    return problems
 
 
 def _locators(outcomes: Iterable[Outcome], failures: Iterable[Failure]) -> list[tuple[str, str]]:

@@ -119,6 +119,40 @@ def engine(db_url: str) -> Iterator[Engine]:
     e.dispose()
 
 
+@pytest.fixture(scope="session")
+def mongo_url() -> Iterator[str]:
+    """A MongoDB wire-protocol server: env URL, testcontainers, else SecantusDB in-process."""
+    if url := os.environ.get("DICOM_INDEX_MONGO_URL"):
+        yield url
+        return
+    if _docker_ok():
+        from testcontainers.mongodb import MongoDbContainer  # noqa: PLC0415
+
+        with MongoDbContainer("mongo:7") as m:
+            yield m.get_connection_url()
+        return
+    secantus = pytest.importorskip("secantus", reason="install the embedded-mongo extra")
+    storage = tempfile.mkdtemp(prefix="secantus-")
+    server = secantus.SecantusDBServer(host="127.0.0.1", port=0, storage_path=storage)
+    server.start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+@pytest.fixture
+def mongo_db(mongo_url: str) -> Iterator[str]:
+    """A fresh MongoDB database name for one test, dropped afterwards."""
+    from pymongo import MongoClient  # noqa: PLC0415
+
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    yield name
+    with MongoClient(mongo_url, serverSelectionTimeoutMS=5000) as c:
+        c.drop_database(name)
+
+
 @pytest.fixture
 def key_file(tmp_path: Path) -> Path:
     path = tmp_path / "state" / "keys.json"
@@ -153,12 +187,21 @@ class Cli:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, db_url: str, key_file: Path, pg_server: PgServer) -> Cli:
+def cli(
+    tmp_path: Path,
+    db_url: str,
+    key_file: Path,
+    pg_server: PgServer,
+    mongo_url: str,
+    mongo_db: str,
+) -> Cli:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
     env.update(
         DICOM_INDEX_DATABASE_URL=db_url,
         DICOM_INDEX_STATE_DIR=str(tmp_path / "state"),
         DICOM_INDEX_KEY_FILE=str(key_file),
+        DICOM_INDEX_MONGO_URL=mongo_url,
+        DICOM_INDEX_MONGO_DB=mongo_db,
         CI="1",
     )
     if pg_server.embedded:

@@ -67,6 +67,7 @@ def test_quick_start_command_works_on_a_clean_copy(tmp_path):
         )
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
         assert "24 seen, 24 indexed" in p.stdout
+        assert "sink is off" not in p.stderr  # the embedded MongoDB server was used
         assert len(list((project / "deidentified").rglob("*.dcm"))) == 24
         q = subprocess.run(
             [

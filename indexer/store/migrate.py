@@ -11,18 +11,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-import indexer
 from indexer.errors import StoreError
+from indexer.resources import data_dir
 from indexer.store.models import INDEX_SCHEMA
 
 
 def migrations_dir() -> Path:
-    """The migrations folder: inside an installed wheel, or at the top of a checkout."""
-    pkg = Path(indexer.__file__).resolve().parent
-    for candidate in (pkg / "_migrations", pkg.parent / "migrations"):
-        if (candidate / "env.py").exists():
-            return candidate
-    raise StoreError("the migrations folder is missing from this installation")
+    """The migrations folder of this installation."""
+    return data_dir("migrations")
 
 
 def _config(engine: Engine) -> Config:

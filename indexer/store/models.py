@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -16,7 +17,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 INDEX_SCHEMA = "dicom_index"
@@ -159,6 +160,22 @@ class FileError(Base):
     reason: Mapped[str] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[created]
+
+
+class IngestBatch(Base):
+    """One committed batch and whether its MongoDB write completed (PostgreSQL is the truth)."""
+
+    __tablename__ = "ingest_batch"
+    __table_args__ = (
+        Index("ix_ingest_batch_pending", "id", postgresql_where="NOT mongo_done"),
+        {"schema": INDEX_SCHEMA},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey(f"{INDEX_SCHEMA}.ingest_run.id"))
+    sop_uids: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    committed_at: Mapped[created]
+    mongo_done: Mapped[bool] = mapped_column(Boolean, server_default="false")
 
 
 class IndexMeta(Base):

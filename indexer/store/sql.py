@@ -16,6 +16,7 @@ from indexer.records import Failure, Outcome
 from indexer.store.models import (
     FileError,
     IndexMeta,
+    IngestBatch,
     IngestRun,
     Instance,
     Patient,
@@ -143,3 +144,99 @@ def schema_revision(engine: Engine) -> str | None:
             ).scalar()
     except DBAPIError:
         return None
+
+
+def create_batch(s: Session, run_id: int, sop_uids: Sequence[str]) -> int:
+    """Record a committed batch, MongoDB write pending; returns its id."""
+    batch = IngestBatch(run_id=run_id, sop_uids=list(sop_uids))
+    s.add(batch)
+    s.flush()
+    return batch.id
+
+
+def pending_batches(s: Session, limit: int | None = None) -> list[tuple[int, list[str]]]:
+    """Batches whose MongoDB write has not completed, oldest first."""
+    q = (
+        select(IngestBatch.id, IngestBatch.sop_uids)
+        .where(IngestBatch.mongo_done.is_(False))
+        .order_by(IngestBatch.id)
+    )
+    if limit is not None:
+        q = q.limit(limit)
+    return [(r.id, list(r.sop_uids)) for r in s.execute(q)]
+
+
+def count_pending_batches(s: Session) -> int:
+    """How many batches still wait for their MongoDB write."""
+    q = select(func.count()).select_from(IngestBatch).where(IngestBatch.mongo_done.is_(False))
+    return int(s.execute(q).scalar_one())
+
+
+def mark_batches_done(s: Session, batch_ids: Sequence[int]) -> None:
+    """Record that these batches' MongoDB writes completed."""
+    s.execute(update(IngestBatch).where(IngestBatch.id.in_(batch_ids)).values(mongo_done=True))
+
+
+_INSTANCE_ROWS = text("""
+    SELECT i.sop_uid, i.series_uid, i.study_uid, i.patient_id, se.modality, st.study_date,
+           i.sop_class_uid, i.instance_number, i.transfer_syntax_uid, i.rows, i.columns,
+           i.number_of_frames, i.run_id, i.copy_path, i.copy_sha256, i.copy_bytes, i.header
+    FROM dicom_index.instance i
+    JOIN dicom_index.series se USING (series_uid)
+    JOIN dicom_index.study st ON st.study_uid = i.study_uid
+    WHERE i.sop_uid = ANY(:ids)
+""")
+_SERIES_ROWS = text("""
+    SELECT se.series_uid, se.study_uid, st.patient_id, se.modality, se.series_number,
+           se.series_description, se.body_part_examined, count(i.sop_uid) AS n_instances
+    FROM dicom_index.series se
+    JOIN dicom_index.study st USING (study_uid)
+    LEFT JOIN dicom_index.instance i ON i.series_uid = se.series_uid
+    WHERE se.series_uid = ANY(:ids)
+    GROUP BY se.series_uid, st.patient_id
+""")
+_STUDY_ROWS = text("""
+    SELECT st.study_uid, st.patient_id, st.study_date, st.study_time, st.accession_number,
+           st.study_id, st.study_description,
+           count(DISTINCT se.series_uid) AS n_series, count(i.sop_uid) AS n_instances,
+           coalesce(array_agg(DISTINCT se.modality) FILTER (WHERE se.modality IS NOT NULL),
+                    '{}') AS modalities
+    FROM dicom_index.study st
+    LEFT JOIN dicom_index.series se ON se.study_uid = st.study_uid
+    LEFT JOIN dicom_index.instance i ON i.series_uid = se.series_uid
+    WHERE st.study_uid = ANY(:ids)
+    GROUP BY st.study_uid
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class LevelRows:
+    """Index rows of instances and of the series and studies they belong to."""
+
+    instances: list[dict[str, Any]]
+    series: list[dict[str, Any]]
+    studies: list[dict[str, Any]]
+
+
+def rows_for_documents(s: Session, sop_uids: Sequence[str]) -> LevelRows:
+    """Everything the MongoDB documents of these instances need, as plain dicts."""
+    instances = [dict(m) for m in s.execute(_INSTANCE_ROWS, {"ids": list(sop_uids)}).mappings()]
+    series_ids = sorted({r["series_uid"] for r in instances})
+    study_ids = sorted({r["study_uid"] for r in instances})
+    series = [dict(m) for m in s.execute(_SERIES_ROWS, {"ids": series_ids}).mappings()]
+    studies = [dict(m) for m in s.execute(_STUDY_ROWS, {"ids": study_ids}).mappings()]
+    return LevelRows(instances, series, studies)
+
+
+def level_counts(s: Session) -> dict[str, int]:
+    """Rows of instance, series and study."""
+    return {
+        name: int(s.execute(select(func.count()).select_from(model)).scalar_one())
+        for name, model in (("instances", Instance), ("series", Series), ("studies", Study))
+    }
+
+
+def sample_sop_uids(s: Session, n: int) -> list[str]:
+    """A random sample of instance UIDs."""
+    q = select(Instance.sop_uid).order_by(func.random()).limit(n)
+    return list(s.execute(q).scalars())

@@ -1,0 +1,250 @@
+"""The MongoDB sink: one document per instance, plus study and series documents.
+
+Documents are built from PostgreSQL rows (the source of truth) after the batch commits and
+written with unordered bulk upserts, so writing the same batch twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymongo import ASCENDING, MongoClient, ReplaceOne
+from pymongo.database import Database as MongoDatabase
+from pymongo.errors import CollectionInvalid, PyMongoError
+
+from indexer.errors import StoreError
+from indexer.resources import load_schema
+
+logger = logging.getLogger(__name__)
+
+INSTANCES, SERIES, STUDIES = "instances", "series", "studies"
+VALIDATORS = {
+    INSTANCES: "mongo-instance.schema.json",
+    SERIES: "mongo-series.schema.json",
+    STUDIES: "mongo-study.schema.json",
+}
+INDEXES: dict[str, list[list[tuple[str, int]]]] = {
+    INSTANCES: [
+        [("series_uid", ASCENDING)],
+        [("study_uid", ASCENDING)],
+        [("patient_id", ASCENDING), ("modality", ASCENDING)],
+        [("run_id", ASCENDING)],
+    ],
+    SERIES: [[("study_uid", ASCENDING)], [("patient_id", ASCENDING), ("modality", ASCENDING)]],
+    STUDIES: [
+        [("patient_id", ASCENDING)],
+        [("modalities", ASCENDING), ("study_month", ASCENDING)],
+        [("accession_number", ASCENDING)],
+    ],
+}
+
+
+class MongoUnavailableError(StoreError):
+    """The MongoDB server cannot be reached or refused a write; PostgreSQL has the data."""
+
+    code = "mongo"
+
+
+@dataclass(frozen=True, slots=True)
+class MongoDocs:
+    """The documents for one batch: instances and the studies and series they touch."""
+
+    instances: list[dict[str, Any]]
+    series: list[dict[str, Any]]
+    studies: list[dict[str, Any]]
+
+
+def _error(action: str, e: PyMongoError) -> MongoUnavailableError:
+    return MongoUnavailableError(f"MongoDB {action} failed ({type(e).__name__})")
+
+
+class MongoSink:
+    """The de-identified index in MongoDB."""
+
+    def __init__(self, url: str, database: str, *, timeout_ms: int = 5000) -> None:
+        self.client: MongoClient[dict[str, Any]] = MongoClient(
+            url,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=max(timeout_ms * 6, 30_000),
+            tz_aware=True,
+        )
+        self.db: MongoDatabase[dict[str, Any]] = self.client[database]
+
+    def close(self) -> None:
+        """Close the client."""
+        self.client.close()
+
+    def ensure_schema(self) -> None:
+        """Create collections with their $jsonSchema validators and indexes (idempotent)."""
+        try:
+            existing = set(self.db.list_collection_names())
+            for name, schema_file in VALIDATORS.items():
+                validator = {"$jsonSchema": _mongo_schema(load_schema(schema_file))}
+                if name in existing:
+                    self.db.command("collMod", name, validator=validator, validationLevel="strict")
+                else:
+                    with contextlib.suppress(CollectionInvalid):
+                        self.db.create_collection(
+                            name, validator=validator, validationLevel="strict"
+                        )
+                for keys in INDEXES[name]:
+                    self.db[name].create_index(keys)
+        except PyMongoError as e:
+            raise _error("set-up", e) from None
+
+    def write(self, docs: MongoDocs) -> None:
+        """Upsert every document of a batch (unordered bulk writes)."""
+        try:
+            for name, items in (
+                (INSTANCES, docs.instances),
+                (SERIES, docs.series),
+                (STUDIES, docs.studies),
+            ):
+                if items:
+                    self.db[name].bulk_write(
+                        [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in items],
+                        ordered=False,
+                    )
+        except PyMongoError as e:
+            raise _error("write", e) from None
+
+    def counts(self) -> dict[str, int]:
+        """Documents per collection."""
+        try:
+            return {n: self.db[n].count_documents({}) for n in (INSTANCES, SERIES, STUDIES)}
+        except PyMongoError as e:
+            raise _error("count", e) from None
+
+    def get(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Documents by _id."""
+        try:
+            return {d["_id"]: d for d in self.db[collection].find({"_id": {"$in": list(ids)}})}
+        except PyMongoError as e:
+            raise _error("read", e) from None
+
+
+def _mongo_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Strip JSON Schema annotations MongoDB's $jsonSchema does not accept."""
+    if isinstance(schema, dict):
+        return {k: _mongo_schema(v) for k, v in schema.items() if k != "$comment"}
+    if isinstance(schema, list):
+        return [_mongo_schema(v) for v in schema]
+    return schema
+
+
+def instance_doc(row: dict[str, Any]) -> dict[str, Any]:
+    """The instance document from its joined index row."""
+    keys = (
+        "sop_uid",
+        "series_uid",
+        "study_uid",
+        "patient_id",
+        "modality",
+        "study_date",
+        "sop_class_uid",
+        "instance_number",
+        "transfer_syntax_uid",
+        "rows",
+        "columns",
+        "number_of_frames",
+        "run_id",
+        "copy_path",
+        "copy_sha256",
+        "copy_bytes",
+        "header",
+    )
+    return {"_id": row["sop_uid"], **{k: row[k] for k in keys}}
+
+
+def series_doc(row: dict[str, Any]) -> dict[str, Any]:
+    """The series document from its aggregated row."""
+    keys = (
+        "study_uid",
+        "patient_id",
+        "modality",
+        "series_number",
+        "series_description",
+        "body_part_examined",
+        "n_instances",
+    )
+    return {"_id": row["series_uid"], **{k: row[k] for k in keys}}
+
+
+def study_doc(row: dict[str, Any]) -> dict[str, Any]:
+    """The study document from its aggregated row."""
+    keys = (
+        "patient_id",
+        "study_date",
+        "study_time",
+        "accession_number",
+        "study_id",
+        "study_description",
+        "n_series",
+        "n_instances",
+    )
+    date = row["study_date"] or ""
+    month = f"{date[:4]}-{date[4:6]}" if len(date) >= 6 and date[:6].isdigit() else None  # noqa: PLR2004
+    return {
+        "_id": row["study_uid"],
+        **{k: row[k] for k in keys},
+        "modalities": sorted(m for m in row["modalities"] if m),
+        "study_month": month,
+    }
+
+
+@contextlib.contextmanager
+def embedded_server(state_dir: Path) -> Iterator[str | None]:
+    """Run the SecantusDB wire-protocol server (optional GPL extra) for this process.
+
+    Yields its URL, or None when the extra is not installed.
+    """
+    try:
+        from secantus import SecantusDBServer  # noqa: PLC0415
+    except ImportError:
+        yield None
+        return
+    storage = state_dir / "mongo"
+    storage.mkdir(parents=True, exist_ok=True)
+    try:
+        server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(storage))
+        server.start()
+    except Exception as e:  # noqa: BLE001 - any failure to start is reported alike
+        raise StoreError(
+            f"could not start the embedded MongoDB server in {storage} "
+            f"({type(e).__name__}); set DICOM_INDEX_MONGO_URL"
+        ) from None
+    try:
+        yield str(server.uri)
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def open_sink(
+    url: str | None, database: str, *, enabled: bool, state_dir: Path, timeout_ms: int
+) -> Iterator[tuple[MongoSink | None, str | None]]:
+    """The configured sink, or None with the reason it is off."""
+    if not enabled:
+        yield None, "switched off (mongo_enabled = false)"
+        return
+    with contextlib.ExitStack() as stack:
+        if url is None:
+            url = stack.enter_context(embedded_server(state_dir))
+            if url is None:
+                yield (
+                    None,
+                    (
+                        "no DICOM_INDEX_MONGO_URL, and the embedded-mongo extra "
+                        "(SecantusDB) is not installed"
+                    ),
+                )
+                return
+        sink = MongoSink(url, database, timeout_ms=timeout_ms)
+        stack.callback(sink.close)
+        yield sink, None

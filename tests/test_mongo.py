@@ -1,0 +1,199 @@
+"""The MongoDB index: consistent with PostgreSQL, PHI-free, idempotent, repairable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import WriteError
+from sqlalchemy import text
+
+from indexer import deid, keys
+from indexer.pipeline import Ingest, compare_stores, local_output, sync_pending
+from indexer.store import db
+from indexer.store.mongo import MongoSink
+from tests.builders import SampleShape, write_archive
+
+MARKER = "PHIMARK"
+N = 24
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    root = tmp_path / "archive"
+    write_archive(root, SampleShape(2, 2, 2, 3), marker=MARKER)
+    return root
+
+
+@pytest.fixture
+def mdb(mongo_url, mongo_db):
+    with MongoClient(mongo_url) as c:
+        yield c[mongo_db]
+
+
+def _all_docs(mdb) -> dict[str, list[dict]]:
+    return {n: sorted(mdb[n].find(), key=lambda d: d["_id"]) for n in mdb.list_collection_names()}
+
+
+def test_documents_agree_with_rows_and_hold_no_phi(cli, archive, tmp_path, engine, mdb):
+    cli("ingest", str(archive), "--out", str(tmp_path / "out"))
+    assert mdb.instances.count_documents({}) == N
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar() == N
+        rows = c.execute(
+            text(
+                "SELECT i.sop_uid, i.series_uid, i.study_uid, i.patient_id, i.instance_number, "
+                "i.copy_sha256, i.header, se.modality FROM dicom_index.instance i "
+                "JOIN dicom_index.series se USING (series_uid) ORDER BY random() LIMIT 8"
+            )
+        ).all()
+        pending = c.execute(
+            text("SELECT count(*) FROM dicom_index.ingest_batch WHERE NOT mongo_done")
+        ).scalar()
+    assert pending == 0
+    for r in rows:
+        doc = mdb.instances.find_one({"_id": r.sop_uid})
+        assert doc is not None
+        for field in (
+            "sop_uid",
+            "series_uid",
+            "study_uid",
+            "patient_id",
+            "instance_number",
+            "copy_sha256",
+            "header",
+            "modality",
+        ):
+            assert doc[field] == getattr(r, field), field
+    studies = list(mdb.studies.find())
+    assert len(studies) == 4
+    assert all(
+        s["modalities"] == ["CT"] and s["n_series"] == 2 and s["n_instances"] == 6 for s in studies
+    )
+    assert mdb.series.count_documents({"n_instances": 3}) == 8
+
+    dump = json.dumps(_all_docs(mdb), default=str)
+    assert "2.25." in dump  # the dump really holds the documents
+    assert MARKER not in dump
+    assert "Doe_" not in dump
+
+    p = cli("check")
+    assert "agree" in p.stdout
+
+
+def test_reingest_leaves_documents_unchanged(cli, archive, tmp_path, mdb):
+    cli("ingest", str(archive), "--out", str(tmp_path / "out"))
+    before = _all_docs(mdb)
+    cli("ingest", str(archive), "--out", str(tmp_path / "out"))
+    assert _all_docs(mdb) == before
+
+
+def test_validator_rejects_a_bad_document(cli, archive, tmp_path, mdb):
+    cli("ingest", str(archive), "--out", str(tmp_path / "out"))
+    with pytest.raises(WriteError) as e:
+        mdb.instances.insert_one({"_id": "not-a-uid", "header": "not an object"})
+    assert e.value.code == 121
+    with pytest.raises(WriteError):
+        mdb.studies.insert_one({"_id": "1.2.3", "patient_id": "x"})  # counts missing
+
+
+def test_readme_example_queries(cli, archive, tmp_path, mdb):
+    cli("ingest", str(archive), "--out", str(tmp_path / "out"))
+    pid = mdb.studies.find_one()["patient_id"]
+    ct_series = list(mdb.series.find({"patient_id": pid, "modality": "CT"}))
+    assert len(ct_series) == 4
+    per_month = list(
+        mdb.studies.aggregate(
+            [
+                {"$unwind": "$modalities"},
+                {
+                    "$group": {
+                        "_id": {"modality": "$modalities", "month": "$study_month"},
+                        "studies": {"$sum": 1},
+                    }
+                },
+            ]
+        )
+    )
+    assert sum(g["studies"] for g in per_month) == 4
+    assert mdb.instances.count_documents({"header.00080060.Value": "CT"}) == N
+
+
+def test_mongo_unreachable_gives_pending_and_exit_4(cli, archive, tmp_path, engine, mdb):
+    good_url = cli.env["DICOM_INDEX_MONGO_URL"]
+    cli.env["DICOM_INDEX_MONGO_URL"] = "mongodb://127.0.0.1:9/?directConnection=true"
+    cli.env["DICOM_INDEX_MONGO_TIMEOUT_MS"] = "300"
+    p = cli("ingest", str(archive), "--out", str(tmp_path / "out"), check=4)
+    assert "batches pending" in p.stdout
+    assert "24 indexed" in p.stdout
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar() == N
+    p = cli("check", check=3)  # cannot compare with a server that does not answer
+    assert "MongoDB count failed" in p.stderr
+
+    cli.env["DICOM_INDEX_MONGO_URL"] = good_url
+    p = cli("check", check=1)  # the stores differ, and check says so
+    assert "24 rows in PostgreSQL, 0 documents in MongoDB" in p.stdout
+    assert "batches wait for their MongoDB write" in p.stdout
+    # the next ingest (of anything) first brings MongoDB level
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cli("ingest", str(empty), "--out", str(tmp_path / "out"))
+    assert mdb.instances.count_documents({}) == N
+    assert "agree" in cli("check").stdout
+
+
+def test_server_stopped_halfway_then_sync(db_url, key_file, archive, tmp_path):
+    # the test stops and restarts its own server, so it needs the in-process one
+    SecantusDBServer = pytest.importorskip("secantus").SecantusDBServer  # noqa: N806
+
+    storage = tempfile.mkdtemp(prefix="secantus-stop-")
+    server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=storage)
+    server.start()
+    database = db.connect(db_url, tmp_path / "state")
+    key_material = keys.read_key_file(key_file)
+    sink = MongoSink(server.uri, "halfway", timeout_ms=500)
+    try:
+        job = Ingest(
+            database,
+            key_material,
+            deid.basic_plan(),
+            local_output(tmp_path / "out"),
+            id_prefix="DI",
+            max_shift_days=3650,
+            batch_size=4,
+            max_member_bytes=10**8,
+            mongo=sink,
+        )
+
+        def stop_server_at_half(files: int, _bytes: int) -> None:
+            if files == N // 2:
+                server.stop()
+
+        summary = job.run([archive], stop_server_at_half)
+        sink.close()
+        assert summary.status == "completed"
+        assert summary.files_indexed == N
+        assert summary.mongo == "pending"
+        assert 0 < summary.mongo_pending_batches < N // 4
+        assert len(list((tmp_path / "out").rglob("*.dcm"))) == N
+
+        server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=storage)
+        server.start()
+        sink = MongoSink(server.uri, "halfway", timeout_ms=5000)
+        written_before = sink.counts()["instances"]
+        assert 0 < written_before < N
+        report = sync_pending(database, sink)
+        assert report.batches == summary.mongo_pending_batches
+        assert compare_stores(database, sink, sample=N) == []
+        assert sink.counts() == {"instances": N, "series": 8, "studies": 4}
+        assert sync_pending(database, sink).batches == 0  # nothing left, nothing duplicated
+    finally:
+        sink.close()
+        server.stop()
+        database.engine.dispose()
+        shutil.rmtree(storage, ignore_errors=True)
