@@ -7,9 +7,10 @@ import csv
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,11 +24,10 @@ from indexer.config import Settings, load_settings
 from indexer.deid import basic_plan
 from indexer.errors import ConfigError, IndexerError, StoreError, VaultAccessError
 from indexer.pipeline import Ingest, Summary, compare_stores, local_output, sync_pending
-from indexer.store import db, migrate, mongo, sql, vault
+from indexer.store import audit, db, migrate, mongo, roles, sql, vault
 from indexer.store.models import metadata
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_MONGO_PENDING, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
-READER_ROLE = "dicom_index_reader"
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger(__name__)
@@ -52,10 +52,30 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _database(settings: Settings) -> db.Database:
+    """The owner's connection; the embedded server keeps its schema and roles current."""
     database = db.connect(settings.database_url, settings.state_dir)
-    if database.embedded:  # the quick start: keep the embedded schema current by itself
+    if database.embedded:  # the quick start: no `db upgrade` or `db roles` by hand
         migrate.upgrade(database.engine)
+        names = _role_names(settings)
+        if not roles.grant_if_present(database.engine, names):
+            roles.apply_roles(database.engine, names, {})
     return database
+
+
+def _role_names(settings: Settings) -> roles.RoleNames:
+    return roles.RoleNames(settings.role_ingest, settings.role_reader, settings.role_reidentifier)
+
+
+def _role_db(settings: Settings, which: str) -> db.Database:
+    """A connection as the role a command needs (see `dicom-index db roles`)."""
+    database = _database(settings)
+    names = _role_names(settings)
+    url, role = {
+        "ingest": (settings.ingest_url, names.ingest),
+        "reader": (settings.reader_url, names.reader),
+        "reidentifier": (settings.reidentifier_url, names.reidentifier),
+    }[which]
+    return db.Database(db.role_engine(database, url, role), database.embedded)
 
 
 def _keys(settings: Settings) -> keys.Keys:
@@ -113,6 +133,65 @@ def keys_init(ctx: click.Context) -> None:
     )
 
 
+@keys_group.command("rotate")
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Rows re-encrypted per transaction.",
+)
+@click.option("--max-batches", type=click.IntRange(1), help="Stop after this many batches.")
+@click.option(
+    "--retire-old",
+    is_flag=True,
+    help="When no row uses them any more, remove old vault keys from the key file.",
+)
+@click.pass_context
+@handle_errors
+def keys_rotate(
+    ctx: click.Context, batch_size: int, max_batches: int | None, retire_old: bool
+) -> None:
+    """Re-encrypt the vault under a new vault key, in resumable batches.
+
+    A new key is made only when no earlier rotation is unfinished; otherwise this run goes on
+    with the active key. Old keys stay in the key file (rows under them stay readable) until
+    --retire-old removes those no row uses. The pseudonym key never changes.
+    """
+    settings = _settings(ctx)
+    if settings.master_key:
+        raise ConfigError(
+            "rotation needs a key file: keys derived from DICOM_INDEX_MASTER_KEY cannot change"
+        )
+    path = settings.resolved_key_file
+    key_material = keys.read_key_file(path)
+    database = _database(settings)
+    with db.transaction(database.engine) as s:
+        remaining = vault.rows_not_under(s, key_material.active_vault_id)
+    if remaining == 0:
+        key_material = keys.with_new_vault_key(key_material)
+        keys.replace_key_file(path, key_material)  # before any row uses it
+        click.echo(f"new vault key {key_material.active_vault_id} is active")
+    else:
+        click.echo(f"resuming rotation to {key_material.active_vault_id}")
+    done = batches = 0
+    while max_batches is None or batches < max_batches:
+        with db.transaction(database.engine) as s:
+            n = vault.reencrypt_batch(s, key_material, batch_size)
+        if n == 0:
+            break
+        done += n
+        batches += 1
+    with db.transaction(database.engine) as s:
+        remaining = vault.rows_not_under(s, key_material.active_vault_id)
+        in_use = vault.key_ids_in_use(s)
+    click.echo(f"re-encrypted {done} rows; {remaining} rows still under older keys")
+    unused = set(key_material.vault) - in_use - {key_material.active_vault_id}
+    if retire_old and remaining == 0 and unused:
+        keys.replace_key_file(path, keys.without_vault_keys(key_material, unused))
+        click.echo(f"retired vault keys {', '.join(sorted(unused))}")
+
+
 # ---------------------------------------------------------------- db
 @cli.group("db")
 def db_group() -> None:
@@ -127,6 +206,42 @@ def db_upgrade(ctx: click.Context) -> None:
     database = db.connect(_settings(ctx).database_url, _settings(ctx).state_dir)
     migrate.upgrade(database.engine)
     click.echo(f"schema at {migrate.current(database.engine)}")
+
+
+@db_group.command("roles")
+@click.option("--prompt", is_flag=True, help="Ask for each role's password on the terminal.")
+@click.pass_context
+@handle_errors
+def db_roles(ctx: click.Context, prompt: bool) -> None:
+    """Create the ingest, reader and reidentifier roles and apply every grant (idempotent).
+
+    Passwords come from DICOM_INDEX_INGEST_PASSWORD, DICOM_INDEX_READER_PASSWORD and
+    DICOM_INDEX_REIDENTIFIER_PASSWORD, or from --prompt; never from the command line.
+    """
+    settings = _settings(ctx)
+    database = db.connect(settings.database_url, settings.state_dir)
+    migrate.require_head(database.engine)
+    names = _role_names(settings)
+    passwords: dict[str, str | None] = {}
+    for label, role in (
+        ("INGEST", names.ingest),
+        ("READER", names.reader),
+        ("REIDENTIFIER", names.reidentifier),
+    ):
+        pw = os.environ.get(f"DICOM_INDEX_{label}_PASSWORD")
+        if pw is None and prompt:
+            pw = (
+                click.prompt(
+                    f"password for {role} (empty: leave unchanged)",
+                    default="",
+                    hide_input=True,
+                    show_default=False,
+                )
+                or None
+            )
+        passwords[role] = pw
+    for line in roles.apply_roles(database.engine, names, passwords):
+        click.echo(line)
 
 
 @db_group.command("check")
@@ -179,7 +294,7 @@ def ingest(
     """De-identify, copy and index every DICOM object under the SOURCEs (folders, zip, tar)."""
     settings = _settings(ctx)
     key_material = _keys(settings)
-    database = _database(settings)
+    database = _role_db(settings, "ingest")
     with _mongo(settings) as sink:
         job = Ingest(
             database,
@@ -231,7 +346,7 @@ def _mongo(settings: Settings) -> Iterator[mongo.MongoSink | None]:
 def sync_cmd(ctx: click.Context) -> None:
     """Write every batch whose MongoDB write is pending, so MongoDB matches PostgreSQL."""
     settings = _settings(ctx)
-    database = _database(settings)
+    database = _role_db(settings, "ingest")
     with _mongo(settings) as sink:
         if sink is None:
             raise ConfigError("nothing to sync to: the MongoDB sink is off")
@@ -255,7 +370,7 @@ def sync_cmd(ctx: click.Context) -> None:
 def check_cmd(ctx: click.Context, sample: int) -> None:
     """Compare PostgreSQL and MongoDB: counts per level and a sample of documents."""
     settings = _settings(ctx)
-    database = _database(settings)
+    database = _role_db(settings, "reader")
     with _mongo(settings) as sink:
         if sink is None:
             raise ConfigError("nothing to compare: the MongoDB sink is off")
@@ -304,9 +419,8 @@ def _print_summary(summary: Summary, as_json: bool) -> None:
 def sql_cmd(ctx: click.Context, query: str, fmt: str | None) -> None:
     """Run one read-only SELECT against the dicom_index schema (never the vault)."""
     settings = _settings(ctx)
-    database = _database(settings)
-    engine = db.reader_engine(database, settings.reader_url, READER_ROLE)
-    result = sql.read_only_query(engine, query, READER_ROLE)
+    reader = _role_db(settings, "reader")
+    result = sql.read_only_query(reader.engine, query, settings.role_reader)
     if fmt == "csv":
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(result.columns)
@@ -328,43 +442,169 @@ def sql_cmd(ctx: click.Context, query: str, fmt: str | None) -> None:
 
 
 # ---------------------------------------------------------------- reidentify
+def _need_reason(reason: str) -> str:
+    if not reason.strip():
+        raise VaultAccessError("a reason is required to re-identify (--reason)")
+    return reason
+
+
 @cli.command()
-@click.argument("target")
+@click.argument("target", required=False)
+@click.option("--run", "run_id", type=int, help="Every study of this ingest run, in one call.")
 @click.option("--reason", required=True, help="Why the originals are needed (audited).")
 @click.option("--actor", default=None, help="Who asks (default: the login name).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @handle_errors
 def reidentify(
-    ctx: click.Context, target: str, reason: str, actor: str | None, as_json: bool
+    ctx: click.Context,
+    target: str | None,
+    run_id: int | None,
+    reason: str,
+    actor: str | None,
+    as_json: bool,
 ) -> None:
-    """Show the original identifiers behind a pseudonym, UID or source id (audited)."""
+    """Show the originals behind a pseudonym, UID, accession number or source id (audited).
+
+    TARGET is a pseudonymized PatientID, Study/Series/SOP Instance UID, AccessionNumber, or a
+    `src-` source id. With --run, the mapping of every study of that ingest run.
+    """
     settings = _settings(ctx)
-    if not reason.strip():
-        raise VaultAccessError("a reason is required to re-identify (--reason)")
+    if (target is None) == (run_id is None):
+        raise ConfigError("give either a TARGET or --run RUN_ID")
+    _need_reason(reason)
     key_material = _keys(settings)
-    database = _database(settings)
-    with db.transaction(database.engine) as s:
-        sealed = vault.release(s, target, reason, actor or getpass.getuser())
+    engine = _role_db(settings, "reidentifier").engine
+    who = actor or getpass.getuser()
+    if run_id is not None:
+        with db.transaction(engine) as s:
+            mapping = vault.release_run(s, run_id, reason, who)
+        opened = vault.open_sealed(key_material, [m.sealed for m in mapping])
+        study_of = {(m.sealed.kind, m.sealed.pseudonym): m.study_uid for m in mapping}
+        rows = [(study_of[(r.kind, r.pseudonym)], r.kind, r.pseudonym, r.original) for r in opened]
+        _print_released(sorted(rows), ("study", "kind", "pseudonym", "original"), as_json)
+        if not rows:
+            sys.exit(EXIT_SOME_FAILED)
+        return
+    assert target is not None  # noqa: S101 - checked above
+    with db.transaction(engine) as s:
+        sealed = vault.release(s, target, reason, who)
     released = vault.open_sealed(key_material, sealed)  # after the audit row is committed
     if not released:
         click.echo("no vault entry for that pseudonym", err=True)
         sys.exit(EXIT_SOME_FAILED)
+    _print_released(
+        [(r.kind, r.pseudonym, r.original) for r in released],
+        ("kind", "pseudonym", "original"),
+        as_json,
+    )
+
+
+def _print_released(
+    rows: Sequence[tuple[str, ...]], header: tuple[str, ...], as_json: bool
+) -> None:
     if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {"kind": r.kind, "pseudonym": r.pseudonym, "original": r.original}
-                    for r in released
-                ],
-                indent=1,
-            )
-        )
+        click.echo(json.dumps([dict(zip(header, r, strict=True)) for r in rows], indent=1))
         return
-    table = Table("kind", "pseudonym", "original")
-    for r in released:
-        table.add_row(r.kind, r.pseudonym, r.original)
-    Console(width=200).print(table)
+    table = Table(*header)
+    for r in rows:
+        table.add_row(*r)
+    Console(width=220).print(table)
+
+
+LOOKUP_KINDS = {
+    "patient-id": "patient_id",
+    "study-uid": "study_uid",
+    "accession-number": "accession_number",
+    "sop-uid": "sop_uid",
+}
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(sorted(LOOKUP_KINDS)))
+@click.option("--reason", required=True, help="Why the pseudonym is needed (audited).")
+@click.option("--actor", default=None, help="Who asks (default: the login name).")
+@click.pass_context
+@handle_errors
+def lookup(ctx: click.Context, kind: str, reason: str, actor: str | None) -> None:
+    """Find the pseudonym of an ORIGINAL value, read from standard input (audited).
+
+    The original is read from standard input, never from the command line, so that it stays
+    out of shell history and process lists: `echo MRN123 | dicom-index lookup patient-id ...`.
+    """
+    settings = _settings(ctx)
+    _need_reason(reason)
+    original = sys.stdin.readline().strip()
+    if not original:
+        raise ConfigError("no original value on standard input")
+    key_material = _keys(settings)
+    engine = _role_db(settings, "reidentifier").engine
+    with db.transaction(engine) as s:
+        found = vault.lookup(
+            s, LOOKUP_KINDS[kind], original, reason, actor or getpass.getuser(), key_material
+        )
+    if not found:
+        click.echo("no pseudonym for that value", err=True)
+        sys.exit(EXIT_SOME_FAILED)
+    for pseudonym in found:
+        click.echo(pseudonym)
+
+
+# ---------------------------------------------------------------- audit
+@cli.group("audit")
+def audit_group() -> None:
+    """Read and verify the re-identification audit log (owner role)."""
+
+
+@audit_group.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@handle_errors
+def audit_list(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """The newest audit rows: when, who (role and actor), why, what, result."""
+    database = _database(_settings(ctx))
+    with db.transaction(database.engine) as s:
+        rows = audit.entries(s, limit=limit)
+    header = ("id", "at", "db_role", "actor", "purpose", "target", "result", "rows")
+    data = [
+        (
+            str(e.id),
+            e.at.isoformat(),
+            e.db_role,
+            e.actor,
+            e.purpose,
+            e.target,
+            e.result,
+            str(e.rows_released),
+        )
+        for e in rows
+    ]
+    _print_released(data, header, as_json)
+
+
+@audit_group.command("verify")
+@click.option(
+    "--expect-head",
+    metavar="ID:HASH",
+    help="A head printed by an earlier verify: check the chain still passes it.",
+)
+@click.pass_context
+@handle_errors
+def audit_verify(ctx: click.Context, expect_head: str | None) -> None:
+    """Recompute the hash chain; name the first row where it breaks. Exit 1 if broken.
+
+    Prints the chain's head: keep it outside the database (a ticket, write-once storage) and
+    pass it to a later verify with --expect-head.
+    """
+    database = _database(_settings(ctx))
+    with db.transaction(database.engine) as s:
+        result = audit.verify(s, expect_head)
+    for p in result.problems:
+        click.echo(f"broken: {p}")
+    if result.problems:
+        sys.exit(EXIT_SOME_FAILED)
+    click.echo(f"audit log intact: {result.rows} rows, chain verified, head {result.head}")
 
 
 # ---------------------------------------------------------------- sample

@@ -36,12 +36,31 @@ class Settings(BaseSettings):
             "Unset: an embedded PostgreSQL is started in the state directory."
         ),
     )
+    ingest_url: str | None = Field(
+        None,
+        description=(
+            "URL `ingest` and `sync` connect with (the ingest role). Unset: the embedded "
+            "server's ingest role, or the database URL."
+        ),
+    )
     reader_url: str | None = Field(
         None,
         description=(
-            "URL `dicom-index sql` connects with: a role with SELECT on dicom_index only. "
+            "URL `sql` and `check` connect with (the reader role: SELECT on dicom_index only). "
             "Unset: the embedded server's reader role, or the database URL behind SET ROLE."
         ),
+    )
+    reidentifier_url: str | None = Field(
+        None,
+        description=(
+            "URL `reidentify` and `lookup` connect with (the reidentifier role). Unset: the "
+            "embedded server's reidentifier role, or the database URL."
+        ),
+    )
+    role_ingest: str = Field("dicom_index_ingest", description="Name of the ingest role.")
+    role_reader: str = Field("dicom_index_reader", description="Name of the reader role.")
+    role_reidentifier: str = Field(
+        "dicom_index_reidentifier", description="Name of the reidentifier role."
     )
     mongo_url: str | None = Field(
         None,

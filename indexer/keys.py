@@ -80,9 +80,8 @@ def from_master(master_b64: str) -> Keys:
     )
 
 
-def write_key_file(path: Path, keys: Keys) -> None:
-    """Create the key file with mode 0600; never overwrite an existing one."""
-    doc = {
+def _document(keys: Keys) -> dict[str, Any]:
+    return {
         "format": KEY_FILE_FORMAT,
         "pseudonym": _enc(keys.pseudonym),
         "blind": _enc(keys.blind),
@@ -91,11 +90,45 @@ def write_key_file(path: Path, keys: Keys) -> None:
             "keys": {k: _enc(v) for k, v in keys.vault.items()},
         },
     }
+
+
+def write_key_file(path: Path, keys: Keys) -> None:
+    """Create the key file with mode 0600; never overwrite an existing one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2)
+        json.dump(_document(keys), f, indent=2)
         f.write("\n")
+
+
+def replace_key_file(path: Path, keys: Keys) -> None:
+    """Rewrite an existing key file atomically (temp file with mode 0600, then rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_document(keys), f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def with_new_vault_key(keys: Keys) -> Keys:
+    """The same keys plus a fresh vault key, which becomes the active one."""
+    new = os.urandom(KEY_BYTES)
+    return Keys(keys.pseudonym, keys.blind, {**keys.vault, key_id(new): new}, key_id(new))
+
+
+def without_vault_keys(keys: Keys, retire: set[str]) -> Keys:
+    """The same keys less the retired vault keys (never the active one)."""
+    if keys.active_vault_id in retire:
+        raise KeyFileError("the active vault key cannot be retired")
+    vault = {k: v for k, v in keys.vault.items() if k not in retire}
+    return Keys(keys.pseudonym, keys.blind, vault, keys.active_vault_id)
 
 
 def read_key_file(path: Path) -> Keys:

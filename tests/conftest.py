@@ -22,11 +22,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from indexer import keys as keys_mod
-from indexer.store import migrate
+from indexer.store import migrate, roles
 from indexer.store.db import normalize_url
 
 TEMPLATE_DB = "dicom_index_template"
-READER_ROLE = "dicom_index_reader"
+ROLES = roles.RoleNames()
+READER_ROLE = ROLES.reader
 _counter = itertools.count(1)
 
 
@@ -92,6 +93,7 @@ def migrated_template(pg_server: PgServer) -> str:
         c.execute(text(f"CREATE DATABASE {TEMPLATE_DB}"))
     engine = create_engine(pg_server.url(TEMPLATE_DB))
     migrate.upgrade(engine)
+    roles.apply_roles(engine, ROLES, {})
     engine.dispose()
     admin.dispose()
     return TEMPLATE_DB
@@ -209,6 +211,11 @@ def cli(
             make_url(db_url).set(username=READER_ROLE).render_as_string(hide_password=False)
         )
     return Cli(env, tmp_path, [])
+
+
+def role_url(db_url: str, role: str) -> str:
+    """The same database, logged in as another role (trust auth on the embedded server)."""
+    return make_url(db_url).set(username=role, password=None).render_as_string(hide_password=False)
 
 
 def pg_dump(server: PgServer, db_url: str, *args: str) -> bytes:

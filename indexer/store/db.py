@@ -83,20 +83,21 @@ def connect(database_url: str | None, state_dir: Path) -> Database:
     return Database(engine, embedded)
 
 
-def reader_engine(database: Database, reader_url: str | None, role: str) -> Engine:
-    """An engine logged in as the reader role where possible.
+def role_engine(database: Database, url: str | None, role: str) -> Engine:
+    """An engine logged in as ``role`` where possible.
 
-    With ``reader_url`` that URL; on the embedded server (local trust authentication) the
-    reader role itself; otherwise the main engine, and the query runs behind ``SET ROLE``.
+    With ``url`` that URL; on the embedded server (local trust authentication) the role
+    itself; otherwise the main (owner) engine, which holds every privilege the role has.
     """
-    if reader_url:
-        return create_engine(normalize_url(reader_url))
+    if url:
+        engine = create_engine(normalize_url(url), pool_pre_ping=True)
+        event.listen(engine, "connect", _set_session)
+        return engine
     if database.embedded:
-        return create_engine(database.engine.url.set(username=role))
-    logger.warning(
-        "DICOM_INDEX_READER_URL is not set: the query runs as the main role behind SET ROLE %s",
-        role,
-    )
+        engine = create_engine(database.engine.url.set(username=role), pool_pre_ping=True)
+        event.listen(engine, "connect", _set_session)
+        return engine
+    logger.info("no URL for the %s role: using the database URL", role)
     return database.engine
 
 

@@ -222,9 +222,11 @@ class AuditLog(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     at: Mapped[created]
-    db_role: Mapped[str] = mapped_column(Text, server_default=func.current_user())
+    db_role: Mapped[str] = mapped_column(Text, server_default=func.session_user())
     actor: Mapped[str] = mapped_column(Text)
     purpose: Mapped[str] = mapped_column(Text)
     target: Mapped[str] = mapped_column(Text)
     result: Mapped[str] = mapped_column(Text)
     rows_released: Mapped[int] = mapped_column(Integer)
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary)  # set by the chain trigger
+    row_hash: Mapped[bytes] = mapped_column(LargeBinary)  # sha256(prev_hash || canonical row)

@@ -9,20 +9,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from indexer.deid import Identity
 from indexer.errors import VaultAccessError
 from indexer.keys import Keys
-from indexer.store.models import VaultIdentity, VaultSource
 
 NONCE_BYTES = 12
 SOURCE_KIND = "source_path"
@@ -71,34 +69,61 @@ def blind_index(keys: Keys, kind: str, original: str) -> bytes:
 
 
 def put_identities(s: Session, identities: Iterable[Identity], keys: Keys) -> int:
-    """Insert identity rows not yet in the vault; returns how many rows were offered."""
-    rows = {}
+    """Add identity rows not yet in the vault (through vault.put_identities); returns new rows."""
+    rows: dict[tuple[str, str, bytes], tuple[str, bytes]] = {}
     for ident in identities:
         b = blind_index(keys, ident.kind, ident.original)
-        if (ident.kind, ident.pseudonym, b) in rows:
-            continue
-        kid, blob = encrypt(keys, ident.kind, ident.pseudonym, ident.original)
-        rows[(ident.kind, ident.pseudonym, b)] = {
-            "kind": ident.kind,
-            "pseudonym": ident.pseudonym,
-            "blind_index": b,
-            "key_id": kid,
-            "ciphertext": blob,
-        }
-    if rows:
-        s.execute(insert(VaultIdentity).on_conflict_do_nothing(), list(rows.values()))
-    return len(rows)
+        if (ident.kind, ident.pseudonym, b) not in rows:
+            rows[(ident.kind, ident.pseudonym, b)] = encrypt(
+                keys, ident.kind, ident.pseudonym, ident.original
+            )
+    if not rows:
+        return 0
+    return _call_put(
+        s,
+        "SELECT vault.put_identities(:k, :p, :b, :kid, :ct)",
+        {
+            "k": [k for k, _, _ in rows],
+            "p": [p for _, p, _ in rows],
+            "b": [b for _, _, b in rows],
+            "kid": [kid for kid, _ in rows.values()],
+            "ct": [ct for _, ct in rows.values()],
+        },
+    )
 
 
 def put_sources(s: Session, sources: Iterable[tuple[str, str]], keys: Keys) -> int:
-    """Store the encrypted location of each (source id, locator)."""
-    rows = {}
-    for source_id, locator in sources:
-        kid, blob = encrypt(keys, SOURCE_KIND, source_id, locator)
-        rows[source_id] = {"source_id": source_id, "key_id": kid, "ciphertext": blob}
-    if rows:
-        s.execute(insert(VaultSource).on_conflict_do_nothing(), list(rows.values()))
-    return len(rows)
+    """Store the encrypted location of each (source id, locator) through vault.put_sources."""
+    rows = {sid: encrypt(keys, SOURCE_KIND, sid, locator) for sid, locator in sources}
+    if not rows:
+        return 0
+    return _call_put(
+        s,
+        "SELECT vault.put_sources(:id, :kid, :ct)",
+        {
+            "id": list(rows),
+            "kid": [k for k, _ in rows.values()],
+            "ct": [c for _, c in rows.values()],
+        },
+    )
+
+
+def _call_put(s: Session, statement: str, params: dict[str, object]) -> int:
+    try:
+        return int(s.execute(text(statement), params).scalar_one())
+    except DBAPIError as e:
+        raise VaultAccessError(_refusal("write to the vault", e)) from None
+
+
+def _refusal(action: str, e: DBAPIError) -> str:
+    """A PHI-free explanation of a database refusal, naming the missing privilege."""
+    detail = str(e.orig).splitlines()[0] if e.orig is not None else type(e).__name__
+    if "permission denied" in detail:
+        return (
+            f"cannot {action}: {detail}. Connect as the role that holds this privilege "
+            "(see `dicom-index db roles`)"
+        )
+    return f"cannot {action}: {detail}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +151,50 @@ def release(s: Session, target: str, reason: str, actor: str) -> list[Sealed]:
             {"t": target, "r": reason, "a": actor},
         ).all()
     except DBAPIError as e:
-        detail = str(e.orig).splitlines()[0] if e.orig is not None else type(e).__name__
-        raise VaultAccessError(f"re-identification refused by the database: {detail}") from None
+        raise VaultAccessError(_refusal("re-identify", e)) from None
     return [Sealed(r.kind, r.pseudonym, r.key_id, bytes(r.ciphertext)) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class RunMapping:
+    """One study of an ingest run and its released (still encrypted) identifiers."""
+
+    study_uid: str
+    sealed: Sealed
+
+
+def release_run(s: Session, run_id: int, reason: str, actor: str) -> list[RunMapping]:
+    """The originals of every study of an ingest run, in one audited call."""
+    if not reason or not reason.strip():
+        raise VaultAccessError("a reason is required to re-identify (--reason)")
+    try:
+        rows = s.execute(
+            text(
+                "SELECT study_uid, kind, pseudonym, key_id, ciphertext "
+                "FROM vault.reidentify_run(:run, :r, :a)"
+            ),
+            {"run": run_id, "r": reason, "a": actor},
+        ).all()
+    except DBAPIError as e:
+        raise VaultAccessError(_refusal("re-identify", e)) from None
+    return [
+        RunMapping(r.study_uid, Sealed(r.kind, r.pseudonym, r.key_id, bytes(r.ciphertext)))
+        for r in rows
+    ]
+
+
+def lookup(s: Session, kind: str, original: str, reason: str, actor: str, keys: Keys) -> list[str]:
+    """Pseudonyms of an original value, through its blind index; audited."""
+    if not reason or not reason.strip():
+        raise VaultAccessError("a reason is required for a look-up (--reason)")
+    try:
+        rows = s.execute(
+            text("SELECT * FROM vault.lookup(:k, :b, :r, :a)"),
+            {"k": kind, "b": blind_index(keys, kind, original), "r": reason, "a": actor},
+        ).scalars()
+        return sorted(rows)
+    except DBAPIError as e:
+        raise VaultAccessError(_refusal("look up", e)) from None
 
 
 def open_sealed(keys: Keys, sealed: Iterable[Sealed]) -> list[Released]:
@@ -144,10 +210,72 @@ def open_sealed(keys: Keys, sealed: Iterable[Sealed]) -> list[Released]:
     )
 
 
-def lookup_blind(s: Session, kind: str, original: str, keys: Keys) -> Sequence[str]:
-    """Pseudonyms recorded for an original value (forward look-up through the blind index)."""
-    rows = s.execute(
-        text("SELECT pseudonym FROM vault.identity WHERE kind = :k AND blind_index = :b"),
-        {"k": kind, "b": blind_index(keys, kind, original)},
-    ).scalars()
-    return list(rows)
+@dataclass(frozen=True, slots=True)
+class RotationProgress:
+    """Rows re-encrypted so far and rows still under other keys."""
+
+    reencrypted: int
+    remaining: int
+
+
+_TABLES = {
+    # table: (key columns, kind expression for the associated data, pseudonym column)
+    "identity": (("kind", "pseudonym", "blind_index"), "kind", "pseudonym"),
+    "source": (("source_id",), f"'{SOURCE_KIND}'", "source_id"),
+}
+
+
+def rows_not_under(s: Session, key_id: str) -> int:
+    """How many vault rows are encrypted under any key but ``key_id``."""
+    return sum(
+        int(
+            s.execute(
+                text(f"SELECT count(*) FROM vault.{t} WHERE key_id <> :k"), {"k": key_id}
+            ).scalar_one()
+        )
+        for t in _TABLES
+    )
+
+
+def key_ids_in_use(s: Session) -> set[str]:
+    """Every key id that some vault row is encrypted under."""
+    out: set[str] = set()
+    for t in _TABLES:
+        out |= set(s.execute(text(f"SELECT DISTINCT key_id FROM vault.{t}")).scalars())
+    return out
+
+
+def reencrypt_batch(s: Session, keys: Keys, batch_size: int) -> int:
+    """Re-encrypt up to ``batch_size`` rows not under the active key; returns how many.
+
+    Each row is decrypted with the key it names and written back under the active key in the
+    same transaction, so at no time is a row readable by neither key. Rows locked by another
+    rotation are skipped, so two rotations can run at once.
+    """
+    done = 0
+    for table, (key_cols, kind_expr, pseudo_col) in _TABLES.items():
+        limit = batch_size - done
+        if limit <= 0:
+            break
+        cols = ", ".join(key_cols)
+        rows = s.execute(
+            text(
+                f"SELECT {cols}, {kind_expr} AS kind_, {pseudo_col} AS pseudo_, key_id, "
+                f"ciphertext FROM vault.{table} WHERE key_id <> :k "
+                f"LIMIT :n FOR UPDATE SKIP LOCKED"
+            ),
+            {"k": keys.active_vault_id, "n": limit},
+        ).all()
+        updates = []
+        for r in rows:
+            plain = decrypt(keys, r.kind_, r.pseudo_, r.key_id, bytes(r.ciphertext))
+            kid, blob = encrypt(keys, r.kind_, r.pseudo_, plain)
+            updates.append({**{c: getattr(r, c) for c in key_cols}, "kid": kid, "ct": blob})
+        if updates:
+            where = " AND ".join(f"{c} = :{c}" for c in key_cols)
+            s.execute(
+                text(f"UPDATE vault.{table} SET key_id = :kid, ciphertext = :ct WHERE {where}"),
+                updates,
+            )
+        done += len(updates)
+    return done

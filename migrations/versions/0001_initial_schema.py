@@ -17,8 +17,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-READER_ROLE = "dicom_index_reader"
-
 REIDENTIFY = r"""
 CREATE FUNCTION vault.reidentify(p_target text, p_reason text, p_actor text)
 RETURNS TABLE(kind text, pseudonym text, key_id text, ciphertext bytea)
@@ -321,25 +319,12 @@ def upgrade() -> None:
         postgresql_using="gin",
     )
     op.execute(REIDENTIFY)
-    # the reader role: SELECT on dicom_index, nothing in vault
-    op.execute(
-        f"""DO $$ BEGIN
-            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER_ROLE}') THEN
-                CREATE ROLE {READER_ROLE} LOGIN;
-            END IF;
-        END $$"""
-    )
-    op.execute(f"GRANT {READER_ROLE} TO CURRENT_USER")
-    op.execute(f"GRANT USAGE ON SCHEMA dicom_index TO {READER_ROLE}")
-    op.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA dicom_index TO {READER_ROLE}")
     op.execute("REVOKE ALL ON SCHEMA vault FROM PUBLIC")
     op.execute("REVOKE ALL ON FUNCTION vault.reidentify(text, text, text) FROM PUBLIC")
 
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS vault.reidentify(text, text, text)")
-    op.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA dicom_index FROM {READER_ROLE}")
-    op.execute(f"REVOKE USAGE ON SCHEMA dicom_index FROM {READER_ROLE}")
     op.drop_index(
         "ix_instance_header", table_name="instance", schema="dicom_index", postgresql_using="gin"
     )

@@ -46,19 +46,9 @@ def upgrade() -> None:
         schema="dicom_index",
         postgresql_where="NOT mongo_done",
     )
-    op.execute("GRANT SELECT ON dicom_index.ingest_batch TO dicom_index_reader")
-    # tables added by later migrations are readable by the reader role too
-    op.execute(
-        "ALTER DEFAULT PRIVILEGES IN SCHEMA dicom_index "
-        "GRANT SELECT ON TABLES TO dicom_index_reader"
-    )
 
 
 def downgrade() -> None:
-    op.execute(
-        "ALTER DEFAULT PRIVILEGES IN SCHEMA dicom_index "
-        "REVOKE SELECT ON TABLES FROM dicom_index_reader"
-    )
     op.drop_index(
         "ix_ingest_batch_pending",
         table_name="ingest_batch",
