@@ -21,9 +21,18 @@ from rich.table import Table
 
 from indexer import __version__, keys, progress, sample, sources
 from indexer.config import Settings, load_settings
-from indexer.deid import basic_plan
+from indexer.deid import Plan, build_plan, explain
 from indexer.errors import ConfigError, IndexerError, StoreError, VaultAccessError
-from indexer.pipeline import Ingest, Summary, compare_stores, local_output, sync_pending
+from indexer.pipeline import (
+    Ingest,
+    Summary,
+    compare_stores,
+    deidentify_tree,
+    local_output,
+    read_dataset,
+    sync_pending,
+    verify_outputs,
+)
 from indexer.store import audit, db, migrate, mongo, roles, sql, vault
 from indexer.store.models import metadata
 
@@ -60,6 +69,11 @@ def _database(settings: Settings) -> db.Database:
         if not roles.grant_if_present(database.engine, names):
             roles.apply_roles(database.engine, names, {})
     return database
+
+
+def _plan(settings: Settings, options: Sequence[str], burned_in: str | None) -> Plan:
+    """The de-identification plan from settings and flags; flags add options."""
+    return build_plan([*settings.deid_options, *options], burned_in=burned_in or settings.burned_in)
 
 
 def _role_names(settings: Settings) -> roles.RoleNames:
@@ -279,6 +293,19 @@ def db_stop(ctx: click.Context) -> None:
     help="Directory for pseudonymized copies (<study>/<series>/<sop>.dcm).",
 )
 @click.option("--batch-size", type=click.IntRange(1, 100_000), help="Files per transaction.")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="NAME",
+    help="A PS3.15 option (repeatable): retain-uids, clean-descriptors, ...",
+)
+@click.option(
+    "--burned-in",
+    type=click.Choice(["reject", "allow"]),
+    help="Objects whose pixels may carry burned-in text.",
+)
+@click.option("--no-verify", is_flag=True, help="Skip the leak check of each output.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @click.pass_context
@@ -288,24 +315,29 @@ def ingest(
     sources_: tuple[Path, ...],
     out_dir: Path,
     batch_size: int | None,
+    options: tuple[str, ...],
+    burned_in: str | None,
+    no_verify: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """De-identify, copy and index every DICOM object under the SOURCEs (folders, zip, tar)."""
     settings = _settings(ctx)
+    plan = _plan(settings, options, burned_in)
     key_material = _keys(settings)
     database = _role_db(settings, "ingest")
     with _mongo(settings) as sink:
         job = Ingest(
             database,
             key_material,
-            basic_plan(),
+            plan,
             local_output(out_dir),
             id_prefix=settings.id_prefix,
             max_shift_days=settings.date_shift_days,
             batch_size=batch_size or settings.batch_size,
             max_member_bytes=settings.max_member_bytes,
             mongo=sink,
+            verify=settings.verify_output and not no_verify,
         )
 
         def stop(_signum: int, _frame: object) -> None:
@@ -605,6 +637,120 @@ def audit_verify(ctx: click.Context, expect_head: str | None) -> None:
     if result.problems:
         sys.exit(EXIT_SOME_FAILED)
     click.echo(f"audit log intact: {result.rows} rows, chain verified, head {result.head}")
+
+
+# ---------------------------------------------------------------- deid / verify
+@cli.command("deid")
+@click.argument("inputs", metavar="IN...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory for the de-identified copies.",
+)
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="NAME",
+    help="A PS3.15 option (repeatable): retain-uids, clean-descriptors, ...",
+)
+@click.option(
+    "--burned-in",
+    type=click.Choice(["reject", "allow"]),
+    help="Objects whose pixels may carry burned-in text.",
+)
+@click.option(
+    "--what-if",
+    is_flag=True,
+    help="Print, per element, the action and what decided it; write nothing.",
+)
+@click.option("--no-verify", is_flag=True, help="Skip the leak check of each output.")
+@click.pass_context
+@handle_errors
+def deid_cmd(
+    ctx: click.Context,
+    inputs: tuple[Path, ...],
+    out_dir: Path | None,
+    options: tuple[str, ...],
+    burned_in: str | None,
+    what_if: bool,
+    no_verify: bool,
+) -> None:
+    """De-identify files without any database (a batch anonymizer), or explain with --what-if."""
+    settings = _settings(ctx)
+    plan = _plan(settings, options, burned_in)
+    if what_if:
+        for path in inputs:
+            steps = explain(plan, read_dataset(path.read_bytes()), keys.generate().pseudonym)
+            table = Table("element", "keyword", "VR", "action", "decided by")
+            for st in sorted(steps, key=lambda st: st.path):
+                table.add_row(st.path, st.keyword, st.vr, st.action, st.source)
+            Console(width=220).print(table)
+        return
+    if out_dir is None:
+        raise ConfigError("--out is required (or --what-if)")
+    report = deidentify_tree(
+        list(inputs),
+        local_output(out_dir),
+        _keys(settings),
+        plan,
+        id_prefix=settings.id_prefix,
+        max_shift_days=settings.date_shift_days,
+        max_member_bytes=settings.max_member_bytes,
+        check=settings.verify_output and not no_verify,
+    )
+    for f in report.failures:
+        click.echo(f"{f.outcome}: {f.source_id}: {f.reason}: {f.message}", err=True)
+    failed = sum(f.outcome == "failed" for f in report.failures)
+    click.echo(
+        f"{report.written} de-identified, {len(report.failures) - failed} skipped, {failed} failed"
+    )
+    sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+@cli.command("verify")
+@click.option(
+    "--original",
+    "originals",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Original files or folders.",
+)
+@click.option(
+    "--deidentified",
+    "outputs",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="De-identified files or folders.",
+)
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="NAME",
+    help="The options the outputs were made with (what they may keep).",
+)
+@click.pass_context
+@handle_errors
+def verify_cmd(
+    ctx: click.Context,
+    originals: tuple[Path, ...],
+    outputs: tuple[Path, ...],
+    options: tuple[str, ...],
+) -> None:
+    """Scan de-identified output for any identifying value of the originals. Exit 1 on a leak."""
+    settings = _settings(ctx)
+    plan = _plan(settings, options, "allow")
+    scanned, leaks = verify_outputs(
+        list(originals), list(outputs), plan, max_member_bytes=settings.max_member_bytes
+    )
+    for leak in leaks:
+        click.echo(f"leak: {leak.output}: the value of {leak.source_path} is in {leak.found_in}")
+    click.echo(f"{scanned} files scanned, {len(leaks)} leaks")
+    sys.exit(EXIT_SOME_FAILED if leaks else EXIT_OK)
 
 
 # ---------------------------------------------------------------- sample

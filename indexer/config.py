@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -96,6 +96,28 @@ class Settings(BaseSettings):
         3650,
         description="Largest per-patient date offset, in days, used when dates are shifted.",
         ge=1,
+    )
+    deid_options: list[str] = Field(
+        default_factory=list,
+        description=(
+            "PS3.15 E.3 options applied to every object, by name (retain-uids, "
+            "clean-descriptors, ...; Aspose.Medical and fo-dicom names such as RetainUIDs "
+            "are accepted). In the environment, a JSON list."
+        ),
+    )
+    burned_in: Literal["reject", "allow"] = Field(
+        "reject",
+        description=(
+            "Objects whose pixels may carry burned-in text: reject (recorded, not exported) "
+            "or allow."
+        ),
+    )
+    verify_output: bool = Field(
+        default=True,
+        description=(
+            "Scan every de-identified object for identifying values of its original before "
+            "writing it; a leak fails the file."
+        ),
     )
     batch_size: int = Field(
         200, description="Files per database transaction during ingest.", ge=1, le=100_000

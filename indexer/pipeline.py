@@ -16,13 +16,14 @@ import pydicom.config
 from pydicom.errors import InvalidDicomError
 
 from indexer import __version__, deid, extract
-from indexer.deid import Plan
+from indexer.deid import Plan, verify
+from indexer.encode import encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.keys import Keys
 from indexer.records import Failure, Outcome, SourceFile
 from indexer.sources import Walker
 from indexer.store import db, migrate, sql, vault
-from indexer.store.files import LocalStore, OutputStore
+from indexer.store.files import Digest, LocalStore, OutputStore
 from indexer.store.mongo import (
     MongoDocs,
     MongoSink,
@@ -80,6 +81,7 @@ class RunContext:
     id_prefix: str
     max_shift_days: int
     run_id: int
+    verify: bool = True
 
 
 Progress = Callable[[int, int], None]  # (files done, bytes done)
@@ -120,8 +122,17 @@ def read_dataset(data: bytes) -> pydicom.Dataset:
     return ds
 
 
-def process(src: SourceFile, ctx: RunContext) -> Outcome:
-    """One file: read once, de-identify, write the copy, build its index rows."""
+@dataclass(frozen=True, slots=True)
+class Copied:
+    """One object de-identified, checked for leaks and written to the output store."""
+
+    result: deid.DeidResult
+    name: str
+    digest: Digest
+
+
+def deidentify_file(src: SourceFile, ctx: RunContext) -> Copied:
+    """Read once, de-identify, check for leaks, write the copy. No database."""
     try:
         data = src.read()
     except OSError as e:
@@ -129,27 +140,32 @@ def process(src: SourceFile, ctx: RunContext) -> Outcome:
             f"cannot read the file ({type(e).__name__})", reason="unreadable"
         ) from None
     ds = read_dataset(data)
+    values = verify.identifying_values(ctx.plan, ds) if ctx.verify else None
     result = deid.apply(
         ctx.plan, ds, ctx.keys.pseudonym, id_prefix=ctx.id_prefix, max_shift_days=ctx.max_shift_days
     )
     out = result.ds
     name = f"{out.StudyInstanceUID}/{out.SeriesInstanceUID}/{out.SOPInstanceUID}.dcm"
-    buf = io.BytesIO()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out.save_as(buf, enforce_file_format=True)
+        encoded = encode(out)
     except Exception as e:  # noqa: BLE001 - pydicom's text can hold values
         raise DeidError(
             f"cannot encode the de-identified object ({type(e).__name__})", reason="encode_failed"
         ) from None
-    digest = ctx.output.put(name, buf.getvalue())
+    if values is not None:
+        _refuse_leaks(values, out, encoded.header)
+    return Copied(result, name, ctx.output.put(name, encoded.data))
+
+
+def process(src: SourceFile, ctx: RunContext) -> Outcome:
+    """One file: de-identify and copy it, then build its index rows."""
+    copied = deidentify_file(src, ctx)
     try:
         record = extract.index_record(
-            out,
-            copy_name=name,
-            sha256=digest.sha256,
-            size=digest.size,
+            copied.result.ds,
+            copy_name=copied.name,
+            sha256=copied.digest.sha256,
+            size=copied.digest.size,
             source_id=src.source_id,
             run_id=ctx.run_id,
         )
@@ -157,7 +173,18 @@ def process(src: SourceFile, ctx: RunContext) -> Outcome:
         raise DeidError(
             f"cannot index the object ({type(e).__name__})", reason="index_failed"
         ) from None
-    return Outcome(src.source_id, src.locator, src.size, result.identities, record)
+    return Outcome(src.source_id, src.locator, src.size, copied.result.identities, record)
+
+
+def _refuse_leaks(values: dict[str, str], out: pydicom.Dataset, header: bytes) -> None:
+    leaks = verify.find_leaks(values, out, header)
+    if leaks:
+        where = ", ".join(sorted({leak.source_path for leak in leaks})[:5])
+        raise DeidError(
+            f"{len(leaks)} identifying value(s) survived de-identification (from {where}); "
+            "not written",
+            reason="leak_detected",
+        )
 
 
 class Ingest:
@@ -175,7 +202,9 @@ class Ingest:
         batch_size: int,
         max_member_bytes: int,
         mongo: MongoSink | None = None,
+        verify: bool = True,
     ) -> None:
+        self.verify = verify
         self.database = database
         self.engine = database.engine
         self.mongo = mongo
@@ -207,7 +236,13 @@ class Ingest:
         if self.mongo is not None:
             self._mongo_catch_up()
         ctx = RunContext(
-            self.plan, self.keys, self.output, self.id_prefix, self.max_shift_days, run_id
+            self.plan,
+            self.keys,
+            self.output,
+            self.id_prefix,
+            self.max_shift_days,
+            run_id,
+            verify=self.verify,
         )
         try:
             self._ingest_all(roots, ctx, summary, progress)
@@ -421,3 +456,83 @@ def _counts(summary: Summary) -> dict[str, int]:
 def local_output(out_dir: Path) -> OutputStore:
     """The local-directory output store."""
     return LocalStore(out_dir)
+
+
+@dataclass(slots=True)
+class DeidReport:
+    """What a standalone `deid` run did."""
+
+    written: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+
+def deidentify_tree(
+    roots: Sequence[Path],
+    output: OutputStore,
+    keys: Keys,
+    plan: Plan,
+    *,
+    id_prefix: str,
+    max_shift_days: int,
+    max_member_bytes: int,
+    check: bool = True,
+) -> DeidReport:
+    """The batch anonymizer: de-identify every object under ``roots``; no database."""
+    configure_pydicom()
+    ctx = RunContext(plan, keys, output, id_prefix, max_shift_days, 0, verify=check)
+    report = DeidReport()
+    for item in Walker(keys.blind, max_member_bytes=max_member_bytes).walk(list(roots)):
+        if isinstance(item, Failure):
+            report.failures.append(item)
+            continue
+        try:
+            deidentify_file(item, ctx)
+            report.written += 1
+        except (SourceError, DeidError) as e:
+            report.failures.append(_failure(item, e))
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class LeakReport:
+    """One leak found by `verify`: which output, which original element, where."""
+
+    output: str
+    source_path: str
+    found_in: str
+
+
+def verify_outputs(
+    originals: Sequence[Path], outputs: Sequence[Path], plan: Plan, *, max_member_bytes: int
+) -> tuple[int, list[LeakReport]]:
+    """Search every de-identified output for every identifying value of every original.
+
+    Returns the number of outputs scanned and the leaks, by the output's SOP Instance UID
+    (its file name, for our outputs) and element path.
+    """
+    configure_pydicom()
+    walker = Walker(b"verify", max_member_bytes=max_member_bytes)
+    values: dict[str, str] = {}
+    for item in walker.walk(list(originals)):
+        if isinstance(item, SourceFile):
+            try:
+                values.update(verify.identifying_values(plan, read_dataset(item.read())))
+            except (SourceError, OSError):
+                continue
+    scanned = 0
+    leaks: list[LeakReport] = []
+    for root in outputs:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            try:
+                out = read_dataset(path.read_bytes())
+            except (SourceError, OSError):
+                continue
+            scanned += 1
+            # named by its SOP Instance UID, never by its path (a path can hold a name)
+            name = f"sop {out.get('SOPInstanceUID', '?')}"
+            leaks += [
+                LeakReport(name, leak.source_path, leak.found_in)
+                for leak in verify.find_leaks(values, out)
+            ]
+    return scanned, leaks

@@ -1,13 +1,34 @@
 """The de-identification engine: pure functions over pydicom datasets, no I/O."""
 
-from indexer.deid.engine import DeidResult, Identity, apply
+from collections.abc import Iterable
+
+from indexer.deid.burned_in import BurnedInPolicy
+from indexer.deid.engine import DeidResult, Identity, apply, explain
 from indexer.deid.profile import Plan, compile_plan
-from indexer.deid.table import Action, Option, load_table
+from indexer.deid.table import Action, Option, load_table, parse_options
+from indexer.errors import RuleError
 
 
-def basic_plan(options: tuple[Option, ...] = ()) -> Plan:
+def basic_plan(options: Iterable[Option] = ()) -> Plan:
     """The Basic Profile plan with these options."""
     return compile_plan(load_table(), options)
+
+
+def build_plan(option_names: Iterable[str] = (), *, burned_in: str = "reject") -> Plan:
+    """The Basic Profile with options named in any accepted spelling.
+
+    Raises
+    ------
+    RuleError
+        An unknown or contradictory option, or an unknown burned-in policy.
+
+    """
+    try:
+        options = parse_options(option_names)
+        policy = BurnedInPolicy(burned_in)
+    except ValueError as e:
+        raise RuleError(str(e)) from None
+    return compile_plan(load_table(), options, burned_in=policy)
 
 
 __all__ = [
@@ -19,5 +40,6 @@ __all__ = [
     "apply",
     "basic_plan",
     "compile_plan",
+    "explain",
     "load_table",
 ]

@@ -75,6 +75,7 @@ class Context:
     pseudonym_key: bytes
     date_offset_days: int
     uid_map: dict[str, str] = field(default_factory=dict)
+    trace: list[Any] | None = None  # TraceStep records for --what-if
 
     def new_uid(self, original: str) -> str:
         """The pseudonym of one UID, cached for the object."""

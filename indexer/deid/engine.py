@@ -6,20 +6,22 @@ whole object first would double the cost of every file).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
 from indexer import __version__
-from indexer.deid import pseudonym
-from indexer.deid.actions import ACTIONS, Context
-from indexer.deid.profile import Plan
+from indexer.deid import burned_in, iod, pseudonym
+from indexer.deid.actions import ACTIONS, BINARY_VRS, Context
+from indexer.deid.profile import COMPOUND, Plan, resolve
 from indexer.deid.table import OPTION_CODES, PROFILE_CODE, Action, Option, table_edition
 from indexer.errors import DeidError
 
@@ -42,6 +44,24 @@ IDENTITY_TAGS = {
     STUDY_ID: ("study_id", 16),
 }
 REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+
+
+class Mode(StrEnum):
+    """How the items of a sequence are treated (PS3.15 E.1-1 action on the sequence)."""
+
+    NORMAL = "normal"  # every element by its own row
+    DUMMY = "replaced"  # D on the sequence: no free text, no dates survive inside
+    CLEAN = "cleaned"  # C (Clean Structured Content): free text cleaned, codes kept
+
+
+_SEQUENCE_MODE = {Action.DUMMY: Mode.DUMMY, Action.CLEAN: Mode.CLEAN}
+# VRs whose kept values are replaced inside such sequences (CS, codes in SH/LO kept by C)
+_MODE_VRS = {
+    Mode.DUMMY: frozenset(
+        {"AE", "AS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"}
+    ),
+    Mode.CLEAN: frozenset({"DA", "DT", "LT", "PN", "ST", "UC", "UT"}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +94,7 @@ def apply(
     *,
     id_prefix: str = "DI",
     max_shift_days: int = 3650,
+    trace: list[TraceStep] | None = None,
 ) -> DeidResult:
     """De-identify ``ds`` by ``plan``; returns the new dataset and the identity map.
 
@@ -95,16 +116,20 @@ def apply(
     for kw in REQUIRED_UIDS:
         if not originals[kw]:
             raise DeidError(f"missing {kw}", reason="missing_uid")
+    burned_in.enforce(ds, plan.burned_in)
     # an object without PatientID is its own patient, keyed by its study
     patient_key = originals["PatientID"] or f"study:{originals['StudyInstanceUID']}"
     patient_pseudo = pseudonym.ident(pseudonym_key, "patient_id", patient_key, id_prefix, 64)
     ctx = Context(
-        pseudonym_key, pseudonym.date_offset_days(pseudonym_key, patient_key, max_shift_days)
+        pseudonym_key,
+        pseudonym.date_offset_days(pseudonym_key, patient_key, max_shift_days),
+        trace=trace,
     )
     identities: list[Identity] = []
+    types = iod.types_for(str(ds.get("SOPClassUID", "")))
     try:
         _identity_elements(ds, plan, ctx, originals, patient_pseudo, id_prefix, identities)
-        _walk(ds, plan, ctx, top=True)
+        _walk(ds, plan, ctx, types=types, top=True)
     except (ValueError, TypeError, LookupError, OverflowError) as e:
         raise DeidError(
             f"cannot de-identify an element ({type(e).__name__})", reason="invalid_element"
@@ -116,6 +141,7 @@ def apply(
     ):
         if kw in ds and str(ds[kw].value) != originals[kw]:
             identities.append(Identity(kind, str(ds[kw].value), originals[kw]))
+    _drop_orphans(ds)
     _mark(ds, plan)
     _file_meta(ds)
     return DeidResult(ds, tuple(identities), patient_pseudo)
@@ -163,17 +189,54 @@ def _vr(raw: Any, tag: int) -> str:  # noqa: ANN401
     return str(vr).split(" or ")[0]
 
 
-def _walk(ds: Dataset, plan: Plan, ctx: Context, *, top: bool) -> None:
+def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
+    ds: Dataset,
+    plan: Plan,
+    ctx: Context,
+    *,
+    types: Mapping[int, str] | None,
+    top: bool,
+    parents: str = "",
+    mode: Mode = Mode.NORMAL,
+) -> None:
+    """Apply the plan to every element of ``ds``; ``types`` are the IOD's (top level only)."""
     for tag in list(ds.keys()):
         if (
             top
             and tag in IDENTITY_TAGS
             and plan.decide(tag, "").action not in (Action.KEEP, Action.REMOVE)
         ):
+            if ctx.trace is not None:
+                ctx.trace.append(
+                    _step(
+                        parents,
+                        tag,
+                        ds[tag].VR,
+                        "pseudonym",
+                        f"keyed pseudonym ({IDENTITY_TAGS[tag][0]})",
+                    )
+                )
             continue  # already replaced by its pseudonym
         raw = ds.get_item(tag)
         vr = _vr(raw, tag)
-        action = plan.decide(tag, vr).action
+        decision = plan.decide(tag, vr)
+        action = decision.action
+        source = decision.source
+        if action in COMPOUND:
+            attr_type = types.get(tag, "3") if top and types is not None else None
+            action = resolve(action, vr, attr_type)
+            source += f" {decision.action.value} -> {action.value} " + (
+                f"(Type {attr_type} in the IOD)" if attr_type else "(type unknown: safe choice)"
+            )
+        if action is Action.KEEP and mode is not Mode.NORMAL and vr in _MODE_VRS[mode]:
+            # inside a sequence the profile replaces (D) or cleans (C): free text goes too
+            action = Action.DUMMY if mode is Mode.DUMMY or vr not in ("DA", "DT") else Action.CLEAN
+            source = f"inside a sequence whose content is {mode.value}: {vr} replaced"
+        if action is Action.CLEAN and vr in BINARY_VRS:
+            action = Action.REMOVE  # bitmaps and curves cannot be cleaned automatically
+            source += ": binary data cannot be cleaned automatically, removed"
+        if ctx.trace is not None:
+            ctx.trace.append(_step(parents, tag, vr, action.value, source))
         if action is Action.REMOVE:
             del ds[tag]
             continue
@@ -181,13 +244,60 @@ def _walk(ds: Dataset, plan: Plan, ctx: Context, *, top: bool) -> None:
             if action is Action.ZERO:
                 ds[tag] = DataElement(tag, "SQ", Sequence([]))
                 continue
-            for item in ds[tag].value or ():  # K, D, U, C: every item is de-identified too
-                _walk(item, plan, ctx, top=False)
+            path = parents + _tag_text(tag)
+            inner = _SEQUENCE_MODE.get(action, mode) if mode is not Mode.DUMMY else mode
+            for i, item in enumerate(ds[tag].value or ()):  # K, D, U, C: items cleaned too
+                _walk(item, plan, ctx, types=None, top=False, parents=f"{path}[{i}].", mode=inner)
             continue
         if action is Action.KEEP:
             continue
         elem = ds[tag]
         ds[tag] = DataElement(tag, vr, ACTIONS[action](vr, elem.value, ctx))
+
+
+# Type 1C attributes required only if another attribute is present (PS3.3): when the profile
+# removes the condition, the dependent attribute must go too, or the object becomes invalid.
+CONDITIONAL_ON = {
+    0x00120081: 0x00120082,  # Ethics Committee Name, if Ethics Committee Approval Number
+}
+
+
+def _drop_orphans(ds: Dataset) -> None:
+    """Remove what the removal of other attributes left invalid."""
+    for dependent, condition in CONDITIONAL_ON.items():
+        if dependent in ds and condition not in ds:
+            del ds[dependent]
+    # an overlay without its data (60xx,3000) is an invalid overlay plane: drop the group
+    for group in range(0x6000, 0x6020, 2):
+        if (group << 16 | 0x3000) not in ds:
+            for tag in [t for t in ds.keys() if t >> 16 == group]:  # noqa: SIM118
+                del ds[tag]
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _step(parents: str, tag: int, vr: str, action: str, source: str) -> TraceStep:
+    return TraceStep(parents + _tag_text(tag), keyword_for_tag(tag) or "", vr, action, source)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    """What happened to one element, and why (never its value)."""
+
+    path: str
+    keyword: str
+    vr: str
+    action: str
+    source: str
+
+
+def explain(plan: Plan, ds: Dataset, pseudonym_key: bytes) -> list[TraceStep]:
+    """Per element, the action and what decided it (``--what-if``); ``ds`` is consumed."""
+    trace: list[TraceStep] = []
+    apply(plan, ds, pseudonym_key, trace=trace)
+    return trace
 
 
 def _mark(ds: Dataset, plan: Plan) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_VR, keyword_dict
 
+from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.table import Action, Option, Row, TagPattern
 
 _RESOLVE = {
@@ -64,6 +65,7 @@ class Plan:
     masks: tuple[tuple[TagPattern, Decision], ...]
     private: Decision
     rows: Mapping[int, Row] = field(repr=False)
+    burned_in: BurnedInPolicy = BurnedInPolicy.REJECT
 
     def decide(self, tag: int, vr: str) -> Decision:
         """Return the decision for an element with this tag and VR."""
@@ -100,10 +102,31 @@ class Plan:
         return out
 
 
-def resolve(action: Action, vr: str) -> Action:
-    """Resolve a compound action to one that keeps the object valid for any attribute type."""
-    table = _RESOLVE_SQ if vr == "SQ" else _RESOLVE
-    return table.get(action, action)
+COMPOUND = frozenset(_RESOLVE)
+
+
+def resolve(action: Action, vr: str, attr_type: str | None = None) -> Action:
+    """Resolve a compound action (PS3.15 E.1) by the attribute's type in the object's IOD.
+
+    Type 1/1C: a dummy (D) where allowed; Type 2/2C: empty (Z) where allowed; Type 3 or not
+    in the IOD: removed (X) where allowed. With the type unknown (nested, or an IOD we do not
+    know), the choice that is valid for any type. X/Z/U* keeps the sequence and replaces its
+    UIDs, so references between objects survive.
+    """
+    if action not in COMPOUND:
+        return action
+    if action is Action.X_Z_U:
+        return Action.UID
+    if attr_type is None:
+        return (_RESOLVE_SQ if vr == "SQ" else _RESOLVE)[action]
+    allowed = set(action.value.split("/"))
+    if attr_type in ("1", "1C"):
+        choice = "D" if "D" in allowed else "Z"
+    elif attr_type in ("2", "2C"):
+        choice = "Z" if "Z" in allowed else "D"
+    else:
+        choice = "X" if "X" in allowed else "Z"
+    return Action(choice)
 
 
 def _choose(row: Row, options: frozenset[Option]) -> tuple[Action, str]:
@@ -116,7 +139,12 @@ def _choose(row: Row, options: frozenset[Option]) -> tuple[Action, str]:
     return row.basic, f"E.1-1 {row.tag.text} basic"
 
 
-def compile_plan(rows: Iterable[Row], options: Iterable[Option] = ()) -> Plan:
+def compile_plan(
+    rows: Iterable[Row],
+    options: Iterable[Option] = (),
+    *,
+    burned_in: BurnedInPolicy = BurnedInPolicy.REJECT,
+) -> Plan:
     """Merge the table and the chosen options into a Plan."""
     opts = frozenset(options)
     exact: dict[int, Decision] = {}
@@ -126,7 +154,10 @@ def compile_plan(rows: Iterable[Row], options: Iterable[Option] = ()) -> Plan:
     for row in rows:
         action, source = _choose(row, opts)
         vr = row.vr.split(" or ")[0]
-        decision = Decision(resolve(action, vr), f"{source} ({action.value})")
+        if row.tag.is_exact:  # compound actions wait for the object's IOD
+            decision = Decision(action, source)
+        else:
+            decision = Decision(resolve(action, vr), f"{source} ({action.value})")
         if row.tag.private:
             private = decision
         elif row.tag.is_exact:
@@ -134,4 +165,4 @@ def compile_plan(rows: Iterable[Row], options: Iterable[Option] = ()) -> Plan:
             by_tag[row.tag.value] = row
         else:
             masks.append((row.tag, decision))
-    return Plan(opts, exact, tuple(masks), private, by_tag)
+    return Plan(opts, exact, tuple(masks), private, by_tag, burned_in)

@@ -10,7 +10,7 @@ import csv
 import functools
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -142,3 +142,63 @@ def _row(r: dict[str, str]) -> Row:
         basic=Action(r["basic"]),
         options={o: Action(r[o.value]) for o in Option if r[o.value]},
     )
+
+
+def _norm(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+# Accepted spellings: our CLI names, the CSV columns, the standard's names, and the names that
+# Aspose.Medical and fo-dicom users know (RetainUIDs, CleanDesc, ...).
+_SPELLINGS: Mapping[Option, tuple[str, ...]] = {
+    Option.RETAIN_SAFE_PRIVATE: ("retain-safe-private", "RetainSafePrivate"),
+    Option.RETAIN_UIDS: ("retain-uids", "RetainUIDs"),
+    Option.RETAIN_DEVICE_IDENTITY: ("retain-device-identity", "RetainDeviceIdent"),
+    Option.RETAIN_INSTITUTION_IDENTITY: ("retain-institution-identity", "RetainInstitutionIdent"),
+    Option.RETAIN_PATIENT_CHARACTERISTICS: ("retain-patient-characteristics", "RetainPatientChars"),
+    Option.RETAIN_LONG_FULL_DATES: (
+        "retain-long-full-dates",
+        "RetainLongFullDates",
+        "Retain Longitudinal Temporal Information Full Dates",
+    ),
+    Option.RETAIN_LONG_MODIFIED_DATES: (
+        "retain-long-modified-dates",
+        "RetainLongModifDates",
+        "Retain Longitudinal Temporal Information Modified Dates",
+    ),
+    Option.CLEAN_DESCRIPTORS: ("clean-descriptors", "CleanDesc"),
+    Option.CLEAN_STRUCTURED_CONTENT: ("clean-structured-content", "CleanStructdCont"),
+    Option.CLEAN_GRAPHICS: ("clean-graphics", "CleanGraph"),
+}
+_ALIASES: Mapping[str, Option] = {
+    _norm(n): o
+    for o, names in _SPELLINGS.items()
+    for n in (*names, o.value, o.name, OPTION_CODES[o][1])
+}
+PROFILE_ALIASES = frozenset({_norm("BasicProfile"), _norm("basic"), _norm("basic-profile")})
+CLI_NAMES: Mapping[Option, str] = {o: names[0] for o, names in _SPELLINGS.items()}
+
+
+def parse_options(names: Iterable[str]) -> frozenset[Option]:
+    """Options from any accepted spelling; BasicProfile (always applied) is accepted too.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or both longitudinal date options at once.
+
+    """
+    out: set[Option] = set()
+    for name in names:
+        key = _norm(name)
+        if key in PROFILE_ALIASES:
+            continue
+        if key not in _ALIASES:
+            raise ValueError(f"unknown de-identification option {name!r}")
+        out.add(_ALIASES[key])
+    if {Option.RETAIN_LONG_FULL_DATES, Option.RETAIN_LONG_MODIFIED_DATES} <= out:
+        raise ValueError(
+            "retain-long-full-dates and retain-long-modified-dates exclude each "
+            "other: keep dates, or shift them"
+        )
+    return frozenset(out)

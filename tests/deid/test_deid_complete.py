@@ -1,0 +1,287 @@
+"""The complete engine (#3): options, IOD types, character sets, burned-in text, leak check."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from indexer import deid, keys
+from indexer.deid import Option, build_plan, verify
+from indexer.deid.burned_in import BurnedInPolicy
+from indexer.deid.profile import resolve
+from indexer.deid.table import Action, parse_options
+from indexer.encode import encode
+from indexer.errors import DeidError, RuleError
+from indexer.pipeline import configure_pydicom
+from tests.builders import make_instance, to_bytes
+from tests.deid import kitchen_sink
+
+configure_pydicom()  # as the pipeline runs: lenient, quiet reading and writing
+KEY = keys.generate().pseudonym  # a new key each run: results must hold for any key
+MARK = re.compile(rb"(MK\d{4}[XQ]|OVLMK|CRVMK|SRMK|FGMK|METAMK|PREAMBLEMK|KSMARK|INSTMK)")
+
+
+def _tool(name: str) -> str | None:
+    """A command on PATH, or installed beside this interpreter (the test extra's wheels)."""
+    beside = Path(sys.executable).parent / name
+    return shutil.which(name) or (str(beside) if beside.exists() else None)
+
+
+def _roundtrip(ds: Dataset) -> Dataset:
+    return pydicom.dcmread(io.BytesIO(to_bytes(ds)))
+
+
+def _run(plan, ds):
+    original = _roundtrip(ds)
+    values = verify.identifying_values(plan, original)
+    out = deid.apply(plan, original, KEY).ds
+    data = encode(out).data
+    return values, out, data
+
+
+OPTION_SETS = [
+    (),
+    ("retain-uids",),
+    ("clean-descriptors", "clean-structured-content", "clean-graphics"),
+    ("retain-long-modified-dates", "retain-patient-characteristics"),
+    ("retain-device-identity", "retain-institution-identity", "retain-safe-private"),
+]
+
+
+@pytest.mark.parametrize("names", OPTION_SETS, ids=lambda n: "+".join(n) or "basic")
+def test_kitchen_sink_leaks_nothing(names):
+    plan = build_plan(names)
+    ds, _markers = kitchen_sink.build()
+    values, out, data = _run(plan, ds)
+    assert len(values) > 200  # the corpus really plants values everywhere
+    assert verify.find_leaks(values, out) == []
+    # markers of everything the plan does not keep are gone from every byte
+    kept = {m.group(0) for m in MARK.finditer(data)}
+    for found in kept:
+        # only values that the chosen options retain may stay
+        assert names, f"basic profile kept {found!r}"
+    if not names:
+        assert not MARK.search(data)
+    assert pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID == out.SOPInstanceUID
+
+
+def test_retain_options_keep_what_they_name():
+    plan = build_plan(["retain-device-identity"])
+    ds = make_instance(DeviceSerialNumber="SER123456", StationName="STATION9")
+    out = deid.apply(plan, _roundtrip(ds), KEY).ds
+    assert out.DeviceSerialNumber == "SER123456"
+    assert out.StationName == "STATION9"
+    basic = deid.apply(build_plan(), _roundtrip(ds), KEY).ds
+    assert "DeviceSerialNumber" not in basic or basic.DeviceSerialNumber != "SER123456"
+
+
+def test_retain_uids_keeps_uids_and_records_code():
+    ds = make_instance()
+    out = deid.apply(build_plan(["RetainUIDs"]), _roundtrip(ds), KEY).ds
+    assert out.SOPInstanceUID == ds.SOPInstanceUID
+    assert "113110" in [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
+
+
+@pytest.mark.parametrize(
+    ("alias", "option"),
+    [
+        ("RetainSafePrivate", Option.RETAIN_SAFE_PRIVATE),
+        ("RetainUIDs", Option.RETAIN_UIDS),
+        ("RetainDeviceIdent", Option.RETAIN_DEVICE_IDENTITY),
+        ("RetainInstitutionIdent", Option.RETAIN_INSTITUTION_IDENTITY),
+        ("RetainPatientChars", Option.RETAIN_PATIENT_CHARACTERISTICS),
+        ("RetainLongFullDates", Option.RETAIN_LONG_FULL_DATES),
+        ("RetainLongModifDates", Option.RETAIN_LONG_MODIFIED_DATES),
+        ("CleanDesc", Option.CLEAN_DESCRIPTORS),
+        ("CleanStructdCont", Option.CLEAN_STRUCTURED_CONTENT),
+        ("CleanGraph", Option.CLEAN_GRAPHICS),
+        ("retain-uids", Option.RETAIN_UIDS),
+        ("clean-descriptors", Option.CLEAN_DESCRIPTORS),
+    ],
+)
+def test_option_aliases(alias, option):
+    assert parse_options([alias, "BasicProfile"]) == {option}
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(RuleError, match="unknown"):
+        build_plan(["RetainEverything"])
+    with pytest.raises(RuleError, match="exclude each other"):
+        build_plan(["RetainLongFullDates", "RetainLongModifDates"])
+
+
+def test_every_option_combination_compiles():
+    for n in range(3):
+        for combo in itertools.combinations(
+            [o for o in Option if o is not Option.RETAIN_LONG_FULL_DATES], n
+        ):
+            plan = deid.basic_plan(combo)
+            assert plan.options == frozenset(combo)
+
+
+@pytest.mark.parametrize(
+    ("action", "vr", "attr_type", "expected"),
+    [
+        (Action.X_Z_D, "LO", "1", Action.DUMMY),
+        (Action.X_Z_D, "LO", "2", Action.ZERO),
+        (Action.X_Z_D, "LO", "3", Action.REMOVE),
+        (Action.X_Z, "CS", "2C", Action.ZERO),
+        (Action.X_D, "DA", "1C", Action.DUMMY),
+        (Action.X_D, "DA", "2", Action.DUMMY),
+        (Action.Z_D, "LO", "3", Action.ZERO),
+        (Action.Z_D, "LO", "1", Action.DUMMY),
+        (Action.X_Z_U, "SQ", "3", Action.UID),
+        (Action.X_Z_D, "LO", None, Action.DUMMY),
+        (Action.X_Z, "SQ", None, Action.ZERO),
+    ],
+)
+def test_compound_actions_resolve_by_type(action, vr, attr_type, expected):
+    assert resolve(action, vr, attr_type) is expected
+
+
+def test_compound_actions_use_the_objects_iod():
+    ds = make_instance(PatientSexNeutered="ALTERED")  # X/Z, Type 2C in the CT IOD
+    out = deid.apply(build_plan(), _roundtrip(ds), KEY).ds
+    assert out.PatientSexNeutered == ""  # emptied, not removed
+    assert "InstitutionName" not in out  # X/Z/D, Type 3 in CT: removed
+    unknown = make_instance(SOPClassUID="1.2.999.1")  # an IOD we do not know: safe choice
+    out = deid.apply(build_plan(), _roundtrip(unknown), KEY).ds
+    assert out.InstitutionName == "ANONYMIZED"
+
+
+@pytest.mark.parametrize(
+    ("charset", "name"),
+    [
+        ("ISO_IR 100", "Müller^Jürgen"),
+        ("ISO_IR 192", "Ñoño^Zoë^Łukasz"),
+        ("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎=やまだ^たろう"),
+    ],
+)
+def test_character_sets_are_processed_never_corrupted(charset, name):
+    ds = make_instance(
+        SpecificCharacterSet=charset,
+        PatientName=name,
+        ReferringPhysicianName=name,
+        InstitutionName=f"Klinik {name}",
+    )
+    ds.AnatomicRegionSequence[0].CodeMeaning = "Brustkorb Ä" if "100" in charset else "胸"
+    original = _roundtrip(ds)
+    encoded_name = to_bytes(ds)
+    values = verify.identifying_values(build_plan(), original)
+    out = deid.apply(build_plan(), original, KEY).ds
+    data = encode(out).data
+    again = pydicom.dcmread(io.BytesIO(data))
+    assert str(again.PatientName) == str(out.PatientName)
+    assert again.AnatomicRegionSequence[0].CodeMeaning == ds.AnatomicRegionSequence[0].CodeMeaning
+    assert verify.find_leaks(values, again) == []
+    for part in name.replace("=", "^").split("^"):
+        for enc in ("utf-8", "latin-1", "iso2022_jp"):
+            try:
+                needle = part.encode(enc)
+            except UnicodeEncodeError:
+                continue
+            if len(needle) >= 4 and needle in encoded_name:
+                assert needle not in data, (part, enc)
+
+
+def test_date_shift_across_midnight_keeps_intervals():
+    plan = build_plan(["retain-long-modified-dates"])
+    a = deid.apply(
+        plan,
+        _roundtrip(make_instance(1, 1, AcquisitionDateTime="20231231235900", StudyDate="20231231")),
+        KEY,
+    ).ds
+    b = deid.apply(
+        plan,
+        _roundtrip(make_instance(1, 2, AcquisitionDateTime="20240101000100", StudyDate="20240101")),
+        KEY,
+    ).ds
+    from datetime import datetime  # noqa: PLC0415
+
+    def t(v):
+        return datetime.strptime(v + "+0000", "%Y%m%d%H%M%S%z")
+
+    assert (t(b.AcquisitionDateTime) - t(a.AcquisitionDateTime)).total_seconds() == 120
+    assert a.AcquisitionDateTime != "20231231235900"
+
+
+@pytest.mark.parametrize(
+    ("elements", "rejected"),
+    [
+        ({"BurnedInAnnotation": "YES"}, True),
+        ({"Modality": "US", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.6.1"}, True),
+        ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.7"}, True),
+        ({"Modality": "US", "BurnedInAnnotation": "NO"}, False),
+        ({}, False),
+    ],
+)
+def test_burned_in_policy(elements, rejected):
+    ds = make_instance(**elements)
+    if rejected:
+        with pytest.raises(DeidError, match="burned-in") as e:
+            deid.apply(build_plan(), _roundtrip(ds), KEY)
+        assert e.value.reason == "burned_in_annotation"
+        out = deid.apply(build_plan(burned_in="allow"), _roundtrip(ds), KEY).ds
+        assert out.PatientIdentityRemoved == "YES"
+    else:
+        deid.apply(build_plan(), _roundtrip(ds), KEY)
+    assert build_plan(burned_in="allow").burned_in is BurnedInPolicy.ALLOW
+
+
+def test_leak_in_a_kept_element_is_found():
+    ds = make_instance(marker="LEAKY")
+    ds.Manufacturer = "Doe^LEAKY1^Q"  # the patient's name typed into a kept field
+    original = _roundtrip(ds)
+    values = verify.identifying_values(build_plan(), original)
+    out = deid.apply(build_plan(), original, KEY).ds
+    leaks = verify.find_leaks(values, out)
+    assert leaks[0].found_in == "(0008,0070)"
+    assert all("LEAKY" not in repr(leak) for leak in leaks)
+
+
+@pytest.mark.skipif(_tool("dcmdump") is None, reason="dcmtk (dcmdump) not installed")
+@pytest.mark.parametrize("names", OPTION_SETS, ids=lambda n: "+".join(n) or "basic")
+def test_outputs_pass_dcmdump(tmp_path, names):
+    ds, _ = kitchen_sink.build()
+    _values, _out, data = _run(build_plan(names), ds)
+    path = tmp_path / "out.dcm"
+    path.write_bytes(data)
+    p = subprocess.run(
+        [_tool("dcmdump"), "-q", str(path)], capture_output=True, text=True, check=False
+    )
+    assert p.returncode == 0, p.stderr
+    assert "E:" not in p.stderr
+
+
+def _dciodvfy_errors(path) -> set[str]:
+    exe = _tool("dciodvfy")
+    p = subprocess.run([exe, "-new", str(path)], capture_output=True, text=True, check=False)
+    return {
+        re.sub(r"= <.*?>", "", line) for line in p.stderr.splitlines() if line.startswith("Error")
+    }
+
+
+@pytest.mark.skipif(_tool("dciodvfy") is None, reason="dicom3tools not installed")
+@pytest.mark.parametrize("names", OPTION_SETS, ids=lambda n: "+".join(n) or "basic")
+@pytest.mark.parametrize("builder", ["sample", "kitchen_sink"])
+def test_outputs_gain_no_iod_errors(tmp_path, names, builder):
+    ds = make_instance() if builder == "sample" else kitchen_sink.build()[0]
+    src = tmp_path / "in.dcm"
+    src.write_bytes(to_bytes(ds))
+    _values, _out, data = _run(build_plan(names), ds)
+    out = tmp_path / "out.dcm"
+    out.write_bytes(data)
+    gained = _dciodvfy_errors(out) - _dciodvfy_errors(src)
+    assert gained == set()
+    dump = subprocess.run([_tool("dcdump"), str(out)], capture_output=True, text=True, check=False)
+    assert dump.returncode == 0
+    assert "Error" not in dump.stderr

@@ -1,0 +1,107 @@
+"""`dicom-index deid`, `deid --what-if`, `verify`, and the leak check inside ingest (#3)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pydicom
+import pytest
+from sqlalchemy import text
+
+from tests.builders import SampleShape, make_instance, to_bytes, write_archive
+
+MARKER = "PHIMARK"
+
+
+def _run(args, env, cwd, check=0):
+    p = subprocess.run(
+        [sys.executable, "-m", "indexer.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert p.returncode == check, p.stdout + p.stderr
+    return p
+
+
+@pytest.fixture
+def env(tmp_path, key_file):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
+    e.update(
+        DICOM_INDEX_KEY_FILE=str(key_file),
+        CI="1",
+        DICOM_INDEX_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none",
+    )
+    return e
+
+
+def test_standalone_deid_then_verify(tmp_path, env):
+    archive = tmp_path / "in"
+    write_archive(archive, SampleShape(2, 1, 1, 2), marker=MARKER)
+    (archive / "readme.txt").write_text("not dicom")
+    us = make_instance(
+        9, 1, 1, 1, marker=MARKER, Modality="US", SOPClassUID="1.2.840.10008.5.1.4.1.1.6.1"
+    )
+    (archive / "us.dcm").write_bytes(to_bytes(us))
+    p = _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path, check=1)
+    assert "4 de-identified, 1 skipped, 1 failed" in p.stdout
+    assert "burned_in_annotation" in p.stderr
+    assert MARKER not in p.stdout + p.stderr
+    outs = sorted((tmp_path / "out").rglob("*.dcm"))
+    assert len(outs) == 4
+    for path in outs:
+        assert MARKER.encode() not in path.read_bytes()
+    p = _run(
+        ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")],
+        env,
+        tmp_path,
+    )
+    assert "4 files scanned, 0 leaks" in p.stdout
+    # the originals themselves are all leak
+    p = _run(
+        ["verify", "--original", str(archive), "--deidentified", str(archive)],
+        env,
+        tmp_path,
+        check=1,
+    )
+    assert "leak:" in p.stdout
+    assert MARKER not in p.stdout  # paths of originals are not printed, values never
+
+
+def test_what_if_explains_without_values(tmp_path, env):
+    f = tmp_path / "x.dcm"
+    f.write_bytes(to_bytes(make_instance(marker=MARKER)))
+    p = _run(["deid", "--what-if", str(f)], env, tmp_path)
+    assert MARKER not in p.stdout
+    assert "PatientName" in p.stdout
+    assert "keyed pseudonym" in p.stdout
+    assert "Type 3 in the IOD" in p.stdout
+    p = _run(["deid", "--what-if", "--option", "RetainUIDs", str(f)], env, tmp_path)
+    assert "option rtn_uids" in p.stdout
+
+
+def test_ingest_refuses_a_leaking_object_and_takes_options(cli, tmp_path, engine):
+    src = tmp_path / "src"
+    src.mkdir()
+    leaky = make_instance(1, 1, 1, 1, marker=MARKER)
+    leaky.Manufacturer = f"Doe^{MARKER}1^Q"  # the name typed into a kept field
+    (src / "leaky.dcm").write_bytes(to_bytes(leaky))
+    (src / "fine.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 2, marker=MARKER)))
+    out = tmp_path / "out"
+    p = cli("ingest", str(src), "--out", str(out), "--option", "retain-uids", check=1)
+    assert "leak_detected" in p.stdout
+    assert len(list(out.rglob("*.dcm"))) == 1  # the leaking copy was never written
+    with engine.connect() as c:
+        err = c.execute(text("SELECT reason, message FROM dicom_index.file_error")).one()
+        uid = c.execute(text("SELECT sop_uid FROM dicom_index.instance")).scalar()
+    assert err.reason == "leak_detected"
+    assert MARKER not in err.message
+    assert "(0010,0010)" in err.message
+    assert uid == make_instance(1, 1, 1, 2).SOPInstanceUID  # retain-uids kept it
+    copy = pydicom.dcmread(next(out.rglob("*.dcm")))
+    assert "113110" in [i.CodeValue for i in copy.DeidentificationMethodCodeSequence]
