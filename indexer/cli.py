@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from indexer import __version__, keys, progress, sample, sources
+from indexer import __version__, keys, progress, rules_file, sample, sources
 from indexer.config import Settings, load_settings
 from indexer.deid import Plan, build_plan, explain
 from indexer.errors import ConfigError, IndexerError, StoreError, VaultAccessError
@@ -71,9 +71,16 @@ def _database(settings: Settings) -> db.Database:
     return database
 
 
-def _plan(settings: Settings, options: Sequence[str], burned_in: str | None) -> Plan:
+def _plan(
+    settings: Settings, options: Sequence[str], burned_in: str | None, rules: Path | None = None
+) -> Plan:
     """The de-identification plan from settings and flags; flags add options."""
-    return build_plan([*settings.deid_options, *options], burned_in=burned_in or settings.burned_in)
+    path = rules or settings.rules_file
+    return build_plan(
+        [*settings.deid_options, *options],
+        burned_in=burned_in or settings.burned_in,
+        rules=rules_file.load(path) if path else None,
+    )
 
 
 def _role_names(settings: Settings) -> roles.RoleNames:
@@ -305,6 +312,12 @@ def db_stop(ctx: click.Context) -> None:
     type=click.Choice(["reject", "allow"]),
     help="Objects whose pixels may carry burned-in text.",
 )
+@click.option(
+    "--rules",
+    "rules",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Site rules file (JSON or YAML) that overrides the profile.",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the leak check of each output.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
@@ -317,13 +330,14 @@ def ingest(
     batch_size: int | None,
     options: tuple[str, ...],
     burned_in: str | None,
+    rules: Path | None,
     no_verify: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """De-identify, copy and index every DICOM object under the SOURCEs (folders, zip, tar)."""
     settings = _settings(ctx)
-    plan = _plan(settings, options, burned_in)
+    plan = _plan(settings, options, burned_in, rules)
     key_material = _keys(settings)
     database = _role_db(settings, "ingest")
     with _mongo(settings) as sink:
@@ -661,6 +675,12 @@ def audit_verify(ctx: click.Context, expect_head: str | None) -> None:
     help="Objects whose pixels may carry burned-in text.",
 )
 @click.option(
+    "--rules",
+    "rules",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Site rules file (JSON or YAML) that overrides the profile.",
+)
+@click.option(
     "--what-if",
     is_flag=True,
     help="Print, per element, the action and what decided it; write nothing.",
@@ -674,12 +694,13 @@ def deid_cmd(
     out_dir: Path | None,
     options: tuple[str, ...],
     burned_in: str | None,
+    rules: Path | None,
     what_if: bool,
     no_verify: bool,
 ) -> None:
     """De-identify files without any database (a batch anonymizer), or explain with --what-if."""
     settings = _settings(ctx)
-    plan = _plan(settings, options, burned_in)
+    plan = _plan(settings, options, burned_in, rules)
     if what_if:
         for path in inputs:
             steps = explain(plan, read_dataset(path.read_bytes()), keys.generate().pseudonym)
@@ -733,6 +754,12 @@ def deid_cmd(
     metavar="NAME",
     help="The options the outputs were made with (what they may keep).",
 )
+@click.option(
+    "--rules",
+    "rules",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Site rules file (JSON or YAML) that overrides the profile.",
+)
 @click.pass_context
 @handle_errors
 def verify_cmd(
@@ -740,10 +767,11 @@ def verify_cmd(
     originals: tuple[Path, ...],
     outputs: tuple[Path, ...],
     options: tuple[str, ...],
+    rules: Path | None,
 ) -> None:
     """Scan de-identified output for any identifying value of the originals. Exit 1 on a leak."""
     settings = _settings(ctx)
-    plan = _plan(settings, options, "allow")
+    plan = _plan(settings, options, "allow", rules)
     scanned, leaks = verify_outputs(
         list(originals), list(outputs), plan, max_member_bytes=settings.max_member_bytes
     )

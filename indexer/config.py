@@ -105,6 +105,13 @@ class Settings(BaseSettings):
             "are accepted). In the environment, a JSON list."
         ),
     )
+    rules_file: Path | None = Field(
+        None,
+        description=(
+            "Site rules (JSON or YAML, ours or Microsoft's anonymization format) that override "
+            "the profile; checked against schemas/deid-rules.schema.json before any file is read."
+        ),
+    )
     burned_in: Literal["reject", "allow"] = Field(
         "reject",
         description=(

@@ -5,7 +5,8 @@ from collections.abc import Iterable
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.engine import DeidResult, Identity, apply, explain
 from indexer.deid.profile import Plan, compile_plan
-from indexer.deid.table import Action, Option, load_table, parse_options
+from indexer.deid.rules import RuleSet
+from indexer.deid.table import Action, Option, load_safe_private, load_table, parse_options
 from indexer.errors import RuleError
 
 
@@ -14,7 +15,9 @@ def basic_plan(options: Iterable[Option] = ()) -> Plan:
     return compile_plan(load_table(), options)
 
 
-def build_plan(option_names: Iterable[str] = (), *, burned_in: str = "reject") -> Plan:
+def build_plan(
+    option_names: Iterable[str] = (), *, burned_in: str = "reject", rules: RuleSet | None = None
+) -> Plan:
     """The Basic Profile with options named in any accepted spelling.
 
     Raises
@@ -28,7 +31,9 @@ def build_plan(option_names: Iterable[str] = (), *, burned_in: str = "reject") -
         policy = BurnedInPolicy(burned_in)
     except ValueError as e:
         raise RuleError(str(e)) from None
-    return compile_plan(load_table(), options, burned_in=policy)
+    return compile_plan(
+        load_table(), options, burned_in=policy, rules=rules, safe_private=load_safe_private()
+    )
 
 
 __all__ = [

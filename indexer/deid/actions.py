@@ -76,6 +76,7 @@ class Context:
     date_offset_days: int
     uid_map: dict[str, str] = field(default_factory=dict)
     trace: list[Any] | None = None  # TraceStep records for --what-if
+    scope: Any = None  # rules.Scope: the original identifiers keyed methods are scoped by
 
     def new_uid(self, original: str) -> str:
         """The pseudonym of one UID, cached for the object."""

@@ -21,7 +21,8 @@ from pydicom.uid import UID
 from indexer import __version__
 from indexer.deid import burned_in, iod, pseudonym
 from indexer.deid.actions import ACTIONS, BINARY_VRS, Context
-from indexer.deid.profile import COMPOUND, Plan, resolve
+from indexer.deid.profile import COMPOUND, Decision, Plan, resolve
+from indexer.deid.rules import Scope, SiteRule, compute
 from indexer.deid.table import OPTION_CODES, PROFILE_CODE, Action, Option, table_edition
 from indexer.errors import DeidError
 
@@ -124,6 +125,12 @@ def apply(
         pseudonym_key,
         pseudonym.date_offset_days(pseudonym_key, patient_key, max_shift_days),
         trace=trace,
+        scope=Scope(
+            patient_key,
+            originals["StudyInstanceUID"],
+            originals["SeriesInstanceUID"],
+            originals["SOPInstanceUID"],
+        ),
     )
     identities: list[Identity] = []
     types = iod.types_for(str(ds.get("SOPClassUID", "")))
@@ -157,8 +164,8 @@ def _identity_elements(
     out: list[Identity],
 ) -> None:
     for tag, (kind, max_len) in IDENTITY_TAGS.items():
-        if tag not in ds:
-            continue
+        if tag not in ds or plan.rules.match(tag, ds[tag].VR, None) is not None:
+            continue  # absent, or a site rule decides it in the walk
         action = plan.decide(tag, ds[tag].VR).action
         if action in (Action.KEEP, Action.REMOVE):
             continue  # the walk applies it
@@ -205,6 +212,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             top
             and tag in IDENTITY_TAGS
             and plan.decide(tag, "").action not in (Action.KEEP, Action.REMOVE)
+            and plan.rules.match(tag, ds[tag].VR, None) is None
         ):
             if ctx.trace is not None:
                 ctx.trace.append(
@@ -219,7 +227,10 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             continue  # already replaced by its pseudonym
         raw = ds.get_item(tag)
         vr = _vr(raw, tag)
-        decision = plan.decide(tag, vr)
+        decision = decide(plan, ds, tag, vr)
+        if isinstance(decision, SiteRule):  # a computing site method: redact, dateshift, ...
+            _compute(ds, tag, vr, decision, plan, ctx, parents)
+            continue
         action = decision.action
         source = decision.source
         if action in COMPOUND:
@@ -253,6 +264,8 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             continue
         elem = ds[tag]
         ds[tag] = DataElement(tag, vr, ACTIONS[action](vr, elem.value, ctx))
+    if plan.may_keep_private:
+        _drop_empty_private_blocks(ds)
 
 
 # Type 1C attributes required only if another attribute is present (PS3.3): when the profile
@@ -271,6 +284,57 @@ def _drop_orphans(ds: Dataset) -> None:
     for group in range(0x6000, 0x6020, 2):
         if (group << 16 | 0x3000) not in ds:
             for tag in [t for t in ds.keys() if t >> 16 == group]:  # noqa: SIM118
+                del ds[tag]
+
+
+CREATOR_FIRST, CREATOR_LAST, PRIVATE_FIRST = 0x0010, 0x00FF, 0x1000  # PS3.5 7.8.1
+
+
+def _creator(ds: Dataset, tag: int) -> str | None:
+    """The private creator of a private element (PS3.5 7.8.1), if the block has one."""
+    element = tag & 0xFFFF
+    if not (tag >> 16) & 1 or element < PRIVATE_FIRST:
+        return None
+    creator = ds.get((tag & 0xFFFF0000) | (element >> 8))
+    return str(creator.value) if creator is not None and creator.value else None
+
+
+def decide(plan: Plan, ds: Dataset, tag: int, vr: str) -> Decision | SiteRule:
+    """Site rules first, then private handling, then the table."""
+    is_private = bool((tag >> 16) & 1)
+    creator = _creator(ds, tag) if is_private else None
+    rule = plan.rules.match(tag, vr, creator) if plan.rules.rules else None
+    if rule is not None:
+        return Decision(rule.action, rule.source) if rule.action is not None else rule
+    if is_private:
+        if CREATOR_FIRST <= tag & 0xFFFF <= CREATOR_LAST:  # a private creator element
+            if plan.may_keep_private:
+                return Decision(Action.KEEP, "private creator: kept while its block is")
+            return Decision(Action.REMOVE, "private creator: removed with its block")
+        return plan.private_action(tag, creator)
+    return plan.decide(tag, vr)
+
+
+def _compute(
+    ds: Dataset, tag: int, vr: str, rule: SiteRule, plan: Plan, ctx: Context, parents: str
+) -> None:
+    if vr == "SQ":
+        raise DeidError(f"{rule.source} selected a sequence", reason="rule_mismatch")
+    if ctx.trace is not None:
+        ctx.trace.append(_step(parents, tag, vr, rule.method, rule.source))
+    assert ctx.scope is not None  # noqa: S101 - apply() sets it
+    new = compute(rule, plan.rules, vr, ds[tag].value, ctx.pseudonym_key, tag, ctx.scope)
+    ds[tag] = DataElement(tag, vr, new)
+
+
+def _drop_empty_private_blocks(ds: Dataset) -> None:
+    """Remove private creators whose block kept no element."""
+    tags = list(ds.keys())
+    members = {t & 0xFFFFFF00 for t in tags if (t >> 16) & 1 and t & 0xFFFF >= PRIVATE_FIRST}
+    for tag in tags:
+        if (tag >> 16) & 1 and CREATOR_FIRST <= tag & 0xFFFF <= CREATOR_LAST:
+            block = (tag & 0xFFFF0000) | (tag & 0xFF) << 8
+            if block not in members:
                 del ds[tag]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pydicom.datadict import dictionary_VR, keyword_dict
 
 from indexer.deid.burned_in import BurnedInPolicy
+from indexer.deid.rules import RuleSet
 from indexer.deid.table import Action, Option, Row, TagPattern
 
 _RESOLVE = {
@@ -66,6 +67,25 @@ class Plan:
     private: Decision
     rows: Mapping[int, Row] = field(repr=False)
     burned_in: BurnedInPolicy = BurnedInPolicy.REJECT
+    rules: RuleSet = field(default_factory=RuleSet)
+    safe_private: frozenset[tuple[str, int]] = frozenset()
+
+    @property
+    def may_keep_private(self) -> bool:
+        """Whether any private element can survive (so private creators must be kept)."""
+        return self.rules.keeps_private or (
+            Option.RETAIN_SAFE_PRIVATE in self.options and bool(self.safe_private)
+        )
+
+    def private_action(self, tag: int, creator: str | None) -> Decision:
+        """The decision for a private element: safe-private (with the option) or removed."""
+        if (
+            Option.RETAIN_SAFE_PRIVATE in self.options
+            and creator is not None
+            and (creator.strip(), tag & 0xFF) in self.safe_private
+        ):
+            return Decision(Action.KEEP, "safe private attribute (retain-safe-private)")
+        return Decision(Action.REMOVE, "E.1-1 private attributes basic (X)")
 
     def decide(self, tag: int, vr: str) -> Decision:
         """Return the decision for an element with this tag and VR."""
@@ -144,8 +164,10 @@ def compile_plan(
     options: Iterable[Option] = (),
     *,
     burned_in: BurnedInPolicy = BurnedInPolicy.REJECT,
+    rules: RuleSet | None = None,
+    safe_private: frozenset[tuple[str, int]] = frozenset(),
 ) -> Plan:
-    """Merge the table and the chosen options into a Plan."""
+    """Merge the table, the chosen options and site rules into a Plan (site rules win)."""
     opts = frozenset(options)
     exact: dict[int, Decision] = {}
     by_tag: dict[int, Row] = {}
@@ -165,4 +187,6 @@ def compile_plan(
             by_tag[row.tag.value] = row
         else:
             masks.append((row.tag, decision))
-    return Plan(opts, exact, tuple(masks), private, by_tag, burned_in)
+    return Plan(
+        opts, exact, tuple(masks), private, by_tag, burned_in, rules or RuleSet(), safe_private
+    )

@@ -127,6 +127,16 @@ def load_table() -> tuple[Row, ...]:
     return tuple(_row(r) for r in csv.DictReader(io.StringIO(text)))
 
 
+@functools.cache
+def load_safe_private() -> frozenset[tuple[str, int]]:
+    """(private creator, element byte) pairs that Retain Safe Private keeps (PS3.15 E.3.10)."""
+    text = resources.files("indexer.deid").joinpath("safe_private.csv").read_text("utf-8")
+    return frozenset(
+        (r["private_creator"].strip(), int(r["element"], 16))
+        for r in csv.DictReader(io.StringIO(text))
+    )
+
+
 def table_edition() -> str:
     """The edition line recorded when the CSV was generated."""
     text = resources.files("indexer.deid").joinpath("TABLE_EDITION").read_text("utf-8")

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
+from indexer.deid.engine import decide
 from indexer.deid.profile import COMPOUND, Plan, resolve
+from indexer.deid.rules import SiteRule
 from indexer.deid.table import Action
 
 MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
@@ -65,7 +67,12 @@ def _collect(plan: Plan, d: Dataset, parents: tuple[str, ...], found: dict[str, 
             for i, item in enumerate(elem.value or ()):
                 _collect(plan, item, (f"{path}[{i}].",), found)
             continue
-        action = plan.decide(elem.tag, vr).action
+        decision = decide(plan, d, elem.tag, vr)
+        if isinstance(decision, SiteRule):  # a computing site method changes the value
+            prefix = SAME_PLACE if decision.method == "dateshift" else ""
+            _add(found, elem.value, prefix + path)
+            continue
+        action = decision.action
         if action in COMPOUND:
             action = resolve(action, vr)
         if action is Action.CLEAN and vr == "TM":

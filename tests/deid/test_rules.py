@@ -1,0 +1,354 @@
+"""Site rules (#3): every method on the VRs it applies to, precedence, schema errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from indexer import deid, keys, rules_file
+from indexer.deid import build_plan
+from indexer.deid.rules import compile_rules, decrypt_value
+from indexer.errors import DeidError, RuleError
+from indexer.pipeline import configure_pydicom
+from tests.builders import make_instance, to_bytes
+
+configure_pydicom()
+KEY = keys.generate().pseudonym
+
+
+def _plan(rules, params=None, options=()):
+    doc = {"version": 1, "rules": rules, **({"parameters": params} if params else {})}
+    rules_file.check(doc)
+    return build_plan(options, rules=compile_rules(doc))
+
+
+def _apply(plan, ds=None, **elements):
+    ds = ds or make_instance(**elements)
+    return deid.apply(plan, pydicom.dcmread(io.BytesIO(to_bytes(ds))), KEY).ds
+
+
+def _d(text):
+    return dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+
+
+@pytest.mark.parametrize(
+    ("method", "keyword", "expected"),
+    [
+        ("keep", "StudyDescription", "CT chest for PHIMARK1"),
+        ("remove", "Manufacturer", None),
+        ("empty", "Manufacturer", ""),
+        ("dummy", "Manufacturer", "ANONYMIZED"),
+    ],
+)
+def test_simple_methods_override_the_profile(method, keyword, expected):
+    out = _apply(_plan([{"select": {"keyword": keyword}, "method": method}]))
+    assert out.get(keyword) == expected
+
+
+def test_refresh_uid_and_substitute():
+    plan = _plan(
+        [
+            {
+                "select": {"keyword": "SOPClassUID"},
+                "method": "substitute",
+                "value": "1.2.840.10008.5.1.4.1.1.2",
+            },
+            {"select": {"tag": "(0020,0052)"}, "method": "refresh_uid"},
+            {"select": {"keyword": "Manufacturer"}, "method": "substitute", "value": "ACME"},
+        ]
+    )
+    a, b = _apply(plan), _apply(plan)
+    assert a.Manufacturer == "ACME"
+    assert a.FrameOfReferenceUID.startswith("2.25.")
+    assert a.FrameOfReferenceUID == b.FrameOfReferenceUID  # keyed: the same every time
+    with pytest.raises(RuleError, match="longer than VR SH"):
+        _plan([{"select": {"keyword": "StationName"}, "method": "substitute", "value": "x" * 17}])
+
+
+@pytest.mark.parametrize(
+    ("vr_value", "partial", "expected"),
+    [
+        (("DA", "20230115"), False, ""),
+        (("DA", "20230115"), True, "20230101"),
+        (("DT", "20230115101010"), True, "2023"),
+        (("AS", "042Y"), True, "042Y"),
+        (("AS", "095Y"), True, ""),
+        (("LO", "free text"), True, ""),
+    ],
+)
+def test_redact(vr_value, partial, expected):
+    vr, value = vr_value
+    keyword = {
+        "DA": "StudyDate",
+        "DT": "AcquisitionDateTime",
+        "AS": "PatientAge",
+        "LO": "Manufacturer",
+    }[vr]
+    plan = _plan(
+        [{"select": {"keyword": keyword}, "method": "redact"}],
+        {"partial_dates_for_redact": partial, "partial_ages_for_redact": partial},
+    )
+    assert _apply(plan, **{keyword: value}).get(keyword) == expected
+
+
+@pytest.mark.parametrize("scope", ["patient", "study", "series", "instance"])
+def test_dateshift_scopes_keep_intervals_within_scope(scope):
+    plan = _plan(
+        [
+            {"select": {"vr": "DA"}, "method": "dateshift", "scope": scope, "range_days": 100},
+            {"select": {"vr": "DT"}, "method": "dateshift", "scope": scope},
+        ]
+    )
+    out = _apply(
+        plan,
+        StudyDate="20230115",
+        SeriesDate="20230120",
+        AcquisitionDateTime="20230120235959.5",
+        CalibrationDate=["20230101", "20230105"],
+    )
+    assert (_d(out.SeriesDate) - _d(out.StudyDate)).days == 5
+    assert 1 <= (dt.date(2023, 1, 15) - _d(out.StudyDate)).days <= 100
+    assert out.AcquisitionDateTime.endswith("235959.5")  # the time of day is kept
+    assert (_d(out.CalibrationDate[1]) - _d(out.CalibrationDate[0])).days == 4  # multi-valued
+    again = _apply(plan, StudyDate="20230115")
+    assert again.StudyDate == out.StudyDate
+
+
+def test_dateshift_on_a_non_date_vr_is_refused():
+    with pytest.raises(RuleError, match="dateshift does not apply to VR LO"):
+        _plan([{"select": {"keyword": "Manufacturer"}, "method": "dateshift"}])
+
+
+@pytest.mark.parametrize(
+    ("keyword", "vr_value", "span", "range_type"),
+    [
+        ("SliceThickness", "2.5", 0.5, "fixed"),
+        ("PixelSpacing", ["0.5", "0.5"], 0.1, "proportional"),
+        ("SeriesNumber", "12", 3, "fixed"),
+        ("Rows", 16, 2, "fixed"),
+    ],
+)
+def test_perturb(keyword, vr_value, span, range_type):
+    rule = {
+        "select": {"keyword": keyword},
+        "method": "perturb",
+        "span": span,
+        "range_type": range_type,
+        "round_to": 2,
+    }
+    plan = _plan([rule])
+    out = _apply(plan, **{keyword: vr_value})
+    values = out[keyword].value
+    values = values if isinstance(values, list | pydicom.multival.MultiValue) else [values]
+    originals = vr_value if isinstance(vr_value, list) else [vr_value]
+    for new, old in zip(values, originals, strict=True):
+        bound = span * (abs(float(old)) if range_type == "proportional" else 1) + 0.51
+        assert abs(float(new) - float(old)) <= bound
+    assert _apply(plan, **{keyword: vr_value})[keyword].value == out[keyword].value
+    assert len(str(out[keyword].value)) <= 64
+
+
+@pytest.mark.parametrize(
+    ("keyword", "max_len"),
+    [
+        ("PatientID", 64),
+        ("StationName", 16),
+        ("Manufacturer", 64),
+        ("PatientName", 64),
+        ("StationAETitle", 16),
+        ("BodyPartExamined", 16),
+        ("FrameOfReferenceUID", 64),
+    ],
+)
+def test_cryptohash_fits_the_vr(keyword, max_len):
+    plan = _plan([{"select": {"keyword": keyword}, "method": "cryptohash"}])
+    elements = {keyword: "1.2.3.4.5" if keyword.endswith("UID") else "ORIGINAL VALUE 1"}
+    out = _apply(plan, **elements)
+    value = str(out[keyword].value)
+    assert value != elements[keyword]
+    assert 0 < len(value) <= max_len
+    if keyword == "BodyPartExamined":
+        assert value == value.upper()
+    if keyword.endswith("UID"):
+        assert value.startswith("2.25.")
+    assert str(_apply(plan, **elements)[keyword].value) == value
+
+
+def test_cryptohash_multi_valued():
+    plan = _plan([{"select": {"keyword": "OtherPatientIDs"}, "method": "cryptohash"}])
+    out = _apply(plan, OtherPatientIDs=["A1", "B2"])
+    assert len(out.OtherPatientIDs) == 2
+    assert out.OtherPatientIDs[0] != out.OtherPatientIDs[1]
+
+
+def test_encrypt_is_reversible_and_fits_or_fails_clearly():
+    plan = _plan([{"select": {"keyword": "PatientID"}, "method": "encrypt"}])
+    out = _apply(plan, PatientID="MRN-42")
+    assert out.PatientID != "MRN-42"
+    assert decrypt_value(out.PatientID, KEY) == "MRN-42"
+    with pytest.raises(DeidError, match="does not fit VR LO") as e:
+        _apply(plan, PatientID="X" * 40)
+    assert "XXXX" not in str(e.value)
+    with pytest.raises(RuleError, match="encrypt does not apply to VR DA"):
+        _plan([{"select": {"keyword": "StudyDate"}, "method": "encrypt"}])
+
+
+def test_first_matching_rule_wins_and_masks_and_vr_select():
+    plan = _plan(
+        [
+            {"name": "keep one", "select": {"keyword": "OperatorsName"}, "method": "keep"},
+            {"name": "all names", "select": {"vr": "PN"}, "method": "substitute", "value": "X^Y"},
+            {"name": "group 0018", "select": {"tag": "(0018,xxxx)"}, "method": "remove"},
+        ]
+    )
+    out = _apply(plan)
+    assert out.OperatorsName == "Operator^PHIMARK1"
+    assert out.ReferringPhysicianName == "X^Y"
+    assert "SliceThickness" not in out
+    assert "BodyPartExamined" not in out
+
+
+def test_private_creator_rules_keep_blocks_and_their_creators():
+    plan = _plan(
+        [{"select": {"private_creator": "SYNTHETIC PHI", "element": "02"}, "method": "keep"}]
+    )
+    out = _apply(plan)
+    block = out.private_block(0x0009, "SYNTHETIC PHI")
+    assert block[0x02].value  # kept, under its creator
+    assert 0x00091001 not in out  # the rest of the block removed
+    other = _apply(_plan([{"select": {"private_creator": "SOMEONE ELSE"}, "method": "keep"}]))
+    assert not any(e.tag.is_private for e in other)  # no block left, no orphan creator
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (
+            {"name": "bad", "select": {"keyword": "PatientID"}, "method": "scramble"},
+            r"rule 2 \(bad\), field method",
+        ),
+        ({"select": {"keyword": "PatientID"}, "method": "substitute"}, r"rule 2.*'value'"),
+        ({"select": {}, "method": "keep"}, r"rule 2, field select"),
+        ({"select": {"tag": "0010,0010"}, "method": "keep"}, r"rule 2, field select.tag"),
+    ],
+)
+def test_schema_errors_name_the_rule(rule, message):
+    doc = {"rules": [{"select": {"keyword": "PatientName"}, "method": "keep"}, rule]}
+    with pytest.raises(RuleError, match=message):
+        rules_file.check(doc)
+
+
+MICROSOFT = {
+    "dicomTagRules": [
+        {"tag": {"value": "(0010,0020)"}, "method": "cryptohash"},
+        {"tag": {"VR": "DA"}, "method": "dateshift"},
+        {
+            "tag": {"value": "(0028,0030)"},
+            "method": "perturb",
+            "span": "1",
+            "roundTo": 2,
+            "rangeType": "Proportional",
+        },
+        {"tag": "(0010,1010)", "method": "redact"},
+    ],
+    "parameters": {
+        "dateShiftKey": "abc",
+        "dateShiftScope": "StudyInstance",
+        "dateShiftRange": 50,
+        "cryptoHashKey": "k",
+        "encryptKey": "e",
+        "enablePartialAgesForRedact": True,
+        "enablePartialDatesForRedact": True,
+    },
+}
+
+
+def test_microsoft_format_is_accepted(tmp_path):
+    path = tmp_path / "ms.json"
+    path.write_text(json.dumps(MICROSOFT))
+    ruleset = rules_file.load(path)
+    assert [r.method for r in ruleset.rules] == ["cryptohash", "dateshift", "perturb", "redact"]
+    assert ruleset.parameters["dateshift_scope"] == "study"
+    out = _apply(build_plan(rules=ruleset), PatientAge="042Y", PixelSpacing=["0.5", "0.5"])
+    assert out.PatientAge == "042Y"
+    assert len(out.PatientID) == 64
+
+
+def test_yaml_rules_and_bad_files(tmp_path):
+    good = tmp_path / "r.yaml"
+    good.write_text(
+        "rules:\n  - name: keep desc\n    select: {keyword: StudyDescription}\n    method: keep\n"
+    )
+    assert rules_file.load(good).rules[0].name == "keep desc"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules: [\n")
+    with pytest.raises(RuleError, match="not valid YAML"):
+        rules_file.load(bad)
+
+
+def test_bad_rules_fail_before_any_file_is_touched(tmp_path, key_file):
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"rules": [{"name": "oops", "select": {"keyword": "X"}, "method": "keep"}]})
+    )
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.dcm").write_bytes(to_bytes(make_instance()))
+    env = {**os.environ, "DICOM_INDEX_KEY_FILE": str(key_file), "CI": "1"}
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "indexer.cli",
+            "deid",
+            str(src),
+            "--out",
+            str(tmp_path / "out"),
+            "--rules",
+            str(bad),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert p.returncode == 3
+    assert "oops: unknown keyword 'X'" in p.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_what_if_names_the_rule(tmp_path):
+    plan = _plan([{"name": "hash ids", "select": {"keyword": "PatientID"}, "method": "cryptohash"}])
+    steps = deid.explain(plan, pydicom.dcmread(io.BytesIO(to_bytes(make_instance()))), KEY)
+    step = next(s for s in steps if s.keyword == "PatientID")
+    assert step.source == "site rule 'hash ids' (cryptohash)"
+
+
+def test_verify_understands_rules():
+    from indexer.deid import verify  # noqa: PLC0415
+
+    plan = _plan(
+        [
+            {"select": {"keyword": "StudyDescription"}, "method": "keep"},
+            {"select": {"vr": "DA"}, "method": "dateshift"},
+        ]
+    )
+    clean = pydicom.dcmread(io.BytesIO(to_bytes(make_instance(StudyDescription="CT chest"))))
+    values = verify.identifying_values(plan, clean)
+    assert "CT chest" not in values  # kept by a rule: not identifying in itself
+    assert verify.find_leaks(values, deid.apply(plan, clean, KEY).ds) == []
+    # but a kept description that holds the referrer's name is a leak, and is reported
+    named = pydicom.dcmread(io.BytesIO(to_bytes(make_instance())))
+    values = verify.identifying_values(plan, named)
+    leaks = verify.find_leaks(values, deid.apply(plan, named, KEY).ds)
+    assert [(x.source_path, x.found_in) for x in leaks] == [("(0008,0090)", "(0008,1030)")]
+    empty = Dataset()
+    assert verify.find_leaks({}, empty) == []
