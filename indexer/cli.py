@@ -76,10 +76,12 @@ def _plan(
 ) -> Plan:
     """The de-identification plan from settings and flags; flags add options."""
     path = rules or settings.rules_file
+    masks = settings.pixel_masks_file
     return build_plan(
         [*settings.deid_options, *options],
         burned_in=burned_in or settings.burned_in,
         rules=rules_file.load(path) if path else None,
+        pixel_masks=rules_file.load_masks(masks) if masks else (),
     )
 
 
@@ -309,7 +311,7 @@ def db_stop(ctx: click.Context) -> None:
 )
 @click.option(
     "--burned-in",
-    type=click.Choice(["reject", "allow"]),
+    type=click.Choice(["reject", "allow", "clean"]),
     help="Objects whose pixels may carry burned-in text.",
 )
 @click.option(
@@ -671,7 +673,7 @@ def audit_verify(ctx: click.Context, expect_head: str | None) -> None:
 )
 @click.option(
     "--burned-in",
-    type=click.Choice(["reject", "allow"]),
+    type=click.Choice(["reject", "allow", "clean"]),
     help="Objects whose pixels may carry burned-in text.",
 )
 @click.option(

@@ -112,11 +112,18 @@ class Settings(BaseSettings):
             "the profile; checked against schemas/deid-rules.schema.json before any file is read."
         ),
     )
-    burned_in: Literal["reject", "allow"] = Field(
+    burned_in: Literal["reject", "allow", "clean"] = Field(
         "reject",
         description=(
-            "Objects whose pixels may carry burned-in text: reject (recorded, not exported) "
-            "or allow."
+            "Objects whose pixels may carry burned-in text: reject (recorded, not exported), "
+            "allow, or clean (blank the rectangles of the device's pixel mask)."
+        ),
+    )
+    pixel_masks_file: Path | None = Field(
+        None,
+        description=(
+            "Pixel masks (JSON or YAML) for the clean policy: rectangles per manufacturer, "
+            "model and image size."
         ),
     )
     verify_output: bool = Field(

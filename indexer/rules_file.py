@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from indexer.deid.pixels import Mask, compile_masks
 from indexer.deid.rules import RuleSet, compile_rules, microsoft_to_native
 from indexer.errors import RuleError
 from indexer.resources import load_schema
@@ -44,6 +45,27 @@ def load(path: Path) -> RuleSet:
         doc = microsoft_to_native(doc)
     check(doc)
     return compile_rules(doc)
+
+
+def _parse(path: Path, what: str) -> Any:  # noqa: ANN401 - a parsed JSON or YAML document
+    try:
+        text = path.read_text("utf-8")
+    except OSError as e:
+        raise RuleError(f"cannot read the {what} ({type(e).__name__})") from None
+    try:
+        return yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise RuleError(
+            f"the {what} is not valid {path.suffix[1:].upper()}: {str(e).splitlines()[0]}"
+        ) from None
+
+
+def load_masks(path: Path) -> tuple[Mask, ...]:
+    """Pixel masks for the 'clean' burned-in policy, from a JSON or YAML file."""
+    doc = _parse(path, "pixel masks file")
+    if not isinstance(doc, dict):
+        raise RuleError("the pixel masks file must hold an object with a 'masks' list")
+    return compile_masks(doc)
 
 
 def check(doc: dict[str, Any]) -> None:

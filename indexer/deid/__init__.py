@@ -4,6 +4,7 @@ from collections.abc import Iterable
 
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.engine import DeidResult, Identity, apply, explain
+from indexer.deid.pixels import Mask
 from indexer.deid.profile import Plan, compile_plan
 from indexer.deid.rules import RuleSet
 from indexer.deid.table import Action, Option, load_safe_private, load_table, parse_options
@@ -16,7 +17,11 @@ def basic_plan(options: Iterable[Option] = ()) -> Plan:
 
 
 def build_plan(
-    option_names: Iterable[str] = (), *, burned_in: str = "reject", rules: RuleSet | None = None
+    option_names: Iterable[str] = (),
+    *,
+    burned_in: str = "reject",
+    rules: RuleSet | None = None,
+    pixel_masks: tuple[Mask, ...] = (),
 ) -> Plan:
     """The Basic Profile with options named in any accepted spelling.
 
@@ -31,8 +36,15 @@ def build_plan(
         policy = BurnedInPolicy(burned_in)
     except ValueError as e:
         raise RuleError(str(e)) from None
+    if policy is BurnedInPolicy.CLEAN and not pixel_masks:
+        raise RuleError("the 'clean' burned-in policy needs a pixel masks file (pixel_masks_file)")
     return compile_plan(
-        load_table(), options, burned_in=policy, rules=rules, safe_private=load_safe_private()
+        load_table(),
+        options,
+        burned_in=policy,
+        rules=rules,
+        safe_private=load_safe_private(),
+        pixel_masks=pixel_masks,
     )
 
 

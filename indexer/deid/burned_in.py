@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydicom.dataset import Dataset
 
+from indexer.deid import pixels
+from indexer.deid.pixels import Mask
 from indexer.errors import DeidError
 
 RISKY_SOP_PREFIXES = (
@@ -27,6 +29,7 @@ class BurnedInPolicy(StrEnum):
 
     REJECT = "reject"  # recorded as a failure, never exported (default)
     ALLOW = "allow"  # exported as it is; the user has checked the pixels
+    CLEAN = "clean"  # rectangles of a device's pixel mask blanked (Clean Pixel Data)
 
 
 def may_carry_text(ds: Dataset) -> bool:
@@ -41,12 +44,18 @@ def may_carry_text(ds: Dataset) -> bool:
     return sop.startswith(RISKY_SOP_PREFIXES) or modality in RISKY_MODALITIES
 
 
-def enforce(ds: Dataset, policy: BurnedInPolicy) -> None:
-    """Refuse the object under the reject policy when its pixels may carry text."""
-    if policy is BurnedInPolicy.REJECT and may_carry_text(ds):
+def enforce(ds: Dataset, policy: BurnedInPolicy, masks: tuple[Mask, ...] = ()) -> bool:
+    """Apply the policy; returns whether pixel data was cleaned (code 113101 applies)."""
+    if policy is BurnedInPolicy.ALLOW or not may_carry_text(ds):
+        return False
+    if policy is BurnedInPolicy.CLEAN:
+        pixels.clean(ds, masks)
+        return True
+    if policy is BurnedInPolicy.REJECT:
         raise DeidError(
             "pixel data may carry burned-in text (BurnedInAnnotation YES, or a secondary "
             "capture / ultrasound / photographic object without it); not exported under "
             "the 'reject' policy",
             reason="burned_in_annotation",
         )
+    return False

@@ -23,7 +23,14 @@ from indexer.deid import burned_in, iod, pseudonym
 from indexer.deid.actions import ACTIONS, BINARY_VRS, Context
 from indexer.deid.profile import COMPOUND, Decision, Plan, resolve
 from indexer.deid.rules import Scope, SiteRule, compute
-from indexer.deid.table import OPTION_CODES, PROFILE_CODE, Action, Option, table_edition
+from indexer.deid.table import (
+    CLEAN_PIXEL_CODE,
+    OPTION_CODES,
+    PROFILE_CODE,
+    Action,
+    Option,
+    table_edition,
+)
 from indexer.errors import DeidError
 
 # The dicom-index implementation class UID: 2.25 form of a fixed name (PS3.5 B.2).
@@ -117,7 +124,7 @@ def apply(
     for kw in REQUIRED_UIDS:
         if not originals[kw]:
             raise DeidError(f"missing {kw}", reason="missing_uid")
-    burned_in.enforce(ds, plan.burned_in)
+    pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks)
     # an object without PatientID is its own patient, keyed by its study
     patient_key = originals["PatientID"] or f"study:{originals['StudyInstanceUID']}"
     patient_pseudo = pseudonym.ident(pseudonym_key, "patient_id", patient_key, id_prefix, 64)
@@ -149,7 +156,7 @@ def apply(
         if kw in ds and str(ds[kw].value) != originals[kw]:
             identities.append(Identity(kind, str(ds[kw].value), originals[kw]))
     _drop_orphans(ds)
-    _mark(ds, plan)
+    _mark(ds, plan, pixels_cleaned=pixels_cleaned)
     _file_meta(ds)
     return DeidResult(ds, tuple(identities), patient_pseudo)
 
@@ -364,9 +371,11 @@ def explain(plan: Plan, ds: Dataset, pseudonym_key: bytes) -> list[TraceStep]:
     return trace
 
 
-def _mark(ds: Dataset, plan: Plan) -> None:
+def _mark(ds: Dataset, plan: Plan, *, pixels_cleaned: bool = False) -> None:
     """Record what was done (PS3.15 E.1.1, CID 7050)."""
     codes = [PROFILE_CODE] + [OPTION_CODES[o] for o in sorted(plan.options)]
+    if pixels_cleaned:
+        codes.append(CLEAN_PIXEL_CODE)
     items = []
     for value, meaning in codes:
         item = Dataset()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pydicom.datadict import dictionary_VR, keyword_dict
 
 from indexer.deid.burned_in import BurnedInPolicy
+from indexer.deid.pixels import Mask
 from indexer.deid.rules import RuleSet
 from indexer.deid.table import Action, Option, Row, TagPattern
 
@@ -69,6 +70,7 @@ class Plan:
     burned_in: BurnedInPolicy = BurnedInPolicy.REJECT
     rules: RuleSet = field(default_factory=RuleSet)
     safe_private: frozenset[tuple[str, int]] = frozenset()
+    pixel_masks: tuple[Mask, ...] = ()
 
     @property
     def may_keep_private(self) -> bool:
@@ -166,6 +168,7 @@ def compile_plan(
     burned_in: BurnedInPolicy = BurnedInPolicy.REJECT,
     rules: RuleSet | None = None,
     safe_private: frozenset[tuple[str, int]] = frozenset(),
+    pixel_masks: tuple[Mask, ...] = (),
 ) -> Plan:
     """Merge the table, the chosen options and site rules into a Plan (site rules win)."""
     opts = frozenset(options)
@@ -188,5 +191,13 @@ def compile_plan(
         else:
             masks.append((row.tag, decision))
     return Plan(
-        opts, exact, tuple(masks), private, by_tag, burned_in, rules or RuleSet(), safe_private
+        opts,
+        exact,
+        tuple(masks),
+        private,
+        by_tag,
+        burned_in,
+        rules or RuleSet(),
+        safe_private,
+        pixel_masks,
     )

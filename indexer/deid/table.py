@@ -49,6 +49,7 @@ class Option(StrEnum):
 
 # CID 7050 codes (coding scheme DCM) for DeidentificationMethodCodeSequence.
 PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
+CLEAN_PIXEL_CODE = ("113101", "Clean Pixel Data Option")
 OPTION_CODES: Mapping[Option, tuple[str, str]] = {
     Option.RETAIN_SAFE_PRIVATE: ("113111", "Retain Safe Private Option"),
     Option.RETAIN_UIDS: ("113110", "Retain UIDs Option"),
