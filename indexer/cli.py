@@ -321,6 +321,12 @@ def db_stop(ctx: click.Context) -> None:
     help="Site rules file (JSON or YAML) that overrides the profile.",
 )
 @click.option("--no-verify", is_flag=True, help="Skip the leak check of each output.")
+@click.option("--strict", is_flag=True, help="Stop at the first failed file (exit code 3).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Processes for the per-file work (default: the number of cores).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @click.pass_context
@@ -334,6 +340,8 @@ def ingest(
     burned_in: str | None,
     rules: Path | None,
     no_verify: bool,
+    strict: bool,
+    workers: int | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -354,6 +362,8 @@ def ingest(
             max_member_bytes=settings.max_member_bytes,
             mongo=sink,
             verify=settings.verify_output and not no_verify,
+            strict=strict,
+            workers=workers or settings.workers or os.cpu_count() or 1,
         )
 
         def stop(_signum: int, _frame: object) -> None:
@@ -361,13 +371,15 @@ def ingest(
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        show = progress.wanted(quiet)
-        total = sources.count_files(list(sources_)) if show else None
-        with progress.bar(show, total) as update:
+        mode = progress.mode(quiet)
+        total = sources.count_files(list(sources_)) if mode == "bar" else None
+        with progress.reporter(mode, total) as update:
             summary = job.run(list(sources_), update)
     _print_summary(summary, as_json)
     if summary.status == "interrupted":
         sys.exit(EXIT_INTERRUPTED)
+    if summary.status == "aborted":
+        sys.exit(EXIT_ERROR)
     if summary.mongo_pending_batches:
         sys.exit(EXIT_MONGO_PENDING)
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)

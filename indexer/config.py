@@ -133,6 +133,12 @@ class Settings(BaseSettings):
             "writing it; a leak fails the file."
         ),
     )
+    workers: int | None = Field(
+        None,
+        description="Processes for the per-file work during ingest (default: the number of cores).",
+        ge=1,
+        le=256,
+    )
     batch_size: int = Field(
         200, description="Files per database transaction during ingest.", ge=1, le=100_000
     )

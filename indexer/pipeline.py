@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import itertools
 import logging
+import multiprocessing
+import signal
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from indexer.keys import Keys
 from indexer.records import Failure, Outcome, SourceFile
 from indexer.sources import Walker
 from indexer.store import db, migrate, sql, vault
-from indexer.store.files import Digest, LocalStore, OutputStore
+from indexer.store.files import CopyConflictError, Digest, LocalStore, OutputStore
 from indexer.store.mongo import (
     MongoDocs,
     MongoSink,
@@ -36,6 +39,7 @@ from indexer.store.mongo import (
 logger = logging.getLogger(__name__)
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
+POOL_THRESHOLD = 64  # files: below this, worker start-up costs more than it saves
 
 
 @dataclass(slots=True)
@@ -154,7 +158,11 @@ def deidentify_file(src: SourceFile, ctx: RunContext) -> Copied:
         ) from None
     if values is not None:
         _refuse_leaks(values, out, encoded.header)
-    return Copied(result, name, ctx.output.put(name, encoded.data))
+    try:
+        digest = ctx.output.put(name, encoded.data)
+    except CopyConflictError as e:
+        raise DeidError(e.message, reason="duplicate_sop_conflict") from None
+    return Copied(result, name, digest)
 
 
 def process(src: SourceFile, ctx: RunContext) -> Outcome:
@@ -174,6 +182,30 @@ def process(src: SourceFile, ctx: RunContext) -> Outcome:
             f"cannot index the object ({type(e).__name__})", reason="index_failed"
         ) from None
     return Outcome(src.source_id, src.locator, src.size, copied.result.identities, record)
+
+
+def _process_safely(item: SourceFile, ctx: RunContext) -> Outcome | Failure:
+    try:
+        return process(item, ctx)
+    except (SourceError, DeidError) as e:
+        return _failure(item, e)
+
+
+_WORKER_CTX: RunContext | None = None
+
+
+def _init_worker(ctx: RunContext) -> None:
+    global _WORKER_CTX  # noqa: PLW0603 - one context per worker process
+    _WORKER_CTX = ctx
+    configure_pydicom()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run between batches
+
+
+def _work(item: SourceFile | Failure) -> tuple[SourceFile | Failure, Outcome | Failure]:
+    if isinstance(item, Failure):
+        return item, item
+    assert _WORKER_CTX is not None  # noqa: S101 - set by _init_worker
+    return item, _process_safely(item, _WORKER_CTX)
 
 
 def _refuse_leaks(values: dict[str, str], out: pydicom.Dataset, header: bytes) -> None:
@@ -203,7 +235,10 @@ class Ingest:
         max_member_bytes: int,
         mongo: MongoSink | None = None,
         verify: bool = True,
+        strict: bool = False,
+        workers: int = 1,
     ) -> None:
+        self.workers = workers
         self.verify = verify
         self.database = database
         self.engine = database.engine
@@ -217,6 +252,8 @@ class Ingest:
         self.batch_size = batch_size
         self.walker = Walker(keys.blind, max_member_bytes=max_member_bytes)
         self.stop_requested = False
+        self.strict = strict
+        self.failed_strict = False
         self._studies: set[str] = set()
         self._series: set[str] = set()
 
@@ -246,7 +283,10 @@ class Ingest:
         )
         try:
             self._ingest_all(roots, ctx, summary, progress)
-            summary.status = "interrupted" if self.stop_requested else "completed"
+            if self.failed_strict:
+                summary.status = "aborted"
+            else:
+                summary.status = "interrupted" if self.stop_requested else "completed"
         except BaseException:
             summary.status = "aborted"
             raise
@@ -262,26 +302,46 @@ class Ingest:
                 logger.exception("could not record the end of run %s", run_id)
         return summary
 
+    def _results(
+        self, roots: Sequence[Path], ctx: RunContext
+    ) -> Iterator[tuple[SourceFile | Failure, Outcome | Failure]]:
+        """(item, result) per walked item, in walk order; per-file work in worker processes.
+
+        Workers are spawned (not forked: the parent holds threaded database clients) once
+        the walk has more than POOL_THRESHOLD items, so small runs pay no start-up.
+        """
+        items = self.walker.walk(list(roots))
+        head = list(itertools.islice(items, POOL_THRESHOLD)) if self.workers > 1 else []
+        if self.workers <= 1 or len(head) < POOL_THRESHOLD:
+            for item in itertools.chain(head, items):
+                yield item, item if isinstance(item, Failure) else _process_safely(item, ctx)
+            return
+        mp = multiprocessing.get_context("spawn")
+        with mp.Pool(self.workers, initializer=_init_worker, initargs=(ctx,)) as pool:
+            yield from pool.imap(_work, itertools.chain(head, items), chunksize=4)
+
     def _ingest_all(
         self, roots: Sequence[Path], ctx: RunContext, summary: Summary, progress: Progress | None
     ) -> None:
         outcomes: list[Outcome] = []
         failures: list[Failure] = []
-        for item in self.walker.walk(list(roots)):
+        for item, result in self._results(roots, ctx):
             summary.files_seen += 1
-            if isinstance(item, Failure):
-                failures.append(item)
-            else:
+            if isinstance(item, SourceFile):
                 summary.bytes_read += item.size
-                try:
-                    outcomes.append(process(item, ctx))
-                except (SourceError, DeidError) as e:
-                    failures.append(_failure(item, e))
+            if isinstance(result, Failure):
+                failures.append(result)
+            else:
+                outcomes.append(result)
             if len(outcomes) + len(failures) >= self.batch_size:
                 self._commit(ctx.run_id, outcomes, failures, summary)
                 outcomes, failures = [], []
             if progress is not None:
                 progress(summary.files_seen, summary.bytes_read)
+            if self.strict and any(f.outcome == "failed" for f in failures):
+                self._commit(ctx.run_id, outcomes, failures, summary)
+                self.failed_strict = True
+                return  # --strict: the first failure ends the run, recorded
             if self.stop_requested:
                 break
         self._commit(ctx.run_id, outcomes, failures, summary)

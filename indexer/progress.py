@@ -19,20 +19,50 @@ from rich.progress import (
 
 from indexer.pipeline import Progress as ProgressFn
 
+LINE_EVERY_SECONDS = 10.0
 
-def wanted(quiet: bool) -> bool:
-    """A progress display only on an interactive terminal, never in CI or with --quiet."""
-    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+
+def mode(quiet: bool) -> str:
+    """'bar' on a terminal, 'lines' (one every few seconds) elsewhere, 'off' in CI or quiet."""
+    if quiet or os.environ.get("CI"):
+        return "off"
+    return "bar" if sys.stderr.isatty() else "lines"
+
+
+def _rates(files: int, nbytes: int, started: float, total: int | None) -> str:
+    elapsed = max(time.monotonic() - started, 1e-6)
+    text = f"{files / elapsed:,.0f} files/s  {nbytes / elapsed / 1e6:,.1f} MB/s"
+    if total:
+        text += f"  ETA {(total - files) / max(files / elapsed, 1e-6):,.0f}s"
+    return text
 
 
 @contextmanager
-def bar(enabled: bool, total_files: int | None = None) -> Iterator[ProgressFn | None]:
-    """A callback that updates a live bar on stderr, or None when not wanted."""
-    if not enabled:
+def reporter(kind: str, total_files: int | None = None) -> Iterator[ProgressFn | None]:
+    """A progress callback for the mode, or None when off."""
+    if kind == "off":
         yield None
         return
-    console = Console(stderr=True)
     started = time.monotonic()
+    if kind == "lines":
+        last = [started]
+
+        def line(files: int, nbytes: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= LINE_EVERY_SECONDS:
+                last[0] = now
+                sys.stderr.write(
+                    f"ingest: {files:,} files  {_rates(files, nbytes, started, total_files)}\n"
+                )
+                sys.stderr.flush()
+
+        yield line
+        return
+    yield from _bar(total_files, started)
+
+
+def _bar(total_files: int | None, started: float) -> Iterator[ProgressFn]:
+    console = Console(stderr=True)
     with Progress(
         TextColumn("ingest"),
         BarColumn(),
@@ -45,11 +75,6 @@ def bar(enabled: bool, total_files: int | None = None) -> Iterator[ProgressFn | 
         task = p.add_task("ingest", total=total_files, rate="")
 
         def update(files: int, nbytes: int) -> None:
-            elapsed = max(time.monotonic() - started, 1e-6)
-            rate = f"{files / elapsed:,.0f} files/s  {nbytes / elapsed / 1e6:,.1f} MB/s"
-            if total_files:
-                eta = (total_files - files) / max(files / elapsed, 1e-6)
-                rate += f"  ETA {eta:,.0f}s"
-            p.update(task, completed=files, rate=rate)
+            p.update(task, completed=files, rate=_rates(files, nbytes, started, total_files))
 
         yield update

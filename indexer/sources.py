@@ -7,14 +7,14 @@ everything else sees the PHI-free ``source_id`` (a keyed hash of the locator).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import logging
 import os
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from indexer.records import Failure, SourceFile
@@ -22,6 +22,8 @@ from indexer.records import Failure, SourceFile
 logger = logging.getLogger(__name__)
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+BOMB_RATIO = 200  # a member that inflates more than this ...
+BOMB_MIN_BYTES = 10 * 1024 * 1024  # ... to more than this is refused as a zip bomb
 Item = SourceFile | Failure
 
 
@@ -124,7 +126,7 @@ class Walker:
                 locator, "failed", "unreadable", f"cannot stat a file ({type(e).__name__})"
             )
             return
-        yield SourceFile(source_id(self.key, locator), locator, size, path.read_bytes)
+        yield SourceFile(source_id(self.key, locator), locator, size, FileReader(path))
 
     def _archive(self, path: Path) -> Iterator[Item]:
         name = path.name.lower()
@@ -138,7 +140,9 @@ class Walker:
                 str(path), "failed", "bad_archive", f"cannot read an archive ({type(e).__name__})"
             )
 
-    def _member_problem(self, name: str, size: int) -> tuple[str, str] | None:
+    def _member_problem(
+        self, name: str, size: int, packed: int | None = None
+    ) -> tuple[str, str] | None:
         pure = PurePosixPath(name.replace("\\", "/"))
         if pure.is_absolute() or ".." in pure.parts:
             return "unsafe_member", "an archive member has an absolute or '..' path"
@@ -146,6 +150,8 @@ class Walker:
             return "member_too_large", (
                 f"an archive member is larger than the {self.max_member_bytes}-byte limit"
             )
+        if packed is not None and size > BOMB_MIN_BYTES and size > packed * BOMB_RATIO:
+            return "zip_bomb", f"an archive member inflates more than {BOMB_RATIO}-fold"
         if is_archive(name):
             return "nested_archive", "an archive inside an archive is not opened"
         return None
@@ -156,7 +162,7 @@ class Walker:
             infos = sorted((i for i in z.infolist() if not i.is_dir()), key=lambda i: i.filename)
             for info in infos:
                 locator = f"{path}!{info.filename}"
-                problem = self._member_problem(info.filename, info.file_size)
+                problem = self._member_problem(info.filename, info.file_size, info.compress_size)
                 if problem:
                     yield self._fail(locator, _outcome(problem[0]), *problem)
                     continue
@@ -164,7 +170,7 @@ class Walker:
                     source_id(self.key, locator),
                     locator,
                     info.file_size,
-                    _zip_reader(path, z, info, self.max_member_bytes),
+                    ZipMemberReader(path, info.filename, self.max_member_bytes),
                 )
 
     def _tar(self, path: Path) -> Iterator[Item]:
@@ -180,32 +186,60 @@ class Walker:
                     continue
                 f = t.extractfile(m)
                 data = f.read(self.max_member_bytes + 1) if f is not None else b""
-                yield SourceFile(
-                    source_id(self.key, locator), locator, m.size, functools.partial(bytes, data)
-                )
+                yield SourceFile(source_id(self.key, locator), locator, m.size, BytesReader(data))
 
 
 def _outcome(reason: str) -> str:
     return "skipped" if reason == "nested_archive" else "failed"
 
 
-def _zip_reader(
-    path: Path, z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int
-) -> Callable[[], bytes]:
-    def from_handle(handle: zipfile.ZipFile) -> bytes:
-        with handle.open(info) as f:
-            data = f.read(limit + 1)
-        if len(data) > limit:  # a zip bomb declares less than it holds
+@dataclass(frozen=True, slots=True)
+class FileReader:
+    """Reads a file; picklable, so worker processes can read for themselves."""
+
+    path: Path
+
+    def __call__(self) -> bytes:
+        """The file's bytes."""
+        return self.path.read_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class BytesReader:
+    """Bytes already read (tar members, streamed in order)."""
+
+    data: bytes = field(repr=False)
+
+    def __call__(self) -> bytes:
+        """The member's bytes."""
+        return self.data
+
+
+_OPEN_ZIPS: dict[Path, zipfile.ZipFile] = {}  # per process: one handle per archive
+
+
+@dataclass(frozen=True, slots=True)
+class ZipMemberReader:
+    """Reads one zip member, at most ``limit`` bytes (a zip bomb declares less than it holds)."""
+
+    path: Path
+    member: str
+    limit: int
+
+    def __call__(self) -> bytes:
+        """The member's bytes, through this process's handle on the archive."""
+        z = _OPEN_ZIPS.get(self.path)
+        if z is None or z.fp is None:
+            if len(_OPEN_ZIPS) > 8:  # noqa: PLR2004 - a few archives at a time
+                for old in _OPEN_ZIPS.values():
+                    old.close()
+                _OPEN_ZIPS.clear()
+            z = _OPEN_ZIPS[self.path] = zipfile.ZipFile(self.path)
+        with z.open(self.member) as f:
+            data = f.read(self.limit + 1)
+        if len(data) > self.limit:
             raise OSError("archive member exceeds its size limit")
         return data
-
-    def read() -> bytes:
-        if z.fp is None:  # the walk has moved on and closed the shared handle
-            with zipfile.ZipFile(path) as again:
-                return from_handle(again)
-        return from_handle(z)
-
-    return read
 
 
 def count_files(roots: list[Path]) -> int | None:

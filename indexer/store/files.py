@@ -21,11 +21,24 @@ class Digest:
     size: int
 
 
+class CopyConflictError(StoreError):
+    """A copy of that name exists with other content: never overwritten silently."""
+
+    code = "conflict"
+
+
 class OutputStore(Protocol):
     """Where pseudonymized copies go. ``name`` is made of pseudonymized UIDs only."""
 
     def put(self, name: str, data: bytes) -> Digest:
-        """Store ``data`` under ``name`` atomically; overwrite with identical bytes is a no-op."""
+        """Store ``data`` under ``name`` atomically; identical bytes again are a no-op.
+
+        Raises
+        ------
+        CopyConflictError
+            ``name`` holds other bytes already.
+
+        """
         ...
 
 
@@ -47,8 +60,12 @@ class LocalStore:
             raise StoreError("refusing an output name outside the output directory")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists() and path.stat().st_size == len(data) and _sha_of(path) == sha:
-                return Digest(name, sha, len(data))
+            if path.exists():
+                if path.stat().st_size == len(data) and _sha_of(path) == sha:
+                    return Digest(name, sha, len(data))
+                raise CopyConflictError(
+                    "a copy with this SOP Instance UID exists with other content; not overwritten"
+                )
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as f:

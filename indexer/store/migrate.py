@@ -10,6 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from indexer.errors import StoreError
 from indexer.resources import data_dir
@@ -30,10 +31,14 @@ def _config(engine: Engine) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``."""
     cfg = _config(engine)
-    with engine.connect() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-        conn.commit()
+    try:
+        with engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            conn.commit()
+    except DBAPIError as e:
+        detail = str(e.orig).splitlines()[0] if e.orig is not None else type(e).__name__
+        raise StoreError(f"the schema upgrade failed: {detail}") from None
 
 
 def head() -> str:

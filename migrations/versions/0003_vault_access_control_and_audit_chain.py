@@ -174,6 +174,22 @@ END
 $fn$""",
 ]
 
+BACKFILL = """
+DO $$
+DECLARE
+    r record;
+    prev bytea := decode(repeat('00', 32), 'hex');
+BEGIN
+    FOR r IN SELECT id FROM vault.audit_log ORDER BY id LOOP
+        UPDATE vault.audit_log a SET prev_hash = prev,
+            row_hash = sha256(prev || convert_to(vault.audit_canonical(a.id, a.at, a.db_role,
+                a.actor, a.purpose, a.target, a.result, a.rows_released), 'UTF8'))
+        WHERE a.id = r.id RETURNING a.row_hash INTO prev;
+    END LOOP;
+END
+$$
+"""
+
 SIGNATURES = [
     "vault.audit_canonical(bigint, timestamptz, text, text, text, text, text, integer)",
     "vault.audit_chain()",
@@ -188,17 +204,16 @@ SIGNATURES = [
 
 def upgrade() -> None:
     op.execute("DROP FUNCTION vault.reidentify(text, text, text)")
-    op.add_column(
-        "audit_log", sa.Column("prev_hash", sa.LargeBinary(), nullable=False), schema="vault"
-    )
-    op.add_column(
-        "audit_log", sa.Column("row_hash", sa.LargeBinary(), nullable=False), schema="vault"
-    )
+    op.add_column("audit_log", sa.Column("prev_hash", sa.LargeBinary()), schema="vault")
+    op.add_column("audit_log", sa.Column("row_hash", sa.LargeBinary()), schema="vault")
     op.alter_column("audit_log", "db_role", server_default=sa.text("SESSION_USER"), schema="vault")
     # ids come from the chain trigger alone, so they are contiguous and a gap means a lost row
     op.execute("ALTER TABLE vault.audit_log ALTER COLUMN id DROP DEFAULT")
     for fn in FUNCTIONS:
         op.execute(fn)
+    op.execute(BACKFILL)  # rows written before this revision join the chain in id order
+    op.alter_column("audit_log", "prev_hash", nullable=False, schema="vault")
+    op.alter_column("audit_log", "row_hash", nullable=False, schema="vault")
     for sig in SIGNATURES:
         op.execute(f"REVOKE ALL ON FUNCTION {sig} FROM PUBLIC")
     op.execute(

@@ -1,0 +1,242 @@
+"""Benchmark dicom-index ingest against the copy and pydicom floors (and peers, optionally).
+
+Usage:
+    python scripts/bench.py [--ct N] [--small N] [--out DIR] [--peers] [--json FILE]
+
+Generates two corpora (CT-like 512x512 16-bit slices; small header-heavy objects of
+10-20 KB), then times, per corpus, in separate processes: `cp -r`; pydicom header parse
+(dcmread stop_before_pixels); pydicom read + write (no changes); `dicom-index ingest` (copy,
+PostgreSQL index and vault; MongoDB off, then on when the embedded-mongo extra is
+installed). With --peers it also creates virtual environments for dicognito,
+dicom-anonymizer and deid and times them on the same corpus. Prints files/s, MB/s, peak RSS
+and each figure as a ratio to cp and to the read-write floor, and writes a JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from indexer.sample import make_instance, to_bytes  # noqa: E402
+
+PY = sys.executable
+CLI = [PY, "-m", "indexer.cli"]
+
+
+@dataclass
+class Result:
+    """One timed tool on one corpus."""
+
+    corpus: str
+    tool: str
+    files: int
+    seconds: float
+    megabytes: float
+    peak_rss_mb: float
+    note: str = ""
+
+    @property
+    def files_per_s(self) -> float:
+        """Throughput."""
+        return self.files / self.seconds if self.seconds else 0.0
+
+
+def make_corpus(kind: str, n: int, root: Path) -> tuple[int, float]:
+    """Write n synthetic files of a kind; returns (files, MB)."""
+    root.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for i in range(n):
+        patient, study, series = i // 200 + 1, i // 100 + 1, i // 50 + 1
+        if kind == "ct":
+            ds = make_instance(patient, study, series, i + 1, rows=512, columns=512)
+        else:  # header-heavy: many text elements, a 16x16 image, 10-20 KB
+            ds = make_instance(patient, study, series, i + 1, rows=16, columns=16)
+            ds.ImageComments = "x" * (8000 + (i % 10) * 1000)
+        data = to_bytes(ds)
+        total += len(data)
+        (root / f"{i:06d}.dcm").write_bytes(data)
+    return n, total / 1e6
+
+
+def timed(
+    cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MB) and exit code of one process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        print(f"  ! {' '.join(cmd[:4])}... exited {code}: {stderr[-300:]}", file=sys.stderr)
+    return seconds, usage.ru_maxrss / 1024, code
+
+
+FLOOR_PARSE = """
+import sys, pathlib, pydicom
+for p in sorted(pathlib.Path(sys.argv[1]).iterdir()):
+    pydicom.dcmread(p, stop_before_pixels=True)
+"""
+FLOOR_RW = """
+import sys, pathlib, pydicom
+out = pathlib.Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
+for p in sorted(pathlib.Path(sys.argv[1]).iterdir()):
+    pydicom.dcmread(p).save_as(out / p.name)
+"""
+
+
+def bench_corpus(
+    name: str,
+    src: Path,
+    n: int,
+    mb: float,
+    work: Path,
+    env: dict[str, str],
+    mongo: bool,
+    peers: dict[str, list[str]],
+) -> list[Result]:
+    """Time every tool on one corpus."""
+    results = []
+
+    def run(tool: str, cmd: list[str], note: str = "", **kw: object) -> None:
+        seconds, rss, code = timed(cmd, **kw)  # type: ignore[arg-type]
+        results.append(
+            Result(
+                name, tool, n, seconds, mb, rss, note if code in (0, 1) else f"failed (exit {code})"
+            )
+        )
+        print(
+            f"  {tool:34s} {n / seconds:8.1f} files/s  {mb / seconds:7.1f} MB/s  {rss:6.0f} MB RSS",
+            flush=True,
+        )
+
+    run("cp -r", ["cp", "-r", str(src), str(work / f"cp-{name}")])
+    run("pydicom header parse", [PY, "-c", FLOOR_PARSE, str(src)])
+    run("pydicom read + write", [PY, "-c", FLOOR_RW, str(src), str(work / f"rw-{name}")])
+    off = {**env, "DICOM_INDEX_MONGO_ENABLED": "false"}
+    run(
+        "dicom-index ingest, 1 worker",
+        [*CLI, "ingest", str(src), "--out", str(work / f"ingest-{name}"), "--quiet"],
+        env=off,
+    )
+    if mongo:
+        run(
+            "dicom-index ingest + MongoDB",
+            [*CLI, "ingest", str(src), "--out", str(work / f"ingest-m-{name}"), "--quiet"],
+            env={**env, "DICOM_INDEX_STATE_DIR": str(work / f"state-m-{name}")},
+        )
+    for tool, cmd in peers.items():
+        out = work / f"{tool}-{name}"
+        run(tool, [c.replace("{in}", str(src)).replace("{out}", str(out)) for c in cmd])
+    return results
+
+
+def setup_peers(work: Path) -> dict[str, list[str]]:
+    """Virtual environments for the peers; a peer that fails to install is left out."""
+    peers: dict[str, list[str]] = {}
+    specs = {
+        "dicognito": ("dicognito", ["{venv}/bin/dicognito", "--output-directory", "{out}", "{in}"]),
+        "dicom-anonymizer": ("dicom-anonymizer", ["{venv}/bin/dicom-anonymizer", "{in}", "{out}"]),
+    }
+    for tool, (package, cmd) in specs.items():
+        venv = work / "peers" / tool
+        try:
+            subprocess.run([PY, "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "-q", package], check=True, timeout=600
+            )
+        except (subprocess.SubprocessError, OSError) as e:
+            print(f"  ({tool} not installed: {type(e).__name__})", file=sys.stderr)
+            continue
+        peers[tool] = [c.replace("{venv}", str(venv)) for c in cmd]
+    return peers
+
+
+def main() -> int:
+    """Run the benchmark; returns the exit code."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ct", type=int, default=1000, help="CT slices (default 1000)")
+    ap.add_argument("--small", type=int, default=2000, help="small objects (default 2000)")
+    ap.add_argument("--out", type=Path, default=None, help="work directory (default: temp)")
+    ap.add_argument("--peers", action="store_true", help="install and time peer tools")
+    ap.add_argument("--json", type=Path, default=Path("bench-report.json"))
+    args = ap.parse_args()
+    work = args.out or Path(tempfile.mkdtemp(prefix="dicom-index-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    state = work / "state"
+    env = {**os.environ, "DICOM_INDEX_STATE_DIR": str(state), "CI": "1"}
+    env.pop("DICOM_INDEX_DATABASE_URL", None)
+    subprocess.run([*CLI, "keys", "init"], env=env, check=True, capture_output=True)
+    warm = work / "warm"
+    make_corpus("small", 5, warm)  # start the embedded server and migrate, untimed
+    subprocess.run(
+        [*CLI, "ingest", str(warm), "--out", str(work / "warm-out"), "--quiet"],
+        env={**env, "DICOM_INDEX_MONGO_ENABLED": "false"},
+        check=True,
+        capture_output=True,
+    )
+    mongo = importlib.util.find_spec("secantus") is not None
+    peers = setup_peers(work) if args.peers else {}
+    results: list[Result] = []
+    for name, count in (("ct", args.ct), ("small", args.small)):
+        if count <= 0:
+            continue
+        src = work / f"corpus-{name}"
+        n, mb = make_corpus(name, count, src)
+        subprocess.run(
+            ["cat", *map(str, sorted(src.iterdir()))], stdout=subprocess.DEVNULL, check=True
+        )  # warm the page cache
+        print(f"{name}: {n} files, {mb:.0f} MB", flush=True)
+        results += bench_corpus(name, src, n, mb, work, env, mongo, peers)
+    subprocess.run([*CLI, "db", "stop"], env=env, capture_output=True, check=False)
+    report = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+        },
+        "results": [{**asdict(r), "files_per_s": round(r.files_per_s, 1)} for r in results],
+    }
+    print()
+    print(
+        f"{'corpus':6s} {'tool':34s} {'files/s':>9s} {'MB/s':>8s} {'RSS MB':>7s} "
+        f"{'x cp':>6s} {'x rw':>6s}"
+    )
+    for name in ("ct", "small"):
+        rows = [r for r in results if r.corpus == name]
+        if not rows:
+            continue
+        cp = next(r for r in rows if r.tool == "cp -r").files_per_s
+        rw = next(r for r in rows if r.tool == "pydicom read + write").files_per_s
+        for r in rows:
+            print(
+                f"{name:6s} {r.tool:34s} {r.files_per_s:9.1f} {r.megabytes / r.seconds:8.1f} "
+                f"{r.peak_rss_mb:7.0f} {r.files_per_s / cp:6.2f} {r.files_per_s / rw:6.2f}"
+                + (f"  {r.note}" if r.note else "")
+            )
+    args.json.write_text(json.dumps(report, indent=1))
+    print(f"\nreport: {args.json}; work directory: {work}")
+    if args.out is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

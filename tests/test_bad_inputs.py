@@ -1,0 +1,157 @@
+"""A good archive salted with every kind of bad input (#6): the good land once, the bad are
+recorded with their reason, nothing leaks, and the exit code says some failed."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections import Counter
+
+import pydicom
+import pytest
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+)
+from sqlalchemy import text
+
+from indexer.deid import pseudonym
+from indexer.keys import read_key_file
+from indexer.pipeline import configure_pydicom
+from tests.builders import make_instance, to_bytes
+
+MARK = "PHIMARK"
+configure_pydicom()
+
+
+def _save(ds, ts=None):
+    buf = io.BytesIO()
+    if ts is not None:
+        ds.file_meta.TransferSyntaxUID = ts
+        ds.save_as(
+            buf,
+            enforce_file_format=True,
+            little_endian=ts.is_little_endian,
+            implicit_vr=ts.is_implicit_VR,
+        )
+    else:
+        ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    root = tmp_path / f"Doe_{MARK}"
+    root.mkdir()
+    good: list[str] = []
+
+    def add_good(name, data, ds):
+        (root / name).write_bytes(data)
+        good.append(str(ds.SOPInstanceUID))
+
+    n = iter(range(1, 100))
+    for _ in range(3):
+        ds = make_instance(1, 1, 1, next(n), marker=MARK)
+        add_good(f"good{len(good)}.dcm", to_bytes(ds), ds)
+    ds = make_instance(1, 1, 2, next(n), marker=MARK)
+    add_good("no_preamble.dcm", to_bytes(ds)[132:], ds)
+    for ts in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian):
+        ds = make_instance(1, 1, 3, next(n), marker=MARK)
+        add_good(f"ts_{ts.name.split()[0]}.dcm", _save(ds, ts), ds)
+    ds = make_instance(1, 1, 4, next(n), marker=MARK)
+    ds.PixelData = encapsulate([b"\xff\xd8 not really a jpeg \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    add_good("compressed.dcm", _save(ds, JPEGBaseline8Bit), ds)
+    ds = make_instance(1, 1, 5, next(n), marker=MARK, StudyDate="NOTADATE")
+    add_good("invalid_value.dcm", to_bytes(ds), ds)
+    ds = make_instance(1, 1, 6, next(n), marker=MARK)
+    ds.private_block(0x0011, "BIG BLOB", create=True).add_new(0x01, "OB", b"\x01" * 5_000_000)
+    add_good("huge_private.dcm", to_bytes(ds), ds)
+
+    expected = Counter()
+
+    def add_bad(name, data, reason):
+        (root / name).write_bytes(data)
+        expected[reason] += 1
+
+    add_bad("notes.txt", f"patient {MARK}".encode(), "not_dicom")
+    add_bad("empty.dcm", b"", "empty_file")
+    add_bad("truncated.dcm", to_bytes(make_instance(2, 1, 1, 1, marker=MARK))[:-200], "truncated")
+    for i, kw in enumerate(("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")):
+        ds = make_instance(3, 1, 1, i + 1, marker=MARK)
+        delattr(ds, kw)
+        add_bad(f"missing_{kw}.dcm", to_bytes(ds), "missing_uid")
+    us = make_instance(
+        4, 1, 1, 1, marker=MARK, Modality="US", SOPClassUID="1.2.840.10008.5.1.4.1.1.6.1"
+    )
+    add_bad("ultrasound.dcm", to_bytes(us), "burned_in_annotation")
+    twin = make_instance(1, 1, 1, 1, marker=MARK, SliceThickness="9.0")  # same UIDs, other data
+    add_bad("zz_conflict.dcm", to_bytes(twin), "duplicate_sop_conflict")
+    (root / "loop").symlink_to(root)
+    expected["symlink_loop"] += 1
+    (root / "dangling.dcm").symlink_to(root / "nowhere")
+    expected["broken_link"] += 1
+    with zipfile.ZipFile(root / "archive.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        ds = make_instance(5, 1, 1, 1, marker=MARK)
+        z.writestr("ok.dcm", to_bytes(ds))
+        good.append(str(ds.SOPInstanceUID))
+        z.writestr("../../escape.dcm", b"x")
+        expected["unsafe_member"] += 1
+        z.writestr("bomb.dcm", b"\0" * 30_000_000)
+        expected["zip_bomb"] += 1
+        z.writestr("inner.zip", b"PK\x05\x06" + b"\0" * 18)
+        expected["nested_archive"] += 1
+    return root, good, expected
+
+
+def test_bad_inputs_are_recorded_and_the_rest_lands(cli, corpus, tmp_path, engine, key_file):
+    root, good, expected = corpus
+    p = cli("ingest", str(root), "--out", str(tmp_path / "out"), "--json", check=1)
+    with engine.connect() as c:
+        reasons = Counter(
+            r.reason for r in c.execute(text("SELECT reason FROM dicom_index.file_error"))
+        )
+        messages = c.execute(text("SELECT message FROM dicom_index.file_error")).scalars().all()
+        sops = c.execute(text("SELECT sop_uid FROM dicom_index.instance")).scalars().all()
+    assert reasons == expected
+    key = read_key_file(key_file).pseudonym
+    assert sorted(sops) == sorted(pseudonym.uid(key, uid) for uid in good)  # each once
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == len(good)
+    for text_ in [*messages, *cli.log]:
+        assert MARK not in text_
+    assert '"files_failed": ' in p.stdout
+    # the big-endian, deflated and compressed objects were carried in their own syntax
+    syntaxes = {
+        str(pydicom.dcmread(f).file_meta.TransferSyntaxUID)
+        for f in (tmp_path / "out").rglob("*.dcm")
+    }
+    assert {
+        str(ExplicitVRBigEndian),
+        str(DeflatedExplicitVRLittleEndian),
+        str(JPEGBaseline8Bit),
+    } <= syntaxes
+
+
+def test_strict_stops_at_the_first_failure(cli, corpus, tmp_path, engine):
+    root, _good, _expected = corpus
+    p = cli(
+        "ingest",
+        str(root),
+        "--out",
+        str(tmp_path / "out"),
+        "--strict",
+        "--batch-size",
+        "2",
+        check=3,
+    )
+    assert "aborted" in p.stdout
+    with engine.connect() as c:
+        status = c.execute(text("SELECT status FROM dicom_index.ingest_run")).scalar()
+        failed = c.execute(
+            text("SELECT count(*) FROM dicom_index.file_error WHERE outcome = 'failed'")
+        ).scalar()
+    assert status == "aborted"
+    assert failed >= 1
