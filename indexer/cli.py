@@ -226,9 +226,18 @@ def db_group() -> None:
 @handle_errors
 def db_upgrade(ctx: click.Context) -> None:
     """Create or upgrade the dicom_index and vault schemas (Alembic)."""
-    database = db.connect(_settings(ctx).database_url, _settings(ctx).state_dir)
+    settings = _settings(ctx)
+    database = db.connect(settings.database_url, settings.state_dir)
     migrate.upgrade(database.engine)
-    click.echo(f"schema at {migrate.current(database.engine)}")
+    regranted = roles.grant_if_present(database.engine, _role_names(settings))
+    click.echo(
+        f"schema at {migrate.current(database.engine)}"
+        + (
+            "; grants re-applied to the roles"
+            if regranted
+            else "; run `dicom-index db roles` to create the roles"
+        )
+    )
 
 
 @db_group.command("roles")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import hmac
 import io
 import itertools
 import logging
@@ -10,6 +13,8 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,7 @@ import pydicom
 import pydicom.config
 from pydicom.errors import InvalidDicomError
 
-from indexer import __version__, deid, extract
+from indexer import __version__, deid, extract, failpoints
 from indexer.deid import Plan, verify
 from indexer.encode import encode
 from indexer.errors import DeidError, IndexerError, SourceError
@@ -40,6 +45,15 @@ logger = logging.getLogger(__name__)
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 POOL_THRESHOLD = 64  # files: below this, worker start-up costs more than it saves
+SKIP_CHECK_CHUNK = 256  # sources looked up at once for the unchanged-file check
+
+
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """A source indexed before and unchanged since: skipped without reading."""
+
+    src: SourceFile
+    known: sql.KnownSource
 
 
 @dataclass(slots=True)
@@ -50,6 +64,7 @@ class Summary:
     files_seen: int = 0
     files_indexed: int = 0
     files_already_indexed: int = 0
+    files_unchanged: int = 0  # skipped without reading: indexed before, unchanged
     files_skipped: int = 0
     files_failed: int = 0
     bytes_read: int = 0
@@ -162,6 +177,7 @@ def deidentify_file(src: SourceFile, ctx: RunContext) -> Copied:
         digest = ctx.output.put(name, encoded.data)
     except CopyConflictError as e:
         raise DeidError(e.message, reason="duplicate_sop_conflict") from None
+    failpoints.hit(failpoints.COPY_WRITTEN)
     return Copied(result, name, digest)
 
 
@@ -199,6 +215,7 @@ def _init_worker(ctx: RunContext) -> None:
     _WORKER_CTX = ctx
     configure_pydicom()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run between batches
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _work(item: SourceFile | Failure) -> tuple[SourceFile | Failure, Outcome | Failure]:
@@ -256,6 +273,19 @@ class Ingest:
         self.failed_strict = False
         self._studies: set[str] = set()
         self._series: set[str] = set()
+        self._seen: list[tuple[str, str]] = []  # (fingerprint, SOP UID) of this batch
+        self.plan_digest = hashlib.sha256(
+            repr(
+                (
+                    __version__,
+                    sorted(plan.options),
+                    plan.rules,
+                    plan.burned_in,
+                    plan.pixel_masks,
+                    verify,
+                )
+            ).encode()
+        ).hexdigest()
 
     def run(self, roots: Sequence[Path], progress: Progress | None = None) -> Summary:
         """Ingest every object under ``roots``; returns the summary (also stored in the run)."""
@@ -304,21 +334,77 @@ class Ingest:
 
     def _results(
         self, roots: Sequence[Path], ctx: RunContext
-    ) -> Iterator[tuple[SourceFile | Failure, Outcome | Failure]]:
+    ) -> Iterator[tuple[SourceFile | Failure, Outcome | Failure | Unchanged]]:
         """(item, result) per walked item, in walk order; per-file work in worker processes.
 
         Workers are spawned (not forked: the parent holds threaded database clients) once
         the walk has more than POOL_THRESHOLD items, so small runs pay no start-up.
         """
-        items = self.walker.walk(list(roots))
+        items = self._skip_unchanged(self.walker.walk(list(roots)))
         head = list(itertools.islice(items, POOL_THRESHOLD)) if self.workers > 1 else []
         if self.workers <= 1 or len(head) < POOL_THRESHOLD:
             for item in itertools.chain(head, items):
-                yield item, item if isinstance(item, Failure) else _process_safely(item, ctx)
+                if isinstance(item, Unchanged):
+                    yield item.src, item
+                else:
+                    yield item, item if isinstance(item, Failure) else _process_safely(item, ctx)
             return
         mp = multiprocessing.get_context("spawn")
-        with mp.Pool(self.workers, initializer=_init_worker, initargs=(ctx,)) as pool:
-            yield from pool.imap(_work, itertools.chain(head, items), chunksize=4)
+        window: collections.deque[Future[tuple[SourceFile | Failure, Outcome | Failure]]]
+        window = collections.deque()
+        limit = self.workers * 8  # in flight: bounded memory, however large the archive
+        try:
+            with ProcessPoolExecutor(
+                self.workers, mp_context=mp, initializer=_init_worker, initargs=(ctx,)
+            ) as pool:
+                for item in itertools.chain(head, items):
+                    if isinstance(item, Unchanged):
+                        yield item.src, item  # not read at all
+                        continue
+                    window.append(pool.submit(_work, item))
+                    if len(window) >= limit:
+                        yield window.popleft().result()
+                while window:
+                    yield window.popleft().result()
+        except BrokenProcessPool:
+            raise IndexerError(
+                "a worker process died (out of memory, or killed); the "
+                "batches committed so far are kept: run the ingest again"
+            ) from None
+
+    def fingerprint(self, src: SourceFile) -> str:
+        """Keyed fingerprint of a source's location, version and the de-id settings."""
+        return hmac.new(
+            self.keys.blind,
+            f"{src.locator}\x00{src.version}\x00{self.plan_digest}".encode(
+                "utf-8", "surrogateescape"
+            ),
+            hashlib.sha256,
+        ).hexdigest()
+
+    def _skip_unchanged(
+        self, items: Iterator[SourceFile | Failure]
+    ) -> Iterator[SourceFile | Failure | Unchanged]:
+        """Pass items on; sources indexed before and unchanged come as Unchanged.
+
+        Their copy must still be in place. They are neither read nor processed again.
+        """
+        while chunk := list(itertools.islice(items, SKIP_CHECK_CHUNK)):
+            prints = {
+                id(i): self.fingerprint(i) for i in chunk if isinstance(i, SourceFile) and i.version
+            }
+            with db.transaction(self.engine) as s:
+                known = sql.known_sources(s, list(prints.values()))
+            for item in chunk:
+                k = known.get(prints.get(id(item), ""))
+                if (
+                    k is not None
+                    and isinstance(item, SourceFile)
+                    and self.output.exists(k.copy_path, k.copy_bytes)
+                ):
+                    yield Unchanged(item, k)
+                else:
+                    yield item
 
     def _ingest_all(
         self, roots: Sequence[Path], ctx: RunContext, summary: Summary, progress: Progress | None
@@ -329,10 +415,19 @@ class Ingest:
             summary.files_seen += 1
             if isinstance(item, SourceFile):
                 summary.bytes_read += item.size
-            if isinstance(result, Failure):
+            if isinstance(result, Unchanged):
+                summary.files_unchanged += 1
+                summary.files_indexed += 1
+                summary.files_already_indexed += 1
+                summary.instances += 1
+                self._studies.add(result.known.study_uid)
+                self._series.add(result.known.series_uid)
+            elif isinstance(result, Failure):
                 failures.append(result)
             else:
                 outcomes.append(result)
+                assert isinstance(item, SourceFile)  # noqa: S101 - an outcome has a source
+                self._seen.append((self.fingerprint(item), result.record.instance["sop_uid"]))
             if len(outcomes) + len(failures) >= self.batch_size:
                 self._commit(ctx.run_id, outcomes, failures, summary)
                 outcomes, failures = [], []
@@ -358,6 +453,10 @@ class Ingest:
             sql.record_failures(s, run_id, failures)
             sop_uids = [o.record.instance["sop_uid"] for o in outcomes]
             batch_id = sql.create_batch(s, run_id, sop_uids) if sop_uids else None
+            sql.record_sources(s, run_id, self._seen)
+            self._seen = []
+            failpoints.hit(failpoints.VAULT_WRITTEN)
+        failpoints.hit(failpoints.SQL_COMMITTED)
         if batch_id is not None and self.mongo is not None and self.mongo_ok:
             self._mongo_write([batch_id], sop_uids)
         for o in outcomes:

@@ -17,6 +17,7 @@ class SourceFile:
     locator: str = field(repr=False)
     size: int
     read: Callable[[], bytes] = field(repr=False, compare=False)
+    version: str = ""  # size, mtime or CRC: changes when the content may have changed
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,13 +120,19 @@ class Walker:
             yield from self._archive(path)
             return
         try:
-            size = path.stat().st_size
+            st = path.stat()
         except OSError as e:
             yield self._fail(
                 locator, "failed", "unreadable", f"cannot stat a file ({type(e).__name__})"
             )
             return
-        yield SourceFile(source_id(self.key, locator), locator, size, FileReader(path))
+        yield SourceFile(
+            source_id(self.key, locator),
+            locator,
+            st.st_size,
+            FileReader(path),
+            f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}",
+        )
 
     def _archive(self, path: Path) -> Iterator[Item]:
         name = path.name.lower()
@@ -171,6 +177,7 @@ class Walker:
                     locator,
                     info.file_size,
                     ZipMemberReader(path, info.filename, self.max_member_bytes),
+                    f"{info.file_size}:{info.CRC}:{info.date_time}",
                 )
 
     def _tar(self, path: Path) -> Iterator[Item]:
@@ -186,7 +193,13 @@ class Walker:
                     continue
                 f = t.extractfile(m)
                 data = f.read(self.max_member_bytes + 1) if f is not None else b""
-                yield SourceFile(source_id(self.key, locator), locator, m.size, BytesReader(data))
+                yield SourceFile(
+                    source_id(self.key, locator),
+                    locator,
+                    m.size,
+                    BytesReader(data),
+                    f"{m.size}:{m.mtime}:{m.chksum}",
+                )
 
 
 def _outcome(reason: str) -> str:

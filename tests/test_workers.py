@@ -31,3 +31,33 @@ def test_two_workers_equal_one(cli, tmp_path, engine):
                 text("SELECT sop_uid, copy_sha256 FROM dicom_index.instance ORDER BY 1")
             ).all()
         )
+
+
+def test_unchanged_files_are_skipped_on_rerun(cli, tmp_path, engine):
+    archive = tmp_path / "archive"
+    n = write_archive(archive, SampleShape(2, 1, 2, 3))
+    out = tmp_path / "out"
+    cli("ingest", str(archive), "--out", str(out))
+    before = files_sha(out)
+    p = cli("ingest", str(archive), "--out", str(out), "--json")
+    summary = json.loads(p.stdout)
+    assert summary["files_unchanged"] == n  # not read again
+    assert summary["files_indexed"] == n
+    assert summary["studies"] == 2
+    assert files_sha(out) == before
+    # a changed file is read again; a missing copy is written again
+    changed = min(archive.rglob("*.dcm"))
+    changed.touch()
+    victim = max(out.rglob("*.dcm"))
+    victim.unlink()
+    p = cli("ingest", str(archive), "--out", str(out), "--json")
+    assert json.loads(p.stdout)["files_unchanged"] == n - 2
+    assert files_sha(out) == before
+    # other de-identification settings: nothing counts as unchanged
+    p = cli(
+        "ingest", str(archive), "--out", str(tmp_path / "out2"), "--option", "retain-uids", "--json"
+    )
+    assert json.loads(p.stdout)["files_unchanged"] == 0
+    with engine.connect() as c:
+        seen = c.execute(text("SELECT count(*) FROM dicom_index.source_seen")).scalar()
+    assert seen >= n

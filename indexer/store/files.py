@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from indexer import failpoints
 from indexer.errors import StoreError
 
 
@@ -41,14 +42,28 @@ class OutputStore(Protocol):
         """
         ...
 
+    def exists(self, name: str, size: int) -> bool:
+        """Whether ``name`` is stored with this size (a cheap check, no read)."""
+        ...
+
+
+INCOMING = ".incoming"
+
 
 class LocalStore:
-    """Copies as files under a root directory, written to a temp file then renamed."""
+    """Copies as files under a root directory, written to ``.incoming/`` then renamed.
+
+    Temp files left by a killed run are removed when the store opens, so no partial copy
+    ever stays behind. One ingest writes to an output directory at a time.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.incoming = root / INCOMING
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            self.incoming.mkdir(parents=True, exist_ok=True)
+            for stale in self.incoming.iterdir():
+                stale.unlink(missing_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the output directory ({type(e).__name__})") from None
 
@@ -66,10 +81,11 @@ class LocalStore:
                 raise CopyConflictError(
                     "a copy with this SOP Instance UID exists with other content; not overwritten"
                 )
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+            fd, tmp = tempfile.mkstemp(dir=self.incoming, suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
+                failpoints.hit(failpoints.COPY_TEMP_WRITTEN)
                 Path(tmp).replace(path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -79,6 +95,13 @@ class LocalStore:
                 f"cannot write a copy to the output directory ({type(e).__name__})"
             ) from None
         return Digest(name, sha, len(data))
+
+    def exists(self, name: str, size: int) -> bool:
+        """Whether ``root/name`` exists with this size."""
+        try:
+            return (self.root / name).stat().st_size == size
+        except OSError:
+            return False
 
 
 def _sha_of(path: Path) -> str:

@@ -178,6 +178,21 @@ class IngestBatch(Base):
     mongo_done: Mapped[bool] = mapped_column(Boolean, server_default="false")
 
 
+class SourceSeen(Base):
+    """A source that was indexed, by keyed fingerprint of location, version and settings.
+
+    An unchanged rerun skips it without reading it.
+    """
+
+    __tablename__ = "source_seen"
+    __table_args__ = {"schema": INDEX_SCHEMA}  # noqa: RUF012
+
+    fingerprint: Mapped[text_pk]
+    sop_uid: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int] = mapped_column(ForeignKey(f"{INDEX_SCHEMA}.ingest_run.id"))
+    created_at: Mapped[created]
+
+
 class IndexMeta(Base):
     """Facts about the index itself, such as the id of the pseudonym key it was built with."""
 

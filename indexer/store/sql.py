@@ -21,6 +21,7 @@ from indexer.store.models import (
     Instance,
     Patient,
     Series,
+    SourceSeen,
     Study,
 )
 
@@ -240,3 +241,43 @@ def sample_sop_uids(s: Session, n: int) -> list[str]:
     """A random sample of instance UIDs."""
     q = select(Instance.sop_uid).order_by(func.random()).limit(n)
     return list(s.execute(q).scalars())
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSource:
+    """What the index holds for a source seen before."""
+
+    copy_path: str
+    copy_bytes: int
+    study_uid: str
+    series_uid: str
+
+
+def known_sources(s: Session, fingerprints: Sequence[str]) -> dict[str, KnownSource]:
+    """Fingerprint -> what was indexed from it, for sources indexed before."""
+    if not fingerprints:
+        return {}
+    q = (
+        select(
+            SourceSeen.fingerprint,
+            Instance.copy_path,
+            Instance.copy_bytes,
+            Instance.study_uid,
+            Instance.series_uid,
+        )
+        .join(Instance, Instance.sop_uid == SourceSeen.sop_uid)
+        .where(SourceSeen.fingerprint.in_(list(fingerprints)))
+    )
+    return {
+        r.fingerprint: KnownSource(r.copy_path, int(r.copy_bytes), r.study_uid, r.series_uid)
+        for r in s.execute(q)
+    }
+
+
+def record_sources(s: Session, run_id: int, seen: Sequence[tuple[str, str]]) -> None:
+    """Remember (fingerprint, SOP Instance UID) of sources indexed in this batch."""
+    if seen:
+        s.execute(
+            insert(SourceSeen).on_conflict_do_nothing(),
+            [{"fingerprint": f, "sop_uid": u, "run_id": run_id} for f, u in seen],
+        )
