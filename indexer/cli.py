@@ -298,6 +298,35 @@ def db_stop(ctx: click.Context) -> None:
     click.echo("embedded server stopped" if stopped else "no embedded server running")
 
 
+def deid_options(fn: F) -> F:
+    """The de-identification flags shared by `ingest` and `deid`."""
+    for option in reversed(
+        [
+            click.option(
+                "--option",
+                "options",
+                multiple=True,
+                metavar="NAME",
+                help="A PS3.15 option (repeatable): retain-uids, clean-descriptors, ...",
+            ),
+            click.option(
+                "--burned-in",
+                type=click.Choice(["reject", "allow", "clean"]),
+                help="Objects whose pixels may carry burned-in text.",
+            ),
+            click.option(
+                "--rules",
+                "rules",
+                type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                help="Site rules file (JSON or YAML) that overrides the profile.",
+            ),
+            click.option("--no-verify", is_flag=True, help="Skip the leak check of each output."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
 # ---------------------------------------------------------------- ingest
 @cli.command()
 @click.argument(
@@ -311,25 +340,7 @@ def db_stop(ctx: click.Context) -> None:
     help="Directory for pseudonymized copies (<study>/<series>/<sop>.dcm).",
 )
 @click.option("--batch-size", type=click.IntRange(1, 100_000), help="Files per transaction.")
-@click.option(
-    "--option",
-    "options",
-    multiple=True,
-    metavar="NAME",
-    help="A PS3.15 option (repeatable): retain-uids, clean-descriptors, ...",
-)
-@click.option(
-    "--burned-in",
-    type=click.Choice(["reject", "allow", "clean"]),
-    help="Objects whose pixels may carry burned-in text.",
-)
-@click.option(
-    "--rules",
-    "rules",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Site rules file (JSON or YAML) that overrides the profile.",
-)
-@click.option("--no-verify", is_flag=True, help="Skip the leak check of each output.")
+@deid_options
 @click.option("--strict", is_flag=True, help="Stop at the first failed file (exit code 3).")
 @click.option(
     "--workers",
@@ -685,30 +696,12 @@ def audit_verify(ctx: click.Context, expect_head: str | None) -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Directory for the de-identified copies.",
 )
-@click.option(
-    "--option",
-    "options",
-    multiple=True,
-    metavar="NAME",
-    help="A PS3.15 option (repeatable): retain-uids, clean-descriptors, ...",
-)
-@click.option(
-    "--burned-in",
-    type=click.Choice(["reject", "allow", "clean"]),
-    help="Objects whose pixels may carry burned-in text.",
-)
-@click.option(
-    "--rules",
-    "rules",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="Site rules file (JSON or YAML) that overrides the profile.",
-)
+@deid_options
 @click.option(
     "--what-if",
     is_flag=True,
     help="Print, per element, the action and what decided it; write nothing.",
 )
-@click.option("--no-verify", is_flag=True, help="Skip the leak check of each output.")
 @click.pass_context
 @handle_errors
 def deid_cmd(

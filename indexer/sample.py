@@ -57,8 +57,9 @@ def make_instance(  # noqa: PLR0915 - one statement per planted element
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = sop_uid
-    ds.StudyDate = f"2023{study:02d}15"
-    ds.SeriesDate = f"2023{study:02d}15"
+    month = (study - 1) % 12 + 1
+    ds.StudyDate = f"2023{month:02d}15"
+    ds.SeriesDate = f"2023{month:02d}15"
     ds.StudyTime = "101500"
     ds.AccessionNumber = f"ACC{m}{study}"[:16]
     ds.Modality = "CT"
