@@ -221,3 +221,21 @@ def test_clean_graphics_removes_bitmaps_it_cannot_clean():
         build_plan(["clean-graphics"]), pydicom.dcmread(io.BytesIO(to_bytes(ds))), KEY
     ).ds
     assert not any(t >> 16 == 0x6000 for t in out.keys())  # noqa: SIM118
+
+
+def test_retain_safe_private_keeps_listed_elements_only():
+    from indexer.deid.profile import compile_plan  # noqa: PLC0415
+
+    safe = frozenset({("SYNTHETIC PHI", 0x02)})
+    plan = compile_plan(load_table(), [Option.RETAIN_SAFE_PRIVATE], safe_private=safe)
+    out = deid.apply(plan, pydicom.dcmread(io.BytesIO(to_bytes(make_instance()))), KEY).ds
+    block = out.private_block(0x0009, "SYNTHETIC PHI")
+    assert block[0x02].value  # on the list: kept, with its creator
+    assert 0x00091001 not in out  # not on the list: removed
+    without = deid.apply(
+        compile_plan(load_table(), [], safe_private=safe),
+        pydicom.dcmread(io.BytesIO(to_bytes(make_instance()))),
+        KEY,
+    ).ds
+    assert not any(e.tag.is_private for e in without)  # the option is what keeps it
+    assert "113111" in [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
