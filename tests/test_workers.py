@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pydicom
 from sqlalchemy import text
 
+from indexer.deid import pseudonym
+from indexer.keys import read_key_file
 from indexer.pipeline import POOL_THRESHOLD
 from tests.builders import SampleShape, files_sha, write_archive
 
@@ -33,7 +36,7 @@ def test_two_workers_equal_one(cli, tmp_path, engine):
         )
 
 
-def test_unchanged_files_are_skipped_on_rerun(cli, tmp_path, engine):
+def test_unchanged_files_are_skipped_on_rerun(cli, tmp_path, engine, key_file):
     archive = tmp_path / "archive"
     n = write_archive(archive, SampleShape(2, 1, 2, 3))
     out = tmp_path / "out"
@@ -48,7 +51,10 @@ def test_unchanged_files_are_skipped_on_rerun(cli, tmp_path, engine):
     # a changed file is read again; a missing copy is written again
     changed = min(archive.rglob("*.dcm"))
     changed.touch()
-    victim = max(out.rglob("*.dcm"))
+    touched_copy = pseudonym.uid(
+        read_key_file(key_file).pseudonym, pydicom.dcmread(changed).SOPInstanceUID
+    )
+    victim = next(p for p in sorted(out.rglob("*.dcm")) if p.stem != touched_copy)
     victim.unlink()
     p = cli("ingest", str(archive), "--out", str(out), "--json")
     assert json.loads(p.stdout)["files_unchanged"] == n - 2
