@@ -66,7 +66,6 @@ class Plan:
     exact: Mapping[int, Decision]
     masks: tuple[tuple[TagPattern, Decision], ...]
     private: Decision
-    rows: Mapping[int, Row] = field(repr=False)
     burned_in: BurnedInPolicy = BurnedInPolicy.REJECT
     rules: RuleSet = field(default_factory=RuleSet)
     safe_private: frozenset[tuple[str, int]] = frozenset()
@@ -76,18 +75,20 @@ class Plan:
     def may_keep_private(self) -> bool:
         """Whether any private element can survive (so private creators must be kept)."""
         return self.rules.keeps_private or (
-            Option.RETAIN_SAFE_PRIVATE in self.options and bool(self.safe_private)
+            self.private.action is Action.CLEAN and bool(self.safe_private)
         )
 
     def private_action(self, tag: int, creator: str | None) -> Decision:
-        """The decision for a private element: safe-private (with the option) or removed."""
-        if (
-            Option.RETAIN_SAFE_PRIVATE in self.options
-            and creator is not None
-            and (creator.strip(), tag & 0xFF) in self.safe_private
-        ):
-            return Decision(Action.KEEP, "safe private attribute (retain-safe-private)")
-        return Decision(Action.REMOVE, "E.1-1 private attributes basic (X)")
+        """A private element: kept only if on the safe-private list under Retain Safe Private.
+
+        The table's private row decides: basic X removes every private element; the option's
+        C keeps those on the list.
+        """
+        if self.private.action is not Action.CLEAN:
+            return self.private
+        if creator is not None and (creator.strip(), tag & 0xFF) in self.safe_private:
+            return Decision(Action.KEEP, f"{self.private.source}: on the safe-private list")
+        return Decision(Action.REMOVE, f"{self.private.source}: not on the safe-private list")
 
     def decide(self, tag: int, vr: str) -> Decision:
         """Return the decision for an element with this tag and VR."""
@@ -95,7 +96,7 @@ class Plan:
         if d is not None:
             return d
         if (tag >> 16) & 1:
-            return self.private
+            return self.private_action(tag, None)
         if tag & 0xFFFF == 0:
             return GROUP_LENGTH
         for pattern, decision in self.masks:
@@ -106,22 +107,6 @@ class Plan:
         if vr == "UI" and tag not in CLASS_UID_TAGS:
             return UNLISTED_UI
         return KEEP_DEFAULT
-
-    def describe(self) -> list[tuple[str, str, str]]:
-        """Rows of (tag, keyword, action and source) for every explicit entry of the plan."""
-        out = [
-            (
-                f"({t >> 16:04X},{t & 0xFFFF:04X})",
-                self.rows[t].keyword if t in self.rows else "",
-                f"{d.action.value}  {d.source}",
-            )
-            for t, d in sorted(self.exact.items())
-        ]
-        out += [(p.text, "", f"{d.action.value}  {d.source}") for p, d in self.masks]
-        out.append(
-            ("(gggg,eeee)", "private", f"{self.private.action.value}  {self.private.source}")
-        )
-        return out
 
 
 COMPOUND = frozenset(_RESOLVE)
@@ -173,7 +158,6 @@ def compile_plan(
     """Merge the table, the chosen options and site rules into a Plan (site rules win)."""
     opts = frozenset(options)
     exact: dict[int, Decision] = {}
-    by_tag: dict[int, Row] = {}
     masks: list[tuple[TagPattern, Decision]] = []
     private = Decision(Action.REMOVE, "E.1-1 private attributes basic")
     for row in rows:
@@ -187,7 +171,6 @@ def compile_plan(
             private = decision
         elif row.tag.is_exact:
             exact[row.tag.value] = decision
-            by_tag[row.tag.value] = row
         else:
             masks.append((row.tag, decision))
     return Plan(
@@ -195,7 +178,6 @@ def compile_plan(
         exact,
         tuple(masks),
         private,
-        by_tag,
         burned_in,
         rules or RuleSet(),
         safe_private,

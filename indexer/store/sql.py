@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from indexer.errors import KeyFileError, StoreError
@@ -134,17 +133,6 @@ def read_only_query(engine: Engine, query: str, role: str) -> QueryResult:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise StoreError(f"query failed: {msg}") from None
     return QueryResult(columns, rows)
-
-
-def schema_revision(engine: Engine) -> str | None:
-    """The Alembic revision the database is at, or None if never migrated."""
-    try:
-        with engine.connect() as conn:
-            return conn.execute(
-                text("SELECT version_num FROM dicom_index.alembic_version")
-            ).scalar()
-    except DBAPIError:
-        return None
 
 
 def create_batch(s: Session, run_id: int, sop_uids: Sequence[str]) -> int:
