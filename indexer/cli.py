@@ -13,28 +13,33 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from indexer import __version__, keys, progress, rules_file, sample, sources
+from indexer import __version__
 from indexer.config import Settings, load_settings
-from indexer.deid import Plan, build_plan, explain
 from indexer.errors import ConfigError, IndexerError, StoreError, VaultAccessError
-from indexer.pipeline import (
-    Ingest,
-    Summary,
-    compare_stores,
-    deidentify_tree,
-    local_output,
-    read_dataset,
-    sync_pending,
-    verify_outputs,
-)
-from indexer.store import audit, db, migrate, mongo, roles, sql, vault
-from indexer.store.models import metadata
+from indexer.lazy import lazy
+
+if TYPE_CHECKING:  # imported on first use below: start-up stays short, workers stay light
+    import rich.console as rich_console
+    import rich.table as rich_table
+
+    from indexer import deid, keys, pipeline, progress, rules_file, sample, sources, work
+    from indexer.deid import Plan
+    from indexer.store import audit, db, migrate, models, mongo, roles, sql, vault
+else:
+    keys, pipeline, progress, rules_file, sample, sources, work = (
+        lazy(f"indexer.{m}")
+        for m in ("keys", "pipeline", "progress", "rules_file", "sample", "sources", "work")
+    )
+    rich_console, rich_table = lazy("rich.console"), lazy("rich.table")
+    audit, db, migrate, models, mongo, roles, sql, vault = (
+        lazy(f"indexer.store.{m}")
+        for m in ("audit", "db", "migrate", "models", "mongo", "roles", "sql", "vault")
+    )
+    deid = lazy("indexer.deid")
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_MONGO_PENDING, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
 
@@ -64,7 +69,8 @@ def _database(settings: Settings) -> db.Database:
     """The owner's connection; the embedded server keeps its schema and roles current."""
     database = db.connect(settings.database_url, settings.state_dir)
     if database.embedded:  # the quick start: no `db upgrade` or `db roles` by hand
-        migrate.upgrade(database.engine)
+        if migrate.current(database.engine) != migrate.head():
+            migrate.upgrade(database.engine)
         names = _role_names(settings)
         if not roles.grant_if_present(database.engine, names):
             roles.apply_roles(database.engine, names, {})
@@ -77,7 +83,7 @@ def _plan(
     """The de-identification plan from settings and flags; flags add options."""
     path = rules or settings.rules_file
     masks = settings.pixel_masks_file
-    return build_plan(
+    return deid.build_plan(
         [*settings.deid_options, *options],
         burned_in=burned_in or settings.burned_in,
         rules=rules_file.load(path) if path else None,
@@ -286,7 +292,7 @@ def db_check(ctx: click.Context) -> None:
     diffs = migrate.check(database.engine)
     if diffs:
         raise StoreError("schema differs from the models: " + "; ".join(diffs))
-    click.echo(f"schema at {migrate.head()}, {len(metadata.tables)} tables in step")
+    click.echo(f"schema at {migrate.head()}, {len(models.metadata.tables)} tables in step")
 
 
 @db_group.command("stop")
@@ -371,11 +377,11 @@ def ingest(
     key_material = _keys(settings)
     database = _role_db(settings, "ingest")
     with _mongo(settings) as sink:
-        job = Ingest(
+        job = pipeline.Ingest(
             database,
             key_material,
             plan,
-            local_output(out_dir),
+            pipeline.local_output(out_dir),
             id_prefix=settings.id_prefix,
             max_shift_days=settings.date_shift_days,
             batch_size=batch_size or settings.batch_size,
@@ -407,6 +413,10 @@ def ingest(
 
 @contextlib.contextmanager
 def _mongo(settings: Settings) -> Iterator[mongo.MongoSink | None]:
+    if not settings.mongo_enabled:  # not even pymongo is imported
+        click.echo("note: the MongoDB sink is off: switched off (mongo_enabled = false)", err=True)
+        yield None
+        return
     with mongo.open_sink(
         settings.mongo_url,
         settings.mongo_db,
@@ -430,7 +440,7 @@ def sync_cmd(ctx: click.Context) -> None:
     with _mongo(settings) as sink:
         if sink is None:
             raise ConfigError("nothing to sync to: the MongoDB sink is off")
-        report = sync_pending(database, sink)
+        report = pipeline.sync_pending(database, sink)
     click.echo(
         f"synced {report.batches} batches ({report.instances} instances); "
         "MongoDB is level with PostgreSQL"
@@ -454,7 +464,7 @@ def check_cmd(ctx: click.Context, sample: int) -> None:
     with _mongo(settings) as sink:
         if sink is None:
             raise ConfigError("nothing to compare: the MongoDB sink is off")
-        problems = compare_stores(database, sink, sample=sample)
+        problems = pipeline.compare_stores(database, sink, sample=sample)
     for p in problems:
         click.echo(f"difference: {p}")
     if problems:
@@ -462,7 +472,7 @@ def check_cmd(ctx: click.Context, sample: int) -> None:
     click.echo("PostgreSQL and MongoDB agree")
 
 
-def _print_summary(summary: Summary, as_json: bool) -> None:
+def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary.as_dict(), sort_keys=True))
         return
@@ -514,10 +524,10 @@ def sql_cmd(ctx: click.Context, query: str, fmt: str | None) -> None:
             )
         )
     else:
-        table = Table(*result.columns)
+        table = rich_table.Table(*result.columns)
         for r in result.rows:
             table.add_row(*("" if v is None else str(v) for v in r))
-        Console(width=200).print(table)
+        rich_console.Console(width=200).print(table)
         click.echo(f"({len(result.rows)} rows)")
 
 
@@ -586,10 +596,10 @@ def _print_released(
     if as_json:
         click.echo(json.dumps([dict(zip(header, r, strict=True)) for r in rows], indent=1))
         return
-    table = Table(*header)
+    table = rich_table.Table(*header)
     for r in rows:
         table.add_row(*r)
-    Console(width=220).print(table)
+    rich_console.Console(width=220).print(table)
 
 
 LOOKUP_KINDS = {
@@ -719,17 +729,19 @@ def deid_cmd(
     plan = _plan(settings, options, burned_in, rules)
     if what_if:
         for path in inputs:
-            steps = explain(plan, read_dataset(path.read_bytes()), keys.generate().pseudonym)
-            table = Table("element", "keyword", "VR", "action", "decided by")
+            steps = deid.explain(
+                plan, work.read_dataset(path.read_bytes()), keys.generate().pseudonym
+            )
+            table = rich_table.Table("element", "keyword", "VR", "action", "decided by")
             for st in sorted(steps, key=lambda st: st.path):
                 table.add_row(st.path, st.keyword, st.vr, st.action, st.source)
-            Console(width=220).print(table)
+            rich_console.Console(width=220).print(table)
         return
     if out_dir is None:
         raise ConfigError("--out is required (or --what-if)")
-    report = deidentify_tree(
+    report = pipeline.deidentify_tree(
         list(inputs),
-        local_output(out_dir),
+        pipeline.local_output(out_dir),
         _keys(settings),
         plan,
         id_prefix=settings.id_prefix,
@@ -788,7 +800,7 @@ def verify_cmd(
     """Scan de-identified output for any identifying value of the originals. Exit 1 on a leak."""
     settings = _settings(ctx)
     plan = _plan(settings, options, "allow", rules)
-    scanned, leaks = verify_outputs(
+    scanned, leaks = pipeline.verify_outputs(
         list(originals), list(outputs), plan, max_member_bytes=settings.max_member_bytes
     )
     for leak in leaks:

@@ -5,45 +5,37 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
-import io
 import itertools
 import logging
 import multiprocessing
-import signal
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pydicom
-import pydicom.config
-from pydicom.errors import InvalidDicomError
-
-from indexer import __version__, deid, extract, failpoints
+from indexer import __version__, failpoints, work
 from indexer.deid import Plan, verify
-from indexer.encode import encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.keys import Keys
+from indexer.lazy import lazy
 from indexer.records import Failure, Outcome, SourceFile
 from indexer.sources import Walker
 from indexer.store import db, migrate, sql, vault
-from indexer.store.files import CopyConflictError, Digest, LocalStore, OutputStore
-from indexer.store.mongo import (
-    MongoDocs,
-    MongoSink,
-    MongoUnavailableError,
-    instance_doc,
-    series_doc,
-    study_doc,
-)
+from indexer.store.files import LocalStore, OutputStore
+
+if TYPE_CHECKING:
+    from indexer.store import mongo
+    from indexer.store.mongo import MongoDocs, MongoSink
+else:
+    mongo = lazy("indexer.store.mongo")  # pymongo only when the MongoDB sink is on
 
 logger = logging.getLogger(__name__)
 
-UNDEFINED_LENGTH = 0xFFFFFFFF
+Progress = Callable[[int, int], None]  # (files done, bytes done)
+
 POOL_THRESHOLD = 64  # files: below this, worker start-up costs more than it saves
 SKIP_CHECK_CHUNK = 256  # sources looked up at once for the unchanged-file check
 
@@ -88,152 +80,6 @@ class Summary:
         d["files_per_second"] = round(self.files_per_second, 1)
         d["seconds"] = round(self.seconds, 3)
         return d
-
-
-@dataclass(frozen=True, slots=True)
-class RunContext:
-    """Everything the per-file work needs; built once per run."""
-
-    plan: Plan
-    keys: Keys
-    output: OutputStore
-    id_prefix: str
-    max_shift_days: int
-    run_id: int
-    verify: bool = True
-
-
-Progress = Callable[[int, int], None]  # (files done, bytes done)
-
-
-def configure_pydicom() -> None:
-    """Read leniently and quietly: pydicom's warnings can quote element values."""
-    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
-    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
-
-
-def read_dataset(data: bytes) -> pydicom.Dataset:
-    """Parse one DICOM object; non-DICOM and truncated files raise a PHI-free SourceError."""
-    if not data:
-        raise SourceError("the file is empty", reason="empty_file")
-    force = data[128:132] != b"DICM" and data[:2] in (b"\x02\x00", b"\x08\x00")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(data), force=force)
-    except InvalidDicomError:
-        raise SourceError("not a DICOM file", reason="not_dicom") from None
-    except Exception as e:  # noqa: BLE001 - pydicom raises many kinds; their text can hold PHI
-        raise SourceError(f"unreadable DICOM ({type(e).__name__})", reason="unreadable") from None
-    if len(ds) == 0:
-        raise SourceError("the file ends before its data set", reason="truncated")
-    last = ds.get_item(max(ds.keys()))
-    value = getattr(last, "value", None)
-    length = getattr(last, "length", None)
-    if (
-        isinstance(value, bytes)
-        and isinstance(length, int)
-        and length != UNDEFINED_LENGTH
-        and len(value) < length
-    ):
-        raise SourceError("the file is truncated inside an element", reason="truncated")
-    return ds
-
-
-@dataclass(frozen=True, slots=True)
-class Copied:
-    """One object de-identified, checked for leaks and written to the output store."""
-
-    result: deid.DeidResult
-    name: str
-    digest: Digest
-
-
-def deidentify_file(src: SourceFile, ctx: RunContext) -> Copied:
-    """Read once, de-identify, check for leaks, write the copy. No database."""
-    try:
-        data = src.read()
-    except OSError as e:
-        raise SourceError(
-            f"cannot read the file ({type(e).__name__})", reason="unreadable"
-        ) from None
-    ds = read_dataset(data)
-    values = verify.identifying_values(ctx.plan, ds) if ctx.verify else None
-    result = deid.apply(
-        ctx.plan, ds, ctx.keys.pseudonym, id_prefix=ctx.id_prefix, max_shift_days=ctx.max_shift_days
-    )
-    out = result.ds
-    name = f"{out.StudyInstanceUID}/{out.SeriesInstanceUID}/{out.SOPInstanceUID}.dcm"
-    try:
-        encoded = encode(out)
-    except Exception as e:  # noqa: BLE001 - pydicom's text can hold values
-        raise DeidError(
-            f"cannot encode the de-identified object ({type(e).__name__})", reason="encode_failed"
-        ) from None
-    if values is not None:
-        _refuse_leaks(values, out, encoded.header)
-    try:
-        digest = ctx.output.put(name, encoded.data)
-    except CopyConflictError as e:
-        raise DeidError(e.message, reason="duplicate_sop_conflict") from None
-    failpoints.hit(failpoints.COPY_WRITTEN)
-    return Copied(result, name, digest)
-
-
-def process(src: SourceFile, ctx: RunContext) -> Outcome:
-    """One file: de-identify and copy it, then build its index rows."""
-    copied = deidentify_file(src, ctx)
-    try:
-        record = extract.index_record(
-            copied.result.ds,
-            copy_name=copied.name,
-            sha256=copied.digest.sha256,
-            size=copied.digest.size,
-            source_id=src.source_id,
-            run_id=ctx.run_id,
-        )
-    except (ValueError, TypeError, AttributeError) as e:
-        raise DeidError(
-            f"cannot index the object ({type(e).__name__})", reason="index_failed"
-        ) from None
-    return Outcome(src.source_id, src.locator, src.size, copied.result.identities, record)
-
-
-def _process_safely(item: SourceFile, ctx: RunContext) -> Outcome | Failure:
-    try:
-        return process(item, ctx)
-    except (SourceError, DeidError) as e:
-        return _failure(item, e)
-
-
-_WORKER_CTX: RunContext | None = None
-
-
-def _init_worker(ctx: RunContext) -> None:
-    global _WORKER_CTX  # noqa: PLW0603 - one context per worker process
-    _WORKER_CTX = ctx
-    configure_pydicom()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run between batches
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _work(item: SourceFile | Failure) -> tuple[SourceFile | Failure, Outcome | Failure]:
-    if isinstance(item, Failure):
-        return item, item
-    assert _WORKER_CTX is not None  # noqa: S101 - set by _init_worker
-    return item, _process_safely(item, _WORKER_CTX)
-
-
-def _refuse_leaks(values: dict[str, str], out: pydicom.Dataset, header: bytes) -> None:
-    leaks = verify.find_leaks(values, out, header)
-    if leaks:
-        where = ", ".join(sorted({leak.source_path for leak in leaks})[:5])
-        raise DeidError(
-            f"{len(leaks)} identifying value(s) survived de-identification (from {where}); "
-            "not written",
-            reason="leak_detected",
-        )
 
 
 class Ingest:
@@ -289,7 +135,7 @@ class Ingest:
 
     def run(self, roots: Sequence[Path], progress: Progress | None = None) -> Summary:
         """Ingest every object under ``roots``; returns the summary (also stored in the run)."""
-        configure_pydicom()
+        work.configure_pydicom()
         migrate.require_head(self.engine)
         started = time.monotonic()
         with db.transaction(self.engine) as s:
@@ -302,7 +148,7 @@ class Ingest:
         summary = Summary(run_id=run_id)
         if self.mongo is not None:
             self._mongo_catch_up()
-        ctx = RunContext(
+        ctx = work.RunContext(
             self.plan,
             self.keys,
             self.output,
@@ -333,7 +179,7 @@ class Ingest:
         return summary
 
     def _results(
-        self, roots: Sequence[Path], ctx: RunContext
+        self, roots: Sequence[Path], ctx: work.RunContext
     ) -> Iterator[tuple[SourceFile | Failure, Outcome | Failure | Unchanged]]:
         """(item, result) per walked item, in walk order; per-file work in worker processes.
 
@@ -347,7 +193,10 @@ class Ingest:
                 if isinstance(item, Unchanged):
                     yield item.src, item
                 else:
-                    yield item, item if isinstance(item, Failure) else _process_safely(item, ctx)
+                    yield (
+                        item,
+                        item if isinstance(item, Failure) else work.process_safely(item, ctx),
+                    )
             return
         mp = multiprocessing.get_context("spawn")
         window: collections.deque[Future[tuple[SourceFile | Failure, Outcome | Failure]]]
@@ -355,13 +204,13 @@ class Ingest:
         limit = self.workers * 8  # in flight: bounded memory, however large the archive
         try:
             with ProcessPoolExecutor(
-                self.workers, mp_context=mp, initializer=_init_worker, initargs=(ctx,)
+                self.workers, mp_context=mp, initializer=work.init_worker, initargs=(ctx,)
             ) as pool:
                 for item in itertools.chain(head, items):
                     if isinstance(item, Unchanged):
                         yield item.src, item  # not read at all
                         continue
-                    window.append(pool.submit(_work, item))
+                    window.append(pool.submit(work.work_item, item))
                     if len(window) >= limit:
                         yield window.popleft().result()
                 while window:
@@ -407,7 +256,11 @@ class Ingest:
                     yield item
 
     def _ingest_all(
-        self, roots: Sequence[Path], ctx: RunContext, summary: Summary, progress: Progress | None
+        self,
+        roots: Sequence[Path],
+        ctx: work.RunContext,
+        summary: Summary,
+        progress: Progress | None,
     ) -> None:
         outcomes: list[Outcome] = []
         failures: list[Failure] = []
@@ -480,7 +333,7 @@ class Ingest:
             with db.transaction(self.engine) as s:
                 rows = sql.rows_for_documents(s, sop_uids)
             self.mongo.write(documents(rows))
-        except MongoUnavailableError as e:
+        except mongo.MongoUnavailableError as e:
             if self.mongo_ok:
                 logger.warning(
                     "%s; the SQL index goes on, MongoDB catches up with `dicom-index sync`", e
@@ -497,7 +350,7 @@ class Ingest:
             return
         try:
             self.mongo.ensure_schema()
-        except MongoUnavailableError as e:
+        except mongo.MongoUnavailableError as e:
             logger.warning("%s; MongoDB writes are pending until `dicom-index sync`", e)
             self.mongo_ok = False
             return
@@ -511,10 +364,10 @@ class Ingest:
 
 def documents(rows: sql.LevelRows) -> MongoDocs:
     """MongoDB documents from index rows."""
-    return MongoDocs(
-        [instance_doc(r) for r in rows.instances],
-        [series_doc(r) for r in rows.series],
-        [study_doc(r) for r in rows.studies],
+    return mongo.MongoDocs(
+        [mongo.instance_doc(r) for r in rows.instances],
+        [mongo.series_doc(r) for r in rows.series],
+        [mongo.study_doc(r) for r in rows.studies],
     )
 
 
@@ -593,12 +446,6 @@ def _locators(outcomes: Iterable[Outcome], failures: Iterable[Failure]) -> list[
     ]
 
 
-def _failure(src: SourceFile, e: IndexerError) -> Failure:
-    reason = getattr(e, "reason", e.code)
-    outcome = "skipped" if reason in ("not_dicom", "empty_file") else "failed"
-    return Failure(src.source_id, src.locator, outcome, reason, e.message)
-
-
 def _counts(summary: Summary) -> dict[str, int]:
     return {
         "files_seen": summary.files_seen,
@@ -637,18 +484,18 @@ def deidentify_tree(
     check: bool = True,
 ) -> DeidReport:
     """The batch anonymizer: de-identify every object under ``roots``; no database."""
-    configure_pydicom()
-    ctx = RunContext(plan, keys, output, id_prefix, max_shift_days, 0, verify=check)
+    work.configure_pydicom()
+    ctx = work.RunContext(plan, keys, output, id_prefix, max_shift_days, 0, verify=check)
     report = DeidReport()
     for item in Walker(keys.blind, max_member_bytes=max_member_bytes).walk(list(roots)):
         if isinstance(item, Failure):
             report.failures.append(item)
             continue
         try:
-            deidentify_file(item, ctx)
+            work.deidentify_file(item, ctx)
             report.written += 1
         except (SourceError, DeidError) as e:
-            report.failures.append(_failure(item, e))
+            report.failures.append(work.failure(item, e))
     return report
 
 
@@ -669,13 +516,13 @@ def verify_outputs(
     Returns the number of outputs scanned and the leaks, by the output's SOP Instance UID
     (its file name, for our outputs) and element path.
     """
-    configure_pydicom()
+    work.configure_pydicom()
     walker = Walker(b"verify", max_member_bytes=max_member_bytes)
     values: dict[str, str] = {}
     for item in walker.walk(list(originals)):
         if isinstance(item, SourceFile):
             try:
-                values.update(verify.identifying_values(plan, read_dataset(item.read())))
+                values.update(verify.identifying_values(plan, work.read_dataset(item.read())))
             except (SourceError, OSError):
                 continue
     scanned = 0
@@ -684,7 +531,7 @@ def verify_outputs(
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
             try:
-                out = read_dataset(path.read_bytes())
+                out = work.read_dataset(path.read_bytes())
             except (SourceError, OSError):
                 continue
             scanned += 1

@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from indexer.deid import pseudonym
 from indexer.keys import read_key_file
-from indexer.pipeline import configure_pydicom
+from indexer.work import configure_pydicom
 from tests.builders import make_instance, to_bytes
 
 MARK = "PHIMARK"

@@ -76,6 +76,8 @@ class Context:
     date_offset_days: int
     uid_map: dict[str, str] = field(default_factory=dict)
     trace: list[Any] | None = None  # TraceStep records for --what-if
+    found: dict[str, str] | None = None  # identifying values seen, for the leak check
+    replaced: dict[int, Any] = field(default_factory=dict)  # originals of pseudonymized ids
     scope: Any = None  # rules.Scope: the original identifiers keyed methods are scoped by
 
     def new_uid(self, original: str) -> str:

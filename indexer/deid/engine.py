@@ -19,9 +19,17 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
 from indexer import __version__
-from indexer.deid import burned_in, iod, pseudonym
+from indexer.deid import burned_in, iod, pseudonym, values
 from indexer.deid.actions import ACTIONS, BINARY_VRS, Context
-from indexer.deid.profile import COMPOUND, Decision, Plan, resolve
+from indexer.deid.profile import (
+    COMPOUND,
+    CREATOR_FIRST,
+    CREATOR_LAST,
+    PRIVATE_FIRST,
+    Plan,
+    decide,
+    resolve,
+)
 from indexer.deid.rules import Scope, SiteRule, compute
 from indexer.deid.table import (
     CLEAN_PIXEL_CODE,
@@ -103,8 +111,13 @@ def apply(
     id_prefix: str = "DI",
     max_shift_days: int = 3650,
     trace: list[TraceStep] | None = None,
+    found: dict[str, str] | None = None,
 ) -> DeidResult:
     """De-identify ``ds`` by ``plan``; returns the new dataset and the identity map.
+
+    ``found``, when given, receives every identifying value the plan changes or removes
+    (value -> original path), as ``values.identifying_values`` would list them before
+    the change: the leak check's input, gathered in the same pass.
 
     Raises
     ------
@@ -124,6 +137,7 @@ def apply(
     for kw in REQUIRED_UIDS:
         if not originals[kw]:
             raise DeidError(f"missing {kw}", reason="missing_uid")
+    outside = values.outside_values(ds) if found is not None else {}
     pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks)
     # an object without PatientID is its own patient, keyed by its study
     patient_key = originals["PatientID"] or f"study:{originals['StudyInstanceUID']}"
@@ -132,6 +146,7 @@ def apply(
         pseudonym_key,
         pseudonym.date_offset_days(pseudonym_key, patient_key, max_shift_days),
         trace=trace,
+        found=found,
         scope=Scope(
             patient_key,
             originals["StudyInstanceUID"],
@@ -155,6 +170,9 @@ def apply(
     ):
         if kw in ds and str(ds[kw].value) != originals[kw]:
             identities.append(Identity(kind, str(ds[kw].value), originals[kw]))
+    if found is not None:
+        for value, path in outside.items():
+            found.setdefault(value, path)
     _drop_orphans(ds)
     _mark(ds, plan, pixels_cleaned=pixels_cleaned)
     _file_meta(ds)
@@ -178,6 +196,8 @@ def _identity_elements(
             continue  # the walk applies it
         keyword = ds[tag].keyword
         original = originals[keyword]
+        if ctx.found is not None:
+            ctx.replaced[tag] = ds[tag].value  # recorded when the walk reaches it
         if kind in ("patient_id", "patient_name"):
             new = patient_pseudo
         elif kind == "study_id":
@@ -231,6 +251,8 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
                         f"keyed pseudonym ({IDENTITY_TAGS[tag][0]})",
                     )
                 )
+            if ctx.found is not None:
+                values.add(ctx.found, ctx.replaced.get(tag), values.tag_path(parents, tag))
             continue  # already replaced by its pseudonym
         raw = ds.get_item(tag)
         vr = _vr(raw, tag)
@@ -238,10 +260,11 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
         if isinstance(decision, SiteRule):  # a computing site method: redact, dateshift, ...
             _compute(ds, tag, vr, decision, plan, ctx, parents)
             continue
-        action = decision.action
+        action = recorded = decision.action
         source = decision.source
         if action in COMPOUND:
             attr_type = types.get(tag, "3") if top and types is not None else None
+            recorded = resolve(action, vr)  # what values.collect decides, type unknown
             action = resolve(action, vr, attr_type)
             source += f" {decision.action.value} -> {action.value} " + (
                 f"(Type {attr_type} in the IOD)" if attr_type else "(type unknown: safe choice)"
@@ -255,6 +278,8 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             source += ": binary data cannot be cleaned automatically, removed"
         if ctx.trace is not None:
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
+        if ctx.found is not None:
+            _record(ds, tag, vr, recorded, plan, ctx.found, parents)
         if action is Action.REMOVE:
             del ds[tag]
             continue
@@ -262,7 +287,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             if action is Action.ZERO:
                 ds[tag] = DataElement(tag, "SQ", Sequence([]))
                 continue
-            path = parents + _tag_text(tag)
+            path = values.tag_path(parents, tag)
             inner = _SEQUENCE_MODE.get(action, mode) if mode is not Mode.DUMMY else mode
             for i, item in enumerate(ds[tag].value or ()):  # K, D, U, C: items cleaned too
                 _walk(item, plan, ctx, types=None, top=False, parents=f"{path}[{i}].", mode=inner)
@@ -282,6 +307,25 @@ CONDITIONAL_ON = {
 }
 
 
+def _record(
+    ds: Dataset,
+    tag: int,
+    vr: str,
+    action: Action,
+    plan: Plan,
+    found: dict[str, str],
+    parents: str,
+) -> None:
+    """Record the identifying values of one element before the walk changes it."""
+    path = values.tag_path(parents, tag)
+    if vr != "SQ":
+        if action is not Action.KEEP:  # a kept element stays as read: not even decoded
+            values.record(found, action, vr, ds[tag].value, path)
+    elif action in (Action.REMOVE, Action.ZERO):  # its items go unwalked: collect them
+        for i, item in enumerate(ds[tag].value or ()):
+            values.collect(plan, item, f"{path}[{i}].", found)
+
+
 def _drop_orphans(ds: Dataset) -> None:
     """Remove what the removal of other attributes left invalid."""
     for dependent, condition in CONDITIONAL_ON.items():
@@ -294,34 +338,6 @@ def _drop_orphans(ds: Dataset) -> None:
                 del ds[tag]
 
 
-CREATOR_FIRST, CREATOR_LAST, PRIVATE_FIRST = 0x0010, 0x00FF, 0x1000  # PS3.5 7.8.1
-
-
-def _creator(ds: Dataset, tag: int) -> str | None:
-    """The private creator of a private element (PS3.5 7.8.1), if the block has one."""
-    element = tag & 0xFFFF
-    if not (tag >> 16) & 1 or element < PRIVATE_FIRST:
-        return None
-    creator = ds.get((tag & 0xFFFF0000) | (element >> 8))
-    return str(creator.value) if creator is not None and creator.value else None
-
-
-def decide(plan: Plan, ds: Dataset, tag: int, vr: str) -> Decision | SiteRule:
-    """Site rules first, then private handling, then the table."""
-    is_private = bool((tag >> 16) & 1)
-    creator = _creator(ds, tag) if is_private else None
-    rule = plan.rules.match(tag, vr, creator) if plan.rules.rules else None
-    if rule is not None:
-        return Decision(rule.action, rule.source) if rule.action is not None else rule
-    if is_private:
-        if CREATOR_FIRST <= tag & 0xFFFF <= CREATOR_LAST:  # a private creator element
-            if plan.may_keep_private:
-                return Decision(Action.KEEP, "private creator: kept while its block is")
-            return Decision(Action.REMOVE, "private creator: removed with its block")
-        return plan.private_action(tag, creator)
-    return plan.decide(tag, vr)
-
-
 def _compute(
     ds: Dataset, tag: int, vr: str, rule: SiteRule, plan: Plan, ctx: Context, parents: str
 ) -> None:
@@ -329,6 +345,8 @@ def _compute(
         raise DeidError(f"{rule.source} selected a sequence", reason="rule_mismatch")
     if ctx.trace is not None:
         ctx.trace.append(_step(parents, tag, vr, rule.method, rule.source))
+    if ctx.found is not None:
+        values.record(ctx.found, rule, vr, ds[tag].value, values.tag_path(parents, tag))
     assert ctx.scope is not None  # noqa: S101 - apply() sets it
     new = compute(rule, plan.rules, vr, ds[tag].value, ctx.pseudonym_key, tag, ctx.scope)
     ds[tag] = DataElement(tag, vr, new)
@@ -345,12 +363,8 @@ def _drop_empty_private_blocks(ds: Dataset) -> None:
                 del ds[tag]
 
 
-def _tag_text(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-
-
 def _step(parents: str, tag: int, vr: str, action: str, source: str) -> TraceStep:
-    return TraceStep(parents + _tag_text(tag), keyword_for_tag(tag) or "", vr, action, source)
+    return TraceStep(values.tag_path(parents, tag), keyword_for_tag(tag) or "", vr, action, source)
 
 
 @dataclass(frozen=True, slots=True)

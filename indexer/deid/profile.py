@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_VR, keyword_dict
+from pydicom.dataset import Dataset
 
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.pixels import Mask
-from indexer.deid.rules import RuleSet
+from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, TagPattern
 
 _RESOLVE = {
@@ -183,3 +184,31 @@ def compile_plan(
         safe_private,
         pixel_masks,
     )
+
+
+CREATOR_FIRST, CREATOR_LAST, PRIVATE_FIRST = 0x0010, 0x00FF, 0x1000  # PS3.5 7.8.1
+
+
+def _creator(ds: Dataset, tag: int) -> str | None:
+    """The private creator of a private element (PS3.5 7.8.1), if the block has one."""
+    element = tag & 0xFFFF
+    if not (tag >> 16) & 1 or element < PRIVATE_FIRST:
+        return None
+    creator = ds.get((tag & 0xFFFF0000) | (element >> 8))
+    return str(creator.value) if creator is not None and creator.value else None
+
+
+def decide(plan: Plan, ds: Dataset, tag: int, vr: str) -> Decision | SiteRule:
+    """Site rules first, then private handling, then the table."""
+    is_private = bool((tag >> 16) & 1)
+    creator = _creator(ds, tag) if is_private else None
+    rule = plan.rules.match(tag, vr, creator) if plan.rules.rules else None
+    if rule is not None:
+        return Decision(rule.action, rule.source) if rule.action is not None else rule
+    if is_private:
+        if CREATOR_FIRST <= tag & 0xFFFF <= CREATOR_LAST:  # a private creator element
+            if plan.may_keep_private:
+                return Decision(Action.KEEP, "private creator: kept while its block is")
+            return Decision(Action.REMOVE, "private creator: removed with its block")
+        return plan.private_action(tag, creator)
+    return plan.decide(tag, vr)

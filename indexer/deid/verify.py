@@ -14,14 +14,19 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from indexer.deid.engine import decide
-from indexer.deid.profile import COMPOUND, Plan, resolve
-from indexer.deid.rules import SiteRule
-from indexer.deid.table import Action
+from indexer.deid.values import (
+    MIN_LENGTH,
+    SAME_PLACE,
+    identifying_values,
+    tag_path,
+    texts,
+)
 
-MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
+__all__ = ["Leak", "find_leaks", "header_bytes", "identifying_values"]
+
 ENCODINGS = ("utf-8", "latin-1", "utf-16-le", "iso2022_jp", "shift_jis", "euc_kr", "gb18030")
 BULK_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 
@@ -34,96 +39,31 @@ class Leak:
     found_in: str  # element path in the output, or "header bytes"
 
 
-def _path(parents: tuple[str, ...], tag: int) -> str:
-    return "".join(parents) + f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+def _decoded(ds: Dataset, *, changed_only: bool) -> Iterable[tuple[str, str]]:
+    """(path, text) of every decoded element.
 
+    With ``changed_only``, elements still raw (never touched since they were read, so kept
+    as read) are skipped: the header bytes search covers them.
+    """
 
-def _texts(value: object) -> list[str]:
-    if value is None or isinstance(value, bytes | bytearray):
-        return []
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return [t for v in value for t in _texts(v)]  # type: ignore[attr-defined]
-    text = str(value).strip()
-    parts = [text]
-    if "^" in text or "=" in text:  # person names: each component on its own too
-        parts += [p for p in text.replace("=", "^").split("^") if p]
-    return parts
-
-
-def _add(found: dict[str, str], value: object, path: str) -> None:
-    for t in _texts(value):
-        if len(t) >= MIN_LENGTH:
-            found.setdefault(t, path)
-
-
-SAME_PLACE = "@"  # path prefix: a shifted date, a leak only if it survives where it was
-
-
-def _collect(plan: Plan, d: Dataset, parents: tuple[str, ...], found: dict[str, str]) -> None:
-    for elem in d:
-        vr = str(elem.VR)
-        path = _path(parents, elem.tag)
-        if vr == "SQ":
-            for i, item in enumerate(elem.value or ()):
-                _collect(plan, item, (f"{path}[{i}].",), found)
-            continue
-        decision = decide(plan, d, elem.tag, vr)
-        if isinstance(decision, SiteRule):  # a computing site method changes the value
-            prefix = SAME_PLACE if decision.method == "dateshift" else ""
-            _add(found, elem.value, prefix + path)
-            continue
-        action = decision.action
-        if action in COMPOUND:
-            action = resolve(action, vr)
-        if action is Action.CLEAN and vr == "TM":
-            continue  # a whole-day date shift keeps times of day: retained by design
-        if action is Action.CLEAN and vr in ("DA", "DT"):
-            # a shifted date may equal another original date by chance: check it in place
-            _add(found, elem.value, SAME_PLACE + path)
-        elif action is not Action.KEEP:
-            _add(found, elem.value, path)
-
-
-META_PHI = (
-    "SourceApplicationEntityTitle",
-    "SendingApplicationEntityTitle",
-    "ReceivingApplicationEntityTitle",
-    "PrivateInformation",
-)
-
-
-def identifying_values(plan: Plan, ds: Dataset) -> dict[str, str]:
-    """Value -> original element path, for every value the plan does not keep unchanged."""
-    found: dict[str, str] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _collect(plan, ds, (), found)
-        meta = getattr(ds, "file_meta", None)
-        for elem in meta if meta is not None else ():
-            if elem.keyword in META_PHI:
-                _add(found, elem.value, _path(("file meta ",), elem.tag))
-    preamble = getattr(ds, "preamble", None) or b""
-    for word in preamble.decode("latin-1").split():
-        if len(word) >= MIN_LENGTH * 2 and word.isprintable():
-            found.setdefault(word, "preamble")
-    return found
-
-
-def _decoded(ds: Dataset) -> Iterable[tuple[str, str]]:
-    def walk(d: Dataset, parents: tuple[str, ...]) -> Iterable[tuple[str, str]]:
-        for elem in d:
-            path = _path(parents, elem.tag)
+    def walk(d: Dataset, parents: str) -> Iterable[tuple[str, str]]:
+        for tag in d.keys():  # noqa: SIM118 - the Dataset's own order, without conversion
+            raw = d.get_item(tag)
+            if changed_only and isinstance(raw, RawDataElement):
+                continue
+            elem = d[tag]
+            path = tag_path(parents, elem.tag)
             if elem.VR == "SQ":
                 for i, item in enumerate(elem.value or ()):
-                    yield from walk(item, (f"{path}[{i}].",))
+                    yield from walk(item, f"{path}[{i}].")
                 continue
-            for t in _texts(elem.value):
+            for t in texts(elem.value):
                 yield path, t
 
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        yield from walk(meta, ("file meta ",))
-    yield from walk(ds, ())
+        yield from walk(meta, "file meta ")
+    yield from walk(ds, "")
 
 
 def header_bytes(ds: Dataset) -> bytes:
@@ -142,17 +82,26 @@ def header_bytes(ds: Dataset) -> bytes:
             ds[t] = elem
 
 
-def find_leaks(values: dict[str, str], out: Dataset, raw: bytes | None = None) -> list[Leak]:
+def find_leaks(
+    values: dict[str, str],
+    out: Dataset,
+    raw: bytes | None = None,
+    *,
+    changed_only: bool = False,
+) -> list[Leak]:
     """Every identifying value of the original that survives in ``out``.
 
     ``raw`` is the encoded header of ``out`` (without pixel data) when the caller has it.
+    ``changed_only`` compares decoded values only of elements de-identification touched;
+    untouched ones are searched for in ``raw`` only (the ingest's check, which must not decode
+    what it did not change).
     """
     if not values:
         return []
     leaks: dict[str, Leak] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        decoded = list(_decoded(out))
+        decoded = list(_decoded(out, changed_only=changed_only))
     for path, text in decoded:
         for value, source in values.items():
             if value in text and source not in leaks:

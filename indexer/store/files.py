@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -31,8 +32,11 @@ class CopyConflictError(StoreError):
 class OutputStore(Protocol):
     """Where pseudonymized copies go. ``name`` is made of pseudonymized UIDs only."""
 
-    def put(self, name: str, data: bytes) -> Digest:
-        """Store ``data`` under ``name`` atomically; identical bytes again are a no-op.
+    def put(self, name: str, parts: Sequence[bytes | memoryview]) -> Digest:
+        """Store the bytes of ``parts``, in order, under ``name`` atomically.
+
+        Identical bytes again are a no-op. Parts are written as they are (a view into a
+        source file's pixel data is streamed, not joined first).
 
         Raises
         ------
@@ -67,24 +71,27 @@ class LocalStore:
         except OSError as e:
             raise StoreError(f"cannot create the output directory ({type(e).__name__})") from None
 
-    def put(self, name: str, data: bytes) -> Digest:
+    def put(self, name: str, parts: Sequence[bytes | memoryview]) -> Digest:
         """Write ``root/name`` atomically (temp file + rename in the same directory)."""
-        sha = hashlib.sha256(data).hexdigest()
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(part)
+        sha, size = h.hexdigest(), sum(len(p) for p in parts)
         path = self.root / name
         if ".." in Path(name).parts or Path(name).is_absolute():
             raise StoreError("refusing an output name outside the output directory")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
-                if path.stat().st_size == len(data) and _sha_of(path) == sha:
-                    return Digest(name, sha, len(data))
+                if path.stat().st_size == size and _sha_of(path) == sha:
+                    return Digest(name, sha, size)
                 raise CopyConflictError(
                     "a copy with this SOP Instance UID exists with other content; not overwritten"
                 )
             fd, tmp = tempfile.mkstemp(dir=self.incoming, suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                    f.writelines(parts)
                 failpoints.hit(failpoints.COPY_TEMP_WRITTEN)
                 Path(tmp).replace(path)
             except BaseException:
@@ -94,7 +101,7 @@ class LocalStore:
             raise StoreError(
                 f"cannot write a copy to the output directory ({type(e).__name__})"
             ) from None
-        return Digest(name, sha, len(data))
+        return Digest(name, sha, size)
 
     def exists(self, name: str, size: int) -> bool:
         """Whether ``root/name`` exists with this size."""

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from indexer.errors import StoreError
 from indexer.resources import data_dir
 from indexer.store.models import INDEX_SCHEMA
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported only to change or compare the schema; the check every command makes
+# (is the database at head?) reads the revisions and the version table directly.
+_REVISION = re.compile(r"^(down_)?revision\b[^=]*=\s*(?:\"([^\"]*)\"|'([^']*)'|None)", re.MULTILINE)
 
 
 def migrations_dir() -> Path:
@@ -30,6 +35,8 @@ def _config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``."""
+    from alembic import command  # noqa: PLC0415 - see _REVISION
+
     cfg = _config(engine)
     try:
         with engine.connect() as conn:
@@ -42,14 +49,23 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def head() -> str:
-    """The newest revision this installation knows."""
-    rev = ScriptDirectory.from_config(_config_no_engine()).get_current_head()
-    if rev is None:
-        raise StoreError("no migrations found")
-    return rev
+    """The newest revision this installation knows: the one no other revision follows."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (migrations_dir() / "versions").glob("*.py"):
+        for down, quoted, single in _REVISION.findall(path.read_text(encoding="utf-8")):
+            value = quoted or single
+            if value:
+                (parents if down else revisions).add(value)
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise StoreError(f"the migrations have {len(heads)} heads, not one")
+    return heads.pop()
 
 
 def _config_no_engine() -> Config:
+    from alembic.config import Config  # noqa: PLC0415 - see _REVISION
+
     cfg = Config(stdout=io.StringIO())
     cfg.set_main_option("script_location", str(migrations_dir()))
     return cfg
@@ -58,8 +74,14 @@ def _config_no_engine() -> Config:
 def current(engine: Engine) -> str | None:
     """The revision the database is at (None if never migrated)."""
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"version_table_schema": INDEX_SCHEMA})
-        return ctx.get_current_revision()
+        found = conn.execute(
+            text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{INDEX_SCHEMA}.alembic_version"}
+        ).scalar()
+        if not found:
+            return None
+        return conn.execute(
+            text(f"SELECT version_num FROM {INDEX_SCHEMA}.alembic_version")
+        ).scalar()
 
 
 def require_head(engine: Engine) -> None:
@@ -74,6 +96,8 @@ def require_head(engine: Engine) -> None:
 
 def check(engine: Engine) -> list[str]:
     """Differences between the models and the database (empty when in step)."""
+    from alembic import command  # noqa: PLC0415 - see _REVISION
+
     cfg = _config(engine)
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn

@@ -21,7 +21,7 @@ from indexer.deid.profile import resolve
 from indexer.deid.table import Action, parse_options
 from indexer.encode import encode
 from indexer.errors import DeidError, RuleError
-from indexer.pipeline import configure_pydicom
+from indexer.work import configure_pydicom
 from tests.builders import make_instance, to_bytes
 from tests.deid import kitchen_sink
 
@@ -72,6 +72,59 @@ def test_kitchen_sink_leaks_nothing(names):
     if not names:
         assert not MARK.search(data)
     assert pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID == out.SOPInstanceUID
+
+
+@pytest.mark.parametrize("names", OPTION_SETS, ids=lambda n: "+".join(n) or "basic")
+def test_values_gathered_in_the_pass_equal_a_separate_walk(names):
+    """The ingest gathers identifying values while it de-identifies (one pass); they must be
+    exactly what a separate walk of the original lists, paths included."""
+    plan = build_plan(names)
+    ds, _markers = kitchen_sink.build()
+    expected = verify.identifying_values(plan, _roundtrip(ds))
+    found: dict[str, str] = {}
+    deid.apply(plan, _roundtrip(ds), KEY, found=found)
+    assert found == expected
+    assert len(found) > 200
+
+
+@pytest.mark.parametrize("names", OPTION_SETS, ids=lambda n: "+".join(n) or "basic")
+def test_raw_copy_encoding_equals_pydicom(names):
+    """Untouched elements are copied as read; the file is still byte for byte pydicom's."""
+    ds, _markers = kitchen_sink.build()
+    out = deid.apply(build_plan(names), _roundtrip(ds), KEY).ds
+    assert any(out.get_item(t).is_raw for t in out.keys())  # noqa: SIM118 - tags, not elements
+    buf = io.BytesIO()
+    out.save_as(buf, enforce_file_format=True)
+    encoded = encode(out)
+    assert encoded.data == buf.getvalue()
+    assert encoded.size == len(buf.getvalue())
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.2"])
+def test_other_transfer_syntaxes_are_written_by_pydicom(syntax):
+    ds = make_instance(rows=4, columns=4)
+    ds.file_meta.TransferSyntaxUID = syntax
+    original = pydicom.dcmread(io.BytesIO(to_bytes(ds)))
+    out = deid.apply(build_plan(), original, KEY).ds
+    buf = io.BytesIO()
+    out.save_as(buf, enforce_file_format=True)
+    assert encode(out).data == buf.getvalue()
+    assert pydicom.dcmread(io.BytesIO(buf.getvalue())).file_meta.TransferSyntaxUID == syntax
+
+
+def test_ingest_leak_check_finds_a_value_in_an_untouched_element():
+    """The ingest's check decodes only changed elements; a kept (never decoded) element that
+    repeats the patient's name is still found, in the header bytes."""
+    ds = make_instance(marker="LEAKY")
+    ds.Manufacturer = "Doe^LEAKY1^Q"
+    found: dict[str, str] = {}
+    out = deid.apply(build_plan(), _roundtrip(ds), KEY, found=found).ds
+    header = encode(out).header
+    assert out.get_item(0x00080070).is_raw  # untouched since it was read
+    leaks = verify.find_leaks(found, out, header, changed_only=True)
+    assert leaks
+    assert leaks[0].found_in.startswith("header bytes")
+    assert all("LEAKY" not in repr(leak) for leak in leaks)
 
 
 def test_retain_options_keep_what_they_name():

@@ -15,7 +15,7 @@ from indexer.deid import Action, Option, build_plan
 from indexer.deid.pixels import compile_masks
 from indexer.deid.table import load_table
 from indexer.errors import DeidError, RuleError
-from indexer.pipeline import configure_pydicom
+from indexer.work import configure_pydicom
 from tests.builders import make_instance, to_bytes
 
 configure_pydicom()

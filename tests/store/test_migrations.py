@@ -36,3 +36,33 @@ def test_upgrade_from_0002_with_audit_rows(pg_server):
         with admin.connect() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+def test_light_revision_checks_agree_with_alembic(pg_server):
+    """`head()` and `current()` skip Alembic (start-up time); they must say what it says."""
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    assert (
+        migrate.head()
+        == ScriptDirectory.from_config(migrate._config_no_engine()).get_current_head()
+    )
+    name = f"rev_{os.getpid()}"
+    admin = create_engine(pg_server.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        c.execute(text(f"CREATE DATABASE {name}"))
+    engine = create_engine(pg_server.url(name))
+    try:
+        assert migrate.current(engine) is None  # never migrated
+        for revision in ("0002", "head"):
+            migrate.upgrade(engine, revision)
+            with engine.connect() as conn:
+                ctx = MigrationContext.configure(conn, opts={"version_table_schema": "dicom_index"})
+                assert migrate.current(engine) == ctx.get_current_revision()
+        assert migrate.current(engine) == migrate.head()
+    finally:
+        engine.dispose()
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()

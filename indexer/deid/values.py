@@ -1,0 +1,110 @@
+"""The identifying values of an original: what the leak check later searches the copy for.
+
+A value counts when the plan does not keep it unchanged (every VR, private and nested
+included, file meta and preamble too). The engine records these as it de-identifies
+(``apply(..., found=...)``); ``identifying_values`` collects them without changing anything
+(for ``verify``, and for sequences the engine removes without walking them).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from pydicom.dataset import Dataset
+
+from indexer.deid.profile import COMPOUND, Plan, decide, resolve
+from indexer.deid.rules import SiteRule
+from indexer.deid.table import Action
+
+MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
+SAME_PLACE = "@"  # path prefix: a shifted date, a leak only if it survives where it was
+META_PHI = (
+    "SourceApplicationEntityTitle",
+    "SendingApplicationEntityTitle",
+    "ReceivingApplicationEntityTitle",
+    "PrivateInformation",
+)
+
+
+def tag_path(parents: str, tag: int) -> str:
+    """An element's path: its parents' path, then ``(gggg,eeee)``."""
+    return f"{parents}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def texts(value: object) -> list[str]:
+    """The text forms of a value: each of a multi-value, each component of a person name."""
+    if value is None or isinstance(value, bytes | bytearray):
+        return []
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return [t for v in value for t in texts(v)]  # type: ignore[attr-defined]
+    text = str(value).strip()
+    parts = [text]
+    if "^" in text or "=" in text:  # person names: each component on its own too
+        parts += [p for p in text.replace("=", "^").split("^") if p]
+    return parts
+
+
+def add(found: dict[str, str], value: object, path: str) -> None:
+    """Record the texts of ``value`` long enough to mean something, first path wins."""
+    for t in texts(value):
+        if len(t) >= MIN_LENGTH:
+            found.setdefault(t, path)
+
+
+def record(
+    found: dict[str, str], decision: Action | SiteRule, vr: str, value: object, path: str
+) -> None:
+    """Record ``value`` if ``decision`` (compound actions resolved) changes or removes it."""
+    if isinstance(decision, SiteRule):  # a computing site method changes the value
+        add(found, value, (SAME_PLACE if decision.method == "dateshift" else "") + path)
+    elif decision is Action.CLEAN and vr == "TM":
+        return  # a whole-day date shift keeps times of day: retained by design
+    elif decision is Action.CLEAN and vr in ("DA", "DT"):
+        # a shifted date may equal another original date by chance: check it in place
+        add(found, value, SAME_PLACE + path)
+    elif decision is not Action.KEEP:
+        add(found, value, path)
+
+
+def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None:
+    """Record every identifying value of ``d`` and its sequences, changing nothing."""
+    for elem in d:
+        vr = str(elem.VR)
+        path = tag_path(parents, elem.tag)
+        if vr == "SQ":
+            for i, item in enumerate(elem.value or ()):
+                collect(plan, item, f"{path}[{i}].", found)
+            continue
+        decision = decide(plan, d, elem.tag, vr)
+        if isinstance(decision, SiteRule):
+            record(found, decision, vr, elem.value, path)
+            continue
+        action = decision.action
+        record(found, resolve(action, vr) if action in COMPOUND else action, vr, elem.value, path)
+
+
+def outside_values(ds: Dataset) -> dict[str, str]:
+    """Identifying values outside the data set: file meta AE titles, preamble text."""
+    found: dict[str, str] = {}
+    meta = getattr(ds, "file_meta", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for elem in meta if meta is not None else ():
+            if elem.keyword in META_PHI:
+                add(found, elem.value, tag_path("file meta ", elem.tag))
+    preamble = getattr(ds, "preamble", None) or b""
+    for word in preamble.decode("latin-1").split():
+        if len(word) >= MIN_LENGTH * 2 and word.isprintable():
+            found.setdefault(word, "preamble")
+    return found
+
+
+def identifying_values(plan: Plan, ds: Dataset) -> dict[str, str]:
+    """Value -> original element path, for every value the plan does not keep unchanged."""
+    found: dict[str, str] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        collect(plan, ds, "", found)
+    for value, path in outside_values(ds).items():
+        found.setdefault(value, path)
+    return found

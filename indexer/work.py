@@ -1,0 +1,243 @@
+"""The per-file work: read once, de-identify, check for leaks, write the copy, build rows.
+
+No database here: this is what worker processes import (spawned, so keep it light), and what
+later front ends (the C-STORE receiver, the HTTP gateway) call per object.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import signal
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pydicom
+import pydicom.config
+from pydicom.dataelem import RawDataElement
+from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
+
+from indexer import deid, extract, failpoints
+from indexer.deid import Plan, verify
+from indexer.deid.burned_in import BurnedInPolicy
+from indexer.encode import encode
+from indexer.errors import DeidError, IndexerError, SourceError
+from indexer.records import Failure, Outcome, SourceFile
+from indexer.store.files import CopyConflictError, Digest, OutputStore
+
+if TYPE_CHECKING:
+    from indexer.keys import Keys
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """Everything the per-file work needs; built once per run."""
+
+    plan: Plan
+    keys: Keys
+    output: OutputStore
+    id_prefix: str
+    max_shift_days: int
+    run_id: int
+    verify: bool = True
+
+
+def configure_pydicom() -> None:
+    """Read leniently and quietly: pydicom's warnings can quote element values."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+
+
+def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Dataset:
+    """Parse one DICOM object; non-DICOM and truncated files raise a PHI-free SourceError.
+
+    With ``pixels_in_place``, pydicom stops before Pixel Data, and the element becomes a raw
+    element whose value is a view into ``data``: never copied, decoded or re-encoded, it is
+    written out as it came in (explicit VR little endian, Pixel Data last; anything else is
+    parsed whole).
+    """
+    if not data:
+        raise SourceError("the file is empty", reason="empty_file")
+    force = data[128:132] != b"DICM" and data[:2] in (b"\x02\x00", b"\x08\x00")
+    fp = io.BytesIO(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(fp, force=force, stop_before_pixels=pixels_in_place)
+    except InvalidDicomError:
+        raise SourceError("not a DICOM file", reason="not_dicom") from None
+    except Exception as e:  # noqa: BLE001 - pydicom raises many kinds; their text can hold PHI
+        raise SourceError(f"unreadable DICOM ({type(e).__name__})", reason="unreadable") from None
+    if pixels_in_place and fp.tell() < len(data):
+        pixels = _pixels_in_place(data, fp.tell(), ds)
+        if pixels is None:
+            return read_dataset(data)
+        ds[PIXEL_DATA] = pixels
+    if len(ds) == 0:
+        raise SourceError("the file ends before its data set", reason="truncated")
+    last = ds.get_item(max(ds.keys()))
+    value = getattr(last, "value", None)
+    length = getattr(last, "length", None)
+    if (
+        isinstance(value, bytes)
+        and isinstance(length, int)
+        and length != UNDEFINED_LENGTH
+        and len(value) < length
+    ):
+        raise SourceError("the file is truncated inside an element", reason="truncated")
+    return ds
+
+
+PIXEL_DATA = 0x7FE00010
+_PIXEL_TAG = b"\xe0\x7f\x10\x00"
+_ITEM, _SEQUENCE_END = b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0"
+
+
+def _pixels_in_place(data: bytes, pos: int, ds: pydicom.Dataset) -> RawDataElement | None:
+    """Pixel Data at ``pos`` as a raw element over ``data``; None where that is not simple."""
+    vr = data[pos + 4 : pos + 6]
+    if (
+        ds.original_encoding != (False, True)
+        or data[pos : pos + 4] != _PIXEL_TAG
+        or vr not in (b"OB", b"OW")
+    ):
+        return None
+    start = pos + 12
+    length = int.from_bytes(data[pos + 8 : start], "little")
+    if length != UNDEFINED_LENGTH:  # native pixels: a view, not a copy
+        end = start + length
+        value: bytes | memoryview = memoryview(data)[start:end]
+    else:  # encapsulated (compressed) frames: items up to the sequence delimiter
+        p = start
+        while data[p : p + 4] == _ITEM:
+            p += 8 + int.from_bytes(data[p + 4 : p + 8], "little")
+        if data[p : p + 4] != _SEQUENCE_END:
+            return None
+        end, value = p + 8, data[start:p]
+    if end != len(data):  # truncated, or elements after Pixel Data
+        return None
+    return RawDataElement(
+        BaseTag(PIXEL_DATA),
+        vr.decode(),
+        length,
+        value,  # type: ignore[arg-type]  # a view: pydicom writes it, never decodes it
+        start,
+        is_implicit_VR=False,
+        is_little_endian=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    """One object de-identified, checked for leaks and written to the output store."""
+
+    result: deid.DeidResult
+    name: str
+    digest: Digest
+
+
+def deidentify_file(src: SourceFile, ctx: RunContext) -> Copied:
+    """Read once, de-identify, check for leaks, write the copy. No database."""
+    try:
+        data = src.read()
+    except OSError as e:
+        raise SourceError(
+            f"cannot read the file ({type(e).__name__})", reason="unreadable"
+        ) from None
+    # pixels are copied as read unless the plan may clean them
+    ds = read_dataset(data, pixels_in_place=ctx.plan.burned_in is not BurnedInPolicy.CLEAN)
+    values: dict[str, str] | None = {} if ctx.verify else None
+    result = deid.apply(
+        ctx.plan,
+        ds,
+        ctx.keys.pseudonym,
+        id_prefix=ctx.id_prefix,
+        max_shift_days=ctx.max_shift_days,
+        found=values,
+    )
+    out = result.ds
+    name = f"{out.StudyInstanceUID}/{out.SeriesInstanceUID}/{out.SOPInstanceUID}.dcm"
+    try:
+        encoded = encode(out)
+    except Exception as e:  # noqa: BLE001 - pydicom's text can hold values
+        raise DeidError(
+            f"cannot encode the de-identified object ({type(e).__name__})", reason="encode_failed"
+        ) from None
+    if values is not None:
+        _refuse_leaks(values, out, encoded.header)
+    try:
+        digest = ctx.output.put(name, encoded.parts)
+    except CopyConflictError as e:
+        raise DeidError(e.message, reason="duplicate_sop_conflict") from None
+    failpoints.hit(failpoints.COPY_WRITTEN)
+    return Copied(result, name, digest)
+
+
+def process(src: SourceFile, ctx: RunContext) -> Outcome:
+    """One file: de-identify and copy it, then build its index rows."""
+    copied = deidentify_file(src, ctx)
+    try:
+        record = extract.index_record(
+            copied.result.ds,
+            copy_name=copied.name,
+            sha256=copied.digest.sha256,
+            size=copied.digest.size,
+            source_id=src.source_id,
+            run_id=ctx.run_id,
+        )
+    except (ValueError, TypeError, AttributeError) as e:
+        raise DeidError(
+            f"cannot index the object ({type(e).__name__})", reason="index_failed"
+        ) from None
+    return Outcome(src.source_id, src.locator, src.size, copied.result.identities, record)
+
+
+def process_safely(item: SourceFile, ctx: RunContext) -> Outcome | Failure:
+    """``process``, with a bad file's error returned as its recorded failure."""
+    try:
+        return process(item, ctx)
+    except (SourceError, DeidError) as e:
+        return failure(item, e)
+
+
+_WORKER_CTX: RunContext | None = None
+
+
+def init_worker(ctx: RunContext) -> None:
+    """Set up a worker process: the run's context, quiet pydicom, signals left to the parent."""
+    global _WORKER_CTX  # noqa: PLW0603 - one context per worker process
+    _WORKER_CTX = ctx
+    configure_pydicom()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run between batches
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def work_item(item: SourceFile | Failure) -> tuple[SourceFile | Failure, Outcome | Failure]:
+    """One item in a worker process (``init_worker`` set its context)."""
+    if isinstance(item, Failure):
+        return item, item
+    assert _WORKER_CTX is not None  # noqa: S101 - set by init_worker
+    return item, process_safely(item, _WORKER_CTX)
+
+
+def _refuse_leaks(values: dict[str, str], out: pydicom.Dataset, header: bytes) -> None:
+    leaks = verify.find_leaks(values, out, header, changed_only=True)
+    if leaks:
+        where = ", ".join(sorted({leak.source_path for leak in leaks})[:5])
+        raise DeidError(
+            f"{len(leaks)} identifying value(s) survived de-identification (from {where}); "
+            "not written",
+            reason="leak_detected",
+        )
+
+
+def failure(src: SourceFile, e: IndexerError) -> Failure:
+    """The recorded failure of one source: not DICOM at all is a skip, the rest failures."""
+    reason = getattr(e, "reason", e.code)
+    outcome = "skipped" if reason in ("not_dicom", "empty_file") else "failed"
+    return Failure(src.source_id, src.locator, outcome, reason, e.message)
