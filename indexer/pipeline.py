@@ -284,6 +284,8 @@ class Ingest:
             if len(outcomes) + len(failures) >= self.batch_size:
                 self._commit(ctx.run_id, outcomes, failures, summary)
                 outcomes, failures = [], []
+                if self.failed_strict:
+                    return  # --strict: a conflict found at commit ends the run
             if progress is not None:
                 progress(summary.files_seen, summary.bytes_read)
             if self.strict and any(f.outcome == "failed" for f in failures):
@@ -300,7 +302,11 @@ class Ingest:
         if not outcomes and not failures:
             return
         with db.transaction(self.engine) as s:
-            new = sql.upsert_index(s, outcomes)
+            new, conflicts = sql.upsert_index(s, outcomes)
+            if conflicts:  # indexed before with other content (a copy in another output)
+                outcomes, failures = _split_conflicts(outcomes, failures, conflicts)
+                self._seen = [(f, u) for f, u in self._seen if u not in conflicts]
+                self.failed_strict = self.strict
             vault.put_identities(s, (i for o in outcomes for i in o.identities), self.keys)
             vault.put_sources(s, _locators(outcomes, failures), self.keys)
             sql.record_failures(s, run_id, failures)
@@ -438,6 +444,26 @@ def compare_stores(database: db.Database, sink: MongoSink, *, sample: int = 50) 
     if pending:
         problems.append(f"{pending} batches wait for their MongoDB write (run `sync`)")
     return problems
+
+
+def _split_conflicts(
+    outcomes: list[Outcome], failures: list[Failure], conflicts: set[str]
+) -> tuple[list[Outcome], list[Failure]]:
+    """Outcomes whose SOP Instance UID was indexed with other content become failures."""
+    kept = [o for o in outcomes if o.record.instance["sop_uid"] not in conflicts]
+    failed = [
+        Failure(
+            o.source_id,
+            o.locator,
+            "failed",
+            "duplicate_sop_conflict",
+            "an object with this SOP Instance UID is indexed with other content; the index "
+            "keeps the first (its copy was written, but is not indexed)",
+        )
+        for o in outcomes
+        if o.record.instance["sop_uid"] in conflicts
+    ]
+    return kept, failures + failed
 
 
 def _locators(outcomes: Iterable[Outcome], failures: Iterable[Failure]) -> list[tuple[str, str]]:

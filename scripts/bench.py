@@ -171,8 +171,11 @@ def fresh_state(state: Path, env: dict[str, str]) -> Path:
     """A state directory with keys and a started, migrated database (untimed)."""
     state_env = {**env, "DICOM_INDEX_STATE_DIR": str(state), "DICOM_INDEX_MONGO_ENABLED": "false"}
     subprocess.run([*CLI, "keys", "init"], env=state_env, check=True, capture_output=True)
-    warm = state / "warm"
-    make_corpus("small", 3, warm)
+    warm = state / "warm"  # UIDs of their own: not the corpus's (a conflict otherwise)
+    warm.mkdir(parents=True, exist_ok=True)
+    for i in range(3):
+        ds = make_instance(9999, 9999, 9999, i + 1, rows=16, columns=16)
+        (warm / f"{i}.dcm").write_bytes(to_bytes(ds))
     subprocess.run(
         [*CLI, "ingest", str(warm), "--out", str(state / "warm-out"), "--quiet"],
         env=state_env,

@@ -252,3 +252,27 @@ def test_copies_parse_with_pydicom_from_bytes(cli, archive, tmp_path):
         ds = pydicom.dcmread(io.BytesIO(path.read_bytes()))
         assert ds.PixelData  # pixel data carried across unchanged in length
         assert len(ds.PixelData) == 16 * 16 * 2
+
+
+def test_same_uid_other_content_into_another_output_is_a_recorded_conflict(cli, tmp_path, engine):
+    """Two output directories, one index: the second object with the same SOP Instance UID
+    and other content is a recorded conflict, not "already indexed"; the index keeps the
+    first copy, and a rerun does not skip the conflicting source as unchanged."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "a.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1)))
+    (second / "a.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1, SliceThickness="9.0")))
+    cli("ingest", str(first), "--out", str(tmp_path / "out1"))
+    with engine.connect() as c:
+        digest = c.execute(text("SELECT copy_sha256 FROM dicom_index.instance")).scalar_one()
+    for _ in range(2):  # the rerun must find the conflict again
+        p = cli("ingest", str(second), "--out", str(tmp_path / "out2"), "--json", check=1)
+        summary = json.loads(p.stdout)
+        assert summary["failure_reasons"] == {"duplicate_sop_conflict": 1}
+        assert summary["files_indexed"] == 0
+    with engine.connect() as c:
+        rows = c.execute(text("SELECT copy_sha256 FROM dicom_index.instance")).all()
+        reasons = c.execute(text("SELECT reason FROM dicom_index.file_error")).scalars().all()
+    assert rows == [(digest,)]
+    assert reasons == ["duplicate_sop_conflict", "duplicate_sop_conflict"]

@@ -62,13 +62,15 @@ def _dedupe(rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def upsert_index(s: Session, outcomes: Sequence[Outcome]) -> int:
-    """Insert patients, studies, series and instances not yet indexed; returns new instances.
+def upsert_index(s: Session, outcomes: Sequence[Outcome]) -> tuple[int, set[str]]:
+    """Insert patients, studies, series and instances not yet indexed.
 
+    Returns the number of new instances, and the SOP Instance UIDs indexed before with other
+    content (another copy's digest): conflicts, which the caller records, never overwrites.
     Re-ingesting the same object changes nothing (keyed pseudonyms make the same keys).
     """
     if not outcomes:
-        return 0
+        return 0, set()
     levels: list[tuple[type[Any], str, str]] = [
         (Patient, "patient", "patient_id"),
         (Study, "study", "study_uid"),
@@ -79,7 +81,24 @@ def upsert_index(s: Session, outcomes: Sequence[Outcome]) -> int:
         s.execute(insert(model).on_conflict_do_nothing(), rows)
     rows = _dedupe([o.record.instance for o in outcomes], "sop_uid")
     result = s.execute(insert(Instance).on_conflict_do_nothing().returning(Instance.sop_uid), rows)
-    return len(result.all())
+    new = {u for (u,) in result.all()}
+    known = [r for r in rows if r["sop_uid"] not in new]
+    if not known:
+        return len(new), set()
+    digests = dict(
+        s.execute(
+            select(Instance.sop_uid, Instance.copy_sha256).where(
+                Instance.sop_uid.in_([r["sop_uid"] for r in known])
+            )
+        ).all()
+    )
+    conflicts = {
+        o.record.instance["sop_uid"]
+        for o in outcomes
+        if o.record.instance["sop_uid"] not in new
+        and digests.get(o.record.instance["sop_uid"]) != o.record.instance["copy_sha256"]
+    }
+    return len(new), conflicts
 
 
 def record_failures(s: Session, run_id: int, failures: Sequence[Failure]) -> None:
