@@ -22,15 +22,13 @@ from pydicom.tag import BaseTag
 from indexer import deid, extract, failpoints
 from indexer.deid import Plan, verify
 from indexer.deid.burned_in import BurnedInPolicy
-from indexer.encode import encode
+from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
 from indexer.store.files import CopyConflictError, Digest, OutputStore
 
 if TYPE_CHECKING:
     from indexer.keys import Keys
-
-UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +91,6 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
     return ds
 
 
-PIXEL_DATA = 0x7FE00010
 _PIXEL_TAG = b"\xe0\x7f\x10\x00"
 _ITEM, _SEQUENCE_END = b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0"
 

@@ -13,9 +13,9 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
 from indexer import deid, keys
-from indexer.encode import encode
+from indexer.encode import PIXEL_DATA, encode
 from indexer.errors import DeidError, SourceError
-from indexer.work import PIXEL_DATA, configure_pydicom, read_dataset
+from indexer.work import configure_pydicom, read_dataset
 from tests.builders import make_instance, to_bytes
 
 configure_pydicom()
