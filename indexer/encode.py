@@ -16,17 +16,26 @@ import io
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import TypeGuard
 
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.charset import convert_encodings
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.uid import UID
+
+from indexer.deid.rawvalue import (
+    DEFAULT,
+    LONG_LENGTH_VRS,
+    SPECIFIC_CHARACTER_SET,
+    charset_unchanged,
+    value_of,
+)
 
 PIXEL_DATA = 0x7FE00010
 UNDEFINED_LENGTH = 0xFFFFFFFF
-LONG_LENGTH_VRS = frozenset(  # explicit VR: 2 reserved bytes, then a 4-byte length (PS3.5 7.1.2)
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
+TRANSFER_SYNTAX = 0x00020010
 _SHORT = struct.Struct("<HH2sH")
 _LONG = struct.Struct("<HH2sHI")
 
@@ -71,52 +80,132 @@ def encode(ds: Dataset) -> Encoded:
 
 def _raw_copy_possible(ds: Dataset) -> bool:
     meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if meta is None or TRANSFER_SYNTAX not in meta:
+        return False
+    ts = UID(str(value_of(meta, TRANSFER_SYNTAX, DEFAULT, "UI")))
     return (
-        ts is not None
-        and not ts.is_implicit_VR
+        not ts.is_implicit_VR
         and ts.is_little_endian
         and not ts.is_deflated
         and ds.original_encoding == (False, True)
-        and ds.original_character_set == ds._character_set  # noqa: SLF001 - what save_as checks
+        and charset_unchanged(ds)  # what save_as checks
     )
 
 
 def _encode_raw(ds: Dataset) -> Encoded:
-    """Explicit VR little endian: untouched elements as read, changed ones through pydicom."""
+    """Explicit VR little endian: raw elements as they are, the rest through pydicom."""
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, False
     fp.write(ds.preamble or b"\x00" * 128)
     fp.write(b"DICM")
-    write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
-    encodings = ds.get("SpecificCharacterSet", "iso8859")
+    _write_meta(fp, ds.file_meta)
+    encodings = (
+        value_of(ds, SPECIFIC_CHARACTER_SET, DEFAULT) if SPECIFIC_CHARACTER_SET in ds else None
+    ) or "iso8859"
     pixels: tuple[Buffer, ...] = ()
     for tag in sorted(ds.keys()):
         if tag & 0xFFFF == 0 and tag >> 16 > 6:  # noqa: PLR2004 - retired group lengths
             continue
         elem = ds.get_item(tag)
-        if isinstance(elem, RawDataElement) and elem.length != UNDEFINED_LENGTH and elem.VR:
-            vr = elem.VR.encode()
-            value = elem.value or b""
-            if vr in LONG_LENGTH_VRS:
-                head = _LONG.pack(tag >> 16, tag & 0xFFFF, vr, 0, len(value))
+        if tag == PIXEL_DATA:
+            if _is_plain_raw(elem):
+                value = elem.value or b""
+                pixels = (_head(tag, (elem.VR or "").encode(), len(value)), value)
             else:
-                head = _SHORT.pack(tag >> 16, tag & 0xFFFF, vr, len(value))
-            if tag == PIXEL_DATA:
-                pixels = (head, value)
-                continue
-            fp.write(head)
-            fp.write(value)
-        elif tag == PIXEL_DATA:
-            buf = DicomBytesIO()
-            buf.is_little_endian, buf.is_implicit_VR = True, False
-            write_data_element(buf, elem, encodings)
-            pixels = (buf.getvalue(),)
-        else:
-            write_data_element(fp, elem, encodings)
+                buf = DicomBytesIO()
+                buf.is_little_endian, buf.is_implicit_VR = True, False
+                write_data_element(buf, elem, encodings)
+                pixels = (buf.getvalue(),)
+            continue
+        _write_element(fp, elem, encodings)
     if pixels and max(ds.keys()) != PIXEL_DATA:  # elements after Pixel Data: one piece
         return Encoded(_save(ds))
     return Encoded(fp.getvalue(), pixels)
+
+
+def _is_plain_raw(elem: object) -> TypeGuard[RawDataElement]:
+    return isinstance(elem, RawDataElement) and elem.length != UNDEFINED_LENGTH and bool(elem.VR)
+
+
+def _head(tag: int, vr: bytes, length: int) -> bytes:
+    if vr in LONG_LENGTH_VRS:
+        return _LONG.pack(tag >> 16, tag & 0xFFFF, vr, 0, length)
+    return _SHORT.pack(tag >> 16, tag & 0xFFFF, vr, length)
+
+
+def _write_element(fp: DicomBytesIO, elem: object, encodings: object) -> None:
+    """One element as pydicom's ``write_data_element`` writes it, raw ones from their bytes."""
+    if _is_plain_raw(elem):
+        value = elem.value or b""
+        fp.write(_head(elem.tag, (elem.VR or "").encode(), len(value)))
+        fp.write(value)
+    elif isinstance(elem, DataElement) and elem.VR == "SQ" and _items_as_read(elem):
+        _write_sequence(fp, elem, convert_encodings(encodings))  # type: ignore[arg-type]
+    else:
+        write_data_element(fp, elem, encodings)  # type: ignore[arg-type]
+
+
+def _items_as_read(elem: DataElement) -> bool:
+    """Whether pydicom would write every item's elements as they are (no re-encoding)."""
+    return all(
+        item.original_encoding == (False, True)
+        and item.original_character_set == item._character_set  # noqa: SLF001 - as pydicom checks
+        for item in elem.value
+    )
+
+
+def _write_sequence(fp: DicomBytesIO, elem: DataElement, encodings: list[str]) -> None:
+    """A sequence as pydicom writes it: its own lengths, or undefined ones as read."""
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    for item in elem.value:
+        inner = DicomBytesIO()
+        inner.is_little_endian, inner.is_implicit_VR = True, False
+        item_encodings = item.get("SpecificCharacterSet", encodings)
+        for tag in sorted(item.keys()):
+            if tag & 0xFFFF == 0 and tag >> 16 > 6:  # noqa: PLR2004 - retired group lengths
+                continue
+            _write_element(inner, item.get_item(tag), item_encodings)
+        data = inner.getvalue()
+        if getattr(item, "is_undefined_length_sequence_item", False):
+            body.write(_ITEM + _UNDEFINED + data + _ITEM_END)
+        else:
+            body.write(_ITEM + len(data).to_bytes(4, "little") + data)
+    value = body.getvalue()
+    if elem.is_undefined_length:
+        fp.write(_head(elem.tag, b"SQ", UNDEFINED_LENGTH) + value + _SEQUENCE_END)
+    else:
+        fp.write(_head(elem.tag, b"SQ", len(value)) + value)
+
+
+_ITEM, _UNDEFINED = b"\xfe\xff\x00\xe0", b"\xff\xff\xff\xff"
+_ITEM_END = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+_SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+META_REQUIRED = (0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012)
+META_GROUP_LENGTH = 0x00020000
+IMPLEMENTATION_VERSION_NAME = 0x00020013
+
+
+def _write_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
+    """File meta as pydicom's ``write_file_meta_info`` writes it (standard enforced).
+
+    Meta of raw elements only, with every element the standard requires, is written here;
+    any other is left to pydicom (which adds what is missing, or refuses).
+    """
+    tags = sorted(t for t in meta.keys() if t != META_GROUP_LENGTH)  # noqa: SIM118
+    raws: dict[int, RawDataElement] = {t: e for t in tags if _is_plain_raw(e := meta.get_item(t))}
+    if (
+        len(raws) == len(tags)
+        and all(t in raws and raws[t].length for t in META_REQUIRED)
+        and IMPLEMENTATION_VERSION_NAME in raws
+    ):
+        body = b"".join(
+            _head(t, (e.VR or "").encode(), len(e.value or b"")) + (e.value or b"")
+            for t, e in raws.items()
+        )
+        fp.write(_SHORT.pack(2, 0, b"UL", 4) + len(body).to_bytes(4, "little") + body)
+        return
+    write_file_meta_info(fp, meta, enforce_standard=True)
 
 
 def _encode_pydicom(ds: Dataset) -> Encoded:

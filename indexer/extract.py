@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import base64
+import math
+import re
 from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
+from indexer.deid import rawvalue
+from indexer.deid.rawvalue import DEFAULT, value_of
+from indexer.encode import UNDEFINED_LENGTH
 from indexer.records import IndexRecord
 
 BULK_THRESHOLD = 1024  # bytes: larger binary values stay in the copy, referenced by URI
 
 
-def _s(ds: Dataset, keyword: str) -> str | None:
-    v = ds.get(keyword)
-    if v is None:
+def _s(ds: Dataset, keyword: str, codec: str | None = None) -> str | None:
+    tag = tag_for_keyword(keyword)
+    if tag is None or tag not in ds:
         return None
-    text = str(v).strip()
+    v = value_of(ds, tag, codec)
+    if isinstance(v, list):  # pydicom's MultiValue prints its own way
+        v = ds[tag].value
+    text = "" if v is None else str(v).strip()
     return text or None
 
 
-def _i(ds: Dataset, keyword: str) -> int | None:
-    v = ds.get(keyword)
+def _i(ds: Dataset, keyword: str, codec: str | None = None) -> int | None:
+    tag = tag_for_keyword(keyword)
+    if tag is None or tag not in ds:
+        return None
+    v = value_of(ds, tag, codec)
     if v is None or v == "":
         return None
     try:
@@ -31,62 +44,146 @@ def _i(ds: Dataset, keyword: str) -> int | None:
 
 
 def header_json(ds: Dataset, copy_name: str) -> dict[str, Any]:
-    """The DICOM JSON model (PS3.18 F.2) of ``ds``; bulk data become URIs into the copy."""
+    """The DICOM JSON model (PS3.18 F.2) of ``ds``; bulk data become URIs into the copy.
 
+    What pydicom's ``to_json_dict`` gives, built from the elements' bytes where ``rawvalue``
+    can decode them (tests compare the two), and by pydicom elsewhere.
+    """
+    return _json(ds, copy_name, rawvalue.codec(ds))
+
+
+def _json(ds: Dataset, copy_name: str, codec: str | None) -> dict[str, Any]:
     def bulk(elem: DataElement) -> str:
         return f"{copy_name}#{elem.tag:08X}"
 
-    return ds.to_json_dict(bulk_data_threshold=BULK_THRESHOLD, bulk_data_element_handler=bulk)
+    out: dict[str, Any] = {}
+    for tag in ds.keys():  # noqa: SIM118 - the Dataset's own order, as pydicom's
+        raw = ds.get_item(tag)
+        doc = _lean_json(raw, copy_name, codec) if codec is not None else None
+        if doc is None and raw.VR == "SQ" and not isinstance(raw, RawDataElement):
+            doc = {
+                "vr": "SQ",
+                "Value": [_json(item, copy_name, _item_codec(item, codec)) for item in raw.value],
+            }
+        if doc is None:
+            doc = ds[tag].to_json_dict(
+                bulk_data_element_handler=bulk, bulk_data_threshold=BULK_THRESHOLD
+            )
+        out[f"{tag:08X}"] = doc
+    return out
+
+
+def _item_codec(item: Dataset, codec: str | None) -> str | None:
+    return None if codec is None or rawvalue.SPECIFIC_CHARACTER_SET in item else codec
+
+
+_INLINE_LIMIT = (BULK_THRESHOLD // 4) * 3  # pydicom's test: base64 length over the threshold
+_IS = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def _lean_json(raw: object, copy_name: str, codec: str) -> dict[str, Any] | None:  # noqa: C901
+    """One raw element's JSON as pydicom gives it; None where pydicom must build it."""
+    if not isinstance(raw, RawDataElement) or raw.length == UNDEFINED_LENGTH or not raw.VR:
+        return None
+    vr = raw.VR
+    if vr in rawvalue.BYTES_VRS:
+        data = raw.value
+        if not data:
+            return {"vr": vr}
+        if len(data) > _INLINE_LIMIT:
+            return {"vr": vr, "BulkDataURI": f"{copy_name}#{raw.tag:08X}"}
+        return {"vr": vr, "InlineBinary": base64.b64encode(bytes(data)).decode()}
+    if vr in ("DS", "IS"):
+        return _number_text_json(raw, vr)
+    value = rawvalue.decode(raw, vr, codec)
+    if value is rawvalue.UNDECODED:
+        return None
+    if value is None or value == "":
+        return {"vr": vr}
+    values = value if isinstance(value, list) else [value]
+    if vr == "PN":
+        names = []
+        for v in values:
+            groups = v.split("=")
+            if len(groups) > 3:  # noqa: PLR2004 - pydicom's own reading of odd names
+                return None
+            names.append(dict(zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False)))
+        return {"vr": vr, "Value": names}
+    return {"vr": vr, "Value": values}
+
+
+def _number_text_json(raw: RawDataElement, vr: str) -> dict[str, Any] | None:
+    """DS and IS values as JSON numbers (pydicom's float and int), or None for odd ones."""
+    try:
+        text = bytes(raw.value or b"").decode("ascii").strip().rstrip(" \x00")
+    except UnicodeDecodeError:
+        return None
+    if not text:
+        return {"vr": vr}
+    numbers: list[int | float] = []
+    for part in text.split("\\"):
+        if vr == "IS":
+            if not _IS.fullmatch(part):
+                return None
+            numbers.append(int(part))
+            continue
+        try:
+            number = float(part)
+        except ValueError:
+            return None
+        if not math.isfinite(number) or not part.strip() or "_" in part:
+            return None
+        numbers.append(number)
+    return {"vr": vr, "Value": numbers}
 
 
 def index_record(
     ds: Dataset, *, copy_name: str, sha256: str, size: int, source_id: str, run_id: int
 ) -> IndexRecord:
     """Rows for patient, study, series and instance from a de-identified dataset."""
-    patient_id = _s(ds, "PatientID") or ""
-    study_uid = str(ds.StudyInstanceUID)
-    series_uid = str(ds.SeriesInstanceUID)
+    codec = rawvalue.codec(ds)
+    patient_id = _s(ds, "PatientID", codec) or ""
+    study_uid = _s(ds, "StudyInstanceUID", codec) or ""
+    series_uid = _s(ds, "SeriesInstanceUID", codec) or ""
     meta = getattr(ds, "file_meta", None)
     return IndexRecord(
         patient={
             "patient_id": patient_id,
-            "patient_name": _s(ds, "PatientName"),
-            "patient_sex": _s(ds, "PatientSex"),
-            "patient_birth_date": _s(ds, "PatientBirthDate"),
-            "patient_age": _s(ds, "PatientAge"),
+            "patient_name": _s(ds, "PatientName", codec),
+            "patient_sex": _s(ds, "PatientSex", codec),
+            "patient_birth_date": _s(ds, "PatientBirthDate", codec),
+            "patient_age": _s(ds, "PatientAge", codec),
         },
         study={
             "study_uid": study_uid,
             "patient_id": patient_id,
-            "study_date": _s(ds, "StudyDate"),
-            "study_time": _s(ds, "StudyTime"),
-            "accession_number": _s(ds, "AccessionNumber"),
-            "study_id": _s(ds, "StudyID"),
-            "study_description": _s(ds, "StudyDescription"),
+            "study_date": _s(ds, "StudyDate", codec),
+            "study_time": _s(ds, "StudyTime", codec),
+            "accession_number": _s(ds, "AccessionNumber", codec),
+            "study_id": _s(ds, "StudyID", codec),
+            "study_description": _s(ds, "StudyDescription", codec),
         },
         series={
             "series_uid": series_uid,
             "study_uid": study_uid,
-            "modality": _s(ds, "Modality"),
-            "series_number": _i(ds, "SeriesNumber"),
-            "series_description": _s(ds, "SeriesDescription"),
-            "body_part_examined": _s(ds, "BodyPartExamined"),
+            "modality": _s(ds, "Modality", codec),
+            "series_number": _i(ds, "SeriesNumber", codec),
+            "series_description": _s(ds, "SeriesDescription", codec),
+            "body_part_examined": _s(ds, "BodyPartExamined", codec),
         },
         instance={
-            "sop_uid": str(ds.SOPInstanceUID),
+            "sop_uid": _s(ds, "SOPInstanceUID", codec) or "",
             "series_uid": series_uid,
             "study_uid": study_uid,
             "patient_id": patient_id,
-            "sop_class_uid": _s(ds, "SOPClassUID"),
-            "instance_number": _i(ds, "InstanceNumber"),
-            "transfer_syntax_uid": (
-                str(meta.TransferSyntaxUID)
-                if meta is not None and "TransferSyntaxUID" in meta
-                else None
-            ),
-            "rows": _i(ds, "Rows"),
-            "columns": _i(ds, "Columns"),
-            "number_of_frames": _i(ds, "NumberOfFrames"),
+            "sop_class_uid": _s(ds, "SOPClassUID", codec),
+            "instance_number": _i(ds, "InstanceNumber", codec),
+            "transfer_syntax_uid": _s(meta, "TransferSyntaxUID", DEFAULT)
+            if meta is not None
+            else None,
+            "rows": _i(ds, "Rows", codec),
+            "columns": _i(ds, "Columns", codec),
+            "number_of_frames": _i(ds, "NumberOfFrames", codec),
             "copy_path": copy_name,
             "copy_sha256": sha256,
             "copy_bytes": size,

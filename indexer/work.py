@@ -22,6 +22,7 @@ from pydicom.tag import BaseTag
 from indexer import deid, extract, failpoints
 from indexer.deid import Plan, verify
 from indexer.deid.burned_in import BurnedInPolicy
+from indexer.deid.rawvalue import DEFAULT, value_of
 from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
@@ -29,6 +30,9 @@ from indexer.store.files import CopyConflictError, Digest, OutputStore
 
 if TYPE_CHECKING:
     from indexer.keys import Keys
+
+
+COPY_NAME_UIDS = (0x0020000D, 0x0020000E, 0x00080018)  # Study, Series, SOP Instance UID
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +162,7 @@ def deidentify_file(src: SourceFile, ctx: RunContext) -> Copied:
         found=values,
     )
     out = result.ds
-    name = f"{out.StudyInstanceUID}/{out.SeriesInstanceUID}/{out.SOPInstanceUID}.dcm"
+    name = "/".join(str(value_of(out, tag, DEFAULT, "UI")) for tag in COPY_NAME_UIDS) + ".dcm"
     try:
         encoded = encode(out)
     except Exception as e:  # noqa: BLE001 - pydicom's text can hold values

@@ -79,6 +79,7 @@ class Context:
     found: dict[str, str] | None = None  # identifying values seen, for the leak check
     replaced: dict[int, Any] = field(default_factory=dict)  # originals of pseudonymized ids
     scope: Any = None  # rules.Scope: the original identifiers keyed methods are scoped by
+    codec: str | None = None  # rawvalue.codec of the object: None, pydicom decodes values
 
     def new_uid(self, original: str) -> str:
         """The pseudonym of one UID, cached for the object."""

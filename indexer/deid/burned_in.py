@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset
 
 from indexer.deid import pixels
 from indexer.deid.pixels import Mask
+from indexer.deid.rawvalue import value_of
 from indexer.errors import DeidError
 
 RISKY_SOP_PREFIXES = (
@@ -32,21 +33,34 @@ class BurnedInPolicy(StrEnum):
     CLEAN = "clean"  # rectangles of a device's pixel mask blanked (Clean Pixel Data)
 
 
-def may_carry_text(ds: Dataset) -> bool:
-    """Whether the object's pixels may hold burned-in identifying text."""
-    if "PixelData" not in ds and "FloatPixelData" not in ds:
+PIXEL_DATA, FLOAT_PIXEL_DATA = 0x7FE00010, 0x7FE00008
+BURNED_IN_ANNOTATION, SOP_CLASS_UID, MODALITY = 0x00280301, 0x00080016, 0x00080060
+
+
+def may_carry_text(ds: Dataset, codec: str | None = None) -> bool:
+    """Whether the object's pixels may hold burned-in identifying text.
+
+    ``codec`` (``rawvalue.codec``) lets the values be read without pydicom's elements.
+    """
+    if PIXEL_DATA not in ds and FLOAT_PIXEL_DATA not in ds:
         return False
-    flag = str(ds.get("BurnedInAnnotation", "")).strip().upper()
+
+    def text(tag: int) -> str:
+        return str(value_of(ds, tag, codec) if tag in ds else "").strip()
+
+    flag = text(BURNED_IN_ANNOTATION).upper()
     if flag:
         return flag == "YES"
-    sop = str(ds.get("SOPClassUID", ""))
-    modality = str(ds.get("Modality", "")).strip().upper()
-    return sop.startswith(RISKY_SOP_PREFIXES) or modality in RISKY_MODALITIES
+    return text(SOP_CLASS_UID).startswith(RISKY_SOP_PREFIXES) or (
+        text(MODALITY).upper() in RISKY_MODALITIES
+    )
 
 
-def enforce(ds: Dataset, policy: BurnedInPolicy, masks: tuple[Mask, ...] = ()) -> bool:
+def enforce(
+    ds: Dataset, policy: BurnedInPolicy, masks: tuple[Mask, ...] = (), codec: str | None = None
+) -> bool:
     """Apply the policy; returns whether pixel data was cleaned (code 113101 applies)."""
-    if policy is BurnedInPolicy.ALLOW or not may_carry_text(ds):
+    if policy is BurnedInPolicy.ALLOW or not may_carry_text(ds, codec):
         return False
     if policy is BurnedInPolicy.CLEAN:
         pixels.clean(ds, masks)

@@ -6,20 +6,22 @@ whole object first would double the cost of every file).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from indexer import __version__
-from indexer.deid import burned_in, iod, pseudonym, values
+from indexer.deid import burned_in, iod, pseudonym, rawvalue, values
 from indexer.deid.actions import ACTIONS, BINARY_VRS, Context
 from indexer.deid.profile import (
     COMPOUND,
@@ -30,6 +32,8 @@ from indexer.deid.profile import (
     decide,
     resolve,
 )
+from indexer.deid.rawvalue import value_of
+from indexer.deid.rawvalue import vr_of as _vr
 from indexer.deid.rules import Scope, SiteRule, compute
 from indexer.deid.table import (
     CLEAN_PIXEL_CODE,
@@ -45,6 +49,7 @@ from indexer.errors import DeidError
 IMPLEMENTATION_CLASS_UID = UID(pseudonym.uid(b"dicom-index", "implementation class"))
 IMPLEMENTATION_VERSION = f"DICOMINDEX{__version__.replace('.', '')}"[:16]
 PREAMBLE = b"\x00" * 128
+META_VERSION = rawvalue.Written(BaseTag(0x00020001), "OB", 2, b"\x00\x01", 0, False, True)  # noqa: FBT003
 
 PATIENT_ID = 0x00100020
 PATIENT_NAME = 0x00100010
@@ -60,6 +65,17 @@ IDENTITY_TAGS = {
     STUDY_ID: ("study_id", 16),
 }
 REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+ORIGINAL_TAGS = {  # keyword -> tag of what the identity map and the vault need
+    "StudyInstanceUID": 0x0020000D,
+    "SeriesInstanceUID": 0x0020000E,
+    "SOPInstanceUID": 0x00080018,
+    "PatientID": PATIENT_ID,
+    "PatientName": PATIENT_NAME,
+    "AccessionNumber": ACCESSION_NUMBER,
+    "StudyID": STUDY_ID,
+}
+KEYWORDS = {tag: kw for kw, tag in ORIGINAL_TAGS.items()}
+SOP_CLASS_UID = 0x00080016
 
 
 class Mode(StrEnum):
@@ -98,9 +114,21 @@ class DeidResult:
     patient_pseudonym: str
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    v = ds.get(keyword)
+def _text(ds: Dataset, tag: int, codec: str | None) -> str:
+    if tag not in ds:
+        return ""
+    v = value_of(ds, tag, codec)
     return "" if v is None else str(v).strip()
+
+
+def _put(ds: Dataset, tag: int, vr: str, value: Any, codec: str | None) -> None:  # noqa: ANN401
+    """Set element ``tag`` to ``value``: as bytes written here where it can, else by pydicom."""
+    if codec is not None:
+        written = rawvalue.encode(tag, vr, value)
+        if written is not None:
+            ds._dict[BaseTag(tag)] = written  # noqa: SLF001 - __setitem__ would decode it again
+            return
+    ds[tag] = DataElement(tag, vr, value)
 
 
 def apply(
@@ -112,6 +140,7 @@ def apply(
     max_shift_days: int = 3650,
     trace: list[TraceStep] | None = None,
     found: dict[str, str] | None = None,
+    lean: bool = True,
 ) -> DeidResult:
     """De-identify ``ds`` by ``plan``; returns the new dataset and the identity map.
 
@@ -119,17 +148,19 @@ def apply(
     (value -> original path), as ``values.identifying_values`` would list them before
     the change: the leak check's input, gathered in the same pass.
 
+    With ``lean`` (the default), values of explicit VR little endian objects are read and
+    written as bytes where ``rawvalue`` can, without pydicom's element objects; the result is
+    the same (tests compare the two ways, byte for byte).
+
     Raises
     ------
     DeidError
         The object lacks a UID it needs, or holds values that cannot be decoded.
 
     """
+    codec = rawvalue.codec(ds) if lean else None
     try:
-        originals = {
-            kw: _text(ds, kw)
-            for kw in (*REQUIRED_UIDS, "PatientID", "PatientName", "AccessionNumber", "StudyID")
-        }
+        originals = {kw: _text(ds, tag, codec) for kw, tag in ORIGINAL_TAGS.items()}
     except (ValueError, TypeError, LookupError) as e:
         raise DeidError(
             f"cannot decode identifying attributes ({type(e).__name__})", reason="undecodable"
@@ -138,7 +169,7 @@ def apply(
         if not originals[kw]:
             raise DeidError(f"missing {kw}", reason="missing_uid")
     outside = values.outside_values(ds) if found is not None else {}
-    pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks)
+    pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks, codec)
     # an object without PatientID is its own patient, keyed by its study
     patient_key = originals["PatientID"] or f"study:{originals['StudyInstanceUID']}"
     patient_pseudo = pseudonym.ident(pseudonym_key, "patient_id", patient_key, id_prefix, 64)
@@ -147,6 +178,7 @@ def apply(
         pseudonym.date_offset_days(pseudonym_key, patient_key, max_shift_days),
         trace=trace,
         found=found,
+        codec=codec,
         scope=Scope(
             patient_key,
             originals["StudyInstanceUID"],
@@ -155,7 +187,7 @@ def apply(
         ),
     )
     identities: list[Identity] = []
-    types = iod.types_for(str(ds.get("SOPClassUID", "")))
+    types = iod.types_for(_text(ds, SOP_CLASS_UID, codec))
     try:
         _identity_elements(ds, plan, ctx, originals, patient_pseudo, id_prefix, identities)
         _walk(ds, plan, ctx, types=types, top=True)
@@ -168,14 +200,15 @@ def apply(
         ("series_uid", "SeriesInstanceUID"),
         ("sop_uid", "SOPInstanceUID"),
     ):
-        if kw in ds and str(ds[kw].value) != originals[kw]:
-            identities.append(Identity(kind, str(ds[kw].value), originals[kw]))
+        new = _text(ds, ORIGINAL_TAGS[kw], codec)
+        if new and new != originals[kw]:
+            identities.append(Identity(kind, new, originals[kw]))
     if found is not None:
         for value, path in outside.items():
             found.setdefault(value, path)
     _drop_orphans(ds)
-    _mark(ds, plan, pixels_cleaned=pixels_cleaned)
-    _file_meta(ds)
+    _mark(ds, plan, codec, pixels_cleaned=pixels_cleaned)
+    _file_meta(ds, codec)
     return DeidResult(ds, tuple(identities), patient_pseudo)
 
 
@@ -189,15 +222,17 @@ def _identity_elements(
     out: list[Identity],
 ) -> None:
     for tag, (kind, max_len) in IDENTITY_TAGS.items():
-        if tag not in ds or plan.rules.match(tag, ds[tag].VR, None) is not None:
-            continue  # absent, or a site rule decides it in the walk
-        action = plan.decide(tag, ds[tag].VR).action
+        if tag not in ds:
+            continue
+        vr = _vr(ds.get_item(tag), tag)
+        if plan.rules.match(tag, vr, None) is not None:
+            continue  # a site rule decides it in the walk
+        action = plan.decide(tag, vr).action
         if action in (Action.KEEP, Action.REMOVE):
             continue  # the walk applies it
-        keyword = ds[tag].keyword
-        original = originals[keyword]
-        if ctx.found is not None:
-            ctx.replaced[tag] = ds[tag].value  # recorded when the walk reaches it
+        original = originals[KEYWORDS[tag]]
+        if ctx.found is not None:  # recorded when the walk reaches it
+            ctx.replaced[tag] = value_of(ds, tag, ctx.codec, vr)
         if kind in ("patient_id", "patient_name"):
             new = patient_pseudo
         elif kind == "study_id":
@@ -208,19 +243,9 @@ def _identity_elements(
             new = pseudonym.ident(ctx.pseudonym_key, kind, original, prefix, max_len)
         else:
             new = ""
-        ds[tag] = DataElement(tag, ds[tag].VR, new)
+        _put(ds, tag, vr, new, ctx.codec)
         if original:
             out.append(Identity(kind, new, original))
-
-
-def _vr(raw: Any, tag: int) -> str:  # noqa: ANN401
-    vr = raw.VR
-    if vr is None:
-        try:
-            vr = dictionary_VR(tag)
-        except KeyError:
-            return "UN"
-    return str(vr).split(" or ")[0]
 
 
 def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
@@ -239,14 +264,14 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             top
             and tag in IDENTITY_TAGS
             and plan.decide(tag, "").action not in (Action.KEEP, Action.REMOVE)
-            and plan.rules.match(tag, ds[tag].VR, None) is None
+            and plan.rules.match(tag, _vr(ds.get_item(tag), tag), None) is None
         ):
             if ctx.trace is not None:
                 ctx.trace.append(
                     _step(
                         parents,
                         tag,
-                        ds[tag].VR,
+                        _vr(ds.get_item(tag), tag),
                         "pseudonym",
                         f"keyed pseudonym ({IDENTITY_TAGS[tag][0]})",
                     )
@@ -279,7 +304,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
         if ctx.trace is not None:
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
         if ctx.found is not None:
-            _record(ds, tag, vr, recorded, plan, ctx.found, parents)
+            _record(ds, tag, vr, recorded, plan, ctx.found, parents, ctx.codec)
         if action is Action.REMOVE:
             del ds[tag]
             continue
@@ -290,14 +315,25 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             path = values.tag_path(parents, tag)
             inner = _SEQUENCE_MODE.get(action, mode) if mode is not Mode.DUMMY else mode
             for i, item in enumerate(ds[tag].value or ()):  # K, D, U, C: items cleaned too
-                _walk(item, plan, ctx, types=None, top=False, parents=f"{path}[{i}].", mode=inner)
+                _walk_item(item, plan, ctx, f"{path}[{i}].", inner)
             continue
         if action is Action.KEEP:
             continue
-        elem = ds[tag]
-        ds[tag] = DataElement(tag, vr, ACTIONS[action](vr, elem.value, ctx))
+        new = ACTIONS[action](vr, value_of(ds, tag, ctx.codec, vr), ctx)
+        _put(ds, tag, vr, new, ctx.codec)
     if plan.may_keep_private:
         _drop_empty_private_blocks(ds)
+
+
+def _walk_item(item: Dataset, plan: Plan, ctx: Context, parents: str, mode: Mode) -> None:
+    """Walk a sequence item; one with a character set of its own is left to pydicom."""
+    codec = ctx.codec
+    if codec is not None and rawvalue.SPECIFIC_CHARACTER_SET in item:
+        ctx.codec = None
+    try:
+        _walk(item, plan, ctx, types=None, top=False, parents=parents, mode=mode)
+    finally:
+        ctx.codec = codec
 
 
 # Type 1C attributes required only if another attribute is present (PS3.3): when the profile
@@ -315,12 +351,13 @@ def _record(
     plan: Plan,
     found: dict[str, str],
     parents: str,
+    codec: str | None,
 ) -> None:
     """Record the identifying values of one element before the walk changes it."""
     path = values.tag_path(parents, tag)
     if vr != "SQ":
         if action is not Action.KEEP:  # a kept element stays as read: not even decoded
-            values.record(found, action, vr, ds[tag].value, path)
+            values.record(found, action, vr, value_of(ds, tag, codec, vr), path)
     elif action in (Action.REMOVE, Action.ZERO):  # its items go unwalked: collect them
         for i, item in enumerate(ds[tag].value or ()):
             values.collect(plan, item, f"{path}[{i}].", found)
@@ -345,11 +382,12 @@ def _compute(
         raise DeidError(f"{rule.source} selected a sequence", reason="rule_mismatch")
     if ctx.trace is not None:
         ctx.trace.append(_step(parents, tag, vr, rule.method, rule.source))
+    value = value_of(ds, tag, ctx.codec, vr)
     if ctx.found is not None:
-        values.record(ctx.found, rule, vr, ds[tag].value, values.tag_path(parents, tag))
+        values.record(ctx.found, rule, vr, value, values.tag_path(parents, tag))
     assert ctx.scope is not None  # noqa: S101 - apply() sets it
-    new = compute(rule, plan.rules, vr, ds[tag].value, ctx.pseudonym_key, tag, ctx.scope)
-    ds[tag] = DataElement(tag, vr, new)
+    new = compute(rule, plan.rules, vr, value, ctx.pseudonym_key, tag, ctx.scope)
+    _put(ds, tag, vr, new, ctx.codec)
 
 
 def _drop_empty_private_blocks(ds: Dataset) -> None:
@@ -385,9 +423,26 @@ def explain(plan: Plan, ds: Dataset, pseudonym_key: bytes) -> list[TraceStep]:
     return trace
 
 
-def _mark(ds: Dataset, plan: Plan, *, pixels_cleaned: bool = False) -> None:
+def _mark(ds: Dataset, plan: Plan, codec: str | None, *, pixels_cleaned: bool = False) -> None:
     """Record what was done (PS3.15 E.1.1, CID 7050)."""
-    codes = [PROFILE_CODE] + [OPTION_CODES[o] for o in sorted(plan.options)]
+    if codec is None:
+        for elem in _mark_elements(plan.options, pixels_cleaned=pixels_cleaned):
+            ds[elem.tag] = elem
+        return
+    for written in _mark_written(plan.options, pixels_cleaned=pixels_cleaned):
+        ds._dict[written.tag] = written  # noqa: SLF001 - shared bytes, never decoded here
+
+
+@functools.cache
+def _mark_written(options: frozenset[Option], *, pixels_cleaned: bool) -> tuple[Any, ...]:
+    """The marking elements as bytes: the same for every object of a run, built once."""
+    return tuple(
+        rawvalue.written(e) for e in _mark_elements(options, pixels_cleaned=pixels_cleaned)
+    )
+
+
+def _mark_elements(options: frozenset[Option], *, pixels_cleaned: bool) -> list[DataElement]:
+    codes = [PROFILE_CODE] + [OPTION_CODES[o] for o in sorted(options)]
     if pixels_cleaned:
         codes.append(CLEAN_PIXEL_CODE)
     items = []
@@ -397,15 +452,17 @@ def _mark(ds: Dataset, plan: Plan, *, pixels_cleaned: bool = False) -> None:
         item.CodingSchemeDesignator = "DCM"
         item.CodeMeaning = meaning
         items.append(item)
+    ds = Dataset()
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = [f"dicom-index {__version__}", _edition_short()]
     ds.DeidentificationMethodCodeSequence = Sequence(items)
-    if Option.RETAIN_LONG_MODIFIED_DATES in plan.options:
+    if Option.RETAIN_LONG_MODIFIED_DATES in options:
         ds.LongitudinalTemporalInformationModified = "MODIFIED"
-    elif Option.RETAIN_LONG_FULL_DATES in plan.options:
+    elif Option.RETAIN_LONG_FULL_DATES in options:
         ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
     else:
         ds.LongitudinalTemporalInformationModified = "REMOVED"
+    return list(ds)
 
 
 def _edition_short() -> str:
@@ -414,17 +471,28 @@ def _edition_short() -> str:
     return f"PS3.15 E.1-1 {year}".strip()[:64]
 
 
-def _file_meta(ds: Dataset) -> None:
+def _file_meta(ds: Dataset, codec: str | None) -> None:
     """New file meta: only what PS3.10 7.1 needs; no source AE title, no private information."""
     old = getattr(ds, "file_meta", None)
     ts = old.get("TransferSyntaxUID") if old is not None else None
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(str(ds.get("SOPClassUID", "")))
-    meta.MediaStorageSOPInstanceUID = UID(str(ds.SOPInstanceUID))
-    if ts:
-        meta.TransferSyntaxUID = ts
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    if codec is not None:
+        meta._dict[BaseTag(0x00020001)] = META_VERSION  # noqa: SLF001 - a group 2 tag
+    elements = [
+        (0x00020002, "UI", _text(ds, SOP_CLASS_UID, codec)),
+        (0x00020003, "UI", _text(ds, ORIGINAL_TAGS["SOPInstanceUID"], codec)),
+        (0x00020010, "UI", str(ts) if ts else None),
+        (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
+        (0x00020013, "SH", IMPLEMENTATION_VERSION),
+    ]
+    for tag, vr, value in elements:
+        if value is None:
+            continue
+        written = rawvalue.encode(tag, vr, str(value)) if codec is not None else None
+        if written is not None:
+            meta._dict[written.tag] = written  # noqa: SLF001 - checked group 2 tags
+        else:
+            meta[tag] = DataElement(tag, vr, UID(value) if vr == "UI" else value)
     ds.file_meta = meta
     ds.preamble = PREAMBLE
 

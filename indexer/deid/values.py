@@ -18,11 +18,11 @@ from indexer.deid.table import Action
 
 MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
 SAME_PLACE = "@"  # path prefix: a shifted date, a leak only if it survives where it was
-META_PHI = (
-    "SourceApplicationEntityTitle",
-    "SendingApplicationEntityTitle",
-    "ReceivingApplicationEntityTitle",
-    "PrivateInformation",
+META_PHI = (  # Source, Sending and Receiving Application Entity Title, Private Information
+    0x00020016,
+    0x00020017,
+    0x00020018,
+    0x00020102,
 )
 
 
@@ -89,9 +89,9 @@ def outside_values(ds: Dataset) -> dict[str, str]:
     meta = getattr(ds, "file_meta", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for elem in meta if meta is not None else ():
-            if elem.keyword in META_PHI:
-                add(found, elem.value, tag_path("file meta ", elem.tag))
+        for tag in META_PHI:
+            if meta is not None and tag in meta:
+                add(found, meta[tag].value, tag_path("file meta ", tag))
     preamble = getattr(ds, "preamble", None) or b""
     for word in preamble.decode("latin-1").split():
         if len(word) >= MIN_LENGTH * 2 and word.isprintable():

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
+from indexer.deid import rawvalue
+from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Written
 from indexer.deid.values import (
     MIN_LENGTH,
     SAME_PLACE,
@@ -43,27 +45,41 @@ def _decoded(ds: Dataset, *, changed_only: bool) -> Iterable[tuple[str, str]]:
     """(path, text) of every decoded element.
 
     With ``changed_only``, elements still raw (never touched since they were read, so kept
-    as read) are skipped: the header bytes search covers them.
+    as read) are skipped: the header bytes search covers them. Elements de-identification
+    wrote (``Written``) are decoded from their bytes.
     """
 
-    def walk(d: Dataset, parents: str) -> Iterable[tuple[str, str]]:
+    def walk(d: Dataset, parents: str, charset: str | None) -> Iterable[tuple[str, str]]:
+        if charset is not None and SPECIFIC_CHARACTER_SET in d and parents:
+            charset = None  # an item with a character set of its own: pydicom decodes it
         for tag in d.keys():  # noqa: SIM118 - the Dataset's own order, without conversion
             raw = d.get_item(tag)
-            if changed_only and isinstance(raw, RawDataElement):
+            path = tag_path(parents, tag)
+            if changed_only and isinstance(raw, RawDataElement) and not isinstance(raw, Written):
+                continue
+            value = _lean_value(raw, charset)
+            if value is not UNDECODED:
+                yield from ((path, t) for t in texts(value))
                 continue
             elem = d[tag]
-            path = tag_path(parents, elem.tag)
             if elem.VR == "SQ":
                 for i, item in enumerate(elem.value or ()):
-                    yield from walk(item, f"{path}[{i}].")
+                    yield from walk(item, f"{path}[{i}].", charset)
                 continue
             for t in texts(elem.value):
                 yield path, t
 
+    charset = rawvalue.codec(ds)
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        yield from walk(meta, "file meta ")
-    yield from walk(ds, "")
+        yield from walk(meta, "file meta ", charset)
+    yield from walk(ds, "", charset)
+
+
+def _lean_value(raw: object, charset: str | None) -> object:
+    if charset is None or not isinstance(raw, RawDataElement) or raw.VR is None:
+        return UNDECODED
+    return rawvalue.decode(raw, raw.VR, charset)
 
 
 def header_bytes(ds: Dataset) -> bytes:

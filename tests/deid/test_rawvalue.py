@@ -1,0 +1,239 @@
+"""Values decoded and encoded without pydicom must be exactly pydicom's (rawvalue)."""
+
+from __future__ import annotations
+
+import io
+
+import pydicom
+import pytest
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
+
+from indexer import deid, extract, keys
+from indexer.deid import rawvalue
+from indexer.work import configure_pydicom
+from tests.builders import make_instance, to_bytes
+from tests.deid import kitchen_sink
+
+configure_pydicom()
+
+
+def _plain(value: object) -> object:
+    """pydicom's value types (MultiValue, PersonName, UID, DSfloat) as plain Python ones."""
+    if isinstance(value, list | MultiValue):
+        return [_plain(v) for v in value]
+    if isinstance(value, str) or type(value).__name__ == "PersonName":
+        return str(value)
+    return value
+
+
+def _raw_elements(ds: Dataset):
+    """(dataset, tag, raw element) of every element still raw, items included."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement):
+            yield ds, tag, raw
+        elif raw.VR == "SQ":
+            for item in raw.value:
+                yield from _raw_elements(item)
+
+
+def _read(ds: Dataset) -> Dataset:
+    return pydicom.dcmread(io.BytesIO(to_bytes(ds)))
+
+
+def _compare_all(ds: Dataset) -> int:
+    """Decode every raw element both ways; the number decoded here."""
+    charset = rawvalue.codec(ds)
+    assert charset is not None
+    decoded = 0
+    for parent, tag, raw in list(_raw_elements(ds)):
+        value = rawvalue.decode(raw, raw.VR, charset)
+        if value is rawvalue.UNDECODED:
+            continue
+        expected = parent[tag].value
+        assert _plain(value) == _plain(expected), f"{tag:08X} {raw.VR}"
+        assert type(_plain(value)) is type(_plain(expected)), f"{tag:08X} {raw.VR}"
+        decoded += 1
+    return decoded
+
+
+def test_every_kitchen_sink_value_decodes_as_pydicom_decodes_it():
+    ds, _markers = kitchen_sink.build()
+    # values pydicom strips or splits in its own ways, per VR
+    ds.add_new(0x00091010, "LO", "padded \x00")
+    ds.add_new(0x00091011, "PN", "A^B \\C^D ")
+    ds.add_new(0x00091012, "AE", " AE1 \\ AE2")
+    ds.add_new(0x00091013, "UL", [1, 2, 3])
+    ds.add_new(0x00091014, "FD", 2.5)
+    ds.add_new(0x00091015, "UR", "http://x.invalid/a  ")
+    ds.add_new(0x00091016, "SH", "")
+    ds.add_new(0x00091017, "UI", ["1.2.3", "1.2.34"])
+    ds.add_new(0x00091018, "LT", "multi\\line\r\ntext  ")
+    assert _compare_all(_read(ds)) > 400
+
+
+@pytest.mark.parametrize(
+    ("charset", "name"),
+    [("ISO_IR 100", "Müller^Jürgen"), ("ISO_IR 192", "Ñoño^Zoë^Łukasz"), ("", "Plain^Name")],
+)
+def test_character_sets_decode_as_pydicom_decodes_them(charset, name):
+    ds = make_instance(PatientName=name, InstitutionName=f"Klinik {name}")
+    if charset:
+        ds.SpecificCharacterSet = charset
+    else:
+        del ds.SpecificCharacterSet
+    assert _compare_all(_read(ds)) > 20
+
+
+def test_escape_sequences_and_odd_values_are_left_to_pydicom():
+    ds = make_instance(
+        SpecificCharacterSet="\\ISO 2022 IR 87",
+        PatientName="Yamada^Tarou=山田^太郎=やまだ^たろう",
+    )
+    read = _read(ds)
+    raw = read.get_item(0x00100010)
+    assert rawvalue.decode(raw, "PN", rawvalue.codec(read)) is rawvalue.UNDECODED
+    odd = RawDataElement(BaseTag(0x00091010), "US", 3, b"\x01\x00\x02", 0, False, True)  # noqa: FBT003
+    assert rawvalue.decode(odd, "US", "latin_1") is rawvalue.UNDECODED  # not whole values
+    ds = make_instance()
+    ds.add_new(0x00091011, "DS", "1.5")  # numbers as text: pydicom's own types
+    read = _read(ds)
+    assert rawvalue.decode(read.get_item(0x00091011), "DS", "latin_1") is rawvalue.UNDECODED
+    # a VR other than the one asked for, a value not bytes
+    assert rawvalue.decode(read.get_item(0x00100010), "LO", "latin_1") is rawvalue.UNDECODED
+    implicit = make_instance()
+    implicit.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
+    assert rawvalue.codec(_read(implicit)) is None
+
+
+def _pydicom_bytes(tag: int, vr: str, value: object) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_data_element(fp, DataElement(tag, vr, value), ["iso8859"])
+    return fp.getvalue()
+
+
+def _lean_bytes(written: RawDataElement) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_data_element(fp, written, ["iso8859"])
+    return fp.getvalue()
+
+
+ENCODABLE = [
+    ("PN", "ANONYMIZED"),
+    ("PN", "DI1234567"),
+    ("UI", "2.25.1234567"),
+    ("UI", "2.25.12345678"),
+    ("UI", ["2.25.1", "2.25.22"]),
+    ("UI", ""),
+    ("DA", "19000101"),
+    ("DA", ["19000101", "20200202"]),
+    ("DT", "19000101000000"),
+    ("TM", "000000"),
+    ("TM", "1015"),
+    ("CS", "ANONYMIZED"),
+    ("CS", ""),
+    ("AE", "ANONYMOUS"),
+    ("AS", "000Y"),
+    ("LO", "ANONYMIZED"),
+    ("LO", ["A", "BB"]),
+    ("SH", "odd"),
+    ("LT", "ANONYMIZED"),
+    ("ST", None),
+    ("UT", "ANONYMIZED"),
+    ("UC", "x"),
+    ("UR", ""),
+    ("US", 0),
+    ("US", None),
+    ("UL", 0),
+    ("SS", -3),
+    ("SL", 0),
+    ("FL", 0.0),
+    ("FD", 0.0),
+    ("SV", 0),
+    ("UV", 0),
+    ("OB", b""),
+    ("OW", b""),
+]
+
+
+@pytest.mark.parametrize(("vr", "value"), ENCODABLE)
+def test_encoded_values_are_byte_for_byte_pydicoms(vr, value):
+    written = rawvalue.encode(0x00100010, vr, value)
+    assert isinstance(written, rawvalue.Written)
+    assert written.length == len(written.value)
+    assert _lean_bytes(written) == _pydicom_bytes(0x00100010, vr, value)
+
+
+@pytest.mark.parametrize(
+    ("vr", "value"),
+    [
+        ("PN", "Müller"),  # not ASCII: pydicom encodes it in the data set's character set
+        ("DS", "0"),
+        ("IS", "0"),
+        ("AT", 0),
+        ("US", [1, 2]),
+        ("US", 70000),
+        ("OB", b"\x01"),
+        ("SQ", Sequence([])),
+        ("LO", 5),
+        ("UN", b""),
+    ],
+)
+def test_values_outside_the_lean_cases_are_left_to_pydicom(vr, value):
+    assert rawvalue.encode(0x00100010, vr, value) is None
+
+
+def _pydicom_json(ds: Dataset) -> dict:
+    return ds.to_json_dict(
+        bulk_data_threshold=extract.BULK_THRESHOLD,
+        bulk_data_element_handler=lambda e: f"copy.dcm#{e.tag:08X}",
+    )
+
+
+def _odd_numbers(ds: Dataset) -> Dataset:
+    ds.add_new(0x00091020, "DS", ["1.5", "-2", "3e2", " 4 "])
+    ds.add_new(0x00091021, "IS", ["12", "-3", "+4"])
+    ds.add_new(0x00091022, "DS", "")
+    ds.add_new(0x00091023, "IS", "7")
+    ds.add_new(0x00091024, "OB", b"\x01\x02" * 700)  # bulk data: a URI
+    ds.add_new(0x00091025, "OB", b"\x01\x02\x03\x04")  # inline
+    ds.add_new(0x00091026, "PN", ["A^B=C^D=E^F", "G^H"])
+    ds.add_new(0x00091027, "FL", [1.5, 2.25])
+    ds.add_new(0x00091028, "AT", [0x00100010])
+    return ds
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: _odd_numbers(kitchen_sink.build()[0]),
+        lambda: make_instance(SpecificCharacterSet="ISO_IR 192", PatientName="Ñoño^Zoë"),
+        lambda: make_instance(SpecificCharacterSet="\\ISO 2022 IR 87", PatientName="山田^太郎"),
+    ],
+    ids=["kitchen-sink", "utf8", "iso2022"],
+)
+def test_json_header_is_pydicoms(build):
+    ds = build()
+    lean, reference = _read(ds), _read(ds)
+    assert extract.header_json(lean, "copy.dcm") == _pydicom_json(reference)
+    # and after de-identification, with the elements it wrote as bytes
+    plan = deid.build_plan()
+    key = keys.generate().pseudonym
+    lean = deid.apply(plan, _read(ds), key).ds
+    reference = deid.apply(plan, _read(ds), key).ds
+    assert extract.header_json(lean, "copy.dcm") == _pydicom_json(reference)
+
+
+def test_json_header_decodes_without_pydicom_elements():
+    ds = _read(make_instance())
+    extract.header_json(ds, "copy.dcm")
+    still_raw = [t for t in ds.keys() if isinstance(ds.get_item(t), RawDataElement)]  # noqa: SIM118
+    assert len(still_raw) > len(ds) * 0.8
