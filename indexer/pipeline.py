@@ -10,7 +10,7 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 
 POOL_THRESHOLD = 64  # files: below this, worker start-up costs more than it saves
+WRITES_AHEAD = 4  # copies waiting to be written while the next files are de-identified
 SKIP_CHECK_CHUNK = 256  # sources looked up at once for the unchanged-file check
 
 
@@ -189,14 +190,7 @@ class Ingest:
         items = self._skip_unchanged(self.walker.walk(list(roots)))
         head = list(itertools.islice(items, POOL_THRESHOLD)) if self.workers > 1 else []
         if self.workers <= 1 or len(head) < POOL_THRESHOLD:
-            for item in itertools.chain(head, items):
-                if isinstance(item, Unchanged):
-                    yield item.src, item
-                else:
-                    yield (
-                        item,
-                        item if isinstance(item, Failure) else work.process_safely(item, ctx),
-                    )
+            yield from _in_threads(itertools.chain(head, items), ctx)
             return
         mp = multiprocessing.get_context("spawn")
         window: collections.deque[Future[tuple[SourceFile | Failure, Outcome | Failure]]]
@@ -366,6 +360,47 @@ class Ingest:
         with db.transaction(self.engine) as s:
             summary.mongo_pending_batches = sql.count_pending_batches(s)
         summary.mongo = "pending" if summary.mongo_pending_batches else "written"
+
+
+_Entry = tuple[SourceFile | Failure, Outcome | Failure | Unchanged | Future[Outcome | Failure]]
+
+
+def _in_threads(
+    items: Iterable[SourceFile | Failure | Unchanged], ctx: work.RunContext
+) -> Iterator[tuple[SourceFile | Failure, Outcome | Failure | Unchanged]]:
+    """The per-file work in this process, in walk order, copies written on a second thread.
+
+    Python code runs one thread at a time, but hashing and writing a copy release the
+    interpreter: one file's copy is written while the next file is de-identified. Copies are
+    written one at a time, in walk order (the first of two objects with one name wins).
+    """
+    window: collections.deque[_Entry] = collections.deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="copy-writer") as writer:
+        for item in items:
+            if isinstance(item, Unchanged):
+                window.append((item.src, item))  # not read at all
+            elif isinstance(item, Failure):
+                window.append((item, item))
+            else:
+                try:
+                    prepared = work.prepare(item, ctx)
+                except (SourceError, DeidError) as e:
+                    window.append((item, work.failure(item, e)))
+                else:
+                    window.append((item, writer.submit(work.finish_safely, prepared, ctx)))
+            while window and (len(window) > WRITES_AHEAD or _ready(window[0][1])):
+                yield _settled(window.popleft())
+        while window:
+            yield _settled(window.popleft())
+
+
+def _ready(result: object) -> bool:
+    return not isinstance(result, Future) or result.done()
+
+
+def _settled(entry: _Entry) -> tuple[SourceFile | Failure, Outcome | Failure | Unchanged]:
+    item, result = entry
+    return item, result.result() if isinstance(result, Future) else result
 
 
 def documents(rows: sql.LevelRows) -> MongoDocs:

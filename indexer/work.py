@@ -23,7 +23,7 @@ from indexer import deid, extract, failpoints
 from indexer.deid import Plan, verify
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.rawvalue import DEFAULT, value_of
-from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, encode
+from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
 from indexer.store.files import CopyConflictError, Digest, OutputStore
@@ -134,6 +134,16 @@ def _pixels_in_place(data: bytes, pos: int, ds: pydicom.Dataset) -> RawDataEleme
 
 
 @dataclass(frozen=True, slots=True)
+class Prepared:
+    """One object de-identified, checked for leaks and encoded; not stored yet."""
+
+    src: SourceFile
+    result: deid.DeidResult
+    name: str
+    encoded: Encoded
+
+
+@dataclass(frozen=True, slots=True)
 class Copied:
     """One object de-identified, checked for leaks and written to the output store."""
 
@@ -142,8 +152,8 @@ class Copied:
     digest: Digest
 
 
-def deidentify_file(src: SourceFile, ctx: RunContext) -> Copied:
-    """Read once, de-identify, check for leaks, write the copy. No database."""
+def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
+    """Read once, de-identify, encode, check for leaks. No database, nothing written."""
     try:
         data = src.read()
     except OSError as e:
@@ -171,31 +181,47 @@ def deidentify_file(src: SourceFile, ctx: RunContext) -> Copied:
         ) from None
     if values is not None:
         _refuse_leaks(values, out, encoded.header)
+    return Prepared(src, result, name, encoded)
+
+
+def write_copy(prepared: Prepared, ctx: RunContext) -> Copied:
+    """Store a prepared object's copy (a conflict with another copy is its failure)."""
     try:
-        digest = ctx.output.put(name, encoded.parts)
+        digest = ctx.output.put(prepared.name, prepared.encoded.parts)
     except CopyConflictError as e:
         raise DeidError(e.message, reason="duplicate_sop_conflict") from None
     failpoints.hit(failpoints.COPY_WRITTEN)
-    return Copied(result, name, digest)
+    return Copied(prepared.result, prepared.name, digest)
 
 
-def process(src: SourceFile, ctx: RunContext) -> Outcome:
-    """One file: de-identify and copy it, then build its index rows."""
-    copied = deidentify_file(src, ctx)
+def deidentify_file(src: SourceFile, ctx: RunContext) -> Copied:
+    """Read once, de-identify, check for leaks, write the copy. No database."""
+    return write_copy(prepare(src, ctx), ctx)
+
+
+def finish(prepared: Prepared, ctx: RunContext) -> Outcome:
+    """Write a prepared object's copy, then build its index rows."""
+    copied = write_copy(prepared, ctx)
     try:
         record = extract.index_record(
             copied.result.ds,
             copy_name=copied.name,
             sha256=copied.digest.sha256,
             size=copied.digest.size,
-            source_id=src.source_id,
+            source_id=prepared.src.source_id,
             run_id=ctx.run_id,
         )
     except (ValueError, TypeError, AttributeError) as e:
         raise DeidError(
             f"cannot index the object ({type(e).__name__})", reason="index_failed"
         ) from None
+    src = prepared.src
     return Outcome(src.source_id, src.locator, src.size, copied.result.identities, record)
+
+
+def process(src: SourceFile, ctx: RunContext) -> Outcome:
+    """One file: de-identify and copy it, then build its index rows."""
+    return finish(prepare(src, ctx), ctx)
 
 
 def process_safely(item: SourceFile, ctx: RunContext) -> Outcome | Failure:
@@ -204,6 +230,14 @@ def process_safely(item: SourceFile, ctx: RunContext) -> Outcome | Failure:
         return process(item, ctx)
     except (SourceError, DeidError) as e:
         return failure(item, e)
+
+
+def finish_safely(prepared: Prepared, ctx: RunContext) -> Outcome | Failure:
+    """``finish``, with a failure to store or index returned as the file's failure."""
+    try:
+        return finish(prepared, ctx)
+    except (SourceError, DeidError) as e:
+        return failure(prepared.src, e)
 
 
 _WORKER_CTX: RunContext | None = None

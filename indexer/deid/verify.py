@@ -136,6 +136,12 @@ def find_leaks(
 
 
 def _encoded_in(value: str, raw: bytes) -> str | None:
+    if value.isascii():  # the same bytes in every encoding here but UTF-16
+        for enc in ("utf-8", "utf-16-le"):
+            needle = value.encode(enc)
+            if len(needle) >= MIN_LENGTH and needle in raw:
+                return enc
+        return None
     for enc in ENCODINGS:
         try:
             needle = value.encode(enc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +59,13 @@ class LocalStore:
     """Copies as files under a root directory, written to ``.incoming/`` then renamed.
 
     Temp files left by a killed run are removed when the store opens, so no partial copy
-    ever stays behind. One ingest writes to an output directory at a time.
+    ever stays behind. Threads and processes may ``put`` at once: a name is stored once, and
+    other bytes under it are a conflict, never an overwrite.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._lock = threading.Lock()
         self.incoming = root / INCOMING
         try:
             self.incoming.mkdir(parents=True, exist_ok=True)
@@ -83,25 +86,55 @@ class LocalStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
-                if path.stat().st_size == size and _sha_of(path) == sha:
-                    return Digest(name, sha, size)
-                raise CopyConflictError(
-                    "a copy with this SOP Instance UID exists with other content; not overwritten"
-                )
+                return self._same_or_conflict(name, path, sha, size)
             fd, tmp = tempfile.mkstemp(dir=self.incoming, suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.writelines(parts)
                 failpoints.hit(failpoints.COPY_TEMP_WRITTEN)
-                Path(tmp).replace(path)
-            except BaseException:
+                if not self._publish(Path(tmp), path):  # stored meanwhile by another writer
+                    return self._same_or_conflict(name, path, sha, size)
+            finally:
                 Path(tmp).unlink(missing_ok=True)
-                raise
         except OSError as e:
             raise StoreError(
                 f"cannot write a copy to the output directory ({type(e).__name__})"
             ) from None
         return Digest(name, sha, size)
+
+    def _publish(self, tmp: Path, path: Path) -> bool:
+        """Give ``tmp`` the name ``path`` unless that name exists; whether it was given.
+
+        A hard link never replaces a file, so writers in other threads and processes cannot
+        overwrite each other's copies. File systems without hard links take a rename checked
+        under this process's lock.
+        """
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:
+            with self._lock:
+                if path.exists():
+                    return False
+                tmp.replace(path)
+        return True
+
+    def __getstate__(self) -> dict[str, Path]:
+        """For worker processes: the paths (each process has a lock of its own)."""
+        return {"root": self.root, "incoming": self.incoming}
+
+    def __setstate__(self, state: dict[str, Path]) -> None:
+        """In a worker process: the paths, and a new lock."""
+        self.root, self.incoming = state["root"], state["incoming"]
+        self._lock = threading.Lock()
+
+    def _same_or_conflict(self, name: str, path: Path, sha: str, size: int) -> Digest:
+        if path.stat().st_size == size and _sha_of(path) == sha:
+            return Digest(name, sha, size)
+        raise CopyConflictError(
+            "a copy with this SOP Instance UID exists with other content; not overwritten"
+        )
 
     def exists(self, name: str, size: int) -> bool:
         """Whether ``root/name`` exists with this size."""

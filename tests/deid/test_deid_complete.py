@@ -415,3 +415,12 @@ def test_outputs_gain_no_iod_errors(tmp_path, names, builder):
     dump = subprocess.run([_tool("dcdump"), str(out)], capture_output=True, text=True, check=False)
     assert dump.returncode == 0
     assert "Error" not in dump.stderr
+
+
+def test_ascii_is_the_same_bytes_in_every_searched_encoding_but_utf16():
+    """The header search looks for ASCII values as UTF-8 and UTF-16 only: every other
+    encoding it knows writes ASCII text as the same bytes."""
+    text = "".join(chr(c) for c in range(32, 127))
+    for enc in verify.ENCODINGS:
+        if enc != "utf-16-le":
+            assert text.encode(enc) == text.encode("ascii"), enc

@@ -1,0 +1,81 @@
+"""The local output store under concurrent writers: a name is stored once, never overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from indexer.store.files import CopyConflictError, Digest, LocalStore
+
+
+def _race(store: LocalStore, name: str, contents: list[bytes]) -> list[Digest | str]:
+    """Every content put under ``name`` at once, one thread each."""
+    barrier = threading.Barrier(len(contents))
+    results: list[Digest | str] = [""] * len(contents)
+
+    def put(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = store.put(name, [contents[i][:7], memoryview(contents[i])[7:]])
+        except CopyConflictError:
+            results[i] = "conflict"
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(len(contents))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_racing_writers_of_one_name_store_it_once(tmp_path, monkeypatch, links):
+    if not links:  # a file system without hard links: the rename under the lock
+
+        def no_link(*_args: object, **_kwargs: object) -> None:
+            raise PermissionError
+
+        monkeypatch.setattr(os, "link", no_link)
+    store = LocalStore(tmp_path)
+    for round_ in range(20):
+        name = f"study/series/{round_}.dcm"
+        a, b = b"A" * 5000 + bytes([round_]), b"B" * 5000 + bytes([round_])
+        results = _race(store, name, [a, b])
+        winners = [r for r in results if isinstance(r, Digest)]
+        assert sorted(map(type, results), key=str) == sorted([Digest, str], key=str)
+        assert results.count("conflict") == 1
+        stored = (tmp_path / name).read_bytes()
+        assert stored in (a, b)
+        assert winners[0].sha256 == hashlib.sha256(stored).hexdigest()
+        same = _race(store, name + ".same", [a, a, a])  # identical bytes: all succeed
+        assert all(isinstance(r, Digest) for r in same)
+    assert list((tmp_path / ".incoming").iterdir()) == []  # no temp file left
+
+
+def _put_in_process(store: LocalStore, name: str, content: bytes) -> str:
+    try:
+        return store.put(name, [content]).sha256
+    except CopyConflictError:
+        return "conflict"
+
+
+def test_writers_in_other_processes_never_overwrite(tmp_path):
+    store = LocalStore(tmp_path)  # pickled for the worker processes, as the ingest's is
+    mp = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=mp) as pool:
+        futures = [
+            pool.submit(_put_in_process, store, f"{i}.dcm", bytes([65 + j]) * 100_000)
+            for i in range(10)
+            for j in range(2)
+        ]
+        results = [f.result() for f in futures]
+    for i in range(10):
+        pair = results[2 * i : 2 * i + 2]
+        assert pair.count("conflict") == 1
+        stored = hashlib.sha256((tmp_path / f"{i}.dcm").read_bytes()).hexdigest()
+        assert stored in pair
