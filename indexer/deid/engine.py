@@ -259,28 +259,20 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
     mode: Mode = Mode.NORMAL,
 ) -> None:
     """Apply the plan to every element of ``ds``; ``types`` are the IOD's (top level only)."""
-    for tag in list(ds.keys()):
+    for tag, raw in list(ds._dict.items()):  # noqa: SLF001 - elements as stored, not converted
+        vr = _vr(raw, tag)
         if (
             top
             and tag in IDENTITY_TAGS
             and plan.decide(tag, "").action not in (Action.KEEP, Action.REMOVE)
-            and plan.rules.match(tag, _vr(ds.get_item(tag), tag), None) is None
+            and plan.rules.match(tag, vr, None) is None
         ):
             if ctx.trace is not None:
-                ctx.trace.append(
-                    _step(
-                        parents,
-                        tag,
-                        _vr(ds.get_item(tag), tag),
-                        "pseudonym",
-                        f"keyed pseudonym ({IDENTITY_TAGS[tag][0]})",
-                    )
-                )
+                kind = IDENTITY_TAGS[tag][0]
+                ctx.trace.append(_step(parents, tag, vr, "pseudonym", f"keyed pseudonym ({kind})"))
             if ctx.found is not None:
                 values.add(ctx.found, ctx.replaced.get(tag), values.tag_path(parents, tag))
             continue  # already replaced by its pseudonym
-        raw = ds.get_item(tag)
-        vr = _vr(raw, tag)
         decision = decide(plan, ds, tag, vr)
         if isinstance(decision, SiteRule):  # a computing site method: redact, dateshift, ...
             _compute(ds, tag, vr, decision, plan, ctx, parents)
@@ -303,8 +295,18 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             source += ": binary data cannot be cleaned automatically, removed"
         if ctx.trace is not None:
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
+        # the value, decoded once, if recording or the action needs it
+        value = (
+            value_of(ds, tag, ctx.codec, vr)
+            if vr != "SQ"
+            and (
+                action not in (Action.KEEP, Action.REMOVE)
+                or (ctx.found is not None and recorded is not Action.KEEP)
+            )
+            else None
+        )
         if ctx.found is not None:
-            _record(ds, tag, vr, recorded, plan, ctx.found, parents, ctx.codec)
+            _record(ds, tag, vr, recorded, plan, ctx.found, parents, value)
         if action is Action.REMOVE:
             del ds[tag]
             continue
@@ -319,8 +321,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             continue
         if action is Action.KEEP:
             continue
-        new = ACTIONS[action](vr, value_of(ds, tag, ctx.codec, vr), ctx)
-        _put(ds, tag, vr, new, ctx.codec)
+        _put(ds, tag, vr, ACTIONS[action](vr, value, ctx), ctx.codec)
     if plan.may_keep_private:
         _drop_empty_private_blocks(ds)
 
@@ -351,13 +352,13 @@ def _record(
     plan: Plan,
     found: dict[str, str],
     parents: str,
-    codec: str | None,
+    value: Any,  # noqa: ANN401 - the element's value (not decoded where the action keeps it)
 ) -> None:
     """Record the identifying values of one element before the walk changes it."""
     path = values.tag_path(parents, tag)
     if vr != "SQ":
         if action is not Action.KEEP:  # a kept element stays as read: not even decoded
-            values.record(found, action, vr, value_of(ds, tag, codec, vr), path)
+            values.record(found, action, vr, value, path)
     elif action in (Action.REMOVE, Action.ZERO):  # its items go unwalked: collect them
         for i, item in enumerate(ds[tag].value or ()):
             values.collect(plan, item, f"{path}[{i}].", found)
