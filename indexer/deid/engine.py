@@ -195,13 +195,11 @@ def apply(
         raise DeidError(
             f"cannot de-identify an element ({type(e).__name__})", reason="invalid_element"
         ) from None
-    for kind, kw in (
-        ("study_uid", "StudyInstanceUID"),
-        ("series_uid", "SeriesInstanceUID"),
-        ("sop_uid", "SOPInstanceUID"),
-    ):
+    for kind, kw in zip(("study_uid", "series_uid", "sop_uid"), REQUIRED_UIDS, strict=True):
         new = _text(ds, ORIGINAL_TAGS[kw], codec)
-        if new and new != originals[kw]:
+        if not new:  # a site rule removed or emptied it: no copy name, no index row
+            raise DeidError(f"de-identification left no {kw}", reason="missing_uid")
+        if new != originals[kw]:
             identities.append(Identity(kind, new, originals[kw]))
     if found is not None:
         for value, path in outside.items():

@@ -356,3 +356,12 @@ def test_verify_understands_rules():
     found: dict[str, str] = {}
     deid.apply(plan, pydicom.dcmread(io.BytesIO(to_bytes(make_instance()))), KEY, found=found)
     assert found == values
+
+
+@pytest.mark.parametrize("method", ["remove", "empty"])
+def test_a_rule_that_drops_a_required_uid_fails_the_object_not_the_run(method):
+    plan = _plan([{"select": {"keyword": "SeriesInstanceUID"}, "method": method}])
+    with pytest.raises(DeidError) as e:
+        _apply(plan)
+    assert e.value.reason == "missing_uid"
+    assert "SeriesInstanceUID" in e.value.message
