@@ -368,10 +368,10 @@ def _drop_orphans(ds: Dataset) -> None:
         if dependent in ds and condition not in ds:
             del ds[dependent]
     # an overlay without its data (60xx,3000) is an invalid overlay plane: drop the group
-    for group in range(0x6000, 0x6020, 2):
-        if (group << 16 | 0x3000) not in ds:
-            for tag in [t for t in ds.keys() if t >> 16 == group]:  # noqa: SIM118
-                del ds[tag]
+    overlays = [t for t in ds.keys() if 0x6000 <= t >> 16 < 0x6020 and not (t >> 16) & 1]  # noqa: SIM118, PLR2004
+    for tag in overlays:
+        if (tag & 0xFFFF0000 | 0x3000) not in ds:
+            del ds[tag]
 
 
 def _compute(
