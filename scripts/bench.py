@@ -128,9 +128,9 @@ def bench_corpus(
             flush=True,
         )
 
-    run("cp -r", ["cp", "-r", str(src), str(work / f"cp-{name}")])
+    run("cp -r", ["cp", "-r", str(src), str(_empty(work / f"cp-{name}"))])
     run("pydicom header parse", [PY, "-c", FLOOR_PARSE, str(src)])
-    run("pydicom read + write", [PY, "-c", FLOOR_RW, str(src), str(work / f"rw-{name}")])
+    run("pydicom read + write", [PY, "-c", FLOOR_RW, str(src), str(_empty(work / f"rw-{name}"))])
     cores = os.cpu_count() or 1
     variants = [("1 worker", 1, False), (f"{cores} workers", cores, False)]
     if mongo:
@@ -158,8 +158,8 @@ def bench_corpus(
         )
         subprocess.run([*CLI, "db", "stop"], env=run_env, capture_output=True, check=False)
     for tool, cmd in peers.items():
-        out = work / f"{tool}-{name}"
-        out.mkdir(parents=True, exist_ok=True)  # dicom-anonymizer wants it to exist
+        out = _empty(work / f"{tool}-{name}")
+        out.mkdir(parents=True)  # dicom-anonymizer wants it to exist
         run(tool, [c.replace("{in}", str(src)).replace("{out}", str(out)) for c in cmd])
         written = sum(1 for p in out.rglob("*") if p.is_file())
         if written != n:  # some peers exit 0 on errors: count what they wrote
@@ -167,9 +167,18 @@ def bench_corpus(
     return results
 
 
+def _empty(path: Path) -> Path:
+    """``path`` gone, so a tool writes into nothing left by an earlier run (``--out``)."""
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
 def fresh_state(state: Path, env: dict[str, str]) -> Path:
-    """A state directory with keys and a started, migrated database (untimed)."""
+    """A new state directory with keys and a started, migrated database (untimed)."""
     state_env = {**env, "DICOM_INDEX_STATE_DIR": str(state), "DICOM_INDEX_MONGO_ENABLED": "false"}
+    if state.exists():  # an earlier run's, with --out: its server stopped, then gone
+        subprocess.run([*CLI, "db", "stop"], env=state_env, capture_output=True, check=False)
+        _empty(state)
     subprocess.run([*CLI, "keys", "init"], env=state_env, check=True, capture_output=True)
     warm = state / "warm"  # UIDs of their own: not the corpus's (a conflict otherwise)
     warm.mkdir(parents=True, exist_ok=True)
