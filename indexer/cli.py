@@ -376,12 +376,12 @@ def ingest(
     plan = _plan(settings, options, burned_in, rules)
     key_material = _keys(settings)
     database = _role_db(settings, "ingest")
-    with _mongo(settings) as sink:
+    with _mongo(settings) as sink, contextlib.closing(pipeline.local_output(out_dir)) as output:
         job = pipeline.Ingest(
             database,
             key_material,
             plan,
-            pipeline.local_output(out_dir),
+            output,
             id_prefix=settings.id_prefix,
             max_shift_days=settings.date_shift_days,
             batch_size=batch_size or settings.batch_size,
@@ -739,16 +739,17 @@ def deid_cmd(
         return
     if out_dir is None:
         raise ConfigError("--out is required (or --what-if)")
-    report = pipeline.deidentify_tree(
-        list(inputs),
-        pipeline.local_output(out_dir),
-        _keys(settings),
-        plan,
-        id_prefix=settings.id_prefix,
-        max_shift_days=settings.date_shift_days,
-        max_member_bytes=settings.max_member_bytes,
-        check=settings.verify_output and not no_verify,
-    )
+    with contextlib.closing(pipeline.local_output(out_dir)) as output:
+        report = pipeline.deidentify_tree(
+            list(inputs),
+            output,
+            _keys(settings),
+            plan,
+            id_prefix=settings.id_prefix,
+            max_shift_days=settings.date_shift_days,
+            max_member_bytes=settings.max_member_bytes,
+            check=settings.verify_output and not no_verify,
+        )
     for f in report.failures:
         click.echo(f"{f.outcome}: {f.source_id}: {f.reason}: {f.message}", err=True)
     failed = sum(f.outcome == "failed" for f in report.failures)

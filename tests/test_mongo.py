@@ -175,6 +175,7 @@ def test_server_stopped_halfway_then_sync(db_url, key_file, archive, tmp_path):
                 server.stop()
 
         summary = job.run([archive], stop_server_at_half)
+        job.output.close()
         sink.close()
         assert summary.status == "completed"
         assert summary.files_indexed == N

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import secrets
+import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,28 +55,53 @@ class OutputStore(Protocol):
         """Whether ``name`` is stored with this size (a cheap check, no read)."""
         ...
 
+    def close(self) -> None:
+        """Release what the store holds (temporary space); later puts are an error."""
+        ...
+
 
 INCOMING = ".incoming"
+LOCK_SUFFIX, CLAIM_SUFFIX = ".lock", ".claim"
 
 
 class LocalStore:
-    """Copies as files under a root directory, written to ``.incoming/`` then renamed.
+    """Copies as files under a root directory, written to a temporary directory, then linked.
 
-    Temp files left by a killed run are removed when the store opens, so no partial copy
-    ever stays behind. Threads and processes may ``put`` at once: a name is stored once, and
-    other bytes under it are a conflict, never an overwrite.
+    Each open store writes its temporary files to a directory of its own under
+    ``.incoming/``, beside a lock file it holds locked while it is open. Opening a store
+    removes what stores that are gone (killed) left there, and never what a live one holds,
+    so no partial copy stays behind and two ingests into one directory do not disturb each
+    other. Threads and processes (a pickled store, for workers) may ``put`` at once: a name
+    is stored once, and other bytes under it are a conflict, never an overwrite.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._lock = threading.Lock()
-        self.incoming = root / INCOMING
+        self._held: int | None = None  # the lock file's descriptor, in the opening process
+        spool = root / INCOMING
+        token = f"{os.getpid()}-{secrets.token_hex(6)}"
         try:
-            self.incoming.mkdir(parents=True, exist_ok=True)
-            for stale in self.incoming.iterdir():
-                stale.unlink(missing_ok=True)
+            spool.mkdir(parents=True, exist_ok=True)
+            claim = spool / f"{token}{CLAIM_SUFFIX}"
+            fd = os.open(claim, os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # locked before it has its name: never seen free
+            claim.rename(spool / f"{token}{LOCK_SUFFIX}")
+            self._held = fd
+            self.incoming = spool / token
+            self.incoming.mkdir()
+            _sweep(spool)
         except OSError as e:
             raise StoreError(f"cannot create the output directory ({type(e).__name__})") from None
+
+    def close(self) -> None:
+        """Remove this store's temporary directory and lock file (the opening process only)."""
+        if self._held is None:
+            return
+        shutil.rmtree(self.incoming, ignore_errors=True)
+        self.incoming.with_name(self.incoming.name + LOCK_SUFFIX).unlink(missing_ok=True)
+        os.close(self._held)
+        self._held = None
 
     def put(self, name: str, parts: Sequence[bytes | memoryview]) -> Digest:
         """Write ``root/name`` atomically (temp file + rename in the same directory)."""
@@ -121,13 +150,14 @@ class LocalStore:
         return True
 
     def __getstate__(self) -> dict[str, Path]:
-        """For worker processes: the paths (each process has a lock of its own)."""
+        """For worker processes: the paths; the opening process keeps the lock file."""
         return {"root": self.root, "incoming": self.incoming}
 
     def __setstate__(self, state: dict[str, Path]) -> None:
-        """In a worker process: the paths, and a new lock."""
+        """In a worker process: the paths, a thread lock of its own, no lock file."""
         self.root, self.incoming = state["root"], state["incoming"]
         self._lock = threading.Lock()
+        self._held = None
 
     def _same_or_conflict(self, name: str, path: Path, sha: str, size: int) -> Digest:
         if path.stat().st_size == size and _sha_of(path) == sha:
@@ -142,6 +172,30 @@ class LocalStore:
             return (self.root / name).stat().st_size == size
         except OSError:
             return False
+
+
+def _sweep(spool: Path) -> None:
+    """Remove what stores that are gone left in ``spool``; a live store's lock stays held."""
+    for entry in spool.iterdir():
+        if entry.suffix in (LOCK_SUFFIX, CLAIM_SUFFIX):
+            try:
+                if entry.suffix == CLAIM_SUFFIX and time.time() - entry.stat().st_mtime < 60:  # noqa: PLR2004
+                    continue  # a store opening now, between creating its claim and locking it
+                fd = os.open(entry, os.O_RDWR)
+            except FileNotFoundError:
+                continue  # its store closed meanwhile
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # held: its store is open
+            finally:
+                os.close(fd)  # (a lock taken here goes with the descriptor)
+            shutil.rmtree(spool / entry.stem, ignore_errors=True)
+            entry.unlink(missing_ok=True)
+        elif entry.is_file():  # a temporary file of an older layout
+            entry.unlink(missing_ok=True)
+        elif not entry.with_name(entry.name + LOCK_SUFFIX).exists():
+            shutil.rmtree(entry, ignore_errors=True)  # its lock is gone: so is its store
 
 
 def _sha_of(path: Path) -> str:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
+from indexer.errors import StoreError
 from indexer.store.files import CopyConflictError, Digest, LocalStore
 
 
@@ -54,7 +57,9 @@ def test_racing_writers_of_one_name_store_it_once(tmp_path, monkeypatch, links):
         assert winners[0].sha256 == hashlib.sha256(stored).hexdigest()
         same = _race(store, name + ".same", [a, a, a])  # identical bytes: all succeed
         assert all(isinstance(r, Digest) for r in same)
-    assert list((tmp_path / ".incoming").iterdir()) == []  # no temp file left
+    assert list(store.incoming.iterdir()) == []  # no temp file left
+    store.close()
+    assert list((tmp_path / ".incoming").iterdir()) == []  # nor the store's own space
 
 
 def _put_in_process(store: LocalStore, name: str, content: bytes) -> str:
@@ -79,3 +84,44 @@ def test_writers_in_other_processes_never_overwrite(tmp_path):
         assert pair.count("conflict") == 1
         stored = hashlib.sha256((tmp_path / f"{i}.dcm").read_bytes()).hexdigest()
         assert stored in pair
+
+
+def test_a_second_store_on_one_directory_leaves_the_first_ones_files_alone(tmp_path):
+    first = LocalStore(tmp_path)
+    writing = first.incoming / "in-progress.part"  # as if a put were under way
+    writing.write_bytes(b"half a copy")
+    second = LocalStore(tmp_path)
+    assert writing.exists()
+    assert first.put("a.dcm", [b"first"]).size == 5
+    assert second.put("b.dcm", [b"second"]).size == 6
+    second.close()
+    assert writing.exists()
+    first.close()
+    assert list((tmp_path / ".incoming").iterdir()) == []
+
+
+def test_what_a_killed_store_left_is_removed_when_a_store_opens(tmp_path):
+    code = (
+        "import os, sys; from pathlib import Path; from indexer.store.files import LocalStore;"
+        "s = LocalStore(Path(sys.argv[1])); (s.incoming / 'x.part').write_bytes(b'partial');"
+        "os.kill(os.getpid(), 9)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False)
+    left = sorted(p.name for p in (tmp_path / ".incoming").rglob("*"))
+    assert any(name.endswith(".lock") for name in left)
+    assert "x.part" in left  # killed: nothing was cleaned up
+    (tmp_path / ".incoming" / "old-layout.part").write_bytes(b"from an older version")
+    store = LocalStore(tmp_path)
+    assert [p for p in (tmp_path / ".incoming").rglob("*") if p.is_file()] == [
+        store.incoming.with_name(store.incoming.name + ".lock")
+    ]
+    store.close()
+    assert list((tmp_path / ".incoming").iterdir()) == []
+
+
+def test_a_closed_store_refuses_puts_and_closing_twice_is_harmless(tmp_path):
+    store = LocalStore(tmp_path)
+    store.close()
+    store.close()
+    with pytest.raises(StoreError):
+        store.put("a.dcm", [b"x"])
