@@ -194,6 +194,15 @@ def fresh_state(state: Path, env: dict[str, str]) -> Path:
     return state
 
 
+DEID_RUN = """
+import sys, pathlib
+from deid.config import DeidRecipe
+from deid.dicom import replace_identifiers
+files = [str(p) for p in sorted(pathlib.Path(sys.argv[1]).iterdir())]
+replace_identifiers(dicom_files=files, deid=DeidRecipe(), save=True, output_folder=sys.argv[2])
+"""
+
+
 def setup_peers(work: Path) -> dict[str, list[str]]:
     """Virtual environments for the peers; a peer that fails to install is left out."""
     peers: dict[str, list[str]] = {}
@@ -212,6 +221,8 @@ def setup_peers(work: Path) -> dict[str, list[str]]:
             ],
         ),
         "dicom-anonymizer": ("dicom-anonymizer", ["{venv}/bin/dicom-anonymizer", "{in}", "{out}"]),
+        # pydicom/deid has no one-command anonymizer: its API with the default recipe
+        "deid": ("deid", ["{venv}/bin/python", "-c", DEID_RUN, "{in}", "{out}"]),
     }
     for tool, (package, cmd) in specs.items():
         venv = work / "peers" / tool

@@ -52,11 +52,10 @@ def _decoded(ds: Dataset, *, changed_only: bool) -> Iterable[tuple[str, str]]:
     def walk(d: Dataset, parents: str, charset: str | None) -> Iterable[tuple[str, str]]:
         if charset is not None and SPECIFIC_CHARACTER_SET in d and parents:
             charset = None  # an item with a character set of its own: pydicom decodes it
-        for tag in d.keys():  # noqa: SIM118 - the Dataset's own order, without conversion
-            raw = d.get_item(tag)
-            path = tag_path(parents, tag)
+        for tag, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
             if changed_only and isinstance(raw, RawDataElement) and not isinstance(raw, Written):
                 continue
+            path = tag_path(parents, tag)
             value = _lean_value(raw, charset)
             if value is not UNDECODED:
                 yield from ((path, t) for t in texts(value))

@@ -1,0 +1,56 @@
+"""scripts/bench.py runs end to end (tiny corpora, no peers) and can reuse its work directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench(work: Path, report: Path, ct: int, small: int) -> dict:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench.py"),
+            "--ct",
+            str(ct),
+            "--small",
+            str(small),
+            "--out",
+            str(work),
+            "--json",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(report.read_text())
+
+
+def test_bench_times_every_tool_and_reuses_its_work_directory(tmp_path):
+    work, report = tmp_path / "work", tmp_path / "report.json"
+    first = _bench(work, report, ct=2, small=3)
+    rows = {(r["corpus"], r["tool"]): r for r in first["results"]}
+    for corpus, n in (("ct", 2), ("small", 3)):
+        for tool in ("cp -r", "pydicom header parse", "pydicom read + write"):
+            assert (corpus, tool) in rows
+        ingests = [r for (c, t), r in rows.items() if c == corpus and t.startswith("dicom-index")]
+        assert len(ingests) >= 2  # 1 worker and N workers (and MongoDB with the extra)
+        for r in (rows[(corpus, "cp -r")], *ingests):
+            assert r["files"] == n
+            assert r["seconds"] > 0
+            assert r["peak_rss_mb"] > 0
+            assert r["note"] == ""  # no failed run
+    assert first["machine"]["cpus"] >= 1
+    copies = sorted((work / "state-ct-1-False" / "out").rglob("*.dcm"))
+    assert len(copies) == 2  # the 1-worker ingest really wrote the copies
+    # a second run on the same directory starts from nothing left by the first
+    second = _bench(work, report, ct=2, small=0)
+    assert [r["note"] for r in second["results"]] == [""] * len(second["results"])
+    assert len(list((work / "cp-ct").rglob("*.dcm"))) == 2  # not a second copy inside
