@@ -30,6 +30,7 @@ from indexer.deid.rawvalue import (
     LONG_LENGTH_VRS,
     SPECIFIC_CHARACTER_SET,
     charset_unchanged,
+    text_of,
     value_of,
 )
 
@@ -82,7 +83,7 @@ def _raw_copy_possible(ds: Dataset) -> bool:
     meta = getattr(ds, "file_meta", None)
     if meta is None or TRANSFER_SYNTAX not in meta:
         return False
-    ts = UID(str(value_of(meta, TRANSFER_SYNTAX, DEFAULT, "UI")))
+    ts = UID(text_of(meta, TRANSFER_SYNTAX, DEFAULT, "UI"))
     return (
         not ts.is_implicit_VR
         and ts.is_little_endian

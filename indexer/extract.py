@@ -12,7 +12,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 from indexer.deid import rawvalue
-from indexer.deid.rawvalue import DEFAULT, value_of
+from indexer.deid.rawvalue import DEFAULT, text_of, value_of
 from indexer.encode import UNDEFINED_LENGTH
 from indexer.records import IndexRecord
 
@@ -21,13 +21,7 @@ BULK_THRESHOLD = 1024  # bytes: larger binary values stay in the copy, reference
 
 def _s(ds: Dataset, keyword: str, codec: str | None = None) -> str | None:
     tag = tag_for_keyword(keyword)
-    if tag is None or tag not in ds:
-        return None
-    v = value_of(ds, tag, codec)
-    if isinstance(v, list):  # pydicom's MultiValue prints its own way
-        v = ds[tag].value
-    text = "" if v is None else str(v).strip()
-    return text or None
+    return (text_of(ds, tag, codec) or None) if tag is not None else None
 
 
 def _i(ds: Dataset, keyword: str, codec: str | None = None) -> int | None:

@@ -22,7 +22,7 @@ from pydicom.tag import BaseTag
 from indexer import deid, extract, failpoints
 from indexer.deid import Plan, verify
 from indexer.deid.burned_in import BurnedInPolicy
-from indexer.deid.rawvalue import DEFAULT, value_of
+from indexer.deid.rawvalue import DEFAULT, text_of
 from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
@@ -172,7 +172,7 @@ def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
         found=values,
     )
     out = result.ds
-    name = "/".join(str(value_of(out, tag, DEFAULT, "UI")) for tag in COPY_NAME_UIDS) + ".dcm"
+    name = "/".join(text_of(out, tag, DEFAULT, "UI") for tag in COPY_NAME_UIDS) + ".dcm"
     try:
         encoded = encode(out)
     except Exception as e:  # noqa: BLE001 - pydicom's text can hold values

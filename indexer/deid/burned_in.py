@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 
 from indexer.deid import pixels
 from indexer.deid.pixels import Mask
-from indexer.deid.rawvalue import value_of
+from indexer.deid.rawvalue import text_of
 from indexer.errors import DeidError
 
 RISKY_SOP_PREFIXES = (
@@ -45,14 +45,11 @@ def may_carry_text(ds: Dataset, codec: str | None = None) -> bool:
     if PIXEL_DATA not in ds and FLOAT_PIXEL_DATA not in ds:
         return False
 
-    def text(tag: int) -> str:
-        return str(value_of(ds, tag, codec) if tag in ds else "").strip()
-
-    flag = text(BURNED_IN_ANNOTATION).upper()
+    flag = text_of(ds, BURNED_IN_ANNOTATION, codec).upper()
     if flag:
         return flag == "YES"
-    return text(SOP_CLASS_UID).startswith(RISKY_SOP_PREFIXES) or (
-        text(MODALITY).upper() in RISKY_MODALITIES
+    return text_of(ds, SOP_CLASS_UID, codec).startswith(RISKY_SOP_PREFIXES) or (
+        text_of(ds, MODALITY, codec).upper() in RISKY_MODALITIES
     )
 
 

@@ -32,7 +32,7 @@ from indexer.deid.profile import (
     decide,
     resolve,
 )
-from indexer.deid.rawvalue import value_of
+from indexer.deid.rawvalue import text_of, value_of
 from indexer.deid.rawvalue import vr_of as _vr
 from indexer.deid.rules import Scope, SiteRule, compute
 from indexer.deid.table import (
@@ -114,13 +114,6 @@ class DeidResult:
     patient_pseudonym: str
 
 
-def _text(ds: Dataset, tag: int, codec: str | None) -> str:
-    if tag not in ds:
-        return ""
-    v = value_of(ds, tag, codec)
-    return "" if v is None else str(v).strip()
-
-
 def _put(ds: Dataset, tag: int, vr: str, value: Any, codec: str | None) -> None:  # noqa: ANN401
     """Set element ``tag`` to ``value``: as bytes written here where it can, else by pydicom."""
     if codec is not None:
@@ -160,7 +153,7 @@ def apply(
     """
     codec = rawvalue.codec(ds) if lean else None
     try:
-        originals = {kw: _text(ds, tag, codec) for kw, tag in ORIGINAL_TAGS.items()}
+        originals = {kw: text_of(ds, tag, codec) for kw, tag in ORIGINAL_TAGS.items()}
     except (ValueError, TypeError, LookupError) as e:
         raise DeidError(
             f"cannot decode identifying attributes ({type(e).__name__})", reason="undecodable"
@@ -187,7 +180,7 @@ def apply(
         ),
     )
     identities: list[Identity] = []
-    types = iod.types_for(_text(ds, SOP_CLASS_UID, codec))
+    types = iod.types_for(text_of(ds, SOP_CLASS_UID, codec))
     try:
         _identity_elements(ds, plan, ctx, originals, patient_pseudo, id_prefix, identities)
         _walk(ds, plan, ctx, types=types, top=True)
@@ -196,7 +189,7 @@ def apply(
             f"cannot de-identify an element ({type(e).__name__})", reason="invalid_element"
         ) from None
     for kind, kw in zip(("study_uid", "series_uid", "sop_uid"), REQUIRED_UIDS, strict=True):
-        new = _text(ds, ORIGINAL_TAGS[kw], codec)
+        new = text_of(ds, ORIGINAL_TAGS[kw], codec)
         if not new:  # a site rule removed or emptied it: no copy name, no index row
             raise DeidError(f"de-identification left no {kw}", reason="missing_uid")
         if new != originals[kw]:
@@ -478,8 +471,8 @@ def _file_meta(ds: Dataset, codec: str | None) -> None:
     if codec is not None:
         meta._dict[BaseTag(0x00020001)] = META_VERSION  # noqa: SLF001 - a group 2 tag
     elements = [
-        (0x00020002, "UI", _text(ds, SOP_CLASS_UID, codec)),
-        (0x00020003, "UI", _text(ds, ORIGINAL_TAGS["SOPInstanceUID"], codec)),
+        (0x00020002, "UI", text_of(ds, SOP_CLASS_UID, codec)),
+        (0x00020003, "UI", text_of(ds, ORIGINAL_TAGS["SOPInstanceUID"], codec)),
         (0x00020010, "UI", str(ts) if ts else None),
         (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
         (0x00020013, "SH", IMPLEMENTATION_VERSION),

@@ -100,6 +100,19 @@ def vr_of(raw: Any, tag: int) -> str:  # noqa: ANN401
     return str(vr).split(" or ")[0]
 
 
+def text_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) -> str:
+    """Element ``tag`` of ``ds`` as stripped text, as ``str`` of pydicom's value gives it.
+
+    "" when the element is absent or empty. Multiple values print as pydicom prints them.
+    """
+    if tag not in ds:
+        return ""
+    value = value_of(ds, tag, codec, vr)
+    if isinstance(value, list):  # pydicom's MultiValue prints its own way
+        value = ds[tag].value
+    return "" if value is None else str(value).strip()
+
+
 def value_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) -> Any:  # noqa: ANN401
     """The value of element ``tag`` of ``ds``, decoded here where ``codec`` allows.
 
