@@ -180,7 +180,7 @@ def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
             f"cannot encode the de-identified object ({type(e).__name__})", reason="encode_failed"
         ) from None
     if values is not None:
-        _refuse_leaks(values, out, encoded.header)
+        _refuse_leaks(values, result, encoded.header)
     return Prepared(src, result, name, encoded)
 
 
@@ -260,8 +260,10 @@ def work_item(item: SourceFile | Failure) -> tuple[SourceFile | Failure, Outcome
     return item, process_safely(item, _WORKER_CTX)
 
 
-def _refuse_leaks(values: dict[str, str], out: pydicom.Dataset, header: bytes) -> None:
-    leaks = verify.find_leaks(values, out, header, changed_only=True)
+def _refuse_leaks(values: dict[str, str], result: deid.DeidResult, header: bytes) -> None:
+    leaks = verify.find_leaks(
+        values, result.ds, header, changed_only=True, generated=result.generated
+    )
     if leaks:
         where = ", ".join(sorted({leak.source_path for leak in leaks})[:5])
         raise DeidError(

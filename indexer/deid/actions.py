@@ -80,12 +80,14 @@ class Context:
     replaced: dict[int, Any] = field(default_factory=dict)  # originals of pseudonymized ids
     scope: Any = None  # rules.Scope: the original identifiers keyed methods are scoped by
     codec: str | None = None  # rawvalue.codec of the object: None, pydicom decodes values
+    generated: set[str] = field(default_factory=set)  # values derived from the key
 
     def new_uid(self, original: str) -> str:
         """The pseudonym of one UID, cached for the object."""
         u = self.uid_map.get(original)
         if u is None:
             u = self.uid_map[original] = pseudonym.uid(self.pseudonym_key, original)
+            self.generated.add(u)
         return u
 
 

@@ -49,6 +49,7 @@ from indexer.errors import DeidError
 IMPLEMENTATION_CLASS_UID = UID(pseudonym.uid(b"dicom-index", "implementation class"))
 IMPLEMENTATION_VERSION = f"DICOMINDEX{__version__.replace('.', '')}"[:16]
 PREAMBLE = b"\x00" * 128
+KEYED_METHODS = frozenset({"cryptohash", "encrypt"})  # site methods whose output is keyed
 META_VERSION = rawvalue.Written(BaseTag(0x00020001), "OB", 2, b"\x00\x01", 0, False, True)  # noqa: FBT003
 
 PATIENT_ID = 0x00100020
@@ -112,6 +113,9 @@ class DeidResult:
     ds: Dataset
     identities: tuple[Identity, ...]
     patient_pseudonym: str
+    # values derived from the key (pseudonym UIDs and IDs, keyed site methods): an original
+    # value seen inside one is there by chance, not a leak
+    generated: frozenset[str] = frozenset()
 
 
 def _put(ds: Dataset, tag: int, vr: str, value: Any, codec: str | None) -> None:  # noqa: ANN401
@@ -200,7 +204,8 @@ def apply(
     _drop_orphans(ds)
     _mark(ds, plan, codec, pixels_cleaned=pixels_cleaned)
     _file_meta(ds, codec)
-    return DeidResult(ds, tuple(identities), patient_pseudo)
+    generated = ctx.generated | {i.pseudonym for i in identities} | {IMPLEMENTATION_CLASS_UID}
+    return DeidResult(ds, tuple(identities), patient_pseudo, frozenset(generated))
 
 
 def _identity_elements(
@@ -379,6 +384,8 @@ def _compute(
         values.record(ctx.found, rule, vr, value, values.tag_path(parents, tag))
     assert ctx.scope is not None  # noqa: S101 - apply() sets it
     new = compute(rule, plan.rules, vr, value, ctx.pseudonym_key, tag, ctx.scope)
+    if rule.method in KEYED_METHODS:
+        ctx.generated.update(v for v in (new if isinstance(new, list) else [new]) if v)
     _put(ds, tag, vr, new, ctx.codec)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from pydicom.dataelem import RawDataElement
@@ -103,13 +103,16 @@ def find_leaks(
     raw: bytes | None = None,
     *,
     changed_only: bool = False,
+    generated: Collection[str] = (),
 ) -> list[Leak]:
     """Every identifying value of the original that survives in ``out``.
 
     ``raw`` is the encoded header of ``out`` (without pixel data) when the caller has it.
     ``changed_only`` compares decoded values only of elements de-identification touched;
     untouched ones are searched for in ``raw`` only (the ingest's check, which must not decode
-    what it did not change).
+    what it did not change). ``generated`` are values de-identification derived from the key
+    (pseudonym UIDs and IDs): a value found only inside one of them is there by chance (a time
+    "101500" among the digits of a pseudonym UID), not a leak.
     """
     if not values:
         return []
@@ -119,7 +122,7 @@ def find_leaks(
         decoded = list(_decoded(out, changed_only=changed_only))
     for path, text in decoded:
         for value, source in values.items():
-            if value in text and source not in leaks:
+            if value in text and source not in leaks and not (text in generated and value != text):
                 if source.startswith(SAME_PLACE):
                     if source[1:] == path:
                         leaks[source] = Leak(source[1:], path)
@@ -129,23 +132,36 @@ def find_leaks(
     for value, source in values.items():
         if source.startswith(SAME_PLACE) or source in leaks:
             continue
-        if enc := _encoded_in(value, raw):
+        if enc := _encoded_in(value, raw, generated):
             leaks[source] = Leak(source, f"header bytes ({enc})")
     return sorted(leaks.values(), key=lambda leak: leak.source_path)
 
 
-def _encoded_in(value: str, raw: bytes) -> str | None:
-    if value.isascii():  # the same bytes in every encoding here but UTF-16
-        for enc in ("utf-8", "utf-16-le"):
-            needle = value.encode(enc)
-            if len(needle) >= MIN_LENGTH and needle in raw:
-                return enc
-        return None
-    for enc in ENCODINGS:
+def _encoded_in(value: str, raw: bytes, generated: Collection[str]) -> str | None:
+    """The encoding in which ``value`` occurs in ``raw`` outside every generated value."""
+    for enc in ("utf-8", "utf-16-le") if value.isascii() else ENCODINGS:
+        # ASCII: the same bytes in every encoding here but UTF-16
         try:
             needle = value.encode(enc)
         except (UnicodeEncodeError, LookupError):
             continue
-        if len(needle) >= MIN_LENGTH and needle in raw:
+        if len(needle) >= MIN_LENGTH and needle in raw and _outside(needle, raw, generated):
             return enc
     return None
+
+
+def _outside(needle: bytes, raw: bytes, generated: Collection[str]) -> bool:
+    """Whether one occurrence of ``needle`` in ``raw`` lies outside every generated value."""
+    spans = []
+    for g in generated:
+        g_bytes = g.encode("ascii", "replace")
+        start = raw.find(g_bytes)
+        while start != -1:
+            spans.append((start, start + len(g_bytes)))
+            start = raw.find(g_bytes, start + 1)
+    at = raw.find(needle)
+    while at != -1:
+        if not any(s <= at and at + len(needle) <= e for s, e in spans):
+            return True
+        at = raw.find(needle, at + 1)
+    return False
