@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from typing import Any
@@ -183,6 +184,7 @@ def index_record(
             "copy_bytes": size,
             "source_id": source_id,
             "run_id": run_id,
-            "header": header_json(ds, copy_name),
+            # as JSON text: built once here (in the worker), copied into PostgreSQL as is
+            "header": json.dumps(header_json(ds, copy_name), separators=(",", ":")),
         },
     )

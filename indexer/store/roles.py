@@ -46,13 +46,15 @@ class RoleNames:
         return (self.ingest, self.reader, self.reidentifier)
 
 
-def _grants(names: RoleNames) -> list[str]:
+def _grants(names: RoleNames, database: str) -> list[str]:
     ingest, reader, reid = (pgsql.Identifier(n).as_string() for n in names.all())
     stmts = [
         "REVOKE ALL ON SCHEMA vault FROM PUBLIC",
         f"GRANT USAGE ON SCHEMA dicom_index TO {ingest}, {reader}",
         f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA dicom_index TO {ingest}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA dicom_index TO {ingest}",
+        # the ingest stages instance rows in a temporary table (COPY, then one INSERT)
+        f"GRANT TEMPORARY ON DATABASE {pgsql.Identifier(database).as_string()} TO {ingest}",
         f"GRANT SELECT ON ALL TABLES IN SCHEMA dicom_index TO {reader}",
         f"GRANT USAGE ON SCHEMA vault TO {ingest}, {reid}",
         f"REVOKE ALL ON ALL TABLES IN SCHEMA vault FROM {ingest}, {reader}, {reid}",
@@ -87,7 +89,7 @@ def apply_roles(engine: Engine, names: RoleNames, passwords: dict[str, str | Non
             state = "created" if not exists else "exists"
             pw = "password set" if password else "no password change"
             report.append(f"{role}: {state}, {pw}")
-        for stmt in _grants(names):
+        for stmt in _grants(names, conn.execute(text("SELECT current_database()")).scalar_one()):
             conn.exec_driver_sql(stmt)
     return report
 
@@ -101,7 +103,7 @@ def grant_if_present(engine: Engine, names: RoleNames) -> bool:
         ).scalar()
         if present != len(names.all()):
             return False
-        for stmt in _grants(names):
+        for stmt in _grants(names, conn.execute(text("SELECT current_database()")).scalar_one()):
             conn.exec_driver_sql(stmt)
     return True
 

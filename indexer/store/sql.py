@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from indexer.errors import KeyFileError, StoreError
 from indexer.records import Failure, Outcome
 from indexer.store.models import (
+    INDEX_SCHEMA,
     FileError,
     IndexMeta,
     IngestBatch,
@@ -25,6 +26,7 @@ from indexer.store.models import (
 )
 
 PSEUDONYM_KEY_ID = "pseudonym_key_id"
+STAGING = "pg_temp.instance_in"  # this session's instance rows on their way in
 
 
 def check_pseudonym_key(s: Session, key_id: str) -> None:
@@ -80,8 +82,7 @@ def upsert_index(s: Session, outcomes: Sequence[Outcome]) -> tuple[int, set[str]
         rows = _dedupe([getattr(o.record, attr) for o in outcomes], key)
         s.execute(insert(model).on_conflict_do_nothing(), rows)
     rows = _dedupe([o.record.instance for o in outcomes], "sop_uid")
-    result = s.execute(insert(Instance).on_conflict_do_nothing().returning(Instance.sop_uid), rows)
-    new = {u for (u,) in result.all()}
+    new = _insert_instances(s, rows)
     known = [r for r in rows if r["sop_uid"] not in new]
     if not known:
         return len(new), set()
@@ -99,6 +100,34 @@ def upsert_index(s: Session, outcomes: Sequence[Outcome]) -> tuple[int, set[str]
         and digests.get(o.record.instance["sop_uid"]) != o.record.instance["copy_sha256"]
     }
     return len(new), conflicts
+
+
+INSTANCE_COLUMNS = tuple(c.name for c in Instance.__table__.columns if c.name != "created_at")
+_COLUMNS = ", ".join(INSTANCE_COLUMNS)
+
+
+def _insert_instances(s: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """COPY instance rows (header as JSON text) in, keep those not indexed yet; their UIDs.
+
+    COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING: several times
+    faster than a multi-row INSERT, whose parameters the driver converts one by one.
+    """
+    raw = s.connection().connection.dbapi_connection
+    if raw is None:  # pragma: no cover - a live pooled connection always has one
+        raise StoreError("no database connection")
+    with raw.cursor() as cur:  # type: ignore[attr-defined]
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} "  # once per connection
+            f"(LIKE {INDEX_SCHEMA}.instance INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cur.copy(f"COPY {STAGING} ({_COLUMNS}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row([r[c] for c in INSTANCE_COLUMNS])
+        cur.execute(
+            f"INSERT INTO {INDEX_SCHEMA}.instance ({_COLUMNS}) SELECT {_COLUMNS} FROM {STAGING} "
+            "ON CONFLICT DO NOTHING RETURNING sop_uid"
+        )
+        return {u for (u,) in cur.fetchall()}
 
 
 def record_failures(s: Session, run_id: int, failures: Sequence[Failure]) -> None:
