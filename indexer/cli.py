@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # imported on first use below: start-up stays short, workers 
     import rich.table as rich_table
 
     from indexer import deid, keys, pipeline, progress, rules_file, sample, sources, work
+    from indexer import workers as workers_
     from indexer.deid import Plan
     from indexer.store import audit, db, migrate, models, mongo, roles, sql, vault
 else:
@@ -34,6 +35,7 @@ else:
         lazy(f"indexer.{m}")
         for m in ("keys", "pipeline", "progress", "rules_file", "sample", "sources", "work")
     )
+    workers_ = lazy("indexer.workers")
     rich_console, rich_table = lazy("rich.console"), lazy("rich.table")
     audit, db, migrate, models, mongo, roles, sql, vault = (
         lazy(f"indexer.store.{m}")
@@ -373,6 +375,9 @@ def ingest(
 ) -> None:
     """De-identify, copy and index every DICOM object under the SOURCEs (folders, zip, tar)."""
     settings = _settings(ctx)
+    workers = workers or settings.workers or os.cpu_count() or 1
+    if workers > 1 and sources.at_least(list(sources_), workers_.POOL_THRESHOLD):
+        workers_.prestart()  # imports the per-file code while the database connects
     plan = _plan(settings, options, burned_in, rules)
     key_material = _keys(settings)
     database = _role_db(settings, "ingest")
@@ -389,7 +394,7 @@ def ingest(
             mongo=sink,
             verify=settings.verify_output and not no_verify,
             strict=strict,
-            workers=workers or settings.workers or os.cpu_count() or 1,
+            workers=workers,
         )
 
         def stop(_signum: int, _frame: object) -> None:

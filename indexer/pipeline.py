@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import hmac
 import itertools
 import logging
-import multiprocessing
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -25,6 +26,8 @@ from indexer.records import Failure, Outcome, SourceFile
 from indexer.sources import Walker
 from indexer.store import db, migrate, sql, vault
 from indexer.store.files import LocalStore, OutputStore
+from indexer.workers import POOL_THRESHOLD
+from indexer.workers import context as worker_context
 
 if TYPE_CHECKING:
     from indexer.store import mongo
@@ -36,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 
-POOL_THRESHOLD = 64  # files: below this, worker start-up costs more than it saves
 WRITES_AHEAD = 4  # copies waiting to be written while the next files are de-identified
+WRITER_SWITCH_S = 0.001  # interpreter hand-over interval while the writer thread runs
 SKIP_CHECK_CHUNK = 256  # sources looked up at once for the unchanged-file check
 
 
@@ -184,15 +187,16 @@ class Ingest:
     ) -> Iterator[tuple[SourceFile | Failure, Outcome | Failure | Unchanged]]:
         """(item, result) per walked item, in walk order; per-file work in worker processes.
 
-        Workers are spawned (not forked: the parent holds threaded database clients) once
-        the walk has more than POOL_THRESHOLD items, so small runs pay no start-up.
+        Workers start once the walk has more than POOL_THRESHOLD items, so small runs pay no
+        start-up; they fork from a server process (``workers.context``), never from this one
+        (it holds threaded database clients).
         """
         items = self._skip_unchanged(self.walker.walk(list(roots)))
         head = list(itertools.islice(items, POOL_THRESHOLD)) if self.workers > 1 else []
         if self.workers <= 1 or len(head) < POOL_THRESHOLD:
             yield from _in_threads(itertools.chain(head, items), ctx)
             return
-        mp = multiprocessing.get_context("spawn")
+        mp = worker_context()
         window: collections.deque[Future[tuple[SourceFile | Failure, Outcome | Failure]]]
         window = collections.deque()
         limit = self.workers * 8  # in flight: bounded memory, however large the archive
@@ -375,7 +379,10 @@ def _in_threads(
     written one at a time, in walk order (the first of two objects with one name wins).
     """
     window: collections.deque[_Entry] = collections.deque()
-    with ThreadPoolExecutor(1, thread_name_prefix="copy-writer") as writer:
+    with (
+        _switch_interval(WRITER_SWITCH_S),
+        ThreadPoolExecutor(1, thread_name_prefix="copy-writer") as writer,
+    ):
         for item in items:
             if isinstance(item, Unchanged):
                 window.append((item.src, item))  # not read at all
@@ -392,6 +399,21 @@ def _in_threads(
                 yield _settled(window.popleft())
         while window:
             yield _settled(window.popleft())
+
+
+@contextlib.contextmanager
+def _switch_interval(seconds: float) -> Iterator[None]:
+    """Run with the interpreter handing over between threads every ``seconds``.
+
+    The writer thread takes the interpreter back after each system call (mkdir, open, write,
+    link); at the default 5 ms it waits that long each time while de-identification runs.
+    """
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _ready(result: object) -> bool:

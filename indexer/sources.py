@@ -255,6 +255,26 @@ class ZipMemberReader:
         return data
 
 
+def at_least(roots: list[Path], n: int) -> bool:
+    """Whether the walk will meet ``n`` files or more (an archive: assumed so); stops early."""
+    seen = 0
+    for root in roots:
+        if root.is_file():
+            if is_archive(root.name):
+                return True
+            seen += 1
+        else:
+            for _dir, _subdirs, files in os.walk(root):
+                if any(is_archive(f) for f in files):
+                    return True
+                seen += len(files)
+                if seen >= n:
+                    return True
+        if seen >= n:
+            return True
+    return False
+
+
 def count_files(roots: list[Path]) -> int | None:
     """How many files the walk will meet, for an ETA; None when archives make it unknown."""
     n = 0

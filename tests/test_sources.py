@@ -7,7 +7,7 @@ import tarfile
 import zipfile
 
 from indexer.records import Failure, SourceFile
-from indexer.sources import Walker, count_files, source_id
+from indexer.sources import Walker, at_least, count_files, source_id
 from tests.builders import make_instance, to_bytes
 
 KEY = b"s" * 32
@@ -95,3 +95,15 @@ def test_count_files(tmp_path):
     assert count_files([tmp_path]) == 2
     (tmp_path / "x.zip").write_bytes(b"")
     assert count_files([tmp_path]) is None
+
+
+def test_at_least_counts_until_it_knows(tmp_path):
+    for i in range(3):
+        (tmp_path / f"{i}.dcm").write_bytes(b"x")
+    assert at_least([tmp_path], 3)
+    assert not at_least([tmp_path], 4)
+    assert at_least([tmp_path / "0.dcm", tmp_path / "1.dcm"], 2)
+    assert not at_least([tmp_path / "0.dcm"], 2)
+    (tmp_path / "x.zip").write_bytes(b"")  # members unknown: as many as asked
+    assert at_least([tmp_path], 1000)
+    assert at_least([tmp_path / "x.zip"], 1000)

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from indexer.deid import pseudonym
 from indexer.keys import read_key_file
-from indexer.pipeline import POOL_THRESHOLD
+from indexer.workers import POOL_THRESHOLD
 from tests.builders import SampleShape, files_sha, write_archive
 
 
