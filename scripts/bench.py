@@ -116,12 +116,10 @@ def bench_corpus(
     """Time every tool on one corpus."""
     results = []
 
-    def run(tool: str, cmd: list[str], note: str = "", **kw: object) -> None:
+    def run(tool: str, cmd: list[str], ok: tuple[int, ...] = (0, 1), **kw: object) -> None:
         seconds, rss, code = timed(cmd, **kw)  # type: ignore[arg-type]
         results.append(
-            Result(
-                name, tool, n, seconds, mb, rss, note if code in (0, 1) else f"failed (exit {code})"
-            )
+            Result(name, tool, n, seconds, mb, rss, "" if code in ok else f"failed (exit {code})")
         )
         print(
             f"  {tool:34s} {n / seconds:8.1f} files/s  {mb / seconds:7.1f} MB/s  {rss:6.0f} MB RSS",
@@ -154,6 +152,7 @@ def bench_corpus(
                 "--workers",
                 str(workers),
             ],
+            ok=(0,),  # 1: some files failed, not a comparable run
             env=run_env,
         )
         subprocess.run([*CLI, "db", "stop"], env=run_env, capture_output=True, check=False)
@@ -165,6 +164,23 @@ def bench_corpus(
         if written != n:  # some peers exit 0 on errors: count what they wrote
             results[-1].note = f"wrote {written} of {n} files"
     return results
+
+
+BURN = "x = 0\nfor i in range(10_000_000):\n    x += i * i\n"
+
+
+def cpu_scaling(n: int) -> float:
+    """How many times one process's work ``n`` processes of pure Python do at once here.
+
+    The ceiling for ``n`` workers on this machine: below ``n`` where virtual cores share
+    physical ones or neighbours take their share.
+    """
+    one, _, _ = timed([PY, "-c", BURN])
+    start = time.perf_counter()
+    procs = [subprocess.Popen([PY, "-c", BURN]) for _ in range(n)]
+    for p in procs:
+        p.wait()
+    return n * one / (time.perf_counter() - start)
 
 
 def _empty(path: Path) -> Path:
@@ -252,6 +268,11 @@ def main() -> int:
     env = {**os.environ, "CI": "1"}
     env.pop("DICOM_INDEX_DATABASE_URL", None)
     mongo = importlib.util.find_spec("secantus") is not None
+    # byte-compiled, as an installed package is: start-up is not charged for compiling
+    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "indexer")], check=True)
+    cores = os.cpu_count() or 1
+    scaling = cpu_scaling(cores)
+    print(f"machine: {cores} processes of pure Python do {scaling:.2f}x the work of one")
     peers = setup_peers(work) if args.peers else {}
     results: list[Result] = []
     for name, count in (("ct", args.ct), ("small", args.small)):
@@ -272,6 +293,7 @@ def main() -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "processor": platform.machine(),
+            "cpu_scaling": round(scaling, 2),
         },
         "results": [{**asdict(r), "files_per_s": round(r.files_per_s, 1)} for r in results],
     }
@@ -291,6 +313,13 @@ def main() -> int:
                 f"{name:6s} {r.tool:34s} {r.files_per_s:9.1f} {r.megabytes / r.seconds:8.1f} "
                 f"{r.peak_rss_mb:7.0f} {r.files_per_s / cp:6.2f} {r.files_per_s / rw:6.2f}"
                 + (f"  {r.note}" if r.note else "")
+            )
+        one = next((r for r in rows if r.tool == "dicom-index ingest, 1 worker"), None)
+        many = next((r for r in rows if r.tool == f"dicom-index ingest, {cores} workers"), None)
+        if one and many and cores > 1:
+            print(
+                f"{name:6s} {cores} workers / 1 worker: {many.files_per_s / one.files_per_s:.2f}x "
+                f"(pure Python on {cores} processes here: {scaling:.2f}x)"
             )
     args.json.write_text(json.dumps(report, indent=1))
     print(f"\nreport: {args.json}; work directory: {work}")

@@ -46,8 +46,9 @@ def test_bench_times_every_tool_and_reuses_its_work_directory(tmp_path):
             assert r["files"] == n
             assert r["seconds"] > 0
             assert r["peak_rss_mb"] > 0
-            assert r["note"] == ""  # no failed run
+            assert r["note"] == ""  # no failed run, and every file indexed (exit 0)
     assert first["machine"]["cpus"] >= 1
+    assert first["machine"]["cpu_scaling"] > 0
     copies = sorted((work / "state-ct-1-False" / "out").rglob("*.dcm"))
     assert len(copies) == 2  # the 1-worker ingest really wrote the copies
     # a second run on the same directory starts from nothing left by the first
