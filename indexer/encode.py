@@ -104,10 +104,10 @@ def _encode_raw(ds: Dataset) -> Encoded:
         value_of(ds, SPECIFIC_CHARACTER_SET, DEFAULT) if SPECIFIC_CHARACTER_SET in ds else None
     ) or "iso8859"
     pixels: tuple[Buffer, ...] = ()
-    for tag in sorted(ds.keys()):
+    for tag, stored in sorted(ds._dict.items(), key=_by_tag):  # noqa: SLF001 - as stored
         if tag & 0xFFFF == 0 and tag >> 16 > 6:  # noqa: PLR2004 - retired group lengths
             continue
-        elem = ds.get_item(tag)
+        elem = ds[tag] if isinstance(stored, RawDataElement) and stored.value is None else stored
         if tag == PIXEL_DATA:
             if _is_plain_raw(elem):
                 value = elem.value or b""
@@ -153,6 +153,10 @@ def _items_as_read(elem: DataElement) -> bool:
         and item.original_character_set == item._character_set  # noqa: SLF001 - as pydicom checks
         for item in elem.value
     )
+
+
+def _by_tag(item: tuple[int, object]) -> int:
+    return item[0].real  # a plain int: BaseTag compares in Python, int in C
 
 
 def _write_sequence(fp: DicomBytesIO, elem: DataElement, encodings: list[str]) -> None:

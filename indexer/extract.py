@@ -52,8 +52,8 @@ def _json(ds: Dataset, copy_name: str, codec: str | None) -> dict[str, Any]:
         return f"{copy_name}#{elem.tag:08X}"
 
     out: dict[str, Any] = {}
-    for tag in ds.keys():  # noqa: SIM118 - the Dataset's own order, as pydicom's
-        raw = ds.get_item(tag)
+    for tag, stored in list(ds._dict.items()):  # noqa: SLF001 - the Dataset's own order
+        raw = ds[tag] if isinstance(stored, RawDataElement) and stored.value is None else stored
         doc = _lean_json(raw, copy_name, codec) if codec is not None else None
         if doc is None and raw.VR == "SQ" and not isinstance(raw, RawDataElement):
             doc = {

@@ -301,7 +301,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             )
             else None
         )
-        if ctx.found is not None:
+        if ctx.found is not None and recorded is not Action.KEEP:  # kept: nothing to record
             _record(ds, tag, vr, recorded, plan, ctx.found, parents, value)
         if action is Action.REMOVE:
             del ds[tag]
@@ -351,11 +351,11 @@ def _record(
     value: Any,  # noqa: ANN401 - the element's value (not decoded where the action keeps it)
 ) -> None:
     """Record the identifying values of one element before the walk changes it."""
-    path = values.tag_path(parents, tag)
     if vr != "SQ":
         if action is not Action.KEEP:  # a kept element stays as read: not even decoded
-            values.record(found, action, vr, value, path)
+            values.record(found, action, vr, value, values.tag_path(parents, tag))
     elif action in (Action.REMOVE, Action.ZERO):  # its items go unwalked: collect them
+        path = values.tag_path(parents, tag)
         for i, item in enumerate(ds[tag].value or ()):
             values.collect(plan, item, f"{path}[{i}].", found)
 

@@ -105,7 +105,7 @@ def text_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) -> 
 
     "" when the element is absent or empty. Multiple values print as pydicom prints them.
     """
-    if tag not in ds:
+    if tag not in ds._dict:  # noqa: SLF001 - Dataset.__contains__ converts the tag first
         return ""
     value = value_of(ds, tag, codec, vr)
     if isinstance(value, list):  # pydicom's MultiValue prints its own way
@@ -119,8 +119,8 @@ def value_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) ->
     ``codec`` is ``codec(ds)`` of the object (None: pydicom decodes, and keeps the element).
     """
     if codec is not None:
-        raw = ds.get_item(tag)
-        if isinstance(raw, RawDataElement):
+        raw = ds._dict.get(tag)  # noqa: SLF001 - as stored: get_item converts the tag first
+        if isinstance(raw, RawDataElement) and raw.value is not None:
             value = decode(raw, vr or vr_of(raw, tag), codec)
             if value is not UNDECODED:
                 return value

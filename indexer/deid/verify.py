@@ -120,8 +120,10 @@ def find_leaks(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         decoded = list(_decoded(out, changed_only=changed_only))
+    everything = "\x00".join(text for _, text in decoded)  # one search per value first
+    candidates = {v: source for v, source in values.items() if v in everything}
     for path, text in decoded:
-        for value, source in values.items():
+        for value, source in candidates.items():
             if value in text and source not in leaks and not (text in generated and value != text):
                 if source.startswith(SAME_PLACE):
                     if source[1:] == path:
