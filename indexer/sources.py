@@ -255,21 +255,23 @@ class ZipMemberReader:
         return data
 
 
+def _file_counts(roots: list[Path]) -> Iterator[int | None]:
+    """Files the walk will meet, a root file or a directory at a time; None: an archive."""
+    for root in roots:
+        if root.is_file():
+            yield None if is_archive(root.name) else 1
+            continue
+        for _dir, _subdirs, files in os.walk(root):
+            yield None if any(is_archive(f) for f in files) else len(files)
+
+
 def at_least(roots: list[Path], n: int) -> bool:
     """Whether the walk will meet ``n`` files or more (an archive: assumed so); stops early."""
     seen = 0
-    for root in roots:
-        if root.is_file():
-            if is_archive(root.name):
-                return True
-            seen += 1
-        else:
-            for _dir, _subdirs, files in os.walk(root):
-                if any(is_archive(f) for f in files):
-                    return True
-                seen += len(files)
-                if seen >= n:
-                    return True
+    for count in _file_counts(roots):
+        if count is None:
+            return True
+        seen += count
         if seen >= n:
             return True
     return False
@@ -277,15 +279,9 @@ def at_least(roots: list[Path], n: int) -> bool:
 
 def count_files(roots: list[Path]) -> int | None:
     """How many files the walk will meet, for an ETA; None when archives make it unknown."""
-    n = 0
-    for root in roots:
-        if root.is_file():
-            if is_archive(root.name):
-                return None
-            n += 1
-            continue
-        for _dir, _subdirs, files in os.walk(root):
-            if any(is_archive(f) for f in files):
-                return None
-            n += len(files)
-    return n
+    total = 0
+    for count in _file_counts(roots):
+        if count is None:
+            return None
+        total += count
+    return total

@@ -119,7 +119,7 @@ def value_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) ->
     ``codec`` is ``codec(ds)`` of the object (None: pydicom decodes, and keeps the element).
     """
     if codec is not None:
-        raw = ds._dict.get(tag)  # noqa: SLF001 - as stored: get_item converts the tag first
+        raw = ds._dict.get(tag)  # type: ignore[call-overload]  # noqa: SLF001 - get_item converts
         if isinstance(raw, RawDataElement) and raw.value is not None:
             value = decode(raw, vr or vr_of(raw, tag), codec)
             if value is not UNDECODED:
