@@ -327,3 +327,21 @@ def test_new_vault_key_file_is_0600(tmp_path: Path):
     keys.replace_key_file(path, keys.with_new_vault_key(keys.read_key_file(path)))
     assert path.stat().st_mode & 0o777 == 0o600
     assert len(keys.read_key_file(path).vault) == 2
+
+
+def test_db_roles_lets_the_ingest_role_stage_rows_in_a_temporary_table(cli, engine, as_role):
+    """The ingest COPYs instance rows through a temporary table: `db roles` grants that even
+    where the database no longer lets every role (PUBLIC) create temporary tables."""
+    with engine.connect() as c:
+        c.execute(
+            text(
+                "DO $$BEGIN EXECUTE 'REVOKE TEMPORARY ON DATABASE ' || "
+                "quote_ident(current_database()) || ' FROM PUBLIC'; END$$"
+            )
+        )
+        c.commit()
+    cli("db", "roles")
+    with as_role(ROLES.ingest).connect() as c:
+        c.execute(text("CREATE TEMP TABLE staged (x int)"))
+    with as_role(ROLES.reader).connect() as c, pytest.raises(ProgrammingError):
+        c.execute(text("CREATE TEMP TABLE staged (x int)"))
