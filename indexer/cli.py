@@ -803,11 +803,22 @@ def verify_cmd(
     options: tuple[str, ...],
     rules: Path | None,
 ) -> None:
-    """Scan de-identified output for any identifying value of the originals. Exit 1 on a leak."""
+    """Scan de-identified output for any identifying value of the originals. Exit 1 on a leak.
+
+    With the key file present, pseudonyms are recomputed: a value found only inside one is
+    chance, not a leak.
+    """
     settings = _settings(ctx)
     plan = _plan(settings, options, "allow", rules)
+    key_material = _keys(settings) if settings.resolved_key_file.exists() else None
     scanned, leaks = pipeline.verify_outputs(
-        list(originals), list(outputs), plan, max_member_bytes=settings.max_member_bytes
+        list(originals),
+        list(outputs),
+        plan,
+        max_member_bytes=settings.max_member_bytes,
+        keys=key_material,
+        id_prefix=settings.id_prefix,
+        max_shift_days=settings.date_shift_days,
     )
     for leak in leaks:
         click.echo(f"leak: {leak.output}: the value of {leak.source_path} is in {leak.found_in}")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from indexer import __version__, failpoints, work
+from indexer import __version__, deid, failpoints, work
 from indexer.deid import Plan, verify
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.keys import Keys
@@ -592,21 +592,41 @@ class LeakReport:
 
 
 def verify_outputs(
-    originals: Sequence[Path], outputs: Sequence[Path], plan: Plan, *, max_member_bytes: int
+    originals: Sequence[Path],
+    outputs: Sequence[Path],
+    plan: Plan,
+    *,
+    max_member_bytes: int,
+    keys: Keys | None = None,
+    id_prefix: str = "DI",
+    max_shift_days: int = 3650,
 ) -> tuple[int, list[LeakReport]]:
     """Search every de-identified output for every identifying value of every original.
 
+    With the ``keys`` (and the ``id_prefix`` and ``max_shift_days``) the outputs were made
+    with, the values de-identification derived from the key are known: an original value
+    found only inside one (a time among a pseudonym UID's digits) is chance, not reported.
     Returns the number of outputs scanned and the leaks, by the output's SOP Instance UID
     (its file name, for our outputs) and element path.
     """
     work.configure_pydicom()
     walker = Walker(b"verify", max_member_bytes=max_member_bytes)
     values: dict[str, str] = {}
+    generated: set[str] = set()
     for item in walker.walk(list(originals)):
         if isinstance(item, SourceFile):
             try:
-                values.update(verify.identifying_values(plan, work.read_dataset(item.read())))
-            except (SourceError, OSError):
+                ds = work.read_dataset(item.read())
+                values.update(verify.identifying_values(plan, ds))
+                if keys is not None:
+                    generated |= deid.apply(
+                        plan,
+                        ds,
+                        keys.pseudonym,
+                        id_prefix=id_prefix,
+                        max_shift_days=max_shift_days,
+                    ).generated
+            except (SourceError, DeidError, OSError):
                 continue
     scanned = 0
     leaks: list[LeakReport] = []
@@ -622,6 +642,6 @@ def verify_outputs(
             name = f"sop {out.get('SOPInstanceUID', '?')}"
             leaks += [
                 LeakReport(name, leak.source_path, leak.found_in)
-                for leak in verify.find_leaks(values, out)
+                for leak in verify.find_leaks(values, out, generated=generated)
             ]
     return scanned, leaks

@@ -10,6 +10,8 @@ import pydicom
 import pytest
 from sqlalchemy import text
 
+from indexer.deid import pseudonym
+from indexer.keys import read_key_file
 from tests.builders import SampleShape, make_instance, to_bytes, write_archive
 
 MARKER = "PHIMARK"
@@ -105,3 +107,22 @@ def test_ingest_refuses_a_leaking_object_and_takes_options(cli, tmp_path, engine
     assert uid == make_instance(1, 1, 1, 2).SOPInstanceUID  # retain-uids kept it
     copy = pydicom.dcmread(next(out.rglob("*.dcm")))
     assert "113110" in [i.CodeValue for i in copy.DeidentificationMethodCodeSequence]
+
+
+def test_verify_with_the_key_ignores_a_value_inside_a_pseudonym_by_chance(tmp_path, env, key_file):
+    """A removed value that is six digits of the pseudonym Series Instance UID: `deid` writes
+    the copy, and `verify` with the key file does not call it a leak; without the key it
+    cannot tell, and errs on the side of a report."""
+    ds = make_instance(1, 1, 1, 1)
+    pseudo = pseudonym.uid(read_key_file(key_file).pseudonym, ds.SeriesInstanceUID)
+    ds.OtherPatientIDs = pseudo[8:14]  # removed by the basic profile
+    archive = tmp_path / "in"
+    archive.mkdir()
+    (archive / "a.dcm").write_bytes(to_bytes(ds))
+    _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path)
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert pseudo[8:14].encode() in copy.read_bytes()
+    args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
+    assert "1 files scanned, 0 leaks" in _run(args, env, tmp_path).stdout
+    keyless = {**env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
+    assert "1 files scanned, 1 leaks" in _run(args, keyless, tmp_path, check=1).stdout
