@@ -264,8 +264,8 @@ class Ingest:
         failures: list[Failure] = []
         for item, result in self._results(roots, ctx):
             summary.files_seen += 1
-            if isinstance(item, SourceFile):
-                summary.bytes_read += item.size
+            if isinstance(item, SourceFile) and not isinstance(result, Unchanged):
+                summary.bytes_read += item.size  # an unchanged file is not read at all
             if isinstance(result, Unchanged):
                 summary.files_unchanged += 1
                 summary.files_indexed += 1

@@ -45,6 +45,7 @@ def test_unchanged_files_are_skipped_on_rerun(cli, tmp_path, engine, key_file):
     p = cli("ingest", str(archive), "--out", str(out), "--json")
     summary = json.loads(p.stdout)
     assert summary["files_unchanged"] == n  # not read again
+    assert summary["bytes_read"] == 0  # and not counted as read
     assert summary["files_indexed"] == n
     assert summary["studies"] == 2
     assert files_sha(out) == before
