@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bench(work: Path, report: Path, ct: int, small: int) -> dict:
+def _bench(work: Path, report: Path, ct: int, small: int, *more: str) -> dict:
     done = subprocess.run(
         [
             sys.executable,
@@ -23,6 +23,7 @@ def _bench(work: Path, report: Path, ct: int, small: int) -> dict:
             str(work),
             "--json",
             str(report),
+            *more,
         ],
         capture_output=True,
         text=True,
@@ -52,6 +53,10 @@ def test_bench_times_every_tool_and_reuses_its_work_directory(tmp_path):
     copies = sorted((work / "state-ct-1-False" / "out").rglob("*.dcm"))
     assert len(copies) == 2  # the 1-worker ingest really wrote the copies
     # a second run on the same directory starts from nothing left by the first
-    second = _bench(work, report, ct=2, small=0)
+    second = _bench(work, report, 2, 0, "--repeat", "2")
+    assert second["repeat"] == 2
+    assert [r["tool"] for r in second["results"]] == [  # one row per tool, its best round
+        t for (c, t) in rows if c == "ct"
+    ]
     assert [r["note"] for r in second["results"]] == [""] * len(second["results"])
     assert len(list((work / "cp-ct").rglob("*.dcm"))) == 2  # not a second copy inside
