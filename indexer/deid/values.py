@@ -12,11 +12,13 @@ import warnings
 
 from pydicom.dataset import Dataset
 
+from indexer.deid.actions import DUMMY
 from indexer.deid.profile import COMPOUND, Plan, decide, resolve
 from indexer.deid.rules import SiteRule
 from indexer.deid.table import Action
 
 MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
+MADE_UP = frozenset(v for v in DUMMY.values() if isinstance(v, str) and v)
 SAME_PLACE = "@"  # path prefix: a shifted date, a leak only if it survives where it was
 META_PHI = (  # Source, Sending and Receiving Application Entity Title, Private Information
     0x00020016,
@@ -45,9 +47,14 @@ def texts(value: object) -> list[str]:
 
 
 def add(found: dict[str, str], value: object, path: str) -> None:
-    """Record the texts of ``value`` long enough to mean something, first path wins."""
+    """Record the texts of ``value`` long enough to mean something, first path wins.
+
+    A dummy value de-identification itself writes ("ANONYMIZED", "19000101") is not
+    recorded: an original that already holds one (an archive de-identified before) says
+    nothing, and the copy holds the same dummy wherever the profile puts one.
+    """
     for t in texts(value):
-        if len(t) >= MIN_LENGTH:
+        if len(t) >= MIN_LENGTH and t not in MADE_UP:
             found.setdefault(t, path)
 
 
