@@ -110,9 +110,10 @@ def find_leaks(
     ``raw`` is the encoded header of ``out`` (without pixel data) when the caller has it.
     ``changed_only`` compares decoded values only of elements de-identification touched;
     untouched ones are searched for in ``raw`` only (the ingest's check, which must not decode
-    what it did not change). ``generated`` are values de-identification derived from the key
-    (pseudonym UIDs and IDs): a value found only inside one of them is there by chance (a time
-    "101500" among the digits of a pseudonym UID), not a leak.
+    what it did not change). ``generated`` are values de-identification made up (pseudonym
+    UIDs and IDs, dummy values): a value found only inside one of them is there by chance (a
+    time "101500" among the digits of a pseudonym UID, "1900" in the dummy date "19000101"),
+    not a leak.
     """
     if not values:
         return []

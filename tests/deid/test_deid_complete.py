@@ -213,6 +213,29 @@ def test_ingest_leak_check_ignores_a_value_inside_a_pseudonym_by_chance():
     assert [leak.source_path for leak in leaks] == ["(0010,1000)"]
 
 
+def test_ingest_leak_check_ignores_a_value_inside_a_dummy_value():
+    """A removed time "1900" (19:00) inside the dummy date "19000101" written in a content
+    item is chance; the same time left in a kept element is a leak."""
+    ds = make_instance()
+    ds.AnatomicRegionSequence[0].ContentSequence[0].Date = "20230115"  # dummied: 19000101
+    ds.StudyTime = "1900"
+    found: dict[str, str] = {}
+    result = deid.apply(build_plan(), _roundtrip(ds), KEY, found=found)
+    header = encode(result.ds).header
+    assert b"19000101" in header
+    assert "1900" in found
+    generated = result.generated
+    assert verify.find_leaks(found, result.ds, header, changed_only=True, generated=generated) == []
+    ds.Manufacturer = "built 1900"  # kept
+    found = {}
+    result = deid.apply(build_plan(), _roundtrip(ds), KEY, found=found)
+    header = encode(result.ds).header
+    leaks = verify.find_leaks(
+        found, result.ds, header, changed_only=True, generated=result.generated
+    )
+    assert [leak.source_path for leak in leaks] == ["(0008,0030)"]
+
+
 def test_an_archive_de_identified_before_passes_the_leak_check_again():
     """Dummy values ("ANONYMIZED") in the input are what de-identification writes itself:
     our own output, or another tool's, de-identified again is not refused as a leak."""
