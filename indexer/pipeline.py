@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from indexer import __version__, deid, failpoints, work
 from indexer.deid import Plan, verify
+from indexer.deid.values import MADE_UP
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.keys import Keys
 from indexer.lazy import lazy
@@ -603,16 +604,16 @@ def verify_outputs(
 ) -> tuple[int, list[LeakReport]]:
     """Search every de-identified output for every identifying value of every original.
 
-    With the ``keys`` (and the ``id_prefix`` and ``max_shift_days``) the outputs were made
-    with, the values de-identification derived from the key are known: an original value
-    found only inside one (a time among a pseudonym UID's digits) is chance, not reported.
+    An original value found only inside a dummy value is chance, not reported; with the
+    ``keys`` (and the ``id_prefix`` and ``max_shift_days``) the outputs were made with, so is
+    one found only inside a pseudonym (a time among a pseudonym UID's digits).
     Returns the number of outputs scanned and the leaks, by the output's SOP Instance UID
     (its file name, for our outputs) and element path.
     """
     work.configure_pydicom()
     walker = Walker(b"verify", max_member_bytes=max_member_bytes)
     values: dict[str, str] = {}
-    generated: set[str] = set()
+    generated = set(MADE_UP)  # dummy values, and with the keys the pseudonyms
     for item in walker.walk(list(originals)):
         if isinstance(item, SourceFile):
             try:

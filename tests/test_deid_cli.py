@@ -126,3 +126,16 @@ def test_verify_with_the_key_ignores_a_value_inside_a_pseudonym_by_chance(tmp_pa
     assert "1 files scanned, 0 leaks" in _run(args, env, tmp_path).stdout
     keyless = {**env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
     assert "1 files scanned, 1 leaks" in _run(args, keyless, tmp_path, check=1).stdout
+
+
+def test_verify_without_the_key_ignores_a_value_inside_a_dummy_value(tmp_path, env):
+    ds = make_instance(1, 1, 1, 1)
+    ds.AnatomicRegionSequence[0].ContentSequence[0].Date = "20230115"  # dummied: 19000101
+    ds.StudyTime = "1900"  # 19:00, removed
+    archive = tmp_path / "in"
+    archive.mkdir()
+    (archive / "a.dcm").write_bytes(to_bytes(ds))
+    _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path)
+    keyless = {**env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
+    args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
+    assert "1 files scanned, 0 leaks" in _run(args, keyless, tmp_path).stdout
