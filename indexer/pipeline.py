@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from indexer import __version__, deid, failpoints, work
 from indexer.deid import Plan, verify
-from indexer.deid.values import MADE_UP
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.keys import Keys
 from indexer.lazy import lazy
@@ -613,7 +612,7 @@ def verify_outputs(
     work.configure_pydicom()
     walker = Walker(b"verify", max_member_bytes=max_member_bytes)
     values: dict[str, str] = {}
-    generated = set(MADE_UP)  # dummy values, and with the keys the pseudonyms
+    generated: set[str] = set()  # with the keys: the pseudonyms
     for item in walker.walk(list(originals)):
         if isinstance(item, SourceFile):
             try:

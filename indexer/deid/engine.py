@@ -113,8 +113,8 @@ class DeidResult:
     ds: Dataset
     identities: tuple[Identity, ...]
     patient_pseudonym: str
-    # values de-identification made up (pseudonym UIDs and IDs, keyed site methods, dummy
-    # values): an original value seen inside one is there by chance, not a leak
+    # values derived from the key (pseudonym UIDs and IDs, keyed site methods): an original
+    # value seen inside one is there by chance, not a leak (nor inside a dummy value)
     generated: frozenset[str] = frozenset()
 
 
@@ -205,7 +205,6 @@ def apply(
     _mark(ds, plan, codec, pixels_cleaned=pixels_cleaned)
     _file_meta(ds, codec)
     generated = ctx.generated | {i.pseudonym for i in identities} | {IMPLEMENTATION_CLASS_UID}
-    generated |= values.MADE_UP  # a time "1900" inside a dummy date "19000101" is chance too
     return DeidResult(ds, tuple(identities), patient_pseudo, frozenset(generated))
 
 

@@ -10,6 +10,7 @@ element paths, never values.
 from __future__ import annotations
 
 import io
+import itertools
 import warnings
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pydicom.dataset import Dataset
 from indexer.deid import rawvalue
 from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Written
 from indexer.deid.values import (
+    MADE_UP,
     MIN_LENGTH,
     SAME_PLACE,
     identifying_values,
@@ -110,10 +112,10 @@ def find_leaks(
     ``raw`` is the encoded header of ``out`` (without pixel data) when the caller has it.
     ``changed_only`` compares decoded values only of elements de-identification touched;
     untouched ones are searched for in ``raw`` only (the ingest's check, which must not decode
-    what it did not change). ``generated`` are values de-identification made up (pseudonym
-    UIDs and IDs, dummy values): a value found only inside one of them is there by chance (a
-    time "101500" among the digits of a pseudonym UID, "1900" in the dummy date "19000101"),
-    not a leak.
+    what it did not change). ``generated`` are values derived from the key (pseudonym UIDs and
+    IDs): a value found only inside one of them, or inside a dummy value, is there by chance
+    (a time "101500" among the digits of a pseudonym UID, "1900" in the dummy date
+    "19000101"), not a leak.
     """
     if not values:
         return []
@@ -125,7 +127,7 @@ def find_leaks(
     candidates = {v: source for v, source in values.items() if v in everything}
     for path, text in decoded:
         for value, source in candidates.items():
-            if value in text and source not in leaks and not (text in generated and value != text):
+            if value in text and source not in leaks and not _by_chance(value, text, generated):
                 if source.startswith(SAME_PLACE):
                     if source[1:] == path:
                         leaks[source] = Leak(source[1:], path)
@@ -138,6 +140,11 @@ def find_leaks(
         if enc := _encoded_in(value, raw, generated):
             leaks[source] = Leak(source, f"header bytes ({enc})")
     return sorted(leaks.values(), key=lambda leak: leak.source_path)
+
+
+def _by_chance(value: str, text: str, generated: Collection[str]) -> bool:
+    """Whether ``value`` is a part of ``text``, a value de-identification made up."""
+    return value != text and (text in generated or text in MADE_UP)
 
 
 def _encoded_in(value: str, raw: bytes, generated: Collection[str]) -> str | None:
@@ -156,7 +163,7 @@ def _encoded_in(value: str, raw: bytes, generated: Collection[str]) -> str | Non
 def _outside(needle: bytes, raw: bytes, generated: Collection[str]) -> bool:
     """Whether one occurrence of ``needle`` in ``raw`` lies outside every generated value."""
     spans = []
-    for g in generated:
+    for g in itertools.chain(generated, MADE_UP):
         g_bytes = g.encode("ascii", "replace")
         start = raw.find(g_bytes)
         while start != -1:
