@@ -19,7 +19,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
-from indexer import deid, extract, failpoints
+from indexer import deid, extract, failpoints, fastread
 from indexer.deid import Plan, verify
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.rawvalue import DEFAULT, text_of
@@ -65,18 +65,16 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
     """
     if not data:
         raise SourceError("the file is empty", reason="empty_file")
-    force = data[128:132] != b"DICM" and data[:2] in (b"\x02\x00", b"\x08\x00")
-    fp = io.BytesIO(data)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(fp, force=force, stop_before_pixels=pixels_in_place)
-    except InvalidDicomError:
-        raise SourceError("not a DICOM file", reason="not_dicom") from None
-    except Exception as e:  # noqa: BLE001 - pydicom raises many kinds; their text can hold PHI
-        raise SourceError(f"unreadable DICOM ({type(e).__name__})", reason="unreadable") from None
-    if pixels_in_place and fp.tell() < len(data):
-        pixels = _pixels_in_place(data, fp.tell(), ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = fastread.read(data) if pixels_in_place else None
+    ds: pydicom.Dataset
+    if fast is not None:
+        ds, stop = fast
+    else:
+        ds, stop = _dcmread(data, pixels_in_place=pixels_in_place)
+    if pixels_in_place and stop < len(data):
+        pixels = _pixels_in_place(data, stop, ds)
         if pixels is None:
             return read_dataset(data)
         ds[PIXEL_DATA] = pixels
@@ -93,6 +91,21 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
     ):
         raise SourceError("the file is truncated inside an element", reason="truncated")
     return ds
+
+
+def _dcmread(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Dataset, int]:
+    """Read ``data`` with pydicom; the data set, and where reading stopped."""
+    force = data[128:132] != b"DICM" and data[:2] in (b"\x02\x00", b"\x08\x00")
+    fp = io.BytesIO(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(fp, force=force, stop_before_pixels=pixels_in_place)
+    except InvalidDicomError:
+        raise SourceError("not a DICOM file", reason="not_dicom") from None
+    except Exception as e:  # noqa: BLE001 - pydicom raises many kinds; their text can hold PHI
+        raise SourceError(f"unreadable DICOM ({type(e).__name__})", reason="unreadable") from None
+    return ds, fp.tell()
 
 
 _PIXEL_TAG = b"\xe0\x7f\x10\x00"
