@@ -8,15 +8,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
-
 from indexer.pipeline import Progress as ProgressFn
 
 LINE_EVERY_SECONDS = 10.0
@@ -62,6 +53,16 @@ def reporter(kind: str, total_files: int | None = None) -> Iterator[ProgressFn |
 
 
 def _bar(total_files: int | None, started: float) -> Iterator[ProgressFn]:
+    # imported only for a terminal: a run in the background does not wait for rich
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     console = Console(stderr=True)
     with Progress(
         TextColumn("ingest"),
