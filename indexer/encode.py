@@ -104,10 +104,11 @@ def _encode_raw(ds: Dataset) -> Encoded:
         value_of(ds, SPECIFIC_CHARACTER_SET, DEFAULT) if SPECIFIC_CHARACTER_SET in ds else None
     ) or "iso8859"
     pixels: tuple[Buffer, ...] = ()
-    for tag, stored in sorted(ds._dict.items(), key=_by_tag):  # noqa: SLF001 - as stored
+    for key, stored in sorted(ds._dict.items(), key=_by_tag):  # noqa: SLF001 - as stored
+        tag = key.real  # a plain int: BaseTag compares in Python, int in C
         if tag & 0xFFFF == 0 and tag >> 16 > 6:  # noqa: PLR2004 - retired group lengths
             continue
-        elem = ds[tag] if isinstance(stored, RawDataElement) and stored.value is None else stored
+        elem = ds[key] if isinstance(stored, RawDataElement) and stored.value is None else stored
         if tag == PIXEL_DATA:
             if _is_plain_raw(elem):
                 value = elem.value or b""
@@ -119,7 +120,7 @@ def _encode_raw(ds: Dataset) -> Encoded:
                 pixels = (buf.getvalue(),)
             continue
         _write_element(fp, elem, encodings)
-    if pixels and max(ds.keys()) != PIXEL_DATA:  # elements after Pixel Data: one piece
+    if pixels and max(map(int, ds._dict)) != PIXEL_DATA:  # noqa: SLF001 - elements after it
         return Encoded(_save(ds))
     return Encoded(fp.getvalue(), pixels)
 
@@ -167,10 +168,10 @@ def _write_sequence(fp: DicomBytesIO, elem: DataElement, encodings: list[str]) -
         inner = DicomBytesIO()
         inner.is_little_endian, inner.is_implicit_VR = True, False
         item_encodings = item.get("SpecificCharacterSet", encodings)
-        for tag in sorted(item.keys()):
-            if tag & 0xFFFF == 0 and tag >> 16 > 6:  # noqa: PLR2004 - retired group lengths
+        for key in sorted(item._dict, key=int):  # noqa: SLF001 - ints compare in C
+            if key & 0xFFFF == 0 and key >> 16 > 6:  # noqa: PLR2004 - retired group lengths
                 continue
-            _write_element(inner, item.get_item(tag), item_encodings)
+            _write_element(inner, item.get_item(key), item_encodings)
         data = inner.getvalue()
         if getattr(item, "is_undefined_length_sequence_item", False):
             body.write(_ITEM + _UNDEFINED + data + _ITEM_END)

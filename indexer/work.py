@@ -80,7 +80,7 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
         ds[PIXEL_DATA] = pixels
     if len(ds) == 0:
         raise SourceError("the file ends before its data set", reason="truncated")
-    last = ds.get_item(max(ds.keys()))
+    last = ds.get_item(max(ds._dict, key=int))  # noqa: SLF001 - ints compare in C
     value = getattr(last, "value", None)
     length = getattr(last, "length", None)
     if (

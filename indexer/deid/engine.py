@@ -123,7 +123,8 @@ def _put(ds: Dataset, tag: int, vr: str, value: Any, codec: str | None) -> None:
     if codec is not None:
         written = rawvalue.encode(tag, vr, value)
         if written is not None:
-            ds._dict[BaseTag(tag)] = written  # noqa: SLF001 - __setitem__ would decode it again
+            key = tag if isinstance(tag, BaseTag) else written.tag  # the stored key, if it is one
+            ds._dict[key] = written  # noqa: SLF001 - __setitem__ would decode it again
             return
     ds[tag] = DataElement(tag, vr, value)
 
@@ -255,7 +256,10 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
     mode: Mode = Mode.NORMAL,
 ) -> None:
     """Apply the plan to every element of ``ds``; ``types`` are the IOD's (top level only)."""
-    for tag, raw in list(ds._dict.items()):  # noqa: SLF001 - elements as stored, not converted
+    for key, raw in list(ds._dict.items()):  # noqa: SLF001 - elements as stored, not converted
+        # the stored key for the data set (no conversion, found by identity), a plain int
+        # for the tables (BaseTag compares in Python, int in C)
+        tag = key.real
         vr = _vr(raw, tag)
         if (
             top
@@ -271,7 +275,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             continue  # already replaced by its pseudonym
         decision = decide(plan, ds, tag, vr)
         if isinstance(decision, SiteRule):  # a computing site method: redact, dateshift, ...
-            _compute(ds, tag, vr, decision, plan, ctx, parents)
+            _compute(ds, key, vr, decision, plan, ctx, parents)
             continue
         action = recorded = decision.action
         source = decision.source
@@ -293,7 +297,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
         # the value, decoded once, if recording or the action needs it
         value = (
-            value_of(ds, tag, ctx.codec, vr)
+            value_of(ds, key, ctx.codec, vr)
             if vr != "SQ"
             and (
                 action not in (Action.KEEP, Action.REMOVE)
@@ -302,22 +306,22 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             else None
         )
         if ctx.found is not None and recorded is not Action.KEEP:  # kept: nothing to record
-            _record(ds, tag, vr, recorded, plan, ctx.found, parents, value)
+            _record(ds, key, vr, recorded, plan, ctx.found, parents, value)
         if action is Action.REMOVE:
-            del ds[tag]
+            del ds[key]
             continue
         if vr == "SQ":
             if action is Action.ZERO:
-                ds[tag] = DataElement(tag, "SQ", Sequence([]))
+                ds[key] = DataElement(key, "SQ", Sequence([]))
                 continue
             path = values.tag_path(parents, tag)
             inner = _SEQUENCE_MODE.get(action, mode) if mode is not Mode.DUMMY else mode
-            for i, item in enumerate(ds[tag].value or ()):  # K, D, U, C: items cleaned too
+            for i, item in enumerate(ds[key].value or ()):  # K, D, U, C: items cleaned too
                 _walk_item(item, plan, ctx, f"{path}[{i}].", inner)
             continue
         if action is Action.KEEP:
             continue
-        _put(ds, tag, vr, ACTIONS[action](vr, value, ctx), ctx.codec)
+        _put(ds, key, vr, ACTIONS[action](vr, value, ctx), ctx.codec)
     if plan.may_keep_private:
         _drop_empty_private_blocks(ds)
 
