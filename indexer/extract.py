@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import re
@@ -11,6 +12,7 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from indexer.deid import rawvalue
 from indexer.deid.rawvalue import DEFAULT, text_of, value_of
@@ -18,6 +20,7 @@ from indexer.encode import UNDEFINED_LENGTH
 from indexer.records import IndexRecord
 
 BULK_THRESHOLD = 1024  # bytes: larger binary values stay in the copy, referenced by URI
+_INLINE_LIMIT = (BULK_THRESHOLD // 4) * 3  # pydicom's test: base64 length over the threshold
 
 
 def _s(ds: Dataset, keyword: str, codec: str | None = None) -> str | None:
@@ -68,11 +71,65 @@ def _json(ds: Dataset, copy_name: str, codec: str | None) -> dict[str, Any]:
     return out
 
 
+def header_json_text(ds: Dataset, copy_name: str) -> str:
+    """``header_json`` as compact JSON text, as ``json.dumps(..., separators=(",", ":"))``.
+
+    Built from one JSON fragment per element. Most elements of an object repeat in the next
+    (a series' slices share all but a few values), so fragments of small raw values are
+    kept, keyed by tag, VR, bytes and character set: the next object's are looked up, not
+    decoded and encoded again. Tests compare the text with ``json.dumps`` of ``header_json``.
+    """
+    return _json_text(ds, copy_name, rawvalue.codec(ds))
+
+
+def _json_text(ds: Dataset, copy_name: str, codec: str | None) -> str:
+    parts = []
+    for tag, stored in list(ds._dict.items()):  # noqa: SLF001 - the Dataset's own order
+        raw = ds[tag] if isinstance(stored, RawDataElement) and stored.value is None else stored
+        text = _raw_fragment(raw, copy_name, codec) if codec is not None else None
+        if text is None and raw.VR == "SQ" and not isinstance(raw, RawDataElement):
+            items = ",".join(
+                _json_text(item, copy_name, _item_codec(item, codec)) for item in raw.value
+            )
+            text = f'{{"vr":"SQ","Value":[{items}]}}'
+        if text is None:
+            text = _ENCODER.encode(
+                ds[tag].to_json_dict(
+                    bulk_data_element_handler=lambda e: f"{copy_name}#{e.tag:08X}",
+                    bulk_data_threshold=BULK_THRESHOLD,
+                )
+            )
+        parts.append(f'"{tag:08X}":{text}')
+    return "{" + ",".join(parts) + "}"
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_KEPT_FRAGMENT = min(256, _INLINE_LIMIT)  # bytes: larger ones seldom repeat; never bulk data
+
+
+def _raw_fragment(raw: object, copy_name: str, codec: str) -> str | None:
+    """One raw element's JSON text, or None where ``_lean_json`` leaves it to pydicom."""
+    if not isinstance(raw, RawDataElement) or raw.length == UNDEFINED_LENGTH or not raw.VR:
+        return None
+    value = raw.value
+    if isinstance(value, bytes | memoryview) and len(value) <= _KEPT_FRAGMENT:
+        return _fragment(raw.tag.real, raw.VR, bytes(value), codec)
+    doc = _lean_json(raw, copy_name, codec)
+    return None if doc is None else _ENCODER.encode(doc)
+
+
+@functools.lru_cache(maxsize=8192)
+def _fragment(tag: int, vr: str, value: bytes, codec: str) -> str | None:
+    # small values: never bulk data, so the copy's name is not part of the text
+    raw = RawDataElement(BaseTag(tag), vr, len(value), value, 0, False, True)  # noqa: FBT003
+    doc = _lean_json(raw, "", codec)
+    return None if doc is None else _ENCODER.encode(doc)
+
+
 def _item_codec(item: Dataset, codec: str | None) -> str | None:
     return None if codec is None or rawvalue.SPECIFIC_CHARACTER_SET in item else codec
 
 
-_INLINE_LIMIT = (BULK_THRESHOLD // 4) * 3  # pydicom's test: base64 length over the threshold
 _IS = re.compile(r"\s*[+-]?\d+\s*")
 
 
@@ -185,6 +242,6 @@ def index_record(
             "source_id": source_id,
             "run_id": run_id,
             # as JSON text: built once here (in the worker), copied into PostgreSQL as is
-            "header": json.dumps(header_json(ds, copy_name), separators=(",", ":")),
+            "header": header_json_text(ds, copy_name),
         },
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pydicom
 import pytest
@@ -224,12 +225,37 @@ def test_json_header_is_pydicoms(build):
     ds = build()
     lean, reference = _read(ds), _read(ds)
     assert extract.header_json(lean, "copy.dcm") == _pydicom_json(reference)
+    _assert_text_is_the_json(lean)
     # and after de-identification, with the elements it wrote as bytes
     plan = deid.build_plan()
     key = keys.generate().pseudonym
     lean = deid.apply(plan, _read(ds), key).ds
     reference = deid.apply(plan, _read(ds), key).ds
     assert extract.header_json(lean, "copy.dcm") == _pydicom_json(reference)
+    _assert_text_is_the_json(lean)
+
+
+def _assert_text_is_the_json(ds: Dataset) -> None:
+    """The stored JSON text is json.dumps of the header, also from kept fragments."""
+    expected = json.dumps(extract.header_json(ds, "copy.dcm"), separators=(",", ":"))
+    assert extract.header_json_text(ds, "copy.dcm") == expected
+    assert extract.header_json_text(ds, "copy.dcm") == expected  # the second time: kept
+    assert extract.header_json_text(ds, "other.dcm") == expected.replace("copy.dcm", "other.dcm")
+
+
+def test_kept_fragments_follow_the_character_set():
+    """The same bytes in another character set are other text: never a kept fragment."""
+    texts = []
+    for charset in ("ISO_IR 100", "ISO_IR 192"):
+        ds = make_instance(SpecificCharacterSet=charset, PatientName="X")
+        ds["PatientName"].value = "Müller"
+        raw = _read(ds)
+        raw._dict[0x00100010] = raw.get_item(0x00100010)._replace(value=b"M\xc3\xbcller")
+        text = extract.header_json_text(raw, "copy.dcm")
+        assert text == json.dumps(extract.header_json(raw, "copy.dcm"), separators=(",", ":"))
+        texts.append(text)
+    assert '"Alphabetic":"M\\u00c3\\u00bcller"' in texts[0]  # Latin-1: two characters
+    assert '"Alphabetic":"M\\u00fcller"' in texts[1]  # UTF-8: one
 
 
 def test_json_header_decodes_without_pydicom_elements():
