@@ -2,11 +2,16 @@
 
 Every pseudonym is an HMAC-SHA256 of a purpose label and the original under the pseudonym key,
 so no table is needed to stay consistent across batches, processes and machines.
+
+The functions are pure, so recent answers are kept: the slices of a series ask for the same
+study, series and patient pseudonyms again and again (in memory only, like the originals
+being processed).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 
@@ -18,11 +23,13 @@ def _mac(key: bytes, purpose: str, value: str) -> bytes:
     return hmac.new(key, f"{purpose}\x00{value}".encode(), hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=4096)
 def uid(key: bytes, original: str) -> str:
     """Return the pseudonym UID ``2.25.<int>`` of an original UID (PS3.5 B.2)."""
     return UID_ROOT + str(int.from_bytes(_mac(key, "uid", original)[:16], "big"))
 
 
+@functools.lru_cache(maxsize=4096)
 def ident(key: bytes, kind: str, original: str, prefix: str, max_len: int) -> str:
     """Return ``<prefix>-<base32 digest>`` that fits in ``max_len`` characters.
 
@@ -35,6 +42,7 @@ def ident(key: bytes, kind: str, original: str, prefix: str, max_len: int) -> st
     return (head + digest[:n])[:max_len]
 
 
+@functools.lru_cache(maxsize=4096)
 def date_offset_days(key: bytes, patient: str, max_days: int) -> int:
     """Return this patient's date shift: a whole number of days in [-max_days, -1]."""
     n = int.from_bytes(_mac(key, "dateshift", patient)[:8], "big")
