@@ -22,10 +22,9 @@ from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import (
     DataElement,
     RawDataElement,
-    convert_raw_data_element,
     empty_value_for_VR,
 )
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.filereader import read_sequence
 from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
@@ -63,7 +62,7 @@ def read(data: bytes) -> tuple[FileDataset, int] | None:
         meta_elements, pos, _ = _elements(data, 132, meta=True, encoding=default_encoding)
         if not meta_elements or pos >= len(data):
             return None
-        file_meta = FileMetaDataset(Dataset(meta_elements))
+        file_meta = FileMetaDataset(meta_elements)
         file_meta.set_original_encoding(
             is_implicit_vr=False, is_little_endian=True, character_encoding=default_encoding
         )
@@ -75,16 +74,11 @@ def read(data: bytes) -> tuple[FileDataset, int] | None:
         if ts is None or ts in _NOT_EXPLICIT_LE or data[pos : pos + 2] == b"\x00\x00":
             return None  # no transfer syntax, not explicit VR little endian, a command set
         elements, stop, _ = _elements(data, pos, meta=False, encoding=default_encoding)
-        encoding: str | list[str] = default_encoding
-        if _CHARSET in elements:  # as read_dataset decodes it
-            charset = convert_raw_data_element(elements[BaseTag(_CHARSET)]).value  # type: ignore[arg-type]
-            encoding = convert_encodings(charset)
+        # dcmread builds a Dataset of the elements first; FileDataset takes its elements over
+        ds = FileDataset(io.BytesIO(data), elements, data[:128], file_meta, False, True)  # noqa: FBT003
+        ds.set_original_encoding(False, True, ds._character_set)  # noqa: FBT003, SLF001
     except Exception:  # noqa: BLE001 - anything odd: dcmread reads it, and says what is wrong
         return None
-    dataset = Dataset(elements, parent_encoding=default_encoding)
-    dataset.set_original_encoding(False, True, encoding)  # noqa: FBT003 - pydicom's signature
-    ds = FileDataset(io.BytesIO(data), dataset, data[:128], file_meta, False, True)  # noqa: FBT003
-    ds.set_original_encoding(False, True, dataset._character_set)  # noqa: FBT003, SLF001
     return ds, stop
 
 

@@ -77,7 +77,7 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
         pixels = _pixels_in_place(data, stop, ds)
         if pixels is None:
             return read_dataset(data)
-        ds[PIXEL_DATA] = pixels
+        ds._dict[pixels.tag] = pixels  # noqa: SLF001 - stored raw, as dcmread stores it
     if len(ds) == 0:
         raise SourceError("the file ends before its data set", reason="truncated")
     last = ds.get_item(max(ds._dict, key=int))  # noqa: SLF001 - ints compare in C
