@@ -32,6 +32,12 @@ def _i(ds: Dataset, keyword: str, codec: str | None = None) -> int | None:
     tag = tag_for_keyword(keyword)
     if tag is None or tag not in ds:
         return None
+    raw = ds.get_item(tag)
+    if isinstance(raw, RawDataElement) and raw.VR == "IS" and isinstance(raw.value, bytes):
+        text = raw.value.decode("latin-1")
+        if _IS.fullmatch(text.rstrip("\x00")):  # one plain integer: read here, no element
+            return int(text.rstrip("\x00"))
+        # empty, several values, "1.0", ...: as pydicom reads them
     v = value_of(ds, tag, codec)
     if v is None or v == "":
         return None
@@ -85,22 +91,40 @@ def header_json_text(ds: Dataset, copy_name: str) -> str:
 def _json_text(ds: Dataset, copy_name: str, codec: str | None) -> str:
     parts = []
     for tag, stored in list(ds._dict.items()):  # noqa: SLF001 - the Dataset's own order
-        raw = ds[tag] if isinstance(stored, RawDataElement) and stored.value is None else stored
-        text = _raw_fragment(raw, copy_name, codec) if codec is not None else None
-        if text is None and raw.VR == "SQ" and not isinstance(raw, RawDataElement):
-            items = ",".join(
-                _json_text(item, copy_name, _item_codec(item, codec)) for item in raw.value
-            )
-            text = f'{{"vr":"SQ","Value":[{items}]}}'
-        if text is None:
-            text = _ENCODER.encode(
-                ds[tag].to_json_dict(
-                    bulk_data_element_handler=lambda e: f"{copy_name}#{e.tag:08X}",
-                    bulk_data_threshold=BULK_THRESHOLD,
-                )
-            )
+        if isinstance(stored, rawvalue.Marking) and isinstance(stored.value, bytes):
+            text = _marking_text(tag.real, stored.VR, stored.value, codec)
+        else:
+            text = _element_text(ds, tag, stored, copy_name, codec)
         parts.append(f'"{tag:08X}":{text}')
     return "{" + ",".join(parts) + "}"
+
+
+def _element_text(ds: Dataset, tag: int, stored: object, copy_name: str, codec: str | None) -> str:
+    raw = ds[tag] if isinstance(stored, RawDataElement) and stored.value is None else stored
+    text = _raw_fragment(raw, copy_name, codec) if codec is not None else None
+    if text is None and raw.VR == "SQ" and not isinstance(raw, RawDataElement):  # type: ignore[attr-defined]
+        items = ",".join(
+            _json_text(item, copy_name, _item_codec(item, codec))
+            for item in raw.value  # type: ignore[attr-defined]
+        )
+        text = f'{{"vr":"SQ","Value":[{items}]}}'
+    if text is None:
+        text = _ENCODER.encode(
+            ds[tag].to_json_dict(
+                bulk_data_element_handler=lambda e: f"{copy_name}#{e.tag:08X}",
+                bulk_data_threshold=BULK_THRESHOLD,
+            )
+        )
+    return text
+
+
+@functools.lru_cache(maxsize=64)
+def _marking_text(tag: int, vr: str, value: bytes, codec: str | None) -> str:
+    """The JSON of a marking element (the same for every copy), made once, on a copy of it."""
+    key = BaseTag(tag)
+    holder = Dataset()
+    holder._dict[key] = rawvalue.Marking(key, vr, len(value), value, 0, False, True)  # noqa: SLF001, FBT003
+    return _element_text(holder, key, holder.get_item(key), "", codec)
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))

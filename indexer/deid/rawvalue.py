@@ -61,6 +61,16 @@ class Written(RawDataElement):
     __slots__ = ()
 
 
+class Marking(Written):
+    """An element of the PS3.15 marking every copy gets (the same constant bytes each time).
+
+    Nothing of the original is in it: the leak check does not decode it again for each copy
+    (its bytes are still searched with the rest of the header).
+    """
+
+    __slots__ = ()
+
+
 def codec(ds: Dataset) -> str | None:
     """The codec to read ``ds``'s text with, or None where pydicom must do the decoding.
 
@@ -186,8 +196,8 @@ def encode(tag: int, vr: str, value: object) -> Written | None:
     return Written(BaseTag(tag), vr, len(data), data, 0, False, True)  # noqa: FBT003
 
 
-def written(elem: DataElement) -> Written:
-    """``elem`` as pydicom writes it (explicit VR little endian), as a ``Written`` element.
+def written(elem: DataElement) -> Marking:
+    """``elem`` as pydicom writes it (explicit VR little endian), as a ``Marking`` element.
 
     For values built once and shared by every object (a frozen tuple, safe to share).
     """
@@ -196,7 +206,7 @@ def written(elem: DataElement) -> Written:
     write_data_element(fp, elem, [DEFAULT])
     data = fp.getvalue()
     head = 12 if data[4:6] in LONG_LENGTH_VRS else 8
-    return Written(BaseTag(elem.tag), elem.VR, len(data) - head, data[head:], 0, False, True)  # noqa: FBT003
+    return Marking(BaseTag(elem.tag), elem.VR, len(data) - head, data[head:], 0, False, True)  # noqa: FBT003
 
 
 def _bytes(vr: str, value: object) -> bytes | None:

@@ -12,6 +12,7 @@ import warnings
 
 from pydicom.dataset import Dataset
 
+from indexer.deid import rawvalue
 from indexer.deid.actions import DUMMY
 from indexer.deid.profile import COMPOUND, Plan, decide, resolve
 from indexer.deid.rules import SiteRule
@@ -98,7 +99,8 @@ def outside_values(ds: Dataset) -> dict[str, str]:
         warnings.simplefilter("ignore")
         for tag in META_PHI:
             if meta is not None and tag in meta:
-                add(found, meta[tag].value, tag_path("file meta ", tag))
+                value = rawvalue.value_of(meta, tag, rawvalue.DEFAULT)
+                add(found, value, tag_path("file meta ", tag))
     preamble = getattr(ds, "preamble", None) or b""
     for word in preamble.decode("latin-1").split():
         if len(word) >= MIN_LENGTH * 2 and word.isprintable():

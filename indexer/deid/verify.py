@@ -19,7 +19,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from indexer.deid import rawvalue
-from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Written
+from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Marking, Written
 from indexer.deid.values import (
     MADE_UP,
     MIN_LENGTH,
@@ -55,8 +55,9 @@ def _decoded(ds: Dataset, *, changed_only: bool) -> Iterable[tuple[str, str]]:
         if charset is not None and SPECIFIC_CHARACTER_SET in d and parents:
             charset = None  # an item with a character set of its own: pydicom decodes it
         for tag, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
-            if changed_only and isinstance(raw, RawDataElement) and not isinstance(raw, Written):
-                continue
+            unchanged = isinstance(raw, RawDataElement) and not isinstance(raw, Written)
+            if (changed_only and unchanged) or isinstance(raw, Marking):
+                continue  # as read, or the constant marking: the header bytes search covers it
             path = tag_path(parents, tag)
             value = _lean_value(raw, charset)
             if value is not UNDECODED:

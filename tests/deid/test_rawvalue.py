@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 
 import pydicom
 import pytest
@@ -225,22 +226,29 @@ def test_json_header_is_pydicoms(build):
     ds = build()
     lean, reference = _read(ds), _read(ds)
     assert extract.header_json(lean, "copy.dcm") == _pydicom_json(reference)
-    _assert_text_is_the_json(lean)
+    _assert_text_is_the_json(lambda: _read(ds))
     # and after de-identification, with the elements it wrote as bytes
     plan = deid.build_plan()
     key = keys.generate().pseudonym
     lean = deid.apply(plan, _read(ds), key).ds
     reference = deid.apply(plan, _read(ds), key).ds
     assert extract.header_json(lean, "copy.dcm") == _pydicom_json(reference)
-    _assert_text_is_the_json(lean)
+    _assert_text_is_the_json(lambda: deid.apply(plan, _read(ds), key).ds)
 
 
-def _assert_text_is_the_json(ds: Dataset) -> None:
-    """The stored JSON text is json.dumps of the header, also from kept fragments."""
-    expected = json.dumps(extract.header_json(ds, "copy.dcm"), separators=(",", ":"))
+def _assert_text_is_the_json(fresh: Callable[[], Dataset]) -> None:
+    """The stored JSON text is json.dumps of the header: on an object no JSON was made of
+    yet (kept fragments, the marking), a second time (from what is kept), and on one whose
+    elements pydicom has converted since."""
+    expected = json.dumps(extract.header_json(fresh(), "copy.dcm"), separators=(",", ":"))
+    ds = fresh()
     assert extract.header_json_text(ds, "copy.dcm") == expected
-    assert extract.header_json_text(ds, "copy.dcm") == expected  # the second time: kept
-    assert extract.header_json_text(ds, "other.dcm") == expected.replace("copy.dcm", "other.dcm")
+    assert extract.header_json_text(fresh(), "copy.dcm") == expected
+    assert extract.header_json_text(fresh(), "other.dcm") == expected.replace(
+        "copy.dcm", "other.dcm"
+    )
+    extract.header_json(ds, "copy.dcm")  # converts what pydicom must convert
+    assert extract.header_json_text(ds, "copy.dcm") == expected
 
 
 def test_kept_fragments_follow_the_character_set():
@@ -263,3 +271,20 @@ def test_json_header_decodes_without_pydicom_elements():
     extract.header_json(ds, "copy.dcm")
     still_raw = [t for t in ds.keys() if isinstance(ds.get_item(t), RawDataElement)]  # noqa: SIM118
     assert len(still_raw) > len(ds) * 0.8
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("12", 12), (" 7 ", 7), ("+4", 4), ("-3", -3), ("", None), ("1\\2", None), ("1.0", 1)],
+)
+def test_integer_columns_read_as_pydicom_reads_them(text, expected):
+    ds = make_instance()
+    ds.add_new(0x00200013, "IS", text)  # InstanceNumber
+    raw = _read(ds)
+    record = extract.index_record(
+        raw, copy_name="c.dcm", sha256="0" * 64, size=1, source_id="s", run_id=1
+    )
+    reference = _read(ds).InstanceNumber
+    assert record.instance["instance_number"] == expected
+    if expected is not None:
+        assert record.instance["instance_number"] == int(reference)
