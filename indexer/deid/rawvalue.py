@@ -102,6 +102,8 @@ def charset_unchanged(ds: Dataset) -> bool:
 def vr_of(raw: Any, tag: int) -> str:  # noqa: ANN401
     """An element's VR; from the dictionary where the file gave none (implicit VR)."""
     vr = raw.VR
+    if type(vr) is str and len(vr) == 2:  # noqa: PLR2004 - the common case, as read
+        return vr
     if vr is None:
         try:
             vr = dictionary_VR(tag)

@@ -9,6 +9,7 @@ element paths, never values.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import warnings
@@ -150,15 +151,25 @@ def _by_chance(value: str, text: str, generated: Collection[str]) -> bool:
 
 def _encoded_in(value: str, raw: bytes, generated: Collection[str]) -> str | None:
     """The encoding in which ``value`` occurs in ``raw`` outside every generated value."""
+    for enc, needle in _needles(value):
+        if needle in raw and _outside(needle, raw, generated):
+            return enc
+    return None
+
+
+@functools.lru_cache(maxsize=8192)  # a series' slices share most values: kept, in memory only
+def _needles(value: str) -> tuple[tuple[str, bytes], ...]:
+    """(encoding, bytes) of ``value`` in each encoding searched, long enough to count."""
+    needles = []
     for enc in ("utf-8", "utf-16-le") if value.isascii() else ENCODINGS:
         # ASCII: the same bytes in every encoding here but UTF-16
         try:
             needle = value.encode(enc)
         except (UnicodeEncodeError, LookupError):
             continue
-        if len(needle) >= MIN_LENGTH and needle in raw and _outside(needle, raw, generated):
-            return enc
-    return None
+        if len(needle) >= MIN_LENGTH:
+            needles.append((enc, needle))
+    return tuple(needles)
 
 
 def _outside(needle: bytes, raw: bytes, generated: Collection[str]) -> bool:
