@@ -7,6 +7,7 @@ read, file meta, encodings, preamble); de-identifying either gives the same copy
 from __future__ import annotations
 
 import io
+import random
 
 import pydicom
 import pytest
@@ -180,3 +181,24 @@ def test_a_file_cut_inside_pixel_data_is_refused_as_truncated():
     with pytest.raises(SourceError) as e:
         read_dataset(SIMPLE["cut inside Pixel Data"](), pixels_in_place=True)
     assert e.value.reason == "truncated"
+
+
+def test_damaged_headers_are_left_to_dcmread_or_read_as_it_reads_them():
+    """Random damage to the header (and cuts): never an exception, never another reading."""
+    rng = random.Random(5)  # noqa: S311 - reproducible damage, not secrets
+    bases = [SIMPLE[k]() for k in ("plain", "undefined lengths", "character set", "encapsulated")]
+    taken = 0
+    for _ in range(400):
+        data = bytearray(rng.choice(bases))
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(128, min(len(data), 2000))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            data = data[: rng.randrange(132, len(data))]
+        fast = fastread.read(bytes(data))
+        if fast is None:
+            continue
+        taken += 1
+        expected, stop = _dcmread(bytes(data))  # dcmread reads whatever the fast reader took
+        assert fast[1] == stop
+        assert _state(fast[0]) == _state(expected)
+    assert taken > 100  # most damage to values leaves the structure readable
