@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
@@ -50,40 +50,18 @@ def _i(ds: Dataset, keyword: str, codec: str | None = None) -> int | None:
 def header_json(ds: Dataset, copy_name: str) -> dict[str, Any]:
     """The DICOM JSON model (PS3.18 F.2) of ``ds``; bulk data become URIs into the copy.
 
-    What pydicom's ``to_json_dict`` gives, built from the elements' bytes where ``rawvalue``
-    can decode them (tests compare the two), and by pydicom elsewhere.
+    What pydicom's ``to_json_dict`` gives (tests compare the two): ``header_json_text``, read.
     """
-    return _json(ds, copy_name, rawvalue.codec(ds))
-
-
-def _json(ds: Dataset, copy_name: str, codec: str | None) -> dict[str, Any]:
-    def bulk(elem: DataElement) -> str:
-        return f"{copy_name}#{elem.tag:08X}"
-
-    out: dict[str, Any] = {}
-    for tag, stored in list(ds._dict.items()):  # noqa: SLF001 - the Dataset's own order
-        raw = ds[tag] if isinstance(stored, RawDataElement) and stored.value is None else stored
-        doc = _lean_json(raw, copy_name, codec) if codec is not None else None
-        if doc is None and raw.VR == "SQ" and not isinstance(raw, RawDataElement):
-            doc = {
-                "vr": "SQ",
-                "Value": [_json(item, copy_name, _item_codec(item, codec)) for item in raw.value],
-            }
-        if doc is None:
-            doc = ds[tag].to_json_dict(
-                bulk_data_element_handler=bulk, bulk_data_threshold=BULK_THRESHOLD
-            )
-        out[f"{tag:08X}"] = doc
-    return out
+    return json.loads(header_json_text(ds, copy_name))  # type: ignore[no-any-return]
 
 
 def header_json_text(ds: Dataset, copy_name: str) -> str:
-    """``header_json`` as compact JSON text, as ``json.dumps(..., separators=(",", ":"))``.
+    """``header_json`` as compact JSON text (what the index stores), one fragment per element.
 
-    Built from one JSON fragment per element. Most elements of an object repeat in the next
-    (a series' slices share all but a few values), so fragments of small raw values are
-    kept, keyed by tag, VR, bytes and character set: the next object's are looked up, not
-    decoded and encoded again. Tests compare the text with ``json.dumps`` of ``header_json``.
+    Built from the elements' bytes where ``rawvalue`` can decode them, by pydicom elsewhere.
+    Most elements of an object repeat in the next (a series' slices share all but a few
+    values), so fragments of small raw values are kept, keyed by tag, VR, bytes and
+    character set: the next object's are looked up, not decoded and encoded again.
     """
     return _json_text(ds, copy_name, rawvalue.codec(ds))
 
