@@ -59,7 +59,7 @@ def read(data: bytes) -> tuple[FileDataset, int] | None:
     if data[128:132] != b"DICM":
         return None
     try:
-        meta_elements, pos, _ = _elements(data, 132, meta=True, encoding=default_encoding)
+        meta_elements, pos = _elements(data, 132, meta=True)
         if not meta_elements or pos >= len(data):
             return None
         file_meta = FileMetaDataset(meta_elements)
@@ -73,7 +73,7 @@ def read(data: bytes) -> tuple[FileDataset, int] | None:
         ts = file_meta.get("TransferSyntaxUID")
         if ts is None or ts in _NOT_EXPLICIT_LE or data[pos : pos + 2] == b"\x00\x00":
             return None  # no transfer syntax, not explicit VR little endian, a command set
-        elements, stop, _ = _elements(data, pos, meta=False, encoding=default_encoding)
+        elements, stop = _elements(data, pos, meta=False)
         # dcmread builds a Dataset of the elements first; FileDataset takes its elements over
         ds = FileDataset(io.BytesIO(data), elements, data[:128], file_meta, False, True)  # noqa: FBT003
         ds.set_original_encoding(False, True, ds._character_set)  # noqa: FBT003, SLF001
@@ -83,13 +83,14 @@ def read(data: bytes) -> tuple[FileDataset, int] | None:
 
 
 def _elements(
-    data: bytes, pos: int, *, meta: bool, encoding: str | list[str]
-) -> tuple[dict[BaseTag, RawDataElement | DataElement], int, str | list[str]]:
+    data: bytes, pos: int, *, meta: bool
+) -> tuple[dict[BaseTag, RawDataElement | DataElement], int]:
     """Elements from ``pos``: the file meta group, or the data set up to Pixel Data.
 
-    Returns the elements, where reading stopped and the data set's character set.
+    Returns the elements and where reading stopped.
     """
     out: dict[BaseTag, RawDataElement | DataElement] = {}
+    encoding: str | list[str] = default_encoding  # for sequences of undefined length
     end = len(data)
     while pos < end:
         group, number, vr_bytes, length = _HEAD.unpack_from(data, pos)
@@ -117,9 +118,9 @@ def _elements(
             raise _Irregular  # cut short: dcmread says how
         value = data[start:pos] if length else empty_value_for_VR(vr, raw=True)
         if tag == _CHARSET:
-            encoding = convert_encodings(convert_string(data[start:pos], True))  # noqa: FBT003
+            encoding = convert_encodings(convert_string(value or b"", True))  # type: ignore[arg-type]  # noqa: FBT003
         out[key] = RawDataElement(key, vr, length, value, start, False, True)  # type: ignore[arg-type]  # noqa: FBT003
-    return out, pos, encoding
+    return out, pos
 
 
 def _sequence(

@@ -47,9 +47,9 @@ def _save(ds: pydicom.Dataset, ts: pydicom.uid.UID) -> bytes:
 
 def _undefined_lengths() -> bytes:
     ds = make_instance(1, 1, 1, 2, rows=8, columns=8)
-    seq = ds.AnatomicRegionSequence
-    seq.is_undefined_length = True
-    for item in seq:
+    ds.SpecificCharacterSet = "ISO_IR 100"  # items read in the data set's character set
+    ds["AnatomicRegionSequence"].is_undefined_length = True  # the element's, not the list's
+    for item in ds.AnatomicRegionSequence:
         item.is_undefined_length_sequence_item = True
     return to_bytes(ds)
 
@@ -172,6 +172,7 @@ def test_irregular_files_are_left_to_dcmread(name):
 def test_the_sequence_items_read_as_pydicom_reads_them():
     ds, _ = fastread.read(_undefined_lengths())
     expected, _ = _dcmread(_undefined_lengths())
+    assert ds["AnatomicRegionSequence"].is_undefined_length  # read by pydicom's read_sequence
     seq = ds.AnatomicRegionSequence
     assert seq == expected.AnatomicRegionSequence
     assert all(item.is_undefined_length_sequence_item for item in seq)
