@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import MutableSequence
 
 import pydicom.uid
+from pydicom import config
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import (
     DataElement,
     RawDataElement,
     empty_value_for_VR,
 )
-from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filereader import read_sequence
+from pydicom.hooks import hooks
+from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 from pydicom.values import convert_string
@@ -83,30 +87,30 @@ def read(data: bytes) -> tuple[FileDataset, int] | None:
 
 
 def _elements(
-    data: bytes, pos: int, *, meta: bool
+    data: bytes,
+    pos: int,
+    *,
+    meta: bool,
+    end: int | None = None,
+    encoding: str | MutableSequence[str] = default_encoding,
 ) -> tuple[dict[BaseTag, RawDataElement | DataElement], int]:
     """Elements from ``pos``: the file meta group, or the data set up to Pixel Data.
 
+    With ``end``, a sequence item's elements, which end exactly there and do not stop at
+    Pixel Data; ``encoding`` is then the parent's (for sequences of undefined length).
     Returns the elements and where reading stopped.
     """
     out: dict[BaseTag, RawDataElement | DataElement] = {}
-    encoding: str | list[str] = default_encoding  # for sequences of undefined length
-    end = len(data)
+    stops = _STOP if end is None and not meta else frozenset()
+    end = len(data) if end is None else end
     while pos < end:
-        group, number, vr_bytes, length = _HEAD.unpack_from(data, pos)
-        if meta and group != 2:  # noqa: PLR2004 - the file meta group
+        tag, vr, length, start = _head(data, pos)
+        if meta and tag >> 16 != 2:  # noqa: PLR2004 - the file meta group
             break
-        tag = group << 16 | number
-        vr = _VRS.get(vr_bytes)
-        if vr is None or (group in (2, 0xFFFE) and not meta):
-            raise _Irregular  # not explicit VR, or a group out of place
-        if vr_bytes in _LONG:  # (unpacking past the end raises struct.error: irregular too)
-            length = _LENGTH.unpack_from(data, pos + 8)[0]
-            start = pos + 12
-        else:
-            start = pos + 8
-        if not meta and tag in _STOP:
+        if tag in stops:
             break
+        if not meta and tag >> 16 in (2, 0xFFFE):
+            raise _Irregular  # a group out of place
         key = BaseTag(tag)
         if length == _UNDEFINED:
             if vr != "SQ" or meta:
@@ -115,19 +119,127 @@ def _elements(
             continue
         pos = start + length
         if pos > end:
-            raise _Irregular  # cut short: dcmread says how
+            raise _Irregular  # cut short (or past its item's end): pydicom says how
         value = data[start:pos] if length else empty_value_for_VR(vr, raw=True)
         if tag == _CHARSET:
             encoding = convert_encodings(convert_string(value or b"", True))  # type: ignore[arg-type]  # noqa: FBT003
         out[key] = RawDataElement(key, vr, length, value, start, False, True)  # type: ignore[arg-type]  # noqa: FBT003
+    if pos > end:
+        raise _Irregular  # a sequence of undefined length ran past its item's end
     return out, pos
 
 
+def _head(data: bytes, pos: int) -> tuple[int, str, int, int]:
+    """An explicit VR element's tag, VR, length and where its value starts.
+
+    Unpacking past the end raises struct.error, an unknown VR _Irregular: both irregular.
+    """
+    group, number, vr_bytes, length = _HEAD.unpack_from(data, pos)
+    vr = _VRS.get(vr_bytes)
+    if vr is None:
+        raise _Irregular  # not explicit VR
+    if vr_bytes in _LONG:
+        return group << 16 | number, vr, _LENGTH.unpack_from(data, pos + 8)[0], pos + 12
+    return group << 16 | number, vr, length, pos + 8
+
+
 def _sequence(
-    data: bytes, key: BaseTag, start: int, encoding: str | list[str]
+    data: bytes, key: BaseTag, start: int, encoding: str | MutableSequence[str]
 ) -> tuple[DataElement, int]:
     """A sequence of undefined length, read by pydicom as dcmread reads it; and its end."""
     fp = io.BytesIO(data)
     fp.seek(start)
     seq = read_sequence(fp, False, True, _UNDEFINED, encoding)  # noqa: FBT003
     return DataElement(key, "SQ", seq, start, is_undefined_length=True), fp.tell()
+
+
+_ITEM = 0xFFFEE000
+_ITEM_HEAD = struct.Struct("<HHL")
+_HOOKS = (hooks.raw_element_vr, hooks.raw_element_value)  # pydicom's own conversions
+
+
+def sequence(ds: Dataset, key: BaseTag) -> Sequence:
+    """``ds[key].value`` for a sequence: a raw one of the simple kind is read here.
+
+    The result, and the element left in ``ds``, are what pydicom's conversion makes of it
+    (explicit VR little endian items of defined length, no character set of their own, no
+    private tag); anything else is converted by pydicom.
+    """
+    raw = ds._dict[key]  # noqa: SLF001
+    if (
+        type(raw) is RawDataElement
+        and raw.VR == "SQ"
+        and raw.is_implicit_VR is False
+        and raw.is_little_endian is True
+        and isinstance(raw.value, bytes)
+        and raw.length == len(raw.value)
+        and not (key >> 16) & 1
+        and config.data_element_callback is None
+        and (hooks.raw_element_vr, hooks.raw_element_value) == _HOOKS
+        and not hooks.raw_element_kwargs
+    ):
+        encoding = ds.original_character_set or ds._character_set  # noqa: SLF001 - as pydicom
+        try:
+            items = _items(raw.value, raw.value_tell, encoding or [default_encoding])
+        except Exception:  # noqa: BLE001 - anything odd: pydicom converts it, as it would
+            items = None
+        if items is not None:
+            elem = DataElement(key, "SQ", items, raw.value_tell, False, already_converted=True)  # noqa: FBT003
+            ds._dict[key] = elem  # noqa: SLF001 - as __setitem__ stores a public sequence
+            ds._set_pixel_representation(elem)  # noqa: SLF001 - as __getitem__ does next
+            return items
+    seq: Sequence = ds[key].value
+    return seq
+
+
+def _items(value: bytes, offset: int, encoding: str | MutableSequence[str]) -> Sequence | None:
+    """The items of a sequence value, as ``read_sequence`` reads them; None if unusual."""
+    out = []
+    pos, end = 0, len(value)
+    while pos < end:
+        group, number, length = _ITEM_HEAD.unpack_from(value, pos)
+        if group << 16 | number != _ITEM or length in (0, _UNDEFINED):
+            return None  # not an item, an empty one (pydicom guesses its VR), undefined
+        start = pos + 8
+        elements, stop = _elements(value, start, meta=False, end=start + length, encoding=encoding)
+        if stop != start + length or _CHARSET in elements:
+            return None
+        out.append(_item(elements, encoding, pos + offset))
+        pos = stop
+    seq = Sequence(out)
+    seq.is_undefined_length = False
+    return seq
+
+
+def _item_state() -> tuple[dict[str, object], tuple[str, ...]]:
+    """What ``read_dataset`` leaves in an item's ``__dict__``, and its mutable parts."""
+    item = Dataset({}, parent_encoding=default_encoding)
+    item.set_original_encoding(False, True, default_encoding)  # noqa: FBT003
+    item.is_undefined_length_sequence_item = False
+    state = dict(vars(item))
+    fresh = tuple(k for k, v in state.items() if isinstance(v, dict | list) and k != "_dict")
+    return state, fresh
+
+
+_ITEM_STATE, _FRESH = _item_state()
+
+
+def _item(
+    elements: dict[BaseTag, RawDataElement | DataElement],
+    encoding: str | MutableSequence[str],
+    tell: int,
+) -> Dataset:
+    """``Dataset(elements, parent_encoding=encoding)`` with what ``read_sequence_item`` sets.
+
+    Its attributes are set in one step (``Dataset.__setattr__`` checks every name for a DICOM
+    keyword); the state is taken from a Dataset pydicom made, so it follows pydicom's version.
+    """
+    item = Dataset.__new__(Dataset)
+    state = item.__dict__
+    state.update(_ITEM_STATE)
+    for name in _FRESH:
+        state[name] = state[name].copy()
+    state["_dict"] = elements
+    state["_parent_encoding"] = state["_read_charset"] = encoding
+    state["seq_item_tell"] = state["file_tell"] = tell
+    return item

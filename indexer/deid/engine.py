@@ -20,7 +20,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from indexer import __version__
+from indexer import __version__, fastread
 from indexer.deid import burned_in, iod, pseudonym, rawvalue, values
 from indexer.deid.actions import ACTIONS, BINARY_VRS, Context
 from indexer.deid.profile import (
@@ -316,7 +316,8 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
                 continue
             path = values.tag_path(parents, tag)
             inner = _SEQUENCE_MODE.get(action, mode) if mode is not Mode.DUMMY else mode
-            for i, item in enumerate(ds[key].value or ()):  # K, D, U, C: items cleaned too
+            items = fastread.sequence(ds, key) if ctx.codec is not None else ds[key].value
+            for i, item in enumerate(items or ()):  # K, D, U, C: items cleaned too
                 _walk_item(item, plan, ctx, f"{path}[{i}].", inner)
             continue
         if action is Action.KEEP:
