@@ -28,6 +28,7 @@ from indexer.deid.profile import (
     CREATOR_FIRST,
     CREATOR_LAST,
     PRIVATE_FIRST,
+    Decision,
     Plan,
     decide,
     resolve,
@@ -273,26 +274,11 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             if ctx.found is not None:
                 values.add(ctx.found, ctx.replaced.get(tag), values.tag_path(parents, tag))
             continue  # already replaced by its pseudonym
-        decision = decide(plan, ds, tag, vr)
+        attr_type = types.get(tag, "3") if top and types is not None else None
+        decision, action, recorded, source = _choice(plan, ds, tag, vr, attr_type, mode)
         if isinstance(decision, SiteRule):  # a computing site method: redact, dateshift, ...
             _compute(ds, key, vr, decision, plan, ctx, parents)
             continue
-        action = recorded = decision.action
-        source = decision.source
-        if action in COMPOUND:
-            attr_type = types.get(tag, "3") if top and types is not None else None
-            recorded = resolve(action, vr)  # what values.collect decides, type unknown
-            action = resolve(action, vr, attr_type)
-            source += f" {decision.action.value} -> {action.value} " + (
-                f"(Type {attr_type} in the IOD)" if attr_type else "(type unknown: safe choice)"
-            )
-        if action is Action.KEEP and mode is not Mode.NORMAL and vr in _MODE_VRS[mode]:
-            # inside a sequence the profile replaces (D) or cleans (C): free text goes too
-            action = Action.DUMMY if mode is Mode.DUMMY or vr not in ("DA", "DT") else Action.CLEAN
-            source = f"inside a sequence whose content is {mode.value}: {vr} replaced"
-        if action is Action.CLEAN and vr in BINARY_VRS:
-            action = Action.REMOVE  # bitmaps and curves cannot be cleaned automatically
-            source += ": binary data cannot be cleaned automatically, removed"
         if ctx.trace is not None:
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
         # the value, decoded once, if recording or the action needs it
@@ -325,6 +311,53 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
         _put(ds, key, vr, ACTIONS[action](vr, value, ctx), ctx.codec)
     if plan.may_keep_private:
         _drop_empty_private_blocks(ds)
+
+
+Choice = tuple[Decision | SiteRule, Action, Action, str]
+MEMO_LIMIT = 20_000  # public tags seen with a VR, type and mode: far fewer in practice
+
+
+def _choice(
+    plan: Plan, ds: Dataset, tag: int, vr: str, attr_type: str | None, mode: Mode
+) -> Choice:
+    """What the walk does with one element: decision, action, recorded action and why.
+
+    The recorded action is the compound one resolved without the type, as
+    ``values.collect`` resolves it. A function of the plan and these arguments alone (and,
+    for a private element, of its creator, read from ``ds``): kept in the plan for public
+    tags.
+    """
+    private = (tag >> 16) & 1
+    memo_key = (tag, vr, attr_type, mode)
+    if not private:
+        known = plan.memo.get(memo_key)
+        if known is not None:
+            return known  # type: ignore[return-value]
+    decision = decide(plan, ds, tag, vr)
+    if isinstance(decision, SiteRule):
+        choice: Choice = (decision, Action.KEEP, Action.KEEP, decision.source)
+    else:
+        action = recorded = decision.action
+        source = decision.source
+        if action in COMPOUND:
+            recorded = resolve(action, vr)  # what values.collect decides, type unknown
+            action = resolve(action, vr, attr_type)
+            source += f" {decision.action.value} -> {action.value} " + (
+                f"(Type {attr_type} in the IOD)" if attr_type else "(type unknown: safe choice)"
+            )
+        if action is Action.KEEP and mode is not Mode.NORMAL and vr in _MODE_VRS[mode]:
+            # inside a sequence the profile replaces (D) or cleans (C): free text goes too
+            action = Action.DUMMY if mode is Mode.DUMMY or vr not in ("DA", "DT") else Action.CLEAN
+            source = f"inside a sequence whose content is {mode.value}: {vr} replaced"
+        if action is Action.CLEAN and vr in BINARY_VRS:
+            action = Action.REMOVE  # bitmaps and curves cannot be cleaned automatically
+            source += ": binary data cannot be cleaned automatically, removed"
+        choice = (decision, action, recorded, source)
+    if not private:
+        if len(plan.memo) >= MEMO_LIMIT:
+            plan.memo.clear()
+        plan.memo[memo_key] = choice
+    return choice
 
 
 def _walk_item(item: Dataset, plan: Plan, ctx: Context, parents: str, mode: Mode) -> None:

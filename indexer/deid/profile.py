@@ -71,6 +71,10 @@ class Plan:
     rules: RuleSet = field(default_factory=RuleSet)
     safe_private: frozenset[tuple[str, int]] = frozenset()
     pixel_masks: tuple[Mask, ...] = ()
+    # what the engine's walk made of the plan for a public tag (engine._choice); bounded
+    memo: dict[tuple[object, ...], object] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @property
     def may_keep_private(self) -> bool:

@@ -492,3 +492,43 @@ def test_ascii_is_the_same_bytes_in_every_searched_encoding_but_utf16():
     for enc in verify.ENCODINGS:
         if enc != "utf-16-le":
             assert text.encode(enc) == text.encode("ascii"), enc
+
+
+class _Forgetful(dict):
+    """A memo that keeps nothing: every choice is made afresh."""
+
+    def __setitem__(self, key, value):
+        pass
+
+
+def _applied(plan, ds: Dataset) -> tuple[bytes, list[object], dict[str, str]]:
+    trace: list[object] = []
+    found: dict[str, str] = {}
+    result = deid.apply(plan, _roundtrip(ds), KEY, trace=trace, found=found)
+    return encode(result.ds).data, trace, found
+
+
+@pytest.mark.parametrize("names", OPTION_SETS, ids=lambda n: "+".join(n) or "basic")
+def test_choices_kept_in_the_plan_are_the_choices_made_afresh(names):
+    """The walk keeps what it decides per public tag, VR, type and sequence mode in the plan:
+    a plan used before (twice, on objects with other SOP classes) decides every element of
+    the kitchen sink as a plan that keeps nothing, trace and recorded values included."""
+    ds = kitchen_sink.build()[0]
+    other = kitchen_sink.build()[0]
+    other.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR: other attribute types
+    used = build_plan(names)
+    for d in (other, ds):
+        _applied(used, d)
+    assert len(used.memo) > 100
+    fresh = build_plan(names)
+    object.__setattr__(fresh, "memo", _Forgetful())
+    assert _applied(used, ds) == _applied(fresh, ds)
+    assert not fresh.memo
+
+
+def test_the_plan_memo_stays_bounded(monkeypatch):
+    monkeypatch.setattr(deid.engine, "MEMO_LIMIT", 10)
+    plan = build_plan()
+    out = _applied(plan, kitchen_sink.build()[0])
+    assert 0 < len(plan.memo) <= 10
+    assert out == _applied(build_plan(), kitchen_sink.build()[0])

@@ -365,3 +365,29 @@ def test_a_rule_that_drops_a_required_uid_fails_the_object_not_the_run(method):
         _apply(plan)
     assert e.value.reason == "missing_uid"
     assert "SeriesInstanceUID" in e.value.message
+
+
+def test_one_plan_decides_private_elements_by_each_object_s_creator():
+    """The same private tag under another creator, in the next object: decided afresh."""
+    plan = _plan(
+        [{"select": {"private_creator": "SYNTHETIC PHI", "element": "02"}, "method": "keep"}]
+    )
+    assert _apply(plan).private_block(0x0009, "SYNTHETIC PHI")[0x02].value
+    ds = make_instance()
+    for tag in [t for t in ds.keys() if t.is_private]:  # noqa: SIM118 - tags
+        del ds[tag]
+    block = ds.private_block(0x0009, "SOMEONE ELSE", create=True)
+    block.add_new(0x02, "UI", "1.2.3.999")  # the tag and VR the rule kept in the first object
+    out = _apply(plan, ds)
+    assert not any(e.tag.is_private for e in out)
+
+
+def test_one_plan_decides_a_tag_by_each_object_s_vr():
+    """A tag the table does not list is kept as DS, emptied as PN (an odd writer's VR)."""
+    plan = build_plan()
+    first = make_instance()
+    first.add_new(0x00180050, "DS", "1.5")  # Slice Thickness, not in Table E.1-1
+    assert _apply(plan, first).SliceThickness == 1.5
+    second = make_instance()
+    second.add_new(0x00180050, "PN", "PHIMARK^EIGHT")
+    assert _apply(plan, second)[0x00180050].value == ""
