@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydicom.datadict import keyword_for_tag
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
@@ -257,6 +257,8 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
     mode: Mode = Mode.NORMAL,
 ) -> None:
     """Apply the plan to every element of ``ds``; ``types`` are the IOD's (top level only)."""
+    # outcomes of elements as read can be repeated from the last object that held them
+    repeatable = ctx.found is not None and ctx.trace is None and ctx.codec is not None
     for key, raw in list(ds._dict.items()):  # noqa: SLF001 - elements as stored, not converted
         # the stored key for the data set (no conversion, found by identity), a plain int
         # for the tables (BaseTag compares in Python, int in C)
@@ -281,6 +283,12 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             continue
         if ctx.trace is not None:
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
+        if (
+            repeatable
+            and (action not in (Action.KEEP, Action.REMOVE) or recorded is not Action.KEEP)
+            and _repeat(ds, key, raw, vr, action, recorded, ctx, parents)
+        ):
+            continue
         # the value, decoded once, if recording or the action needs it
         value = (
             value_of(ds, key, ctx.codec, vr)
@@ -314,6 +322,108 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
 
 
 Choice = tuple[Decision | SiteRule, Action, Action, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the walk does to one element as read: the same for the same bytes and choice.
+
+    The texts it records (under the path prefix), whether it removes it, the element it
+    writes instead (None: kept as read) and the values derived from the key it wrote.
+    """
+
+    prefix: str
+    texts: tuple[str, ...]
+    remove: bool
+    written: rawvalue.Written | None
+    generated: tuple[str, ...]
+
+
+# Outcomes by (tag, VR, bytes, action, recorded action, character set, date offset, key):
+# a series' slices repeat most values, so most elements of the next slice are looked up,
+# not decoded, de-identified and encoded again. Bounded; holds originals, as the process
+# does while it works on them (clear_caches empties it).
+OUTCOMES: dict[tuple[object, ...], Outcome | None] = {}
+OUTCOME_LIMIT = 8192
+OUTCOME_VALUE_LIMIT = 1024  # bytes: longer values seldom repeat
+_UNKNOWN = object()
+
+
+def _repeat(
+    ds: Dataset,
+    key: BaseTag,
+    raw: object,
+    vr: str,
+    action: Action,
+    recorded: Action,
+    ctx: Context,
+    parents: str,
+) -> bool:
+    """Apply the outcome of element ``key`` as read, known or worked out; whether it could.
+
+    Elements converted or written since they were read, long values, sequences and values
+    ``rawvalue`` cannot decode or write are left to the walk.
+    """
+    if type(raw) is not RawDataElement or vr == "SQ" or ds._dict.get(key) is not raw:  # noqa: SLF001
+        return False
+    data = raw.value
+    if type(data) is not bytes or len(data) > OUTCOME_VALUE_LIMIT:
+        return False
+    memo_key = (
+        key.real,
+        vr,
+        data,
+        action,
+        recorded,
+        ctx.codec,
+        ctx.date_offset_days,
+        ctx.pseudonym_key,
+    )
+    outcome = OUTCOMES.get(memo_key, _UNKNOWN)
+    if outcome is _UNKNOWN:
+        outcome = _outcome(raw, key, vr, action, recorded, ctx)
+        if len(OUTCOMES) >= OUTCOME_LIMIT:
+            OUTCOMES.clear()
+        OUTCOMES[memo_key] = outcome
+    if outcome is None:
+        return False
+    assert isinstance(outcome, Outcome)  # noqa: S101 - for the type checker
+    if outcome.texts:
+        assert ctx.found is not None  # noqa: S101 - only then repeatable
+        path = outcome.prefix + values.tag_path(parents, key)
+        for text in outcome.texts:
+            ctx.found.setdefault(text, path)
+    if outcome.remove:
+        del ds[key]
+    elif outcome.written is not None:
+        ds._dict[key] = outcome.written  # noqa: SLF001 - as _put stores it
+    ctx.generated.update(outcome.generated)
+    return True
+
+
+def _outcome(
+    raw: RawDataElement, key: BaseTag, vr: str, action: Action, recorded: Action, ctx: Context
+) -> Outcome | None:
+    """What the walk does to ``raw``, worked out without touching the object or ``ctx``."""
+    assert ctx.codec is not None  # noqa: S101 - only then repeatable
+    value = rawvalue.decode(raw, vr, ctx.codec)
+    if value is rawvalue.UNDECODED:
+        return None
+    prefix = values.record_prefix(recorded, vr)
+    texts = values.meaningful(value) if prefix is not None else ()
+    if action in (Action.KEEP, Action.REMOVE):
+        return Outcome(
+            prefix or "", texts, remove=action is Action.REMOVE, written=None, generated=()
+        )
+    scratch = Context(ctx.pseudonym_key, ctx.date_offset_days, codec=ctx.codec)
+    written = rawvalue.encode(key, vr, ACTIONS[action](vr, value, scratch))
+    if written is None:
+        return None  # pydicom writes it: the walk does
+    return Outcome(
+        prefix or "", texts, remove=False, written=written, generated=tuple(scratch.generated)
+    )
+
+
 MEMO_LIMIT = 20_000  # public tags seen with a VR, type and mode: far fewer in practice
 
 

@@ -54,24 +54,36 @@ def add(found: dict[str, str], value: object, path: str) -> None:
     recorded: an original that already holds one (an archive de-identified before) says
     nothing, and the copy holds the same dummy wherever the profile puts one.
     """
-    for t in texts(value):
-        if len(t) >= MIN_LENGTH and t not in MADE_UP:
-            found.setdefault(t, path)
+    for t in meaningful(value):
+        found.setdefault(t, path)
+
+
+def meaningful(value: object) -> tuple[str, ...]:
+    """The texts of ``value`` that ``add`` records."""
+    return tuple(t for t in texts(value) if len(t) >= MIN_LENGTH and t not in MADE_UP)
 
 
 def record(
     found: dict[str, str], decision: Action | SiteRule, vr: str, value: object, path: str
 ) -> None:
     """Record ``value`` if ``decision`` (compound actions resolved) changes or removes it."""
+    prefix = record_prefix(decision, vr)
+    if prefix is not None:
+        add(found, value, prefix + path)
+
+
+def record_prefix(decision: Action | SiteRule, vr: str) -> str | None:
+    """How ``record`` marks the path of a value ``decision`` changes; None: not recorded."""
     if isinstance(decision, SiteRule):  # a computing site method changes the value
-        add(found, value, (SAME_PLACE if decision.method == "dateshift" else "") + path)
-    elif decision is Action.CLEAN and vr == "TM":
-        return  # a whole-day date shift keeps times of day: retained by design
-    elif decision is Action.CLEAN and vr in ("DA", "DT"):
+        return SAME_PLACE if decision.method == "dateshift" else ""
+    if decision is Action.CLEAN and vr == "TM":
+        return None  # a whole-day date shift keeps times of day: retained by design
+    if decision is Action.CLEAN and vr in ("DA", "DT"):
         # a shifted date may equal another original date by chance: check it in place
-        add(found, value, SAME_PLACE + path)
-    elif decision is not Action.KEEP:
-        add(found, value, path)
+        return SAME_PLACE
+    if decision is not Action.KEEP:
+        return ""
+    return None
 
 
 def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import io
 import itertools
 import re
@@ -532,3 +534,80 @@ def test_the_plan_memo_stays_bounded(monkeypatch):
     out = _applied(plan, kitchen_sink.build()[0])
     assert 0 < len(plan.memo) <= 10
     assert out == _applied(build_plan(), kitchen_sink.build()[0])
+
+
+def _everything(plan, ds: Dataset, key: bytes = KEY) -> tuple[object, ...]:
+    found: dict[str, str] = {}
+    result = deid.apply(plan, _roundtrip(ds), key, found=found)
+    return (
+        encode(result.ds).data,
+        found,
+        result.identities,
+        result.patient_pseudonym,
+        result.generated,
+    )
+
+
+def _key_with_the_same_offset(patient: str) -> bytes:
+    """Another key that shifts this patient's dates as KEY does (only its UIDs differ)."""
+    offset = pseudonym.date_offset_days(KEY, patient, 3650)
+    for seed in range(1_000_000):
+        key = hashlib.sha256(seed.to_bytes(4, "little")).digest()
+        if key != KEY and pseudonym.date_offset_days(key, patient, 3650) == offset:
+            return key
+    raise AssertionError("no such key")
+
+
+def _series_of_objects() -> list[tuple[object, Dataset, bytes]]:
+    """Copies of one object that differ only in what outcomes depend on: the patient (date
+    offset), the key, the character set the same bytes are read in, the VR the same bytes
+    are written with, the plan (options, rules)."""
+    other_key = _key_with_the_same_offset("PAT-ONE-1")
+    shift = {"version": 1, "rules": [{"select": {"vr": "DA"}, "method": "dateshift"}]}
+    rules_file.check(shift)
+    plans = [
+        build_plan(),
+        build_plan(("retain-uids",)),
+        build_plan(("retain-long-modified-dates",)),
+        build_plan(rules=compile_rules(shift)),
+    ]
+    base = kitchen_sink.build()[0]
+    out = []
+    for plan in plans:
+        for patient, key in (("PAT-ONE-1", KEY), ("PAT-TWO-2", KEY), ("PAT-ONE-1", other_key)):
+            # the same bytes, C3 BC: "Ã¼" in Latin-1, "ü" in UTF-8
+            for charset, name in (("ISO_IR 100", "MÃ¼ller^Hans"), ("ISO_IR 192", "Müller^Hans")):
+                for date_vr in ("DA", "LO"):
+                    ds = copy.deepcopy(base)
+                    ds.PatientID = patient
+                    ds.SpecificCharacterSet = charset
+                    ds.OperatorsName = name
+                    ds.add_new(0x00080020, date_vr, "20200101")  # Study Date, as odd writers do
+                    ds.FrameOfReferenceUID = ds.StudyInstanceUID  # the same bytes, another tag
+                    out.append((plan, ds, key))
+    return out
+
+
+def test_outcomes_repeated_across_objects_are_the_outcomes_worked_out_afresh(monkeypatch):
+    """Elements as read are looked up from the objects before them: a run of objects that
+    differ in patient, key, character set and plan gives, object by object, what each
+    gives worked out alone (copy, recorded values, identities, derived values)."""
+    objects = _series_of_objects()
+    deid.engine.OUTCOMES.clear()
+    repeated = [_everything(plan, ds, key) for plan, ds, key in objects]
+    assert len(deid.engine.OUTCOMES) > 100
+    monkeypatch.setattr(deid.engine, "OUTCOME_VALUE_LIMIT", -1)  # nothing looked up
+    deid.engine.OUTCOMES.clear()
+    alone = [_everything(plan, ds, key) for plan, ds, key in objects]
+    assert not deid.engine.OUTCOMES
+    assert repeated == alone
+    assert len({r[0] for r in alone}) == len(objects)  # they do differ
+
+
+def test_the_outcome_memo_stays_bounded(monkeypatch):
+    monkeypatch.setattr(deid.engine, "OUTCOME_LIMIT", 10)
+    deid.engine.OUTCOMES.clear()
+    plan = build_plan()
+    first = _everything(plan, kitchen_sink.build()[0])
+    assert 0 < len(deid.engine.OUTCOMES) <= 10
+    assert _everything(plan, kitchen_sink.build()[0]) == first
