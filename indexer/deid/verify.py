@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from indexer.deid import rawvalue
 from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Marking, Written
@@ -59,11 +60,11 @@ def _decoded(ds: Dataset, *, changed_only: bool) -> Iterable[tuple[str, str]]:
             unchanged = isinstance(raw, RawDataElement) and not isinstance(raw, Written)
             if (changed_only and unchanged) or isinstance(raw, Marking):
                 continue  # as read, or the constant marking: the header bytes search covers it
-            path = tag_path(parents, tag)
-            value = _lean_value(raw, charset)
-            if value is not UNDECODED:
-                yield from ((path, t) for t in texts(value))
+            lean = _lean_texts(raw, charset)
+            if lean is not None:
+                yield from ((tag_path(parents, tag), t) for t in lean)
                 continue
+            path = tag_path(parents, tag)
             elem = d[tag]
             if elem.VR == "SQ":
                 for i, item in enumerate(elem.value or ()):
@@ -79,10 +80,25 @@ def _decoded(ds: Dataset, *, changed_only: bool) -> Iterable[tuple[str, str]]:
     yield from walk(ds, "", charset)
 
 
-def _lean_value(raw: object, charset: str | None) -> object:
+def _lean_texts(raw: object, charset: str | None) -> tuple[str, ...] | None:
+    """The texts of a raw element decoded here; None where pydicom decodes it."""
     if charset is None or not isinstance(raw, RawDataElement) or raw.VR is None:
-        return UNDECODED
-    return rawvalue.decode(raw, raw.VR, charset)
+        return None
+    data = raw.value
+    if type(data) is bytes and len(data) <= _KEPT_TEXTS:
+        return _texts_of(raw.VR, data, charset)
+    value = rawvalue.decode(raw, raw.VR, charset)
+    return None if value is UNDECODED else tuple(texts(value))
+
+
+_KEPT_TEXTS = 1024  # bytes: longer values seldom repeat
+
+
+@functools.lru_cache(maxsize=8192)  # written values repeat from object to object: kept
+def _texts_of(vr: str, data: bytes, charset: str) -> tuple[str, ...] | None:
+    raw = RawDataElement(BaseTag(0), vr, len(data), data, 0, False, True)  # noqa: FBT003
+    value = rawvalue.decode(raw, vr, charset)
+    return None if value is UNDECODED else tuple(texts(value))
 
 
 def header_bytes(ds: Dataset) -> bytes:

@@ -611,3 +611,27 @@ def test_the_outcome_memo_stays_bounded(monkeypatch):
     first = _everything(plan, kitchen_sink.build()[0])
     assert 0 < len(deid.engine.OUTCOMES) <= 10
     assert _everything(plan, kitchen_sink.build()[0]) == first
+
+
+def test_the_leak_check_reads_written_values_alike_from_its_memory():
+    """Texts of written elements are kept (they repeat from object to object): a shifted
+    date equal to its original is found in every object, and the same bytes read in two
+    character sets give each set's texts."""
+    ds = make_instance()
+    plan = build_plan(["retain-long-modified-dates"])
+    found: dict[str, str] = {}
+    out = deid.apply(plan, _roundtrip(ds), KEY, found=found).ds
+    out._dict[0x00080020] = rawvalue.encode(0x00080020, "DA", ds.StudyDate)  # as if not shifted
+    hits = verify._texts_of.cache_info().hits
+    for _ in range(3):
+        leaks = verify.find_leaks(found, out, encode(out).header, changed_only=True)
+        assert [leak.source_path for leak in leaks] == ["(0008,0020)"]
+    assert verify._texts_of.cache_info().hits >= hits + 2
+    written = rawvalue.encode(0x00081070, "PN", "Muller")._replace(value="Müller".encode())
+    texts = {}
+    for charset in ("ISO_IR 100", "ISO_IR 192"):
+        holder = Dataset()
+        holder.SpecificCharacterSet = charset
+        holder.set_original_encoding(is_implicit_vr=False, is_little_endian=True)
+        texts[charset] = verify._lean_texts(written, rawvalue.codec(holder))
+    assert texts == {"ISO_IR 100": ("MÃ¼ller",), "ISO_IR 192": ("Müller",)}
