@@ -15,6 +15,7 @@ value and that files written from ``Written`` elements equal pydicom's, byte for
 from __future__ import annotations
 
 import codecs
+import functools
 import struct
 from typing import Any, Final
 
@@ -117,11 +118,35 @@ def text_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) -> 
 
     "" when the element is absent or empty. Multiple values print as pydicom prints them.
     """
-    if tag not in ds._dict:  # noqa: SLF001 - Dataset.__contains__ converts the tag first
+    raw = ds._dict.get(tag)  # type: ignore[call-overload]  # noqa: SLF001 - get_item converts
+    if raw is None:
         return ""
+    if (
+        codec is not None
+        and isinstance(raw, RawDataElement)
+        and type(raw.value) is bytes
+        and len(raw.value) <= _KEPT_TEXT
+        and type(raw.VR) is str
+        and (vr is None or vr == raw.VR)
+    ):
+        text = _text(raw.VR, raw.value, codec)
+        if text is not None:
+            return text
     value = value_of(ds, tag, codec, vr)
     if isinstance(value, list):  # pydicom's MultiValue prints its own way
         value = ds[tag].value
+    return "" if value is None else str(value).strip()
+
+
+_KEPT_TEXT = 256  # bytes: identifiers, names, dates, codes; longer ones seldom repeat
+
+
+@functools.lru_cache(maxsize=4096)  # a series' slices share most values: kept, in memory only
+def _text(vr: str, data: bytes, codec: str) -> str | None:
+    """``text_of`` of a single-valued element with these bytes; None: not single-valued."""
+    value = decode(RawDataElement(BaseTag(0), vr, len(data), data, 0, False, True), vr, codec)  # noqa: FBT003
+    if value is UNDECODED or isinstance(value, list):
+        return None
     return "" if value is None else str(value).strip()
 
 

@@ -288,3 +288,30 @@ def test_integer_columns_read_as_pydicom_reads_them(text, expected):
     assert record.instance["instance_number"] == expected
     if expected is not None:
         assert record.instance["instance_number"] == int(reference)
+
+
+def test_texts_read_here_are_pydicoms_in_any_order_of_objects():
+    """``text_of`` keeps single-valued texts by VR, bytes and character set: read again, or
+    in another character set, they are still what pydicom's value prints; several values
+    are printed by pydicom."""
+    ds, _markers = kitchen_sink.build()
+    ds.add_new(0x00091017, "UI", ["1.2.3", "1.2.34"])
+    ds.add_new(0x00091011, "PN", "A^B \\C^D ")
+    latin = _read(ds)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    utf8 = _read(ds)
+    for top in (latin, utf8, latin):
+        codec = rawvalue.codec(top)  # items: their object's (none has a set of its own)
+        for parent, tag, raw in list(_raw_elements(top)):
+            text = rawvalue.text_of(parent, tag, codec)
+            value = parent[tag].value
+            parent._dict[tag] = raw  # as read, for the next round
+            assert text == ("" if value is None else str(value).strip()), f"{tag:08X}"
+    assert rawvalue._text.cache_info().hits > 100
+    same = rawvalue.encode(0x00081070, "LO", "Muller")._replace(value="Müller".encode())
+    for charset, expected in (("ISO_IR 100", "MÃ¼ller"), ("ISO_IR 192", "Müller")):
+        holder = Dataset()
+        holder.SpecificCharacterSet = charset
+        holder.set_original_encoding(is_implicit_vr=False, is_little_endian=True)
+        holder._dict[BaseTag(0x00081070)] = same
+        assert rawvalue.text_of(holder, 0x00081070, rawvalue.codec(holder)) == expected
