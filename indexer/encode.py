@@ -12,6 +12,7 @@ are written by ``save_as`` itself.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
@@ -108,6 +109,12 @@ def _encode_raw(ds: Dataset) -> Encoded:
         tag = key.real  # a plain int: BaseTag compares in Python, int in C
         if tag & 0xFFFF == 0 and tag >> 16 > 6:  # noqa: PLR2004 - retired group lengths
             continue
+        if (
+            isinstance(stored, RawDataElement)
+            and tag != PIXEL_DATA
+            and _plain_bytes(fp, tag, stored)
+        ):
+            continue
         elem = ds[key] if isinstance(stored, RawDataElement) and stored.value is None else stored
         if tag == PIXEL_DATA:
             if _is_plain_raw(elem):
@@ -127,6 +134,21 @@ def _encode_raw(ds: Dataset) -> Encoded:
 
 def _is_plain_raw(elem: object) -> TypeGuard[RawDataElement]:
     return isinstance(elem, RawDataElement) and elem.length != UNDEFINED_LENGTH and bool(elem.VR)
+
+
+def _plain_bytes(fp: DicomBytesIO, tag: int, raw: RawDataElement) -> bool:
+    """Write a raw element of defined length from its bytes; whether it was one."""
+    value, vr = raw.value, raw.VR
+    if value is None or not vr or raw.length == UNDEFINED_LENGTH:
+        return False
+    fp.write(_head_of(tag, vr, len(value)))
+    fp.write(value)
+    return True
+
+
+@functools.lru_cache(maxsize=4096)  # the same tags, VRs and lengths object after object
+def _head_of(tag: int, vr: str, length: int) -> bytes:
+    return _head(tag, vr.encode(), length)
 
 
 def _head(tag: int, vr: bytes, length: int) -> bytes:
@@ -168,8 +190,11 @@ def _write_sequence(fp: DicomBytesIO, elem: DataElement, encodings: list[str]) -
         inner = DicomBytesIO()
         inner.is_little_endian, inner.is_implicit_VR = True, False
         item_encodings = item.get("SpecificCharacterSet", encodings)
-        for key in sorted(item._dict, key=int):  # noqa: SLF001 - ints compare in C
-            if key & 0xFFFF == 0 and key >> 16 > 6:  # noqa: PLR2004 - retired group lengths
+        for key, stored in sorted(item._dict.items(), key=_by_tag):  # noqa: SLF001
+            tag = key.real
+            if tag & 0xFFFF == 0 and tag >> 16 > 6:  # noqa: PLR2004 - retired group lengths
+                continue
+            if isinstance(stored, RawDataElement) and _plain_bytes(inner, tag, stored):
                 continue
             _write_element(inner, item.get_item(key), item_encodings)
         data = inner.getvalue()
