@@ -247,3 +247,6 @@ def index_record(
             "header": header_json_text(ds, copy_name),
         },
     )
+
+
+CACHES = (_fragment,)  # what work.clear_caches empties

@@ -171,6 +171,7 @@ class Ingest:
             summary.status = "aborted"
             raise
         finally:
+            work.clear_caches()  # nothing of this run's originals stays in memory
             summary.seconds = time.monotonic() - started
             summary.studies, summary.series = len(self._studies), len(self._series)
             try:

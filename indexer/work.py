@@ -20,7 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
 from indexer import deid, extract, failpoints, fastread
-from indexer.deid import Plan, verify
+from indexer.deid import Plan, engine, pseudonym, rawvalue, verify
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.rawvalue import DEFAULT, text_of
 from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
@@ -53,6 +53,19 @@ def configure_pydicom() -> None:
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+
+
+def clear_caches() -> None:
+    """Forget every value kept from one object for the next (originals among them).
+
+    Pseudonyms, element outcomes, decoded texts and JSON fragments are kept, bounded and in
+    memory only, while objects are worked on (a series' slices repeat most values). A run
+    clears them when it ends; a long-lived process (a receiver, a gateway) calls this
+    between its runs, so no original outlives the work on it.
+    """
+    for cached in (*pseudonym.CACHES, *rawvalue.CACHES, *verify.CACHES, *extract.CACHES):
+        cached.cache_clear()
+    engine.OUTCOMES.clear()
 
 
 def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Dataset:

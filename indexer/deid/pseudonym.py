@@ -47,3 +47,6 @@ def date_offset_days(key: bytes, patient: str, max_days: int) -> int:
     """Return this patient's date shift: a whole number of days in [-max_days, -1]."""
     n = int.from_bytes(_mac(key, "dateshift", patient)[:8], "big")
     return -(1 + n % max_days)
+
+
+CACHES = (uid, ident, date_offset_days)  # what work.clear_caches empties

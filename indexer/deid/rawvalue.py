@@ -269,3 +269,6 @@ def _text_bytes(vr: str, value: object) -> bytes | None:
     if len(data) % 2:
         data += b"\x00" if vr == "UI" else b" "
     return data
+
+
+CACHES = (_text,)  # what work.clear_caches empties

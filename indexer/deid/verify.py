@@ -203,3 +203,6 @@ def _outside(needle: bytes, raw: bytes, generated: Collection[str]) -> bool:
             return True
         at = raw.find(needle, at + 1)
     return False
+
+
+CACHES = (_needles, _texts_of)  # what work.clear_caches empties

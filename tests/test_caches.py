@@ -1,0 +1,66 @@
+"""What is kept from one object for the next (originals among it) stays within a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from indexer import deid, extract, keys, work
+from indexer.deid import engine, pseudonym, rawvalue, verify
+from indexer.encode import encode
+from indexer.pipeline import Ingest, local_output
+from indexer.store import db
+from tests.builders import SampleShape, make_instance, to_bytes, write_archive
+
+CACHES = (*pseudonym.CACHES, *rawvalue.CACHES, *verify.CACHES, *extract.CACHES)
+
+
+def _kept() -> dict[str, int]:
+    sizes = {f"{c.__module__}.{c.__name__}": c.cache_info().currsize for c in CACHES}
+    sizes["outcomes"] = len(engine.OUTCOMES)
+    return sizes
+
+
+def test_a_run_keeps_values_while_it_works_and_none_after(db_url: str, key_file: Path, tmp_path):
+    archive = tmp_path / "archive"
+    write_archive(archive, SampleShape(1, 2, 2, 3), marker="PHIMARKC")
+    database = db.connect(db_url, tmp_path / "state")
+    job = Ingest(
+        database,
+        keys.read_key_file(key_file),
+        deid.basic_plan(),
+        local_output(tmp_path / "out"),
+        id_prefix="DI",
+        max_shift_days=3650,
+        batch_size=4,
+        max_member_bytes=10**8,
+    )
+    during: list[dict[str, int]] = []
+    try:
+        summary = job.run([archive], lambda _files, _bytes: during.append(_kept()))
+    finally:
+        job.output.close()
+        database.engine.dispose()
+    assert summary.files_indexed == 12
+    assert during, "the run reported progress"
+    busiest = {name: max(d[name] for d in during) for name in during[0]}
+    assert all(busiest.values()), busiest  # every cache was used while the run worked
+    assert not any(_kept().values())  # and emptied when it ended
+
+
+def test_clear_caches_forgets_every_kept_value():
+    plan = deid.basic_plan()
+    key = keys.generate().pseudonym
+    for n in range(3):  # the per-object path: read, de-identify, encode, leak check, index
+        ds = work.read_dataset(to_bytes(make_instance(1, 1, 1, n + 1)), pixels_in_place=True)
+        found: dict[str, str] = {}
+        result = deid.apply(plan, ds, key, found=found)
+        encoded = encode(result.ds)
+        assert not verify.find_leaks(
+            found, result.ds, encoded.header, changed_only=True, generated=result.generated
+        )
+        extract.index_record(
+            result.ds, copy_name="c.dcm", sha256="0" * 64, size=1, source_id="s", run_id=1
+        )
+    assert all(_kept().values()), _kept()
+    work.clear_caches()
+    assert not any(_kept().values())
