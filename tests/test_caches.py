@@ -7,9 +7,8 @@ from pathlib import Path
 from indexer import deid, extract, keys, work
 from indexer.deid import engine, pseudonym, rawvalue, verify
 from indexer.encode import encode
-from indexer.pipeline import Ingest, local_output
 from indexer.store import db
-from tests.builders import SampleShape, make_instance, to_bytes, write_archive
+from tests.builders import SampleShape, ingest_job, make_instance, to_bytes, write_archive
 
 CACHES = (*pseudonym.CACHES, *rawvalue.CACHES, *verify.CACHES, *extract.CACHES)
 
@@ -24,16 +23,7 @@ def test_a_run_keeps_values_while_it_works_and_none_after(db_url: str, key_file:
     archive = tmp_path / "archive"
     write_archive(archive, SampleShape(1, 2, 2, 3), marker="PHIMARKC")
     database = db.connect(db_url, tmp_path / "state")
-    job = Ingest(
-        database,
-        keys.read_key_file(key_file),
-        deid.basic_plan(),
-        local_output(tmp_path / "out"),
-        id_prefix="DI",
-        max_shift_days=3650,
-        batch_size=4,
-        max_member_bytes=10**8,
-    )
+    job = ingest_job(database, key_file, tmp_path / "out")
     during: list[dict[str, int]] = []
     try:
         summary = job.run([archive], lambda _files, _bytes: during.append(_kept()))

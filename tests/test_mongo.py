@@ -12,11 +12,10 @@ from pymongo import MongoClient
 from pymongo.errors import WriteError
 from sqlalchemy import text
 
-from indexer import deid, keys
-from indexer.pipeline import Ingest, compare_stores, local_output, sync_pending
+from indexer.pipeline import compare_stores, sync_pending
 from indexer.store import db
 from indexer.store.mongo import MongoSink
-from tests.builders import SampleShape, write_archive
+from tests.builders import SampleShape, ingest_job, write_archive
 
 MARKER = "PHIMARK"
 N = 24
@@ -155,20 +154,9 @@ def test_server_stopped_halfway_then_sync(db_url, key_file, archive, tmp_path):
     server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=storage)
     server.start()
     database = db.connect(db_url, tmp_path / "state")
-    key_material = keys.read_key_file(key_file)
     sink = MongoSink(server.uri, "halfway", timeout_ms=500)
     try:
-        job = Ingest(
-            database,
-            key_material,
-            deid.basic_plan(),
-            local_output(tmp_path / "out"),
-            id_prefix="DI",
-            max_shift_days=3650,
-            batch_size=4,
-            max_member_bytes=10**8,
-            mongo=sink,
-        )
+        job = ingest_job(database, key_file, tmp_path / "out", mongo=sink)
 
         def stop_server_at_half(files: int, _bytes: int) -> None:
             if files == N // 2:

@@ -497,10 +497,12 @@ def test_ascii_is_the_same_bytes_in_every_searched_encoding_but_utf16():
 
 
 class _Forgetful(dict):
-    """A memo that keeps nothing: every choice is made afresh."""
+    """A memo that keeps nothing: every choice is made afresh (and counted)."""
+
+    asked = 0
 
     def __setitem__(self, key, value):
-        pass
+        self.asked += 1
 
 
 def _applied(plan, ds: Dataset) -> tuple[bytes, list[object], dict[str, str]]:
@@ -523,9 +525,11 @@ def test_choices_kept_in_the_plan_are_the_choices_made_afresh(names):
         _applied(used, d)
     assert len(used.memo) > 100
     fresh = build_plan(names)
-    object.__setattr__(fresh, "memo", _Forgetful())
+    forgetful = _Forgetful()
+    object.__setattr__(fresh, "memo", forgetful)
     assert _applied(used, ds) == _applied(fresh, ds)
     assert not fresh.memo
+    assert forgetful.asked > 100  # every public element's choice made afresh
 
 
 def test_the_plan_memo_stays_bounded(monkeypatch):
