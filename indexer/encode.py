@@ -137,10 +137,14 @@ def _is_plain_raw(elem: object) -> TypeGuard[RawDataElement]:
 
 
 def _plain_bytes(fp: DicomBytesIO, tag: int, raw: RawDataElement) -> bool:
-    """Write a raw element of defined length from its bytes; whether it was one."""
+    """Write a raw element of defined length from its bytes; whether it was one.
+
+    Not one: no VR, an undefined length, or a value not read yet (deferred).
+    """
     value, vr = raw.value, raw.VR
-    if value is None or not vr or raw.length == UNDEFINED_LENGTH:
+    if not vr or raw.length == UNDEFINED_LENGTH or (value is None and raw.length):
         return False
+    value = value or b""
     fp.write(_head_of(tag, vr, len(value)))
     fp.write(value)
     return True
@@ -159,11 +163,9 @@ def _head(tag: int, vr: bytes, length: int) -> bytes:
 
 def _write_element(fp: DicomBytesIO, elem: object, encodings: object) -> None:
     """One element as pydicom's ``write_data_element`` writes it, raw ones from their bytes."""
-    if _is_plain_raw(elem):
-        value = elem.value or b""
-        fp.write(_head(elem.tag, (elem.VR or "").encode(), len(value)))
-        fp.write(value)
-    elif isinstance(elem, DataElement) and elem.VR == "SQ" and _items_as_read(elem):
+    if isinstance(elem, RawDataElement) and _plain_bytes(fp, elem.tag, elem):
+        return
+    if isinstance(elem, DataElement) and elem.VR == "SQ" and _items_as_read(elem):
         _write_sequence(fp, elem, convert_encodings(encodings))  # type: ignore[arg-type]
     else:
         write_data_element(fp, elem, encodings)  # type: ignore[arg-type]

@@ -144,10 +144,15 @@ _KEPT_TEXT = 256  # bytes: identifiers, names, dates, codes; longer ones seldom 
 @functools.lru_cache(maxsize=4096)  # a series' slices share most values: kept, in memory only
 def _text(vr: str, data: bytes, codec: str) -> str | None:
     """``text_of`` of a single-valued element with these bytes; None: not single-valued."""
-    value = decode(RawDataElement(BaseTag(0), vr, len(data), data, 0, False, True), vr, codec)  # noqa: FBT003
+    value = decode_bytes(vr, data, codec)
     if value is UNDECODED or isinstance(value, list):
         return None
     return "" if value is None else str(value).strip()
+
+
+def decode_bytes(vr: str, data: bytes, charset: str) -> Any:  # noqa: ANN401
+    """``decode`` of an element's value bytes alone (for values kept by their bytes)."""
+    return decode(RawDataElement(BaseTag(0), vr, len(data), data, 0, False, True), vr, charset)  # noqa: FBT003
 
 
 def value_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) -> Any:  # noqa: ANN401

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag
 
 from indexer.deid import rawvalue
 from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Marking, Written
@@ -96,8 +95,7 @@ _KEPT_TEXTS = 1024  # bytes: longer values seldom repeat
 
 @functools.lru_cache(maxsize=8192)  # written values repeat from object to object: kept
 def _texts_of(vr: str, data: bytes, charset: str) -> tuple[str, ...] | None:
-    raw = RawDataElement(BaseTag(0), vr, len(data), data, 0, False, True)  # noqa: FBT003
-    value = rawvalue.decode(raw, vr, charset)
+    value = rawvalue.decode_bytes(vr, data, charset)
     return None if value is UNDECODED else tuple(texts(value))
 
 
