@@ -41,6 +41,7 @@ Progress = Callable[[int, int], None]  # (files done, bytes done)
 
 WRITES_AHEAD = 4  # copies waiting to be written while the next files are de-identified
 WRITER_SWITCH_S = 0.001  # interpreter hand-over interval while the writer thread runs
+CHUNK_FILES = 16  # files a worker takes at once: one message each way per chunk
 SKIP_CHECK_CHUNK = 256  # sources looked up at once for the unchanged-file check
 
 
@@ -188,32 +189,43 @@ class Ingest:
     ) -> Iterator[tuple[SourceFile | Failure, Outcome | Failure | Unchanged]]:
         """(item, result) per walked item, in walk order; per-file work in worker processes.
 
-        Workers start once the walk has more than POOL_THRESHOLD items, so small runs pay no
-        start-up; they fork from a server process (``workers.context``), never from this one
-        (it holds threaded database clients).
+        With more than one worker, this process walks the sources and writes the database,
+        and ``workers`` processes do the per-file work, in chunks of consecutive files. They
+        start once the walk has more than POOL_THRESHOLD items (small runs do it all here and
+        pay no start-up), and fork from a server process (``workers.context``), never from
+        this one (it holds threaded database clients). With one, it is all done here (a
+        worker process of its own was measured no faster: the per-file work is the limit).
         """
         items = self._skip_unchanged(self.walker.walk(list(roots)))
         head = list(itertools.islice(items, POOL_THRESHOLD)) if self.workers > 1 else []
-        if self.workers <= 1 or len(head) < POOL_THRESHOLD:
+        if len(head) < POOL_THRESHOLD:
             yield from _in_threads(itertools.chain(head, items), ctx)
             return
-        mp = worker_context()
-        window: collections.deque[Future[tuple[SourceFile | Failure, Outcome | Failure]]]
+        window: collections.deque[Future[list[tuple[SourceFile | Failure, Outcome | Failure]]]]
         window = collections.deque()
-        limit = self.workers * 8  # in flight: bounded memory, however large the archive
+        limit = 2 * self.workers  # chunks in flight: bounded memory, however large the archive
         try:
             with ProcessPoolExecutor(
-                self.workers, mp_context=mp, initializer=work.init_worker, initargs=(ctx,)
+                self.workers,
+                mp_context=worker_context(),
+                initializer=work.init_worker,
+                initargs=(ctx,),
             ) as pool:
+                chunk: list[SourceFile | Failure] = []
                 for item in itertools.chain(head, items):
                     if isinstance(item, Unchanged):
                         yield item.src, item  # not read at all
                         continue
-                    window.append(pool.submit(work.work_item, item))
+                    chunk.append(item)
+                    if len(chunk) == CHUNK_FILES:
+                        window.append(pool.submit(work.work_chunk, chunk))
+                        chunk = []
                     if len(window) >= limit:
-                        yield window.popleft().result()
+                        yield from window.popleft().result()
+                if chunk:
+                    window.append(pool.submit(work.work_chunk, chunk))
                 while window:
-                    yield window.popleft().result()
+                    yield from window.popleft().result()
         except BrokenProcessPool:
             raise IndexerError(
                 "a worker process died (out of memory, or killed); the "

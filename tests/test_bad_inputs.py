@@ -21,6 +21,7 @@ from sqlalchemy import text
 from indexer.deid import pseudonym
 from indexer.keys import read_key_file
 from indexer.work import configure_pydicom
+from indexer.workers import POOL_THRESHOLD
 from tests.builders import make_instance, to_bytes
 
 MARK = "PHIMARK"
@@ -107,9 +108,26 @@ def corpus(tmp_path):
     return root, good, expected
 
 
-def test_bad_inputs_are_recorded_and_the_rest_lands(cli, corpus, tmp_path, engine, key_file):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_inputs_are_recorded_and_the_rest_lands(
+    workers, cli, corpus, tmp_path, engine, key_file
+):
     root, good, expected = corpus
-    p = cli("ingest", str(root), "--out", str(tmp_path / "out"), "--json", check=1)
+    if workers > 1:  # enough files for worker processes: the bad ones fail in a worker
+        for i in range(POOL_THRESHOLD):
+            ds = make_instance(6, 1, 1, i + 1, marker=MARK)
+            (root / f"more{i:03d}.dcm").write_bytes(to_bytes(ds))
+            good.append(str(ds.SOPInstanceUID))
+    p = cli(
+        "ingest",
+        str(root),
+        "--out",
+        str(tmp_path / "out"),
+        "--workers",
+        str(workers),
+        "--json",
+        check=1,
+    )
     with engine.connect() as c:
         reasons = Counter(
             r.reason for r in c.execute(text("SELECT reason FROM dicom_index.file_error"))
