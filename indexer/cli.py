@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import getpass
 import json
 import logging
@@ -61,6 +62,18 @@ def handle_errors(fn: F) -> F:
             sys.exit(e.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _settled() -> None:
+    """A command's set-up is done and its long work begins: collect garbage again (`main`).
+
+    What set-up made (modules, connections, the plan) is frozen first: it lives until the
+    process ends, so later collections skip it. In-process callers (tests) never turned
+    collection off, and nothing changes for them.
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -205,6 +218,7 @@ def keys_rotate(
         click.echo(f"new vault key {key_material.active_vault_id} is active")
     else:
         click.echo(f"resuming rotation to {key_material.active_vault_id}")
+    _settled()
     done = batches = 0
     while max_batches is None or batches < max_batches:
         with db.transaction(database.engine) as s:
@@ -405,6 +419,7 @@ def ingest(
         mode = progress.mode(quiet)
         total = sources.count_files(list(sources_)) if mode == "bar" else None
         with progress.reporter(mode, total) as update:
+            _settled()
             summary = job.run(list(sources_), update)
     _print_summary(summary, as_json)
     if summary.status == "interrupted":
@@ -445,6 +460,7 @@ def sync_cmd(ctx: click.Context) -> None:
     with _mongo(settings) as sink:
         if sink is None:
             raise ConfigError("nothing to sync to: the MongoDB sink is off")
+        _settled()
         report = pipeline.sync_pending(database, sink)
     click.echo(
         f"synced {report.batches} batches ({report.instances} instances); "
@@ -469,6 +485,7 @@ def check_cmd(ctx: click.Context, sample: int) -> None:
     with _mongo(settings) as sink:
         if sink is None:
             raise ConfigError("nothing to compare: the MongoDB sink is off")
+        _settled()
         problems = pipeline.compare_stores(database, sink, sample=sample)
     for p in problems:
         click.echo(f"difference: {p}")
@@ -693,6 +710,7 @@ def audit_verify(ctx: click.Context, expect_head: str | None) -> None:
     pass it to a later verify with --expect-head.
     """
     database = _database(_settings(ctx))
+    _settled()
     with db.transaction(database.engine) as s:
         result = audit.verify(s, expect_head)
     for p in result.problems:
@@ -732,6 +750,7 @@ def deid_cmd(
     """De-identify files without any database (a batch anonymizer), or explain with --what-if."""
     settings = _settings(ctx)
     plan = _plan(settings, options, burned_in, rules)
+    _settled()
     if what_if:
         for path in inputs:
             steps = deid.explain(
@@ -811,6 +830,7 @@ def verify_cmd(
     settings = _settings(ctx)
     plan = _plan(settings, options, "allow", rules)
     key_material = _keys(settings) if settings.resolved_key_file.exists() else None
+    _settled()
     scanned, leaks = pipeline.verify_outputs(
         list(originals),
         list(outputs),
@@ -836,13 +856,26 @@ def verify_cmd(
 @handle_errors
 def sample_cmd(out: Path, patients: int, studies: int, series: int, instances: int) -> None:
     """Write a synthetic archive (folder, or .zip) of objects with planted fake PHI."""
+    _settled()
     n = sample.write_archive(out, sample.SampleShape(patients, studies, series, instances))
     click.echo(f"wrote {n} synthetic DICOM files to {out}")
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="dicom-index")
+    """Console-script entry point.
+
+    Garbage collection waits while a command sets up: importing and setting up make some
+    hundred thousand objects that live until the process ends, and collecting among them
+    frees nothing (≈ 0.15 s of each start). A command that goes on to work through many
+    objects calls `_settled` first; a short one finishes without collecting. At exit they are
+    frozen, so the interpreter does not collect them one last time either (≈ 0.25 s): what
+    must be closed (database connections, the MongoDB server, files) was closed explicitly.
+    """
+    gc.disable()
+    try:
+        cli(prog_name="dicom-index")
+    finally:
+        gc.freeze()
 
 
 if __name__ == "__main__":

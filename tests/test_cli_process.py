@@ -1,0 +1,74 @@
+"""The console script's process: no garbage collection while it sets up, back on for the work."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+
+import pytest
+
+from indexer import cli as cli_mod
+from indexer import pipeline
+from tests.builders import SampleShape, write_archive
+
+
+@pytest.fixture
+def console(cli, monkeypatch):
+    """Run `main()` here, as the console script does, with the test's settings."""
+    for k in [k for k in os.environ if k.startswith("DICOM_INDEX_")]:
+        monkeypatch.delenv(k)
+    for k, v in cli.env.items():
+        monkeypatch.setenv(k, v)
+
+    def run(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["dicom-index", *args])
+        try:
+            with pytest.raises(SystemExit) as e:
+                cli_mod.main()
+        finally:
+            gc.unfreeze()  # main() freezes everything for the process's exit: undo it here
+            gc.enable()
+        return int(e.value.code or 0)
+
+    return run
+
+
+def _spy(monkeypatch, owner, name):
+    """Wrap owner.name; record whether collection was on, and set-up frozen, at each call."""
+    seen = []
+    real = getattr(owner, name)
+
+    def wrapper(*a, **k):
+        seen.append((gc.isenabled(), gc.get_freeze_count() > 0))
+        return real(*a, **k)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return seen
+
+
+def test_ingest_collects_garbage_while_it_works(console, monkeypatch, tmp_path):
+    archive = tmp_path / "archive"
+    write_archive(archive, SampleShape(1, 1, 1, 3))
+    seen = _spy(monkeypatch, pipeline.Ingest, "run")
+    code = console("ingest", str(archive), "--out", str(tmp_path / "out"), "--workers", "1")
+    assert code == 0
+    assert seen == [(True, True)]
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 3
+
+
+def test_deid_collects_garbage_while_it_works(console, monkeypatch, tmp_path):
+    archive = tmp_path / "archive"
+    write_archive(archive, SampleShape(1, 1, 1, 2))
+    seen = _spy(monkeypatch, pipeline, "deidentify_tree")
+    assert console("deid", str(archive), "--out", str(tmp_path / "out")) == 0
+    assert seen == [(True, True)]
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2
+
+
+def test_set_up_runs_without_collection(console, monkeypatch, tmp_path):
+    seen = _spy(monkeypatch, cli_mod, "_plan")  # part of set-up, before the work
+    archive = tmp_path / "archive"
+    write_archive(archive, SampleShape(1, 1, 1, 1))
+    assert console("deid", str(archive), "--out", str(tmp_path / "out")) == 0
+    assert seen == [(False, False)]
