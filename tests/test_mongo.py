@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from indexer.pipeline import compare_stores, sync_pending
 from indexer.store import db
-from indexer.store.mongo import MongoSink
+from indexer.store.mongo import EMBEDDED_CACHE, MongoSink, embedded_server
 from tests.builders import SampleShape, ingest_job, write_archive
 
 MARKER = "PHIMARK"
@@ -186,3 +186,17 @@ def test_server_stopped_halfway_then_sync(db_url, key_file, archive, tmp_path):
         server.stop()
         database.engine.dispose()
         shutil.rmtree(storage, ignore_errors=True)
+
+
+def test_embedded_server_cache_is_bounded(tmp_path):
+    # the in-process server lives in the ingest process: its storage cache is that process's
+    pytest.importorskip("secantus")
+    with embedded_server(tmp_path) as url:
+        assert url is not None
+        client = MongoClient(url)
+        client["bounded"]["docs"].insert_one({"n": 1})
+        client.close()
+    settings = (tmp_path / "mongo" / "WiredTiger.basecfg").read_text().splitlines()
+    assert f"cache_size={EMBEDDED_CACHE}" in settings  # what the storage engine was opened with
+    assert EMBEDDED_CACHE.endswith("M")
+    assert int(EMBEDDED_CACHE[:-1]) <= 128  # keeps the ingest process under 300 MB

@@ -44,6 +44,12 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
 }
 
 
+# The embedded server's storage cache (WiredTiger), inside the ingest process. Its own
+# default, 1 GB, let the process grow with the database (≈ 19 MB per 2,000 instances stored)
+# towards 1.2 GB; at 64 MB it stops near 230 MB, and ingest is as fast (2,000-file runs).
+EMBEDDED_CACHE = "64M"
+
+
 class MongoUnavailableError(StoreError):
     """The MongoDB server cannot be reached or refused a write; PostgreSQL has the data."""
 
@@ -212,7 +218,9 @@ def embedded_server(state_dir: Path) -> Iterator[str | None]:
     storage = state_dir / "mongo"
     storage.mkdir(parents=True, exist_ok=True)
     try:
-        server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(storage))
+        server = SecantusDBServer(
+            host="127.0.0.1", port=0, storage_path=str(storage), cache_size=EMBEDDED_CACHE
+        )
         server.start()
     except Exception as e:  # noqa: BLE001 - any failure to start is reported alike
         raise StoreError(
