@@ -43,6 +43,7 @@ WRITES_AHEAD = 4  # copies waiting to be written while the next files are de-ide
 WRITER_SWITCH_S = 0.001  # interpreter hand-over interval while the writer thread runs
 CHUNK_FILES = 16  # files a worker takes at once: one message each way per chunk
 SKIP_CHECK_CHUNK = 256  # sources looked up at once for the unchanged-file check
+MONGO_WRITES_AHEAD = 2  # committed batches whose MongoDB write may wait while files go on
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,8 @@ class Ingest:
         self._studies: set[str] = set()
         self._series: set[str] = set()
         self._seen: list[tuple[str, str]] = []  # (fingerprint, SOP UID) of this batch
+        self._mongo_writer: ThreadPoolExecutor | None = None
+        self._mongo_writes: collections.deque[Future[bool]] = collections.deque()
         self.plan_digest = hashlib.sha256(
             repr(
                 (
@@ -163,7 +166,8 @@ class Ingest:
             verify=self.verify,
         )
         try:
-            self._ingest_all(roots, ctx, summary, progress)
+            with self._mongo_in_background():
+                self._ingest_all(roots, ctx, summary, progress)
             if self.failed_strict:
                 summary.status = "aborted"
             else:
@@ -328,7 +332,7 @@ class Ingest:
             failpoints.hit(failpoints.VAULT_WRITTEN)
         failpoints.hit(failpoints.SQL_COMMITTED)
         if batch_id is not None and self.mongo is not None and self.mongo_ok:
-            self._mongo_write([batch_id], sop_uids)
+            self._mongo_submit(batch_id, sop_uids)
         for o in outcomes:
             self._studies.add(o.record.study["study_uid"])
             self._series.add(o.record.series["series_uid"])
@@ -343,9 +347,47 @@ class Ingest:
             summary.failure_reasons[f.reason] = summary.failure_reasons.get(f.reason, 0) + 1
         logger.info("batch committed: %d indexed, %d not", len(outcomes), len(failures))
 
+    @contextlib.contextmanager
+    def _mongo_in_background(self) -> Iterator[None]:
+        """MongoDB writes of committed batches on a thread of their own, while files go on.
+
+        Written in commit order, at most MONGO_WRITES_AHEAD batches behind; all written (or
+        left pending) when this ends. A kill in between leaves them pending, as before: the
+        next run catches up.
+        """
+        if self.mongo is None:
+            yield
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="mongo-writer") as writer:
+            self._mongo_writer = writer
+            try:
+                yield
+            except BaseException:
+                while self._mongo_writes:  # waited for; the run's own error matters more
+                    with contextlib.suppress(Exception):
+                        self._mongo_writes.popleft().result()
+                raise
+            finally:
+                self._mongo_writer = None
+            while self._mongo_writes:
+                self._mongo_writes.popleft().result()
+
+    def _mongo_submit(self, batch_id: int, sop_uids: list[str]) -> None:
+        """Write a committed batch's documents: on the writer thread if there is one."""
+        if self._mongo_writer is None:
+            self._mongo_write([batch_id], sop_uids)
+            return
+        while len(self._mongo_writes) >= MONGO_WRITES_AHEAD:
+            self._mongo_writes.popleft().result()
+        self._mongo_writes.append(
+            self._mongo_writer.submit(self._mongo_write, [batch_id], sop_uids)
+        )
+
     def _mongo_write(self, batch_ids: list[int], sop_uids: list[str]) -> bool:
         """Write the documents of committed batches; on failure leave them pending."""
         assert self.mongo is not None  # noqa: S101 - callers check
+        if not self.mongo_ok:  # an earlier write failed: pending, for `sync` or the next run
+            return False
         try:
             with db.transaction(self.engine) as s:
                 rows = sql.rows_for_documents(s, sop_uids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from pymongo import MongoClient
 from pymongo.errors import WriteError
 from sqlalchemy import text
 
+from indexer.errors import StoreError
 from indexer.pipeline import compare_stores, sync_pending
-from indexer.store import db
+from indexer.store import db, sql
 from indexer.store.mongo import EMBEDDED_CACHE, MongoSink, embedded_server
 from tests.builders import SampleShape, ingest_job, write_archive
 
@@ -200,3 +202,59 @@ def test_embedded_server_cache_is_bounded(tmp_path):
     assert f"cache_size={EMBEDDED_CACHE}" in settings  # what the storage engine was opened with
     assert EMBEDDED_CACHE.endswith("M")
     assert int(EMBEDDED_CACHE[:-1]) <= 128  # keeps the ingest process under 300 MB
+
+
+@pytest.fixture
+def background_job(db_url, key_file, tmp_path, mongo_url):
+    database = db.connect(db_url, tmp_path / "state")
+    sink = MongoSink(mongo_url, f"background{tmp_path.name[-12:]}", timeout_ms=5000)
+    job = ingest_job(database, key_file, tmp_path / "out", mongo=sink)
+    yield database, sink, job
+    job.output.close()
+    sink.close()
+    database.engine.dispose()
+
+
+def test_documents_are_written_beside_the_files_in_commit_order(background_job, archive):
+    database, sink, job = background_job
+    seen = []
+    real = job._mongo_write
+
+    def spy(batch_ids, sop_uids):
+        seen.append((threading.current_thread().name, batch_ids))
+        return real(batch_ids, sop_uids)
+
+    job._mongo_write = spy
+    summary = job.run([archive])
+    assert summary.mongo == "written"  # every write finished before the run ended
+    assert summary.mongo_pending_batches == 0
+    assert len(seen) == N // 4  # one write per batch of 4
+    assert all(name.startswith("mongo-writer") for name, _ in seen)
+    written = [b for _, ids in seen for b in ids]
+    assert written == sorted(written)
+    assert compare_stores(database, sink, sample=N) == []
+
+
+def test_a_failed_document_write_ends_the_run_and_stays_pending(
+    background_job, archive, monkeypatch
+):
+    database, sink, job = background_job
+    calls = []
+    real = sql.rows_for_documents
+
+    def failing_second(s, sop_uids):
+        calls.append(len(sop_uids))
+        if len(calls) == 2:  # the second batch's write
+            raise StoreError("the database went away (test)")
+        return real(s, sop_uids)
+
+    monkeypatch.setattr(sql, "rows_for_documents", failing_second)
+    with pytest.raises(StoreError, match="went away"):
+        job.run([archive])
+    monkeypatch.undo()
+    with db.transaction(database.engine) as s:
+        pending = sql.count_pending_batches(s)
+    assert pending >= 1  # the failed batch (and any after it) wait for their write
+    report = sync_pending(database, sink)
+    assert report.batches == pending
+    assert compare_stores(database, sink, sample=N) == []
