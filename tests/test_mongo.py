@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -190,18 +193,19 @@ def test_server_stopped_halfway_then_sync(db_url, key_file, archive, tmp_path):
         shutil.rmtree(storage, ignore_errors=True)
 
 
-def test_embedded_server_cache_is_bounded(tmp_path):
-    # the in-process server lives in the ingest process: its storage cache is that process's
+def test_embedded_server_runs_apart_with_a_bounded_cache(tmp_path):
     pytest.importorskip("secantus")
     with embedded_server(tmp_path) as url:
         assert url is not None
         client = MongoClient(url)
         client["bounded"]["docs"].insert_one({"n": 1})
+        # a process of its own: its work does not wait for the ingest's interpreter lock
+        assert client.admin.command("serverStatus")["pid"] != os.getpid()
         client.close()
     settings = (tmp_path / "mongo" / "WiredTiger.basecfg").read_text().splitlines()
     assert f"cache_size={EMBEDDED_CACHE}" in settings  # what the storage engine was opened with
     assert EMBEDDED_CACHE.endswith("M")
-    assert int(EMBEDDED_CACHE[:-1]) <= 128  # keeps the ingest process under 300 MB
+    assert int(EMBEDDED_CACHE[:-1]) <= 128  # the server process stays small
 
 
 @pytest.fixture
@@ -258,3 +262,30 @@ def test_a_failed_document_write_ends_the_run_and_stays_pending(
     report = sync_pending(database, sink)
     assert report.batches == pending
     assert compare_stores(database, sink, sample=N) == []
+
+
+HOLDER = """
+import pathlib, sys, time
+from indexer.store.mongo import embedded_server
+with embedded_server(pathlib.Path(sys.argv[1])) as url:
+    print(url, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_embedded_server_stops_when_its_process_is_killed(tmp_path):
+    # the server runs in a child process; a SIGKILL of its parent must not leave it holding
+    # the storage: the next run opens the same storage and finds what was written
+    pytest.importorskip("secantus")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    url = holder.stdout.readline().strip()
+    assert url.startswith("mongodb://")
+    with MongoClient(url) as client:
+        client["kept"]["docs"].insert_one({"_id": "written before the kill"})
+    holder.kill()
+    holder.wait()
+    holder.stdout.close()
+    with embedded_server(tmp_path) as again, MongoClient(again) as client:
+        assert client["kept"]["docs"].count_documents({}) == 1

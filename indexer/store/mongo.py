@@ -7,7 +7,10 @@ written with unordered bulk upserts, so writing the same batch twice changes not
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +47,11 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
 }
 
 
-# The embedded server's storage cache (WiredTiger), inside the ingest process. Its own
-# default, 1 GB, let the process grow with the database (≈ 19 MB per 2,000 instances stored)
-# towards 1.2 GB; at 64 MB it stops near 230 MB, and ingest is as fast (2,000-file runs).
+# The embedded server's storage cache (WiredTiger). Its own default, 1 GB, let the server
+# grow with the database (≈ 19 MB per 2,000 instances stored) towards 1.2 GB; at 64 MB it
+# stops near 230 MB (measured in-process), and ingest is as fast (2,000-file runs).
 EMBEDDED_CACHE = "64M"
+STOP_WAIT_S = 60.0  # for the embedded server to close its storage at the end
 
 
 class MongoUnavailableError(StoreError):
@@ -208,29 +212,39 @@ def study_doc(row: dict[str, Any]) -> dict[str, Any]:
 def embedded_server(state_dir: Path) -> Iterator[str | None]:
     """Run the SecantusDB wire-protocol server (optional GPL extra) for this process.
 
-    Yields its URL, or None when the extra is not installed.
+    It runs in a child process (``indexer.store.mongo_server``) that lives as long as this
+    context, or this process: it stops when its input closes, even after a kill. Yields its
+    URL, or None when the extra is not installed.
     """
-    try:
-        from secantus import SecantusDBServer  # noqa: PLC0415
-    except ImportError:
+    if importlib.util.find_spec("secantus") is None:
         yield None
         return
     storage = state_dir / "mongo"
     storage.mkdir(parents=True, exist_ok=True)
+    child = subprocess.Popen(  # noqa: S603 - our own module, by this interpreter
+        [sys.executable, "-m", "indexer.store.mongo_server", str(storage), EMBEDDED_CACHE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdin is not None  # noqa: S101 - piped above
+    assert child.stdout is not None  # noqa: S101 - piped above
     try:
-        server = SecantusDBServer(
-            host="127.0.0.1", port=0, storage_path=str(storage), cache_size=EMBEDDED_CACHE
-        )
-        server.start()
-    except Exception as e:  # noqa: BLE001 - any failure to start is reported alike
-        raise StoreError(
-            f"could not start the embedded MongoDB server in {storage} "
-            f"({type(e).__name__}); set DICOM_INDEX_MONGO_URL"
-        ) from None
-    try:
-        yield str(server.uri)
+        line = child.stdout.readline().decode("ascii", "replace").strip()
+        if not line.startswith("mongodb://"):
+            why = line.removeprefix("error ") or f"exit {child.wait()}"
+            raise StoreError(
+                f"could not start the embedded MongoDB server in {storage} "
+                f"({why}); set DICOM_INDEX_MONGO_URL"
+            )
+        yield line
     finally:
-        server.stop()
+        child.stdin.close()  # the server stops and closes its storage
+        try:
+            child.wait(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        child.stdout.close()
 
 
 @contextlib.contextmanager

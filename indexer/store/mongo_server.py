@@ -1,0 +1,66 @@
+"""The embedded MongoDB server (SecantusDB, the optional GPL extra) in a process of its own.
+
+``mongo.embedded_server`` runs this as a child process: ``python -m indexer.store.mongo_server
+STORAGE CACHE``. It prints its URL on one line, serves until its standard input closes (the
+parent is done, or died), then closes the storage cleanly. In a process of its own the
+server's work does not wait for the ingest's interpreter lock, nor the ingest for it.
+Ctrl-C reaches the whole process group: the parent stops its run and still writes its last
+batch here, so this process ignores SIGINT and goes only when its input closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import sys
+import threading
+import time
+
+LOCK_WAIT_S = 15.0  # a killed run's server may still be closing the same storage
+
+
+def _wake_accept(address: tuple[str, int]) -> None:
+    """End the server's wait in accept(): its stop waits up to 2 s for that, idle."""
+    time.sleep(0.05)  # stop() has set its stop flag by now
+    with contextlib.suppress(OSError), socket.create_connection(address, timeout=1):
+        pass
+
+
+def _say(line: str) -> None:
+    """One line to the parent, on standard output."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str]) -> int:
+    """Serve ``argv[1]`` (storage directory) with ``argv[2]`` of cache; exit code."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    storage, cache = argv[1], argv[2]
+    from secantus import SecantusDBServer  # noqa: PLC0415 - the optional extra
+
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            server = SecantusDBServer(
+                host="127.0.0.1", port=0, storage_path=storage, cache_size=cache
+            )
+            server.start()
+            break
+        except Exception as e:  # noqa: BLE001 - reported to the parent by name only
+            if time.monotonic() > deadline:
+                _say(f"error {type(e).__name__}")
+                return 1
+            time.sleep(0.2)
+    _say(server.uri)
+    address = server.address
+    try:
+        sys.stdin.buffer.read()  # until the parent closes it or dies
+    finally:
+        threading.Thread(target=_wake_accept, args=(address,), daemon=True).start()
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
