@@ -392,6 +392,8 @@ def ingest(
     workers = workers or settings.workers or os.cpu_count() or 1
     if workers > 1 and sources.at_least(list(sources_), workers_.POOL_THRESHOLD):
         workers_.prestart()  # imports the per-file code while the database connects
+    if settings.mongo_enabled and settings.mongo_url is None:
+        mongo.prestart(settings.state_dir)  # the embedded server starts meanwhile, too
     plan = _plan(settings, options, burned_in, rules)
     key_material = _keys(settings)
     database = _role_db(settings, "ingest")

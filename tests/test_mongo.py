@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from indexer.errors import StoreError
 from indexer.pipeline import compare_stores, sync_pending
-from indexer.store import db, sql
+from indexer.store import db, mongo, sql
 from indexer.store.mongo import EMBEDDED_CACHE, MongoSink, embedded_server
 from tests.builders import SampleShape, ingest_job, write_archive
 
@@ -289,3 +289,13 @@ def test_embedded_server_stops_when_its_process_is_killed(tmp_path):
     holder.stdout.close()
     with embedded_server(tmp_path) as again, MongoClient(again) as client:
         assert client["kept"]["docs"].count_documents({}) == 1
+
+
+def test_a_prestarted_embedded_server_is_the_one_used(tmp_path):
+    pytest.importorskip("secantus")
+    mongo.prestart(tmp_path)  # as `ingest` does before its set-up
+    started = mongo._STARTED[tmp_path / "mongo"]
+    with embedded_server(tmp_path) as url, MongoClient(url) as client:
+        assert client.admin.command("serverStatus")["pid"] == started.pid
+    assert started.returncode == 0  # stopped cleanly when the context ended
+    assert not mongo._STARTED

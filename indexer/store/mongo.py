@@ -208,6 +208,28 @@ def study_doc(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_STARTED: dict[Path, subprocess.Popen[bytes]] = {}  # by `prestart`, for `embedded_server`
+
+
+def _start(storage: Path) -> subprocess.Popen[bytes]:
+    storage.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(  # noqa: S603 - our own module, by this interpreter
+        [sys.executable, "-m", "indexer.store.mongo_server", str(storage), EMBEDDED_CACHE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+
+
+def prestart(state_dir: Path) -> None:
+    """Start the embedded server's process now, to open its storage while the caller sets up.
+
+    `embedded_server` takes it over; never taken over, it ends with this process.
+    """
+    storage = state_dir / "mongo"
+    if storage not in _STARTED and importlib.util.find_spec("secantus") is not None:
+        _STARTED[storage] = _start(storage)
+
+
 @contextlib.contextmanager
 def embedded_server(state_dir: Path) -> Iterator[str | None]:
     """Run the SecantusDB wire-protocol server (optional GPL extra) for this process.
@@ -220,12 +242,7 @@ def embedded_server(state_dir: Path) -> Iterator[str | None]:
         yield None
         return
     storage = state_dir / "mongo"
-    storage.mkdir(parents=True, exist_ok=True)
-    child = subprocess.Popen(  # noqa: S603 - our own module, by this interpreter
-        [sys.executable, "-m", "indexer.store.mongo_server", str(storage), EMBEDDED_CACHE],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+    child = _STARTED.pop(storage, None) or _start(storage)
     assert child.stdin is not None  # noqa: S101 - piped above
     assert child.stdout is not None  # noqa: S101 - piped above
     try:

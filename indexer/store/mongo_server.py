@@ -11,6 +11,7 @@ batch here, so this process ignores SIGINT and goes only when its input closes.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -27,10 +28,15 @@ def _wake_accept(address: tuple[str, int]) -> None:
         pass
 
 
-def _say(line: str) -> None:
-    """One line to the parent, on standard output."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+def _say(line: str) -> bool:
+    """One line to the parent, on standard output; False if the parent is gone already."""
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # it ended (an error in its set-up) before it read this
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing at exit
+        return False
+    return True
 
 
 def main(argv: list[str]) -> int:
@@ -52,10 +58,10 @@ def main(argv: list[str]) -> int:
                 _say(f"error {type(e).__name__}")
                 return 1
             time.sleep(0.2)
-    _say(server.uri)
     address = server.address
     try:
-        sys.stdin.buffer.read()  # until the parent closes it or dies
+        if _say(server.uri):
+            sys.stdin.buffer.read()  # until the parent closes it or dies
     finally:
         threading.Thread(target=_wake_accept, args=(address,), daemon=True).start()
         server.stop()
