@@ -299,3 +299,17 @@ def test_a_prestarted_embedded_server_is_the_one_used(tmp_path):
         assert client.admin.command("serverStatus")["pid"] == started.pid
     assert started.returncode == 0  # stopped cleanly when the context ended
     assert not mongo._STARTED
+
+
+def test_embedded_storage_in_use_is_a_clear_error(tmp_path):
+    # a second server on the same storage waits for the first (a killed run's) to let go,
+    # then gives up with a message that names the problem and the way out
+    pytest.importorskip("secantus")
+    with embedded_server(tmp_path) as url:
+        assert url is not None
+        with pytest.raises(StoreError) as e, embedded_server(tmp_path):
+            pass
+    message = str(e.value)
+    assert "could not start the embedded MongoDB server" in message
+    assert "WiredTigerError" in message
+    assert "DICOM_INDEX_MONGO_URL" in message
