@@ -46,18 +46,23 @@ def main(argv: list[str]) -> int:
     from secantus import SecantusDBServer  # noqa: PLC0415 - the optional extra
 
     deadline = time.monotonic() + LOCK_WAIT_S
-    while True:
-        try:
-            server = SecantusDBServer(
-                host="127.0.0.1", port=0, storage_path=storage, cache_size=cache
-            )
-            server.start()
-            break
-        except Exception as e:  # noqa: BLE001 - reported to the parent by name only
-            if time.monotonic() > deadline:
-                _say(f"error {type(e).__name__}")
-                return 1
-            time.sleep(0.2)
+    stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        while True:
+            try:
+                server = SecantusDBServer(
+                    host="127.0.0.1", port=0, storage_path=storage, cache_size=cache
+                )
+                server.start()
+                break
+            except Exception as e:  # noqa: BLE001 - reported to the parent by name only
+                if time.monotonic() > deadline:
+                    _say(f"error {type(e).__name__}")
+                    return 1
+                os.dup2(devnull, 2)  # the storage engine said why once: not on every try
+                time.sleep(0.2)
+    finally:
+        os.dup2(stderr, 2)
     address = server.address
     try:
         if _say(server.uri):
