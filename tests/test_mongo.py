@@ -308,8 +308,8 @@ def test_embedded_storage_in_use_is_a_clear_error(tmp_path, capfd):
     with embedded_server(tmp_path) as url:
         assert url is not None
         capfd.readouterr()
-        with pytest.raises(StoreError) as e, embedded_server(tmp_path):
-            pass
+        with pytest.raises(StoreError) as e, embedded_server(tmp_path) as second:
+            pytest.fail(f"a second server started on storage in use: {second}")
         waited = capfd.readouterr().err
     # the storage engine's own complaint comes once (two lines), not on each of ~75 tries
     assert 0 < waited.count("WiredTiger") <= 4
