@@ -317,3 +317,12 @@ def test_embedded_storage_in_use_is_a_clear_error(tmp_path, capfd):
     assert "could not start the embedded MongoDB server" in message
     assert "WiredTigerError" in message
     assert "DICOM_INDEX_MONGO_URL" in message
+
+
+def test_embedded_storage_that_cannot_be_made_is_a_clear_error(tmp_path):
+    pytest.importorskip("secantus")
+    (tmp_path / "mongo").write_text("a file where the storage directory should be")
+    with pytest.raises(StoreError) as e, embedded_server(tmp_path) as url:
+        pytest.fail(f"a server started on unusable storage: {url}")
+    assert "could not start the embedded MongoDB server" in str(e.value)
+    assert "FileExistsError" in str(e.value)
