@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import os
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -78,6 +78,8 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._lock = threading.Lock()
+        self._made: set[Path] = set()  # directories known to exist
+        self._serial = itertools.count()  # temporary file names
         self._held: int | None = None  # the lock file's descriptor, in the opening process
         spool = root / INCOMING
         token = f"{os.getpid()}-{secrets.token_hex(6)}"
@@ -104,32 +106,55 @@ class LocalStore:
         self._held = None
 
     def put(self, name: str, parts: Sequence[bytes | memoryview]) -> Digest:
-        """Write ``root/name`` atomically (temp file + rename in the same directory)."""
+        """Write ``root/name`` atomically (a temporary file, then a hard link to it).
+
+        Few system calls, and none that a cache can spare (directories made before): on the
+        ingest's writer thread each one hands the interpreter over and waits to get it back.
+        """
         h = hashlib.sha256()
         for part in parts:
             h.update(part)
         sha, size = h.hexdigest(), sum(len(p) for p in parts)
-        path = self.root / name
         if ".." in Path(name).parts or Path(name).is_absolute():
             raise StoreError("refusing an output name outside the output directory")
+        path = self.root / name
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():
-                return self._same_or_conflict(name, path, sha, size)
-            fd, tmp = tempfile.mkstemp(dir=self.incoming, suffix=".part")
+            self._make_parent(path)
+            tmp = self._write_temporary(parts)
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.writelines(parts)
                 failpoints.hit(failpoints.COPY_TEMP_WRITTEN)
-                if not self._publish(Path(tmp), path):  # stored meanwhile by another writer
+                if not self._publish(tmp, path):  # stored before, or meanwhile by another writer
                     return self._same_or_conflict(name, path, sha, size)
             finally:
-                Path(tmp).unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)  # (renamed, where links fail)
         except OSError as e:
             raise StoreError(
                 f"cannot write a copy to the output directory ({type(e).__name__})"
             ) from None
         return Digest(name, sha, size)
+
+    def _make_parent(self, path: Path) -> None:
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
+
+    def _write_temporary(self, parts: Sequence[bytes | memoryview]) -> Path:
+        """``parts`` in a new file of this store's temporary directory; its path."""
+        while True:
+            tmp = self.incoming / f"{os.getpid()}-{next(self._serial)}.part"
+            try:
+                fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            except FileExistsError:
+                continue  # left by an earlier process of this pid
+            break
+        try:
+            _write_all(fd, parts)
+        except BaseException:
+            tmp.unlink()
+            raise
+        finally:
+            os.close(fd)
+        return tmp
 
     def _publish(self, tmp: Path, path: Path) -> bool:
         """Give ``tmp`` the name ``path`` unless that name exists; whether it was given.
@@ -139,7 +164,12 @@ class LocalStore:
         under this process's lock.
         """
         try:
-            os.link(tmp, path)
+            try:
+                os.link(tmp, path)
+            except FileNotFoundError:  # its directory was removed meanwhile: made again
+                self._made.discard(path.parent)
+                self._make_parent(path)
+                os.link(tmp, path)
         except FileExistsError:
             return False
         except OSError:
@@ -157,6 +187,7 @@ class LocalStore:
         """In a worker process: the paths, a thread lock of its own, no lock file."""
         self.root, self.incoming = state["root"], state["incoming"]
         self._lock = threading.Lock()
+        self._made, self._serial = set(), itertools.count()
         self._held = None
 
     def _same_or_conflict(self, name: str, path: Path, sha: str, size: int) -> Digest:
@@ -172,6 +203,17 @@ class LocalStore:
             return (self.root / name).stat().st_size == size
         except OSError:
             return False
+
+
+def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
+    """Write ``parts`` to ``fd`` in one system call as a rule (a short write goes on)."""
+    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    while views:
+        done = os.writev(fd, views)
+        while views and done >= len(views[0]):
+            done -= len(views.pop(0))
+        if views:
+            views[0] = views[0][done:]
 
 
 def _sweep(spool: Path) -> None:

@@ -125,3 +125,53 @@ def test_a_closed_store_refuses_puts_and_closing_twice_is_harmless(tmp_path):
     store.close()
     with pytest.raises(StoreError):
         store.put("a.dcm", [b"x"])
+
+
+def test_short_writes_go_on_until_every_byte_is_written(tmp_path, monkeypatch):
+    writev = os.writev
+
+    def at_most_1000_bytes(fd: int, buffers: list[memoryview]) -> int:
+        first = buffers[0][:1000]
+        return writev(fd, [first])
+
+    monkeypatch.setattr(os, "writev", at_most_1000_bytes)
+    store = LocalStore(tmp_path)
+    content = os.urandom(5555)
+    parts = [content[:10], b"", memoryview(content)[10:3000], content[3000:]]
+    digest = store.put("s/x.dcm", parts)
+    assert (tmp_path / "s" / "x.dcm").read_bytes() == content
+    assert digest == Digest("s/x.dcm", hashlib.sha256(content).hexdigest(), len(content))
+    store.close()
+
+
+def test_a_failed_write_is_a_store_error_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def disk_full(_fd: int, _buffers: list[memoryview]) -> int:
+        raise OSError(28, "No space left on device")
+
+    store = LocalStore(tmp_path)
+    monkeypatch.setattr(os, "writev", disk_full)
+    with pytest.raises(StoreError, match=r"cannot write a copy .*\(OSError\)"):
+        store.put("s/x.dcm", [b"abc"])
+    assert list(store.incoming.iterdir()) == []
+    assert not (tmp_path / "s" / "x.dcm").exists()
+    store.close()
+
+
+def test_a_directory_removed_during_a_run_is_made_again(tmp_path):
+    store = LocalStore(tmp_path)
+    store.put("study/series/1.dcm", [b"one"])
+    (tmp_path / "study" / "series" / "1.dcm").unlink()
+    (tmp_path / "study" / "series").rmdir()  # by hand, while the store is open
+    store.put("study/series/2.dcm", [b"two"])
+    assert (tmp_path / "study" / "series" / "2.dcm").read_bytes() == b"two"
+    store.close()
+
+
+def test_a_temporary_name_in_use_is_passed_over(tmp_path):
+    store = LocalStore(tmp_path)
+    taken = store.incoming / f"{os.getpid()}-0.part"
+    taken.write_bytes(b"not ours")  # as a process with this pid left it
+    store.put("a.dcm", [b"ours"])
+    assert taken.read_bytes() == b"not ours"
+    assert (tmp_path / "a.dcm").read_bytes() == b"ours"
+    store.close()
