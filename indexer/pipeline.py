@@ -430,8 +430,10 @@ def _in_threads(
     """The per-file work in this process, in walk order, copies written on a second thread.
 
     Python code runs one thread at a time, but hashing and writing a copy release the
-    interpreter: one file's copy is written while the next file is de-identified. Copies are
-    written one at a time, in walk order (the first of two objects with one name wins).
+    interpreter: one file's copy is written while the next file is de-identified. The index
+    rows are built here, so the writer thread needs the interpreter only between its system
+    calls. Copies are written one at a time, in walk order (the first of two objects with one
+    name wins).
     """
     window: collections.deque[_Entry] = collections.deque()
     with (
@@ -446,10 +448,11 @@ def _in_threads(
             else:
                 try:
                     prepared = work.prepare(item, ctx)
+                    outcome = work.index(prepared, ctx)
                 except (SourceError, DeidError) as e:
                     window.append((item, work.failure(item, e)))
                 else:
-                    window.append((item, writer.submit(work.finish_safely, prepared, ctx)))
+                    window.append((item, writer.submit(work.store_safely, outcome, prepared, ctx)))
             while window and (len(window) > WRITES_AHEAD or _ready(window[0][1])):
                 yield _settled(window.popleft())
         while window:

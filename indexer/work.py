@@ -226,14 +226,18 @@ def deidentify_file(src: SourceFile, ctx: RunContext) -> Copied:
 
 
 def finish(prepared: Prepared, ctx: RunContext) -> Outcome:
-    """Write a prepared object's copy, then build its index rows."""
-    copied = write_copy(prepared, ctx)
+    """Build a prepared object's index rows, then write its copy (none if it cannot be indexed)."""
+    return with_copy(index(prepared, ctx), write_copy(prepared, ctx))
+
+
+def index(prepared: Prepared, ctx: RunContext) -> Outcome:
+    """A prepared object's index rows, to be completed by ``with_copy`` once it is stored."""
     try:
         record = extract.index_record(
-            copied.result.ds,
-            copy_name=copied.name,
-            sha256=copied.digest.sha256,
-            size=copied.digest.size,
+            prepared.result.ds,
+            copy_name=prepared.name,
+            sha256="",
+            size=0,
             source_id=prepared.src.source_id,
             run_id=ctx.run_id,
         )
@@ -242,7 +246,14 @@ def finish(prepared: Prepared, ctx: RunContext) -> Outcome:
             f"cannot index the object ({type(e).__name__})", reason="index_failed"
         ) from None
     src = prepared.src
-    return Outcome(src.source_id, src.locator, src.size, copied.result.identities, record)
+    return Outcome(src.source_id, src.locator, src.size, prepared.result.identities, record)
+
+
+def with_copy(outcome: Outcome, copied: Copied) -> Outcome:
+    """``outcome`` with what its stored copy is (digest and size)."""
+    outcome.record.instance["copy_sha256"] = copied.digest.sha256
+    outcome.record.instance["copy_bytes"] = copied.digest.size
+    return outcome
 
 
 def process(src: SourceFile, ctx: RunContext) -> Outcome:
@@ -258,10 +269,10 @@ def process_safely(item: SourceFile, ctx: RunContext) -> Outcome | Failure:
         return failure(item, e)
 
 
-def finish_safely(prepared: Prepared, ctx: RunContext) -> Outcome | Failure:
-    """``finish``, with a failure to store or index returned as the file's failure."""
+def store_safely(outcome: Outcome, prepared: Prepared, ctx: RunContext) -> Outcome | Failure:
+    """Store an indexed object's copy and complete ``outcome``; a failure comes back as such."""
     try:
-        return finish(prepared, ctx)
+        return with_copy(outcome, write_copy(prepared, ctx))
     except (SourceError, DeidError) as e:
         return failure(prepared.src, e)
 
