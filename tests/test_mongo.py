@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from sqlalchemy import text
 
 from indexer.errors import StoreError
 from indexer.pipeline import compare_stores, sync_pending
-from indexer.store import db, mongo, sql
+from indexer.store import db, mongo, mongo_server, sql
 from indexer.store.mongo import EMBEDDED_CACHE, MongoSink, embedded_server
 from tests.builders import SampleShape, ingest_job, write_archive
 
@@ -326,3 +327,19 @@ def test_embedded_storage_that_cannot_be_made_is_a_clear_error(tmp_path):
         pytest.fail(f"a server started on unusable storage: {url}")
     assert "could not start the embedded MongoDB server" in str(e.value)
     assert "FileExistsError" in str(e.value)
+
+
+def test_damaged_embedded_storage_is_a_clear_error_at_once(tmp_path, capfd):
+    # nothing holds it: no waiting for another server to let go (that wait is 15 s)
+    pytest.importorskip("secantus")
+    storage = tmp_path / "mongo"
+    storage.mkdir()
+    for name in ("WiredTiger", "WiredTiger.turtle"):
+        (storage / name).write_text("not what the storage engine wrote")
+    started = time.monotonic()
+    with pytest.raises(StoreError) as e, embedded_server(tmp_path) as url:
+        pytest.fail(f"a server started on damaged storage: {url}")
+    assert time.monotonic() - started < mongo_server.LOCK_WAIT_S / 2
+    assert "could not start the embedded MongoDB server" in str(e.value)
+    assert "DICOM_INDEX_MONGO_URL" in str(e.value)
+    assert 0 < capfd.readouterr().err.count("WiredTiger") <= 8  # its complaint, not repeated

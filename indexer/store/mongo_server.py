@@ -11,14 +11,34 @@ batch here, so this process ignores SIGINT and goes only when its input closes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
 LOCK_WAIT_S = 15.0  # a killed run's server may still be closing the same storage
+LOCK_FILE = "WiredTiger.lock"  # the storage engine holds it locked while the storage is open
+
+
+def _held_elsewhere(storage: str) -> bool:
+    """Whether another process has ``storage`` open (its storage engine's lock is taken)."""
+    try:
+        fd = os.open(Path(storage, LOCK_FILE), os.O_RDWR)
+    except OSError:
+        return False  # no storage yet, or none to wait for
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _wake_accept(address: tuple[str, int]) -> None:
@@ -47,6 +67,7 @@ def main(argv: list[str]) -> int:
 
     deadline = time.monotonic() + LOCK_WAIT_S
     stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    tries_unheld = 0  # failed tries with the storage free: its own fault, not a wait
     try:
         while True:
             try:
@@ -56,7 +77,8 @@ def main(argv: list[str]) -> int:
                 server.start()
                 break
             except Exception as e:  # noqa: BLE001 - reported to the parent by name only
-                if time.monotonic() > deadline:
+                tries_unheld = 0 if _held_elsewhere(storage) else tries_unheld + 1
+                if time.monotonic() > deadline or tries_unheld == 2:  # noqa: PLR2004
                     _say(f"error {type(e).__name__}")
                     return 1
                 os.dup2(devnull, 2)  # the storage engine said why once: not on every try
