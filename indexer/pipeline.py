@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 
 WRITES_AHEAD = 4  # copies waiting to be written while the next files are de-identified
-WRITER_SWITCH_S = 0.001  # interpreter hand-over interval while the writer thread runs
+WRITER_SWITCH_S = 0.0002  # interpreter hand-over interval while the writer thread runs
 CHUNK_FILES = 16  # files a worker takes at once: one message each way per chunk
 SKIP_CHECK_CHUNK = 256  # sources looked up at once for the unchanged-file check
 MONGO_WRITES_AHEAD = 2  # committed batches whose MongoDB write may wait while files go on
@@ -463,8 +463,10 @@ def _in_threads(
 def _switch_interval(seconds: float) -> Iterator[None]:
     """Run with the interpreter handing over between threads every ``seconds``.
 
-    The writer thread takes the interpreter back after each system call (mkdir, open, write,
-    link); at the default 5 ms it waits that long each time while de-identification runs.
+    The writer thread takes the interpreter back after each system call (open, write, link,
+    ...); at the default 5 ms it waits that long each time while de-identification runs, and
+    falls behind until the files it has not written hold up the next one. At 0.2 ms it keeps
+    up: on 1,000 CT slices the main thread waited 0.3-0.7 s for it at 1 ms, 0.01-0.07 s now.
     """
     before = sys.getswitchinterval()
     sys.setswitchinterval(seconds)
