@@ -61,6 +61,7 @@ class OutputStore(Protocol):
 
 
 INCOMING = ".incoming"
+MADE_LIMIT = 4096  # directories a store remembers having made (a series' copies share one)
 LOCK_SUFFIX, CLAIM_SUFFIX = ".lock", ".claim"
 
 
@@ -136,6 +137,8 @@ class LocalStore:
     def _make_parent(self, path: Path) -> None:
         if path.parent not in self._made:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if len(self._made) >= MADE_LIMIT:  # bounded, however many series an archive has
+                self._made.clear()
             self._made.add(path.parent)
 
     def _write_temporary(self, parts: Sequence[bytes | memoryview]) -> Path:

@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from indexer.errors import StoreError
+from indexer.store import files
 from indexer.store.files import CopyConflictError, Digest, LocalStore
 
 
@@ -174,4 +175,18 @@ def test_a_temporary_name_in_use_is_passed_over(tmp_path):
     store.put("a.dcm", [b"ours"])
     assert taken.read_bytes() == b"not ours"
     assert (tmp_path / "a.dcm").read_bytes() == b"ours"
+    store.close()
+
+
+def test_the_directories_a_store_remembers_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "MADE_LIMIT", 3)
+    store = LocalStore(tmp_path)
+    for i in range(10):
+        store.put(f"study/series-{i}/1.dcm", [bytes([i])])
+        assert len(store._made) <= 3
+    store.put("study/series-0/2.dcm", [b"again"])  # forgotten, and made (found) again
+    assert sorted(p.name for p in (tmp_path / "study" / "series-0").iterdir()) == [
+        "1.dcm",
+        "2.dcm",
+    ]
     store.close()
