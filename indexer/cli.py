@@ -824,7 +824,9 @@ def verify_cmd(
     options: tuple[str, ...],
     rules: Path | None,
 ) -> None:
-    """Scan de-identified output for any identifying value of the originals. Exit 1 on a leak.
+    """Scan de-identified output for any identifying value of the originals.
+
+    Exit 1 on a leak, or when a DICOM original or output could not be read (not checked).
 
     With the key file present, pseudonyms are recomputed: a value found only inside one is
     chance, not a leak.
@@ -833,7 +835,7 @@ def verify_cmd(
     plan = _plan(settings, options, "allow", rules)
     key_material = _keys(settings) if settings.resolved_key_file.exists() else None
     _settled()
-    scanned, leaks = pipeline.verify_outputs(
+    report = pipeline.verify_outputs(
         list(originals),
         list(outputs),
         plan,
@@ -842,10 +844,16 @@ def verify_cmd(
         id_prefix=settings.id_prefix,
         max_shift_days=settings.date_shift_days,
     )
-    for leak in leaks:
+    for leak in report.leaks:
         click.echo(f"leak: {leak.output}: the value of {leak.source_path} is in {leak.found_in}")
-    click.echo(f"{scanned} files scanned, {len(leaks)} leaks")
-    sys.exit(EXIT_SOME_FAILED if leaks else EXIT_OK)
+    click.echo(f"{report.scanned} files scanned, {len(report.leaks)} leaks")
+    unreadable = report.unreadable_originals + report.unreadable_outputs
+    if unreadable:
+        click.echo(
+            f"not checked: {report.unreadable_originals} original(s) whose values could not "
+            f"be read, {report.unreadable_outputs} output(s) that could not be read"
+        )
+    sys.exit(EXIT_SOME_FAILED if report.leaks or unreadable else EXIT_OK)
 
 
 # ---------------------------------------------------------------- sample

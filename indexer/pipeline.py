@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from indexer import __version__, deid, failpoints, work
 from indexer.deid import Plan, verify
+from indexer.deid.rawvalue import ELEMENT_ERRORS
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.keys import Keys
 from indexer.lazy import lazy
@@ -651,6 +652,18 @@ class LeakReport:
     found_in: str
 
 
+@dataclass(slots=True)
+class VerifyReport:
+    """What `verify` found: outputs scanned, leaks, and DICOM objects it could not read."""
+
+    scanned: int = 0
+    leaks: list[LeakReport] = field(default_factory=list)
+    # DICOM objects (not files that are no DICOM at all) whose values could not be read:
+    # an original's values are then not searched for, an output not searched in
+    unreadable_originals: int = 0
+    unreadable_outputs: int = 0
+
+
 def verify_outputs(
     originals: Sequence[Path],
     outputs: Sequence[Path],
@@ -660,48 +673,57 @@ def verify_outputs(
     keys: Keys | None = None,
     id_prefix: str = "DI",
     max_shift_days: int = 3650,
-) -> tuple[int, list[LeakReport]]:
+) -> VerifyReport:
     """Search every de-identified output for every identifying value of every original.
 
     An original value found only inside a dummy value is chance, not reported; with the
     ``keys`` (and the ``id_prefix`` and ``max_shift_days``) the outputs were made with, so is
     one found only inside a pseudonym (a time among a pseudonym UID's digits).
-    Returns the number of outputs scanned and the leaks, by the output's SOP Instance UID
-    (its file name, for our outputs) and element path.
+    Leaks are named by the output's SOP Instance UID (its file name, for our outputs) and
+    element path; objects that cannot be read are counted, and files that are no DICOM at
+    all skipped.
     """
     work.configure_pydicom()
     walker = Walker(b"verify", max_member_bytes=max_member_bytes)
+    report = VerifyReport()
     values: dict[str, str] = {}
     generated: set[str] = set()  # with the keys: the pseudonyms
     for item in walker.walk(list(originals)):
-        if isinstance(item, SourceFile):
-            try:
-                ds = work.read_dataset(item.read())
-                values.update(verify.identifying_values(plan, ds))
-                if keys is not None:
-                    generated |= deid.apply(
-                        plan,
-                        ds,
-                        keys.pseudonym,
-                        id_prefix=id_prefix,
-                        max_shift_days=max_shift_days,
-                    ).generated
-            except (SourceError, DeidError, OSError):
-                continue
-    scanned = 0
-    leaks: list[LeakReport] = []
+        if not isinstance(item, SourceFile):
+            continue
+        try:
+            ds = work.read_dataset(item.read())
+            values.update(verify.identifying_values(plan, ds))
+        except SourceError as e:
+            report.unreadable_originals += _unreadable(e)
+            continue
+        except (OSError, *ELEMENT_ERRORS):
+            report.unreadable_originals += 1
+            continue
+        if keys is not None:
+            with contextlib.suppress(DeidError):  # its pseudonyms unknown: more reports, not fewer
+                generated |= deid.apply(
+                    plan, ds, keys.pseudonym, id_prefix=id_prefix, max_shift_days=max_shift_days
+                ).generated
     for root in outputs:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
             try:
                 out = work.read_dataset(path.read_bytes())
-            except (SourceError, OSError):
+                # named by its SOP Instance UID, never by its path (a path can hold a name)
+                name = f"sop {out.get('SOPInstanceUID', '?')}"
+                found = verify.find_leaks(values, out, generated=generated)
+            except SourceError as e:
+                report.unreadable_outputs += _unreadable(e)
                 continue
-            scanned += 1
-            # named by its SOP Instance UID, never by its path (a path can hold a name)
-            name = f"sop {out.get('SOPInstanceUID', '?')}"
-            leaks += [
-                LeakReport(name, leak.source_path, leak.found_in)
-                for leak in verify.find_leaks(values, out, generated=generated)
-            ]
-    return scanned, leaks
+            except (OSError, *ELEMENT_ERRORS):
+                report.unreadable_outputs += 1
+                continue
+            report.scanned += 1
+            report.leaks += [LeakReport(name, leak.source_path, leak.found_in) for leak in found]
+    return report
+
+
+def _unreadable(e: SourceError) -> int:
+    """1 for an object that is DICOM but cannot be read or de-identified, 0 for no DICOM."""
+    return 0 if getattr(e, "reason", "") in ("not_dicom", "empty_file") else 1

@@ -6,11 +6,15 @@ later front ends (the C-STORE receiver, the HTTP gateway) call per object.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import signal
+import traceback
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pydicom
@@ -31,6 +35,8 @@ from indexer.store.files import CopyConflictError, Digest, OutputStore
 if TYPE_CHECKING:
     from indexer.keys import Keys
 
+
+logger = logging.getLogger(__name__)
 
 COPY_NAME_UIDS = (0x0020000D, 0x0020000E, 0x00080018)  # Study, Series, SOP Instance UID
 
@@ -93,9 +99,14 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
         ds._dict[pixels.tag] = pixels  # noqa: SLF001 - stored raw, as dcmread stores it
     if len(ds) == 0:
         raise SourceError("the file ends before its data set", reason="truncated")
-    last = ds.get_item(max(ds._dict, key=int))  # noqa: SLF001 - ints compare in C
-    value = getattr(last, "value", None)
-    length = getattr(last, "length", None)
+    try:
+        last = ds.get_item(max(ds._dict, key=int))  # noqa: SLF001 - ints compare in C
+        value = getattr(last, "value", None)
+        length = getattr(last, "length", None)
+    except rawvalue.ELEMENT_ERRORS as e:
+        raise SourceError(
+            f"unreadable DICOM: {rawvalue.element_problem(e)}", reason="unreadable"
+        ) from None
     if (
         isinstance(value, bytes)
         and isinstance(length, int)
@@ -186,6 +197,11 @@ def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
         raise SourceError(
             f"cannot read the file ({type(e).__name__})", reason="unreadable"
         ) from None
+    with contained(src):
+        return _prepare(src, data, ctx)
+
+
+def _prepare(src: SourceFile, data: bytes, ctx: RunContext) -> Prepared:
     # pixels are copied as read unless the plan may clean them
     ds = read_dataset(data, pixels_in_place=ctx.plan.burned_in is not BurnedInPolicy.CLEAN)
     values: dict[str, str] | None = {} if ctx.verify else None
@@ -232,19 +248,20 @@ def finish(prepared: Prepared, ctx: RunContext) -> Outcome:
 
 def index(prepared: Prepared, ctx: RunContext) -> Outcome:
     """A prepared object's index rows, to be completed by ``with_copy`` once it is stored."""
-    try:
-        record = extract.index_record(
-            prepared.result.ds,
-            copy_name=prepared.name,
-            sha256="",
-            size=0,
-            source_id=prepared.src.source_id,
-            run_id=ctx.run_id,
-        )
-    except (ValueError, TypeError, AttributeError) as e:
-        raise DeidError(
-            f"cannot index the object ({type(e).__name__})", reason="index_failed"
-        ) from None
+    with contained(prepared.src):
+        try:
+            record = extract.index_record(
+                prepared.result.ds,
+                copy_name=prepared.name,
+                sha256="",
+                size=0,
+                source_id=prepared.src.source_id,
+                run_id=ctx.run_id,
+            )
+        except rawvalue.ELEMENT_ERRORS as e:
+            raise DeidError(
+                f"cannot index the object: {rawvalue.element_problem(e)}", reason="index_failed"
+            ) from None
     src = prepared.src
     return Outcome(src.source_id, src.locator, src.size, prepared.result.identities, record)
 
@@ -304,9 +321,16 @@ def work_chunk(
 
 
 def _refuse_leaks(values: dict[str, str], result: deid.DeidResult, header: bytes) -> None:
-    leaks = verify.find_leaks(
-        values, result.ds, header, changed_only=True, generated=result.generated
-    )
+    try:
+        leaks = verify.find_leaks(
+            values, result.ds, header, changed_only=True, generated=result.generated
+        )
+    except rawvalue.ELEMENT_ERRORS as e:
+        raise DeidError(
+            f"cannot check the copy for identifying values: {rawvalue.element_problem(e)}; "
+            "not written",
+            reason="invalid_element",
+        ) from None
     if leaks:
         where = ", ".join(sorted({leak.source_path for leak in leaks})[:5])
         raise DeidError(
@@ -314,6 +338,34 @@ def _refuse_leaks(values: dict[str, str], result: deid.DeidResult, header: bytes
             "not written",
             reason="leak_detected",
         )
+
+
+@contextlib.contextmanager
+def contained(src: SourceFile) -> Iterator[None]:
+    """Make an error no check foresaw, in one object's work, that object's failure.
+
+    Errors raised on purpose (``IndexerError``) pass. Any other exception, a defect of
+    dicom-index or pydicom met by an odd object, is logged by its type and place, never its
+    text (it can quote values), and becomes a ``DeidError`` with reason
+    ``unexpected_error``: the object is neither written nor indexed, and the run goes on.
+    """
+    try:
+        yield
+    except IndexerError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one object must not end the run
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        logger.warning(
+            "source %s: unexpected %s at %s:%s; recorded as failed, not written",
+            src.source_id,
+            type(e).__name__,
+            Path(where.filename).name,
+            where.lineno,
+        )
+        raise DeidError(
+            f"could not process the object (unexpected {type(e).__name__})",
+            reason="unexpected_error",
+        ) from None
 
 
 def failure(src: SourceFile, e: IndexerError) -> Failure:

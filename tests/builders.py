@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from pathlib import Path
 
 from indexer import deid, keys
@@ -10,7 +11,16 @@ from indexer.pipeline import Ingest, local_output
 from indexer.sample import SampleShape, make_instance, to_bytes, write_archive
 from indexer.store import db
 
-__all__ = ["SampleShape", "files_sha", "ingest_job", "make_instance", "to_bytes", "write_archive"]
+__all__ = [
+    "MALFORMED",
+    "SampleShape",
+    "files_sha",
+    "ingest_job",
+    "make_instance",
+    "malformed",
+    "to_bytes",
+    "write_archive",
+]
 
 
 def files_sha(root: Path) -> dict[str, str]:
@@ -42,3 +52,45 @@ def ingest_job(database: db.Database, key_file: Path, out: Path, **options: obje
         max_member_bytes=10**8,
         **options,  # type: ignore[arg-type]
     )
+
+
+def _element(tag: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element, as raw bytes (any VR, any length)."""
+    group, elem = tag >> 16, tag & 0xFFFF
+    if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT"):
+        return struct.pack("<HH2sHL", group, elem, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+
+
+def _inserted(data: bytes, raw: bytes, before: int) -> bytes:
+    """``raw`` inserted before the top-level element ``before`` of an explicit VR LE file."""
+    pos = data.index(struct.pack("<HH", before >> 16, before & 0xFFFF), 132 + 100)
+    return data[:pos] + raw + data[pos:]
+
+
+_ITEM = struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF)
+_ITEM_END = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
+_SEQ = struct.pack("<HH2sHL", 0x0008, 0x1115, b"SQ", 0, 0xFFFFFFFF)
+_SEQ_END = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+
+# malformed element kind -> the reason its object is recorded with
+MALFORMED = {
+    "unknown_vr": "index_failed",  # a kept element: its JSON cannot be made
+    "bad_length": "invalid_element",  # a group length of 6 bytes: de-identification reads it
+    "deep_nesting": "unreadable",  # 600 sequences, one inside the other
+}
+
+
+def malformed(kind: str, study: int, marker: str) -> bytes:
+    """An instance (with PHI markers) holding one malformed element of ``kind``."""
+    data = to_bytes(make_instance(study, 1, 1, 1, marker=marker))
+    if kind == "unknown_vr":  # Patient Position with a VR that does not exist
+        return _inserted(data, _element(0x00185100, b"D\x82", b"HFS "), 0x00200010)
+    if kind == "bad_length":  # (0010,0000) UL holds 4 bytes, not 6
+        return _inserted(data, _element(0x00100000, b"UL", b"\x01\x00" * 3), 0x00100010)
+    if kind == "deep_nesting":
+        nest = b""
+        for _ in range(600):
+            nest = _SEQ + _ITEM + nest + _ITEM_END + _SEQ_END
+        return _inserted(data, nest, 0x00200010)
+    raise ValueError(kind)

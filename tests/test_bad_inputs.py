@@ -22,7 +22,7 @@ from indexer.deid import pseudonym
 from indexer.keys import read_key_file
 from indexer.work import configure_pydicom
 from indexer.workers import POOL_THRESHOLD
-from tests.builders import make_instance, to_bytes
+from tests.builders import MALFORMED, make_instance, malformed, to_bytes
 
 MARK = "PHIMARK"
 configure_pydicom()
@@ -43,8 +43,13 @@ def _save(ds, ts=None):
     return buf.getvalue()
 
 
+def _add_malformed(add_bad):
+    for study, (kind, reason) in enumerate(MALFORMED.items(), start=20):
+        add_bad(f"malformed_{kind}.dcm", malformed(kind, study, MARK), reason)
+
+
 @pytest.fixture
-def corpus(tmp_path):
+def corpus(tmp_path):  # noqa: PLR0915 - a statement or two per kind of bad input
     root = tmp_path / f"Doe_{MARK}"
     root.mkdir()
     good: list[str] = []
@@ -91,6 +96,7 @@ def corpus(tmp_path):
     add_bad("ultrasound.dcm", to_bytes(us), "burned_in_annotation")
     twin = make_instance(1, 1, 1, 1, marker=MARK, SliceThickness="9.0")  # same UIDs, other data
     add_bad("zz_conflict.dcm", to_bytes(twin), "duplicate_sop_conflict")
+    _add_malformed(add_bad)
     (root / "loop").symlink_to(root)
     expected["symlink_loop"] += 1
     (root / "dangling.dcm").symlink_to(root / "nowhere")

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from indexer.deid import pseudonym
 from indexer.keys import read_key_file
-from tests.builders import SampleShape, make_instance, to_bytes, write_archive
+from tests.builders import SampleShape, make_instance, malformed, to_bytes, write_archive
 
 MARKER = "PHIMARK"
 
@@ -139,3 +139,21 @@ def test_verify_without_the_key_ignores_a_value_inside_a_dummy_value(tmp_path, e
     keyless = {**env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
     args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
     assert "1 files scanned, 0 leaks" in _run(args, keyless, tmp_path).stdout
+
+
+def test_verify_counts_what_it_could_not_check(tmp_path, env):
+    """An original whose values cannot be read is not searched for: `verify` says so and
+    fails, rather than report no leaks it never looked for; a file of no DICOM is skipped."""
+    archive = tmp_path / "in"
+    archive.mkdir()
+    (archive / "good.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1, marker=MARKER)))
+    (archive / "bad.dcm").write_bytes(malformed("bad_length", 2, MARKER))
+    (archive / "notes.txt").write_text(f"not dicom {MARKER}")
+    p = _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path, check=1)
+    assert "invalid_element" in p.stderr
+    (tmp_path / "out" / "junk.dcm").write_bytes(malformed("deep_nesting", 3, MARKER))
+    args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
+    p = _run(args, env, tmp_path, check=1)
+    assert "1 files scanned, 0 leaks" in p.stdout
+    assert "not checked: 1 original(s) whose values could not be read, 1 output(s)" in p.stdout
+    assert MARKER not in p.stdout + p.stderr

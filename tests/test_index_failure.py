@@ -45,7 +45,10 @@ def test_an_object_that_cannot_be_indexed_fails_alone(
     assert (summary.files_indexed, summary.files_failed) == (5, 1)
     assert summary.failure_reasons == {"index_failed": 1}
     assert [(r, m) for r, m in failures] == [
-        ("index_failed", "cannot index the object (ValueError)")
+        (
+            "index_failed",
+            "cannot index the object: an element holds a value that cannot be read (ValueError)",
+        )
     ]
     copies = sorted(str(p.relative_to(out)) for p in out.rglob("*.dcm"))
     assert copies == indexed_paths

@@ -157,16 +157,39 @@ def apply(
         The object lacks a UID it needs, or holds values that cannot be decoded.
 
     """
-    codec = rawvalue.codec(ds) if lean else None
     try:
+        codec = rawvalue.codec(ds) if lean else None
         originals = {kw: text_of(ds, tag, codec) for kw, tag in ORIGINAL_TAGS.items()}
-    except (ValueError, TypeError, LookupError) as e:
+    except rawvalue.ELEMENT_ERRORS as e:
         raise DeidError(
-            f"cannot decode identifying attributes ({type(e).__name__})", reason="undecodable"
+            f"cannot decode identifying attributes: {rawvalue.element_problem(e)}",
+            reason="undecodable",
         ) from None
     for kw in REQUIRED_UIDS:
         if not originals[kw]:
             raise DeidError(f"missing {kw}", reason="missing_uid")
+    try:
+        return _apply(
+            plan, ds, pseudonym_key, codec, originals, id_prefix, max_shift_days, trace, found
+        )
+    except rawvalue.ELEMENT_ERRORS as e:
+        raise DeidError(
+            f"cannot de-identify the object: {rawvalue.element_problem(e)}",
+            reason="invalid_element",
+        ) from None
+
+
+def _apply(
+    plan: Plan,
+    ds: Dataset,
+    pseudonym_key: bytes,
+    codec: str | None,
+    originals: dict[str, str],
+    id_prefix: str,
+    max_shift_days: int,
+    trace: list[TraceStep] | None,
+    found: dict[str, str] | None,
+) -> DeidResult:
     outside = values.outside_values(ds) if found is not None else {}
     pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks, codec)
     # an object without PatientID is its own patient, keyed by its study
@@ -187,13 +210,8 @@ def apply(
     )
     identities: list[Identity] = []
     types = iod.types_for(text_of(ds, SOP_CLASS_UID, codec))
-    try:
-        _identity_elements(ds, plan, ctx, originals, patient_pseudo, id_prefix, identities)
-        _walk(ds, plan, ctx, types=types, top=True)
-    except (ValueError, TypeError, LookupError, OverflowError) as e:
-        raise DeidError(
-            f"cannot de-identify an element ({type(e).__name__})", reason="invalid_element"
-        ) from None
+    _identity_elements(ds, plan, ctx, originals, patient_pseudo, id_prefix, identities)
+    _walk(ds, plan, ctx, types=types, top=True)
     for kind, kw in zip(("study_uid", "series_uid", "sop_uid"), REQUIRED_UIDS, strict=True):
         new = text_of(ds, ORIGINAL_TAGS[kw], codec)
         if not new:  # a site rule removed or emptied it: no copy name, no index row

@@ -24,6 +24,7 @@ from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
@@ -38,6 +39,43 @@ CHARSET_VRS = frozenset({*_TEXT, *_SINGLE, "PN"})
 TEXT_VRS = frozenset({*_MULTI, *CHARSET_VRS, "AE", "UR"})
 NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
 NUMBER_FORMATS |= {"SV": "q", "UV": "Q"}
+# What turning a malformed element into its value raises, here or in pydicom (which converts
+# elements when first asked): a bad value (ValueError, ...), an unknown VR
+# (NotImplementedError), a length that is no multiple of the value's size
+# (BytesLengthException), a sequence cut short (OSError, struct.error), nesting too deep
+# (RecursionError). Their text can quote values: catch, keep the type name only.
+ELEMENT_ERRORS: Final = (
+    ValueError,
+    TypeError,
+    LookupError,
+    OverflowError,
+    AttributeError,
+    NotImplementedError,
+    RecursionError,
+    OSError,
+    struct.error,
+    BytesLengthException,
+)
+
+
+def element_problem(e: BaseException) -> str:
+    """What an ``ELEMENT_ERRORS`` exception says of the element, in words and its type's name.
+
+    Never its text, which can quote the value.
+    """
+    if isinstance(e, NotImplementedError):
+        what = "an element has an unknown value representation"
+    elif isinstance(e, BytesLengthException):
+        what = "an element's length does not fit its value representation"
+    elif isinstance(e, RecursionError):
+        what = "sequences are nested too deep"
+    elif isinstance(e, OSError | struct.error):
+        what = "a sequence is cut short or malformed"
+    else:
+        what = "an element holds a value that cannot be read"
+    return f"{what} ({type(e).__name__})"
+
+
 BYTES_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
 LONG_LENGTH_VRS = frozenset(  # explicit VR: 2 reserved bytes, then a 4-byte length (PS3.5 7.1.2)
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}

@@ -1,0 +1,126 @@
+"""Objects with malformed elements, and odd objects of every kind, fail alone (#6).
+
+Each ends as its own recorded failure with a PHI-free message, never as an exception that
+ends the run: the named kinds by their reason, and a seeded stream of mutated objects (bytes
+changed, cut out, lengths and VRs made up) as whatever reason fits.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from indexer import keys, work
+from indexer.deid import build_plan, engine
+from indexer.errors import DeidError, SourceError
+from indexer.records import SourceFile
+from indexer.store.files import LocalStore
+from tests.builders import MALFORMED, make_instance, malformed, to_bytes
+from tests.deid import kitchen_sink
+
+MARK = "PHIMARK"
+
+
+@pytest.fixture
+def ctx(tmp_path: Path):
+    work.configure_pydicom()
+    store = LocalStore(tmp_path / "out")
+    yield work.RunContext(build_plan(), keys.generate(), store, "DI", 30, 1)
+    store.close()
+
+
+def _source(i: int, data: bytes) -> SourceFile:
+    return SourceFile(f"src-{i}", f"/archive/{MARK}/{i}.dcm", len(data), lambda: data)
+
+
+def _outcome(ctx: work.RunContext, i: int, data: bytes) -> str:
+    """The reason the object is recorded with, or "indexed"; any other exception raises."""
+    error = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns of what it reads leniently
+            work.process(_source(i, data), ctx)
+    except (SourceError, DeidError) as e:
+        error = e
+    if error is None:
+        return "indexed"
+    assert MARK not in str(error)
+    return str(getattr(error, "reason", error.code))
+
+
+@pytest.mark.parametrize(("kind", "reason"), MALFORMED.items())
+def test_a_malformed_element_is_its_objects_failure(ctx, kind, reason):
+    assert _outcome(ctx, 1, malformed(kind, 1, MARK)) == reason
+    assert _outcome(ctx, 2, to_bytes(make_instance(2, 1, 1, 1, marker=MARK))) == "indexed"
+
+
+def test_the_messages_name_the_problem(ctx):
+    messages = {}
+    for i, kind in enumerate(MALFORMED):
+        with pytest.raises((SourceError, DeidError)) as caught:
+            work.process(_source(i, malformed(kind, i, MARK)), ctx)
+        messages[kind] = caught.value.message
+    assert messages == {
+        "unknown_vr": "cannot index the object: an element has an unknown value "
+        "representation (NotImplementedError)",
+        "bad_length": "cannot de-identify the object: an element's length does not fit its "
+        "value representation (BytesLengthException)",
+        "deep_nesting": "unreadable DICOM (RecursionError)",
+    }
+
+
+def test_an_unforeseen_error_is_the_objects_failure(ctx, monkeypatch, caplog):
+    """A defect met by one object (here: a planted one) fails that object, logged by type
+    and place; its text, which could quote a value, goes nowhere."""
+    walk = engine._walk
+
+    def broken(ds, *a, **kw):
+        if ds.get("InstanceNumber") == 2:  # the second object
+            raise ZeroDivisionError(MARK)
+        return walk(ds, *a, **kw)
+
+    monkeypatch.setattr(engine, "_walk", broken)
+    with caplog.at_level(logging.WARNING):
+        outcomes = [
+            _outcome(ctx, n, to_bytes(make_instance(3, 1, 1, n, marker=MARK))) for n in (1, 2, 3)
+        ]
+    assert outcomes == ["indexed", "unexpected_error", "indexed"]
+    assert "unexpected ZeroDivisionError at test_malformed.py:" in caplog.text
+    assert MARK not in caplog.text
+    with pytest.raises(DeidError, match=r"^could not process the object \(unexpected Zero"):
+        work.process(_source(4, to_bytes(make_instance(3, 1, 1, 2, marker=MARK))), ctx)
+
+
+def _mutated(rng: random.Random, base: bytes) -> bytes:
+    data = bytearray(base)
+    kind = rng.random()
+    for _ in range(rng.randint(1, 6)):
+        pos = rng.randrange(128, len(data))
+        if kind < 0.5:  # a byte changed
+            data[pos] = rng.randrange(256)
+        elif kind < 0.7:  # a VR or a length made up
+            data[pos : pos + 2] = rng.choice([b"\xff\xff", b"\x00\x00", b"SQ", b"UN", b"OB"])
+        elif kind < 0.85:  # undefined lengths, item and sequence tags
+            data[pos : pos + 4] = rng.choice(
+                [b"\xff\xff\xff\xff", b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0", b"\0\0\0\0"]
+            )
+        else:  # bytes cut out
+            del data[pos : pos + rng.randrange(1, 40)]
+    if rng.random() < 0.1:  # cut short
+        data = data[: rng.randrange(132, len(data))]
+    return bytes(data)
+
+
+def test_mutated_objects_fail_alone(ctx):
+    sink, _markers = kitchen_sink.build()
+    bases = [to_bytes(sink), to_bytes(make_instance(4, 1, 1, 1, marker=MARK))]
+    rng = random.Random(20261202)  # noqa: S311 - a seeded stream of test inputs
+    outcomes = Counter(_outcome(ctx, i, _mutated(rng, rng.choice(bases))) for i in range(300))
+    assert outcomes["unexpected_error"] == 0  # each failure is one a check foresaw
+    # the stream reaches the checks it is meant to: malformed elements among them
+    assert {"truncated", "invalid_element", "indexed"} <= set(outcomes)
