@@ -19,6 +19,7 @@ __all__ = [
     "make_instance",
     "malformed",
     "to_bytes",
+    "with_element",
     "write_archive",
 ]
 
@@ -60,6 +61,11 @@ def _element(tag: int, vr: bytes, value: bytes) -> bytes:
     if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT"):
         return struct.pack("<HH2sHL", group, elem, vr, 0, len(value)) + value
     return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+
+
+def with_element(data: bytes, tag: int, vr: bytes, value: bytes, before: int) -> bytes:
+    """``data`` with a raw element (any tag, VR and length) before top-level ``before``."""
+    return _inserted(data, _element(tag, vr, value), before)
 
 
 def _inserted(data: bytes, raw: bytes, before: int) -> bytes:

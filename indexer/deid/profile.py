@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from pydicom.datadict import dictionary_VR, keyword_dict
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_dict, repeater_has_tag
 from pydicom.dataset import Dataset
 
 from indexer.deid.burned_in import BurnedInPolicy
@@ -55,6 +55,15 @@ class Decision:
 
 KEEP_DEFAULT = Decision(Action.KEEP, "not in Table E.1-1: kept")
 GROUP_LENGTH = Decision(Action.REMOVE, "group length: removed (recomputed on write)")
+# A public tag that no edition of the standard defines (a writer's own element in an even
+# group, or a damaged tag): its meaning and VR are unknown, so nothing vouches for its value.
+NON_STANDARD = Decision(Action.REMOVE, "not a standard attribute (in no data dictionary): removed")
+# Command (0000), file meta (0002) and item (FFFE) tags belong to no data set: inside one,
+# the file is damaged or mis-written, and what they hold is no attribute's value.
+NOT_DATA_SET_GROUPS = frozenset({0x0000, 0x0002, 0xFFFE})
+NOT_DATA_SET = Decision(
+    Action.REMOVE, "a command, file meta or item tag inside the data set: removed"
+)
 UNLISTED_PN = Decision(Action.ZERO, "not in Table E.1-1, VR PN: treated as identifying")
 UNLISTED_UI = Decision(Action.UID, "not in Table E.1-1, VR UI: instance UIDs replaced")
 
@@ -107,6 +116,10 @@ class Plan:
         for pattern, decision in self.masks:
             if pattern.matches(tag):
                 return decision
+        if tag >> 16 in NOT_DATA_SET_GROUPS:
+            return NOT_DATA_SET
+        if not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
+            return NON_STANDARD
         if vr == "PN":
             return UNLISTED_PN
         if vr == "UI" and tag not in CLASS_UID_TAGS:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
@@ -12,7 +14,7 @@ from indexer.deid import Option, pseudonym
 from indexer.deid.engine import uid_values
 from indexer.deid.profile import compile_plan
 from indexer.deid.table import load_table
-from tests.builders import make_instance, to_bytes
+from tests.builders import make_instance, to_bytes, with_element
 
 MARK = "PHIMARK7"
 
@@ -183,3 +185,42 @@ def test_pseudonym_shapes():
     assert len(ident) == 16
     assert ident.startswith("DI-")
     assert -3650 <= pseudonym.date_offset_days(k, "p", 3650) <= -1
+
+
+def test_a_public_tag_no_standard_defines_is_removed(basic_plan, key):
+    """An even-group element in no data dictionary (a writer's own, or a damaged tag) holds
+    who knows what: removed, top level and nested, whatever its VR. Repeating groups
+    (overlays, curves) and dictionary elements not in Table E.1-1 are not affected."""
+    ds = make_instance()
+    ds.add_new(0xC2080080, "UN", f"Deep Hospital {MARK} ".encode())
+    ds.add_new(0x00431099, "LO", "odd group: private")  # for contrast, private
+    item = ds.AnatomicRegionSequence[0]  # a kept sequence
+    item.add_new(0xFF2000FF, "LO", MARK)
+    code = item.CodeValue
+    ds.SliceThickness = "1.5"  # in the dictionary, not in Table E.1-1: kept
+    trace: list = []
+    out = deid.apply(basic_plan, ds, key, trace=trace).ds
+    assert 0xC2080080 not in out
+    assert 0xFF2000FF not in out.AnatomicRegionSequence[0]
+    assert out.AnatomicRegionSequence[0].CodeValue == code
+    assert out.SliceThickness == "1.5"
+    assert MARK not in _json(out)
+    assert MARK.encode() not in to_bytes(out)
+    why = {step.path: step.source for step in trace}
+    assert why["(C208,0080)"] == "not a standard attribute (in no data dictionary): removed"
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [0xFFFEE000, 0x00001030, 0x00020016],
+    ids=["item", "command: move originator AE", "file meta: source AE"],
+)
+def test_a_tag_of_no_data_set_inside_one_is_removed(basic_plan, key, tag):
+    """A damaged or mis-written file holds an item, command or file meta tag among its
+    attributes: whatever it holds is no attribute's value, and goes."""
+    data = with_element(to_bytes(make_instance()), tag, b"LO", b"Dr " + MARK.encode(), 0x00200010)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    assert tag in ds
+    out = deid.apply(basic_plan, ds, key).ds
+    assert tag not in out
+    assert MARK.encode() not in to_bytes(out)

@@ -391,3 +391,13 @@ def test_one_plan_decides_a_tag_by_each_object_s_vr():
     second = make_instance()
     second.add_new(0x00180050, "PN", "PHIMARK^EIGHT")
     assert _apply(plan, second)[0x00180050].value == ""
+
+
+def test_a_site_rule_keeps_a_non_standard_public_tag():
+    """The profile removes public tags no standard defines; a site that knows one keeps it."""
+    ds = make_instance()
+    ds.add_new(0x00431010, "LO", "vendor value")  # odd group: private, removed regardless
+    ds.add_new(0xC2080080, "LO", "scanner serial 42")
+    assert 0xC2080080 not in _apply(build_plan(), ds)
+    plan = _plan([{"select": {"tag": "(C208,0080)"}, "method": "keep"}])
+    assert _apply(plan, ds)[0xC2080080].value == "scanner serial 42"
