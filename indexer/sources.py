@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import lzma
 import os
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from indexer.errors import SourceError
 from indexer.records import Failure, SourceFile
 
 logger = logging.getLogger(__name__)
@@ -240,16 +243,44 @@ class ZipMemberReader:
     limit: int
 
     def __call__(self) -> bytes:
-        """The member's bytes, through this process's handle on the archive."""
-        z = _OPEN_ZIPS.get(self.path)
-        if z is None or z.fp is None:
-            if len(_OPEN_ZIPS) > 8:  # noqa: PLR2004 - a few archives at a time
-                for old in _OPEN_ZIPS.values():
-                    old.close()
-                _OPEN_ZIPS.clear()
-            z = _OPEN_ZIPS[self.path] = zipfile.ZipFile(self.path)
-        with z.open(self.member) as f:
-            data = f.read(self.limit + 1)
+        """The member's bytes, through this process's handle on the archive.
+
+        Raises
+        ------
+        SourceError
+            The member is encrypted, compressed by a method zipfile lacks, or damaged (its
+            CRC, its compressed stream). zipfile's text names the member: kept out.
+        OSError
+            The archive cannot be read, or the member holds more than ``limit`` bytes.
+
+        """
+        try:
+            z = _OPEN_ZIPS.get(self.path)
+            if z is None or z.fp is None:
+                if len(_OPEN_ZIPS) > 8:  # noqa: PLR2004 - a few archives at a time
+                    for old in _OPEN_ZIPS.values():
+                        old.close()
+                    _OPEN_ZIPS.clear()
+                z = _OPEN_ZIPS[self.path] = zipfile.ZipFile(self.path)
+            with z.open(self.member) as f:
+                data = f.read(self.limit + 1)
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            lzma.LZMAError,
+            EOFError,
+            NotImplementedError,  # a compression method zipfile lacks
+            RuntimeError,  # an encrypted member
+        ) as e:
+            if isinstance(e, NotImplementedError):  # (a RuntimeError too)
+                what = "is compressed by a method that cannot be read"
+            elif isinstance(e, RuntimeError):
+                what = "is encrypted"
+            else:
+                what = "is damaged"
+            raise SourceError(
+                f"an archive member {what} ({type(e).__name__})", reason="unreadable"
+            ) from None
         if len(data) > self.limit:
             raise OSError("archive member exceeds its size limit")
         return data

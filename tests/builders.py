@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import zipfile
 from pathlib import Path
 
 from indexer import deid, keys
@@ -18,6 +19,7 @@ __all__ = [
     "ingest_job",
     "make_instance",
     "malformed",
+    "odd_zip",
     "to_bytes",
     "with_element",
     "write_archive",
@@ -100,3 +102,29 @@ def malformed(kind: str, study: int, marker: str) -> bytes:
             nest = _SEQ + _ITEM + nest + _ITEM_END + _SEQ_END
         return _inserted(data, nest, 0x00200010)
     raise ValueError(kind)
+
+
+def odd_zip(path: Path, members: dict[str, bytes]) -> None:
+    """A zip whose members are made unreadable by the start of their names: ``encrypted``
+    (the encryption flag set), ``method`` (compression method 9, which zipfile lacks),
+    ``crc`` (a stored byte changed: the CRC fails); other members stay readable."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    buf = bytearray(path.read_bytes())
+    pos = buf.find(b"PK\x01\x02")  # the central directory's entries
+    while pos >= 0:
+        name_length = struct.unpack_from("<H", buf, pos + 28)[0]
+        name = buf[pos + 46 : pos + 46 + name_length].decode()
+        local = struct.unpack_from("<L", buf, pos + 42)[0]
+        if name.startswith("encrypted"):
+            buf[pos + 8] |= 1
+            buf[local + 6] |= 1
+        elif name.startswith("method"):
+            struct.pack_into("<H", buf, pos + 10, 9)
+            struct.pack_into("<H", buf, local + 8, 9)
+        elif name.startswith("crc"):
+            local_name, extra = struct.unpack_from("<HH", buf, local + 26)
+            buf[local + 30 + local_name + extra + 5] ^= 0xFF
+        pos = buf.find(b"PK\x01\x02", pos + 4)
+    path.write_bytes(bytes(buf))

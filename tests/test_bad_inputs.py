@@ -22,7 +22,7 @@ from indexer.deid import pseudonym
 from indexer.keys import read_key_file
 from indexer.work import configure_pydicom
 from indexer.workers import POOL_THRESHOLD
-from tests.builders import MALFORMED, make_instance, malformed, to_bytes
+from tests.builders import MALFORMED, make_instance, malformed, odd_zip, to_bytes
 
 MARK = "PHIMARK"
 configure_pydicom()
@@ -111,6 +111,9 @@ def corpus(tmp_path):  # noqa: PLR0915 - a statement or two per kind of bad inpu
         expected["zip_bomb"] += 1
         z.writestr("inner.zip", b"PK\x05\x06" + b"\0" * 18)
         expected["nested_archive"] += 1
+    member = to_bytes(make_instance(7, 1, 1, 1, marker=MARK))
+    odd_zip(root / "odd.zip", {f"{k}_{MARK}.dcm": member for k in ("encrypted", "method", "crc")})
+    expected["unreadable"] += 3
     return root, good, expected
 
 

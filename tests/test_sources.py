@@ -6,9 +6,10 @@ import io
 import tarfile
 import zipfile
 
+from indexer.errors import SourceError
 from indexer.records import Failure, SourceFile
 from indexer.sources import Walker, at_least, count_files, source_id
-from tests.builders import make_instance, to_bytes
+from tests.builders import make_instance, odd_zip, to_bytes
 
 KEY = b"s" * 32
 MARK = "PHIMARK"
@@ -107,3 +108,29 @@ def test_at_least_counts_until_it_knows(tmp_path):
     (tmp_path / "x.zip").write_bytes(b"")  # members unknown: as many as asked
     assert at_least([tmp_path], 1000)
     assert at_least([tmp_path / "x.zip"], 1000)
+
+
+def test_unreadable_zip_members_are_source_errors_without_their_names(tmp_path):
+    """An encrypted member, one compressed by a method zipfile lacks, one whose CRC fails:
+    each read is a PHI-free SourceError (zipfile's own text names the member)."""
+    data = to_bytes(make_instance(1, 1, 1, 1))
+    kinds = ("encrypted", "method", "crc", "fine")
+    odd_zip(tmp_path / "a.zip", {f"{k}_{MARK}.dcm": data for k in kinds})
+    items = list(Walker(KEY, max_member_bytes=1 << 20).walk([tmp_path / "a.zip"]))
+    assert all(isinstance(i, SourceFile) for i in items)
+    messages = {}
+    for item in items:
+        try:
+            assert item.read() == data
+            messages[item.locator.rsplit("!", 1)[1].split("_")[0]] = "read"
+        except SourceError as e:
+            assert e.reason == "unreadable"  # noqa: PT017 - one of several outcomes
+            messages[item.locator.rsplit("!", 1)[1].split("_")[0]] = e.message
+    assert messages == {
+        "encrypted": "an archive member is encrypted (RuntimeError)",
+        "method": "an archive member is compressed by a method that cannot be read "
+        "(NotImplementedError)",
+        "crc": "an archive member is damaged (BadZipFile)",
+        "fine": "read",
+    }
+    assert not any(MARK in m for m in messages.values())
