@@ -12,10 +12,12 @@ from __future__ import annotations
 import functools
 import io
 import itertools
+import re
 import warnings
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from pydicom.datadict import dictionary_has_tag, repeater_has_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
@@ -44,21 +46,23 @@ class Leak:
     found_in: str  # element path in the output, or "header bytes"
 
 
-def _decoded(ds: Dataset, *, changed_only: bool) -> Iterable[tuple[str, str]]:
+def _decoded(
+    ds: Dataset, *, changed_only: bool, kept_only: bool = False
+) -> Iterable[tuple[str, str]]:
     """(path, text) of every decoded element.
 
     With ``changed_only``, elements still raw (never touched since they were read, so kept
     as read) are skipped: the header bytes search covers them. Elements de-identification
-    wrote (``Written``) are decoded from their bytes.
+    wrote (``Written``) are decoded from their bytes. With ``kept_only``, only those still
+    raw (and the sequences holding them).
     """
 
     def walk(d: Dataset, parents: str, charset: str | None) -> Iterable[tuple[str, str]]:
         if charset is not None and SPECIFIC_CHARACTER_SET in d and parents:
             charset = None  # an item with a character set of its own: pydicom decodes it
         for tag, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
-            unchanged = isinstance(raw, RawDataElement) and not isinstance(raw, Written)
-            if (changed_only and unchanged) or isinstance(raw, Marking):
-                continue  # as read, or the constant marking: the header bytes search covers it
+            if _skipped(raw, changed_only=changed_only, kept_only=kept_only):
+                continue
             lean = _lean_texts(raw, charset)
             if lean is not None:
                 yield from ((tag_path(parents, tag), t) for t in lean)
@@ -77,6 +81,17 @@ def _decoded(ds: Dataset, *, changed_only: bool) -> Iterable[tuple[str, str]]:
     if meta is not None:
         yield from walk(meta, "file meta ", charset)
     yield from walk(ds, "", charset)
+
+
+def _skipped(raw: object, *, changed_only: bool, kept_only: bool) -> bool:
+    """Whether ``_decoded`` passes over the stored element ``raw``."""
+    if isinstance(raw, Marking):
+        return True  # the constant marking: the header bytes search covers it
+    unchanged = isinstance(raw, RawDataElement) and not isinstance(raw, Written)
+    if changed_only:
+        return unchanged  # as read: the header bytes search covers it
+    # with kept_only, what de-identification wrote goes; the sequences are walked into
+    return kept_only and not unchanged and getattr(raw, "VR", None) != "SQ"
 
 
 def _lean_texts(raw: object, charset: str | None) -> tuple[str, ...] | None:
@@ -136,9 +151,28 @@ def find_leaks(
     if not values:
         return []
     leaks: dict[str, Leak] = {}
+    kept = _Kept(out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         decoded = list(_decoded(out, changed_only=changed_only))
+    _in_decoded(values, decoded, generated, kept, leaks)
+    raw = header_bytes(out) if raw is None else raw
+    for value, source in values.items():
+        if source.startswith(SAME_PLACE) or source in leaks:
+            continue
+        if (enc := _encoded_in(value, raw, generated)) and not kept.explains(value, source):
+            leaks[source] = Leak(source, f"header bytes ({enc})")
+    return sorted(leaks.values(), key=lambda leak: leak.source_path)
+
+
+def _in_decoded(
+    values: dict[str, str],
+    decoded: list[tuple[str, str]],
+    generated: Collection[str],
+    kept: _Kept,
+    leaks: dict[str, Leak],
+) -> None:
+    """Add to ``leaks`` each value found in a decoded element, by the element's path."""
     everything = "\x00".join(text for _, text in decoded)  # one search per value first
     candidates = {v: source for v, source in values.items() if v in everything}
     for path, text in decoded:
@@ -148,14 +182,46 @@ def find_leaks(
                     if source[1:] == path:
                         leaks[source] = Leak(source[1:], path)
                     continue
-                leaks[source] = Leak(source, path)
-    raw = header_bytes(out) if raw is None else raw
-    for value, source in values.items():
-        if source.startswith(SAME_PLACE) or source in leaks:
-            continue
-        if enc := _encoded_in(value, raw, generated):
-            leaks[source] = Leak(source, f"header bytes ({enc})")
-    return sorted(leaks.values(), key=lambda leak: leak.source_path)
+                if not kept.explains(value, source):
+                    leaks[source] = Leak(source, path)
+
+
+_LAST_TAG = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)$")
+
+
+class _Kept:
+    """The values of ``out``'s elements kept as read, decoded only if asked.
+
+    A private element, or a public one no standard defines, is removed for what it might
+    hold, not for what it is; its value is not identifying when it is the whole value of an
+    attribute the profile keeps (a vendor's private copy of the Manufacturer, "SIEMENS"):
+    the copy already holds it there. A value identifying attributes also hold (the
+    patient's name) is recorded from those, and reported.
+    """
+
+    def __init__(self, out: Dataset) -> None:
+        self.out = out
+        self.texts: frozenset[str] | None = None
+
+    def explains(self, value: str, source: str) -> bool:
+        """Whether ``value``, recorded from ``source``, is a kept attribute's whole value."""
+        if not _unknown_meaning(source):
+            return False
+        if self.texts is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = _decoded(self.out, changed_only=False, kept_only=True)
+                self.texts = frozenset(text for _, text in found)
+        return value in self.texts
+
+
+def _unknown_meaning(source: str) -> bool:
+    """Whether the element at ``source`` (an original's path) is private or non-standard."""
+    m = _LAST_TAG.search(source)
+    if m is None or not source.startswith(("(", SAME_PLACE + "(")):  # file meta, preamble
+        return False
+    group, tag = int(m[1], 16), int(m[1] + m[2], 16)
+    return bool(group & 1) or not (dictionary_has_tag(tag) or repeater_has_tag(tag))
 
 
 def _by_chance(value: str, text: str, generated: Collection[str]) -> bool:

@@ -448,6 +448,43 @@ def test_leak_in_a_kept_element_is_found():
     assert all("LEAKY" not in repr(leak) for leak in leaks)
 
 
+def _leaks_both_ways(ds: Dataset) -> tuple[list[verify.Leak], list[verify.Leak]]:
+    """The ingest's check (in the pass, changed elements decoded) and `verify`'s (all)."""
+    original = _roundtrip(ds)
+    values = verify.identifying_values(build_plan(), _roundtrip(ds))
+    found: dict[str, str] = {}
+    out = deid.apply(build_plan(), original, KEY, found=found).ds
+    ingest = verify.find_leaks(found, out, encode(out).header, changed_only=True)
+    return ingest, verify.find_leaks(values, out)
+
+
+@pytest.mark.parametrize(
+    ("tag", "vr"),
+    [(0x00191010, "LO"), (0x00090010, "LO"), (0xC2080080, "LO"), (0x00190011, "SH")],
+    ids=["private", "private creator", "not in the standard", "private, another block"],
+)
+def test_a_private_copy_of_a_kept_value_is_no_leak(tag, vr):
+    """A private (or non-standard) element is removed for what it might hold: holding the
+    whole value of an attribute the profile keeps ("SIEMENS", the Manufacturer) it holds
+    nothing the copy does not, and the object is not refused for it."""
+    ds = make_instance(marker="LEAKY")
+    ds.Manufacturer = "SIEMENS"
+    ds.add_new(tag, vr, "SIEMENS")
+    assert _leaks_both_ways(ds) == ([], [])
+
+
+def test_a_private_value_is_still_a_leak_inside_a_longer_kept_value_or_from_the_patient():
+    ds = make_instance(marker="LEAKY")
+    ds.Manufacturer = "Scanner of Dr Who LEAKY"  # holds the private value, and more
+    ds.add_new(0x00191010, "LO", "Dr Who LEAKY")
+    ds.add_new(0x00191011, "LO", "FAMILYNAME")
+    ds.ManufacturerModelName = "FAMILYNAME"  # also the patient's name: reported from it
+    ds.PatientName = "FAMILYNAME^Given"
+    for leaks in _leaks_both_ways(ds):
+        assert {leak.source_path for leak in leaks} >= {"(0019,1010)", "(0010,0010)"}
+        assert all("LEAKY" not in repr(leak) for leak in leaks)
+
+
 @pytest.mark.skipif(_tool("dcmdump") is None, reason="dcmtk (dcmdump) not installed")
 @pytest.mark.parametrize("names", OPTION_SETS, ids=lambda n: "+".join(n) or "basic")
 def test_outputs_pass_dcmdump(tmp_path, names):
