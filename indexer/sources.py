@@ -168,6 +168,8 @@ class Walker:
     def _zip(self, path: Path) -> Iterator[Item]:
         # one open handle for the whole archive; each member is read when the pipeline asks
         with zipfile.ZipFile(path) as z:
+            assert z.fp is not None  # noqa: S101 - open
+            archive = _identity(os.fstat(z.fp.fileno()))
             infos = sorted((i for i in z.infolist() if not i.is_dir()), key=lambda i: i.filename)
             for info in infos:
                 locator = f"{path}!{info.filename}"
@@ -179,7 +181,7 @@ class Walker:
                     source_id(self.key, locator),
                     locator,
                     info.file_size,
-                    ZipMemberReader(path, info.filename, self.max_member_bytes),
+                    ZipMemberReader(path, info.filename, self.max_member_bytes, archive),
                     f"{info.file_size}:{info.CRC}:{info.date_time}",
                 )
 
@@ -231,16 +233,28 @@ class BytesReader:
         return self.data
 
 
-_OPEN_ZIPS: dict[Path, zipfile.ZipFile] = {}  # per process: one handle per archive
+ArchiveId = tuple[int, int, int, int]  # device, inode, modification time (ns), size
+# per process: one handle per archive, by path and identity (an archive replaced at its path
+# is another archive: a long-lived process never reads a new one through an old handle)
+_OPEN_ZIPS: dict[tuple[Path, ArchiveId], zipfile.ZipFile] = {}
+
+
+def _identity(st: os.stat_result) -> ArchiveId:
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 @dataclass(frozen=True, slots=True)
 class ZipMemberReader:
-    """Reads one zip member, at most ``limit`` bytes (a zip bomb declares less than it holds)."""
+    """Reads one zip member, at most ``limit`` bytes (a zip bomb declares less than it holds).
+
+    ``archive`` is the identity of the archive the member was listed from: read from another
+    (the archive replaced or rewritten since), the member is refused.
+    """
 
     path: Path
     member: str
     limit: int
+    archive: ArchiveId
 
     def __call__(self) -> bytes:
         """The member's bytes, through this process's handle on the archive.
@@ -255,15 +269,13 @@ class ZipMemberReader:
 
         """
         try:
-            z = _OPEN_ZIPS.get(self.path)
-            if z is None or z.fp is None:
-                if len(_OPEN_ZIPS) > 8:  # noqa: PLR2004 - a few archives at a time
-                    for old in _OPEN_ZIPS.values():
-                        old.close()
-                    _OPEN_ZIPS.clear()
-                z = _OPEN_ZIPS[self.path] = zipfile.ZipFile(self.path)
-            with z.open(self.member) as f:
+            with self._archive().open(self.member) as f:
                 data = f.read(self.limit + 1)
+        except KeyError:  # its text names the member
+            raise SourceError(
+                "an archive member is missing (the archive changed after it was listed)",
+                reason="unreadable",
+            ) from None
         except (
             zipfile.BadZipFile,
             zlib.error,
@@ -284,6 +296,27 @@ class ZipMemberReader:
         if len(data) > self.limit:
             raise OSError("archive member exceeds its size limit")
         return data
+
+    def _archive(self) -> zipfile.ZipFile:
+        """The handle of this process on the archive the member was listed from."""
+        key = (self.path, self.archive)
+        z = _OPEN_ZIPS.get(key)
+        if z is not None and z.fp is not None:
+            return z
+        if len(_OPEN_ZIPS) > 8:  # noqa: PLR2004 - a few archives at a time
+            for old in _OPEN_ZIPS.values():
+                old.close()
+            _OPEN_ZIPS.clear()
+        z = zipfile.ZipFile(self.path)
+        assert z.fp is not None  # noqa: S101 - open
+        if _identity(os.fstat(z.fp.fileno())) != self.archive:
+            z.close()
+            raise SourceError(
+                "the archive changed after it was listed; run the ingest again",
+                reason="unreadable",
+            )
+        _OPEN_ZIPS[key] = z
+        return z
 
 
 def _file_counts(roots: list[Path]) -> Iterator[int | None]:

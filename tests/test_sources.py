@@ -6,6 +6,8 @@ import io
 import tarfile
 import zipfile
 
+import pytest
+
 from indexer.errors import SourceError
 from indexer.records import Failure, SourceFile
 from indexer.sources import Walker, at_least, count_files, source_id
@@ -134,3 +136,34 @@ def test_unreadable_zip_members_are_source_errors_without_their_names(tmp_path):
         "fine": "read",
     }
     assert not any(MARK in m for m in messages.values())
+
+
+def _zip_of(path, members):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def test_an_archive_replaced_at_its_path_is_read_anew(tmp_path):
+    """This process keeps a handle per archive; a new archive at the same path (a long-lived
+    process, a second run) is read through a new one, never through the old handle."""
+    path = tmp_path / "a.zip"
+    _zip_of(path, {f"{MARK}/one.dcm": b"first"})
+    walker = Walker(KEY, max_member_bytes=1 << 20)
+    (first,) = walker.walk([path])
+    assert first.read() == b"first"
+    path.unlink()
+    _zip_of(path, {f"{MARK}/one.dcm": b"second", f"{MARK}/two.dcm": b"third"})
+    assert [i.read() for i in walker.walk([path])] == [b"second", b"third"]
+
+
+def test_a_member_of_an_archive_changed_since_its_listing_is_refused(tmp_path):
+    path = tmp_path / "a.zip"
+    _zip_of(path, {f"{MARK}/one.dcm": b"first"})
+    (member,) = Walker(KEY, max_member_bytes=1 << 20).walk([path])
+    path.unlink()
+    _zip_of(path, {f"{MARK}/other.dcm": b"other"})
+    with pytest.raises(SourceError, match=r"^the archive changed after it was listed") as caught:
+        member.read()
+    assert caught.value.reason == "unreadable"
+    assert MARK not in str(caught.value)
