@@ -242,7 +242,7 @@ def decode(raw: RawDataElement, vr: str, charset: str) -> Any:  # noqa: ANN401, 
     if fmt is not None:
         if not data:
             return None
-        size = struct.calcsize(fmt)
+        size = struct.calcsize(f"<{fmt}")  # standard sizes, as unpacked ("l" is 8 natively)
         if len(data) % size:
             return UNDECODED
         return _one_or_list(list(struct.unpack(f"<{len(data) // size}{fmt}", data)))

@@ -315,3 +315,30 @@ def test_texts_read_here_are_pydicoms_in_any_order_of_objects():
         holder.set_original_encoding(is_implicit_vr=False, is_little_endian=True)
         holder._dict[BaseTag(0x00081070)] = same
         assert rawvalue.text_of(holder, 0x00081070, rawvalue.codec(holder)) == expected
+
+
+@pytest.mark.parametrize(
+    ("vr", "values"),
+    [
+        ("UL", [1, 2]),
+        ("UL", [1, 2, 3]),
+        ("SL", [-1, 2]),
+        ("SL", [0, 0, 0, 0]),
+        ("SL", [7]),
+        ("US", [1, 2, 3]),
+        ("SS", [-3]),
+        ("FL", [0.5, 1.5]),
+        ("FD", [2.5, -1.0, 3.0]),
+        ("SV", [-(2**40), 1]),
+        ("UV", [2**40]),
+    ],
+)
+def test_numbers_of_every_count_decode_as_pydicom_decodes_them(vr, values):
+    """Each number VR at its standard size: two 4-byte UL or SL values are 8 bytes, which
+    is one native "l" or "L" (a vendor's private SL pair once failed to decode)."""
+    ds = make_instance()
+    ds.add_new(0x00431010, vr, values)
+    raw = _read(ds).get_item(0x00431010)
+    value = rawvalue.decode(raw, vr, rawvalue.DEFAULT)
+    expected = values[0] if len(values) == 1 else values
+    assert _plain(value) == expected
