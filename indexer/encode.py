@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TypeGuard
 
 from pydicom.charset import convert_encodings
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
@@ -109,6 +109,11 @@ def _encode_raw(ds: Dataset) -> Encoded:
         tag = key.real  # a plain int: BaseTag compares in Python, int in C
         if tag & 0xFFFF == 0 and tag >> 16 > 6:  # noqa: PLR2004 - retired group lengths
             continue
+        if isinstance(stored, RawDataElement) and not stored.VR:
+            # read as implicit VR although the transfer syntax is explicit (some writers do
+            # this): VRs from the dictionary, ambiguous ones ("OB or OW") chosen by pydicom
+            _give_vrs(ds)
+            return _encode_pydicom(ds)
         if (
             isinstance(stored, RawDataElement)
             and tag != PIXEL_DATA
@@ -130,6 +135,18 @@ def _encode_raw(ds: Dataset) -> Encoded:
     if pixels and max(map(int, ds._dict)) != PIXEL_DATA:  # noqa: SLF001 - elements after it
         return Encoded(_save(ds))
     return Encoded(fp.getvalue(), pixels)
+
+
+def _give_vrs(ds: Dataset) -> None:
+    """Convert every raw element without a VR, items included, so that each has one.
+
+    pydicom writes a raw element as it holds it, and cannot write one without a VR.
+    """
+    for key, stored in list(ds._dict.items()):  # noqa: SLF001 - as stored
+        elem = ds[key] if isinstance(stored, RawDataElement) and not stored.VR else stored
+        if isinstance(elem, DataElement) and elem.VR == "SQ":
+            for item in elem.value or ():
+                _give_vrs(item)
 
 
 def _is_plain_raw(elem: object) -> TypeGuard[RawDataElement]:
@@ -162,9 +179,15 @@ def _head(tag: int, vr: bytes, length: int) -> bytes:
 
 
 def _write_element(fp: DicomBytesIO, elem: object, encodings: object) -> None:
-    """One element as pydicom's ``write_data_element`` writes it, raw ones from their bytes."""
-    if isinstance(elem, RawDataElement) and _plain_bytes(fp, elem.tag, elem):
-        return
+    """One element as pydicom's ``write_data_element`` writes it, raw ones from their bytes.
+
+    A raw element without a VR (read as implicit VR inside an explicit VR data set, as
+    some writers mix them) is converted first: its VR from the dictionary, as pydicom's.
+    """
+    if isinstance(elem, RawDataElement):
+        if _plain_bytes(fp, elem.tag, elem):
+            return
+        elem = convert_raw_data_element(elem, encoding=encodings)  # type: ignore[arg-type]
     if isinstance(elem, DataElement) and elem.VR == "SQ" and _items_as_read(elem):
         _write_sequence(fp, elem, convert_encodings(encodings))  # type: ignore[arg-type]
     else:

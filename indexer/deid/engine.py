@@ -18,7 +18,12 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.uid import UID
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from indexer import __version__, fastread
 from indexer.deid import burned_in, iod, pseudonym, rawvalue, values
@@ -636,10 +641,20 @@ def _edition_short() -> str:
     return f"PS3.15 E.1-1 {year}".strip()[:64]
 
 
+# (implicit VR, little endian) as a data set was read -> its transfer syntax
+_SYNTAX_OF: dict[tuple[bool | None, bool | None], UID] = {
+    (True, True): ImplicitVRLittleEndian,
+    (False, True): ExplicitVRLittleEndian,
+    (False, False): ExplicitVRBigEndian,
+}
+
+
 def _file_meta(ds: Dataset, codec: str | None) -> None:
     """New file meta: only what PS3.10 7.1 needs; no source AE title, no private information."""
     old = getattr(ds, "file_meta", None)
     ts = old.get("TransferSyntaxUID") if old is not None else None
+    if not ts:  # a file without file meta, or without a transfer syntax in it: as read
+        ts = _SYNTAX_OF.get(getattr(ds, "original_encoding", (None, None)))
     meta = FileMetaDataset()
     if codec is not None:
         meta._dict[BaseTag(0x00020001)] = META_VERSION  # noqa: SLF001 - a group 2 tag
