@@ -72,8 +72,15 @@ def record(
         add(found, value, prefix + path)
 
 
+# Numbers say nothing of whom an object shows: a removed Patient's Weight of "0.000000" or
+# "70" is found in a gantry tilt or a slice position by chance, never as a leak.
+NUMBER_VRS = frozenset({"DS", "IS", "US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
+
+
 def record_prefix(decision: Action | SiteRule, vr: str) -> str | None:
     """How ``record`` marks the path of a value ``decision`` changes; None: not recorded."""
+    if vr in NUMBER_VRS:
+        return None
     if isinstance(decision, SiteRule):  # a computing site method changes the value
         return SAME_PLACE if decision.method == "dateshift" else ""
     if decision is Action.CLEAN and vr == "TM":

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from pydicom.datadict import dictionary_has_tag, repeater_has_tag
+from pydicom.datadict import dictionary_has_tag, keyword_for_tag, repeater_has_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
@@ -192,36 +192,46 @@ _LAST_TAG = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)$")
 class _Kept:
     """The values of ``out``'s elements kept as read, decoded only if asked.
 
-    A private element, or a public one no standard defines, is removed for what it might
-    hold, not for what it is; its value is not identifying when it is the whole value of an
-    attribute the profile keeps (a vendor's private copy of the Manufacturer, "SIEMENS"):
-    the copy already holds it there. A value identifying attributes also hold (the
-    patient's name) is recorded from those, and reported.
+    Some elements are removed for what they might hold, not for what they are: where an
+    attribute the profile keeps holds their value, the copy shows it there anyway, and it is
+    not reported. A private element, or a public one no standard defines, may be held
+    anywhere in a kept value (a vendor's private copy of the Manufacturer, "SIEMENS", or of
+    the model name's first 16 characters); a description (Study Description, ...) only as
+    a kept attribute's whole value ("Brain" as the Position Reference Indicator). A value
+    identifying attributes hold too (the patient's name) is recorded from those, and
+    reported.
     """
 
     def __init__(self, out: Dataset) -> None:
         self.out = out
-        self.texts: frozenset[str] | None = None
+        self.texts: frozenset[str] = frozenset()
+        self.joined: str | None = None
 
     def explains(self, value: str, source: str) -> bool:
-        """Whether ``value``, recorded from ``source``, is a kept attribute's whole value."""
-        if not _unknown_meaning(source):
+        """Whether a kept attribute holds ``value``, recorded from ``source``, as allowed."""
+        kind = _precaution(source)
+        if kind is None:
             return False
-        if self.texts is None:
+        if self.joined is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                found = _decoded(self.out, changed_only=False, kept_only=True)
-                self.texts = frozenset(text for _, text in found)
-        return value in self.texts
+                found = [text for _, text in _decoded(self.out, changed_only=False, kept_only=True)]
+            self.texts, self.joined = frozenset(found), "\x00".join(found)
+        return value in (self.joined if kind == "unknown" else self.texts)
 
 
-def _unknown_meaning(source: str) -> bool:
-    """Whether the element at ``source`` (an original's path) is private or non-standard."""
+def _precaution(source: str) -> str | None:
+    """Why the element at ``source`` (an original's path) went, if for what it might hold.
+
+    "unknown" (private, or no standard attribute), "description"; None: for what it is.
+    """
     m = _LAST_TAG.search(source)
     if m is None or not source.startswith(("(", SAME_PLACE + "(")):  # file meta, preamble
-        return False
+        return None
     group, tag = int(m[1], 16), int(m[1] + m[2], 16)
-    return bool(group & 1) or not (dictionary_has_tag(tag) or repeater_has_tag(tag))
+    if group & 1 or not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
+        return "unknown"
+    return "description" if keyword_for_tag(tag).endswith("Description") else None
 
 
 def _by_chance(value: str, text: str, generated: Collection[str]) -> bool:
