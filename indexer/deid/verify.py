@@ -26,6 +26,7 @@ from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Marking, Wr
 from indexer.deid.values import (
     MADE_UP,
     MIN_LENGTH,
+    NUMBER_VRS,
     SAME_PLACE,
     identifying_values,
     tag_path,
@@ -47,21 +48,29 @@ class Leak:
 
 
 def _decoded(
-    ds: Dataset, *, changed_only: bool, kept_only: bool = False
+    ds: Dataset,
+    *,
+    changed_only: bool,
+    kept_only: bool = False,
+    vrs: frozenset[str] | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> Iterable[tuple[str, str]]:
     """(path, text) of every decoded element.
 
     With ``changed_only``, elements still raw (never touched since they were read, so kept
     as read) are skipped: the header bytes search covers them. Elements de-identification
     wrote (``Written``) are decoded from their bytes. With ``kept_only``, only those still
-    raw (and the sequences holding them).
+    raw (and the sequences holding them); with ``vrs``, only elements of those VRs; elements
+    of the VRs in ``skip`` never.
     """
 
     def walk(d: Dataset, parents: str, charset: str | None) -> Iterable[tuple[str, str]]:
         if charset is not None and SPECIFIC_CHARACTER_SET in d and parents:
             charset = None  # an item with a character set of its own: pydicom decodes it
         for tag, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
-            if _skipped(raw, changed_only=changed_only, kept_only=kept_only):
+            if _skipped(raw, changed_only=changed_only, kept_only=kept_only) or not _wanted(
+                raw, tag, vrs, skip
+            ):
                 continue
             lean = _lean_texts(raw, charset)
             if lean is not None:
@@ -81,6 +90,14 @@ def _decoded(
     if meta is not None:
         yield from walk(meta, "file meta ", charset)
     yield from walk(ds, "", charset)
+
+
+def _wanted(raw: object, tag: int, vrs: frozenset[str] | None, skip: frozenset[str]) -> bool:
+    """Whether ``_decoded`` looks at an element by its VR (sequences: always)."""
+    if vrs is None and not skip:
+        return True
+    vr = rawvalue.vr_of(raw, tag)
+    return vr not in skip and (vrs is None or vr in vrs or vr == "SQ")
 
 
 def _skipped(raw: object, *, changed_only: bool, kept_only: bool) -> bool:
@@ -154,13 +171,14 @@ def find_leaks(
     kept = _Kept(out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        decoded = list(_decoded(out, changed_only=changed_only))
+        # numbers are not searched in: a serial number "00000" inside "6.000000" is chance
+        decoded = list(_decoded(out, changed_only=changed_only, skip=NUMBER_VRS))
     _in_decoded(values, decoded, generated, kept, leaks)
     raw = header_bytes(out) if raw is None else raw
     for value, source in values.items():
         if source.startswith(SAME_PLACE) or source in leaks:
             continue
-        if (enc := _encoded_in(value, raw, generated)) and not kept.explains(value, source):
+        if (enc := _encoded_in(value, raw, generated, kept)) and not kept.explains(value, source):
             leaks[source] = Leak(source, f"header bytes ({enc})")
     return sorted(leaks.values(), key=lambda leak: leak.source_path)
 
@@ -177,7 +195,12 @@ def _in_decoded(
     candidates = {v: source for v, source in values.items() if v in everything}
     for path, text in decoded:
         for value, source in candidates.items():
-            if value in text and source not in leaks and not _by_chance(value, text, generated):
+            if (
+                value in text
+                and source not in leaks
+                and _word_in(value, text)
+                and not _by_chance(value, text, generated)
+            ):
                 if source.startswith(SAME_PLACE):
                     if source[1:] == path:
                         leaks[source] = Leak(source[1:], path)
@@ -186,6 +209,7 @@ def _in_decoded(
                     leaks[source] = Leak(source, path)
 
 
+_TEXT_NUMBERS = frozenset({"DS", "IS"})
 _LAST_TAG = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)$")
 
 
@@ -206,6 +230,19 @@ class _Kept:
         self.out = out
         self.texts: frozenset[str] = frozenset()
         self.joined: str | None = None
+        self._numbers: tuple[str, ...] | None = None
+
+    def numbers(self) -> tuple[str, ...]:
+        """The decimal and integer strings kept as read.
+
+        A serial number "00000" inside a slice thickness "6.000000" is no leak.
+        """
+        if self._numbers is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = _decoded(self.out, changed_only=False, kept_only=True, vrs=_TEXT_NUMBERS)
+                self._numbers = tuple({text for _, text in found})
+        return self._numbers
 
     def explains(self, value: str, source: str) -> bool:
         """Whether a kept attribute holds ``value``, recorded from ``source``, as allowed."""
@@ -239,12 +276,43 @@ def _by_chance(value: str, text: str, generated: Collection[str]) -> bool:
     return value != text and (text in generated or text in MADE_UP)
 
 
-def _encoded_in(value: str, raw: bytes, generated: Collection[str]) -> str | None:
-    """The encoding in which ``value`` occurs in ``raw`` outside every generated value."""
+def _encoded_in(
+    value: str, raw: bytes, generated: Collection[str], kept: _Kept | None = None
+) -> str | None:
+    """The encoding in which ``value`` occurs in ``raw``, a word of its own.
+
+    Outside every generated value and every number kept as read.
+    """
     for enc, needle in _needles(value):
-        if needle in raw and _outside(needle, raw, generated):
+        if needle not in raw:
+            continue
+        # letters at the edges: a name inside a longer word ("MARY" in "PRIMARY") is no leak
+        width = _WIDTHS.get(enc, 0) if value.isascii() else 0
+        edges = (value[0].isalpha() and width, value[-1].isalpha() and width)
+        spans = _spans(raw, generated, kept.numbers() if kept is not None else ())
+        if _outside(needle, raw, spans, edges):
             return enc
     return None
+
+
+_WIDTHS = {"utf-8": 1, "latin-1": 1, "utf-16-le": 2}  # bytes per ASCII letter
+
+
+def _word_in(value: str, text: str) -> bool:
+    """Whether ``value`` occurs in ``text`` as a word of its own.
+
+    Not inside a longer run of letters: "MARY" in "PRIMARY", "GINA" in "ORIGINAL" are not
+    the names. Digits need no such edge: an ID inside "MRN12345" is still the ID.
+    """
+    at = text.find(value)
+    while at != -1:
+        end = at + len(value)
+        before = value[0].isalpha() and at > 0 and text[at - 1].isalpha()
+        after = value[-1].isalpha() and end < len(text) and text[end].isalpha()
+        if not (before or after):
+            return True
+        at = text.find(value, at + 1)
+    return False
 
 
 @functools.lru_cache(maxsize=8192)  # a series' slices share most values: kept, in memory only
@@ -262,21 +330,44 @@ def _needles(value: str) -> tuple[tuple[str, bytes], ...]:
     return tuple(needles)
 
 
-def _outside(needle: bytes, raw: bytes, generated: Collection[str]) -> bool:
-    """Whether one occurrence of ``needle`` in ``raw`` lies outside every generated value."""
+def _spans(raw: bytes, generated: Collection[str], numbers: Iterable[str]) -> list[tuple[int, int]]:
+    """Where in ``raw`` generated values, dummy values and kept numbers lie."""
     spans = []
-    for g in itertools.chain(generated, MADE_UP):
+    for g in itertools.chain(generated, MADE_UP, numbers):
         g_bytes = g.encode("ascii", "replace")
         start = raw.find(g_bytes)
         while start != -1:
             spans.append((start, start + len(g_bytes)))
             start = raw.find(g_bytes, start + 1)
+    return spans
+
+
+def _outside(
+    needle: bytes, raw: bytes, spans: list[tuple[int, int]], edges: tuple[int, int] = (0, 0)
+) -> bool:
+    """Whether one occurrence of ``needle`` in ``raw`` lies outside every span, as a word.
+
+    ``edges``: the width in bytes of a letter before and after the needle that would make
+    the occurrence part of a longer word (0: no such check).
+    """
     at = raw.find(needle)
     while at != -1:
-        if not any(s <= at and at + len(needle) <= e for s, e in spans):
+        end = at + len(needle)
+        inside = any(s <= at and end <= e for s, e in spans)
+        if not inside and not (
+            _letter(raw, at - edges[0], edges[0]) or _letter(raw, end, edges[1])
+        ):
             return True
         at = raw.find(needle, at + 1)
     return False
+
+
+def _letter(raw: bytes, at: int, width: int) -> bool:
+    """Whether an ASCII letter of ``width`` bytes (1, or 2 in UTF-16) starts at ``at``."""
+    if not width or at < 0 or at + width > len(raw):
+        return False
+    unit = raw[at : at + width]
+    return unit[:1].isalpha() and unit[1:] == b"\x00" * (width - 1)
 
 
 CACHES = (_needles, _texts_of)  # what work.clear_caches empties

@@ -508,6 +508,30 @@ def test_numbers_are_no_leak():
     assert _leaks_both_ways(ds) == ([], [])
 
 
+def test_a_name_inside_a_longer_word_is_no_leak_a_word_of_its_own_is():
+    """Mary's name is not in "PRIMARY", Gina's not in "ORIGINAL" (Image Type, in nearly
+    every image); typed into a kept attribute as a word, it is found."""
+    ds = make_instance(marker="LEAKY", PatientName="ROSE^MARY", OtherPatientNames="GINA")
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.Manufacturer = "scanned for MARY, 2nd floor"
+    for leaks in _leaks_both_ways(ds):
+        assert [leak.source_path for leak in leaks] == ["(0010,0010)"]
+
+
+def test_an_id_inside_letters_is_a_leak_inside_a_kept_number_not():
+    """Digits need no word edge: an MRN inside "MRN12345678" is the MRN. A zero-filled
+    Device Serial Number inside a kept Slice Thickness "6.000000" is chance."""
+    ds = make_instance(marker="LEAKY", PatientID="12345678")
+    ds.DeviceSerialNumber = "00000"
+    ds.SliceThickness = "6.000000"
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.Manufacturer = "MRN12345678"
+    ds.ManufacturerModelName = "SN00000"
+    for leaks in _leaks_both_ways(ds):
+        assert [leak.source_path for leak in leaks] == ["(0010,0020)", "(0018,1000)"]
+
+
 @pytest.mark.skipif(_tool("dcmdump") is None, reason="dcmtk (dcmdump) not installed")
 @pytest.mark.parametrize("names", OPTION_SETS, ids=lambda n: "+".join(n) or "basic")
 def test_outputs_pass_dcmdump(tmp_path, names):
