@@ -694,11 +694,8 @@ def verify_outputs(
         try:
             ds = work.read_dataset(item.read())
             values.update(verify.identifying_values(plan, ds))
-        except SourceError as e:
+        except (SourceError, OSError, *ELEMENT_ERRORS) as e:
             report.unreadable_originals += _unreadable(e)
-            continue
-        except (OSError, *ELEMENT_ERRORS):
-            report.unreadable_originals += 1
             continue
         if keys is not None:
             with contextlib.suppress(DeidError):  # its pseudonyms unknown: more reports, not fewer
@@ -713,17 +710,14 @@ def verify_outputs(
                 # named by its SOP Instance UID, never by its path (a path can hold a name)
                 name = f"sop {out.get('SOPInstanceUID', '?')}"
                 found = verify.find_leaks(values, out, generated=generated)
-            except SourceError as e:
+            except (SourceError, OSError, *ELEMENT_ERRORS) as e:
                 report.unreadable_outputs += _unreadable(e)
-                continue
-            except (OSError, *ELEMENT_ERRORS):
-                report.unreadable_outputs += 1
                 continue
             report.scanned += 1
             report.leaks += [LeakReport(name, leak.source_path, leak.found_in) for leak in found]
     return report
 
 
-def _unreadable(e: SourceError) -> int:
-    """1 for an object that is DICOM but cannot be read or de-identified, 0 for no DICOM."""
-    return 0 if getattr(e, "reason", "") in ("not_dicom", "empty_file") else 1
+def _unreadable(e: Exception) -> int:
+    """0 for a file that is no DICOM at all, 1 for an object that could not be read."""
+    return int(not (isinstance(e, SourceError) and e.reason in ("not_dicom", "empty_file")))

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import random
+import struct
 import warnings
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from pydicom.errors import BytesLengthException
 
 from indexer import keys, work
-from indexer.deid import build_plan, engine
+from indexer.deid import build_plan, engine, rawvalue
 from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
 from indexer.store.files import LocalStore
@@ -124,3 +126,27 @@ def test_mutated_objects_fail_alone(ctx):
     assert outcomes["unexpected_error"] == 0  # each failure is one a check foresaw
     # the stream reaches the checks it is meant to: malformed elements among them
     assert {"truncated", "invalid_element", "indexed"} <= set(outcomes)
+
+
+def _struct_error() -> Exception:
+    try:
+        struct.unpack("<l", b"12")
+    except struct.error as e:
+        return e
+    raise AssertionError
+
+
+@pytest.mark.parametrize(
+    ("error", "phrase"),
+    [
+        (NotImplementedError(MARK), "an element has an unknown value representation"),
+        (BytesLengthException(MARK), "an element's length does not fit its value"),
+        (RecursionError(MARK), "sequences are nested too deep (RecursionError)"),
+        (OSError(MARK), "a sequence is cut short or malformed (OSError)"),
+        (_struct_error(), "a sequence is cut short or malformed (struct.error)"),
+        (ValueError(MARK), "an element holds a value that cannot be read (ValueError)"),
+    ],
+)
+def test_each_element_error_is_named_by_kind_never_by_its_text(error, phrase):
+    assert rawvalue.element_problem(error).startswith(phrase)
+    assert MARK not in rawvalue.element_problem(error)

@@ -73,7 +73,8 @@ def element_problem(e: BaseException) -> str:
         what = "a sequence is cut short or malformed"
     else:
         what = "an element holds a value that cannot be read"
-    return f"{what} ({type(e).__name__})"
+    name = "struct.error" if isinstance(e, struct.error) else type(e).__name__  # not "error"
+    return f"{what} ({name})"
 
 
 BYTES_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
