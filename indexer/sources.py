@@ -312,7 +312,7 @@ class ZipMemberReader:
         if _identity(os.fstat(z.fp.fileno())) != self.archive:
             z.close()
             raise SourceError(
-                "the archive changed after it was listed; run the ingest again",
+                "the archive changed after it was listed; run again",
                 reason="unreadable",
             )
         _OPEN_ZIPS[key] = z
