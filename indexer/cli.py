@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # imported on first use below: start-up stays short, workers 
     import rich.console as rich_console
     import rich.table as rich_table
 
-    from indexer import deid, keys, pipeline, progress, rules_file, sample, sources, work
+    from indexer import deid, keys, leakscan, pipeline, progress, rules_file, sample, sources, work
     from indexer import workers as workers_
     from indexer.deid import Plan
     from indexer.store import audit, db, migrate, models, mongo, roles, sql, vault
@@ -36,7 +36,7 @@ else:
         lazy(f"indexer.{m}")
         for m in ("keys", "pipeline", "progress", "rules_file", "sample", "sources", "work")
     )
-    workers_ = lazy("indexer.workers")
+    workers_, leakscan = lazy("indexer.workers"), lazy("indexer.leakscan")
     rich_console, rich_table = lazy("rich.console"), lazy("rich.table")
     audit, db, migrate, models, mongo, roles, sql, vault = (
         lazy(f"indexer.store.{m}")
@@ -815,6 +815,11 @@ def deid_cmd(
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Site rules file (JSON or YAML) that overrides the profile.",
 )
+@click.option(
+    "--per-object",
+    is_flag=True,
+    help="Search each original's own copy only, for that original's values (needs the key).",
+)
 @click.pass_context
 @handle_errors
 def verify_cmd(
@@ -823,37 +828,61 @@ def verify_cmd(
     outputs: tuple[Path, ...],
     options: tuple[str, ...],
     rules: Path | None,
+    per_object: bool,
 ) -> None:
     """Scan de-identified output for any identifying value of the originals.
 
-    Exit 1 on a leak, or when a DICOM original or output could not be read (not checked).
+    By default every output is searched for every original's values. With --per-object each
+    original's own copy is searched for its values only (copies found by their pseudonym SOP
+    Instance UID, recomputed with the key file): for outputs of unrelated sources.
+
+    Exit 1 on a leak, or when a DICOM original or output could not be checked.
 
     With the key file present, pseudonyms are recomputed: a value found only inside one is
     chance, not a leak.
     """
     settings = _settings(ctx)
     plan = _plan(settings, options, "allow", rules)
-    key_material = _keys(settings) if settings.resolved_key_file.exists() else None
-    _settled()
-    report = pipeline.verify_outputs(
-        list(originals),
-        list(outputs),
-        plan,
-        max_member_bytes=settings.max_member_bytes,
-        keys=key_material,
-        id_prefix=settings.id_prefix,
-        max_shift_days=settings.date_shift_days,
+    pseudonyms = (
+        leakscan.Pseudonyms(_keys(settings), settings.id_prefix, settings.date_shift_days)
+        if settings.resolved_key_file.exists()
+        else None
     )
+    _settled()
+    inputs = (list(originals), list(outputs), plan)
+    if not per_object:
+        report = leakscan.verify_outputs(
+            *inputs, max_member_bytes=settings.max_member_bytes, pseudonyms=pseudonyms
+        )
+    elif pseudonyms is None:
+        raise ConfigError(
+            "verify --per-object pairs each copy with its original by its pseudonym: it needs "
+            "the key file the copies were made with (see DICOM_INDEX_KEY_FILE)"
+        )
+    else:
+        report = leakscan.verify_pairs(
+            *inputs, max_member_bytes=settings.max_member_bytes, pseudonyms=pseudonyms
+        )
+    _print_verify(report)
+    sys.exit(EXIT_SOME_FAILED if report.leaks or report.unchecked else EXIT_OK)
+
+
+def _print_verify(report: leakscan.VerifyReport) -> None:
     for leak in report.leaks:
         click.echo(f"leak: {leak.output}: the value of {leak.source_path} is in {leak.found_in}")
     click.echo(f"{report.scanned} files scanned, {len(report.leaks)} leaks")
-    unreadable = report.unreadable_originals + report.unreadable_outputs
-    if unreadable:
+    if report.unreadable_originals or report.unreadable_outputs:
         click.echo(
             f"not checked: {report.unreadable_originals} original(s) whose values could not "
             f"be read, {report.unreadable_outputs} output(s) that could not be read"
         )
-    sys.exit(EXIT_SOME_FAILED if report.leaks or unreadable else EXIT_OK)
+    if report.unpaired_outputs:
+        click.echo(
+            f"not checked: {report.unpaired_outputs} output(s) that are the copy of no "
+            "original given (other originals, or other options, rules or key)"
+        )
+    if report.without_copy:
+        click.echo(f"{report.without_copy} original(s) have no copy among the outputs")
 
 
 # ---------------------------------------------------------------- sample

@@ -17,9 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from indexer import __version__, deid, failpoints, work
-from indexer.deid import Plan, verify
-from indexer.deid.rawvalue import ELEMENT_ERRORS
+from indexer import __version__, failpoints, work
+from indexer.deid import Plan
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.keys import Keys
 from indexer.lazy import lazy
@@ -641,83 +640,3 @@ def deidentify_tree(
         except (SourceError, DeidError) as e:
             report.failures.append(work.failure(item, e))
     return report
-
-
-@dataclass(frozen=True, slots=True)
-class LeakReport:
-    """One leak found by `verify`: which output, which original element, where."""
-
-    output: str
-    source_path: str
-    found_in: str
-
-
-@dataclass(slots=True)
-class VerifyReport:
-    """What `verify` found: outputs scanned, leaks, and DICOM objects it could not read."""
-
-    scanned: int = 0
-    leaks: list[LeakReport] = field(default_factory=list)
-    # DICOM objects (not files that are no DICOM at all) whose values could not be read:
-    # an original's values are then not searched for, an output not searched in
-    unreadable_originals: int = 0
-    unreadable_outputs: int = 0
-
-
-def verify_outputs(
-    originals: Sequence[Path],
-    outputs: Sequence[Path],
-    plan: Plan,
-    *,
-    max_member_bytes: int,
-    keys: Keys | None = None,
-    id_prefix: str = "DI",
-    max_shift_days: int = 3650,
-) -> VerifyReport:
-    """Search every de-identified output for every identifying value of every original.
-
-    An original value found only inside a dummy value is chance, not reported; with the
-    ``keys`` (and the ``id_prefix`` and ``max_shift_days``) the outputs were made with, so is
-    one found only inside a pseudonym (a time among a pseudonym UID's digits).
-    Leaks are named by the output's SOP Instance UID (its file name, for our outputs) and
-    element path; objects that cannot be read are counted, and files that are no DICOM at
-    all skipped.
-    """
-    work.configure_pydicom()
-    walker = Walker(b"verify", max_member_bytes=max_member_bytes)
-    report = VerifyReport()
-    values: dict[str, str] = {}
-    generated: set[str] = set()  # with the keys: the pseudonyms
-    for item in walker.walk(list(originals)):
-        if not isinstance(item, SourceFile):
-            continue
-        try:
-            ds = work.read_dataset(item.read())
-            values.update(verify.identifying_values(plan, ds))
-        except (SourceError, OSError, *ELEMENT_ERRORS) as e:
-            report.unreadable_originals += _unreadable(e)
-            continue
-        if keys is not None:
-            with contextlib.suppress(DeidError):  # its pseudonyms unknown: more reports, not fewer
-                generated |= deid.apply(
-                    plan, ds, keys.pseudonym, id_prefix=id_prefix, max_shift_days=max_shift_days
-                ).generated
-    for root in outputs:
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for path in files:
-            try:
-                out = work.read_dataset(path.read_bytes())
-                # named by its SOP Instance UID, never by its path (a path can hold a name)
-                name = f"sop {out.get('SOPInstanceUID', '?')}"
-                found = verify.find_leaks(values, out, generated=generated)
-            except (SourceError, OSError, *ELEMENT_ERRORS) as e:
-                report.unreadable_outputs += _unreadable(e)
-                continue
-            report.scanned += 1
-            report.leaks += [LeakReport(name, leak.source_path, leak.found_in) for leak in found]
-    return report
-
-
-def _unreadable(e: Exception) -> int:
-    """0 for a file that is no DICOM at all, 1 for an object that could not be read."""
-    return int(not (isinstance(e, SourceError) and e.reason in ("not_dicom", "empty_file")))

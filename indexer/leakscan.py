@@ -1,0 +1,210 @@
+"""`dicom-index verify`: search de-identified outputs for the originals' identifying values.
+
+Two ways. Pooled (the default) searches every output for every original's values: one
+archive's copies, checked against the whole archive, so a value that strayed from one object
+into another's copy is found too. Per object pairs each original with its own copy (by the
+pseudonym SOP Instance UID, recomputed with the key) and searches that copy for that
+original's values only: for outputs of unrelated sources (test corpora, several sites), where
+one object's ordinary word is another's patient name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from indexer import deid, work
+from indexer.deid import Plan, verify
+from indexer.deid.rawvalue import DEFAULT, ELEMENT_ERRORS, text_of
+from indexer.errors import DeidError, SourceError
+from indexer.keys import Keys
+from indexer.records import SourceFile
+from indexer.sources import Walker
+
+SOP_INSTANCE_UID = 0x00080018
+
+
+@dataclass(frozen=True, slots=True)
+class LeakReport:
+    """One leak found by `verify`: which output, which original element, where."""
+
+    output: str
+    source_path: str
+    found_in: str
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """What `verify` found: outputs scanned, leaks, and DICOM objects it could not check."""
+
+    scanned: int = 0
+    leaks: list[LeakReport] = field(default_factory=list)
+    # DICOM objects (not files that are no DICOM at all) whose values could not be read:
+    # an original's values are then not searched for, an output not searched in
+    unreadable_originals: int = 0
+    unreadable_outputs: int = 0
+    # per object only: outputs that are the copy of no original given (not checked), and
+    # originals with no copy among the outputs (refused or not processed: nothing to check)
+    unpaired_outputs: int = 0
+    without_copy: int = 0
+
+    @property
+    def unchecked(self) -> int:
+        """DICOM objects among the inputs that were not checked."""
+        return self.unreadable_originals + self.unreadable_outputs + self.unpaired_outputs
+
+    def add(self, output: Dataset, leaks: list[verify.Leak]) -> None:
+        """Count one output searched, and what was found in it."""
+        # named by its SOP Instance UID, never by its path (a path can hold a name)
+        name = f"sop {output.get('SOPInstanceUID', '?')}"
+        self.scanned += 1
+        self.leaks += [LeakReport(name, leak.source_path, leak.found_in) for leak in leaks]
+
+
+@dataclass(frozen=True, slots=True)
+class Pseudonyms:
+    """What pseudonyms the outputs were made with: the key and the settings that shape them."""
+
+    keys: Keys
+    id_prefix: str = "DI"
+    max_shift_days: int = 3650
+
+    def apply(self, plan: Plan, ds: Dataset) -> deid.DeidResult:
+        """De-identify ``ds`` as the outputs were (changes it in place)."""
+        return deid.apply(
+            plan,
+            ds,
+            self.keys.pseudonym,
+            id_prefix=self.id_prefix,
+            max_shift_days=self.max_shift_days,
+        )
+
+
+def verify_outputs(
+    originals: Sequence[Path],
+    outputs: Sequence[Path],
+    plan: Plan,
+    *,
+    max_member_bytes: int,
+    pseudonyms: Pseudonyms | None = None,
+) -> VerifyReport:
+    """Search every de-identified output for every identifying value of every original.
+
+    An original value found only inside a dummy value is chance, not reported; with the
+    ``pseudonyms`` the outputs were made with, so is one found only inside a pseudonym (a
+    time among a pseudonym UID's digits). Leaks are named by the output's SOP Instance UID
+    (its file name, for our outputs) and element path; objects that cannot be read are
+    counted, and files that are no DICOM at all skipped.
+    """
+    work.configure_pydicom()
+    report = VerifyReport()
+    values: dict[str, str] = {}
+    generated: set[str] = set()  # with the key: the pseudonyms
+    for ds, found in _originals(originals, plan, max_member_bytes, report):
+        values.update(found)
+        if pseudonyms is not None:
+            with contextlib.suppress(DeidError):  # its pseudonyms unknown: more reports, not fewer
+                generated |= pseudonyms.apply(plan, ds).generated
+    for _path, out in _outputs(outputs, report):
+        with _unreadable_output(report):
+            report.add(out, verify.find_leaks(values, out, generated=generated))
+    return report
+
+
+def verify_pairs(
+    originals: Sequence[Path],
+    outputs: Sequence[Path],
+    plan: Plan,
+    *,
+    max_member_bytes: int,
+    pseudonyms: Pseudonyms,
+) -> VerifyReport:
+    """Search each original's own copy, and only it, for that original's identifying values.
+
+    Copies are found by their SOP Instance UID, the original's pseudonym recomputed with the
+    key and settings the outputs were made with (``pseudonyms``) and the same ``plan``.
+    Outputs are read twice (once to list them by SOP Instance UID, once to search each with
+    its original), never held; originals are read once. An output that is the copy of no
+    original given is counted as not checked; an original without a copy is counted (the
+    ingest refused it, or it was not among the inputs).
+    """
+    work.configure_pydicom()
+    report = VerifyReport()
+    by_uid: dict[str, list[Path]] = {}
+    for path, out in _outputs(outputs, report):
+        by_uid.setdefault(text_of(out, SOP_INSTANCE_UID, DEFAULT, "UI"), []).append(path)
+    paired: set[Path] = set()
+    for ds, values in _originals(originals, plan, max_member_bytes, report):
+        try:
+            result = pseudonyms.apply(plan, ds)
+        except DeidError:
+            report.without_copy += 1  # it cannot be de-identified, so it was not copied
+            continue
+        copies = by_uid.get(text_of(result.ds, SOP_INSTANCE_UID, DEFAULT, "UI"), [])
+        if not copies:
+            report.without_copy += 1
+        for path in copies:
+            paired.add(path)
+            copy = _read_output(path, report)
+            if copy is None:
+                continue
+            with _unreadable_output(report):
+                report.add(copy, verify.find_leaks(values, copy, generated=result.generated))
+    report.unpaired_outputs = sum(len(paths) for paths in by_uid.values()) - len(paired)
+    return report
+
+
+def _originals(
+    roots: Sequence[Path], plan: Plan, max_member_bytes: int, report: VerifyReport
+) -> Iterator[tuple[Dataset, dict[str, str]]]:
+    """Every original DICOM object under ``roots`` and its identifying values by ``plan``.
+
+    Objects whose values cannot be read are counted, not yielded.
+    """
+    for item in Walker(b"verify", max_member_bytes=max_member_bytes).walk(list(roots)):
+        if not isinstance(item, SourceFile):
+            continue
+        try:
+            ds = work.read_dataset(item.read())
+            values = verify.identifying_values(plan, ds)
+        except (SourceError, OSError, *ELEMENT_ERRORS) as e:
+            report.unreadable_originals += _unreadable(e)
+            continue
+        yield ds, values
+
+
+def _outputs(roots: Sequence[Path], report: VerifyReport) -> Iterator[tuple[Path, Dataset]]:
+    """Every output file under ``roots`` and its object, read; unreadable ones counted."""
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            out = _read_output(path, report)
+            if out is not None:
+                yield path, out
+
+
+def _read_output(path: Path, report: VerifyReport) -> Dataset | None:
+    """The output object in ``path``; None, counted, if it cannot be read."""
+    with _unreadable_output(report):
+        out = work.read_dataset(path.read_bytes())
+        text_of(out, SOP_INSTANCE_UID, DEFAULT, "UI")  # its name, read before it is searched
+        return out
+    return None
+
+
+@contextlib.contextmanager
+def _unreadable_output(report: VerifyReport) -> Iterator[None]:
+    """Count an output that cannot be read or searched, and go on to the next."""
+    try:
+        yield
+    except (SourceError, OSError, *ELEMENT_ERRORS) as e:
+        report.unreadable_outputs += _unreadable(e)
+
+
+def _unreadable(e: Exception) -> int:
+    """0 for a file that is no DICOM at all, 1 for an object that could not be read."""
+    return int(not (isinstance(e, SourceError) and e.reason in ("not_dicom", "empty_file")))
