@@ -11,11 +11,14 @@ one object's ordinary word is another's patient name.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from indexer import deid, work
 from indexer.deid import Plan, verify
@@ -127,16 +130,18 @@ def verify_pairs(
 
     Copies are found by their SOP Instance UID, the original's pseudonym recomputed with the
     key and settings the outputs were made with (``pseudonyms``) and the same ``plan``.
-    Outputs are read twice (once to list them by SOP Instance UID, once to search each with
-    its original), never held; originals are read once. An output that is the copy of no
-    original given is counted as not checked; an original without a copy is counted (the
-    ingest refused it, or it was not among the inputs).
+    Outputs are listed by SOP Instance UID first (their headers read up to that element),
+    then read whole when their original comes, never held; originals are read once. An
+    output that is the copy of no original given is counted as not checked; an original
+    without a copy is counted (the ingest refused it, or it was not among the inputs).
     """
     work.configure_pydicom()
     report = VerifyReport()
     by_uid: dict[str, list[Path]] = {}
-    for path, out in _outputs(outputs, report):
-        by_uid.setdefault(text_of(out, SOP_INSTANCE_UID, DEFAULT, "UI"), []).append(path)
+    for path in _output_files(outputs):
+        uid = _sop_uid(path, report)
+        if uid is not None:
+            by_uid.setdefault(uid, []).append(path)
     paired: set[Path] = set()
     for ds, values in _originals(originals, plan, max_member_bytes, report):
         try:
@@ -177,14 +182,35 @@ def _originals(
         yield ds, values
 
 
+def _output_files(roots: Sequence[Path]) -> Iterator[Path]:
+    """Every file under ``roots`` (a root may be a file)."""
+    for root in roots:
+        yield from [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+
+
 def _outputs(roots: Sequence[Path], report: VerifyReport) -> Iterator[tuple[Path, Dataset]]:
     """Every output file under ``roots`` and its object, read; unreadable ones counted."""
-    for root in roots:
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for path in files:
-            out = _read_output(path, report)
-            if out is not None:
-                yield path, out
+    for path in _output_files(roots):
+        out = _read_output(path, report)
+        if out is not None:
+            yield path, out
+
+
+def _sop_uid(path: Path, report: VerifyReport) -> str | None:
+    """An output's SOP Instance UID, its header read only as far as that; None if unreadable.
+
+    Files that are no DICOM are skipped, other unreadable objects counted.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            head = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[SOP_INSTANCE_UID])
+        return text_of(head, SOP_INSTANCE_UID, DEFAULT, "UI")
+    except InvalidDicomError:
+        return None
+    except Exception:  # noqa: BLE001 - pydicom raises many kinds; counted, never printed
+        report.unreadable_outputs += 1
+        return None
 
 
 def _read_output(path: Path, report: VerifyReport) -> Dataset | None:

@@ -157,6 +157,11 @@ def test_verify_counts_what_it_could_not_check(tmp_path, env):
     assert "1 files scanned, 0 leaks" in p.stdout
     assert "not checked: 1 original(s) whose values could not be read, 1 output(s)" in p.stdout
     assert MARKER not in p.stdout + p.stderr
+    p = _run([*args, "--per-object"], env, tmp_path, check=1)  # each copy with its original
+    assert "1 files scanned, 0 leaks" in p.stdout
+    assert "not checked: 1 original(s) whose values could not be read, 1 output(s)" in p.stdout
+    assert "copy of no original" not in p.stdout
+    assert MARKER not in p.stdout + p.stderr
 
 
 def test_verify_per_object_searches_each_copy_for_its_own_original_only(tmp_path, env):
