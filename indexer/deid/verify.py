@@ -221,15 +221,17 @@ class _Kept:
     not reported. A private element, or a public one no standard defines, may be held
     anywhere in a kept value (a vendor's private copy of the Manufacturer, "SIEMENS", or of
     the model name's first 16 characters); a description (Study Description, ...) only as
-    a kept attribute's whole value ("Brain" as the Position Reference Indicator). A value
-    identifying attributes hold too (the patient's name) is recorded from those, and
-    reported.
+    a kept attribute's whole value ("Brain" as the Position Reference Indicator); the name of
+    the institution, department or station inside the kept Manufacturer or model name (a
+    vendor's own test images: "TOSHIBA" in "TOSHIBA_MEC"). A value identifying attributes
+    hold too (the patient's name) is recorded from those, and reported.
     """
 
     def __init__(self, out: Dataset) -> None:
         self.out = out
         self.texts: frozenset[str] = frozenset()
         self.joined: str | None = None
+        self.equipment: tuple[str, ...] = ()
         self._numbers: tuple[str, ...] | None = None
 
     def numbers(self) -> tuple[str, ...]:
@@ -252,15 +254,25 @@ class _Kept:
         if self.joined is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                found = [text for _, text in _decoded(self.out, changed_only=False, kept_only=True)]
-            self.texts, self.joined = frozenset(found), "\x00".join(found)
+                found = list(_decoded(self.out, changed_only=False, kept_only=True))
+            texts = [text for _, text in found]
+            self.texts, self.joined = frozenset(texts), "\x00".join(texts)
+            self.equipment = tuple(text for path, text in found if path.endswith(_EQUIPMENT))
+        if kind == "site":
+            return any(value in text for text in self.equipment)
         return value in (self.joined if kind == "unknown" else self.texts)
+
+
+_EQUIPMENT = ("(0008,0070)", "(0008,1090)")  # Manufacturer, Manufacturer's Model Name
+# Institution Name, Institutional Department Name, Station Name: at a vendor's, its own name
+_SITE = frozenset({0x00080080, 0x00081040, 0x00081010})
 
 
 def _precaution(source: str) -> str | None:
     """Why the element at ``source`` (an original's path) went, if for what it might hold.
 
-    "unknown" (private, or no standard attribute), "description"; None: for what it is.
+    "unknown" (private, or no standard attribute), "description", "site" (the institution,
+    department or station); None: for what it is.
     """
     m = _LAST_TAG.search(source)
     if m is None or not source.startswith(("(", SAME_PLACE + "(")):  # file meta, preamble
@@ -268,6 +280,8 @@ def _precaution(source: str) -> str | None:
     group, tag = int(m[1], 16), int(m[1] + m[2], 16)
     if group & 1 or not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
         return "unknown"
+    if tag in _SITE:
+        return "site"
     return "description" if keyword_for_tag(tag).endswith("Description") else None
 
 

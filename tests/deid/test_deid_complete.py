@@ -498,6 +498,21 @@ def test_a_description_is_no_leak_as_a_kept_attributes_whole_value_only():
         assert [leak.source_path for leak in leaks] == ["(0008,1030)"]
 
 
+def test_the_vendors_name_as_the_institution_is_no_leak_elsewhere_it_is():
+    """A vendor's own images: Institution Name "TOSHIBA" inside the kept Manufacturer
+    "TOSHIBA_MEC", a Station Name that is the model name. The copy shows them there anyway.
+    An institution's name in another kept attribute, the vendor's not, is still found."""
+    ds = make_instance(marker="LEAKY", InstitutionName="TOSHIBA", StationName="LightSpeed")
+    ds.Manufacturer = "TOSHIBA_MEC"
+    ds.InstitutionalDepartmentName = "OFFIS"
+    ds.ManufacturerModelName = "LightSpeed OFFIS"
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.Manufacturer = "Canon"
+    ds.PositionReferenceIndicator = "TOSHIBA"
+    for leaks in _leaks_both_ways(ds):
+        assert [leak.source_path for leak in leaks] == ["(0008,0080)"]
+
+
 def test_numbers_are_no_leak():
     """A removed Patient's Weight equal to a kept number (a slice thickness) is chance."""
     ds = make_instance(marker="LEAKY")
