@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import struct
 import zipfile
 from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
 
 from indexer import deid, keys
 from indexer.pipeline import Ingest, local_output
@@ -16,6 +20,7 @@ __all__ = [
     "MALFORMED",
     "SampleShape",
     "files_sha",
+    "in_syntax",
     "ingest_job",
     "make_instance",
     "malformed",
@@ -128,3 +133,20 @@ def odd_zip(path: Path, members: dict[str, bytes]) -> None:
             buf[local + 30 + local_name + extra + 5] ^= 0xFF
         pos = buf.find(b"PK\x01\x02", pos + 4)
     path.write_bytes(bytes(buf))
+
+
+def in_syntax(ds: Dataset, uid: str) -> bytes:
+    """``ds`` as a file in transfer syntax ``uid``, one pydicom may not know (or no transfer
+    syntax at all): written as encapsulated explicit VR little endian under a known UID of
+    the same padded length, which is then replaced in the file meta."""
+    stand_in = "1.2.840.10008.1.2.4.201"  # HTJ2K Lossless: 23 characters, padded to 24
+    if len(uid) + len(uid) % 2 != len(stand_in) + 1:
+        raise ValueError("a UID of 23 or 24 characters")
+    ds.file_meta.TransferSyntaxUID = stand_in
+    ds.PixelData = encapsulate([b"\xff\x0a frame, not decoded \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = buf.getvalue()
+    at = data.index(stand_in.encode(), 132)
+    return data[:at] + uid.encode().ljust(24, b"\0") + data[at + 24 :]

@@ -22,7 +22,7 @@ from indexer.deid import pseudonym
 from indexer.keys import read_key_file
 from indexer.work import configure_pydicom
 from indexer.workers import POOL_THRESHOLD
-from tests.builders import MALFORMED, make_instance, malformed, odd_zip, to_bytes
+from tests.builders import MALFORMED, in_syntax, make_instance, malformed, odd_zip, to_bytes
 
 MARK = "PHIMARK"
 configure_pydicom()
@@ -71,6 +71,8 @@ def corpus(tmp_path):  # noqa: PLR0915 - a statement or two per kind of bad inpu
     ds.PixelData = encapsulate([b"\xff\xd8 not really a jpeg \xff\xd9"])
     ds["PixelData"].VR = "OB"
     add_good("compressed.dcm", _save(ds, JPEGBaseline8Bit), ds)
+    ds = make_instance(1, 1, 4, next(n), marker=MARK)  # JPEG XL: newer than pydicom 3.0
+    add_good("jpeg_xl.dcm", in_syntax(ds, "1.2.840.10008.1.2.4.110"), ds)
     ds = make_instance(1, 1, 5, next(n), marker=MARK, StudyDate="NOTADATE")
     add_good("invalid_value.dcm", to_bytes(ds), ds)
     ds = make_instance(1, 1, 6, next(n), marker=MARK)
@@ -86,7 +88,10 @@ def corpus(tmp_path):  # noqa: PLR0915 - a statement or two per kind of bad inpu
     add_bad("notes.txt", f"patient {MARK}".encode(), "not_dicom")
     add_bad("empty.dcm", b"", "empty_file")
     add_bad("truncated.dcm", to_bytes(make_instance(2, 1, 1, 1, marker=MARK))[:-200], "truncated")
-    for i, kw in enumerate(("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")):
+    no_syntax = in_syntax(make_instance(2, 1, 2, 1, marker=MARK), "1.2.3.4.5.6.7.8.9.10.11")
+    add_bad("no_syntax.dcm", no_syntax, "encode_failed")  # names no transfer syntax
+    uids = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID")
+    for i, kw in enumerate(uids):
         ds = make_instance(3, 1, 1, i + 1, marker=MARK)
         delattr(ds, kw)
         add_bad(f"missing_{kw}.dcm", to_bytes(ds), "missing_uid")

@@ -7,16 +7,18 @@ falls back to the whole parse, and the checks that look at pixel data still see 
 
 from __future__ import annotations
 
+import io
+
 import pydicom
 import pytest
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEGBaseline8Bit
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
-from indexer import deid, keys
+from indexer import deid, keys, syntaxes
 from indexer.encode import PIXEL_DATA, encode
 from indexer.errors import DeidError, SourceError
 from indexer.work import configure_pydicom, read_dataset
-from tests.builders import make_instance, to_bytes
+from tests.builders import in_syntax, make_instance, to_bytes
 
 configure_pydicom()
 KEY = keys.generate().pseudonym
@@ -77,3 +79,25 @@ def test_burned_in_policy_still_sees_the_pixel_data():
     with pytest.raises(DeidError) as e:
         deid.apply(PLAN, read_dataset(to_bytes(ds), pixels_in_place=True), KEY)
     assert e.value.reason == "burned_in_annotation"
+
+
+def test_a_transfer_syntax_newer_than_pydicom_is_carried():
+    """JPEG XL (2024): pydicom 3.0 reads it as the explicit VR little endian it is, but
+    would not write it; the copy keeps its transfer syntax and pixel data as they came."""
+    jpeg_xl = "1.2.840.10008.1.2.4.110"
+    data = in_syntax(make_instance(rows=8, columns=8), jpeg_xl)
+    copy = _copy(data, in_place=True)
+    assert copy == _copy(data, in_place=False)
+    out = pydicom.dcmread(io.BytesIO(copy))
+    assert out.file_meta.TransferSyntaxUID == jpeg_xl
+    assert out.PixelData == pydicom.dcmread(io.BytesIO(data)).PixelData
+    assert "PatientIdentityRemoved" in out
+
+
+def test_only_the_dicom_roots_uids_are_taken_for_new_transfer_syntaxes(monkeypatch):
+    assert syntaxes.known(ExplicitVRLittleEndian)
+    for uid in ("1.2.3.4", "1.2.840.10008.1.2.4.110x", "1.2.840.10008.1.2.04", "", "1.2.840"):
+        assert not syntaxes.known(uid), uid
+    assert not syntaxes.known("1.2.840.10008.1.2." + "1." * 30 + "1")  # longer than a UID
+    monkeypatch.setattr(syntaxes, "MAX_TAUGHT", len(syntaxes._TAUGHT))
+    assert not syntaxes.known("1.2.840.10008.1.2.4.999")  # a process learns a few, no more

@@ -25,7 +25,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from indexer import __version__, fastread
+from indexer import __version__, fastread, syntaxes
 from indexer.deid import burned_in, iod, pseudonym, rawvalue, values
 from indexer.deid.actions import ACTIONS, BINARY_VRS, Context
 from indexer.deid.profile import (
@@ -165,6 +165,7 @@ def apply(
     try:
         codec = rawvalue.codec(ds) if lean else None
         originals = {kw: text_of(ds, tag, codec) for kw, tag in ORIGINAL_TAGS.items()}
+        sop_class = text_of(ds, SOP_CLASS_UID, codec)
     except rawvalue.ELEMENT_ERRORS as e:
         raise DeidError(
             f"cannot decode identifying attributes: {rawvalue.element_problem(e)}",
@@ -173,6 +174,8 @@ def apply(
     for kw in REQUIRED_UIDS:
         if not originals[kw]:
             raise DeidError(f"missing {kw}", reason="missing_uid")
+    if not sop_class:  # a copy must say what it is (PS3.10: Media Storage SOP Class UID)
+        raise DeidError("missing SOPClassUID", reason="missing_uid")
     try:
         return _apply(
             plan, ds, pseudonym_key, codec, originals, id_prefix, max_shift_days, trace, found
@@ -655,6 +658,14 @@ def _file_meta(ds: Dataset, codec: str | None) -> None:
     ts = old.get("TransferSyntaxUID") if old is not None else None
     if not ts:  # a file without file meta, or without a transfer syntax in it: as read
         ts = _SYNTAX_OF.get(getattr(ds, "original_encoding", (None, None)))
+    elif not syntaxes.known(ts):
+        raise DeidError(
+            "the transfer syntax UID names no transfer syntax: the copy could not say how it "
+            "is encoded",
+            reason="encode_failed",
+        )
+    if not text_of(ds, SOP_CLASS_UID, codec):
+        raise DeidError("de-identification left no SOPClassUID", reason="missing_uid")
     meta = FileMetaDataset()
     if codec is not None:
         meta._dict[BaseTag(0x00020001)] = META_VERSION  # noqa: SLF001 - a group 2 tag
