@@ -12,6 +12,8 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
 
 from indexer.deid import rawvalue
@@ -87,13 +89,35 @@ def _element_text(ds: Dataset, tag: int, stored: object, copy_name: str, codec: 
         )
         text = f'{{"vr":"SQ","Value":[{items}]}}'
     if text is None:
-        text = _ENCODER.encode(
-            ds[tag].to_json_dict(
+        try:
+            doc = ds[tag].to_json_dict(
                 bulk_data_element_handler=lambda e: f"{copy_name}#{e.tag:08X}",
                 bulk_data_threshold=BULK_THRESHOLD,
             )
-        )
+        except _VALUE_ERRORS:  # a value that is none of its VR's; an unknown VR still fails
+            doc = _as_unknown(tag, ds.get_item(tag), copy_name, ds)
+        text = _ENCODER.encode(doc)
     return text
+
+
+_VALUE_ERRORS = (ValueError, TypeError, OverflowError)
+
+
+def _as_unknown(tag: int, stored: object, copy_name: str, ds: Dataset) -> dict[str, Any]:
+    """An element the JSON model cannot give as it is: its bytes, as UN (PS3.18 F.2.7).
+
+    A number that is none ("N/A" as a Series Number, "1,5" as a Slice Thickness): the copy
+    holds it as it came (or as pydicom wrote it, if it was read since), and the index does
+    not refuse the object for it.
+    """
+    value = getattr(stored, "value", None)
+    if not isinstance(value, bytes | memoryview):
+        value = _written_value(stored, ds)
+    if not value:
+        return {"vr": "UN"}
+    if len(value) > _INLINE_LIMIT:
+        return {"vr": "UN", "BulkDataURI": f"{copy_name}#{tag:08X}"}
+    return {"vr": "UN", "InlineBinary": base64.b64encode(bytes(value)).decode()}
 
 
 @functools.lru_cache(maxsize=64)
@@ -103,6 +127,17 @@ def _marking_text(tag: int, vr: str, value: bytes, codec: str | None) -> str:
     holder = Dataset()
     holder._dict[key] = rawvalue.Marking(key, vr, len(value), value, 0, False, True)  # noqa: SLF001, FBT003
     return _element_text(holder, key, holder.get_item(key), "", codec)
+
+
+def _written_value(elem: object, ds: Dataset) -> bytes | None:
+    """The value bytes pydicom writes for a converted element; None if it cannot."""
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, True  # a head of 8 bytes, whatever the VR
+    try:
+        write_data_element(fp, elem, ds._character_set)  # type: ignore[arg-type]  # noqa: SLF001
+    except (*rawvalue.ELEMENT_ERRORS, KeyError):
+        return None
+    return fp.getvalue()[8:]
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
+import pydicom
 import pytest
 from sqlalchemy import text
 
 from indexer import extract
 from indexer.store import db
-from tests.builders import SampleShape, all_bytes, ingest_job, write_archive
+from tests.builders import (
+    SampleShape,
+    all_bytes,
+    ingest_job,
+    make_instance,
+    to_bytes,
+    with_element,
+    write_archive,
+)
 
 MARKER = "PHIMARKIDX"
 
@@ -56,3 +66,44 @@ def test_an_object_that_cannot_be_indexed_fails_alone(
     assert len(refused) == 1
     assert refused[0] not in copies  # its copy was never written
     assert not any(MARKER.encode() in data for _name, data in all_bytes(out))
+
+
+def test_numbers_that_are_none_are_indexed_as_their_bytes(db_url: str, key_file: Path, tmp_path):
+    """A Series Number "N/A", a Slice Thickness "1,5" (a decimal comma): kept as they came in
+    the copy, and in the index's JSON header as UN bytes (the JSON model has them as numbers
+    or not at all); the object is indexed, not refused."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    archive.mkdir()
+    for i, (tag, vr, value, before) in enumerate(
+        [
+            (0x00200011, b"IS", b"N/A ", 0x00200013),
+            (0x00180050, b"DS", b"1,5 ", 0x0020000D),
+        ]
+    ):
+        ds = make_instance(1, 1, 1, i + 1, marker=MARKER)
+        del ds[tag]
+        (archive / f"{i}.dcm").write_bytes(with_element(to_bytes(ds), tag, vr, value, before))
+    database = db.connect(db_url, tmp_path / "state")
+    job = ingest_job(database, key_file, out)
+    try:
+        summary = job.run([archive])
+    finally:
+        job.output.close()
+    try:
+        with database.engine.connect() as c:
+            rows = c.execute(
+                text(
+                    "SELECT i.header->'00200011', i.header->'00180050', s.series_number "
+                    "FROM dicom_index.instance i JOIN dicom_index.series s USING (series_uid) "
+                    "ORDER BY i.instance_number"
+                )
+            ).all()
+    finally:
+        database.engine.dispose()
+    assert (summary.files_indexed, summary.files_failed) == (2, 0)
+    assert rows[0][0] == {"vr": "UN", "InlineBinary": base64.b64encode(b"N/A ").decode()}
+    assert rows[1][1] == {"vr": "UN", "InlineBinary": base64.b64encode(b"1,5 ").decode()}
+    assert rows[1][0] == {"vr": "IS", "Value": [1]}  # the other's, a number
+    assert rows[0][2] is None  # the series column: no number
+    copies = [pydicom.dcmread(p) for p in sorted(out.rglob("*.dcm"))]
+    assert {str(c.get("SliceThickness", "")) for c in copies} >= {"1,5"}
