@@ -86,9 +86,9 @@ _ITEM_END = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
 _SEQ = struct.pack("<HH2sHL", 0x0008, 0x1115, b"SQ", 0, 0xFFFFFFFF)
 _SEQ_END = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
 
-# malformed element kind -> the reason its object is recorded with
+# malformed element kind -> the reason its object is recorded with (an element of an
+# unknown VR, malformed("unknown_vr"), is removed instead: its object is indexed)
 MALFORMED = {
-    "unknown_vr": "index_failed",  # a kept element: its JSON cannot be made
     "bad_length": "invalid_element",  # a group length of 6 bytes: de-identification reads it
     "deep_nesting": "unreadable",  # 600 sequences, one inside the other
 }

@@ -73,6 +73,8 @@ def corpus(tmp_path):  # noqa: PLR0915 - a statement or two per kind of bad inpu
     add_good("compressed.dcm", _save(ds, JPEGBaseline8Bit), ds)
     ds = make_instance(1, 1, 4, next(n), marker=MARK)  # JPEG XL: newer than pydicom 3.0
     add_good("jpeg_xl.dcm", in_syntax(ds, "1.2.840.10008.1.2.4.110"), ds)
+    # Patient Position with an unknown VR: the element removed, the object indexed
+    add_good("unknown_vr.dcm", malformed("unknown_vr", 19, MARK), make_instance(19, 1, 1, 1))
     ds = make_instance(1, 1, 5, next(n), marker=MARK, StudyDate="NOTADATE")
     add_good("invalid_value.dcm", to_bytes(ds), ds)
     ds = make_instance(1, 1, 6, next(n), marker=MARK)

@@ -14,6 +14,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import pydicom
 import pytest
 from pydicom.errors import BytesLengthException
 
@@ -61,6 +62,20 @@ def test_a_malformed_element_is_its_objects_failure(ctx, kind, reason):
     assert _outcome(ctx, 2, to_bytes(make_instance(2, 1, 1, 1, marker=MARK))) == "indexed"
 
 
+def test_an_element_of_an_unknown_vr_is_removed_and_the_object_indexed(ctx, tmp_path):
+    """Patient Position with a VR no edition defines: its value can be neither read, judged
+    nor written as DICOM, so it is removed whatever the profile does with the attribute;
+    the object was refused for it (index_failed) and is indexed now."""
+    data = malformed("unknown_vr", 1, MARK)
+    assert b"D\x82" in data
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert b"D\x82" not in copy.read_bytes()
+    out = pydicom.dcmread(copy)
+    assert "PatientPosition" not in out
+    assert sum(1 for _ in out.iterall()) > 20  # every other element reads back
+
+
 def test_the_messages_name_the_problem(ctx):
     messages = {}
     for i, kind in enumerate(MALFORMED):
@@ -68,8 +83,6 @@ def test_the_messages_name_the_problem(ctx):
             work.process(_source(i, malformed(kind, i, MARK)), ctx)
         messages[kind] = caught.value.message
     assert messages == {
-        "unknown_vr": "cannot index the object: an element has an unknown value "
-        "representation (NotImplementedError)",
         "bad_length": "cannot de-identify the object: an element's length does not fit its "
         "value representation (BytesLengthException)",
         "deep_nesting": "unreadable DICOM (RecursionError)",

@@ -33,6 +33,7 @@ from indexer.deid.profile import (
     CREATOR_FIRST,
     CREATOR_LAST,
     PRIVATE_FIRST,
+    UNKNOWN_VR,
     Decision,
     Plan,
     decide,
@@ -472,6 +473,8 @@ def _choice(
     decision = decide(plan, ds, tag, vr)
     if isinstance(decision, SiteRule):
         choice: Choice = (decision, Action.KEEP, Action.KEEP, decision.source)
+    elif decision is UNKNOWN_VR:  # removed unread: nothing in it can be recorded
+        choice = (decision, Action.REMOVE, Action.KEEP, decision.source)
     else:
         action = recorded = decision.action
         source = decision.source

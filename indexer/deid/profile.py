@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_dict, repeater_has_tag
 from pydicom.dataset import Dataset
+from pydicom.valuerep import VR
 
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.pixels import Mask
@@ -64,6 +65,10 @@ NOT_DATA_SET_GROUPS = frozenset({0x0000, 0x0002, 0xFFFE})
 NOT_DATA_SET = Decision(
     Action.REMOVE, "a command, file meta or item tag inside the data set: removed"
 )
+# A VR no edition defines (a damaged or mis-written element): its value can be neither read,
+# judged nor written as DICOM, whatever the attribute or a site rule would do with it.
+KNOWN_VRS = frozenset(vr.value for vr in VR if " " not in vr.value)
+UNKNOWN_VR = Decision(Action.REMOVE, "an unknown value representation: removed")
 UNLISTED_PN = Decision(Action.ZERO, "not in Table E.1-1, VR PN: treated as identifying")
 UNLISTED_UI = Decision(Action.UID, "not in Table E.1-1, VR UI: instance UIDs replaced")
 
@@ -216,7 +221,13 @@ def _creator(ds: Dataset, tag: int) -> str | None:
 
 
 def decide(plan: Plan, ds: Dataset, tag: int, vr: str) -> Decision | SiteRule:
-    """Site rules first, then private handling, then the table."""
+    """Site rules first, then private handling, then the table.
+
+    An element of a VR no edition defines is removed before any of them.
+    """
+    # pydicom's ambiguous VRs ("US or SS") are known ones
+    if vr not in KNOWN_VRS and vr.partition(" or ")[0] not in KNOWN_VRS:
+        return UNKNOWN_VR
     is_private = bool((tag >> 16) & 1)
     creator = _creator(ds, tag) if is_private else None
     rule = plan.rules.match(tag, vr, creator) if plan.rules.rules else None
