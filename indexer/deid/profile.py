@@ -220,13 +220,17 @@ def _creator(ds: Dataset, tag: int) -> str | None:
     return str(creator.value) if creator is not None and creator.value else None
 
 
+def unknown_vr(vr: str) -> bool:
+    """Whether ``vr`` is none the standard defines (pydicom's "US or SS" and such are)."""
+    return vr not in KNOWN_VRS and vr.partition(" or ")[0] not in KNOWN_VRS
+
+
 def decide(plan: Plan, ds: Dataset, tag: int, vr: str) -> Decision | SiteRule:
     """Site rules first, then private handling, then the table.
 
     An element of a VR no edition defines is removed before any of them.
     """
-    # pydicom's ambiguous VRs ("US or SS") are known ones
-    if vr not in KNOWN_VRS and vr.partition(" or ")[0] not in KNOWN_VRS:
+    if unknown_vr(vr):
         return UNKNOWN_VR
     is_private = bool((tag >> 16) & 1)
     creator = _creator(ds, tag) if is_private else None

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 
 from indexer.deid import rawvalue
 from indexer.deid.actions import DUMMY
-from indexer.deid.profile import COMPOUND, Plan, decide, resolve
+from indexer.deid.profile import COMPOUND, Plan, decide, resolve, unknown_vr
 from indexer.deid.rules import SiteRule
 from indexer.deid.table import Action
 
@@ -94,8 +94,14 @@ def record_prefix(decision: Action | SiteRule, vr: str) -> str | None:
 
 
 def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None:
-    """Record every identifying value of ``d`` and its sequences, changing nothing."""
-    for elem in d:
+    """Record every identifying value of ``d`` and its sequences, changing nothing.
+
+    An element of an unknown VR is passed over: it cannot be read, and is removed unread.
+    """
+    for tag in sorted(d._dict):  # noqa: SLF001 - as stored: a VR is known before converting
+        if unknown_vr(rawvalue.vr_of(d._dict[tag], tag)):  # noqa: SLF001
+            continue
+        elem = d[tag]
         vr = str(elem.VR)
         path = tag_path(parents, elem.tag)
         if vr == "SQ":
