@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from indexer import extract
+from indexer.pipeline import Summary
 from indexer.store import db
 from tests.builders import (
     SampleShape,
@@ -22,6 +23,16 @@ from tests.builders import (
 )
 
 MARKER = "PHIMARKIDX"
+
+
+def _ingest(db_url: str, key_file: Path, archive: Path, out: Path) -> tuple[db.Database, Summary]:
+    """Ingest ``archive`` into ``out``; the database (to read, then dispose of) and summary."""
+    database = db.connect(db_url, out.parent / "state")
+    job = ingest_job(database, key_file, out)
+    try:
+        return database, job.run([archive])
+    finally:
+        job.output.close()
 
 
 def test_an_object_that_cannot_be_indexed_fails_alone(
@@ -39,12 +50,7 @@ def test_an_object_that_cannot_be_indexed_fails_alone(
         return index_record(ds, **kw)
 
     monkeypatch.setattr(extract, "index_record", refuse_instance_2)
-    database = db.connect(db_url, tmp_path / "state")
-    job = ingest_job(database, key_file, out)
-    try:
-        summary = job.run([archive])
-    finally:
-        job.output.close()
+    database, summary = _ingest(db_url, key_file, archive, out)
     try:
         with database.engine.connect() as c:
             failures = c.execute(text("SELECT reason, message FROM dicom_index.file_error")).all()
@@ -83,12 +89,7 @@ def test_numbers_that_are_none_are_indexed_as_their_bytes(db_url: str, key_file:
         ds = make_instance(1, 1, 1, i + 1, marker=MARKER)
         del ds[tag]
         (archive / f"{i}.dcm").write_bytes(with_element(to_bytes(ds), tag, vr, value, before))
-    database = db.connect(db_url, tmp_path / "state")
-    job = ingest_job(database, key_file, out)
-    try:
-        summary = job.run([archive])
-    finally:
-        job.output.close()
+    database, summary = _ingest(db_url, key_file, archive, out)
     try:
         with database.engine.connect() as c:
             rows = c.execute(
