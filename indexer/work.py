@@ -117,6 +117,21 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
     return ds
 
 
+MEDIA_STORAGE_SOP_CLASS = 0x00020002
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR (PS3.10)
+DIRECTORY_RECORD_SEQUENCE = 0x00041220
+
+
+def is_dicomdir(ds: pydicom.Dataset) -> bool:
+    """Whether ``ds`` is a DICOMDIR: by its file meta's SOP class, or its directory records."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and MEDIA_STORAGE_SOP_CLASS in meta:
+        with contextlib.suppress(*rawvalue.ELEMENT_ERRORS):  # damaged: judged by the data set
+            if text_of(meta, MEDIA_STORAGE_SOP_CLASS, DEFAULT, "UI") == MEDIA_STORAGE_DIRECTORY:
+                return True
+    return DIRECTORY_RECORD_SEQUENCE in ds._dict  # noqa: SLF001 - as stored, not converted
+
+
 def _dcmread(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Dataset, int]:
     """Read ``data`` with pydicom; the data set, and where reading stopped."""
     force = data[128:132] != b"DICM" and data[:2] in (b"\x02\x00", b"\x08\x00")
@@ -204,6 +219,8 @@ def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
 def _prepare(src: SourceFile, data: bytes, ctx: RunContext) -> Prepared:
     # pixels are copied as read unless the plan may clean them
     ds = read_dataset(data, pixels_in_place=ctx.plan.burned_in is not BurnedInPolicy.CLEAN)
+    if is_dicomdir(ds):  # read whole by `verify`: its patients' names are searched for
+        raise SourceError("a DICOMDIR: a media directory, no object of its own", reason="dicomdir")
     values: dict[str, str] | None = {} if ctx.verify else None
     result = deid.apply(
         ctx.plan,
@@ -368,8 +385,12 @@ def contained(src: SourceFile) -> Iterator[None]:
         ) from None
 
 
+# sources that are no object to index, rather than objects that failed
+SKIPPED = frozenset({"not_dicom", "empty_file", "dicomdir"})
+
+
 def failure(src: SourceFile, e: IndexerError) -> Failure:
-    """The recorded failure of one source: not DICOM at all is a skip, the rest failures."""
+    """The recorded failure of one source: no object to index is a skip, the rest failures."""
     reason = getattr(e, "reason", e.code)
-    outcome = "skipped" if reason in ("not_dicom", "empty_file") else "failed"
+    outcome = "skipped" if reason in SKIPPED else "failed"
     return Failure(src.source_id, src.locator, outcome, reason, e.message)

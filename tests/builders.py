@@ -8,8 +8,10 @@ import struct
 import zipfile
 from pathlib import Path
 
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian
 
 from indexer import deid, keys
 from indexer.pipeline import Ingest, local_output
@@ -19,6 +21,7 @@ from indexer.store import db
 __all__ = [
     "MALFORMED",
     "SampleShape",
+    "dicomdir",
     "files_sha",
     "in_syntax",
     "ingest_job",
@@ -150,3 +153,19 @@ def in_syntax(ds: Dataset, uid: str) -> bytes:
     data = buf.getvalue()
     at = data.index(stand_in.encode(), 132)
     return data[:at] + uid.encode().ljust(24, b"\0") + data[at + 24 :]
+
+
+def dicomdir(marker: str) -> bytes:
+    """A DICOMDIR (media directory) whose patient record holds ``marker``."""
+    record = Dataset()
+    record.DirectoryRecordType = "PATIENT"
+    record.PatientName = f"Doe^{marker}"
+    record.PatientID = f"MRN-{marker}"
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.10.1399.1"
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.FileSetID = "CD1"
+    ds.DirectoryRecordSequence = Sequence([record])
+    return to_bytes(ds)

@@ -22,7 +22,15 @@ from indexer.deid import pseudonym
 from indexer.keys import read_key_file
 from indexer.work import configure_pydicom
 from indexer.workers import POOL_THRESHOLD
-from tests.builders import MALFORMED, in_syntax, make_instance, malformed, odd_zip, to_bytes
+from tests.builders import (
+    MALFORMED,
+    dicomdir,
+    in_syntax,
+    make_instance,
+    malformed,
+    odd_zip,
+    to_bytes,
+)
 
 MARK = "PHIMARK"
 configure_pydicom()
@@ -89,6 +97,7 @@ def corpus(tmp_path):  # noqa: PLR0915 - a statement or two per kind of bad inpu
 
     add_bad("notes.txt", f"patient {MARK}".encode(), "not_dicom")
     add_bad("empty.dcm", b"", "empty_file")
+    add_bad("DICOMDIR", dicomdir(MARK), "dicomdir")  # a CD's directory: skipped
     add_bad("truncated.dcm", to_bytes(make_instance(2, 1, 1, 1, marker=MARK))[:-200], "truncated")
     no_syntax = in_syntax(make_instance(2, 1, 2, 1, marker=MARK), "1.2.3.4.5.6.7.8.9.10.11")
     add_bad("no_syntax.dcm", no_syntax, "encode_failed")  # names no transfer syntax
@@ -157,6 +166,17 @@ def test_bad_inputs_are_recorded_and_the_rest_lands(
     for text_ in [*messages, *cli.log]:
         assert MARK not in text_
     assert '"files_failed": ' in p.stdout
+    with engine.connect() as c:
+        skipped = c.execute(
+            text("SELECT reason FROM dicom_index.file_error WHERE outcome = 'skipped'")
+        ).scalars()
+        assert set(skipped) == {
+            "not_dicom",
+            "empty_file",
+            "dicomdir",
+            "symlink_loop",
+            "nested_archive",
+        }
     # the big-endian, deflated and compressed objects were carried in their own syntax
     syntaxes = {
         str(pydicom.dcmread(f).file_meta.TransferSyntaxUID)
@@ -166,6 +186,7 @@ def test_bad_inputs_are_recorded_and_the_rest_lands(
         str(ExplicitVRBigEndian),
         str(DeflatedExplicitVRLittleEndian),
         str(JPEGBaseline8Bit),
+        "1.2.840.10008.1.2.4.110",  # JPEG XL
     } <= syntaxes
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from indexer.deid import pseudonym
 from indexer.keys import read_key_file
-from tests.builders import SampleShape, make_instance, malformed, to_bytes, write_archive
+from tests.builders import SampleShape, dicomdir, make_instance, malformed, to_bytes, write_archive
 
 MARKER = "PHIMARK"
 
@@ -204,3 +204,28 @@ def test_verify_per_object_searches_each_copy_for_its_own_original_only(tmp_path
     keyless = {**env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
     p = _run([*args, "--per-object"], keyless, tmp_path, check=3)
     assert "needs the key file" in p.stderr
+
+
+def test_a_cds_dicomdir_is_skipped_not_failed(tmp_path, env):
+    """A CD or DVD export holds a DICOMDIR (a directory of its patients, not an object):
+    skipped, so the run is clean. `verify` searches for its names too, and searches one
+    found among the outputs (pooled: its names are found; per object: it is the copy of
+    no original, so not checked)."""
+    archive = tmp_path / "cd"
+    write_archive(archive, SampleShape(1, 1, 1, 2), marker=MARKER)
+    (archive / "DICOMDIR").write_bytes(dicomdir(MARKER))
+    p = _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path)
+    assert "2 de-identified, 1 skipped, 0 failed" in p.stdout
+    assert "dicomdir" in p.stdout + p.stderr
+    assert MARKER not in p.stdout + p.stderr
+    args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
+    assert "2 files scanned, 0 leaks" in _run(args, env, tmp_path).stdout
+    p = _run([*args, "--per-object"], env, tmp_path)
+    assert "2 files scanned, 0 leaks" in p.stdout
+    assert "1 original(s) have no copy" in p.stdout
+    (tmp_path / "out" / "DICOMDIR").write_bytes(dicomdir(MARKER))  # copied along by hand
+    p = _run(args, env, tmp_path, check=1)
+    assert "3 files scanned" in p.stdout
+    assert "the value of (0004,1220)[0].(0010,0010) is in" in p.stdout
+    p = _run([*args, "--per-object"], env, tmp_path, check=1)
+    assert "not checked: 1 output(s) that are the copy of no original" in p.stdout
