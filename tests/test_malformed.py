@@ -74,6 +74,10 @@ def test_an_element_of_an_unknown_vr_is_removed_and_the_object_indexed(ctx, tmp_
     out = pydicom.dcmread(copy)
     assert "PatientPosition" not in out
     assert sum(1 for _ in out.iterall()) > 20  # every other element reads back
+    trace = engine.explain(ctx.plan, work.read_dataset(data), ctx.keys.pseudonym)
+    (step,) = [s for s in trace if s.keyword == "PatientPosition"]
+    assert (step.vr, step.action) == ("D\\x82", "X")  # shown escaped, not as a control code
+    assert step.source == "an unknown value representation: removed"
 
 
 def test_an_unknown_vr_inside_a_removed_sequence_does_not_refuse_the_object(ctx, tmp_path):

@@ -578,7 +578,10 @@ def _drop_empty_private_blocks(ds: Dataset) -> None:
 
 
 def _step(parents: str, tag: int, vr: str, action: str, source: str) -> TraceStep:
-    return TraceStep(values.tag_path(parents, tag), keyword_for_tag(tag) or "", vr, action, source)
+    shown = vr if vr.isascii() and vr.isprintable() else ascii(vr)[1:-1]  # a damaged VR: escaped
+    return TraceStep(
+        values.tag_path(parents, tag), keyword_for_tag(tag) or "", shown, action, source
+    )
 
 
 @dataclass(frozen=True, slots=True)
