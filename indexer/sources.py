@@ -211,6 +211,19 @@ def _outcome(reason: str) -> str:
     return "skipped" if reason == "nested_archive" else "failed"
 
 
+HEAD_BYTES = 132  # preamble and "DICM"
+
+
+def could_be_dicom(head: bytes) -> bool:
+    """Whether a file whose first bytes are ``head`` may be DICOM, as the reader judges it.
+
+    A Part 10 file has "DICM" after its preamble; one without a preamble can only begin with
+    a file meta (group 0002) or an identifying (group 0008) element. Anything else is read as
+    no DICOM without looking further.
+    """
+    return head[128:132] == b"DICM" or head[:2] in (b"\x02\x00", b"\x08\x00")
+
+
 @dataclass(frozen=True, slots=True)
 class FileReader:
     """Reads a file; picklable, so worker processes can read for themselves."""
@@ -218,8 +231,16 @@ class FileReader:
     path: Path
 
     def __call__(self) -> bytes:
-        """The file's bytes."""
-        return self.path.read_bytes()
+        """The file's bytes; only its first ones where those say it is no DICOM.
+
+        A video or a disc image beside the objects is not read whole to find that out.
+        """
+        with self.path.open("rb", buffering=0) as f:
+            head = f.read(HEAD_BYTES)
+            if len(head) < HEAD_BYTES or not could_be_dicom(head):
+                return head
+            f.seek(0)
+            return f.readall()
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from indexer.deid.rawvalue import DEFAULT, text_of
 from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
+from indexer.sources import could_be_dicom
 from indexer.store.files import CopyConflictError, Digest, OutputStore
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def is_dicomdir(ds: pydicom.Dataset) -> bool:
 
 def _dcmread(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Dataset, int]:
     """Read ``data`` with pydicom; the data set, and where reading stopped."""
-    force = data[128:132] != b"DICM" and data[:2] in (b"\x02\x00", b"\x08\x00")
+    force = data[128:132] != b"DICM" and could_be_dicom(data)  # no preamble: group 2 or 8 first
     fp = io.BytesIO(data)
     try:
         with warnings.catch_warnings():

@@ -8,9 +8,10 @@ import zipfile
 
 import pytest
 
+from indexer import work
 from indexer.errors import SourceError
 from indexer.records import Failure, SourceFile
-from indexer.sources import Walker, at_least, count_files, source_id
+from indexer.sources import HEAD_BYTES, FileReader, Walker, at_least, count_files, source_id
 from tests.builders import make_instance, odd_zip, to_bytes
 
 KEY = b"s" * 32
@@ -167,3 +168,22 @@ def test_a_member_of_an_archive_changed_since_its_listing_is_refused(tmp_path):
         member.read()
     assert caught.value.reason == "unreadable"
     assert MARK not in str(caught.value)
+
+
+def test_a_file_that_is_no_dicom_is_not_read_whole(tmp_path):
+    """A disc image or a video beside the objects: its first bytes say it is no DICOM, so
+    the rest is never read (a reader that returns them is all the work needs)."""
+    video = tmp_path / "scan.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 5_000_000)
+    head = FileReader(video)()
+    assert len(head) == HEAD_BYTES
+    with pytest.raises(SourceError) as caught:
+        work.read_dataset(head)
+    assert caught.value.reason == "not_dicom"
+    for name, data in {
+        "part10.dcm": to_bytes(make_instance()),
+        "no_preamble.dcm": to_bytes(make_instance())[132:],  # begins with group 0002
+        "tiny.txt": b"short",
+    }.items():
+        (tmp_path / name).write_bytes(data)
+        assert FileReader(tmp_path / name)() == data, name
