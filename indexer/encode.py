@@ -24,6 +24,7 @@ from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_eleme
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from indexer.deid.rawvalue import (
@@ -34,6 +35,7 @@ from indexer.deid.rawvalue import (
     text_of,
     value_of,
 )
+from indexer.spans import FileSpan
 
 PIXEL_DATA = 0x7FE00010
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -42,14 +44,15 @@ _SHORT = struct.Struct("<HH2sH")
 _LONG = struct.Struct("<HH2sHI")
 
 
-Buffer = bytes | memoryview
+Buffer = bytes | memoryview | FileSpan
 
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
     """A file in parts: everything before Pixel Data, then the Pixel Data element.
 
-    The pixel part may be a view into the source file's bytes: written out, never copied.
+    The pixel part may be a view into the source file's bytes, or a span of the source file
+    itself (too large to hold): written out, never copied.
     """
 
     header: bytes
@@ -63,7 +66,7 @@ class Encoded:
     @property
     def data(self) -> bytes:
         """The whole file as one bytes object (a copy: for tests and small objects)."""
-        return b"".join(self.parts)
+        return b"".join(p.read() if isinstance(p, FileSpan) else p for p in self.parts)
 
     @property
     def size(self) -> int:
@@ -122,7 +125,10 @@ def _encode_raw(ds: Dataset) -> Encoded:
             continue
         elem = ds[key] if isinstance(stored, RawDataElement) and stored.value is None else stored
         if tag == PIXEL_DATA:
-            if _is_plain_raw(elem):
+            span = getattr(elem, "value", None)
+            if isinstance(span, FileSpan):  # streamed from the source: items and delimiter too
+                pixels = (_head(tag, str(elem.VR).encode(), elem.length), span)  # type: ignore[union-attr]
+            elif _is_plain_raw(elem):
                 value = elem.value or b""
                 pixels = (_head(tag, (elem.VR or "").encode(), len(value)), value)
             else:
@@ -265,6 +271,9 @@ def _write_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
 
 
 def _encode_pydicom(ds: Dataset) -> Encoded:
+    stored = ds._dict.get(BaseTag(PIXEL_DATA))  # noqa: SLF001 - as stored
+    if isinstance(getattr(stored, "value", None), FileSpan):  # pydicom writes bytes only
+        ds._dict[BaseTag(PIXEL_DATA)] = held(stored)  # type: ignore[arg-type]  # noqa: SLF001
     last = max(ds.keys()) if len(ds) else None
     if last != PIXEL_DATA:  # no pixel data, or elements after it: one piece
         return Encoded(_save(ds))
@@ -283,6 +292,14 @@ def _encode_pydicom(ds: Dataset) -> Encoded:
         fp.is_little_endian, fp.is_implicit_VR = ts.is_little_endian, ts.is_implicit_VR
     write_data_element(fp, elem)
     return Encoded(header, (fp.getvalue(),))
+
+
+def held(raw: RawDataElement) -> RawDataElement:
+    """Pixel data streamed from its file (a ``FileSpan``), read into memory after all."""
+    data = raw.value.read()  # type: ignore[union-attr]
+    if raw.length == UNDEFINED_LENGTH:  # pydicom writes the sequence delimiter itself
+        data = data[:-8]
+    return raw._replace(value=data)
 
 
 def _save(ds: Dataset) -> bytes:

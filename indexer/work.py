@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import signal
 import traceback
 import warnings
@@ -30,7 +31,8 @@ from indexer.deid.rawvalue import DEFAULT, text_of
 from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
-from indexer.sources import could_be_dicom
+from indexer.sources import FileReader, could_be_dicom
+from indexer.spans import FileSpan
 from indexer.store.files import CopyConflictError, Digest, OutputStore
 
 if TYPE_CHECKING:
@@ -98,6 +100,11 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
         if pixels is None:
             return read_dataset(data)
         ds._dict[pixels.tag] = pixels  # noqa: SLF001 - stored raw, as dcmread stores it
+    return _checked(ds)
+
+
+def _checked(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """``ds``, unless it is empty or its last element is cut short (a SourceError)."""
     if len(ds) == 0:
         raise SourceError("the file ends before its data set", reason="truncated")
     try:
@@ -207,19 +214,102 @@ class Copied:
 
 def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
     """Read once, de-identify, encode, check for leaks. No database, nothing written."""
+    in_place = ctx.plan.burned_in is not BurnedInPolicy.CLEAN  # unless pixels may be cleaned
+    with contained(src):
+        ds = _streamed(src) if in_place and src.size >= STREAM_FROM else None
+    if ds is None:
+        try:
+            data = src.read()
+        except OSError as e:
+            raise SourceError(
+                f"cannot read the file ({type(e).__name__})", reason="unreadable"
+            ) from None
+        with contained(src):
+            ds = read_dataset(data, pixels_in_place=in_place)
+    with contained(src):
+        return _prepare(src, ds, ctx)
+
+
+STREAM_FROM = 128 << 20  # bytes: a file this large has its pixel data streamed, not held
+HEAD_BYTES_LIMIT = 32 << 20  # what is read of it first: its header must end within
+
+
+def _streamed(src: SourceFile) -> pydicom.Dataset | None:
+    """A large file's data set, its pixel data a span of the file; None: read it whole.
+
+    The file's head is read and parsed as any file's; Pixel Data must follow it and end the
+    file (explicit VR little endian; native, or encapsulated items and their delimiter).
+    """
+    reader = src.read
+    if not isinstance(reader, FileReader):
+        return None  # an archive member: held whole (its size is bounded)
     try:
-        data = src.read()
+        with reader.path.open("rb", buffering=0) as f:
+            st = os.fstat(f.fileno())
+            head = f.read(HEAD_BYTES_LIMIT)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fast = fastread.read(head)
+            if fast is None:
+                return None
+            ds, stop = fast
+            span = _pixel_span(
+                f, head, stop, ds, FileSpan(reader.path, 0, 0, (st.st_size, st.st_mtime_ns))
+            )
     except OSError as e:
         raise SourceError(
             f"cannot read the file ({type(e).__name__})", reason="unreadable"
         ) from None
-    with contained(src):
-        return _prepare(src, data, ctx)
+    if span is None:
+        return None
+    ds._dict[span.tag] = span  # noqa: SLF001 - stored raw, as dcmread stores it
+    return _checked(ds)
 
 
-def _prepare(src: SourceFile, data: bytes, ctx: RunContext) -> Prepared:
-    # pixels are copied as read unless the plan may clean them
-    ds = read_dataset(data, pixels_in_place=ctx.plan.burned_in is not BurnedInPolicy.CLEAN)
+def _pixel_span(
+    f: io.RawIOBase, head: bytes, pos: int, ds: pydicom.Dataset, file: FileSpan
+) -> RawDataElement | None:
+    """Pixel Data at ``pos`` of the open ``file`` as a raw element over a span of it."""
+    vr = head[pos + 4 : pos + 6]
+    if (
+        ds.original_encoding != (False, True)
+        or head[pos : pos + 4] != _PIXEL_TAG
+        or vr not in (b"OB", b"OW")
+        or pos + 12 > len(head)
+    ):
+        return None
+    start = pos + 12
+    length = int.from_bytes(head[pos + 8 : start], "little")
+    if length != UNDEFINED_LENGTH:
+        end = start + length
+    else:  # encapsulated: the items' heads, read one by one, up to the sequence delimiter
+        p = start
+        while (item := _at(f, p)) is not None and item[:4] == _ITEM:
+            p += 8 + int.from_bytes(item[4:8], "little")
+        if item != _SEQUENCE_END + b"\x00" * 4:
+            return None
+        end = p + 8
+    if end != file.version[0]:  # elements after Pixel Data, or the file is cut short
+        return None
+    return RawDataElement(
+        BaseTag(PIXEL_DATA),
+        vr.decode(),
+        length,
+        FileSpan(file.path, start, end, file.version),  # type: ignore[arg-type]  # streamed
+        start,
+        is_implicit_VR=False,
+        is_little_endian=True,
+    )
+
+
+def _at(f: io.RawIOBase, pos: int) -> bytes | None:
+    """The 8 bytes at ``pos`` of ``f``; None past its end."""
+    f.seek(pos)
+    data = f.read(8)
+    return data if data is not None and len(data) == 8 else None  # noqa: PLR2004 - an item head
+
+
+def _prepare(src: SourceFile, ds: pydicom.Dataset, ctx: RunContext) -> Prepared:
     if is_dicomdir(ds):  # read whole by `verify`: its patients' names are searched for
         raise SourceError("a DICOMDIR: a media directory, no object of its own", reason="dicomdir")
     values: dict[str, str] | None = {} if ctx.verify else None

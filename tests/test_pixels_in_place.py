@@ -7,6 +7,7 @@ falls back to the whole parse, and the checks that look at pixel data still see 
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import pydicom
@@ -14,9 +15,12 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
-from indexer import deid, keys, syntaxes
+from indexer import deid, keys, spans, syntaxes, work
 from indexer.encode import PIXEL_DATA, encode
 from indexer.errors import DeidError, SourceError
+from indexer.records import SourceFile
+from indexer.sources import FileReader
+from indexer.store.files import LocalStore
 from indexer.work import configure_pydicom, read_dataset
 from tests.builders import in_syntax, make_instance, to_bytes
 
@@ -101,3 +105,58 @@ def test_only_the_dicom_roots_uids_are_taken_for_new_transfer_syntaxes(monkeypat
     assert not syntaxes.known("1.2.840.10008.1.2." + "1." * 30 + "1")  # longer than a UID
     monkeypatch.setattr(syntaxes, "MAX_TAUGHT", len(syntaxes._TAUGHT))
     assert not syntaxes.known("1.2.840.10008.1.2.4.999")  # a process learns a few, no more
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    store = LocalStore(tmp_path / "out")
+    yield work.RunContext(PLAN, keys.generate(), store, "DI", 30, 1)
+    store.close()
+
+
+def _never_whole(_self):
+    raise AssertionError("a large file was read whole")
+
+
+@pytest.mark.parametrize("build", [_native, _encapsulated])
+def test_a_large_files_pixel_data_is_streamed_byte_for_byte(build, ctx, tmp_path, monkeypatch):
+    """Above ``STREAM_FROM`` the pixel data stays in the source file, a span copied in
+    chunks: the copy, its digest and its index rows are those of the file held whole."""
+    path = tmp_path / "big.dcm"
+    path.write_bytes(build())
+    src = SourceFile("src-1", str(path), path.stat().st_size, FileReader(path))
+    whole = work.prepare(src, ctx)
+    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "CHUNK_BYTES", 7)  # many chunks, none aligned
+    monkeypatch.setattr(FileReader, "__call__", _never_whole)
+    streamed = work.prepare(src, ctx)
+    assert isinstance(streamed.encoded.pixels[-1], spans.FileSpan)
+    assert streamed.encoded.data == whole.encoded.data
+    assert work.index(streamed, ctx).record == work.index(whole, ctx).record
+    digest = work.write_copy(streamed, ctx).digest
+    assert digest.sha256 == hashlib.sha256(whole.encoded.data).hexdigest()
+    assert (tmp_path / "out" / streamed.name).read_bytes() == whole.encoded.data
+    assert "big.dcm" not in repr(streamed.encoded.pixels[-1])  # a path can hold a name
+
+
+def test_a_large_file_changed_before_its_copy_is_refused(ctx, tmp_path, monkeypatch):
+    path = tmp_path / "big.dcm"
+    path.write_bytes(_native())
+    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    prepared = work.prepare(SourceFile("src-1", str(path), 1, FileReader(path)), ctx)
+    with path.open("ab") as f:
+        f.write(b"\x00" * 16)  # rewritten meanwhile
+    with pytest.raises(SourceError) as caught:
+        work.write_copy(prepared, ctx)
+    assert caught.value.reason == "unreadable"
+    assert "changed" in caught.value.message
+    assert not list((tmp_path / "out").rglob("*.dcm"))  # nothing half old, half new
+
+
+def test_a_large_file_of_another_shape_is_read_whole(ctx, tmp_path, monkeypatch):
+    """Elements after Pixel Data (the file is not streamed, and still copied whole)."""
+    path = tmp_path / "big.dcm"
+    path.write_bytes(_trailing())
+    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    prepared = work.prepare(SourceFile("src-1", str(path), 1, FileReader(path)), ctx)
+    assert not any(isinstance(p, spans.FileSpan) for p in prepared.encoded.parts)

@@ -32,6 +32,7 @@ from indexer.deid.values import (
     tag_path,
     texts,
 )
+from indexer.spans import FileSpan
 
 __all__ = ["Leak", "find_leaks", "header_bytes", "identifying_values"]
 
@@ -113,6 +114,8 @@ def _skipped(raw: object, *, changed_only: bool, kept_only: bool) -> bool:
 
 def _lean_texts(raw: object, charset: str | None) -> tuple[str, ...] | None:
     """The texts of a raw element decoded here; None where pydicom decodes it."""
+    if isinstance(getattr(raw, "value", None), FileSpan):
+        return ()  # pixel data left in its source file: no text
     if charset is None or not isinstance(raw, RawDataElement) or raw.VR is None:
         return None
     data = raw.value

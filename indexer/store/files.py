@@ -17,6 +17,9 @@ from typing import Protocol
 
 from indexer import failpoints
 from indexer.errors import StoreError
+from indexer.spans import FileSpan
+
+Part = bytes | memoryview | FileSpan  # a FileSpan: pixel data streamed from its source file
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +40,19 @@ class CopyConflictError(StoreError):
 class OutputStore(Protocol):
     """Where pseudonymized copies go. ``name`` is made of pseudonymized UIDs only."""
 
-    def put(self, name: str, parts: Sequence[bytes | memoryview]) -> Digest:
+    def put(self, name: str, parts: Sequence[Part]) -> Digest:
         """Store the bytes of ``parts``, in order, under ``name`` atomically.
 
         Identical bytes again are a no-op. Parts are written as they are (a view into a
-        source file's pixel data is streamed, not joined first).
+        source file's pixel data is streamed, not joined first; a ``FileSpan`` is copied
+        from its file in chunks, never held whole).
 
         Raises
         ------
         CopyConflictError
             ``name`` holds other bytes already.
+        SourceError
+            A ``FileSpan``'s file cannot be read, or changed since its head was read.
 
         """
         ...
@@ -106,22 +112,20 @@ class LocalStore:
         os.close(self._held)
         self._held = None
 
-    def put(self, name: str, parts: Sequence[bytes | memoryview]) -> Digest:
+    def put(self, name: str, parts: Sequence[Part]) -> Digest:
         """Write ``root/name`` atomically (a temporary file, then a hard link to it).
 
         Few system calls, and none that a cache can spare (directories made before): on the
         ingest's writer thread each one hands the interpreter over and waits to get it back.
         """
-        h = hashlib.sha256()
-        for part in parts:
-            h.update(part)
-        sha, size = h.hexdigest(), sum(len(p) for p in parts)
         if ".." in Path(name).parts or Path(name).is_absolute():
             raise StoreError("refusing an output name outside the output directory")
+        h = hashlib.sha256()
         path = self.root / name
         try:
             self._make_parent(path)
-            tmp = self._write_temporary(parts)
+            tmp = self._write_temporary(parts, h)
+            sha, size = h.hexdigest(), sum(len(p) for p in parts)
             try:
                 failpoints.hit(failpoints.COPY_TEMP_WRITTEN)
                 if not self._publish(tmp, path):  # stored before, or meanwhile by another writer
@@ -141,8 +145,8 @@ class LocalStore:
                 self._made.clear()
             self._made.add(path.parent)
 
-    def _write_temporary(self, parts: Sequence[bytes | memoryview]) -> Path:
-        """``parts`` in a new file of this store's temporary directory; its path."""
+    def _write_temporary(self, parts: Sequence[Part], h: hashlib._Hash) -> Path:
+        """``parts`` in a new file of this store's temporary directory (hashed into ``h``)."""
         while True:
             tmp = self.incoming / f"{os.getpid()}-{next(self._serial)}.part"
             try:
@@ -151,7 +155,7 @@ class LocalStore:
                 continue  # left by an earlier process of this pid
             break
         try:
-            _write_all(fd, parts)
+            _write_parts(fd, parts, h)
         except BaseException:
             tmp.unlink()
             raise
@@ -206,6 +210,22 @@ class LocalStore:
             return (self.root / name).stat().st_size == size
         except OSError:
             return False
+
+
+def _write_parts(fd: int, parts: Sequence[Part], h: hashlib._Hash) -> None:
+    """Write and hash ``parts``: buffers in one system call as a rule, file spans in chunks."""
+    run: list[bytes | memoryview] = []
+    for part in parts:
+        if isinstance(part, FileSpan):
+            _write_all(fd, run)
+            run = []
+            for chunk in part.chunks():
+                h.update(chunk)
+                _write_all(fd, [chunk])
+        else:
+            h.update(part)
+            run.append(part)
+    _write_all(fd, run)
 
 
 def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:

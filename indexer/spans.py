@@ -1,0 +1,70 @@
+"""Pixel data too large to hold in memory: a span of the source file, streamed into the copy.
+
+A whole-slide image or a long multi-frame object can hold gigabytes of pixel data; read whole,
+each worker would hold one. Its header is read and de-identified as any other; its Pixel Data
+value stays in the source file, a ``FileSpan``, and the output store copies it in chunks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexer.errors import SourceError
+
+CHUNK_BYTES = 8 << 20  # copied at a time
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpan:
+    """Bytes ``start`` to ``end`` of the file at ``path``, as it was when its head was read.
+
+    ``version`` is the file's size and modification time (ns) then: a file changed since is
+    refused, never copied half old, half new.
+    """
+
+    path: Path = field(repr=False)  # a path can hold a name: never shown
+    start: int
+    end: int
+    version: tuple[int, int]
+
+    def __len__(self) -> int:
+        """The span's length in bytes."""
+        return self.end - self.start
+
+    def chunks(self) -> Iterator[bytes]:
+        """The span's bytes, a chunk at a time.
+
+        Raises
+        ------
+        SourceError
+            The file cannot be read, or changed since its head was read.
+
+        """
+        try:
+            with self.path.open("rb", buffering=0) as f:
+                st = os.fstat(f.fileno())
+                if (st.st_size, st.st_mtime_ns) != self.version:
+                    raise _changed()
+                f.seek(self.start)
+                left = len(self)
+                while left:
+                    chunk = f.read(min(CHUNK_BYTES, left))
+                    if not chunk:
+                        raise _changed()
+                    left -= len(chunk)
+                    yield chunk
+        except OSError as e:
+            raise SourceError(
+                f"cannot read the file ({type(e).__name__})", reason="unreadable"
+            ) from None
+
+    def read(self) -> bytes:
+        """The span's bytes, all at once (where they must be held after all)."""
+        return b"".join(self.chunks())
+
+
+def _changed() -> SourceError:
+    return SourceError("the file changed while it was read; not copied", reason="unreadable")
