@@ -13,7 +13,7 @@ import os
 import signal
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -161,32 +161,53 @@ _ITEM, _SEQUENCE_END = b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0"
 
 def _pixels_in_place(data: bytes, pos: int, ds: pydicom.Dataset) -> RawDataElement | None:
     """Pixel Data at ``pos`` as a raw element over ``data``; None where that is not simple."""
-    vr = data[pos + 4 : pos + 6]
+    extent = _pixel_extent(data, pos, ds, lambda p: data[p : p + 8])
+    if extent is None or extent[3] != len(data):  # truncated, or elements after Pixel Data
+        return None
+    vr, length, start, end = extent
+    value = (
+        memoryview(data)[start:end]  # native pixels: a view, not a copy
+        if length != UNDEFINED_LENGTH
+        else data[start : end - 8]  # encapsulated frames: pydicom writes the delimiter
+    )
+    return _pixel_element(vr, length, value, start)
+
+
+def _pixel_extent(
+    head: bytes, pos: int, ds: pydicom.Dataset, at: Callable[[int], bytes]
+) -> tuple[str, int, int, int] | None:
+    """Pixel Data at ``pos``: its VR, length, and where its value starts and it ends.
+
+    ``head`` holds the element's head; ``at(p)`` gives the 8 bytes at ``p`` (fewer past the
+    end), for the items of encapsulated frames. None where the element is not the simple
+    kind (explicit VR little endian OB or OW; items ending in a sequence delimiter).
+    """
+    vr = head[pos + 4 : pos + 6]
     if (
         ds.original_encoding != (False, True)
-        or data[pos : pos + 4] != _PIXEL_TAG
+        or head[pos : pos + 4] != _PIXEL_TAG
         or vr not in (b"OB", b"OW")
+        or pos + 12 > len(head)
     ):
         return None
     start = pos + 12
-    length = int.from_bytes(data[pos + 8 : start], "little")
-    if length != UNDEFINED_LENGTH:  # native pixels: a view, not a copy
-        end = start + length
-        value: bytes | memoryview = memoryview(data)[start:end]
-    else:  # encapsulated (compressed) frames: items up to the sequence delimiter
-        p = start
-        while data[p : p + 4] == _ITEM:
-            p += 8 + int.from_bytes(data[p + 4 : p + 8], "little")
-        if data[p : p + 4] != _SEQUENCE_END:
-            return None
-        end, value = p + 8, data[start:p]
-    if end != len(data):  # truncated, or elements after Pixel Data
+    length = int.from_bytes(head[pos + 8 : start], "little")
+    if length != UNDEFINED_LENGTH:
+        return vr.decode(), length, start, start + length
+    p = start
+    while (item := at(p))[:4] == _ITEM:
+        p += 8 + int.from_bytes(item[4:8], "little")
+    if item != _SEQUENCE_END + b"\x00" * 4:
         return None
+    return vr.decode(), length, start, p + 8
+
+
+def _pixel_element(vr: str, length: int, value: object, start: int) -> RawDataElement:
     return RawDataElement(
         BaseTag(PIXEL_DATA),
-        vr.decode(),
+        vr,
         length,
-        value,  # type: ignore[arg-type]  # a view: pydicom writes it, never decodes it
+        value,  # type: ignore[arg-type]  # a view or a span: pydicom never decodes it
         start,
         is_implicit_VR=False,
         is_little_endian=True,
@@ -253,60 +274,22 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
             if fast is None:
                 return None
             ds, stop = fast
-            span = _pixel_span(
-                f, head, stop, ds, FileSpan(reader.path, 0, 0, (st.st_size, st.st_mtime_ns))
-            )
+
+            def at(p: int) -> bytes:
+                f.seek(p)
+                return f.read(8) or b""
+
+            extent = _pixel_extent(head, stop, ds, at)
     except OSError as e:
         raise SourceError(
             f"cannot read the file ({type(e).__name__})", reason="unreadable"
         ) from None
-    if span is None:
+    if extent is None or extent[3] != st.st_size:  # cut short, or elements after Pixel Data
         return None
-    ds._dict[span.tag] = span  # noqa: SLF001 - stored raw, as dcmread stores it
+    vr, length, start, end = extent  # the span holds the delimiter too: written as it is
+    span = FileSpan(reader.path, start, end, (st.st_size, st.st_mtime_ns))
+    ds._dict[BaseTag(PIXEL_DATA)] = _pixel_element(vr, length, span, start)  # noqa: SLF001
     return _checked(ds)
-
-
-def _pixel_span(
-    f: io.RawIOBase, head: bytes, pos: int, ds: pydicom.Dataset, file: FileSpan
-) -> RawDataElement | None:
-    """Pixel Data at ``pos`` of the open ``file`` as a raw element over a span of it."""
-    vr = head[pos + 4 : pos + 6]
-    if (
-        ds.original_encoding != (False, True)
-        or head[pos : pos + 4] != _PIXEL_TAG
-        or vr not in (b"OB", b"OW")
-        or pos + 12 > len(head)
-    ):
-        return None
-    start = pos + 12
-    length = int.from_bytes(head[pos + 8 : start], "little")
-    if length != UNDEFINED_LENGTH:
-        end = start + length
-    else:  # encapsulated: the items' heads, read one by one, up to the sequence delimiter
-        p = start
-        while (item := _at(f, p)) is not None and item[:4] == _ITEM:
-            p += 8 + int.from_bytes(item[4:8], "little")
-        if item != _SEQUENCE_END + b"\x00" * 4:
-            return None
-        end = p + 8
-    if end != file.version[0]:  # elements after Pixel Data, or the file is cut short
-        return None
-    return RawDataElement(
-        BaseTag(PIXEL_DATA),
-        vr.decode(),
-        length,
-        FileSpan(file.path, start, end, file.version),  # type: ignore[arg-type]  # streamed
-        start,
-        is_implicit_VR=False,
-        is_little_endian=True,
-    )
-
-
-def _at(f: io.RawIOBase, pos: int) -> bytes | None:
-    """The 8 bytes at ``pos`` of ``f``; None past its end."""
-    f.seek(pos)
-    data = f.read(8)
-    return data if data is not None and len(data) == 8 else None  # noqa: PLR2004 - an item head
 
 
 def _prepare(src: SourceFile, ds: pydicom.Dataset, ctx: RunContext) -> Prepared:
