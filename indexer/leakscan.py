@@ -26,7 +26,7 @@ from indexer.deid.rawvalue import DEFAULT, ELEMENT_ERRORS, text_of
 from indexer.errors import DeidError, SourceError
 from indexer.keys import Keys
 from indexer.records import SourceFile
-from indexer.sources import Walker
+from indexer.sources import FileReader, Walker
 
 SOP_INSTANCE_UID = 0x00080018
 
@@ -174,7 +174,11 @@ def _originals(
         if not isinstance(item, SourceFile):
             continue
         try:
-            ds = work.read_dataset(item.read())
+            reader = item.read
+            if isinstance(reader, FileReader) and item.size >= work.STREAM_FROM:
+                ds = work.read_header(reader.path)
+            else:
+                ds = work.read_dataset(item.read())
             values = verify.identifying_values(plan, ds)
         except (SourceError, OSError, *ELEMENT_ERRORS) as e:
             report.unreadable_originals += _unreadable(e)
@@ -216,10 +220,17 @@ def _sop_uid(path: Path, report: VerifyReport) -> str | None:
 def _read_output(path: Path, report: VerifyReport) -> Dataset | None:
     """The output object in ``path``; None, counted, if it cannot be read."""
     with _unreadable_output(report):
-        out = work.read_dataset(path.read_bytes())
+        out = _read(path)
         text_of(out, SOP_INSTANCE_UID, DEFAULT, "UI")  # its name, read before it is searched
         return out
     return None
+
+
+def _read(path: Path) -> Dataset:
+    """The object in a file: a large one's header only (pixel data is never searched)."""
+    if path.stat().st_size >= work.STREAM_FROM:
+        return work.read_header(path)
+    return work.read_dataset(path.read_bytes())
 
 
 @contextlib.contextmanager

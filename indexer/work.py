@@ -103,6 +103,25 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
     return _checked(ds)
 
 
+def read_header(path: Path) -> pydicom.Dataset:
+    """The data set of the file at ``path`` without its pixel data: a large file's header.
+
+    Only the first ``HEAD_BYTES_LIMIT`` bytes are read (a header longer than that is
+    refused as truncated); for what reads values and never writes a copy (`verify`).
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(HEAD_BYTES_LIMIT)
+    except OSError as e:
+        raise SourceError(
+            f"cannot read the file ({type(e).__name__})", reason="unreadable"
+        ) from None
+    if not head:
+        raise SourceError("the file is empty", reason="empty_file")
+    ds, _stop = _dcmread(head, pixels_in_place=True)
+    return _checked(ds)
+
+
 def _checked(ds: pydicom.Dataset) -> pydicom.Dataset:
     """``ds``, unless it is empty or its last element is cut short (a SourceError)."""
     if len(ds) == 0:

@@ -15,7 +15,7 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
-from indexer import deid, keys, spans, syntaxes, work
+from indexer import deid, keys, leakscan, spans, syntaxes, work
 from indexer.encode import PIXEL_DATA, encode
 from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
@@ -114,7 +114,7 @@ def ctx(tmp_path):
     store.close()
 
 
-def _never_whole(_self):
+def _never_whole(*_args, **_kw):
     raise AssertionError("a large file was read whole")
 
 
@@ -160,3 +160,42 @@ def test_a_large_file_of_another_shape_is_read_whole(ctx, tmp_path, monkeypatch)
     monkeypatch.setattr(work, "STREAM_FROM", 1)
     prepared = work.prepare(SourceFile("src-1", str(path), 1, FileReader(path)), ctx)
     assert not any(isinstance(p, spans.FileSpan) for p in prepared.encoded.parts)
+
+
+def test_verify_reads_only_the_headers_of_large_files(ctx, tmp_path, monkeypatch):
+    """Pixel data is never searched: of large originals and copies `verify` reads the header
+    alone, and finds what it finds reading them whole (here: the name typed into a kept
+    attribute, written because the copy was made without the check)."""
+    originals = tmp_path / "in"
+    originals.mkdir()
+    leaky = make_instance(rows=32, columns=32, marker="LEAKY")
+    leaky.Manufacturer = "Doe^LEAKY1^Q"
+    (originals / "a.dcm").write_bytes(to_bytes(leaky))
+    (originals / "b.dcm").write_bytes(to_bytes(make_instance(2, rows=32, columns=32)))
+    unchecked = work.RunContext(PLAN, ctx.keys, ctx.output, "DI", 30, 1, verify=False)
+    for path in sorted(originals.iterdir()):
+        src = SourceFile(path.name, str(path), path.stat().st_size, FileReader(path))
+        work.deidentify_file(src, unchecked)
+    pseudonyms = leakscan.Pseudonyms(ctx.keys, "DI", 30)
+    args = ([originals], [tmp_path / "out"], deid.build_plan(burned_in="allow"))
+    whole = [scan(*args, max_member_bytes=10**8, pseudonyms=pseudonyms) for scan in SCANS]
+    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    read_whole = work.read_dataset
+
+    def only_empty(data, **kw):  # the output store's empty lock files are read, and skipped
+        return _never_whole() if data else read_whole(data, **kw)
+
+    monkeypatch.setattr(work, "read_dataset", only_empty)
+    monkeypatch.setattr(FileReader, "__call__", _never_whole)
+    headers = [scan(*args, max_member_bytes=10**8, pseudonyms=pseudonyms) for scan in SCANS]
+    assert headers == whole
+    for report in headers:
+        assert (report.scanned, report.unchecked) == (2, 0)
+        # the name, and the referrer's name part it shares with it
+        assert {(leak.source_path, leak.found_in) for leak in report.leaks} == {
+            ("(0010,0010)", "(0008,0070)"),
+            ("(0008,0090)", "(0008,0070)"),
+        }
+
+
+SCANS = (leakscan.verify_outputs, leakscan.verify_pairs)
