@@ -143,6 +143,7 @@ def verify_pairs(
         if uid is not None:
             by_uid.setdefault(uid, []).append(path)
     paired: set[Path] = set()
+    scanned: set[Path] = set()
     for ds, values in _originals(originals, plan, max_member_bytes, report):
         try:
             result = pseudonyms.apply(plan, ds)
@@ -159,7 +160,9 @@ def verify_pairs(
                 continue
             with _unreadable_output(report):
                 report.add(copy, verify.find_leaks(values, copy, generated=result.generated))
+                scanned.add(path)
     report.unpaired_outputs = sum(len(paths) for paths in by_uid.values()) - len(paired)
+    report.scanned = len(scanned)  # a copy of two originals (one object's variants): once
     return report
 
 
