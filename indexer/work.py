@@ -328,8 +328,13 @@ def _prepare(src: SourceFile, ds: pydicom.Dataset, ctx: RunContext) -> Prepared:
     try:
         encoded = encode(out)
     except Exception as e:  # noqa: BLE001 - pydicom's text can hold values
+        problem = (
+            rawvalue.element_problem(e, "written")
+            if isinstance(e, rawvalue.ELEMENT_ERRORS)
+            else f"unexpected {type(e).__name__}"
+        )
         raise DeidError(
-            f"cannot encode the de-identified object ({type(e).__name__})", reason="encode_failed"
+            f"cannot encode the de-identified object: {problem}", reason="encode_failed"
         ) from None
     if values is not None:
         _refuse_leaks(values, result, encoded.header)

@@ -108,6 +108,27 @@ def test_the_messages_name_the_problem(ctx):
     }
 
 
+@pytest.mark.parametrize(
+    ("error", "problem"),
+    [
+        (TypeError, "an element holds a value that cannot be written (TypeError)"),
+        (OSError, "a sequence is cut short or malformed (OSError)"),
+        (ZeroDivisionError, "unexpected ZeroDivisionError"),
+    ],
+)
+def test_an_object_that_cannot_be_encoded_says_why_without_values(ctx, monkeypatch, error, problem):
+    """pydicom's writer fails on a value it cannot write (its text quotes the value)."""
+
+    def refuse(ds):
+        raise error(f"With tag (0028,0010) got exception: {MARK}")
+
+    monkeypatch.setattr(work, "encode", refuse)
+    with pytest.raises(DeidError) as caught:
+        work.process(_source(1, to_bytes(make_instance(1, 1, 1, 1, marker=MARK))), ctx)
+    assert caught.value.reason == "encode_failed"
+    assert caught.value.message == f"cannot encode the de-identified object: {problem}"
+
+
 def test_an_unforeseen_error_is_the_objects_failure(ctx, monkeypatch, caplog):
     """A defect met by one object (here: a planted one) fails that object, logged by type
     and place; its text, which could quote a value, goes nowhere."""

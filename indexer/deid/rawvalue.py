@@ -58,10 +58,11 @@ ELEMENT_ERRORS: Final = (
 )
 
 
-def element_problem(e: BaseException) -> str:
+def element_problem(e: BaseException, doing: str = "read") -> str:
     """What an ``ELEMENT_ERRORS`` exception says of the element, in words and its type's name.
 
-    Never its text, which can quote the value.
+    Never its text, which can quote the value. ``doing``: what could not be done to a value
+    ("read", "written").
     """
     if isinstance(e, NotImplementedError):
         what = "an element has an unknown value representation"
@@ -72,7 +73,7 @@ def element_problem(e: BaseException) -> str:
     elif isinstance(e, OSError | struct.error):
         what = "a sequence is cut short or malformed"
     else:
-        what = "an element holds a value that cannot be read"
+        what = f"an element holds a value that cannot be {doing}"
     name = "struct.error" if isinstance(e, struct.error) else type(e).__name__  # not "error"
     return f"{what} ({name})"
 
