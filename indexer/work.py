@@ -271,7 +271,8 @@ def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
 
 
 STREAM_FROM = 128 << 20  # bytes: a file this large has its pixel data streamed, not held
-HEAD_BYTES_LIMIT = 32 << 20  # what is read of it first: its header must end within
+HEAD_BYTES_LIMIT = 32 << 20  # what is read of it at most: its header must end within
+HEAD_READS = (1 << 20, HEAD_BYTES_LIMIT)  # what is read of it first, then (held while copied)
 
 
 def _streamed(src: SourceFile) -> pydicom.Dataset | None:
@@ -286,11 +287,15 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
     try:
         with reader.path.open("rb", buffering=0) as f:
             st = os.fstat(f.fileno())
-            head = f.read(HEAD_BYTES_LIMIT)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fast = fastread.read(head)
-            if fast is None:
+            for limit in HEAD_READS:  # a header seldom needs more than the first
+                f.seek(0)
+                head = f.read(limit)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fast = fastread.read(head)
+                if fast is not None and fast[1] + 12 <= len(head):  # Pixel Data's head within
+                    break
+            else:
                 return None
             ds, stop = fast
 

@@ -139,6 +139,20 @@ def test_a_large_files_pixel_data_is_streamed_byte_for_byte(build, ctx, tmp_path
     assert "big.dcm" not in repr(streamed.encoded.pixels[-1])  # a path can hold a name
 
 
+@pytest.mark.parametrize("first", [200, 132])  # inside an element; at one's end (the meta's)
+def test_a_header_longer_than_the_first_read_is_read_again_longer(
+    ctx, tmp_path, monkeypatch, first
+):
+    path = tmp_path / "big.dcm"
+    path.write_bytes(_native())
+    whole = work.prepare(SourceFile("src-1", str(path), 1, FileReader(path)), ctx)
+    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(work, "HEAD_READS", (first, 1 << 20))
+    streamed = work.prepare(SourceFile("src-1", str(path), 1, FileReader(path)), ctx)
+    assert isinstance(streamed.encoded.pixels[-1], spans.FileSpan)
+    assert streamed.encoded.data == whole.encoded.data
+
+
 def test_a_large_file_changed_before_its_copy_is_refused(ctx, tmp_path, monkeypatch):
     path = tmp_path / "big.dcm"
     path.write_bytes(_native())
