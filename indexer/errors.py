@@ -40,6 +40,14 @@ class SourceError(IndexerError):
         super().__init__(message, where=where)
         self.reason = reason  # a stable reason code, e.g. "not_dicom", "truncated"
 
+    @classmethod
+    def unreadable(cls, e: OSError) -> SourceError:
+        """A file the system would not let us read.
+
+        Named by the error's kind, never its text (which holds the path).
+        """
+        return cls(f"cannot read the file ({type(e).__name__})", reason="unreadable")
+
 
 class UnsafeArchiveError(SourceError):
     """An archive member would escape its archive (zip-slip), or an archive is too large."""

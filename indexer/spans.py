@@ -57,9 +57,7 @@ class FileSpan:
                     left -= len(chunk)
                     yield chunk
         except OSError as e:
-            raise SourceError(
-                f"cannot read the file ({type(e).__name__})", reason="unreadable"
-            ) from None
+            raise SourceError.unreadable(e) from None
 
     def read(self) -> bytes:
         """The span's bytes, all at once (where they must be held after all)."""

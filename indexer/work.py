@@ -113,9 +113,7 @@ def read_header(path: Path) -> pydicom.Dataset:
         with path.open("rb") as f:
             head = f.read(HEAD_BYTES_LIMIT)
     except OSError as e:
-        raise SourceError(
-            f"cannot read the file ({type(e).__name__})", reason="unreadable"
-        ) from None
+        raise SourceError.unreadable(e) from None
     if not head:
         raise SourceError("the file is empty", reason="empty_file")
     ds, _stop = _dcmread(head, pixels_in_place=True)
@@ -261,9 +259,7 @@ def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
         try:
             data = src.read()
         except OSError as e:
-            raise SourceError(
-                f"cannot read the file ({type(e).__name__})", reason="unreadable"
-            ) from None
+            raise SourceError.unreadable(e) from None
         with contained(src):
             ds = read_dataset(data, pixels_in_place=in_place)
     with contained(src):
@@ -305,9 +301,7 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
 
             extent = _pixel_extent(head, stop, ds, at)
     except OSError as e:
-        raise SourceError(
-            f"cannot read the file ({type(e).__name__})", reason="unreadable"
-        ) from None
+        raise SourceError.unreadable(e) from None
     if extent is None or extent[3] != st.st_size:  # cut short, or elements after Pixel Data
         return None
     vr, length, start, end = extent  # the span holds the delimiter too: written as it is

@@ -670,13 +670,14 @@ def _file_meta(ds: Dataset, codec: str | None) -> None:
             "is encoded",
             reason="encode_failed",
         )
-    if not text_of(ds, SOP_CLASS_UID, codec):
+    sop_class = text_of(ds, SOP_CLASS_UID, codec)
+    if not sop_class:
         raise DeidError("de-identification left no SOPClassUID", reason="missing_uid")
     meta = FileMetaDataset()
     if codec is not None:
         meta._dict[BaseTag(0x00020001)] = META_VERSION  # noqa: SLF001 - a group 2 tag
     elements = [
-        (0x00020002, "UI", text_of(ds, SOP_CLASS_UID, codec)),
+        (0x00020002, "UI", sop_class),
         (0x00020003, "UI", text_of(ds, ORIGINAL_TAGS["SOPInstanceUID"], codec)),
         (0x00020010, "UI", str(ts) if ts else None),
         (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
