@@ -27,7 +27,18 @@ if TYPE_CHECKING:  # imported on first use below: start-up stays short, workers 
     import rich.console as rich_console
     import rich.table as rich_table
 
-    from indexer import deid, keys, leakscan, pipeline, progress, rules_file, sample, sources, work
+    from indexer import (
+        copycheck,
+        deid,
+        keys,
+        leakscan,
+        pipeline,
+        progress,
+        rules_file,
+        sample,
+        sources,
+        work,
+    )
     from indexer import workers as workers_
     from indexer.deid import Plan
     from indexer.store import audit, db, migrate, models, mongo, roles, sql, vault
@@ -37,6 +48,7 @@ else:
         for m in ("keys", "pipeline", "progress", "rules_file", "sample", "sources", "work")
     )
     workers_, leakscan = lazy("indexer.workers"), lazy("indexer.leakscan")
+    copycheck = lazy("indexer.copycheck")
     rich_console, rich_table = lazy("rich.console"), lazy("rich.table")
     audit, db, migrate, models, mongo, roles, sql, vault = (
         lazy(f"indexer.store.{m}")
@@ -494,6 +506,60 @@ def check_cmd(ctx: click.Context, sample: int) -> None:
     if problems:
         sys.exit(EXIT_SOME_FAILED)
     click.echo("PostgreSQL and MongoDB agree")
+
+
+@cli.command("check-copies")
+@click.argument(
+    "outputs",
+    metavar="OUT...",
+    nargs=-1,
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+)
+@click.option("--content", is_flag=True, help="Compare each copy's SHA-256 too (reads every copy).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@click.pass_context
+@handle_errors
+def check_copies_cmd(
+    ctx: click.Context, outputs: tuple[Path, ...], content: bool, quiet: bool
+) -> None:
+    """Check output directories against the index's copies: all there, whole, no others.
+
+    Each copy the index places in an OUT must be there with its size (with --content, its
+    SHA-256 too), and every copy there must be one it places there; exit 1 otherwise. An
+    output is known by the id it keeps in itself (.dicom-index-output): a directory moved
+    since its ingest is checked as well.
+    """
+    settings = _settings(ctx)
+    database = _role_db(settings, "reader")
+    mode = progress.mode(quiet)
+    problems = 0
+    for out in outputs:
+        total = copycheck.count_copies(database, out) if mode == "bar" else None
+        with progress.reporter(mode, total, label="check") as update:
+            report = copycheck.check_copies(database, out, content=content, progress=update)
+        problems += report.problems
+        _print_copy_check(report, content)
+    if unrecorded := copycheck.unrecorded_copies(database):
+        click.echo(
+            f"not checked: {unrecorded} instance(s) indexed before runs recorded their output"
+        )
+    sys.exit(EXIT_SOME_FAILED if problems else EXIT_OK)
+
+
+def _print_copy_check(report: copycheck.CopyCheck, content: bool) -> None:
+    r = report
+    compared = "sizes and contents" if content else "sizes"
+    click.echo(
+        f"output {r.output_id}: {r.checked} copies checked ({compared}), {r.missing} missing, "
+        f"{r.unreadable} unreadable, {r.other_size} of another size"
+        + (f", {r.other_content} with other content" if content else "")
+        + f"; {r.not_indexed} not indexed here"
+    )
+    for line in r.examples:
+        click.echo(f"  {line}")
+    if r.problems > len(r.examples):
+        click.echo(f"  ... and {r.problems - len(r.examples)} more")
 
 
 def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:

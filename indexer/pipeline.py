@@ -59,6 +59,7 @@ class Summary:
     """What an ingest did; printed at the end and stored with the run."""
 
     run_id: int = 0
+    output_id: str = ""  # the id of the output the copies went to (kept in the output)
     files_seen: int = 0
     files_indexed: int = 0
     files_already_indexed: int = 0
@@ -152,8 +153,9 @@ class Ingest:
                 s,
                 __version__,
                 {"profile": "basic", "options": sorted(o.value for o in self.plan.options)},
+                output_id=self.output.output_id,
             )
-        summary = Summary(run_id=run_id)
+        summary = Summary(run_id=run_id, output_id=self.output.output_id)
         if self.mongo is not None:
             self._mongo_catch_up()
         ctx = work.RunContext(

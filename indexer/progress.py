@@ -29,8 +29,10 @@ def _rates(files: int, nbytes: int, started: float, total: int | None) -> str:
 
 
 @contextmanager
-def reporter(kind: str, total_files: int | None = None) -> Iterator[ProgressFn | None]:
-    """A progress callback for the mode, or None when off."""
+def reporter(
+    kind: str, total_files: int | None = None, *, label: str = "ingest"
+) -> Iterator[ProgressFn | None]:
+    """A progress callback for the mode, or None when off; ``label`` names the work."""
     if kind == "off":
         yield None
         return
@@ -43,16 +45,16 @@ def reporter(kind: str, total_files: int | None = None) -> Iterator[ProgressFn |
             if now - last[0] >= LINE_EVERY_SECONDS:
                 last[0] = now
                 sys.stderr.write(
-                    f"ingest: {files:,} files  {_rates(files, nbytes, started, total_files)}\n"
+                    f"{label}: {files:,} files  {_rates(files, nbytes, started, total_files)}\n"
                 )
                 sys.stderr.flush()
 
         yield line
         return
-    yield from _bar(total_files, started)
+    yield from _bar(total_files, started, label)
 
 
-def _bar(total_files: int | None, started: float) -> Iterator[ProgressFn]:
+def _bar(total_files: int | None, started: float, label: str) -> Iterator[ProgressFn]:
     # imported only for a terminal: a run in the background does not wait for rich
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import (  # noqa: PLC0415
@@ -65,7 +67,7 @@ def _bar(total_files: int | None, started: float) -> Iterator[ProgressFn]:
 
     console = Console(stderr=True)
     with Progress(
-        TextColumn("ingest"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
@@ -73,7 +75,7 @@ def _bar(total_files: int | None, started: float) -> Iterator[ProgressFn]:
         console=console,
         transient=True,
     ) as p:
-        task = p.add_task("ingest", total=total_files, rate="")
+        task = p.add_task(label, total=total_files, rate="")
 
         def update(files: int, nbytes: int) -> None:
             p.update(task, completed=files, rate=_rates(files, nbytes, started, total_files))

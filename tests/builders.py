@@ -17,6 +17,7 @@ from indexer import deid, keys
 from indexer.pipeline import Ingest, local_output
 from indexer.sample import SampleShape, make_instance, to_bytes, write_archive
 from indexer.store import db
+from indexer.store.files import OUTPUT_ID_FILE
 
 __all__ = [
     "MALFORMED",
@@ -35,11 +36,11 @@ __all__ = [
 
 
 def files_sha(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under root."""
+    """Relative path -> sha256 of every file under root but an output's id (random each)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.relative_to(root) != Path(OUTPUT_ID_FILE)
     }
 
 

@@ -9,6 +9,7 @@ import pytest
 from pymongo import MongoClient
 from sqlalchemy import create_engine, text
 
+from indexer.store.files import OUTPUT_ID_FILE, read_output_id
 from tests.builders import SampleShape, files_sha, write_archive
 from tests.conftest import ROLES, role_url
 
@@ -59,7 +60,10 @@ def _state(db_url, mongo_url, mongo_db, out):
             n: sorted(m[mongo_db][n].find({}, {"run_id": 0}), key=lambda d: d["_id"])
             for n in ("instances", "series", "studies")
         }
-    leftovers = [p for p in out.rglob("*") if p.is_file() and p.suffix != ".dcm"]
+    assert read_output_id(out) is not None  # the output has its id
+    leftovers = [
+        p for p in out.rglob("*") if p.is_file() and p.suffix != ".dcm" and p.name != OUTPUT_ID_FILE
+    ]
     return rows, docs, files_sha(out), leftovers
 
 

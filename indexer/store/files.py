@@ -10,7 +10,8 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -40,6 +41,9 @@ class CopyConflictError(StoreError):
 class OutputStore(Protocol):
     """Where pseudonymized copies go. ``name`` is made of pseudonymized UIDs only."""
 
+    output_id: str
+    """The store's own id, kept in the store itself (it moves with it); runs record it."""
+
     def put(self, name: str, parts: Sequence[Part]) -> Digest:
         """Store the bytes of ``parts``, in order, under ``name`` atomically.
 
@@ -67,6 +71,7 @@ class OutputStore(Protocol):
 
 
 INCOMING = ".incoming"
+OUTPUT_ID_FILE = ".dicom-index-output"  # in an output's root: the output's id, a random UUID
 MADE_LIMIT = 4096  # directories a store remembers having made (a series' copies share one)
 LOCK_SUFFIX, CLAIM_SUFFIX = ".lock", ".claim"
 
@@ -102,6 +107,11 @@ class LocalStore:
             _sweep(spool)
         except OSError as e:
             raise StoreError(f"cannot create the output directory ({type(e).__name__})") from None
+        try:
+            self.output_id = _own_id(root, self.incoming)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Remove this store's temporary directory and lock file (the opening process only)."""
@@ -186,13 +196,14 @@ class LocalStore:
                 tmp.replace(path)
         return True
 
-    def __getstate__(self) -> dict[str, Path]:
-        """For worker processes: the paths; the opening process keeps the lock file."""
-        return {"root": self.root, "incoming": self.incoming}
+    def __getstate__(self) -> dict[str, object]:
+        """For worker processes: the paths and id; the opening process keeps the lock file."""
+        return {"root": self.root, "incoming": self.incoming, "output_id": self.output_id}
 
-    def __setstate__(self, state: dict[str, Path]) -> None:
+    def __setstate__(self, state: dict[str, object]) -> None:
         """In a worker process: the paths, a thread lock of its own, no lock file."""
-        self.root, self.incoming = state["root"], state["incoming"]
+        self.root, self.incoming = Path(str(state["root"])), Path(str(state["incoming"]))
+        self.output_id = str(state["output_id"])
         self._lock = threading.Lock()
         self._made, self._serial = set(), itertools.count()
         self._held = None
@@ -261,6 +272,85 @@ def _sweep(spool: Path) -> None:
             entry.unlink(missing_ok=True)
         elif not entry.with_name(entry.name + LOCK_SUFFIX).exists():
             shutil.rmtree(entry, ignore_errors=True)  # its lock is gone: so is its store
+
+
+def _own_id(root: Path, incoming: Path) -> str:
+    """The id of the output at ``root``; given on first use (written whole, then linked)."""
+    if (known := read_output_id(root)) is not None:
+        return known
+    tmp = incoming / "output-id"
+    try:
+        tmp.write_text(f"{uuid.uuid4()}\n")
+        try:
+            os.link(tmp, root / OUTPUT_ID_FILE)  # never replaces: a store opened meanwhile wins
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here
+            if not (root / OUTPUT_ID_FILE).exists():
+                tmp.replace(root / OUTPUT_ID_FILE)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot give the output directory its id ({type(e).__name__})") from None
+    if (made := read_output_id(root)) is None:  # pragma: no cover - linked just now
+        raise StoreError("cannot give the output directory its id")
+    return made
+
+
+def read_output_id(root: Path) -> str | None:
+    """The id kept in the output at ``root``; None where it has none (never written to)."""
+    try:
+        text = (root / OUTPUT_ID_FILE).read_text(encoding="ascii", errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise StoreError(f"cannot read the output directory's id ({type(e).__name__})") from None
+    try:
+        return str(uuid.UUID(text.strip()))
+    except ValueError:
+        raise StoreError(
+            f"the output directory's id file ({OUTPUT_ID_FILE}) is damaged: it holds no UUID"
+        ) from None
+
+
+class LocalCopies:
+    """An output directory's copies, read only (checks): nothing is made or written."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.output_id = read_output_id(root)
+
+    def size(self, name: str) -> int | None:
+        """The size of the copy ``name``; None where there is no such file."""
+        path = self._path(name)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            raise StoreError(f"cannot read a copy ({type(e).__name__})") from None
+        return st.st_size if path.is_file() else None
+
+    def sha256(self, name: str) -> str:
+        """The SHA-256 of the copy ``name`` (read whole, in chunks)."""
+        try:
+            return _sha_of(self._path(name))
+        except OSError as e:
+            raise StoreError(f"cannot read a copy ({type(e).__name__})") from None
+
+    def names(self) -> Iterator[str]:
+        """The name of every copy here, a directory at a time (the store's own files left out)."""
+        for top, dirs, files in os.walk(self.root):
+            if top == str(self.root):
+                dirs[:] = [d for d in dirs if d != INCOMING]
+            dirs.sort()
+            base = Path(top).relative_to(self.root)
+            yield from ((base / f).as_posix() for f in sorted(files) if f.endswith(".dcm"))
+
+    def _path(self, name: str) -> Path:
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise StoreError("refusing a copy name outside the output directory")
+        return self.root / name
 
 
 def _sha_of(path: Path) -> str:

@@ -57,6 +57,7 @@ class IngestRun(Base):
     status: Mapped[str] = mapped_column(Text, server_default="running")
     tool_version: Mapped[str] = mapped_column(Text)
     profile: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    output_id: Mapped[str | None] = mapped_column(Text)  # the id its output keeps in itself
     files_seen: Mapped[count]
     files_indexed: Mapped[count]
     files_skipped: Mapped[count]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -40,9 +40,11 @@ def check_pseudonym_key(s: Session, key_id: str) -> None:
         )
 
 
-def start_run(s: Session, tool_version: str, profile: dict[str, Any]) -> int:
-    """Create an ingest run row and return its id."""
-    run = IngestRun(tool_version=tool_version, profile=profile)
+def start_run(
+    s: Session, tool_version: str, profile: dict[str, Any], output_id: str | None = None
+) -> int:
+    """Create an ingest run row and return its id; ``output_id``: its output store's id."""
+    run = IngestRun(tool_version=tool_version, profile=profile, output_id=output_id)
     s.add(run)
     s.flush()
     return run.id
@@ -317,3 +319,52 @@ def record_sources(s: Session, run_id: int, seen: Sequence[tuple[str, str]]) -> 
             insert(SourceSeen).on_conflict_do_nothing(),
             [{"fingerprint": f, "sop_uid": u, "run_id": run_id} for f, u in seen],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedCopy:
+    """What the index says of one copy: its name in its output, size and digest."""
+
+    sop_uid: str
+    name: str
+    size: int
+    sha256: str
+
+
+def indexed_copies(s: Session, output_id: str, chunk: int = 2000) -> Iterator[IndexedCopy]:
+    """Every copy the index describes in the output ``output_id``, streamed (by SOP UID)."""
+    stmt = (
+        select(Instance.sop_uid, Instance.copy_path, Instance.copy_bytes, Instance.copy_sha256)
+        .join(IngestRun, IngestRun.id == Instance.run_id)
+        .where(IngestRun.output_id == output_id)
+        .order_by(Instance.sop_uid)
+    )
+    for r in s.execute(stmt, execution_options={"yield_per": chunk}):
+        yield IndexedCopy(r.sop_uid, r.copy_path, int(r.copy_bytes), r.copy_sha256)
+
+
+def count_indexed_copies(s: Session, output_id: str | None) -> int:
+    """How many instances runs into ``output_id`` indexed (None: runs that recorded none)."""
+    stmt = (
+        select(func.count())
+        .select_from(Instance)
+        .join(IngestRun, IngestRun.id == Instance.run_id)
+        .where(IngestRun.output_id == output_id)  # None: IS NULL
+    )
+    return int(s.execute(stmt).scalar_one())
+
+
+def described_names(s: Session, output_id: str, sop_uids: Sequence[str]) -> set[str]:
+    """Of these SOP Instance UIDs, the copy names the index places (or may) in ``output_id``.
+
+    May: a run that recorded no output (before runs did) may have written to it.
+    """
+    stmt = (
+        select(Instance.copy_path)
+        .join(IngestRun, IngestRun.id == Instance.run_id)
+        .where(
+            or_(IngestRun.output_id == output_id, IngestRun.output_id.is_(None)),
+            Instance.sop_uid.in_(list(sop_uids)),
+        )
+    )
+    return set(s.execute(stmt).scalars())

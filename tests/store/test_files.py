@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import pickle
 import subprocess
 import sys
 import threading
+import uuid
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +193,54 @@ def test_the_directories_a_store_remembers_are_bounded(tmp_path, monkeypatch):
         "2.dcm",
     ]
     store.close()
+
+
+def _open_id(root: str) -> str:
+    store = LocalStore(Path(root))
+    try:
+        return store.output_id
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_an_output_is_given_one_id_and_keeps_it(tmp_path, monkeypatch, links):
+    if not links:
+
+        def no_link(*_args: object, **_kwargs: object) -> None:
+            raise PermissionError
+
+        monkeypatch.setattr(os, "link", no_link)
+    assert files.read_output_id(tmp_path) is None  # none before a store opens it
+    first = _open_id(str(tmp_path))
+    assert str(uuid.UUID(first)) == first
+    assert files.read_output_id(tmp_path) == first
+    assert _open_id(str(tmp_path)) == first  # opened again: the same
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    tmp_path.rename(moved)
+    assert _open_id(str(moved)) == first  # it moves with the directory
+    assert [p.name for p in (moved / files.INCOMING).iterdir()] == []  # nothing left behind
+
+
+def test_stores_opening_one_output_at_once_agree_on_its_id(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(4, mp_context=ctx) as pool:
+        ids = list(pool.map(_open_id, [str(tmp_path)] * 8))
+    assert len(set(ids)) == 1
+    assert files.read_output_id(tmp_path) == ids[0]
+
+
+def test_a_pickled_store_carries_its_id(tmp_path):
+    store = LocalStore(tmp_path)
+    try:
+        assert pickle.loads(pickle.dumps(store)).output_id == store.output_id  # noqa: S301
+    finally:
+        store.close()
+
+
+def test_a_damaged_id_refuses_the_output(tmp_path):
+    (tmp_path / files.OUTPUT_ID_FILE).write_text("PHIMARK\n")
+    with pytest.raises(StoreError, match="is damaged") as e:
+        LocalStore(tmp_path)
+    assert "PHIMARK" not in str(e.value)
+    assert list((tmp_path / files.INCOMING).iterdir()) == []  # the refused store left nothing
