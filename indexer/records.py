@@ -17,7 +17,7 @@ class SourceFile:
     locator: str = field(repr=False)
     size: int
     read: Callable[[], bytes] = field(repr=False, compare=False)
-    version: str = ""  # size, mtime or CRC: changes when the content may have changed
+    version: str = ""  # size, mtime, ctime, inode, or CRC: changes when the content may have
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from indexer.errors import SourceError
 from indexer.records import Failure, SourceFile
+from indexer.spans import Version, version_of
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Walker:
             locator,
             st.st_size,
             FileReader(path),
-            f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}",
+            ":".join(map(str, version_of(st))),
         )
 
     def _archive(self, path: Path) -> Iterator[Item]:
@@ -254,14 +255,14 @@ class BytesReader:
         return self.data
 
 
-ArchiveId = tuple[int, int, int, int]  # device, inode, modification time (ns), size
+ArchiveId = tuple[int, Version]  # device, and what changes with the content (``version_of``)
 # per process: one handle per archive, by path and identity (an archive replaced at its path
 # is another archive: a long-lived process never reads a new one through an old handle)
 _OPEN_ZIPS: dict[tuple[Path, ArchiveId], zipfile.ZipFile] = {}
 
 
 def _identity(st: os.stat_result) -> ArchiveId:
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    return (st.st_dev, version_of(st))
 
 
 @dataclass(frozen=True, slots=True)

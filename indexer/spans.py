@@ -17,18 +17,30 @@ from indexer.errors import SourceError
 CHUNK_BYTES = 8 << 20  # copied at a time
 
 
+Version = tuple[int, int, int, int]
+
+
+def version_of(st: os.stat_result) -> Version:
+    """What changes when a file's content may have: size, modification and change time, inode.
+
+    The change time (ctime) moves on every write and cannot be set back, so a file rewritten
+    in place with its size and modification time restored is still seen to have changed.
+    """
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 @dataclass(frozen=True, slots=True)
 class FileSpan:
     """Bytes ``start`` to ``end`` of the file at ``path``, as it was when its head was read.
 
-    ``version`` is the file's size and modification time (ns) then: a file changed since is
-    refused, never copied half old, half new.
+    ``version`` is the file's ``version_of`` then: a file changed since, or while it is
+    copied, is refused, never copied half old, half new.
     """
 
     path: Path = field(repr=False)  # a path can hold a name: never shown
     start: int
     end: int
-    version: tuple[int, int]
+    version: Version
 
     def __len__(self) -> int:
         """The span's length in bytes."""
@@ -45,15 +57,14 @@ class FileSpan:
         """
         try:
             with self.path.open("rb", buffering=0) as f:
-                st = os.fstat(f.fileno())
-                if (st.st_size, st.st_mtime_ns) != self.version:
+                if version_of(os.fstat(f.fileno())) != self.version:
                     raise _changed()
                 f.seek(self.start)
                 left = len(self)
                 while left:
                     chunk = f.read(min(CHUNK_BYTES, left))
-                    if not chunk:
-                        raise _changed()
+                    if not chunk or version_of(os.fstat(f.fileno())) != self.version:
+                        raise _changed()  # (written to while read: its bytes may be mixed)
                     left -= len(chunk)
                     yield chunk
         except OSError as e:

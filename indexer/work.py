@@ -32,7 +32,7 @@ from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
 from indexer.sources import FileReader, could_be_dicom
-from indexer.spans import FileSpan
+from indexer.spans import FileSpan, version_of
 from indexer.store.files import CopyConflictError, Digest, OutputStore
 
 if TYPE_CHECKING:
@@ -305,7 +305,7 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
     if extent is None or extent[3] != st.st_size:  # cut short, or elements after Pixel Data
         return None
     vr, length, start, end = extent  # the span holds the delimiter too: written as it is
-    span = FileSpan(reader.path, start, end, (st.st_size, st.st_mtime_ns))
+    span = FileSpan(reader.path, start, end, version_of(st))
     ds._dict[BaseTag(PIXEL_DATA)] = _pixel_element(vr, length, span, start)  # noqa: SLF001
     return _checked(ds)
 

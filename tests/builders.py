@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
+import time
 import zipfile
 from pathlib import Path
 
@@ -29,6 +31,7 @@ __all__ = [
     "make_instance",
     "malformed",
     "odd_zip",
+    "rewrite_in_place",
     "to_bytes",
     "with_element",
     "write_archive",
@@ -42,6 +45,21 @@ def files_sha(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.relative_to(root) != Path(OUTPUT_ID_FILE)
     }
+
+
+def rewrite_in_place(path: Path, data: bytes) -> None:
+    """New bytes of the same size, the modification time set back (as some tools do)."""
+    st = path.stat()
+    time.sleep(0.02)  # past the kernel's timestamp granularity: the change time moves
+    with path.open("r+b") as f:  # the same inode
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ino,
+    )
 
 
 def all_bytes(root: Path) -> list[tuple[str, bytes]]:

@@ -22,7 +22,7 @@ from indexer.records import SourceFile
 from indexer.sources import FileReader
 from indexer.store.files import LocalStore
 from indexer.work import configure_pydicom, read_dataset
-from tests.builders import in_syntax, make_instance, to_bytes
+from tests.builders import in_syntax, make_instance, rewrite_in_place, to_bytes
 
 configure_pydicom()
 KEY = keys.generate().pseudonym
@@ -165,6 +165,32 @@ def test_a_large_file_changed_before_its_copy_is_refused(ctx, tmp_path, monkeypa
     assert caught.value.reason == "unreadable"
     assert "changed" in caught.value.message
     assert not list((tmp_path / "out").rglob("*.dcm"))  # nothing half old, half new
+
+
+def test_a_large_file_rewritten_with_its_time_set_back_is_refused(ctx, tmp_path, monkeypatch):
+    path = tmp_path / "big.dcm"
+    data = _native()
+    path.write_bytes(data)
+    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    prepared = work.prepare(SourceFile("src-1", str(path), 1, FileReader(path)), ctx)
+    rewrite_in_place(path, data[:-1] + bytes([data[-1] ^ 1]))  # a pixel changed
+    with pytest.raises(SourceError) as caught:
+        work.write_copy(prepared, ctx)
+    assert caught.value.reason == "unreadable"
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_a_large_file_written_to_while_copied_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * 100)
+    span = spans.FileSpan(path, 10, 100, spans.version_of(path.stat()))
+    monkeypatch.setattr(spans, "CHUNK_BYTES", 30)
+    chunks = span.chunks()
+    assert next(chunks) == b"x" * 30
+    with path.open("ab") as f:
+        f.write(b"y")  # written to between two chunks
+    with pytest.raises(SourceError, match="changed"):
+        list(chunks)
 
 
 def test_a_large_file_of_another_shape_is_read_whole(ctx, tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from indexer import work
 from indexer.errors import SourceError
 from indexer.records import Failure, SourceFile
 from indexer.sources import HEAD_BYTES, FileReader, Walker, at_least, count_files, source_id
-from tests.builders import make_instance, odd_zip, to_bytes
+from tests.builders import make_instance, odd_zip, rewrite_in_place, to_bytes
 
 KEY = b"s" * 32
 MARK = "PHIMARK"
@@ -187,3 +187,15 @@ def test_a_file_that_is_no_dicom_is_not_read_whole(tmp_path):
     }.items():
         (tmp_path / name).write_bytes(data)
         assert FileReader(tmp_path / name)() == data, name
+
+
+def test_a_file_rewritten_with_its_time_set_back_has_another_version(tmp_path):
+    """The version keys the rerun's skip: a file rewritten in place with its size and
+    modification time restored must not be taken for the one indexed before."""
+    path = tmp_path / "a.dcm"
+    path.write_bytes(b"first")
+    (before,) = _walk(tmp_path)
+    rewrite_in_place(path, b"other")
+    (after,) = _walk(tmp_path)
+    assert before.version != after.version
+    assert after.read() == b"other"

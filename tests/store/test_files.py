@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from indexer.errors import StoreError
+from indexer.spans import FileSpan, version_of
 from indexer.store import files
 from indexer.store.files import CopyConflictError, Digest, LocalStore
 
@@ -244,3 +245,25 @@ def test_a_damaged_id_refuses_the_output(tmp_path):
         LocalStore(tmp_path)
     assert "PHIMARK" not in str(e.value)
     assert list((tmp_path / files.INCOMING).iterdir()) == []  # the refused store left nothing
+
+
+def test_bytes_stored_before_are_compared_not_written_again(tmp_path, monkeypatch):
+    store = LocalStore(tmp_path)
+    try:
+        data = b"D" * 5000
+        first = store.put("s/e/1.dcm", [data[:10], memoryview(data)[10:]])
+        span_file = tmp_path / "source.bin"
+        span_file.write_bytes(b"head" + data)
+        span = FileSpan(span_file, 4, 4 + len(data), version_of(span_file.stat()))
+
+        def no_write(*_args: object) -> None:
+            raise AssertionError("written again")
+
+        monkeypatch.setattr(store, "_write_temporary", no_write)
+        assert store.put("s/e/1.dcm", [data]) == first
+        assert store.put("s/e/1.dcm", [span]) == first  # pixel data from a file: read, compared
+        with pytest.raises(CopyConflictError):
+            store.put("s/e/1.dcm", [b"E" * 5000])  # same size, other bytes
+        assert (tmp_path / "s/e/1.dcm").read_bytes() == data
+    finally:
+        store.close()
