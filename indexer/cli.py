@@ -408,6 +408,7 @@ def ingest(
         mongo.prestart(settings.state_dir)  # the embedded server starts meanwhile, too
     plan = _plan(settings, options, burned_in, rules)
     key_material = _keys(settings)
+    _note_output_inside(sources_, out_dir)
     database = _role_db(settings, "ingest")
     with _mongo(settings) as sink, contextlib.closing(pipeline.local_output(out_dir)) as output:
         job = pipeline.Ingest(
@@ -443,6 +444,12 @@ def ingest(
     if summary.mongo_pending_batches:
         sys.exit(EXIT_MONGO_PENDING)
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
+
+
+def _note_output_inside(roots: Sequence[Path], out_dir: Path) -> None:
+    sources.refuse_inside(roots, [out_dir])
+    if sources.holds_output(roots, out_dir):
+        click.echo("note: the output directory is inside a source: it is not walked", err=True)
 
 
 @contextlib.contextmanager
@@ -831,6 +838,7 @@ def deid_cmd(
         return
     if out_dir is None:
         raise ConfigError("--out is required (or --what-if)")
+    _note_output_inside(inputs, out_dir)
     with contextlib.closing(pipeline.local_output(out_dir)) as output:
         report = pipeline.deidentify_tree(
             list(inputs),

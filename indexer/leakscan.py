@@ -107,7 +107,7 @@ def verify_outputs(
     report = VerifyReport()
     values: dict[str, str] = {}
     generated: set[str] = set()  # with the key: the pseudonyms
-    for ds, found in _originals(originals, plan, max_member_bytes, report):
+    for ds, found in _originals(originals, outputs, plan, max_member_bytes, report):
         values.update(found)
         if pseudonyms is not None:
             with contextlib.suppress(DeidError):  # its pseudonyms unknown: more reports, not fewer
@@ -144,7 +144,7 @@ def verify_pairs(
             by_uid.setdefault(uid, []).append(path)
     paired: set[Path] = set()
     scanned: set[Path] = set()
-    for ds, values in _originals(originals, plan, max_member_bytes, report):
+    for ds, values in _originals(originals, outputs, plan, max_member_bytes, report):
         try:
             result = pseudonyms.apply(plan, ds)
         except DeidError:
@@ -167,13 +167,20 @@ def verify_pairs(
 
 
 def _originals(
-    roots: Sequence[Path], plan: Plan, max_member_bytes: int, report: VerifyReport
+    roots: Sequence[Path],
+    outputs: Sequence[Path],
+    plan: Plan,
+    max_member_bytes: int,
+    report: VerifyReport,
 ) -> Iterator[tuple[Dataset, dict[str, str]]]:
     """Every original DICOM object under ``roots`` and its identifying values by ``plan``.
 
-    Objects whose values cannot be read are counted, not yielded.
+    Objects whose values cannot be read are counted, not yielded. An output folder below a
+    root is not walked (its copies are no originals); a root that is an output, or lies in
+    one, is walked as asked (an output searched for its own values: all leak).
     """
-    for item in Walker(b"verify", max_member_bytes=max_member_bytes).walk(list(roots)):
+    walker = Walker(b"verify", max_member_bytes=max_member_bytes, skip=_below(outputs, roots))
+    for item in walker.walk(list(roots)):
         if not isinstance(item, SourceFile):
             continue
         try:
@@ -187,6 +194,14 @@ def _originals(
             report.unreadable_originals += _unreadable(e)
             continue
         yield ds, values
+
+
+def _below(folders: Sequence[Path], roots: Sequence[Path]) -> list[Path]:
+    """The ``folders`` that lie below one of the ``roots`` (not at it)."""
+    tops = [r.resolve() for r in roots]
+    return [
+        f for f in folders if any(f.resolve() != t and f.resolve().is_relative_to(t) for t in tops)
+    ]
 
 
 def _output_files(roots: Sequence[Path]) -> Iterator[Path]:

@@ -23,7 +23,7 @@ from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.keys import Keys
 from indexer.lazy import lazy
 from indexer.records import Failure, Outcome, SourceFile
-from indexer.sources import Walker
+from indexer.sources import Walker, refuse_inside
 from indexer.store import db, migrate, sql, vault
 from indexer.store.files import LocalStore, OutputStore
 from indexer.workers import POOL_THRESHOLD
@@ -120,7 +120,7 @@ class Ingest:
         self.id_prefix = id_prefix
         self.max_shift_days = max_shift_days
         self.batch_size = batch_size
-        self.walker = Walker(keys.blind, max_member_bytes=max_member_bytes)
+        self.walker = Walker(keys.blind, max_member_bytes=max_member_bytes, skip=_folders(output))
         self.stop_requested = False
         self.strict = strict
         self.failed_strict = False
@@ -144,6 +144,7 @@ class Ingest:
 
     def run(self, roots: Sequence[Path], progress: Progress | None = None) -> Summary:
         """Ingest every object under ``roots``; returns the summary (also stored in the run)."""
+        refuse_inside(roots, _folders(self.output))
         work.configure_pydicom()
         migrate.require_head(self.engine)
         started = time.monotonic()
@@ -604,6 +605,11 @@ def _counts(summary: Summary) -> dict[str, int]:
     }
 
 
+def _folders(output: OutputStore) -> list[Path]:
+    """The output's local folder, if it has one: not walked as a source."""
+    return [] if output.local_root is None else [output.local_root]
+
+
 def local_output(out_dir: Path) -> OutputStore:
     """The local-directory output store."""
     return LocalStore(out_dir)
@@ -632,7 +638,9 @@ def deidentify_tree(
     work.configure_pydicom()
     ctx = work.RunContext(plan, keys, output, id_prefix, max_shift_days, 0, verify=check)
     report = DeidReport()
-    for item in Walker(keys.blind, max_member_bytes=max_member_bytes).walk(list(roots)):
+    refuse_inside(roots, _folders(output))
+    walker = Walker(keys.blind, max_member_bytes=max_member_bytes, skip=_folders(output))
+    for item in walker.walk(list(roots)):
         if isinstance(item, Failure):
             report.failures.append(item)
             continue

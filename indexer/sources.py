@@ -15,11 +15,11 @@ import os
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from indexer.errors import SourceError
+from indexer.errors import ConfigError, SourceError
 from indexer.records import Failure, SourceFile
 from indexer.spans import Version, version_of
 
@@ -39,17 +39,53 @@ def source_id(key: bytes, locator: str) -> str:
     )
 
 
+def _folder_ids(folders: Sequence[Path]) -> set[tuple[int, int]]:
+    ids = set()
+    for f in folders:
+        try:
+            st = f.stat()
+        except OSError:
+            continue  # not there: nothing to skip
+        ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
 def is_archive(name: str) -> bool:
     """Whether a file name has an archive suffix we open."""
     return name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-class Walker:
-    """Walks sources in a stable order; ``max_member_bytes`` bounds what one member may hold."""
+def refuse_inside(roots: Sequence[Path], outputs: Sequence[Path]) -> None:
+    """Refuse a source that is an output directory or lies inside one.
 
-    def __init__(self, key: bytes, *, max_member_bytes: int) -> None:
+    Its copies would be read as originals: de-identified again, they would be indexed as
+    new objects (pseudonyms of pseudonyms). An output inside a source is fine: not walked.
+    """
+    for out in outputs:
+        o = out.resolve()
+        if any(r.resolve().is_relative_to(o) for r in roots):
+            raise ConfigError(
+                "a source is the output directory or inside it: its copies would be read as "
+                "new objects; give a source and an output apart"
+            )
+
+
+def holds_output(roots: Sequence[Path], out: Path) -> bool:
+    """Whether the output directory lies inside one of the source folders."""
+    o = out.resolve()
+    return any(o.is_relative_to(r.resolve()) for r in roots if r.is_dir())
+
+
+class Walker:
+    """Walks sources in a stable order; ``max_member_bytes`` bounds what one member may hold.
+
+    Folders in ``skip`` (the output directory, when it lies inside a source) are not walked.
+    """
+
+    def __init__(self, key: bytes, *, max_member_bytes: int, skip: Sequence[Path] = ()) -> None:
         self.key = key
         self.max_member_bytes = max_member_bytes
+        self.skip = tuple(skip)
 
     def _fail(self, locator: str, outcome: str, reason: str, message: str) -> Failure:
         return Failure(source_id(self.key, locator), locator, outcome, reason, message)
@@ -71,32 +107,11 @@ class Walker:
             yield self._fail(locator, "failed", "missing", "a source does not exist")
 
     def _walk_dir(self, top: Path) -> Iterator[Item]:
-        seen: set[tuple[int, int]] = set()
+        seen = _folder_ids(self.skip)  # as they are now (an output is made before the walk)
+        skipped = frozenset(seen)
 
         def visit(d: Path) -> Iterator[Item]:
-            try:
-                st = d.stat()
-            except OSError as e:
-                yield self._fail(
-                    str(d), "failed", "unreadable", f"cannot open a folder ({type(e).__name__})"
-                )
-                return
-            if (st.st_dev, st.st_ino) in seen:
-                yield self._fail(
-                    str(d),
-                    "skipped",
-                    "symlink_loop",
-                    "a folder link leads back to a folder already walked",
-                )
-                return
-            seen.add((st.st_dev, st.st_ino))
-            try:
-                entries = sorted(os.scandir(d), key=lambda e: e.name)
-            except OSError as e:
-                yield self._fail(
-                    str(d), "failed", "unreadable", f"cannot list a folder ({type(e).__name__})"
-                )
-                return
+            entries = yield from self._listing(d, seen, skipped)
             for entry in entries:
                 p = Path(entry.path)
                 try:
@@ -117,6 +132,37 @@ class Walker:
                     )
 
         yield from visit(top)
+
+    def _listing(
+        self, d: Path, seen: set[tuple[int, int]], skipped: frozenset[tuple[int, int]]
+    ) -> Generator[Item, None, list[os.DirEntry[str]]]:
+        """The entries of folder ``d`` in order (none: skipped, or failed, yielded)."""
+        try:
+            st = d.stat()
+        except OSError as e:
+            yield self._fail(
+                str(d), "failed", "unreadable", f"cannot open a folder ({type(e).__name__})"
+            )
+            return []
+        folder = (st.st_dev, st.st_ino)
+        if folder in skipped:  # the output: not a source
+            return []
+        if folder in seen:
+            yield self._fail(
+                str(d),
+                "skipped",
+                "symlink_loop",
+                "a folder link leads back to a folder already walked",
+            )
+            return []
+        seen.add(folder)
+        try:
+            return sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as e:
+            yield self._fail(
+                str(d), "failed", "unreadable", f"cannot list a folder ({type(e).__name__})"
+            )
+            return []
 
     def _file(self, path: Path) -> Iterator[Item]:
         locator = str(path)

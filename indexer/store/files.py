@@ -44,6 +44,14 @@ class OutputStore(Protocol):
     output_id: str
     """The store's own id, kept in the store itself (it moves with it); runs record it."""
 
+    @property
+    def local_root(self) -> Path | None:
+        """The local folder the copies are in (None: not on this machine's file system).
+
+        A walk of the sources leaves it out; a source inside it is refused.
+        """
+        ...
+
     def put(self, name: str, parts: Sequence[Part]) -> Digest:
         """Store the bytes of ``parts``, in order, under ``name`` atomically.
 
@@ -112,6 +120,11 @@ class LocalStore:
         except BaseException:
             self.close()
             raise
+
+    @property
+    def local_root(self) -> Path:
+        """The folder the copies are in."""
+        return self.root
 
     def close(self) -> None:
         """Remove this store's temporary directory and lock file (the opening process only)."""
