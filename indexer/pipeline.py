@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import hmac
 import itertools
@@ -15,7 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from indexer import __version__, failpoints, work
 from indexer.deid import Plan
@@ -126,7 +127,6 @@ class Ingest:
         self.failed_strict = False
         self._studies: set[str] = set()
         self._series: set[str] = set()
-        self._seen: list[tuple[str, str]] = []  # (fingerprint, SOP UID) of this batch
         self._mongo_writer: ThreadPoolExecutor | None = None
         self._mongo_writes: collections.deque[Future[bool]] = collections.deque()
         self.plan_digest = hashlib.sha256(
@@ -280,75 +280,96 @@ class Ingest:
         summary: Summary,
         progress: Progress | None,
     ) -> None:
-        outcomes: list[Outcome] = []
-        failures: list[Failure] = []
-        for item, result in self._results(roots, ctx):
-            summary.files_seen += 1
-            if isinstance(item, SourceFile) and not isinstance(result, Unchanged):
-                summary.bytes_read += item.size  # an unchanged file is not read at all
-            if isinstance(result, Unchanged):
-                summary.files_unchanged += 1
-                summary.files_indexed += 1
-                summary.files_already_indexed += 1
-                summary.instances += 1
-                self._studies.add(result.known.study_uid)
-                self._series.add(result.known.series_uid)
-            elif isinstance(result, Failure):
-                failures.append(result)
-            else:
-                outcomes.append(result)
-                assert isinstance(item, SourceFile)  # noqa: S101 - an outcome has a source
-                self._seen.append((self.fingerprint(item), result.record.instance["sop_uid"]))
-            if len(outcomes) + len(failures) >= self.batch_size:
-                self._commit(ctx.run_id, outcomes, failures, summary)
-                outcomes, failures = [], []
-                if self.failed_strict:
-                    return  # --strict: a conflict found at commit ends the run
-            if progress is not None:
-                progress(summary.files_seen, summary.bytes_read)
-            if self.strict and any(f.outcome == "failed" for f in failures):
-                self._commit(ctx.run_id, outcomes, failures, summary)
-                self.failed_strict = True
-                return  # --strict: the first failure ends the run, recorded
-            if self.stop_requested:
-                break
-        self._commit(ctx.run_id, outcomes, failures, summary)
+        batch = _Batch()
+        with _Commits(
+            functools.partial(self._commit, ctx.run_id),
+            functools.partial(self._committed, summary),
+            background=not self.strict,  # --strict: each batch's conflicts known before going on
+        ) as commits:
+            for item, result in self._results(roots, ctx):
+                self._count(item, result, summary, batch)
+                if len(batch) >= self.batch_size:
+                    commits.submit(batch)
+                    batch = _Batch()
+                    if self.failed_strict:
+                        return  # --strict: a conflict found at commit ends the run
+                if progress is not None:
+                    progress(summary.files_seen, summary.bytes_read)
+                if self.strict and any(f.outcome == "failed" for f in batch.failures):
+                    commits.submit(batch)
+                    self.failed_strict = True
+                    return  # --strict: the first failure ends the run, recorded
+                if self.stop_requested:
+                    break
+            commits.submit(batch)
 
-    def _commit(
-        self, run_id: int, outcomes: list[Outcome], failures: list[Failure], summary: Summary
+    def _count(
+        self,
+        item: SourceFile | Failure,
+        result: Outcome | Failure | Unchanged,
+        summary: Summary,
+        batch: _Batch,
     ) -> None:
-        if not outcomes and not failures:
-            return
+        """Count an item; what is to be committed goes into ``batch``."""
+        summary.files_seen += 1
+        if isinstance(item, SourceFile) and not isinstance(result, Unchanged):
+            summary.bytes_read += item.size  # an unchanged file is not read at all
+        if isinstance(result, Unchanged):
+            summary.files_unchanged += 1
+            summary.files_indexed += 1
+            summary.files_already_indexed += 1
+            summary.instances += 1
+            self._studies.add(result.known.study_uid)
+            self._series.add(result.known.series_uid)
+        elif isinstance(result, Failure):
+            batch.failures.append(result)
+        else:
+            batch.outcomes.append(result)
+            assert isinstance(item, SourceFile)  # noqa: S101 - an outcome has a source
+            batch.seen.append((self.fingerprint(item), result.record.instance["sop_uid"]))
+
+    def _commit(self, run_id: int, batch: _Batch) -> _Batch:
+        """Write one batch in one transaction, then hand it to MongoDB; what was indexed.
+
+        Runs on the committing thread: it changes nothing but the stores (the summary is
+        the ingest thread's, in ``_committed``). A conflict found here (the SOP Instance UID
+        indexed before with other content) turns its outcome into a failure.
+        """
+        outcomes, failures, seen = batch.outcomes, batch.failures, batch.seen
         with db.transaction(self.engine) as s:
             new, conflicts = sql.upsert_index(s, outcomes)
             if conflicts:  # indexed before with other content (a copy in another output)
                 outcomes, failures = _split_conflicts(outcomes, failures, conflicts)
-                self._seen = [(f, u) for f, u in self._seen if u not in conflicts]
-                self.failed_strict = self.strict
+                seen = [(f, u) for f, u in seen if u not in conflicts]
             vault.put_identities(s, (i for o in outcomes for i in o.identities), self.keys)
             vault.put_sources(s, _locators(outcomes, failures), self.keys)
             sql.record_failures(s, run_id, failures)
             sop_uids = [o.record.instance["sop_uid"] for o in outcomes]
             batch_id = sql.create_batch(s, run_id, sop_uids) if sop_uids else None
-            sql.record_sources(s, run_id, self._seen)
-            self._seen = []
+            sql.record_sources(s, run_id, seen)
             failpoints.hit(failpoints.VAULT_WRITTEN)
         failpoints.hit(failpoints.SQL_COMMITTED)
         if batch_id is not None and self.mongo is not None and self.mongo_ok:
             self._mongo_submit(batch_id, sop_uids)
-        for o in outcomes:
+        logger.info("batch committed: %d indexed, %d not", len(outcomes), len(failures))
+        return _Batch(outcomes, failures, seen, new=new, conflicts=len(conflicts))
+
+    def _committed(self, summary: Summary, batch: _Batch) -> None:
+        """Count a committed batch (on the ingest thread)."""
+        if batch.conflicts:
+            self.failed_strict = self.strict
+        for o in batch.outcomes:
             self._studies.add(o.record.study["study_uid"])
             self._series.add(o.record.series["series_uid"])
-        summary.files_indexed += len(outcomes)
-        summary.files_already_indexed += len(outcomes) - new
-        summary.instances += len(outcomes)
-        for f in failures:
+        summary.files_indexed += len(batch.outcomes)
+        summary.files_already_indexed += len(batch.outcomes) - batch.new
+        summary.instances += len(batch.outcomes)
+        for f in batch.failures:
             if f.outcome == "skipped":
                 summary.files_skipped += 1
             else:
                 summary.files_failed += 1
             summary.failure_reasons[f.reason] = summary.failure_reasons.get(f.reason, 0) + 1
-        logger.info("batch committed: %d indexed, %d not", len(outcomes), len(failures))
 
     @contextlib.contextmanager
     def _mongo_in_background(self) -> Iterator[None]:
@@ -422,6 +443,72 @@ class Ingest:
         with db.transaction(self.engine) as s:
             summary.mongo_pending_batches = sql.count_pending_batches(s)
         summary.mongo = "pending" if summary.mongo_pending_batches else "written"
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Files to commit in one transaction; once committed, what became of them."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    seen: list[tuple[str, str]] = field(default_factory=list)  # (fingerprint, SOP UID)
+    new: int = 0  # committed: instances not indexed before
+    conflicts: int = 0  # committed: outcomes that became conflicts
+
+    def __len__(self) -> int:
+        return len(self.outcomes) + len(self.failures)
+
+
+class _Commits:
+    """Batches committed in order, each on a thread of its own while the next one fills.
+
+    The ingest thread waits for a batch's commit before it hands over the next, so at most
+    one is in flight (memory stays bounded) and commits keep their order; ``committed`` runs
+    on the ingest thread. PostgreSQL's share of a commit (rows parsed, indexes updated) then
+    overlaps the next files' de-identification. Leaving waits for the batch in flight, also
+    on an error (the batches committed so far are kept, as always).
+    """
+
+    def __init__(
+        self,
+        commit: Callable[[_Batch], _Batch],
+        committed: Callable[[_Batch], None],
+        *,
+        background: bool,
+    ) -> None:
+        self._commit, self._committed = commit, committed
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="committer") if background else None
+        self._pending: Future[_Batch] | None = None
+
+    def submit(self, batch: _Batch) -> None:
+        """Commit ``batch`` (now, without a thread); an earlier commit's error is raised here."""
+        if not batch:
+            return
+        if self._pool is None:
+            self._committed(self._commit(batch))
+            return
+        self.wait()
+        self._pending = self._pool.submit(self._commit, batch)
+
+    def wait(self) -> None:
+        """Wait for the batch in flight, and count it."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._committed(pending.result())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is None:
+                self.wait()
+            else:  # the run's own error matters more
+                with contextlib.suppress(Exception):
+                    self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
 
 
 _Entry = tuple[SourceFile | Failure, Outcome | Failure | Unchanged | Future[Outcome | Failure]]

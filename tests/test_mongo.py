@@ -20,11 +20,12 @@ from sqlalchemy import text
 from indexer.errors import StoreError
 from indexer.pipeline import compare_stores, sync_pending
 from indexer.store import db, mongo, mongo_server, sql
-from indexer.store.mongo import EMBEDDED_CACHE, MongoSink, embedded_server
+from indexer.store.mongo import EMBEDDED_CACHE, MongoDocs, MongoSink, embedded_server
 from tests.builders import SampleShape, ingest_job, write_archive
 
 MARKER = "PHIMARK"
 N = 24
+BATCHES = N // 4  # ingest_job commits 4 files a batch
 
 
 @pytest.fixture
@@ -163,18 +164,22 @@ def test_server_stopped_halfway_then_sync(db_url, key_file, archive, tmp_path):
     sink = MongoSink(server.uri, "halfway", timeout_ms=500)
     try:
         job = ingest_job(database, key_file, tmp_path / "out", mongo=sink)
+        write, written = sink.write, []
 
-        def stop_server_at_half(files: int, _bytes: int) -> None:
-            if files == N // 2:
+        def write_then_stop_at_half(docs: MongoDocs) -> None:
+            write(docs)
+            written.append(docs)
+            if len(written) == BATCHES // 2:  # the server goes away after half the batches
                 server.stop()
 
-        summary = job.run([archive], stop_server_at_half)
+        sink.write = write_then_stop_at_half  # type: ignore[method-assign]
+        summary = job.run([archive])
         job.output.close()
         sink.close()
         assert summary.status == "completed"
         assert summary.files_indexed == N
         assert summary.mongo == "pending"
-        assert 0 < summary.mongo_pending_batches < N // 4
+        assert summary.mongo_pending_batches == BATCHES - BATCHES // 2
         assert len(list((tmp_path / "out").rglob("*.dcm"))) == N
 
         server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=storage)
