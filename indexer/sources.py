@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from indexer.errors import ConfigError, SourceError
 from indexer.records import Failure, SourceFile
 from indexer.spans import Version, version_of
+from indexer.store.files import OUTPUT_ID_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,10 @@ class Walker:
             return []
         seen.add(folder)
         try:
-            return sorted(os.scandir(d), key=lambda e: e.name)
+            # an output's id file is the tool's own, never an object: not even recorded
+            return sorted(
+                (e for e in os.scandir(d) if e.name != OUTPUT_ID_FILE), key=lambda e: e.name
+            )
         except OSError as e:
             yield self._fail(
                 str(d), "failed", "unreadable", f"cannot list a folder ({type(e).__name__})"

@@ -95,3 +95,17 @@ def test_the_library_refuses_a_source_inside_the_output(db_url, key_file, tmp_pa
     finally:
         job.output.close()
         database.engine.dispose()
+
+
+def test_another_output_inside_a_source_is_read_without_its_id_file(sql_only, archive, tmp_path):
+    """De-identified copies received from another site (its output, id file and all) may be
+    ingested: its copies are read, its id file is neither read nor recorded."""
+    received = archive / "received"
+    sql_only("deid", str(archive), "--out", str(received))
+    assert (received / OUTPUT_ID_FILE).exists()
+    summary = json.loads(
+        sql_only("ingest", str(received), "--out", str(tmp_path / "out"), "--json").stdout
+    )
+    assert summary["files_seen"] == 6
+    assert summary["files_indexed"] == 6
+    assert summary["files_skipped"] == 0
