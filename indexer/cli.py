@@ -448,7 +448,7 @@ def ingest(
 
 def _note_output_inside(roots: Sequence[Path], out_dir: Path) -> None:
     sources.refuse_inside(roots, [out_dir])
-    if sources.holds_output(roots, out_dir):
+    if sources.below([out_dir], roots):
         click.echo("note: the output directory is inside a source: it is not walked", err=True)
 
 

@@ -26,7 +26,7 @@ from indexer.deid.rawvalue import DEFAULT, ELEMENT_ERRORS, text_of
 from indexer.errors import DeidError, SourceError
 from indexer.keys import Keys
 from indexer.records import SourceFile
-from indexer.sources import FileReader, Walker
+from indexer.sources import FileReader, Walker, below
 
 SOP_INSTANCE_UID = 0x00080018
 
@@ -179,7 +179,7 @@ def _originals(
     root is not walked (its copies are no originals); a root that is an output, or lies in
     one, is walked as asked (an output searched for its own values: all leak).
     """
-    walker = Walker(b"verify", max_member_bytes=max_member_bytes, skip=_below(outputs, roots))
+    walker = Walker(b"verify", max_member_bytes=max_member_bytes, skip=below(outputs, roots))
     for item in walker.walk(list(roots)):
         if not isinstance(item, SourceFile):
             continue
@@ -194,14 +194,6 @@ def _originals(
             report.unreadable_originals += _unreadable(e)
             continue
         yield ds, values
-
-
-def _below(folders: Sequence[Path], roots: Sequence[Path]) -> list[Path]:
-    """The ``folders`` that lie below one of the ``roots`` (not at it)."""
-    tops = [r.resolve() for r in roots]
-    return [
-        f for f in folders if any(f.resolve() != t and f.resolve().is_relative_to(t) for t in tops)
-    ]
 
 
 def _output_files(roots: Sequence[Path]) -> Iterator[Path]:

@@ -71,10 +71,12 @@ def refuse_inside(roots: Sequence[Path], outputs: Sequence[Path]) -> None:
             )
 
 
-def holds_output(roots: Sequence[Path], out: Path) -> bool:
-    """Whether the output directory lies inside one of the source folders."""
-    o = out.resolve()
-    return any(o.is_relative_to(r.resolve()) for r in roots if r.is_dir())
+def below(folders: Sequence[Path], roots: Sequence[Path]) -> list[Path]:
+    """The ``folders`` that lie below one of the ``roots`` (not at it): walked past."""
+    tops = [r.resolve() for r in roots]
+    return [
+        f for f in folders if any(f.resolve() != t and f.resolve().is_relative_to(t) for t in tops)
+    ]
 
 
 class Walker:
