@@ -97,6 +97,20 @@ def with_element(data: bytes, tag: int, vr: bytes, value: bytes, before: int) ->
     return _inserted(data, _element(tag, vr, value), before)
 
 
+def implicit_item(*elements: tuple[int, bytes], undefined: bool = False) -> bytes:
+    """A sequence item of implicit VR little endian elements (tag, value), as raw bytes."""
+    body = b"".join(struct.pack("<HHL", t >> 16, t & 0xFFFF, len(v)) + v for t, v in elements)
+    if undefined:
+        return _ITEM + body + _ITEM_END
+    return struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
+
+
+def with_un_sequence(data: bytes, tag: int, items: bytes, before: int) -> bytes:
+    """``data`` with a sequence written as UN of undefined length (PS3.5 6.2.2)."""
+    head = struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, b"UN", 0, 0xFFFFFFFF)
+    return _inserted(data, head + items + _SEQ_END, before)
+
+
 def _inserted(data: bytes, raw: bytes, before: int) -> bytes:
     """``raw`` inserted before the top-level element ``before`` of an explicit VR LE file."""
     pos = data.index(struct.pack("<HH", before >> 16, before & 0xFFFF), 132 + 100)

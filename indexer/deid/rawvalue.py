@@ -112,6 +112,37 @@ class Marking(Written):
     __slots__ = ()
 
 
+# What a public attribute written as UN is read as, by its data dictionary VR: the VRs that
+# can hold identifying text, and sequences (which can hold anything).
+_READ_AS_KNOWN = TEXT_VRS | {"SQ"}
+
+
+def read_un_as_known(d: Dataset) -> None:
+    """Give each public element of ``d`` written as UN its dictionary VR, if text or sequence.
+
+    Some systems write known attributes as UN (an implicit VR object made explicit without a
+    data dictionary). Judged as UN, such an element is decided by its tag alone and kept as
+    bytes: a sequence with names in its items, a person's name the table does not list. Read
+    by its dictionary VR, it is judged, walked and written as any other. A UN value is
+    implicit VR little endian whatever the transfer syntax (PS3.5 6.2.2). Numbers and other
+    bytes stay UN: their byte order may be the file's, and the table decides them by tag.
+    """
+    for key, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
+        if type(raw) is not RawDataElement or raw.VR != "UN" or raw.value is None:
+            continue
+        tag = key.real
+        if (tag >> 16) & 1:
+            continue  # private: decided by its block, never read by a guessed VR
+        try:
+            vr = str(dictionary_VR(tag)).split(" or ")[0]
+        except KeyError:
+            continue  # in no dictionary: removed as non-standard
+        if vr == "SQ":
+            d._dict[key] = raw._replace(VR="SQ", is_implicit_VR=True, is_little_endian=True)  # noqa: SLF001
+        elif vr in _READ_AS_KNOWN:
+            d._dict[key] = raw._replace(VR=vr)  # noqa: SLF001
+
+
 def codec(ds: Dataset) -> str | None:
     """The codec to read ``ds``'s text with, or None where pydicom must do the decoding.
 

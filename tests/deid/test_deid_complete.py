@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import io
@@ -25,7 +26,13 @@ from indexer.deid.table import Action, parse_options
 from indexer.encode import encode
 from indexer.errors import DeidError, RuleError
 from indexer.work import configure_pydicom
-from tests.builders import make_instance, to_bytes
+from tests.builders import (
+    implicit_item,
+    make_instance,
+    to_bytes,
+    with_element,
+    with_un_sequence,
+)
 from tests.deid import kitchen_sink
 
 configure_pydicom()  # as the pipeline runs: lenient, quiet reading and writing
@@ -456,6 +463,65 @@ def _leaks_both_ways(ds: Dataset) -> tuple[list[verify.Leak], list[verify.Leak]]
     out = deid.apply(build_plan(), original, KEY, found=found).ds
     ingest = verify.find_leaks(found, out, encode(out).header, changed_only=True)
     return ingest, verify.find_leaks(values, out)
+
+
+UN_NAME = (0x00100010, b"Doe^UNMK7 ")  # an implicit VR element: a name in a UN item
+
+
+def _without(ds: Dataset, tag: int) -> bytes:
+    del ds[tag]
+    return to_bytes(ds)
+
+
+UN_CASES = {
+    "a kept sequence": lambda ds: with_element(
+        to_bytes(ds), 0x00081115, b"UN", implicit_item(UN_NAME), before=0x00100010
+    ),
+    "a kept sequence, undefined length": lambda ds: with_un_sequence(
+        to_bytes(ds), 0x00081115, implicit_item(UN_NAME, undefined=True), before=0x00100010
+    ),
+    "a name the table does not list": lambda ds: with_element(
+        to_bytes(ds), 0x00140104, b"UN", b"Doe^UNMK7 ", before=0x00180015
+    ),
+    "the patient's name": lambda ds: with_element(
+        _without(ds, 0x00100010), 0x00100010, b"UN", b"Doe^UNMK7 ", before=0x00100020
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UN_CASES)
+def test_public_attributes_written_as_un_are_read_by_their_dictionary_vr(case):
+    """Some systems write known attributes as UN (an implicit VR object made explicit without
+    a dictionary). Such an element is read by its dictionary VR: a sequence's items are
+    walked, a name is judged as a name. Kept as UN bytes, the name reached the copy, and
+    base64 of it the index; the leak check did not look inside."""
+    data = UN_CASES[case](make_instance(marker="LEAKY"))
+    ingest, full = _leaks_both_ways(pydicom.dcmread(io.BytesIO(data)))
+    assert (ingest, full) == ([], [])
+    out = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(data)), KEY).ds
+    copy_bytes = encode(out).data
+    header = extract.header_json_text(out, "x.dcm")  # what PostgreSQL and MongoDB get
+    for where in (copy_bytes, header.encode()):
+        assert b"UNMK7" not in where
+        assert base64.b64encode(b"Doe^UNMK7 ")[:8] not in where
+    written = pydicom.dcmread(io.BytesIO(copy_bytes))
+    if "sequence" in case:
+        seq = written[0x00081115]
+        assert seq.VR == "SQ"
+        assert len(seq.value) == 1  # kept, its item cleaned
+        assert str(seq.value[0].PatientName) != "Doe^UNMK7"
+    assert all(e.VR != "UN" for e in written.iterall() if not e.tag.is_private)
+
+
+def test_an_attribute_written_as_un_keeps_a_value_the_profile_keeps():
+    """Read by its dictionary VR, a kept attribute written as UN is kept, now as what it is."""
+    data = with_element(
+        to_bytes(make_instance()), 0x00081090, b"UN", b"ACME CT 3000", before=0x00100010
+    )
+    out = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(data)), KEY).ds
+    written = pydicom.dcmread(io.BytesIO(encode(out).data))
+    assert written[0x00081090].VR == "LO"
+    assert written.ManufacturerModelName == "ACME CT 3000"
 
 
 @pytest.mark.parametrize(
