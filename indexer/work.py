@@ -58,10 +58,16 @@ class RunContext:
 
 
 def configure_pydicom() -> None:
-    """Read leniently and quietly: pydicom's warnings can quote element values."""
+    """Read leniently and quietly: pydicom's warnings can quote element values.
+
+    The validation modes silence most of them; some (an unknown character set, say) are
+    warned whatever the mode, with the value in their text: those are filtered out here, for
+    the whole process.
+    """
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 
 
 def clear_caches() -> None:

@@ -249,19 +249,24 @@ def fresh_state(state: Path, env: dict[str, str]) -> Path:
     if state.exists():  # an earlier run's, with --out: its server stopped, then gone
         subprocess.run([*CLI, "db", "stop"], env=state_env, capture_output=True, check=False)
         _empty(state)
-    subprocess.run([*CLI, "keys", "init"], env=state_env, check=True, capture_output=True)
+    _set_up([*CLI, "keys", "init"], state_env)
     warm = state / "warm"  # UIDs of their own: not the corpus's (a conflict otherwise)
     warm.mkdir(parents=True, exist_ok=True)
     for i in range(3):
         ds = make_instance(9999, 9999, 9999, i + 1, rows=16, columns=16)
         (warm / f"{i}.dcm").write_bytes(to_bytes(ds))
-    subprocess.run(
-        [*CLI, "ingest", str(warm), "--out", str(state / "warm-out"), "--quiet"],
-        env=state_env,
-        check=True,
-        capture_output=True,
-    )
+    _set_up([*CLI, "ingest", str(warm), "--out", str(state / "warm-out"), "--quiet"], state_env)
     return state
+
+
+def _set_up(cmd: list[str], env: dict[str, str]) -> None:
+    """Run an untimed set-up command; its failure ends the benchmark, saying why."""
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"set-up failed: {' '.join(cmd[2:4])} exited {done.returncode}: "
+            f"{(done.stdout + done.stderr)[-1500:]}"
+        )
 
 
 DEID_RUN = """

@@ -239,3 +239,20 @@ def test_a_cds_dicomdir_is_skipped_not_failed(tmp_path, env):
     assert "the value of (0004,1220)[0].(0010,0010) is in" in p.stdout
     p = _run([*args, "--per-object"], env, tmp_path, check=1)
     assert "not checked: 1 output(s) that are the copy of no original" in p.stdout
+
+
+@pytest.mark.filterwarnings("ignore:Unknown encoding")  # writing the original, in this process
+def test_pydicom_warnings_that_quote_a_value_stay_quiet(tmp_path, env):
+    """pydicom warns of an unknown character set whatever its validation mode, quoting the
+    value: nothing of it reaches the terminal, in `deid` and in `verify`."""
+    archive = tmp_path / "in"
+    archive.mkdir()
+    ds = make_instance(1, 1, 1, 1, marker=MARKER)
+    ds.SpecificCharacterSet = f"{MARKER}CS"  # no character set pydicom knows
+    (archive / "odd.dcm").write_bytes(to_bytes(ds))
+    p = _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path)
+    assert "1 de-identified" in p.stdout
+    assert MARKER not in p.stdout + p.stderr
+    args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
+    p = _run(args, env, tmp_path)  # a character set is no identifying value: kept
+    assert MARKER not in p.stdout + p.stderr
