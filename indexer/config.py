@@ -19,7 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from indexer.errors import ConfigError
+from indexer.errors import ConfigError, os_reason
 
 DEFAULT_STATE_DIR = Path(".dicom-index")
 MAX_PREFIX = 8
@@ -203,7 +203,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         try:
             file_values = tomllib.loads(path.read_text("utf-8"))
         except OSError as e:
-            raise ConfigError(f"cannot read settings file ({type(e).__name__})") from None
+            raise ConfigError(f"cannot read settings file ({os_reason(e)})") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"settings file is not valid TOML: {e}") from None
     names = {f.name for f in dataclasses.fields(Settings)}

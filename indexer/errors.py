@@ -6,6 +6,20 @@ values, so code that catches one raises ours ``from None`` and keeps only the ty
 
 from __future__ import annotations
 
+import os
+
+
+def os_reason(e: BaseException) -> str:
+    """An error's kind and, for a system error, its cause: ``OSError: No space left on device``.
+
+    The cause is the text of its error number, which holds no path (the error's own text
+    does: it is never used).
+    """
+    name = type(e).__name__
+    if isinstance(e, OSError) and e.errno is not None:
+        return f"{name}: {os.strerror(e.errno)}"
+    return name
+
 
 class IndexerError(Exception):
     """Base of errors we raise on purpose: names the problem and a PHI-free place."""
@@ -46,7 +60,7 @@ class SourceError(IndexerError):
 
         Named by the error's kind, never its text (which holds the path).
         """
-        return cls(f"cannot read the file ({type(e).__name__})", reason="unreadable")
+        return cls(f"cannot read the file ({os_reason(e)})", reason="unreadable")
 
 
 class UnsafeArchiveError(SourceError):

@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from indexer.errors import KeyFileError
+from indexer.errors import KeyFileError, os_reason
 
 KEY_FILE_FORMAT = "dicom-index-keys/1"
 KEY_BYTES = 32
@@ -150,7 +150,7 @@ def read_key_file(path: Path) -> Keys:
     try:
         doc: Any = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as e:
-        raise KeyFileError(f"key file {path} cannot be read ({type(e).__name__})") from None
+        raise KeyFileError(f"key file {path} cannot be read ({os_reason(e)})") from None
     if not isinstance(doc, dict) or doc.get("format") != KEY_FILE_FORMAT:
         raise KeyFileError(f"key file {path} is not a {KEY_FILE_FORMAT} file")
     try:

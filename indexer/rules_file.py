@@ -15,7 +15,7 @@ import yaml
 
 from indexer.deid.pixels import Mask, compile_masks
 from indexer.deid.rules import RuleSet, compile_rules, microsoft_to_native
-from indexer.errors import RuleError
+from indexer.errors import RuleError, os_reason
 from indexer.resources import load_schema
 
 
@@ -32,7 +32,7 @@ def load(path: Path) -> RuleSet:
     try:
         text = path.read_text("utf-8")
     except OSError as e:
-        raise RuleError(f"cannot read the rules file ({type(e).__name__})") from None
+        raise RuleError(f"cannot read the rules file ({os_reason(e)})") from None
     try:
         doc: Any = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (ValueError, yaml.YAMLError) as e:
@@ -51,7 +51,7 @@ def _parse(path: Path, what: str) -> Any:  # noqa: ANN401 - a parsed JSON or YAM
     try:
         text = path.read_text("utf-8")
     except OSError as e:
-        raise RuleError(f"cannot read the {what} ({type(e).__name__})") from None
+        raise RuleError(f"cannot read the {what} ({os_reason(e)})") from None
     try:
         return yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (ValueError, yaml.YAMLError) as e:

@@ -19,7 +19,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from indexer.errors import ConfigError, SourceError
+from indexer.errors import ConfigError, SourceError, os_reason
 from indexer.records import Failure, SourceFile
 from indexer.spans import Version, version_of
 from indexer.store.files import OUTPUT_ID_FILE
@@ -131,7 +131,7 @@ class Walker:
                         entry.path,
                         "failed",
                         "unreadable",
-                        f"cannot open a file ({type(e).__name__})",
+                        f"cannot open a file ({os_reason(e)})",
                     )
 
         yield from visit(top)
@@ -144,7 +144,7 @@ class Walker:
             st = d.stat()
         except OSError as e:
             yield self._fail(
-                str(d), "failed", "unreadable", f"cannot open a folder ({type(e).__name__})"
+                str(d), "failed", "unreadable", f"cannot open a folder ({os_reason(e)})"
             )
             return []
         folder = (st.st_dev, st.st_ino)
@@ -166,7 +166,7 @@ class Walker:
             )
         except OSError as e:
             yield self._fail(
-                str(d), "failed", "unreadable", f"cannot list a folder ({type(e).__name__})"
+                str(d), "failed", "unreadable", f"cannot list a folder ({os_reason(e)})"
             )
             return []
 
@@ -179,7 +179,7 @@ class Walker:
             st = path.stat()
         except OSError as e:
             yield self._fail(
-                locator, "failed", "unreadable", f"cannot stat a file ({type(e).__name__})"
+                locator, "failed", "unreadable", f"cannot stat a file ({os_reason(e)})"
             )
             return
         yield SourceFile(
@@ -199,7 +199,7 @@ class Walker:
                 yield from self._tar(path)
         except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
             yield self._fail(
-                str(path), "failed", "bad_archive", f"cannot read an archive ({type(e).__name__})"
+                str(path), "failed", "bad_archive", f"cannot read an archive ({os_reason(e)})"
             )
 
     def _member_problem(
@@ -365,7 +365,7 @@ class ZipMemberReader:
             else:
                 what = "is damaged"
             raise SourceError(
-                f"an archive member {what} ({type(e).__name__})", reason="unreadable"
+                f"an archive member {what} ({os_reason(e)})", reason="unreadable"
             ) from None
         if len(data) > self.limit:
             raise OSError("archive member exceeds its size limit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import tarfile
 import zipfile
@@ -199,3 +200,17 @@ def test_a_file_rewritten_with_its_time_set_back_has_another_version(tmp_path):
     (after,) = _walk(tmp_path)
     assert before.version != after.version
     assert after.read() == b"other"
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (PermissionError(errno.EACCES, "denied", "/in/PHIMARK.dcm"), "PermissionError: Permission"),
+        (OSError(errno.EIO, "io", "/in/PHIMARK.dcm"), "OSError: Input/output error"),
+        (OSError("PHIMARK"), "(OSError)"),  # no error number: its kind only
+    ],
+)
+def test_a_system_error_is_named_by_its_cause_never_its_path(error, said):
+    message = str(SourceError.unreadable(error))
+    assert said in message
+    assert "PHIMARK" not in message

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from indexer import failpoints
-from indexer.errors import StoreError
+from indexer.errors import StoreError, os_reason
 from indexer.spans import FileSpan
 
 Part = bytes | memoryview | FileSpan  # a FileSpan: pixel data streamed from its source file
@@ -114,7 +114,7 @@ class LocalStore:
             self.incoming.mkdir()
             _sweep(spool)
         except OSError as e:
-            raise StoreError(f"cannot create the output directory ({type(e).__name__})") from None
+            raise StoreError(f"cannot create the output directory ({os_reason(e)})") from None
         try:
             self.output_id = _own_id(root, self.incoming)
         except BaseException:
@@ -162,7 +162,7 @@ class LocalStore:
                 tmp.unlink(missing_ok=True)  # (renamed, where links fail)
         except OSError as e:
             raise StoreError(
-                f"cannot write a copy to the output directory ({type(e).__name__})"
+                f"cannot write a copy to the output directory ({os_reason(e)})"
             ) from None
         return Digest(name, sha, size)
 
@@ -325,7 +325,7 @@ def _own_id(root: Path, incoming: Path) -> str:
         finally:
             tmp.unlink(missing_ok=True)
     except OSError as e:
-        raise StoreError(f"cannot give the output directory its id ({type(e).__name__})") from None
+        raise StoreError(f"cannot give the output directory its id ({os_reason(e)})") from None
     if (made := read_output_id(root)) is None:  # pragma: no cover - linked just now
         raise StoreError("cannot give the output directory its id")
     return made
@@ -338,7 +338,7 @@ def read_output_id(root: Path) -> str | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as e:
-        raise StoreError(f"cannot read the output directory's id ({type(e).__name__})") from None
+        raise StoreError(f"cannot read the output directory's id ({os_reason(e)})") from None
     try:
         return str(uuid.UUID(text.strip()))
     except ValueError:
@@ -362,7 +362,7 @@ class LocalCopies:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
-            raise StoreError(f"cannot read a copy ({type(e).__name__})") from None
+            raise StoreError(f"cannot read a copy ({os_reason(e)})") from None
         return st.st_size if path.is_file() else None
 
     def sha256(self, name: str) -> str:
@@ -370,7 +370,7 @@ class LocalCopies:
         try:
             return _sha_of(self._path(name))
         except OSError as e:
-            raise StoreError(f"cannot read a copy ({type(e).__name__})") from None
+            raise StoreError(f"cannot read a copy ({os_reason(e)})") from None
 
     def names(self) -> Iterator[str]:
         """The name of every copy here, a directory at a time (the store's own files left out)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import multiprocessing
 import os
@@ -151,12 +152,16 @@ def test_short_writes_go_on_until_every_byte_is_written(tmp_path, monkeypatch):
 
 def test_a_failed_write_is_a_store_error_and_leaves_no_temporary_file(tmp_path, monkeypatch):
     def disk_full(_fd: int, _buffers: list[memoryview]) -> int:
-        raise OSError(28, "No space left on device")
+        raise OSError(errno.ENOSPC, "No space left", str(tmp_path / "PHIMARK"))
 
     store = LocalStore(tmp_path)
     monkeypatch.setattr(os, "writev", disk_full)
-    with pytest.raises(StoreError, match=r"cannot write a copy .*\(OSError\)"):
+    with pytest.raises(StoreError) as caught:
         store.put("s/x.dcm", [b"abc"])
+    # what went wrong, in the system's words for its error number; never the path
+    assert str(caught.value) == (
+        "cannot write a copy to the output directory (OSError: No space left on device)"
+    )
     assert list(store.incoming.iterdir()) == []
     assert not (tmp_path / "s" / "x.dcm").exists()
     store.close()
