@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pydicom
@@ -276,3 +277,21 @@ def test_same_uid_other_content_into_another_output_is_a_recorded_conflict(cli, 
         reasons = c.execute(text("SELECT reason FROM dicom_index.file_error")).scalars().all()
     assert rows == [(digest,)]
     assert reasons == ["duplicate_sop_conflict", "duplicate_sop_conflict"]
+
+
+def test_a_file_name_that_is_not_utf8_is_kept_byte_for_byte(cli, tmp_path, engine):
+    """Old archives hold file names in Latin-1 and other encodings: Python gives their bytes
+    as lone surrogates. Their encrypted locations crashed the run; now the vault keeps them,
+    and gives the very same bytes back."""
+    root = tmp_path / "in"
+    name = os.fsdecode(b"Doe \xe9\xff PHIMARK.dcm")  # not UTF-8
+    (root / os.fsdecode(b"caf\xe9")).mkdir(parents=True)
+    path = root / os.fsdecode(b"caf\xe9") / name
+    path.write_bytes(to_bytes(make_instance(1, 1, 1, 1, marker=MARKER)))
+    p = cli("ingest", str(root), "--out", str(tmp_path / "out"), "--json")
+    assert json.loads(p.stdout)["files_indexed"] == 1
+    with engine.connect() as c:
+        source_id = c.execute(text("SELECT source_id FROM dicom_index.instance")).scalar_one()
+    p = cli("reidentify", source_id, "--reason", "find the original file", "--json")
+    original = json.loads(p.stdout)[0]["original"]
+    assert os.fsencode(original) == os.fsencode(str(path))

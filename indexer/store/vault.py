@@ -42,7 +42,7 @@ def _aad(kind: str, pseudonym: str) -> bytes:
 def encrypt(keys: Keys, kind: str, pseudonym: str, original: str) -> tuple[str, bytes]:
     """Return (key id, nonce || ciphertext) of ``original`` under the active vault key."""
     nonce = os.urandom(NONCE_BYTES)
-    ct = AESGCM(keys.active_vault_key).encrypt(nonce, original.encode(), _aad(kind, pseudonym))
+    ct = AESGCM(keys.active_vault_key).encrypt(nonce, _bytes(original), _aad(kind, pseudonym))
     return keys.active_vault_id, nonce + ct
 
 
@@ -60,12 +60,21 @@ def decrypt(keys: Keys, kind: str, pseudonym: str, key_id: str, blob: bytes) -> 
         raise VaultAccessError(
             f"a vault value under key id {key_id} failed authentication: wrong key or tampered row"
         ) from None
-    return plain.decode()
+    return plain.decode("utf-8", "surrogateescape")
+
+
+def _bytes(original: str) -> bytes:
+    """An original as UTF-8; a source path's bytes that are not UTF-8 are kept as they were.
+
+    Python gives such bytes of a file name as lone surrogates (PEP 383): "surrogateescape"
+    turns them back into the same bytes, and ``decrypt`` gives the same string again.
+    """
+    return original.encode("utf-8", "surrogateescape")
 
 
 def blind_index(keys: Keys, kind: str, original: str) -> bytes:
     """HMAC-SHA256 of the original under the blind-index key, for look-ups by original value."""
-    return hmac.new(keys.blind, f"{kind}\x00{original}".encode(), hashlib.sha256).digest()
+    return hmac.new(keys.blind, _bytes(f"{kind}\x00{original}"), hashlib.sha256).digest()
 
 
 def put_identities(s: Session, identities: Iterable[Identity], keys: Keys) -> int:
