@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from functools import wraps
 from pathlib import Path
@@ -20,7 +21,14 @@ import click
 
 from indexer import __version__
 from indexer.config import Settings, load_settings
-from indexer.errors import ConfigError, IndexerError, StoreError, VaultAccessError
+from indexer.errors import (
+    ConfigError,
+    IndexerError,
+    SourceError,
+    StoreError,
+    VaultAccessError,
+    os_reason,
+)
 from indexer.lazy import lazy
 
 if TYPE_CHECKING:  # imported on first use below: start-up stays short, workers stay light
@@ -72,8 +80,31 @@ def handle_errors(fn: F) -> F:
         except IndexerError as e:
             click.echo(f"error ({e.code}): {e}", err=True)
             sys.exit(e.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own: it says them
+        except Exception as e:  # noqa: BLE001 - a defect: its text can quote a value or a path
+            _report_defect(e)
+            sys.exit(EXIT_ERROR)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _report_defect(e: Exception) -> None:
+    """One line for an error we did not foresee: its kind and where it was raised.
+
+    Never its text, nor a traceback's (both can quote a value or a source path): with -v,
+    the frames it passed through, by file, line and function only.
+    """
+    frames = traceback.extract_tb(e.__traceback__)
+    last = frames[-1] if frames else None
+    where = f" at {Path(last.filename).name}:{last.lineno}" if last else ""
+    click.echo(
+        f"error (internal): an unexpected {type(e).__name__}{where}; this is a defect of "
+        "dicom-index, please report it (-v adds where it went)",
+        err=True,
+    )
+    for f in frames:
+        logger.info("  in %s:%s, %s", Path(f.filename).name, f.lineno, f.name)
 
 
 def _settled() -> None:
@@ -827,14 +858,7 @@ def deid_cmd(
     plan = _plan(settings, options, burned_in, rules)
     _settled()
     if what_if:
-        for path in inputs:
-            steps = deid.explain(
-                plan, work.read_dataset(path.read_bytes()), keys.generate().pseudonym
-            )
-            table = rich_table.Table("element", "keyword", "VR", "action", "decided by")
-            for st in sorted(steps, key=lambda st: st.path):
-                table.add_row(st.path, st.keyword, st.vr, st.action, st.source)
-            rich_console.Console(width=220).print(table)
+        _what_if(plan, inputs)
         return
     if out_dir is None:
         raise ConfigError("--out is required (or --what-if)")
@@ -857,6 +881,22 @@ def deid_cmd(
         f"{report.written} de-identified, {len(report.failures) - failed} skipped, {failed} failed"
     )
     sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _what_if(plan: Plan, inputs: Sequence[Path]) -> None:
+    """Explain, file by file, what de-identification does to each element."""
+    for n, path in enumerate(inputs, 1):
+        try:
+            data = path.read_bytes()
+        except IsADirectoryError:
+            raise ConfigError(f"--what-if explains files: input {n} is a folder") from None
+        except OSError as e:
+            raise SourceError.unreadable(e) from None
+        steps = deid.explain(plan, work.read_dataset(data), keys.generate().pseudonym)
+        table = rich_table.Table("element", "keyword", "VR", "action", "decided by")
+        for st in sorted(steps, key=lambda st: st.path):
+            table.add_row(st.path, st.keyword, st.vr, st.action, st.source)
+        rich_console.Console(width=220).print(table)
 
 
 @cli.command("verify")
@@ -970,7 +1010,10 @@ def _print_verify(report: leakscan.VerifyReport) -> None:
 def sample_cmd(out: Path, patients: int, studies: int, series: int, instances: int) -> None:
     """Write a synthetic archive (folder, or .zip) of objects with planted fake PHI."""
     _settled()
-    n = sample.write_archive(out, sample.SampleShape(patients, studies, series, instances))
+    try:
+        n = sample.write_archive(out, sample.SampleShape(patients, studies, series, instances))
+    except OSError as e:
+        raise ConfigError(f"cannot write the sample archive there ({os_reason(e)})") from None
     click.echo(f"wrote {n} synthetic DICOM files to {out}")
 
 

@@ -72,3 +72,25 @@ def test_set_up_runs_without_collection(console, monkeypatch, tmp_path):
     write_archive(archive, SampleShape(1, 1, 1, 1))
     assert console("deid", str(archive), "--out", str(tmp_path / "out")) == 0
     assert seen == [(False, False)]
+
+
+def test_an_unforeseen_error_is_one_line_without_its_text(capsys, caplog):
+    """A defect (an exception none of ours) ends the command with exit 3 and one line: its
+    kind and where it was raised. Its text, which can quote a value or a source path, is
+    never shown; with -v the frames follow, by file, line and function only."""
+
+    @cli_mod.handle_errors
+    def command() -> None:
+        raise UnicodeEncodeError("utf-8", "/archive/Doe PHIMARK", 9, 10, "surrogates")
+
+    caplog.set_level("INFO", logger="indexer.cli")
+    with pytest.raises(SystemExit) as ended:
+        command()
+    assert ended.value.code == cli_mod.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error (internal): an unexpected UnicodeEncodeError at test_cli_process.py:"
+    )
+    assert err.count("\n") == 1
+    assert "in test_cli_process.py:" in caplog.text
+    assert "PHIMARK" not in err + caplog.text

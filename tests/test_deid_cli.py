@@ -88,6 +88,23 @@ def test_what_if_explains_without_values(tmp_path, env):
     assert "option rtn_uids" in p.stdout
 
 
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda p: p.mkdir(), "error (config): --what-if explains files: input 1 is a folder"),
+        (lambda _: None, "error (source): cannot read the file (FileNotFoundError: No such file"),
+        (lambda p: p.write_bytes(b"plain text"), "error (source): not a DICOM file"),
+    ],
+    ids=["a folder", "no such file", "not DICOM"],
+)
+def test_what_if_names_an_input_it_cannot_explain(tmp_path, env, make, said):
+    f = tmp_path / f"Doe {MARKER}"
+    make(f)
+    p = _run(["deid", "--what-if", str(f)], env, tmp_path, check=3)
+    assert p.stderr.startswith(said)
+    assert MARKER not in p.stdout + p.stderr
+
+
 def test_ingest_refuses_a_leaking_object_and_takes_options(cli, tmp_path, engine):
     src = tmp_path / "src"
     src.mkdir()
@@ -256,3 +273,12 @@ def test_pydicom_warnings_that_quote_a_value_stay_quiet(tmp_path, env):
     args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
     p = _run(args, env, tmp_path)  # a character set is no identifying value: kept
     assert MARKER not in p.stdout + p.stderr
+
+
+def test_sample_into_a_file_is_a_clear_error(tmp_path, env):
+    (tmp_path / "taken").write_text("a file")
+    p = _run(["sample", str(tmp_path / "taken")], env, tmp_path, check=3)
+    assert p.stderr == (
+        "error (config): cannot write the sample archive there (NotADirectoryError: Not a "
+        "directory)\n"
+    )
