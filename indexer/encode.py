@@ -42,6 +42,7 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 TRANSFER_SYNTAX = 0x00020010
 _SHORT = struct.Struct("<HH2sH")
 _LONG = struct.Struct("<HH2sHI")
+_SHORT_MAX = 0xFFFF  # the largest length a 16-bit length field holds (PS3.5 7.1.2)
 
 
 Buffer = bytes | memoryview | FileSpan
@@ -168,6 +169,8 @@ def _plain_bytes(fp: DicomBytesIO, tag: int, raw: RawDataElement) -> bool:
     if not vr or raw.length == UNDEFINED_LENGTH or (value is None and raw.length):
         return False
     value = value or b""
+    if len(value) > _SHORT_MAX and vr.encode() not in LONG_LENGTH_VRS:
+        vr = "UN"  # too long for its VR's 16-bit length: written as UN, as pydicom writes it
     fp.write(_head_of(tag, vr, len(value)))
     fp.write(value)
     return True

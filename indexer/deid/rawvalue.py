@@ -112,9 +112,9 @@ class Marking(Written):
     __slots__ = ()
 
 
-# What a public attribute written as UN is read as, by its data dictionary VR: the VRs that
-# can hold identifying text, and sequences (which can hold anything).
-_READ_AS_KNOWN = TEXT_VRS | {"SQ"}
+# What a public attribute written as UN is read as, by its data dictionary VR: the text VRs
+# (numbers as text among them: their bytes have no byte order), and sequences.
+_READ_AS_KNOWN = TEXT_VRS | {"DS", "IS", "SQ"}
 
 
 def read_un_as_known(d: Dataset) -> None:
@@ -125,7 +125,8 @@ def read_un_as_known(d: Dataset) -> None:
     bytes: a sequence with names in its items, a person's name the table does not list. Read
     by its dictionary VR, it is judged, walked and written as any other. A UN value is
     implicit VR little endian whatever the transfer syntax (PS3.5 6.2.2). Numbers and other
-    bytes stay UN: their byte order may be the file's, and the table decides them by tag.
+    bytes stay UN: their byte order may be the file's, and the table decides them by tag. A
+    value too long for its VR's 16-bit length is written as UN again (``encode``).
     """
     for key, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
         if type(raw) is not RawDataElement or raw.VR != "UN" or raw.value is None:

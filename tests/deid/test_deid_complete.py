@@ -513,6 +513,19 @@ def test_public_attributes_written_as_un_are_read_by_their_dictionary_vr(case):
     assert all(e.VR != "UN" for e in written.iterall() if not e.tag.is_private)
 
 
+def test_a_value_too_long_for_its_vr_stays_un_in_the_copy():
+    """A text value over 64 KiB cannot have a 16-bit length: it is written as UN (PS3.5
+    6.2.2). Read as its dictionary VR and kept, it is written as UN again, bytes unchanged."""
+    value = b"\\".join([b"1.000000"] * 12000)  # DS, 108,000 bytes
+    ds = make_instance()
+    del ds.SliceThickness
+    data = with_element(to_bytes(ds), 0x00180050, b"UN", value, before=0x0020000D)
+    out = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(data)), KEY).ds
+    written = pydicom.dcmread(io.BytesIO(encode(out).data))
+    assert written.get_item(0x00180050).VR == "UN"
+    assert written.get_item(0x00180050).value == value
+
+
 def test_an_attribute_written_as_un_keeps_a_value_the_profile_keeps():
     """Read by its dictionary VR, a kept attribute written as UN is kept, now as what it is."""
     data = with_element(
