@@ -24,6 +24,13 @@ from indexer.spans import FileSpan
 
 BULK_THRESHOLD = 1024  # bytes: larger binary values stay in the copy, referenced by URI
 _INLINE_LIMIT = (BULK_THRESHOLD // 4) * 3  # pydicom's test: base64 length over the threshold
+# Numbers and text may be bulk data too (PS3.18 F.2.6). Values this long are data, not
+# metadata to query by (an RT structure set's contour points, a frame time vector): they
+# stay in the copy, so an index document stays small (MongoDB takes at most 16 MiB).
+VALUE_BULK_THRESHOLD = 4096  # bytes of the value as stored
+VALUE_BULK_VRS = frozenset(
+    {"DS", "FD", "FL", "IS", "LT", "SL", "SS", "ST", "SV", "UC", "UL", "UR", "US", "UT", "UV"}
+)
 
 
 def _s(ds: Dataset, keyword: str, codec: str | None = None) -> str | None:
@@ -86,6 +93,8 @@ def _element_text(ds: Dataset, tag: int, stored: object, copy_name: str, codec: 
             return _ENCODER.encode({"vr": stored.VR, "BulkDataURI": f"{copy_name}#{tag:08X}"})  # type: ignore[attr-defined]
         # small (never in practice: spans start at STREAM_FROM): inline, as if read whole
         stored = ds._dict[tag] = held(stored)  # type: ignore[arg-type, index]  # noqa: SLF001
+    if _long_value(stored):
+        return _ENCODER.encode({"vr": stored.VR, "BulkDataURI": f"{copy_name}#{tag:08X}"})  # type: ignore[attr-defined]
     raw = ds[tag] if isinstance(stored, RawDataElement) and stored.value is None else stored
     text = _raw_fragment(raw, copy_name, codec) if codec is not None else None
     if text is None and raw.VR == "SQ" and not isinstance(raw, RawDataElement):  # type: ignore[attr-defined]
@@ -107,6 +116,16 @@ def _element_text(ds: Dataset, tag: int, stored: object, copy_name: str, codec: 
 
 
 _VALUE_ERRORS = (ValueError, TypeError, OverflowError)
+
+
+def _long_value(stored: object) -> bool:
+    """Whether a stored element is a number or text value given as bulk data (by its size)."""
+    return (
+        isinstance(stored, RawDataElement)
+        and stored.VR in VALUE_BULK_VRS
+        and isinstance(stored.value, bytes | memoryview)
+        and len(stored.value) > VALUE_BULK_THRESHOLD
+    )
 
 
 def _as_unknown(tag: int, stored: object, copy_name: str, ds: Dataset) -> dict[str, Any]:

@@ -12,7 +12,10 @@ import threading
 import time
 from pathlib import Path
 
+import bson
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pymongo import MongoClient
 from pymongo.errors import WriteError
 from sqlalchemy import text
@@ -21,7 +24,7 @@ from indexer.errors import StoreError
 from indexer.pipeline import compare_stores, sync_pending
 from indexer.store import db, mongo, mongo_server, sql
 from indexer.store.mongo import EMBEDDED_CACHE, MongoDocs, MongoSink, embedded_server
-from tests.builders import SampleShape, ingest_job, write_archive
+from tests.builders import SampleShape, ingest_job, make_instance, to_bytes, write_archive
 
 MARKER = "PHIMARK"
 N = 24
@@ -348,3 +351,86 @@ def test_damaged_embedded_storage_is_a_clear_error_at_once(tmp_path, capfd):
     assert "could not start the embedded MongoDB server" in str(e.value)
     assert "DICOM_INDEX_MONGO_URL" in str(e.value)
     assert 0 < capfd.readouterr().err.count("WiredTiger") <= 8  # its complaint, not repeated
+
+
+def _structure_set(contours: int, points: int) -> Dataset:
+    """An RT structure set of ``contours`` contours of ``points`` points each."""
+    ds = make_instance(3, 1, 1, 1, marker="PHIMARK", Modality="RTSTRUCT")
+    items = []
+    for k in range(contours):
+        c = Dataset()
+        c.ContourGeometricType = "CLOSED_PLANAR"
+        c.NumberOfContourPoints = points
+        c.ContourData = [f"{(k + i) * 0.5:.2f}" for i in range(3 * points)]
+        items.append(c)
+    roi = Dataset()
+    roi.ReferencedROINumber = 1
+    roi.ContourSequence = Sequence(items)
+    ds.ROIContourSequence = Sequence([roi])
+    return ds
+
+
+def test_long_numbers_and_texts_are_bulk_data_in_the_index(cli, tmp_path, engine, mdb):
+    """Contour points (DS, 3 numbers a point) are data, not metadata to query by: a value over
+    VALUE_BULK_THRESHOLD is a BulkDataURI into the copy (PS3.18 F.2.6), in PostgreSQL and
+    MongoDB alike; short ones stay values."""
+    root = tmp_path / "in"
+    root.mkdir()
+    ds = _structure_set(contours=3, points=400)  # ContourData: about 6 KB each
+    ds.ROIContourSequence[0].ContourSequence[0].ContourData = ["1.0", "2.0", "3.0"]
+    ds.ROIContourSequence[0].ContourSequence[0].NumberOfContourPoints = 1
+    (root / "rs.dcm").write_bytes(to_bytes(ds))
+    cli("ingest", str(root), "--out", str(tmp_path / "out"))
+    with engine.connect() as c:
+        header = c.execute(text("SELECT header FROM dicom_index.instance")).scalar_one()
+    contours = header["30060039"]["Value"][0]["30060040"]["Value"]
+    assert contours[0]["30060050"] == {"vr": "DS", "Value": [1.0, 2.0, 3.0]}
+    for item in contours[1:]:
+        assert item["30060050"]["vr"] == "DS"
+        assert item["30060050"]["BulkDataURI"].endswith("#30060050")
+        assert "Value" not in item["30060050"]
+    assert mdb.instances.find_one()["header"] == header
+    assert "agree" in cli("check").stdout
+
+
+def test_a_header_too_large_for_a_document_leaves_its_largest_sequence_out(
+    mongo_url, mongo_db, mdb
+):
+    """MongoDB takes documents of 16 MiB at most. A header of very many items (an RT structure
+    set of tens of thousands of contours) leaves its largest sequences out of the document and
+    names them; the rest of the header stays. PostgreSQL keeps the whole header."""
+    item = {"30060042": {"vr": "CS", "Value": ["CLOSED_PLANAR"]}, "30060046": {"vr": "IS"}}
+    big = {"vr": "SQ", "Value": [dict(item, n={"vr": "IS", "Value": [i]}) for i in range(170_000)]}
+    small = {"vr": "SQ", "Value": [item]}
+    header = {"00080060": {"vr": "CS", "Value": ["RTSTRUCT"]}, "30060039": big, "30060020": small}
+    row = {
+        "sop_uid": "1.2.3.4",
+        "series_uid": "1.2.3",
+        "study_uid": "1.2",
+        "patient_id": "DI-X",
+        "modality": "RTSTRUCT",
+        "study_date": None,
+        "sop_class_uid": None,
+        "instance_number": 1,
+        "transfer_syntax_uid": None,
+        "rows": None,
+        "columns": None,
+        "number_of_frames": None,
+        "run_id": 1,
+        "copy_path": "a/b/c.dcm",
+        "copy_sha256": "0" * 64,
+        "copy_bytes": 30_000_000,
+        "header": header,
+    }
+    assert len(bson.encode(header)) > 16 * 1024 * 1024
+    sink = MongoSink(mongo_url, mongo_db)
+    try:
+        sink.ensure_schema()
+        sink.write(MongoDocs([mongo.instance_doc(row)], [], []))
+    finally:
+        sink.close()
+    doc = mdb.instances.find_one({"_id": "1.2.3.4"})
+    assert doc["header_omitted"] == ["30060039"]
+    assert doc["header"] == {"00080060": header["00080060"], "30060020": small}
+    small_copy = mongo.instance_doc({**row, "copy_bytes": 500_000, "header": {"x": small}})
+    assert "header_omitted" not in small_copy  # not measured: a copy this small cannot hold it

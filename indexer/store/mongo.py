@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bson
 from pymongo import ASCENDING, MongoClient, ReplaceOne
 from pymongo.database import Database as MongoDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
@@ -169,7 +170,43 @@ def instance_doc(row: dict[str, Any]) -> dict[str, Any]:
         "copy_bytes",
         "header",
     )
-    return {"_id": row["sop_uid"], **{k: row[k] for k in keys}}
+    doc = {"_id": row["sop_uid"], **{k: row[k] for k in keys}}
+    if (row["copy_bytes"] or 0) >= CHECK_SIZE_FROM:
+        _fit(doc)
+    return doc
+
+
+# MongoDB takes documents of at most 16 MiB (BSON), with room here for the fields besides.
+DOCUMENT_LIMIT = 16 * 1024 * 1024 - 64 * 1024
+# A header's JSON is at most a few times its bytes in the copy: from copies this large on,
+# a document's size is measured (BSON-encoding a header of CT slice costs more than it saves).
+CHECK_SIZE_FROM = 2 * 1024 * 1024
+
+
+def _fit(doc: dict[str, Any]) -> None:
+    """Leave the header's largest sequences out of ``doc`` until it fits in a document.
+
+    Their tags are listed in ``header_omitted``; PostgreSQL holds the whole header. Numbers
+    and text over a few KiB are bulk data already (``extract``): only a structure of very
+    many items (an RT structure set of some ten thousand contours) comes this far.
+    """
+    if len(bson.encode(doc)) <= DOCUMENT_LIMIT:
+        return
+    header = dict(doc["header"])
+    sizes = {
+        tag: len(bson.encode({"v": value}))
+        for tag, value in header.items()
+        if isinstance(value, dict) and value.get("vr") == "SQ"
+    }
+    omitted = []
+    for tag in sorted(sizes, key=lambda t: (-sizes[t], t)):
+        del header[tag]
+        omitted.append(tag)
+        doc["header"], doc["header_omitted"] = header, sorted(omitted)
+        if len(bson.encode(doc)) <= DOCUMENT_LIMIT:
+            return
+    doc["header"] = {}  # no sequence was the cause: a header of very many plain elements
+    doc["header_omitted"] = sorted(omitted + list(header))
 
 
 def series_doc(row: dict[str, Any]) -> dict[str, Any]:
