@@ -13,6 +13,7 @@ import os
 import signal
 import traceback
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import pydicom
 import pydicom.config
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.tag import BaseTag
 
 from indexer import deid, extract, failpoints, fastread
@@ -31,7 +33,7 @@ from indexer.deid.rawvalue import DEFAULT, text_of
 from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
-from indexer.sources import FileReader, could_be_dicom
+from indexer.sources import BOMB_MIN_BYTES, BOMB_RATIO, FileReader, could_be_dicom
 from indexer.spans import FileSpan, version_of
 from indexer.store.files import CopyConflictError, Digest, OutputStore
 
@@ -148,6 +150,51 @@ def _checked(ds: pydicom.Dataset) -> pydicom.Dataset:
     return ds
 
 
+DEFLATED = pydicom.uid.DeflatedExplicitVRLittleEndian
+DEFLATED_MAX_BYTES = 1024**3  # the most a deflated data set may inflate to, whatever its ratio
+_INFLATE_STEP = 1024 * 1024
+
+
+def _refuse_deflate_bomb(data: bytes) -> None:
+    """Refuse a deflated data set that inflates like a zip bomb, before pydicom inflates it.
+
+    pydicom inflates a deflated data set whole, in memory: a file of 1.5 MB can hold 1.5 GiB
+    of zeros. Here it is inflated a step at a time and counted, not kept: beyond the
+    archive members' bounds (``sources.BOMB_RATIO``-fold, and ``DEFLATED_MAX_BYTES``) it is
+    refused as ``zip_bomb``. Anything odd on the way is left to pydicom to report.
+    """
+    if DEFLATED.encode() not in data[:_META_SEARCH]:
+        return
+    fp = io.BytesIO(data)
+    try:
+        read_preamble(fp, False)  # noqa: FBT003 - pydicom's signature
+        meta = _read_file_meta_info(fp)
+        if meta.get("TransferSyntaxUID") != DEFLATED:
+            return
+    except Exception:  # noqa: BLE001 - not ours to judge: pydicom reads it next
+        return
+    packed = memoryview(data)[fp.tell() :]
+    limit = min(DEFLATED_MAX_BYTES, max(BOMB_MIN_BYTES, len(packed) * BOMB_RATIO))
+    inflater, size = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    try:
+        for start in range(0, len(packed), _INFLATE_STEP):
+            chunk: bytes | memoryview = packed[start : start + _INFLATE_STEP]
+            while chunk and not inflater.eof:
+                size += len(inflater.decompress(chunk, _INFLATE_STEP))
+                if size > limit:
+                    raise SourceError(
+                        f"a deflated data set inflates to more than {limit} bytes "
+                        f"({BOMB_RATIO}-fold, at most {DEFLATED_MAX_BYTES})",
+                        reason="zip_bomb",
+                    )
+                chunk = inflater.unconsumed_tail
+    except zlib.error:
+        return  # damaged: pydicom says so
+
+
+_META_SEARCH = 64 * 1024  # bytes: the file meta lies in the first few hundred
+
+
 MEDIA_STORAGE_SOP_CLASS = 0x00020002
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR (PS3.10)
 DIRECTORY_RECORD_SEQUENCE = 0x00041220
@@ -165,6 +212,7 @@ def is_dicomdir(ds: pydicom.Dataset) -> bool:
 
 def _dcmread(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Dataset, int]:
     """Read ``data`` with pydicom; the data set, and where reading stopped."""
+    _refuse_deflate_bomb(data)
     force = data[128:132] != b"DICM" and could_be_dicom(data)  # no preamble: group 2 or 8 first
     fp = io.BytesIO(data)
     try:

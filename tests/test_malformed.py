@@ -7,6 +7,7 @@ changed, cut out, lengths and VRs made up) as whatever reason fits.
 
 from __future__ import annotations
 
+import io
 import logging
 import random
 import struct
@@ -203,3 +204,27 @@ def _struct_error() -> Exception:
 def test_each_element_error_is_named_by_kind_never_by_its_text(error, phrase):
     assert rawvalue.element_problem(error).startswith(phrase)
     assert MARK not in rawvalue.element_problem(error)
+
+
+def _deflated(ds: pydicom.Dataset) -> bytes:
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_a_deflated_data_set_that_inflates_like_a_bomb_is_refused_unread():
+    """pydicom inflates a deflated data set whole, in memory: 60 MB of zeros pack into some
+    60 KB. Such a data set is counted as it inflates, a step at a time, and refused beyond
+    the archive members' bounds (200-fold, over 10 MB), before pydicom inflates it."""
+    ds = make_instance(marker=MARK)
+    ds.add_new(0x00091001, "OB", bytes(60 * 1024 * 1024))
+    ds.add_new(0x00090010, "LO", "ACME 1.0")
+    bomb = _deflated(ds)
+    assert len(bomb) < 200_000
+    with pytest.raises(SourceError) as caught:
+        work.read_dataset(bomb, pixels_in_place=True)
+    assert caught.value.reason == "zip_bomb"
+    assert str(caught.value).startswith("a deflated data set inflates to more than")
+    ordinary = _deflated(make_instance(marker=MARK))  # 200-fold of a small file: under 10 MB
+    assert MARK in work.read_dataset(ordinary, pixels_in_place=True).PatientID
