@@ -513,6 +513,21 @@ def test_public_attributes_written_as_un_are_read_by_their_dictionary_vr(case):
     assert all(e.VR != "UN" for e in written.iterall() if not e.tag.is_private)
 
 
+def test_verify_reads_a_long_sequence_written_as_un_as_the_engine_does():
+    """pydicom reads a UN value of 64 KiB or more as bytes, whatever its tag: `verify` reads
+    it by its dictionary VR, as the engine does, so the names in its items are searched for."""
+    comments = (0x00204000, b"x" * 70_000)  # makes the item, and the sequence, that long
+    data = with_element(
+        to_bytes(make_instance()),
+        0x00081115,
+        b"UN",
+        implicit_item(UN_NAME, comments),
+        before=0x00100010,
+    )
+    values = verify.identifying_values(build_plan(), pydicom.dcmread(io.BytesIO(data)))
+    assert values.get("Doe^UNMK7") == "(0008,1115)[0].(0010,0010)"
+
+
 def test_a_value_too_long_for_its_vr_stays_un_in_the_copy():
     """A text value over 64 KiB cannot have a 16-bit length: it is written as UN (PS3.5
     6.2.2). Read as its dictionary VR and kept, it is written as UN again, bytes unchanged."""
