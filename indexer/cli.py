@@ -638,25 +638,30 @@ def sql_cmd(ctx: click.Context, query: str, fmt: str | None) -> None:
     """Run one read-only SELECT against the dicom_index schema (never the vault)."""
     settings = _settings(ctx)
     reader = _role_db(settings, "reader")
-    result = sql.read_only_query(reader.engine, query, settings.role_reader)
-    if fmt == "csv":
-        w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(result.columns)
-        w.writerows(result.rows)
-    elif fmt == "json":
-        click.echo(
-            json.dumps(
-                [dict(zip(result.columns, r, strict=True)) for r in result.rows],
-                default=str,
-                indent=1,
-            )
-        )
-    else:
-        table = rich_table.Table(*result.columns)
-        for r in result.rows:
-            table.add_row(*("" if v is None else str(v) for v in r))
-        rich_console.Console(width=200).print(table)
-        click.echo(f"({len(result.rows)} rows)")
+    with sql.read_only_rows(reader.engine, query, settings.role_reader) as (columns, rows):
+        if fmt == "csv":  # CSV and JSON are written as the rows come: an export of any size
+            w = csv.writer(sys.stdout, lineterminator="\n")
+            w.writerow(columns)
+            w.writerows(rows)
+        elif fmt == "json":
+            _json_rows(columns, rows)
+        else:
+            table = rich_table.Table(*columns)
+            n = 0
+            for n, r in enumerate(rows, 1):  # noqa: B007 - counted
+                table.add_row(*("" if v is None else str(v) for v in r))
+            rich_console.Console(width=200).print(table)
+            click.echo(f"({n} rows)")
+
+
+def _json_rows(columns: list[str], rows: Iterator[tuple[Any, ...]]) -> None:
+    """One JSON array of objects, written an object at a time (as ``json.dumps(indent=1)``)."""
+    sep = "[\n"
+    for r in rows:
+        item = json.dumps(dict(zip(columns, r, strict=True)), default=str, indent=1)
+        sys.stdout.write(sep + "\n".join(" " + line for line in item.splitlines()))
+        sep = ",\n"
+    sys.stdout.write("[]\n" if sep == "[\n" else "\n]\n")
 
 
 # ---------------------------------------------------------------- reidentify

@@ -295,3 +295,27 @@ def test_a_file_name_that_is_not_utf8_is_kept_byte_for_byte(cli, tmp_path, engin
     p = cli("reidentify", source_id, "--reason", "find the original file", "--json")
     original = json.loads(p.stdout)[0]["original"]
     assert os.fsencode(original) == os.fsencode(str(path))
+
+
+def test_sql_writes_csv_and_json_as_the_rows_come(cli, archive, tmp_path):
+    """`sql --csv` and `--json` write rows as the server streams them (an export of any
+    size); the JSON is the one array `json.dumps(indent=1)` gives. An error of the server
+    after some rows ends the command as one before any would."""
+    cli("ingest", str(archive), "--out", str(tmp_path / "out"))
+    query = "SELECT sop_uid, instance_number, header->'00080060' AS modality FROM instance"
+    p = cli("sql", "--json", query + " ORDER BY sop_uid")
+    rows = json.loads(p.stdout)
+    assert len(rows) == N_FILES
+    assert rows[0]["modality"] == {"vr": "CS", "Value": ["CT"]}
+    assert p.stdout == json.dumps(rows, indent=1) + "\n"
+    assert cli("sql", "--json", query + " WHERE false").stdout == "[]\n"
+    p = cli("sql", "--csv", query)
+    assert p.stdout.splitlines()[0] == "sop_uid,instance_number,modality"
+    assert len(p.stdout.splitlines()) == N_FILES + 1
+    assert (
+        cli("sql", "--csv", query + " WHERE false").stdout == "sop_uid,instance_number,modality\n"
+    )
+    late = "SELECT 1 / (n - 2500) AS x FROM generate_series(1, 3000) n"  # fails past row 2499
+    p = cli("sql", "--csv", late, check=3)
+    assert p.stderr.strip().endswith("error (store): query failed: division by zero")
+    assert "(" in cli("sql", "SELECT count(*) FROM instance").stdout  # the table, then a count

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 from sqlalchemy import Engine, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -163,6 +165,23 @@ def read_only_query(engine: Engine, query: str, role: str) -> QueryResult:
 
     The reader role has SELECT on `dicom_index` only, so the vault stays out of reach.
     """
+    with read_only_rows(engine, query, role) as (columns, rows):
+        return QueryResult(columns, list(rows))
+
+
+STREAM_ROWS = 1000  # rows the server sends at a time
+
+
+@contextlib.contextmanager
+def read_only_rows(
+    engine: Engine, query: str, role: str
+) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
+    """``read_only_query``'s columns and rows, the rows streamed as they come, never all held.
+
+    One statement only: the query goes by the extended protocol, which takes no second one.
+    An error of the server, before the first row or later, is a StoreError with its first
+    line (the reader sees de-identified values only).
+    """
     with engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         if raw is None:  # pragma: no cover - a live pooled connection always has one
@@ -173,16 +192,38 @@ def read_only_query(engine: Engine, query: str, role: str) -> QueryResult:
                 cur.execute("SET TRANSACTION READ ONLY")
                 cur.execute(f'SET LOCAL ROLE "{role}"')
                 cur.execute("SET LOCAL search_path = dicom_index")
-                # prepare=True sends the query by the extended protocol: one statement only
-                cur.execute(query, prepare=True)
-                columns = [d.name for d in cur.description or ()]
-                rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
+                stream = cur.stream(query, size=STREAM_ROWS)
+                first = next(stream, None)
+                if first is not None:
+                    columns = [d.name for d in cur.description or ()]
+                else:  # no row came, nor the columns' names: the statement can tell them
+                    columns = _column_names(cast("psycopg.Connection[Any]", raw), query)
+                yield columns, _rows(first, stream)
             raw.rollback()
-        except Exception as e:  # noqa: BLE001 - driver errors of every kind end the same
+        except psycopg.Error as e:
             raw.rollback()
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise StoreError(f"query failed: {msg}") from None
-    return QueryResult(columns, rows)
+
+
+def _column_names(raw: psycopg.Connection[Any], query: str) -> list[str]:
+    """The names of the columns ``query`` returns, from its description: it is not run."""
+    pgconn, name = raw.pgconn, b"dicom_index_columns"
+    if pgconn.prepare(name, query.encode()).status != psycopg.pq.ExecStatus.COMMAND_OK:
+        return []
+    try:
+        described = pgconn.describe_prepared(name)
+        return [(described.fname(i) or b"").decode() for i in range(described.nfields)]
+    finally:
+        pgconn.exec_(b"DEALLOCATE " + name)
+
+
+def _rows(first: Any, rest: Iterator[Any]) -> Iterator[tuple[Any, ...]]:  # noqa: ANN401
+    if first is None:
+        return
+    yield tuple(first)
+    for row in rest:
+        yield tuple(row)
 
 
 def create_batch(s: Session, run_id: int, sop_uids: Sequence[str]) -> int:
