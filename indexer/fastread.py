@@ -41,6 +41,11 @@ _LENGTH = struct.Struct("<L")
 _UNDEFINED = 0xFFFFFFFF
 _CHARSET = 0x00080005
 _STOP = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})  # where stop_before_pixels stops
+# Binary values this long (a vendor's raw data in a private element) are views into the
+# bytes read, as Pixel Data held in place is: a copy would double what an object holds.
+# Nothing decodes them as text; they are written, hashed or removed as they are.
+VIEW_FROM = 1 << 20
+_VIEWED = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _NOT_EXPLICIT_LE = frozenset(
     {
         pydicom.uid.ImplicitVRLittleEndian,
@@ -120,13 +125,20 @@ def _elements(
         pos = start + length
         if pos > end:
             raise _Irregular  # cut short (or past its item's end): pydicom says how
-        value = data[start:pos] if length else empty_value_for_VR(vr, raw=True)
+        value = _value(data, vr, start, pos)
         if tag == _CHARSET:
             encoding = convert_encodings(convert_string(value or b"", True))  # type: ignore[arg-type]  # noqa: FBT003
         out[key] = RawDataElement(key, vr, length, value, start, False, True)  # type: ignore[arg-type]  # noqa: FBT003
     if pos > end:
         raise _Irregular  # a sequence of undefined length ran past its item's end
     return out, pos
+
+
+def _value(data: bytes, vr: str, start: int, end: int) -> bytes | memoryview | None:
+    """An element's value as ``dcmread`` gives it raw; a large blob as a view (``VIEW_FROM``)."""
+    if end - start > VIEW_FROM and vr in _VIEWED:
+        return memoryview(data)[start:end]
+    return data[start:end] if end > start else empty_value_for_VR(vr, raw=True)  # type: ignore[return-value]
 
 
 def _head(data: bytes, pos: int) -> tuple[int, str, int, int]:

@@ -7,6 +7,7 @@ read, file meta, encodings, preamble); de-identifying either gives the same copy
 from __future__ import annotations
 
 import io
+import os
 import random
 
 import pydicom
@@ -338,3 +339,28 @@ def test_damaged_sequences_are_read_as_pydicom_reads_them():
         assert _state(ours) == _state(theirs)
         compared += 1
     assert compared > 100
+
+
+def test_a_large_blob_is_a_view_into_the_bytes_read_not_a_copy():
+    """A vendor's raw data in a private element can be hundreds of MB: a value over
+    VIEW_FROM is a view into the file's bytes (as Pixel Data held in place is), equal to what
+    dcmread gives. Removed, it leaves no needle for the leak check; kept (a waveform), the
+    copy holds it byte for byte."""
+    big = os.urandom(fastread.VIEW_FROM + 2)
+    ds = make_instance(marker="BLOBMK")
+    ds.add_new(0x00090010, "LO", "ACME 1.0")
+    ds.add_new(0x00091001, "OB", big)
+    ds.add_new(0x54001010, "OW", big)
+    data = to_bytes(ds)
+    read, _stop = fastread.read(data)
+    for tag in (0x00091001, 0x54001010):
+        raw = read.get_item(tag)
+        assert isinstance(raw.value, memoryview)
+        assert raw.value.obj is data  # no copy
+        assert raw.value == pydicom.dcmread(io.BytesIO(data)).get_item(tag).value
+    found: dict[str, str] = {}
+    out = deid.apply(deid.build_plan(), read_dataset(data, pixels_in_place=True), KEY, found=found)
+    assert not any("memory" in value for value in found)  # a view is no text
+    written = pydicom.dcmread(io.BytesIO(encode(out.ds).data))
+    assert 0x00091001 not in written
+    assert written[0x54001010].value == big

@@ -249,6 +249,8 @@ def decode(raw: RawDataElement, vr: str, charset: str) -> Any:  # noqa: ANN401, 
     data = raw.value
     if vr != raw.VR or not isinstance(data, bytes | memoryview):
         return UNDECODED
+    if vr in BYTES_VRS:  # as held: a large blob is a view into the bytes read (``fastread``)
+        return data or None
     data = bytes(data)
     if vr in TEXT_VRS:
         if not data:
@@ -280,8 +282,6 @@ def decode(raw: RawDataElement, vr: str, charset: str) -> Any:  # noqa: ANN401, 
         if len(data) % size:
             return UNDECODED
         return _one_or_list(list(struct.unpack(f"<{len(data) // size}{fmt}", data)))
-    if vr in BYTES_VRS:
-        return data or None
     return UNDECODED
 
 

@@ -36,7 +36,7 @@ def tag_path(parents: str, tag: int) -> str:
 
 def texts(value: object) -> list[str]:
     """The text forms of a value: each of a multi-value, each component of a person name."""
-    if value is None or isinstance(value, bytes | bytearray):
+    if value is None or isinstance(value, bytes | bytearray | memoryview):
         return []
     if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
         return [t for v in value for t in texts(v)]  # type: ignore[attr-defined]
