@@ -114,18 +114,29 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
 def read_header(path: Path) -> pydicom.Dataset:
     """The data set of the file at ``path`` without its pixel data: a large file's header.
 
-    Only the first ``HEAD_BYTES_LIMIT`` bytes are read (a header longer than that is
-    refused as truncated); for what reads values and never writes a copy (`verify`).
+    The first ``HEAD_BYTES_LIMIT`` bytes are read; a header that does not end within them (a
+    vendor's raw data in a private element) is read with the rest of the file, as the ingest
+    reads it. For what reads values and never writes a copy (`verify`).
     """
     try:
         with path.open("rb") as f:
             head = f.read(HEAD_BYTES_LIMIT)
+            whole = len(head) < HEAD_BYTES_LIMIT or not f.read(1)
     except OSError as e:
         raise SourceError.unreadable(e) from None
     if not head:
         raise SourceError("the file is empty", reason="empty_file")
-    ds, _stop = _dcmread(head, pixels_in_place=True)
-    return _checked(ds)
+    try:
+        ds, _stop = _dcmread(head, pixels_in_place=True)
+        return _checked(ds)
+    except SourceError:
+        if whole:
+            raise
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SourceError.unreadable(e) from None
+    return read_dataset(data, pixels_in_place=True)
 
 
 def _checked(ds: pydicom.Dataset) -> pydicom.Dataset:

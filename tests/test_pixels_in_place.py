@@ -239,3 +239,26 @@ def test_verify_reads_only_the_headers_of_large_files(ctx, tmp_path, monkeypatch
 
 
 SCANS = (leakscan.verify_outputs, leakscan.verify_pairs)
+
+
+def test_verify_reads_an_original_whose_header_outlasts_the_first_read(tmp_path, monkeypatch):
+    """A large file's header is read from its first bytes only; a header that does not end
+    within them (a vendor's raw data in a private element) is read with the rest of the file,
+    as the ingest reads it. `verify` counted such an original as one it could not read, and
+    did not search for its values."""
+    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(work, "HEAD_BYTES_LIMIT", 64 * 1024)
+    ds = make_instance(marker="LONGHEAD")
+    ds.add_new(0x00090010, "LO", "ACME 1.0")
+    ds.add_new(0x00091001, "OB", bytes(200 * 1024))  # the header ends past 64 KiB
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.dcm").write_bytes(to_bytes(ds))
+    assert "LONGHEAD1" in str(work.read_header(tmp_path / "in" / "a.dcm").PatientName)
+    leaky = tmp_path / "out"
+    leaky.mkdir()
+    (leaky / "copy.dcm").write_bytes(to_bytes(ds))  # not de-identified: every value leaks
+    report = leakscan.verify_outputs(
+        [tmp_path / "in"], [leaky], deid.build_plan(), max_member_bytes=1 << 30
+    )
+    assert report.unreadable_originals == 0
+    assert report.leaks
