@@ -174,7 +174,7 @@ def _refuse_deflate_bomb(data: bytes) -> None:
     archive members' bounds (``sources.BOMB_RATIO``-fold, and ``DEFLATED_MAX_BYTES``) it is
     refused as ``zip_bomb``. Anything odd on the way is left to pydicom to report.
     """
-    if DEFLATED.encode() not in data[:_META_SEARCH]:
+    if data.find(DEFLATED.encode(), 0, _META_SEARCH) < 0:  # not even named: no copy made
         return
     fp = io.BytesIO(data)
     try:
