@@ -9,6 +9,7 @@ import io
 import itertools
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -473,6 +474,19 @@ def _without(ds: Dataset, tag: int) -> bytes:
     return to_bytes(ds)
 
 
+def _big_endian_with_un_sequence(ds: Dataset) -> bytes:
+    """``ds`` in explicit VR big endian, with a sequence written as UN: its value is implicit
+    VR little endian whatever the transfer syntax (PS3.5 6.2.2)."""
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True, little_endian=False, implicit_vr=False)
+    data = buf.getvalue()
+    item = implicit_item(UN_NAME)
+    element = struct.pack(">HH2sHI", 0x0008, 0x1115, b"UN", 0, len(item)) + item
+    pos = data.index(struct.pack(">HH", 0x0010, 0x0010), 300)
+    return data[:pos] + element + data[pos:]
+
+
 UN_CASES = {
     "a kept sequence": lambda ds: with_element(
         to_bytes(ds), 0x00081115, b"UN", implicit_item(UN_NAME), before=0x00100010
@@ -480,6 +494,7 @@ UN_CASES = {
     "a kept sequence, undefined length": lambda ds: with_un_sequence(
         to_bytes(ds), 0x00081115, implicit_item(UN_NAME, undefined=True), before=0x00100010
     ),
+    "a kept sequence, big endian file": _big_endian_with_un_sequence,
     "a name the table does not list": lambda ds: with_element(
         to_bytes(ds), 0x00140104, b"UN", b"Doe^UNMK7 ", before=0x00180015
     ),
