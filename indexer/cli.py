@@ -705,9 +705,10 @@ def reidentify(
         opened = vault.open_sealed(key_material, [m.sealed for m in mapping])
         study_of = {(m.sealed.kind, m.sealed.pseudonym): m.study_uid for m in mapping}
         rows = [(study_of[(r.kind, r.pseudonym)], r.kind, r.pseudonym, r.original) for r in opened]
-        _print_released(sorted(rows), ("study", "kind", "pseudonym", "original"), as_json)
         if not rows:
+            click.echo("no vault entry for a study of that run", err=True)
             sys.exit(EXIT_SOME_FAILED)
+        _print_released(sorted(rows), ("study", "kind", "pseudonym", "original"), as_json)
         return
     assert target is not None  # noqa: S101 - checked above
     with db.transaction(engine) as s:

@@ -147,6 +147,8 @@ def test_forward_lookup_and_run_mapping(ingested, cli, engine):
     assert len([k for k in by if k[1] == "study_uid"]) == 4
     assert original.StudyInstanceUID in {by[k] for k in by if k[1] == "study_uid"}
     assert _audit_count(engine) == before + 1
+    p = cli("reidentify", "--run", "999", "--reason", "no such run", "--json", check=1)
+    assert (p.stdout, p.stderr.splitlines()[-1]) == ("", "no vault entry for a study of that run")
 
 
 def test_audit_log_is_append_only_except_logged_break_glass(ingested, cli, engine):
