@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -392,11 +392,28 @@ def deid_options(fn: F) -> F:
     return fn
 
 
+def source_arguments(fn: F) -> F:
+    """SOURCE... and --files-from, shared by `ingest` and `deid`."""
+    fn = click.option(
+        "--files-from",
+        type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+        help="A list of sources, one per line or NUL-separated (find -print0); - reads it "
+        "from standard input.",
+    )(fn)
+    return click.argument(
+        "sources_", metavar="[SOURCE]...", nargs=-1, type=click.Path(path_type=Path)
+    )(fn)
+
+
+def _roots(named: Sequence[Path], files_from: Path | None) -> sources.Roots:
+    if not named and files_from is None:
+        raise ConfigError("no source: give a SOURCE, or a list of them with --files-from")
+    return sources.Roots(named, files_from)
+
+
 # ---------------------------------------------------------------- ingest
 @cli.command()
-@click.argument(
-    "sources_", metavar="SOURCE...", nargs=-1, required=True, type=click.Path(path_type=Path)
-)
+@source_arguments
 @click.option(
     "--out",
     "out_dir",
@@ -419,6 +436,7 @@ def deid_options(fn: F) -> F:
 def ingest(
     ctx: click.Context,
     sources_: tuple[Path, ...],
+    files_from: Path | None,
     out_dir: Path,
     batch_size: int | None,
     options: tuple[str, ...],
@@ -432,14 +450,15 @@ def ingest(
 ) -> None:
     """De-identify, copy and index every DICOM object under the SOURCEs (folders, zip, tar)."""
     settings = _settings(ctx)
+    roots = _roots(sources_, files_from)
     workers = workers or settings.workers or os.cpu_count() or 1
-    if workers > 1 and sources.at_least(list(sources_), workers_.POOL_THRESHOLD):
+    if workers > 1 and sources.at_least(roots, workers_.POOL_THRESHOLD):
         workers_.prestart()  # imports the per-file code while the database connects
     if settings.mongo_enabled and settings.mongo_url is None:
         mongo.prestart(settings.state_dir)  # the embedded server starts meanwhile, too
     plan = _plan(settings, options, burned_in, rules)
     key_material = _keys(settings)
-    _note_output_inside(sources_, out_dir)
+    _note_output_inside(roots, out_dir)
     database = _role_db(settings, "ingest")
     with _mongo(settings) as sink, contextlib.closing(pipeline.local_output(out_dir)) as output:
         job = pipeline.Ingest(
@@ -463,10 +482,10 @@ def ingest(
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         mode = progress.mode(quiet)
-        total = sources.count_files(list(sources_)) if mode == "bar" else None
+        total = sources.count_files(roots) if mode == "bar" else None
         with progress.reporter(mode, total) as update:
             _settled()
-            summary = job.run(list(sources_), update)
+            summary = job.run(roots, update)
     _print_summary(summary, as_json)
     if summary.status == "interrupted":
         sys.exit(EXIT_INTERRUPTED)
@@ -477,7 +496,7 @@ def ingest(
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
 
 
-def _note_output_inside(roots: Sequence[Path], out_dir: Path) -> None:
+def _note_output_inside(roots: Iterable[Path], out_dir: Path) -> None:
     sources.refuse_inside(roots, [out_dir])
     if sources.below([out_dir], roots):
         click.echo("note: the output directory is inside a source: it is not walked", err=True)
@@ -834,7 +853,7 @@ def audit_verify(ctx: click.Context, expect_head: str | None) -> None:
 
 # ---------------------------------------------------------------- deid / verify
 @cli.command("deid")
-@click.argument("inputs", metavar="IN...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@source_arguments
 @click.option(
     "--out",
     "out_dir",
@@ -851,7 +870,8 @@ def audit_verify(ctx: click.Context, expect_head: str | None) -> None:
 @handle_errors
 def deid_cmd(
     ctx: click.Context,
-    inputs: tuple[Path, ...],
+    sources_: tuple[Path, ...],
+    files_from: Path | None,
     out_dir: Path | None,
     options: tuple[str, ...],
     burned_in: str | None,
@@ -861,6 +881,7 @@ def deid_cmd(
 ) -> None:
     """De-identify files without any database (a batch anonymizer), or explain with --what-if."""
     settings = _settings(ctx)
+    inputs = _roots(sources_, files_from)
     plan = _plan(settings, options, burned_in, rules)
     _settled()
     if what_if:
@@ -871,7 +892,7 @@ def deid_cmd(
     _note_output_inside(inputs, out_dir)
     with contextlib.closing(pipeline.local_output(out_dir)) as output:
         report = pipeline.deidentify_tree(
-            list(inputs),
+            inputs,
             output,
             _keys(settings),
             plan,
@@ -889,7 +910,7 @@ def deid_cmd(
     sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
 
-def _what_if(plan: Plan, inputs: Sequence[Path]) -> None:
+def _what_if(plan: Plan, inputs: Iterable[Path]) -> None:
     """Explain, file by file, what de-identification does to each element."""
     for n, path in enumerate(inputs, 1):
         try:

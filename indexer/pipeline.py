@@ -11,7 +11,7 @@ import itertools
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -142,7 +142,7 @@ class Ingest:
             ).encode()
         ).hexdigest()
 
-    def run(self, roots: Sequence[Path], progress: Progress | None = None) -> Summary:
+    def run(self, roots: Iterable[Path], progress: Progress | None = None) -> Summary:
         """Ingest every object under ``roots``; returns the summary (also stored in the run)."""
         refuse_inside(roots, _folders(self.output))
         work.configure_pydicom()
@@ -192,7 +192,7 @@ class Ingest:
         return summary
 
     def _results(
-        self, roots: Sequence[Path], ctx: work.RunContext
+        self, roots: Iterable[Path], ctx: work.RunContext
     ) -> Iterator[tuple[SourceFile | Failure, Outcome | Failure | Unchanged]]:
         """(item, result) per walked item, in walk order; per-file work in worker processes.
 
@@ -203,7 +203,7 @@ class Ingest:
         this one (it holds threaded database clients). With one, it is all done here (a
         worker process of its own was measured no faster: the per-file work is the limit).
         """
-        items = self._skip_unchanged(self.walker.walk(list(roots)))
+        items = self._skip_unchanged(self.walker.walk(roots))
         head = list(itertools.islice(items, POOL_THRESHOLD)) if self.workers > 1 else []
         if len(head) < POOL_THRESHOLD:
             yield from _in_threads(itertools.chain(head, items), ctx)
@@ -275,7 +275,7 @@ class Ingest:
 
     def _ingest_all(
         self,
-        roots: Sequence[Path],
+        roots: Iterable[Path],
         ctx: work.RunContext,
         summary: Summary,
         progress: Progress | None,
@@ -711,7 +711,7 @@ class DeidReport:
 
 
 def deidentify_tree(
-    roots: Sequence[Path],
+    roots: Iterable[Path],
     output: OutputStore,
     keys: Keys,
     plan: Plan,
@@ -727,7 +727,7 @@ def deidentify_tree(
     report = DeidReport()
     refuse_inside(roots, _folders(output))
     walker = Walker(keys.blind, max_member_bytes=max_member_bytes, skip=_folders(output))
-    for item in walker.walk(list(roots)):
+    for item in walker.walk(roots):
         if isinstance(item, Failure):
             report.failures.append(item)
             continue

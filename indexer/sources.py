@@ -12,12 +12,14 @@ import hmac
 import logging
 import lzma
 import os
+import sys
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from indexer.errors import ConfigError, SourceError, os_reason
 from indexer.records import Failure, SourceFile
@@ -56,23 +58,94 @@ def is_archive(name: str) -> bool:
     return name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def refuse_inside(roots: Sequence[Path], outputs: Sequence[Path]) -> None:
+def refuse_inside(roots: Iterable[Path], outputs: Sequence[Path]) -> None:
     """Refuse a source that is an output directory or lies inside one.
 
     Its copies would be read as originals: de-identified again, they would be indexed as
     new objects (pseudonyms of pseudonyms). An output inside a source is fine: not walked.
     """
-    for out in outputs:
-        o = out.resolve()
-        if any(r.resolve().is_relative_to(o) for r in roots):
+    outs = [out.resolve() for out in outputs]
+    if not outs:
+        return
+    for r in roots:  # once: a long list of sources is streamed
+        if any(r.resolve().is_relative_to(o) for o in outs):
             raise ConfigError(
                 "a source is the output directory or inside it: its copies would be read as "
                 "new objects; give a source and an output apart"
             )
 
 
-def below(folders: Sequence[Path], roots: Sequence[Path]) -> list[Path]:
+class Roots:
+    """The sources of a run: those named on the command line, then those a list names.
+
+    Iterable more than once (the run counts files for its ETA, then walks them). A list in a
+    file is streamed each time, never held; a list on standard input ("-") is read once and
+    held (for a list of millions, give a file).
+    """
+
+    def __init__(self, named: Sequence[Path], listed: Path | None = None) -> None:
+        self.named = tuple(named)
+        self.listed = listed
+        self._held: tuple[Path, ...] | None = None
+        if listed is not None and str(listed) == "-":
+            self._held = tuple(listed_paths(sys.stdin.buffer))
+
+    def __iter__(self) -> Iterator[Path]:
+        yield from self.named
+        if self._held is not None:
+            yield from self._held
+        elif self.listed is not None:
+            try:
+                with self.listed.open("rb") as f:
+                    yield from listed_paths(f)
+            except OSError as e:
+                raise ConfigError(f"cannot read the list of sources ({os_reason(e)})") from None
+
+    def __bool__(self) -> bool:
+        return bool(self.named) or self.listed is not None
+
+
+LIST_CHUNK = 1 << 16
+
+
+def listed_paths(f: BinaryIO) -> Iterator[Path]:
+    """The paths a list names: one per line, or NUL-separated (``find -print0``).
+
+    The separator is the first of the two the list holds; a line's carriage return (a list
+    made on Windows) and empty entries are dropped. Names are bytes: those that are not
+    UTF-8 keep their bytes (``os.fsdecode``).
+    """
+    sep: bytes | None = None
+    rest = b""
+    while chunk := f.read(LIST_CHUNK):
+        rest += chunk
+        if sep is None:
+            sep = _separator(rest)
+            if sep is None:
+                continue  # no separator yet: one long first name
+        *entries, rest = rest.split(sep)
+        yield from _paths(entries, sep)
+    yield from _paths([rest], sep or b"\n")
+
+
+def _separator(head: bytes) -> bytes | None:
+    nul, line = head.find(b"\0"), head.find(b"\n")
+    if nul < 0 and line < 0:
+        return None
+    return b"\0" if line < 0 or 0 <= nul < line else b"\n"
+
+
+def _paths(entries: list[bytes], sep: bytes) -> Iterator[Path]:
+    for entry in entries:
+        name = entry.rstrip(b"\r") if sep == b"\n" else entry
+        if name:
+            yield Path(os.fsdecode(name))
+
+
+def below(folders: Sequence[Path], roots: Iterable[Path]) -> list[Path]:
     """The ``folders`` that lie below one of the ``roots`` (not at it): walked past."""
+    if not folders:
+        return []
     tops = [r.resolve() for r in roots]
     return [
         f for f in folders if any(f.resolve() != t and f.resolve().is_relative_to(t) for t in tops)
@@ -93,7 +166,7 @@ class Walker:
     def _fail(self, locator: str, outcome: str, reason: str, message: str) -> Failure:
         return Failure(source_id(self.key, locator), locator, outcome, reason, message)
 
-    def walk(self, roots: list[Path]) -> Iterator[Item]:
+    def walk(self, roots: Iterable[Path]) -> Iterator[Item]:
         """Every candidate under ``roots`` (files, folders, archives), then failures inline."""
         for root in roots:
             yield from self._walk_root(root)
@@ -393,7 +466,7 @@ class ZipMemberReader:
         return z
 
 
-def _file_counts(roots: list[Path]) -> Iterator[int | None]:
+def _file_counts(roots: Iterable[Path]) -> Iterator[int | None]:
     """Files the walk will meet, a root file or a directory at a time; None: an archive."""
     for root in roots:
         if root.is_file():
@@ -403,7 +476,7 @@ def _file_counts(roots: list[Path]) -> Iterator[int | None]:
             yield None if any(is_archive(f) for f in files) else len(files)
 
 
-def at_least(roots: list[Path], n: int) -> bool:
+def at_least(roots: Iterable[Path], n: int) -> bool:
     """Whether the walk will meet ``n`` files or more (an archive: assumed so); stops early."""
     seen = 0
     for count in _file_counts(roots):
@@ -415,7 +488,7 @@ def at_least(roots: list[Path], n: int) -> bool:
     return False
 
 
-def count_files(roots: list[Path]) -> int | None:
+def count_files(roots: Iterable[Path]) -> int | None:
     """How many files the walk will meet, for an ETA; None when archives make it unknown."""
     total = 0
     for count in _file_counts(roots):

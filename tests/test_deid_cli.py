@@ -282,3 +282,29 @@ def test_sample_into_a_file_is_a_clear_error(tmp_path, env):
         "error (config): cannot write the sample archive there (NotADirectoryError: Not a "
         "directory)\n"
     )
+
+
+def test_deid_takes_its_sources_from_a_list_on_standard_input(tmp_path, env):
+    """`--files-from -`: a NUL-separated list (find -print0) of files, folders and paths that
+    do not exist, with names that hold PHI; named nowhere in the output."""
+    archive = tmp_path / "in"
+    write_archive(archive, SampleShape(1, 1, 2, 2), marker=MARKER)  # two series folders
+    files = sorted(archive.rglob("*.dcm"))
+    assert files[0].parent != files[-1].parent
+    listed = [str(files[0]), str(files[-1].parent), str(tmp_path / f"gone {MARKER}.dcm")]
+    p = subprocess.run(
+        [sys.executable, "-m", "indexer.cli", "deid", "--files-from", "-", "--out", "out"],
+        input="\0".join(listed).encode(),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+        timeout=300,
+    )
+    assert p.returncode == 1, p.stderr
+    assert p.stdout.decode().strip() == "3 de-identified, 0 skipped, 1 failed"
+    assert b": missing: a source does not exist" in p.stderr
+    assert MARKER.encode() not in p.stdout + p.stderr
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 3
+    p = _run(["deid", "--out", "out"], env, tmp_path, check=3)
+    assert "no source: give a SOURCE, or a list of them with --files-from" in p.stderr

@@ -319,3 +319,15 @@ def test_sql_writes_csv_and_json_as_the_rows_come(cli, archive, tmp_path):
     p = cli("sql", "--csv", late, check=3)
     assert p.stderr.strip().endswith("error (store): query failed: division by zero")
     assert "(" in cli("sql", "SELECT count(*) FROM instance").stdout  # the table, then a count
+
+
+def test_ingest_takes_sources_from_a_list_and_from_the_command_line(cli, archive, tmp_path):
+    """SOURCEs first, then the list's lines (blank ones ignored): the same objects as
+    walking the archive, once each."""
+    files = sorted(archive.rglob("*.dcm"))
+    listed = tmp_path / "sources.txt"
+    listed.write_text("\n".join(str(f) for f in files[4:]) + "\n\n")
+    p = cli("ingest", str(files[0].parent), "--files-from", str(listed), "--out", "out", "--json")
+    summary = json.loads(p.stdout)
+    assert summary["files_indexed"] == N_FILES - 4 + len(list(files[0].parent.glob("*.dcm")))
+    assert summary["files_failed"] == 0

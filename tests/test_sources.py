@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import tarfile
 import zipfile
+from pathlib import Path
 
 import pytest
 
-from indexer import work
+from indexer import sources, work
 from indexer.errors import SourceError
 from indexer.records import Failure, SourceFile
 from indexer.sources import HEAD_BYTES, FileReader, Walker, at_least, count_files, source_id
@@ -214,3 +216,30 @@ def test_a_system_error_is_named_by_its_cause_never_its_path(error, said):
     message = str(SourceError.unreadable(error))
     assert said in message
     assert "PHIMARK" not in message
+
+
+@pytest.mark.parametrize("chunk", [3, 1 << 16])  # entries split across reads, and not
+def test_a_list_of_sources_is_read_by_lines_or_by_nuls(monkeypatch, chunk):
+    monkeypatch.setattr(sources, "LIST_CHUNK", chunk)
+    odd = b"caf\xe9 PHIMARK.dcm"  # not UTF-8: kept byte for byte
+    lines = b"a/one.dcm\r\n\n" + odd + b"\nb dir/\n"
+    nuls = b"a/one.dcm\0" + odd + b"\0line\nbreak.dcm\0"
+    assert [os.fsencode(p) for p in sources.listed_paths(io.BytesIO(lines))] == [
+        b"a/one.dcm",
+        odd,
+        b"b dir",
+    ]
+    assert [os.fsencode(p) for p in sources.listed_paths(io.BytesIO(nuls))] == [
+        b"a/one.dcm",
+        odd,
+        b"line\nbreak.dcm",
+    ]
+    assert list(sources.listed_paths(io.BytesIO(b""))) == []
+
+
+def test_roots_stream_a_listed_file_each_time_they_are_walked(tmp_path):
+    listed = tmp_path / "list.txt"
+    listed.write_bytes(b"x.dcm\ny.dcm\n")
+    roots = sources.Roots([tmp_path / "named"], listed)
+    assert list(roots) == list(roots) == [tmp_path / "named", Path("x.dcm"), Path("y.dcm")]
+    assert not sources.Roots([])
