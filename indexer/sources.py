@@ -101,9 +101,6 @@ class Roots:
             except OSError as e:
                 raise ConfigError(f"cannot read the list of sources ({os_reason(e)})") from None
 
-    def __bool__(self) -> bool:
-        return bool(self.named) or self.listed is not None
-
 
 LIST_CHUNK = 1 << 16
 

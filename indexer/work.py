@@ -129,8 +129,8 @@ def read_header(path: Path) -> pydicom.Dataset:
     try:
         ds, _stop = _dcmread(head, pixels_in_place=True)
         return _checked(ds)
-    except SourceError:
-        if whole:
+    except SourceError as e:
+        if whole or e.reason == "not_dicom":  # more bytes would not make a video DICOM
             raise
     try:
         data = path.read_bytes()

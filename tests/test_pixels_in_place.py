@@ -262,3 +262,19 @@ def test_verify_reads_an_original_whose_header_outlasts_the_first_read(tmp_path,
     )
     assert report.unreadable_originals == 0
     assert report.leaks
+
+
+def test_a_large_file_that_is_no_dicom_is_not_read_whole_to_find_out(tmp_path, monkeypatch):
+    """A video beside the originals: its first bytes say it is no DICOM, and the rest of it
+    is never read (only a header cut short is read again, whole)."""
+    monkeypatch.setattr(work, "HEAD_BYTES_LIMIT", 1024)
+    video = tmp_path / "scan.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(10_000))
+
+    def whole(_self: object) -> bytes:
+        raise AssertionError("read whole")
+
+    monkeypatch.setattr(type(video), "read_bytes", whole)
+    with pytest.raises(SourceError) as caught:
+        work.read_header(video)
+    assert caught.value.reason == "not_dicom"

@@ -242,4 +242,3 @@ def test_roots_stream_a_listed_file_each_time_they_are_walked(tmp_path):
     listed.write_bytes(b"x.dcm\ny.dcm\n")
     roots = sources.Roots([tmp_path / "named"], listed)
     assert list(roots) == list(roots) == [tmp_path / "named", Path("x.dcm"), Path("y.dcm")]
-    assert not sources.Roots([])
