@@ -20,7 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from indexer import deid, work
+from indexer import deid, tree, work
 from indexer.deid import Plan, verify
 from indexer.deid.rawvalue import DEFAULT, ELEMENT_ERRORS, text_of
 from indexer.errors import DeidError, SourceError
@@ -199,7 +199,11 @@ def _originals(
 def _output_files(roots: Sequence[Path]) -> Iterator[Path]:
     """Every file under ``roots`` (a root may be a file)."""
     for root in roots:
-        yield from [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        if root.is_file():
+            yield root
+            continue
+        for folder, names in tree.walk(root):
+            yield from (p for p in map(folder.joinpath, names) if p.is_file())
 
 
 def _outputs(roots: Sequence[Path], report: VerifyReport) -> Iterator[tuple[Path, Dataset]]:

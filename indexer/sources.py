@@ -12,6 +12,7 @@ import hmac
 import logging
 import lzma
 import os
+import stat
 import sys
 import tarfile
 import zipfile
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from indexer import tree
 from indexer.errors import ConfigError, SourceError, os_reason
 from indexer.records import Failure, SourceFile
 from indexer.spans import Version, version_of
@@ -32,6 +34,7 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 BOMB_RATIO = 200  # a member that inflates more than this ...
 BOMB_MIN_BYTES = 10 * 1024 * 1024  # ... to more than this is refused as a zip bomb
 Item = SourceFile | Failure
+LINK_MEMBER = ("link_member", "an archive member is a link: not followed")
 
 
 def source_id(key: bytes, locator: str) -> str:
@@ -169,42 +172,53 @@ class Walker:
             yield from self._walk_root(root)
 
     def _walk_root(self, root: Path) -> Iterator[Item]:
-        locator = str(root)
-        if root.is_dir():
-            yield from self._walk_dir(root)
-        elif root.is_file():
-            yield from self._file(root)
-        elif root.is_symlink():
-            yield self._fail(locator, "failed", "broken_link", "a symbolic link points nowhere")
-        else:
-            yield self._fail(locator, "failed", "missing", "a source does not exist")
+        try:
+            if root.is_dir():
+                yield from self._walk_dir(root)
+            elif root.is_file():
+                yield from self._file(root)
+            else:
+                yield self._not_a_file(root)
+        except OSError as e:
+            yield self._fail(
+                str(root), "failed", "unreadable", f"cannot open a source ({os_reason(e)})"
+            )
 
     def _walk_dir(self, top: Path) -> Iterator[Item]:
+        """The items under ``top``, depth first, without recursion (a tree of any depth)."""
         seen = _folder_ids(self.skip)  # as they are now (an output is made before the walk)
         skipped = frozenset(seen)
+        entries = yield from self._listing(top, seen, skipped)
+        stack = [iter(entries)]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                continue
+            p = Path(entry.path)
+            try:
+                if entry.is_dir():  # follows links; loops are caught by `seen`
+                    entries = yield from self._listing(p, seen, skipped)
+                    stack.append(iter(entries))
+                elif entry.is_file():
+                    yield from self._file(p)
+                else:
+                    yield self._not_a_file(p)
+            except OSError as e:
+                yield self._fail(
+                    entry.path, "failed", "unreadable", f"cannot open a file ({os_reason(e)})"
+                )
 
-        def visit(d: Path) -> Iterator[Item]:
-            entries = yield from self._listing(d, seen, skipped)
-            for entry in entries:
-                p = Path(entry.path)
-                try:
-                    if entry.is_dir():  # follows links; loops are caught by `seen`
-                        yield from visit(p)
-                    elif entry.is_file():
-                        yield from self._file(p)
-                    elif entry.is_symlink():
-                        yield self._fail(
-                            entry.path, "failed", "broken_link", "a symbolic link points nowhere"
-                        )
-                except OSError as e:
-                    yield self._fail(
-                        entry.path,
-                        "failed",
-                        "unreadable",
-                        f"cannot open a file ({os_reason(e)})",
-                    )
-
-        yield from visit(top)
+    def _not_a_file(self, path: Path) -> Failure:
+        """What a source that is neither folder nor file is: a dangling link, or special."""
+        locator = str(path)
+        if path.exists():
+            return self._fail(
+                locator, "skipped", "special_file", "a device, FIFO or socket is not a file"
+            )
+        if path.is_symlink():
+            return self._fail(locator, "failed", "broken_link", "a symbolic link points nowhere")
+        return self._fail(locator, "failed", "missing", "a source does not exist")
 
     def _listing(
         self, d: Path, seen: set[tuple[int, int]], skipped: frozenset[tuple[int, int]]
@@ -296,6 +310,9 @@ class Walker:
             infos = sorted((i for i in z.infolist() if not i.is_dir()), key=lambda i: i.filename)
             for info in infos:
                 locator = f"{path}!{info.filename}"
+                if stat.S_ISLNK(info.external_attr >> 16):  # its content is the link's target
+                    yield self._fail(locator, "skipped", *LINK_MEMBER)
+                    continue
                 problem = self._member_problem(info.filename, info.file_size, info.compress_size)
                 if problem:
                     yield self._fail(locator, _outcome(problem[0]), *problem)
@@ -312,9 +329,12 @@ class Walker:
         # streamed in archive order: a compressed tar is read once, front to back
         with tarfile.open(path, mode="r|*") as t:
             for m in t:
-                if not m.isfile():
+                if m.isdir():
                     continue
                 locator = f"{path}!{m.name}"
+                if not m.isfile():
+                    yield self._fail(locator, "skipped", *_odd_member(m))
+                    continue
                 problem = self._member_problem(m.name, m.size)
                 if problem:
                     yield self._fail(locator, _outcome(problem[0]), *problem)
@@ -328,6 +348,13 @@ class Walker:
                     BytesReader(data),
                     f"{m.size}:{m.mtime}:{m.chksum}",
                 )
+
+
+def _odd_member(m: tarfile.TarInfo) -> tuple[str, str]:
+    """The reason and message for a tar member that is neither file nor folder."""
+    if m.issym() or m.islnk():
+        return LINK_MEMBER
+    return "special_file", "an archive member is a device or FIFO, not a file"
 
 
 def _outcome(reason: str) -> str:
@@ -469,7 +496,7 @@ def _file_counts(roots: Iterable[Path]) -> Iterator[int | None]:
         if root.is_file():
             yield None if is_archive(root.name) else 1
             continue
-        for _dir, _subdirs, files in os.walk(root):
+        for _folder, files in tree.walk(root):
             yield None if any(is_archive(f) for f in files) else len(files)
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from indexer import keys as keys_mod
+from indexer import tree
 from indexer.store import migrate, roles
 from indexer.store.db import normalize_url
 
@@ -29,6 +30,7 @@ TEMPLATE_DB = "dicom_index_template"
 ROLES = roles.RoleNames()
 READER_ROLE = ROLES.reader
 _counter = itertools.count(1)
+DEEPER_THAN_RECURSION = 1200  # levels of folders: Python's recursion limit is 1,000
 
 
 def _docker_ok() -> bool:
@@ -235,3 +237,29 @@ def pg_dump(server: PgServer, db_url: str, *args: str) -> bytes:
         cmd += ["-p", str(u.port)]
     # the embedded server runs as its own system user; pg_dump connects as root over the socket
     return subprocess.run([*cmd, *args], env=env, capture_output=True, check=True).stdout
+
+
+@pytest.fixture
+def deep_folder() -> Iterator[Callable[[Path], Path]]:
+    """Makes a folder DEEPER_THAN_RECURSION levels below a given one, and removes them after.
+
+    Removed here, without recursion: pytest's clean-up of old temporary folders uses
+    shutil.rmtree, which recurses once per level and would fail on them.
+    """
+    made: list[Path] = []
+
+    def make(top: Path) -> Path:
+        d = top
+        for _ in range(DEEPER_THAN_RECURSION):
+            d = d / "d"
+            d.mkdir()  # os.makedirs recurses too
+            if not made or not d.is_relative_to(made[-1]):
+                made.append(d)
+        return d
+
+    yield make
+    for first in made:
+        for folder, names in reversed(list(tree.walk(first))):
+            for name in names:
+                (folder / name).unlink()
+            folder.rmdir()

@@ -4,6 +4,8 @@ recorded with their reason, nothing leaks, and the exit code says some failed.""
 from __future__ import annotations
 
 import io
+import os
+import tarfile
 import zipfile
 from collections import Counter
 
@@ -117,6 +119,13 @@ def corpus(tmp_path):  # noqa: PLR0915 - a statement or two per kind of bad inpu
     expected["symlink_loop"] += 1
     (root / "dangling.dcm").symlink_to(root / "nowhere")
     expected["broken_link"] += 1
+    os.mkfifo(root / "pipe.dcm")  # a read would wait for ever: never opened
+    expected["special_file"] += 1
+    with tarfile.open(root / "links.tar", "w") as t:
+        info = tarfile.TarInfo("passwd.dcm")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        t.addfile(info)
+    expected["link_member"] += 1
     with zipfile.ZipFile(root / "archive.zip", "w", zipfile.ZIP_DEFLATED) as z:
         ds = make_instance(5, 1, 1, 1, marker=MARK)
         z.writestr("ok.dcm", to_bytes(ds))
@@ -176,6 +185,8 @@ def test_bad_inputs_are_recorded_and_the_rest_lands(
             "dicomdir",
             "symlink_loop",
             "nested_archive",
+            "special_file",
+            "link_member",
         }
     # the big-endian, deflated and compressed objects were carried in their own syntax
     syntaxes = {

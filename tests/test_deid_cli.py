@@ -190,6 +190,24 @@ def test_verify_counts_what_it_could_not_check(tmp_path, env):
     assert MARKER not in p.stdout + p.stderr
 
 
+def test_deid_and_verify_walk_trees_deeper_than_the_recursion_limit(tmp_path, env, deep_folder):
+    """Originals and outputs of any depth are read: an original far down is de-identified,
+    and the same original dropped far down in the output is found there as a leak."""
+    archive, out = tmp_path / "in", tmp_path / "out"
+    original = to_bytes(make_instance(1, 1, 1, 1, marker=MARKER))
+    archive.mkdir()
+    (deep_folder(archive) / "x.dcm").write_bytes(original)
+    p = _run(["deid", str(archive), "--out", str(out)], env, tmp_path)
+    assert "1 de-identified, 0 skipped, 0 failed" in p.stdout
+    args = ["verify", "--original", str(archive), "--deidentified", str(out)]
+    assert "1 files scanned, 0 leaks" in _run(args, env, tmp_path).stdout
+    (deep_folder(out) / "planted.dcm").write_bytes(original)
+    p = _run(args, env, tmp_path, check=1)
+    assert "2 files scanned" in p.stdout
+    assert "leak:" in p.stdout
+    assert MARKER not in p.stdout + p.stderr
+
+
 def test_verify_per_object_searches_each_copy_for_its_own_original_only(tmp_path, env):
     """Two unrelated objects: one patient's name is the other's body part. Pooled, `verify`
     finds the name in the other copy; per object it searches each copy for its own

@@ -105,7 +105,7 @@ def test_the_messages_name_the_problem(ctx):
     assert messages == {
         "bad_length": "cannot de-identify the object: an element's length does not fit its "
         "value representation (BytesLengthException)",
-        "deep_nesting": "unreadable DICOM (RecursionError)",
+        "deep_nesting": "unreadable DICOM: sequences are nested too deep (RecursionError)",
     }
 
 

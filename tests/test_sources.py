@@ -16,6 +16,7 @@ from indexer.errors import SourceError
 from indexer.records import Failure, SourceFile
 from indexer.sources import HEAD_BYTES, FileReader, Walker, at_least, count_files, source_id
 from tests.builders import make_instance, odd_zip, rewrite_in_place, to_bytes
+from tests.conftest import DEEPER_THAN_RECURSION
 
 KEY = b"s" * 32
 MARK = "PHIMARK"
@@ -85,6 +86,72 @@ def test_symlink_loop_and_broken_link(tmp_path):
     reasons = sorted(i.reason for i in items if isinstance(i, Failure))
     assert reasons == ["broken_link", "symlink_loop"]
     assert sum(isinstance(i, SourceFile) for i in items) == 1
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_walked(tmp_path, deep_folder):
+    (tmp_path / "top").mkdir()
+    (deep_folder(tmp_path / "top") / "x.dcm").write_bytes(b"x")
+    (tmp_path / "top" / "y.dcm").write_bytes(b"y")
+    items = _walk(tmp_path / "top")
+    assert [type(i) for i in items] == [SourceFile, SourceFile]
+    assert items[0].locator.count("/d") == DEEPER_THAN_RECURSION  # "d" sorts before "y.dcm"
+    assert count_files([tmp_path / "top"]) == 2
+    assert at_least([tmp_path / "top"], 2)
+
+
+def test_folder_walk_order_is_depth_first_by_name(tmp_path):
+    for rel in ("b/2.dcm", "b/a/1.dcm", "a.dcm", "c/3.dcm", "b/c.dcm"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    names = [Path(i.locator).relative_to(tmp_path).as_posix() for i in _walk(tmp_path)]
+    assert names == ["a.dcm", "b/2.dcm", "b/a/1.dcm", "b/c.dcm", "c/3.dcm"]
+
+
+def test_fifos_and_devices_are_recorded_as_skipped_never_opened(tmp_path):
+    """A FIFO would block a read for ever: it is recorded, in a folder and as a source."""
+    (tmp_path / "f.dcm").write_bytes(b"x")
+    os.mkfifo(tmp_path / f"pipe_{MARK}.dcm")
+    (tmp_path / "to_pipe.dcm").symlink_to(tmp_path / f"pipe_{MARK}.dcm")
+    items = _walk(tmp_path, tmp_path / f"pipe_{MARK}.dcm", Path("/dev/null"))
+    failures = [i for i in items if isinstance(i, Failure)]
+    assert [(f.outcome, f.reason) for f in failures] == [("skipped", "special_file")] * 4
+    assert all(MARK not in f.message and MARK not in f.source_id for f in failures)
+    assert sum(isinstance(i, SourceFile) for i in items) == 1
+
+
+def test_link_and_special_members_of_archives_are_recorded_never_followed(tmp_path):
+    data = to_bytes(make_instance())
+    t = tmp_path / "a.tar"
+    with tarfile.open(t, "w") as tf:
+        info = tarfile.TarInfo(f"{MARK}/ok.dcm")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+        for name, kind, target in (
+            ("sym.dcm", tarfile.SYMTYPE, "/etc/passwd"),
+            ("hard.dcm", tarfile.LNKTYPE, f"{MARK}/ok.dcm"),
+            ("fifo.dcm", tarfile.FIFOTYPE, ""),
+            ("dev.dcm", tarfile.CHRTYPE, ""),
+        ):
+            info = tarfile.TarInfo(f"{MARK}/{name}")
+            info.type, info.linkname = kind, target
+            tf.addfile(info)
+    z = tmp_path / "b.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        info = zipfile.ZipInfo(f"{MARK}/link.dcm")
+        info.external_attr = (0o120777) << 16  # a symbolic link: its content is its target
+        zf.writestr(info, "/etc/passwd")
+        zf.writestr("ok.dcm", data)
+    items = _walk(t, z)
+    failures = [(i.outcome, i.reason) for i in items if isinstance(i, Failure)]
+    assert failures == [
+        ("skipped", "link_member"),
+        ("skipped", "link_member"),
+        ("skipped", "special_file"),
+        ("skipped", "special_file"),
+        ("skipped", "link_member"),
+    ]
+    assert [i.read() for i in items if isinstance(i, SourceFile)] == [data, data]
+    assert all(MARK not in i.message for i in items if isinstance(i, Failure))
 
 
 def test_bad_archive_and_missing_source(tmp_path):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from indexer import failpoints
+from indexer import failpoints, tree
 from indexer.errors import StoreError, os_reason
 from indexer.spans import FileSpan
 
@@ -374,12 +374,10 @@ class LocalCopies:
 
     def names(self) -> Iterator[str]:
         """The name of every copy here, a directory at a time (the store's own files left out)."""
-        for top, dirs, files in os.walk(self.root):
-            if top == str(self.root):
-                dirs[:] = [d for d in dirs if d != INCOMING]
-            dirs.sort()
-            base = Path(top).relative_to(self.root)
-            yield from ((base / f).as_posix() for f in sorted(files) if f.endswith(".dcm"))
+        incoming = self.root / INCOMING
+        for folder, files in tree.walk(self.root, descend=lambda p: p != incoming):
+            base = folder.relative_to(self.root)
+            yield from ((base / f).as_posix() for f in files if f.endswith(".dcm"))
 
     def _path(self, name: str) -> Path:
         if ".." in Path(name).parts or Path(name).is_absolute():
