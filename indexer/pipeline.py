@@ -261,7 +261,7 @@ class Ingest:
                 id(i): self.fingerprint(i) for i in chunk if isinstance(i, SourceFile) and i.version
             }
             with db.transaction(self.engine) as s:
-                known = sql.known_sources(s, list(prints.values()))
+                known = sql.known_sources(s, list(prints.values()), self.output.output_id)
             for item in chunk:
                 k = known.get(prints.get(id(item), ""))
                 if (
@@ -337,7 +337,7 @@ class Ingest:
         """
         outcomes, failures, seen = batch.outcomes, batch.failures, batch.seen
         with db.transaction(self.engine) as s:
-            new, conflicts = sql.upsert_index(s, outcomes)
+            new, conflicts = sql.upsert_index(s, outcomes, run_id, self.output.output_id)
             if conflicts:  # indexed before with other content (a copy in another output)
                 outcomes, failures = _split_conflicts(outcomes, failures, conflicts)
                 seen = [(f, u) for f, u in seen if u not in conflicts]

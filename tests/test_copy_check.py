@@ -116,6 +116,37 @@ def test_two_outputs_of_one_index_are_told_apart(sql_only, tmp_path):
     assert two.endswith("; 1 not indexed here")  # the conflicting copy, never indexed
 
 
+def test_an_archive_ingested_into_a_second_output_is_described_in_both(sql_only, tmp_path, engine):
+    """The same archive, ingested again into another output, writes its copies there too:
+    the index records them, so both outputs check clean; a copy lost from the second is
+    found missing there, and its next run writes it again."""
+    archive, out1, out2 = tmp_path / "archive", tmp_path / "out1", tmp_path / "out2"
+    write_archive(archive, SHAPE, marker=MARKER)
+    _ingest(sql_only, archive, out1)
+    summary = _ingest(sql_only, archive, out2)
+    assert summary["files_already_indexed"] == 6
+    assert summary["files_unchanged"] == 0  # its copies are not in this output yet
+    assert len(_copies(out2)) == 6
+    p = sql_only("check-copies", str(out1), str(out2), "--content")
+    for out in (out1, out2):
+        assert f"output {read_output_id(out)}: 6 copies checked (sizes and contents)" in p.stdout
+    assert p.stdout.count("; 0 not indexed here") == 2
+    with engine.connect() as c:
+        further = c.execute(text("SELECT output_id FROM dicom_index.instance_copy")).scalars()
+        assert set(further) == {read_output_id(out2)}
+
+    assert _ingest(sql_only, archive, out2)["files_unchanged"] == 6  # in place: not read
+    lost = _copies(out2)[0]
+    lost.unlink()
+    p = sql_only("check-copies", str(out1), str(out2), check=1)
+    one, two = (line for line in p.stdout.splitlines() if line.startswith("output "))
+    assert "0 missing" in one
+    assert "1 missing" in two
+    assert _ingest(sql_only, archive, out2)["files_unchanged"] == 5
+    assert lost.is_file()
+    sql_only("check-copies", str(out1), str(out2), "--content")
+
+
 def test_outputs_of_older_runs_are_counted_not_checked(sql_only, tmp_path, engine):
     archive, out = tmp_path / "archive", tmp_path / "out"
     write_archive(archive, SHAPE, marker=MARKER)

@@ -148,6 +148,25 @@ class Instance(Base):
     created_at: Mapped[created]
 
 
+class InstanceCopy(Base):
+    """A further copy of an indexed instance, of the same content, in another output.
+
+    The instance row's run names the output of its first copy. An archive ingested again
+    into a second output writes its copies there too: each such output is recorded here, so
+    that ``check-copies`` of either output finds its copies described.
+    """
+
+    __tablename__ = "instance_copy"
+    __table_args__ = (Index(None, "output_id"), {"schema": INDEX_SCHEMA})
+
+    sop_uid: Mapped[str] = mapped_column(
+        ForeignKey(f"{INDEX_SCHEMA}.instance.sop_uid"), primary_key=True
+    )
+    output_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey(f"{INDEX_SCHEMA}.ingest_run.id"))
+    created_at: Mapped[created]
+
+
 class FileError(Base):
     """A file that was skipped or failed, by PHI-free source id and reason code."""
 

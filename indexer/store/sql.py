@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import Engine, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Engine, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from indexer.store.models import (
     IngestBatch,
     IngestRun,
     Instance,
+    InstanceCopy,
     Patient,
     Series,
     SourceSeen,
@@ -68,12 +69,15 @@ def _dedupe(rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def upsert_index(s: Session, outcomes: Sequence[Outcome]) -> tuple[int, set[str]]:
+def upsert_index(
+    s: Session, outcomes: Sequence[Outcome], run_id: int, output_id: str | None = None
+) -> tuple[int, set[str]]:
     """Insert patients, studies, series and instances not yet indexed.
 
     Returns the number of new instances, and the SOP Instance UIDs indexed before with other
     content (another copy's digest): conflicts, which the caller records, never overwrites.
-    Re-ingesting the same object changes nothing (keyed pseudonyms make the same keys).
+    Re-ingesting the same object changes nothing (keyed pseudonyms make the same keys), but
+    for its copy in ``output_id`` when that is not where its first copy went: recorded.
     """
     if not outcomes:
         return 0, set()
@@ -103,7 +107,31 @@ def upsert_index(s: Session, outcomes: Sequence[Outcome]) -> tuple[int, set[str]
         if o.record.instance["sop_uid"] not in new
         and digests.get(o.record.instance["sop_uid"]) != o.record.instance["copy_sha256"]
     }
+    if output_id is not None:
+        same = [r["sop_uid"] for r in known if r["sop_uid"] not in conflicts]
+        _record_further_copies(s, same, run_id, output_id)
     return len(new), conflicts
+
+
+def _record_further_copies(
+    s: Session, sop_uids: Sequence[str], run_id: int, output_id: str
+) -> None:
+    """Record ``output_id`` as holding copies of these instances, where their first is not."""
+    if not sop_uids:
+        return
+    elsewhere = (
+        select(Instance.sop_uid, literal(output_id), literal(run_id))
+        .join(IngestRun, IngestRun.id == Instance.run_id)
+        .where(
+            Instance.sop_uid.in_(sop_uids),
+            IngestRun.output_id.is_distinct_from(output_id),
+        )
+    )
+    s.execute(
+        insert(InstanceCopy)
+        .from_select(["sop_uid", "output_id", "run_id"], elsewhere)
+        .on_conflict_do_nothing()
+    )
 
 
 INSTANCE_COLUMNS = tuple(c.name for c in Instance.__table__.columns if c.name != "created_at")
@@ -332,8 +360,13 @@ class KnownSource:
     series_uid: str
 
 
-def known_sources(s: Session, fingerprints: Sequence[str]) -> dict[str, KnownSource]:
-    """Fingerprint -> what was indexed from it, for sources indexed before."""
+def known_sources(
+    s: Session, fingerprints: Sequence[str], output_id: str | None = None
+) -> dict[str, KnownSource]:
+    """Fingerprint -> what was indexed from it, for sources indexed before.
+
+    With ``output_id``: only those whose copy the index places in that output.
+    """
     if not fingerprints:
         return {}
     q = (
@@ -347,6 +380,8 @@ def known_sources(s: Session, fingerprints: Sequence[str]) -> dict[str, KnownSou
         .join(Instance, Instance.sop_uid == SourceSeen.sop_uid)
         .where(SourceSeen.fingerprint.in_(list(fingerprints)))
     )
+    if output_id is not None:
+        q = q.where(_placed_in(output_id))
     return {
         r.fingerprint: KnownSource(r.copy_path, int(r.copy_bytes), r.study_uid, r.series_uid)
         for r in s.execute(q)
@@ -372,12 +407,23 @@ class IndexedCopy:
     sha256: str
 
 
+def _placed_in(output_id: str | None) -> ColumnElement[bool]:
+    """Instances with a copy in ``output_id``: their first, or a further one.
+
+    None: instances whose first copy went where a run did not record (before runs did).
+    """
+    first = Instance.run_id.in_(select(IngestRun.id).where(IngestRun.output_id == output_id))
+    if output_id is None:
+        return first
+    further = select(InstanceCopy.sop_uid).where(InstanceCopy.output_id == output_id)
+    return or_(first, Instance.sop_uid.in_(further))
+
+
 def indexed_copies(s: Session, output_id: str, chunk: int = 2000) -> Iterator[IndexedCopy]:
     """Every copy the index describes in the output ``output_id``, streamed (by SOP UID)."""
     stmt = (
         select(Instance.sop_uid, Instance.copy_path, Instance.copy_bytes, Instance.copy_sha256)
-        .join(IngestRun, IngestRun.id == Instance.run_id)
-        .where(IngestRun.output_id == output_id)
+        .where(_placed_in(output_id))
         .order_by(Instance.sop_uid)
     )
     for r in s.execute(stmt, execution_options={"yield_per": chunk}):
@@ -385,13 +431,8 @@ def indexed_copies(s: Session, output_id: str, chunk: int = 2000) -> Iterator[In
 
 
 def count_indexed_copies(s: Session, output_id: str | None) -> int:
-    """How many instances runs into ``output_id`` indexed (None: runs that recorded none)."""
-    stmt = (
-        select(func.count())
-        .select_from(Instance)
-        .join(IngestRun, IngestRun.id == Instance.run_id)
-        .where(IngestRun.output_id == output_id)  # None: IS NULL
-    )
+    """How many instances have a copy in ``output_id`` (None: runs that recorded none)."""
+    stmt = select(func.count()).select_from(Instance).where(_placed_in(output_id))
     return int(s.execute(stmt).scalar_one())
 
 
@@ -400,12 +441,7 @@ def described_names(s: Session, output_id: str, sop_uids: Sequence[str]) -> set[
 
     May: a run that recorded no output (before runs did) may have written to it.
     """
-    stmt = (
-        select(Instance.copy_path)
-        .join(IngestRun, IngestRun.id == Instance.run_id)
-        .where(
-            or_(IngestRun.output_id == output_id, IngestRun.output_id.is_(None)),
-            Instance.sop_uid.in_(list(sop_uids)),
-        )
+    stmt = select(Instance.copy_path).where(
+        or_(_placed_in(output_id), _placed_in(None)), Instance.sop_uid.in_(list(sop_uids))
     )
     return set(s.execute(stmt).scalars())
