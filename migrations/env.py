@@ -3,11 +3,10 @@
 from alembic import context
 from sqlalchemy import create_engine, text
 
-from indexer.store.db import normalize_url
+from indexer.store.db import SETUP_LOCK, normalize_url
 from indexer.store.models import INDEX_SCHEMA, metadata
 
 config = context.config
-ADVISORY_LOCK = 0x4449434F  # "DICO": one migrator at a time
 
 
 def include_name(name, type_, _parent_names):
@@ -30,8 +29,9 @@ def run_migrations_online() -> None:
 def _run(conn) -> None:
     conn.execute(text("SET lock_timeout = '10s'"))
     conn.execute(text("SET statement_timeout = '300s'"))
+    # locked first: two CREATE SCHEMA IF NOT EXISTS at once can both try to create it
+    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SETUP_LOCK})
     conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {INDEX_SCHEMA}"))
-    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ADVISORY_LOCK})
     conn.commit()
     try:
         context.configure(
@@ -46,7 +46,7 @@ def _run(conn) -> None:
         with context.begin_transaction():
             context.run_migrations()
     finally:
-        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK})
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SETUP_LOCK})
         conn.commit()
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from indexer.errors import StoreError
 
 logger = logging.getLogger(__name__)
+SETUP_LOCK = 0x4449434F  # "DICO": an advisory lock, one schema upgrade or grant at a time
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,10 @@ import logging
 from dataclasses import dataclass
 
 from psycopg import sql as pgsql
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from indexer.errors import StoreError
+from indexer.store.db import SETUP_LOCK
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def apply_roles(engine: Engine, names: RoleNames, passwords: dict[str, str | Non
     """
     report: list[str] = []
     with engine.begin() as conn:
+        _one_at_a_time(conn)
         raw = conn.connection.dbapi_connection
         pgconn = raw.pgconn  # type: ignore[union-attr]
         for role in names.all():
@@ -97,6 +99,7 @@ def apply_roles(engine: Engine, names: RoleNames, passwords: dict[str, str | Non
 def grant_if_present(engine: Engine, names: RoleNames) -> bool:
     """Re-apply grants after a migration when the roles exist; False if they do not."""
     with engine.begin() as conn:
+        _one_at_a_time(conn)
         present = conn.execute(
             text("SELECT count(*) FROM pg_roles WHERE rolname = ANY(:r)"),
             {"r": list(names.all())},
@@ -106,6 +109,16 @@ def grant_if_present(engine: Engine, names: RoleNames) -> bool:
         for stmt in _grants(names, conn.execute(text("SELECT current_database()")).scalar_one()):
             conn.exec_driver_sql(stmt)
     return True
+
+
+def _one_at_a_time(conn: Connection) -> None:
+    """Wait until no other command changes roles, grants or the schema; hold that to commit.
+
+    Two commands setting up one database at once (the embedded quick start does at each
+    command) would otherwise race: PostgreSQL refuses concurrent changes of one role's or
+    one table's privileges ("tuple concurrently updated").
+    """
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETUP_LOCK})
 
 
 def _literal(value: str) -> str:

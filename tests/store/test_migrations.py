@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from indexer.store import audit, migrate
+from tests.conftest import ROLES
 
 
 def test_upgrade_from_0002_with_audit_rows(pg_server):
@@ -66,3 +70,57 @@ def test_light_revision_checks_agree_with_alembic(pg_server):
         with admin.connect() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+SET_UP_ONE = """
+import sys, time
+from sqlalchemy import create_engine
+from indexer.store import migrate, roles
+engine = create_engine(sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all at once
+migrate.upgrade(engine)
+roles.apply_roles(engine, roles.RoleNames(), {})
+roles.grant_if_present(engine, roles.RoleNames())
+"""
+
+
+def test_commands_setting_up_one_database_at_once_take_turns(pg_server):
+    """The embedded quick start upgrades the schema and applies the grants at each command:
+    several commands started together on a new database must all succeed, one at a time,
+    not fail on PostgreSQL's "duplicate key" or "tuple concurrently updated"."""
+    admin = create_engine(pg_server.admin_url, isolation_level="AUTOCOMMIT")
+    for round_ in range(2):
+        name = f"race_{os.getpid()}_{round_}"
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+            c.execute(text(f"CREATE DATABASE {name}"))
+        try:
+            start = str(time.time() + 3.0)
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-c", SET_UP_ONE, pg_server.url(name), start],
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(4)
+            ]
+            errors = [p.communicate(timeout=120)[1] for p in procs]
+            assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+            engine = create_engine(pg_server.url(name))
+            assert migrate.current(engine) == migrate.head()
+            assert roles_granted(engine)
+            engine.dispose()
+        finally:
+            with admin.connect() as c:
+                c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+def roles_granted(engine) -> bool:
+    with engine.connect() as c:
+        return bool(
+            c.execute(
+                text("SELECT has_table_privilege(:r, 'dicom_index.instance', 'SELECT')"),
+                {"r": ROLES.reader},
+            ).scalar()
+        )
