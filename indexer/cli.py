@@ -751,8 +751,16 @@ def _print_released(
         return
     table = rich_table.Table(*header)
     for r in rows:
-        table.add_row(*r)
+        table.add_row(*map(_shown, r))
     rich_console.Console(width=220).print(table)
+
+
+def _shown(value: str) -> str:
+    """``value`` for a terminal: bytes of a name that are not UTF-8 as escapes, not "?".
+
+    As ``ls -b`` shows them: a backslash, x and two hex digits.
+    """
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 LOOKUP_KINDS = {

@@ -295,6 +295,9 @@ def test_a_file_name_that_is_not_utf8_is_kept_byte_for_byte(cli, tmp_path, engin
     p = cli("reidentify", source_id, "--reason", "find the original file", "--json")
     original = json.loads(p.stdout)[0]["original"]
     assert os.fsencode(original) == os.fsencode(str(path))
+    p = cli("reidentify", source_id, "--reason", "show the original file")
+    assert "caf\\xe9" in p.stdout  # its bytes shown as escapes, as `ls -b` shows them
+    assert "\ufffd" not in p.stdout
 
 
 def test_sql_writes_csv_and_json_as_the_rows_come(cli, archive, tmp_path):
