@@ -29,16 +29,7 @@ def load(path: Path) -> RuleSet:
         rule), or a method does not fit the VR it selects.
 
     """
-    try:
-        text = path.read_text("utf-8")
-    except OSError as e:
-        raise RuleError(f"cannot read the rules file ({os_reason(e)})") from None
-    try:
-        doc: Any = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except (ValueError, yaml.YAMLError) as e:
-        raise RuleError(
-            f"the rules file is not valid {path.suffix[1:].upper()}: {str(e).splitlines()[0]}"
-        ) from None
+    doc = _parse(path, "rules file")
     if not isinstance(doc, dict):
         raise RuleError("the rules file must hold an object")
     if "dicomTagRules" in doc:
@@ -47,13 +38,45 @@ def load(path: Path) -> RuleSet:
     return compile_rules(doc)
 
 
+MAX_FILE_BYTES = 16 * 1024 * 1024  # a rules or masks file is some KB: more is a mistake
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases (``*name``).
+
+    Nine nested lists of nine aliases each ("billion laughs") make a few lines stand for
+    387 million values.
+    """
+
+    def __init__(self, text: str, what: str) -> None:
+        super().__init__(text)
+        self.what = what
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: ANN401 - PyYAML's types
+        if self.check_event(yaml.AliasEvent):
+            raise RuleError(f"the {self.what} uses a YAML alias (*name): write the value out")
+        return super().compose_node(parent, index)
+
+
 def _parse(path: Path, what: str) -> Any:  # noqa: ANN401 - a parsed JSON or YAML document
     try:
-        text = path.read_text("utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise RuleError(f"the {what} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        text = data.decode("utf-8")
     except OSError as e:
         raise RuleError(f"cannot read the {what} ({os_reason(e)})") from None
+    except UnicodeDecodeError:
+        raise RuleError(f"the {what} is not UTF-8 text") from None
     try:
-        return yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        if path.suffix in (".yaml", ".yml"):
+            loader = _NoAliasLoader(text, what)
+            try:
+                return loader.get_single_data()
+            finally:
+                loader.dispose()
+        return json.loads(text)
     except (ValueError, yaml.YAMLError) as e:
         raise RuleError(
             f"the {what} is not valid {path.suffix[1:].upper()}: {str(e).splitlines()[0]}"

@@ -294,6 +294,32 @@ def test_yaml_rules_and_bad_files(tmp_path):
         rules_file.load(bad)
 
 
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (LAUGHS.encode() + b"rules: *i\n", "the rules file uses a YAML alias"),
+        (b"rules:\n  - name: caf\xe9\n", "the rules file is not UTF-8 text"),
+        (b"#" * (rules_file.MAX_FILE_BYTES + 1), "the rules file is larger than 16 MiB"),
+    ],
+)
+def test_rules_files_that_would_exhaust_the_machine_or_crash_are_refused(
+    tmp_path, content, message
+):
+    """A few lines of aliases stand for 387 million values: validating them took 40 s and
+    3 GB. A file not in UTF-8 ended the run with an internal error."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(content)
+    with pytest.raises(RuleError, match=message):
+        rules_file.load(bad)
+    with pytest.raises(RuleError, match=message.replace("rules file", "pixel masks file")):
+        rules_file.load_masks(bad)
+
+
 def test_bad_rules_fail_before_any_file_is_touched(tmp_path, key_file):
     bad = tmp_path / "bad.json"
     bad.write_text(
