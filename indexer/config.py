@@ -204,6 +204,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             file_values = tomllib.loads(path.read_text("utf-8"))
         except OSError as e:
             raise ConfigError(f"cannot read settings file ({os_reason(e)})") from None
+        except UnicodeDecodeError:
+            raise ConfigError("settings file is not UTF-8 text") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"settings file is not valid TOML: {e}") from None
     names = {f.name for f in dataclasses.fields(Settings)}

@@ -188,3 +188,7 @@ def test_an_unreadable_or_broken_file_is_refused(tmp_path):
         load_settings(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(_toml(tmp_path, "batch_size = = 3\n"))
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'database_url = "caf\xe9"\n')  # was an internal error
+    with pytest.raises(ConfigError, match="settings file is not UTF-8 text"):
+        load_settings(latin1)
