@@ -221,12 +221,18 @@ def read_only_rows(
                 cur.execute(f'SET LOCAL ROLE "{role}"')
                 cur.execute("SET LOCAL search_path = dicom_index")
                 stream = cur.stream(query, size=STREAM_ROWS)
-                first = next(stream, None)
-                if first is not None:
-                    columns = [d.name for d in cur.description or ()]
-                else:  # no row came, nor the columns' names: the statement can tell them
-                    columns = _column_names(cast("psycopg.Connection[Any]", raw), query)
-                yield columns, _rows(first, stream)
+                try:
+                    first = next(stream, None)
+                    if first is not None:
+                        columns = [d.name for d in cur.description or ()]
+                    else:  # no row came, nor the columns' names: the statement can tell them
+                        columns = _column_names(cast("psycopg.Connection[Any]", raw), query)
+                    yield columns, _rows(first, stream)
+                finally:
+                    # a reader that stops early (^C, `| head`, a full disk) leaves the stream
+                    # open, holding the connection's lock: the rollback below would wait on it
+                    # for ever. Closed, psycopg cancels the query and lets the lock go.
+                    stream.close()
             raw.rollback()
         except psycopg.Error as e:
             raw.rollback()
