@@ -27,6 +27,7 @@ from indexer.errors import (
     SourceError,
     StoreError,
     VaultAccessError,
+    database_failure,
     os_reason,
 )
 from indexer.lazy import lazy
@@ -65,6 +66,7 @@ else:
     deid = lazy("indexer.deid")
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR, EXIT_MONGO_PENDING, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as the shell reports a command ended by it
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger(__name__)
@@ -82,7 +84,13 @@ def handle_errors(fn: F) -> F:
             sys.exit(e.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # click's own: it says them
+        except BrokenPipeError:  # what reads our output stopped (`| head`): as SIGPIPE ends cat
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+            sys.exit(EXIT_BROKEN_PIPE)
         except Exception as e:  # noqa: BLE001 - a defect: its text can quote a value or a path
+            if (failure := database_failure(e)) is not None:  # the server went away, ...
+                click.echo(f"error ({StoreError.code}): {failure}", err=True)
+                sys.exit(StoreError.exit_code)
             _report_defect(e)
             sys.exit(EXIT_ERROR)
 

@@ -7,6 +7,7 @@ values, so code that catches one raises ours ``from None`` and keeps only the ty
 from __future__ import annotations
 
 import os
+import sys
 
 
 def os_reason(e: BaseException) -> str:
@@ -19,6 +20,25 @@ def os_reason(e: BaseException) -> str:
     if isinstance(e, OSError) and e.errno is not None:
         return f"{name}: {os.strerror(e.errno)}"
     return name
+
+
+def database_failure(e: BaseException) -> str | None:
+    """What a database driver's error means, without its text; None if it is none.
+
+    The server's text can quote a value or name a host and user: only the error's kind and
+    SQLSTATE are given. The drivers' modules are looked up, not imported: a command that
+    never loaded them cannot have raised their errors.
+    """
+    wrapped = sys.modules.get("sqlalchemy.exc")
+    if wrapped is not None and isinstance(e, wrapped.DBAPIError) and e.orig is not None:
+        e = e.orig
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(e, psycopg.Error):
+        return None
+    state = getattr(e, "sqlstate", None)
+    if isinstance(e, psycopg.OperationalError) and (state is None or state[:2] in ("08", "57")):
+        return f"the database connection was lost or refused ({type(e).__name__})"
+    return f"the database refused a statement ({type(e).__name__}, SQLSTATE {state or 'none'})"
 
 
 class IndexerError(Exception):

@@ -187,8 +187,8 @@ class Ingest:
                     self._mongo_report(summary)
                 with db.transaction(self.engine) as s:
                     sql.finish_run(s, run_id, summary.status, _counts(summary))
-            except Exception:  # the original error matters more
-                logger.exception("could not record the end of run %s", run_id)
+            except Exception as e:  # noqa: BLE001 - the original error matters more
+                logger.warning("could not record the end of run %s (%s)", run_id, type(e).__name__)
         return summary
 
     def _results(

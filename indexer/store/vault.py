@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from indexer.deid import Identity
@@ -121,7 +121,18 @@ def _call_put(s: Session, statement: str, params: dict[str, object]) -> int:
     try:
         return int(s.execute(text(statement), params).scalar_one())
     except DBAPIError as e:
-        raise VaultAccessError(_refusal("write to the vault", e)) from None
+        raise _refused("write to the vault", e) from None
+
+
+def _refused(action: str, e: DBAPIError) -> Exception:
+    """What to raise for a database error of ``action``.
+
+    A VaultAccessError; but ``e`` itself when the connection failed (lost or refused): the
+    command says that as such, and it is no refusal.
+    """
+    if isinstance(e, OperationalError):
+        return e
+    return VaultAccessError(_refusal(action, e))
 
 
 def _refusal(action: str, e: DBAPIError) -> str:
@@ -160,7 +171,7 @@ def release(s: Session, target: str, reason: str, actor: str) -> list[Sealed]:
             {"t": target, "r": reason, "a": actor},
         ).all()
     except DBAPIError as e:
-        raise VaultAccessError(_refusal("re-identify", e)) from None
+        raise _refused("re-identify", e) from None
     return [Sealed(r.kind, r.pseudonym, r.key_id, bytes(r.ciphertext)) for r in rows]
 
 
@@ -185,7 +196,7 @@ def release_run(s: Session, run_id: int, reason: str, actor: str) -> list[RunMap
             {"run": run_id, "r": reason, "a": actor},
         ).all()
     except DBAPIError as e:
-        raise VaultAccessError(_refusal("re-identify", e)) from None
+        raise _refused("re-identify", e) from None
     return [
         RunMapping(r.study_uid, Sealed(r.kind, r.pseudonym, r.key_id, bytes(r.ciphertext)))
         for r in rows
@@ -203,7 +214,7 @@ def lookup(s: Session, kind: str, original: str, reason: str, actor: str, keys: 
         ).scalars()
         return sorted(rows)
     except DBAPIError as e:
-        raise VaultAccessError(_refusal("look up", e)) from None
+        raise _refused("look up", e) from None
 
 
 def open_sealed(keys: Keys, sealed: Iterable[Sealed]) -> list[Released]:
