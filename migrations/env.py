@@ -31,9 +31,9 @@ def _run(conn) -> None:
     conn.execute(text("SET statement_timeout = '300s'"))
     # locked first: two CREATE SCHEMA IF NOT EXISTS at once can both try to create it
     conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SETUP_LOCK})
-    conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {INDEX_SCHEMA}"))
-    conn.commit()
-    try:
+    try:  # released whatever happens: the connection goes back to a pool, lock and all
+        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {INDEX_SCHEMA}"))
+        conn.commit()
         context.configure(
             connection=conn,
             target_metadata=metadata,
@@ -45,6 +45,9 @@ def _run(conn) -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+    except BaseException:
+        conn.rollback()  # an aborted transaction would refuse the unlock below
+        raise
     finally:
         conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SETUP_LOCK})
         conn.commit()

@@ -7,11 +7,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
+from indexer.errors import StoreError
 from indexer.store import audit, migrate
-from tests.conftest import ROLES
+from indexer.store.db import SETUP_LOCK
+from tests.conftest import ROLES, role_url
 
 
 def test_upgrade_from_0002_with_audit_rows(pg_server):
@@ -124,3 +127,32 @@ def roles_granted(engine) -> bool:
                 {"r": ROLES.reader},
             ).scalar()
         )
+
+
+def test_a_failed_upgrade_lets_the_setup_lock_go(pg_server, migrated_template):
+    """An upgrade that fails (here: a role that may not create the schema) must release the
+    advisory lock even though its connection stays open in a pool; else the next upgrade or
+    grant waits on it."""
+    del migrated_template  # made: the roles exist
+    name = f"lockfree_{os.getpid()}"
+    admin = create_engine(pg_server.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        c.execute(text(f"CREATE DATABASE {name}"))
+    weak = create_engine(role_url(pg_server.url(name), ROLES.reader))
+    owner = create_engine(pg_server.url(name))
+    try:
+        with pytest.raises(StoreError, match="the schema upgrade failed: permission denied"):
+            migrate.upgrade(weak)
+        with owner.connect() as c:  # the weak engine's pooled session must not hold it
+            c.execute(text("SET lock_timeout = '2s'"))
+            c.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SETUP_LOCK})
+            c.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SETUP_LOCK})
+        migrate.upgrade(owner)
+        assert migrate.current(owner) == migrate.head()
+    finally:
+        weak.dispose()
+        owner.dispose()
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
