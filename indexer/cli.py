@@ -929,6 +929,10 @@ def deid_cmd(
 def _what_if(plan: Plan, inputs: Iterable[Path]) -> None:
     """Explain, file by file, what de-identification does to each element."""
     for n, path in enumerate(inputs, 1):
+        if sources.is_archive(path.name):
+            raise ConfigError(
+                f"--what-if explains files: input {n} is an archive (extract a member first)"
+            )
         try:
             data = path.read_bytes()
         except IsADirectoryError:

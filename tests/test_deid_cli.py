@@ -6,6 +6,7 @@ import base64
 import os
 import subprocess
 import sys
+import zipfile
 
 import pydicom
 import pytest
@@ -89,16 +90,21 @@ def test_what_if_explains_without_values(tmp_path, env):
 
 
 @pytest.mark.parametrize(
-    ("make", "said"),
+    ("name", "make", "said"),
     [
-        (lambda p: p.mkdir(), "error (config): --what-if explains files: input 1 is a folder"),
-        (lambda _: None, "error (source): cannot read the file (FileNotFoundError: No such file"),
-        (lambda p: p.write_bytes(b"plain text"), "error (source): not a DICOM file"),
+        ("", lambda p: p.mkdir(), "error (config): --what-if explains files: input 1 is a folder"),
+        ("", lambda _: None, "error (source): cannot read the file (FileNotFoundError: No such"),
+        ("", lambda p: p.write_bytes(b"plain text"), "error (source): not a DICOM file"),
+        (
+            ".zip",
+            lambda p: zipfile.ZipFile(p, "w").close(),
+            "error (config): --what-if explains files: input 1 is an archive (extract a member",
+        ),
     ],
-    ids=["a folder", "no such file", "not DICOM"],
+    ids=["a folder", "no such file", "not DICOM", "an archive"],
 )
-def test_what_if_names_an_input_it_cannot_explain(tmp_path, env, make, said):
-    f = tmp_path / f"Doe {MARKER}"
+def test_what_if_names_an_input_it_cannot_explain(tmp_path, env, name, make, said):
+    f = tmp_path / f"Doe {MARKER}{name}"
     make(f)
     p = _run(["deid", "--what-if", str(f)], env, tmp_path, check=3)
     assert p.stderr.startswith(said)
