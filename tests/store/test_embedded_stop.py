@@ -1,0 +1,66 @@
+"""`db stop` stops the embedded server even after a command that used it was killed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "indexer.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def _until(condition, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_db_stop_stops_the_server_a_killed_command_held(tmp_path):
+    """The wheel stops its server only when the last process that opened it lets go, by a
+    list of process ids; a command killed never lets go, and `db stop` stopped nothing."""
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
+    env.update(DICOM_INDEX_STATE_DIR=str(state), DICOM_INDEX_MONGO_ENABLED="false", CI="1")
+    pid_file = state / "pg" / "postmaster.pid"
+    assert _run(env, tmp_path, "db", "upgrade").returncode == 0
+    try:
+        held = subprocess.Popen(
+            [sys.executable, "-m", "indexer.cli", "sql", "SELECT pg_sleep(120)"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        handles = state / "pg" / ".handle_pids.json"
+        _until(
+            lambda: handles.exists() and held.pid in json.loads(handles.read_text() or "[]"),
+            "the command never opened the server",
+        )
+        held.send_signal(signal.SIGKILL)
+        held.wait(30)
+        p = _run(env, tmp_path, "db", "stop")
+        assert p.returncode == 0, p.stderr
+        assert "embedded server stopped" in p.stdout
+        _until(lambda: not pid_file.exists(), "the server still runs after `db stop`")
+    finally:
+        if pid_file.exists():  # do not leave a server behind a failed test
+            with pid_file.open() as f:
+                pid = int(f.readline())
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
