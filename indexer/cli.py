@@ -663,6 +663,8 @@ def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
 @handle_errors
 def sql_cmd(ctx: click.Context, query: str, fmt: str | None) -> None:
     """Run one read-only SELECT against the dicom_index schema (never the vault)."""
+    if not query.strip():
+        raise ConfigError("the query is empty: give one SELECT")
     settings = _settings(ctx)
     reader = _role_db(settings, "reader")
     with sql.read_only_rows(reader.engine, query, settings.role_reader) as (columns, rows):

@@ -334,3 +334,21 @@ def test_ingest_takes_sources_from_a_list_and_from_the_command_line(cli, archive
     summary = json.loads(p.stdout)
     assert summary["files_indexed"] == N_FILES - 4 + len(list(files[0].parent.glob("*.dcm")))
     assert summary["files_failed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("  ", "error (config): the query is empty: give one SELECT"),
+        ("SELECT 1; SELECT 2", "error (store): query failed: cannot insert multiple commands"),
+        (
+            "DELETE FROM instance",
+            "error (store): query failed: cannot execute DELETE in a read-only",
+        ),
+        ("SELECT * FROM vault.identity", "error (store): query failed: permission denied for"),
+    ],
+    ids=["empty", "two statements", "a write", "the vault"],
+)
+def test_sql_refuses_what_is_not_one_read_only_select(cli, query, said):
+    p = cli("sql", query, check=3)
+    assert p.stderr.strip().splitlines()[-1].startswith(said)
