@@ -9,19 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-
-def _run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+from tests.conftest import Cli
 
 
 def _until(condition, what: str, seconds: float = 60) -> None:
@@ -38,7 +27,8 @@ def test_db_stop_stops_the_server_a_killed_command_held(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
     env.update(DICOM_INDEX_STATE_DIR=str(state), DICOM_INDEX_MONGO_ENABLED="false", CI="1")
     pid_file = state / "pg" / "postmaster.pid"
-    assert _run(env, tmp_path, "db", "upgrade").returncode == 0
+    cli = Cli(env, tmp_path, [])
+    cli("db", "upgrade")
     try:
         held = subprocess.Popen(
             [sys.executable, "-m", "indexer.cli", "sql", "SELECT pg_sleep(120)"],
@@ -54,9 +44,7 @@ def test_db_stop_stops_the_server_a_killed_command_held(tmp_path):
         )
         held.send_signal(signal.SIGKILL)
         held.wait(30)
-        p = _run(env, tmp_path, "db", "stop")
-        assert p.returncode == 0, p.stderr
-        assert "embedded server stopped" in p.stdout
+        assert "embedded server stopped" in cli("db", "stop").stdout
         _until(lambda: not pid_file.exists(), "the server still runs after `db stop`")
     finally:
         if pid_file.exists():  # do not leave a server behind a failed test
