@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 from typing import BinaryIO
 
-from indexer import tree
+from indexer import tree, zipdir
 from indexer.errors import ConfigError, SourceError, os_reason
 from indexer.records import Failure, SourceFile
 from indexer.spans import Version, version_of
@@ -36,6 +36,7 @@ BOMB_MIN_BYTES = 10 * 1024 * 1024  # ... to more than this is refused as a zip b
 Item = SourceFile | Failure
 LINK_NOWHERE = "a symbolic link points nowhere"
 LINK_MEMBER = ("link_member", "an archive member is a link: not followed")
+ZIP_DIRECTORY_BUFFER = 1 << 16
 
 
 def source_id(key: bytes, locator: str) -> str:
@@ -314,26 +315,27 @@ class Walker:
         return None
 
     def _zip(self, path: Path) -> Iterator[Item]:
-        # one open handle for the whole archive; each member is read when the pipeline asks
-        with zipfile.ZipFile(path) as z:
-            assert z.fp is not None  # noqa: S101 - open
-            archive = _identity(os.fstat(z.fp.fileno()))
-            infos = sorted((i for i in z.infolist() if not i.is_dir()), key=lambda i: i.filename)
-            for info in infos:
-                locator = f"{path}!{info.filename}"
-                if S_ISLNK(info.external_attr >> 16):  # its content is the link's target
+        # the directory is streamed in its own order: nothing of a member is held once it is
+        # yielded, and each member is read when the pipeline asks, from its entry
+        with path.open("rb", buffering=ZIP_DIRECTORY_BUFFER) as f:
+            archive = _identity(os.fstat(f.fileno()))
+            for entry in zipdir.entries(f):
+                if entry.is_dir:
+                    continue
+                locator = f"{path}!{entry.name}"
+                if S_ISLNK(entry.mode):  # its content is the link's target
                     yield self._fail(locator, "skipped", *LINK_MEMBER)
                     continue
-                problem = self._member_problem(info.filename, info.file_size, info.compress_size)
+                problem = self._member_problem(entry.name, entry.size, entry.packed)
                 if problem:
                     yield self._fail(locator, _outcome(problem[0]), *problem)
                     continue
                 yield SourceFile(
                     source_id(self.key, locator),
                     locator,
-                    info.file_size,
-                    ZipMemberReader(path, info.filename, self.max_member_bytes, archive),
-                    f"{info.file_size}:{info.CRC}:{info.date_time}",
+                    entry.size,
+                    ZipMemberReader(path, entry, self.max_member_bytes, archive),
+                    f"{entry.size}:{entry.crc}:{entry.date_time}",
                 )
 
     def _tar(self, path: Path) -> Iterator[Item]:
@@ -416,9 +418,6 @@ class BytesReader:
 
 
 ArchiveId = tuple[int, Version]  # device, and what changes with the content (``version_of``)
-# per process: one handle per archive, by path and identity (an archive replaced at its path
-# is another archive: a long-lived process never reads a new one through an old handle)
-_OPEN_ZIPS: dict[tuple[Path, ArchiveId], zipfile.ZipFile] = {}
 
 
 def _identity(st: os.stat_result) -> ArchiveId:
@@ -434,71 +433,46 @@ class ZipMemberReader:
     """
 
     path: Path
-    member: str
+    member: zipdir.Entry
     limit: int
     archive: ArchiveId
 
     def __call__(self) -> bytes:
-        """The member's bytes, through this process's handle on the archive.
+        """The member's bytes, read at its offset (the archive's directory is not read again).
 
         Raises
         ------
         SourceError
-            The member is encrypted, compressed by a method zipfile lacks, or damaged (its
-            CRC, its compressed stream). zipfile's text names the member: kept out.
+            The archive changed since it was listed, or the member is encrypted, compressed
+            by a method zipfile lacks, or damaged (its CRC, its compressed stream).
+            zipfile's text can name the member: kept out.
         OSError
             The archive cannot be read, or the member holds more than ``limit`` bytes.
 
         """
-        try:
-            with self._archive().open(self.member) as f:
-                data = f.read(self.limit + 1)
-        except KeyError:  # its text names the member
-            raise SourceError(
-                "an archive member is missing (the archive changed after it was listed)",
-                reason="unreadable",
-            ) from None
-        except (
-            zipfile.BadZipFile,
-            zlib.error,
-            lzma.LZMAError,
-            EOFError,
-            NotImplementedError,  # a compression method zipfile lacks
-            RuntimeError,  # an encrypted member
-        ) as e:
-            if isinstance(e, NotImplementedError):  # (a RuntimeError too)
-                what = "is compressed by a method that cannot be read"
-            elif isinstance(e, RuntimeError):
-                what = "is encrypted"
-            else:
-                what = "is damaged"
-            raise SourceError(
-                f"an archive member {what} ({os_reason(e)})", reason="unreadable"
-            ) from None
+        with self.path.open("rb") as f:
+            if _identity(os.fstat(f.fileno())) != self.archive:
+                raise SourceError(
+                    "the archive changed after it was listed; run again", reason="unreadable"
+                )
+            try:
+                with zipdir.open_member(f, self.member) as member:
+                    data = member.read(self.limit + 1)
+            except zipdir.EncryptedMemberError:
+                raise SourceError("an archive member is encrypted", reason="unreadable") from None
+            except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError) as e:
+                raise SourceError(
+                    f"an archive member is damaged ({os_reason(e)})", reason="unreadable"
+                ) from None
+            except NotImplementedError as e:  # a compression method zipfile lacks
+                raise SourceError(
+                    "an archive member is compressed by a method that cannot be read "
+                    f"({os_reason(e)})",
+                    reason="unreadable",
+                ) from None
         if len(data) > self.limit:
             raise OSError("archive member exceeds its size limit")
         return data
-
-    def _archive(self) -> zipfile.ZipFile:
-        """The handle of this process on the archive the member was listed from."""
-        key = (self.path, self.archive)
-        z = _OPEN_ZIPS.get(key)
-        if z is not None and z.fp is not None:
-            return z
-        if len(_OPEN_ZIPS) > 8:  # noqa: PLR2004 - a few archives at a time
-            for old in _OPEN_ZIPS.values():
-                old.close()
-            _OPEN_ZIPS.clear()
-        z = zipfile.ZipFile(self.path)
-        assert z.fp is not None  # noqa: S101 - open
-        if _identity(os.fstat(z.fp.fileno())) != self.archive:
-            z.close()
-            raise SourceError(
-                "the archive changed after it was listed; run again",
-                reason="unreadable",
-            )
-        _OPEN_ZIPS[key] = z
-        return z
 
 
 def _file_counts(roots: Iterable[Path]) -> Iterator[int | None]:
