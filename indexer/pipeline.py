@@ -16,7 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from indexer import __version__, failpoints, work
 from indexer.deid import Plan
@@ -24,7 +24,7 @@ from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.keys import Keys
 from indexer.lazy import lazy
 from indexer.records import Failure, Outcome, SourceFile
-from indexer.sources import Walker, refuse_inside
+from indexer.sources import Walker, held_bytes, refuse_inside
 from indexer.store import db, migrate, sql, vault
 from indexer.store.files import LocalStore, OutputStore
 from indexer.workers import POOL_THRESHOLD
@@ -37,6 +37,7 @@ else:
     mongo = lazy("indexer.store.mongo")  # pymongo only when the MongoDB sink is on
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 
@@ -44,6 +45,9 @@ WRITES_AHEAD = 4  # copies waiting to be written while the next files are de-ide
 WRITER_SWITCH_S = 0.0002  # interpreter hand-over interval while the writer thread runs
 CHUNK_FILES = 16  # files a worker takes at once: one message each way per chunk
 SKIP_CHECK_CHUNK = 256  # sources looked up at once for the unchanged-file check
+# bytes of compressed tars' members (read as the walk passes them) held at a stage at most:
+HELD_BYTES = 32 << 20  # between the walk and the work, and in the work's window
+CHUNK_HELD_BYTES = 8 << 20  # in one worker's chunk
 MONGO_WRITES_AHEAD = 2  # committed batches whose MongoDB write may wait while files go on
 
 
@@ -204,12 +208,14 @@ class Ingest:
         worker process of its own was measured no faster: the per-file work is the limit).
         """
         items = self._skip_unchanged(self.walker.walk(roots))
-        head = list(itertools.islice(items, POOL_THRESHOLD)) if self.workers > 1 else []
-        if len(head) < POOL_THRESHOLD:
+        head, held = next(_chunks(items, POOL_THRESHOLD, HELD_BYTES), ([], 0))
+        if self.workers == 1 or (len(head) < POOL_THRESHOLD and held < HELD_BYTES):
             yield from _in_threads(itertools.chain(head, items), ctx)
             return
-        window: collections.deque[Future[list[tuple[SourceFile | Failure, Outcome | Failure]]]]
-        window = collections.deque()
+        window: collections.deque[
+            tuple[list[SourceFile | Failure], Future[list[Outcome | Failure]], int]
+        ] = collections.deque()
+        in_flight = 0  # bytes held by the chunks in the window
         limit = 2 * self.workers  # chunks in flight: bounded memory, however large the archive
         try:
             with ProcessPoolExecutor(
@@ -219,20 +225,26 @@ class Ingest:
                 initargs=(ctx,),
             ) as pool:
                 chunk: list[SourceFile | Failure] = []
+                held = 0
                 for item in itertools.chain(head, items):
                     if isinstance(item, Unchanged):
                         yield item.src, item  # not read at all
                         continue
                     chunk.append(item)
-                    if len(chunk) == CHUNK_FILES:
-                        window.append(pool.submit(work.work_chunk, chunk))
-                        chunk = []
-                    if len(window) >= limit:
-                        yield from window.popleft().result()
+                    held += held_bytes(item)
+                    if len(chunk) == CHUNK_FILES or held >= CHUNK_HELD_BYTES:
+                        window.append((chunk, pool.submit(work.work_chunk, chunk), held))
+                        in_flight += held
+                        chunk, held = [], 0
+                    while len(window) >= limit or in_flight > HELD_BYTES:
+                        sent, done, done_held = window.popleft()
+                        in_flight -= done_held
+                        yield from zip(sent, done.result(), strict=True)
                 if chunk:
-                    window.append(pool.submit(work.work_chunk, chunk))
+                    window.append((chunk, pool.submit(work.work_chunk, chunk), held))
                 while window:
-                    yield from window.popleft().result()
+                    sent, done, _held = window.popleft()
+                    yield from zip(sent, done.result(), strict=True)
         except BrokenProcessPool:
             raise IndexerError(
                 "a worker process died (out of memory, or killed); the "
@@ -256,7 +268,7 @@ class Ingest:
 
         Their copy must still be in place. They are neither read nor processed again.
         """
-        while chunk := list(itertools.islice(items, SKIP_CHECK_CHUNK)):
+        for chunk, _held in _chunks(items, SKIP_CHECK_CHUNK, HELD_BYTES):
             prints = {
                 id(i): self.fingerprint(i) for i in chunk if isinstance(i, SourceFile) and i.version
             }
@@ -512,6 +524,24 @@ class _Commits:
 
 
 _Entry = tuple[SourceFile | Failure, Outcome | Failure | Unchanged | Future[Outcome | Failure]]
+
+
+def _chunks(items: Iterable[T], files: int, held: int) -> Iterator[tuple[list[T], int]]:
+    """Consecutive items, ``files`` at a time, fewer once they hold ``held`` bytes; and theirs.
+
+    Members of a compressed tar are read as the walk passes them: a count of large ones
+    could hold gigabytes.
+    """
+    chunk: list[T] = []
+    size = 0
+    for item in items:
+        chunk.append(item)
+        size += held_bytes(item)
+        if len(chunk) >= files or size >= held:
+            yield chunk, size
+            chunk, size = [], 0
+    if chunk:
+        yield chunk, size
 
 
 def _in_threads(

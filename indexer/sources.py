@@ -16,9 +16,9 @@ import sys
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 from typing import BinaryIO
 
@@ -37,6 +37,8 @@ Item = SourceFile | Failure
 LINK_NOWHERE = "a symbolic link points nowhere"
 LINK_MEMBER = ("link_member", "an archive member is a link: not followed")
 ZIP_DIRECTORY_BUFFER = 1 << 16
+# gzip, bzip2, xz: a tar that must be read front to back (the longest magic last)
+COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 
 
 def source_id(key: bytes, locator: str) -> str:
@@ -301,8 +303,8 @@ class Walker:
     def _member_problem(
         self, name: str, size: int, packed: int | None = None
     ) -> tuple[str, str] | None:
-        pure = PurePosixPath(name.replace("\\", "/"))
-        if pure.is_absolute() or ".." in pure.parts:
+        # not PurePosixPath: it interns every part of every name, and the table grows
+        if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/"):
             return "unsafe_member", "an archive member has an absolute or '..' path"
         if size > self.max_member_bytes:
             return "member_too_large", (
@@ -339,28 +341,42 @@ class Walker:
                 )
 
     def _tar(self, path: Path) -> Iterator[Item]:
-        # streamed in archive order: a compressed tar is read once, front to back
-        with tarfile.open(path, mode="r|*") as t:
-            for m in t:
-                if m.isdir():
-                    continue
-                locator = f"{path}!{m.name}"
-                if not m.isfile():
-                    yield self._fail(locator, "skipped", *_odd_member(m))
-                    continue
-                problem = self._member_problem(m.name, m.size)
-                if problem:
-                    yield self._fail(locator, _outcome(problem[0]), *problem)
-                    continue
-                f = t.extractfile(m)
-                data = f.read(self.max_member_bytes + 1) if f is not None else b""
-                yield SourceFile(
-                    source_id(self.key, locator),
-                    locator,
-                    m.size,
-                    BytesReader(data),
-                    f"{m.size}:{m.mtime}:{m.chksum}",
-                )
+        """A tar's members in archive order, read through once.
+
+        A plain tar is read at each member's offset when the pipeline asks, so its members
+        are never held; a compressed one must be read front to back, and each member is
+        read as the walk passes it (held until its work is done; ``held_bytes``).
+        """
+        with path.open("rb") as f:
+            archive = _identity(os.fstat(f.fileno()))
+            plain = not f.read(len(COMPRESSED_MAGIC[-1])).startswith(COMPRESSED_MAGIC)
+            f.seek(0)
+            with tarfile.open(fileobj=f, mode="r:" if plain else "r|*") as t:
+                for m in t:
+                    t.members.clear()  # type: ignore[attr-defined]  # it keeps them all
+                    if not m.isdir():
+                        yield from self._tar_member(path, t, m, archive if plain else None)
+
+    def _tar_member(
+        self, path: Path, t: tarfile.TarFile, m: tarfile.TarInfo, archive: ArchiveId | None
+    ) -> Iterator[Item]:
+        locator = f"{path}!{m.name}"
+        if not m.isfile():
+            yield self._fail(locator, "skipped", *_odd_member(m))
+            return
+        problem = self._member_problem(m.name, m.size)
+        if problem:
+            yield self._fail(locator, _outcome(problem[0]), *problem)
+            return
+        reader: Callable[[], bytes]
+        if archive is not None and not m.issparse():
+            reader = RegionReader(path, m.offset_data, m.size, archive)
+        else:
+            f = t.extractfile(m)
+            reader = BytesReader(f.read(self.max_member_bytes + 1) if f is not None else b"")
+        yield SourceFile(
+            source_id(self.key, locator), locator, m.size, reader, f"{m.size}:{m.mtime}:{m.chksum}"
+        )
 
 
 def _odd_member(m: tarfile.TarInfo) -> tuple[str, str]:
@@ -417,11 +433,59 @@ class BytesReader:
         return self.data
 
 
+def held_bytes(item: object) -> int:
+    """Bytes a walked item holds until its work is done: a compressed tar's member."""
+    if isinstance(item, SourceFile) and isinstance(item.read, BytesReader):
+        return len(item.read.data)
+    return 0
+
+
 ArchiveId = tuple[int, Version]  # device, and what changes with the content (``version_of``)
 
 
 def _identity(st: os.stat_result) -> ArchiveId:
     return (st.st_dev, version_of(st))
+
+
+@dataclass(frozen=True, slots=True)
+class RegionReader:
+    """Reads ``length`` bytes at ``start`` of an archive: a member of a plain tar.
+
+    ``archive`` is the identity of the archive the member was listed from: read from another
+    (the archive replaced or rewritten since), the member is refused.
+    """
+
+    path: Path
+    start: int
+    length: int
+    archive: ArchiveId
+
+    def __call__(self) -> bytes:
+        """The member's bytes.
+
+        Raises
+        ------
+        SourceError
+            The archive changed since it was listed, or ends within the member.
+        OSError
+            The archive cannot be read.
+
+        """
+        with _listed(self.path, self.archive) as f:
+            f.seek(self.start)
+            data = f.read(self.length)
+        if len(data) != self.length:
+            raise SourceError("an archive member is cut short", reason="truncated")
+        return data
+
+
+def _listed(path: Path, archive: ArchiveId) -> BinaryIO:
+    """The archive at ``path``, open, if it is still the one its members were listed from."""
+    f = path.open("rb")
+    if _identity(os.fstat(f.fileno())) != archive:
+        f.close()
+        raise SourceError("the archive changed after it was listed; run again", reason="unreadable")
+    return f
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,11 +514,7 @@ class ZipMemberReader:
             The archive cannot be read, or the member holds more than ``limit`` bytes.
 
         """
-        with self.path.open("rb") as f:
-            if _identity(os.fstat(f.fileno())) != self.archive:
-                raise SourceError(
-                    "the archive changed after it was listed; run again", reason="unreadable"
-                )
+        with _listed(self.path, self.archive) as f:
             try:
                 with zipdir.open_member(f, self.member) as member:
                     data = member.read(self.limit + 1)

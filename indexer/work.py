@@ -488,18 +488,17 @@ def init_worker(ctx: RunContext) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def work_chunk(
-    items: list[SourceFile | Failure],
-) -> list[tuple[SourceFile | Failure, Outcome | Failure]]:
-    """Consecutive items in a worker process (``init_worker`` set its context), in order.
+def work_chunk(items: list[SourceFile | Failure]) -> list[Outcome | Failure]:
+    """Consecutive items in a worker process (``init_worker`` set its context); their results.
 
-    A chunk at a time: results cross between processes in one message per chunk. One file
-    after the other, without a writer thread: with every core busy, the thread's hand-overs
-    cost more than they overlap.
+    A chunk at a time: results cross between processes in one message per chunk (the items
+    do not cross back: a compressed tar's member holds its bytes). One file after the other,
+    without a writer thread: with every core busy, the thread's hand-overs cost more than
+    they overlap.
     """
     assert _WORKER_CTX is not None  # noqa: S101 - set by init_worker
     ctx = _WORKER_CTX
-    return [(i, i if isinstance(i, Failure) else process_safely(i, ctx)) for i in items]
+    return [i if isinstance(i, Failure) else process_safely(i, ctx) for i in items]
 
 
 def _refuse_leaks(values: dict[str, str], result: deid.DeidResult, header: bytes) -> None:

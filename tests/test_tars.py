@@ -1,0 +1,169 @@
+"""Tar archives (#6: memory stays bounded whatever the archive).
+
+A plain tar's members are read at their offsets when the work asks, so the walk holds none;
+a compressed tar's are read as the walk passes them, and the run holds only so many bytes of
+them at a time. tarfile's own list of every member's header is not kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from indexer import pipeline
+from indexer.errors import SourceError
+from indexer.records import SourceFile
+from indexer.sources import BytesReader, RegionReader, Walker, held_bytes
+from tests.builders import make_instance, to_bytes
+
+KEY = b"t" * 32
+MARK = "PHIMARK"
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    mode = "w:gz" if path.name.endswith(".gz") else "w"
+    with tarfile.open(path, mode) as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _walk(path: Path) -> list:
+    return list(Walker(KEY, max_member_bytes=1 << 24).walk([path]))
+
+
+MEMBERS = {f"{MARK}/{i}.dcm": bytes([65 + i]) * (700 * i + 1) for i in range(4)}
+
+
+@pytest.mark.parametrize("name", ["a.tar", "a.tar.gz"])
+def test_members_are_read_whole_and_only_compressed_ones_are_held(tmp_path, name):
+    items = _walk(_tar(tmp_path / name, MEMBERS))
+    assert [i.read() for i in items] == list(MEMBERS.values())
+    assert [i.size for i in items] == [len(d) for d in MEMBERS.values()]
+    if name == "a.tar":
+        assert all(isinstance(i.read, RegionReader) for i in items)
+        assert [held_bytes(i) for i in items] == [0] * 4
+    else:
+        assert all(isinstance(i.read, BytesReader) for i in items)
+        assert [held_bytes(i) for i in items] == [len(d) for d in MEMBERS.values()]
+
+
+def test_a_plain_tar_replaced_or_cut_after_its_listing_is_refused(tmp_path):
+    path = _tar(tmp_path / "a.tar", MEMBERS)
+    items = _walk(path)
+    with tarfile.open(path) as t:
+        last = t.getmembers()[-1]
+    path.write_bytes(path.read_bytes()[: last.offset_data + 10])  # within the last member
+    with pytest.raises(SourceError, match=r"^the archive changed after it was listed"):
+        items[-1].read()
+    *members, end = _walk(path)  # listed as it is now: its last member ends too soon
+    assert (end.reason, end.message) == ("bad_archive", "cannot read an archive (ReadError)")
+    assert [i.read() for i in members[:-1]] == list(MEMBERS.values())[:-1]
+    with pytest.raises(SourceError, match=r"^an archive member is cut short$") as caught:
+        members[-1].read()
+    assert caught.value.reason == "truncated"
+
+
+@pytest.mark.parametrize("name", ["many.tar", "many.tar.gz"])
+def test_walking_a_tar_holds_no_header_per_member(tmp_path, name):
+    """tarfile keeps every member's header (about 500 bytes each: 15 MB for these 30,000)."""
+    path = _tar(tmp_path / name, {f"{MARK}_{i:06d}/s/{i:06d}.dcm": b"x" for i in range(30_000)})
+    tracemalloc.start()
+    try:
+        walked = sum(1 for _ in Walker(KEY, max_member_bytes=1 << 20).walk([path]))
+        _, walk_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        held, _ = tracemalloc.get_traced_memory()
+        with tarfile.open(path) as t:
+            t.getmembers()
+            tarfile_peak = tracemalloc.get_traced_memory()[1] - held
+    finally:
+        tracemalloc.stop()
+    assert walked == 30_000
+    assert tarfile_peak > 12_000_000  # what the test would catch
+    assert walk_peak < 6_000_000
+
+
+def test_chunks_end_at_a_count_or_at_the_bytes_they_hold():
+    def member(n: int) -> SourceFile:
+        return SourceFile("src-0", "x", n, BytesReader(b"x" * n))
+
+    def region(n: int) -> SourceFile:
+        return SourceFile("src-0", "x", n, RegionReader(Path("x"), 0, n, (0, (0, 0, 0, 0))))
+
+    items = [member(40), member(70), region(500), member(10), member(5), member(100), region(1)]
+    chunks = list(pipeline._chunks(items, 3, 100))
+    assert [([i.size for i in c], held) for c, held in chunks] == [
+        ([40, 70], 110),  # two members hold 100 bytes or more
+        ([500, 10, 5], 15),  # three items (one holds nothing)
+        ([100], 100),
+        ([1], 0),
+    ]
+
+
+PEAK_OF = """
+import runpy, sys
+from pathlib import Path
+if __name__ == "__main__":
+    sys.argv[0] = "dicom-index"
+    try:
+        runpy.run_module("indexer.cli", run_name="__main__")
+    finally:  # this process's own peak (ru_maxrss would count its parent's, kept over exec)
+        status = Path("/proc/self/status").read_text()
+        print("peak-kib", status.split("VmHWM:", 1)[1].split()[0], file=sys.stderr)
+"""
+
+
+def _big_tar(path: Path, n: int, side: int) -> Path:
+    """A tar.gz of ``n`` objects of ``side`` x ``side`` pixels, one held at a time here."""
+    ds = make_instance(1, 1, 1, 1, marker=MARK, rows=side, columns=side)
+    with tarfile.open(path, "w:gz", compresslevel=1) as t:
+        for i in range(n):
+            ds.SOPInstanceUID = f"{ds.SOPInstanceUID.rsplit('.', 1)[0]}.{i + 1}"
+            data = to_bytes(ds)
+            info = tarfile.TarInfo(f"{MARK}/{i}.dcm")
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_compressed_tar_of_large_objects_is_ingested_in_bounded_memory(cli, tmp_path, workers):
+    """Three times the members, the same peak: the ingest process holds a bounded number of
+    bytes of them, not a count of members (before, 256 of any size were held at once)."""
+    peaks = []
+    for n in (20, 60):
+        path = _big_tar(tmp_path / f"{n}.tar.gz", n, 1400)  # 3.9 MB each
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                PEAK_OF,
+                "-vv",
+                "ingest",
+                str(path),
+                "--out",
+                str(tmp_path / f"o{n}"),
+                "--workers",
+                workers,
+                "--json",
+            ],
+            env=cli.env,
+            cwd=cli.cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
+        assert json.loads(p.stdout.splitlines()[-1])["files_indexed"] == n
+        peaks.append(int(p.stderr.rsplit("peak-kib ", 1)[1]) / 1024)
+    assert peaks[1] - peaks[0] < 40, peaks  # 40 more members: 156 MB if each were held
