@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from indexer import tree, zipdir
 from indexer.errors import ConfigError, SourceError, os_reason
@@ -533,6 +533,60 @@ class ZipMemberReader:
         if len(data) > self.limit:
             raise OSError("archive member exceeds its size limit")
         return data
+
+
+@dataclass(slots=True)
+class Region:
+    """Where a source's bytes lie as they are, in a file open for reading.
+
+    A whole file, a plain tar's member, a zip's stored member. Close it (a context manager).
+    """
+
+    path: Path = field(repr=False)
+    f: BinaryIO = field(repr=False)
+    start: int
+    length: int
+    version: Version  # the file's, when opened: what a span of it is checked against
+
+    def __enter__(self) -> Self:
+        """Itself."""
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Close the file."""
+        self.f.close()
+
+
+def region_of(reader: Callable[[], bytes]) -> Region | None:
+    """The region a reader reads, open; None: its bytes must be decompressed, or are held.
+
+    Raises
+    ------
+    SourceError
+        The archive changed since it was listed; or the zip member's header is damaged.
+    OSError
+        The file cannot be opened.
+
+    """
+    f: BinaryIO
+    if isinstance(reader, FileReader):
+        f = reader.path.open("rb", buffering=0)
+        st = os.fstat(f.fileno())
+        return Region(reader.path, f, 0, st.st_size, version_of(st))
+    if isinstance(reader, RegionReader):
+        f = _listed(reader.path, reader.archive)
+        return Region(reader.path, f, reader.start, reader.length, reader.archive[1])
+    if isinstance(reader, ZipMemberReader) and zipdir.stored_as_is(reader.member):
+        f = _listed(reader.path, reader.archive)
+        try:
+            start = zipdir.data_offset(f, reader.member)
+        except zipfile.BadZipFile as e:
+            f.close()
+            raise SourceError(
+                f"an archive member is damaged ({os_reason(e)})", reason="unreadable"
+            ) from None
+        return Region(reader.path, f, start, reader.member.size, reader.archive[1])
+    return None
 
 
 def _file_counts(roots: Iterable[Path]) -> Iterator[int | None]:

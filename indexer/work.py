@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import signal
 import traceback
 import warnings
@@ -33,8 +32,8 @@ from indexer.deid.rawvalue import DEFAULT, text_of
 from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
-from indexer.sources import BOMB_MIN_BYTES, BOMB_RATIO, FileReader, could_be_dicom
-from indexer.spans import FileSpan, version_of
+from indexer.sources import BOMB_MIN_BYTES, BOMB_RATIO, could_be_dicom, region_of
+from indexer.spans import FileSpan
 from indexer.store.files import CopyConflictError, Digest, OutputStore
 
 if TYPE_CHECKING:
@@ -340,20 +339,22 @@ HEAD_READS = (1 << 20, HEAD_BYTES_LIMIT)  # what is read of it first, then (held
 
 
 def _streamed(src: SourceFile) -> pydicom.Dataset | None:
-    """A large file's data set, its pixel data a span of the file; None: read it whole.
+    """A large object's data set, its pixel data a span of its file; None: read it whole.
 
-    The file's head is read and parsed as any file's; Pixel Data must follow it and end the
-    file (explicit VR little endian; native, or encapsulated items and their delimiter).
+    A file, a plain tar's member or a zip's stored member: their bytes lie in a file as
+    they are. The head is read and parsed as any object's; Pixel Data must follow it and
+    end the object (explicit VR little endian; native, or encapsulated items and their
+    delimiter). A compressed member is held whole (its size is bounded).
     """
-    reader = src.read
-    if not isinstance(reader, FileReader):
-        return None  # an archive member: held whole (its size is bounded)
     try:
-        with reader.path.open("rb", buffering=0) as f:
-            st = os.fstat(f.fileno())
+        region = region_of(src.read)
+        if region is None:
+            return None
+        with region:
+            f, base, size = region.f, region.start, region.length
             for limit in HEAD_READS:  # a header seldom needs more than the first
-                f.seek(0)
-                head = f.read(limit)
+                f.seek(base)
+                head = f.read(min(limit, size))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     fast = fastread.read(head)
@@ -364,16 +365,16 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
             ds, stop = fast
 
             def at(p: int) -> bytes:
-                f.seek(p)
-                return f.read(8) or b""
+                f.seek(base + p)
+                return f.read(max(0, min(8, size - p))) or b""
 
             extent = _pixel_extent(head, stop, ds, at)
     except OSError as e:
         raise SourceError.unreadable(e) from None
-    if extent is None or extent[3] != st.st_size:  # cut short, or elements after Pixel Data
+    if extent is None or extent[3] != size:  # cut short, or elements after Pixel Data
         return None
     vr, length, start, end = extent  # the span holds the delimiter too: written as it is
-    span = FileSpan(reader.path, start, end, version_of(st))
+    span = FileSpan(region.path, base + start, base + end, region.version)
     ds._dict[BaseTag(PIXEL_DATA)] = _pixel_element(vr, length, span, start)  # noqa: SLF001
     return _checked(ds)
 

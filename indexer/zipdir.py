@@ -206,6 +206,32 @@ def _zip64(extra: bytes, size: int, packed: int, offset: int) -> tuple[int, int,
     return size, packed, offset
 
 
+def stored_as_is(entry: Entry) -> bool:
+    """Whether a member's bytes lie in the zip as they are: not compressed, not encrypted."""
+    return (
+        entry.method == zipfile.ZIP_STORED
+        and not entry.flags & (FLAG_ENCRYPTED | FLAG_PATCHED | FLAG_STRONG)
+        and entry.packed == entry.size
+    )
+
+
+def data_offset(f: BinaryIO, entry: Entry) -> int:
+    """Where the member ``entry`` of the zip open as ``f`` begins, after its local header.
+
+    Raises
+    ------
+    zipfile.BadZipFile
+        No local header at the entry's offset.
+
+    """
+    f.seek(entry.offset)
+    head = f.read(LOCAL.size)
+    if len(head) != LOCAL.size or head[:4] != LOCAL_SIG:
+        raise zipfile.BadZipFile("no member header at its offset")
+    n_name, n_extra = LOCAL.unpack(head)[9:]
+    return int(entry.offset + LOCAL.size + n_name + n_extra)
+
+
 def open_member(f: BinaryIO, entry: Entry) -> zipfile.ZipExtFile:
     """A reader of the member ``entry`` of the zip open as ``f``: decompressed, CRC checked.
 
@@ -219,12 +245,7 @@ def open_member(f: BinaryIO, entry: Entry) -> zipfile.ZipExtFile:
         Encrypted.
 
     """
-    f.seek(entry.offset)
-    head = f.read(LOCAL.size)
-    if len(head) != LOCAL.size or head[:4] != LOCAL_SIG:
-        raise zipfile.BadZipFile("no member header at its offset")
-    n_name, n_extra = LOCAL.unpack(head)[9:]
-    f.seek(n_name + n_extra, 1)
+    f.seek(data_offset(f, entry))
     if entry.flags & (FLAG_PATCHED | FLAG_STRONG):
         raise NotImplementedError("patched data or strong encryption")
     if entry.flags & FLAG_ENCRYPTED:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tarfile
+import zipfile
 
 import pydicom
 import pytest
@@ -19,7 +21,7 @@ from indexer import deid, keys, leakscan, spans, syntaxes, work
 from indexer.encode import PIXEL_DATA, encode
 from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
-from indexer.sources import FileReader
+from indexer.sources import FileReader, Walker
 from indexer.store.files import LocalStore
 from indexer.work import configure_pydicom, read_dataset
 from tests.builders import in_syntax, make_instance, rewrite_in_place, to_bytes
@@ -137,6 +139,64 @@ def test_a_large_files_pixel_data_is_streamed_byte_for_byte(build, ctx, tmp_path
     assert digest.sha256 == hashlib.sha256(whole.encoded.data).hexdigest()
     assert (tmp_path / "out" / streamed.name).read_bytes() == whole.encoded.data
     assert "big.dcm" not in repr(streamed.encoded.pixels[-1])  # a path can hold a name
+
+
+def _archive_of(path, members):
+    if path.name.endswith(".zip"):
+        method = zipfile.ZIP_DEFLATED if "deflated" in path.name else zipfile.ZIP_STORED
+        with zipfile.ZipFile(path, "w", method) as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+    else:
+        with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as t:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize(
+    ("name", "streamed"),
+    [("a.tar", True), ("stored.zip", True), ("deflated.zip", False), ("a.tar.gz", False)],
+)
+@pytest.mark.parametrize("build", [_native, _encapsulated])
+def test_a_large_archive_members_pixel_data_is_streamed_where_it_lies_as_is(
+    ctx, tmp_path, monkeypatch, name, streamed, build
+):
+    """A plain tar's member and a zip's stored one lie in the archive as they are: their
+    pixel data is a span of the archive, as a large file's is of the file. A compressed
+    member is held whole. Each copy is byte for byte that of the object read whole."""
+    data = build()
+    path = tmp_path / name
+    _archive_of(path, {"before.txt": b"x" * 1000, "big.dcm": data, "after.txt": b"y" * 10})
+    items = list(Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path]))
+    src = next(i for i in items if i.locator.endswith("!big.dcm"))
+    whole = work.prepare(src, ctx)
+    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "CHUNK_BYTES", 7)
+    if streamed:
+        monkeypatch.setattr(type(src.read), "__call__", _never_whole)
+    prepared = work.prepare(src, ctx)
+    assert isinstance(prepared.encoded.pixels[-1], spans.FileSpan) is streamed
+    assert prepared.encoded.data == whole.encoded.data
+    digest = work.write_copy(prepared, ctx).digest
+    assert digest.sha256 == hashlib.sha256(whole.encoded.data).hexdigest()
+    assert (tmp_path / "out" / prepared.name).read_bytes() == whole.encoded.data
+
+
+def test_a_large_stored_member_of_a_zip_replaced_before_its_copy_is_refused(
+    ctx, tmp_path, monkeypatch
+):
+    path = tmp_path / "stored.zip"
+    _archive_of(path, {"big.dcm": _native()})
+    (src,) = Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path])
+    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    prepared = work.prepare(src, ctx)
+    _archive_of(path, {"big.dcm": _native()[:-2] + b"\x00\x01"})  # same size, new content
+    with pytest.raises(SourceError, match="changed") as caught:
+        work.write_copy(prepared, ctx)
+    assert caught.value.reason == "unreadable"
+    assert not list((tmp_path / "out").rglob("*.dcm"))
 
 
 @pytest.mark.parametrize("first", [200, 132])  # inside an element; at one's end (the meta's)
