@@ -26,7 +26,7 @@ from indexer.deid.rawvalue import DEFAULT, ELEMENT_ERRORS, text_of
 from indexer.errors import DeidError, SourceError
 from indexer.keys import Keys
 from indexer.records import SourceFile
-from indexer.sources import FileReader, Walker, below
+from indexer.sources import Walker, below, file_region, region_of
 
 SOP_INSTANCE_UID = 0x00080018
 
@@ -184,11 +184,9 @@ def _originals(
         if not isinstance(item, SourceFile):
             continue
         try:
-            reader = item.read
-            if isinstance(reader, FileReader) and item.size >= work.STREAM_FROM:
-                ds = work.read_header(reader.path)
-            else:
-                ds = work.read_dataset(item.read())
+            # a large object's header only, where it lies as it is in a file or an archive
+            region = region_of(item.read) if item.size >= work.STREAM_FROM else None
+            ds = work.read_header(region) if region else work.read_dataset(item.read())
             values = verify.identifying_values(plan, ds)
         except (SourceError, OSError, *ELEMENT_ERRORS) as e:
             report.unreadable_originals += _unreadable(e)
@@ -243,7 +241,7 @@ def _read_output(path: Path, report: VerifyReport) -> Dataset | None:
 def _read(path: Path) -> Dataset:
     """The object in a file: a large one's header only (pixel data is never searched)."""
     if path.stat().st_size >= work.STREAM_FROM:
-        return work.read_header(path)
+        return work.read_header(file_region(path))
     return work.read_dataset(path.read_bytes())
 
 

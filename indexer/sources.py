@@ -557,6 +557,20 @@ class Region:
         self.f.close()
 
 
+def file_region(path: Path) -> Region:
+    """All of the file at ``path``, open.
+
+    Raises
+    ------
+    OSError
+        The file cannot be opened.
+
+    """
+    f = path.open("rb", buffering=0)
+    st = os.fstat(f.fileno())
+    return Region(path, f, 0, st.st_size, version_of(st))
+
+
 def region_of(reader: Callable[[], bytes]) -> Region | None:
     """The region a reader reads, open; None: its bytes must be decompressed, or are held.
 
@@ -570,9 +584,7 @@ def region_of(reader: Callable[[], bytes]) -> Region | None:
     """
     f: BinaryIO
     if isinstance(reader, FileReader):
-        f = reader.path.open("rb", buffering=0)
-        st = os.fstat(f.fileno())
-        return Region(reader.path, f, 0, st.st_size, version_of(st))
+        return file_region(reader.path)
     if isinstance(reader, RegionReader):
         f = _listed(reader.path, reader.archive)
         return Region(reader.path, f, reader.start, reader.length, reader.archive[1])

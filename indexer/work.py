@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import DEFAULT, text_of
 from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
-from indexer.sources import BOMB_MIN_BYTES, BOMB_RATIO, could_be_dicom, region_of
+from indexer.sources import BOMB_MIN_BYTES, BOMB_RATIO, Region, could_be_dicom, region_of
 from indexer.spans import FileSpan
 from indexer.store.files import CopyConflictError, Digest, OutputStore
 
@@ -110,31 +110,33 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
     return _checked(ds)
 
 
-def read_header(path: Path) -> pydicom.Dataset:
-    """The data set of the file at ``path`` without its pixel data: a large file's header.
+def read_header(region: Region) -> pydicom.Dataset:
+    """The data set of the object in ``region`` without its pixel data: a large one's header.
 
     The first ``HEAD_BYTES_LIMIT`` bytes are read; a header that does not end within them (a
-    vendor's raw data in a private element) is read with the rest of the file, as the ingest
-    reads it. For what reads values and never writes a copy (`verify`).
+    vendor's raw data in a private element) is read with the rest of the object, as the
+    ingest reads it. For what reads values and never writes a copy (`verify`).
     """
-    try:
-        with path.open("rb") as f:
-            head = f.read(HEAD_BYTES_LIMIT)
-            whole = len(head) < HEAD_BYTES_LIMIT or not f.read(1)
-    except OSError as e:
-        raise SourceError.unreadable(e) from None
-    if not head:
-        raise SourceError("the file is empty", reason="empty_file")
-    try:
-        ds, _stop = _dcmread(head, pixels_in_place=True)
-        return _checked(ds)
-    except SourceError as e:
-        if whole or e.reason == "not_dicom":  # more bytes would not make a video DICOM
-            raise
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SourceError.unreadable(e) from None
+    with region:
+        f = region.f
+        try:
+            f.seek(region.start)
+            head = f.read(min(HEAD_BYTES_LIMIT, region.length))
+        except OSError as e:
+            raise SourceError.unreadable(e) from None
+        if not head:
+            raise SourceError("the file is empty", reason="empty_file")
+        try:
+            ds, _stop = _dcmread(head, pixels_in_place=True)
+            return _checked(ds)
+        except SourceError as e:
+            if len(head) == region.length or e.reason == "not_dicom":  # more would not help
+                raise
+        try:
+            f.seek(region.start)
+            data = f.read(region.length)
+        except OSError as e:
+            raise SourceError.unreadable(e) from None
     return read_dataset(data, pixels_in_place=True)
 
 

@@ -21,7 +21,7 @@ from indexer import deid, keys, leakscan, spans, syntaxes, work
 from indexer.encode import PIXEL_DATA, encode
 from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
-from indexer.sources import FileReader, Walker
+from indexer.sources import FileReader, RegionReader, Walker, ZipMemberReader, file_region
 from indexer.store.files import LocalStore
 from indexer.work import configure_pydicom, read_dataset
 from tests.builders import in_syntax, make_instance, rewrite_in_place, to_bytes
@@ -313,12 +313,33 @@ def test_verify_reads_an_original_whose_header_outlasts_the_first_read(tmp_path,
     ds.add_new(0x00091001, "OB", bytes(200 * 1024))  # the header ends past 64 KiB
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.dcm").write_bytes(to_bytes(ds))
-    assert "LONGHEAD1" in str(work.read_header(tmp_path / "in" / "a.dcm").PatientName)
+    assert "LONGHEAD1" in str(work.read_header(file_region(tmp_path / "in" / "a.dcm")).PatientName)
     leaky = tmp_path / "out"
     leaky.mkdir()
     (leaky / "copy.dcm").write_bytes(to_bytes(ds))  # not de-identified: every value leaks
     report = leakscan.verify_outputs(
         [tmp_path / "in"], [leaky], deid.build_plan(), max_member_bytes=1 << 30
+    )
+    assert report.unreadable_originals == 0
+    assert report.leaks
+
+
+@pytest.mark.parametrize("name", ["in.tar", "in.zip"])
+def test_verify_reads_only_the_header_of_a_large_member_that_lies_as_it_is(
+    tmp_path, monkeypatch, name
+):
+    """A large original in a plain tar, or stored in a zip: `verify` reads its header only,
+    as of a large file (its pixel data is never searched)."""
+    ds = make_instance(marker="INTAR")
+    _archive_of(tmp_path / name, {"a.dcm": to_bytes(ds), "b.txt": b"after"})
+    leaky = tmp_path / "out"
+    leaky.mkdir()
+    (leaky / "copy.dcm").write_bytes(to_bytes(ds))  # not de-identified: every value leaks
+    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    reader = RegionReader if name.endswith(".tar") else ZipMemberReader
+    monkeypatch.setattr(reader, "__call__", _never_whole)
+    report = leakscan.verify_outputs(
+        [tmp_path / name], [leaky], deid.build_plan(), max_member_bytes=1 << 30
     )
     assert report.unreadable_originals == 0
     assert report.leaks
@@ -331,10 +352,19 @@ def test_a_large_file_that_is_no_dicom_is_not_read_whole_to_find_out(tmp_path, m
     video = tmp_path / "scan.mp4"
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(10_000))
 
-    def whole(_self: object) -> bytes:
-        raise AssertionError("read whole")
+    class Counted(io.FileIO):
+        bytes_read = 0
 
-    monkeypatch.setattr(type(video), "read_bytes", whole)
+        def read(self, n: int = -1) -> bytes:
+            data = super().read(n)
+            Counted.bytes_read += len(data)
+            return data
+
+    region = file_region(video)
+    region.f.close()
+    region.f = Counted(video, "rb")
     with pytest.raises(SourceError) as caught:
-        work.read_header(video)
+        work.read_header(region)
     assert caught.value.reason == "not_dicom"
+    assert Counted.bytes_read == 1024
+    assert region.f.closed
