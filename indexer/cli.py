@@ -6,6 +6,7 @@ import contextlib
 import csv
 import gc
 import getpass
+import itertools
 import json
 import logging
 import os
@@ -675,12 +676,44 @@ def sql_cmd(ctx: click.Context, query: str, fmt: str | None) -> None:
         elif fmt == "json":
             _json_rows(columns, rows)
         else:
+            _table_pages(columns, rows)
+
+
+def _console(width: int) -> rich_console.Console:
+    """A console for tables; a broken pipe ends the command as any command's does (141).
+
+    rich's own reaction is exit 1, which says the command failed.
+    """
+    console = rich_console.Console(width=width)
+
+    def broken_pipe() -> None:
+        raise BrokenPipeError
+
+    console.on_broken_pipe = broken_pipe  # type: ignore[method-assign]
+    return console
+
+
+TABLE_PAGE_ROWS = 1000  # rows drawn as one table: a table of any length is never held
+
+
+def _table_pages(columns: list[str], rows: Iterator[tuple[Any, ...]]) -> None:
+    """Rows drawn as tables of ``TABLE_PAGE_ROWS`` each, as they come; then their count.
+
+    A table's columns are as wide as its page needs (as psql's ``FETCH_COUNT`` pages are).
+    """
+    console = _console(200)
+    n = 0
+    while True:
+        page = list(itertools.islice(rows, TABLE_PAGE_ROWS))
+        if page or not n:  # no rows: the header alone
             table = rich_table.Table(*columns)
-            n = 0
-            for n, r in enumerate(rows, 1):  # noqa: B007 - counted
+            for r in page:
                 table.add_row(*("" if v is None else str(v) for v in r))
-            rich_console.Console(width=200).print(table)
-            click.echo(f"({n} rows)")
+            console.print(table)
+        n += len(page)
+        if len(page) < TABLE_PAGE_ROWS:
+            break
+    click.echo(f"({n} rows)")
 
 
 def _json_rows(columns: list[str], rows: Iterator[tuple[Any, ...]]) -> None:
@@ -762,7 +795,7 @@ def _print_released(
     table = rich_table.Table(*header)
     for r in rows:
         table.add_row(*map(_shown, r))
-    rich_console.Console(width=220).print(table)
+    _console(220).print(table)
 
 
 def _shown(value: str) -> str:
@@ -945,7 +978,7 @@ def _what_if(plan: Plan, inputs: Iterable[Path]) -> None:
         table = rich_table.Table("element", "keyword", "VR", "action", "decided by")
         for st in sorted(steps, key=lambda st: st.path):
             table.add_row(st.path, st.keyword, st.vr, st.action, st.source)
-        rich_console.Console(width=220).print(table)
+        _console(220).print(table)
 
 
 @cli.command("verify")

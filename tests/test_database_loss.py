@@ -7,6 +7,7 @@ completes.
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -45,6 +46,30 @@ def test_sql_whose_reader_stops_early_ends_at_once(cli):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 141, err
     assert "error" not in err
+
+
+def test_sql_draws_its_table_a_page_at_a_time_as_rows_come(cli):
+    """The table is drawn a page at a time: its first rows show while the others still
+    stream, and three million rows are never held to draw one table."""
+    p = subprocess.Popen(
+        [sys.executable, "-m", "indexer.cli", "sql", MANY_ROWS],
+        env=cli.env,
+        cwd=cli.cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout is not None
+    ready, _, _ = select.select([p.stdout], [], [], 60)
+    try:
+        assert ready, "nothing drawn within a minute"
+        head = [p.stdout.readline() for _ in range(5)]
+        assert any("c4ca4238a0b923820dcc509a6f75849b" in line for line in head), head
+        assert p.poll() is None  # still streaming
+    finally:
+        p.stdout.close()
+        _, err = p.communicate(timeout=60)
+    assert p.returncode == 141, err
 
 
 def test_sql_interrupted_while_rows_stream_ends_at_once(cli):

@@ -89,6 +89,27 @@ def test_what_if_explains_without_values(tmp_path, env):
     assert "option rtn_uids" in p.stdout
 
 
+def test_what_if_read_through_a_closed_pipe_ends_as_sigpipe_would(tmp_path, env):
+    """`deid --what-if x.dcm | head -0`: the table's writer meets a pipe nobody reads. rich
+    ended such a command with exit 1 (a failure); it ends with 141, as any command does."""
+    f = tmp_path / "x.dcm"
+    f.write_bytes(to_bytes(make_instance(marker=MARKER)))
+    read, write = os.pipe()
+    os.close(read)  # nobody reads
+    p = subprocess.run(
+        [sys.executable, "-m", "indexer.cli", "deid", "--what-if", str(f)],
+        env=env,
+        cwd=tmp_path,
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    os.close(write)
+    assert (p.returncode, p.stderr) == (141, "")
+
+
 @pytest.mark.parametrize(
     ("name", "make", "said"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import pydicom
@@ -322,6 +323,13 @@ def test_sql_writes_csv_and_json_as_the_rows_come(cli, archive, tmp_path):
     p = cli("sql", "--csv", late, check=3)
     assert p.stderr.strip().endswith("error (store): query failed: division by zero")
     assert "(" in cli("sql", "SELECT count(*) FROM instance").stdout  # the table, then a count
+    p = cli("sql", "SELECT n, 'v' || n AS value FROM generate_series(1, 2500) n")
+    lines = p.stdout.splitlines()
+    assert lines[-1] == "(2500 rows)"
+    assert sum(" value " in line for line in lines) == 3  # pages of 1,000 rows, each a table
+    numbers = [int(m[1]) for line in lines if (m := re.search(r"(\d+) +│ v\1 ", line))]
+    assert sorted(numbers) == list(range(1, 2501))
+    assert cli("sql", "SELECT 1 AS n WHERE false").stdout.splitlines()[-1] == "(0 rows)"
 
 
 def test_ingest_takes_sources_from_a_list_and_from_the_command_line(cli, archive, tmp_path):
