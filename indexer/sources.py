@@ -147,13 +147,21 @@ def _paths(entries: list[bytes], sep: bytes) -> Iterator[Path]:
 
 
 def below(folders: Sequence[Path], roots: Iterable[Path]) -> list[Path]:
-    """The ``folders`` that lie below one of the ``roots`` (not at it): walked past."""
-    if not folders:
+    """The ``folders`` that lie below one of the ``roots`` (not at it): walked past.
+
+    The roots are streamed (a list of a million sources is never held), each resolved once,
+    until every folder is found below one.
+    """
+    resolved = {f: f.resolve() for f in folders}
+    found: set[Path] = set()
+    if not resolved:
         return []
-    tops = [r.resolve() for r in roots]
-    return [
-        f for f in folders if any(f.resolve() != t and f.resolve().is_relative_to(t) for t in tops)
-    ]
+    for r in roots:
+        top = r.resolve()
+        found.update(f for f, rf in resolved.items() if rf != top and rf.is_relative_to(top))
+        if len(found) == len(resolved):
+            break
+    return [f for f in folders if f in found]
 
 
 class Walker:

@@ -309,3 +309,21 @@ def test_roots_stream_a_listed_file_each_time_they_are_walked(tmp_path):
     listed.write_bytes(b"x.dcm\ny.dcm\n")
     roots = sources.Roots([tmp_path / "named"], listed)
     assert list(roots) == list(roots) == [tmp_path / "named", Path("x.dcm"), Path("y.dcm")]
+
+
+def test_below_finds_the_folders_inside_a_root_and_stops_reading_the_roots(tmp_path):
+    """An output inside a source is walked past; the sources (a list of a million, given
+    with --files-from) are streamed, and read no further once every output is placed."""
+    (tmp_path / "src" / "out").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    out, elsewhere, src = tmp_path / "src" / "out", tmp_path / "elsewhere", tmp_path / "src"
+    assert sources.below([out, elsewhere], [tmp_path / "x.dcm", src]) == [out]
+    assert sources.below([src], [src]) == []  # at a root, not below it
+
+    def roots():
+        yield tmp_path / "x.dcm"
+        yield src
+        raise AssertionError("read past the root that holds every folder")
+
+    assert sources.below([out], roots()) == [out]
+    assert sources.below([], roots()) == []
