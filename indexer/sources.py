@@ -609,20 +609,43 @@ def region_of(reader: Callable[[], bytes]) -> Region | None:
     return None
 
 
-def _file_counts(roots: Iterable[Path]) -> Iterator[int | None]:
-    """Files the walk will meet, a root file or a directory at a time; None: an archive."""
+def _file_counts(roots: Iterable[Path], *, zips: bool) -> Iterator[int | None]:
+    """Files the walk will meet, a root file or a folder at a time; None: unknown.
+
+    A tar's are unknown; a zip's are counted from its directory if ``zips``.
+    """
+    members = _members if zips else lambda _path: None
     for root in roots:
         if root.is_file():
-            yield None if is_archive(root.name) else 1
+            yield members(root) if is_archive(root.name) else 1
             continue
-        for _folder, files in tree.walk(root):
-            yield None if any(is_archive(f) for f in files) else len(files)
+        for folder, files in tree.walk(root):
+            n: int | None = 0
+            for name in files:
+                count = members(folder / name) if is_archive(name) else 1
+                n = None if n is None or count is None else n + count
+            yield n
+
+
+def _members(path: Path) -> int | None:
+    """The members of a zip, from its directory (read, never held); None for a tar.
+
+    A tar must be read to its end to know. An archive that cannot be read counts once (its
+    failure is recorded once).
+    """
+    if not path.name.lower().endswith(".zip"):
+        return None
+    try:
+        with path.open("rb", buffering=ZIP_DIRECTORY_BUFFER) as f:
+            return sum(not e.is_dir for e in zipdir.entries(f))
+    except (OSError, zipfile.BadZipFile):
+        return 1
 
 
 def at_least(roots: Iterable[Path], n: int) -> bool:
     """Whether the walk will meet ``n`` files or more (an archive: assumed so); stops early."""
     seen = 0
-    for count in _file_counts(roots):
+    for count in _file_counts(roots, zips=False):
         if count is None:
             return True
         seen += count
@@ -632,9 +655,9 @@ def at_least(roots: Iterable[Path], n: int) -> bool:
 
 
 def count_files(roots: Iterable[Path]) -> int | None:
-    """How many files the walk will meet, for an ETA; None when archives make it unknown."""
+    """How many files the walk will meet, for an ETA; None when a tar makes it unknown."""
     total = 0
-    for count in _file_counts(roots):
+    for count in _file_counts(roots, zips=True):
         if count is None:
             return None
         total += count

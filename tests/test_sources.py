@@ -167,7 +167,15 @@ def test_count_files(tmp_path):
     (tmp_path / "a" / "1.dcm").write_bytes(b"x")
     (tmp_path / "2.dcm").write_bytes(b"x")
     assert count_files([tmp_path]) == 2
-    (tmp_path / "x.zip").write_bytes(b"")
+    with zipfile.ZipFile(tmp_path / "a" / "x.zip", "w") as z:  # its members, from its directory
+        z.mkdir("folder")
+        for name in ("1.dcm", "folder/2.dcm", "3.dcm"):
+            z.writestr(name, b"x")
+    assert count_files([tmp_path]) == 5
+    assert count_files([tmp_path / "a" / "x.zip"]) == 3
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")  # one failure
+    assert count_files([tmp_path]) == 6
+    (tmp_path / "x.tar").write_bytes(b"")  # a tar is read to its end to know
     assert count_files([tmp_path]) is None
 
 
@@ -178,9 +186,13 @@ def test_at_least_counts_until_it_knows(tmp_path):
     assert not at_least([tmp_path], 4)
     assert at_least([tmp_path / "0.dcm", tmp_path / "1.dcm"], 2)
     assert not at_least([tmp_path / "0.dcm"], 2)
-    (tmp_path / "x.zip").write_bytes(b"")  # members unknown: as many as asked
+    (tmp_path / "x.tar").write_bytes(b"")  # members unknown: as many as asked
     assert at_least([tmp_path], 1000)
-    assert at_least([tmp_path / "x.zip"], 1000)
+    assert at_least([tmp_path / "x.tar"], 1000)
+    (tmp_path / "x.tar").unlink()
+    with zipfile.ZipFile(tmp_path / "x.zip", "w") as z:  # not read to count: assumed so too
+        z.writestr("a.dcm", b"x")
+    assert at_least([tmp_path], 1000)
 
 
 def test_unreadable_zip_members_are_source_errors_without_their_names(tmp_path):
