@@ -202,6 +202,9 @@ def cli(ctx: click.Context, config_file: Path | None, state_dir: Path | None, ve
     root = logging.getLogger("indexer")
     root.addHandler(handler)
     root.setLevel(level)
+    # other libraries' records are never printed: their text can quote values and paths
+    # (Python's last-resort handler printed any warning of a logger without a handler)
+    logging.getLogger().addHandler(logging.NullHandler())
     ctx.obj = {"settings": load_settings(config_file, state_dir=state_dir)}
 
 

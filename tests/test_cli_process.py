@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
 import sys
 
 import pytest
@@ -94,3 +95,34 @@ def test_an_unforeseen_error_is_one_line_without_its_text(capsys, caplog):
     assert err.count("\n") == 1
     assert "in test_cli_process.py:" in caplog.text
     assert "PHIMARK" not in err + caplog.text
+
+
+NOISY = """
+import logging, runpy, sys
+import indexer.sample
+real = indexer.sample.write_archive
+
+def noisy(*args, **kwargs):
+    logging.getLogger("some.library").warning("a value: PHIMARK")
+    return real(*args, **kwargs)
+
+indexer.sample.write_archive = noisy
+sys.argv[0] = "dicom-index"
+runpy.run_module("indexer.cli", run_name="__main__")
+"""
+
+
+def test_other_librarys_log_records_are_never_printed(cli, tmp_path):
+    """A library's warning, with no handler of its own, was printed by Python's last-resort
+    handler; its text can quote values (the PostgreSQL wheel's quoted the server's log)."""
+    p = subprocess.run(
+        [sys.executable, "-c", NOISY, "sample", str(tmp_path / "s")],
+        env=cli.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert (tmp_path / "s").is_dir()
+    assert "PHIMARK" not in p.stderr + p.stdout
