@@ -22,15 +22,20 @@ MARKER = "PHIMARK"
 MANY_ROWS = "SELECT n, md5(n::text) AS h FROM generate_series(1, 3000000) n"
 
 
-def _sql_csv(cli) -> subprocess.Popen[str]:
-    p = subprocess.Popen(
-        [sys.executable, "-m", "indexer.cli", "sql", "--csv", MANY_ROWS],
+def _sql(cli, *args: str) -> subprocess.Popen[str]:
+    """`sql ARGS MANY_ROWS`, started; its output read through pipes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "indexer.cli", "sql", *args, MANY_ROWS],
         env=cli.env,
         cwd=cli.cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _sql_csv(cli) -> subprocess.Popen[str]:
+    p = _sql(cli, "--csv")
     assert p.stdout is not None
     assert p.stdout.readline() == "n,h\n"
     assert p.stdout.readline() == f"1,{'c4ca4238a0b923820dcc509a6f75849b'}\n"
@@ -51,14 +56,7 @@ def test_sql_whose_reader_stops_early_ends_at_once(cli):
 def test_sql_draws_its_table_a_page_at_a_time_as_rows_come(cli):
     """The table is drawn a page at a time: its first rows show while the others still
     stream, and three million rows are never held to draw one table."""
-    p = subprocess.Popen(
-        [sys.executable, "-m", "indexer.cli", "sql", MANY_ROWS],
-        env=cli.env,
-        cwd=cli.cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    p = _sql(cli)
     assert p.stdout is not None
     ready, _, _ = select.select([p.stdout], [], [], 60)
     try:
