@@ -600,11 +600,13 @@ def region_of(reader: Callable[[], bytes]) -> Region | None:
         f = _listed(reader.path, reader.archive)
         try:
             start = zipdir.data_offset(f, reader.member)
-        except zipfile.BadZipFile as e:
+        except BaseException as e:
             f.close()
-            raise SourceError(
-                f"an archive member is damaged ({os_reason(e)})", reason="unreadable"
-            ) from None
+            if isinstance(e, zipfile.BadZipFile):
+                raise SourceError(
+                    f"an archive member is damaged ({os_reason(e)})", reason="unreadable"
+                ) from None
+            raise
         return Region(reader.path, f, start, reader.member.size, reader.archive[1])
     return None
 

@@ -357,6 +357,8 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
             for limit in HEAD_READS:  # a header seldom needs more than the first
                 f.seek(base)
                 head = f.read(min(limit, size))
+                if len(head) < min(limit, size):
+                    return None  # the file ends early (a cut archive): read whole, it says so
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     fast = fastread.read(head)

@@ -184,6 +184,17 @@ def test_a_large_archive_members_pixel_data_is_streamed_where_it_lies_as_is(
     assert (tmp_path / "out" / prepared.name).read_bytes() == whole.encoded.data
 
 
+def test_a_large_member_of_a_cut_tar_is_named_cut_short(ctx, tmp_path, monkeypatch):
+    path = tmp_path / "a.tar"
+    _archive_of(path, {"big.dcm": _native()})
+    path.write_bytes(path.read_bytes()[: 512 + len(_native()) - 100])  # within its pixels
+    src, end = Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path])
+    assert end.reason == "bad_archive"
+    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    with pytest.raises(SourceError, match=r"^an archive member is cut short$"):
+        work.prepare(src, ctx)
+
+
 def test_a_large_stored_member_of_a_zip_replaced_before_its_copy_is_refused(
     ctx, tmp_path, monkeypatch
 ):
