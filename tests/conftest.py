@@ -171,10 +171,11 @@ class Cli:
     env: dict[str, str]
     cwd: Path
     log: list[str]
+    launcher: tuple[str, ...] = ("-m", "indexer.cli")  # what the interpreter runs
 
     def __call__(self, *args: str, check: bool | int = True) -> subprocess.CompletedProcess[str]:
         p = subprocess.run(
-            [sys.executable, "-m", "indexer.cli", "-vv", *args],
+            [sys.executable, *self.launcher, "-vv", *args],
             env=self.env,
             cwd=self.cwd,
             capture_output=True,

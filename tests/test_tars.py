@@ -7,10 +7,9 @@ them at a time. tarfile's own list of every member's header is not kept.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
-import subprocess
-import sys
 import tarfile
 import tracemalloc
 from pathlib import Path
@@ -140,30 +139,12 @@ def _big_tar(path: Path, n: int, side: int) -> Path:
 def test_a_compressed_tar_of_large_objects_is_ingested_in_bounded_memory(cli, tmp_path, workers):
     """Three times the members, the same peak: the ingest process holds a bounded number of
     bytes of them, not a count of members (before, 256 of any size were held at once)."""
+    peak_of = dataclasses.replace(cli, launcher=("-c", PEAK_OF))
     peaks = []
     for n in (20, 60):
         path = _big_tar(tmp_path / f"{n}.tar.gz", n, 1400)  # 3.9 MB each
-        p = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                PEAK_OF,
-                "-vv",
-                "ingest",
-                str(path),
-                "--out",
-                str(tmp_path / f"o{n}"),
-                "--workers",
-                workers,
-                "--json",
-            ],
-            env=cli.env,
-            cwd=cli.cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=300,
-        )
+        out = str(tmp_path / f"o{n}")
+        p = peak_of("ingest", str(path), "--out", out, "--workers", workers, "--json")
         assert json.loads(p.stdout.splitlines()[-1])["files_indexed"] == n
         peaks.append(int(p.stderr.rsplit("peak-kib ", 1)[1]) / 1024)
     assert peaks[1] - peaks[0] < 40, peaks  # 40 more members: 156 MB if each were held
