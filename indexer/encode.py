@@ -35,7 +35,7 @@ from indexer.deid.rawvalue import (
     text_of,
     value_of,
 )
-from indexer.spans import FileSpan
+from indexer.spans import Span
 
 PIXEL_DATA = 0x7FE00010
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -45,7 +45,7 @@ _LONG = struct.Struct("<HH2sHI")
 _SHORT_MAX = 0xFFFF  # the largest length a 16-bit length field holds (PS3.5 7.1.2)
 
 
-Buffer = bytes | memoryview | FileSpan
+Buffer = bytes | memoryview | Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ class Encoded:
     @property
     def data(self) -> bytes:
         """The whole file as one bytes object (a copy: for tests and small objects)."""
-        return b"".join(p.read() if isinstance(p, FileSpan) else p for p in self.parts)
+        return b"".join(p.read() if isinstance(p, Span) else p for p in self.parts)
 
     @property
     def size(self) -> int:
@@ -127,7 +127,7 @@ def _encode_raw(ds: Dataset) -> Encoded:
         elem = ds[key] if isinstance(stored, RawDataElement) and stored.value is None else stored
         if tag == PIXEL_DATA:
             span = getattr(elem, "value", None)
-            if isinstance(span, FileSpan):  # streamed from the source: items and delimiter too
+            if isinstance(span, Span):  # streamed from the source: items and delimiter too
                 pixels = (_head(tag, str(elem.VR).encode(), elem.length), span)  # type: ignore[union-attr]
             elif _is_plain_raw(elem):
                 value = elem.value or b""
@@ -275,7 +275,7 @@ def _write_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
 
 def _encode_pydicom(ds: Dataset) -> Encoded:
     stored = ds._dict.get(BaseTag(PIXEL_DATA))  # noqa: SLF001 - as stored
-    if isinstance(getattr(stored, "value", None), FileSpan):  # pydicom writes bytes only
+    if isinstance(getattr(stored, "value", None), Span):  # pydicom writes bytes only
         ds._dict[BaseTag(PIXEL_DATA)] = held(stored)  # type: ignore[arg-type]  # noqa: SLF001
     last = max(ds.keys()) if len(ds) else None
     if last != PIXEL_DATA:  # no pixel data, or elements after it: one piece
@@ -298,7 +298,7 @@ def _encode_pydicom(ds: Dataset) -> Encoded:
 
 
 def held(raw: RawDataElement) -> RawDataElement:
-    """Pixel data streamed from its file (a ``FileSpan``), read into memory after all."""
+    """Pixel data streamed from its source (a ``Span``), read into memory after all."""
     data = raw.value.read()  # type: ignore[union-attr]
     if raw.length == UNDEFINED_LENGTH:  # pydicom writes the sequence delimiter itself
         data = data[:-8]

@@ -20,7 +20,7 @@ from indexer.deid import rawvalue
 from indexer.deid.rawvalue import DEFAULT, text_of, value_of
 from indexer.encode import UNDEFINED_LENGTH, held
 from indexer.records import IndexRecord
-from indexer.spans import FileSpan
+from indexer.spans import Span
 
 BULK_THRESHOLD = 1024  # bytes: larger binary values stay in the copy, referenced by URI
 _INLINE_LIMIT = (BULK_THRESHOLD // 4) * 3  # pydicom's test: base64 length over the threshold
@@ -88,7 +88,7 @@ def _json_text(ds: Dataset, copy_name: str, codec: str | None) -> str:
 
 
 def _element_text(ds: Dataset, tag: int, stored: object, copy_name: str, codec: str | None) -> str:
-    if isinstance(getattr(stored, "value", None), FileSpan):  # pixel data left in its file
+    if isinstance(getattr(stored, "value", None), Span):  # pixel data left in its source
         if len(stored.value) > BULK_THRESHOLD:  # type: ignore[attr-defined]
             return _ENCODER.encode({"vr": stored.VR, "BulkDataURI": f"{copy_name}#{tag:08X}"})  # type: ignore[attr-defined]
         # small (never in practice: spans start at STREAM_FROM): inline, as if read whole

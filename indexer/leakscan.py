@@ -20,7 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from indexer import deid, tree, work
+from indexer import deid, spans, tree, work
 from indexer.deid import Plan, verify
 from indexer.deid.rawvalue import DEFAULT, ELEMENT_ERRORS, text_of
 from indexer.errors import DeidError, SourceError
@@ -185,7 +185,7 @@ def _originals(
             continue
         try:
             # a large object's header only, where it lies as it is in a file or an archive
-            region = region_of(item.read) if item.size >= work.STREAM_FROM else None
+            region = region_of(item.read) if item.size >= spans.STREAM_FROM else None
             ds = work.read_header(region) if region else work.read_dataset(item.read())
             values = verify.identifying_values(plan, ds)
         except (SourceError, OSError, *ELEMENT_ERRORS) as e:
@@ -240,7 +240,7 @@ def _read_output(path: Path, report: VerifyReport) -> Dataset | None:
 
 def _read(path: Path) -> Dataset:
     """The object in a file: a large one's header only (pixel data is never searched)."""
-    if path.stat().st_size >= work.STREAM_FROM:
+    if path.stat().st_size >= spans.STREAM_FROM:
         return work.read_header(file_region(path))
     return work.read_dataset(path.read_bytes())
 

@@ -7,6 +7,9 @@ everything else sees the PHI-free ``source_id`` (a keyed hash of the locator).
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
 import hashlib
 import hmac
 import logging
@@ -22,10 +25,10 @@ from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 from typing import BinaryIO, Self
 
-from indexer import tree, zipdir
+from indexer import spans, tree, zipdir
 from indexer.errors import ConfigError, SourceError, os_reason
 from indexer.records import Failure, SourceFile
-from indexer.spans import Version, version_of
+from indexer.spans import FileSpan, Span, Version, version_of
 from indexer.store.files import OUTPUT_ID_FILE
 
 logger = logging.getLogger(__name__)
@@ -353,7 +356,9 @@ class Walker:
 
         A plain tar is read at each member's offset when the pipeline asks, so its members
         are never held; a compressed one must be read front to back, and each member is
-        read as the walk passes it (held until its work is done; ``held_bytes``).
+        read as the walk passes it (held until its work is done; ``held_bytes``), but for
+        a large one (``spans.STREAM_FROM``), which is decompressed again where it is worked
+        on, its pixel data as it is copied.
         """
         with path.open("rb") as f:
             archive = _identity(os.fstat(f.fileno()))
@@ -363,10 +368,16 @@ class Walker:
                 for m in t:
                     t.members.clear()  # type: ignore[attr-defined]  # it keeps them all
                     if not m.isdir():
-                        yield from self._tar_member(path, t, m, archive if plain else None)
+                        yield from self._tar_member(path, t, m, archive, packed=not plain)
 
     def _tar_member(
-        self, path: Path, t: tarfile.TarFile, m: tarfile.TarInfo, archive: ArchiveId | None
+        self,
+        path: Path,
+        t: tarfile.TarFile,
+        m: tarfile.TarInfo,
+        archive: ArchiveId,
+        *,
+        packed: bool,
     ) -> Iterator[Item]:
         locator = f"{path}!{m.name}"
         if not m.isfile():
@@ -377,8 +388,8 @@ class Walker:
             yield self._fail(locator, _outcome(problem[0]), *problem)
             return
         reader: Callable[[], bytes]
-        if archive is not None and not m.issparse():
-            reader = RegionReader(path, m.offset_data, m.size, archive)
+        if not m.issparse() and (not packed or m.size >= spans.STREAM_FROM):
+            reader = RegionReader(path, m.offset_data, m.size, archive, packed=packed)
         else:
             f = t.extractfile(m)
             reader = BytesReader(f.read(self.max_member_bytes + 1) if f is not None else b"")
@@ -457,16 +468,19 @@ def _identity(st: os.stat_result) -> ArchiveId:
 
 @dataclass(frozen=True, slots=True)
 class RegionReader:
-    """Reads ``length`` bytes at ``start`` of an archive: a member of a plain tar.
+    """Reads ``length`` bytes at ``start`` of a tar: a member.
 
-    ``archive`` is the identity of the archive the member was listed from: read from another
-    (the archive replaced or rewritten since), the member is refused.
+    ``start`` counts in the tar as it is, or, if ``packed``, in the tar decompressed (its
+    large members, decompressed again where they are worked on). ``archive`` is the
+    identity of the archive the member was listed from: read from another (the archive
+    replaced or rewritten since), the member is refused.
     """
 
     path: Path
     start: int
     length: int
     archive: ArchiveId
+    packed: bool = False
 
     def __call__(self) -> bytes:
         """The member's bytes.
@@ -474,17 +488,61 @@ class RegionReader:
         Raises
         ------
         SourceError
-            The archive changed since it was listed, or ends within the member.
+            The archive changed since it was listed, ends within the member, or its
+            compressed stream is damaged.
         OSError
             The archive cannot be read.
 
         """
-        with _listed(self.path, self.archive) as f:
-            f.seek(self.start)
-            data = f.read(self.length)
+        with _region(self) as region, member_errors():
+            data = region.f.read(self.length)
         if len(data) != self.length:
-            raise SourceError("an archive member is cut short", reason="truncated")
+            raise _cut_short()
         return data
+
+
+def _cut_short() -> SourceError:
+    return SourceError("an archive member is cut short", reason="truncated")
+
+
+@contextlib.contextmanager
+def member_errors() -> Iterator[None]:
+    """A compressed member's errors as PHI-free ``SourceError`` (their text can name it)."""
+    try:
+        yield
+    except zipdir.EncryptedMemberError:
+        raise SourceError("an archive member is encrypted", reason="unreadable") from None
+    except EOFError:  # the compressed stream ends early
+        raise _cut_short() from None
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
+        raise SourceError(
+            f"an archive member is damaged ({os_reason(e)})", reason="unreadable"
+        ) from None
+    except NotImplementedError as e:  # a compression method zipfile lacks
+        raise SourceError(
+            f"an archive member is compressed by a method that cannot be read ({os_reason(e)})",
+            reason="unreadable",
+        ) from None
+
+
+def _decompressed(f: BinaryIO) -> BinaryIO:
+    """A compressed tar open as ``f``, decompressed as it is read (by its magic, as tarfile)."""
+    magic = f.read(len(COMPRESSED_MAGIC[-1]))
+    f.seek(0)
+    if magic.startswith(COMPRESSED_MAGIC[0]):
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    if magic.startswith(COMPRESSED_MAGIC[1]):
+        return bz2.BZ2File(f)  # type: ignore[return-value]
+    return lzma.LZMAFile(f)  # type: ignore[return-value]
+
+
+def _skip(f: BinaryIO, n: int) -> None:
+    """Read past ``n`` bytes of the decompressed stream ``f`` (a step at a time, not held)."""
+    while n:
+        data = f.read(min(n, spans.CHUNK_BYTES))
+        if not data:
+            raise _cut_short()
+        n -= len(data)
 
 
 def _listed(path: Path, archive: ArchiveId) -> BinaryIO:
@@ -522,32 +580,29 @@ class ZipMemberReader:
             The archive cannot be read, or the member holds more than ``limit`` bytes.
 
         """
-        with _listed(self.path, self.archive) as f:
-            try:
-                with zipdir.open_member(f, self.member) as member:
-                    data = member.read(self.limit + 1)
-            except zipdir.EncryptedMemberError:
-                raise SourceError("an archive member is encrypted", reason="unreadable") from None
-            except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError) as e:
-                raise SourceError(
-                    f"an archive member is damaged ({os_reason(e)})", reason="unreadable"
-                ) from None
-            except NotImplementedError as e:  # a compression method zipfile lacks
-                raise SourceError(
-                    "an archive member is compressed by a method that cannot be read "
-                    f"({os_reason(e)})",
-                    reason="unreadable",
-                ) from None
+        with (
+            _listed(self.path, self.archive) as f,
+            member_errors(),
+            zipdir.open_member(f, self.member) as member,
+        ):
+            data = member.read(self.limit + 1)
         if len(data) > self.limit:
             raise OSError("archive member exceeds its size limit")
         return data
 
 
+PackedReader = RegionReader | ZipMemberReader  # a compressed member's, or a packed tar's
+
+
 @dataclass(slots=True)
 class Region:
-    """Where a source's bytes lie as they are, in a file open for reading.
+    """Where a source's bytes lie, in a file open for reading; a context manager.
 
-    A whole file, a plain tar's member, a zip's stored member. Close it (a context manager).
+    A whole file, a plain tar's member, a zip's stored member: ``f`` is the file, and the
+    bytes lie at ``start`` in it as they are. A compressed member (``packed`` reads it):
+    ``f`` decompresses ``raw`` as it is read, and ``start`` counts in what it gives. ``f``
+    stands at ``start``; it may be read on and moved forward, not back (for a compressed
+    member, back means decompressing from the beginning again).
     """
 
     path: Path = field(repr=False)
@@ -555,6 +610,14 @@ class Region:
     start: int
     length: int
     version: Version  # the file's, when opened: what a span of it is checked against
+    packed: PackedReader | None = None
+    raw: BinaryIO | None = field(default=None, repr=False)
+
+    def span(self, start: int, end: int) -> Span:
+        """Bytes ``start`` to ``end`` of the region, read again where they are copied."""
+        if self.packed is None:
+            return FileSpan(self.path, self.start + start, self.start + end, self.version)
+        return PackedSpan(self.packed, start, end)
 
     def __enter__(self) -> Self:
         """Itself."""
@@ -562,7 +625,11 @@ class Region:
 
     def __exit__(self, *_exc: object) -> None:
         """Close the file."""
-        self.f.close()
+        try:
+            self.f.close()
+        finally:
+            if self.raw is not None:
+                self.raw.close()
 
 
 def file_region(path: Path) -> Region:
@@ -580,35 +647,94 @@ def file_region(path: Path) -> Region:
 
 
 def region_of(reader: Callable[[], bytes]) -> Region | None:
-    """The region a reader reads, open; None: its bytes must be decompressed, or are held.
+    """The region a reader reads, open; None: its bytes are held already (a small member).
 
     Raises
     ------
     SourceError
-        The archive changed since it was listed; or the zip member's header is damaged.
+        The archive changed since it was listed; or the member is damaged, cut short,
+        encrypted or compressed by a method that cannot be read.
     OSError
         The file cannot be opened.
 
     """
-    f: BinaryIO
     if isinstance(reader, FileReader):
         return file_region(reader.path)
-    if isinstance(reader, RegionReader):
-        f = _listed(reader.path, reader.archive)
-        return Region(reader.path, f, reader.start, reader.length, reader.archive[1])
-    if isinstance(reader, ZipMemberReader) and zipdir.stored_as_is(reader.member):
-        f = _listed(reader.path, reader.archive)
-        try:
-            start = zipdir.data_offset(f, reader.member)
-        except BaseException as e:
-            f.close()
-            if isinstance(e, zipfile.BadZipFile):
-                raise SourceError(
-                    f"an archive member is damaged ({os_reason(e)})", reason="unreadable"
-                ) from None
-            raise
-        return Region(reader.path, f, start, reader.member.size, reader.archive[1])
+    if isinstance(reader, RegionReader | ZipMemberReader):
+        return _region(reader)
     return None
+
+
+def _region(reader: PackedReader) -> Region:
+    """The region of an archive member, open and standing at its start (see ``region_of``)."""
+    f = _listed(reader.path, reader.archive)
+    version = reader.archive[1]
+    try:
+        with member_errors():
+            if isinstance(reader, RegionReader) and not reader.packed:
+                f.seek(reader.start)
+                return Region(reader.path, f, reader.start, reader.length, version)
+            if isinstance(reader, RegionReader):
+                stream = _decompressed(f)
+                try:
+                    _skip(stream, reader.start)
+                except BaseException:
+                    stream.close()
+                    raise
+                return Region(reader.path, stream, reader.start, reader.length, version, reader, f)
+            size = reader.member.size
+            if zipdir.stored_as_is(reader.member):
+                start = zipdir.data_offset(f, reader.member)
+                f.seek(start)
+                return Region(reader.path, f, start, size, version)
+            member: BinaryIO = zipdir.open_member(f, reader.member)  # type: ignore[assignment]
+            return Region(reader.path, member, 0, size, version, reader, f)
+    except BaseException:
+        f.close()
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class PackedSpan(Span):
+    """Bytes ``start`` to ``end`` of a compressed archive member, decompressed again as copied.
+
+    The member is read from its beginning (a compressed tar's, from the tar's); bytes before
+    the span are decompressed and dropped. An archive changed since it was listed, or while
+    the span is read, is refused; a zip member's CRC is checked when the span reaches its end.
+    """
+
+    reader: PackedReader = field(repr=False)  # its path can hold a name: never shown
+    start: int
+    end: int
+
+    def __len__(self) -> int:
+        """The span's length in bytes."""
+        return self.end - self.start
+
+    def chunks(self) -> Iterator[bytes]:
+        """The span's bytes, a chunk at a time.
+
+        Raises
+        ------
+        SourceError
+            The archive cannot be read, changed, or its member is damaged or cut short.
+
+        """
+        try:
+            with _region(self.reader) as region, member_errors():
+                assert region.raw is not None  # noqa: S101 - a packed member's region
+                _skip(region.f, self.start)
+                left = len(self)
+                while left:
+                    chunk = region.f.read(min(spans.CHUNK_BYTES, left))
+                    if not chunk:
+                        raise _cut_short()
+                    if version_of(os.fstat(region.raw.fileno())) != self.reader.archive[1]:
+                        raise spans.changed()
+                    left -= len(chunk)
+                    yield chunk
+        except OSError as e:
+            raise SourceError.unreadable(e) from None
 
 
 def _file_counts(roots: Iterable[Path], *, zips: bool) -> Iterator[int | None]:

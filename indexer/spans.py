@@ -1,13 +1,16 @@
-"""Pixel data too large to hold in memory: a span of the source file, streamed into the copy.
+"""Pixel data too large to hold in memory: a span of the source, streamed into the copy.
 
 A whole-slide image or a long multi-frame object can hold gigabytes of pixel data; read whole,
 each worker would hold one. Its header is read and de-identified as any other; its Pixel Data
-value stays in the source file, a ``FileSpan``, and the output store copies it in chunks.
+value stays where it lies, a ``Span``, and the output store copies it in chunks: a
+``FileSpan`` of a file (or of an archive that holds the object as it is), or
+``sources.PackedSpan`` of a compressed archive member, decompressed again as it is copied.
 """
 
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +18,7 @@ from pathlib import Path
 from indexer.errors import SourceError
 
 CHUNK_BYTES = 8 << 20  # copied at a time
+STREAM_FROM = 128 << 20  # bytes: an object this large has its pixel data streamed, not held
 
 
 Version = tuple[int, int, int, int]
@@ -29,8 +33,26 @@ def version_of(st: os.stat_result) -> Version:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
+class Span(ABC):
+    """Bytes of a source, read when they are copied, a chunk at a time."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """The span's length in bytes."""
+
+    @abstractmethod
+    def chunks(self) -> Iterator[bytes]:
+        """The span's bytes, a chunk at a time (``SourceError`` where they cannot be)."""
+
+    def read(self) -> bytes:
+        """The span's bytes, all at once (where they must be held after all)."""
+        return b"".join(self.chunks())
+
+
 @dataclass(frozen=True, slots=True)
-class FileSpan:
+class FileSpan(Span):
     """Bytes ``start`` to ``end`` of the file at ``path``, as it was when its head was read.
 
     ``version`` is the file's ``version_of`` then: a file changed since, or while it is
@@ -58,22 +80,19 @@ class FileSpan:
         try:
             with self.path.open("rb", buffering=0) as f:
                 if version_of(os.fstat(f.fileno())) != self.version:
-                    raise _changed()
+                    raise changed()
                 f.seek(self.start)
                 left = len(self)
                 while left:
                     chunk = f.read(min(CHUNK_BYTES, left))
                     if not chunk or version_of(os.fstat(f.fileno())) != self.version:
-                        raise _changed()  # (written to while read: its bytes may be mixed)
+                        raise changed()  # (written to while read: its bytes may be mixed)
                     left -= len(chunk)
                     yield chunk
         except OSError as e:
             raise SourceError.unreadable(e) from None
 
-    def read(self) -> bytes:
-        """The span's bytes, all at once (where they must be held after all)."""
-        return b"".join(self.chunks())
 
-
-def _changed() -> SourceError:
+def changed() -> SourceError:
+    """The error of a source changed while its bytes were read."""
     return SourceError("the file changed while it was read; not copied", reason="unreadable")

@@ -25,15 +25,21 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.tag import BaseTag
 
-from indexer import deid, extract, failpoints, fastread
+from indexer import deid, extract, failpoints, fastread, spans
 from indexer.deid import Plan, engine, pseudonym, rawvalue, verify
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.rawvalue import DEFAULT, text_of
 from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
-from indexer.sources import BOMB_MIN_BYTES, BOMB_RATIO, Region, could_be_dicom, region_of
-from indexer.spans import FileSpan
+from indexer.sources import (
+    BOMB_MIN_BYTES,
+    BOMB_RATIO,
+    Region,
+    could_be_dicom,
+    member_errors,
+    region_of,
+)
 from indexer.store.files import CopyConflictError, Digest, OutputStore
 
 if TYPE_CHECKING:
@@ -117,10 +123,9 @@ def read_header(region: Region) -> pydicom.Dataset:
     vendor's raw data in a private element) is read with the rest of the object, as the
     ingest reads it. For what reads values and never writes a copy (`verify`).
     """
-    with region:
+    with region, member_errors():
         f = region.f
         try:
-            f.seek(region.start)
             head = f.read(min(HEAD_BYTES_LIMIT, region.length))
         except OSError as e:
             raise SourceError.unreadable(e) from None
@@ -133,8 +138,7 @@ def read_header(region: Region) -> pydicom.Dataset:
             if len(head) == region.length or e.reason == "not_dicom":  # more would not help
                 raise
         try:
-            f.seek(region.start)
-            data = f.read(region.length)
+            data = head + f.read(region.length - len(head))
         except OSError as e:
             raise SourceError.unreadable(e) from None
     return read_dataset(data, pixels_in_place=True)
@@ -323,7 +327,7 @@ def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
     """Read once, de-identify, encode, check for leaks. No database, nothing written."""
     in_place = ctx.plan.burned_in is not BurnedInPolicy.CLEAN  # unless pixels may be cleaned
     with contained(src):
-        ds = _streamed(src) if in_place and src.size >= STREAM_FROM else None
+        ds = _streamed(src) if in_place and src.size >= spans.STREAM_FROM else None
     if ds is None:
         try:
             data = src.read()
@@ -335,28 +339,27 @@ def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
         return _prepare(src, ds, ctx)
 
 
-STREAM_FROM = 128 << 20  # bytes: a file this large has its pixel data streamed, not held
 HEAD_BYTES_LIMIT = 32 << 20  # what is read of it at most: its header must end within
 HEAD_READS = (1 << 20, HEAD_BYTES_LIMIT)  # what is read of it first, then (held while copied)
 
 
 def _streamed(src: SourceFile) -> pydicom.Dataset | None:
-    """A large object's data set, its pixel data a span of its file; None: read it whole.
+    """A large object's data set, its pixel data a span of its source; None: read it whole.
 
-    A file, a plain tar's member or a zip's stored member: their bytes lie in a file as
-    they are. The head is read and parsed as any object's; Pixel Data must follow it and
-    end the object (explicit VR little endian; native, or encapsulated items and their
-    delimiter). A compressed member is held whole (its size is bounded).
+    A file, or an archive's member (``sources.region_of``). The head is read and parsed as
+    any object's; Pixel Data must follow it and end the object (explicit VR little endian;
+    native, or encapsulated items and their delimiter). The source is read forward only: a
+    compressed member's bytes are decompressed once here, and again as the span is copied.
     """
     try:
         region = region_of(src.read)
         if region is None:
             return None
-        with region:
+        with region, member_errors():
             f, base, size = region.f, region.start, region.length
+            head = b""
             for limit in HEAD_READS:  # a header seldom needs more than the first
-                f.seek(base)
-                head = f.read(min(limit, size))
+                head += f.read(min(limit, size) - len(head))
                 if len(head) < min(limit, size):
                     return None  # the file ends early (a cut archive): read whole, it says so
                 with warnings.catch_warnings():
@@ -368,9 +371,13 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
                 return None
             ds, stop = fast
 
-            def at(p: int) -> bytes:
-                f.seek(base + p)
-                return f.read(max(0, min(8, size - p))) or b""
+            def at(p: int) -> bytes:  # the 8 bytes at p (items lie in order: forward only)
+                want = max(0, min(8, size - p))
+                got = head[p : p + want]
+                if len(got) < want:
+                    f.seek(base + p + len(got))
+                    got += f.read(want - len(got))
+                return got
 
             extent = _pixel_extent(head, stop, ds, at)
     except OSError as e:
@@ -378,7 +385,7 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
     if extent is None or extent[3] != size:  # cut short, or elements after Pixel Data
         return None
     vr, length, start, end = extent  # the span holds the delimiter too: written as it is
-    span = FileSpan(region.path, base + start, base + end, region.version)
+    span = region.span(start, end)
     ds._dict[BaseTag(PIXEL_DATA)] = _pixel_element(vr, length, span, start)  # noqa: SLF001
     return _checked(ds)
 

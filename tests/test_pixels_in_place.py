@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
+import tracemalloc
 import zipfile
 
 import pydicom
@@ -21,7 +23,15 @@ from indexer import deid, keys, leakscan, spans, syntaxes, work
 from indexer.encode import PIXEL_DATA, encode
 from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
-from indexer.sources import FileReader, RegionReader, Walker, ZipMemberReader, file_region
+from indexer.sources import (
+    FileReader,
+    PackedSpan,
+    RegionReader,
+    Walker,
+    ZipMemberReader,
+    file_region,
+    held_bytes,
+)
 from indexer.store.files import LocalStore
 from indexer.work import configure_pydicom, read_dataset
 from tests.builders import in_syntax, make_instance, rewrite_in_place, to_bytes
@@ -128,7 +138,7 @@ def test_a_large_files_pixel_data_is_streamed_byte_for_byte(build, ctx, tmp_path
     path.write_bytes(build())
     src = SourceFile("src-1", str(path), path.stat().st_size, FileReader(path))
     whole = work.prepare(src, ctx)
-    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
     monkeypatch.setattr(spans, "CHUNK_BYTES", 7)  # many chunks, none aligned
     monkeypatch.setattr(FileReader, "__call__", _never_whole)
     streamed = work.prepare(src, ctx)
@@ -141,47 +151,150 @@ def test_a_large_files_pixel_data_is_streamed_byte_for_byte(build, ctx, tmp_path
     assert "big.dcm" not in repr(streamed.encoded.pixels[-1])  # a path can hold a name
 
 
+ZIP_METHODS = {
+    "deflated": zipfile.ZIP_DEFLATED,
+    "bzip2": zipfile.ZIP_BZIP2,
+    "lzma": zipfile.ZIP_LZMA,
+}
+
+
 def _archive_of(path, members):
     if path.name.endswith(".zip"):
-        method = zipfile.ZIP_DEFLATED if "deflated" in path.name else zipfile.ZIP_STORED
-        with zipfile.ZipFile(path, "w", method) as z:
+        method = ZIP_METHODS.get(path.stem, zipfile.ZIP_STORED)
+        with zipfile.ZipFile(path, "w", method, compresslevel=1) as z:
             for name, data in members.items():
                 z.writestr(name, data)
     else:
-        with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as t:
+        compression = path.name.rsplit(".", 1)[-1]
+        mode = f"w:{compression}" if compression in ("gz", "bz2", "xz") else "w"
+        with tarfile.open(path, mode) as t:
             for name, data in members.items():
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 t.addfile(info, io.BytesIO(data))
 
 
+def _big_member(path):
+    items = Walker(b"w" * 32, max_member_bytes=1 << 30).walk([path])
+    return next(i for i in items if i.locator.endswith("!big.dcm"))
+
+
 @pytest.mark.parametrize(
-    ("name", "streamed"),
-    [("a.tar", True), ("stored.zip", True), ("deflated.zip", False), ("a.tar.gz", False)],
+    ("name", "span"),
+    [
+        ("a.tar", spans.FileSpan),
+        ("stored.zip", spans.FileSpan),
+        ("deflated.zip", PackedSpan),
+        ("bzip2.zip", PackedSpan),
+        ("lzma.zip", PackedSpan),
+        ("a.tar.gz", PackedSpan),
+        ("a.tar.bz2", PackedSpan),
+        ("a.tar.xz", PackedSpan),
+    ],
 )
 @pytest.mark.parametrize("build", [_native, _encapsulated])
-def test_a_large_archive_members_pixel_data_is_streamed_where_it_lies_as_is(
-    ctx, tmp_path, monkeypatch, name, streamed, build
+def test_a_large_archive_members_pixel_data_is_streamed_from_the_archive(
+    ctx, tmp_path, monkeypatch, name, span, build
 ):
     """A plain tar's member and a zip's stored one lie in the archive as they are: their
     pixel data is a span of the archive, as a large file's is of the file. A compressed
-    member is held whole. Each copy is byte for byte that of the object read whole."""
+    member's is decompressed again as it is copied; it is never held whole (before, it was,
+    up to ``max_member_bytes``, in the walk for a compressed tar). Each copy is byte for
+    byte that of the object read whole."""
     data = build()
     path = tmp_path / name
     _archive_of(path, {"before.txt": b"x" * 1000, "big.dcm": data, "after.txt": b"y" * 10})
-    items = list(Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path]))
-    src = next(i for i in items if i.locator.endswith("!big.dcm"))
-    whole = work.prepare(src, ctx)
-    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    whole = work.prepare(_big_member(path), ctx)
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
     monkeypatch.setattr(spans, "CHUNK_BYTES", 7)
-    if streamed:
-        monkeypatch.setattr(type(src.read), "__call__", _never_whole)
+    src = _big_member(path)
+    assert held_bytes(src) == 0
+    monkeypatch.setattr(type(src.read), "__call__", _never_whole)
     prepared = work.prepare(src, ctx)
-    assert isinstance(prepared.encoded.pixels[-1], spans.FileSpan) is streamed
+    assert type(prepared.encoded.pixels[-1]) is span
     assert prepared.encoded.data == whole.encoded.data
     digest = work.write_copy(prepared, ctx).digest
     assert digest.sha256 == hashlib.sha256(whole.encoded.data).hexdigest()
     assert (tmp_path / "out" / prepared.name).read_bytes() == whole.encoded.data
+
+
+def _noisy(side: int) -> bytes:
+    """An object whose pixel data hardly compresses (no zip bomb; a cut falls within it)."""
+    ds = make_instance(rows=1, columns=1)
+    ds.Rows = ds.Columns = side
+    ds.PixelData = os.urandom(side * side * 2)
+    return to_bytes(ds)
+
+
+@pytest.mark.parametrize("name", ["deflated.zip", "a.tar.gz"])
+def test_a_large_compressed_member_is_copied_in_bounded_memory(ctx, tmp_path, monkeypatch, name):
+    """The member is never held: at most a chunk of it at a time (before: all of it)."""
+    path = tmp_path / name
+    _archive_of(path, {"big.dcm": _noisy(3000)})  # 18 MB of pixels
+    expected = work.prepare(_big_member(path), ctx).encoded.data
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "CHUNK_BYTES", 1 << 20)
+    src = _big_member(path)
+    tracemalloc.start()
+    try:
+        copied = work.deidentify_file(src, ctx)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 << 20, peak
+    assert copied.digest.sha256 == hashlib.sha256(expected).hexdigest()
+
+
+def _with_crc(path, member: str, crc: int) -> None:
+    """Write ``crc`` into ``member``'s local header and directory entry, as a damaged zip."""
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(member)
+    data = bytearray(path.read_bytes())
+    old = info.CRC.to_bytes(4, "little")
+    assert data.count(old) == 2  # the local header's and the directory's
+    path.write_bytes(bytes(data).replace(old, crc.to_bytes(4, "little")))
+
+
+def test_a_large_compressed_member_with_a_wrong_crc_leaves_no_copy(ctx, tmp_path, monkeypatch):
+    """Its header is read from the member's first bytes, before its CRC can be checked; the
+    CRC is checked as its copy reaches the end, and the copy is refused."""
+    path = tmp_path / "deflated.zip"
+    _archive_of(path, {"big.dcm": _noisy(64)})
+    _with_crc(path, "big.dcm", 0x12345678)
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    monkeypatch.setattr(work, "HEAD_READS", (4096, 4096))  # of its 10 kB
+    src = _big_member(path)
+    prepared = work.prepare(src, ctx)
+    assert type(prepared.encoded.pixels[-1]) is PackedSpan
+    with pytest.raises(SourceError, match=r"^an archive member is damaged \(BadZipFile\)$"):
+        work.write_copy(prepared, ctx)
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_a_large_member_of_a_cut_compressed_tar_is_named_cut_short(ctx, tmp_path, monkeypatch):
+    path = tmp_path / "a.tar.gz"
+    _archive_of(path, {"big.dcm": _noisy(64)})
+    path.write_bytes(path.read_bytes()[:-1000])  # within its pixels
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    src, end = Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path])
+    assert end.reason == "bad_archive"
+    with pytest.raises(SourceError, match=r"^an archive member is cut short$") as caught:
+        work.deidentify_file(src, ctx)
+    assert caught.value.reason == "truncated"
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_a_compressed_member_written_to_while_copied_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "a.tar.gz"
+    _archive_of(path, {"big.dcm": _noisy(64)})
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "CHUNK_BYTES", 30)
+    chunks = PackedSpan(_big_member(path).read, 10, 100).chunks()
+    assert len(next(chunks)) == 30
+    with path.open("ab") as f:
+        f.write(b"y")  # written to between two chunks
+    with pytest.raises(SourceError, match="changed"):
+        list(chunks)
 
 
 def test_a_large_member_of_a_cut_tar_is_named_cut_short(ctx, tmp_path, monkeypatch):
@@ -190,18 +303,19 @@ def test_a_large_member_of_a_cut_tar_is_named_cut_short(ctx, tmp_path, monkeypat
     path.write_bytes(path.read_bytes()[: 512 + len(_native()) - 100])  # within its pixels
     src, end = Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path])
     assert end.reason == "bad_archive"
-    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
     with pytest.raises(SourceError, match=r"^an archive member is cut short$"):
         work.prepare(src, ctx)
 
 
-def test_a_large_stored_member_of_a_zip_replaced_before_its_copy_is_refused(
-    ctx, tmp_path, monkeypatch
+@pytest.mark.parametrize("name", ["stored.zip", "deflated.zip", "a.tar", "a.tar.gz"])
+def test_a_large_archive_member_replaced_before_its_copy_is_refused(
+    ctx, tmp_path, monkeypatch, name
 ):
-    path = tmp_path / "stored.zip"
+    path = tmp_path / name
     _archive_of(path, {"big.dcm": _native()})
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
     (src,) = Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path])
-    monkeypatch.setattr(work, "STREAM_FROM", 1)
     prepared = work.prepare(src, ctx)
     _archive_of(path, {"big.dcm": _native()[:-2] + b"\x00\x01"})  # same size, new content
     with pytest.raises(SourceError, match="changed") as caught:
@@ -217,7 +331,7 @@ def test_a_header_longer_than_the_first_read_is_read_again_longer(
     path = tmp_path / "big.dcm"
     path.write_bytes(_native())
     whole = work.prepare(SourceFile("src-1", str(path), 1, FileReader(path)), ctx)
-    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
     monkeypatch.setattr(work, "HEAD_READS", (first, 1 << 20))
     streamed = work.prepare(SourceFile("src-1", str(path), 1, FileReader(path)), ctx)
     assert isinstance(streamed.encoded.pixels[-1], spans.FileSpan)
@@ -227,7 +341,7 @@ def test_a_header_longer_than_the_first_read_is_read_again_longer(
 def test_a_large_file_changed_before_its_copy_is_refused(ctx, tmp_path, monkeypatch):
     path = tmp_path / "big.dcm"
     path.write_bytes(_native())
-    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
     prepared = work.prepare(SourceFile("src-1", str(path), 1, FileReader(path)), ctx)
     with path.open("ab") as f:
         f.write(b"\x00" * 16)  # rewritten meanwhile
@@ -242,7 +356,7 @@ def test_a_large_file_rewritten_with_its_time_set_back_is_refused(ctx, tmp_path,
     path = tmp_path / "big.dcm"
     data = _native()
     path.write_bytes(data)
-    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
     prepared = work.prepare(SourceFile("src-1", str(path), 1, FileReader(path)), ctx)
     rewrite_in_place(path, data[:-1] + bytes([data[-1] ^ 1]))  # a pixel changed
     with pytest.raises(SourceError) as caught:
@@ -268,7 +382,7 @@ def test_a_large_file_of_another_shape_is_read_whole(ctx, tmp_path, monkeypatch)
     """Elements after Pixel Data (the file is not streamed, and still copied whole)."""
     path = tmp_path / "big.dcm"
     path.write_bytes(_trailing())
-    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
     prepared = work.prepare(SourceFile("src-1", str(path), 1, FileReader(path)), ctx)
     assert not any(isinstance(p, spans.FileSpan) for p in prepared.encoded.parts)
 
@@ -290,7 +404,7 @@ def test_verify_reads_only_the_headers_of_large_files(ctx, tmp_path, monkeypatch
     pseudonyms = leakscan.Pseudonyms(ctx.keys, "DI", 30)
     args = ([originals], [tmp_path / "out"], deid.build_plan(burned_in="allow"))
     whole = [scan(*args, max_member_bytes=10**8, pseudonyms=pseudonyms) for scan in SCANS]
-    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
     read_whole = work.read_dataset
 
     def only_empty(data, **kw):  # the output store's empty lock files are read, and skipped
@@ -317,7 +431,7 @@ def test_verify_reads_an_original_whose_header_outlasts_the_first_read(tmp_path,
     within them (a vendor's raw data in a private element) is read with the rest of the file,
     as the ingest reads it. `verify` counted such an original as one it could not read, and
     did not search for its values."""
-    monkeypatch.setattr(work, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
     monkeypatch.setattr(work, "HEAD_BYTES_LIMIT", 64 * 1024)
     ds = make_instance(marker="LONGHEAD")
     ds.add_new(0x00090010, "LO", "ACME 1.0")
@@ -335,19 +449,17 @@ def test_verify_reads_an_original_whose_header_outlasts_the_first_read(tmp_path,
     assert report.leaks
 
 
-@pytest.mark.parametrize("name", ["in.tar", "in.zip"])
-def test_verify_reads_only_the_header_of_a_large_member_that_lies_as_it_is(
-    tmp_path, monkeypatch, name
-):
-    """A large original in a plain tar, or stored in a zip: `verify` reads its header only,
+@pytest.mark.parametrize("name", ["in.tar", "in.zip", "in.tar.gz", "deflated.zip"])
+def test_verify_reads_only_the_header_of_a_large_archive_member(tmp_path, monkeypatch, name):
+    """A large original in an archive, compressed or not: `verify` reads its header only,
     as of a large file (its pixel data is never searched)."""
     ds = make_instance(marker="INTAR")
     _archive_of(tmp_path / name, {"a.dcm": to_bytes(ds), "b.txt": b"after"})
     leaky = tmp_path / "out"
     leaky.mkdir()
     (leaky / "copy.dcm").write_bytes(to_bytes(ds))  # not de-identified: every value leaks
-    monkeypatch.setattr(work, "STREAM_FROM", 1)
-    reader = RegionReader if name.endswith(".tar") else ZipMemberReader
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    reader = ZipMemberReader if name.endswith(".zip") else RegionReader
     monkeypatch.setattr(reader, "__call__", _never_whole)
     report = leakscan.verify_outputs(
         [tmp_path / name], [leaky], deid.build_plan(), max_member_bytes=1 << 30

@@ -32,7 +32,7 @@ from indexer.deid.values import (
     tag_path,
     texts,
 )
-from indexer.spans import FileSpan
+from indexer.spans import Span
 
 __all__ = ["Leak", "find_leaks", "header_bytes", "identifying_values"]
 
@@ -114,7 +114,7 @@ def _skipped(raw: object, *, changed_only: bool, kept_only: bool) -> bool:
 
 def _lean_texts(raw: object, charset: str | None) -> tuple[str, ...] | None:
     """The texts of a raw element decoded here; None where pydicom decodes it."""
-    if isinstance(getattr(raw, "value", None), FileSpan):
+    if isinstance(getattr(raw, "value", None), Span):
         return ()  # pixel data left in its source file: no text
     if charset is None or not isinstance(raw, RawDataElement) or raw.VR is None:
         return None

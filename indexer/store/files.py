@@ -18,9 +18,9 @@ from typing import Protocol
 
 from indexer import failpoints, tree
 from indexer.errors import StoreError, os_reason
-from indexer.spans import FileSpan
+from indexer.spans import Span
 
-Part = bytes | memoryview | FileSpan  # a FileSpan: pixel data streamed from its source file
+Part = bytes | memoryview | Span  # a Span: pixel data streamed from its source
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +56,15 @@ class OutputStore(Protocol):
         """Store the bytes of ``parts``, in order, under ``name`` atomically.
 
         Identical bytes again are a no-op. Parts are written as they are (a view into a
-        source file's pixel data is streamed, not joined first; a ``FileSpan`` is copied
-        from its file in chunks, never held whole).
+        source's pixel data is streamed, not joined first; a ``Span`` is copied from
+        its source in chunks, never held whole).
 
         Raises
         ------
         CopyConflictError
             ``name`` holds other bytes already.
         SourceError
-            A ``FileSpan``'s file cannot be read, or changed since its head was read.
+            A ``Span``'s source cannot be read, or changed since its head was read.
 
         """
         ...
@@ -245,7 +245,7 @@ def _write_parts(fd: int, parts: Sequence[Part], h: hashlib._Hash) -> None:
     """Write and hash ``parts``: buffers in one system call as a rule, file spans in chunks."""
     run: list[bytes | memoryview] = []
     for part in parts:
-        if isinstance(part, FileSpan):
+        if isinstance(part, Span):
             _write_all(fd, run)
             run = []
             for chunk in part.chunks():
@@ -259,7 +259,7 @@ def _write_parts(fd: int, parts: Sequence[Part], h: hashlib._Hash) -> None:
 
 def _hash_parts(parts: Sequence[Part], h: hashlib._Hash) -> None:
     for part in parts:
-        if isinstance(part, FileSpan):
+        if isinstance(part, Span):
             for chunk in part.chunks():
                 h.update(chunk)
         else:
