@@ -435,7 +435,7 @@ class FileReader:
         """
         with self.path.open("rb", buffering=0) as f:
             head = f.read(HEAD_BYTES)
-            if len(head) < HEAD_BYTES or not could_be_dicom(head):
+            if len(head) < HEAD_BYTES or _no_dicom(head):
                 return head
             f.seek(0)
             return f.readall()
@@ -483,7 +483,7 @@ class RegionReader:
     packed: bool = False
 
     def __call__(self) -> bytes:
-        """The member's bytes.
+        """The member's bytes; only its first ones where those say it is no DICOM.
 
         Raises
         ------
@@ -495,10 +495,19 @@ class RegionReader:
 
         """
         with _region(self) as region, member_errors():
+            head = region.f.read(min(HEAD_BYTES, self.length))
+            if _no_dicom(head):
+                return head
+            region.f.seek(region.start)  # within what was read: nothing read again
             data = region.f.read(self.length)
         if len(data) != self.length:
             raise _cut_short()
         return data
+
+
+def _no_dicom(head: bytes) -> bool:
+    """Whether an object's first bytes say it is no DICOM (a video beside the objects)."""
+    return len(head) == HEAD_BYTES and not could_be_dicom(head)
 
 
 def _cut_short() -> SourceError:
@@ -570,6 +579,8 @@ class ZipMemberReader:
     def __call__(self) -> bytes:
         """The member's bytes, read at its offset (the archive's directory is not read again).
 
+        Only its first bytes where those say it is no DICOM (its CRC is then left unchecked).
+
         Raises
         ------
         SourceError
@@ -585,6 +596,10 @@ class ZipMemberReader:
             member_errors(),
             zipdir.open_member(f, self.member) as member,
         ):
+            head = member.read(HEAD_BYTES)
+            if _no_dicom(head):
+                return head
+            member.seek(0)  # within what was decompressed: nothing decompressed again
             data = member.read(self.limit + 1)
         if len(data) > self.limit:
             raise OSError("archive member exceeds its size limit")

@@ -360,8 +360,8 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
             head = b""
             for limit in HEAD_READS:  # a header seldom needs more than the first
                 head += f.read(min(limit, size) - len(head))
-                if len(head) < min(limit, size):
-                    return None  # the file ends early (a cut archive): read whole, it says so
+                if len(head) < min(limit, size) or not could_be_dicom(head):
+                    return None  # no DICOM, or ends early (a cut archive): its read says so
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     fast = fastread.read(head)

@@ -245,6 +245,29 @@ def test_a_large_compressed_member_is_copied_in_bounded_memory(ctx, tmp_path, mo
     assert copied.digest.sha256 == hashlib.sha256(expected).hexdigest()
 
 
+@pytest.mark.parametrize("name", ["a.tar", "a.tar.gz", "stored.zip", "deflated.zip"])
+@pytest.mark.parametrize("large", [True, False])
+def test_an_archive_member_that_is_no_dicom_is_not_read_whole_to_find_out(
+    ctx, tmp_path, monkeypatch, name, large
+):
+    """A video beside the objects, in an archive: its first bytes say it is no DICOM, and
+    the rest of it is not read (before, all of it was, up to ``max_member_bytes``)."""
+    path = tmp_path / name
+    _archive_of(path, {"big.dcm": b"\x00\x00\x00\x18ftypmp42" + os.urandom(16 << 20)})
+    if large:
+        monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    src = _big_member(path)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError) as caught:
+            work.prepare(src, ctx)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.reason == "not_dicom"
+    assert peak < 4 << 20, peak  # the first read of a large one's header: 1 MiB
+
+
 def _with_crc(path, member: str, crc: int) -> None:
     """Write ``crc`` into ``member``'s local header and directory entry, as a damaged zip."""
     with zipfile.ZipFile(path) as z:

@@ -40,7 +40,9 @@ def _walk(path: Path) -> list:
     return list(Walker(KEY, max_member_bytes=1 << 24).walk([path]))
 
 
-MEMBERS = {f"{MARK}/{i}.dcm": bytes([65 + i]) * (700 * i + 1) for i in range(4)}
+DICM = bytes(128) + b"DICM"  # what a DICOM file begins with (of one that does not, only the
+# first bytes are read)
+MEMBERS = {f"{MARK}/{i}.dcm": DICM + bytes([65 + i]) * (700 * i + 1) for i in range(4)}
 
 
 @pytest.mark.parametrize("name", ["a.tar", "a.tar.gz"])

@@ -30,8 +30,12 @@ def _walk(path: Path) -> list[SourceFile | Failure]:
     return list(Walker(KEY, max_member_bytes=1 << 24).walk([path]))
 
 
+DICM = bytes(128) + b"DICM"  # what a DICOM file begins with: a member that does not is no
+# DICOM, and only its first bytes are read
+
+
 def _members(n: int = 5) -> dict[str, bytes]:
-    return {f"{MARK}/{i}/é {i}.dcm": bytes([i]) * (1000 * i) + b"tail" for i in range(n)}
+    return {f"{MARK}/{i}/é {i}.dcm": DICM + bytes([i]) * (1000 * i) + b"tail" for i in range(n)}
 
 
 def _as_zipfile_reads(path: Path) -> list[tuple]:
