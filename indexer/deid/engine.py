@@ -199,7 +199,7 @@ def _apply(
     trace: list[TraceStep] | None,
     found: dict[str, str] | None,
 ) -> DeidResult:
-    rawvalue.read_un_as_known(ds)
+    rawvalue.read_as_known(ds)
     outside = values.outside_values(ds) if found is not None else {}
     pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks, codec)
     # an object without PatientID is its own patient, keyed by its study
@@ -505,7 +505,7 @@ def _walk_item(item: Dataset, plan: Plan, ctx: Context, parents: str, mode: Mode
     codec = ctx.codec
     if codec is not None and rawvalue.SPECIFIC_CHARACTER_SET in item:
         ctx.codec = None
-    rawvalue.read_un_as_known(item)
+    rawvalue.read_as_known(item)
     try:
         _walk(item, plan, ctx, types=None, top=False, parents=parents, mode=mode)
     finally:

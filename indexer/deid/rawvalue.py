@@ -112,24 +112,31 @@ class Marking(Written):
     __slots__ = ()
 
 
-# What a public attribute written as UN is read as, by its data dictionary VR: the text VRs
-# (numbers as text among them: their bytes have no byte order), and sequences.
-_READ_AS_KNOWN = TEXT_VRS | {"DS", "IS", "SQ"}
+# What a public attribute written as UN, OB or OW is read as, by its data dictionary VR: the
+# text VRs (numbers as text among them: their bytes have no byte order), and sequences (UN).
+_READ_AS_KNOWN = TEXT_VRS | {"DS", "IS"}
+_AS_BYTES = frozenset({"UN", "OB", "OW"})  # VRs that hold bytes (OW: in little endian as they are)
 
 
-def read_un_as_known(d: Dataset) -> None:
-    """Give each public element of ``d`` written as UN its dictionary VR, if text or sequence.
+def read_as_known(d: Dataset) -> None:
+    """Give each public element of ``d`` written as UN, OB or OW its dictionary VR, if text.
 
     Some systems write known attributes as UN (an implicit VR object made explicit without a
-    data dictionary). Judged as UN, such an element is decided by its tag alone and kept as
-    bytes: a sequence with names in its items, a person's name the table does not list. Read
-    by its dictionary VR, it is judged, walked and written as any other. A UN value is
-    implicit VR little endian whatever the transfer syntax (PS3.5 6.2.2). Numbers and other
-    bytes stay UN: their byte order may be the file's, and the table decides them by tag. A
-    value too long for its VR's 16-bit length is written as UN again (``encode``).
+    data dictionary), some as OB or OW (a name or a date as bytes). Judged as such, the
+    element is decided by its tag alone and kept as bytes: a sequence with names in its
+    items, a person's name the table does not list; and a pseudonym or dummy written into it
+    could not be encoded (the object was lost, as ``encode_failed``). Read by its dictionary
+    VR, it is judged, walked and written as any other. A UN value is implicit VR little
+    endian whatever the transfer syntax (PS3.5 6.2.2), so a UN sequence is read as one; an
+    OB one's items would be in the file's encoding, and stay OB. OW is read as text in a
+    little endian object only (in a big endian one its bytes are swapped). Numbers and other
+    bytes stay as they are: their byte order may be the file's, and the table decides them by
+    tag. A value too long for its VR's 16-bit length is written as UN again (``encode``).
     """
     for key, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
-        if type(raw) is not RawDataElement or raw.VR != "UN" or raw.value is None:
+        if type(raw) is not RawDataElement or raw.VR not in _AS_BYTES or raw.value is None:
+            continue
+        if raw.VR == "OW" and not raw.is_little_endian:
             continue
         tag = key.real
         if (tag >> 16) & 1:
@@ -138,7 +145,7 @@ def read_un_as_known(d: Dataset) -> None:
             vr = str(dictionary_VR(tag)).split(" or ")[0]
         except KeyError:
             continue  # in no dictionary: removed as non-standard
-        if vr == "SQ":
+        if vr == "SQ" and raw.VR == "UN":
             d._dict[key] = raw._replace(VR="SQ", is_implicit_VR=True, is_little_endian=True)  # noqa: SLF001
         elif vr in _READ_AS_KNOWN:
             d._dict[key] = raw._replace(VR=vr)  # noqa: SLF001

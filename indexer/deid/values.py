@@ -97,10 +97,10 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
     """Record every identifying value of ``d`` and its sequences, changing nothing.
 
     An element of an unknown VR is passed over: it cannot be read, and is removed unread.
-    Public elements written as UN are read by their dictionary VR first, as the engine reads
-    them (``rawvalue.read_un_as_known``: the elements' VRs change, not their values).
+    Public elements written as UN, OB or OW are read by their dictionary VR first, as the
+    engine reads them (``rawvalue.read_as_known``: the elements' VRs change, not their values).
     """
-    rawvalue.read_un_as_known(d)
+    rawvalue.read_as_known(d)
     for tag in sorted(d._dict):  # noqa: SLF001 - as stored: a VR is known before converting
         if unknown_vr(rawvalue.vr_of(d._dict[tag], tag)):  # noqa: SLF001
             continue

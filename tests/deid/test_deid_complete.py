@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
 from indexer import deid, extract, keys, rules_file
@@ -526,6 +527,41 @@ def test_public_attributes_written_as_un_are_read_by_their_dictionary_vr(case):
         assert len(seq.value) == 1  # kept, its item cleaned
         assert str(seq.value[0].PatientName) != "Doe^UNMK7"
     assert all(e.VR != "UN" for e in written.iterall() if not e.tag.is_private)
+
+
+BYTES_CASES = {  # tag, VR, value, the element it is written before
+    "the patient's name as OB": (0x00100010, b"OB", b"Doe^UNMK7 ", 0x00100020),
+    "the patient's name as OW": (0x00100010, b"OW", b"Doe^UNMK7 ", 0x00100020),
+    "the birth date as OB": (0x00100030, b"OB", b"19700101", 0x00100040),
+    "a name the table does not list as OB": (0x00140104, b"OB", b"Doe^UNMK7 ", 0x00180015),
+    "the institution as OB": (0x00080080, b"OB", b"UNMK7 Hospital", 0x00080090),
+}
+
+
+@pytest.mark.parametrize("case", BYTES_CASES)
+def test_text_attributes_written_as_bytes_are_read_by_their_dictionary_vr(case):
+    """A name or a date written as OB or OW was kept as bytes where the table keeps it by
+    VR, or given a pseudonym or dummy that could not be encoded: the object was lost as
+    `encode_failed`. It is read by its dictionary VR, as one written as UN is."""
+    tag, vr, value, before = BYTES_CASES[case]
+    ds = make_instance(marker="LEAKY")
+    if tag in ds:
+        del ds[tag]
+    data = with_element(to_bytes(ds), tag, vr, value, before=before)
+    stored_as = pydicom.dcmread(io.BytesIO(data)).get_item(tag).VR
+    assert stored_as == vr.decode()
+    ingest, full = _leaks_both_ways(pydicom.dcmread(io.BytesIO(data)))
+    assert (ingest, full) == ([], [])
+    out = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(data)), KEY).ds
+    copy_bytes = encode(out).data
+    header = extract.header_json_text(out, "x.dcm")  # what PostgreSQL and MongoDB get
+    for where in (copy_bytes, header.encode()):
+        assert value.strip() not in where
+        assert base64.b64encode(value)[:8] not in where
+    written = pydicom.dcmread(io.BytesIO(copy_bytes))
+    if tag in written:
+        written_as = written.get_item(tag).VR
+        assert written_as == dictionary_VR(tag)
 
 
 def test_verify_reads_a_long_sequence_written_as_un_as_the_engine_does():
