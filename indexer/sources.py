@@ -722,10 +722,6 @@ class PackedSpan(Span):
     start: int
     end: int
 
-    def __len__(self) -> int:
-        """The span's length in bytes."""
-        return self.end - self.start
-
     def chunks(self) -> Iterator[bytes]:
         """The span's bytes, a chunk at a time.
 
@@ -739,15 +735,9 @@ class PackedSpan(Span):
             with _region(self.reader) as region, member_errors():
                 assert region.raw is not None  # noqa: S101 - a packed member's region
                 _skip(region.f, self.start)
-                left = len(self)
-                while left:
-                    chunk = region.f.read(min(spans.CHUNK_BYTES, left))
-                    if not chunk:
-                        raise _cut_short()
-                    if version_of(os.fstat(region.raw.fileno())) != self.reader.archive[1]:
-                        raise spans.changed()
-                    left -= len(chunk)
-                    yield chunk
+                yield from spans.chunks_of(
+                    region.f, len(self), region.raw, region.version, _cut_short
+                )
         except OSError as e:
             raise SourceError.unreadable(e) from None
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from indexer.errors import SourceError
 
@@ -34,13 +35,15 @@ def version_of(st: os.stat_result) -> Version:
 
 
 class Span(ABC):
-    """Bytes of a source, read when they are copied, a chunk at a time."""
+    """Bytes ``start`` to ``end`` of a source, read when they are copied, a chunk at a time."""
 
     __slots__ = ()
+    start: int  # (fields of the dataclasses that derive from it)
+    end: int
 
-    @abstractmethod
     def __len__(self) -> int:
         """The span's length in bytes."""
+        return self.end - self.start
 
     @abstractmethod
     def chunks(self) -> Iterator[bytes]:
@@ -64,10 +67,6 @@ class FileSpan(Span):
     end: int
     version: Version
 
-    def __len__(self) -> int:
-        """The span's length in bytes."""
-        return self.end - self.start
-
     def chunks(self) -> Iterator[bytes]:
         """The span's bytes, a chunk at a time.
 
@@ -82,15 +81,28 @@ class FileSpan(Span):
                 if version_of(os.fstat(f.fileno())) != self.version:
                     raise changed()
                 f.seek(self.start)
-                left = len(self)
-                while left:
-                    chunk = f.read(min(CHUNK_BYTES, left))
-                    if not chunk or version_of(os.fstat(f.fileno())) != self.version:
-                        raise changed()  # (written to while read: its bytes may be mixed)
-                    left -= len(chunk)
-                    yield chunk
+                yield from chunks_of(f, len(self), f, self.version, changed)
         except OSError as e:
             raise SourceError.unreadable(e) from None
+
+
+def chunks_of(
+    f: BinaryIO, n: int, raw: BinaryIO, version: Version, short: Callable[[], SourceError]
+) -> Iterator[bytes]:
+    """``n`` bytes of ``f`` from where it stands, a chunk at a time.
+
+    After each chunk the file ``raw`` (``f`` itself, or what ``f`` decompresses) must still
+    be at ``version``: a source written to while it is read is refused (its bytes may be
+    mixed). ``f`` ending first raises ``short()``.
+    """
+    while n:
+        chunk = f.read(min(CHUNK_BYTES, n))
+        if not chunk:
+            raise short()
+        if version_of(os.fstat(raw.fileno())) != version:
+            raise changed()
+        n -= len(chunk)
+        yield chunk
 
 
 def changed() -> SourceError:
