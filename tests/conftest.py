@@ -172,10 +172,11 @@ class Cli:
     cwd: Path
     log: list[str]
     launcher: tuple[str, ...] = ("-m", "indexer.cli")  # what the interpreter runs
+    flags: tuple[str, ...] = ("-vv",)  # given before every command
 
     def __call__(self, *args: str, check: bool | int = True) -> subprocess.CompletedProcess[str]:
         p = subprocess.run(
-            [sys.executable, *self.launcher, "-vv", *args],
+            [sys.executable, *self.launcher, *self.flags, *args],
             env=self.env,
             cwd=self.cwd,
             capture_output=True,

@@ -75,18 +75,9 @@ def test_a_server_that_cannot_start_is_one_clear_line_without_its_log(tmp_path):
         cli("db", "stop")
         with (state / "pg" / "postgresql.conf").open("a") as f:
             f.write("\nnot_a_setting_of_postgresql = 1\n")
-        p = subprocess.run(
-            [sys.executable, "-m", "indexer.cli", "sql", "SELECT 1"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
+        p = Cli(env, tmp_path, [], flags=())("sql", "SELECT 1", check=3)  # stderr as a user sees it
     finally:
         _stop(state)
-    assert p.returncode == 3
     assert p.stderr == (
         f"error (store): could not start the embedded PostgreSQL server in {state / 'pg'} "
         f"(CalledProcessError); see its log, {state / 'pg' / 'log'}, or set "
