@@ -26,7 +26,7 @@ from indexer.deid.rawvalue import DEFAULT, ELEMENT_ERRORS, text_of
 from indexer.errors import DeidError, SourceError
 from indexer.keys import Keys
 from indexer.records import SourceFile
-from indexer.sources import Walker, below, file_region, region_of
+from indexer.sources import STREAMS, Walker, below, file_region, region_of
 
 SOP_INSTANCE_UID = 0x00080018
 
@@ -180,18 +180,21 @@ def _originals(
     one, is walked as asked (an output searched for its own values: all leak).
     """
     walker = Walker(b"verify", max_member_bytes=max_member_bytes, skip=below(outputs, roots))
-    for item in walker.walk(list(roots)):
-        if not isinstance(item, SourceFile):
-            continue
-        try:
-            # a large object's header only, where it lies as it is in a file or an archive
-            region = region_of(item.read) if item.size >= spans.STREAM_FROM else None
-            ds = work.read_header(region) if region else work.read_dataset(item.read())
-            values = verify.identifying_values(plan, ds)
-        except (SourceError, OSError, *ELEMENT_ERRORS) as e:
-            report.unreadable_originals += _unreadable(e)
-            continue
-        yield ds, values
+    try:
+        for item in walker.walk(list(roots)):
+            if not isinstance(item, SourceFile):
+                continue
+            try:
+                # a large object's header only, where it lies as it is in a file or an archive
+                region = region_of(item.read) if item.size >= spans.STREAM_FROM else None
+                ds = work.read_header(region) if region else work.read_dataset(item.read())
+                values = verify.identifying_values(plan, ds)
+            except (SourceError, OSError, *ELEMENT_ERRORS) as e:
+                report.unreadable_originals += _unreadable(e)
+                continue
+            yield ds, values
+    finally:
+        STREAMS.close()  # compressed tars their large members' headers were read from
 
 
 def _output_files(roots: Sequence[Path]) -> Iterator[Path]:

@@ -757,13 +757,16 @@ def deidentify_tree(
     report = DeidReport()
     refuse_inside(roots, _folders(output))
     walker = Walker(keys.blind, max_member_bytes=max_member_bytes, skip=_folders(output))
-    for item in walker.walk(roots):
-        if isinstance(item, Failure):
-            report.failures.append(item)
-            continue
-        try:
-            work.deidentify_file(item, ctx)
-            report.written += 1
-        except (SourceError, DeidError) as e:
-            report.failures.append(work.failure(item, e))
+    try:
+        for item in walker.walk(roots):
+            if isinstance(item, Failure):
+                report.failures.append(item)
+                continue
+            try:
+                work.deidentify_file(item, ctx)
+                report.written += 1
+            except (SourceError, DeidError) as e:
+                report.failures.append(work.failure(item, e))
+    finally:
+        work.clear_caches()  # as a run's end: nothing of the originals stays
     return report

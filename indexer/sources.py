@@ -17,6 +17,7 @@ import lzma
 import os
 import sys
 import tarfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -498,8 +499,7 @@ class RegionReader:
             head = region.f.read(min(HEAD_BYTES, self.length))
             if _no_dicom(head):
                 return head
-            region.f.seek(region.start)  # within what was read: nothing read again
-            data = region.f.read(self.length)
+            data = head + region.f.read(self.length - len(head))  # on: a stream goes forward
         if len(data) != self.length:
             raise _cut_short()
         return data
@@ -559,8 +559,20 @@ def _listed(path: Path, archive: ArchiveId) -> BinaryIO:
     f = path.open("rb")
     if _identity(os.fstat(f.fileno())) != archive:
         f.close()
-        raise SourceError("the archive changed after it was listed; run again", reason="unreadable")
+        raise _replaced()
     return f
+
+
+def _still_listed(path: Path, archive: ArchiveId) -> bool:
+    """Whether ``path`` is still the archive its members were listed from."""
+    try:
+        return _identity(path.stat()) == archive
+    except OSError:
+        return False
+
+
+def _replaced() -> SourceError:
+    return SourceError("the archive changed after it was listed; run again", reason="unreadable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -617,7 +629,9 @@ class Region:
     bytes lie at ``start`` in it as they are. A compressed member (``packed`` reads it):
     ``f`` decompresses ``raw`` as it is read, and ``start`` counts in what it gives. ``f``
     stands at ``start``; it may be read on and moved forward, not back (for a compressed
-    member, back means decompressing from the beginning again).
+    member, back means decompressing from the beginning again). A compressed tar's stream
+    (``kept`` is the tar's identity) is kept open for the tar's next member when the region
+    closes without an error (``STREAMS``).
     """
 
     path: Path = field(repr=False)
@@ -627,6 +641,7 @@ class Region:
     version: Version  # the file's, when opened: what a span of it is checked against
     packed: PackedReader | None = None
     raw: BinaryIO | None = field(default=None, repr=False)
+    kept: ArchiveId | None = None
 
     def span(self, start: int, end: int) -> Span:
         """Bytes ``start`` to ``end`` of the region, read again where they are copied."""
@@ -638,13 +653,83 @@ class Region:
         """Itself."""
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        """Close the file."""
-        try:
-            self.f.close()
-        finally:
-            if self.raw is not None:
-                self.raw.close()
+    def __exit__(self, kind: type[BaseException] | None, *_exc: object) -> None:
+        """Close the file, or keep a compressed tar's stream where it stands."""
+        if kind is None and self.kept is not None and self.raw is not None:
+            STREAMS.give(_Stream(self.path, self.kept, self.raw, self.f))
+            return
+        _close(self.f, self.raw)
+
+
+def _close(f: BinaryIO, raw: BinaryIO | None) -> None:
+    try:
+        f.close()
+    finally:
+        if raw is not None:
+            raw.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """A compressed tar open as ``raw``, decompressed as ``f``, which stands where it was left."""
+
+    path: Path = field(repr=False)
+    archive: ArchiveId
+    raw: BinaryIO = field(repr=False)
+    f: BinaryIO = field(repr=False)
+
+
+class Streams:
+    """A process's compressed tars, kept open and decompressed up to where they were left.
+
+    A compressed tar can only be read from its beginning. Each of its large members is read
+    twice where it is worked on, its header and then, as its copy is written, its pixel data;
+    were each read to decompress the tar from its beginning, a tar of many large members
+    would cost time quadratic in its size. A region that closes cleanly hands its stream
+    back here, and the next read of the same tar takes the stream that stands furthest on
+    without having passed the point it must read from. A header read and a copy, one after
+    the other or on two threads, leapfrog from member to member on two streams: the tar is
+    decompressed about twice in each process that works on it, whatever its number of
+    members. At most ``keep`` streams are kept (the oldest are closed); ``close`` closes
+    them all, at the end of a run (they hold decompressed originals).
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._kept: list[_Stream] = []
+
+    def __len__(self) -> int:
+        """How many streams are kept."""
+        return len(self._kept)
+
+    def take(self, archive: ArchiveId, at: int) -> _Stream | None:
+        """The kept stream of ``archive`` that stands furthest on, but not past ``at``."""
+        with self._lock:
+            fit = [s for s in self._kept if s.archive == archive and s.f.tell() <= at]
+            best = max(fit, key=lambda s: s.f.tell(), default=None)
+            if best is not None:
+                self._kept.remove(best)
+            return best
+
+    def give(self, stream: _Stream) -> None:
+        """Keep ``stream`` for the next read of its tar."""
+        with self._lock:
+            self._kept.append(stream)
+            old = self._kept[: -self.keep]
+            del self._kept[: -self.keep]
+        for s in old:
+            _close(s.f, s.raw)
+
+    def close(self) -> None:
+        """Close every kept stream."""
+        with self._lock:
+            old, self._kept = self._kept, []
+        for s in old:
+            _close(s.f, s.raw)
+
+
+STREAMS = Streams()
 
 
 def file_region(path: Path) -> Region:
@@ -680,32 +765,59 @@ def region_of(reader: Callable[[], bytes]) -> Region | None:
     return None
 
 
-def _region(reader: PackedReader) -> Region:
-    """The region of an archive member, open and standing at its start (see ``region_of``)."""
+def _region(reader: PackedReader, at: int = 0) -> Region:
+    """The region of an archive member, open and standing at its start (see ``region_of``).
+
+    ``at``: standing that far into the member instead (a compressed one's first bytes are
+    decompressed and dropped).
+    """
+    if isinstance(reader, RegionReader) and reader.packed:
+        return _tar_region(reader, at)
     f = _listed(reader.path, reader.archive)
     version = reader.archive[1]
     try:
         with member_errors():
-            if isinstance(reader, RegionReader) and not reader.packed:
-                f.seek(reader.start)
-                return Region(reader.path, f, reader.start, reader.length, version)
             if isinstance(reader, RegionReader):
-                stream = _decompressed(f)
-                try:
-                    _skip(stream, reader.start)
-                except BaseException:
-                    stream.close()
-                    raise
-                return Region(reader.path, stream, reader.start, reader.length, version, reader, f)
+                f.seek(reader.start + at)
+                return Region(reader.path, f, reader.start + at, reader.length - at, version)
             size = reader.member.size
             if zipdir.stored_as_is(reader.member):
-                start = zipdir.data_offset(f, reader.member)
+                start = zipdir.data_offset(f, reader.member) + at
                 f.seek(start)
-                return Region(reader.path, f, start, size, version)
+                return Region(reader.path, f, start, size - at, version)
             member: BinaryIO = zipdir.open_member(f, reader.member)  # type: ignore[assignment]
-            return Region(reader.path, member, 0, size, version, reader, f)
+            _skip(member, at)
+            return Region(reader.path, member, at, size - at, version, reader, f)
     except BaseException:
         f.close()
+        raise
+
+
+def _tar_region(reader: RegionReader, at: int) -> Region:
+    """A compressed tar's member, from ``at``: decompressed by a kept stream where one fits."""
+    start = reader.start + at
+    kept = STREAMS.take(reader.archive, start)
+    if kept is None:
+        raw = _listed(reader.path, reader.archive)
+        try:
+            f = _decompressed(raw)
+        except BaseException:
+            raw.close()
+            raise
+    else:
+        raw, f = kept.raw, kept.f
+        if not _still_listed(reader.path, reader.archive):  # the stream reads what was
+            _close(f, raw)
+            raise _replaced()
+    try:
+        with member_errors():
+            _skip(f, start - f.tell())
+        version = reader.archive[1]
+        return Region(
+            reader.path, f, start, reader.length - at, version, reader, raw, reader.archive
+        )
+    except BaseException:
+        _close(f, raw)
         raise
 
 
@@ -713,9 +825,10 @@ def _region(reader: PackedReader) -> Region:
 class PackedSpan(Span):
     """Bytes ``start`` to ``end`` of a compressed archive member, decompressed again as copied.
 
-    The member is read from its beginning (a compressed tar's, from the tar's); bytes before
-    the span are decompressed and dropped. An archive changed since it was listed, or while
-    the span is read, is refused; a zip member's CRC is checked when the span reaches its end.
+    The member is read from its beginning (a compressed tar's, from the tar's, or from where
+    a stream ``STREAMS`` kept stands); bytes before the span are decompressed and dropped.
+    An archive changed since it was listed, or while the span is read, is refused; a zip
+    member's CRC is checked when the span reaches its end.
     """
 
     reader: PackedReader = field(repr=False)  # its path can hold a name: never shown
@@ -732,9 +845,8 @@ class PackedSpan(Span):
 
         """
         try:
-            with _region(self.reader) as region, member_errors():
+            with _region(self.reader, self.start) as region, member_errors():
                 assert region.raw is not None  # noqa: S101 - a packed member's region
-                _skip(region.f, self.start)
                 yield from spans.chunks_of(
                     region.f, len(self), region.raw, region.version, _cut_short
                 )

@@ -25,7 +25,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.tag import BaseTag
 
-from indexer import deid, extract, failpoints, fastread, spans
+from indexer import deid, extract, failpoints, fastread, sources, spans
 from indexer.deid import Plan, engine, pseudonym, rawvalue, verify
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.rawvalue import DEFAULT, text_of
@@ -81,13 +81,15 @@ def clear_caches() -> None:
     """Forget every value kept from one object for the next (originals among them).
 
     Pseudonyms, element outcomes, decoded texts and JSON fragments are kept, bounded and in
-    memory only, while objects are worked on (a series' slices repeat most values). A run
+    memory only, while objects are worked on (a series' slices repeat most values), and a
+    few compressed tars open, decompressed up to a member (``sources.STREAMS``). A run
     clears them when it ends; a long-lived process (a receiver, a gateway) calls this
     between its runs, so no original outlives the work on it.
     """
     for cached in (*pseudonym.CACHES, *rawvalue.CACHES, *verify.CACHES, *extract.CACHES):
         cached.cache_clear()
     engine.OUTCOMES.clear()
+    sources.STREAMS.close()  # compressed tars kept open, decompressed up to a member
 
 
 def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Dataset:

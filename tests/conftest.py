@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from indexer import keys as keys_mod
-from indexer import tree
+from indexer import sources, tree
 from indexer.store import migrate, roles
 from indexer.store.db import normalize_url
 
@@ -54,6 +54,13 @@ class PgServer:
         if user:
             u = u.set(username=user, password=None)
         return u.render_as_string(hide_password=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_stream_kept() -> Iterator[None]:
+    """Close the compressed tars a test's own calls left open (a run closes its own)."""
+    yield
+    sources.STREAMS.close()
 
 
 @pytest.fixture(scope="session")

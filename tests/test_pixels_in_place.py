@@ -13,13 +13,14 @@ import os
 import tarfile
 import tracemalloc
 import zipfile
+from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
-from indexer import deid, keys, leakscan, spans, syntaxes, work
+from indexer import deid, keys, leakscan, sources, spans, syntaxes, work
 from indexer.encode import PIXEL_DATA, encode
 from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
@@ -218,9 +219,9 @@ def test_a_large_archive_members_pixel_data_is_streamed_from_the_archive(
     assert (tmp_path / "out" / prepared.name).read_bytes() == whole.encoded.data
 
 
-def _noisy(side: int) -> bytes:
+def _noisy(side: int, instance: int = 1) -> bytes:
     """An object whose pixel data hardly compresses (no zip bomb; a cut falls within it)."""
-    ds = make_instance(rows=1, columns=1)
+    ds = make_instance(1, 1, 1, instance, rows=1, columns=1)
     ds.Rows = ds.Columns = side
     ds.PixelData = os.urandom(side * side * 2)
     return to_bytes(ds)
@@ -243,6 +244,124 @@ def test_a_large_compressed_member_is_copied_in_bounded_memory(ctx, tmp_path, mo
         tracemalloc.stop()
     assert peak < 6 << 20, peak
     assert copied.digest.sha256 == hashlib.sha256(expected).hexdigest()
+
+
+def _noisy_frames(side: int, instance: int = 1) -> bytes:
+    """An encapsulated object whose two frames hardly compress."""
+    ds = make_instance(1, 1, 1, instance, rows=1, columns=1)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8" + os.urandom(side * side) + b"\xff\xd9"] * 2)
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = 2
+    return to_bytes(ds)
+
+
+def _read_so_far() -> int:
+    """Bytes this process has read by system calls (Linux counts them per process)."""
+    lines = Path("/proc/self/io").read_bytes().splitlines()
+    return int(dict(line.split(b": ") for line in lines)[b"rchar"])
+
+
+def _in_order(prepare, write, n: int, order: str) -> None:
+    """Headers and copies of ``n`` objects: each in turn; each header before the copy before
+    it (as the copy writer's thread overlaps them); or all headers, then all copies."""
+    if order == "in turn":
+        for i in range(n):
+            write(prepare(i))
+    elif order == "overlapping":
+        ready = prepare(0)
+        for i in range(1, n):
+            after = prepare(i)
+            write(ready)
+            ready = after
+        write(ready)
+    else:
+        for prepared in [prepare(i) for i in range(n)]:
+            write(prepared)
+
+
+@pytest.mark.parametrize("name", ["a.tar.gz", "a.tar.xz"])
+@pytest.mark.parametrize("order", ["in turn", "overlapping", "headers first"])
+def test_a_compressed_tar_of_many_large_members_is_decompressed_about_twice(
+    ctx, tmp_path, monkeypatch, name, order
+):
+    """Each large member is read twice, its header and, as its copy is written, its pixel
+    data; each read decompressed the tar from its beginning, a cost quadratic in the tar's
+    size (ten members of 200 MB: 20 GB inflated again). Streams kept open where they were
+    left leapfrog from member to member: the tar is read about twice, however many members
+    it has (here 7 times before). Every copy is byte for byte that of its object read whole."""
+    members = {f"m{i}.dcm": (_noisy if i % 2 else _noisy_frames)(400, i) for i in range(8)}
+    path = tmp_path / name
+    _archive_of(path, members)
+    walker = Walker(b"w" * 32, max_member_bytes=1 << 30)
+    expected = [work.prepare(i, ctx).encoded.data for i in walker.walk([path])]
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    items = list(walker.walk([path]))
+    assert len(items) == len(members)
+    assert not any(held_bytes(i) for i in items)
+    names: list[str] = []
+
+    def write(prepared):
+        assert type(prepared.encoded.pixels[-1]) is PackedSpan
+        names.append(prepared.name)
+        work.write_copy(prepared, ctx)
+
+    before = _read_so_far()
+    _in_order(lambda i: work.prepare(items[i], ctx), write, len(items), order)
+    read = _read_so_far() - before
+    assert read < 2.5 * path.stat().st_size, read / path.stat().st_size
+    assert [(tmp_path / "out" / n).read_bytes() for n in names] == expected
+    assert 0 < len(sources.STREAMS) <= sources.STREAMS.keep
+    work.clear_caches()  # as a run's end: the tars are closed
+    assert len(sources.STREAMS) == 0
+
+
+def test_verify_reads_a_compressed_tar_of_many_large_members_once(tmp_path, monkeypatch):
+    """`verify` reads each large original's header; each decompressed the tar from its
+    beginning (here 4.5 times the tar before)."""
+    path = tmp_path / "in.tar.gz"
+    _archive_of(path, {f"m{i}.dcm": _noisy(400, i) for i in range(8)})
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    before = _read_so_far()
+    report = leakscan.verify_outputs([path], [], deid.build_plan(), max_member_bytes=1 << 30)
+    read = _read_so_far() - before
+    assert report.unreadable_originals == 0
+    assert read < 2.2 * path.stat().st_size, read / path.stat().st_size  # the walk's, and one
+    assert len(sources.STREAMS) == 0
+
+
+def test_the_kept_stream_is_the_one_furthest_on_not_past_where_reading_starts(tmp_path):
+    path = tmp_path / "a.tar.gz"
+    _archive_of(path, {"a.dcm": os.urandom(1000)})
+    streams = sources.Streams(keep=2)
+    archive = sources._identity(path.stat())
+
+    def kept_at(at: int):
+        raw = path.open("rb")
+        f = sources._decompressed(raw)
+        f.read(at)
+        streams.give(sources._Stream(path, archive, raw, f))
+        return f
+
+    first, second = kept_at(100), kept_at(600)
+    assert streams.take(archive, 99) is None  # each stands past it
+    assert streams.take((0, archive[1]), 700) is None  # another archive's
+    taken = [streams.take(archive, 700), streams.take(archive, 700)]
+    assert [t.f for t in taken if t] == [second, first]  # the furthest on first
+    assert streams.take(archive, 700) is None  # a taken one is read by its reader alone
+    for t in taken:
+        streams.give(t)  # kept: second, then first
+    third = kept_at(10)
+    assert len(streams) == 2
+    assert second.closed  # the oldest handed back
+    assert not first.closed
+    again = streams.take(archive, 50)
+    assert again.f is third
+    streams.give(again)
+    streams.close()
+    assert first.closed
+    assert third.closed
+    assert len(streams) == 0
 
 
 @pytest.mark.parametrize("name", ["a.tar", "a.tar.gz", "stored.zip", "deflated.zip"])
