@@ -17,7 +17,7 @@ class SourceFile:
     locator: str = field(repr=False)
     size: int
     read: Callable[[], bytes] = field(repr=False, compare=False)
-    version: str = ""  # size, mtime, ctime, inode, or CRC: changes when the content may have
+    version: str = ""  # size, mtime, ctime, inode; CRC; the tar's: changes with the content
 
 
 @dataclass(frozen=True, slots=True)

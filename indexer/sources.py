@@ -394,9 +394,11 @@ class Walker:
         else:
             f = t.extractfile(m)
             reader = BytesReader(f.read(self.max_member_bytes + 1) if f is not None else b"")
-        yield SourceFile(
-            source_id(self.key, locator), locator, m.size, reader, f"{m.size}:{m.mtime}:{m.chksum}"
-        )
+        # a tar header's checksum is of its own fields: a member's content is known unchanged
+        # only in the same tar, unchanged; members of one header (one name) differ by offset
+        tar = ":".join(map(str, (archive[0], *archive[1])))
+        version = f"{m.size}:{m.mtime}:{m.chksum}:{m.offset}:{tar}"
+        yield SourceFile(source_id(self.key, locator), locator, m.size, reader, version)
 
 
 def _odd_member(m: tarfile.TarInfo) -> tuple[str, str]:

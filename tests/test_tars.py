@@ -15,6 +15,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from indexer import pipeline
 from indexer.errors import SourceError
@@ -150,3 +151,53 @@ def test_a_compressed_tar_of_large_objects_is_ingested_in_bounded_memory(cli, tm
         assert json.loads(p.stdout.splitlines()[-1])["files_indexed"] == n
         peaks.append(int(p.stderr.rsplit("peak-kib ", 1)[1]) / 1024)
     assert peaks[1] - peaks[0] < 40, peaks  # 40 more members: 156 MB if each were held
+
+
+def _objects(*instances: int) -> list[bytes]:
+    """Objects of one size, their instances' UIDs differing in a digit."""
+    data = [to_bytes(make_instance(1, 1, 1, i, marker=MARK)) for i in instances]
+    assert len({len(d) for d in data}) == 1
+    return data
+
+
+@pytest.mark.parametrize("name", ["a.tar", "a.tar.gz"])
+def test_members_of_one_name_and_header_are_each_indexed_after_a_kill(cli, tmp_path, engine, name):
+    """Two members of one name, size and time (an appended tar) have one tar header, and had
+    one fingerprint: once the first was indexed, a run killed before the second was, the
+    rerun took the second for the first, already indexed, and skipped it."""
+    path = tmp_path / name
+    with tarfile.open(path, "w:gz" if name.endswith(".gz") else "w") as t:
+        for data in _objects(2, 3):
+            info = tarfile.TarInfo(f"{MARK}/a.dcm")  # one name, size, time, mode, owner
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    args = ("ingest", str(path), "--out", str(tmp_path / "out"), "--batch-size", "1", "--json")
+    cli.env["DICOM_INDEX_FAILPOINT"] = "sql_committed:1"  # the first indexed, not the second
+    assert cli(*args, check=-9).returncode == -9
+    del cli.env["DICOM_INDEX_FAILPOINT"]
+    summary = json.loads(cli(*args).stdout)
+    assert (summary["files_unchanged"], summary["files_indexed"]) == (1, 2)  # one read again
+    assert json.loads(cli(*args).stdout)["files_unchanged"] == 2
+    assert _instances(engine) == 2
+
+
+@pytest.mark.parametrize("name", ["a.tar", "a.tar.gz"])
+def test_a_member_rewritten_with_its_tar_header_unchanged_is_read_again(
+    cli, tmp_path, engine, name
+):
+    """A tar's header has a checksum of its own fields only: a member rewritten with its
+    name, size and time kept (the tar made again from fixed objects) had its fingerprint
+    unchanged, and the rerun skipped it, leaving the old object's index and copy."""
+    path = tmp_path / name
+    args = ("ingest", str(path), "--out", str(tmp_path / "out"), "--json")
+    for data in _objects(2, 3):
+        _tar(path, {f"{MARK}/a.dcm": data})  # in place, the member's header alike
+        summary = json.loads(cli(*args).stdout)
+        assert (summary["files_unchanged"], summary["files_indexed"]) == (0, 1)
+    assert json.loads(cli(*args).stdout)["files_unchanged"] == 1
+    assert _instances(engine) == 2
+
+
+def _instances(engine) -> int:
+    with engine.connect() as c:
+        return c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar_one()
