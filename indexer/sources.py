@@ -526,6 +526,8 @@ def member_errors() -> Iterator[None]:
     except EOFError:  # the compressed stream ends early
         raise _cut_short() from None
     except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
+        if str(e).startswith("Bad CRC-32"):  # zipfile's; the rest of its text names the member
+            raise spans.bad_crc() from None
         raise SourceError(
             f"an archive member is damaged ({os_reason(e)})", reason="unreadable"
         ) from None
@@ -644,12 +646,21 @@ class Region:
     packed: PackedReader | None = None
     raw: BinaryIO | None = field(default=None, repr=False)
     kept: ArchiveId | None = None
+    crc: int | None = None  # a zip's stored member's: checked over its head and a span's end
 
-    def span(self, start: int, end: int) -> Span:
-        """Bytes ``start`` to ``end`` of the region, read again where they are copied."""
-        if self.packed is None:
-            return FileSpan(self.path, self.start + start, self.start + end, self.version)
-        return PackedSpan(self.packed, start, end)
+    def span(self, start: int, end: int, head: bytes) -> Span:
+        """Bytes ``start`` to ``end`` of the region, read again where they are copied.
+
+        ``head``: the region's first bytes, ``start`` of them at least (the span to its end
+        of a zip's stored member is checked against the member's CRC as it is copied).
+        """
+        if self.packed is not None:
+            return PackedSpan(self.packed, start, end)
+        crc = None
+        if self.crc is not None and end == self.length:
+            assert len(head) >= start  # noqa: S101 - what the header was read from
+            crc = (zlib.crc32(head[:start]), self.crc)
+        return FileSpan(self.path, self.start + start, self.start + end, self.version, crc)
 
     def __enter__(self) -> Self:
         """Itself."""
@@ -786,7 +797,8 @@ def _region(reader: PackedReader, at: int = 0) -> Region:
             if zipdir.stored_as_is(reader.member):
                 start = zipdir.data_offset(f, reader.member) + at
                 f.seek(start)
-                return Region(reader.path, f, start, size - at, version)
+                crc = reader.member.crc if at == 0 else None
+                return Region(reader.path, f, start, size - at, version, crc=crc)
             member: BinaryIO = zipdir.open_member(f, reader.member)  # type: ignore[assignment]
             _skip(member, at)
             return Region(reader.path, member, at, size - at, version, reader, f)

@@ -10,6 +10,7 @@ value stays where it lies, a ``Span``, and the output store copies it in chunks:
 from __future__ import annotations
 
 import os
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -59,13 +60,16 @@ class FileSpan(Span):
     """Bytes ``start`` to ``end`` of the file at ``path``, as it was when its head was read.
 
     ``version`` is the file's ``version_of`` then: a file changed since, or while it is
-    copied, is refused, never copied half old, half new.
+    copied, is refused, never copied half old, half new. ``crc``, for the end of a zip's
+    stored member: the CRC-32 of the member's bytes before the span, and the member's own,
+    checked as the copy reaches the end (a damaged member is refused, as zipfile refuses it).
     """
 
     path: Path = field(repr=False)  # a path can hold a name: never shown
     start: int
     end: int
     version: Version
+    crc: tuple[int, int] | None = None
 
     def chunks(self) -> Iterator[bytes]:
         """The span's bytes, a chunk at a time.
@@ -81,9 +85,20 @@ class FileSpan(Span):
                 if version_of(os.fstat(f.fileno())) != self.version:
                     raise changed()
                 f.seek(self.start)
-                yield from chunks_of(f, len(self), f, self.version, changed)
+                crc, expected = self.crc or (0, None)
+                for chunk in chunks_of(f, len(self), f, self.version, changed):
+                    if expected is not None:
+                        crc = zlib.crc32(chunk, crc)
+                    yield chunk
+                if expected is not None and crc != expected:  # the copy is not kept
+                    raise bad_crc()
         except OSError as e:
             raise SourceError.unreadable(e) from None
+
+
+def bad_crc() -> SourceError:
+    """The error of an archive member whose content does not match its CRC."""
+    return SourceError("an archive member is damaged (its CRC does not match)", reason="unreadable")
 
 
 def chunks_of(

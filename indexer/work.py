@@ -387,7 +387,7 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
     if extent is None or extent[3] != size:  # cut short, or elements after Pixel Data
         return None
     vr, length, start, end = extent  # the span holds the delimiter too: written as it is
-    span = region.span(start, end)
+    span = region.span(start, end, head)
     ds._dict[BaseTag(PIXEL_DATA)] = _pixel_element(vr, length, span, start)  # noqa: SLF001
     return _checked(ds)
 

@@ -397,18 +397,38 @@ def _with_crc(path, member: str, crc: int) -> None:
     path.write_bytes(bytes(data).replace(old, crc.to_bytes(4, "little")))
 
 
-def test_a_large_compressed_member_with_a_wrong_crc_leaves_no_copy(ctx, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("name", "span", "damage"),
+    [
+        ("deflated.zip", PackedSpan, "crc"),
+        ("stored.zip", spans.FileSpan, "crc"),
+        ("stored.zip", spans.FileSpan, "pixels"),
+    ],
+)
+def test_a_large_zip_member_that_fails_its_crc_leaves_no_copy(
+    ctx, tmp_path, monkeypatch, name, span, damage
+):
     """Its header is read from the member's first bytes, before its CRC can be checked; the
-    CRC is checked as its copy reaches the end, and the copy is refused."""
-    path = tmp_path / "deflated.zip"
-    _archive_of(path, {"big.dcm": _noisy(64)})
-    _with_crc(path, "big.dcm", 0x12345678)
+    CRC is checked as its copy reaches the end, and the copy is refused. A stored member's
+    CRC was not checked: its damaged pixel data was copied."""
+    path = tmp_path / name
+    data = _noisy(64)
+    _archive_of(path, {"big.dcm": data})
+    if damage == "crc":
+        _with_crc(path, "big.dcm", 0x12345678)
+    else:  # a bit of its last pixels
+        raw = path.read_bytes()
+        at = raw.index(data[-100:]) + 90
+        path.write_bytes(raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1 :])
     monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "CHUNK_BYTES", 1000)  # the CRC's run over many chunks
     monkeypatch.setattr(work, "HEAD_READS", (4096, 4096))  # of its 10 kB
     src = _big_member(path)
     prepared = work.prepare(src, ctx)
-    assert type(prepared.encoded.pixels[-1]) is PackedSpan
-    with pytest.raises(SourceError, match=r"^an archive member is damaged \(BadZipFile\)$"):
+    assert type(prepared.encoded.pixels[-1]) is span
+    with pytest.raises(
+        SourceError, match=r"^an archive member is damaged \(its CRC does not match\)$"
+    ):
         work.write_copy(prepared, ctx)
     assert not list((tmp_path / "out").rglob("*.dcm"))
 
