@@ -669,7 +669,7 @@ class Region:
     def __exit__(self, kind: type[BaseException] | None, *_exc: object) -> None:
         """Close the file, or keep a compressed tar's stream where it stands."""
         if kind is None and self.kept is not None and self.raw is not None:
-            STREAMS.give(_Stream(self.path, self.kept, self.raw, self.f))
+            STREAMS.give(_Stream(self.kept, self.raw, self.f))
             return
         _close(self.f, self.raw)
 
@@ -686,7 +686,6 @@ def _close(f: BinaryIO, raw: BinaryIO | None) -> None:
 class _Stream:
     """A compressed tar open as ``raw``, decompressed as ``f``, which stands where it was left."""
 
-    path: Path = field(repr=False)
     archive: ArchiveId
     raw: BinaryIO = field(repr=False)
     f: BinaryIO = field(repr=False)

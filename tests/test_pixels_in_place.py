@@ -340,7 +340,7 @@ def test_the_kept_stream_is_the_one_furthest_on_not_past_where_reading_starts(tm
         raw = path.open("rb")
         f = sources._decompressed(raw)
         f.read(at)
-        streams.give(sources._Stream(path, archive, raw, f))
+        streams.give(sources._Stream(archive, raw, f))
         return f
 
     first, second = kept_at(100), kept_at(600)
