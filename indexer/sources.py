@@ -531,6 +531,12 @@ def member_errors() -> Iterator[None]:
         raise SourceError(
             f"an archive member is damaged ({os_reason(e)})", reason="unreadable"
         ) from None
+    except OSError as e:
+        if type(e) is OSError and e.errno is None and e.args == ("Invalid data stream",):
+            raise SourceError(  # bz2's only error of data, and no system error (no errno)
+                "an archive member is damaged (invalid bzip2 data)", reason="unreadable"
+            ) from None
+        raise
     except NotImplementedError as e:  # a compression method zipfile lacks
         raise SourceError(
             f"an archive member is compressed by a method that cannot be read ({os_reason(e)})",

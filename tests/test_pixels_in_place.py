@@ -446,6 +446,32 @@ def test_a_large_member_of_a_cut_compressed_tar_is_named_cut_short(ctx, tmp_path
     assert not list((tmp_path / "out").rglob("*.dcm"))
 
 
+@pytest.mark.parametrize(("name", "large"), [("bzip2.zip", False), ("a.tar.bz2", True)])
+def test_a_damaged_bzip2_member_is_named_damaged(ctx, tmp_path, monkeypatch, name, large):
+    """bz2 raises a bare OSError for damaged data: it read "cannot read the file (OSError)",
+    as if the disk had failed."""
+    path = tmp_path / name
+    data = _noisy(400)
+    if large:  # in blocks of 100 kB: the tar's first header is read, the member's end is not
+        with tarfile.open(path, "w:bz2", compresslevel=1) as t:
+            info = tarfile.TarInfo("big.dcm")
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    else:
+        _archive_of(path, {"big.dcm": data})
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) * 3 // 4] ^= 0xFF  # within the member's compressed bytes
+    path.write_bytes(bytes(raw))
+    if large:
+        monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    src = next(i for i in Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path]))
+    assert isinstance(src, SourceFile)
+    with pytest.raises(SourceError) as caught:
+        work.deidentify_file(src, ctx)
+    assert caught.value.message == "an archive member is damaged (invalid bzip2 data)"
+    assert caught.value.reason == "unreadable"
+
+
 def test_a_large_member_of_a_cut_tar_is_named_cut_short(ctx, tmp_path, monkeypatch):
     path = tmp_path / "a.tar"
     _archive_of(path, {"big.dcm": _native()})
