@@ -365,11 +365,14 @@ class Walker:
             archive = _identity(os.fstat(f.fileno()))
             plain = not f.read(len(COMPRESSED_MAGIC[-1])).startswith(COMPRESSED_MAGIC)
             f.seek(0)
+            # a tar header's checksum is of its own fields: a member's content is known
+            # unchanged only in the same tar, unchanged (members of one name: by offset)
+            tar = ":".join(map(str, (archive[0], *archive[1])))
             with tarfile.open(fileobj=f, mode="r:" if plain else "r|*") as t:
                 for m in t:
                     t.members.clear()  # type: ignore[attr-defined]  # it keeps them all
                     if not m.isdir():
-                        yield from self._tar_member(path, t, m, archive, packed=not plain)
+                        yield from self._tar_member(path, t, m, archive, tar, packed=not plain)
 
     def _tar_member(
         self,
@@ -377,6 +380,7 @@ class Walker:
         t: tarfile.TarFile,
         m: tarfile.TarInfo,
         archive: ArchiveId,
+        tar: str,  # the tar's version, in its members'
         *,
         packed: bool,
     ) -> Iterator[Item]:
@@ -394,9 +398,6 @@ class Walker:
         else:
             f = t.extractfile(m)
             reader = BytesReader(f.read(self.max_member_bytes + 1) if f is not None else b"")
-        # a tar header's checksum is of its own fields: a member's content is known unchanged
-        # only in the same tar, unchanged; members of one header (one name) differ by offset
-        tar = ":".join(map(str, (archive[0], *archive[1])))
         version = f"{m.size}:{m.mtime}:{m.chksum}:{m.offset}:{tar}"
         yield SourceFile(source_id(self.key, locator), locator, m.size, reader, version)
 
