@@ -12,14 +12,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from pydicom import config
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_dict, repeater_has_tag
 from pydicom.dataset import Dataset
-from pydicom.valuerep import VR
+from pydicom.multival import MultiValue
+from pydicom.valuerep import VR, validate_value
 
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.pixels import Mask
 from indexer.deid.rules import RuleSet, SiteRule
-from indexer.deid.table import Action, Option, Row, TagPattern
+from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
 _RESOLVE = {
     Action.X_Z: Action.ZERO,
@@ -83,7 +85,7 @@ class Plan:
     private: Decision
     burned_in: BurnedInPolicy = BurnedInPolicy.REJECT
     rules: RuleSet = field(default_factory=RuleSet)
-    safe_private: frozenset[tuple[str, int]] = frozenset()
+    safe_private: SafePrivate = field(default_factory=dict)
     pixel_masks: tuple[Mask, ...] = ()
     # what the engine's walk made of the plan for a public tag (engine._choice); bounded
     memo: dict[tuple[object, ...], object] = field(
@@ -97,17 +99,38 @@ class Plan:
             self.private.action is Action.CLEAN and bool(self.safe_private)
         )
 
-    def private_action(self, tag: int, creator: str | None) -> Decision:
+    def private_action(
+        self, tag: int, creator: str | None, vr: str, element: object = None
+    ) -> Decision:
         """A private element: kept only if on the safe-private list under Retain Safe Private.
 
         The table's private row decides: basic X removes every private element; the option's
-        C keeps those on the list.
+        C keeps those listed (by creator, group and element) with the VR listed and a value
+        (``element``'s) valid for it. Another VR, or a value such as free text in a code
+        string, is no longer what the list vouches for: removed. One read without its VR
+        (UN) is kept as its bytes if they fit, but a UID, which must be replaced, is
+        removed. A UID kept is replaced like any instance UID, unless Retain UIDs is chosen.
         """
         if self.private.action is not Action.CLEAN:
             return self.private
-        if creator is not None and (creator.strip(), tag & 0xFF) in self.safe_private:
-            return Decision(Action.KEEP, f"{self.private.source}: on the safe-private list")
-        return Decision(Action.REMOVE, f"{self.private.source}: not on the safe-private list")
+        source = self.private.source
+        listed = (
+            self.safe_private.get((creator.strip(), tag >> 16, tag & 0xFF))
+            if creator is not None
+            else None
+        )
+        if listed is None:
+            return Decision(Action.REMOVE, f"{source}: not on the safe-private list")
+        if listed == "UI" or (not listed and vr == "UI"):
+            if vr != "UI":
+                return Decision(Action.REMOVE, f"{source}: a listed UID read as {vr}")
+            if Option.RETAIN_UIDS not in self.options:
+                return Decision(Action.UID, f"{source}: on the safe-private list, a UID")
+        elif listed and vr not in (listed, "UN"):
+            return Decision(Action.REMOVE, f"{source}: listed as {listed}, read as {vr}")
+        if not fits(listed or vr, element):
+            return Decision(Action.REMOVE, f"{source}: listed, its value no valid {listed or vr}")
+        return Decision(Action.KEEP, f"{source}: on the safe-private list")
 
     def decide(self, tag: int, vr: str) -> Decision:
         """Return the decision for an element with this tag and VR."""
@@ -115,7 +138,7 @@ class Plan:
         if d is not None:
             return d
         if (tag >> 16) & 1:
-            return self.private_action(tag, None)
+            return self.private_action(tag, None, vr)
         if tag & 0xFFFF == 0:
             return GROUP_LENGTH
         for pattern, decision in self.masks:
@@ -175,7 +198,7 @@ def compile_plan(
     *,
     burned_in: BurnedInPolicy = BurnedInPolicy.REJECT,
     rules: RuleSet | None = None,
-    safe_private: frozenset[tuple[str, int]] = frozenset(),
+    safe_private: SafePrivate | None = None,
     pixel_masks: tuple[Mask, ...] = (),
 ) -> Plan:
     """Merge the table, the chosen options and site rules into a Plan (site rules win)."""
@@ -203,9 +226,41 @@ def compile_plan(
         private,
         burned_in,
         rules or RuleSet(),
-        safe_private,
+        safe_private or {},
         pixel_masks,
     )
+
+
+_NUMBER_SIZES = {"FL": 4, "FD": 8, "SL": 4, "SS": 2, "UL": 4, "US": 2}
+_CHECKED_TEXT = frozenset({"CS", "SH", "LO", "LT", "IS", "DS", "UI"})
+
+
+def fits(vr: str, element: object) -> bool:
+    """Whether ``element``'s value is a valid value of ``vr`` (a safe-private element's).
+
+    Read with a VR from a dictionary (implicit VR) or none (UN), an element's bytes are all
+    that show what it holds; written by another device, a listed slot may hold anything.
+    Text is checked by its VR's rules (a code string holds no free text), numbers by their
+    size; other VRs (OB, SQ) have nothing to check.
+    """
+    value = getattr(element, "value", None)
+    if value is None or (vr not in _NUMBER_SIZES and vr not in _CHECKED_TEXT):
+        return True
+    if isinstance(value, bytes | memoryview):
+        if vr in _NUMBER_SIZES:
+            return len(value) % _NUMBER_SIZES[vr] == 0
+        value = bytes(value).decode("latin-1")
+    elif vr in _NUMBER_SIZES:
+        return True  # numbers, as read
+    if not isinstance(value, str):
+        value = "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value)
+    parts = [value.rstrip("\0 ")] if vr == "LT" else value.split("\\")
+    try:
+        for part in parts:
+            validate_value(vr, part.strip(" \0") if vr != "LT" else part, config.RAISE)
+    except ValueError:
+        return False
+    return True
 
 
 CREATOR_FIRST, CREATOR_LAST, PRIVATE_FIRST = 0x0010, 0x00FF, 0x1000  # PS3.5 7.8.1
@@ -242,5 +297,5 @@ def decide(plan: Plan, ds: Dataset, tag: int, vr: str) -> Decision | SiteRule:
             if plan.may_keep_private:
                 return Decision(Action.KEEP, "private creator: kept while its block is")
             return Decision(Action.REMOVE, "private creator: removed with its block")
-        return plan.private_action(tag, creator)
+        return plan.private_action(tag, creator, vr, ds.get_item(tag))
     return plan.decide(tag, vr)

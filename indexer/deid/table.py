@@ -128,14 +128,20 @@ def load_table() -> tuple[Row, ...]:
     return tuple(_row(r) for r in csv.DictReader(io.StringIO(text)))
 
 
+SafePrivate = Mapping[tuple[str, int, int], str]
+
+
 @functools.cache
-def load_safe_private() -> frozenset[tuple[str, int]]:
-    """(private creator, element byte) pairs that Retain Safe Private keeps (PS3.15 E.3.10)."""
+def load_safe_private() -> SafePrivate:
+    """PS3.15 Table E.3.10-1: (private creator, group, element byte) -> VR ("" if not given).
+
+    Retain Safe Private keeps the private elements listed (E.3.10).
+    """
     text = resources.files("indexer.deid").joinpath("safe_private.csv").read_text("utf-8")
-    return frozenset(
-        (r["private_creator"].strip(), int(r["element"], 16))
+    return {
+        (r["private_creator"].strip(), int(r["group"], 16), int(r["element"], 16)): r["vr"]
         for r in csv.DictReader(io.StringIO(text))
-    )
+    }
 
 
 def table_edition() -> str:

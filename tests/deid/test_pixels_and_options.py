@@ -226,7 +226,7 @@ def test_clean_graphics_removes_bitmaps_it_cannot_clean():
 def test_retain_safe_private_keeps_listed_elements_only():
     from indexer.deid.profile import compile_plan  # noqa: PLC0415
 
-    safe = frozenset({("SYNTHETIC PHI", 0x02)})
+    safe = {("SYNTHETIC PHI", 0x0009, 0x02): "UI"}
     plan = compile_plan(load_table(), [Option.RETAIN_SAFE_PRIVATE], safe_private=safe)
     out = deid.apply(plan, pydicom.dcmread(io.BytesIO(to_bytes(make_instance()))), KEY).ds
     block = out.private_block(0x0009, "SYNTHETIC PHI")
