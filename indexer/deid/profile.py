@@ -9,7 +9,7 @@ under X/Z/U*, where the sequence is kept and its UIDs replaced.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pydicom import config
@@ -95,21 +95,30 @@ class Plan:
     @property
     def may_keep_private(self) -> bool:
         """Whether any private element can survive (so private creators must be kept)."""
-        return self.rules.keeps_private or (
-            self.private.action is Action.CLEAN and bool(self.safe_private)
-        )
+        return self.rules.keeps_private or self.private.action is Action.CLEAN
 
     def private_action(
-        self, tag: int, creator: str | None, vr: str, element: object = None
+        self,
+        tag: int,
+        creator: str | None,
+        vr: str,
+        element: object = None,
+        declared: Callable[[], bool] = lambda: False,
     ) -> Decision:
-        """A private element: kept only if on the safe-private list under Retain Safe Private.
+        """A private element: kept only if known safe under Retain Safe Private (E.3.10).
 
         The table's private row decides: basic X removes every private element; the option's
-        C keeps those listed (by creator, group and element) with the VR listed and a value
-        (``element``'s) valid for it. Another VR, or a value such as free text in a code
-        string, is no longer what the list vouches for: removed. One read without its VR
-        (UN) is kept as its bytes if they fit, but a UID, which must be replaced, is
-        removed. A UID kept is replaced like any instance UID, unless Retain UIDs is chosen.
+        C keeps those known safe, by the list or by the object itself:
+
+        - listed in Table E.3.10-1 (by creator, group and element), with the VR listed and a
+          value (``element``'s) valid for it. Another VR, or a value such as free text in a
+          code string, is no longer what the list vouches for: removed. One read without
+          its VR (UN) is kept as its bytes if they fit;
+        - or, not listed, in a block the object declares safe (``declared``: its Private
+          Data Element Characteristics, ``declared_safe``), as read.
+
+        A UID kept is replaced like any instance UID, unless Retain UIDs is chosen; a UID
+        read as UN cannot be, and is removed.
         """
         if self.private.action is not Action.CLEAN:
             return self.private
@@ -119,18 +128,21 @@ class Plan:
             if creator is not None
             else None
         )
+        why = "on the safe-private list"
         if listed is None:
-            return Decision(Action.REMOVE, f"{source}: not on the safe-private list")
+            if creator is None or not declared():
+                return Decision(Action.REMOVE, f"{source}: not on the safe-private list")
+            listed, why = "", "in a block the object declares safe (0008,0300)"
         if listed == "UI" or (not listed and vr == "UI"):
             if vr != "UI":
                 return Decision(Action.REMOVE, f"{source}: a listed UID read as {vr}")
             if Option.RETAIN_UIDS not in self.options:
-                return Decision(Action.UID, f"{source}: on the safe-private list, a UID")
+                return Decision(Action.UID, f"{source}: {why}, a UID")
         elif listed and vr not in (listed, "UN"):
             return Decision(Action.REMOVE, f"{source}: listed as {listed}, read as {vr}")
         if not fits(listed or vr, element):
             return Decision(Action.REMOVE, f"{source}: listed, its value no valid {listed or vr}")
-        return Decision(Action.KEEP, f"{source}: on the safe-private list")
+        return Decision(Action.KEEP, f"{source}: {why}")
 
     def decide(self, tag: int, vr: str) -> Decision:
         """Return the decision for an element with this tag and VR."""
@@ -264,6 +276,42 @@ def fits(vr: str, element: object) -> bool:
 
 
 CREATOR_FIRST, CREATOR_LAST, PRIVATE_FIRST = 0x0010, 0x00FF, 0x1000  # PS3.5 7.8.1
+CHARACTERISTICS = 0x00080300  # Private Data Element Characteristics Sequence (PS3.3 C.12.1)
+GROUP_REF, CREATOR_REF = 0x00080301, 0x00080302  # the block described: group, creator
+BLOCK_STATUS, NONIDENTIFYING = 0x00080303, 0x00080304  # SAFE / MIXED, safe elements of MIXED
+
+
+def declared_safe(ds: Dataset, tag: int, creator: str | None) -> bool:
+    """Whether ``ds`` declares its private element ``tag`` free of identifying information.
+
+    Its Private Data Element Characteristics Sequence names the block by group and creator:
+    Block Identifying Information Status SAFE declares the whole block, MIXED the elements
+    listed (by their low byte) in Nonidentifying Private Elements. A damaged sequence
+    declares nothing. Only the data set holding it is described: an item's blocks are not.
+    """
+    if creator is None or CHARACTERISTICS not in ds:
+        return False
+    try:
+        items = ds[CHARACTERISTICS].value or ()
+        for item in items:
+            if item.get(GROUP_REF) is None or item[GROUP_REF].value != tag >> 16:
+                continue
+            name = item.get(CREATOR_REF)
+            if name is None or str(name.value).strip() != creator.strip():
+                continue
+            found = item.get(BLOCK_STATUS)
+            status = str(found.value).strip() if found is not None else ""
+            if status == "SAFE":
+                return True
+            if status == "MIXED":
+                listed = item.get(NONIDENTIFYING)
+                value = listed.value if listed is not None else None
+                numbers = value if isinstance(value, MultiValue | list) else [value]
+                return tag & 0xFF in numbers
+            return False
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+        return False
+    return False
 
 
 def _creator(ds: Dataset, tag: int) -> str | None:
@@ -297,5 +345,7 @@ def decide(plan: Plan, ds: Dataset, tag: int, vr: str) -> Decision | SiteRule:
             if plan.may_keep_private:
                 return Decision(Action.KEEP, "private creator: kept while its block is")
             return Decision(Action.REMOVE, "private creator: removed with its block")
-        return plan.private_action(tag, creator, vr, ds.get_item(tag))
+        return plan.private_action(
+            tag, creator, vr, ds.get_item(tag), lambda: declared_safe(ds, tag, creator)
+        )
     return plan.decide(tag, vr)

@@ -152,35 +152,124 @@ def test_a_value_fits_its_listed_vr(vr, value, ok):
     assert fits(vr, SimpleNamespace(value=value)) is ok
 
 
+def _cli(key_file, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
+    env.update(DICOM_INDEX_KEY_FILE=str(key_file), CI="1")
+    return subprocess.run(
+        [sys.executable, "-m", "indexer.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
 def test_deid_then_verify_with_the_option(tmp_path, key_file):
     src = tmp_path / "in"
     src.mkdir()
     (src / "a.dcm").write_bytes(_planted())
     (src / "b.dcm").write_bytes(_planted(implicit=True))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
-    env.update(DICOM_INDEX_KEY_FILE=str(key_file), CI="1")
+    (src / "c.dcm").write_bytes(to_bytes(_declaring("MIXED", safe=[0x11])))
     out = tmp_path / "out"
     option = ["--option", "retain-safe-private"]
     for args in (
         ["deid", str(src), "--out", str(out), *option],
         ["verify", "--original", str(src), "--deidentified", str(out), *option],
     ):
-        p = subprocess.run(
-            [sys.executable, "-m", "indexer.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
+        p = _cli(key_file, *args)
         assert p.returncode == 0, p.stdout + p.stderr
-    assert "2 files scanned, 0 leaks" in p.stdout
-    copies = sorted(out.rglob("*.dcm"))
-    assert len(copies) == 2
+    assert "3 files scanned, 0 leaks" in p.stdout
+    paths = list(out.rglob("*.dcm"))
+    assert not any(MARKER.encode() in path.read_bytes() for path in paths)
+    copies = [pydicom.dcmread(path) for path in paths]
+    assert sorted(int(c.InstanceNumber) for c in copies) == [1, 2, 3]
     for copy in copies:
-        data = copy.read_bytes()
-        assert MARKER.encode() not in data
-        assert PET.encode() in data
-        ds = pydicom.dcmread(copy)
-        assert ds[0x70531000].value == "1.5"
-        assert 0x70531001 not in ds
+        if copy.InstanceNumber == 3:
+            assert {int(t) for t in _private(copy)} == {0x00330010, 0x00331011}
+        else:
+            assert copy[0x70531000].value == "1.5"
+            assert 0x70531001 not in copy
+
+
+ACME = "ACME IMAGING 1.1"  # on no list: only the object's own declaration keeps its elements
+
+
+def _declaring(status: str, *, safe: list[int] | None = None, group: int = 0x0033) -> Dataset:
+    ds = make_instance(1, 1, 1, 3, marker=MARKER)
+    block = ds.private_block(0x0033, ACME, create=True)
+    block.add_new(0x10, "DS", "0.75")
+    block.add_new(0x11, "LO", "KERNEL B30F")
+    block.add_new(0x12, "LO", "free text")
+    block.add_new(0x13, "UI", ds.SeriesInstanceUID)
+    described = Dataset()
+    described.PrivateGroupReference = group
+    described.PrivateCreatorReference = ACME
+    described.BlockIdentifyingInformationStatus = status
+    if safe is not None:
+        described.NonidentifyingPrivateElements = safe
+    ds.PrivateDataElementCharacteristicsSequence = [described]
+    return ds
+
+
+def _declared_out(ds: Dataset, options: tuple[str, ...] = ("retain-safe-private",)) -> Dataset:
+    data = to_bytes(ds)
+    return deid.apply(build_plan(list(options)), pydicom.dcmread(io.BytesIO(data)), KEY).ds
+
+
+def test_a_block_the_object_declares_safe_is_kept():
+    out = _declared_out(_declaring("SAFE"))
+    kept = _private(out)
+    assert kept[0x00331010] == "0.75"
+    assert kept[0x00331011] == "KERNEL B30F"
+    assert kept[0x00331012] == "free text"
+    assert kept[0x00331013] == out.SeriesInstanceUID  # a UID, replaced as the public one
+    assert kept[0x00330010] == ACME
+    assert not _private(_declared_out(_declaring("SAFE"), ()))  # only under the option
+
+
+def test_a_mixed_block_keeps_only_the_elements_declared_safe():
+    kept = _private(_declared_out(_declaring("MIXED", safe=[0x10, 0x11])))
+    assert kept[0x00331010] == "0.75"
+    assert kept[0x00331011] == "KERNEL B30F"
+    assert 0x00331012 not in kept
+    assert 0x00331013 not in kept
+    one = _private(_declared_out(_declaring("MIXED", safe=[0x11])))  # a single value
+    assert set(one) == {0x00330010, 0x00331011}
+
+
+@pytest.mark.parametrize(
+    ("status", "group"),
+    [
+        ("UNSAFE", 0x0033),
+        ("MIXED", 0x0033),  # no element named safe
+        ("SAFE", 0x0035),  # another block's declaration
+        ("ALL", 0x0033),  # no defined term
+    ],
+)
+def test_no_declaration_keeps_nothing(status, group):
+    assert not _private(_declared_out(_declaring(status, group=group)))
+
+
+def test_a_declaration_inside_an_item_describes_nothing_outside_it():
+    ds = _declaring("SAFE")
+    described = ds.PrivateDataElementCharacteristicsSequence
+    del ds.PrivateDataElementCharacteristicsSequence
+    item = Dataset()
+    item.PrivateDataElementCharacteristicsSequence = described
+    ds.ReferencedImageSequence = [item]
+    assert not _private(_declared_out(ds))
+
+
+def test_a_declared_block_holding_the_patients_name_is_refused_as_a_leak(tmp_path, key_file):
+    ds = _declaring("SAFE")
+    ds.private_block(0x0033, ACME)[0x12].value = str(ds.PatientName)  # a device's own copy
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.dcm").write_bytes(to_bytes(ds))
+    out = tmp_path / "out"
+    p = _cli(key_file, "deid", str(src), "--out", str(out), "--option", "retain-safe-private")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "leak_detected" in p.stderr
+    assert MARKER not in p.stdout + p.stderr
+    assert not list(out.rglob("*.dcm"))
