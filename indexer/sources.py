@@ -53,6 +53,40 @@ def source_id(key: bytes, locator: str) -> str:
     )
 
 
+class SeenNames:
+    """The member names met in one archive, as a Bloom filter: 1 MiB for any number of them.
+
+    A member whose name was met before (an appended tar, a zip written twice) has its offset
+    in its locator, so that it shares no locator and no source id with the first: the vault
+    tells them apart. Rarely (below 0.01% of names at 100,000 members, 3% at a million) a
+    name seems met that was not, and its locator has its offset too, which is true anyway.
+    """
+
+    BITS = 1 << 23
+    __slots__ = ("_bits",)
+
+    def __init__(self) -> None:
+        self._bits = bytearray(self.BITS >> 3)
+
+    def add(self, name: str) -> bool:
+        """Add ``name``; whether it seems met before."""
+        digest = hashlib.blake2b(name.encode("utf-8", "surrogateescape"), digest_size=12).digest()
+        met = True
+        for i in (0, 4, 8):
+            bit = int.from_bytes(digest[i : i + 4], "little") & (self.BITS - 1)
+            byte, mask = bit >> 3, 1 << (bit & 7)
+            if not self._bits[byte] & mask:
+                met = False
+                self._bits[byte] |= mask
+        return met
+
+
+def member_locator(path: Path, name: str, offset: int, seen: SeenNames) -> str:
+    """Where an archive member is: ``archive!name``, and ``@offset`` for a name met before."""
+    locator = f"{path}!{name}"
+    return f"{locator}@{offset}" if seen.add(name) else locator
+
+
 def _folder_ids(folders: Sequence[Path]) -> set[tuple[int, int]]:
     ids = set()
     for f in folders:
@@ -333,10 +367,11 @@ class Walker:
         # yielded, and each member is read when the pipeline asks, from its entry
         with path.open("rb", buffering=ZIP_DIRECTORY_BUFFER) as f:
             archive = _identity(os.fstat(f.fileno()))
+            seen = SeenNames()
             for entry in zipdir.entries(f):
                 if entry.is_dir:
                     continue
-                locator = f"{path}!{entry.name}"
+                locator = member_locator(path, entry.name, entry.offset, seen)
                 if S_ISLNK(entry.mode):  # its content is the link's target
                     yield self._fail(locator, "skipped", *LINK_MEMBER)
                     continue
@@ -368,11 +403,15 @@ class Walker:
             # a tar header's checksum is of its own fields: a member's content is known
             # unchanged only in the same tar, unchanged (members of one name: by offset)
             tar = ":".join(map(str, (archive[0], *archive[1])))
+            seen = SeenNames()
             with tarfile.open(fileobj=f, mode="r:" if plain else "r|*") as t:
                 for m in t:
                     t.members.clear()  # type: ignore[attr-defined]  # it keeps them all
                     if not m.isdir():
-                        yield from self._tar_member(path, t, m, archive, tar, packed=not plain)
+                        locator = member_locator(path, m.name, m.offset, seen)
+                        yield from self._tar_member(
+                            path, t, m, archive, tar, locator, packed=not plain
+                        )
 
     def _tar_member(
         self,
@@ -381,10 +420,10 @@ class Walker:
         m: tarfile.TarInfo,
         archive: ArchiveId,
         tar: str,  # the tar's version, in its members'
+        locator: str,
         *,
         packed: bool,
     ) -> Iterator[Item]:
-        locator = f"{path}!{m.name}"
         if not m.isfile():
             yield self._fail(locator, "skipped", *_odd_member(m))
             return

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from indexer import pipeline
 from indexer.errors import SourceError
 from indexer.records import SourceFile
-from indexer.sources import BytesReader, RegionReader, Walker, held_bytes
+from indexer.sources import BytesReader, RegionReader, SeenNames, Walker, held_bytes
 from tests.builders import make_instance, to_bytes
 
 KEY = b"t" * 32
@@ -179,6 +179,9 @@ def test_members_of_one_name_and_header_are_each_indexed_after_a_kill(cli, tmp_p
     assert (summary["files_unchanged"], summary["files_indexed"]) == (1, 2)  # one read again
     assert json.loads(cli(*args).stdout)["files_unchanged"] == 2
     assert _instances(engine) == 2
+    with engine.connect() as c:
+        ids = c.execute(text("SELECT count(DISTINCT source_id) FROM dicom_index.instance"))
+        assert ids.scalar_one() == 2
 
 
 @pytest.mark.parametrize("name", ["a.tar", "a.tar.gz"])
@@ -196,6 +199,29 @@ def test_a_member_rewritten_with_its_tar_header_unchanged_is_read_again(
         assert (summary["files_unchanged"], summary["files_indexed"]) == (0, 1)
     assert json.loads(cli(*args).stdout)["files_unchanged"] == 1
     assert _instances(engine) == 2
+
+
+def test_a_second_member_of_a_name_is_located_by_its_offset(tmp_path):
+    path = tmp_path / "a.tar.gz"
+    with tarfile.open(path, "w:gz") as t:
+        for name, data in (("a.dcm", b"one"), ("b.dcm", b"other"), ("a.dcm", b"two")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    with tarfile.open(path) as t:
+        offsets = [m.offset for m in t.getmembers()]
+    items = _walk(path)
+    locators = [i.locator for i in items]
+    assert locators == [f"{path}!a.dcm", f"{path}!b.dcm", f"{path}!a.dcm@{offsets[2]}"]
+    assert len({i.source_id for i in items}) == 3
+    assert [i.read() for i in items] == [b"one", b"other", b"two"]
+
+
+def test_seen_names_rarely_take_a_new_name_for_one_met():
+    seen = SeenNames()
+    names = [f"study{i // 500}/series{i // 100}/{i:06d}.dcm" for i in range(100_000)]
+    assert sum(seen.add(n) for n in names) < 20  # about 4 expected: 3 bits of 8 Mi each
+    assert all(seen.add(n) for n in names[::97])  # one met is always known
 
 
 def _instances(engine) -> int:

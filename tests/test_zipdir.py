@@ -225,4 +225,21 @@ def test_members_of_the_same_name_are_each_indexed(cli, tmp_path, engine):
     with engine.connect() as c:
         originals = c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar_one()
         errors = c.execute(text("SELECT count(*) FROM dicom_index.file_error")).scalar_one()
+        ids = c.execute(text("SELECT count(DISTINCT source_id) FROM dicom_index.instance"))
+        sources = c.execute(text("SELECT count(*) FROM vault.source")).scalar_one()
     assert (originals, errors) == (2, 0)
+    assert (ids.scalar_one(), sources) == (2, 2)  # the vault tells them apart
+
+
+def test_a_second_member_of_a_name_is_located_by_its_offset(tmp_path):
+    z = tmp_path / "a.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a.dcm", b"one")
+        zf.writestr("b.dcm", b"other")
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("a.dcm", b"two")
+        offsets = [i.header_offset for i in zf.infolist()]
+    items = _walk(z)
+    assert [i.locator for i in items] == [f"{z}!a.dcm", f"{z}!b.dcm", f"{z}!a.dcm@{offsets[2]}"]
+    assert len({i.source_id for i in items}) == 3
+    assert [i.locator for i in _walk(z)] == [i.locator for i in items]  # the same each run
