@@ -693,6 +693,7 @@ class Region:
     raw: BinaryIO | None = field(default=None, repr=False)
     kept: ArchiveId | None = None
     crc: int | None = None  # a zip's stored member's: checked over its head and a span's end
+    whole: bool = False  # the file itself, not an archive's member
 
     def span(self, start: int, end: int, head: bytes) -> Span:
         """Bytes ``start`` to ``end`` of the region, read again where they are copied.
@@ -706,7 +707,10 @@ class Region:
         if self.crc is not None and end == self.length:
             assert len(head) >= start  # noqa: S101 - what the header was read from
             crc = (zlib.crc32(head[:start]), self.crc)
-        return FileSpan(self.path, self.start + start, self.start + end, self.version, crc)
+        what = "file" if self.whole else "archive"
+        return FileSpan(
+            self.path, self.start + start, self.start + end, self.version, crc, what=what
+        )
 
     def __enter__(self) -> Self:
         """Itself."""
@@ -801,7 +805,7 @@ def file_region(path: Path) -> Region:
     """
     f = path.open("rb", buffering=0)
     st = os.fstat(f.fileno())
-    return Region(path, f, 0, st.st_size, version_of(st))
+    return Region(path, f, 0, st.st_size, version_of(st), whole=True)
 
 
 def region_of(reader: Callable[[], bytes]) -> Region | None:
@@ -907,7 +911,7 @@ class PackedSpan(Span):
             with _region(self.reader, self.start) as region, member_errors():
                 assert region.raw is not None  # noqa: S101 - a packed member's region
                 yield from spans.chunks_of(
-                    region.f, len(self), region.raw, region.version, _cut_short
+                    region.f, len(self), region.raw, region.version, _cut_short, "archive"
                 )
         except OSError as e:
             raise SourceError.unreadable(e) from None

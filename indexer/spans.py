@@ -9,6 +9,7 @@ value stays where it lies, a ``Span``, and the output store copies it in chunks:
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
 from abc import ABC, abstractmethod
@@ -70,6 +71,7 @@ class FileSpan(Span):
     end: int
     version: Version
     crc: tuple[int, int] | None = None
+    what: str = "file"  # what ``path`` is to the user: the file, or the archive holding it
 
     def chunks(self) -> Iterator[bytes]:
         """The span's bytes, a chunk at a time.
@@ -83,10 +85,11 @@ class FileSpan(Span):
         try:
             with self.path.open("rb", buffering=0) as f:
                 if version_of(os.fstat(f.fileno())) != self.version:
-                    raise changed()
+                    raise changed(self.what)
                 f.seek(self.start)
                 crc, expected = self.crc or (0, None)
-                for chunk in chunks_of(f, len(self), f, self.version, changed):
+                short = functools.partial(changed, self.what)
+                for chunk in chunks_of(f, len(self), f, self.version, short, self.what):
                     if expected is not None:
                         crc = zlib.crc32(chunk, crc)
                     yield chunk
@@ -102,24 +105,29 @@ def bad_crc() -> SourceError:
 
 
 def chunks_of(
-    f: BinaryIO, n: int, raw: BinaryIO, version: Version, short: Callable[[], SourceError]
+    f: BinaryIO,
+    n: int,
+    raw: BinaryIO,
+    version: Version,
+    short: Callable[[], SourceError],
+    what: str = "file",
 ) -> Iterator[bytes]:
     """``n`` bytes of ``f`` from where it stands, a chunk at a time.
 
-    After each chunk the file ``raw`` (``f`` itself, or what ``f`` decompresses) must still
-    be at ``version``: a source written to while it is read is refused (its bytes may be
-    mixed). ``f`` ending first raises ``short()``.
+    After each chunk the file ``raw`` (``f`` itself, or what ``f`` decompresses; ``what``
+    it is to the user) must still be at ``version``: a source written to while it is read
+    is refused (its bytes may be mixed). ``f`` ending first raises ``short()``.
     """
     while n:
         chunk = f.read(min(CHUNK_BYTES, n))
         if not chunk:
             raise short()
         if version_of(os.fstat(raw.fileno())) != version:
-            raise changed()
+            raise changed(what)
         n -= len(chunk)
         yield chunk
 
 
-def changed() -> SourceError:
-    """The error of a source changed while its bytes were read."""
-    return SourceError("the file changed while it was read; not copied", reason="unreadable")
+def changed(what: str = "file") -> SourceError:
+    """The error of a source (``what``: a file, or the archive holding it) changed as read."""
+    return SourceError(f"the {what} changed while it was read; not copied", reason="unreadable")

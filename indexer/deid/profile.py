@@ -9,7 +9,7 @@ under X/Z/U*, where the sequence is kept and its UIDs replaced.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pydicom import config
@@ -98,12 +98,7 @@ class Plan:
         return self.rules.keeps_private or self.private.action is Action.CLEAN
 
     def private_action(
-        self,
-        tag: int,
-        creator: str | None,
-        vr: str,
-        element: object = None,
-        declared: Callable[[], bool] = lambda: False,
+        self, tag: int, creator: str | None, vr: str, ds: Dataset | None = None
     ) -> Decision:
         """A private element: kept only if known safe under Retain Safe Private (E.3.10).
 
@@ -111,11 +106,11 @@ class Plan:
         C keeps those known safe, by the list or by the object itself:
 
         - listed in Table E.3.10-1 (by creator, group and element), with the VR listed and a
-          value (``element``'s) valid for it. Another VR, or a value such as free text in a
-          code string, is no longer what the list vouches for: removed. One read without
-          its VR (UN) is kept as its bytes if they fit;
-        - or, not listed, in a block the object declares safe (``declared``: its Private
-          Data Element Characteristics, ``declared_safe``), as read.
+          value (in ``ds``, the data set holding it) valid for it. Another VR, or a value
+          such as free text in a code string, is no longer what the list vouches for:
+          removed. One read without its VR (UN) is kept as its bytes if they fit;
+        - or, not listed, in a block ``ds`` declares safe (its Private Data Element
+          Characteristics, ``declared_safe``), as read.
 
         A UID kept is replaced like any instance UID, unless Retain UIDs is chosen; a UID
         read as UN cannot be, and is removed.
@@ -130,7 +125,7 @@ class Plan:
         )
         why = "on the safe-private list"
         if listed is None:
-            if creator is None or not declared():
+            if ds is None or not declared_safe(ds, tag, creator):
                 return Decision(Action.REMOVE, f"{source}: not on the safe-private list")
             listed, why = "", "in a block the object declares safe (0008,0300)"
         if listed == "UI" or (not listed and vr == "UI"):
@@ -140,7 +135,7 @@ class Plan:
                 return Decision(Action.UID, f"{source}: {why}, a UID")
         elif listed and vr not in (listed, "UN"):
             return Decision(Action.REMOVE, f"{source}: listed as {listed}, read as {vr}")
-        if not fits(listed or vr, element):
+        if ds is not None and not fits(listed or vr, ds.get_item(tag)):
             return Decision(Action.REMOVE, f"{source}: listed, its value no valid {listed or vr}")
         return Decision(Action.KEEP, f"{source}: {why}")
 
@@ -345,7 +340,5 @@ def decide(plan: Plan, ds: Dataset, tag: int, vr: str) -> Decision | SiteRule:
             if plan.may_keep_private:
                 return Decision(Action.KEEP, "private creator: kept while its block is")
             return Decision(Action.REMOVE, "private creator: removed with its block")
-        return plan.private_action(
-            tag, creator, vr, ds.get_item(tag), lambda: declared_safe(ds, tag, creator)
-        )
+        return plan.private_action(tag, creator, vr, ds)
     return plan.decide(tag, vr)
