@@ -112,8 +112,9 @@ class Plan:
         - or, not listed, in a block ``ds`` declares safe (its Private Data Element
           Characteristics, ``declared_safe``), as read.
 
-        A UID kept is replaced like any instance UID, unless Retain UIDs is chosen; a UID
-        read as UN cannot be, and is removed.
+        A UID kept is replaced like any instance UID, unless Retain UIDs is chosen; a listed
+        UID read as UN cannot be, and is removed. In a declared block read as UN, what is a
+        UID cannot be told: its bytes are kept, and the leak check refuses the object's own.
         """
         if self.private.action is not Action.CLEAN:
             return self.private
