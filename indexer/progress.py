@@ -20,9 +20,11 @@ def mode(quiet: bool) -> str:
     return "bar" if sys.stderr.isatty() else "lines"
 
 
-def _rates(files: int, nbytes: int, started: float, total: int | None) -> str:
+def _rates(files: int, nbytes: int | None, started: float, total: int | None) -> str:
     elapsed = max(time.monotonic() - started, 1e-6)
-    text = f"{files / elapsed:,.0f} files/s  {nbytes / elapsed / 1e6:,.1f} MB/s"
+    text = f"{files / elapsed:,.0f} files/s"
+    if nbytes is not None:
+        text += f"  {nbytes / elapsed / 1e6:,.1f} MB/s"
     if total:
         text += f"  ETA {(total - files) / max(files / elapsed, 1e-6):,.0f}s"
     return text
@@ -30,9 +32,12 @@ def _rates(files: int, nbytes: int, started: float, total: int | None) -> str:
 
 @contextmanager
 def reporter(
-    kind: str, total_files: int | None = None, *, label: str = "ingest"
+    kind: str, total_files: int | None = None, *, label: str = "ingest", reads: bool = True
 ) -> Iterator[ProgressFn | None]:
-    """A progress callback for the mode, or None when off; ``label`` names the work."""
+    """A progress callback for the mode, or None when off; ``label`` names the work.
+
+    ``reads``: the work reads the files, so MB/s means something (a check of sizes does not).
+    """
     if kind == "off":
         yield None
         return
@@ -44,17 +49,16 @@ def reporter(
             now = time.monotonic()
             if now - last[0] >= LINE_EVERY_SECONDS:
                 last[0] = now
-                sys.stderr.write(
-                    f"{label}: {files:,} files  {_rates(files, nbytes, started, total_files)}\n"
-                )
+                rates = _rates(files, nbytes if reads else None, started, total_files)
+                sys.stderr.write(f"{label}: {files:,} files  {rates}\n")
                 sys.stderr.flush()
 
         yield line
         return
-    yield from _bar(total_files, started, label)
+    yield from _bar(total_files, started, label, reads)
 
 
-def _bar(total_files: int | None, started: float, label: str) -> Iterator[ProgressFn]:
+def _bar(total_files: int | None, started: float, label: str, reads: bool) -> Iterator[ProgressFn]:
     # imported only for a terminal: a run in the background does not wait for rich
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import (  # noqa: PLC0415
@@ -78,6 +82,7 @@ def _bar(total_files: int | None, started: float, label: str) -> Iterator[Progre
         task = p.add_task(label, total=total_files, rate="")
 
         def update(files: int, nbytes: int) -> None:
-            p.update(task, completed=files, rate=_rates(files, nbytes, started, total_files))
+            rates = _rates(files, nbytes if reads else None, started, total_files)
+            p.update(task, completed=files, rate=rates)
 
         yield update

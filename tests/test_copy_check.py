@@ -167,3 +167,23 @@ def test_a_directory_that_is_no_output_is_refused(sql_only, tmp_path):
     (plain / OUTPUT_ID_FILE).write_text("not a uuid\n")
     p = sql_only("check-copies", str(plain), check=3)
     assert "is damaged" in p.stderr
+
+
+def test_progress_counts_only_the_bytes_read(sql_only, tmp_path, engine):
+    """Without --content no copy is read: MB/s would count bytes that never moved."""
+    from indexer import copycheck  # noqa: PLC0415
+    from indexer.store import db  # noqa: PLC0415
+
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    write_archive(archive, SHAPE, marker=MARKER)
+    _ingest(sql_only, archive, out)
+    copies = _copies(out)
+    copies[0].unlink()
+    database = db.Database(engine, embedded=False)
+    for content, expected in ((False, 0), (True, sum(p.stat().st_size for p in copies[1:]))):
+        seen: list[tuple[int, int]] = []
+        report = copycheck.check_copies(
+            database, out, content=content, progress=lambda f, b, seen=seen: seen.append((f, b))
+        )
+        assert report.missing == 1
+        assert seen[-1] == (6, expected)

@@ -50,6 +50,20 @@ def test_lines_give_files_and_megabytes_per_second_and_the_eta(no_ci):
     assert "ETA" in line
 
 
+def test_a_check_that_reads_nothing_shows_no_megabytes(no_ci):
+    err = io.StringIO()
+    no_ci.setattr(sys, "stderr", err)
+    no_ci.setattr(progress, "LINE_EVERY_SECONDS", 0.0)
+    with progress.reporter("lines", 100, label="check", reads=False) as update:
+        assert update is not None
+        update(25, 0)
+    line = err.getvalue()
+    assert line.startswith("check: 25 files")
+    assert "files/s" in line
+    assert "MB/s" not in line
+    assert "ETA" in line
+
+
 def test_lines_are_spaced_out(no_ci):
     err = io.StringIO()
     no_ci.setattr(sys, "stderr", err)
