@@ -375,8 +375,8 @@ def db_stop(ctx: click.Context) -> None:
     click.echo("embedded server stopped" if stopped else "no embedded server running")
 
 
-def deid_options(fn: F) -> F:
-    """The de-identification flags shared by `ingest` and `deid`."""
+def plan_options(fn: F) -> F:
+    """The flags that make the de-identification plan: `ingest`, `deid`, `profile`."""
     for option in reversed(
         [
             click.option(
@@ -397,11 +397,16 @@ def deid_options(fn: F) -> F:
                 type=click.Path(path_type=Path, dir_okay=False, exists=True),
                 help="Site rules file (JSON or YAML) that overrides the profile.",
             ),
-            click.option("--no-verify", is_flag=True, help="Skip the leak check of each output."),
         ]
     ):
         fn = option(fn)
     return fn
+
+
+def deid_options(fn: F) -> F:
+    """The de-identification flags shared by `ingest` and `deid`."""
+    fn = click.option("--no-verify", is_flag=True, help="Skip the leak check of each output.")(fn)
+    return plan_options(fn)
 
 
 def source_arguments(fn: F) -> F:
@@ -605,7 +610,7 @@ def check_copies_cmd(
     problems = 0
     for out in outputs:
         total = copycheck.count_copies(database, out) if mode == "bar" else None
-        with progress.reporter(mode, total, label="check") as update:
+        with progress.reporter(mode, total, label="check", reads=content) as update:
             report = copycheck.check_copies(database, out, content=content, progress=update)
         problems += report.problems
         _print_copy_check(report, content)
@@ -962,6 +967,30 @@ def deid_cmd(
         f"{report.written} de-identified, {len(report.failures) - failed} skipped, {failed} failed"
     )
     sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+@cli.command("profile")
+@plan_options
+@click.option(
+    "--attributes", is_flag=True, help="List every attribute of Table E.1-1 with its action."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the statement as JSON.")
+@click.pass_context
+@handle_errors
+def profile_cmd(
+    ctx: click.Context,
+    options: tuple[str, ...],
+    burned_in: str | None,
+    rules: Path | None,
+    attributes: bool,
+    as_json: bool,
+) -> None:
+    """What de-identification does under these settings: a conformance statement."""
+    from indexer.deid import statement  # noqa: PLC0415 - this command only
+
+    plan = _plan(_settings(ctx), options, burned_in, rules)
+    doc = statement.statement(plan, attributes=attributes)
+    click.echo(json.dumps(doc, indent=2) if as_json else statement.render(doc))
 
 
 def _what_if(plan: Plan, inputs: Iterable[Path]) -> None:

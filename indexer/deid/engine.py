@@ -452,6 +452,7 @@ def _outcome(
     )
 
 
+BINARY_NOT_CLEANED = "binary data cannot be cleaned automatically, removed"
 MEMO_LIMIT = 20_000  # public tags seen with a VR, type and mode: far fewer in practice
 
 
@@ -491,7 +492,7 @@ def _choice(
             source = f"inside a sequence whose content is {mode.value}: {vr} replaced"
         if action is Action.CLEAN and vr in BINARY_VRS:
             action = Action.REMOVE  # bitmaps and curves cannot be cleaned automatically
-            source += ": binary data cannot be cleaned automatically, removed"
+            source += f": {BINARY_NOT_CLEANED}"
         choice = (decision, action, recorded, source)
     if not private:
         if len(plan.memo) >= MEMO_LIMIT:
@@ -607,7 +608,7 @@ def explain(plan: Plan, ds: Dataset, pseudonym_key: bytes) -> list[TraceStep]:
 def _mark(ds: Dataset, plan: Plan, codec: str | None, *, pixels_cleaned: bool = False) -> None:
     """Record what was done (PS3.15 E.1.1, CID 7050)."""
     if codec is None:
-        for elem in _mark_elements(plan.options, pixels_cleaned=pixels_cleaned):
+        for elem in mark_elements(plan.options, pixels_cleaned=pixels_cleaned):
             ds[elem.tag] = elem
         return
     for written in _mark_written(plan.options, pixels_cleaned=pixels_cleaned):
@@ -617,12 +618,11 @@ def _mark(ds: Dataset, plan: Plan, codec: str | None, *, pixels_cleaned: bool = 
 @functools.cache
 def _mark_written(options: frozenset[Option], *, pixels_cleaned: bool) -> tuple[Any, ...]:
     """The marking elements as bytes: the same for every object of a run, built once."""
-    return tuple(
-        rawvalue.written(e) for e in _mark_elements(options, pixels_cleaned=pixels_cleaned)
-    )
+    return tuple(rawvalue.written(e) for e in mark_elements(options, pixels_cleaned=pixels_cleaned))
 
 
-def _mark_elements(options: frozenset[Option], *, pixels_cleaned: bool) -> list[DataElement]:
+def mark_elements(options: frozenset[Option], *, pixels_cleaned: bool) -> list[DataElement]:
+    """The elements every copy gets to record what was done (also in `dicom-index profile`)."""
     codes = [PROFILE_CODE] + [OPTION_CODES[o] for o in sorted(options)]
     if pixels_cleaned:
         codes.append(CLEAN_PIXEL_CODE)

@@ -1,0 +1,197 @@
+"""`dicom-index profile`: the conformance statement says what the engine does (E.1.1, E.3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jsonschema
+import pydicom
+import pytest
+
+from indexer.deid import build_plan, explain, statement
+from indexer.deid.rules import compile_rules
+from indexer.deid.table import Action, TagPattern, load_safe_private, load_table
+from indexer.keys import generate
+from indexer.resources import load_schema
+from tests.builders import make_instance, to_bytes
+from tests.deid import kitchen_sink
+
+RULES = {
+    "rules": [
+        {"name": "keep model", "select": {"keyword": "ManufacturerModelName"}, "method": "keep"},
+        {"name": "hash descriptions", "select": {"tag": "(0008,1030)"}, "method": "cryptohash"},
+        {"name": "keep acme", "select": {"private_creator": "ACME 1.0"}, "method": "keep"},
+    ]
+}
+
+
+def _top_level_steps(plan):
+    ds, _ = kitchen_sink.build()
+    return [
+        st
+        for st in explain(plan, ds, generate().pseudonym)
+        if "." not in st.path and not int(st.path[1:5], 16) & 1
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "rules"),
+    [
+        ((), None),
+        (("retain-long-modified-dates", "clean-descriptors", "retain-uids"), None),
+        (("retain-patient-characteristics", "retain-device-identity"), RULES),
+    ],
+)
+def test_every_attribute_is_stated_as_the_engine_treats_it(options, rules):
+    plan = build_plan(options, rules=compile_rules(rules) if rules else None)
+    doc = statement.statement(plan, attributes=True)
+    listed = {a["tag"]: a for a in doc["attributes"]}
+    masks = [(TagPattern.parse(t), a) for t, a in listed.items() if "x" in t]
+    defaults = {d["what"]: d["action"] for d in doc["not_in_table"]}
+    in_table = 0
+    for st in _top_level_steps(plan):
+        tag = int(st.path[1:5] + st.path[6:10], 16)
+        row = listed.get(st.path) or next((a for p, a in masks if p.matches(tag)), None)
+        if row is None:  # not in the table: one of the stated defaults decided it
+            assert defaults[st.source] == st.action, st
+            continue
+        in_table += 1
+        if row["action"] in {a.value for a in Action if "/" in a.value}:
+            assert st.action in row["action"].replace("*", "").split("/"), (st, row)  # by IOD
+            assert row["decided_by"] in st.source, (st, row)
+        elif row["action"] in ("cryptohash", "redact", "dateshift"):  # a computing rule
+            assert st.source == row["decided_by"], (st, row)
+        else:
+            assert (st.action, st.source) == (row["action"], row["decided_by"].split(";")[0]), (
+                st,
+                row,
+            )
+    assert in_table > 200  # the kitchen sink sets most of the table's attributes
+
+
+def test_counts_options_and_rules():
+    plan = build_plan(["RetainUIDs", "clean-descriptors"], rules=compile_rules(RULES))
+    doc = statement.statement(plan)
+    assert "attributes" not in doc
+    assert sum(doc["actions"].values()) == len(load_table()) - 1  # all but the private row
+    assert [o["name"] for o in doc["options"]] == ["clean-descriptors", "retain-uids"]
+    assert [o["code"] for o in doc["options"]] == ["113105", "113110"]
+    assert doc["profile"] == {
+        "code": "113100",
+        "scheme": "DCM",
+        "meaning": "Basic Application Confidentiality Profile",
+    }
+    assert doc["site_rules"][0] == {
+        "name": "keep model",
+        "method": "keep",
+        "select": {"tag": "(0008,1090)"},
+    }
+    assert doc["site_rules"][2]["select"] == {"private_creator": "ACME 1.0"}
+    assert doc["actions"]["computed"] == 1  # the description hashed by a rule
+    assert doc["private"]["action"] == "X"
+    assert "retained" not in doc["private"]
+    assert doc["private"]["kept_by_site_rules"] == ["keep acme"]
+    assert doc["recorded"]["LongitudinalTemporalInformationModified"] == "REMOVED"
+    jsonschema.validate(doc, load_schema("profile.schema.json"))
+    text = statement.render(doc)
+    assert "clean-descriptors: Clean Descriptors Option (DCM 113105)" in text
+    assert "'hash descriptions': cryptohash (tag (0008,1030))" in text
+    assert "Private attributes: removed" in text
+
+
+def test_retain_safe_private_lists_the_attributes_it_keeps():
+    plan = build_plan(["retain-safe-private"])
+    doc = statement.statement(plan, attributes=True)
+    retained = doc["private"]["retained"]
+    assert len(retained) == len(load_safe_private()) == 130
+    keys = {(r["private_creator"], int(r["group"], 16), int(r["element"], 16)) for r in retained}
+    assert keys == set(load_safe_private())
+    assert {"group": "0019", "element": "0C", "private_creator": "SIEMENS MR HEADER"}.items() <= (
+        retained[0].items()
+    )
+    assert doc["private"]["declared_safe_blocks"] is True
+    assert "2020 edition" in doc["private"]["safe_private_edition"]
+    jsonschema.validate(doc, load_schema("profile.schema.json"))
+    text = statement.render(doc)
+    assert "(0019,xx0C)  IS  SIEMENS MR HEADER: B Value" in text
+    assert "(7053,xx00)" in text  # Philips PET's SUV factor
+    private_row = next(a for a in doc["attributes"] if a["tag"] == "(gggg,eeee)")
+    assert private_row["action"] == "C"
+
+
+def _cli(args, env, check):
+    p = subprocess.run(
+        [sys.executable, "-m", "indexer.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert p.returncode == check, p.stdout + p.stderr
+    return p
+
+
+@pytest.fixture
+def env(tmp_path, key_file):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
+    e.update(
+        DICOM_INDEX_KEY_FILE=str(key_file),
+        CI="1",
+        DICOM_INDEX_STATE_DIR=str(tmp_path / "state"),
+        DICOM_INDEX_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none",
+    )
+    return e
+
+
+def test_cli_statement_is_what_the_copies_record(tmp_path, env):
+    """The codes the statement names are those `deid` writes; no database is needed."""
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(RULES))
+    options = ["--option", "retain-long-modified-dates", "--option", "retain-safe-private"]
+    p = _cli(["profile", *options, "--rules", str(rules), "--json", "--attributes"], env, 0)
+    doc = json.loads(p.stdout)
+    jsonschema.validate(doc, load_schema("profile.schema.json"))
+    assert len(doc["attributes"]) == len(load_table())
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1, marker="PHIMARK")))
+    _cli(["deid", str(tmp_path / "in"), "--out", str(tmp_path / "out"), *options], env, 0)
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    ds = pydicom.dcmread(copy)
+    written = [
+        f"{i.CodingSchemeDesignator} {i.CodeValue}" for i in ds.DeidentificationMethodCodeSequence
+    ]
+    assert written == doc["recorded"]["DeidentificationMethodCodeSequence"]
+    assert list(ds.DeidentificationMethod) == doc["recorded"]["DeidentificationMethod"]
+    assert (
+        ds.LongitudinalTemporalInformationModified
+        == doc["recorded"]["LongitudinalTemporalInformationModified"]
+        == "MODIFIED"
+    )
+
+    text = _cli(["profile", *options], env, 0).stdout
+    assert "Safe private attributes retained:" in text
+    assert "DeidentificationMethodCodeSequence: DCM 113100, DCM 113106" not in text
+    assert "DeidentificationMethodCodeSequence: DCM 113100, DCM 113107, DCM 113111" in text
+
+
+def test_cli_bad_settings_are_named(tmp_path, env):
+    p = _cli(["profile", "--option", "retain-everything"], env, 3)
+    assert "unknown de-identification option 'retain-everything'" in p.stderr
+    p = _cli(
+        ["profile", "--option", "retain-long-full-dates", "--option", "RetainLongModifDates"],
+        env,
+        3,
+    )
+    assert "exclude each other" in p.stderr
+    bad = tmp_path / "rules.json"
+    bad.write_text(json.dumps({"rules": [{"name": "odd", "select": {"vr": "PN"}, "method": "x"}]}))
+    p = _cli(["profile", "--rules", str(bad)], env, 3)
+    assert "rules" in p.stderr
+    assert p.stdout == ""
+    p = _cli(["profile", "--burned-in", "clean"], env, 3)
+    assert "pixel masks file" in p.stderr
