@@ -24,7 +24,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
-from typing import BinaryIO, Self
+from typing import BinaryIO, Literal, Self, cast
 
 from indexer import spans, tree, zipdir
 from indexer.errors import ConfigError, SourceError, os_reason
@@ -43,6 +43,7 @@ LINK_MEMBER = ("link_member", "an archive member is a link: not followed")
 ZIP_DIRECTORY_BUFFER = 1 << 16
 # gzip, bzip2, xz: a tar that must be read front to back (the longest magic last)
 COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+TAR_STEP = 1 << 16  # bytes of a compressed tar read at a time past its end-of-archive
 
 
 def source_id(key: bytes, locator: str) -> str:
@@ -341,10 +342,17 @@ class Walker:
                 yield from self._zip(path)
             else:
                 yield from self._tar(path)
-        except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
+        except EOFError:  # a compressed tar's stream ends early
             yield self._fail(
-                str(path), "failed", "bad_archive", f"cannot read an archive ({os_reason(e)})"
+                str(path), "failed", "bad_archive", "cannot read an archive (cut short)"
             )
+        except (zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
+            yield self._fail(str(path), "failed", "bad_archive", _damaged(e))
+        except (OSError, zipfile.BadZipFile, tarfile.TarError) as e:
+            message = f"cannot read an archive ({os_reason(e)})"
+            if _bz2_damaged(e):
+                message = _damaged(e)
+            yield self._fail(str(path), "failed", "bad_archive", message)
 
     def _member_problem(
         self, name: str, size: int, packed: int | None = None
@@ -404,7 +412,13 @@ class Walker:
             # unchanged only in the same tar, unchanged (members of one name: by offset)
             tar = ":".join(map(str, (archive[0], *archive[1])))
             seen = SeenNames()
-            with tarfile.open(fileobj=f, mode="r:" if plain else "r|*") as t:
+            # a compressed tar is decompressed here, not by tarfile: its stream keeps what one
+            # read decompressed and copies the rest of it on each later read, so members that
+            # compress well (blank pixels) took time quadratic in their size
+            # (in its stream mode, tarfile only reads)
+            stream = f if plain else cast("BinaryIO", _Steps(_decompressed(f)))
+            mode: Literal["r:", "r|"] = "r:" if plain else "r|"
+            with tarfile.open(fileobj=stream, mode=mode) as t:
                 for m in t:
                     t.members.clear()  # type: ignore[attr-defined]  # it keeps them all
                     if not m.isdir():
@@ -412,6 +426,8 @@ class Walker:
                         yield from self._tar_member(
                             path, t, m, archive, tar, locator, packed=not plain
                         )
+            while not plain and stream.read(TAR_STEP):  # to its end, where its checksum is
+                pass
 
     def _tar_member(
         self,
@@ -552,6 +568,16 @@ def _no_dicom(head: bytes) -> bool:
     return len(head) == HEAD_BYTES and not could_be_dicom(head)
 
 
+def _bz2_damaged(e: BaseException) -> bool:
+    """bz2's only error of damaged data: a bare OSError, no system error (no errno)."""
+    return type(e) is OSError and e.errno is None and e.args == ("Invalid data stream",)
+
+
+def _damaged(e: BaseException) -> str:
+    kind = "invalid bzip2 data" if _bz2_damaged(e) else type(e).__name__
+    return f"cannot read an archive (its compressed data is damaged: {kind})"
+
+
 def _cut_short() -> SourceError:
     return SourceError("an archive member is cut short", reason="truncated")
 
@@ -572,8 +598,8 @@ def member_errors() -> Iterator[None]:
             f"an archive member is damaged ({os_reason(e)})", reason="unreadable"
         ) from None
     except OSError as e:
-        if type(e) is OSError and e.errno is None and e.args == ("Invalid data stream",):
-            raise SourceError(  # bz2's only error of data, and no system error (no errno)
+        if _bz2_damaged(e):
+            raise SourceError(
                 "an archive member is damaged (invalid bzip2 data)", reason="unreadable"
             ) from None
         raise
@@ -593,6 +619,22 @@ def _decompressed(f: BinaryIO) -> BinaryIO:
     if magic.startswith(COMPRESSED_MAGIC[1]):
         return bz2.BZ2File(f)  # type: ignore[return-value]
     return lzma.LZMAFile(f)  # type: ignore[return-value]
+
+
+class _Steps:
+    """A decompressed stream read a step at a time, for tarfile (``read`` only).
+
+    Each read returns what one step decompressed (``read1``): a read that reaches a cut in
+    the stream first returns what lies before it, so a tar's members there are still walked,
+    and the next read raises EOFError.
+    """
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+
+    def read(self, n: int) -> bytes:
+        """At most ``n`` bytes, as many as one step gives; empty at the end."""
+        return self._f.read1(n)  # type: ignore[attr-defined, no-any-return]
 
 
 def _skip(f: BinaryIO, n: int) -> None:
