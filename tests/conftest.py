@@ -224,6 +224,19 @@ def cli(
     return Cli(env, tmp_path, [])
 
 
+@pytest.fixture
+def offline_cli(tmp_path: Path, key_file: Path) -> Cli:
+    """`dicom-index` for commands that need no database: one named is never there."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
+    env.update(
+        DICOM_INDEX_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none",
+        DICOM_INDEX_STATE_DIR=str(tmp_path / "state"),
+        DICOM_INDEX_KEY_FILE=str(key_file),
+        CI="1",
+    )
+    return Cli(env, tmp_path, [])
+
+
 def role_url(db_url: str, role: str) -> str:
     """The same database, logged in as another role (trust auth on the embedded server)."""
     return make_url(db_url).set(username=role, password=None).render_as_string(hide_password=False)

@@ -187,7 +187,7 @@ def _recorded(plan: Plan) -> dict[str, Any]:
 def _private(plan: Plan) -> dict[str, Any]:
     out: dict[str, Any] = {"action": plan.private.action.value, "decided_by": plan.private.source}
     if plan.private.action is Action.CLEAN:
-        listed = {(c, g, e) for c, g, e in plan.safe_private}
+        listed = plan.safe_private
         out["safe_private_edition"] = safe_private_edition()
         out["declared_safe_blocks"] = True
         out["retained"] = [

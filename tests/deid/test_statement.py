@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import jsonschema
 import pydicom
@@ -122,44 +119,19 @@ def test_retain_safe_private_lists_the_attributes_it_keeps():
     assert private_row["action"] == "C"
 
 
-def _cli(args, env, check):
-    p = subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert p.returncode == check, p.stdout + p.stderr
-    return p
-
-
-@pytest.fixture
-def env(tmp_path, key_file):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
-    e.update(
-        DICOM_INDEX_KEY_FILE=str(key_file),
-        CI="1",
-        DICOM_INDEX_STATE_DIR=str(tmp_path / "state"),
-        DICOM_INDEX_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none",
-    )
-    return e
-
-
-def test_cli_statement_is_what_the_copies_record(tmp_path, env):
+def test_cli_statement_is_what_the_copies_record(tmp_path, offline_cli):
     """The codes the statement names are those `deid` writes; no database is needed."""
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps(RULES))
     options = ["--option", "retain-long-modified-dates", "--option", "retain-safe-private"]
-    p = _cli(["profile", *options, "--rules", str(rules), "--json", "--attributes"], env, 0)
+    p = offline_cli("profile", *options, "--rules", str(rules), "--json", "--attributes")
     doc = json.loads(p.stdout)
     jsonschema.validate(doc, load_schema("profile.schema.json"))
     assert len(doc["attributes"]) == len(load_table())
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1, marker="PHIMARK")))
-    _cli(["deid", str(tmp_path / "in"), "--out", str(tmp_path / "out"), *options], env, 0)
+    offline_cli("deid", str(tmp_path / "in"), "--out", str(tmp_path / "out"), *options)
     (copy,) = (tmp_path / "out").rglob("*.dcm")
     ds = pydicom.dcmread(copy)
     written = [
@@ -173,25 +145,23 @@ def test_cli_statement_is_what_the_copies_record(tmp_path, env):
         == "MODIFIED"
     )
 
-    text = _cli(["profile", *options], env, 0).stdout
+    text = offline_cli("profile", *options).stdout
     assert "Safe private attributes retained:" in text
     assert "DeidentificationMethodCodeSequence: DCM 113100, DCM 113106" not in text
     assert "DeidentificationMethodCodeSequence: DCM 113100, DCM 113107, DCM 113111" in text
 
 
-def test_cli_bad_settings_are_named(tmp_path, env):
-    p = _cli(["profile", "--option", "retain-everything"], env, 3)
+def test_cli_bad_settings_are_named(tmp_path, offline_cli):
+    p = offline_cli("profile", "--option", "retain-everything", check=3)
     assert "unknown de-identification option 'retain-everything'" in p.stderr
-    p = _cli(
-        ["profile", "--option", "retain-long-full-dates", "--option", "RetainLongModifDates"],
-        env,
-        3,
+    p = offline_cli(
+        "profile", "--option", "retain-long-full-dates", "--option", "RetainLongModifDates", check=3
     )
     assert "exclude each other" in p.stderr
     bad = tmp_path / "rules.json"
     bad.write_text(json.dumps({"rules": [{"name": "odd", "select": {"vr": "PN"}, "method": "x"}]}))
-    p = _cli(["profile", "--rules", str(bad)], env, 3)
+    p = offline_cli("profile", "--rules", str(bad), check=3)
     assert "rules" in p.stderr
     assert p.stdout == ""
-    p = _cli(["profile", "--burned-in", "clean"], env, 3)
+    p = offline_cli("profile", "--burned-in", "clean", check=3)
     assert "pixel masks file" in p.stderr
