@@ -18,6 +18,7 @@ from typing import Any
 
 from indexer import __version__
 from indexer.deid.actions import BINARY_VRS
+from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.engine import BINARY_NOT_CLEANED, IDENTITY_TAGS, mark_elements
 from indexer.deid.profile import (
     COMPOUND,
@@ -31,8 +32,8 @@ from indexer.deid.profile import (
     Plan,
 )
 from indexer.deid.rules import SiteRule
-from indexer.deid.table import CLI_NAMES as OPTION_NAMES
 from indexer.deid.table import (
+    CLEAN_PIXEL_CODE,
     OPTION_CODES,
     PROFILE_CODE,
     Action,
@@ -40,6 +41,7 @@ from indexer.deid.table import (
     load_table,
     table_edition,
 )
+from indexer.deid.table import CLI_NAMES as OPTION_NAMES
 
 ACTION_NAMES: Mapping[str, str] = {
     "X": "removed",
@@ -181,6 +183,8 @@ def _recorded(plan: Plan) -> dict[str, Any]:
             out[elem.keyword] = [f"{i.CodingSchemeDesignator} {i.CodeValue}" for i in elem.value]
         else:
             out[elem.keyword] = list(elem.value) if elem.VM > 1 else elem.value
+    if plan.burned_in is BurnedInPolicy.CLEAN:  # a copy whose pixels were cleaned, also:
+        out["WherePixelsWereCleaned"] = [f"DCM {CLEAN_PIXEL_CODE[0]}"]
     return out
 
 
@@ -253,7 +257,12 @@ def render(doc: Mapping[str, Any]) -> str:
     lines.append("Recorded in every copy:")
     for keyword, value in doc["recorded"].items():
         shown = ", ".join(value) if isinstance(value, list) else value
-        lines.append(f"  {keyword}: {shown}")
+        if keyword == "WherePixelsWereCleaned":
+            lines.append(
+                f"  where pixels were cleaned, DeidentificationMethodCodeSequence also: {shown}"
+            )
+        else:
+            lines.append(f"  {keyword}: {shown}")
     if "attributes" in doc:
         lines.append("Attributes (tag, action, keyword, decided by):")
         lines += [

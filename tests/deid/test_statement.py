@@ -9,6 +9,7 @@ import pydicom
 import pytest
 
 from indexer.deid import build_plan, explain, statement
+from indexer.deid.pixels import Mask
 from indexer.deid.rules import compile_rules
 from indexer.deid.table import Action, TagPattern, load_safe_private, load_table
 from indexer.keys import generate
@@ -23,6 +24,20 @@ RULES = {
         {"name": "keep acme", "select": {"private_creator": "ACME 1.0"}, "method": "keep"},
     ]
 }
+
+
+def test_the_clean_policy_states_the_code_cleaned_copies_get():
+    mask = Mask("ACME", None, 600, 800, ((0, 0, 800, 40),))
+    doc = statement.statement(build_plan(burned_in="clean", pixel_masks=(mask,)))
+    jsonschema.validate(doc, load_schema("profile.schema.json"))
+    assert doc["burned_in"] == "clean"
+    assert doc["pixel_masks"] == 1
+    assert doc["recorded"]["WherePixelsWereCleaned"] == ["DCM 113101"]
+    assert doc["recorded"]["DeidentificationMethodCodeSequence"] == ["DCM 113100"]
+    text = statement.render(doc)
+    assert "Pixel masks: 1 devices" in text
+    assert "where pixels were cleaned, DeidentificationMethodCodeSequence also: DCM 113101" in text
+    assert "WherePixelsWereCleaned" not in statement.statement(build_plan())["recorded"]
 
 
 def _top_level_steps(plan):
