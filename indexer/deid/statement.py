@@ -9,8 +9,6 @@ asks a conformance statement to list them). No value of any object is read.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import Counter
 from collections.abc import Mapping
 from importlib import resources
@@ -39,6 +37,8 @@ from indexer.deid.table import (
     Action,
     Row,
     load_table,
+    safe_private_key,
+    safe_private_rows,
     table_edition,
 )
 from indexer.deid.table import CLI_NAMES as OPTION_NAMES
@@ -59,12 +59,6 @@ _BURNED_IN = {
     "allow": "objects that may carry burned-in text are exported as they are",
     "clean": "the device's pixel mask is blanked in every frame (Clean Pixel Data)",
 }
-
-
-def safe_private_rows() -> list[dict[str, str]]:
-    """PS3.15 Table E.3.10-1 as shipped: group, element, private_creator, vr, vm, name."""
-    text = resources.files("indexer.deid").joinpath("safe_private.csv").read_text("utf-8")
-    return [dict(r) for r in csv.DictReader(io.StringIO(text))]
 
 
 def safe_private_edition() -> str:
@@ -194,11 +188,7 @@ def _private(plan: Plan) -> dict[str, Any]:
         listed = plan.safe_private
         out["safe_private_edition"] = safe_private_edition()
         out["declared_safe_blocks"] = True
-        out["retained"] = [
-            r
-            for r in safe_private_rows()
-            if (r["private_creator"].strip(), int(r["group"], 16), int(r["element"], 16)) in listed
-        ]
+        out["retained"] = [dict(r) for r in safe_private_rows() if safe_private_key(r) in listed]
     keeps = [
         r.name for r in plan.rules.rules if r.selector.private_creator and r.method != "remove"
     ]

@@ -132,16 +132,24 @@ SafePrivate = Mapping[tuple[str, int, int], str]
 
 
 @functools.cache
+def safe_private_rows() -> tuple[Mapping[str, str], ...]:
+    """PS3.15 Table E.3.10-1 as shipped: group, element, private_creator, vr, vm, name."""
+    text = resources.files("indexer.deid").joinpath("safe_private.csv").read_text("utf-8")
+    return tuple(csv.DictReader(io.StringIO(text)))
+
+
+def safe_private_key(row: Mapping[str, str]) -> tuple[str, int, int]:
+    """A row's (private creator, group, element byte)."""
+    return row["private_creator"].strip(), int(row["group"], 16), int(row["element"], 16)
+
+
+@functools.cache
 def load_safe_private() -> SafePrivate:
     """PS3.15 Table E.3.10-1: (private creator, group, element byte) -> VR ("" if not given).
 
     Retain Safe Private keeps the private elements listed (E.3.10).
     """
-    text = resources.files("indexer.deid").joinpath("safe_private.csv").read_text("utf-8")
-    return {
-        (r["private_creator"].strip(), int(r["group"], 16), int(r["element"], 16)): r["vr"]
-        for r in csv.DictReader(io.StringIO(text))
-    }
+    return {safe_private_key(r): r["vr"] for r in safe_private_rows()}
 
 
 def table_edition() -> str:
