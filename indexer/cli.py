@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # imported on first use below: start-up stays short, workers 
     )
     from indexer import workers as workers_
     from indexer.deid import Plan
-    from indexer.store import audit, db, migrate, models, mongo, roles, sql, vault
+    from indexer.store import audit, db, migrate, models, mongo, mongo_server, roles, sql, vault
 else:
     keys, pipeline, progress, rules_file, sample, sources, work = (
         lazy(f"indexer.{m}")
@@ -60,9 +60,19 @@ else:
     workers_, leakscan = lazy("indexer.workers"), lazy("indexer.leakscan")
     copycheck = lazy("indexer.copycheck")
     rich_console, rich_table = lazy("rich.console"), lazy("rich.table")
-    audit, db, migrate, models, mongo, roles, sql, vault = (
+    audit, db, migrate, models, mongo, mongo_server, roles, sql, vault = (
         lazy(f"indexer.store.{m}")
-        for m in ("audit", "db", "migrate", "models", "mongo", "roles", "sql", "vault")
+        for m in (
+            "audit",
+            "db",
+            "migrate",
+            "models",
+            "mongo",
+            "mongo_server",
+            "roles",
+            "sql",
+            "vault",
+        )
     )
     deid = lazy("indexer.deid")
 
@@ -370,9 +380,18 @@ def db_check(ctx: click.Context) -> None:
 @click.pass_context
 @handle_errors
 def db_stop(ctx: click.Context) -> None:
-    """Stop the embedded PostgreSQL server of the state directory."""
-    stopped = db.stop_embedded(_settings(ctx).state_dir)
-    click.echo("embedded server stopped" if stopped else "no embedded server running")
+    """Stop the embedded PostgreSQL and MongoDB servers of the state directory."""
+    state_dir = _settings(ctx).state_dir
+    stopped = [
+        name
+        for name, stop in (("PostgreSQL", db.stop_embedded), ("MongoDB", mongo_server.stop))
+        if stop(state_dir)
+    ]
+    click.echo(
+        f"embedded {' and '.join(stopped)} server{'s' if len(stopped) > 1 else ''} stopped"
+        if stopped
+        else "no embedded server running"
+    )
 
 
 def plan_options(fn: F) -> F:

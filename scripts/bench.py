@@ -183,7 +183,7 @@ def bench_corpus(
         rw_out = str(_empty(work / f"rw-{name}"))
         run("pydicom read + write", [PY, "-c", FLOOR_RW, str(src), rw_out])
         for label, workers, with_mongo in variants:
-            state = fresh_state(work / f"state-{name}-{workers}-{with_mongo}", env)
+            state = fresh_state(work / f"state-{name}-{workers}-{with_mongo}", env, with_mongo)
             run_env = {
                 **env,
                 "DICOM_INDEX_STATE_DIR": str(state),
@@ -243,9 +243,16 @@ def _empty(path: Path) -> Path:
     return path
 
 
-def fresh_state(state: Path, env: dict[str, str]) -> Path:
-    """A new state directory with keys and a started, migrated database (untimed)."""
-    state_env = {**env, "DICOM_INDEX_STATE_DIR": str(state), "DICOM_INDEX_MONGO_ENABLED": "false"}
+def fresh_state(state: Path, env: dict[str, str], mongo: bool = False) -> Path:
+    """A new state directory with keys and started servers, the database migrated (untimed).
+
+    As after a user's first command: the embedded servers keep running between commands.
+    """
+    state_env = {
+        **env,
+        "DICOM_INDEX_STATE_DIR": str(state),
+        "DICOM_INDEX_MONGO_ENABLED": str(mongo).lower(),
+    }
     if state.exists():  # an earlier run's, with --out: its server stopped, then gone
         subprocess.run([*CLI, "db", "stop"], env=state_env, capture_output=True, check=False)
         _empty(state)

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import bson
@@ -22,8 +18,8 @@ from sqlalchemy import text
 
 from indexer.errors import StoreError
 from indexer.pipeline import compare_stores, sync_pending
-from indexer.store import db, mongo, mongo_server, sql
-from indexer.store.mongo import EMBEDDED_CACHE, MongoDocs, MongoSink, embedded_server
+from indexer.store import db, mongo, sql
+from indexer.store.mongo import MongoDocs, MongoSink
 from tests.builders import SampleShape, ingest_job, make_instance, to_bytes, write_archive
 
 MARKER = "PHIMARK"
@@ -202,21 +198,6 @@ def test_server_stopped_halfway_then_sync(db_url, key_file, archive, tmp_path):
         shutil.rmtree(storage, ignore_errors=True)
 
 
-def test_embedded_server_runs_apart_with_a_bounded_cache(tmp_path):
-    pytest.importorskip("secantus")
-    with embedded_server(tmp_path) as url:
-        assert url is not None
-        client = MongoClient(url)
-        client["bounded"]["docs"].insert_one({"n": 1})
-        # a process of its own: its work does not wait for the ingest's interpreter lock
-        assert client.admin.command("serverStatus")["pid"] != os.getpid()
-        client.close()
-    settings = (tmp_path / "mongo" / "WiredTiger.basecfg").read_text().splitlines()
-    assert f"cache_size={EMBEDDED_CACHE}" in settings  # what the storage engine was opened with
-    assert EMBEDDED_CACHE.endswith("M")
-    assert int(EMBEDDED_CACHE[:-1]) <= 128  # the server process stays small
-
-
 @pytest.fixture
 def background_job(db_url, key_file, tmp_path, mongo_url):
     database = db.connect(db_url, tmp_path / "state")
@@ -271,86 +252,6 @@ def test_a_failed_document_write_ends_the_run_and_stays_pending(
     report = sync_pending(database, sink)
     assert report.batches == pending
     assert compare_stores(database, sink, sample=N) == []
-
-
-HOLDER = """
-import pathlib, sys, time
-from indexer.store.mongo import embedded_server
-with embedded_server(pathlib.Path(sys.argv[1])) as url:
-    print(url, flush=True)
-    time.sleep(120)
-"""
-
-
-def test_embedded_server_stops_when_its_process_is_killed(tmp_path):
-    # the server runs in a child process; a SIGKILL of its parent must not leave it holding
-    # the storage: the next run opens the same storage and finds what was written
-    pytest.importorskip("secantus")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
-    url = holder.stdout.readline().strip()
-    assert url.startswith("mongodb://")
-    with MongoClient(url) as client:
-        client["kept"]["docs"].insert_one({"_id": "written before the kill"})
-    holder.kill()
-    holder.wait()
-    holder.stdout.close()
-    with embedded_server(tmp_path) as again, MongoClient(again) as client:
-        assert client["kept"]["docs"].count_documents({}) == 1
-
-
-def test_a_prestarted_embedded_server_is_the_one_used(tmp_path):
-    pytest.importorskip("secantus")
-    mongo.prestart(tmp_path)  # as `ingest` does before its set-up
-    started = mongo._STARTED[tmp_path / "mongo"]
-    with embedded_server(tmp_path) as url, MongoClient(url) as client:
-        assert client.admin.command("serverStatus")["pid"] == started.pid
-    assert started.returncode == 0  # stopped cleanly when the context ended
-    assert not mongo._STARTED
-
-
-def test_embedded_storage_in_use_is_a_clear_error(tmp_path, capfd):
-    # a second server on the same storage waits for the first (a killed run's) to let go,
-    # then gives up with a message that names the problem and the way out
-    pytest.importorskip("secantus")
-    with embedded_server(tmp_path) as url:
-        assert url is not None
-        capfd.readouterr()
-        with pytest.raises(StoreError) as e, embedded_server(tmp_path) as second:
-            pytest.fail(f"a second server started on storage in use: {second}")
-        waited = capfd.readouterr().err
-    # the storage engine's own complaint comes once (two lines), not on each of ~75 tries
-    assert 0 < waited.count("WiredTiger") <= 4
-    message = str(e.value)
-    assert "could not start the embedded MongoDB server" in message
-    assert "WiredTigerError" in message
-    assert "DICOM_INDEX_MONGO_URL" in message
-
-
-def test_embedded_storage_that_cannot_be_made_is_a_clear_error(tmp_path):
-    pytest.importorskip("secantus")
-    (tmp_path / "mongo").write_text("a file where the storage directory should be")
-    with pytest.raises(StoreError) as e, embedded_server(tmp_path) as url:
-        pytest.fail(f"a server started on unusable storage: {url}")
-    assert "could not start the embedded MongoDB server" in str(e.value)
-    assert "FileExistsError" in str(e.value)
-
-
-def test_damaged_embedded_storage_is_a_clear_error_at_once(tmp_path, capfd):
-    # nothing holds it: no waiting for another server to let go (that wait is 15 s)
-    pytest.importorskip("secantus")
-    storage = tmp_path / "mongo"
-    storage.mkdir()
-    for name in ("WiredTiger", "WiredTiger.turtle"):
-        (storage / name).write_text("not what the storage engine wrote")
-    started = time.monotonic()
-    with pytest.raises(StoreError) as e, embedded_server(tmp_path) as url:
-        pytest.fail(f"a server started on damaged storage: {url}")
-    assert time.monotonic() - started < mongo_server.LOCK_WAIT_S / 2
-    assert "could not start the embedded MongoDB server" in str(e.value)
-    assert "DICOM_INDEX_MONGO_URL" in str(e.value)
-    assert 0 < capfd.readouterr().err.count("WiredTiger") <= 8  # its complaint, not repeated
 
 
 def _structure_set(contours: int, points: int) -> Dataset:

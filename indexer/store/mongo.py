@@ -23,6 +23,7 @@ from pymongo.errors import CollectionInvalid, PyMongoError
 
 from indexer.errors import StoreError
 from indexer.resources import load_schema
+from indexer.store import mongo_server
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
 # grow with the database (≈ 19 MB per 2,000 instances stored) towards 1.2 GB; at 64 MB the
 # largest process of an ingest stayed at 153 MB after 10,000, and ingest is as fast.
 EMBEDDED_CACHE = "64M"
-STOP_WAIT_S = 60.0  # for the embedded server to close its storage at the end
 
 
 class MongoUnavailableError(StoreError):
@@ -245,7 +245,11 @@ def study_doc(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_STARTED: dict[Path, subprocess.Popen[bytes]] = {}  # by `prestart`, for `embedded_server`
+_STARTED: dict[Path, subprocess.Popen[bytes]] = {}  # by `prestart`, for `embedded_url`
+
+
+def _storage(state_dir: Path) -> Path:
+    return (state_dir / "mongo").resolve()
 
 
 def _start(storage: Path) -> subprocess.Popen[bytes]:
@@ -253,7 +257,7 @@ def _start(storage: Path) -> subprocess.Popen[bytes]:
         storage.mkdir(parents=True, exist_ok=True)
         return subprocess.Popen(  # noqa: S603 - our own module, by this interpreter
             [sys.executable, "-m", "indexer.store.mongo_server", str(storage), EMBEDDED_CACHE],
-            stdin=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
         )
     except OSError as e:
@@ -264,47 +268,45 @@ def _start(storage: Path) -> subprocess.Popen[bytes]:
 
 
 def prestart(state_dir: Path) -> None:
-    """Start the embedded server's process now, to open its storage while the caller sets up.
+    """Start the embedded server now if none runs, to open its storage while the caller sets up.
 
-    `embedded_server` takes it over; never taken over, it ends with this process.
+    `embedded_url` takes its URL over.
     """
-    storage = state_dir / "mongo"
-    if storage not in _STARTED and importlib.util.find_spec("secantus") is not None:
+    storage = _storage(state_dir)
+    if (
+        storage not in _STARTED
+        and importlib.util.find_spec("secantus") is not None
+        and mongo_server.running(storage) is None
+    ):
         _STARTED[storage] = _start(storage)
 
 
-@contextlib.contextmanager
-def embedded_server(state_dir: Path) -> Iterator[str | None]:
-    """Run the SecantusDB wire-protocol server (optional GPL extra) for this process.
+def embedded_url(state_dir: Path) -> str | None:
+    """The URL of the SecantusDB wire-protocol server (optional GPL extra) of ``state_dir``.
 
-    It runs in a child process (``indexer.store.mongo_server``) that lives as long as this
-    context, or this process: it stops when its input closes, even after a kill. Yields its
-    URL, or None when the extra is not installed.
+    The server (``indexer.store.mongo_server``) runs in a process of its own, started here if
+    none runs, and outlives this process, as the embedded PostgreSQL server does: `dicom-index
+    db stop` stops it. None when the extra is not installed.
     """
     if importlib.util.find_spec("secantus") is None:
-        yield None
-        return
-    storage = state_dir / "mongo"
-    child = _STARTED.pop(storage, None) or _start(storage)
-    assert child.stdin is not None  # noqa: S101 - piped above
+        return None
+    storage = _storage(state_dir)
+    child = _STARTED.pop(storage, None)
+    if child is None:
+        if (found := mongo_server.running(storage)) is not None:
+            return found.uri
+        child = _start(storage)
     assert child.stdout is not None  # noqa: S101 - piped above
-    try:
+    with child.stdout:
         line = child.stdout.readline().decode("ascii", "replace").strip()
-        if not line.startswith("mongodb://"):
-            why = line.removeprefix("error ") or f"exit {child.wait()}"
-            raise StoreError(
-                f"could not start the embedded MongoDB server in {storage} "
-                f"({why}); set DICOM_INDEX_MONGO_URL"
-            )
-        yield line
-    finally:
-        child.stdin.close()  # the server stops and closes its storage
-        try:
-            child.wait(timeout=STOP_WAIT_S)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        child.stdout.close()
+    child.wait()  # the server detached from it: it ended at once
+    if not line.startswith("mongodb://"):
+        why = line.removeprefix("error ") or "it ended, saying nothing"
+        raise StoreError(
+            f"could not start the embedded MongoDB server in {storage} ({why}); see "
+            f"{storage.with_name(mongo_server.LOG_FILE)}, or set DICOM_INDEX_MONGO_URL"
+        )
+    return line
 
 
 @contextlib.contextmanager
@@ -317,7 +319,7 @@ def open_sink(
         return
     with contextlib.ExitStack() as stack:
         if url is None:
-            url = stack.enter_context(embedded_server(state_dir))
+            url = embedded_url(state_dir)
             if url is None:
                 yield (
                     None,

@@ -1,33 +1,142 @@
 """The embedded MongoDB server (SecantusDB, the optional GPL extra) in a process of its own.
 
-``mongo.embedded_server`` runs this as a child process: ``python -m indexer.store.mongo_server
-STORAGE CACHE``. It prints its URL on one line, serves until its standard input closes (the
-parent is done, or died), then closes the storage cleanly. In a process of its own the
-server's work does not wait for the ingest's interpreter lock, nor the ingest for it.
-Ctrl-C reaches the whole process group: the parent stops its run and still writes its last
-batch here, so this process ignores SIGINT and goes only when its input closes.
+``mongo.embedded_url`` runs this as ``python -m indexer.store.mongo_server STORAGE CACHE``.
+Like the embedded PostgreSQL server, it outlives the command that started it, so the next
+command finds it running (a start costs about 1.5 s) and two commands share it;
+``dicom-index db stop`` stops it (SIGTERM), and it closes its storage cleanly then.
+
+It detaches at once (a session of its own, so Ctrl-C at the terminal stays with the
+command), opens the storage, records its process id and URL in ``mongo-server.json`` beside
+the storage, and prints the URL on one line. If another server of the same storage runs, or
+is starting, it prints that one's URL instead and exits: whoever starts first serves.
+What it has to say (the storage engine's complaints) goes to ``mongo-server.log`` beside the
+storage, never to the terminal or pipes of the command that started it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
 
-LOCK_WAIT_S = 15.0  # a killed run's server may still be closing the same storage
+from indexer.errors import StoreError
+
+LOCK_WAIT_S = 15.0  # a stopped or killed server may still be closing the same storage
 LOCK_FILE = "WiredTiger.lock"  # the storage engine holds it locked while the storage is open
+STATE_FILE = "mongo-server.json"  # beside the storage: the running server's pid and URL
+LOG_FILE = "mongo-server.log"  # beside the storage: the running server's own messages
+MODULE = __name__ if __name__ != "__main__" else "indexer.store.mongo_server"
+STOP_WAIT_S = 60.0  # for a server to close its storage after SIGTERM
+POLL_S = 0.2
 
 
-def _held_elsewhere(storage: str) -> bool:
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A server that serves a storage directory now."""
+
+    pid: int
+    uri: str
+
+
+class _Server(Protocol):
+    """What this module uses of SecantusDB's server."""
+
+    address: tuple[str, int]
+    uri: str
+
+    def stop(self) -> None: ...
+
+
+def state_file(storage: Path) -> Path:
+    """Where the server of ``storage`` records its process id and URL."""
+    return storage.with_name(STATE_FILE)
+
+
+def running(storage: Path) -> Running | None:
+    """The server of ``storage`` (an absolute path) if one runs and answers, else None."""
+    found = _recorded(storage)
+    return found if found is not None and _answers(found.uri) else None
+
+
+def _recorded(storage: Path) -> Running | None:
+    """The server the state file names, if that process is alive and is one of ours."""
+    try:
+        info = json.loads(state_file(storage).read_text("utf-8"))
+        found = Running(int(info["pid"]), str(info["uri"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return found if _ours(found.pid, storage) else None
+
+
+def _ours(pid: int, storage: Path) -> bool:
+    """Whether ``pid`` is alive and is this module serving ``storage``, not a reused id."""
+    try:
+        os.kill(pid, 0)
+    except OSError:  # gone, or another user's process: not ours either way
+        return False
+    proc = Path("/proc", str(pid), "cmdline")
+    if not proc.parent.parent.joinpath("self").exists():
+        return True  # no /proc here (macOS): the live id is all there is to go by
+    try:
+        args = proc.read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return MODULE.encode() in args and os.fsencode(storage) in args  # a zombie has none
+
+
+def _answers(uri: str) -> bool:
+    """Whether something accepts connections at the server's address."""
+    parts = urlsplit(uri)
+    if parts.hostname is None or parts.port is None:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def stop(state_dir: Path) -> bool:
+    """Stop the embedded server of ``state_dir`` if one runs; return whether one was running.
+
+    Raises
+    ------
+    StoreError
+        It did not close its storage within ``STOP_WAIT_S``.
+
+    """
+    storage = (state_dir / "mongo").resolve()
+    found = _recorded(storage)  # answering or not (a hung one is stopped too)
+    if found is None:
+        state_file(storage).unlink(missing_ok=True)  # a killed server's, if any
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(found.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while _ours(found.pid, storage):
+        if time.monotonic() > deadline:
+            raise StoreError(
+                f"the embedded MongoDB server in {storage} did not stop within "
+                f"{STOP_WAIT_S:.0f} s; see {storage.with_name(LOG_FILE)}"
+            )
+        time.sleep(0.05)
+    return True
+
+
+def _held_elsewhere(storage: Path) -> bool:
     """Whether another process has ``storage`` open (its storage engine's lock is taken)."""
     try:
-        fd = os.open(Path(storage, LOCK_FILE), os.O_RDWR)
+        fd = os.open(storage / LOCK_FILE, os.O_RDWR)
     except OSError:
         return False  # no storage yet, or none to wait for
     try:
@@ -48,49 +157,96 @@ def _wake_accept(address: tuple[str, int]) -> None:
         pass
 
 
-def _say(line: str) -> bool:
-    """One line to the parent, on standard output; False if the parent is gone already."""
-    try:
+def _say(line: str) -> None:
+    """One line to the starter, on standard output, which then closes."""
+    with contextlib.suppress(BrokenPipeError):  # it ended (an error) before it read this
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
-    except BrokenPipeError:  # it ended (an error in its set-up) before it read this
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing at exit
-        return False
-    return True
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the starter's pipe ends
+
+
+def _record(storage: Path, uri: str) -> None:
+    """Write the state file whole (a temporary, renamed), readable by this user only."""
+    target = state_file(storage)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"pid": os.getpid(), "uri": uri}, f)
+    temporary.replace(target)
+
+
+def _forget(storage: Path) -> None:
+    """Remove the state file if it is still this process's."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        if json.loads(state_file(storage).read_text("utf-8"))["pid"] == os.getpid():
+            state_file(storage).unlink()
+
+
+def _detach() -> None:
+    """Go on in a grandchild of the starter, in a session of its own, at ``/``.
+
+    The starter's child exits at once (the starter waits for it), so the server is nobody's
+    child to reap; with no terminal, no Ctrl-C or hang-up of the command reaches it.
+    """
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    os.chdir("/")
+
+
+def _open(storage: Path, cache: str) -> _Server | str:
+    """The started server, or a line for the starter: another server's URL, or an error."""
+    from secantus import SecantusDBServer  # noqa: PLC0415 - the optional extra
+
+    deadline = time.monotonic() + LOCK_WAIT_S
+    failed = 0  # tries with the storage free: its own fault, unless another start took it
+    while True:
+        if (other := running(storage)) is not None:
+            return other.uri
+        if _held_elsewhere(storage):  # a server stopping, or one starting: wait
+            if time.monotonic() > deadline:
+                return "error its storage is in use by another process"
+            time.sleep(POLL_S)
+            continue
+        try:
+            server = SecantusDBServer(
+                host="127.0.0.1", port=0, storage_path=str(storage), cache_size=cache
+            )
+            server.start()
+        except Exception as e:  # noqa: BLE001 - reported to the starter by name only
+            failed += 1
+            if failed == 2 or time.monotonic() > deadline:  # noqa: PLR2004
+                return f"error {type(e).__name__}"
+            time.sleep(POLL_S)
+        else:
+            return server  # type: ignore[no-any-return]
 
 
 def main(argv: list[str]) -> int:
     """Serve ``argv[1]`` (storage directory) with ``argv[2]`` of cache; exit code."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    storage, cache = argv[1], argv[2]
-    from secantus import SecantusDBServer  # noqa: PLC0415 - the optional extra
-
-    deadline = time.monotonic() + LOCK_WAIT_S
-    stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    tries_unheld = 0  # failed tries with the storage free: its own fault, not a wait
+    storage, cache = Path(argv[1]).resolve(), argv[2]
+    _detach()
+    for ignored in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(ignored, signal.SIG_IGN)
+    # SIGTERM waits, blocked in every thread (the server's inherit it), until sigwait below
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    with contextlib.suppress(OSError):  # else they go where the starter's went
+        log = os.open(storage.with_name(LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(log, 2)  # the storage engine's complaints: not the starter's terminal or pipe
+        os.close(log)
+    server = _open(storage, cache)
+    if isinstance(server, str):
+        _say(server)
+        # at once: a server that failed to open may have left threads that would keep this
+        # process alive
+        os._exit(0 if server.startswith("mongodb://") else 1)
     try:
-        while True:
-            try:
-                server = SecantusDBServer(
-                    host="127.0.0.1", port=0, storage_path=storage, cache_size=cache
-                )
-                server.start()
-                break
-            except Exception as e:  # noqa: BLE001 - reported to the parent by name only
-                tries_unheld = 0 if _held_elsewhere(storage) else tries_unheld + 1
-                if time.monotonic() > deadline or tries_unheld == 2:  # noqa: PLR2004
-                    _say(f"error {type(e).__name__}")
-                    return 1
-                os.dup2(devnull, 2)  # the storage engine said why once: not on every try
-                time.sleep(0.2)
+        _record(storage, server.uri)
+        _say(server.uri)
+        signal.sigwait({signal.SIGTERM})
     finally:
-        os.dup2(stderr, 2)
-    address = server.address
-    try:
-        if _say(server.uri):
-            sys.stdin.buffer.read()  # until the parent closes it or dies
-    finally:
-        threading.Thread(target=_wake_accept, args=(address,), daemon=True).start()
+        _forget(storage)
+        threading.Thread(target=_wake_accept, args=(server.address,), daemon=True).start()
         server.stop()
     return 0
 

@@ -44,7 +44,7 @@ def test_db_stop_stops_the_server_a_killed_command_held(tmp_path):
         )
         held.send_signal(signal.SIGKILL)
         held.wait(30)
-        assert "embedded server stopped" in cli("db", "stop").stdout
+        assert "embedded PostgreSQL server stopped" in cli("db", "stop").stdout
         _until(lambda: not pid_file.exists(), "the server still runs after `db stop`")
     finally:
         if pid_file.exists():  # do not leave a server behind a failed test
