@@ -558,9 +558,17 @@ def _mongo(settings: Settings) -> Iterator[mongo.MongoSink | None]:
 
 # ---------------------------------------------------------------- sync / check
 @cli.command("sync")
+@click.option(
+    "--all",
+    "rebuild",
+    is_flag=True,
+    help="Rewrite every document from PostgreSQL and remove those it has no row for: for a "
+    "MongoDB that lost writes (its server killed, a restore), or a new one.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress display (with --all).")
 @click.pass_context
 @handle_errors
-def sync_cmd(ctx: click.Context) -> None:
+def sync_cmd(ctx: click.Context, rebuild: bool, quiet: bool) -> None:
     """Write every batch whose MongoDB write is pending, so MongoDB matches PostgreSQL."""
     settings = _settings(ctx)
     database = _role_db(settings, "ingest")
@@ -568,10 +576,22 @@ def sync_cmd(ctx: click.Context) -> None:
         if sink is None:
             raise ConfigError("nothing to sync to: the MongoDB sink is off")
         _settled()
-        report = pipeline.sync_pending(database, sink)
+        if not rebuild:
+            report = pipeline.sync_pending(database, sink)
+            click.echo(
+                f"synced {report.batches} batches ({report.instances} instances); "
+                "MongoDB is level with PostgreSQL"
+            )
+            return
+        mode = progress.mode(quiet)
+        with db.transaction(database.engine) as s:
+            total = sql.level_counts(s)["instances"] if mode == "bar" else None
+        with progress.reporter(mode, total, label="sync", reads=False) as update:
+            rebuilt = pipeline.rebuild_documents(database, sink, progress=update)
+    removed = ", ".join(f"{n} {name}" for name, n in rebuilt.removed.items())
     click.echo(
-        f"synced {report.batches} batches ({report.instances} instances); "
-        "MongoDB is level with PostgreSQL"
+        f"rewrote the documents of {rebuilt.instances} instances; removed documents "
+        f"PostgreSQL has no row for: {removed}; MongoDB is level with PostgreSQL"
     )
 
 

@@ -652,6 +652,68 @@ def sync_pending(database: db.Database, sink: MongoSink, *, group: int = 20) -> 
     return SyncReport(batches, instances, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class RebuildReport:
+    """What `sync --all` rewrote and removed."""
+
+    instances: int
+    removed: dict[str, int]  # by collection: documents PostgreSQL has no row for
+
+
+def rebuild_documents(
+    database: db.Database,
+    sink: MongoSink,
+    *,
+    group: int = 500,
+    progress: Progress | None = None,
+) -> RebuildReport:
+    """Rewrite every document from PostgreSQL, then remove those it has no row for.
+
+    For a MongoDB that lost writes PostgreSQL records as done (its server killed, a restore)
+    or a new, empty one. Every batch committed before it began is then marked written; an
+    ingest running meanwhile writes its own. A document PostgreSQL has no row for is never
+    one of that ingest's, which commits a row before it writes the document.
+
+    Raises
+    ------
+    MongoUnavailableError
+        MongoDB failed; run it again (each step rewrites, nothing is lost).
+
+    """
+    engine = database.engine
+    sink.ensure_schema()
+    with db.transaction(engine) as s:
+        last = sql.last_batch_id(s)
+    written, after = 0, None
+    while True:
+        with db.transaction(engine) as s:
+            uids = sql.sop_uids_after(s, after, group)
+            rows = sql.rows_for_documents(s, uids)
+        if not uids:
+            break
+        sink.write(documents(rows))
+        written, after = written + len(uids), uids[-1]
+        if progress is not None:
+            progress(written, 0)
+    removed = {name: _remove_orphans(database, sink, name, group) for name in sql.LEVEL_KEYS}
+    if last is not None:
+        with db.transaction(engine) as s:
+            sql.mark_batches_done_through(s, last)
+    return RebuildReport(written, removed)
+
+
+def _remove_orphans(database: db.Database, sink: MongoSink, collection: str, group: int) -> int:
+    """Delete the documents of ``collection`` whose row PostgreSQL does not have."""
+    removed, after = 0, None
+    while ids := sink.ids_after(collection, after, group):
+        with db.transaction(database.engine) as s:
+            kept = sql.present(s, collection, ids)
+        if orphans := [i for i in ids if i not in kept]:
+            removed += sink.delete(collection, orphans)
+        after = ids[-1]
+    return removed
+
+
 def compare_stores(database: db.Database, sink: MongoSink, *, sample: int = 50) -> list[str]:
     """Differences between PostgreSQL and MongoDB: counts, then a sample of documents."""
     problems: list[str] = []

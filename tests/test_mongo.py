@@ -17,7 +17,7 @@ from pymongo.errors import WriteError
 from sqlalchemy import text
 
 from indexer.errors import StoreError
-from indexer.pipeline import compare_stores, sync_pending
+from indexer.pipeline import compare_stores, rebuild_documents, sync_pending
 from indexer.store import db, mongo, sql
 from indexer.store.mongo import MongoDocs, MongoSink
 from tests.builders import SampleShape, ingest_job, make_instance, to_bytes, write_archive
@@ -150,6 +150,56 @@ def test_mongo_unreachable_gives_pending_and_exit_4(cli, archive, tmp_path, engi
     cli("ingest", str(empty), "--out", str(tmp_path / "out"))
     assert mdb.instances.count_documents({}) == N
     assert "agree" in cli("check").stdout
+
+
+def test_sync_all_repairs_documents_lost_changed_or_left_over(cli, archive, tmp_path, engine, mdb):
+    cli("ingest", str(archive), "--out", str(tmp_path / "out"))
+    before = _all_docs(mdb)
+    lost = [d["_id"] for d in before["instances"][:5]]
+    mdb.instances.delete_many({"_id": {"$in": lost}})
+    mdb.series.delete_many({})
+    changed = before["studies"][0]["_id"]
+    mdb.studies.update_one({"_id": changed}, {"$set": {"n_instances": 999}})
+    orphan = {**before["instances"][0], "_id": "2.25.1234567890"}  # a row PostgreSQL lacks
+    mdb.instances.insert_one(orphan)
+    with engine.begin() as c:  # and two batches wait for their write again
+        c.execute(
+            text(
+                "UPDATE dicom_index.ingest_batch SET mongo_done = false WHERE id IN "
+                "(SELECT id FROM dicom_index.ingest_batch ORDER BY id LIMIT 2)"
+            )
+        )
+    assert cli("check", check=1).stdout.count("\n") >= 3
+    p = cli("sync", "--all")
+    assert f"rewrote the documents of {N} instances" in p.stdout
+    assert "1 instances, 0 series, 0 studies" in p.stdout
+    assert _all_docs(mdb) == before
+    assert "agree" in cli("check").stdout
+    with engine.connect() as c:
+        waiting = "SELECT count(*) FROM dicom_index.ingest_batch WHERE NOT mongo_done"
+        assert c.execute(text(waiting)).scalar() == 0
+    assert not any(MARKER in line for line in cli.log)
+
+
+def test_sync_all_fills_a_new_mongodb_a_group_at_a_time(
+    cli, archive, tmp_path, db_url, mongo_url, mongo_db
+):
+    cli("ingest", str(archive), "--out", str(tmp_path / "out"))
+    database = db.connect(db_url, tmp_path / "state")
+    fresh = f"{mongo_db}new"
+    sink = MongoSink(mongo_url, fresh, timeout_ms=5000)
+    walked = []
+    try:
+        report = rebuild_documents(database, sink, group=5, progress=lambda n, _b: walked.append(n))
+        assert report.instances == N
+        assert walked == [5, 10, 15, 20, N]  # five groups, each written as it came
+        assert report.removed == {"instances": 0, "series": 0, "studies": 0}
+        assert sink.counts() == {"instances": N, "series": 8, "studies": 4}
+        assert compare_stores(database, sink, sample=N) == []
+    finally:
+        sink.db.client.drop_database(fresh)
+        sink.close()
+        database.engine.dispose()
 
 
 def test_server_stopped_halfway_then_sync(db_url, key_file, archive, tmp_path):

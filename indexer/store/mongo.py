@@ -132,6 +132,22 @@ class MongoSink:
         except PyMongoError as e:
             raise _error("count", e) from None
 
+    def ids_after(self, collection: str, after: str | None, limit: int) -> list[str]:
+        """Document ids in order, the next ``limit`` after ``after``: a walk over all of them."""
+        query = {} if after is None else {"_id": {"$gt": after}}
+        try:
+            found = self.db[collection].find(query, {"_id": 1}).sort("_id", ASCENDING)
+            return [d["_id"] for d in found.limit(limit)]
+        except PyMongoError as e:
+            raise _error("read", e) from None
+
+    def delete(self, collection: str, ids: Sequence[str]) -> int:
+        """Delete documents by _id; how many there were."""
+        try:
+            return int(self.db[collection].delete_many({"_id": {"$in": list(ids)}}).deleted_count)
+        except PyMongoError as e:
+            raise _error("delete", e) from None
+
     def get(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Documents by _id."""
         try:

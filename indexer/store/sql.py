@@ -291,6 +291,20 @@ def mark_batches_done(s: Session, batch_ids: Sequence[int]) -> None:
     s.execute(update(IngestBatch).where(IngestBatch.id.in_(batch_ids)).values(mongo_done=True))
 
 
+def last_batch_id(s: Session) -> int | None:
+    """The newest batch's id; None before the first."""
+    return cast("int | None", s.execute(select(func.max(IngestBatch.id))).scalar_one())
+
+
+def mark_batches_done_through(s: Session, batch_id: int) -> None:
+    """Record that the MongoDB writes of every batch up to ``batch_id`` completed."""
+    s.execute(
+        update(IngestBatch)
+        .where(IngestBatch.id <= batch_id, IngestBatch.mongo_done.is_(False))
+        .values(mongo_done=True)
+    )
+
+
 _INSTANCE_ROWS = text("""
     SELECT i.sop_uid, i.series_uid, i.study_uid, i.patient_id, se.modality, st.study_date,
            i.sop_class_uid, i.instance_number, i.transfer_syntax_uid, i.rows, i.columns,
@@ -348,6 +362,27 @@ def level_counts(s: Session) -> dict[str, int]:
         name: int(s.execute(select(func.count()).select_from(model)).scalar_one())
         for name, model in (("instances", Instance), ("series", Series), ("studies", Study))
     }
+
+
+def sop_uids_after(s: Session, after: str | None, limit: int) -> list[str]:
+    """Instance UIDs in order, the next ``limit`` after ``after``: a walk over all of them."""
+    q = select(Instance.sop_uid).order_by(Instance.sop_uid).limit(limit)
+    if after is not None:
+        q = q.where(Instance.sop_uid > after)
+    return list(s.execute(q).scalars())
+
+
+LEVEL_KEYS = {
+    "instances": Instance.sop_uid,
+    "series": Series.series_uid,
+    "studies": Study.study_uid,
+}
+
+
+def present(s: Session, level: str, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` have a row at ``level`` (instances, series or studies)."""
+    key = LEVEL_KEYS[level]
+    return set(s.execute(select(key).where(key.in_(list(ids)))).scalars())
 
 
 def sample_sop_uids(s: Session, n: int) -> list[str]:
