@@ -15,36 +15,12 @@ from sqlalchemy import text
 from indexer.deid import pseudonym
 from indexer.keys import from_master, read_key_file, write_key_file
 from tests.builders import SampleShape, dicomdir, make_instance, malformed, to_bytes, write_archive
+from tests.conftest import Cli
 
 MARKER = "PHIMARK"
 
 
-def _run(args, env, cwd, check=0):
-    p = subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert p.returncode == check, p.stdout + p.stderr
-    return p
-
-
-@pytest.fixture
-def env(tmp_path, key_file):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
-    e.update(
-        DICOM_INDEX_KEY_FILE=str(key_file),
-        CI="1",
-        DICOM_INDEX_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none",
-    )
-    return e
-
-
-def test_standalone_deid_then_verify(tmp_path, env):
+def test_standalone_deid_then_verify(tmp_path, offline_cli):
     archive = tmp_path / "in"
     write_archive(archive, SampleShape(2, 1, 1, 2), marker=MARKER)
     (archive / "readme.txt").write_text("not dicom")
@@ -52,7 +28,7 @@ def test_standalone_deid_then_verify(tmp_path, env):
         9, 1, 1, 1, marker=MARKER, Modality="US", SOPClassUID="1.2.840.10008.5.1.4.1.1.6.1"
     )
     (archive / "us.dcm").write_bytes(to_bytes(us))
-    p = _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path, check=1)
+    p = offline_cli("deid", str(archive), "--out", str(tmp_path / "out"), check=1)
     assert "4 de-identified, 1 skipped, 1 failed" in p.stdout
     assert "burned_in_annotation" in p.stderr
     assert MARKER not in p.stdout + p.stderr
@@ -60,36 +36,27 @@ def test_standalone_deid_then_verify(tmp_path, env):
     assert len(outs) == 4
     for path in outs:
         assert MARKER.encode() not in path.read_bytes()
-    p = _run(
-        ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")],
-        env,
-        tmp_path,
-    )
+    p = offline_cli("verify", "--original", str(archive), "--deidentified", str(tmp_path / "out"))
     assert "4 files scanned, 0 leaks" in p.stdout
     # the originals themselves are all leak
-    p = _run(
-        ["verify", "--original", str(archive), "--deidentified", str(archive)],
-        env,
-        tmp_path,
-        check=1,
-    )
+    p = offline_cli("verify", "--original", str(archive), "--deidentified", str(archive), check=1)
     assert "leak:" in p.stdout
     assert MARKER not in p.stdout  # paths of originals are not printed, values never
 
 
-def test_what_if_explains_without_values(tmp_path, env):
+def test_what_if_explains_without_values(tmp_path, offline_cli):
     f = tmp_path / "x.dcm"
     f.write_bytes(to_bytes(make_instance(marker=MARKER)))
-    p = _run(["deid", "--what-if", str(f)], env, tmp_path)
+    p = offline_cli("deid", "--what-if", str(f))
     assert MARKER not in p.stdout
     assert "PatientName" in p.stdout
     assert "keyed pseudonym" in p.stdout
     assert "Type 3 in the IOD" in p.stdout
-    p = _run(["deid", "--what-if", "--option", "RetainUIDs", str(f)], env, tmp_path)
+    p = offline_cli("deid", "--what-if", "--option", "RetainUIDs", str(f))
     assert "option rtn_uids" in p.stdout
 
 
-def test_what_if_read_through_a_closed_pipe_ends_as_sigpipe_would(tmp_path, env):
+def test_what_if_read_through_a_closed_pipe_ends_as_sigpipe_would(tmp_path, offline_cli):
     """`deid --what-if x.dcm | head -0`: the table's writer meets a pipe nobody reads. rich
     ended such a command with exit 1 (a failure); it ends with 141, as any command does."""
     f = tmp_path / "x.dcm"
@@ -98,7 +65,7 @@ def test_what_if_read_through_a_closed_pipe_ends_as_sigpipe_would(tmp_path, env)
     os.close(read)  # nobody reads
     p = subprocess.run(
         [sys.executable, "-m", "indexer.cli", "deid", "--what-if", str(f)],
-        env=env,
+        env=offline_cli.env,
         cwd=tmp_path,
         stdout=write,
         stderr=subprocess.PIPE,
@@ -124,10 +91,10 @@ def test_what_if_read_through_a_closed_pipe_ends_as_sigpipe_would(tmp_path, env)
     ],
     ids=["a folder", "no such file", "not DICOM", "an archive"],
 )
-def test_what_if_names_an_input_it_cannot_explain(tmp_path, env, name, make, said):
+def test_what_if_names_an_input_it_cannot_explain(tmp_path, offline_cli, name, make, said):
     f = tmp_path / f"Doe {MARKER}{name}"
     make(f)
-    p = _run(["deid", "--what-if", str(f)], env, tmp_path, check=3)
+    p = offline_cli("deid", "--what-if", str(f), check=3)
     assert p.stderr.startswith(said)
     assert MARKER not in p.stdout + p.stderr
 
@@ -154,7 +121,9 @@ def test_ingest_refuses_a_leaking_object_and_takes_options(cli, tmp_path, engine
     assert "113110" in [i.CodeValue for i in copy.DeidentificationMethodCodeSequence]
 
 
-def test_verify_with_the_key_ignores_a_value_inside_a_pseudonym_by_chance(tmp_path, env, key_file):
+def test_verify_with_the_key_ignores_a_value_inside_a_pseudonym_by_chance(
+    tmp_path, offline_cli, key_file
+):
     """A removed value that is six digits of the pseudonym Series Instance UID: `deid` writes
     the copy, and `verify` with the key file does not call it a leak; without the key it
     cannot tell, and errs on the side of a report."""
@@ -164,16 +133,16 @@ def test_verify_with_the_key_ignores_a_value_inside_a_pseudonym_by_chance(tmp_pa
     archive = tmp_path / "in"
     archive.mkdir()
     (archive / "a.dcm").write_bytes(to_bytes(ds))
-    _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path)
+    offline_cli("deid", str(archive), "--out", str(tmp_path / "out"))
     (copy,) = (tmp_path / "out").rglob("*.dcm")
     assert pseudo[8:14].encode() in copy.read_bytes()
     args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
-    assert "1 files scanned, 0 leaks" in _run(args, env, tmp_path).stdout
-    keyless = {**env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
-    assert "1 files scanned, 1 leaks" in _run(args, keyless, tmp_path, check=1).stdout
+    assert "1 files scanned, 0 leaks" in offline_cli(*args).stdout
+    keyless = {**offline_cli.env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
+    assert "1 files scanned, 1 leaks" in Cli(keyless, tmp_path, [])(*args, check=1).stdout
 
 
-def test_verify_without_the_key_ignores_a_value_inside_a_dummy_value(tmp_path, env):
+def test_verify_without_the_key_ignores_a_value_inside_a_dummy_value(tmp_path, offline_cli):
     ds = make_instance(1, 1, 1, 1)
     ds.AnatomicRegionSequence[0].ContentSequence[0].Date = "20230115"  # dummied: 19000101
     ds.StudyTime = "1900"  # 19:00, removed
@@ -184,17 +153,17 @@ def test_verify_without_the_key_ignores_a_value_inside_a_dummy_value(tmp_path, e
     # one run of fifty, and without the key that is a leak nobody can tell from chance
     fixed = tmp_path / "fixed-key.json"
     write_key_file(fixed, from_master(base64.b64encode(b"k" * 32).decode()))
-    env = {**env, "DICOM_INDEX_KEY_FILE": str(fixed)}
-    _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path)
+    fixed_cli = Cli({**offline_cli.env, "DICOM_INDEX_KEY_FILE": str(fixed)}, tmp_path, [])
+    fixed_cli("deid", str(archive), "--out", str(tmp_path / "out"))
     (copy,) = (tmp_path / "out").rglob("*.dcm")
     uids = [e.value for e in pydicom.dcmread(copy).iterall() if e.VR == "UI"]
     assert not any("1900" in str(u) for u in uids)  # the case this test is about
-    keyless = {**env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
+    keyless = {**offline_cli.env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
     args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
-    assert "1 files scanned, 0 leaks" in _run(args, keyless, tmp_path).stdout
+    assert "1 files scanned, 0 leaks" in Cli(keyless, tmp_path, [])(*args).stdout
 
 
-def test_verify_counts_what_it_could_not_check(tmp_path, env):
+def test_verify_counts_what_it_could_not_check(tmp_path, offline_cli):
     """An original whose values cannot be read is not searched for: `verify` says so and
     fails, rather than report no leaks it never looked for; a file of no DICOM is skipped."""
     archive = tmp_path / "in"
@@ -202,40 +171,42 @@ def test_verify_counts_what_it_could_not_check(tmp_path, env):
     (archive / "good.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1, marker=MARKER)))
     (archive / "bad.dcm").write_bytes(malformed("bad_length", 2, MARKER))
     (archive / "notes.txt").write_text(f"not dicom {MARKER}")
-    p = _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path, check=1)
+    p = offline_cli("deid", str(archive), "--out", str(tmp_path / "out"), check=1)
     assert "invalid_element" in p.stderr
     (tmp_path / "out" / "junk.dcm").write_bytes(malformed("deep_nesting", 3, MARKER))
     args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
-    p = _run(args, env, tmp_path, check=1)
+    p = offline_cli(*args, check=1)
     assert "1 files scanned, 0 leaks" in p.stdout
     assert "not checked: 1 original(s) whose values could not be read, 1 output(s)" in p.stdout
     assert MARKER not in p.stdout + p.stderr
-    p = _run([*args, "--per-object"], env, tmp_path, check=1)  # each copy with its original
+    p = offline_cli(*args, "--per-object", check=1)  # each copy with its original
     assert "1 files scanned, 0 leaks" in p.stdout
     assert "not checked: 1 original(s) whose values could not be read, 1 output(s)" in p.stdout
     assert "copy of no original" not in p.stdout
     assert MARKER not in p.stdout + p.stderr
 
 
-def test_deid_and_verify_walk_trees_deeper_than_the_recursion_limit(tmp_path, env, deep_folder):
+def test_deid_and_verify_walk_trees_deeper_than_the_recursion_limit(
+    tmp_path, offline_cli, deep_folder
+):
     """Originals and outputs of any depth are read: an original far down is de-identified,
     and the same original dropped far down in the output is found there as a leak."""
     archive, out = tmp_path / "in", tmp_path / "out"
     original = to_bytes(make_instance(1, 1, 1, 1, marker=MARKER))
     archive.mkdir()
     (deep_folder(archive) / "x.dcm").write_bytes(original)
-    p = _run(["deid", str(archive), "--out", str(out)], env, tmp_path)
+    p = offline_cli("deid", str(archive), "--out", str(out))
     assert "1 de-identified, 0 skipped, 0 failed" in p.stdout
     args = ["verify", "--original", str(archive), "--deidentified", str(out)]
-    assert "1 files scanned, 0 leaks" in _run(args, env, tmp_path).stdout
+    assert "1 files scanned, 0 leaks" in offline_cli(*args).stdout
     (deep_folder(out) / "planted.dcm").write_bytes(original)
-    p = _run(args, env, tmp_path, check=1)
+    p = offline_cli(*args, check=1)
     assert "2 files scanned" in p.stdout
     assert "leak:" in p.stdout
     assert MARKER not in p.stdout + p.stderr
 
 
-def test_verify_per_object_searches_each_copy_for_its_own_original_only(tmp_path, env):
+def test_verify_per_object_searches_each_copy_for_its_own_original_only(tmp_path, offline_cli):
     """Two unrelated objects: one patient's name is the other's body part. Pooled, `verify`
     finds the name in the other copy; per object it searches each copy for its own
     original's values, and still finds a value leaked into its own copy."""
@@ -247,12 +218,12 @@ def test_verify_per_object_searches_each_copy_for_its_own_original_only(tmp_path
     (archive / "a.dcm").write_bytes(to_bytes(named))
     (archive / "a_again.dcm").write_bytes(to_bytes(named))  # one copy, two originals
     (archive / "b.dcm").write_bytes(to_bytes(knee))
-    _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path)
+    offline_cli("deid", str(archive), "--out", str(tmp_path / "out"))
     args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
-    pooled = _run(args, env, tmp_path, check=1).stdout
+    pooled = offline_cli(*args, check=1).stdout
     assert "2 files scanned, 1 leaks" in pooled
     assert "the value of (0010,0010) is in (0018,0015)" in pooled
-    p = _run([*args, "--per-object"], env, tmp_path)
+    p = offline_cli(*args, "--per-object")
     assert "2 files scanned, 0 leaks" in p.stdout  # the one copy of a twice-held object: once
     # a value in its own copy is still a leak; written only because the check was off
     leaky = make_instance(3, 1, 1, 1, marker=MARKER)
@@ -264,8 +235,8 @@ def test_verify_per_object_searches_each_copy_for_its_own_original_only(tmp_path
     (archive / "us.dcm").write_bytes(to_bytes(us))  # refused (burned-in text): no copy
     (others / "d.dcm").write_bytes(to_bytes(make_instance(5, 1, 1, 1, marker=MARKER)))
     out = str(tmp_path / "out")
-    _run(["deid", str(archive), str(others), "--out", out, "--no-verify"], env, tmp_path, check=1)
-    p = _run([*args, "--per-object"], env, tmp_path, check=1)
+    offline_cli("deid", str(archive), str(others), "--out", out, "--no-verify", check=1)
+    p = offline_cli(*args, "--per-object", check=1)
     assert "3 files scanned, 2 leaks" in p.stdout  # the name, and the marker it shares
     assert "the value of (0010,0010) is in (0008,0070)" in p.stdout
     assert "the value of (0008,0090) is in (0008,0070)" in p.stdout
@@ -273,12 +244,12 @@ def test_verify_per_object_searches_each_copy_for_its_own_original_only(tmp_path
     assert "1 original(s) have no copy among the outputs" in p.stdout
     assert MARKER not in p.stdout + p.stderr
     # pairing needs the pseudonyms, so the key
-    keyless = {**env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
-    p = _run([*args, "--per-object"], keyless, tmp_path, check=3)
+    keyless = {**offline_cli.env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
+    p = Cli(keyless, tmp_path, [])(*args, "--per-object", check=3)
     assert "needs the key file" in p.stderr
 
 
-def test_a_cds_dicomdir_is_skipped_not_failed(tmp_path, env):
+def test_a_cds_dicomdir_is_skipped_not_failed(tmp_path, offline_cli):
     """A CD or DVD export holds a DICOMDIR (a directory of its patients, not an object):
     skipped, so the run is clean. `verify` searches for its names too, and searches one
     found among the outputs (pooled: its names are found; per object: it is the copy of
@@ -286,25 +257,25 @@ def test_a_cds_dicomdir_is_skipped_not_failed(tmp_path, env):
     archive = tmp_path / "cd"
     write_archive(archive, SampleShape(1, 1, 1, 2), marker=MARKER)
     (archive / "DICOMDIR").write_bytes(dicomdir(MARKER))
-    p = _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path)
+    p = offline_cli("deid", str(archive), "--out", str(tmp_path / "out"))
     assert "2 de-identified, 1 skipped, 0 failed" in p.stdout
     assert "dicomdir" in p.stdout + p.stderr
     assert MARKER not in p.stdout + p.stderr
     args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
-    assert "2 files scanned, 0 leaks" in _run(args, env, tmp_path).stdout
-    p = _run([*args, "--per-object"], env, tmp_path)
+    assert "2 files scanned, 0 leaks" in offline_cli(*args).stdout
+    p = offline_cli(*args, "--per-object")
     assert "2 files scanned, 0 leaks" in p.stdout
     assert "1 original(s) have no copy" in p.stdout
     (tmp_path / "out" / "DICOMDIR").write_bytes(dicomdir(MARKER))  # copied along by hand
-    p = _run(args, env, tmp_path, check=1)
+    p = offline_cli(*args, check=1)
     assert "3 files scanned" in p.stdout
     assert "the value of (0004,1220)[0].(0010,0010) is in" in p.stdout
-    p = _run([*args, "--per-object"], env, tmp_path, check=1)
+    p = offline_cli(*args, "--per-object", check=1)
     assert "not checked: 1 output(s) that are the copy of no original" in p.stdout
 
 
 @pytest.mark.filterwarnings("ignore:Unknown encoding")  # writing the original, in this process
-def test_pydicom_warnings_that_quote_a_value_stay_quiet(tmp_path, env):
+def test_pydicom_warnings_that_quote_a_value_stay_quiet(tmp_path, offline_cli):
     """pydicom warns of an unknown character set whatever its validation mode, quoting the
     value: nothing of it reaches the terminal, in `deid` and in `verify`."""
     archive = tmp_path / "in"
@@ -312,24 +283,24 @@ def test_pydicom_warnings_that_quote_a_value_stay_quiet(tmp_path, env):
     ds = make_instance(1, 1, 1, 1, marker=MARKER)
     ds.SpecificCharacterSet = f"{MARKER}CS"  # no character set pydicom knows
     (archive / "odd.dcm").write_bytes(to_bytes(ds))
-    p = _run(["deid", str(archive), "--out", str(tmp_path / "out")], env, tmp_path)
+    p = offline_cli("deid", str(archive), "--out", str(tmp_path / "out"))
     assert "1 de-identified" in p.stdout
     assert MARKER not in p.stdout + p.stderr
     args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
-    p = _run(args, env, tmp_path)  # a character set is no identifying value: kept
+    p = offline_cli(*args)  # a character set is no identifying value: kept
     assert MARKER not in p.stdout + p.stderr
 
 
-def test_sample_into_a_file_is_a_clear_error(tmp_path, env):
+def test_sample_into_a_file_is_a_clear_error(tmp_path, offline_cli):
     (tmp_path / "taken").write_text("a file")
-    p = _run(["sample", str(tmp_path / "taken")], env, tmp_path, check=3)
+    p = offline_cli("sample", str(tmp_path / "taken"), check=3)
     assert p.stderr == (
         "error (config): cannot write the sample archive there (NotADirectoryError: Not a "
         "directory)\n"
     )
 
 
-def test_deid_takes_its_sources_from_a_list_on_standard_input(tmp_path, env):
+def test_deid_takes_its_sources_from_a_list_on_standard_input(tmp_path, offline_cli):
     """`--files-from -`: a NUL-separated list (find -print0) of files, folders and paths that
     do not exist, with names that hold PHI; named nowhere in the output."""
     archive = tmp_path / "in"
@@ -340,7 +311,7 @@ def test_deid_takes_its_sources_from_a_list_on_standard_input(tmp_path, env):
     p = subprocess.run(
         [sys.executable, "-m", "indexer.cli", "deid", "--files-from", "-", "--out", "out"],
         input="\0".join(listed).encode(),
-        env=env,
+        env=offline_cli.env,
         cwd=tmp_path,
         capture_output=True,
         check=False,
@@ -351,5 +322,5 @@ def test_deid_takes_its_sources_from_a_list_on_standard_input(tmp_path, env):
     assert b": missing: a source does not exist" in p.stderr
     assert MARKER.encode() not in p.stdout + p.stderr
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 3
-    p = _run(["deid", "--out", "out"], env, tmp_path, check=3)
+    p = offline_cli("deid", "--out", "out", check=3)
     assert "no source: give a SOURCE, or a list of them with --files-from" in p.stderr

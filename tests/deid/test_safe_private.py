@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import struct
-import subprocess
-import sys
 from importlib import resources
 from types import SimpleNamespace
 
@@ -152,20 +149,7 @@ def test_a_value_fits_its_listed_vr(vr, value, ok):
     assert fits(vr, SimpleNamespace(value=value)) is ok
 
 
-def _cli(key_file, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
-    env.update(DICOM_INDEX_KEY_FILE=str(key_file), CI="1")
-    return subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-
-
-def test_deid_then_verify_with_the_option(tmp_path, key_file):
+def test_deid_then_verify_with_the_option(tmp_path, offline_cli):
     src = tmp_path / "in"
     src.mkdir()
     (src / "a.dcm").write_bytes(_planted())
@@ -177,8 +161,7 @@ def test_deid_then_verify_with_the_option(tmp_path, key_file):
         ["deid", str(src), "--out", str(out), *option],
         ["verify", "--original", str(src), "--deidentified", str(out), *option],
     ):
-        p = _cli(key_file, *args)
-        assert p.returncode == 0, p.stdout + p.stderr
+        p = offline_cli(*args)
     assert "3 files scanned, 0 leaks" in p.stdout
     paths = list(out.rglob("*.dcm"))
     assert not any(MARKER.encode() in path.read_bytes() for path in paths)
@@ -261,15 +244,14 @@ def test_a_declaration_inside_an_item_describes_nothing_outside_it():
     assert not _private(_declared_out(ds))
 
 
-def test_a_declared_block_holding_the_patients_name_is_refused_as_a_leak(tmp_path, key_file):
+def test_a_declared_block_holding_the_patients_name_is_refused_as_a_leak(tmp_path, offline_cli):
     ds = _declaring("SAFE")
     ds.private_block(0x0033, ACME)[0x12].value = str(ds.PatientName)  # a device's own copy
     src = tmp_path / "in"
     src.mkdir()
     (src / "a.dcm").write_bytes(to_bytes(ds))
     out = tmp_path / "out"
-    p = _cli(key_file, "deid", str(src), "--out", str(out), "--option", "retain-safe-private")
-    assert p.returncode == 1, p.stdout + p.stderr
+    p = offline_cli("deid", str(src), "--out", str(out), "--option", "retain-safe-private", check=1)
     assert "leak_detected" in p.stderr
     assert MARKER not in p.stdout + p.stderr
     assert not list(out.rglob("*.dcm"))
