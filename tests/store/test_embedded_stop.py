@@ -10,6 +10,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from indexer.store import mongo_server
+from indexer.store.mongo import embedded_url
 from tests.conftest import Cli
 
 
@@ -52,3 +56,21 @@ def test_db_stop_stops_the_server_a_killed_command_held(tmp_path):
                 pid = int(f.readline())
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_db_stop_names_a_damaged_data_directory_and_still_stops_mongodb(tmp_path):
+    pytest.importorskip("secantus", reason="install the embedded-mongo extra")
+    state = tmp_path / "state"
+    (state / "pg").mkdir(parents=True)
+    (state / "pg" / "postmaster.pid").write_text("not what PostgreSQL writes\n")
+    embedded_url(state)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
+    env.update(DICOM_INDEX_STATE_DIR=str(state), CI="1")
+    try:
+        p = Cli(env, tmp_path, [])("db", "stop", check=3)
+    finally:
+        mongo_server.stop(state)  # nothing left behind a failed test
+    assert "could not stop the embedded PostgreSQL server" in p.stderr
+    assert "internal" not in p.stderr  # named, not a defect's traceback
+    assert "embedded MongoDB server stopped" in p.stdout  # the other one all the same
+    assert mongo_server.running((state / "mongo").resolve()) is None
