@@ -495,10 +495,12 @@ def ingest(
     workers = workers or settings.workers or os.cpu_count() or 1
     if workers > 1 and sources.at_least(roots, workers_.POOL_THRESHOLD):
         workers_.prestart()  # imports the per-file code while the database connects
-    if settings.mongo_enabled and settings.mongo_url is None:
-        mongo.prestart(settings.state_dir)  # the embedded server starts meanwhile, too
     plan = _plan(settings, options, burned_in, rules)
     key_material = _keys(settings)
+    if settings.mongo_enabled and settings.mongo_url is None:
+        # the embedded server starts meanwhile, too, once the settings are known to be good:
+        # it outlives the command
+        mongo.prestart(settings.state_dir)
     _note_output_inside(roots, out_dir)
     database = _role_db(settings, "ingest")
     with _mongo(settings) as sink, contextlib.closing(pipeline.local_output(out_dir)) as output:

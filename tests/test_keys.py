@@ -74,6 +74,7 @@ def test_cli_refuses_world_readable_key_file(tmp_path):
         "DICOM_INDEX_KEY_FILE": str(path),
         "CI": "1",
         "DICOM_INDEX_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+        "DICOM_INDEX_STATE_DIR": str(tmp_path / "state"),
     }
     p = subprocess.run(
         [
@@ -86,6 +87,7 @@ def test_cli_refuses_world_readable_key_file(tmp_path):
             str(tmp_path / "o"),
         ],
         env=env,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         check=False,
@@ -93,6 +95,8 @@ def test_cli_refuses_world_readable_key_file(tmp_path):
     assert p.returncode == 3
     assert "readable by others" in p.stderr
     assert "Traceback" not in p.stderr
+    # refused before anything started: no embedded MongoDB server outlives the command
+    assert not (tmp_path / "state" / "mongo").exists()
 
 
 def test_master_key_derivation():
