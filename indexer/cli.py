@@ -6,6 +6,7 @@ import contextlib
 import csv
 import gc
 import getpass
+import importlib.util
 import itertools
 import json
 import logging
@@ -305,7 +306,7 @@ def keys_rotate(
 # ---------------------------------------------------------------- db
 @cli.group("db")
 def db_group() -> None:
-    """Database schema and the embedded server."""
+    """Database schema and the embedded servers."""
 
 
 @db_group.command("upgrade")
@@ -397,6 +398,37 @@ def db_stop(ctx: click.Context) -> None:
         )
     if failed:
         raise failed[0]
+
+
+@db_group.command("status")
+@click.pass_context
+@handle_errors
+def db_status(ctx: click.Context) -> None:
+    """Which servers the settings name, and whether the state directory's embedded ones run."""
+    settings = _settings(ctx)
+    if settings.database_url is not None:
+        click.echo("PostgreSQL: the server of the database_url setting")
+    else:
+        pid = db.embedded_pid(settings.state_dir)
+        where = (settings.state_dir / "pg").resolve()
+        click.echo(f"PostgreSQL: embedded in {where}, " + _running(pid))
+    if not settings.mongo_enabled:
+        click.echo("MongoDB: off (mongo_enabled = false)")
+    elif settings.mongo_url is not None:
+        click.echo("MongoDB: the server of the mongo_url setting")
+    elif importlib.util.find_spec("secantus") is None:
+        click.echo("MongoDB: off (no mongo_url, and the embedded-mongo extra is not installed)")
+    else:
+        storage = mongo_server.storage_of(settings.state_dir)
+        found = mongo_server.running(storage)
+        click.echo(
+            f"MongoDB: embedded in {storage}, "
+            + (_running(None) if found is None else f"{_running(found.pid)} at {found.uri}")
+        )
+
+
+def _running(pid: int | None) -> str:
+    return "not running" if pid is None else f"running (pid {pid})"
 
 
 def plan_options(fn: F) -> F:

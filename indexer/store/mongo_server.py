@@ -57,6 +57,11 @@ class _Server(Protocol):
     def stop(self) -> None: ...
 
 
+def storage_of(state_dir: Path) -> Path:
+    """The embedded server's storage directory in ``state_dir`` (absolute)."""
+    return (state_dir / "mongo").resolve()
+
+
 def state_file(storage: Path) -> Path:
     """Where the server of ``storage`` records its process id and URL."""
     return storage.with_name(STATE_FILE)
@@ -115,7 +120,7 @@ def stop(state_dir: Path) -> bool:
         It did not close its storage within ``STOP_WAIT_S``.
 
     """
-    storage = (state_dir / "mongo").resolve()
+    storage = storage_of(state_dir)
     found = _recorded(storage)  # answering or not (a hung one is stopped too)
     if found is None:
         state_file(storage).unlink(missing_ok=True)  # a killed server's, if any

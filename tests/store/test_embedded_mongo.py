@@ -263,16 +263,40 @@ def test_commands_share_the_server_and_db_stop_stops_both(tmp_path, state):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
     env.update(DICOM_INDEX_STATE_DIR=str(state), CI="1")
     cli = Cli(env, tmp_path, [])
+    pg, storage = (state / "pg").resolve(), (state / "mongo").resolve()
     try:
+        assert cli("db", "status").stdout.splitlines() == [
+            f"PostgreSQL: embedded in {pg}, not running",
+            f"MongoDB: embedded in {storage}, not running",
+        ]
         cli("keys", "init")
         cli("sample", str(tmp_path / "archive"))
         cli("ingest", str(tmp_path / "archive"), "--out", str(tmp_path / "out"), "-q")
         (pid,) = _servers(state)
         assert "agree" in cli("check").stdout  # the second command found the same server
         assert _servers(state) == [pid]
+        postmaster = int((pg / "postmaster.pid").read_text().split()[0])
+        url = json.loads((state / mongo_server.STATE_FILE).read_text())["uri"]
+        assert cli("db", "status").stdout.splitlines() == [
+            f"PostgreSQL: embedded in {pg}, running (pid {postmaster})",
+            f"MongoDB: embedded in {storage}, running (pid {pid}) at {url}",
+        ]
         stopped = cli("db", "stop").stdout
         assert "embedded PostgreSQL and MongoDB servers stopped" in stopped
         assert _servers(state) == []
         assert "no embedded server running" in cli("db", "stop").stdout
+        assert cli("db", "status").stdout.count("not running") == 2
     finally:
         cli("db", "stop", check=False)
+
+
+def test_db_status_names_servers_given_by_settings(offline_cli):
+    offline_cli.env["DICOM_INDEX_MONGO_URL"] = "mongodb://somewhere:27017/"
+    assert offline_cli("db", "status").stdout.splitlines() == [
+        "PostgreSQL: the server of the database_url setting",
+        "MongoDB: the server of the mongo_url setting",
+    ]
+    offline_cli.env["DICOM_INDEX_MONGO_ENABLED"] = "false"
+    assert offline_cli("db", "status").stdout.splitlines()[1] == (
+        "MongoDB: off (mongo_enabled = false)"
+    )
