@@ -656,6 +656,10 @@ def check_cmd(ctx: click.Context, sample: int) -> None:
     for p in problems:
         click.echo(f"difference: {p}")
     if problems:
+        click.echo(
+            "to mend: `dicom-index sync` writes the batches that wait; `dicom-index sync --all` "
+            "rewrites every document from PostgreSQL (the source of truth)"
+        )
         sys.exit(EXIT_SOME_FAILED)
     click.echo("PostgreSQL and MongoDB agree")
 
