@@ -146,6 +146,25 @@ def test_a_killed_server_is_replaced_and_the_data_stays(state):
         assert client["kept"]["docs"].count_documents({}) == 1
 
 
+def test_a_batch_the_sink_wrote_outlasts_a_killed_server(state):
+    """An acknowledged batch is on disk: PostgreSQL marks it written on that acknowledgement.
+
+    Unjournaled, a SIGKILL straight after lost the last 4 to 20 documents of 500.
+    """
+    body = "x" * 3000  # about an instance document's size
+    for batch in range(3):
+        sink = mongo.MongoSink(embedded_url(state), "kept")
+        ids = [f"{batch}-{i:03d}" for i in range(500)]
+        sink.write(mongo.MongoDocs([{"_id": i, "body": body} for i in ids], [], []))
+        sink.close()
+        (killed,) = _servers(state)
+        os.kill(killed, signal.SIGKILL)
+        _until(lambda: _servers(state) == [], "the killed server is still there")
+        again = mongo.MongoSink(embedded_url(state), "kept")
+        assert set(again.ids_after(mongo.INSTANCES, f"{batch}-", 1000)) >= set(ids)
+        again.close()
+
+
 LISTENER = """
 import socket, time
 s = socket.socket()
