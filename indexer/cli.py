@@ -421,10 +421,13 @@ def db_status(ctx: click.Context) -> None:
     else:
         storage = mongo_server.storage_of(settings.state_dir)
         found = mongo_server.running(storage)
-        click.echo(
-            f"MongoDB: embedded in {storage}, "
-            + (_running(None) if found is None else f"{_running(found.pid)} at {found.uri}")
-        )
+        if found is not None:
+            state = f"{_running(found.pid)} at {found.uri}"
+        elif lost := mongo_server.unrecorded(storage):
+            state = f"{_running(lost[0])} without its state file; `dicom-index db stop` stops it"
+        else:
+            state = _running(None)
+        click.echo(f"MongoDB: embedded in {storage}, {state}")
 
 
 def _running(pid: int | None) -> str:

@@ -122,20 +122,38 @@ def stop(state_dir: Path) -> bool:
     """
     storage = storage_of(state_dir)
     found = _recorded(storage)  # answering or not (a hung one is stopped too)
+    pids = [found.pid] if found is not None else unrecorded(storage)
     if found is None:
         state_file(storage).unlink(missing_ok=True)  # a killed server's, if any
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(found.pid, signal.SIGTERM)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_WAIT_S
-    while _ours(found.pid, storage):
+    while any(_ours(pid, storage) for pid in pids):
         if time.monotonic() > deadline:
             raise StoreError(
                 f"the embedded MongoDB server in {storage} did not stop within "
                 f"{STOP_WAIT_S:.0f} s; see {storage.with_name(LOG_FILE)}"
             )
         time.sleep(0.05)
-    return True
+    return bool(pids)
+
+
+def unrecorded(storage: Path) -> list[int]:
+    """Servers of ``storage`` its state file does not name (it was removed): from ``/proc``.
+
+    Starts still opening the storage are among them; none where there is no ``/proc``.
+    """
+    found = []
+    proc = Path("/proc")
+    recorded = _recorded(storage)
+    skip = {os.getpid(), recorded.pid if recorded is not None else -1}
+    with contextlib.suppress(OSError):
+        for entry in proc.iterdir():
+            pid = int(entry.name) if entry.name.isdigit() else -1
+            if pid not in skip and _ours(pid, storage):
+                found.append(pid)
+    return found if proc.joinpath("self").exists() else []
 
 
 def _held_elsewhere(storage: Path) -> bool:
@@ -167,7 +185,9 @@ def _say(line: str) -> None:
     with contextlib.suppress(BrokenPipeError):  # it ended (an error) before it read this
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the starter's pipe ends
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())  # the starter's pipe ends
+    os.close(null)
 
 
 def _record(storage: Path, uri: str) -> None:
@@ -210,6 +230,11 @@ def _open(storage: Path, cache: str) -> _Server | str:
             return other.uri
         if _held_elsewhere(storage):  # a server stopping, or one starting: wait
             if time.monotonic() > deadline:
+                if unrecorded(storage):
+                    return (
+                        "error its storage is held by an embedded server whose state file was "
+                        "removed; `dicom-index db stop` stops it"
+                    )
                 return "error its storage is in use by another process"
             time.sleep(POLL_S)
             continue
