@@ -719,6 +719,11 @@ def _print_copy_check(report: copycheck.CopyCheck, content: bool) -> None:
         click.echo(f"  {line}")
     if r.problems > len(r.examples):
         click.echo(f"  ... and {r.problems - len(r.examples)} more")
+    if r.missing + r.unreadable + r.other_size + r.other_content:
+        click.echo(
+            "to mend: `dicom-index ingest` of the same sources into this output writes missing "
+            "copies and what a crash left of them again (remove first a copy whose content differs)"
+        )
 
 
 def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:

@@ -91,6 +91,34 @@ def test_each_difference_is_found_and_named_without_phi(sql_only, tmp_path):
         assert "Doe" not in chunk
 
 
+def test_a_rerun_writes_again_the_copies_a_crash_left_empty_zeroed_or_cut(sql_only, tmp_path):
+    """A power cut can leave a named copy whose data never reached the disk.
+
+    `check-copies` finds them; the same ingest again writes them anew (before, each was a
+    conflict: another object's copy, never overwritten).
+    """
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    write_archive(archive, SHAPE, marker=MARKER)
+    _ingest(sql_only, archive, out)
+    copies = _copies(out)
+    whole = {c: c.read_bytes() for c in copies}
+    empty, zeroed, cut = copies[:3]
+    empty.write_bytes(b"")
+    zeroed.write_bytes(b"\0" * len(whole[zeroed]))
+    cut.write_bytes(whole[cut][: len(whole[cut]) // 2])
+    p = sql_only("check-copies", str(out), "--content", check=1)
+    assert "2 of another size, 1 with other content" in p.stdout
+    assert "to mend: `dicom-index ingest` of the same sources into this output" in p.stdout
+
+    summary = _ingest(sql_only, archive, out)
+    assert summary["files_failed"] == 0
+    assert summary["files_unchanged"] == 3  # the three whole copies: not read again
+    assert {c: c.read_bytes() for c in _copies(out)} == whole
+    p = sql_only("check-copies", str(out), "--content")
+    assert "0 missing, 0 unreadable, 0 of another size, 0 with other content" in p.stdout
+    assert "to mend" not in p.stdout
+
+
 def test_two_outputs_of_one_index_are_told_apart(sql_only, tmp_path):
     """The same copy names can be in two outputs: each is checked for its own runs only,
     and the copy a conflicting duplicate left in the second output is found there."""

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from indexer import failpoints, tree
 from indexer.errors import StoreError, os_reason
@@ -62,7 +62,7 @@ class OutputStore(Protocol):
         Raises
         ------
         CopyConflictError
-            ``name`` holds other bytes already.
+            ``name`` holds other bytes already (what a crash left of a copy is replaced).
         SourceError
             A ``Span``'s source cannot be read, or changed since its head was read.
 
@@ -70,7 +70,7 @@ class OutputStore(Protocol):
         ...
 
     def exists(self, name: str, size: int) -> bool:
-        """Whether ``name`` is stored with this size (a cheap check, no read)."""
+        """Whether ``name`` is stored whole with this size (a cheap check: its head at most)."""
         ...
 
     def close(self) -> None:
@@ -141,6 +141,7 @@ class LocalStore:
         Few system calls, and none that a cache can spare (directories made before): on the
         ingest's writer thread each one hands the interpreter over and waits to get it back.
         A file of that name and size there already (a rerun) is compared, not written again.
+        A file there that is no whole copy, what a crash left, is replaced (``_left_by_crash``).
         """
         if ".." in Path(name).parts or Path(name).is_absolute():
             raise StoreError("refusing an output name outside the output directory")
@@ -148,8 +149,8 @@ class LocalStore:
         path = self.root / name
         size = sum(len(p) for p in parts)
         try:
-            if _size_of(path) == size:  # stored before (a rerun): compared, not written again
-                _hash_parts(parts, h)
+            if _size_of(path) == size and not _left_by_crash(path, parts, size):
+                _hash_parts(parts, h)  # stored before (a rerun): compared, not written again
                 return self._same_or_conflict(name, path, h.hexdigest(), size)
             self._make_parent(path)
             tmp = self._write_temporary(parts, h)
@@ -157,6 +158,8 @@ class LocalStore:
             try:
                 failpoints.hit(failpoints.COPY_TEMP_WRITTEN)
                 if not self._publish(tmp, path):  # stored before, or meanwhile by another writer
+                    if self._replaced(tmp, path, parts, size):
+                        return Digest(name, sha, size)
                     return self._same_or_conflict(name, path, sha, size)
             finally:
                 tmp.unlink(missing_ok=True)  # (renamed, where links fail)
@@ -214,6 +217,19 @@ class LocalStore:
                 tmp.replace(path)
         return True
 
+    def _replaced(self, tmp: Path, path: Path, parts: Sequence[Part], size: int) -> bool:
+        """Whether ``tmp`` took the place of what a crash left at ``path`` (see put).
+
+        Checked again under the lock: another thread of this process may have replaced it.
+        """
+        if not _left_by_crash(path, parts, size):
+            return False
+        with self._lock:
+            if not _left_by_crash(path, parts, size):
+                return False
+            tmp.replace(path)
+        return True
+
     def __getstate__(self) -> dict[str, object]:
         """For worker processes: the paths and id; the opening process keeps the lock file."""
         return {"root": self.root, "incoming": self.incoming, "output_id": self.output_id}
@@ -234,11 +250,21 @@ class LocalStore:
         )
 
     def exists(self, name: str, size: int) -> bool:
-        """Whether ``root/name`` exists with this size."""
+        """Whether ``root/name`` exists with this size, and begins as every copy does.
+
+        (Zeros of the right size are what a power cut can leave of a copy: not one.)
+        """
         try:
-            return (self.root / name).stat().st_size == size
+            fd = os.open(self.root / name, os.O_RDONLY)
         except OSError:
             return False
+        try:
+            head = os.pread(fd, PART10_HEAD, 0)
+            return os.fstat(fd).st_size == size and head[128:PART10_HEAD] == b"DICM"
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
 
 def _write_parts(fd: int, parts: Sequence[Part], h: hashlib._Hash) -> None:
@@ -264,6 +290,44 @@ def _hash_parts(parts: Sequence[Part], h: hashlib._Hash) -> None:
                 h.update(chunk)
         else:
             h.update(part)
+
+
+PART10_HEAD = 132  # a copy's preamble and "DICM": every copy begins with them
+
+
+def _left_by_crash(path: Path, parts: Sequence[Part], size: int) -> bool:
+    """Whether the file at ``path`` is no whole copy, but what a crash left of one.
+
+    Given its name before its data reached the disk, a copy is empty, zeros, or cut short
+    after a power cut: shorter than a preamble and "DICM", without "DICM" where every copy
+    has it, or the first bytes of this very copy (``parts``, ``size`` bytes). Another
+    object's copy is none of these: it is a conflict, never replaced.
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(PART10_HEAD)
+            if len(head) < PART10_HEAD or head[128:PART10_HEAD] != b"DICM":
+                return True
+            have = os.fstat(f.fileno()).st_size
+            if have >= size:
+                return False
+            f.seek(0)
+            return _begins(f, parts, have)
+    except FileNotFoundError:
+        return False  # removed meanwhile: nothing left to replace
+
+
+def _begins(f: BinaryIO, parts: Sequence[Part], n: int) -> bool:
+    """Whether the ``n`` bytes of ``f`` are the first ``n`` of ``parts``."""
+    for part in parts:
+        for chunk in part.chunks() if isinstance(part, Span) else (part,):
+            piece = memoryview(chunk)[:n]
+            if f.read(len(piece)) != piece:
+                return False
+            n -= len(piece)
+            if n == 0:
+                return True
+    return n == 0
 
 
 def _size_of(path: Path) -> int | None:

@@ -21,6 +21,8 @@ from indexer.spans import FileSpan, version_of
 from indexer.store import files
 from indexer.store.files import CopyConflictError, Digest, LocalStore
 
+HEAD = b"\0" * 128 + b"DICM"  # every copy begins so: what does not is what a crash left
+
 
 def _race(store: LocalStore, name: str, contents: list[bytes]) -> list[Digest | str]:
     """Every content put under ``name`` at once, one thread each."""
@@ -53,7 +55,7 @@ def test_racing_writers_of_one_name_store_it_once(tmp_path, monkeypatch, links):
     store = LocalStore(tmp_path)
     for round_ in range(20):
         name = f"study/series/{round_}.dcm"
-        a, b = b"A" * 5000 + bytes([round_]), b"B" * 5000 + bytes([round_])
+        a, b = HEAD + b"A" * 5000 + bytes([round_]), HEAD + b"B" * 5000 + bytes([round_])
         results = _race(store, name, [a, b])
         winners = [r for r in results if isinstance(r, Digest)]
         assert sorted(map(type, results), key=str) == sorted([Digest, str], key=str)
@@ -80,7 +82,7 @@ def test_writers_in_other_processes_never_overwrite(tmp_path):
     mp = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=mp) as pool:
         futures = [
-            pool.submit(_put_in_process, store, f"{i}.dcm", bytes([65 + j]) * 100_000)
+            pool.submit(_put_in_process, store, f"{i}.dcm", HEAD + bytes([65 + j]) * 100_000)
             for i in range(10)
             for j in range(2)
         ]
@@ -255,7 +257,7 @@ def test_a_damaged_id_refuses_the_output(tmp_path):
 def test_bytes_stored_before_are_compared_not_written_again(tmp_path, monkeypatch):
     store = LocalStore(tmp_path)
     try:
-        data = b"D" * 5000
+        data = HEAD + b"D" * 5000
         first = store.put("s/e/1.dcm", [data[:10], memoryview(data)[10:]])
         span_file = tmp_path / "source.bin"
         span_file.write_bytes(b"head" + data)
@@ -268,7 +270,49 @@ def test_bytes_stored_before_are_compared_not_written_again(tmp_path, monkeypatc
         assert store.put("s/e/1.dcm", [data]) == first
         assert store.put("s/e/1.dcm", [span]) == first  # pixel data from a file: read, compared
         with pytest.raises(CopyConflictError):
-            store.put("s/e/1.dcm", [b"E" * 5000])  # same size, other bytes
+            store.put("s/e/1.dcm", [HEAD + b"E" * 5000])  # same size, other bytes
         assert (tmp_path / "s/e/1.dcm").read_bytes() == data
+    finally:
+        store.close()
+
+
+COPY = HEAD + b"header and pixels " * 300
+
+
+@pytest.mark.parametrize(
+    "left",
+    [b"", b"\0" * len(COPY), COPY[:100], COPY[:5000]],
+    ids=["empty", "zeros", "no DICM yet", "cut short"],
+)
+def test_what_a_crash_left_of_a_copy_is_replaced(tmp_path, left):
+    """A power cut after a copy was named, before its data reached the disk, leaves these."""
+    store = LocalStore(tmp_path)
+    try:
+        (tmp_path / "s").mkdir()
+        (tmp_path / "s" / "x.dcm").write_bytes(left)
+        source = tmp_path / "source.bin"
+        source.write_bytes(b"head" + COPY[200:])
+        span = FileSpan(source, 4, 4 + len(COPY) - 200, version_of(source.stat()))
+        digest = store.put("s/x.dcm", [COPY[:200], span])  # pixel data from a file too
+        assert digest == Digest("s/x.dcm", hashlib.sha256(COPY).hexdigest(), len(COPY))
+        assert (tmp_path / "s" / "x.dcm").read_bytes() == COPY
+        assert list(store.incoming.iterdir()) == []
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "other",
+    [COPY[:-1] + b"!", COPY[:4000] + b"!" + COPY[4001:5000], COPY + b"more"],
+    ids=["same size", "shorter, not its beginning", "longer"],
+)
+def test_another_objects_copy_is_a_conflict_never_replaced(tmp_path, other):
+    store = LocalStore(tmp_path)
+    try:
+        (tmp_path / "s").mkdir()
+        (tmp_path / "s" / "x.dcm").write_bytes(other)
+        with pytest.raises(CopyConflictError):
+            store.put("s/x.dcm", [COPY])
+        assert (tmp_path / "s" / "x.dcm").read_bytes() == other
     finally:
         store.close()
