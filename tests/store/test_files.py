@@ -7,6 +7,7 @@ import hashlib
 import multiprocessing
 import os
 import pickle
+import stat
 import subprocess
 import sys
 import threading
@@ -228,6 +229,30 @@ def test_an_output_is_given_one_id_and_keeps_it(tmp_path, monkeypatch, links):
     tmp_path.rename(moved)
     assert _open_id(str(moved)) == first  # it moves with the directory
     assert [p.name for p in (moved / files.INCOMING).iterdir()] == []  # nothing left behind
+
+
+def test_an_outputs_id_is_on_disk_before_a_run_records_it(tmp_path, monkeypatch):
+    """A power cut must not leave the id file empty: runs have recorded the id it held."""
+    events: list[str] = []
+    fsync, link = os.fsync, os.link
+
+    def synced(fd: int) -> None:
+        st = os.fstat(fd)
+        events.append("directory synced" if stat.S_ISDIR(st.st_mode) else f"{st.st_size} synced")
+        fsync(fd)
+
+    def linked(src: Path, dst: Path) -> None:
+        events.append(f"named {Path(dst).name}")
+        link(src, dst)
+
+    monkeypatch.setattr(os, "fsync", synced)
+    monkeypatch.setattr(os, "link", linked)
+    store = LocalStore(tmp_path)
+    store.close()
+    assert events == ["37 synced", f"named {files.OUTPUT_ID_FILE}", "directory synced"]
+    events.clear()
+    LocalStore(tmp_path).close()  # it has its id: nothing written
+    assert events == []
 
 
 def test_stores_opening_one_output_at_once_agree_on_its_id(tmp_path):
