@@ -149,13 +149,15 @@ def test_a_killed_server_is_replaced_and_the_data_stays(state):
 def test_a_batch_the_sink_wrote_outlasts_a_killed_server(state):
     """An acknowledged batch is on disk: PostgreSQL marks it written on that acknowledgement.
 
-    Unjournaled, a SIGKILL straight after lost the last 4 to 20 documents of 500.
+    Unjournaled, a SIGKILL straight after lost the last 4 to 20 documents of 500. The
+    batch's study document is journaled, last, and so holds the wait for all of them.
     """
     body = "x" * 3000  # about an instance document's size
     for batch in range(3):
         sink = mongo.MongoSink(embedded_url(state), "kept")
         ids = [f"{batch}-{i:03d}" for i in range(500)]
-        sink.write(mongo.MongoDocs([{"_id": i, "body": body} for i in ids], [], []))
+        study = {"_id": "study", "n_instances": len(ids) * (batch + 1)}  # as a batch's study
+        sink.write(mongo.MongoDocs([{"_id": i, "body": body} for i in ids], [], [study]))
         sink.close()
         (killed,) = _servers(state)
         os.kill(killed, signal.SIGKILL)
