@@ -144,16 +144,15 @@ def unrecorded(storage: Path) -> list[int]:
 
     Starts still opening the storage are among them; none where there is no ``/proc``.
     """
-    found = []
     proc = Path("/proc")
+    if not proc.joinpath("self").exists():
+        return []
     recorded = _recorded(storage)
-    skip = {os.getpid(), recorded.pid if recorded is not None else -1}
+    skip = {os.getpid(), recorded.pid if recorded is not None else 0}
     with contextlib.suppress(OSError):
-        for entry in proc.iterdir():
-            pid = int(entry.name) if entry.name.isdigit() else -1
-            if pid not in skip and _ours(pid, storage):
-                found.append(pid)
-    return found if proc.joinpath("self").exists() else []
+        pids = [int(entry.name) for entry in proc.iterdir() if entry.name.isdigit()]
+        return [pid for pid in pids if pid not in skip and _ours(pid, storage)]
+    return []
 
 
 def _held_elsewhere(storage: Path) -> bool:
