@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import itertools
@@ -220,11 +221,14 @@ class LocalStore:
     def _replaced(self, tmp: Path, path: Path, parts: Sequence[Part], size: int) -> bool:
         """Whether ``tmp`` took the place of what a crash left at ``path`` (see put).
 
-        Checked again under the lock: another thread of this process may have replaced it.
+        Judged again while this thread holds the store's lock and this process the output
+        directory's (``flock``): writers in other threads and processes replace one at a
+        time, and a whole copy one of them put there is never overwritten. (No other writer
+        can name a copy there meanwhile: a name is only ever given where there is none.)
         """
         if not _left_by_crash(path, parts, size):
             return False
-        with self._lock:
+        with self._lock, _directory_locked(self.root):
             if not _left_by_crash(path, parts, size):
                 return False
             tmp.replace(path)
@@ -394,6 +398,18 @@ def _own_id(root: Path, incoming: Path) -> str:
     if (made := read_output_id(root)) is None:  # pragma: no cover - linked just now
         raise StoreError("cannot give the output directory its id")
     return made
+
+
+@contextlib.contextmanager
+def _directory_locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the directory ``path`` (where the file system has one)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):  # no locks here: the thread's lock is what there is
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _write_synced(path: Path, data: bytes) -> None:

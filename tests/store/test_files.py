@@ -78,8 +78,11 @@ def _put_in_process(store: LocalStore, name: str, content: bytes) -> str:
         return "conflict"
 
 
-def test_writers_in_other_processes_never_overwrite(tmp_path):
+@pytest.mark.parametrize("crash_left", [False, True], ids=["new names", "empty files there"])
+def test_writers_in_other_processes_never_overwrite(tmp_path, crash_left):
     store = LocalStore(tmp_path)  # pickled for the worker processes, as the ingest's is
+    for i in range(10 if crash_left else 0):
+        (tmp_path / f"{i}.dcm").write_bytes(b"")  # what a crash left: replaced by one of two
     mp = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=mp) as pool:
         futures = [
@@ -339,5 +342,35 @@ def test_another_objects_copy_is_a_conflict_never_replaced(tmp_path, other):
         with pytest.raises(CopyConflictError):
             store.put("s/x.dcm", [COPY])
         assert (tmp_path / "s" / "x.dcm").read_bytes() == other
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_writers_racing_to_replace_what_a_crash_left_store_one_copy(tmp_path, monkeypatch, links):
+    if not links:
+
+        def no_link(*_args: object, **_kwargs: object) -> None:
+            raise PermissionError
+
+        monkeypatch.setattr(os, "link", no_link)
+    store = LocalStore(tmp_path)
+    try:
+        for round_ in range(30):
+            name = f"s/e/{round_}.dcm"
+            (tmp_path / "s" / "e").mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(b"")  # what a crash left
+            a, b = COPY + b"A" + bytes([round_]), COPY + b"B" + bytes([round_])
+            results = _race(store, name, [a, b])
+            assert results.count("conflict") == 1  # the other object's copy: never replaced
+            (winner,) = [r for r in results if isinstance(r, Digest)]
+            stored = (tmp_path / name).read_bytes()
+            assert stored in (a, b)
+            assert winner.sha256 == hashlib.sha256(stored).hexdigest()
+            (tmp_path / name).write_bytes(COPY[:1000])  # cut short, this time
+            same = _race(store, name, [a, a, a])  # one object's copy thrice: all stored
+            assert all(isinstance(r, Digest) for r in same)
+            assert (tmp_path / name).read_bytes() == a
+        assert list(store.incoming.iterdir()) == []  # nothing left aside
     finally:
         store.close()
