@@ -25,6 +25,18 @@ from indexer.store.files import CopyConflictError, Digest, LocalStore
 HEAD = b"\0" * 128 + b"DICM"  # every copy begins so: what does not is what a crash left
 
 
+@pytest.fixture(params=[True, False], ids=["hard-links", "no-hard-links"])
+def links(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether the file system has hard links; without, the store renames under its lock."""
+    if not request.param:
+
+        def no_link(*_args: object, **_kwargs: object) -> None:
+            raise PermissionError
+
+        monkeypatch.setattr(os, "link", no_link)
+    return bool(request.param)
+
+
 def _race(store: LocalStore, name: str, contents: list[bytes]) -> list[Digest | str]:
     """Every content put under ``name`` at once, one thread each."""
     barrier = threading.Barrier(len(contents))
@@ -45,14 +57,8 @@ def _race(store: LocalStore, name: str, contents: list[bytes]) -> list[Digest | 
     return results
 
 
-@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
-def test_racing_writers_of_one_name_store_it_once(tmp_path, monkeypatch, links):
-    if not links:  # a file system without hard links: the rename under the lock
-
-        def no_link(*_args: object, **_kwargs: object) -> None:
-            raise PermissionError
-
-        monkeypatch.setattr(os, "link", no_link)
+@pytest.mark.usefixtures("links")
+def test_racing_writers_of_one_name_store_it_once(tmp_path):
     store = LocalStore(tmp_path)
     for round_ in range(20):
         name = f"study/series/{round_}.dcm"
@@ -215,14 +221,8 @@ def _open_id(root: str) -> str:
         store.close()
 
 
-@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
-def test_an_output_is_given_one_id_and_keeps_it(tmp_path, monkeypatch, links):
-    if not links:
-
-        def no_link(*_args: object, **_kwargs: object) -> None:
-            raise PermissionError
-
-        monkeypatch.setattr(os, "link", no_link)
+@pytest.mark.usefixtures("links")
+def test_an_output_is_given_one_id_and_keeps_it(tmp_path):
     assert files.read_output_id(tmp_path) is None  # none before a store opens it
     first = _open_id(str(tmp_path))
     assert str(uuid.UUID(first)) == first
@@ -346,14 +346,8 @@ def test_another_objects_copy_is_a_conflict_never_replaced(tmp_path, other):
         store.close()
 
 
-@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
-def test_writers_racing_to_replace_what_a_crash_left_store_one_copy(tmp_path, monkeypatch, links):
-    if not links:
-
-        def no_link(*_args: object, **_kwargs: object) -> None:
-            raise PermissionError
-
-        monkeypatch.setattr(os, "link", no_link)
+@pytest.mark.usefixtures("links")
+def test_writers_racing_to_replace_what_a_crash_left_store_one_copy(tmp_path):
     store = LocalStore(tmp_path)
     try:
         for round_ in range(30):
