@@ -317,8 +317,8 @@ def _left_by_crash(path: Path, parts: Sequence[Part], size: int) -> bool:
                 return False
             f.seek(0)
             return _begins(f, parts, have)
-    except FileNotFoundError:
-        return False  # removed meanwhile: nothing left to replace
+    except OSError:  # removed meanwhile, a folder, unreadable: nothing a crash left
+        return False
 
 
 def _begins(f: BinaryIO, parts: Sequence[Part], n: int) -> bool:

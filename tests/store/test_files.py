@@ -346,6 +346,18 @@ def test_another_objects_copy_is_a_conflict_never_replaced(tmp_path, other):
         store.close()
 
 
+def test_a_folder_at_a_copys_name_is_a_conflict_of_that_copy_only(tmp_path):
+    store = LocalStore(tmp_path)
+    try:
+        (tmp_path / "s" / "x.dcm").mkdir(parents=True)
+        with pytest.raises(CopyConflictError):
+            store.put("s/x.dcm", [COPY])
+        assert (tmp_path / "s" / "x.dcm").is_dir()
+        assert store.put("s/y.dcm", [COPY]).size == len(COPY)  # the store goes on
+    finally:
+        store.close()
+
+
 @pytest.mark.usefixtures("links")
 def test_writers_racing_to_replace_what_a_crash_left_store_one_copy(tmp_path):
     store = LocalStore(tmp_path)
