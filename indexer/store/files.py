@@ -264,7 +264,7 @@ class LocalStore:
             return False
         try:
             head = os.pread(fd, PART10_HEAD, 0)
-            return os.fstat(fd).st_size == size and head[128:PART10_HEAD] == b"DICM"
+            return os.fstat(fd).st_size == size and _begins_as_copy(head)
         except OSError:
             return False
         finally:
@@ -299,6 +299,11 @@ def _hash_parts(parts: Sequence[Part], h: hashlib._Hash) -> None:
 PART10_HEAD = 132  # a copy's preamble and "DICM": every copy begins with them
 
 
+def _begins_as_copy(head: bytes) -> bool:
+    """Whether a file's first ``PART10_HEAD`` bytes are a preamble and "DICM", as a copy's."""
+    return len(head) == PART10_HEAD and head[128:] == b"DICM"
+
+
 def _left_by_crash(path: Path, parts: Sequence[Part], size: int) -> bool:
     """Whether the file at ``path`` is no whole copy, but what a crash left of one.
 
@@ -310,7 +315,7 @@ def _left_by_crash(path: Path, parts: Sequence[Part], size: int) -> bool:
     try:
         with path.open("rb") as f:
             head = f.read(PART10_HEAD)
-            if len(head) < PART10_HEAD or head[128:PART10_HEAD] != b"DICM":
+            if not _begins_as_copy(head):
                 return True
             have = os.fstat(f.fileno()).st_size
             if have >= size:
