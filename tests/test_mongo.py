@@ -41,7 +41,9 @@ def mdb(mongo_url, mongo_db):
 
 
 def _all_docs(mdb) -> dict[str, list[dict]]:
-    return {n: sorted(mdb[n].find(), key=lambda d: d["_id"]) for n in mdb.list_collection_names()}
+    """The index's documents (``write_marks`` counts writes: it is not the index)."""
+    names = set(mdb.list_collection_names()) - {mongo.WRITE_MARKS}
+    return {n: sorted(mdb[n].find(), key=lambda d: d["_id"]) for n in names}
 
 
 def test_documents_agree_with_rows_and_hold_no_phi(cli, archive, tmp_path, engine, mdb):
@@ -104,6 +106,11 @@ def test_validator_rejects_a_bad_document(cli, archive, tmp_path, mdb):
     assert e.value.code == 121
     with pytest.raises(WriteError):
         mdb.studies.insert_one({"_id": "1.2.3", "patient_id": "x"})  # counts missing
+    (mark,) = mdb[mongo.WRITE_MARKS].find()  # raised by each batch's write: nothing else
+    assert mark["_id"] == "writes"
+    assert mark["n"] >= 1
+    with pytest.raises(WriteError):
+        mdb[mongo.WRITE_MARKS].insert_one({"_id": "1.2.3", "n": 1, "note": "not a counter"})
 
 
 def test_readme_example_queries(cli, archive, tmp_path, mdb):

@@ -2,8 +2,8 @@
 
 Documents are built from PostgreSQL rows (the source of truth) after the batch commits and
 written with unordered bulk upserts, journaled (``MongoSink.write``), so writing the same
-batch twice changes nothing, and a batch MongoDB acknowledged stays written if its server is
-killed.
+batch twice leaves the index's documents as they were, and a batch MongoDB acknowledged
+stays written if its server is killed.
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ from indexer.store import mongo_server
 logger = logging.getLogger(__name__)
 
 INSTANCES, SERIES, STUDIES = "instances", "series", "studies"
+WRITE_MARKS = "write_marks"  # one counter: each batch's last write, journaled (``write``)
 VALIDATORS = {
     INSTANCES: "mongo-instance.schema.json",
     SERIES: "mongo-series.schema.json",
     STUDIES: "mongo-study.schema.json",
+    WRITE_MARKS: "mongo-write-mark.schema.json",
 }
 INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     INSTANCES: [
@@ -48,6 +50,7 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
         [("modalities", ASCENDING), ("study_month", ASCENDING)],
         [("accession_number", ASCENDING)],
     ],
+    WRITE_MARKS: [],
 }
 
 
@@ -118,28 +121,32 @@ class MongoSink:
         PostgreSQL marks the batch written once this returns, so the acknowledgement must
         outlast the server: without the journal, acknowledged writes sit in the storage
         engine's log buffer a while (a killed SecantusDB server lost the last 4 to 20 of 500
-        documents; a mongod loses up to a journal interval's on a power cut). The studies go
-        last and journaled (``j``): the journal is written in order, so waiting for theirs
-        waits for the batch's. One wait a batch on a mongod; on SecantusDB, which syncs each
-        journaled document, one sync a study instead of one a document (1,003 instances'
-        documents: 5.4-8.1 s all journaled, 4.9-5.5 s so, 4.7-5.0 s with no journal).
-        SecantusDB syncs nothing for a document that stays the same: a batch that only
-        rewrites instances (`sync --all` after a loss) may then stay in its buffer until
-        later writes; `check` would find them lost again.
+        documents; a mongod loses up to a journal interval's on a power cut). The journal is
+        written in order, so the batch's last write alone waits for it (``j``): one wait a
+        batch, where journaling each document made SecantusDB sync once per document (1,003
+        instances' documents: 5.4-8.1 s all journaled, 4.7-5.0 s with no journal). That last
+        write raises a counter in ``write_marks``: SecantusDB syncs nothing for a write that
+        changes no document, so a journaled study that stayed the same (`sync --all`
+        rewriting lost instances) let a killed server lose the repaired ones again.
         """
         try:
             for collection, items in (
-                (self.db[INSTANCES], docs.instances),
-                (self.db[SERIES], docs.series),
-                (self._journaled[STUDIES], docs.studies),
+                (INSTANCES, docs.instances),
+                (SERIES, docs.series),
+                (STUDIES, docs.studies),
             ):
                 if items:
-                    collection.bulk_write(
+                    self.db[collection].bulk_write(
                         [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in items],
                         ordered=False,
                     )
+            self._mark()
         except PyMongoError as e:
             raise _error("write", e) from None
+
+    def _mark(self) -> None:
+        """Raise the write counter, journaled: on disk, with every write before it, on return."""
+        self._journaled[WRITE_MARKS].update_one({"_id": "writes"}, {"$inc": {"n": 1}}, upsert=True)
 
     def counts(self) -> dict[str, int]:
         """Documents per collection."""
@@ -160,7 +167,8 @@ class MongoSink:
     def delete(self, collection: str, ids: Sequence[str]) -> int:
         """Delete documents by _id; how many there were."""
         try:
-            gone = self._journaled[collection].delete_many({"_id": {"$in": list(ids)}})
+            gone = self.db[collection].delete_many({"_id": {"$in": list(ids)}})
+            self._mark()
             return int(gone.deleted_count)
         except PyMongoError as e:
             raise _error("delete", e) from None

@@ -146,11 +146,17 @@ def test_a_killed_server_is_replaced_and_the_data_stays(state):
         assert client["kept"]["docs"].count_documents({}) == 1
 
 
+def _killed(state: Path) -> None:
+    (server,) = _servers(state)
+    os.kill(server, signal.SIGKILL)
+    _until(lambda: _servers(state) == [], "the killed server is still there")
+
+
 def test_a_batch_the_sink_wrote_outlasts_a_killed_server(state):
     """An acknowledged batch is on disk: PostgreSQL marks it written on that acknowledgement.
 
     Unjournaled, a SIGKILL straight after lost the last 4 to 20 documents of 500. The
-    batch's study document is journaled, last, and so holds the wait for all of them.
+    batch's last write is journaled, and so holds the wait for all of them.
     """
     body = "x" * 3000  # about an instance document's size
     for batch in range(3):
@@ -159,12 +165,34 @@ def test_a_batch_the_sink_wrote_outlasts_a_killed_server(state):
         study = {"_id": "study", "n_instances": len(ids) * (batch + 1)}  # as a batch's study
         sink.write(mongo.MongoDocs([{"_id": i, "body": body} for i in ids], [], [study]))
         sink.close()
-        (killed,) = _servers(state)
-        os.kill(killed, signal.SIGKILL)
-        _until(lambda: _servers(state) == [], "the killed server is still there")
+        _killed(state)
         again = mongo.MongoSink(embedded_url(state), "kept")
         assert set(again.ids_after(mongo.INSTANCES, f"{batch}-", 1000)) >= set(ids)
         again.close()
+
+
+def test_a_repair_that_leaves_the_studies_unchanged_outlasts_a_killed_server(state):
+    """`sync --all` after a loss rewrites lost instances; their study stays as it was.
+
+    SecantusDB syncs nothing for a write that changes nothing, so the journaled study alone
+    did not wait for the repaired instances: a SIGKILL straight after lost them again.
+    """
+    body = "x" * 3000
+    ids = [f"i-{i:03d}" for i in range(500)]
+    docs = mongo.MongoDocs(
+        [{"_id": i, "body": body} for i in ids], [{"_id": "series"}], [{"_id": "study"}]
+    )
+    sink = mongo.MongoSink(embedded_url(state), "kept")
+    sink.write(docs)
+    for round_ in range(3):
+        lost = ids[round_ * 100 : round_ * 100 + 300]
+        assert sink.delete(mongo.INSTANCES, lost) == len(lost)  # the loss, on disk
+        sink.write(docs)  # the repair: only instances change
+        sink.close()
+        _killed(state)
+        sink = mongo.MongoSink(embedded_url(state), "kept")
+        assert set(sink.ids_after(mongo.INSTANCES, None, 1000)) == set(ids), round_
+    sink.close()
 
 
 LISTENER = """
