@@ -684,10 +684,10 @@ def check_copies_cmd(
 ) -> None:
     """Check output directories against the index's copies: all there, whole, no others.
 
-    Each copy the index places in an OUT must be there with its size (with --content, its
-    SHA-256 too), and every copy there must be one it places there; exit 1 otherwise. An
-    output is known by the id it keeps in itself (.dicom-index-output): a directory moved
-    since its ingest is checked as well.
+    Each copy the index places in an OUT must be there with its size, beginning as a copy
+    does (with --content, its SHA-256 too), and every copy there must be one it places
+    there; exit 1 otherwise. An output is known by the id it keeps in itself
+    (.dicom-index-output): a directory moved since its ingest is checked as well.
     """
     settings = _settings(ctx)
     database = _role_db(settings, "reader")
@@ -711,7 +711,7 @@ def _print_copy_check(report: copycheck.CopyCheck, content: bool) -> None:
     compared = "sizes and contents" if content else "sizes"
     click.echo(
         f"output {r.output_id}: {r.checked} copies checked ({compared}), {r.missing} missing, "
-        f"{r.unreadable} unreadable, {r.other_size} of another size"
+        f"{r.unreadable} unreadable, {r.other_size} of another size, {r.damaged} damaged"
         + (f", {r.other_content} with other content" if content else "")
         + f"; {r.not_indexed} not indexed here"
     )
@@ -719,7 +719,7 @@ def _print_copy_check(report: copycheck.CopyCheck, content: bool) -> None:
         click.echo(f"  {line}")
     if r.problems > len(r.examples):
         click.echo(f"  ... and {r.problems - len(r.examples)} more")
-    if r.missing + r.unreadable + r.other_size + r.other_content:
+    if r.missing + r.unreadable + r.other_size + r.damaged + r.other_content:
         click.echo(
             "to mend: `dicom-index ingest` of the same sources into this output writes missing "
             "copies and what a crash left of them again (remove first a copy whose content differs)"

@@ -36,6 +36,7 @@ class CopyCheck:
     missing: int = 0
     unreadable: int = 0
     other_size: int = 0
+    damaged: int = 0  # the right size, but not a copy's first bytes (what a crash leaves)
     other_content: int = 0  # only when contents are compared
     not_indexed: int = 0  # copies here that the index does not place here
     examples: list[str] = field(default_factory=list)
@@ -44,7 +45,12 @@ class CopyCheck:
     def problems(self) -> int:
         """How many copies are missing, unreadable, differ, or are not indexed."""
         return (
-            self.missing + self.unreadable + self.other_size + self.other_content + self.not_indexed
+            self.missing
+            + self.unreadable
+            + self.other_size
+            + self.damaged
+            + self.other_content
+            + self.not_indexed
         )
 
     def found(self, problem: str, name: str) -> None:
@@ -63,8 +69,9 @@ def check_copies(
 ) -> CopyCheck:
     """Check the output at ``root`` against the index.
 
-    Every copy the index places there must exist with its size (and, with ``content``, its
-    SHA-256); every copy there must be one the index places there.
+    Every copy the index places there must exist with its size, beginning as a copy does
+    (and, with ``content``, with its SHA-256); every copy there must be one the index places
+    there.
     """
     copies = LocalCopies(root)
     if copies.output_id is None:
@@ -95,11 +102,14 @@ def check_copies(
 def _problem(copies: LocalCopies, c: sql.IndexedCopy, *, content: bool) -> str | None:
     """What is wrong with the copy ``c`` in ``copies`` (a CopyCheck counter), or None."""
     try:
-        size = copies.size(c.name)
-        if size is None:
+        found = copies.look(c.name)
+        if found is None:
             return "missing"
+        size, begins_as_copy = found
         if size != c.size:
             return "other_size"
+        if not begins_as_copy:
+            return "damaged"
         if content and copies.sha256(c.name) != c.sha256:
             return "other_content"
     except StoreError:  # no permission, an I/O error: the copy cannot be vouched for

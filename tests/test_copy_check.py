@@ -51,7 +51,7 @@ def test_a_whole_output_passes(sql_only, tmp_path):
     _ingest(sql_only, archive, out)
     p = sql_only("check-copies", str(out), "--content")
     assert f"output {read_output_id(out)}: 6 copies checked (sizes and contents)" in p.stdout
-    assert "0 missing, 0 unreadable, 0 of another size, 0 with other content" in p.stdout
+    assert "0 missing, 0 unreadable, 0 of another size, 0 damaged, 0 with other content" in p.stdout
     assert "; 0 not indexed here" in p.stdout
     assert "not checked" not in p.stdout
 
@@ -75,7 +75,9 @@ def test_each_difference_is_found_and_named_without_phi(sql_only, tmp_path):
     out.rename(moved)  # the output is known by its id, wherever it is
 
     p = sql_only("check-copies", str(moved), check=1)
-    assert "6 copies checked (sizes), 1 missing, 0 unreadable, 1 of another size;" in p.stdout
+    assert "6 copies checked (sizes), 1 missing, 0 unreadable, 1 of another size, 0 damaged;" in (
+        p.stdout
+    )
     assert "; 2 not indexed here" in p.stdout
     assert f"missing: {gone.relative_to(out).as_posix()}" in p.stdout
     assert f"other size: {cut.relative_to(out).as_posix()}" in p.stdout
@@ -106,16 +108,20 @@ def test_a_rerun_writes_again_the_copies_a_crash_left_empty_zeroed_or_cut(sql_on
     empty.write_bytes(b"")
     zeroed.write_bytes(b"\0" * len(whole[zeroed]))
     cut.write_bytes(whole[cut][: len(whole[cut]) // 2])
-    p = sql_only("check-copies", str(out), "--content", check=1)
-    assert "2 of another size, 1 with other content" in p.stdout
-    assert "to mend: `dicom-index ingest` of the same sources into this output" in p.stdout
+    for how in ((), ("--content",)):  # the zeroed one by its first bytes: no need to hash
+        p = sql_only("check-copies", str(out), *how, check=1)
+        assert "1 missing" not in p.stdout
+        assert "2 of another size, 1 damaged" in p.stdout
+        assert f"damaged: {zeroed.relative_to(out).as_posix()}" in p.stdout
+        assert "to mend: `dicom-index ingest` of the same sources into this output" in p.stdout
+    assert "0 with other content" in p.stdout
 
     summary = _ingest(sql_only, archive, out)
     assert summary["files_failed"] == 0
     assert summary["files_unchanged"] == 3  # the three whole copies: not read again
     assert {c: c.read_bytes() for c in _copies(out)} == whole
     p = sql_only("check-copies", str(out), "--content")
-    assert "0 missing, 0 unreadable, 0 of another size, 0 with other content" in p.stdout
+    assert "0 missing, 0 unreadable, 0 of another size, 0 damaged, 0 with other content" in p.stdout
     assert "to mend" not in p.stdout
 
 
@@ -198,7 +204,7 @@ def test_a_directory_that_is_no_output_is_refused(sql_only, tmp_path):
 
 
 def test_progress_counts_only_the_bytes_read(sql_only, tmp_path, engine):
-    """Without --content no copy is read: MB/s would count bytes that never moved."""
+    """Without --content no copy is read whole: MB/s would count bytes that never moved."""
     from indexer import copycheck  # noqa: PLC0415
     from indexer.store import db  # noqa: PLC0415
 

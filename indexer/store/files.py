@@ -464,16 +464,21 @@ class LocalCopies:
         self.root = root
         self.output_id = read_output_id(root)
 
-    def size(self, name: str) -> int | None:
-        """The size of the copy ``name``; None where there is no such file."""
+    def look(self, name: str) -> tuple[int, bool] | None:
+        """The size of the copy ``name`` and whether it begins as every copy does.
+
+        None where there is no such file. (Zeros, or bytes of no copy, at its start: what a
+        power cut can leave of a copy named before its data reached the disk.)
+        """
         path = self._path(name)
         try:
-            st = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
+            with path.open("rb") as f:
+                head = f.read(PART10_HEAD)
+                return os.fstat(f.fileno()).st_size, _begins_as_copy(head)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except OSError as e:
             raise StoreError(f"cannot read a copy ({os_reason(e)})") from None
-        return st.st_size if path.is_file() else None
 
     def sha256(self, name: str) -> str:
         """The SHA-256 of the copy ``name`` (read whole, in chunks)."""
