@@ -102,8 +102,10 @@ class Plan:
     ) -> Decision:
         """A private element: kept only if known safe under Retain Safe Private (E.3.10).
 
-        The table's private row decides: basic X removes every private element; the option's
-        C keeps those known safe, by the list or by the object itself:
+        The table's private row decides: basic X removes every private element. Under the
+        option's C, an element the object itself declares identifying gets the action it
+        gives (``declared_action``: D, Z, X or U); the others are kept if known safe, by the
+        list or by the object:
 
         - listed in Table E.3.10-1 (by creator, group and element), with the VR listed and a
           value (in ``ds``, the data set holding it) valid for it. Another VR, or a value
@@ -119,6 +121,9 @@ class Plan:
         if self.private.action is not Action.CLEAN:
             return self.private
         source = self.private.source
+        declared = declared_action(ds, tag, creator) if ds is not None else None
+        if declared is not None:  # the object's own word on this element: before any list
+            return self._declared(declared, vr, source)
         listed = (
             self.safe_private.get((creator.strip(), tag >> 16, tag & 0xFF))
             if creator is not None
@@ -139,6 +144,19 @@ class Plan:
         if ds is not None and not fits(listed or vr, ds.get_item(tag)):
             return Decision(Action.REMOVE, f"{source}: listed, its value no valid {listed or vr}")
         return Decision(Action.KEEP, f"{source}: {why}")
+
+    def _declared(self, action: Action, vr: str, source: str) -> Decision:
+        """A Deidentification Action (0008,0307) an object gives its element, as applied.
+
+        U is for UIDs (kept under Retain UIDs); D of a sequence cleans its items as D of a
+        public one does. What cannot be applied to the element's VR removes it.
+        """
+        why = f"{source}: the object declares it identifying (0008,0306), action {action.value}"
+        if action is Action.UID and vr == "UI" and Option.RETAIN_UIDS in self.options:
+            return Decision(Action.KEEP, f"{why}, a UID kept (Retain UIDs)")
+        if action is Action.UID and vr != "UI":
+            return Decision(Action.REMOVE, f"{why}, not a UID: removed")
+        return Decision(action, why)
 
     def decide(self, tag: int, vr: str) -> Decision:
         """Return the decision for an element with this tag and VR."""
@@ -277,37 +295,83 @@ GROUP_REF, CREATOR_REF = 0x00080301, 0x00080302  # the block described: group, c
 BLOCK_STATUS, NONIDENTIFYING = 0x00080303, 0x00080304  # SAFE / MIXED, safe elements of MIXED
 
 
+ACTIONS_SEQUENCE = 0x00080305  # Deidentification Action Sequence, in an item of the above
+IDENTIFYING, DEID_ACTION = 0x00080306, 0x00080307  # elements (low bytes) and their action
+_DECLARED_ACTIONS = {a.value: a for a in (Action.DUMMY, Action.ZERO, Action.REMOVE, Action.UID)}
+_DECLARATION_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+
+
 def declared_safe(ds: Dataset, tag: int, creator: str | None) -> bool:
     """Whether ``ds`` declares its private element ``tag`` free of identifying information.
 
     Its Private Data Element Characteristics Sequence names the block by group and creator:
     Block Identifying Information Status SAFE declares the whole block, MIXED the elements
-    listed (by their low byte) in Nonidentifying Private Elements. A damaged sequence
-    declares nothing. Only the data set holding it is described: an item's blocks are not.
+    listed (by their low byte) in Nonidentifying Private Elements. An element it also lists
+    as identifying (``declared_action``) is not. A damaged sequence declares nothing. Only
+    the data set holding it is described: an item's blocks are not.
     """
-    if creator is None or CHARACTERISTICS not in ds:
-        return False
     try:
-        items = ds[CHARACTERISTICS].value or ()
-        for item in items:
-            if item.get(GROUP_REF) is None or item[GROUP_REF].value != tag >> 16:
-                continue
-            name = item.get(CREATOR_REF)
-            if name is None or str(name.value).strip() != creator.strip():
-                continue
-            found = item.get(BLOCK_STATUS)
-            status = str(found.value).strip() if found is not None else ""
-            if status == "SAFE":
-                return True
-            if status == "MIXED":
-                listed = item.get(NONIDENTIFYING)
-                value = listed.value if listed is not None else None
-                numbers = value if isinstance(value, MultiValue | list) else [value]
-                return tag & 0xFF in numbers
+        item = _description(ds, tag, creator)
+        if item is None or _identifying(item, tag) is not None:
             return False
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+        found = item.get(BLOCK_STATUS)
+        status = str(found.value).strip() if found is not None else ""
+        if status == "SAFE":
+            return True
+        if status == "MIXED":
+            return tag & 0xFF in _numbers(item.get(NONIDENTIFYING))
+    except _DECLARATION_ERRORS:
         return False
     return False
+
+
+def declared_action(ds: Dataset, tag: int, creator: str | None) -> Action | None:
+    """The action ``ds`` gives its private element ``tag`` as identifying; None if none.
+
+    An item of the block's Deidentification Action Sequence lists the element (its low
+    byte) in Identifying Private Elements with a Deidentification Action: D, Z, X or U (PS3.3
+    C.12.1.1.7). Any other action removes it. A damaged sequence declares nothing.
+    """
+    try:
+        item = _description(ds, tag, creator)
+        return _identifying(item, tag) if item is not None else None
+    except _DECLARATION_ERRORS:
+        return None
+
+
+def _description(ds: Dataset, tag: int, creator: str | None) -> Dataset | None:
+    """The item of ``ds``'s Private Data Element Characteristics describing ``tag``'s block."""
+    if creator is None or CHARACTERISTICS not in ds:
+        return None
+    for item in ds[CHARACTERISTICS].value or ():
+        if item.get(GROUP_REF) is None or item[GROUP_REF].value != tag >> 16:
+            continue
+        name = item.get(CREATOR_REF)
+        if name is None or str(name.value).strip() != creator.strip():
+            continue
+        return item  # type: ignore[no-any-return]
+    return None
+
+
+def _identifying(item: Dataset, tag: int) -> Action | None:
+    """The action ``item`` (a block's description) gives ``tag`` as identifying, if any."""
+    actions = item.get(ACTIONS_SEQUENCE)
+    for entry in (actions.value or ()) if actions is not None else ():
+        if tag & 0xFF in _numbers(entry.get(IDENTIFYING)):
+            found = entry.get(DEID_ACTION)
+            code = str(found.value).strip() if found is not None else ""
+            return _DECLARED_ACTIONS.get(code, Action.REMOVE)
+    return None
+
+
+def _numbers(element: object) -> list[int]:
+    """The values of a US element (one or many); ValueError if it holds other values."""
+    value = getattr(element, "value", None)
+    values = list(value) if isinstance(value, MultiValue | list) else [value]
+    numbers = [v for v in values if type(v) is int]
+    if len(numbers) != len(values):
+        raise ValueError  # damaged: what it names cannot be told
+    return numbers
 
 
 def _creator(ds: Dataset, tag: int) -> str | None:

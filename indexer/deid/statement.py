@@ -188,6 +188,7 @@ def _private(plan: Plan) -> dict[str, Any]:
         listed = plan.safe_private
         out["safe_private_edition"] = safe_private_edition()
         out["declared_safe_blocks"] = True
+        out["declared_actions"] = True
         out["retained"] = [dict(r) for r in safe_private_rows() if safe_private_key(r) in listed]
     keeps = [
         r.name for r in plan.rules.rules if r.selector.private_creator and r.method != "remove"
@@ -229,7 +230,8 @@ def render(doc: Mapping[str, Any]) -> str:
                 f"Private attributes: removed, except the {len(retained)} safe private "
                 "attributes of Table E.3.10-1 below (with their listed VR and a valid value), "
                 "and blocks an object declares safe in its Private Data Element "
-                "Characteristics (0008,0300)"
+                "Characteristics (0008,0300); an element the object declares identifying "
+                "there gets the Deidentification Action (0008,0307) it gives"
             ),
             f"Table E.3.10-1: {private['safe_private_edition']}",
             "Safe private attributes retained:",

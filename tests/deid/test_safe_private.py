@@ -178,7 +178,17 @@ def test_deid_then_verify_with_the_option(tmp_path, offline_cli):
 ACME = "ACME IMAGING 1.1"  # on no list: only the object's own declaration keeps its elements
 
 
-def _declaring(status: str, *, safe: list[int] | None = None, group: int = 0x0033) -> Dataset:
+def _declaring(
+    status: str,
+    *,
+    safe: list[int] | None = None,
+    group: int = 0x0033,
+    actions: dict[str, list[int]] | None = None,
+) -> Dataset:
+    """An object with ACME's block (0033,1010-1013) described as ``status``.
+
+    ``actions``: its Deidentification Action Sequence, elements (low bytes) by action code.
+    """
     ds = make_instance(1, 1, 1, 3, marker=MARKER)
     block = ds.private_block(0x0033, ACME, create=True)
     block.add_new(0x10, "DS", "0.75")
@@ -191,6 +201,14 @@ def _declaring(status: str, *, safe: list[int] | None = None, group: int = 0x003
     described.BlockIdentifyingInformationStatus = status
     if safe is not None:
         described.NonidentifyingPrivateElements = safe
+    if actions is not None:
+        entries = []
+        for code, elements in actions.items():
+            entry = Dataset()
+            entry.IdentifyingPrivateElements = elements
+            entry.DeidentificationAction = code
+            entries.append(entry)
+        described.DeidentificationActionSequence = entries
     ds.PrivateDataElementCharacteristicsSequence = [described]
     return ds
 
@@ -219,6 +237,61 @@ def test_a_mixed_block_keeps_only_the_elements_declared_safe():
     assert 0x00331013 not in kept
     one = _private(_declared_out(_declaring("MIXED", safe=[0x11])))  # a single value
     assert set(one) == {0x00330010, 0x00331011}
+
+
+def test_elements_a_safe_block_declares_identifying_get_the_action_it_gives():
+    ds = _declaring("SAFE", actions={"D": [0x11], "Z": [0x12], "U": [0x13]})
+    ds.private_block(0x0033, ACME).add_new(0x14, "LO", f"{MARKER} removed")
+    extra = Dataset()
+    extra.IdentifyingPrivateElements = 0x14  # a single value
+    extra.DeidentificationAction = "X"
+    ds.PrivateDataElementCharacteristicsSequence[0].DeidentificationActionSequence.append(extra)
+    out = _declared_out(ds)
+    kept = _private(out)
+    assert kept[0x00331010] == "0.75"  # declared safe, not identifying: as read
+    assert kept[0x00331011] == "ANONYMIZED"  # D: a dummy of its VR
+    assert kept[0x00331012] in ("", None)  # Z: there, empty
+    assert 0x00331012 in out
+    assert kept[0x00331013] == out.SeriesInstanceUID  # U: the same pseudonym as the public UID
+    assert 0x00331014 not in out  # X
+    assert MARKER not in to_bytes(out).decode("latin-1")
+
+
+def test_a_declared_action_outranks_the_declaration_of_the_element_as_safe():
+    ds = _declaring("MIXED", safe=[0x10, 0x11], actions={"Z": [0x11]})
+    kept = _private(_declared_out(ds))
+    assert kept[0x00331010] == "0.75"
+    assert kept[0x00331011] in ("", None)
+    assert set(kept) == {0x00330010, 0x00331010, 0x00331011}
+
+
+@pytest.mark.parametrize(
+    ("actions", "options", "expected"),
+    [
+        ({"Q": [0x11]}, (), None),  # no action of PS3.3's: removed
+        ({"U": [0x11]}, (), None),  # U of a text: removed
+        ({"U": [0x13]}, ("retain-uids",), "kept"),  # U under Retain UIDs: as read
+        ({"D": [0x11]}, None, None),  # without Retain Safe Private: every private removed
+    ],
+)
+def test_declared_actions_that_cannot_apply(actions, options, expected):
+    ds = _declaring("SAFE", actions=actions)
+    original = ds.private_block(0x0033, ACME)[0x13].value
+    tag = 0x00331000 | actions[next(iter(actions))][0]
+    chosen = ("retain-safe-private", *options) if options is not None else ()
+    out = _declared_out(ds, chosen)
+    if expected is None:
+        assert tag not in out
+    else:
+        assert out[tag].value == original
+
+
+def test_a_damaged_action_sequence_makes_the_declaration_void():
+    """What it names identifying cannot be told: nothing of the block is kept."""
+    ds = _declaring("SAFE", actions={"D": [0x11]})
+    entry = ds.PrivateDataElementCharacteristicsSequence[0].DeidentificationActionSequence[0]
+    entry.add_new(0x00080306, "LO", "not numbers")  # Identifying Private Elements as text
+    assert not _private(_declared_out(ds))
 
 
 @pytest.mark.parametrize(

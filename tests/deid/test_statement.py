@@ -125,6 +125,7 @@ def test_retain_safe_private_lists_the_attributes_it_keeps():
         retained[0].items()
     )
     assert doc["private"]["declared_safe_blocks"] is True
+    assert doc["private"]["declared_actions"] is True
     assert "2020 edition" in doc["private"]["safe_private_edition"]
     jsonschema.validate(doc, load_schema("profile.schema.json"))
     text = statement.render(doc)
