@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import time
@@ -17,7 +20,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from indexer.errors import StoreError
+from indexer.durable import sync_directory, write_synced
+from indexer.errors import StoreError, os_reason
 
 logger = logging.getLogger(__name__)
 SETUP_LOCK = 0x4449434F  # "DICO": an advisory lock, one schema upgrade or grant at a time
@@ -39,8 +43,18 @@ def normalize_url(url: str) -> str:
     return url
 
 
+INIT_MARK = "pg.initializing"  # beside pg/: a new cluster is being made (gone once it runs)
+START_LOCK = "pg.start.lock"  # beside pg/: one start at a time (flock)
+
+
 def embedded_url(state_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL server in ``state_dir/pg``; return its URL.
+
+    A new cluster is made (``initdb``) under a mark on the disk, removed once its server
+    runs: a command killed meanwhile (SIGKILL, a power cut) leaves the mark and half a
+    cluster, which no server can start. The next start removes that cluster and makes it
+    anew; it held nothing yet. Starts take turns, so none takes another's making for a
+    dead one.
 
     Raises
     ------
@@ -51,6 +65,81 @@ def embedded_url(state_dir: Path) -> str:
     pgdata = (state_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     _quiet_wheel()
+    mark = pgdata.with_name(INIT_MARK)
+    with _start_lock(pgdata.with_name(START_LOCK)):
+        if mark.exists():
+            _remove_unfinished(pgdata)
+        new = not (pgdata / "PG_VERSION").exists()
+        if new:
+            write_synced(mark, b"")
+            sync_directory(pgdata.parent)
+        url = _start(pgdata)
+        if new:
+            mark.unlink()
+            sync_directory(pgdata.parent)  # gone before anything is stored in the cluster
+    return url
+
+
+@contextlib.contextmanager
+def _start_lock(path: Path) -> Iterator[None]:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as e:
+        raise StoreError(f"cannot start the embedded PostgreSQL server ({os_reason(e)})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # the lock goes with it
+
+
+UNFINISHED_WAIT_S = 10.0
+
+
+def _remove_unfinished(pgdata: Path) -> None:
+    """Remove the cluster a killed ``initdb`` left half made, and what still works on it.
+
+    An ``initdb`` whose command was killed alone may run on; a server started on the new
+    cluster before the command died may too. Each has the directory on its command line or
+    as its working directory.
+    """
+    logger.info("a start was killed while it made the cluster: making it anew")
+    for pid in _working_on(pgdata):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + UNFINISHED_WAIT_S
+    while _working_on(pgdata) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        shutil.rmtree(pgdata)
+        pgdata.mkdir()
+    except OSError as e:
+        raise StoreError(
+            f"cannot remove the half-made cluster in {pgdata} ({os_reason(e)}); remove that "
+            "directory, then try again"
+        ) from None
+
+
+def _working_on(pgdata: Path) -> list[int]:
+    """Processes with ``pgdata`` on their command line or as their working directory."""
+    found = []
+    name = os.fsencode(pgdata)
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+                if any(a == name or a.endswith(b"=" + name) for a in args):
+                    found.append(int(entry.name))
+                    continue
+                if (entry / "cwd").readlink() == pgdata:
+                    found.append(int(entry.name))
+    return found
+
+
+def _start(pgdata: Path) -> str:
+    """Start (or reuse) the server of the cluster in ``pgdata``, made here if new."""
     for attempt in range(1, START_ATTEMPTS + 1):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs complains about XDG_RUNTIME_DIR as root

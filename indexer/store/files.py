@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from indexer import failpoints, tree
+from indexer.durable import sync_directory, write_synced
 from indexer.errors import StoreError, os_reason
 from indexer.spans import Span
 
@@ -387,7 +388,7 @@ def _own_id(root: Path, incoming: Path) -> str:
         return known
     tmp = incoming / "output-id"
     try:
-        _write_synced(tmp, f"{uuid.uuid4()}\n".encode())  # runs record it: it must outlast a crash
+        write_synced(tmp, f"{uuid.uuid4()}\n".encode())  # runs record it: it must outlast a crash
         try:
             os.link(tmp, root / OUTPUT_ID_FILE)  # never replaces: a store opened meanwhile wins
         except FileExistsError:
@@ -397,7 +398,7 @@ def _own_id(root: Path, incoming: Path) -> str:
                 tmp.replace(root / OUTPUT_ID_FILE)
         finally:
             tmp.unlink(missing_ok=True)
-        _sync_directory(root)
+        sync_directory(root)
     except OSError as e:
         raise StoreError(f"cannot give the output directory its id ({os_reason(e)})") from None
     if (made := read_output_id(root)) is None:  # pragma: no cover - linked just now
@@ -413,30 +414,6 @@ def _directory_locked(path: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):  # no locks here: the thread's lock is what there is
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    """A new file holding ``data``, on the disk before it is given another name."""
-    fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
-    try:
-        _write_all(fd, [data])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_directory(path: Path) -> None:
-    """Make the names in the directory ``path`` outlast a crash (where the system can)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # a file system that cannot sync a directory: its names are as safe as it makes them
     finally:
         os.close(fd)
 

