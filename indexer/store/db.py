@@ -190,8 +190,18 @@ def _quiet_wheel() -> None:
 
 
 def stop_embedded(state_dir: Path) -> bool:
-    """Stop the embedded server if it runs; return whether one was running."""
+    """Stop the embedded server if it runs; return whether one was running.
+
+    A cluster still being made, or left half made by a killed start, has no server to stop:
+    what works on it (``initdb``) is ended, and the next start makes the cluster anew.
+    """
     pgdata = (state_dir / "pg").resolve()
+    if pgdata.with_name(INIT_MARK).exists():
+        working = _working_on(pgdata)
+        for pid in working:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        return bool(working)
     if not (pgdata / "postmaster.pid").exists():
         return False
     with warnings.catch_warnings():

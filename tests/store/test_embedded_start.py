@@ -107,6 +107,7 @@ real = postgres_server.initdb
 def killed(args, pgdata, **kw):  # as a SIGKILL or a power cut in initdb leaves the cluster
     real(args, pgdata=pgdata, **kw)
     (Path(pgdata) / "global" / "pg_control").unlink()
+    (Path(pgdata) / "postmaster.pid").write_text(f"-{os.getpid()}\\n{pgdata}\\n")  # a backend's
     os.kill(os.getpid(), signal.SIGKILL)
 
 postgres_server.initdb = killed
@@ -124,6 +125,7 @@ def test_a_start_killed_while_it_made_the_cluster_is_made_anew(tmp_path):
         assert (state / "pg" / "PG_VERSION").exists()
         assert not (state / "pg" / "global" / "pg_control").exists()
         assert (state / db.INIT_MARK).exists()
+        assert db.stop_embedded(state) is False  # no server: nothing to stop, and no error
 
         engine = create_engine(db.embedded_url(state))
         with engine.connect() as c:
