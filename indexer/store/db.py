@@ -69,6 +69,7 @@ def embedded_url(state_dir: Path) -> str:
     with _start_lock(pgdata.with_name(START_LOCK)):
         if mark.exists():
             _remove_unfinished(pgdata)
+        _forget_killed_server(pgdata)
         new = not (pgdata / "PG_VERSION").exists()
         if new:
             write_synced(mark, b"")
@@ -91,6 +92,43 @@ def _start_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # the lock goes with it
+
+
+REAP_WAIT_S = 5.0
+
+
+def _forget_killed_server(pgdata: Path) -> None:
+    """Let a start follow a server that was killed (SIGKILL, out of memory).
+
+    A killed postmaster stays a zombie until its parent, the system's first process, reaps
+    it (1.4 s here): its ``postmaster.pid`` names a process that still exists, so the wheel
+    took the server for running and gave its address, and PostgreSQL refuses to start
+    beside it. Wait for the zombie to go; one that stays (a first process that never reaps)
+    no longer holds the directory once nothing works on it (its backends are gone): the
+    stale file is removed and the server starts, recovering from its log.
+    """
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + REAP_WAIT_S
+    while _zombie(pid):
+        if time.monotonic() >= deadline:
+            if not _working_on(pgdata):
+                logger.info("the killed server was never reaped: removing its postmaster.pid")
+                pid_file.unlink(missing_ok=True)
+            return
+        time.sleep(0.05)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether process ``pid`` is a zombie: ended, not reaped by its parent yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 UNFINISHED_WAIT_S = 10.0

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -150,4 +151,37 @@ def test_a_cluster_whose_server_ran_is_never_made_anew(tmp_path):
             assert c.execute(text("SELECT count(*) FROM kept")).scalar() == 0
         engine.dispose()
     finally:
+        _stop(state)
+
+
+def _cli(state) -> Cli:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
+    env.update(DICOM_INDEX_STATE_DIR=str(state), DICOM_INDEX_MONGO_ENABLED="false", CI="1")
+    return Cli(env, state.parent, [])
+
+
+@pytest.mark.parametrize("reaped_after", [3.0, None])  # by the first process, or never
+def test_a_killed_server_is_started_again_while_its_zombie_stays(tmp_path, reaped_after):
+    """A killed postmaster is a zombie until it is reaped (1.4 s here), and its pid file names
+    a process that exists: the next command took the server for running and could not
+    connect. Here the test holds the zombie, as the first process would."""
+    state = tmp_path / "state"
+    cli = _cli(state)
+    zombie = 0
+    try:
+        cli("sql", "SELECT 1")
+        pid_file = state / "pg" / "postmaster.pid"
+        lines = pid_file.read_text().splitlines()
+        cli("db", "stop")
+        zombie = os.fork()
+        if zombie == 0:  # the child ends at once; unreaped, it stays a zombie
+            os._exit(0)
+        pid_file.write_text("\n".join([str(zombie), *lines[1:]]) + "\n")  # as the kill left it
+        if reaped_after is not None:
+            threading.Timer(reaped_after, os.waitpid, (zombie, 0)).start()
+        p = cli("sql", "SELECT 41 + 1 AS answer")
+        assert "42" in p.stdout
+    finally:
+        if zombie and reaped_after is None:
+            os.waitpid(zombie, 0)
         _stop(state)
