@@ -142,9 +142,7 @@ def _remove_unfinished(pgdata: Path) -> None:
     as its working directory.
     """
     logger.info("a start was killed while it made the cluster: making it anew")
-    for pid in _working_on(pgdata):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+    _end_working_on(pgdata)
     deadline = time.monotonic() + UNFINISHED_WAIT_S
     while _working_on(pgdata) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -174,6 +172,15 @@ def _working_on(pgdata: Path) -> list[int]:
                 if (entry / "cwd").readlink() == pgdata:
                     found.append(int(entry.name))
     return found
+
+
+def _end_working_on(pgdata: Path) -> list[int]:
+    """SIGKILL what works on a half-made cluster in ``pgdata``; the processes it found."""
+    working = _working_on(pgdata)
+    for pid in working:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return working
 
 
 def _start(pgdata: Path) -> str:
@@ -235,11 +242,7 @@ def stop_embedded(state_dir: Path) -> bool:
     """
     pgdata = (state_dir / "pg").resolve()
     if pgdata.with_name(INIT_MARK).exists():
-        working = _working_on(pgdata)
-        for pid in working:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        return bool(working)
+        return bool(_end_working_on(pgdata))
     if not (pgdata / "postmaster.pid").exists():
         return False
     with warnings.catch_warnings():
