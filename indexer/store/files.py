@@ -260,16 +260,9 @@ class LocalStore:
         (Zeros of the right size are what a power cut can leave of a copy: not one.)
         """
         try:
-            fd = os.open(self.root / name, os.O_RDONLY)
+            return _look(self.root / name) == (size, True)
         except OSError:
             return False
-        try:
-            head = os.pread(fd, PART10_HEAD, 0)
-            return os.fstat(fd).st_size == size and _begins_as_copy(head)
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
 
 
 def _write_parts(fd: int, parts: Sequence[Part], h: hashlib._Hash) -> None:
@@ -298,6 +291,15 @@ def _hash_parts(parts: Sequence[Part], h: hashlib._Hash) -> None:
 
 
 PART10_HEAD = 132  # a copy's preamble and "DICM": every copy begins with them
+
+
+def _look(path: Path) -> tuple[int, bool]:
+    """A file's size, and whether it begins as every copy does (OSError if it cannot be read)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.fstat(fd).st_size, _begins_as_copy(os.pread(fd, PART10_HEAD, 0))
+    finally:
+        os.close(fd)
 
 
 def _begins_as_copy(head: bytes) -> bool:
@@ -449,9 +451,7 @@ class LocalCopies:
         """
         path = self._path(name)
         try:
-            with path.open("rb") as f:
-                head = f.read(PART10_HEAD)
-                return os.fstat(f.fileno()).st_size, _begins_as_copy(head)
+            return _look(path)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except OSError as e:
