@@ -32,10 +32,13 @@ from indexer.deid.profile import (
     COMPOUND,
     CREATOR_FIRST,
     CREATOR_LAST,
+    DAMAGED_TEXT,
     PRIVATE_FIRST,
+    TEXT_VRS,
     UNKNOWN_VR,
     Decision,
     Plan,
+    damaged_text,
     decide,
     resolve,
 )
@@ -309,6 +312,9 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
         if isinstance(decision, SiteRule):  # a computing site method: redact, dateshift, ...
             _compute(ds, key, vr, decision, plan, ctx, parents)
             continue
+        if action in _KEPT_IN_PART and vr in TEXT_VRS and damaged_text(vr, raw.value):
+            action = recorded = DAMAGED_TEXT.action
+            source = DAMAGED_TEXT.source
         if ctx.trace is not None:
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
         if (
@@ -499,6 +505,9 @@ def _choice(
             plan.memo.clear()
         plan.memo[memo_key] = choice
     return choice
+
+
+_KEPT_IN_PART = (Action.KEEP, Action.CLEAN)  # what leaves a value, or part of it, as read
 
 
 def _walk_item(item: Dataset, plan: Plan, ctx: Context, parents: str, mode: Mode) -> None:

@@ -73,6 +73,58 @@ KNOWN_VRS = frozenset(vr.value for vr in VR if " " not in vr.value)
 UNKNOWN_VR = Decision(Action.REMOVE, "an unknown value representation: removed")
 UNLISTED_PN = Decision(Action.ZERO, "not in Table E.1-1, VR PN: treated as identifying")
 UNLISTED_UI = Decision(Action.UID, "not in Table E.1-1, VR UI: instance UIDs replaced")
+# A kept attribute written as free text its dictionary never gives it (a name where a code, a
+# number or a flag belongs): most often a damaged tag that now names the wrong attribute, so
+# nothing vouches for the value. Replaced by a dummy, which keeps the object valid whatever
+# the attribute's type (the IOD types known are only those of compound actions).
+FREE_TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+MISREAD_TEXT = Decision(
+    Action.DUMMY,
+    "kept, but written as free text (AE, LO, LT, PN, SH, ST, UC, UR, UT) of a VR its "
+    "attribute never has: replaced by a dummy",
+)
+# No character set has C0 control codes in text but ESC (ISO 2022), and LF, FF, CR and TAB
+# (ST, LT, UT). A kept or cleaned text value holding another, or a NUL before its padding, is
+# damaged: most often its length runs on, so that it swallowed the elements after it.
+TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI"}
+    | {"UR", "UT"}
+)
+DAMAGED_TEXT = Decision(
+    Action.DUMMY,
+    "a kept or cleaned text value holding control codes no character set has (a damaged "
+    "element, maybe holding the next ones): replaced by a dummy",
+)
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+
+
+def damaged_text(vr: str, value: object) -> bool:
+    """Whether a text element's value holds a control code no character set has.
+
+    The value as read (bytes) or decoded; trailing NUL and space padding aside.
+    """
+    if vr not in TEXT_VRS or not value:
+        return False
+    if isinstance(value, bytes):
+        data = value
+    elif isinstance(value, str):
+        data = value.encode("utf-8", "surrogateescape")
+    elif isinstance(value, (list, MultiValue)):
+        data = "\\".join(str(v) for v in value).encode("utf-8", "surrogateescape")
+    else:
+        return False
+    return _CONTROL.search(data.rstrip(b"\x00 ")) is not None
+
+
+def misread_text(tag: int, vr: str) -> bool:
+    """Whether a public element is written as free text of a VR its attribute never has."""
+    if vr not in FREE_TEXT_VRS or (tag >> 16) & 1:
+        return False
+    try:
+        known = dictionary_VR(tag)
+    except KeyError:
+        return False
+    return vr not in known.split(" or ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +212,12 @@ class Plan:
 
     def decide(self, tag: int, vr: str) -> Decision:
         """Return the decision for an element with this tag and VR."""
+        d = self._decide(tag, vr)
+        if d.action is Action.KEEP and misread_text(tag, vr):
+            return MISREAD_TEXT
+        return d
+
+    def _decide(self, tag: int, vr: str) -> Decision:
         d = self.exact.get(tag)
         if d is not None:
             return d

@@ -20,8 +20,10 @@ from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.engine import BINARY_NOT_CLEANED, IDENTITY_TAGS, mark_elements
 from indexer.deid.profile import (
     COMPOUND,
+    DAMAGED_TEXT,
     GROUP_LENGTH,
     KEEP_DEFAULT,
+    MISREAD_TEXT,
     NON_STANDARD,
     NOT_DATA_SET,
     UNKNOWN_VR,
@@ -91,6 +93,8 @@ def statement(plan: Plan, *, attributes: bool = False) -> dict[str, Any]:
                 KEEP_DEFAULT,
                 UNLISTED_PN,
                 UNLISTED_UI,
+                MISREAD_TEXT,
+                DAMAGED_TEXT,
                 NON_STANDARD,
                 GROUP_LENGTH,
                 NOT_DATA_SET,

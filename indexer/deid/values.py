@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 
 from indexer.deid import rawvalue
 from indexer.deid.actions import DUMMY
-from indexer.deid.profile import COMPOUND, Plan, decide, resolve, unknown_vr
+from indexer.deid.profile import DAMAGED_TEXT, Plan, damaged_text, decide, resolve, unknown_vr
 from indexer.deid.rules import SiteRule
 from indexer.deid.table import Action
 
@@ -102,7 +102,8 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
     """
     rawvalue.read_as_known(d)
     for tag in sorted(d._dict):  # noqa: SLF001 - as stored: a VR is known before converting
-        if unknown_vr(rawvalue.vr_of(d._dict[tag], tag)):  # noqa: SLF001
+        raw = d._dict[tag]  # noqa: SLF001
+        if unknown_vr(rawvalue.vr_of(raw, tag)):
             continue
         elem = d[tag]
         vr = str(elem.VR)
@@ -115,8 +116,10 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
         if isinstance(decision, SiteRule):
             record(found, decision, vr, elem.value, path)
             continue
-        action = decision.action
-        record(found, resolve(action, vr) if action in COMPOUND else action, vr, elem.value, path)
+        action = resolve(decision.action, vr)
+        if action in (Action.KEEP, Action.CLEAN) and damaged_text(vr, raw.value):
+            action = DAMAGED_TEXT.action  # as the engine does
+        record(found, action, vr, elem.value, path)
 
 
 def outside_values(ds: Dataset) -> dict[str, str]:

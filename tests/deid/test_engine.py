@@ -12,7 +12,7 @@ from pydicom.sequence import Sequence
 from indexer import deid, keys
 from indexer.deid import Option, pseudonym
 from indexer.deid.engine import uid_values
-from indexer.deid.profile import compile_plan
+from indexer.deid.profile import compile_plan, damaged_text
 from indexer.deid.table import load_table
 from tests.builders import make_instance, to_bytes, with_element
 
@@ -224,3 +224,73 @@ def test_a_tag_of_no_data_set_inside_one_is_removed(basic_plan, key, tag):
     out = deid.apply(basic_plan, ds, key).ds
     assert tag not in out
     assert MARK.encode() not in to_bytes(out)
+
+
+def _with_elements(ds: Dataset, *elements: tuple[int, bytes, bytes]) -> Dataset:
+    """``ds`` written, then read with raw elements (tag, VR, value) before Study Instance UID."""
+    data = to_bytes(ds)
+    for tag, vr, value in elements:  # ascending: each goes right before the same element
+        data = with_element(data, tag, vr, value, 0x0020000D)
+    return pydicom.dcmread(io.BytesIO(data))
+
+
+def test_a_kept_attribute_written_as_free_text_of_another_vr_is_treated_as_identifying(
+    basic_plan, key
+):
+    """A damaged tag can name a kept attribute while its value is another's: a name under
+    Image Type (CS), KVP (DS) or Distance Object to Table Top (FL). The free-text VR the
+    attribute never has gives it away: replaced by a dummy, valid whatever its type."""
+    name = f"Doe^{MARK}".encode()
+    ds = _with_elements(
+        make_instance(),
+        (0x00080008, b"SH", name),  # Image Type: CS, Type 1 in a CT image
+        (0x00180060, b"LO", name),  # KVP: DS, Type 2
+        (0x00181210, b"SH", b"B30f"),  # Convolution Kernel: SH, as the dictionary has it
+        (0x00189403, b"ST", name),  # Distance Object to Table Top: FL
+    )
+    found = deid.values.identifying_values(basic_plan, ds)  # what `verify` looks for
+    assert found.get(f"Doe^{MARK}") == "(0008,0008)"
+    trace: list = []
+    out = deid.apply(basic_plan, ds, key, trace=trace).ds
+    for tag in (0x00080008, 0x00180060, 0x00189403):
+        assert out[tag].value not in ("", None)  # a dummy
+    assert out.ConvolutionKernel == "B30f"
+    assert MARK.encode() not in to_bytes(out)
+    why = {step.path: (step.action, step.source) for step in trace}
+    assert why["(0018,9403)"][0] == "D"
+    assert why["(0018,9403)"][1].startswith("kept, but written as free text")
+    assert why["(0018,1210)"] == ("K", "not in Table E.1-1: kept")
+
+
+@pytest.mark.parametrize(
+    ("tag", "vr", "value"),
+    [
+        (0x00181210, b"SH", b"B30f"),  # Convolution Kernel
+        (0x00185100, b"CS", b"HFS "),  # Patient Position
+        (0x0008001A, b"UI", b"1.2.840.10008.5.1.4.1.1.20"),  # Related General SOP Class
+    ],
+    ids=["free text", "code string", "a class UID"],
+)
+def test_a_kept_text_value_that_swallowed_elements_is_treated_as_identifying(
+    basic_plan, key, tag, vr, value
+):
+    """A length that runs on makes a kept text value swallow the elements after it, a name
+    among them; the NULs and control codes no character set has give it away. Padding with
+    NULs does not."""
+    bad = value + b"\x10\x00\x10\x00PN\x0c\x00Doe^" + MARK.encode()
+    padded = value + b"\x00\x00"
+    assert damaged_text(vr.decode(), bad)
+    assert not damaged_text(vr.decode(), padded)
+    data = to_bytes(make_instance())
+    before = 0x00080020 if tag < 0x00080020 else 0x0020000D
+    ds = pydicom.dcmread(io.BytesIO(with_element(data, tag, vr, bad, before)))
+    found = deid.values.identifying_values(basic_plan, ds)
+    where = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    assert any(MARK in text and where in path for text, path in found.items())  # `verify` too
+    trace: list = []
+    out = deid.apply(basic_plan, ds, key, trace=trace).ds
+    assert MARK.encode() not in to_bytes(out)
+    (step,) = [s for s in trace if s.path == where]
+    assert step.source.startswith("a kept or cleaned text value holding control codes")
+    good = pydicom.dcmread(io.BytesIO(with_element(data, tag, vr, padded, before)))
+    assert deid.apply(basic_plan, good, key).ds[tag].value == value.decode().strip()
