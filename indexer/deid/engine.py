@@ -459,6 +459,7 @@ def _outcome(
 
 
 BINARY_NOT_CLEANED = "binary data cannot be cleaned automatically, removed"
+TIME_KEPT = "a time of day, kept as read (dates move by whole days)"
 MEMO_LIMIT = 20_000  # public tags seen with a VR, type and mode: far fewer in practice
 
 
@@ -496,9 +497,8 @@ def _choice(
             # inside a sequence the profile replaces (D) or cleans (C): free text goes too
             action = Action.DUMMY if mode is Mode.DUMMY or vr not in ("DA", "DT") else Action.CLEAN
             source = f"inside a sequence whose content is {mode.value}: {vr} replaced"
-        if action is Action.CLEAN and vr in BINARY_VRS:
-            action = Action.REMOVE  # bitmaps and curves cannot be cleaned automatically
-            source += f": {BINARY_NOT_CLEANED}"
+        if action is Action.CLEAN:
+            action, source = _cleaned(vr, source)
         choice = (decision, action, recorded, source)
     if not private:
         if len(plan.memo) >= MEMO_LIMIT:
@@ -508,6 +508,17 @@ def _choice(
 
 
 _KEPT_IN_PART = (Action.KEEP, Action.CLEAN)  # what leaves a value, or part of it, as read
+
+
+def _cleaned(vr: str, source: str) -> tuple[Action, str]:
+    """What clean (C) does to an element of ``vr``, and why."""
+    if vr in BINARY_VRS:
+        return Action.REMOVE, f"{source}: {BINARY_NOT_CLEANED}"  # bitmaps, curves
+    if vr == "TM":
+        # cleaning leaves it as it is: kept as read, so that the leak check knows it as kept
+        # (a vendor's private copy of the Acquisition Time is no leak)
+        return Action.KEEP, f"{source}: {TIME_KEPT}"
+    return Action.CLEAN, source
 
 
 def _walk_item(item: Dataset, plan: Plan, ctx: Context, parents: str, mode: Mode) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from indexer import __version__
 from indexer.deid.actions import BINARY_VRS
 from indexer.deid.burned_in import BurnedInPolicy
-from indexer.deid.engine import BINARY_NOT_CLEANED, IDENTITY_TAGS, mark_elements
+from indexer.deid.engine import BINARY_NOT_CLEANED, IDENTITY_TAGS, TIME_KEPT, mark_elements
 from indexer.deid.profile import (
     COMPOUND,
     DAMAGED_TEXT,
@@ -142,6 +142,8 @@ def _in_effect(plan: Plan, row: Row) -> tuple[str, str]:
         d = next(d for p, d in plan.masks if p == row.tag)
     if d.action is Action.CLEAN and all(vr.strip() in BINARY_VRS for vr in row.vr.split(" or ")):
         return Action.REMOVE.value, f"{d.source}: {BINARY_NOT_CLEANED}"  # as the engine does
+    if d.action is Action.CLEAN and row.vr == "TM":
+        return Action.KEEP.value, f"{d.source}: {TIME_KEPT}"  # as the engine does
     return d.action.value, d.source
 
 

@@ -239,3 +239,30 @@ def test_retain_safe_private_keeps_listed_elements_only():
     ).ds
     assert not any(e.tag.is_private for e in without)  # the option is what keeps it
     assert "113111" in [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
+
+
+def test_a_private_copy_of_a_time_kept_with_modified_dates_is_no_leak(tmp_path):
+    """Retain Longitudinal Temporal Information with Modified Dates moves dates by whole days
+    and keeps times of day. A vendor's private copy of the Study Time goes with its block:
+    found in the kept Study Time, it is no leak, and the object is written (it was refused)."""
+    from indexer.records import SourceFile  # noqa: PLC0415
+    from indexer.store.files import LocalStore  # noqa: PLC0415
+    from indexer.work import RunContext, prepare  # noqa: PLC0415
+
+    ds = make_instance()
+    ds.AcquisitionTime = ds.StudyTime
+    block = ds.private_block(0x0009, "ACME 1.0", create=True)
+    block.add_new(0x20, "TM", ds.StudyTime)
+    data = to_bytes(ds)
+    store = LocalStore(tmp_path / "out")
+    ctx = RunContext(
+        build_plan([Option.RETAIN_LONG_MODIFIED_DATES.value]), keys.generate(), store, "DI", 30, 1
+    )
+    try:
+        out = prepare(SourceFile("src-1", "/a/1.dcm", len(data), lambda: data), ctx).result.ds
+    finally:
+        store.close()
+    assert out.StudyTime == ds.StudyTime
+    assert out.AcquisitionTime == ds.StudyTime
+    assert out.StudyDate != ds.StudyDate
+    assert 0x00091020 not in out
