@@ -726,6 +726,15 @@ def _print_copy_check(report: copycheck.CopyCheck, content: bool) -> None:
         )
 
 
+def _failures_hint(run_id: int) -> str:
+    """How to list a run's skipped and failed files, and find one's path."""
+    query = f"SELECT source_id, outcome, reason, message FROM file_error WHERE run_id = {run_id}"
+    return (
+        f'which, and why: dicom-index sql "{query}" '
+        "(a source's path: dicom-index reidentify SOURCE_ID --reason ...)"
+    )
+
+
 def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary.as_dict(), sort_keys=True))
@@ -740,6 +749,7 @@ def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
             f"{s.files_failed} failed" + (f" ({reasons})" if reasons else "")
         ),
         f"index: {s.studies} studies, {s.series} series, {s.instances} instances",
+        *([_failures_hint(s.run_id)] if s.files_skipped or s.files_failed else []),
         *(
             [f"mongodb: {s.mongo_pending_batches} batches pending; run `dicom-index sync`"]
             if s.mongo_pending_batches

@@ -225,6 +225,13 @@ def test_zip_with_bad_members(cli, tmp_path, engine):
     p = cli("ingest", str(z), "--out", str(tmp_path / "out"), check=1)
     assert "3 indexed" in p.stdout
     assert "1 skipped, 1 failed" in p.stdout
+    (hint,) = [line for line in p.stdout.splitlines() if line.startswith("which, and why: ")]
+    query = hint.split('"')[1]  # the query the summary offers lists the two, as stored
+    listed = json.loads(cli("sql", query, "--json").stdout)
+    assert sorted((r["outcome"], r["reason"]) for r in listed) == [
+        ("failed", "truncated"),
+        ("skipped", "not_dicom"),
+    ]
     with engine.connect() as c:
         errors = c.execute(
             text(

@@ -10,9 +10,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from indexer import deid, keys
-from indexer.deid import Option, pseudonym
+from indexer.deid import Option, build_plan, pseudonym
 from indexer.deid.engine import uid_values
 from indexer.deid.profile import compile_plan, damaged_text
+from indexer.deid.rules import compile_rules
 from indexer.deid.table import load_table
 from tests.builders import make_instance, to_bytes, with_element
 
@@ -260,6 +261,10 @@ def test_a_kept_attribute_written_as_free_text_of_another_vr_is_treated_as_ident
     assert why["(0018,9403)"][0] == "D"
     assert why["(0018,9403)"][1].startswith("kept, but written as free text")
     assert why["(0018,1210)"] == ("K", "not in Table E.1-1: kept")
+    rule = {"name": "keep kvp", "select": {"keyword": "KVP"}, "method": "keep"}
+    kept = build_plan(rules=compile_rules({"rules": [rule]}))
+    again = _with_elements(make_instance(), (0x00180060, b"LO", b"120 kV"))
+    assert deid.apply(kept, again, key).ds.KVP == "120 kV"  # a site rule decides first
 
 
 @pytest.mark.parametrize(
