@@ -107,12 +107,10 @@ def damaged_text(vr: str, value: object) -> bool:
         return False
     if isinstance(value, bytes):
         data = value
-    elif isinstance(value, str):
-        data = value.encode("utf-8", "surrogateescape")
     elif isinstance(value, (list, MultiValue)):
         data = "\\".join(str(v) for v in value).encode("utf-8", "surrogateescape")
-    else:
-        return False
+    else:  # text, or a person name, number or date pydicom made of it
+        data = str(value).encode("utf-8", "surrogateescape")
     return _CONTROL.search(data.rstrip(b"\x00 ")) is not None
 
 

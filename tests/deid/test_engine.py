@@ -8,6 +8,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.valuerep import PersonName
 
 from indexer import deid, keys
 from indexer.deid import Option, build_plan, pseudonym
@@ -286,6 +287,9 @@ def test_a_kept_text_value_that_swallowed_elements_is_treated_as_identifying(
     padded = value + b"\x00\x00"
     assert damaged_text(vr.decode(), bad)
     assert not damaged_text(vr.decode(), padded)
+    assert damaged_text(vr.decode(), bad.decode("latin-1"))  # as pydicom decodes it
+    assert damaged_text("PN", PersonName("Doe\x00^X"))
+    assert not damaged_text("PN", PersonName("A^B"))
     data = to_bytes(make_instance())
     before = 0x00080020 if tag < 0x00080020 else 0x0020000D
     ds = pydicom.dcmread(io.BytesIO(with_element(data, tag, vr, bad, before)))
