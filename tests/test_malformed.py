@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import DicomDictionary, dictionary_VR
 from pydicom.errors import BytesLengthException
 
 from indexer import keys, work
-from indexer.deid import build_plan, engine, rawvalue
+from indexer.deid import Action, build_plan, engine, rawvalue
+from indexer.deid.profile import OUT_OF_PLACE_VRS
 from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
 from indexer.store.files import LocalStore
@@ -181,6 +182,58 @@ def test_mutated_objects_fail_alone(ctx):
     assert outcomes["unexpected_error"] == 0  # each failure is one a check foresaw
     # the stream reaches the checks it is meant to: malformed elements among them
     assert {"truncated", "invalid_element", "indexed"} <= set(outcomes)
+
+
+def _kept_tags_by_vr(plan) -> dict[str, list[int]]:
+    """Public attributes that ``plan`` keeps, by VR: free text, dates, times and ages."""
+    kept: dict[str, list[int]] = {}
+    for tag, (vr, *_rest) in sorted(DicomDictionary.items()):
+        if (
+            not (tag >> 16) & 1
+            and vr in OUT_OF_PLACE_VRS
+            and plan.decide(tag, vr).action is Action.KEEP
+        ):
+            kept.setdefault(vr, []).append(tag)
+    return kept
+
+
+def test_a_marked_element_renamed_to_a_kept_attribute_of_its_vr_leaks_only_in_its_place(ctx):
+    """A damaged tag naming a kept attribute of the very VR its own has: the value is kept
+    only where the new tag still falls between its neighbours' (nothing tells it then).
+    Anywhere else it is read out of its place, and replaced."""
+    sink, markers = kitchen_sink.build()
+    data = to_bytes(sink)
+    read = pydicom.dcmread(io.BytesIO(data))
+    order = [int(t) for t in read._dict]
+    kept = _kept_tags_by_vr(ctx.plan)
+    marked = [(int(t), r) for t, r in read._dict.items() if int(t) in markers and r.VR in kept]
+    rng = random.Random(20261204)  # noqa: S311 - a seeded stream of test inputs
+    leaked = in_place = 0
+    refused: Counter[str] = Counter()
+    for _ in range(250):
+        tag, raw = rng.choice(marked)
+        new = rng.choice(kept[raw.VR])
+        head = raw.value_tell - 8  # text VRs but UC, UR, UT: 8-byte heads
+        if raw.VR in ("UC", "UR", "UT"):
+            head -= 4
+        assert data[head : head + 4] == struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+        mutant = data[:head] + struct.pack("<HH", new >> 16, new & 0xFFFF) + data[head + 4 :]
+        at = order.index(tag)
+        fits = order[at - 1] < new < order[at + 1] and new not in order
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                copy = b"".join(work.prepare(_source(0, mutant), ctx).encoded.parts)
+        except DeidError as e:  # the leak check refused it: no copy
+            refused[e.reason] += 1
+            continue
+        if markers[tag].encode() in copy:
+            leaked += 1
+            assert fits, (hex(tag), hex(new))
+        in_place += fits
+    assert leaked <= in_place < 100  # most renames fall out of place, and are caught
+    assert set(refused) <= {"leak_detected"}
+    assert sum(refused.values()) < 25
 
 
 def _struct_error() -> Exception:

@@ -33,6 +33,8 @@ from indexer.deid.profile import (
     CREATOR_FIRST,
     CREATOR_LAST,
     DAMAGED_TEXT,
+    OUT_OF_PLACE,
+    OUT_OF_PLACE_VRS,
     PRIVATE_FIRST,
     TEXT_VRS,
     UNKNOWN_VR,
@@ -40,6 +42,7 @@ from indexer.deid.profile import (
     Plan,
     damaged_text,
     decide,
+    out_of_place,
     resolve,
 )
 from indexer.deid.rawvalue import text_of, value_of
@@ -202,6 +205,7 @@ def _apply(
     trace: list[TraceStep] | None,
     found: dict[str, str] | None,
 ) -> DeidResult:
+    misplaced = out_of_place(ds)  # before anything changes it
     rawvalue.read_as_known(ds)
     outside = values.outside_values(ds) if found is not None else {}
     pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks, codec)
@@ -224,7 +228,7 @@ def _apply(
     identities: list[Identity] = []
     types = iod.types_for(text_of(ds, SOP_CLASS_UID, codec))
     _identity_elements(ds, plan, ctx, originals, patient_pseudo, id_prefix, identities)
-    _walk(ds, plan, ctx, types=types, top=True)
+    _walk(ds, plan, ctx, types=types, top=True, misplaced=misplaced)
     for kind, kw in zip(("study_uid", "series_uid", "sop_uid"), REQUIRED_UIDS, strict=True):
         new = text_of(ds, ORIGINAL_TAGS[kw], codec)
         if not new:  # a site rule removed or emptied it: no copy name, no index row
@@ -286,8 +290,12 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
     top: bool,
     parents: str = "",
     mode: Mode = Mode.NORMAL,
+    misplaced: frozenset[int] = frozenset(),
 ) -> None:
-    """Apply the plan to every element of ``ds``; ``types`` are the IOD's (top level only)."""
+    """Apply the plan to every element of ``ds``; ``types`` are the IOD's (top level only).
+
+    ``misplaced``: the tags ``profile.out_of_place`` found out of the order they were read in.
+    """
     # outcomes of elements as read can be repeated from the last object that held them
     repeatable = ctx.found is not None and ctx.trace is None and ctx.codec is not None
     for key, raw in list(ds._dict.items()):  # noqa: SLF001 - elements as stored, not converted
@@ -312,9 +320,13 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
         if isinstance(decision, SiteRule):  # a computing site method: redact, dateshift, ...
             _compute(ds, key, vr, decision, plan, ctx, parents)
             continue
-        if action in _KEPT_IN_PART and vr in TEXT_VRS and damaged_text(vr, raw.value):
-            action = recorded = DAMAGED_TEXT.action
-            source = DAMAGED_TEXT.source
+        if action in _KEPT_IN_PART and vr in TEXT_VRS:
+            if damaged_text(vr, raw.value):
+                action = recorded = DAMAGED_TEXT.action
+                source = DAMAGED_TEXT.source
+            elif misplaced and tag in misplaced and vr in OUT_OF_PLACE_VRS:
+                action = recorded = OUT_OF_PLACE.action
+                source = OUT_OF_PLACE.source
         if ctx.trace is not None:
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
         if (
@@ -526,9 +538,12 @@ def _walk_item(item: Dataset, plan: Plan, ctx: Context, parents: str, mode: Mode
     codec = ctx.codec
     if codec is not None and rawvalue.SPECIFIC_CHARACTER_SET in item:
         ctx.codec = None
+    misplaced = out_of_place(item)
     rawvalue.read_as_known(item)
     try:
-        _walk(item, plan, ctx, types=None, top=False, parents=parents, mode=mode)
+        _walk(
+            item, plan, ctx, types=None, top=False, parents=parents, mode=mode, misplaced=misplaced
+        )
     finally:
         ctx.codec = codec
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom import config
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_dict, repeater_has_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import VR, validate_value
@@ -112,6 +114,79 @@ def damaged_text(vr: str, value: object) -> bool:
     else:  # text, or a person name, number or date pydicom made of it
         data = str(value).encode("utf-8", "surrogateescape")
     return _CONTROL.search(data.rstrip(b"\x00 ")) is not None
+
+
+# A data set's elements come in ascending tag order, each right after the one before it
+# (PS3.5 7.1). An element read where its tag does not belong, or where an element went
+# missing before it (a later one of the same tag took its place as read), most often bears a
+# damaged tag: it may now name a kept attribute of the very VR its own has, which nothing in
+# its bytes betrays. Its kept free text, dates and ages are replaced by a dummy; its
+# neighbours' too, as which of two is damaged cannot be told. Codes (CS), UIDs (the leak
+# check finds an original UID anywhere) and numbers are no such text.
+OUT_OF_PLACE_VRS = FREE_TEXT_VRS | {"AS", "DA", "DT", "TM"}
+OUT_OF_PLACE = Decision(
+    Action.DUMMY,
+    "a kept or cleaned value (free text, a date, time or age) read out of ascending tag "
+    "order, or after an element that went missing (a damaged tag may name the wrong "
+    "attribute): replaced by a dummy",
+)
+_LONG_HEAD_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT"})
+_HEAD_SIZES = dict.fromkeys(_LONG_HEAD_VRS, 12)  # explicit VR; others 8, implicit VR 8
+_UNDEFINED = 0xFFFFFFFF
+_IN_PLACE: frozenset[int] = frozenset()
+
+
+def out_of_place(d: Dataset) -> frozenset[int]:
+    """Tags of the elements of ``d`` read out of their order (before anything changes them).
+
+    In the order they were read (by where their values begin): each element whose tag is not
+    above the one before it and below the one after it, and each that does not begin where
+    the one before it ended (where both lengths are known). Elements made, not read, have no
+    place and are passed over. Empty for a sound data set, in one pass over its elements.
+    """
+    elements = d._dict  # noqa: SLF001 - as read: the elements' places are in them
+    last_tag, last_tell, end = -1, 0, -1
+    for key, elem in elements.items():
+        tell, head, length = _extent(elem)
+        if not tell:
+            continue  # made, not read
+        tag = key.real
+        if tag <= last_tag or tell <= last_tell or (end >= 0 and head >= 0 and tell - head != end):
+            return _judged(elements)
+        last_tag, last_tell = tag, tell
+        end = -1 if length < 0 or length == _UNDEFINED else tell + length
+    return _IN_PLACE
+
+
+def _extent(elem: object) -> tuple[int, int, int]:
+    """Where an element's value began as read (0: not read), its head's size, its length.
+
+    Size and length are -1 where they are not known: an element converted since (its
+    file_tell kept).
+    """
+    if type(elem) is RawDataElement:  # as read (its fields unpacked: the quickest way)
+        _tag, vr, length, _value, tell, implicit, *_rest = elem
+        return tell or 0, 8 if implicit else _HEAD_SIZES.get(vr or "", 8), length
+    if isinstance(elem, RawDataElement):  # written since it was read (rawvalue.Written)
+        return 0, -1, -1
+    return getattr(elem, "file_tell", None) or 0, -1, -1
+
+
+def _judged(elements: Mapping[Any, Any]) -> frozenset[int]:
+    """``out_of_place`` where the one pass met a fault: every element read, judged."""
+    read = sorted((*_extent(elem), key.real) for key, elem in elements.items())
+    read = [r for r in read if r[0]]
+    out = set()
+    end = -1
+    for i, (tell, head, length, tag) in enumerate(read):
+        if (
+            (end >= 0 and head >= 0 and tell - head != end)
+            or (i > 0 and tag <= read[i - 1][3])
+            or (i + 1 < len(read) and tag >= read[i + 1][3])
+        ):
+            out.add(tag)
+        end = -1 if length < 0 or length == _UNDEFINED else tell + length
+    return frozenset(out)
 
 
 def misread_text(tag: int, vr: str) -> bool:

@@ -14,7 +14,16 @@ from pydicom.dataset import Dataset
 
 from indexer.deid import rawvalue
 from indexer.deid.actions import DUMMY
-from indexer.deid.profile import DAMAGED_TEXT, Plan, damaged_text, decide, resolve, unknown_vr
+from indexer.deid.profile import (
+    DAMAGED_TEXT,
+    OUT_OF_PLACE_VRS,
+    Plan,
+    damaged_text,
+    decide,
+    out_of_place,
+    resolve,
+    unknown_vr,
+)
 from indexer.deid.rules import SiteRule
 from indexer.deid.table import Action
 
@@ -100,6 +109,7 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
     Public elements written as UN, OB or OW are read by their dictionary VR first, as the
     engine reads them (``rawvalue.read_as_known``: the elements' VRs change, not their values).
     """
+    misplaced = out_of_place(d)  # before the VRs change
     rawvalue.read_as_known(d)
     for tag in sorted(d._dict):  # noqa: SLF001 - as stored: a VR is known before converting
         raw = d._dict[tag]  # noqa: SLF001
@@ -117,8 +127,10 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
             record(found, decision, vr, elem.value, path)
             continue
         action = resolve(decision.action, vr)
-        if action in (Action.KEEP, Action.CLEAN) and damaged_text(vr, raw.value):
-            action = DAMAGED_TEXT.action  # as the engine does
+        if action in (Action.KEEP, Action.CLEAN) and (
+            damaged_text(vr, raw.value) or (tag in misplaced and vr in OUT_OF_PLACE_VRS)
+        ):
+            action = DAMAGED_TEXT.action  # as the engine does (OUT_OF_PLACE: the same action)
         record(found, action, vr, elem.value, path)
 
 

@@ -593,8 +593,8 @@ def test_a_value_too_long_for_its_vr_stays_un_in_the_copy():
 def test_an_attribute_written_as_un_keeps_a_value_the_profile_keeps():
     """Read by its dictionary VR, a kept attribute written as UN is kept, now as what it is."""
     data = with_element(
-        to_bytes(make_instance()), 0x00081090, b"UN", b"ACME CT 3000", before=0x00100010
-    )
+        to_bytes(make_instance()), 0x00081090, b"UN", b"ACME CT 3000", before=0x00082218
+    )  # in its place: after Operators' Name, before Anatomic Region Sequence
     out = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(data)), KEY).ds
     written = pydicom.dcmread(io.BytesIO(encode(out).data))
     assert written[0x00081090].VR == "LO"

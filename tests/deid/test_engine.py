@@ -13,10 +13,12 @@ from pydicom.valuerep import PersonName
 from indexer import deid, keys
 from indexer.deid import Option, build_plan, pseudonym
 from indexer.deid.engine import uid_values
-from indexer.deid.profile import compile_plan, damaged_text
+from indexer.deid.profile import OUT_OF_PLACE, compile_plan, damaged_text, out_of_place
 from indexer.deid.rules import compile_rules
 from indexer.deid.table import load_table
+from indexer.work import read_dataset
 from tests.builders import make_instance, to_bytes, with_element
+from tests.deid import kitchen_sink
 
 MARK = "PHIMARK7"
 
@@ -303,3 +305,86 @@ def test_a_kept_text_value_that_swallowed_elements_is_treated_as_identifying(
     assert step.source.startswith("a kept or cleaned text value holding control codes")
     good = pydicom.dcmread(io.BytesIO(with_element(data, tag, vr, padded, before)))
     assert deid.apply(basic_plan, good, key).ds[tag].value == value.decode().strip()
+
+
+def _read(data: bytes, reader: str) -> Dataset:
+    if reader == "dcmread":
+        return pydicom.dcmread(io.BytesIO(data))
+    return read_dataset(data, pixels_in_place=True)  # sliced from the bytes (fastread)
+
+
+@pytest.mark.parametrize("reader", ["dcmread", "fastread"])
+@pytest.mark.parametrize(
+    ("tag", "before", "why"),
+    [
+        (0x00081090, 0x0020000D, "out of order"),  # Manufacturer's Model Name, after Group 18
+        (0x00080070, 0x00080080, "a twin right after its first"),  # Manufacturer, twice
+        (0x00080070, 0x0020000D, "a twin further on"),
+    ],
+)
+def test_a_kept_value_read_out_of_its_place_is_treated_as_identifying(
+    basic_plan, key, reader, tag, before, why
+):
+    """A damaged tag can name a kept attribute of the very VR its own has (a name under
+    Manufacturer's Model Name, both LO). Its place gives it away: out of ascending order, or
+    where an element went missing, as a later one of the same tag took its place as read."""
+    data = to_bytes(make_instance())
+    name = f"Doe^{MARK}".encode()
+    damaged = with_element(data, tag, b"LO", name, before)
+    ds = _read(damaged, reader)
+    assert tag in out_of_place(ds)
+    assert ds[tag].value == f"Doe^{MARK}", why  # read as that attribute
+    where = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    found = deid.values.identifying_values(basic_plan, _read(damaged, reader))  # as verify does
+    assert found.get(f"Doe^{MARK}") == where
+    trace: list = []
+    out = deid.apply(basic_plan, _read(damaged, reader), key, trace=trace).ds
+    assert MARK.encode() not in to_bytes(out)
+    assert out[tag].value not in ("", None)  # a dummy keeps the object valid
+    (step,) = [s for s in trace if s.path == where]
+    assert (step.action, step.source) == ("D", OUT_OF_PLACE.source)
+    # in its place, the same element is kept as read; a made data set has no places
+    sound = with_element(data, 0x00081090, b"LO", b"CT 3000", before=0x00082218)
+    assert deid.apply(basic_plan, _read(sound, reader), key).ds.ManufacturerModelName == "CT 3000"
+    assert not out_of_place(make_instance())
+
+
+def _places(d: Dataset) -> list[int]:
+    """Every element of ``d`` and its items found out of place."""
+    found = sorted(out_of_place(d))
+    for elem in d:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                found += _places(item)
+    return found
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    [
+        pydicom.uid.ExplicitVRLittleEndian,
+        pydicom.uid.ImplicitVRLittleEndian,
+        pydicom.uid.ExplicitVRBigEndian,
+        pydicom.uid.DeflatedExplicitVRLittleEndian,
+    ],
+)
+def test_no_element_of_a_sound_object_is_out_of_place(syntax):
+    """Every attribute of the table, private ones, sequences of defined and undefined length,
+    in each transfer syntax, by both readers: nothing found out of place."""
+    sink, _markers = kitchen_sink.build()
+    sink.file_meta.TransferSyntaxUID = syntax
+    buf = io.BytesIO()
+    sink.save_as(
+        buf,
+        enforce_file_format=True,
+        little_endian=syntax.is_little_endian,
+        implicit_vr=syntax.is_implicit_VR,
+    )
+    data = buf.getvalue()
+    assert _places(pydicom.dcmread(io.BytesIO(data))) == []
+    assert _places(read_dataset(data, pixels_in_place=True)) == []
+    undefined = make_instance()
+    undefined["AnatomicRegionSequence"].is_undefined_length = True
+    for item in undefined.AnatomicRegionSequence:
+        item.is_undefined_length_sequence_item = True
+    assert _places(read_dataset(to_bytes(undefined), pixels_in_place=True)) == []
