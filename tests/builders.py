@@ -13,7 +13,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from indexer import deid, keys
 from indexer.pipeline import Ingest, local_output
@@ -90,6 +90,19 @@ def _element(tag: int, vr: bytes, value: bytes) -> bytes:
     if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT"):
         return struct.pack("<HH2sHL", group, elem, vr, 0, len(value)) + value
     return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+
+
+def in_transfer_syntax(ds: Dataset, ts: UID) -> bytes:
+    """``ds`` as a DICOM file in transfer syntax ``ts`` (its file meta says so)."""
+    ds.file_meta.TransferSyntaxUID = ts
+    buf = io.BytesIO()
+    ds.save_as(
+        buf,
+        enforce_file_format=True,
+        little_endian=ts.is_little_endian,
+        implicit_vr=ts.is_implicit_VR,
+    )
+    return buf.getvalue()
 
 
 def with_element(data: bytes, tag: int, vr: bytes, value: bytes, before: int) -> bytes:

@@ -3,7 +3,6 @@ recorded with their reason, nothing leaks, and the exit code says some failed.""
 
 from __future__ import annotations
 
-import io
 import os
 import tarfile
 import zipfile
@@ -28,6 +27,7 @@ from tests.builders import (
     MALFORMED,
     dicomdir,
     in_syntax,
+    in_transfer_syntax,
     make_instance,
     malformed,
     odd_zip,
@@ -36,21 +36,6 @@ from tests.builders import (
 
 MARK = "PHIMARK"
 configure_pydicom()
-
-
-def _save(ds, ts=None):
-    buf = io.BytesIO()
-    if ts is not None:
-        ds.file_meta.TransferSyntaxUID = ts
-        ds.save_as(
-            buf,
-            enforce_file_format=True,
-            little_endian=ts.is_little_endian,
-            implicit_vr=ts.is_implicit_VR,
-        )
-    else:
-        ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
 
 
 def _add_malformed(add_bad):
@@ -76,11 +61,11 @@ def corpus(tmp_path):  # noqa: PLR0915 - a statement or two per kind of bad inpu
     add_good("no_preamble.dcm", to_bytes(ds)[132:], ds)
     for ts in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian):
         ds = make_instance(1, 1, 3, next(n), marker=MARK)
-        add_good(f"ts_{ts.name.split()[0]}.dcm", _save(ds, ts), ds)
+        add_good(f"ts_{ts.name.split()[0]}.dcm", in_transfer_syntax(ds, ts), ds)
     ds = make_instance(1, 1, 4, next(n), marker=MARK)
     ds.PixelData = encapsulate([b"\xff\xd8 not really a jpeg \xff\xd9"])
     ds["PixelData"].VR = "OB"
-    add_good("compressed.dcm", _save(ds, JPEGBaseline8Bit), ds)
+    add_good("compressed.dcm", in_transfer_syntax(ds, JPEGBaseline8Bit), ds)
     ds = make_instance(1, 1, 4, next(n), marker=MARK)  # JPEG XL: newer than pydicom 3.0
     add_good("jpeg_xl.dcm", in_syntax(ds, "1.2.840.10008.1.2.4.110"), ds)
     # Patient Position with an unknown VR: the element removed, the object indexed

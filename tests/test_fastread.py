@@ -26,24 +26,12 @@ from indexer import deid, fastread, keys
 from indexer.encode import encode
 from indexer.errors import SourceError
 from indexer.work import configure_pydicom, read_dataset
-from tests.builders import make_instance, to_bytes
+from tests.builders import in_transfer_syntax, make_instance, to_bytes
 from tests.deid import kitchen_sink
 
 configure_pydicom()
 KEY = keys.generate().pseudonym
 PLAN = deid.build_plan()
-
-
-def _save(ds: pydicom.Dataset, ts: pydicom.uid.UID) -> bytes:
-    ds.file_meta.TransferSyntaxUID = ts
-    buf = io.BytesIO()
-    ds.save_as(
-        buf,
-        enforce_file_format=True,
-        little_endian=ts.is_little_endian,
-        implicit_vr=ts.is_implicit_VR,
-    )
-    return buf.getvalue()
 
 
 def _undefined_lengths() -> bytes:
@@ -67,7 +55,7 @@ def _encapsulated() -> bytes:
     ds = make_instance(1, 1, 1, 4, rows=8, columns=8)
     ds.PixelData = encapsulate([b"\xff\xd8 frame \xff\xd9"])
     ds["PixelData"].VR = "OB"
-    return _save(ds, JPEGBaseline8Bit)
+    return in_transfer_syntax(ds, JPEGBaseline8Bit)
 
 
 def _private_and_empty() -> bytes:
@@ -108,9 +96,11 @@ def _plain() -> bytes:
 # left to dcmread: each is read by pydicom whole, with whatever it makes of them
 IRREGULAR = {
     "no preamble": lambda: _plain()[132:],
-    "implicit VR": lambda: _save(make_instance(1, 1, 1, 7), ImplicitVRLittleEndian),
-    "big endian": lambda: _save(make_instance(1, 1, 1, 8), ExplicitVRBigEndian),
-    "deflated": lambda: _save(make_instance(1, 1, 1, 9), DeflatedExplicitVRLittleEndian),
+    "implicit VR": lambda: in_transfer_syntax(make_instance(1, 1, 1, 7), ImplicitVRLittleEndian),
+    "big endian": lambda: in_transfer_syntax(make_instance(1, 1, 1, 8), ExplicitVRBigEndian),
+    "deflated": lambda: in_transfer_syntax(
+        make_instance(1, 1, 1, 9), DeflatedExplicitVRLittleEndian
+    ),
     "cut inside an element": lambda: _plain()[: _meta_end(_plain()) + 301],
     "cut inside an element head": lambda: _plain()[: _meta_end(_plain()) + 3],
     "trailing bytes": lambda: to_bytes(_without_pixels()) + b"\x00\x00\x00",

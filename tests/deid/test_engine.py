@@ -17,7 +17,7 @@ from indexer.deid.profile import OUT_OF_PLACE, compile_plan, damaged_text, out_o
 from indexer.deid.rules import compile_rules
 from indexer.deid.table import load_table
 from indexer.work import read_dataset
-from tests.builders import make_instance, to_bytes, with_element
+from tests.builders import in_transfer_syntax, make_instance, to_bytes, with_element
 from tests.deid import kitchen_sink
 
 MARK = "PHIMARK7"
@@ -372,15 +372,7 @@ def test_no_element_of_a_sound_object_is_out_of_place(syntax):
     """Every attribute of the table, private ones, sequences of defined and undefined length,
     in each transfer syntax, by both readers: nothing found out of place."""
     sink, _markers = kitchen_sink.build()
-    sink.file_meta.TransferSyntaxUID = syntax
-    buf = io.BytesIO()
-    sink.save_as(
-        buf,
-        enforce_file_format=True,
-        little_endian=syntax.is_little_endian,
-        implicit_vr=syntax.is_implicit_VR,
-    )
-    data = buf.getvalue()
+    data = in_transfer_syntax(sink, syntax)
     assert _places(pydicom.dcmread(io.BytesIO(data))) == []
     assert _places(read_dataset(data, pixels_in_place=True)) == []
     undefined = make_instance()
