@@ -75,14 +75,16 @@ KNOWN_VRS = frozenset(vr.value for vr in VR if " " not in vr.value)
 UNKNOWN_VR = Decision(Action.REMOVE, "an unknown value representation: removed")
 UNLISTED_PN = Decision(Action.ZERO, "not in Table E.1-1, VR PN: treated as identifying")
 UNLISTED_UI = Decision(Action.UID, "not in Table E.1-1, VR UI: instance UIDs replaced")
-# A kept attribute written as free text its dictionary never gives it (a name where a code, a
-# number or a flag belongs): most often a damaged tag that now names the wrong attribute, so
-# nothing vouches for the value. Replaced by a dummy, which keeps the object valid whatever
-# the attribute's type (the IOD types known are only those of compound actions).
+# A kept attribute written as text its dictionary never gives it (a name where a code, a
+# number, a flag or a sequence belongs): most often a damaged tag that now names the wrong
+# attribute, so nothing vouches for the value. Replaced by a dummy, which keeps the object
+# valid whatever the attribute's type (the IOD types known are only those of compound
+# actions). Free text, codes (CS: an upper-case name fits one), dates, times and ages.
 FREE_TEXT_VRS = frozenset({"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+MISREAD_VRS = FREE_TEXT_VRS | {"AS", "CS", "DA", "DT", "TM"}
 MISREAD_TEXT = Decision(
     Action.DUMMY,
-    "kept, but written as free text (AE, LO, LT, PN, SH, ST, UC, UR, UT) of a VR its "
+    "kept, but written as text (free text, a code, a date, time or age) of a VR its "
     "attribute never has: replaced by a dummy",
 )
 # No character set has C0 control codes in text but ESC (ISO 2022), and LF, FF, CR and TAB
@@ -190,8 +192,8 @@ def _judged(elements: Mapping[Any, Any]) -> frozenset[int]:
 
 
 def misread_text(tag: int, vr: str) -> bool:
-    """Whether a public element is written as free text of a VR its attribute never has."""
-    if vr not in FREE_TEXT_VRS or (tag >> 16) & 1:
+    """Whether a public element is written as text of a VR its attribute never has."""
+    if vr not in MISREAD_VRS or (tag >> 16) & 1:
         return False
     try:
         known = dictionary_VR(tag)

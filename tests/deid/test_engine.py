@@ -242,27 +242,29 @@ def test_a_kept_attribute_written_as_free_text_of_another_vr_is_treated_as_ident
     basic_plan, key
 ):
     """A damaged tag can name a kept attribute while its value is another's: a name under
-    Image Type (CS), KVP (DS) or Distance Object to Table Top (FL). The free-text VR the
-    attribute never has gives it away: replaced by a dummy, valid whatever its type."""
+    Image Type (CS), KVP (DS), a code sequence or Distance Object to Table Top (FL). The text
+    VR the attribute never has gives it away: replaced by a dummy, valid whatever its type."""
     name = f"Doe^{MARK}".encode()
     ds = _with_elements(
         make_instance(),
         (0x00080008, b"SH", name),  # Image Type: CS, Type 1 in a CT image
         (0x00180060, b"LO", name),  # KVP: DS, Type 2
         (0x00181210, b"SH", b"B30f"),  # Convolution Kernel: SH, as the dictionary has it
+        (0x00189346, b"CS", f"DOE {MARK}".encode()),  # CTDI Phantom Type Code Sequence
         (0x00189403, b"ST", name),  # Distance Object to Table Top: FL
     )
     found = deid.values.identifying_values(basic_plan, ds)  # what `verify` looks for
     assert found.get(f"Doe^{MARK}") == "(0008,0008)"
     trace: list = []
     out = deid.apply(basic_plan, ds, key, trace=trace).ds
-    for tag in (0x00080008, 0x00180060, 0x00189403):
+    for tag in (0x00080008, 0x00180060, 0x00189346, 0x00189403):
         assert out[tag].value not in ("", None)  # a dummy
     assert out.ConvolutionKernel == "B30f"
     assert MARK.encode() not in to_bytes(out)
     why = {step.path: (step.action, step.source) for step in trace}
-    assert why["(0018,9403)"][0] == "D"
-    assert why["(0018,9403)"][1].startswith("kept, but written as free text")
+    for path in ("(0018,9346)", "(0018,9403)"):
+        assert why[path][0] == "D"
+        assert why[path][1].startswith("kept, but written as text")
     assert why["(0018,1210)"] == ("K", "not in Table E.1-1: kept")
     rule = {"name": "keep kvp", "select": {"keyword": "KVP"}, "method": "keep"}
     kept = build_plan(rules=compile_rules({"rules": [rule]}))
