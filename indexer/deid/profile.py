@@ -18,7 +18,7 @@ from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_dict, re
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.valuerep import VR, validate_value
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR, validate_value
 
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.pixels import Mask
@@ -132,8 +132,8 @@ OUT_OF_PLACE = Decision(
     "order, or after an element that went missing (a damaged tag may name the wrong "
     "attribute): replaced by a dummy",
 )
-_LONG_HEAD_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT"})
-_HEAD_SIZES = dict.fromkeys(_LONG_HEAD_VRS, 12)  # explicit VR; others 8, implicit VR 8
+# explicit VR heads: 12 bytes for the VRs of 32-bit lengths, 8 for the others (implicit VR: 8)
+_HEAD_SIZES = dict.fromkeys((vr.value for vr in EXPLICIT_VR_LENGTH_32), 12)
 _UNDEFINED = 0xFFFFFFFF
 _IN_PLACE: frozenset[int] = frozenset()
 

@@ -372,12 +372,14 @@ def _places(d: Dataset) -> list[int]:
 )
 def test_no_element_of_a_sound_object_is_out_of_place(syntax):
     """Every attribute of the table, private ones, sequences of defined and undefined length,
-    in each transfer syntax, by both readers: nothing found out of place."""
+    64-bit numbers, in each transfer syntax, by both readers: nothing found out of place."""
     sink, _markers = kitchen_sink.build()
     data = in_transfer_syntax(sink, syntax)
     assert _places(pydicom.dcmread(io.BytesIO(data))) == []
     assert _places(read_dataset(data, pixels_in_place=True)) == []
     undefined = make_instance()
+    undefined.FileOffsetInContainer = 7  # UV and SV: 32-bit lengths, as OB's
+    undefined.add_new(0x00720082, "SV", -3)  # Selector SV Value
     undefined["AnatomicRegionSequence"].is_undefined_length = True
     for item in undefined.AnatomicRegionSequence:
         item.is_undefined_length_sequence_item = True
