@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from indexer import deid, keys
 from indexer.pipeline import Ingest, local_output
@@ -84,10 +85,13 @@ def ingest_job(database: db.Database, key_file: Path, out: Path, **options: obje
     )
 
 
+_LENGTH_32 = frozenset(vr.value.encode() for vr in EXPLICIT_VR_LENGTH_32)
+
+
 def _element(tag: int, vr: bytes, value: bytes) -> bytes:
     """One explicit VR little endian element, as raw bytes (any VR, any length)."""
     group, elem = tag >> 16, tag & 0xFFFF
-    if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT"):
+    if vr in _LENGTH_32:
         return struct.pack("<HH2sHL", group, elem, vr, 0, len(value)) + value
     return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
 
