@@ -35,6 +35,7 @@ __all__ = [
     "rewrite_in_place",
     "to_bytes",
     "with_element",
+    "with_implicit_element",
     "write_archive",
 ]
 
@@ -96,6 +97,12 @@ def _element(tag: int, vr: bytes, value: bytes) -> bytes:
     return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
 
 
+def with_implicit_element(data: bytes, tag: int, value: bytes, before: int) -> bytes:
+    """An implicit VR little endian ``data`` with a raw element before top-level ``before``."""
+    head = struct.pack("<HHL", tag >> 16, tag & 0xFFFF, len(value))
+    return _inserted(data, head + value, before)
+
+
 def in_transfer_syntax(ds: Dataset, ts: UID) -> bytes:
     """``ds`` as a DICOM file in transfer syntax ``ts`` (its file meta says so)."""
     ds.file_meta.TransferSyntaxUID = ts
@@ -129,7 +136,7 @@ def with_un_sequence(data: bytes, tag: int, items: bytes, before: int) -> bytes:
 
 
 def _inserted(data: bytes, raw: bytes, before: int) -> bytes:
-    """``raw`` inserted before the top-level element ``before`` of an explicit VR LE file."""
+    """``raw`` inserted before the top-level element ``before`` of a little endian file."""
     pos = data.index(struct.pack("<HH", before >> 16, before & 0xFFFF), 132 + 100)
     return data[:pos] + raw + data[pos:]
 

@@ -32,15 +32,12 @@ from indexer.deid.profile import (
     COMPOUND,
     CREATOR_FIRST,
     CREATOR_LAST,
-    DAMAGED_TEXT,
-    OUT_OF_PLACE,
-    OUT_OF_PLACE_VRS,
     PRIVATE_FIRST,
     TEXT_VRS,
     UNKNOWN_VR,
     Decision,
     Plan,
-    damaged_text,
+    damaged,
     decide,
     out_of_place,
     resolve,
@@ -206,7 +203,7 @@ def _apply(
     found: dict[str, str] | None,
 ) -> DeidResult:
     misplaced = out_of_place(ds)  # before anything changes it
-    rawvalue.read_as_known(ds)
+    read_as = rawvalue.read_as_known(ds)
     outside = values.outside_values(ds) if found is not None else {}
     pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks, codec)
     # an object without PatientID is its own patient, keyed by its study
@@ -228,7 +225,7 @@ def _apply(
     identities: list[Identity] = []
     types = iod.types_for(text_of(ds, SOP_CLASS_UID, codec))
     _identity_elements(ds, plan, ctx, originals, patient_pseudo, id_prefix, identities)
-    _walk(ds, plan, ctx, types=types, top=True, misplaced=misplaced)
+    _walk(ds, plan, ctx, types=types, top=True, misplaced=misplaced, read_as=read_as)
     for kind, kw in zip(("study_uid", "series_uid", "sop_uid"), REQUIRED_UIDS, strict=True):
         new = text_of(ds, ORIGINAL_TAGS[kw], codec)
         if not new:  # a site rule removed or emptied it: no copy name, no index row
@@ -291,10 +288,12 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
     parents: str = "",
     mode: Mode = Mode.NORMAL,
     misplaced: frozenset[int] = frozenset(),
+    read_as: frozenset[int] = frozenset(),
 ) -> None:
     """Apply the plan to every element of ``ds``; ``types`` are the IOD's (top level only).
 
-    ``misplaced``: the tags ``profile.out_of_place`` found out of the order they were read in.
+    ``misplaced``: the tags ``profile.out_of_place`` found out of the order they were read in;
+    ``read_as``: those ``rawvalue.read_as_known`` gave their dictionary VR.
     """
     # outcomes of elements as read can be repeated from the last object that held them
     repeatable = ctx.found is not None and ctx.trace is None and ctx.codec is not None
@@ -320,13 +319,11 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
         if isinstance(decision, SiteRule):  # a computing site method: redact, dateshift, ...
             _compute(ds, key, vr, decision, plan, ctx, parents)
             continue
-        if action in _KEPT_IN_PART and vr in TEXT_VRS:
-            if damaged_text(vr, raw.value):
-                action = recorded = DAMAGED_TEXT.action
-                source = DAMAGED_TEXT.source
-            elif misplaced and tag in misplaced and vr in OUT_OF_PLACE_VRS:
-                action = recorded = OUT_OF_PLACE.action
-                source = OUT_OF_PLACE.source
+        if action in _KEPT_IN_PART and (misplaced or vr in TEXT_VRS):
+            suspect = damaged(tag, vr, raw.value, misplaced, read_as)
+            if suspect is not None:
+                action = recorded = suspect.action
+                source = suspect.source
         if ctx.trace is not None:
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
         if (
@@ -539,10 +536,18 @@ def _walk_item(item: Dataset, plan: Plan, ctx: Context, parents: str, mode: Mode
     if codec is not None and rawvalue.SPECIFIC_CHARACTER_SET in item:
         ctx.codec = None
     misplaced = out_of_place(item)
-    rawvalue.read_as_known(item)
+    read_as = rawvalue.read_as_known(item)
     try:
         _walk(
-            item, plan, ctx, types=None, top=False, parents=parents, mode=mode, misplaced=misplaced
+            item,
+            plan,
+            ctx,
+            types=None,
+            top=False,
+            parents=parents,
+            mode=mode,
+            misplaced=misplaced,
+            read_as=read_as,
         )
     finally:
         ctx.codec = codec

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom import config
-from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_dict, repeater_has_tag
+from pydicom.datadict import (
+    dictionary_has_tag,
+    dictionary_VM,
+    dictionary_VR,
+    keyword_dict,
+    repeater_has_tag,
+)
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -87,6 +93,14 @@ MISREAD_TEXT = Decision(
     "kept, but written as text (free text, a code, a date, time or age) of a VR its "
     "attribute never has: replaced by a dummy",
 )
+# Written as UN, OB or OW, a public attribute is read by its dictionary VR (some systems write
+# known attributes so): a value that is no valid value of that VR (a name as Primary
+# Chromaticities) is most often one a damaged tag moved there, and nothing vouches for it.
+MISREAD_BYTES = Decision(
+    Action.DUMMY,
+    "a kept or cleaned value written as UN, OB or OW that is no valid value of the VR its "
+    "attribute has (a damaged tag may name the wrong attribute): replaced by a dummy",
+)
 # No character set has C0 control codes in text but ESC (ISO 2022), and LF, FF, CR and TAB
 # (ST, LT, UT). A kept or cleaned text value holding another, or a NUL before its padding, is
 # damaged: most often its length runs on, so that it swallowed the elements after it.
@@ -132,6 +146,49 @@ OUT_OF_PLACE = Decision(
     "order, or after an element that went missing (a damaged tag may name the wrong "
     "attribute): replaced by a dummy",
 )
+# the binary numbers' sizes, in bytes
+_NUMBER_SIZES = {"AT": 4, "FL": 4, "FD": 8, "SL": 4, "SS": 2, "SV": 8, "UL": 4, "US": 2, "UV": 8}
+# Out of place, any other value its attribute does not allow is damaged too: written in a VR
+# the attribute never has (bytes under a sequence's tag), or one its VR's rules or its
+# multiplicity refuse. Implicit VR gives an element the VR of the attribute its tag names, so
+# a damaged tag that now names a kept code or number (Modality, Slice Thickness, Rows) has a
+# name read as that code or number. A sound neighbour's value is allowed, and stays.
+OUT_OF_PLACE_INVALID = Decision(
+    Action.DUMMY,
+    "a kept or cleaned value read out of place (as above) that its attribute does not allow "
+    "(written in a VR it never has; a code string in lower case, a number string holding "
+    "letters, too many numbers): replaced by a dummy",
+)
+
+
+def not_allowed(tag: int, vr: str, value: object) -> bool:
+    """Whether a value as read (bytes) is no value its attribute allows.
+
+    One its VR's rules refuse (``valid_value``: a code string in lower case, a number string
+    holding letters, binary numbers not filling whole values), or binary numbers more or
+    fewer than the attribute's multiplicity allows. Values converted already: False.
+    """
+    if not isinstance(value, bytes) or not value:
+        return False
+    if not valid_value(vr, value):
+        return True
+    size = _NUMBER_SIZES.get(vr)
+    return size is not None and not _multiplicity_allows(tag, len(value) // size)
+
+
+def _multiplicity_allows(tag: int, n: int) -> bool:
+    """Whether the dictionary's VM of ``tag`` ("1", "1-3", "2-2n") allows ``n`` values."""
+    try:
+        low, _, high = dictionary_VM(tag).partition("-")
+        if not high:
+            return n == int(low)
+        if high.endswith("n"):
+            return n >= int(low) and n % int(high[:-1] or 1) == 0
+        return int(low) <= n <= int(high)
+    except (KeyError, ValueError):  # not in the dictionary, or a VM not of these forms
+        return True
+
+
 # explicit VR heads: 12 bytes for the VRs of 32-bit lengths, 8 for the others (implicit VR: 8)
 _HEAD_SIZES = dict.fromkeys((vr.value for vr in EXPLICIT_VR_LENGTH_32), 12)
 _UNDEFINED = 0xFFFFFFFF
@@ -191,9 +248,38 @@ def _judged(elements: Mapping[Any, Any]) -> frozenset[int]:
     return frozenset(out)
 
 
+def damaged(
+    tag: int,
+    vr: str,
+    value: object,
+    misplaced: frozenset[int],
+    read_as: frozenset[int] = frozenset(),
+) -> Decision | None:
+    """Why a kept or cleaned value as read is damaged, nothing vouching for it; None: sound.
+
+    ``value`` as read (bytes) or converted; ``misplaced``: ``out_of_place`` of its data set;
+    ``read_as``: the tags ``rawvalue.read_as_known`` gave their dictionary VR (``vr``).
+    """
+    if vr in TEXT_VRS and damaged_text(vr, value):
+        return DAMAGED_TEXT
+    if read_as and tag in read_as and not valid_value(vr, value):
+        return MISREAD_BYTES
+    if misplaced and tag in misplaced:
+        if vr in OUT_OF_PLACE_VRS:
+            return OUT_OF_PLACE
+        if foreign_vr(tag, vr) or not_allowed(tag, vr, value):
+            return OUT_OF_PLACE_INVALID
+    return None
+
+
 def misread_text(tag: int, vr: str) -> bool:
     """Whether a public element is written as text of a VR its attribute never has."""
-    if vr not in MISREAD_VRS or (tag >> 16) & 1:
+    return vr in MISREAD_VRS and foreign_vr(tag, vr)
+
+
+def foreign_vr(tag: int, vr: str) -> bool:
+    """Whether a public element is written in a VR its attribute never has (known ones)."""
+    if (tag >> 16) & 1:
         return False
     try:
         known = dictionary_VR(tag)
@@ -390,8 +476,7 @@ def compile_plan(
     )
 
 
-_NUMBER_SIZES = {"FL": 4, "FD": 8, "SL": 4, "SS": 2, "UL": 4, "US": 2}
-_CHECKED_TEXT = frozenset({"CS", "SH", "LO", "LT", "IS", "DS", "UI"})
+_CHECKED_TEXT = frozenset({"AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "SH", "TM", "UI"})
 
 
 def fits(vr: str, element: object) -> bool:
@@ -402,7 +487,11 @@ def fits(vr: str, element: object) -> bool:
     Text is checked by its VR's rules (a code string holds no free text), numbers by their
     size; other VRs (OB, SQ) have nothing to check.
     """
-    value = getattr(element, "value", None)
+    return valid_value(vr, getattr(element, "value", None))
+
+
+def valid_value(vr: str, value: object) -> bool:
+    """Whether ``value`` (as read, or converted) is valid for ``vr``, as ``fits`` judges."""
     if value is None or (vr not in _NUMBER_SIZES and vr not in _CHECKED_TEXT):
         return True
     if isinstance(value, bytes | memoryview):

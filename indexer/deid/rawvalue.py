@@ -115,10 +115,11 @@ class Marking(Written):
 # What a public attribute written as UN, OB or OW is read as, by its data dictionary VR: the
 # text VRs (numbers as text among them: their bytes have no byte order), and sequences (UN).
 _READ_AS_KNOWN = TEXT_VRS | {"DS", "IS"}
+_NONE: frozenset[int] = frozenset()
 _AS_BYTES = frozenset({"UN", "OB", "OW"})  # VRs that hold bytes (OW: in little endian as they are)
 
 
-def read_as_known(d: Dataset) -> None:
+def read_as_known(d: Dataset) -> frozenset[int]:
     """Give each public element of ``d`` written as UN, OB or OW its dictionary VR, if text.
 
     Some systems write known attributes as UN (an implicit VR object made explicit without a
@@ -132,7 +133,9 @@ def read_as_known(d: Dataset) -> None:
     little endian object only (in a big endian one its bytes are swapped). Numbers and other
     bytes stay as they are: their byte order may be the file's, and the table decides them by
     tag. A value too long for its VR's 16-bit length is written as UN again (``encode``).
+    Returns the tags of the elements given a VR (a value not valid for it is damaged).
     """
+    read_as: set[int] = set()
     for key, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
         if type(raw) is not RawDataElement or raw.VR not in _AS_BYTES or raw.value is None:
             continue
@@ -149,6 +152,8 @@ def read_as_known(d: Dataset) -> None:
             d._dict[key] = raw._replace(VR="SQ", is_implicit_VR=True, is_little_endian=True)  # noqa: SLF001
         elif vr in _READ_AS_KNOWN:
             d._dict[key] = raw._replace(VR=vr)  # noqa: SLF001
+            read_as.add(tag)
+    return frozenset(read_as) if read_as else _NONE
 
 
 def codec(ds: Dataset) -> str | None:

@@ -15,10 +15,8 @@ from pydicom.dataset import Dataset
 from indexer.deid import rawvalue
 from indexer.deid.actions import DUMMY
 from indexer.deid.profile import (
-    DAMAGED_TEXT,
-    OUT_OF_PLACE_VRS,
     Plan,
-    damaged_text,
+    damaged,
     decide,
     out_of_place,
     resolve,
@@ -110,7 +108,7 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
     engine reads them (``rawvalue.read_as_known``: the elements' VRs change, not their values).
     """
     misplaced = out_of_place(d)  # before the VRs change
-    rawvalue.read_as_known(d)
+    read_as = rawvalue.read_as_known(d)
     for tag in sorted(d._dict):  # noqa: SLF001 - as stored: a VR is known before converting
         raw = d._dict[tag]  # noqa: SLF001
         if unknown_vr(rawvalue.vr_of(raw, tag)):
@@ -127,10 +125,9 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
             record(found, decision, vr, elem.value, path)
             continue
         action = resolve(decision.action, vr)
-        if action in (Action.KEEP, Action.CLEAN) and (
-            damaged_text(vr, raw.value) or (tag in misplaced and vr in OUT_OF_PLACE_VRS)
-        ):
-            action = DAMAGED_TEXT.action  # as the engine does (OUT_OF_PLACE: the same action)
+        if action in (Action.KEEP, Action.CLEAN):
+            suspect = damaged(tag, vr, raw.value, misplaced, read_as)  # as the engine does
+            action = suspect.action if suspect is not None else action
         record(found, action, vr, elem.value, path)
 
 

@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 from indexer import deid, extract, keys, rules_file
 from indexer.deid import Option, build_plan, pseudonym, rawvalue, verify
 from indexer.deid.burned_in import BurnedInPolicy
-from indexer.deid.profile import resolve
+from indexer.deid.profile import MISREAD_BYTES, resolve
 from indexer.deid.rules import compile_rules
 from indexer.deid.table import Action, parse_options
 from indexer.encode import encode
@@ -599,6 +599,24 @@ def test_an_attribute_written_as_un_keeps_a_value_the_profile_keeps():
     written = pydicom.dcmread(io.BytesIO(encode(out).data))
     assert written[0x00081090].VR == "LO"
     assert written.ManufacturerModelName == "ACME CT 3000"
+
+
+@pytest.mark.parametrize("vr", [b"UN", b"OB"])
+def test_an_attribute_written_as_bytes_holding_no_value_of_its_vr_gets_a_dummy(vr):
+    """A damaged tag can move bytes under a kept attribute read by its dictionary VR, in its
+    place: a name as Primary Chromaticities (DS). No valid value of that VR, it gets a dummy
+    (`verify` judges it alike); a valid one is kept."""
+    tag = 0x00160002
+    data = to_bytes(make_instance())
+    bad = with_element(data, tag, vr, b"Doe^UNMK7 ", before=0x00180015)  # in its place
+    trace: list = []
+    out = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(bad)), KEY, trace=trace).ds
+    assert b"UNMK7" not in encode(out).data
+    (step,) = [s for s in trace if s.path == "(0016,0002)"]
+    assert (step.action, step.source) == ("D", MISREAD_BYTES.source)
+    good = with_element(data, tag, vr, b"0.3127\\0.3290 ", before=0x00180015)
+    kept = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(good)), KEY).ds
+    assert [float(v) for v in kept[tag].value] == [0.3127, 0.329]
 
 
 @pytest.mark.parametrize(

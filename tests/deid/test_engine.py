@@ -13,11 +13,24 @@ from pydicom.valuerep import PersonName
 from indexer import deid, keys
 from indexer.deid import Option, build_plan, pseudonym
 from indexer.deid.engine import uid_values
-from indexer.deid.profile import OUT_OF_PLACE, compile_plan, damaged_text, out_of_place
+from indexer.deid.profile import (
+    OUT_OF_PLACE,
+    OUT_OF_PLACE_INVALID,
+    compile_plan,
+    damaged_text,
+    not_allowed,
+    out_of_place,
+)
 from indexer.deid.rules import compile_rules
 from indexer.deid.table import load_table
 from indexer.work import read_dataset
-from tests.builders import in_transfer_syntax, make_instance, to_bytes, with_element
+from tests.builders import (
+    in_transfer_syntax,
+    make_instance,
+    to_bytes,
+    with_element,
+    with_implicit_element,
+)
 from tests.deid import kitchen_sink
 
 MARK = "PHIMARK7"
@@ -349,6 +362,100 @@ def test_a_kept_value_read_out_of_its_place_is_treated_as_identifying(
     sound = with_element(data, 0x00081090, b"LO", b"CT 3000", before=0x00082218)
     assert deid.apply(basic_plan, _read(sound, reader), key).ds.ManufacturerModelName == "CT 3000"
     assert not out_of_place(make_instance())
+
+
+@pytest.mark.parametrize(
+    ("tag", "before", "neighbour", "number", "read"),
+    [
+        # Conversion Type (CS) before Modality (CS)
+        (0x00080064, 0x00080060, "CT", b"WSD ", "WSD"),
+        # Spacing Between Slices (DS) before Slice Thickness (DS)
+        (0x00180088, 0x00180050, 1.0, b"2.5 ", 2.5),
+        # Planar Configuration (US, one value) before Samples per Pixel (US)
+        (0x00280006, 0x00280002, 1, b"\x01\x00", 1),
+    ],
+    ids=["a code string", "a number string", "a binary number"],
+)
+def test_a_name_read_as_a_code_or_number_out_of_its_place_is_treated_as_identifying(
+    basic_plan, key, tag, before, neighbour, number, read
+):
+    """Implicit VR gives an element the VR of the attribute its tag names: a damaged tag
+    naming a kept code or number has a name read as that code or number. Out of its place and
+    no value its VR or attribute allows, it gets a dummy; its sound neighbour, and a valid
+    value out of place, stay."""
+    data = in_transfer_syntax(make_instance(), pydicom.uid.ImplicitVRLittleEndian)
+    damaged = with_implicit_element(data, tag, f"Doe^{MARK}".encode(), before)
+    ds = pydicom.dcmread(io.BytesIO(damaged))
+    assert {tag, before} <= out_of_place(ds)
+    trace: list = []
+    out = deid.apply(basic_plan, ds, key, trace=trace).ds
+    assert MARK.encode() not in to_bytes(out)
+    where = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    (step,) = [s for s in trace if s.path == where]
+    assert (step.action, step.source) == ("D", OUT_OF_PLACE_INVALID.source)
+    assert out[tag].value in ("ANONYMIZED", "0", 0)  # a dummy keeps the object valid
+    assert out[before].value == neighbour
+    valid = pydicom.dcmread(io.BytesIO(with_implicit_element(data, tag, number, before)))
+    assert tag in out_of_place(valid)
+    assert deid.apply(basic_plan, valid, key).ds[tag].value == read
+
+
+@pytest.mark.parametrize("reader", ["dcmread", "fastread"])
+def test_bytes_read_out_of_place_in_a_vr_their_attribute_never_has_are_identifying(
+    basic_plan, key, reader
+):
+    """A damaged tag can name a kept attribute of another VR than its own, which no check of
+    text reads: bytes under Frame Usefulness Group Sequence's tag (SQ). Out of place, the VR
+    gives it away; in place, nothing does."""
+    tag = 0x00340009
+    data = to_bytes(make_instance())
+    damaged = with_element(data, tag, b"OB", f"ID {MARK} ".encode(), before=0x0020000D)
+    ds = _read(damaged, reader)
+    assert tag in out_of_place(ds)
+    trace: list = []
+    out = deid.apply(basic_plan, ds, key, trace=trace).ds
+    assert MARK.encode() not in to_bytes(out)
+    (step,) = [s for s in trace if s.path == "(0034,0009)"]
+    assert (step.action, step.source) == ("D", OUT_OF_PLACE_INVALID.source)
+    in_place = with_element(data, tag, b"OB", f"ID {MARK} ".encode(), before=0x7FE00010)
+    assert MARK.encode() in to_bytes(deid.apply(basic_plan, _read(in_place, reader), key).ds)
+
+
+@pytest.mark.parametrize(
+    ("tag", "vr", "value", "invalid"),
+    [
+        (0x00180050, "DS", b" -2.5E3\\.5\\1.\\", False),  # values, padding, an empty one
+        (0x00180050, "DS", b"N/A ", True),
+        (0x00180050, "DS", b"1,5 ", True),  # a decimal comma: no DS either
+        (0x00200013, "IS", b"12 \\-3", False),
+        (0x00200013, "IS", b"1.5 ", True),
+        (0x00280010, "US", b"\x10\x00", False),  # Rows: one value
+        (0x00280010, "US", b"\x10\x00" * 2, True),
+        (0x00280010, "US", b"\x10", True),  # no whole value
+        (0x00200032, "DS", b"1\\2", False),  # a number string's multiplicity is not judged
+        (0x00280034, "IS", b"1\\1", False),
+        (0x00181310, "US", b"\x00\x00" * 4, False),  # Acquisition Matrix: four values
+        (0x00181310, "US", b"\x00\x00" * 3, True),
+        (0x00280009, "AT", b"\x00\x00" * 3, True),  # Frame Increment Pointer: no whole value
+        (0x00280009, "AT", b"\x00\x00" * 6, False),  # three: any number
+        (0x00460044, "FD", b"\x00" * 16, True),  # Pupil Size: one value, not two
+        (0x00220032, "FL", b"\x00" * 16, False),  # Reference Coordinates: pairs (2-2n)
+        (0x00220032, "FL", b"\x00" * 12, True),
+        (0x00080309, "UL", b"\x00" * 12, False),  # Private Data Element VM: 1-3
+        (0x00080309, "UL", b"\x00" * 16, True),
+        (0x00081162, "UL", b"\x00" * 24, False),  # Calculated Frame List: triplets (3-3n)
+        (0x00081162, "UL", b"\x00" * 8, True),
+        (0x00289000, "FL", b"\x00" * 8, False),  # in no dictionary: its VM is unknown
+        (0x00080070, "LO", b"Doe^X", False),  # free text: any text is valid
+        (0x00080060, "CS", b"CT", False),
+        (0x00080060, "CS", b"val X ", True),  # lower case
+        (0x0008001A, "UI", b"1.2.840.10008.5.1.4.1.1.2\x00", False),
+        (0x0008001A, "UI", b"val MK0001X ", True),
+        (0x00280010, "US", 16, False),  # converted already: not judged
+    ],
+)
+def test_a_value_is_judged_by_its_vr_and_its_attributes_multiplicity(tag, vr, value, invalid):
+    assert not_allowed(tag, vr, value) is invalid
 
 
 def _places(d: Dataset) -> list[int]:
