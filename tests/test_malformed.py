@@ -205,6 +205,19 @@ def _kept_tags_by_vr(plan) -> dict[str, list[int]]:
     return kept
 
 
+def _renamed_copy(ctx: work.RunContext, data: bytes, head: int, tag: int, new: int) -> bytes | str:
+    """The copy of ``data`` with the element whose head is at ``head`` renamed from ``tag`` to
+    ``new``; or the reason it was refused (the leak check's: no copy)."""
+    assert data[head : head + 4] == struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    mutant = data[:head] + struct.pack("<HH", new >> 16, new & 0xFFFF) + data[head + 4 :]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return b"".join(work.prepare(_source(0, mutant), ctx).encoded.parts)
+    except DeidError as e:
+        return e.reason
+
+
 def test_a_marked_element_renamed_to_a_kept_attribute_of_its_vr_leaks_only_in_its_place(ctx):
     """A damaged tag naming a kept attribute of the very VR its own has: the value is kept
     only where the new tag still falls between its neighbours' (nothing tells it then).
@@ -224,16 +237,11 @@ def test_a_marked_element_renamed_to_a_kept_attribute_of_its_vr_leaks_only_in_it
         head = raw.value_tell - 8  # text VRs but UC, UR, UT: 8-byte heads
         if raw.VR in ("UC", "UR", "UT"):
             head -= 4
-        assert data[head : head + 4] == struct.pack("<HH", tag >> 16, tag & 0xFFFF)
-        mutant = data[:head] + struct.pack("<HH", new >> 16, new & 0xFFFF) + data[head + 4 :]
         at = order.index(tag)
         fits = order[at - 1] < new < order[at + 1] and new not in order
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                copy = b"".join(work.prepare(_source(0, mutant), ctx).encoded.parts)
-        except DeidError as e:  # the leak check refused it: no copy
-            refused[e.reason] += 1
+        copy = _renamed_copy(ctx, data, head, tag, new)
+        if isinstance(copy, str):
+            refused[copy] += 1
             continue
         if markers[tag].encode() in copy:
             leaked += 1
@@ -266,17 +274,11 @@ def test_a_marked_element_renamed_in_implicit_vr_leaks_only_where_its_value_is_a
     for _ in range(200):
         tag, raw = rng.choice(marked)
         new = rng.choice(kept)
-        head = raw.value_tell - 8
-        assert data[head : head + 4] == struct.pack("<HH", tag >> 16, tag & 0xFFFF)
-        mutant = data[:head] + struct.pack("<HH", new >> 16, new & 0xFFFF) + data[head + 4 :]
         at = order.index(tag)
         in_place = order[at - 1] < new < order[at + 1]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                copy = b"".join(work.prepare(_source(0, mutant), ctx).encoded.parts)
-        except DeidError as e:  # the leak check refused it: no copy
-            outcomes[e.reason] += 1
+        copy = _renamed_copy(ctx, data, raw.value_tell - 8, tag, new)
+        if isinstance(copy, str):
+            outcomes[copy] += 1
             continue
         leaked = markers[tag].encode() in copy
         outcomes["leaked" if leaked else "clean"] += 1
