@@ -155,9 +155,10 @@ _NUMBER_SIZES = {"AT": 4, "FL": 4, "FD": 8, "SL": 4, "SS": 2, "SV": 8, "UL": 4, 
 # name read as that code or number. A sound neighbour's value is allowed, and stays.
 OUT_OF_PLACE_INVALID = Decision(
     Action.DUMMY,
-    "a kept or cleaned value read out of place (as above) that its attribute does not allow "
-    "(written in a VR it never has; a code string in lower case, a number string holding "
-    "letters, too many numbers): replaced by a dummy",
+    "a kept or cleaned value read out of its place (out of ascending tag order, or after an "
+    "element that went missing) that its attribute does not allow (written in a VR it never "
+    "has; a code string in lower case, a number string holding letters, too many numbers): "
+    "replaced by a dummy",
 )
 
 
