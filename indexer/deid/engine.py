@@ -42,7 +42,7 @@ from indexer.deid.profile import (
     out_of_place,
     resolve,
 )
-from indexer.deid.rawvalue import text_of, value_of
+from indexer.deid.rawvalue import AS_BYTES, text_of, value_of
 from indexer.deid.rawvalue import vr_of as _vr
 from indexer.deid.rules import Scope, SiteRule, compute
 from indexer.deid.table import (
@@ -319,7 +319,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
         if isinstance(decision, SiteRule):  # a computing site method: redact, dateshift, ...
             _compute(ds, key, vr, decision, plan, ctx, parents)
             continue
-        if action in _KEPT_IN_PART and (misplaced or vr in TEXT_VRS):
+        if action in _KEPT_IN_PART and (misplaced or vr in TEXT_VRS or vr in AS_BYTES):
             suspect = damaged(tag, vr, raw.value, misplaced, read_as)
             if suspect is not None:
                 action = recorded = suspect.action

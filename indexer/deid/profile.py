@@ -28,6 +28,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR, validate_value
 
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.pixels import Mask
+from indexer.deid.rawvalue import AS_BYTES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
@@ -95,7 +96,8 @@ MISREAD_TEXT = Decision(
 )
 # Written as UN, OB or OW, a public attribute is read by its dictionary VR (some systems write
 # known attributes so): a value that is no valid value of that VR (a name as Primary
-# Chromaticities) is most often one a damaged tag moved there, and nothing vouches for it.
+# Chromaticities; bytes that make no whole numbers of Scene Type) is most often one a damaged
+# tag moved there, and nothing vouches for it.
 MISREAD_BYTES = Decision(
     Action.DUMMY,
     "a kept or cleaned value written as UN, OB or OW that is no valid value of the VR its "
@@ -265,12 +267,30 @@ def damaged(
         return DAMAGED_TEXT
     if read_as and tag in read_as and not valid_value(vr, value):
         return MISREAD_BYTES
+    if vr in AS_BYTES and misread_numbers(tag, value):
+        return MISREAD_BYTES
     if misplaced and tag in misplaced:
         if vr in OUT_OF_PLACE_VRS:
             return OUT_OF_PLACE
         if foreign_vr(tag, vr) or not_allowed(tag, vr, value):
             return OUT_OF_PLACE_INVALID
     return None
+
+
+def misread_numbers(tag: int, value: object) -> bool:
+    """Whether bytes (as read) under a public attribute of binary numbers make no value of it.
+
+    Such bytes keep their VR (their byte order may be the file's), but not their length: it
+    must give whole numbers, as many as the attribute holds. Attributes that may also hold
+    bytes (US or OW) are passed over.
+    """
+    if (tag >> 16) & 1:
+        return False
+    try:
+        known = dictionary_VR(tag).split(" or ")
+    except KeyError:
+        return False
+    return all(vr in _NUMBER_SIZES for vr in known) and not_allowed(tag, known[0], value)
 
 
 def misread_text(tag: int, vr: str) -> bool:

@@ -116,7 +116,7 @@ class Marking(Written):
 # text VRs (numbers as text among them: their bytes have no byte order), and sequences (UN).
 _READ_AS_KNOWN = TEXT_VRS | {"DS", "IS"}
 _NONE: frozenset[int] = frozenset()
-_AS_BYTES = frozenset({"UN", "OB", "OW"})  # VRs that hold bytes (OW: in little endian as they are)
+AS_BYTES = frozenset({"UN", "OB", "OW"})  # VRs that hold bytes (OW: in little endian as they are)
 
 
 def read_as_known(d: Dataset) -> frozenset[int]:
@@ -137,7 +137,7 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     """
     read_as: set[int] = set()
     for key, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
-        if type(raw) is not RawDataElement or raw.VR not in _AS_BYTES or raw.value is None:
+        if type(raw) is not RawDataElement or raw.VR not in AS_BYTES or raw.value is None:
             continue
         if raw.VR == "OW" and not raw.is_little_endian:
             continue

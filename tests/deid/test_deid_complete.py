@@ -619,6 +619,24 @@ def test_an_attribute_written_as_bytes_holding_no_value_of_its_vr_gets_a_dummy(v
     assert [float(v) for v in kept[tag].value] == [0.3127, 0.329]
 
 
+@pytest.mark.parametrize("vr", [b"UN", b"OB"])
+def test_bytes_that_make_no_whole_numbers_of_their_attribute_get_a_dummy(vr):
+    """Numbers written as bytes keep their VR (their byte order may be the file's), but their
+    length must make whole numbers, as many as the attribute holds: a name as Scene Type (US,
+    one value), in its place, gets a dummy; one number's bytes are kept as read."""
+    tag = 0x0016003B
+    data = to_bytes(make_instance())
+    bad = with_element(data, tag, vr, b"Doe^UNMK7 ", before=0x00180015)  # five US
+    trace: list = []
+    out = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(bad)), KEY, trace=trace).ds
+    assert b"UNMK7" not in encode(out).data
+    (step,) = [s for s in trace if s.path == "(0016,003B)"]
+    assert (step.action, step.source) == ("D", MISREAD_BYTES.source)
+    good = with_element(data, tag, vr, b"\x01\x00", before=0x00180015)
+    kept = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(good)), KEY).ds
+    assert kept.get_item(tag).value == b"\x01\x00"
+
+
 @pytest.mark.parametrize(
     ("tag", "vr"),
     [(0x00191010, "LO"), (0x00090010, "LO"), (0xC2080080, "LO"), (0x00190011, "SH")],
