@@ -111,7 +111,8 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
     read_as = rawvalue.read_as_known(d)
     for tag in sorted(d._dict):  # noqa: SLF001 - as stored: a VR is known before converting
         raw = d._dict[tag]  # noqa: SLF001
-        if unknown_vr(rawvalue.vr_of(raw, tag)):
+        as_read = rawvalue.vr_of(raw, tag)  # UN stays UN here: pydicom converts it below
+        if unknown_vr(as_read):
             continue
         elem = d[tag]
         vr = str(elem.VR)
@@ -126,7 +127,7 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
             continue
         action = resolve(decision.action, vr)
         if action in (Action.KEEP, Action.CLEAN):
-            suspect = damaged(tag, vr, raw.value, misplaced, read_as)  # as the engine does
+            suspect = damaged(tag, as_read, raw.value, misplaced, read_as)  # as the engine does
             action = suspect.action if suspect is not None else action
         record(found, action, vr, elem.value, path)
 
