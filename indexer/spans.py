@@ -131,3 +131,24 @@ def chunks_of(
 def changed(what: str = "file") -> SourceError:
     """The error of a source (``what``: a file, or the archive holding it) changed as read."""
     return SourceError(f"the {what} changed while it was read; not copied", reason="unreadable")
+
+
+@dataclass(frozen=True, slots=True)
+class Cut(Span):
+    """The first ``end - start`` bytes of ``whole``: pixel data cut to its image's size.
+
+    ``whole`` is still read to its end, so what its end checks (a zip member's CRC, a source
+    changed while read) is checked as before; the bytes past the cut are dropped.
+    """
+
+    whole: Span
+    start: int
+    end: int
+
+    def chunks(self) -> Iterator[bytes]:
+        """The first bytes of ``whole``, a chunk at a time; the rest read and dropped."""
+        left = len(self)
+        for chunk in self.whole.chunks():
+            if left:
+                yield chunk[:left]
+                left -= min(left, len(chunk))

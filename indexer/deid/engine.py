@@ -26,12 +26,13 @@ from pydicom.uid import (
 )
 
 from indexer import __version__, fastread, syntaxes
-from indexer.deid import burned_in, iod, pseudonym, rawvalue, values
+from indexer.deid import burned_in, iod, pixels, pseudonym, rawvalue, values
 from indexer.deid.actions import ACTIONS, BINARY_VRS, Context
 from indexer.deid.profile import (
     COMPOUND,
     CREATOR_FIRST,
     CREATOR_LAST,
+    PIXEL_EXCESS,
     PRIVATE_FIRST,
     TEXT_VRS,
     UNKNOWN_VR,
@@ -206,6 +207,10 @@ def _apply(
     read_as = rawvalue.read_as_known(ds)
     outside = values.outside_values(ds) if found is not None else {}
     pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks, codec)
+    for tag, vr, dropped in pixels.cut_excess(ds, codec):  # what a damaged length took in
+        if trace is not None:
+            source = f"{PIXEL_EXCESS.source} ({dropped} bytes)"
+            trace.append(_step("", tag, vr, PIXEL_EXCESS.action.value, source))
     # an object without PatientID is its own patient, keyed by its study
     patient_key = originals["PatientID"] or f"study:{originals['StudyInstanceUID']}"
     patient_pseudo = pseudonym.ident(pseudonym_key, "patient_id", patient_key, id_prefix, 64)

@@ -4,6 +4,10 @@ Masks are keyed by manufacturer, model (optional) and image size; the rectangles
 in every frame and sample of native (uncompressed) pixel data, on the raw bytes, so nothing
 is decoded or re-encoded. Compressed pixel data, or a device without a mask, cannot be
 cleaned: the object is refused.
+
+Native pixel data longer than its image (``cut_excess``) is cut to the image's size: a damaged
+length can swallow what followed it in the file (a trailing padding holding text), which
+would otherwise be carried into the copy unseen by the leak check.
 """
 
 from __future__ import annotations
@@ -12,9 +16,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
+from indexer import spans
+from indexer.deid.rawvalue import ELEMENT_ERRORS, UNDECODED, decode
 from indexer.errors import DeidError, RuleError
+
+SAMPLES_PER_PIXEL, PHOTOMETRIC, FRAMES = 0x00280002, 0x00280004, 0x00280008
+ROWS, COLUMNS, BITS_ALLOCATED = 0x00280010, 0x00280011, 0x00280100
+# Pixel Data, Float Pixel Data, Double Float Pixel Data: native, their size is the image's
+NATIVE_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+UNDEFINED_LENGTH = 0xFFFFFFFF  # encapsulated (compressed) frames: items, never cut
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +114,112 @@ def clean(ds: Dataset, masks: Iterable[Mask]) -> None:
                     data[start : start + (x1 - x0) * spp * bps] = bytes((x1 - x0) * spp * bps)
     ds.PixelData = bytes(data)
     ds.BurnedInAnnotation = "NO"
+
+
+def image_size(ds: Dataset, codec: str | None) -> int | None:
+    """The bytes of native pixel data the Image Pixel attributes of ``ds`` describe.
+
+    Rows * Columns * Samples per Pixel * Bits Allocated * Number of Frames (one if absent)
+    in whole bytes, padded to an even length; YBR_FULL_422 holds two samples a pixel
+    (PS3.5 8.2.1, PS3.3 C.7.6.3.1.2). None where an attribute is absent, is no positive
+    number or cannot be read: then nothing tells where the image ends.
+    """
+    numbers = [_positive(ds, tag, codec) for tag in (ROWS, COLUMNS, SAMPLES_PER_PIXEL)]
+    bits = _positive(ds, BITS_ALLOCATED, codec)
+    frames = _positive(ds, FRAMES, codec) if FRAMES in ds._dict else 1  # noqa: SLF001 - as read
+    if None in numbers or bits is None or frames is None:
+        return None
+    rows, columns, samples = numbers
+    try:
+        subsampled = samples == 3 and _peek(ds, PHOTOMETRIC, codec) == "YBR_FULL_422"  # noqa: PLR2004
+    except (KeyError, *ELEMENT_ERRORS):
+        subsampled = False  # three samples a pixel: the larger size, nothing of the image cut
+    size = (rows * columns * (2 if subsampled else samples) * bits * frames + 7) // 8  # type: ignore[operator]
+    return size + size % 2
+
+
+def _positive(ds: Dataset, tag: int, codec: str | None) -> int | None:
+    if tag not in ds._dict:  # noqa: SLF001 - as read, not converted
+        return None
+    try:
+        number = int(_peek(ds, tag, codec))
+    except ELEMENT_ERRORS:  # damaged, or several values: no size
+        return None
+    return number if number > 0 else None
+
+
+def _peek(ds: Dataset, tag: int, codec: str | None) -> Any:  # noqa: ANN401
+    """The value of element ``tag`` of ``ds``, its stored element left unconverted.
+
+    (Converted in place, a damaged element would no longer be judged by its bytes as read.)
+    """
+    stored = ds._dict[tag]  # type: ignore[index]  # noqa: SLF001 - as read
+    if not isinstance(stored, RawDataElement):
+        return stored.value
+    if codec is not None and type(stored.VR) is str:
+        value = decode(stored, stored.VR, codec)
+        if value is not UNDECODED:
+            return value
+    return convert_raw_data_element(stored, ds=ds).value
+
+
+def overlong(ds: Dataset, codec: str | None) -> list[tuple[BaseTag, Any, int]]:
+    """Native pixel data elements of ``ds`` longer than its ``image_size``.
+
+    (Stored key, stored element, the image's size) of each. Encapsulated frames, pixel data
+    no longer than its image, and an image whose size cannot be told are none of them.
+    """
+    found: list[tuple[BaseTag, Any, int]] = []
+    size: int | None = None
+    for tag in NATIVE_PIXEL_TAGS:
+        key = BaseTag(tag)
+        stored = ds._dict.get(key)  # noqa: SLF001 - as read, not converted
+        if stored is None or _undefined_length(stored):
+            continue
+        value = stored.value
+        if not isinstance(value, bytes | memoryview | spans.Span):
+            continue
+        size = size if size is not None else image_size(ds, codec)
+        if size is None:
+            break
+        if len(value) > size:
+            found.append((key, stored, size))
+    return found
+
+
+def cut_excess(ds: Dataset, codec: str | None) -> list[tuple[int, str, int]]:
+    """Cut native pixel data of ``ds`` to its ``image_size``; (tag, VR, bytes dropped) of each.
+
+    The bytes past the image are nothing a reader shows: what a damaged length took in of
+    the elements after it, or a writer's slack. A view of the bytes read stays a view, a
+    span of the source a span (``spans.Cut``).
+    """
+    dropped: list[tuple[int, str, int]] = []
+    for key, stored, size in overlong(ds, codec):
+        value = stored.value
+        cut = (
+            spans.Cut(value, value.start, value.start + size)
+            if isinstance(value, spans.Span)
+            else value[:size]
+        )
+        if isinstance(stored, RawDataElement):
+            ds._dict[key] = stored._replace(value=cut, length=size)  # type: ignore[arg-type]  # noqa: SLF001
+        else:  # converted (pixels cleaned): bytes held
+            stored.value = cut.read() if isinstance(cut, spans.Span) else bytes(cut)
+        dropped.append((key.real, str(stored.VR or ""), len(value) - size))
+    return dropped
+
+
+def past_the_image(ds: Dataset, codec: str | None) -> bytes:
+    """The bytes of native pixel data of ``ds`` past its image (of values held, not spans)."""
+    return b"".join(
+        bytes(stored.value[size:])
+        for _key, stored, size in overlong(ds, codec)
+        if not isinstance(stored.value, spans.Span)
+    )
+
+
+def _undefined_length(stored: object) -> bool:
+    if isinstance(stored, RawDataElement):
+        return stored.length == UNDEFINED_LENGTH
+    return bool(getattr(stored, "is_undefined_length", False))

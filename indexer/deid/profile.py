@@ -162,6 +162,12 @@ OUT_OF_PLACE_INVALID = Decision(
     "has; a code string in lower case, a number string holding letters, too many numbers): "
     "replaced by a dummy",
 )
+PIXEL_EXCESS = Decision(
+    Action.CLEAN,
+    "native pixel data longer than its image (Rows, Columns, Samples per Pixel, Bits "
+    "Allocated, Number of Frames): cut to the image's size; the bytes past it, which a damaged "
+    "length can take in from the elements after it, are dropped",
+)
 
 
 def not_allowed(tag: int, vr: str, value: object) -> bool:
