@@ -26,12 +26,13 @@ from pydicom.uid import (
 )
 
 from indexer import __version__, fastread, syntaxes
-from indexer.deid import burned_in, iod, pixels, pseudonym, rawvalue, values
+from indexer.deid import burned_in, frames, iod, pixels, pseudonym, rawvalue, values
 from indexer.deid.actions import ACTIONS, BINARY_VRS, Context
 from indexer.deid.profile import (
     COMPOUND,
     CREATOR_FIRST,
     CREATOR_LAST,
+    FRAME_TEXT,
     PIXEL_EXCESS,
     PRIVATE_FIRST,
     TEXT_VRS,
@@ -211,6 +212,11 @@ def _apply(
         if trace is not None:
             source = f"{PIXEL_EXCESS.source} ({dropped} bytes)"
             trace.append(_step("", tag, vr, PIXEL_EXCESS.action.value, source))
+    blanked = frames.blank_in(ds)  # text a compressed frame carries in its own headers
+    if blanked != 0 and trace is not None:
+        told = "as the frames are copied" if blanked is None else f"{blanked} segments"
+        source = f"{FRAME_TEXT.source} ({told})"
+        trace.append(_step("", frames.PIXEL_DATA, "OB", FRAME_TEXT.action.value, source))
     # an object without PatientID is its own patient, keyed by its study
     patient_key = originals["PatientID"] or f"study:{originals['StudyInstanceUID']}"
     patient_pseudo = pseudonym.ident(pseudonym_key, "patient_id", patient_key, id_prefix, 64)

@@ -174,7 +174,7 @@ def overlong(ds: Dataset, codec: str | None) -> list[tuple[BaseTag, Any, int]]:
     for tag in NATIVE_PIXEL_TAGS:
         key = BaseTag(tag)
         stored = ds._dict.get(key)  # noqa: SLF001 - as read, not converted
-        if stored is None or _undefined_length(stored):
+        if stored is None or undefined_length(stored):
             continue
         value = stored.value
         if not isinstance(value, bytes | memoryview | spans.Span):
@@ -219,7 +219,8 @@ def past_the_image(ds: Dataset, codec: str | None) -> bytes:
     )
 
 
-def _undefined_length(stored: object) -> bool:
+def undefined_length(stored: object) -> bool:
+    """Whether a stored element (raw or converted) has an undefined length: encapsulated."""
     if isinstance(stored, RawDataElement):
         return stored.length == UNDEFINED_LENGTH
     return bool(getattr(stored, "is_undefined_length", False))

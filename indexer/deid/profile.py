@@ -168,6 +168,12 @@ PIXEL_EXCESS = Decision(
     "Allocated, Number of Frames): cut to the image's size; the bytes past it, which a damaged "
     "length can take in from the elements after it, are dropped",
 )
+FRAME_TEXT = Decision(
+    Action.CLEAN,
+    "text in the headers of compressed frames (JPEG comments and application segments "
+    "decoders do not read: Exif, XMP, IPTC; JPEG 2000 comments; JP2 XML, UUID and rights "
+    "boxes): blanked in place, each keeping its length; the image is not decoded or changed",
+)
 
 
 def not_allowed(tag: int, vr: str, value: object) -> bool:

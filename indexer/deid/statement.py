@@ -21,6 +21,7 @@ from indexer.deid.engine import BINARY_NOT_CLEANED, IDENTITY_TAGS, TIME_KEPT, ma
 from indexer.deid.profile import (
     COMPOUND,
     DAMAGED_TEXT,
+    FRAME_TEXT,
     GROUP_LENGTH,
     KEEP_DEFAULT,
     MISREAD_BYTES,
@@ -103,6 +104,7 @@ def statement(plan: Plan, *, attributes: bool = False) -> dict[str, Any]:
                 OUT_OF_PLACE,
                 OUT_OF_PLACE_INVALID,
                 PIXEL_EXCESS,
+                FRAME_TEXT,
                 NON_STANDARD,
                 GROUP_LENGTH,
                 NOT_DATA_SET,

@@ -3,9 +3,9 @@
 ``identifying_values`` collects, before de-identification, the values the plan changes or
 removes (every VR, private and nested included, file meta and preamble too). ``find_leaks``
 then searches the de-identified object for each: in every decoded element (reported by
-element path), in the raw bytes of its header and in native pixel data past its image (what
-a length that runs on took in), in the common encodings. Reports name element paths, never
-values.
+element path), in the raw bytes of its header, in native pixel data past its image (what a
+length that runs on took in) and in the headers of its compressed frames (``frames``), in
+the common encodings. Reports name element paths, never values.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pydicom.datadict import dictionary_has_tag, keyword_for_tag, repeater_has_t
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from indexer.deid import pixels, rawvalue
+from indexer.deid import frames, pixels, rawvalue
 from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Marking, Written
 from indexer.deid.values import (
     MADE_UP,
@@ -179,11 +179,15 @@ def find_leaks(
         decoded = list(_decoded(out, changed_only=changed_only, skip=NUMBER_VRS))
     _in_decoded(values, decoded, generated, kept, leaks)
     raw = header_bytes(out) if raw is None else raw
-    past = pixels.past_the_image(out, rawvalue.codec(out))  # what a run-on length took in
+    searched = (
+        ("header bytes", raw),
+        ("pixel data past the image", pixels.past_the_image(out, rawvalue.codec(out))),
+        ("compressed frame headers", frames.headers_in(out)),
+    )
     for value, source in values.items():
         if source.startswith(SAME_PLACE) or source in leaks:
             continue
-        for where, data in (("header bytes", raw), ("pixel data past the image", past)):
+        for where, data in searched:
             enc = _encoded_in(value, data, generated, kept) if data else None
             if enc and not kept.explains(value, source):
                 leaks[source] = Leak(source, f"{where} ({enc})")

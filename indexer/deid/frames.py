@@ -1,0 +1,303 @@
+"""Text in the headers of compressed frames: JPEG segments, JPEG 2000 comments, JP2 boxes.
+
+A frame compressed as JPEG carries segments of its own before its image data: a camera's Exif
+(dates, serial numbers, places), XMP, IPTC captions, comments. A device that wrapped such a
+JPEG into DICOM (a photograph, an endoscope's capture) carries them into the object, under
+the Pixel Data element that no attribute rule reaches. Their payloads are blanked in place,
+each segment keeping its length, so nothing of the image is decoded or changed:
+
+- JPEG (baseline, extended, lossless, JPEG-LS): COM, and APPn but those decoders read
+  (APP0 JFIF, APP2 ICC profile, APP8 JPEG-LS colour transform and SPIFF, APP14 Adobe);
+- JPEG 2000: COM in the main header and in tile-part headers;
+- a JP2 file wrapped whole (which DICOM does not allow, but writers do): XML, UUID and
+  intellectual property boxes, and the comments of the codestream it holds.
+
+What stays (the segments decoders read, and every header's other segments) is searched by
+the leak check (``headers``), in frames held in memory. The frames of an object of
+``spans.STREAM_FROM`` bytes or more are blanked as they are streamed (``Blanked``); what
+stays in them is not searched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
+
+from indexer.deid.pixels import undefined_length
+from indexer.spans import Span
+
+PIXEL_DATA = 0x7FE00010
+ITEM = b"\xfe\xff\x00\xe0"
+SOI, SOS, EOI, COM = 0xD8, 0xDA, 0xD9, 0xFE  # JPEG markers (after 0xFF)
+APP0, APP15 = 0xE0, 0xEF
+READ_BY_DECODERS = frozenset({0, 2, 8, 14})  # APPn: JFIF, ICC profile, JPEG-LS, Adobe
+J2K_START = b"\xff\x4f\xff\x51"  # SOC, then SIZ
+J2K_COM, J2K_SOT, J2K_SOD, J2K_EOC = 0x64, 0x90, 0x93, 0xD9
+JP2_SIGNATURE = b"jP  "
+JP2_TEXT_BOXES = frozenset({b"xml ", b"jp2i"})
+JP2_UUID, JP2_CODESTREAM = b"uuid", b"jp2c"
+UUID_BYTES = 16
+SPACE, ZERO = b" ", b"\x00"
+
+Blank = tuple[int, int, bytes]  # start, end, the byte to fill with
+Region = tuple[int, int]  # start, end of a header's bytes
+
+
+def fragments(value: bytes | memoryview) -> Iterator[Region]:
+    """(start, end) in ``value`` of each fragment after the Basic Offset Table's item."""
+    pos, first = 0, True
+    while pos + 8 <= len(value) and value[pos : pos + 4] == ITEM:
+        length = int.from_bytes(value[pos + 4 : pos + 8], "little")
+        start = pos + 8
+        if not first:
+            yield start, min(start + length, len(value))
+        first = False
+        pos = start + length
+
+
+def parse(frag: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
+    """What to blank in one fragment, and where its headers lie (nothing: no frame start)."""
+    if frag[:2] == b"\xff\xd8":
+        return _jpeg(frag)
+    if frag[:4] == J2K_START:
+        return _j2k(frag, 0)
+    if frag[4:8] == JP2_SIGNATURE:
+        return _jp2(frag)
+    return [], []
+
+
+def _jpeg(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
+    """JPEG's segments from SOI up to SOS: the entropy-coded data after it is never read."""
+    blanks: list[Blank] = []
+    i = 2
+    while i + 4 <= len(b) and b[i] == 0xFF:  # noqa: PLR2004
+        marker = b[i + 1]
+        if marker == 0xFF:  # noqa: PLR2004 - a fill byte
+            i += 1
+            continue
+        if marker in (SOS, EOI):
+            break
+        length = int.from_bytes(b[i + 2 : i + 4], "big")
+        if length < 2:  # noqa: PLR2004 - damaged: no segment is that short
+            break
+        if marker == COM:
+            _add(blanks, i + 4, i + 2 + length, SPACE, len(b))
+        elif APP0 <= marker <= APP15 and marker - APP0 not in READ_BY_DECODERS:
+            _add(blanks, i + 4, i + 2 + length, ZERO, len(b))
+        i += 2 + length
+    return blanks, [(0, min(i, len(b)))]
+
+
+def _j2k(b: bytes | bytearray | memoryview, at: int) -> tuple[list[Blank], list[Region]]:
+    """A JPEG 2000 codestream at ``at``: its main header, and each tile-part's header."""
+    blanks: list[Blank] = []
+    regions: list[Region] = []
+    i = _j2k_segments(b, at + 2, blanks)  # after SOC
+    regions.append((at, i))
+    while i + 12 <= len(b) and b[i] == 0xFF and b[i + 1] == J2K_SOT:  # noqa: PLR2004
+        tile_part = int.from_bytes(b[i + 6 : i + 10], "big")  # Psot: its length, or 0: the rest
+        end = _j2k_segments(b, i, blanks)
+        regions.append((i, end))
+        if tile_part == 0 or i + tile_part <= end:
+            break
+        i += tile_part
+    return blanks, regions
+
+
+def _j2k_segments(b: bytes | bytearray | memoryview, i: int, blanks: list[Blank]) -> int:
+    """Marker segments from ``i`` up to a tile-part (SOT, past the first), SOD or EOC."""
+    first = i
+    while i + 4 <= len(b) and b[i] == 0xFF:  # noqa: PLR2004
+        marker = b[i + 1]
+        if marker in (J2K_SOD, J2K_EOC) or (marker == J2K_SOT and i != first):
+            break
+        length = int.from_bytes(b[i + 2 : i + 4], "big")
+        if length < 2:  # noqa: PLR2004
+            break
+        if marker == J2K_COM and length >= 4:  # noqa: PLR2004 - Lcom, Rcme, then the comment
+            text = b[i + 4 : i + 6] == b"\x00\x01"  # Rcme 1: Latin text
+            _add(blanks, i + 6, i + 2 + length, SPACE if text else ZERO, len(b))
+        i += 2 + length
+    return min(i, len(b))
+
+
+def _jp2(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
+    """JP2 boxes at the top level; the codestream box parsed as a codestream."""
+    blanks: list[Blank] = []
+    regions: list[Region] = []
+    i = 0
+    while i + 8 <= len(b):
+        length, kind, head = int.from_bytes(b[i : i + 4], "big"), bytes(b[i + 4 : i + 8]), 8
+        if length == 1:  # an extended length follows
+            length, head = int.from_bytes(b[i + 8 : i + 16], "big"), 16
+        elif length == 0:  # to the end
+            length = len(b) - i
+        if length < head:
+            break
+        end = min(i + length, len(b))
+        if kind == JP2_CODESTREAM and b[i + head : i + head + 4] == J2K_START:
+            inner, at = _j2k(b, i + head)
+            blanks += inner
+            regions += at
+        else:
+            regions.append((i, end))
+            if kind in JP2_TEXT_BOXES:
+                _add(blanks, i + head, end, ZERO, len(b))
+            elif kind == JP2_UUID:
+                _add(blanks, i + head + UUID_BYTES, end, ZERO, len(b))
+        i = end
+    return blanks, regions
+
+
+def _add(blanks: list[Blank], start: int, end: int, fill: bytes, size: int) -> None:
+    """Blank ``start`` to ``end``, clipped to the fragment's ``size`` (a length may run on)."""
+    end = min(end, size)
+    blanks.append((min(start, end), end, fill))
+
+
+def blank(value: bytes | memoryview) -> tuple[bytes | memoryview, int]:
+    """``value`` (encapsulated frames) with the text of their headers blanked; how many.
+
+    ``value`` itself where nothing is to be blanked (not copied).
+    """
+    out: bytearray | None = None
+    count = 0
+    for start, end in fragments(value):
+        frag = memoryview(value)[start:end]
+        for a, z, fill in _to_blank(frag):
+            if out is None:
+                out = bytearray(value)
+            out[start + a : start + z] = fill * (z - a)
+            count += 1
+    return (bytes(out), count) if out is not None else (value, 0)
+
+
+def _to_blank(frag: bytes | bytearray | memoryview) -> list[Blank]:
+    """What ``parse`` would blank in ``frag`` that is not blank already."""
+    return [
+        (a, z, fill)
+        for a, z, fill in parse(frag)[0]
+        if z > a and bytes(frag[a:z]) != fill * (z - a)
+    ]
+
+
+HEADER_WINDOW = 1 << 20  # bytes of a streamed fragment held to find its header's text in
+
+
+@dataclass(frozen=True, slots=True)
+class Blanked(Span):
+    """Streamed encapsulated frames (``whole``), their headers' text blanked as copied.
+
+    Each fragment's first ``HEADER_WINDOW`` bytes are held at a time, as ``blank`` would
+    change them; the rest passes through. Text past the window is not blanked.
+    """
+
+    whole: Span
+    start: int
+    end: int
+
+    def chunks(self) -> Iterator[bytes]:
+        """The frames' bytes, blanked, a chunk (or a fragment's head) at a time."""
+        reader = _Reader(self.whole.chunks())
+        first = True
+        while True:
+            head = reader.read(8)
+            yield head
+            if len(head) < 8 or head[:4] != ITEM:  # noqa: PLR2004 - the delimiter, or damage
+                yield from reader.rest()
+                return
+            length = int.from_bytes(head[4:8], "little")
+            if first:  # the Basic Offset Table
+                first = False
+                yield from reader.pieces(length)
+                continue
+            window = bytearray(reader.read(min(length, HEADER_WINDOW)))
+            for a, z, fill in _to_blank(window):
+                window[a:z] = fill * (z - a)
+            yield bytes(window)
+            yield from reader.pieces(length - len(window))
+
+
+class _Reader:
+    """Reads a stream of chunks by the byte count (a chunk's remainder kept, not copied)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._buf, self._pos = chunks, b"", 0
+
+    def _more(self) -> bool:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            return False
+        self._buf, self._pos = self._buf[self._pos :] + chunk, 0
+        return True
+
+    def read(self, n: int) -> bytes:
+        """The next ``n`` bytes (fewer at the end of the stream)."""
+        while len(self._buf) - self._pos < n and self._more():
+            pass
+        out = self._buf[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def pieces(self, n: int) -> Iterator[bytes]:
+        """The next ``n`` bytes, as they come (fewer at the end of the stream)."""
+        while n > 0 and (self._pos < len(self._buf) or self._more()):
+            piece = self._buf[self._pos : self._pos + n]
+            self._pos += len(piece)
+            n -= len(piece)
+            yield piece
+
+    def rest(self) -> Iterator[bytes]:
+        """All the bytes left."""
+        yield self._buf[self._pos :]
+        yield from self._chunks
+
+
+def headers(value: bytes | memoryview) -> bytes:
+    """The header bytes of every frame in ``value``: what the leak check searches."""
+    parts: list[bytes] = []
+    for start, end in fragments(value):
+        frag = memoryview(value)[start:end]
+        parts += (bytes(frag[a:z]) for a, z in parse(frag)[1])
+    return b"".join(parts)
+
+
+def _frames_of(ds: Dataset) -> tuple[object, bytes | memoryview | Span] | None:
+    """The stored Pixel Data element of ``ds`` and its value, if encapsulated."""
+    stored = ds._dict.get(BaseTag(PIXEL_DATA))  # noqa: SLF001 - as read, not converted
+    if stored is None or not undefined_length(stored):
+        return None
+    value = stored.value
+    return (stored, value) if isinstance(value, bytes | memoryview | Span) else None
+
+
+def blank_in(ds: Dataset) -> int | None:
+    """Blank the text in the headers of the frames of ``ds`` (``blank``); how many segments.
+
+    None: the frames are streamed from their source, and blanked as they are copied.
+    """
+    found = _frames_of(ds)
+    if found is None:
+        return 0
+    stored, value = found
+    if isinstance(value, Span):
+        new: bytes | memoryview | Span = Blanked(value, value.start, value.end)
+        count = None
+    else:
+        new, count = blank(value)
+    if new is not value:
+        if isinstance(stored, RawDataElement):
+            ds._dict[BaseTag(PIXEL_DATA)] = stored._replace(value=new)  # type: ignore[arg-type]  # noqa: SLF001
+        else:
+            stored.value = new  # type: ignore[attr-defined]
+    return count
+
+
+def headers_in(ds: Dataset) -> bytes:
+    """The header bytes of the frames of ``ds`` (``headers``); empty where it has none held."""
+    found = _frames_of(ds)
+    return headers(found[1]) if found is not None and not isinstance(found[1], Span) else b""

@@ -1,0 +1,274 @@
+"""Text in the headers of compressed frames is blanked; the image bytes are not touched.
+
+A JPEG wrapped into DICOM as it came from a camera carries Exif, XMP, IPTC and comments in
+its own segments, under Pixel Data, where no attribute rule reaches. JPEG 2000 carries
+comments, a wrapped JP2 file XML and UUID boxes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import struct
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
+
+from indexer import deid, keys, spans, work
+from indexer.deid import build_plan, frames, statement, verify
+from indexer.deid.profile import FRAME_TEXT
+from indexer.encode import encode
+from indexer.errors import DeidError
+from indexer.records import SourceFile
+from indexer.sources import FileReader
+from indexer.store.files import LocalStore
+from tests.builders import make_instance
+
+work.configure_pydicom()
+KEY = keys.generate().pseudonym
+PLAN = build_plan()
+ALLOW = build_plan(burned_in="allow")  # pydicom's secondary captures: no burned-in text
+MARK = b"PHIMARK Doe^Jane 19700101"
+IMAGE = b"\x12\x34IMAGEDATA" * 8  # entropy-coded data: never read, never changed
+
+
+def _seg(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _jpeg(*segments: bytes) -> bytes:
+    sos = _seg(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+    return b"\xff\xd8" + b"".join(segments) + sos + IMAGE + b"\xff\xd9"
+
+
+JFIF = _seg(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+ADOBE = _seg(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x01")
+JPEG_LS = _seg(0xE8, b"mrfx\x02\x01")
+EXIF = _seg(0xE1, b"Exif\x00\x00" + MARK)
+XMP = _seg(0xE1, b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta>" + MARK + b"</x:xmpmeta>")
+IPTC = _seg(0xED, b"Photoshop 3.0\x00" + MARK)
+CAMERA = _seg(0xEC, b"Ducky" + MARK)
+COMMENT = _seg(0xFE, MARK)
+
+
+def _codestream(main_comment: bytes, tile_comment: bytes) -> bytes:
+    siz = _seg(0x51, b"\x00\x00" + b"\x00\x00\x00\x08" * 8 + b"\x00\x01\x07\x01\x01")
+    com = _seg(0x64, b"\x00\x01" + main_comment)  # Rcme 1: Latin text
+    tile_com = _seg(0x64, b"\x00\x00" + tile_comment)  # Rcme 0: binary
+    body = tile_com + b"\xff\x93" + IMAGE
+    sot = b"\xff\x90" + struct.pack(">HHLBB", 10, 0, 12 + len(body), 0, 1)
+    return b"\xff\x4f" + siz + com + sot + body + b"\xff\xd9"
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">L", len(payload) + 8) + kind + payload
+
+
+def _jp2(codestream: bytes) -> bytes:
+    return (
+        _box(b"jP  ", b"\r\n\x87\n")
+        + _box(b"ftyp", b"jp2 \x00\x00\x00\x00jp2 ")
+        + _box(b"xml ", b"<name>" + MARK + b"</name>")
+        + _box(b"uuid", b"\xbe\x7a\xcf\xcb\x97\xa9\x42\xe8\x9c\x71\x99\x94\x91\xe3\xaf\xac" + MARK)
+        + _box(b"jp2c", codestream)
+    )
+
+
+def _object(*frame_bytes: bytes, ts: str = JPEGBaseline8Bit, **attrs: object) -> bytes:
+    ds = make_instance(rows=8, columns=8)
+    ds.file_meta.TransferSyntaxUID = ts
+    ds.PixelData = encapsulate(list(frame_bytes))
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = len(frame_bytes)
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _frames_of(data: bytes) -> list[bytes]:
+    value = pydicom.dcmread(io.BytesIO(data)).PixelData
+    return [value[a:z] for a, z in frames.fragments(value)]
+
+
+def _even(frame: bytes) -> bytes:
+    """``frame`` as a fragment holds it: padded to an even length."""
+    return frame + b"\x00" * (len(frame) % 2)
+
+
+def _copy(data: bytes, *, in_place: bool = True, plan: deid.Plan = PLAN) -> bytes:
+    ds = work.read_dataset(data, pixels_in_place=in_place)
+    return encode(deid.apply(plan, ds, KEY).ds).data
+
+
+def _blanked(seg: bytes, fill: bytes, keep: int = 0) -> bytes:
+    """``seg`` with its payload after ``keep`` bytes filled (marker and length kept)."""
+    return seg[: 4 + keep] + fill * (len(seg) - 4 - keep)
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_jpeg_text_segments_are_blanked_and_the_rest_kept(in_place):
+    frame = _jpeg(JFIF, EXIF, XMP, IPTC, CAMERA, COMMENT, ADOBE, JPEG_LS)
+    copy = _copy(_object(frame), in_place=in_place)
+    assert MARK not in copy
+    expected = _jpeg(
+        JFIF,
+        _blanked(EXIF, b"\x00"),
+        _blanked(XMP, b"\x00"),
+        _blanked(IPTC, b"\x00"),
+        _blanked(CAMERA, b"\x00"),
+        _blanked(COMMENT, b" "),
+        ADOBE,
+        JPEG_LS,
+    )
+    assert _frames_of(copy) == [_even(expected)]  # same length; image data and decoders' segments
+
+
+def test_every_frame_is_blanked_and_a_frame_without_text_is_the_same():
+    plain = _jpeg(JFIF, ADOBE)
+    copy = _copy(_object(_jpeg(COMMENT), plain, _jpeg(EXIF)))
+    assert _frames_of(copy) == [
+        _even(_jpeg(_blanked(COMMENT, b" "))),
+        _even(plain),
+        _even(_jpeg(_blanked(EXIF, b"\x00"))),
+    ]
+
+
+def test_jpeg_2000_comments_in_the_main_and_tile_part_headers_are_blanked():
+    frame = _codestream(MARK, MARK)
+    copy = _copy(_object(frame, ts=JPEG2000Lossless))
+    assert MARK not in copy
+    assert _frames_of(copy) == [_even(_codestream(b" " * len(MARK), b"\x00" * len(MARK)))]
+
+
+def test_a_wrapped_jp2_files_text_boxes_and_codestream_comments_are_blanked():
+    copy = _copy(_object(_jp2(_codestream(MARK, b"")), ts=JPEG2000Lossless))
+    assert MARK not in copy
+    (frame,) = _frames_of(copy)
+    assert frame.startswith(
+        _box(b"jP  ", b"\r\n\x87\n") + _box(b"ftyp", b"jp2 \x00\x00\x00\x00jp2 ")
+    )
+    assert len(frame) == len(_even(_jp2(_codestream(MARK, b""))))
+    assert frame.rstrip(b"\x00").endswith(IMAGE + b"\xff\xd9")
+
+
+def test_text_left_in_a_segment_decoders_read_is_caught_by_the_leak_check(tmp_path):
+    """The kept segments are searched: a patient's name in an ICC profile's segment refuses
+    the object (ingest), and `verify` names where it found it."""
+    name = b"Doe^Jane^PHIMARKPN"
+    frame = _jpeg(JFIF, _seg(0xE2, b"ICC_PROFILE\x00\x01\x01" + name))
+    data = _object(frame, PatientName=name.decode())
+    store = LocalStore(tmp_path / "out")
+    ctx = work.RunContext(PLAN, keys.generate(), store, "DI", 30, 1)
+    try:
+        with pytest.raises(DeidError) as e:
+            work.process(SourceFile("src-1", "/a/1.dcm", len(data), lambda: data), ctx)
+    finally:
+        store.close()
+    assert e.value.reason == "leak_detected"
+    assert b"PHIMARK" not in str(e.value).encode()
+    values = verify.identifying_values(PLAN, work.read_dataset(data))
+    leaks = verify.find_leaks(values, work.read_dataset(_copy(data)))
+    assert ("(0010,0010)", "compressed frame headers (utf-8)") in [
+        (leak.source_path, leak.found_in) for leak in leaks
+    ]
+
+
+def test_the_trace_and_the_statement_name_the_rule():
+    data = _object(_jpeg(COMMENT, EXIF))
+    steps = deid.explain(PLAN, work.read_dataset(data, pixels_in_place=True), KEY)
+    cut = [s for s in steps if s.source.startswith(FRAME_TEXT.source)]
+    assert [(s.keyword, s.action) for s in cut] == [("PixelData", "C")]
+    assert "(2 segments)" in cut[0].source
+    doc = statement.statement(PLAN)
+    assert {"action": "C", "what": FRAME_TEXT.source} in doc["not_in_table"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "693_J2KI.dcm",
+        "GDCMJ2K_TextGBR.dcm",
+        "MR_small_jp2klossless.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "examples_ybr_color.dcm",
+    ],
+)
+def test_real_files_change_only_in_their_comments(name):
+    """pydicom's files: an encoder's name in a JPEG 2000 comment is blanked, nothing else."""
+    data = Path(get_testdata_file(name)).read_bytes()
+    before, after = _frames_of(data), _frames_of(_copy(data, plan=ALLOW))
+    assert [len(f) for f in after] == [len(f) for f in before]
+    for old, new in zip(before, after, strict=True):
+        blanks = frames.parse(old)[0]
+        changed = [i for i in range(len(old)) if old[i] != new[i]]
+        assert all(any(a <= i < z for a, z, _fill in blanks) for i in changed)
+        comments = [old[a:z] for a, z, _fill in blanks]
+        assert all(new[a:z] == fill * (z - a) for a, z, fill in blanks)
+        assert bool(comments) == ("J2K" in name or "jp2k" in name)
+
+
+def test_damaged_headers_never_raise():
+    """Lengths that run past the fragment, or are too short, and random bytes: the parse
+    stops where the header stops making sense, and blanks only within the fragment."""
+    rng = random.Random(20261203)  # noqa: S311 - a seeded stream of test inputs
+    bases = [_jpeg(JFIF, EXIF, COMMENT), _codestream(MARK, MARK), _jp2(_codestream(MARK, b""))]
+    for _ in range(2000):
+        frame = bytearray(rng.choice(bases))
+        for _ in range(rng.randrange(1, 4)):
+            frame[rng.randrange(len(frame))] = rng.randrange(256)
+        cut = bytes(frame[: rng.randrange(2, len(frame) + 1)])
+        blanks, regions = frames.parse(cut)
+        assert all(0 <= a <= z <= len(cut) for a, z, _fill in blanks)
+        assert all(0 <= a <= z <= len(cut) for a, z in regions)
+        value = encapsulate([cut])
+        new, _count = frames.blank(value)
+        assert len(new) == len(value)
+
+
+def _streamed_copy(tmp_path, monkeypatch, data: bytes, chunk: int) -> tuple[bytes, bytes]:
+    """(the copy of ``data`` read whole, the copy written as its frames are streamed)."""
+    path = tmp_path / "big.dcm"
+    path.write_bytes(data)
+    src = SourceFile("src-1", str(path), path.stat().st_size, FileReader(path))
+    store = LocalStore(tmp_path / "out")
+    ctx = work.RunContext(PLAN, keys.generate(), store, "DI", 30, 1)
+    try:
+        whole = work.prepare(src, ctx)
+        monkeypatch.setattr(spans, "STREAM_FROM", 1)
+        monkeypatch.setattr(spans, "CHUNK_BYTES", chunk)  # 7: no chunk aligned with anything
+        streamed = work.prepare(src, ctx)
+        assert isinstance(streamed.encoded.pixels[-1], frames.Blanked)
+        digest = work.write_copy(streamed, ctx).digest
+    finally:
+        store.close()
+    copy = (tmp_path / "out" / streamed.name).read_bytes()
+    assert digest.sha256 == hashlib.sha256(copy).hexdigest()
+    return whole.encoded.data, copy
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_streamed_frames_are_blanked_as_they_are_copied(tmp_path, monkeypatch, chunk):
+    """Above ``STREAM_FROM`` the frames are a span of the source: blanked as copied, a
+    fragment's head at a time, into the copy the object read whole gives."""
+    data = _object(_jpeg(JFIF, EXIF, COMMENT), _jpeg(ADOBE), _codestream(MARK, MARK))
+    whole, copy = _streamed_copy(tmp_path, monkeypatch, data, chunk)
+    assert copy == whole
+    assert MARK not in copy
+
+
+def test_text_past_a_streamed_fragments_window_stays(tmp_path, monkeypatch):
+    """The limit: only a fragment's first ``HEADER_WINDOW`` bytes are looked at."""
+    monkeypatch.setattr(frames, "HEADER_WINDOW", 2 + len(JFIF) + len(EXIF))
+    data = _object(_jpeg(JFIF, EXIF, COMMENT))
+    whole, copy = _streamed_copy(tmp_path, monkeypatch, data, 7)
+    assert MARK not in whole
+    assert copy.count(MARK) == 1  # the comment's; the Exif segment's is blanked
+    assert len(copy) == len(whole)
