@@ -10,7 +10,9 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   (APP0 JFIF, APP2 ICC profile, APP8 JPEG-LS colour transform and SPIFF, APP14 Adobe);
 - JPEG 2000: COM in the main header and in tile-part headers;
 - a JP2 file wrapped whole (which DICOM does not allow, but writers do): XML, UUID and
-  intellectual property boxes, and the comments of the codestream it holds.
+  intellectual property boxes, and the comments of the codestream it holds;
+- a JPEG XL file wrapped whole (not its bare codestream, which holds no text): Exif, XML,
+  JUMBF and Brotli-compressed boxes.
 
 What stays (the segments decoders read, and every header's other segments) is searched by
 the leak check (``headers``), in frames held in memory. The frames of an object of
@@ -37,8 +39,9 @@ APP0, APP15 = 0xE0, 0xEF
 READ_BY_DECODERS = frozenset({0, 2, 8, 14})  # APPn: JFIF, ICC profile, JPEG-LS, Adobe
 J2K_START = b"\xff\x4f\xff\x51"  # SOC, then SIZ
 J2K_COM, J2K_SOT, J2K_SOD, J2K_EOC = 0x64, 0x90, 0x93, 0xD9
-JP2_SIGNATURE = b"jP  "
-JP2_TEXT_BOXES = frozenset({b"xml ", b"jp2i"})
+BOX_SIGNATURES = frozenset({b"jP  ", b"JXL "})  # a JP2 file's first box, a JPEG XL file's
+# XML, rights (JP2); Exif, XML, JUMBF and Brotli-compressed ones (JPEG XL)
+TEXT_BOXES = frozenset({b"xml ", b"jp2i", b"Exif", b"jumb", b"brob"})
 JP2_UUID, JP2_CODESTREAM = b"uuid", b"jp2c"
 UUID_BYTES = 16
 SPACE, ZERO = b" ", b"\x00"
@@ -65,8 +68,8 @@ def parse(frag: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Regio
         return _jpeg(frag)
     if frag[:4] == J2K_START:
         return _j2k(frag, 0)
-    if frag[4:8] == JP2_SIGNATURE:
-        return _jp2(frag)
+    if bytes(frag[4:8]) in BOX_SIGNATURES:
+        return _boxes(frag)
     return [], []
 
 
@@ -125,8 +128,8 @@ def _j2k_segments(b: bytes | bytearray | memoryview, i: int, blanks: list[Blank]
     return min(i, len(b))
 
 
-def _jp2(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
-    """JP2 boxes at the top level; the codestream box parsed as a codestream."""
+def _boxes(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
+    """A JP2 or JPEG XL file's boxes at the top level; a JPEG 2000 codestream box parsed."""
     blanks: list[Blank] = []
     regions: list[Region] = []
     i = 0
@@ -145,7 +148,7 @@ def _jp2(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
             regions += at
         else:
             regions.append((i, end))
-            if kind in JP2_TEXT_BOXES:
+            if kind in TEXT_BOXES:
                 _add(blanks, i + head, end, ZERO, len(b))
             elif kind == JP2_UUID:
                 _add(blanks, i + head + UUID_BYTES, end, ZERO, len(b))

@@ -172,7 +172,8 @@ FRAME_TEXT = Decision(
     Action.CLEAN,
     "text in the headers of compressed frames (JPEG comments and application segments "
     "decoders do not read: Exif, XMP, IPTC; JPEG 2000 comments; JP2 XML, UUID and rights "
-    "boxes): blanked in place, each keeping its length; the image is not decoded or changed",
+    "boxes; JPEG XL Exif, XML and JUMBF boxes): blanked in place, each keeping its length; "
+    "the image is not decoded or changed",
 )
 
 

@@ -158,6 +158,25 @@ def test_a_wrapped_jp2_files_text_boxes_and_codestream_comments_are_blanked():
     assert frame.rstrip(b"\x00").endswith(IMAGE + b"\xff\xd9")
 
 
+def test_a_wrapped_jpeg_xl_files_metadata_boxes_are_blanked():
+    codestream = _box(b"jxlc", b"\xff\x0a" + IMAGE)
+    frame = (
+        _box(b"JXL ", b"\r\n\x87\n")
+        + _box(b"ftyp", b"jxl \x00\x00\x00\x00jxl ")
+        + _box(b"Exif", b"\x00\x00\x00\x00II*\x00" + MARK)
+        + _box(b"xml ", MARK)
+        + _box(b"brob", b"Exif" + MARK)  # compressed, in truth: blanked unread
+        + codestream
+    )
+    stand_in = "1.2.840.10008.1.2.4.201"  # HTJ2K Lossless: pydicom 3.0 knows no JPEG XL
+    data = _object(frame, ts=stand_in).replace(stand_in.encode(), b"1.2.840.10008.1.2.4.112")
+    copy = _copy(data)
+    assert MARK not in copy
+    (out,) = _frames_of(copy)
+    assert len(out) == len(_even(frame))
+    assert out[: len(frame)].endswith(codestream)  # the image untouched
+
+
 def test_text_left_in_a_segment_decoders_read_is_caught_by_the_leak_check(tmp_path):
     """The kept segments are searched: a patient's name in an ICC profile's segment refuses
     the object (ingest), and `verify` names where it found it."""
