@@ -119,7 +119,10 @@ def make_instance(  # noqa: PLR0915 - one statement per planted element
     ds.BitsStored = 12
     ds.HighBit = 11
     ds.PixelRepresentation = 0
-    ds.PixelData = bytes((i * 7 + instance) % 256 for i in range(rows * columns * 2))
+    # 12 bits stored of 16: each sample's high byte (little endian) holds 4 of them
+    ds.PixelData = bytes(
+        (i * 7 + instance) % (256 if i % 2 == 0 else 16) for i in range(rows * columns * 2)
+    )
 
     for keyword, value in elements.items():
         setattr(ds, keyword, value)

@@ -16,11 +16,13 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from indexer import deid, keys
+from indexer import deid, keys, spans, work
 from indexer.pipeline import Ingest, local_output
+from indexer.records import SourceFile
 from indexer.sample import SampleShape, make_instance, to_bytes, write_archive
+from indexer.sources import FileReader
 from indexer.store import db
-from indexer.store.files import OUTPUT_ID_FILE
+from indexer.store.files import OUTPUT_ID_FILE, LocalStore
 
 __all__ = [
     "MALFORMED",
@@ -33,6 +35,7 @@ __all__ = [
     "malformed",
     "odd_zip",
     "rewrite_in_place",
+    "streamed_copy",
     "to_bytes",
     "with_element",
     "with_implicit_element",
@@ -226,3 +229,30 @@ def dicomdir(marker: str) -> bytes:
     ds.FileSetID = "CD1"
     ds.DirectoryRecordSequence = Sequence([record])
     return to_bytes(ds)
+
+
+def streamed_copy(
+    tmp_path: Path, monkeypatch: object, data: bytes, chunk: int, wrapper: type
+) -> tuple[bytes, bytes]:
+    """(The copy of ``data`` read whole, the copy written as its pixel data is streamed.)
+
+    Streamed in chunks of ``chunk`` bytes (7: aligned with nothing), the copy's pixel data a
+    ``wrapper`` span, changed as it is copied; the streamed copy's digest is checked.
+    """
+    path = tmp_path / "big.dcm"
+    path.write_bytes(data)
+    src = SourceFile("src-1", str(path), path.stat().st_size, FileReader(path))
+    store = LocalStore(tmp_path / "out")
+    ctx = work.RunContext(deid.build_plan(), keys.generate(), store, "DI", 30, 1)
+    try:
+        whole = work.prepare(src, ctx)
+        monkeypatch.setattr(spans, "STREAM_FROM", 1)  # type: ignore[attr-defined]
+        monkeypatch.setattr(spans, "CHUNK_BYTES", chunk)  # type: ignore[attr-defined]
+        streamed = work.prepare(src, ctx)
+        assert isinstance(streamed.encoded.pixels[-1], wrapper)
+        digest = work.write_copy(streamed, ctx).digest
+    finally:
+        store.close()
+    copy = (tmp_path / "out" / streamed.name).read_bytes()
+    assert digest.sha256 == hashlib.sha256(copy).hexdigest()
+    return whole.encoded.data, copy

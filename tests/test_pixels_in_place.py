@@ -22,6 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 from indexer import deid, keys, leakscan, sources, spans, syntaxes, work
 from indexer.deid import frames
+from indexer.deid.pixels import Masked
 from indexer.encode import PIXEL_DATA, encode
 from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
@@ -129,11 +130,13 @@ def ctx(tmp_path):
 
 
 def _source_span(prepared: work.Prepared) -> spans.Span:
-    """The span of the source a copy's pixel data is streamed from (encapsulated frames are
-    wrapped: their headers' text is blanked as they are copied)."""
+    """The span of the source a copy's pixel data is streamed from (wrapped where it is
+    changed as it is copied: a frame header's text blanked, a sample's unused bits cleared)."""
     part = prepared.encoded.pixels[-1]
+    while isinstance(part, frames.Blanked | Masked):
+        part = part.whole
     assert isinstance(part, spans.Span)
-    return part.whole if isinstance(part, frames.Blanked) else part
+    return part
 
 
 def _never_whole(*_args, **_kw):

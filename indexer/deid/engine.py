@@ -37,6 +37,7 @@ from indexer.deid.profile import (
     PRIVATE_FIRST,
     TEXT_VRS,
     UNKNOWN_VR,
+    UNUSED_BITS,
     Decision,
     Plan,
     damaged,
@@ -212,6 +213,12 @@ def _apply(
         if trace is not None:
             source = f"{PIXEL_EXCESS.source} ({dropped} bytes)"
             trace.append(_step("", tag, vr, PIXEL_EXCESS.action.value, source))
+    cleared = pixels.clear_unused_bits(ds, codec)  # embedded overlays
+    if cleared != 0 and trace is not None:
+        told = "as the pixel data is copied" if cleared is None else f"{cleared} samples"
+        source = f"{UNUSED_BITS.source} ({told})"
+        vr = _vr(ds.get_item(frames.PIXEL_DATA), frames.PIXEL_DATA)
+        trace.append(_step("", frames.PIXEL_DATA, vr, UNUSED_BITS.action.value, source))
     blanked = frames.blank_in(ds)  # text a compressed frame carries in its own headers
     if blanked != 0 and trace is not None:
         told = "as the frames are copied" if blanked is None else f"{blanked} segments"

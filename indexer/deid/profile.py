@@ -168,6 +168,12 @@ PIXEL_EXCESS = Decision(
     "Allocated, Number of Frames): cut to the image's size; the bytes past it, which a damaged "
     "length can take in from the elements after it, are dropped",
 )
+UNUSED_BITS = Decision(
+    Action.CLEAN,
+    "bits of native pixel data outside each sample's stored bits (Bits Stored, High Bit), "
+    "where embedded overlays lay: cleared (zeros, and a signed sample's sign above it); the "
+    "image's values stay",
+)
 FRAME_TEXT = Decision(
     Action.CLEAN,
     "text in the headers of compressed frames (JPEG comments and application segments "

@@ -34,6 +34,7 @@ from indexer.deid.profile import (
     UNKNOWN_VR,
     UNLISTED_PN,
     UNLISTED_UI,
+    UNUSED_BITS,
     Plan,
 )
 from indexer.deid.rules import SiteRule
@@ -104,6 +105,7 @@ def statement(plan: Plan, *, attributes: bool = False) -> dict[str, Any]:
                 OUT_OF_PLACE,
                 OUT_OF_PLACE_INVALID,
                 PIXEL_EXCESS,
+                UNUSED_BITS,
                 FRAME_TEXT,
                 NON_STANDARD,
                 GROUP_LENGTH,

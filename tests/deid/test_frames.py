@@ -7,7 +7,6 @@ comments, a wrapped JP2 file XML and UUID boxes.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import random
 import struct
@@ -19,15 +18,14 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
 
-from indexer import deid, keys, spans, work
+from indexer import deid, keys, work
 from indexer.deid import build_plan, frames, statement, verify
 from indexer.deid.profile import FRAME_TEXT
 from indexer.encode import encode
 from indexer.errors import DeidError
 from indexer.records import SourceFile
-from indexer.sources import FileReader
 from indexer.store.files import LocalStore
-from tests.builders import make_instance
+from tests.builders import make_instance, streamed_copy
 
 work.configure_pydicom()
 KEY = keys.generate().pseudonym
@@ -252,33 +250,12 @@ def test_damaged_headers_never_raise():
         assert len(new) == len(value)
 
 
-def _streamed_copy(tmp_path, monkeypatch, data: bytes, chunk: int) -> tuple[bytes, bytes]:
-    """(the copy of ``data`` read whole, the copy written as its frames are streamed)."""
-    path = tmp_path / "big.dcm"
-    path.write_bytes(data)
-    src = SourceFile("src-1", str(path), path.stat().st_size, FileReader(path))
-    store = LocalStore(tmp_path / "out")
-    ctx = work.RunContext(PLAN, keys.generate(), store, "DI", 30, 1)
-    try:
-        whole = work.prepare(src, ctx)
-        monkeypatch.setattr(spans, "STREAM_FROM", 1)
-        monkeypatch.setattr(spans, "CHUNK_BYTES", chunk)  # 7: no chunk aligned with anything
-        streamed = work.prepare(src, ctx)
-        assert isinstance(streamed.encoded.pixels[-1], frames.Blanked)
-        digest = work.write_copy(streamed, ctx).digest
-    finally:
-        store.close()
-    copy = (tmp_path / "out" / streamed.name).read_bytes()
-    assert digest.sha256 == hashlib.sha256(copy).hexdigest()
-    return whole.encoded.data, copy
-
-
 @pytest.mark.parametrize("chunk", [7, 1 << 20])
 def test_streamed_frames_are_blanked_as_they_are_copied(tmp_path, monkeypatch, chunk):
     """Above ``STREAM_FROM`` the frames are a span of the source: blanked as copied, a
     fragment's head at a time, into the copy the object read whole gives."""
     data = _object(_jpeg(JFIF, EXIF, COMMENT), _jpeg(ADOBE), _codestream(MARK, MARK))
-    whole, copy = _streamed_copy(tmp_path, monkeypatch, data, chunk)
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, chunk, frames.Blanked)
     assert copy == whole
     assert MARK not in copy
 
@@ -287,7 +264,7 @@ def test_text_past_a_streamed_fragments_window_stays(tmp_path, monkeypatch):
     """The limit: only a fragment's first ``HEADER_WINDOW`` bytes are looked at."""
     monkeypatch.setattr(frames, "HEADER_WINDOW", 2 + len(JFIF) + len(EXIF))
     data = _object(_jpeg(JFIF, EXIF, COMMENT))
-    whole, copy = _streamed_copy(tmp_path, monkeypatch, data, 7)
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
     assert MARK not in whole
     assert copy.count(MARK) == 1  # the comment's; the Exif segment's is blanked
     assert len(copy) == len(whole)
