@@ -99,7 +99,7 @@ def test_the_bytes_a_run_on_length_took_in_are_not_copied(ts, in_place):
 def test_a_sound_objects_copy_is_unchanged():
     data = to_bytes(_with_padding(_image()))
     ds = work.read_dataset(data, pixels_in_place=True)
-    assert cut_excess(ds, "iso8859") == []
+    assert cut_excess(ds) == []
     assert _pixels_of(_copy(data)) == _image().PixelData
 
 
@@ -131,7 +131,7 @@ def test_the_trace_and_the_statement_name_the_rule():
 )
 def test_the_size_the_image_attributes_give(attrs, size):
     ds = work.read_dataset(to_bytes(_image(**attrs)), pixels_in_place=True)
-    assert image_size(ds, "iso8859") == size
+    assert image_size(ds) == size
 
 
 def test_an_odd_image_keeps_its_padding_byte():

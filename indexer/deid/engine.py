@@ -209,21 +209,7 @@ def _apply(
     read_as = rawvalue.read_as_known(ds)
     outside = values.outside_values(ds) if found is not None else {}
     pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks, codec)
-    for tag, vr, dropped in pixels.cut_excess(ds, codec):  # what a damaged length took in
-        if trace is not None:
-            source = f"{PIXEL_EXCESS.source} ({dropped} bytes)"
-            trace.append(_step("", tag, vr, PIXEL_EXCESS.action.value, source))
-    cleared = pixels.clear_unused_bits(ds, codec)  # embedded overlays
-    if cleared != 0 and trace is not None:
-        told = "as the pixel data is copied" if cleared is None else f"{cleared} samples"
-        source = f"{UNUSED_BITS.source} ({told})"
-        vr = _vr(ds.get_item(frames.PIXEL_DATA), frames.PIXEL_DATA)
-        trace.append(_step("", frames.PIXEL_DATA, vr, UNUSED_BITS.action.value, source))
-    blanked = frames.blank_in(ds)  # text a compressed frame carries in its own headers
-    if blanked != 0 and trace is not None:
-        told = "as the frames are copied" if blanked is None else f"{blanked} segments"
-        source = f"{FRAME_TEXT.source} ({told})"
-        trace.append(_step("", frames.PIXEL_DATA, "OB", FRAME_TEXT.action.value, source))
+    _clean_pixel_data(ds, trace)
     # an object without PatientID is its own patient, keyed by its study
     patient_key = originals["PatientID"] or f"study:{originals['StudyInstanceUID']}"
     patient_pseudo = pseudonym.ident(pseudonym_key, "patient_id", patient_key, id_prefix, 64)
@@ -258,6 +244,33 @@ def _apply(
     _file_meta(ds, codec)
     generated = ctx.generated | {i.pseudonym for i in identities} | {IMPLEMENTATION_CLASS_UID}
     return DeidResult(ds, tuple(identities), patient_pseudo, frozenset(generated))
+
+
+def _clean_pixel_data(ds: Dataset, trace: list[TraceStep] | None) -> None:
+    """What rides along in pixel data without being part of the image, taken out of it.
+
+    Native pixel data past its image (what a damaged length took in), the bits of each
+    sample outside its stored ones (embedded overlays), and the text in the headers of
+    compressed frames. Each is one step of ``trace`` where it changed anything.
+    """
+    for tag, vr, dropped in pixels.cut_excess(ds):
+        if trace is not None:
+            trace.append(_pixel_step(tag, vr, PIXEL_EXCESS, f"{dropped} bytes"))
+    cleared = pixels.clear_unused_bits(ds)  # None: as it is streamed
+    blanked = frames.blank_in(ds)
+    if trace is None or (cleared == 0 and blanked == 0):  # (None: as streamed)
+        return
+    vr = _vr(ds.get_item(frames.PIXEL_DATA), frames.PIXEL_DATA)
+    if cleared != 0:
+        told = "as the pixel data is copied" if cleared is None else f"{cleared} samples"
+        trace.append(_pixel_step(frames.PIXEL_DATA, vr, UNUSED_BITS, told))
+    if blanked != 0:
+        told = "as the frames are copied" if blanked is None else f"{blanked} segments"
+        trace.append(_pixel_step(frames.PIXEL_DATA, vr, FRAME_TEXT, told))
+
+
+def _pixel_step(tag: int, vr: str, rule: Decision, told: str) -> TraceStep:
+    return _step("", tag, vr, rule.action.value, f"{rule.source} ({told})")
 
 
 def _identity_elements(

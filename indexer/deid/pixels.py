@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from indexer import spans
-from indexer.deid.rawvalue import ELEMENT_ERRORS, UNDECODED, decode
+from indexer.deid.rawvalue import DEFAULT, ELEMENT_ERRORS, UNDECODED, decode
 from indexer.errors import DeidError, RuleError
 from indexer.spans import Span
 
@@ -120,7 +120,7 @@ def clean(ds: Dataset, masks: Iterable[Mask]) -> None:
     ds.BurnedInAnnotation = "NO"
 
 
-def image_size(ds: Dataset, codec: str | None) -> int | None:
+def image_size(ds: Dataset) -> int | None:
     """The bytes of native pixel data the Image Pixel attributes of ``ds`` describe.
 
     Rows * Columns * Samples per Pixel * Bits Allocated * Number of Frames (one if absent)
@@ -128,36 +128,36 @@ def image_size(ds: Dataset, codec: str | None) -> int | None:
     (PS3.5 8.2.1, PS3.3 C.7.6.3.1.2). None where an attribute is absent, is no positive
     number or cannot be read: then nothing tells where the image ends.
     """
-    numbers = [_positive(ds, tag, codec) for tag in (ROWS, COLUMNS, SAMPLES_PER_PIXEL)]
-    bits = _positive(ds, BITS_ALLOCATED, codec)
-    frames = _positive(ds, FRAMES, codec) if FRAMES in ds._dict else 1  # noqa: SLF001 - as read
+    numbers = [_positive(ds, tag) for tag in (ROWS, COLUMNS, SAMPLES_PER_PIXEL)]
+    bits = _positive(ds, BITS_ALLOCATED)
+    frames = _positive(ds, FRAMES) if FRAMES in ds._dict else 1  # noqa: SLF001 - as read
     if None in numbers or bits is None or frames is None:
         return None
     rows, columns, samples = numbers
     try:
-        subsampled = samples == 3 and _peek(ds, PHOTOMETRIC, codec) == "YBR_FULL_422"  # noqa: PLR2004
+        subsampled = samples == 3 and _peek(ds, PHOTOMETRIC) == "YBR_FULL_422"  # noqa: PLR2004
     except (KeyError, *ELEMENT_ERRORS):
         subsampled = False  # three samples a pixel: the larger size, nothing of the image cut
     size = (rows * columns * (2 if subsampled else samples) * bits * frames + 7) // 8  # type: ignore[operator]
     return size + size % 2
 
 
-def _positive(ds: Dataset, tag: int, codec: str | None) -> int | None:
-    number = _number(ds, tag, codec)
+def _positive(ds: Dataset, tag: int) -> int | None:
+    number = _number(ds, tag)
     return number if number is not None and number > 0 else None
 
 
-def _number(ds: Dataset, tag: int, codec: str | None) -> int | None:
+def _number(ds: Dataset, tag: int) -> int | None:
     """Element ``tag`` as one whole number; None where absent, damaged or several."""
     if tag not in ds._dict:  # noqa: SLF001 - as read, not converted
         return None
     try:
-        return int(_peek(ds, tag, codec))
+        return int(_peek(ds, tag))
     except ELEMENT_ERRORS:
         return None
 
 
-def _peek(ds: Dataset, tag: int, codec: str | None) -> Any:  # noqa: ANN401
+def _peek(ds: Dataset, tag: int) -> Any:  # noqa: ANN401
     """The value of element ``tag`` of ``ds``, its stored element left unconverted.
 
     (Converted in place, a damaged element would no longer be judged by its bytes as read.)
@@ -165,14 +165,14 @@ def _peek(ds: Dataset, tag: int, codec: str | None) -> Any:  # noqa: ANN401
     stored = ds._dict[tag]  # type: ignore[index]  # noqa: SLF001 - as read
     if not isinstance(stored, RawDataElement):
         return stored.value
-    if codec is not None and type(stored.VR) is str:
-        value = decode(stored, stored.VR, codec)
+    if type(stored.VR) is str and stored.is_little_endian:  # numbers and codes: no charset
+        value = decode(stored, stored.VR, DEFAULT)
         if value is not UNDECODED:
             return value
     return convert_raw_data_element(stored, ds=ds).value
 
 
-def overlong(ds: Dataset, codec: str | None) -> list[tuple[BaseTag, Any, int]]:
+def overlong(ds: Dataset) -> list[tuple[BaseTag, Any, int]]:
     """Native pixel data elements of ``ds`` longer than its ``image_size``.
 
     (Stored key, stored element, the image's size) of each. Encapsulated frames, pixel data
@@ -188,7 +188,7 @@ def overlong(ds: Dataset, codec: str | None) -> list[tuple[BaseTag, Any, int]]:
         value = stored.value
         if not isinstance(value, bytes | memoryview | spans.Span):
             continue
-        size = size if size is not None else image_size(ds, codec)
+        size = size if size is not None else image_size(ds)
         if size is None:
             break
         if len(value) > size:
@@ -196,7 +196,7 @@ def overlong(ds: Dataset, codec: str | None) -> list[tuple[BaseTag, Any, int]]:
     return found
 
 
-def cut_excess(ds: Dataset, codec: str | None) -> list[tuple[int, str, int]]:
+def cut_excess(ds: Dataset) -> list[tuple[int, str, int]]:
     """Cut native pixel data of ``ds`` to its ``image_size``; (tag, VR, bytes dropped) of each.
 
     The bytes past the image are nothing a reader shows: what a damaged length took in of
@@ -204,7 +204,7 @@ def cut_excess(ds: Dataset, codec: str | None) -> list[tuple[int, str, int]]:
     span of the source a span (``spans.Cut``).
     """
     dropped: list[tuple[int, str, int]] = []
-    for key, stored, size in overlong(ds, codec):
+    for key, stored, size in overlong(ds):
         value = stored.value
         cut = (
             spans.Cut(value, value.start, value.start + size)
@@ -219,11 +219,11 @@ def cut_excess(ds: Dataset, codec: str | None) -> list[tuple[int, str, int]]:
     return dropped
 
 
-def past_the_image(ds: Dataset, codec: str | None) -> bytes:
+def past_the_image(ds: Dataset) -> bytes:
     """The bytes of native pixel data of ``ds`` past its image (of values held, not spans)."""
     return b"".join(
         bytes(stored.value[size:])
-        for _key, stored, size in overlong(ds, codec)
+        for _key, stored, size in overlong(ds)
         if not isinstance(stored.value, spans.Span)
     )
 
@@ -252,13 +252,13 @@ class BitLayout:
         return int(self.dtype[2:])
 
 
-def bit_layout(ds: Dataset, codec: str | None, stored: object) -> BitLayout | None:
+def bit_layout(ds: Dataset, stored: object) -> BitLayout | None:
     """The layout of the samples of ``ds``; None where all bits are stored, or it cannot be told.
 
     ``stored`` is its Pixel Data element, whose byte order is the file's.
     """
-    allocated, bits = _number(ds, BITS_ALLOCATED, codec), _number(ds, BITS_STORED, codec)
-    high, signed = _number(ds, HIGH_BIT, codec), _number(ds, PIXEL_REPRESENTATION, codec)
+    allocated, bits = _number(ds, BITS_ALLOCATED), _number(ds, BITS_STORED)
+    high, signed = _number(ds, HIGH_BIT), _number(ds, PIXEL_REPRESENTATION)
     if allocated not in (8, 16, 32) or bits is None or high is None or signed not in (0, 1):
         return None
     if not 0 < bits < allocated or not bits - 1 <= high < allocated:
@@ -279,8 +279,8 @@ def cleared(value: bytes | memoryview, layout: BitLayout) -> tuple[bytes, int] |
     """
     np = importlib.import_module("numpy")  # only here: an import of 0.1 s
     samples = np.frombuffer(value, dtype=layout.dtype, count=len(value) // layout.size)
-    if not layout.signed and not np.bitwise_and(samples, layout.unused).any():
-        return None  # the common case, told in two passes
+    if not samples.size or _clean_already(samples, layout):
+        return None
     clean = samples & layout.keep
     if layout.signed:
         clean = np.where(samples & (1 << layout.high), clean | layout.above, clean)
@@ -289,6 +289,20 @@ def cleared(value: bytes | memoryview, layout: BitLayout) -> tuple[bytes, int] |
         return None
     rest = bytes(value[len(samples) * layout.size :])
     return clean.astype(samples.dtype, copy=False).tobytes() + rest, changed
+
+
+def _clean_already(samples: Any, layout: BitLayout) -> bool:  # noqa: ANN401 - numpy's array
+    """Whether no sample has a bit to clear: one pass (two, signed) that holds no copy.
+
+    The common layout, stored bits from bit 0: unsigned samples no greater than the stored
+    bits can hold; signed ones, read as signed, within the stored bits' range (sign-extended).
+    """
+    if layout.unused != layout.above:  # bits under the stored ones: tested as they are
+        return not (samples & layout.unused).any() and not layout.signed
+    if not layout.signed:
+        return bool(samples.max() <= layout.keep)
+    signed = samples.view(layout.dtype.replace("u", "i"))
+    return bool(signed.min() >= -(1 << layout.high) and signed.max() < 1 << layout.high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +331,7 @@ class Masked(Span):
 MASK_BLOCK = 1 << 18  # bytes of samples cleared at a time as they are streamed
 
 
-def clear_unused_bits(ds: Dataset, codec: str | None) -> int | None:
+def clear_unused_bits(ds: Dataset) -> int | None:
     """Clear the bits of native pixel data outside each sample's stored bits; how many changed.
 
     Bits Stored of Bits Allocated hold a sample, High Bit its top one. The other bits are no
@@ -334,7 +348,7 @@ def clear_unused_bits(ds: Dataset, codec: str | None) -> int | None:
     value = stored.value
     if not isinstance(value, bytes | memoryview | Span):
         return 0
-    layout = bit_layout(ds, codec, stored)
+    layout = bit_layout(ds, stored)
     if layout is None:
         return 0
     if isinstance(value, Span):

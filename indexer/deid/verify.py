@@ -181,7 +181,7 @@ def find_leaks(
     raw = header_bytes(out) if raw is None else raw
     searched = (
         ("header bytes", raw),
-        ("pixel data past the image", pixels.past_the_image(out, rawvalue.codec(out))),
+        ("pixel data past the image", pixels.past_the_image(out)),
         ("compressed frame headers", frames.headers_in(out)),
     )
     for value, source in values.items():
