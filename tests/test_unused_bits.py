@@ -18,7 +18,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from indexer import deid, keys, work
 from indexer.deid import build_plan, statement
-from indexer.deid.pixels import Masked, clear_unused_bits
+from indexer.deid.pixels import Masked, clear_unused_bits, compile_masks
 from indexer.deid.profile import UNUSED_BITS
 from indexer.encode import encode
 from tests.builders import in_transfer_syntax, make_instance, streamed_copy
@@ -155,3 +155,27 @@ def test_streamed_pixel_data_is_cleared_as_it_is_copied(tmp_path, monkeypatch, c
     whole, copy = streamed_copy(tmp_path, monkeypatch, data, chunk, Masked)
     assert copy == whole
     assert np.array_equal(_samples(pydicom.dcmread(io.BytesIO(copy)), np.uint16), _ramp())
+
+
+def test_pixels_cleaned_by_a_mask_are_cleared_too():
+    """Clean Pixel Data holds the pixel data converted (bytes): its bits are cleared as well."""
+    masks = compile_masks(
+        {
+            "masks": [
+                {
+                    "manufacturer": "SyntheticCo",
+                    "rows": SIDE,
+                    "columns": SIDE,
+                    "rectangles": [[0, 0, 2, 2]],
+                }
+            ]
+        }
+    )
+    plan = build_plan(burned_in="clean", pixel_masks=masks)
+    ds = _image(_embedded(_ramp()), Manufacturer="SyntheticCo", BurnedInAnnotation="YES")
+    data = in_transfer_syntax(ds, ExplicitVRLittleEndian)
+    out = deid.apply(plan, work.read_dataset(data), KEY).ds
+    copy = pydicom.dcmread(io.BytesIO(encode(out).data))
+    expected = _ramp()
+    expected[0:2, 0:2] = 0
+    assert np.array_equal(_samples(copy, np.uint16), expected)

@@ -263,7 +263,11 @@ def bit_layout(ds: Dataset, stored: object) -> BitLayout | None:
         return None
     if not 0 < bits < allocated or not bits - 1 <= high < allocated:
         return None
-    little = stored.is_little_endian if isinstance(stored, RawDataElement) else ds.is_little_endian
+    little = (
+        stored.is_little_endian
+        if isinstance(stored, RawDataElement)
+        else (getattr(ds, "original_encoding", None) or (None, True))[1]  # as read
+    )
     full = (1 << allocated) - 1
     below = (1 << (high - bits + 1)) - 1  # bits under the lowest stored one
     above = full ^ ((1 << (high + 1)) - 1)  # bits over High Bit
