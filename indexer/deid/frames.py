@@ -64,7 +64,7 @@ def fragments(value: bytes | memoryview) -> Iterator[Region]:
 
 def parse(frag: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
     """What to blank in one fragment, and where its headers lie (nothing: no frame start)."""
-    if frag[:2] == b"\xff\xd8":
+    if frag[:2] == bytes((0xFF, SOI)):
         return _jpeg(frag)
     if frag[:4] == J2K_START:
         return _j2k(frag, 0)
