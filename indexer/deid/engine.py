@@ -260,13 +260,13 @@ def _clean_pixel_data(ds: Dataset, trace: list[TraceStep] | None) -> None:
     blanked = frames.blank_in(ds)
     if trace is None or (cleared == 0 and blanked == 0):  # (None: as streamed)
         return
-    vr = _vr(ds.get_item(frames.PIXEL_DATA), frames.PIXEL_DATA)
+    vr = _vr(ds.get_item(pixels.PIXEL_DATA), pixels.PIXEL_DATA)
     if cleared != 0:
         told = "as the pixel data is copied" if cleared is None else f"{cleared} samples"
-        trace.append(_pixel_step(frames.PIXEL_DATA, vr, UNUSED_BITS, told))
+        trace.append(_pixel_step(pixels.PIXEL_DATA, vr, UNUSED_BITS, told))
     if blanked != 0:
         told = "as the frames are copied" if blanked is None else f"{blanked} segments"
-        trace.append(_pixel_step(frames.PIXEL_DATA, vr, FRAME_TEXT, told))
+        trace.append(_pixel_step(pixels.PIXEL_DATA, vr, FRAME_TEXT, told))
 
 
 def _pixel_step(tag: int, vr: str, rule: Decision, told: str) -> TraceStep:

@@ -29,10 +29,9 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from indexer.deid.pixels import undefined_length
+from indexer.deid.pixels import PIXEL_DATA, undefined_length
 from indexer.spans import Span
 
-PIXEL_DATA = 0x7FE00010
 ITEM = b"\xfe\xff\x00\xe0"
 SOI, SOS, EOI, COM = 0xD8, 0xDA, 0xD9, 0xFE  # JPEG markers (after 0xFF)
 APP0, APP15 = 0xE0, 0xEF
