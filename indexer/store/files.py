@@ -54,17 +54,20 @@ class OutputStore(Protocol):
         """
         ...
 
-    def put(self, name: str, parts: Sequence[Part]) -> Digest:
+    def put(self, name: str, parts: Sequence[Part], replaces: str | None = None) -> Digest:
         """Store the bytes of ``parts``, in order, under ``name`` atomically.
 
         Identical bytes again are a no-op. Parts are written as they are (a view into a
         source's pixel data is streamed, not joined first; a ``Span`` is copied from
-        its source in chunks, never held whole).
+        its source in chunks, never held whole). ``replaces``: the SHA-256 of a copy under
+        ``name`` that these bytes may take the place of (the index's copy of the same
+        source, made under other rules or settings); a copy with any other content stays.
 
         Raises
         ------
         CopyConflictError
-            ``name`` holds other bytes already (what a crash left of a copy is replaced).
+            ``name`` holds other bytes already (what a crash left of a copy is replaced, and
+            the copy ``replaces`` names).
         SourceError
             A ``Span``'s source cannot be read, or changed since its head was read.
 
@@ -94,7 +97,8 @@ class LocalStore:
     removes what stores that are gone (killed) left there, and never what a live one holds,
     so no partial copy stays behind and two ingests into one directory do not disturb each
     other. Threads and processes (a pickled store, for workers) may ``put`` at once: a name
-    is stored once, and other bytes under it are a conflict, never an overwrite.
+    is stored once, and other bytes under it are a conflict, never an overwrite, but where
+    the caller names the copy they replace (its SHA-256: the index's copy of that source).
     """
 
     def __init__(self, root: Path) -> None:
@@ -137,13 +141,14 @@ class LocalStore:
         os.close(self._held)
         self._held = None
 
-    def put(self, name: str, parts: Sequence[Part]) -> Digest:
+    def put(self, name: str, parts: Sequence[Part], replaces: str | None = None) -> Digest:
         """Write ``root/name`` atomically (a temporary file, then a hard link to it).
 
         Few system calls, and none that a cache can spare (directories made before): on the
         ingest's writer thread each one hands the interpreter over and waits to get it back.
         A file of that name and size there already (a rerun) is compared, not written again.
-        A file there that is no whole copy, what a crash left, is replaced (``_left_by_crash``).
+        A file there that is no whole copy, what a crash left, is replaced (``_left_by_crash``),
+        and so is the copy whose SHA-256 is ``replaces``.
         """
         if ".." in Path(name).parts or Path(name).is_absolute():
             raise StoreError("refusing an output name outside the output directory")
@@ -153,14 +158,19 @@ class LocalStore:
         try:
             if _size_of(path) == size and not _left_by_crash(path, parts, size):
                 _hash_parts(parts, h)  # stored before (a rerun): compared, not written again
-                return self._same_or_conflict(name, path, h.hexdigest(), size)
+                sha, have = h.hexdigest(), _sha_of(path)
+                if have == sha:
+                    return Digest(name, sha, size)
+                if have != replaces:
+                    raise _conflict()
+                h = hashlib.sha256()  # the copy this one replaces, of the same size
             self._make_parent(path)
             tmp = self._write_temporary(parts, h)
             sha = h.hexdigest()
             try:
                 failpoints.hit(failpoints.COPY_TEMP_WRITTEN)
                 if not self._publish(tmp, path):  # stored before, or meanwhile by another writer
-                    if self._replaced(tmp, path, parts, size):
+                    if self._replaced(tmp, path, parts, size, replaces):
                         return Digest(name, sha, size)
                     return self._same_or_conflict(name, path, sha, size)
             finally:
@@ -219,18 +229,27 @@ class LocalStore:
                 tmp.replace(path)
         return True
 
-    def _replaced(self, tmp: Path, path: Path, parts: Sequence[Part], size: int) -> bool:
+    def _replaced(
+        self, tmp: Path, path: Path, parts: Sequence[Part], size: int, replaces: str | None
+    ) -> bool:
         """Whether ``tmp`` took the place of what a crash left at ``path`` (see put).
 
-        Judged again while this thread holds the store's lock and this process the output
-        directory's (``flock``): writers in other threads and processes replace one at a
-        time, and a whole copy one of them put there is never overwritten. (No other writer
-        can name a copy there meanwhile: a name is only ever given where there is none.)
+        Or of the copy there whose SHA-256 is ``replaces``. Judged again while this thread
+        holds the store's lock and this process the output directory's (``flock``): writers
+        in other threads and processes replace one at a time, and a whole copy one of them
+        put there is never overwritten, but for the one named. (No other writer can name a
+        copy there meanwhile: a name is only ever given where there is none.)
         """
-        if not _left_by_crash(path, parts, size):
+
+        def replaceable() -> bool:
+            return _left_by_crash(path, parts, size) or (
+                replaces is not None and _holds(path, replaces)
+            )
+
+        if not replaceable():
             return False
         with self._lock, _directory_locked(self.root):
-            if not _left_by_crash(path, parts, size):
+            if not replaceable():
                 return False
             tmp.replace(path)
         return True
@@ -250,9 +269,7 @@ class LocalStore:
     def _same_or_conflict(self, name: str, path: Path, sha: str, size: int) -> Digest:
         if path.stat().st_size == size and _sha_of(path) == sha:
             return Digest(name, sha, size)
-        raise CopyConflictError(
-            "a copy with this SOP Instance UID exists with other content; not overwritten"
-        )
+        raise _conflict()
 
     def exists(self, name: str, size: int) -> bool:
         """Whether ``root/name`` exists with this size, and begins as every copy does.
@@ -475,6 +492,20 @@ class LocalCopies:
         if ".." in Path(name).parts or Path(name).is_absolute():
             raise StoreError("refusing a copy name outside the output directory")
         return self.root / name
+
+
+def _conflict() -> CopyConflictError:
+    return CopyConflictError(
+        "a copy with this SOP Instance UID exists with other content; not overwritten"
+    )
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    """Whether the file at ``path`` has this SHA-256 (False where it cannot be read)."""
+    try:
+        return _sha_of(path) == sha256
+    except OSError:
+        return False
 
 
 def _sha_of(path: Path) -> str:

@@ -346,6 +346,38 @@ def test_another_objects_copy_is_a_conflict_never_replaced(tmp_path, other):
         store.close()
 
 
+@pytest.mark.usefixtures("links")
+@pytest.mark.parametrize(
+    "old",
+    [COPY[:-1] + b"!", COPY[:4000] + b"!" + COPY[4001:5000], COPY + b"more"],
+    ids=["same size", "shorter", "longer"],
+)
+def test_the_copy_named_as_replaced_is_replaced_and_no_other(tmp_path, old):
+    """A source's copy made under other rules: replaced where its digest is the one named;
+    under any other digest it is a conflict, and stays."""
+    store = LocalStore(tmp_path)
+    path = tmp_path / "s" / "x.dcm"
+    try:
+        path.parent.mkdir()
+        path.write_bytes(old)
+        with pytest.raises(CopyConflictError):
+            store.put("s/x.dcm", [COPY], replaces=hashlib.sha256(b"another").hexdigest())
+        assert path.read_bytes() == old
+        digest = store.put("s/x.dcm", [COPY], replaces=hashlib.sha256(old).hexdigest())
+        assert digest == Digest("s/x.dcm", hashlib.sha256(COPY).hexdigest(), len(COPY))
+        assert path.read_bytes() == COPY
+        inode = path.stat().st_ino
+        assert store.put("s/x.dcm", [COPY], replaces=hashlib.sha256(old).hexdigest()) == digest
+        assert store.put("s/x.dcm", [COPY], replaces=digest.sha256) == digest
+        assert path.stat().st_ino == inode  # the same bytes again: compared, not written
+        assert store.put("s/y.dcm", [COPY], replaces=hashlib.sha256(old).hexdigest()) == Digest(
+            "s/y.dcm", digest.sha256, digest.size
+        )  # none there: written
+        assert list(store.incoming.iterdir()) == []
+    finally:
+        store.close()
+
+
 def test_a_folder_at_a_copys_name_is_a_conflict_of_that_copy_only(tmp_path):
     store = LocalStore(tmp_path)
     try:
