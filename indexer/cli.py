@@ -749,6 +749,16 @@ def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
             f"{s.files_failed} failed" + (f" ({reasons})" if reasons else "")
         ),
         f"index: {s.studies} studies, {s.series} series, {s.instances} instances",
+        *(
+            [
+                (
+                    f"replaced: {s.copies_replaced} copies made before from the same sources "
+                    "under other rules or settings, with their index rows"
+                )
+            ]
+            if s.copies_replaced
+            else []
+        ),
         *([_failures_hint(s.run_id)] if s.files_skipped or s.files_failed else []),
         *(
             [f"mongodb: {s.mongo_pending_batches} batches pending; run `dicom-index sync`"]

@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from indexer import __version__, failpoints, work
-from indexer.deid import Plan
+from indexer.deid import RULES_VERSION, Plan
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.keys import Keys
 from indexer.lazy import lazy
@@ -69,6 +69,7 @@ class Summary:
     files_indexed: int = 0
     files_already_indexed: int = 0
     files_unchanged: int = 0  # skipped without reading: indexed before, unchanged
+    copies_replaced: int = 0  # made again under other rules or settings: copy and rows replaced
     files_skipped: int = 0
     files_failed: int = 0
     bytes_read: int = 0
@@ -92,6 +93,26 @@ class Summary:
         d["files_per_second"] = round(self.files_per_second, 1)
         d["seconds"] = round(self.seconds, 3)
         return d
+
+
+def settings_digest(plan: Plan, *, verify: bool) -> str:
+    """What a copy depends on besides its source: the tool, its rules version, the settings.
+
+    Part of each source's fingerprint: a source indexed under another is processed again.
+    """
+    return hashlib.sha256(
+        repr(
+            (
+                __version__,
+                RULES_VERSION,
+                sorted(plan.options),
+                plan.rules,
+                plan.burned_in,
+                plan.pixel_masks,
+                verify,
+            )
+        ).encode()
+    ).hexdigest()
 
 
 class Ingest:
@@ -133,18 +154,7 @@ class Ingest:
         self._series: set[str] = set()
         self._mongo_writer: ThreadPoolExecutor | None = None
         self._mongo_writes: collections.deque[Future[bool]] = collections.deque()
-        self.plan_digest = hashlib.sha256(
-            repr(
-                (
-                    __version__,
-                    sorted(plan.options),
-                    plan.rules,
-                    plan.burned_in,
-                    plan.pixel_masks,
-                    verify,
-                )
-            ).encode()
-        ).hexdigest()
+        self.plan_digest = settings_digest(plan, verify=verify)
 
     def run(self, roots: Iterable[Path], progress: Progress | None = None) -> Summary:
         """Ingest every object under ``roots``; returns the summary (also stored in the run)."""
@@ -266,7 +276,9 @@ class Ingest:
     ) -> Iterator[SourceFile | Failure | Unchanged]:
         """Pass items on; sources indexed before and unchanged come as Unchanged.
 
-        Their copy must still be in place. They are neither read nor processed again.
+        Their copy must still be in place. They are neither read nor processed again. A
+        source indexed into this output before under other rules or settings (another
+        fingerprint) comes with the copies it made then, which its new copy replaces.
         """
         for chunk, _held in _chunks(items, SKIP_CHECK_CHUNK, HELD_BYTES):
             prints = {
@@ -274,14 +286,20 @@ class Ingest:
             }
             with db.transaction(self.engine) as s:
                 known = sql.known_sources(s, list(prints.values()), self.output.output_id)
+                fresh = [
+                    i.source_id
+                    for i in chunk
+                    if isinstance(i, SourceFile) and prints.get(id(i)) not in known
+                ]
+                earlier = sql.replaceable_copies(s, fresh, self.output.output_id)
             for item in chunk:
                 k = known.get(prints.get(id(item), ""))
-                if (
-                    k is not None
-                    and isinstance(item, SourceFile)
-                    and self.output.exists(k.copy_path, k.copy_bytes)
-                ):
+                if not isinstance(item, SourceFile):
+                    yield item
+                elif k is not None and self.output.exists(k.copy_path, k.copy_bytes):
                     yield Unchanged(item, k)
+                elif item.source_id in earlier:  # indexed here before, under other rules
+                    yield replace(item, replaces=earlier[item.source_id])
                 else:
                     yield item
 
@@ -349,8 +367,8 @@ class Ingest:
         """
         outcomes, failures, seen = batch.outcomes, batch.failures, batch.seen
         with db.transaction(self.engine) as s:
-            new, conflicts = sql.upsert_index(s, outcomes, run_id, self.output.output_id)
-            if conflicts:  # indexed before with other content (a copy in another output)
+            done = sql.upsert_index(s, outcomes, run_id, self.output.output_id)
+            if conflicts := done.conflicts:  # indexed before with other content
                 outcomes, failures = _split_conflicts(outcomes, failures, conflicts)
                 seen = [(f, u) for f, u in seen if u not in conflicts]
             vault.put_identities(s, (i for o in outcomes for i in o.identities), self.keys)
@@ -364,7 +382,14 @@ class Ingest:
         if batch_id is not None and self.mongo is not None and self.mongo_ok:
             self._mongo_submit(batch_id, sop_uids)
         logger.info("batch committed: %d indexed, %d not", len(outcomes), len(failures))
-        return _Batch(outcomes, failures, seen, new=new, conflicts=len(conflicts))
+        return _Batch(
+            outcomes,
+            failures,
+            seen,
+            new=done.new,
+            conflicts=len(conflicts),
+            replaced=len(done.replaced),
+        )
 
     def _committed(self, summary: Summary, batch: _Batch) -> None:
         """Count a committed batch (on the ingest thread)."""
@@ -375,6 +400,7 @@ class Ingest:
             self._series.add(o.record.series["series_uid"])
         summary.files_indexed += len(batch.outcomes)
         summary.files_already_indexed += len(batch.outcomes) - batch.new
+        summary.copies_replaced += batch.replaced
         summary.instances += len(batch.outcomes)
         for f in batch.failures:
             if f.outcome == "skipped":
@@ -466,6 +492,7 @@ class _Batch:
     seen: list[tuple[str, str]] = field(default_factory=list)  # (fingerprint, SOP UID)
     new: int = 0  # committed: instances not indexed before
     conflicts: int = 0  # committed: outcomes that became conflicts
+    replaced: int = 0  # committed: instances whose copy and rows replaced earlier ones
 
     def __len__(self) -> int:
         return len(self.outcomes) + len(self.failures)

@@ -18,6 +18,13 @@ class SourceFile:
     size: int
     read: Callable[[], bytes] = field(repr=False, compare=False)
     version: str = ""  # size, mtime, ctime, inode; CRC; the tar's: changes with the content
+    # the copies the index holds from this source in this output, made under other rules or
+    # settings: (copy name, SHA-256) pairs, which its new copy may replace
+    replaces: tuple[tuple[str, str], ...] = ()
+
+    def replaced(self, name: str) -> str | None:
+        """The SHA-256 of the copy under ``name`` that this source's copy may replace."""
+        return next((sha for n, sha in self.replaces if n == name), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +57,4 @@ class Outcome:
     size: int
     identities: tuple[Identity, ...] = field(repr=False)
     record: IndexRecord = field(repr=False)
+    replaces: str | None = None  # the SHA-256 of the indexed copy its copy may replace

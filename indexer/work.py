@@ -425,7 +425,9 @@ def _prepare(src: SourceFile, ds: pydicom.Dataset, ctx: RunContext) -> Prepared:
 def write_copy(prepared: Prepared, ctx: RunContext) -> Copied:
     """Store a prepared object's copy (a conflict with another copy is its failure)."""
     try:
-        digest = ctx.output.put(prepared.name, prepared.encoded.parts)
+        digest = ctx.output.put(
+            prepared.name, prepared.encoded.parts, prepared.src.replaced(prepared.name)
+        )
     except CopyConflictError as e:
         raise DeidError(e.message, reason="duplicate_sop_conflict") from None
     failpoints.hit(failpoints.COPY_WRITTEN)
@@ -459,7 +461,14 @@ def index(prepared: Prepared, ctx: RunContext) -> Outcome:
                 f"cannot index the object: {rawvalue.element_problem(e)}", reason="index_failed"
             ) from None
     src = prepared.src
-    return Outcome(src.source_id, src.locator, src.size, prepared.result.identities, record)
+    return Outcome(
+        src.source_id,
+        src.locator,
+        src.size,
+        prepared.result.identities,
+        record,
+        src.replaced(prepared.name),
+    )
 
 
 def with_copy(outcome: Outcome, copied: Copied) -> Outcome:

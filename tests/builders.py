@@ -9,12 +9,15 @@ import struct
 import time
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+from pymongo import MongoClient
+from sqlalchemy import create_engine, text
 
 from indexer import deid, keys, spans, work
 from indexer.pipeline import Ingest, local_output
@@ -22,7 +25,10 @@ from indexer.records import SourceFile
 from indexer.sample import SampleShape, make_instance, to_bytes, write_archive
 from indexer.sources import FileReader
 from indexer.store import db
-from indexer.store.files import OUTPUT_ID_FILE, LocalStore
+from indexer.store.files import OUTPUT_ID_FILE, LocalStore, read_output_id
+
+if TYPE_CHECKING:
+    from tests.conftest import Cli
 
 __all__ = [
     "MALFORMED",
@@ -30,6 +36,7 @@ __all__ = [
     "dicomdir",
     "files_sha",
     "in_syntax",
+    "index_state",
     "ingest_job",
     "make_instance",
     "malformed",
@@ -50,6 +57,61 @@ def files_sha(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.relative_to(root) != Path(OUTPUT_ID_FILE)
     }
+
+
+def index_state(cli: Cli, out: Path) -> tuple[object, object, dict[str, str], list[Path]]:
+    """What a run left, with ``cli``'s database and MongoDB, in the output ``out``.
+
+    The index's rows (vault included) and pending batches, the MongoDB documents, each copy's
+    SHA-256, and the files in ``out`` that are neither copies nor its id (none should be).
+    """
+    e = create_engine(cli.env["DICOM_INDEX_DATABASE_URL"])
+    with e.connect() as c:
+        rows = {
+            "instance": c.execute(
+                text(
+                    "SELECT sop_uid, series_uid, study_uid, patient_id, copy_path, copy_sha256, "
+                    "copy_bytes, header::text FROM dicom_index.instance ORDER BY 1"
+                )
+            ).all(),
+            "study": c.execute(
+                text(
+                    "SELECT study_uid, patient_id, study_date, accession_number, "
+                    "study_description FROM dicom_index.study ORDER BY 1"
+                )
+            ).all(),
+            "series": c.execute(
+                text(
+                    "SELECT series_uid, study_uid, modality, series_description "
+                    "FROM dicom_index.series ORDER BY 1"
+                )
+            ).all(),
+            "patient": c.execute(
+                text(
+                    "SELECT patient_id, patient_name, patient_sex, patient_birth_date, "
+                    "patient_age FROM dicom_index.patient ORDER BY 1"
+                )
+            ).all(),
+            "vault": c.execute(
+                text("SELECT kind, pseudonym, blind_index FROM vault.identity ORDER BY 1, 2, 3")
+            ).all(),
+            "sources": c.execute(text("SELECT count(*) FROM vault.source")).scalar(),
+            "pending": c.execute(
+                text("SELECT count(*) FROM dicom_index.ingest_batch WHERE NOT mongo_done")
+            ).scalar(),
+        }
+    e.dispose()
+    with MongoClient(cli.env["DICOM_INDEX_MONGO_URL"]) as m:
+        mongo = m[cli.env["DICOM_INDEX_MONGO_DB"]]
+        docs = {
+            n: sorted(mongo[n].find({}, {"run_id": 0}), key=lambda d: d["_id"])
+            for n in ("instances", "series", "studies")
+        }
+    assert read_output_id(out) is not None  # the output has its id
+    leftovers = [
+        p for p in out.rglob("*") if p.is_file() and p.suffix != ".dcm" and p.name != OUTPUT_ID_FILE
+    ]
+    return rows, docs, files_sha(out), leftovers
 
 
 def rewrite_in_place(path: Path, data: bytes) -> None:

@@ -237,6 +237,34 @@ def offline_cli(tmp_path: Path, key_file: Path) -> Cli:
     return Cli(env, tmp_path, [])
 
 
+@pytest.fixture
+def reference_cli(cli: Cli, pg_server: PgServer, migrated_template: str) -> Iterator[Cli]:
+    """`dicom-index` on a second, clean database and MongoDB database: a reference run's."""
+    name = f"ref_{os.getpid()}_{next(_counter)}"
+    admin = create_engine(pg_server.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name} TEMPLATE {migrated_template}"))
+    url = pg_server.url(name)
+    env = dict(cli.env)
+    env["DICOM_INDEX_DATABASE_URL"] = url
+    env["DICOM_INDEX_MONGO_DB"] = f"{cli.env['DICOM_INDEX_MONGO_DB']}_ref"
+    if pg_server.embedded:
+        for setting, role in (
+            ("INGEST", ROLES.ingest),
+            ("READER", ROLES.reader),
+            ("REIDENTIFIER", ROLES.reidentifier),
+        ):
+            env[f"DICOM_INDEX_{setting}_URL"] = role_url(url, role)
+    yield Cli(env, cli.cwd, cli.log)
+    from pymongo import MongoClient  # noqa: PLC0415
+
+    with MongoClient(env["DICOM_INDEX_MONGO_URL"], serverSelectionTimeoutMS=5000) as m:
+        m.drop_database(env["DICOM_INDEX_MONGO_DB"])
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
 def role_url(db_url: str, role: str) -> str:
     """The same database, logged in as another role (trust auth on the embedded server)."""
     return make_url(db_url).set(username=role, password=None).render_as_string(hide_password=False)

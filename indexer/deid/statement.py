@@ -31,6 +31,7 @@ from indexer.deid.profile import (
     OUT_OF_PLACE,
     OUT_OF_PLACE_INVALID,
     PIXEL_EXCESS,
+    RULES_VERSION,
     UNKNOWN_VR,
     UNLISTED_PN,
     UNLISTED_UI,
@@ -82,6 +83,7 @@ def statement(plan: Plan, *, attributes: bool = False) -> dict[str, Any]:
     counts = Counter(_kind(action) for row, action, _ in decided if not row.tag.private)
     doc: dict[str, Any] = {
         "tool": f"dicom-index {__version__}",
+        "rules_version": RULES_VERSION,
         "profile": _code(PROFILE_CODE),
         "table": {"name": "PS3.15 Table E.1-1", "edition": table_edition(), "rows": len(rows)},
         "options": [
@@ -219,7 +221,7 @@ def _private(plan: Plan) -> dict[str, Any]:
 def render(doc: Mapping[str, Any]) -> str:
     """The statement as text for a terminal or a document."""
     lines = [
-        f"De-identification by {doc['tool']}",
+        f"De-identification by {doc['tool']} (rules version {doc['rules_version']})",
         f"Profile: {_coded(doc['profile'])}",
         f"Table: {doc['table']['name']} ({doc['table']['rows']} rows), {doc['table']['edition']}",
         "Options:",

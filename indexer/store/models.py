@@ -125,6 +125,7 @@ class Instance(Base):
         Index(None, "series_uid"),
         Index(None, "study_uid"),
         Index(None, "patient_id"),
+        Index(None, "source_id"),  # a source's copies, replaced under new rules
         Index("ix_instance_header", "header", postgresql_using="gin"),
         {"schema": INDEX_SCHEMA},
     )

@@ -69,48 +69,91 @@ def _dedupe(rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+@dataclass(frozen=True, slots=True)
+class Upserted:
+    """What a batch's upsert did: instances new, and those indexed before with other content."""
+
+    new: int
+    conflicts: set[str]  # indexed from another source (or another copy): the caller records
+    replaced: set[str]  # indexed from the same source under other rules: rows replaced
+
+
+LEVELS: tuple[tuple[type[Any], str, str], ...] = (
+    (Patient, "patient", "patient_id"),
+    (Study, "study", "study_uid"),
+    (Series, "series", "series_uid"),
+)
+
+
 def upsert_index(
     s: Session, outcomes: Sequence[Outcome], run_id: int, output_id: str | None = None
-) -> tuple[int, set[str]]:
+) -> Upserted:
     """Insert patients, studies, series and instances not yet indexed.
 
-    Returns the number of new instances, and the SOP Instance UIDs indexed before with other
-    content (another copy's digest): conflicts, which the caller records, never overwrites.
+    An instance indexed before with other content (another copy's digest) is a conflict,
+    which the caller records, never an overwrite; but where the outcome replaces that very
+    copy (``Outcome.replaces``: the same source's copy, made under other rules or settings),
+    its rows are replaced, with those of its patient, study and series.
     Re-ingesting the same object changes nothing (keyed pseudonyms make the same keys), but
     for its copy in ``output_id`` when that is not where its first copy went: recorded.
     """
     if not outcomes:
-        return 0, set()
-    levels: list[tuple[type[Any], str, str]] = [
-        (Patient, "patient", "patient_id"),
-        (Study, "study", "study_uid"),
-        (Series, "series", "series_uid"),
-    ]
-    for model, attr, key in levels:
+        return Upserted(0, set(), set())
+    for model, attr, key in LEVELS:
         rows = _dedupe([getattr(o.record, attr) for o in outcomes], key)
         s.execute(insert(model).on_conflict_do_nothing(), rows)
     rows = _dedupe([o.record.instance for o in outcomes], "sop_uid")
     new = _insert_instances(s, rows)
     known = [r for r in rows if r["sop_uid"] not in new]
     if not known:
-        return len(new), set()
-    digests = dict(
-        s.execute(
-            select(Instance.sop_uid, Instance.copy_sha256).where(
+        return Upserted(len(new), set(), set())
+    held = {
+        r.sop_uid: (r.copy_sha256, r.source_id)
+        for r in s.execute(
+            select(Instance.sop_uid, Instance.copy_sha256, Instance.source_id).where(
                 Instance.sop_uid.in_([r["sop_uid"] for r in known])
             )
-        ).all()
-    )
-    conflicts = {
-        o.record.instance["sop_uid"]
-        for o in outcomes
-        if o.record.instance["sop_uid"] not in new
-        and digests.get(o.record.instance["sop_uid"]) != o.record.instance["copy_sha256"]
+        )
     }
+    conflicts: set[str] = set()
+    replaced: list[Outcome] = []
+    for o in outcomes:
+        uid = o.record.instance["sop_uid"]
+        have = held.get(uid)
+        if uid in new or (have is not None and have[0] == o.record.instance["copy_sha256"]):
+            continue
+        if have is not None and have == (o.replaces, o.source_id):
+            replaced.append(o)
+        else:
+            conflicts.add(uid)
+    if replaced:
+        _replace_rows(s, replaced)
     if output_id is not None:
         same = [r["sop_uid"] for r in known if r["sop_uid"] not in conflicts]
         _record_further_copies(s, same, run_id, output_id)
-    return len(new), conflicts
+    return Upserted(len(new), conflicts, {o.record.instance["sop_uid"] for o in replaced})
+
+
+def _replace_rows(s: Session, outcomes: Sequence[Outcome]) -> None:
+    """Replace these outcomes' rows at every level (their instances' are in the staging table)."""
+    for model, attr, key in LEVELS:
+        rows = _dedupe([getattr(o.record, attr) for o in outcomes], key)
+        stmt = insert(model)
+        s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[key], set_={c: stmt.excluded[c] for c in rows[0] if c != key}
+            ),
+            rows,
+        )
+    raw = _raw(s)
+    columns = [c for c in INSTANCE_COLUMNS if c != "sop_uid"]
+    with raw.cursor() as cur:
+        cur.execute(
+            f"UPDATE {INDEX_SCHEMA}.instance AS i SET ({', '.join(columns)}) = "
+            f"({', '.join('n.' + c for c in columns)}) FROM {STAGING} AS n "
+            "WHERE i.sop_uid = n.sop_uid AND i.sop_uid = ANY(%s)",
+            ([o.record.instance["sop_uid"] for o in outcomes],),
+        )
 
 
 def _record_further_copies(
@@ -144,10 +187,8 @@ def _insert_instances(s: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
     COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING: several times
     faster than a multi-row INSERT, whose parameters the driver converts one by one.
     """
-    raw = s.connection().connection.dbapi_connection
-    if raw is None:  # pragma: no cover - a live pooled connection always has one
-        raise StoreError("no database connection")
-    with raw.cursor() as cur:  # type: ignore[attr-defined]
+    raw = _raw(s)
+    with raw.cursor() as cur:
         cur.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} "  # once per connection
             f"(LIKE {INDEX_SCHEMA}.instance INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -160,6 +201,14 @@ def _insert_instances(s: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
             "ON CONFLICT DO NOTHING RETURNING sop_uid"
         )
         return {u for (u,) in cur.fetchall()}
+
+
+def _raw(s: Session) -> psycopg.Connection[Any]:
+    """The session's psycopg connection (for COPY)."""
+    raw = s.connection().connection.dbapi_connection
+    if raw is None:  # pragma: no cover - a live pooled connection always has one
+        raise StoreError("no database connection")
+    return cast("psycopg.Connection[Any]", raw)
 
 
 def record_failures(s: Session, run_id: int, failures: Sequence[Failure]) -> None:
@@ -427,6 +476,27 @@ def known_sources(
         r.fingerprint: KnownSource(r.copy_path, int(r.copy_bytes), r.study_uid, r.series_uid)
         for r in s.execute(q)
     }
+
+
+def replaceable_copies(
+    s: Session, source_ids: Sequence[str], output_id: str
+) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Source id -> (copy name, SHA-256) of the copies indexed from it, first made in this output.
+
+    A source that is not skipped as unchanged, but was indexed here before (under other rules
+    or settings), replaces these with its new copy.
+    """
+    if not source_ids:
+        return {}
+    q = (
+        select(Instance.source_id, Instance.copy_path, Instance.copy_sha256)
+        .join(IngestRun, IngestRun.id == Instance.run_id)
+        .where(Instance.source_id.in_(list(source_ids)), IngestRun.output_id == output_id)
+    )
+    found: dict[str, tuple[tuple[str, str], ...]] = {}
+    for r in s.execute(q):
+        found[r.source_id] = (*found.get(r.source_id, ()), (r.copy_path, r.copy_sha256))
+    return found
 
 
 def record_sources(s: Session, run_id: int, seen: Sequence[tuple[str, str]]) -> None:

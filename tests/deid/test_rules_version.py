@@ -1,0 +1,109 @@
+"""The rules version changes whenever the copies do (see ``profile.RULES_VERSION``).
+
+A rerun processes sources again only when their fingerprint changes, and the rules version
+is what carries a change of the rules into it. This test de-identifies a fixed corpus under
+several settings, with a fixed key, and compares the digest of every copy with the one
+recorded for this rules version (and tool version, which the copies name). A change to the
+rules that changes a copy fails it until the rules version is raised and its digest recorded,
+so that archives indexed before get the new rules on their next run. (A pydicom release that
+writes other bytes changes the copies as well: that, too, needs a new rules version.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import pytest
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGBaseline8Bit
+
+from indexer import __version__, deid, work
+from indexer.deid import build_plan
+from indexer.encode import encode
+from tests.builders import make_instance, to_bytes
+from tests.deid import kitchen_sink
+
+work.configure_pydicom()
+KEY = bytes(range(32))  # fixed: the pseudonyms, UIDs and date shifts of every run agree
+SETTINGS = [
+    (),
+    ("retain-long-full-dates", "retain-uids"),
+    ("retain-long-modified-dates", "clean-descriptors", "retain-patient-characteristics"),
+    ("retain-safe-private", "retain-device-identity", "retain-institution-identity"),
+    ("clean-structured-content", "clean-graphics"),
+]
+DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies
+    ("0.1.0", 2): "b20cafad3afad987b6baf0919797e4d8fbb11ca49c6f5da4be073d77de9e2945",
+}
+
+
+def _jpeg_with_text() -> bytes:
+    """A JPEG frame with Exif and a comment in its header (blanked since version 2)."""
+
+    def seg(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    frame = (
+        b"\xff\xd8"
+        + seg(0xE1, b"Exif\x00\x00camera serial 1234")
+        + seg(0xFE, b"a comment")
+        + seg(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+        + b"\x12\x34" * 8
+        + b"\xff\xd9"
+    )
+    ds = make_instance(3, 1, 1, 1, rows=8, columns=8)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = 1
+    return to_bytes(ds)
+
+
+def _overlay_in_high_bits() -> bytes:
+    """12 stored bits, an overlay in bit 12 (cleared since version 2)."""
+    ds = make_instance(4, 1, 1, 1, rows=8, columns=8)
+    ds.PixelData = bytes(b | (0x10 if i % 4 == 1 else 0) for i, b in enumerate(ds.PixelData))
+    return to_bytes(ds)
+
+
+def _pixels_past_the_image() -> bytes:
+    """Pixel data 64 bytes longer than the image (cut since version 2)."""
+    ds = make_instance(5, 1, 1, 1, rows=8, columns=8)
+    ds.PixelData = ds.PixelData + b"\x00\x01" * 32
+    return to_bytes(ds)
+
+
+def _corpus() -> list[bytes]:
+    return [
+        to_bytes(kitchen_sink.build()[0]),
+        to_bytes(make_instance(1, 1, 1, 1)),
+        to_bytes(make_instance(2, 3, 2, 4, rows=4, columns=6)),
+        _jpeg_with_text(),
+        _overlay_in_high_bits(),
+        _pixels_past_the_image(),
+    ]
+
+
+def corpus_digest() -> str:
+    """SHA-256 over the copies of the corpus under each of SETTINGS."""
+    h = hashlib.sha256()
+    for options in SETTINGS:
+        plan = build_plan(options)
+        for data in _corpus():
+            ds = work.read_dataset(data, pixels_in_place=True)
+            copy = encode(deid.apply(plan, ds, KEY).ds).data
+            h.update(struct.pack("<Q", len(copy)) + copy)
+    return h.hexdigest()
+
+
+def test_the_copies_change_only_with_the_rules_version():
+    got = corpus_digest()
+    assert corpus_digest() == got  # the same every time: nothing random, no clock
+    want = DIGESTS.get((__version__, deid.RULES_VERSION))
+    if want != got:
+        pytest.fail(
+            f"the copies of the fixed corpus changed ({got}); if the rules changed what they "
+            "write, raise RULES_VERSION in indexer/deid/profile.py and record "
+            f"({__version__!r}, {deid.RULES_VERSION + (want is not None)}): {got!r} here"
+        )

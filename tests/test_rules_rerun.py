@@ -1,0 +1,174 @@
+"""A rerun under other rules or settings replaces the copies and rows it made before.
+
+Before, the fingerprint that skips unchanged sources held the tool's version, which never
+changed, so new de-identification rules never reached sources indexed already; and a rerun
+under other settings refused every changed copy as a conflict with the one it made itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+from pymongo import MongoClient
+from sqlalchemy import text
+
+from indexer import pipeline
+from indexer.deid import build_plan
+from tests.builders import SampleShape, index_state, make_instance, to_bytes, write_archive
+
+DATES = ("--option", "retain-long-full-dates")
+COMMON = ("--batch-size", "4", "--workers", "1", "--json")
+
+
+def _ingest(cli, archive: Path, out: Path, *args: str, check: int = 0) -> dict:
+    p = cli("ingest", str(archive), "--out", str(out), *COMMON, *args, check=check)
+    return json.loads(p.stdout)
+
+
+def _copies(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.dcm"))}
+
+
+def test_the_settings_digest_holds_the_rules_version(monkeypatch):
+    """New rules make every source's fingerprint new: a rerun processes them all again."""
+    plan = build_plan()
+    before = pipeline.settings_digest(plan, verify=True)
+    assert pipeline.settings_digest(build_plan(), verify=True) == before
+    monkeypatch.setattr(pipeline, "RULES_VERSION", pipeline.RULES_VERSION + 1)
+    assert pipeline.settings_digest(plan, verify=True) != before
+
+
+def test_a_rerun_under_other_settings_replaces_copies_and_rows(
+    cli, reference_cli, engine, tmp_path
+):
+    """Real dates kept on the second run: each copy and its rows at every level are replaced,
+    in place, and the state is that of one run with those settings, MongoDB included."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    write_archive(archive, SampleShape(2, 2, 1, 2))
+    first = _ingest(cli, archive, out)
+    assert (first["files_indexed"], first["copies_replaced"]) == (8, 0)
+    names = set(_copies(out))
+    with engine.connect() as c:
+        shifted = set(c.execute(text("SELECT study_date FROM dicom_index.study")).scalars())
+
+    summary = _ingest(cli, archive, out, *DATES)
+    assert summary["copies_replaced"] == 8
+    assert (summary["files_indexed"], summary["files_failed"]) == (8, 0)
+    assert summary["failure_reasons"] == {}
+    assert set(_copies(out)) == names  # the same names: replaced, none added
+    with engine.connect() as c:
+        dates = set(c.execute(text("SELECT study_date FROM dicom_index.study")).scalars())
+    assert dates == {"20230115", "20230215"} != shifted
+
+    reference_cli("ingest", str(archive), "--out", str(tmp_path / "ref"), *COMMON, *DATES)
+    got, want = index_state(cli, out), index_state(reference_cli, tmp_path / "ref")
+    assert got[0]["instance"] == want[0]["instance"]  # rows as one run with the dates makes
+    assert got[0]["study"] == want[0]["study"]
+    assert got[0]["series"] == want[0]["series"]
+    assert got[1] == want[1]  # MongoDB's documents too
+    assert got[2] == want[2]  # the copies, byte for byte
+    assert got[3] == []
+    assert cli("check").returncode == 0  # PostgreSQL and MongoDB agree
+    p = cli("check-copies", str(out), "--content")
+    assert "0 damaged, 0 with other content" in p.stdout
+
+    again = _ingest(cli, archive, out, *DATES)
+    assert (again["files_unchanged"], again["copies_replaced"]) == (8, 0)
+
+
+def test_a_copy_left_by_older_rules_is_replaced(cli, engine, tmp_path):
+    """The state an older rules version left: an overlay in the copies' unused pixel bits
+    (the rule that clears them came later) and fingerprints of other settings. A rerun
+    replaces those copies with what the rules give now, and says so."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    write_archive(archive, SampleShape(1, 1, 1, 3))
+    _ingest(cli, archive, out)
+    now = _copies(out)
+    for name in now:  # what the older rules wrote: the high bits set, the index to match
+        ds = pydicom.dcmread(out / name)
+        ds.PixelData = bytes(b | 0xF0 if i % 2 else b for i, b in enumerate(ds.PixelData))
+        ds.save_as(out / name)
+    with engine.begin() as c:
+        for name in now:
+            data = (out / name).read_bytes()
+            c.execute(
+                text(
+                    "UPDATE dicom_index.instance SET copy_sha256 = :sha, copy_bytes = :n "
+                    "WHERE copy_path = :name"
+                ),
+                {"sha": hashlib.sha256(data).hexdigest(), "n": len(data), "name": name},
+            )
+        c.execute(text("UPDATE dicom_index.source_seen SET fingerprint = 'v1-' || fingerprint"))
+    assert _copies(out) != now
+
+    p = cli("ingest", str(archive), "--out", str(out), "--workers", "1")
+    assert "replaced: 3 copies made before from the same sources" in p.stdout
+    assert _copies(out) == now
+    with engine.connect() as c:
+        held = dict(
+            c.execute(text("SELECT copy_path, copy_sha256 FROM dicom_index.instance")).all()
+        )
+    assert held == {n: hashlib.sha256(b).hexdigest() for n, b in now.items()}
+
+
+def test_another_source_of_the_same_uid_stays_a_conflict(cli, engine, tmp_path):
+    """Only the source that made a copy replaces it: another object with its SOP Instance
+    UID, in the same run, is still refused, and the copy is the first source's."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    archive.mkdir()
+    (archive / "a.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1)))
+    _ingest(cli, archive, out)
+    (archive / "b.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1, SliceThickness="9.0")))
+    summary = _ingest(cli, archive, out, *DATES, check=1)
+    assert summary["copies_replaced"] == 1
+    assert summary["failure_reasons"] == {"duplicate_sop_conflict": 1}
+    with engine.connect() as c:
+        (sha,) = c.execute(text("SELECT copy_sha256 FROM dicom_index.instance")).scalars()
+    ((name, data),) = _copies(out).items()
+    assert hashlib.sha256(data).hexdigest() == sha
+    assert pydicom.dcmread(out / name).StudyDate == "20230115"  # a's, with the dates kept
+    assert pydicom.dcmread(out / name).SliceThickness != 9.0  # not b's
+
+
+def test_a_copy_of_the_index_in_another_output_is_not_replaced(cli, tmp_path):
+    """A source whose indexed copy is in another output makes its copy there, as before;
+    the index keeps the first (the conflict is recorded), and the first copy stays."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "a.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1)))
+    _ingest(cli, archive, tmp_path / "out1")
+    kept = _copies(tmp_path / "out1")
+    summary = _ingest(cli, archive, tmp_path / "out2", *DATES, check=1)
+    assert summary["copies_replaced"] == 0
+    assert summary["failure_reasons"] == {"duplicate_sop_conflict": 1}
+    assert _copies(tmp_path / "out1") == kept
+
+
+@pytest.mark.parametrize("point", ["copy_written:3", "sql_committed:1"])
+def test_a_replacing_run_killed_then_rerun_ends_as_one_run(point, cli, reference_cli, tmp_path):
+    """Killed while it replaces (a copy replaced, its rows not yet), then run again: the same
+    state as one run with the new settings."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    write_archive(archive, SampleShape(1, 2, 1, 3))
+    _ingest(cli, archive, out)
+    cli.env["DICOM_INDEX_FAILPOINT"] = point
+    p = cli("ingest", str(archive), "--out", str(out), *COMMON, *DATES, check=-9)
+    assert p.returncode == -9
+    del cli.env["DICOM_INDEX_FAILPOINT"]
+    summary = _ingest(cli, archive, out, *DATES)
+    assert summary["failure_reasons"] == {}
+
+    reference_cli("ingest", str(archive), "--out", str(tmp_path / "ref"), *COMMON, *DATES)
+    got, want = index_state(cli, out), index_state(reference_cli, tmp_path / "ref")
+    assert got[0]["instance"] == want[0]["instance"]
+    assert got[0]["study"] == want[0]["study"]
+    assert got[1] == want[1]
+    assert got[2] == want[2]
+    assert got[3] == []
+    with MongoClient(cli.env["DICOM_INDEX_MONGO_URL"]) as m:
+        docs = m[cli.env["DICOM_INDEX_MONGO_DB"]]["studies"].find({}, {"study_date": 1})
+        assert {d["study_date"] for d in docs} == {"20230115", "20230215"}
