@@ -167,7 +167,11 @@ class Ingest:
             run_id = sql.start_run(
                 s,
                 __version__,
-                {"profile": "basic", "options": sorted(o.value for o in self.plan.options)},
+                {
+                    "profile": "basic",
+                    "rules_version": RULES_VERSION,
+                    "options": sorted(o.value for o in self.plan.options),
+                },
                 output_id=self.output.output_id,
             )
         summary = Summary(run_id=run_id, output_id=self.output.output_id)

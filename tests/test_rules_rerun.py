@@ -17,7 +17,7 @@ from pymongo import MongoClient
 from sqlalchemy import text
 
 from indexer import pipeline
-from indexer.deid import build_plan
+from indexer.deid import RULES_VERSION, build_plan
 from tests.builders import SampleShape, index_state, make_instance, to_bytes, write_archive
 
 DATES = ("--option", "retain-long-full-dates")
@@ -78,6 +78,13 @@ def test_a_rerun_under_other_settings_replaces_copies_and_rows(
 
     again = _ingest(cli, archive, out, *DATES)
     assert (again["files_unchanged"], again["copies_replaced"]) == (8, 0)
+    with engine.connect() as c:
+        runs = c.execute(text("SELECT profile FROM dicom_index.ingest_run ORDER BY id")).scalars()
+        assert [(r["rules_version"], r["options"]) for r in runs] == [
+            (RULES_VERSION, []),
+            (RULES_VERSION, ["rtn_long_full_dates"]),
+            (RULES_VERSION, ["rtn_long_full_dates"]),
+        ]  # which rules and settings each run applied
 
 
 def test_a_copy_left_by_older_rules_is_replaced(cli, engine, tmp_path):
