@@ -10,7 +10,8 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   (APP0 JFIF, APP2 ICC profile, APP8 JPEG-LS colour transform and SPIFF, APP14 Adobe);
 - JPEG 2000: COM in the main header and in tile-part headers;
 - a JP2 file wrapped whole (which DICOM does not allow, but writers do): XML, UUID and
-  intellectual property boxes, and the comments of the codestream it holds;
+  intellectual property boxes, JPX labels and XML inside association boxes, and the
+  comments of the codestream it holds;
 - a JPEG XL file wrapped whole (not its bare codestream, which holds no text): Exif, XML,
   JUMBF and Brotli-compressed boxes.
 
@@ -39,9 +40,11 @@ READ_BY_DECODERS = frozenset({0, 2, 8, 14})  # APPn: JFIF, ICC profile, JPEG-LS,
 J2K_START = b"\xff\x4f\xff\x51"  # SOC, then SIZ
 J2K_COM, J2K_SOT, J2K_SOD, J2K_EOC = 0x64, 0x90, 0x93, 0xD9
 BOX_SIGNATURES = frozenset({b"jP  ", b"JXL "})  # a JP2 file's first box, a JPEG XL file's
-# XML, rights (JP2); Exif, XML, JUMBF and Brotli-compressed ones (JPEG XL)
-TEXT_BOXES = frozenset({b"xml ", b"jp2i", b"Exif", b"jumb", b"brob"})
+# XML, rights, labels (JP2, JPX); Exif, XML, JUMBF and Brotli-compressed ones (JPEG XL)
+TEXT_BOXES = frozenset({b"xml ", b"jp2i", b"lbl ", b"Exif", b"jumb", b"brob"})
 JP2_UUID, JP2_CODESTREAM = b"uuid", b"jp2c"
+ASSOCIATION = b"asoc"  # a JPX superbox: labels, XML and further associations inside
+ASSOCIATION_DEPTH = 16  # nested deeper: the rest of the box is blanked unread
 UUID_BYTES = 16
 SPACE, ZERO = b" ", b"\x00"
 
@@ -127,24 +130,35 @@ def _j2k_segments(b: bytes | bytearray | memoryview, i: int, blanks: list[Blank]
     return min(i, len(b))
 
 
-def _boxes(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
-    """A JP2 or JPEG XL file's boxes at the top level; a JPEG 2000 codestream box parsed."""
+def _boxes(
+    b: bytes | bytearray | memoryview, i: int = 0, stop: int | None = None, depth: int = 0
+) -> tuple[list[Blank], list[Region]]:
+    """A JP2 or JPEG XL file's boxes from ``i`` to ``stop``; a JPEG 2000 codestream box parsed.
+
+    An association box (JPX) is walked into: it holds labels and XML of its own.
+    """
     blanks: list[Blank] = []
     regions: list[Region] = []
-    i = 0
-    while i + 8 <= len(b):
+    stop = len(b) if stop is None else stop
+    while i + 8 <= stop:
         length, kind, head = int.from_bytes(b[i : i + 4], "big"), bytes(b[i + 4 : i + 8]), 8
         if length == 1:  # an extended length follows
             length, head = int.from_bytes(b[i + 8 : i + 16], "big"), 16
         elif length == 0:  # to the end
-            length = len(b) - i
+            length = stop - i
         if length < head:
             break
-        end = min(i + length, len(b))
+        end = min(i + length, stop)
         if kind == JP2_CODESTREAM and b[i + head : i + head + 4] == J2K_START:
             inner, at = _j2k(b, i + head)
             blanks += inner
             regions += at
+        elif kind == ASSOCIATION and depth < ASSOCIATION_DEPTH:
+            inner, at = _boxes(b, i + head, end, depth + 1)
+            blanks += inner
+            regions += at
+        elif kind == ASSOCIATION:
+            _add(blanks, i + head, end, ZERO, len(b))
         else:
             regions.append((i, end))
             if kind in TEXT_BOXES:

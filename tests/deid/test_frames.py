@@ -156,6 +156,30 @@ def test_a_wrapped_jp2_files_text_boxes_and_codestream_comments_are_blanked():
     assert frame.rstrip(b"\x00").endswith(IMAGE + b"\xff\xd9")
 
 
+def test_jpx_labels_and_xml_inside_association_boxes_are_blanked():
+    """JPX association boxes hold labels (free text) and XML of their own, nested."""
+    numbers = _box(b"nlst", b"\x00\x00\x00\x01")
+    inner = _box(b"asoc", numbers + _box(b"xml ", b"<p>" + MARK + b"</p>"))
+    labelled = _box(b"asoc", _box(b"lbl ", MARK) + inner)
+    frame = _box(b"jP  ", b"\r\n\x87\n") + labelled + _box(b"jp2c", _codestream(b"", b""))
+    copy = _copy(_object(frame, ts=JPEG2000Lossless))
+    assert MARK not in copy
+    (out,) = _frames_of(copy)
+    assert len(out) == len(_even(frame))
+    assert numbers in out  # what is not text is kept
+    assert out[: len(frame)].endswith(_box(b"jp2c", _codestream(b"", b"")))
+
+
+def test_associations_nested_past_the_limit_are_blanked_unread():
+    box = _box(b"lbl ", MARK)
+    for _ in range(frames.ASSOCIATION_DEPTH + 4):
+        box = _box(b"asoc", box)
+    frame = _box(b"jP  ", b"\r\n\x87\n") + box + _box(b"jp2c", _codestream(b"", b""))
+    copy = _copy(_object(frame, ts=JPEG2000Lossless))
+    assert MARK not in copy
+    assert len(_frames_of(copy)[0]) == len(_even(frame))
+
+
 def test_a_wrapped_jpeg_xl_files_metadata_boxes_are_blanked():
     codestream = _box(b"jxlc", b"\xff\x0a" + IMAGE)
     frame = (

@@ -16,7 +16,7 @@ import struct
 
 import pytest
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEGBaseline8Bit
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
 
 from indexer import __version__, deid, work
 from indexer.deid import build_plan
@@ -33,8 +33,8 @@ SETTINGS = [
     ("retain-safe-private", "retain-device-identity", "retain-institution-identity"),
     ("clean-structured-content", "clean-graphics"),
 ]
-DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies
-    ("0.1.0", 2): "b20cafad3afad987b6baf0919797e4d8fbb11ca49c6f5da4be073d77de9e2945",
+DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies (this one)
+    ("0.1.0", 3): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
 }
 
 
@@ -74,6 +74,32 @@ def _pixels_past_the_image() -> bytes:
     return to_bytes(ds)
 
 
+def _jp2_with_a_label() -> bytes:
+    """A wrapped JP2 file whose association box holds a label (blanked since version 3)."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">L", len(payload) + 8) + kind + payload
+
+    codestream = (
+        b"\xff\x4f\xff\x51\x00\x29\x00\x00"
+        + b"\x00\x00\x00\x08" * 8
+        + b"\x00\x01\x07\x01\x01\xff\x93"
+        + b"\x12\x34" * 8
+        + b"\xff\xd9"
+    )
+    frame = (
+        box(b"jP  ", b"\r\n\x87\n")
+        + box(b"asoc", box(b"lbl ", b"a label"))
+        + box(b"jp2c", codestream)
+    )
+    ds = make_instance(6, 1, 1, 1, rows=8, columns=8)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = 1
+    return to_bytes(ds)
+
+
 def _corpus() -> list[bytes]:
     return [
         to_bytes(kitchen_sink.build()[0]),
@@ -82,6 +108,7 @@ def _corpus() -> list[bytes]:
         _jpeg_with_text(),
         _overlay_in_high_bits(),
         _pixels_past_the_image(),
+        _jp2_with_a_label(),
     ]
 
 
