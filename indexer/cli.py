@@ -759,6 +759,16 @@ def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
             if s.copies_replaced
             else []
         ),
+        *(
+            [
+                (
+                    f"withdrawn: {s.copies_withdrawn} copies made before from sources the rules "
+                    "in force refuse, with their index rows"
+                )
+            ]
+            if s.copies_withdrawn
+            else []
+        ),
         *([_failures_hint(s.run_id)] if s.files_skipped or s.files_failed else []),
         *(
             [f"mongodb: {s.mongo_pending_batches} batches pending; run `dicom-index sync`"]

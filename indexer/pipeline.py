@@ -31,6 +31,8 @@ from indexer.workers import POOL_THRESHOLD
 from indexer.workers import context as worker_context
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from indexer.store import mongo
     from indexer.store.mongo import MongoDocs, MongoSink
 else:
@@ -70,6 +72,7 @@ class Summary:
     files_already_indexed: int = 0
     files_unchanged: int = 0  # skipped without reading: indexed before, unchanged
     copies_replaced: int = 0  # made again under other rules or settings: copy and rows replaced
+    copies_withdrawn: int = 0  # of sources the rules in force refuse: copy and rows removed
     files_skipped: int = 0
     files_failed: int = 0
     bytes_read: int = 0
@@ -357,6 +360,12 @@ class Ingest:
             self._series.add(result.known.series_uid)
         elif isinstance(result, Failure):
             batch.failures.append(result)
+            if (
+                isinstance(item, SourceFile)
+                and item.replaces
+                and result.reason in work.REFUSED_BY_RULES
+            ):
+                batch.withdraw.append((item.source_id, item.replaces))
         else:
             batch.outcomes.append(result)
             assert isinstance(item, SourceFile)  # noqa: S101 - an outcome has a source
@@ -367,10 +376,16 @@ class Ingest:
 
         Runs on the committing thread: it changes nothing but the stores (the summary is
         the ingest thread's, in ``_committed``). A conflict found here (the SOP Instance UID
-        indexed before with other content) turns its outcome into a failure.
+        indexed before with other content) turns its outcome into a failure. The copies that
+        sources the rules in force refuse made before are withdrawn: removed from the output
+        first, then their rows in the transaction (a kill in between: the rerun finishes it).
         """
         outcomes, failures, seen = batch.outcomes, batch.failures, batch.seen
+        copies = [(src, name, sha) for src, made in batch.withdraw for name, sha in made]
+        for _src, name, sha in copies:  # first: killed before the commit, a rerun goes on
+            self.output.remove(name, sha)
         with db.transaction(self.engine) as s:
+            withdrawn = sql.withdraw(s, copies, self.output.output_id)
             done = sql.upsert_index(s, outcomes, run_id, self.output.output_id)
             if conflicts := done.conflicts:  # indexed before with other content
                 outcomes, failures = _split_conflicts(outcomes, failures, conflicts)
@@ -378,7 +393,7 @@ class Ingest:
             vault.put_identities(s, (i for o in outcomes for i in o.identities), self.keys)
             vault.put_sources(s, _locators(outcomes, failures), self.keys)
             sql.record_failures(s, run_id, failures)
-            sop_uids = [o.record.instance["sop_uid"] for o in outcomes]
+            sop_uids = [o.record.instance["sop_uid"] for o in outcomes] + withdrawn.sop_uids
             batch_id = sql.create_batch(s, run_id, sop_uids) if sop_uids else None
             sql.record_sources(s, run_id, seen)
             failpoints.hit(failpoints.VAULT_WRITTEN)
@@ -393,6 +408,7 @@ class Ingest:
             new=done.new,
             conflicts=len(conflicts),
             replaced=len(done.replaced),
+            withdrawn=len(withdrawn.sop_uids),
         )
 
     def _committed(self, summary: Summary, batch: _Batch) -> None:
@@ -405,6 +421,7 @@ class Ingest:
         summary.files_indexed += len(batch.outcomes)
         summary.files_already_indexed += len(batch.outcomes) - batch.new
         summary.copies_replaced += batch.replaced
+        summary.copies_withdrawn += batch.withdrawn
         summary.instances += len(batch.outcomes)
         for f in batch.failures:
             if f.outcome == "skipped":
@@ -455,9 +472,7 @@ class Ingest:
         if not self.mongo_ok:  # an earlier write failed: pending, for `sync` or the next run
             return False
         try:
-            with db.transaction(self.engine) as s:
-                rows = sql.rows_for_documents(s, sop_uids)
-            self.mongo.write(documents(rows))
+            write_documents(self.database, self.mongo, sop_uids)
         except mongo.MongoUnavailableError as e:
             if self.mongo_ok:
                 logger.warning(
@@ -497,6 +512,9 @@ class _Batch:
     new: int = 0  # committed: instances not indexed before
     conflicts: int = 0  # committed: outcomes that became conflicts
     replaced: int = 0  # committed: instances whose copy and rows replaced earlier ones
+    # sources refused by the rules in force, with the copies they made before (to withdraw)
+    withdraw: list[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=list)
+    withdrawn: int = 0  # committed: instances withdrawn
 
     def __len__(self) -> int:
         return len(self.outcomes) + len(self.failures)
@@ -645,6 +663,34 @@ def documents(rows: sql.LevelRows) -> MongoDocs:
     )
 
 
+def write_documents(database: db.Database, sink: MongoSink, sop_uids: Sequence[str]) -> int:
+    """Write the documents of these instances from their rows; how many instances have rows.
+
+    An instance without a row was withdrawn: its document goes, after those of the series
+    and study it was in are written again from their rows (or removed with them), which
+    its document names. A write cut short leaves its document, so doing it again finishes it.
+    """
+    engine = database.engine
+    with db.transaction(engine) as s:
+        rows = sql.rows_for_documents(s, sop_uids)
+    gone = sorted(set(sop_uids) - {r["sop_uid"] for r in rows.instances})
+    if not gone:
+        sink.write(documents(rows))
+        return len(rows.instances)
+    were_in = sink.get(mongo.INSTANCES, gone).values()
+    series = {d["series_uid"] for d in were_in}
+    studies = {d["study_uid"] for d in were_in}
+    with db.transaction(engine) as s:
+        rows = sql.rows_for_documents(s, sop_uids, series, studies)
+    sink.write(documents(rows))
+    if empty := series - {r["series_uid"] for r in rows.series}:
+        sink.delete(mongo.SERIES, sorted(empty))
+    if empty := studies - {r["study_uid"] for r in rows.studies}:
+        sink.delete(mongo.STUDIES, sorted(empty))
+    sink.delete(mongo.INSTANCES, gone)
+    return len(rows.instances)
+
+
 @dataclass(frozen=True, slots=True)
 class SyncReport:
     """What `sync` wrote and what is still pending."""
@@ -673,13 +719,11 @@ def sync_pending(database: db.Database, sink: MongoSink, *, group: int = 20) -> 
             break
         ids = [b for b, _ in pending]
         uids = sorted({u for _, us in pending for u in us})
-        with db.transaction(engine) as s:
-            rows = sql.rows_for_documents(s, uids)
-        sink.write(documents(rows))
+        written = write_documents(database, sink, uids)
         with db.transaction(engine) as s:
             sql.mark_batches_done(s, ids)
         batches += len(ids)
-        instances += len(rows.instances)
+        instances += written
     return SyncReport(batches, instances, 0)
 
 

@@ -574,6 +574,10 @@ def contained(src: SourceFile) -> Iterator[None]:
 
 # sources that are no object to index, rather than objects that failed
 SKIPPED = frozenset({"not_dicom", "empty_file", "dicomdir"})
+# the rules in force refuse the object: a copy its source made under other rules is withdrawn
+REFUSED_BY_RULES = frozenset(
+    {"leak_detected", "burned_in_annotation", "rule_mismatch", "value_too_long", "bad_pixels"}
+)
 
 
 def failure(src: SourceFile, e: IndexerError) -> Failure:

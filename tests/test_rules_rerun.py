@@ -19,6 +19,7 @@ from sqlalchemy import text
 from indexer import pipeline
 from indexer.deid import RULES_VERSION, build_plan
 from tests.builders import SampleShape, index_state, make_instance, to_bytes, write_archive
+from tests.conftest import ROLES, role_url
 
 DATES = ("--option", "retain-long-full-dates")
 COMMON = ("--batch-size", "4", "--workers", "1", "--json")
@@ -179,3 +180,104 @@ def test_a_replacing_run_killed_then_rerun_ends_as_one_run(point, cli, reference
     with MongoClient(cli.env["DICOM_INDEX_MONGO_URL"]) as m:
         docs = m[cli.env["DICOM_INDEX_MONGO_DB"]]["studies"].find({}, {"study_date": 1})
         assert {d["study_date"] for d in docs} == {"20230115", "20230215"}
+
+
+def _refusing_archive(root: Path) -> None:
+    """Four objects; two carry burned-in text: one beside others in its series, one alone
+    with its patient."""
+    root.mkdir()
+    for i in (1, 2, 3):
+        extra = {"BurnedInAnnotation": "YES"} if i == 2 else {}
+        (root / f"a{i}.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, i, **extra)))
+    lone = make_instance(2, 1, 1, 1, BurnedInAnnotation="YES")
+    (root / "b.dcm").write_bytes(to_bytes(lone))
+
+
+@pytest.fixture
+def ingest_role(cli, db_url, pg_server):
+    """The ingest runs as the ingest role, as deployments do (its grants are what they get)."""
+    if not pg_server.embedded:
+        pytest.skip("role logins need the embedded server's trust authentication")
+    cli.env["DICOM_INDEX_INGEST_URL"] = role_url(db_url, ROLES.ingest)
+    return cli
+
+
+def test_a_source_the_rules_now_refuse_loses_its_copy(ingest_role, reference_cli, tmp_path):
+    """Burned-in text allowed, then refused: the two copies made under the old policy are
+    withdrawn with their rows (an emptied series, study and patient too) and documents, and
+    the state is that of one run under the new policy."""
+    cli = ingest_role
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    _refusing_archive(archive)
+    first = _ingest(cli, archive, out, "--burned-in", "allow")
+    assert first["files_indexed"] == 4
+
+    summary = _ingest(cli, archive, out, check=1)
+    assert summary["failure_reasons"] == {"burned_in_annotation": 2}
+    assert (summary["copies_withdrawn"], summary["files_indexed"]) == (2, 2)
+    reference_cli("ingest", str(archive), "--out", str(tmp_path / "ref"), *COMMON, check=1)
+    got, want = index_state(cli, out), index_state(reference_cli, tmp_path / "ref")
+    for level in ("instance", "study", "series", "patient"):
+        assert got[0][level] == want[0][level], level
+    assert got[1] == want[1]  # the documents: the series counts one instance less, the rest gone
+    assert got[2] == want[2]  # the two copies are gone from the output
+    assert len(got[2]) == 2
+    assert cli("check").returncode == 0
+    p = cli("check-copies", str(out), "--content")
+    assert "2 copies checked" in p.stdout
+    assert "0 not indexed here" in p.stdout
+
+    again = _ingest(cli, archive, out, check=1)
+    assert (again["files_unchanged"], again["copies_withdrawn"]) == (2, 0)
+
+
+def test_a_source_that_cannot_be_read_now_keeps_its_copy(cli, engine, tmp_path):
+    """Damage is no verdict of the rules: a source cut short since keeps the copy it made."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    archive.mkdir()
+    data = to_bytes(make_instance(1, 1, 1, 1))
+    (archive / "a.dcm").write_bytes(data)
+    _ingest(cli, archive, out)
+    kept = _copies(out)
+    (archive / "a.dcm").write_bytes(data[:-200])
+    summary = _ingest(cli, archive, out, *DATES, check=1)
+    assert summary["failure_reasons"] == {"truncated": 1}
+    assert summary["copies_withdrawn"] == 0
+    assert _copies(out) == kept
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar_one() == 1
+
+
+def test_a_withdrawing_run_killed_then_rerun_ends_as_one_run(cli, reference_cli, tmp_path):
+    """Killed inside the batch's transaction, after the copies were removed and before their
+    rows were: the rerun withdraws the rows, and the state is that of one run."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    _refusing_archive(archive)
+    _ingest(cli, archive, out, "--burned-in", "allow")
+    cli.env["DICOM_INDEX_FAILPOINT"] = "vault_written:1"
+    p = cli("ingest", str(archive), "--out", str(out), *COMMON, check=-9)
+    assert p.returncode == -9
+    del cli.env["DICOM_INDEX_FAILPOINT"]
+    _ingest(cli, archive, out, check=1)
+    reference_cli("ingest", str(archive), "--out", str(tmp_path / "ref"), *COMMON, check=1)
+    got, want = index_state(cli, out), index_state(reference_cli, tmp_path / "ref")
+    for level in ("instance", "study", "series", "patient"):
+        assert got[0][level] == want[0][level], level
+    assert got[1:] == want[1:]
+
+
+def test_documents_withdrawn_while_mongodb_is_away_go_at_the_sync(cli, reference_cli, tmp_path):
+    """The MongoDB write of a withdrawing batch waits (pending) when the server is away;
+    `sync` then removes the documents and counts the series again."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    _refusing_archive(archive)
+    _ingest(cli, archive, out, "--burned-in", "allow")
+    good_url = cli.env["DICOM_INDEX_MONGO_URL"]
+    cli.env["DICOM_INDEX_MONGO_URL"] = "mongodb://127.0.0.1:9/?directConnection=true"
+    cli.env["DICOM_INDEX_MONGO_TIMEOUT_MS"] = "300"
+    summary = _ingest(cli, archive, out, check=False)
+    assert (summary["copies_withdrawn"], summary["mongo"]) == (2, "pending")
+    cli.env["DICOM_INDEX_MONGO_URL"] = good_url
+    cli("sync")
+    reference_cli("ingest", str(archive), "--out", str(tmp_path / "ref"), *COMMON, check=1)
+    assert index_state(cli, out)[1] == index_state(reference_cli, tmp_path / "ref")[1]

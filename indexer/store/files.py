@@ -78,6 +78,17 @@ class OutputStore(Protocol):
         """Whether ``name`` is stored whole with this size (a cheap check: its head at most)."""
         ...
 
+    def remove(self, name: str, sha256: str) -> bool:
+        """Remove the copy under ``name`` if its SHA-256 is ``sha256``; whether it was there.
+
+        Raises
+        ------
+        StoreError
+            It cannot be removed.
+
+        """
+        ...
+
     def close(self) -> None:
         """Release what the store holds (temporary space); later puts are an error."""
         ...
@@ -270,6 +281,22 @@ class LocalStore:
         if path.stat().st_size == size and _sha_of(path) == sha:
             return Digest(name, sha, size)
         raise _conflict()
+
+    def remove(self, name: str, sha256: str) -> bool:
+        """Remove ``root/name`` if it is the copy whose SHA-256 is ``sha256`` (see put)."""
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise StoreError("refusing an output name outside the output directory")
+        path = self.root / name
+        try:
+            with self._lock, _directory_locked(self.root):
+                if not _holds(path, sha256):
+                    return False
+                path.unlink()
+        except OSError as e:
+            raise StoreError(
+                f"cannot remove a copy from the output directory ({os_reason(e)})"
+            ) from None
+        return True
 
     def exists(self, name: str, size: int) -> bool:
         """Whether ``root/name`` exists with this size, and begins as every copy does.

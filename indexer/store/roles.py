@@ -52,7 +52,7 @@ def _grants(names: RoleNames, database: str) -> list[str]:
     stmts = [
         "REVOKE ALL ON SCHEMA vault FROM PUBLIC",
         f"GRANT USAGE ON SCHEMA dicom_index TO {ingest}, {reader}",
-        f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA dicom_index TO {ingest}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA dicom_index TO {ingest}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA dicom_index TO {ingest}",
         # the ingest stages instance rows in a temporary table (COPY, then one INSERT)
         f"GRANT TEMPORARY ON DATABASE {pgsql.Identifier(database).as_string()} TO {ingest}",

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import ColumnElement, Engine, func, literal, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -395,11 +406,19 @@ class LevelRows:
     studies: list[dict[str, Any]]
 
 
-def rows_for_documents(s: Session, sop_uids: Sequence[str]) -> LevelRows:
-    """Everything the MongoDB documents of these instances need, as plain dicts."""
+def rows_for_documents(
+    s: Session,
+    sop_uids: Sequence[str],
+    series_uids: Iterable[str] = (),
+    study_uids: Iterable[str] = (),
+) -> LevelRows:
+    """Everything the MongoDB documents of these instances need, as plain dicts.
+
+    With the rows of further series and studies (those instances withdrawn were in).
+    """
     instances = [dict(m) for m in s.execute(_INSTANCE_ROWS, {"ids": list(sop_uids)}).mappings()]
-    series_ids = sorted({r["series_uid"] for r in instances})
-    study_ids = sorted({r["study_uid"] for r in instances})
+    series_ids = sorted({r["series_uid"] for r in instances} | set(series_uids))
+    study_ids = sorted({r["study_uid"] for r in instances} | set(study_uids))
     series = [dict(m) for m in s.execute(_SERIES_ROWS, {"ids": series_ids}).mappings()]
     studies = [dict(m) for m in s.execute(_STUDY_ROWS, {"ids": study_ids}).mappings()]
     return LevelRows(instances, series, studies)
@@ -497,6 +516,62 @@ def replaceable_copies(
     for r in s.execute(q):
         found[r.source_id] = (*found.get(r.source_id, ()), (r.copy_path, r.copy_sha256))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    """Instances withdrawn from the index, and the series and studies they were in."""
+
+    sop_uids: list[str]
+    series_uids: list[str]
+    study_uids: list[str]
+
+
+def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str) -> Withdrawn:
+    """Delete the instances indexed from these (source id, copy name, SHA-256) in this output.
+
+    Only where the row still holds that copy, made first in this output. Their further
+    copies' rows and fingerprints go with them, and so do a series, study and patient left
+    with nothing under them.
+    """
+    if not copies:
+        return Withdrawn([], [], [])
+    rows = s.execute(
+        select(Instance.sop_uid, Instance.series_uid, Instance.study_uid, Instance.patient_id)
+        .join(IngestRun, IngestRun.id == Instance.run_id)
+        .where(
+            tuple_(Instance.source_id, Instance.copy_path, Instance.copy_sha256).in_(copies),
+            IngestRun.output_id == output_id,
+        )
+    ).all()
+    if not rows:
+        return Withdrawn([], [], [])
+    uids = [r.sop_uid for r in rows]
+    series = sorted({r.series_uid for r in rows})
+    studies = sorted({r.study_uid for r in rows})
+    patients = sorted({r.patient_id for r in rows})
+    s.execute(delete(InstanceCopy).where(InstanceCopy.sop_uid.in_(uids)))
+    s.execute(delete(SourceSeen).where(SourceSeen.sop_uid.in_(uids)))
+    s.execute(delete(Instance).where(Instance.sop_uid.in_(uids)))
+    s.execute(
+        delete(Series).where(
+            Series.series_uid.in_(series),
+            ~select(Instance.sop_uid).where(Instance.series_uid == Series.series_uid).exists(),
+        )
+    )
+    s.execute(
+        delete(Study).where(
+            Study.study_uid.in_(studies),
+            ~select(Series.series_uid).where(Series.study_uid == Study.study_uid).exists(),
+        )
+    )
+    s.execute(
+        delete(Patient).where(
+            Patient.patient_id.in_(patients),
+            ~select(Study.study_uid).where(Study.patient_id == Patient.patient_id).exists(),
+        )
+    )
+    return Withdrawn(uids, series, studies)
 
 
 def record_sources(s: Session, run_id: int, seen: Sequence[tuple[str, str]]) -> None:

@@ -378,6 +378,21 @@ def test_the_copy_named_as_replaced_is_replaced_and_no_other(tmp_path, old):
         store.close()
 
 
+def test_a_copy_is_removed_only_under_its_digest(tmp_path):
+    store = LocalStore(tmp_path)
+    try:
+        digest = store.put("s/x.dcm", [COPY])
+        assert not store.remove("s/x.dcm", hashlib.sha256(b"another").hexdigest())
+        assert (tmp_path / "s" / "x.dcm").read_bytes() == COPY  # another copy: stays
+        assert store.remove("s/x.dcm", digest.sha256)
+        assert not (tmp_path / "s" / "x.dcm").exists()
+        assert not store.remove("s/x.dcm", digest.sha256)  # gone already: nothing to do
+        with pytest.raises(StoreError, match="outside the output"):
+            store.remove("../x.dcm", digest.sha256)
+    finally:
+        store.close()
+
+
 def test_a_folder_at_a_copys_name_is_a_conflict_of_that_copy_only(tmp_path):
     store = LocalStore(tmp_path)
     try:
