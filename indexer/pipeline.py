@@ -268,6 +268,19 @@ class Ingest:
                 "batches committed so far are kept: run the ingest again"
             ) from None
 
+    def source_key(self, src: SourceFile) -> str | None:
+        """Keyed hash of a source's location and version alone: what its copies were made of.
+
+        None for a source without a version (never taken for the same).
+        """
+        if not src.version:
+            return None
+        return hmac.new(
+            self.keys.blind,
+            f"{src.locator}\x00{src.version}".encode("utf-8", "surrogateescape"),
+            hashlib.sha256,
+        ).hexdigest()
+
     def fingerprint(self, src: SourceFile) -> str:
         """Keyed fingerprint of a source's location, version and the de-id settings."""
         return hmac.new(
@@ -293,11 +306,11 @@ class Ingest:
             }
             with db.transaction(self.engine) as s:
                 known = sql.known_sources(s, list(prints.values()), self.output.output_id)
-                fresh = [
-                    i.source_id
+                fresh = {
+                    i.source_id: self.source_key(i)
                     for i in chunk
                     if isinstance(i, SourceFile) and prints.get(id(i)) not in known
-                ]
+                }
                 earlier = sql.replaceable_copies(s, fresh, self.output.output_id)
             for item in chunk:
                 k = known.get(prints.get(id(item), ""))
@@ -305,8 +318,10 @@ class Ingest:
                     yield item
                 elif k is not None and self.output.exists(k.copy_path, k.copy_bytes):
                     yield Unchanged(item, k)
-                elif item.source_id in earlier:  # indexed here before, under other rules
-                    yield replace(item, replaces=earlier[item.source_id])
+                elif made := earlier.get(item.source_id):  # indexed here before
+                    yield replace(
+                        item, replaces=tuple((c.name, c.sha256, c.same_version) for c in made)
+                    )
                 else:
                     yield item
 
@@ -362,14 +377,17 @@ class Ingest:
             batch.failures.append(result)
             if (
                 isinstance(item, SourceFile)
-                and item.replaces
                 and result.reason in work.REFUSED_BY_RULES
+                and (made := item.made_here())
             ):
-                batch.withdraw.append((item.source_id, item.replaces))
+                batch.withdraw.append((item.source_id, made))
         else:
             batch.outcomes.append(result)
             assert isinstance(item, SourceFile)  # noqa: S101 - an outcome has a source
-            batch.seen.append((self.fingerprint(item), result.record.instance["sop_uid"]))
+            uid = result.record.instance["sop_uid"]
+            batch.seen.append((self.fingerprint(item), uid, self.source_key(item)))
+            if renamed := item.made_here(but=result.record.instance["copy_path"]):
+                batch.withdraw.append((item.source_id, renamed))  # other UIDs, other names
 
     def _commit(self, run_id: int, batch: _Batch) -> _Batch:
         """Write one batch in one transaction, then hand it to MongoDB; what was indexed.
@@ -377,8 +395,10 @@ class Ingest:
         Runs on the committing thread: it changes nothing but the stores (the summary is
         the ingest thread's, in ``_committed``). A conflict found here (the SOP Instance UID
         indexed before with other content) turns its outcome into a failure. The copies that
-        sources the rules in force refuse made before are withdrawn: removed from the output
-        first, then their rows in the transaction (a kill in between: the rerun finishes it).
+        sources the rules in force refuse made before are withdrawn, and those of another
+        name than the source's new copy (other settings gave other UIDs): removed from the
+        output first, then their rows in the transaction (a kill in between: the rerun
+        finishes it).
         """
         outcomes, failures, seen = batch.outcomes, batch.failures, batch.seen
         copies = [(src, name, sha) for src, made in batch.withdraw for name, sha in made]
@@ -389,7 +409,7 @@ class Ingest:
             done = sql.upsert_index(s, outcomes, run_id, self.output.output_id)
             if conflicts := done.conflicts:  # indexed before with other content
                 outcomes, failures = _split_conflicts(outcomes, failures, conflicts)
-                seen = [(f, u) for f, u in seen if u not in conflicts]
+                seen = [(f, u, k) for f, u, k in seen if u not in conflicts]
             vault.put_identities(s, (i for o in outcomes for i in o.identities), self.keys)
             vault.put_sources(s, _locators(outcomes, failures), self.keys)
             sql.record_failures(s, run_id, failures)
@@ -508,7 +528,8 @@ class _Batch:
 
     outcomes: list[Outcome] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
-    seen: list[tuple[str, str]] = field(default_factory=list)  # (fingerprint, SOP UID)
+    # (fingerprint, SOP UID, source key) of the sources indexed
+    seen: list[tuple[str, str, str | None]] = field(default_factory=list)
     new: int = 0  # committed: instances not indexed before
     conflicts: int = 0  # committed: outcomes that became conflicts
     replaced: int = 0  # committed: instances whose copy and rows replaced earlier ones

@@ -19,12 +19,17 @@ class SourceFile:
     read: Callable[[], bytes] = field(repr=False, compare=False)
     version: str = ""  # size, mtime, ctime, inode; CRC; the tar's: changes with the content
     # the copies the index holds from this source in this output, made under other rules or
-    # settings: (copy name, SHA-256) pairs, which its new copy may replace
-    replaces: tuple[tuple[str, str], ...] = ()
+    # settings: (copy name, SHA-256, made from this very version), which its new copy may
+    # replace (and which go, made from this version, where it is refused or renamed)
+    replaces: tuple[tuple[str, str, bool], ...] = ()
 
     def replaced(self, name: str) -> str | None:
         """The SHA-256 of the copy under ``name`` that this source's copy may replace."""
-        return next((sha for n, sha in self.replaces if n == name), None)
+        return next((sha for n, sha, _same in self.replaces if n == name), None)
+
+    def made_here(self, but: str | None = None) -> tuple[tuple[str, str], ...]:
+        """(name, SHA-256) of the copies made from this very version, but the one named."""
+        return tuple((n, sha) for n, sha, same in self.replaces if same and n != but)
 
 
 @dataclass(frozen=True, slots=True)

@@ -281,3 +281,41 @@ def test_documents_withdrawn_while_mongodb_is_away_go_at_the_sync(cli, reference
     cli("sync")
     reference_cli("ingest", str(archive), "--out", str(tmp_path / "ref"), *COMMON, check=1)
     assert index_state(cli, out)[1] == index_state(reference_cli, tmp_path / "ref")[1]
+
+
+def test_copies_renamed_by_other_settings_leave_no_old_copy(cli, reference_cli, tmp_path):
+    """UIDs kept on the second run: each copy gets another name (the UIDs make it), and the
+    copy and rows under the pseudonymized UIDs are withdrawn, not left beside them."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    write_archive(archive, SampleShape(1, 2, 1, 2))
+    _ingest(cli, archive, out)
+    summary = _ingest(cli, archive, out, "--option", "retain-uids")
+    assert summary["failure_reasons"] == {}
+    assert (summary["files_indexed"], summary["copies_withdrawn"]) == (4, 4)
+    reference_cli(
+        "ingest", str(archive), "--out", str(tmp_path / "ref"), *COMMON, "--option", "retain-uids"
+    )
+    got, want = index_state(cli, out), index_state(reference_cli, tmp_path / "ref")
+    for level in ("instance", "study", "series", "patient"):
+        assert got[0][level] == want[0][level], level
+    assert got[1:] == want[1:]  # the documents, and only the new copies
+    again = _ingest(cli, archive, out, "--option", "retain-uids")
+    assert (again["files_unchanged"], again["copies_withdrawn"]) == (4, 0)
+
+
+def test_a_location_that_holds_another_object_now_withdraws_nothing(cli, engine, tmp_path):
+    """The index keeps what its sources held: a file overwritten by another object (an
+    export folder used again) takes nothing of the object it held before, refused or not;
+    only the very version of a source the copy was made of is judged again."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    archive.mkdir()
+    (archive / "a.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1)))
+    _ingest(cli, archive, out, "--burned-in", "allow")
+    kept = _copies(out)
+    for i, extra in ((2, {"BurnedInAnnotation": "YES"}), (3, {})):
+        (archive / "a.dcm").write_bytes(to_bytes(make_instance(i, 1, 1, 1, **extra)))
+        summary = _ingest(cli, archive, out, check=False)
+        assert summary["copies_withdrawn"] == 0
+        assert set(kept) <= set(_copies(out))  # the first object's copy stays
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar_one() == 2

@@ -206,10 +206,12 @@ class SourceSeen(Base):
     """
 
     __tablename__ = "source_seen"
-    __table_args__ = {"schema": INDEX_SCHEMA}  # noqa: RUF012
+    __table_args__ = (Index(None, "source_key"), {"schema": INDEX_SCHEMA})
 
     fingerprint: Mapped[text_pk]
     sop_uid: Mapped[str] = mapped_column(Text)
+    # keyed hash of location and version alone (not the settings); None before migration 0008
+    source_key: Mapped[opt_text]
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{INDEX_SCHEMA}.ingest_run.id"))
     created_at: Mapped[created]
 

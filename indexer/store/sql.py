@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -497,24 +497,47 @@ def known_sources(
     }
 
 
-def replaceable_copies(
-    s: Session, source_ids: Sequence[str], output_id: str
-) -> dict[str, tuple[tuple[str, str], ...]]:
-    """Source id -> (copy name, SHA-256) of the copies indexed from it, first made in this output.
+@dataclass(frozen=True, slots=True)
+class EarlierCopy:
+    """A copy indexed from a source, first made in this output."""
 
-    A source that is not skipped as unchanged, but was indexed here before (under other rules
-    or settings), replaces these with its new copy.
+    name: str
+    sha256: str
+    same_version: bool  # made from the very version of the source there now
+
+
+def replaceable_copies(
+    s: Session, sources: Mapping[str, str | None], output_id: str
+) -> dict[str, tuple[EarlierCopy, ...]]:
+    """Source id -> the copies indexed from it, first made in this output.
+
+    ``sources``: source id -> its key (location and version, ``Ingest.source_key``). A source
+    that is not skipped as unchanged, but was indexed here before, replaces these with its
+    new copy; those made from the same version (under other rules or settings) are also
+    withdrawn where the rules in force refuse it, or its new copy has another name.
     """
-    if not source_ids:
+    if not sources:
         return {}
     q = (
-        select(Instance.source_id, Instance.copy_path, Instance.copy_sha256)
+        select(Instance.source_id, Instance.sop_uid, Instance.copy_path, Instance.copy_sha256)
         .join(IngestRun, IngestRun.id == Instance.run_id)
-        .where(Instance.source_id.in_(list(source_ids)), IngestRun.output_id == output_id)
+        .where(Instance.source_id.in_(list(sources)), IngestRun.output_id == output_id)
     )
-    found: dict[str, tuple[tuple[str, str], ...]] = {}
-    for r in s.execute(q):
-        found[r.source_id] = (*found.get(r.source_id, ()), (r.copy_path, r.copy_sha256))
+    rows = s.execute(q).all()
+    if not rows:
+        return {}
+    made = set(
+        s.execute(
+            select(SourceSeen.source_key, SourceSeen.sop_uid).where(
+                SourceSeen.source_key.in_({k for r in rows if (k := sources[r.source_id])})
+            )
+        ).tuples()
+    )
+    found: dict[str, tuple[EarlierCopy, ...]] = {}
+    for r in rows:
+        same = (sources[r.source_id], r.sop_uid) in made
+        copy = EarlierCopy(r.copy_path, r.copy_sha256, same)
+        found[r.source_id] = (*found.get(r.source_id, ()), copy)
     return found
 
 
@@ -574,12 +597,15 @@ def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str)
     return Withdrawn(uids, series, studies)
 
 
-def record_sources(s: Session, run_id: int, seen: Sequence[tuple[str, str]]) -> None:
-    """Remember (fingerprint, SOP Instance UID) of sources indexed in this batch."""
+def record_sources(s: Session, run_id: int, seen: Sequence[tuple[str, str, str | None]]) -> None:
+    """Remember (fingerprint, SOP Instance UID, source key) of sources indexed in this batch."""
     if seen:
         s.execute(
             insert(SourceSeen).on_conflict_do_nothing(),
-            [{"fingerprint": f, "sop_uid": u, "run_id": run_id} for f, u in seen],
+            [
+                {"fingerprint": f, "sop_uid": u, "source_key": k, "run_id": run_id}
+                for f, u, k in seen
+            ],
         )
 
 

@@ -38,6 +38,16 @@ DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies 
 }
 
 
+def _encapsulated(patient: int, syntax: str, frame: bytes) -> bytes:
+    """An 8 by 8 object of ``patient`` whose one frame is ``frame``, in ``syntax``."""
+    ds = make_instance(patient, 1, 1, 1, rows=8, columns=8)
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = 1
+    return to_bytes(ds)
+
+
 def _jpeg_with_text() -> bytes:
     """A JPEG frame with Exif and a comment in its header (blanked since version 2)."""
 
@@ -52,12 +62,7 @@ def _jpeg_with_text() -> bytes:
         + b"\x12\x34" * 8
         + b"\xff\xd9"
     )
-    ds = make_instance(3, 1, 1, 1, rows=8, columns=8)
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-    ds.PixelData = encapsulate([frame])
-    ds["PixelData"].VR = "OB"
-    ds.NumberOfFrames = 1
-    return to_bytes(ds)
+    return _encapsulated(3, JPEGBaseline8Bit, frame)
 
 
 def _overlay_in_high_bits() -> bytes:
@@ -92,12 +97,7 @@ def _jp2_with_a_label() -> bytes:
         + box(b"asoc", box(b"lbl ", b"a label"))
         + box(b"jp2c", codestream)
     )
-    ds = make_instance(6, 1, 1, 1, rows=8, columns=8)
-    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
-    ds.PixelData = encapsulate([frame])
-    ds["PixelData"].VR = "OB"
-    ds.NumberOfFrames = 1
-    return to_bytes(ds)
+    return _encapsulated(6, JPEG2000Lossless, frame)
 
 
 def _corpus() -> list[bytes]:
