@@ -762,8 +762,9 @@ def _print_summary(summary: pipeline.Summary, as_json: bool) -> None:
         *(
             [
                 (
-                    f"withdrawn: {s.copies_withdrawn} copies made before from sources the rules "
-                    "in force refuse, with their index rows"
+                    f"withdrawn: {s.copies_withdrawn} copies made before of the same sources, "
+                    "refused or named otherwise under the rules and settings in force, with "
+                    "their index rows"
                 )
             ]
             if s.copies_withdrawn

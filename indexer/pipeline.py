@@ -72,7 +72,7 @@ class Summary:
     files_already_indexed: int = 0
     files_unchanged: int = 0  # skipped without reading: indexed before, unchanged
     copies_replaced: int = 0  # made again under other rules or settings: copy and rows replaced
-    copies_withdrawn: int = 0  # of sources the rules in force refuse: copy and rows removed
+    copies_withdrawn: int = 0  # of the same bytes, now refused or renamed: copy and rows removed
     files_skipped: int = 0
     files_failed: int = 0
     bytes_read: int = 0
