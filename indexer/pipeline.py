@@ -413,7 +413,7 @@ class Ingest:
             vault.put_identities(s, (i for o in outcomes for i in o.identities), self.keys)
             vault.put_sources(s, _locators(outcomes, failures), self.keys)
             sql.record_failures(s, run_id, failures)
-            sop_uids = [o.record.instance["sop_uid"] for o in outcomes] + withdrawn.sop_uids
+            sop_uids = [o.record.instance["sop_uid"] for o in outcomes] + withdrawn
             batch_id = sql.create_batch(s, run_id, sop_uids) if sop_uids else None
             sql.record_sources(s, run_id, seen)
             failpoints.hit(failpoints.VAULT_WRITTEN)
@@ -428,7 +428,7 @@ class Ingest:
             new=done.new,
             conflicts=len(conflicts),
             replaced=len(done.replaced),
-            withdrawn=len(withdrawn.sop_uids),
+            withdrawn=len(withdrawn),
         )
 
     def _committed(self, summary: Summary, batch: _Batch) -> None:

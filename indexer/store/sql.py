@@ -541,24 +541,15 @@ def replaceable_copies(
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class Withdrawn:
-    """Instances withdrawn from the index, and the series and studies they were in."""
-
-    sop_uids: list[str]
-    series_uids: list[str]
-    study_uids: list[str]
-
-
-def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str) -> Withdrawn:
+def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str) -> list[str]:
     """Delete the instances indexed from these (source id, copy name, SHA-256) in this output.
 
     Only where the row still holds that copy, made first in this output. Their further
     copies' rows and fingerprints go with them, and so do a series, study and patient left
-    with nothing under them.
+    with nothing under them. Returns the SOP Instance UIDs withdrawn.
     """
     if not copies:
-        return Withdrawn([], [], [])
+        return []
     rows = s.execute(
         select(Instance.sop_uid, Instance.series_uid, Instance.study_uid, Instance.patient_id)
         .join(IngestRun, IngestRun.id == Instance.run_id)
@@ -568,7 +559,7 @@ def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str)
         )
     ).all()
     if not rows:
-        return Withdrawn([], [], [])
+        return []
     uids = [r.sop_uid for r in rows]
     series = sorted({r.series_uid for r in rows})
     studies = sorted({r.study_uid for r in rows})
@@ -594,7 +585,7 @@ def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str)
             ~select(Study.study_uid).where(Study.patient_id == Patient.patient_id).exists(),
         )
     )
-    return Withdrawn(uids, series, studies)
+    return uids
 
 
 def record_sources(s: Session, run_id: int, seen: Sequence[tuple[str, str, str | None]]) -> None:
