@@ -384,8 +384,9 @@ class Ingest:
         else:
             batch.outcomes.append(result)
             assert isinstance(item, SourceFile)  # noqa: S101 - an outcome has a source
-            uid = result.record.instance["sop_uid"]
-            batch.seen.append((self.fingerprint(item), uid, self.source_key(item)))
+            batch.seen.append(
+                (self.fingerprint(item), result.record.instance["sop_uid"], self.source_key(item))
+            )
             if renamed := item.made_here(but=result.record.instance["copy_path"]):
                 batch.withdraw.append((item.source_id, renamed))  # other UIDs, other names
 
@@ -533,7 +534,8 @@ class _Batch:
     new: int = 0  # committed: instances not indexed before
     conflicts: int = 0  # committed: outcomes that became conflicts
     replaced: int = 0  # committed: instances whose copy and rows replaced earlier ones
-    # sources refused by the rules in force, with the copies they made before (to withdraw)
+    # sources the rules in force refuse, or whose new copy has another name: the copies of
+    # their present bytes made before, to withdraw
     withdraw: list[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=list)
     withdrawn: int = 0  # committed: instances withdrawn
 
