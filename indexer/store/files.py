@@ -161,10 +161,8 @@ class LocalStore:
         A file there that is no whole copy, what a crash left, is replaced (``_left_by_crash``),
         and so is the copy whose SHA-256 is ``replaces``.
         """
-        if ".." in Path(name).parts or Path(name).is_absolute():
-            raise StoreError("refusing an output name outside the output directory")
+        path = _inside(self.root, name)
         h = hashlib.sha256()
-        path = self.root / name
         size = sum(len(p) for p in parts)
         try:
             if _size_of(path) == size and not _left_by_crash(path, parts, size):
@@ -284,9 +282,7 @@ class LocalStore:
 
     def remove(self, name: str, sha256: str) -> bool:
         """Remove ``root/name`` if it is the copy whose SHA-256 is ``sha256`` (see put)."""
-        if ".." in Path(name).parts or Path(name).is_absolute():
-            raise StoreError("refusing an output name outside the output directory")
-        path = self.root / name
+        path = _inside(self.root, name)
         try:
             with self._lock, _directory_locked(self.root):
                 if not _holds(path, sha256):
@@ -516,9 +512,14 @@ class LocalCopies:
             yield from ((base / f).as_posix() for f in files if f.endswith(".dcm"))
 
     def _path(self, name: str) -> Path:
-        if ".." in Path(name).parts or Path(name).is_absolute():
-            raise StoreError("refusing a copy name outside the output directory")
-        return self.root / name
+        return _inside(self.root, name)
+
+
+def _inside(root: Path, name: str) -> Path:
+    """``root/name``, refused where ``name`` would lead out of ``root``."""
+    if ".." in Path(name).parts or Path(name).is_absolute():
+        raise StoreError("refusing a copy name outside the output directory")
+    return root / name
 
 
 def _conflict() -> CopyConflictError:
