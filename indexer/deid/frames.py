@@ -17,20 +17,25 @@ each segment keeping its length, so nothing of the image is decoded or changed:
 
 What stays (the segments decoders read, and every header's other segments) is searched by
 the leak check (``headers``), in frames held in memory. The frames of an object of
-``spans.STREAM_FROM`` bytes or more are blanked as they are streamed (``Blanked``); what
-stays in them is not searched.
+``spans.STREAM_FROM`` bytes or more are blanked as they are streamed, a fragment at a time
+(``Blanked``), as those held are; what stays in them is not searched.
 """
 
 from __future__ import annotations
 
+import mmap
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
+from indexer import spans
 from indexer.deid.pixels import PIXEL_DATA, undefined_length
+from indexer.errors import StoreError, os_reason
 from indexer.spans import Span
 
 ITEM = b"\xfe\xff\x00\xe0"
@@ -201,15 +206,16 @@ def _to_blank(frag: bytes | bytearray | memoryview) -> list[Blank]:
     ]
 
 
-HEADER_WINDOW = 1 << 20  # bytes of a streamed fragment held to find its header's text in
+HELD_BYTES = 32 << 20  # a streamed fragment up to this is held in memory; a larger one on disk
 
 
 @dataclass(frozen=True, slots=True)
 class Blanked(Span):
     """Streamed encapsulated frames (``whole``), their headers' text blanked as copied.
 
-    Each fragment's first ``HEADER_WINDOW`` bytes are held at a time, as ``blank`` would
-    change them; the rest passes through. Text past the window is not blanked.
+    One fragment is held at a time, whole, and blanked as ``blank`` blanks it: a JPEG 2000
+    tile-part's header or a JP2 box can lie anywhere in it. A fragment larger than
+    ``HELD_BYTES`` is held in a temporary file with no name, mapped into memory.
     """
 
     whole: Span
@@ -217,7 +223,7 @@ class Blanked(Span):
     end: int
 
     def chunks(self) -> Iterator[bytes]:
-        """The frames' bytes, blanked, a chunk (or a fragment's head) at a time."""
+        """The frames' bytes, blanked, a chunk (or a fragment) at a time."""
         reader = _Reader(self.whole.chunks())
         first = True
         while True:
@@ -231,11 +237,46 @@ class Blanked(Span):
                 first = False
                 yield from reader.pieces(length)
                 continue
-            window = bytearray(reader.read(min(length, HEADER_WINDOW)))
-            for a, z, fill in _to_blank(window):
-                window[a:z] = fill * (z - a)
-            yield bytes(window)
-            yield from reader.pieces(length - len(window))
+            yield from _blanked_fragment(reader, length)
+
+
+def _blanked_fragment(reader: _Reader, length: int) -> Iterator[bytes]:
+    """The next fragment of ``length`` bytes (fewer where the stream ends), blanked."""
+    if length <= HELD_BYTES:
+        held = bytearray()
+        for piece in reader.pieces(length):
+            held += piece
+        for a, z, fill in _to_blank(held):
+            held[a:z] = fill * (z - a)
+        yield bytes(held)
+        return
+    f, size = _on_disk(reader, length)
+    with f:
+        if not size:
+            return
+        with mmap.mmap(f.fileno(), size) as mapped, memoryview(mapped) as view:
+            for a, z, fill in _to_blank(view):
+                view[a:z] = fill * (z - a)
+            for at in range(0, size, spans.CHUNK_BYTES):
+                yield bytes(view[at : at + spans.CHUNK_BYTES])
+
+
+def _on_disk(reader: _Reader, length: int) -> tuple[BinaryIO, int]:
+    """The next ``length`` bytes in a temporary file with no name; how many there were."""
+    problem = "cannot hold a large frame in a temporary file"
+    try:
+        f = tempfile.TemporaryFile()  # noqa: SIM115 - the caller closes it
+    except OSError as e:
+        raise StoreError(f"{problem} ({os_reason(e)})") from None
+    try:
+        size = sum(f.write(piece) for piece in reader.pieces(length))
+        f.flush()
+    except BaseException as e:
+        f.close()
+        if isinstance(e, OSError):
+            raise StoreError(f"{problem} ({os_reason(e)})") from None
+        raise
+    return f, size
 
 
 class _Reader:

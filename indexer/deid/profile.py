@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 3
+RULES_VERSION = 4
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -40,7 +40,8 @@ includes it), and each replaces the copy and the index rows it made before (``In
 ``tests/deid/test_rules_version.py`` fails when the copies of its corpus change while this
 stays. 1: the rules before these numbers; 2: the pixel-data rules (pixel data past the image
 cut, text in compressed frame headers blanked, unused pixel bits cleared); 3: JPX labels and
-XML inside association boxes blanked.
+XML inside association boxes blanked; 4: the frames of a streamed object blanked a whole
+fragment at a time, not its first MiB.
 """
 
 _RESOLVE = {

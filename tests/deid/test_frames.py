@@ -7,6 +7,7 @@ comments, a wrapped JP2 file XML and UUID boxes.
 
 from __future__ import annotations
 
+import errno
 import io
 import random
 import struct
@@ -22,8 +23,9 @@ from indexer import deid, keys, work
 from indexer.deid import build_plan, frames, statement, verify
 from indexer.deid.profile import FRAME_TEXT
 from indexer.encode import encode
-from indexer.errors import DeidError
+from indexer.errors import DeidError, StoreError
 from indexer.records import SourceFile
+from indexer.spans import FileSpan, version_of
 from indexer.store.files import LocalStore
 from tests.builders import make_instance, streamed_copy
 
@@ -284,11 +286,60 @@ def test_streamed_frames_are_blanked_as_they_are_copied(tmp_path, monkeypatch, c
     assert MARK not in copy
 
 
-def test_text_past_a_streamed_fragments_window_stays(tmp_path, monkeypatch):
-    """The limit: only a fragment's first ``HEADER_WINDOW`` bytes are looked at."""
-    monkeypatch.setattr(frames, "HEADER_WINDOW", 2 + len(JFIF) + len(EXIF))
-    data = _object(_jpeg(JFIF, EXIF, COMMENT))
-    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
-    assert MARK not in whole
-    assert copy.count(MARK) == 1  # the comment's; the Exif segment's is blanked
-    assert len(copy) == len(whole)
+def _tiled(*tile_comments: bytes, image: bytes = IMAGE) -> bytes:
+    """A JPEG 2000 codestream of one tile-part per comment, each tile-part's image ``image``."""
+    one = _codestream(b"", b"")
+    main = one[: one.index(b"\xff\x90")]  # SOC, SIZ and the main header's comment
+    parts = b""
+    for n, comment in enumerate(tile_comments):
+        body = _seg(0x64, b"\x00\x01" + comment) + b"\xff\x93" + image
+        parts += b"\xff\x90" + struct.pack(">HHLBB", 10, 0, 12 + len(body), n, len(tile_comments))
+        parts += body
+    return main + parts + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("held", [1 << 20, 64])
+def test_streamed_fragments_are_blanked_whole(tmp_path, monkeypatch, held):
+    """A JPEG 2000 tile-part's header can lie anywhere in its fragment: the last one's
+    comment, megabytes in, is blanked as in the object read whole. A fragment larger than
+    ``HELD_BYTES`` is held on disk to be blanked (64 bytes: each of these)."""
+    monkeypatch.setattr(frames, "HELD_BYTES", held)
+    image = bytes(range(256)) * 4096  # 1 MiB a tile-part
+    tiled = _tiled(b"first", b"second", MARK, image=image)
+    data = _object(_jpeg(JFIF, EXIF, COMMENT), tiled, ts=JPEG2000Lossless)
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 1 << 16, frames.Blanked)
+    assert copy == whole
+    assert MARK not in copy
+    assert copy.count(image) == 3  # the image bytes untouched
+
+
+@pytest.mark.parametrize("held", [1 << 20, 16])
+def test_a_fragment_that_runs_past_the_stream_comes_through_blanked(tmp_path, held, monkeypatch):
+    """A fragment whose length runs past the end of the span: what there is of it comes
+    through blanked, and nothing else (in memory; held on disk at 16 bytes)."""
+    monkeypatch.setattr(frames, "HELD_BYTES", held)
+    frame = _jpeg(JFIF, EXIF, COMMENT)
+    value = encapsulate([frame])[:-8]  # the fragment's last bytes gone
+    path = tmp_path / "frames"
+    path.write_bytes(value)
+    span = FileSpan(path, 0, len(value), version_of(path.stat()))
+    copy = b"".join(frames.Blanked(span, 0, len(value)).chunks())
+    assert len(copy) == len(value)
+    assert MARK not in copy
+    assert copy == frames.blank(value)[0]
+
+
+def test_a_temporary_file_that_cannot_be_written_stops_the_copy(tmp_path, monkeypatch):
+    """No room for a large fragment: the copy stops with a store error naming the cause."""
+    monkeypatch.setattr(frames, "HELD_BYTES", 16)
+    value = encapsulate([_jpeg(JFIF, EXIF, COMMENT)])
+    path = tmp_path / "frames"
+    path.write_bytes(value)
+    span = FileSpan(path, 0, len(value), version_of(path.stat()))
+
+    def full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(frames.tempfile, "TemporaryFile", full)
+    with pytest.raises(StoreError, match=r"temporary file \(OSError: No space left on device\)"):
+        b"".join(frames.Blanked(span, 0, len(value)).chunks())

@@ -35,6 +35,7 @@ SETTINGS = [
 ]
 DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies (this one)
     ("0.1.0", 3): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
+    ("0.1.0", 4): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
 }
 
 
