@@ -144,7 +144,11 @@ def mongo_url() -> Iterator[str]:
         return
     secantus = pytest.importorskip("secantus", reason="install the embedded-mongo extra")
     storage = tempfile.mkdtemp(prefix="secantus-")
-    server = secantus.SecantusDBServer(host="127.0.0.1", port=0, storage_path=storage)
+    # no TTL sweeps: none is used, and each walks every collection on a thread of this
+    # process, which the tests measuring this process's allocations would count
+    server = secantus.SecantusDBServer(
+        host="127.0.0.1", port=0, storage_path=storage, ttl_sweep_seconds=0
+    )
     server.start()
     try:
         yield server.uri
