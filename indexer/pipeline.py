@@ -282,10 +282,14 @@ class Ingest:
         ).hexdigest()
 
     def fingerprint(self, src: SourceFile) -> str:
-        """Keyed fingerprint of a source's location, version and the de-id settings."""
+        """Keyed fingerprint of a source's location and version, the settings and the output.
+
+        The output: a source rerun into a second output under new settings is not unchanged
+        in the first, whose copy was made under the old ones.
+        """
         return hmac.new(
             self.keys.blind,
-            f"{src.locator}\x00{src.version}\x00{self.plan_digest}".encode(
+            f"{src.locator}\x00{src.version}\x00{self.plan_digest}\x00{self.output.output_id}".encode(
                 "utf-8", "surrogateescape"
             ),
             hashlib.sha256,
@@ -414,7 +418,7 @@ class Ingest:
             vault.put_identities(s, (i for o in outcomes for i in o.identities), self.keys)
             vault.put_sources(s, _locators(outcomes, failures), self.keys)
             sql.record_failures(s, run_id, failures)
-            sop_uids = [o.record.instance["sop_uid"] for o in outcomes] + withdrawn
+            sop_uids = [o.record.instance["sop_uid"] for o in outcomes] + withdrawn.sop_uids
             batch_id = sql.create_batch(s, run_id, sop_uids) if sop_uids else None
             sql.record_sources(s, run_id, seen)
             failpoints.hit(failpoints.VAULT_WRITTEN)
@@ -429,7 +433,7 @@ class Ingest:
             new=done.new,
             conflicts=len(conflicts),
             replaced=len(done.replaced),
-            withdrawn=len(withdrawn),
+            withdrawn=withdrawn.copies,
         )
 
     def _committed(self, summary: Summary, batch: _Batch) -> None:
@@ -537,7 +541,7 @@ class _Batch:
     # sources the rules in force refuse, or whose new copy has another name: the copies of
     # their present bytes made before, to withdraw
     withdraw: list[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=list)
-    withdrawn: int = 0  # committed: instances withdrawn
+    withdrawn: int = 0  # committed: copies withdrawn (their instances', or further ones)
 
     def __len__(self) -> int:
         return len(self.outcomes) + len(self.failures)

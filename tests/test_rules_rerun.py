@@ -14,7 +14,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pymongo import MongoClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from indexer import pipeline
 from indexer.deid import RULES_VERSION, build_plan
@@ -149,18 +149,106 @@ def test_another_source_of_the_same_uid_stays_a_conflict(cli, engine, tmp_path):
     assert pydicom.dcmread(out / name).SliceThickness != 9.0  # not b's
 
 
-def test_a_copy_of_the_index_in_another_output_is_not_replaced(cli, tmp_path):
-    """A source whose indexed copy is in another output makes its copy there, as before;
-    the index keeps the first (the conflict is recorded), and the first copy stays."""
+def _further(cli) -> list[tuple[str, str, int]]:
+    """The further copies ``cli``'s index records: SOP Instance UID, digest and size."""
+    e = create_engine(cli.env["DICOM_INDEX_DATABASE_URL"])
+    with e.connect() as c:
+        rows = c.execute(
+            text("SELECT sop_uid, copy_sha256, copy_bytes FROM dicom_index.instance_copy")
+        ).all()
+    e.dispose()
+    return sorted((r.sop_uid, r.copy_sha256, r.copy_bytes) for r in rows)
+
+
+def _described(copies: dict[str, bytes]) -> list[tuple[str, str, int]]:
+    """(SOP Instance UID, SHA-256, size) of each copy (named by its UIDs, the instance's last)."""
+    return sorted((Path(n).stem, hashlib.sha256(b).hexdigest(), len(b)) for n, b in copies.items())
+
+
+def _copies_check_clean(cli, out: Path, n: int) -> None:
+    p = cli("check-copies", str(out), "--content")
+    assert f"{n} copies checked" in p.stdout
+    assert "0 missing, 0 unreadable, 0 of another size, 0 damaged, 0 with other content" in (
+        p.stdout
+    )
+    assert "0 not indexed here" in p.stdout
+
+
+def test_a_second_output_under_other_settings_holds_copies_of_its_own(cli, tmp_path):
+    """The same sources into a second output with real dates kept: copies of their own
+    there, recorded with their digests (before: each refused as a conflict with the copy the
+    source made itself). The index's rows and the first output's copies stay."""
+    archive, out1, out2 = tmp_path / "archive", tmp_path / "out1", tmp_path / "out2"
+    write_archive(archive, SampleShape(1, 1, 1, 2))
+    _ingest(cli, archive, out1)
+    kept, rows = _copies(out1), index_state(cli, out1)[0]
+    summary = _ingest(cli, archive, out2, *DATES)
+    assert summary["failure_reasons"] == {}
+    assert (summary["files_indexed"], summary["copies_replaced"]) == (2, 0)
+    assert _copies(out1) == kept
+    second = _copies(out2)
+    assert set(second) == set(kept)
+    assert all(second[n] != kept[n] for n in kept)  # the dates: not shifted there
+    assert _further(cli) == _described(second)
+    _same_rows(index_state(cli, out1), (rows,))  # the rows describe the first copies still
+    for out, copies in ((out1, kept), (out2, second)):
+        _copies_check_clean(cli, out, len(copies))
+    assert _ingest(cli, archive, out1)["files_unchanged"] == 2
+    assert _ingest(cli, archive, out2, *DATES)["files_unchanged"] == 2
+
+
+@pytest.mark.parametrize("order", [("out1", "out2"), ("out2", "out1")])
+def test_two_outputs_rerun_under_other_settings_end_as_one_run(order, cli, reference_cli, tmp_path):
+    """Both outputs run again with real dates kept, the first output's first or second: the
+    state is that of one run into each with those dates (before, the second output's copies
+    stayed conflicts, and the first output rerun after the second was skipped as unchanged)."""
     archive = tmp_path / "archive"
-    archive.mkdir()
-    (archive / "a.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1)))
-    _ingest(cli, archive, tmp_path / "out1")
-    kept = _copies(tmp_path / "out1")
-    summary = _ingest(cli, archive, tmp_path / "out2", *DATES, check=1)
-    assert summary["copies_replaced"] == 0
-    assert summary["failure_reasons"] == {"duplicate_sop_conflict": 1}
-    assert _copies(tmp_path / "out1") == kept
+    write_archive(archive, SampleShape(1, 2, 1, 2))
+    for name in ("out1", "out2"):
+        _ingest(cli, archive, tmp_path / name)
+    for name in order:
+        summary = _ingest(cli, archive, tmp_path / name, *DATES)
+        assert summary["failure_reasons"] == {}
+        assert summary["copies_replaced"] == 4, name
+
+    for name in ("out1", "out2"):
+        reference_cli(
+            "ingest", str(archive), "--out", str(tmp_path / f"ref-{name}"), *COMMON, *DATES
+        )
+    got = index_state(cli, tmp_path / "out1")
+    want = index_state(reference_cli, tmp_path / "ref-out1")
+    _same_rows(got, want)
+    assert got[1:] == want[1:]  # the documents, and the first output's copies
+    assert _copies(tmp_path / "out2") == _copies(tmp_path / "ref-out2")
+    assert _further(cli) == _further(reference_cli) == _described(_copies(tmp_path / "out2"))
+    assert cli("check").returncode == 0
+    for name in ("out1", "out2"):
+        _copies_check_clean(cli, tmp_path / name, 4)
+        assert _ingest(cli, archive, tmp_path / name, *DATES)["files_unchanged"] == 4
+
+
+def test_a_further_copy_the_rules_now_refuse_is_withdrawn_alone(ingest_role, engine, tmp_path):
+    """Burned-in text allowed into two outputs, then refused in the second: the second
+    output's two copies of it are withdrawn; the instances stay, their first copies too."""
+    cli = ingest_role
+    archive, out1, out2 = tmp_path / "archive", tmp_path / "out1", tmp_path / "out2"
+    _refusing_archive(archive)
+    for out in (out1, out2):
+        _ingest(cli, archive, out, "--burned-in", "allow")
+    kept = _copies(out1)
+    summary = _ingest(cli, archive, out2, check=1)
+    assert summary["failure_reasons"] == {"burned_in_annotation": 2}
+    assert summary["copies_withdrawn"] == 2
+    assert _copies(out1) == kept
+    assert len(_copies(out2)) == 2
+    assert _further(cli) == _described(_copies(out2))
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar_one() == 4
+    assert cli("check").returncode == 0
+    _copies_check_clean(cli, out1, 4)
+    _copies_check_clean(cli, out2, 2)
+    again = _ingest(cli, archive, out2, check=1)
+    assert (again["files_unchanged"], again["copies_withdrawn"]) == (2, 0)
 
 
 @pytest.mark.parametrize("point", ["copy_written:3", "sql_committed:1"])

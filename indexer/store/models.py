@@ -150,11 +150,12 @@ class Instance(Base):
 
 
 class InstanceCopy(Base):
-    """A further copy of an indexed instance, of the same content, in another output.
+    """A further copy of an indexed instance, made of its source, in another output.
 
     The instance row's run names the output of its first copy. An archive ingested again
     into a second output writes its copies there too: each such output is recorded here, so
-    that ``check-copies`` of either output finds its copies described.
+    that ``check-copies`` of either output finds its copies described. A further copy has
+    the first's content, or, made under other rules or settings, its own (its digest here).
     """
 
     __tablename__ = "instance_copy"
@@ -165,6 +166,8 @@ class InstanceCopy(Base):
     )
     output_id: Mapped[str] = mapped_column(Text, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{INDEX_SCHEMA}.ingest_run.id"))
+    copy_sha256: Mapped[str] = mapped_column(Text)  # the first's, before migration 0009
+    copy_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[created]
 
 
@@ -200,13 +203,17 @@ class IngestBatch(Base):
 
 
 class SourceSeen(Base):
-    """A source that was indexed, by keyed fingerprint of location, version and settings.
+    """A source that was indexed, by keyed fingerprint of location, version, settings and output.
 
     An unchanged rerun skips it without reading it.
     """
 
     __tablename__ = "source_seen"
-    __table_args__ = (Index(None, "source_key"), {"schema": INDEX_SCHEMA})
+    __table_args__ = (
+        Index(None, "source_key"),
+        Index(None, "sop_uid"),  # withdrawn instances' rows go with them
+        {"schema": INDEX_SCHEMA},
+    )
 
     fingerprint: Mapped[text_pk]
     sop_uid: Mapped[str] = mapped_column(Text)

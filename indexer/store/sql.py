@@ -11,9 +11,11 @@ import psycopg
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Row,
+    Select,
+    and_,
     delete,
     func,
-    literal,
     or_,
     select,
     text,
@@ -21,7 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from indexer.errors import KeyFileError, StoreError
 from indexer.records import Failure, Outcome
@@ -86,7 +88,7 @@ class Upserted:
 
     new: int
     conflicts: set[str]  # indexed from another source (or another copy): the caller records
-    replaced: set[str]  # indexed from the same source under other rules: rows replaced
+    replaced: set[str]  # copies the same source made here under other rules, replaced
 
 
 LEVELS: tuple[tuple[type[Any], str, str], ...] = (
@@ -106,7 +108,9 @@ def upsert_index(
     copy (``Outcome.replaces``: the same source's copy, made under other rules or settings),
     its rows are replaced, with those of its patient, study and series.
     Re-ingesting the same object changes nothing (keyed pseudonyms make the same keys), but
-    for its copy in ``output_id`` when that is not where its first copy went: recorded.
+    for its copy in ``output_id`` when that is not where its first copy went: recorded, with
+    its own digest where the same source made it under other rules or settings (the rows
+    stay the first copy's).
     """
     if not outcomes:
         return Upserted(0, set(), set())
@@ -115,34 +119,64 @@ def upsert_index(
         s.execute(insert(model).on_conflict_do_nothing(), rows)
     rows = _dedupe([o.record.instance for o in outcomes], "sop_uid")
     new = _insert_instances(s, rows)
-    known = [r for r in rows if r["sop_uid"] not in new]
+    known = [r["sop_uid"] for r in rows if r["sop_uid"] not in new]
     if not known:
         return Upserted(len(new), set(), set())
     held = {
-        r.sop_uid: (r.copy_sha256, r.source_id)
+        r.sop_uid: r
         for r in s.execute(
-            select(Instance.sop_uid, Instance.copy_sha256, Instance.source_id).where(
-                Instance.sop_uid.in_([r["sop_uid"] for r in known])
-            )
+            select(Instance.sop_uid, Instance.copy_sha256, Instance.source_id, IngestRun.output_id)
+            .join(IngestRun, IngestRun.id == Instance.run_id, isouter=True)
+            .where(Instance.sop_uid.in_(known))
         )
     }
     conflicts: set[str] = set()
     replaced: list[Outcome] = []
+    further: list[Outcome] = []
     for o in outcomes:
         uid = o.record.instance["sop_uid"]
-        have = held.get(uid)
-        if uid in new or (have is not None and have[0] == o.record.instance["copy_sha256"]):
-            continue
-        if have is not None and have == (o.replaces, o.source_id):
-            replaced.append(o)
-        else:
+        kind = "new" if uid in new else _known_as(o, held.get(uid), output_id)
+        if kind == "conflict":
             conflicts.add(uid)
+        elif kind == "replaced":
+            replaced.append(o)
+        elif kind == "further":
+            further.append(o)
     if replaced:
         _replace_rows(s, replaced)
-    if output_id is not None:
-        same = [r["sop_uid"] for r in known if r["sop_uid"] not in conflicts]
-        _record_further_copies(s, same, run_id, output_id)
-    return Upserted(len(new), conflicts, {o.record.instance["sop_uid"] for o in replaced})
+    if further and output_id is not None:
+        _record_further_copies(s, further, run_id, output_id)
+    return Upserted(
+        len(new),
+        conflicts,
+        {o.record.instance["sop_uid"] for o in replaced}
+        | {
+            o.record.instance["sop_uid"]
+            for o in further
+            if o.replaces not in (None, o.record.instance["copy_sha256"])
+        },
+    )
+
+
+def _known_as(
+    o: Outcome, have: Row[str, str, str, str | None] | None, output_id: str | None
+) -> str:
+    """What an outcome of an instance indexed before is to the instance's row ``have``.
+
+    The same copy, one replacing it, a further copy (``have``'s first copy is in another
+    output), or a conflict. ``have``: digest, source, the first copy's output.
+    """
+    sha = o.record.instance["copy_sha256"]
+    if have is None:
+        return "conflict"
+    if output_id is not None and have.output_id != output_id:  # its first copy elsewhere
+        same_source = have.copy_sha256 == sha or have.source_id == o.source_id
+        return "further" if same_source else "conflict"
+    if have.copy_sha256 == sha:
+        return "same"
+    if (have.copy_sha256, have.source_id) == (o.replaces, o.source_id):
+        return "replaced"
+    return "conflict"
 
 
 def _replace_rows(s: Session, outcomes: Sequence[Outcome]) -> None:
@@ -168,23 +202,33 @@ def _replace_rows(s: Session, outcomes: Sequence[Outcome]) -> None:
 
 
 def _record_further_copies(
-    s: Session, sop_uids: Sequence[str], run_id: int, output_id: str
+    s: Session, outcomes: Sequence[Outcome], run_id: int, output_id: str
 ) -> None:
-    """Record ``output_id`` as holding copies of these instances, where their first is not."""
-    if not sop_uids:
-        return
-    elsewhere = (
-        select(Instance.sop_uid, literal(output_id), literal(run_id))
-        .join(IngestRun, IngestRun.id == Instance.run_id)
-        .where(
-            Instance.sop_uid.in_(sop_uids),
-            IngestRun.output_id.is_distinct_from(output_id),
-        )
+    """Record ``output_id`` as holding these copies (their first is elsewhere), and of what.
+
+    A copy recorded before keeps its row, but for the digest and size of a copy replacing it.
+    """
+    rows = _dedupe(
+        [
+            {
+                "sop_uid": o.record.instance["sop_uid"],
+                "output_id": output_id,
+                "run_id": run_id,
+                "copy_sha256": o.record.instance["copy_sha256"],
+                "copy_bytes": o.record.instance["copy_bytes"],
+            }
+            for o in outcomes
+        ],
+        "sop_uid",
     )
+    stmt = insert(InstanceCopy)
     s.execute(
-        insert(InstanceCopy)
-        .from_select(["sop_uid", "output_id", "run_id"], elsewhere)
-        .on_conflict_do_nothing()
+        stmt.on_conflict_do_update(
+            index_elements=["sop_uid", "output_id"],
+            set_={c: stmt.excluded[c] for c in ("run_id", "copy_sha256", "copy_bytes")},
+            where=InstanceCopy.copy_sha256 != stmt.excluded.copy_sha256,
+        ),
+        rows,
     )
 
 
@@ -482,7 +526,7 @@ def known_sources(
         select(
             SourceSeen.fingerprint,
             Instance.copy_path,
-            Instance.copy_bytes,
+            _copy_column(Instance.copy_bytes, output_id),
             Instance.study_uid,
             Instance.series_uid,
         )
@@ -490,7 +534,7 @@ def known_sources(
         .where(SourceSeen.fingerprint.in_(list(fingerprints)))
     )
     if output_id is not None:
-        q = q.where(_placed_in(output_id))
+        q = _with_further(q, output_id).where(_placed_in(output_id))
     return {
         r.fingerprint: KnownSource(r.copy_path, int(r.copy_bytes), r.study_uid, r.series_uid)
         for r in s.execute(q)
@@ -499,7 +543,7 @@ def known_sources(
 
 @dataclass(frozen=True, slots=True)
 class EarlierCopy:
-    """A copy indexed from a source, first made in this output."""
+    """A copy indexed from a source in this output (its instance's first, or a further one)."""
 
     name: str
     sha256: str
@@ -509,7 +553,7 @@ class EarlierCopy:
 def replaceable_copies(
     s: Session, sources: Mapping[str, str | None], output_id: str
 ) -> dict[str, tuple[EarlierCopy, ...]]:
-    """Source id -> the copies indexed from it, first made in this output.
+    """Source id -> the copies indexed from it in this output, first or further copies.
 
     ``sources``: source id -> its key (location and version, ``Ingest.source_key``). A source
     that is not skipped as unchanged, but was indexed here before, replaces these with its
@@ -518,12 +562,17 @@ def replaceable_copies(
     """
     if not sources:
         return {}
-    q = (
+    first = (
         select(Instance.source_id, Instance.sop_uid, Instance.copy_path, Instance.copy_sha256)
         .join(IngestRun, IngestRun.id == Instance.run_id)
         .where(Instance.source_id.in_(list(sources)), IngestRun.output_id == output_id)
     )
-    rows = s.execute(q).all()
+    further = (
+        select(Instance.source_id, Instance.sop_uid, Instance.copy_path, InstanceCopy.copy_sha256)
+        .join(InstanceCopy, InstanceCopy.sop_uid == Instance.sop_uid)
+        .where(Instance.source_id.in_(list(sources)), InstanceCopy.output_id == output_id)
+    )
+    rows = s.execute(first.union_all(further)).all()
     if not rows:
         return {}
     made = set(
@@ -541,15 +590,44 @@ def replaceable_copies(
     return found
 
 
-def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str) -> list[str]:
-    """Delete the instances indexed from these (source id, copy name, SHA-256) in this output.
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    """What ``withdraw`` took away: instances (their rows gone), and how many copies."""
 
-    Only where the row still holds that copy, made first in this output. Their further
-    copies' rows and fingerprints go with them, and so do a series, study and patient left
-    with nothing under them. Returns the SOP Instance UIDs withdrawn.
+    sop_uids: list[str]
+    copies: int  # the instances' first copies, and further ones (their instances stay)
+
+
+def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str) -> Withdrawn:
+    """Delete the index's record of these (source id, copy name, SHA-256) in this output.
+
+    Where a copy is an instance's first (made in this output), the instance is deleted, with
+    its further copies' rows and its fingerprints, and a series, study and patient left with
+    nothing under them. Where it is a further copy, only its row goes: the instance stays,
+    as does its first copy.
     """
     if not copies:
-        return []
+        return Withdrawn([], 0)
+    further = (
+        s.execute(
+            select(InstanceCopy.sop_uid)
+            .join(Instance, Instance.sop_uid == InstanceCopy.sop_uid)
+            .where(
+                tuple_(Instance.source_id, Instance.copy_path, InstanceCopy.copy_sha256).in_(
+                    copies
+                ),
+                InstanceCopy.output_id == output_id,
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if further:
+        s.execute(
+            delete(InstanceCopy).where(
+                InstanceCopy.sop_uid.in_(further), InstanceCopy.output_id == output_id
+            )
+        )
     rows = s.execute(
         select(Instance.sop_uid, Instance.series_uid, Instance.study_uid, Instance.patient_id)
         .join(IngestRun, IngestRun.id == Instance.run_id)
@@ -559,7 +637,7 @@ def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str)
         )
     ).all()
     if not rows:
-        return []
+        return Withdrawn([], len(further))
     uids = [r.sop_uid for r in rows]
     series = sorted({r.series_uid for r in rows})
     studies = sorted({r.study_uid for r in rows})
@@ -585,7 +663,7 @@ def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str)
             ~select(Study.study_uid).where(Study.patient_id == Patient.patient_id).exists(),
         )
     )
-    return uids
+    return Withdrawn(uids, len(uids) + len(further))
 
 
 def record_sources(s: Session, run_id: int, seen: Sequence[tuple[str, str, str | None]]) -> None:
@@ -622,13 +700,39 @@ def _placed_in(output_id: str | None) -> ColumnElement[bool]:
     return or_(first, Instance.sop_uid.in_(further))
 
 
+def _copy_column(
+    column: InstrumentedAttribute[Any], output_id: str | None
+) -> ColumnElement[Any] | InstrumentedAttribute[Any]:
+    """An instance's ``column`` (copy_bytes, copy_sha256) as of its copy in ``output_id``.
+
+    A further copy's own (``_with_further``), else the first's.
+    """
+    if output_id is None:
+        return column
+    mine = getattr(InstanceCopy, column.key)
+    return func.coalesce(mine, column).label(column.key)
+
+
+def _with_further(q: Select[Any], output_id: str) -> Select[Any]:
+    """``q`` (of instances) joined to their further copies' rows in ``output_id``, if any."""
+    return q.outerjoin(
+        InstanceCopy,
+        and_(InstanceCopy.sop_uid == Instance.sop_uid, InstanceCopy.output_id == output_id),
+    )
+
+
 def indexed_copies(s: Session, output_id: str, chunk: int = 2000) -> Iterator[IndexedCopy]:
     """Every copy the index describes in the output ``output_id``, streamed (by SOP UID)."""
-    stmt = (
-        select(Instance.sop_uid, Instance.copy_path, Instance.copy_bytes, Instance.copy_sha256)
-        .where(_placed_in(output_id))
-        .order_by(Instance.sop_uid)
+    stmt = _with_further(
+        select(
+            Instance.sop_uid,
+            Instance.copy_path,
+            _copy_column(Instance.copy_bytes, output_id),
+            _copy_column(Instance.copy_sha256, output_id),
+        ),
+        output_id,
     )
+    stmt = stmt.where(_placed_in(output_id)).order_by(Instance.sop_uid)
     for r in s.execute(stmt, execution_options={"yield_per": chunk}):
         yield IndexedCopy(r.sop_uid, r.copy_path, int(r.copy_bytes), r.copy_sha256)
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from indexer.errors import StoreError
 from indexer.store import audit, migrate
 from indexer.store.db import SETUP_LOCK
+from tests.builders import SampleShape, write_archive
 from tests.conftest import ROLES, role_url
 
 
@@ -156,3 +157,37 @@ def test_a_failed_upgrade_lets_the_setup_lock_go(pg_server, migrated_template):
         with admin.connect() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+def test_0009_gives_further_copies_their_first_copys_digest(cli, engine, tmp_path):
+    """Further copies recorded before 0009 were of their first copy's content (others were
+    refused then): the upgrade records that copy's digest and size for each of them."""
+    from alembic import command  # noqa: PLC0415
+
+    archive = tmp_path / "archive"
+    write_archive(archive, SampleShape(1, 1, 1, 2))
+    for out in ("out1", "out2"):
+        cli("ingest", str(archive), "--out", str(tmp_path / out), "--workers", "1")
+    further = text(
+        "SELECT c.sop_uid, c.copy_sha256, c.copy_bytes, i.copy_sha256, i.copy_bytes "
+        "FROM dicom_index.instance_copy c JOIN dicom_index.instance i USING (sop_uid)"
+    )
+    with engine.connect() as c:
+        before = sorted(c.execute(further).all())
+    assert len(before) == 2
+    assert all(r[1:3] == r[3:5] for r in before)
+    cfg = migrate._config(engine)
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0008")
+        conn.commit()
+    with engine.connect() as c:
+        columns = text(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'dicom_index' AND table_name = 'instance_copy'"
+        )
+        assert "copy_sha256" not in set(c.execute(columns).scalars())
+    migrate.upgrade(engine)
+    with engine.connect() as c:
+        assert sorted(c.execute(further).all()) == before
+    assert migrate.check(engine) == []
