@@ -378,13 +378,14 @@ class Ingest:
             self._studies.add(result.known.study_uid)
             self._series.add(result.known.series_uid)
         elif isinstance(result, Failure):
-            batch.failures.append(result)
             if (
                 isinstance(item, SourceFile)
                 and result.reason in work.REFUSED_BY_RULES
                 and (made := item.made_here())
             ):
                 batch.withdraw.append((item.source_id, made))
+                result = replace(result, message=f"{result.message}; {WITHDRAWN_NOTE}")
+            batch.failures.append(result)
         else:
             batch.outcomes.append(result)
             assert isinstance(item, SourceFile)  # noqa: S101 - an outcome has a source
@@ -600,6 +601,9 @@ class _Commits:
 
 
 _Entry = tuple[SourceFile | Failure, Outcome | Failure | Unchanged | Future[Outcome | Failure]]
+
+
+WITHDRAWN_NOTE = "the copy made before of this source is withdrawn"  # in its failure's message
 
 
 def _chunks(items: Iterable[T], files: int, held: int) -> Iterator[tuple[list[T], int]]:

@@ -14,7 +14,7 @@ import traceback
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,7 @@ from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.tag import BaseTag
 
 from indexer import deid, extract, failpoints, fastread, sources, spans
-from indexer.deid import Plan, engine, pseudonym, rawvalue, verify
+from indexer.deid import Plan, engine, frames, pseudonym, rawvalue, verify
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.rawvalue import DEFAULT, text_of
 from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
@@ -419,7 +419,19 @@ def _prepare(src: SourceFile, ds: pydicom.Dataset, ctx: RunContext) -> Prepared:
         ) from None
     if values is not None:
         _refuse_leaks(values, result, encoded.header)
+        encoded = _checked_as_streamed(encoded, values, result)
     return Prepared(src, result, name, encoded)
+
+
+def _checked_as_streamed(
+    encoded: Encoded, values: dict[str, str], result: deid.DeidResult
+) -> Encoded:
+    """``encoded``, its streamed frames' headers searched for ``values`` as they are copied."""
+    last = encoded.pixels[-1] if encoded.pixels else None
+    if not isinstance(last, frames.Blanked):
+        return encoded
+    check = verify.frame_header_check(values, result.ds, result.generated)
+    return replace(encoded, pixels=(*encoded.pixels[:-1], replace(last, check=check)))
 
 
 def write_copy(prepared: Prepared, ctx: RunContext) -> Copied:

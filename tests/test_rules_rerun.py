@@ -309,6 +309,8 @@ def test_a_source_the_rules_now_refuse_loses_its_copy(ingest_role, reference_cli
     summary = _ingest(cli, archive, out, check=1)
     assert summary["failure_reasons"] == {"burned_in_annotation": 2}
     assert (summary["copies_withdrawn"], summary["files_indexed"]) == (2, 2)
+    failures = cli("sql", "SELECT message FROM file_error WHERE run_id = 2", "--csv").stdout
+    assert failures.count("; the copy made before of this source is withdrawn") == 2
     reference_cli("ingest", str(archive), "--out", str(tmp_path / "ref"), *COMMON, check=1)
     got, want = index_state(cli, out), index_state(reference_cli, tmp_path / "ref")
     _same_rows(got, want)

@@ -16,17 +16,17 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   JUMBF and Brotli-compressed boxes.
 
 What stays (the segments decoders read, and every header's other segments) is searched by
-the leak check (``headers``), in frames held in memory. The frames of an object of
-``spans.STREAM_FROM`` bytes or more are blanked as they are streamed, a fragment at a time
-(``Blanked``), as those held are; what stays in them is not searched.
+the leak check (``headers``). The frames of an object of ``spans.STREAM_FROM`` bytes or more
+are blanked and searched as they are streamed into the copy, a fragment at a time
+(``Blanked``), as those held are before: a value found there stops the copy.
 """
 
 from __future__ import annotations
 
 import mmap
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from pydicom.dataelem import RawDataElement
@@ -35,7 +35,7 @@ from pydicom.tag import BaseTag
 
 from indexer import spans
 from indexer.deid.pixels import PIXEL_DATA, undefined_length
-from indexer.errors import StoreError, os_reason
+from indexer.errors import DeidError, StoreError, os_reason
 from indexer.spans import Span
 
 ITEM = b"\xfe\xff\x00\xe0"
@@ -221,6 +221,9 @@ class Blanked(Span):
     whole: Span
     start: int
     end: int
+    # searches the header bytes that stay (``verify.frame_header_check``): where a value
+    # found came from; one found stops the copy (a DeidError)
+    check: Callable[[bytes], str | None] | None = field(default=None, repr=False, compare=False)
 
     def chunks(self) -> Iterator[bytes]:
         """The frames' bytes, blanked, a chunk (or a fragment) at a time."""
@@ -237,17 +240,18 @@ class Blanked(Span):
                 first = False
                 yield from reader.pieces(length)
                 continue
-            yield from _blanked_fragment(reader, length)
+            yield from _blanked_fragment(reader, length, self.check)
 
 
-def _blanked_fragment(reader: _Reader, length: int) -> Iterator[bytes]:
+def _blanked_fragment(
+    reader: _Reader, length: int, check: Callable[[bytes], str | None] | None
+) -> Iterator[bytes]:
     """The next fragment of ``length`` bytes (fewer where the stream ends), blanked."""
     if length <= HELD_BYTES:
         held = bytearray()
         for piece in reader.pieces(length):
             held += piece
-        for a, z, fill in _to_blank(held):
-            held[a:z] = fill * (z - a)
+        _blank_and_check(held, check)
         yield bytes(held)
         return
     f, size = _on_disk(reader, length)
@@ -255,10 +259,25 @@ def _blanked_fragment(reader: _Reader, length: int) -> Iterator[bytes]:
         if not size:
             return
         with mmap.mmap(f.fileno(), size) as mapped, memoryview(mapped) as view:
-            for a, z, fill in _to_blank(view):
-                view[a:z] = fill * (z - a)
+            _blank_and_check(view, check)
             for at in range(0, size, spans.CHUNK_BYTES):
                 yield bytes(view[at : at + spans.CHUNK_BYTES])
+
+
+def _blank_and_check(
+    frag: bytearray | memoryview, check: Callable[[bytes], str | None] | None
+) -> None:
+    """Blank ``frag``'s header text in place, then search what stays of its headers."""
+    blanks, regions = parse(frag)
+    for a, z, fill in blanks:
+        if z > a:
+            frag[a:z] = fill * (z - a)
+    if check is not None and regions and (source := check(_joined(frag, regions))):
+        raise DeidError(
+            "an identifying value survived de-identification in a compressed frame's "
+            f"header (from {source}); not written",
+            reason="leak_detected",
+        )
 
 
 def _on_disk(reader: _Reader, length: int) -> tuple[BinaryIO, int]:
@@ -316,11 +335,14 @@ class _Reader:
 
 def headers(value: bytes | memoryview) -> bytes:
     """The header bytes of every frame in ``value``: what the leak check searches."""
-    parts: list[bytes] = []
-    for start, end in fragments(value):
-        frag = memoryview(value)[start:end]
-        parts += (bytes(frag[a:z]) for a, z in parse(frag)[1])
-    return b"".join(parts)
+    return b"".join(
+        _joined(frag, parse(frag)[1])
+        for frag in (memoryview(value)[start:end] for start, end in fragments(value))
+    )
+
+
+def _joined(frag: bytes | bytearray | memoryview, regions: list[Region]) -> bytes:
+    return b"".join(bytes(frag[a:z]) for a, z in regions)
 
 
 def _frames_of(ds: Dataset) -> tuple[object, bytes | memoryview | Span] | None:

@@ -41,7 +41,8 @@ includes it), and each replaces the copy and the index rows it made before (``In
 stays. 1: the rules before these numbers; 2: the pixel-data rules (pixel data past the image
 cut, text in compressed frame headers blanked, unused pixel bits cleared); 3: JPX labels and
 XML inside association boxes blanked; 4: the frames of a streamed object blanked a whole
-fragment at a time, not its first MiB.
+fragment at a time, not its first MiB, and what stays of their headers searched (a value
+found refuses the object).
 """
 
 _RESOLVE = {

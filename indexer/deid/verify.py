@@ -15,7 +15,7 @@ import io
 import itertools
 import re
 import warnings
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_has_tag, keyword_for_tag, repeater_has_tag
@@ -193,6 +193,27 @@ def find_leaks(
                 leaks[source] = Leak(source, f"{where} ({enc})")
                 break
     return sorted(leaks.values(), key=lambda leak: leak.source_path)
+
+
+def frame_header_check(
+    values: dict[str, str], out: Dataset, generated: Collection[str] = ()
+) -> Callable[[bytes], str | None]:
+    """A search of the header bytes of streamed frames, as ``find_leaks`` searches those held.
+
+    The frames of a large object are read only as its copy is written (``frames.Blanked``);
+    this searches each fragment's headers then. It gives where the first value found came
+    from, or None.
+    """
+    kept = _Kept(out)
+    wanted = {v: source for v, source in values.items() if not source.startswith(SAME_PLACE)}
+
+    def check(data: bytes) -> str | None:
+        for value, source in wanted.items():
+            if _encoded_in(value, data, generated, kept) and not kept.explains(value, source):
+                return source
+        return None
+
+    return check
 
 
 def _in_decoded(

@@ -19,12 +19,13 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
 
-from indexer import deid, keys, work
+from indexer import deid, keys, spans, work
 from indexer.deid import build_plan, frames, statement, verify
 from indexer.deid.profile import FRAME_TEXT
 from indexer.encode import encode
 from indexer.errors import DeidError, StoreError
-from indexer.records import SourceFile
+from indexer.records import Failure, SourceFile
+from indexer.sources import FileReader
 from indexer.spans import FileSpan, version_of
 from indexer.store.files import LocalStore
 from tests.builders import make_instance, streamed_copy
@@ -343,3 +344,47 @@ def test_a_temporary_file_that_cannot_be_written_stops_the_copy(tmp_path, monkey
     monkeypatch.setattr(frames.tempfile, "TemporaryFile", full)
     with pytest.raises(StoreError, match=r"temporary file \(OSError: No space left on device\)"):
         b"".join(frames.Blanked(span, 0, len(value)).chunks())
+
+
+@pytest.mark.parametrize("held", [1 << 20, 16])
+def test_text_left_in_a_streamed_frame_is_caught_as_it_is_copied(tmp_path, monkeypatch, held):
+    """Streamed frames are searched as they are copied (held in memory, or on disk at 16
+    bytes): a patient's name in the second frame's ICC segment refuses the object, and no
+    copy, whole or partial, is left in the output."""
+    monkeypatch.setattr(frames, "HELD_BYTES", held)
+    name = b"Doe^Jane^PHIMARKPN"
+    leaky = _jpeg(JFIF, _seg(0xE2, b"ICC_PROFILE\x00\x01\x01" + name))
+    data = _object(_jpeg(JFIF, COMMENT), leaky, PatientName=name.decode())
+    path = tmp_path / "big.dcm"
+    path.write_bytes(data)
+    store = LocalStore(tmp_path / "out")
+    ctx = work.RunContext(PLAN, keys.generate(), store, "DI", 30, 1)
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    try:
+        src = SourceFile("src-1", str(path), len(data), FileReader(path))
+        prepared = work.prepare(src, ctx)  # the header: no frame read yet
+        assert isinstance(prepared.encoded.pixels[-1], frames.Blanked)
+        with pytest.raises(DeidError) as e:
+            work.write_copy(prepared, ctx)
+        # the ingest's two ways: a worker process's, and the copy writer thread's
+        failed = work.process_safely(src, ctx)
+        prepared = work.prepare(src, ctx)
+        stored = work.store_safely(work.index(prepared, ctx), prepared, ctx)
+    finally:
+        store.close()
+    for result in (failed, stored):
+        assert isinstance(result, Failure)
+        assert result.reason == "leak_detected"
+    assert e.value.reason == "leak_detected"
+    assert "compressed frame's header (from (0010,0010))" in str(e.value)
+    assert b"PHIMARK" not in str(e.value).encode()
+    assert list((tmp_path / "out").rglob("*.dcm")) == []
+    assert list((tmp_path / "out").rglob("*.part")) == []
+
+
+def test_a_streamed_frame_without_identifying_text_is_copied_when_checked(tmp_path, monkeypatch):
+    """The search finds nothing where the frames hold no value of the object: the copy is
+    the one the object read whole gives."""
+    data = _object(_jpeg(JFIF, EXIF, COMMENT), _jpeg(ADOBE), PatientName="Doe^John")
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
+    assert copy == whole
