@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pydicom
@@ -249,6 +250,62 @@ def test_a_further_copy_the_rules_now_refuse_is_withdrawn_alone(ingest_role, eng
     _copies_check_clean(cli, out2, 2)
     again = _ingest(cli, archive, out2, check=1)
     assert (again["files_unchanged"], again["copies_withdrawn"]) == (2, 0)
+
+
+def test_a_copied_archive_in_a_second_output_is_replaced_there(cli, reference_cli, tmp_path):
+    """An archive copied elsewhere, ingested into a second output (other sources, the same
+    content: further copies), then again with real dates kept: its copies there are its
+    own, replaced (before: refused, the index knowing only the first archive's sources)."""
+    archive, moved = tmp_path / "archive", tmp_path / "moved"
+    write_archive(archive, SampleShape(1, 2, 1, 2))
+    _ingest(cli, archive, tmp_path / "out1")
+    shutil.copytree(archive, moved)
+    assert _ingest(cli, moved, tmp_path / "out2")["files_already_indexed"] == 4
+    summary = _ingest(cli, moved, tmp_path / "out2", *DATES)
+    assert summary["failure_reasons"] == {}
+    assert summary["copies_replaced"] == 4
+    reference_cli("ingest", str(moved), "--out", str(tmp_path / "ref"), *COMMON, *DATES)
+    assert _copies(tmp_path / "out2") == _copies(tmp_path / "ref")
+    assert _further(cli) == _described(_copies(tmp_path / "out2"))
+    _copies_check_clean(cli, tmp_path / "out2", 4)
+    assert _ingest(cli, moved, tmp_path / "out2", *DATES)["files_unchanged"] == 4
+
+
+def test_an_instance_withdrawn_from_its_first_output_stays_as_its_further_copy(
+    ingest_role, reference_cli, tmp_path
+):
+    """Burned-in text allowed into two outputs, then refused in the first: the instances keep
+    the second output's copies, made under its run's settings, as their first now (before,
+    their index rows went and those copies were left undescribed for good). Refused there
+    too, the state is that of one run into each under the new policy."""
+    cli = ingest_role
+    archive, out1, out2 = tmp_path / "archive", tmp_path / "out1", tmp_path / "out2"
+    _refusing_archive(archive)
+    for out in (out1, out2):
+        _ingest(cli, archive, out, "--burned-in", "allow")
+    second = _copies(out2)
+    summary = _ingest(cli, archive, out1, check=1)
+    assert summary["copies_withdrawn"] == 2
+    assert len(_copies(out1)) == 2
+    assert _copies(out2) == second
+    assert len(index_state(cli, out1)[0]["instance"]) == 4  # two of them out2's copies now
+    assert len(_further(cli)) == 2
+    assert cli("check").returncode == 0
+    _copies_check_clean(cli, out1, 2)
+    _copies_check_clean(cli, out2, 4)
+
+    summary = _ingest(cli, archive, out2, check=1)
+    assert summary["copies_withdrawn"] == 2
+    for name in ("out1", "out2"):
+        reference_cli(
+            "ingest", str(archive), "--out", str(tmp_path / f"ref-{name}"), *COMMON, check=1
+        )
+    got, want = index_state(cli, out1), index_state(reference_cli, tmp_path / "ref-out1")
+    _same_rows(got, want)
+    assert got[1:] == want[1:]
+    assert _copies(out2) == _copies(tmp_path / "ref-out2")
+    assert _further(cli) == _further(reference_cli)
+    _copies_check_clean(cli, out2, 2)
 
 
 @pytest.mark.parametrize("point", ["copy_written:3", "sql_committed:1"])

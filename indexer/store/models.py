@@ -168,6 +168,9 @@ class InstanceCopy(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{INDEX_SCHEMA}.ingest_run.id"))
     copy_sha256: Mapped[str] = mapped_column(Text)  # the first's, before migration 0009
     copy_bytes: Mapped[int] = mapped_column(BigInteger)
+    # the source it was made of (an archive copied elsewhere: another one than the first's);
+    # the first's before migration 0010
+    source_id: Mapped[str] = mapped_column(Text)
     created_at: Mapped[created]
 
 

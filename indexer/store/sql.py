@@ -125,8 +125,18 @@ def upsert_index(
     held = {
         r.sop_uid: r
         for r in s.execute(
-            select(Instance.sop_uid, Instance.copy_sha256, Instance.source_id, IngestRun.output_id)
+            select(
+                Instance.sop_uid,
+                Instance.copy_sha256,
+                Instance.source_id,
+                IngestRun.output_id,
+                InstanceCopy.source_id.label("further_source"),  # of its copy here, if further
+            )
             .join(IngestRun, IngestRun.id == Instance.run_id, isouter=True)
+            .outerjoin(
+                InstanceCopy,
+                and_(InstanceCopy.sop_uid == Instance.sop_uid, InstanceCopy.output_id == output_id),
+            )
             .where(Instance.sop_uid.in_(known))
         )
     }
@@ -159,19 +169,20 @@ def upsert_index(
 
 
 def _known_as(
-    o: Outcome, have: Row[str, str, str, str | None] | None, output_id: str | None
+    o: Outcome, have: Row[str, str, str, str | None, str | None] | None, output_id: str | None
 ) -> str:
     """What an outcome of an instance indexed before is to the instance's row ``have``.
 
     The same copy, one replacing it, a further copy (``have``'s first copy is in another
-    output), or a conflict. ``have``: digest, source, the first copy's output.
+    output), or a conflict. ``have``: digest, source, the first copy's output, and the
+    source of its further copy in this output, if one was recorded.
     """
     sha = o.record.instance["copy_sha256"]
     if have is None:
         return "conflict"
     if output_id is not None and have.output_id != output_id:  # its first copy elsewhere
-        same_source = have.copy_sha256 == sha or have.source_id == o.source_id
-        return "further" if same_source else "conflict"
+        same = have.copy_sha256 == sha or o.source_id in (have.source_id, have.further_source)
+        return "further" if same else "conflict"
     if have.copy_sha256 == sha:
         return "same"
     if (have.copy_sha256, have.source_id) == (o.replaces, o.source_id):
@@ -206,7 +217,8 @@ def _record_further_copies(
 ) -> None:
     """Record ``output_id`` as holding these copies (their first is elsewhere), and of what.
 
-    A copy recorded before keeps its row, but for the digest and size of a copy replacing it.
+    A copy recorded before keeps its row, but for the digest, size and source of a copy
+    replacing it.
     """
     rows = _dedupe(
         [
@@ -216,6 +228,7 @@ def _record_further_copies(
                 "run_id": run_id,
                 "copy_sha256": o.record.instance["copy_sha256"],
                 "copy_bytes": o.record.instance["copy_bytes"],
+                "source_id": o.source_id,
             }
             for o in outcomes
         ],
@@ -225,7 +238,9 @@ def _record_further_copies(
     s.execute(
         stmt.on_conflict_do_update(
             index_elements=["sop_uid", "output_id"],
-            set_={c: stmt.excluded[c] for c in ("run_id", "copy_sha256", "copy_bytes")},
+            set_={
+                c: stmt.excluded[c] for c in ("run_id", "copy_sha256", "copy_bytes", "source_id")
+            },
             where=InstanceCopy.copy_sha256 != stmt.excluded.copy_sha256,
         ),
         rows,
@@ -568,9 +583,11 @@ def replaceable_copies(
         .where(Instance.source_id.in_(list(sources)), IngestRun.output_id == output_id)
     )
     further = (
-        select(Instance.source_id, Instance.sop_uid, Instance.copy_path, InstanceCopy.copy_sha256)
-        .join(InstanceCopy, InstanceCopy.sop_uid == Instance.sop_uid)
-        .where(Instance.source_id.in_(list(sources)), InstanceCopy.output_id == output_id)
+        select(
+            InstanceCopy.source_id, Instance.sop_uid, Instance.copy_path, InstanceCopy.copy_sha256
+        )
+        .join(Instance, Instance.sop_uid == InstanceCopy.sop_uid)
+        .where(InstanceCopy.source_id.in_(list(sources)), InstanceCopy.output_id == output_id)
     )
     rows = s.execute(first.union_all(further)).all()
     if not rows:
@@ -592,9 +609,9 @@ def replaceable_copies(
 
 @dataclass(frozen=True, slots=True)
 class Withdrawn:
-    """What ``withdraw`` took away: instances (their rows gone), and how many copies."""
+    """What ``withdraw`` took away: how many copies, and the instances it changed."""
 
-    sop_uids: list[str]
+    sop_uids: list[str]  # rows gone, or another first copy: their documents to be written
     copies: int  # the instances' first copies, and further ones (their instances stay)
 
 
@@ -602,9 +619,10 @@ def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str)
     """Delete the index's record of these (source id, copy name, SHA-256) in this output.
 
     Where a copy is an instance's first (made in this output), the instance is deleted, with
-    its further copies' rows and its fingerprints, and a series, study and patient left with
-    nothing under them. Where it is a further copy, only its row goes: the instance stays,
-    as does its first copy.
+    its fingerprints, and a series, study and patient left with nothing under them; but an
+    instance with further copies in other outputs (made under their runs' settings, which
+    this run cannot judge) stays, its earliest further copy its first now (``_promote``).
+    Where it is a further copy, only its row goes.
     """
     if not copies:
         return Withdrawn([], 0)
@@ -613,7 +631,7 @@ def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str)
             select(InstanceCopy.sop_uid)
             .join(Instance, Instance.sop_uid == InstanceCopy.sop_uid)
             .where(
-                tuple_(Instance.source_id, Instance.copy_path, InstanceCopy.copy_sha256).in_(
+                tuple_(InstanceCopy.source_id, Instance.copy_path, InstanceCopy.copy_sha256).in_(
                     copies
                 ),
                 InstanceCopy.output_id == output_id,
@@ -638,6 +656,10 @@ def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str)
     ).all()
     if not rows:
         return Withdrawn([], len(further))
+    promoted = _promote(s, [r.sop_uid for r in rows], output_id)
+    rows = [r for r in rows if r.sop_uid not in promoted]
+    if not rows:
+        return Withdrawn(sorted(promoted), len(further) + len(promoted))
     uids = [r.sop_uid for r in rows]
     series = sorted({r.series_uid for r in rows})
     studies = sorted({r.study_uid for r in rows})
@@ -663,7 +685,60 @@ def withdraw(s: Session, copies: Sequence[tuple[str, str, str]], output_id: str)
             ~select(Study.study_uid).where(Study.patient_id == Patient.patient_id).exists(),
         )
     )
-    return Withdrawn(uids, len(uids) + len(further))
+    return Withdrawn(uids + sorted(promoted), len(uids) + len(further) + len(promoted))
+
+
+def _promote(s: Session, sop_uids: Sequence[str], output_id: str) -> set[str]:
+    """Give instances whose first copy is withdrawn their earliest further copy as first.
+
+    Those with further copies: that copy's run, digest, size and source become the
+    instance's, and its fingerprints from runs into ``output_id`` go. Returns their SOP
+    Instance UIDs. The rows stay those the withdrawn copy gave (the same source, or the same
+    content), until the new first copy's output is run again.
+    """
+    heirs = s.execute(
+        select(
+            InstanceCopy.sop_uid,
+            InstanceCopy.output_id,
+            InstanceCopy.run_id,
+            InstanceCopy.copy_sha256,
+            InstanceCopy.copy_bytes,
+            InstanceCopy.source_id,
+        )
+        .where(InstanceCopy.sop_uid.in_(list(sop_uids)))
+        .order_by(InstanceCopy.sop_uid, InstanceCopy.run_id, InstanceCopy.output_id)
+        .distinct(InstanceCopy.sop_uid)
+    ).all()
+    if not heirs:
+        return set()
+    s.execute(
+        update(Instance),
+        [
+            {
+                "sop_uid": h.sop_uid,
+                "run_id": h.run_id,
+                "copy_sha256": h.copy_sha256,
+                "copy_bytes": h.copy_bytes,
+                "source_id": h.source_id,
+            }
+            for h in heirs
+        ],
+    )
+    s.execute(
+        delete(InstanceCopy).where(
+            tuple_(InstanceCopy.sop_uid, InstanceCopy.output_id).in_(
+                [(h.sop_uid, h.output_id) for h in heirs]
+            )
+        )
+    )
+    uids = {h.sop_uid for h in heirs}
+    s.execute(
+        delete(SourceSeen).where(
+            SourceSeen.sop_uid.in_(uids),
+            SourceSeen.run_id.in_(select(IngestRun.id).where(IngestRun.output_id == output_id)),
+        )
+    )
+    return uids
 
 
 def record_sources(s: Session, run_id: int, seen: Sequence[tuple[str, str, str | None]]) -> None:

@@ -159,9 +159,9 @@ def test_a_failed_upgrade_lets_the_setup_lock_go(pg_server, migrated_template):
         admin.dispose()
 
 
-def test_0009_gives_further_copies_their_first_copys_digest(cli, engine, tmp_path):
+def test_0009_0010_give_further_copies_their_first_copys_digest_and_source(cli, engine, tmp_path):
     """Further copies recorded before 0009 were of their first copy's content (others were
-    refused then): the upgrade records that copy's digest and size for each of them."""
+    refused then): the upgrades record that copy's digest, size and source for each."""
     from alembic import command  # noqa: PLC0415
 
     archive = tmp_path / "archive"
@@ -169,13 +169,14 @@ def test_0009_gives_further_copies_their_first_copys_digest(cli, engine, tmp_pat
     for out in ("out1", "out2"):
         cli("ingest", str(archive), "--out", str(tmp_path / out), "--workers", "1")
     further = text(
-        "SELECT c.sop_uid, c.copy_sha256, c.copy_bytes, i.copy_sha256, i.copy_bytes "
+        "SELECT c.sop_uid, c.copy_sha256, c.copy_bytes, c.source_id, "
+        "i.copy_sha256, i.copy_bytes, i.source_id "
         "FROM dicom_index.instance_copy c JOIN dicom_index.instance i USING (sop_uid)"
     )
     with engine.connect() as c:
         before = sorted(c.execute(further).all())
     assert len(before) == 2
-    assert all(r[1:3] == r[3:5] for r in before)
+    assert all(r[1:4] == r[4:7] for r in before)
     cfg = migrate._config(engine)
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
