@@ -228,14 +228,20 @@ def test_two_outputs_rerun_under_other_settings_end_as_one_run(order, cli, refer
         assert _ingest(cli, archive, tmp_path / name, *DATES)["files_unchanged"] == 4
 
 
-def test_a_further_copy_the_rules_now_refuse_is_withdrawn_alone(ingest_role, engine, tmp_path):
-    """Burned-in text allowed into two outputs, then refused in the second: the second
-    output's two copies of it are withdrawn; the instances stay, their first copies too."""
-    cli = ingest_role
+def _allowed_into_two(cli, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The refusing archive, ingested into two outputs with burned-in text allowed."""
     archive, out1, out2 = tmp_path / "archive", tmp_path / "out1", tmp_path / "out2"
     _refusing_archive(archive)
     for out in (out1, out2):
         _ingest(cli, archive, out, "--burned-in", "allow")
+    return archive, out1, out2
+
+
+def test_a_further_copy_the_rules_now_refuse_is_withdrawn_alone(ingest_role, engine, tmp_path):
+    """Burned-in text allowed into two outputs, then refused in the second: the second
+    output's two copies of it are withdrawn; the instances stay, their first copies too."""
+    cli = ingest_role
+    archive, out1, out2 = _allowed_into_two(cli, tmp_path)
     kept = _copies(out1)
     summary = _ingest(cli, archive, out2, check=1)
     assert summary["failure_reasons"] == {"burned_in_annotation": 2}
@@ -279,10 +285,7 @@ def test_an_instance_withdrawn_from_its_first_output_stays_as_its_further_copy(
     their index rows went and those copies were left undescribed for good). Refused there
     too, the state is that of one run into each under the new policy."""
     cli = ingest_role
-    archive, out1, out2 = tmp_path / "archive", tmp_path / "out1", tmp_path / "out2"
-    _refusing_archive(archive)
-    for out in (out1, out2):
-        _ingest(cli, archive, out, "--burned-in", "allow")
+    archive, out1, out2 = _allowed_into_two(cli, tmp_path)
     second = _copies(out2)
     summary = _ingest(cli, archive, out1, check=1)
     assert summary["copies_withdrawn"] == 2
