@@ -26,7 +26,7 @@ from indexer.deid.rawvalue import DEFAULT, ELEMENT_ERRORS, text_of
 from indexer.errors import DeidError, SourceError
 from indexer.keys import Keys
 from indexer.records import SourceFile
-from indexer.sources import STREAMS, Walker, below, file_region, region_of
+from indexer.sources import STREAMS, Walker, below, region_of
 
 SOP_INSTANCE_UID = 0x00080018
 
@@ -114,7 +114,8 @@ def verify_outputs(
                 generated |= pseudonyms.apply(plan, ds).generated
     for _path, out in _outputs(outputs, report):
         with _unreadable_output(report):
-            report.add(out, verify.find_leaks(values, out, generated=generated))
+            leaks = verify.find_leaks(values, out, generated=generated, streamed_frames=True)
+            report.add(out, leaks)
     return report
 
 
@@ -159,7 +160,10 @@ def verify_pairs(
             if copy is None:
                 continue
             with _unreadable_output(report):
-                report.add(copy, verify.find_leaks(values, copy, generated=result.generated))
+                leaks = verify.find_leaks(
+                    values, copy, generated=result.generated, streamed_frames=True
+                )
+                report.add(copy, leaks)
                 scanned.add(path)
     report.unpaired_outputs = sum(len(paths) for paths in by_uid.values()) - len(paired)
     report.scanned = len(scanned)  # a copy of two originals (one object's variants): once
@@ -242,9 +246,12 @@ def _read_output(path: Path, report: VerifyReport) -> Dataset | None:
 
 
 def _read(path: Path) -> Dataset:
-    """The object in a file: a large one's header only (pixel data is never searched)."""
+    """The object in a file: a large one's pixel data left in the file (``work.read_large``).
+
+    Its frames' headers are read as they are searched (``find_leaks(streamed_frames=)``).
+    """
     if path.stat().st_size >= spans.STREAM_FROM:
-        return work.read_header(file_region(path))
+        return work.read_large(path)
     return work.read_dataset(path.read_bytes())
 
 

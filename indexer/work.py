@@ -35,8 +35,10 @@ from indexer.records import Failure, Outcome, SourceFile
 from indexer.sources import (
     BOMB_MIN_BYTES,
     BOMB_RATIO,
+    FileReader,
     Region,
     could_be_dicom,
+    file_region,
     member_errors,
     region_of,
 )
@@ -390,6 +392,15 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
     span = region.span(start, end, head)
     ds._dict[BaseTag(PIXEL_DATA)] = _pixel_element(vr, length, span, start)  # noqa: SLF001
     return _checked(ds)
+
+
+def read_large(path: Path) -> pydicom.Dataset:
+    """A large object's data set for searching (`verify`), its frames a span of the file.
+
+    Where its pixel data does not end the file (as the ingest writes it), its header alone.
+    """
+    ds = _streamed(SourceFile("", str(path), path.stat().st_size, FileReader(path)))
+    return ds if ds is not None else read_header(file_region(path))
 
 
 def _prepare(src: SourceFile, ds: pydicom.Dataset, ctx: RunContext) -> Prepared:

@@ -638,6 +638,52 @@ def test_verify_reads_only_the_headers_of_large_files(ctx, tmp_path, monkeypatch
 SCANS = (leakscan.verify_outputs, leakscan.verify_pairs)
 
 
+def _icc_jpeg(text: bytes) -> bytes:
+    """A JPEG frame whose ICC profile segment (one decoders read: kept) holds ``text``."""
+    icc = b"ICC_PROFILE\x00\x01\x01" + text
+    app2 = b"\xff\xe2" + (len(icc) + 2).to_bytes(2, "big") + icc
+    sos = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
+    return b"\xff\xd8" + app2 + sos + b"\x12\x34" * 64 + b"\xff\xd9"
+
+
+def test_verify_searches_the_frame_headers_of_large_copies(ctx, tmp_path, monkeypatch):
+    """A large copy's frames are read as they are searched, from its file: a patient's name
+    left in a frame's ICC profile segment (the copy made without the check) is found, as in
+    the copy read whole (before: frames of large copies were never searched)."""
+    originals = tmp_path / "in"
+    originals.mkdir()
+    name = "Doe^Jane^PHIMARKPN"
+    ds = make_instance(rows=8, columns=8)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([_icc_jpeg(b"sRGB"), _icc_jpeg(name.encode())])
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = 2
+    ds.PatientName = name
+    (originals / "a.dcm").write_bytes(to_bytes(ds))
+    unchecked = work.RunContext(PLAN, ctx.keys, ctx.output, "DI", 30, 1, verify=False)
+    path = originals / "a.dcm"
+    work.deidentify_file(
+        SourceFile("a", str(path), path.stat().st_size, FileReader(path)), unchecked
+    )
+    pseudonyms = leakscan.Pseudonyms(ctx.keys, "DI", 30)
+    args = ([originals], [tmp_path / "out"], PLAN)
+    whole = [scan(*args, max_member_bytes=10**8, pseudonyms=pseudonyms) for scan in SCANS]
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    read_whole = work.read_dataset
+
+    def only_empty(data, **kw):  # the output store's empty lock files are read, and skipped
+        return _never_whole() if data else read_whole(data, **kw)
+
+    monkeypatch.setattr(work, "read_dataset", only_empty)
+    streamed = [scan(*args, max_member_bytes=10**8, pseudonyms=pseudonyms) for scan in SCANS]
+    assert streamed == whole
+    for report in streamed:
+        assert (report.scanned, report.unchecked) == (1, 0)
+        assert [(leak.source_path, leak.found_in) for leak in report.leaks] == [
+            ("(0010,0010)", "compressed frame headers (utf-8)")
+        ]
+
+
 def test_verify_reads_an_original_whose_header_outlasts_the_first_read(tmp_path, monkeypatch):
     """A large file's header is read from its first bytes only; a header that does not end
     within them (a vendor's raw data in a private element) is read with the rest of the file,

@@ -227,31 +227,47 @@ class Blanked(Span):
 
     def chunks(self) -> Iterator[bytes]:
         """The frames' bytes, blanked, a chunk (or a fragment) at a time."""
-        reader = _Reader(self.whole.chunks())
-        first = True
-        while True:
-            head = reader.read(8)
-            yield head
-            if len(head) < 8 or head[:4] != ITEM:  # noqa: PLR2004 - the delimiter, or damage
-                yield from reader.rest()
-                return
-            length = int.from_bytes(head[4:8], "little")
-            if first:  # the Basic Offset Table
-                first = False
-                yield from reader.pieces(length)
-                continue
-            yield from _blanked_fragment(reader, length, self.check)
+        return _through(self.whole, lambda frag: _blank_and_check(frag, self.check))
 
 
-def _blanked_fragment(
-    reader: _Reader, length: int, check: Callable[[bytes], str | None] | None
+def streamed_headers(frames: Span) -> bytes:
+    """The header bytes of every frame in the span ``frames``, as ``headers`` gives them."""
+    parts: list[bytes] = []
+    for _chunk in _through(frames, lambda frag: parts.append(_joined(frag, parse(frag)[1]))):
+        pass
+    return b"".join(parts)
+
+
+def _through(frames: Span, each: Callable[[bytearray | memoryview], None]) -> Iterator[bytes]:
+    """The bytes of ``frames``, each fragment held whole and given to ``each`` as it passes.
+
+    ``each`` may change the fragment in place, or raise to stop the stream.
+    """
+    reader = _Reader(frames.chunks())
+    first = True
+    while True:
+        head = reader.read(8)
+        yield head
+        if len(head) < 8 or head[:4] != ITEM:  # noqa: PLR2004 - the delimiter, or damage
+            yield from reader.rest()
+            return
+        length = int.from_bytes(head[4:8], "little")
+        if first:  # the Basic Offset Table
+            first = False
+            yield from reader.pieces(length)
+            continue
+        yield from _held_fragment(reader, length, each)
+
+
+def _held_fragment(
+    reader: _Reader, length: int, each: Callable[[bytearray | memoryview], None]
 ) -> Iterator[bytes]:
-    """The next fragment of ``length`` bytes (fewer where the stream ends), blanked."""
+    """The next fragment of ``length`` bytes (fewer where the stream ends), given to ``each``."""
     if length <= HELD_BYTES:
         held = bytearray()
         for piece in reader.pieces(length):
             held += piece
-        _blank_and_check(held, check)
+        each(held)
         yield bytes(held)
         return
     f, size = _on_disk(reader, length)
@@ -259,7 +275,7 @@ def _blanked_fragment(
         if not size:
             return
         with mmap.mmap(f.fileno(), size) as mapped, memoryview(mapped) as view:
-            _blank_and_check(view, check)
+            each(view)
             for at in range(0, size, spans.CHUNK_BYTES):
                 yield bytes(view[at : at + spans.CHUNK_BYTES])
 
@@ -376,7 +392,15 @@ def blank_in(ds: Dataset) -> int | None:
     return count
 
 
-def headers_in(ds: Dataset) -> bytes:
-    """The header bytes of the frames of ``ds`` (``headers``); empty where it has none held."""
+def headers_in(ds: Dataset, *, streamed: bool = False) -> bytes:
+    """The header bytes of the frames of ``ds`` (``headers``).
+
+    Frames that are a span of their source (a large object's) are read for them only where
+    ``streamed``; else they give none.
+    """
     found = _frames_of(ds)
-    return headers(found[1]) if found is not None and not isinstance(found[1], Span) else b""
+    if found is None:
+        return b""
+    if isinstance(found[1], Span):
+        return streamed_headers(found[1]) if streamed else b""
+    return headers(found[1])

@@ -158,6 +158,7 @@ def find_leaks(
     *,
     changed_only: bool = False,
     generated: Collection[str] = (),
+    streamed_frames: bool = False,
 ) -> list[Leak]:
     """Every identifying value of the original that survives in ``out``.
 
@@ -167,7 +168,9 @@ def find_leaks(
     what it did not change). ``generated`` are values derived from the key (pseudonym UIDs and
     IDs): a value found only inside one of them, or inside a dummy value, is there by chance
     (a time "101500" among the digits of a pseudonym UID, "1900" in the dummy date
-    "19000101"), not a leak.
+    "19000101"), not a leak. ``streamed_frames``: the headers of frames that are a span of
+    their file (a large object's) are read and searched too (``verify``; the ingest searches
+    them as it copies them).
     """
     if not values:
         return []
@@ -182,7 +185,7 @@ def find_leaks(
     searched = (
         ("header bytes", raw),
         ("pixel data past the image", pixels.past_the_image(out)),
-        ("compressed frame headers", frames.headers_in(out)),
+        ("compressed frame headers", frames.headers_in(out, streamed=streamed_frames)),
     )
     for value, source in values.items():
         if source.startswith(SAME_PLACE) or source in leaks:
