@@ -609,22 +609,9 @@ def test_verify_reads_only_the_headers_of_large_files(ctx, tmp_path, monkeypatch
     leaky.Manufacturer = "Doe^LEAKY1^Q"
     (originals / "a.dcm").write_bytes(to_bytes(leaky))
     (originals / "b.dcm").write_bytes(to_bytes(make_instance(2, rows=32, columns=32)))
-    unchecked = work.RunContext(PLAN, ctx.keys, ctx.output, "DI", 30, 1, verify=False)
-    for path in sorted(originals.iterdir()):
-        src = SourceFile(path.name, str(path), path.stat().st_size, FileReader(path))
-        work.deidentify_file(src, unchecked)
-    pseudonyms = leakscan.Pseudonyms(ctx.keys, "DI", 30)
-    args = ([originals], [tmp_path / "out"], deid.build_plan(burned_in="allow"))
-    whole = [scan(*args, max_member_bytes=10**8, pseudonyms=pseudonyms) for scan in SCANS]
-    monkeypatch.setattr(spans, "STREAM_FROM", 1)
-    read_whole = work.read_dataset
-
-    def only_empty(data, **kw):  # the output store's empty lock files are read, and skipped
-        return _never_whole() if data else read_whole(data, **kw)
-
-    monkeypatch.setattr(work, "read_dataset", only_empty)
-    monkeypatch.setattr(FileReader, "__call__", _never_whole)
-    headers = [scan(*args, max_member_bytes=10**8, pseudonyms=pseudonyms) for scan in SCANS]
+    whole, headers = _verified_whole_then_large(
+        ctx, originals, deid.build_plan(burned_in="allow"), monkeypatch
+    )
     assert headers == whole
     for report in headers:
         assert (report.scanned, report.unchecked) == (2, 0)
@@ -636,6 +623,28 @@ def test_verify_reads_only_the_headers_of_large_files(ctx, tmp_path, monkeypatch
 
 
 SCANS = (leakscan.verify_outputs, leakscan.verify_pairs)
+
+
+def _verified_whole_then_large(ctx, originals: Path, plan: deid.Plan, monkeypatch) -> tuple:
+    """`verify`'s reports, of both kinds, on copies of ``originals`` made without the check:
+    with each object read whole, then with each one large (never read whole)."""
+    unchecked = work.RunContext(PLAN, ctx.keys, ctx.output, "DI", 30, 1, verify=False)
+    for path in sorted(originals.iterdir()):
+        src = SourceFile(path.name, str(path), path.stat().st_size, FileReader(path))
+        work.deidentify_file(src, unchecked)
+    pseudonyms = leakscan.Pseudonyms(ctx.keys, "DI", 30)
+    args = ([originals], [ctx.output.root], plan)
+    whole = [scan(*args, max_member_bytes=10**8, pseudonyms=pseudonyms) for scan in SCANS]
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    read_whole = work.read_dataset
+
+    def only_empty(data, **kw):  # the output store's empty lock files are read, and skipped
+        return _never_whole() if data else read_whole(data, **kw)
+
+    monkeypatch.setattr(work, "read_dataset", only_empty)
+    monkeypatch.setattr(FileReader, "__call__", _never_whole)
+    large = [scan(*args, max_member_bytes=10**8, pseudonyms=pseudonyms) for scan in SCANS]
+    return whole, large
 
 
 def _icc_jpeg(text: bytes) -> bytes:
@@ -660,22 +669,7 @@ def test_verify_searches_the_frame_headers_of_large_copies(ctx, tmp_path, monkey
     ds.NumberOfFrames = 2
     ds.PatientName = name
     (originals / "a.dcm").write_bytes(to_bytes(ds))
-    unchecked = work.RunContext(PLAN, ctx.keys, ctx.output, "DI", 30, 1, verify=False)
-    path = originals / "a.dcm"
-    work.deidentify_file(
-        SourceFile("a", str(path), path.stat().st_size, FileReader(path)), unchecked
-    )
-    pseudonyms = leakscan.Pseudonyms(ctx.keys, "DI", 30)
-    args = ([originals], [tmp_path / "out"], PLAN)
-    whole = [scan(*args, max_member_bytes=10**8, pseudonyms=pseudonyms) for scan in SCANS]
-    monkeypatch.setattr(spans, "STREAM_FROM", 1)
-    read_whole = work.read_dataset
-
-    def only_empty(data, **kw):  # the output store's empty lock files are read, and skipped
-        return _never_whole() if data else read_whole(data, **kw)
-
-    monkeypatch.setattr(work, "read_dataset", only_empty)
-    streamed = [scan(*args, max_member_bytes=10**8, pseudonyms=pseudonyms) for scan in SCANS]
+    whole, streamed = _verified_whole_then_large(ctx, originals, PLAN, monkeypatch)
     assert streamed == whole
     for report in streamed:
         assert (report.scanned, report.unchecked) == (1, 0)
