@@ -422,7 +422,7 @@ def db_status(ctx: click.Context) -> None:
         storage = mongo_server.storage_of(settings.state_dir)
         found = mongo_server.running(storage)
         if found is not None:
-            state = f"{_running(found.pid)} at {found.uri}"
+            state = f"{_running(found.pid)} at {mongo_server.shown(found.uri)}"
         elif lost := mongo_server.unrecorded(storage):
             state = f"{_running(lost[0])} without its state file; `dicom-index db stop` stops it"
         else:

@@ -19,11 +19,13 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -38,6 +40,7 @@ LOG_FILE = "mongo-server.log"  # beside the storage: the running server's own me
 MODULE = __name__ if __name__ != "__main__" else "indexer.store.mongo_server"
 STOP_WAIT_S = 60.0  # for a server to close its storage after SIGTERM
 POLL_S = 0.2
+USER = "dicom-index"  # the server's one user; its password is new at each start
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +51,20 @@ class Running:
     uri: str
 
 
+class _Users(Protocol):
+    """What this module uses of SecantusDB's storage: its user records."""
+
+    def add_user(
+        self, db: str, username: str, record: Mapping[str, object], *, replace: bool = False
+    ) -> bool: ...
+
+
 class _Server(Protocol):
     """What this module uses of SecantusDB's server."""
 
     address: tuple[str, int]
     uri: str
+    storage: _Users
 
     def stop(self) -> None: ...
 
@@ -218,7 +230,50 @@ def _detach() -> None:
     os.chdir("/")
 
 
-def _open(storage: Path, cache: str) -> _Server | str:
+@dataclass(frozen=True, slots=True)
+class _Started:
+    """A server that serves now, and its URL with the credentials of its one user."""
+
+    server: _Server
+    uri: str
+
+
+def _admit(server: _Server) -> str:
+    """Give the server, not yet listening, its one user (all rights) with a new password.
+
+    Other users of this machine can reach its port, but not the password, which goes to the
+    starter's pipe and the state file (this user's alone). A new one each start: the stored
+    record is replaced, so a password of an earlier server opens nothing.
+    """
+    from secantus.auth import SCRAM_SHA_256, derive_credentials  # noqa: PLC0415 - the extra
+
+    password = secrets.token_urlsafe(32)
+    credentials = derive_credentials(password, mechanism=SCRAM_SHA_256).to_doc()
+    record = {  # as SecantusDB's createUser stores one
+        "_id": f"admin.{USER}",
+        "user": USER,
+        "db": "admin",
+        "credentials": credentials,
+        "roles": [{"role": "root", "db": "admin"}],
+        "mechanisms": [SCRAM_SHA_256],
+    }
+    server.storage.add_user("admin", USER, record, replace=True)
+    return password
+
+
+def _with_user(uri: str, password: str) -> str:
+    """``uri`` (``mongodb://host:port/``) logged in as the server's one user."""
+    parts = urlsplit(uri)
+    return f"mongodb://{USER}:{password}@{parts.hostname}:{parts.port}/?authSource=admin"
+
+
+def shown(uri: str) -> str:
+    """Where the server of ``uri`` listens, without its credentials: for people to read."""
+    parts = urlsplit(uri)
+    return f"{parts.hostname}:{parts.port}"
+
+
+def _open(storage: Path, cache: str) -> _Started | str:
     """The started server, or a line for the starter: another server's URL, or an error."""
     from secantus import SecantusDBServer  # noqa: PLC0415 - the optional extra
 
@@ -239,8 +294,14 @@ def _open(storage: Path, cache: str) -> _Server | str:
             continue
         try:
             server = SecantusDBServer(
-                host="127.0.0.1", port=0, storage_path=str(storage), cache_size=cache
+                host="127.0.0.1",
+                port=0,
+                storage_path=str(storage),
+                cache_size=cache,
+                require_auth=True,
+                enable_test_commands=False,  # no client may make it fail on purpose
             )
+            password = _admit(server)
             server.start()
         except Exception as e:  # noqa: BLE001 - reported to the starter by name only
             failed += 1
@@ -248,7 +309,7 @@ def _open(storage: Path, cache: str) -> _Server | str:
                 return f"error {type(e).__name__}"
             time.sleep(POLL_S)
         else:
-            return server  # type: ignore[no-any-return]
+            return _Started(server, _with_user(server.uri, password))
 
 
 def main(argv: list[str]) -> int:
@@ -263,15 +324,16 @@ def main(argv: list[str]) -> int:
         log = os.open(storage.with_name(LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(log, 2)  # the storage engine's complaints: not the starter's terminal or pipe
         os.close(log)
-    server = _open(storage, cache)
-    if isinstance(server, str):
-        _say(server)
+    started = _open(storage, cache)
+    if isinstance(started, str):
+        _say(started)
         # at once: a server that failed to open may have left threads that would keep this
         # process alive
-        os._exit(0 if server.startswith("mongodb://") else 1)
+        os._exit(0 if started.startswith("mongodb://") else 1)
+    server = started.server
     try:
-        _record(storage, server.uri)
-        _say(server.uri)
+        _record(storage, started.uri)
+        _say(started.uri)
         signal.sigwait({signal.SIGTERM})
     finally:
         _forget(storage)

@@ -11,9 +11,11 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from pymongo import MongoClient, WriteConcern
+from pymongo.errors import OperationFailure
 
 from indexer.errors import StoreError
 from indexer.store import mongo, mongo_server
@@ -75,9 +77,53 @@ def test_a_process_of_its_own_with_a_bounded_cache(state):
     assert int(EMBEDDED_CACHE.removesuffix("M")) <= 128  # the server process stays small
 
 
+def _refused(url: str, command: str = "find") -> int:
+    """The error code the server answers ``command`` on a collection with (``url``'s login)."""
+    attempts = {
+        "find": lambda c: c["dicom_index"]["studies"].find_one(),
+        "insert": lambda c: c["dicom_index"]["studies"].insert_one({"_id": "planted"}),
+        "configureFailPoint": lambda c: c.admin.command(
+            "configureFailPoint", "failCommand", mode="alwaysOn"
+        ),
+    }
+    with (
+        MongoClient(url, serverSelectionTimeoutMS=5000) as client,
+        pytest.raises(OperationFailure) as e,
+    ):
+        attempts[command](client)
+    return int(e.value.code or 0)
+
+
+def test_only_its_own_user_gets_in_with_a_password_new_at_each_start(state):
+    url = embedded_url(state)
+    assert url is not None
+    first = urlsplit(url)
+    assert first.username == mongo_server.USER
+    assert first.password
+    assert len(first.password) >= 40  # 32 random bytes
+    with MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+        client["dicom_index"]["studies"].insert_one({"_id": "kept"})
+    anyone = f"mongodb://127.0.0.1:{first.port}/"  # another user of this machine
+    assert _refused(anyone) == 13  # Unauthorized: no reading
+    assert _refused(anyone, "insert") == 13  # nor writing
+    guessed = f"mongodb://{mongo_server.USER}:guessed@127.0.0.1:{first.port}/?authSource=admin"
+    assert _refused(guessed) == 18  # AuthenticationFailed
+    assert _refused(url, "configureFailPoint") == 59  # CommandNotFound: no test commands
+    assert mongo_server.stop(state) is True
+    again = embedded_url(state)
+    assert again is not None
+    second = urlsplit(again)
+    assert second.password != first.password
+    stale = f"mongodb://{mongo_server.USER}:{first.password}@127.0.0.1:{second.port}/"
+    assert _refused(stale + "?authSource=admin") == 18  # the last start's password opens nothing
+    with MongoClient(again, serverSelectionTimeoutMS=5000) as client:
+        assert client["dicom_index"]["studies"].find_one() == {"_id": "kept"}
+
+
 STARTER = """
 import pathlib, sys
 from pymongo import MongoClient, WriteConcern
+from pymongo.errors import OperationFailure
 from indexer.store.mongo import embedded_url
 url = embedded_url(pathlib.Path(sys.argv[1]))
 with MongoClient(url) as client:
@@ -351,11 +397,14 @@ def test_commands_share_the_server_and_db_stop_stops_both(tmp_path, state):
         assert "agree" in cli("check").stdout  # the second command found the same server
         assert _servers(state) == [pid]
         postmaster = int((pg / "postmaster.pid").read_text().split()[0])
-        url = json.loads((state / mongo_server.STATE_FILE).read_text())["uri"]
-        assert cli("db", "status").stdout.splitlines() == [
+        url = urlsplit(json.loads((state / mongo_server.STATE_FILE).read_text())["uri"])
+        status = cli("db", "status").stdout
+        assert status.splitlines() == [
             f"PostgreSQL: embedded in {pg}, running (pid {postmaster})",
-            f"MongoDB: embedded in {storage}, running (pid {pid}) at {url}",
+            f"MongoDB: embedded in {storage}, running (pid {pid}) at 127.0.0.1:{url.port}",
         ]
+        assert url.password is not None
+        assert url.password not in status
         stopped = cli("db", "stop").stdout
         assert "embedded PostgreSQL and MongoDB servers stopped" in stopped
         assert _servers(state) == []
