@@ -220,6 +220,7 @@ def _start(pgdata: Path) -> str:
 
 
 IDENT_MAP = "dicom_index"
+PEER_MARK = "pg.peer"  # beside pg/: its server took the peer-only files (killed before: again)
 HBA = (
     "# dicom-index: the socket only, by the system users pg_ident.conf names (peer)\n"
     f"local all all peer map={IDENT_MAP}\n"
@@ -233,7 +234,8 @@ def _peer_only(pgdata: Path, url: str) -> None:
     user's alone) unless that path is too long for a socket; then it lies in a directory
     every user of the machine can enter, and any of them could log in as the superuser.
     Peer authentication asks the kernel who connects. Written once (a cluster of an earlier
-    version, or a new one, is changed at its next start), then the server reloads them.
+    version, or a new one, is changed at its next start), then the server reloads them; a
+    mark records that it did, so a command killed in between leaves them to the next.
 
     Raises
     ------
@@ -251,9 +253,11 @@ def _peer_only(pgdata: Path, url: str) -> None:
         + "".join(f"{IDENT_MAP} {user} all\n" for user in dict.fromkeys(("root", me)))
     )
     files = {pgdata / "pg_hba.conf": HBA, pgdata / "pg_ident.conf": ident}
+    reloaded = pgdata.with_name(PEER_MARK)  # the server took the files (not just written)
     try:
-        if all(path.read_text("utf-8") == text for path, text in files.items()):
+        if reloaded.exists() and all(path.read_text("utf-8") == t for path, t in files.items()):
             return
+        reloaded.unlink(missing_ok=True)
         owner = pgdata.stat()  # the server's own user (root's cluster runs as another)
         for path, text in files.items():
             temporary = path.with_name(f".{path.name}.new")
@@ -262,11 +266,12 @@ def _peer_only(pgdata: Path, url: str) -> None:
             temporary.chmod(0o600)
             temporary.replace(path)
         sync_directory(pgdata)
+        _reload(url)
+        write_synced(reloaded, b"")
     except OSError as e:
         raise StoreError(
             f"cannot restrict the embedded PostgreSQL server ({os_reason(e)})"
         ) from None
-    _reload(url)
 
 
 def _reload(url: str) -> None:

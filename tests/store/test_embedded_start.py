@@ -212,6 +212,20 @@ def _as_nobody(url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _trusting(state: Path, url: str) -> str:
+    """Give the server of ``state`` the wheel's trusting files, in force; who logged in."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as c:
+            (state / "pg" / "pg_hba.conf").write_text("local all all trust\n")
+            c.execute(text("SELECT pg_reload_conf()"))
+            user = str(c.execute(text("SELECT current_user")).scalar())
+    finally:
+        engine.dispose()
+    _until(lambda: _as_nobody(url).returncode == 0, "the trusting files are in force")
+    return user
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="runs psql as another user: needs root")
 def test_other_users_cannot_log_in_where_the_socket_lies_open(tmp_path):
     # a path too long for a socket: the wheel puts the socket in a directory anyone enters
@@ -225,19 +239,18 @@ def test_other_users_cannot_log_in_where_the_socket_lies_open(tmp_path):
         refused = _as_nobody(url)
         assert refused.returncode != 0
         assert 'Peer authentication failed for user "postgres"' in refused.stderr
-        engine = create_engine(url, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as c:  # this user still gets in
-                assert c.execute(text("SELECT current_user")).scalar() == "postgres"
-                # a cluster of an earlier version trusts every local user: changed at its
-                # next use
-                (state / "pg" / "pg_hba.conf").write_text("local all all trust\n")
-                c.execute(text("SELECT pg_reload_conf()"))
-        finally:
-            engine.dispose()
-        _until(lambda: _as_nobody(url).returncode == 0, "the trusting files are in force")
+        # this user still gets in; a cluster of an earlier version trusts every local user:
+        # changed at its next use
+        assert _trusting(state, url) == "postgres"
         assert db.embedded_url(state) == url
         assert (state / "pg" / "pg_hba.conf").read_text() == db.HBA
         _until(lambda: _as_nobody(url).returncode != 0, "the peer files are in force")
+        # a command killed after writing the files, before the server read them: the next
+        # one has it read them
+        _trusting(state, url)
+        (state / "pg" / "pg_hba.conf").write_text(db.HBA)
+        (state / db.PEER_MARK).unlink()
+        assert db.embedded_url(state) == url
+        _until(lambda: _as_nobody(url).returncode != 0, "the peer files are in force again")
     finally:
         _stop(state)
