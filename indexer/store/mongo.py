@@ -292,6 +292,7 @@ _STARTED: dict[Path, subprocess.Popen[bytes]] = {}  # by `prestart`, for `embedd
 def _start(storage: Path) -> subprocess.Popen[bytes]:
     try:
         storage.mkdir(parents=True, exist_ok=True)
+        storage.chmod(0o700)  # its files are the index: read past the server, never by others
         return subprocess.Popen(  # noqa: S603 - our own module, by this interpreter
             [sys.executable, "-m", "indexer.store.mongo_server", str(storage), EMBEDDED_CACHE],
             stdin=subprocess.DEVNULL,

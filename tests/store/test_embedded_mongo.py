@@ -62,6 +62,7 @@ def _pid(url: str) -> int:
 
 
 def test_a_process_of_its_own_with_a_bounded_cache(state):
+    (state / "mongo").mkdir(mode=0o755)  # as an earlier version made it
     url = embedded_url(state)
     assert url is not None
     pid = _pid(url)
@@ -72,6 +73,7 @@ def test_a_process_of_its_own_with_a_bounded_cache(state):
     recorded = json.loads((state / mongo_server.STATE_FILE).read_text())
     assert recorded == {"pid": pid, "uri": url}
     assert (state / mongo_server.STATE_FILE).stat().st_mode & 0o777 == 0o600
+    assert (state / "mongo").stat().st_mode & 0o777 == 0o700  # its files: this user's alone
     settings = (state / "mongo" / "WiredTiger.basecfg").read_text().splitlines()
     assert f"cache_size={EMBEDDED_CACHE}" in settings  # what the storage engine was opened with
     assert int(EMBEDDED_CACHE.removesuffix("M")) <= 128  # the server process stays small
