@@ -155,6 +155,7 @@ def bench_corpus(
     best: dict[str, Result] = {}
 
     def run(tool: str, cmd: list[str], ok: tuple[int, ...] = (0, 1), **kw: object) -> Result:
+        settle(src)
         seconds, rss, code = timed(cmd, **kw)  # type: ignore[arg-type]
         note = "" if code in ok else f"failed (exit {code})"
         print(
@@ -235,6 +236,17 @@ def cpu_scaling(n: int) -> float:
             p.wait()
         alls.append(time.perf_counter() - start)
     return n * min(ones) / min(alls)
+
+
+def settle(src: Path) -> None:
+    """Before a tool is timed: the last tool's writes on the disk, the corpus in the page cache.
+
+    Each tool writes a copy of the corpus, and the kernel writes it back to the disk while the
+    next tool runs, slowing that one down. And some machines of this kind keep little in the
+    page cache and drain it as they idle (about 3 MB/s with 23 GB free).
+    """
+    os.sync()
+    subprocess.run(["cat", *map(str, sorted(src.iterdir()))], stdout=subprocess.DEVNULL, check=True)
 
 
 def _empty(path: Path) -> Path:
@@ -354,9 +366,6 @@ def main() -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             n, mb = make_corpus(name, count, src)
-        subprocess.run(
-            ["cat", *map(str, sorted(src.iterdir()))], stdout=subprocess.DEVNULL, check=True
-        )  # warm the page cache
         print(f"{name}: {n} files, {mb:.0f} MB", flush=True)
         results += bench_corpus(name, src, n, mb, work, env, mongo, peers, args.repeat)
     report = {
