@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -267,6 +268,14 @@ def reference_cli(cli: Cli, pg_server: PgServer, migrated_template: str) -> Iter
     with admin.connect() as c:
         c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     admin.dispose()
+
+
+def until(condition: Callable[[], object], what: str, seconds: float) -> None:
+    """Wait for ``condition`` to hold, polling; fail saying ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
 
 
 def role_url(db_url: str, role: str) -> str:

