@@ -252,7 +252,13 @@ def _number_text_json(raw: RawDataElement, vr: str) -> dict[str, Any] | None:
 
 
 def index_record(
-    ds: Dataset, *, copy_name: str, sha256: str, size: int, source_id: str, run_id: int
+    ds: Dataset,
+    *,
+    copy_name: str,
+    sha256: str,
+    size: int,
+    source_id: str,
+    run_id: int,
 ) -> IndexRecord:
     """Rows for patient, study, series and instance from a de-identified dataset."""
     codec = rawvalue.codec(ds)
@@ -302,6 +308,7 @@ def index_record(
             "copy_sha256": sha256,
             "copy_bytes": size,
             "source_id": source_id,
+            "source_digest": None,  # the source's, once its copy is written (``work.with_copy``)
             "run_id": run_id,
             # as JSON text: built once here (in the worker), copied into PostgreSQL as is
             "header": header_json_text(ds, copy_name),

@@ -188,6 +188,7 @@ class Ingest:
             self.max_shift_days,
             run_id,
             verify=self.verify,
+            made_of=sql.CopiesMadeOf(self.engine, self.output.output_id),
         )
         try:
             with self._mongo_in_background():

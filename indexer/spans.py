@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, Self
 
 from indexer.errors import SourceError
 
@@ -131,6 +131,47 @@ def chunks_of(
 def changed(what: str = "file") -> SourceError:
     """The error of a source (``what``: a file, or the archive holding it) changed as read."""
     return SourceError(f"the {what} changed while it was read; not copied", reason="unreadable")
+
+
+class Hasher(Protocol):
+    """A running hash (``blake3``, ``hashlib``'s)."""
+
+    def update(self, data: bytes, /) -> object:
+        """Hash ``data`` too."""
+
+    def copy(self) -> Self:
+        """An independent hash of what this one has seen."""
+
+    def hexdigest(self) -> str:
+        """The digest of what it has seen, as hex."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tapped(Span):
+    """``whole``'s bytes, hashed as they pass on, with no read of its own.
+
+    ``before`` has seen the source's bytes before them; ``digest`` is the source's, once a
+    pass has read them all.
+    """
+
+    whole: Span
+    start: int
+    end: int
+    before: Hasher = field(repr=False, compare=False)
+    seen: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def chunks(self) -> Iterator[bytes]:
+        """``whole``'s bytes, a chunk at a time, hashed on their way."""
+        h = self.before.copy()
+        for chunk in self.whole.chunks():
+            h.update(chunk)
+            yield chunk
+        self.seen[:] = [h.hexdigest()]
+
+    @property
+    def digest(self) -> str | None:
+        """The hex digest of the source's bytes, once a pass read them all; None before."""
+        return self.seen[0] if self.seen else None
 
 
 @dataclass(frozen=True, slots=True)

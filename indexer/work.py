@@ -25,7 +25,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.tag import BaseTag
 
-from indexer import deid, extract, failpoints, fastread, sources, spans
+from indexer import content, deid, extract, failpoints, fastread, sources, spans
 from indexer.deid import Plan, engine, frames, pseudonym, rawvalue, verify
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.rawvalue import DEFAULT, text_of
@@ -64,6 +64,15 @@ class RunContext:
     max_shift_days: int
     run_id: int
     verify: bool = True
+    # (copy name, source digest) -> the SHA-256 of the copy in the output that a source of
+    # these very bytes made (elsewhere: an archive moved), which this source's copy may
+    # replace; None where there is no index (``deid``)
+    made_of: Callable[[str, str], str | None] | None = None
+
+    @property
+    def content_key(self) -> bytes:
+        """The key of the sources' digests (``indexer.content``)."""
+        return content.key_of(self.keys.blind)
 
 
 def configure_pydicom() -> None:
@@ -316,6 +325,13 @@ class Prepared:
     result: deid.DeidResult
     name: str
     encoded: Encoded
+    # keyed, of the source's bytes (``indexer.content``); a streamed object's as its copy is
+    # written (its source span, tapped)
+    source: str | spans.Tapped | None
+
+    def source_digest(self) -> str | None:
+        """The source's keyed digest; a streamed object's once its copy was written."""
+        return self.source.digest if isinstance(self.source, spans.Tapped) else self.source
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,13 +341,16 @@ class Copied:
     result: deid.DeidResult
     name: str
     digest: Digest
+    replaced: str | None  # the SHA-256 of the copy it replaced, if one
+    source_digest: str | None  # keyed, of the source's bytes
 
 
 def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
     """Read once, de-identify, encode, check for leaks. No database, nothing written."""
     in_place = ctx.plan.burned_in is not BurnedInPolicy.CLEAN  # unless pixels may be cleaned
+    key = ctx.content_key
     with contained(src):
-        ds = _streamed(src) if in_place and src.size >= spans.STREAM_FROM else None
+        ds = _streamed(src, key) if in_place and src.size >= spans.STREAM_FROM else None
     if ds is None:
         try:
             data = src.read()
@@ -339,16 +358,23 @@ def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
             raise SourceError.unreadable(e) from None
         with contained(src):
             ds = read_dataset(data, pixels_in_place=in_place)
+        digest: str | spans.Tapped | None = content.of_bytes(key, data)
+    else:
+        pixels = ds._dict[BaseTag(PIXEL_DATA)].value  # noqa: SLF001 - the span, as _streamed made it
+        digest = pixels if isinstance(pixels, spans.Tapped) else None
     with contained(src):
-        return _prepare(src, ds, ctx)
+        return _prepare(src, ds, ctx, digest)
 
 
 HEAD_BYTES_LIMIT = 32 << 20  # what is read of it at most: its header must end within
 HEAD_READS = (1 << 20, HEAD_BYTES_LIMIT)  # what is read of it first, then (held while copied)
 
 
-def _streamed(src: SourceFile) -> pydicom.Dataset | None:
+def _streamed(src: SourceFile, key: bytes | None = None) -> pydicom.Dataset | None:
     """A large object's data set, its pixel data a span of its source; None: read it whole.
+
+    With ``key``, the span is ``spans.Tapped``: the source's keyed digest (``indexer.content``)
+    is worked out as its copy is written, the source read no more for it.
 
     A file, or an archive's member (``sources.region_of``). The head is read and parsed as
     any object's; Pixel Data must follow it and end the object (explicit VR little endian;
@@ -390,6 +416,8 @@ def _streamed(src: SourceFile) -> pydicom.Dataset | None:
         return None
     vr, length, start, end = extent  # the span holds the delimiter too: written as it is
     span = region.span(start, end, head)
+    if key is not None and start <= len(head):  # (Pixel Data's head is within ``head``)
+        span = spans.Tapped(span, span.start, span.end, content.hasher(key, head[:start]))
     ds._dict[BaseTag(PIXEL_DATA)] = _pixel_element(vr, length, span, start)  # noqa: SLF001
     return _checked(ds)
 
@@ -403,7 +431,9 @@ def read_large(path: Path) -> pydicom.Dataset:
     return ds if ds is not None else read_header(file_region(path))
 
 
-def _prepare(src: SourceFile, ds: pydicom.Dataset, ctx: RunContext) -> Prepared:
+def _prepare(
+    src: SourceFile, ds: pydicom.Dataset, ctx: RunContext, digest: str | spans.Tapped | None
+) -> Prepared:
     if is_dicomdir(ds):  # read whole by `verify`: its patients' names are searched for
         raise SourceError("a DICOMDIR: a media directory, no object of its own", reason="dicomdir")
     values: dict[str, str] | None = {} if ctx.verify else None
@@ -431,7 +461,7 @@ def _prepare(src: SourceFile, ds: pydicom.Dataset, ctx: RunContext) -> Prepared:
     if values is not None:
         _refuse_leaks(values, result, encoded.header)
         encoded = _checked_as_streamed(encoded, values, result)
-    return Prepared(src, result, name, encoded)
+    return Prepared(src, result, name, encoded, digest)
 
 
 def _checked_as_streamed(
@@ -446,15 +476,28 @@ def _checked_as_streamed(
 
 
 def write_copy(prepared: Prepared, ctx: RunContext) -> Copied:
-    """Store a prepared object's copy (a conflict with another copy is its failure)."""
+    """Store a prepared object's copy (a conflict with another copy is its failure).
+
+    The copy replaces the one its source made here before (``SourceFile.replaces``), or, on
+    a conflict, the one the index says a source of the same bytes made (``RunContext.made_of``:
+    the source moved since), and no other.
+    """
+    name, parts = prepared.name, prepared.encoded.parts
+    replaces = prepared.src.replaced(name)
     try:
-        digest = ctx.output.put(
-            prepared.name, prepared.encoded.parts, prepared.src.replaced(prepared.name)
-        )
+        digest = ctx.output.put(name, parts, replaces)
     except CopyConflictError as e:
-        raise DeidError(e.message, reason="duplicate_sop_conflict") from None
+        source = prepared.source_digest()  # (a streamed one's is known: its span was read)
+        moved = ctx.made_of(name, source) if ctx.made_of and source else None
+        if moved is None or moved == replaces:
+            raise DeidError(e.message, reason="duplicate_sop_conflict") from None
+        try:
+            digest = ctx.output.put(name, parts, moved)
+        except CopyConflictError as again:
+            raise DeidError(again.message, reason="duplicate_sop_conflict") from None
+        replaces = moved
     failpoints.hit(failpoints.COPY_WRITTEN)
-    return Copied(prepared.result, prepared.name, digest)
+    return Copied(prepared.result, name, digest, replaces, prepared.source_digest())
 
 
 def deidentify_file(src: SourceFile, ctx: RunContext) -> Copied:
@@ -495,10 +538,18 @@ def index(prepared: Prepared, ctx: RunContext) -> Outcome:
 
 
 def with_copy(outcome: Outcome, copied: Copied) -> Outcome:
-    """``outcome`` with what its stored copy is (digest and size)."""
+    """``outcome`` with what its stored copy is, the source's digest, the copy it replaced.
+
+    A streamed object's source digest is known once its copy is written.
+    """
     outcome.record.instance["copy_sha256"] = copied.digest.sha256
     outcome.record.instance["copy_bytes"] = copied.digest.size
-    return outcome
+    outcome.record.instance["source_digest"] = copied.source_digest
+    return (
+        outcome
+        if copied.replaced == outcome.replaces
+        else replace(outcome, replaces=copied.replaced)
+    )
 
 
 def process(src: SourceFile, ctx: RunContext) -> Outcome:

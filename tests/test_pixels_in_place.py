@@ -131,9 +131,10 @@ def ctx(tmp_path):
 
 def _source_span(prepared: work.Prepared) -> spans.Span:
     """The span of the source a copy's pixel data is streamed from (wrapped where it is
-    changed as it is copied: a frame header's text blanked, a sample's unused bits cleared)."""
+    changed as it is copied: a frame header's text blanked, a sample's unused bits cleared;
+    and where it is hashed as it is read: the source's digest)."""
     part = prepared.encoded.pixels[-1]
-    while isinstance(part, frames.Blanked | Masked):
+    while isinstance(part, frames.Blanked | Masked | spans.Tapped):
         part = part.whole
     assert isinstance(part, spans.Span)
     return part

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -402,8 +402,7 @@ def connect(database_url: str | None, state_dir: Path) -> Database:
     """Build the engine and check that the server answers."""
     embedded = database_url is None
     url = embedded_url(state_dir) if database_url is None else normalize_url(database_url)
-    engine = create_engine(url, pool_pre_ping=True, future=True)
-    event.listen(engine, "connect", _set_session)
+    engine = engine_for(url)
     try:
         with engine.connect():
             pass
@@ -420,15 +419,18 @@ def role_engine(database: Database, url: str | None, role: str) -> Engine:
     itself; otherwise the main (owner) engine, which holds every privilege the role has.
     """
     if url:
-        engine = create_engine(normalize_url(url), pool_pre_ping=True)
-        event.listen(engine, "connect", _set_session)
-        return engine
+        return engine_for(normalize_url(url))
     if database.embedded:
-        engine = create_engine(database.engine.url.set(username=role), pool_pre_ping=True)
-        event.listen(engine, "connect", _set_session)
-        return engine
+        return engine_for(database.engine.url.set(username=role))
     logger.info("no URL for the %s role: using the database URL", role)
     return database.engine
+
+
+def engine_for(url: str | URL) -> Engine:
+    """An engine for ``url`` (connecting when first used), its sessions named dicom-index."""
+    engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "connect", _set_session)
+    return engine
 
 
 def _set_session(dbapi_conn: object, _record: object) -> None:

@@ -144,6 +144,9 @@ class Instance(Base):
     copy_sha256: Mapped[str] = mapped_column(Text)
     copy_bytes: Mapped[int] = mapped_column(BigInteger)
     source_id: Mapped[str] = mapped_column(Text)
+    # keyed digest of the source's bytes (``indexer.content``): the same object moved
+    # elsewhere; None before migration 0011
+    source_digest: Mapped[opt_text]
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{INDEX_SCHEMA}.ingest_run.id"))
     header: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[created]
@@ -171,6 +174,7 @@ class InstanceCopy(Base):
     # the source it was made of (an archive copied elsewhere: another one than the first's);
     # the first's before migration 0010
     source_id: Mapped[str] = mapped_column(Text)
+    source_digest: Mapped[opt_text]  # of its source's bytes; None before migration 0011
     created_at: Mapped[created]
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from indexer.errors import KeyFileError, StoreError
 from indexer.records import Failure, Outcome
+from indexer.store import db
 from indexer.store.models import (
     INDEX_SCHEMA,
     FileError,
@@ -129,8 +130,10 @@ def upsert_index(
                 Instance.sop_uid,
                 Instance.copy_sha256,
                 Instance.source_id,
+                Instance.source_digest,
                 IngestRun.output_id,
                 InstanceCopy.source_id.label("further_source"),  # of its copy here, if further
+                InstanceCopy.source_digest.label("further_digest"),
             )
             .join(IngestRun, IngestRun.id == Instance.run_id, isouter=True)
             .outerjoin(
@@ -168,26 +171,37 @@ def upsert_index(
     )
 
 
-def _known_as(
-    o: Outcome, have: Row[str, str, str, str | None, str | None] | None, output_id: str | None
-) -> str:
+def _known_as(o: Outcome, have: Row[*tuple[Any, ...]] | None, output_id: str | None) -> str:
     """What an outcome of an instance indexed before is to the instance's row ``have``.
 
     The same copy, one replacing it, a further copy (``have``'s first copy is in another
-    output), or a conflict. ``have``: digest, source, the first copy's output, and the
-    source of its further copy in this output, if one was recorded.
+    output), or a conflict. ``have``: digest, source and its bytes' digest, the first copy's
+    output, and the source of its further copy in this output and its digest, if one was
+    recorded. A source elsewhere with the bytes of the one that made a copy (an archive
+    moved) is that source.
     """
     sha = o.record.instance["copy_sha256"]
     if have is None:
         return "conflict"
+    moved = _same_bytes(o, have.source_digest)
     if output_id is not None and have.output_id != output_id:  # its first copy elsewhere
-        same = have.copy_sha256 == sha or o.source_id in (have.source_id, have.further_source)
+        same = (
+            have.copy_sha256 == sha
+            or o.source_id in (have.source_id, have.further_source)
+            or moved
+            or _same_bytes(o, have.further_digest)
+        )
         return "further" if same else "conflict"
     if have.copy_sha256 == sha:
         return "same"
-    if (have.copy_sha256, have.source_id) == (o.replaces, o.source_id):
-        return "replaced"
+    if (have.copy_sha256, have.source_id) == (o.replaces, o.source_id) or moved:
+        return "replaced"  # (moved: the copy there is this one, written in its place)
     return "conflict"
+
+
+def _same_bytes(o: Outcome, digest: str | None) -> bool:
+    """Whether ``o``'s source has the bytes whose digest is ``digest`` (None: not known)."""
+    return digest is not None and o.record.instance.get("source_digest") == digest
 
 
 def _replace_rows(s: Session, outcomes: Sequence[Outcome]) -> None:
@@ -229,18 +243,18 @@ def _record_further_copies(
                 "copy_sha256": o.record.instance["copy_sha256"],
                 "copy_bytes": o.record.instance["copy_bytes"],
                 "source_id": o.source_id,
+                "source_digest": o.record.instance.get("source_digest"),
             }
             for o in outcomes
         ],
         "sop_uid",
     )
     stmt = insert(InstanceCopy)
+    changed = ("run_id", "copy_sha256", "copy_bytes", "source_id", "source_digest")
     s.execute(
         stmt.on_conflict_do_update(
             index_elements=["sop_uid", "output_id"],
-            set_={
-                c: stmt.excluded[c] for c in ("run_id", "copy_sha256", "copy_bytes", "source_id")
-            },
+            set_={c: stmt.excluded[c] for c in changed},
             where=InstanceCopy.copy_sha256 != stmt.excluded.copy_sha256,
         ),
         rows,
@@ -554,6 +568,63 @@ def known_sources(
         r.fingerprint: KnownSource(r.copy_path, int(r.copy_bytes), r.study_uid, r.series_uid)
         for r in s.execute(q)
     }
+
+
+class CopiesMadeOf:
+    """``copy_made_of`` in one output, callable from the ingest's threads and workers.
+
+    Pickled for a worker process as the database URL (its password too) and the output's
+    id; the process connects when it first asks, which it does only for a copy in conflict.
+    """
+
+    def __init__(self, engine: Engine, output_id: str) -> None:
+        self._url = engine.url.render_as_string(hide_password=False)
+        self._engine: Engine | None = engine
+        self.output_id = output_id
+
+    def __getstate__(self) -> tuple[str, str]:
+        return self._url, self.output_id
+
+    def __setstate__(self, state: tuple[str, str]) -> None:
+        self._url, self.output_id = state
+        self._engine = None
+
+    def __call__(self, name: str, digest: str) -> str | None:
+        """The SHA-256 of the copy ``name`` here if a source of these bytes made it."""
+        if self._engine is None:
+            self._engine = db.engine_for(self._url)
+        with db.transaction(self._engine) as s:
+            return copy_made_of(s, name, digest, self.output_id)
+
+
+def copy_made_of(s: Session, name: str, digest: str, output_id: str) -> str | None:
+    """The SHA-256 of the copy ``name`` in this output if a source of these bytes made it.
+
+    ``digest``: a source's (``indexer.content``). The instance's first copy, or its further
+    copy here. A copy is named after its instance's UIDs, the SOP Instance UID last.
+    """
+    sop_uid = name.rsplit("/", 1)[-1].removesuffix(".dcm")
+    first = (
+        select(Instance.copy_sha256)
+        .join(IngestRun, IngestRun.id == Instance.run_id)
+        .where(
+            Instance.sop_uid == sop_uid,
+            Instance.copy_path == name,
+            Instance.source_digest == digest,
+            IngestRun.output_id == output_id,
+        )
+    )
+    further = (
+        select(InstanceCopy.copy_sha256)
+        .join(Instance, Instance.sop_uid == InstanceCopy.sop_uid)
+        .where(
+            InstanceCopy.sop_uid == sop_uid,
+            Instance.copy_path == name,
+            InstanceCopy.source_digest == digest,
+            InstanceCopy.output_id == output_id,
+        )
+    )
+    return s.execute(first.union_all(further).limit(1)).scalar()
 
 
 @dataclass(frozen=True, slots=True)
