@@ -93,6 +93,7 @@ class DeidError(IndexerError):
     """An object cannot be de-identified safely; recorded per file, the run goes on."""
 
     code = "deid"
+    source_digest: str | None = None  # of the object's source, where it was read (``prepare``)
 
     def __init__(self, message: str, *, reason: str, where: str | None = None) -> None:
         super().__init__(message, where=where)

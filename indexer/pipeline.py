@@ -379,13 +379,12 @@ class Ingest:
             self._studies.add(result.known.study_uid)
             self._series.add(result.known.series_uid)
         elif isinstance(result, Failure):
-            if (
-                isinstance(item, SourceFile)
-                and result.reason in work.REFUSED_BY_RULES
-                and (made := item.made_here())
-            ):
-                batch.withdraw.append((item.source_id, made))
-                result = replace(result, message=f"{result.message}; {WITHDRAWN_NOTE}")
+            if isinstance(item, SourceFile) and result.reason in work.REFUSED_BY_RULES:
+                if made := item.made_here():
+                    batch.withdraw.append((item.source_id, made))
+                    result = replace(result, message=f"{result.message}; {WITHDRAWN_NOTE}")
+                elif result.source_digest:  # copies of these bytes from elsewhere (moved)?
+                    batch.moved[result.source_digest] = None
             batch.failures.append(result)
         else:
             batch.outcomes.append(result)
@@ -393,8 +392,11 @@ class Ingest:
             batch.seen.append(
                 (self.fingerprint(item), result.record.instance["sop_uid"], self.source_key(item))
             )
-            if renamed := item.made_here(but=result.record.instance["copy_path"]):
+            name = result.record.instance["copy_path"]
+            if renamed := item.made_here(but=name):
                 batch.withdraw.append((item.source_id, renamed))  # other UIDs, other names
+            elif not item.replaces and (digest := result.record.instance["source_digest"]):
+                batch.moved[digest] = name  # copies of these bytes from elsewhere, other names?
 
     def _commit(self, run_id: int, batch: _Batch) -> _Batch:
         """Write one batch in one transaction, then hand it to MongoDB; what was indexed.
@@ -409,6 +411,8 @@ class Ingest:
         """
         outcomes, failures, seen = batch.outcomes, batch.failures, batch.seen
         copies = [(src, name, sha) for src, made in batch.withdraw for name, sha in made]
+        if batch.moved:
+            copies, failures = self._moved_copies(batch.moved, copies, failures)
         for _src, name, sha in copies:  # first: killed before the commit, a rerun goes on
             self.output.remove(name, sha)
         with db.transaction(self.engine) as s:
@@ -437,6 +441,32 @@ class Ingest:
             replaced=len(done.replaced),
             withdrawn=withdrawn.copies,
         )
+
+    def _moved_copies(
+        self,
+        moved: dict[str, str | None],
+        copies: list[tuple[str, str, str]],
+        failures: list[Failure],
+    ) -> tuple[list[tuple[str, str, str]], list[Failure]]:
+        """``copies`` with those that sources of these bytes made elsewhere, to withdraw too.
+
+        A source moved since its copy was made is not known here by its location: its
+        copies are found by its bytes' digest. A refused one's failure says they go.
+        """
+        with db.transaction(self.engine) as s:
+            found = sql.copies_of_bytes(s, moved, self.output.output_id)
+        if not found:
+            return copies, failures
+        more = [c for made in found.values() for c in made if c not in copies]
+        failures = [
+            replace(f, message=f"{f.message}; {WITHDRAWN_NOTE}")
+            if f.source_digest in found
+            and f.reason in work.REFUSED_BY_RULES
+            and WITHDRAWN_NOTE not in f.message
+            else f
+            for f in failures
+        ]
+        return copies + list(dict.fromkeys(more)), failures
 
     def _committed(self, summary: Summary, batch: _Batch) -> None:
         """Count a committed batch (on the ingest thread)."""
@@ -543,6 +573,9 @@ class _Batch:
     # sources the rules in force refuse, or whose new copy has another name: the copies of
     # their present bytes made before, to withdraw
     withdraw: list[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=list)
+    # and of sources not known here by location: their bytes' digest -> the name of their
+    # new copy (None: refused), to withdraw the copies sources of those bytes made elsewhere
+    moved: dict[str, str | None] = field(default_factory=dict)
     withdrawn: int = 0  # committed: copies withdrawn (their instances', or further ones)
 
     def __len__(self) -> int:

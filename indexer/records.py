@@ -41,6 +41,8 @@ class Failure:
     outcome: str  # "skipped" | "failed"
     reason: str
     message: str
+    # keyed, of the source's bytes, where the rules refused them (its copies go)
+    source_digest: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

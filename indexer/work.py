@@ -363,7 +363,11 @@ def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
         pixels = ds._dict[BaseTag(PIXEL_DATA)].value  # noqa: SLF001 - the span, as _streamed made it
         digest = pixels if isinstance(pixels, spans.Tapped) else None
     with contained(src):
-        return _prepare(src, ds, ctx, digest)
+        try:
+            return _prepare(src, ds, ctx, digest)
+        except DeidError as e:  # the rules refuse these bytes: copies made of them go
+            e.source_digest = digest if isinstance(digest, str) else None
+            raise
 
 
 HEAD_BYTES_LIMIT = 32 << 20  # what is read of it at most: its header must end within
@@ -658,4 +662,5 @@ def failure(src: SourceFile, e: IndexerError) -> Failure:
     """The recorded failure of one source: no object to index is a skip, the rest failures."""
     reason = getattr(e, "reason", e.code)
     outcome = "skipped" if reason in SKIPPED else "failed"
-    return Failure(src.source_id, src.locator, outcome, reason, e.message)
+    digest = e.source_digest if isinstance(e, DeidError) else None
+    return Failure(src.source_id, src.locator, outcome, reason, e.message, digest)

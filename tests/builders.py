@@ -114,6 +114,32 @@ def index_state(cli: Cli, out: Path) -> tuple[object, object, dict[str, str], li
     return rows, docs, files_sha(out), leftovers
 
 
+def copies_in(out: Path) -> dict[str, bytes]:
+    """The copies in the output ``out``, by name."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.dcm"))}
+
+
+def check_copies_clean(cli: Cli, out: Path, n: int) -> None:
+    """``check-copies --content`` finds the ``n`` copies in ``out`` whole, and no other."""
+    p = cli("check-copies", str(out), "--content")
+    assert f"{n} copies checked" in p.stdout
+    assert "0 missing, 0 unreadable, 0 of another size, 0 damaged, 0 with other content" in (
+        p.stdout
+    )
+    assert "0 not indexed here" in p.stdout
+
+
+def refusing_archive(root: Path) -> None:
+    """Four objects; two carry burned-in text: one beside others in its series, one alone
+    with its patient."""
+    root.mkdir()
+    for i in (1, 2, 3):
+        extra = {"BurnedInAnnotation": "YES"} if i == 2 else {}
+        (root / f"a{i}.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, i, **extra)))
+    lone = make_instance(2, 1, 1, 1, BurnedInAnnotation="YES")
+    (root / "b.dcm").write_bytes(to_bytes(lone))
+
+
 def rewrite_in_place(path: Path, data: bytes) -> None:
     """New bytes of the same size, the modification time set back (as some tools do)."""
     st = path.stat()

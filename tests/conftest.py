@@ -230,6 +230,16 @@ def cli(
 
 
 @pytest.fixture
+def ingest_role(cli: Cli, db_url: str, pg_server: PgServer) -> Cli:
+    """``cli`` running the ingest as the ingest role, as deployments do (its grants are
+    what they get)."""
+    if not pg_server.embedded:
+        pytest.skip("role logins need the embedded server's trust authentication")
+    cli.env["DICOM_INDEX_INGEST_URL"] = role_url(db_url, ROLES.ingest)
+    return cli
+
+
+@pytest.fixture
 def offline_cli(tmp_path: Path, key_file: Path) -> Cli:
     """`dicom-index` for commands that need no database: one named is never there."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}

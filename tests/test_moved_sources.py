@@ -22,7 +22,16 @@ from indexer import content, keys, spans, work
 from indexer.deid import build_plan
 from indexer.sources import Walker, held_bytes
 from indexer.store.files import LocalStore
-from tests.builders import SampleShape, index_state, make_instance, to_bytes, write_archive
+from tests.builders import (
+    SampleShape,
+    check_copies_clean,
+    copies_in,
+    index_state,
+    make_instance,
+    refusing_archive,
+    to_bytes,
+    write_archive,
+)
 
 DATES = ("--option", "retain-long-full-dates")
 
@@ -44,26 +53,14 @@ def _ingest(cli, archive: Path, out: Path, *args: str, workers: int = 1, check: 
     return json.loads(p.stdout)
 
 
-def _copies(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.dcm"))}
-
-
-def _same_as_reference(cli, reference_cli, out: Path, archive: Path, tmp_path: Path) -> None:
-    """Rows, documents and copies are those of one run of ``archive`` with real dates kept."""
-    ref = tmp_path / "ref"
-    reference_cli("ingest", str(archive), "--out", str(ref), "--workers", "1", *DATES)
+def _same_as_reference(cli, reference_cli, out: Path, archive: Path, *args: str) -> None:
+    """Rows, documents and copies are those of one run of ``archive`` with ``args``."""
+    ref = out.with_name("ref")
+    reference_cli("ingest", str(archive), "--out", str(ref), "--workers", "1", *args, check=False)
     got, want = index_state(cli, out), index_state(reference_cli, ref)
     for level in ("instance", "study", "series", "patient"):
         assert got[0][level] == want[0][level], level
-    assert got[1:] == want[1:]  # MongoDB's documents, the copies, nothing else in the output
-
-
-def _clean(cli, out: Path, n: int) -> None:
-    p = cli("check-copies", str(out), "--content")
-    assert f"{n} copies checked" in p.stdout
-    assert "0 missing, 0 unreadable, 0 of another size, 0 damaged, 0 with other content" in (
-        p.stdout
-    )
+    assert got[1:] == want[1:]
 
 
 @pytest.mark.parametrize(("count", "workers"), [(6, 1), (70, 2)])
@@ -83,13 +80,13 @@ def test_a_moved_archive_run_under_other_settings_replaces_its_copies(
     summary = _ingest(cli, moved, out, *DATES, workers=workers)
     assert summary["failure_reasons"] == {}
     assert (summary["files_indexed"], summary["copies_replaced"]) == (count, count)
-    _same_as_reference(cli, reference_cli, out, moved, tmp_path)
+    _same_as_reference(cli, reference_cli, out, moved, *DATES)
     with engine.connect() as c:
         after = dict(c.execute(text("SELECT sop_uid, source_id FROM dicom_index.instance")).all())
     assert after.keys() == before.keys()
     assert not set(after.values()) & set(before.values())  # the moved sources' now
     assert cli("check").returncode == 0
-    _clean(cli, out, count)
+    check_copies_clean(cli, out, count)
     again = _ingest(cli, moved, out, *DATES)
     assert (again["files_unchanged"], again["copies_replaced"]) == (count, 0)
 
@@ -100,15 +97,15 @@ def test_a_moved_archive_into_a_new_output_under_other_settings(cli, engine, tmp
     archive, moved = tmp_path / "archive", tmp_path / "moved"
     write_archive(archive, SampleShape(1, 1, 1, 3))
     _ingest(cli, archive, tmp_path / "out1")
-    kept = _copies(tmp_path / "out1")
+    kept = copies_in(tmp_path / "out1")
     archive.rename(moved)
     summary = _ingest(cli, moved, tmp_path / "out2", *DATES)
     assert summary["failure_reasons"] == {}
     assert summary["files_indexed"] == 3
-    second = _copies(tmp_path / "out2")
+    second = copies_in(tmp_path / "out2")
     assert set(second) == set(kept)
     assert all(second[n] != kept[n] for n in kept)
-    assert _copies(tmp_path / "out1") == kept
+    assert copies_in(tmp_path / "out1") == kept
     with engine.connect() as c:
         rows = c.execute(
             text(
@@ -121,8 +118,8 @@ def test_a_moved_archive_into_a_new_output_under_other_settings(cli, engine, tmp
         hashlib.sha256(b).hexdigest() for b in second.values()
     )
     assert all(r[1] and r[2] for r in rows)  # another source, the same bytes
-    _clean(cli, tmp_path / "out1", 3)
-    _clean(cli, tmp_path / "out2", 3)
+    check_copies_clean(cli, tmp_path / "out1", 3)
+    check_copies_clean(cli, tmp_path / "out2", 3)
 
 
 def test_another_object_at_a_new_location_stays_a_conflict(cli, engine, tmp_path):
@@ -133,13 +130,13 @@ def test_another_object_at_a_new_location_stays_a_conflict(cli, engine, tmp_path
     other.mkdir()
     (first / "a.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1)))
     _ingest(cli, first, out)
-    kept = _copies(out)
+    kept = copies_in(out)
     shutil.rmtree(first)
     (other / "a.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1, SliceThickness="9.0")))
     summary = _ingest(cli, other, out, *DATES, check=1)
     assert summary["failure_reasons"] == {"duplicate_sop_conflict": 1}
     assert summary["copies_replaced"] == 0
-    assert _copies(out) == kept
+    assert copies_in(out) == kept
     ((name, data),) = kept.items()
     assert pydicom.dcmread(out / name).SliceThickness != 9.0
     with engine.connect() as c:
@@ -174,8 +171,8 @@ def test_a_moved_archive_killed_while_replacing_then_rerun_ends_as_one_run(
     del cli.env["DICOM_INDEX_FAILPOINT"]
     summary = _ingest(cli, moved, out, *DATES)
     assert summary["failure_reasons"] == {}
-    _same_as_reference(cli, reference_cli, out, moved, tmp_path)
-    _clean(cli, out, 6)
+    _same_as_reference(cli, reference_cli, out, moved, *DATES)
+    check_copies_clean(cli, out, 6)
 
 
 @pytest.mark.parametrize("streamed", [False, True])
@@ -223,3 +220,73 @@ def test_the_index_records_each_sources_digest(cli, engine, key_file, tmp_path):
     with engine.connect() as c:
         got = sorted(c.execute(text("SELECT source_digest FROM dicom_index.instance")).scalars())
     assert got == want
+
+
+def test_a_moved_archive_the_rules_now_refuse_loses_its_copies(
+    ingest_role, reference_cli, tmp_path
+):
+    """Burned-in text allowed, the archive moved, then refused: the two copies made of those
+    bytes are withdrawn with their rows and documents, as they are where the archive stayed
+    (before: they stayed, the refused sources not known by their new location)."""
+    cli = ingest_role
+    archive, moved, out = tmp_path / "archive", tmp_path / "moved", tmp_path / "out"
+    refusing_archive(archive)
+    assert _ingest(cli, archive, out, "--burned-in", "allow")["files_indexed"] == 4
+    archive.rename(moved)
+    summary = _ingest(cli, moved, out, check=1)
+    assert summary["failure_reasons"] == {"burned_in_annotation": 2}
+    assert (summary["copies_withdrawn"], summary["files_indexed"]) == (2, 2)
+    failures = cli("sql", "SELECT message FROM file_error WHERE run_id = 2", "--csv").stdout
+    assert failures.count("; the copy made before of this source is withdrawn") == 2
+    _same_as_reference(cli, reference_cli, out, moved)
+    assert len(copies_in(out)) == 2
+    assert cli("check").returncode == 0
+    check_copies_clean(cli, out, 2)
+    again = _ingest(cli, moved, out, check=1)
+    assert (again["files_unchanged"], again["copies_withdrawn"]) == (2, 0)
+
+
+@pytest.mark.parametrize(("count", "workers"), [(4, 1), (70, 2)])
+def test_a_moved_archive_whose_copies_get_other_names_leaves_no_old_copy(
+    count, workers, cli, reference_cli, tmp_path
+):
+    """The archive moved, then run with UIDs kept: each copy gets another name, and the copy
+    and rows under the pseudonymized UIDs are withdrawn, not left beside them (before: they
+    stayed, two instances of each object)."""
+    archive, moved, out = tmp_path / "archive", tmp_path / "moved", tmp_path / "out"
+    write_archive(archive, SampleShape(1, 2, 1, count // 2))
+    _ingest(cli, archive, out)
+    archive.rename(moved)
+    summary = _ingest(cli, moved, out, "--option", "retain-uids", workers=workers)
+    assert summary["failure_reasons"] == {}
+    assert (summary["files_indexed"], summary["copies_withdrawn"]) == (count, count)
+    _same_as_reference(cli, reference_cli, out, moved, "--option", "retain-uids")
+    check_copies_clean(cli, out, count)
+    again = _ingest(cli, moved, out, "--option", "retain-uids")
+    assert (again["files_unchanged"], again["copies_withdrawn"]) == (count, 0)
+
+
+def test_a_source_and_its_moved_twin_withdraw_one_copy_once(cli, reference_cli, tmp_path):
+    """The archive copied elsewhere, both run into one output, then both with UIDs kept: the
+    old copies go once (found by location for one, by bytes for the other)."""
+    archive, twin, out = tmp_path / "archive", tmp_path / "twin", tmp_path / "out"
+    write_archive(archive, SampleShape(1, 1, 1, 3))
+    shutil.copytree(archive, twin)
+    _ingest(cli, archive, out)
+    _ingest(cli, twin, out)
+    summary = cli(
+        "ingest",
+        str(archive),
+        str(twin),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--json",
+        "--option",
+        "retain-uids",
+    )
+    got = json.loads(summary.stdout)
+    assert got["failure_reasons"] == {}
+    assert (got["files_indexed"], got["copies_withdrawn"]) == (6, 3)
+    _same_as_reference(cli, reference_cli, out, archive, "--option", "retain-uids")

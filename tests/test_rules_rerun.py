@@ -19,8 +19,16 @@ from sqlalchemy import create_engine, text
 
 from indexer import pipeline
 from indexer.deid import RULES_VERSION, build_plan
-from tests.builders import SampleShape, index_state, make_instance, to_bytes, write_archive
-from tests.conftest import ROLES, role_url
+from tests.builders import (
+    SampleShape,
+    check_copies_clean,
+    copies_in,
+    index_state,
+    make_instance,
+    refusing_archive,
+    to_bytes,
+    write_archive,
+)
 
 DATES = ("--option", "retain-long-full-dates")
 COMMON = ("--batch-size", "4", "--workers", "1", "--json")
@@ -38,10 +46,6 @@ def _same_rows(got: tuple, want: tuple) -> None:
     """
     for level in ("instance", "study", "series", "patient"):
         assert got[0][level] == want[0][level], level
-
-
-def _copies(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.dcm"))}
 
 
 def test_the_settings_digest_holds_the_rules_version(monkeypatch):
@@ -62,7 +66,7 @@ def test_a_rerun_under_other_settings_replaces_copies_and_rows(
     write_archive(archive, SampleShape(2, 2, 1, 2))
     first = _ingest(cli, archive, out)
     assert (first["files_indexed"], first["copies_replaced"]) == (8, 0)
-    names = set(_copies(out))
+    names = set(copies_in(out))
     with engine.connect() as c:
         shifted = set(c.execute(text("SELECT study_date FROM dicom_index.study")).scalars())
 
@@ -70,7 +74,7 @@ def test_a_rerun_under_other_settings_replaces_copies_and_rows(
     assert summary["copies_replaced"] == 8
     assert (summary["files_indexed"], summary["files_failed"]) == (8, 0)
     assert summary["failure_reasons"] == {}
-    assert set(_copies(out)) == names  # the same names: replaced, none added
+    assert set(copies_in(out)) == names  # the same names: replaced, none added
     with engine.connect() as c:
         dates = set(c.execute(text("SELECT study_date FROM dicom_index.study")).scalars())
     assert dates == {"20230115", "20230215"} != shifted
@@ -103,7 +107,7 @@ def test_a_copy_left_by_older_rules_is_replaced(cli, engine, tmp_path):
     archive, out = tmp_path / "archive", tmp_path / "out"
     write_archive(archive, SampleShape(1, 1, 1, 3))
     _ingest(cli, archive, out)
-    now = _copies(out)
+    now = copies_in(out)
     for name in now:  # what the older rules wrote: the high bits set, the index to match
         ds = pydicom.dcmread(out / name)
         ds.PixelData = bytes(b | 0xF0 if i % 2 else b for i, b in enumerate(ds.PixelData))
@@ -119,11 +123,11 @@ def test_a_copy_left_by_older_rules_is_replaced(cli, engine, tmp_path):
                 {"sha": hashlib.sha256(data).hexdigest(), "n": len(data), "name": name},
             )
         c.execute(text("UPDATE dicom_index.source_seen SET fingerprint = 'v1-' || fingerprint"))
-    assert _copies(out) != now
+    assert copies_in(out) != now
 
     p = cli("ingest", str(archive), "--out", str(out), "--workers", "1")
     assert "replaced: 3 copies made before from the same sources" in p.stdout
-    assert _copies(out) == now
+    assert copies_in(out) == now
     with engine.connect() as c:
         held = dict(
             c.execute(text("SELECT copy_path, copy_sha256 FROM dicom_index.instance")).all()
@@ -144,7 +148,7 @@ def test_another_source_of_the_same_uid_stays_a_conflict(cli, engine, tmp_path):
     assert summary["failure_reasons"] == {"duplicate_sop_conflict": 1}
     with engine.connect() as c:
         (sha,) = c.execute(text("SELECT copy_sha256 FROM dicom_index.instance")).scalars()
-    ((name, data),) = _copies(out).items()
+    ((name, data),) = copies_in(out).items()
     assert hashlib.sha256(data).hexdigest() == sha
     assert pydicom.dcmread(out / name).StudyDate == "20230115"  # a's, with the dates kept
     assert pydicom.dcmread(out / name).SliceThickness != 9.0  # not b's
@@ -166,15 +170,6 @@ def _described(copies: dict[str, bytes]) -> list[tuple[str, str, int]]:
     return sorted((Path(n).stem, hashlib.sha256(b).hexdigest(), len(b)) for n, b in copies.items())
 
 
-def _copies_check_clean(cli, out: Path, n: int) -> None:
-    p = cli("check-copies", str(out), "--content")
-    assert f"{n} copies checked" in p.stdout
-    assert "0 missing, 0 unreadable, 0 of another size, 0 damaged, 0 with other content" in (
-        p.stdout
-    )
-    assert "0 not indexed here" in p.stdout
-
-
 def test_a_second_output_under_other_settings_holds_copies_of_its_own(cli, tmp_path):
     """The same sources into a second output with real dates kept: copies of their own
     there, recorded with their digests (before: each refused as a conflict with the copy the
@@ -182,18 +177,18 @@ def test_a_second_output_under_other_settings_holds_copies_of_its_own(cli, tmp_p
     archive, out1, out2 = tmp_path / "archive", tmp_path / "out1", tmp_path / "out2"
     write_archive(archive, SampleShape(1, 1, 1, 2))
     _ingest(cli, archive, out1)
-    kept, rows = _copies(out1), index_state(cli, out1)[0]
+    kept, rows = copies_in(out1), index_state(cli, out1)[0]
     summary = _ingest(cli, archive, out2, *DATES)
     assert summary["failure_reasons"] == {}
     assert (summary["files_indexed"], summary["copies_replaced"]) == (2, 0)
-    assert _copies(out1) == kept
-    second = _copies(out2)
+    assert copies_in(out1) == kept
+    second = copies_in(out2)
     assert set(second) == set(kept)
     assert all(second[n] != kept[n] for n in kept)  # the dates: not shifted there
     assert _further(cli) == _described(second)
     _same_rows(index_state(cli, out1), (rows,))  # the rows describe the first copies still
     for out, copies in ((out1, kept), (out2, second)):
-        _copies_check_clean(cli, out, len(copies))
+        check_copies_clean(cli, out, len(copies))
     assert _ingest(cli, archive, out1)["files_unchanged"] == 2
     assert _ingest(cli, archive, out2, *DATES)["files_unchanged"] == 2
 
@@ -220,18 +215,18 @@ def test_two_outputs_rerun_under_other_settings_end_as_one_run(order, cli, refer
     want = index_state(reference_cli, tmp_path / "ref-out1")
     _same_rows(got, want)
     assert got[1:] == want[1:]  # the documents, and the first output's copies
-    assert _copies(tmp_path / "out2") == _copies(tmp_path / "ref-out2")
-    assert _further(cli) == _further(reference_cli) == _described(_copies(tmp_path / "out2"))
+    assert copies_in(tmp_path / "out2") == copies_in(tmp_path / "ref-out2")
+    assert _further(cli) == _further(reference_cli) == _described(copies_in(tmp_path / "out2"))
     assert cli("check").returncode == 0
     for name in ("out1", "out2"):
-        _copies_check_clean(cli, tmp_path / name, 4)
+        check_copies_clean(cli, tmp_path / name, 4)
         assert _ingest(cli, archive, tmp_path / name, *DATES)["files_unchanged"] == 4
 
 
 def _allowed_into_two(cli, tmp_path: Path) -> tuple[Path, Path, Path]:
     """The refusing archive, ingested into two outputs with burned-in text allowed."""
     archive, out1, out2 = tmp_path / "archive", tmp_path / "out1", tmp_path / "out2"
-    _refusing_archive(archive)
+    refusing_archive(archive)
     for out in (out1, out2):
         _ingest(cli, archive, out, "--burned-in", "allow")
     return archive, out1, out2
@@ -242,18 +237,18 @@ def test_a_further_copy_the_rules_now_refuse_is_withdrawn_alone(ingest_role, eng
     output's two copies of it are withdrawn; the instances stay, their first copies too."""
     cli = ingest_role
     archive, out1, out2 = _allowed_into_two(cli, tmp_path)
-    kept = _copies(out1)
+    kept = copies_in(out1)
     summary = _ingest(cli, archive, out2, check=1)
     assert summary["failure_reasons"] == {"burned_in_annotation": 2}
     assert summary["copies_withdrawn"] == 2
-    assert _copies(out1) == kept
-    assert len(_copies(out2)) == 2
-    assert _further(cli) == _described(_copies(out2))
+    assert copies_in(out1) == kept
+    assert len(copies_in(out2)) == 2
+    assert _further(cli) == _described(copies_in(out2))
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar_one() == 4
     assert cli("check").returncode == 0
-    _copies_check_clean(cli, out1, 4)
-    _copies_check_clean(cli, out2, 2)
+    check_copies_clean(cli, out1, 4)
+    check_copies_clean(cli, out2, 2)
     again = _ingest(cli, archive, out2, check=1)
     assert (again["files_unchanged"], again["copies_withdrawn"]) == (2, 0)
 
@@ -271,9 +266,9 @@ def test_a_copied_archive_in_a_second_output_is_replaced_there(cli, reference_cl
     assert summary["failure_reasons"] == {}
     assert summary["copies_replaced"] == 4
     reference_cli("ingest", str(moved), "--out", str(tmp_path / "ref"), *COMMON, *DATES)
-    assert _copies(tmp_path / "out2") == _copies(tmp_path / "ref")
-    assert _further(cli) == _described(_copies(tmp_path / "out2"))
-    _copies_check_clean(cli, tmp_path / "out2", 4)
+    assert copies_in(tmp_path / "out2") == copies_in(tmp_path / "ref")
+    assert _further(cli) == _described(copies_in(tmp_path / "out2"))
+    check_copies_clean(cli, tmp_path / "out2", 4)
     assert _ingest(cli, moved, tmp_path / "out2", *DATES)["files_unchanged"] == 4
 
 
@@ -286,16 +281,16 @@ def test_an_instance_withdrawn_from_its_first_output_stays_as_its_further_copy(
     too, the state is that of one run into each under the new policy."""
     cli = ingest_role
     archive, out1, out2 = _allowed_into_two(cli, tmp_path)
-    second = _copies(out2)
+    second = copies_in(out2)
     summary = _ingest(cli, archive, out1, check=1)
     assert summary["copies_withdrawn"] == 2
-    assert len(_copies(out1)) == 2
-    assert _copies(out2) == second
+    assert len(copies_in(out1)) == 2
+    assert copies_in(out2) == second
     assert len(index_state(cli, out1)[0]["instance"]) == 4  # two of them out2's copies now
     assert len(_further(cli)) == 2
     assert cli("check").returncode == 0
-    _copies_check_clean(cli, out1, 2)
-    _copies_check_clean(cli, out2, 4)
+    check_copies_clean(cli, out1, 2)
+    check_copies_clean(cli, out2, 4)
 
     summary = _ingest(cli, archive, out2, check=1)
     assert summary["copies_withdrawn"] == 2
@@ -306,9 +301,9 @@ def test_an_instance_withdrawn_from_its_first_output_stays_as_its_further_copy(
     got, want = index_state(cli, out1), index_state(reference_cli, tmp_path / "ref-out1")
     _same_rows(got, want)
     assert got[1:] == want[1:]
-    assert _copies(out2) == _copies(tmp_path / "ref-out2")
+    assert copies_in(out2) == copies_in(tmp_path / "ref-out2")
     assert _further(cli) == _further(reference_cli)
-    _copies_check_clean(cli, out2, 2)
+    check_copies_clean(cli, out2, 2)
 
 
 @pytest.mark.parametrize("point", ["copy_written:3", "sql_committed:1"])
@@ -336,33 +331,13 @@ def test_a_replacing_run_killed_then_rerun_ends_as_one_run(point, cli, reference
         assert {d["study_date"] for d in docs} == {"20230115", "20230215"}
 
 
-def _refusing_archive(root: Path) -> None:
-    """Four objects; two carry burned-in text: one beside others in its series, one alone
-    with its patient."""
-    root.mkdir()
-    for i in (1, 2, 3):
-        extra = {"BurnedInAnnotation": "YES"} if i == 2 else {}
-        (root / f"a{i}.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, i, **extra)))
-    lone = make_instance(2, 1, 1, 1, BurnedInAnnotation="YES")
-    (root / "b.dcm").write_bytes(to_bytes(lone))
-
-
-@pytest.fixture
-def ingest_role(cli, db_url, pg_server):
-    """The ingest runs as the ingest role, as deployments do (its grants are what they get)."""
-    if not pg_server.embedded:
-        pytest.skip("role logins need the embedded server's trust authentication")
-    cli.env["DICOM_INDEX_INGEST_URL"] = role_url(db_url, ROLES.ingest)
-    return cli
-
-
 def test_a_source_the_rules_now_refuse_loses_its_copy(ingest_role, reference_cli, tmp_path):
     """Burned-in text allowed, then refused: the two copies made under the old policy are
     withdrawn with their rows (an emptied series, study and patient too) and documents, and
     the state is that of one run under the new policy."""
     cli = ingest_role
     archive, out = tmp_path / "archive", tmp_path / "out"
-    _refusing_archive(archive)
+    refusing_archive(archive)
     first = _ingest(cli, archive, out, "--burned-in", "allow")
     assert first["files_indexed"] == 4
 
@@ -393,12 +368,12 @@ def test_a_source_that_cannot_be_read_now_keeps_its_copy(cli, engine, tmp_path):
     data = to_bytes(make_instance(1, 1, 1, 1))
     (archive / "a.dcm").write_bytes(data)
     _ingest(cli, archive, out)
-    kept = _copies(out)
+    kept = copies_in(out)
     (archive / "a.dcm").write_bytes(data[:-200])
     summary = _ingest(cli, archive, out, *DATES, check=1)
     assert summary["failure_reasons"] == {"truncated": 1}
     assert summary["copies_withdrawn"] == 0
-    assert _copies(out) == kept
+    assert copies_in(out) == kept
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar_one() == 1
 
@@ -407,7 +382,7 @@ def test_a_withdrawing_run_killed_then_rerun_ends_as_one_run(cli, reference_cli,
     """Killed inside the batch's transaction, after the copies were removed and before their
     rows were: the rerun withdraws the rows, and the state is that of one run."""
     archive, out = tmp_path / "archive", tmp_path / "out"
-    _refusing_archive(archive)
+    refusing_archive(archive)
     _ingest(cli, archive, out, "--burned-in", "allow")
     cli.env["DICOM_INDEX_FAILPOINT"] = "vault_written:1"
     p = cli("ingest", str(archive), "--out", str(out), *COMMON, check=-9)
@@ -424,7 +399,7 @@ def test_documents_withdrawn_while_mongodb_is_away_go_at_the_sync(cli, reference
     """The MongoDB write of a withdrawing batch waits (pending) when the server is away;
     `sync` then removes the documents and counts the series again."""
     archive, out = tmp_path / "archive", tmp_path / "out"
-    _refusing_archive(archive)
+    refusing_archive(archive)
     _ingest(cli, archive, out, "--burned-in", "allow")
     good_url = cli.env["DICOM_INDEX_MONGO_URL"]
     cli.env["DICOM_INDEX_MONGO_URL"] = "mongodb://127.0.0.1:9/?directConnection=true"
@@ -464,11 +439,11 @@ def test_a_location_that_holds_another_object_now_withdraws_nothing(cli, engine,
     archive.mkdir()
     (archive / "a.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1)))
     _ingest(cli, archive, out, "--burned-in", "allow")
-    kept = _copies(out)
+    kept = copies_in(out)
     for i, extra in ((2, {"BurnedInAnnotation": "YES"}), (3, {})):
         (archive / "a.dcm").write_bytes(to_bytes(make_instance(i, 1, 1, 1, **extra)))
         summary = _ingest(cli, archive, out, check=False)
         assert summary["copies_withdrawn"] == 0
-        assert set(kept) <= set(_copies(out))  # the first object's copy stays
+        assert set(kept) <= set(copies_in(out))  # the first object's copy stays
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar_one() == 2

@@ -126,6 +126,7 @@ class Instance(Base):
         Index(None, "study_uid"),
         Index(None, "patient_id"),
         Index(None, "source_id"),  # a source's copies, replaced under new rules
+        Index(None, "source_digest"),  # the copies of a source's bytes, wherever it lies now
         Index("ix_instance_header", "header", postgresql_using="gin"),
         {"schema": INDEX_SCHEMA},
     )
@@ -162,7 +163,11 @@ class InstanceCopy(Base):
     """
 
     __tablename__ = "instance_copy"
-    __table_args__ = (Index(None, "output_id"), {"schema": INDEX_SCHEMA})
+    __table_args__ = (
+        Index(None, "output_id"),
+        Index(None, "source_digest"),
+        {"schema": INDEX_SCHEMA},
+    )
 
     sop_uid: Mapped[str] = mapped_column(
         ForeignKey(f"{INDEX_SCHEMA}.instance.sop_uid"), primary_key=True

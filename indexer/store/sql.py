@@ -570,6 +570,40 @@ def known_sources(
     }
 
 
+def copies_of_bytes(
+    s: Session, wanted: Mapping[str, str | None], output_id: str
+) -> dict[str, list[tuple[str, str, str]]]:
+    """Source digest -> (source id, name, SHA-256) of the copies in this output of those bytes.
+
+    ``wanted``: digest -> the name of the copy its source has now (None: none, the rules
+    refuse it), which is left out. The sources that made them may lie elsewhere now (an
+    archive moved); their copies are withdrawn as their own source's would be.
+    """
+    if not wanted:
+        return {}
+    digests = list(wanted)
+    first = (
+        select(Instance.source_digest, Instance.source_id, Instance.copy_path, Instance.copy_sha256)
+        .join(IngestRun, IngestRun.id == Instance.run_id)
+        .where(Instance.source_digest.in_(digests), IngestRun.output_id == output_id)
+    )
+    further = (
+        select(
+            InstanceCopy.source_digest,
+            InstanceCopy.source_id,
+            Instance.copy_path,
+            InstanceCopy.copy_sha256,
+        )
+        .join(Instance, Instance.sop_uid == InstanceCopy.sop_uid)
+        .where(InstanceCopy.source_digest.in_(digests), InstanceCopy.output_id == output_id)
+    )
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for r in s.execute(first.union_all(further)):
+        if r.copy_path != wanted[r.source_digest]:
+            found.setdefault(r.source_digest, []).append((r.source_id, r.copy_path, r.copy_sha256))
+    return found
+
+
 class CopiesMadeOf:
     """``copy_made_of`` in one output, callable from the ingest's threads and workers.
 

@@ -20,8 +20,18 @@ def upgrade() -> None:
     # None for what was indexed before: its sources' bytes were not digested
     for table in ("instance", "instance_copy"):
         op.add_column(table, sa.Column("source_digest", sa.Text()), schema="dicom_index")
+        op.create_index(
+            op.f(f"ix_dicom_index_{table}_source_digest"),
+            table,
+            ["source_digest"],
+            unique=False,
+            schema="dicom_index",
+        )
 
 
 def downgrade() -> None:
     for table in ("instance", "instance_copy"):
+        op.drop_index(
+            op.f(f"ix_dicom_index_{table}_source_digest"), table_name=table, schema="dicom_index"
+        )
         op.drop_column(table, "source_digest", schema="dicom_index")
