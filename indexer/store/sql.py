@@ -10,6 +10,7 @@ from typing import Any, cast
 import psycopg
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Engine,
     Row,
     Select,
@@ -581,7 +582,20 @@ def copies_of_bytes(
     """
     if not wanted:
         return {}
-    digests = list(wanted)
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for r in s.execute(_copies_made_of(list(wanted), output_id)):
+        if r.copy_path != wanted[r.source_digest]:
+            found.setdefault(r.source_digest, []).append((r.source_id, r.copy_path, r.copy_sha256))
+    return found
+
+
+def _copies_made_of(
+    digests: Sequence[str], output_id: str, sop_uid: str | None = None
+) -> CompoundSelect[str | None, str, str, str]:
+    """The copies in this output made of these bytes: digest, source id, name, SHA-256.
+
+    Instances' first copies, and further ones; of one instance, with ``sop_uid``.
+    """
     first = (
         select(Instance.source_digest, Instance.source_id, Instance.copy_path, Instance.copy_sha256)
         .join(IngestRun, IngestRun.id == Instance.run_id)
@@ -597,11 +611,10 @@ def copies_of_bytes(
         .join(Instance, Instance.sop_uid == InstanceCopy.sop_uid)
         .where(InstanceCopy.source_digest.in_(digests), InstanceCopy.output_id == output_id)
     )
-    found: dict[str, list[tuple[str, str, str]]] = {}
-    for r in s.execute(first.union_all(further)):
-        if r.copy_path != wanted[r.source_digest]:
-            found.setdefault(r.source_digest, []).append((r.source_id, r.copy_path, r.copy_sha256))
-    return found
+    if sop_uid is not None:
+        first = first.where(Instance.sop_uid == sop_uid)
+        further = further.where(InstanceCopy.sop_uid == sop_uid)
+    return first.union_all(further)
 
 
 class CopiesMadeOf:
@@ -638,27 +651,8 @@ def copy_made_of(s: Session, name: str, digest: str, output_id: str) -> str | No
     copy here. A copy is named after its instance's UIDs, the SOP Instance UID last.
     """
     sop_uid = name.rsplit("/", 1)[-1].removesuffix(".dcm")
-    first = (
-        select(Instance.copy_sha256)
-        .join(IngestRun, IngestRun.id == Instance.run_id)
-        .where(
-            Instance.sop_uid == sop_uid,
-            Instance.copy_path == name,
-            Instance.source_digest == digest,
-            IngestRun.output_id == output_id,
-        )
-    )
-    further = (
-        select(InstanceCopy.copy_sha256)
-        .join(Instance, Instance.sop_uid == InstanceCopy.sop_uid)
-        .where(
-            InstanceCopy.sop_uid == sop_uid,
-            Instance.copy_path == name,
-            InstanceCopy.source_digest == digest,
-            InstanceCopy.output_id == output_id,
-        )
-    )
-    return s.execute(first.union_all(further).limit(1)).scalar()
+    rows = s.execute(_copies_made_of([digest], output_id, sop_uid))
+    return next((r.copy_sha256 for r in rows if r.copy_path == name), None)
 
 
 @dataclass(frozen=True, slots=True)
