@@ -27,6 +27,7 @@ from indexer.records import Failure, Outcome, SourceFile
 from indexer.sources import Walker, held_bytes, refuse_inside
 from indexer.store import db, migrate, sql, vault
 from indexer.store.files import LocalStore, OutputStore
+from indexer.store.lookup import CopiesMadeOf
 from indexer.workers import POOL_THRESHOLD
 from indexer.workers import context as worker_context
 
@@ -188,7 +189,7 @@ class Ingest:
             self.max_shift_days,
             run_id,
             verify=self.verify,
-            made_of=sql.CopiesMadeOf(self.engine, self.output.output_id),
+            made_of=CopiesMadeOf(self.engine, self.output.output_id),
         )
         try:
             with self._mongo_in_background():

@@ -28,7 +28,6 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from indexer.errors import KeyFileError, StoreError
 from indexer.records import Failure, Outcome
-from indexer.store import db
 from indexer.store.models import (
     INDEX_SCHEMA,
     FileError,
@@ -615,33 +614,6 @@ def _copies_made_of(
         first = first.where(Instance.sop_uid == sop_uid)
         further = further.where(InstanceCopy.sop_uid == sop_uid)
     return first.union_all(further)
-
-
-class CopiesMadeOf:
-    """``copy_made_of`` in one output, callable from the ingest's threads and workers.
-
-    Pickled for a worker process as the database URL (its password too) and the output's
-    id; the process connects when it first asks, which it does only for a copy in conflict.
-    """
-
-    def __init__(self, engine: Engine, output_id: str) -> None:
-        self._url = engine.url.render_as_string(hide_password=False)
-        self._engine: Engine | None = engine
-        self.output_id = output_id
-
-    def __getstate__(self) -> tuple[str, str]:
-        return self._url, self.output_id
-
-    def __setstate__(self, state: tuple[str, str]) -> None:
-        self._url, self.output_id = state
-        self._engine = None
-
-    def __call__(self, name: str, digest: str) -> str | None:
-        """The SHA-256 of the copy ``name`` here if a source of these bytes made it."""
-        if self._engine is None:
-            self._engine = db.engine_for(self._url)
-        with db.transaction(self._engine) as s:
-            return copy_made_of(s, name, digest, self.output_id)
 
 
 def copy_made_of(s: Session, name: str, digest: str, output_id: str) -> str | None:
