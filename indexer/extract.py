@@ -252,13 +252,7 @@ def _number_text_json(raw: RawDataElement, vr: str) -> dict[str, Any] | None:
 
 
 def index_record(
-    ds: Dataset,
-    *,
-    copy_name: str,
-    sha256: str,
-    size: int,
-    source_id: str,
-    run_id: int,
+    ds: Dataset, *, copy_name: str, sha256: str, size: int, source_id: str, run_id: int
 ) -> IndexRecord:
     """Rows for patient, study, series and instance from a de-identified dataset."""
     codec = rawvalue.codec(ds)

@@ -1,8 +1,8 @@
 """What the per-file work asks the index: light, for every worker process unpickles it.
 
-The workers' own work never needs the database code. A worker imports it (SQLAlchemy,
-psycopg: a quarter of a second of its core, while the other worker waits for none) only
-when it asks, which it does only for a copy in conflict.
+The workers' own work never needs the database code. A worker imports it (SQLAlchemy and
+psycopg: about a quarter of a second of a core, which every worker would pay while all cores
+are busy) only when it asks, which it does only for a copy in conflict.
 """
 
 from __future__ import annotations
