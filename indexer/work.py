@@ -366,8 +366,23 @@ def prepare(src: SourceFile, ctx: RunContext) -> Prepared:
         try:
             return _prepare(src, ds, ctx, digest)
         except DeidError as e:  # the rules refuse these bytes: copies made of them go
-            e.source_digest = digest if isinstance(digest, str) else None
+            _with_source_digest(e, digest)
             raise
+
+
+def _with_source_digest(e: DeidError, source: str | spans.Tapped | None) -> None:
+    """Give a refused object's error its source's digest: the copies made of its bytes go.
+
+    A streamed object that the rules refuse before its copy is written through, or as it is,
+    has its source read to the end for it (only then: its copy's write reads it otherwise).
+    """
+    if isinstance(source, spans.Tapped):
+        if source.digest is None and e.reason in REFUSED_BY_RULES:
+            with contextlib.suppress(Exception):  # unreadable now: the refusal stands as it is
+                for _ in source.chunks():
+                    pass
+        source = source.digest
+    e.source_digest = source if isinstance(source, str) else None
 
 
 HEAD_BYTES_LIMIT = 32 << 20  # what is read of it at most: its header must end within
@@ -500,6 +515,9 @@ def write_copy(prepared: Prepared, ctx: RunContext) -> Copied:
         except CopyConflictError as again:
             raise DeidError(again.message, reason="duplicate_sop_conflict") from None
         replaces = moved
+    except DeidError as e:  # refused as it streamed (text in a frame's header)
+        _with_source_digest(e, prepared.source)
+        raise
     failpoints.hit(failpoints.COPY_WRITTEN)
     return Copied(prepared.result, name, digest, replaces, prepared.source_digest())
 

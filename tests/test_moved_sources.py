@@ -20,6 +20,8 @@ from sqlalchemy import text
 
 from indexer import content, keys, spans, work
 from indexer.deid import build_plan
+from indexer.errors import DeidError
+from indexer.records import Failure
 from indexer.sources import Walker, held_bytes
 from indexer.store.files import LocalStore
 from tests.builders import (
@@ -208,6 +210,37 @@ def test_a_sources_digest_is_keyed_and_the_same_however_it_is_read(streamed, mon
     assert streamed == any(isinstance(work.prepare(s, ctx).source, spans.Tapped) for s in srcs)
     assert want != content.of_bytes(content.key_of(keys.generate().blind), one)
     assert want not in (blake3(one).hexdigest(), hashlib.sha256(one).hexdigest())
+
+
+def test_a_large_object_the_rules_refuse_still_gives_its_sources_digest(monkeypatch, tmp_path):
+    """A streamed object refused before its copy is written (burned-in text) has its source
+    read to the end for its digest, from a file or an archive's member: the copies made of
+    those bytes elsewhere are withdrawn as a whole object's are (before: no digest, and they
+    stayed)."""
+    one = to_bytes(make_instance(1, 1, 1, 1, BurnedInAnnotation="YES"))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.dcm").write_bytes(one)
+    for name, kind in (("z", "zip"), ("t", "tar"), ("g", "gztar")):
+        shutil.make_archive(str(tmp_path / name), kind, folder)
+    the_keys = keys.generate()
+    want = content.of_bytes(content.key_of(the_keys.blind), one)
+    roots = [folder, tmp_path / "z.zip", tmp_path / "t.tar", tmp_path / "g.tar.gz"]
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    store = LocalStore(tmp_path / "out")
+    ctx = work.RunContext(build_plan(), the_keys, store, "DI", 30, 1)
+    try:
+        for src in Walker(the_keys.blind, max_member_bytes=1 << 30).walk(roots):
+            assert not held_bytes(src)  # streamed, each of them
+            with pytest.raises(DeidError) as e:
+                work.prepare(src, ctx)
+            assert (e.value.reason, e.value.source_digest) == ("burned_in_annotation", want)
+            failed = work.process_safely(src, ctx)
+            assert isinstance(failed, Failure)
+            assert failed.source_digest == want
+    finally:
+        store.close()
+    assert copies_in(tmp_path / "out") == {}
 
 
 def test_the_index_records_each_sources_digest(cli, engine, key_file, tmp_path):

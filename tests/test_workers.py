@@ -6,16 +6,21 @@ import json
 import pickle
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 
 import pydicom
+import pytest
 from sqlalchemy import text
 
 from indexer import work
 from indexer.deid import build_plan, pseudonym
+from indexer.errors import database_failure
 from indexer.keys import generate, read_key_file
+from indexer.store import db
 from indexer.store.files import LocalStore
 from indexer.store.lookup import CopiesMadeOf
 from indexer.workers import POOL_THRESHOLD
+from indexer.workers import context as worker_context
 from tests.builders import SampleShape, files_sha, write_archive
 
 
@@ -94,3 +99,27 @@ def test_a_worker_takes_its_context_without_the_database_code(tmp_path, engine):
     )
     p = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True)
     assert p.stdout.decode().strip() == "[]"  # (asking, it connects: test_moved_sources)
+
+
+def _ask(made_of: CopiesMadeOf) -> str | None:
+    return made_of("1.2/1.2.3/1.2.3.4.dcm", "0" * 64)
+
+
+def test_a_workers_lookup_meeting_no_database_ends_the_run_as_a_database_failure(tmp_path):
+    """A worker asks the index (a copy in conflict) and the server is gone: the error that
+    crosses back to the ingest is the one its CLI names as a lost database, by kind only
+    (not a worker that died, nor a defect), and nothing of the URL's password is in it."""
+    store = LocalStore(tmp_path / "out")
+    try:
+        gone = db.engine_for("postgresql+psycopg://ingest:sekrit@127.0.0.1:1/dicom_index")
+        made_of = CopiesMadeOf(gone, store.output_id)
+        with (
+            ProcessPoolExecutor(1, mp_context=worker_context()) as pool,
+            pytest.raises(Exception) as e,  # the driver's, as it arrives
+        ):
+            pool.submit(_ask, made_of).result()
+    finally:
+        store.close()
+    failure = database_failure(e.value)
+    assert failure == "the database connection was lost or refused (OperationalError)"
+    assert "sekrit" not in failure
