@@ -204,6 +204,16 @@ class Cli:
         return p
 
 
+@pytest.fixture(scope="session")
+def commands_tmp() -> Iterator[str]:
+    """The temporary directory of the commands the tests run, removed after them: what a
+    command killed on purpose leaves there (its worker pool's ``pymp-*`` directory) goes
+    with it. Short: the pool's socket lies in it."""
+    path = tempfile.mkdtemp(prefix="ditmp-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def cli(
     tmp_path: Path,
@@ -212,9 +222,11 @@ def cli(
     pg_server: PgServer,
     mongo_url: str,
     mongo_db: str,
+    commands_tmp: str,
 ) -> Cli:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_INDEX_")}
     env.update(
+        TMPDIR=commands_tmp,
         DICOM_INDEX_DATABASE_URL=db_url,
         DICOM_INDEX_STATE_DIR=str(tmp_path / "state"),
         DICOM_INDEX_KEY_FILE=str(key_file),
