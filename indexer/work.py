@@ -250,7 +250,7 @@ def _dcmread(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Dataset, in
             ds = pydicom.dcmread(fp, force=force, stop_before_pixels=pixels_in_place)
     except InvalidDicomError:
         raise SourceError("not a DICOM file", reason="not_dicom") from None
-    except RecursionError as e:
+    except rawvalue.ELEMENT_ERRORS as e:  # an element: what of it, in words
         problem = rawvalue.element_problem(e)
         raise SourceError(f"unreadable DICOM: {problem}", reason="unreadable") from None
     except Exception as e:  # noqa: BLE001 - pydicom raises many kinds; their text can hold PHI

@@ -120,6 +120,30 @@ def test_the_messages_name_the_problem(ctx):
 
 
 @pytest.mark.parametrize(
+    ("charset", "outcome"),
+    [(b"ISO_IR 100\x00\x00", "indexed"), (b"ISO_IR\x00100", "unreadable")],
+)
+def test_a_character_set_padded_with_nul_is_read_and_one_broken_by_it_says_so(
+    ctx, charset, outcome
+):
+    """Specific Character Set padded with NUL (as some writers pad) is read; one with a NUL
+    inside cannot be (pydicom reads it as the file is read): its failure names the element's
+    problem, not only the type of error (before: "unreadable DICOM (ValueError)")."""
+    ds = make_instance(6, 1, 1, 1, marker=MARK)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    sound = _element(0x00080005, b"CS", b"ISO_IR 100")
+    data = to_bytes(ds).replace(sound, _element(0x00080005, b"CS", charset))
+    assert charset in data
+    assert _outcome(ctx, 1, data) == outcome
+    if outcome == "unreadable":
+        with pytest.raises(SourceError) as caught:
+            work.process(_source(2, data), ctx)
+        assert caught.value.message == (
+            "unreadable DICOM: an element holds a value that cannot be read (ValueError)"
+        )
+
+
+@pytest.mark.parametrize(
     ("error", "problem"),
     [
         (TypeError, "an element holds a value that cannot be written (TypeError)"),
