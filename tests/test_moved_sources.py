@@ -177,20 +177,25 @@ def test_a_moved_archive_killed_while_replacing_then_rerun_ends_as_one_run(
     check_copies_clean(cli, out, 6)
 
 
+def _four_ways(one: bytes, tmp_path: Path) -> list[Path]:
+    """The object ``one`` in a folder, a zip, a tar and a compressed tar."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.dcm").write_bytes(one)
+    for name, kind in (("z", "zip"), ("t", "tar"), ("g", "gztar")):
+        shutil.make_archive(str(tmp_path / name), kind, folder)
+    return [folder, tmp_path / "z.zip", tmp_path / "t.tar", tmp_path / "g.tar.gz"]
+
+
 @pytest.mark.parametrize("streamed", [False, True])
 def test_a_sources_digest_is_keyed_and_the_same_however_it_is_read(streamed, monkeypatch, tmp_path):
     """Read whole, or streamed as large objects are (hashed as the copy is written, the
     source read no more for it), from a folder, a zip, a tar or a compressed tar: one digest
     of the object's bytes; under another key, another."""
     one = to_bytes(make_instance(1, 1, 1, 1))
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    (folder / "a.dcm").write_bytes(one)
-    for name, kind in (("z", "zip"), ("t", "tar"), ("g", "gztar")):
-        shutil.make_archive(str(tmp_path / name), kind, folder)
+    roots = _four_ways(one, tmp_path)
     the_keys = keys.generate()
     want = content.of_bytes(content.key_of(the_keys.blind), one)
-    roots = [folder, tmp_path / "z.zip", tmp_path / "t.tar", tmp_path / "g.tar.gz"]
     srcs = list(Walker(the_keys.blind, max_member_bytes=1 << 30).walk(roots))
     assert len(srcs) == 4
     if streamed:
@@ -218,14 +223,9 @@ def test_a_large_object_the_rules_refuse_still_gives_its_sources_digest(monkeypa
     those bytes elsewhere are withdrawn as a whole object's are (before: no digest, and they
     stayed)."""
     one = to_bytes(make_instance(1, 1, 1, 1, BurnedInAnnotation="YES"))
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    (folder / "a.dcm").write_bytes(one)
-    for name, kind in (("z", "zip"), ("t", "tar"), ("g", "gztar")):
-        shutil.make_archive(str(tmp_path / name), kind, folder)
+    roots = _four_ways(one, tmp_path)
     the_keys = keys.generate()
     want = content.of_bytes(content.key_of(the_keys.blind), one)
-    roots = [folder, tmp_path / "z.zip", tmp_path / "t.tar", tmp_path / "g.tar.gz"]
     monkeypatch.setattr(spans, "STREAM_FROM", 1)
     store = LocalStore(tmp_path / "out")
     ctx = work.RunContext(build_plan(), the_keys, store, "DI", 30, 1)
