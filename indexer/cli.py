@@ -34,6 +34,11 @@ from indexer.errors import (
 )
 from indexer.lazy import lazy
 
+# numpy (imported by pydicom, used for pixel bits: no matrix work) starts one OpenBLAS thread
+# a core, each spinning a core for about 0.05 s at import, in every process: a user's own
+# setting wins
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 if TYPE_CHECKING:  # imported on first use below: start-up stays short, workers stay light
     import rich.console as rich_console
     import rich.table as rich_table

@@ -1,7 +1,8 @@
-"""Small files and names that outlast a crash or a power cut: written, synced, then named."""
+"""Small files and names that outlast a crash or a power cut; folders only their owner reads."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -30,3 +31,21 @@ def sync_directory(path: Path) -> None:
         pass  # a file system that cannot sync a directory: its names are as safe as it makes them
     finally:
         os.close(fd)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder, made with its missing parents, each new one 0700; returned.
+
+    For the state (keys, servers' data, their logs and locks): files there are 0600 or 0700
+    already, and now their names are not listed to others either. A folder that exists keeps
+    its mode: a site may have chosen it.
+    """
+    missing: list[Path] = []
+    at = path
+    while not at.exists() and at.parent != at:
+        missing.append(at)
+        at = at.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile: as that one made it
+            folder.mkdir(mode=0o700)
+    return path

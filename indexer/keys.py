@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from indexer.durable import private_dir
 from indexer.errors import KeyFileError, os_reason
 
 KEY_FILE_FORMAT = "dicom-index-keys/1"
@@ -94,7 +95,7 @@ def _document(keys: Keys) -> dict[str, Any]:
 
 def write_key_file(path: Path, keys: Keys) -> None:
     """Create the key file with mode 0600; never overwrite an existing one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(_document(keys), f, indent=2)

@@ -26,6 +26,24 @@ def test_init_creates_0600_and_never_overwrites(tmp_path):
     assert path.read_bytes() == before
 
 
+def test_the_state_folders_it_makes_are_its_users_alone_and_one_there_keeps_its_mode(tmp_path):
+    """The key file is 0600; the folders made for it list its name to nobody else. A folder
+    a site made keeps the mode it chose."""
+    run = [sys.executable, "-m", "indexer.cli", "keys", "init"]
+    made = tmp_path / "new" / "st"
+    env = {**os.environ, "DICOM_INDEX_STATE_DIR": str(made), "CI": "1"}
+    subprocess.run(run, env=env, capture_output=True, text=True, check=True)
+    assert (made / "keys.json").is_file()
+    assert [p.stat().st_mode & 0o777 for p in (made, made.parent)] == [0o700, 0o700]
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    chosen.chmod(0o750)
+    env = {**os.environ, "DICOM_INDEX_STATE_DIR": str(chosen), "CI": "1"}
+    subprocess.run(run, env=env, capture_output=True, text=True, check=True)
+    assert (chosen / "keys.json").is_file()
+    assert chosen.stat().st_mode & 0o777 == 0o750
+
+
 def test_round_trip(tmp_path):
     k = keys.generate()
     keys.write_key_file(tmp_path / "k.json", k)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -99,6 +100,22 @@ def test_a_worker_takes_its_context_without_the_database_code(tmp_path, engine):
     )
     p = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True)
     assert p.stdout.decode().strip() == "[]"  # (asking, it connects: test_moved_sources)
+
+
+@pytest.mark.parametrize(("set_to", "threads"), [(None, 1), ("2", 2)])
+def test_numpy_starts_no_threads_in_the_commands_processes_unless_a_user_asks(set_to, threads):
+    """numpy, imported for the pixel bits (no matrix work), started one OpenBLAS thread a
+    core, each spinning its core for about 0.05 s, in the command and every worker (which
+    inherit its environment). A user's own setting is kept."""
+    code = (
+        "import os, indexer.cli, numpy; "
+        "print(len(os.listdir('/proc/self/task')), os.environ['OPENBLAS_NUM_THREADS'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if set_to is not None:
+        env["OPENBLAS_NUM_THREADS"] = set_to
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
+    assert p.stdout.decode().split() == [str(threads), set_to or "1"]
 
 
 def _ask(made_of: CopiesMadeOf) -> str | None:

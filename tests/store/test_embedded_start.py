@@ -222,8 +222,17 @@ def _trusting(state: Path, url: str) -> str:
 def test_other_users_cannot_log_in_where_the_socket_lies_open(tmp_path):
     # a path too long for a socket: the wheel puts the socket in a directory anyone enters
     state = tmp_path / ("a" * 90) / "state"
+    state.parent.mkdir(mode=0o700)  # root's own folder, as a home is
     try:
         url = db.embedded_url(state)
+        # the server's own user passes through the folders above its cluster; nobody lists
+        # them (the wheel would leave them 0755)
+        assert [p.stat().st_mode & 0o777 for p in (state, state.parent)] == [0o711, 0o711]
+        listed = subprocess.run(
+            ["ls", str(state.parent)], user="nobody", capture_output=True, check=False
+        )
+        assert listed.returncode != 0
+        assert b"Permission denied" in listed.stderr
         socket_dir = Path(str(make_url(url).query["host"]))
         assert not socket_dir.is_relative_to(state)
         assert socket_dir.stat().st_mode & 0o007 == 0o007  # open to every user
