@@ -573,13 +573,23 @@ def _bz2_damaged(e: BaseException) -> bool:
     return type(e) is OSError and e.errno is None and e.args == ("Invalid data stream",)
 
 
+def _damage(e: BaseException) -> str:
+    """What a decompressor's error says of its data, by kind (zlib's and bz2's bare ones)."""
+    if _bz2_damaged(e):
+        return "invalid bzip2 data"
+    return "invalid deflate data" if isinstance(e, zlib.error) else type(e).__name__
+
+
 def _damaged(e: BaseException) -> str:
-    kind = "invalid bzip2 data" if _bz2_damaged(e) else type(e).__name__
-    return f"cannot read an archive (its compressed data is damaged: {kind})"
+    return f"cannot read an archive (its compressed data is damaged: {_damage(e)})"
 
 
 def _cut_short() -> SourceError:
     return SourceError("an archive member is cut short", reason="truncated")
+
+
+def _member_damaged(e: BaseException) -> SourceError:
+    return SourceError(f"an archive member is damaged ({_damage(e)})", reason="unreadable")
 
 
 @contextlib.contextmanager
@@ -594,14 +604,10 @@ def member_errors() -> Iterator[None]:
     except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
         if str(e).startswith("Bad CRC-32"):  # zipfile's; the rest of its text names the member
             raise spans.bad_crc() from None
-        raise SourceError(
-            f"an archive member is damaged ({os_reason(e)})", reason="unreadable"
-        ) from None
+        raise _member_damaged(e) from None
     except OSError as e:
         if _bz2_damaged(e):
-            raise SourceError(
-                "an archive member is damaged (invalid bzip2 data)", reason="unreadable"
-            ) from None
+            raise _member_damaged(e) from None
         raise
     except NotImplementedError as e:  # a compression method zipfile lacks
         raise SourceError(

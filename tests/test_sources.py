@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import struct
 import tarfile
 import zipfile
 from pathlib import Path
@@ -219,6 +220,28 @@ def test_unreadable_zip_members_are_source_errors_without_their_names(tmp_path):
         "fine": "read",
     }
     assert not any(MARK in m for m in messages.values())
+
+
+def test_a_zip_member_whose_deflated_data_is_damaged_is_named_so(tmp_path):
+    """zlib's error has a bare name ("error"): the message says what it means, as bz2's."""
+    data = to_bytes(make_instance(1, 1, 1, 1))
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{MARK}/1.dcm", data)
+        z.writestr(f"{MARK}/2.dcm", data)
+        first = z.infolist()[0]
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack_from("<HH", raw, first.header_offset + 26)
+    raw[first.header_offset + 30 + name_len + extra_len] = 0xFF  # a deflate block of no type
+    path.write_bytes(bytes(raw))
+    damaged, fine = Walker(KEY, max_member_bytes=1 << 20).walk([path])
+    with pytest.raises(SourceError) as caught:
+        damaged.read()
+    assert (caught.value.reason, caught.value.message) == (
+        "unreadable",
+        "an archive member is damaged (invalid deflate data)",
+    )
+    assert fine.read() == data
 
 
 def _zip_of(path, members):
