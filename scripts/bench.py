@@ -49,6 +49,13 @@ class Result:
     megabytes: float
     peak_rss_mb: float
     note: str = ""
+    # the machine's busy CPU time while it ran: the servers and the kernel's write-back too
+    cpu_seconds: float = 0.0
+
+    @property
+    def cpu_ms_per_file(self) -> float:
+        """CPU time a file, over all cores: what a busier machine's throughput divides."""
+        return 1000 * self.cpu_seconds / self.files if self.files else 0.0
 
     @property
     def files_per_s(self) -> float:
@@ -74,14 +81,31 @@ def make_corpus(kind: str, n: int, root: Path) -> tuple[int, float]:
     return n, total / 1e6
 
 
+def busy_cpu_seconds() -> float:
+    """The machine's CPU time spent so far, all cores, not idle (nor stolen by other guests).
+
+    Every process counts: the database servers a command talks to are not its children, and
+    the kernel writes its files back to the disk in threads of its own. 0 where there is no
+    ``/proc/stat``.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(
     cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
-) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS (MB) of the largest process in its tree, and exit code.
+) -> tuple[float, float, int, float]:
+    """Wall seconds, peak RSS (MB) of the largest process in its tree, exit code, busy CPU.
 
     Workers that are not the command's own children (forked by a fork server) are not in
-    the figure wait4 gives: the tree is also sampled from /proc while it runs.
+    the figure wait4 gives: the tree is also sampled from /proc while it runs. The CPU time
+    is the whole machine's (``busy_cpu_seconds``) while the command ran.
     """
+    cpu = busy_cpu_seconds()
     start = time.perf_counter()
     proc = subprocess.Popen(
         cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -92,13 +116,14 @@ def timed(
     sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
+    cpu = busy_cpu_seconds() - cpu
     done.set()
     sampler.join()
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 1):
         print(f"  ! {' '.join(cmd[:4])}... exited {code}: {stderr[-300:]}", file=sys.stderr)
-    return seconds, max(usage.ru_maxrss, *peaks.values(), 0) / 1024, code
+    return seconds, max(usage.ru_maxrss, *peaks.values(), 0) / 1024, code, cpu
 
 
 def _sample_tree(root: int, peaks: dict[int, int], done: threading.Event) -> None:
@@ -156,20 +181,22 @@ def bench_corpus(
 
     def run(tool: str, cmd: list[str], ok: tuple[int, ...] = (0, 1), **kw: object) -> Result:
         settle(src)
-        seconds, rss, code = timed(cmd, **kw)  # type: ignore[arg-type]
+        seconds, rss, code, cpu = timed(cmd, **kw)  # type: ignore[arg-type]
         note = "" if code in ok else f"failed (exit {code})"
         print(
-            f"  {tool:34s} {n / seconds:8.1f} files/s  {mb / seconds:7.1f} MB/s  {rss:6.0f} MB RSS",
+            f"  {tool:34s} {n / seconds:8.1f} files/s  {mb / seconds:7.1f} MB/s  {rss:6.0f} MB RSS"
+            f"  {1000 * cpu / n:6.2f} CPU ms/file",
             flush=True,
         )
         old = best.get(tool)
         if old is not None:  # noise only slows a run down: the fastest round counts
-            seconds, rss, note = (
+            seconds, rss, note, cpu = (
                 min(old.seconds, seconds),
                 max(old.peak_rss_mb, rss),
                 old.note or note,
+                min(old.cpu_seconds, cpu),
             )
-        best[tool] = Result(name, tool, n, seconds, mb, rss, note)
+        best[tool] = Result(name, tool, n, seconds, mb, rss, note, cpu)
         return best[tool]
 
     cores = os.cpu_count() or 1
@@ -377,12 +404,19 @@ def main() -> int:
             "cpu_scaling": round(scaling, 2),
         },
         "repeat": args.repeat,
-        "results": [{**asdict(r), "files_per_s": round(r.files_per_s, 1)} for r in results],
+        "results": [
+            {
+                **asdict(r),
+                "files_per_s": round(r.files_per_s, 1),
+                "cpu_ms_per_file": round(r.cpu_ms_per_file, 3),
+            }
+            for r in results
+        ],
     }
     print()
     print(
         f"{'corpus':6s} {'tool':34s} {'files/s':>9s} {'MB/s':>8s} {'RSS MB':>7s} "
-        f"{'x cp':>6s} {'x rw':>6s}"
+        f"{'x cp':>6s} {'x rw':>6s} {'CPU ms/file':>11s} {'cores busy':>10s}"
     )
     for name in ("ct", "small"):
         rows = [r for r in results if r.corpus == name]
@@ -393,7 +427,8 @@ def main() -> int:
         for r in rows:
             print(
                 f"{name:6s} {r.tool:34s} {r.files_per_s:9.1f} {r.megabytes / r.seconds:8.1f} "
-                f"{r.peak_rss_mb:7.0f} {r.files_per_s / cp:6.2f} {r.files_per_s / rw:6.2f}"
+                f"{r.peak_rss_mb:7.0f} {r.files_per_s / cp:6.2f} {r.files_per_s / rw:6.2f} "
+                f"{r.cpu_ms_per_file:11.2f} {r.cpu_seconds / r.seconds:10.2f}"
                 + (f"  {r.note}" if r.note else "")
             )
         one = next((r for r in rows if r.tool == "dicom-index ingest, 1 worker"), None)

@@ -47,7 +47,10 @@ def test_bench_times_every_tool_and_reuses_its_work_directory(tmp_path):
             assert r["files"] == n
             assert r["seconds"] > 0
             assert r["peak_rss_mb"] > 0
+            assert r["cpu_seconds"] >= 0  # the machine's, while it ran: its servers' too
+            assert r["cpu_ms_per_file"] == round(1000 * r["cpu_seconds"] / n, 3)
             assert r["note"] == ""  # no failed run, and every file indexed (exit 0)
+        assert all(r["cpu_seconds"] > 0 for r in ingests)  # counted in ticks: 10 ms or more
     assert first["machine"]["cpus"] >= 1
     assert first["machine"]["cpu_scaling"] > 0
     copies = sorted((work / "state-ct-1-False" / "out").rglob("*.dcm"))
