@@ -102,7 +102,10 @@ def test_a_worker_takes_its_context_without_the_database_code(tmp_path, engine):
     assert p.stdout.decode().strip() == "[]"  # (asking, it connects: test_moved_sources)
 
 
-@pytest.mark.parametrize(("set_to", "threads"), [(None, 1), ("2", 2)])
+@pytest.mark.parametrize(
+    ("set_to", "threads"),
+    [(None, 1), ("2", min(2, len(os.sched_getaffinity(0))))],  # OpenBLAS: no more than cores
+)
 def test_numpy_starts_no_threads_in_the_commands_processes_unless_a_user_asks(set_to, threads):
     """numpy, imported for the pixel bits (no matrix work), started one OpenBLAS thread a
     core, each spinning its core for about 0.05 s, in the command and every worker (which

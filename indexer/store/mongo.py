@@ -292,9 +292,9 @@ _STARTED: dict[Path, subprocess.Popen[bytes]] = {}  # by `prestart`, for `embedd
 
 def _start(storage: Path) -> subprocess.Popen[bytes]:
     try:
-        private_dir(storage.parent)
-        storage.mkdir(exist_ok=True)
-        storage.chmod(0o700)  # its files are the index: read past the server, never by others
+        # its files are the index: read past the server, never by others (an earlier
+        # version made it 0755)
+        private_dir(storage).chmod(0o700)
         return subprocess.Popen(  # noqa: S603 - our own module, by this interpreter
             [sys.executable, "-m", "indexer.store.mongo_server", str(storage), EMBEDDED_CACHE],
             stdin=subprocess.DEVNULL,
