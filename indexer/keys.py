@@ -95,8 +95,11 @@ def _document(keys: Keys) -> dict[str, Any]:
 
 def write_key_file(path: Path, keys: Keys) -> None:
     """Create the key file with mode 0600; never overwrite an existing one."""
-    private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        private_dir(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:  # its folder cannot be made (a file in its path), no permission
+        raise KeyFileError(f"key file {path} cannot be created ({os_reason(e)})") from None
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(_document(keys), f, indent=2)
         f.write("\n")

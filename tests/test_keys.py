@@ -44,6 +44,18 @@ def test_the_state_folders_it_makes_are_its_users_alone_and_one_there_keeps_its_
     assert chosen.stat().st_mode & 0o777 == 0o750
 
 
+def test_a_key_file_whose_folder_cannot_be_made_is_named_with_why(tmp_path):
+    (tmp_path / "afile").write_bytes(b"")  # a file where the state directory's parent must go
+    env = {**os.environ, "DICOM_INDEX_STATE_DIR": str(tmp_path / "afile" / "st"), "CI": "1"}
+    run = [sys.executable, "-m", "indexer.cli", "keys", "init"]
+    p = subprocess.run(run, env=env, capture_output=True, text=True, check=False)
+    assert p.returncode == KeyFileError.exit_code
+    assert p.stderr.strip() == (
+        f"error (keys): key file {tmp_path}/afile/st/keys.json cannot be created "
+        "(NotADirectoryError: Not a directory)"
+    )
+
+
 def test_round_trip(tmp_path):
     k = keys.generate()
     keys.write_key_file(tmp_path / "k.json", k)

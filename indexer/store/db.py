@@ -65,7 +65,14 @@ def embedded_url(state_dir: Path) -> str:
         The server did not start (named by the error's kind; its log is in ``pg/log``).
 
     """
-    pgdata = private_dir((state_dir / "pg").resolve())
+    pgdata = (state_dir / "pg").resolve()
+    try:
+        private_dir(pgdata)
+    except OSError as e:  # a file in its path, no permission
+        raise StoreError(
+            f"cannot make the embedded PostgreSQL server's folder {pgdata} ({os_reason(e)}); "
+            "choose another state directory, or set DICOM_INDEX_DATABASE_URL"
+        ) from None
     _quiet_wheel()
     mark = pgdata.with_name(INIT_MARK)
     with _start_lock(pgdata.with_name(START_LOCK)):

@@ -98,6 +98,17 @@ def test_without_the_wheel_the_error_says_so(monkeypatch, tmp_path):
     )
 
 
+def test_a_state_directory_that_cannot_be_made_is_named_with_why(tmp_path):
+    (tmp_path / "afile").write_bytes(b"")  # a file where a folder of the path must go
+    with pytest.raises(StoreError) as caught:
+        db.embedded_url(tmp_path / "afile" / "state")
+    assert str(caught.value) == (
+        f"cannot make the embedded PostgreSQL server's folder {tmp_path}/afile/state/pg "
+        "(NotADirectoryError: Not a directory); choose another state directory, or set "
+        "DICOM_INDEX_DATABASE_URL"
+    )
+
+
 KILLED_IN_INITDB = """
 import os, signal, sys
 from pathlib import Path
