@@ -175,8 +175,12 @@ def _checked(ds: pydicom.Dataset) -> pydicom.Dataset:
         and length != UNDEFINED_LENGTH
         and len(value) < length
     ):
-        raise SourceError("the file is truncated inside an element", reason="truncated")
+        raise _cut_inside()
     return ds
+
+
+def _cut_inside() -> SourceError:
+    return SourceError("the file is truncated inside an element", reason="truncated")
 
 
 DEFLATED = pydicom.uid.DeflatedExplicitVRLittleEndian
@@ -190,9 +194,11 @@ def _refuse_deflate_bomb(data: bytes) -> None:
     pydicom inflates a deflated data set whole, in memory: a file of 1.5 MB can hold 1.5 GiB
     of zeros. Here it is inflated a step at a time and counted, not kept: beyond the
     archive members' bounds (``sources.BOMB_RATIO``-fold, and ``DEFLATED_MAX_BYTES``) it is
-    refused as ``zip_bomb``. Anything odd on the way is left to pydicom to report.
+    refused as ``zip_bomb``; a stream that does not inflate is damaged (``unreadable``), one
+    that stops short of its end cut short (``truncated``). A file pydicom would not inflate
+    (its file meta unreadable, or another transfer syntax) is left to pydicom to report.
     """
-    if data.find(DEFLATED.encode(), 0, _META_SEARCH) < 0:  # not even named: no copy made
+    if not _named_deflated(data):  # not even named: no copy made
         return
     fp = io.BytesIO(data)
     try:
@@ -218,7 +224,11 @@ def _refuse_deflate_bomb(data: bytes) -> None:
                     )
                 chunk = inflater.unconsumed_tail
     except zlib.error:
-        return  # damaged: pydicom says so
+        raise SourceError(
+            "the deflated data set is damaged (invalid deflate data)", reason="unreadable"
+        ) from None
+    if not inflater.eof:
+        raise SourceError("the file ends inside its deflated data set", reason="truncated")
 
 
 _META_SEARCH = 64 * 1024  # bytes: the file meta lies in the first few hundred
@@ -251,11 +261,66 @@ def _dcmread(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Dataset, in
     except InvalidDicomError:
         raise SourceError("not a DICOM file", reason="not_dicom") from None
     except rawvalue.ELEMENT_ERRORS as e:  # an element: what of it, in words
+        if fp.tell() >= len(data) and not _named_deflated(
+            data
+        ):  # it needed more bytes than were left
+            raise _cut_inside() from None
         problem = rawvalue.element_problem(e)
-        raise SourceError(f"unreadable DICOM: {problem}", reason="unreadable") from None
+        raise SourceError(f"invalid DICOM: {problem}", reason="invalid_element") from None
     except Exception as e:  # noqa: BLE001 - pydicom raises many kinds; their text can hold PHI
         raise SourceError(f"unreadable DICOM ({type(e).__name__})", reason="unreadable") from None
-    return ds, fp.tell()
+    stop = fp.tell()
+    if stop == len(data) and not _named_deflated(data):
+        _refuse_cut_header(ds, data)
+    return ds, stop
+
+
+def _named_deflated(data: bytes) -> bool:
+    """Whether ``data`` may be a deflated data set: its elements' places are not in ``data``."""
+    return data.find(DEFLATED.encode(), 0, _META_SEARCH) >= 0
+
+
+def _refuse_cut_header(ds: pydicom.Dataset, data: bytes) -> None:
+    """Refuse a data set whose last element ends short of the file's end (a SourceError).
+
+    pydicom ends a data set quietly where fewer bytes are left than an element's header
+    takes: a file cut there would pass for a whole one, the elements it lost unnoticed.
+    Two or more NUL bytes past the end are padding (some writers pad files so): no element
+    of a data set starts so, its group being at least 0008. One byte, NUL or not, is a cut
+    (a group's first byte is NUL in big endian, and in little endian for 6000, 5000...).
+    After an element of undefined length (its end not kept) nothing is judged. The last
+    element is the one read last, not the greatest tag: a file's elements may be out of order.
+    """
+    if not ds._dict:  # noqa: SLF001 - as stored; an empty data set is judged by _checked
+        return
+    last = max(ds._dict.values(), key=_value_start)  # noqa: SLF001
+    if isinstance(last, RawDataElement):
+        start, length = last.value_tell, last.length
+    elif last.is_undefined_length or last.file_tell is None:
+        return  # a sequence of undefined length (read as it was read): its end not kept
+    else:  # converted as it was read (Specific Character Set): its length is in its header
+        start, length = last.file_tell, _length_before(data, last.file_tell, last.VR, ds)
+    if length == UNDEFINED_LENGTH:
+        return  # fragments: read up to their delimiter
+    end = start + length
+    if end > len(data):
+        raise _cut_inside()
+    tail = data[end:]
+    if tail and (len(tail) == 1 or tail.strip(b"\0")):
+        raise SourceError("the file ends inside an element's header", reason="truncated")
+
+
+def _value_start(element: RawDataElement | pydicom.DataElement) -> int:
+    if isinstance(element, RawDataElement):
+        return element.value_tell
+    return element.file_tell or 0
+
+
+def _length_before(data: bytes, start: int, vr: str, ds: pydicom.Dataset) -> int:
+    """The length in the header of the element whose value starts at ``start``."""
+    implicit, little = ds.original_encoding
+    size = 4 if implicit or vr.encode() in rawvalue.LONG_LENGTH_VRS else 2
+    return int.from_bytes(data[start - size : start], "little" if little else "big")
 
 
 _PIXEL_TAG = b"\xe0\x7f\x10\x00"

@@ -241,7 +241,7 @@ _SEQ_END = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
 # unknown VR, malformed("unknown_vr"), is removed instead: its object is indexed)
 MALFORMED = {
     "bad_length": "invalid_element",  # a group length of 6 bytes: de-identification reads it
-    "deep_nesting": "unreadable",  # 600 sequences, one inside the other
+    "deep_nesting": "invalid_element",  # 600 sequences, one inside the other
 }
 
 

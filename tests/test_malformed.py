@@ -19,6 +19,7 @@ import pydicom
 import pytest
 from pydicom.datadict import DicomDictionary, dictionary_VR
 from pydicom.errors import BytesLengthException
+from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
 
 from indexer import keys, work
 from indexer.deid import Action, build_plan, engine, rawvalue
@@ -115,31 +116,32 @@ def test_the_messages_name_the_problem(ctx):
     assert messages == {
         "bad_length": "cannot de-identify the object: an element's length does not fit its "
         "value representation (BytesLengthException)",
-        "deep_nesting": "unreadable DICOM: sequences are nested too deep (RecursionError)",
+        "deep_nesting": "invalid DICOM: sequences are nested too deep (RecursionError)",
     }
 
 
 @pytest.mark.parametrize(
     ("charset", "outcome"),
-    [(b"ISO_IR 100\x00\x00", "indexed"), (b"ISO_IR\x00100", "unreadable")],
+    [(b"ISO_IR 100\x00\x00", "indexed"), (b"ISO_IR\x00100", "invalid_element")],
 )
 def test_a_character_set_padded_with_nul_is_read_and_one_broken_by_it_says_so(
     ctx, charset, outcome
 ):
     """Specific Character Set padded with NUL (as some writers pad) is read; one with a NUL
     inside cannot be (pydicom reads it as the file is read): its failure names the element's
-    problem, not only the type of error (before: "unreadable DICOM (ValueError)")."""
+    problem, not only the type of error (before: "unreadable DICOM (ValueError)"), and the
+    object is recorded as malformed (``invalid_element``), not as a file that cannot be read."""
     ds = make_instance(6, 1, 1, 1, marker=MARK)
     ds.SpecificCharacterSet = "ISO_IR 100"
     sound = _element(0x00080005, b"CS", b"ISO_IR 100")
     data = to_bytes(ds).replace(sound, _element(0x00080005, b"CS", charset))
     assert charset in data
     assert _outcome(ctx, 1, data) == outcome
-    if outcome == "unreadable":
+    if outcome == "invalid_element":
         with pytest.raises(SourceError) as caught:
             work.process(_source(2, data), ctx)
         assert caught.value.message == (
-            "unreadable DICOM: an element holds a value that cannot be read (ValueError)"
+            "invalid DICOM: an element holds a value that cannot be read (ValueError)"
         )
 
 
@@ -361,6 +363,99 @@ def test_a_deflated_data_set_that_inflates_like_a_bomb_is_refused_unread():
     assert str(caught.value).startswith("a deflated data set inflates to more than")
     ordinary = _deflated(make_instance(marker=MARK))  # 200-fold of a small file: under 10 MB
     assert MARK in work.read_dataset(ordinary, pixels_in_place=True).PatientID
+
+
+def _element_ends(data: bytes, ts: pydicom.uid.UID) -> set[int]:
+    """Where the file meta ends and where each top-level element of the data set ends."""
+    fp = io.BytesIO(data)
+    read_preamble(fp, False)  # noqa: FBT003 - pydicom's signature
+    _read_file_meta_info(fp)
+    ends = {fp.tell()}
+    for _ in data_element_generator(fp, ts.is_implicit_VR, ts.is_little_endian):
+        ends.add(fp.tell())
+    assert max(ends) == len(data)
+    return ends
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        pydicom.uid.ExplicitVRLittleEndian,
+        pydicom.uid.ImplicitVRLittleEndian,
+        pydicom.uid.ExplicitVRBigEndian,
+    ],
+    ids=["explicit", "implicit", "big_endian"],
+)
+def test_a_file_cut_anywhere_is_refused_as_truncated_unless_cut_between_elements(ts):
+    """A file cut at any byte of its file meta or data set: refused as ``truncated``, or, cut
+    where an element ends (nothing tells that from a whole file), read. Before, a file cut
+    inside an element's header was read as whole (pydicom stops quietly where fewer bytes are
+    left than a header takes: the elements after the cut were lost unnoticed), or, inside
+    a 12-byte header or the file meta, refused as a malformed sequence or element."""
+    ds = make_instance(marker=MARK)
+    del ds.PixelData
+    ds.add_new(0x00090010, "LO", "ACME 1.0")
+    ds.add_new(0x00091001, "OB", b"\x01\x02" * 5)  # a 12-byte header (explicit VR)
+    ds.add_new(0x00091002, "UT", "some text")
+    data = in_transfer_syntax(ds, ts)
+    ends = _element_ends(data, ts)
+    read, refused = set(), Counter()
+    for cut in range(133, len(data) + 1):
+        try:
+            work.read_dataset(data[:cut], pixels_in_place=True)
+            read.add(cut)
+        except SourceError as e:
+            refused[e.reason] += 1
+    assert read <= ends
+    assert len(read) > 30  # the object's elements, read up to each one's end
+    assert set(refused) == {"truncated"}
+
+
+def test_nul_bytes_past_the_last_element_are_padding_and_any_other_bytes_a_cut_header():
+    """Some writers pad a file with NUL bytes: two or more are no element's start. One byte
+    is a cut (a group's first byte in big endian, as in the sweep above)."""
+    data = to_bytes(make_instance(marker=MARK))
+    for padding in (b"\0\0", b"\0" * 7, b"\0" * 100):
+        assert MARK in work.read_dataset(data + padding, pixels_in_place=True).PatientID
+    for tail in (b"\0", b"\x08", b"\x08\x00\x20\x00DA\x08", b"\0\0\0\x01"):
+        with pytest.raises(SourceError) as caught:
+            work.read_dataset(data + tail, pixels_in_place=True)
+        assert caught.value.reason == "truncated"
+        assert caught.value.message == "the file ends inside an element's header"
+
+
+def test_elements_out_of_order_are_read_to_the_last_one_read():
+    """The element read last is the one that must end the file, not the greatest tag."""
+    ds = make_instance(marker=MARK)
+    del ds.PixelData
+    data = in_transfer_syntax(ds, pydicom.uid.ImplicitVRLittleEndian)
+    late = struct.pack("<HHL", 0x0008, 0x0201, 6) + b"+0100 "  # Timezone Offset From UTC
+    assert work.read_dataset(data + late, pixels_in_place=True).TimezoneOffsetFromUTC == "+0100"
+    with pytest.raises(SourceError) as caught:
+        work.read_dataset(data + late[:5], pixels_in_place=True)
+    assert caught.value.reason == "truncated"
+
+
+def test_a_deflated_data_set_cut_short_or_damaged_is_named_so():
+    """Before, both were "unreadable DICOM (error)": zlib's error, by its bare name."""
+    data = _deflated(make_instance(marker=MARK))
+    with pytest.raises(SourceError) as caught:
+        work.read_dataset(data[:-40], pixels_in_place=True)
+    assert (caught.value.reason, caught.value.message) == (
+        "truncated",
+        "the file ends inside its deflated data set",
+    )
+    fp = io.BytesIO(data)
+    read_preamble(fp, False)  # noqa: FBT003 - pydicom's signature
+    _read_file_meta_info(fp)
+    at = fp.tell()  # the first deflate block's header: final, of the reserved type 3
+    damaged = data[:at] + b"\x07" + data[at + 1 :]
+    with pytest.raises(SourceError) as caught:
+        work.read_dataset(damaged, pixels_in_place=True)
+    assert (caught.value.reason, caught.value.message) == (
+        "unreadable",
+        "the deflated data set is damaged (invalid deflate data)",
+    )
 
 
 def test_mutated_objects_that_are_indexed_keep_none_of_their_identifying_values(ctx):
