@@ -238,9 +238,11 @@ _SEQ = struct.pack("<HH2sHL", 0x0008, 0x1115, b"SQ", 0, 0xFFFFFFFF)
 _SEQ_END = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
 
 # malformed element kind -> the reason its object is recorded with (an element of an
-# unknown VR, malformed("unknown_vr"), is removed instead: its object is indexed)
+# unknown VR, malformed("unknown_vr"), and a number of a length that does not fit its VR that
+# the profile removes, malformed("bad_length"), are removed unread instead: their objects
+# are indexed)
 MALFORMED = {
-    "bad_length": "invalid_element",  # a group length of 6 bytes: de-identification reads it
+    "nul_in_charset": "invalid_element",  # pydicom reads Specific Character Set as it reads
     "deep_nesting": "invalid_element",  # 600 sequences, one inside the other
 }
 
@@ -252,6 +254,10 @@ def malformed(kind: str, study: int, marker: str) -> bytes:
         return _inserted(data, _element(0x00185100, b"D\x82", b"HFS "), 0x00200010)
     if kind == "bad_length":  # (0010,0000) UL holds 4 bytes, not 6
         return _inserted(data, _element(0x00100000, b"UL", b"\x01\x00" * 3), 0x00100010)
+    if kind == "nul_in_charset":  # a NUL inside a defined term: no character set of DICOM's
+        sound = _element(0x00080005, b"CS", b"ISO_IR 100")
+        assert data.count(sound) == 1
+        return data.replace(sound, _element(0x00080005, b"CS", b"ISO_IR\x00100"))
     if kind == "deep_nesting":
         nest = b""
         for _ in range(600):

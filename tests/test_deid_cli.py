@@ -169,7 +169,7 @@ def test_verify_counts_what_it_could_not_check(tmp_path, offline_cli):
     archive = tmp_path / "in"
     archive.mkdir()
     (archive / "good.dcm").write_bytes(to_bytes(make_instance(1, 1, 1, 1, marker=MARKER)))
-    (archive / "bad.dcm").write_bytes(malformed("bad_length", 2, MARKER))
+    (archive / "bad.dcm").write_bytes(malformed("nul_in_charset", 2, MARKER))
     (archive / "notes.txt").write_text(f"not dicom {MARKER}")
     p = offline_cli("deid", str(archive), "--out", str(tmp_path / "out"), check=1)
     assert "invalid_element" in p.stderr

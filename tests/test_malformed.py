@@ -92,6 +92,30 @@ def test_an_element_of_an_unknown_vr_is_removed_and_the_object_indexed(ctx, tmp_
     assert step.source == "an unknown value representation: removed"
 
 
+@pytest.mark.parametrize("where", ["top", "removed_sequence"])
+def test_a_removed_number_of_a_length_that_does_not_fit_its_vr_is_removed_unread(
+    ctx, tmp_path, where
+):
+    """A group length of 6 bytes (UL takes 4 a value), at top level or in an item of Other
+    Patient IDs Sequence, both removed: numbers are never searched for by the leak check, so
+    the value is not read, and the object is indexed. Before, the value was read (to be
+    recorded, then passed over) and its object refused as ``invalid_element``."""
+    bad = _element(0x00100000, b"UL", b"\x01\x00" * 3)
+    data = to_bytes(make_instance(5, 1, 1, 1, marker=MARK))
+    if where == "top":
+        data = malformed("bad_length", 5, MARK)
+    else:
+        body = bad + _element(0x00100020, b"LO", b"OTHER" + MARK.encode() + b" ")
+        item = struct.pack("<HHL", 0xFFFE, 0xE000, len(body)) + body
+        data = with_element(data, 0x00101002, b"SQ", item, 0x00101010)
+    assert bad in data
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert b"\x01\x00" * 3 not in copy.read_bytes()
+    assert MARK not in copy.read_bytes().decode("latin-1")
+    assert "OtherPatientIDsSequence" not in pydicom.dcmread(copy)
+
+
 def test_an_unknown_vr_inside_a_removed_sequence_does_not_refuse_the_object(ctx, tmp_path):
     """Other Patient IDs Sequence (removed, its items' values recorded for the leak check)
     holding an element of an unknown VR: passed over, not read; the object is indexed."""
@@ -114,8 +138,8 @@ def test_the_messages_name_the_problem(ctx):
             work.process(_source(i, malformed(kind, i, MARK)), ctx)
         messages[kind] = caught.value.message
     assert messages == {
-        "bad_length": "cannot de-identify the object: an element's length does not fit its "
-        "value representation (BytesLengthException)",
+        "nul_in_charset": "invalid DICOM: an element holds a value that cannot be read "
+        "(ValueError)",
         "deep_nesting": "invalid DICOM: sequences are nested too deep (RecursionError)",
     }
 

@@ -363,16 +363,19 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             and _repeat(ds, key, raw, vr, action, recorded, ctx, parents)
         ):
             continue
-        # the value, decoded once, if recording or the action needs it (a dummy number needs
-        # nothing of it, nor is it recorded: a damaged one may not even decode)
+        # the value, decoded once, if recording or the action needs it (a number removed,
+        # emptied or given a dummy needs nothing of it, nor is it recorded: a damaged one may
+        # not even decode)
         value = (
             value_of(ds, key, ctx.codec, vr)
             if vr != "SQ"
             and (
-                action not in (Action.KEEP, Action.REMOVE)
-                or (ctx.found is not None and recorded is not Action.KEEP)
+                (
+                    action not in (Action.KEEP, Action.REMOVE, Action.ZERO)
+                    and not (action is Action.DUMMY and vr in values.NUMBER_VRS)
+                )
+                or (ctx.found is not None and values.record_prefix(recorded, vr) is not None)
             )
-            and not (action is Action.DUMMY and vr in values.NUMBER_VRS)
             else None
         )
         if ctx.found is not None and recorded is not Action.KEEP:  # kept: nothing to record

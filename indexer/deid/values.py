@@ -112,7 +112,7 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
     for tag in sorted(d._dict):  # noqa: SLF001 - as stored: a VR is known before converting
         raw = d._dict[tag]  # noqa: SLF001
         as_read = rawvalue.vr_of(raw, tag)  # UN stays UN here: pydicom converts it below
-        if unknown_vr(as_read):
+        if unknown_vr(as_read) or as_read in NUMBER_VRS:  # numbers: never recorded, not read
             continue
         elem = d[tag]
         vr = str(elem.VR)
