@@ -161,14 +161,11 @@ def _checked(ds: pydicom.Dataset) -> pydicom.Dataset:
     """``ds``, unless it is empty or its last element is cut short (a SourceError)."""
     if len(ds) == 0:
         raise SourceError("the file ends before its data set", reason="truncated")
-    try:
-        last = ds.get_item(max(ds._dict, key=int))  # noqa: SLF001 - ints compare in C
-        value = getattr(last, "value", None)
-        length = getattr(last, "length", None)
-    except rawvalue.ELEMENT_ERRORS as e:
-        raise SourceError(
-            f"unreadable DICOM: {rawvalue.element_problem(e)}", reason="unreadable"
-        ) from None
+    # as stored, never converted (an element of an unknown VR is removed unread, wherever
+    # it lies); ints compare in C
+    last = ds._dict[max(ds._dict, key=int)]  # noqa: SLF001
+    value = getattr(last, "value", None)
+    length = getattr(last, "length", None)
     if (
         isinstance(value, bytes)
         and isinstance(length, int)
@@ -181,6 +178,12 @@ def _checked(ds: pydicom.Dataset) -> pydicom.Dataset:
 
 def _cut_inside() -> SourceError:
     return SourceError("the file is truncated inside an element", reason="truncated")
+
+
+def _invalid(e: BaseException) -> SourceError:
+    """A malformed element met as the file is read, named by its kind (never its text)."""
+    problem = rawvalue.element_problem(e)
+    return SourceError(f"invalid DICOM: {problem}", reason="invalid_element")
 
 
 DEFLATED = pydicom.uid.DeflatedExplicitVRLittleEndian
@@ -261,12 +264,10 @@ def _dcmread(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Dataset, in
     except InvalidDicomError:
         raise SourceError("not a DICOM file", reason="not_dicom") from None
     except rawvalue.ELEMENT_ERRORS as e:  # an element: what of it, in words
-        if fp.tell() >= len(data) and not _named_deflated(
-            data
-        ):  # it needed more bytes than were left
+        # reading it needed more bytes than were left
+        if fp.tell() >= len(data) and not _named_deflated(data):
             raise _cut_inside() from None
-        problem = rawvalue.element_problem(e)
-        raise SourceError(f"invalid DICOM: {problem}", reason="invalid_element") from None
+        raise _invalid(e) from None
     except Exception as e:  # noqa: BLE001 - pydicom raises many kinds; their text can hold PHI
         raise SourceError(f"unreadable DICOM ({type(e).__name__})", reason="unreadable") from None
     stop = fp.tell()

@@ -116,6 +116,20 @@ def test_a_removed_number_of_a_length_that_does_not_fit_its_vr_is_removed_unread
     assert "OtherPatientIDsSequence" not in pydicom.dcmread(copy)
 
 
+@pytest.mark.parametrize("value", [b"", b"HFS "])
+def test_an_element_of_an_unknown_vr_that_ends_the_data_set_is_removed_too(ctx, tmp_path, value):
+    """The last element is looked at for a value cut short as stored, never converted: one of
+    an unknown VR there (empty, found by a fuzz) refused its object as ``unreadable``,
+    where anywhere else it is removed unread."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    del ds.PixelData
+    data = to_bytes(ds) + _element(0x00400280, b"D\x82", value)  # after every other element
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert b"D\x82" not in copy.read_bytes()
+    assert 0x00400280 not in pydicom.dcmread(copy)
+
+
 def test_an_unknown_vr_inside_a_removed_sequence_does_not_refuse_the_object(ctx, tmp_path):
     """Other Patient IDs Sequence (removed, its items' values recorded for the leak check)
     holding an element of an unknown VR: passed over, not read; the object is indexed."""
