@@ -130,6 +130,32 @@ def test_an_element_of_an_unknown_vr_that_ends_the_data_set_is_removed_too(ctx, 
     assert 0x00400280 not in pydicom.dcmread(copy)
 
 
+def test_file_meta_elements_inside_the_data_set_are_removed_and_the_object_indexed(ctx, tmp_path):
+    """File meta elements among the attributes (a file meta group length that ends the group
+    early, found by a fuzz): (0002,0003) is in Table E.1-1 (U, for the file meta), so it was
+    given a pseudonym and kept, and pydicom refused to write group 2 in a data set
+    (``encode_failed``). Now every one is removed, whatever the table says, and the
+    transfer syntax and SOP class UIDs they held, the standard's own, are no leak in the
+    copy's new file meta."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    data = to_bytes(ds)
+    meta = (
+        _element(0x00020002, b"UI", str(ds.SOPClassUID).encode() + b"\0")
+        + _element(0x00020003, b"UI", b"1.2.3.4.5.6\0")
+        + _element(0x00020010, b"UI", b"1.2.840.10008.1.2.1\0")
+        + _element(0x00020016, b"AE", b"AE" + MARK.encode() + b" ")
+    )
+    at = data.index(struct.pack("<HH", 0x0008, 0x0016), 132 + 100)  # after the character set
+    data = data[:at] + meta + data[at:]
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    out = pydicom.dcmread(copy)
+    assert not [e for e in out if e.tag.group == 2]  # the data set's, not the file meta's
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+    assert b"1.2.3.4.5.6" not in copy.read_bytes()
+    assert MARK.encode() not in copy.read_bytes()
+
+
 def test_an_unknown_vr_inside_a_removed_sequence_does_not_refuse_the_object(ctx, tmp_path):
     """Other Patient IDs Sequence (removed, its items' values recorded for the leak check)
     holding an element of an unknown VR: passed over, not read; the object is indexed."""

@@ -666,10 +666,13 @@ def unknown_vr(vr: str) -> bool:
 def decide(plan: Plan, ds: Dataset, tag: int, vr: str) -> Decision | SiteRule:
     """Site rules first, then private handling, then the table.
 
-    An element of a VR no edition defines is removed before any of them.
+    An element of a VR no edition defines, and a command, file meta or item tag inside the
+    data set, are removed before any of them.
     """
     if unknown_vr(vr):
         return UNKNOWN_VR
+    if tag >> 16 in NOT_DATA_SET_GROUPS:  # before the table, which has (0002,0003) (U) too:
+        return NOT_DATA_SET  # of the file meta, which is made anew; no copy can hold it here
     is_private = bool((tag >> 16) & 1)
     creator = _creator(ds, tag) if is_private else None
     rule = plan.rules.match(tag, vr, creator) if plan.rules.rules else None

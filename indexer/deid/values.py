@@ -27,6 +27,9 @@ from indexer.deid.table import Action
 
 MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
 MADE_UP = frozenset(v for v in DUMMY.values() if isinstance(v, str) and v)
+# UIDs the standard defines (transfer syntaxes, SOP classes, well-known instances) under its
+# own root: they identify no one, and a copy holds them where it says what it is
+STANDARD_UID_ROOT = "1.2.840.10008."
 SAME_PLACE = "@"  # path prefix: a shifted date, a leak only if it survives where it was
 META_PHI = (  # Source, Sending and Receiving Application Entity Title, Private Information
     0x00020016,
@@ -59,7 +62,8 @@ def add(found: dict[str, str], value: object, path: str) -> None:
 
     A dummy value de-identification itself writes ("ANONYMIZED", "19000101") is not
     recorded: an original that already holds one (an archive de-identified before) says
-    nothing, and the copy holds the same dummy wherever the profile puts one.
+    nothing, and the copy holds the same dummy wherever the profile puts one. Nor is a UID
+    the standard defines (``STANDARD_UID_ROOT``).
     """
     for t in meaningful(value):
         found.setdefault(t, path)
@@ -67,7 +71,11 @@ def add(found: dict[str, str], value: object, path: str) -> None:
 
 def meaningful(value: object) -> tuple[str, ...]:
     """The texts of ``value`` that ``add`` records."""
-    return tuple(t for t in texts(value) if len(t) >= MIN_LENGTH and t not in MADE_UP)
+    return tuple(
+        t
+        for t in texts(value)
+        if len(t) >= MIN_LENGTH and t not in MADE_UP and not t.startswith(STANDARD_UID_ROOT)
+    )
 
 
 def record(

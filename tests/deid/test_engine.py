@@ -12,7 +12,7 @@ from pydicom.sequence import Sequence
 from pydicom.valuerep import PersonName
 
 from indexer import deid, keys
-from indexer.deid import Option, build_plan, pseudonym
+from indexer.deid import Option, build_plan, pseudonym, values
 from indexer.deid.engine import uid_values
 from indexer.deid.profile import (
     OUT_OF_PLACE,
@@ -242,6 +242,15 @@ def test_a_tag_of_no_data_set_inside_one_is_removed(basic_plan, key, tag):
     out = deid.apply(basic_plan, ds, key).ds
     assert tag not in out
     assert MARK.encode() not in to_bytes(out)
+
+
+def test_the_standards_own_uids_are_not_recorded_for_the_leak_check():
+    """A removed element holding a transfer syntax or SOP class UID (the standard's root)
+    identifies no one; a vendor's or an instance's UID is recorded."""
+    found: dict[str, str] = {}
+    for uid in ("1.2.840.10008.1.2.1", "1.2.840.10008.5.1.4.1.1.2", "1.2.840.113619.2.55.3"):
+        values.add(found, uid, "(0002,0010)")
+    assert list(found) == ["1.2.840.113619.2.55.3"]
 
 
 def _with_elements(ds: Dataset, *elements: tuple[int, bytes, bytes]) -> Dataset:
