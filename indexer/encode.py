@@ -81,7 +81,21 @@ def encode(ds: Dataset) -> Encoded:
         warnings.simplefilter("ignore")
         if _raw_copy_possible(ds):
             return _encode_raw(ds)
+        if _writes_vrs(ds):
+            _give_vrs(ds)
         return _encode_pydicom(ds)
+
+
+def _writes_vrs(ds: Dataset) -> bool:
+    """Whether the copy is explicit VR (big endian, deflated: pydicom writes it).
+
+    pydicom then writes a VR for every element, and cannot write a raw one read without one
+    (a damaged VR, read as implicit VR).
+    """
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or TRANSFER_SYNTAX not in meta:
+        return False
+    return not UID(text_of(meta, TRANSFER_SYNTAX, DEFAULT, "UI")).is_implicit_VR
 
 
 def _raw_copy_possible(ds: Dataset) -> bool:

@@ -500,6 +500,24 @@ def test_elements_out_of_order_are_read_to_the_last_one_read():
     assert caught.value.reason == "truncated"
 
 
+def test_a_kept_element_whose_vr_is_damaged_is_written_with_its_dictionarys(ctx, tmp_path):
+    """Bits Allocated of a big endian object with NUL bytes for a VR: pydicom reads it as
+    implicit VR (no VR, its length from the next two bytes). pydicom's writer, which writes
+    big endian copies, cannot write an element without a VR, and the object failed as
+    ``encode_failed`` (found by the fuzz). The VR now comes from the dictionary, as it does
+    for the little endian copies written here."""
+    ts = pydicom.uid.ExplicitVRBigEndian
+    data = in_transfer_syntax(make_instance(5, 1, 1, 1, marker=MARK), ts)
+    sound = struct.pack(">HH2sH", 0x0028, 0x0100, b"US", 2)
+    assert data.count(sound) == 1
+    data = data.replace(sound, struct.pack(">HH2sH", 0x0028, 0x0100, b"\0\0", 2))
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    out = pydicom.dcmread(copy)
+    assert out.file_meta.TransferSyntaxUID == ts
+    assert (out["BitsAllocated"].VR, out.BitsAllocated) == ("US", 16)
+
+
 def test_a_deflated_data_set_cut_short_or_damaged_is_named_so():
     """Before, both were "unreadable DICOM (error)": zlib's error, by its bare name."""
     data = _deflated(make_instance(marker=MARK))
