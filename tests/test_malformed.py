@@ -22,7 +22,7 @@ from pydicom.errors import BytesLengthException
 from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
 
 from indexer import keys, work
-from indexer.deid import Action, build_plan, engine, rawvalue
+from indexer.deid import Action, build_plan, engine, rawvalue, values
 from indexer.deid.profile import OUT_OF_PLACE_VRS, not_allowed
 from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
@@ -154,6 +154,44 @@ def test_file_meta_elements_inside_the_data_set_are_removed_and_the_object_index
     assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
     assert b"1.2.3.4.5.6" not in copy.read_bytes()
     assert MARK.encode() not in copy.read_bytes()
+
+
+def test_a_source_ae_title_of_an_unknown_vr_is_searched_for_as_its_bytes(ctx, tmp_path):
+    """The file meta's Source AE Title, recorded for the leak check, with a VR no edition
+    defines (found by the fuzz): it refused its object (``invalid_element``). Now its bytes
+    are searched for as text, and the copy's new file meta holds no source AE title."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    ds.file_meta.SourceApplicationEntityTitle = f"AE{MARK}"
+    sound = struct.pack("<HH2sH", 0x0002, 0x0016, b"AE", len(f"AE{MARK} "))
+    data = to_bytes(ds)
+    assert data.count(sound) == 1
+    data = data.replace(sound, struct.pack("<HH2sH", 0x0002, 0x0016, b"A\xd4", 10))
+    assert values.outside_values(work.read_dataset(data))[f"AE{MARK}"] == "file meta (0002,0016)"
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert MARK.encode() not in copy.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("policy", "outcome"), [("reject", "burned_in_annotation"), ("allow", "indexed")]
+)
+def test_a_modality_of_an_unknown_vr_vouches_for_no_pixels(tmp_path, policy, outcome):
+    """The burned-in check reads Modality: one of a VR no edition defines refused its object
+    (``invalid_element``, found by the fuzz). It cannot say the pixels are free of text, so
+    the object is treated as one that may carry text, under the policy given."""
+    data = to_bytes(make_instance(5, 1, 1, 1, marker=MARK))
+    sound = _element(0x00080060, b"CS", b"CT")
+    assert data.count(sound) == 1
+    data = data.replace(sound, _element(0x00080060, b"C\x04", b"CT"))
+    work.configure_pydicom()
+    store = LocalStore(tmp_path / "out")
+    try:
+        ctx = work.RunContext(build_plan(burned_in=policy), keys.generate(), store, "DI", 30, 1)
+        assert _outcome(ctx, 1, data) == outcome
+    finally:
+        store.close()
+    for copy in (tmp_path / "out").rglob("*.dcm"):
+        assert "Modality" not in pydicom.dcmread(copy)
 
 
 def test_an_unknown_vr_inside_a_removed_sequence_does_not_refuse_the_object(ctx, tmp_path):

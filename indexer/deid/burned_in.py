@@ -45,12 +45,26 @@ def may_carry_text(ds: Dataset, codec: str | None = None) -> bool:
     if PIXEL_DATA not in ds and FLOAT_PIXEL_DATA not in ds:
         return False
 
-    flag = text_of(ds, BURNED_IN_ANNOTATION, codec).upper()
+    flag = (_said(ds, BURNED_IN_ANNOTATION, codec) or "").upper()
     if flag:
         return flag == "YES"
-    return text_of(ds, SOP_CLASS_UID, codec).startswith(RISKY_SOP_PREFIXES) or (
-        text_of(ds, MODALITY, codec).upper() in RISKY_MODALITIES
+    modality = _said(ds, MODALITY, codec)
+    return (
+        text_of(ds, SOP_CLASS_UID, codec).startswith(RISKY_SOP_PREFIXES)
+        or modality is None  # unreadable: nothing vouches for the pixels
+        or modality.upper() in RISKY_MODALITIES
     )
+
+
+def _said(ds: Dataset, tag: int, codec: str | None) -> str | None:
+    """An attribute's text; None where its VR is none the standard defines.
+
+    Such an element cannot be read, and de-identification removes it unread.
+    """
+    try:
+        return text_of(ds, tag, codec)
+    except NotImplementedError:  # pydicom's word for an unknown VR
+        return None
 
 
 def enforce(

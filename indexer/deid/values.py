@@ -148,7 +148,11 @@ def outside_values(ds: Dataset) -> dict[str, str]:
         warnings.simplefilter("ignore")
         for tag in META_PHI:
             if meta is not None and tag in meta:
-                value = rawvalue.value_of(meta, tag, rawvalue.DEFAULT)
+                try:
+                    value = rawvalue.value_of(meta, tag, rawvalue.DEFAULT)
+                except NotImplementedError:  # an unknown VR: its bytes searched for as text
+                    raw = meta._dict[tag].value  # noqa: SLF001 - as stored
+                    value = raw.decode("latin-1") if isinstance(raw, bytes) else None
                 add(found, value, tag_path("file meta ", tag))
     preamble = getattr(ds, "preamble", None) or b""
     for word in preamble.decode("latin-1").split():
