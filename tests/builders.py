@@ -250,8 +250,9 @@ MALFORMED = {
 def malformed(kind: str, study: int, marker: str) -> bytes:
     """An instance (with PHI markers) holding one malformed element of ``kind``."""
     data = to_bytes(make_instance(study, 1, 1, 1, marker=marker))
-    if kind == "unknown_vr":  # Patient Position with a VR that does not exist
-        return _inserted(data, _element(0x00185100, b"D\x82", b"HFS "), 0x00200010)
+    if kind == "unknown_vr":  # Single Collimation Width (FD) with a VR that does not exist,
+        # over 6 bytes: no whole FD, so not read as one either (``rawvalue.read_as_known``)
+        return _inserted(data, _element(0x00189306, b"D\x82", b"HFS   "), 0x0020000D)
     if kind == "bad_length":  # (0010,0000) UL holds 4 bytes, not 6
         return _inserted(data, _element(0x00100000, b"UL", b"\x01\x00" * 3), 0x00100010)
     if kind == "nul_in_charset":  # a NUL inside a defined term: no character set of DICOM's

@@ -22,7 +22,7 @@ from pydicom.errors import BytesLengthException
 from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
 
 from indexer import keys, work
-from indexer.deid import Action, build_plan, engine, rawvalue, values
+from indexer.deid import Action, build_plan, burned_in, engine, rawvalue, values
 from indexer.deid.profile import OUT_OF_PLACE_VRS, not_allowed
 from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
@@ -75,21 +75,35 @@ def test_a_malformed_element_is_its_objects_failure(ctx, kind, reason):
 
 
 def test_an_element_of_an_unknown_vr_is_removed_and_the_object_indexed(ctx, tmp_path):
-    """Patient Position with a VR no edition defines: its value can be neither read, judged
-    nor written as DICOM, so it is removed whatever the profile does with the attribute;
-    the object was refused for it (index_failed) and is indexed now."""
+    """Single Collimation Width with a VR no edition defines, over bytes that make no value
+    of its own VR (FD): its value can be neither read, judged nor written as DICOM, so it is
+    removed whatever the profile does with the attribute; the object was refused for it
+    (index_failed) and is indexed now."""
     data = malformed("unknown_vr", 1, MARK)
     assert b"D\x82" in data
     assert _outcome(ctx, 1, data) == "indexed"
     (copy,) = (tmp_path / "out").rglob("*.dcm")
     assert b"D\x82" not in copy.read_bytes()
     out = pydicom.dcmread(copy)
-    assert "PatientPosition" not in out
+    assert "SingleCollimationWidth" not in out
     assert sum(1 for _ in out.iterall()) > 20  # every other element reads back
     trace = engine.explain(ctx.plan, work.read_dataset(data), ctx.keys.pseudonym)
-    (step,) = [s for s in trace if s.keyword == "PatientPosition"]
+    (step,) = [s for s in trace if s.keyword == "SingleCollimationWidth"]
     assert (step.vr, step.action) == ("D\\x82", "X")  # shown escaped, not as a control code
     assert step.source == "an unknown value representation: removed"
+
+
+def test_an_element_of_an_unknown_vr_whose_bytes_are_its_attributes_text_is_read_so(ctx, tmp_path):
+    """Patient Position (CS) with a VR no edition defines: a damaged VR over a value that is
+    still the text its attribute holds. It is read by its dictionary VR and kept, as the
+    profile keeps the attribute."""
+    data = with_element(
+        to_bytes(make_instance(5, 1, 1, 1, marker=MARK)), 0x00185100, b"D\x82", b"HFS ", 0x0020000D
+    )
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    out = pydicom.dcmread(copy)
+    assert (out["PatientPosition"].VR, out.PatientPosition) == ("CS", "HFS")
 
 
 @pytest.mark.parametrize("where", ["top", "removed_sequence"])
@@ -172,26 +186,34 @@ def test_a_source_ae_title_of_an_unknown_vr_is_searched_for_as_its_bytes(ctx, tm
     assert MARK.encode() not in copy.read_bytes()
 
 
-@pytest.mark.parametrize(
-    ("policy", "outcome"), [("reject", "burned_in_annotation"), ("allow", "indexed")]
-)
-def test_a_modality_of_an_unknown_vr_vouches_for_no_pixels(tmp_path, policy, outcome):
+def test_a_source_ae_title_of_nul_bytes_is_no_value_to_search_for(ctx):
+    """Such an AE title written as zeros (found by the fuzz) was searched for as four NULs,
+    found in the copy's preamble, and refused its object as a leak."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    ds.file_meta.SourceApplicationEntityTitle = "SEND"
+    sound = struct.pack("<HH2sH", 0x0002, 0x0016, b"AE", 4) + b"SEND"
+    data = to_bytes(ds)
+    assert data.count(sound) == 1
+    data = data.replace(sound, struct.pack("<HH2sH", 0x0002, 0x0016, b"A\xd4", 4) + b"\0" * 4)
+    assert "file meta (0002,0016)" not in values.outside_values(work.read_dataset(data)).values()
+    assert _outcome(ctx, 1, data) == "indexed"
+
+
+def test_a_modality_of_an_unknown_vr_is_the_code_it_holds(ctx, tmp_path):
     """The burned-in check reads Modality: one of a VR no edition defines refused its object
-    (``invalid_element``, found by the fuzz). It cannot say the pixels are free of text, so
-    the object is treated as one that may carry text, under the policy given."""
+    (``invalid_element``, found by the fuzz), then vouched for no pixels. Its bytes are the
+    code: read by its dictionary VR, "CT" vouches for the pixels under ``reject``, and the
+    copy keeps it as the CS it is. Read as stored, nothing vouches."""
     data = to_bytes(make_instance(5, 1, 1, 1, marker=MARK))
     sound = _element(0x00080060, b"CS", b"CT")
     assert data.count(sound) == 1
     data = data.replace(sound, _element(0x00080060, b"C\x04", b"CT"))
-    work.configure_pydicom()
-    store = LocalStore(tmp_path / "out")
-    try:
-        ctx = work.RunContext(build_plan(burned_in=policy), keys.generate(), store, "DI", 30, 1)
-        assert _outcome(ctx, 1, data) == outcome
-    finally:
-        store.close()
-    for copy in (tmp_path / "out").rglob("*.dcm"):
-        assert "Modality" not in pydicom.dcmread(copy)
+    assert burned_in.may_carry_text(work.read_dataset(data))
+    assert ctx.plan.burned_in is burned_in.BurnedInPolicy.REJECT
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    out = pydicom.dcmread(copy)
+    assert (out["Modality"].VR, out.Modality) == ("CS", "CT")
 
 
 def test_an_unknown_vr_inside_a_removed_sequence_does_not_refuse_the_object(ctx, tmp_path):
@@ -251,7 +273,8 @@ def test_a_character_set_padded_with_nul_is_read_and_one_broken_by_it_says_so(
     ("error", "problem"),
     [
         (TypeError, "an element holds a value that cannot be written (TypeError)"),
-        (OSError, "a sequence is cut short or malformed (OSError)"),
+        # pydicom's writer wraps every error of an element in OSError: nothing of sequences
+        (OSError, "an element holds a value that cannot be written (OSError)"),
         (ZeroDivisionError, "unexpected ZeroDivisionError"),
     ],
 )

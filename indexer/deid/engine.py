@@ -169,6 +169,9 @@ def apply(
         The object lacks a UID it needs, or holds values that cannot be decoded.
 
     """
+    misplaced = out_of_place(ds)  # before anything changes it
+    # before any value is read: a UID written as bytes or numbers is read as the UID it holds
+    read_as = rawvalue.read_as_known(ds)
     try:
         codec = rawvalue.codec(ds) if lean else None
         originals = {kw: text_of(ds, tag, codec) for kw, tag in ORIGINAL_TAGS.items()}
@@ -185,7 +188,16 @@ def apply(
         raise DeidError("missing SOPClassUID", reason="missing_uid")
     try:
         return _apply(
-            plan, ds, pseudonym_key, codec, originals, id_prefix, max_shift_days, trace, found
+            plan,
+            ds,
+            pseudonym_key,
+            codec,
+            originals,
+            id_prefix,
+            max_shift_days,
+            trace,
+            found,
+            (misplaced, read_as),
         )
     except rawvalue.ELEMENT_ERRORS as e:
         raise DeidError(
@@ -204,9 +216,9 @@ def _apply(
     max_shift_days: int,
     trace: list[TraceStep] | None,
     found: dict[str, str] | None,
+    judged: tuple[frozenset[int], frozenset[int]],  # out_of_place, read_as_known: as read
 ) -> DeidResult:
-    misplaced = out_of_place(ds)  # before anything changes it
-    read_as = rawvalue.read_as_known(ds)
+    misplaced, read_as = judged
     outside = values.outside_values(ds) if found is not None else {}
     pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks, codec)
     _clean_pixel_data(ds, trace)

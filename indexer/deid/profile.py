@@ -24,11 +24,11 @@ from pydicom.datadict import (
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR, validate_value
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, validate_value
 
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.pixels import Mask
-from indexer.deid.rawvalue import AS_BYTES
+from indexer.deid.rawvalue import AS_BYTES, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
@@ -91,7 +91,6 @@ NOT_DATA_SET = Decision(
 )
 # A VR no edition defines (a damaged or mis-written element): its value can be neither read,
 # judged nor written as DICOM, whatever the attribute or a site rule would do with it.
-KNOWN_VRS = frozenset(vr.value for vr in VR if " " not in vr.value)
 UNKNOWN_VR = Decision(Action.REMOVE, "an unknown value representation: removed")
 UNLISTED_PN = Decision(Action.ZERO, "not in Table E.1-1, VR PN: treated as identifying")
 UNLISTED_UI = Decision(Action.UID, "not in Table E.1-1, VR UI: instance UIDs replaced")
@@ -161,8 +160,6 @@ OUT_OF_PLACE = Decision(
     "order, or after an element that went missing (a damaged tag may name the wrong "
     "attribute): replaced by a dummy",
 )
-# the binary numbers' sizes, in bytes
-_NUMBER_SIZES = {"AT": 4, "FL": 4, "FD": 8, "SL": 4, "SS": 2, "SV": 8, "UL": 4, "US": 2, "UV": 8}
 # Out of place, any other value its attribute does not allow is damaged too: written in a VR
 # the attribute never has (bytes under a sequence's tag), or one its VR's rules or its
 # multiplicity refuse. Implicit VR gives an element the VR of the attribute its tag names, so
@@ -207,7 +204,7 @@ def not_allowed(tag: int, vr: str, value: object) -> bool:
         return False
     if not valid_value(vr, value):
         return True
-    size = _NUMBER_SIZES.get(vr)
+    size = NUMBER_SIZES.get(vr)
     return size is not None and not _multiplicity_allows(tag, len(value) // size)
 
 
@@ -322,7 +319,7 @@ def misread_numbers(tag: int, value: object) -> bool:
         known = dictionary_VR(tag).split(" or ")
     except KeyError:
         return False
-    return all(vr in _NUMBER_SIZES for vr in known) and not_allowed(tag, known[0], value)
+    return all(vr in NUMBER_SIZES for vr in known) and not_allowed(tag, known[0], value)
 
 
 def misread_text(tag: int, vr: str) -> bool:
@@ -545,13 +542,13 @@ def fits(vr: str, element: object) -> bool:
 
 def valid_value(vr: str, value: object) -> bool:
     """Whether ``value`` (as read, or converted) is valid for ``vr``, as ``fits`` judges."""
-    if value is None or (vr not in _NUMBER_SIZES and vr not in _CHECKED_TEXT):
+    if value is None or (vr not in NUMBER_SIZES and vr not in _CHECKED_TEXT):
         return True
     if isinstance(value, bytes | memoryview):
-        if vr in _NUMBER_SIZES:
-            return len(value) % _NUMBER_SIZES[vr] == 0
+        if vr in NUMBER_SIZES:
+            return len(value) % NUMBER_SIZES[vr] == 0
         value = bytes(value).decode("latin-1")
-    elif vr in _NUMBER_SIZES:
+    elif vr in NUMBER_SIZES:
         return True  # numbers, as read
     if not isinstance(value, str):
         value = "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value)

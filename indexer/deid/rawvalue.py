@@ -28,6 +28,7 @@ from pydicom.errors import BytesLengthException
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
+from pydicom.valuerep import VR
 
 DEFAULT: Final = "latin_1"  # pydicom's default_encoding ("iso8859") for non-charset VRs
 SPECIFIC_CHARACTER_SET = 0x00080005
@@ -70,8 +71,8 @@ def element_problem(e: BaseException, doing: str = "read") -> str:
         what = "an element's length does not fit its value representation"
     elif isinstance(e, RecursionError):
         what = "sequences are nested too deep"
-    elif isinstance(e, OSError | struct.error):
-        what = "a sequence is cut short or malformed"
+    elif isinstance(e, OSError | struct.error) and doing == "read":
+        what = "a sequence is cut short or malformed"  # (pydicom's writer wraps all in OSError)
     else:
         what = f"an element holds a value that cannot be {doing}"
     name = "struct.error" if isinstance(e, struct.error) else type(e).__name__  # not "error"
@@ -117,10 +118,34 @@ class Marking(Written):
 _READ_AS_KNOWN = TEXT_VRS | {"DS", "IS"}
 _NONE: frozenset[int] = frozenset()
 AS_BYTES = frozenset({"UN", "OB", "OW"})  # VRs that hold bytes (OW: in little endian as they are)
+# the binary numbers' sizes, in bytes
+NUMBER_SIZES: Final = {
+    "AT": 4,
+    "FL": 4,
+    "FD": 8,
+    "SL": 4,
+    "SS": 2,
+    "SV": 8,
+    "UL": 4,
+    "US": 2,
+    "UV": 8,
+}
+KNOWN_VRS = frozenset(vr.value for vr in VR if " " not in vr.value)  # as the standard has them
+# VRs no text attribute has, under which its text is still its bytes: a damaged VR
+_NOT_TEXT = frozenset(AS_BYTES | NUMBER_SIZES.keys() | {"OD", "OF", "OL", "OV", "DS", "IS"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _dictionary_vrs(tag: int) -> tuple[str, ...]:
+    """The VRs the data dictionary gives ``tag``; () for a tag it does not know."""
+    try:
+        return tuple(str(dictionary_VR(tag)).split(" or "))
+    except KeyError:
+        return ()
 
 
 def read_as_known(d: Dataset) -> frozenset[int]:
-    """Give each public element of ``d`` written as UN, OB or OW its dictionary VR, if text.
+    """Give each public element of ``d`` written in a VR it cannot have its dictionary VR.
 
     Some systems write known attributes as UN (an implicit VR object made explicit without a
     data dictionary), some as OB or OW (a name or a date as bytes). Judged as such, the
@@ -133,27 +158,47 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     little endian object only (in a big endian one its bytes are swapped). Numbers and other
     bytes stay as they are: their byte order may be the file's, and the table decides them by
     tag. A value too long for its VR's 16-bit length is written as UN again (``encode``).
+    A damaged VR ("UI" became "SL", or a VR no edition defines) is read by the dictionary
+    VR too: a text attribute's bytes are its text, which no number VR could write again, and
+    a number's are in the file's byte order whatever its VR, so it is read as the number it
+    is where its bytes make whole ones of the dictionary VR (and, under another number VR,
+    none of that VR: "US" became "FD" over 2 bytes). Implicit VR elements have no VR yet.
     Returns the tags of the elements given a VR (a value not valid for it is damaged).
     """
     read_as: set[int] = set()
     for key, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
-        if type(raw) is not RawDataElement or raw.VR not in AS_BYTES or raw.value is None:
+        if (
+            type(raw) is not RawDataElement
+            or not raw.VR
+            or (raw.VR not in _NOT_TEXT and raw.VR in KNOWN_VRS)
+            or raw.value is None
+        ):
             continue
         if raw.VR == "OW" and not raw.is_little_endian:
             continue
         tag = key.real
         if (tag >> 16) & 1:
             continue  # private: decided by its block, never read by a guessed VR
-        try:
-            vr = str(dictionary_VR(tag)).split(" or ")[0]
-        except KeyError:
-            continue  # in no dictionary: removed as non-standard
-        if vr == "SQ" and raw.VR == "UN":
+        known = _dictionary_vrs(tag)
+        if not known or raw.VR in known:
+            continue  # in no dictionary (removed as non-standard), or a VR it may have
+        if known[0] == "SQ" and raw.VR == "UN":
             d._dict[key] = raw._replace(VR="SQ", is_implicit_VR=True, is_little_endian=True)  # noqa: SLF001
-        elif vr in _READ_AS_KNOWN:
-            d._dict[key] = raw._replace(VR=vr)  # noqa: SLF001
+        elif known[0] in _READ_AS_KNOWN or _misnumbered(raw, known[0]):
+            d._dict[key] = raw._replace(VR=known[0])  # noqa: SLF001
             read_as.add(tag)
     return frozenset(read_as) if read_as else _NONE
+
+
+def _misnumbered(raw: RawDataElement, vr: str) -> bool:
+    """Whether ``raw``'s bytes make whole numbers of ``vr``, and none of its own damaged VR."""
+    known, n = NUMBER_SIZES.get(vr), len(raw.value or b"")
+    if known is None or n % known:
+        return False
+    if raw.VR not in KNOWN_VRS:  # a VR no edition defines
+        return True
+    size = NUMBER_SIZES.get(raw.VR or "")
+    return size is not None and n % size != 0
 
 
 def codec(ds: Dataset) -> str | None:

@@ -26,6 +26,8 @@ from indexer.deid.rules import SiteRule
 from indexer.deid.table import Action
 
 MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
+# a value's padding, never recorded: NULs of a field written as zeros match every preamble
+PADDING = " \t\n\r\x0b\x0c\x00"
 MADE_UP = frozenset(v for v in DUMMY.values() if isinstance(v, str) and v)
 # UIDs the standard defines (transfer syntaxes, SOP classes, well-known instances) under its
 # own root: they identify no one, and a copy holds them where it says what it is
@@ -50,7 +52,7 @@ def texts(value: object) -> list[str]:
         return []
     if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
         return [t for v in value for t in texts(v)]  # type: ignore[attr-defined]
-    text = str(value).strip()
+    text = str(value).strip(PADDING)
     parts = [text]
     if "^" in text or "=" in text:  # person names: each component on its own too
         parts += [p for p in text.replace("=", "^").split("^") if p]

@@ -7,6 +7,7 @@ import copy
 import hashlib
 import io
 import itertools
+import json
 import re
 import shutil
 import struct
@@ -560,6 +561,59 @@ def test_text_attributes_written_as_bytes_are_read_by_their_dictionary_vr(case):
     if tag in written:
         written_as = written.get_item(tag).VR
         assert written_as == dictionary_VR(tag)
+
+
+@pytest.mark.parametrize(
+    "vr",
+    [b"SL", b"US", b"FD", b"AT", b"DS", b"OB", b"UN", b"U\xc9"],
+    ids=["SL", "US", "FD", "AT", "DS", "OB", "UN", "unknown"],
+)
+@pytest.mark.parametrize(
+    ("tag", "pad"), [(0x0020000E, b"\0"), (0x00100020, b" ")], ids=["series UID", "patient ID"]
+)
+def test_an_identifying_attribute_under_a_damaged_vr_is_read_as_what_it_holds(tag, pad, vr):
+    """A UID or an ID whose VR was damaged ("UI" became "SL"; found by the fuzz). Given a
+    pseudonym, it could not be written under a VR of numbers (`encode_failed`), nor read as
+    a number string (`invalid_element`), nor at all under a VR no edition defines
+    (`undecodable`); one written as OB got the right pseudonym, but the vault mapped it to
+    the text of its bytes' repr. Its bytes are its text: it is read by its
+    dictionary VR, before anything reads it, and de-identified as a sound one is."""
+    sound = make_instance(1, 1, 1, 2)
+    value = str(sound[tag].value).encode()
+    value += pad * (-len(value) % 8)  # whole numbers of any of these VRs
+    ds = make_instance(1, 1, 1, 2)
+    del ds[tag]
+    before = min(e.tag for e in ds if e.tag > tag)
+    data = with_element(to_bytes(ds), tag, vr, value, before=before)
+    stored_as = pydicom.dcmread(io.BytesIO(data)).get_item(tag).VR
+    assert stored_as == vr.decode("latin-1")
+    damaged = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(data)), KEY)
+    expected = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(to_bytes(sound))), KEY)
+    assert set(damaged.identities) == set(expected.identities)  # the vault: the same originals
+    written = pydicom.dcmread(io.BytesIO(encode(damaged.ds).data))
+    written_as = written[tag].VR
+    assert written_as == dictionary_VR(tag)
+    assert written[tag].value == expected.ds[tag].value != sound[tag].value
+
+
+@pytest.mark.parametrize("vr", [b"SL", b"FD", b"FL", b"UL", b"U\xc9"], ids=repr)
+def test_a_number_under_a_number_vr_it_cannot_be_is_read_by_its_dictionary_vr(vr):
+    """Bits Stored (US) whose VR was damaged into one of 4 or 8 bytes, over its 2 (found by
+    the fuzz): pydicom could not read it, and the index failed the object (`index_failed`);
+    under a VR no edition defines it was removed. Binary numbers of either VR are in the
+    file's byte order: it is read, kept and written as the US it is."""
+    ds = make_instance()
+    data = to_bytes(ds)
+    sound = struct.pack("<HH2sH", 0x0028, 0x0101, b"US", 2) + struct.pack("<H", ds.BitsStored)
+    assert data.count(sound) == 1
+    data = data.replace(sound, struct.pack("<HH2sH", 0x0028, 0x0101, vr, 2) + sound[-2:])
+    out = deid.apply(build_plan(), pydicom.dcmread(io.BytesIO(data)), KEY).ds
+    written = pydicom.dcmread(io.BytesIO(encode(out).data))
+    written_as = written[0x00280101].VR
+    assert written_as == "US"
+    assert written.BitsStored == ds.BitsStored
+    header = json.loads(extract.header_json_text(out, "copy.dcm"))
+    assert header["00280101"] == {"vr": "US", "Value": [ds.BitsStored]}
 
 
 def test_verify_reads_a_long_sequence_written_as_un_as_the_engine_does():
