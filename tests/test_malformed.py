@@ -186,6 +186,20 @@ def test_a_source_ae_title_of_an_unknown_vr_is_searched_for_as_its_bytes(ctx, tm
     assert MARK.encode() not in copy.read_bytes()
 
 
+def test_a_transfer_syntax_uid_under_a_damaged_vr_names_no_transfer_syntax(ctx):
+    """The file meta's Transfer Syntax UID written as SL (found by the fuzz): pydicom reads
+    numbers, which the copy's file meta could not hold. It is refused as a transfer syntax
+    UID that names none is, not as a value that "cannot be read (TypeError)"."""
+    data = to_bytes(make_instance(5, 1, 1, 1, marker=MARK))
+    sound = struct.pack("<HH2sH", 0x0002, 0x0010, b"UI", 20) + b"1.2.840.10008.1.2.1\0"
+    assert data.count(sound) == 1
+    data = data.replace(sound, b"\x02\x00\x10\x00SL" + sound[6:])
+    with pytest.raises(DeidError) as caught:
+        work.process(_source(1, data), ctx)
+    assert caught.value.reason == "encode_failed"
+    assert caught.value.message.startswith("the transfer syntax UID names no transfer syntax")
+
+
 def test_a_source_ae_title_of_nul_bytes_is_no_value_to_search_for(ctx):
     """Such an AE title written as zeros (found by the fuzz) was searched for as four NULs,
     found in the copy's preamble, and refused its object as a leak."""

@@ -754,7 +754,7 @@ def _file_meta(ds: Dataset, codec: str | None) -> None:
     ts = old.get("TransferSyntaxUID") if old is not None else None
     if not ts:  # a file without file meta, or without a transfer syntax in it: as read
         ts = _SYNTAX_OF.get(getattr(ds, "original_encoding", (None, None)))
-    elif not syntaxes.known(ts):
+    elif not isinstance(ts, str) or not syntaxes.known(ts):  # (numbers: a damaged VR)
         raise DeidError(
             "the transfer syntax UID names no transfer syntax: the copy could not say how it "
             "is encoded",
