@@ -200,6 +200,22 @@ def test_a_transfer_syntax_uid_under_a_damaged_vr_names_no_transfer_syntax(ctx):
     assert caught.value.message.startswith("the transfer syntax UID names no transfer syntax")
 
 
+def test_a_private_creator_under_a_damaged_vr_is_read_as_the_lo_it_is(ctx, tmp_path):
+    """A private creator written as SL over 14 bytes (found by a fuzz comparing `verify` with
+    the ingest): pydicom reads the creator for every element of its block, so `verify`
+    could read none of them and counted the original as unreadable, its copy unchecked.
+    A private creator is an LO by definition: read so, its block's values are recorded."""
+    data = to_bytes(make_instance(5, 1, 1, 1, marker=MARK))
+    sound = struct.pack("<HH2sH", 0x0009, 0x0010, b"LO", 14) + b"SYNTHETIC PHI "
+    assert data.count(sound) == 1
+    data = data.replace(sound, struct.pack("<HH2sH", 0x0009, 0x0010, b"SL", 14) + sound[8:])
+    found = values.identifying_values(ctx.plan, work.read_dataset(data))
+    assert found[f"private name {MARK}5"] == "(0009,1001)"
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert not [e for e in pydicom.dcmread(copy) if e.tag.is_private]
+
+
 def test_a_source_ae_title_of_nul_bytes_is_no_value_to_search_for(ctx):
     """Such an AE title written as zeros (found by the fuzz) was searched for as four NULs,
     found in the copy's preamble, and refused its object as a leak."""

@@ -135,6 +135,9 @@ KNOWN_VRS = frozenset(vr.value for vr in VR if " " not in vr.value)  # as the st
 _NOT_TEXT = frozenset(AS_BYTES | NUMBER_SIZES.keys() | {"OD", "OF", "OL", "OV", "DS", "IS"})
 
 
+_PRIVATE_CREATORS = (0x0010, 0x00FF)  # their element numbers: each an LO (PS3.5 7.8.1)
+
+
 @functools.lru_cache(maxsize=4096)
 def _dictionary_vrs(tag: int) -> tuple[str, ...]:
     """The VRs the data dictionary gives ``tag``; () for a tag it does not know."""
@@ -162,7 +165,9 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     VR too: a text attribute's bytes are its text, which no number VR could write again, and
     a number's are in the file's byte order whatever its VR, so it is read as the number it
     is where its bytes make whole ones of the dictionary VR (and, under another number VR,
-    none of that VR: "US" became "FD" over 2 bytes). Implicit VR elements have no VR yet.
+    none of that VR: "US" became "FD" over 2 bytes). A private creator is an LO, whatever VR
+    it was written in: pydicom reads it for every element of its block, and one it cannot
+    read left the block's values unread. Implicit VR elements have no VR yet.
     Returns the tags of the elements given a VR (a value not valid for it is damaged).
     """
     read_as: set[int] = set()
@@ -177,8 +182,11 @@ def read_as_known(d: Dataset) -> frozenset[int]:
         if raw.VR == "OW" and not raw.is_little_endian:
             continue
         tag = key.real
-        if (tag >> 16) & 1:
-            continue  # private: decided by its block, never read by a guessed VR
+        if (tag >> 16) & 1:  # private: decided by its block, never read by a guessed VR,
+            if _PRIVATE_CREATORS[0] <= tag & 0xFFFF <= _PRIVATE_CREATORS[1]:  # but its creator
+                d._dict[key] = raw._replace(VR="LO")  # noqa: SLF001 - LO by definition
+                read_as.add(tag)
+            continue
         known = _dictionary_vrs(tag)
         if not known or raw.VR in known:
             continue  # in no dictionary (removed as non-standard), or a VR it may have

@@ -114,8 +114,9 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
     """Record every identifying value of ``d`` and its sequences, changing nothing.
 
     An element of an unknown VR is passed over: it cannot be read, and is removed unread.
-    Public elements written as UN, OB or OW are read by their dictionary VR first, as the
-    engine reads them (``rawvalue.read_as_known``: the elements' VRs change, not their values).
+    Public elements written as UN, OB or OW, or under a damaged VR, and private creators are
+    read by their own VR first, as the engine reads them (``rawvalue.read_as_known``: the
+    elements' VRs change, not their values).
     """
     misplaced = out_of_place(d)  # before the VRs change
     read_as = rawvalue.read_as_known(d)
