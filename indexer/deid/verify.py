@@ -18,9 +18,11 @@ import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
+from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_has_tag, keyword_for_tag, repeater_has_tag
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from indexer.deid import frames, pixels, rawvalue
 from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Marking, Written
@@ -79,7 +81,7 @@ def _decoded(
                 yield from ((tag_path(parents, tag), t) for t in lean)
                 continue
             path = tag_path(parents, tag)
-            elem = d[tag]
+            elem = _element(d, tag, raw)
             if elem.VR == "SQ":
                 for i, item in enumerate(elem.value or ()):
                     yield from walk(item, f"{path}[{i}].", charset)
@@ -92,6 +94,25 @@ def _decoded(
     if meta is not None:
         yield from walk(meta, "file meta ", charset)
     yield from walk(ds, "", charset)
+
+
+def _element(d: Dataset, tag: BaseTag, raw: object) -> DataElement:
+    """``d[tag]``, but a raw element's conversion is not stored back in ``d``.
+
+    ``_Kept`` knows the elements kept as read by their being raw still. Converted in place,
+    as ``d[tag]`` converts them, they would look changed to every later search: the verdict
+    would hang on the order of the searches, and on whether the values could be decoded
+    here (``_lean_texts``) or by pydicom only (implicit VR, big endian), where a description
+    kept whole elsewhere was reported as a leak by ``verify``, and not by the ingest.
+    """
+    if not isinstance(raw, RawDataElement) or raw.value is None:
+        return d[tag]  # converted already (or to be read from a file: pydicom's way)
+    charset = (
+        default_encoding
+        if tag == SPECIFIC_CHARACTER_SET
+        else d.original_character_set or d._character_set  # noqa: SLF001 - as d[tag] does
+    )
+    return convert_raw_data_element(raw, encoding=charset, ds=d)
 
 
 def _wanted(raw: object, tag: int, vrs: frozenset[str] | None, skip: frozenset[str]) -> bool:
