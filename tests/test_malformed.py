@@ -22,12 +22,14 @@ from pydicom.errors import BytesLengthException
 from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
 
 from indexer import keys, work
-from indexer.deid import Action, build_plan, burned_in, engine, rawvalue, values
+from indexer.deid import Action, build_plan, burned_in, engine, rawvalue, values, verify
 from indexer.deid.profile import OUT_OF_PLACE_VRS, not_allowed
+from indexer.deid.table import load_table
 from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
 from indexer.store.files import LocalStore
 from tests.builders import (
+    _LENGTH_32,
     MALFORMED,
     _element,
     in_transfer_syntax,
@@ -371,6 +373,81 @@ def test_mutated_objects_fail_alone(ctx):
     assert outcomes["unexpected_error"] == 0  # each failure is one a check foresaw
     # the stream reaches the checks it is meant to: malformed elements among them
     assert {"truncated", "invalid_element", "indexed"} <= set(outcomes)
+
+
+_SHORT_VRS = [b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO"]
+_SHORT_VRS += [b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"]
+_LONG_VRS = sorted(vr for vr in _LENGTH_32 if vr != b"SQ")  # (a set's order varies by run)
+
+
+def _heads(data: bytes) -> list[tuple[int, int, int]]:
+    """(offset, header size, value length) of each explicit VR little endian element from the
+    file meta on, sequences and items walked into."""
+    heads, pos = [], 132
+    while pos + 8 <= len(data):
+        if struct.unpack_from("<H", data, pos)[0] == 0xFFFE:  # an item or a delimiter
+            pos += 8
+            continue
+        size = 12 if data[pos + 4 : pos + 6] in _LENGTH_32 else 8
+        fmt = "<L" if size == 12 else "<H"
+        length = struct.unpack_from(fmt, data, pos + size - struct.calcsize(fmt))[0]
+        heads.append((pos, size, length))
+        walk_in = data[pos + 4 : pos + 6] == b"SQ" or length == 0xFFFFFFFF
+        pos += size if walk_in else size + length
+    return heads
+
+
+def _damaged(rng: random.Random, base: bytes, tags: list[int]) -> bytes:
+    """``base`` with one to three elements damaged as a byte of a VR or a tag is: another VR
+    of the same header size, another tag (of Table E.1-1, or of the same group), or the
+    element written twice."""
+    data = bytearray(base)
+    for _ in range(rng.randint(1, 3)):
+        pos, size, length = rng.choice(_heads(bytes(data)))
+        kind = rng.random()
+        if kind < 0.4:
+            data[pos + 4 : pos + 6] = rng.choice(_SHORT_VRS if size == 8 else _LONG_VRS)
+        elif kind < 0.8:
+            group = struct.unpack_from("<H", data, pos)[0]
+            tag = rng.choice(tags) if rng.random() < 0.7 else group << 16 | rng.randrange(1 << 16)
+            struct.pack_into("<HH", data, pos, tag >> 16, tag & 0xFFFF)
+        elif length != 0xFFFFFFFF and data[pos + 4 : pos + 6] != b"SQ":
+            end = pos + size + length
+            data[end:end] = data[pos:end]
+    return bytes(data)
+
+
+def test_objects_with_damaged_vrs_and_tags_fail_alone_and_verify_agrees(ctx):
+    """A stream of objects with a damaged VR or tag byte, or an element written twice (what a
+    fuzz of such damage found is tested on its own above): each is indexed or refused for
+    a reason a check foresaw, no message holds a marker, and `verify`, reading the copy back,
+    finds no leak in a copy the ingest's own check let through."""
+    tags = [row.tag.value for row in load_table() if row.tag.mask == 0xFFFFFFFF]
+    sink, _markers = kitchen_sink.build()
+    bases = [to_bytes(sink), to_bytes(make_instance(4, 1, 1, 1, marker=MARK))]
+    rng = random.Random(20261204)  # noqa: S311 - a seeded stream of test inputs
+    outcomes: Counter[str] = Counter()
+    messages: list[str] = []
+    for i in range(300):
+        data = _damaged(rng, rng.choice(bases), tags)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                prepared = work.prepare(_source(i, data), ctx)
+                work.index(prepared, ctx)
+                values = verify.identifying_values(ctx.plan, work.read_dataset(data))
+                copy = b"".join(bytes(part) for part in prepared.encoded.parts)
+                out = pydicom.dcmread(io.BytesIO(copy))
+                leaks = verify.find_leaks(values, out, generated=prepared.result.generated)
+        except (SourceError, DeidError) as e:
+            outcomes[e.reason] += 1
+            messages.append(str(e))
+            continue
+        assert leaks == [], i
+        outcomes["indexed"] += 1
+    assert outcomes["unexpected_error"] == 0
+    assert not [m for m in messages if MARK in m]
+    assert {"indexed", "leak_detected", "missing_uid"} <= set(outcomes)
 
 
 def _kept_tags_by_vr(plan) -> dict[str, list[int]]:

@@ -133,8 +133,6 @@ NUMBER_SIZES: Final = {
 KNOWN_VRS = frozenset(vr.value for vr in VR if " " not in vr.value)  # as the standard has them
 # VRs no text attribute has, under which its text is still its bytes: a damaged VR
 _NOT_TEXT = frozenset(AS_BYTES | NUMBER_SIZES.keys() | {"OD", "OF", "OL", "OV", "DS", "IS"})
-
-
 _PRIVATE_CREATORS = (0x0010, 0x00FF)  # their element numbers: each an LO (PS3.5 7.8.1)
 
 
