@@ -29,10 +29,13 @@ from pydicom.dataelem import (
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filereader import read_sequence
 from pydicom.hooks import hooks
+from pydicom.hooks import raw_element_value as pydicom_raw_element_value
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 from pydicom.values import convert_string
+
+from indexer.deid import rawvalue
 
 _VRS = {vr.value.encode(): vr.value for vr in VR}  # the VRs pydicom reads as explicit
 _LONG = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
@@ -167,7 +170,8 @@ def _sequence(
 
 _ITEM = 0xFFFEE000
 _ITEM_HEAD = struct.Struct("<HHL")
-_HOOKS = (hooks.raw_element_vr, hooks.raw_element_value)  # pydicom's own conversions
+# the conversions read here as they make them: ``work.configure_pydicom``'s
+_HOOKS = (rawvalue.raw_element_vr, pydicom_raw_element_value)
 
 
 def sequence(ds: Dataset, key: BaseTag) -> Sequence:

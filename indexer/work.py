@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import pydicom
 import pydicom.config
+import pydicom.hooks
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
@@ -78,12 +79,17 @@ class RunContext:
 def configure_pydicom() -> None:
     """Read leniently and quietly: pydicom's warnings can quote element values.
 
+    Also registers ``rawvalue.raw_element_vr`` (elements pydicom reads for itself, by their
+    own VRs), for the whole process.
+
     The validation modes silence most of them; some (an unknown character set, say) are
     warned whatever the mode, with the value in their text: those are filtered out here, for
     the whole process.
     """
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+    # the file meta and the character set by their own VRs, whatever VR they were written in
+    pydicom.hooks.hooks.register_callback("raw_element_vr", rawvalue.raw_element_vr)
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 

@@ -70,6 +70,20 @@ def _private_and_empty() -> bytes:
     return to_bytes(ds)
 
 
+def _damaged_vrs() -> bytes:
+    """The character set (text in an item) and the transfer syntax under damaged VRs."""
+    ds = make_instance(1, 1, 1, 11, rows=8, columns=8)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "Müller^Jürgen"
+    ds.AnatomicRegionSequence[0].CodeMeaning = "Schädel"
+    data = to_bytes(ds)
+    charset = b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100"
+    syntax = b"\x02\x00\x10\x00UI\x14\x001.2.840.10008.1.2.1\x00"
+    assert data.count(charset) == data.count(syntax) == 1
+    data = data.replace(charset, b"\x08\x00\x05\x00US" + charset[6:])
+    return data.replace(syntax, b"\x02\x00\x10\x00SL" + syntax[6:])
+
+
 SIMPLE = {
     "plain": lambda: to_bytes(make_instance(1, 1, 1, 1, rows=16, columns=16)),
     "kitchen sink": lambda: to_bytes(kitchen_sink.build()[0]),
@@ -78,6 +92,7 @@ SIMPLE = {
     "encapsulated": _encapsulated,
     "private and empty": _private_and_empty,
     "no pixel data": lambda: to_bytes(_without_pixels()),
+    "damaged VRs": _damaged_vrs,
     "cut inside Pixel Data": lambda: _plain()[:-200],  # read_dataset finds it cut short
 }
 WHOLE = [name for name in SIMPLE if name != "cut inside Pixel Data"]
@@ -354,3 +369,15 @@ def test_a_large_blob_is_a_view_into_the_bytes_read_not_a_copy():
     written = pydicom.dcmread(io.BytesIO(encode(out.ds).data))
     assert 0x00091001 not in written
     assert written[0x54001010].value == big
+
+
+def test_sequences_are_read_here_with_the_hooks_the_ingest_registers(monkeypatch):
+    """``configure_pydicom`` registers a hook of its own: ``sequence`` still reads the items
+    here (were the hooks it expects not those registered, pydicom would read every one)."""
+    read_here = []
+    items = fastread._items
+    monkeypatch.setattr(fastread, "_items", lambda *a: read_here.append(1) or items(*a))
+    ds = _dcmread(SIMPLE["plain"]())[0]
+    (raw,) = _raw_sequences(ds)
+    assert len(fastread.sequence(ds, raw.tag)) == 1
+    assert read_here == [1]

@@ -20,6 +20,7 @@ import pytest
 from pydicom.datadict import DicomDictionary, dictionary_VR
 from pydicom.errors import BytesLengthException
 from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
 
 from indexer import keys, work
 from indexer.deid import Action, build_plan, burned_in, engine, rawvalue, values, verify
@@ -188,18 +189,62 @@ def test_a_source_ae_title_of_an_unknown_vr_is_searched_for_as_its_bytes(ctx, tm
     assert MARK.encode() not in copy.read_bytes()
 
 
-def test_a_transfer_syntax_uid_under_a_damaged_vr_names_no_transfer_syntax(ctx):
-    """The file meta's Transfer Syntax UID written as SL (found by the fuzz): pydicom reads
-    numbers, which the copy's file meta could not hold. It is refused as a transfer syntax
-    UID that names none is, not as a value that "cannot be read (TypeError)"."""
+def _under_vr(data: bytes, head: bytes, vr: bytes) -> bytes:
+    """``data`` with the element whose header starts ``head`` written under ``vr``."""
+    assert data.count(head) == 1
+    return data.replace(head, head[:4] + vr + head[6:])
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_a_transfer_syntax_uid_under_a_damaged_vr_is_read_as_the_uid_it_is(ctx, tmp_path, ts):
+    """The file meta's Transfer Syntax UID written as SL (found by the fuzz): pydicom read
+    numbers, so the copy's file meta could name no transfer syntax (refused as
+    `encode_failed`), and a big endian object was read as little endian (`truncated`). It is
+    a UID whatever VR it was written in; the object is read in its transfer syntax."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    data = _under_vr(in_transfer_syntax(ds, ts), struct.pack("<HH2sH", 2, 0x10, b"UI", 20), b"SL")
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert MARK.encode() not in copy.read_bytes()
+    written = pydicom.dcmread(copy)
+    assert written.file_meta["TransferSyntaxUID"].VR == "UI"
+    assert written.file_meta.TransferSyntaxUID == ts
+    assert (written.Rows, written.Columns) == (ds.Rows, ds.Columns)  # read in its byte order
+    assert len(written.PixelData) == len(ds.PixelData)
+
+
+def test_a_transfer_syntax_uid_read_as_numbers_names_no_transfer_syntax(ctx, monkeypatch):
+    """Read by pydicom's own hook (a process that did not configure pydicom as the ingest
+    does), the damaged Transfer Syntax UID is numbers: refused as a transfer syntax UID that
+    names none, not as a value that "cannot be read (TypeError)"."""
+    monkeypatch.setattr(pydicom.hooks.hooks, "raw_element_vr", pydicom.hooks.raw_element_vr)
     data = to_bytes(make_instance(5, 1, 1, 1, marker=MARK))
-    sound = struct.pack("<HH2sH", 0x0002, 0x0010, b"UI", 20) + b"1.2.840.10008.1.2.1\0"
-    assert data.count(sound) == 1
-    data = data.replace(sound, b"\x02\x00\x10\x00SL" + sound[6:])
+    data = _under_vr(data, struct.pack("<HH2sH", 2, 0x10, b"UI", 20), b"SL")
     with pytest.raises(DeidError) as caught:
         work.process(_source(1, data), ctx)
     assert caught.value.reason == "encode_failed"
     assert caught.value.message.startswith("the transfer syntax UID names no transfer syntax")
+
+
+@pytest.mark.parametrize("vr", [b"US", b"SL", b"PN", b"ZQ"])
+def test_a_character_set_under_a_damaged_vr_is_read_as_the_code_it_is(ctx, tmp_path, vr):
+    """Specific Character Set written under a number VR, a text VR not its own, or one no
+    edition defines (found by the fuzz): pydicom reads it inside its own reading, to decode
+    text, and read numbers or a name that name no character set, refusing the object. It is
+    a code string whatever VR it was written in, and the text is read in its character set."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = f"Müller^{MARK}"
+    data = _under_vr(to_bytes(ds), struct.pack("<HH2sH", 8, 5, b"CS", 10), vr)
+    read = work.read_dataset(data, pixels_in_place=True)
+    assert read.PatientName == f"Müller^{MARK}"
+    outcome = work.process(_source(1, data), ctx)
+    assert f"Müller^{MARK}" in {i.original for i in outcome.identities}
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert MARK.encode() not in copy.read_bytes()
+    written = pydicom.dcmread(copy)
+    assert written["SpecificCharacterSet"].VR == "CS"
+    assert written.SpecificCharacterSet == "ISO_IR 100"
 
 
 def test_a_private_creator_under_a_damaged_vr_is_read_as_the_lo_it_is(ctx, tmp_path):

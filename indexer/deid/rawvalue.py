@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
+from pydicom.hooks import raw_element_vr as pydicom_raw_element_vr
 from pydicom.tag import BaseTag
 from pydicom.valuerep import VR
 
@@ -133,6 +134,7 @@ NUMBER_SIZES: Final = {
 KNOWN_VRS = frozenset(vr.value for vr in VR if " " not in vr.value)  # as the standard has them
 # VRs no text attribute has, under which its text is still its bytes: a damaged VR
 _NOT_TEXT = frozenset(AS_BYTES | NUMBER_SIZES.keys() | {"OD", "OF", "OL", "OV", "DS", "IS"})
+_META_GROUP = 0x0002  # the file meta's elements (PS3.10 7.1)
 _PRIVATE_CREATORS = (0x0010, 0x00FF)  # their element numbers: each an LO (PS3.5 7.8.1)
 
 
@@ -186,14 +188,48 @@ def read_as_known(d: Dataset) -> frozenset[int]:
                 read_as.add(tag)
             continue
         known = _dictionary_vrs(tag)
-        if not known or raw.VR in known:
-            continue  # in no dictionary (removed as non-standard), or a VR it may have
-        if known[0] == "SQ" and raw.VR == "UN":
+        if known and known[0] == "SQ" and raw.VR == "UN":
             d._dict[key] = raw._replace(VR="SQ", is_implicit_VR=True, is_little_endian=True)  # noqa: SLF001
-        elif known[0] in _READ_AS_KNOWN or _misnumbered(raw, known[0]):
-            d._dict[key] = raw._replace(VR=known[0])  # noqa: SLF001
+        elif vr := _damaged_as(raw, known):
+            d._dict[key] = raw._replace(VR=vr)  # noqa: SLF001
             read_as.add(tag)
     return frozenset(read_as) if read_as else _NONE
+
+
+def _damaged_as(raw: RawDataElement, known: tuple[str, ...]) -> str | None:
+    """The dictionary VR (of ``known``) to read ``raw``'s bytes by, or None to keep its own.
+
+    None for an element in no dictionary (removed as non-standard), of a VR it may have, or
+    whose bytes would not be a value of its dictionary VR.
+    """
+    if not known or raw.VR in known:
+        return None
+    if known[0] in _READ_AS_KNOWN or _misnumbered(raw, known[0]):
+        return known[0]
+    return None
+
+
+def raw_element_vr(raw: RawDataElement, data: dict[str, Any], **kwargs: Any) -> None:  # noqa: ANN401
+    """The ``raw_element_vr`` hook: pydicom's, and elements it reads for itself by their VRs.
+
+    pydicom converts the file meta's elements and the Specific Character Set inside its own
+    reading, to learn how to read on (the transfer syntax) and how to decode text (the
+    character set): before ``read_as_known`` could give them their VRs. Each has one VR; one
+    written under a VR that is not its own (a damaged VR byte: the Transfer Syntax UID as SL)
+    is read by its own here, as ``read_as_known`` reads any other attribute, so a copy's file
+    meta names its transfer syntax, a big endian object is read as one, and text is decoded
+    in the character set named. ``work.configure_pydicom`` registers it; both readers (and
+    ``fastread``'s items) convert through it.
+    """
+    pydicom_raw_element_vr(raw, data, **kwargs)
+    tag = raw.tag
+    if (
+        (tag >> 16 == _META_GROUP or tag == SPECIFIC_CHARACTER_SET)
+        and raw.VR
+        and raw.value is not None
+        and (vr := _damaged_as(raw, _dictionary_vrs(tag)))
+    ):
+        data["VR"] = vr
 
 
 def _misnumbered(raw: RawDataElement, vr: str) -> bool:
