@@ -30,7 +30,6 @@ from indexer.errors import DeidError, SourceError
 from indexer.records import SourceFile
 from indexer.store.files import LocalStore
 from tests.builders import (
-    _LENGTH_32,
     MALFORMED,
     _element,
     in_transfer_syntax,
@@ -40,6 +39,7 @@ from tests.builders import (
     with_element,
 )
 from tests.deid import kitchen_sink
+from tests.fuzzing import damaged, mutated
 
 MARK = "PHIMARK"
 
@@ -390,76 +390,14 @@ def test_an_unforeseen_error_is_the_objects_failure(ctx, monkeypatch, caplog):
         work.process(_source(4, to_bytes(make_instance(3, 1, 1, 2, marker=MARK))), ctx)
 
 
-def _mutated(rng: random.Random, base: bytes) -> bytes:
-    data = bytearray(base)
-    kind = rng.random()
-    for _ in range(rng.randint(1, 6)):
-        pos = rng.randrange(128, len(data))
-        if kind < 0.5:  # a byte changed
-            data[pos] = rng.randrange(256)
-        elif kind < 0.7:  # a VR or a length made up
-            data[pos : pos + 2] = rng.choice([b"\xff\xff", b"\x00\x00", b"SQ", b"UN", b"OB"])
-        elif kind < 0.85:  # undefined lengths, item and sequence tags
-            data[pos : pos + 4] = rng.choice(
-                [b"\xff\xff\xff\xff", b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0", b"\0\0\0\0"]
-            )
-        else:  # bytes cut out
-            del data[pos : pos + rng.randrange(1, 40)]
-    if rng.random() < 0.1:  # cut short
-        data = data[: rng.randrange(132, len(data))]
-    return bytes(data)
-
-
 def test_mutated_objects_fail_alone(ctx):
     sink, _markers = kitchen_sink.build()
     bases = [to_bytes(sink), to_bytes(make_instance(4, 1, 1, 1, marker=MARK))]
     rng = random.Random(20261202)  # noqa: S311 - a seeded stream of test inputs
-    outcomes = Counter(_outcome(ctx, i, _mutated(rng, rng.choice(bases))) for i in range(300))
+    outcomes = Counter(_outcome(ctx, i, mutated(rng, rng.choice(bases))) for i in range(300))
     assert outcomes["unexpected_error"] == 0  # each failure is one a check foresaw
     # the stream reaches the checks it is meant to: malformed elements among them
     assert {"truncated", "invalid_element", "indexed"} <= set(outcomes)
-
-
-_SHORT_VRS = [b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO"]
-_SHORT_VRS += [b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"]
-_LONG_VRS = sorted(vr for vr in _LENGTH_32 if vr != b"SQ")  # (a set's order varies by run)
-
-
-def _heads(data: bytes) -> list[tuple[int, int, int]]:
-    """(offset, header size, value length) of each explicit VR little endian element from the
-    file meta on, sequences and items walked into."""
-    heads, pos = [], 132
-    while pos + 8 <= len(data):
-        if struct.unpack_from("<H", data, pos)[0] == 0xFFFE:  # an item or a delimiter
-            pos += 8
-            continue
-        size = 12 if data[pos + 4 : pos + 6] in _LENGTH_32 else 8
-        fmt = "<L" if size == 12 else "<H"
-        length = struct.unpack_from(fmt, data, pos + size - struct.calcsize(fmt))[0]
-        heads.append((pos, size, length))
-        walk_in = data[pos + 4 : pos + 6] == b"SQ" or length == 0xFFFFFFFF
-        pos += size if walk_in else size + length
-    return heads
-
-
-def _damaged(rng: random.Random, base: bytes, tags: list[int]) -> bytes:
-    """``base`` with one to three elements damaged as a byte of a VR or a tag is: another VR
-    of the same header size, another tag (of Table E.1-1, or of the same group), or the
-    element written twice."""
-    data = bytearray(base)
-    for _ in range(rng.randint(1, 3)):
-        pos, size, length = rng.choice(_heads(bytes(data)))
-        kind = rng.random()
-        if kind < 0.4:
-            data[pos + 4 : pos + 6] = rng.choice(_SHORT_VRS if size == 8 else _LONG_VRS)
-        elif kind < 0.8:
-            group = struct.unpack_from("<H", data, pos)[0]
-            tag = rng.choice(tags) if rng.random() < 0.7 else group << 16 | rng.randrange(1 << 16)
-            struct.pack_into("<HH", data, pos, tag >> 16, tag & 0xFFFF)
-        elif length != 0xFFFFFFFF and data[pos + 4 : pos + 6] != b"SQ":
-            end = pos + size + length
-            data[end:end] = data[pos:end]
-    return bytes(data)
 
 
 def test_objects_with_damaged_vrs_and_tags_fail_alone_and_verify_agrees(ctx):
@@ -474,7 +412,7 @@ def test_objects_with_damaged_vrs_and_tags_fail_alone_and_verify_agrees(ctx):
     outcomes: Counter[str] = Counter()
     messages: list[str] = []
     for i in range(300):
-        data = _damaged(rng, rng.choice(bases), tags)
+        data = damaged(rng, rng.choice(bases), tags)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -763,7 +701,7 @@ def test_mutated_objects_that_are_indexed_keep_none_of_their_identifying_values(
     rng = random.Random(20261203)  # noqa: S311 - a seeded stream of test inputs
     indexed, unforeseen = 0, []
     for i in range(600):
-        data = _mutated(rng, base)
+        data = mutated(rng, base)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

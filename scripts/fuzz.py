@@ -1,0 +1,203 @@
+"""Fuzz the per-object path: damaged objects, each indexed or refused alone, checked by `verify`.
+
+Usage:
+    python scripts/fuzz.py [--objects N] [--seed S] [--mutator bytes|structured|both]
+                           [--save DIR] [--progress]
+
+Each object is one of the test suite's bases (the kitchen sink and a plain instance, in
+explicit VR little endian, implicit VR and big endian), damaged by a mutator of
+``tests/fuzzing.py``: ``bytes`` changes, cuts and makes up bytes anywhere past the preamble;
+``structured`` damages whole elements of the little endian bases (a tag byte, an element
+written twice, and in explicit VR a VR byte). Each is de-identified and indexed as the
+ingest does it (``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
+
+- refused: its reason is one a check foresaw (never ``unexpected_error``), and its message
+  holds no planted marker;
+- indexed: ``verify`` reads the original as it does (``work.read_dataset`` as stored) and finds
+  none of its identifying values in the copy, read back by pydicom.
+
+Anything else is a finding: printed with the seed and the object's number (the same run
+gives the same stream), its bytes saved under ``--save`` (synthetic data, markers only).
+Prints the outcomes by reason; exits 1 when there is a finding. Markers found in indexed
+copies are counted apart: a damaged tag can rename an identifying element to a kept
+attribute, and then nothing in the object says its value identifies anyone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pydicom  # noqa: E402
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian  # noqa: E402
+
+from indexer import keys, work  # noqa: E402
+from indexer.deid import build_plan, verify  # noqa: E402
+from indexer.deid.table import load_table  # noqa: E402
+from indexer.errors import DeidError, SourceError  # noqa: E402
+from indexer.records import SourceFile  # noqa: E402
+from indexer.store.files import LocalStore  # noqa: E402
+from tests.builders import in_transfer_syntax, make_instance, to_bytes  # noqa: E402
+from tests.deid import kitchen_sink  # noqa: E402
+from tests.fuzzing import damaged, mutated  # noqa: E402
+
+MARK = "PHIMARK"
+EXACT = 0xFFFFFFFF  # a table row for one tag, not a range
+
+
+@dataclass
+class Report:
+    """What a run found: outcomes by reason, and the findings (number, what)."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    findings: list[tuple[int, str]] = field(default_factory=list)
+
+
+def bases() -> tuple[dict[str, list[bytes]], list[str]]:
+    """The bases by encoding ("explicit", "implicit", "big endian"), and their markers."""
+    sink, sink_markers = kitchen_sink.build()
+    found = {
+        "explicit": [to_bytes(sink), to_bytes(make_instance(4, 1, 1, 1, marker=MARK))],
+        "implicit": [
+            in_transfer_syntax(kitchen_sink.build()[0], ImplicitVRLittleEndian),
+            in_transfer_syntax(make_instance(4, 1, 1, 2, marker=MARK), ImplicitVRLittleEndian),
+        ],
+        "big endian": [
+            in_transfer_syntax(make_instance(4, 1, 1, 3, marker=MARK), ExplicitVRBigEndian)
+        ],
+    }
+    return found, [MARK, "KSMARK", *sink_markers.values()]
+
+
+def damage(
+    rng: random.Random, mutator: str, found: dict[str, list[bytes]], tags: list[int]
+) -> bytes:
+    """One damaged object of ``found``'s bases.
+
+    Bytes anywhere, or (``structured``) whole elements of a little endian base (VR bytes in
+    explicit VR only).
+    """
+    if mutator == "structured" or (mutator == "both" and rng.randrange(2)):
+        encoding = rng.choice(["explicit", "explicit", "implicit"])
+        return damaged(rng, rng.choice(found[encoding]), tags, implicit=encoding == "implicit")
+    return mutated(rng, rng.choice([b for kind in found.values() for b in kind]))
+
+
+def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tuple[str, str]:
+    """(outcome, finding) of one object; the finding is "" where all is as it must be."""
+    src = SourceFile(f"src-{i}", f"/archive/{MARK}/{i}.dcm", len(data), lambda: data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prepared = work.prepare(src, ctx)
+            work.index(prepared, ctx)
+    except (SourceError, DeidError) as e:
+        if any(m in str(e) for m in markers):
+            return e.reason, "a marker in its message"
+        if e.reason == "unexpected_error":
+            return e.reason, f"an error no check foresaw: {e}"
+        return e.reason, ""
+    except Exception as e:  # noqa: BLE001 - what the fuzz is for
+        return "escaped", f"{type(e).__name__} escaped: {traceback.format_exc(limit=-3)}"
+    copy = b"".join(bytes(part) for part in prepared.encoded.parts)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = verify.identifying_values(ctx.plan, work.read_dataset(data))
+            out = pydicom.dcmread(io.BytesIO(copy))
+            leaks = verify.find_leaks(values, out, generated=prepared.result.generated)
+    except (SourceError, DeidError) as e:
+        return "indexed", f"verify cannot read what the ingest indexed ({e.reason})"
+    except Exception as e:  # noqa: BLE001 - what the fuzz is for
+        return "indexed", f"verify: {type(e).__name__} escaped"
+    if leaks:
+        return "indexed", f"verify finds {len(leaks)} leak(s) the ingest let through"
+    if any(m.encode() in copy for m in markers):
+        return "indexed (a marker under a kept attribute)", ""
+    return "indexed", ""
+
+
+def run(
+    objects: int,
+    seed: int,
+    mutator: str,
+    *,
+    save: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Fuzz ``objects`` objects from ``seed``; what was found."""
+    work.configure_pydicom()
+    found, markers = bases()
+    tags = [row.tag.value for row in load_table() if row.tag.mask == EXACT]
+    rng = random.Random(seed)  # noqa: S311 - a reproducible stream of test inputs
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
+        store = LocalStore(Path(tmp) / "out")
+        ctx = work.RunContext(build_plan(), keys.generate(), store, "DI", 30, 1)
+        try:
+            for i in range(objects):
+                data = damage(rng, mutator, found, tags)
+                outcome, finding = judge(ctx, i, data, markers)
+                report.outcomes[outcome] += 1
+                if finding:
+                    report.findings.append((i, finding))
+                    if save is not None:
+                        save.mkdir(parents=True, exist_ok=True)
+                        (save / f"seed{seed}-{i}.dcm").write_bytes(data)
+                if progress is not None:
+                    progress(i + 1)
+        finally:
+            store.close()
+            work.clear_caches()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fuzz; print what it found; 1 when there is a finding."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=2000, help="objects (default 2000)")
+    parser.add_argument("--seed", type=int, default=1, help="the stream's seed (default 1)")
+    parser.add_argument(
+        "--mutator", choices=("bytes", "structured", "both"), default="both", help="(both)"
+    )
+    parser.add_argument("--save", type=Path, help="save each finding's object here")
+    parser.add_argument("--progress", action="store_true", help="a line every 1,000 objects")
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+
+    def progress(done: int) -> None:
+        if done % 1000 == 0:
+            rate = done / (time.monotonic() - start)
+            print(f"{done:,} objects, {rate:,.0f}/s", file=sys.stderr, flush=True)
+
+    report = run(
+        args.objects,
+        args.seed,
+        args.mutator,
+        save=args.save,
+        progress=progress if args.progress else None,
+    )
+    print(f"seed {args.seed}, {args.objects:,} objects ({args.mutator}):")
+    for outcome, n in report.outcomes.most_common():
+        print(f"  {n:7,}  {outcome}")
+    for i, finding in report.findings:
+        print(f"finding: object {i}: {finding}")
+    print(f"{len(report.findings)} finding(s)")
+    return 1 if report.findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Seeded damage to DICOM objects, for the tests and ``scripts/fuzz.py``."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+from pydicom.datadict import dictionary_VR
+
+from tests.builders import _LENGTH_32
+
+
+def mutated(rng: random.Random, base: bytes) -> bytes:
+    """``base`` with one to six bytes changed, made up (VRs, lengths, item tags) or cut
+    out, past the preamble; one in ten cut short too."""
+    data = bytearray(base)
+    kind = rng.random()
+    for _ in range(rng.randint(1, 6)):
+        pos = rng.randrange(128, len(data))
+        if kind < 0.5:  # a byte changed
+            data[pos] = rng.randrange(256)
+        elif kind < 0.7:  # a VR or a length made up
+            data[pos : pos + 2] = rng.choice([b"\xff\xff", b"\x00\x00", b"SQ", b"UN", b"OB"])
+        elif kind < 0.85:  # undefined lengths, item and sequence tags
+            data[pos : pos + 4] = rng.choice(
+                [b"\xff\xff\xff\xff", b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0", b"\0\0\0\0"]
+            )
+        else:  # bytes cut out
+            del data[pos : pos + rng.randrange(1, 40)]
+    if rng.random() < 0.1:  # cut short
+        data = data[: rng.randrange(132, len(data))]
+    return bytes(data)
+
+
+_SHORT_VRS = [b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO"]
+_SHORT_VRS += [b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"]
+_LONG_VRS = sorted(vr for vr in _LENGTH_32 if vr != b"SQ")  # (a set's order varies by run)
+
+
+_UNDEFINED = 0xFFFFFFFF
+
+
+def heads(data: bytes, *, implicit: bool = False) -> list[tuple[int, int, int, bool]]:
+    """(offset, header size, value length, a VR written) of each element from the file meta
+    on, sequences and items walked into: explicit VR little endian, or with ``implicit``, the
+    data set in implicit VR (a sequence known by its tag or its undefined length)."""
+    found, pos = [], 132
+    while pos + 8 <= len(data):
+        group = struct.unpack_from("<H", data, pos)[0]
+        if group == 0xFFFE:  # an item or a delimiter
+            pos += 8
+            continue
+        explicit = not implicit or group == 2  # the file meta is explicit VR
+        if not explicit:
+            size, length = 8, struct.unpack_from("<L", data, pos + 4)[0]
+            tag = group << 16 | struct.unpack_from("<H", data, pos + 2)[0]
+            walk_in = length == _UNDEFINED or _dictionary_vr(tag) == "SQ"
+        else:
+            size = 12 if data[pos + 4 : pos + 6] in _LENGTH_32 else 8
+            fmt = "<L" if size == 12 else "<H"
+            length = struct.unpack_from(fmt, data, pos + size - struct.calcsize(fmt))[0]
+            walk_in = data[pos + 4 : pos + 6] == b"SQ" or length == _UNDEFINED
+        found.append((pos, size, length, explicit))
+        pos += size if walk_in else size + length
+    return found
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return ""
+
+
+def damaged(rng: random.Random, base: bytes, tags: list[int], *, implicit: bool = False) -> bytes:
+    """``base`` with one to three elements damaged as a byte of a VR or a tag is: another VR
+    of the same header size (explicit VR only), another tag (of Table E.1-1, or of the same
+    group), or the element written twice. ``implicit``: ``base``'s data set is implicit VR."""
+    data = bytearray(base)
+    for _ in range(rng.randint(1, 3)):
+        pos, size, length, explicit = rng.choice(heads(bytes(data), implicit=implicit))
+        kind = rng.random()
+        if kind < 0.4 and explicit:
+            data[pos + 4 : pos + 6] = rng.choice(_SHORT_VRS if size == 8 else _LONG_VRS)
+        elif kind < 0.8:
+            group = struct.unpack_from("<H", data, pos)[0]
+            tag = rng.choice(tags) if rng.random() < 0.7 else group << 16 | rng.randrange(1 << 16)
+            struct.pack_into("<HH", data, pos, tag >> 16, tag & 0xFFFF)
+        elif length != _UNDEFINED and (data[pos + 4 : pos + 6] != b"SQ" or not explicit):
+            end = pos + size + length
+            data[end:end] = data[pos:end]
+    return bytes(data)

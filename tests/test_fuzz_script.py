@@ -1,0 +1,119 @@
+"""scripts/fuzz.py runs a seeded stream end to end, and reports what it is there to find."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import random
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pydicom
+import pytest
+from pydicom.uid import ImplicitVRLittleEndian
+
+from indexer import work
+from indexer.deid import verify
+from indexer.errors import SourceError
+from tests.builders import in_transfer_syntax, to_bytes
+from tests.deid import kitchen_sink
+from tests.fuzzing import damaged, heads
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("fuzz_script", ROOT / "scripts" / "fuzz.py")
+assert _spec is not None
+assert _spec.loader is not None
+fuzz = importlib.util.module_from_spec(_spec)
+sys.modules["fuzz_script"] = fuzz  # its dataclass looks its module up
+_spec.loader.exec_module(fuzz)
+
+
+def test_a_seeded_stream_is_judged_object_by_object():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "fuzz.py"), "--objects", "80", "--seed", "7"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "seed 7, 80 objects (both):"
+    counts = {line.split(None, 1)[1]: int(line.split()[0]) for line in lines[1:-1]}
+    assert sum(counts.values()) == 80
+    assert counts.get("indexed", 0) > 0  # damage to values leaves most objects whole
+    assert set(counts) - {"indexed", "indexed (a marker under a kept attribute)"}  # refusals
+    assert lines[-1] == "0 finding(s)"
+
+
+def test_the_same_seed_gives_the_same_stream():
+    first = fuzz.run(40, 11, "both")
+    assert first.outcomes == fuzz.run(40, 11, "both").outcomes
+    assert first.outcomes != fuzz.run(40, 12, "both").outcomes
+
+
+_VERIFY = SimpleNamespace(
+    identifying_values=verify.identifying_values, find_leaks=verify.find_leaks
+)
+fuzz.verify = _VERIFY
+
+
+def _escaping(src, ctx):
+    raise ZeroDivisionError
+
+
+def _marked(src, ctx):
+    raise SourceError(f"cannot read {fuzz.MARK}", reason="unreadable")
+
+
+def _one_leak(values, out, *, generated):
+    return ["a leak"]
+
+
+def _unreadable(plan, ds):
+    raise SourceError("unreadable DICOM", reason="unreadable")
+
+
+@pytest.mark.parametrize(
+    ("target", "name", "replacement", "finding"),
+    [
+        (work, "prepare", _escaping, "ZeroDivisionError escaped"),
+        (work, "prepare", _marked, "a marker in its message"),
+        # the script's own verify, not the ingest's leak check
+        (_VERIFY, "find_leaks", _one_leak, "verify finds 1 leak(s)"),
+        (_VERIFY, "identifying_values", _unreadable, "verify cannot read what the ingest indexed"),
+    ],
+)
+def test_what_it_is_there_to_find_is_a_finding_and_saved(
+    monkeypatch, tmp_path, capsys, target, name, replacement, finding
+):
+    monkeypatch.setattr(target, name, replacement)
+    code = fuzz.main(
+        ["--objects", "3", "--seed", "1", "--mutator", "structured", "--save", str(tmp_path)]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    found = [line for line in out.splitlines() if line.startswith("finding: ")]
+    assert found
+    assert all(finding in line for line in found)
+    assert len(list(tmp_path.glob("seed1-*.dcm"))) == len(found)
+
+
+def _elements(ds) -> int:
+    return sum(1 + sum(_elements(item) for item in e.value) if e.VR == "SQ" else 1 for e in ds)
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_the_structured_mutator_finds_every_element_pydicom_reads(implicit):
+    """Sequences walked into, nested ones too: each element of the kitchen sink is one the
+    mutator may damage, and it damages what it finds."""
+    ds = kitchen_sink.build()[0]
+    data = in_transfer_syntax(ds, ImplicitVRLittleEndian) if implicit else to_bytes(ds)
+    read = pydicom.dcmread(io.BytesIO(data))
+    found = heads(data, implicit=implicit)
+    assert len(found) == _elements(read) + len(read.file_meta)
+    assert all(explicit != implicit for _, _, _, explicit in found[len(read.file_meta) :])
+    rng = random.Random(3)  # noqa: S311 - a reproducible stream of test inputs
+    assert all(damaged(rng, data, [0x00100010], implicit=implicit) != data for _ in range(20))
