@@ -20,7 +20,7 @@ import pytest
 from pydicom.datadict import DicomDictionary, dictionary_VR
 from pydicom.errors import BytesLengthException
 from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from indexer import keys, work
 from indexer.deid import Action, build_plan, burned_in, engine, rawvalue, values, verify
@@ -245,6 +245,58 @@ def test_a_character_set_under_a_damaged_vr_is_read_as_the_code_it_is(ctx, tmp_p
     written = pydicom.dcmread(copy)
     assert written["SpecificCharacterSet"].VR == "CS"
     assert written.SpecificCharacterSet == "ISO_IR 100"
+
+
+def _copy_and_leaks(ctx: work.RunContext, i: int, data: bytes) -> tuple[pydicom.Dataset, list]:
+    """The copy the ingest makes of ``data``, and what `verify` finds in it."""
+    prepared = work.prepare(_source(i, data), ctx)
+    work.index(prepared, ctx)
+    copy = pydicom.dcmread(io.BytesIO(b"".join(bytes(p) for p in prepared.encoded.parts)))
+    found = verify.identifying_values(ctx.plan, work.read_dataset(data))
+    return copy, verify.find_leaks(found, copy, generated=prepared.result.generated)
+
+
+@pytest.mark.parametrize(
+    "ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian]
+)
+def test_a_damaged_value_read_before_the_walk_is_judged_as_read_in_every_encoding(ctx, ts):
+    """Found by scripts/fuzz.py (seed 4): a SOP Class UID with a damaged byte, read after an
+    element whose tag was damaged (so out of its place). In explicit VR little endian it got
+    a dummy; in implicit VR and big endian pydicom had converted it (the IOD is looked up
+    before the walk), and the walk judged the converted value sound and kept it, while
+    `verify`, judging the bytes, found the original in the copy's file meta."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    data = in_transfer_syntax(ds, ts)
+    fmt = "<HH" if ts.is_little_endian else ">HH"
+    charset, moved = struct.pack(fmt, 0x0008, 0x0005), struct.pack(fmt, 0x0008, 0x003E)
+    assert data.count(charset) == 1
+    data = data.replace(charset, moved)  # the element before SOP Class UID: a damaged tag
+    at = data.rindex(ds.SOPClassUID.encode())  # the data set's, not the file meta's
+    data = data[:at] + b"\xe8" + data[at + 1 :]
+    copy, leaks = _copy_and_leaks(ctx, 1, data)
+    assert leaks == []
+    assert copy.SOPClassUID == copy.file_meta.MediaStorageSOPClassUID
+    assert copy.SOPClassUID.startswith("2.25.")  # a dummy UID: its keyed pseudonym
+
+
+def test_a_damaged_value_in_a_replaced_sequence_is_recorded_as_identifying(ctx):
+    """Found by scripts/fuzz.py (seed 4): a Code Meaning in an item whose elements are out of
+    their place (a damaged tag), inside a sequence the profile replaces. The walk gave it a
+    dummy, as the sequence's content, but did not record it as the damaged value it is, so
+    the same text kept elsewhere passed the leak check, and `verify` found it."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    ds.AnatomicRegionSequence[0].CodeMeaning = f"Meaning{MARK}"  # kept
+    item = pydicom.Dataset()
+    item.CodeValue, item.CodingSchemeDesignator = "0123", "99LOCAL"
+    item.CodeMeaning = f"Meaning{MARK}"
+    ds.PersonIdentificationCodeSequence = pydicom.Sequence([item])  # replaced (D)
+    data = to_bytes(ds)
+    value = struct.pack("<HH2sH", 0x0008, 0x0102, b"SH", 8) + b"99LOCAL "
+    assert data.count(value) == 1
+    data = data.replace(value, struct.pack("<HH", 0x0008, 0x0106) + value[4:])  # before 0104
+    found = verify.identifying_values(ctx.plan, work.read_dataset(data))
+    assert found[f"Meaning{MARK}"] == "(0040,1101)[0].(0008,0104)"
+    assert _outcome(ctx, 1, data) == "leak_detected"
 
 
 def test_a_private_creator_under_a_damaged_vr_is_read_as_the_lo_it_is(ctx, tmp_path):

@@ -172,6 +172,9 @@ def apply(
     misplaced = out_of_place(ds)  # before anything changes it
     # before any value is read: a UID written as bytes or numbers is read as the UID it holds
     read_as = rawvalue.read_as_known(ds)
+    # the elements as read, judged so by the walk: where pydicom decodes (implicit VR, big
+    # endian), the values read before it (SOP Class UID, ...) are converted in ``ds``
+    as_read = dict(ds._dict)  # noqa: SLF001 - as stored
     try:
         codec = rawvalue.codec(ds) if lean else None
         originals = {kw: text_of(ds, tag, codec) for kw, tag in ORIGINAL_TAGS.items()}
@@ -197,7 +200,7 @@ def apply(
             max_shift_days,
             trace,
             found,
-            (misplaced, read_as),
+            (misplaced, read_as, as_read),
         )
     except rawvalue.ELEMENT_ERRORS as e:
         raise DeidError(
@@ -216,9 +219,10 @@ def _apply(
     max_shift_days: int,
     trace: list[TraceStep] | None,
     found: dict[str, str] | None,
-    judged: tuple[frozenset[int], frozenset[int]],  # out_of_place, read_as_known: as read
+    # out_of_place, read_as_known, and the elements, as read
+    judged: tuple[frozenset[int], frozenset[int], Mapping[BaseTag, object]],
 ) -> DeidResult:
-    misplaced, read_as = judged
+    misplaced, read_as, as_read = judged
     outside = values.outside_values(ds) if found is not None else {}
     pixels_cleaned = burned_in.enforce(ds, plan.burned_in, plan.pixel_masks, codec)
     _clean_pixel_data(ds, trace)
@@ -241,7 +245,9 @@ def _apply(
     identities: list[Identity] = []
     types = iod.types_for(text_of(ds, SOP_CLASS_UID, codec))
     _identity_elements(ds, plan, ctx, originals, patient_pseudo, id_prefix, identities)
-    _walk(ds, plan, ctx, types=types, top=True, misplaced=misplaced, read_as=read_as)
+    _walk(
+        ds, plan, ctx, types=types, top=True, misplaced=misplaced, read_as=read_as, as_read=as_read
+    )
     for kind, kw in zip(("study_uid", "series_uid", "sop_uid"), REQUIRED_UIDS, strict=True):
         new = text_of(ds, ORIGINAL_TAGS[kw], codec)
         if not new:  # a site rule removed or emptied it: no copy name, no index row
@@ -332,11 +338,13 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
     mode: Mode = Mode.NORMAL,
     misplaced: frozenset[int] = frozenset(),
     read_as: frozenset[int] = frozenset(),
+    as_read: Mapping[BaseTag, object] | None = None,
 ) -> None:
     """Apply the plan to every element of ``ds``; ``types`` are the IOD's (top level only).
 
     ``misplaced``: the tags ``profile.out_of_place`` found out of the order they were read in;
-    ``read_as``: those ``rawvalue.read_as_known`` gave their dictionary VR.
+    ``read_as``: those ``rawvalue.read_as_known`` gave their dictionary VR; ``as_read``: the
+    elements as read, where some were converted since (their values as read are judged).
     """
     # outcomes of elements as read can be repeated from the last object that held them
     repeatable = ctx.found is not None and ctx.trace is None and ctx.codec is not None
@@ -362,11 +370,16 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
         if isinstance(decision, SiteRule):  # a computing site method: redact, dateshift, ...
             _compute(ds, key, vr, decision, plan, ctx, parents)
             continue
-        if action in _KEPT_IN_PART and (misplaced or vr in TEXT_VRS or vr in AS_BYTES):
-            suspect = damaged(tag, vr, raw.value, misplaced, read_as)
+        if (misplaced or vr in TEXT_VRS or vr in AS_BYTES) and (
+            action in _KEPT_IN_PART  # kept, or cleaned; or kept by the profile, but a dummy
+            or (recorded in _KEPT_IN_PART and action is not Action.REMOVE)  # in its sequence
+        ):
+            read = as_read.get(key, raw) if as_read else raw
+            suspect = damaged(tag, vr, getattr(read, "value", None), misplaced, read_as)
             if suspect is not None:
-                action = recorded = suspect.action
-                source = suspect.source
+                if action in _KEPT_IN_PART:
+                    action, source = suspect.action, suspect.source
+                recorded = suspect.action  # identifying, as ``values.collect`` records it
         if ctx.trace is not None:
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
         if (
@@ -564,7 +577,12 @@ def _choice(
     return choice
 
 
-_KEPT_IN_PART = (Action.KEEP, Action.CLEAN)  # what leaves a value, or part of it, as read
+# What leaves a value, or part of it, as read: the walk asks whether such a value is damaged
+# (``profile.damaged``). So it does where the profile would keep a value but a sequence it lies
+# in is replaced (the action a dummy, the recorded one keeping it): a damaged value is
+# identifying all the same, and recorded so, as ``values.collect`` records it. An element
+# removed unread (an unknown VR) is never judged.
+_KEPT_IN_PART = (Action.KEEP, Action.CLEAN)
 
 
 def _cleaned(vr: str, source: str) -> tuple[Action, str]:
