@@ -104,7 +104,8 @@ def index_state(cli: Cli, out: Path) -> tuple[object, object, dict[str, str], li
     with MongoClient(cli.env["DICOM_INDEX_MONGO_URL"]) as m:
         mongo = m[cli.env["DICOM_INDEX_MONGO_DB"]]
         docs = {
-            n: sorted(mongo[n].find({}, {"run_id": 0}), key=lambda d: d["_id"])
+            # the run and its output's id are the run's own (another output, another id)
+            n: sorted(mongo[n].find({}, {"run_id": 0, "output_id": 0}), key=lambda d: d["_id"])
             for n in ("instances", "series", "studies")
         }
     assert read_output_id(out) is not None  # the output has its id

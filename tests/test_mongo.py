@@ -76,6 +76,8 @@ def test_documents_agree_with_rows_and_hold_no_phi(cli, archive, tmp_path, engin
             "modality",
         ):
             assert doc[field] == getattr(r, field), field
+    output_id = (tmp_path / "out" / ".dicom-index-output").read_text().strip()
+    assert mdb.instances.count_documents({"output_id": output_id}) == N  # where each copy is
     studies = list(mdb.studies.find())
     assert len(studies) == 4
     assert all(
@@ -377,6 +379,7 @@ def test_a_header_too_large_for_a_document_leaves_its_largest_sequence_out(
         "columns": None,
         "number_of_frames": None,
         "run_id": 1,
+        "output_id": None,
         "copy_path": "a/b/c.dcm",
         "copy_sha256": "0" * 64,
         "copy_bytes": 30_000_000,

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 
 from indexer import pipeline
 from indexer.deid import RULES_VERSION, build_plan
+from indexer.store.files import read_output_id
 from tests.builders import (
     SampleShape,
     check_copies_clean,
@@ -291,6 +292,10 @@ def test_an_instance_withdrawn_from_its_first_output_stays_as_its_further_copy(
     assert cli("check").returncode == 0
     check_copies_clean(cli, out1, 2)
     check_copies_clean(cli, out2, 4)
+    with MongoClient(cli.env["DICOM_INDEX_MONGO_URL"]) as m:  # where each first copy is now
+        docs = m[cli.env["DICOM_INDEX_MONGO_DB"]].instances.find({}, {"output_id": 1})
+        held = sorted(d["output_id"] for d in docs)
+    assert held == sorted([read_output_id(out1)] * 2 + [read_output_id(out2)] * 2)
 
     summary = _ingest(cli, archive, out2, check=1)
     assert summary["copies_withdrawn"] == 2

@@ -207,6 +207,7 @@ def instance_doc(row: dict[str, Any]) -> dict[str, Any]:
         "columns",
         "number_of_frames",
         "run_id",
+        "output_id",  # of the output its copy is in, at copy_path (the run's)
         "copy_path",
         "copy_sha256",
         "copy_bytes",

@@ -441,10 +441,12 @@ def mark_batches_done_through(s: Session, batch_id: int) -> None:
 _INSTANCE_ROWS = text("""
     SELECT i.sop_uid, i.series_uid, i.study_uid, i.patient_id, se.modality, st.study_date,
            i.sop_class_uid, i.instance_number, i.transfer_syntax_uid, i.rows, i.columns,
-           i.number_of_frames, i.run_id, i.copy_path, i.copy_sha256, i.copy_bytes, i.header
+           i.number_of_frames, i.run_id, r.output_id, i.copy_path, i.copy_sha256,
+           i.copy_bytes, i.header
     FROM dicom_index.instance i
     JOIN dicom_index.series se USING (series_uid)
     JOIN dicom_index.study st ON st.study_uid = i.study_uid
+    LEFT JOIN dicom_index.ingest_run r ON r.id = i.run_id
     WHERE i.sop_uid = ANY(:ids)
 """)
 _SERIES_ROWS = text("""
