@@ -7,8 +7,8 @@ Usage:
 Each object is one of the test suite's bases (the kitchen sink and a plain instance, in
 explicit VR little endian, implicit VR and big endian), damaged by a mutator of
 ``tests/fuzzing.py``: ``bytes`` changes, cuts and makes up bytes anywhere past the preamble;
-``structured`` damages whole elements of the little endian bases (a tag byte, an element
-written twice, and in explicit VR a VR byte). Each is de-identified and indexed as the
+``structured`` damages whole elements (a tag byte, an element written twice, and in explicit
+VR a VR byte). Each is de-identified and indexed as the
 ingest does it (``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
 
 - refused: its reason is one a check foresaw (never ``unexpected_error``), and its message
@@ -42,7 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pydicom  # noqa: E402
-from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian  # noqa: E402
+from pydicom.uid import (  # noqa: E402
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from indexer import keys, work  # noqa: E402
 from indexer.deid import build_plan, verify  # noqa: E402
@@ -50,7 +54,7 @@ from indexer.deid.table import load_table  # noqa: E402
 from indexer.errors import DeidError, SourceError  # noqa: E402
 from indexer.records import SourceFile  # noqa: E402
 from indexer.store.files import LocalStore  # noqa: E402
-from tests.builders import in_transfer_syntax, make_instance, to_bytes  # noqa: E402
+from tests.builders import in_transfer_syntax, make_instance  # noqa: E402
 from tests.deid import kitchen_sink  # noqa: E402
 from tests.fuzzing import damaged, mutated  # noqa: E402
 
@@ -67,18 +71,18 @@ class Report:
 
 
 def bases() -> tuple[dict[str, list[bytes]], list[str]]:
-    """The bases by encoding ("explicit", "implicit", "big endian"), and their markers."""
-    sink, sink_markers = kitchen_sink.build()
-    found = {
-        "explicit": [to_bytes(sink), to_bytes(make_instance(4, 1, 1, 1, marker=MARK))],
-        "implicit": [
-            in_transfer_syntax(kitchen_sink.build()[0], ImplicitVRLittleEndian),
-            in_transfer_syntax(make_instance(4, 1, 1, 2, marker=MARK), ImplicitVRLittleEndian),
-        ],
-        "big endian": [
-            in_transfer_syntax(make_instance(4, 1, 1, 3, marker=MARK), ExplicitVRBigEndian)
-        ],
-    }
+    """The bases by their data set's encoding (``tests.fuzzing.heads``), and their markers."""
+    sink_markers = kitchen_sink.build()[1]
+    found: dict[str, list[bytes]] = {}
+    for encoding, ts in (
+        ("explicit", ExplicitVRLittleEndian),
+        ("implicit", ImplicitVRLittleEndian),
+        ("big", ExplicitVRBigEndian),
+    ):
+        found[encoding] = [
+            in_transfer_syntax(kitchen_sink.build()[0], ts),
+            in_transfer_syntax(make_instance(4, 1, 1, len(found) + 1, marker=MARK), ts),
+        ]
     return found, [MARK, "KSMARK", *sink_markers.values()]
 
 
@@ -87,13 +91,12 @@ def damage(
 ) -> bytes:
     """One damaged object of ``found``'s bases.
 
-    Bytes anywhere, or (``structured``) whole elements of a little endian base (VR bytes in
-    explicit VR only).
+    Bytes anywhere, or (``structured``) whole elements (VR bytes in explicit VR only).
     """
+    encoding = rng.choice(["explicit", "explicit", "implicit", "big"])
     if mutator == "structured" or (mutator == "both" and rng.randrange(2)):
-        encoding = rng.choice(["explicit", "explicit", "implicit"])
-        return damaged(rng, rng.choice(found[encoding]), tags, implicit=encoding == "implicit")
-    return mutated(rng, rng.choice([b for kind in found.values() for b in kind]))
+        return damaged(rng, rng.choice(found[encoding]), tags, encoding=encoding)
+    return mutated(rng, rng.choice(found[encoding]))
 
 
 def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tuple[str, str]:

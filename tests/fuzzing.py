@@ -40,27 +40,33 @@ _LONG_VRS = sorted(vr for vr in _LENGTH_32 if vr != b"SQ")  # (a set's order var
 _UNDEFINED = 0xFFFFFFFF
 
 
-def heads(data: bytes, *, implicit: bool = False) -> list[tuple[int, int, int, bool]]:
-    """(offset, header size, value length, a VR written) of each element from the file meta
-    on, sequences and items walked into: explicit VR little endian, or with ``implicit``, the
-    data set in implicit VR (a sequence known by its tag or its undefined length)."""
-    found, pos = [], 132
+Head = tuple[int, int, int, bool, str]  # offset, header size, length, a VR written, byte order
+
+
+def heads(data: bytes, *, encoding: str = "explicit") -> list[Head]:
+    """(offset, header size, value length, a VR written, byte order) of each element from the
+    file meta on, sequences and items walked into. ``encoding``: the data set's, "explicit"
+    (VR little endian), "implicit" (a sequence known by its tag or its undefined length) or
+    "big" (explicit VR big endian); the file meta is explicit VR little endian."""
+    found: list[Head] = []
+    pos, meta_end = 132, 144 + struct.unpack_from("<L", data, 140)[0]
     while pos + 8 <= len(data):
-        group = struct.unpack_from("<H", data, pos)[0]
+        meta = pos < meta_end
+        order = ">" if encoding == "big" and not meta else "<"
+        group, number = struct.unpack_from(order + "HH", data, pos)
         if group == 0xFFFE:  # an item or a delimiter
             pos += 8
             continue
-        explicit = not implicit or group == 2  # the file meta is explicit VR
+        explicit = meta or encoding != "implicit"
         if not explicit:
             size, length = 8, struct.unpack_from("<L", data, pos + 4)[0]
-            tag = group << 16 | struct.unpack_from("<H", data, pos + 2)[0]
-            walk_in = length == _UNDEFINED or _dictionary_vr(tag) == "SQ"
+            walk_in = length == _UNDEFINED or _dictionary_vr(group << 16 | number) == "SQ"
         else:
             size = 12 if data[pos + 4 : pos + 6] in _LENGTH_32 else 8
-            fmt = "<L" if size == 12 else "<H"
+            fmt = order + ("L" if size == 12 else "H")
             length = struct.unpack_from(fmt, data, pos + size - struct.calcsize(fmt))[0]
             walk_in = data[pos + 4 : pos + 6] == b"SQ" or length == _UNDEFINED
-        found.append((pos, size, length, explicit))
+        found.append((pos, size, length, explicit, order))
         pos += size if walk_in else size + length
     return found
 
@@ -72,20 +78,22 @@ def _dictionary_vr(tag: int) -> str:
         return ""
 
 
-def damaged(rng: random.Random, base: bytes, tags: list[int], *, implicit: bool = False) -> bytes:
+def damaged(
+    rng: random.Random, base: bytes, tags: list[int], *, encoding: str = "explicit"
+) -> bytes:
     """``base`` with one to three elements damaged as a byte of a VR or a tag is: another VR
     of the same header size (explicit VR only), another tag (of Table E.1-1, or of the same
-    group), or the element written twice. ``implicit``: ``base``'s data set is implicit VR."""
+    group), or the element written twice. ``encoding``: ``base``'s data set's (``heads``)."""
     data = bytearray(base)
     for _ in range(rng.randint(1, 3)):
-        pos, size, length, explicit = rng.choice(heads(bytes(data), implicit=implicit))
+        pos, size, length, explicit, order = rng.choice(heads(bytes(data), encoding=encoding))
         kind = rng.random()
         if kind < 0.4 and explicit:
             data[pos + 4 : pos + 6] = rng.choice(_SHORT_VRS if size == 8 else _LONG_VRS)
         elif kind < 0.8:
-            group = struct.unpack_from("<H", data, pos)[0]
+            group = struct.unpack_from(order + "H", data, pos)[0]
             tag = rng.choice(tags) if rng.random() < 0.7 else group << 16 | rng.randrange(1 << 16)
-            struct.pack_into("<HH", data, pos, tag >> 16, tag & 0xFFFF)
+            struct.pack_into(order + "HH", data, pos, tag >> 16, tag & 0xFFFF)
         elif length != _UNDEFINED and (data[pos + 4 : pos + 6] != b"SQ" or not explicit):
             end = pos + size + length
             data[end:end] = data[pos:end]

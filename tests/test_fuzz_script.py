@@ -12,12 +12,12 @@ from types import SimpleNamespace
 
 import pydicom
 import pytest
-from pydicom.uid import ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from indexer import work
 from indexer.deid import verify
 from indexer.errors import SourceError
-from tests.builders import in_transfer_syntax, to_bytes
+from tests.builders import in_transfer_syntax
 from tests.deid import kitchen_sink
 from tests.fuzzing import damaged, heads
 
@@ -105,15 +105,23 @@ def _elements(ds) -> int:
     return sum(1 + sum(_elements(item) for item in e.value) if e.VR == "SQ" else 1 for e in ds)
 
 
-@pytest.mark.parametrize("implicit", [False, True])
-def test_the_structured_mutator_finds_every_element_pydicom_reads(implicit):
+@pytest.mark.parametrize(
+    ("encoding", "ts"),
+    [
+        ("explicit", ExplicitVRLittleEndian),
+        ("implicit", ImplicitVRLittleEndian),
+        ("big", ExplicitVRBigEndian),
+    ],
+)
+def test_the_structured_mutator_finds_every_element_pydicom_reads(encoding, ts):
     """Sequences walked into, nested ones too: each element of the kitchen sink is one the
     mutator may damage, and it damages what it finds."""
-    ds = kitchen_sink.build()[0]
-    data = in_transfer_syntax(ds, ImplicitVRLittleEndian) if implicit else to_bytes(ds)
+    data = in_transfer_syntax(kitchen_sink.build()[0], ts)
     read = pydicom.dcmread(io.BytesIO(data))
-    found = heads(data, implicit=implicit)
+    found = heads(data, encoding=encoding)
     assert len(found) == _elements(read) + len(read.file_meta)
-    assert all(explicit != implicit for _, _, _, explicit in found[len(read.file_meta) :])
+    in_data_set = found[len(read.file_meta) :]
+    assert all(h[3] == (encoding != "implicit") for h in in_data_set)  # a VR written
+    assert all(h[4] == (">" if encoding == "big" else "<") for h in in_data_set)
     rng = random.Random(3)  # noqa: S311 - a reproducible stream of test inputs
-    assert all(damaged(rng, data, [0x00100010], implicit=implicit) != data for _ in range(20))
+    assert all(damaged(rng, data, [0x00100010], encoding=encoding) != data for _ in range(20))
