@@ -299,6 +299,22 @@ def test_a_damaged_value_in_a_replaced_sequence_is_recorded_as_identifying(ctx):
     assert _outcome(ctx, 1, data) == "leak_detected"
 
 
+def test_pixel_data_written_as_un_beside_a_damaged_bits_allocated_is_read_by_verify(ctx):
+    """Found by scripts/fuzz.py (seed 9): Pixel Data written as UN, and Bits Allocated under a
+    damaged VR (DT). pydicom gives UN Pixel Data its dictionary VR, "OB or OW", and settles
+    it by Bits Allocated, which it read as text: `verify` failed on the original (TypeError)
+    that the ingest, which keeps the element as UN, had indexed."""
+    data = to_bytes(make_instance(5, 1, 1, 1, marker=MARK))
+    bits = _under_vr(data, struct.pack("<HH2sH", 0x0028, 0x0100, b"US", 2), b"DT")
+    pixels = struct.pack("<HH2s", 0x7FE0, 0x0010, b"OW")
+    data = _under_vr(bits, pixels + b"\0\0", b"UN")
+    with pytest.raises(TypeError):  # what pydicom makes of it
+        work.read_dataset(data).PixelData  # noqa: B018
+    copy, leaks = _copy_and_leaks(ctx, 1, data)
+    assert leaks == []
+    assert copy.SOPInstanceUID.startswith("2.25.")  # indexed, its copy read back
+
+
 def test_a_private_creator_under_a_damaged_vr_is_read_as_the_lo_it_is(ctx, tmp_path):
     """A private creator written as SL over 14 bytes (found by a fuzz comparing `verify` with
     the ingest): pydicom reads the creator for every element of its block, so `verify`

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from indexer.deid import rawvalue
@@ -125,7 +126,12 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
         as_read = rawvalue.vr_of(raw, tag)  # UN stays UN here: pydicom converts it below
         if unknown_vr(as_read) or as_read in NUMBER_VRS:  # numbers: never recorded, not read
             continue
-        elem = d[tag]
+        try:
+            elem = d[tag]
+        except rawvalue.ELEMENT_ERRORS:  # pydicom could not settle an ambiguous VR by the
+            # attributes it asks (Bits Allocated under a damaged VR): judged as read, as the
+            # engine judges it (Pixel Data written as UN stays UN)
+            elem = DataElement(tag, as_read, raw.value)
         vr = str(elem.VR)
         path = tag_path(parents, elem.tag)
         if vr == "SQ":

@@ -158,9 +158,9 @@ def _texts_of(vr: str, data: bytes, charset: str) -> tuple[str, ...] | None:
 
 def header_bytes(ds: Dataset) -> bytes:
     """The output's preamble, file meta and data set without bulk pixel data."""
-    bulk = {t: ds[t] for t in BULK_TAGS if t in ds}
-    for t in bulk:
-        del ds[t]
+    # as stored, never converted: pydicom would settle an ambiguous VR ("OB or OW", of Pixel
+    # Data written as UN) by Bits Allocated, which may be damaged
+    bulk = {t: ds._dict.pop(BaseTag(t)) for t in BULK_TAGS if t in ds._dict}  # noqa: SLF001
     try:
         buf = io.BytesIO()
         with warnings.catch_warnings():
@@ -169,7 +169,7 @@ def header_bytes(ds: Dataset) -> bytes:
         return buf.getvalue()
     finally:
         for t, elem in bulk.items():
-            ds[t] = elem
+            ds._dict[BaseTag(t)] = elem  # noqa: SLF001
 
 
 def find_leaks(
