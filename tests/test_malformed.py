@@ -315,6 +315,20 @@ def test_pixel_data_written_as_un_beside_a_damaged_bits_allocated_is_read_by_ver
     assert copy.SOPInstanceUID.startswith("2.25.")  # indexed, its copy read back
 
 
+def test_a_sequence_under_the_sop_instance_uids_tag_is_no_uid(ctx):
+    """Found by scripts/fuzz.py (seed 13): damaged tags left a sequence under (0008,0018) and
+    the SOP Instance UID under another tag. The sequence's printed text was taken for the
+    UID: the object was indexed, its copy's SOP Instance UID a sequence that no reader could
+    write again. A sequence holds no UID: the object has none, and is refused so."""
+    data = to_bytes(make_instance(5, 1, 1, 1, marker=MARK))
+    uid = struct.pack("<HH2sH", 0x0008, 0x0018, b"UI", 64)
+    sequence = struct.pack("<HH2s", 0x0008, 0x2218, b"SQ")
+    assert data.count(uid) == data.count(sequence) == 1
+    data = data.replace(uid, struct.pack("<HH", 0x0008, 0x0019) + uid[4:])
+    data = data.replace(sequence, struct.pack("<HH", 0x0008, 0x0018) + sequence[4:])
+    assert _outcome(ctx, 1, data) == "missing_uid"
+
+
 def test_a_private_creator_under_a_damaged_vr_is_read_as_the_lo_it_is(ctx, tmp_path):
     """A private creator written as SL over 14 bytes (found by a fuzz comparing `verify` with
     the ingest): pydicom reads the creator for every element of its block, so `verify`

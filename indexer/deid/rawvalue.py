@@ -287,10 +287,11 @@ def vr_of(raw: Any, tag: int) -> str:  # noqa: ANN401
 def text_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) -> str:
     """Element ``tag`` of ``ds`` as stripped text, as ``str`` of pydicom's value gives it.
 
-    "" when the element is absent or empty. Multiple values print as pydicom prints them.
+    "" when the element is absent or empty, or a sequence (no text: a damaged tag put one
+    under a UID's, say). Multiple values print as pydicom prints them.
     """
     raw = ds._dict.get(tag)  # type: ignore[call-overload]  # noqa: SLF001 - get_item converts
-    if raw is None:
+    if raw is None or raw.VR == "SQ":
         return ""
     if (
         codec is not None
