@@ -72,7 +72,7 @@ class Report:
 
 def bases() -> tuple[dict[str, list[bytes]], list[str]]:
     """The bases by their data set's encoding (``tests.fuzzing.heads``), and their markers."""
-    sink_markers = kitchen_sink.build()[1]
+    sink, sink_markers = kitchen_sink.build()
     found: dict[str, list[bytes]] = {}
     for encoding, ts in (
         ("explicit", ExplicitVRLittleEndian),
@@ -80,7 +80,7 @@ def bases() -> tuple[dict[str, list[bytes]], list[str]]:
         ("big", ExplicitVRBigEndian),
     ):
         found[encoding] = [
-            in_transfer_syntax(kitchen_sink.build()[0], ts),
+            in_transfer_syntax(sink, ts),  # (names the syntax in its file meta, then writes)
             in_transfer_syntax(make_instance(4, 1, 1, len(found) + 1, marker=MARK), ts),
         ]
     return found, [MARK, "KSMARK", *sink_markers.values()]
