@@ -14,7 +14,7 @@ import traceback
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,11 +69,11 @@ class RunContext:
     # these very bytes made (elsewhere: an archive moved), which this source's copy may
     # replace; None where there is no index (``deid``)
     made_of: Callable[[str, str], str | None] | None = None
+    # the key of the sources' digests (``indexer.content``), derived once, not for each file
+    content_key: bytes = field(init=False, repr=False)
 
-    @property
-    def content_key(self) -> bytes:
-        """The key of the sources' digests (``indexer.content``)."""
-        return content.key_of(self.keys.blind)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "content_key", content.key_of(self.keys.blind))
 
 
 def configure_pydicom() -> None:
