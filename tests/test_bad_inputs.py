@@ -87,7 +87,7 @@ def corpus(tmp_path):  # noqa: PLR0915 - a statement or two per kind of bad inpu
     add_bad("DICOMDIR", dicomdir(MARK), "dicomdir")  # a CD's directory: skipped
     add_bad("truncated.dcm", to_bytes(make_instance(2, 1, 1, 1, marker=MARK))[:-200], "truncated")
     no_syntax = in_syntax(make_instance(2, 1, 2, 1, marker=MARK), "1.2.3.4.5.6.7.8.9.10.11")
-    add_bad("no_syntax.dcm", no_syntax, "encode_failed")  # names no transfer syntax
+    add_bad("no_syntax.dcm", no_syntax, "unknown_transfer_syntax")
     uids = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID")
     for i, kw in enumerate(uids):
         ds = make_instance(3, 1, 1, i + 1, marker=MARK)

@@ -776,7 +776,7 @@ def _file_meta(ds: Dataset, codec: str | None) -> None:
         raise DeidError(
             "the transfer syntax UID names no transfer syntax: the copy could not say how it "
             "is encoded",
-            reason="encode_failed",
+            reason="unknown_transfer_syntax",
         )
     sop_class = text_of(ds, SOP_CLASS_UID, codec)
     if not sop_class:
