@@ -112,9 +112,12 @@ def verify_outputs(
         if pseudonyms is not None:
             with contextlib.suppress(DeidError):  # its pseudonyms unknown: more reports, not fewer
                 generated |= pseudonyms.apply(plan, ds).generated
-    for _path, out in _outputs(outputs, report):
+    search = verify.Search(values)  # every output read once for them all
+    for _path, (out, header) in _outputs(outputs, report):
         with _unreadable_output(report):
-            leaks = verify.find_leaks(values, out, generated=generated, streamed_frames=True)
+            leaks = verify.find_leaks(
+                search, out, header, generated=generated, streamed_frames=True
+            )
             report.add(out, leaks)
     return report
 
@@ -156,12 +159,13 @@ def verify_pairs(
             report.without_copy += 1
         for path in copies:
             paired.add(path)
-            copy = _read_output(path, report)
-            if copy is None:
+            read = _read_output(path, report)
+            if read is None:
                 continue
+            copy, header = read
             with _unreadable_output(report):
                 leaks = verify.find_leaks(
-                    values, copy, generated=result.generated, streamed_frames=True
+                    values, copy, header, generated=result.generated, streamed_frames=True
                 )
                 report.add(copy, leaks)
                 scanned.add(path)
@@ -191,7 +195,11 @@ def _originals(
             try:
                 # a large object's header only, where it lies as it is in a file or an archive
                 region = region_of(item.read) if item.size >= spans.STREAM_FROM else None
-                ds = work.read_header(region) if region else work.read_dataset(item.read())
+                ds = (  # its pixel data never read, but where it lies in memory
+                    work.read_header(region)
+                    if region
+                    else work.read_dataset(item.read(), pixels_in_place=True)
+                )
                 values = verify.identifying_values(plan, ds)
             except (SourceError, OSError, *ELEMENT_ERRORS) as e:
                 report.unreadable_originals += _unreadable(e)
@@ -211,12 +219,14 @@ def _output_files(roots: Sequence[Path]) -> Iterator[Path]:
             yield from (p for p in map(folder.joinpath, names) if p.is_file())
 
 
-def _outputs(roots: Sequence[Path], report: VerifyReport) -> Iterator[tuple[Path, Dataset]]:
-    """Every output file under ``roots`` and its object, read; unreadable ones counted."""
+def _outputs(
+    roots: Sequence[Path], report: VerifyReport
+) -> Iterator[tuple[Path, tuple[Dataset, bytes | None]]]:
+    """Every output file under ``roots`` and its object, read (``_read``); unreadable counted."""
     for path in _output_files(roots):
-        out = _read_output(path, report)
-        if out is not None:
-            yield path, out
+        read = _read_output(path, report)
+        if read is not None:
+            yield path, read
 
 
 def _sop_uid(path: Path, report: VerifyReport) -> str | None:
@@ -236,23 +246,26 @@ def _sop_uid(path: Path, report: VerifyReport) -> str | None:
         return None
 
 
-def _read_output(path: Path, report: VerifyReport) -> Dataset | None:
-    """The output object in ``path``; None, counted, if it cannot be read."""
+def _read_output(path: Path, report: VerifyReport) -> tuple[Dataset, bytes | None] | None:
+    """The output object in ``path`` (``_read``); None, counted, if it cannot be read."""
     with _unreadable_output(report):
-        out = _read(path)
+        out, header = _read(path)
         text_of(out, SOP_INSTANCE_UID, DEFAULT, "UI")  # its name, read before it is searched
-        return out
+        return out, header
     return None
 
 
-def _read(path: Path) -> Dataset:
-    """The object in a file: a large one's pixel data left in the file (``work.read_large``).
+def _read(path: Path) -> tuple[Dataset, bytes | None]:
+    """The object in a file, and its header's bytes as stored where they are known.
 
-    Its frames' headers are read as they are searched (``find_leaks(streamed_frames=)``).
+    A large one's pixel data is left in the file (``work.read_large``); its frames' headers
+    are read as they are searched (``find_leaks(streamed_frames=)``). A smaller one's is
+    left where it lies in memory, and the bytes before it are the header searched, as the
+    file holds them (``work.read_stored``); else ``find_leaks`` encodes the header again.
     """
     if path.stat().st_size >= spans.STREAM_FROM:
-        return work.read_large(path)
-    return work.read_dataset(path.read_bytes())
+        return work.read_large(path), None
+    return work.read_stored(path.read_bytes())
 
 
 @contextlib.contextmanager

@@ -117,6 +117,20 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
     written out as it came in (explicit VR little endian, Pixel Data last; anything else is
     parsed whole).
     """
+    return _read_dataset(data, pixels_in_place=pixels_in_place)[0]
+
+
+def read_stored(data: bytes) -> tuple[pydicom.Dataset, bytes | None]:
+    """``read_dataset(data, pixels_in_place=True)``, and the bytes before its Pixel Data.
+
+    Those are its header as stored (preamble, file meta, every element but Pixel Data),
+    where Pixel Data ends the object and lies in place; None otherwise. For what searches a
+    file's bytes (`verify`), rather than encoding its header again.
+    """
+    return _read_dataset(data, pixels_in_place=True)
+
+
+def _read_dataset(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Dataset, bytes | None]:
     if not data:
         raise SourceError("the file is empty", reason="empty_file")
     with warnings.catch_warnings():
@@ -130,9 +144,10 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
     if pixels_in_place and stop < len(data):
         pixels = _pixels_in_place(data, stop, ds)
         if pixels is None:
-            return read_dataset(data)
+            return _read_dataset(data, pixels_in_place=False)
         ds._dict[pixels.tag] = pixels  # noqa: SLF001 - stored raw, as dcmread stores it
-    return _checked(ds)
+        return _checked(ds), data[:stop]
+    return _checked(ds), None
 
 
 def read_header(region: Region) -> pydicom.Dataset:

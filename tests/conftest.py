@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from indexer import keys as keys_mod
 from indexer import sources, tree
+from indexer.deid import verify
 from indexer.store import migrate, roles
 from indexer.store.db import normalize_url
 
@@ -62,6 +63,24 @@ def _no_stream_kept() -> Iterator[None]:
     """Close the compressed tars a test's own calls left open (a run closes its own)."""
     yield
     sources.STREAMS.close()
+
+
+@pytest.fixture
+def leaks_searched_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``verify.find_leaks`` given values checks that a ``Search`` of them finds the same leaks.
+
+    `verify`'s pooled search hands ``find_leaks`` a ``Search`` of many originals' values;
+    every leak scenario of the modules that use this is so also a test of that search.
+    """
+    real = verify.find_leaks
+
+    def both(values: dict[str, str] | verify.Search, *args: object, **kw: object) -> object:
+        leaks = real(values, *args, **kw)  # type: ignore[arg-type]
+        if not isinstance(values, verify.Search):
+            assert real(verify.Search(values), *args, **kw) == leaks  # type: ignore[arg-type]
+        return leaks
+
+    monkeypatch.setattr(verify, "find_leaks", both)
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,8 @@ from indexer.sources import Walker
 from indexer.store.files import LocalStore
 from tests.builders import _element, in_transfer_syntax, make_instance, streamed_copy, to_bytes
 
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled search too
+
 work.configure_pydicom()
 KEY = keys.generate().pseudonym
 PLAN = build_plan()

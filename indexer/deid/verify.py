@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
+import ahocorasick
 from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_has_tag, keyword_for_tag, repeater_has_tag
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
@@ -37,7 +38,7 @@ from indexer.deid.values import (
 )
 from indexer.spans import Span
 
-__all__ = ["Leak", "find_leaks", "header_bytes", "identifying_values"]
+__all__ = ["Leak", "Search", "find_leaks", "header_bytes", "identifying_values"]
 
 ENCODINGS = ("utf-8", "latin-1", "utf-16-le", "iso2022_jp", "shift_jis", "euc_kr", "gb18030")
 BULK_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
@@ -156,6 +157,78 @@ def _texts_of(vr: str, data: bytes, charset: str) -> tuple[str, ...] | None:
     return None if value is UNDECODED else tuple(texts(value))
 
 
+class Search:
+    """Identifying values made ready to search many outputs for: each output read once.
+
+    ``find_leaks`` asks, for every value, whether it occurs in each part of the output; over
+    the values of a whole archive (``verify``'s pooled search) that is as many searches of
+    every output as there are values, and the archive's time grows with its square. Here
+    one automaton (Aho-Corasick) over all of them finds, in one pass over each part, which
+    values occur there at all; only those are then judged as ``find_leaks`` judges every
+    value (a word of its own, outside the pseudonyms...). It finds every value that occurs,
+    and some that do not (it looks in a looser form of the bytes), never fewer.
+
+    Memory: the values and a trie of their characters, shared where they begin alike.
+    """
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self._order = {value: i for i, value in enumerate(values)}
+        self._automaton = ahocorasick.Automaton()
+        for value in values:
+            for key in _keys(value):
+                held = self._automaton.get(key, None)
+                if held is None:
+                    self._automaton.add_word(key, (value,))
+                elif value not in held:
+                    self._automaton.add_word(key, (*held, value))
+        if values:
+            self._automaton.make_automaton()
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def in_text(self, text: str) -> set[str]:
+        """The values that may occur in ``text`` (every one that does)."""
+        return self._found(text) if self.values else set()
+
+    def in_bytes(self, data: bytes | memoryview) -> set[str]:
+        """The values that may occur in ``data``, in any encoding searched (every one that does).
+
+        The bytes are read as Latin-1 (one character a byte), and again without their NUL
+        bytes, where an ASCII value's UTF-16 lies as its plain text.
+        """
+        if not self.values:
+            return set()
+        raw = bytes(data)
+        return self._found(raw.decode("latin-1")) | self._found(
+            raw.replace(b"\x00", b"").decode("latin-1")
+        )
+
+    def ordered(self, found: Iterable[str]) -> list[tuple[str, str]]:
+        """(value, source) of ``found``, in the order of the values given."""
+        return [(v, self.values[v]) for v in sorted(found, key=self._order.__getitem__)]
+
+    def _found(self, text: str) -> set[str]:
+        return {value for _end, held in self._automaton.iter(text) for value in held}
+
+
+def _keys(value: str) -> set[str]:
+    """What the automaton looks for, so that every encoding ``_needles`` searches is found.
+
+    The value itself (its UTF-8 is its Latin-1 where it is ASCII, and decoded texts are
+    searched as text), each needle's bytes read as Latin-1, and an ASCII value's UTF-16 as
+    its text without NULs (searched for in bytes without theirs).
+    """
+    keys = {value}
+    for enc, needle in _needles(value):
+        if enc == "utf-16-le" and value.isascii():
+            keys.add(value.replace("\x00", ""))
+        else:
+            keys.add(needle.decode("latin-1"))
+    return {k for k in keys if k}
+
+
 def header_bytes(ds: Dataset) -> bytes:
     """The output's preamble, file meta and data set without bulk pixel data."""
     # as stored, never converted: pydicom would settle an ambiguous VR ("OB or OW", of Pixel
@@ -173,7 +246,7 @@ def header_bytes(ds: Dataset) -> bytes:
 
 
 def find_leaks(
-    values: dict[str, str],
+    values: dict[str, str] | Search,
     out: Dataset,
     raw: bytes | None = None,
     *,
@@ -191,24 +264,30 @@ def find_leaks(
     (a time "101500" among the digits of a pseudonym UID, "1900" in the dummy date
     "19000101"), not a leak. ``streamed_frames``: the headers of frames that are a span of
     their file (a large object's) are read and searched too (``verify``; the ingest searches
-    them as it copies them).
+    them as it copies them). ``values`` made a ``Search`` are searched for in one pass over
+    each part (many outputs searched for the values of many originals); the leaks found are
+    the same.
     """
     if not values:
         return []
+    search, wanted = (values, values.values) if isinstance(values, Search) else (None, values)
     leaks: dict[str, Leak] = {}
     kept = _Kept(out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # numbers are not searched in: a serial number "00000" inside "6.000000" is chance
         decoded = list(_decoded(out, changed_only=changed_only, skip=NUMBER_VRS))
-    _in_decoded(values, decoded, generated, kept, leaks)
+    _in_decoded(wanted, decoded, generated, kept, leaks, search)
     raw = header_bytes(out) if raw is None else raw
     searched = (
         ("header bytes", raw),
         ("pixel data past the image", pixels.past_the_image(out)),
         ("compressed frame headers", frames.headers_in(out, streamed=streamed_frames)),
     )
-    for value, source in values.items():
+    candidates: Iterable[tuple[str, str]] = wanted.items()
+    if search is not None:  # those that occur in none of the parts cannot be found there
+        candidates = search.ordered(set().union(*(search.in_bytes(d) for _, d in searched if d)))
+    for value, source in candidates:
         if source.startswith(SAME_PLACE) or source in leaks:
             continue
         for where, data in searched:
@@ -246,10 +325,14 @@ def _in_decoded(
     generated: Collection[str],
     kept: _Kept,
     leaks: dict[str, Leak],
+    search: Search | None = None,
 ) -> None:
     """Add to ``leaks`` each value found in a decoded element, by the element's path."""
     everything = "\x00".join(text for _, text in decoded)  # one search per value first
-    candidates = {v: source for v, source in values.items() if v in everything}
+    if search is None:
+        candidates = {v: source for v, source in values.items() if v in everything}
+    else:  # one pass over them all
+        candidates = dict(search.ordered(search.in_text(everything)))
     for path, text in decoded:
         for value, source in candidates.items():
             if (

@@ -39,6 +39,8 @@ from tests.builders import (
 )
 from tests.deid import kitchen_sink
 
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled search too
+
 configure_pydicom()  # as the pipeline runs: lenient, quiet reading and writing
 KEY = keys.generate().pseudonym  # a new key each run: results must hold for any key
 MARK = re.compile(rb"(MK\d{4}[XQ]|OVLMK|CRVMK|SRMK|FGMK|METAMK|PREAMBLEMK|KSMARK|INSTMK)")

@@ -30,6 +30,8 @@ from indexer.spans import FileSpan, version_of
 from indexer.store.files import LocalStore
 from tests.builders import make_instance, streamed_copy
 
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled search too
+
 work.configure_pydicom()
 KEY = keys.generate().pseudonym
 PLAN = build_plan()

@@ -358,6 +358,7 @@ def test_what_if_names_the_rule(tmp_path):
     assert step.source == "site rule 'hash ids' (cryptohash)"
 
 
+@pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled search too
 def test_verify_understands_rules():
     from indexer.deid import verify  # noqa: PLC0415
 
