@@ -9,8 +9,10 @@ included, file meta and preamble too). The engine records these as it de-identif
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import cast
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 from indexer.deid import rawvalue
@@ -23,6 +25,7 @@ from indexer.deid.profile import (
     resolve,
     unknown_vr,
 )
+from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED
 from indexer.deid.rules import SiteRule
 from indexer.deid.table import Action
 
@@ -111,14 +114,25 @@ def record_prefix(decision: Action | SiteRule, vr: str) -> str | None:
     return None
 
 
-def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None:
+_TOP = "top"  # ``collect``'s data set is an object, not an item: its codec is its own
+
+
+def collect(
+    plan: Plan, d: Dataset, parents: str, found: dict[str, str], codec: str | None = _TOP
+) -> None:
     """Record every identifying value of ``d`` and its sequences, changing nothing.
 
     An element of an unknown VR is passed over: it cannot be read, and is removed unread.
     Public elements written as UN, OB or OW, or under a damaged VR, and private creators are
     read by their own VR first, as the engine reads them (``rawvalue.read_as_known``: the
-    elements' VRs change, not their values).
+    elements' VRs change, not their values). Text is decoded from its bytes as the engine
+    decodes it (``rawvalue.decode``, with ``codec``: ``rawvalue.codec`` of the object, None
+    in an item with a character set of its own), by pydicom where that cannot.
     """
+    if codec == _TOP:
+        codec = rawvalue.codec(d)
+    elif codec is not None and SPECIFIC_CHARACTER_SET in d._dict:  # noqa: SLF001
+        codec = None  # an item with a character set of its own: pydicom decodes it
     misplaced = out_of_place(d)  # before the VRs change
     read_as = rawvalue.read_as_known(d)
     for tag in sorted(d._dict):  # noqa: SLF001 - as stored: a VR is known before converting
@@ -126,27 +140,41 @@ def collect(plan: Plan, d: Dataset, parents: str, found: dict[str, str]) -> None
         as_read = rawvalue.vr_of(raw, tag)  # UN stays UN here: pydicom converts it below
         if unknown_vr(as_read) or as_read in NUMBER_VRS:  # numbers: never recorded, not read
             continue
-        try:
-            elem = d[tag]
-        except rawvalue.ELEMENT_ERRORS:  # pydicom could not settle an ambiguous VR by the
-            # attributes it asks (Bits Allocated under a damaged VR): judged as read, as the
-            # engine judges it (Pixel Data written as UN stays UN)
-            elem = DataElement(tag, as_read, raw.value)
-        vr = str(elem.VR)
-        path = tag_path(parents, elem.tag)
+        vr, value = _read(d, tag, raw, as_read, codec)
+        path = tag_path(parents, tag)
         if vr == "SQ":
-            for i, item in enumerate(elem.value or ()):
-                collect(plan, item, f"{path}[{i}].", found)
+            for i, item in enumerate(cast("Sequence[Dataset]", value) or ()):
+                collect(plan, item, f"{path}[{i}].", found, codec)
             continue
-        decision = decide(plan, d, elem.tag, vr)
+        decision = decide(plan, d, tag, vr)
         if isinstance(decision, SiteRule):
-            record(found, decision, vr, elem.value, path)
+            record(found, decision, vr, value, path)
             continue
         action = resolve(decision.action, vr)
         if action in (Action.KEEP, Action.CLEAN):
             suspect = damaged(tag, as_read, raw.value, misplaced, read_as)  # as the engine does
             action = suspect.action if suspect is not None else action
-        record(found, action, vr, elem.value, path)
+        record(found, action, vr, value, path)
+
+
+def _read(d: Dataset, tag: int, raw: object, as_read: str, codec: str | None) -> tuple[str, object]:
+    """An element's VR and value: text decoded here where it can be, else by pydicom."""
+    if (
+        codec is not None
+        and type(raw) is RawDataElement
+        and as_read in rawvalue.TEXT_VRS
+        and tag != SPECIFIC_CHARACTER_SET
+    ):
+        value = rawvalue.decode(raw, as_read, codec)
+        if value is not UNDECODED:
+            return as_read, value
+    try:
+        elem = d[tag]
+    except rawvalue.ELEMENT_ERRORS:  # pydicom could not settle an ambiguous VR by the
+        # attributes it asks (Bits Allocated under a damaged VR): judged as read, as the
+        # engine judges it (Pixel Data written as UN stays UN)
+        elem = DataElement(tag, as_read, raw.value)  # type: ignore[attr-defined]
+    return str(elem.VR), elem.value
 
 
 def outside_values(ds: Dataset) -> dict[str, str]:

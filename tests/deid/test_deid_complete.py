@@ -26,6 +26,7 @@ from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.profile import MISREAD_BYTES, resolve
 from indexer.deid.rules import compile_rules
 from indexer.deid.table import Action, parse_options
+from indexer.deid.values import collect as collect_values
 from indexer.encode import encode
 from indexer.errors import DeidError, RuleError
 from indexer.work import configure_pydicom
@@ -128,6 +129,14 @@ def _lean_and_pydicom(plan, ds: Dataset) -> None:
     lean, reference = results
     assert lean[0] == reference[0]  # the copy, byte for byte
     assert lean[1:] == reference[1:]  # leak-check values, identities, pseudonym, JSON header
+    # and the separate walk (`verify`'s): text decoded from its bytes, or by pydicom
+    walks = []
+    for codec in ("top", None):
+        walked: dict[str, str] = {}
+        collect_values(plan, _roundtrip(ds), "", walked, codec)
+        walks.append(walked)
+    assert walks[0] == walks[1]
+    assert walks[0]
 
 
 @pytest.mark.parametrize("names", OPTION_SETS, ids=lambda n: "+".join(n) or "basic")
@@ -158,6 +167,16 @@ def test_lean_values_hold_across_character_sets_and_odd_values(elements):
     item = Dataset()  # an item with a character set of its own
     item.SpecificCharacterSet = "ISO_IR 100"
     item.PersonName = "Jürgen^Item"
+    ds.ContentSequence = [item]
+    _lean_and_pydicom(build_plan(), ds)
+
+
+def test_lean_values_of_an_item_in_a_character_set_of_its_own():
+    """Its bytes would decode in the object's Latin-1 too, into other text."""
+    ds = make_instance(SpecificCharacterSet="ISO_IR 100", PatientName="Müller^Hans")
+    item = Dataset()
+    item.SpecificCharacterSet = "ISO_IR 192"
+    item.PersonName = "Zoë^Łukasz"
     ds.ContentSequence = [item]
     _lean_and_pydicom(build_plan(), ds)
 
