@@ -113,11 +113,10 @@ def verify_outputs(
             with contextlib.suppress(DeidError):  # its pseudonyms unknown: more reports, not fewer
                 generated |= pseudonyms.apply(plan, ds).generated
     search = verify.Search(values)  # every output read once for them all
+    made = verify.Generated(generated)  # and once for all pseudonyms, where it must be
     for _path, (out, header) in _outputs(outputs, report):
         with _unreadable_output(report):
-            leaks = verify.find_leaks(
-                search, out, header, generated=generated, streamed_frames=True
-            )
+            leaks = verify.find_leaks(search, out, header, generated=made, streamed_frames=True)
             report.add(out, leaks)
     return report
 

@@ -12,7 +12,8 @@ import pydicom
 import pytest
 from sqlalchemy import text
 
-from indexer.deid import pseudonym
+from indexer import leakscan
+from indexer.deid import build_plan, pseudonym
 from indexer.keys import from_master, read_key_file, write_key_file
 from tests.builders import SampleShape, dicomdir, make_instance, malformed, to_bytes, write_archive
 from tests.conftest import Cli
@@ -140,6 +141,47 @@ def test_verify_with_the_key_ignores_a_value_inside_a_pseudonym_by_chance(
     assert "1 files scanned, 0 leaks" in offline_cli(*args).stdout
     keyless = {**offline_cli.env, "DICOM_INDEX_KEY_FILE": str(tmp_path / "no-key.json")}
     assert "1 files scanned, 1 leaks" in Cli(keyless, tmp_path, [])(*args, check=1).stdout
+
+
+def test_verify_pooled_over_many_originals_knows_each_ones_pseudonyms(
+    tmp_path, offline_cli, key_file
+):
+    """As above, among 30 other originals: their pseudonyms, found in one pass over each
+    output (``verify.Generated``), still explain the chance value; and a real leak is still
+    found among them."""
+    archive = tmp_path / "in"
+    archive.mkdir()
+    for i in range(30):
+        (archive / f"{i}.dcm").write_bytes(to_bytes(make_instance(2, 2, i + 1, 1)))
+    ds = make_instance(1, 1, 1, 1)
+    pseudo = pseudonym.uid(read_key_file(key_file).pseudonym, ds.SeriesInstanceUID)
+    ds.OtherPatientIDs = pseudo[8:14]  # removed by the basic profile
+    (archive / "a.dcm").write_bytes(to_bytes(ds))
+    offline_cli("deid", str(archive), "--out", str(tmp_path / "out"))
+    plan, keys = build_plan(), read_key_file(key_file)
+
+    def pooled() -> leakscan.VerifyReport:
+        return leakscan.verify_outputs(
+            [archive],
+            [tmp_path / "out"],
+            plan,
+            max_member_bytes=1 << 30,
+            pseudonyms=leakscan.Pseudonyms(keys, "DI", 3650),
+        )
+
+    report = pooled()
+    assert (report.scanned, report.leaks) == (31, [])
+    (copy,) = [
+        p for p in (tmp_path / "out").rglob("*.dcm") if pseudo[8:14].encode() in p.read_bytes()
+    ]
+    leaky = pydicom.dcmread(copy)
+    leaky.InstitutionName = "PHIMARK General"  # a removed value of another original's
+    leaky.save_as(copy)
+    (archive / "b.dcm").write_bytes(
+        to_bytes(make_instance(3, 3, 3, 1, InstitutionName="PHIMARK General"))
+    )
+    report = pooled()
+    assert [(x.source_path, x.found_in) for x in report.leaks] == [("(0008,0080)", "(0008,0080)")]
 
 
 def test_verify_without_the_key_ignores_a_value_inside_a_dummy_value(tmp_path, offline_cli):

@@ -17,6 +17,7 @@ import re
 import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import Self
 
 import ahocorasick
 from pydicom.charset import default_encoding
@@ -38,7 +39,7 @@ from indexer.deid.values import (
 )
 from indexer.spans import Span
 
-__all__ = ["Leak", "Search", "find_leaks", "header_bytes", "identifying_values"]
+__all__ = ["Generated", "Leak", "Search", "find_leaks", "header_bytes", "identifying_values"]
 
 ENCODINGS = ("utf-8", "latin-1", "utf-16-le", "iso2022_jp", "shift_jis", "euc_kr", "gb18030")
 BULK_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
@@ -487,13 +488,74 @@ def _needles(value: str) -> tuple[tuple[str, bytes], ...]:
 def _spans(raw: bytes, generated: Collection[str], numbers: Iterable[str]) -> list[tuple[int, int]]:
     """Where in ``raw`` generated values, dummy values and kept numbers lie."""
     spans = []
-    for g in itertools.chain(generated, MADE_UP, numbers):
-        g_bytes = g.encode("ascii", "replace")
-        start = raw.find(g_bytes)
-        while start != -1:
-            spans.append((start, start + len(g_bytes)))
-            start = raw.find(g_bytes, start + 1)
+    others: Iterable[str] = generated
+    if isinstance(generated, Generated):
+        spans += generated.spans(raw)
+        others = generated.short
+    for g in itertools.chain(others, MADE_UP, numbers):
+        spans += _spans_of(raw, _ascii(g))
     return spans
+
+
+def _ascii(value: str) -> bytes:
+    """How a generated or kept value is looked for in bytes."""
+    return value.encode("ascii", "replace")
+
+
+def _spans_of(raw: bytes, g_bytes: bytes) -> list[tuple[int, int]]:
+    spans = []
+    start = raw.find(g_bytes)
+    while start != -1:
+        spans.append((start, start + len(g_bytes)))
+        start = raw.find(g_bytes, start + 1)
+    return spans
+
+
+class Generated(frozenset[str]):
+    """Many values derived from the key (``find_leaks(generated=)``), found in one pass.
+
+    Those of a whole archive's originals (``verify``'s pooled search). Where they lie in an
+    output's bytes is looked for where a value of the original occurs there, and then for
+    every one of them: as many searches of those bytes as there are pseudonyms. Here they are
+    indexed by their last ``END`` characters, and one pass over the bytes finds where any of
+    them ends (a look-up at each byte); the few shorter ones are searched for one by one
+    (``short``), as are all of them where they are ``FEW``.
+    """
+
+    END = 8
+    FEW = 64
+    short: tuple[str, ...]
+    _by_end: dict[bytes, tuple[bytes, ...]] | None
+
+    def __new__(cls, values: Iterable[str] = ()) -> Self:  # noqa: D102 - as frozenset's
+        made = super().__new__(cls, values)
+        made.short = tuple(v for v in made if len(_ascii(v)) < cls.END)
+        made._by_end = None
+        return made
+
+    def spans(self, raw: bytes) -> list[tuple[int, int]]:
+        """Where in ``raw`` the values of ``END`` characters or more lie (every occurrence)."""
+        if len(self) <= self.FEW:  # one search each is quicker
+            return [s for v in self if v not in self.short for s in _spans_of(raw, _ascii(v))]
+        by_end = self._index()
+        end = self.END
+        spans = []
+        for at in range(len(raw) - end + 1):
+            for g in by_end.get(raw[at : at + end], ()):
+                start = at + end - len(g)
+                if start >= 0 and raw[start : at + end] == g:
+                    spans.append((start, at + end))
+        return spans
+
+    def _index(self) -> dict[bytes, tuple[bytes, ...]]:
+        if self._by_end is None:  # built when first needed: most outputs never need it
+            by_end: dict[bytes, tuple[bytes, ...]] = {}
+            for v in self:
+                g = _ascii(v)
+                if len(g) >= self.END:
+                    by_end[g[-self.END :]] = (*by_end.get(g[-self.END :], ()), g)
+            self._by_end = by_end
+        return self._by_end
 
 
 def _outside(

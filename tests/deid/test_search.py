@@ -14,7 +14,7 @@ import pytest
 
 from indexer import work
 from indexer.deid import build_plan, verify
-from indexer.deid.verify import ENCODINGS, Search, _needles
+from indexer.deid.verify import ENCODINGS, Generated, Search, _needles, _spans
 from tests.builders import in_transfer_syntax, make_instance, to_bytes
 
 MARK = "PHIMARK"
@@ -109,6 +109,24 @@ def test_values_of_several_originals_are_found_in_each_output_as_one_by_one():
         assert verify.find_leaks(search, out, header) == leaks
     # in the clean one: what its defaults share with the originals, and the name in UTF-16
     assert verify.Leak("(0010,0010)", "header bytes (utf-16-le)") in leaks
+
+
+@pytest.mark.parametrize("count", [3, 64, 65, 3000])
+def test_generated_values_lie_where_one_search_each_finds_them(count):
+    """``Generated`` finds every occurrence of every value in one pass, as many searches would
+    (overlapping ones, values inside others, short ones), one by one where they are few."""
+    rng = random.Random(count)  # noqa: S311 - a reproducible test, no secret
+    made = [f"2.25.{rng.randrange(10**30)}" for _ in range(count)]
+    made += ["DI4AB", "DI4ABCDEFGH", "ABCDEFGH", "1.2.3.4.1.2.3.4.1.2.3.4"]  # short; inside others
+    generated = Generated(made)
+    for _ in range(10):
+        parts = [rng.randbytes(rng.randrange(50))]
+        for value in [*rng.sample(made, 6), *made[-4:], "1.2.3.4.1.2.3.4.1.2.3.4.1.2.3.4"]:
+            parts += [value.encode(), rng.randbytes(rng.randrange(3))]
+        raw = b"".join(parts)
+        expected = sorted(_spans(raw, frozenset(made), ()))
+        assert sorted(_spans(raw, generated, ())) == expected
+        assert len(expected) >= 11  # each value placed, and its repeats
 
 
 def test_read_stored_gives_the_header_as_the_file_holds_it(tmp_path):
