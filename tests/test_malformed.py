@@ -213,6 +213,34 @@ def test_a_transfer_syntax_uid_under_a_damaged_vr_is_read_as_the_uid_it_is(ctx, 
     assert len(written.PixelData) == len(ds.PixelData)
 
 
+@pytest.mark.parametrize("vr", [b"DT", b"LO", b"UI"])
+def test_a_binary_number_under_a_damaged_text_vr_is_read_as_the_number_it_is(ctx, tmp_path, vr):
+    """Bits Allocated (US) written as DT, LO or UI over its 2 bytes (10 00): text with a
+    control code, so it was damaged text, and the copy's Bits Allocated a dummy date or
+    text; its image could not be read. Its bytes are the number they are, in the file's byte
+    order: read as US, kept, and the image reads as the original's."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    data = _under_vr(to_bytes(ds), struct.pack("<HH2sH", 0x28, 0x100, b"US", 2), vr)
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    written = pydicom.dcmread(copy)
+    assert written["BitsAllocated"].VR == "US"
+    assert written.BitsAllocated == ds.BitsAllocated == 16
+    assert (written.pixel_array == ds.pixel_array).all()
+    assert MARK.encode() not in copy.read_bytes()
+
+
+def test_number_bytes_that_are_text_under_a_text_vr_stay_text(ctx, tmp_path):
+    """Rows 8224 is the bytes "  ": no control code tells it from text, so it stays what its
+    VR says (a damaged VR byte no check can tell)."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    ds.SmallestImagePixelValue = 0x4142  # "BA": letters; not read by the image
+    data = _under_vr(to_bytes(ds), struct.pack("<HH2sH", 0x28, 0x106, b"US", 2), b"LO")
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert pydicom.dcmread(copy)["SmallestImagePixelValue"].VR != "US"
+
+
 def test_a_transfer_syntax_uid_read_as_numbers_names_no_transfer_syntax(ctx, monkeypatch):
     """Read by pydicom's own hook (a process that did not configure pydicom as the ingest
     does), the damaged Transfer Syntax UID is numbers: refused as a transfer syntax UID that

@@ -28,7 +28,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, validate_value
 
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.pixels import Mask
-from indexer.deid.rawvalue import AS_BYTES, KNOWN_VRS, NUMBER_SIZES
+from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
@@ -127,7 +127,6 @@ DAMAGED_TEXT = Decision(
     "a kept or cleaned text value holding control codes no character set has (a damaged "
     "element, maybe holding the next ones): replaced by a dummy",
 )
-_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
 
 
 def damaged_text(vr: str, value: object) -> bool:
@@ -143,7 +142,7 @@ def damaged_text(vr: str, value: object) -> bool:
         data = "\\".join(str(v) for v in value).encode("utf-8", "surrogateescape")
     else:  # text, or a person name, number or date pydicom made of it
         data = str(value).encode("utf-8", "surrogateescape")
-    return _CONTROL.search(data.rstrip(b"\x00 ")) is not None
+    return CONTROL.search(data.rstrip(b"\x00 ")) is not None
 
 
 # A data set's elements come in ascending tag order, each right after the one before it

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import codecs
 import functools
+import re
 import struct
 from typing import Any, Final
 
 import pydicom.config
+from pydicom._dicom_dict import DicomDictionary
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
@@ -132,6 +134,9 @@ NUMBER_SIZES: Final = {
     "UV": 8,
 }
 KNOWN_VRS = frozenset(vr.value for vr in VR if " " not in vr.value)  # as the standard has them
+# the control codes no character set has (ESC, TAB, LF, FF and CR are some's): in a text
+# element's value, trailing NUL and space padding aside, the value is damaged, or no text
+CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
 # VRs no text attribute has, under which its text is still its bytes: a damaged VR
 _NOT_TEXT = frozenset(AS_BYTES | NUMBER_SIZES.keys() | {"OD", "OF", "OL", "OV", "DS", "IS"})
 _META_GROUP = 0x0002  # the file meta's elements (PS3.10 7.1)
@@ -165,7 +170,8 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     VR too: a text attribute's bytes are its text, which no number VR could write again, and
     a number's are in the file's byte order whatever its VR, so it is read as the number it
     is where its bytes make whole ones of the dictionary VR (and, under another number VR,
-    none of that VR: "US" became "FD" over 2 bytes). A private creator is an LO, whatever VR
+    none of that VR: "US" became "FD" over 2 bytes; under a text VR, no text: a control code
+    in them, as Bits Allocated 16 has). A private creator is an LO, whatever VR
     it was written in: pydicom reads it for every element of its block, and one it cannot
     read left the block's values unread. Implicit VR elements have no VR yet.
     Returns the tags of the elements given a VR (a value not valid for it is damaged).
@@ -175,8 +181,9 @@ def read_as_known(d: Dataset) -> frozenset[int]:
         if (
             type(raw) is not RawDataElement
             or not raw.VR
-            or (raw.VR not in _NOT_TEXT and raw.VR in KNOWN_VRS)
             or raw.value is None
+            # a text VR: kept, but by a number attribute (a damaged VR byte: judged below)
+            or (raw.VR not in _NOT_TEXT and raw.VR in KNOWN_VRS and key not in _number_tags())
         ):
             continue
         if raw.VR == "OW" and not raw.is_little_endian:
@@ -233,14 +240,28 @@ def raw_element_vr(raw: RawDataElement, data: dict[str, Any], **kwargs: Any) -> 
 
 
 def _misnumbered(raw: RawDataElement, vr: str) -> bool:
-    """Whether ``raw``'s bytes make whole numbers of ``vr``, and none of its own damaged VR."""
+    """Whether ``raw``'s bytes make whole numbers of ``vr``, and none of its own damaged VR.
+
+    Under a text VR, whether they are no text: they hold a control code no character set
+    has (Bits Allocated 16 is the bytes 10 00).
+    """
     known, n = NUMBER_SIZES.get(vr), len(raw.value or b"")
     if known is None or n % known:
         return False
     if raw.VR not in KNOWN_VRS:  # a VR no edition defines
         return True
+    if raw.VR in TEXT_VRS:
+        return CONTROL.search(bytes(raw.value or b"").rstrip(b"\x00 ")) is not None
     size = NUMBER_SIZES.get(raw.VR or "")
     return size is not None and n % size != 0
+
+
+@functools.cache
+def _number_tags() -> frozenset[int]:
+    """The tags the data dictionary gives a binary number VR (the first, where it gives two)."""
+    return frozenset(
+        tag for tag, entry in DicomDictionary.items() if entry[0].split(" or ")[0] in NUMBER_SIZES
+    )
 
 
 def codec(ds: Dataset) -> str | None:
