@@ -1174,6 +1174,7 @@ def _what_if(plan: Plan, inputs: Iterable[Path]) -> None:
     is_flag=True,
     help="Search each original's own copy only, for that original's values (needs the key).",
 )
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.pass_context
 @handle_errors
 def verify_cmd(
@@ -1183,6 +1184,7 @@ def verify_cmd(
     options: tuple[str, ...],
     rules: Path | None,
     per_object: bool,
+    quiet: bool,
 ) -> None:
     """Scan de-identified output for any identifying value of the originals.
 
@@ -1202,23 +1204,38 @@ def verify_cmd(
         if settings.resolved_key_file.exists()
         else None
     )
-    _settled()
-    inputs = (list(originals), list(outputs), plan)
-    if not per_object:
-        report = leakscan.verify_outputs(
-            *inputs, max_member_bytes=settings.max_member_bytes, pseudonyms=pseudonyms
-        )
-    elif pseudonyms is None:
+    if per_object and pseudonyms is None:
         raise ConfigError(
             "verify --per-object pairs each copy with its original by its pseudonym: it needs "
             "the key file the copies were made with (see DICOM_INDEX_KEY_FILE)"
         )
-    else:
-        report = leakscan.verify_pairs(
-            *inputs, max_member_bytes=settings.max_member_bytes, pseudonyms=pseudonyms
-        )
+    _settled()
+    inputs = (list(originals), list(outputs), plan)
+    mode = progress.mode(quiet)
+    total = _verify_total(originals, outputs) if mode == "bar" else None
+    with progress.reporter(mode, total, label="verify") as update:
+        if pseudonyms is not None and per_object:
+            report = leakscan.verify_pairs(
+                *inputs,
+                max_member_bytes=settings.max_member_bytes,
+                pseudonyms=pseudonyms,
+                progress=update,
+            )
+        else:
+            report = leakscan.verify_outputs(
+                *inputs,
+                max_member_bytes=settings.max_member_bytes,
+                pseudonyms=pseudonyms,
+                progress=update,
+            )
     _print_verify(report)
     sys.exit(EXIT_SOME_FAILED if report.leaks or report.unchecked else EXIT_OK)
+
+
+def _verify_total(originals: tuple[Path, ...], outputs: tuple[Path, ...]) -> int | None:
+    """The files `verify` walks and searches, for its bar's ETA (None: a tar's not counted)."""
+    counts = (sources.count_files(originals), sources.count_files(outputs))
+    return None if None in counts else sum(c for c in counts if c is not None)
 
 
 def _print_verify(report: leakscan.VerifyReport) -> None:

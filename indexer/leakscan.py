@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,22 @@ from indexer.records import SourceFile
 from indexer.sources import STREAMS, Walker, below, region_of
 
 SOP_INSTANCE_UID = 0x00080018
+Progress = Callable[[int, int], None]  # (files done, bytes read): as the ingest's
+
+
+@dataclass(slots=True)
+class _Done:
+    """Files walked or searched so far, and their bytes: told to ``progress`` as they grow."""
+
+    progress: Progress | None
+    files: int = 0
+    nbytes: int = 0
+
+    def add(self, size: int) -> None:
+        self.files += 1
+        self.nbytes += size
+        if self.progress is not None:
+            self.progress(self.files, self.nbytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +110,7 @@ def verify_outputs(
     *,
     max_member_bytes: int,
     pseudonyms: Pseudonyms | None = None,
+    progress: Progress | None = None,
 ) -> VerifyReport:
     """Search every de-identified output for every identifying value of every original.
 
@@ -101,20 +118,22 @@ def verify_outputs(
     ``pseudonyms`` the outputs were made with, so is one found only inside a pseudonym (a
     time among a pseudonym UID's digits). Leaks are named by the output's SOP Instance UID
     (its file name, for our outputs) and element path; objects that cannot be read are
-    counted, and files that are no DICOM at all skipped.
+    counted, and files that are no DICOM at all skipped. ``progress`` is told the files and
+    bytes done: each original walked, then each output searched.
     """
     work.configure_pydicom()
     report = VerifyReport()
+    done = _Done(progress)
     values: dict[str, str] = {}
     generated: set[str] = set()  # with the key: the pseudonyms
-    for ds, found in _originals(originals, outputs, plan, max_member_bytes, report):
+    for ds, found in _originals(originals, outputs, plan, max_member_bytes, report, done):
         values.update(found)
         if pseudonyms is not None:
             with contextlib.suppress(DeidError):  # its pseudonyms unknown: more reports, not fewer
                 generated |= pseudonyms.apply(plan, ds).generated
     search = verify.Search(values)  # every output read once for them all
     made = verify.Generated(generated)  # and once for all pseudonyms, where it must be
-    for _path, (out, header) in _outputs(outputs, report):
+    for _path, (out, header) in _outputs(outputs, report, done):
         with _unreadable_output(report):
             leaks = verify.find_leaks(search, out, header, generated=made, streamed_frames=True)
             report.add(out, leaks)
@@ -128,6 +147,7 @@ def verify_pairs(
     *,
     max_member_bytes: int,
     pseudonyms: Pseudonyms,
+    progress: Progress | None = None,
 ) -> VerifyReport:
     """Search each original's own copy, and only it, for that original's identifying values.
 
@@ -137,9 +157,11 @@ def verify_pairs(
     then read whole when their original comes, never held; originals are read once. An
     output that is the copy of no original given is counted as not checked; an original
     without a copy is counted (the ingest refused it, or it was not among the inputs).
+    ``progress`` as for ``verify_outputs`` (outputs searched: the copies paired).
     """
     work.configure_pydicom()
     report = VerifyReport()
+    done = _Done(progress)
     by_uid: dict[str, list[Path]] = {}
     for path in _output_files(outputs):
         uid = _sop_uid(path, report)
@@ -147,7 +169,7 @@ def verify_pairs(
             by_uid.setdefault(uid, []).append(path)
     paired: set[Path] = set()
     scanned: set[Path] = set()
-    for ds, values in _originals(originals, outputs, plan, max_member_bytes, report):
+    for ds, values in _originals(originals, outputs, plan, max_member_bytes, report, done):
         try:
             result = pseudonyms.apply(plan, ds)
         except DeidError:
@@ -158,7 +180,7 @@ def verify_pairs(
             report.without_copy += 1
         for path in copies:
             paired.add(path)
-            read = _read_output(path, report)
+            read = _read_output(path, report, done)
             if read is None:
                 continue
             copy, header = read
@@ -179,6 +201,7 @@ def _originals(
     plan: Plan,
     max_member_bytes: int,
     report: VerifyReport,
+    done: _Done,
 ) -> Iterator[tuple[Dataset, dict[str, str]]]:
     """Every original DICOM object under ``roots`` and its identifying values by ``plan``.
 
@@ -191,6 +214,7 @@ def _originals(
         for item in walker.walk(list(roots)):
             if not isinstance(item, SourceFile):
                 continue
+            done.add(item.size)
             try:
                 # a large object's header only, where it lies as it is in a file or an archive
                 region = region_of(item.read) if item.size >= spans.STREAM_FROM else None
@@ -219,11 +243,11 @@ def _output_files(roots: Sequence[Path]) -> Iterator[Path]:
 
 
 def _outputs(
-    roots: Sequence[Path], report: VerifyReport
+    roots: Sequence[Path], report: VerifyReport, done: _Done
 ) -> Iterator[tuple[Path, tuple[Dataset, bytes | None]]]:
     """Every output file under ``roots`` and its object, read (``_read``); unreadable counted."""
     for path in _output_files(roots):
-        read = _read_output(path, report)
+        read = _read_output(path, report, done)
         if read is not None:
             yield path, read
 
@@ -245,9 +269,12 @@ def _sop_uid(path: Path, report: VerifyReport) -> str | None:
         return None
 
 
-def _read_output(path: Path, report: VerifyReport) -> tuple[Dataset, bytes | None] | None:
+def _read_output(
+    path: Path, report: VerifyReport, done: _Done
+) -> tuple[Dataset, bytes | None] | None:
     """The output object in ``path`` (``_read``); None, counted, if it cannot be read."""
     with _unreadable_output(report):
+        done.add(path.stat().st_size)
         out, header = _read(path)
         text_of(out, SOP_INSTANCE_UID, DEFAULT, "UI")  # its name, read before it is searched
         return out, header

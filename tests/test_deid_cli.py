@@ -366,3 +366,45 @@ def test_deid_takes_its_sources_from_a_list_on_standard_input(tmp_path, offline_
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 3
     p = offline_cli("deid", "--out", "out", check=3)
     assert "no source: give a SOURCE, or a list of them with --files-from" in p.stderr
+
+
+@pytest.mark.parametrize("per_object", [False, True], ids=["pooled", "per-object"])
+def test_verify_reports_its_progress(tmp_path, offline_cli, key_file, per_object):
+    """Files done and bytes read so far, as the ingest reports them: each original walked
+    (a file that is no DICOM too), then each output searched."""
+    archive = tmp_path / "in"
+    write_archive(archive, SampleShape(1, 1, 1, 3), marker=MARKER)
+    (archive / "readme.txt").write_text("not dicom")
+    offline_cli("deid", str(archive), "--out", str(tmp_path / "out"))
+    calls: list[tuple[int, int]] = []
+    scan = leakscan.verify_pairs if per_object else leakscan.verify_outputs
+    report = scan(
+        [archive],
+        [tmp_path / "out"],
+        build_plan(),
+        max_member_bytes=1 << 30,
+        pseudonyms=leakscan.Pseudonyms(read_key_file(key_file), "DI", 3650),
+        progress=lambda files, nbytes: calls.append((files, nbytes)),
+    )
+    assert (report.scanned, report.leaks) == (3, [])
+    walked = [p for p in archive.rglob("*") if p.is_file()]
+    copies = list((tmp_path / "out").rglob("*.dcm"))
+    # pooled: every file under the outputs is read (the output's id file too); per object:
+    # the copies paired
+    searched = copies if per_object else [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert (len(walked), len(copies), len(searched)) == (4, 3, 3 if per_object else 4)
+    files = walked + searched
+    assert calls[-1] == (len(files), sum(p.stat().st_size for p in files))
+    assert calls == sorted(calls)
+    assert len(calls) == len(files)
+
+
+def test_verify_quiet_is_accepted(tmp_path, offline_cli):
+    """--quiet, as for the ingest (the tests run with CI set: no progress shown either way)."""
+    archive = tmp_path / "in"
+    write_archive(archive, SampleShape(1, 1, 1, 2), marker=MARKER)
+    offline_cli("deid", str(archive), "--out", str(tmp_path / "out"))
+    p = offline_cli(
+        "verify", "--original", str(archive), "--deidentified", str(tmp_path / "out"), "--quiet"
+    )
+    assert "2 files scanned, 0 leaks" in p.stdout
