@@ -1051,6 +1051,7 @@ def audit_verify(ctx: click.Context, expect_head: str | None) -> None:
     is_flag=True,
     help="Print, per element, the action and what decided it; write nothing.",
 )
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.pass_context
 @handle_errors
 def deid_cmd(
@@ -1063,6 +1064,7 @@ def deid_cmd(
     rules: Path | None,
     what_if: bool,
     no_verify: bool,
+    quiet: bool,
 ) -> None:
     """De-identify files without any database (a batch anonymizer), or explain with --what-if."""
     settings = _settings(ctx)
@@ -1075,7 +1077,12 @@ def deid_cmd(
     if out_dir is None:
         raise ConfigError("--out is required (or --what-if)")
     _note_output_inside(inputs, out_dir)
-    with contextlib.closing(pipeline.local_output(out_dir)) as output:
+    mode = progress.mode(quiet)
+    total = sources.count_files(inputs) if mode == "bar" else None
+    with (
+        contextlib.closing(pipeline.local_output(out_dir)) as output,
+        progress.reporter(mode, total, label="deid") as update,
+    ):
         report = pipeline.deidentify_tree(
             inputs,
             output,
@@ -1085,6 +1092,7 @@ def deid_cmd(
             max_shift_days=settings.date_shift_days,
             max_member_bytes=settings.max_member_bytes,
             check=settings.verify_output and not no_verify,
+            progress=update,
         )
     for f in report.failures:
         click.echo(f"{f.outcome}: {f.source_id}: {f.reason}: {f.message}", err=True)

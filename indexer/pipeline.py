@@ -953,23 +953,32 @@ def deidentify_tree(
     max_shift_days: int,
     max_member_bytes: int,
     check: bool = True,
+    progress: Progress | None = None,
 ) -> DeidReport:
-    """The batch anonymizer: de-identify every object under ``roots``; no database."""
+    """The batch anonymizer: de-identify every object under ``roots``; no database.
+
+    ``progress`` is told the files seen and the bytes read, after each, as ingest tells it.
+    """
     work.configure_pydicom()
     ctx = work.RunContext(plan, keys, output, id_prefix, max_shift_days, 0, verify=check)
     report = DeidReport()
     refuse_inside(roots, _folders(output))
     walker = Walker(keys.blind, max_member_bytes=max_member_bytes, skip=_folders(output))
+    seen = nbytes = 0
     try:
         for item in walker.walk(roots):
+            seen += 1
             if isinstance(item, Failure):
                 report.failures.append(item)
-                continue
-            try:
-                work.deidentify_file(item, ctx)
-                report.written += 1
-            except (SourceError, DeidError) as e:
-                report.failures.append(work.failure(item, e))
+            else:
+                nbytes += item.size
+                try:
+                    work.deidentify_file(item, ctx)
+                    report.written += 1
+                except (SourceError, DeidError) as e:
+                    report.failures.append(work.failure(item, e))
+            if progress is not None:
+                progress(seen, nbytes)
     finally:
         work.clear_caches()  # as a run's end: nothing of the originals stays
     return report

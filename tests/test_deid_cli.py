@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pydicom
 import pytest
 from sqlalchemy import text
 
-from indexer import leakscan
+from indexer import leakscan, pipeline
 from indexer.deid import build_plan, pseudonym
 from indexer.keys import from_master, read_key_file, write_key_file
 from tests.builders import SampleShape, dicomdir, make_instance, malformed, to_bytes, write_archive
@@ -408,3 +409,36 @@ def test_verify_quiet_is_accepted(tmp_path, offline_cli):
         "verify", "--original", str(archive), "--deidentified", str(tmp_path / "out"), "--quiet"
     )
     assert "2 files scanned, 0 leaks" in p.stdout
+
+
+def test_deid_reports_its_progress(tmp_path, key_file):
+    """Each file seen (a broken link too: a failure of the walk), and the bytes read."""
+    archive = tmp_path / "in"
+    write_archive(archive, SampleShape(1, 1, 1, 3), marker=MARKER)
+    (archive / "readme.txt").write_text("not dicom")
+    (archive / "gone.dcm").symlink_to(tmp_path / "nowhere.dcm")
+    calls: list[tuple[int, int]] = []
+    with contextlib.closing(pipeline.local_output(tmp_path / "out")) as output:
+        report = pipeline.deidentify_tree(
+            [archive],
+            output,
+            read_key_file(key_file),
+            build_plan(),
+            id_prefix="DI",
+            max_shift_days=3650,
+            max_member_bytes=1 << 30,
+            progress=lambda files, nbytes: calls.append((files, nbytes)),
+        )
+    assert report.written == 3
+    assert {f.reason for f in report.failures} == {"not_dicom", "broken_link"}
+    read = [p for p in archive.rglob("*") if p.is_file()]
+    assert calls[-1] == (5, sum(p.stat().st_size for p in read))
+    assert calls == sorted(calls)
+    assert len(calls) == 5
+
+
+def test_deid_quiet_is_accepted(tmp_path, offline_cli):
+    archive = tmp_path / "in"
+    write_archive(archive, SampleShape(1, 1, 1, 2), marker=MARKER)
+    p = offline_cli("deid", str(archive), "--out", str(tmp_path / "out"), "--quiet")
+    assert "2 de-identified, 0 skipped, 0 failed" in p.stdout
