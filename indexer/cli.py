@@ -262,10 +262,11 @@ def keys_init(ctx: click.Context) -> None:
     is_flag=True,
     help="When no row uses them any more, remove old vault keys from the key file.",
 )
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.pass_context
 @handle_errors
 def keys_rotate(
-    ctx: click.Context, batch_size: int, max_batches: int | None, retire_old: bool
+    ctx: click.Context, batch_size: int, max_batches: int | None, retire_old: bool, quiet: bool
 ) -> None:
     """Re-encrypt the vault under a new vault key, in resumable batches.
 
@@ -289,15 +290,14 @@ def keys_rotate(
         click.echo(f"new vault key {key_material.active_vault_id} is active")
     else:
         click.echo(f"resuming rotation to {key_material.active_vault_id}")
+    with db.transaction(database.engine) as s:
+        to_do = vault.rows_not_under(s, key_material.active_vault_id)
     _settled()
-    done = batches = 0
-    while max_batches is None or batches < max_batches:
-        with db.transaction(database.engine) as s:
-            n = vault.reencrypt_batch(s, key_material, batch_size)
-        if n == 0:
-            break
-        done += n
-        batches += 1
+    mode = progress.mode(quiet)
+    with progress.reporter(mode, to_do, label="rotate", reads=False, unit="rows") as update:
+        done = vault.reencrypt(
+            database.engine, key_material, batch_size, max_batches=max_batches, progress=update
+        )
     with db.transaction(database.engine) as s:
         remaining = vault.rows_not_under(s, key_material.active_vault_id)
         in_use = vault.key_ids_in_use(s)

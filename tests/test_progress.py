@@ -81,3 +81,17 @@ def test_the_bar_shows_the_rates(no_ci):
         assert update is not None
         update(2, 1_000_000)
     assert "files/s" in err.getvalue()
+
+
+def test_a_rotation_counts_rows(no_ci):
+    err = io.StringIO()
+    no_ci.setattr(sys, "stderr", err)
+    no_ci.setattr(progress, "LINE_EVERY_SECONDS", 0.0)
+    with progress.reporter("lines", 100, label="rotate", reads=False, unit="rows") as update:
+        assert update is not None
+        update(25, 0)
+    line = err.getvalue()
+    assert line.startswith("rotate: 25 rows")
+    assert "rows/s" in line
+    assert "files" not in line
+    assert "ETA" in line

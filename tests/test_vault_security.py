@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
 from indexer import keys
+from indexer.store import vault
 from tests.builders import SampleShape, make_instance, write_archive
 from tests.conftest import ROLES, pg_dump, role_url
 
@@ -273,6 +274,26 @@ def test_key_rotation_resumable_and_complete(ingested, cli, engine, key_file):
     assert set(keys.read_key_file(key_file).vault) == {new_id}
     assert _reidentify_all(cli, engine, key_file) == before
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_key_rotation_reports_the_rows_done(ingested, cli, engine, key_file):
+    """After each batch, the rows re-encrypted so far (the key rotation's progress)."""
+    rotated = keys.with_new_vault_key(keys.read_key_file(key_file))
+    keys.replace_key_file(key_file, rotated)  # as the command does, before any row uses it
+    with engine.connect() as c:
+        rows = sum(
+            c.execute(text(f"SELECT count(*) FROM vault.{t}")).scalar_one()
+            for t in ("identity", "source")
+        )
+    assert rows > 6  # three batches at least
+    calls: list[tuple[int, int]] = []
+    done = vault.reencrypt(engine, rotated, 3, progress=lambda n, b: calls.append((n, b)))
+    assert done == rows
+    assert calls == [(min(n, rows), 0) for n in range(3, rows + 3, 3)]
+    assert _key_ids(engine) == {rotated.active_vault_id}
+    assert vault.reencrypt(engine, rotated, 3, max_batches=1) == 0  # nothing left
+    p = cli("keys", "rotate", "--quiet")  # a CLI run: no progress shown with --quiet
+    assert "re-encrypted" in p.stdout
 
 
 def test_key_rotation_killed_midway_then_rerun(ingested, cli, engine, key_file, tmp_path):

@@ -9,18 +9,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from indexer.deid import Identity
 from indexer.errors import VaultAccessError
 from indexer.keys import Keys
+from indexer.store.db import transaction
 
 NONCE_BYTES = 12
 SOURCE_KIND = "source_path"
@@ -263,6 +264,32 @@ def key_ids_in_use(s: Session) -> set[str]:
     for t in _TABLES:
         out |= set(s.execute(text(f"SELECT DISTINCT key_id FROM vault.{t}")).scalars())
     return out
+
+
+def reencrypt(
+    engine: Engine,
+    keys: Keys,
+    batch_size: int,
+    *,
+    max_batches: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Re-encrypt the rows not under the active key, a batch a transaction; how many.
+
+    Until none is left, or ``max_batches`` are done. ``progress`` is told the rows done so
+    far after each batch (and 0 bytes: as ingest's reporter takes them).
+    """
+    done = batches = 0
+    while max_batches is None or batches < max_batches:
+        with transaction(engine) as s:
+            n = reencrypt_batch(s, keys, batch_size)
+        if n == 0:
+            break
+        done += n
+        batches += 1
+        if progress is not None:
+            progress(done, 0)
+    return done
 
 
 def reencrypt_batch(s: Session, keys: Keys, batch_size: int) -> int:
