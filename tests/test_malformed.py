@@ -23,7 +23,16 @@ from pydicom.filereader import _read_file_meta_info, data_element_generator, rea
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from indexer import keys, work
-from indexer.deid import Action, build_plan, burned_in, engine, rawvalue, values, verify
+from indexer.deid import (
+    Action,
+    build_plan,
+    burned_in,
+    engine,
+    pseudonym,
+    rawvalue,
+    values,
+    verify,
+)
 from indexer.deid.profile import OUT_OF_PLACE_VRS, not_allowed
 from indexer.deid.table import load_table
 from indexer.errors import DeidError, SourceError
@@ -228,6 +237,46 @@ def test_a_binary_number_under_a_damaged_text_vr_is_read_as_the_number_it_is(ctx
     assert written.BitsAllocated == ds.BitsAllocated == 16
     assert (written.pixel_array == ds.pixel_array).all()
     assert MARK.encode() not in copy.read_bytes()
+
+
+@pytest.mark.parametrize("tag", [0x00080018, 0x0020000D], ids=["sop-instance", "study"])
+def test_a_uid_written_as_ow_in_big_endian_is_read_as_the_uid_it_is(ctx, tmp_path, tag):
+    """A UID under OW (a damaged tag gave an OW value a UID's tag, found by the fuzz) in a
+    big endian object stayed bytes: its pseudonym was made of their printed form, and could
+    not be written under OW (``encode_failed``). Its bytes are text, in no byte order: read
+    as the UID, its pseudonym is the one the index holds."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    uid = ds[tag].value
+    n = len(uid) + len(uid) % 2
+    head = struct.pack(">HH2sH", tag >> 16, tag & 0xFFFF, b"UI", n)
+    data = in_transfer_syntax(ds, ExplicitVRBigEndian)
+    assert data.count(head) == 1
+    data = data.replace(head, struct.pack(">HH2sHL", tag >> 16, tag & 0xFFFF, b"OW", 0, n))
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    written = pydicom.dcmread(copy)
+    assert written[tag].VR == "UI"
+    assert written[tag].value == pseudonym.uid(ctx.keys.pseudonym, uid)
+    assert uid.encode() not in copy.read_bytes()
+
+
+@pytest.mark.parametrize("vr", [b"OB", b"OW"])
+def test_a_sequence_of_uids_written_as_bytes_is_emptied(ctx, tmp_path, vr):
+    """Referenced Image Sequence (X/Z/U*) under OB or OW (found by the fuzz): its items are
+    bytes in no encoding that can be told, so no UID in them can be replaced. Its pseudonym
+    was made of their printed form, a text OB/OW cannot hold (``encode_failed``); now it is
+    emptied, and nothing of it reaches the copy."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    item = pydicom.Dataset()
+    item.ReferencedSOPClassUID = ds.SOPClassUID
+    item.ReferencedSOPInstanceUID = "1.2.826.0.1.99.4242"
+    ds.ReferencedImageSequence = [item]
+    data = _under_vr(to_bytes(ds), struct.pack("<HH2sH", 8, 0x1140, b"SQ", 0), vr)
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    out = pydicom.dcmread(copy)
+    assert 0x00081140 not in out or not out[0x00081140].value
+    assert b"1.2.826.0.1.99.4242" not in copy.read_bytes()
 
 
 def test_number_bytes_that_are_text_under_a_text_vr_stay_text(ctx, tmp_path):

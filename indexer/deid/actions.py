@@ -120,7 +120,13 @@ def keep(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401, ARG001
 
 
 def replace_uid(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401, ARG001
-    """Every UID value replaced by its keyed pseudonym (U); multi-valued too."""
+    """Every UID value replaced by its keyed pseudonym (U); multi-valued too.
+
+    Bytes (a sequence under OB or OW, whose items are in no encoding that can be told) are
+    emptied: no UID in them can be read to be replaced, and no text could be written there.
+    """
+    if isinstance(value, bytes | bytearray | memoryview):
+        return b""
     if isinstance(value, (list, MultiValue)):
         return [ctx.new_uid(str(v)) for v in value if v]
     if not value:

@@ -162,9 +162,11 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     could not be encoded (the object was lost, as ``encode_failed``). Read by its dictionary
     VR, it is judged, walked and written as any other. A UN value is implicit VR little
     endian whatever the transfer syntax (PS3.5 6.2.2), so a UN sequence is read as one; an
-    OB one's items would be in the file's encoding, and stay OB. OW is read as text in a
-    little endian object only (in a big endian one its bytes are swapped). Numbers and other
-    bytes stay as they are: their byte order may be the file's, and the table decides them by
+    OB one's items would be in the file's encoding, and stay OB. OW is read as text in a big
+    endian object too: text has no byte order, and a value a converter swapped as words
+    would read as other text, judged and replaced as the attribute is (a UID under OW,
+    stayed bytes, got a pseudonym of its printed bytes that OW could not hold). Numbers and
+    other bytes stay as they are: their byte order may be the file's, and the table decides them by
     tag. A value too long for its VR's 16-bit length is written as UN again (``encode``).
     A damaged VR ("UI" became "SL", or a VR no edition defines) is read by the dictionary
     VR too: a text attribute's bytes are its text, which no number VR could write again, and
@@ -185,8 +187,6 @@ def read_as_known(d: Dataset) -> frozenset[int]:
             # a text VR: kept, but by a number attribute (a damaged VR byte: judged below)
             or (raw.VR not in _NOT_TEXT and raw.VR in KNOWN_VRS and key not in _number_tags())
         ):
-            continue
-        if raw.VR == "OW" and not raw.is_little_endian:
             continue
         tag = key.real
         if (tag >> 16) & 1:  # private: decided by its block, never read by a guessed VR,
