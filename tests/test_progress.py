@@ -36,14 +36,19 @@ def test_off_reports_nothing():
         assert update is None
 
 
-def test_lines_give_files_and_megabytes_per_second_and_the_eta(no_ci):
+def _line(no_ci, nbytes: int, **kwargs: object) -> str:
+    """The line a reporter in "lines" mode writes after 25 of 100 are done."""
     err = io.StringIO()
     no_ci.setattr(sys, "stderr", err)
     no_ci.setattr(progress, "LINE_EVERY_SECONDS", 0.0)
-    with progress.reporter("lines", 100) as update:
+    with progress.reporter("lines", 100, **kwargs) as update:
         assert update is not None
-        update(25, 5_000_000)
-    line = err.getvalue()
+        update(25, nbytes)
+    return err.getvalue()
+
+
+def test_lines_give_files_and_megabytes_per_second_and_the_eta(no_ci):
+    line = _line(no_ci, 5_000_000)
     assert line.startswith("ingest: 25 files")
     assert "files/s" in line
     assert "MB/s" in line
@@ -51,13 +56,7 @@ def test_lines_give_files_and_megabytes_per_second_and_the_eta(no_ci):
 
 
 def test_a_check_that_reads_nothing_shows_no_megabytes(no_ci):
-    err = io.StringIO()
-    no_ci.setattr(sys, "stderr", err)
-    no_ci.setattr(progress, "LINE_EVERY_SECONDS", 0.0)
-    with progress.reporter("lines", 100, label="check", reads=False) as update:
-        assert update is not None
-        update(25, 0)
-    line = err.getvalue()
+    line = _line(no_ci, 0, label="check", reads=False)
     assert line.startswith("check: 25 files")
     assert "files/s" in line
     assert "MB/s" not in line
@@ -84,13 +83,7 @@ def test_the_bar_shows_the_rates(no_ci):
 
 
 def test_a_rotation_counts_rows(no_ci):
-    err = io.StringIO()
-    no_ci.setattr(sys, "stderr", err)
-    no_ci.setattr(progress, "LINE_EVERY_SECONDS", 0.0)
-    with progress.reporter("lines", 100, label="rotate", reads=False, unit="rows") as update:
-        assert update is not None
-        update(25, 0)
-    line = err.getvalue()
+    line = _line(no_ci, 0, label="rotate", reads=False, unit="rows")
     assert line.startswith("rotate: 25 rows")
     assert "rows/s" in line
     assert "files" not in line
