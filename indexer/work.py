@@ -127,10 +127,12 @@ def read_stored(data: bytes) -> tuple[pydicom.Dataset, bytes | None]:
     where Pixel Data ends the object and lies in place; None otherwise. For what searches a
     file's bytes (`verify`), rather than encoding its header again.
     """
-    return _read_dataset(data, pixels_in_place=True)
+    ds, stop = _read_dataset(data, pixels_in_place=True)
+    return ds, (data[:stop] if stop is not None else None)
 
 
-def _read_dataset(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Dataset, bytes | None]:
+def _read_dataset(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Dataset, int | None]:
+    """The data set, and where its Pixel Data starts where that lies in place (else None)."""
     if not data:
         raise SourceError("the file is empty", reason="empty_file")
     with warnings.catch_warnings():
@@ -146,7 +148,7 @@ def _read_dataset(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Datase
         if pixels is None:
             return _read_dataset(data, pixels_in_place=False)
         ds._dict[pixels.tag] = pixels  # noqa: SLF001 - stored raw, as dcmread stores it
-        return _checked(ds), data[:stop]
+        return _checked(ds), stop
     return _checked(ds), None
 
 
