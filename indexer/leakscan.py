@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -28,8 +29,10 @@ from indexer.keys import Keys
 from indexer.records import SourceFile
 from indexer.sources import STREAMS, Walker, below, region_of
 
+if TYPE_CHECKING:
+    from indexer.pipeline import Progress  # (files done, bytes read): as the ingest's
+
 SOP_INSTANCE_UID = 0x00080018
-Progress = Callable[[int, int], None]  # (files done, bytes read): as the ingest's
 
 
 @dataclass(slots=True)
@@ -274,14 +277,15 @@ def _read_output(
 ) -> tuple[Dataset, bytes | None] | None:
     """The output object in ``path`` (``_read``); None, counted, if it cannot be read."""
     with _unreadable_output(report):
-        done.add(path.stat().st_size)
-        out, header = _read(path)
+        size = path.stat().st_size
+        done.add(size)
+        out, header = _read(path, size)
         text_of(out, SOP_INSTANCE_UID, DEFAULT, "UI")  # its name, read before it is searched
         return out, header
     return None
 
 
-def _read(path: Path) -> tuple[Dataset, bytes | None]:
+def _read(path: Path, size: int) -> tuple[Dataset, bytes | None]:
     """The object in a file, and its header's bytes as stored where they are known.
 
     A large one's pixel data is left in the file (``work.read_large``); its frames' headers
@@ -289,7 +293,7 @@ def _read(path: Path) -> tuple[Dataset, bytes | None]:
     left where it lies in memory, and the bytes before it are the header searched, as the
     file holds them (``work.read_stored``); else ``find_leaks`` encodes the header again.
     """
-    if path.stat().st_size >= spans.STREAM_FROM:
+    if size >= spans.STREAM_FROM:
         return work.read_large(path), None
     return work.read_stored(path.read_bytes())
 
