@@ -6,8 +6,8 @@ changed and what the leak check scans; the pixel data value is carried across un
 Elements de-identification did not touch are still pydicom ``RawDataElement``s: their value
 bytes are written back as read, with no decoding and no re-encoding. Only the elements that
 changed go through pydicom's writer. The result is byte for byte what pydicom's ``save_as``
-writes; data sets that are not explicit VR little endian, or whose character set changed,
-are written by ``save_as`` itself.
+writes; data sets that are not little endian (explicit or implicit VR, written as they were
+read), or whose character set changed, are written by ``save_as`` itself.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 TRANSFER_SYNTAX = 0x00020010
 _SHORT = struct.Struct("<HH2sH")
 _LONG = struct.Struct("<HH2sHI")
+_IMPLICIT = struct.Struct("<HHL")
 _SHORT_MAX = 0xFFFF  # the largest length a 16-bit length field holds (PS3.5 7.1.2)
 
 
@@ -104,18 +105,18 @@ def _raw_copy_possible(ds: Dataset) -> bool:
         return False
     ts = UID(text_of(meta, TRANSFER_SYNTAX, DEFAULT, "UI"))
     return (
-        not ts.is_implicit_VR
-        and ts.is_little_endian
+        ts.is_little_endian
         and not ts.is_deflated
-        and ds.original_encoding == (False, True)
+        and ds.original_encoding == (ts.is_implicit_VR, True)  # written as it was read
         and charset_unchanged(ds)  # what save_as checks
     )
 
 
 def _encode_raw(ds: Dataset) -> Encoded:
-    """Explicit VR little endian: raw elements as they are, the rest through pydicom."""
+    """Little endian, as read: raw elements as they are, the rest through pydicom."""
+    implicit = ds.original_encoding[0] is True
     fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, False
+    fp.is_little_endian, fp.is_implicit_VR = True, implicit
     fp.write(ds.preamble or b"\x00" * 128)
     fp.write(b"DICM")
     _write_meta(fp, ds.file_meta)
@@ -127,7 +128,7 @@ def _encode_raw(ds: Dataset) -> Encoded:
         tag = key.real  # a plain int: BaseTag compares in Python, int in C
         if tag & 0xFFFF == 0 and tag >> 16 > 6:  # noqa: PLR2004 - retired group lengths
             continue
-        if isinstance(stored, RawDataElement) and not stored.VR:
+        if isinstance(stored, RawDataElement) and not stored.VR and not implicit:
             # read as implicit VR although the transfer syntax is explicit (some writers do
             # this): VRs from the dictionary, ambiguous ones ("OB or OW") chosen by pydicom
             _give_vrs(ds)
@@ -142,13 +143,13 @@ def _encode_raw(ds: Dataset) -> Encoded:
         if tag == PIXEL_DATA:
             span = getattr(elem, "value", None)
             if isinstance(span, Span):  # streamed from the source: items and delimiter too
-                pixels = (_head(tag, str(elem.VR).encode(), elem.length), span)  # type: ignore[union-attr]
-            elif _is_plain_raw(elem):
+                pixels = (_head_in(fp, tag, str(elem.VR).encode(), elem.length), span)  # type: ignore[union-attr]
+            elif _is_plain_raw(elem, implicit):
                 value = elem.value or b""
-                pixels = (_head(tag, (elem.VR or "").encode(), len(value)), value)
+                pixels = (_head_in(fp, tag, (elem.VR or "").encode(), len(value)), value)
             else:
                 buf = DicomBytesIO()
-                buf.is_little_endian, buf.is_implicit_VR = True, False
+                buf.is_little_endian, buf.is_implicit_VR = True, implicit
                 write_data_element(buf, elem, encodings)
                 pixels = (buf.getvalue(),)
             continue
@@ -170,17 +171,28 @@ def _give_vrs(ds: Dataset) -> None:
                 _give_vrs(item)
 
 
-def _is_plain_raw(elem: object) -> TypeGuard[RawDataElement]:
-    return isinstance(elem, RawDataElement) and elem.length != UNDEFINED_LENGTH and bool(elem.VR)
+def _is_plain_raw(elem: object, implicit: bool = False) -> TypeGuard[RawDataElement]:
+    return (
+        isinstance(elem, RawDataElement)
+        and elem.length != UNDEFINED_LENGTH
+        and (implicit or bool(elem.VR))
+    )
 
 
 def _plain_bytes(fp: DicomBytesIO, tag: int, raw: RawDataElement) -> bool:
     """Write a raw element of defined length from its bytes; whether it was one.
 
-    Not one: no VR, an undefined length, or a value not read yet (deferred).
+    Not one: an undefined length, a value not read yet (deferred), no VR in explicit VR.
     """
     value, vr = raw.value, raw.VR
-    if not vr or raw.length == UNDEFINED_LENGTH or (value is None and raw.length):
+    if raw.length == UNDEFINED_LENGTH or (value is None and raw.length):
+        return False
+    if fp.is_implicit_VR:  # (a VR read, or none: not written)
+        fp.write(_IMPLICIT.pack(tag >> 16, tag & 0xFFFF, len(value or b"")))
+        if value:
+            fp.write(value)
+        return True
+    if not vr:
         return False
     value = value or b""
     if len(value) > _SHORT_MAX and vr.encode() not in LONG_LENGTH_VRS:
@@ -193,6 +205,13 @@ def _plain_bytes(fp: DicomBytesIO, tag: int, raw: RawDataElement) -> bool:
 @functools.lru_cache(maxsize=4096)  # the same tags, VRs and lengths object after object
 def _head_of(tag: int, vr: str, length: int) -> bytes:
     return _head(tag, vr.encode(), length)
+
+
+def _head_in(fp: DicomBytesIO, tag: int, vr: bytes, length: int) -> bytes:
+    """An element's head as ``fp``'s encoding writes it (implicit VR: no VR)."""
+    if fp.is_implicit_VR:
+        return _IMPLICIT.pack(tag >> 16, tag & 0xFFFF, length)
+    return _head(tag, vr, length)
 
 
 def _head(tag: int, vr: bytes, length: int) -> bytes:
@@ -211,16 +230,16 @@ def _write_element(fp: DicomBytesIO, elem: object, encodings: object) -> None:
         if _plain_bytes(fp, elem.tag, elem):
             return
         elem = convert_raw_data_element(elem, encoding=encodings)  # type: ignore[arg-type]
-    if isinstance(elem, DataElement) and elem.VR == "SQ" and _items_as_read(elem):
+    if isinstance(elem, DataElement) and elem.VR == "SQ" and _items_as_read(elem, fp):
         _write_sequence(fp, elem, convert_encodings(encodings))  # type: ignore[arg-type]
     else:
         write_data_element(fp, elem, encodings)  # type: ignore[arg-type]
 
 
-def _items_as_read(elem: DataElement) -> bool:
+def _items_as_read(elem: DataElement, fp: DicomBytesIO) -> bool:
     """Whether pydicom would write every item's elements as they are (no re-encoding)."""
     return all(
-        item.original_encoding == (False, True)
+        item.original_encoding == (fp.is_implicit_VR, True)
         and item.original_character_set == item._character_set  # noqa: SLF001 - as pydicom checks
         for item in elem.value
     )
@@ -233,10 +252,10 @@ def _by_tag(item: tuple[int, object]) -> int:
 def _write_sequence(fp: DicomBytesIO, elem: DataElement, encodings: list[str]) -> None:
     """A sequence as pydicom writes it: its own lengths, or undefined ones as read."""
     body = DicomBytesIO()
-    body.is_little_endian, body.is_implicit_VR = True, False
+    body.is_little_endian, body.is_implicit_VR = True, fp.is_implicit_VR
     for item in elem.value:
         inner = DicomBytesIO()
-        inner.is_little_endian, inner.is_implicit_VR = True, False
+        inner.is_little_endian, inner.is_implicit_VR = True, fp.is_implicit_VR
         item_encodings = item.get("SpecificCharacterSet", encodings)
         for key, stored in sorted(item._dict.items(), key=_by_tag):  # noqa: SLF001
             tag = key.real
@@ -252,9 +271,9 @@ def _write_sequence(fp: DicomBytesIO, elem: DataElement, encodings: list[str]) -
             body.write(_ITEM + len(data).to_bytes(4, "little") + data)
     value = body.getvalue()
     if elem.is_undefined_length:
-        fp.write(_head(elem.tag, b"SQ", UNDEFINED_LENGTH) + value + _SEQUENCE_END)
+        fp.write(_head_in(fp, elem.tag, b"SQ", UNDEFINED_LENGTH) + value + _SEQUENCE_END)
     else:
-        fp.write(_head(elem.tag, b"SQ", len(value)) + value)
+        fp.write(_head_in(fp, elem.tag, b"SQ", len(value)) + value)
 
 
 _ITEM, _UNDEFINED = b"\xfe\xff\x00\xe0", b"\xff\xff\xff\xff"

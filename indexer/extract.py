@@ -80,7 +80,7 @@ def _json_text(ds: Dataset, copy_name: str, codec: str | None) -> str:
     parts = []
     for tag, stored in list(ds._dict.items()):  # noqa: SLF001 - the Dataset's own order
         if isinstance(stored, rawvalue.Marking) and isinstance(stored.value, bytes):
-            text = _marking_text(tag.real, stored.VR, stored.value, codec)
+            text = _marking_text(tag.real, stored.VR, stored.value, codec, stored.is_implicit_VR)
         else:
             text = _element_text(ds, tag, stored, copy_name, codec)
         parts.append(f'"{tag:08X}":{text}')
@@ -90,7 +90,9 @@ def _json_text(ds: Dataset, copy_name: str, codec: str | None) -> str:
 def _element_text(ds: Dataset, tag: int, stored: object, copy_name: str, codec: str | None) -> str:
     if isinstance(getattr(stored, "value", None), Span):  # pixel data left in its source
         if len(stored.value) > BULK_THRESHOLD:  # type: ignore[attr-defined]
-            return _ENCODER.encode({"vr": stored.VR, "BulkDataURI": f"{copy_name}#{tag:08X}"})  # type: ignore[attr-defined]
+            # implicit VR (no VR read): native, so OW (PS3.5 A.1), as pydicom settles it
+            vr = stored.VR or "OW"  # type: ignore[attr-defined]
+            return _ENCODER.encode({"vr": vr, "BulkDataURI": f"{copy_name}#{tag:08X}"})
         # small (never in practice: spans start at STREAM_FROM): inline, as if read whole
         stored = ds._dict[tag] = held(stored)  # type: ignore[arg-type, index]  # noqa: SLF001
     if _long_value(stored):
@@ -146,11 +148,11 @@ def _as_unknown(tag: int, stored: object, copy_name: str, ds: Dataset) -> dict[s
 
 
 @functools.lru_cache(maxsize=64)
-def _marking_text(tag: int, vr: str, value: bytes, codec: str | None) -> str:
+def _marking_text(tag: int, vr: str, value: bytes, codec: str | None, implicit: bool) -> str:
     """The JSON of a marking element (the same for every copy), made once, on a copy of it."""
     key = BaseTag(tag)
     holder = Dataset()
-    holder._dict[key] = rawvalue.Marking(key, vr, len(value), value, 0, False, True)  # noqa: SLF001, FBT003
+    holder._dict[key] = rawvalue.Marking(key, vr, len(value), value, 0, implicit, True)  # noqa: SLF001, FBT003
     return _element_text(holder, key, holder.get_item(key), "", codec)
 
 

@@ -1,12 +1,14 @@
-"""Explicit VR little endian files read without pydicom's element generator.
+"""Explicit and implicit VR little endian files read without pydicom's element generator.
 
 ``dcmread`` spends most of a typical header's read time in its per-element machinery (a
 generator with seeks, reads and checks for every element). For the common file (preamble,
-file meta, an explicit VR little endian data set, Pixel Data last) the elements are sliced
+file meta, a little endian data set, Pixel Data last) the elements are sliced
 from the bytes already in memory here, into the same raw elements ``dcmread`` builds, and the
-data set is assembled by pydicom's own constructors. Anything unusual (no preamble, implicit
-VR, big endian, deflate, an unknown VR, a command set, an undefined length other than a
-sequence's, a file cut short, ...) returns None and is left to ``dcmread``.
+data set is assembled by pydicom's own constructors. Implicit VR little endian data sets (the
+DICOM default, common in archives) are read the same way: their raw elements have no VR, as
+``dcmread``'s have none. Anything unusual (no preamble, big endian, deflate, an unknown VR, a
+command set, an undefined length other than a sequence's, a file cut short, an implicit VR
+transfer syntax over explicit VR elements, ...) returns None and is left to ``dcmread``.
 
 Tests compare the result with ``dcmread``'s, attribute by attribute, on every kind of file
 the tests hold.
@@ -21,6 +23,7 @@ from collections.abc import MutableSequence
 import pydicom.uid
 from pydicom import config
 from pydicom.charset import convert_encodings, default_encoding
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import (
     DataElement,
     RawDataElement,
@@ -49,9 +52,9 @@ _STOP = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})  # where stop_before_pix
 # Nothing decodes them as text; they are written, hashed or removed as they are.
 VIEW_FROM = 1 << 20
 _VIEWED = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-_NOT_EXPLICIT_LE = frozenset(
+_IMPLICIT_LE = pydicom.uid.ImplicitVRLittleEndian
+_NOT_READ_HERE = frozenset(
     {
-        pydicom.uid.ImplicitVRLittleEndian,
         pydicom.uid.ExplicitVRBigEndian,
         pydicom.uid.DeflatedExplicitVRLittleEndian,
         *pydicom.uid.PrivateTransferSyntaxes,
@@ -83,12 +86,15 @@ def read(data: bytes) -> tuple[FileDataset, int] | None:
         if "FileMetaInformationGroupLength" in file_meta:
             file_meta.FileMetaInformationGroupLength  # noqa: B018
         ts = file_meta.get("TransferSyntaxUID")
-        if ts is None or ts in _NOT_EXPLICIT_LE or data[pos : pos + 2] == b"\x00\x00":
-            return None  # no transfer syntax, not explicit VR little endian, a command set
-        elements, stop = _elements(data, pos, meta=False)
+        if ts is None or ts in _NOT_READ_HERE or data[pos : pos + 2] == b"\x00\x00":
+            return None  # no transfer syntax, not little endian, deflated, a command set
+        implicit = ts == _IMPLICIT_LE
+        if implicit and _looks_explicit(data, pos):
+            return None  # pydicom reads such a data set as explicit VR, and warns
+        elements, stop = _implicit(data, pos) if implicit else _elements(data, pos, meta=False)
         # dcmread builds a Dataset of the elements first; FileDataset takes its elements over
-        ds = FileDataset(io.BytesIO(data), elements, data[:128], file_meta, False, True)  # noqa: FBT003
-        ds.set_original_encoding(False, True, ds._character_set)  # noqa: FBT003, SLF001
+        ds = FileDataset(io.BytesIO(data), elements, data[:128], file_meta, implicit, True)  # noqa: FBT003
+        ds.set_original_encoding(implicit, True, ds._character_set)  # noqa: FBT003, SLF001
     except Exception:  # noqa: BLE001 - anything odd: dcmread reads it, and says what is wrong
         return None
     return ds, stop
@@ -112,9 +118,9 @@ def _elements(
     stops = _STOP if end is None and not meta else frozenset()
     end = len(data) if end is None else end
     while pos < end:
+        if meta and data[pos : pos + 2] != b"\x02\x00":  # the file meta group ends
+            break  # (before the head is read: the data set's may be implicit VR)
         tag, vr, length, start = _head(data, pos)
-        if meta and tag >> 16 != 2:  # noqa: PLR2004 - the file meta group
-            break
         if tag in stops:
             break
         if not meta and tag >> 16 in (2, 0xFFFE):
@@ -135,6 +141,63 @@ def _elements(
     if pos > end:
         raise _Irregular  # a sequence of undefined length ran past its item's end
     return out, pos
+
+
+def _looks_explicit(data: bytes, pos: int) -> bool:
+    """Whether the first element's VR bytes are two capitals (pydicom's ``_is_implicit_vr``)."""
+    vr = data[pos + 4 : pos + 6]
+    return len(vr) < 2 or all(0x40 < b < 0x5B for b in vr)  # noqa: PLR2004 - "A" to "Z"
+
+
+def _implicit(
+    data: bytes,
+    pos: int,
+    *,
+    end: int | None = None,
+    encoding: str | MutableSequence[str] = default_encoding,
+) -> tuple[dict[BaseTag, RawDataElement | DataElement], int]:
+    """An implicit VR little endian data set's elements up to Pixel Data, and where it stopped.
+
+    As ``dcmread`` reads them: no VR; a sequence of undefined length (the dictionary says SQ,
+    or an unknown tag's value starts with an item) read by pydicom's ``read_sequence``. With
+    ``end``, a sequence item's elements, as ``_elements`` reads an explicit VR one's.
+    """
+    out: dict[BaseTag, RawDataElement | DataElement] = {}
+    stops = _STOP if end is None else frozenset()
+    end = len(data) if end is None else end
+    unpack = _ITEM_HEAD.unpack_from
+    while pos < end:
+        group, number, length = unpack(data, pos)
+        tag = group << 16 | number
+        if tag in stops:
+            break
+        if group in (2, 0xFFFE):
+            raise _Irregular  # a group out of place
+        key = BaseTag(tag)
+        start = pos + 8
+        if length == _UNDEFINED:
+            if not _undefined_is_sequence(tag, data, start):
+                raise _Irregular  # a value of undefined length: pydicom reads it
+            out[key], pos = _sequence(data, key, start, encoding, implicit=True)
+            continue
+        pos = start + length
+        if pos > end:
+            raise _Irregular  # cut short: pydicom says how
+        value = data[start:pos] if length else None  # (no VR: empty_value_for_VR gives None)
+        if tag == _CHARSET:
+            encoding = convert_encodings(convert_string(value or b"", True))  # noqa: FBT003
+        out[key] = RawDataElement(key, None, length, value, start, True, True)  # noqa: FBT003
+    if pos > end:
+        raise _Irregular  # a sequence of undefined length ran past its item's end
+    return out, pos
+
+
+def _undefined_is_sequence(tag: int, data: bytes, start: int) -> bool:
+    """Whether pydicom reads an implicit VR element of undefined length as a sequence."""
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:
+        return data[start : start + 4] == b"\xfe\xff\x00\xe0"  # an item follows
 
 
 def _value(data: bytes, vr: str, start: int, end: int) -> bytes | memoryview | None:
@@ -159,12 +222,17 @@ def _head(data: bytes, pos: int) -> tuple[int, str, int, int]:
 
 
 def _sequence(
-    data: bytes, key: BaseTag, start: int, encoding: str | MutableSequence[str]
+    data: bytes,
+    key: BaseTag,
+    start: int,
+    encoding: str | MutableSequence[str],
+    *,
+    implicit: bool = False,
 ) -> tuple[DataElement, int]:
     """A sequence of undefined length, read by pydicom as dcmread reads it; and its end."""
     fp = io.BytesIO(data)
     fp.seek(start)
-    seq = read_sequence(fp, False, True, _UNDEFINED, encoding)  # noqa: FBT003
+    seq = read_sequence(fp, implicit, True, _UNDEFINED, encoding)  # noqa: FBT003
     return DataElement(key, "SQ", seq, start, is_undefined_length=True), fp.tell()
 
 
@@ -178,14 +246,14 @@ def sequence(ds: Dataset, key: BaseTag) -> Sequence:
     """``ds[key].value`` for a sequence: a raw one of the simple kind is read here.
 
     The result, and the element left in ``ds``, are what pydicom's conversion makes of it
-    (explicit VR little endian items of defined length, no character set of their own, no
-    private tag); anything else is converted by pydicom.
+    (little endian items of defined length, explicit or implicit VR, no character set of
+    their own, no private tag); anything else is converted by pydicom.
     """
     raw = ds._dict[key]  # noqa: SLF001
     if (
         type(raw) is RawDataElement
         and raw.VR == "SQ"
-        and raw.is_implicit_VR is False
+        and raw.is_implicit_VR in (False, True)
         and raw.is_little_endian is True
         and isinstance(raw.value, bytes)
         and raw.length == len(raw.value)
@@ -196,7 +264,9 @@ def sequence(ds: Dataset, key: BaseTag) -> Sequence:
     ):
         encoding = ds.original_character_set or ds._character_set  # noqa: SLF001 - as pydicom
         try:
-            items = _items(raw.value, raw.value_tell, encoding or [default_encoding])
+            items = _items(
+                raw.value, raw.value_tell, encoding or [default_encoding], raw.is_implicit_VR
+            )
         except Exception:  # noqa: BLE001 - anything odd: pydicom converts it, as it would
             items = None
         if items is not None:
@@ -208,7 +278,9 @@ def sequence(ds: Dataset, key: BaseTag) -> Sequence:
     return seq
 
 
-def _items(value: bytes, offset: int, encoding: str | MutableSequence[str]) -> Sequence | None:
+def _items(
+    value: bytes, offset: int, encoding: str | MutableSequence[str], implicit: bool = False
+) -> Sequence | None:
     """The items of a sequence value, as ``read_sequence`` reads them; None if unusual."""
     out = []
     pos, end = 0, len(value)
@@ -217,33 +289,40 @@ def _items(value: bytes, offset: int, encoding: str | MutableSequence[str]) -> S
         if group << 16 | number != _ITEM or length in (0, _UNDEFINED):
             return None  # not an item, an empty one (pydicom guesses its VR), undefined
         start = pos + 8
-        elements, stop = _elements(value, start, meta=False, end=start + length, encoding=encoding)
+        if implicit:
+            elements, stop = _implicit(value, start, end=start + length, encoding=encoding)
+        else:
+            elements, stop = _elements(
+                value, start, meta=False, end=start + length, encoding=encoding
+            )
         if stop != start + length or _CHARSET in elements:
             return None
-        out.append(_item(elements, encoding, pos + offset))
+        out.append(_item(elements, encoding, pos + offset, implicit))
         pos = stop
     seq = Sequence(out)
     seq.is_undefined_length = False
     return seq
 
 
-def _item_state() -> tuple[dict[str, object], tuple[str, ...]]:
+def _item_state(implicit: bool) -> tuple[dict[str, object], tuple[str, ...]]:
     """What ``read_dataset`` leaves in an item's ``__dict__``, and its mutable parts."""
     item = Dataset({}, parent_encoding=default_encoding)
-    item.set_original_encoding(False, True, default_encoding)  # noqa: FBT003
+    item.set_original_encoding(implicit, True, default_encoding)  # noqa: FBT003
     item.is_undefined_length_sequence_item = False
     state = dict(vars(item))
     fresh = tuple(k for k, v in state.items() if isinstance(v, dict | list) and k != "_dict")
     return state, fresh
 
 
-_ITEM_STATE, _FRESH = _item_state()
+# (explicit VR, implicit VR)
+_ITEM_STATES = (_item_state(False), _item_state(True))  # noqa: FBT003
 
 
 def _item(
     elements: dict[BaseTag, RawDataElement | DataElement],
     encoding: str | MutableSequence[str],
     tell: int,
+    implicit: bool = False,
 ) -> Dataset:
     """``Dataset(elements, parent_encoding=encoding)`` with what ``read_sequence_item`` sets.
 
@@ -252,8 +331,9 @@ def _item(
     """
     item = Dataset.__new__(Dataset)
     state = item.__dict__
-    state.update(_ITEM_STATE)
-    for name in _FRESH:
+    template, fresh = _ITEM_STATES[implicit]
+    state.update(template)
+    for name in fresh:
         state[name] = state[name].copy()
     state["_dict"] = elements
     state["_parent_encoding"] = state["_read_charset"] = encoding

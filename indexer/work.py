@@ -114,8 +114,8 @@ def read_dataset(data: bytes, *, pixels_in_place: bool = False) -> pydicom.Datas
 
     With ``pixels_in_place``, pydicom stops before Pixel Data, and the element becomes a raw
     element whose value is a view into ``data``: never copied, decoded or re-encoded, it is
-    written out as it came in (explicit VR little endian, Pixel Data last; anything else is
-    parsed whole).
+    written out as it came in (explicit or implicit VR little endian, Pixel Data last;
+    anything else is parsed whole).
     """
     return _read_dataset(data, pixels_in_place=pixels_in_place)[0]
 
@@ -372,8 +372,16 @@ def _pixel_extent(
 
     ``head`` holds the element's head; ``at(p)`` gives the 8 bytes at ``p`` (fewer past the
     end), for the items of encapsulated frames. None where the element is not the simple
-    kind (explicit VR little endian OB or OW; items ending in a sequence delimiter).
+    kind (explicit VR little endian OB or OW; items ending in a sequence delimiter; implicit
+    VR little endian of defined length, its VR then "": it has none).
     """
+    if ds.original_encoding == (True, True):
+        if head[pos : pos + 4] != _PIXEL_TAG or pos + 8 > len(head):
+            return None
+        length = int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if length == UNDEFINED_LENGTH:  # frames in items need explicit VR: pydicom reads it
+            return None
+        return "", length, pos + 8, pos + 8 + length
     vr = head[pos + 4 : pos + 6]
     if (
         ds.original_encoding != (False, True)
@@ -395,13 +403,14 @@ def _pixel_extent(
 
 
 def _pixel_element(vr: str, length: int, value: object, start: int) -> RawDataElement:
+    """The raw element ``dcmread`` makes, its value a view or a span (implicit VR: no VR)."""
     return RawDataElement(
         BaseTag(PIXEL_DATA),
-        vr,
+        vr or None,
         length,
         value,  # type: ignore[arg-type]  # a view or a span: pydicom never decodes it
         start,
-        is_implicit_VR=False,
+        is_implicit_VR=not vr,
         is_little_endian=True,
     )
 
@@ -485,9 +494,10 @@ def _streamed(src: SourceFile, key: bytes | None = None) -> pydicom.Dataset | No
     is worked out as its copy is written, the source read no more for it.
 
     A file, or an archive's member (``sources.region_of``). The head is read and parsed as
-    any object's; Pixel Data must follow it and end the object (explicit VR little endian;
-    native, or encapsulated items and their delimiter). The source is read forward only: a
-    compressed member's bytes are decompressed once here, and again as the span is copied.
+    any object's; Pixel Data must follow it and end the object (explicit VR little endian,
+    native or encapsulated items and their delimiter; implicit VR little endian, native).
+    The source is read forward only: a compressed member's bytes are decompressed once here,
+    and again as the span is copied.
     """
     try:
         region = region_of(src.read)

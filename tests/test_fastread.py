@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import random
+from collections.abc import Callable
 
 import pydicom
 import pytest
@@ -23,10 +24,11 @@ from pydicom.uid import (
 )
 
 from indexer import deid, fastread, keys
+from indexer.deid import rawvalue
 from indexer.encode import encode
 from indexer.errors import SourceError
 from indexer.work import configure_pydicom, read_dataset
-from tests.builders import in_transfer_syntax, make_instance, to_bytes
+from tests.builders import implicit_item, in_transfer_syntax, make_instance, to_bytes
 from tests.deid import kitchen_sink
 
 configure_pydicom()
@@ -84,6 +86,18 @@ def _damaged_vrs() -> bytes:
     return data.replace(syntax, b"\x02\x00\x10\x00SL" + syntax[6:])
 
 
+def _implicit_with(element: bytes) -> bytes:
+    """An implicit VR object with ``element``'s bytes first in its data set."""
+    data = in_transfer_syntax(make_instance(1, 1, 1, 7), ImplicitVRLittleEndian)
+    end = _meta_end(data)
+    return data[:end] + element + data[end:]
+
+
+def _implicit_undefined_value() -> bytes:
+    """An implicit VR object with a private value of undefined length (no items in it)."""
+    return _implicit_with(b"\x09\x00\x01\x10\xff\xff\xff\xffabcd\xfe\xff\xdd\xe0\x00\x00\x00\x00")
+
+
 SIMPLE = {
     "plain": lambda: to_bytes(make_instance(1, 1, 1, 1, rows=16, columns=16)),
     "kitchen sink": lambda: to_bytes(kitchen_sink.build()[0]),
@@ -95,7 +109,30 @@ SIMPLE = {
     "damaged VRs": _damaged_vrs,
     "cut inside Pixel Data": lambda: _plain()[:-200],  # read_dataset finds it cut short
 }
-WHOLE = [name for name in SIMPLE if name != "cut inside Pixel Data"]
+
+
+def _as_implicit(make: Callable[[], bytes]) -> Callable[[], bytes]:
+    """The same object in implicit VR little endian (the DICOM default)."""
+
+    def made() -> bytes:
+        ds = pydicom.dcmread(io.BytesIO(make()))
+        return in_transfer_syntax(ds, ImplicitVRLittleEndian)
+
+    return made
+
+
+IMPLICIT = ("plain", "kitchen sink", "undefined lengths", "character set", "private and empty")
+SIMPLE |= {f"implicit VR {name}": _as_implicit(SIMPLE[name]) for name in IMPLICIT}
+SIMPLE["implicit VR no pixel data"] = lambda: in_transfer_syntax(
+    _without_pixels(), ImplicitVRLittleEndian
+)
+SIMPLE["implicit VR unknown sequence"] = lambda: _implicit_with(
+    b"\x09\x00\x10\x10\xff\xff\xff\xff"  # a private tag (no dictionary VR), undefined length
+    + implicit_item((0x00080100, b"CODE01"))  # an item follows: pydicom reads a sequence
+    + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+)
+SIMPLE["implicit VR cut inside Pixel Data"] = lambda: SIMPLE["implicit VR plain"]()[:-200]
+WHOLE = [name for name in SIMPLE if "cut inside Pixel Data" not in name]
 
 
 def _without_pixels() -> pydicom.Dataset:
@@ -111,7 +148,11 @@ def _plain() -> bytes:
 # left to dcmread: each is read by pydicom whole, with whatever it makes of them
 IRREGULAR = {
     "no preamble": lambda: _plain()[132:],
-    "implicit VR": lambda: in_transfer_syntax(make_instance(1, 1, 1, 7), ImplicitVRLittleEndian),
+    # explicit VR elements under an implicit VR transfer syntax: pydicom reads them as explicit
+    "implicit VR named, explicit VR written": lambda: _plain().replace(
+        b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2\x00\x00", 1
+    ),
+    "implicit VR, a value of undefined length": _implicit_undefined_value,
     "big endian": lambda: in_transfer_syntax(make_instance(1, 1, 1, 8), ExplicitVRBigEndian),
     "deflated": lambda: in_transfer_syntax(
         make_instance(1, 1, 1, 9), DeflatedExplicitVRLittleEndian
@@ -193,7 +234,8 @@ def test_a_file_cut_inside_pixel_data_is_refused_as_truncated():
 def test_damaged_headers_are_left_to_dcmread_or_read_as_it_reads_them():
     """Random damage to the header (and cuts): never an exception, never another reading."""
     rng = random.Random(5)  # noqa: S311 - reproducible damage, not secrets
-    bases = [SIMPLE[k]() for k in ("plain", "undefined lengths", "character set", "encapsulated")]
+    names = ("plain", "undefined lengths", "character set", "encapsulated", "implicit VR plain")
+    bases = [SIMPLE[k]() for k in (*names, "implicit VR undefined lengths")]
     taken = 0
     for _ in range(400):
         data = bytearray(rng.choice(bases))
@@ -215,7 +257,11 @@ def test_damaged_headers_are_left_to_dcmread_or_read_as_it_reads_them():
 
 
 def _convert_all(ds: pydicom.Dataset, *, fast: bool) -> None:
-    """Every sequence of ``ds``, nested ones too, converted by ``fastread`` or pydicom."""
+    """Every sequence of ``ds``, nested ones too, converted by ``fastread`` or pydicom.
+
+    Implicit VR elements are given their VRs first, either way (as the engine gives them).
+    """
+    rawvalue.give_vrs(ds)
     for key in list(ds._dict):
         if ds._dict[key].VR == "SQ":
             items = fastread.sequence(ds, key) if fast else ds[key].value
@@ -231,14 +277,16 @@ def _sequences_both_ways(data: bytes) -> None:
 
 
 def _raw_sequences(ds: pydicom.Dataset) -> list[RawDataElement]:
+    rawvalue.give_vrs(ds)  # (implicit VR: none had its VR)
     return [e for e in ds._dict.values() if isinstance(e, RawDataElement) and e.VR == "SQ"]
 
 
 def _read_here(raw: RawDataElement, encoding: object = "iso8859") -> bool:
     try:
-        return fastread._items(raw.value, raw.value_tell, encoding) is not None
+        items = fastread._items(raw.value, raw.value_tell, encoding, raw.is_implicit_VR)
     except Exception:  # noqa: BLE001 - irregular: fastread.sequence leaves it to pydicom
         return False
+    return items is not None
 
 
 def _with_item(item: pydicom.Dataset, *, private: bool = False) -> bytes:
@@ -285,14 +333,15 @@ def test_sequences_are_read_as_pydicom_reads_them(name):
     _sequences_both_ways(SIMPLE[name]())
 
 
-def test_the_kitchen_sink_sequences_are_read_here():
+@pytest.mark.parametrize("name", ["kitchen sink", "implicit VR kitchen sink"])
+def test_the_kitchen_sink_sequences_are_read_here(name):
     """Nested items of defined length, in a character set: the fast reading, not pydicom's."""
-    ds = _dcmread(SIMPLE["kitchen sink"]())[0]
+    ds = _dcmread(SIMPLE[name]())[0]
     raws = _raw_sequences(ds)
     assert len(raws) > 3
     encoding = ds.original_character_set or ds._character_set
     assert all(_read_here(raw, encoding) for raw in raws)
-    _sequences_both_ways(SIMPLE["kitchen sink"]())
+    _sequences_both_ways(SIMPLE[name]())
 
 
 @pytest.mark.parametrize("name", LEFT_TO_PYDICOM)
@@ -321,10 +370,11 @@ def test_sequences_read_as_pydicom_reads_them_under_pydicom_hooks(monkeypatch):
     assert key in seen
 
 
-def test_damaged_sequences_are_read_as_pydicom_reads_them():
+@pytest.mark.parametrize("name", ["kitchen sink", "implicit VR kitchen sink"])
+def test_damaged_sequences_are_read_as_pydicom_reads_them(name):
     """Random damage inside sequence values: the same reading either way, or pydicom's."""
     rng = random.Random(7)  # noqa: S311 - reproducible damage, not secrets
-    base = SIMPLE["kitchen sink"]()
+    base = SIMPLE[name]()
     ds = _dcmread(base)[0]
     spans = [(r.value_tell, r.value_tell + r.length) for r in _raw_sequences(ds)]
     compared = 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
 from indexer import deid, keys, leakscan, sources, spans, syntaxes, work
 from indexer.deid import frames
@@ -37,7 +37,13 @@ from indexer.sources import (
 )
 from indexer.store.files import LocalStore
 from indexer.work import configure_pydicom, read_dataset
-from tests.builders import in_syntax, make_instance, rewrite_in_place, to_bytes
+from tests.builders import (
+    in_syntax,
+    in_transfer_syntax,
+    make_instance,
+    rewrite_in_place,
+    to_bytes,
+)
 
 configure_pydicom()
 KEY = keys.generate().pseudonym
@@ -68,14 +74,28 @@ def _trailing() -> bytes:
     return to_bytes(ds)
 
 
-@pytest.mark.parametrize("build", [_native, _encapsulated, _trailing])
+def _implicit() -> bytes:
+    """Native pixels in implicit VR little endian (no VR: its head is tag and length)."""
+    return in_transfer_syntax(make_instance(rows=32, columns=32), ImplicitVRLittleEndian)
+
+
+def _implicit_trailing() -> bytes:
+    ds = make_instance(rows=8, columns=8)
+    ds.add_new(0xFFFCFFFC, "OB", b"\x00" * 8)
+    return in_transfer_syntax(ds, ImplicitVRLittleEndian)
+
+
+@pytest.mark.parametrize(
+    "build", [_native, _encapsulated, _trailing, _implicit, _implicit_trailing]
+)
 def test_copy_equals_the_whole_parse(build):
     data = build()
     assert _copy(data, in_place=True) == _copy(data, in_place=False)
 
 
-def test_native_pixels_are_a_view_of_the_source():
-    data = _native()
+@pytest.mark.parametrize("build", [_native, _implicit])
+def test_native_pixels_are_a_view_of_the_source(build):
+    data = build()
     ds = read_dataset(data, pixels_in_place=True)
     raw = ds.get_item(PIXEL_DATA)
     assert isinstance(raw.value, memoryview)
@@ -86,8 +106,9 @@ def test_native_pixels_are_a_view_of_the_source():
     assert again.PixelData == pydicom.dcmread(pydicom.filebase.DicomBytesIO(data)).PixelData
 
 
-def test_truncated_pixel_data_is_still_refused():
-    data = _native()[:-100]
+@pytest.mark.parametrize("build", [_native, _implicit])
+def test_truncated_pixel_data_is_still_refused(build):
+    data = build()[:-100]
     with pytest.raises(SourceError) as e:
         read_dataset(data, pixels_in_place=True)
     assert e.value.reason == "truncated"
@@ -144,7 +165,7 @@ def _never_whole(*_args, **_kw):
     raise AssertionError("a large file was read whole")
 
 
-@pytest.mark.parametrize("build", [_native, _encapsulated])
+@pytest.mark.parametrize("build", [_native, _encapsulated, _implicit])
 def test_a_large_files_pixel_data_is_streamed_byte_for_byte(build, ctx, tmp_path, monkeypatch):
     """Above ``STREAM_FROM`` the pixel data stays in the source file, a span copied in
     chunks: the copy, its digest and its index rows are those of the file held whole."""

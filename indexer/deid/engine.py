@@ -159,9 +159,10 @@ def apply(
     (value -> original path), as ``values.identifying_values`` would list them before
     the change: the leak check's input, gathered in the same pass.
 
-    With ``lean`` (the default), values of explicit VR little endian objects are read and
-    written as bytes where ``rawvalue`` can, without pydicom's element objects; the result is
-    the same (tests compare the two ways, byte for byte).
+    With ``lean`` (the default), values of little endian objects (explicit VR; implicit VR,
+    its elements given their VRs first) are read and written as bytes where ``rawvalue``
+    can, without pydicom's element objects; the result is the same (tests compare the two
+    ways, byte for byte, in both).
 
     Raises
     ------
@@ -170,10 +171,12 @@ def apply(
 
     """
     misplaced = out_of_place(ds)  # before anything changes it
+    if lean:  # an implicit VR object's elements: their values read as bytes too
+        rawvalue.give_vrs(ds)
     # before any value is read: a UID written as bytes or numbers is read as the UID it holds
     read_as = rawvalue.read_as_known(ds)
-    # the elements as read, judged so by the walk: where pydicom decodes (implicit VR, big
-    # endian), the values read before it (SOP Class UID, ...) are converted in ``ds``
+    # the elements as read, judged so by the walk: where pydicom decodes (big endian, no VR),
+    # the values read before it (SOP Class UID, ...) are converted in ``ds``
     as_read = dict(ds._dict)  # noqa: SLF001 - as stored
     try:
         codec = rawvalue.codec(ds) if lean else None
@@ -602,6 +605,8 @@ def _walk_item(item: Dataset, plan: Plan, ctx: Context, parents: str, mode: Mode
     if codec is not None and rawvalue.SPECIFIC_CHARACTER_SET in item:
         ctx.codec = None
     misplaced = out_of_place(item)
+    if ctx.codec is not None:  # an implicit VR item's elements: read as bytes too
+        rawvalue.give_vrs(item)
     read_as = rawvalue.read_as_known(item)
     try:
         _walk(
@@ -717,14 +722,18 @@ def _mark(ds: Dataset, plan: Plan, codec: str | None, *, pixels_cleaned: bool = 
         for elem in mark_elements(plan.options, pixels_cleaned=pixels_cleaned):
             ds[elem.tag] = elem
         return
-    for written in _mark_written(plan.options, pixels_cleaned=pixels_cleaned):
+    implicit = ds.original_encoding[0] is True  # (a sequence's items are in the object's VR)
+    for written in _mark_written(plan.options, pixels_cleaned=pixels_cleaned, implicit=implicit):
         ds._dict[written.tag] = written  # noqa: SLF001 - shared bytes, never decoded here
 
 
 @functools.cache
-def _mark_written(options: frozenset[Option], *, pixels_cleaned: bool) -> tuple[Any, ...]:
+def _mark_written(
+    options: frozenset[Option], *, pixels_cleaned: bool, implicit: bool
+) -> tuple[Any, ...]:
     """The marking elements as bytes: the same for every object of a run, built once."""
-    return tuple(rawvalue.written(e) for e in mark_elements(options, pixels_cleaned=pixels_cleaned))
+    marks = mark_elements(options, pixels_cleaned=pixels_cleaned)
+    return tuple(rawvalue.written(e, implicit=implicit) for e in marks)
 
 
 def mark_elements(options: frozenset[Option], *, pixels_cleaned: bool) -> list[DataElement]:

@@ -1,11 +1,13 @@
-"""Element values read from, and written as, explicit VR little endian bytes, without pydicom.
+"""Element values read from, and written as, little endian bytes, without pydicom.
 
 pydicom turns each element it is asked for into a ``DataElement`` (about 15 µs each, most of a
 slice's de-identification time). De-identification reads a few values and writes new ones,
-so where the object is explicit VR little endian, text values are decoded here straight from
-their bytes, the way pydicom's converters decode them, and new values are encoded here the
-way pydicom's writers encode them, into a ``Written`` raw element. Anything else (implicit VR,
-big endian, escape sequences, DS/IS/AT values, non-ASCII new text, ...) goes through pydicom:
+so where the object is little endian, text values are decoded here straight from their
+bytes, the way pydicom's converters decode them, and new values are encoded here the way
+pydicom's writers encode them, into a ``Written`` raw element (its value's bytes are the
+same in explicit and implicit VR). An implicit VR object's elements are first given the VRs
+pydicom would read them by (``give_vrs``). Anything else (big endian, an element without a
+VR, escape sequences, DS/IS/AT values, non-ASCII new text, ...) goes through pydicom:
 ``decode`` returns ``UNDECODED`` and ``encode`` returns None.
 
 Tests check, on every element of the kitchen-sink object, that ``decode`` equals pydicom's
@@ -203,6 +205,31 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     return frozenset(read_as) if read_as else _NONE
 
 
+def give_vrs(d: Dataset) -> None:
+    """Give an implicit VR data set's raw elements the VRs pydicom would read them by.
+
+    The data dictionary's VR where it gives one (pydicom settles an ambiguous one, "US or
+    SS", from other elements: it converts those), LO for a private creator; other private
+    elements (their VRs lie in a private dictionary, by their creator's value) keep none.
+    With a VR, a value is decoded (``decode``) and its index JSON made as an explicit VR
+    one's are, without pydicom's element objects; it is still written without its VR.
+    """
+    if d.original_encoding[0] is not True:
+        return
+    stored = d._dict  # noqa: SLF001 - as stored, not converted
+    for key, raw in list(stored.items()):
+        if type(raw) is RawDataElement and raw.VR is None and (vr := _implicit_vr(key.real)):
+            stored[key] = raw._replace(VR=vr)
+
+
+@functools.lru_cache(maxsize=4096)
+def _implicit_vr(tag: int) -> str | None:
+    if (tag >> 16) & 1:  # private: a creator is an LO (PS3.5 7.8.1)
+        return "LO" if _PRIVATE_CREATORS[0] <= tag & 0xFFFF <= _PRIVATE_CREATORS[1] else None
+    known = _dictionary_vrs(tag)
+    return known[0] if len(known) == 1 else None
+
+
 def _damaged_as(raw: RawDataElement, known: tuple[str, ...]) -> str | None:
     """The dictionary VR (of ``known``) to read ``raw``'s bytes by, or None to keep its own.
 
@@ -267,10 +294,11 @@ def _number_tags() -> frozenset[int]:
 def codec(ds: Dataset) -> str | None:
     """The codec to read ``ds``'s text with, or None where pydicom must do the decoding.
 
-    None unless ``ds`` was read as explicit VR little endian with pydicom's default settings.
-    Text without escape sequences is in the first character set (as pydicom reads it).
+    None unless ``ds`` was read as little endian (explicit VR, or implicit VR: its elements
+    given their VRs, ``give_vrs``) with pydicom's default settings. Text without escape
+    sequences is in the first character set (as pydicom reads it).
     """
-    if ds.original_encoding != (False, True) or pydicom.config.datetime_conversion:
+    if ds.original_encoding[1] is not True or pydicom.config.datetime_conversion:
         return None
     if pydicom.config.use_none_as_empty_text_VR_value:
         return None
@@ -421,17 +449,19 @@ def encode(tag: int, vr: str, value: object) -> Written | None:
     return Written(BaseTag(tag), vr, len(data), data, 0, False, True)  # noqa: FBT003
 
 
-def written(elem: DataElement) -> Marking:
-    """``elem`` as pydicom writes it (explicit VR little endian), as a ``Marking`` element.
+def written(elem: DataElement, *, implicit: bool = False) -> Marking:
+    """``elem`` as pydicom writes it (little endian, explicit or implicit VR), as a ``Marking``.
 
-    For values built once and shared by every object (a frozen tuple, safe to share).
+    For values built once and shared by every object (a frozen tuple, safe to share). Only a
+    sequence's bytes differ between the two: its items' elements have VRs in explicit VR.
     """
     fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, False
+    fp.is_little_endian, fp.is_implicit_VR = True, implicit
     write_data_element(fp, elem, [DEFAULT])
     data = fp.getvalue()
-    head = 12 if data[4:6] in LONG_LENGTH_VRS else 8
-    return Marking(BaseTag(elem.tag), elem.VR, len(data) - head, data[head:], 0, False, True)  # noqa: FBT003
+    head = 12 if not implicit and data[4:6] in LONG_LENGTH_VRS else 8
+    value = data[head:]
+    return Marking(BaseTag(elem.tag), elem.VR, len(value), value, 0, implicit, True)  # noqa: FBT003
 
 
 def _bytes(vr: str, value: object) -> bytes | None:

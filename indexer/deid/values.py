@@ -134,6 +134,8 @@ def collect(
     elif codec is not None and SPECIFIC_CHARACTER_SET in d._dict:  # noqa: SLF001
         codec = None  # an item with a character set of its own: pydicom decodes it
     misplaced = out_of_place(d)  # before the VRs change
+    if codec is not None:  # implicit VR: the elements' VRs, so their text is decoded here
+        rawvalue.give_vrs(d)
     read_as = rawvalue.read_as_known(d)
     for tag in sorted(d._dict):  # noqa: SLF001 - as stored: a VR is known before converting
         raw = d._dict[tag]  # noqa: SLF001

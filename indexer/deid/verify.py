@@ -104,7 +104,7 @@ def _element(d: Dataset, tag: BaseTag, raw: object) -> DataElement:
     ``_Kept`` knows the elements kept as read by their being raw still. Converted in place,
     as ``d[tag]`` converts them, they would look changed to every later search: the verdict
     would hang on the order of the searches, and on whether the values could be decoded
-    here (``_lean_texts``) or by pydicom only (implicit VR, big endian), where a description
+    here (``_lean_texts``) or by pydicom only (big endian, no VR), where a description
     kept whole elsewhere was reported as a leak by ``verify``, and not by the ingest.
     """
     if not isinstance(raw, RawDataElement) or raw.value is None:

@@ -104,11 +104,13 @@ def test_values_gathered_in_the_pass_equal_a_separate_walk(names):
     assert len(found) > 200
 
 
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit VR", "implicit VR"])
 @pytest.mark.parametrize("names", OPTION_SETS, ids=lambda n: "+".join(n) or "basic")
-def test_raw_copy_encoding_equals_pydicom(names):
+def test_raw_copy_encoding_equals_pydicom(names, implicit):
     """Untouched elements are copied as read; the file is still byte for byte pydicom's."""
     ds, _markers = kitchen_sink.build()
-    out = deid.apply(build_plan(names), _roundtrip(ds), KEY).ds
+    roundtrip = _implicit_roundtrip if implicit else _roundtrip
+    out = deid.apply(build_plan(names), roundtrip(ds), KEY).ds
     assert any(out.get_item(t).is_raw for t in out.keys())  # noqa: SIM118 - tags, not elements
     buf = io.BytesIO()
     out.save_as(buf, enforce_file_format=True)
@@ -118,11 +120,25 @@ def test_raw_copy_encoding_equals_pydicom(names):
 
 
 def _lean_and_pydicom(plan, ds: Dataset) -> None:
-    """De-identify ``ds`` both ways (lean values, pydicom elements): the same in every way."""
+    """De-identify ``ds`` both ways (lean values, pydicom elements): the same in every way.
+
+    As explicit VR little endian, then as implicit VR little endian (the lean way gives its
+    elements their VRs): written in each, read back.
+    """
+    _lean_and_pydicom_as(plan, ds, _roundtrip)
+    _lean_and_pydicom_as(plan, ds, _implicit_roundtrip)
+
+
+def _implicit_roundtrip(ds: Dataset) -> Dataset:
+    written = in_transfer_syntax(copy.deepcopy(ds), pydicom.uid.ImplicitVRLittleEndian)
+    return pydicom.dcmread(io.BytesIO(written))
+
+
+def _lean_and_pydicom_as(plan, ds: Dataset, roundtrip) -> None:
     results = []
     for lean in (True, False):
         found: dict[str, str] = {}
-        result = deid.apply(plan, _roundtrip(ds), KEY, found=found, lean=lean)
+        result = deid.apply(plan, roundtrip(ds), KEY, found=found, lean=lean)
         encoded = encode(result.ds)
         header = extract.header_json(result.ds, "copy.dcm")
         results.append((encoded.data, found, result.identities, result.patient_pseudonym, header))
@@ -133,7 +149,7 @@ def _lean_and_pydicom(plan, ds: Dataset) -> None:
     walks = []
     for codec in ("top", None):
         walked: dict[str, str] = {}
-        collect_values(plan, _roundtrip(ds), "", walked, codec)
+        collect_values(plan, roundtrip(ds), "", walked, codec)
         walks.append(walked)
     assert walks[0] == walks[1]
     assert walks[0]

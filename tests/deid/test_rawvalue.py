@@ -109,9 +109,36 @@ def test_escape_sequences_and_odd_values_are_left_to_pydicom():
     assert rawvalue.decode(read.get_item(0x00091011), "DS", "latin_1") is rawvalue.UNDECODED
     # a VR other than the one asked for, a value not bytes
     assert rawvalue.decode(read.get_item(0x00100010), "LO", "latin_1") is rawvalue.UNDECODED
-    implicit = make_instance()
-    implicit.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
-    assert rawvalue.codec(_read(implicit)) is None
+    big = make_instance()
+    big.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.2"
+    assert rawvalue.codec(_read(big)) is None
+
+
+def test_implicit_vr_values_are_decoded_once_given_their_vrs():
+    """An implicit VR element has no VR as read (pydicom decodes it); given the dictionary's,
+    its bytes are decoded here, to pydicom's value. Private elements but creators keep none."""
+    ds = make_instance(SpecificCharacterSet="ISO_IR 100", PatientName="Müller^Hans")
+    block = ds.private_block(0x0011, "ACME 1.0", create=True)
+    block.add_new(0x01, "LO", "private text")
+    ds.SmallestImagePixelValue = 0  # "US or SS": pydicom settles it from other elements
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True, implicit_vr=True)
+    read = pydicom.dcmread(io.BytesIO(buf.getvalue()))
+    codec = rawvalue.codec(read)
+    assert codec == "iso8859-1"
+    name = read.get_item(0x00100010)
+    assert name.VR is None
+    assert rawvalue.decode(name, "PN", codec) is rawvalue.UNDECODED
+    rawvalue.give_vrs(read)
+    given = {tag: read.get_item(tag).VR for tag in (0x00100010, 0x00110010, 0x00111001)}
+    assert given == {0x00100010: "PN", 0x00110010: "LO", 0x00111001: None}
+    assert read.get_item(0x00280106).VR is None
+    reference = pydicom.dcmread(io.BytesIO(buf.getvalue()))
+    for tag in (0x00100010, 0x00080060, 0x0020000D, 0x00280010, 0x00110010):
+        decoded = rawvalue.decode(read.get_item(tag), read.get_item(tag).VR, codec)
+        assert decoded is not rawvalue.UNDECODED
+        assert decoded == reference[tag].value
 
 
 def _pydicom_bytes(tag: int, vr: str, value: object) -> bytes:

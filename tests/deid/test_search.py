@@ -138,7 +138,12 @@ def test_read_stored_gives_the_header_as_the_file_holds_it(tmp_path):
     assert data.startswith(header)
     assert data[len(header) : len(header) + 4] == b"\xe0\x7f\x10\x00"  # Pixel Data's tag
     implicit = in_transfer_syntax(make_instance(marker=MARK), pydicom.uid.ImplicitVRLittleEndian)
-    assert work.read_stored(implicit)[1] is None  # read whole: its header encoded again
+    ds, header = work.read_stored(implicit)  # implicit VR little endian: in place too
+    assert header is not None
+    assert header == verify.header_bytes(ds)
+    assert implicit.startswith(header)
+    big = in_transfer_syntax(make_instance(marker=MARK), pydicom.uid.ExplicitVRBigEndian)
+    assert work.read_stored(big)[1] is None  # read whole: its header encoded again
     after = make_instance(marker=MARK)
     after.add_new(0xFFFAFFFA, "SQ", [])  # Digital Signatures, after Pixel Data
     assert work.read_stored(to_bytes(after))[1] is None
