@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -28,6 +29,8 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from pydicom.uid import ImplicitVRLittleEndian
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,8 +66,8 @@ class Result:
         return self.files / self.seconds if self.seconds else 0.0
 
 
-def make_corpus(kind: str, n: int, root: Path) -> tuple[int, float]:
-    """Write n synthetic files of a kind; returns (files, MB)."""
+def make_corpus(kind: str, n: int, root: Path, *, implicit: bool = False) -> tuple[int, float]:
+    """Write n synthetic files of a kind (implicit VR little endian, or explicit); (files, MB)."""
     root.mkdir(parents=True, exist_ok=True)
     total = 0
     for i in range(n):
@@ -75,7 +78,13 @@ def make_corpus(kind: str, n: int, root: Path) -> tuple[int, float]:
             ds = make_instance(patient, study, series, i + 1, rows=16, columns=16)
             ds.ImageComments = "x" * (5000 + (i % 10) * 500)  # LT: at most 10240
             ds.AdditionalPatientHistory = "y" * 4000
-        data = to_bytes(ds)
+        if implicit:  # the DICOM default transfer syntax, which many archives hold
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True, implicit_vr=True)
+            data = buf.getvalue()
+        else:
+            data = to_bytes(ds)
         total += len(data)
         (root / f"{i:06d}.dcm").write_bytes(data)
     return n, total / 1e6
@@ -373,6 +382,11 @@ def main() -> int:
         default=1,
         help="rounds of every tool, interleaved; each tool's fastest counts (default 1)",
     )
+    ap.add_argument(
+        "--implicit",
+        action="store_true",
+        help="write the corpora in implicit VR little endian (default: explicit VR)",
+    )
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="dicom-index-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -392,8 +406,9 @@ def main() -> int:
         src = work / f"corpus-{name}"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            n, mb = make_corpus(name, count, src)
-        print(f"{name}: {n} files, {mb:.0f} MB", flush=True)
+            n, mb = make_corpus(name, count, src, implicit=args.implicit)
+        syntax = ", implicit VR" if args.implicit else ""
+        print(f"{name}: {n} files, {mb:.0f} MB{syntax}", flush=True)
         results += bench_corpus(name, src, n, mb, work, env, mongo, peers, args.repeat)
     report = {
         "machine": {
@@ -404,6 +419,9 @@ def main() -> int:
             "cpu_scaling": round(scaling, 2),
         },
         "repeat": args.repeat,
+        "transfer_syntax": "implicit VR little endian"
+        if args.implicit
+        else "explicit VR little endian",
         "results": [
             {
                 **asdict(r),

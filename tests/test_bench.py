@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydicom
+from pydicom.uid import ImplicitVRLittleEndian
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -55,9 +58,19 @@ def test_bench_times_every_tool_and_reuses_its_work_directory(tmp_path):
     assert first["machine"]["cpu_scaling"] > 0
     copies = sorted((work / "state-ct-1-False" / "out").rglob("*.dcm"))
     assert len(copies) == 2  # the 1-worker ingest really wrote the copies
-    # a second run on the same directory starts from nothing left by the first
-    second = _bench(work, report, 2, 0, "--repeat", "2")
+    assert first["transfer_syntax"] == "explicit VR little endian"
+    # a second run on the same directory starts from nothing left by the first (its corpus
+    # in implicit VR little endian, which the copies keep)
+    second = _bench(work, report, 2, 0, "--repeat", "2", "--implicit")
     assert second["repeat"] == 2
+    assert second["transfer_syntax"] == "implicit VR little endian"
+    written = [
+        *(work / "corpus-ct").glob("*.dcm"),
+        *(work / "state-ct-1-False" / "out").rglob("*.dcm"),
+    ]
+    assert len(written) == 4
+    for path in written:
+        assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
     assert [r["tool"] for r in second["results"]] == [  # one row per tool, its best round
         t for (c, t) in rows if c == "ct"
     ]
