@@ -173,12 +173,14 @@ def test_bad_inputs_are_recorded_and_the_rest_lands(
             "special_file",
             "link_member",
         }
-    # the big-endian, deflated and compressed objects were carried in their own syntax
+    # the big-endian, deflated, implicit VR and compressed objects were carried in their own
+    # syntax
     syntaxes = {
         str(pydicom.dcmread(f).file_meta.TransferSyntaxUID)
         for f in (tmp_path / "out").rglob("*.dcm")
     }
     assert {
+        str(ImplicitVRLittleEndian),
         str(ExplicitVRBigEndian),
         str(DeflatedExplicitVRLittleEndian),
         str(JPEGBaseline8Bit),
