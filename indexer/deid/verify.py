@@ -71,8 +71,7 @@ def _decoded(
     """
 
     def walk(d: Dataset, parents: str, charset: str | None) -> Iterable[tuple[str, str]]:
-        if charset is not None and SPECIFIC_CHARACTER_SET in d and parents:
-            charset = None  # an item with a character set of its own: pydicom decodes it
+        charset = _lean_charset(d, parents, charset)
         for tag, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
             if _skipped(raw, changed_only=changed_only, kept_only=kept_only) or not _wanted(
                 raw, tag, vrs, skip
@@ -96,6 +95,20 @@ def _decoded(
     if meta is not None:
         yield from walk(meta, "file meta ", charset)
     yield from walk(ds, "", charset)
+
+
+def _lean_charset(d: Dataset, parents: str, charset: str | None) -> str | None:
+    """The codec ``_lean_texts`` decodes ``d``'s elements with; None: pydicom decodes them.
+
+    An item with a character set of its own is left to pydicom. An implicit VR data set's
+    elements are given their VRs first (``rawvalue.give_vrs``): decoded here, as explicit
+    VR ones are, not converted one by one.
+    """
+    if charset is not None and SPECIFIC_CHARACTER_SET in d and parents:
+        return None
+    if charset is not None:
+        rawvalue.give_vrs(d)
+    return charset
 
 
 def _element(d: Dataset, tag: BaseTag, raw: object) -> DataElement:

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from indexer import work
-from indexer.deid import build_plan, verify
+from indexer.deid import build_plan, rawvalue, verify
 from indexer.deid.verify import ENCODINGS, Generated, Search, _needles, _spans
 from tests.builders import in_transfer_syntax, make_instance, to_bytes
 
@@ -147,3 +147,27 @@ def test_read_stored_gives_the_header_as_the_file_holds_it(tmp_path):
     after = make_instance(marker=MARK)
     after.add_new(0xFFFAFFFA, "SQ", [])  # Digital Signatures, after Pixel Data
     assert work.read_stored(to_bytes(after))[1] is None
+
+
+def test_leaks_in_implicit_vr_outputs_are_found_as_pydicom_would_decode_them(monkeypatch):
+    """An implicit VR output's elements, items' too, are given their VRs and decoded here
+    (``rawvalue.give_vrs``): the same leaks, at the same paths, as pydicom's conversions of
+    each element find."""
+    from tests.deid import kitchen_sink  # noqa: PLC0415 - only this test builds it
+
+    work.configure_pydicom()
+    sink, _markers = kitchen_sink.build()
+    data = in_transfer_syntax(sink, pydicom.uid.ImplicitVRLittleEndian)  # kept every value
+    plan = build_plan()
+    found = []
+    for given in (True, False):
+        if not given:  # every element without a VR: pydicom converts each
+            monkeypatch.setattr(rawvalue, "give_vrs", lambda _d: None)
+        values = verify.identifying_values(plan, work.read_dataset(data))
+        out, header = work.read_stored(data)
+        leaks = verify.find_leaks(values, out, header)
+        found.append(sorted((leak.source_path, leak.found_in) for leak in leaks))
+    lean, reference = found
+    assert len(lean) > 50
+    assert any("[0]." in where for _path, where in lean)  # inside items too
+    assert lean == reference
