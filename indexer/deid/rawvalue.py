@@ -177,7 +177,8 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     none of that VR: "US" became "FD" over 2 bytes; under a text VR, no text: a control code
     in them, as Bits Allocated 16 has). A private creator is an LO, whatever VR
     it was written in: pydicom reads it for every element of its block, and one it cannot
-    read left the block's values unread. Implicit VR elements have no VR yet.
+    read left the block's values unread. Implicit VR elements have no VR yet, or the one
+    ``give_vrs`` gave them: the dictionary's, which leaves nothing to do here.
     Returns the tags of the elements given a VR (a value not valid for it is damaged).
     """
     read_as: set[int] = set()
@@ -192,7 +193,7 @@ def read_as_known(d: Dataset) -> frozenset[int]:
             continue
         tag = key.real
         if (tag >> 16) & 1:  # private: decided by its block, never read by a guessed VR,
-            if _PRIVATE_CREATORS[0] <= tag & 0xFFFF <= _PRIVATE_CREATORS[1]:  # but its creator
+            if _is_private_creator(tag):  # but its creator
                 d._dict[key] = raw._replace(VR="LO")  # noqa: SLF001 - LO by definition
                 read_as.add(tag)
             continue
@@ -225,9 +226,14 @@ def give_vrs(d: Dataset) -> None:
 @functools.lru_cache(maxsize=4096)
 def _implicit_vr(tag: int) -> str | None:
     if (tag >> 16) & 1:  # private: a creator is an LO (PS3.5 7.8.1)
-        return "LO" if _PRIVATE_CREATORS[0] <= tag & 0xFFFF <= _PRIVATE_CREATORS[1] else None
+        return "LO" if _is_private_creator(tag) else None
     known = _dictionary_vrs(tag)
     return known[0] if len(known) == 1 else None
+
+
+def _is_private_creator(tag: int) -> bool:
+    """Whether a private tag's element number is a creator's (PS3.5 7.8.1)."""
+    return _PRIVATE_CREATORS[0] <= tag & 0xFFFF <= _PRIVATE_CREATORS[1]
 
 
 def _damaged_as(raw: RawDataElement, known: tuple[str, ...]) -> str | None:
