@@ -1,4 +1,4 @@
-"""Text in the headers of compressed frames: JPEG segments, JPEG 2000 comments, JP2 boxes.
+"""Text in the headers of compressed frames: JPEG segments, JPEG 2000 comments, JP2 boxes, video.
 
 A frame compressed as JPEG carries segments of its own before its image data: a camera's Exif
 (dates, serial numbers, places), XMP, IPTC captions, comments. A device that wrapped such a
@@ -13,7 +13,13 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   intellectual property boxes, JPX labels and XML inside association boxes, and the
   comments of the codestream it holds;
 - a JPEG XL file wrapped whole (not its bare codestream, which holds no text): Exif, XML,
-  JUMBF and Brotli-compressed boxes.
+  JUMBF and Brotli-compressed boxes;
+- video (MPEG-2, H.264, HEVC; known by the transfer syntax): MPEG-2 user data, and the user
+  data SEI messages of H.264 and HEVC (registered: captions; unregistered: an encoder's
+  settings, a recorder's text), each byte that is not zero made a space, so that no start
+  code and no escape byte changes (an unregistered message keeps its UUID). The frames held
+  in memory are parsed as one stream, so a unit cut by a fragment's end is found whole; of
+  streamed frames, each fragment is parsed alone.
 
 What stays (the segments decoders read, and every header's other segments) is searched by
 the leak check (``headers``). The frames of an object of ``spans.STREAM_FROM`` bytes or more
@@ -24,6 +30,7 @@ are blanked and searched as they are streamed into the copy, a fragment at a tim
 from __future__ import annotations
 
 import mmap
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,6 +63,23 @@ SPACE, ZERO = b" ", b"\x00"
 Blank = tuple[int, int, bytes]  # start, end, the byte to fill with
 Region = tuple[int, int]  # start, end of a header's bytes
 
+# video, by transfer syntax: the units after start codes (00 00 01) hold the headers
+MPEG2, H264, HEVC = "mpeg2", "h264", "hevc"
+_VIDEO_ROOT = "1.2.840.10008.1.2.4."
+VIDEO = {
+    **{f"{_VIDEO_ROOT}{n}{tail}": MPEG2 for n in (100, 101) for tail in ("", ".1")},
+    **{f"{_VIDEO_ROOT}{n}{tail}": H264 for n in range(102, 107) for tail in ("", ".1")},
+    **{f"{_VIDEO_ROOT}{n}": HEVC for n in (107, 108)},
+}
+START_CODE = b"\x00\x00\x01"
+MPEG2_USER_DATA = 0xB2
+H264_SEI, HEVC_SEI = 6, (39, 40)  # NAL unit types (HEVC: prefix and suffix SEI)
+# SEI payload types: user data registered (ITU-T T.35: captions), unregistered (UUID, text)
+SEI_REGISTERED, SEI_UNREGISTERED = 4, 5
+SEI_TRAILING = 0x80  # rbsp_trailing_bits: the stop bit
+_NOT_ZERO = re.compile(rb"[^\x00]+")
+FIND_BYTES = 1 << 20  # a memoryview (a fragment mapped from disk) is searched this much at a time
+
 
 def fragments(value: bytes | memoryview) -> Iterator[Region]:
     """(start, end) in ``value`` of each fragment after the Basic Offset Table's item."""
@@ -69,8 +93,22 @@ def fragments(value: bytes | memoryview) -> Iterator[Region]:
         pos = start + length
 
 
-def parse(frag: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
-    """What to blank in one fragment, and where its headers lie (nothing: no frame start)."""
+def video_codec(ds: Dataset) -> str | None:
+    """MPEG2, H264 or HEVC where the transfer syntax of ``ds`` is a video one, else None."""
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    return VIDEO.get(str(ts)) if ts is not None else None
+
+
+def parse(
+    frag: bytes | bytearray | memoryview, codec: str | None = None
+) -> tuple[list[Blank], list[Region]]:
+    """What to blank in one fragment, and where its headers lie (nothing: no frame start).
+
+    ``codec``: the video codec the transfer syntax names (``video_codec``), if one.
+    """
+    if codec is not None:
+        return _video(frag, codec)
     if frag[:2] == bytes((0xFF, SOI)):
         return _jpeg(frag)
     if frag[:4] == J2K_START:
@@ -174,35 +212,181 @@ def _boxes(
     return blanks, regions
 
 
+def _video(b: bytes | bytearray | memoryview, codec: str) -> tuple[list[Blank], list[Region]]:
+    """MPEG-2 user data, or H.264 and HEVC user data SEI messages; the units holding them."""
+    blanks: list[Blank] = []
+    regions: list[Region] = []
+    for start, end in _units(b):
+        if start >= end:  # a start code at the very end, or two in a row
+            continue
+        if codec == MPEG2:
+            if b[start] == MPEG2_USER_DATA:
+                blanks += _spaces(b, [(start + 1, end)])
+                regions.append((start, end))
+            continue
+        header = 1 if codec == H264 else 2
+        kind = b[start] & 0x1F if codec == H264 else (b[start] >> 1) & 0x3F
+        if kind == H264_SEI if codec == H264 else kind in HEVC_SEI:
+            blanks += _spaces(b, _sei_user_data(b, start + header, end))
+            regions.append((start, end))
+    return blanks, regions
+
+
+def _units(b: bytes | bytearray | memoryview) -> Iterator[Region]:
+    """(start, end) of each unit after a start code: its first byte on, to the next one."""
+    starts = _start_codes(b)
+    at = next(starts, -1)
+    while at >= 0:
+        start = at + len(START_CODE)
+        at = next(starts, -1)
+        yield start, len(b) if at < 0 else at
+
+
+def _start_codes(b: bytes | bytearray | memoryview) -> Iterator[int]:
+    """Where each start code lies, in order (two never overlap: a code's third byte is 01).
+
+    A memoryview (a fragment mapped from disk) is read once, a window at a time, the windows
+    overlapping by a start code less one byte.
+    """
+    if not isinstance(b, memoryview):
+        at = b.find(START_CODE)
+        while at >= 0:
+            yield at
+            at = b.find(START_CODE, at + len(START_CODE))
+        return
+    for base in range(0, len(b), FIND_BYTES):
+        window = bytes(b[base : base + FIND_BYTES + len(START_CODE) - 1])
+        at = window.find(START_CODE)
+        while 0 <= at < FIND_BYTES:  # one starting further on is the next window's
+            yield base + at
+            at = window.find(START_CODE, at + len(START_CODE))
+
+
+def _sei_user_data(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Region]:
+    """Where, in the NAL unit's bytes ``start`` to ``end``, its user data payloads lie.
+
+    Read as the payload bytes (RBSP): an emulation prevention byte (03 after 00 00) is no
+    payload byte. Each region is given in the unit's own bytes, split at those.
+    """
+    raw = bytes(b[start:end])
+    places: list[int] = []  # the unit's index of each payload byte
+    payload = bytearray()
+    at = 0
+    while (escape := raw.find(b"\x00\x00\x03", at)) >= 0:
+        places += range(at, escape + 2)
+        payload += raw[at : escape + 2]
+        at = escape + 3
+    places += range(at, len(raw))
+    payload += raw[at:]
+    found: list[Region] = []
+    i, n = 0, len(payload)
+    while i < n and not (payload[i] == SEI_TRAILING and not payload[i + 1 :].strip(b"\x00")):
+        kind, i = _sei_number(payload, i)
+        size, i = _sei_number(payload, i)
+        first = i + (UUID_BYTES if kind == SEI_UNREGISTERED else 0)
+        if kind in (SEI_REGISTERED, SEI_UNREGISTERED):
+            found += _runs([start + places[j] for j in range(first, min(i + size, n))])
+        i += size
+    return found
+
+
+def _sei_number(payload: bytearray, i: int) -> tuple[int, int]:
+    """An SEI message's payload type or size (bytes of 255 summed, then the last), and after."""
+    value = 0
+    while i < len(payload) and payload[i] == 0xFF:  # noqa: PLR2004
+        value += 0xFF
+        i += 1
+    return (value + payload[i], i + 1) if i < len(payload) else (value, i)
+
+
+def _runs(places: list[int]) -> list[Region]:
+    """``places`` (ascending) as runs of consecutive ones."""
+    runs: list[Region] = []
+    for p in places:
+        if runs and runs[-1][1] == p:
+            runs[-1] = (runs[-1][0], p + 1)
+        else:
+            runs.append((p, p + 1))
+    return runs
+
+
+def _spaces(b: bytes | bytearray | memoryview, regions: list[Region]) -> list[Blank]:
+    """Blanks making each byte in ``regions`` that is not zero a space (zeros kept)."""
+    return [
+        (a + m.start(), a + m.end(), SPACE)
+        for a, z in regions
+        for m in _NOT_ZERO.finditer(bytes(b[a:z]))
+    ]
+
+
 def _add(blanks: list[Blank], start: int, end: int, fill: bytes, size: int) -> None:
     """Blank ``start`` to ``end``, clipped to the fragment's ``size`` (a length may run on)."""
     end = min(end, size)
     blanks.append((min(start, end), end, fill))
 
 
-def blank(value: bytes | memoryview) -> tuple[bytes | memoryview, int]:
+def blank(value: bytes | memoryview, codec: str | None = None) -> tuple[bytes | memoryview, int]:
     """``value`` (encapsulated frames) with the text of their headers blanked; how many.
 
-    ``value`` itself where nothing is to be blanked (not copied).
+    ``value`` itself where nothing is to be blanked (not copied). Video (``codec``) is
+    parsed as one stream, its fragments joined.
     """
-    out: bytearray | None = None
-    count = 0
-    for start, end in fragments(value):
-        frag = memoryview(value)[start:end]
-        for a, z, fill in _to_blank(frag):
-            if out is None:
-                out = bytearray(value)
-            out[start + a : start + z] = fill * (z - a)
-            count += 1
-    return (bytes(out), count) if out is not None else (value, 0)
+    if codec is not None:
+        todo = _stream_blanks(value, codec)
+    else:
+        view = memoryview(value)
+        todo = [
+            (start + a, start + z, fill)
+            for start, end in fragments(value)
+            for a, z, fill in _to_blank(view[start:end])
+        ]
+    if not todo:
+        return value, 0
+    out = bytearray(value)
+    for a, z, fill in todo:
+        out[a:z] = fill * (z - a)
+    return bytes(out), len(todo)
 
 
-def _to_blank(frag: bytes | bytearray | memoryview) -> list[Blank]:
+def _to_blank(frag: bytes | bytearray | memoryview, codec: str | None = None) -> list[Blank]:
     """What ``parse`` would blank in ``frag`` that is not blank already."""
     return [
         (a, z, fill)
-        for a, z, fill in parse(frag)[0]
+        for a, z, fill in parse(frag, codec)[0]
         if z > a and bytes(frag[a:z]) != fill * (z - a)
+    ]
+
+
+def _joined_stream(value: bytes | memoryview) -> tuple[bytes | memoryview, list[Region]]:
+    """The fragments of ``value`` as one stream; where each lies in ``value``.
+
+    One fragment (as most video is) is not copied.
+    """
+    places = list(fragments(value))
+    view = memoryview(value)
+    if len(places) == 1:
+        return view[places[0][0] : places[0][1]], places
+    return b"".join(view[a:z] for a, z in places), places
+
+
+def _in_value(stream_regions: list[Region], places: list[Region]) -> Iterator[Region]:
+    """Regions of the joined stream as the pieces of ``value`` they lie in."""
+    for a, z in stream_regions:
+        offset = 0
+        for start, end in places:
+            lo, hi = max(a, offset), min(z, offset + end - start)
+            if lo < hi:
+                yield start + lo - offset, start + hi - offset
+            offset += end - start
+
+
+def _stream_blanks(value: bytes | memoryview, codec: str) -> list[Blank]:
+    """What to blank in video frames, parsed as one stream, in ``value``'s own places."""
+    stream, places = _joined_stream(value)
+    return [
+        (a, z, fill)
+        for sa, sz, fill in _to_blank(stream, codec)
+        for a, z in _in_value([(sa, sz)], places)
     ]
 
 
@@ -221,19 +405,20 @@ class Blanked(Span):
     whole: Span
     start: int
     end: int
+    codec: str | None = None  # video: each fragment parsed alone (``parse``)
     # searches the header bytes that stay (``verify.frame_header_check``): where a value
     # found came from; one found stops the copy (a DeidError)
     check: Callable[[bytes], str | None] | None = field(default=None, repr=False, compare=False)
 
     def chunks(self) -> Iterator[bytes]:
         """The frames' bytes, blanked, a chunk (or a fragment) at a time."""
-        return _through(self.whole, lambda frag: _blank_and_check(frag, self.check))
+        return _through(self.whole, lambda frag: _blank_and_check(frag, self.check, self.codec))
 
 
-def streamed_headers(frames: Span) -> bytes:
+def streamed_headers(frames: Span, codec: str | None = None) -> bytes:
     """The header bytes of every frame in the span ``frames``, as ``headers`` gives them."""
     parts: list[bytes] = []
-    for _chunk in _through(frames, lambda frag: parts.append(_joined(frag, parse(frag)[1]))):
+    for _chunk in _through(frames, lambda frag: parts.append(_joined(frag, parse(frag, codec)[1]))):
         pass
     return b"".join(parts)
 
@@ -281,10 +466,12 @@ def _held_fragment(
 
 
 def _blank_and_check(
-    frag: bytearray | memoryview, check: Callable[[bytes], str | None] | None
+    frag: bytearray | memoryview,
+    check: Callable[[bytes], str | None] | None,
+    codec: str | None = None,
 ) -> None:
     """Blank ``frag``'s header text in place, then search what stays of its headers."""
-    blanks, regions = parse(frag)
+    blanks, regions = parse(frag, codec)
     for a, z, fill in blanks:
         if z > a:
             frag[a:z] = fill * (z - a)
@@ -349,8 +536,11 @@ class _Reader:
         yield from self._chunks
 
 
-def headers(value: bytes | memoryview) -> bytes:
+def headers(value: bytes | memoryview, codec: str | None = None) -> bytes:
     """The header bytes of every frame in ``value``: what the leak check searches."""
+    if codec is not None:
+        stream, _places = _joined_stream(value)
+        return _joined(stream, parse(stream, codec)[1])
     return b"".join(
         _joined(frag, parse(frag)[1])
         for frag in (memoryview(value)[start:end] for start, end in fragments(value))
@@ -379,11 +569,12 @@ def blank_in(ds: Dataset) -> int | None:
     if found is None:
         return 0
     stored, value = found
+    codec = video_codec(ds)
     if isinstance(value, Span):
-        new: bytes | memoryview | Span = Blanked(value, value.start, value.end)
+        new: bytes | memoryview | Span = Blanked(value, value.start, value.end, codec)
         count = None
     else:
-        new, count = blank(value)
+        new, count = blank(value, codec)
     if new is not value:
         if isinstance(stored, RawDataElement):
             ds._dict[BaseTag(PIXEL_DATA)] = stored._replace(value=new)  # type: ignore[arg-type]  # noqa: SLF001
@@ -401,6 +592,7 @@ def headers_in(ds: Dataset, *, streamed: bool = False) -> bytes:
     found = _frames_of(ds)
     if found is None:
         return b""
+    codec = video_codec(ds)
     if isinstance(found[1], Span):
-        return streamed_headers(found[1]) if streamed else b""
-    return headers(found[1])
+        return streamed_headers(found[1], codec) if streamed else b""
+    return headers(found[1], codec)

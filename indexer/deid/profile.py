@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 4
+RULES_VERSION = 5
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -42,7 +42,8 @@ stays. 1: the rules before these numbers; 2: the pixel-data rules (pixel data pa
 cut, text in compressed frame headers blanked, unused pixel bits cleared); 3: JPX labels and
 XML inside association boxes blanked; 4: the frames of a streamed object blanked a whole
 fragment at a time, not its first MiB, and what stays of their headers searched (a value
-found refuses the object).
+found refuses the object); 5: user data in video (MPEG-2 user data, H.264 and HEVC user data
+SEI messages) blanked.
 """
 
 _RESOLVE = {
@@ -187,8 +188,9 @@ FRAME_TEXT = Decision(
     Action.CLEAN,
     "text in the headers of compressed frames (JPEG comments and application segments "
     "decoders do not read: Exif, XMP, IPTC; JPEG 2000 comments; JP2 XML, UUID and rights "
-    "boxes; JPEG XL Exif, XML and JUMBF boxes): blanked in place, each keeping its length; "
-    "the image is not decoded or changed",
+    "boxes; JPEG XL Exif, XML and JUMBF boxes; video user data: MPEG-2 user data, H.264 "
+    "and HEVC user data SEI messages): blanked in place, each keeping its length; the image "
+    "is not decoded or changed",
 )
 
 

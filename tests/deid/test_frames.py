@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom import uid
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
@@ -391,3 +392,191 @@ def test_a_streamed_frame_without_identifying_text_is_copied_when_checked(tmp_pa
     data = _object(_jpeg(JFIF, EXIF, COMMENT), _jpeg(ADOBE), PatientName="Doe^John")
     whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
     assert copy == whole
+
+
+# video: units after start codes; H.264 and HEVC escape 00 00 0x (x <= 3) as 00 00 03 0x
+UUID = bytes(range(0xA0, 0xB0))  # an encoder's, kept
+SLICE = b"\x65\x88\x84" + IMAGE  # an H.264 IDR slice: never read, never changed
+
+
+def _escaped(payload: bytes) -> bytes:
+    out, zeros = bytearray(), 0
+    for byte in payload:
+        if zeros >= 2 and byte <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)
+
+
+def _number(value: int) -> bytes:
+    return b"\xff" * (value // 255) + bytes([value % 255])
+
+
+def _rbsp(*messages: tuple[int, bytes]) -> bytes:
+    """An SEI unit's payload bytes, unescaped: (payload type, payload) messages, stop bit."""
+    return b"".join(_number(kind) + _number(len(p)) + p for kind, p in messages) + b"\x80"
+
+
+def _sei(*messages: tuple[int, bytes], header: bytes = b"\x06") -> bytes:
+    """One SEI NAL unit (H.264's header; HEVC's given) of (payload type, payload) messages."""
+    return b"\x00\x00\x00\x01" + header + _escaped(_rbsp(*messages))
+
+
+def _unescaped(unit: bytes) -> bytes:
+    return unit.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def _escapes(unit: bytes) -> list[int]:
+    """Where a decoder finds an escape byte in ``unit``."""
+    found, zeros = [], 0
+    for i, byte in enumerate(unit):
+        if zeros >= 2 and byte == 3:
+            found.append(i)
+            zeros = 0
+            continue
+        zeros = zeros + 1 if byte == 0 else 0
+    return found
+
+
+def _spaced(data: bytes) -> bytes:
+    return bytes(b if b == 0 else 0x20 for b in data)
+
+
+H264_HEAD = b"\x00\x00\x00\x01\x09\xf0" + b"\x00\x00\x00\x01\x67\x64\x00\x1f\xac"  # AUD, SPS
+TEXT = b"x264 - core 164 - PHIMARK Doe^Jane options: cabac=1"
+TIMING = (1, b"\x00\x00\x01\x02")  # picture timing: binary, kept (escaped in the unit)
+
+
+def test_h264_user_data_sei_is_blanked_and_the_rest_kept():
+    """Unregistered user data (an encoder's settings, a recorder's text) after its UUID, and
+    registered user data (captions), each byte not zero a space; the other messages, the
+    escape bytes, the parameter sets and the slices as they were."""
+    stream = H264_HEAD + _sei((5, UUID + MARK + TEXT), TIMING, (4, b"\xb5\x00\x31" + MARK))
+    stream += b"\x00\x00\x01" + SLICE
+    copy = _copy(_object(stream, ts=uid.MPEG4HP41))
+    assert MARK not in copy
+    assert b"x264" not in copy
+    expected = H264_HEAD + _sei(
+        (5, UUID + _spaced(MARK + TEXT)), TIMING, (4, _spaced(b"\xb5\x00\x31" + MARK))
+    )
+    assert _frames_of(copy) == [_even(expected + b"\x00\x00\x01" + SLICE)]
+
+
+def test_escape_bytes_inside_user_data_stay_and_the_next_message_is_read_whole():
+    """Zeros that would read as a start code are escaped in the unit: those escape bytes
+    stay, so every message keeps its length as a decoder counts it."""
+    payload = UUID + b"Doe\x00\x00\x01PHIMARK\x00\x00\x00\x03Jane"
+    unit = _sei((5, payload), (5, UUID + MARK))
+    assert unit.count(b"\x00\x00\x03") == 2  # 00 00 03 01, 00 00 03 00
+    (frame,) = _frames_of(_copy(_object(H264_HEAD + unit, ts=uid.MPEG4HP41F)))
+    new = frame[len(H264_HEAD) : len(H264_HEAD) + len(unit)]
+    assert _escapes(new) == _escapes(unit)
+    assert new[len(unit) - 1 :] == b"\x80"
+    spaced = _rbsp((5, UUID + _spaced(payload[16:])), (5, UUID + _spaced(MARK)))
+    assert _unescaped(new[5:]) == spaced  # the same messages, the same lengths, as decoded
+
+
+def test_hevc_prefix_and_suffix_sei_user_data_is_blanked():
+    vps = b"\x00\x00\x00\x01\x40\x01\x0c\x01\xff\xff"
+    prefix = _sei((5, UUID + MARK), header=b"\x4e\x01")  # type 39
+    suffix = _sei((4, b"\xb5" + MARK), header=b"\x50\x01")  # type 40
+    slice_ = b"\x00\x00\x01\x26\x01" + IMAGE
+    copy = _copy(_object(vps + prefix + slice_ + suffix, ts=uid.HEVCMP51))
+    assert MARK not in copy
+    expected = vps + _sei((5, UUID + _spaced(MARK)), header=b"\x4e\x01") + slice_
+    expected += _sei((4, _spaced(b"\xb5" + MARK)), header=b"\x50\x01")
+    assert _frames_of(copy) == [_even(expected)]
+
+
+def test_mpeg2_user_data_is_blanked():
+    sequence = b"\x00\x00\x01\xb3\x02\x00\x10\x14\xff\xff\xe0\x18"
+    user = b"\x00\x00\x01\xb2" + MARK + b" recorded at St. Elsewhere"
+    picture = b"\x00\x00\x01\x00\x00\x0f\xff\xf8" + b"\x00\x00\x01\x01" + IMAGE
+    copy = _copy(_object(sequence + user + picture, ts=uid.MPEG2MPML))
+    assert MARK not in copy
+    expected = sequence + b"\x00\x00\x01\xb2" + _spaced(user[4:]) + picture
+    assert _frames_of(copy) == [_even(expected)]
+
+
+def test_a_message_cut_by_a_fragment_end_is_blanked_in_both():
+    """Fragmentable video: fragments cut the stream anywhere. Held frames are parsed as one
+    stream, so a message begun in one fragment is blanked into the next."""
+    stream = H264_HEAD + _sei((5, UUID + TEXT + MARK)) + b"\x00\x00\x01" + SLICE
+    cut = stream.index(b"PHIMARK") + 3
+    cut += cut % 2  # fragments are of even length: a stream is cut where none is padded
+    copy = _copy(_object(stream[:cut], stream[cut:], ts=uid.MPEG4HP41F))
+    assert b"PHI" not in copy
+    assert b"MARK" not in copy
+    expected = H264_HEAD + _sei((5, UUID + _spaced(TEXT + MARK))) + b"\x00\x00\x01" + SLICE
+    assert _frames_of(copy) == [_even(expected[:cut]), _even(expected[cut:])]
+
+
+def test_video_bytes_under_another_transfer_syntax_are_left_alone():
+    """What is parsed as video is known by the transfer syntax, not guessed from bytes."""
+    stream = H264_HEAD + _sei((5, UUID + MARK))
+    assert _frames_of(_copy(_object(stream, ts=JPEGBaseline8Bit))) == [_even(stream)]
+
+
+@pytest.mark.parametrize(("chunk", "held"), [(7, 1 << 20), (1 << 20, 16)])
+def test_streamed_video_is_blanked_as_it_is_copied(tmp_path, monkeypatch, chunk, held):
+    """As held frames are; a fragment held on disk (16 bytes) is searched for start codes a
+    window at a time (5 bytes: a start code across two of them)."""
+    monkeypatch.setattr(frames, "HELD_BYTES", held)
+    monkeypatch.setattr(frames, "FIND_BYTES", 5)
+    stream = H264_HEAD + _sei((5, UUID + MARK), TIMING) + b"\x00\x00\x01" + SLICE
+    data = _object(stream, ts=uid.MPEG4HP41)
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, chunk, frames.Blanked)
+    assert copy == whole
+    assert MARK not in copy
+
+
+def test_text_left_in_another_sei_message_is_caught_by_the_leak_check(tmp_path):
+    """The SEI units are searched: a patient's name in a message that is kept refuses the
+    object, and `verify` names where it found it."""
+    name = b"Doe^Jane^PHIMARKPN"
+    stream = H264_HEAD + _sei((5, UUID + b"ok"), (137, name)) + b"\x00\x00\x01" + SLICE
+    data = _object(stream, ts=uid.MPEG4HP41, PatientName=name.decode())
+    store = LocalStore(tmp_path / "out")
+    ctx = work.RunContext(PLAN, keys.generate(), store, "DI", 30, 1)
+    try:
+        with pytest.raises(DeidError) as e:
+            work.process(SourceFile("src-1", "/a/1.dcm", len(data), lambda: data), ctx)
+    finally:
+        store.close()
+    assert e.value.reason == "leak_detected"
+    values = verify.identifying_values(PLAN, work.read_dataset(data))
+    leaks = verify.find_leaks(values, work.read_dataset(_copy(data)))
+    assert ("(0010,0010)", "compressed frame headers (utf-8)") in [
+        (leak.source_path, leak.found_in) for leak in leaks
+    ]
+
+
+@pytest.mark.parametrize("codec", [frames.MPEG2, frames.H264, frames.HEVC])
+def test_damaged_video_never_raises(codec, monkeypatch):
+    """Sizes that run past the unit, cut units, random bytes: the blanks stay in the
+    fragment, and only bytes that were not zero become spaces. A fragment held on disk
+    (a memoryview, searched a window at a time) is parsed as the same bytes held are."""
+    monkeypatch.setattr(frames, "FIND_BYTES", 3)
+    rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
+    header = {frames.H264: b"\x06", frames.HEVC: b"\x4e\x01", frames.MPEG2: b""}[codec]
+    base = (
+        b"\x00\x00\x01\xb2" + MARK
+        if codec == frames.MPEG2
+        else _sei((5, UUID + MARK), TIMING, (300, MARK * 12), header=header)
+    )
+    for _ in range(1500):
+        frame = bytearray(H264_HEAD + base + b"\x00\x00\x01" + SLICE)
+        for _ in range(rng.randrange(1, 4)):
+            frame[rng.randrange(len(frame))] = rng.randrange(256)
+        cut = bytes(frame[: rng.randrange(2, len(frame) + 1)])
+        blanks, regions = frames.parse(cut, codec)
+        assert all(0 <= a <= z <= len(cut) for a, z, _fill in blanks)
+        assert all(0 <= a <= z <= len(cut) for a, z in regions)
+        for view in (cut, memoryview(cut)):
+            assert frames.parse(view, codec) == (blanks, regions)
+        new, _count = frames.blank(encapsulate([cut]), codec)
+        old = encapsulate([cut])
+        assert len(new) == len(old)
+        assert all(n in (o, 0x20) and (n == o or o != 0) for o, n in zip(old, new, strict=True))

@@ -16,7 +16,7 @@ import struct
 
 import pytest
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
+from pydicom.uid import MPEG4HP41, JPEG2000Lossless, JPEGBaseline8Bit
 
 from indexer import __version__, deid, work
 from indexer.deid import build_plan
@@ -36,6 +36,7 @@ SETTINGS = [
 DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies (this one)
     ("0.1.0", 3): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
     ("0.1.0", 4): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
+    ("0.1.0", 5): "bcbb1354c219394adf82f167250ffb47c44dfb2d5fe46ebdef92fd1b00e1f453",
 }
 
 
@@ -101,6 +102,13 @@ def _jp2_with_a_label() -> bytes:
     return _encapsulated(6, JPEG2000Lossless, frame)
 
 
+def _h264_with_user_data() -> bytes:
+    """An H.264 stream whose SEI holds an encoder's settings (blanked since version 5)."""
+    rbsp = b"\x05\x19" + bytes(range(16)) + b"x264 core" + b"\x80"  # type 5, 25 bytes
+    frame = b"\x00\x00\x00\x01\x06" + rbsp + b"\x00\x00\x01\x65\x88" + b"\x12\x34" * 8
+    return _encapsulated(7, MPEG4HP41, frame)
+
+
 def _corpus() -> list[bytes]:
     return [
         to_bytes(kitchen_sink.build()[0]),
@@ -110,6 +118,7 @@ def _corpus() -> list[bytes]:
         _overlay_in_high_bits(),
         _pixels_past_the_image(),
         _jp2_with_a_label(),
+        _h264_with_user_data(),
     ]
 
 
