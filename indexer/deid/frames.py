@@ -17,9 +17,10 @@ each segment keeping its length, so nothing of the image is decoded or changed:
 - video (MPEG-2, H.264, HEVC; known by the transfer syntax): MPEG-2 user data, and the user
   data SEI messages of H.264 and HEVC (registered: captions; unregistered: an encoder's
   settings, a recorder's text), each byte that is not zero made a space, so that no start
-  code and no escape byte changes (an unregistered message keeps its UUID). The frames held
-  in memory are parsed as one stream, so a unit cut by a fragment's end is found whole; of
-  streamed frames, each fragment is parsed alone.
+  code and no escape byte changes (an unregistered message keeps its UUID). Fragments may
+  cut the stream anywhere: frames held in memory are parsed as one stream, and streamed
+  ones a fragment at a time, the unit a fragment ends in read on into the next
+  (``_VideoPass``).
 
 What stays (the segments decoders read, and every header's other segments) is searched by
 the leak check (``headers``). The frames of an object of ``spans.STREAM_FROM`` bytes or more
@@ -405,22 +406,101 @@ class Blanked(Span):
     whole: Span
     start: int
     end: int
-    codec: str | None = None  # video: each fragment parsed alone (``parse``)
+    codec: str | None = None  # video: parsed as a stream (``_VideoPass``)
     # searches the header bytes that stay (``verify.frame_header_check``): where a value
     # found came from; one found stops the copy (a DeidError)
     check: Callable[[bytes], str | None] | None = field(default=None, repr=False, compare=False)
 
     def chunks(self) -> Iterator[bytes]:
         """The frames' bytes, blanked, a chunk (or a fragment) at a time."""
-        return _through(self.whole, lambda frag: _blank_and_check(frag, self.check, self.codec))
+        if self.codec is not None:
+            return _through(self.whole, _VideoPass(self.codec, self.check))
+        return _through(self.whole, lambda frag: _blank_and_check(frag, self.check))
 
 
 def streamed_headers(frames: Span, codec: str | None = None) -> bytes:
     """The header bytes of every frame in the span ``frames``, as ``headers`` gives them."""
     parts: list[bytes] = []
-    for _chunk in _through(frames, lambda frag: parts.append(_joined(frag, parse(frag, codec)[1]))):
+    each: Callable[[bytearray | memoryview], None] = lambda frag: parts.append(  # noqa: E731
+        _joined(frag, parse(frag)[1])
+    )
+    if codec is not None:
+        each = _VideoPass(codec, found=parts)
+    for _chunk in _through(frames, each):
         pass
     return b"".join(parts)
+
+
+class _VideoPass:
+    """Video streamed a fragment at a time (``_through``), blanked and searched as it passes.
+
+    Fragments may cut the stream anywhere. A unit holding text that the last fragment ended
+    in is read on into this one, from its start code (kept as ``_tail``), as is a start code
+    cut in two (the last fragment's last two bytes, kept otherwise). The parse of those
+    joined bytes blanks what lies in this fragment, up to ``HELD_BYTES`` of it; the last
+    fragment's part was blanked as far as it went.
+    """
+
+    def __init__(
+        self,
+        codec: str,
+        check: Callable[[bytes], str | None] | None = None,
+        found: list[bytes] | None = None,
+    ) -> None:
+        """Blank, and search with ``check``; or (``found``) collect the header bytes only."""
+        self._codec, self._check, self._found = codec, check, found
+        self._blank = found is None
+        self._tail = b""
+
+    def __call__(self, frag: bytearray | memoryview) -> None:
+        """Blank ``frag`` in place and search its units, the one it goes on with first."""
+        first = next(_start_codes(frag), len(frag))
+        joined = None
+        cut = len(self._tail)
+        if 0 <= (self._tail + bytes(frag[:2])).find(START_CODE) < cut:
+            joined = bytearray(self._tail + bytes(frag[: min(first, HELD_BYTES)]))
+            blanks, regions = parse(joined, self._codec)
+            for a, z, fill in blanks if self._blank else ():
+                a = max(a, cut)  # noqa: PLW2901 - the last fragment's part went as it was
+                if z > a:
+                    frag[a - cut : z - cut] = fill * (z - a)
+                    joined[a:z] = fill * (z - a)
+            self._search(joined, regions)
+        blanks, regions = parse(frag, self._codec)
+        for a, z, fill in blanks if self._blank else ():
+            frag[a:z] = fill * (z - a)
+        self._search(frag, regions)
+        self._tail = self._next_tail(frag, joined, first)
+
+    def _search(self, b: bytes | bytearray | memoryview, regions: list[Region]) -> None:
+        if self._found is not None:
+            self._found.append(_joined(b, regions))
+        if self._check is not None:
+            _refuse_found(self._check, b, regions)
+
+    def _next_tail(
+        self, frag: bytearray | memoryview, joined: bytearray | None, first: int
+    ) -> bytes:
+        """The unit holding text that ``frag`` ends in, from its start code.
+
+        Else (none, or over ``HELD_BYTES``) its last two bytes: the start of a start code,
+        maybe.
+        """
+        held = b""
+        if first < len(frag):
+            start = first
+            for start, _end in _units(frag):  # noqa: B007 - the last one
+                pass
+            held = bytes(frag[start - len(START_CODE) :])
+        elif joined is not None and len(joined) - len(self._tail) == len(frag):
+            held = bytes(joined)  # the unit goes on through the whole of this fragment
+        if held and len(held) <= len(START_CODE) + 1:  # its kind not known yet
+            return held
+        if held and len(held) <= HELD_BYTES:
+            regions = parse(held, self._codec)[1]
+            if regions and regions[-1][1] == len(held):
+                return held
+        return bytes(frag[-2:])
 
 
 def _through(frames: Span, each: Callable[[bytearray | memoryview], None]) -> Iterator[bytes]:
@@ -466,16 +546,22 @@ def _held_fragment(
 
 
 def _blank_and_check(
-    frag: bytearray | memoryview,
-    check: Callable[[bytes], str | None] | None,
-    codec: str | None = None,
+    frag: bytearray | memoryview, check: Callable[[bytes], str | None] | None
 ) -> None:
     """Blank ``frag``'s header text in place, then search what stays of its headers."""
-    blanks, regions = parse(frag, codec)
+    blanks, regions = parse(frag)
     for a, z, fill in blanks:
         if z > a:
             frag[a:z] = fill * (z - a)
-    if check is not None and regions and (source := check(_joined(frag, regions))):
+    if check is not None:
+        _refuse_found(check, frag, regions)
+
+
+def _refuse_found(
+    check: Callable[[bytes], str | None], b: bytes | bytearray | memoryview, regions: list[Region]
+) -> None:
+    """Raise where ``check`` finds a value in the header bytes ``regions`` of ``b``."""
+    if regions and (source := check(_joined(b, regions))):
         raise DeidError(
             "an identifying value survived de-identification in a compressed frame's "
             f"header (from {source}); not written",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import random
 import struct
 from pathlib import Path
@@ -580,3 +581,88 @@ def test_damaged_video_never_raises(codec, monkeypatch):
         old = encapsulate([cut])
         assert len(new) == len(old)
         assert all(n in (o, 0x20) and (n == o or o != 0) for o, n in zip(old, new, strict=True))
+
+
+def _video_streams() -> dict[str, bytes]:
+    """A stream of each codec whose text is cut by every cut of the tests below."""
+    escaped = UUID + b"Doe\x00\x00\x01" + MARK + b"\x00\x00\x00\x03Jane" + TEXT
+    h264 = H264_HEAD + _sei((5, escaped), TIMING, (4, b"\xb5" + MARK)) + b"\x00\x00\x01" + SLICE
+    hevc = b"\x00\x00\x00\x01\x40\x01\x0c\x01" + _sei((5, escaped), header=b"\x4e\x01")
+    hevc += b"\x00\x00\x01\x26\x01" + IMAGE + _sei((4, b"\xb5" + MARK), header=b"\x50\x01")
+    mpeg2 = b"\x00\x00\x01\xb3\x02\x00\x10\x14" + b"\x00\x00\x01\xb2" + MARK + TEXT
+    mpeg2 += b"\x00\x00\x01\x00\x00\x0f" + IMAGE + b"\x00\x00\x01\xb2" + MARK
+    return {frames.H264: h264, frames.HEVC: hevc, frames.MPEG2: mpeg2}
+
+
+def _streamed(tmp_path: Path, value: bytes, codec: str) -> tuple[bytes, bytes]:
+    """(``value`` blanked as streamed, the header bytes searched as it streams)."""
+    path = tmp_path / "frames"
+    path.write_bytes(value)
+    span = FileSpan(path, 0, len(value), version_of(path.stat()))
+    return (
+        b"".join(frames.Blanked(span, 0, len(value), codec).chunks()),
+        frames.streamed_headers(span, codec),
+    )
+
+
+def test_streamed_headers_hold_what_is_searched_held(tmp_path):
+    """`verify` of a large video copy searches its SEI units as held ones: as they are, text
+    left in them too (another tool's copy), cut by fragments or not."""
+    stream = _video_streams()[frames.H264]
+    at = stream.index(MARK)
+    for value in (encapsulate([stream]), encapsulate([stream[:at], stream[at:]])):
+        held = frames.headers(value, frames.H264)
+        assert MARK in held
+        assert MARK in _streamed(tmp_path, value, frames.H264)[1]
+
+
+@pytest.mark.parametrize("codec", [frames.H264, frames.HEVC, frames.MPEG2])
+def test_streamed_video_cut_anywhere_is_blanked_as_held(tmp_path, codec):
+    """Streamed video is blanked a fragment at a time, and a fragment may end anywhere: in
+    a message's text, its size, an escape, a start code. Each cut gives the copy the frames
+    held whole (parsed as one stream) give. Two cuts close together leave a fragment that
+    lies inside one unit."""
+    stream = _video_streams()[codec]
+    even = range(2, len(stream), 2)  # fragments are of even length: where none is padded
+    cuts = [(c,) for c in even]
+    rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
+    cuts += [tuple(sorted(rng.sample(even, 2))) for _ in range(60)]
+    for cut in cuts:
+        ends = [0, *cut, len(stream)]
+        value = encapsulate([stream[a:z] for a, z in itertools.pairwise(ends)])
+        held, count = frames.blank(value, codec)
+        assert count > 0
+        assert MARK not in b"".join(held[a:z] for a, z in frames.fragments(held)).replace(
+            b"\x00", b""
+        )
+        assert _streamed(tmp_path, value, codec)[0] == held, cut
+
+
+def test_a_value_in_a_kept_message_cut_by_a_fragment_end_is_found(tmp_path):
+    """The unit a fragment ends in is searched whole, with what the next one holds of it:
+    a patient's name in a message that stays, cut anywhere, stops the streamed copy."""
+    name = b"Doe^Jane^PHIMARKPN"
+    stream = H264_HEAD + _sei((5, UUID + b"ok"), (137, name)) + b"\x00\x00\x01" + SLICE
+    at = stream.index(name)
+    for cut in range(at - at % 2, at + len(name) + 1, 2):
+        value = encapsulate([stream[:cut], stream[cut:]])
+        path = tmp_path / "frames"
+        path.write_bytes(value)
+        span = FileSpan(path, 0, len(value), version_of(path.stat()))
+        found = frames.Blanked(span, 0, len(value), frames.H264, lambda b: "PN" * (name in b))
+        with pytest.raises(DeidError, match=r"header \(from PN\)"):
+            b"".join(found.chunks())
+
+
+def test_a_unit_longer_than_what_is_held_is_blanked_as_far_as_held(tmp_path, monkeypatch):
+    """A text unit that runs on past ``HELD_BYTES`` of the next fragment is blanked up to
+    there: the parse never holds more of a fragment than that."""
+    monkeypatch.setattr(frames, "HELD_BYTES", 64)
+    stream = H264_HEAD + _sei((5, UUID + MARK * 40)) + b"\x00\x00\x01" + SLICE
+    cut = len(H264_HEAD) + 40
+    value = encapsulate([stream[:cut], stream[cut:]])
+    copy, _headers = _streamed(tmp_path, value, frames.H264)
+    second = next(itertools.islice(frames.fragments(copy), 1, None))
+    text = copy[second[0] : second[1]]
+    assert text[:64] == b" " * 64
+    assert MARK in text[64:]  # past what is held: left (the leak check searches the rest)
