@@ -5,7 +5,8 @@ Usage:
                            [--save DIR] [--progress]
 
 Each object is one of the test suite's bases (the kitchen sink and a plain instance, in
-explicit VR little endian, implicit VR and big endian), damaged by a mutator of
+explicit VR little endian, implicit VR and big endian; and, for the bytes mutator, video
+objects whose user data holds text, cut by a fragment's end), damaged by a mutator of
 ``tests/fuzzing.py``: ``bytes`` changes, cuts and makes up bytes anywhere past the preamble;
 ``structured`` damages whole elements (a tag byte, an element written twice, and in explicit
 VR a VR byte). Each is de-identified and indexed as the
@@ -42,7 +43,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pydicom  # noqa: E402
+from pydicom.encaps import encapsulate  # noqa: E402
 from pydicom.uid import (  # noqa: E402
+    HEVCMP51,
+    MPEG2MPML,
+    MPEG4HP41,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -83,7 +88,51 @@ def bases() -> tuple[dict[str, list[bytes]], list[str]]:
             in_transfer_syntax(sink, ts),  # (names the syntax in its file meta, then writes)
             in_transfer_syntax(make_instance(4, 1, 1, len(found) + 1, marker=MARK), ts),
         ]
+    found[VIDEO] = [_video(ts, stream) for ts, stream in _VIDEO_STREAMS]
     return found, [MARK, "KSMARK", *sink_markers.values()]
+
+
+VIDEO = "video"  # bases damaged by the bytes mutator only, as explicit VR ones
+_TEXT = MARK.encode() + b" Doe^Jane recorded at St. Elsewhere"
+_VIDEO_STREAMS = [  # user data holding text, cut by a fragment's end, and a slice after it
+    (
+        MPEG4HP41,
+        b"\x00\x00\x00\x01\x67\x64\x00\x1f\x00\x00\x01\x06\x05"
+        + bytes([16 + len(_TEXT)])
+        + bytes(range(0xA0, 0xB0))
+        + _TEXT
+        + b"\x80\x00\x00\x01\x65\x88\x84"
+        + bytes(range(1, 200)),
+    ),
+    (
+        HEVCMP51,
+        b"\x00\x00\x00\x01\x40\x01\x0c\x01\x00\x00\x01\x4e\x01\x04"
+        + bytes([len(_TEXT)])
+        + _TEXT
+        + b"\x80\x00\x00\x01\x26\x01"
+        + bytes(range(1, 200)),
+    ),
+    (
+        MPEG2MPML,
+        b"\x00\x00\x01\xb3\x14\x00\xf0\x23\x00\x00\x01\xb2"
+        + _TEXT
+        + b"\x00\x00\x01\x00\x00\x0f"
+        + bytes(range(1, 200)),
+    ),
+]
+
+
+def _video(ts: str, stream: bytes) -> bytes:
+    """A video object of ``stream`` in two fragments, the first cut inside its text."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK, rows=16, columns=16)
+    ds.file_meta.TransferSyntaxUID = ts
+    cut = stream.index(b"Doe") & ~1
+    ds.PixelData = encapsulate([stream[:cut], stream[cut:]])
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = 1
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
 
 
 def damage(
@@ -96,7 +145,7 @@ def damage(
     encoding = rng.choice(["explicit", "explicit", "implicit", "big"])
     if mutator == "structured" or (mutator == "both" and rng.randrange(2)):
         return damaged(rng, rng.choice(found[encoding]), tags, encoding=encoding)
-    return mutated(rng, rng.choice(found[encoding]))
+    return mutated(rng, rng.choice(found[encoding] + found[VIDEO] * (encoding == "explicit")))
 
 
 def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tuple[str, str]:
