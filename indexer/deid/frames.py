@@ -20,7 +20,8 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   code and no escape byte changes (an unregistered message keeps its UUID). Fragments may
   cut the stream anywhere: frames held in memory are parsed as one stream, and streamed
   ones a fragment at a time, the unit a fragment ends in read on into the next
-  (``_VideoPass``).
+  (``_VideoPass``). Video wrapped in a container (an MP4 file, a transport stream) is not
+  parsed (``byte_stream``).
 
 What stays (the segments decoders read, and every header's other segments) is searched by
 the leak check (``headers``). The frames of an object of ``spans.STREAM_FROM`` bytes or more
@@ -381,9 +382,23 @@ def _in_value(stream_regions: list[Region], places: list[Region]) -> Iterator[Re
             offset += end - start
 
 
+def byte_stream(head: bytes | bytearray | memoryview) -> bool:
+    """Whether video beginning with ``head`` is a stream of start codes and units.
+
+    As H.264 and HEVC (Annex B) and MPEG-2 video are: zero bytes, then 01. Video wrapped in a
+    container is not (an MP4 file's boxes, a transport stream's packets): a start code's
+    bytes there are chance (a box's size), and its units' bytes are not the stream's.
+    """
+    first = bytes(head[:64])
+    zeros = len(first) - len(first.lstrip(b"\x00"))
+    return zeros >= 2 and first[zeros : zeros + 1] == b"\x01"  # noqa: PLR2004 - 00 00 01
+
+
 def _stream_blanks(value: bytes | memoryview, codec: str) -> list[Blank]:
     """What to blank in video frames, parsed as one stream, in ``value``'s own places."""
     stream, places = _joined_stream(value)
+    if not byte_stream(stream):
+        return []
     return [
         (a, z, fill)
         for sa, sz, fill in _to_blank(stream, codec)
@@ -451,9 +466,21 @@ class _VideoPass:
         self._codec, self._check, self._found = codec, check, found
         self._blank = found is None
         self._tail = b""
+        self._stream: bool | None = None  # a byte stream (``byte_stream``): its start says
+        self._lead = 0  # zero bytes it starts with, while only those came
 
     def __call__(self, frag: bytearray | memoryview) -> None:
         """Blank ``frag`` in place and search its units, the one it goes on with first."""
+        if self._stream is None:
+            head = bytes(frag[:64])
+            lead = len(head) - len(head.lstrip(b"\x00"))
+            if lead == len(frag):  # zeros so far: the stream's first fragment is not over
+                self._lead += lead
+                self._tail = (self._tail + head)[-2:]
+                return
+            self._stream = byte_stream(bytes(min(self._lead, 2)) + head)
+        if not self._stream:
+            return
         first = next(_start_codes(frag), len(frag))
         joined = None
         cut = len(self._tail)
@@ -626,7 +653,7 @@ def headers(value: bytes | memoryview, codec: str | None = None) -> bytes:
     """The header bytes of every frame in ``value``: what the leak check searches."""
     if codec is not None:
         stream, _places = _joined_stream(value)
-        return _joined(stream, parse(stream, codec)[1])
+        return _joined(stream, parse(stream, codec)[1]) if byte_stream(stream) else b""
     return b"".join(
         _joined(frag, parse(frag)[1])
         for frag in (memoryview(value)[start:end] for start, end in fragments(value))

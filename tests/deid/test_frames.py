@@ -662,3 +662,22 @@ def test_a_unit_longer_than_what_is_held_is_blanked_as_far_as_held(tmp_path, mon
     text = copy[second[0] : second[1]]
     assert text[:64] == b" " * 64
     assert MARK in text[64:]  # past what is held: left (the leak check searches the rest)
+
+
+def test_video_in_a_container_is_left_as_it_is(tmp_path):
+    """An MP4 file or a transport stream wrapped whole is no stream of start codes: what
+    reads as one there (a box's size of 262 bytes: 00 00 01 06) is chance, and parsing it
+    would write spaces over the container's own bytes. Held or streamed, it stays."""
+    sei_like = b"\x05\x40" + bytes(range(0xA0, 0xB0)) + MARK  # would read as user data
+    mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomavc1"
+    mp4 += b"\x00\x00\x01\x06moov" + sei_like + bytes(range(1, 250))
+    ts = b"\x47\x41\x00\x10" + b"\x00\x00\x01\xe0\x00\x00\x00\x00\x01\x06" + sei_like
+    ts = ts.ljust(188, b"\xff") + b"\x47\x01\x00\x11" + bytes(range(1, 185))
+    for codec, stream in ((frames.H264, mp4), (frames.H264, ts), (frames.MPEG2, mp4)):
+        assert not frames.byte_stream(stream)
+        value = encapsulate([stream[:100], stream[100:]])
+        assert frames.blank(value, codec) == (value, 0)
+        assert frames.headers(value, codec) == b""
+        assert _streamed(tmp_path, value, codec) == (value, b"")
+    assert frames.byte_stream(b"\x00\x00\x01\xb3")
+    assert frames.byte_stream(H264_HEAD)
