@@ -228,7 +228,7 @@ def _video(b: bytes | bytearray | memoryview, codec: str) -> tuple[list[Blank], 
             continue
         header = 1 if codec == H264 else 2
         kind = b[start] & 0x1F if codec == H264 else (b[start] >> 1) & 0x3F
-        if kind == H264_SEI if codec == H264 else kind in HEVC_SEI:
+        if (kind == H264_SEI) if codec == H264 else (kind in HEVC_SEI):
             blanks += _spaces(b, _sei_user_data(b, start + header, end))
             regions.append((start, end))
     return blanks, regions
@@ -436,11 +436,11 @@ class Blanked(Span):
 def streamed_headers(frames: Span, codec: str | None = None) -> bytes:
     """The header bytes of every frame in the span ``frames``, as ``headers`` gives them."""
     parts: list[bytes] = []
-    each: Callable[[bytearray | memoryview], None] = lambda frag: parts.append(  # noqa: E731
-        _joined(frag, parse(frag)[1])
+    each: Callable[[bytearray | memoryview], None] = (
+        _VideoPass(codec, found=parts)
+        if codec is not None
+        else lambda frag: parts.append(_joined(frag, parse(frag)[1]))
     )
-    if codec is not None:
-        each = _VideoPass(codec, found=parts)
     for _chunk in _through(frames, each):
         pass
     return b"".join(parts)
