@@ -20,8 +20,10 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   code and no escape byte changes (an unregistered message keeps its UUID). Fragments may
   cut the stream anywhere: frames held in memory are parsed as one stream, and streamed
   ones a fragment at a time, the unit a fragment ends in read on into the next
-  (``_VideoPass``). Video wrapped in a container (an MP4 file, a transport stream) is not
-  parsed (``byte_stream``).
+  (``_VideoPass``). An MP4 file wrapped whole (which DICOM does not allow, but writers do)
+  has its metadata zeroed (``_mp4``: titles, comments, places, XMP, free space, the times
+  of its movie, tracks and media), its media data unread, where it is held; other
+  containers (a transport stream) and streamed MP4 files are not parsed.
 
 What stays (the segments decoders read, and every header's other segments) is searched by
 the leak check (``headers``). The frames of an object of ``spans.STREAM_FROM`` bytes or more
@@ -63,6 +65,7 @@ UUID_BYTES = 16
 SPACE, ZERO = b" ", b"\x00"
 
 Blank = tuple[int, int, bytes]  # start, end, the byte to fill with
+Mp4Box = tuple[int, bytes, int, int]  # start, kind, header length, end
 Region = tuple[int, int]  # start, end of a header's bytes
 
 # video, by transfer syntax: the units after start codes (00 00 01) hold the headers
@@ -80,6 +83,14 @@ H264_SEI, HEVC_SEI = 6, (39, 40)  # NAL unit types (HEVC: prefix and suffix SEI)
 SEI_REGISTERED, SEI_UNREGISTERED = 4, 5
 SEI_TRAILING = 0x80  # rbsp_trailing_bits: the stop bit
 _NOT_ZERO = re.compile(rb"[^\x00]+")
+# MP4 (ISO base media) files wrapped whole, which writers put under the video UIDs
+MP4_FIRST, MP4_MEDIA_DATA, MP4_HANDLER, MP4_DATA = b"ftyp", b"mdat", b"hdlr", b"data"
+MP4_HANDLER_NAME = 24  # a handler box's name, after version, flags, type and reserved bytes
+MP4_CONTAINERS = frozenset(
+    {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"mvex", b"moof", b"traf"}
+)
+MP4_TIMES = frozenset({b"mvhd", b"tkhd", b"mdhd"})  # creation and modification times
+MP4_TEXT = frozenset({b"udta", b"meta", b"free", b"skip"})  # user data, metadata, free space
 FIND_BYTES = 1 << 20  # a memoryview (a fragment mapped from disk) is searched this much at a time
 
 
@@ -397,13 +408,109 @@ def byte_stream(head: bytes | bytearray | memoryview) -> bool:
 def _stream_blanks(value: bytes | memoryview, codec: str) -> list[Blank]:
     """What to blank in video frames, parsed as one stream, in ``value``'s own places."""
     stream, places = _joined_stream(value)
-    if not byte_stream(stream):
+    if byte_stream(stream):
+        found = _to_blank(stream, codec)
+    elif is_mp4(stream):
+        found = [(a, z, f) for a, z, f in _mp4(stream)[0] if bytes(stream[a:z]) != f * (z - a)]
+    else:
         return []
-    return [
-        (a, z, fill)
-        for sa, sz, fill in _to_blank(stream, codec)
-        for a, z in _in_value([(sa, sz)], places)
-    ]
+    return [(a, z, fill) for sa, sz, fill in found for a, z in _in_value([(sa, sz)], places)]
+
+
+def is_mp4(head: bytes | bytearray | memoryview) -> bool:
+    """Whether video beginning with ``head`` is an MP4 (ISO base media) file: ``ftyp`` first."""
+    return bytes(head[4:8]) == MP4_FIRST
+
+
+def _mp4(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
+    """An MP4 file's metadata blanked: what its boxes hold but the media data.
+
+    User data and metadata (titles, comments, places, devices; the items' values), UUID
+    boxes after their UUID, free space, and the creation and modification times of the
+    movie, its tracks and their media are zeroed; box headers stay, and the media data
+    (``mdat``) is not read. Every box but the media data is searched by the leak check.
+    """
+    blanks: list[Blank] = []
+    regions: list[Region] = []
+    for at, kind, head, end in _mp4_boxes(b, 0, len(b)):
+        if kind != MP4_MEDIA_DATA:
+            regions.append((at, min(end, len(b))))
+            _mp4_box(b, kind, at + head, min(end, len(b)), blanks, 0)
+    return blanks, regions
+
+
+def _mp4_box(
+    b: bytes | bytearray | memoryview,
+    kind: bytes,
+    start: int,
+    end: int,
+    blanks: list[Blank],
+    depth: int,
+) -> None:
+    """Blank what the box ``kind`` holds from ``start`` to ``end`` (its payload)."""
+    if kind in MP4_CONTAINERS and depth < ASSOCIATION_DEPTH:
+        for at, inner, head, stop in _mp4_boxes(b, start, end):
+            _mp4_box(b, inner, at + head, min(stop, end), blanks, depth + 1)
+    elif kind in MP4_TIMES and start < end:
+        times = 16 if b[start] == 1 else 8  # version 1: two 64-bit times, else 32-bit ones
+        _add(blanks, start + 4, start + 4 + times, ZERO, end)
+    elif kind == JP2_UUID:
+        _add(blanks, start + UUID_BYTES, end, ZERO, end)
+    elif kind in MP4_TEXT:
+        _mp4_text(b, start, end, blanks, depth)
+
+
+def _mp4_text(
+    b: bytes | bytearray | memoryview, start: int, end: int, blanks: list[Blank], depth: int
+) -> None:
+    """Zero the values under user data or metadata, its boxes' headers and handler kept.
+
+    A payload that is boxes (a metadata box's, after its version in ISO files; an item
+    list's; an item's) is walked into; any other is zeroed: a text, a place, a value.
+    """
+    for skip in (4, 0):  # ISO's metadata box has a version and flags first; QuickTime's not
+        boxes = _boxes_whole(b, start + skip, end) if depth < ASSOCIATION_DEPTH else None
+        if boxes is not None and end - start > skip:
+            for at, kind, head, stop in boxes:
+                if kind == MP4_HANDLER:
+                    _add(blanks, at + head + MP4_HANDLER_NAME, stop, ZERO, stop)
+                elif kind == MP4_DATA:
+                    _add(blanks, at + head + 8, stop, ZERO, stop)  # after its type and locale
+                else:
+                    _mp4_text(b, at + head, stop, blanks, depth + 1)
+            return
+    _add(blanks, start, end, ZERO, end)
+
+
+def _mp4_boxes(
+    b: bytes | bytearray | memoryview, start: int, end: int, *, to_end: bool = True
+) -> list[Mp4Box]:
+    """(start, kind, header length, end) of the boxes from ``start`` to ``end``.
+
+    An end is as the box's size says: past ``end`` where that runs on. A size of 0 is a box
+    to the end (``to_end``), or no box.
+    """
+    found: list[Mp4Box] = []
+    i = start
+    while i + 8 <= end:
+        size, kind, head = int.from_bytes(b[i : i + 4], "big"), bytes(b[i + 4 : i + 8]), 8
+        if size == 1 and i + 16 <= end:
+            size, head = int.from_bytes(b[i + 8 : i + 16], "big"), 16
+        elif size == 0 and to_end:
+            size = end - i
+        if size < head:
+            break
+        found.append((i, kind, head, i + size))
+        i += size
+    return found
+
+
+def _boxes_whole(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Mp4Box] | None:
+    """The boxes from ``start`` to ``end`` if those bytes are boxes end to end, else None."""
+    boxes = _mp4_boxes(b, start, end, to_end=False)  # (in a box: a value's zeros, rather)
+    if not boxes or boxes[-1][3] != end:
+        return None
+    return boxes
 
 
 HELD_BYTES = 32 << 20  # a streamed fragment up to this is held in memory; a larger one on disk
@@ -653,7 +760,9 @@ def headers(value: bytes | memoryview, codec: str | None = None) -> bytes:
     """The header bytes of every frame in ``value``: what the leak check searches."""
     if codec is not None:
         stream, _places = _joined_stream(value)
-        return _joined(stream, parse(stream, codec)[1]) if byte_stream(stream) else b""
+        if byte_stream(stream):
+            return _joined(stream, parse(stream, codec)[1])
+        return _joined(stream, _mp4(stream)[1]) if is_mp4(stream) else b""
     return b"".join(
         _joined(frag, parse(frag)[1])
         for frag in (memoryview(value)[start:end] for start, end in fragments(value))

@@ -664,20 +664,109 @@ def test_a_unit_longer_than_what_is_held_is_blanked_as_far_as_held(tmp_path, mon
     assert MARK in text[64:]  # past what is held: left (the leak check searches the rest)
 
 
-def test_video_in_a_container_is_left_as_it_is(tmp_path):
-    """An MP4 file or a transport stream wrapped whole is no stream of start codes: what
-    reads as one there (a box's size of 262 bytes: 00 00 01 06) is chance, and parsing it
-    would write spaces over the container's own bytes. Held or streamed, it stays."""
+def test_a_transport_stream_is_left_as_it_is(tmp_path):
+    """A transport stream wrapped whole is no stream of start codes: its packets' headers lie
+    inside what would read as units, and parsing those would write spaces over them. Held
+    or streamed, it stays."""
     sei_like = b"\x05\x40" + bytes(range(0xA0, 0xB0)) + MARK  # would read as user data
-    mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomavc1"
-    mp4 += b"\x00\x00\x01\x06moov" + sei_like + bytes(range(1, 250))
     ts = b"\x47\x41\x00\x10" + b"\x00\x00\x01\xe0\x00\x00\x00\x00\x01\x06" + sei_like
     ts = ts.ljust(188, b"\xff") + b"\x47\x01\x00\x11" + bytes(range(1, 185))
-    for codec, stream in ((frames.H264, mp4), (frames.H264, ts), (frames.MPEG2, mp4)):
-        assert not frames.byte_stream(stream)
-        value = encapsulate([stream[:100], stream[100:]])
+    for codec in (frames.H264, frames.MPEG2):
+        assert not frames.byte_stream(ts)
+        value = encapsulate([ts[:100], ts[100:]])
         assert frames.blank(value, codec) == (value, 0)
         assert frames.headers(value, codec) == b""
         assert _streamed(tmp_path, value, codec) == (value, b"")
     assert frames.byte_stream(b"\x00\x00\x01\xb3")
     assert frames.byte_stream(H264_HEAD)
+
+
+def _full(kind: bytes, payload: bytes, version: int = 0) -> bytes:
+    return _box(kind, bytes([version, 0, 0, 0]) + payload)
+
+
+def _item(kind: bytes, value: bytes) -> bytes:
+    return _box(kind, _box(b"data", b"\x00\x00\x00\x01\x00\x00\x00\x00" + value))
+
+
+TIMES_V0 = b"\xd8\xa2\x62\xbf" * 2  # created, modified: seconds since 1904
+TIMES_V1 = b"\x00\x00\x00\x00\xd8\xa2\x62\xbf" * 2
+HANDLER = b"\x00" * 4 + b"vide" + b"\x00" * 12  # a handler box's payload, up to its name
+
+
+def _mp4(*, track_name: bytes = b"VideoHandler\x00", blanked: bool = False) -> bytes:
+    """An MP4 file as a phone or a recorder writes one; ``blanked``: as its copy holds it."""
+
+    def text(value: bytes) -> bytes:
+        return bytes(len(value)) if blanked else value
+
+    times = (bytes(8), bytes(16)) if blanked else (TIMES_V0, TIMES_V1)
+    meta = _full(
+        b"meta",
+        _full(b"hdlr", bytes(4) + b"mdirappl" + bytes(8) + text(b"handler of " + MARK + b"\x00"))
+        + _box(b"ilst", _item(b"\xa9nam", text(MARK)) + _item(b"\xa9too", text(b"Lavf63"))),
+    )
+    udta = _box(
+        b"udta",
+        meta
+        + _box(b"loci", text(b"\x00\x00\x00\x00\x15\xc7" + MARK + b"\x00\x02K\x85\x00"))
+        + _box(b"\xa9xyz", text(b"\x00\x12\x15\xc7+48.8577+002.2950/")),
+    )
+    trak = _box(
+        b"trak",
+        _full(b"tkhd", times[1] + b"\x00\x00\x00\x01" + bytes(8), version=1)
+        + _box(b"mdia", _full(b"mdhd", times[0] + bytes(8)) + _box(b"hdlr", HANDLER + track_name)),
+    )
+    moov = _box(b"moov", _full(b"mvhd", times[0] + b"\x00\x00\x03\xe8" + bytes(8)) + trak + udta)
+    xmp = _box(b"uuid", bytes(range(0xBE, 0xCE)) + text(b"<x:xmpmeta>" + MARK + b"</x:xmpmeta>"))
+    return (
+        _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1")
+        + _box(b"free", text(b"left by an editor: " + MARK))
+        + _box(b"mdat", b"\x00\x00\x01\x06" + MARK + IMAGE)  # media data: never read
+        + moov
+        + xmp
+    )
+
+
+def test_an_mp4_files_metadata_is_zeroed_and_its_media_kept(tmp_path):
+    """Writers wrap whole MP4 files under the video UIDs: its titles, comments, places and
+    XMP, free space and the times of its movie, tracks and media are zeroed, each box
+    keeping its header; the media data and the boxes decoders read stay."""
+    source = _mp4()
+    copy = _copy(_object(source, ts=uid.MPEG4HP41))
+    (frame,) = _frames_of(copy)
+    expected = _mp4(blanked=True)
+    assert len(expected) == len(source)
+    assert frame == _even(expected)
+    assert MARK not in frame.replace(b"\x00\x00\x01\x06" + MARK, b"")  # the media data's
+
+
+def test_a_value_left_in_an_mp4_box_is_caught_by_the_leak_check(tmp_path):
+    """The boxes but the media data are searched: a patient's name as a track's handler name
+    refuses the object."""
+    data = _object(_mp4(track_name=NAME + b"\x00"), ts=uid.MPEG4HP41, PatientName=NAME.decode())
+    store = LocalStore(tmp_path / "out")
+    ctx = work.RunContext(PLAN, keys.generate(), store, "DI", 30, 1)
+    try:
+        with pytest.raises(DeidError) as e:
+            work.process(SourceFile("src-1", "/a/1.dcm", len(data), lambda: data), ctx)
+    finally:
+        store.close()
+    assert e.value.reason == "leak_detected"
+
+
+def test_damaged_mp4_never_raises():
+    """Sizes that run past their box or are too short, random bytes, cut files: the blanks
+    stay inside the file, and only zeros are written."""
+    rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
+    base = _mp4()
+    for _ in range(1500):
+        frame = bytearray(base)
+        for _ in range(rng.randrange(1, 4)):
+            frame[rng.randrange(len(frame))] = rng.choice((0, 1, rng.randrange(256)))
+        cut = bytes(frame[: rng.randrange(9, len(frame) + 1)])
+        old = encapsulate([cut])
+        new, _count = frames.blank(old, frames.H264)
+        assert len(new) == len(old)
+        assert all(n in (o, 0) for o, n in zip(old, new, strict=True))
+        frames.headers(new, frames.H264)

@@ -37,6 +37,7 @@ DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies 
     ("0.1.0", 3): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
     ("0.1.0", 4): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
     ("0.1.0", 5): "bcbb1354c219394adf82f167250ffb47c44dfb2d5fe46ebdef92fd1b00e1f453",
+    ("0.1.0", 6): "6535b882557ac6df8cf134a4cb67f022c34061964b9edfcb5f6aeb88d1530af6",
 }
 
 
@@ -109,6 +110,18 @@ def _h264_with_user_data() -> bytes:
     return _encapsulated(7, MPEG4HP41, frame)
 
 
+def _mp4_with_a_title() -> bytes:
+    """An MP4 file wrapped whole, its title in its metadata (zeroed since version 6)."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">L", len(payload) + 8) + kind + payload
+
+    title = box(b"\xa9nam", box(b"data", b"\x00\x00\x00\x01\x00\x00\x00\x00a title"))
+    meta = box(b"meta", b"\x00" * 4 + box(b"ilst", title))
+    frame = box(b"ftyp", b"isom\x00\x00\x02\x00") + box(b"mdat", b"\x12\x34" * 8)
+    return _encapsulated(8, MPEG4HP41, frame + box(b"moov", box(b"udta", meta)))
+
+
 def _corpus() -> list[bytes]:
     return [
         to_bytes(kitchen_sink.build()[0]),
@@ -119,6 +132,7 @@ def _corpus() -> list[bytes]:
         _pixels_past_the_image(),
         _jp2_with_a_label(),
         _h264_with_user_data(),
+        _mp4_with_a_title(),
     ]
 
 
