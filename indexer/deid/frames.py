@@ -22,8 +22,9 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   ones a fragment at a time, the unit a fragment ends in read on into the next
   (``_VideoPass``). An MP4 file wrapped whole (which DICOM does not allow, but writers do)
   has its metadata zeroed (``_mp4``: titles, comments, places, XMP, free space, the times
-  of its movie, tracks and media), its media data unread, where it is held; other
-  containers (a transport stream) and streamed MP4 files are not parsed.
+  of its movie, tracks and media) and the user data SEI messages of its H.264 and HEVC
+  tracks blanked, where it is held; other containers (a transport stream) and streamed MP4
+  files are not parsed.
 
 What stays (the segments decoders read, and every header's other segments) is searched by
 the leak check (``headers``). The frames of an object of ``spans.STREAM_FROM`` bytes or more
@@ -91,6 +92,13 @@ MP4_CONTAINERS = frozenset(
 )
 MP4_TIMES = frozenset({b"mvhd", b"tkhd", b"mdhd"})  # creation and modification times
 MP4_TEXT = frozenset({b"udta", b"meta", b"free", b"skip"})  # user data, metadata, free space
+MP4_MOVIE = b"moov"
+MP4_SAMPLES = 1 << 20  # samples of a track looked at: 9.7 hours at 30 a second
+# sample entries of H.264 and HEVC: (codec, decoder configuration, its NAL length's byte)
+MP4_VIDEO = {
+    **dict.fromkeys((b"avc1", b"avc3"), (H264, b"avcC", 4)),
+    **dict.fromkeys((b"hvc1", b"hev1"), (HEVC, b"hvcC", 21)),
+}
 FIND_BYTES = 1 << 20  # a memoryview (a fragment mapped from disk) is searched this much at a time
 
 
@@ -427,8 +435,10 @@ def _mp4(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
 
     User data and metadata (titles, comments, places, devices; the items' values), UUID
     boxes after their UUID, free space, and the creation and modification times of the
-    movie, its tracks and their media are zeroed; box headers stay, and the media data
-    (``mdat``) is not read. Every box but the media data is searched by the leak check.
+    movie, its tracks and their media are zeroed; box headers stay. Of the media data
+    (``mdat``) only the samples of H.264 and HEVC tracks are read, as their sample tables
+    place them, for their user data SEI messages (``_sample_sei``). Every box but the media
+    data, and the SEI messages, are searched by the leak check.
     """
     blanks: list[Blank] = []
     regions: list[Region] = []
@@ -436,7 +446,139 @@ def _mp4(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
         if kind != MP4_MEDIA_DATA:
             regions.append((at, min(end, len(b))))
             _mp4_box(b, kind, at + head, min(end, len(b)), blanks, 0)
+        if kind == MP4_MOVIE:
+            for codec, samples in _video_tracks(b, at + head, min(end, len(b))):
+                for start, stop, size in samples:
+                    _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
     return blanks, regions
+
+
+def _child(
+    b: bytes | bytearray | memoryview, start: int, end: int, *path: bytes
+) -> tuple[int, int] | None:
+    """(start, end) of the payload of the box at ``path`` below ``start`` to ``end``."""
+    for kind in path:
+        found = next(
+            ((a + h, min(z, end)) for a, k, h, z in _mp4_boxes(b, start, end) if k == kind), None
+        )
+        if found is None:
+            return None
+        start, end = found
+    return start, end
+
+
+def _video_tracks(
+    b: bytes | bytearray | memoryview, start: int, end: int
+) -> Iterator[tuple[str, list[tuple[int, int, int]]]]:
+    """Each H.264 or HEVC track of the movie: its codec, and where its NAL units lie.
+
+    The units its configuration declares, and its samples, each with its units' length size.
+    """
+    for at, kind, head, stop in _mp4_boxes(b, start, end):
+        table = _child(b, at + head, min(stop, end), b"mdia", b"minf", b"stbl")
+        if kind != b"trak" or table is None:
+            continue
+        entries = _child(b, *table, b"stsd")
+        if entries is None or entries[1] - entries[0] < 8:  # noqa: PLR2004 - version, count
+            continue
+        entry = _mp4_boxes(b, entries[0] + 8, entries[1])[:1]
+        if not entry or entry[0][1] not in MP4_VIDEO:
+            continue
+        codec, config_kind, at_byte = MP4_VIDEO[entry[0][1]]
+        # a visual sample entry's fixed fields (78 bytes), then its boxes: the decoder config
+        config = _child(
+            b, entry[0][0] + entry[0][2] + 78, min(entry[0][3], entries[1]), config_kind
+        )
+        if config is None or config[0] + at_byte >= config[1]:
+            continue
+        size = (b[config[0] + at_byte] & 3) + 1  # lengthSizeMinusOne
+        declared = [(a, z, 2) for a, z in _declared(b, codec, *config)]
+        yield codec, [*declared, *((a, z, size) for a, z in _samples(b, *table))]
+
+
+def _declared(b: bytes | bytearray | memoryview, codec: str, start: int, end: int) -> list[Region]:
+    """Where the NAL units an HEVC decoder configuration declares lie, each from its length.
+
+    An encoder's SEI messages are put there too (x265's settings).
+    """
+    if codec != HEVC or start + 23 > end:  # the record's fixed part, then its count of arrays
+        return []
+    places: list[Region] = []
+    at = start + 23
+    for _ in range(b[start + 22]):  # numOfArrays: (type, count, then each unit with its length)
+        if at + 3 > end:
+            break
+        count, at = int.from_bytes(b[at + 1 : at + 3], "big"), at + 3
+        for _ in range(count):
+            if at + 2 > end:
+                return places
+            stop = min(at + 2 + int.from_bytes(b[at : at + 2], "big"), end)
+            places.append((at, stop))
+            at = stop
+    return places
+
+
+def _samples(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Region]:
+    """Where each sample of a track lies, from its sample table (``stbl``'s payload).
+
+    At most ``MP4_SAMPLES`` of them (a table may claim any count).
+    """
+    sizes_box, chunks_box = _child(b, start, end, b"stsz"), _child(b, start, end, b"stsc")
+    offsets_box, wide = _child(b, start, end, b"stco"), 4
+    if offsets_box is None:
+        offsets_box, wide = _child(b, start, end, b"co64"), 8
+    if sizes_box is None or chunks_box is None or offsets_box is None:
+        return []
+    fixed, count, *table = [*_numbers(b, *sizes_box, 4, skip=4), 0, 0]  # after version, flags
+    count = min(count, MP4_SAMPLES if fixed else len(table) - 2)
+    runs = _numbers(b, *chunks_box, 4, skip=8)  # (first chunk, samples a chunk, entry) each
+    firsts, per_chunk = runs[0::3], runs[1::3]
+    places: list[Region] = []
+    run = -1
+    for chunk, offset in enumerate(_numbers(b, *offsets_box, wide, skip=8), start=1):
+        while run + 1 < min(len(firsts), len(per_chunk)) and firsts[run + 1] <= chunk:
+            run += 1
+        if run < 0:
+            break
+        at = offset
+        for _ in range(min(per_chunk[run], count - len(places))):
+            size = fixed or table[len(places)]
+            places.append((at, at + size))
+            at += size
+        if len(places) >= count:
+            break
+    return places
+
+
+def _numbers(
+    b: bytes | bytearray | memoryview, start: int, end: int, wide: int, *, skip: int
+) -> list[int]:
+    """The big-endian numbers of ``wide`` bytes from ``start`` + ``skip`` to ``end``."""
+    return [
+        int.from_bytes(b[i : i + wide], "big") for i in range(start + skip, end - wide + 1, wide)
+    ]
+
+
+def _sample_sei(
+    b: bytes | bytearray | memoryview,
+    codec: str,
+    size: int,
+    start: int,
+    end: int,
+    blanks: list[Blank],
+    regions: list[Region],
+) -> None:
+    """A sample's NAL units (each after its length): user data SEI blanked, SEI searched."""
+    header = 1 if codec == H264 else 2
+    at = start
+    while at + size < end:
+        stop = min(at + size + int.from_bytes(b[at : at + size], "big"), end)
+        first = at + size
+        kind = b[first] & 0x1F if codec == H264 else (b[first] >> 1) & 0x3F
+        if (kind == H264_SEI) if codec == H264 else (kind in HEVC_SEI):
+            blanks += _spaces(b, _sei_user_data(b, first + header, stop))
+            regions.append((first, stop))
+        at = stop
 
 
 def _mp4_box(

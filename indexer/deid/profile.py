@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 6
+RULES_VERSION = 7
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -43,7 +43,8 @@ cut, text in compressed frame headers blanked, unused pixel bits cleared); 3: JP
 XML inside association boxes blanked; 4: the frames of a streamed object blanked a whole
 fragment at a time, not its first MiB, and what stays of their headers searched (a value
 found refuses the object); 5: user data in video (MPEG-2 user data, H.264 and HEVC user data
-SEI messages) blanked; 6: an MP4 file wrapped whole has its metadata zeroed.
+SEI messages) blanked; 6: an MP4 file wrapped whole has its metadata zeroed; 7: and the user
+data SEI messages of its H.264 and HEVC tracks blanked.
 """
 
 _RESOLVE = {
@@ -189,8 +190,9 @@ FRAME_TEXT = Decision(
     "text in the headers of compressed frames (JPEG comments and application segments "
     "decoders do not read: Exif, XMP, IPTC; JPEG 2000 comments; JP2 XML, UUID and rights "
     "boxes; JPEG XL Exif, XML and JUMBF boxes; video user data: MPEG-2 user data, H.264 "
-    "and HEVC user data SEI messages; an MP4 file's metadata, free space and times): blanked "
-    "in place, each keeping its length; the image is not decoded or changed",
+    "and HEVC user data SEI messages, in a stream or an MP4 file's video tracks; an MP4 "
+    "file's metadata, free space and times): blanked in place, each keeping its length; the "
+    "image is not decoded or changed",
 )
 
 

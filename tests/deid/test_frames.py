@@ -755,18 +755,71 @@ def test_a_value_left_in_an_mp4_box_is_caught_by_the_leak_check(tmp_path):
     assert e.value.reason == "leak_detected"
 
 
+def _nal(unit: bytes, size: int = 4) -> bytes:
+    return len(unit).to_bytes(size, "big") + unit
+
+
+def _tracked_mp4(codec: str, *, spaced: bool = False) -> bytes:
+    """An MP4 file whose one video track's samples hold an SEI message with text (H.264), or
+    whose configuration declares one (HEVC, as x265 does), audio samples between."""
+    text = _spaced if spaced else (lambda t: t)
+    if codec == frames.H264:
+        sei = b"\x06" + _escaped(_rbsp((5, UUID + text(MARK + TEXT))))
+        config = _box(b"avcC", b"\x01\x64\x00\x1f\xff\xe0\x00")  # 4-byte lengths, no sets
+        entry_kind, declared = b"avc1", b""
+        first = _nal(sei) + _nal(SLICE)
+    else:
+        sei = b"\x4e\x01" + _escaped(_rbsp((5, UUID + text(MARK + TEXT))))
+        record = b"\x01" + bytes(20) + b"\x0f" + b"\x01" + b"\x27\x00\x01" + _nal(sei, 2)
+        config = _box(b"hvcC", record)
+        entry_kind, declared = b"hvc1", sei
+        first = _nal(b"\x26\x01" + IMAGE)
+    second = _nal(b"\x41\x9a" + IMAGE) if codec == frames.H264 else _nal(b"\x02\x01" + IMAGE)
+    audio = _nal(b"\x06" + _rbsp((5, UUID + MARK)))  # audio, as if video: never read as such
+    ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1")
+    at = len(ftyp) + 8
+    mdat = _box(b"mdat", first + audio + second)
+    entry = _box(entry_kind, bytes(6) + b"\x00\x01" + bytes(70) + config)
+    table = (
+        _full(b"stsd", b"\x00\x00\x00\x01" + entry)
+        + _full(
+            b"stsz",
+            b"\x00\x00\x00\x00\x00\x00\x00\x02" + struct.pack(">LL", len(first), len(second)),
+        )
+        + _full(b"stsc", b"\x00\x00\x00\x01" + struct.pack(">LLL", 1, 1, 1))
+        + _full(b"stco", b"\x00\x00\x00\x02" + struct.pack(">LL", at, at + len(first) + len(audio)))
+    )
+    trak = _box(b"trak", _box(b"mdia", _box(b"minf", _box(b"stbl", table))))
+    assert not declared or declared in trak
+    return ftyp + mdat + _box(b"moov", trak)
+
+
+@pytest.mark.parametrize("codec", [frames.H264, frames.HEVC])
+def test_sei_text_in_an_mp4_files_video_track_is_blanked(codec):
+    """Its samples (found by the track's sample table) and, in HEVC, the units its
+    configuration declares: user data SEI blanked as in a stream of start codes; the audio
+    samples between and the slices untouched."""
+    source = _tracked_mp4(codec)
+    (frame,) = _frames_of(
+        _copy(_object(source, ts=uid.MPEG4HP41 if codec == frames.H264 else uid.HEVCMP51))
+    )
+    assert frame == _even(_tracked_mp4(codec, spaced=True))
+    assert frame.count(MARK) == 1  # the audio sample's
+
+
 def test_damaged_mp4_never_raises():
-    """Sizes that run past their box or are too short, random bytes, cut files: the blanks
-    stay inside the file, and only zeros are written."""
+    """Sizes that run past their box or are too short, damaged sample tables, random bytes,
+    cut files: the blanks stay inside the file, only zeros (and spaces, in SEI messages)
+    are written."""
     rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
-    base = _mp4()
-    for _ in range(1500):
-        frame = bytearray(base)
+    bases = [_mp4(), _tracked_mp4(frames.H264), _tracked_mp4(frames.HEVC)]
+    for _ in range(3000):
+        frame = bytearray(rng.choice(bases))
         for _ in range(rng.randrange(1, 4)):
             frame[rng.randrange(len(frame))] = rng.choice((0, 1, rng.randrange(256)))
         cut = bytes(frame[: rng.randrange(9, len(frame) + 1)])
         old = encapsulate([cut])
         new, _count = frames.blank(old, frames.H264)
         assert len(new) == len(old)
-        assert all(n in (o, 0) for o, n in zip(old, new, strict=True))
+        assert all(n in (o, 0, 0x20) for o, n in zip(old, new, strict=True))
         frames.headers(new, frames.H264)

@@ -38,6 +38,7 @@ DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies 
     ("0.1.0", 4): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
     ("0.1.0", 5): "bcbb1354c219394adf82f167250ffb47c44dfb2d5fe46ebdef92fd1b00e1f453",
     ("0.1.0", 6): "6535b882557ac6df8cf134a4cb67f022c34061964b9edfcb5f6aeb88d1530af6",
+    ("0.1.0", 7): "d400bee7fec0140c72b1e0d60f5f5d6f5bdd8a483b4b56916eecace2b12bfdc8",
 }
 
 
@@ -122,6 +123,26 @@ def _mp4_with_a_title() -> bytes:
     return _encapsulated(8, MPEG4HP41, frame + box(b"moov", box(b"udta", meta)))
 
 
+def _mp4_with_sei() -> bytes:
+    """An MP4 file whose video sample holds an encoder's SEI message (blanked since version 7)."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">L", len(payload) + 8) + kind + payload
+
+    sei = b"\x06\x05\x19" + bytes(range(16)) + b"x264 core" + b"\x80"
+    sample = struct.pack(">L", len(sei)) + sei
+    ftyp = box(b"ftyp", b"isom\x00\x00\x02\x00")
+    entry = box(b"avc1", bytes(78) + box(b"avcC", b"\x01\x64\x00\x1f\xff\xe0\x00"))
+    table = (
+        box(b"stsd", b"\x00\x00\x00\x00\x00\x00\x00\x01" + entry)
+        + box(b"stsz", bytes(8) + struct.pack(">LL", 1, len(sample)))
+        + box(b"stsc", bytes(4) + struct.pack(">LLLL", 1, 1, 1, 1))
+        + box(b"stco", bytes(4) + struct.pack(">LL", 1, len(ftyp) + 8))
+    )
+    trak = box(b"trak", box(b"mdia", box(b"minf", box(b"stbl", table))))
+    return _encapsulated(9, MPEG4HP41, ftyp + box(b"mdat", sample) + box(b"moov", trak))
+
+
 def _corpus() -> list[bytes]:
     return [
         to_bytes(kitchen_sink.build()[0]),
@@ -133,6 +154,7 @@ def _corpus() -> list[bytes]:
         _jp2_with_a_label(),
         _h264_with_user_data(),
         _mp4_with_a_title(),
+        _mp4_with_sei(),
     ]
 
 
