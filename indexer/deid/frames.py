@@ -92,7 +92,7 @@ MP4_CONTAINERS = frozenset(
 )
 MP4_TIMES = frozenset({b"mvhd", b"tkhd", b"mdhd"})  # creation and modification times
 MP4_TEXT = frozenset({b"udta", b"meta", b"free", b"skip"})  # user data, metadata, free space
-MP4_MOVIE = b"moov"
+MP4_MOVIE, MP4_TRACK = b"moov", b"trak"
 MP4_SAMPLES = 1 << 20  # samples of a track looked at: 9.7 hours at 30 a second
 # sample entries of H.264 and HEVC: (codec, decoder configuration, its NAL length's byte)
 MP4_VIDEO = {
@@ -475,8 +475,10 @@ def _video_tracks(
     The units its configuration declares, and its samples, each with its units' length size.
     """
     for at, kind, head, stop in _mp4_boxes(b, start, end):
+        if kind != MP4_TRACK:
+            continue
         table = _child(b, at + head, min(stop, end), b"mdia", b"minf", b"stbl")
-        if kind != b"trak" or table is None:
+        if table is None:
             continue
         entries = _child(b, *table, b"stsd")
         if entries is None or entries[1] - entries[0] < 8:  # noqa: PLR2004 - version, count
@@ -530,7 +532,7 @@ def _samples(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Re
     if sizes_box is None or chunks_box is None or offsets_box is None:
         return []
     fixed, count, *table = [*_numbers(b, *sizes_box, 4, skip=4), 0, 0]  # after version, flags
-    count = min(count, MP4_SAMPLES if fixed else len(table) - 2)
+    count = min(count, MP4_SAMPLES, MP4_SAMPLES if fixed else len(table) - 2)
     runs = _numbers(b, *chunks_box, 4, skip=8)  # (first chunk, samples a chunk, entry) each
     firsts, per_chunk = runs[0::3], runs[1::3]
     places: list[Region] = []
