@@ -23,8 +23,8 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   (``_VideoPass``). An MP4 file wrapped whole (which DICOM does not allow, but writers do)
   has its metadata zeroed (``_mp4``: titles, comments, places, XMP, free space, the times
   of its movie, tracks and media) and the user data SEI messages of its H.264 and HEVC
-  tracks blanked, where it is held; other containers (a transport stream) and streamed MP4
-  files are not parsed.
+  tracks blanked; streamed, as far as its first fragment holds it (most often all of it).
+  Other containers (a transport stream) are not parsed.
 
 What stays (the segments decoders read, and every header's other segments) is searched by
 the leak check (``headers``). The frames of an object of ``spans.STREAM_FROM`` bytes or more
@@ -730,6 +730,8 @@ class _VideoPass:
                 self._tail = (self._tail + head)[-2:]
                 return
             self._stream = byte_stream(bytes(min(self._lead, 2)) + head)
+            if not self._stream and not self._lead and is_mp4(head):
+                self._whole_mp4(frag)
         if not self._stream:
             return
         first = next(_start_codes(frag), len(frag))
@@ -749,6 +751,14 @@ class _VideoPass:
             frag[a:z] = fill * (z - a)
         self._search(frag, regions)
         self._tail = self._next_tail(frag, joined, first)
+
+    def _whole_mp4(self, frag: bytearray | memoryview) -> None:
+        """An MP4 file's first fragment (most often the whole file), blanked as held ones."""
+        blanks, regions = _mp4(frag)
+        for a, z, fill in blanks if self._blank else ():
+            if z > a:
+                frag[a:z] = fill * (z - a)
+        self._search(frag, regions)
 
     def _search(self, b: bytes | bytearray | memoryview, regions: list[Region]) -> None:
         if self._found is not None:

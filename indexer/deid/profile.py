@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 7
+RULES_VERSION = 8
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -44,7 +44,8 @@ XML inside association boxes blanked; 4: the frames of a streamed object blanked
 fragment at a time, not its first MiB, and what stays of their headers searched (a value
 found refuses the object); 5: user data in video (MPEG-2 user data, H.264 and HEVC user data
 SEI messages) blanked; 6: an MP4 file wrapped whole has its metadata zeroed; 7: and the user
-data SEI messages of its H.264 and HEVC tracks blanked.
+data SEI messages of its H.264 and HEVC tracks blanked; 8: both where such a file streams (128
+MiB or more), as far as its first fragment holds it.
 """
 
 _RESOLVE = {

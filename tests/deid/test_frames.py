@@ -821,3 +821,20 @@ def test_damaged_mp4_never_raises():
         assert len(new) == len(old)
         assert all(n in (o, 0, 0x20) for o, n in zip(old, new, strict=True))
         frames.headers(new, frames.H264)
+
+
+@pytest.mark.parametrize("held", [1 << 20, 16])
+@pytest.mark.parametrize("codec", ["metadata", frames.H264, frames.HEVC])
+def test_a_streamed_mp4_file_is_blanked_as_a_held_one(tmp_path, monkeypatch, codec, held):
+    """An MP4 file of 128 MiB or more streams in one fragment (held in memory, or on disk at
+    16 bytes): its metadata and its tracks' SEI go as they do held, and `verify`'s
+    streamed walk searches its boxes as they are."""
+    monkeypatch.setattr(frames, "HELD_BYTES", held)
+    source = _mp4() if codec == "metadata" else _tracked_mp4(codec)
+    ts = uid.HEVCMP51 if codec == frames.HEVC else uid.MPEG4HP41
+    whole, copy = streamed_copy(tmp_path, monkeypatch, _object(source, ts=ts), 7, frames.Blanked)
+    assert copy == whole
+    assert _frames_of(copy) != [_even(source)]  # (what is blanked: the tests above)
+    value = encapsulate([source])
+    assert MARK in _streamed(tmp_path, value, frames.H264)[1]
+    assert _streamed(tmp_path, value, frames.H264)[1] == frames.headers(value, frames.H264)

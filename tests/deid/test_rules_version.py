@@ -39,6 +39,7 @@ DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies 
     ("0.1.0", 5): "bcbb1354c219394adf82f167250ffb47c44dfb2d5fe46ebdef92fd1b00e1f453",
     ("0.1.0", 6): "6535b882557ac6df8cf134a4cb67f022c34061964b9edfcb5f6aeb88d1530af6",
     ("0.1.0", 7): "d400bee7fec0140c72b1e0d60f5f5d6f5bdd8a483b4b56916eecace2b12bfdc8",
+    ("0.1.0", 8): "d400bee7fec0140c72b1e0d60f5f5d6f5bdd8a483b4b56916eecace2b12bfdc8",
 }
 
 
