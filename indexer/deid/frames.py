@@ -66,7 +66,7 @@ UUID_BYTES = 16
 SPACE, ZERO = b" ", b"\x00"
 
 Blank = tuple[int, int, bytes]  # start, end, the byte to fill with
-Mp4Box = tuple[int, bytes, int, int]  # start, kind, header length, end
+Box = tuple[int, bytes, int, int]  # start, kind, header length, end
 Region = tuple[int, int]  # start, end of a header's bytes
 
 # video, by transfer syntax: the units after start codes (00 00 01) hold the headers
@@ -195,24 +195,17 @@ def _j2k_segments(b: bytes | bytearray | memoryview, i: int, blanks: list[Blank]
 
 
 def _boxes(
-    b: bytes | bytearray | memoryview, i: int = 0, stop: int | None = None, depth: int = 0
+    b: bytes | bytearray | memoryview, start: int = 0, stop: int | None = None, depth: int = 0
 ) -> tuple[list[Blank], list[Region]]:
-    """A JP2 or JPEG XL file's boxes from ``i`` to ``stop``; a JPEG 2000 codestream box parsed.
+    """A JP2 or JPEG XL file's boxes from ``start`` to ``stop``; a JPEG 2000 codestream parsed.
 
     An association box (JPX) is walked into: it holds labels and XML of its own.
     """
     blanks: list[Blank] = []
     regions: list[Region] = []
     stop = len(b) if stop is None else stop
-    while i + 8 <= stop:
-        length, kind, head = int.from_bytes(b[i : i + 4], "big"), bytes(b[i + 4 : i + 8]), 8
-        if length == 1:  # an extended length follows
-            length, head = int.from_bytes(b[i + 8 : i + 16], "big"), 16
-        elif length == 0:  # to the end
-            length = stop - i
-        if length < head:
-            break
-        end = min(i + length, stop)
+    for i, kind, head, box_end in _box_list(b, start, stop):
+        end = min(box_end, stop)
         if kind == JP2_CODESTREAM and b[i + head : i + head + 4] == J2K_START:
             inner, at = _j2k(b, i + head)
             blanks += inner
@@ -229,7 +222,6 @@ def _boxes(
                 _add(blanks, i + head, end, ZERO, len(b))
             elif kind == JP2_UUID:
                 _add(blanks, i + head + UUID_BYTES, end, ZERO, len(b))
-        i = end
     return blanks, regions
 
 
@@ -245,12 +237,17 @@ def _video(b: bytes | bytearray | memoryview, codec: str) -> tuple[list[Blank], 
                 blanks += _spaces(b, [(start + 1, end)])
                 regions.append((start, end))
             continue
-        header = 1 if codec == H264 else 2
-        kind = b[start] & 0x1F if codec == H264 else (b[start] >> 1) & 0x3F
-        if (kind == H264_SEI) if codec == H264 else (kind in HEVC_SEI):
+        if header := _sei_header(codec, b[start]):
             blanks += _spaces(b, _sei_user_data(b, start + header, end))
             regions.append((start, end))
     return blanks, regions
+
+
+def _sei_header(codec: str, first: int) -> int:
+    """The length of an SEI NAL unit's header, by the unit's first byte; 0: another unit."""
+    if codec == H264:
+        return 1 if first & 0x1F == H264_SEI else 0
+    return 2 if (first >> 1) & 0x3F in HEVC_SEI else 0
 
 
 def _units(b: bytes | bytearray | memoryview) -> Iterator[Region]:
@@ -340,6 +337,13 @@ def _spaces(b: bytes | bytearray | memoryview, regions: list[Region]) -> list[Bl
     ]
 
 
+def _fill(buf: bytearray | memoryview, blanks: list[Blank]) -> None:
+    """Write each blank into ``buf``, in place."""
+    for a, z, fill in blanks:
+        if z > a:
+            buf[a:z] = fill * (z - a)
+
+
 def _add(blanks: list[Blank], start: int, end: int, fill: bytes, size: int) -> None:
     """Blank ``start`` to ``end``, clipped to the fragment's ``size`` (a length may run on)."""
     end = min(end, size)
@@ -364,8 +368,7 @@ def blank(value: bytes | memoryview, codec: str | None = None) -> tuple[bytes | 
     if not todo:
         return value, 0
     out = bytearray(value)
-    for a, z, fill in todo:
-        out[a:z] = fill * (z - a)
+    _fill(out, todo)
     return bytes(out), len(todo)
 
 
@@ -442,7 +445,7 @@ def _mp4(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
     """
     blanks: list[Blank] = []
     regions: list[Region] = []
-    for at, kind, head, end in _mp4_boxes(b, 0, len(b)):
+    for at, kind, head, end in _box_list(b, 0, len(b)):
         if kind != MP4_MEDIA_DATA:
             regions.append((at, min(end, len(b))))
             _mp4_box(b, kind, at + head, min(end, len(b)), blanks, 0)
@@ -459,7 +462,7 @@ def _child(
     """(start, end) of the payload of the box at ``path`` below ``start`` to ``end``."""
     for kind in path:
         found = next(
-            ((a + h, min(z, end)) for a, k, h, z in _mp4_boxes(b, start, end) if k == kind), None
+            ((a + h, min(z, end)) for a, k, h, z in _box_list(b, start, end) if k == kind), None
         )
         if found is None:
             return None
@@ -474,7 +477,7 @@ def _video_tracks(
 
     The units its configuration declares, and its samples, each with its units' length size.
     """
-    for at, kind, head, stop in _mp4_boxes(b, start, end):
+    for at, kind, head, stop in _box_list(b, start, end):
         if kind != MP4_TRACK:
             continue
         table = _child(b, at + head, min(stop, end), b"mdia", b"minf", b"stbl")
@@ -483,7 +486,7 @@ def _video_tracks(
         entries = _child(b, *table, b"stsd")
         if entries is None or entries[1] - entries[0] < 8:  # noqa: PLR2004 - version, count
             continue
-        entry = _mp4_boxes(b, entries[0] + 8, entries[1])[:1]
+        entry = _box_list(b, entries[0] + 8, entries[1])[:1]
         if not entry or entry[0][1] not in MP4_VIDEO:
             continue
         codec, config_kind, at_byte = MP4_VIDEO[entry[0][1]]
@@ -571,13 +574,11 @@ def _sample_sei(
     regions: list[Region],
 ) -> None:
     """A sample's NAL units (each after its length): user data SEI blanked, SEI searched."""
-    header = 1 if codec == H264 else 2
     at = start
     while at + size < end:
         stop = min(at + size + int.from_bytes(b[at : at + size], "big"), end)
         first = at + size
-        kind = b[first] & 0x1F if codec == H264 else (b[first] >> 1) & 0x3F
-        if (kind == H264_SEI) if codec == H264 else (kind in HEVC_SEI):
+        if header := _sei_header(codec, b[first]):
             blanks += _spaces(b, _sei_user_data(b, first + header, stop))
             regions.append((first, stop))
         at = stop
@@ -593,7 +594,7 @@ def _mp4_box(
 ) -> None:
     """Blank what the box ``kind`` holds from ``start`` to ``end`` (its payload)."""
     if kind in MP4_CONTAINERS and depth < ASSOCIATION_DEPTH:
-        for at, inner, head, stop in _mp4_boxes(b, start, end):
+        for at, inner, head, stop in _box_list(b, start, end):
             _mp4_box(b, inner, at + head, min(stop, end), blanks, depth + 1)
     elif kind in MP4_TIMES and start < end:
         times = 16 if b[start] == 1 else 8  # version 1: two 64-bit times, else 32-bit ones
@@ -626,15 +627,15 @@ def _mp4_text(
     _add(blanks, start, end, ZERO, end)
 
 
-def _mp4_boxes(
+def _box_list(
     b: bytes | bytearray | memoryview, start: int, end: int, *, to_end: bool = True
-) -> list[Mp4Box]:
-    """(start, kind, header length, end) of the boxes from ``start`` to ``end``.
+) -> list[Box]:
+    """(start, kind, header length, end) of the ISO boxes (JP2, JPEG XL, MP4) from ``start``.
 
     An end is as the box's size says: past ``end`` where that runs on. A size of 0 is a box
     to the end (``to_end``), or no box.
     """
-    found: list[Mp4Box] = []
+    found: list[Box] = []
     i = start
     while i + 8 <= end:
         size, kind, head = int.from_bytes(b[i : i + 4], "big"), bytes(b[i + 4 : i + 8]), 8
@@ -649,9 +650,9 @@ def _mp4_boxes(
     return found
 
 
-def _boxes_whole(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Mp4Box] | None:
+def _boxes_whole(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Box] | None:
     """The boxes from ``start`` to ``end`` if those bytes are boxes end to end, else None."""
-    boxes = _mp4_boxes(b, start, end, to_end=False)  # (in a box: a value's zeros, rather)
+    boxes = _box_list(b, start, end, to_end=False)  # (in a box: a value's zeros, rather)
     if not boxes or boxes[-1][3] != end:
         return None
     return boxes
@@ -747,17 +748,14 @@ class _VideoPass:
                     joined[a:z] = fill * (z - a)
             self._search(joined, regions)
         blanks, regions = parse(frag, self._codec)
-        for a, z, fill in blanks if self._blank else ():
-            frag[a:z] = fill * (z - a)
+        _fill(frag, blanks if self._blank else [])
         self._search(frag, regions)
         self._tail = self._next_tail(frag, joined, first)
 
     def _whole_mp4(self, frag: bytearray | memoryview) -> None:
         """An MP4 file's first fragment (most often the whole file), blanked as held ones."""
         blanks, regions = _mp4(frag)
-        for a, z, fill in blanks if self._blank else ():
-            if z > a:
-                frag[a:z] = fill * (z - a)
+        _fill(frag, blanks if self._blank else [])
         self._search(frag, regions)
 
     def _search(self, b: bytes | bytearray | memoryview, regions: list[Region]) -> None:
@@ -838,9 +836,7 @@ def _blank_and_check(
 ) -> None:
     """Blank ``frag``'s header text in place, then search what stays of its headers."""
     blanks, regions = parse(frag)
-    for a, z, fill in blanks:
-        if z > a:
-            frag[a:z] = fill * (z - a)
+    _fill(frag, blanks)
     if check is not None:
         _refuse_found(check, frag, regions)
 
