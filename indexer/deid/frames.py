@@ -24,7 +24,10 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   has its metadata zeroed (``_mp4``: titles, comments, places, XMP, free space, the times
   of its movie, tracks and media) and the user data SEI messages of its H.264 and HEVC
   tracks blanked; streamed, as far as its first fragment holds it (most often all of it).
-  Other containers (a transport stream) are not parsed.
+  A transport stream (``mpegts``) has the user data in its video PES packets blanked, its
+  service information (service names, events, the recording's time) made null packets, and
+  its adaptation fields' private data zeroed, held or streamed. Other containers (an MPEG-2
+  program stream is parsed as a stream of start codes) are not known.
 
 What stays (the segments decoders read, and every header's other segments) is searched by
 the leak check (``headers``). The frames of an object of ``spans.STREAM_FROM`` bytes or more
@@ -46,6 +49,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from indexer import spans
+from indexer.deid.mpegts import TS_HEAD, TsDemux, packet_size
 from indexer.deid.pixels import PIXEL_DATA, undefined_length
 from indexer.errors import DeidError, StoreError, os_reason
 from indexer.spans import Span
@@ -419,13 +423,23 @@ def byte_stream(head: bytes | bytearray | memoryview) -> bool:
 def _stream_blanks(value: bytes | memoryview, codec: str) -> list[Blank]:
     """What to blank in video frames, parsed as one stream, in ``value``'s own places."""
     stream, places = _joined_stream(value)
-    if byte_stream(stream):
+    if size := packet_size(stream):
+        found = _transport(codec, size).feed(bytearray(stream))[0]
+    elif byte_stream(stream):
         found = _to_blank(stream, codec)
     elif is_mp4(stream):
         found = [(a, z, f) for a, z, f in _mp4(stream)[0] if bytes(stream[a:z]) != f * (z - a)]
     else:
         return []
     return [(a, z, fill) for sa, sz, fill in found for a, z in _in_value([(sa, sz)], places)]
+
+
+def _transport(codec: str, size: int, *, blank: bool = True, went: bytes = b"") -> TsDemux:
+    """A transport stream's demultiplexer, its video parsed as ``codec``'s stream.
+
+    ``went``: the stream's first bytes, gone already.
+    """
+    return TsDemux(lambda b: _video(b, codec), size, HELD_BYTES, blank=blank, went=went)
 
 
 def is_mp4(head: bytes | bytearray | memoryview) -> bool:
@@ -720,19 +734,17 @@ class _VideoPass:
         self._tail = b""
         self._stream: bool | None = None  # a byte stream (``byte_stream``): its start says
         self._lead = 0  # zero bytes it starts with, while only those came
+        self._ts: TsDemux | None = None  # a transport stream's, where it is one
+        self._went = b""  # the bytes of first fragments too short to tell a stream by
 
     def __call__(self, frag: bytearray | memoryview) -> None:
         """Blank ``frag`` in place and search its units, the one it goes on with first."""
-        if self._stream is None:
-            head = bytes(frag[:64])
-            lead = len(head) - len(head.lstrip(b"\x00"))
-            if lead == len(frag):  # zeros so far: the stream's first fragment is not over
-                self._lead += lead
-                self._tail = (self._tail + head)[-2:]
-                return
-            self._stream = byte_stream(bytes(min(self._lead, 2)) + head)
-            if not self._stream and not self._lead and is_mp4(head):
-                self._whole_mp4(frag)
+        if self._stream is None and not self._known(frag):
+            return
+        if self._ts is not None:
+            data = b"".join(self._ts.feed(frag)[1])
+            self._search(data, [(0, len(data))] if data else [])
+            return
         if not self._stream:
             return
         first = next(_start_codes(frag), len(frag))
@@ -751,6 +763,28 @@ class _VideoPass:
         _fill(frag, blanks if self._blank else [])
         self._search(frag, regions)
         self._tail = self._next_tail(frag, joined, first)
+
+    def _known(self, frag: bytearray | memoryview) -> bool:
+        """Whether the video is known by now (with ``frag``) to be a byte stream or not.
+
+        Zeros only, or fewer bytes than a transport stream is known by: not yet. An MP4
+        file is blanked here, as far as its first fragment holds it.
+        """
+        head = bytes(frag[:64])
+        lead = len(head) - len(head.lstrip(b"\x00"))
+        if lead == len(frag):  # zeros so far: the stream's first fragment is not over
+            self._lead += lead
+            self._tail = (self._tail + head)[-2:]
+            return False
+        if not self._lead and len(self._went) + len(frag) < TS_HEAD and (self._went or lead == 0):
+            self._went += bytes(frag)  # too few bytes to know a transport stream by
+            return False
+        if not self._lead and (size := packet_size(self._went + head)):
+            self._ts = _transport(self._codec, size, blank=self._blank, went=self._went)
+        self._stream = not self._ts and byte_stream(bytes(min(self._lead, 2)) + head)
+        if not self._stream and not self._lead and is_mp4(head):
+            self._whole_mp4(frag)
+        return True
 
     def _whole_mp4(self, frag: bytearray | memoryview) -> None:
         """An MP4 file's first fragment (most often the whole file), blanked as held ones."""
@@ -910,6 +944,8 @@ def headers(value: bytes | memoryview, codec: str | None = None) -> bytes:
     """The header bytes of every frame in ``value``: what the leak check searches."""
     if codec is not None:
         stream, _places = _joined_stream(value)
+        if size := packet_size(stream):
+            return b"".join(_transport(codec, size, blank=False).feed(memoryview(stream))[1])
         if byte_stream(stream):
             return _joined(stream, parse(stream, codec)[1])
         return _joined(stream, _mp4(stream)[1]) if is_mp4(stream) else b""

@@ -669,23 +669,6 @@ def test_a_unit_longer_than_what_is_held_is_blanked_as_far_as_held(tmp_path, mon
     assert MARK in text[64:]  # past what is held: left (the leak check searches the rest)
 
 
-def test_a_transport_stream_is_left_as_it_is(tmp_path):
-    """A transport stream wrapped whole is no stream of start codes: its packets' headers lie
-    inside what would read as units, and parsing those would write spaces over them. Held
-    or streamed, it stays."""
-    sei_like = b"\x05\x40" + bytes(range(0xA0, 0xB0)) + MARK  # would read as user data
-    ts = b"\x47\x41\x00\x10" + b"\x00\x00\x01\xe0\x00\x00\x00\x00\x01\x06" + sei_like
-    ts = ts.ljust(188, b"\xff") + b"\x47\x01\x00\x11" + bytes(range(1, 185))
-    for codec in (frames.H264, frames.MPEG2):
-        assert not frames.byte_stream(ts)
-        value = encapsulate([ts[:100], ts[100:]])
-        assert frames.blank(value, codec) == (value, 0)
-        assert frames.headers(value, codec) == b""
-        assert _streamed(tmp_path, value, codec) == (value, b"")
-    assert frames.byte_stream(b"\x00\x00\x01\xb3")
-    assert frames.byte_stream(H264_HEAD)
-
-
 def _full(kind: bytes, payload: bytes, version: int = 0) -> bytes:
     return _box(kind, bytes([version, 0, 0, 0]) + payload)
 

@@ -40,6 +40,7 @@ DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies 
     ("0.1.0", 6): "6535b882557ac6df8cf134a4cb67f022c34061964b9edfcb5f6aeb88d1530af6",
     ("0.1.0", 7): "d400bee7fec0140c72b1e0d60f5f5d6f5bdd8a483b4b56916eecace2b12bfdc8",
     ("0.1.0", 8): "d400bee7fec0140c72b1e0d60f5f5d6f5bdd8a483b4b56916eecace2b12bfdc8",
+    ("0.1.0", 9): "14d1f8c8181b7fda5175c756d4cb4d0e6f4f6063263be43153b33265834eba33",
 }
 
 
@@ -144,6 +145,19 @@ def _mp4_with_sei() -> bytes:
     return _encapsulated(9, MPEG4HP41, ftyp + box(b"mdat", sample) + box(b"moov", trak))
 
 
+def _transport_stream() -> bytes:
+    """A transport stream: a service's name, an H.264 SEI message (blanked since version 9)."""
+
+    def packet(pid: int, payload: bytes) -> bytes:
+        stuffing = b"\x00" + b"\xff" * (182 - len(payload))  # an adaptation field's
+        return bytes([0x47, 0x40 | pid >> 8, pid & 0xFF, 0x30, len(stuffing)]) + stuffing + payload
+
+    sdt = b"\x00\x42\xb0\x18\x00\x01\xc1\x00\x00\xff\x01\xff\x48\x0b\x01\x04testa service"
+    sei = b"\x00\x00\x00\x01\x06\x05\x19" + bytes(range(16)) + b"x264 core\x80"
+    pes = b"\x00\x00\x01\xe0\x00\x00\x80\x00\x00" + sei + b"\x00\x00\x01\x65\x88\x12\x34"
+    return _encapsulated(10, MPEG4HP41, packet(0x11, sdt) + packet(0x100, pes))
+
+
 def _corpus() -> list[bytes]:
     return [
         to_bytes(kitchen_sink.build()[0]),
@@ -156,6 +170,7 @@ def _corpus() -> list[bytes]:
         _h264_with_user_data(),
         _mp4_with_a_title(),
         _mp4_with_sei(),
+        _transport_stream(),
     ]
 
 

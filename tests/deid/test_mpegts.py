@@ -1,0 +1,268 @@
+"""Video in a transport stream: its SEI text and service names blanked, its packets kept.
+
+DICOM carries H.264 and HEVC (and recorders MPEG-2) video in an MPEG-2 transport stream.
+Each packet's header stays where it was, and only the text in its payload changes: user data
+SEI messages in the video, the service information (a service's name, events, the
+recording's date and time), the adaptation fields' private data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import struct
+
+import pytest
+from pydicom import uid
+from pydicom.encaps import encapsulate
+
+from indexer.deid import frames, mpegts
+from tests.builders import streamed_copy
+from tests.deid.test_frames import (
+    H264_HEAD,
+    MARK,
+    NAME,
+    SLICE,
+    TEXT,
+    TIMING,
+    UUID,
+    _copy,
+    _even,
+    _frames_of,
+    _object,
+    _refused,
+    _sei,
+    _spaced,
+    _streamed,
+)
+
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled search too
+
+VIDEO_PID, AUDIO_PID, PMT_PID = 0x100, 0x101, 0x1000
+PTS = b"\x21\x00\x01\x00\x01"
+
+
+def _packets(pid: int, payload: bytes, *, private: bytes = b"", size: int = 188) -> bytes:
+    """``payload`` in packets of ``pid``, the first with the unit start flag, the last
+    filled out by an adaptation field's stuffing; ``private``: the first packet's adaptation
+    field's private data, after a clock reference. ``size`` 192: each packet after a 4-byte
+    time code."""
+    out, first, count = b"", True, 0
+    while payload or first:
+        field = b""
+        if first and private:  # flags: a clock reference (PCR), private data
+            field = b"\x12" + b"\x00\x00\x3a\x98\x7e\x00" + bytes([len(private)]) + private
+        room = 184 - (1 + len(field) if field else 0)
+        chunk, payload = payload[:room], payload[room:]
+        if len(chunk) < room or field:
+            stuffing = 184 - len(chunk) - 1 - max(len(field), 1)
+            field = (field or b"\x00") + b"\xff" * stuffing
+        control = (0x30 if field else 0x10) | count % 16
+        head = bytes([0x47, (0x40 if first else 0) | pid >> 8, pid & 0xFF, control])
+        packet = head + (bytes([len(field)]) + field if field else b"") + chunk
+        assert len(packet) == 188
+        out += (struct.pack(">L", count * 1000) if size == 192 else b"") + packet
+        first, count = False, count + 1
+    return out
+
+
+def _pes(stream_id: int, data: bytes) -> bytes:
+    return b"\x00\x00\x01" + bytes([stream_id]) + b"\x00\x00\x80\x80\x05" + PTS + data
+
+
+def _section(table: int, body: bytes) -> bytes:
+    """A section after its pointer field (its CRC is not read: four bytes of it)."""
+    return b"\x00" + bytes([table, 0xB0, len(body) + 4]) + body + b"\xde\xad\xbe\xef"
+
+
+PAT = _section(0, b"\x00\x01\xc1\x00\x00\x00\x01\xf0\x00")
+PMT = _section(2, b"\x00\x01\xc1\x00\x00\xe1\x00\xf0\x00\x1b\xe1\x00\xf0\x00")
+SDT = _section(
+    0x42, b"\x00\x01\xc1\x00\x00\xff\x01\xff\x48\x1b\x01\x08" + MARK[:8] + b"\x11" + MARK
+)
+AUDIO = b"\xff\xf1\x00\x00\x01\x06\x05\x40" + UUID + b"audio, not video"  # an SEI's look
+
+
+def _transport(video: bytes, *, size: int = 188, blanked: bool = False) -> bytes:
+    """A stream: its tables, the service's name, ``video`` (in two PES packets, the second
+    beginning in its SEI message; private data in the first packet's adaptation field) and
+    audio. ``blanked``: as the copy holds it."""
+    sdt = _packets(0x11, SDT, size=size)
+    if blanked:  # a null packet, zeros after its header
+        at = size - 188
+        sdt = sdt[:at] + b"\x47\x1f\xff" + sdt[at + 3 : at + 4] + bytes(184)
+    private = bytes(len(MARK)) if blanked else MARK
+    return (
+        _packets(0, PAT, size=size)
+        + _packets(PMT_PID, PMT, size=size)
+        + sdt
+        + _packets(VIDEO_PID, _pes(0xE0, video[:SPLIT]), private=private, size=size)
+        + _packets(VIDEO_PID, _pes(0xE0, video[SPLIT:]), size=size)
+        + _packets(AUDIO_PID, _pes(0xC0, AUDIO), size=size)
+    )
+
+
+SPLIT = len(H264_HEAD) + 300  # where the second video PES packet begins: in the SEI message
+VIDEO = H264_HEAD + _sei((5, UUID + MARK + TEXT * 6), TIMING, (4, b"\xb5" + MARK))
+VIDEO += b"\x00\x00\x01" + SLICE
+BLANKED = H264_HEAD + _sei(
+    (5, UUID + _spaced(MARK + TEXT * 6)), TIMING, (4, _spaced(b"\xb5" + MARK))
+)
+BLANKED += b"\x00\x00\x01" + SLICE
+
+
+@pytest.mark.parametrize("size", [188, 192])
+def test_a_transport_streams_text_is_blanked_and_its_packets_kept(size):
+    """The SEI text (spread over three packets) as in a bare stream, the service's name by a
+    null packet, the private data zeroed; the tables, the audio and every header kept."""
+    source = _transport(VIDEO, size=size)
+    assert mpegts.packet_size(source) == size
+    copy = _copy(_object(source, ts=uid.MPEG4HP41))
+    assert MARK not in copy
+    assert b"x264" not in copy
+    assert _frames_of(copy) == [_even(_transport(BLANKED, size=size, blanked=True))]
+
+
+def test_hevc_and_mpeg2_video_in_a_transport_stream():
+    hevc = b"\x00\x00\x00\x01\x40\x01\x0c\x01" + _sei((5, UUID + MARK), header=b"\x4e\x01")
+    mpeg2 = b"\x00\x00\x01\xb3\x02\x00\x10\x14" + b"\x00\x00\x01\xb2" + MARK + TEXT
+    hevc_blanked = hevc.replace(MARK, _spaced(MARK))
+    mpeg2_blanked = mpeg2.replace(MARK + TEXT, _spaced(MARK + TEXT))
+    for video, blanked, ts in (
+        (hevc, hevc_blanked, uid.HEVCMP51),
+        (mpeg2, mpeg2_blanked, uid.MPEG2MPML),
+    ):
+        after = b"\x00\x00\x01" + SLICE
+        copy = _copy(_object(_transport(video + after), ts=ts))
+        assert _frames_of(copy) == [_even(_transport(blanked + after, blanked=True))]
+
+
+def test_a_streamed_transport_stream_cut_anywhere_is_blanked_as_held(tmp_path):
+    """A large object's fragments are blanked one at a time, and may cut a packet (its
+    header, its PES header, an SEI message) anywhere: each cut gives the copy the held
+    stream gives, but for a header cut before its PID is whole (a service packet then keeps
+    its PID, its payload zeroed)."""
+    stream = _transport(VIDEO)
+    held_value, count = frames.blank(encapsulate([stream]), frames.H264)
+    assert count > 0
+    (held,) = [held_value[a:z] for a, z in frames.fragments(held_value)]
+    rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
+    even = range(2, len(stream), 2)
+    cuts = [(c,) for c in even] + [tuple(sorted(rng.sample(even, 3))) for _ in range(40)]
+    for cut in cuts:
+        ends = [0, *cut, len(stream)]
+        parts = [stream[a:z] for a, z in itertools.pairwise(ends)]
+        value = encapsulate(parts)
+        copy, found = _streamed(tmp_path, value, frames.H264)
+        joined = b"".join(copy[a:z] for a, z in frames.fragments(copy))
+        differs = [i for i in range(len(held)) if joined[i] != held[i]]
+        sdt = 2 * 188  # its PID's first byte went before the cut: only the second is changed
+        assert differs == ([sdt + 1] if sdt + 2 in cut else []), cut
+        assert MARK not in joined
+        assert MARK in found  # as they went: the source's text (found mode)
+        assert PAT in found  # (the first packet, whatever its first fragment holds)
+        assert PMT in found
+
+
+@pytest.mark.parametrize("window", [1, 100, 1 << 20])
+def test_video_is_parsed_a_window_at_a_time_as_whole(window, monkeypatch):
+    monkeypatch.setattr(mpegts, "WINDOW", window)
+    copy = _copy(_object(_transport(VIDEO), ts=uid.MPEG4HP41))
+    assert _frames_of(copy) == [_even(_transport(BLANKED, blanked=True))]
+
+
+def test_streamed_transport_stream_is_blanked_as_it_is_copied(tmp_path, monkeypatch):
+    data = _object(_transport(VIDEO), ts=uid.MPEG4HP41)
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
+    assert copy == whole
+    assert MARK not in copy
+
+
+def test_verify_searches_the_source_streams_text_held_and_streamed(tmp_path):
+    """`verify` of another tool's copy: the service's name, the private data and the SEI
+    text are found as they are, held or streamed."""
+    value = encapsulate([_transport(VIDEO)])
+    found = frames.headers(value, frames.H264)
+    assert found.count(MARK) == 4  # the service's name, the private data, two SEI messages
+    assert _streamed(tmp_path, value, frames.H264)[1] == found
+    blanked = frames.blank(value, frames.H264)[0]
+    assert MARK not in frames.headers(blanked, frames.H264)
+
+
+@pytest.mark.parametrize(
+    "table", [PMT[:-4] + b"\x05\x12" + NAME + b"\xde\xad\xbe\xef", b"\x00\x03\xb0\x20" + NAME]
+)
+def test_a_value_in_a_table_that_stays_is_caught_by_the_leak_check(tmp_path, table):
+    """Tables but the service information stay, and are searched: a patient's name in a
+    program map table's descriptor, or in a table of a PID of its own, refuses the object."""
+    stream = _packets(0, PAT) + _packets(PMT_PID, table) + _packets(VIDEO_PID, _pes(0xE0, VIDEO))
+    data = _object(stream, ts=uid.MPEG4HP41, PatientName=NAME.decode())
+    assert b"PHIMARK" not in _refused(tmp_path, data).encode()
+
+
+def test_the_packets_after_bytes_that_are_no_packet_are_read():
+    """Bytes that are no packet (damage, a recorder's padding), a sync byte's value among
+    them: the next packet is the next sync byte with another a packet on."""
+    stream = _transport(VIDEO)
+    sdt = 2 * 188
+    junk = b"\x47\x00\x11\x10\x47"
+    copy = _copy(_object(stream[:sdt] + junk + stream[sdt:], ts=uid.MPEG4HP41))
+    expected = _transport(BLANKED, blanked=True)
+    assert _frames_of(copy) == [_even(expected[:sdt] + junk + expected[sdt:])]
+    value = encapsulate([stream[:sdt] + b"\x47" + NAME + stream[sdt:]])
+    assert NAME in frames.headers(value, frames.H264)  # what no packet holds: searched
+
+
+def test_damaged_transport_streams_never_raise():
+    """Lost sync bytes, lengths that run past the packet, cut packets: only zeros, spaces and
+    a null packet's PID are written, and the length stays."""
+    rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
+    base = _transport(VIDEO)
+    for _ in range(1500):
+        stream = bytearray(base)
+        for _ in range(rng.randrange(1, 6)):
+            stream[rng.randrange(len(stream))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            del stream[rng.randrange(len(stream)) :]
+        if rng.random() < 0.2:
+            at = rng.randrange(len(stream) + 1)
+            stream[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 9)))
+        old = encapsulate([bytes(stream[: max(2, len(stream) - len(stream) % 2)]).ljust(2)])
+        new, _count = frames.blank(old, frames.H264)
+        assert len(new) == len(old)
+        assert all(n == o or n in (0, 0x20, 0x1F, 0xFF) for o, n in zip(old, new, strict=True))
+        frames.headers(new, frames.H264)
+
+
+def test_an_h264_stream_whose_fifth_byte_is_a_sync_bytes_value_is_no_transport_stream():
+    """A parameter set with nal_ref_idc 2 begins 47: the stream is still a byte stream."""
+    sps = b"\x00\x00\x00\x01\x47\x64\x00\x1f\xac"
+    stream = sps + _sei((5, UUID + MARK)) + b"\x00\x00\x01" + SLICE
+    assert mpegts.packet_size(stream) == 0
+    assert MARK not in _copy(_object(stream, ts=uid.MPEG4HP41))
+
+
+@pytest.mark.parametrize("size", [188, 192])
+def test_a_demultiplexer_fed_a_stream_cut_at_any_byte_blanks_it_as_whole(size):
+    """Cut at any byte (a PES payload's bytes lie at either parity, so a cut may fall just
+    after a start code, or between an HEVC unit's two header bytes), in two or three: the
+    same bytes as fed whole, but for a cut in a service packet's PID."""
+    stream = _transport(VIDEO, size=size)
+
+    def fed(cuts: tuple[int, ...]) -> bytes:
+        demux = frames._transport(frames.H264, size)
+        ends = [0, *cuts, len(stream)]
+        parts = [bytearray(stream[a:z]) for a, z in itertools.pairwise(ends)]
+        for part in parts:
+            demux.feed(part)
+        return b"".join(parts)
+
+    whole = fed(())
+    pid = 2 * size + size - 188 + 1  # the service packet's PID, after its sync byte
+    rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
+    cuts = [(c,) for c in range(1, len(stream))]
+    cuts += [tuple(sorted(rng.sample(range(1, len(stream)), 2))) for _ in range(200)]
+    for cut in cuts:
+        differs = [i for i, (a, b) in enumerate(zip(fed(cut), whole, strict=True)) if a != b]
+        assert set(differs) <= {pid, pid + 1}, cut
+        assert not differs or any(pid < c <= pid + 2 for c in cut), cut
