@@ -6,11 +6,11 @@ Usage:
 
 Each object is one of the test suite's bases (the kitchen sink and a plain instance, in
 explicit VR little endian, implicit VR and big endian; and, for the bytes mutator, video
-objects whose user data holds text, cut by a fragment's end), damaged by a mutator of
-``tests/fuzzing.py``: ``bytes`` changes, cuts and makes up bytes anywhere past the preamble;
-``structured`` damages whole elements (a tag byte, an element written twice, and in explicit
-VR a VR byte). Each is de-identified and indexed as the
-ingest does it (``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
+objects whose user data holds text, cut by a fragment's end, one in a transport stream),
+damaged by a mutator of ``tests/fuzzing.py``: ``bytes`` changes, cuts and makes up bytes
+anywhere past the preamble; ``structured`` damages whole elements (a tag byte, an element
+written twice, and in explicit VR a VR byte). Each is de-identified and indexed as the ingest
+does it (``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
 
 - refused: its reason is one a check foresaw (never ``unexpected_error``), and its message
   holds no planted marker;
@@ -120,6 +120,22 @@ _VIDEO_STREAMS = [  # user data holding text, cut by a fragment's end, and a sli
         + bytes(range(1, 200)),
     ),
 ]
+
+
+def _ts_packet(pid: int, payload: bytes) -> bytes:
+    """One transport stream packet of ``pid`` (a unit's start), filled out by stuffing."""
+    stuffing = b"\x00" + b"\xff" * (182 - len(payload))  # an adaptation field's
+    return bytes([0x47, 0x40 | pid >> 8, pid & 0xFF, 0x30, len(stuffing)]) + stuffing + payload
+
+
+_VIDEO_STREAMS.append(  # a transport stream: a service's name, and the H.264 stream's SEI
+    (
+        MPEG4HP41,
+        _ts_packet(0x11, b"\x00\x42\xb0\x40\x00\x01\xc1\x00\x00\x48\x30\x01\x00" + _TEXT)
+        + _ts_packet(0x100, b"\x00\x00\x01\xe0\x00\x00\x80\x00\x00" + _VIDEO_STREAMS[0][1][:170])
+        + _ts_packet(0x100, _VIDEO_STREAMS[0][1][170:330]),
+    )
+)
 
 
 def _video(ts: str, stream: bytes) -> bytes:
