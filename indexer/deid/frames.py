@@ -26,8 +26,9 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   tracks blanked; streamed, as far as its first fragment holds it (most often all of it).
   A transport stream (``mpegts``) has the user data in its video PES packets blanked, its
   service information (service names, events, the recording's time) made null packets, and
-  its adaptation fields' private data zeroed, held or streamed. Other containers (an MPEG-2
-  program stream is parsed as a stream of start codes) are not known.
+  its adaptation fields' private data zeroed; a program stream (``mpegps``) has the user
+  data in its video PES packets blanked, a unit cut by a packet's header blanked whole;
+  held or streamed (``demux``). Other containers are not known.
 
 What stays (the segments decoders read, and every header's other segments) is searched by
 the leak check (``headers``). The frames of an object of ``spans.STREAM_FROM`` bytes or more
@@ -37,6 +38,7 @@ are blanked and searched as they are streamed into the copy, a fragment at a tim
 
 from __future__ import annotations
 
+import functools
 import mmap
 import re
 import tempfile
@@ -49,6 +51,8 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from indexer import spans
+from indexer.deid.demux import Demux
+from indexer.deid.mpegps import PsDemux, is_program_stream
 from indexer.deid.mpegts import TS_HEAD, TsDemux, packet_size
 from indexer.deid.pixels import PIXEL_DATA, undefined_length
 from indexer.errors import DeidError, StoreError, os_reason
@@ -423,8 +427,8 @@ def byte_stream(head: bytes | bytearray | memoryview) -> bool:
 def _stream_blanks(value: bytes | memoryview, codec: str) -> list[Blank]:
     """What to blank in video frames, parsed as one stream, in ``value``'s own places."""
     stream, places = _joined_stream(value)
-    if size := packet_size(stream):
-        found = _transport(codec, size).feed(bytearray(stream))[0]
+    if demux := _demux(stream, codec):
+        found = demux.feed(bytearray(stream))[0]
     elif byte_stream(stream):
         found = _to_blank(stream, codec)
     elif is_mp4(stream):
@@ -434,12 +438,20 @@ def _stream_blanks(value: bytes | memoryview, codec: str) -> list[Blank]:
     return [(a, z, fill) for sa, sz, fill in found for a, z in _in_value([(sa, sz)], places)]
 
 
-def _transport(codec: str, size: int, *, blank: bool = True, went: bytes = b"") -> TsDemux:
-    """A transport stream's demultiplexer, its video parsed as ``codec``'s stream.
+def _demux(
+    head: bytes | bytearray | memoryview, codec: str, *, blank: bool = True, went: bytes = b""
+) -> Demux | None:
+    """A demultiplexer for the video ``head`` begins, if a transport or program stream.
 
-    ``went``: the stream's first bytes, gone already.
+    Its video is parsed as ``codec``'s stream. ``went``: the stream's first bytes, gone
+    already (``head`` begins with them).
     """
-    return TsDemux(lambda b: _video(b, codec), size, HELD_BYTES, blank=blank, went=went)
+    parse = functools.partial(_video, codec=codec)
+    if size := packet_size(head):
+        return TsDemux(parse, size, HELD_BYTES, blank=blank, went=went)
+    if is_program_stream(head):
+        return PsDemux(parse, HELD_BYTES, blank=blank, went=went)
+    return None
 
 
 def is_mp4(head: bytes | bytearray | memoryview) -> bool:
@@ -734,15 +746,15 @@ class _VideoPass:
         self._tail = b""
         self._stream: bool | None = None  # a byte stream (``byte_stream``): its start says
         self._lead = 0  # zero bytes it starts with, while only those came
-        self._ts: TsDemux | None = None  # a transport stream's, where it is one
+        self._demux: Demux | None = None  # a transport or program stream's, where one
         self._went = b""  # the bytes of first fragments too short to tell a stream by
 
     def __call__(self, frag: bytearray | memoryview) -> None:
         """Blank ``frag`` in place and search its units, the one it goes on with first."""
         if self._stream is None and not self._known(frag):
             return
-        if self._ts is not None:
-            data = b"".join(self._ts.feed(frag)[1])
+        if self._demux is not None:
+            data = b"".join(self._demux.feed(frag)[1])
             self._search(data, [(0, len(data))] if data else [])
             return
         if not self._stream:
@@ -779,9 +791,9 @@ class _VideoPass:
         if not self._lead and len(self._went) + len(frag) < TS_HEAD and (self._went or lead == 0):
             self._went += bytes(frag)  # too few bytes to know a transport stream by
             return False
-        if not self._lead and (size := packet_size(self._went + head)):
-            self._ts = _transport(self._codec, size, blank=self._blank, went=self._went)
-        self._stream = not self._ts and byte_stream(bytes(min(self._lead, 2)) + head)
+        if not self._lead:
+            self._demux = _demux(self._went + head, self._codec, blank=self._blank, went=self._went)
+        self._stream = not self._demux and byte_stream(bytes(min(self._lead, 2)) + head)
         if not self._stream and not self._lead and is_mp4(head):
             self._whole_mp4(frag)
         return True
@@ -944,8 +956,8 @@ def headers(value: bytes | memoryview, codec: str | None = None) -> bytes:
     """The header bytes of every frame in ``value``: what the leak check searches."""
     if codec is not None:
         stream, _places = _joined_stream(value)
-        if size := packet_size(stream):
-            return b"".join(_transport(codec, size, blank=False).feed(memoryview(stream))[1])
+        if demux := _demux(stream, codec, blank=False):
+            return b"".join(demux.feed(memoryview(stream))[1])
         if byte_stream(stream):
             return _joined(stream, parse(stream, codec)[1])
         return _joined(stream, _mp4(stream)[1]) if is_mp4(stream) else b""

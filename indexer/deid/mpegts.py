@@ -17,36 +17,25 @@ a PID of its own), the units holding user data, and bytes that are no packet (da
 next packet is the next sync byte with another a packet on) are searched by the leak check.
 Audio and other PES streams are carried as they are, and not searched.
 
-A stream is fed a buffer at a time (``TsDemux.feed``): a streamed object's fragments, or
-the whole of a held one. A packet cut by a buffer's end is read whole with the next; a unit
-holding text is read on into the next. Bytes of an earlier buffer are never changed (they
-went as they were), but are searched as they went.
+A stream is fed a buffer at a time (``demux.Demux.feed``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-Blank = tuple[int, int, bytes]  # start, end, the byte to fill with
-Region = tuple[int, int]  # start, end
-Piece = tuple[bytes | None, int, int]  # bytes of an earlier buffer (None: this one's), start, end
-Parse = Callable[[bytes], tuple[list[Blank], list[Region]]]
+from indexer.deid.demux import START_CODE, VIDEO_STREAMS, Demux, Parse
 
 SYNC = 0x47
 SYNC_BYTE = bytes((SYNC,))
+FIND_BYTES = 1 << 20  # searched at a time for the next sync byte
 PACKET_SIZES = (188, 192, 204)  # plain; after a 4-byte time code (Blu-ray's M2TS); with FEC
 TIME_CODE = 4  # the bytes before each packet's sync byte in a 192-byte one
 HEADER = 4
 NULL_PID = 0x1FFF
 SERVICE_INFO = frozenset(range(0x10, 0x20)) | {0x1FFB}  # DVB SI; ATSC PSIP
-VIDEO_STREAMS = range(0xE0, 0xF0)  # PES stream ids of video
 PES_HEADER = 9  # start code, stream id, length, two flag bytes, the header data's length
-START_CODE = b"\x00\x00\x01"
 PCR, OPCR, SPLICE, PRIVATE = 0x10, 0x08, 0x04, 0x02  # adaptation field flags
 CLOCK = 6  # a PCR's or OPCR's bytes
-WINDOW = 1 << 20  # a PID's video bytes parsed this much at a time
 ZERO = b"\x00"
-SEEN = 4096  # table payloads remembered as searched
 
 
 TS_HEAD = TIME_CODE + HEADER  # the bytes a transport stream is known by (``packet_size``)
@@ -71,62 +60,21 @@ def packet_size(head: bytes | bytearray | memoryview) -> int:
     return best
 
 
-class TsDemux:
+class TsDemux(Demux):
     """A transport stream fed a buffer at a time, blanked in place (``feed``)."""
 
     def __init__(
         self, parse: Parse, size: int, held: int, *, blank: bool = True, went: bytes = b""
     ) -> None:
-        """``parse``: the codec's stream; ``held``: a text unit is read on this far at most.
-
-        ``blank``: change the buffers; else find the headers only (``verify``). ``went``:
-        the stream's first bytes, gone already (less than a packet).
-        """
-        self._parse, self._size, self._held, self._blank = parse, size, held, blank
+        """As ``Demux``'s; ``size``: the stream's packet size (``packet_size``)."""
+        super().__init__(parse, held, blank=blank, went=went)
+        self._size = size
         self._lead = TIME_CODE if size == PACKET_SIZES[1] else 0
-        self._cut = went  # the packet the last buffer ended in: its bytes there
-        self._cut_fed = False  # its video bytes there were parsed with the last buffer
-        self._video: dict[int, list[Piece]] = {}  # video PID: its stream's bytes not parsed
-        self._pending: dict[int, int] = {}  # video PID: how many bytes those are
         self._other: set[int] = set()  # PIDs of other PES streams: audio, data
         self._tables: set[int] = set()  # PIDs of sections: searched
-        self._seen: set[bytes] = set()  # table payloads searched already
-        self._buf: bytearray | memoryview = bytearray()
-        self._blanks: list[Blank] = []
-        self._found: list[bytes] = []
 
-    def feed(self, buf: bytearray | memoryview) -> tuple[list[Blank], list[bytes]]:
-        """Blank ``buf`` in place; the blanks, and the header bytes to search (as they went)."""
-        self._buf, self._blanks, self._found = buf, [], []
-        pos = 0
-        if self._cut:
-            kept = len(self._cut)
-            pos = min(self._size - kept, len(buf))
-            joined = self._cut + bytes(buf[:pos])
-            self._packet(joined, 0, kept, whole=len(joined) == self._size)
-            if len(joined) == self._size:
-                self._cut, self._cut_fed = b"", False
-            else:
-                self._cut = joined
-        while pos < len(buf):
-            at = self._synced(buf, pos)
-            if at > pos:  # bytes no packet holds: searched as they are
-                self._found.append(bytes(buf[pos:at]))
-            pos = at
-            if pos + self._size > len(buf):
-                break
-            self._packet(buf, pos, 0)
-            pos += self._size
-        if pos < len(buf):  # a packet cut: read as far as it goes, and whole with the next
-            self._cut = bytes(buf[pos:])  # as it came: its header may become a null packet's
-            self._packet(buf, pos, 0, whole=False)
-        for pid in list(self._video):
-            self._parse_video(pid)
-        for pid, pieces in self._video.items():  # this buffer's bytes, as they went
-            self._video[pid] = [
-                (bytes(buf[a:z]), 0, z - a) if src is None else (src, a, z) for src, a, z in pieces
-            ]
-        return self._blanks, self._found
+    def _length(self, b: bytes | bytearray | memoryview, at: int) -> int | None:  # noqa: ARG002
+        return self._size
 
     def _synced(self, buf: bytearray | memoryview, pos: int) -> int:
         """``pos``, or where the next packet lies if none begins there (damage, padding).
@@ -138,8 +86,8 @@ class TsDemux:
             after = pos + lead + size
             if buf[pos + lead] == SYNC and (after >= len(buf) or buf[after] == SYNC):
                 return pos
-            at = bytes(buf[pos + lead + 1 : pos + lead + 1 + WINDOW]).find(SYNC_BYTE)
-            pos += WINDOW if at < 0 else 1 + at
+            at = bytes(buf[pos + lead + 1 : pos + lead + 1 + FIND_BYTES]).find(SYNC_BYTE)
+            pos += FIND_BYTES if at < 0 else 1 + at
         return min(pos, len(buf))  # bytes too few to tell: a packet's, cut, maybe
 
     def _packet(
@@ -200,11 +148,7 @@ class TsDemux:
         unit_start: bool,
         cut: bool = False,
     ) -> None:
-        """A packet's payload: a video stream's bytes, a table's, or another stream's.
-
-        ``cut``: the packet is cut at ``b``'s end. Its video bytes there are parsed with this
-        buffer (``_cut_fed``), and its joined packet's not again.
-        """
+        """A packet's payload: a video stream's bytes, a table's, or another stream's."""
         if unit_start:
             if cut and (end - start < PES_HEADER or start + PES_HEADER + b[start + 8] > end):
                 return  # its PES header is not whole yet: read with the next buffer
@@ -217,77 +161,6 @@ class TsDemux:
                 self._other.add(pid)
                 self._video.pop(pid, None)
         if pid in self._video:
-            pieces = self._video[pid]
-            if kept > start and not self._cut_fed:
-                pieces.append((bytes(b[start : min(kept, end)]), 0, min(kept, end) - start))
-                self._pending[pid] = self._pending.get(pid, 0) + min(kept, end) - start
-            if end > kept:
-                pieces.append((None, max(start, kept) - kept, end - kept))
-                self._pending[pid] = self._pending.get(pid, 0) + end - max(start, kept)
-            self._cut_fed = self._cut_fed or cut
-            if self._pending[pid] >= WINDOW:
-                self._parse_video(pid)
+            self._add_video(b, kept, pid, start, end, cut=cut)
         elif pid in self._tables and not cut:
             self._table(bytes(b[start:end]))
-
-    def _table(self, payload: bytes) -> None:
-        """Search a table's bytes (the same bytes once: tables are sent again and again)."""
-        if payload not in self._seen:
-            self._found.append(payload)
-            if len(self._seen) < SEEN:
-                self._seen.add(payload)
-
-    def _parse_video(self, pid: int) -> None:
-        """Parse a PID's video bytes so far; keep what the next must read on from.
-
-        The unit they end in is blanked as far as it goes, and kept to be read again with
-        what follows if it holds text (or its kind is not known yet).
-        """
-        pieces = self._video[pid]
-        stream = self._joined(pieces)
-        blanks, regions = self._parse(stream)
-        for a, z, fill in blanks:
-            self._blank_pieces(pieces, a, z, fill)
-        if blanks and self._blank:
-            stream = self._joined(pieces)
-        self._found += [stream[a:z] for a, z in regions]
-        keep = len(stream) - 2  # the start of a start code, maybe
-        last = stream.rfind(START_CODE)
-        text = bool(regions) and regions[-1] == (last + len(START_CODE), len(stream))
-        unknown = len(stream) - last <= len(START_CODE) + 1
-        if last >= 0 and (text or unknown) and len(stream) - last <= self._held:
-            keep = last
-        self._video[pid] = self._tail(pieces, max(0, keep))
-        self._pending[pid] = len(stream) - max(0, keep)
-
-    def _joined(self, pieces: list[Piece]) -> bytes:
-        return b"".join(bytes(self._buf[a:z]) if src is None else src[a:z] for src, a, z in pieces)
-
-    def _blank_pieces(self, pieces: list[Piece], a: int, z: int, fill: bytes) -> None:
-        """Blank the stream's bytes ``a`` to ``z`` where they are this buffer's."""
-        offset = 0
-        for src, start, end in pieces:
-            lo, hi = max(a, offset), min(z, offset + end - start)
-            if lo < hi and src is None:
-                self._blank_at(0, start + lo - offset, start + hi - offset, fill)
-            offset += end - start
-
-    @staticmethod
-    def _tail(pieces: list[Piece], keep: int) -> list[Piece]:
-        """The pieces from the stream's byte ``keep`` on."""
-        out: list[Piece] = []
-        offset = 0
-        for src, start, end in pieces:
-            if offset + end - start > keep:
-                out.append((src, start + max(0, keep - offset), end))
-            offset += end - start
-        return out
-
-    def _blank_at(self, kept: int, a: int, z: int, fill: bytes) -> None:
-        """Fill a packet's bytes ``a`` to ``z`` where they are this buffer's (from ``kept`` on)."""
-        a, z = max(a, kept) - kept, z - kept
-        if z <= a or bytes(self._buf[a:z]) == fill * (z - a):
-            return
-        self._blanks.append((a, z, fill))
-        if self._blank:
-            self._buf[a:z] = fill * (z - a)

@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 9
+RULES_VERSION = 10
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -47,7 +47,8 @@ SEI messages) blanked; 6: an MP4 file wrapped whole has its metadata zeroed; 7: 
 data SEI messages of its H.264 and HEVC tracks blanked; 8: both where such a file streams (128
 MiB or more), as far as its first fragment holds it; 9: video in a transport stream: the user
 data in its video packets blanked, its service information made null packets, its adaptation
-fields' private data zeroed.
+fields' private data zeroed; 10: video in a program stream: user data cut by a PES packet's
+header blanked whole.
 """
 
 _RESOLVE = {
@@ -194,7 +195,7 @@ FRAME_TEXT = Decision(
     "decoders do not read: Exif, XMP, IPTC; JPEG 2000 comments; JP2 XML, UUID and rights "
     "boxes; JPEG XL Exif, XML and JUMBF boxes; video user data: MPEG-2 user data, H.264 "
     "and HEVC user data SEI messages, in a stream, an MP4 file's video tracks or a transport "
-    "stream's video packets; an MP4 file's metadata, free space and times; a transport "
+    "or program stream's video packets; an MP4 file's metadata, free space and times; a transport "
     "stream's service information (made null packets) and private data): blanked in place, "
     "each keeping its length; the image is not decoded or changed",
 )

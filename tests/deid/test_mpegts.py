@@ -16,7 +16,7 @@ import pytest
 from pydicom import uid
 from pydicom.encaps import encapsulate
 
-from indexer.deid import frames, mpegts
+from indexer.deid import demux, frames, mpegts
 from tests.builders import streamed_copy
 from tests.deid.test_frames import (
     H264_HEAD,
@@ -166,7 +166,7 @@ def test_a_streamed_transport_stream_cut_anywhere_is_blanked_as_held(tmp_path):
 
 @pytest.mark.parametrize("window", [1, 100, 1 << 20])
 def test_video_is_parsed_a_window_at_a_time_as_whole(window, monkeypatch):
-    monkeypatch.setattr(mpegts, "WINDOW", window)
+    monkeypatch.setattr(demux, "WINDOW", window)
     copy = _copy(_object(_transport(VIDEO), ts=uid.MPEG4HP41))
     assert _frames_of(copy) == [_even(_transport(BLANKED, blanked=True))]
 
@@ -250,7 +250,7 @@ def test_a_demultiplexer_fed_a_stream_cut_at_any_byte_blanks_it_as_whole(size):
     stream = _transport(VIDEO, size=size)
 
     def fed(cuts: tuple[int, ...]) -> bytes:
-        demux = frames._transport(frames.H264, size)
+        demux = frames._demux(stream, frames.H264)
         ends = [0, *cuts, len(stream)]
         parts = [bytearray(stream[a:z]) for a, z in itertools.pairwise(ends)]
         for part in parts:

@@ -16,7 +16,7 @@ import struct
 
 import pytest
 from pydicom.encaps import encapsulate
-from pydicom.uid import MPEG4HP41, JPEG2000Lossless, JPEGBaseline8Bit
+from pydicom.uid import MPEG2MPML, MPEG4HP41, JPEG2000Lossless, JPEGBaseline8Bit
 
 from indexer import __version__, deid, work
 from indexer.deid import build_plan
@@ -41,6 +41,7 @@ DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies 
     ("0.1.0", 7): "d400bee7fec0140c72b1e0d60f5f5d6f5bdd8a483b4b56916eecace2b12bfdc8",
     ("0.1.0", 8): "d400bee7fec0140c72b1e0d60f5f5d6f5bdd8a483b4b56916eecace2b12bfdc8",
     ("0.1.0", 9): "14d1f8c8181b7fda5175c756d4cb4d0e6f4f6063263be43153b33265834eba33",
+    ("0.1.0", 10): "be2fb0c105b36ccef6254b9af71a1dda6df48bb75043585207598aa89e5e2c1e",
 }
 
 
@@ -158,6 +159,19 @@ def _transport_stream() -> bytes:
     return _encapsulated(10, MPEG4HP41, packet(0x11, sdt) + packet(0x100, pes))
 
 
+def _program_stream() -> bytes:
+    """A program stream whose user data a PES header cuts (blanked whole since version 10)."""
+
+    def pes(data: bytes) -> bytes:
+        header = b"\x81\x80\x05\x21\x00\x01\x00\x01"
+        return b"\x00\x00\x01\xe0" + struct.pack(">H", len(header + data)) + header + data
+
+    pack = b"\x00\x00\x01\xba\x44\x00\x04\x00\x04\x01\x01\x89\xc3\xf8"
+    video = b"\x00\x00\x01\xb3\x14\x00\xf0\x23" + b"\x00\x00\x01\xb2recorded by a camera"
+    rest = b" in room 4" + b"\x00\x00\x01\x00\x00\x0f\x12\x34"
+    return _encapsulated(11, MPEG2MPML, pack + pes(video) + pack + pes(rest) + b"\x00\x00\x01\xb9")
+
+
 def _corpus() -> list[bytes]:
     return [
         to_bytes(kitchen_sink.build()[0]),
@@ -171,6 +185,7 @@ def _corpus() -> list[bytes]:
         _mp4_with_a_title(),
         _mp4_with_sei(),
         _transport_stream(),
+        _program_stream(),
     ]
 
 

@@ -1,0 +1,194 @@
+"""Video in an MPEG-2 systems stream, demultiplexed a buffer at a time: the shared part.
+
+A transport stream (``mpegts``) and a program stream (``mpegps``) carry their video in PES
+packets, among packets of other kinds. The payloads of a video stream's packets are joined
+into the codec's stream and parsed as one (``parse``, given by ``frames``); what it blanks is
+blanked in the packets it lies in. A stream is fed a buffer at a time (``Demux.feed``): a
+streamed object's fragments, or the whole of a held one. A packet cut by a buffer's end is
+read whole with the next; a unit holding text is read on into the next. Bytes of an earlier
+buffer are never changed (they went as they were), but are searched as they went, as are
+the units holding text, the tables a stream's subclass finds, and bytes that are no packet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Blank = tuple[int, int, bytes]  # start, end, the byte to fill with
+Region = tuple[int, int]  # start, end
+Piece = tuple[bytes | None, int, int]  # bytes of an earlier buffer (None: this one's), start, end
+Parse = Callable[[bytes], tuple[list[Blank], list[Region]]]
+
+VIDEO_STREAMS = range(0xE0, 0xF0)  # PES stream ids of video
+START_CODE = b"\x00\x00\x01"
+WINDOW = 1 << 20  # a stream's video bytes parsed this much at a time
+SEEN = 4096  # table payloads remembered as searched
+PEEK = 32  # bytes enough to tell a packet's length by
+
+
+class Demux:
+    """A stream fed a buffer at a time, blanked in place (``feed``); its packets' kind.
+
+    A subclass tells where a packet begins (``_synced``), how long it is (``_length``), and
+    reads it (``_packet``), handing its video bytes to ``_add_video``.
+    """
+
+    def __init__(self, parse: Parse, held: int, *, blank: bool = True, went: bytes = b"") -> None:
+        """``parse``: the codec's stream; ``held``: a text unit is read on this far at most.
+
+        ``blank``: change the buffers; else find the headers only (``verify``). ``went``:
+        the stream's first bytes, gone already (less than a packet).
+        """
+        self._parse, self._held, self._blank = parse, held, blank
+        self._cut = went  # the packet the last buffer ended in: its bytes there
+        self._cut_fed = False  # its video bytes there were parsed with the last buffer
+        self._video: dict[int, list[Piece]] = {}  # a video stream: its bytes not parsed
+        self._pending: dict[int, int] = {}  # a video stream: how many bytes those are
+        self._seen: set[bytes] = set()  # table payloads searched already
+        self._buf: bytearray | memoryview = bytearray()
+        self._blanks: list[Blank] = []
+        self._found: list[bytes] = []
+
+    def feed(self, buf: bytearray | memoryview) -> tuple[list[Blank], list[bytes]]:
+        """Blank ``buf`` in place; the blanks, and the header bytes to search (as they went)."""
+        self._buf, self._blanks, self._found = buf, [], []
+        pos = 0
+        if self._cut:
+            kept = len(self._cut)
+            size = self._length(self._cut + bytes(buf[:PEEK]), 0)
+            size = None if size is None else max(size, kept)
+            pos = len(buf) if size is None else min(size - kept, len(buf))
+            joined = self._cut + bytes(buf[:pos])
+            whole = size is not None and len(joined) == size
+            self._packet(joined, 0, kept, whole=whole)
+            if whole:
+                self._cut, self._cut_fed = b"", False
+            else:
+                self._cut = joined
+        while pos < len(buf):
+            at = self._synced(buf, pos)
+            if at > pos:  # bytes no packet holds: searched as they are
+                self._found.append(bytes(buf[pos:at]))
+            pos = at
+            size = self._length(buf, pos)
+            if size is None or pos + size > len(buf):
+                break
+            self._packet(buf, pos, 0)
+            pos += size
+        if pos < len(buf):  # a packet cut: read as far as it goes, and whole with the next
+            self._cut = bytes(buf[pos:])  # as it came: its header may become a null packet's
+            self._packet(buf, pos, 0, whole=False)
+        for pid in list(self._video):
+            self._parse_video(pid)
+        for pid, pieces in self._video.items():  # this buffer's bytes, as they went
+            self._video[pid] = [
+                (bytes(buf[a:z]), 0, z - a) if src is None else (src, a, z) for src, a, z in pieces
+            ]
+        return self._blanks, self._found
+
+    def _synced(self, buf: bytearray | memoryview, pos: int) -> int:
+        """``pos``, or where the next packet lies if none begins there (damage, padding)."""
+        raise NotImplementedError
+
+    def _length(self, b: bytes | bytearray | memoryview, at: int) -> int | None:
+        """The length of the packet at ``at``; None: too few bytes to tell."""
+        raise NotImplementedError
+
+    def _packet(
+        self, b: bytes | bytearray | memoryview, at: int, kept: int, *, whole: bool = True
+    ) -> None:
+        """The packet at ``at`` of ``b``: its first ``kept`` bytes went with the last buffer.
+
+        ``b`` is this buffer (``kept`` 0) or a packet joined from both (its bytes from
+        ``kept`` on are this buffer's, from its start). Not ``whole``: the packet is cut at
+        ``b``'s end.
+        """
+        raise NotImplementedError
+
+    def _add_video(
+        self,
+        b: bytes | bytearray | memoryview,
+        kept: int,
+        pid: int,
+        start: int,
+        end: int,
+        *,
+        cut: bool,
+    ) -> None:
+        """A video stream's bytes ``start`` to ``end`` of a packet (``_packet``'s ``b``).
+
+        ``cut``: the packet is cut at ``b``'s end. Its video bytes there are parsed with this
+        buffer (``_cut_fed``), and its joined packet's not again.
+        """
+        pieces = self._video.setdefault(pid, [])
+        if kept > start and not self._cut_fed:
+            pieces.append((bytes(b[start : min(kept, end)]), 0, min(kept, end) - start))
+            self._pending[pid] = self._pending.get(pid, 0) + min(kept, end) - start
+        if end > kept:
+            pieces.append((None, max(start, kept) - kept, end - kept))
+            self._pending[pid] = self._pending.get(pid, 0) + end - max(start, kept)
+        self._cut_fed = self._cut_fed or cut
+        if self._pending[pid] >= WINDOW:
+            self._parse_video(pid)
+
+    def _table(self, payload: bytes) -> None:
+        """Search a table's bytes (the same bytes once: tables are sent again and again)."""
+        if payload not in self._seen:
+            self._found.append(payload)
+            if len(self._seen) < SEEN:
+                self._seen.add(payload)
+
+    def _parse_video(self, pid: int) -> None:
+        """Parse a PID's video bytes so far; keep what the next must read on from.
+
+        The unit they end in is blanked as far as it goes, and kept to be read again with
+        what follows if it holds text (or its kind is not known yet).
+        """
+        pieces = self._video[pid]
+        stream = self._joined(pieces)
+        blanks, regions = self._parse(stream)
+        for a, z, fill in blanks:
+            self._blank_pieces(pieces, a, z, fill)
+        if blanks and self._blank:
+            stream = self._joined(pieces)
+        self._found += [stream[a:z] for a, z in regions]
+        keep = len(stream) - 2  # the start of a start code, maybe
+        last = stream.rfind(START_CODE)
+        text = bool(regions) and regions[-1] == (last + len(START_CODE), len(stream))
+        unknown = len(stream) - last <= len(START_CODE) + 1
+        if last >= 0 and (text or unknown) and len(stream) - last <= self._held:
+            keep = last
+        self._video[pid] = self._tail(pieces, max(0, keep))
+        self._pending[pid] = len(stream) - max(0, keep)
+
+    def _joined(self, pieces: list[Piece]) -> bytes:
+        return b"".join(bytes(self._buf[a:z]) if src is None else src[a:z] for src, a, z in pieces)
+
+    def _blank_pieces(self, pieces: list[Piece], a: int, z: int, fill: bytes) -> None:
+        """Blank the stream's bytes ``a`` to ``z`` where they are this buffer's."""
+        offset = 0
+        for src, start, end in pieces:
+            lo, hi = max(a, offset), min(z, offset + end - start)
+            if lo < hi and src is None:
+                self._blank_at(0, start + lo - offset, start + hi - offset, fill)
+            offset += end - start
+
+    @staticmethod
+    def _tail(pieces: list[Piece], keep: int) -> list[Piece]:
+        """The pieces from the stream's byte ``keep`` on."""
+        out: list[Piece] = []
+        offset = 0
+        for src, start, end in pieces:
+            if offset + end - start > keep:
+                out.append((src, start + max(0, keep - offset), end))
+            offset += end - start
+        return out
+
+    def _blank_at(self, kept: int, a: int, z: int, fill: bytes) -> None:
+        """Fill a packet's bytes ``a`` to ``z`` where they are this buffer's (from ``kept`` on)."""
+        a, z = max(a, kept) - kept, z - kept
+        if z <= a or bytes(self._buf[a:z]) == fill * (z - a):
+            return
+        self._blanks.append((a, z, fill))
+        if self._blank:
+            self._buf[a:z] = fill * (z - a)

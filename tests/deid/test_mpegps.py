@@ -1,0 +1,160 @@
+"""Video in a program stream: user data blanked whole, though a PES header cuts it.
+
+MPEG-2 video wrapped into DICOM is most often a program stream (a ``.mpg`` file). Its video
+lies in PES packets, and a user data unit may run from one packet into the next; read as a
+bare stream of start codes, the next packet's header would end the unit, and the rest of
+its text would be neither blanked nor searched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import struct
+
+import pytest
+from pydicom import uid
+from pydicom.encaps import encapsulate
+
+from indexer.deid import frames, mpegps
+from tests.builders import streamed_copy
+from tests.deid.test_frames import (
+    IMAGE,
+    MARK,
+    NAME,
+    TEXT,
+    _copy,
+    _even,
+    _frames_of,
+    _object,
+    _refused,
+    _spaced,
+    _streamed,
+)
+
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled search too
+
+PACK2 = b"\x00\x00\x01\xba\x44\x00\x04\x00\x04\x01\x01\x89\xc3\xf8"  # MPEG-2, no stuffing
+PACK2_STUFFED = PACK2[:-1] + b"\xfa\xff\xff"  # two stuffing bytes
+PACK1 = b"\x00\x00\x01\xba\x21\x00\x01\x00\x01\x80\x1b\x91"  # MPEG-1
+SYSTEM = b"\x00\x00\x01\xbb\x00\x06\x80\x1b\x91\x04\xe1\xff"
+SEQUENCE = b"\x00\x00\x01\xb3\x14\x00\xf0\x23\xff\xff\xe0\x18"
+USER = b"\x00\x00\x01\xb2" + MARK + TEXT * 3
+PICTURE = b"\x00\x00\x01\x00\x00\x0f\xff\xf8" + b"\x00\x00\x01\x01" + IMAGE
+VIDEO = SEQUENCE + USER + PICTURE
+SPLIT = len(SEQUENCE) + 60  # where the second video packet begins: in the user data
+BLANKED = SEQUENCE + USER[:4] + _spaced(USER[4:]) + PICTURE
+
+
+def _pes(stream_id: int, data: bytes, *, mpeg1: bool = False) -> bytes:
+    """A PES packet: MPEG-2's header (a PTS), or MPEG-1's (stuffing, a buffer size, a PTS
+    and a DTS)."""
+    if mpeg1:
+        header = b"\xff\xff" + b"\x60\x2e" + b"\x31\x00\x01\x00\x01" + b"\x11\x00\x01\x00\x01"
+    else:
+        header = b"\x81\x80\x05\x21\x00\x01\x00\x01"
+    return (
+        b"\x00\x00\x01" + bytes([stream_id]) + struct.pack(">H", len(header + data)) + header + data
+    )
+
+
+def _program(video: bytes, *, mpeg1: bool = False, padding: bytes = b"\xff" * 8) -> bytes:
+    """A stream: a pack, its system header, ``video`` in two PES packets (the second one
+    beginning in its user data), audio whose bytes look like user data, padding, the end."""
+    return (
+        (PACK1 if mpeg1 else PACK2)
+        + SYSTEM
+        + _pes(0xE0, video[:SPLIT], mpeg1=mpeg1)
+        + _pes(0xC0, b"\xff\xfd\x00\x00\x01\xb2audio, not video", mpeg1=mpeg1)
+        + (PACK1 if mpeg1 else PACK2_STUFFED)
+        + _pes(0xE0, video[SPLIT:], mpeg1=mpeg1)
+        + b"\x00\x00\x01\xbe"
+        + struct.pack(">H", len(padding))
+        + padding
+        + b"\x00\x00\x01\xb9"
+    )
+
+
+@pytest.mark.parametrize("mpeg1", [False, True])
+def test_user_data_cut_by_a_pes_header_is_blanked_whole(mpeg1):
+    """Both parts of the unit become spaces; every header, the audio and the picture stay."""
+    source = _program(VIDEO, mpeg1=mpeg1)
+    assert mpegps.is_program_stream(source)
+    copy = _copy(_object(source, ts=uid.MPEG2MPML))
+    assert b"PHIMARK" not in copy
+    assert _frames_of(copy) == [_even(_program(BLANKED, mpeg1=mpeg1))]
+
+
+def test_a_demultiplexer_fed_a_stream_cut_at_any_byte_blanks_it_as_whole():
+    """Streamed, fragments cut the stream anywhere: in a pack header, a PES header, the
+    user data, just past an end code (two streams one after the other, as files joined).
+    Each cut (one, or two) gives the bytes the whole stream gives."""
+    stream = _program(VIDEO) + _program(VIDEO, mpeg1=True)
+
+    def fed(cuts: tuple[int, ...]) -> bytes:
+        demux = frames._demux(stream, frames.MPEG2)
+        assert demux is not None
+        ends = [0, *cuts, len(stream)]
+        parts = [bytearray(stream[a:z]) for a, z in itertools.pairwise(ends)]
+        for part in parts:
+            demux.feed(part)
+        return b"".join(parts)
+
+    whole = fed(())
+    assert whole == _program(BLANKED) + _program(BLANKED, mpeg1=True)
+    rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
+    cuts = [(c,) for c in range(1, len(stream))]
+    cuts += [tuple(sorted(rng.sample(range(1, len(stream)), 2))) for _ in range(200)]
+    for cut in cuts:
+        assert fed(cut) == whole, cut
+
+
+def test_streamed_program_stream_is_blanked_as_held(tmp_path, monkeypatch):
+    data = _object(_program(VIDEO), ts=uid.MPEG2MPML)
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
+    assert copy == whole
+    assert b"PHIMARK" not in copy
+
+
+def test_verify_finds_the_text_held_and_streamed(tmp_path):
+    """The user data unit, joined across the PES header, is searched whole."""
+    value = encapsulate([_program(VIDEO)])
+    found = frames.headers(value, frames.MPEG2)
+    assert MARK + TEXT * 3 in found
+    assert _streamed(tmp_path, value, frames.MPEG2)[1] == found
+
+
+def test_the_packets_after_bytes_that_are_no_packet_are_read():
+    """Damage between packets, the video's own start codes among it (user data, a slice):
+    the next packet is the next start code of the stream's own, and what lies before it is
+    searched."""
+    junk = b"\x00\x00\x01\xb2\x7f\xff" + NAME + b"\x00\x00\x01\x01"
+    source, expected = _program(VIDEO), _program(BLANKED)
+    at = source.index(PACK2_STUFFED)
+    copy = _copy(_object(source[:at] + junk + source[at:], ts=uid.MPEG2MPML))
+    assert _frames_of(copy) == [_even(expected[:at] + junk + expected[at:])]
+    assert NAME in frames.headers(encapsulate([source[:at] + junk + source[at:]]), frames.MPEG2)
+
+
+def test_a_value_in_padding_is_caught_by_the_leak_check(tmp_path):
+    stream = _program(VIDEO, padding=b"\xff" * 4 + NAME)
+    data = _object(stream, ts=uid.MPEG2MPML, PatientName=NAME.decode())
+    assert b"PHIMARK" not in _refused(tmp_path, data).encode()
+
+
+def test_damaged_program_streams_never_raise():
+    """Lengths that run past the stream, lost start codes, cut packets: only spaces are
+    written over bytes that were not zero, and the length stays."""
+    rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
+    for base in (_program(VIDEO), _program(VIDEO, mpeg1=True)):
+        for _ in range(1000):
+            stream = bytearray(base)
+            for _ in range(rng.randrange(1, 6)):
+                stream[rng.randrange(len(stream))] = rng.randrange(256)
+            if rng.random() < 0.3:
+                del stream[rng.randrange(4, len(stream)) :]
+            old = encapsulate([bytes(stream[: len(stream) - len(stream) % 2])])
+            new, _count = frames.blank(old, frames.MPEG2)
+            assert len(new) == len(old)
+            assert all(n == o or (n == 0x20 and o) for o, n in zip(old, new, strict=True))
+            frames.headers(new, frames.MPEG2)
