@@ -6,11 +6,11 @@ Usage:
 
 Each object is one of the test suite's bases (the kitchen sink and a plain instance, in
 explicit VR little endian, implicit VR and big endian; and, for the bytes mutator, video
-objects whose user data holds text, cut by a fragment's end, one in a transport stream),
-damaged by a mutator of ``tests/fuzzing.py``: ``bytes`` changes, cuts and makes up bytes
-anywhere past the preamble; ``structured`` damages whole elements (a tag byte, an element
-written twice, and in explicit VR a VR byte). Each is de-identified and indexed as the ingest
-does it (``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
+objects whose user data holds text, cut by a fragment's end, in a program or transport
+stream too), damaged by a mutator of ``tests/fuzzing.py``: ``bytes`` changes, cuts and makes
+up bytes anywhere past the preamble; ``structured`` damages whole elements (a tag byte, an
+element written twice, and in explicit VR a VR byte). Each is de-identified and indexed as
+the ingest does it (``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
 
 - refused: its reason is one a check foresaw (never ``unexpected_error``), and its message
   holds no planted marker;
@@ -128,6 +128,18 @@ def _ts_packet(pid: int, payload: bytes) -> bytes:
     return bytes([0x47, 0x40 | pid >> 8, pid & 0xFF, 0x30, len(stuffing)]) + stuffing + payload
 
 
+_VIDEO_STREAMS.append(  # a program stream: MPEG-2 user data cut by a PES packet's header
+    (
+        MPEG2MPML,
+        b"\x00\x00\x01\xba\x44\x00\x04\x00\x04\x01\x01\x89\xc3\xf8"  # a pack, then a PES
+        b"\x00\x00\x01\xe0\x00\x30\x81\x80\x05\x21\x00\x01\x00\x01"
+        + _VIDEO_STREAMS[2][1][:40]
+        + b"\x00\x00\x01\xe0"
+        + (len(_VIDEO_STREAMS[2][1]) - 40 + 8).to_bytes(2, "big")
+        + b"\x81\x80\x05\x21\x00\x01\x00\x01"
+        + _VIDEO_STREAMS[2][1][40:],
+    )
+)
 _VIDEO_STREAMS.append(  # a transport stream: a service's name, and the H.264 stream's SEI
     (
         MPEG4HP41,
