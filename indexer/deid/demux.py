@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-Blank = tuple[int, int, bytes]  # start, end, the byte to fill with
-Region = tuple[int, int]  # start, end
+from indexer.deid.blanks import Blank, Region
+from indexer.deid.video import START_CODE
+
 Piece = tuple[bytes | None, int, int]  # bytes of an earlier buffer (None: this one's), start, end
 Parse = Callable[[bytes], tuple[list[Blank], list[Region]]]
 
 VIDEO_STREAMS = range(0xE0, 0xF0)  # PES stream ids of video
-START_CODE = b"\x00\x00\x01"
 WINDOW = 1 << 20  # a stream's video bytes parsed this much at a time
 SEEN = 4096  # table payloads remembered as searched
 PEEK = 32  # bytes enough to tell a packet's length by

@@ -11,7 +11,8 @@ Padding packets are searched; audio and private streams are carried as they are.
 
 from __future__ import annotations
 
-from indexer.deid.demux import START_CODE, VIDEO_STREAMS, Demux
+from indexer.deid.demux import VIDEO_STREAMS, Demux
+from indexer.deid.video import START_CODE
 
 PACK, END, SYSTEM = 0xBA, 0xB9, 0xBB  # a pack's header, the stream's end, a system header
 PADDING = 0xBE

@@ -22,7 +22,8 @@ A stream is fed a buffer at a time (``demux.Demux.feed``).
 
 from __future__ import annotations
 
-from indexer.deid.demux import START_CODE, VIDEO_STREAMS, Demux, Parse
+from indexer.deid.demux import VIDEO_STREAMS, Demux, Parse
+from indexer.deid.video import START_CODE
 
 SYNC = 0x47
 SYNC_BYTE = bytes((SYNC,))
@@ -93,12 +94,6 @@ class TsDemux(Demux):
     def _packet(
         self, b: bytes | bytearray | memoryview, at: int, kept: int, *, whole: bool = True
     ) -> None:
-        """The packet at ``at`` of ``b``: its first ``kept`` bytes went with the last buffer.
-
-        ``b`` is this buffer (``kept`` 0) or a packet joined from both (its bytes from
-        ``kept`` on are this buffer's, from its start). Not ``whole``: the packet is cut at
-        ``b``'s end.
-        """
         end = min(at + self._size, len(b))
         at += self._lead
         if end - at < HEADER or b[at] != SYNC:

@@ -22,7 +22,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
 
 from indexer import content, deid, keys, spans, work
-from indexer.deid import build_plan, frames, statement, verify
+from indexer.deid import blanks, build_plan, frames, statement, verify, video
 from indexer.deid.profile import FRAME_TEXT
 from indexer.encode import encode
 from indexer.errors import DeidError, StoreError
@@ -179,7 +179,7 @@ def test_jpx_labels_and_xml_inside_association_boxes_are_blanked():
 
 def test_associations_nested_past_the_limit_are_blanked_unread():
     box = _box(b"lbl ", MARK)
-    for _ in range(frames.ASSOCIATION_DEPTH + 4):
+    for _ in range(blanks.NESTING + 4):
         box = _box(b"asoc", box)
     frame = _box(b"jP  ", b"\r\n\x87\n") + box + _box(b"jp2c", _codestream(b"", b""))
     copy = _copy(_object(frame, ts=JPEG2000Lossless))
@@ -547,7 +547,7 @@ def test_streamed_video_is_blanked_as_it_is_copied(tmp_path, monkeypatch, chunk,
     """As held frames are; a fragment held on disk (16 bytes) is searched for start codes a
     window at a time (5 bytes: a start code across two of them)."""
     monkeypatch.setattr(frames, "HELD_BYTES", held)
-    monkeypatch.setattr(frames, "FIND_BYTES", 5)
+    monkeypatch.setattr(video, "FIND_BYTES", 5)
     stream = H264_HEAD + _sei((5, UUID + MARK), TIMING) + b"\x00\x00\x01" + SLICE
     data = _object(stream, ts=uid.MPEG4HP41)
     whole, copy = streamed_copy(tmp_path, monkeypatch, data, chunk, frames.Blanked)
@@ -555,17 +555,17 @@ def test_streamed_video_is_blanked_as_it_is_copied(tmp_path, monkeypatch, chunk,
     assert MARK not in copy
 
 
-@pytest.mark.parametrize("codec", [frames.MPEG2, frames.H264, frames.HEVC])
+@pytest.mark.parametrize("codec", [video.MPEG2, video.H264, video.HEVC])
 def test_damaged_video_never_raises(codec, monkeypatch):
     """Sizes that run past the unit, cut units, random bytes: the blanks stay in the
     fragment, and only bytes that were not zero become spaces. A fragment held on disk
     (a memoryview, searched a window at a time) is parsed as the same bytes held are."""
-    monkeypatch.setattr(frames, "FIND_BYTES", 3)
+    monkeypatch.setattr(video, "FIND_BYTES", 3)
     rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
-    header = {frames.H264: b"\x06", frames.HEVC: b"\x4e\x01", frames.MPEG2: b""}[codec]
+    header = {video.H264: b"\x06", video.HEVC: b"\x4e\x01", video.MPEG2: b""}[codec]
     base = (
         b"\x00\x00\x01\xb2" + MARK
-        if codec == frames.MPEG2
+        if codec == video.MPEG2
         else _sei((5, UUID + MARK), TIMING, (300, MARK * 12), header=header)
     )
     for _ in range(1500):
@@ -592,7 +592,7 @@ def _video_streams() -> dict[str, bytes]:
     hevc += b"\x00\x00\x01\x26\x01" + IMAGE + _sei((4, b"\xb5" + MARK), header=b"\x50\x01")
     mpeg2 = b"\x00\x00\x01\xb3\x02\x00\x10\x14" + b"\x00\x00\x01\xb2" + MARK + TEXT
     mpeg2 += b"\x00\x00\x01\x00\x00\x0f" + IMAGE + b"\x00\x00\x01\xb2" + MARK
-    return {frames.H264: h264, frames.HEVC: hevc, frames.MPEG2: mpeg2}
+    return {video.H264: h264, video.HEVC: hevc, video.MPEG2: mpeg2}
 
 
 def _streamed(tmp_path: Path, value: bytes, codec: str) -> tuple[bytes, bytes]:
@@ -609,15 +609,15 @@ def _streamed(tmp_path: Path, value: bytes, codec: str) -> tuple[bytes, bytes]:
 def test_streamed_headers_hold_what_is_searched_held(tmp_path):
     """`verify` of a large video copy searches its SEI units as held ones: as they are, text
     left in them too (another tool's copy), cut by fragments or not."""
-    stream = _video_streams()[frames.H264]
+    stream = _video_streams()[video.H264]
     at = stream.index(MARK)
     for value in (encapsulate([stream]), encapsulate([stream[:at], stream[at:]])):
-        held = frames.headers(value, frames.H264)
+        held = frames.headers(value, video.H264)
         assert MARK in held
-        assert MARK in _streamed(tmp_path, value, frames.H264)[1]
+        assert MARK in _streamed(tmp_path, value, video.H264)[1]
 
 
-@pytest.mark.parametrize("codec", [frames.H264, frames.HEVC, frames.MPEG2])
+@pytest.mark.parametrize("codec", [video.H264, video.HEVC, video.MPEG2])
 def test_streamed_video_cut_anywhere_is_blanked_as_held(tmp_path, codec):
     """Streamed video is blanked a fragment at a time, and a fragment may end anywhere: in
     a message's text, its size, an escape, a start code. Each cut gives the copy the frames
@@ -650,7 +650,7 @@ def test_a_value_in_a_kept_message_cut_by_a_fragment_end_is_found(tmp_path):
         path = tmp_path / "frames"
         path.write_bytes(value)
         span = FileSpan(path, 0, len(value), version_of(path.stat()))
-        found = frames.Blanked(span, 0, len(value), frames.H264, lambda b: "PN" * (name in b))
+        found = frames.Blanked(span, 0, len(value), video.H264, lambda b: "PN" * (name in b))
         with pytest.raises(DeidError, match=r"header \(from PN\)"):
             b"".join(found.chunks())
 
@@ -662,7 +662,7 @@ def test_a_unit_longer_than_what_is_held_is_blanked_as_far_as_held(tmp_path, mon
     stream = H264_HEAD + _sei((5, UUID + MARK * 40)) + b"\x00\x00\x01" + SLICE
     cut = len(H264_HEAD) + 40
     value = encapsulate([stream[:cut], stream[cut:]])
-    copy, _headers = _streamed(tmp_path, value, frames.H264)
+    copy, _headers = _streamed(tmp_path, value, video.H264)
     second = next(itertools.islice(frames.fragments(copy), 1, None))
     text = copy[second[0] : second[1]]
     assert text[:64] == b" " * 64
@@ -744,7 +744,7 @@ def _tracked_mp4(codec: str, *, spaced: bool = False) -> bytes:
     """An MP4 file whose one video track's samples hold an SEI message with text (H.264), or
     whose configuration declares one (HEVC, as x265 does), audio samples between."""
     text = _spaced if spaced else (lambda t: t)
-    if codec == frames.H264:
+    if codec == video.H264:
         sei = b"\x06" + _escaped(_rbsp((5, UUID + text(MARK + TEXT))))
         config = _box(b"avcC", b"\x01\x64\x00\x1f\xff\xe0\x00")  # 4-byte lengths, no sets
         entry_kind, declared = b"avc1", b""
@@ -755,7 +755,7 @@ def _tracked_mp4(codec: str, *, spaced: bool = False) -> bytes:
         config = _box(b"hvcC", record)
         entry_kind, declared = b"hvc1", sei
         first = _nal(b"\x26\x01" + IMAGE)
-    second = _nal(b"\x41\x9a" + IMAGE) if codec == frames.H264 else _nal(b"\x02\x01" + IMAGE)
+    second = _nal(b"\x41\x9a" + IMAGE) if codec == video.H264 else _nal(b"\x02\x01" + IMAGE)
     audio = _nal(b"\x06" + _rbsp((5, UUID + MARK)))  # audio, as if video: never read as such
     ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1")
     at = len(ftyp) + 8
@@ -775,14 +775,14 @@ def _tracked_mp4(codec: str, *, spaced: bool = False) -> bytes:
     return ftyp + mdat + _box(b"moov", trak)
 
 
-@pytest.mark.parametrize("codec", [frames.H264, frames.HEVC])
+@pytest.mark.parametrize("codec", [video.H264, video.HEVC])
 def test_sei_text_in_an_mp4_files_video_track_is_blanked(codec):
     """Its samples (found by the track's sample table) and, in HEVC, the units its
     configuration declares: user data SEI blanked as in a stream of start codes; the audio
     samples between and the slices untouched."""
     source = _tracked_mp4(codec)
     (frame,) = _frames_of(
-        _copy(_object(source, ts=uid.MPEG4HP41 if codec == frames.H264 else uid.HEVCMP51))
+        _copy(_object(source, ts=uid.MPEG4HP41 if codec == video.H264 else uid.HEVCMP51))
     )
     assert frame == _even(_tracked_mp4(codec, spaced=True))
     assert frame.count(MARK) == 1  # the audio sample's
@@ -793,31 +793,31 @@ def test_damaged_mp4_never_raises():
     cut files: the blanks stay inside the file, only zeros (and spaces, in SEI messages)
     are written."""
     rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
-    bases = [_mp4(), _tracked_mp4(frames.H264), _tracked_mp4(frames.HEVC)]
+    bases = [_mp4(), _tracked_mp4(video.H264), _tracked_mp4(video.HEVC)]
     for _ in range(3000):
         frame = bytearray(rng.choice(bases))
         for _ in range(rng.randrange(1, 4)):
             frame[rng.randrange(len(frame))] = rng.choice((0, 1, rng.randrange(256)))
         cut = bytes(frame[: rng.randrange(9, len(frame) + 1)])
         old = encapsulate([cut])
-        new, _count = frames.blank(old, frames.H264)
+        new, _count = frames.blank(old, video.H264)
         assert len(new) == len(old)
         assert all(n in (o, 0, 0x20) for o, n in zip(old, new, strict=True))
-        frames.headers(new, frames.H264)
+        frames.headers(new, video.H264)
 
 
 @pytest.mark.parametrize("held", [1 << 20, 16])
-@pytest.mark.parametrize("codec", ["metadata", frames.H264, frames.HEVC])
+@pytest.mark.parametrize("codec", ["metadata", video.H264, video.HEVC])
 def test_a_streamed_mp4_file_is_blanked_as_a_held_one(tmp_path, monkeypatch, codec, held):
     """An MP4 file of 128 MiB or more streams in one fragment (held in memory, or on disk at
     16 bytes): its metadata and its tracks' SEI go as they do held, and `verify`'s
     streamed walk searches its boxes as they are."""
     monkeypatch.setattr(frames, "HELD_BYTES", held)
     source = _mp4() if codec == "metadata" else _tracked_mp4(codec)
-    ts = uid.HEVCMP51 if codec == frames.HEVC else uid.MPEG4HP41
+    ts = uid.HEVCMP51 if codec == video.HEVC else uid.MPEG4HP41
     whole, copy = streamed_copy(tmp_path, monkeypatch, _object(source, ts=ts), 7, frames.Blanked)
     assert copy == whole
     assert _frames_of(copy) != [_even(source)]  # (what is blanked: the tests above)
     value = encapsulate([source])
-    assert MARK in _streamed(tmp_path, value, frames.H264)[1]
-    assert _streamed(tmp_path, value, frames.H264)[1] == frames.headers(value, frames.H264)
+    assert MARK in _streamed(tmp_path, value, video.H264)[1]
+    assert _streamed(tmp_path, value, video.H264)[1] == frames.headers(value, video.H264)

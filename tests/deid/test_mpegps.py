@@ -8,7 +8,6 @@ its text would be neither blanked nor searched.
 
 from __future__ import annotations
 
-import itertools
 import random
 import struct
 
@@ -16,7 +15,7 @@ import pytest
 from pydicom import uid
 from pydicom.encaps import encapsulate
 
-from indexer.deid import frames, mpegps
+from indexer.deid import frames, mpegps, video
 from tests.builders import streamed_copy
 from tests.deid.test_frames import (
     IMAGE,
@@ -31,6 +30,7 @@ from tests.deid.test_frames import (
     _spaced,
     _streamed,
 )
+from tests.deid.test_mpegts import fed_in_parts
 
 pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled search too
 
@@ -92,13 +92,7 @@ def test_a_demultiplexer_fed_a_stream_cut_at_any_byte_blanks_it_as_whole():
     stream = _program(VIDEO) + _program(VIDEO, mpeg1=True)
 
     def fed(cuts: tuple[int, ...]) -> bytes:
-        demux = frames._demux(stream, frames.MPEG2)
-        assert demux is not None
-        ends = [0, *cuts, len(stream)]
-        parts = [bytearray(stream[a:z]) for a, z in itertools.pairwise(ends)]
-        for part in parts:
-            demux.feed(part)
-        return b"".join(parts)
+        return fed_in_parts(stream, video.MPEG2, cuts)
 
     whole = fed(())
     assert whole == _program(BLANKED) + _program(BLANKED, mpeg1=True)
@@ -119,9 +113,9 @@ def test_streamed_program_stream_is_blanked_as_held(tmp_path, monkeypatch):
 def test_verify_finds_the_text_held_and_streamed(tmp_path):
     """The user data unit, joined across the PES header, is searched whole."""
     value = encapsulate([_program(VIDEO)])
-    found = frames.headers(value, frames.MPEG2)
+    found = frames.headers(value, video.MPEG2)
     assert MARK + TEXT * 3 in found
-    assert _streamed(tmp_path, value, frames.MPEG2)[1] == found
+    assert _streamed(tmp_path, value, video.MPEG2)[1] == found
 
 
 def test_the_packets_after_bytes_that_are_no_packet_are_read():
@@ -133,7 +127,7 @@ def test_the_packets_after_bytes_that_are_no_packet_are_read():
     at = source.index(PACK2_STUFFED)
     copy = _copy(_object(source[:at] + junk + source[at:], ts=uid.MPEG2MPML))
     assert _frames_of(copy) == [_even(expected[:at] + junk + expected[at:])]
-    assert NAME in frames.headers(encapsulate([source[:at] + junk + source[at:]]), frames.MPEG2)
+    assert NAME in frames.headers(encapsulate([source[:at] + junk + source[at:]]), video.MPEG2)
 
 
 def test_a_value_in_padding_is_caught_by_the_leak_check(tmp_path):
@@ -154,7 +148,7 @@ def test_damaged_program_streams_never_raise():
             if rng.random() < 0.3:
                 del stream[rng.randrange(4, len(stream)) :]
             old = encapsulate([bytes(stream[: len(stream) - len(stream) % 2])])
-            new, _count = frames.blank(old, frames.MPEG2)
+            new, _count = frames.blank(old, video.MPEG2)
             assert len(new) == len(old)
             assert all(n == o or (n == 0x20 and o) for o, n in zip(old, new, strict=True))
-            frames.headers(new, frames.MPEG2)
+            frames.headers(new, video.MPEG2)

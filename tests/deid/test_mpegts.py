@@ -16,7 +16,7 @@ import pytest
 from pydicom import uid
 from pydicom.encaps import encapsulate
 
-from indexer.deid import demux, frames, mpegts
+from indexer.deid import demux, frames, mpegts, video
 from tests.builders import streamed_copy
 from tests.deid.test_frames import (
     H264_HEAD,
@@ -40,6 +40,18 @@ pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled s
 
 VIDEO_PID, AUDIO_PID, PMT_PID = 0x100, 0x101, 0x1000
 PTS = b"\x21\x00\x01\x00\x01"
+
+
+def fed_in_parts(stream: bytes, codec: str, cuts: tuple[int, ...]) -> bytes:
+    """``stream`` cut at ``cuts``, each part fed to one demultiplexer; the parts as it left
+    them, joined."""
+    demux = frames._demux(stream, codec)
+    assert demux is not None
+    ends = [0, *cuts, len(stream)]
+    parts = [bytearray(stream[a:z]) for a, z in itertools.pairwise(ends)]
+    for part in parts:
+        demux.feed(part)
+    return b"".join(parts)
 
 
 def _packets(pid: int, payload: bytes, *, private: bytes = b"", size: int = 188) -> bytes:
@@ -128,12 +140,12 @@ def test_hevc_and_mpeg2_video_in_a_transport_stream():
     mpeg2 = b"\x00\x00\x01\xb3\x02\x00\x10\x14" + b"\x00\x00\x01\xb2" + MARK + TEXT
     hevc_blanked = hevc.replace(MARK, _spaced(MARK))
     mpeg2_blanked = mpeg2.replace(MARK + TEXT, _spaced(MARK + TEXT))
-    for video, blanked, ts in (
+    for stream, blanked, ts in (
         (hevc, hevc_blanked, uid.HEVCMP51),
         (mpeg2, mpeg2_blanked, uid.MPEG2MPML),
     ):
         after = b"\x00\x00\x01" + SLICE
-        copy = _copy(_object(_transport(video + after), ts=ts))
+        copy = _copy(_object(_transport(stream + after), ts=ts))
         assert _frames_of(copy) == [_even(_transport(blanked + after, blanked=True))]
 
 
@@ -143,7 +155,7 @@ def test_a_streamed_transport_stream_cut_anywhere_is_blanked_as_held(tmp_path):
     stream gives, but for a header cut before its PID is whole (a service packet then keeps
     its PID, its payload zeroed)."""
     stream = _transport(VIDEO)
-    held_value, count = frames.blank(encapsulate([stream]), frames.H264)
+    held_value, count = frames.blank(encapsulate([stream]), video.H264)
     assert count > 0
     (held,) = [held_value[a:z] for a, z in frames.fragments(held_value)]
     rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
@@ -153,7 +165,7 @@ def test_a_streamed_transport_stream_cut_anywhere_is_blanked_as_held(tmp_path):
         ends = [0, *cut, len(stream)]
         parts = [stream[a:z] for a, z in itertools.pairwise(ends)]
         value = encapsulate(parts)
-        copy, found = _streamed(tmp_path, value, frames.H264)
+        copy, found = _streamed(tmp_path, value, video.H264)
         joined = b"".join(copy[a:z] for a, z in frames.fragments(copy))
         differs = [i for i in range(len(held)) if joined[i] != held[i]]
         sdt = 2 * 188  # its PID's first byte went before the cut: only the second is changed
@@ -182,11 +194,11 @@ def test_verify_searches_the_source_streams_text_held_and_streamed(tmp_path):
     """`verify` of another tool's copy: the service's name, the private data and the SEI
     text are found as they are, held or streamed."""
     value = encapsulate([_transport(VIDEO)])
-    found = frames.headers(value, frames.H264)
+    found = frames.headers(value, video.H264)
     assert found.count(MARK) == 4  # the service's name, the private data, two SEI messages
-    assert _streamed(tmp_path, value, frames.H264)[1] == found
-    blanked = frames.blank(value, frames.H264)[0]
-    assert MARK not in frames.headers(blanked, frames.H264)
+    assert _streamed(tmp_path, value, video.H264)[1] == found
+    blanked = frames.blank(value, video.H264)[0]
+    assert MARK not in frames.headers(blanked, video.H264)
 
 
 @pytest.mark.parametrize(
@@ -210,7 +222,7 @@ def test_the_packets_after_bytes_that_are_no_packet_are_read():
     expected = _transport(BLANKED, blanked=True)
     assert _frames_of(copy) == [_even(expected[:sdt] + junk + expected[sdt:])]
     value = encapsulate([stream[:sdt] + b"\x47" + NAME + stream[sdt:]])
-    assert NAME in frames.headers(value, frames.H264)  # what no packet holds: searched
+    assert NAME in frames.headers(value, video.H264)  # what no packet holds: searched
 
 
 def test_damaged_transport_streams_never_raise():
@@ -228,10 +240,10 @@ def test_damaged_transport_streams_never_raise():
             at = rng.randrange(len(stream) + 1)
             stream[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 9)))
         old = encapsulate([bytes(stream[: max(2, len(stream) - len(stream) % 2)]).ljust(2)])
-        new, _count = frames.blank(old, frames.H264)
+        new, _count = frames.blank(old, video.H264)
         assert len(new) == len(old)
         assert all(n == o or n in (0, 0x20, 0x1F, 0xFF) for o, n in zip(old, new, strict=True))
-        frames.headers(new, frames.H264)
+        frames.headers(new, video.H264)
 
 
 def test_an_h264_stream_whose_fifth_byte_is_a_sync_bytes_value_is_no_transport_stream():
@@ -250,12 +262,7 @@ def test_a_demultiplexer_fed_a_stream_cut_at_any_byte_blanks_it_as_whole(size):
     stream = _transport(VIDEO, size=size)
 
     def fed(cuts: tuple[int, ...]) -> bytes:
-        demux = frames._demux(stream, frames.H264)
-        ends = [0, *cuts, len(stream)]
-        parts = [bytearray(stream[a:z]) for a, z in itertools.pairwise(ends)]
-        for part in parts:
-            demux.feed(part)
-        return b"".join(parts)
+        return fed_in_parts(stream, video.H264, cuts)
 
     whole = fed(())
     pid = 2 * size + size - 188 + 1  # the service packet's PID, after its sync byte

@@ -1,0 +1,262 @@
+"""MP4 (ISO base media) files wrapped whole under the video UIDs: metadata zeroed, SEI blanked.
+
+Box headers are kept. User data and metadata values (titles, comments, places, XMP), UUID
+boxes after their UUID, free space, and the creation and modification times of the movie,
+its tracks and their media are zeroed. The samples of H.264 and HEVC tracks are found by
+their sample tables and read as length-prefixed NAL units, for their user data SEI messages
+(``video``). The box walker (``box_list``) serves JP2 and JPEG XL files too (``frames``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from indexer.deid.blanks import NESTING, UUID_BYTES, ZERO, Blank, Box, Region, add, spaces
+from indexer.deid.video import H264, HEVC, sei_header, sei_user_data
+
+# MP4 (ISO base media) files wrapped whole, which writers put under the video UIDs
+MP4_FIRST, MP4_MEDIA_DATA, MP4_HANDLER, MP4_DATA = b"ftyp", b"mdat", b"hdlr", b"data"
+MP4_UUID = b"uuid"
+MP4_HANDLER_NAME = 24  # a handler box's name, after version, flags, type and reserved bytes
+MP4_CONTAINERS = frozenset(
+    {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"mvex", b"moof", b"traf"}
+)
+MP4_TIMES = frozenset({b"mvhd", b"tkhd", b"mdhd"})  # creation and modification times
+MP4_TEXT = frozenset({b"udta", b"meta", b"free", b"skip"})  # user data, metadata, free space
+MP4_MOVIE, MP4_TRACK = b"moov", b"trak"
+MP4_SAMPLES = 1 << 20  # samples of a track looked at: 9.7 hours at 30 a second
+# sample entries of H.264 and HEVC: (codec, decoder configuration, its NAL length's byte)
+MP4_VIDEO = {
+    **dict.fromkeys((b"avc1", b"avc3"), (H264, b"avcC", 4)),
+    **dict.fromkeys((b"hvc1", b"hev1"), (HEVC, b"hvcC", 21)),
+}
+
+
+def is_mp4(head: bytes | bytearray | memoryview) -> bool:
+    """Whether video beginning with ``head`` is an MP4 (ISO base media) file: ``ftyp`` first."""
+    return bytes(head[4:8]) == MP4_FIRST
+
+
+def parse(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
+    """An MP4 file's metadata blanked: what its boxes hold but the media data.
+
+    User data and metadata (titles, comments, places, devices; the items' values), UUID
+    boxes after their UUID, free space, and the creation and modification times of the
+    movie, its tracks and their media are zeroed; box headers stay. Of the media data
+    (``mdat``) only the samples of H.264 and HEVC tracks are read, as their sample tables
+    place them, for their user data SEI messages (``_sample_sei``). Every box but the media
+    data, and the SEI messages, are searched by the leak check.
+    """
+    blanks: list[Blank] = []
+    regions: list[Region] = []
+    for at, kind, head, end in box_list(b, 0, len(b)):
+        if kind != MP4_MEDIA_DATA:
+            regions.append((at, min(end, len(b))))
+            _mp4_box(b, kind, at + head, min(end, len(b)), blanks, 0)
+        if kind == MP4_MOVIE:
+            for codec, samples in _video_tracks(b, at + head, min(end, len(b))):
+                for start, stop, size in samples:
+                    _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
+    return blanks, regions
+
+
+def _child(
+    b: bytes | bytearray | memoryview, start: int, end: int, *path: bytes
+) -> tuple[int, int] | None:
+    """(start, end) of the payload of the box at ``path`` below ``start`` to ``end``."""
+    for kind in path:
+        found = next(
+            ((a + h, min(z, end)) for a, k, h, z in box_list(b, start, end) if k == kind), None
+        )
+        if found is None:
+            return None
+        start, end = found
+    return start, end
+
+
+def _video_tracks(
+    b: bytes | bytearray | memoryview, start: int, end: int
+) -> Iterator[tuple[str, list[tuple[int, int, int]]]]:
+    """Each H.264 or HEVC track of the movie: its codec, and where its NAL units lie.
+
+    The units its configuration declares, and its samples, each with its units' length size.
+    """
+    for at, kind, head, stop in box_list(b, start, end):
+        if kind != MP4_TRACK:
+            continue
+        table = _child(b, at + head, min(stop, end), b"mdia", b"minf", b"stbl")
+        if table is None:
+            continue
+        entries = _child(b, *table, b"stsd")
+        if entries is None or entries[1] - entries[0] < 8:  # noqa: PLR2004 - version, count
+            continue
+        entry = box_list(b, entries[0] + 8, entries[1])[:1]
+        if not entry or entry[0][1] not in MP4_VIDEO:
+            continue
+        codec, config_kind, at_byte = MP4_VIDEO[entry[0][1]]
+        # a visual sample entry's fixed fields (78 bytes), then its boxes: the decoder config
+        config = _child(
+            b, entry[0][0] + entry[0][2] + 78, min(entry[0][3], entries[1]), config_kind
+        )
+        if config is None or config[0] + at_byte >= config[1]:
+            continue
+        size = (b[config[0] + at_byte] & 3) + 1  # lengthSizeMinusOne
+        declared = [(a, z, 2) for a, z in _declared(b, codec, *config)]
+        yield codec, [*declared, *((a, z, size) for a, z in _samples(b, *table))]
+
+
+def _declared(b: bytes | bytearray | memoryview, codec: str, start: int, end: int) -> list[Region]:
+    """Where the NAL units an HEVC decoder configuration declares lie, each from its length.
+
+    An encoder's SEI messages are put there too (x265's settings).
+    """
+    if codec != HEVC or start + 23 > end:  # the record's fixed part, then its count of arrays
+        return []
+    places: list[Region] = []
+    at = start + 23
+    for _ in range(b[start + 22]):  # numOfArrays: (type, count, then each unit with its length)
+        if at + 3 > end:
+            break
+        count, at = int.from_bytes(b[at + 1 : at + 3], "big"), at + 3
+        for _ in range(count):
+            if at + 2 > end:
+                return places
+            stop = min(at + 2 + int.from_bytes(b[at : at + 2], "big"), end)
+            places.append((at, stop))
+            at = stop
+    return places
+
+
+def _samples(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Region]:
+    """Where each sample of a track lies, from its sample table (``stbl``'s payload).
+
+    At most ``MP4_SAMPLES`` of them (a table may claim any count).
+    """
+    sizes_box, chunks_box = _child(b, start, end, b"stsz"), _child(b, start, end, b"stsc")
+    offsets_box, wide = _child(b, start, end, b"stco"), 4
+    if offsets_box is None:
+        offsets_box, wide = _child(b, start, end, b"co64"), 8
+    if sizes_box is None or chunks_box is None or offsets_box is None:
+        return []
+    fixed, count, *table = [*_numbers(b, *sizes_box, 4, skip=4), 0, 0]  # after version, flags
+    count = min(count, MP4_SAMPLES, MP4_SAMPLES if fixed else len(table) - 2)
+    runs = _numbers(b, *chunks_box, 4, skip=8)  # (first chunk, samples a chunk, entry) each
+    firsts, per_chunk = runs[0::3], runs[1::3]
+    places: list[Region] = []
+    run = -1
+    for chunk, offset in enumerate(_numbers(b, *offsets_box, wide, skip=8), start=1):
+        while run + 1 < min(len(firsts), len(per_chunk)) and firsts[run + 1] <= chunk:
+            run += 1
+        if run < 0:
+            break
+        at = offset
+        for _ in range(min(per_chunk[run], count - len(places))):
+            size = fixed or table[len(places)]
+            places.append((at, at + size))
+            at += size
+        if len(places) >= count:
+            break
+    return places
+
+
+def _numbers(
+    b: bytes | bytearray | memoryview, start: int, end: int, wide: int, *, skip: int
+) -> list[int]:
+    """The big-endian numbers of ``wide`` bytes from ``start`` + ``skip`` to ``end``."""
+    return [
+        int.from_bytes(b[i : i + wide], "big") for i in range(start + skip, end - wide + 1, wide)
+    ]
+
+
+def _sample_sei(
+    b: bytes | bytearray | memoryview,
+    codec: str,
+    size: int,
+    start: int,
+    end: int,
+    blanks: list[Blank],
+    regions: list[Region],
+) -> None:
+    """A sample's NAL units (each after its length): user data SEI blanked, SEI searched."""
+    at = start
+    while at + size < end:
+        stop = min(at + size + int.from_bytes(b[at : at + size], "big"), end)
+        first = at + size
+        if header := sei_header(codec, b[first]):
+            blanks += spaces(b, sei_user_data(b, first + header, stop))
+            regions.append((first, stop))
+        at = stop
+
+
+def _mp4_box(
+    b: bytes | bytearray | memoryview,
+    kind: bytes,
+    start: int,
+    end: int,
+    blanks: list[Blank],
+    depth: int,
+) -> None:
+    """Blank what the box ``kind`` holds from ``start`` to ``end`` (its payload)."""
+    if kind in MP4_CONTAINERS and depth < NESTING:
+        for at, inner, head, stop in box_list(b, start, end):
+            _mp4_box(b, inner, at + head, min(stop, end), blanks, depth + 1)
+    elif kind in MP4_TIMES and start < end:
+        times = 16 if b[start] == 1 else 8  # version 1: two 64-bit times, else 32-bit ones
+        add(blanks, start + 4, start + 4 + times, ZERO, end)
+    elif kind == MP4_UUID:
+        add(blanks, start + UUID_BYTES, end, ZERO, end)
+    elif kind in MP4_TEXT:
+        _mp4_text(b, start, end, blanks, depth)
+
+
+def _mp4_text(
+    b: bytes | bytearray | memoryview, start: int, end: int, blanks: list[Blank], depth: int
+) -> None:
+    """Zero the values under user data or metadata, its boxes' headers and handler kept.
+
+    A payload that is boxes (a metadata box's, after its version in ISO files; an item
+    list's; an item's) is walked into; any other is zeroed: a text, a place, a value.
+    """
+    for skip in (4, 0):  # ISO's metadata box has a version and flags first; QuickTime's not
+        boxes = _boxes_whole(b, start + skip, end) if depth < NESTING else None
+        if boxes is not None and end - start > skip:
+            for at, kind, head, stop in boxes:
+                if kind == MP4_HANDLER:
+                    add(blanks, at + head + MP4_HANDLER_NAME, stop, ZERO, stop)
+                elif kind == MP4_DATA:
+                    add(blanks, at + head + 8, stop, ZERO, stop)  # after its type and locale
+                else:
+                    _mp4_text(b, at + head, stop, blanks, depth + 1)
+            return
+    add(blanks, start, end, ZERO, end)
+
+
+def box_list(
+    b: bytes | bytearray | memoryview, start: int, end: int, *, to_end: bool = True
+) -> list[Box]:
+    """(start, kind, header length, end) of the ISO boxes (JP2, JPEG XL, MP4) from ``start``.
+
+    An end is as the box's size says: past ``end`` where that runs on. A size of 0 is a box
+    to the end (``to_end``), or no box.
+    """
+    found: list[Box] = []
+    i = start
+    while i + 8 <= end:
+        size, kind, head = int.from_bytes(b[i : i + 4], "big"), bytes(b[i + 4 : i + 8]), 8
+        if size == 1 and i + 16 <= end:
+            size, head = int.from_bytes(b[i + 8 : i + 16], "big"), 16
+        elif size == 0 and to_end:
+            size = end - i
+        if size < head:
+            break
+        found.append((i, kind, head, i + size))
+        i += size
+    return found
+
+
+def _boxes_whole(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Box] | None:
+    """The boxes from ``start`` to ``end`` if those bytes are boxes end to end, else None."""
+    boxes = box_list(b, start, end, to_end=False)  # (in a box: a value's zeros, rather)
+    if not boxes or boxes[-1][3] != end:
+        return None
+    return boxes
