@@ -3,8 +3,9 @@
 Box headers are kept. User data and metadata values (titles, comments, places, XMP), UUID
 boxes after their UUID, free space, and the creation and modification times of the movie,
 its tracks and their media are zeroed. The samples of H.264 and HEVC tracks are found by
-their sample tables and read as length-prefixed NAL units, for their user data SEI messages
-(``video``). The box walker (``box_list``) serves JP2 and JPEG XL files too (``frames``).
+their sample tables, or in a fragmented file by its movie fragments' track runs, and read as
+length-prefixed NAL units, for their user data SEI messages (``video``). The box walker
+(``box_list``) serves JP2 and JPEG XL files too (``frames``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ MP4_CONTAINERS = frozenset(
 )
 MP4_TIMES = frozenset({b"mvhd", b"tkhd", b"mdhd"})  # creation and modification times
 MP4_TEXT = frozenset({b"udta", b"meta", b"free", b"skip"})  # user data, metadata, free space
-MP4_MOVIE, MP4_TRACK = b"moov", b"trak"
+MP4_MOVIE, MP4_TRACK, MP4_FRAGMENT = b"moov", b"trak", b"moof"
+# a track fragment header's flags: a base offset, a sample description, a default duration,
+# a default size; its data counted from the fragment's start
+TFHD_BASE, TFHD_INDEX, TFHD_DURATION, TFHD_SIZE, TFHD_BASE_IS_MOOF = 1, 2, 8, 0x10, 0x20000
+# a track run's flags: an offset, the first sample's flags, each sample's fields
+TRUN_OFFSET, TRUN_FIRST_FLAGS, TRUN_DURATION, TRUN_SIZE = 1, 4, 0x100, 0x200
+TRUN_SAMPLE_FIELDS = 0xF00  # duration, size, flags, composition time offset
 MP4_SAMPLES = 1 << 20  # samples of a track looked at: 9.7 hours at 30 a second
 # sample entries of H.264 and HEVC: (codec, decoder configuration, its NAL length's byte)
 MP4_VIDEO = {
@@ -44,20 +51,104 @@ def parse(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]
     boxes after their UUID, free space, and the creation and modification times of the
     movie, its tracks and their media are zeroed; box headers stay. Of the media data
     (``mdat``) only the samples of H.264 and HEVC tracks are read, as their sample tables
-    place them, for their user data SEI messages (``_sample_sei``). Every box but the media
+    (or movie fragments, ``moof``) place them, for their user data SEI messages
+    (``_sample_sei``). Every box but the media
     data, and the SEI messages, are searched by the leak check.
     """
     blanks: list[Blank] = []
     regions: list[Region] = []
+    tracks: dict[int, tuple[str, int]] = {}  # a video track's id: its codec, its length size
+    defaults: dict[int, int] = {}  # a track's default sample size in fragments (``trex``)
     for at, kind, head, end in box_list(b, 0, len(b)):
+        end = min(end, len(b))  # noqa: PLW2901 - a box may claim more than the file holds
         if kind != MP4_MEDIA_DATA:
-            regions.append((at, min(end, len(b))))
-            _mp4_box(b, kind, at + head, min(end, len(b)), blanks, 0)
+            regions.append((at, end))
+            _mp4_box(b, kind, at + head, end, blanks, 0)
         if kind == MP4_MOVIE:
-            for codec, samples in _video_tracks(b, at + head, min(end, len(b))):
-                for start, stop, size in samples:
+            for track, codec, size, samples in _video_tracks(b, at + head, end):
+                tracks[track] = (codec, size)
+                for start, stop, length in samples:
+                    _sample_sei(b, codec, length, start, min(stop, len(b)), blanks, regions)
+            defaults = _fragment_defaults(b, at + head, end)
+        elif kind == MP4_FRAGMENT:
+            for track, start, stop in _fragment_samples(b, at, head, end, defaults):
+                if track in tracks:
+                    codec, size = tracks[track]
                     _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
     return blanks, regions
+
+
+def _fragment_defaults(b: bytes | bytearray | memoryview, start: int, end: int) -> dict[int, int]:
+    """Each track's default sample size in movie fragments (``mvex``'s ``trex`` boxes)."""
+    extends = _child(b, start, end, b"mvex")
+    found: dict[int, int] = {}
+    for at, kind, head, stop in box_list(b, *extends) if extends else []:
+        fields = _numbers(b, at + head, min(stop, end), 4, skip=4)  # after version, flags
+        if kind == b"trex" and len(fields) >= 4:  # noqa: PLR2004 - track, index, duration, size
+            found[fields[0]] = fields[3]
+    return found
+
+
+def _fragment_samples(
+    b: bytes | bytearray | memoryview, moof: int, head: int, end: int, defaults: dict[int, int]
+) -> list[tuple[int, int, int]]:
+    """(track, start, end) of each sample a movie fragment (``moof`` at ``moof``) places.
+
+    Each track fragment: its header (``tfhd``: the track, where its data is counted from,
+    a default sample size), then its runs (``trun``: an offset, each sample's size).
+    Without an offset of its own, a track fragment's data follows the one before (the first
+    one's: the fragment's start). At most ``MP4_SAMPLES`` samples.
+    """
+    places: list[tuple[int, int, int]] = []
+    after = None  # where the last track fragment's data ended (None: this is the first)
+    for at, kind, box_head, stop in box_list(b, moof + head, end):
+        header = _child(b, at + box_head, min(stop, end), b"tfhd")
+        if kind != b"traf" or header is None or header[1] - header[0] < 8:  # noqa: PLR2004
+            continue
+        flags = int.from_bytes(b[header[0] + 1 : header[0] + 4], "big")
+        fields = _numbers(b, *header, 4, skip=4)  # the track, then the optional fields
+        track = fields[0]
+        data = moof if flags & TFHD_BASE_IS_MOOF or after is None else after
+        i = 1
+        if flags & TFHD_BASE and len(fields) >= 3:  # noqa: PLR2004 - a 64-bit offset
+            data, i = fields[1] << 32 | fields[2], 3
+        i += bool(flags & TFHD_INDEX) + bool(flags & TFHD_DURATION)
+        size = fields[i] if flags & TFHD_SIZE and i < len(fields) else defaults.get(track, 0)
+        for run_at, run_kind, run_head, run_stop in box_list(b, at + box_head, min(stop, end)):
+            if run_kind == b"trun":
+                data = _run(b, run_at + run_head, min(run_stop, end), track, data, size, places)
+        after = data
+    return places
+
+
+def _run(
+    b: bytes | bytearray | memoryview,
+    start: int,
+    end: int,
+    track: int,
+    base: int,
+    size: int,
+    places: list[tuple[int, int, int]],
+) -> int:
+    """Add the samples a track run (``trun``'s payload) places; where its data ends."""
+    if end - start < 8:  # noqa: PLR2004 - version, flags, the sample count
+        return base
+    flags = int.from_bytes(b[start + 1 : start + 4], "big")
+    count, at = int.from_bytes(b[start + 4 : start + 8], "big"), start + 8
+    if flags & TRUN_OFFSET:
+        base += int.from_bytes(b[at : at + 4], "big", signed=True)
+        at += 4
+    at += 4 * bool(flags & TRUN_FIRST_FLAGS)
+    each = 4 * (flags & TRUN_SAMPLE_FIELDS).bit_count()
+    size_at = 4 * bool(flags & TRUN_DURATION)
+    for _ in range(min(count, MP4_SAMPLES - len(places))):
+        if at + each > end:
+            break
+        if flags & TRUN_SIZE:
+            size = int.from_bytes(b[at + size_at : at + size_at + 4], "big")
+        places.append((track, base, base + size))
+        base, at = base + size, at + each
+    return base
 
 
 def _child(
@@ -76,14 +167,16 @@ def _child(
 
 def _video_tracks(
     b: bytes | bytearray | memoryview, start: int, end: int
-) -> Iterator[tuple[str, list[tuple[int, int, int]]]]:
-    """Each H.264 or HEVC track of the movie: its codec, and where its NAL units lie.
+) -> Iterator[tuple[int, str, int, list[tuple[int, int, int]]]]:
+    """Each H.264 or HEVC track of the movie: its id, codec, units' length size, NAL units.
 
-    The units its configuration declares, and its samples, each with its units' length size.
+    Where its NAL units lie: the units its configuration declares, and the samples its table
+    places, each with its units' length size.
     """
     for at, kind, head, stop in box_list(b, start, end):
         if kind != MP4_TRACK:
             continue
+        track = _track_id(b, _child(b, at + head, min(stop, end), b"tkhd"))
         table = _child(b, at + head, min(stop, end), b"mdia", b"minf", b"stbl")
         if table is None:
             continue
@@ -102,7 +195,15 @@ def _video_tracks(
             continue
         size = (b[config[0] + at_byte] & 3) + 1  # lengthSizeMinusOne
         declared = [(a, z, 2) for a, z in _declared(b, codec, *config)]
-        yield codec, [*declared, *((a, z, size) for a, z in _samples(b, *table))]
+        yield track, codec, size, [*declared, *((a, z, size) for a, z in _samples(b, *table))]
+
+
+def _track_id(b: bytes | bytearray | memoryview, header: Region | None) -> int:
+    """The id a track header (``tkhd``'s payload) gives; -1: none (no fragment names it)."""
+    if header is None or header[1] - header[0] < 24:  # noqa: PLR2004 - version 1's id
+        return -1
+    at = header[0] + (20 if b[header[0]] == 1 else 12)  # after 64-bit times, or 32-bit ones
+    return int.from_bytes(b[at : at + 4], "big")
 
 
 def _declared(b: bytes | bytearray | memoryview, codec: str, start: int, end: int) -> list[Region]:

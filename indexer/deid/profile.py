@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 10
+RULES_VERSION = 11
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -48,7 +48,8 @@ data SEI messages of its H.264 and HEVC tracks blanked; 8: both where such a fil
 MiB or more), as far as its first fragment holds it; 9: video in a transport stream: the user
 data in its video packets blanked, its service information made null packets, its adaptation
 fields' private data zeroed; 10: video in a program stream: user data cut by a PES packet's
-header blanked whole.
+header blanked whole; 11: the user data SEI messages of a fragmented MP4 file's samples (placed
+by its movie fragments) blanked.
 """
 
 _RESOLVE = {

@@ -669,8 +669,8 @@ def test_a_unit_longer_than_what_is_held_is_blanked_as_far_as_held(tmp_path, mon
     assert MARK in text[64:]  # past what is held: left (the leak check searches the rest)
 
 
-def _full(kind: bytes, payload: bytes, version: int = 0) -> bytes:
-    return _box(kind, bytes([version, 0, 0, 0]) + payload)
+def _full(kind: bytes, payload: bytes, version: int = 0, flags: int = 0) -> bytes:
+    return _box(kind, bytes([version]) + flags.to_bytes(3, "big") + payload)
 
 
 def _item(kind: bytes, value: bytes) -> bytes:
@@ -788,13 +788,73 @@ def test_sei_text_in_an_mp4_files_video_track_is_blanked(codec):
     assert frame.count(MARK) == 1  # the audio sample's
 
 
+def _fragmented_mp4(how: str, *, spaced: bool = False) -> bytes:
+    """A fragmented MP4 file (empty sample tables; a movie fragment places the samples): an
+    audio track's sample that looks like an SEI message, then the video track's, the first
+    holding an SEI message with text, then bytes no run places (as the audio's). ``how``
+    the track fragments count their data from: ``moof`` (the fragment's start, an offset in
+    each run; the first sample's flags, each one's duration), ``base`` (the audio's base
+    offset; the video's data follows it), or ``trex`` (the fragment's start; the video's
+    sample sizes the movie's default)."""
+    text = _spaced if spaced else (lambda t: t)
+    first = _nal(b"\x06" + _escaped(_rbsp((5, UUID + text(MARK + TEXT))))) + _nal(SLICE)
+    second = _nal(b"\x41\x9a" + b"\x12" * (len(first) - 6))  # as long as the first
+    audio = _nal(b"\x06" + _rbsp((5, UUID + MARK)))  # audio, as if video: never read as such
+    ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso6")
+    config = _box(b"avcC", b"\x01\x64\x00\x1f\xff\xe0\x00")
+    entry = _box(b"avc1", bytes(6) + b"\x00\x01" + bytes(70) + config)
+    table = _full(b"stsd", b"\x00\x00\x00\x01" + entry) + _full(b"stsz", bytes(8))
+    table += _full(b"stsc", bytes(4)) + _full(b"stco", bytes(4))
+    tkhd = _full(b"tkhd", bytes(8) + struct.pack(">L", 1) + bytes(68))  # track 1
+    trak = _box(b"trak", tkhd + _box(b"mdia", _box(b"minf", _box(b"stbl", table))))
+    trex = _full(b"trex", struct.pack(">LLLLL", 1, 1, 0, len(first), 0))
+    moov = _box(b"moov", trak + _box(b"mvex", trex))
+    sizes = struct.pack(">LL", len(first), len(second))
+
+    def moof(data: int) -> bytes:
+        """``data``: where the media data's first byte lies (from the file's start)."""
+        at = len(ftyp) + len(moov)
+        if how == "base":
+            sound = _full(b"tfhd", struct.pack(">LQ", 2, data), flags=1)
+            sound += _full(b"trun", struct.pack(">LL", 1, len(audio)), flags=0x200)
+            picture = _full(b"tfhd", struct.pack(">L", 1))  # follows the audio's data
+            picture += _full(b"trun", struct.pack(">L", 2) + sizes, flags=0x200)
+        else:
+            sound = _full(b"tfhd", struct.pack(">L", 2), flags=0x20000)
+            sound += _full(b"trun", struct.pack(">LlL", 1, data - at, len(audio)), flags=0x201)
+            picture = _full(b"tfhd", struct.pack(">L", 1), flags=0x20000)
+            runs = struct.pack(">Ll", 2, data - at + len(audio))
+            if how == "moof":  # the first sample's flags, then each one's duration and size
+                each = struct.pack(">LLLL", 512, len(first), 512, len(second))
+                picture += _full(b"trun", runs + b"\x02\x00\x00\x00" + each, flags=0x305)
+            else:
+                picture += _full(b"trun", runs, flags=1)
+        header = _full(b"mfhd", b"\x00\x00\x00\x01")
+        return _box(b"moof", header + _box(b"traf", sound) + _box(b"traf", picture))
+
+    data = len(ftyp) + len(moov) + len(moof(0)) + 8
+    return ftyp + moov + moof(data) + _box(b"mdat", audio + first + second + audio)
+
+
+@pytest.mark.parametrize("how", ["moof", "base", "trex"])
+def test_sei_text_in_a_fragmented_mp4_files_samples_is_blanked(how):
+    """Samples a movie fragment places (by a run's offset from the fragment's start, or a
+    track fragment's base offset, with sizes of their own or the movie's default): the
+    video track's SEI is blanked, the audio track's sample untouched."""
+    source = _fragmented_mp4(how)
+    (frame,) = _frames_of(_copy(_object(source, ts=uid.MPEG4HP41)))
+    assert frame == _even(_fragmented_mp4(how, spaced=True))
+    assert frame.count(MARK) == 2  # the audio's (and what follows the video's samples)
+
+
 def test_damaged_mp4_never_raises():
     """Sizes that run past their box or are too short, damaged sample tables, random bytes,
     cut files: the blanks stay inside the file, only zeros (and spaces, in SEI messages)
     are written."""
     rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
     bases = [_mp4(), _tracked_mp4(video.H264), _tracked_mp4(video.HEVC)]
-    for _ in range(3000):
+    bases += [_fragmented_mp4(how) for how in ("moof", "base", "trex")]
+    for _ in range(4500):
         frame = bytearray(rng.choice(bases))
         for _ in range(rng.randrange(1, 4)):
             frame[rng.randrange(len(frame))] = rng.choice((0, 1, rng.randrange(256)))

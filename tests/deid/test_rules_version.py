@@ -42,6 +42,7 @@ DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies 
     ("0.1.0", 8): "d400bee7fec0140c72b1e0d60f5f5d6f5bdd8a483b4b56916eecace2b12bfdc8",
     ("0.1.0", 9): "14d1f8c8181b7fda5175c756d4cb4d0e6f4f6063263be43153b33265834eba33",
     ("0.1.0", 10): "be2fb0c105b36ccef6254b9af71a1dda6df48bb75043585207598aa89e5e2c1e",
+    ("0.1.0", 11): "45e6a33c804dca16d7655c2f235feede5e5eade306794323eed5f0ee36847392",
 }
 
 
@@ -146,6 +147,27 @@ def _mp4_with_sei() -> bytes:
     return _encapsulated(9, MPEG4HP41, ftyp + box(b"mdat", sample) + box(b"moov", trak))
 
 
+def _fragmented_mp4_with_sei() -> bytes:
+    """A fragmented MP4 file whose one sample holds an SEI message (blanked since version 11)."""
+
+    def box(kind: bytes, payload: bytes, flags: int = -1) -> bytes:
+        full = b"" if flags < 0 else flags.to_bytes(4, "big")
+        return struct.pack(">L", len(payload) + len(full) + 8) + kind + full + payload
+
+    sei = b"\x06\x05\x19" + bytes(range(16)) + b"x264 core" + b"\x80"
+    sample = struct.pack(">L", len(sei)) + sei
+    entry = box(b"avc1", bytes(78) + box(b"avcC", b"\x01\x64\x00\x1f\xff\xe0\x00"))
+    table = box(b"stsd", b"\x00\x00\x00\x01" + entry, 0)
+    track = box(b"tkhd", bytes(8) + b"\x00\x00\x00\x01" + bytes(68), 0)
+    moov = box(b"moov", box(b"trak", track + box(b"mdia", box(b"minf", box(b"stbl", table)))))
+    traf = box(b"tfhd", b"\x00\x00\x00\x01", 0x20000)
+    traf += box(b"trun", struct.pack(">LlL", 1, 0, len(sample)), 0x201)
+    moof = box(b"moof", box(b"traf", traf))
+    moof = moof.replace(struct.pack(">Ll", 1, 0), struct.pack(">Ll", 1, len(moof) + 8))
+    frame = box(b"ftyp", b"isom\x00\x00\x02\x00") + moov + moof + box(b"mdat", sample)
+    return _encapsulated(12, MPEG4HP41, frame)
+
+
 def _transport_stream() -> bytes:
     """A transport stream: a service's name, an H.264 SEI message (blanked since version 9)."""
 
@@ -186,6 +208,7 @@ def _corpus() -> list[bytes]:
         _mp4_with_sei(),
         _transport_stream(),
         _program_stream(),
+        _fragmented_mp4_with_sei(),
     ]
 
 
