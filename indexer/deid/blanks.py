@@ -41,6 +41,7 @@ def spaces(b: bytes | bytearray | memoryview, regions: list[Region]) -> list[Bla
 def fill_in(buf: bytearray | memoryview, blanks: list[Blank]) -> None:
     """Write each blank into ``buf``, in place."""
     for a, z, byte in blanks:
+        z = min(z, len(buf))  # noqa: PLW2901 - never past its end: a bytearray would grow
         if z > a:
             buf[a:z] = byte * (z - a)
 

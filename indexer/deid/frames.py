@@ -19,13 +19,13 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   Fragments may cut the stream anywhere: frames held in memory are parsed as one stream,
   and streamed ones a fragment at a time, the unit a fragment ends in read on into the next
   (``_VideoPass``). An MP4 file wrapped whole (``mp4``) has its metadata zeroed and the user
-  data SEI messages of its H.264 and HEVC tracks blanked; streamed, as far as its first
-  fragment holds it (most often all of it). A transport stream (``mpegts``) has the user
-  data in its video PES packets blanked, its service information (service names, events,
-  the recording's time) made null packets, and its adaptation fields' private data zeroed; a
-  program stream (``mpegps``) has the user data in its video PES packets blanked, a unit cut
-  by a packet's header blanked whole; held or streamed (``demux``). Other containers are not
-  known.
+  data SEI messages of its H.264 and HEVC tracks blanked; streamed, its first fragment as a
+  file and the boxes after it as they come (``mp4.Mp4Walk``). A transport stream
+  (``mpegts``) has the user data in its video PES packets blanked, its service information
+  (service names, events, the recording's time) made null packets, and its adaptation
+  fields' private data zeroed; a program stream (``mpegps``) has the user data in its video
+  PES packets blanked, a unit cut by a packet's header blanked whole; held or streamed
+  (``demux``). Other containers are not known.
 
 What stays (the segments decoders read, and every header's other segments) is searched by
 the leak check (``headers``). The frames of an object of ``spans.STREAM_FROM`` bytes or more
@@ -332,6 +332,7 @@ class _VideoPass:
         self._stream: bool | None = None  # a byte stream (``video.byte_stream``): its start says
         self._lead = 0  # zero bytes it starts with, while only those came
         self._demux: Demux | None = None  # a transport or program stream's, where one
+        self._mp4: mp4.Mp4Walk | None = None  # an MP4 file's, where one
         self._went = b""  # the bytes of first fragments too short to tell a stream by
 
     def __call__(self, frag: bytearray | memoryview) -> None:
@@ -339,8 +340,10 @@ class _VideoPass:
         if self._stream is None and not self._known(frag):
             return
         if self._demux is not None:
-            data = b"".join(self._demux.feed(frag)[1])
-            self._search(data, [(0, len(data))] if data else [])
+            self._search_all(self._demux.feed(frag)[1])
+            return
+        if self._mp4 is not None:
+            self._search_all(self._mp4.feed(frag))
             return
         if not self._stream:
             return
@@ -364,8 +367,7 @@ class _VideoPass:
     def _known(self, frag: bytearray | memoryview) -> bool:
         """Whether the video is known by now (with ``frag``) to be a byte stream or not.
 
-        Zeros only, or fewer bytes than a transport stream is known by: not yet. An MP4
-        file is blanked here, as far as its first fragment holds it.
+        Zeros only, or fewer bytes than a transport stream is known by: not yet.
         """
         head = bytes(frag[:64])
         lead = len(head) - len(head.lstrip(b"\x00"))
@@ -380,14 +382,12 @@ class _VideoPass:
             self._demux = _demux(self._went + head, self._codec, blank=self._blank, went=self._went)
         self._stream = not self._demux and video.byte_stream(bytes(min(self._lead, 2)) + head)
         if not self._stream and not self._lead and mp4.is_mp4(head):
-            self._whole_mp4(frag)
+            self._mp4 = mp4.Mp4Walk(HELD_BYTES, blank=self._blank)
         return True
 
-    def _whole_mp4(self, frag: bytearray | memoryview) -> None:
-        """An MP4 file's first fragment (most often the whole file), blanked as held ones."""
-        blanks, regions = mp4.parse(frag)
-        fill_in(frag, blanks if self._blank else [])
-        self._search(frag, regions)
+    def _search_all(self, found: list[bytes]) -> None:
+        data = b"".join(found)
+        self._search(data, [(0, len(data))] if data else [])
 
     def _search(self, b: bytes | bytearray | memoryview, regions: list[Region]) -> None:
         if self._found is not None:

@@ -12,7 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from indexer.deid.blanks import NESTING, UUID_BYTES, ZERO, Blank, Box, Region, add, spaces
+from indexer.deid.blanks import (
+    NESTING,
+    UUID_BYTES,
+    ZERO,
+    Blank,
+    Box,
+    Region,
+    add,
+    fill_in,
+    spaces,
+)
 from indexer.deid.video import H264, HEVC, sei_header, sei_user_data
 
 # MP4 (ISO base media) files wrapped whole, which writers put under the video UIDs
@@ -32,6 +42,7 @@ TFHD_BASE, TFHD_INDEX, TFHD_DURATION, TFHD_SIZE, TFHD_BASE_IS_MOOF = 1, 2, 8, 0x
 TRUN_OFFSET, TRUN_FIRST_FLAGS, TRUN_DURATION, TRUN_SIZE = 1, 4, 0x100, 0x200
 TRUN_SAMPLE_FIELDS = 0xF00  # duration, size, flags, composition time offset
 MP4_SAMPLES = 1 << 20  # samples of a track looked at: 9.7 hours at 30 a second
+UNREAD = 1 << 63  # a streamed file's bytes past where its boxes can be walked
 # sample entries of H.264 and HEVC: (codec, decoder configuration, its NAL length's byte)
 MP4_VIDEO = {
     **dict.fromkeys((b"avc1", b"avc3"), (H264, b"avcC", 4)),
@@ -44,7 +55,9 @@ def is_mp4(head: bytes | bytearray | memoryview) -> bool:
     return bytes(head[4:8]) == MP4_FIRST
 
 
-def parse(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
+def parse(
+    b: bytes | bytearray | memoryview, *, samples: bool = True
+) -> tuple[list[Blank], list[Region]]:
     """An MP4 file's metadata blanked: what its boxes hold but the media data.
 
     User data and metadata (titles, comments, places, devices; the items' values), UUID
@@ -53,21 +66,24 @@ def parse(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]
     (``mdat``) only the samples of H.264 and HEVC tracks are read, as their sample tables
     (or movie fragments, ``moof``) place them, for their user data SEI messages
     (``_sample_sei``). Every box but the media
-    data, and the SEI messages, are searched by the leak check.
+    data, and the SEI messages, are searched by the leak check. Not ``samples``: ``b`` is
+    a box of a file, not the file (``Mp4Walk``), and no sample is read.
     """
     blanks: list[Blank] = []
     regions: list[Region] = []
     tracks: dict[int, tuple[str, int]] = {}  # a video track's id: its codec, its length size
     defaults: dict[int, int] = {}  # a track's default sample size in fragments (``trex``)
-    for at, kind, head, end in box_list(b, 0, len(b)):
-        end = min(end, len(b))  # noqa: PLW2901 - a box may claim more than the file holds
+    for at, kind, head, claimed in box_list(b, 0, len(b)):
+        end = min(claimed, len(b))  # a box may claim more than the file (or fragment) holds
         if kind != MP4_MEDIA_DATA:
             regions.append((at, end))
-            _mp4_box(b, kind, at + head, end, blanks, 0)
+            _mp4_box(b, kind, at + head, end, blanks, 0, claimed=_cut(b, claimed))
+        if not samples:
+            continue
         if kind == MP4_MOVIE:
-            for track, codec, size, samples in _video_tracks(b, at + head, end):
+            for track, codec, size, places in _video_tracks(b, at + head, end):
                 tracks[track] = (codec, size)
-                for start, stop, length in samples:
+                for start, stop, length in places:
                     _sample_sei(b, codec, length, start, min(stop, len(b)), blanks, regions)
             defaults = _fragment_defaults(b, at + head, end)
         elif kind == MP4_FRAGMENT:
@@ -289,6 +305,11 @@ def _sample_sei(
         at = stop
 
 
+def _cut(b: bytes | bytearray | memoryview, claimed: int) -> int | None:
+    """``claimed`` (a box's end) where it lies past ``b``'s end, else None."""
+    return claimed if claimed > len(b) else None
+
+
 def _mp4_box(
     b: bytes | bytearray | memoryview,
     kind: bytes,
@@ -296,22 +317,33 @@ def _mp4_box(
     end: int,
     blanks: list[Blank],
     depth: int,
+    *,
+    claimed: int | None = None,
 ) -> None:
-    """Blank what the box ``kind`` holds from ``start`` to ``end`` (its payload)."""
+    """Blank what the box ``kind`` holds from ``start`` to ``end`` (its payload).
+
+    ``claimed``: where the box claims to end, if ``b`` ends inside it (``_boxes_whole``).
+    """
     if kind in MP4_CONTAINERS and depth < NESTING:
         for at, inner, head, stop in box_list(b, start, end):
-            _mp4_box(b, inner, at + head, min(stop, end), blanks, depth + 1)
+            _mp4_box(b, inner, at + head, min(stop, end), blanks, depth + 1, claimed=_cut(b, stop))
     elif kind in MP4_TIMES and start < end:
         times = 16 if b[start] == 1 else 8  # version 1: two 64-bit times, else 32-bit ones
         add(blanks, start + 4, start + 4 + times, ZERO, end)
     elif kind == MP4_UUID:
         add(blanks, start + UUID_BYTES, end, ZERO, end)
     elif kind in MP4_TEXT:
-        _mp4_text(b, start, end, blanks, depth)
+        _mp4_text(b, start, end, blanks, depth, claimed=claimed)
 
 
 def _mp4_text(
-    b: bytes | bytearray | memoryview, start: int, end: int, blanks: list[Blank], depth: int
+    b: bytes | bytearray | memoryview,
+    start: int,
+    end: int,
+    blanks: list[Blank],
+    depth: int,
+    *,
+    claimed: int | None = None,
 ) -> None:
     """Zero the values under user data or metadata, its boxes' headers and handler kept.
 
@@ -319,15 +351,16 @@ def _mp4_text(
     list's; an item's) is walked into; any other is zeroed: a text, a place, a value.
     """
     for skip in (4, 0):  # ISO's metadata box has a version and flags first; QuickTime's not
-        boxes = _boxes_whole(b, start + skip, end) if depth < NESTING else None
+        boxes = _boxes_whole(b, start + skip, end, claimed=claimed) if depth < NESTING else None
         if boxes is not None and end - start > skip:
-            for at, kind, head, stop in boxes:
+            for at, kind, head, box_end in boxes:
+                stop = min(box_end, end)
                 if kind == MP4_HANDLER:
                     add(blanks, at + head + MP4_HANDLER_NAME, stop, ZERO, stop)
                 elif kind == MP4_DATA:
                     add(blanks, at + head + 8, stop, ZERO, stop)  # after its type and locale
                 else:
-                    _mp4_text(b, at + head, stop, blanks, depth + 1)
+                    _mp4_text(b, at + head, stop, blanks, depth + 1, claimed=_cut(b, box_end))
             return
     add(blanks, start, end, ZERO, end)
 
@@ -355,9 +388,124 @@ def box_list(
     return found
 
 
-def _boxes_whole(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Box] | None:
-    """The boxes from ``start`` to ``end`` if those bytes are boxes end to end, else None."""
+def _boxes_whole(
+    b: bytes | bytearray | memoryview, start: int, end: int, *, claimed: int | None = None
+) -> list[Box] | None:
+    """The boxes from ``start`` to ``end`` if those bytes are boxes end to end, else None.
+
+    ``claimed``: ``b`` ends at ``end`` inside the box, which claims to run to ``claimed`` (a
+    streamed file's fragment cuts it). Then the last box may run on past ``end``, or its
+    header be cut: its size, or the smallest one its first bytes may begin, must fit
+    (a value's bytes seldom do).
+    """
     boxes = box_list(b, start, end, to_end=False)  # (in a box: a value's zeros, rather)
-    if not boxes or boxes[-1][3] != end:
+    last = boxes[-1][3] if boxes else start
+    if boxes and last == end:
+        return boxes
+    if claimed is None or last > claimed:
         return None
-    return boxes
+    if last > end:  # the last box runs on into the next fragment
+        return boxes
+    tail = bytes(b[last:end])
+    if len(tail) >= 4:  # noqa: PLR2004 - a size: it must fit (or be a 64-bit one)
+        size = int.from_bytes(tail[:4], "big")
+        fits = size == 1 or 8 <= size <= claimed - last  # noqa: PLR2004 - a header's bytes
+        return boxes if len(tail) < 8 and fits else None  # noqa: PLR2004
+    smallest = int.from_bytes(tail, "big") << 8 * (4 - len(tail))  # the size it may begin
+    return boxes if smallest <= claimed - last else None
+
+
+class Mp4Walk:
+    """An MP4 file fed a buffer at a time (a streamed object's fragments), blanked in place.
+
+    The first buffer is parsed as a file, its samples too (``parse``). After it, the file's
+    top-level boxes are walked: the media data is passed over, and every other box (a movie
+    box at the file's end, say) is held as it comes, up to ``held`` bytes, and parsed again
+    with each buffer, its blanks written where they lie in that buffer. What went with an
+    earlier buffer was blanked as far as it went; a box is searched as it went. Samples are
+    read in the first buffer only: a table's offsets are the file's.
+    """
+
+    def __init__(self, held: int, *, blank: bool = True) -> None:
+        """``blank``: change the buffers; else find the boxes' bytes only (``verify``)."""
+        self._held, self._blank = held, blank
+        self._first = True
+        self._kept = b""  # the box the last buffer ended in: its bytes there (its header)
+        self._skip = 0  # bytes of the next buffer that are media data (or past what is held)
+
+    def feed(self, buf: bytearray | memoryview) -> list[bytes]:
+        """Blank ``buf`` in place; the bytes of its boxes to search (as they went)."""
+        if self._first:
+            self._first = False
+            return self._first_buffer(buf)
+        found: list[bytes] = []
+        i = min(self._skip, len(buf))
+        self._skip -= i
+        while i < len(buf):
+            head = self._kept + bytes(buf[i : i + 16])
+            size, header = _box_size(head)
+            if size is None:  # too few bytes to tell: the header goes on into the next
+                self._kept += bytes(buf[i:])
+                break
+            stop = i + size - len(self._kept)  # where the box ends in this buffer
+            if size < header:  # no box: the walk stops, as ``parse``'s does
+                self._kept, self._skip = b"", UNREAD
+                break
+            if head[4:8] == MP4_MEDIA_DATA or size > self._held:  # passed over, unread
+                self._kept, self._skip = b"", max(0, stop - len(buf))
+                i = min(stop, len(buf))
+                continue
+            found.append(self._box(buf, i, min(stop, len(buf))))
+            self._kept = b"" if stop <= len(buf) else self._kept + bytes(buf[i:])
+            i = min(stop, len(buf))
+        return found
+
+    def _box(self, buf: bytearray | memoryview, i: int, stop: int) -> bytes:
+        """Parse the box held so far and ``buf`` to ``stop``; blank its part of ``buf``.
+
+        The box's bytes to search, as they went.
+        """
+        box = bytearray(self._kept + bytes(buf[i:stop]))
+        blanks, regions = parse(box, samples=False)
+        for a, z, fill in blanks if self._blank else ():
+            a, z = max(a, len(self._kept)), min(z, len(box))  # noqa: PLW2901 - what went before went as it was
+            if z > a:
+                box[a:z] = fill * (z - a)
+                at = i + a - len(self._kept)
+                buf[at : at + z - a] = fill * (z - a)
+        return b"".join(bytes(box[a:z]) for a, z in regions)
+
+    def _first_buffer(self, buf: bytearray | memoryview) -> list[bytes]:
+        """Parse the first buffer as a file; keep the box it ends in (or pass over its rest)."""
+        blanks, regions = parse(buf)
+        fill_in(buf, [(a, min(z, len(buf)), fill) for a, z, fill in blanks] if self._blank else [])
+        boxes = box_list(buf, 0, len(buf))
+        after = boxes[-1][3] if boxes else 0
+        if boxes and (
+            after > len(buf) or int.from_bytes(buf[boxes[-1][0] : boxes[-1][0] + 4], "big") == 0
+        ):
+            start, kind = boxes[-1][0], boxes[-1][1]
+            if kind == MP4_MEDIA_DATA or after - start > self._held or after <= len(buf):
+                self._skip = UNREAD if after <= len(buf) else after - len(buf)
+            else:
+                self._kept = bytes(buf[start:])
+        elif len(buf) - after < 16:  # noqa: PLR2004 - a header cut, or nothing
+            self._kept = bytes(buf[after:])
+        else:  # bytes no box holds: the walk stops, as ``parse``'s does
+            self._skip = UNREAD
+        return [b"".join(bytes(buf[a:z]) for a, z in regions)]
+
+
+def _box_size(head: bytes) -> tuple[int | None, int]:
+    """A box's size and its header's length, from its first bytes; None: too few of them.
+
+    A size of 0 (to the file's end) reads as the largest.
+    """
+    if len(head) < 8:  # noqa: PLR2004 - size, kind
+        return None, 8
+    size = int.from_bytes(head[:4], "big")
+    if size == 1:
+        if len(head) < 16:  # noqa: PLR2004 - a 64-bit size after the kind
+            return None, 16
+        return int.from_bytes(head[8:16], "big"), 16
+    return (1 << 63 if size == 0 else size), 8

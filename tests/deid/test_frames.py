@@ -866,6 +866,34 @@ def test_damaged_mp4_never_raises():
         frames.headers(new, video.H264)
 
 
+def _large_media_data(mp4: bytes) -> bytes:
+    """``mp4`` with its media data box's size in 64 bits (as a file over 4 GiB has it)."""
+    at = mp4.index(b"mdat") - 4
+    size = int.from_bytes(mp4[at : at + 4], "big")
+    header = b"\x00\x00\x00\x01mdat" + (size + 8).to_bytes(8, "big")
+    return mp4[:at] + header + mp4[at + 8 :]
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_a_streamed_mp4_files_boxes_past_its_first_fragment_are_blanked_as_held(tmp_path, large):
+    """A large file in many fragments (a fragmentable transfer syntax), its movie box after
+    the media data (whose size may take 64 bits): every box a fragment's end cuts (its
+    header, a title, a time) is read on into the next, and the copy is the held one;
+    `verify`'s walk finds the text. (A file is known as one by its first fragment's first 8
+    bytes.)"""
+    source = _large_media_data(_mp4()) if large else _mp4()
+    blanked = _large_media_data(_mp4(blanked=True)) if large else _mp4(blanked=True)
+    even = range(8, len(source), 2)
+    rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
+    cuts = [(c,) for c in even] + [tuple(sorted(rng.sample(even, 3))) for _ in range(60)]
+    for cut in cuts:
+        ends = [0, *cut, len(source)]
+        value = encapsulate([source[a:z] for a, z in itertools.pairwise(ends)])
+        copy, found = _streamed(tmp_path, value, video.H264)
+        assert b"".join(copy[a:z] for a, z in frames.fragments(copy)) == blanked, cut
+        assert MARK in found
+
+
 @pytest.mark.parametrize("held", [1 << 20, 16])
 @pytest.mark.parametrize("codec", ["metadata", video.H264, video.HEVC])
 def test_a_streamed_mp4_file_is_blanked_as_a_held_one(tmp_path, monkeypatch, codec, held):
