@@ -51,7 +51,7 @@ from indexer.deid import mp4, video
 from indexer.deid.blanks import NESTING, SPACE, UUID_BYTES, ZERO, Blank, Region, add, fill_in
 from indexer.deid.demux import Demux
 from indexer.deid.mpegps import PsDemux, is_program_stream
-from indexer.deid.mpegts import TS_HEAD, TsDemux, packet_size
+from indexer.deid.mpegts import PACKETS_SEEN, TS_HEAD, TsDemux, packet_size
 from indexer.deid.pixels import PIXEL_DATA, undefined_length
 from indexer.errors import DeidError, StoreError, os_reason
 from indexer.spans import Span
@@ -378,8 +378,9 @@ class _VideoPass:
         if not self._lead and len(self._went) + len(frag) < TS_HEAD and (self._went or lead == 0):
             self._went += bytes(frag)  # too few bytes to know a transport stream by
             return False
-        if not self._lead:
-            self._demux = _demux(self._went + head, self._codec, blank=self._blank, went=self._went)
+        if not self._lead:  # a transport stream is known by its first packets' sync bytes
+            first = self._went + bytes(frag[:PACKETS_SEEN])
+            self._demux = _demux(first, self._codec, blank=self._blank, went=self._went)
         self._stream = not self._demux and video.byte_stream(bytes(min(self._lead, 2)) + head)
         if not self._stream and not self._lead and mp4.is_mp4(head):
             self._mp4 = mp4.Mp4Walk(HELD_BYTES, blank=self._blank)

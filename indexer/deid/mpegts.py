@@ -40,6 +40,7 @@ ZERO = b"\x00"
 
 
 TS_HEAD = TIME_CODE + HEADER  # the bytes a transport stream is known by (``packet_size``)
+PACKETS_SEEN = TIME_CODE + 4 * PACKET_SIZES[-1]  # the bytes ``packet_size`` looks at, at most
 
 
 def packet_size(head: bytes | bytearray | memoryview) -> int:

@@ -183,8 +183,10 @@ def test_video_is_parsed_a_window_at_a_time_as_whole(window, monkeypatch):
     assert _frames_of(copy) == [_even(_transport(BLANKED, blanked=True))]
 
 
-def test_streamed_transport_stream_is_blanked_as_it_is_copied(tmp_path, monkeypatch):
-    data = _object(_transport(VIDEO), ts=uid.MPEG4HP41)
+@pytest.mark.parametrize("size", [188, 192])
+def test_streamed_transport_stream_is_blanked_as_it_is_copied(tmp_path, monkeypatch, size):
+    """Known as one by its first packets (an M2TS stream's sync bytes after time codes)."""
+    data = _object(_transport(VIDEO, size=size), ts=uid.MPEG4HP41)
     whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
     assert copy == whole
     assert MARK not in copy
