@@ -11,6 +11,7 @@ length-prefixed NAL units, for their user data SEI messages (``video``). The box
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from indexer.deid.blanks import (
     NESTING,
@@ -42,12 +43,16 @@ TFHD_BASE, TFHD_INDEX, TFHD_DURATION, TFHD_SIZE, TFHD_BASE_IS_MOOF = 1, 2, 8, 0x
 TRUN_OFFSET, TRUN_FIRST_FLAGS, TRUN_DURATION, TRUN_SIZE = 1, 4, 0x100, 0x200
 TRUN_SAMPLE_FIELDS = 0xF00  # duration, size, flags, composition time offset
 MP4_SAMPLES = 1 << 20  # samples of a track looked at: 9.7 hours at 30 a second
+WALK_SAMPLES = 1 << 22  # samples a streamed file's walk looks at, its fragments' all told
 UNREAD = 1 << 63  # a streamed file's bytes past where its boxes can be walked
 # sample entries of H.264 and HEVC: (codec, decoder configuration, its NAL length's byte)
 MP4_VIDEO = {
     **dict.fromkeys((b"avc1", b"avc3"), (H264, b"avcC", 4)),
     **dict.fromkeys((b"hvc1", b"hev1"), (HEVC, b"hvcC", 21)),
 }
+
+
+Place = tuple[int, int, str, int]  # a video sample: start, end, codec, its units' length size
 
 
 def is_mp4(head: bytes | bytearray | memoryview) -> bool:
@@ -65,33 +70,80 @@ def parse(
     movie, its tracks and their media are zeroed; box headers stay. Of the media data
     (``mdat``) only the samples of H.264 and HEVC tracks are read, as their sample tables
     (or movie fragments, ``moof``) place them, for their user data SEI messages
-    (``_sample_sei``). Every box but the media
-    data, and the SEI messages, are searched by the leak check. Not ``samples``: ``b`` is
-    a box of a file, not the file (``Mp4Walk``), and no sample is read.
+    (``_sample_sei``). Every box but the media data, and the SEI messages, are searched by
+    the leak check. Not ``samples``: no sample is read.
     """
     blanks: list[Blank] = []
     regions: list[Region] = []
-    tracks: dict[int, tuple[str, int]] = {}  # a video track's id: its codec, its length size
-    defaults: dict[int, int] = {}  # a track's default sample size in fragments (``trex``)
+    _parse(b, blanks, regions, Movie() if samples else None)
+    return blanks, regions
+
+
+@dataclass(slots=True)
+class Movie:
+    """What a file's movie box says of its video tracks, for the movie fragments after it."""
+
+    tracks: dict[int, tuple[str, int]] = field(default_factory=dict)  # id: codec, length size
+    defaults: dict[int, int] = field(default_factory=dict)  # default sample sizes (``trex``)
+
+
+def _parse(
+    b: bytes | bytearray | memoryview,
+    blanks: list[Blank],
+    regions: list[Region],
+    movie: Movie | None,
+    *,
+    origin: int = 0,
+    later: list[Place] | None = None,
+) -> None:
+    """``parse``'s walk of the boxes ``b`` holds; ``b`` lies at ``origin`` in the file.
+
+    ``movie``: the tracks known so far (None: no sample is read). ``later``: a walk's list
+    (``Mp4Walk``): the samples that the boxes ``b`` holds whole place go there, to be read
+    as their bytes come; else they are read in ``b``.
+    """
     for at, kind, head, claimed in box_list(b, 0, len(b)):
         end = min(claimed, len(b))  # a box may claim more than the file (or fragment) holds
         if kind != MP4_MEDIA_DATA:
             regions.append((at, end))
             _mp4_box(b, kind, at + head, end, blanks, 0, claimed=_cut(b, claimed))
-        if not samples:
+        if movie is None:
             continue
-        if kind == MP4_MOVIE:
-            for track, codec, size, places in _video_tracks(b, at + head, end):
-                tracks[track] = (codec, size)
-                for start, stop, length in places:
-                    _sample_sei(b, codec, length, start, min(stop, len(b)), blanks, regions)
-            defaults = _fragment_defaults(b, at + head, end)
-        elif kind == MP4_FRAGMENT:
-            for track, start, stop in _fragment_samples(b, at, head, end, defaults):
-                if track in tracks:
-                    codec, size = tracks[track]
-                    _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
-    return blanks, regions
+        places = _box_samples(b, (at, kind, head, end), movie, blanks, regions, origin)
+        if later is None:
+            for start, stop, codec, size in places:
+                _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
+        elif claimed <= len(b):
+            later += places
+
+
+def _box_samples(
+    b: bytes | bytearray | memoryview,
+    box: Box,
+    movie: Movie,
+    blanks: list[Blank],
+    regions: list[Region],
+    origin: int,
+) -> list[Place]:
+    """The samples a movie box's tables, or a movie fragment's runs, place in the file.
+
+    A movie box's tracks are noted in ``movie``, and the units an HEVC configuration
+    declares (``b``'s own bytes) are read at once.
+    """
+    at, kind, head, end = box
+    places: list[Place] = []
+    if kind == MP4_MOVIE:
+        for track, codec, size, declared, table in _video_tracks(b, at + head, end):
+            movie.tracks[track] = (codec, size)
+            for start, stop in declared:
+                _sample_sei(b, codec, 2, start, min(stop, len(b)), blanks, regions)
+            places += [(start, stop, codec, size) for start, stop in table]
+        movie.defaults = _fragment_defaults(b, at + head, end)
+    elif kind == MP4_FRAGMENT:
+        for track, start, stop in _fragment_samples(b, at, head, end, movie.defaults, origin):
+            if track in movie.tracks:
+                places.append((start, stop, *movie.tracks[track]))
+    return places
 
 
 def _fragment_defaults(b: bytes | bytearray | memoryview, start: int, end: int) -> dict[int, int]:
@@ -106,14 +158,20 @@ def _fragment_defaults(b: bytes | bytearray | memoryview, start: int, end: int) 
 
 
 def _fragment_samples(
-    b: bytes | bytearray | memoryview, moof: int, head: int, end: int, defaults: dict[int, int]
+    b: bytes | bytearray | memoryview,
+    moof: int,
+    head: int,
+    end: int,
+    defaults: dict[int, int],
+    origin: int = 0,
 ) -> list[tuple[int, int, int]]:
     """(track, start, end) of each sample a movie fragment (``moof`` at ``moof``) places.
 
     Each track fragment: its header (``tfhd``: the track, where its data is counted from,
     a default sample size), then its runs (``trun``: an offset, each sample's size).
     Without an offset of its own, a track fragment's data follows the one before (the first
-    one's: the fragment's start). At most ``MP4_SAMPLES`` samples.
+    one's: the fragment's start). At most ``MP4_SAMPLES`` samples. Places are the file's:
+    ``b`` lies at ``origin`` in it.
     """
     places: list[tuple[int, int, int]] = []
     after = None  # where the last track fragment's data ended (None: this is the first)
@@ -124,7 +182,7 @@ def _fragment_samples(
         flags = int.from_bytes(b[header[0] + 1 : header[0] + 4], "big")
         fields = _numbers(b, *header, 4, skip=4)  # the track, then the optional fields
         track = fields[0]
-        data = moof if flags & TFHD_BASE_IS_MOOF or after is None else after
+        data = origin + moof if flags & TFHD_BASE_IS_MOOF or after is None else after
         i = 1
         if flags & TFHD_BASE and len(fields) >= 3:  # noqa: PLR2004 - a 64-bit offset
             data, i = fields[1] << 32 | fields[2], 3
@@ -183,11 +241,11 @@ def _child(
 
 def _video_tracks(
     b: bytes | bytearray | memoryview, start: int, end: int
-) -> Iterator[tuple[int, str, int, list[tuple[int, int, int]]]]:
+) -> Iterator[tuple[int, str, int, list[Region], list[Region]]]:
     """Each H.264 or HEVC track of the movie: its id, codec, units' length size, NAL units.
 
-    Where its NAL units lie: the units its configuration declares, and the samples its table
-    places, each with its units' length size.
+    Where its NAL units lie: the units its configuration declares (each after a 2-byte
+    length), and the samples its table places (in the file).
     """
     for at, kind, head, stop in box_list(b, start, end):
         if kind != MP4_TRACK:
@@ -210,8 +268,7 @@ def _video_tracks(
         if config is None or config[0] + at_byte >= config[1]:
             continue
         size = (b[config[0] + at_byte] & 3) + 1  # lengthSizeMinusOne
-        declared = [(a, z, 2) for a, z in _declared(b, codec, *config)]
-        yield track, codec, size, [*declared, *((a, z, size) for a, z in _samples(b, *table))]
+        yield track, codec, size, _declared(b, codec, *config), _samples(b, *table)
 
 
 def _track_id(b: bytes | bytearray | memoryview, header: Region | None) -> int:
@@ -418,12 +475,14 @@ def _boxes_whole(
 class Mp4Walk:
     """An MP4 file fed a buffer at a time (a streamed object's fragments), blanked in place.
 
-    The first buffer is parsed as a file, its samples too (``parse``). After it, the file's
-    top-level boxes are walked: the media data is passed over, and every other box (a movie
-    box at the file's end, say) is held as it comes, up to ``held`` bytes, and parsed again
-    with each buffer, its blanks written where they lie in that buffer. What went with an
-    earlier buffer was blanked as far as it went; a box is searched as it went. Samples are
-    read in the first buffer only: a table's offsets are the file's.
+    The first buffer is parsed as a file. After it, the file's top-level boxes are walked:
+    the media data is passed over, and every other box (a movie box at the file's end, a
+    movie fragment) is held as it comes, up to ``held`` bytes, and parsed again with each
+    buffer, its blanks written where they lie in that buffer. What went with an earlier
+    buffer was blanked as far as it went; a box is searched as it went. The samples that a
+    movie box's tables or a movie fragment's runs place are read as their bytes come
+    (``_Samples``); those that went before their box came (a movie box at the file's end)
+    are not.
     """
 
     def __init__(self, held: int, *, blank: bool = True) -> None:
@@ -432,12 +491,23 @@ class Mp4Walk:
         self._first = True
         self._kept = b""  # the box the last buffer ended in: its bytes there (its header)
         self._skip = 0  # bytes of the next buffer that are media data (or past what is held)
+        self._pos = 0  # where the next buffer lies in the file
+        self._movie = Movie()
+        self._samples = _Samples(held, blank=blank)
 
     def feed(self, buf: bytearray | memoryview) -> list[bytes]:
-        """Blank ``buf`` in place; the bytes of its boxes to search (as they went)."""
+        """Blank ``buf`` in place; the bytes of its boxes and SEI units to search."""
         if self._first:
             self._first = False
-            return self._first_buffer(buf)
+            found = self._first_buffer(buf)
+        else:
+            found = self._boxes(buf)
+        found += self._samples.feed(buf, self._pos)
+        self._pos += len(buf)
+        return found
+
+    def _boxes(self, buf: bytearray | memoryview) -> list[bytes]:
+        """Walk the top-level boxes in ``buf``, parsing each but the media data."""
         found: list[bytes] = []
         i = min(self._skip, len(buf))
         self._skip -= i
@@ -455,30 +525,41 @@ class Mp4Walk:
                 self._kept, self._skip = b"", max(0, stop - len(buf))
                 i = min(stop, len(buf))
                 continue
-            found.append(self._box(buf, i, min(stop, len(buf))))
+            found.append(self._box(buf, i, min(stop, len(buf)), whole=stop <= len(buf)))
             self._kept = b"" if stop <= len(buf) else self._kept + bytes(buf[i:])
             i = min(stop, len(buf))
         return found
 
-    def _box(self, buf: bytearray | memoryview, i: int, stop: int) -> bytes:
+    def _box(self, buf: bytearray | memoryview, i: int, stop: int, *, whole: bool) -> bytes:
         """Parse the box held so far and ``buf`` to ``stop``; blank its part of ``buf``.
 
-        The box's bytes to search, as they went.
+        The box's bytes to search, as they went. The samples it places, once ``whole``, are
+        read as they come.
         """
         box = bytearray(self._kept + bytes(buf[i:stop]))
-        blanks, regions = parse(box, samples=False)
+        blanks: list[Blank] = []
+        regions: list[Region] = []
+        later: list[Place] = []
+        origin = self._pos + i - len(self._kept)
+        _parse(box, blanks, regions, self._movie, origin=origin, later=later)
         for a, z, fill in blanks if self._blank else ():
             a, z = max(a, len(self._kept)), min(z, len(box))  # noqa: PLW2901 - what went before went as it was
             if z > a:
                 box[a:z] = fill * (z - a)
                 at = i + a - len(self._kept)
                 buf[at : at + z - a] = fill * (z - a)
+        if whole:
+            self._samples.expect(later)
         return b"".join(bytes(box[a:z]) for a, z in regions)
 
     def _first_buffer(self, buf: bytearray | memoryview) -> list[bytes]:
         """Parse the first buffer as a file; keep the box it ends in (or pass over its rest)."""
-        blanks, regions = parse(buf)
-        fill_in(buf, [(a, min(z, len(buf)), fill) for a, z, fill in blanks] if self._blank else [])
+        blanks: list[Blank] = []
+        regions: list[Region] = []
+        later: list[Place] = []
+        _parse(buf, blanks, regions, self._movie, later=later)
+        fill_in(buf, blanks if self._blank else [])
+        self._samples.expect(later)
         boxes = box_list(buf, 0, len(buf))
         after = boxes[-1][3] if boxes else 0
         if boxes and (
@@ -494,6 +575,100 @@ class Mp4Walk:
         else:  # bytes no box holds: the walk stops, as ``parse``'s does
             self._skip = UNREAD
         return [b"".join(bytes(buf[a:z]) for a, z in regions)]
+
+
+class _Samples:
+    """The video samples a streamed file's boxes place, read as their bytes come.
+
+    Each sample's NAL units are walked by their lengths; a user data SEI unit is blanked
+    as in ``_sample_sei``. A unit (or a length) that a buffer's end cuts is held, from its
+    length on, and read again whole with the next buffer, whose part of it is blanked
+    there; the part that went was blanked as far as it went. Of a unit that runs on past
+    ``held`` bytes, the rest is made spaces unread (its bytes that are not zero), and passed
+    over unsearched by ``verify``'s walk. A sample placed where bytes already went is not
+    read. At most ``WALK_SAMPLES`` samples in all.
+    """
+
+    def __init__(self, held: int, *, blank: bool) -> None:
+        self._held, self._blank = held, blank
+        self._pending: list[Place] = []  # by where they begin
+        self._next = 0  # the first of them not begun
+        self._added = 0
+        self._current: Place | None = None  # the sample being read
+        self._at = 0  # where its next unit (its length) begins
+        self._carry = b""  # that unit's bytes that went with earlier buffers, if any
+        self._rest = 0  # where an SEI unit too long to hold ends: spaces up to there
+
+    def expect(self, places: list[Place]) -> None:
+        """Read ``places`` as their bytes come (those that went already: not)."""
+        new = [p for p in places if p[1] > p[0]][: max(0, WALK_SAMPLES - self._added)]
+        self._added += len(new)
+        if new:
+            self._pending = sorted(self._pending[self._next :] + new)
+            self._next = 0
+
+    def feed(self, buf: bytearray | memoryview, pos: int) -> list[bytes]:
+        """Read the samples in ``buf`` (at ``pos`` in the file); their SEI units to search."""
+        found: list[bytes] = []
+        end = pos + len(buf)
+        if self._rest > pos and self._blank:
+            fill_in(buf, spaces(buf, [(0, min(self._rest, end) - pos)]))
+        while True:
+            if self._current is None:
+                if self._next >= len(self._pending) or self._pending[self._next][0] >= end:
+                    break
+                self._current = self._pending[self._next]
+                self._next += 1
+                self._at, self._carry = self._current[0], b""
+                if self._at < pos:  # it went before it could be begun (samples overlap)
+                    self._current = None
+                    continue
+            if not self._units(buf, pos, found):
+                break
+            self._current = None
+        return found
+
+    def _units(self, buf: bytearray | memoryview, pos: int, found: list[bytes]) -> bool:
+        """Walk the current sample's units in ``buf``; whether the sample is over."""
+        assert self._current is not None  # noqa: S101 - feed's invariant
+        _start, stop, codec, size = self._current
+        end = pos + len(buf)
+        while self._at + size < stop:  # a length, and a byte of the unit, at least
+            if self._at >= end:
+                return False
+            k = self._at - pos  # where the unit begins in ``buf`` (below 0: it went, carried)
+            head = (self._carry + bytes(buf[max(k, 0) : max(k, 0) + size + 1]))[: size + 1]
+            if len(head) <= size:  # the buffer ends in its length: held
+                self._carry += bytes(buf[max(k, 0) :])
+                return False
+            unit_stop = min(self._at + size + int.from_bytes(head[:size], "big"), stop)
+            if header := sei_header(codec, head[size]):
+                self._sei(buf, k, min(unit_stop, end) - pos, size + header, found)
+                if unit_stop > end:
+                    if not self._carry:  # too long to hold: the rest is made spaces
+                        self._at = self._rest = unit_stop
+                    return False
+            self._at, self._carry = unit_stop, b""
+        return True
+
+    def _sei(
+        self, buf: bytearray | memoryview, k: int, stop: int, first: int, found: list[bytes]
+    ) -> None:
+        """Blank the SEI unit whose length begins at ``k`` in ``buf``, to ``stop``.
+
+        ``first``: where its payload begins, after its length and header. A unit the
+        buffer's end cuts is carried into the next, if it may be held.
+        """
+        unit = bytearray(self._carry + bytes(buf[max(k, 0) : stop]))
+        went = len(self._carry)
+        for a, z, fill in spaces(unit, sei_user_data(unit, first, len(unit))):
+            a = max(a, went)  # noqa: PLW2901 - what went before went as it was
+            if z > a and self._blank:
+                unit[a:z] = fill * (z - a)
+                buf[a + k : z + k] = fill * (z - a)
+        assert self._current is not None  # noqa: S101 - feed's invariant
+        found.append(bytes(unit[self._current[3] :]))  # from the unit's header, as held
+        self._carry = bytes(unit) if len(unit) <= self._held else b""
 
 
 def _box_size(head: bytes) -> tuple[int | None, int]:

@@ -22,7 +22,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
 
 from indexer import content, deid, keys, spans, work
-from indexer.deid import blanks, build_plan, frames, statement, verify, video
+from indexer.deid import blanks, build_plan, frames, mp4, statement, verify, video
 from indexer.deid.profile import FRAME_TEXT
 from indexer.encode import encode
 from indexer.errors import DeidError, StoreError
@@ -740,15 +740,18 @@ def _nal(unit: bytes, size: int = 4) -> bytes:
     return len(unit).to_bytes(size, "big") + unit
 
 
-def _tracked_mp4(codec: str, *, spaced: bool = False) -> bytes:
+def _tracked_mp4(
+    codec: str, *, spaced: bool = False, faststart: bool = False, first_slice: bytes = SLICE
+) -> bytes:
     """An MP4 file whose one video track's samples hold an SEI message with text (H.264), or
-    whose configuration declares one (HEVC, as x265 does), audio samples between."""
+    whose configuration declares one (HEVC, as x265 does), audio samples between. Its movie
+    box after its media data, or before it (``faststart``)."""
     text = _spaced if spaced else (lambda t: t)
     if codec == video.H264:
         sei = b"\x06" + _escaped(_rbsp((5, UUID + text(MARK + TEXT))))
         config = _box(b"avcC", b"\x01\x64\x00\x1f\xff\xe0\x00")  # 4-byte lengths, no sets
         entry_kind, declared = b"avc1", b""
-        first = _nal(sei) + _nal(SLICE)
+        first = _nal(sei) + _nal(first_slice)
     else:
         sei = b"\x4e\x01" + _escaped(_rbsp((5, UUID + text(MARK + TEXT))))
         record = b"\x01" + bytes(20) + b"\x0f" + b"\x01" + b"\x27\x00\x01" + _nal(sei, 2)
@@ -758,21 +761,29 @@ def _tracked_mp4(codec: str, *, spaced: bool = False) -> bytes:
     second = _nal(b"\x41\x9a" + IMAGE) if codec == video.H264 else _nal(b"\x02\x01" + IMAGE)
     audio = _nal(b"\x06" + _rbsp((5, UUID + MARK)))  # audio, as if video: never read as such
     ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1")
-    at = len(ftyp) + 8
     mdat = _box(b"mdat", first + audio + second)
     entry = _box(entry_kind, bytes(6) + b"\x00\x01" + bytes(70) + config)
-    table = (
-        _full(b"stsd", b"\x00\x00\x00\x01" + entry)
-        + _full(
-            b"stsz",
-            b"\x00\x00\x00\x00\x00\x00\x00\x02" + struct.pack(">LL", len(first), len(second)),
+
+    def moov(at: int) -> bytes:
+        """``at``: where the media data's first byte lies."""
+        table = (
+            _full(b"stsd", b"\x00\x00\x00\x01" + entry)
+            + _full(
+                b"stsz",
+                b"\x00\x00\x00\x00\x00\x00\x00\x02" + struct.pack(">LL", len(first), len(second)),
+            )
+            + _full(b"stsc", b"\x00\x00\x00\x01" + struct.pack(">LLL", 1, 1, 1))
+            + _full(
+                b"stco", b"\x00\x00\x00\x02" + struct.pack(">LL", at, at + len(first) + len(audio))
+            )
         )
-        + _full(b"stsc", b"\x00\x00\x00\x01" + struct.pack(">LLL", 1, 1, 1))
-        + _full(b"stco", b"\x00\x00\x00\x02" + struct.pack(">LL", at, at + len(first) + len(audio)))
-    )
-    trak = _box(b"trak", _box(b"mdia", _box(b"minf", _box(b"stbl", table))))
-    assert not declared or declared in trak
-    return ftyp + mdat + _box(b"moov", trak)
+        trak = _box(b"trak", _box(b"mdia", _box(b"minf", _box(b"stbl", table))))
+        assert not declared or declared in trak
+        return _box(b"moov", trak)
+
+    if faststart:
+        return ftyp + moov(len(ftyp) + len(moov(0)) + 8) + mdat
+    return ftyp + mdat + moov(len(ftyp) + 8)
 
 
 @pytest.mark.parametrize("codec", [video.H264, video.HEVC])
@@ -788,14 +799,15 @@ def test_sei_text_in_an_mp4_files_video_track_is_blanked(codec):
     assert frame.count(MARK) == 1  # the audio sample's
 
 
-def _fragmented_mp4(how: str, *, spaced: bool = False) -> bytes:
+def _fragmented_mp4(how: str, *, spaced: bool = False, fragments: int = 1) -> bytes:
     """A fragmented MP4 file (empty sample tables; a movie fragment places the samples): an
     audio track's sample that looks like an SEI message, then the video track's, the first
     holding an SEI message with text, then bytes no run places (as the audio's). ``how``
     the track fragments count their data from: ``moof`` (the fragment's start, an offset in
     each run; the first sample's flags, each one's duration), ``base`` (the audio's base
     offset; the video's data follows it), or ``trex`` (the fragment's start; the video's
-    sample sizes the movie's default)."""
+    sample sizes the movie's default). ``fragments``: movie fragments, each with media data
+    of its own."""
     text = _spaced if spaced else (lambda t: t)
     first = _nal(b"\x06" + _escaped(_rbsp((5, UUID + text(MARK + TEXT))))) + _nal(SLICE)
     second = _nal(b"\x41\x9a" + b"\x12" * (len(first) - 6))  # as long as the first
@@ -811,9 +823,9 @@ def _fragmented_mp4(how: str, *, spaced: bool = False) -> bytes:
     moov = _box(b"moov", trak + _box(b"mvex", trex))
     sizes = struct.pack(">LL", len(first), len(second))
 
-    def moof(data: int) -> bytes:
-        """``data``: where the media data's first byte lies (from the file's start)."""
-        at = len(ftyp) + len(moov)
+    def moof(data: int, at: int) -> bytes:
+        """``data``: where the media data's first byte lies, ``at`` the fragment's (from the
+        file's start)."""
         if how == "base":
             sound = _full(b"tfhd", struct.pack(">LQ", 2, data), flags=1)
             sound += _full(b"trun", struct.pack(">LL", 1, len(audio)), flags=0x200)
@@ -832,8 +844,11 @@ def _fragmented_mp4(how: str, *, spaced: bool = False) -> bytes:
         header = _full(b"mfhd", b"\x00\x00\x00\x01")
         return _box(b"moof", header + _box(b"traf", sound) + _box(b"traf", picture))
 
-    data = len(ftyp) + len(moov) + len(moof(0)) + 8
-    return ftyp + moov + moof(data) + _box(b"mdat", audio + first + second + audio)
+    mdat = _box(b"mdat", audio + first + second + audio)
+    file = ftyp + moov
+    for _ in range(fragments):
+        file += moof(len(file) + len(moof(0, 0)) + 8, len(file)) + mdat
+    return file
 
 
 @pytest.mark.parametrize("how", ["moof", "base", "trex"])
@@ -892,6 +907,94 @@ def test_a_streamed_mp4_files_boxes_past_its_first_fragment_are_blanked_as_held(
         copy, found = _streamed(tmp_path, value, video.H264)
         assert b"".join(copy[a:z] for a, z in frames.fragments(copy)) == blanked, cut
         assert MARK in found
+
+
+def _mp4_cuts(source: bytes, seed: int) -> list[tuple[int, ...]]:
+    """Every even cut of ``source`` from 8 (where one fragment ends: fragments are of even
+    length), and 60 triple cuts."""
+    even = range(8, len(source), 2)
+    rng = random.Random(seed)  # noqa: S311 - a seeded stream of test inputs
+    return [(c,) for c in even] + [tuple(sorted(rng.sample(even, 3))) for _ in range(60)]
+
+
+def _cut_into(source: bytes, cut: tuple[int, ...]) -> bytes:
+    ends = [0, *cut, len(source)]
+    return encapsulate([source[a:z] for a, z in itertools.pairwise(ends)])
+
+
+@pytest.mark.parametrize("name", ["faststart H.264", "faststart HEVC", "moof", "base", "trex"])
+def test_a_streamed_mp4_files_samples_past_its_first_fragment_are_blanked_as_held(tmp_path, name):
+    """A file in many fragments whose samples come after the boxes that place them: its
+    movie box first (faststart), or movie fragments, each before its media data (three).
+    Every cut (in a sample's length, its SEI message's text or size, a run, a fragment's
+    header) gives the held copy, and `verify`'s walk finds the text in another tool's copy.
+    """
+    if name.startswith("faststart"):
+        codec = video.H264 if name.endswith("H.264") else video.HEVC
+        source = _tracked_mp4(codec, faststart=True)
+        blanked = _tracked_mp4(codec, faststart=True, spaced=True)
+    else:
+        codec, source = video.H264, _fragmented_mp4(name, fragments=3)
+        blanked = _fragmented_mp4(name, fragments=3, spaced=True)
+    for cut in _mp4_cuts(source, 20261206):
+        value = _cut_into(source, cut)
+        held, _count = frames.blank(value, codec)
+        copy, found = _streamed(tmp_path, value, codec)
+        assert b"".join(copy[a:z] for a, z in frames.fragments(copy)) == _even(blanked), cut
+        assert copy == held, cut
+        assert MARK in found
+
+
+@pytest.mark.parametrize("held", [40, 1 << 20])
+def test_an_sei_unit_a_buffer_cuts_is_held_up_to_a_limit(held):
+    """A sample's SEI unit cut by a buffer's end is read whole with the next buffer, if its
+    part in the first is no longer than what may be held; else the first part is blanked as
+    far as it can be read, and the next part's bytes made spaces unread."""
+    unit = _nal(b"\x06" + _escaped(_rbsp((5, UUID + MARK * 4))))
+    sample = unit + _nal(SLICE)
+    spaced = _nal(b"\x06" + _escaped(_rbsp((5, UUID + _spaced(MARK * 4))))) + _nal(SLICE)
+    lead = b"\x77" * 10  # bytes before the sample (another box's)
+    for cut in range(len(lead) + 1, len(lead) + len(unit)):
+        samples = mp4._Samples(held, blank=True)  # the reader alone
+        samples.expect([(len(lead), len(lead) + len(sample), video.H264, 4)])
+        first, second = bytearray((lead + sample)[:cut]), bytearray((lead + sample)[cut:])
+        found = samples.feed(first, 0) + samples.feed(second, cut)
+        assert bytes(first) == (lead + spaced)[:cut], cut
+        if cut - len(lead) <= held:
+            assert bytes(second) == (lead + spaced)[cut:], cut
+        else:
+            rest = (lead + sample)[cut : len(lead) + len(unit)]
+            assert bytes(second) == _spaced(rest) + _nal(SLICE), cut
+        assert b"".join(found).startswith(b"\x06")
+
+
+def test_a_sample_fed_a_byte_at_a_time_is_blanked_whole():
+    """Each byte a buffer: its units' lengths, and its SEI unit, are read on across them."""
+    sample = _nal(SLICE) + _nal(b"\x06" + _escaped(_rbsp((5, UUID + MARK)))) + _nal(SLICE)
+    spaced = _nal(SLICE) + _nal(b"\x06" + _escaped(_rbsp((5, UUID + _spaced(MARK))))) + _nal(SLICE)
+    samples = mp4._Samples(1 << 20, blank=True)
+    samples.expect([(0, len(sample), video.H264, 4)])
+    buffers = [bytearray([byte]) for byte in sample]
+    for at, buf in enumerate(buffers):
+        samples.feed(buf, at)
+    assert b"".join(buffers) == spaced
+
+
+def test_a_streamed_mp4_files_samples_that_went_before_its_movie_box_are_left():
+    """A movie box after the media data: samples in the buffer it comes in are read; those
+    in earlier buffers went before their places were known, and are not. Nothing else
+    changes: a sample's bytes are never read from where it does not begin (in its slice,
+    a length and an SEI unit's look)."""
+    fake = _nal(b"\x06" + _rbsp((5, UUID + MARK)))  # in a slice's data, as if a unit
+    source = _tracked_mp4(video.H264, first_slice=SLICE + fake + IMAGE)
+    blanked = _tracked_mp4(video.H264, first_slice=SLICE + fake + IMAGE, spaced=True)
+    start = len(_box(b"ftyp", b"isomxxxxisomavc1")) + 8  # the first sample's
+    for cut in range(start - 8, source.index(b"moov") - 2, 2):
+        walk = mp4.Mp4Walk(1 << 20)
+        first, second = bytearray(source[:cut]), bytearray(source[cut:])
+        walk.feed(first)
+        walk.feed(second)
+        assert bytes(first + second) == (blanked if cut <= start else source), cut
 
 
 @pytest.mark.parametrize("held", [1 << 20, 16])

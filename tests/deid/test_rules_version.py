@@ -44,6 +44,7 @@ DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies 
     ("0.1.0", 10): "be2fb0c105b36ccef6254b9af71a1dda6df48bb75043585207598aa89e5e2c1e",
     ("0.1.0", 11): "45e6a33c804dca16d7655c2f235feede5e5eade306794323eed5f0ee36847392",
     ("0.1.0", 12): "45e6a33c804dca16d7655c2f235feede5e5eade306794323eed5f0ee36847392",
+    ("0.1.0", 13): "45e6a33c804dca16d7655c2f235feede5e5eade306794323eed5f0ee36847392",
 }
 
 
