@@ -9,6 +9,7 @@ value stays where it lies, a ``Span``, and the output store copies it in chunks:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import zlib
@@ -97,6 +98,38 @@ class FileSpan(Span):
                     raise bad_crc()
         except OSError as e:
             raise SourceError.unreadable(e) from None
+
+
+@contextlib.contextmanager
+def random_access(span: Span) -> Iterator[Callable[[int, int], bytes] | None]:
+    """A reader of ``span``'s bytes anywhere (``read(at, n)``), where its source allows it.
+
+    A file's span (or an archive's stored member's) does; one read forward only (a
+    compressed member's) gives None. Past the span's end, fewer bytes come.
+
+    Raises
+    ------
+    SourceError
+        The file cannot be read, or changed since its head was read.
+
+    """
+    base = span.whole if isinstance(span, Tapped) else span
+    if not isinstance(base, FileSpan):
+        yield None
+        return
+    try:
+        with base.path.open("rb", buffering=0) as f:
+            if version_of(os.fstat(f.fileno())) != base.version:
+                raise changed(base.what)
+
+            def read(at: int, n: int) -> bytes:
+                at = min(max(0, at), len(base))
+                f.seek(base.start + at)
+                return f.read(max(0, min(n, len(base) - at)))
+
+            yield read
+    except OSError as e:
+        raise SourceError.unreadable(e) from None
 
 
 def bad_crc() -> SourceError:

@@ -20,7 +20,8 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   and streamed ones a fragment at a time, the unit a fragment ends in read on into the next
   (``_VideoPass``). An MP4 file wrapped whole (``mp4``) has its metadata zeroed and the user
   data SEI messages of its H.264 and HEVC tracks blanked; streamed, its first fragment as a
-  file, and the boxes and samples after it as they come (``mp4.Mp4Walk``). A transport stream
+  file, and the boxes and samples after it as they come (``mp4.Mp4Walk``), a movie box at
+  its end read ahead (``_samples_ahead``). A transport stream
   (``mpegts``) has the user data in its video PES packets blanked, its service information
   (service names, events, the recording's time) made null packets, and its adaptation
   fields' private data zeroed; a program stream (``mpegps``) has the user data in its video
@@ -292,7 +293,7 @@ class Blanked(Span):
     def chunks(self) -> Iterator[bytes]:
         """The frames' bytes, blanked, a chunk (or a fragment) at a time."""
         if self.codec is not None:
-            return _through(self.whole, _VideoPass(self.codec, self.check))
+            return _through(self.whole, _VideoPass(self.codec, self.check, span=self.whole))
         return _through(self.whole, lambda frag: _blank_and_check(frag, self.check))
 
 
@@ -300,7 +301,7 @@ def streamed_headers(frames: Span, codec: str | None = None) -> bytes:
     """The header bytes of every frame in the span ``frames``, as ``headers`` gives them."""
     parts: list[bytes] = []
     each: Callable[[bytearray | memoryview], None] = (
-        _VideoPass(codec, found=parts)
+        _VideoPass(codec, found=parts, span=frames)
         if codec is not None
         else lambda frag: parts.append(_joined(frag, parse(frag)[1]))
     )
@@ -324,9 +325,15 @@ class _VideoPass:
         codec: str,
         check: Callable[[bytes], str | None] | None = None,
         found: list[bytes] | None = None,
+        *,
+        span: Span | None = None,
     ) -> None:
-        """Blank, and search with ``check``; or (``found``) collect the header bytes only."""
-        self._codec, self._check, self._found = codec, check, found
+        """Blank, and search with ``check``; or (``found``) collect the header bytes only.
+
+        ``span``: the frames streamed, read ahead where an MP4 file's movie box is at its
+        end (``_samples_ahead``).
+        """
+        self._codec, self._check, self._found, self._span = codec, check, found, span
         self._blank = found is None
         self._tail = b""
         self._stream: bool | None = None  # a byte stream (``video.byte_stream``): its start says
@@ -383,7 +390,8 @@ class _VideoPass:
             self._demux = _demux(first, self._codec, blank=self._blank, went=self._went)
         self._stream = not self._demux and video.byte_stream(bytes(min(self._lead, 2)) + head)
         if not self._stream and not self._lead and mp4.is_mp4(head):
-            self._mp4 = mp4.Mp4Walk(HELD_BYTES, blank=self._blank)
+            ahead = _samples_ahead(self._span, len(frag)) if self._span is not None else []
+            self._mp4 = mp4.Mp4Walk(HELD_BYTES, blank=self._blank, ahead=ahead)
         return True
 
     def _search_all(self, found: list[bytes]) -> None:
@@ -419,6 +427,41 @@ class _VideoPass:
             if regions and regions[-1][1] == len(held):
                 return held
         return bytes(frag[-2:])
+
+
+def _samples_ahead(frames: Span, first: int) -> list[mp4.Place]:
+    """The samples a movie box at the end of an MP4 file in ``frames`` places, read ahead.
+
+    ``first``: the first fragment's length (``mp4.samples_ahead``). Where ``frames`` may be
+    read so (``spans.random_access``); else none. The fragments' items are walked by their
+    headers, ``AHEAD_ITEMS`` at most.
+    """
+    with spans.random_access(frames) as read:
+        head = read(0, 8) if read is not None else b""
+        if read is None or len(head) < 8 or head[:4] != ITEM:  # noqa: PLR2004
+            return []
+        places: list[tuple[int, int, int]] = []  # each fragment: where in the file, in frames
+        at, offset = 8 + int.from_bytes(head[4:8], "little"), 0  # past the Basic Offset Table
+        while len(places) < AHEAD_ITEMS:
+            head = read(at, 8)
+            if len(head) < 8 or head[:4] != ITEM:  # noqa: PLR2004 - the delimiter, or damage
+                break
+            length = int.from_bytes(head[4:8], "little")
+            places.append((offset, at + 8, length))
+            offset, at = offset + length, at + 8 + length
+
+        def file_bytes(start: int, n: int) -> bytes:
+            got = bytearray()
+            for offset, where, length in places:
+                lo, hi = max(start, offset), min(start + n, offset + length)
+                if lo < hi:
+                    got += read(where + lo - offset, hi - lo)
+            return bytes(got)
+
+        return mp4.samples_ahead(file_bytes, first, HELD_BYTES)
+
+
+AHEAD_ITEMS = 1 << 16  # a streamed MP4 file's fragments walked ahead for its movie box
 
 
 def _through(frames: Span, each: Callable[[bytearray | memoryview], None]) -> Iterator[bytes]:

@@ -10,7 +10,7 @@ length-prefixed NAL units, for their user data SEI messages (``video``). The box
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from indexer.deid.blanks import (
@@ -44,6 +44,7 @@ TRUN_OFFSET, TRUN_FIRST_FLAGS, TRUN_DURATION, TRUN_SIZE = 1, 4, 0x100, 0x200
 TRUN_SAMPLE_FIELDS = 0xF00  # duration, size, flags, composition time offset
 MP4_SAMPLES = 1 << 20  # samples of a track looked at: 9.7 hours at 30 a second
 WALK_SAMPLES = 1 << 22  # samples a streamed file's walk looks at, its fragments' all told
+AHEAD_BOXES = 1 << 12  # top-level boxes walked ahead for a movie box at a file's end
 UNREAD = 1 << 63  # a streamed file's bytes past where its boxes can be walked
 # sample entries of H.264 and HEVC: (codec, decoder configuration, its NAL length's byte)
 MP4_VIDEO = {
@@ -472,6 +473,33 @@ def _boxes_whole(
     return boxes if smallest <= claimed - last else None
 
 
+def samples_ahead(read: Callable[[int, int], bytes], first: int, held: int) -> list[Place]:
+    """The samples placed by a movie box after the media data, read ahead of the stream.
+
+    Where the box runs past a streamed file's first fragment (``first`` bytes), its
+    samples' bytes come before it: a file whose movie box is at its end, as ffmpeg and
+    phones write it. ``read(at, n)``: the file's bytes. Its top-level boxes are walked by
+    their headers (``AHEAD_BOXES`` of them at most), and such a movie box, up to ``held``
+    bytes, is read. None for a movie box before the media data (read as it comes, before
+    the samples), or whole in the first fragment (read with it), or none found.
+    """
+    at, media = 0, False
+    for _ in range(AHEAD_BOXES):
+        head = read(at, 16)
+        size, header = _box_size(head)
+        if size is None or size < header:
+            break
+        media = media or head[4:8] == MP4_MEDIA_DATA
+        if head[4:8] == MP4_MOVIE:
+            if not media or at + size <= first or size > held:
+                break
+            later: list[Place] = []
+            _parse(read(at, size), [], [], Movie(), origin=at, later=later)
+            return later
+        at += size
+    return []
+
+
 class Mp4Walk:
     """An MP4 file fed a buffer at a time (a streamed object's fragments), blanked in place.
 
@@ -481,12 +509,15 @@ class Mp4Walk:
     buffer, its blanks written where they lie in that buffer. What went with an earlier
     buffer was blanked as far as it went; a box is searched as it went. The samples that a
     movie box's tables or a movie fragment's runs place are read as their bytes come
-    (``_Samples``); those that went before their box came (a movie box at the file's end)
-    are not.
+    (``_Samples``); those of a movie box at the file's end, where it was read ahead
+    (``ahead``), too; else those went before their box came, and are not read.
     """
 
-    def __init__(self, held: int, *, blank: bool = True) -> None:
-        """``blank``: change the buffers; else find the boxes' bytes only (``verify``)."""
+    def __init__(self, held: int, *, blank: bool = True, ahead: list[Place] | None = None) -> None:
+        """``blank``: change the buffers; else find the boxes' bytes only (``verify``).
+
+        ``ahead``: the samples a movie box at the file's end places (``samples_ahead``).
+        """
         self._held, self._blank = held, blank
         self._first = True
         self._kept = b""  # the box the last buffer ended in: its bytes there (its header)
@@ -494,6 +525,7 @@ class Mp4Walk:
         self._pos = 0  # where the next buffer lies in the file
         self._movie = Movie()
         self._samples = _Samples(held, blank=blank)
+        self._samples.expect(ahead or [])
 
     def feed(self, buf: bytearray | memoryview) -> list[bytes]:
         """Blank ``buf`` in place; the bytes of its boxes and SEI units to search."""

@@ -881,6 +881,28 @@ def test_damaged_mp4_never_raises():
         frames.headers(new, video.H264)
 
 
+def test_damaged_mp4_streamed_never_raises():
+    """The streamed walk over damaged files cut anywhere (read ahead or not, its hold as
+    small as 16 bytes): it never raises, and writes only zeros and spaces."""
+    rng = random.Random(20261207)  # noqa: S311 - a seeded stream of test inputs
+    codecs = (video.H264, video.HEVC)
+    bases = [_tracked_mp4(codec, faststart=fast) for codec in codecs for fast in (False, True)]
+    bases += [_fragmented_mp4(how, fragments=2) for how in ("moof", "base", "trex")]
+    for _ in range(3000):
+        file = bytearray(rng.choice(bases))
+        for _ in range(rng.randrange(1, 4)):
+            file[rng.randrange(len(file))] = rng.choice((0, 1, rng.randrange(256)))
+        source = bytes(file[: rng.randrange(9, len(file) + 1)])
+        ends = sorted({0, len(source), *(rng.randrange(8, len(source) + 1) for _ in range(3))})
+        buffers = [bytearray(source[a:z]) for a, z in itertools.pairwise(ends)]
+        held = rng.choice((16, 64, 1 << 20))
+        ahead = mp4.samples_ahead(lambda at, n, b=source: b[at : at + n], len(buffers[0]), held)
+        walk = mp4.Mp4Walk(held, ahead=ahead if rng.random() < 0.5 else None)
+        for buf in buffers:
+            walk.feed(buf)
+        assert all(n in (o, 0, 0x20) for o, n in zip(source, b"".join(buffers), strict=True))
+
+
 def _large_media_data(mp4: bytes) -> bytes:
     """``mp4`` with its media data box's size in 64 bits (as a file over 4 GiB has it)."""
     at = mp4.index(b"mdat") - 4
@@ -922,17 +944,21 @@ def _cut_into(source: bytes, cut: tuple[int, ...]) -> bytes:
     return encapsulate([source[a:z] for a, z in itertools.pairwise(ends)])
 
 
-@pytest.mark.parametrize("name", ["faststart H.264", "faststart HEVC", "moof", "base", "trex"])
+@pytest.mark.parametrize(
+    "name",
+    ["faststart H.264", "faststart HEVC", "last H.264", "last HEVC", "moof", "base", "trex"],
+)
 def test_a_streamed_mp4_files_samples_past_its_first_fragment_are_blanked_as_held(tmp_path, name):
-    """A file in many fragments whose samples come after the boxes that place them: its
-    movie box first (faststart), or movie fragments, each before its media data (three).
-    Every cut (in a sample's length, its SEI message's text or size, a run, a fragment's
-    header) gives the held copy, and `verify`'s walk finds the text in another tool's copy.
-    """
-    if name.startswith("faststart"):
+    """A file in many fragments: its movie box first (faststart), or last (its samples come
+    before it: read ahead of the stream, from the file), or movie fragments, each before its
+    media data (three). Every cut (in a sample's length, its SEI message's text or size, a
+    run, a fragment's header) gives the held copy, and `verify`'s walk finds the text in
+    another tool's copy."""
+    if name.startswith(("faststart", "last")):
         codec = video.H264 if name.endswith("H.264") else video.HEVC
-        source = _tracked_mp4(codec, faststart=True)
-        blanked = _tracked_mp4(codec, faststart=True, spaced=True)
+        fast = name.startswith("faststart")
+        source = _tracked_mp4(codec, faststart=fast)
+        blanked = _tracked_mp4(codec, faststart=fast, spaced=True)
     else:
         codec, source = video.H264, _fragmented_mp4(name, fragments=3)
         blanked = _fragmented_mp4(name, fragments=3, spaced=True)
@@ -981,10 +1007,11 @@ def test_a_sample_fed_a_byte_at_a_time_is_blanked_whole():
 
 
 def test_a_streamed_mp4_files_samples_that_went_before_its_movie_box_are_left():
-    """A movie box after the media data: samples in the buffer it comes in are read; those
-    in earlier buffers went before their places were known, and are not. Nothing else
-    changes: a sample's bytes are never read from where it does not begin (in its slice,
-    a length and an SEI unit's look)."""
+    """A movie box after the media data, not read ahead (a compressed archive's member is
+    read forward only): samples in the buffer it comes in are read; those in earlier
+    buffers went before their places were known, and are not. Nothing else changes: a
+    sample's bytes are never read from where it does not begin (in its slice, a length and
+    an SEI unit's look)."""
     fake = _nal(b"\x06" + _rbsp((5, UUID + MARK)))  # in a slice's data, as if a unit
     source = _tracked_mp4(video.H264, first_slice=SLICE + fake + IMAGE)
     blanked = _tracked_mp4(video.H264, first_slice=SLICE + fake + IMAGE, spaced=True)
@@ -995,6 +1022,20 @@ def test_a_streamed_mp4_files_samples_that_went_before_its_movie_box_are_left():
         walk.feed(first)
         walk.feed(second)
         assert bytes(first + second) == (blanked if cut <= start else source), cut
+
+
+def test_a_large_objects_mp4_file_with_its_movie_box_last_is_blanked_as_held(tmp_path, monkeypatch):
+    """Through the ingest's own path (a whole object, its pixel data a span of the file,
+    its digest tapped): the movie box, at the end of an MP4 file in three fragments, is read
+    ahead from where the fragments lie in the file, and the samples before it are blanked
+    as they are held."""
+    source = _tracked_mp4(video.H264)
+    at = source.index(b"moov") - 4
+    parts = [source[:40], source[40 : at - 10], source[at - 10 :]]
+    data = _object(*parts, ts=uid.MPEG4HP41)
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
+    assert copy == whole
+    assert b"".join(_frames_of(copy)) == _even(_tracked_mp4(video.H264, spaced=True))
 
 
 @pytest.mark.parametrize("held", [1 << 20, 16])
