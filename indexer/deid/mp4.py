@@ -139,6 +139,7 @@ def _box_samples(
             for start, stop in declared:
                 _sample_sei(b, codec, 2, start, min(stop, len(b)), blanks, regions)
             places += [(start, stop, codec, size) for start, stop in table]
+            del places[MP4_SAMPLES:]  # all its tracks': held at once
         movie.defaults = _fragment_defaults(b, at + head, end)
     elif kind == MP4_FRAGMENT:
         for track, start, stop in _fragment_samples(b, at, head, end, movie.defaults, origin):
@@ -618,7 +619,7 @@ class _Samples:
     there; the part that went was blanked as far as it went. Of a unit that runs on past
     ``held`` bytes, the rest is made spaces unread (its bytes that are not zero), and passed
     over unsearched by ``verify``'s walk. A sample placed where bytes already went is not
-    read. At most ``WALK_SAMPLES`` samples in all.
+    read.
     """
 
     def __init__(self, held: int, *, blank: bool) -> None:
@@ -632,8 +633,13 @@ class _Samples:
         self._rest = 0  # where an SEI unit too long to hold ends: spaces up to there
 
     def expect(self, places: list[Place]) -> None:
-        """Read ``places`` as their bytes come (those that went already: not)."""
-        new = [p for p in places if p[1] > p[0]][: max(0, WALK_SAMPLES - self._added)]
+        """Read ``places`` as their bytes come (those that went already: not).
+
+        At most ``MP4_SAMPLES`` wait at a time, and ``WALK_SAMPLES`` are taken in all.
+        """
+        waiting = len(self._pending) - self._next
+        room = min(WALK_SAMPLES - self._added, MP4_SAMPLES - waiting)
+        new = [p for p in places if p[1] > p[0]][: max(0, room)]
         self._added += len(new)
         if new:
             self._pending = sorted(self._pending[self._next :] + new)

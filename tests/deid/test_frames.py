@@ -903,6 +903,29 @@ def test_damaged_mp4_streamed_never_raises():
         assert all(n in (o, 0, 0x20) for o, n in zip(source, b"".join(buffers), strict=True))
 
 
+def test_the_samples_waiting_to_be_read_are_bounded(monkeypatch):
+    """A movie box's tracks together place at most ``MP4_SAMPLES`` samples (a table may
+    claim a million a track, in a few bytes), and at most that many wait in a streamed walk,
+    those past it taken as the first are read."""
+    monkeypatch.setattr(mp4, "MP4_SAMPLES", 3)
+    source = _tracked_mp4(video.H264)
+    at = source.index(b"moov") - 4
+    trak = source[at + 8 :]
+    assert trak[4:8] == b"trak"
+    file = source[:at] + _box(b"moov", trak + trak)  # 2 tracks, 2 samples each
+    read = lambda start, n: file[start : start + n]  # noqa: E731
+    assert len(mp4.samples_ahead(read, 40, 1 << 20)) == 3
+    samples = mp4._Samples(1 << 20, blank=True)
+    samples.expect([(i, i + 1, video.H264, 4) for i in range(10, 15)])
+    samples.expect([(i, i + 1, video.H264, 4) for i in range(20, 25)])
+    found = [len(samples._pending) - samples._next]
+    samples.feed(bytearray(12), 0)  # the samples at 10 and 11 read
+    samples.expect([(i, i + 1, video.H264, 4) for i in range(30, 35)])
+    found.append(len(samples._pending) - samples._next)
+    assert found == [3, 3]
+    assert [p[0] for p in samples._pending[samples._next :]] == [12, 30, 31]
+
+
 def _large_media_data(mp4: bytes) -> bytes:
     """``mp4`` with its media data box's size in 64 bits (as a file over 4 GiB has it)."""
     at = mp4.index(b"mdat") - 4
