@@ -10,6 +10,7 @@ length-prefixed NAL units, for their user data SEI messages (``video``). The box
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -110,11 +111,12 @@ def _parse(
             _mp4_box(b, kind, at + head, end, blanks, 0, claimed=_cut(b, claimed))
         if movie is None:
             continue
-        places = _box_samples(b, (at, kind, head, end), movie, blanks, regions, origin)
+        whole = later is None or claimed <= len(b)  # a walk's box cut: its places not yet
+        places = _box_samples(b, (at, kind, head, end), movie, blanks, regions, origin, whole)
         if later is None:
             for start, stop, codec, size in places:
                 _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
-        elif claimed <= len(b):
+        else:
             later += places
 
 
@@ -125,11 +127,12 @@ def _box_samples(
     blanks: list[Blank],
     regions: list[Region],
     origin: int,
+    places_too: bool,
 ) -> list[Place]:
     """The samples a movie box's tables, or a movie fragment's runs, place in the file.
 
     A movie box's tracks are noted in ``movie``, and the units an HEVC configuration
-    declares (``b``'s own bytes) are read at once.
+    declares (``b``'s own bytes) are read at once. Not ``places_too``: that only.
     """
     at, kind, head, end = box
     places: list[Place] = []
@@ -138,10 +141,10 @@ def _box_samples(
             movie.tracks[track] = (codec, size)
             for start, stop in declared:
                 _sample_sei(b, codec, 2, start, min(stop, len(b)), blanks, regions)
-            places += [(start, stop, codec, size) for start, stop in table]
+            places += [(start, stop, codec, size) for start, stop in table() if places_too]
             del places[MP4_SAMPLES:]  # all its tracks': held at once
         movie.defaults = _fragment_defaults(b, at + head, end)
-    elif kind == MP4_FRAGMENT:
+    elif kind == MP4_FRAGMENT and places_too:
         for track, start, stop in _fragment_samples(b, at, head, end, movie.defaults, origin):
             if track in movie.tracks:
                 places.append((start, stop, *movie.tracks[track]))
@@ -243,11 +246,11 @@ def _child(
 
 def _video_tracks(
     b: bytes | bytearray | memoryview, start: int, end: int
-) -> Iterator[tuple[int, str, int, list[Region], list[Region]]]:
+) -> Iterator[tuple[int, str, int, list[Region], Callable[[], list[Region]]]]:
     """Each H.264 or HEVC track of the movie: its id, codec, units' length size, NAL units.
 
     Where its NAL units lie: the units its configuration declares (each after a 2-byte
-    length), and the samples its table places (in the file).
+    length), and the samples its table places (in the file; worked out when called for).
     """
     for at, kind, head, stop in box_list(b, start, end):
         if kind != MP4_TRACK:
@@ -270,7 +273,13 @@ def _video_tracks(
         if config is None or config[0] + at_byte >= config[1]:
             continue
         size = (b[config[0] + at_byte] & 3) + 1  # lengthSizeMinusOne
-        yield track, codec, size, _declared(b, codec, *config), _samples(b, *table)
+        yield (
+            track,
+            codec,
+            size,
+            _declared(b, codec, *config),
+            functools.partial(_samples, b, *table),
+        )
 
 
 def _track_id(b: bytes | bytearray | memoryview, header: Region | None) -> int:
