@@ -1,8 +1,9 @@
 """MP4 (ISO base media) files wrapped whole under the video UIDs: metadata zeroed, SEI blanked.
 
 Box headers are kept. User data and metadata values (titles, comments, places, XMP), UUID
-boxes after their UUID, free space, and the creation and modification times of the movie,
-its tracks and their media are zeroed. The samples of H.264 and HEVC tracks are found by
+boxes after their UUID, free space, event messages, and the creation and modification times
+of the movie, its tracks and their media (and a live recording's producer times) are
+zeroed. The samples of H.264 and HEVC tracks are found by
 their sample tables, or in a fragmented file by its movie fragments' track runs, and read as
 length-prefixed NAL units, for their user data SEI messages (``video``). The box walker
 (``box_list``) serves JP2 and JPEG XL files too (``frames``).
@@ -36,6 +37,9 @@ MP4_CONTAINERS = frozenset(
 )
 MP4_TIMES = frozenset({b"mvhd", b"tkhd", b"mdhd"})  # creation and modification times
 MP4_TEXT = frozenset({b"udta", b"meta", b"free", b"skip"})  # user data, metadata, free space
+# a live recording's fragments: the wall-clock (NTP) time each was made at, after the
+# version, flags and track; an event message (DASH: a scheme, a value, its data, as ID3 text)
+MP4_PRODUCED, MP4_EVENT = b"prft", b"emsg"
 MP4_MOVIE, MP4_TRACK, MP4_FRAGMENT = b"moov", b"trak", b"moof"
 # a track fragment header's flags: a base offset, a sample description, a default duration,
 # a default size; its data counted from the fragment's start
@@ -400,6 +404,10 @@ def _mp4_box(
         add(blanks, start + 4, start + 4 + times, ZERO, end)
     elif kind == MP4_UUID:
         add(blanks, start + UUID_BYTES, end, ZERO, end)
+    elif kind == MP4_PRODUCED:
+        add(blanks, start + 8, start + 16, ZERO, end)
+    elif kind == MP4_EVENT:
+        add(blanks, start + 4, end, ZERO, end)
     elif kind in MP4_TEXT:
         _mp4_text(b, start, end, blanks, depth, claimed=claimed)
 

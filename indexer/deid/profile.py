@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 14
+RULES_VERSION = 15
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -52,7 +52,8 @@ header blanked whole; 11: the user data SEI messages of a fragmented MP4 file's 
 by its movie fragments) blanked; 12: a streamed MP4 file's boxes past its first fragment
 blanked as they come, and a box a fragment cuts read on into the next; 13: and the samples
 its movie box or movie fragments place past its first fragment; 14: and those placed by a
-movie box at its end, read ahead from the source.
+movie box at its end, read ahead from the source; 15: an MP4 file's event messages (``emsg``)
+and a live recording's producer times (``prft``) zeroed.
 """
 
 _RESOLVE = {
