@@ -800,11 +800,14 @@ class Streams:
     without having passed the point it must read from. A header read and a copy, one after
     the other or on two threads, leapfrog from member to member on two streams: the tar is
     decompressed about twice in each process that works on it, whatever its number of
-    members. At most ``keep`` streams are kept (the oldest are closed); ``close`` closes
-    them all, at the end of a run (they hold decompressed originals).
+    members. A large MP4 file's movie box at its end is read ahead of the copy
+    (``PackedSpan.random_access``), on a third stream, which leapfrogs as the others do.
+    At most ``keep`` streams are kept (the oldest are closed; a third is kept only where
+    one was opened); ``close`` closes them all, at the end of a run (they hold decompressed
+    originals).
     """
 
-    def __init__(self, keep: int = 2) -> None:
+    def __init__(self, keep: int = 3) -> None:
         self.keep = keep
         self._lock = threading.Lock()
         self._kept: list[_Stream] = []
@@ -963,6 +966,81 @@ class PackedSpan(Span):
                 )
         except OSError as e:
             raise SourceError.unreadable(e) from None
+
+    @contextlib.contextmanager
+    def random_access(self) -> Iterator[spans.Reader | None]:
+        """A reader of the span's bytes anywhere (see ``Span.random_access``).
+
+        It decompresses on to where it is asked, and from the member's start again for
+        bytes before the last ``BEHIND_BYTES`` it has gone past.
+        """
+        ahead = _Ahead(self)
+        try:
+            yield ahead.read
+        finally:
+            ahead.close()
+
+
+BEHIND_BYTES = 64 << 10  # of a compressed member read ahead: kept, for a read a little back
+
+
+class _Ahead:
+    """A compressed member's span, read where it is asked (``PackedSpan.random_access``)."""
+
+    def __init__(self, span: PackedSpan) -> None:
+        self._span = span
+        self._region: Region | None = None
+        self._pos = 0  # where the region stands, in the span
+        self._behind = b""  # the bytes just before it
+
+    def read(self, at: int, n: int) -> bytes:
+        """``n`` bytes from ``at`` (fewer at the span's end).
+
+        Raises
+        ------
+        SourceError
+            The archive cannot be read, changed, or its member is damaged or cut short.
+
+        """
+        at = min(max(0, at), len(self._span))
+        n = max(0, min(n, len(self._span) - at))
+        if self._region is None or at < self._pos - len(self._behind):
+            self.close()
+            self._region = _region(self._span.reader, self._span.start + at)
+            self._pos, self._behind = at, b""
+        gone = at - (self._pos - len(self._behind))
+        got = bytearray(self._behind[gone : gone + n] if gone < len(self._behind) else b"")
+        try:
+            with member_errors():
+                for _skipped in self._chunks(max(0, at - self._pos)):
+                    pass
+                got += b"".join(self._chunks(at + n - self._pos))
+        except BaseException:
+            region, self._region = self._region, None
+            _close(region.f, region.raw)
+            raise
+        return bytes(got)
+
+    def _chunks(self, n: int) -> Iterator[bytes]:
+        """The next ``n`` bytes of the region (none if ``n`` < 0), kept behind as they pass."""
+        region = self._region
+        assert region is not None  # noqa: S101 - opened by ``read``
+        assert region.raw is not None  # noqa: S101 - a packed member's region
+        try:
+            for chunk in spans.chunks_of(
+                region.f, max(0, n), region.raw, region.version, _cut_short, "archive"
+            ):
+                self._pos += len(chunk)
+                self._behind = (self._behind + chunk[-BEHIND_BYTES:])[-BEHIND_BYTES:]
+                yield chunk
+        except OSError as e:
+            raise SourceError.unreadable(e) from None
+
+    def close(self) -> None:
+        """Close the region (a compressed tar's stream is kept, ``STREAMS``)."""
+        region, self._region = self._region, None
+        if region is not None:
+            region.__exit__(None)
 
 
 def _file_counts(roots: Iterable[Path], *, zips: bool) -> Iterator[int | None]:

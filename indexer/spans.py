@@ -26,6 +26,7 @@ STREAM_FROM = 128 << 20  # bytes: an object this large has its pixel data stream
 
 
 Version = tuple[int, int, int, int]
+Reader = Callable[[int, int], bytes]  # (at, n): n bytes of a span from at (fewer at its end)
 
 
 def version_of(st: os.stat_result) -> Version:
@@ -55,6 +56,23 @@ class Span(ABC):
     def read(self) -> bytes:
         """The span's bytes, all at once (where they must be held after all)."""
         return b"".join(self.chunks())
+
+    @contextlib.contextmanager
+    def random_access(self) -> Iterator[Reader | None]:
+        """A reader of the span's bytes anywhere (``read(at, n)``), where its source allows.
+
+        A file's span (or an archive's stored member's) reads where it is asked; a
+        compressed member's (``sources.PackedSpan``) decompresses on, and from its start
+        again for bytes it has gone past; others give None. Past the span's end, fewer bytes
+        come.
+
+        Raises
+        ------
+        SourceError
+            The source cannot be read, or changed since its head was read.
+
+        """
+        yield None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,37 +117,25 @@ class FileSpan(Span):
         except OSError as e:
             raise SourceError.unreadable(e) from None
 
+    @contextlib.contextmanager
+    def random_access(self) -> Iterator[Reader | None]:
+        """A reader of the span's bytes anywhere (see ``Span.random_access``)."""
+        try:
+            with self.path.open("rb", buffering=0) as f:
+                if version_of(os.fstat(f.fileno())) != self.version:
+                    raise changed(self.what)
 
-@contextlib.contextmanager
-def random_access(span: Span) -> Iterator[Callable[[int, int], bytes] | None]:
-    """A reader of ``span``'s bytes anywhere (``read(at, n)``), where its source allows it.
+                def read(at: int, n: int) -> bytes:
+                    at = min(max(0, at), len(self))
+                    f.seek(self.start + at)
+                    got = f.read(max(0, min(n, len(self) - at)))
+                    if version_of(os.fstat(f.fileno())) != self.version:
+                        raise changed(self.what)
+                    return got
 
-    A file's span (or an archive's stored member's) does; one read forward only (a
-    compressed member's) gives None. Past the span's end, fewer bytes come.
-
-    Raises
-    ------
-    SourceError
-        The file cannot be read, or changed since its head was read.
-
-    """
-    base = span.whole if isinstance(span, Tapped) else span
-    if not isinstance(base, FileSpan):
-        yield None
-        return
-    try:
-        with base.path.open("rb", buffering=0) as f:
-            if version_of(os.fstat(f.fileno())) != base.version:
-                raise changed(base.what)
-
-            def read(at: int, n: int) -> bytes:
-                at = min(max(0, at), len(base))
-                f.seek(base.start + at)
-                return f.read(max(0, min(n, len(base) - at)))
-
-            yield read
-    except OSError as e:
-        raise SourceError.unreadable(e) from None
+                yield read
+        except OSError as e:
+            raise SourceError.unreadable(e) from None
 
 
 def bad_crc() -> SourceError:
@@ -200,6 +206,12 @@ class Tapped(Span):
             h.update(chunk)
             yield chunk
         self.seen[:] = [h.hexdigest()]
+
+    @contextlib.contextmanager
+    def random_access(self) -> Iterator[Reader | None]:
+        """``whole``'s reader (``Span.random_access``): nothing read so is hashed."""
+        with self.whole.random_access() as read:
+            yield read
 
     @property
     def digest(self) -> str | None:

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import struct
+import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -23,7 +24,7 @@ from indexer import deid, keys, spans, work
 from indexer.pipeline import Ingest, local_output
 from indexer.records import SourceFile
 from indexer.sample import SampleShape, make_instance, to_bytes, write_archive
-from indexer.sources import FileReader
+from indexer.sources import FileReader, Walker
 from indexer.store import db
 from indexer.store.files import OUTPUT_ID_FILE, LocalStore, read_output_id
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = [
     "MALFORMED",
     "SampleShape",
+    "archive_of",
+    "big_member",
     "dicomdir",
     "files_sha",
     "in_syntax",
@@ -327,24 +330,69 @@ def dicomdir(marker: str) -> bytes:
     return to_bytes(ds)
 
 
+ZIP_METHODS = {
+    "deflated": zipfile.ZIP_DEFLATED,
+    "bzip2": zipfile.ZIP_BZIP2,
+    "lzma": zipfile.ZIP_LZMA,
+}
+
+
+def archive_of(path: Path, members: dict[str, bytes]) -> None:
+    """A zip (stored, or compressed as its stem names: ``deflated.zip``) or a tar (plain, or
+    compressed as its suffix names) at ``path``, holding ``members``."""
+    if path.name.endswith(".zip"):
+        method = ZIP_METHODS.get(path.stem, zipfile.ZIP_STORED)
+        with zipfile.ZipFile(path, "w", method, compresslevel=1) as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+    else:
+        compression = path.name.rsplit(".", 1)[-1]
+        mode = f"w:{compression}" if compression in ("gz", "bz2", "xz") else "w"
+        with tarfile.open(path, mode) as t:  # type: ignore[call-overload]
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+
+
+def big_member(path: Path) -> SourceFile:
+    """The member ``big.dcm`` of the archive at ``path``, as the walk gives it."""
+    items = Walker(b"w" * 32, max_member_bytes=1 << 30).walk([path])
+    return next(i for i in items if isinstance(i, SourceFile) and i.locator.endswith("!big.dcm"))
+
+
 def streamed_copy(
-    tmp_path: Path, monkeypatch: object, data: bytes, chunk: int, wrapper: type
+    tmp_path: Path,
+    monkeypatch: object,
+    data: bytes,
+    chunk: int,
+    wrapper: type,
+    archive: str | None = None,
 ) -> tuple[bytes, bytes]:
     """(The copy of ``data`` read whole, the copy written as its pixel data is streamed.)
 
     Streamed in chunks of ``chunk`` bytes (7: aligned with nothing), the copy's pixel data a
     ``wrapper`` span, changed as it is copied; the streamed copy's digest is checked.
+    ``archive``: ``data`` a member of an archive of that name (``archive_of``), not a file.
     """
-    path = tmp_path / "big.dcm"
-    path.write_bytes(data)
-    src = SourceFile("src-1", str(path), path.stat().st_size, FileReader(path))
+    path = tmp_path / (archive or "big.dcm")
+    if archive is not None:
+        archive_of(path, {"before.txt": b"x" * 1000, "big.dcm": data, "after.txt": b"y"})
+    else:
+        path.write_bytes(data)
+
+    def src() -> SourceFile:  # (a compressed tar's member is held or not as it is walked)
+        if archive is not None:
+            return big_member(path)
+        return SourceFile("src-1", str(path), path.stat().st_size, FileReader(path))
+
     store = LocalStore(tmp_path / "out")
     ctx = work.RunContext(deid.build_plan(), keys.generate(), store, "DI", 30, 1)
     try:
-        whole = work.prepare(src, ctx)
+        whole = work.prepare(src(), ctx)
         monkeypatch.setattr(spans, "STREAM_FROM", 1)  # type: ignore[attr-defined]
         monkeypatch.setattr(spans, "CHUNK_BYTES", chunk)  # type: ignore[attr-defined]
-        streamed = work.prepare(src, ctx)
+        streamed = work.prepare(src(), ctx)
         assert isinstance(streamed.encoded.pixels[-1], wrapper)
         digest = work.write_copy(streamed, ctx).digest
     finally:

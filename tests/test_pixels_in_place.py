@@ -38,6 +38,8 @@ from indexer.sources import (
 from indexer.store.files import LocalStore
 from indexer.work import configure_pydicom, read_dataset
 from tests.builders import (
+    archive_of,
+    big_member,
     in_syntax,
     in_transfer_syntax,
     make_instance,
@@ -186,34 +188,6 @@ def test_a_large_files_pixel_data_is_streamed_byte_for_byte(build, ctx, tmp_path
     assert "big.dcm" not in repr(streamed.encoded.pixels[-1])  # a path can hold a name
 
 
-ZIP_METHODS = {
-    "deflated": zipfile.ZIP_DEFLATED,
-    "bzip2": zipfile.ZIP_BZIP2,
-    "lzma": zipfile.ZIP_LZMA,
-}
-
-
-def _archive_of(path, members):
-    if path.name.endswith(".zip"):
-        method = ZIP_METHODS.get(path.stem, zipfile.ZIP_STORED)
-        with zipfile.ZipFile(path, "w", method, compresslevel=1) as z:
-            for name, data in members.items():
-                z.writestr(name, data)
-    else:
-        compression = path.name.rsplit(".", 1)[-1]
-        mode = f"w:{compression}" if compression in ("gz", "bz2", "xz") else "w"
-        with tarfile.open(path, mode) as t:
-            for name, data in members.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
-
-
-def _big_member(path):
-    items = Walker(b"w" * 32, max_member_bytes=1 << 30).walk([path])
-    return next(i for i in items if i.locator.endswith("!big.dcm"))
-
-
 @pytest.mark.parametrize(
     ("name", "span"),
     [
@@ -238,11 +212,11 @@ def test_a_large_archive_members_pixel_data_is_streamed_from_the_archive(
     byte that of the object read whole."""
     data = build()
     path = tmp_path / name
-    _archive_of(path, {"before.txt": b"x" * 1000, "big.dcm": data, "after.txt": b"y" * 10})
-    whole = work.prepare(_big_member(path), ctx)
+    archive_of(path, {"before.txt": b"x" * 1000, "big.dcm": data, "after.txt": b"y" * 10})
+    whole = work.prepare(big_member(path), ctx)
     monkeypatch.setattr(spans, "STREAM_FROM", 1)
     monkeypatch.setattr(spans, "CHUNK_BYTES", 7)
-    src = _big_member(path)
+    src = big_member(path)
     assert held_bytes(src) == 0
     monkeypatch.setattr(type(src.read), "__call__", _never_whole)
     prepared = work.prepare(src, ctx)
@@ -265,11 +239,11 @@ def _noisy(side: int, instance: int = 1) -> bytes:
 def test_a_large_compressed_member_is_copied_in_bounded_memory(ctx, tmp_path, monkeypatch, name):
     """The member is never held: at most a chunk of it at a time (before: all of it)."""
     path = tmp_path / name
-    _archive_of(path, {"big.dcm": _noisy(3000)})  # 18 MB of pixels
-    expected = work.prepare(_big_member(path), ctx).encoded.data
+    archive_of(path, {"big.dcm": _noisy(3000)})  # 18 MB of pixels
+    expected = work.prepare(big_member(path), ctx).encoded.data
     monkeypatch.setattr(spans, "STREAM_FROM", 1)
     monkeypatch.setattr(spans, "CHUNK_BYTES", 1 << 20)
-    src = _big_member(path)
+    src = big_member(path)
     tracemalloc.start()
     try:
         copied = work.deidentify_file(src, ctx)
@@ -326,7 +300,7 @@ def test_a_compressed_tar_of_many_large_members_is_decompressed_about_twice(
     it has (here 9 times before). Every copy is byte for byte that of its object read whole."""
     members = {f"m{i}.dcm": (_noisy if i % 2 else _noisy_frames)(400, i) for i in range(8)}
     path = tmp_path / name
-    _archive_of(path, members)
+    archive_of(path, members)
     walker = Walker(b"w" * 32, max_member_bytes=1 << 30)
     expected = [work.prepare(i, ctx).encoded.data for i in walker.walk([path])]
     monkeypatch.setattr(spans, "STREAM_FROM", 1)
@@ -354,7 +328,7 @@ def test_verify_reads_a_compressed_tar_of_many_large_members_once(tmp_path, monk
     """`verify` reads each large original's header; each decompressed the tar from its
     beginning (here 5.5 times the tar before)."""
     path = tmp_path / "in.tar.gz"
-    _archive_of(path, {f"m{i}.dcm": _noisy(400, i) for i in range(8)})
+    archive_of(path, {f"m{i}.dcm": _noisy(400, i) for i in range(8)})
     monkeypatch.setattr(spans, "STREAM_FROM", 1)
     before = _read_so_far()
     report = leakscan.verify_outputs([path], [], deid.build_plan(), max_member_bytes=1 << 30)
@@ -366,7 +340,7 @@ def test_verify_reads_a_compressed_tar_of_many_large_members_once(tmp_path, monk
 
 def test_the_kept_stream_is_the_one_furthest_on_not_past_where_reading_starts(tmp_path):
     path = tmp_path / "a.tar.gz"
-    _archive_of(path, {"a.dcm": os.urandom(1000)})
+    archive_of(path, {"a.dcm": os.urandom(1000)})
     streams = sources.Streams(keep=2)
     archive = sources._identity(path.stat())
 
@@ -406,10 +380,10 @@ def test_an_archive_member_that_is_no_dicom_is_not_read_whole_to_find_out(
     """A video beside the objects, in an archive: its first bytes say it is no DICOM, and
     the rest of it is not read (before, all of it was, up to ``max_member_bytes``)."""
     path = tmp_path / name
-    _archive_of(path, {"big.dcm": b"\x00\x00\x00\x18ftypmp42" + os.urandom(16 << 20)})
+    archive_of(path, {"big.dcm": b"\x00\x00\x00\x18ftypmp42" + os.urandom(16 << 20)})
     if large:
         monkeypatch.setattr(spans, "STREAM_FROM", 1)
-    src = _big_member(path)
+    src = big_member(path)
     tracemalloc.start()
     try:
         with pytest.raises(SourceError) as caught:
@@ -447,7 +421,7 @@ def test_a_large_zip_member_that_fails_its_crc_leaves_no_copy(
     CRC was not checked: its damaged pixel data was copied."""
     path = tmp_path / name
     data = _noisy(64)
-    _archive_of(path, {"big.dcm": data})
+    archive_of(path, {"big.dcm": data})
     if damage == "crc":
         _with_crc(path, "big.dcm", 0x12345678)
     else:  # a bit of its last pixels
@@ -457,7 +431,7 @@ def test_a_large_zip_member_that_fails_its_crc_leaves_no_copy(
     monkeypatch.setattr(spans, "STREAM_FROM", 1)
     monkeypatch.setattr(spans, "CHUNK_BYTES", 1000)  # the CRC's run over many chunks
     monkeypatch.setattr(work, "HEAD_READS", (4096, 4096))  # of its 10 kB
-    src = _big_member(path)
+    src = big_member(path)
     prepared = work.prepare(src, ctx)
     assert type(_source_span(prepared)) is span
     with pytest.raises(
@@ -469,7 +443,7 @@ def test_a_large_zip_member_that_fails_its_crc_leaves_no_copy(
 
 def test_a_large_member_of_a_cut_compressed_tar_is_named_cut_short(ctx, tmp_path, monkeypatch):
     path = tmp_path / "a.tar.gz"
-    _archive_of(path, {"big.dcm": _noisy(64)})
+    archive_of(path, {"big.dcm": _noisy(64)})
     path.write_bytes(path.read_bytes()[:-1000])  # within its pixels
     monkeypatch.setattr(spans, "STREAM_FROM", 1)
     src, end = Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path])
@@ -492,7 +466,7 @@ def test_a_damaged_bzip2_member_is_named_damaged(ctx, tmp_path, monkeypatch, nam
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
     else:
-        _archive_of(path, {"big.dcm": data})
+        archive_of(path, {"big.dcm": data})
     raw = bytearray(path.read_bytes())
     raw[len(raw) * 3 // 4] ^= 0xFF  # within the member's compressed bytes
     path.write_bytes(bytes(raw))
@@ -508,7 +482,7 @@ def test_a_damaged_bzip2_member_is_named_damaged(ctx, tmp_path, monkeypatch, nam
 
 def test_a_large_member_of_a_cut_tar_is_named_cut_short(ctx, tmp_path, monkeypatch):
     path = tmp_path / "a.tar"
-    _archive_of(path, {"big.dcm": _native()})
+    archive_of(path, {"big.dcm": _native()})
     path.write_bytes(path.read_bytes()[: 512 + len(_native()) - 100])  # within its pixels
     src, end = Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path])
     assert end.reason == "bad_archive"
@@ -522,11 +496,11 @@ def test_a_large_archive_member_replaced_before_its_copy_is_refused(
     ctx, tmp_path, monkeypatch, name
 ):
     path = tmp_path / name
-    _archive_of(path, {"big.dcm": _native()})
+    archive_of(path, {"big.dcm": _native()})
     monkeypatch.setattr(spans, "STREAM_FROM", 1)
     (src,) = Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path])
     prepared = work.prepare(src, ctx)
-    _archive_of(path, {"big.dcm": _native()[:-2] + b"\x00\x01"})  # same size, new content
+    archive_of(path, {"big.dcm": _native()[:-2] + b"\x00\x01"})  # same size, new content
     with pytest.raises(SourceError, match=r"^the archive changed") as caught:
         work.write_copy(prepared, ctx)
     assert caught.value.reason == "unreadable"
@@ -582,14 +556,14 @@ def _file_span(tmp_path):
 
 def _packed_span(tmp_path):
     path = tmp_path / "a.tar.gz"
-    _archive_of(path, {"big.dcm": _noisy(64)})
-    return path, PackedSpan(_big_member(path).read, 10, 100)
+    archive_of(path, {"big.dcm": _noisy(64)})
+    return path, PackedSpan(big_member(path).read, 10, 100)
 
 
 def _stored_span(tmp_path):
     path = tmp_path / "a.tar"
-    _archive_of(path, {"big.dcm": _noisy(64)})
-    region = sources.region_of(_big_member(path).read)  # a plain tar's: a span of the tar
+    archive_of(path, {"big.dcm": _noisy(64)})
+    region = sources.region_of(big_member(path).read)  # a plain tar's: a span of the tar
     assert region is not None
     with region:
         return path, region.span(10, 100, b"")
@@ -610,6 +584,45 @@ def test_a_large_source_written_to_while_copied_is_refused(tmp_path, monkeypatch
         f.write(b"y")  # written to between two chunks
     with pytest.raises(SourceError, match=f"^the {what} changed while it was read"):
         list(chunks)
+
+
+@pytest.mark.parametrize(
+    "make", [_file_span, _stored_span, _packed_span], ids=["file", "plain tar", "compressed"]
+)
+def test_a_large_sources_span_is_read_anywhere(tmp_path, monkeypatch, make):
+    """``random_access`` (a movie box read ahead of the copy): bytes from anywhere in the
+    span, on, back a little (a compressed member's last bytes kept) and back further (a
+    compressed member decompressed from its start again), cut at the span's ends."""
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    monkeypatch.setattr(spans, "CHUNK_BYTES", 7)
+    monkeypatch.setattr(sources, "BEHIND_BYTES", 16)
+    path, span = make(tmp_path)
+    whole = span.read()
+    with span.random_access() as read:
+        assert read is not None
+        ats = [(0, 5), (3, 10), (40, 20), (55, 3), (41, 3), (2, 40), (-4, 6), (85, 30), (95, 9)]
+        for at, n in ats:
+            assert read(at, n) == whole[max(0, at) : max(0, at) + n], (at, n)
+    with span.random_access() as read:
+        assert read is not None
+        assert read(10, 5) == whole[10:15]
+        with path.open("ab") as f:
+            f.write(b"y")  # written to as it is read
+        with pytest.raises(SourceError, match=r"^the (file|archive) changed while it was read"):
+            read(50, 20)
+
+
+def test_a_span_held_elsewhere_is_not_read_ahead():
+    """A span of no source that can be read where it is asked (the base ``Span``)."""
+
+    class Held(spans.Span):
+        start, end = 0, 4
+
+        def chunks(self):
+            yield b"abcd"
+
+    with Held().random_access() as read:
+        assert read is None
 
 
 def test_a_large_file_of_another_shape_is_read_whole(ctx, tmp_path, monkeypatch):
@@ -728,7 +741,7 @@ def test_verify_reads_only_the_header_of_a_large_archive_member(tmp_path, monkey
     """A large original in an archive, compressed or not: `verify` reads its header only,
     as of a large file (its pixel data is never searched)."""
     ds = make_instance(marker="INTAR")
-    _archive_of(tmp_path / name, {"a.dcm": to_bytes(ds), "b.txt": b"after"})
+    archive_of(tmp_path / name, {"a.dcm": to_bytes(ds), "b.txt": b"after"})
     leaky = tmp_path / "out"
     leaky.mkdir()
     (leaky / "copy.dcm").write_bytes(to_bytes(ds))  # not de-identified: every value leaks

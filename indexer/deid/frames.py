@@ -36,6 +36,7 @@ are blanked and searched as they are streamed into the copy, a fragment at a tim
 
 from __future__ import annotations
 
+import bisect
 import functools
 import mmap
 import tempfile
@@ -433,32 +434,60 @@ def _samples_ahead(frames: Span, first: int) -> list[mp4.Place]:
     """The samples a movie box at the end of an MP4 file in ``frames`` places, read ahead.
 
     ``first``: the first fragment's length (``mp4.samples_ahead``). Where ``frames`` may be
-    read so (``spans.random_access``); else none. The fragments' items are walked by their
-    headers, ``AHEAD_ITEMS`` at most.
+    read so (``Span.random_access``); else none. The fragments' items are walked by their
+    headers as the file's bytes are asked for (``_Items``), ``AHEAD_ITEMS`` at most, so a
+    compressed archive's member is read forward, once.
     """
-    with spans.random_access(frames) as read:
+    with frames.random_access() as read:
         head = read(0, 8) if read is not None else b""
         if read is None or len(head) < 8 or head[:4] != ITEM:  # noqa: PLR2004
             return []
-        places: list[tuple[int, int, int]] = []  # each fragment: where in the file, in frames
-        at, offset = 8 + int.from_bytes(head[4:8], "little"), 0  # past the Basic Offset Table
-        while len(places) < AHEAD_ITEMS:
-            head = read(at, 8)
-            if len(head) < 8 or head[:4] != ITEM:  # noqa: PLR2004 - the delimiter, or damage
+        return mp4.samples_ahead(_Items(read, head).file_bytes, first, HELD_BYTES)
+
+
+class _Items:
+    """The MP4 file in a span's fragments: its bytes read from where the fragments lie.
+
+    The fragments' items are walked by their headers as far as the bytes asked for reach,
+    so a reader asked for bytes further on each time reads its span forward.
+    """
+
+    def __init__(self, read: spans.Reader, table: bytes) -> None:
+        """``table``: the Basic Offset Table's item header, at the span's start."""
+        self._read = read
+        self._at = 8 + int.from_bytes(table[4:8], "little")  # the next item header
+        self._offsets: list[int] = []  # each fragment's, in the file
+        self._places: list[tuple[int, int]] = []  # each fragment's: (where in the span, length)
+        self._end = 0  # of the fragments walked, in the file
+        self._done = False
+
+    def file_bytes(self, start: int, n: int) -> bytes:
+        """The file's ``n`` bytes from ``start`` (fewer where the fragments end)."""
+        got = bytearray()
+        i = max(0, bisect.bisect_right(self._offsets, start) - 1)
+        while len(got) < n:
+            if i == len(self._places) and not self._next():
                 break
-            length = int.from_bytes(head[4:8], "little")
-            places.append((offset, at + 8, length))
-            offset, at = offset + length, at + 8 + length
+            offset, (where, length) = self._offsets[i], self._places[i]
+            lo, hi = max(start, offset), min(start + n, offset + length)
+            if lo < hi:
+                got += self._read(where + lo - offset, hi - lo)
+            i += 1
+        return bytes(got)
 
-        def file_bytes(start: int, n: int) -> bytes:
-            got = bytearray()
-            for offset, where, length in places:
-                lo, hi = max(start, offset), min(start + n, offset + length)
-                if lo < hi:
-                    got += read(where + lo - offset, hi - lo)
-            return bytes(got)
-
-        return mp4.samples_ahead(file_bytes, first, HELD_BYTES)
+    def _next(self) -> bool:
+        """Walk the next fragment's item header; False at the end (or damage, or the limit)."""
+        if self._done or len(self._places) >= AHEAD_ITEMS:
+            return False
+        head = self._read(self._at, 8)
+        if len(head) < 8 or head[:4] != ITEM:  # noqa: PLR2004 - the delimiter, or damage
+            self._done = True
+            return False
+        length = int.from_bytes(head[4:8], "little")
+        self._offsets.append(self._end)
+        self._places.append((self._at + 8, length))
+        self._end, self._at = self._end + length, self._at + 8 + length
+        return True
 
 
 AHEAD_ITEMS = 1 << 16  # a streamed MP4 file's fragments walked ahead for its movie box

@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 15
+RULES_VERSION = 16
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -53,7 +53,8 @@ by its movie fragments) blanked; 12: a streamed MP4 file's boxes past its first 
 blanked as they come, and a box a fragment cuts read on into the next; 13: and the samples
 its movie box or movie fragments place past its first fragment; 14: and those placed by a
 movie box at its end, read ahead from the source; 15: an MP4 file's event messages (``emsg``)
-and a live recording's producer times (``prft``) zeroed.
+and a live recording's producer times (``prft``) zeroed; 16: a movie box at the end of a
+compressed archive member's MP4 file read ahead too (its member decompressed once more).
 """
 
 _RESOLVE = {

@@ -27,10 +27,10 @@ from indexer.deid.profile import FRAME_TEXT
 from indexer.encode import encode
 from indexer.errors import DeidError, StoreError
 from indexer.records import Failure, SourceFile
-from indexer.sources import FileReader
+from indexer.sources import FileReader, Walker
 from indexer.spans import FileSpan, version_of
 from indexer.store.files import LocalStore
-from tests.builders import make_instance, streamed_copy
+from tests.builders import archive_of, make_instance, streamed_copy
 
 pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled search too
 
@@ -1036,8 +1036,8 @@ def test_a_sample_fed_a_byte_at_a_time_is_blanked_whole():
 
 
 def test_a_streamed_mp4_files_samples_that_went_before_its_movie_box_are_left():
-    """A movie box after the media data, not read ahead (a compressed archive's member is
-    read forward only): samples in the buffer it comes in are read; those in earlier
+    """A movie box after the media data, not read ahead (a span that cannot be read ahead,
+    or one that ended before its box): samples in the buffer it comes in are read; those in earlier
     buffers went before their places were known, and are not. Nothing else changes: a
     sample's bytes are never read from where it does not begin (in its slice, a length and
     an SEI unit's look)."""
@@ -1053,18 +1053,73 @@ def test_a_streamed_mp4_files_samples_that_went_before_its_movie_box_are_left():
         assert bytes(first + second) == (blanked if cut <= start else source), cut
 
 
-def test_a_large_objects_mp4_file_with_its_movie_box_last_is_blanked_as_held(tmp_path, monkeypatch):
-    """Through the ingest's own path (a whole object, its pixel data a span of the file,
-    its digest tapped): the movie box, at the end of an MP4 file in three fragments, is read
-    ahead from where the fragments lie in the file, and the samples before it are blanked
-    as they are held."""
+@pytest.mark.parametrize(
+    "archive", [None, "a.tar", "a.tar.gz", "a.tar.xz", "stored.zip", "deflated.zip", "bzip2.zip"]
+)
+def test_a_large_objects_mp4_file_with_its_movie_box_last_is_blanked_as_held(
+    tmp_path, monkeypatch, archive
+):
+    """Through the ingest's own path (a whole object, its pixel data a span of the file or
+    of the archive's member, its digest tapped): the movie box, at the end of an MP4 file in
+    three fragments, is read ahead from where the fragments lie in the source, and the
+    samples before it are blanked as they are held. A compressed member is decompressed
+    once more for it (it was not read ahead: the samples before the box kept their SEI)."""
     source = _tracked_mp4(video.H264)
     at = source.index(b"moov") - 4
     parts = [source[:40], source[40 : at - 10], source[at - 10 :]]
     data = _object(*parts, ts=uid.MPEG4HP41)
-    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked, archive)
     assert copy == whole
     assert b"".join(_frames_of(copy)) == _even(_tracked_mp4(video.H264, spaced=True))
+
+
+def _read_so_far() -> int:
+    """Bytes this process has read by system calls (Linux counts them per process)."""
+    lines = Path("/proc/self/io").read_bytes().splitlines()
+    return int(dict(line.split(b": ") for line in lines)[b"rchar"])
+
+
+@pytest.mark.parametrize("name", ["a.tar.gz", "a.tar.xz"])
+def test_a_compressed_tar_of_large_mp4_files_is_read_ahead_in_linear_time(
+    tmp_path, monkeypatch, name
+):
+    """Each large member's MP4 file, its movie box last, is read ahead on a stream of its
+    own, kept open where it was left (``sources.STREAMS``) for the next member's: the tar
+    is read about three times over, however many members it has, not from its beginning
+    for each. Every copy is its object's held copy, its samples blanked."""
+    copies = []
+    members = {}
+    for i in range(6):
+        noise = SLICE + random.Random(i).randbytes(150_000)  # noqa: S311 - incompressible
+        source = _tracked_mp4(video.H264, first_slice=noise)
+        at = source.index(b"moov") - 4
+        parts = [source[:40], source[40 : at - 10], source[at - 10 :]]
+        members[f"m{i}.dcm"] = _object(*parts, ts=uid.MPEG4HP41, SOPInstanceUID=f"1.2.826.0.1.{i}")
+        copies.append(_even(_tracked_mp4(video.H264, spaced=True, first_slice=noise)))
+    path = tmp_path / name
+    archive_of(path, members)
+    store = LocalStore(tmp_path / "out")
+    ctx = work.RunContext(deid.build_plan(), keys.generate(), store, "DI", 30, 1)
+    walker = Walker(b"w" * 32, max_member_bytes=1 << 30)
+    expected = [work.prepare(i, ctx).encoded.data for i in walker.walk([path])]
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    items = list(walker.walk([path]))
+    before = _read_so_far()
+    names = []
+    try:
+        for item in items:
+            prepared = work.prepare(item, ctx)
+            assert isinstance(prepared.encoded.pixels[-1], frames.Blanked)
+            work.write_copy(prepared, ctx)
+            names.append(prepared.name)
+    finally:
+        store.close()
+    read = _read_so_far() - before
+    written = [(tmp_path / "out" / n).read_bytes() for n in names]
+    assert read < 3.5 * path.stat().st_size, read / path.stat().st_size
+    assert written == expected
+    assert [b"".join(_frames_of(c)) for c in written] == copies
+    work.clear_caches()
 
 
 @pytest.mark.parametrize("held", [1 << 20, 16])
