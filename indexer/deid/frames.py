@@ -50,7 +50,17 @@ from pydicom.tag import BaseTag
 
 from indexer import spans
 from indexer.deid import mp4, video
-from indexer.deid.blanks import NESTING, SPACE, UUID_BYTES, ZERO, Blank, Region, add, fill_in
+from indexer.deid.blanks import (
+    NESTING,
+    SPACE,
+    UUID_BYTES,
+    ZERO,
+    Blank,
+    Region,
+    add,
+    fill_in,
+    filled,
+)
 from indexer.deid.demux import Demux
 from indexer.deid.mpegps import PsDemux, is_program_stream
 from indexer.deid.mpegts import PACKETS_SEEN, TS_HEAD, TsDemux, packet_size
@@ -204,9 +214,7 @@ def blank(value: bytes | memoryview, codec: str | None = None) -> tuple[bytes | 
         ]
     if not todo:
         return value, 0
-    out = bytearray(value)
-    fill_in(out, todo)
-    return bytes(out), len(todo)
+    return filled(value, todo), len(todo)
 
 
 def _to_blank(frag: bytes | bytearray | memoryview, codec: str | None = None) -> list[Blank]:

@@ -10,11 +10,12 @@ changes (``parse``). Containers come to this as a stream: ``mp4`` its tracks' sa
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 
 from pydicom.dataset import Dataset
 
-from indexer.deid.blanks import UUID_BYTES, Blank, Region, runs, spaces
+from indexer.deid.blanks import UUID_BYTES, Blank, Region, spaces
 
 # video, by transfer syntax: the units after start codes (00 00 01) hold the headers
 MPEG2, H264, HEVC = "mpeg2", "h264", "hevc"
@@ -29,7 +30,6 @@ MPEG2_USER_DATA = 0xB2
 H264_SEI, HEVC_SEI = 6, (39, 40)  # NAL unit types (HEVC: prefix and suffix SEI)
 # SEI payload types: user data registered (ITU-T T.35: captions), unregistered (UUID, text)
 SEI_REGISTERED, SEI_UNREGISTERED = 4, 5
-SEI_TRAILING = 0x80  # rbsp_trailing_bits: the stop bit
 FIND_BYTES = 1 << 20  # a memoryview (a fragment mapped from disk) is searched this much at a time
 
 
@@ -102,28 +102,44 @@ def sei_user_data(b: bytes | bytearray | memoryview, start: int, end: int) -> li
     payload byte. Each region is given in the unit's own bytes, split at those.
     """
     raw = bytes(b[start:end])
-    places: list[int] = []  # the unit's index of each payload byte
-    payload = bytearray()
+    pieces: list[bytes] = []
+    moved: list[int] = []  # each escape byte's: where the payload byte after it lies
     at = 0
     while (escape := raw.find(b"\x00\x00\x03", at)) >= 0:
-        places += range(at, escape + 2)
-        payload += raw[at : escape + 2]
+        pieces.append(raw[at : escape + 2])
+        moved.append(escape + 2 - len(moved))
         at = escape + 3
-    places += range(at, len(raw))
-    payload += raw[at:]
+    pieces.append(raw[at:])
+    payload = b"".join(pieces)
     found: list[Region] = []
     i, n = 0, len(payload)
-    while i < n and not (payload[i] == SEI_TRAILING and not payload[i + 1 :].strip(b"\x00")):
+    # the stop bit's byte (zeros after it): a message from there on would hold nothing
+    last = len(payload.rstrip(b"\x00")) - 1
+    while i < last:
         kind, i = _sei_number(payload, i)
         size, i = _sei_number(payload, i)
         first = i + (UUID_BYTES if kind == SEI_UNREGISTERED else 0)
         if kind in (SEI_REGISTERED, SEI_UNREGISTERED):
-            found += runs([start + places[j] for j in range(first, min(i + size, n))])
+            found += _in_unit(start, first, min(i + size, n), moved)
         i += size
     return found
 
 
-def _sei_number(payload: bytearray, i: int) -> tuple[int, int]:
+def _in_unit(start: int, a: int, z: int, moved: list[int]) -> list[Region]:
+    """Payload bytes ``a`` to ``z``, where they lie in the unit at ``start``.
+
+    Split at its escape bytes (``moved``: where the payload byte after each lies, ascending).
+    """
+    found: list[Region] = []
+    k = bisect.bisect_right(moved, a)  # escape bytes before payload byte a
+    while a < z:
+        stop = min(moved[k] if k < len(moved) else z, z)
+        found.append((start + a + k, start + stop + k))
+        a, k = stop, k + 1
+    return found
+
+
+def _sei_number(payload: bytes, i: int) -> tuple[int, int]:
     """An SEI message's payload type or size (bytes of 255 summed, then the last), and after."""
     value = 0
     while i < len(payload) and payload[i] == 0xFF:  # noqa: PLR2004

@@ -12,6 +12,7 @@ import io
 import itertools
 import random
 import struct
+import tracemalloc
 from pathlib import Path
 
 import pydicom
@@ -487,6 +488,41 @@ def test_h264_user_data_sei_is_blanked_and_the_rest_kept():
     assert _frames_of(copy) == [_even(expected + b"\x00\x00\x01" + SLICE)]
 
 
+def test_an_sei_units_messages_are_read_to_its_stop_bit_in_one_pass():
+    """Bytes 80 that are not the stop bit (here messages of type 128, size 0) are read on
+    past, to the user data after them; zeros after the stop bit end the unit. Each such byte
+    made the rest of the unit be copied to look for the stop bit: 256 KiB of them took 0.8 s,
+    a unit of 32 MiB would have taken hours."""
+    unit = _sei(*[(128, b"")] * 50_000, (5, UUID + MARK), TIMING) + bytes(300)
+    blanked, _regions = video.parse(unit, video.H264)
+    assert len(blanked) == 1
+    copy = bytearray(unit)
+    blanks.fill_in(copy, blanked)
+    assert copy == unit.replace(MARK, _spaced(MARK))
+    bare = _sei(*[(128, b"")] * 50_000)  # its last byte 80 the stop bit, after a message's 00
+    assert video.parse(bare + bytes(300), video.H264)[0] == []
+
+
+def test_a_large_sei_unit_is_read_in_memory_of_its_size():
+    """A user data message of 4 MiB (escape bytes in it): its bytes are found where they lie
+    in the unit by its escape bytes, not by a list of every payload byte's place (83 times
+    the unit's size in memory, 350 MiB here)."""
+    text = (MARK * 40 + b"\x00\x00\x01") * ((4 << 20) // (len(MARK) * 40 + 3))
+    unit = _sei((5, UUID + text))
+    assert unit.count(b"\x00\x00\x03") > 4000
+    tracemalloc.start()
+    try:
+        blanked, _regions = video.parse(unit, video.H264)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    copy = bytearray(unit)
+    blanks.fill_in(copy, blanked)
+    spaced = unit.replace(MARK, _spaced(MARK)).replace(b"\x00\x00\x03\x01", b"\x00\x00\x03 ")
+    assert copy == spaced  # (the escape bytes kept)
+    assert peak < 5 * len(unit), peak / len(unit)
+
+
 def test_escape_bytes_inside_user_data_stay_and_the_next_message_is_read_whole():
     """Zeros that would read as a start code are escaped in the unit: those escape bytes
     stay, so every message keeps its length as a decoder counts it."""
@@ -499,6 +535,18 @@ def test_escape_bytes_inside_user_data_stay_and_the_next_message_is_read_whole()
     assert new[len(unit) - 1 :] == b"\x80"
     spaced = _rbsp((5, UUID + _spaced(payload[16:])), (5, UUID + _spaced(MARK)))
     assert _unescaped(new[5:]) == spaced  # the same messages, the same lengths, as decoded
+
+
+def test_an_escape_byte_just_before_user_data_stays():
+    """A UUID that ends in two zeros and text that begins with 01: the escape byte lies
+    between them, where the user data begins as decoded; it is not part of it."""
+    uuid = b"\xa0" * 14 + b"\x00\x00"
+    unit = _sei((5, uuid + b"\x01" + MARK))
+    at = unit.index(b"\x00\x00\x03\x01")
+    blanked, _regions = video.parse(unit, video.H264)
+    copy = bytearray(unit)
+    blanks.fill_in(copy, blanked)
+    assert copy == unit[: at + 3] + b" " + _spaced(MARK) + b"\x80"
 
 
 def test_hevc_prefix_and_suffix_sei_user_data_is_blanked():
@@ -1137,3 +1185,39 @@ def test_a_streamed_mp4_file_is_blanked_as_a_held_one(tmp_path, monkeypatch, cod
     value = encapsulate([source])
     assert MARK in _streamed(tmp_path, value, video.H264)[1]
     assert _streamed(tmp_path, value, video.H264)[1] == frames.headers(value, video.H264)
+
+
+def test_blanks_are_filled_in_as_a_buffer_would_have_them():
+    """``blanks.filled`` gives what ``fill_in`` makes of a copy, whatever the blanks: in
+    order or not, touching, empty, past the end, overlapping (a later one wins)."""
+    rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
+    for _ in range(2000):
+        value = rng.randbytes(rng.randrange(0, 60))
+        todo = []
+        for _ in range(rng.randrange(0, 6)):
+            a = rng.randrange(0, len(value) + 5)
+            todo.append((a, a + rng.randrange(-2, 12), rng.choice([b" ", b"\x00"])))
+        if rng.random() < 0.5:  # most often none overlap
+            todo = [t for i, t in enumerate(todo) if all(t[0] >= u[1] for u in todo[:i])]
+        expected = bytearray(value)
+        blanks.fill_in(expected, todo)
+        for given in (value, memoryview(value)):
+            assert blanks.filled(given, todo) == expected, (value, todo)
+            assert type(blanks.filled(given, todo)) is bytes
+
+
+def test_held_video_is_blanked_in_one_copy():
+    """A held object's video (up to 128 MiB) is blanked into one new copy: before, the
+    frames were copied into a buffer, filled in, and copied again (three times in memory)."""
+    unit = _sei((5, UUID + MARK))
+    value = encapsulate([H264_HEAD + (unit + b"\x00\x00\x00\x01" + SLICE + bytes(1 << 16)) * 200])
+    tracemalloc.start()
+    try:
+        blanked, count = frames.blank(value, video.H264)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 200
+    assert blanked.count(MARK) == 0
+    assert blanked == value.replace(unit, _sei((5, UUID + _spaced(MARK))))
+    assert peak < 1.2 * len(value), peak / len(value)
