@@ -50,6 +50,7 @@ TRUN_SAMPLE_FIELDS = 0xF00  # duration, size, flags, composition time offset
 MP4_SAMPLES = 1 << 20  # samples of a track looked at: 9.7 hours at 30 a second
 WALK_SAMPLES = 1 << 22  # samples a streamed file's walk looks at, its fragments' all told
 AHEAD_BOXES = 1 << 12  # top-level boxes walked ahead for a movie box at a file's end
+SEARCH_BEHIND = 64 << 10  # of a box cut by buffers: searched again with the next
 UNREAD = 1 << 63  # a streamed file's bytes past where its boxes can be walked
 # sample entries of H.264 and HEVC: (codec, decoder configuration, its NAL length's byte)
 MP4_VIDEO = {
@@ -145,7 +146,8 @@ def _box_samples(
             movie.tracks[track] = (codec, size)
             for start, stop in declared:
                 _sample_sei(b, codec, 2, start, min(stop, len(b)), blanks, regions)
-            places += [(start, stop, codec, size) for start, stop in table() if places_too]
+            if places_too:  # (a cut box's tables are not worked out, nor dropped)
+                places += [(start, stop, codec, size) for start, stop in table()]
             del places[MP4_SAMPLES:]  # all its tracks': held at once
         movie.defaults = _fragment_defaults(b, at + head, end)
     elif kind == MP4_FRAGMENT and places_too:
@@ -525,7 +527,8 @@ class Mp4Walk:
     the media data is passed over, and every other box (a movie box at the file's end, a
     movie fragment) is held as it comes, up to ``held`` bytes, and parsed again with each
     buffer, its blanks written where they lie in that buffer. What went with an earlier
-    buffer was blanked as far as it went; a box is searched as it went. The samples that a
+    buffer was blanked as far as it went; a box is searched as it went, each buffer's part
+    with the ``SEARCH_BEHIND`` bytes before it (a value a buffer's end cuts). The samples that a
     movie box's tables or a movie fragment's runs place are read as their bytes come
     (``_Samples``); those of a movie box at the file's end, where it was read ahead
     (``ahead``), too; else those went before their box came, and are not read.
@@ -538,7 +541,7 @@ class Mp4Walk:
         """
         self._held, self._blank = held, blank
         self._first = True
-        self._kept = b""  # the box the last buffer ended in: its bytes there (its header)
+        self._kept = bytearray()  # the box the last buffer ended in: its bytes so far
         self._skip = 0  # bytes of the next buffer that are media data (or past what is held)
         self._pos = 0  # where the next buffer lies in the file
         self._movie = Movie()
@@ -562,45 +565,50 @@ class Mp4Walk:
         i = min(self._skip, len(buf))
         self._skip -= i
         while i < len(buf):
-            head = self._kept + bytes(buf[i : i + 16])
+            head = bytes(self._kept[:16]) + bytes(buf[i : i + 16])
             size, header = _box_size(head)
             if size is None:  # too few bytes to tell: the header goes on into the next
-                self._kept += bytes(buf[i:])
+                self._kept += buf[i:]
                 break
             stop = i + size - len(self._kept)  # where the box ends in this buffer
             if size < header:  # no box: the walk stops, as ``parse``'s does
-                self._kept, self._skip = b"", UNREAD
+                self._kept, self._skip = bytearray(), UNREAD
                 break
             if head[4:8] == MP4_MEDIA_DATA or size > self._held:  # passed over, unread
-                self._kept, self._skip = b"", max(0, stop - len(buf))
+                self._kept, self._skip = bytearray(), max(0, stop - len(buf))
                 i = min(stop, len(buf))
                 continue
             found.append(self._box(buf, i, min(stop, len(buf)), whole=stop <= len(buf)))
-            self._kept = b"" if stop <= len(buf) else self._kept + bytes(buf[i:])
+            if stop <= len(buf):
+                self._kept = bytearray()
             i = min(stop, len(buf))
         return found
 
     def _box(self, buf: bytearray | memoryview, i: int, stop: int, *, whole: bool) -> bytes:
         """Parse the box held so far and ``buf`` to ``stop``; blank its part of ``buf``.
 
-        The box's bytes to search, as they went. The samples it places, once ``whole``, are
-        read as they come.
+        The box's bytes to search: those in ``buf``, after the last ``SEARCH_BEHIND`` of
+        those that went (searched with them), so that a value a buffer's end cuts is found.
+        The samples it places, once ``whole``, are read as they come. The box's bytes are
+        held as they went, each buffer's added on, not copied again.
         """
-        box = bytearray(self._kept + bytes(buf[i:stop]))
+        went = len(self._kept)
+        self._kept += buf[i:stop]
+        box = self._kept
         blanks: list[Blank] = []
         regions: list[Region] = []
         later: list[Place] = []
-        origin = self._pos + i - len(self._kept)
-        _parse(box, blanks, regions, self._movie, origin=origin, later=later)
+        _parse(box, blanks, regions, self._movie, origin=self._pos + i - went, later=later)
         for a, z, fill in blanks if self._blank else ():
-            a, z = max(a, len(self._kept)), min(z, len(box))  # noqa: PLW2901 - what went before went as it was
+            a, z = max(a, went), min(z, len(box))  # noqa: PLW2901 - what went before went as it was
             if z > a:
                 box[a:z] = fill * (z - a)
-                at = i + a - len(self._kept)
+                at = i + a - went
                 buf[at : at + z - a] = fill * (z - a)
         if whole:
             self._samples.expect(later)
-        return b"".join(bytes(box[a:z]) for a, z in regions)
+        since = max(0, went - SEARCH_BEHIND)
+        return b"".join(bytes(box[max(a, since) : z]) for a, z in regions if z > since)
 
     def _first_buffer(self, buf: bytearray | memoryview) -> list[bytes]:
         """Parse the first buffer as a file; keep the box it ends in (or pass over its rest)."""
@@ -619,9 +627,9 @@ class Mp4Walk:
             if kind == MP4_MEDIA_DATA or after - start > self._held or after <= len(buf):
                 self._skip = UNREAD if after <= len(buf) else after - len(buf)
             else:
-                self._kept = bytes(buf[start:])
+                self._kept = bytearray(buf[start:])
         elif len(buf) - after < 16:  # noqa: PLR2004 - a header cut, or nothing
-            self._kept = bytes(buf[after:])
+            self._kept = bytearray(buf[after:])
         else:  # bytes no box holds: the walk stops, as ``parse``'s does
             self._skip = UNREAD
         return [b"".join(bytes(buf[a:z]) for a, z in regions)]
