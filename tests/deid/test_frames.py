@@ -13,7 +13,9 @@ import itertools
 import random
 import struct
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pydicom
 import pytest
@@ -503,6 +505,18 @@ def test_an_sei_units_messages_are_read_to_its_stop_bit_in_one_pass():
     assert video.parse(bare + bytes(300), video.H264)[0] == []
 
 
+T = TypeVar("T")
+
+
+def _with_peak(fn: Callable[..., T], *args: object) -> tuple[T, int]:
+    """What ``fn(*args)`` gives, and the most memory Python held for it meanwhile."""
+    tracemalloc.start()
+    try:
+        return fn(*args), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_large_sei_unit_is_read_in_memory_of_its_size():
     """A user data message of 4 MiB (escape bytes in it): its bytes are found where they lie
     in the unit by its escape bytes, not by a list of every payload byte's place (83 times
@@ -510,12 +524,7 @@ def test_a_large_sei_unit_is_read_in_memory_of_its_size():
     text = (MARK * 40 + b"\x00\x00\x01") * ((4 << 20) // (len(MARK) * 40 + 3))
     unit = _sei((5, UUID + text))
     assert unit.count(b"\x00\x00\x03") > 4000
-    tracemalloc.start()
-    try:
-        blanked, _regions = video.parse(unit, video.H264)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    (blanked, _regions), peak = _with_peak(video.parse, unit, video.H264)
     copy = bytearray(unit)
     blanks.fill_in(copy, blanked)
     spaced = unit.replace(MARK, _spaced(MARK)).replace(b"\x00\x00\x03\x01", b"\x00\x00\x03 ")
@@ -1257,12 +1266,7 @@ def test_held_video_is_blanked_in_one_copy():
     frames were copied into a buffer, filled in, and copied again (three times in memory)."""
     unit = _sei((5, UUID + MARK))
     value = encapsulate([H264_HEAD + (unit + b"\x00\x00\x00\x01" + SLICE + bytes(1 << 16)) * 200])
-    tracemalloc.start()
-    try:
-        blanked, count = frames.blank(value, video.H264)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    (blanked, count), peak = _with_peak(frames.blank, value, video.H264)
     assert count == 200
     assert blanked.count(MARK) == 0
     assert blanked == value.replace(unit, _sei((5, UUID + _spaced(MARK))))
