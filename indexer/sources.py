@@ -1015,9 +1015,11 @@ class _Ahead:
                 for _skipped in self._chunks(max(0, at - self._pos)):
                     pass
                 got += b"".join(self._chunks(at + n - self._pos))
-        except BaseException:
+        except BaseException as e:
             region, self._region = self._region, None
             _close(region.f, region.raw)
+            if isinstance(e, OSError):
+                raise SourceError.unreadable(e) from None
             raise
         return bytes(got)
 
@@ -1026,15 +1028,12 @@ class _Ahead:
         region = self._region
         assert region is not None  # noqa: S101 - opened by ``read``
         assert region.raw is not None  # noqa: S101 - a packed member's region
-        try:
-            for chunk in spans.chunks_of(
-                region.f, max(0, n), region.raw, region.version, _cut_short, "archive"
-            ):
-                self._pos += len(chunk)
-                self._behind = (self._behind + chunk[-BEHIND_BYTES:])[-BEHIND_BYTES:]
-                yield chunk
-        except OSError as e:
-            raise SourceError.unreadable(e) from None
+        for chunk in spans.chunks_of(
+            region.f, max(0, n), region.raw, region.version, _cut_short, "archive"
+        ):
+            self._pos += len(chunk)
+            self._behind = (self._behind + chunk[-BEHIND_BYTES:])[-BEHIND_BYTES:]
+            yield chunk
 
     def close(self) -> None:
         """Close the region (a compressed tar's stream is kept, ``STREAMS``)."""

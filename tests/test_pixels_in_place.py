@@ -612,6 +612,39 @@ def test_a_large_sources_span_is_read_anywhere(tmp_path, monkeypatch, make):
             read(50, 20)
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("a.tar.bz2", "an archive member is damaged (invalid bzip2 data)"),
+        ("a.tar.gz", "an archive member is cut short"),
+    ],
+)
+def test_a_damaged_compressed_member_read_ahead_is_named_so(tmp_path, monkeypatch, name, message):
+    """Read ahead (a movie box at its end), a damaged or cut member gives the errors its
+    copy would (bz2's bare OSError is not "cannot read the file")."""
+    data = _noisy(400 if name.endswith("bz2") else 64)
+    path = tmp_path / name
+    with tarfile.open(path, f"w:{name.rsplit('.', 1)[-1]}", compresslevel=1) as t:
+        info = tarfile.TarInfo("big.dcm")  # (bzip2 in blocks of 100 kB: the first read whole)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    raw = bytearray(path.read_bytes())
+    if name.endswith("bz2"):
+        raw[len(raw) * 3 // 4] ^= 0xFF  # within the member's compressed bytes
+    else:
+        del raw[-1000:]  # within its pixels
+    path.write_bytes(bytes(raw))
+    monkeypatch.setattr(spans, "STREAM_FROM", 1)
+    src = next(i for i in Walker(b"w" * 32, max_member_bytes=1 << 20).walk([path]))
+    assert isinstance(src, SourceFile)
+    with PackedSpan(src.read, 0, len(data)).random_access() as read:
+        assert read is not None
+        assert read(0, 10) == data[:10]  # the member opened where it begins
+        with pytest.raises(SourceError) as caught:
+            read(len(data) - 10, 10)  # and decompressed on
+    assert caught.value.message == message
+
+
 def test_a_span_held_elsewhere_is_not_read_ahead():
     """A span of no source that can be read where it is asked (the base ``Span``)."""
 
