@@ -326,7 +326,8 @@ class _VideoPass:
     in is read on into this one, from its start code (kept as ``_tail``), as is a start code
     cut in two (the last fragment's last two bytes, kept otherwise). The parse of those
     joined bytes blanks what lies in this fragment, up to ``HELD_BYTES`` of it; the last
-    fragment's part was blanked as far as it went.
+    fragment's part was blanked as far as it went, and searched with it: what is searched
+    again is its last ``mp4.SEARCH_BEHIND`` bytes (a value the fragment's end cuts).
     """
 
     def __init__(
@@ -374,7 +375,8 @@ class _VideoPass:
                 if z > a:
                     frag[a - cut : z - cut] = fill * (z - a)
                     joined[a:z] = fill * (z - a)
-            self._search(joined, regions)
+            since = max(0, cut - mp4.SEARCH_BEHIND)  # the part that went: searched with it
+            self._search(joined, [(max(a, since), z) for a, z in regions if z > since])
         blanks, regions = parse(frag, self._codec)
         fill_in(frag, blanks if self._blank else [])
         self._search(frag, regions)

@@ -674,6 +674,22 @@ def test_streamed_headers_hold_what_is_searched_held(tmp_path):
         assert MARK in _streamed(tmp_path, value, video.H264)[1]
 
 
+def test_a_unit_many_fragments_cut_is_searched_in_bytes_linear_in_its_size(monkeypatch):
+    """`verify`'s walk of an SEI unit of 60 kB in fragments of 1,000 bytes: each fragment's
+    part is searched with the last bytes before it (every value found, those a fragment's
+    end cuts too), not the whole unit so far again (verify kept each copy: memory quadratic
+    in the fragments, gigabytes for a unit of 32 MiB)."""
+    monkeypatch.setattr(mp4, "SEARCH_BEHIND", 100)
+    unit = _sei((5, UUID + MARK * 2400))
+    stream = H264_HEAD + unit + b"\x00\x00\x01" + SLICE
+    found: list[bytes] = []
+    walk = frames._VideoPass(video.H264, found=found)
+    for at in range(0, len(stream), 1000):
+        walk(bytearray(stream[at : at + 1000]))
+    assert sum(f.count(MARK) for f in found) >= 2400
+    assert max(len(f) for f in found) <= 1000 + 100 + len(H264_HEAD)
+
+
 @pytest.mark.parametrize("codec", [video.H264, video.HEVC, video.MPEG2])
 def test_streamed_video_cut_anywhere_is_blanked_as_held(tmp_path, codec):
     """Streamed video is blanked a fragment at a time, and a fragment may end anywhere: in
