@@ -700,7 +700,9 @@ class _Samples:
             if self._at >= end:
                 return False
             k = self._at - pos  # where the unit begins in ``buf`` (below 0: it went, carried)
-            head = (self._carry + bytes(buf[max(k, 0) : max(k, 0) + size + 1]))[: size + 1]
+            head = (self._carry[: size + 1] + bytes(buf[max(k, 0) : max(k, 0) + size + 1]))[
+                : size + 1
+            ]
             if len(head) <= size:  # the buffer ends in its length: held
                 self._carry += bytes(buf[max(k, 0) :])
                 return False
@@ -730,7 +732,9 @@ class _Samples:
                 unit[a:z] = fill * (z - a)
                 buf[a + k : z + k] = fill * (z - a)
         assert self._current is not None  # noqa: S101 - feed's invariant
-        found.append(bytes(unit[self._current[3] :]))  # from the unit's header, as held
+        # from the unit's header, as held; of a carried unit, what went was searched with
+        # it: its last ``SEARCH_BEHIND`` bytes again (a value the buffer's end cuts)
+        found.append(bytes(unit[max(self._current[3], went - SEARCH_BEHIND) :]))
         self._carry = bytes(unit) if len(unit) <= self._held else b""
 
 

@@ -690,6 +690,22 @@ def test_a_unit_many_fragments_cut_is_searched_in_bytes_linear_in_its_size(monke
     assert max(len(f) for f in found) <= 1000 + 100 + len(H264_HEAD)
 
 
+def test_a_sample_unit_many_buffers_cut_is_searched_in_bytes_linear_in_its_size(monkeypatch):
+    """An MP4 sample's SEI unit of 60 kB read in buffers of 1,000 bytes (`verify`'s walk):
+    each buffer's part is searched with the last bytes before it, every value found, not
+    the whole unit so far again."""
+    monkeypatch.setattr(mp4, "SEARCH_BEHIND", 100)
+    sample = _nal(b"\x06" + _escaped(_rbsp((5, UUID + MARK * 2400)))) + _nal(SLICE)
+    samples = mp4._Samples(1 << 20, blank=False)
+    samples.expect([(0, len(sample), video.H264, 4)])
+    found = [
+        b"".join(samples.feed(bytearray(sample[at : at + 1000]), at))
+        for at in range(0, len(sample), 1000)
+    ]
+    assert sum(f.count(MARK) for f in found) >= 2400
+    assert max(len(f) for f in found) <= 1000 + 100
+
+
 @pytest.mark.parametrize("codec", [video.H264, video.HEVC, video.MPEG2])
 def test_streamed_video_cut_anywhere_is_blanked_as_held(tmp_path, codec):
     """Streamed video is blanked a fragment at a time, and a fragment may end anywhere: in
