@@ -374,7 +374,7 @@ def _sample_sei(
         stop = min(at + size + int.from_bytes(b[at : at + size], "big"), end)
         first = at + size
         if header := sei_header(codec, b[first]):
-            blanks += spaces(b, sei_user_data(b, first + header, stop))
+            blanks += spaces(b, sei_user_data(b, first + header, stop, codec))
             regions.append((first, stop))
         at = stop
 
@@ -726,12 +726,13 @@ class _Samples:
         """
         unit = bytearray(self._carry + bytes(buf[max(k, 0) : stop]))
         went = len(self._carry)
-        for a, z, fill in spaces(unit, sei_user_data(unit, first, len(unit))):
+        assert self._current is not None  # noqa: S101 - feed's invariant
+        codec = self._current[2]
+        for a, z, fill in spaces(unit, sei_user_data(unit, first, len(unit), codec)):
             a = max(a, went)  # noqa: PLW2901 - what went before went as it was
             if z > a and self._blank:
                 unit[a:z] = fill * (z - a)
                 buf[a + k : z + k] = fill * (z - a)
-        assert self._current is not None  # noqa: S101 - feed's invariant
         # from the unit's header, as held; of a carried unit, what went was searched with
         # it: its last ``SEARCH_BEHIND`` bytes again (a value the buffer's end cuts)
         found.append(bytes(unit[max(self._current[3], went - SEARCH_BEHIND) :]))

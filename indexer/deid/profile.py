@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 16
+RULES_VERSION = 17
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -54,7 +54,9 @@ blanked as they come, and a box a fragment cuts read on into the next; 13: and t
 its movie box or movie fragments place past its first fragment; 14: and those placed by a
 movie box at its end, read ahead from the source; 15: an MP4 file's event messages (``emsg``)
 and a live recording's producer times (``prft``) zeroed; 16: a movie box at the end of a
-compressed archive member's MP4 file read ahead too (its member decompressed once more).
+compressed archive member's MP4 file read ahead too (its member decompressed once more);
+17: user data SEI messages that another message nests (scalable, multiview, regional, tile
+set and partition nesting) blanked, and a nesting message that cannot be read blanked whole.
 """
 
 _RESOLVE = {

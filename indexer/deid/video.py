@@ -11,7 +11,7 @@ changes (``parse``). Containers come to this as a stream: ``mp4`` its tracks' sa
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from pydicom.dataset import Dataset
 
@@ -30,7 +30,9 @@ MPEG2_USER_DATA = 0xB2
 H264_SEI, HEVC_SEI = 6, (39, 40)  # NAL unit types (HEVC: prefix and suffix SEI)
 # SEI payload types: user data registered (ITU-T T.35: captions), unregistered (UUID, text)
 SEI_REGISTERED, SEI_UNREGISTERED = 4, 5
+HEVC_REGIONAL_NESTING = 157  # its messages each after the regions they apply to
 FIND_BYTES = 1 << 20  # a memoryview (a fragment mapped from disk) is searched this much at a time
+_Messages = tuple[int, int, int | None]  # first byte, end; the nesting message's type, or None
 
 
 def video_codec(ds: Dataset) -> str | None:
@@ -53,7 +55,7 @@ def parse(b: bytes | bytearray | memoryview, codec: str) -> tuple[list[Blank], l
                 regions.append((start, end))
             continue
         if header := sei_header(codec, b[start]):
-            blanks += spaces(b, sei_user_data(b, start + header, end))
+            blanks += spaces(b, sei_user_data(b, start + header, end, codec))
             regions.append((start, end))
     return blanks, regions
 
@@ -95,7 +97,9 @@ def start_codes(b: bytes | bytearray | memoryview) -> Iterator[int]:
             at = window.find(START_CODE, at + len(START_CODE))
 
 
-def sei_user_data(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Region]:
+def sei_user_data(
+    b: bytes | bytearray | memoryview, start: int, end: int, codec: str
+) -> list[Region]:
     """Where, in the NAL unit's bytes ``start`` to ``end``, its user data payloads lie.
 
     Read as the payload bytes (RBSP): an emulation prevention byte (03 after 00 00) is no
@@ -110,19 +114,177 @@ def sei_user_data(b: bytes | bytearray | memoryview, start: int, end: int) -> li
         moved.append(escape + 2 - len(moved))
         at = escape + 3
     pieces.append(raw[at:])
-    payload = b"".join(pieces)
+    return [
+        region
+        for a, z in _user_data(b"".join(pieces), NESTING.get(codec, {}))
+        for region in _in_unit(start, a, z, moved)
+    ]
+
+
+def _user_data(payload: bytes, nesting: dict[int, Callable[[_Bits], None]]) -> list[Region]:
+    """Where, in an SEI unit's payload bytes, user data lies, in messages others nest too.
+
+    The unit's messages are read to its stop bit; a message that nests others (``nesting``,
+    by payload type) has its header read, then its messages, before the unit's next one.
+    """
     found: list[Region] = []
-    i, n = 0, len(payload)
     # the stop bit's byte (zeros after it): a message from there on would hold nothing
-    last = len(payload.rstrip(b"\x00")) - 1
-    while i < last:
-        kind, i = _sei_number(payload, i)
-        size, i = _sei_number(payload, i)
-        first = i + (UUID_BYTES if kind == SEI_UNREGISTERED else 0)
-        if kind in (SEI_REGISTERED, SEI_UNREGISTERED):
-            found += _in_unit(start, first, min(i + size, n), moved)
-        i += size
+    todo: list[_Messages] = [(0, len(payload.rstrip(b"\x00")) - 1, None)]
+    while todo:
+        i, stop, kind = todo.pop()
+        while i < min(stop, len(payload)):
+            i, nested = _message(payload, i, stop, kind, found)
+            if nested is None:
+                continue
+            what, first, end = nested
+            if what in (SEI_REGISTERED, SEI_UNREGISTERED):
+                found.append((min(first, len(payload)), min(end, len(payload))))
+            elif what in nesting:
+                todo.append((end, stop, kind))  # the messages after it, once it is read
+                todo += _nested(payload, first, end, what, nesting[what], found)
+                break
     return found
+
+
+def _message(
+    payload: bytes, i: int, stop: int, kind: int | None, found: list[Region]
+) -> tuple[int, tuple[int, int, int] | None]:
+    """The message at payload byte ``i``: where the next begins; its type, first byte, end.
+
+    ``kind``: the type of the message nesting it (None: the unit's own). A nested message
+    that does not fit in what nests it (its size, or the region list before it in a
+    regional nesting), and what follows it there, are unreadable: added to ``found``
+    whole, to be blanked. None for the message: nothing more to read before ``stop``.
+    """
+    if kind == HEVC_REGIONAL_NESTING:  # the regions it applies to: their count, their indices
+        if i + 1 + payload[i] > stop:
+            found.append((i + 1, min(stop, len(payload))))
+            return stop, None
+        i += 1 + payload[i]
+    what, i = _sei_number(payload, i)
+    size, i = _sei_number(payload, i)
+    if i >= len(payload):  # its header cut short: nothing of it to read
+        return stop, None
+    if kind is not None and i + size > stop:
+        found.append((i, min(stop, len(payload))))
+        return stop, None
+    first = i + (UUID_BYTES if what == SEI_UNREGISTERED else 0)
+    return i + size, (what, first, i + size)
+
+
+def _nested(
+    payload: bytes,
+    start: int,
+    end: int,
+    kind: int,
+    header: Callable[[_Bits], None],
+    found: list[Region],
+) -> list[_Messages]:
+    """The messages that the ``kind`` message from payload byte ``start`` to ``end`` nests.
+
+    Its ``header`` is read first, and they begin at the byte after it. A header that runs
+    past ``end`` cannot be read: the message is added to ``found`` whole. One the unit's
+    end cuts is read no further.
+    """
+    bits = _Bits(payload, start, min(end, len(payload)))
+    try:
+        header(bits)
+    except _Short:
+        if end <= len(payload):
+            found.append((start, end))
+        return []
+    return [(bits.after(), end, kind)]
+
+
+class _Short(Exception):  # noqa: N818 - not an error: where a header's bits run out
+    """A nesting message's header read past its end."""
+
+
+class _Bits:
+    """A nesting message's header, read as H.264 and HEVC read one: ``u(n)``, ``ue(v)``."""
+
+    def __init__(self, payload: bytes, start: int, end: int) -> None:
+        self._bytes, self._at, self._end = payload, start * 8, end * 8
+
+    def u(self, count: int) -> int:
+        """The next ``count`` bits, as an unsigned number."""
+        first = self._at >> 3
+        self.skip(count)
+        stop = (self._at + 7) >> 3
+        word = int.from_bytes(self._bytes[first:stop], "big")
+        return (word >> ((stop << 3) - self._at)) & ((1 << count) - 1)
+
+    def ue(self) -> int:
+        """The next Exp-Golomb number: zeros, a one, as many bits as there were zeros."""
+        zeros = 0
+        while not self.u(1):
+            zeros += 1
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def skip(self, count: int) -> None:
+        """Pass ``count`` bits; _Short where the header has fewer."""
+        if self._at + count > self._end:
+            raise _Short
+        self._at += count
+
+    def after(self) -> int:
+        """The byte after the header: its bits read, to the next whole byte."""
+        return (self._at + 7) >> 3
+
+
+def _svc(bits: _Bits) -> None:
+    """H.264's ``scalable_nesting`` (SVC): the layers it applies to, by their ids."""
+    if not bits.u(1):  # all_layer_representations_in_au_flag
+        bits.skip(7 * (bits.ue() + 1) + 3)  # dependency and quality ids; a temporal id
+
+
+def _mvc(bits: _Bits) -> None:
+    """H.264's ``mvc_scalable_nesting``: the views it applies to, by their ids."""
+    if bits.u(1):  # operation_point_flag: view ids, then a temporal id
+        bits.skip(10 * (bits.ue() + 1) + 3)
+    elif not bits.u(1):  # all_view_components_in_au_flag
+        bits.skip(10 * (bits.ue() + 1))
+
+
+def _mvcd(bits: _Bits) -> None:
+    """H.264's ``mvcd_scalable_nesting``: as MVC's, a flag or two with each view."""
+    if bits.u(1):  # operation_point_flag
+        texture_only = bits.u(1)
+        bits.skip((10 if texture_only else 12) * (bits.ue() + 1) + 3)
+    elif not bits.u(1):  # all_view_components_in_au_flag
+        bits.skip(11 * (bits.ue() + 1))
+
+
+def _hevc_scalable(bits: _Bits) -> None:
+    """HEVC's ``scalable_nesting``: the operation points or the layers it applies to."""
+    bits.skip(1)  # bitstream_subset_flag
+    if bits.u(1):  # nesting_op_flag: each point's highest temporal id and index
+        for _ in range(bits.u(1), bits.ue() + 1):
+            bits.skip(3)
+            bits.ue()
+    elif not bits.u(1):  # all_layers_flag
+        bits.skip(3)
+        bits.skip(6 * (bits.ue() + 1))
+
+
+def _hevc_regional(bits: _Bits) -> None:
+    """HEVC's ``regional_nesting``: an id, rectangles, the messages' count (read to the end)."""
+    bits.skip(16)
+    bits.skip(72 * bits.u(8) + 8)
+
+
+def _hevc_mcts(bits: _Bits) -> None:
+    """HEVC's ``mcts_extraction_info_nesting``: the tile sets it applies to; a count."""
+    if not bits.u(1):  # all_mcts_flag
+        for _ in range(bits.ue() + 1):
+            bits.ue()
+    bits.ue()  # the messages' count (read to the end)
+
+
+def _hevc_bsp(bits: _Bits) -> None:
+    """HEVC's ``bsp_nesting`` (multi-layer): three indices, the messages' count."""
+    for _ in range(4):
+        bits.ue()
 
 
 def _in_unit(start: int, a: int, z: int, moved: list[int]) -> list[Region]:
@@ -158,3 +320,15 @@ def byte_stream(head: bytes | bytearray | memoryview) -> bool:
     first = bytes(head[:64])
     zeros = len(first) - len(first.lstrip(b"\x00"))
     return zeros >= 2 and first[zeros : zeros + 1] == b"\x01"  # noqa: PLR2004 - 00 00 01
+
+
+# SEI messages that nest others, by payload type: how each one's header is read
+NESTING: dict[str, dict[int, Callable[[_Bits], None]]] = {
+    H264: {30: _svc, 37: _mvc, 48: _mvcd},
+    HEVC: {
+        133: _hevc_scalable,
+        HEVC_REGIONAL_NESTING: _hevc_regional,
+        159: _hevc_mcts,
+        162: _hevc_bsp,
+    },
+}

@@ -558,6 +558,156 @@ def test_an_escape_byte_just_before_user_data_stays():
     assert copy == unit[: at + 3] + b" " + _spaced(MARK) + b"\x80"
 
 
+def _bits(*fields: tuple[int, int]) -> bytes:
+    """A header's (value, width) fields (width 0: an Exp-Golomb number), zeros to a byte."""
+    text = ""
+    for value, width in fields:
+        code = format(value, f"0{width}b") if width else format(value + 1, "b")
+        text += "0" * (len(code) - 1) * (not width) + code
+    text += "0" * (-len(text) % 8)
+    return int(text, 2).to_bytes(len(text) // 8, "big") if text else b""
+
+
+def _messages(*messages: tuple[int, bytes], regional: bool = False) -> bytes:
+    """Messages as a nesting message holds them (a regional one: each after a region)."""
+    region = b"\x01\x00" * regional  # one region, its index
+    return b"".join(region + _number(k) + _number(len(p)) + p for k, p in messages)
+
+
+REGIONAL = 157
+NESTED = ((5, UUID + MARK + TEXT), (4, b"\xb5" + MARK), TIMING)  # one kept, last
+NESTED_SPACED = ((5, UUID + _spaced(MARK + TEXT)), (4, _spaced(b"\xb5" + MARK)), TIMING)
+NESTINGS = {  # (codec, payload type, the header's fields), by what it applies to
+    "svc all layers": (video.H264, 30, [(1, 1)]),
+    "svc layers": (video.H264, 30, [(0, 1), (1, 0), (2, 3), (1, 4), (3, 3), (0, 4), (1, 3)]),
+    "mvc views": (video.H264, 37, [(0, 1), (0, 1), (1, 0), (5, 10), (6, 10)]),
+    "mvc all views": (video.H264, 37, [(0, 1), (1, 1)]),
+    "mvc operation point": (video.H264, 37, [(1, 1), (1, 0), (7, 10), (8, 10), (2, 3)]),
+    "mvcd views": (video.H264, 48, [(0, 1), (0, 1), (1, 0), (5, 10), (1, 1), (6, 10), (0, 1)]),
+    "mvcd operation point": (
+        video.H264,
+        48,
+        [(1, 1), (0, 1), (1, 0), (7, 10), (1, 1), (1, 1), (9, 10), (0, 1), (1, 1), (2, 3)],
+    ),
+    "mvcd texture only": (video.H264, 48, [(1, 1), (1, 1), (1, 0), (7, 10), (8, 10), (2, 3)]),
+    "hevc operation points": (
+        video.HEVC,
+        133,
+        [(0, 1), (1, 1), (0, 1), (1, 0), (3, 3), (0, 0), (2, 3), (5, 0)],
+    ),
+    "hevc default point": (video.HEVC, 133, [(1, 1), (1, 1), (1, 1), (1, 0), (2, 3), (4, 0)]),
+    "hevc layers": (video.HEVC, 133, [(0, 1), (0, 1), (0, 1), (2, 3), (1, 0), (1, 6), (2, 6)]),
+    "hevc all layers": (video.HEVC, 133, [(0, 1), (0, 1), (1, 1)]),
+    "hevc regions": (
+        video.HEVC,
+        REGIONAL,
+        [(7, 16), (2, 8), (1, 8), *[(16, 16)] * 4, (2, 8), *[(32, 16)] * 4, (2, 8)],
+    ),
+    "hevc tile sets": (video.HEVC, 159, [(0, 1), (1, 0), (3, 0), (4, 0), (2, 0)]),
+    "hevc all tile sets": (video.HEVC, 159, [(1, 1), (2, 0)]),
+    "hevc partition": (video.HEVC, 162, [(0, 0), (1, 0), (2, 0), (2, 0)]),
+}
+SEI_HEADER = {video.H264: b"\x06", video.HEVC: b"\x4e\x01"}
+
+
+@pytest.mark.parametrize("name", NESTINGS)
+def test_user_data_another_message_nests_is_blanked(name):
+    """Scalable, multiview, regional, tile set and partition nesting (SVC, MVC, 3D and
+    multi-layer HEVC) hold whole messages after a header of bits: the user data among them
+    is blanked as a unit's own is; the header, the other messages, the escapes kept."""
+    codec, kind, fields = NESTINGS[name]
+    header, regional = _bits(*fields), kind == REGIONAL
+
+    def unit(*nested: tuple[int, bytes]) -> bytes:
+        outer = (kind, header + _messages(*nested, regional=regional))
+        return _sei(outer, (5, UUID + MARK), header=SEI_HEADER[codec])
+
+    blanked, regions = video.parse(unit(*NESTED), codec)
+    copy = bytearray(unit(*NESTED))
+    blanks.fill_in(copy, blanked)
+    assert MARK not in copy
+    expected = bytearray(unit(*NESTED_SPACED))
+    expected[-len(MARK) - 1 : -1] = _spaced(MARK)  # the unit's own message after it
+    assert copy == expected
+    assert regions == [(4, len(copy))]
+
+
+@pytest.mark.parametrize("name", NESTINGS)
+def test_a_nesting_header_is_read_to_its_last_bit(name):
+    """Not a bit short of it, nor past it: its messages begin at the byte after its last
+    bit, and the zeros up to there, or the ones after them, would hide a bit too few or
+    too many."""
+    codec, kind, fields = NESTINGS[name]
+    width = sum(w or 2 * len(format(v + 1, "b")) - 1 for v, w in fields)
+    for after in (b"\x00" * 8, b"\xff" * 8):
+        header = _bits(*fields) + after
+        bits = video._Bits(header, 0, len(header))
+        video.NESTING[codec][kind](bits)
+        assert bits._at == width
+
+
+def test_a_nesting_message_nested_in_another_is_read_too():
+    """Nesting is not allowed to nest, but a file may: each level is read, thousands deep,
+    with no recursion."""
+    inner = (5, UUID + MARK)
+    for _ in range(3000):
+        inner = (133, b"\x20" + _messages(inner))  # all layers
+    unit = _sei(inner, header=b"\x4e\x01")
+    blanked, _regions = video.parse(unit, video.HEVC)
+    copy = bytearray(unit)
+    blanks.fill_in(copy, blanked)
+    assert copy == unit.replace(MARK, _spaced(MARK))
+
+
+def test_a_nesting_message_that_cannot_be_read_is_blanked_whole():
+    """Its header running past its end (a count of 1,000 views), a message in it running
+    past its end, a regional one's region list doing so: the rest of it cannot be read, so
+    it is made spaces; what came before in it is kept; the unit's next message read."""
+    after = (5, UUID + MARK)
+    views = _bits((1, 1), (999, 0)) + b"free text " + MARK  # 10,000 bits of view ids
+    unit = _sei((37, views), after)
+    copy = bytearray(unit)
+    blanks.fill_in(copy, video.parse(unit, video.H264)[0])
+    assert copy == _sei((37, _spaced(views)), (5, UUID + _spaced(MARK)))
+
+    kept = _messages(TIMING)
+    overrun = _number(137) + _number(200) + b"free text " + MARK  # 200 bytes: past its end
+    unit = _sei((133, b"\x20" + kept + overrun), after, header=b"\x4e\x01")
+    copy = bytearray(unit)
+    blanks.fill_in(copy, video.parse(unit, video.HEVC)[0])
+    blanked = b"\x20" + kept + overrun[:2] + _spaced(overrun[2:])  # its type and size kept
+    assert copy == _sei((133, blanked), (5, UUID + _spaced(MARK)), header=b"\x4e\x01")
+
+    header = _bits(*NESTINGS["hevc regions"][2])
+    # one index more than the message holds: the list runs a byte past its end
+    regions = _messages(TIMING, regional=True) + bytes([len(MARK) + 1]) + MARK
+    unit = _sei((REGIONAL, header + regions), after, header=b"\x4e\x01")
+    copy = bytearray(unit)
+    blanks.fill_in(copy, video.parse(unit, video.HEVC)[0])
+    spaced = header + regions[: -len(MARK)] + _spaced(MARK)  # the count kept
+    assert copy == _sei((REGIONAL, spaced), (5, UUID + _spaced(MARK)), header=b"\x4e\x01")
+
+
+def test_nested_user_data_in_an_mp4_sample_is_blanked_held_and_fed_a_byte_at_a_time():
+    """A sample's SEI unit (its length before it, not a start code) is read as a stream's:
+    held whole, and fed in buffers of a byte."""
+    nesting = (37, _bits((0, 1), (1, 1)) + _messages(*NESTED))
+    sample = _nal(b"\x06" + _escaped(_rbsp(nesting))) + _nal(SLICE)
+    spaced_nesting = (37, _bits((0, 1), (1, 1)) + _messages(*NESTED_SPACED))
+    spaced = _nal(b"\x06" + _escaped(_rbsp(spaced_nesting))) + _nal(SLICE)
+    found: list[blanks.Blank] = []
+    mp4._sample_sei(sample, video.H264, 4, 0, len(sample), found, [])
+    held = bytearray(sample)
+    blanks.fill_in(held, found)
+    assert held == spaced
+    samples = mp4._Samples(1 << 20, blank=True)
+    samples.expect([(0, len(sample), video.H264, 4)])
+    buffers = [bytearray([byte]) for byte in sample]
+    for at, buf in enumerate(buffers):
+        samples.feed(buf, at)
+    assert b"".join(buffers) == spaced
+
+
 def test_hevc_prefix_and_suffix_sei_user_data_is_blanked():
     vps = b"\x00\x00\x00\x01\x40\x01\x0c\x01\xff\xff"
     prefix = _sei((5, UUID + MARK), header=b"\x4e\x01")  # type 39
@@ -620,10 +770,15 @@ def test_damaged_video_never_raises(codec, monkeypatch):
     monkeypatch.setattr(video, "FIND_BYTES", 3)
     rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
     header = {video.H264: b"\x06", video.HEVC: b"\x4e\x01", video.MPEG2: b""}[codec]
+    nesting = {  # user data nested in another message, one of several views'
+        video.H264: (37, _bits((0, 1), (0, 1), (1, 0), (5, 10), (6, 10)) + _messages((5, MARK))),
+        video.HEVC: (133, b"\x20" + _messages(TIMING, (4, MARK))),
+        video.MPEG2: (0, b""),
+    }
     base = (
         b"\x00\x00\x01\xb2" + MARK
         if codec == video.MPEG2
-        else _sei((5, UUID + MARK), TIMING, (300, MARK * 12), header=header)
+        else _sei((5, UUID + MARK), TIMING, (300, MARK * 12), nesting[codec], header=header)
     )
     for _ in range(1500):
         frame = bytearray(H264_HEAD + base + b"\x00\x00\x01" + SLICE)
@@ -644,9 +799,15 @@ def test_damaged_video_never_raises(codec, monkeypatch):
 def _video_streams() -> dict[str, bytes]:
     """A stream of each codec whose text is cut by every cut of the tests below."""
     escaped = UUID + b"Doe\x00\x00\x01" + MARK + b"\x00\x00\x00\x03Jane" + TEXT
-    h264 = H264_HEAD + _sei((5, escaped), TIMING, (4, b"\xb5" + MARK)) + b"\x00\x00\x01" + SLICE
+    mvc = (37, _bits((0, 1), (1, 1)) + _messages((5, UUID + MARK), TIMING))  # nested user data
+    h264 = H264_HEAD + _sei((5, escaped), TIMING, mvc, (4, b"\xb5" + MARK))
+    h264 += b"\x00\x00\x01" + SLICE
     hevc = b"\x00\x00\x00\x01\x40\x01\x0c\x01" + _sei((5, escaped), header=b"\x4e\x01")
-    hevc += b"\x00\x00\x01\x26\x01" + IMAGE + _sei((4, b"\xb5" + MARK), header=b"\x50\x01")
+    regions = (
+        REGIONAL,
+        _bits(*NESTINGS["hevc regions"][2]) + _messages(TIMING, (4, MARK), regional=True),
+    )
+    hevc += b"\x00\x00\x01\x26\x01" + IMAGE + _sei((4, b"\xb5" + MARK), regions, header=b"\x50\x01")
     mpeg2 = b"\x00\x00\x01\xb3\x02\x00\x10\x14" + b"\x00\x00\x01\xb2" + MARK + TEXT
     mpeg2 += b"\x00\x00\x01\x00\x00\x0f" + IMAGE + b"\x00\x00\x01\xb2" + MARK
     return {video.H264: h264, video.HEVC: hevc, video.MPEG2: mpeg2}
