@@ -40,6 +40,7 @@ MP4_TEXT = frozenset({b"udta", b"meta", b"free", b"skip"})  # user data, metadat
 # a live recording's fragments: the wall-clock (NTP) time each was made at, after the
 # version, flags and track; an event message (DASH: a scheme, a value, its data, as ID3 text)
 MP4_PRODUCED, MP4_EVENT = b"prft", b"emsg"
+MP4_ZEROED = frozenset({MP4_UUID, MP4_EVENT, MP4_PRODUCED})  # a part of their payload zeroed
 MP4_MOVIE, MP4_TRACK, MP4_FRAGMENT = b"moov", b"trak", b"moof"
 # a track fragment header's flags: a base offset, a sample description, a default duration,
 # a default size; its data counted from the fragment's start
@@ -404,14 +405,21 @@ def _mp4_box(
     elif kind in MP4_TIMES and start < end:
         times = 16 if b[start] == 1 else 8  # version 1: two 64-bit times, else 32-bit ones
         add(blanks, start + 4, start + 4 + times, ZERO, end)
-    elif kind == MP4_UUID:
-        add(blanks, start + UUID_BYTES, end, ZERO, end)
-    elif kind == MP4_PRODUCED:
-        add(blanks, start + 8, start + 16, ZERO, end)
-    elif kind == MP4_EVENT:
-        add(blanks, start + 4, end, ZERO, end)
+    elif kind in MP4_ZEROED:
+        add(blanks, *_zeroed(kind, start, end), ZERO, end)
     elif kind in MP4_TEXT:
         _mp4_text(b, start, end, blanks, depth, claimed=claimed)
+
+
+def _zeroed(kind: bytes, start: int, end: int) -> tuple[int, int]:
+    """The bytes zeroed of a ``kind`` box (``MP4_ZEROED``), its payload ``start`` to ``end``.
+
+    A UUID box's after its UUID, an event message's after its version and flags, a producer
+    time's wall-clock time.
+    """
+    if kind == MP4_PRODUCED:
+        return start + 8, start + 16  # after its version, flags and track
+    return start + (UUID_BYTES if kind == MP4_UUID else 4), end
 
 
 def _mp4_text(
@@ -526,7 +534,10 @@ class Mp4Walk:
     The first buffer is parsed as a file. After it, the file's top-level boxes are walked:
     the media data is passed over, and every other box (a movie box at the file's end, a
     movie fragment) is held as it comes, up to ``held`` bytes, and parsed again with each
-    buffer, its blanks written where they lie in that buffer. What went with an earlier
+    buffer, its blanks written where they lie in that buffer. A box larger than that is
+    passed over unparsed (``_pass``): user data, metadata and free space zeroed whole, a
+    UUID box, an event message and a producer time as parsed; the others (a movie box) left;
+    each searched as it stays. What went with an earlier
     buffer was blanked as far as it went; a box is searched as it went, each buffer's part
     with the ``SEARCH_BEHIND`` bytes before it (a value a buffer's end cuts). The samples that a
     movie box's tables or a movie fragment's runs place are read as their bytes come
@@ -545,6 +556,8 @@ class Mp4Walk:
         self._skip = 0  # bytes of the next buffer that are media data (or past what is held)
         self._pos = 0  # where the next buffer lies in the file
         self._movie = Movie()
+        self._passing: Box = (0, MP4_MEDIA_DATA, 0, 0)  # the box last passed over, in the file
+        self._behind = b""  # its last ``SEARCH_BEHIND`` bytes passed, searched with the next
         self._samples = _Samples(held, blank=blank)
         self._samples.expect(ahead or [])
 
@@ -564,6 +577,7 @@ class Mp4Walk:
         found: list[bytes] = []
         i = min(self._skip, len(buf))
         self._skip -= i
+        self._pass(buf, 0, i, found)
         while i < len(buf):
             head = bytes(self._kept[:16]) + bytes(buf[i : i + 16])
             size, header = _box_size(head)
@@ -574,8 +588,11 @@ class Mp4Walk:
             if size < header:  # no box: the walk stops, as ``parse``'s does
                 self._kept, self._skip = bytearray(), UNREAD
                 break
-            if head[4:8] == MP4_MEDIA_DATA or size > self._held:  # passed over, unread
+            if head[4:8] == MP4_MEDIA_DATA or size > self._held:  # passed over, unparsed
+                start = self._pos + i - len(self._kept)  # (its header's first bytes went)
+                self._passing, self._behind = (start, head[4:8], header, start + size), b""
                 self._kept, self._skip = bytearray(), max(0, stop - len(buf))
+                self._pass(buf, i, min(stop, len(buf)), found)
                 i = min(stop, len(buf))
                 continue
             found.append(self._box(buf, i, min(stop, len(buf)), whole=stop <= len(buf)))
@@ -583,6 +600,31 @@ class Mp4Walk:
                 self._kept = bytearray()
             i = min(stop, len(buf))
         return found
+
+    def _pass(self, buf: bytearray | memoryview, a: int, z: int, found: list[bytes]) -> None:
+        """Zero what is zeroed of the box passed over, in ``buf`` from ``a`` to ``z``.
+
+        Of user data, metadata and free space, the payload is zeroed whole (the headers of
+        the boxes it holds too); of the others in ``MP4_ZEROED``, their part. What stays of
+        its payload there is added to ``found``, after the last bytes of it that went before
+        (media data's is not: it is no header).
+        """
+        start, kind, header, end = self._passing
+        a, z = max(a, start + header - self._pos), min(z, end - self._pos)
+        if kind == MP4_MEDIA_DATA or a >= z:
+            return
+        if self._blank and (kind in MP4_TEXT or kind in MP4_ZEROED):
+            lo, hi = (
+                (start + header, end) if kind in MP4_TEXT else _zeroed(kind, start + header, end)
+            )
+            lo, hi = max(a, lo - self._pos), min(z, hi - self._pos)
+            if hi > lo:
+                buf[lo:hi] = bytes(hi - lo)
+            if kind in MP4_TEXT:  # zeros: nothing to search
+                return
+        part = bytes(buf[a:z])
+        found.append(self._behind + part)
+        self._behind = (self._behind + part)[-SEARCH_BEHIND:]
 
     def _box(self, buf: bytearray | memoryview, i: int, stop: int, *, whole: bool) -> bytes:
         """Parse the box held so far and ``buf`` to ``stop``; blank its part of ``buf``.
@@ -620,12 +662,13 @@ class Mp4Walk:
         self._samples.expect(later)
         boxes = box_list(buf, 0, len(buf))
         after = boxes[-1][3] if boxes else 0
-        if boxes and (
-            after > len(buf) or int.from_bytes(buf[boxes[-1][0] : boxes[-1][0] + 4], "big") == 0
-        ):
-            start, kind = boxes[-1][0], boxes[-1][1]
+        to_end = bool(boxes) and int.from_bytes(buf[boxes[-1][0] : boxes[-1][0] + 4], "big") == 0
+        if boxes and (after > len(buf) or to_end):
+            start, kind, header = boxes[-1][:3]
             if kind == MP4_MEDIA_DATA or after - start > self._held or after <= len(buf):
                 self._skip = UNREAD if after <= len(buf) else after - len(buf)
+                # its rest passed over (its part here was parsed above)
+                self._passing = (start, kind, header, UNREAD if to_end else after)
             else:
                 self._kept = bytearray(buf[start:])
         elif len(buf) - after < 16:  # noqa: PLR2004 - a header cut, or nothing

@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 17
+RULES_VERSION = 18
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -56,7 +56,10 @@ movie box at its end, read ahead from the source; 15: an MP4 file's event messag
 and a live recording's producer times (``prft``) zeroed; 16: a movie box at the end of a
 compressed archive member's MP4 file read ahead too (its member decompressed once more);
 17: user data SEI messages that another message nests (scalable, multiview, regional, tile
-set and partition nesting) blanked, and a nesting message that cannot be read blanked whole.
+set and partition nesting) blanked, and a nesting message that cannot be read blanked whole;
+18: a streamed MP4 file's top-level box too large to hold (over 32 MiB) zeroed as it passes:
+user data, metadata and free space whole, a UUID box, an event message and a producer time
+as held.
 """
 
 _RESOLVE = {

@@ -1232,6 +1232,72 @@ def test_a_box_cut_by_buffers_is_searched_in_bytes_linear_in_its_size(monkeypatc
     assert max(sizes) <= 40 + 2 + 1  # (the last piece's box: its 3 bytes of a header)
 
 
+def _boxes_too_large(*, blanked: bool = False) -> tuple[bytes, bytes]:
+    """(the head of an MP4 file: its type and media data; boxes after it larger than 100
+    bytes, then a small one). ``blanked``: as a walk that holds 100 bytes leaves them."""
+
+    def text(value: bytes, kind: bytes = b"") -> bytes:
+        return bytes(len(value)) if blanked and kind != b"moov" else value
+
+    udta = _box(b"meta", bytes(4) + _item(b"\xa9nam", MARK * 4))
+    ntp, junk = b"\xeb\x0b\x2c\x80\x12\x34\x56\x78", MARK * 4
+    boxes = [
+        _box(b"uuid", UUID + text(MARK * 8)),  # after its UUID
+        _box(b"free", text(b"left by an editor: " + MARK * 8)),
+        _box(b"udta", text(udta)),  # whole: the headers of its boxes too
+        _full(b"emsg", text(b"https://aomedia.org/emsg/ID3\x00\x00" + MARK * 8)),
+        _full(b"prft", b"\x00\x00\x00\x01" + text(ntp) + b"\x00\x00\x03\xe8" + junk),
+        _box(b"moov", _box(b"udta", _item(b"\xa9nam", MARK * 8))),  # left: searched only
+        _box(b"free", text(MARK)),  # held and parsed
+    ]
+    assert all(len(box) > 100 for box in boxes[:-1])
+    head = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1") + _box(b"mdat", MARK + IMAGE)
+    return head, b"".join(boxes)
+
+
+def test_a_box_too_large_to_hold_is_zeroed_as_it_passes(monkeypatch):
+    """A box larger than what a streamed file's walk holds is passed over unparsed: user
+    data, metadata and free space are zeroed whole, a UUID box, an event message and a
+    producer time as parsed, as their bytes come; a movie box is left. What stays (a movie
+    box's text, a producer time's bytes past its time) is searched, each buffer's part with
+    the bytes before it: a value a buffer's end cuts is found. They were passed over
+    unread, their text kept and not searched. `verify`'s walk searches them all."""
+    monkeypatch.setattr(mp4, "SEARCH_BEHIND", len(MARK))
+    head, boxes = _boxes_too_large()
+    blanked = _boxes_too_large(blanked=True)[1]
+    rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
+    cuts = [tuple(range(0, len(boxes), n)) for n in (1, 7, 64, 1000)]
+    cuts += [tuple(sorted(rng.sample(range(1, len(boxes)), 6))) for _ in range(40)]
+    for cut in cuts:
+        ends = [0, *cut, len(boxes)]
+        pieces = [bytearray(boxes[a:z]) for a, z in itertools.pairwise(ends)]
+        walk, searched = mp4.Mp4Walk(100), mp4.Mp4Walk(100, blank=False)
+        walk.feed(bytearray(head))
+        searched.feed(bytearray(head))
+        found = [b"".join(walk.feed(piece)) for piece in pieces]
+        assert b"".join(pieces) == blanked, cut
+        assert sum(f.count(MARK) for f in found) >= 4 + 8, cut  # the producer time's, the movie's
+        found = [
+            b"".join(searched.feed(bytearray(boxes[a:z]))) for a, z in itertools.pairwise(ends)
+        ]
+        assert sum(f.count(MARK) for f in found) >= boxes.count(MARK), cut
+
+
+def test_a_box_the_first_buffer_ends_in_is_zeroed_past_it(monkeypatch):
+    """The first buffer is parsed as a file; a box too large to hold that it ends in (or
+    one whose size is 0: to the file's end) has its rest zeroed as it comes."""
+    head, _boxes = _boxes_too_large()
+    text = b"left by an editor: " + MARK * 8
+    for free in (_box(b"free", text), b"\x00\x00\x00\x00free" + text):
+        file = head + free
+        for cut in range(len(head) + 8, len(file)):
+            walk = mp4.Mp4Walk(100)
+            pieces = [bytearray(file[:cut]), bytearray(file[cut:])]
+            for piece in pieces:
+                walk.feed(piece)
+            assert b"".join(pieces) == head + free[:8] + bytes(len(text)), cut
+
+
 def test_a_cut_movie_boxs_sample_table_is_worked_out_once(monkeypatch):
     """A movie box after the media data that buffers cut is parsed with each, for what to
     blank in it; its sample tables (up to a million places a track) only once it is whole:
