@@ -140,6 +140,29 @@ _VIDEO_STREAMS.append(  # a program stream: MPEG-2 user data cut by a PES packet
         + _VIDEO_STREAMS[2][1][40:],
     )
 )
+_VIDEO_STREAMS += [  # user data that another SEI message nests: MVC's, HEVC's scalable
+    (
+        MPEG4HP41,
+        b"\x00\x00\x00\x01\x67\x64\x00\x1f\x00\x00\x01\x06\x25"  # all view components
+        + bytes([1 + 2 + 16 + len(_TEXT)])
+        + b"\x40\x05"
+        + bytes([16 + len(_TEXT)])
+        + bytes(range(0xA0, 0xB0))
+        + _TEXT
+        + b"\x80\x00\x00\x01\x65\x88\x84"
+        + bytes(range(1, 200)),
+    ),
+    (
+        HEVCMP51,
+        b"\x00\x00\x00\x01\x40\x01\x0c\x01\x00\x00\x01\x4e\x01\x85"  # all layers
+        + bytes([1 + 2 + len(_TEXT)])
+        + b"\x20\x04"
+        + bytes([len(_TEXT)])
+        + _TEXT
+        + b"\x80\x00\x00\x01\x26\x01"
+        + bytes(range(1, 200)),
+    ),
+]
 _VIDEO_STREAMS.append(  # a transport stream: a service's name, and the H.264 stream's SEI
     (
         MPEG4HP41,

@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 18
+RULES_VERSION = 19
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -59,7 +59,8 @@ compressed archive member's MP4 file read ahead too (its member decompressed onc
 set and partition nesting) blanked, and a nesting message that cannot be read blanked whole;
 18: a streamed MP4 file's top-level box too large to hold (over 32 MiB) zeroed as it passes:
 user data, metadata and free space whole, a UUID box, an event message and a producer time
-as held.
+as held; 19: HEVC's overlay information and annotated regions SEI messages (names, labels)
+blanked whole.
 """
 
 _RESOLVE = {

@@ -3,9 +3,11 @@
 The transfer syntax names the codec (``video_codec``). The units after start codes (00 00 01)
 are walked (``units``); MPEG-2 user data and the user data SEI messages of H.264 and HEVC
 (registered: captions; unregistered: an encoder's settings, a recorder's text, after their
-UUID) have each byte that is not zero made a space, so that no start code and no escape byte
-changes (``parse``). Containers come to this as a stream: ``mp4`` its tracks' samples,
-``demux`` its PES packets' payloads.
+UUID), and HEVC's messages with text among their fields (overlay names, region labels), have
+each byte that is not zero made a space, so that no start code and no escape byte changes
+(``parse``); those that other messages nest are found by reading the nesting ones'
+headers. Containers come to this as a stream: ``mp4`` its tracks' samples, ``demux`` its PES
+packets' payloads.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ H264_SEI, HEVC_SEI = 6, (39, 40)  # NAL unit types (HEVC: prefix and suffix SEI)
 # SEI payload types: user data registered (ITU-T T.35: captions), unregistered (UUID, text)
 SEI_REGISTERED, SEI_UNREGISTERED = 4, 5
 HEVC_REGIONAL_NESTING = 157  # its messages each after the regions they apply to
+# messages with text among their fields, blanked whole: HEVC's overlay information (its
+# overlays' and their elements' names, their language) and annotated regions (their labels)
+SEI_TEXT = {HEVC: frozenset({166, 202})}
 FIND_BYTES = 1 << 20  # a memoryview (a fragment mapped from disk) is searched this much at a time
 _Messages = tuple[int, int, int | None]  # first byte, end; the nesting message's type, or None
 
@@ -116,17 +121,19 @@ def sei_user_data(
     pieces.append(raw[at:])
     return [
         region
-        for a, z in _user_data(b"".join(pieces), NESTING.get(codec, {}))
+        for a, z in _user_data(b"".join(pieces), codec)
         for region in _in_unit(start, a, z, moved)
     ]
 
 
-def _user_data(payload: bytes, nesting: dict[int, Callable[[_Bits], None]]) -> list[Region]:
+def _user_data(payload: bytes, codec: str) -> list[Region]:
     """Where, in an SEI unit's payload bytes, user data lies, in messages others nest too.
 
-    The unit's messages are read to its stop bit; a message that nests others (``nesting``,
-    by payload type) has its header read, then its messages, before the unit's next one.
+    The unit's messages are read to its stop bit; a message that nests others (``NESTING``,
+    by payload type) has its header read, then its messages, before the unit's next one. A
+    message with text among its fields (``SEI_TEXT``) is user data whole.
     """
+    nesting, text = NESTING.get(codec, {}), SEI_TEXT.get(codec, frozenset())
     found: list[Region] = []
     # the stop bit's byte (zeros after it): a message from there on would hold nothing
     todo: list[_Messages] = [(0, len(payload.rstrip(b"\x00")) - 1, None)]
@@ -137,7 +144,7 @@ def _user_data(payload: bytes, nesting: dict[int, Callable[[_Bits], None]]) -> l
             if nested is None:
                 continue
             what, first, end = nested
-            if what in (SEI_REGISTERED, SEI_UNREGISTERED):
+            if what in (SEI_REGISTERED, SEI_UNREGISTERED) or what in text:
                 found.append((min(first, len(payload)), min(end, len(payload))))
             elif what in nesting:
                 todo.append((end, stop, kind))  # the messages after it, once it is read

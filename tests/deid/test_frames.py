@@ -646,6 +646,28 @@ def test_a_nesting_header_is_read_to_its_last_bit(name):
         assert bits._at == width
 
 
+def test_hevc_messages_with_text_among_their_fields_are_blanked_whole():
+    """HEVC's overlay information (its overlays' names, their language) and annotated
+    regions (their labels): their strings lie among fields of bits, so the whole payload is
+    made spaces, nested or not. H.264 defines no such types: kept."""
+    overlay = _bits((0, 1), (0, 0), (1, 0), (2, 0), (0, 0), (0, 0)) + b"en\x00" + MARK + b"\x00"
+    labels = _bits((0, 1), *[(0, 1)] * 4, (1, 1), (0, 1)) + b"tumour\x00" + MARK + b"\x00"
+    nested = (133, b"\x20" + _messages((202, labels), TIMING))
+    unit = _sei((166, overlay), TIMING, nested, (202, labels), header=b"\x4e\x01")
+    copy = bytearray(unit)
+    blanks.fill_in(copy, video.parse(unit, video.HEVC)[0])
+    spaced_nested = (133, b"\x20" + _messages((202, _spaced(labels)), TIMING))
+    expected = (
+        (166, _spaced(overlay)),
+        TIMING,
+        spaced_nested,
+        (202, _spaced(labels)),
+    )
+    assert copy == _sei(*expected, header=b"\x4e\x01")
+    h264 = _sei((166, overlay), (202, labels))
+    assert video.parse(h264, video.H264)[0] == []
+
+
 def test_a_nesting_message_nested_in_another_is_read_too():
     """Nesting is not allowed to nest, but a file may: each level is read, thousands deep,
     with no recursion."""
