@@ -346,6 +346,7 @@ class _VideoPass:
         self._codec, self._check, self._found, self._span = codec, check, found, span
         self._blank = found is None
         self._tail = b""
+        self._resume = 0  # where in ``_tail`` a read of its SEI unit goes on from
         self._stream: bool | None = None  # a byte stream (``video.byte_stream``): its start says
         self._lead = 0  # zero bytes it starts with, while only those came
         self._demux: Demux | None = None  # a transport or program stream's, where one
@@ -367,9 +368,12 @@ class _VideoPass:
         first = next(video.start_codes(frag), len(frag))
         joined = None
         cut = len(self._tail)
-        if 0 <= (self._tail + bytes(frag[:2])).find(video.START_CODE) < cut:
+        again = 0
+        # (a start code in a long tail lies at its start: not searched for in all of it)
+        head = self._tail[:8] if len(self._tail) > 8 else self._tail + bytes(frag[:2])  # noqa: PLR2004
+        if 0 <= head.find(video.START_CODE) < cut:
             joined = bytearray(self._tail + bytes(frag[: min(first, HELD_BYTES)]))
-            blanks, regions = parse(joined, self._codec)
+            blanks, regions, again = video.parse_from(joined, self._codec, self._resume)
             for a, z, fill in blanks if self._blank else ():
                 a = max(a, cut)  # noqa: PLW2901 - the last fragment's part went as it was
                 if z > a:
@@ -377,10 +381,10 @@ class _VideoPass:
                     joined[a:z] = fill * (z - a)
             since = max(0, cut - mp4.SEARCH_BEHIND)  # the part that went: searched with it
             self._search(joined, [(max(a, since), z) for a, z in regions if z > since])
-        blanks, regions = parse(frag, self._codec)
+        blanks, regions, last = video.parse_from(frag, self._codec)
         fill_in(frag, blanks if self._blank else [])
         self._search(frag, regions)
-        self._tail = self._next_tail(frag, joined, first)
+        self._tail, self._resume = self._next_tail(frag, joined, first, (again, last))
 
     def _known(self, frag: bytearray | memoryview) -> bool:
         """Whether the video is known by now (with ``frag``) to be a byte stream or not.
@@ -416,28 +420,32 @@ class _VideoPass:
             _refuse_found(self._check, b, regions)
 
     def _next_tail(
-        self, frag: bytearray | memoryview, joined: bytearray | None, first: int
-    ) -> bytes:
+        self,
+        frag: bytearray | memoryview,
+        joined: bytearray | None,
+        first: int,
+        resumes: tuple[int, int],
+    ) -> tuple[bytes, int]:
         """The unit holding text that ``frag`` ends in, from its start code.
 
         Else (none, or over ``HELD_BYTES``) its last two bytes: the start of a start code,
-        maybe.
+        maybe. Also where a read of its SEI goes on from (``video.parse_from``), by where the
+        reads of ``joined`` and ``frag`` left theirs (``resumes``; 0: from its start).
         """
-        held = b""
+        held, resume = b"", 0
         if first < len(frag):
             start = first
             for start, _end in video.units(frag):  # noqa: B007 - the last one
                 pass
             held = bytes(frag[start - len(video.START_CODE) :])
+            resume = max(0, resumes[1] - (start - len(video.START_CODE)))
         elif joined is not None and len(joined) - len(self._tail) == len(frag):
-            held = bytes(joined)  # the unit goes on through the whole of this fragment
+            held, resume = bytes(joined), resumes[0]  # the unit goes on through all of this
         if held and len(held) <= len(video.START_CODE) + 1:  # its kind not known yet
-            return held
-        if held and len(held) <= HELD_BYTES:
-            regions = parse(held, self._codec)[1]
-            if regions and regions[-1][1] == len(held):
-                return held
-        return bytes(frag[-2:])
+            return held, 0
+        if held and len(held) <= HELD_BYTES and video.holds_text(held, self._codec):
+            return held, resume
+        return bytes(frag[-2:]), 0
 
 
 def _samples_ahead(frames: Span, first: int) -> list[mp4.Place]:

@@ -26,7 +26,7 @@ from indexer.deid.blanks import (
     fill_in,
     spaces,
 )
-from indexer.deid.video import H264, HEVC, sei_header, sei_user_data
+from indexer.deid.video import H264, HEVC, sei_header, sei_user_data, sei_user_data_from
 
 # MP4 (ISO base media) files wrapped whole, which writers put under the video UIDs
 MP4_FIRST, MP4_MEDIA_DATA, MP4_HANDLER, MP4_DATA = b"ftyp", b"mdat", b"hdlr", b"data"
@@ -698,6 +698,7 @@ class _Samples:
         self._current: Place | None = None  # the sample being read
         self._at = 0  # where its next unit (its length) begins
         self._carry = b""  # that unit's bytes that went with earlier buffers, if any
+        self._resume = (-1, 0)  # the SEI unit last read (where it begins): where to read on
         self._rest = 0  # where an SEI unit too long to hold ends: spaces up to there
 
     def expect(self, places: list[Place]) -> None:
@@ -770,8 +771,10 @@ class _Samples:
         unit = bytearray(self._carry + bytes(buf[max(k, 0) : stop]))
         went = len(self._carry)
         assert self._current is not None  # noqa: S101 - feed's invariant
-        codec = self._current[2]
-        for a, z, fill in spaces(unit, sei_user_data(unit, first, len(unit), codec)):
+        resume = self._resume[1] if went and self._resume[0] == self._at else 0
+        regions, again = sei_user_data_from(unit, first, len(unit), self._current[2], resume)
+        self._resume = (self._at, again)  # a carried unit is read on from there
+        for a, z, fill in spaces(unit, regions):
             a = max(a, went)  # noqa: PLW2901 - what went before went as it was
             if z > a and self._blank:
                 unit[a:z] = fill * (z - a)

@@ -49,8 +49,20 @@ def video_codec(ds: Dataset) -> str | None:
 
 def parse(b: bytes | bytearray | memoryview, codec: str) -> tuple[list[Blank], list[Region]]:
     """MPEG-2 user data, or H.264 and HEVC user data SEI messages; the units holding them."""
+    blanks, regions, _again = parse_from(b, codec)
+    return blanks, regions
+
+
+def parse_from(
+    b: bytes | bytearray | memoryview, codec: str, resume: int = 0
+) -> tuple[list[Blank], list[Region], int]:
+    """As ``parse``; the SEI unit ``resume`` lies in read from there (``sei_user_data``).
+
+    Also where a parse of more of the last SEI unit's bytes may resume (0: none).
+    """
     blanks: list[Blank] = []
     regions: list[Region] = []
+    again = 0
     for start, end in units(b):
         if start >= end:  # a start code at the very end, or two in a row
             continue
@@ -60,9 +72,23 @@ def parse(b: bytes | bytearray | memoryview, codec: str) -> tuple[list[Blank], l
                 regions.append((start, end))
             continue
         if header := sei_header(codec, b[start]):
-            blanks += spaces(b, sei_user_data(b, start + header, end, codec))
+            at = resume if start <= resume < end else 0
+            found, again = sei_user_data_from(b, start + header, end, codec, at)
+            blanks += spaces(b, found)
             regions.append((start, end))
-    return blanks, regions
+    return blanks, regions, again
+
+
+def holds_text(b: bytes | bytearray | memoryview, codec: str) -> bool:
+    """Whether the last unit in ``b`` is one ``parse`` reads: MPEG-2 user data, or SEI."""
+    start = -1
+    for start, end in units(b):  # noqa: B007 - the last one
+        pass
+    if start < 0 or start >= len(b):
+        return False
+    if codec == MPEG2:
+        return b[start] == MPEG2_USER_DATA
+    return bool(sei_header(codec, b[start]))
 
 
 def sei_header(codec: str, first: int) -> int:
@@ -110,7 +136,24 @@ def sei_user_data(
     Read as the payload bytes (RBSP): an emulation prevention byte (03 after 00 00) is no
     payload byte. Each region is given in the unit's own bytes, split at those.
     """
-    raw = bytes(b[start:end])
+    return sei_user_data_from(b, start, end, codec)[0]
+
+
+def sei_user_data_from(
+    b: bytes | bytearray | memoryview, start: int, end: int, codec: str, resume: int = 0
+) -> tuple[list[Region], int]:
+    """As ``sei_user_data``, its messages read from ``resume`` on, if past ``start``.
+
+    A unit cut short (by a fragment's end) is read again with more of its bytes; ``resume``
+    is where the last read gave (the first byte of the last message of the unit's own that
+    it began to read), so each read reads what it had not, and one message again: read
+    whole each time, a unit of tiny messages cut by many fragments took time quadratic in
+    its size. What lies before it was read, and went. The escape bytes from it on are those
+    a read from ``start`` finds: no escape byte's zeros lie before it, but in the two bytes
+    before it, read with it (``resume`` is a payload byte, never an escape byte).
+    """
+    begin = max(start, resume - 2)
+    raw = bytes(b[begin:end])
     pieces: list[bytes] = []
     moved: list[int] = []  # each escape byte's: where the payload byte after it lies
     at = 0
@@ -119,27 +162,29 @@ def sei_user_data(
         moved.append(escape + 2 - len(moved))
         at = escape + 3
     pieces.append(raw[at:])
-    return [
-        region
-        for a, z in _user_data(b"".join(pieces), codec)
-        for region in _in_unit(start, a, z, moved)
-    ]
+    found, mark = _user_data(b"".join(pieces), codec, max(resume, start) - begin)
+    regions = [region for a, z in found for region in _in_unit(begin, a, z, moved)]
+    return regions, begin + mark + bisect.bisect_right(moved, mark)
 
 
-def _user_data(payload: bytes, codec: str) -> list[Region]:
+def _user_data(payload: bytes, codec: str, at: int = 0) -> tuple[list[Region], int]:
     """Where, in an SEI unit's payload bytes, user data lies, in messages others nest too.
 
     The unit's messages are read to its stop bit; a message that nests others (``NESTING``,
     by payload type) has its header read, then its messages, before the unit's next one. A
-    message with text among its fields (``SEI_TEXT``) is user data whole.
+    message with text among its fields (``SEI_TEXT``) is user data whole. Read from payload
+    byte ``at`` (a message's first); also where the last message of the unit's own that
+    was begun begins.
     """
     nesting, text = NESTING.get(codec, {}), SEI_TEXT.get(codec, frozenset())
     found: list[Region] = []
     # the stop bit's byte (zeros after it): a message from there on would hold nothing
-    todo: list[_Messages] = [(0, len(payload.rstrip(b"\x00")) - 1, None)]
+    todo: list[_Messages] = [(at, len(payload.rstrip(b"\x00")) - 1, None)]
+    mark = at
     while todo:
         i, stop, kind = todo.pop()
         while i < min(stop, len(payload)):
+            mark = i if kind is None else mark
             i, nested = _message(payload, i, stop, kind, found)
             if nested is None:
                 continue
@@ -150,7 +195,7 @@ def _user_data(payload: bytes, codec: str) -> list[Region]:
                 todo.append((end, stop, kind))  # the messages after it, once it is read
                 todo += _nested(payload, first, end, what, nesting[what], found)
                 break
-    return found
+    return found, mark
 
 
 def _message(

@@ -668,6 +668,27 @@ def test_hevc_messages_with_text_among_their_fields_are_blanked_whole():
     assert video.parse(h264, video.H264)[0] == []
 
 
+def test_a_unit_read_on_from_where_a_read_of_its_start_left_finds_what_a_whole_read_does():
+    """For every prefix of a unit (nesting of each kind, nesting that cannot be read, escape
+    bytes, a zero before one): a read of the whole unit from where a read of that prefix
+    left finds what a read from its start finds from there on. That place is a message of
+    the unit's own, never one another nests."""
+    units = []
+    for codec, kind, fields in NESTINGS.values():
+        nested = _messages(*NESTED, (5, UUID + b"\x00\x00"), regional=kind == REGIONAL)
+        units.append((codec, _sei((1, b"\x05\x00"), (kind, _bits(*fields) + nested), TIMING)))
+    views = _bits((1, 1), (999, 0)) + b"free text " + MARK
+    units.append((video.H264, _sei((37, views), (1, b"\x00"), (0, b"\x07"), (5, MARK))))
+    overrun = _number(137) + _number(200) + b"free text " + MARK
+    units.append((video.HEVC, _sei((133, b"\x20" + overrun), (5, UUID + MARK))))
+    for codec, unit in units:
+        whole = video.sei_user_data(unit, 5, len(unit), codec)
+        for cut in range(5, len(unit)):
+            _found, resume = video.sei_user_data_from(unit[:cut], 5, cut, codec)
+            regions, _again = video.sei_user_data_from(unit, 5, len(unit), codec, resume)
+            assert regions == [r for r in whole if r[0] >= resume], (unit, cut)
+
+
 def test_a_nesting_message_nested_in_another_is_read_too():
     """Nesting is not allowed to nest, but a file may: each level is read, thousands deep,
     with no recursion."""
@@ -822,7 +843,9 @@ def _video_streams() -> dict[str, bytes]:
     """A stream of each codec whose text is cut by every cut of the tests below."""
     escaped = UUID + b"Doe\x00\x00\x01" + MARK + b"\x00\x00\x00\x03Jane" + TEXT
     mvc = (37, _bits((0, 1), (1, 1)) + _messages((5, UUID + MARK), TIMING))  # nested user data
-    h264 = H264_HEAD + _sei((5, escaped), TIMING, mvc, (4, b"\xb5" + MARK))
+    # a message ending in a zero, then one of type 0, size 3: an escape byte between them
+    zeros = [(1, b"\x05\x00"), (0, b"\x07\x08\x09")]
+    h264 = H264_HEAD + _sei((5, escaped), TIMING, *zeros, mvc, (4, b"\xb5" + MARK))
     h264 += b"\x00\x00\x01" + SLICE
     hevc = b"\x00\x00\x00\x01\x40\x01\x0c\x01" + _sei((5, escaped), header=b"\x4e\x01")
     regions = (
@@ -873,6 +896,52 @@ def test_a_unit_many_fragments_cut_is_searched_in_bytes_linear_in_its_size(monke
     assert max(len(f) for f in found) <= 1000 + 100 + len(H264_HEAD)
 
 
+def _counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many SEI messages ``video`` reads from now on (one count each)."""
+    reads: list[int] = []
+    message = video._message
+
+    def counted(*args: object, **kwargs: object) -> object:
+        reads.append(1)
+        return message(*args, **kwargs)
+
+    monkeypatch.setattr(video, "_message", counted)
+    return reads
+
+
+TINY = [(128, b"")] * 20_000  # 40 kB of messages of two bytes (no payload)
+
+
+def test_a_unit_of_tiny_messages_many_fragments_cut_is_read_once(tmp_path, monkeypatch):
+    """A byte stream's SEI unit of 20,000 messages cut by 400 fragments: each fragment's
+    read goes on from the last message the one before began, not from the unit's start
+    (reading it whole each time took time quadratic in its size: a unit of 32 MiB in
+    fragments of 64 KiB, hours). The copy is the held one."""
+    stream = H264_HEAD + _sei(*TINY, (5, UUID + MARK), TIMING) + b"\x00\x00\x01" + SLICE
+    ends = [*range(0, len(stream), 100), len(stream)]
+    value = encapsulate([stream[a:z] for a, z in itertools.pairwise(ends)])
+    held, _count = frames.blank(value, video.H264)
+    reads = _counted(monkeypatch)
+    copy, _found = _streamed(tmp_path, value, video.H264)
+    assert copy == held
+    assert MARK not in copy
+    assert len(reads) < 2 * 2 * (20_000 + 400)  # the copy, then `verify`'s walk
+
+
+def test_an_mp4_samples_unit_of_tiny_messages_many_buffers_cut_is_read_once(monkeypatch):
+    """As a byte stream's: an MP4 sample's SEI unit fed in buffers of 100 bytes."""
+    sample = _nal(b"\x06" + _escaped(_rbsp(*TINY, (5, UUID + MARK), TIMING))) + _nal(SLICE)
+    spaced = _nal(b"\x06" + _escaped(_rbsp(*TINY, (5, UUID + _spaced(MARK)), TIMING)))
+    samples = mp4._Samples(1 << 20, blank=True)
+    samples.expect([(0, len(sample), video.H264, 4)])
+    buffers = [bytearray(sample[at : at + 100]) for at in range(0, len(sample), 100)]
+    reads = _counted(monkeypatch)
+    for at, buf in zip(range(0, len(sample), 100), buffers, strict=True):
+        samples.feed(buf, at)
+    assert b"".join(buffers) == spaced + _nal(SLICE)
+    assert len(reads) < 2 * (20_000 + len(buffers))
+
+
 def test_a_sample_unit_many_buffers_cut_is_searched_in_bytes_linear_in_its_size(monkeypatch):
     """An MP4 sample's SEI unit of 60 kB read in buffers of 1,000 bytes (`verify`'s walk):
     each buffer's part is searched with the last bytes before it, every value found, not
@@ -909,6 +978,40 @@ def test_streamed_video_cut_anywhere_is_blanked_as_held(tmp_path, codec):
             b"\x00", b""
         )
         assert _streamed(tmp_path, value, codec)[0] == held, cut
+
+
+@pytest.mark.parametrize("codec", [video.H264, video.HEVC, video.MPEG2])
+def test_streamed_video_in_small_fragments_is_blanked_as_held(tmp_path, codec):
+    """Fragments of 2 to 24 bytes: each unit goes on through many of them, and each read of
+    it goes on from the last message the one before began, at every place (escape bytes,
+    nesting, a message ending in a zero before an escape byte). The copy is the held one."""
+    stream = _video_streams()[codec]
+    for size in range(2, 26, 2):
+        ends = [*range(0, len(stream), size), len(stream)]
+        value = encapsulate([stream[a:z] for a, z in itertools.pairwise(ends)])
+        held, _count = frames.blank(value, codec)
+        assert _streamed(tmp_path, value, codec)[0] == held, size
+
+
+def test_an_mp4_samples_units_fed_in_small_buffers_are_blanked_as_held():
+    """Two SEI units (escape bytes, nesting) in a sample, fed in buffers of 1 to 9 bytes:
+    a unit's length cut too, each unit read on from where its last read left it."""
+    stream = _video_streams()[video.H264]
+    units = [stream[a:z] for a, z in video.units(stream)]
+    sei = [u for u in units if u[:1] == b"\x06"]
+    sample = b"".join(_nal(u.rstrip(b"\x00")) for u in [*sei, SLICE, *sei])
+    found: list[blanks.Blank] = []
+    mp4._sample_sei(sample, video.H264, 4, 0, len(sample), found, [])
+    held = bytearray(sample)
+    blanks.fill_in(held, found)
+    assert MARK not in held
+    for size in range(1, 10):
+        samples = mp4._Samples(1 << 20, blank=True)
+        samples.expect([(0, len(sample), video.H264, 4)])
+        buffers = [bytearray(sample[at : at + size]) for at in range(0, len(sample), size)]
+        for at, buf in zip(range(0, len(sample), size), buffers, strict=True):
+            samples.feed(buf, at)
+        assert b"".join(buffers) == held, size
 
 
 def test_a_value_in_a_kept_message_cut_by_a_fragment_end_is_found(tmp_path):
