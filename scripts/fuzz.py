@@ -94,24 +94,21 @@ def bases() -> tuple[dict[str, list[bytes]], list[str]]:
 
 VIDEO = "video"  # bases damaged by the bytes mutator only, as explicit VR ones
 _TEXT = MARK.encode() + b" Doe^Jane recorded at St. Elsewhere"
+_H264 = b"\x00\x00\x00\x01\x67\x64\x00\x1f\x00\x00\x01\x06"  # a parameter set, an SEI unit
+_H264_SLICE = b"\x80\x00\x00\x01\x65\x88\x84" + bytes(range(1, 200))  # its stop bit, a slice
+_HEVC = b"\x00\x00\x00\x01\x40\x01\x0c\x01\x00\x00\x01\x4e\x01"
+_HEVC_SLICE = b"\x80\x00\x00\x01\x26\x01" + bytes(range(1, 200))
+_UUID = bytes(range(0xA0, 0xB0))
+
+
+def _message(kind: int, payload: bytes) -> bytes:
+    """An SEI message of a payload of under 255 bytes."""
+    return bytes([kind, len(payload)]) + payload
+
+
 _VIDEO_STREAMS = [  # user data holding text, cut by a fragment's end, and a slice after it
-    (
-        MPEG4HP41,
-        b"\x00\x00\x00\x01\x67\x64\x00\x1f\x00\x00\x01\x06\x05"
-        + bytes([16 + len(_TEXT)])
-        + bytes(range(0xA0, 0xB0))
-        + _TEXT
-        + b"\x80\x00\x00\x01\x65\x88\x84"
-        + bytes(range(1, 200)),
-    ),
-    (
-        HEVCMP51,
-        b"\x00\x00\x00\x01\x40\x01\x0c\x01\x00\x00\x01\x4e\x01\x04"
-        + bytes([len(_TEXT)])
-        + _TEXT
-        + b"\x80\x00\x00\x01\x26\x01"
-        + bytes(range(1, 200)),
-    ),
+    (MPEG4HP41, _H264 + _message(5, _UUID + _TEXT) + _H264_SLICE),
+    (HEVCMP51, _HEVC + _message(4, _TEXT) + _HEVC_SLICE),
     (
         MPEG2MPML,
         b"\x00\x00\x01\xb3\x14\x00\xf0\x23\x00\x00\x01\xb2"
@@ -141,27 +138,8 @@ _VIDEO_STREAMS.append(  # a program stream: MPEG-2 user data cut by a PES packet
     )
 )
 _VIDEO_STREAMS += [  # user data that another SEI message nests: MVC's, HEVC's scalable
-    (
-        MPEG4HP41,
-        b"\x00\x00\x00\x01\x67\x64\x00\x1f\x00\x00\x01\x06\x25"  # all view components
-        + bytes([1 + 2 + 16 + len(_TEXT)])
-        + b"\x40\x05"
-        + bytes([16 + len(_TEXT)])
-        + bytes(range(0xA0, 0xB0))
-        + _TEXT
-        + b"\x80\x00\x00\x01\x65\x88\x84"
-        + bytes(range(1, 200)),
-    ),
-    (
-        HEVCMP51,
-        b"\x00\x00\x00\x01\x40\x01\x0c\x01\x00\x00\x01\x4e\x01\x85"  # all layers
-        + bytes([1 + 2 + len(_TEXT)])
-        + b"\x20\x04"
-        + bytes([len(_TEXT)])
-        + _TEXT
-        + b"\x80\x00\x00\x01\x26\x01"
-        + bytes(range(1, 200)),
-    ),
+    (MPEG4HP41, _H264 + _message(37, b"\x40" + _message(5, _UUID + _TEXT)) + _H264_SLICE),
+    (HEVCMP51, _HEVC + _message(133, b"\x20" + _message(4, _TEXT)) + _HEVC_SLICE),
 ]
 _VIDEO_STREAMS.append(  # a transport stream: a service's name, and the H.264 stream's SEI
     (

@@ -731,6 +731,17 @@ def test_a_nesting_message_that_cannot_be_read_is_blanked_whole():
     assert copy == _sei((REGIONAL, spaced), (5, UUID + _spaced(MARK)), header=b"\x4e\x01")
 
 
+def _fed(sample: bytes, size: int) -> bytes:
+    """An H.264 sample (4-byte lengths) as ``mp4._Samples`` blanks it, fed in buffers of
+    ``size`` bytes."""
+    samples = mp4._Samples(1 << 20, blank=True)
+    samples.expect([(0, len(sample), video.H264, 4)])
+    buffers = [bytearray(sample[at : at + size]) for at in range(0, len(sample), size)]
+    for at, buf in zip(range(0, len(sample), size), buffers, strict=True):
+        samples.feed(buf, at)
+    return b"".join(buffers)
+
+
 def test_nested_user_data_in_an_mp4_sample_is_blanked_held_and_fed_a_byte_at_a_time():
     """A sample's SEI unit (its length before it, not a start code) is read as a stream's:
     held whole, and fed in buffers of a byte."""
@@ -743,12 +754,7 @@ def test_nested_user_data_in_an_mp4_sample_is_blanked_held_and_fed_a_byte_at_a_t
     held = bytearray(sample)
     blanks.fill_in(held, found)
     assert held == spaced
-    samples = mp4._Samples(1 << 20, blank=True)
-    samples.expect([(0, len(sample), video.H264, 4)])
-    buffers = [bytearray([byte]) for byte in sample]
-    for at, buf in enumerate(buffers):
-        samples.feed(buf, at)
-    assert b"".join(buffers) == spaced
+    assert _fed(sample, 1) == spaced
 
 
 def test_hevc_prefix_and_suffix_sei_user_data_is_blanked():
@@ -932,14 +938,9 @@ def test_an_mp4_samples_unit_of_tiny_messages_many_buffers_cut_is_read_once(monk
     """As a byte stream's: an MP4 sample's SEI unit fed in buffers of 100 bytes."""
     sample = _nal(b"\x06" + _escaped(_rbsp(*TINY, (5, UUID + MARK), TIMING))) + _nal(SLICE)
     spaced = _nal(b"\x06" + _escaped(_rbsp(*TINY, (5, UUID + _spaced(MARK)), TIMING)))
-    samples = mp4._Samples(1 << 20, blank=True)
-    samples.expect([(0, len(sample), video.H264, 4)])
-    buffers = [bytearray(sample[at : at + 100]) for at in range(0, len(sample), 100)]
     reads = _counted(monkeypatch)
-    for at, buf in zip(range(0, len(sample), 100), buffers, strict=True):
-        samples.feed(buf, at)
-    assert b"".join(buffers) == spaced + _nal(SLICE)
-    assert len(reads) < 2 * (20_000 + len(buffers))
+    assert _fed(sample, 100) == spaced + _nal(SLICE)
+    assert len(reads) < 2 * (20_000 + len(sample) // 100 + 1)
 
 
 def test_a_sample_unit_many_buffers_cut_is_searched_in_bytes_linear_in_its_size(monkeypatch):
@@ -1006,12 +1007,7 @@ def test_an_mp4_samples_units_fed_in_small_buffers_are_blanked_as_held():
     blanks.fill_in(held, found)
     assert MARK not in held
     for size in range(1, 10):
-        samples = mp4._Samples(1 << 20, blank=True)
-        samples.expect([(0, len(sample), video.H264, 4)])
-        buffers = [bytearray(sample[at : at + size]) for at in range(0, len(sample), size)]
-        for at, buf in zip(range(0, len(sample), size), buffers, strict=True):
-            samples.feed(buf, at)
-        assert b"".join(buffers) == held, size
+        assert _fed(sample, size) == held, size
 
 
 def test_a_value_in_a_kept_message_cut_by_a_fragment_end_is_found(tmp_path):
@@ -1514,12 +1510,7 @@ def test_a_sample_fed_a_byte_at_a_time_is_blanked_whole():
     """Each byte a buffer: its units' lengths, and its SEI unit, are read on across them."""
     sample = _nal(SLICE) + _nal(b"\x06" + _escaped(_rbsp((5, UUID + MARK)))) + _nal(SLICE)
     spaced = _nal(SLICE) + _nal(b"\x06" + _escaped(_rbsp((5, UUID + _spaced(MARK))))) + _nal(SLICE)
-    samples = mp4._Samples(1 << 20, blank=True)
-    samples.expect([(0, len(sample), video.H264, 4)])
-    buffers = [bytearray([byte]) for byte in sample]
-    for at, buf in enumerate(buffers):
-        samples.feed(buf, at)
-    assert b"".join(buffers) == spaced
+    assert _fed(sample, 1) == spaced
 
 
 def test_a_streamed_mp4_files_samples_that_went_before_its_movie_box_are_left():
