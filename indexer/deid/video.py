@@ -241,6 +241,9 @@ def _nested(
     bits = _Bits(payload, start, min(end, len(payload)))
     try:
         header(bits)
+    except _Bad:
+        found.append((start, min(end, len(payload))))
+        return []
     except _Short:
         if end <= len(payload):
             found.append((start, end))
@@ -250,6 +253,17 @@ def _nested(
 
 class _Short(Exception):  # noqa: N818 - not an error: where a header's bits run out
     """A nesting message's header read past its end."""
+
+
+class _Bad(_Short):
+    """A nesting message's header with a number no stream holds (it cannot be read).
+
+    An Exp-Golomb number of more than 32 bits, or a count over ``MOST_NESTED``: read on, a
+    crafted header would take a loop a step a bit, millions of steps, with each read.
+    """
+
+
+MOST_NESTED = 1024  # operation points, tile sets: HEVC allows 1,024 operation points
 
 
 class _Bits:
@@ -271,7 +285,15 @@ class _Bits:
         zeros = 0
         while not self.u(1):
             zeros += 1
+            if zeros > 31:  # noqa: PLR2004 - the standards' numbers have 32 bits at most
+                raise _Bad
         return (1 << zeros) - 1 + self.u(zeros)
+
+    def count(self) -> int:
+        """A count written less one (``ue(v)``), up to ``MOST_NESTED``."""
+        if (count := self.ue() + 1) > MOST_NESTED:
+            raise _Bad
+        return count
 
     def skip(self, count: int) -> None:
         """Pass ``count`` bits; _Short where the header has fewer."""
@@ -311,7 +333,7 @@ def _hevc_scalable(bits: _Bits) -> None:
     """HEVC's ``scalable_nesting``: the operation points or the layers it applies to."""
     bits.skip(1)  # bitstream_subset_flag
     if bits.u(1):  # nesting_op_flag: each point's highest temporal id and index
-        for _ in range(bits.u(1), bits.ue() + 1):
+        for _ in range(bits.u(1), bits.count()):
             bits.skip(3)
             bits.ue()
     elif not bits.u(1):  # all_layers_flag
@@ -328,7 +350,7 @@ def _hevc_regional(bits: _Bits) -> None:
 def _hevc_mcts(bits: _Bits) -> None:
     """HEVC's ``mcts_extraction_info_nesting``: the tile sets it applies to; a count."""
     if not bits.u(1):  # all_mcts_flag
-        for _ in range(bits.ue() + 1):
+        for _ in range(bits.count()):
             bits.ue()
     bits.ue()  # the messages' count (read to the end)
 

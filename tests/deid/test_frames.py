@@ -934,6 +934,32 @@ def test_a_unit_of_tiny_messages_many_fragments_cut_is_read_once(tmp_path, monke
     assert len(reads) < 2 * 2 * (20_000 + 400)  # the copy, then `verify`'s walk
 
 
+def test_a_nesting_header_with_numbers_no_stream_holds_is_blanked_unread(monkeypatch):
+    """100,000 operation points (HEVC allows 1,024), or an Exp-Golomb number of 40 bits:
+    the header is not read on (a step a bit, millions of them for a crafted unit, with each
+    fragment's read), and the message is blanked whole, a unit cut inside it too."""
+    points = _bits((0, 1), (1, 1), (0, 1), (99_999, 0), *[(2, 3), (0, 0)] * 100_000)
+    long_number = _bits((1, 1), (1 << 40, 0)) + b"free text " + MARK
+    reads: list[int] = []
+    u = video._Bits.u
+    monkeypatch.setattr(video._Bits, "u", lambda self, n: reads.append(n) or u(self, n))
+    for codec, kind, header in ((video.HEVC, 133, points), (video.H264, 37, long_number)):
+        nesting = (kind, header + _messages((5, UUID + MARK)))
+        unit = _sei(nesting, (5, UUID + MARK), header=SEI_HEADER[codec])
+        reads.clear()
+        copy = bytearray(unit)
+        blanks.fill_in(copy, video.parse(unit, codec)[0])
+        spaced = _rbsp((kind, _spaced(nesting[1])), (5, UUID + _spaced(MARK)))
+        assert _unescaped(copy) == b"\x00\x00\x00\x01" + SEI_HEADER[codec] + spaced
+        assert len(reads) < 100
+        # cut inside it: blanked as far as it goes (after the message's type and size)
+        cut = unit[: len(unit) // 2]
+        copy = bytearray(cut)
+        blanks.fill_in(copy, video.parse(cut, codec)[0])
+        at = 4 + len(SEI_HEADER[codec]) + len(_number(kind)) + len(_number(len(nesting[1])))
+        assert _unescaped(copy)[at:] == _spaced(_unescaped(cut)[at:])
+
+
 def test_an_mp4_samples_unit_of_tiny_messages_many_buffers_cut_is_read_once(monkeypatch):
     """As a byte stream's: an MP4 sample's SEI unit fed in buffers of 100 bytes."""
     sample = _nal(b"\x06" + _escaped(_rbsp(*TINY, (5, UUID + MARK), TIMING))) + _nal(SLICE)
