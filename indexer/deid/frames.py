@@ -323,11 +323,14 @@ class _VideoPass:
     """Video streamed a fragment at a time (``_through``), blanked and searched as it passes.
 
     Fragments may cut the stream anywhere. A unit holding text that the last fragment ended
-    in is read on into this one, from its start code (kept as ``_tail``), as is a start code
-    cut in two (the last fragment's last two bytes, kept otherwise). The parse of those
-    joined bytes blanks what lies in this fragment, up to ``HELD_BYTES`` of it; the last
-    fragment's part was blanked as far as it went, and searched with it: what is searched
-    again is its last ``mp4.SEARCH_BEHIND`` bytes (a value the fragment's end cuts).
+    in is read on into this one, from where its read left (``_resume``), as is a start code
+    cut in two (the last fragment's last two bytes). Of the unit, ``_tail`` keeps its start
+    code and header, and its bytes from there (two before, for an escape byte's zeros), or
+    from its last ``mp4.SEARCH_BEHIND``, whichever come first (``video.trimmed``). The parse
+    of those joined to this fragment blanks what lies in this fragment, up to
+    ``HELD_BYTES`` of it; the last fragment's part was blanked as far as it went, and
+    searched with it: what is searched again is its last ``mp4.SEARCH_BEHIND`` bytes (a
+    value the fragment's end cuts).
     """
 
     def __init__(
@@ -346,7 +349,7 @@ class _VideoPass:
         self._codec, self._check, self._found, self._span = codec, check, found, span
         self._blank = found is None
         self._tail = b""
-        self._resume = 0  # where in ``_tail`` a read of its SEI unit goes on from
+        self._resume: video.Resume | None = None  # where in ``_tail`` its SEI unit's read goes on
         self._stream: bool | None = None  # a byte stream (``video.byte_stream``): its start says
         self._lead = 0  # zero bytes it starts with, while only those came
         self._demux: Demux | None = None  # a transport or program stream's, where one
@@ -368,7 +371,7 @@ class _VideoPass:
         first = next(video.start_codes(frag), len(frag))
         joined = None
         cut = len(self._tail)
-        again = 0
+        again = None
         # (a start code in a long tail lies at its start: not searched for in all of it)
         head = self._tail[:8] if len(self._tail) > 8 else self._tail + bytes(frag[:2])  # noqa: PLR2004
         if 0 <= head.find(video.START_CODE) < cut:
@@ -424,28 +427,33 @@ class _VideoPass:
         frag: bytearray | memoryview,
         joined: bytearray | None,
         first: int,
-        resumes: tuple[int, int],
-    ) -> tuple[bytes, int]:
-        """The unit holding text that ``frag`` ends in, from its start code.
+        resumes: tuple[video.Resume | None, video.Resume | None],
+    ) -> tuple[bytes, video.Resume | None]:
+        """The unit holding text that ``frag`` ends in, from its start code, as a read on needs it.
 
-        Else (none, or over ``HELD_BYTES``) its last two bytes: the start of a start code,
-        maybe. Also where a read of its SEI goes on from (``video.parse_from``), by where the
-        reads of ``joined`` and ``frag`` left theirs (``resumes``; 0: from its start).
+        Its bytes up to its payload, then those a read on from where the reads of ``joined``
+        and ``frag`` left it (``resumes``) and a search of its last ``mp4.SEARCH_BEHIND``
+        need (``video.trimmed``). Else (none) ``frag``'s last two bytes: the start of a start
+        code, maybe. Also where its read goes on from.
         """
-        held, resume = b"", 0
         if first < len(frag):
-            start = first
-            for start, _end in video.units(frag):  # noqa: B007 - the last one
-                pass
-            held = bytes(frag[start - len(video.START_CODE) :])
-            resume = max(0, resumes[1] - (start - len(video.START_CODE)))
+            source, resume = frag, resumes[1]
         elif joined is not None and len(joined) - len(self._tail) == len(frag):
-            held, resume = bytes(joined), resumes[0]  # the unit goes on through all of this
-        if held and len(held) <= len(video.START_CODE) + 1:  # its kind not known yet
-            return held, 0
-        if held and len(held) <= HELD_BYTES and video.holds_text(held, self._codec):
-            return held, resume
-        return bytes(frag[-2:]), 0
+            source, resume = joined, resumes[0]  # the unit goes on through all of this
+        else:
+            return bytes(frag[-2:]), None
+        start = len(video.START_CODE)
+        for start, _end in video.units(source):  # noqa: B007 - the last one
+            pass
+        lead = start - len(video.START_CODE)
+        held = bytes(source[lead:])
+        if len(held) <= len(video.START_CODE) + 1:  # its kind not known yet
+            return held, None
+        if len(held) > HELD_BYTES or not video.holds_text(held, self._codec):
+            return bytes(frag[-2:]), None
+        header = 1 if self._codec == video.MPEG2 else video.sei_header(self._codec, held[3])
+        moved = None if resume is None else (resume[0] - lead, resume[1])
+        return video.trimmed(held, start - lead + header, moved, mp4.SEARCH_BEHIND)
 
 
 def _samples_ahead(frames: Span, first: int) -> list[mp4.Place]:

@@ -26,7 +26,15 @@ from indexer.deid.blanks import (
     fill_in,
     spaces,
 )
-from indexer.deid.video import H264, HEVC, sei_header, sei_user_data, sei_user_data_from
+from indexer.deid.video import (
+    H264,
+    HEVC,
+    Resume,
+    sei_header,
+    sei_user_data,
+    sei_user_data_from,
+    trimmed,
+)
 
 # MP4 (ISO base media) files wrapped whole, which writers put under the video UIDs
 MP4_FIRST, MP4_MEDIA_DATA, MP4_HANDLER, MP4_DATA = b"ftyp", b"mdat", b"hdlr", b"data"
@@ -683,11 +691,12 @@ class _Samples:
 
     Each sample's NAL units are walked by their lengths; a user data SEI unit is blanked
     as in ``_sample_sei``. A unit (or a length) that a buffer's end cuts is held, from its
-    length on, and read again whole with the next buffer, whose part of it is blanked
-    there; the part that went was blanked as far as it went. Of a unit that runs on past
-    ``held`` bytes, the rest is made spaces unread (its bytes that are not zero), and passed
-    over unsearched by ``verify``'s walk. A sample placed where bytes already went is not
-    read.
+    length on, as a read on needs it (``video.trimmed``: its length and header, then its
+    bytes from where its read left, or its last ``SEARCH_BEHIND``), and read on with the
+    next buffer, whose part of it is blanked there; the part that went was blanked as far
+    as it went. Of a unit whose bytes so held run past ``held``, the rest is made spaces
+    unread (its bytes that are not zero), and passed over unsearched by ``verify``'s walk.
+    A sample placed where bytes already went is not read.
     """
 
     def __init__(self, held: int, *, blank: bool) -> None:
@@ -698,7 +707,8 @@ class _Samples:
         self._current: Place | None = None  # the sample being read
         self._at = 0  # where its next unit (its length) begins
         self._carry = b""  # that unit's bytes that went with earlier buffers, if any
-        self._resume = (-1, 0)  # the SEI unit last read (where it begins): where to read on
+        # the SEI unit last read (where it begins): where its read goes on
+        self._resume: tuple[int, Resume | None] = (-1, None)
         self._rest = 0  # where an SEI unit too long to hold ends: spaces up to there
 
     def expect(self, places: list[Place]) -> None:
@@ -766,23 +776,25 @@ class _Samples:
         """Blank the SEI unit whose length begins at ``k`` in ``buf``, to ``stop``.
 
         ``first``: where its payload begins, after its length and header. A unit the
-        buffer's end cuts is carried into the next, if it may be held.
+        buffer's end cuts is carried into the next as a read on needs it, if it may be held.
         """
         unit = bytearray(self._carry + bytes(buf[max(k, 0) : stop]))
         went = len(self._carry)
         assert self._current is not None  # noqa: S101 - feed's invariant
-        resume = self._resume[1] if went and self._resume[0] == self._at else 0
+        resume = self._resume[1] if went and self._resume[0] == self._at else None
         regions, again = sei_user_data_from(unit, first, len(unit), self._current[2], resume)
-        self._resume = (self._at, again)  # a carried unit is read on from there
+        into = max(k, 0) - went  # from a byte of ``unit`` past ``went``: to the same in ``buf``
         for a, z, fill in spaces(unit, regions):
             a = max(a, went)  # noqa: PLW2901 - what went before went as it was
             if z > a and self._blank:
                 unit[a:z] = fill * (z - a)
-                buf[a + k : z + k] = fill * (z - a)
+                buf[a + into : z + into] = fill * (z - a)
         # from the unit's header, as held; of a carried unit, what went was searched with
         # it: its last ``SEARCH_BEHIND`` bytes again (a value the buffer's end cuts)
         found.append(bytes(unit[max(self._current[3], went - SEARCH_BEHIND) :]))
-        self._carry = bytes(unit) if len(unit) <= self._held else b""
+        carry, moved = trimmed(bytes(unit), first, again, SEARCH_BEHIND)
+        self._resume = (self._at, moved)  # a carried unit is read on from there
+        self._carry = carry if len(carry) <= self._held else b""
 
 
 def _box_size(head: bytes) -> tuple[int | None, int]:

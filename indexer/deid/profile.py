@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 19
+RULES_VERSION = 20
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -60,7 +60,12 @@ set and partition nesting) blanked, and a nesting message that cannot be read bl
 18: a streamed MP4 file's top-level box too large to hold (over 32 MiB) zeroed as it passes:
 user data, metadata and free space whole, a UUID box, an event message and a producer time
 as held; 19: HEVC's overlay information and annotated regions SEI messages (names, labels)
-blanked whole.
+blanked whole; 20: a streamed SEI unit that fragments cut read on to its end, however long
+(it was left unread past 32 MiB), an SEI message whose type or size no stream holds (over
+1 MiB of bytes of 255) blanked from there with the rest of its unit, a nesting header counting
+more layers or views than any stream holds (over 1,024) unread, and a nesting message whose
+header cannot be read blanked from the byte its reading stopped in, not whole (a streamed
+unit cut inside its header kept the bytes before the cut).
 """
 
 _RESOLVE = {

@@ -37,7 +37,16 @@ HEVC_REGIONAL_NESTING = 157  # its messages each after the regions they apply to
 # overlays' and their elements' names, their language) and annotated regions (their labels)
 SEI_TEXT = {HEVC: frozenset({166, 202})}
 FIND_BYTES = 1 << 20  # a memoryview (a fragment mapped from disk) is searched this much at a time
-_Messages = tuple[int, int, int | None]  # first byte, end; the nesting message's type, or None
+# an SEI unit's read, where it stands: what is open there, the outermost first. Each frame:
+# MESSAGES read up to a payload byte (None: the unit's stop bit), the type of the message
+# nesting them (None: the unit's own); or a message's bytes up to one, KEPT or BLANKED
+MESSAGES, KEPT, BLANKED = 0, 1, 2
+Frame = tuple[int, int | None, int | None]
+UNIT: tuple[Frame, ...] = ((MESSAGES, None, None),)
+# where a read of a unit cut short goes on from (a byte of it), and the frames open there
+# (their stops counted from it)
+Resume = tuple[int, tuple[Frame, ...]]
+MOST_FF = 1 << 20  # bytes of 255 in an SEI message's type or size: a number of over 267 MB
 
 
 def video_codec(ds: Dataset) -> str | None:
@@ -54,15 +63,15 @@ def parse(b: bytes | bytearray | memoryview, codec: str) -> tuple[list[Blank], l
 
 
 def parse_from(
-    b: bytes | bytearray | memoryview, codec: str, resume: int = 0
-) -> tuple[list[Blank], list[Region], int]:
-    """As ``parse``; the SEI unit ``resume`` lies in read from there (``sei_user_data``).
+    b: bytes | bytearray | memoryview, codec: str, resume: Resume | None = None
+) -> tuple[list[Blank], list[Region], Resume | None]:
+    """As ``parse``; the SEI unit ``resume`` lies in read on from there (``sei_user_data``).
 
-    Also where a parse of more of the last SEI unit's bytes may resume (0: none).
+    Also where a read of more of the last SEI unit's bytes goes on from (None: none read).
     """
     blanks: list[Blank] = []
     regions: list[Region] = []
-    again = 0
+    again = None
     for start, end in units(b):
         if start >= end:  # a start code at the very end, or two in a row
             continue
@@ -72,7 +81,7 @@ def parse_from(
                 regions.append((start, end))
             continue
         if header := sei_header(codec, b[start]):
-            at = resume if start <= resume < end else 0
+            at = resume if resume is not None and start <= resume[0] <= end else None
             found, again = sei_user_data_from(b, start + header, end, codec, at)
             blanks += spaces(b, found)
             regions.append((start, end))
@@ -140,126 +149,188 @@ def sei_user_data(
 
 
 def sei_user_data_from(
-    b: bytes | bytearray | memoryview, start: int, end: int, codec: str, resume: int = 0
-) -> tuple[list[Region], int]:
-    """As ``sei_user_data``, its messages read from ``resume`` on, if past ``start``.
+    b: bytes | bytearray | memoryview,
+    start: int,
+    end: int,
+    codec: str,
+    resume: Resume | None = None,
+) -> tuple[list[Region], Resume]:
+    """As ``sei_user_data``, read on from ``resume``, where a read of fewer of its bytes left.
 
-    A unit cut short (by a fragment's end) is read again with more of its bytes; ``resume``
-    is where the last read gave (the first byte of the last message of the unit's own that
-    it began to read), so each read reads what it had not, and one message again: read
-    whole each time, a unit of tiny messages cut by many fragments took time quadratic in
-    its size. What lies before it was read, and went. The escape bytes from it on are those
-    a read from ``start`` finds: no escape byte's zeros lie before it, but in the two bytes
-    before it, read with it (``resume`` is a payload byte, never an escape byte).
+    A unit cut short (by a fragment's end) is read on with more of its bytes: ``resume`` is
+    a byte of the unit, and the frames open there (``_user_data``); what lies before it was
+    read, and went. So each byte is read once, and a header the bytes cut (a message's type
+    and size, a nesting message's header: kilobytes at most) again: read from a message's
+    start, a unit of tiny messages or one message of megabytes cut by many fragments took
+    time quadratic in its size. The escape bytes from it on are those a read from ``start``
+    finds: the two bytes before it, read with it, hold the zeros of one at it. Also where a
+    read of more of the unit's bytes goes on from.
     """
-    begin = max(start, resume - 2)
+    at, frames = resume if resume is not None and resume[0] >= start else (start, UNIT)
+    begin = max(start, at - 2)
     raw = bytes(b[begin:end])
     pieces: list[bytes] = []
     moved: list[int] = []  # each escape byte's: where the payload byte after it lies
-    at = 0
-    while (escape := raw.find(b"\x00\x00\x03", at)) >= 0:
-        pieces.append(raw[at : escape + 2])
+    i = 0
+    while (escape := raw.find(b"\x00\x00\x03", i)) >= 0:
+        pieces.append(raw[i : escape + 2])
         moved.append(escape + 2 - len(moved))
-        at = escape + 3
-    pieces.append(raw[at:])
-    found, mark = _user_data(b"".join(pieces), codec, max(resume, start) - begin)
+        i = escape + 3
+    pieces.append(raw[i:])
+    found, mark, left = _user_data(b"".join(pieces), codec, at - begin, frames)
     regions = [region for a, z in found for region in _in_unit(begin, a, z, moved)]
-    return regions, begin + mark + bisect.bisect_right(moved, mark)
+    return regions, (begin + mark + bisect.bisect_right(moved, mark), left)
 
 
-def _user_data(payload: bytes, codec: str, at: int = 0) -> tuple[list[Region], int]:
+def trimmed(
+    held: bytes, first: int, resume: Resume | None, behind: int
+) -> tuple[bytes, Resume | None]:
+    """A unit cut short, as a read of more of its bytes needs it held.
+
+    ``held``: its bytes from before its header, its payload from ``first``. Kept: those up
+    to ``first``; then from the two before ``resume`` (where a read goes on; None: its
+    end), or its last ``behind`` bytes (searched again), whichever come first. Those
+    between are dropped, and ``resume`` moved with the rest: a unit of megabytes that many
+    fragments cut is held in kilobytes, not copied whole with each.
+    """
+    at = len(held) if resume is None else resume[0]
+    keep = max(first, min(at - 2, len(held) - behind))
+    if keep == first:
+        return held, resume
+    went = keep - first
+    return held[:first] + held[keep:], None if resume is None else (at - went, resume[1])
+
+
+def _user_data(
+    payload: bytes, codec: str, at: int, frames: tuple[Frame, ...]
+) -> tuple[list[Region], int, tuple[Frame, ...]]:
     """Where, in an SEI unit's payload bytes, user data lies, in messages others nest too.
 
-    The unit's messages are read to its stop bit; a message that nests others (``NESTING``,
-    by payload type) has its header read, then its messages, before the unit's next one. A
-    message with text among its fields (``SEI_TEXT``) is user data whole. Read from payload
-    byte ``at`` (a message's first); also where the last message of the unit's own that
-    was begun begins.
+    Read from payload byte ``at`` in ``frames`` (the outermost first, their stops counted
+    from ``at``). The unit's messages are read to its stop bit; a message that nests others
+    (``NESTING``, by payload type) has its header read, then its messages, before the
+    unit's next one. A message with text among its fields (``SEI_TEXT``) is user data
+    whole. Read to where the bytes end, or to a header they cut (read again from its
+    message's start with more of them): also where that is, and the frames open there.
     """
-    nesting, text = NESTING.get(codec, {}), SEI_TEXT.get(codec, frozenset())
     found: list[Region] = []
     # the stop bit's byte (zeros after it): a message from there on would hold nothing
-    todo: list[_Messages] = [(at, len(payload.rstrip(b"\x00")) - 1, None)]
-    mark = at
-    while todo:
-        i, stop, kind = todo.pop()
-        while i < min(stop, len(payload)):
-            mark = i if kind is None else mark
-            i, nested = _message(payload, i, stop, kind, found)
-            if nested is None:
-                continue
-            what, first, end = nested
-            if what in (SEI_REGISTERED, SEI_UNREGISTERED) or what in text:
-                found.append((min(first, len(payload)), min(end, len(payload))))
-            elif what in nesting:
-                todo.append((end, stop, kind))  # the messages after it, once it is read
-                todo += _nested(payload, first, end, what, nesting[what], found)
+    ends = len(payload.rstrip(b"\x00")) - 1
+    size = len(payload)
+    open_ = [(what, None if stop is None else at + stop, kind) for what, stop, kind in frames]
+    i = at
+    while True:
+        what, stop, kind = open_[-1]
+        if what != MESSAGES:  # a message's bytes: passed, or blanked
+            z = size if stop is None else min(stop, size)
+            if what == BLANKED and z > i:
+                found.append((i, z))
+            if stop is None or stop > size:
+                i = size
                 break
-    return found, mark
+            open_.pop()
+            i = stop
+        elif i >= (ends if stop is None else stop):  # its messages read (the unit's: so far)
+            if stop is None:
+                break
+            open_.pop()
+            i = stop
+        elif i >= size or (after := _message(payload, i, (stop, kind), codec, found, open_)) < 0:
+            break
+        else:
+            i = after
+    return found, i, tuple((w, None if s is None else s - i, k) for w, s, k in open_)
 
 
 def _message(
-    payload: bytes, i: int, stop: int, kind: int | None, found: list[Region]
-) -> tuple[int, tuple[int, int, int] | None]:
-    """The message at payload byte ``i``: where the next begins; its type, first byte, end.
+    payload: bytes,
+    i: int,
+    frame: tuple[int | None, int | None],
+    codec: str,
+    found: list[Region],
+    open_: list[Frame],
+) -> int:
+    """Read the message at payload byte ``i``: where reading goes on; -1: its header is cut.
 
-    ``kind``: the type of the message nesting it (None: the unit's own). A nested message
+    ``frame``: the stop and nesting type (None, None: the unit's own) of the messages it is
+    among. User data is added to ``found``; the bytes of one past the payload's end are
+    left to a frame pushed on ``open_``, as are a nesting message's messages. A message
     that does not fit in what nests it (its size, or the region list before it in a
-    regional nesting), and what follows it there, are unreadable: added to ``found``
-    whole, to be blanked. None for the message: nothing more to read before ``stop``.
+    regional nesting), what follows it there, and a message whose type or size no stream
+    holds (``MOST_FF``), and what follows it, are unreadable: blanked whole.
     """
-    if kind == HEVC_REGIONAL_NESTING:  # the regions it applies to: their count, their indices
+    stop, kind = frame
+    start = i
+    if kind == HEVC_REGIONAL_NESTING and stop is not None:  # its regions: a count, indices
         if i + 1 + payload[i] > stop:
-            found.append((i + 1, min(stop, len(payload))))
-            return stop, None
+            open_[-1] = (BLANKED, stop, None)
+            return i + 1
         i += 1 + payload[i]
     what, i = _sei_number(payload, i)
-    size, i = _sei_number(payload, i)
-    if i >= len(payload):  # its header cut short: nothing of it to read
-        return stop, None
-    if kind is not None and i + size > stop:
-        found.append((i, min(stop, len(payload))))
-        return stop, None
-    first = i + (UUID_BYTES if what == SEI_UNREGISTERED else 0)
-    return i + size, (what, first, i + size)
+    size, i = _sei_number(payload, i) if what >= 0 else (0, i)
+    if what < 0 or size < 0:
+        open_[-1] = (BLANKED, stop, None)
+        return i
+    if i >= len(payload):  # its header cut short
+        return -1
+    end = i + size
+    if stop is not None and kind is not None and end > stop:
+        open_[-1] = (BLANKED, stop, None)
+        return i
+    if what in (SEI_REGISTERED, SEI_UNREGISTERED) or what in SEI_TEXT.get(codec, ()):
+        first = min(i + (UUID_BYTES if what == SEI_UNREGISTERED else 0), end)
+        if end <= len(payload):
+            found.append((first, end))
+            return end
+        open_ += [(BLANKED, end, None), (KEPT, first, None)]
+        return i
+    if (header := NESTING.get(codec, {}).get(what)) is not None:
+        return _nested(payload, (start, i, end), what, header, open_)
+    if end > len(payload):
+        open_.append((KEPT, end, None))
+        return i
+    return end
 
 
 def _nested(
     payload: bytes,
-    start: int,
-    end: int,
+    message: tuple[int, int, int],
     kind: int,
     header: Callable[[_Bits], None],
-    found: list[Region],
-) -> list[_Messages]:
-    """The messages that the ``kind`` message from payload byte ``start`` to ``end`` nests.
+    open_: list[Frame],
+) -> int:
+    """The ``kind`` message at ``message`` (its start, its payload's, its end) nests others.
 
-    Its ``header`` is read first, and they begin at the byte after it. A header that runs
-    past ``end`` cannot be read: the message is added to ``found`` whole. One the unit's
-    end cuts is read no further.
+    Its ``header`` is read, and its messages pushed on ``open_``: where they begin. A header
+    that cannot be read (``_Bad``) has the message blanked from the byte its reading stopped
+    in: no read of fewer of its bytes got that far, so a unit read as it comes is blanked
+    as one read whole. One the payload's end cuts: -1, read again from the message's start
+    with more of its bytes.
     """
-    bits = _Bits(payload, start, min(end, len(payload)))
+    _start, first, end = message
+    bits = _Bits(payload, first, end)
     try:
         header(bits)
     except _Bad:
-        found.append((start, min(end, len(payload))))
-        return []
+        open_.append((BLANKED, end, None))
+        return bits.stopped()
     except _Short:
-        if end <= len(payload):
-            found.append((start, end))
-        return []
-    return [(bits.after(), end, kind)]
+        return -1
+    open_.append((MESSAGES, end, kind))
+    return bits.after()
 
 
 class _Short(Exception):  # noqa: N818 - not an error: where a header's bits run out
-    """A nesting message's header read past its end."""
+    """A nesting message's header read past the bytes there are (so far)."""
 
 
 class _Bad(_Short):
-    """A nesting message's header with a number no stream holds (it cannot be read).
+    """A nesting message's header that cannot be read.
 
-    An Exp-Golomb number of more than 32 bits, or a count over ``MOST_NESTED``: read on, a
-    crafted header would take a loop a step a bit, millions of steps, with each read.
+    It runs past the message's end, or holds a number no stream holds: an Exp-Golomb number
+    of more than 32 bits, or a count over ``MOST_NESTED`` (read on, a crafted header would
+    take a loop a step a bit, millions of steps, with each read). Each is known at the bit
+    it is read at, whatever bytes come after it.
     """
 
 
@@ -270,7 +341,9 @@ class _Bits:
     """A nesting message's header, read as H.264 and HEVC read one: ``u(n)``, ``ue(v)``."""
 
     def __init__(self, payload: bytes, start: int, end: int) -> None:
+        """The header from payload byte ``start``, in a message ending at ``end``."""
         self._bytes, self._at, self._end = payload, start * 8, end * 8
+        self._size = len(payload) * 8
 
     def u(self, count: int) -> int:
         """The next ``count`` bits, as an unsigned number."""
@@ -296,10 +369,16 @@ class _Bits:
         return count
 
     def skip(self, count: int) -> None:
-        """Pass ``count`` bits; _Short where the header has fewer."""
+        """Pass ``count`` bits: _Bad past the message's end, _Short past the payload's."""
         if self._at + count > self._end:
+            raise _Bad
+        if self._at + count > self._size:
             raise _Short
         self._at += count
+
+    def stopped(self) -> int:
+        """The byte the read has come to (its next bit's)."""
+        return self._at >> 3
 
     def after(self) -> int:
         """The byte after the header: its bits read, to the next whole byte."""
@@ -309,24 +388,24 @@ class _Bits:
 def _svc(bits: _Bits) -> None:
     """H.264's ``scalable_nesting`` (SVC): the layers it applies to, by their ids."""
     if not bits.u(1):  # all_layer_representations_in_au_flag
-        bits.skip(7 * (bits.ue() + 1) + 3)  # dependency and quality ids; a temporal id
+        bits.skip(7 * bits.count() + 3)  # dependency and quality ids; a temporal id
 
 
 def _mvc(bits: _Bits) -> None:
     """H.264's ``mvc_scalable_nesting``: the views it applies to, by their ids."""
     if bits.u(1):  # operation_point_flag: view ids, then a temporal id
-        bits.skip(10 * (bits.ue() + 1) + 3)
+        bits.skip(10 * bits.count() + 3)
     elif not bits.u(1):  # all_view_components_in_au_flag
-        bits.skip(10 * (bits.ue() + 1))
+        bits.skip(10 * bits.count())
 
 
 def _mvcd(bits: _Bits) -> None:
     """H.264's ``mvcd_scalable_nesting``: as MVC's, a flag or two with each view."""
     if bits.u(1):  # operation_point_flag
         texture_only = bits.u(1)
-        bits.skip((10 if texture_only else 12) * (bits.ue() + 1) + 3)
+        bits.skip((10 if texture_only else 12) * bits.count() + 3)
     elif not bits.u(1):  # all_view_components_in_au_flag
-        bits.skip(11 * (bits.ue() + 1))
+        bits.skip(11 * bits.count())
 
 
 def _hevc_scalable(bits: _Bits) -> None:
@@ -338,7 +417,7 @@ def _hevc_scalable(bits: _Bits) -> None:
             bits.ue()
     elif not bits.u(1):  # all_layers_flag
         bits.skip(3)
-        bits.skip(6 * (bits.ue() + 1))
+        bits.skip(6 * bits.count())
 
 
 def _hevc_regional(bits: _Bits) -> None:
@@ -376,12 +455,19 @@ def _in_unit(start: int, a: int, z: int, moved: list[int]) -> list[Region]:
 
 
 def _sei_number(payload: bytes, i: int) -> tuple[int, int]:
-    """An SEI message's payload type or size (bytes of 255 summed, then the last), and after."""
-    value = 0
-    while i < len(payload) and payload[i] == 0xFF:  # noqa: PLR2004
-        value += 0xFF
-        i += 1
-    return (value + payload[i], i + 1) if i < len(payload) else (value, i)
+    """An SEI message's payload type or size (bytes of 255 summed, then the last), and after.
+
+    -1 for more than ``MOST_FF`` bytes of 255, a number no stream holds, and where its
+    bytes past those begin: a read cut short in it would begin at its start each time.
+    """
+    run = 0
+    if payload[i : i + 1] == b"\xff":
+        chunk = payload[i : i + MOST_FF + 1]
+        run = len(chunk) - len(chunk.lstrip(b"\xff"))
+        if run > MOST_FF:  # from its first byte past them: no read goes further
+            return -1, i + MOST_FF
+        i += run
+    return (0xFF * run + payload[i], i + 1) if i < len(payload) else (0xFF * run, i)
 
 
 def byte_stream(head: bytes | bytearray | memoryview) -> bool:

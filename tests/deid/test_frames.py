@@ -668,11 +668,18 @@ def test_hevc_messages_with_text_among_their_fields_are_blanked_whole():
     assert video.parse(h264, video.H264)[0] == []
 
 
+def _covered(regions: list[blanks.Region], since: int) -> set[int]:
+    """The bytes from ``since`` on that ``regions`` hold."""
+    return {x for a, z in regions for x in range(max(a, since), z)}
+
+
 def test_a_unit_read_on_from_where_a_read_of_its_start_left_finds_what_a_whole_read_does():
     """For every prefix of a unit (nesting of each kind, nesting that cannot be read, escape
     bytes, a zero before one): a read of the whole unit from where a read of that prefix
-    left finds what a read from its start finds from there on. That place is a message of
-    the unit's own, never one another nests."""
+    left finds what a read from its start finds from there on. That place may lie in a
+    message, one another nests too; it is never after the prefix's end. What the prefix's
+    read found before its end, and the second read after it, are what the whole read finds:
+    a unit streamed is blanked as one held."""
     units = []
     for codec, kind, fields in NESTINGS.values():
         nested = _messages(*NESTED, (5, UUID + b"\x00\x00"), regional=kind == REGIONAL)
@@ -684,9 +691,12 @@ def test_a_unit_read_on_from_where_a_read_of_its_start_left_finds_what_a_whole_r
     for codec, unit in units:
         whole = video.sei_user_data(unit, 5, len(unit), codec)
         for cut in range(5, len(unit)):
-            _found, resume = video.sei_user_data_from(unit[:cut], 5, cut, codec)
+            found, resume = video.sei_user_data_from(unit[:cut], 5, cut, codec)
             regions, _again = video.sei_user_data_from(unit, 5, len(unit), codec, resume)
-            assert regions == [r for r in whole if r[0] >= resume], (unit, cut)
+            assert resume[0] <= cut
+            assert _covered(regions, 0) == _covered(whole, resume[0]), (unit, cut)
+            streamed = _covered(found, 0) | _covered(regions, cut)
+            assert streamed == _covered(whole, 0), (unit, cut)
 
 
 def test_a_nesting_message_nested_in_another_is_read_too():
@@ -702,16 +712,19 @@ def test_a_nesting_message_nested_in_another_is_read_too():
     assert copy == unit.replace(MARK, _spaced(MARK))
 
 
-def test_a_nesting_message_that_cannot_be_read_is_blanked_whole():
+def test_a_nesting_message_that_cannot_be_read_is_blanked_from_there():
     """Its header running past its end (a count of 1,000 views), a message in it running
     past its end, a regional one's region list doing so: the rest of it cannot be read, so
-    it is made spaces; what came before in it is kept; the unit's next message read."""
+    it is made spaces from the byte its reading stopped in; what came before in it is kept;
+    the unit's next message read."""
     after = (5, UUID + MARK)
     views = _bits((1, 1), (999, 0)) + b"free text " + MARK  # 10,000 bits of view ids
     unit = _sei((37, views), after)
     copy = bytearray(unit)
     blanks.fill_in(copy, video.parse(unit, video.H264)[0])
-    assert copy == _sei((37, _spaced(views)), (5, UUID + _spaced(MARK)))
+    # a flag and the count (20 bits): the read stops in the third byte, at its ids
+    spaced = views[:2] + _spaced(views[2:])
+    assert copy == _sei((37, spaced), (5, UUID + _spaced(MARK)))
 
     kept = _messages(TIMING)
     overrun = _number(137) + _number(200) + b"free text " + MARK  # 200 bytes: past its end
@@ -935,29 +948,38 @@ def test_a_unit_of_tiny_messages_many_fragments_cut_is_read_once(tmp_path, monke
 
 
 def test_a_nesting_header_with_numbers_no_stream_holds_is_blanked_unread(monkeypatch):
-    """100,000 operation points (HEVC allows 1,024), or an Exp-Golomb number of 40 bits:
-    the header is not read on (a step a bit, millions of them for a crafted unit, with each
-    fragment's read), and the message is blanked whole, a unit cut inside it too."""
+    """100,000 operation points (HEVC allows 1,024), 2,000 SVC layers, or an Exp-Golomb
+    number of 40 bits: the header is not read on (a step a bit, millions of them for a
+    crafted unit, with each fragment's read), and the message is blanked from the byte its
+    reading stopped in, a unit cut past there too."""
     points = _bits((0, 1), (1, 1), (0, 1), (99_999, 0), *[(2, 3), (0, 0)] * 100_000)
     long_number = _bits((1, 1), (1 << 40, 0)) + b"free text " + MARK
+    layers = _bits((0, 1), (1999, 0)) + b"free text " + MARK  # SVC: 128 at most
     reads: list[int] = []
     u = video._Bits.u
     monkeypatch.setattr(video._Bits, "u", lambda self, n: reads.append(n) or u(self, n))
-    for codec, kind, header in ((video.HEVC, 133, points), (video.H264, 37, long_number)):
+    nestings = (  # the header's bytes kept: those its reading stopped past
+        (video.HEVC, 133, points, 4),  # three flags, a count of 33 bits
+        (video.H264, 37, long_number, 4),  # a flag, 32 zeros
+        (video.H264, 30, layers, 2),  # a flag, a count of 21 bits
+    )
+    for codec, kind, header, kept in nestings:
         nesting = (kind, header + _messages((5, UUID + MARK)))
         unit = _sei(nesting, (5, UUID + MARK), header=SEI_HEADER[codec])
         reads.clear()
         copy = bytearray(unit)
         blanks.fill_in(copy, video.parse(unit, codec)[0])
-        spaced = _rbsp((kind, _spaced(nesting[1])), (5, UUID + _spaced(MARK)))
+        blanked = nesting[1][:kept] + _spaced(nesting[1][kept:])
+        spaced = _rbsp((kind, blanked), (5, UUID + _spaced(MARK)))
         assert _unescaped(copy) == b"\x00\x00\x00\x01" + SEI_HEADER[codec] + spaced
         assert len(reads) < 100
-        # cut inside it: blanked as far as it goes (after the message's type and size)
+        # cut inside it: blanked as far as it goes
         cut = unit[: len(unit) // 2]
         copy = bytearray(cut)
         blanks.fill_in(copy, video.parse(cut, codec)[0])
         at = 4 + len(SEI_HEADER[codec]) + len(_number(kind)) + len(_number(len(nesting[1])))
-        assert _unescaped(copy)[at:] == _spaced(_unescaped(cut)[at:])
+        assert _unescaped(copy)[at + kept :] == _spaced(_unescaped(cut)[at + kept :])
+        assert _unescaped(copy)[: at + kept] == _unescaped(cut)[: at + kept]
 
 
 def test_an_mp4_samples_unit_of_tiny_messages_many_buffers_cut_is_read_once(monkeypatch):
@@ -967,6 +989,112 @@ def test_an_mp4_samples_unit_of_tiny_messages_many_buffers_cut_is_read_once(monk
     reads = _counted(monkeypatch)
     assert _fed(sample, 100) == spaced + _nal(SLICE)
     assert len(reads) < 2 * (20_000 + len(sample) // 100 + 1)
+
+
+def _payload_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many payload bytes each of ``video``'s SEI reads takes in, from now on."""
+    sizes: list[int] = []
+    read = video._user_data
+
+    def counted(payload: bytes, *args: object) -> object:
+        sizes.append(len(payload))
+        return read(payload, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(video, "_user_data", counted)
+    return sizes
+
+
+BIG = (5, UUID + b"free text " * 100_000 + MARK)  # one message of a megabyte
+MANY = (133, b"\x20" + _messages(*[TIMING] * 50_000, (5, UUID + MARK)))  # 300 kB, nesting
+
+
+@pytest.mark.parametrize("codec", [video.H264, video.HEVC])
+def test_a_unit_of_one_long_message_many_fragments_cut_is_read_once(monkeypatch, codec):
+    """A byte stream's SEI unit of one message of a megabyte (H.264's user data; HEVC's
+    scalable nesting of 50,000 messages) in fragments of 1,000 bytes: each read goes on
+    from inside the message where the last left, and the unit is held as the search and
+    the read need it (its header, its last bytes), not whole (each fragment's read copied
+    and read it from the message's start: time quadratic in its size, hours for 32 MiB).
+    Longer than ``HELD_BYTES``, it is read to its end; it was left unread from there."""
+    monkeypatch.setattr(mp4, "SEARCH_BEHIND", 100)
+    monkeypatch.setattr(frames, "HELD_BYTES", 4096)
+    header = SEI_HEADER[codec]
+    unit = _sei(BIG if codec == video.H264 else MANY, header=header)
+    stream = H264_HEAD + unit + b"\x00\x00\x01" + SLICE
+    held = bytearray(stream)
+    blanks.fill_in(held, video.parse(stream, codec)[0])
+    assert MARK in stream
+    assert MARK not in held
+    sizes = _payload_read(monkeypatch)
+    walk = frames._VideoPass(codec, check=lambda _b: None)
+    copy, tails = bytearray(), []
+    for at in range(0, len(stream), 1000):
+        frag = bytearray(stream[at : at + 1000])
+        walk(frag)
+        copy += frag
+        tails.append(len(walk._tail))
+    assert copy == held
+    assert sum(sizes) < len(unit) + 10 * len(sizes)
+    run = len(unit) // 255  # the bytes of 255 in its size: read again till they end
+    assert max(tails) <= 100 + 8 + run
+    assert max(tails[run // 1000 + 2 :]) <= 100 + 8
+
+
+def test_an_mp4_samples_unit_of_one_long_message_many_buffers_cut_is_read_once(monkeypatch):
+    """As a byte stream's: an MP4 sample's SEI unit of one message of a megabyte, fed in
+    buffers of 1,000 bytes, is read once and carried in its last bytes."""
+    monkeypatch.setattr(mp4, "SEARCH_BEHIND", 100)
+    sample = _nal(b"\x06" + _escaped(_rbsp(BIG))) + _nal(SLICE)
+    spaced = bytearray(sample)
+    found: list[blanks.Blank] = []
+    mp4._sample_sei(sample, video.H264, 4, 0, len(sample), found, [])
+    blanks.fill_in(spaced, found)
+    assert MARK in sample
+    assert MARK not in spaced
+    sizes = _payload_read(monkeypatch)
+    samples = mp4._Samples(4096, blank=True)
+    samples.expect([(0, len(sample), video.H264, 4)])
+    copy, carried = bytearray(), []
+    for at in range(0, len(sample), 1000):
+        buf = bytearray(sample[at : at + 1000])
+        samples.feed(buf, at)
+        copy += buf
+        carried.append(len(samples._carry))
+    assert copy == spaced
+    assert sum(sizes) < len(sample) + 10 * len(sizes)
+    run = len(sample) // 255
+    assert max(carried) <= 100 + 8 + run
+    assert max(carried[run // 1000 + 2 :]) <= 100 + 8
+
+
+def test_a_message_whose_type_or_size_no_stream_holds_is_blanked_to_the_units_end(
+    tmp_path, monkeypatch
+):
+    """A type or size of more than ``MOST_FF`` bytes of 255 (a message of over 267 MB):
+    read as it comes, a fragment's read would begin at its start each time, so it is not
+    read; its bytes from the first past those and the rest of its unit are made spaces,
+    held and streamed alike. A size of ``MOST_FF`` such bytes is read."""
+    monkeypatch.setattr(video, "MOST_FF", 8)
+    after = (5, UUID + MARK)
+    payload = UUID + MARK + b"." * (255 * 8 + 3 - len(UUID + MARK))  # a size of 8 bytes
+    read = _sei(TIMING, (5, payload), after)
+    copy = bytearray(read)
+    blanks.fill_in(copy, video.parse(read, video.H264)[0])
+    assert copy == _sei(TIMING, (5, UUID + _spaced(payload[16:])), (5, UUID + _spaced(MARK)))
+    for message, kept in ((b"\xff" * 9 + b"\x05\x02xx", 8), (b"\x05" + b"\xff" * 9 + b"\x02xx", 9)):
+        unit = b"\x00\x00\x00\x01\x06" + _escaped(_rbsp(TIMING)[:-1] + message + _rbsp(after))
+        blanked = bytearray(unit)
+        blanks.fill_in(blanked, video.parse(unit, video.H264)[0])
+        at = len(_sei(TIMING)) - 1 + kept  # the message's first byte past 8 of 255
+        assert blanked == unit[:at] + _spaced(unit[at:])
+        stream = H264_HEAD + unit + b"\x00\x00\x01" + SLICE
+        held = H264_HEAD + blanked + b"\x00\x00\x01" + SLICE
+        for size in (2, 4, 8):
+            ends = [*range(0, len(stream), size), len(stream)]
+            value = encapsulate([stream[a:z] for a, z in itertools.pairwise(ends)])
+            copy, _found = _streamed(tmp_path, value, video.H264)
+            assert copy == frames.blank(value, video.H264)[0], size
+            assert b"".join(copy[a:z] for a, z in frames.fragments(copy)) == _even(held), size
 
 
 def test_a_sample_unit_many_buffers_cut_is_searched_in_bytes_linear_in_its_size(monkeypatch):
@@ -1010,14 +1138,17 @@ def test_streamed_video_cut_anywhere_is_blanked_as_held(tmp_path, codec):
 @pytest.mark.parametrize("codec", [video.H264, video.HEVC, video.MPEG2])
 def test_streamed_video_in_small_fragments_is_blanked_as_held(tmp_path, codec):
     """Fragments of 2 to 24 bytes: each unit goes on through many of them, and each read of
-    it goes on from the last message the one before began, at every place (escape bytes,
-    nesting, a message ending in a zero before an escape byte). The copy is the held one."""
+    it goes on from where the one before left, at every place (escape bytes, nesting, a
+    message ending in a zero before an escape byte). The copy is the held one."""
     stream = _video_streams()[codec]
     for size in range(2, 26, 2):
         ends = [*range(0, len(stream), size), len(stream)]
         value = encapsulate([stream[a:z] for a, z in itertools.pairwise(ends)])
         held, _count = frames.blank(value, codec)
         assert _streamed(tmp_path, value, codec)[0] == held, size
+        with pytest.MonkeyPatch.context() as patch:  # a unit held from where its read left
+            patch.setattr(mp4, "SEARCH_BEHIND", 0)
+            assert _streamed(tmp_path, value, codec)[0] == held, size
 
 
 def test_an_mp4_samples_units_fed_in_small_buffers_are_blanked_as_held():
