@@ -327,10 +327,10 @@ class _VideoPass:
     cut in two (the last fragment's last two bytes). Of the unit, ``_tail`` keeps its start
     code and header, and its bytes from there (two before, for an escape byte's zeros), or
     from its last ``mp4.SEARCH_BEHIND``, whichever come first (``video.trimmed``). The parse
-    of those joined to this fragment blanks what lies in this fragment, up to
-    ``HELD_BYTES`` of it; the last fragment's part was blanked as far as it went, and
-    searched with it: what is searched again is its last ``mp4.SEARCH_BEHIND`` bytes (a
-    value the fragment's end cuts).
+    of those joined to this fragment blanks what lies in this fragment; the last fragment's
+    part was blanked as far as it went, and searched with it: what is searched again is its
+    last ``mp4.SEARCH_BEHIND`` bytes (a value the fragment's end cuts). A fragment larger
+    than ``HELD_BYTES`` (mapped from disk) is read as fragments of that size.
     """
 
     def __init__(
@@ -368,6 +368,16 @@ class _VideoPass:
             return
         if not self._stream:
             return
+        if len(frag) <= HELD_BYTES:
+            self._units(frag)
+            return
+        with memoryview(frag) as view:  # mapped from disk: read as fragments of that size
+            for at in range(0, len(view), HELD_BYTES):
+                with view[at : at + HELD_BYTES] as window:
+                    self._units(window)
+
+    def _units(self, frag: bytearray | memoryview) -> None:
+        """Blank a byte stream's ``frag`` and search its units, the one it goes on with first."""
         first = next(video.start_codes(frag), len(frag))
         joined = None
         cut = len(self._tail)
@@ -449,7 +459,7 @@ class _VideoPass:
         held = bytes(source[lead:])
         if len(held) <= len(video.START_CODE) + 1:  # its kind not known yet
             return held, None
-        if len(held) > HELD_BYTES or not video.holds_text(held, self._codec):
+        if not video.holds_text(held, self._codec):
             return bytes(frag[-2:]), None
         header = 1 if self._codec == video.MPEG2 else video.sei_header(self._codec, held[3])
         moved = None if resume is None else (resume[0] - lead, resume[1])

@@ -61,11 +61,12 @@ set and partition nesting) blanked, and a nesting message that cannot be read bl
 user data, metadata and free space whole, a UUID box, an event message and a producer time
 as held; 19: HEVC's overlay information and annotated regions SEI messages (names, labels)
 blanked whole; 20: a streamed SEI unit that fragments cut read on to its end, however long
-(it was left unread past 32 MiB), an SEI message whose type or size no stream holds (over
-1 MiB of bytes of 255) blanked from there with the rest of its unit, a nesting header counting
-more layers or views than any stream holds (over 1,024) unread, and a nesting message whose
-header cannot be read blanked from the byte its reading stopped in, not whole (a streamed
-unit cut inside its header kept the bytes before the cut).
+(it was left unread past 32 MiB, and past 32 MiB of a fragment larger than that), an SEI
+message whose type or size no stream holds (over 1 MiB of bytes of 255) blanked from there
+with the rest of its unit, a nesting header counting more layers or views than any stream
+holds (over 1,024) unread, and a nesting message whose header cannot be read blanked from
+the byte its reading stopped in, not whole (a streamed unit cut inside its header kept the
+bytes before the cut).
 """
 
 _RESOLVE = {

@@ -256,11 +256,11 @@ def _message(
     among. User data is added to ``found``; the bytes of one past the payload's end are
     left to a frame pushed on ``open_``, as are a nesting message's messages. A message
     that does not fit in what nests it (its size, or the region list before it in a
-    regional nesting), what follows it there, and a message whose type or size no stream
-    holds (``MOST_FF``), and what follows it, are unreadable: blanked whole.
+    regional nesting) and what follows it there are unreadable: blanked from where that is
+    known; so is a message whose type or size no stream holds (``MOST_FF``), from its first
+    byte past what may be read of it, and what follows it.
     """
     stop, kind = frame
-    start = i
     if kind == HEVC_REGIONAL_NESTING and stop is not None:  # its regions: a count, indices
         if i + 1 + payload[i] > stop:
             open_[-1] = (BLANKED, stop, None)
@@ -285,7 +285,7 @@ def _message(
         open_ += [(BLANKED, end, None), (KEPT, first, None)]
         return i
     if (header := NESTING.get(codec, {}).get(what)) is not None:
-        return _nested(payload, (start, i, end), what, header, open_)
+        return _nested(payload, (i, end), what, header, open_)
     if end > len(payload):
         open_.append((KEPT, end, None))
         return i
@@ -294,12 +294,12 @@ def _message(
 
 def _nested(
     payload: bytes,
-    message: tuple[int, int, int],
+    message: tuple[int, int],
     kind: int,
     header: Callable[[_Bits], None],
     open_: list[Frame],
 ) -> int:
-    """The ``kind`` message at ``message`` (its start, its payload's, its end) nests others.
+    """The ``kind`` message whose payload is at ``message`` (its first byte, its end) nests others.
 
     Its ``header`` is read, and its messages pushed on ``open_``: where they begin. A header
     that cannot be read (``_Bad``) has the message blanked from the byte its reading stopped
@@ -307,7 +307,7 @@ def _nested(
     as one read whole. One the payload's end cuts: -1, read again from the message's start
     with more of its bytes.
     """
-    _start, first, end = message
+    first, end = message
     bits = _Bits(payload, first, end)
     try:
         header(bits)
