@@ -12,13 +12,11 @@ the units holding text, the tables a stream's subclass finds, and bytes that are
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from indexer.deid.blanks import Blank, Region
-from indexer.deid.video import START_CODE
+from indexer.deid import mp4
+from indexer.deid.blanks import Blank
+from indexer.deid.video import START_CODE, Resume, held_unit, parse_from
 
 Piece = tuple[bytes | None, int, int]  # bytes of an earlier buffer (None: this one's), start, end
-Parse = Callable[[bytes], tuple[list[Blank], list[Region]]]
 
 VIDEO_STREAMS = range(0xE0, 0xF0)  # PES stream ids of video
 WINDOW = 1 << 20  # a stream's video bytes parsed this much at a time
@@ -33,17 +31,18 @@ class Demux:
     reads it (``_packet``), handing its video bytes to ``_add_video``.
     """
 
-    def __init__(self, parse: Parse, held: int, *, blank: bool = True, went: bytes = b"") -> None:
-        """``parse``: the codec's stream; ``held``: a text unit is read on this far at most.
+    def __init__(self, codec: str, *, blank: bool = True, went: bytes = b"") -> None:
+        """``codec``: the video streams' (``video.parse_from`` reads them).
 
         ``blank``: change the buffers; else find the headers only (``verify``). ``went``:
         the stream's first bytes, gone already (less than a packet).
         """
-        self._parse, self._held, self._blank = parse, held, blank
+        self._codec, self._blank = codec, blank
         self._cut = went  # the packet the last buffer ended in: its bytes there
         self._cut_fed = False  # its video bytes there were parsed with the last buffer
         self._video: dict[int, list[Piece]] = {}  # a video stream: its bytes not parsed
         self._pending: dict[int, int] = {}  # a video stream: how many bytes those are
+        self._resume: dict[int, Resume] = {}  # a video stream: where its text unit's read goes on
         self._seen: set[bytes] = set()  # table payloads searched already
         self._buf: bytearray | memoryview = bytearray()
         self._blanks: list[Blank] = []
@@ -141,25 +140,33 @@ class Demux:
     def _parse_video(self, pid: int) -> None:
         """Parse a PID's video bytes so far; keep what the next must read on from.
 
-        The unit they end in is blanked as far as it goes, and kept to be read again with
-        what follows if it holds text (or its kind is not known yet).
+        The unit they end in is blanked as far as it goes. If it holds text, it is kept as
+        a read on from where this one left needs it (``video.held_unit``: its header, its
+        bytes from there or its last ``mp4.SEARCH_BEHIND``, searched again), whatever its
+        length; if its kind is not known yet, whole. Regions a read on finds lie past what
+        this one read: what is kept needs no blanking.
         """
         pieces = self._video[pid]
         stream = self._joined(pieces)
-        blanks, regions = self._parse(stream)
+        blanks, regions, again = parse_from(stream, self._codec, self._resume.pop(pid, None))
         for a, z, fill in blanks:
             self._blank_pieces(pieces, a, z, fill)
         if blanks and self._blank:
             stream = self._joined(pieces)
         self._found += [stream[a:z] for a, z in regions]
-        keep = len(stream) - 2  # the start of a start code, maybe
         last = stream.rfind(START_CODE)
         text = bool(regions) and regions[-1] == (last + len(START_CODE), len(stream))
-        unknown = len(stream) - last <= len(START_CODE) + 1
-        if last >= 0 and (text or unknown) and len(stream) - last <= self._held:
-            keep = last
-        self._video[pid] = self._tail(pieces, max(0, keep))
-        self._pending[pid] = len(stream) - max(0, keep)
+        if last >= 0 and len(stream) - last <= len(START_CODE) + 1:  # its kind not known yet
+            self._video[pid] = self._tail(pieces, last)
+        elif text:
+            moved = None if again is None else (again[0] - last, again[1])
+            held, resume = held_unit(stream[last:], self._codec, moved, mp4.SEARCH_BEHIND)
+            self._video[pid] = [(held, 0, len(held))]
+            if resume is not None:
+                self._resume[pid] = resume
+        else:  # the start of a start code, maybe
+            self._video[pid] = self._tail(pieces, max(0, len(stream) - 2))
+        self._pending[pid] = sum(end - start for _src, start, end in self._video[pid])
 
     def _joined(self, pieces: list[Piece]) -> bytes:
         return b"".join(bytes(self._buf[a:z]) if src is None else src[a:z] for src, a, z in pieces)

@@ -37,7 +37,6 @@ are blanked and searched as they are streamed into the copy, a fragment at a tim
 from __future__ import annotations
 
 import bisect
-import functools
 import mmap
 import tempfile
 from collections.abc import Callable, Iterator
@@ -271,11 +270,10 @@ def _demux(
     Its video is parsed as ``codec``'s stream. ``went``: the stream's first bytes, gone
     already (``head`` begins with them).
     """
-    parse = functools.partial(video.parse, codec=codec)
     if size := packet_size(head):
-        return TsDemux(parse, size, HELD_BYTES, blank=blank, went=went)
+        return TsDemux(codec, size, blank=blank, went=went)
     if is_program_stream(head):
-        return PsDemux(parse, HELD_BYTES, blank=blank, went=went)
+        return PsDemux(codec, blank=blank, went=went)
     return None
 
 
@@ -461,9 +459,8 @@ class _VideoPass:
             return held, None
         if not video.holds_text(held, self._codec):
             return bytes(frag[-2:]), None
-        header = 1 if self._codec == video.MPEG2 else video.sei_header(self._codec, held[3])
         moved = None if resume is None else (resume[0] - lead, resume[1])
-        return video.trimmed(held, start - lead + header, moved, mp4.SEARCH_BEHIND)
+        return video.held_unit(held, self._codec, moved, mp4.SEARCH_BEHIND)
 
 
 def _samples_ahead(frames: Span, first: int) -> list[mp4.Place]:

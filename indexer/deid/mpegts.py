@@ -22,7 +22,7 @@ A stream is fed a buffer at a time (``demux.Demux.feed``).
 
 from __future__ import annotations
 
-from indexer.deid.demux import VIDEO_STREAMS, Demux, Parse
+from indexer.deid.demux import VIDEO_STREAMS, Demux
 from indexer.deid.video import START_CODE
 
 SYNC = 0x47
@@ -65,11 +65,9 @@ def packet_size(head: bytes | bytearray | memoryview) -> int:
 class TsDemux(Demux):
     """A transport stream fed a buffer at a time, blanked in place (``feed``)."""
 
-    def __init__(
-        self, parse: Parse, size: int, held: int, *, blank: bool = True, went: bytes = b""
-    ) -> None:
+    def __init__(self, codec: str, size: int, *, blank: bool = True, went: bytes = b"") -> None:
         """As ``Demux``'s; ``size``: the stream's packet size (``packet_size``)."""
-        super().__init__(parse, held, blank=blank, went=went)
+        super().__init__(codec, blank=blank, went=went)
         self._size = size
         self._lead = TIME_CODE if size == PACKET_SIZES[1] else 0
         self._other: set[int] = set()  # PIDs of other PES streams: audio, data

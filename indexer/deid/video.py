@@ -201,6 +201,18 @@ def trimmed(
     return held[:first] + held[keep:], None if resume is None else (at - went, resume[1])
 
 
+def held_unit(
+    held: bytes, codec: str, resume: Resume | None, behind: int
+) -> tuple[bytes, Resume | None]:
+    """A unit holding text that a buffer's end cut, from its start code, as a read on needs it.
+
+    Its start code and header, then its bytes from where ``resume`` says its read goes on,
+    or its last ``behind`` (``trimmed``). Its kind must be known (its header's first byte).
+    """
+    header = 1 if codec == MPEG2 else sei_header(codec, held[len(START_CODE)])
+    return trimmed(held, len(START_CODE) + header, resume, behind)
+
+
 def _user_data(
     payload: bytes, codec: str, at: int, frames: tuple[Frame, ...]
 ) -> tuple[list[Region], int, tuple[Frame, ...]]:

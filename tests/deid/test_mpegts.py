@@ -16,7 +16,7 @@ import pytest
 from pydicom import uid
 from pydicom.encaps import encapsulate
 
-from indexer.deid import demux, frames, mpegts, video
+from indexer.deid import demux, frames, mp4, mpegts, video
 from tests.builders import streamed_copy
 from tests.deid.test_frames import (
     H264_HEAD,
@@ -30,6 +30,7 @@ from tests.deid.test_frames import (
     _even,
     _frames_of,
     _object,
+    _payload_read,
     _refused,
     _sei,
     _spaced,
@@ -275,3 +276,33 @@ def test_a_demultiplexer_fed_a_stream_cut_at_any_byte_blanks_it_as_whole(size):
         differs = [i for i, (a, b) in enumerate(zip(fed(cut), whole, strict=True)) if a != b]
         assert set(differs) <= {pid, pid + 1}, cut
         assert not differs or any(pid < c <= pid + 2 for c in cut), cut
+
+
+def test_a_long_sei_unit_many_buffers_cut_is_read_once(monkeypatch):
+    """A video stream's SEI unit of one message of 300 kB, in 1,600 packets, fed in buffers
+    of 1,000 bytes: each parse goes on from where the last left, and the unit is kept as
+    that read and the search need it (its header, its last bytes), not whole (each parse
+    read it again from its start, in time quadratic in its size, and one longer than
+    ``HELD_BYTES`` was left unread from there). The copy is the one fed whole."""
+    monkeypatch.setattr(mp4, "SEARCH_BEHIND", 100)
+    monkeypatch.setattr(frames, "HELD_BYTES", 4096)
+    unit = _sei((5, UUID + b"free text " * 30_000 + MARK), TIMING)
+    long = H264_HEAD + unit + b"\x00\x00\x01" + SLICE
+    stream = _packets(0, PAT) + _packets(PMT_PID, PMT) + _packets(VIDEO_PID, _pes(0xE0, long))
+    whole = fed_in_parts(stream, video.H264, ())
+    assert MARK in stream
+    assert MARK not in whole
+    sizes = _payload_read(monkeypatch)
+    walk = frames._demux(stream, video.H264)
+    assert walk is not None
+    copy, kept = bytearray(), []
+    for at in range(0, len(stream), 1000):
+        part = bytearray(stream[at : at + 1000])
+        walk.feed(part)
+        copy += part
+        kept.append(sum(z - a for _src, a, z in walk._video.get(VIDEO_PID, [])))
+    assert copy == whole
+    assert sum(sizes) < len(unit) + 10 * len(sizes)
+    run = len(unit) // 255  # the bytes of 255 in its size: read again till they end
+    assert max(kept) <= 100 + 8 + run
+    assert max(kept[run // 900 + 4 :]) <= 100 + 8
