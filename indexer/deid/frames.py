@@ -441,8 +441,8 @@ class _VideoPass:
 
         Its bytes up to its payload, then those a read on from where the reads of ``joined``
         and ``frag`` left it (``resumes``) and a search of its last ``mp4.SEARCH_BEHIND``
-        need (``video.trimmed``). Else (none) ``frag``'s last two bytes: the start of a start
-        code, maybe. Also where its read goes on from.
+        need (``video.held_unit``). Else (none) ``frag``'s last two bytes: the start of a
+        start code, maybe. Also where its read goes on from.
         """
         if first < len(frag):
             source, resume = frag, resumes[1]
