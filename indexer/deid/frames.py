@@ -383,7 +383,7 @@ class _VideoPass:
         # (a start code in a long tail lies at its start: not searched for in all of it)
         head = self._tail[:8] if len(self._tail) > 8 else self._tail + bytes(frag[:2])  # noqa: PLR2004
         if 0 <= head.find(video.START_CODE) < cut:
-            joined = bytearray(self._tail + bytes(frag[: min(first, HELD_BYTES)]))
+            joined = bytearray(self._tail + bytes(frag[:first]))
             blanks, regions, again = video.parse_from(joined, self._codec, self._resume)
             for a, z, fill in blanks if self._blank else ():
                 a = max(a, cut)  # noqa: PLW2901 - the last fragment's part went as it was

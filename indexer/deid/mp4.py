@@ -566,7 +566,7 @@ class Mp4Walk:
         self._movie = Movie()
         self._passing: Box = (0, MP4_MEDIA_DATA, 0, 0)  # the box last passed over, in the file
         self._behind = b""  # its last ``SEARCH_BEHIND`` bytes passed, searched with the next
-        self._samples = _Samples(held, blank=blank)
+        self._samples = _Samples(blank=blank)
         self._samples.expect(ahead or [])
 
     def feed(self, buf: bytearray | memoryview) -> list[bytes]:
@@ -694,13 +694,11 @@ class _Samples:
     length on, as a read on needs it (``video.trimmed``: its length and header, then its
     bytes from where its read left, or its last ``SEARCH_BEHIND``), and read on with the
     next buffer, whose part of it is blanked there; the part that went was blanked as far
-    as it went. Of a unit whose bytes so held run past ``held``, the rest is made spaces
-    unread (its bytes that are not zero), and passed over unsearched by ``verify``'s walk.
-    A sample placed where bytes already went is not read.
+    as it went. A sample placed where bytes already went is not read.
     """
 
-    def __init__(self, held: int, *, blank: bool) -> None:
-        self._held, self._blank = held, blank
+    def __init__(self, *, blank: bool) -> None:
+        self._blank = blank
         self._pending: list[Place] = []  # by where they begin
         self._next = 0  # the first of them not begun
         self._added = 0
@@ -709,7 +707,6 @@ class _Samples:
         self._carry = b""  # that unit's bytes that went with earlier buffers, if any
         # the SEI unit last read (where it begins): where its read goes on
         self._resume: tuple[int, Resume | None] = (-1, None)
-        self._rest = 0  # where an SEI unit too long to hold ends: spaces up to there
 
     def expect(self, places: list[Place]) -> None:
         """Read ``places`` as their bytes come (those that went already: not).
@@ -728,8 +725,6 @@ class _Samples:
         """Read the samples in ``buf`` (at ``pos`` in the file); their SEI units to search."""
         found: list[bytes] = []
         end = pos + len(buf)
-        if self._rest > pos and self._blank:
-            fill_in(buf, spaces(buf, [(0, min(self._rest, end) - pos)]))
         while True:
             if self._current is None:
                 if self._next >= len(self._pending) or self._pending[self._next][0] >= end:
@@ -763,9 +758,7 @@ class _Samples:
             unit_stop = min(self._at + size + int.from_bytes(head[:size], "big"), stop)
             if header := sei_header(codec, head[size]):
                 self._sei(buf, k, min(unit_stop, end) - pos, size + header, found)
-                if unit_stop > end:
-                    if not self._carry:  # too long to hold: the rest is made spaces
-                        self._at = self._rest = unit_stop
+                if unit_stop > end:  # carried into the next buffer
                     return False
             self._at, self._carry = unit_stop, b""
         return True
@@ -776,7 +769,7 @@ class _Samples:
         """Blank the SEI unit whose length begins at ``k`` in ``buf``, to ``stop``.
 
         ``first``: where its payload begins, after its length and header. A unit the
-        buffer's end cuts is carried into the next as a read on needs it, if it may be held.
+        buffer's end cuts is carried into the next as a read on needs it, however long.
         """
         unit = bytearray(self._carry + bytes(buf[max(k, 0) : stop]))
         went = len(self._carry)
@@ -794,7 +787,7 @@ class _Samples:
         found.append(bytes(unit[max(self._current[3], went - SEARCH_BEHIND) :]))
         carry, moved = trimmed(bytes(unit), first, again, SEARCH_BEHIND)
         self._resume = (self._at, moved)  # a carried unit is read on from there
-        self._carry = carry if len(carry) <= self._held else b""
+        self._carry = carry
 
 
 def _box_size(head: bytes) -> tuple[int | None, int]:
