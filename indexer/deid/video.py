@@ -159,12 +159,13 @@ def sei_user_data_from(
 
     A unit cut short (by a fragment's end) is read on with more of its bytes: ``resume`` is
     a byte of the unit, and the frames open there (``_user_data``); what lies before it was
-    read, and went. So each byte is read once, and a header the bytes cut (a message's type
-    and size, a nesting message's header: kilobytes at most) again: read from a message's
-    start, a unit of tiny messages or one message of megabytes cut by many fragments took
-    time quadratic in its size. The escape bytes from it on are those a read from ``start``
-    finds: the two bytes before it, read with it, hold the zeros of one at it. Also where a
-    read of more of the unit's bytes goes on from.
+    read, and went. So each byte is read once; only a header the bytes cut (a message's type
+    and size, bounded by ``MOST_FF``; a nesting header, by ``MOST_NESTED``) is read again
+    from its message's start. (Read from a message's start each time, one message of
+    megabytes, or a nesting message of many, cut by many fragments took time quadratic in
+    its size.) The escape bytes from it on are those a read from ``start`` finds: the two
+    bytes before it, read with it, hold the zeros of one at it. Also where a read of more
+    of the unit's bytes goes on from.
     """
     at, frames = resume if resume is not None and resume[0] >= start else (start, UNIT)
     begin = max(start, at - 2)
