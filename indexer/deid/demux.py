@@ -7,7 +7,8 @@ blanked in the packets it lies in. A stream is fed a buffer at a time (``Demux.f
 streamed object's fragments, or the whole of a held one. A packet cut by a buffer's end is
 read whole with the next; a unit holding text is read on into the next. Bytes of an earlier
 buffer are never changed (they went as they were), but are searched as they went, as are
-the units holding text, the tables a stream's subclass finds, and bytes that are no packet.
+the units holding text, the tables a stream's subclass finds, and bytes that are no packet
+(those a buffer ends in, with the next's after them: a value its end cuts is found).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Demux:
         self._pending: dict[int, int] = {}  # a video stream: how many bytes those are
         self._resume: dict[int, Resume] = {}  # a video stream: where its text unit's read goes on
         self._seen: set[bytes] = set()  # table payloads searched already
+        self._junk = b""  # the last bytes no packet holds, if the last buffer ended in them
         self._buf: bytearray | memoryview = bytearray()
         self._blanks: list[Blank] = []
         self._found: list[bytes] = []
@@ -64,10 +66,14 @@ class Demux:
                 self._cut, self._cut_fed = b"", False
             else:
                 self._cut = joined
+        junk, self._junk = self._junk, b""
         while pos < len(buf):
             at = self._synced(buf, pos)
-            if at > pos:  # bytes no packet holds: searched as they are
-                self._found.append(bytes(buf[pos:at]))
+            if at > pos:  # bytes no packet holds: searched as they are, after those before
+                part = (junk if pos == 0 else b"") + bytes(buf[pos:at])
+                self._found.append(part)
+                if at == len(buf):  # they may go on into the next buffer
+                    self._junk = part[-mp4.SEARCH_BEHIND :]
             pos = at
             size = self._length(buf, pos)
             if size is None or pos + size > len(buf):

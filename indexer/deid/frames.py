@@ -328,7 +328,8 @@ class _VideoPass:
     of those joined to this fragment blanks what lies in this fragment; the last fragment's
     part was blanked as far as it went, and searched with it: what is searched again is its
     last ``mp4.SEARCH_BEHIND`` bytes (a value the fragment's end cuts). A fragment larger
-    than ``HELD_BYTES`` (mapped from disk) is read as fragments of that size.
+    than ``HELD_BYTES`` (mapped from disk) is read as fragments of that size, a transport,
+    program or MP4 stream's too.
     """
 
     def __init__(
@@ -358,21 +359,26 @@ class _VideoPass:
         """Blank ``frag`` in place and search its units, the one it goes on with first."""
         if self._stream is None and not self._known(frag):
             return
-        if self._demux is not None:
-            self._search_all(self._demux.feed(frag)[1])
-            return
         if self._mp4 is not None:
-            self._search_all(self._mp4.feed(frag))
+            for found in self._mp4.pieces(frag):  # (a fragment over ``HELD_BYTES``: windowed)
+                self._search_all(found)
             return
-        if not self._stream:
+        if self._demux is None and not self._stream:
             return
         if len(frag) <= HELD_BYTES:
-            self._units(frag)
+            self._window(frag)
             return
         with memoryview(frag) as view:  # mapped from disk: read as fragments of that size
             for at in range(0, len(view), HELD_BYTES):
                 with view[at : at + HELD_BYTES] as window:
-                    self._units(window)
+                    self._window(window)
+
+    def _window(self, frag: bytearray | memoryview) -> None:
+        """A transport or program stream's ``frag`` demultiplexed, or a byte stream's read."""
+        if self._demux is not None:
+            self._search_all(self._demux.feed(frag)[1])
+        else:
+            self._units(frag)
 
     def _units(self, frag: bytearray | memoryview) -> None:
         """Blank a byte stream's ``frag`` and search its units, the one it goes on with first."""

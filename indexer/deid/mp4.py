@@ -550,7 +550,8 @@ class Mp4Walk:
     with the ``SEARCH_BEHIND`` bytes before it (a value a buffer's end cuts). The samples that a
     movie box's tables or a movie fragment's runs place are read as their bytes come
     (``_Samples``); those of a movie box at the file's end, where it was read ahead
-    (``ahead``), too; else those went before their box came, and are not read.
+    (``ahead``), too; else those went before their box came, and are not read. A buffer
+    over ``held`` bytes is read ``held`` bytes at a time (``pieces``).
     """
 
     def __init__(self, held: int, *, blank: bool = True, ahead: list[Place] | None = None) -> None:
@@ -571,14 +572,35 @@ class Mp4Walk:
 
     def feed(self, buf: bytearray | memoryview) -> list[bytes]:
         """Blank ``buf`` in place; the bytes of its boxes and SEI units to search."""
+        return [part for found in self.pieces(buf) for part in found]
+
+    def pieces(self, buf: bytearray | memoryview) -> Iterator[list[bytes]]:
+        """``feed``'s bytes to search, a part at a time, each searched alone as it comes.
+
+        A buffer over ``held`` bytes (a fragment mapped from disk) is read ``held`` bytes
+        at a time, as buffers are, so that nothing in it is copied whole: an SEI unit, a box
+        passed over. The first buffer is parsed whole, as a file, but its boxes' bytes to
+        search come ``held`` at a time, each with the ``SEARCH_BEHIND`` before it.
+        """
         if self._first:
             self._first = False
-            found = self._first_buffer(buf)
+            regions = self._first_buffer(buf)
+            for a, z in regions:
+                for at in range(a, z, self._held):
+                    yield [bytes(buf[max(a, at - SEARCH_BEHIND) : min(z, at + self._held)])]
+            yield from self._windows(buf, boxes=False)
         else:
-            found = self._boxes(buf)
-        found += self._samples.feed(buf, self._pos)
-        self._pos += len(buf)
-        return found
+            yield from self._windows(buf, boxes=True)
+
+    def _windows(self, buf: bytearray | memoryview, *, boxes: bool) -> Iterator[list[bytes]]:
+        """Walk ``buf``'s boxes (``boxes``) and read its samples, ``held`` bytes at a time."""
+        with memoryview(buf) as view:
+            for at in range(0, len(view), self._held):
+                with view[at : at + self._held] as window:
+                    if boxes:
+                        yield self._boxes(window)
+                    yield self._samples.feed(window, self._pos)
+                    self._pos += len(window)
 
     def _boxes(self, buf: bytearray | memoryview) -> list[bytes]:
         """Walk the top-level boxes in ``buf``, parsing each but the media data."""
@@ -660,8 +682,11 @@ class Mp4Walk:
         since = max(0, went - SEARCH_BEHIND)
         return b"".join(bytes(box[max(a, since) : z]) for a, z in regions if z > since)
 
-    def _first_buffer(self, buf: bytearray | memoryview) -> list[bytes]:
-        """Parse the first buffer as a file; keep the box it ends in (or pass over its rest)."""
+    def _first_buffer(self, buf: bytearray | memoryview) -> list[Region]:
+        """Parse the first buffer as a file; keep the box it ends in (or pass over its rest).
+
+        Where its boxes lie, to be searched.
+        """
         blanks: list[Blank] = []
         regions: list[Region] = []
         later: list[Place] = []
@@ -683,7 +708,7 @@ class Mp4Walk:
             self._kept = bytearray(buf[after:])
         else:  # bytes no box holds: the walk stops, as ``parse``'s does
             self._skip = UNREAD
-        return [b"".join(bytes(buf[a:z]) for a, z in regions)]
+        return regions
 
 
 class _Samples:

@@ -306,3 +306,34 @@ def test_a_long_sei_unit_many_buffers_cut_is_read_once(monkeypatch):
     run = len(unit) // 255  # the bytes of 255 in its size: read again till they end
     assert max(kept) <= 100 + 8 + run
     assert max(kept[run // 900 + 4 :]) <= 100 + 8
+
+
+@pytest.mark.parametrize("held", [4096, 1 << 30])
+def test_bytes_no_packet_holds_are_searched_with_those_before_a_cut(monkeypatch, held):
+    """A transport stream in a fragment over ``HELD_BYTES`` (mapped from disk; 4096 here) is
+    demultiplexed ``HELD_BYTES`` at a time, as fragments are: bytes of a megabyte that no
+    packet holds (damage) are not copied whole to be searched. A value in them that a
+    window's end, or a fragment's, cuts is found: the bytes before the cut are searched
+    again with the next (it was missed). The copy is the one fed whole."""
+    monkeypatch.setattr(mp4, "SEARCH_BEHIND", 100)
+    monkeypatch.setattr(frames, "HELD_BYTES", held)
+    source, sdt = _transport(VIDEO), 2 * 188
+    cut = 4096 * 200  # a window's end, and a fragment's, in the value
+    value = b"Roe^Richard^PHIMARK"  # (the stream's other text: ``MARK``)
+    junk = b"." * (cut - 5 - sdt) + value + b"." * 1000
+    stream = source[:sdt] + junk + source[sdt:]
+    whole = fed_in_parts(stream, video.H264, ())
+    for ends in ([0, len(stream)], [0, cut, len(stream)]):
+        searched: list[int] = []
+        walk = frames._VideoPass(video.H264, check=lambda b, s=searched: s.append(len(b)))
+        copy = [bytearray(stream[a:z]) for a, z in itertools.pairwise(ends)]
+        for part in copy:
+            walk(part)
+        assert b"".join(copy) == whole
+        found: list[bytes] = []
+        walk = frames._VideoPass(video.H264, found=found)
+        for a, z in itertools.pairwise(ends):
+            walk(bytearray(stream[a:z]))
+        assert any(value in part for part in found), (held, ends)
+        if held == 4096:
+            assert max(searched) <= 4096 + 100 + 188
