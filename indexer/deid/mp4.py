@@ -126,7 +126,7 @@ def _parse(
         if movie is None:
             continue
         whole = later is None or claimed <= len(b)  # a walk's box cut: its places not yet
-        places = _box_samples(b, (at, kind, head, end), movie, blanks, regions, origin, whole)
+        places = _box_samples(b, (at, kind, head, end), movie, blanks, regions, origin, whole=whole)
         if later is None:
             for start, stop, codec, size in places:
                 _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
@@ -141,12 +141,13 @@ def _box_samples(
     blanks: list[Blank],
     regions: list[Region],
     origin: int,
-    places_too: bool,
+    *,
+    whole: bool,
 ) -> list[Place]:
     """The samples a movie box's tables, or a movie fragment's runs, place in the file.
 
     A movie box's tracks are noted in ``movie``, and the units an HEVC configuration
-    declares (``b``'s own bytes) are read at once. Not ``places_too``: that only.
+    declares (``b``'s own bytes) are read at once. Not ``whole`` (a box cut): that only.
     """
     at, kind, head, end = box
     places: list[Place] = []
@@ -155,11 +156,11 @@ def _box_samples(
             movie.tracks[track] = (codec, size)
             for start, stop in declared:
                 _sample_sei(b, codec, 2, start, min(stop, len(b)), blanks, regions)
-            if places_too:  # (a cut box's tables are not worked out, nor dropped)
+            if whole:  # (a cut box's tables are not worked out, nor dropped)
                 places += [(start, stop, codec, size) for start, stop in table()]
             del places[MP4_SAMPLES:]  # all its tracks': held at once
         movie.defaults = _fragment_defaults(b, at + head, end)
-    elif kind == MP4_FRAGMENT and places_too:
+    elif kind == MP4_FRAGMENT and whole:
         for track, start, stop in _fragment_samples(b, at, head, end, movie.defaults, origin):
             if track in movie.tracks:
                 places.append((start, stop, *movie.tracks[track]))
@@ -527,13 +528,33 @@ def samples_ahead(read: Callable[[int, int], bytes], first: int, held: int) -> l
             break
         media = media or head[4:8] == MP4_MEDIA_DATA
         if head[4:8] == MP4_MOVIE:
-            if not media or at + size <= first or size > held:
+            if not media or at + size <= first:
                 break
+            if size > held:  # walked into, as the stream's walk does
+                return Mp4Walk.ahead(read, (at, size), held)
             later: list[Place] = []
             _parse(read(at, size), [], [], Movie(), origin=at, later=later)
             return later
         at += size
     return []
+
+
+FAKE = b"\xff\xff\xff\xff"  # the size of an opened box's header put before a box it holds
+# the boxes an opened box keeps of those it holds (``Mp4Walk._keep``): what places samples
+SKELETON = (MP4_CONTAINERS - {b"edts", b"dinf"}) | {
+    *(b"tkhd", b"stsd", b"stsz", b"stsc", b"stco", b"co64", b"trex", b"tfhd", b"trun")
+}
+SKELETON_BYTES = 32 << 20  # of those held whole: sample tables of ``MP4_SAMPLES`` take 12 MB
+
+
+@dataclass(slots=True)
+class _Open:
+    """A box too large to hold whose boxes a walk walks (``Mp4Walk``), where in the file."""
+
+    start: int
+    kind: bytes
+    end: int
+    parts: list[bytes] = field(default_factory=list)  # the boxes kept (``SKELETON``), held
 
 
 class Mp4Walk:
@@ -542,10 +563,14 @@ class Mp4Walk:
     The first buffer is parsed as a file. After it, the file's top-level boxes are walked:
     the media data is passed over, and every other box (a movie box at the file's end, a
     movie fragment) is held as it comes, up to ``held`` bytes, and parsed again with each
-    buffer, its blanks written where they lie in that buffer. A box larger than that is
-    passed over unparsed (``_pass``): user data, metadata and free space zeroed whole, a
-    UUID box, an event message and a producer time as parsed; the others (a movie box) left;
-    each searched as it stays. What went with an earlier
+    buffer, its blanks written where they lie in that buffer. A box larger than that which
+    holds boxes (a movie box or fragment of a recording of many hours, a track, its tables)
+    is opened: the boxes it holds are walked the same way, each held parsed as it would be
+    in it (after its containers' headers, ``FAKE``), and those that place samples kept
+    (``SKELETON``), to place them when it ends (``_close``). Any other box larger than that
+    is passed over unparsed (``_pass``): user data, metadata and free space zeroed whole, a
+    UUID box, an event message and a producer time as parsed; the others left; each
+    searched as it stays. What went with an earlier
     buffer was blanked as far as it went; a box is searched as it went, each buffer's part
     with the ``SEARCH_BEHIND`` bytes before it (a value a buffer's end cuts). The samples that a
     movie box's tables or a movie fragment's runs place are read as their bytes come
@@ -569,6 +594,29 @@ class Mp4Walk:
         self._behind = b""  # its last ``SEARCH_BEHIND`` bytes passed, searched with the next
         self._samples = _Samples(blank=blank)
         self._samples.expect(ahead or [])
+        self._open: list[_Open] = []  # the boxes too large to hold that the walk is in
+        self._chain = 0  # of ``_kept``: the headers of those, before the box's own bytes
+        self._skeleton = 0  # bytes they keep (``_keep``)
+        self._ahead: list[Place] | None = None  # (``ahead``: the places found, not read)
+
+    @classmethod
+    def ahead(
+        cls, read: Callable[[int, int], bytes], box: tuple[int, int], held: int
+    ) -> list[Place]:
+        """The samples placed by the movie box ``box`` (where, how long) too large to hold.
+
+        Read ``held`` bytes at a time by ``read(at, n)`` and walked into (``samples_ahead``).
+        """
+        walk = cls(held, blank=False)
+        walk._first, walk._pos, walk._ahead = False, box[0], []
+        for at in range(box[0], box[0] + box[1], held):
+            want = min(held, box[0] + box[1] - at)
+            part = bytearray(read(at, want))
+            walk._boxes(part)
+            walk._pos += len(part)
+            if len(part) < want:  # the file ends (a box may claim more)
+                break
+        return walk._ahead
 
     def feed(self, buf: bytearray | memoryview) -> list[bytes]:
         """Blank ``buf`` in place; the bytes of its boxes and SEI units to search."""
@@ -582,15 +630,17 @@ class Mp4Walk:
         passed over. The first buffer is parsed whole, as a file, but its boxes' bytes to
         search come ``held`` at a time, each with the ``SEARCH_BEHIND`` before it.
         """
-        if self._first:
-            self._first = False
-            regions = self._first_buffer(buf)
-            for a, z in regions:
-                for at in range(a, z, self._held):
-                    yield [bytes(buf[max(a, at - SEARCH_BEHIND) : min(z, at + self._held)])]
-            yield from self._windows(buf, boxes=False)
-        else:
+        if not self._first:
             yield from self._windows(buf, boxes=True)
+            return
+        self._first = False
+        regions, opened = self._first_buffer(buf)
+        for a, z in regions:
+            for at in range(a, z, self._held):
+                yield [bytes(buf[max(a, at - SEARCH_BEHIND) : min(z, at + self._held)])]
+        with memoryview(buf) as view, view[:opened] as parsed, view[opened:] as rest:
+            yield from self._windows(parsed, boxes=False)
+            yield from self._windows(rest, boxes=True)  # (a box opened)
 
     def _windows(self, buf: bytearray | memoryview, *, boxes: bool) -> Iterator[list[bytes]]:
         """Walk ``buf``'s boxes (``boxes``) and read its samples, ``held`` bytes at a time."""
@@ -603,33 +653,97 @@ class Mp4Walk:
                     self._pos += len(window)
 
     def _boxes(self, buf: bytearray | memoryview) -> list[bytes]:
-        """Walk the top-level boxes in ``buf``, parsing each but the media data."""
+        """Walk the boxes in ``buf``, parsing each but the media data, opening large ones."""
         found: list[bytes] = []
-        i = min(self._skip, len(buf))
-        self._skip -= i
-        self._pass(buf, 0, i, found)
-        while i < len(buf):
-            head = bytes(self._kept[:16]) + bytes(buf[i : i + 16])
-            size, header = _box_size(head)
-            if size is None:  # too few bytes to tell: the header goes on into the next
-                self._kept += buf[i:]
-                break
-            stop = i + size - len(self._kept)  # where the box ends in this buffer
-            if size < header:  # no box: the walk stops, as ``parse``'s does
-                self._kept, self._skip = bytearray(), UNREAD
-                break
-            if head[4:8] == MP4_MEDIA_DATA or size > self._held:  # passed over, unparsed
-                start = self._pos + i - len(self._kept)  # (its header's first bytes went)
-                self._passing, self._behind = (start, head[4:8], header, start + size), b""
-                self._kept, self._skip = bytearray(), max(0, stop - len(buf))
-                self._pass(buf, i, min(stop, len(buf)), found)
-                i = min(stop, len(buf))
+        skip = min(self._skip, len(buf))
+        self._skip -= skip
+        self._pass(buf, 0, skip, found)
+        i: int | None = skip
+        while i is not None and i < len(buf):
+            have = len(self._kept) - self._chain  # the box's own bytes held so far
+            if not have and self._open and self._pos + i >= self._open[-1].end:
+                self._close()  # the box it lay in ends
                 continue
-            found.append(self._box(buf, i, min(stop, len(buf)), whole=stop <= len(buf)))
-            if stop <= len(buf):
-                self._kept = bytearray()
-            i = min(stop, len(buf))
+            if not have:  # a box begins: the headers of those it lies in put before it
+                self._kept = bytearray(b"".join(FAKE + box.kind for box in self._open))
+                self._chain = len(self._kept)
+            i = self._next(buf, i, have, found)
+        while self._open and len(self._kept) <= self._chain:
+            if self._pos + len(buf) < self._open[-1].end:
+                break
+            self._close()  # (ending with the buffer)
         return found
+
+    def _next(
+        self, buf: bytearray | memoryview, i: int, have: int, found: list[bytes]
+    ) -> int | None:
+        """Go on with the box at ``i`` (``have`` of its bytes held): where the next begins.
+
+        None: the walk stops here (a header cut, held; bytes that are no box).
+        """
+        head = bytes(self._kept[self._chain : self._chain + 16]) + bytes(buf[i : i + 16])
+        size, header = _box_size(head)
+        start = self._pos + i - have  # (its header's first bytes went)
+        room = self._open[-1].end - start if self._open else UNREAD  # in the box it lies in
+        if size is None and len(head) < room:  # too few bytes to tell: the header goes on
+            self._kept += buf[i:]
+            return None
+        kind, size = head[4:8], min(UNREAD if size is None else size, room)
+        if size < header and not self._open:  # no box: the walk stops, as ``parse``'s does
+            self._kept, self._skip = bytearray(), UNREAD
+            return None
+        if size < header:  # no box: the rest of the one it lies in is passed over
+            kind, header, size = b"", 0, room
+        stop = i + size - have  # where the box ends in this buffer
+        if kind in MP4_CONTAINERS and size > self._held and len(self._open) < NESTING:
+            self._open.append(_Open(start, kind, start + size))  # its boxes walked
+            self._kept, self._chain = bytearray(), 0
+            return i + header - have
+        if not header or kind == MP4_MEDIA_DATA or size > self._held:  # passed, unparsed
+            self._passing, self._behind = (start, kind, header, start + size), b""
+            self._kept, self._chain = bytearray(), 0
+            self._skip = max(0, stop - len(buf))
+            self._pass(buf, i, min(stop, len(buf)), found)
+            return min(stop, len(buf))
+        found.append(self._box(buf, i, min(stop, len(buf)), whole=stop <= len(buf)))
+        if stop <= len(buf):
+            self._kept, self._chain = bytearray(), 0
+        return min(stop, len(buf))
+
+    def _close(self) -> None:
+        """The box last opened ends: what it keeps, kept in the one it lies in.
+
+        Or, a movie box or fragment, the samples its tables or runs place are read as they
+        come, and its tracks noted.
+        """
+        box = self._open.pop()
+        self._kept, self._chain = bytearray(), 0
+        held = b"".join(box.parts)
+        skeleton = (len(held) + 8).to_bytes(4, "big") + box.kind + held
+        if self._open:
+            self._keep(box.kind, skeleton, opened=True)
+            return
+        self._skeleton = 0
+        places = _box_samples(
+            skeleton, (0, box.kind, 8, len(skeleton)), self._movie, [], [], box.start, whole=True
+        )
+        self._expect(places)
+
+    def _keep(self, kind: bytes, box: bytes, *, opened: bool = False) -> None:
+        """Keep ``box`` (held whole, or ``opened``) in the box last opened: one that places.
+
+        Those in ``SKELETON``, ``SKELETON_BYTES`` of those held whole all told.
+        """
+        if kind not in SKELETON or self._skeleton + (not opened) * len(box) > SKELETON_BYTES:
+            return
+        self._open[-1].parts.append(box)
+        self._skeleton += (not opened) * len(box)
+
+    def _expect(self, places: list[Place]) -> None:
+        if self._ahead is not None:
+            self._ahead += places
+        else:
+            self._samples.expect(places)
 
     def _pass(self, buf: bytearray | memoryview, a: int, z: int, found: list[bytes]) -> None:
         """Zero what is zeroed of the box passed over, in ``buf`` from ``a`` to ``z``.
@@ -670,32 +784,48 @@ class Mp4Walk:
         blanks: list[Blank] = []
         regions: list[Region] = []
         later: list[Place] = []
-        _parse(box, blanks, regions, self._movie, origin=self._pos + i - went, later=later)
+        movie = Movie() if self._open else self._movie  # (in an opened box: places when it ends)
+        _parse(box, blanks, regions, movie, origin=self._pos + i - went, later=later)
         for a, z, fill in blanks if self._blank else ():
             a, z = max(a, went), min(z, len(box))  # noqa: PLW2901 - what went before went as it was
             if z > a:
                 box[a:z] = fill * (z - a)
                 at = i + a - went
                 buf[at : at + z - a] = fill * (z - a)
-        if whole:
-            self._samples.expect(later)
-        since = max(0, went - SEARCH_BEHIND)
+        if whole and self._open:
+            self._keep(bytes(box[self._chain + 4 : self._chain + 8]), bytes(box[self._chain :]))
+        elif whole:
+            self._expect(later)
+        since = max(self._chain, went - SEARCH_BEHIND)
         return b"".join(bytes(box[max(a, since) : z]) for a, z in regions if z > since)
 
-    def _first_buffer(self, buf: bytearray | memoryview) -> list[Region]:
+    def _first_buffer(self, buf: bytearray | memoryview) -> tuple[list[Region], int]:
         """Parse the first buffer as a file; keep the box it ends in (or pass over its rest).
 
-        Where its boxes lie, to be searched.
+        Where its boxes lie, to be searched; where the walk of its boxes goes on (``_boxes``):
+        from the start of a box it ends in that is opened, not parsed here; else its end.
         """
-        blanks: list[Blank] = []
-        regions: list[Region] = []
-        later: list[Place] = []
-        _parse(buf, blanks, regions, self._movie, later=later)
-        fill_in(buf, blanks if self._blank else [])
-        self._samples.expect(later)
         boxes = box_list(buf, 0, len(buf))
         after = boxes[-1][3] if boxes else 0
         to_end = bool(boxes) and int.from_bytes(buf[boxes[-1][0] : boxes[-1][0] + 4], "big") == 0
+        opened = (
+            boxes[-1][0]
+            if boxes
+            and after > len(buf)
+            and not to_end
+            and boxes[-1][1] in MP4_CONTAINERS
+            and after - boxes[-1][0] > self._held
+            else len(buf)
+        )
+        blanks: list[Blank] = []
+        regions: list[Region] = []
+        later: list[Place] = []
+        with memoryview(buf) as view, view[:opened] as parsed:
+            _parse(parsed, blanks, regions, self._movie, later=later)
+        fill_in(buf, blanks if self._blank else [])
+        self._expect(later)
+        if opened < len(buf):
+            return regions, opened
         if boxes and (after > len(buf) or to_end):
             start, kind, header = boxes[-1][:3]
             if kind == MP4_MEDIA_DATA or after - start > self._held or after <= len(buf):
@@ -708,7 +838,7 @@ class Mp4Walk:
             self._kept = bytearray(buf[after:])
         else:  # bytes no box holds: the walk stops, as ``parse``'s does
             self._skip = UNREAD
-        return regions
+        return regions, len(buf)
 
 
 class _Samples:

@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 20
+RULES_VERSION = 21
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -66,7 +66,9 @@ message whose type or size no stream holds (over 1 MiB of bytes of 255) blanked 
 with the rest of its unit, a nesting header counting more layers or views than any stream
 holds (over 1,024) unread, and a nesting message whose header cannot be read blanked from
 the byte its reading stopped in, not whole (a streamed unit cut inside its header kept the
-bytes before the cut).
+bytes before the cut); 21: a streamed MP4 file's movie box or fragment too large to hold
+(over 32 MiB) walked into: the boxes it holds parsed as held (it was left), and the samples
+its tables or runs place read (their SEI was neither blanked nor searched).
 """
 
 _RESOLVE = {

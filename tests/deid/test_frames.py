@@ -1574,7 +1574,7 @@ def _boxes_too_large(*, blanked: bool = False) -> tuple[bytes, bytes]:
     bytes, then a small one). ``blanked``: as a walk that holds 100 bytes leaves them."""
 
     def text(value: bytes, kind: bytes = b"") -> bytes:
-        return bytes(len(value)) if blanked and kind != b"moov" else value
+        return bytes(len(value)) if blanked and kind != b"abcd" else value
 
     udta = _box(b"meta", bytes(4) + _item(b"\xa9nam", MARK * 4))
     ntp, junk = b"\xeb\x0b\x2c\x80\x12\x34\x56\x78", MARK * 4
@@ -1584,7 +1584,8 @@ def _boxes_too_large(*, blanked: bool = False) -> tuple[bytes, bytes]:
         _box(b"udta", text(udta)),  # whole: the headers of its boxes too
         _full(b"emsg", text(b"https://aomedia.org/emsg/ID3\x00\x00" + MARK * 8)),
         _full(b"prft", b"\x00\x00\x00\x01" + text(ntp) + b"\x00\x00\x03\xe8" + junk),
-        _box(b"moov", _box(b"udta", _item(b"\xa9nam", MARK * 8))),  # left: searched only
+        _box(b"moov", _box(b"udta", text(_item(b"\xa9nam", MARK * 8)))),  # walked into
+        _box(b"abcd", text(MARK * 8, b"abcd")),  # left: searched only
         _box(b"free", text(MARK)),  # held and parsed
     ]
     assert all(len(box) > 100 for box in boxes[:-1])
@@ -1595,10 +1596,11 @@ def _boxes_too_large(*, blanked: bool = False) -> tuple[bytes, bytes]:
 def test_a_box_too_large_to_hold_is_zeroed_as_it_passes(monkeypatch):
     """A box larger than what a streamed file's walk holds is passed over unparsed: user
     data, metadata and free space are zeroed whole, a UUID box, an event message and a
-    producer time as parsed, as their bytes come; a movie box is left. What stays (a movie
-    box's text, a producer time's bytes past its time) is searched, each buffer's part with
-    the bytes before it: a value a buffer's end cuts is found. They were passed over
-    unread, their text kept and not searched. `verify`'s walk searches them all."""
+    producer time as parsed, as their bytes come; a movie box is walked into, its user data
+    too large to hold zeroed the same way (the movie box was left); a box of a kind not
+    known is left. What stays (that box's text, a producer time's bytes past its time) is
+    searched, each buffer's part with the bytes before it: a value a buffer's end cuts is
+    found. `verify`'s walk searches them all."""
     monkeypatch.setattr(mp4, "SEARCH_BEHIND", len(MARK))
     head, boxes = _boxes_too_large()
     blanked = _boxes_too_large(blanked=True)[1]
@@ -1613,7 +1615,7 @@ def test_a_box_too_large_to_hold_is_zeroed_as_it_passes(monkeypatch):
         searched.feed(bytearray(head))
         found = [b"".join(walk.feed(piece)) for piece in pieces]
         assert b"".join(pieces) == blanked, cut
-        assert sum(f.count(MARK) for f in found) >= 4 + 8, cut  # the producer time's, the movie's
+        assert sum(f.count(MARK) for f in found) >= 4 + 8, cut  # the producer time's, abcd's
         found = [
             b"".join(searched.feed(bytearray(boxes[a:z]))) for a, z in itertools.pairwise(ends)
         ]
@@ -1697,6 +1699,106 @@ def test_a_streamed_mp4_files_samples_past_its_first_fragment_are_blanked_as_hel
         assert b"".join(copy[a:z] for a, z in frames.fragments(copy)) == _even(blanked), cut
         assert copy == held, cut
         assert MARK in found
+
+
+def _largest_held(source: bytes) -> tuple[int, int]:
+    """(the largest box in a movie box or fragment that holds no boxes, the largest movie
+    box or fragment)."""
+    leaves, tops = [], []
+
+    def walk(start: int, end: int, depth: int) -> None:
+        for at, kind, head, stop in mp4.box_list(source, start, end):
+            if kind in mp4.MP4_CONTAINERS:
+                walk(at + head, stop, depth + 1)
+                if depth == 0:
+                    tops.append(stop - at)
+            elif depth:
+                leaves.append(stop - at)
+
+    walk(0, len(source), 0)
+    return max(leaves), max(tops)
+
+
+@pytest.mark.parametrize(
+    "name", ["faststart H.264", "faststart HEVC", "last H.264", "last HEVC", "moof", "base", "trex"]
+)
+def test_a_movie_box_or_fragment_too_large_to_hold_is_walked_into(name):
+    """A movie box or fragment larger than a streamed file's walk holds (a recording of
+    many hours: its sample tables) is walked into as its bytes come, and so is each box in
+    it too large to hold: every box that holds no boxes is parsed as it would be held (a
+    sample description: the SEI its HEVC configuration declares), and the samples placed by
+    the tables and runs it holds are read as their bytes come (the box was passed over: its
+    samples' SEI neither blanked nor searched). A movie box at the file's end is read ahead
+    the same way. Held from just its largest such box up, at every cut: the held copy, and
+    `verify`'s walk finds the text."""
+    if name.startswith(("faststart", "last")):
+        codec = video.H264 if name.endswith("H.264") else video.HEVC
+        fast = name.startswith("faststart")
+        source = _tracked_mp4(codec, faststart=fast)
+        blanked = _tracked_mp4(codec, faststart=fast, spaced=True)
+    else:
+        source = _fragmented_mp4(name, fragments=3)
+        blanked = _fragmented_mp4(name, fragments=3, spaced=True)
+    leaf, top = _largest_held(source)
+    assert leaf < top
+    for held in (leaf, (leaf + top) // 2, top - 1):
+        for cut in _mp4_cuts(source, 20261207):
+            ends = [0, *cut, len(source)]
+            pieces = [bytearray(source[a:z]) for a, z in itertools.pairwise(ends)]
+            ahead = mp4.samples_ahead(lambda a, n: source[a : a + n], cut[0], held)
+            walk = mp4.Mp4Walk(held, ahead=ahead)
+            for piece in pieces:
+                walk.feed(piece)
+            assert b"".join(pieces) == blanked, (held, cut)
+            walk = mp4.Mp4Walk(held, blank=False, ahead=ahead)
+            found = [walk.feed(bytearray(source[a:z])) for a, z in itertools.pairwise(ends)]
+            assert any(MARK in part for parts in found for part in parts), (held, cut)
+
+
+@pytest.mark.parametrize("last", ["past", "no box"])
+def test_a_box_that_runs_past_the_opened_box_it_lies_in_ends_with_it(last):
+    """A box in an opened movie box that claims to run past it ends where the movie box
+    does, as it does held, and bytes there that are no box (a size below 8) are passed
+    over to its end: the box after the movie box is read as one (its text zeroed)."""
+    udta = _box(b"udta", _item(b"\xa9nam", MARK))
+    if last == "past":
+        udta = (len(udta) + 10).to_bytes(4, "big") + udta[4:]  # 10 bytes past the movie box
+    else:
+        udta = b"\x00\x00\x00\x03" + udta[4:]
+    moov = _box(b"moov", _box(b"abcd", b"x" * 300) + udta)
+    source = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1") + moov
+    source += _box(b"free", b"left by an editor: " + MARK) + _box(b"mdat", IMAGE)
+    held = bytearray(source)
+    blanks.fill_in(held, mp4.parse(source)[0])
+    assert held.count(MARK) == (last == "no box")  # (the user data no box holds: kept)
+    at = source.index(b"moov") - 4
+    for cut in range(at + 1, len(source)):
+        walk = mp4.Mp4Walk(100)
+        pieces = [bytearray(source[:at]), bytearray(source[at:cut]), bytearray(source[cut:])]
+        for piece in pieces:
+            walk.feed(piece)
+        assert b"".join(pieces) == held, cut
+
+
+def test_what_an_opened_box_keeps_is_bounded(monkeypatch):
+    """An opened movie box keeps the boxes it holds that place samples (its tracks' sample
+    tables, not its user data), ``SKELETON_BYTES`` of them all told: past that, a table is
+    not kept, and the samples it would place are not read."""
+    source = _tracked_mp4(video.H264, faststart=True)
+    blanked = _tracked_mp4(video.H264, faststart=True, spaced=True)
+    leaf, _top = _largest_held(source)
+    at, stbl, trak = (source.index(kind) - 4 for kind in (b"moov", b"stbl", b"trak"))
+    tables = int.from_bytes(source[stbl : stbl + 4], "big") - 8  # its four tables' bytes
+    track = int.from_bytes(source[trak : trak + 4], "big")  # (held whole, its moov opened)
+    copies = []
+    for held, bound in ((leaf, 0), (leaf, tables - 1), (leaf, tables), (track, track - 1)):
+        monkeypatch.setattr(mp4, "SKELETON_BYTES", bound)
+        walk = mp4.Mp4Walk(held)
+        pieces = [bytearray(source[: at + 8]), bytearray(source[at + 8 :])]
+        for piece in pieces:
+            walk.feed(piece)
+        copies.append(b"".join(pieces))
+    assert copies == [source, source, blanked, source]
 
 
 def test_an_sei_unit_a_buffer_cuts_is_read_on_with_the_next():
