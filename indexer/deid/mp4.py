@@ -12,6 +12,7 @@ length-prefixed NAL units, for their user data SEI messages (``video``). The box
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -61,6 +62,7 @@ WALK_SAMPLES = 1 << 22  # samples a streamed file's walk looks at, its fragments
 AHEAD_BOXES = 1 << 12  # top-level boxes walked ahead for a movie box at a file's end
 SEARCH_BEHIND = 64 << 10  # of a box cut by buffers: searched again with the next
 UNREAD = 1 << 63  # a streamed file's bytes past where its boxes can be walked
+WIDE = {4: "L", 8: "Q"}  # a table's numbers' bytes: their struct format
 # sample entries of H.264 and HEVC: (codec, decoder configuration, its NAL length's byte)
 MP4_VIDEO = {
     **dict.fromkeys((b"avc1", b"avc3"), (H264, b"avcC", 4)),
@@ -339,13 +341,16 @@ def _samples(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Re
         offsets_box, wide = _child(b, start, end, b"co64"), 8
     if sizes_box is None or chunks_box is None or offsets_box is None:
         return []
-    fixed, count, *table = [*_numbers(b, *sizes_box, 4, skip=4), 0, 0]  # after version, flags
+    # after version and flags: a size for all, the count, each one's size
+    fixed, count, *table = [*_numbers(b, *sizes_box, 4, skip=4, most=MP4_SAMPLES + 2), 0, 0]
     count = min(count, MP4_SAMPLES, MP4_SAMPLES if fixed else len(table) - 2)
-    runs = _numbers(b, *chunks_box, 4, skip=8)  # (first chunk, samples a chunk, entry) each
+    # (first chunk, samples a chunk, entry) each
+    runs = _numbers(b, *chunks_box, 4, skip=8, most=3 * MP4_SAMPLES)
     firsts, per_chunk = runs[0::3], runs[1::3]
     places: list[Region] = []
     run = -1
-    for chunk, offset in enumerate(_numbers(b, *offsets_box, wide, skip=8), start=1):
+    offsets = _numbers(b, *offsets_box, wide, skip=8, most=MP4_SAMPLES)
+    for chunk, offset in enumerate(offsets, start=1):
         while run + 1 < min(len(firsts), len(per_chunk)) and firsts[run + 1] <= chunk:
             run += 1
         if run < 0:
@@ -361,12 +366,22 @@ def _samples(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Re
 
 
 def _numbers(
-    b: bytes | bytearray | memoryview, start: int, end: int, wide: int, *, skip: int
+    b: bytes | bytearray | memoryview,
+    start: int,
+    end: int,
+    wide: int,
+    *,
+    skip: int,
+    most: int = MP4_SAMPLES,
 ) -> list[int]:
-    """The big-endian numbers of ``wide`` bytes from ``start`` + ``skip`` to ``end``."""
-    return [
-        int.from_bytes(b[i : i + wide], "big") for i in range(start + skip, end - wide + 1, wide)
-    ]
+    """The big-endian numbers of ``wide`` (4 or 8) bytes from ``start`` + ``skip`` to ``end``.
+
+    The first ``most`` of them (a table may claim millions: a list of those took gigabytes).
+    """
+    count = min(most, (end - start - skip) // wide)
+    if count <= 0:
+        return []
+    return list(struct.unpack_from(f">{count}{WIDE[wide]}", b, start + skip))
 
 
 def _sample_sei(

@@ -1496,6 +1496,26 @@ def test_damaged_mp4_streamed_never_raises():
         assert all(n in (o, 0, 0x20) for o, n in zip(source, b"".join(buffers), strict=True))
 
 
+@pytest.mark.parametrize("offsets", [b"stco", b"co64"])
+def test_a_tables_entries_are_read_as_far_as_samples_are_placed(monkeypatch, offsets):
+    """A track's tables may claim millions of samples: of their entries, only those that
+    place the first ``MP4_SAMPLES`` are read (all were, into lists of Python numbers: a
+    movie box of 56 MB took 3.6 s and a gigabyte; now 0.9 s)."""
+    monkeypatch.setattr(mp4, "MP4_SAMPLES", 3)
+    read: list[int] = []
+    numbers = mp4._numbers
+    monkeypatch.setattr(
+        mp4, "_numbers", lambda *a, **k: read.append(len(n := numbers(*a, **k))) or n
+    )
+    wide = 4 if offsets == b"stco" else 8
+    starts = b"".join(at.to_bytes(wide, "big") for at in range(1000, 2000, 10))
+    table = _full(b"stsz", struct.pack(">LL", 0, 100) + struct.pack(">100L", *[7] * 100))
+    table += _full(b"stsc", struct.pack(">L", 100) + struct.pack(">LLL", 1, 1, 1) * 100)
+    table += _full(offsets, struct.pack(">L", 100) + starts)
+    assert mp4._samples(table, 0, len(table)) == [(1000, 1007), (1010, 1017), (1020, 1027)]
+    assert read == [3 + 2, 3 * 3, 3]
+
+
 def test_the_samples_waiting_to_be_read_are_bounded(monkeypatch):
     """A movie box's tracks together place at most ``MP4_SAMPLES`` samples (a table may
     claim a million a track, in a few bytes), and at most that many wait in a streamed walk,
