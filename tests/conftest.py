@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from indexer import keys as keys_mod
 from indexer import sources, tree
-from indexer.deid import verify
+from indexer.deid import frames, verify
 from indexer.store import migrate, roles
 from indexer.store.db import normalize_url
 
@@ -81,6 +81,13 @@ def leaks_searched_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
         return leaks
 
     monkeypatch.setattr(verify, "find_leaks", both)
+
+
+@pytest.fixture
+def fragments_as_they_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamed video's fragments are read as they come, however small (not joined up to
+    ``frames.JOIN_BYTES``): the cuts they make are what the modules that use this try."""
+    monkeypatch.setattr(frames, "JOIN_BYTES", 0)
 
 
 @pytest.fixture(scope="session")

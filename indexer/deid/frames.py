@@ -278,6 +278,7 @@ def _demux(
 
 
 HELD_BYTES = 32 << 20  # a streamed fragment up to this is held in memory; a larger one on disk
+JOIN_BYTES = 1 << 20  # streamed video's fragments smaller than this are read joined, up to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +301,8 @@ class Blanked(Span):
     def chunks(self) -> Iterator[bytes]:
         """The frames' bytes, blanked, a chunk (or a fragment) at a time."""
         if self.codec is not None:
-            return _through(self.whole, _VideoPass(self.codec, self.check, span=self.whole))
+            video_pass = _VideoPass(self.codec, self.check, span=self.whole)
+            return _through(self.whole, video_pass, join=JOIN_BYTES)
         return _through(self.whole, lambda frag: _blank_and_check(frag, self.check))
 
 
@@ -312,7 +314,7 @@ def streamed_headers(frames: Span, codec: str | None = None) -> bytes:
         if codec is not None
         else lambda frag: parts.append(_joined(frag, parse(frag)[1]))
     )
-    for _chunk in _through(frames, each):
+    for _chunk in _through(frames, each, join=JOIN_BYTES if codec is not None else 0):
         pass
     return b"".join(parts)
 
@@ -532,25 +534,64 @@ class _Items:
 AHEAD_ITEMS = 1 << 16  # a streamed MP4 file's fragments walked ahead for its movie box
 
 
-def _through(frames: Span, each: Callable[[bytearray | memoryview], None]) -> Iterator[bytes]:
+def _through(
+    frames: Span, each: Callable[[bytearray | memoryview], None], *, join: int = 0
+) -> Iterator[bytes]:
     """The bytes of ``frames``, each fragment held whole and given to ``each`` as it passes.
 
-    ``each`` may change the fragment in place, or raise to stop the stream.
+    ``each`` may change the fragment in place, or raise to stop the stream. ``join`` (video,
+    whose fragments may cut its stream anywhere): fragments smaller than that are given to
+    ``each`` joined, up to that many bytes (``_joined_fragments``), so that a stream in tiny
+    fragments is read as one in large ones (each fragment's read searched the 64 KiB before
+    it again: a megabyte in fragments of 2 bytes took about a minute).
     """
     reader = _Reader(frames.chunks())
     first = True
+    group: list[tuple[bytes, bytearray]] = []  # small fragments: (item header, bytes)
+    grouped = 0
     while True:
         head = reader.read(8)
-        yield head
         if len(head) < 8 or head[:4] != ITEM:  # noqa: PLR2004 - the delimiter, or damage
+            yield from _joined_fragments(group, each)
+            yield head
             yield from reader.rest()
             return
         length = int.from_bytes(head[4:8], "little")
         if first:  # the Basic Offset Table
             first = False
+            yield head
             yield from reader.pieces(length)
             continue
+        if length < join:
+            frag = bytearray()
+            for piece in reader.pieces(length):
+                frag += piece
+            group.append((head, frag))
+            grouped += len(frag)
+            if grouped >= join:
+                yield from _joined_fragments(group, each)
+                grouped = 0
+            continue
+        yield from _joined_fragments(group, each)
+        grouped = 0
+        yield head
         yield from _held_fragment(reader, length, each)
+
+
+def _joined_fragments(
+    group: list[tuple[bytes, bytearray]], each: Callable[[bytearray | memoryview], None]
+) -> Iterator[bytes]:
+    """The fragments ``group`` holds (item header, bytes), given to ``each`` joined; emptied."""
+    if not group:
+        return
+    joined = bytearray().join(frag for _head, frag in group)
+    each(joined)
+    at = 0
+    for head, frag in group:
+        yield head
+        yield bytes(joined[at : at + len(frag)])
+        at += len(frag)
+    group.clear()
 
 
 def _held_fragment(

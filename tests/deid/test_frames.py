@@ -35,7 +35,8 @@ from indexer.spans import FileSpan, version_of
 from indexer.store.files import LocalStore
 from tests.builders import archive_of, make_instance, streamed_copy
 
-pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled search too
+# the pooled search too; fragments as they come, the cuts tried (``frames.JOIN_BYTES``)
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_they_come")
 
 work.configure_pydicom()
 KEY = keys.generate().pseudonym
@@ -1093,6 +1094,35 @@ def test_an_mp4_fragment_larger_than_is_held_is_read_a_window_at_a_time(monkeypa
     assert max(len(part) for part in found) <= 4096 + run + 100 + 16
 
 
+def test_small_video_fragments_are_read_joined(tmp_path, monkeypatch):
+    """Streamed video's fragments smaller than ``JOIN_BYTES`` are read joined, up to that
+    many bytes, and kept as they were (their items, their bytes blanked): a stream in
+    fragments of 2 bytes is read as one in large ones. Each fragment's read searched the
+    64 KiB before it again: an SEI unit of 100 kB in 50,000 fragments took 5 s, a megabyte
+    about a minute. The copy is the held one."""
+    monkeypatch.setattr(frames, "JOIN_BYTES", 4096)
+    unit = _sei((5, UUID + b"free text " * 3000 + MARK), TIMING)
+    stream = H264_HEAD + unit + b"\x00\x00\x01" + SLICE
+    stream += bytes(len(stream) % 2)
+    ends = [*range(0, 10_000, 2), *range(10_000, 20_000, 5000), *range(20_000, len(stream), 2)]
+    parts = [stream[a:z] for a, z in itertools.pairwise([*ends, len(stream)])]
+    value = encapsulate(parts)
+    read: list[int] = []
+    real = frames._VideoPass.__call__
+    monkeypatch.setattr(
+        frames._VideoPass, "__call__", lambda self, frag: read.append(len(frag)) or real(self, frag)
+    )
+    copy, found = _streamed(tmp_path, value, video.H264)
+    assert copy == frames.blank(value, video.H264)[0]
+    assert MARK in found
+    assert [z - a for a, z in frames.fragments(copy)] == [len(part) for part in parts]
+    half = read[: len(read) // 2]
+    assert read == half * 2  # the copy, and `verify`'s walk
+    assert half[:5] == [4096, 4096, 1808, 5000, 5000]  # (the joined ones before a large one)
+    assert all(n >= 4096 for n in half[5:-1])
+    assert len(half) <= len(stream) // 4096 + 4
+
+
 def test_an_mp4_samples_unit_of_one_long_message_many_buffers_cut_is_read_once(monkeypatch):
     """As a byte stream's: an MP4 sample's SEI unit of one message of a megabyte, fed in
     buffers of 1,000 bytes, is read once and carried in its last bytes."""
@@ -1694,6 +1724,22 @@ def _cut_into(source: bytes, cut: tuple[int, ...]) -> bytes:
     return encapsulate([source[a:z] for a, z in itertools.pairwise(ends)])
 
 
+def _named_mp4(name: str) -> tuple[str, bytes, bytes]:
+    """(codec, file, its copy) of a file with its movie box first ("faststart H.264" or
+    HEVC) or last ("last ..."), or of a fragmented one ("moof", "base", "trex": three
+    fragments)."""
+    if name.startswith(("faststart", "last")):
+        codec = video.H264 if name.endswith("H.264") else video.HEVC
+        fast = name.startswith("faststart")
+        return (
+            codec,
+            _tracked_mp4(codec, faststart=fast),
+            _tracked_mp4(codec, faststart=fast, spaced=True),
+        )
+    source = _fragmented_mp4(name, fragments=3)
+    return video.H264, source, _fragmented_mp4(name, fragments=3, spaced=True)
+
+
 @pytest.mark.parametrize(
     "name",
     ["faststart H.264", "faststart HEVC", "last H.264", "last HEVC", "moof", "base", "trex"],
@@ -1704,14 +1750,7 @@ def test_a_streamed_mp4_files_samples_past_its_first_fragment_are_blanked_as_hel
     media data (three). Every cut (in a sample's length, its SEI message's text or size, a
     run, a fragment's header) gives the held copy, and `verify`'s walk finds the text in
     another tool's copy."""
-    if name.startswith(("faststart", "last")):
-        codec = video.H264 if name.endswith("H.264") else video.HEVC
-        fast = name.startswith("faststart")
-        source = _tracked_mp4(codec, faststart=fast)
-        blanked = _tracked_mp4(codec, faststart=fast, spaced=True)
-    else:
-        codec, source = video.H264, _fragmented_mp4(name, fragments=3)
-        blanked = _fragmented_mp4(name, fragments=3, spaced=True)
+    codec, source, blanked = _named_mp4(name)
     for cut in _mp4_cuts(source, 20261206):
         value = _cut_into(source, cut)
         held, _count = frames.blank(value, codec)
@@ -1751,14 +1790,7 @@ def test_a_movie_box_or_fragment_too_large_to_hold_is_walked_into(name):
     samples' SEI neither blanked nor searched). A movie box at the file's end is read ahead
     the same way. Held from just its largest such box up, at every cut: the held copy, and
     `verify`'s walk finds the text."""
-    if name.startswith(("faststart", "last")):
-        codec = video.H264 if name.endswith("H.264") else video.HEVC
-        fast = name.startswith("faststart")
-        source = _tracked_mp4(codec, faststart=fast)
-        blanked = _tracked_mp4(codec, faststart=fast, spaced=True)
-    else:
-        source = _fragmented_mp4(name, fragments=3)
-        blanked = _fragmented_mp4(name, fragments=3, spaced=True)
+    _codec, source, blanked = _named_mp4(name)
     leaf, top = _largest_held(source)
     assert leaf < top
     for held in (leaf, (leaf + top) // 2, top - 1):

@@ -32,7 +32,8 @@ from tests.deid.test_frames import (
 )
 from tests.deid.test_mpegts import fed_in_parts
 
-pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled search too
+# the pooled search too; fragments as they come, the cuts tried (``frames.JOIN_BYTES``)
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_they_come")
 
 PACK2 = b"\x00\x00\x01\xba\x44\x00\x04\x00\x04\x01\x01\x89\xc3\xf8"  # MPEG-2, no stuffing
 PACK2_STUFFED = PACK2[:-1] + b"\xfa\xff\xff"  # two stuffing bytes

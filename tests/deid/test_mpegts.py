@@ -37,7 +37,8 @@ from tests.deid.test_frames import (
     _streamed,
 )
 
-pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")  # the pooled search too
+# the pooled search too; fragments as they come, the cuts tried (``frames.JOIN_BYTES``)
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_they_come")
 
 VIDEO_PID, AUDIO_PID, PMT_PID = 0x100, 0x101, 0x1000
 PTS = b"\x21\x00\x01\x00\x01"
