@@ -642,8 +642,9 @@ class Mp4Walk:
 
         A buffer over ``held`` bytes (a fragment mapped from disk) is read ``held`` bytes
         at a time, as buffers are, so that nothing in it is copied whole: an SEI unit, a box
-        passed over. The first buffer is parsed whole, as a file, but its boxes' bytes to
-        search come ``held`` at a time, each with the ``SEARCH_BEHIND`` before it.
+        passed over. The first buffer is parsed whole, as a file (but for a box too large to
+        hold that it ends in, which is walked into), and its boxes' bytes to search come
+        ``held`` at a time, each with the ``SEARCH_BEHIND`` before it.
         """
         if not self._first:
             yield from self._windows(buf, boxes=True)
