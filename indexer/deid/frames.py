@@ -563,9 +563,7 @@ def _through(
             yield from reader.pieces(length)
             continue
         if length < join:
-            frag = bytearray()
-            for piece in reader.pieces(length):
-                frag += piece
+            frag = bytearray(reader.read(length))
             group.append((head, frag))
             grouped += len(frag)
             if grouped >= join:
