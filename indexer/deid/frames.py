@@ -64,6 +64,7 @@ from indexer.deid.demux import Demux
 from indexer.deid.mpegps import PsDemux, is_program_stream
 from indexer.deid.mpegts import PACKETS_SEEN, TS_HEAD, TsDemux, packet_size
 from indexer.deid.pixels import PIXEL_DATA, undefined_length
+from indexer.deid.places import Places
 from indexer.errors import DeidError, StoreError, os_reason
 from indexer.spans import Span
 
@@ -424,7 +425,7 @@ class _VideoPass:
             self._demux = _demux(first, self._codec, blank=self._blank, went=self._went)
         self._stream = not self._demux and video.byte_stream(bytes(min(self._lead, 2)) + head)
         if not self._stream and not self._lead and mp4.is_mp4(head):
-            ahead = _samples_ahead(self._span, len(frag)) if self._span is not None else []
+            ahead = _samples_ahead(self._span, len(frag)) if self._span is not None else None
             self._mp4 = mp4.Mp4Walk(HELD_BYTES, blank=self._blank, ahead=ahead)
         return True
 
@@ -471,7 +472,7 @@ class _VideoPass:
         return video.held_unit(held, self._codec, moved, mp4.SEARCH_BEHIND)
 
 
-def _samples_ahead(frames: Span, first: int) -> list[mp4.Place]:
+def _samples_ahead(frames: Span, first: int) -> Places:
     """The samples a movie box at the end of an MP4 file in ``frames`` places, read ahead.
 
     ``first``: the first fragment's length (``mp4.samples_ahead``). Where ``frames`` may be
@@ -482,7 +483,7 @@ def _samples_ahead(frames: Span, first: int) -> list[mp4.Place]:
     with frames.random_access() as read:
         head = read(0, 8) if read is not None else b""
         if read is None or len(head) < 8 or head[:4] != ITEM:  # noqa: PLR2004
-            return []
+            return Places.none()
         return mp4.samples_ahead(_Items(read, head).file_bytes, first, HELD_BYTES)
 
 

@@ -16,6 +16,9 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from indexer.deid import places
 from indexer.deid.blanks import (
     NESTING,
     UUID_BYTES,
@@ -27,6 +30,7 @@ from indexer.deid.blanks import (
     fill_in,
     spaces,
 )
+from indexer.deid.places import STEP, Place, Places
 from indexer.deid.video import (
     H264,
     HEVC,
@@ -70,9 +74,6 @@ MP4_VIDEO = {
 }
 
 
-Place = tuple[int, int, str, int]  # a video sample: start, end, codec, its units' length size
-
-
 def is_mp4(head: bytes | bytearray | memoryview) -> bool:
     """Whether video beginning with ``head`` is an MP4 (ISO base media) file: ``ftyp`` first."""
     return bytes(head[4:8]) == MP4_FIRST
@@ -112,7 +113,7 @@ def _parse(
     movie: Movie | None,
     *,
     origin: int = 0,
-    later: list[Place] | None = None,
+    later: list[Places] | None = None,
 ) -> None:
     """``parse``'s walk of the boxes ``b`` holds; ``b`` lies at ``origin`` in the file.
 
@@ -128,12 +129,12 @@ def _parse(
         if movie is None:
             continue
         whole = later is None or claimed <= len(b)  # a walk's box cut: its places not yet
-        places = _box_samples(b, (at, kind, head, end), movie, blanks, regions, origin, whole=whole)
+        found = _box_samples(b, (at, kind, head, end), movie, blanks, regions, origin, whole=whole)
         if later is None:
-            for start, stop, codec, size in places:
+            for start, stop, codec, size in found:
                 _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
         else:
-            later += places
+            later.append(found)
 
 
 def _box_samples(
@@ -145,28 +146,28 @@ def _box_samples(
     origin: int,
     *,
     whole: bool,
-) -> list[Place]:
+) -> Places:
     """The samples a movie box's tables, or a movie fragment's runs, place in the file.
 
     A movie box's tracks are noted in ``movie``, and the units an HEVC configuration
     declares (``b``'s own bytes) are read at once. Not ``whole`` (a box cut): that only.
     """
     at, kind, head, end = box
-    places: list[Place] = []
+    found: list[Places] = []
     if kind == MP4_MOVIE:
         for track, codec, size, declared, table in _video_tracks(b, at + head, end):
             movie.tracks[track] = (codec, size)
             for start, stop in declared:
                 _sample_sei(b, codec, 2, start, min(stop, len(b)), blanks, regions)
-            if whole:  # (a cut box's tables are not worked out, nor dropped)
-                places += [(start, stop, codec, size) for start, stop in table()]
-            del places[MP4_SAMPLES:]  # all its tracks': held at once
+            room = MP4_SAMPLES - sum(map(len, found))  # all its tracks': held at once
+            if whole and room > 0:  # (a cut box's tables are not worked out, nor dropped)
+                found.append(Places.track(*table(), codec, size).first(room))
         movie.defaults = _fragment_defaults(b, at + head, end)
     elif kind == MP4_FRAGMENT and whole:
-        for track, start, stop in _fragment_samples(b, at, head, end, movie.defaults, origin):
+        for track, starts, stops in _fragment_samples(b, at, head, end, movie.defaults, origin):
             if track in movie.tracks:
-                places.append((start, stop, *movie.tracks[track]))
-    return places
+                found.append(Places.track(starts, stops, *movie.tracks[track]))
+    return Places.join(found)
 
 
 def _fragment_defaults(b: bytes | bytearray | memoryview, start: int, end: int) -> dict[int, int]:
@@ -187,8 +188,8 @@ def _fragment_samples(
     end: int,
     defaults: dict[int, int],
     origin: int = 0,
-) -> list[tuple[int, int, int]]:
-    """(track, start, end) of each sample a movie fragment (``moof`` at ``moof``) places.
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(track, starts, ends) of each run of samples a movie fragment (``moof`` at) places.
 
     Each track fragment: its header (``tfhd``: the track, where its data is counted from,
     a default sample size), then its runs (``trun``: an offset, each sample's size).
@@ -196,7 +197,7 @@ def _fragment_samples(
     one's: the fragment's start). At most ``MP4_SAMPLES`` samples. Places are the file's:
     ``b`` lies at ``origin`` in it.
     """
-    places: list[tuple[int, int, int]] = []
+    runs: list[tuple[int, np.ndarray, np.ndarray]] = []
     after = None  # where the last track fragment's data ended (None: this is the first)
     for at, kind, box_head, stop in box_list(b, moof + head, end):
         header = _child(b, at + box_head, min(stop, end), b"tfhd")
@@ -213,9 +214,9 @@ def _fragment_samples(
         size = fields[i] if flags & TFHD_SIZE and i < len(fields) else defaults.get(track, 0)
         for run_at, run_kind, run_head, run_stop in box_list(b, at + box_head, min(stop, end)):
             if run_kind == b"trun":
-                data = _run(b, run_at + run_head, min(run_stop, end), track, data, size, places)
+                data = _run(b, run_at + run_head, min(run_stop, end), track, data, size, runs)
         after = data
-    return places
+    return runs
 
 
 def _run(
@@ -225,9 +226,12 @@ def _run(
     track: int,
     base: int,
     size: int,
-    places: list[tuple[int, int, int]],
+    runs: list[tuple[int, np.ndarray, np.ndarray]],
 ) -> int:
-    """Add the samples a track run (``trun``'s payload) places; where its data ends."""
+    """Add the samples a track run (``trun``'s payload) places; where its data ends.
+
+    Those of the fragment's runs together: ``MP4_SAMPLES`` at most.
+    """
     if end - start < 8:  # noqa: PLR2004 - version, flags, the sample count
         return base
     flags = int.from_bytes(b[start + 1 : start + 4], "big")
@@ -236,15 +240,17 @@ def _run(
         base += int.from_bytes(b[at : at + 4], "big", signed=True)
         at += 4
     at += 4 * bool(flags & TRUN_FIRST_FLAGS)
-    each = 4 * (flags & TRUN_SAMPLE_FIELDS).bit_count()
-    size_at = 4 * bool(flags & TRUN_DURATION)
-    for _ in range(min(count, MP4_SAMPLES - len(places))):
-        if at + each > end:
-            break
-        if flags & TRUN_SIZE:
-            size = int.from_bytes(b[at + size_at : at + size_at + 4], "big")
-        places.append((track, base, base + size))
-        base, at = base + size, at + each
+    each = 4 * (flags & TRUN_SAMPLE_FIELDS).bit_count()  # each sample's fields
+    count = min(count, MP4_SAMPLES - sum(len(r[1]) for r in runs))
+    count = min(count, max(0, (end - at) // each)) if each else count * (at <= end)
+    if count <= 0:
+        return base
+    entries = None
+    if flags & TRUN_SIZE:  # after its duration, if it has one
+        fields = _array(b, at, at + count * each, 4, skip=0, most=count * each // 4)
+        entries = fields.reshape(count, each // 4)[:, int(bool(flags & TRUN_DURATION))]
+    starts, stops, base = places.run(entries, count, size, base)
+    runs.append((track, starts, stops))
     return base
 
 
@@ -264,7 +270,7 @@ def _child(
 
 def _video_tracks(
     b: bytes | bytearray | memoryview, start: int, end: int
-) -> Iterator[tuple[int, str, int, list[Region], Callable[[], list[Region]]]]:
+) -> Iterator[tuple[int, str, int, list[Region], Callable[[], tuple[np.ndarray, np.ndarray]]]]:
     """Each H.264 or HEVC track of the movie: its id, codec, units' length size, NAL units.
 
     Where its NAL units lie: the units its configuration declares (each after a 2-byte
@@ -330,39 +336,44 @@ def _declared(b: bytes | bytearray | memoryview, codec: str, start: int, end: in
     return places
 
 
-def _samples(b: bytes | bytearray | memoryview, start: int, end: int) -> list[Region]:
-    """Where each sample of a track lies, from its sample table (``stbl``'s payload).
+def _samples(
+    b: bytes | bytearray | memoryview, start: int, end: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of each sample of a track, from its sample table (``stbl``'s payload).
 
-    At most ``MP4_SAMPLES`` of them (a table may claim any count).
+    At most ``MP4_SAMPLES`` of them (a table may claim any count): only the numbers that
+    place those are read.
     """
     sizes_box, chunks_box = _child(b, start, end, b"stsz"), _child(b, start, end, b"stsc")
     offsets_box, wide = _child(b, start, end, b"stco"), 4
     if offsets_box is None:
         offsets_box, wide = _child(b, start, end, b"co64"), 8
     if sizes_box is None or chunks_box is None or offsets_box is None:
-        return []
-    # after version and flags: a size for all, the count, each one's size
-    fixed, count, *table = [*_numbers(b, *sizes_box, 4, skip=4, most=MP4_SAMPLES + 2), 0, 0]
-    count = min(count, MP4_SAMPLES, MP4_SAMPLES if fixed else len(table) - 2)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # after version and flags: a size for all, the count, then each one's size
+    fixed, count = [*_numbers(b, *sizes_box, 4, skip=4, most=2), 0, 0][:2]
+    sizes = np.zeros(0, np.int64) if fixed else _array(b, *sizes_box, 4, skip=12, most=MP4_SAMPLES)
+    count = min(count, MP4_SAMPLES, MP4_SAMPLES if fixed else len(sizes))
     # (first chunk, samples a chunk, entry) each
-    runs = _numbers(b, *chunks_box, 4, skip=8, most=3 * MP4_SAMPLES)
-    firsts, per_chunk = runs[0::3], runs[1::3]
-    places: list[Region] = []
-    run = -1
-    offsets = _numbers(b, *offsets_box, wide, skip=8, most=MP4_SAMPLES)
-    for chunk, offset in enumerate(offsets, start=1):
-        while run + 1 < min(len(firsts), len(per_chunk)) and firsts[run + 1] <= chunk:
-            run += 1
-        if run < 0:
-            break
-        at = offset
-        for _ in range(min(per_chunk[run], count - len(places))):
-            size = fixed or table[len(places)]
-            places.append((at, at + size))
-            at += size
-        if len(places) >= count:
-            break
-    return places
+    chunks = _array(b, *chunks_box, 4, skip=8, most=3 * MP4_SAMPLES)
+    offsets = _array(b, *offsets_box, wide, skip=8, most=MP4_SAMPLES)
+    return places.table(sizes, fixed, count, chunks, offsets)
+
+
+def _array(
+    b: bytes | bytearray | memoryview,
+    start: int,
+    end: int,
+    wide: int,
+    *,
+    skip: int,
+    most: int = MP4_SAMPLES,
+) -> np.ndarray:
+    """``_numbers``, as an array (its own: ``b`` may grow after)."""
+    count = min(most, (end - start - skip) // wide)
+    if count <= 0:
+        return np.zeros(0, np.int64)
+    return np.frombuffer(b, f">u{wide}", count, start + skip).copy()
 
 
 def _numbers(
@@ -525,7 +536,7 @@ def _boxes_whole(
     return boxes if smallest <= claimed - last else None
 
 
-def samples_ahead(read: Callable[[int, int], bytes], first: int, held: int) -> list[Place]:
+def samples_ahead(read: Callable[[int, int], bytes], first: int, held: int) -> Places:
     """The samples placed by a movie box after the media data, read ahead of the stream.
 
     Where the box runs past a streamed file's first fragment (``first`` bytes), its
@@ -547,11 +558,11 @@ def samples_ahead(read: Callable[[int, int], bytes], first: int, held: int) -> l
                 break
             if size > held:  # walked into, as the stream's walk does
                 return Mp4Walk.ahead(read, (at, size), held)
-            later: list[Place] = []
+            later: list[Places] = []
             _parse(read(at, size), [], [], Movie(), origin=at, later=later)
-            return later
+            return Places.join(later)
         at += size
-    return []
+    return Places.none()
 
 
 FAKE = b"\xff\xff\xff\xff"  # the size of an opened box's header put before a box it holds
@@ -594,7 +605,7 @@ class Mp4Walk:
     over ``held`` bytes is read ``held`` bytes at a time (``pieces``).
     """
 
-    def __init__(self, held: int, *, blank: bool = True, ahead: list[Place] | None = None) -> None:
+    def __init__(self, held: int, *, blank: bool = True, ahead: Places | None = None) -> None:
         """``blank``: change the buffers; else find the boxes' bytes only (``verify``).
 
         ``ahead``: the samples a movie box at the file's end places (``samples_ahead``).
@@ -608,16 +619,14 @@ class Mp4Walk:
         self._passing: Box = (0, MP4_MEDIA_DATA, 0, 0)  # the box last passed over, in the file
         self._behind = b""  # its last ``SEARCH_BEHIND`` bytes passed, searched with the next
         self._samples = _Samples(blank=blank)
-        self._samples.expect(ahead or [])
+        self._samples.expect(ahead or Places.none())
         self._open: list[_Open] = []  # the boxes too large to hold that the walk is in
         self._chain = 0  # of ``_kept``: the headers of those, before the box's own bytes
         self._skeleton = 0  # bytes they keep (``_keep``)
-        self._ahead: list[Place] | None = None  # (``ahead``: the places found, not read)
+        self._ahead: list[Places] | None = None  # (``ahead``: the places found, not read)
 
     @classmethod
-    def ahead(
-        cls, read: Callable[[int, int], bytes], box: tuple[int, int], held: int
-    ) -> list[Place]:
+    def ahead(cls, read: Callable[[int, int], bytes], box: tuple[int, int], held: int) -> Places:
         """The samples placed by the movie box ``box`` (where, how long) too large to hold.
 
         Read ``held`` bytes at a time by ``read(at, n)`` and walked into (``samples_ahead``).
@@ -631,7 +640,7 @@ class Mp4Walk:
             walk._pos += len(part)
             if len(part) < want:  # the file ends (a box may claim more)
                 break
-        return walk._ahead
+        return Places.join(walk._ahead)
 
     def feed(self, buf: bytearray | memoryview) -> list[bytes]:
         """Blank ``buf`` in place; the bytes of its boxes and SEI units to search."""
@@ -740,10 +749,10 @@ class Mp4Walk:
             self._keep(box.kind, skeleton, opened=True)
             return
         self._skeleton = 0
-        places = _box_samples(
+        found = _box_samples(
             skeleton, (0, box.kind, 8, len(skeleton)), self._movie, [], [], box.start, whole=True
         )
-        self._expect(places)
+        self._expect([found])
 
     def _keep(self, kind: bytes, box: bytes, *, opened: bool = False) -> None:
         """Keep ``box`` (held whole, or ``opened``) in the box last opened: one that places.
@@ -755,11 +764,11 @@ class Mp4Walk:
         self._open[-1].parts.append(box)
         self._skeleton += (not opened) * len(box)
 
-    def _expect(self, places: list[Place]) -> None:
+    def _expect(self, found: list[Places]) -> None:
         if self._ahead is not None:
-            self._ahead += places
+            self._ahead += found
         else:
-            self._samples.expect(places)
+            self._samples.expect(Places.join(found))
 
     def _pass(self, buf: bytearray | memoryview, a: int, z: int, found: list[bytes]) -> None:
         """Zero what is zeroed of the box passed over, in ``buf`` from ``a`` to ``z``.
@@ -799,7 +808,7 @@ class Mp4Walk:
         box = self._kept
         blanks: list[Blank] = []
         regions: list[Region] = []
-        later: list[Place] = []
+        later: list[Places] = []
         movie = Movie() if self._open else self._movie  # (in an opened box: places when it ends)
         _parse(box, blanks, regions, movie, origin=self._pos + i - went, later=later)
         for a, z, fill in blanks if self._blank else ():
@@ -835,7 +844,7 @@ class Mp4Walk:
         )
         blanks: list[Blank] = []
         regions: list[Region] = []
-        later: list[Place] = []
+        later: list[Places] = []
         with memoryview(buf) as view, view[:opened] as parsed:
             _parse(parsed, blanks, regions, self._movie, later=later)
         fill_in(buf, blanks if self._blank else [])
@@ -870,8 +879,10 @@ class _Samples:
 
     def __init__(self, *, blank: bool) -> None:
         self._blank = blank
-        self._pending: list[Place] = []  # by where they begin
+        self._pending = Places.none()  # by where they begin
         self._next = 0  # the first of them not begun
+        self._coming: list[Place] = []  # it and those after it, ``STEP`` at most, as tuples
+        self._coming_at = 0  # where the first of those lies in ``_pending``
         self._added = 0
         self._current: Place | None = None  # the sample being read
         self._at = 0  # where its next unit (its length) begins
@@ -879,18 +890,18 @@ class _Samples:
         # the SEI unit last read (where it begins): where its read goes on
         self._resume: tuple[int, Resume | None] = (-1, None)
 
-    def expect(self, places: list[Place]) -> None:
-        """Read ``places`` as their bytes come (those that went already: not).
+    def expect(self, found: Places) -> None:
+        """Read the samples ``found`` as their bytes come (those that went already: not).
 
         At most ``MP4_SAMPLES`` wait at a time, and ``WALK_SAMPLES`` are taken in all.
         """
         waiting = len(self._pending) - self._next
         room = min(WALK_SAMPLES - self._added, MP4_SAMPLES - waiting)
-        new = [p for p in places if p[1] > p[0]][: max(0, room)]
+        new = found.nonempty().first(room)
         self._added += len(new)
-        if new:
-            self._pending = sorted(self._pending[self._next :] + new)
-            self._next = 0
+        if len(new):
+            self._pending = Places.join([self._pending.after(self._next), new]).ordered()
+            self._next, self._coming = 0, []
 
     def feed(self, buf: bytearray | memoryview, pos: int) -> list[bytes]:
         """Read the samples in ``buf`` (at ``pos`` in the file); their SEI units to search."""
@@ -898,9 +909,10 @@ class _Samples:
         end = pos + len(buf)
         while True:
             if self._current is None:
-                if self._next >= len(self._pending) or self._pending[self._next][0] >= end:
+                coming = self._coming_one()
+                if coming is None or coming[0] >= end:
                     break
-                self._current = self._pending[self._next]
+                self._current = coming
                 self._next += 1
                 self._at, self._carry = self._current[0], b""
                 if self._at < pos:  # it went before it could be begun (samples overlap)
@@ -910,6 +922,14 @@ class _Samples:
                 break
             self._current = None
         return found
+
+    def _coming_one(self) -> Place | None:
+        """The first sample not begun, if any."""
+        i = self._next - self._coming_at
+        if not 0 <= i < len(self._coming):
+            self._coming = list(self._pending.after(self._next).first(STEP))
+            self._coming_at, i = self._next, 0
+        return self._coming[i] if i < len(self._coming) else None
 
     def _units(self, buf: bytearray | memoryview, pos: int, found: list[bytes]) -> bool:
         """Walk the current sample's units in ``buf``; whether the sample is over."""

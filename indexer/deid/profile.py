@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 21
+RULES_VERSION = 22
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -68,7 +68,9 @@ holds (over 1,024) unread, and a nesting message whose header cannot be read bla
 the byte its reading stopped in, not whole (a streamed unit cut inside its header kept the
 bytes before the cut); 21: a streamed MP4 file's movie box or fragment too large to hold
 (over 32 MiB) walked into: the boxes it holds parsed as held (it was left), and the samples
-its tables or runs place read (their SEI was neither blanked nor searched).
+its tables or runs place read (their SEI was neither blanked nor searched); 22: a sample that
+a movie fragment's run places before an MP4 file's start not read (a held copy read it from
+the file's end, as Python's slices do, and blanked what it found there).
 """
 
 _RESOLVE = {

@@ -26,6 +26,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
 
 from indexer import content, deid, keys, spans, work
 from indexer.deid import blanks, build_plan, frames, mp4, statement, verify, video
+from indexer.deid.places import Places
 from indexer.deid.profile import FRAME_TEXT
 from indexer.encode import encode
 from indexer.errors import DeidError, StoreError
@@ -749,7 +750,7 @@ def _fed(sample: bytes, size: int) -> bytes:
     """An H.264 sample (4-byte lengths) as ``mp4._Samples`` blanks it, fed in buffers of
     ``size`` bytes."""
     samples = mp4._Samples(blank=True)
-    samples.expect([(0, len(sample), video.H264, 4)])
+    samples.expect(Places.of([(0, len(sample), video.H264, 4)]))
     buffers = [bytearray(sample[at : at + size]) for at in range(0, len(sample), size)]
     for at, buf in zip(range(0, len(sample), size), buffers, strict=True):
         samples.feed(buf, at)
@@ -1136,7 +1137,7 @@ def test_an_mp4_samples_unit_of_one_long_message_many_buffers_cut_is_read_once(m
     assert MARK not in spaced
     sizes = _payload_read(monkeypatch)
     samples = mp4._Samples(blank=True)
-    samples.expect([(0, len(sample), video.H264, 4)])
+    samples.expect(Places.of([(0, len(sample), video.H264, 4)]))
     copy, carried = bytearray(), []
     for at in range(0, len(sample), 1000):
         buf = bytearray(sample[at : at + 1000])
@@ -1187,7 +1188,7 @@ def test_a_sample_unit_many_buffers_cut_is_searched_in_bytes_linear_in_its_size(
     monkeypatch.setattr(mp4, "SEARCH_BEHIND", 100)
     sample = _nal(b"\x06" + _escaped(_rbsp((5, UUID + MARK * 2400)))) + _nal(SLICE)
     samples = mp4._Samples(blank=False)
-    samples.expect([(0, len(sample), video.H264, 4)])
+    samples.expect(Places.of([(0, len(sample), video.H264, 4)]))
     found = [
         b"".join(samples.feed(bytearray(sample[at : at + 1000]), at))
         for at in range(0, len(sample), 1000)
@@ -1533,17 +1534,23 @@ def test_a_tables_entries_are_read_as_far_as_samples_are_placed(monkeypatch, off
     movie box of 56 MB took 3.6 s and a gigabyte; now 0.9 s)."""
     monkeypatch.setattr(mp4, "MP4_SAMPLES", 3)
     read: list[int] = []
-    numbers = mp4._numbers
-    monkeypatch.setattr(
-        mp4, "_numbers", lambda *a, **k: read.append(len(n := numbers(*a, **k))) or n
-    )
+    for name in ("_numbers", "_array"):
+        numbers = getattr(mp4, name)
+        monkeypatch.setattr(
+            mp4, name, lambda *a, f=numbers, **k: read.append(len(n := f(*a, **k))) or n
+        )
     wide = 4 if offsets == b"stco" else 8
     starts = b"".join(at.to_bytes(wide, "big") for at in range(1000, 2000, 10))
     table = _full(b"stsz", struct.pack(">LL", 0, 100) + struct.pack(">100L", *[7] * 100))
     table += _full(b"stsc", struct.pack(">L", 100) + struct.pack(">LLL", 1, 1, 1) * 100)
     table += _full(offsets, struct.pack(">L", 100) + starts)
-    assert mp4._samples(table, 0, len(table)) == [(1000, 1007), (1010, 1017), (1020, 1027)]
-    assert read == [3 + 2, 3 * 3, 3]
+    starts, stops = mp4._samples(table, 0, len(table))
+    assert list(zip(starts.tolist(), stops.tolist(), strict=True)) == [
+        (1000, 1007),
+        (1010, 1017),
+        (1020, 1027),
+    ]
+    assert read == [2, 3, 3 * 3, 3]
 
 
 def test_the_samples_waiting_to_be_read_are_bounded(monkeypatch):
@@ -1559,14 +1566,14 @@ def test_the_samples_waiting_to_be_read_are_bounded(monkeypatch):
     read = lambda start, n: file[start : start + n]  # noqa: E731
     assert len(mp4.samples_ahead(read, 40, 1 << 20)) == 3
     samples = mp4._Samples(blank=True)
-    samples.expect([(i, i + 1, video.H264, 4) for i in range(10, 15)])
-    samples.expect([(i, i + 1, video.H264, 4) for i in range(20, 25)])
+    samples.expect(Places.of([(i, i + 1, video.H264, 4) for i in range(10, 15)]))
+    samples.expect(Places.of([(i, i + 1, video.H264, 4) for i in range(20, 25)]))
     found = [len(samples._pending) - samples._next]
     samples.feed(bytearray(12), 0)  # the samples at 10 and 11 read
-    samples.expect([(i, i + 1, video.H264, 4) for i in range(30, 35)])
+    samples.expect(Places.of([(i, i + 1, video.H264, 4) for i in range(30, 35)]))
     found.append(len(samples._pending) - samples._next)
     assert found == [3, 3]
-    assert [p[0] for p in samples._pending[samples._next :]] == [12, 30, 31]
+    assert [p[0] for p in samples._pending.after(samples._next)] == [12, 30, 31]
 
 
 def _large_media_data(mp4: bytes) -> bytes:
@@ -1863,7 +1870,7 @@ def test_an_sei_unit_a_buffer_cuts_is_read_on_with_the_next():
     lead = b"\x77" * 10  # bytes before the sample (another box's)
     for cut in range(len(lead) + 1, len(lead) + len(unit)):
         samples = mp4._Samples(blank=True)  # the reader alone
-        samples.expect([(len(lead), len(lead) + len(sample), video.H264, 4)])
+        samples.expect(Places.of([(len(lead), len(lead) + len(sample), video.H264, 4)]))
         first, second = bytearray((lead + sample)[:cut]), bytearray((lead + sample)[cut:])
         found = samples.feed(first, 0) + samples.feed(second, cut)
         assert bytes(first) == (lead + spaced)[:cut], cut
