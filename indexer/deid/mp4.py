@@ -884,6 +884,7 @@ class _Samples:
         self._coming: list[Place] = []  # it and those after it, ``STEP`` at most, as tuples
         self._coming_at = 0  # where the first of those lies in ``_pending``
         self._added = 0
+        self._went = 0  # where the bytes not yet read begin (those before went)
         self._current: Place | None = None  # the sample being read
         self._at = 0  # where its next unit (its length) begins
         self._carry = b""  # that unit's bytes that went with earlier buffers, if any
@@ -893,15 +894,17 @@ class _Samples:
     def expect(self, found: Places) -> None:
         """Read the samples ``found`` as their bytes come (those that went already: not).
 
-        At most ``MP4_SAMPLES`` wait at a time, and ``WALK_SAMPLES`` are taken in all.
+        At most ``MP4_SAMPLES`` wait at a time, and ``WALK_SAMPLES`` are taken in all, each
+        once: a movie box at the file's end, read ahead, places again as it comes those
+        still to come.
         """
         waiting = len(self._pending) - self._next
         room = min(WALK_SAMPLES - self._added, MP4_SAMPLES - waiting)
-        new = found.nonempty().first(room)
-        self._added += len(new)
+        new = found.nonempty().since(self._went).first(room)
         if len(new):
-            self._pending = Places.join([self._pending.after(self._next), new]).ordered()
-            self._next, self._coming = 0, []
+            joined = Places.join([self._pending.after(self._next), new]).ordered().distinct()
+            self._added += len(joined) - waiting
+            self._pending, self._next, self._coming = joined, 0, []
 
     def feed(self, buf: bytearray | memoryview, pos: int) -> list[bytes]:
         """Read the samples in ``buf`` (at ``pos`` in the file); their SEI units to search."""
@@ -912,15 +915,16 @@ class _Samples:
                 coming = self._coming_one()
                 if coming is None or coming[0] >= end:
                     break
+                if coming[0] < pos:  # it went before it could be begun (samples overlap)
+                    self._next = int(np.searchsorted(self._pending.starts, pos))  # those too
+                    continue
                 self._current = coming
                 self._next += 1
                 self._at, self._carry = self._current[0], b""
-                if self._at < pos:  # it went before it could be begun (samples overlap)
-                    self._current = None
-                    continue
             if not self._units(buf, pos, found):
                 break
             self._current = None
+        self._went = end
         return found
 
     def _coming_one(self) -> Place | None:

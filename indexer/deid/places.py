@@ -112,10 +112,27 @@ class Places:
         """Those after the first ``count``."""
         return Places(self.starts[count:], self.stops[count:], self.kinds[count:])
 
+    def since(self, at: int) -> Places:
+        """Those that begin at ``at`` or after."""
+        keep = self.starts >= at
+        return self if keep.all() else Places(self.starts[keep], self.stops[keep], self.kinds[keep])
+
     def nonempty(self) -> Places:
         """Those that hold a byte at least."""
         keep = self.stops > self.starts
         return self if keep.all() else Places(self.starts[keep], self.stops[keep], self.kinds[keep])
+
+    def distinct(self) -> Places:
+        """Each once (of those ``ordered``: the same ones lie together)."""
+        same = (
+            (self.starts[1:] == self.starts[:-1])
+            & (self.stops[1:] == self.stops[:-1])
+            & (self.kinds[1:] == self.kinds[:-1])
+        )
+        if not same.any():
+            return self
+        keep = np.concatenate(([True], ~same))
+        return Places(self.starts[keep], self.stops[keep], self.kinds[keep])
 
     def ordered(self) -> Places:
         """Sorted as their tuples would be: by start, then end, then kind."""

@@ -12,7 +12,18 @@ import pytest
 
 from indexer.deid import blanks, mp4, places, video
 from indexer.deid.places import Place, Places
-from tests.deid.test_frames import MARK, SLICE, TEXT, UUID, _box, _escaped, _full, _nal, _rbsp
+from tests.deid.test_frames import (
+    MARK,
+    SLICE,
+    TEXT,
+    UUID,
+    _box,
+    _escaped,
+    _full,
+    _nal,
+    _rbsp,
+    _tracked_mp4,
+)
 
 
 def _table_by_loop(
@@ -171,6 +182,8 @@ def test_places_keep_their_order_and_sort_as_their_tuples(monkeypatch):
     assert list(held.ordered()) == sorted(listed)
     tied = [(5, 9, video.HEVC, 4), (5, 7, video.HEVC, 4), (5, 7, video.H264, 4), (6, 7, "h264", 1)]
     assert list(Places.of(tied).ordered()) == sorted(tied)
+    assert list(Places.of(listed + listed).ordered().distinct()) == sorted(set(listed))
+    assert list(held.since(20)) == [p for p in listed if p[0] >= 20]
     assert list(held.nonempty()) == [p for p in listed if p[1] > p[0]]
     assert list(held.first(25)) == listed[:25]
     assert list(held.after(25)) == listed[25:]
@@ -240,3 +253,42 @@ def test_a_million_samples_places_are_held_in_tens_of_megabytes():
     assert len(waiting) == n
     assert waiting[n - 1] == (300 * (n - 1), 300 * n, video.H264, 4)
     assert peak - 2 * len(source) < 64 * n  # (the walk's copies of the file)
+
+
+def test_a_movie_box_read_ahead_places_each_sample_once(monkeypatch):
+    """A movie box at a streamed file's end, read ahead, places its samples again as the
+    walk reaches it: those still to come (in its own fragment) were read twice, and those
+    gone were queued again to be passed over one at a time. Each is read once now, and
+    the copy is the held one."""
+    source = _tracked_mp4(video.H264)
+    second = source.index(b"\x41\x9a") - 4  # the second video sample, in the last fragment
+    held = bytearray(source)
+    blanks.fill_in(held, mp4.parse(source)[0])
+    read: list[int] = []
+    units = mp4._Samples._units
+    monkeypatch.setattr(
+        mp4._Samples, "_units", lambda s, *a: read.append(s._current[0]) or units(s, *a)
+    )
+    ahead = mp4.samples_ahead(lambda at, n: source[at : at + n], second, 1 << 20)
+    assert len(ahead) == 2
+    walk = mp4.Mp4Walk(1 << 20, ahead=ahead)
+    buffers = [bytearray(source[:second]), bytearray(source[second:])]
+    for buf in buffers:
+        walk.feed(buf)
+    assert b"".join(buffers) == held
+    assert read == [int(ahead.starts[0]), second]
+
+
+def test_samples_that_went_before_they_could_be_begun_are_passed_over_at_once(monkeypatch):
+    """Samples that begin before the bytes the walk reads (they overlap those read, or a
+    movie box placed them behind it) are passed over together, not looked at one by one."""
+    looked: list[int] = []
+    coming = mp4._Samples._coming_one
+    monkeypatch.setattr(mp4._Samples, "_coming_one", lambda s: looked.append(s._next) or coming(s))
+    samples = mp4._Samples(blank=True)
+    samples.expect(Places.track(np.arange(50_000), np.arange(50_000) + 2, video.H264, 4))
+    samples.feed(bytearray(10), 0)  # the samples at 0 to 9 read: a length, and no unit
+    looked.clear()
+    samples.feed(bytearray(10), 40_000)
+    assert samples._next == 40_010
+    assert looked == [10, *range(40_000, 40_011)]  # passed over; read; the next: past it
