@@ -147,10 +147,13 @@ def _encode_raw(ds: Dataset) -> Encoded:
             elif _is_plain_raw(elem, implicit):
                 value = elem.value or b""
                 pixels = (_head_in(fp, tag, (elem.VR or "").encode(), len(value)), value)
+            elif items := _encapsulated(elem, implicit=implicit):  # written from its bytes
+                head = _head(tag, str(elem.VR).encode(), UNDEFINED_LENGTH)
+                pixels = (head, items, _SEQUENCE_END)
             else:
                 buf = DicomBytesIO()
                 buf.is_little_endian, buf.is_implicit_VR = True, implicit
-                write_data_element(buf, elem, encodings)
+                write_data_element(buf, _for_pydicom(elem), encodings)
                 pixels = (buf.getvalue(),)
             continue
         _write_element(fp, elem, encodings)
@@ -177,6 +180,48 @@ def _is_plain_raw(elem: object, implicit: bool = False) -> TypeGuard[RawDataElem
         and elem.length != UNDEFINED_LENGTH
         and (implicit or bool(elem.VR))
     )
+
+
+def _for_pydicom(elem: DataElement | RawDataElement) -> DataElement | RawDataElement:
+    """``elem``, a view of its encapsulated frames made bytes, as pydicom's writer needs.
+
+    It checks their first item with ``bytes.startswith`` (read in place, they are a view:
+    ``_encapsulated`` writes them so; pydicom, where that does not).
+    """
+    if not isinstance(elem.value, memoryview) or not _undefined(elem):
+        return elem
+    if isinstance(elem, RawDataElement):
+        return elem._replace(value=bytes(elem.value))
+    elem.value = bytes(elem.value)
+    return elem
+
+
+def _undefined(elem: DataElement | RawDataElement) -> bool:
+    """Whether ``elem`` is of undefined length."""
+    if isinstance(elem, RawDataElement):
+        return elem.length == UNDEFINED_LENGTH
+    return elem.is_undefined_length
+
+
+def _encapsulated(elem: object, *, implicit: bool) -> bytes | memoryview | None:
+    """The items of encapsulated frames (Pixel Data of undefined length) in explicit VR.
+
+    Written after its head, as pydicom's ``write_data_element`` writes them (its sequence
+    delimiter after), but not copied into a buffer first (twice: a video object held was
+    in memory four times). None for any other value: pydicom writes it, or refuses it.
+    """
+    if implicit or not isinstance(elem, RawDataElement | DataElement):
+        return None
+    value = elem.value
+    if (
+        not _undefined(elem)
+        or elem.VR not in ("OB", "OW")
+        or not isinstance(value, bytes | memoryview)
+        or len(value) % 2
+        or value[:4] != _ITEM
+    ):
+        return None
+    return value
 
 
 def _plain_bytes(fp: DicomBytesIO, tag: int, raw: RawDataElement) -> bool:
@@ -310,6 +355,8 @@ def _encode_pydicom(ds: Dataset) -> Encoded:
     stored = ds._dict.get(BaseTag(PIXEL_DATA))  # noqa: SLF001 - as stored
     if isinstance(getattr(stored, "value", None), Span):  # pydicom writes bytes only
         ds._dict[BaseTag(PIXEL_DATA)] = held(stored)  # type: ignore[arg-type]  # noqa: SLF001
+    elif stored is not None:
+        ds._dict[BaseTag(PIXEL_DATA)] = _for_pydicom(stored)  # noqa: SLF001
     last = max(ds.keys()) if len(ds) else None
     if last != PIXEL_DATA:  # no pixel data, or elements after it: one piece
         return Encoded(_save(ds))

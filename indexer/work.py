@@ -357,11 +357,8 @@ def _pixels_in_place(data: bytes, pos: int, ds: pydicom.Dataset) -> RawDataEleme
     if extent is None or extent[3] != len(data):  # truncated, or elements after Pixel Data
         return None
     vr, length, start, end = extent
-    value = (
-        memoryview(data)[start:end]  # native pixels: a view, not a copy
-        if length != UNDEFINED_LENGTH
-        else data[start : end - 8]  # encapsulated frames: pydicom writes the delimiter
-    )
+    # a view, not a copy; of encapsulated frames, their items (the delimiter is written after)
+    value = memoryview(data)[start : end if length != UNDEFINED_LENGTH else end - 8]
     return _pixel_element(vr, length, value, start)
 
 

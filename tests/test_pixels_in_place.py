@@ -21,6 +21,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
 from indexer import deid, keys, leakscan, sources, spans, syntaxes, work
+from indexer import encode as encode_module
 from indexer.deid import frames
 from indexer.deid.pixels import Masked
 from indexer.encode import PIXEL_DATA, encode
@@ -106,6 +107,62 @@ def test_native_pixels_are_a_view_of_the_source(build):
     assert encoded.pixels[-1].obj is data  # written out from the source's own bytes
     again = pydicom.dcmread(pydicom.filebase.DicomBytesIO(encoded.data))
     assert again.PixelData == pydicom.dcmread(pydicom.filebase.DicomBytesIO(data)).PixelData
+
+
+def test_encapsulated_frames_are_a_view_of_the_source_written_as_pydicom_writes_them(
+    monkeypatch,
+):
+    """Encapsulated frames lie in place too (they were copied at the read, then written by
+    pydicom into a buffer and copied out of it again: a video object of 122 MB held took
+    552 MB, now 310): their items are written from the source's bytes, between the head
+    pydicom writes and its sequence delimiter, byte for byte as pydicom writes them."""
+    data = _encapsulated()
+    ds = read_dataset(data, pixels_in_place=True)
+    raw = ds.get_item(PIXEL_DATA)
+    assert isinstance(raw.value, memoryview)
+    assert raw.value.obj is data
+    encoded = encode(deid.apply(PLAN, ds, KEY).ds)
+    assert encoded.pixels[1].obj is data  # nothing to blank in these frames: not copied
+    monkeypatch.setattr(encode_module, "_encapsulated", lambda *_a, **_k: None)
+    by_pydicom = encode(deid.apply(PLAN, read_dataset(data, pixels_in_place=True), KEY).ds)
+    assert len(by_pydicom.pixels) == 1
+    assert encoded.data == by_pydicom.data
+    monkeypatch.setattr(encode_module, "_raw_copy_possible", lambda _ds: False)
+    whole = encode(deid.apply(PLAN, read_dataset(data, pixels_in_place=True), KEY).ds)
+    assert whole.data == by_pydicom.data  # pydicom writes the view too (made bytes)
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (encapsulate([b"\xff\xd8one\xff\xd9"]), True),
+        (memoryview(encapsulate([b"\xff\xd8two!\xff\xd9"])), True),
+        (encapsulate([b"\xff\xd8three\xff\xd9"]) + b"\x00", False),  # odd: pydicom pads it
+        (b"\xff\xd8 no items \xff\xd9", False),  # pydicom refuses it
+        (b"", False),
+    ],
+)
+def test_encapsulated_values_are_written_from_their_bytes_only_as_pydicom_would(
+    monkeypatch, value, written
+):
+    """A de-identified object's Pixel Data of undefined length (bytes or a view) is written
+    from its bytes where pydicom would write them as they are; else pydicom writes it (an
+    odd length padded) or refuses it, as before."""
+    ds = read_dataset(_encapsulated())  # as read: written from its elements' bytes
+    ds.PixelData = value
+    ds["PixelData"].is_undefined_length = True
+    outcomes = []
+    for own in (True, False):
+        if not own:
+            monkeypatch.setattr(encode_module, "_encapsulated", lambda *_a, **_k: None)
+        try:
+            encoded = encode(ds)
+        except ValueError as e:
+            outcomes.append(str(e))
+        else:
+            outcomes.append(encoded.data)
+            assert (len(encoded.pixels) == 3) == (written and own)
+    assert outcomes[0] == outcomes[1]
 
 
 @pytest.mark.parametrize("build", [_native, _implicit])
