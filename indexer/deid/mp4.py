@@ -12,7 +12,6 @@ length-prefixed NAL units, for their user data SEI messages (``video``). The box
 from __future__ import annotations
 
 import functools
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -66,7 +65,6 @@ WALK_SAMPLES = 1 << 22  # samples a streamed file's walk looks at, its fragments
 AHEAD_BOXES = 1 << 12  # top-level boxes walked ahead for a movie box at a file's end
 SEARCH_BEHIND = 64 << 10  # of a box cut by buffers: searched again with the next
 UNREAD = 1 << 63  # a streamed file's bytes past where its boxes can be walked
-WIDE = {4: "L", 8: "Q"}  # a table's numbers' bytes: their struct format
 # sample entries of H.264 and HEVC: (codec, decoder configuration, its NAL length's byte)
 MP4_VIDEO = {
     **dict.fromkeys((b"avc1", b"avc3"), (H264, b"avcC", 4)),
@@ -175,7 +173,7 @@ def _fragment_defaults(b: bytes | bytearray | memoryview, start: int, end: int) 
     extends = _child(b, start, end, b"mvex")
     found: dict[int, int] = {}
     for at, kind, head, stop in box_list(b, *extends) if extends else []:
-        fields = _numbers(b, at + head, min(stop, end), 4, skip=4)  # after version, flags
+        fields = _array(b, at + head, min(stop, end), 4, skip=4).tolist()  # after version, flags
         if kind == b"trex" and len(fields) >= 4:  # noqa: PLR2004 - track, index, duration, size
             found[fields[0]] = fields[3]
     return found
@@ -204,7 +202,7 @@ def _fragment_samples(
         if kind != b"traf" or header is None or header[1] - header[0] < 8:  # noqa: PLR2004
             continue
         flags = int.from_bytes(b[header[0] + 1 : header[0] + 4], "big")
-        fields = _numbers(b, *header, 4, skip=4)  # the track, then the optional fields
+        fields = _array(b, *header, 4, skip=4).tolist()  # the track, then the optional fields
         track = fields[0]
         data = origin + moof if flags & TFHD_BASE_IS_MOOF or after is None else after
         i = 1
@@ -351,7 +349,7 @@ def _samples(
     if sizes_box is None or chunks_box is None or offsets_box is None:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # after version and flags: a size for all, the count, then each one's size
-    fixed, count = [*_numbers(b, *sizes_box, 4, skip=4, most=2), 0, 0][:2]
+    fixed, count = [*_array(b, *sizes_box, 4, skip=4, most=2).tolist(), 0, 0][:2]
     sizes = np.zeros(0, np.int64) if fixed else _array(b, *sizes_box, 4, skip=12, most=MP4_SAMPLES)
     count = min(count, MP4_SAMPLES, MP4_SAMPLES if fixed else len(sizes))
     # (first chunk, samples a chunk, entry) each
@@ -369,30 +367,15 @@ def _array(
     skip: int,
     most: int = MP4_SAMPLES,
 ) -> np.ndarray:
-    """``_numbers``, as an array (its own: ``b`` may grow after)."""
+    """The big-endian numbers of ``wide`` (4 or 8) bytes from ``start`` + ``skip`` to ``end``.
+
+    The first ``most`` of them (a table may claim millions: a list of those took
+    gigabytes), in an array of their own (``b`` may grow after; ``tolist``: a box's fields).
+    """
     count = min(most, (end - start - skip) // wide)
     if count <= 0:
         return np.zeros(0, np.int64)
     return np.frombuffer(b, f">u{wide}", count, start + skip).copy()
-
-
-def _numbers(
-    b: bytes | bytearray | memoryview,
-    start: int,
-    end: int,
-    wide: int,
-    *,
-    skip: int,
-    most: int = MP4_SAMPLES,
-) -> list[int]:
-    """The big-endian numbers of ``wide`` (4 or 8) bytes from ``start`` + ``skip`` to ``end``.
-
-    The first ``most`` of them (a table may claim millions: a list of those took gigabytes).
-    """
-    count = min(most, (end - start - skip) // wide)
-    if count <= 0:
-        return []
-    return list(struct.unpack_from(f">{count}{WIDE[wide]}", b, start + skip))
 
 
 def _sample_sei(
