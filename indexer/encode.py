@@ -158,7 +158,7 @@ def _encode_raw(ds: Dataset) -> Encoded:
             continue
         _write_element(fp, elem, encodings)
     if pixels and max(map(int, ds._dict)) != PIXEL_DATA:  # noqa: SLF001 - elements after it
-        return Encoded(_save(ds))
+        return _encode_pydicom(ds)  # (in one piece)
     return Encoded(fp.getvalue(), pixels)
 
 

@@ -121,6 +121,7 @@ def test_encapsulated_frames_are_a_view_of_the_source_written_as_pydicom_writes_
     raw = ds.get_item(PIXEL_DATA)
     assert isinstance(raw.value, memoryview)
     assert raw.value.obj is data
+    outcomes: list[bytes] = []
     encoded = encode(deid.apply(PLAN, ds, KEY).ds)
     assert encoded.pixels[1].obj is data  # nothing to blank in these frames: not copied
     monkeypatch.setattr(encode_module, "_encapsulated", lambda *_a, **_k: None)
@@ -130,6 +131,13 @@ def test_encapsulated_frames_are_a_view_of_the_source_written_as_pydicom_writes_
     monkeypatch.setattr(encode_module, "_raw_copy_possible", lambda _ds: False)
     whole = encode(deid.apply(PLAN, read_dataset(data, pixels_in_place=True), KEY).ds)
     assert whole.data == by_pydicom.data  # pydicom writes the view too (made bytes)
+    monkeypatch.undo()
+    for in_place in (True, False):  # an element after Pixel Data: pydicom writes it all
+        ds = deid.apply(PLAN, read_dataset(data, pixels_in_place=in_place), KEY).ds
+        ds.add_new(0xFFFCFFFC, "OB", b"\x00" * 8)  # Data Set Trailing Padding
+        outcomes.append(encode(ds).data)
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0].endswith(b"\xfc\xff\xfc\xffOB\x00\x00\x08\x00\x00\x00" + bytes(8))
 
 
 @pytest.mark.parametrize(
