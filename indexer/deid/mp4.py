@@ -196,6 +196,7 @@ def _fragment_samples(
     ``b`` lies at ``origin`` in it.
     """
     runs: list[tuple[int, np.ndarray, np.ndarray]] = []
+    placed = 0  # samples, all runs' so far
     after = None  # where the last track fragment's data ended (None: this is the first)
     for at, kind, box_head, stop in box_list(b, moof + head, end):
         header = _child(b, at + box_head, min(stop, end), b"tfhd")
@@ -212,7 +213,11 @@ def _fragment_samples(
         size = fields[i] if flags & TFHD_SIZE and i < len(fields) else defaults.get(track, 0)
         for run_at, run_kind, run_head, run_stop in box_list(b, at + box_head, min(stop, end)):
             if run_kind == b"trun":
-                data = _run(b, run_at + run_head, min(run_stop, end), track, data, size, runs)
+                room = MP4_SAMPLES - placed
+                data, found = _run(b, run_at + run_head, min(run_stop, end), data, size, room)
+                if found is not None:
+                    runs.append((track, *found))
+                    placed += len(found[0])
         after = data
     return runs
 
@@ -221,17 +226,17 @@ def _run(
     b: bytes | bytearray | memoryview,
     start: int,
     end: int,
-    track: int,
     base: int,
     size: int,
-    runs: list[tuple[int, np.ndarray, np.ndarray]],
-) -> int:
-    """Add the samples a track run (``trun``'s payload) places; where its data ends.
+    room: int,
+) -> tuple[int, tuple[np.ndarray, np.ndarray] | None]:
+    """Where a track run's (``trun``'s payload) data ends; (starts, ends) of its samples.
 
-    Those of the fragment's runs together: ``MP4_SAMPLES`` at most.
+    ``room`` of them at most (the fragment's runs together place ``MP4_SAMPLES``); None:
+    none.
     """
     if end - start < 8:  # noqa: PLR2004 - version, flags, the sample count
-        return base
+        return base, None
     flags = int.from_bytes(b[start + 1 : start + 4], "big")
     count, at = int.from_bytes(b[start + 4 : start + 8], "big"), start + 8
     if flags & TRUN_OFFSET:
@@ -239,17 +244,16 @@ def _run(
         at += 4
     at += 4 * bool(flags & TRUN_FIRST_FLAGS)
     each = 4 * (flags & TRUN_SAMPLE_FIELDS).bit_count()  # each sample's fields
-    count = min(count, MP4_SAMPLES - sum(len(r[1]) for r in runs))
+    count = min(count, room)
     count = min(count, max(0, (end - at) // each)) if each else count * (at <= end)
     if count <= 0:
-        return base
+        return base, None
     entries = None
     if flags & TRUN_SIZE:  # after its duration, if it has one
         fields = _array(b, at, at + count * each, 4, skip=0, most=count * each // 4)
         entries = fields.reshape(count, each // 4)[:, int(bool(flags & TRUN_DURATION))]
     starts, stops, base = places.run(entries, count, size, base)
-    runs.append((track, starts, stops))
-    return base
+    return base, (starts, stops)
 
 
 def _child(
