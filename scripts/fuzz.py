@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import struct
 import sys
 import tempfile
 import time
@@ -149,6 +150,45 @@ _VIDEO_STREAMS.append(  # a transport stream: a service's name, and the H.264 st
         + _ts_packet(0x100, _VIDEO_STREAMS[0][1][170:330]),
     )
 )
+
+
+def _box(kind: bytes, payload: bytes, *, full: bool = False) -> bytes:
+    """An ISO box (``full``: version 0 and no flags before its payload)."""
+    payload = bytes(4 * full) + payload
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+
+def _trak(handler: bytes, entry: bytes, at: int, size: int) -> bytes:
+    """An MP4 track of one sample of ``size`` bytes at ``at``."""
+    table = _box(b"stsd", b"\x00\x00\x00\x01" + entry, full=True)
+    table += _box(b"stsz", struct.pack(">LLL", 0, 1, size), full=True)
+    table += _box(b"stsc", struct.pack(">LLLL", 1, 1, 1, 1), full=True)
+    table += _box(b"stco", struct.pack(">LL", 1, at), full=True)
+    hdlr = _box(b"hdlr", bytes(4) + handler + bytes(13), full=True)
+    return _box(b"trak", _box(b"mdia", hdlr + _box(b"minf", _box(b"stbl", table))))
+
+
+def _mp4() -> bytes:
+    """An MP4 file: a subtitle sample, then an H.264 sample's SEI, each holding text.
+
+    Its movie box last.
+    """
+    subtitle = len(_TEXT).to_bytes(2, "big") + _TEXT
+    sei = b"\x06" + _message(5, _UUID + _TEXT) + b"\x80"
+    picture = len(sei).to_bytes(4, "big") + sei + (len(_H264_SLICE) - 4).to_bytes(4, "big")
+    picture += _H264_SLICE[4:]
+    ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1")
+    at = len(ftyp) + 8
+    avc = _box(b"avcC", b"\x01\x64\x00\x1f\xff\xe0\x00")
+    moov = _box(
+        b"moov",
+        _trak(b"text", _box(b"tx3g", bytes(38)), at, len(subtitle))
+        + _trak(b"vide", _box(b"avc1", bytes(78) + avc), at + len(subtitle), len(picture)),
+    )
+    return ftyp + _box(b"mdat", subtitle + picture) + moov
+
+
+_VIDEO_STREAMS.append((MPEG4HP41, _mp4()))
 
 
 def _video(ts: str, stream: bytes) -> bytes:

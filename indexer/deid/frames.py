@@ -18,10 +18,11 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   and the user data SEI messages of H.264 and HEVC, each byte that is not zero made a space.
   Fragments may cut the stream anywhere: frames held in memory are parsed as one stream,
   and streamed ones a fragment at a time, the unit a fragment ends in read on into the next
-  (``_VideoPass``). An MP4 file wrapped whole (``mp4``) has its metadata zeroed and the user
-  data SEI messages of its H.264 and HEVC tracks blanked; streamed, its first fragment as a
-  file, and the boxes and samples after it as they come (``mp4.Mp4Walk``), a movie box at
-  its end read ahead (``_samples_ahead``). A transport stream
+  (``_VideoPass``). An MP4 file wrapped whole (``mp4``) has its metadata zeroed, the user
+  data SEI messages of its H.264 and HEVC tracks blanked, and its text and metadata tracks'
+  samples zeroed; streamed, its first fragment as a file, and the boxes and samples after
+  it as they come (``mp4.Mp4Walk``), a movie box at its end read ahead
+  (``_samples_ahead``). A transport stream
   (``mpegts``) has the user data in its video PES packets blanked, its service information
   (service names, events, the recording's time) made null packets, and its adaptation
   fields' private data zeroed; a program stream (``mpegps``) has the user data in its video

@@ -5,8 +5,10 @@ boxes after their UUID, free space, event messages, and the creation and modific
 of the movie, its tracks and their media (and a live recording's producer times) are
 zeroed. The samples of H.264 and HEVC tracks are found by
 their sample tables, or in a fragmented file by its movie fragments' track runs, and read as
-length-prefixed NAL units, for their user data SEI messages (``video``). The box walker
-(``box_list``) serves JP2 and JPEG XL files too (``frames``).
+length-prefixed NAL units, for their user data SEI messages (``video``). The samples of a
+track that is neither video nor audio (``MP4_MEDIA``: timed text, captions, timed metadata,
+timecode, hints; a track naming no handler) are found the same way and zeroed whole. The
+box walker (``box_list``) serves JP2 and JPEG XL files too (``frames``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from indexer.deid.blanks import (
     fill_in,
     spaces,
 )
-from indexer.deid.places import STEP, Place, Places
+from indexer.deid.places import STEP, ZEROED, Place, Places
 from indexer.deid.video import (
     H264,
     HEVC,
@@ -70,6 +72,11 @@ MP4_VIDEO = {
     **dict.fromkeys((b"avc1", b"avc3"), (H264, b"avcC", 4)),
     **dict.fromkeys((b"hvc1", b"hev1"), (HEVC, b"hvcC", 21)),
 }
+# the handlers of tracks whose samples are pictures or sound: video, auxiliary video (depth,
+# alpha), audio. Any other track's samples (timed text, subtitles, captions, timed metadata
+# such as a phone's places, timecode, hints; a track naming no handler) are zeroed whole.
+MP4_MEDIA = frozenset({b"vide", b"auxv", b"soun"})
+MP4_HANDLER_TYPE = 8  # in a handler box's payload: after version, flags and pre_defined
 
 
 def is_mp4(head: bytes | bytearray | memoryview) -> bool:
@@ -87,8 +94,9 @@ def parse(
     movie, its tracks and their media are zeroed; box headers stay. Of the media data
     (``mdat``) only the samples of H.264 and HEVC tracks are read, as their sample tables
     (or movie fragments, ``moof``) place them, for their user data SEI messages
-    (``_sample_sei``). Every box but the media data, and the SEI messages, are searched by
-    the leak check. Not ``samples``: no sample is read.
+    (``_sample_sei``), and those of text and metadata tracks zeroed (``_sample``). Every box
+    but the media data, the SEI messages and the zeroed samples are searched by the leak
+    check. Not ``samples``: no sample is read.
     """
     blanks: list[Blank] = []
     regions: list[Region] = []
@@ -130,7 +138,7 @@ def _parse(
         found = _box_samples(b, (at, kind, head, end), movie, blanks, regions, origin, whole=whole)
         if later is None:
             for start, stop, codec, size in found:
-                _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
+                _sample(b, codec, size, start, min(stop, len(b)), blanks, regions)
         else:
             later.append(found)
 
@@ -149,23 +157,32 @@ def _box_samples(
 
     A movie box's tracks are noted in ``movie``, and the units an HEVC configuration
     declares (``b``'s own bytes) are read at once. Not ``whole`` (a box cut): that only.
+    The video tracks' samples come first (``MP4_SAMPLES`` are held at once); a zeroed
+    track's, those that touch made one (``Places.merged``).
     """
     at, kind, head, end = box
     found: list[Places] = []
     if kind == MP4_MOVIE:
-        for track, codec, size, declared, table in _video_tracks(b, at + head, end):
+        tracks = sorted(_tracks(b, at + head, end), key=lambda track: track[1] == ZEROED)
+        for track, codec, size, declared, table in tracks:
             movie.tracks[track] = (codec, size)
             for start, stop in declared:
                 _sample_sei(b, codec, 2, start, min(stop, len(b)), blanks, regions)
             room = MP4_SAMPLES - sum(map(len, found))  # all its tracks': held at once
             if whole and room > 0:  # (a cut box's tables are not worked out, nor dropped)
-                found.append(Places.track(*table(), codec, size).first(room))
+                found.append(_placed(*table(), codec, size).first(room))
         movie.defaults = _fragment_defaults(b, at + head, end)
     elif kind == MP4_FRAGMENT and whole:
         for track, starts, stops in _fragment_samples(b, at, head, end, movie.defaults, origin):
             if track in movie.tracks:
-                found.append(Places.track(starts, stops, *movie.tracks[track]))
+                found.append(_placed(starts, stops, *movie.tracks[track]))
     return Places.join(found)
+
+
+def _placed(starts: np.ndarray, stops: np.ndarray, codec: str, size: int) -> Places:
+    """A track's samples (``Places.track``); a zeroed track's merged where they touch."""
+    found = Places.track(starts, stops, codec, size)
+    return found.merged() if codec == ZEROED else found
 
 
 def _fragment_defaults(b: bytes | bytearray | memoryview, start: int, end: int) -> dict[int, int]:
@@ -270,42 +287,58 @@ def _child(
     return start, end
 
 
-def _video_tracks(
+def _tracks(
     b: bytes | bytearray | memoryview, start: int, end: int
 ) -> Iterator[tuple[int, str, int, list[Region], Callable[[], tuple[np.ndarray, np.ndarray]]]]:
-    """Each H.264 or HEVC track of the movie: its id, codec, units' length size, NAL units.
+    """Each H.264, HEVC or zeroed track of the movie: its id, codec, length size, units.
 
-    Where its NAL units lie: the units its configuration declares (each after a 2-byte
-    length), and the samples its table places (in the file; worked out when called for).
+    An H.264 or HEVC track: its units' length size, the units its configuration declares
+    (each after a 2-byte length). A track of no handler in ``MP4_MEDIA``: ``ZEROED``, 0, none.
+    Then the samples its table places (in the file; worked out when called for). Other
+    tracks (video of other codecs, audio) are not named.
     """
     for at, kind, head, stop in box_list(b, start, end):
         if kind != MP4_TRACK:
             continue
-        track = _track_id(b, _child(b, at + head, min(stop, end), b"tkhd"))
-        table = _child(b, at + head, min(stop, end), b"mdia", b"minf", b"stbl")
+        inner = (at + head, min(stop, end))
+        table = _child(b, *inner, b"mdia", b"minf", b"stbl")
         if table is None:
             continue
-        entries = _child(b, *table, b"stsd")
-        if entries is None or entries[1] - entries[0] < 8:  # noqa: PLR2004 - version, count
-            continue
-        entry = box_list(b, entries[0] + 8, entries[1])[:1]
-        if not entry or entry[0][1] not in MP4_VIDEO:
-            continue
-        codec, config_kind, at_byte = MP4_VIDEO[entry[0][1]]
-        # a visual sample entry's fixed fields (78 bytes), then its boxes: the decoder config
-        config = _child(
-            b, entry[0][0] + entry[0][2] + 78, min(entry[0][3], entries[1]), config_kind
-        )
-        if config is None or config[0] + at_byte >= config[1]:
-            continue
-        size = (b[config[0] + at_byte] & 3) + 1  # lengthSizeMinusOne
-        yield (
-            track,
-            codec,
-            size,
-            _declared(b, codec, *config),
-            functools.partial(_samples, b, *table),
-        )
+        track = _track_id(b, _child(b, *inner, b"tkhd"))
+        samples = functools.partial(_samples, b, *table)
+        if (coded := _video_entry(b, table)) is not None:
+            codec, size, config = coded
+            yield track, codec, size, _declared(b, codec, *config), samples
+        elif _handler(b, _child(b, *inner, b"mdia", b"hdlr")) not in MP4_MEDIA:
+            yield track, ZEROED, 0, [], samples
+
+
+def _video_entry(
+    b: bytes | bytearray | memoryview, table: Region
+) -> tuple[str, int, Region] | None:
+    """A sample table's (``stbl``'s payload) H.264 or HEVC entry: codec, length size, config.
+
+    None: its first sample entry is neither, or its decoder configuration is not whole.
+    """
+    entries = _child(b, *table, b"stsd")
+    if entries is None or entries[1] - entries[0] < 8:  # noqa: PLR2004 - version, count
+        return None
+    entry = box_list(b, entries[0] + 8, entries[1])[:1]
+    if not entry or entry[0][1] not in MP4_VIDEO:
+        return None
+    codec, config_kind, at_byte = MP4_VIDEO[entry[0][1]]
+    # a visual sample entry's fixed fields (78 bytes), then its boxes: the decoder config
+    config = _child(b, entry[0][0] + entry[0][2] + 78, min(entry[0][3], entries[1]), config_kind)
+    if config is None or config[0] + at_byte >= config[1]:
+        return None
+    return codec, (b[config[0] + at_byte] & 3) + 1, config  # lengthSizeMinusOne
+
+
+def _handler(b: bytes | bytearray | memoryview, header: Region | None) -> bytes:
+    """The handler type a media's handler box (``hdlr``'s payload) names; empty: none."""
+    if header is None or header[1] - header[0] < MP4_HANDLER_TYPE + 4:
+        return b""
+    return bytes(b[header[0] + MP4_HANDLER_TYPE : header[0] + MP4_HANDLER_TYPE + 4])
 
 
 def _track_id(b: bytes | bytearray | memoryview, header: Region | None) -> int:
@@ -380,6 +413,26 @@ def _array(
     if count <= 0:
         return np.zeros(0, np.int64)
     return np.frombuffer(b, f">u{wide}", count, start + skip).copy()
+
+
+def _sample(
+    b: bytes | bytearray | memoryview,
+    codec: str,
+    size: int,
+    start: int,
+    end: int,
+    blanks: list[Blank],
+    regions: list[Region],
+) -> None:
+    """A sample read: a video track's SEI (``_sample_sei``), or a zeroed track's zeroed.
+
+    A zeroed sample is searched too (zeros, but as an older copy may hold it: ``verify``).
+    """
+    if codec != ZEROED:
+        _sample_sei(b, codec, size, start, end, blanks, regions)
+    elif start < end:
+        add(blanks, start, end, ZERO, end)
+        regions.append((start, end))
 
 
 def _sample_sei(
@@ -854,14 +907,15 @@ class Mp4Walk:
 
 
 class _Samples:
-    """The video samples a streamed file's boxes place, read as their bytes come.
+    """The samples a streamed file's boxes place, read as their bytes come.
 
-    Each sample's NAL units are walked by their lengths; a user data SEI unit is blanked
-    as in ``_sample_sei``. A unit (or a length) that a buffer's end cuts is held, from its
-    length on, as a read on needs it (``video.trimmed``: its length and header, then its
-    bytes from where its read left, or its last ``SEARCH_BEHIND``), and read on with the
-    next buffer, whose part of it is blanked there; the part that went was blanked as far
-    as it went. A sample placed where bytes already went is not read.
+    A zeroed track's are zeroed (``_zero``). A video sample's NAL units are walked by their
+    lengths; a user data SEI unit is blanked as in ``_sample_sei``. A unit (or a length)
+    that a buffer's end cuts is held, from its length on, as a read on needs it
+    (``video.trimmed``: its length and header, then its bytes from where its read left, or
+    its last ``SEARCH_BEHIND``), and read on with the next buffer, whose part of it is
+    blanked there; the part that went was blanked as far as it went. A sample placed where
+    bytes already went is not read.
     """
 
     def __init__(self, *, blank: bool) -> None:
@@ -927,6 +981,8 @@ class _Samples:
         assert self._current is not None  # noqa: S101 - feed's invariant
         _start, stop, codec, size = self._current
         end = pos + len(buf)
+        if codec == ZEROED:
+            return self._zero(buf, pos, stop, found)
         while self._at + size < stop:  # a length, and a byte of the unit, at least
             if self._at >= end:
                 return False
@@ -944,6 +1000,21 @@ class _Samples:
                     return False
             self._at, self._carry = unit_stop, b""
         return True
+
+    def _zero(self, buf: bytearray | memoryview, pos: int, stop: int, found: list[bytes]) -> bool:
+        """Zero the current sample (a zeroed track's) in ``buf``; whether it is over.
+
+        Found only (``verify``): its bytes are searched, after the last ``SEARCH_BEHIND``
+        of those that went.
+        """
+        a, z = max(self._at, pos), min(stop, pos + len(buf))
+        if z > a and self._blank:
+            buf[a - pos : z - pos] = bytes(z - a)
+        elif z > a:
+            part = self._carry + bytes(buf[a - pos : z - pos])
+            found.append(part)
+            self._carry = part[-SEARCH_BEHIND:]
+        return stop <= pos + len(buf)
 
     def _sei(
         self, buf: bytearray | memoryview, k: int, stop: int, first: int, found: list[bytes]

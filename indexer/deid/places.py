@@ -1,11 +1,11 @@
-"""Where an MP4 file's video samples lie, held as arrays: a million in 17 MB, not 140.
+"""Where an MP4 file's samples lie, held as arrays: a million in 17 MB, not 140.
 
 A movie box's sample tables, or a movie fragment's track runs, may place millions of
 samples (``MP4_SAMPLES`` of a track are looked at: 9.7 hours at 30 a second). As Python
 tuples of Python numbers each took about 140 bytes held, and 204 at the peak; here each is
 a start and an end (8 bytes each) and a kind (1 byte: its codec and its NAL units' length
-size), 56 bytes at the peak. Where they lie is worked out from the tables' numbers without
-a loop in Python (``table``, ``run``).
+size; or ``ZEROED``: a text or metadata track's, zeroed whole), 56 bytes at the peak. Where
+they lie is worked out from the tables' numbers without a loop in Python (``table``, ``run``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ import numpy as np
 
 from indexer.deid.video import H264, HEVC
 
-Place = tuple[int, int, str, int]  # a video sample: start, end, codec, its units' length size
+Place = tuple[int, int, str, int]  # a sample: start, end, codec, its units' length size
+ZEROED = "zeroed"  # the codec of a track whose samples are zeroed whole: text, metadata
 # (codec, length size) of each kind, in the order of those tuples: places sort as tuples did
-KINDS = tuple((codec, size) for codec in sorted((H264, HEVC)) for size in (1, 2, 3, 4))
+KINDS = tuple(
+    sorted({(codec, size) for codec in (H264, HEVC) for size in (1, 2, 3, 4)} | {(ZEROED, 0)})
+)
 _KIND = {kind: i for i, kind in enumerate(KINDS)}
 FAR = 1 << 62  # where a table may place a sample at most (past any file: never read)
 STEP = 1 << 12  # places made tuples at a time, as they are walked
@@ -36,7 +39,7 @@ def _numbers(values: np.ndarray | Sequence[int]) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class Places:
-    """Video samples: where each begins and ends in the file, and its kind (``KINDS``)."""
+    """Samples: where each begins and ends in the file, and its kind (``KINDS``)."""
 
     starts: np.ndarray
     stops: np.ndarray
@@ -133,6 +136,20 @@ class Places:
             return self
         keep = np.concatenate(([True], ~same))
         return Places(self.starts[keep], self.stops[keep], self.kinds[keep])
+
+    def merged(self) -> Places:
+        """Those that overlap or touch made one, from the first's start to the last's end.
+
+        For samples zeroed whole (``ZEROED``): a text track's samples of a chunk, say,
+        become one place. Each keeps the kind of the first it holds.
+        """
+        if len(self) < 2:  # noqa: PLR2004 - nothing to merge
+            return self
+        order = np.argsort(self.starts, kind="stable")
+        starts, reach = self.starts[order], np.maximum.accumulate(self.stops[order])
+        first = np.flatnonzero(np.concatenate(([True], starts[1:] > reach[:-1])))
+        last = np.concatenate((first[1:] - 1, [len(starts) - 1]))
+        return Places(starts[first], reach[last], self.kinds[order][first])
 
     def ordered(self) -> Places:
         """Sorted as their tuples would be: by start, then end, then kind."""

@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 22
+RULES_VERSION = 23
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -70,7 +70,9 @@ bytes before the cut); 21: a streamed MP4 file's movie box or fragment too large
 (over 32 MiB) walked into: the boxes it holds parsed as held (it was left), and the samples
 its tables or runs place read (their SEI was neither blanked nor searched); 22: a sample that
 a movie fragment's run places before an MP4 file's start not read (a held copy read it from
-the file's end, as Python's slices do, and blanked what it found there).
+the file's end, as Python's slices do, and blanked what it found there); 23: the samples of
+an MP4 file's tracks of text, metadata, timecode or hints (a track whose handler is not video,
+auxiliary video or audio, or that names none) zeroed whole, held and streamed.
 """
 
 _RESOLVE = {
@@ -217,7 +219,9 @@ FRAME_TEXT = Decision(
     "decoders do not read: Exif, XMP, IPTC; JPEG 2000 comments; JP2 XML, UUID and rights "
     "boxes; JPEG XL Exif, XML and JUMBF boxes; video user data: MPEG-2 user data, H.264 "
     "and HEVC user data SEI messages, in a stream, an MP4 file's video tracks or a transport "
-    "or program stream's video packets; an MP4 file's metadata, free space and times; a transport "
+    "or program stream's video packets; an MP4 file's metadata, free space and times, and the "
+    "samples of its tracks of text (subtitles, captions), timed metadata (places), timecode "
+    "and hints (zeroed); a transport "
     "stream's service information (made null packets) and private data): blanked in place, "
     "each keeping its length; the image is not decoded or changed",
 )

@@ -1,0 +1,279 @@
+"""An MP4 file's tracks of text and metadata: their samples zeroed, held and streamed.
+
+A recorder or a phone may write, beside the video, a track of subtitles or captions (a
+title, a name), of timed metadata (a phone's places, a camera's settings), or of timecode
+(the time of day it recorded). Their samples lie in the media data, which no box rule
+reaches: they are zeroed whole. The samples of video and audio tracks stay (those of H.264
+and HEVC read for their SEI).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import struct
+
+import numpy as np
+import pytest
+from pydicom import uid
+from pydicom.encaps import encapsulate
+
+from indexer.deid import blanks, frames, mp4, video
+from indexer.deid.places import ZEROED, Places
+from tests.builders import streamed_copy
+from tests.deid.test_frames import (
+    MARK,
+    SLICE,
+    TEXT,
+    UUID,
+    _box,
+    _copy,
+    _cut_into,
+    _escaped,
+    _even,
+    _frames_of,
+    _full,
+    _mp4_cuts,
+    _nal,
+    _object,
+    _rbsp,
+    _spaced,
+    _streamed,
+)
+
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_they_come")
+
+SUBTITLE = b"\x00\x19PHIMARK Doe^Jane, bed 4"  # a 3GPP text sample: its length, its text
+PLACE = b"PHIMARK +48.8577+002.2950/"  # a phone's timed metadata
+SOUND = b"\xff\xf1PHIMARK in sound"  # audio: kept as it is
+AVC = _box(
+    b"avc1", bytes(6) + b"\x00\x01" + bytes(70) + _box(b"avcC", b"\x01\x64\x00\x1f\xff\xe0\x00")
+)
+SEI = _nal(b"\x06" + _escaped(_rbsp((5, UUID + MARK + TEXT)))) + _nal(SLICE)
+SEI_SPACED = _nal(b"\x06" + _escaped(_rbsp((5, UUID + _spaced(MARK + TEXT))))) + _nal(SLICE)
+SECOND = _nal(b"\x41\x9a" + b"\x12" * 20)
+
+
+def _tracks(*, blanked: bool = False) -> list[tuple[bytes | None, bytes, list[list[bytes]]]]:
+    """(handler, sample entry, chunks of samples) of each track, in the movie's order: text
+    first (its samples zeroed), then video, audio, metadata, a track naming no handler, and
+    a video track of another codec. ``blanked``: as a copy holds them."""
+
+    def zeroed(sample: bytes) -> bytes:
+        return bytes(len(sample)) if blanked else sample
+
+    return [
+        (b"text", _box(b"tx3g", bytes(38)), [[zeroed(SUBTITLE), zeroed(SUBTITLE[:2] + b"x")]]),
+        (b"vide", AVC, [[SEI_SPACED if blanked else SEI], [SECOND]]),
+        (b"soun", _box(b"mp4a", bytes(28)), [[SOUND]]),
+        (b"meta", _box(b"mebx", bytes(8)), [[zeroed(PLACE)]]),
+        (None, _box(b"abcd", bytes(8)), [[zeroed(PLACE + b"?")]]),
+        (b"vide", _box(b"mp4v", bytes(78)), [[MARK + b" mpeg-4 part 2"]]),
+    ]
+
+
+def _trak(
+    track: int,
+    handler: bytes | None,
+    entry: bytes,
+    offsets: list[int],
+    sizes: list[int],
+    per_chunk: int,
+) -> bytes:
+    table = _full(b"stsd", b"\x00\x00\x00\x01" + entry)
+    table += _full(b"stsz", struct.pack(f">LL{len(sizes)}L", 0, len(sizes), *sizes))
+    table += _full(b"stsc", struct.pack(">LLLL", 1, 1, per_chunk, 1))
+    table += _full(b"stco", struct.pack(f">L{len(offsets)}L", len(offsets), *offsets))
+    hdlr = b"" if handler is None else _full(b"hdlr", bytes(4) + handler + bytes(12) + b"\x00")
+    tkhd = _full(b"tkhd", bytes(8) + struct.pack(">L", track) + bytes(68))
+    return _box(b"trak", tkhd + _box(b"mdia", hdlr + _box(b"minf", _box(b"stbl", table))))
+
+
+def _file(*, blanked: bool = False, faststart: bool = False) -> bytes:
+    """An MP4 file of ``_tracks``' tracks, their chunks interleaved in the media data (the
+    first chunk of each track, then the second ...); its movie box last, or first."""
+    tracks = _tracks(blanked=blanked)
+    ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1")
+    order = [
+        (t, c)
+        for c in range(max(len(chunks) for *_x, chunks in tracks))
+        for t, (*_x, chunks) in enumerate(tracks)
+        if c < len(chunks)
+    ]
+    data = b"".join(b"".join(tracks[t][2][c]) for t, c in order)
+
+    def moov(at: int) -> bytes:
+        offsets: dict[int, list[int]] = {}
+        for t, c in order:
+            offsets.setdefault(t, []).append(at)
+            at += len(b"".join(tracks[t][2][c]))
+        return _box(
+            b"moov",
+            b"".join(
+                _trak(
+                    t + 1,
+                    handler,
+                    entry,
+                    offsets[t],
+                    [len(s) for chunk in chunks for s in chunk],
+                    len(chunks[0]),
+                )
+                for t, (handler, entry, chunks) in enumerate(tracks)
+            ),
+        )
+
+    if faststart:
+        return ftyp + moov(len(ftyp) + len(moov(0)) + 8) + _box(b"mdat", data)
+    return ftyp + _box(b"mdat", data) + moov(len(ftyp) + 8)
+
+
+def _fragmented(*, blanked: bool = False) -> bytes:
+    """A fragmented file: a movie box of a text and a video track (empty tables), then a
+    movie fragment placing two text samples and the video's two, then its media data."""
+    text = [bytes(len(SUBTITLE)), bytes(3)] if blanked else [SUBTITLE, SUBTITLE[:2] + b"x"]
+    pictures = [SEI_SPACED if blanked else SEI, SECOND]
+    ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso6")
+    empty = [(b"text", _box(b"tx3g", bytes(38))), (b"vide", AVC)]
+    traks = b"".join(_trak(i + 1, h, e, [], [], 1) for i, (h, e) in enumerate(empty))
+    moov = _box(b"moov", traks + _box(b"mvex", _full(b"trex", struct.pack(">5L", 1, 1, 0, 0, 0))))
+
+    def moof(data: int) -> bytes:
+        """``data``: where the media data's first byte lies, from the fragment's start."""
+        trafs = b""
+        for track, samples in ((1, text), (2, pictures)):
+            header = _full(b"tfhd", struct.pack(">L", track), flags=0x20000)
+            sizes = [len(s) for s in samples]
+            run = struct.pack(">Ll2L", 2, data, *sizes)
+            trafs += _box(b"traf", header + _full(b"trun", run, flags=0x201))
+            data += sum(sizes)
+        return _box(b"moof", _full(b"mfhd", b"\x00\x00\x00\x01") + trafs)
+
+    mdat = _box(b"mdat", b"".join(text + pictures))
+    return ftyp + moov + moof(len(moof(0)) + 8) + mdat
+
+
+def test_held_text_metadata_and_unnamed_tracks_samples_are_zeroed_the_rest_kept():
+    """Subtitles, a phone's timed metadata and a track naming no handler: zeroed whole, the
+    text track's two samples of one chunk alike. The H.264 track's SEI is blanked; the
+    audio's and the other video codec's samples stay as they are."""
+    for faststart in (False, True):
+        source = _file(faststart=faststart)
+        (frame,) = _frames_of(_copy(_object(source, ts=uid.MPEG4HP41)))
+        assert frame == _even(_file(blanked=True, faststart=faststart))
+        assert frame.count(b"PHIMARK") == 2  # the audio's, the MPEG-4 part 2 video's
+
+
+def test_a_fragmented_files_text_samples_are_zeroed():
+    """Samples a movie fragment's runs place, of a track the movie box names as text."""
+    (frame,) = _frames_of(_copy(_object(_fragmented(), ts=uid.MPEG4HP41)))
+    assert frame == _even(_fragmented(blanked=True))
+    assert b"PHIMARK" not in frame
+
+
+@pytest.mark.parametrize("name", ["last", "faststart", "fragmented"])
+def test_streamed_text_samples_cut_anywhere_are_zeroed_as_held(tmp_path, name):
+    """A streamed file in fragments cut anywhere (in a subtitle, between a chunk's two
+    samples, in the movie box at the end, read ahead): the held copy. `verify`'s walk of the
+    source finds the subtitle's text, and of the copy, none."""
+    if name == "fragmented":
+        source, blanked = _fragmented(), _fragmented(blanked=True)
+    else:
+        fast = name == "faststart"
+        source, blanked = _file(faststart=fast), _file(blanked=True, faststart=fast)
+    for cut in _mp4_cuts(source, 20261208):
+        value = _cut_into(source, cut)
+        held, _count = frames.blank(value, video.H264)
+        copy, found = _streamed(tmp_path, value, video.H264)
+        assert b"".join(copy[a:z] for a, z in frames.fragments(copy)) == _even(blanked), cut
+        assert copy == held, cut
+        assert SUBTITLE[2:] in found, cut
+        assert SUBTITLE[2:] not in _streamed(tmp_path, copy, video.H264)[1], cut
+
+
+def test_verify_searches_a_text_track_an_older_copy_left():
+    """A copy that kept its subtitles (another tool's, or this one's before): the leak
+    check's header bytes hold them, held and as the walk reads them."""
+    source = _file()
+    assert SUBTITLE[2:] in frames.headers(encapsulate([source]), video.H264)
+    assert PLACE in frames.headers(encapsulate([source]), video.H264)
+    assert PLACE not in frames.headers(encapsulate([_file(blanked=True)]), video.H264)
+
+
+def test_video_tracks_are_given_room_before_zeroed_ones(monkeypatch):
+    """At most ``MP4_SAMPLES`` samples are held at once (here one); a movie box's text
+    track, listed first, takes none of the video track's room."""
+    monkeypatch.setattr(mp4, "MP4_SAMPLES", 1)
+    source = _file()
+    found, _regions = mp4.parse(source)
+    copy = bytearray(source)
+    blanks.fill_in(copy, found)
+    assert SEI_SPACED in copy  # the video's first sample read
+    assert SUBTITLE in copy  # no room left for the text's
+
+
+def test_merged_places_match_a_loop():
+    """``Places.merged``: samples that overlap or touch made one, against a loop over them
+    sorted (random places, some empty, some inside others)."""
+    rng = random.Random(20261208)  # noqa: S311 - a seeded stream of test inputs
+    for _ in range(500):
+        starts = [rng.randrange(0, 60) for _ in range(rng.randrange(0, 12))]
+        places = Places.of([(a, a + rng.randrange(0, 9), ZEROED, 0) for a in starts])
+        expected: list[list[int]] = []
+        for start, stop, *_kind in sorted(places, key=lambda p: p[0]):
+            if expected and start <= expected[-1][1]:
+                expected[-1][1] = max(expected[-1][1], stop)
+            else:
+                expected.append([start, stop])
+        merged = places.merged()
+        assert [[a, z] for a, z, *_k in merged] == expected
+        assert set(merged.kinds.tolist()) <= set(places.kinds.tolist())
+    one = Places.of([(5, 9, ZEROED, 0)])
+    assert one.merged() is one
+    assert np.array_equal(Places.none().merged().starts, [])
+
+
+def test_zeroed_samples_take_no_more_than_their_chunks_in_the_walk():
+    """A text track's samples of one chunk wait in a streamed walk as one place."""
+    source = _file()
+    at = source.index(b"moov") - 4
+    ahead = mp4.samples_ahead(lambda a, n: source[a : a + n], at, 1 << 20)
+    # the video's two; the text's chunk, the metadata's, the unnamed track's
+    assert [codec for _a, _z, codec, _s in ahead] == [video.H264] * 2 + [ZEROED] * 3
+
+
+def test_damaged_files_with_zeroed_tracks_never_raise():
+    """Damaged bytes anywhere (a handler, a table, a run), cut anywhere, held and streamed
+    (read ahead or not, holding as little as 16 bytes): nothing raises, and only zeros and
+    spaces are written."""
+    rng = random.Random(20261209)  # noqa: S311 - a seeded stream of test inputs
+    bases = [_file(), _file(faststart=True), _fragmented()]
+    for _ in range(2000):
+        file = bytearray(rng.choice(bases))
+        for _ in range(rng.randrange(1, 4)):
+            file[rng.randrange(len(file))] = rng.choice((0, 1, rng.randrange(256)))
+        source = bytes(file[: rng.randrange(9, len(file) + 1)])
+        held, _count = frames.blank(encapsulate([source]), video.H264)
+        old = encapsulate([source])
+        assert len(held) == len(old)
+        assert all(n in (o, 0, 0x20) for o, n in zip(old, held, strict=True))
+        ends = sorted({0, len(source), *(rng.randrange(8, len(source) + 1) for _ in range(3))})
+        buffers = [bytearray(source[a:z]) for a, z in itertools.pairwise(ends)]
+        hold = rng.choice((16, 64, 1 << 20))
+        ahead = mp4.samples_ahead(lambda at, n, b=source: b[at : at + n], len(buffers[0]), hold)
+        walk = mp4.Mp4Walk(hold, ahead=ahead if rng.random() < 0.5 else None)
+        for buf in buffers:
+            walk.feed(buf)
+        assert all(n in (o, 0, 0x20) for o, n in zip(source, b"".join(buffers), strict=True))
+
+
+@pytest.mark.parametrize("archive", [None, "video.tar.gz"])
+def test_an_objects_text_track_is_zeroed_held_and_streamed_alike(tmp_path, monkeypatch, archive):
+    """Through the ingest's own read, de-identification and copy: a file, or a compressed
+    archive's member; held, and streamed in chunks of 7 bytes (its movie box at the end,
+    read ahead). The copies are the same; neither holds the subtitle or the place."""
+    data = _object(_file(), ts=uid.MPEG4HP41)
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked, archive)
+    assert copy == whole
+    assert SUBTITLE[2:] not in copy
+    assert PLACE not in copy
+    assert SOUND in copy
