@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from indexer import __version__, failpoints, work
-from indexer.deid import RULES_VERSION, Plan
+from indexer.deid import RULES_VERSION, VIDEO_RULES_VERSION, Plan
+from indexer.deid.video import VIDEO
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.keys import Keys
 from indexer.lazy import lazy
@@ -174,6 +175,7 @@ class Ingest:
                 {
                     "profile": "basic",
                     "rules_version": RULES_VERSION,
+                    "video_rules_version": VIDEO_RULES_VERSION,
                     "options": sorted(o.value for o in self.plan.options),
                 },
                 output_id=self.output.output_id,
@@ -304,14 +306,21 @@ class Ingest:
 
         Their copy must still be in place. They are neither read nor processed again. A
         source indexed into this output before under other rules or settings (another
-        fingerprint) comes with the copies it made then, which its new copy replaces.
+        fingerprint), or video indexed under other video rules (``VIDEO_RULES_VERSION``),
+        comes with the copies it made then, which its new copy replaces.
         """
         for chunk, _held in _chunks(items, SKIP_CHECK_CHUNK, HELD_BYTES):
             prints = {
                 id(i): self.fingerprint(i) for i in chunk if isinstance(i, SourceFile) and i.version
             }
             with db.transaction(self.engine) as s:
-                known = sql.known_sources(s, list(prints.values()), self.output.output_id)
+                known = {
+                    p: k
+                    for p, k in sql.known_sources(
+                        s, list(prints.values()), self.output.output_id
+                    ).items()
+                    if k.video_rules in (0, VIDEO_RULES_VERSION)  # (else: video, made before)
+                }
                 fresh = {
                     i.source_id: self.source_key(i)
                     for i in chunk
@@ -390,8 +399,14 @@ class Ingest:
         else:
             batch.outcomes.append(result)
             assert isinstance(item, SourceFile)  # noqa: S101 - an outcome has a source
+            syntax = result.record.instance["transfer_syntax_uid"]
             batch.seen.append(
-                (self.fingerprint(item), result.record.instance["sop_uid"], self.source_key(item))
+                (
+                    self.fingerprint(item),
+                    result.record.instance["sop_uid"],
+                    self.source_key(item),
+                    VIDEO_RULES_VERSION if syntax in VIDEO else 0,
+                )
             )
             name = result.record.instance["copy_path"]
             if renamed := item.made_here(but=name):
@@ -421,7 +436,7 @@ class Ingest:
             done = sql.upsert_index(s, outcomes, run_id, self.output.output_id)
             if conflicts := done.conflicts:  # indexed before with other content
                 outcomes, failures = _split_conflicts(outcomes, failures, conflicts)
-                seen = [(f, u, k) for f, u, k in seen if u not in conflicts]
+                seen = [one for one in seen if one[1] not in conflicts]
             vault.put_identities(s, (i for o in outcomes for i in o.identities), self.keys)
             vault.put_sources(s, _locators(outcomes, failures), self.keys)
             sql.record_failures(s, run_id, failures)
@@ -566,8 +581,7 @@ class _Batch:
 
     outcomes: list[Outcome] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
-    # (fingerprint, SOP UID, source key) of the sources indexed
-    seen: list[tuple[str, str, str | None]] = field(default_factory=list)
+    seen: list[sql.Seen] = field(default_factory=list)  # the sources indexed
     new: int = 0  # committed: instances not indexed before
     conflicts: int = 0  # committed: outcomes that became conflicts
     replaced: int = 0  # committed: instances whose copy and rows replaced earlier ones

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom import uid
+from pydicom.encaps import encapsulate
 from pymongo import MongoClient
 from sqlalchemy import create_engine, text
 
 from indexer import pipeline
-from indexer.deid import RULES_VERSION, build_plan
+from indexer.deid import RULES_VERSION, VIDEO_RULES_VERSION, build_plan
 from indexer.store.files import read_output_id
 from tests.builders import (
     SampleShape,
@@ -30,6 +32,8 @@ from tests.builders import (
     to_bytes,
     write_archive,
 )
+from tests.deid.test_mp4_tracks import SUBTITLE
+from tests.deid.test_mp4_tracks import _file as mp4_file
 
 DATES = ("--option", "retain-long-full-dates")
 COMMON = ("--batch-size", "4", "--workers", "1", "--json")
@@ -452,3 +456,71 @@ def test_a_location_that_holds_another_object_now_withdraws_nothing(cli, engine,
         assert set(kept) <= set(copies_in(out))  # the first object's copy stays
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM dicom_index.instance")).scalar_one() == 2
+
+
+def test_the_settings_digest_leaves_the_video_rules_version_out(monkeypatch):
+    """New video rules leave every fingerprint as it was: each source's recorded video rules
+    version decides (the next test)."""
+    plan = build_plan()
+    before = pipeline.settings_digest(plan, verify=True)
+    monkeypatch.setattr(pipeline, "VIDEO_RULES_VERSION", pipeline.VIDEO_RULES_VERSION + 1)
+    assert pipeline.settings_digest(plan, verify=True) == before
+
+
+def _video_object(study: int) -> bytes:
+    """An H.264 object whose one frame is an MP4 file with a subtitle track."""
+    ds = make_instance(study, 1, 1, 1, rows=8, columns=8)
+    ds.file_meta.TransferSyntaxUID = uid.MPEG4HP41
+    ds.PixelData = encapsulate([mp4_file()])
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = 1
+    return to_bytes(ds)
+
+
+def test_new_video_rules_process_again_only_the_video_sources(cli, engine, tmp_path):
+    """Each source records the video rules its copy was made under (0: no video). Video
+    indexed under other video rules (here: its row set so, its copy as older rules might
+    have left it) is processed again and its copy replaced; the slices beside it are
+    skipped unread. The rerun records the video rules in force, so the next skips all."""
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    write_archive(archive, SampleShape(1, 1, 1, 3))
+    (archive / "video.dcm").write_bytes(_video_object(7))
+    first = _ingest(cli, archive, out)
+    assert first["files_indexed"] == 4
+    seen = text(
+        "SELECT i.transfer_syntax_uid, s.video_rules FROM dicom_index.source_seen s "
+        "JOIN dicom_index.instance i USING (sop_uid)"
+    )
+    with engine.connect() as c:
+        rows = sorted(c.execute(seen).all())
+    assert rows == sorted([(uid.ExplicitVRLittleEndian, 0)] * 3 + [(uid.MPEG4HP41, 1)])
+    now = copies_in(out)
+    (name,) = [
+        n
+        for n, b in now.items()
+        if pydicom.dcmread(out / n).file_meta.TransferSyntaxUID == uid.MPEG4HP41
+    ]
+    assert now[name].count(mp4_file(blanked=True)) == 1
+    older = now[name].replace(mp4_file(blanked=True), mp4_file())  # the subtitle kept
+    assert SUBTITLE in older
+    (out / name).write_bytes(older)
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "UPDATE dicom_index.instance SET copy_sha256 = :sha, copy_bytes = :n "
+                "WHERE copy_path = :name"
+            ),
+            {"sha": hashlib.sha256(older).hexdigest(), "n": len(older), "name": name},
+        )
+        c.execute(text("UPDATE dicom_index.source_seen SET video_rules = 0 - video_rules"))
+
+    again = _ingest(cli, archive, out)
+    assert (again["files_unchanged"], again["copies_replaced"], again["files_failed"]) == (3, 1, 0)
+    assert copies_in(out) == now  # the video's copy as the rules in force make it
+    with engine.connect() as c:
+        assert sorted(c.execute(seen).all()) == rows
+    third = _ingest(cli, archive, out)
+    assert (third["files_unchanged"], third["copies_replaced"]) == (4, 0)
+    with engine.connect() as c:
+        runs = c.execute(text("SELECT profile FROM dicom_index.ingest_run ORDER BY id")).scalars()
+        assert {r["video_rules_version"] for r in runs} == {VIDEO_RULES_VERSION}

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.engine import DeidResult, Identity, apply, explain
 from indexer.deid.pixels import Mask
-from indexer.deid.profile import RULES_VERSION, Plan, compile_plan
+from indexer.deid.profile import RULES_VERSION, VIDEO_RULES_VERSION, Plan, compile_plan
 from indexer.deid.rules import RuleSet
 from indexer.deid.table import Action, Option, load_safe_private, load_table, parse_options
 from indexer.errors import RuleError
@@ -50,6 +50,7 @@ def build_plan(
 
 __all__ = [
     "RULES_VERSION",
+    "VIDEO_RULES_VERSION",
     "Action",
     "DeidResult",
     "Identity",

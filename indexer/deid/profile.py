@@ -37,6 +37,7 @@ RULES_VERSION = 23
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
 includes it), and each replaces the copy and the index rows it made before (``Ingest``).
+A change that gives only video objects another copy raises ``VIDEO_RULES_VERSION`` instead.
 ``tests/deid/test_rules_version.py`` fails when the copies of its corpus change while this
 stays. 1: the rules before these numbers; 2: the pixel-data rules (pixel data past the image
 cut, text in compressed frame headers blanked, unused pixel bits cleared); 3: JPX labels and
@@ -73,6 +74,18 @@ a movie fragment's run places before an MP4 file's start not read (a held copy r
 the file's end, as Python's slices do, and blanked what it found there); 23: the samples of
 an MP4 file's tracks of text, metadata, timecode or hints (a track whose handler is not video,
 auxiliary video or audio, or that names none) zeroed whole, held and streamed.
+"""
+
+VIDEO_RULES_VERSION = 1
+"""Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
+
+Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
+``video.VIDEO``), whatever their frames hold. An archive holds a few, beside thousands of
+slices that a change to the video rules leaves as they are: a rerun processes again only
+the video sources indexed under another video rules version (each source's is recorded as
+it is indexed; a source that is no video records 0), not every source, as a new
+``RULES_VERSION`` makes it. ``tests/deid/test_rules_version.py`` records the digest of its
+video objects' copies by both numbers. 1: the video rules of ``RULES_VERSION`` 23.
 """
 
 _RESOLVE = {

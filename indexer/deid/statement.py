@@ -36,6 +36,7 @@ from indexer.deid.profile import (
     UNLISTED_PN,
     UNLISTED_UI,
     UNUSED_BITS,
+    VIDEO_RULES_VERSION,
     Plan,
 )
 from indexer.deid.rules import SiteRule
@@ -84,6 +85,7 @@ def statement(plan: Plan, *, attributes: bool = False) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "tool": f"dicom-index {__version__}",
         "rules_version": RULES_VERSION,
+        "video_rules_version": VIDEO_RULES_VERSION,
         "profile": _code(PROFILE_CODE),
         "table": {"name": "PS3.15 Table E.1-1", "edition": table_edition(), "rows": len(rows)},
         "options": [
@@ -221,7 +223,10 @@ def _private(plan: Plan) -> dict[str, Any]:
 def render(doc: Mapping[str, Any]) -> str:
     """The statement as text for a terminal or a document."""
     lines = [
-        f"De-identification by {doc['tool']} (rules version {doc['rules_version']})",
+        (
+            f"De-identification by {doc['tool']} (rules version {doc['rules_version']}, "
+            f"video rules version {doc['video_rules_version']})"
+        ),
         f"Profile: {_coded(doc['profile'])}",
         f"Table: {doc['table']['name']} ({doc['table']['rows']} rows), {doc['table']['edition']}",
         "Options:",

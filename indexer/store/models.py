@@ -217,7 +217,8 @@ class IngestBatch(Base):
 class SourceSeen(Base):
     """A source that was indexed, by keyed fingerprint of location, version, settings and output.
 
-    An unchanged rerun skips it without reading it.
+    An unchanged rerun skips it without reading it, unless it is video indexed under other
+    video rules.
     """
 
     __tablename__ = "source_seen"
@@ -233,6 +234,9 @@ class SourceSeen(Base):
     source_key: Mapped[opt_text]
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{INDEX_SCHEMA}.ingest_run.id"))
     created_at: Mapped[created]
+    # the video rules version its copy was made under (``deid.VIDEO_RULES_VERSION``); 0: no
+    # video, its copy the same under any (migration 0012)
+    video_rules: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class IndexMeta(Base):

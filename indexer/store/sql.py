@@ -542,6 +542,7 @@ class KnownSource:
     copy_bytes: int
     study_uid: str
     series_uid: str
+    video_rules: int = 0  # the video rules version its copy was made under; 0: no video
 
 
 def known_sources(
@@ -560,6 +561,7 @@ def known_sources(
             _copy_column(Instance.copy_bytes, output_id),
             Instance.study_uid,
             Instance.series_uid,
+            SourceSeen.video_rules,
         )
         .join(Instance, Instance.sop_uid == SourceSeen.sop_uid)
         .where(SourceSeen.fingerprint.in_(list(fingerprints)))
@@ -567,7 +569,9 @@ def known_sources(
     if output_id is not None:
         q = _with_further(q, output_id).where(_placed_in(output_id))
     return {
-        r.fingerprint: KnownSource(r.copy_path, int(r.copy_bytes), r.study_uid, r.series_uid)
+        r.fingerprint: KnownSource(
+            r.copy_path, int(r.copy_bytes), r.study_uid, r.series_uid, r.video_rules
+        )
         for r in s.execute(q)
     }
 
@@ -814,14 +818,33 @@ def _promote(s: Session, sop_uids: Sequence[str], output_id: str) -> set[str]:
     return uids
 
 
-def record_sources(s: Session, run_id: int, seen: Sequence[tuple[str, str, str | None]]) -> None:
-    """Remember (fingerprint, SOP Instance UID, source key) of sources indexed in this batch."""
+Seen = tuple[str, str, str | None, int]
+"""A source indexed: fingerprint, SOP Instance UID, source key, video rules version (0: none)."""
+
+
+def record_sources(s: Session, run_id: int, seen: Sequence[Seen]) -> None:
+    """Remember the sources indexed in this batch (``Seen``).
+
+    A source indexed again under the same fingerprint (its copy was missing, or it is video
+    indexed under other video rules) records the video rules its new copy was made under.
+    """
     if seen:
+        stmt = insert(SourceSeen)
         s.execute(
-            insert(SourceSeen).on_conflict_do_nothing(),
+            stmt.on_conflict_do_update(
+                index_elements=[SourceSeen.fingerprint],
+                set_={"video_rules": stmt.excluded.video_rules},
+                where=SourceSeen.video_rules != stmt.excluded.video_rules,
+            ),
             [
-                {"fingerprint": f, "sop_uid": u, "source_key": k, "run_id": run_id}
-                for f, u, k in seen
+                {
+                    "fingerprint": f,
+                    "sop_uid": u,
+                    "source_key": k,
+                    "run_id": run_id,
+                    "video_rules": v,
+                }
+                for f, u, k, v in seen
             ],
         )
 

@@ -7,6 +7,10 @@ recorded for this rules version (and tool version, which the copies name). A cha
 rules that changes a copy fails it until the rules version is raised and its digest recorded,
 so that archives indexed before get the new rules on their next run. (A pydicom release that
 writes other bytes changes the copies as well: that, too, needs a new rules version.)
+
+The video objects are a corpus apart: a change to their copies alone needs the video rules
+version raised (``profile.VIDEO_RULES_VERSION``), so that a rerun processes again the video
+sources, not every source.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML, MPEG4HP41, JPEG2000Lossless, JPEGBaseline8Bit
 
 from indexer import __version__, deid, work
-from indexer.deid import build_plan
+from indexer.deid import build_plan, video
 from indexer.encode import encode
 from tests.builders import make_instance, to_bytes
 from tests.deid import kitchen_sink
@@ -33,7 +37,7 @@ SETTINGS = [
     ("retain-safe-private", "retain-device-identity", "retain-institution-identity"),
     ("clean-structured-content", "clean-graphics"),
 ]
-DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies (this one)
+WHOLE_CORPUS = {  # up to rules version 23: the digest of the whole corpus's copies (a record)
     ("0.1.0", 3): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
     ("0.1.0", 4): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
     ("0.1.0", 5): "bcbb1354c219394adf82f167250ffb47c44dfb2d5fe46ebdef92fd1b00e1f453",
@@ -55,6 +59,16 @@ DIGESTS = {  # (tool version, rules version): the digest of the corpus's copies 
     ("0.1.0", 21): "45e6a33c804dca16d7655c2f235feede5e5eade306794323eed5f0ee36847392",
     ("0.1.0", 22): "45e6a33c804dca16d7655c2f235feede5e5eade306794323eed5f0ee36847392",
     ("0.1.0", 23): "45e6a33c804dca16d7655c2f235feede5e5eade306794323eed5f0ee36847392",
+}
+# (tool version, rules version): the digest of the copies of the corpus's objects that are no
+# video (``_corpus``); a change to them raises RULES_VERSION
+DIGESTS = {
+    ("0.1.0", 23): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
+}
+# (tool version, rules version, video rules version): the digest of the copies of its video
+# objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
+VIDEO_DIGESTS = {
+    ("0.1.0", 23, 1): "7d948bb19ca2538e7ed93f2a9effc69a06dff8a086e168dc30d12fcf1b13cdf1",
 }
 
 
@@ -206,7 +220,25 @@ def _program_stream() -> bytes:
     return _encapsulated(11, MPEG2MPML, pack + pes(video) + pack + pes(rest) + b"\x00\x00\x01\xb9")
 
 
+def _mp4_with_a_subtitle() -> bytes:
+    """An MP4 file with a subtitle track (its sample zeroed since version 23)."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">L", len(payload) + 8) + kind + payload
+
+    subtitle = b"\x00\x0dRoom 4, bed 2"
+    ftyp = box(b"ftyp", b"isom\x00\x00\x02\x00isom")
+    table = box(b"stsd", bytes(4) + b"\x00\x00\x00\x01" + box(b"tx3g", bytes(38)))
+    table += box(b"stsz", bytes(4) + struct.pack(">LLL", 0, 1, len(subtitle)))
+    table += box(b"stsc", bytes(4) + struct.pack(">LLLL", 1, 1, 1, 1))
+    table += box(b"stco", bytes(4) + struct.pack(">LL", 1, len(ftyp) + 8))
+    hdlr = box(b"hdlr", bytes(8) + b"text" + bytes(13))
+    trak = box(b"trak", box(b"mdia", hdlr + box(b"minf", box(b"stbl", table))))
+    return _encapsulated(13, MPEG4HP41, ftyp + box(b"mdat", subtitle) + box(b"moov", trak))
+
+
 def _corpus() -> list[bytes]:
+    """Objects that are no video: their copies change with ``RULES_VERSION``."""
     return [
         to_bytes(kitchen_sink.build()[0]),
         to_bytes(make_instance(1, 1, 1, 1)),
@@ -215,34 +247,63 @@ def _corpus() -> list[bytes]:
         _overlay_in_high_bits(),
         _pixels_past_the_image(),
         _jp2_with_a_label(),
+    ]
+
+
+def _video_corpus() -> list[bytes]:
+    """Video objects (``video.VIDEO``'s transfer syntaxes): their copies change with either."""
+    return [
         _h264_with_user_data(),
         _mp4_with_a_title(),
         _mp4_with_sei(),
         _transport_stream(),
         _program_stream(),
         _fragmented_mp4_with_sei(),
+        _mp4_with_a_subtitle(),
     ]
 
 
-def corpus_digest() -> str:
-    """SHA-256 over the copies of the corpus under each of SETTINGS."""
+def corpus_digest(corpus: list[bytes]) -> str:
+    """SHA-256 over the copies of ``corpus`` under each of SETTINGS."""
     h = hashlib.sha256()
     for options in SETTINGS:
         plan = build_plan(options)
-        for data in _corpus():
+        for data in corpus:
             ds = work.read_dataset(data, pixels_in_place=True)
             copy = encode(deid.apply(plan, ds, KEY).ds).data
             h.update(struct.pack("<Q", len(copy)) + copy)
     return h.hexdigest()
 
 
+def test_the_corpora_are_told_apart_as_the_ingest_tells_video():
+    """What the ingest records as video (by transfer syntax) is what the video corpus holds."""
+    for data, is_video in [(d, False) for d in _corpus()] + [(d, True) for d in _video_corpus()]:
+        ds = work.read_dataset(data, pixels_in_place=True)
+        assert (str(ds.file_meta.TransferSyntaxUID) in video.VIDEO) is is_video
+
+
 def test_the_copies_change_only_with_the_rules_version():
-    got = corpus_digest()
-    assert corpus_digest() == got  # the same every time: nothing random, no clock
+    got = corpus_digest(_corpus())
+    assert corpus_digest(_corpus()) == got  # the same every time: nothing random, no clock
     want = DIGESTS.get((__version__, deid.RULES_VERSION))
     if want != got:
         pytest.fail(
             f"the copies of the fixed corpus changed ({got}); if the rules changed what they "
             "write, raise RULES_VERSION in indexer/deid/profile.py and record "
-            f"({__version__!r}, {deid.RULES_VERSION + (want is not None)}): {got!r} here"
+            f"({__version__!r}, {deid.RULES_VERSION + (want is not None)}): {got!r} in DIGESTS"
+        )
+
+
+def test_the_video_copies_change_only_with_a_rules_version():
+    """A change to the video objects' copies alone needs VIDEO_RULES_VERSION raised (or
+    RULES_VERSION: every source processed again)."""
+    got = corpus_digest(_video_corpus())
+    key = (__version__, deid.RULES_VERSION, deid.VIDEO_RULES_VERSION)
+    want = VIDEO_DIGESTS.get(key)
+    if want != got:
+        pytest.fail(
+            f"the copies of the fixed video corpus changed ({got}); if the rules changed what "
+            "they write to video objects alone, raise VIDEO_RULES_VERSION in "
+            f"indexer/deid/profile.py and record {(*key[:2], key[2] + (want is not None))}: "
+            f"{got!r} in VIDEO_DIGESTS"
         )

@@ -8,7 +8,7 @@ import jsonschema
 import pydicom
 import pytest
 
-from indexer.deid import RULES_VERSION, build_plan, explain, statement
+from indexer.deid import RULES_VERSION, VIDEO_RULES_VERSION, build_plan, explain, statement
 from indexer.deid.pixels import Mask
 from indexer.deid.rules import compile_rules
 from indexer.deid.table import Action, TagPattern, load_safe_private, load_table
@@ -113,7 +113,9 @@ def test_counts_options_and_rules():
     assert "'hash descriptions': cryptohash (tag (0008,1030))" in text
     assert "Private attributes: removed" in text
     assert doc["rules_version"] == RULES_VERSION  # which rules made the copies
-    assert f"(rules version {RULES_VERSION})" in text.splitlines()[0]
+    assert doc["video_rules_version"] == VIDEO_RULES_VERSION
+    line = f"(rules version {RULES_VERSION}, video rules version {VIDEO_RULES_VERSION})"
+    assert line in text.splitlines()[0]
 
 
 def test_retain_safe_private_lists_the_attributes_it_keeps():

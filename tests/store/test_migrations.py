@@ -192,3 +192,32 @@ def test_0009_0010_give_further_copies_their_first_copys_digest_and_source(cli, 
     with engine.connect() as c:
         assert sorted(c.execute(further).all()) == before
     assert migrate.check(engine) == []
+
+
+def test_0012_marks_the_video_sources_indexed_before(cli, engine, tmp_path):
+    """Sources indexed before 0012 recorded no video rules: the upgrade marks those whose
+    instance is video (by transfer syntax) as made under video rules 1, the rest 0."""
+    from alembic import command  # noqa: PLC0415
+
+    from tests.test_rules_rerun import _video_object  # noqa: PLC0415 - its builder
+
+    archive = tmp_path / "archive"
+    write_archive(archive, SampleShape(1, 1, 1, 2))
+    (archive / "video.dcm").write_bytes(_video_object(7))
+    cli("ingest", str(archive), "--out", str(tmp_path / "out"), "--workers", "1")
+    seen = text(
+        "SELECT i.transfer_syntax_uid, s.video_rules FROM dicom_index.source_seen s "
+        "JOIN dicom_index.instance i USING (sop_uid) ORDER BY 1, 2"
+    )
+    with engine.connect() as c:
+        before = c.execute(seen).all()
+    assert [r[1] for r in before] == [0, 0, 1]
+    cfg = migrate._config(engine)
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0011")
+        conn.commit()
+    migrate.upgrade(engine)
+    with engine.connect() as c:
+        assert c.execute(seen).all() == before
+    assert migrate.check(engine) == []
