@@ -493,7 +493,9 @@ def test_new_video_rules_process_again_only_the_video_sources(cli, engine, tmp_p
     )
     with engine.connect() as c:
         rows = sorted(c.execute(seen).all())
-    assert rows == sorted([(uid.ExplicitVRLittleEndian, 0)] * 3 + [(uid.MPEG4HP41, 1)])
+    assert rows == sorted(
+        [(uid.ExplicitVRLittleEndian, 0)] * 3 + [(uid.MPEG4HP41, VIDEO_RULES_VERSION)]
+    )
     now = copies_in(out)
     (name,) = [
         n

@@ -73,9 +73,10 @@ MP4_VIDEO = {
     **dict.fromkeys((b"hvc1", b"hev1"), (HEVC, b"hvcC", 21)),
 }
 # the handlers of tracks whose samples are pictures or sound: video, auxiliary video (depth,
-# alpha), audio. Any other track's samples (timed text, subtitles, captions, timed metadata
-# such as a phone's places, timecode, hints; a track naming no handler) are zeroed whole.
-MP4_MEDIA = frozenset({b"vide", b"auxv", b"soun"})
+# alpha), an image sequence (HEIF's), audio. Any other track's samples (timed text,
+# subtitles, captions, timed metadata such as a phone's places, timecode, hints; a track
+# naming no handler) are zeroed whole.
+MP4_MEDIA = frozenset({b"vide", b"auxv", b"pict", b"soun"})
 MP4_HANDLER_TYPE = 8  # in a handler box's payload: after version, flags and pre_defined
 
 

@@ -69,6 +69,7 @@ def _tracks(*, blanked: bool = False) -> list[tuple[bytes | None, bytes, list[li
         (b"meta", _box(b"mebx", bytes(8)), [[zeroed(PLACE)]]),
         (None, _box(b"abcd", bytes(8)), [[zeroed(PLACE + b"?")]]),
         (b"vide", _box(b"mp4v", bytes(78)), [[MARK + b" mpeg-4 part 2"]]),
+        (b"pict", _box(b"jpeg", bytes(78)), [[b"\xff\xd8" + MARK + b" an image sequence's"]]),
     ]
 
 
@@ -155,12 +156,12 @@ def _fragmented(*, blanked: bool = False) -> bytes:
 def test_held_text_metadata_and_unnamed_tracks_samples_are_zeroed_the_rest_kept():
     """Subtitles, a phone's timed metadata and a track naming no handler: zeroed whole, the
     text track's two samples of one chunk alike. The H.264 track's SEI is blanked; the
-    audio's and the other video codec's samples stay as they are."""
+    audio's, the other video codec's and an image sequence's samples stay as they are."""
     for faststart in (False, True):
         source = _file(faststart=faststart)
         (frame,) = _frames_of(_copy(_object(source, ts=uid.MPEG4HP41)))
         assert frame == _even(_file(blanked=True, faststart=faststart))
-        assert frame.count(b"PHIMARK") == 2  # the audio's, the MPEG-4 part 2 video's
+        assert frame.count(b"PHIMARK") == 3  # the audio's, the MPEG-4 part 2 video's, HEIF's
 
 
 def test_a_fragmented_files_text_samples_are_zeroed():

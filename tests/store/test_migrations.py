@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
+from indexer.deid import VIDEO_RULES_VERSION
 from indexer.errors import StoreError
 from indexer.store import audit, migrate
 from indexer.store.db import SETUP_LOCK
@@ -196,7 +197,8 @@ def test_0009_0010_give_further_copies_their_first_copys_digest_and_source(cli, 
 
 def test_0012_marks_the_video_sources_indexed_before(cli, engine, tmp_path):
     """Sources indexed before 0012 recorded no video rules: the upgrade marks those whose
-    instance is video (by transfer syntax) as made under video rules 1, the rest 0."""
+    instance is video (by transfer syntax) as made under video rules 1 (those of rules
+    version 23, when it came), the rest 0."""
     from alembic import command  # noqa: PLC0415
 
     from tests.test_rules_rerun import _video_object  # noqa: PLC0415 - its builder
@@ -211,7 +213,7 @@ def test_0012_marks_the_video_sources_indexed_before(cli, engine, tmp_path):
     )
     with engine.connect() as c:
         before = c.execute(seen).all()
-    assert [r[1] for r in before] == [0, 0, 1]
+    assert [r[1] for r in before] == [0, 0, VIDEO_RULES_VERSION]
     cfg = migrate._config(engine)
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
@@ -219,5 +221,5 @@ def test_0012_marks_the_video_sources_indexed_before(cli, engine, tmp_path):
         conn.commit()
     migrate.upgrade(engine)
     with engine.connect() as c:
-        assert c.execute(seen).all() == before
+        assert c.execute(seen).all() == [*before[:2], (before[2][0], 1)]
     assert migrate.check(engine) == []
