@@ -17,7 +17,7 @@ import pytest
 from pydicom import uid
 from pydicom.encaps import encapsulate
 from pymongo import MongoClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from indexer import pipeline
 from indexer.deid import RULES_VERSION, VIDEO_RULES_VERSION, build_plan
@@ -105,6 +105,18 @@ def test_a_rerun_under_other_settings_replaces_copies_and_rows(
         ]  # which rules and settings each run applied
 
 
+def _index_copy_as_it_is(c: Connection, out: Path, name: str) -> None:
+    """Make the index describe the copy ``name`` as it now is (as older rules left it)."""
+    data = (out / name).read_bytes()
+    c.execute(
+        text(
+            "UPDATE dicom_index.instance SET copy_sha256 = :sha, copy_bytes = :n "
+            "WHERE copy_path = :name"
+        ),
+        {"sha": hashlib.sha256(data).hexdigest(), "n": len(data), "name": name},
+    )
+
+
 def test_a_copy_left_by_older_rules_is_replaced(cli, engine, tmp_path):
     """The state an older rules version left: an overlay in the copies' unused pixel bits
     (the rule that clears them came later) and fingerprints of other settings. A rerun
@@ -119,14 +131,7 @@ def test_a_copy_left_by_older_rules_is_replaced(cli, engine, tmp_path):
         ds.save_as(out / name)
     with engine.begin() as c:
         for name in now:
-            data = (out / name).read_bytes()
-            c.execute(
-                text(
-                    "UPDATE dicom_index.instance SET copy_sha256 = :sha, copy_bytes = :n "
-                    "WHERE copy_path = :name"
-                ),
-                {"sha": hashlib.sha256(data).hexdigest(), "n": len(data), "name": name},
-            )
+            _index_copy_as_it_is(c, out, name)
         c.execute(text("UPDATE dicom_index.source_seen SET fingerprint = 'v1-' || fingerprint"))
     assert copies_in(out) != now
 
@@ -507,13 +512,7 @@ def test_new_video_rules_process_again_only_the_video_sources(cli, engine, tmp_p
     assert SUBTITLE in older
     (out / name).write_bytes(older)
     with engine.begin() as c:
-        c.execute(
-            text(
-                "UPDATE dicom_index.instance SET copy_sha256 = :sha, copy_bytes = :n "
-                "WHERE copy_path = :name"
-            ),
-            {"sha": hashlib.sha256(older).hexdigest(), "n": len(older), "name": name},
-        )
+        _index_copy_as_it_is(c, out, name)
         c.execute(text("UPDATE dicom_index.source_seen SET video_rules = 0 - video_rules"))
 
     again = _ingest(cli, archive, out)

@@ -95,7 +95,7 @@ def parse(
     movie, its tracks and their media are zeroed; box headers stay. Of the media data
     (``mdat``) only the samples of H.264 and HEVC tracks are read, as their sample tables
     (or movie fragments, ``moof``) place them, for their user data SEI messages
-    (``_sample_sei``), and those of text and metadata tracks zeroed (``_sample``). Every box
+    (``_sample_sei``), and those of text and metadata tracks zeroed. Every box
     but the media data, the SEI messages and the zeroed samples are searched by the leak
     check. Not ``samples``: no sample is read.
     """
@@ -139,7 +139,11 @@ def _parse(
         found = _box_samples(b, (at, kind, head, end), movie, blanks, regions, origin, whole=whole)
         if later is None:
             for start, stop, codec, size in found:
-                _sample(b, codec, size, start, min(stop, len(b)), blanks, regions)
+                if codec != ZEROED:
+                    _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
+                elif start < min(stop, len(b)):  # zeroed; searched too, as an older copy holds it
+                    add(blanks, start, stop, ZERO, len(b))
+                    regions.append((start, min(stop, len(b))))
         else:
             later.append(found)
 
@@ -414,26 +418,6 @@ def _array(
     if count <= 0:
         return np.zeros(0, np.int64)
     return np.frombuffer(b, f">u{wide}", count, start + skip).copy()
-
-
-def _sample(
-    b: bytes | bytearray | memoryview,
-    codec: str,
-    size: int,
-    start: int,
-    end: int,
-    blanks: list[Blank],
-    regions: list[Region],
-) -> None:
-    """A sample read: a video track's SEI (``_sample_sei``), or a zeroed track's zeroed.
-
-    A zeroed sample is searched too (zeros, but as an older copy may hold it: ``verify``).
-    """
-    if codec != ZEROED:
-        _sample_sei(b, codec, size, start, end, blanks, regions)
-    elif start < end:
-        add(blanks, start, end, ZERO, end)
-        regions.append((start, end))
 
 
 def _sample_sei(

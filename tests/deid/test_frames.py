@@ -1517,14 +1517,21 @@ def test_damaged_mp4_streamed_never_raises():
         for _ in range(rng.randrange(1, 4)):
             file[rng.randrange(len(file))] = rng.choice((0, 1, rng.randrange(256)))
         source = bytes(file[: rng.randrange(9, len(file) + 1)])
-        ends = sorted({0, len(source), *(rng.randrange(8, len(source) + 1) for _ in range(3))})
-        buffers = [bytearray(source[a:z]) for a, z in itertools.pairwise(ends)]
-        held = rng.choice((16, 64, 1 << 20))
-        ahead = mp4.samples_ahead(lambda at, n, b=source: b[at : at + n], len(buffers[0]), held)
-        walk = mp4.Mp4Walk(held, ahead=ahead if rng.random() < 0.5 else None)
-        for buf in buffers:
-            walk.feed(buf)
-        assert all(n in (o, 0, 0x20) for o, n in zip(source, b"".join(buffers), strict=True))
+        walked = walked_anyhow(rng, source)
+        assert all(n in (o, 0, 0x20) for o, n in zip(source, walked, strict=True))
+
+
+def walked_anyhow(rng: random.Random, source: bytes) -> bytes:
+    """``source`` as a streamed walk leaves it, fed in up to four buffers cut at random,
+    holding 16, 64 or 1 MiB bytes, its movie box read ahead or not."""
+    ends = sorted({0, len(source), *(rng.randrange(8, len(source) + 1) for _ in range(3))})
+    buffers = [bytearray(source[a:z]) for a, z in itertools.pairwise(ends)]
+    held = rng.choice((16, 64, 1 << 20))
+    ahead = mp4.samples_ahead(lambda at, n: source[at : at + n], len(buffers[0]), held)
+    walk = mp4.Mp4Walk(held, ahead=ahead if rng.random() < 0.5 else None)
+    for buf in buffers:
+        walk.feed(buf)
+    return b"".join(buffers)
 
 
 @pytest.mark.parametrize("offsets", [b"stco", b"co64"])
