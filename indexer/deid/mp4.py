@@ -6,9 +6,9 @@ of the movie, its tracks and their media (and a live recording's producer times)
 zeroed. The samples of H.264 and HEVC tracks are found by
 their sample tables, or in a fragmented file by its movie fragments' track runs, and read as
 length-prefixed NAL units, for their user data SEI messages (``video``). The samples of a
-track that is neither video nor audio (``MP4_MEDIA``: timed text, captions, timed metadata,
-timecode, hints; a track naming no handler) are found the same way and zeroed whole. The
-box walker (``box_list``) serves JP2 and JPEG XL files too (``frames``).
+track that is neither video, audio nor an image sequence (``MP4_MEDIA``: timed text,
+captions, timed metadata, timecode, hints; a track naming no handler) are found the same
+way and zeroed whole. The box walker (``box_list``) serves JP2 and JPEG XL files too (``frames``).
 """
 
 from __future__ import annotations
@@ -300,7 +300,7 @@ def _tracks(
     An H.264 or HEVC track: its units' length size, the units its configuration declares
     (each after a 2-byte length). A track of no handler in ``MP4_MEDIA``: ``ZEROED``, 0, none.
     Then the samples its table places (in the file; worked out when called for). Other
-    tracks (video of other codecs, audio) are not named.
+    tracks (video of other codecs, image sequences, audio) are not named.
     """
     for at, kind, head, stop in box_list(b, start, end):
         if kind != MP4_TRACK:
