@@ -151,6 +151,19 @@ _VIDEO_STREAMS.append(  # a transport stream: a service's name, and the H.264 st
     )
 )
 
+_VIDEO_STREAMS.append(  # a transport stream's data streams: ID3 (private stream 1), metadata
+    (
+        MPEG4HP41,
+        _ts_packet(  # a program map table: PID 101 is metadata in PES packets (its CRC zeros)
+            0x1000,
+            b"\x00\x02\xb0\x12\x00\x01\xc1\x00\x00\xe1\x00\xf0\x00\x15\xe1\x01\xf0\x00" + bytes(4),
+        )
+        + _ts_packet(0x101, b"\x00\x00\x01\xbd\x00\x00\x80\x00\x00ID3\x04TIT2" + _TEXT)
+        + _ts_packet(0x102, b"\x00\x00\x01\xfc\x00\x00\x80\x00\x00" + _TEXT)
+        + _ts_packet(0x100, b"\x00\x00\x01\xe0\x00\x00\x80\x00\x00" + _VIDEO_STREAMS[0][1][:170]),
+    )
+)
+
 
 def _box(kind: bytes, payload: bytes, *, full: bool = False) -> bytes:
     """An ISO box (``full``: version 0 and no flags before its payload)."""

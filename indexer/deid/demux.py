@@ -3,12 +3,14 @@
 A transport stream (``mpegts``) and a program stream (``mpegps``) carry their video in PES
 packets, among packets of other kinds. The payloads of a video stream's packets are joined
 into the codec's stream and parsed as one (``parse``, given by ``frames``); what it blanks is
-blanked in the packets it lies in. A stream is fed a buffer at a time (``Demux.feed``): a
-streamed object's fragments, or the whole of a held one. A packet cut by a buffer's end is
-read whole with the next; a unit holding text is read on into the next. Bytes of an earlier
-buffer are never changed (they went as they were), but are searched as they went, as are
-the units holding text, the tables a stream's subclass finds, and bytes that are no packet
-(those a buffer ends in, with the next's after them: a value its end cuts is found).
+blanked in the packets it lies in. The payloads of a data stream's packets (``DATA_STREAMS``:
+metadata, captions) are zeroed, or searched where the stream is only read. A stream is fed a
+buffer at a time (``Demux.feed``): a streamed object's fragments, or the whole of a held one.
+A packet cut by a buffer's end is read whole with the next; a unit holding text is read on
+into the next. Bytes of an earlier buffer are never changed (they went as they were), but
+are searched as they went, as are the units holding text, the tables a stream's subclass
+finds, and bytes that are no packet (those a buffer ends in, with the next's after them: a
+value its end cuts is found).
 """
 
 from __future__ import annotations
@@ -20,7 +22,19 @@ from indexer.deid.video import START_CODE, Resume, held_unit, parse_from
 Piece = tuple[bytes | None, int, int]  # bytes of an earlier buffer (None: this one's), start, end
 
 VIDEO_STREAMS = range(0xE0, 0xF0)  # PES stream ids of video
-WINDOW = 1 << 20  # a stream's video bytes parsed this much at a time
+PRIVATE_1, PADDING = 0xBD, 0xBE
+# PES streams of data, which no player needs to show the video or play its sound: private
+# stream 2 (a DVD's navigation), conditional access (ECM, EMM), DSM-CC, MHEG, H.222.1's,
+# ancillary data (captions, timecode), SL and FlexMux, metadata (ID3, KLV), reserved. Their
+# payloads are zeroed; private stream 1 (audio, subtitles, metadata) only where the transport
+# stream's program map table says it holds text (``mpegts``)
+DATA_STREAMS = frozenset({0xBF, *range(0xF0, 0xFD), 0xFE})
+# stream ids whose PES packets have no header past their length: their payload follows it
+PLAIN = frozenset({0xBC, PADDING, 0xBF, 0xF0, 0xF1, 0xF2, 0xF8, 0xFF})
+PES_HEAD = 6  # start code, stream id, length
+ZERO = b"\x00"
+WINDOW = 1 << 20  # a stream's video bytes parsed (a data stream's searched) this much at a time
+DATA_BEHIND = 4096  # a data stream's last bytes searched, searched again with its next
 SEEN = 4096  # table payloads remembered as searched
 PEEK = 32  # bytes enough to tell a packet's length by
 
@@ -45,6 +59,8 @@ class Demux:
         self._pending: dict[int, int] = {}  # a video stream: how many bytes those are
         self._resume: dict[int, Resume] = {}  # a video stream: where its text unit's read goes on
         self._seen: set[bytes] = set()  # table payloads searched already
+        self._data_new: dict[int, bytearray] = {}  # a data stream's bytes not searched (verify)
+        self._data_tail: dict[int, bytes] = {}  # its last bytes searched
         self._junk = b""  # the last bytes no packet holds, if the last buffer ended in them
         self._buf: bytearray | memoryview = bytearray()
         self._blanks: list[Blank] = []
@@ -83,13 +99,20 @@ class Demux:
         if pos < len(buf):  # a packet cut: read as far as it goes, and whole with the next
             self._cut = bytes(buf[pos:])  # as it came: its header may become a null packet's
             self._packet(buf, pos, 0, whole=False)
+        self._ended()
+        return self._blanks, self._found
+
+    def _ended(self) -> None:
+        """The buffer read: each stream's video parsed, and its data searched, so far."""
         for pid in list(self._video):
             self._parse_video(pid)
+        for stream in list(self._data_new):
+            self._search_data(stream)
         for pid, pieces in self._video.items():  # this buffer's bytes, as they went
             self._video[pid] = [
-                (bytes(buf[a:z]), 0, z - a) if src is None else (src, a, z) for src, a, z in pieces
+                (bytes(self._buf[a:z]), 0, z - a) if src is None else (src, a, z)
+                for src, a, z in pieces
             ]
-        return self._blanks, self._found
 
     def _synced(self, buf: bytearray | memoryview, pos: int) -> int:
         """``pos``, or where the next packet lies if none begins there (damage, padding)."""
@@ -135,6 +158,51 @@ class Demux:
         self._cut_fed = self._cut_fed or cut
         if self._pending[pid] >= WINDOW:
             self._parse_video(pid)
+
+    def _data_payload(
+        self,
+        b: bytes | bytearray | memoryview,
+        kept: int,
+        stream: int,
+        start: int,
+        end: int,
+        *,
+        cut: bool,
+    ) -> None:
+        """A data stream's payload bytes ``start`` to ``end`` (of ``_packet``'s ``b``): zeroed.
+
+        Found, not blanked (``verify``): the stream's payloads joined, searched a window at a
+        time (and at the buffer's end) after its last ``DATA_BEHIND`` bytes searched, so a
+        value a packet's end cuts is found; those of a packet cut at ``b``'s end searched as
+        far as they go, and again whole with the next buffer's.
+        """
+        if self._blank:
+            self._blank_at(kept, start, end, ZERO)
+            return
+        new = self._data_new.setdefault(stream, bytearray())
+        if cut:
+            self._found.append(self._data_tail.get(stream, b"") + bytes(new) + bytes(b[start:end]))
+            return
+        new += b[start:end]
+        if len(new) >= WINDOW:
+            self._search_data(stream)
+
+    def _search_data(self, stream: int) -> None:
+        """Search a data stream's bytes not searched yet, after its last ones searched."""
+        joined = self._data_tail.get(stream, b"") + bytes(self._data_new.pop(stream))
+        self._found.append(joined)
+        self._data_tail[stream] = joined[-DATA_BEHIND:]
+
+    def _end_video(self, key: int) -> None:
+        """A video stream's PID (or id) carries another stream now: its bytes so far parsed.
+
+        (Dropped unparsed, damage that made a PES header another stream's would have left
+        the text in up to a window of the video's bytes neither blanked nor searched.)
+        """
+        if key in self._video:
+            self._parse_video(key)
+            del self._video[key]
+            self._resume.pop(key, None)
 
     def _table(self, payload: bytes) -> None:
         """Search a table's bytes (the same bytes once: tables are sent again and again)."""

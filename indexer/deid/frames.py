@@ -24,9 +24,10 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   it as they come (``mp4.Mp4Walk``), a movie box at its end read ahead
   (``_samples_ahead``). A transport stream
   (``mpegts``) has the user data in its video PES packets blanked, its service information
-  (service names, events, the recording's time) made null packets, and its adaptation
-  fields' private data zeroed; a program stream (``mpegps``) has the user data in its video
-  PES packets blanked, a unit cut by a packet's header blanked whole; held or streamed
+  (service names, events, the recording's time) made null packets, its adaptation fields'
+  private data and its data streams' payloads (metadata, captions, teletext) zeroed; a
+  program stream (``mpegps``) has the user data in its video PES packets blanked, a unit cut
+  by a packet's header blanked whole, and its data streams zeroed; held or streamed
   (``demux``). Other containers are not known.
 
 What stays (the segments decoders read, and every header's other segments) is searched by

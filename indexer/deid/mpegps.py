@@ -6,20 +6,20 @@ of start codes, a user data unit would end at the next PES packet's header, and 
 holds past that header would be neither blanked nor searched. Here the payloads of the
 video PES packets (stream ids E0 to EF; MPEG-2's headers and MPEG-1's) are joined into the
 codec's stream, as ``demux`` does, so a unit cut by a packet's header is blanked whole.
-Padding packets are searched; audio and private streams are carried as they are.
+Padding packets are searched; data streams (``demux.DATA_STREAMS``: private stream 2,
+ancillary data, metadata...) have their payloads zeroed; audio and private stream 1 (audio,
+subpictures) are carried as they are.
 """
 
 from __future__ import annotations
 
-from indexer.deid.demux import VIDEO_STREAMS, Demux
+from indexer.deid.demux import DATA_STREAMS, PADDING, PES_HEAD, PLAIN, VIDEO_STREAMS, Demux
 from indexer.deid.video import START_CODE
 
 PACK, END, SYSTEM = 0xBA, 0xB9, 0xBB  # a pack's header, the stream's end, a system header
-PADDING = 0xBE
 FIRST_ID = END  # ids from here on are the stream's; below, the video's own start codes
 PACK_START = START_CODE + bytes((PACK,))
 MPEG2_PACK, MPEG1_PACK = 14, 12  # a pack header's bytes (MPEG-2's before its stuffing)
-PES_HEAD = 6  # start code, stream id, length
 MPEG2_PES = 0x80  # the first flag byte's '10' of an MPEG-2 PES header
 STUFFING = 0xFF
 FIND_BYTES = 1 << 20  # searched at a time for the next packet
@@ -65,12 +65,18 @@ class PsDemux(Demux):
         end = min(len(b), at + (size or 0))
         if kind == PADDING and whole:
             self._table(bytes(b[at + PES_HEAD : end]))
-        if kind not in VIDEO_STREAMS or size is None:
+        if (kind not in VIDEO_STREAMS and kind not in DATA_STREAMS) or size is None:
             return
-        start = _payload_start(b, at + PES_HEAD, end)
+        plain = kind in PLAIN and at + PES_HEAD <= end
+        start = at + PES_HEAD if plain else _payload_start(b, at + PES_HEAD, end)
+        if start is None and kind in DATA_STREAMS and whole:  # a header that cannot be read
+            start = min(end, at + PES_HEAD)
         if start is None:  # its header not whole yet (cut): read with the next buffer
             return
-        self._add_video(b, kept, kind, start, end, cut=not whole)
+        if kind in DATA_STREAMS:
+            self._data_payload(b, kept, kind, start, end, cut=not whole)
+        else:
+            self._add_video(b, kept, kind, start, end, cut=not whole)
 
 
 def _payload_start(b: bytes | bytearray | memoryview, at: int, end: int) -> int | None:

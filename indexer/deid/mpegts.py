@@ -15,14 +15,25 @@ write MPEG-2 video in one too. The text of such a stream lies in three places:
 The sections that stay (program association and program map tables, and any other table on
 a PID of its own), the units holding user data, and bytes that are no packet (damage: the
 next packet is the next sync byte with another a packet on) are searched by the leak check.
-Audio and other PES streams are carried as they are, and not searched.
+Data streams have their PES payloads zeroed (``demux.DATA_STREAMS``: metadata, ancillary
+data, private stream 2...; and private stream 1 where a program map table names it text:
+metadata, KLV, teletext, subtitles, VBI captions; ``text_pids``). Audio and other PES streams
+are carried as they are, and not searched.
 
 A stream is fed a buffer at a time (``demux.Demux.feed``).
 """
 
 from __future__ import annotations
 
-from indexer.deid.demux import VIDEO_STREAMS, Demux
+from indexer.deid.demux import (
+    DATA_STREAMS,
+    PES_HEAD,
+    PLAIN,
+    PRIVATE_1,
+    VIDEO_STREAMS,
+    ZERO,
+    Demux,
+)
 from indexer.deid.video import START_CODE
 
 SYNC = 0x47
@@ -36,7 +47,17 @@ SERVICE_INFO = frozenset(range(0x10, 0x20)) | {0x1FFB}  # DVB SI; ATSC PSIP
 PES_HEADER = 9  # start code, stream id, length, two flag bytes, the header data's length
 PCR, OPCR, SPLICE, PRIVATE = 0x10, 0x08, 0x04, 0x02  # adaptation field flags
 CLOCK = 6  # a PCR's or OPCR's bytes
-ZERO = b"\x00"
+PMT_TABLE = 2  # a program map table's table id
+SECTION_HEAD = 3  # table id, then the flags and the section's length (12 bits)
+PMT_STREAMS = 12  # a program map table's bytes before its program descriptors' length's end
+CRC = 4
+METADATA_PES = 0x15  # stream type: metadata in PES packets
+PRIVATE_PES = 0x06  # stream type: private data in PES packets; its descriptors tell what
+REGISTRATION = 0x05  # a descriptor naming the format by four letters
+# descriptors of private PES streams that hold text or pictures of text: VBI data (closed
+# captions), VBI teletext, metadata, teletext, DVB subtitles
+TEXT_DESCRIPTORS = frozenset({0x45, 0x46, 0x26, 0x56, 0x59})
+TEXT_FORMATS = frozenset({b"KLVA", b"ID3 "})  # registered formats of metadata: KLV, ID3
 
 
 TS_HEAD = TIME_CODE + HEADER  # the bytes a transport stream is known by (``packet_size``)
@@ -72,6 +93,9 @@ class TsDemux(Demux):
         self._lead = TIME_CODE if size == PACKET_SIZES[1] else 0
         self._other: set[int] = set()  # PIDs of other PES streams: audio, data
         self._tables: set[int] = set()  # PIDs of sections: searched
+        self._data_pids: set[int] = set()  # PIDs of data streams: zeroed (``demux.DATA_STREAMS``)
+        self._texts: set[int] = set()  # PIDs a program map table says hold text (``text_pids``)
+        self._sections: dict[int, bytearray] = {}  # a table PID: the section it is in, so far
 
     def _length(self, b: bytes | bytearray | memoryview, at: int) -> int | None:  # noqa: ARG002
         return self._size
@@ -142,19 +166,108 @@ class TsDemux(Demux):
         unit_start: bool,
         cut: bool = False,
     ) -> None:
-        """A packet's payload: a video stream's bytes, a table's, or another stream's."""
+        """A packet's payload: a video stream's bytes, a data stream's, a table's, another's."""
         if unit_start:
-            if cut and (end - start < PES_HEADER or start + PES_HEADER + b[start + 8] > end):
+            if cut and _header_cut(b, start, end):
                 return  # its PES header is not whole yet: read with the next buffer
-            if bytes(b[start : start + 3]) != START_CODE:
-                self._tables.add(pid)
-            elif start + PES_HEADER <= end and b[start + 3] in VIDEO_STREAMS:
-                self._video.setdefault(pid, [])
-                start = min(end, start + PES_HEADER + b[start + PES_HEADER - 1])
-            else:
-                self._other.add(pid)
-                self._video.pop(pid, None)
+            start = self._unit(b, pid, start, end)
         if pid in self._video:
             self._add_video(b, kept, pid, start, end, cut=cut)
+        elif pid in self._data_pids:
+            self._data_payload(b, kept, pid, start, end, cut=cut)
         elif pid in self._tables and not cut:
-            self._table(bytes(b[start:end]))
+            payload = bytes(b[start:end])
+            self._table(payload)
+            self._section(pid, payload, unit_start=unit_start)
+
+    def _unit(self, b: bytes | bytearray | memoryview, pid: int, start: int, end: int) -> int:
+        """The kind of stream a unit's first packet says ``pid`` is; where its payload begins.
+
+        A section's (a table's), or a PES packet's after its header: video, data (zeroed),
+        or another's.
+        """
+        self._data_pids.discard(pid)
+        if bytes(b[start : start + 3]) != START_CODE:
+            self._tables.add(pid)
+            return start
+        stream = b[start + 3] if end - start > len(START_CODE) else -1
+        if start + PES_HEADER <= end and stream in VIDEO_STREAMS:
+            self._video.setdefault(pid, [])
+            return min(end, start + PES_HEADER + b[start + PES_HEADER - 1])
+        self._end_video(pid)
+        if stream in DATA_STREAMS or (stream == PRIVATE_1 and pid in self._texts):
+            self._data_pids.add(pid)
+            if stream in PLAIN or end - start < PES_HEADER:  # (a header cut: zeroed too)
+                return min(end, start + PES_HEAD)
+            return min(end, start + PES_HEADER + b[start + PES_HEADER - 1])
+        self._other.add(pid)
+        return start
+
+    def _section(self, pid: int, payload: bytes, *, unit_start: bool) -> None:
+        """A table's packet: a program map table's section gathered, read whole (``_texts``).
+
+        Those of other tables are dropped at their table id. A section begins after its
+        unit's pointer field; its length is 12 bits, so at most 4 kB is held a table PID.
+        """
+        if unit_start:
+            self._sections[pid] = bytearray(payload[1 + payload[0] :] if payload else b"")
+        elif pid in self._sections:
+            self._sections[pid] += payload
+        else:
+            return
+        section = self._sections[pid]
+        if not section or section[0] != PMT_TABLE:
+            del self._sections[pid]
+        elif len(section) >= SECTION_HEAD:
+            length = SECTION_HEAD + ((section[1] & 0x0F) << 8 | section[2])
+            if len(section) >= length:
+                del self._sections[pid]
+                self._texts |= text_pids(bytes(section[:length]))
+
+
+def _header_cut(b: bytes | bytearray | memoryview, start: int, end: int) -> bool:
+    """Whether a unit's first payload, ``start`` to ``end``, is cut in its PES header.
+
+    (Or in a section's first bytes: a section is read from a whole packet only.) A header
+    is its start code, stream id and length, and but for ``PLAIN`` streams' its flags,
+    and its data's length and data.
+    """
+    if end - start <= PES_HEAD:
+        return True
+    if bytes(b[start : start + 3]) == START_CODE and b[start + 3] in PLAIN:
+        return False
+    return end - start < PES_HEADER or start + PES_HEADER + b[start + 8] > end
+
+
+def text_pids(section: bytes) -> set[int]:
+    """The PIDs of private PES streams a program map table's section says hold text.
+
+    Metadata (ID3, KLV), and private data whose descriptors name teletext, subtitles, VBI
+    captions, metadata, or the KLV or ID3 format. The section is read as far as it is
+    whole; a stream's entry that runs past it is not read.
+    """
+    found: set[int] = set()
+    if len(section) < PMT_STREAMS:
+        return found
+    at = PMT_STREAMS + ((section[10] & 0x0F) << 8 | section[11])
+    end = len(section) - CRC
+    while at + 5 <= end:
+        kind, pid = section[at], (section[at + 1] & 0x1F) << 8 | section[at + 2]
+        size = (section[at + 3] & 0x0F) << 8 | section[at + 4]
+        descriptors = section[at + 5 : min(end, at + 5 + size)]
+        if kind == METADATA_PES or (kind == PRIVATE_PES and _names_text(descriptors)):
+            found.add(pid)
+        at += 5 + size
+    return found
+
+
+def _names_text(descriptors: bytes) -> bool:
+    """Whether a stream's descriptors name text (``TEXT_DESCRIPTORS``, ``TEXT_FORMATS``)."""
+    at = 0
+    while at + 2 <= len(descriptors):
+        tag, size = descriptors[at], descriptors[at + 1]
+        body = descriptors[at + 2 : at + 2 + size]
+        if tag in TEXT_DESCRIPTORS or (tag == REGISTRATION and body[:4] in TEXT_FORMATS):
+            return True
+        at += 2 + size
+    return False

@@ -76,7 +76,7 @@ an MP4 file's tracks of text, metadata, timecode or hints (a track whose handler
 auxiliary video or audio, or that names none) zeroed whole, held and streamed.
 """
 
-VIDEO_RULES_VERSION = 2
+VIDEO_RULES_VERSION = 3
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -87,7 +87,10 @@ it is indexed; a source that is no video records 0), not every source, as a new
 ``RULES_VERSION`` makes it. ``tests/deid/test_rules_version.py`` records the digest of its
 video objects' copies by both numbers. 1: the video rules of ``RULES_VERSION`` 23; 2: an
 MP4 file's image sequence tracks (HEIF's, handler ``pict``) kept as they are, as video
-tracks are (1 zeroed their samples).
+tracks are (1 zeroed their samples); 3: a transport or program stream's data streams
+(metadata, ancillary data, private stream 2; private stream 1 where the program map table
+names it metadata, KLV, teletext or subtitles) zeroed, and a video PID's bytes parsed before
+it carries another stream.
 """
 
 _RESOLVE = {

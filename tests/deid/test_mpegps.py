@@ -138,8 +138,9 @@ def test_a_value_in_padding_is_caught_by_the_leak_check(tmp_path):
 
 
 def test_damaged_program_streams_never_raise():
-    """Lengths that run past the stream, lost start codes, cut packets: only spaces are
-    written over bytes that were not zero, and the length stays."""
+    """Lengths that run past the stream, lost start codes, cut packets: only spaces (over
+    bytes that were not zero) and zeros (a data stream's payload) are written, and the length
+    stays."""
     rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
     for base in (_program(VIDEO), _program(VIDEO, mpeg1=True)):
         for _ in range(1000):
@@ -151,5 +152,59 @@ def test_damaged_program_streams_never_raise():
             old = encapsulate([bytes(stream[: len(stream) - len(stream) % 2])])
             new, _count = frames.blank(old, video.MPEG2)
             assert len(new) == len(old)
-            assert all(n == o or (n == 0x20 and o) for o, n in zip(old, new, strict=True))
+            assert all(n in (o, 0) or (n == 0x20 and o) for o, n in zip(old, new, strict=True))
             frames.headers(new, video.MPEG2)
+
+
+DATA_TEXT = b"KLV\x06\x0e\x2b\x34 " + MARK + TEXT
+
+
+def _with_data(*, blanked: bool = False, mpeg1: bool = False) -> bytes:
+    """A stream with data streams (metadata, ancillary data with MPEG-1's header, private
+    stream 2 with none) holding ``DATA_TEXT``, and private stream 1 (audio). ``blanked``:
+    as the copy holds it, the data streams' payloads zeroed."""
+    data = bytes(len(DATA_TEXT)) if blanked else DATA_TEXT
+    return (
+        _program(BLANKED if blanked else VIDEO, mpeg1=mpeg1)
+        + PACK2
+        + _pes(0xFC, data)
+        + _pes(0xF9, data, mpeg1=True)
+        + b"\x00\x00\x01\xbf"
+        + struct.pack(">H", len(data))
+        + data
+        + _pes(0xBD, b"\x80\x01\x00\x01" + TEXT)
+        + b"\x00\x00\x01\xb9"
+    )
+
+
+def test_data_streams_payloads_are_zeroed():
+    """Every header stays, and private stream 1 (a DVD's audio) is carried as it is."""
+    copy = _copy(_object(_with_data(), ts=uid.MPEG2MPML))
+    assert MARK not in copy
+    assert _frames_of(copy) == [_even(_with_data(blanked=True))]
+
+
+def test_a_data_packet_whose_header_cannot_be_read_is_zeroed_after_its_length():
+    """Its header's data length runs past the packet: all after its length zeroed."""
+    bad = b"\x00\x00\x01\xfc\x00\x20\x80\x80\xff" + DATA_TEXT[:29]
+    stream = PACK2 + bad + b"\x00\x00\x01\xb9"
+    copy = fed_in_parts(stream, video.MPEG2, ())
+    assert copy == PACK2 + bad[:6] + bytes(32) + b"\x00\x00\x01\xb9"
+
+
+def test_data_streams_cut_at_any_byte_are_zeroed_as_whole():
+    stream = _with_data(mpeg1=True)
+    whole = fed_in_parts(stream, video.MPEG2, ())
+    assert whole == _with_data(blanked=True, mpeg1=True)
+    rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
+    cuts = [(c,) for c in range(1, len(stream))]
+    cuts += [tuple(sorted(rng.sample(range(1, len(stream)), 2))) for _ in range(100)]
+    for cut in cuts:
+        assert fed_in_parts(stream, video.MPEG2, cut) == whole, cut
+
+
+def test_verify_finds_data_streams_text_held_and_streamed(tmp_path):
+    value = encapsulate([_with_data()])
+    found = frames.headers(value, video.MPEG2)
+    assert found.count(DATA_TEXT) == 3
+    assert _streamed(tmp_path, value, video.MPEG2)[1] == found

@@ -233,9 +233,8 @@ def test_damaged_transport_streams_never_raise():
     """Lost sync bytes, lengths that run past the packet, cut packets: only zeros, spaces and
     a null packet's PID are written, and the length stays."""
     rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
-    base = _transport(VIDEO)
-    for _ in range(1500):
-        stream = bytearray(base)
+    for n in range(2500):  # a stream's tables, video and audio; then data streams too
+        stream = bytearray(_transport(VIDEO) if n < 1500 else _with_data())
         for _ in range(rng.randrange(1, 6)):
             stream[rng.randrange(len(stream))] = rng.randrange(256)
         if rng.random() < 0.3:
@@ -338,3 +337,173 @@ def test_bytes_no_packet_holds_are_searched_with_those_before_a_cut(monkeypatch,
         assert any(value in part for part in found), (held, ends)
         if held == 4096:
             assert max(searched) <= 4096 + 100 + 188
+
+
+def _entry(kind: int, pid: int, descriptors: bytes = b"") -> bytes:
+    """A program map table's entry: a stream's type, its PID, its descriptors."""
+    return bytes([kind, 0xE0 | pid >> 8, pid & 0xFF, 0xF0, len(descriptors)]) + descriptors
+
+
+ID3_PID, KLV_PID, TELETEXT_PID, AC3_PID, OPUS_PID, META_PID, ANCILLARY_PID, NAV_PID = range(
+    0x102, 0x10A
+)
+DATA_PMT = _section(
+    2,
+    b"\x00\x01\xc1\x00\x00\xe1\x00\xf0\x06\x05\x04HDMV"  # a program descriptor
+    + _entry(0x1B, VIDEO_PID)
+    + _entry(0x15, ID3_PID)  # metadata in PES packets (private stream 1): ID3
+    + _entry(0x06, KLV_PID, b"\x05\x04KLVA")  # private data, registered as KLV
+    + _entry(0x06, TELETEXT_PID, b"\x0a\x04eng\x00" + b"\x56\x05eng\x09\x00")  # teletext
+    + _entry(0x81, AC3_PID, b"\x05\x04AC-3")  # AC-3 audio (private stream 1)
+    + _entry(0x06, OPUS_PID, b"\x05\x04Opus"),  # private data, registered as Opus audio
+)
+DATA_TEXT = b"ID3\x04\x00\x00\x00\x00\x01\x00TIT2" + MARK + TEXT * 4  # over two packets
+KEPT_AUDIO = b"\x0b\x77 AC-3 frame, its bytes kept " * 8
+
+
+def _plain(stream_id: int, data: bytes) -> bytes:
+    """A PES packet with no header past its length (private stream 2, as a DVD's)."""
+    return b"\x00\x00\x01" + bytes([stream_id]) + struct.pack(">H", len(data)) + data
+
+
+def _with_data(*, blanked: bool = False, pmt: bytes = DATA_PMT) -> bytes:
+    """A stream whose program map table names data streams of private stream 1 (ID3, KLV,
+    teletext) and audio ones (AC-3, Opus), with streams of data ids it does not name
+    (metadata, ancillary data, private stream 2); each data stream's text ``DATA_TEXT``.
+    ``blanked``: as the copy holds it, the data streams' payloads zeroed."""
+    data = bytes(len(DATA_TEXT)) if blanked else DATA_TEXT
+    video = BLANKED if blanked else VIDEO
+    return (
+        _packets(0, PAT)
+        + _packets(PMT_PID, pmt)
+        + _packets(VIDEO_PID, _pes(0xE0, video))
+        + _packets(ID3_PID, _pes(0xBD, data))
+        + _packets(KLV_PID, _pes(0xBD, data))
+        + _packets(TELETEXT_PID, _pes(0xBD, data))
+        + _packets(AC3_PID, _pes(0xBD, KEPT_AUDIO))
+        + _packets(OPUS_PID, _pes(0xBD, KEPT_AUDIO))
+        + _packets(META_PID, _pes(0xFC, data))
+        + _packets(ANCILLARY_PID, _pes(0xF9, data[:100]))
+        + _packets(NAV_PID, _plain(0xBF, data))
+        + _packets(ANCILLARY_PID, _pes(0xF9, data[100:]))  # after another's packets
+        + _packets(VIDEO_PID, _pes(0xE0, video))
+    )
+
+
+def test_data_streams_payloads_are_zeroed_and_audio_kept():
+    """Streams of data ids (metadata, ancillary data, private stream 2), and those of private
+    stream 1 that the program map table names as text (ID3 metadata, KLV, teletext): their
+    payloads zeroed, every header kept. Private stream 1's audio (AC-3, Opus) stays."""
+    source = _with_data()
+    assert source.count(MARK) == 8 + 2  # (and in the video's SEI, twice)
+    copy = _copy(_object(source, ts=uid.MPEG4HP41))
+    assert MARK not in copy
+    assert copy.count(KEPT_AUDIO[:30]) == source.count(KEPT_AUDIO[:30]) > 2 * 6
+    assert _frames_of(copy) == [_even(_with_data(blanked=True))]
+
+
+def test_private_stream_1_that_no_program_map_table_names_as_text_is_kept():
+    """Before its program map table (or with none), a stream of private stream 1 is not
+    known to hold text: carried as it is (as audio is); found by the leak check's search of
+    the sections and no more."""
+    pmt = _section(2, b"\x00\x01\xc1\x00\x00\xe1\x00\xf0\x00" + _entry(0x1B, VIDEO_PID))
+    copy = _frames_of(_copy(_object(_with_data(pmt=pmt), ts=uid.MPEG4HP41)))[0]
+    for pid in (ID3_PID, KLV_PID, TELETEXT_PID):
+        at = copy.index(_packets(pid, _pes(0xBD, DATA_TEXT))[:30])
+        assert DATA_TEXT[:100] in copy[at : at + 188]
+
+
+def test_a_program_map_table_over_several_packets_is_read_whole():
+    """A table longer than a packet's payload (its descriptors), gathered packet by packet:
+    the streams it names at its end are known."""
+    long = b"\x00\x01\xc1\x00\x00\xe1\x00\xf0\x00" + _entry(
+        0x1B, VIDEO_PID, b"\x7f\xc0" + bytes(192)
+    )
+    body = long + _entry(0x06, KLV_PID, b"\x05\x04KLVA")
+    pmt = _section(2, body)
+    stream = _packets(PMT_PID, pmt) + _packets(KLV_PID, _pes(0xBD, DATA_TEXT))
+    assert len(_packets(PMT_PID, pmt)) == 2 * 188
+    assert MARK not in fed_in_parts(stream, video.H264, ())
+    assert mpegts.text_pids(pmt[1:]) == {KLV_PID}
+    assert mpegts.text_pids(pmt[1:200]) == set()  # an entry cut is not read
+
+
+def test_data_streams_fed_cut_at_any_byte_are_zeroed_as_whole():
+    """Cut in a PES header (an MPEG-2 one, a plain one), in the program map table, in a
+    payload: each cut gives the bytes the whole stream gives."""
+    stream = _with_data()
+    whole = fed_in_parts(stream, video.H264, ())
+    assert whole == _with_data(blanked=True)
+    rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
+    cuts = [(c,) for c in range(1, len(stream))]
+    cuts += [tuple(sorted(rng.sample(range(1, len(stream)), 2))) for _ in range(200)]
+    for cut in cuts:
+        assert fed_in_parts(stream, video.H264, cut) == whole, cut
+
+
+def test_verify_searches_data_streams_held_and_streamed(tmp_path):
+    """Another tool's copy: each data stream's text is found, though its packets' ends cut
+    it (the ancillary stream's value across two PES packets, each in a packet of its own)."""
+    value = encapsulate([_with_data()])
+    found = frames.headers(value, video.H264)
+    assert found.count(MARK) >= 6 + 2
+    value_cut = DATA_TEXT[80:120]  # the ancillary stream's second PES packet begins at 100
+    assert found.count(value_cut) >= 6
+    assert _streamed(tmp_path, value, video.H264)[1] == found
+    assert MARK not in frames.headers(frames.blank(value, video.H264)[0], video.H264)
+
+
+def test_a_value_a_data_streams_packets_cut_is_found_at_any_buffer_cut(monkeypatch):
+    """Found, not blanked (``verify``), fed in buffers cut anywhere in the ancillary stream's
+    second packet: a value across its two PES packets is still found (the last bytes
+    searched are those of its last whole packet, not of one cut), and in the first buffer
+    alone where it ends past the value (a stream cut short)."""
+    monkeypatch.setattr(demux, "DATA_BEHIND", 40)
+    value = b"Roe^Richard^PHIMARK"
+    text = b"caption: " * 20 + value + b" ends" * 20
+    first = _packets(0, PAT) + _packets(ANCILLARY_PID, _pes(0xF9, text[:190]))
+    second = _packets(NAV_PID, _plain(0xBF, TEXT)) + _packets(ANCILLARY_PID, _pes(0xF9, text[190:]))
+    stream = first + second
+    assert all(value not in part for part in (text[:190], text[190:]))
+    for cut in range(len(first), len(stream) + 1):
+        walk = frames._demux(stream, video.H264, blank=False)
+        assert walk is not None
+        found = walk.feed(bytearray(stream[:cut]))[1]
+        if cut >= stream.index(b"d^PHIMARK ends") + 9:  # the stream cut there: searched as is
+            assert any(value in part for part in found), cut
+        found += walk.feed(bytearray(stream[cut:]))[1]
+        assert any(value in part for part in found), cut
+
+
+def test_a_long_data_stream_is_searched_a_window_at_a_time(monkeypatch):
+    """Found, not blanked: a data stream's payloads are joined and searched a window at a
+    time, not gathered whole (a value cut by a window's end is found)."""
+    monkeypatch.setattr(demux, "WINDOW", 300)
+    monkeypatch.setattr(demux, "DATA_BEHIND", 40)
+    value = b"Roe^Richard^PHIMARK"
+    stream = _packets(META_PID, _pes(0xFC, b"note: " * 2000 + value + b" end" * 100))
+    walk = frames._demux(stream, video.H264, blank=False)
+    assert walk is not None
+    found = walk.feed(bytearray(stream))[1]
+    assert max(map(len, found)) <= 300 + 40 + 184
+    assert any(value in part for part in found)
+
+
+def test_a_data_pid_that_becomes_audio_is_kept():
+    """A PID used again: its next unit audio, carried as it is."""
+    stream = _packets(META_PID, _pes(0xFC, DATA_TEXT)) + _packets(META_PID, _pes(0xC0, AUDIO))
+    copy = fed_in_parts(stream, video.H264, ())
+    assert copy == _packets(META_PID, _pes(0xFC, bytes(len(DATA_TEXT)))) + _packets(
+        META_PID, _pes(0xC0, AUDIO)
+    )
+
+
+def test_a_video_pid_that_becomes_another_stream_has_its_video_parsed_first():
+    """A video PID's next unit an audio PES packet (damage, or a PID used again): the video
+    bytes gathered so far are parsed then, not dropped (their SEI text neither blanked nor
+    searched)."""
+    stream = _packets(VIDEO_PID, _pes(0xE0, VIDEO)) + _packets(VIDEO_PID, _pes(0xC0, AUDIO))
+    copy = fed_in_parts(stream, video.H264, ())
+    assert MARK in stream
+    assert MARK not in copy
+    assert copy.endswith(_packets(VIDEO_PID, _pes(0xC0, AUDIO)))

@@ -70,6 +70,7 @@ DIGESTS = {
 VIDEO_DIGESTS = {
     ("0.1.0", 23, 1): "7d948bb19ca2538e7ed93f2a9effc69a06dff8a086e168dc30d12fcf1b13cdf1",
     ("0.1.0", 23, 2): "7d948bb19ca2538e7ed93f2a9effc69a06dff8a086e168dc30d12fcf1b13cdf1",
+    ("0.1.0", 23, 3): "0aa257c38eb9c72d207e627f1080f5ddf914a45b0dd1d4eba1259d4b80d57d18",
 }
 
 
@@ -208,6 +209,27 @@ def _transport_stream() -> bytes:
     return _encapsulated(10, MPEG4HP41, packet(0x11, sdt) + packet(0x100, pes))
 
 
+def _transport_stream_with_metadata() -> bytes:
+    """A transport stream with a metadata stream (ID3) and AC-3 audio, both of private stream
+    1, told apart by its program map table (the metadata zeroed since video version 3)."""
+
+    def packet(pid: int, payload: bytes, *, first: bool = True) -> bytes:
+        stuffing = b"\x00" + b"\xff" * (182 - len(payload))  # an adaptation field's
+        start = 0x40 if first else 0
+        return bytes([0x47, start | pid >> 8, pid & 0xFF, 0x30, len(stuffing)]) + stuffing + payload
+
+    pmt = b"\x00\x02\xb0\x1c\x00\x01\xc1\x00\x00\xe1\x00\xf0\x00"
+    pmt += b"\x1b\xe1\x00\xf0\x00" + b"\x15\xe1\x01\xf0\x00" + b"\x81\xe1\x02\xf0\x00"
+    pmt += b"\xde\xad\xbe\xef"
+    pes = b"\x00\x00\x01\xbd\x00\x00\x80\x00\x00"
+    id3 = pes + b"ID3\x04\x00\x00\x00\x00\x00\x20TIT2\x00\x00\x00\x0a\x00\x00\x03ward 4"
+    ac3 = pes + b"\x0b\x77" + bytes(range(40))
+    video = b"\x00\x00\x01\xe0\x00\x00\x80\x00\x00\x00\x00\x00\x01\x65\x88\x12\x34"
+    stream = packet(0x1000, pmt) + packet(0x100, video) + packet(0x101, id3)
+    stream += packet(0x101, b"room 12", first=False) + packet(0x102, ac3)
+    return _encapsulated(12, MPEG4HP41, stream)
+
+
 def _program_stream() -> bytes:
     """A program stream whose user data a PES header cuts (blanked whole since version 10)."""
 
@@ -261,6 +283,7 @@ def _video_corpus() -> list[bytes]:
         _program_stream(),
         _fragmented_mp4_with_sei(),
         _mp4_with_a_subtitle(),
+        _transport_stream_with_metadata(),
     ]
 
 
