@@ -56,6 +56,18 @@ def fed_in_parts(stream: bytes, codec: str, cuts: tuple[int, ...]) -> bytes:
     return b"".join(parts)
 
 
+def fed_cut_anywhere(stream: bytes, codec: str, pairs: int) -> bytes:
+    """``stream`` fed whole; asserted to give the same bytes cut at any byte, and at
+    ``pairs`` random pairs of bytes."""
+    whole = fed_in_parts(stream, codec, ())
+    rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
+    cuts = [(c,) for c in range(1, len(stream))]
+    cuts += [tuple(sorted(rng.sample(range(1, len(stream)), 2))) for _ in range(pairs)]
+    for cut in cuts:
+        assert fed_in_parts(stream, codec, cut) == whole, cut
+    return whole
+
+
 def _packets(pid: int, payload: bytes, *, private: bytes = b"", size: int = 188) -> bytes:
     """``payload`` in packets of ``pid``, the first with the unit start flag, the last
     filled out by an adaptation field's stuffing; ``private``: the first packet's adaptation
@@ -431,14 +443,7 @@ def test_a_program_map_table_over_several_packets_is_read_whole():
 def test_data_streams_fed_cut_at_any_byte_are_zeroed_as_whole():
     """Cut in a PES header (an MPEG-2 one, a plain one), in the program map table, in a
     payload: each cut gives the bytes the whole stream gives."""
-    stream = _with_data()
-    whole = fed_in_parts(stream, video.H264, ())
-    assert whole == _with_data(blanked=True)
-    rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
-    cuts = [(c,) for c in range(1, len(stream))]
-    cuts += [tuple(sorted(rng.sample(range(1, len(stream)), 2))) for _ in range(200)]
-    for cut in cuts:
-        assert fed_in_parts(stream, video.H264, cut) == whole, cut
+    assert fed_cut_anywhere(_with_data(), video.H264, 200) == _with_data(blanked=True)
 
 
 def test_verify_searches_data_streams_held_and_streamed(tmp_path):
