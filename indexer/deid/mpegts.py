@@ -14,7 +14,7 @@ write MPEG-2 video in one too. The text of such a stream lies in three places:
 
 The sections that stay (program association and program map tables, and any other table on
 a PID of its own), the units holding user data, and bytes that are no packet (damage: the
-next packet is the next sync byte with another a packet on) are searched by the leak check.
+next packet is the next sync byte with another a packet or two on) are searched by the leak check.
 Data streams have their PES payloads zeroed (``demux.DATA_STREAMS``: metadata, ancillary
 data, private stream 2...; and private stream 1 where a program map table names it text:
 metadata, KLV, teletext, subtitles, VBI captions; ``text_pids``). Audio and other PES streams
@@ -103,12 +103,17 @@ class TsDemux(Demux):
     def _synced(self, buf: bytearray | memoryview, pos: int) -> int:
         """``pos``, or where the next packet lies if none begins there (damage, padding).
 
-        A packet begins at a sync byte with another a packet on (or the buffer's end).
+        A packet begins at a sync byte with another a packet on, or two packets on (or the
+        buffer's end before that, which cannot tell): a packet whose next one's sync byte is
+        damaged is still read as one (it was taken for bytes no packet holds, and searched
+        only: its text not blanked, a service packet not made a null one).
         """
         size, lead = self._size, self._lead
         while pos + lead < len(buf):
             after = pos + lead + size
-            if buf[pos + lead] == SYNC and (after >= len(buf) or buf[after] == SYNC):
+            if buf[pos + lead] == SYNC and (
+                after + size >= len(buf) or buf[after] == SYNC or buf[after + size] == SYNC
+            ):
                 return pos
             at = bytes(buf[pos + lead + 1 : pos + lead + 1 + FIND_BYTES]).find(SYNC_BYTE)
             pos += FIND_BYTES if at < 0 else 1 + at

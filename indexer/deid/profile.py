@@ -89,8 +89,9 @@ video objects' copies by both numbers. 1: the video rules of ``RULES_VERSION`` 2
 MP4 file's image sequence tracks (HEIF's, handler ``pict``) kept as they are, as video
 tracks are (1 zeroed their samples); 3: a transport or program stream's data streams
 (metadata, ancillary data, private stream 2; private stream 1 where the program map table
-names it metadata, KLV, teletext or subtitles) zeroed, and a video PID's bytes parsed before
-it carries another stream.
+names it metadata, KLV, teletext or subtitles) zeroed, a video PID's bytes parsed before
+it carries another stream, and a transport stream packet whose next one's sync byte is
+damaged read as a packet.
 """
 
 _RESOLVE = {

@@ -241,6 +241,19 @@ def test_the_packets_after_bytes_that_are_no_packet_are_read():
     assert NAME in frames.headers(value, video.H264)  # what no packet holds: searched
 
 
+def test_a_packet_whose_next_ones_sync_byte_is_damaged_is_still_read():
+    """The packet after it begins no packet (its sync byte lost): a service packet before it
+    is still made a null packet, a data packet's payload still zeroed (both were taken for
+    bytes no packet holds, and only searched). Fed whole, and cut at each byte of the two."""
+    for stream, packet in ((_transport(VIDEO), 2), (_with_data(), 4)):
+        damaged = bytearray(stream)
+        damaged[(packet + 1) * 188] = 0x48
+        assert MARK in damaged[packet * 188 : (packet + 1) * 188]
+        for cut in [(), *((c,) for c in range(packet * 188 + 1, (packet + 2) * 188))]:
+            copy = fed_in_parts(bytes(damaged), video.H264, cut)
+            assert MARK not in copy[packet * 188 : (packet + 1) * 188], cut
+
+
 def test_damaged_transport_streams_never_raise():
     """Lost sync bytes, lengths that run past the packet, cut packets: only zeros, spaces and
     a null packet's PID are written, and the length stays."""
