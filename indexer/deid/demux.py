@@ -70,6 +70,13 @@ class Demux:
         """Blank ``buf`` in place; the blanks, and the header bytes to search (as they went)."""
         self._buf, self._blanks, self._found = buf, [], []
         pos = 0
+        if self._cut and (at := self._synced(self._cut + bytes(buf[:PEEK]), 0)):
+            # the bytes the last buffer ended in (too few to tell) begin no packet, all or
+            # up to one: searched as bytes no packet holds (a packet taken to begin there
+            # swallowed those after it, read as none, neither blanked nor searched)
+            self._junk += self._cut[:at]
+            self._found.append(self._junk)
+            self._cut, self._cut_fed = self._cut[at:], False
         if self._cut:
             kept = len(self._cut)
             size = self._length(self._cut + bytes(buf[:PEEK]), 0)
@@ -88,13 +95,15 @@ class Demux:
             if at > pos:  # bytes no packet holds: searched as they are, after those before
                 part = (junk if pos == 0 else b"") + bytes(buf[pos:at])
                 self._found.append(part)
-                if at == len(buf):  # they may go on into the next buffer
-                    self._junk = part[-mp4.SEARCH_BEHIND :]
+                # they may go on into the next buffer (past the bytes it ends in, too few
+                # to tell a packet by)
+                self._junk = part[-mp4.SEARCH_BEHIND :]
             pos = at
             size = self._length(buf, pos)
             if size is None or pos + size > len(buf):
                 break
             self._packet(buf, pos, 0)
+            self._junk = b""
             pos += size
         if pos < len(buf):  # a packet cut: read as far as it goes, and whole with the next
             self._cut = bytes(buf[pos:])  # as it came: its header may become a null packet's
@@ -114,7 +123,7 @@ class Demux:
                 for src, a, z in pieces
             ]
 
-    def _synced(self, buf: bytearray | memoryview, pos: int) -> int:
+    def _synced(self, buf: bytes | bytearray | memoryview, pos: int) -> int:
         """``pos``, or where the next packet lies if none begins there (damage, padding)."""
         raise NotImplementedError
 

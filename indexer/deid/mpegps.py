@@ -33,7 +33,7 @@ def is_program_stream(head: bytes | bytearray | memoryview) -> bool:
 class PsDemux(Demux):
     """A program stream fed a buffer at a time, blanked in place (``feed``)."""
 
-    def _synced(self, buf: bytearray | memoryview, pos: int) -> int:
+    def _synced(self, buf: bytes | bytearray | memoryview, pos: int) -> int:
         """``pos``, or the next start code of the stream's own (a pack, a packet, the end)."""
         while pos + 4 <= len(buf):
             if bytes(buf[pos : pos + 3]) == START_CODE and buf[pos + 3] >= FIRST_ID:

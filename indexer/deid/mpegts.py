@@ -100,7 +100,7 @@ class TsDemux(Demux):
     def _length(self, b: bytes | bytearray | memoryview, at: int) -> int | None:  # noqa: ARG002
         return self._size
 
-    def _synced(self, buf: bytearray | memoryview, pos: int) -> int:
+    def _synced(self, buf: bytes | bytearray | memoryview, pos: int) -> int:
         """``pos``, or where the next packet lies if none begins there (damage, padding).
 
         A packet begins at a sync byte with another a packet on, or two packets on (or the

@@ -90,8 +90,9 @@ MP4 file's image sequence tracks (HEIF's, handler ``pict``) kept as they are, as
 tracks are (1 zeroed their samples); 3: a transport or program stream's data streams
 (metadata, ancillary data, private stream 2; private stream 1 where the program map table
 names it metadata, KLV, teletext or subtitles) zeroed, a video PID's bytes parsed before
-it carries another stream, and a transport stream packet whose next one's sync byte is
-damaged read as a packet.
+it carries another stream, a transport stream packet whose next one's sync byte is
+damaged read as a packet, and a streamed program stream's damage that a fragment's end
+cuts in a start code read as no packet (its length swallowed the packets after it).
 """
 
 _RESOLVE = {

@@ -193,3 +193,37 @@ def test_verify_finds_data_streams_text_held_and_streamed(tmp_path):
     found = frames.headers(value, video.MPEG2)
     assert found.count(DATA_TEXT) == 3
     assert _streamed(tmp_path, value, video.MPEG2)[1] == found
+
+
+def test_bytes_no_packet_holds_cut_in_a_start_code_are_read_as_whole():
+    """Damage between packets holding a video start code (00 00 01, then a byte below the
+    stream's own ids) that a buffer's end cuts after its third byte: the start code was
+    taken for a packet's, its length read from the bytes after it, and the packets those
+    covered (data, video) were neither blanked nor searched. Each cut gives the bytes the
+    whole stream gives, and the damage is searched."""
+    junk = b"\x00\x00\x01\x72\x40\x00" + NAME
+    at = len(_program(VIDEO))
+    data = _with_data()[at:]
+    # before a pack; before a data packet (the buffer's last bytes its start code's first)
+    for before in (0, len(PACK2)):
+        stream = _program(VIDEO) + data[:before] + junk + data[before:]
+        whole = fed_cut_anywhere(stream, video.MPEG2, 50)
+        assert MARK not in whole[at:]
+        for cut in range(at, at + before + len(junk) + 1):
+            walk = frames._demux(stream, video.MPEG2, blank=False)
+            assert walk is not None
+            found = walk.feed(bytearray(stream[:cut]))[1] + walk.feed(bytearray(stream[cut:]))[1]
+            assert any(NAME in part for part in found), cut
+
+
+def test_bytes_no_packet_holds_are_not_joined_to_others_a_packet_apart():
+    """A value's two halves in damage before a packet and after it, a buffer's end between:
+    not searched as one (the first half was kept to search with what comes next)."""
+    halves = b"\xff\xff Roe^Ri", b"chard^PHIMARK \xff"
+    stream = PACK2 + halves[0] + PACK2 + halves[1] + PACK2 + b"\x00\x00\x01\xb9"
+    walk = frames._demux(stream, video.MPEG2, blank=False)
+    assert walk is not None
+    cut = stream.index(halves[1])
+    found = walk.feed(bytearray(stream[:cut]))[1] + walk.feed(bytearray(stream[cut:]))[1]
+    assert not any(b"Roe^Richard" in part for part in found)
+    assert any(halves[0] in part for part in found)
