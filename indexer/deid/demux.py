@@ -37,6 +37,7 @@ WINDOW = 1 << 20  # a stream's video bytes parsed (a data stream's searched) thi
 DATA_BEHIND = 4096  # a data stream's last bytes searched, searched again with its next
 SEEN = 4096  # table payloads remembered as searched
 PEEK = 32  # bytes enough to tell a packet's length by
+AHEAD = 1024  # bytes enough to see the next two packets' starts past one cut (``feed``)
 
 
 class Demux:
@@ -55,6 +56,8 @@ class Demux:
         self._codec, self._blank = codec, blank
         self._cut = went  # the packet the last buffer ended in: its bytes there
         self._cut_fed = False  # its video bytes there were parsed with the last buffer
+        self._cut_unsure = False  # it may be none (``_unsure``): searched as it went, too
+        self._unsure = False  # the packet ``_synced`` found past damage may be none (cut)
         self._video: dict[int, list[Piece]] = {}  # a video stream: its bytes not parsed
         self._pending: dict[int, int] = {}  # a video stream: how many bytes those are
         self._resume: dict[int, Resume] = {}  # a video stream: where its text unit's read goes on
@@ -70,7 +73,11 @@ class Demux:
         """Blank ``buf`` in place; the blanks, and the header bytes to search (as they went)."""
         self._buf, self._blanks, self._found = buf, [], []
         pos = 0
-        if self._cut and (at := self._synced(self._cut + bytes(buf[:PEEK]), 0)):
+        at = self._synced(self._cut + bytes(buf[:AHEAD]), 0) if self._cut else 0
+        if self._cut_unsure:  # read as a packet, maybe none: what went is searched as it went
+            self._found.append(self._junk + self._cut)
+            self._cut_unsure = False
+        if at:
             # the bytes the last buffer ended in (too few to tell) begin no packet, all or
             # up to one: searched as bytes no packet holds (a packet taken to begin there
             # swallowed those after it, read as none, neither blanked nor searched)
@@ -107,6 +114,7 @@ class Demux:
             pos += size
         if pos < len(buf):  # a packet cut: read as far as it goes, and whole with the next
             self._cut = bytes(buf[pos:])  # as it came: its header may become a null packet's
+            self._cut_unsure = self._unsure
             self._packet(buf, pos, 0, whole=False)
         self._ended()
         return self._blanks, self._found

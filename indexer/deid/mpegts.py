@@ -103,21 +103,41 @@ class TsDemux(Demux):
     def _synced(self, buf: bytes | bytearray | memoryview, pos: int) -> int:
         """``pos``, or where the next packet lies if none begins there (damage, padding).
 
-        A packet begins at a sync byte with another a packet on, or two packets on (or the
-        buffer's end before that, which cannot tell): a packet whose next one's sync byte is
-        damaged is still read as one (it was taken for bytes no packet holds, and searched
-        only: its text not blanked, a service packet not made a null one).
+        A packet begins at a sync byte with another a packet on, or two packets on: a packet
+        whose next one's sync byte is damaged is still read as one (it was taken for bytes
+        no packet holds, and searched only: its text not blanked, a service packet not made
+        a null one). Where the buffer ends first, which cannot tell (``_followed``), a packet
+        at ``pos`` (where the last one ended) is taken to begin there; one found past damage
+        only if the buffer's end cuts it (checked with the next buffer's bytes,
+        ``Demux.feed``; what of it went is searched then too, ``_unsure``): a chance sync
+        byte in damage, read as a packet, would take the next packet's header into it, read
+        as neither.
         """
         size, lead = self._size, self._lead
+        at_pos, self._unsure = True, False
         while pos + lead < len(buf):
             after = pos + lead + size
-            if buf[pos + lead] == SYNC and (
-                after + size >= len(buf) or buf[after] == SYNC or buf[after + size] == SYNC
-            ):
+            if buf[pos + lead] == SYNC and self._followed(buf, after, at_pos=at_pos):
+                self._unsure = not at_pos and after > len(buf)
                 return pos
             at = bytes(buf[pos + lead + 1 : pos + lead + 1 + FIND_BYTES]).find(SYNC_BYTE)
             pos += FIND_BYTES if at < 0 else 1 + at
+            at_pos = False
         return min(pos, len(buf))  # bytes too few to tell: a packet's, cut, maybe
+
+    def _followed(self, buf: bytes | bytearray | memoryview, after: int, *, at_pos: bool) -> bool:
+        """Whether a packet ending at ``after`` has a sync byte there or a packet on.
+
+        Where ``buf`` ends first: ``at_pos`` (the packet lies where the last one ended), or
+        the packet is cut by the end.
+        """
+        if after >= len(buf):
+            return at_pos or after > len(buf)
+        if buf[after] == SYNC:
+            return True
+        if after + self._size >= len(buf):
+            return at_pos
+        return buf[after + self._size] == SYNC
 
     def _packet(
         self, b: bytes | bytearray | memoryview, at: int, kept: int, *, whole: bool = True

@@ -91,8 +91,9 @@ tracks are (1 zeroed their samples); 3: a transport or program stream's data str
 (metadata, ancillary data, private stream 2; private stream 1 where the program map table
 names it metadata, KLV, teletext or subtitles) zeroed, a video PID's bytes parsed before
 it carries another stream, a transport stream packet whose next one's sync byte is
-damaged read as a packet, and a streamed program stream's damage that a fragment's end
-cuts in a start code read as no packet (its length swallowed the packets after it).
+damaged read as a packet, and a streamed stream's last bytes before a fragment's end, too
+few to tell a packet by, checked with the next fragment's (damage taken for a packet
+swallowed the packets after it).
 """
 
 _RESOLVE = {

@@ -17,6 +17,7 @@ from pydicom import uid
 from pydicom.encaps import encapsulate
 
 from indexer.deid import demux, frames, mp4, mpegts, video
+from indexer.deid.mpegts import SYNC
 from tests.builders import streamed_copy
 from tests.deid.test_frames import (
     H264_HEAD,
@@ -243,15 +244,68 @@ def test_the_packets_after_bytes_that_are_no_packet_are_read():
 
 def test_a_packet_whose_next_ones_sync_byte_is_damaged_is_still_read():
     """The packet after it begins no packet (its sync byte lost): a service packet before it
-    is still made a null packet, a data packet's payload still zeroed (both were taken for
-    bytes no packet holds, and only searched). Fed whole, and cut at each byte of the two."""
-    for stream, packet in ((_transport(VIDEO), 2), (_with_data(), 4)):
+    is still made a null packet, a data packet's payload zeroed, a video packet's SEI text
+    blanked (each was taken for bytes no packet holds, and only searched). Fed whole, and
+    cut at each byte of the two (a buffer's end before the packet after them, too)."""
+    for stream, packet in ((_transport(VIDEO), 2), (_with_data(), 4), (_with_data(), 5)):
         damaged = bytearray(stream)
         damaged[(packet + 1) * 188] = 0x48
-        assert MARK in damaged[packet * 188 : (packet + 1) * 188]
+        its = slice(packet * 188, (packet + 1) * 188)
+        assert MARK in damaged[its]
         for cut in [(), *((c,) for c in range(packet * 188 + 1, (packet + 2) * 188))]:
-            copy = fed_in_parts(bytes(damaged), video.H264, cut)
-            assert MARK not in copy[packet * 188 : (packet + 1) * 188], cut
+            assert MARK not in fed_in_parts(bytes(damaged), video.H264, cut)[its], cut
+
+
+def _kept_by_the_cut(stream: bytes, cut: tuple[int, ...]) -> list[int]:
+    """The bytes ``stream`` fed whole changes, fed cut at ``cut`` keeps, and does not search.
+
+    But for a service packet's PID that a cut falls in (its first byte went before its PID
+    was seen). Searched: a run of such bytes lies whole in a part searched.
+    """
+    whole = fed_in_parts(stream, video.H264, ())
+    walk = frames._demux(stream, video.H264)
+    assert walk is not None
+    ends = [0, *cut, len(stream)]
+    parts = [bytearray(stream[a:z]) for a, z in itertools.pairwise(ends)]
+    found = [part for buf in parts for part in walk.feed(buf)[1]]
+    copy = b"".join(parts)
+    kept = [i for i, (w, c) in enumerate(zip(whole, copy, strict=True)) if w != c == stream[i]]
+    kept = [i for i in kept if not (SYNC in stream[i - 2 : i] and any(0 < c - i <= 2 for c in cut))]
+    runs = [
+        [i for _n, i in g] for _k, g in itertools.groupby(enumerate(kept), lambda t: t[1] - t[0])
+    ]
+    return [
+        i for run in runs if not any(stream[run[0] : run[-1] + 1] in f for f in found) for i in run
+    ]
+
+
+def test_a_chance_sync_byte_past_damage_is_no_packet_where_a_buffer_ends():
+    """Damage (a lost sync byte) before a packet, a sync byte's value in it: where a
+    buffer's end leaves too few bytes to see a packet or two on, it is taken for no packet's
+    (read as one, it took the next packet's header into it, read as neither: the cut copy
+    kept text the whole one blanked). At each cut, the cut copy keeps nothing the whole one
+    changes."""
+    stream = bytearray(_with_data())
+    klv = stream.index(_packets(KLV_PID, _pes(0xBD, DATA_TEXT))[:8])
+    stream[klv - 188] = 0x48  # the packet before the KLV stream's: no packet
+    stream[klv - 188 + 90] = SYNC  # a chance sync byte in it
+    for cut in range(klv - 188, klv + 188):
+        assert _kept_by_the_cut(bytes(stream), (cut,)) == [], cut
+
+
+def test_damaged_streams_cut_keep_nothing_fed_whole_changes():
+    """Damaged streams (bytes changed, a sync byte among them at times), cut once or twice:
+    the cut copy keeps no byte of the source that the whole one changes."""
+    rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
+    for n in range(400):
+        stream = bytearray(_with_data() if n % 2 else _transport(VIDEO))
+        for _ in range(rng.randrange(1, 4)):
+            stream[rng.randrange(len(stream))] = rng.choice((SYNC, rng.randrange(256)))
+        if frames._demux(bytes(stream), video.H264) is None:
+            continue
+        for _ in range(3):
+            cut = tuple(sorted(rng.sample(range(1, len(stream)), rng.randrange(1, 3))))
+            assert _kept_by_the_cut(bytes(stream), cut) == [], (n, cut)
 
 
 def test_damaged_transport_streams_never_raise():
