@@ -64,7 +64,7 @@ class Demux:
         self._seen: set[bytes] = set()  # table payloads searched already
         self._data_new: dict[int, bytearray] = {}  # a data stream's bytes not searched (verify)
         self._data_tail: dict[int, bytes] = {}  # its last bytes searched
-        self._junk = b""  # the last bytes no packet holds, if the last buffer ended in them
+        self._junk = b""  # the last bytes no packet holds, if no packet came after them
         self._buf: bytearray | memoryview = bytearray()
         self._blanks: list[Blank] = []
         self._found: list[bytes] = []

@@ -14,7 +14,8 @@ write MPEG-2 video in one too. The text of such a stream lies in three places:
 
 The sections that stay (program association and program map tables, and any other table on
 a PID of its own), the units holding user data, and bytes that are no packet (damage: the
-next packet is the next sync byte with another a packet or two on) are searched by the leak check.
+next packet is the next sync byte with another a packet or two on) are searched by the leak
+check.
 Data streams have their PES payloads zeroed (``demux.DATA_STREAMS``: metadata, ancillary
 data, private stream 2...; and private stream 1 where a program map table names it text:
 metadata, KLV, teletext, subtitles, VBI captions; ``text_pids``). Audio and other PES streams
@@ -91,7 +92,6 @@ class TsDemux(Demux):
         super().__init__(codec, blank=blank, went=went)
         self._size = size
         self._lead = TIME_CODE if size == PACKET_SIZES[1] else 0
-        self._other: set[int] = set()  # PIDs of other PES streams: audio, data
         self._tables: set[int] = set()  # PIDs of sections: searched
         self._data_pids: set[int] = set()  # PIDs of data streams: zeroed (``demux.DATA_STREAMS``)
         self._texts: set[int] = set()  # PIDs a program map table says hold text (``text_pids``)
@@ -225,8 +225,7 @@ class TsDemux(Demux):
             if stream in PLAIN or end - start < PES_HEADER:  # (a header cut: zeroed too)
                 return min(end, start + PES_HEAD)
             return min(end, start + PES_HEADER + b[start + PES_HEADER - 1])
-        self._other.add(pid)
-        return start
+        return start  # another stream's: audio, or private stream 1 not named as text
 
     def _section(self, pid: int, payload: bytes, *, unit_start: bool) -> None:
         """A table's packet: a program map table's section gathered, read whole (``_texts``).
