@@ -7,7 +7,8 @@ the Pixel Data element that no attribute rule reaches. Their payloads are blanke
 each segment keeping its length, so nothing of the image is decoded or changed:
 
 - JPEG (baseline, extended, lossless, JPEG-LS): COM, and APPn but those decoders read
-  (APP0 JFIF, APP2 ICC profile, APP8 JPEG-LS colour transform and SPIFF, APP14 Adobe);
+  (APP0 JFIF, APP2 ICC profile, APP8 JPEG-LS colour transform and SPIFF, APP14 Adobe,
+  Motion JPEG format A's APP1; ``jpeg``);
 - JPEG 2000: COM in the main header and in tile-part headers;
 - a JP2 file wrapped whole (which DICOM does not allow, but writers do): XML, UUID and
   intellectual property boxes, JPX labels and XML inside association boxes, and the
@@ -19,11 +20,11 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   Fragments may cut the stream anywhere: frames held in memory are parsed as one stream,
   and streamed ones a fragment at a time, the unit a fragment ends in read on into the next
   (``_VideoPass``). An MP4 file wrapped whole (``mp4``) has its metadata zeroed, the user
-  data SEI messages of its H.264 and HEVC tracks blanked, and its text and metadata tracks'
-  samples zeroed; streamed, its first fragment as a file, and the boxes and samples after
-  it as they come (``mp4.Mp4Walk``), a movie box at its end read ahead
-  (``_samples_ahead``). A transport stream
-  (``mpegts``) has the user data in its video PES packets blanked, its service information
+  data SEI messages of its H.264 and HEVC tracks blanked, its Motion JPEG samples' segments
+  blanked as a JPEG frame's, and its text and metadata tracks' samples zeroed; streamed,
+  its first fragment as a file, and the boxes and samples after it as they come
+  (``mp4.Mp4Walk``), a movie box at its end read ahead (``_samples_ahead``). A transport
+  stream (``mpegts``) has the user data in its video PES packets blanked, its service information
   (service names, events, the recording's time) made null packets, its adaptation fields'
   private data and its data streams' payloads (metadata, captions, teletext) zeroed; a
   program stream (``mpegps``) has the user data in its video PES packets blanked, a unit cut
@@ -50,7 +51,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from indexer import spans
-from indexer.deid import mp4, video
+from indexer.deid import jpeg, mp4, video
 from indexer.deid.blanks import (
     NESTING,
     SPACE,
@@ -71,9 +72,7 @@ from indexer.errors import DeidError, StoreError, os_reason
 from indexer.spans import Span
 
 ITEM = b"\xfe\xff\x00\xe0"
-SOI, SOS, EOI, COM = 0xD8, 0xDA, 0xD9, 0xFE  # JPEG markers (after 0xFF)
-APP0, APP15 = 0xE0, 0xEF
-READ_BY_DECODERS = frozenset({0, 2, 8, 14})  # APPn: JFIF, ICC profile, JPEG-LS, Adobe
+JPEG_START = b"\xff\xd8"  # SOI
 J2K_START = b"\xff\x4f\xff\x51"  # SOC, then SIZ
 J2K_COM, J2K_SOT, J2K_SOD, J2K_EOC = 0x64, 0x90, 0x93, 0xD9
 BOX_SIGNATURES = frozenset({b"jP  ", b"JXL "})  # a JP2 file's first box, a JPEG XL file's
@@ -104,35 +103,13 @@ def parse(
     """
     if codec is not None:
         return video.parse(frag, codec)
-    if frag[:2] == bytes((0xFF, SOI)):
-        return _jpeg(frag)
+    if frag[:2] == JPEG_START:
+        return jpeg.parse(frag)
     if frag[:4] == J2K_START:
         return _j2k(frag, 0)
     if bytes(frag[4:8]) in BOX_SIGNATURES:
         return _boxes(frag)
     return [], []
-
-
-def _jpeg(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
-    """JPEG's segments from SOI up to SOS: the entropy-coded data after it is never read."""
-    blanks: list[Blank] = []
-    i = 2
-    while i + 4 <= len(b) and b[i] == 0xFF:  # noqa: PLR2004
-        marker = b[i + 1]
-        if marker == 0xFF:  # noqa: PLR2004 - a fill byte
-            i += 1
-            continue
-        if marker in (SOS, EOI):
-            break
-        length = int.from_bytes(b[i + 2 : i + 4], "big")
-        if length < 2:  # noqa: PLR2004 - damaged: no segment is that short
-            break
-        if marker == COM:
-            add(blanks, i + 4, i + 2 + length, SPACE, len(b))
-        elif APP0 <= marker <= APP15 and marker - APP0 not in READ_BY_DECODERS:
-            add(blanks, i + 4, i + 2 + length, ZERO, len(b))
-        i += 2 + length
-    return blanks, [(0, min(i, len(b)))]
 
 
 def _j2k(b: bytes | bytearray | memoryview, at: int) -> tuple[list[Blank], list[Region]]:

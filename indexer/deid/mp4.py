@@ -5,7 +5,8 @@ boxes after their UUID, free space, event messages, and the creation and modific
 of the movie, its tracks and their media (and a live recording's producer times) are
 zeroed. The samples of H.264 and HEVC tracks are found by
 their sample tables, or in a fragmented file by its movie fragments' track runs, and read as
-length-prefixed NAL units, for their user data SEI messages (``video``). The samples of a
+length-prefixed NAL units, for their user data SEI messages (``video``); those of Motion
+JPEG tracks (``MP4_JPEG``) as JPEGs, their text segments blanked (``jpeg``). The samples of a
 track that is neither video, audio nor an image sequence (``MP4_MEDIA``: timed text,
 captions, timed metadata, timecode, hints; a track naming no handler) are found the same
 way and zeroed whole. The box walker (``box_list``) serves JP2 and JPEG XL files too (``frames``).
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexer.deid import places
+from indexer.deid import jpeg, places
 from indexer.deid.blanks import (
     NESTING,
     UUID_BYTES,
@@ -31,6 +32,7 @@ from indexer.deid.blanks import (
     fill_in,
     spaces,
 )
+from indexer.deid.jpeg import JPEG
 from indexer.deid.places import STEP, ZEROED, Place, Places
 from indexer.deid.video import (
     H264,
@@ -72,6 +74,8 @@ MP4_VIDEO = {
     **dict.fromkeys((b"avc1", b"avc3"), (H264, b"avcC", 4)),
     **dict.fromkeys((b"hvc1", b"hev1"), (HEVC, b"hvcC", 21)),
 }
+# sample entries of Motion JPEG: QuickTime's Photo JPEG, Motion JPEG format A, OpenDML's, Avid's
+MP4_JPEG = frozenset({b"jpeg", b"mjpa", b"dmb1", b"AVDJ"})
 # the handlers of tracks whose samples are pictures or sound: video, auxiliary video (depth,
 # alpha), an image sequence (HEIF's), audio. Any other track's samples (timed text,
 # subtitles, captions, timed metadata such as a phone's places, timecode, hints; a track
@@ -93,11 +97,11 @@ def parse(
     User data and metadata (titles, comments, places, devices; the items' values), UUID
     boxes after their UUID, free space, and the creation and modification times of the
     movie, its tracks and their media are zeroed; box headers stay. Of the media data
-    (``mdat``) only the samples of H.264 and HEVC tracks are read, as their sample tables
-    (or movie fragments, ``moof``) place them, for their user data SEI messages
-    (``_sample_sei``), and those of text and metadata tracks zeroed. Every box
-    but the media data, the SEI messages and the zeroed samples are searched by the leak
-    check. Not ``samples``: no sample is read.
+    (``mdat``) only the samples of H.264, HEVC and Motion JPEG tracks are read, as their
+    sample tables (or movie fragments, ``moof``) place them, for their user data SEI
+    messages or JPEG text segments (``_sample_sei``), and those of text and metadata tracks
+    zeroed. Every box but the media data, the SEI messages, the JPEG headers and the zeroed
+    samples are searched by the leak check. Not ``samples``: no sample is read.
     """
     blanks: list[Blank] = []
     regions: list[Region] = []
@@ -295,12 +299,13 @@ def _child(
 def _tracks(
     b: bytes | bytearray | memoryview, start: int, end: int
 ) -> Iterator[tuple[int, str, int, list[Region], Callable[[], tuple[np.ndarray, np.ndarray]]]]:
-    """Each H.264, HEVC or zeroed track of the movie: its id, codec, length size, units.
+    """Each H.264, HEVC, Motion JPEG or zeroed track of the movie: id, codec, length size, units.
 
     An H.264 or HEVC track: its units' length size, the units its configuration declares
-    (each after a 2-byte length). A track of no handler in ``MP4_MEDIA``: ``ZEROED``, 0, none.
-    Then the samples its table places (in the file; worked out when called for). Other
-    tracks (video of other codecs, image sequences, audio) are not named.
+    (each after a 2-byte length). A Motion JPEG track (an image sequence's too): ``JPEG``,
+    0, none. A track of no handler in ``MP4_MEDIA``: ``ZEROED``, 0, none. Then the samples
+    its table places (in the file; worked out when called for). Other tracks (video of
+    other codecs, image sequences, audio) are not named.
     """
     for at, kind, head, stop in box_list(b, start, end):
         if kind != MP4_TRACK:
@@ -321,14 +326,18 @@ def _tracks(
 def _video_entry(
     b: bytes | bytearray | memoryview, table: Region
 ) -> tuple[str, int, Region] | None:
-    """A sample table's (``stbl``'s payload) H.264 or HEVC entry: codec, length size, config.
+    """A sample table's (``stbl``'s payload) video entry: codec, length size, config.
 
-    None: its first sample entry is neither, or its decoder configuration is not whole.
+    H.264 or HEVC: its units' length size and its decoder configuration; Motion JPEG
+    (``MP4_JPEG``): 0, none. None: its first sample entry is none of them, or its decoder
+    configuration is not whole.
     """
     entries = _child(b, *table, b"stsd")
     if entries is None or entries[1] - entries[0] < 8:  # noqa: PLR2004 - version, count
         return None
     entry = box_list(b, entries[0] + 8, entries[1])[:1]
+    if entry and entry[0][1] in MP4_JPEG:
+        return JPEG, 0, (0, 0)
     if not entry or entry[0][1] not in MP4_VIDEO:
         return None
     codec, config_kind, at_byte = MP4_VIDEO[entry[0][1]]
@@ -429,7 +438,15 @@ def _sample_sei(
     blanks: list[Blank],
     regions: list[Region],
 ) -> None:
-    """A sample's NAL units (each after its length): user data SEI blanked, SEI searched."""
+    """A sample's NAL units (each after its length): user data SEI blanked, SEI searched.
+
+    A Motion JPEG sample (``JPEG``): its segments' text blanked, its header searched.
+    """
+    if codec == JPEG:
+        segments, walked = jpeg.parse(b, start, end)
+        blanks += segments
+        regions += walked
+        return
     at = start
     while at + size < end:
         stop = min(at + size + int.from_bytes(b[at : at + size], "big"), end)
@@ -895,7 +912,8 @@ class _Samples:
     """The samples a streamed file's boxes place, read as their bytes come.
 
     A zeroed track's are zeroed (``_zero``). A video sample's NAL units are walked by their
-    lengths; a user data SEI unit is blanked as in ``_sample_sei``. A unit (or a length)
+    lengths; a user data SEI unit is blanked as in ``_sample_sei``. A Motion JPEG sample's
+    segments are walked as they come (``jpeg.Segments``). A unit (or a length)
     that a buffer's end cuts is held, from its length on, as a read on needs it
     (``video.trimmed``: its length and header, then its bytes from where its read left, or
     its last ``SEARCH_BEHIND``), and read on with the next buffer, whose part of it is
@@ -914,6 +932,7 @@ class _Samples:
         self._current: Place | None = None  # the sample being read
         self._at = 0  # where its next unit (its length) begins
         self._carry = b""  # that unit's bytes that went with earlier buffers, if any
+        self._segments: jpeg.Segments | None = None  # a Motion JPEG sample's walk
         # the SEI unit last read (where it begins): where its read goes on
         self._resume: tuple[int, Resume | None] = (-1, None)
 
@@ -946,7 +965,7 @@ class _Samples:
                     continue
                 self._current = coming
                 self._next += 1
-                self._at, self._carry = self._current[0], b""
+                self._at, self._carry, self._segments = self._current[0], b"", None
             if not self._units(buf, pos, found):
                 break
             self._current = None
@@ -968,6 +987,8 @@ class _Samples:
         end = pos + len(buf)
         if codec == ZEROED:
             return self._zero(buf, pos, stop, found)
+        if codec == JPEG:
+            return self._jpeg(buf, pos, stop, found)
         while self._at + size < stop:  # a length, and a byte of the unit, at least
             if self._at >= end:
                 return False
@@ -1000,6 +1021,25 @@ class _Samples:
             found.append(part)
             self._carry = part[-SEARCH_BEHIND:]
         return stop <= pos + len(buf)
+
+    def _jpeg(self, buf: bytearray | memoryview, pos: int, stop: int, found: list[bytes]) -> bool:
+        """Walk the current sample's (a Motion JPEG's) segments in ``buf``; whether it is over.
+
+        Its header's bytes in ``buf`` are searched, after the last ``SEARCH_BEHIND`` of
+        those that went.
+        """
+        assert self._current is not None  # noqa: S101 - feed's invariant
+        if self._segments is None:
+            self._segments = jpeg.Segments(self._current[0], stop)
+        blanks, header_end = self._segments.feed(buf, pos)
+        for a, z, fill in blanks if self._blank else ():
+            buf[a - pos : z - pos] = fill * (z - a)
+        a = max(self._current[0], pos)
+        if header_end > a:
+            part = self._carry + bytes(buf[a - pos : header_end - pos])
+            found.append(part)
+            self._carry = part[-SEARCH_BEHIND:]
+        return self._segments.over or stop <= pos + len(buf)
 
     def _sei(
         self, buf: bytearray | memoryview, k: int, stop: int, first: int, found: list[bytes]

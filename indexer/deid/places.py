@@ -15,13 +15,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from indexer.deid.jpeg import JPEG
 from indexer.deid.video import H264, HEVC
 
 Place = tuple[int, int, str, int]  # a sample: start, end, codec, its units' length size
+# (a Motion JPEG sample: ``JPEG``, 0)
 ZEROED = "zeroed"  # the codec of a track whose samples are zeroed whole: text, metadata
 # (codec, length size) of each kind, in the order of those tuples: places sort as tuples did
 KINDS = tuple(
-    sorted({(codec, size) for codec in (H264, HEVC) for size in (1, 2, 3, 4)} | {(ZEROED, 0)})
+    sorted(
+        {(codec, size) for codec in (H264, HEVC) for size in (1, 2, 3, 4)}
+        | {(ZEROED, 0), (JPEG, 0)}
+    )
 )
 _KIND = {kind: i for i, kind in enumerate(KINDS)}
 FAR = 1 << 62  # where a table may place a sample at most (past any file: never read)

@@ -76,7 +76,7 @@ an MP4 file's tracks of text, metadata, timecode or hints (a track whose handler
 auxiliary video or audio, or that names none) zeroed whole, held and streamed.
 """
 
-VIDEO_RULES_VERSION = 3
+VIDEO_RULES_VERSION = 4
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -93,7 +93,8 @@ names it metadata, KLV, teletext or subtitles) zeroed, a video PID's bytes parse
 it carries another stream, a transport stream packet whose next one's sync byte is
 damaged read as a packet, and a streamed stream's last bytes before a fragment's end, too
 few to tell a packet by, checked with the next fragment's (damage taken for a packet
-swallowed the packets after it).
+swallowed the packets after it); 4: an MP4 file's Motion JPEG samples have their text
+segments (Exif, XMP, comments) blanked, as a JPEG frame's are.
 """
 
 _RESOLVE = {

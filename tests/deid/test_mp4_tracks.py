@@ -18,6 +18,7 @@ from pydicom import uid
 from pydicom.encaps import encapsulate
 
 from indexer.deid import blanks, frames, mp4, video
+from indexer.deid.jpeg import JPEG
 from indexer.deid.places import ZEROED, Places
 from tests.builders import streamed_copy
 from tests.deid.test_frames import (
@@ -54,7 +55,10 @@ SEI_SPACED = _nal(b"\x06" + _escaped(_rbsp((5, UUID + _spaced(MARK + TEXT))))) +
 SECOND = _nal(b"\x41\x9a" + b"\x12" * 20)
 
 
-def _tracks(*, blanked: bool = False) -> list[tuple[bytes | None, bytes, list[list[bytes]]]]:
+Track = tuple[bytes | None, bytes, list[list[bytes]]]  # handler, sample entry, chunks
+
+
+def _tracks(*, blanked: bool = False) -> list[Track]:
     """(handler, sample entry, chunks of samples) of each track, in the movie's order: text
     first (its samples zeroed), then video, audio, metadata, a track naming no handler, and
     a video track of another codec. ``blanked``: as a copy holds them."""
@@ -90,10 +94,13 @@ def _trak(
     return _box(b"trak", tkhd + _box(b"mdia", hdlr + _box(b"minf", _box(b"stbl", table))))
 
 
-def _file(*, blanked: bool = False, faststart: bool = False) -> bytes:
-    """An MP4 file of ``_tracks``' tracks, their chunks interleaved in the media data (the
-    first chunk of each track, then the second ...); its movie box last, or first."""
-    tracks = _tracks(blanked=blanked)
+def _file(
+    *, blanked: bool = False, faststart: bool = False, tracks: list[Track] | None = None
+) -> bytes:
+    """An MP4 file of ``tracks`` (``_tracks``' if none), their chunks interleaved in the
+    media data (the first chunk of each track, then the second ...); its movie box last, or
+    first."""
+    tracks = _tracks(blanked=blanked) if tracks is None else tracks
     ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1")
     order = [
         (t, c)
@@ -238,8 +245,9 @@ def test_zeroed_samples_take_no_more_than_their_chunks_in_the_walk():
     source = _file()
     at = source.index(b"moov") - 4
     ahead = mp4.samples_ahead(lambda a, n: source[a : a + n], at, 1 << 20)
-    # the video's two; the text's chunk, the metadata's, the unnamed track's
-    assert [codec for _a, _z, codec, _s in ahead] == [video.H264] * 2 + [ZEROED] * 3
+    # the video's two, the image sequence's (a JPEG); the text's chunk, the metadata's, the
+    # unnamed track's
+    assert [codec for _a, _z, codec, _s in ahead] == [video.H264] * 2 + [JPEG] + [ZEROED] * 3
 
 
 def test_damaged_files_with_zeroed_tracks_never_raise():

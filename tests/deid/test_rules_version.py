@@ -71,6 +71,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 23, 1): "7d948bb19ca2538e7ed93f2a9effc69a06dff8a086e168dc30d12fcf1b13cdf1",
     ("0.1.0", 23, 2): "7d948bb19ca2538e7ed93f2a9effc69a06dff8a086e168dc30d12fcf1b13cdf1",
     ("0.1.0", 23, 3): "0aa257c38eb9c72d207e627f1080f5ddf914a45b0dd1d4eba1259d4b80d57d18",
+    ("0.1.0", 23, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
 }
 
 
@@ -230,6 +231,28 @@ def _transport_stream_with_metadata() -> bytes:
     return _encapsulated(12, MPEG4HP41, stream)
 
 
+def _motion_jpeg_mp4() -> bytes:
+    """An MP4 file of Motion JPEG whose sample has a camera's Exif and a comment (blanked
+    since video version 4)."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">L", len(payload) + 8) + kind + payload
+
+    def seg(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    sample = b"\xff\xd8" + seg(0xE1, b"Exif\x00\x00serial 1234") + seg(0xFE, b"ward 4")
+    sample += seg(0xDA, b"\x01\x01\x00\x00\x3f\x00") + b"\x12\x34" * 8 + b"\xff\xd9"
+    ftyp = box(b"ftyp", b"qt  \x00\x00\x02\x00qt  ")
+    table = box(b"stsd", bytes(4) + b"\x00\x00\x00\x01" + box(b"jpeg", bytes(78)))
+    table += box(b"stsz", bytes(4) + struct.pack(">LLL", 0, 1, len(sample)))
+    table += box(b"stsc", bytes(4) + struct.pack(">LLLL", 1, 1, 1, 1))
+    table += box(b"stco", bytes(4) + struct.pack(">LL", 1, len(ftyp) + 8))
+    hdlr = box(b"hdlr", bytes(8) + b"vide" + bytes(13))
+    trak = box(b"trak", box(b"mdia", hdlr + box(b"minf", box(b"stbl", table))))
+    return _encapsulated(14, MPEG4HP41, ftyp + box(b"mdat", sample) + box(b"moov", trak))
+
+
 def _program_stream() -> bytes:
     """A program stream whose user data a PES header cuts (blanked whole since version 10)."""
 
@@ -284,6 +307,7 @@ def _video_corpus() -> list[bytes]:
         _fragmented_mp4_with_sei(),
         _mp4_with_a_subtitle(),
         _transport_stream_with_metadata(),
+        _motion_jpeg_mp4(),
     ]
 
 

@@ -1,0 +1,208 @@
+"""Motion JPEG in an MP4 file: each sample's text segments blanked, held and streamed.
+
+A camera or an endoscope's recorder may store video as Motion JPEG: each sample a JPEG of
+its own, which may carry a camera's Exif (dates, serial numbers, places), XMP, comments.
+They lie in the media data, which no box rule reaches. Each sample's segments are blanked
+as a compressed frame's are (``jpeg``), and its header searched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+from pydicom import uid
+from pydicom.encaps import encapsulate
+
+from indexer.deid import frames, jpeg, video
+from tests.builders import streamed_copy
+from tests.deid.test_frames import (
+    ADOBE,
+    COMMENT,
+    EXIF,
+    IMAGE,
+    JFIF,
+    MARK,
+    XMP,
+    _blanked,
+    _box,
+    _copy,
+    _cut_into,
+    _even,
+    _frames_of,
+    _jpeg,
+    _mp4_cuts,
+    _object,
+    _seg,
+    _streamed,
+    walked_anyhow,
+)
+from tests.deid.test_mp4_tracks import Track, _file
+
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_they_come")
+
+QUANT = _seg(0xDB, b"\x00" + bytes(range(64)))  # a quantisation table: kept
+# Motion JPEG format A's APP1: reserved, its tag, then where the second field lies: kept
+MOTION_A = _seg(0xE1, bytes(4) + b"mjpg" + bytes(32))
+BIG_EXIF = _seg(0xE1, b"Exif\x00\x00" + (MARK + b" ") * 40)  # cut by many buffers
+ENTRY = bytes(6) + b"\x00\x01" + bytes(70)  # a visual sample entry's fixed fields
+NOT_A_JPEG = MARK + b" no JPEG's start"  # (kept: no header to read)
+
+
+def _samples(*, blanked: bool = False) -> list[list[bytes]]:
+    """Chunks of JPEG samples: text segments (blanked: as a copy holds them), fill bytes
+    before a marker, a tagged APP1 (kept), a sample that is no JPEG, one cut short."""
+
+    def text(seg: bytes, fill: bytes) -> bytes:
+        return _blanked(seg, fill) if blanked else seg
+
+    first = _jpeg(JFIF, text(EXIF, b"\x00"), QUANT, text(COMMENT, b" "))
+    second = b"\xff\xd8\xff\xff" + _jpeg(text(XMP, b"\x00"), MOTION_A, ADOBE)[2:]
+    third = _jpeg(text(BIG_EXIF, b"\x00"), QUANT, text(COMMENT, b" "))
+    short = _jpeg(JFIF, text(EXIF, b"\x00"))[: len(JFIF) + 14]  # ends in the Exif
+    return [[first, second], [third, NOT_A_JPEG], [short]]
+
+
+def _jpeg_tracks(*, blanked: bool = False) -> list[Track]:
+    """A Motion JPEG video track, a Motion JPEG format A one, and an image sequence's."""
+    samples = _samples(blanked=blanked)
+    return [
+        (b"vide", _box(b"jpeg", ENTRY), samples),
+        (b"vide", _box(b"mjpa", ENTRY), samples[:1]),
+        (b"pict", _box(b"jpeg", ENTRY), samples[1:]),
+    ]
+
+
+def _mjpeg(*, blanked: bool = False, faststart: bool = False) -> bytes:
+    return _file(faststart=faststart, tracks=_jpeg_tracks(blanked=blanked))
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+def test_held_motion_jpeg_samples_have_their_text_segments_blanked(faststart):
+    """Exif, XMP and comments blanked; JFIF, Adobe, a quantisation table, the tagged APP1
+    and the image data kept; a sample that is no JPEG kept as it is."""
+    (frame,) = _frames_of(_copy(_object(_mjpeg(faststart=faststart), ts=uid.MPEG4HP41)))
+    assert frame == _even(_mjpeg(blanked=True, faststart=faststart))
+    assert frame.count(MARK) == 2  # the sample that is no JPEG, in two tracks
+    assert frame.count(IMAGE) == 6  # three JPEGs in the video track, two, one
+    assert frame.count(MOTION_A) == 2  # the second JPEG, in two tracks
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+def test_streamed_motion_jpeg_cut_anywhere_is_blanked_as_held(tmp_path, faststart):
+    """A file in fragments cut anywhere (in a segment's marker or length, in the long Exif,
+    in a tagged APP1's tag): the held copy. `verify`'s walk finds the Exif in the source,
+    and in the copy none."""
+    source, blanked = _mjpeg(faststart=faststart), _mjpeg(blanked=True, faststart=faststart)
+    for cut in _mp4_cuts(source, 20261206):
+        value = _cut_into(source, cut)
+        held, _count = frames.blank(value, video.H264)
+        copy, found = _streamed(tmp_path, value, video.H264)
+        assert b"".join(copy[a:z] for a, z in frames.fragments(copy)) == _even(blanked), cut
+        assert copy == held, cut
+        assert MARK + b" " + MARK in found, cut
+        assert MARK not in _streamed(tmp_path, copy, video.H264)[1], cut
+
+
+def test_verify_searches_the_headers_of_motion_jpeg_samples():
+    """Another tool's copy that kept a sample's Exif: the leak check's header bytes hold it
+    (and the headers only: not a sample that is no JPEG, nor the image data)."""
+    source = _mjpeg()
+    assert MARK in frames.headers(encapsulate([source]), video.H264)
+    assert MARK not in frames.headers(encapsulate([_mjpeg(blanked=True)]), video.H264)
+
+
+def _fed(data: bytes, start: int, stop: int, ends: list[int]) -> tuple[bytes, bytes]:
+    """``data`` blanked by a ``jpeg.Segments`` walk of ``start`` to ``stop`` fed in pieces
+    that end at ``ends``, and the header bytes it gave, joined."""
+    walk = jpeg.Segments(start, stop)
+    out = bytearray(data)
+    header = b""
+    for a, z in itertools.pairwise([0, *ends, len(data)]):
+        blanks, header_end = walk.feed(out[a:z], a)
+        assert all(a <= x <= y <= z for x, y, _fill in blanks)
+        for x, y, fill in blanks:
+            out[x:y] = fill * (y - x)
+        header += bytes(out[max(a, start) : header_end])
+    return bytes(out), header
+
+
+def test_a_jpeg_walked_in_pieces_is_blanked_as_held():
+    """Any JPEG (damaged ones too: a length changed, a marker lost, cut short), fed in up
+    to five pieces cut anywhere, even one byte long: the same blanks as the JPEG held whole,
+    and its header bytes (and, where a piece's end cut the marker the walk ended at, that
+    marker's bytes in the piece)."""
+    rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
+    bases = [
+        _jpeg(JFIF, EXIF, QUANT, COMMENT),
+        b"\xff\xd8\xff\xff" + _jpeg(XMP, MOTION_A, ADOBE)[2:],
+        _jpeg(BIG_EXIF, _seg(0xE1, b"short"), _seg(0xE1, bytes(4) + b"mj")),
+    ]
+    for _ in range(3000):
+        data = bytearray(b"\x00" * rng.randrange(3) + rng.choice(bases))
+        for _ in range(rng.randrange(3)):
+            data[rng.randrange(len(data))] = rng.choice((0, 1, 0xFF, rng.randrange(256)))
+        data = data[: rng.randrange(1, len(data) + 1)]
+        start = rng.randrange(min(3, len(data) + 1))
+        stop = rng.randrange(start, len(data) + 1)
+        held = bytearray(data)
+        blanks, regions = jpeg.parse(data, start, stop)
+        for x, y, fill in blanks:
+            held[x:y] = fill * (y - x)
+        header = b"".join(bytes(held[a:z]) for a, z in regions)
+        ends = sorted(rng.sample(range(len(data) + 1), min(4, len(data) + 1)))
+        out, fed_header = _fed(bytes(data), start, stop, ends)
+        assert out == bytes(held), (data, ends)
+        # a marker a piece's end cuts is searched with the piece, even where the walk ends
+        assert fed_header.startswith(header), (data, ends)
+        assert len(fed_header) - len(header) < jpeg.MOTION_END, (data, ends)
+
+
+def test_only_motion_jpeg_format_as_app1_is_kept():
+    """An APP1 that begins with format A's reserved bytes and tag is kept; one whose first
+    bytes begin the tag but then differ is zeroed from the first that differs; an Exif
+    whole. Fed in two pieces cut at any byte: the same."""
+    near = _seg(0xE1, bytes(4) + b"mjpX" + MARK)
+    data = _jpeg(MOTION_A, near, EXIF)
+    want = _jpeg(MOTION_A, near[:11] + bytes(len(near) - 11), _blanked(EXIF, b"\x00"))
+    for cut in range(len(data) + 1):
+        assert _fed(data, 0, len(data), [cut])[0] == want, cut
+
+
+def test_a_jpegs_segments_are_blanked_within_it():
+    """A sample's walk never blanks past its end, nor before its start."""
+    data = b"\xff" * 3 + _jpeg(EXIF, COMMENT) + EXIF
+    start, stop = 3, 3 + 2 + len(EXIF) + 10  # it ends in the comment
+    blanks, regions = jpeg.parse(data, start, stop)
+    assert blanks == [(3 + 6, 3 + 2 + len(EXIF), b"\x00"), (3 + 2 + len(EXIF) + 4, stop, b" ")]
+    assert regions == [(3, stop)]
+    assert jpeg.parse(data, 0, len(data)) == ([], [])  # no JPEG's start at 0
+
+
+def test_damaged_motion_jpeg_files_never_raise():
+    """Damaged bytes anywhere, cut anywhere, held and walked in pieces: nothing raises, and
+    only zeros and spaces are written."""
+    rng = random.Random(20261207)  # noqa: S311 - a seeded stream of test inputs
+    bases = [_mjpeg(), _mjpeg(faststart=True)]
+    for _ in range(1000):
+        file = bytearray(rng.choice(bases))
+        for _ in range(rng.randrange(1, 4)):
+            file[rng.randrange(len(file))] = rng.choice((0, 1, 0xFF, rng.randrange(256)))
+        source = bytes(file[: rng.randrange(9, len(file) + 1)])
+        held, _count = frames.blank(encapsulate([source]), video.H264)
+        old = encapsulate([source])
+        assert len(held) == len(old)
+        assert all(n in (o, 0, 0x20) for o, n in zip(old, held, strict=True))
+        walked = walked_anyhow(rng, source)
+        assert all(n in (o, 0, 0x20) for o, n in zip(source, walked, strict=True))
+
+
+def test_an_objects_motion_jpeg_is_blanked_held_and_streamed_alike(tmp_path, monkeypatch):
+    """Through the ingest's own read, de-identification and copy, held and streamed in
+    chunks of 7 bytes (the movie box at the end, read ahead): the same copy, no Exif text."""
+    data = _object(_mjpeg(), ts=uid.MPEG4HP41)
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
+    assert copy == whole
+    assert MARK + b" " + MARK not in copy
+    assert copy.count(IMAGE) == 6
