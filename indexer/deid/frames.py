@@ -67,7 +67,7 @@ from indexer.deid.demux import Demux
 from indexer.deid.mpegps import PsDemux, is_program_stream
 from indexer.deid.mpegts import PACKETS_SEEN, TS_HEAD, TsDemux, packet_size
 from indexer.deid.pixels import PIXEL_DATA, undefined_length
-from indexer.deid.places import Places
+from indexer.deid.places import FAR, Places
 from indexer.errors import DeidError, StoreError, os_reason
 from indexer.spans import Span
 
@@ -185,11 +185,11 @@ def blank(value: bytes | memoryview, codec: str | None = None) -> tuple[bytes | 
     if codec is not None:
         todo = _stream_blanks(value, codec)
     else:
-        view = memoryview(value)
+        view, stills = memoryview(value), _Stills()
         todo = [
             (start + a, start + z, fill)
             for start, end in fragments(value)
-            for a, z, fill in _to_blank(view[start:end])
+            for a, z, fill in _not_blank(view[start:end], stills.parse(view[start:end])[0])
         ]
     if not todo:
         return value, 0
@@ -198,11 +198,44 @@ def blank(value: bytes | memoryview, codec: str | None = None) -> tuple[bytes | 
 
 def _to_blank(frag: bytes | bytearray | memoryview, codec: str | None = None) -> list[Blank]:
     """What ``parse`` would blank in ``frag`` that is not blank already."""
-    return [
-        (a, z, fill)
-        for a, z, fill in parse(frag, codec)[0]
-        if z > a and bytes(frag[a:z]) != fill * (z - a)
-    ]
+    return _not_blank(frag, parse(frag, codec)[0])
+
+
+def _not_blank(frag: bytes | bytearray | memoryview, blanks: list[Blank]) -> list[Blank]:
+    """Those of ``blanks`` that are not blank already in ``frag``."""
+    return [(a, z, fill) for a, z, fill in blanks if z > a and bytes(frag[a:z]) != fill * (z - a)]
+
+
+class _Stills:
+    """Frames that are no video, a fragment at a time: each parsed as ``parse`` parses it.
+
+    But a frame may lie in several fragments: a JPEG's header that runs past its fragment's
+    end is walked on into the next fragment (``jpeg.Segments``), the segment the end cuts
+    blanked on, and the header searched on. A fragment that begins a JPEG begins a walk of
+    its own; one after a header that ended (image data, or another kind) is parsed alone.
+    """
+
+    def __init__(self) -> None:
+        self._walk: jpeg.Segments | None = None
+        self._pos = 0  # where the next fragment lies in the JPEG walked
+
+    def parse(self, frag: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region], bool]:
+        """What to blank in ``frag``, where its headers lie; whether they go on.
+
+        They go on from the last fragment's where its end cut a header.
+        """
+        starts = frag[:2] == JPEG_START
+        on = not starts and self._walk is not None and not self._walk.over
+        if not starts and not on:
+            return (*parse(frag), False)
+        if starts:
+            self._walk, self._pos = jpeg.Segments(0, FAR), 0
+        assert self._walk is not None  # noqa: S101 - begun above, or going on
+        blanks, header_end = self._walk.feed(frag, self._pos)
+        at = self._pos
+        self._pos += len(frag)
+        header = [(0, header_end - at)] if header_end > at else []
+        return [(a - at, z - at, fill) for a, z, fill in blanks], header, on
 
 
 def _joined_stream(value: bytes | memoryview) -> tuple[bytes | memoryview, list[Region]]:
@@ -283,7 +316,7 @@ class Blanked(Span):
         if self.codec is not None:
             video_pass = _VideoPass(self.codec, self.check, span=self.whole)
             return _through(self.whole, video_pass, join=JOIN_BYTES)
-        return _through(self.whole, lambda frag: _blank_and_check(frag, self.check))
+        return _through(self.whole, _StillPass(self.check))
 
 
 def streamed_headers(frames: Span, codec: str | None = None) -> bytes:
@@ -292,7 +325,7 @@ def streamed_headers(frames: Span, codec: str | None = None) -> bytes:
     each: Callable[[bytearray | memoryview], None] = (
         _VideoPass(codec, found=parts, span=frames)
         if codec is not None
-        else lambda frag: parts.append(_joined(frag, parse(frag)[1]))
+        else _StillPass(found=parts)
     )
     for _chunk in _through(frames, each, join=JOIN_BYTES if codec is not None else 0):
         pass
@@ -593,14 +626,37 @@ def _held_fragment(
                 yield bytes(view[at : at + spans.CHUNK_BYTES])
 
 
-def _blank_and_check(
-    frag: bytearray | memoryview, check: Callable[[bytes], str | None] | None
-) -> None:
-    """Blank ``frag``'s header text in place, then search what stays of its headers."""
-    blanks, regions = parse(frag)
-    fill_in(frag, blanks)
-    if check is not None:
-        _refuse_found(check, frag, regions)
+class _StillPass:
+    """Frames that are no video, streamed a fragment at a time (``_through``), blanked.
+
+    Each is blanked and searched as it passes (``_Stills``). What stays of a fragment's
+    headers is searched by ``check`` (or added to ``found``: ``verify``'s walk), after the
+    last ``mp4.SEARCH_BEHIND`` bytes of the last fragment's where they go on from them (a
+    value a fragment's end cuts).
+    """
+
+    def __init__(
+        self,
+        check: Callable[[bytes], str | None] | None = None,
+        found: list[bytes] | None = None,
+    ) -> None:
+        """``found``: the header bytes to search are added there, and nothing is blanked."""
+        self._check, self._found = check, found
+        self._stills = _Stills()
+        self._behind = b""
+
+    def __call__(self, frag: bytearray | memoryview) -> None:
+        """Blank ``frag``'s header text in place, then search what stays of its headers."""
+        blanks, regions, on = self._stills.parse(frag)
+        if self._found is not None:
+            self._found.append(_joined(frag, regions))
+            return
+        fill_in(frag, blanks)
+        if self._check is None:
+            return
+        header = (self._behind if on else b"") + _joined(frag, regions)
+        _refuse_found(self._check, header, [(0, len(header))] if regions else [])
+        self._behind = header[-mp4.SEARCH_BEHIND :]
 
 
 def _refuse_found(
@@ -677,8 +733,9 @@ def headers(value: bytes | memoryview, codec: str | None = None) -> bytes:
         if video.byte_stream(stream):
             return _joined(stream, parse(stream, codec)[1])
         return _joined(stream, mp4.parse(stream)[1]) if mp4.is_mp4(stream) else b""
+    stills = _Stills()
     return b"".join(
-        _joined(frag, parse(frag)[1])
+        _joined(frag, stills.parse(frag)[1])
         for frag in (memoryview(value)[start:end] for start, end in fragments(value))
     )
 

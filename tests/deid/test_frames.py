@@ -879,7 +879,7 @@ def _video_streams() -> dict[str, bytes]:
     return {video.H264: h264, video.HEVC: hevc, video.MPEG2: mpeg2}
 
 
-def _streamed(tmp_path: Path, value: bytes, codec: str) -> tuple[bytes, bytes]:
+def _streamed(tmp_path: Path, value: bytes, codec: str | None) -> tuple[bytes, bytes]:
     """(``value`` blanked as streamed, the header bytes searched as it streams)."""
     path = tmp_path / "frames"
     path.write_bytes(value)

@@ -64,6 +64,7 @@ WHOLE_CORPUS = {  # up to rules version 23: the digest of the whole corpus's cop
 # video (``_corpus``); a change to them raises RULES_VERSION
 DIGESTS = {
     ("0.1.0", 23): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
+    ("0.1.0", 24): "74f36b1878b1c933c002cd47efa476dfbe1b0fcf15c462d0669541ed182de981",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -72,6 +73,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 23, 2): "7d948bb19ca2538e7ed93f2a9effc69a06dff8a086e168dc30d12fcf1b13cdf1",
     ("0.1.0", 23, 3): "0aa257c38eb9c72d207e627f1080f5ddf914a45b0dd1d4eba1259d4b80d57d18",
     ("0.1.0", 23, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
+    ("0.1.0", 24, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
 }
 
 
@@ -100,6 +102,23 @@ def _jpeg_with_text() -> bytes:
         + b"\xff\xd9"
     )
     return _encapsulated(3, JPEGBaseline8Bit, frame)
+
+
+def _jpeg_in_fragments() -> bytes:
+    """A JPEG frame in two fragments, the first ending in its Exif (blanked on into the
+    second since version 24)."""
+
+    def seg(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    frame = b"\xff\xd8" + seg(0xE1, b"Exif\x00\x00camera owner: a name\x00")
+    frame += seg(0xDA, b"\x01\x01\x00\x00\x3f\x00") + b"\x12\x34" * 8 + b"\xff\xd9"
+    ds = make_instance(15, 1, 1, 1, rows=8, columns=8)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([frame[:20], frame[20:]])
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = 1
+    return to_bytes(ds)
 
 
 def _overlay_in_high_bits() -> bytes:
@@ -235,22 +254,31 @@ def _motion_jpeg_mp4() -> bytes:
     """An MP4 file of Motion JPEG whose sample has a camera's Exif and a comment (blanked
     since video version 4)."""
 
-    def box(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">L", len(payload) + 8) + kind + payload
-
     def seg(marker: int, payload: bytes) -> bytes:
         return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
 
     sample = b"\xff\xd8" + seg(0xE1, b"Exif\x00\x00serial 1234") + seg(0xFE, b"ward 4")
     sample += seg(0xDA, b"\x01\x01\x00\x00\x3f\x00") + b"\x12\x34" * 8 + b"\xff\xd9"
-    ftyp = box(b"ftyp", b"qt  \x00\x00\x02\x00qt  ")
-    table = box(b"stsd", bytes(4) + b"\x00\x00\x00\x01" + box(b"jpeg", bytes(78)))
+    return _one_track_mp4(14, b"qt  \x00\x00\x02\x00qt  ", b"vide", b"jpeg", 78, sample)
+
+
+def _one_track_mp4(
+    patient: int, brands: bytes, handler: bytes, entry: bytes, size: int, sample: bytes
+) -> bytes:
+    """An MP4 file (``brands``: its ``ftyp``'s payload) of one track of ``handler`` whose
+    one sample is ``sample``, its sample entry ``entry`` (``size`` bytes of zeros)."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">L", len(payload) + 8) + kind + payload
+
+    ftyp = box(b"ftyp", brands)
+    table = box(b"stsd", bytes(4) + b"\x00\x00\x00\x01" + box(entry, bytes(size)))
     table += box(b"stsz", bytes(4) + struct.pack(">LLL", 0, 1, len(sample)))
     table += box(b"stsc", bytes(4) + struct.pack(">LLLL", 1, 1, 1, 1))
     table += box(b"stco", bytes(4) + struct.pack(">LL", 1, len(ftyp) + 8))
-    hdlr = box(b"hdlr", bytes(8) + b"vide" + bytes(13))
+    hdlr = box(b"hdlr", bytes(8) + handler + bytes(13))
     trak = box(b"trak", box(b"mdia", hdlr + box(b"minf", box(b"stbl", table))))
-    return _encapsulated(14, MPEG4HP41, ftyp + box(b"mdat", sample) + box(b"moov", trak))
+    return _encapsulated(patient, MPEG4HP41, ftyp + box(b"mdat", sample) + box(b"moov", trak))
 
 
 def _program_stream() -> bytes:
@@ -268,19 +296,8 @@ def _program_stream() -> bytes:
 
 def _mp4_with_a_subtitle() -> bytes:
     """An MP4 file with a subtitle track (its sample zeroed since version 23)."""
-
-    def box(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">L", len(payload) + 8) + kind + payload
-
     subtitle = b"\x00\x0dRoom 4, bed 2"
-    ftyp = box(b"ftyp", b"isom\x00\x00\x02\x00isom")
-    table = box(b"stsd", bytes(4) + b"\x00\x00\x00\x01" + box(b"tx3g", bytes(38)))
-    table += box(b"stsz", bytes(4) + struct.pack(">LLL", 0, 1, len(subtitle)))
-    table += box(b"stsc", bytes(4) + struct.pack(">LLLL", 1, 1, 1, 1))
-    table += box(b"stco", bytes(4) + struct.pack(">LL", 1, len(ftyp) + 8))
-    hdlr = box(b"hdlr", bytes(8) + b"text" + bytes(13))
-    trak = box(b"trak", box(b"mdia", hdlr + box(b"minf", box(b"stbl", table))))
-    return _encapsulated(13, MPEG4HP41, ftyp + box(b"mdat", subtitle) + box(b"moov", trak))
+    return _one_track_mp4(13, b"isom\x00\x00\x02\x00isom", b"text", b"tx3g", 38, subtitle)
 
 
 def _corpus() -> list[bytes]:
@@ -293,6 +310,7 @@ def _corpus() -> list[bytes]:
         _overlay_in_high_bits(),
         _pixels_past_the_image(),
         _jp2_with_a_label(),
+        _jpeg_in_fragments(),
     ]
 
 
