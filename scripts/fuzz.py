@@ -7,8 +7,9 @@ Usage:
 Each object is one of the test suite's bases (the kitchen sink and a plain instance, in
 explicit VR little endian, implicit VR and big endian; and, for the bytes mutator, video
 objects whose user data holds text, cut by a fragment's end, in a program or transport
-stream too), damaged by a mutator of ``tests/fuzzing.py``: ``bytes`` changes, cuts and makes
-up bytes anywhere past the preamble; ``structured`` damages whole elements (a tag byte, an
+stream too, an MP4 file's Motion JPEG whose Exif holds text, and a JPEG frame whose Exif a
+fragment's end cuts), damaged by a mutator of ``tests/fuzzing.py``: ``bytes`` changes, cuts
+and makes up bytes anywhere past the preamble; ``structured`` damages whole elements (a tag byte, an
 element written twice, and in explicit VR a VR byte). Each is de-identified and indexed as
 the ingest does it (``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
 
@@ -52,6 +53,7 @@ from pydicom.uid import (  # noqa: E402
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
 )
 
 from indexer import keys, work  # noqa: E402
@@ -202,6 +204,36 @@ def _mp4() -> bytes:
 
 
 _VIDEO_STREAMS.append((MPEG4HP41, _mp4()))
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    """A JPEG marker segment."""
+    return bytes((0xFF, marker)) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+# a JPEG whose Exif and comment hold text: a still frame (its fragments cut in the Exif), and
+# an MP4 file's Motion JPEG sample
+_JPEG = (
+    b"\xff\xd8"
+    + _segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+    + _segment(0xE1, b"Exif\x00\x00" + _TEXT)
+    + _segment(0xFE, _TEXT)
+    + _segment(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+    + bytes(range(1, 200))
+    + b"\xff\xd9"
+)
+
+
+def _motion_jpeg() -> bytes:
+    """An MP4 file of one Motion JPEG sample, its movie box first."""
+    ftyp = _box(b"ftyp", b"qt  \x00\x00\x02\x00qt  ")
+    moov = _box(b"moov", _trak(b"vide", _box(b"jpeg", bytes(78)), 0, len(_JPEG)))
+    at = len(ftyp) + len(moov) + 8
+    moov = _box(b"moov", _trak(b"vide", _box(b"jpeg", bytes(78)), at, len(_JPEG)))
+    return ftyp + moov + _box(b"mdat", _JPEG)
+
+
+_VIDEO_STREAMS += [(MPEG4HP41, _motion_jpeg()), (JPEGBaseline8Bit, _JPEG)]
 
 
 def _video(ts: str, stream: bytes) -> bytes:
