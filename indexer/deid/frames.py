@@ -9,7 +9,8 @@ each segment keeping its length, so nothing of the image is decoded or changed:
 - JPEG (baseline, extended, lossless, JPEG-LS): COM, and APPn but those decoders read
   (APP0 JFIF, APP2 ICC profile, APP8 JPEG-LS colour transform and SPIFF, APP14 Adobe,
   Motion JPEG format A's APP1; ``jpeg``);
-- JPEG 2000: COM in the main header and in tile-part headers;
+- JPEG 2000: COM in the main header and in tile-part headers (``j2k``);
+- a JPEG or JPEG 2000 frame in several fragments: walked across them (``_Stills``);
 - a JP2 file wrapped whole (which DICOM does not allow, but writers do): XML, UUID and
   intellectual property boxes, JPX labels and XML inside association boxes, and the
   comments of the codestream it holds;
@@ -51,10 +52,9 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from indexer import spans
-from indexer.deid import jpeg, mp4, video
+from indexer.deid import j2k, jpeg, mp4, video
 from indexer.deid.blanks import (
     NESTING,
-    SPACE,
     UUID_BYTES,
     ZERO,
     Blank,
@@ -74,7 +74,6 @@ from indexer.spans import Span
 ITEM = b"\xfe\xff\x00\xe0"
 JPEG_START = b"\xff\xd8"  # SOI
 J2K_START = b"\xff\x4f\xff\x51"  # SOC, then SIZ
-J2K_COM, J2K_SOT, J2K_SOD, J2K_EOC = 0x64, 0x90, 0x93, 0xD9
 BOX_SIGNATURES = frozenset({b"jP  ", b"JXL "})  # a JP2 file's first box, a JPEG XL file's
 # XML, rights, labels (JP2, JPX); Exif, XML, JUMBF and Brotli-compressed ones (JPEG XL)
 TEXT_BOXES = frozenset({b"xml ", b"jp2i", b"lbl ", b"Exif", b"jumb", b"brob"})
@@ -106,43 +105,10 @@ def parse(
     if frag[:2] == JPEG_START:
         return jpeg.parse(frag)
     if frag[:4] == J2K_START:
-        return _j2k(frag, 0)
+        return j2k.parse(frag)
     if bytes(frag[4:8]) in BOX_SIGNATURES:
         return _boxes(frag)
     return [], []
-
-
-def _j2k(b: bytes | bytearray | memoryview, at: int) -> tuple[list[Blank], list[Region]]:
-    """A JPEG 2000 codestream at ``at``: its main header, and each tile-part's header."""
-    blanks: list[Blank] = []
-    regions: list[Region] = []
-    i = _j2k_segments(b, at + 2, blanks)  # after SOC
-    regions.append((at, i))
-    while i + 12 <= len(b) and b[i] == 0xFF and b[i + 1] == J2K_SOT:  # noqa: PLR2004
-        tile_part = int.from_bytes(b[i + 6 : i + 10], "big")  # Psot: its length, or 0: the rest
-        end = _j2k_segments(b, i, blanks)
-        regions.append((i, end))
-        if tile_part == 0 or i + tile_part <= end:
-            break
-        i += tile_part
-    return blanks, regions
-
-
-def _j2k_segments(b: bytes | bytearray | memoryview, i: int, blanks: list[Blank]) -> int:
-    """Marker segments from ``i`` up to a tile-part (SOT, past the first), SOD or EOC."""
-    first = i
-    while i + 4 <= len(b) and b[i] == 0xFF:  # noqa: PLR2004
-        marker = b[i + 1]
-        if marker in (J2K_SOD, J2K_EOC) or (marker == J2K_SOT and i != first):
-            break
-        length = int.from_bytes(b[i + 2 : i + 4], "big")
-        if length < 2:  # noqa: PLR2004
-            break
-        if marker == J2K_COM and length >= 4:  # noqa: PLR2004 - Lcom, Rcme, then the comment
-            text = b[i + 4 : i + 6] == b"\x00\x01"  # Rcme 1: Latin text
-            add(blanks, i + 6, i + 2 + length, SPACE if text else ZERO, len(b))
-        i += 2 + length
-    return min(i, len(b))
 
 
 def _boxes(
@@ -158,7 +124,7 @@ def _boxes(
     for i, kind, head, box_end in mp4.box_list(b, start, stop):
         end = min(box_end, stop)
         if kind == JP2_CODESTREAM and b[i + head : i + head + 4] == J2K_START:
-            inner, at = _j2k(b, i + head)
+            inner, at = j2k.parse(b, i + head)
             blanks += inner
             regions += at
         elif kind == ASSOCIATION and depth < NESTING:
@@ -209,33 +175,43 @@ def _not_blank(frag: bytes | bytearray | memoryview, blanks: list[Blank]) -> lis
 class _Stills:
     """Frames that are no video, a fragment at a time: each parsed as ``parse`` parses it.
 
-    But a frame may lie in several fragments: a JPEG's header that runs past its fragment's
-    end is walked on into the next fragment (``jpeg.Segments``), the segment the end cuts
-    blanked on, and the header searched on. A fragment that begins a JPEG begins a walk of
-    its own; one after a header that ended (image data, or another kind) is parsed alone.
+    But a frame may lie in several fragments: a JPEG's header, or a JPEG 2000 codestream's
+    headers (a tile-part's may lie in any fragment), are walked on from one fragment into
+    the next (``jpeg.Segments``, ``j2k.Codestream``): a segment a fragment's end cuts is
+    blanked on, and a header searched on. A fragment that begins a JPEG or a codestream
+    begins a walk of its own (one too short to tell, after a walk that ended, a
+    codestream's); one after a walk that ended (image data; or another kind) is parsed
+    alone.
     """
 
     def __init__(self) -> None:
-        self._walk: jpeg.Segments | None = None
-        self._pos = 0  # where the next fragment lies in the JPEG walked
+        self._walk: jpeg.Walk | None = None
+        self._pos = 0  # where the next fragment lies in what is walked
+        self._open = False  # the last fragment's headers ran to its end
 
     def parse(self, frag: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region], bool]:
         """What to blank in ``frag``, where its headers lie; whether they go on.
 
         They go on from the last fragment's where its end cut a header.
         """
-        starts = frag[:2] == JPEG_START
-        on = not starts and self._walk is not None and not self._walk.over
-        if not starts and not on:
+        idle = self._walk is None or self._walk.over
+        if frag[:2] == JPEG_START:
+            self._walk, self._pos, self._open = jpeg.Segments(0, FAR), 0, False
+        elif frag[:4] == J2K_START or (idle and J2K_START.startswith(bytes(frag[:4])) and frag):
+            self._walk, self._pos, self._open = j2k.Codestream(0, FAR), 0, False  # (or too short)
+        walk = self._walk
+        if walk is None or walk.over:  # (a walk begun here is not)
             return (*parse(frag), False)
-        if starts:
-            self._walk, self._pos = jpeg.Segments(0, FAR), 0
-        assert self._walk is not None  # noqa: S101 - begun above, or going on
-        blanks, header_end = self._walk.feed(frag, self._pos)
         at = self._pos
+        blanks, regions = walk.feed(frag, at)
+        on = self._open and bool(regions) and regions[0][0] == at
         self._pos += len(frag)
-        header = [(0, header_end - at)] if header_end > at else []
-        return [(a - at, z - at, fill) for a, z, fill in blanks], header, on
+        self._open = bool(regions) and regions[-1][1] == self._pos
+        return (
+            [(a - at, z - at, fill) for a, z, fill in blanks],
+            [(a - at, z - at) for a, z in regions],
+            on,
+        )
 
 
 def _joined_stream(value: bytes | memoryview) -> tuple[bytes | memoryview, list[Region]]:

@@ -10,9 +10,10 @@ the image, or at bytes that are no segment; the bytes walked are the header the 
 searches.
 
 The walk (``Segments``) is fed the bytes as they come, a buffer at a time (a Motion JPEG
-sample of a streamed MP4 file, ``mp4``): a segment a buffer's end cuts is blanked as far as
-the buffer goes and on into the next; a marker cut is held until its bytes are whole. A
-JPEG held whole is fed once (``parse``: a compressed frame, ``frames``).
+sample of a streamed MP4 file, ``mp4``; a frame in several fragments, ``frames``): a
+segment a buffer's end cuts is blanked as far as the buffer goes and on into the next; a
+marker cut is held until its bytes are whole. A JPEG held whole is fed once (``parse``).
+The machinery is ``Walk``'s, which a JPEG 2000 codestream's walk shares (``j2k``).
 """
 
 from __future__ import annotations
@@ -29,80 +30,141 @@ MOTION = bytes(4) + b"mjpg"
 MOTION_END = MARKER + len(MOTION)  # (from the marker)
 
 
-class Segments:
-    """A JPEG from ``start`` to ``stop`` (where in its file), walked as its bytes come.
+class Walk:
+    """Marker segments (a JPEG's, a JPEG 2000 codestream's) walked as their bytes come.
 
-    ``feed`` each buffer in turn: the blanks in it, and where the header it holds ends.
-    ``over``: the walk has stopped (a scan, the image's end, bytes that are no segment, the
-    JPEG's end).
+    They lie from ``start`` to ``stop`` (where in their file). ``feed`` each buffer in
+    turn: the blanks in it, and where in it the headers lie. A step (``_step``) looks at up
+    to ``HEAD`` bytes from where the next marker lies; where a buffer's end cuts those it
+    needs (``_need``), they are held, and the step taken with the next buffer's. A segment
+    blanked past a buffer's end is blanked on into the next. ``over``: the walk has stopped.
     """
 
+    HEAD = MARKER
+
     def __init__(self, start: int, stop: int) -> None:
-        self._at = start  # where the next marker lies (first: the image's start)
+        self._at = start  # where the next marker lies
         self._stop = stop
-        self._first = True
         self._held = b""  # its bytes that went with earlier buffers (a marker cut)
         self._pending: Blank | None = None  # a segment blanked on into the next buffer
+        self._header: int | None = start  # where the header being walked began (None: none)
+        self._closed: list[Region] = []  # the headers that ended, since the last buffer
         self.over = False
 
-    def feed(self, buf: bytes | bytearray | memoryview, pos: int) -> tuple[list[Blank], int]:
-        """The blanks in ``buf`` (at ``pos`` in the file), and where in it the header ends.
+    def feed(
+        self, buf: bytes | bytearray | memoryview, pos: int
+    ) -> tuple[list[Blank], list[Region]]:
+        """The blanks in ``buf`` (at ``pos`` in the file), and where in it headers lie.
 
-        Both in the file's places. The header's end: as far as it has been walked (``pos``:
-        it ended before).
+        Both in the file's places. A header is as far as it has been walked: to the
+        buffer's end where it goes on; so are bytes the buffer's end cuts that may begin
+        one.
         """
         end = pos + len(buf)
         blanks: list[Blank] = []
-        header_end = pos if self.over else min(end, self._stop)
         if self._pending is not None:
             a, z, fill = self._pending
             blanks.append((max(a, pos), min(z, end), fill))
             self._pending = (end, z, fill) if z > end else None
+        cut = False  # the buffer ends in what the next step needs
         while not self.over and self._at < end:
-            if not self._step(buf, pos, blanks):
+            k = max(self._at - pos, 0)
+            head = (self._held + bytes(buf[k : k + self.HEAD]))[: self._stop - self._at]
+            cut = len(head) < self._need(head) and self._at + len(head) < self._stop
+            if cut:
+                self._held = head
                 break
-        if self.over:
-            header_end = max(pos, min(header_end, self._at, self._stop))
-        return [blank for blank in blanks if blank[1] > blank[0]], header_end
+            if not self._step(head, (pos, end), blanks):
+                break
+        regions = [*self._closed]
+        self._closed = []
+        if self._header is not None:
+            regions.append((self._header, min(end, self._stop)))
+        elif cut:  # bytes that may begin a header: searched as one (what went is not again)
+            regions.append((self._at, end))
+        return (
+            [blank for blank in blanks if blank[1] > blank[0]],
+            [(max(a, pos), min(z, end)) for a, z in regions if min(z, end) > max(a, pos)],
+        )
 
-    def _step(self, buf: bytes | bytearray | memoryview, pos: int, blanks: list[Blank]) -> bool:
-        """Walk the marker at ``_at``; whether the walk goes on in this buffer."""
-        k = max(self._at - pos, 0)
-        head = (self._held + bytes(buf[k : k + MOTION_END]))[: self._stop - self._at]
-        least = 2 if self._first else MARKER
-        need = MOTION_END if not self._first and _undecided(head) else least
-        if len(head) < need and self._at + len(head) < self._stop:  # the buffer ends: held
-            self._held = head
-            return False
-        if len(head) < least or (self._first and head[:2] != bytes((FILL, SOI))):
-            self.over = True  # the JPEG ends; or it is none
-            return False
+    @property
+    def in_header(self) -> bool:
+        """Whether the walk is in a header (where the last buffer ended)."""
+        return self._header is not None and not self.over
+
+    def _need(self, head: bytes) -> int:  # noqa: ARG002 - a walk's own may look at it
+        """The bytes the step at ``_at`` needs, of those it may look at (``head``)."""
+        return MARKER
+
+    def _step(self, head: bytes, span: Region, blanks: list[Blank]) -> bool:
+        """Walk the marker at ``_at``, from its first bytes ``head``; whether to go on.
+
+        ``head``: as many as the step needs, or fewer where the walk's end is near.
+        ``span``: where the buffer lies (its blanks go to ``blanks``).
+        """
+        raise NotImplementedError
+
+    def _blank(self, a: int, z: int, fill: bytes, span: Region, blanks: list[Blank]) -> None:
+        """Blank ``a`` to ``z`` (up to the walk's end): in the buffer, and in those after."""
+        z = min(z, self._stop)
+        blanks.append((max(a, span[0]), min(z, span[1]), fill))
+        if z > span[1]:
+            self._pending = (span[1], z, fill)
+
+    def _close(self) -> None:
+        """The header being walked ends where the next marker lies."""
+        if self._header is not None:
+            self._closed.append((self._header, min(self._at, self._stop)))
+            self._header = None
+
+    def _end(self) -> bool:
+        """The walk stops here (the header being walked ends here)."""
+        self._close()
+        self.over = True
+        return False
+
+    def _advance(self, by: int) -> bool:
+        self._at += by
+        self._held = self._held[by:]
+        return True
+
+
+class Segments(Walk):
+    """A JPEG's segments, from its start (SOI) to its first scan (SOS), walked as they come.
+
+    ``over``: a scan, the image's end, bytes that are no segment, the JPEG's end.
+    """
+
+    HEAD = MOTION_END
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__(start, stop)
+        self._first = True
+
+    def _need(self, head: bytes) -> int:
         if self._first:
+            return 2
+        return MOTION_END if _undecided(head) else MARKER
+
+    def _step(self, head: bytes, span: Region, blanks: list[Blank]) -> bool:
+        if self._first:
+            if head[:2] != bytes((FILL, SOI)):
+                return self._end()  # no JPEG
             self._first = False
             return self._advance(2)
-        if head[0] != FILL:
-            self.over = True
-            return False
+        if len(head) < MARKER or head[0] != FILL:  # the JPEG ends; damage
+            return self._end()
         marker = head[1]
         if marker == FILL:  # a fill byte
             return self._advance(1)
         length = int.from_bytes(head[2:4], "big")
         if marker in (SOS, EOI) or length < 2:  # noqa: PLR2004 - no segment is that short
-            self.over = True
-            return False
+            return self._end()
         blanked = _blanked(marker, head)
         if blanked is not None:
-            a, z = self._at + blanked[0], min(self._at + 2 + length, self._stop)
-            end = pos + len(buf)
-            blanks.append((max(a, pos), min(z, end), blanked[1]))
-            if z > end:
-                self._pending = (end, z, blanked[1])
+            at, fill = blanked
+            self._blank(self._at + at, self._at + 2 + length, fill, span, blanks)
         return self._advance(2 + length)
-
-    def _advance(self, by: int) -> bool:
-        self._at += by
-        self._held = self._held[by:]
-        return not self.over
 
 
 def _blanked(marker: int, head: bytes) -> tuple[int, bytes] | None:
@@ -147,6 +209,4 @@ def parse(
     a JPEG does.
     """
     stop = len(b) if stop is None else min(stop, len(b))
-    walk = Segments(start, stop)
-    blanks, header_end = walk.feed(b, 0)
-    return blanks, [(start, header_end)] if header_end > start else []
+    return Segments(start, stop).feed(b, 0)

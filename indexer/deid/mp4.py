@@ -1031,12 +1031,11 @@ class _Samples:
         assert self._current is not None  # noqa: S101 - feed's invariant
         if self._segments is None:
             self._segments = jpeg.Segments(self._current[0], stop)
-        blanks, header_end = self._segments.feed(buf, pos)
+        blanks, regions = self._segments.feed(buf, pos)
         for a, z, fill in blanks if self._blank else ():
             buf[a - pos : z - pos] = fill * (z - a)
-        a = max(self._current[0], pos)
-        if header_end > a:
-            part = self._carry + bytes(buf[a - pos : header_end - pos])
+        for a, z in regions:
+            part = self._carry + bytes(buf[a - pos : z - pos])
             found.append(part)
             self._carry = part[-SEARCH_BEHIND:]
         return self._segments.over or stop <= pos + len(buf)

@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 24
+RULES_VERSION = 25
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -75,7 +75,9 @@ the file's end, as Python's slices do, and blanked what it found there); 23: the
 an MP4 file's tracks of text, metadata, timecode or hints (a track whose handler is not video,
 auxiliary video or audio, or that names none) zeroed whole, held and streamed; 24: a JPEG
 frame in several fragments walked across them: a segment a fragment's end cuts blanked on
-into the next, and the header searched across them (the next fragments were neither).
+into the next, and the header searched across them (the next fragments were neither);
+25: a JPEG 2000 frame in several fragments walked across them: the tile-parts' headers in
+the later fragments (their comments) blanked and searched.
 """
 
 VIDEO_RULES_VERSION = 4

@@ -18,7 +18,8 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
 from indexer import work
-from indexer.deid import frames, verify
+from indexer.deid import frames, j2k, verify
+from indexer.deid.blanks import SPACE, ZERO, Blank, Region, add
 from indexer.errors import DeidError
 from indexer.spans import FileSpan, version_of
 from tests.builders import make_instance, streamed_copy
@@ -37,7 +38,9 @@ from tests.deid.test_frames import (
     _refused,
     _seg,
     _streamed,
+    _tiled,
 )
+from tests.deid.test_mp4_jpeg import fed
 
 pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")
 
@@ -188,3 +191,146 @@ def test_damaged_frames_in_fragments_are_blanked_held_and_streamed_alike(tmp_pat
         assert copy == held
         assert len(held) == len(value)
         assert all(n in (o, 0, 0x20) for o, n in zip(value, held, strict=True))
+
+
+TILE_COMMENTS = (MARK + b" first", b"second!", MARK + b" third")  # (a codestream of even length)
+TILED = _tiled(*TILE_COMMENTS)
+
+
+def _tiled_blanked() -> bytes:
+    """``TILED`` with its comments (Latin text) made spaces."""
+    return _tiled(*(b" " * len(comment) for comment in TILE_COMMENTS))
+
+
+def test_a_codestreams_tile_parts_in_fragments_are_blanked_held_and_streamed(tmp_path):
+    """A JPEG 2000 frame in fragments cut anywhere (in a tile-part's SOT, its length, a
+    comment's Rcme, its text; between tile-parts): each tile-part's comment blanked, held
+    and streamed alike; `verify`'s search finds the comments in the source, and none in the
+    copy."""
+    assert len(TILED) % 2 == 0
+    for cut in _cuts(TILED, 20261209):
+        value = _value(_in_pieces(TILED, cut), [FIRST])
+        held, _count = frames.blank(value)
+        copy, found = _streamed(tmp_path, value, None)
+        assert _joined(held) == _tiled_blanked() + _blanked_first(), cut
+        assert copy == held, cut
+        for source in (frames.headers(value), found):
+            assert MARK + b" first" in source, cut
+            assert MARK + b" third" in source, cut
+        assert MARK not in frames.headers(held), cut
+        assert MARK not in _streamed(tmp_path, held, None)[1], cut
+
+
+def _old_j2k(b: bytes, at: int) -> tuple[list[Blank], list[Region]]:
+    """The walk of a codestream held whole as frames did it before ``j2k`` (an oracle)."""
+    blanks: list[Blank] = []
+    regions: list[Region] = []
+
+    def segments(i: int) -> int:
+        first = i
+        while i + 4 <= len(b) and b[i] == 0xFF:
+            marker = b[i + 1]
+            if marker in (0x93, 0xD9) or (marker == 0x90 and i != first):
+                break
+            length = int.from_bytes(b[i + 2 : i + 4], "big")
+            if length < 2:
+                break
+            if marker == 0x64 and length >= 4:
+                add(
+                    blanks,
+                    i + 6,
+                    i + 2 + length,
+                    SPACE if b[i + 4 : i + 6] == b"\x00\x01" else ZERO,
+                    len(b),
+                )
+            i += 2 + length
+        return min(i, len(b))
+
+    i = segments(at + 2)
+    regions.append((at, i))
+    while i + 12 <= len(b) and b[i] == 0xFF and b[i + 1] == 0x90:
+        tile_part = int.from_bytes(b[i + 6 : i + 10], "big")
+        end = segments(i)
+        regions.append((i, end))
+        if tile_part == 0 or i + tile_part <= end:
+            break
+        i += tile_part
+    return blanks, regions
+
+
+def _applied(data: bytes, blanks: list[Blank]) -> bytes:
+    out = bytearray(data)
+    for a, z, fill in blanks:
+        out[a:z] = fill * max(0, z - a)
+    return bytes(out)
+
+
+def test_a_codestream_walked_in_pieces_is_blanked_as_held_and_as_before():
+    """Any codestream (damaged: a length, a Psot, a marker changed; cut short), held whole:
+    the blanks and headers of the walk frames made before; fed in up to five pieces cut
+    anywhere: the same blanks, and the same header bytes (and, where a piece's end cut the
+    marker a header ended at, that marker's bytes)."""
+    rng = random.Random(20261210)  # noqa: S311 - a seeded stream of test inputs
+    bases = [TILED, _tiled(b"", MARK), _tiled(MARK, image=b"")]
+    for _ in range(3000):
+        data = bytearray(rng.choice(bases))
+        for _ in range(rng.randrange(3)):
+            data[rng.randrange(len(data))] = rng.choice((0, 1, 0xFF, 0x90, rng.randrange(256)))
+        data = bytes(data[: rng.randrange(4, len(data) + 1)])
+        blanks, regions = j2k.parse(data)
+        held = _applied(data, blanks)
+        if data[:2] == b"\xff\x4f":  # a codestream's start (SOC), as frames looked for
+            old_blanks, old_regions = _old_j2k(data, 0)
+            assert held == _applied(data, old_blanks), data
+            header = b"".join(held[a:z] for a, z in regions)
+            assert header == b"".join(held[a:z] for a, z in old_regions if z > a), data
+        else:
+            assert (blanks, regions) == ([], []), data
+        ends = sorted(rng.sample(range(len(data) + 1), min(4, len(data) + 1)))
+        out, _header, fed_regions = fed(j2k.Codestream(0, len(data)), data, ends)
+        assert out == held, (data, ends)
+        # every byte of the headers held, and no more but a marker a piece's end cut (the
+        # bytes a step looks at, before the piece's end)
+        walked, given = _covered(regions), _covered(fed_regions)
+        assert walked <= given, (data, ends)
+        extra = given - walked
+        assert all(any(e - j2k.TILE_PART <= p < e for e in ends) for p in extra), (data, ends)
+
+
+def _covered(regions: list[Region]) -> set[int]:
+    return {p for a, z in regions for p in range(a, z)}
+
+
+def test_a_fragment_of_tile_data_that_begins_as_a_codestream_does_not_restart_the_walk():
+    """Tile data may hold any byte below 0x90 after FF: a fragment of it that begins with
+    SOC (FF4F, but not SOC and SIZ, which would begin a frame) is no new codestream while
+    the walk goes on; the next tile-part's comment, in a later fragment, is blanked."""
+    image = b"\x12\x34" * 10 + b"\xff\x4f\x00\x01" + b"\x12\x34" * 10
+    tiled = _tiled(b"first", MARK + b" second", image=image)
+    assert len(tiled) % 2 == 0
+    cut = tiled.index(b"\xff\x4f\x00\x01")
+    value = _value(_in_pieces(tiled, (cut, cut + 30)))
+    held, _count = frames.blank(value)
+    spaced = _tiled(b" " * 5, b" " * len(MARK + b" second"), image=image)
+    assert _joined(held) == spaced
+
+
+def test_headers_apart_are_not_searched_as_one(tmp_path):
+    """A fragment that begins with a tile-part's header, after one whose headers ended
+    before its end (in tile data): its header is searched alone, not after the last
+    fragment's (bytes apart are never joined); one that goes on from the last fragment's
+    header is searched after it."""
+    second = TILED.index(b"\xff\x90", TILED.index(b"\xff\x90") + 2)  # the second tile-part
+    assert second % 2 == 0
+    main_cut = TILED.index(b"\xff\x51") + 10  # in the main header (SIZ)
+    value = _value(_in_pieces(TILED, (main_cut, second)))
+    path = tmp_path / "frames"
+    path.write_bytes(value)
+    span = FileSpan(path, 0, len(value), version_of(path.stat()))
+    searched: list[bytes] = []
+    blanked = frames.Blanked(span, 0, len(value), check=lambda b: searched.append(b) or "")
+    b"".join(blanked.chunks())
+    assert len(searched) == 3
+    assert searched[0] == TILED[:main_cut]
+    assert searched[1].startswith(TILED[:main_cut])  # the main header, on from the first
+    assert searched[2].startswith(b"\xff\x90")  # the second tile-part's: alone

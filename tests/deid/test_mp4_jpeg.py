@@ -16,6 +16,7 @@ from pydicom import uid
 from pydicom.encaps import encapsulate
 
 from indexer.deid import frames, jpeg, video
+from indexer.deid.blanks import Region
 from tests.builders import streamed_copy
 from tests.deid.test_frames import (
     ADOBE,
@@ -102,19 +103,21 @@ def test_verify_searches_the_headers_of_motion_jpeg_samples():
     assert MARK not in frames.headers(encapsulate([_mjpeg(blanked=True)]), video.H264)
 
 
-def _fed(data: bytes, start: int, stop: int, ends: list[int]) -> tuple[bytes, bytes]:
-    """``data`` blanked by a ``jpeg.Segments`` walk of ``start`` to ``stop`` fed in pieces
-    that end at ``ends``, and the header bytes it gave, joined."""
-    walk = jpeg.Segments(start, stop)
+def fed(walk: jpeg.Walk, data: bytes, ends: list[int]) -> tuple[bytes, bytes, list[Region]]:
+    """``data`` blanked by ``walk`` fed it in pieces that end at ``ends``; the header bytes
+    it gave, joined; where they lie."""
     out = bytearray(data)
     header = b""
+    found: list[Region] = []
     for a, z in itertools.pairwise([0, *ends, len(data)]):
-        blanks, header_end = walk.feed(out[a:z], a)
+        blanks, regions = walk.feed(out[a:z], a)
         assert all(a <= x <= y <= z for x, y, _fill in blanks)
+        assert all(a <= x < y <= z for x, y in regions)
         for x, y, fill in blanks:
             out[x:y] = fill * (y - x)
-        header += bytes(out[max(a, start) : header_end])
-    return bytes(out), header
+        header += b"".join(bytes(out[x:y]) for x, y in regions)
+        found += regions
+    return bytes(out), header, found
 
 
 def test_a_jpeg_walked_in_pieces_is_blanked_as_held():
@@ -141,7 +144,7 @@ def test_a_jpeg_walked_in_pieces_is_blanked_as_held():
             held[x:y] = fill * (y - x)
         header = b"".join(bytes(held[a:z]) for a, z in regions)
         ends = sorted(rng.sample(range(len(data) + 1), min(4, len(data) + 1)))
-        out, fed_header = _fed(bytes(data), start, stop, ends)
+        out, fed_header, _regions = fed(jpeg.Segments(start, stop), bytes(data), ends)
         assert out == bytes(held), (data, ends)
         # a marker a piece's end cuts is searched with the piece, even where the walk ends
         assert fed_header.startswith(header), (data, ends)
@@ -156,7 +159,7 @@ def test_only_motion_jpeg_format_as_app1_is_kept():
     data = _jpeg(MOTION_A, near, EXIF)
     want = _jpeg(MOTION_A, near[:11] + bytes(len(near) - 11), _blanked(EXIF, b"\x00"))
     for cut in range(len(data) + 1):
-        assert _fed(data, 0, len(data), [cut])[0] == want, cut
+        assert fed(jpeg.Segments(0, len(data)), data, [cut])[0] == want, cut
 
 
 def test_a_jpegs_segments_are_blanked_within_it():

@@ -65,6 +65,7 @@ WHOLE_CORPUS = {  # up to rules version 23: the digest of the whole corpus's cop
 DIGESTS = {
     ("0.1.0", 23): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
     ("0.1.0", 24): "74f36b1878b1c933c002cd47efa476dfbe1b0fcf15c462d0669541ed182de981",
+    ("0.1.0", 25): "45500e2004d2c79e966a7a9bf99c261624008db215d02b481832ef5e21368f9b",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -74,6 +75,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 23, 3): "0aa257c38eb9c72d207e627f1080f5ddf914a45b0dd1d4eba1259d4b80d57d18",
     ("0.1.0", 23, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
     ("0.1.0", 24, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
+    ("0.1.0", 25, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
 }
 
 
@@ -116,6 +118,28 @@ def _jpeg_in_fragments() -> bytes:
     ds = make_instance(15, 1, 1, 1, rows=8, columns=8)
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     ds.PixelData = encapsulate([frame[:20], frame[20:]])
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = 1
+    return to_bytes(ds)
+
+
+def _codestream_in_fragments() -> bytes:
+    """A JPEG 2000 frame in two fragments, its second tile-part's comment in the second
+    (blanked since version 25)."""
+
+    def seg(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    siz = seg(0x51, b"\x00\x00" + b"\x00\x00\x00\x08" * 8 + b"\x00\x01\x07\x01\x01")
+    parts = b""
+    for n, comment in enumerate((b"first", b"scanned at ward 4")):
+        body = seg(0x64, b"\x00\x01" + comment) + b"\xff\x93" + b"\x12\x34" * 8
+        parts += b"\xff\x90" + struct.pack(">HHLBB", 10, 0, 12 + len(body), n, 2) + body
+    frame = b"\xff\x4f" + siz + parts + b"\xff\xd9"
+    cut = frame.index(b"scanned") - 20
+    ds = make_instance(16, 1, 1, 1, rows=8, columns=8)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([frame[:cut], frame[cut:]])
     ds["PixelData"].VR = "OB"
     ds.NumberOfFrames = 1
     return to_bytes(ds)
@@ -311,6 +335,7 @@ def _corpus() -> list[bytes]:
         _pixels_past_the_image(),
         _jp2_with_a_label(),
         _jpeg_in_fragments(),
+        _codestream_in_fragments(),
     ]
 
 

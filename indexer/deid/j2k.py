@@ -1,0 +1,94 @@
+"""A JPEG 2000 codestream's headers, walked held or as its bytes come: comments blanked.
+
+A codestream holds headers between its data: the main header, after its start (SOC), and
+a tile-part header after each tile-part's start (SOT), up to its data (SOD). Each may hold
+comments (COM): an encoder's name, or any text a writer put there. A comment's payload is
+made spaces where it is Latin text (Rcme 1), else zeroed, keeping its length, so nothing of
+the image is decoded or changed. The walk goes from each tile-part to the next by the
+length its SOT gives (Psot), over the data between, and stops at the last tile-part (Psot
+0), at the codestream's end (EOC), or at bytes that are no marker; the headers walked are
+what the leak check searches.
+
+The walk (``Codestream``) is fed the bytes as they come (``jpeg.Walk``): a frame in several
+fragments (``frames``), its tile-parts' headers anywhere in them. A codestream held whole
+is fed once (``parse``).
+"""
+
+from __future__ import annotations
+
+from indexer.deid.blanks import SPACE, ZERO, Blank, Region
+from indexer.deid.jpeg import FILL, MARKER, Walk
+
+SOC, COM, SOT, SOD, EOC = 0x4F, 0x64, 0x90, 0x93, 0xD9  # markers (after 0xFF)
+COMMENT = MARKER + 2  # a comment's marker, length and Rcme (its kind: 1, Latin text)
+LATIN = b"\x00\x01"
+TILE_PART = 12  # SOT's marker, length (10), tile, Psot (the tile-part's length), part, parts
+PSOT = slice(6, 10)
+SOC_BYTES, MAIN, NEXT, TILE = range(4)  # where the walk is: SOC; a header; between tile-parts
+
+
+class Codestream(Walk):
+    """A JPEG 2000 codestream's main header and tile-part headers, walked as they come.
+
+    ``over``: the last tile-part's header ended, or the codestream's; or bytes that are no
+    marker (or no tile-part) came where one was to be.
+    """
+
+    HEAD = TILE_PART
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__(start, stop)
+        self._phase = SOC_BYTES
+        self._tile = start  # where the tile-part being walked began
+        self._length = 0  # its Psot
+
+    def _need(self, head: bytes) -> int:
+        if self._phase == SOC_BYTES:
+            return 2
+        if self._phase == NEXT:
+            return TILE_PART
+        comment = len(head) >= MARKER and head[1] == COM
+        return COMMENT if comment and int.from_bytes(head[2:4], "big") >= MARKER else MARKER
+
+    def _step(self, head: bytes, span: Region, blanks: list[Blank]) -> bool:
+        if self._phase == SOC_BYTES:
+            if head[:2] != bytes((FILL, SOC)):
+                return self._end()  # no codestream
+            self._phase = MAIN
+            return self._advance(2)
+        if self._phase == NEXT:
+            if len(head) < TILE_PART or head[:2] != bytes((FILL, SOT)):
+                return self._end()  # no tile-part: the codestream's end, or damage
+            self._phase, self._tile, self._header = TILE, self._at, self._at
+            self._length = int.from_bytes(head[PSOT], "big")
+            return True
+        if len(head) < MARKER or head[0] != FILL:
+            return self._header_ends()
+        marker, length = head[1], int.from_bytes(head[2:4], "big")
+        first = self._phase == TILE and self._at == self._tile  # its own SOT
+        if marker in (SOD, EOC) or (marker == SOT and not first) or length < 2:  # noqa: PLR2004
+            return self._header_ends()
+        if marker == COM and length >= MARKER:  # Lcom, Rcme, then the comment
+            fill = SPACE if head[MARKER:COMMENT] == LATIN else ZERO
+            self._blank(self._at + COMMENT, self._at + 2 + length, fill, span, blanks)
+        return self._advance(2 + length)
+
+    def _header_ends(self) -> bool:
+        """The header being walked ends here: the next tile-part is looked for.
+
+        After the main header, here; after a tile-part's, where its length ends it (none:
+        the last tile-part, Psot 0, or a length that ends within its header).
+        """
+        self._close()
+        if self._phase == TILE:
+            if not self._length or self._tile + self._length <= self._at:
+                self.over = True
+                return False
+            self._advance(self._tile + self._length - self._at)
+        self._phase = NEXT
+        return True
+
+
+def parse(b: bytes | bytearray | memoryview, start: int = 0) -> tuple[list[Blank], list[Region]]:
+    """What to blank in the codestream held whole in ``b`` from ``start``; its headers."""
+    return Codestream(start, len(b)).feed(b, 0)
