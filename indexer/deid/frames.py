@@ -146,7 +146,8 @@ def blank(value: bytes | memoryview, codec: str | None = None) -> tuple[bytes | 
     """``value`` (encapsulated frames) with the text of their headers blanked; how many.
 
     ``value`` itself where nothing is to be blanked (not copied). Video (``codec``) is
-    parsed as one stream, its fragments joined.
+    parsed as one stream, its fragments joined; other frames a fragment at a time, a
+    frame's headers walked on across its fragments (``_Stills``).
     """
     if codec is not None:
         todo = _stream_blanks(value, codec)
