@@ -8,7 +8,8 @@ each segment keeping its length, so nothing of the image is decoded or changed:
 
 - JPEG (baseline, extended, lossless, JPEG-LS): COM, and APPn but those decoders read
   (APP0 JFIF, APP2 ICC profile, APP8 JPEG-LS colour transform and SPIFF, APP14 Adobe,
-  Motion JPEG format A's APP1; ``jpeg``);
+  Motion JPEG format A's APP1), before the first scan and between scans; and what follows
+  the image's end (a phone's trailer), zeroed (``jpeg``);
 - JPEG 2000: COM in the main header and in tile-part headers (``j2k``);
 - a JPEG or JPEG 2000 frame in several fragments: walked across them (``_Stills``);
 - a JP2 file wrapped whole (which DICOM does not allow, but writers do): XML, UUID and

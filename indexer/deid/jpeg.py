@@ -1,13 +1,15 @@
-"""A JPEG's segments before its image data, walked held or as its bytes come: text blanked.
+"""A JPEG's segments and what follows its end, walked held or as its bytes come: text blanked.
 
-A JPEG carries segments of its own from its start (SOI) to its first scan (SOS): a camera's
-Exif (dates, serial numbers, places), XMP, IPTC captions, comments. A COM segment's payload
-is made spaces; an APPn segment's is zeroed, but those decoders read (APP0 JFIF, APP2 ICC
-profile, APP8 JPEG-LS colour transform and SPIFF, APP14 Adobe; and Motion JPEG format A's
-APP1, tagged ``mjpg``: where a frame's second field lies). Each segment keeps its length, so
-nothing of the image is decoded or changed. The walk stops at the first scan, at the end of
-the image, or at bytes that are no segment; the bytes walked are the header the leak check
-searches.
+A JPEG carries segments of its own from its start (SOI) to its first scan (SOS), and may
+between scans: a camera's Exif (dates, serial numbers, places), XMP, IPTC captions,
+comments. A COM segment's payload is made spaces; an APPn segment's is zeroed, but those
+decoders read (APP0 JFIF, APP2 ICC profile, APP8 JPEG-LS colour transform and SPIFF, APP14
+Adobe; and Motion JPEG format A's APP1, tagged ``mjpg``: where a frame's second field
+lies). Each segment keeps its length, so nothing of the image is decoded or changed: a
+scan's data is passed over to the next marker. After the image's end (EOI) a phone may
+have put a trailer (a motion photo's MP4 file, a second picture, a maker's data), which no
+decoder of the image reads: it is zeroed. The walk stops at bytes that are no segment; the
+headers walked, and the trailer, are what the leak check searches.
 
 The walk (``Segments``) is fed the bytes as they come, a buffer at a time (a Motion JPEG
 sample of a streamed MP4 file, ``mp4``; a frame in several fragments, ``frames``): a
@@ -18,6 +20,8 @@ The machinery is ``Walk``'s, which a JPEG 2000 codestream's walk shares (``j2k``
 
 from __future__ import annotations
 
+import re
+
 from indexer.deid.blanks import SPACE, ZERO, Blank, Region
 
 JPEG = "jpeg"  # the codec of an MP4 file's Motion JPEG track (``places``)
@@ -25,6 +29,10 @@ SOI, SOS, EOI, COM = 0xD8, 0xDA, 0xD9, 0xFE  # markers (after 0xFF)
 APP0, APP1, APP15 = 0xE0, 0xE1, 0xEF
 READ_BY_DECODERS = frozenset({0, 2, 8, 14})  # APPn: JFIF, ICC profile, JPEG-LS, Adobe
 MARKER, FILL = 4, 0xFF  # a segment's marker and length; a fill byte before a marker
+RST0, RST7 = 0xD0, 0xD7  # restart markers, in a scan's data
+# a marker in a scan's data: 0xFF then neither 0 (a stuffed byte) nor a restart marker, nor
+# below 0x80 (JPEG-LS stuffs a bit), nor 0xFF (a fill byte: the marker follows)
+SCAN_MARKER = re.compile(rb"\xff[\x80-\xcf\xd8-\xfe]")
 # Motion JPEG format A's APP1: 4 reserved bytes (0), its tag (then its fields' offsets)
 MOTION = bytes(4) + b"mjpg"
 MOTION_END = MARKER + len(MOTION)  # (from the marker)
@@ -68,6 +76,9 @@ class Walk:
             self._pending = (end, z, fill) if z > end else None
         cut = False  # the buffer ends in what the next step needs
         while not self.over and self._at < end:
+            if not self._skip(buf, pos):  # the buffer ends in bytes the walk passes over
+                cut = bool(self._held)  # (in a marker's first byte, maybe)
+                break
             k = max(self._at - pos, 0)
             head = (self._held + bytes(buf[k : k + self.HEAD]))[: self._stop - self._at]
             cut = len(head) < self._need(head) and self._at + len(head) < self._stop
@@ -91,6 +102,13 @@ class Walk:
     def in_header(self) -> bool:
         """Whether the walk is in a header (where the last buffer ended)."""
         return self._header is not None and not self.over
+
+    def _skip(self, buf: bytes | bytearray | memoryview, pos: int) -> bool:  # noqa: ARG002
+        """Pass over the bytes before the next marker; whether one lies in ``buf``.
+
+        ``buf`` lies at ``pos``. A walk's own may have such bytes (a scan's data).
+        """
+        return True
 
     def _need(self, head: bytes) -> int:  # noqa: ARG002 - a walk's own may look at it
         """The bytes the step at ``_at`` needs, of those it may look at (``head``)."""
@@ -130,9 +148,15 @@ class Walk:
 
 
 class Segments(Walk):
-    """A JPEG's segments, from its start (SOI) to its first scan (SOS), walked as they come.
+    """A JPEG's segments, and what lies after its end, walked as they come.
 
-    ``over``: a scan, the image's end, bytes that are no segment, the JPEG's end.
+    From its start (SOI), segment by segment; a scan's data (after SOS) is passed over to
+    the next marker (``SCAN_MARKER``: in the data, 0xFF is followed only by 0 or a restart
+    marker, and in JPEG-LS by a byte below 0x80), and the segments between scans walked as
+    those before the first. At the image's end (EOI), what follows (a phone's trailer: a
+    motion photo's MP4 file, a second picture, a maker's data) is zeroed to the JPEG's end
+    (a frame's: its fragments up to the next frame's), and searched. ``over``: bytes that
+    are no segment, or no JPEG, or the JPEG's end reached in a scan.
     """
 
     HEAD = MOTION_END
@@ -140,6 +164,32 @@ class Segments(Walk):
     def __init__(self, start: int, stop: int) -> None:
         super().__init__(start, stop)
         self._first = True
+        self._scan = False  # in a scan's data
+
+    def _skip(self, buf: bytes | bytearray | memoryview, pos: int) -> bool:
+        if not self._scan:
+            return True
+        end = pos + len(buf)
+        if self._held and self._at < pos:  # a 0xFF the last buffer ended in
+            if len(buf) > 0 and _is_marker(buf[0]):
+                return self._marker()
+            self._at, self._held = pos, b""
+        found = SCAN_MARKER.search(buf, self._at - pos, min(len(buf), self._stop - pos))
+        if found is not None:
+            self._at = pos + found.start()
+            return self._marker()
+        if self._stop <= end:  # the JPEG ends in the scan
+            self._at = self._stop
+            self._end()
+            return False
+        last = len(buf) > 0 and buf[-1] == FILL  # a marker's first byte, maybe
+        self._at, self._held = (end - 1, b"\xff") if last else (end, b"")
+        return False
+
+    def _marker(self) -> bool:
+        """A marker after a scan's data: the segments from it walked."""
+        self._scan, self._header = False, self._at
+        return True
 
     def _need(self, head: bytes) -> int:
         if self._first:
@@ -152,19 +202,34 @@ class Segments(Walk):
                 return self._end()  # no JPEG
             self._first = False
             return self._advance(2)
-        if len(head) < MARKER or head[0] != FILL:  # the JPEG ends; damage
+        if len(head) < 2 or head[0] != FILL:  # noqa: PLR2004 - the JPEG ends; damage
             return self._end()
         marker = head[1]
         if marker == FILL:  # a fill byte
             return self._advance(1)
+        if marker == EOI:  # what follows is zeroed (and searched) to the JPEG's end
+            self._close()
+            self._header = self._at + 2
+            self._blank(self._at + 2, self._stop, ZERO, span, blanks)
+            self._at = self._stop
+            return False
         length = int.from_bytes(head[2:4], "big")
-        if marker in (SOS, EOI) or length < 2:  # noqa: PLR2004 - no segment is that short
+        if len(head) < MARKER or length < 2:  # noqa: PLR2004 - no segment is that short
             return self._end()
+        if marker == SOS:  # its data passed over to the next marker
+            self._close()
+            self._scan = True
+            return self._advance(2 + length)
         blanked = _blanked(marker, head)
         if blanked is not None:
             at, fill = blanked
             self._blank(self._at + at, self._at + 2 + length, fill, span, blanks)
         return self._advance(2 + length)
+
+
+def _is_marker(byte: int) -> bool:
+    """Whether 0xFF then ``byte`` is a marker in a scan's data (not 0, a restart, fill)."""
+    return 0x80 <= byte < FILL and not RST0 <= byte <= RST7  # noqa: PLR2004
 
 
 def _blanked(marker: int, head: bytes) -> tuple[int, bytes] | None:

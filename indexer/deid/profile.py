@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 25
+RULES_VERSION = 26
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -77,7 +77,9 @@ auxiliary video or audio, or that names none) zeroed whole, held and streamed; 2
 frame in several fragments walked across them: a segment a fragment's end cuts blanked on
 into the next, and the header searched across them (the next fragments were neither);
 25: a JPEG 2000 frame in several fragments walked across them: the tile-parts' headers in
-the later fragments (their comments) blanked and searched.
+the later fragments (their comments) blanked and searched; 26: a JPEG walked past its
+first scan: what follows its end (a phone's trailer: a motion photo's MP4 file, a second
+picture) zeroed and searched, and comments and application segments between scans blanked.
 """
 
 VIDEO_RULES_VERSION = 4

@@ -18,7 +18,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
 from indexer import work
-from indexer.deid import frames, j2k, verify
+from indexer.deid import frames, j2k, jpeg, verify
 from indexer.deid.blanks import SPACE, ZERO, Blank, Region, add
 from indexer.errors import DeidError
 from indexer.spans import FileSpan, version_of
@@ -40,7 +40,7 @@ from tests.deid.test_frames import (
     _streamed,
     _tiled,
 )
-from tests.deid.test_mp4_jpeg import fed
+from tests.deid.test_mp4_jpeg import covered, fed
 
 pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")
 
@@ -67,9 +67,9 @@ def _value(*frames_in_pieces: list[bytes]) -> bytes:
     return encapsulate([piece for pieces in frames_in_pieces for piece in pieces])
 
 
-def _cuts(frame: bytes, seed: int) -> list[tuple[int, ...]]:
-    """Every even cut of ``frame``'s first 700 bytes (its header), and 40 triple cuts."""
-    even = range(2, min(len(frame), 700), 2)
+def _cuts(frame: bytes, seed: int, upto: int = 700) -> list[tuple[int, ...]]:
+    """Every even cut of ``frame``'s first ``upto`` bytes (its header), and 40 triple cuts."""
+    even = range(2, min(len(frame), upto), 2)
     rng = random.Random(seed)  # noqa: S311 - a seeded stream of test inputs
     return [(c,) for c in even] + [tuple(sorted(rng.sample(even, 3))) for _ in range(40)]
 
@@ -97,17 +97,18 @@ def test_a_frames_header_cut_by_its_fragments_is_blanked_held_and_streamed(tmp_p
 
 def test_each_frame_in_fragments_is_walked_from_its_own_start():
     """Two frames, each in three fragments: the second's walk begins at its start (a
-    fragment that begins a JPEG), not where the first's ended. A fragment after a header
-    that ended (image data) is read as no header: its bytes, a segment's look-alike among
-    them, stay."""
-    image_like = _seg(0xFE, MARK + b"!")  # in image data: no segment
-    first = FIRST[:-2] + image_like + b"\xff\xd9"  # (before the end of the image)
+    fragment that begins a JPEG), not where the first's ended. A comment after the first
+    one's scan (a fragment's end cuts it) is blanked too; its image data stays."""
+    after_scan = _seg(0xFE, MARK + b"!")
+    first = FIRST[:-2] + after_scan + b"\xff\xd9"  # (before the end of the image)
     assert len(first) % 2 == 0
     value = _value(_in_pieces(first, (40, len(first) - 20)), _in_pieces(SECOND, (6, 30)))
     held, _count = frames.blank(value)
-    want = _blanked_first()[:-2] + image_like + b"\xff\xd9" + _even(_blanked_second())
+    blanked = _blanked(after_scan, b" ")
+    want = _blanked_first()[:-2] + blanked + b"\xff\xd9" + _even(_blanked_second())
     assert _joined(held) == want
-    assert _joined(held).count(MARK) == 1
+    assert MARK not in _joined(held)
+    assert _joined(held).count(IMAGE) == 2
 
 
 def _object(value: bytes, **attrs: object) -> bytes:
@@ -291,14 +292,10 @@ def test_a_codestream_walked_in_pieces_is_blanked_as_held_and_as_before():
         assert out == held, (data, ends)
         # every byte of the headers held, and no more but a marker a piece's end cut (the
         # bytes a step looks at, before the piece's end)
-        walked, given = _covered(regions), _covered(fed_regions)
+        walked, given = covered(regions), covered(fed_regions)
         assert walked <= given, (data, ends)
         extra = given - walked
         assert all(any(e - j2k.TILE_PART <= p < e for e in ends) for p in extra), (data, ends)
-
-
-def _covered(regions: list[Region]) -> set[int]:
-    return {p for a, z in regions for p in range(a, z)}
 
 
 def test_a_fragment_of_tile_data_that_begins_as_a_codestream_does_not_restart_the_walk():
@@ -334,3 +331,63 @@ def test_headers_apart_are_not_searched_as_one(tmp_path):
     assert searched[0] == TILED[:main_cut]
     assert searched[1].startswith(TILED[:main_cut])  # the main header, on from the first
     assert searched[2].startswith(b"\xff\x90")  # the second tile-part's: alone
+
+
+# a phone's trailer after the image's end: a motion photo's MP4 file (its place), a maker's
+TRAILER = b"\x00\x00\x00\x18ftypmp42" + b"\xa9xyz+48.8577+002.2950/" + MARK + b" SEFT"
+SCANS = (  # a progressive JPEG's second scan, after tables and a comment between scans
+    _seg(0xC4, b"\x10\x00" + bytes(16))
+    + _seg(0xFE, b"\xff\xd9 " + MARK + b" between scans")  # (0xFF 0xD9 in a payload: no end)
+    + _seg(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+    + b"\x12\xff\x00\x34\xff\xd3\x56\xff\x01\xff\x7f" * 4  # stuffed, restart, JPEG-LS bytes
+)
+
+
+def _with_scans(*, blanked: bool = False) -> bytes:
+    """``FIRST`` with a second scan, and a trailer after its end (``blanked``: as copied)."""
+    head = _blanked_first()[:-2] if blanked else FIRST[:-2]
+    if blanked:
+        at = SCANS.index(b"\xff\xfe")
+        length = int.from_bytes(SCANS[at + 2 : at + 4], "big")
+        scans = SCANS[: at + 4] + b" " * (length - 2) + SCANS[at + 2 + length :]
+    else:
+        scans = SCANS
+    trailer = bytes(len(TRAILER)) if blanked else TRAILER
+    return head + scans + b"\xff\xd9" + trailer
+
+
+def test_what_follows_a_jpegs_end_is_zeroed_and_a_comment_between_scans_blanked(tmp_path):
+    """A phone's trailer after the image's end (a motion photo's MP4 file: its place) is
+    zeroed, and a comment between scans blanked (its bytes 0xFF 0xD9 are no end: its
+    length is walked over); the scans' data (stuffed bytes, restart markers, bytes JPEG-LS
+    stuffs) stays. Cut anywhere by fragments, held and streamed alike; `verify` finds the
+    trailer's text in the source, and none in the copy."""
+    source = _with_scans()
+    assert len(source) % 2 == 0
+    for cut in _cuts(source, 20261211, upto=len(source)):
+        value = _value(_in_pieces(source, cut), [SECOND])
+        held, _count = frames.blank(value)
+        copy, found = _streamed(tmp_path, value, None)
+        assert _joined(held) == _with_scans(blanked=True) + _even(_blanked_second()), cut
+        assert copy == held, cut
+        assert MARK + b" SEFT" in frames.headers(value), cut
+        assert MARK + b" SEFT" in found, cut
+        assert MARK not in frames.headers(held), cut
+
+
+def test_a_jpeg_with_scans_and_a_trailer_cut_at_any_byte_is_walked_as_held():
+    """Fed in two pieces cut at any byte (between a marker's 0xFF and its code after a
+    scan, say): the blanks of the JPEG held whole, and every byte of its headers and its
+    trailer searched (and no more but a marker the cut cut)."""
+    data = _with_scans()
+    blanks, regions = jpeg.parse(data)
+    held = bytearray(data)
+    for a, z, fill in blanks:
+        held[a:z] = fill * (z - a)
+    assert bytes(held) == _with_scans(blanked=True)
+    for cut in range(len(data) + 1):
+        out, _header, fed_regions = fed(jpeg.Segments(0, len(data)), data, [cut])
+        assert out == bytes(held), cut
+        walked, given = covered(regions), covered(fed_regions)
+        assert walked <= given, cut
+        assert all(cut - jpeg.MOTION_END <= p < cut for p in given - walked), cut

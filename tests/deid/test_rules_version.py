@@ -66,6 +66,7 @@ DIGESTS = {
     ("0.1.0", 23): "988a4b2fd4f1b0b7357c9a46a9b8e193daaf854123a604d7816d1c3c3217ff1a",
     ("0.1.0", 24): "74f36b1878b1c933c002cd47efa476dfbe1b0fcf15c462d0669541ed182de981",
     ("0.1.0", 25): "45500e2004d2c79e966a7a9bf99c261624008db215d02b481832ef5e21368f9b",
+    ("0.1.0", 26): "30db18a58cc0710ae2890a2e1b211027de7196e0c4487958355e4615fe8a3b99",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -76,6 +77,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 23, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
     ("0.1.0", 24, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
     ("0.1.0", 25, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
+    ("0.1.0", 26, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
 }
 
 
@@ -143,6 +145,19 @@ def _codestream_in_fragments() -> bytes:
     ds["PixelData"].VR = "OB"
     ds.NumberOfFrames = 1
     return to_bytes(ds)
+
+
+def _jpeg_with_a_trailer() -> bytes:
+    """A phone's JPEG with a trailer after its end (a motion photo's MP4 file, zeroed since
+    version 26) and a comment between its scans (blanked since version 26)."""
+
+    def seg(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    scan = seg(0xDA, b"\x01\x01\x00\x00\x3f\x00") + b"\x12\xff\x00\x34" * 4
+    frame = b"\xff\xd8" + scan + seg(0xFE, b"taken at ward 4") + scan + b"\xff\xd9"
+    frame += b"\x00\x00\x00\x18ftypmp42\xa9xyz+48.8577+002.2950/"
+    return _encapsulated(17, JPEGBaseline8Bit, frame)
 
 
 def _overlay_in_high_bits() -> bytes:
@@ -336,6 +351,7 @@ def _corpus() -> list[bytes]:
         _jp2_with_a_label(),
         _jpeg_in_fragments(),
         _codestream_in_fragments(),
+        _jpeg_with_a_trailer(),
     ]
 
 
