@@ -1025,8 +1025,8 @@ class _Samples:
     def _jpeg(self, buf: bytearray | memoryview, pos: int, stop: int, found: list[bytes]) -> bool:
         """Walk the current sample's (a Motion JPEG's) segments in ``buf``; whether it is over.
 
-        Its header's bytes in ``buf`` are searched, after the last ``SEARCH_BEHIND`` of
-        those that went.
+        Its headers' bytes in ``buf`` are searched, a header that goes on from the last
+        buffer's after the last ``SEARCH_BEHIND`` of those that went.
         """
         assert self._current is not None  # noqa: S101 - feed's invariant
         if self._segments is None:
@@ -1034,10 +1034,10 @@ class _Samples:
         blanks, regions = self._segments.feed(buf, pos)
         for a, z, fill in blanks if self._blank else ():
             buf[a - pos : z - pos] = fill * (z - a)
-        for a, z in regions:
-            part = self._carry + bytes(buf[a - pos : z - pos])
+        for a, z in regions:  # (a header between scans is searched alone)
+            part = (self._carry if a == pos else b"") + bytes(buf[a - pos : z - pos])
             found.append(part)
-            self._carry = part[-SEARCH_BEHIND:]
+            self._carry = part[-SEARCH_BEHIND:] if z == pos + len(buf) else b""
         return self._segments.over or stop <= pos + len(buf)
 
     def _sei(

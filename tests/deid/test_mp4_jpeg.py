@@ -15,8 +15,9 @@ import pytest
 from pydicom import uid
 from pydicom.encaps import encapsulate
 
-from indexer.deid import frames, jpeg, video
+from indexer.deid import frames, jpeg, mp4, video
 from indexer.deid.blanks import Region
+from indexer.deid.places import Places
 from tests.builders import streamed_copy
 from tests.deid.test_frames import (
     ADOBE,
@@ -93,6 +94,21 @@ def test_streamed_motion_jpeg_cut_anywhere_is_blanked_as_held(tmp_path, faststar
     and in the copy none."""
     source, blanked = _mjpeg(faststart=faststart), _mjpeg(blanked=True, faststart=faststart)
     streamed_as_held(tmp_path, source, blanked, MARK + b" " + MARK, 20261206)
+
+
+def test_a_samples_headers_apart_are_not_searched_as_one():
+    """A streamed Motion JPEG sample's header before its scan and the comment after it are
+    searched apart (the scan's data lies between); a header a buffer's end cuts is searched
+    on with the bytes before the cut."""
+    sample = _jpeg(COMMENT)[:-2] + _seg(0xFE, b"after the scan") + b"\xff\xd9"
+    for cut in (len(sample), 10):
+        walk = mp4._Samples(blank=False)
+        walk.expect(Places.of([(0, len(sample), jpeg.JPEG, 0)]))
+        found = walk.feed(bytearray(sample[:cut]), 0) + walk.feed(bytearray(sample[cut:]), cut)
+        assert not any(MARK in part and b"after the scan" in part for part in found), cut
+        assert any(MARK in part for part in found), cut
+        assert any(b"after the scan" in part for part in found), cut
+    assert any(part.startswith(sample[:10]) and MARK in part for part in found)
 
 
 def test_verify_searches_the_headers_of_motion_jpeg_samples():
