@@ -11,12 +11,12 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   Motion JPEG format A's APP1), before the first scan and between scans; and what follows
   the image's end (a phone's trailer), zeroed (``jpeg``);
 - JPEG 2000: COM in the main header and in tile-part headers (``j2k``);
-- a JPEG or JPEG 2000 frame in several fragments: walked across them (``_Stills``);
 - a JP2 file wrapped whole (which DICOM does not allow, but writers do): XML, UUID and
   intellectual property boxes, JPX labels and XML inside association boxes, and the
-  comments of the codestream it holds;
-- a JPEG XL file wrapped whole (not its bare codestream, which holds no text): Exif, XML,
-  JUMBF and Brotli-compressed boxes;
+  comments of the codestream it holds; a JPEG XL file wrapped whole (not its bare
+  codestream, which holds no text): Exif, XML, JUMBF and Brotli-compressed boxes (``jp2``);
+- a JPEG, JPEG 2000, JP2 or JPEG XL frame in several fragments: walked across them
+  (``_Stills``);
 - video (MPEG-2, H.264, HEVC; known by the transfer syntax; ``video``): MPEG-2 user data,
   and the user data SEI messages of H.264 and HEVC, each byte that is not zero made a space.
   Fragments may cut the stream anywhere: frames held in memory are parsed as one stream,
@@ -53,17 +53,8 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from indexer import spans
-from indexer.deid import j2k, jpeg, mp4, video
-from indexer.deid.blanks import (
-    NESTING,
-    UUID_BYTES,
-    ZERO,
-    Blank,
-    Region,
-    add,
-    fill_in,
-    filled,
-)
+from indexer.deid import j2k, jp2, jpeg, mp4, video
+from indexer.deid.blanks import Blank, Region, fill_in, filled
 from indexer.deid.demux import Demux
 from indexer.deid.mpegps import PsDemux, is_program_stream
 from indexer.deid.mpegts import PACKETS_SEEN, TS_HEAD, TsDemux, packet_size
@@ -75,11 +66,6 @@ from indexer.spans import Span
 ITEM = b"\xfe\xff\x00\xe0"
 JPEG_START = b"\xff\xd8"  # SOI
 J2K_START = b"\xff\x4f\xff\x51"  # SOC, then SIZ
-BOX_SIGNATURES = frozenset({b"jP  ", b"JXL "})  # a JP2 file's first box, a JPEG XL file's
-# XML, rights, labels (JP2, JPX); Exif, XML, JUMBF and Brotli-compressed ones (JPEG XL)
-TEXT_BOXES = frozenset({b"xml ", b"jp2i", b"lbl ", b"Exif", b"jumb", b"brob"})
-JP2_UUID, JP2_CODESTREAM = b"uuid", b"jp2c"
-ASSOCIATION = b"asoc"  # a JPX superbox: labels, XML and further associations inside
 
 
 def fragments(value: bytes | memoryview) -> Iterator[Region]:
@@ -107,40 +93,9 @@ def parse(
         return jpeg.parse(frag)
     if frag[:4] == J2K_START:
         return j2k.parse(frag)
-    if bytes(frag[4:8]) in BOX_SIGNATURES:
-        return _boxes(frag)
+    if bytes(frag[4:8]) in jp2.SIGNATURES:
+        return jp2.parse(frag)
     return [], []
-
-
-def _boxes(
-    b: bytes | bytearray | memoryview, start: int = 0, stop: int | None = None, depth: int = 0
-) -> tuple[list[Blank], list[Region]]:
-    """A JP2 or JPEG XL file's boxes from ``start`` to ``stop``; a JPEG 2000 codestream parsed.
-
-    An association box (JPX) is walked into: it holds labels and XML of its own.
-    """
-    blanks: list[Blank] = []
-    regions: list[Region] = []
-    stop = len(b) if stop is None else stop
-    for i, kind, head, box_end in mp4.box_list(b, start, stop):
-        end = min(box_end, stop)
-        if kind == JP2_CODESTREAM and b[i + head : i + head + 4] == J2K_START:
-            inner, at = j2k.parse(b, i + head)
-            blanks += inner
-            regions += at
-        elif kind == ASSOCIATION and depth < NESTING:
-            inner, at = _boxes(b, i + head, end, depth + 1)
-            blanks += inner
-            regions += at
-        elif kind == ASSOCIATION:
-            add(blanks, i + head, end, ZERO, len(b))
-        else:
-            regions.append((i, end))
-            if kind in TEXT_BOXES:
-                add(blanks, i + head, end, ZERO, len(b))
-            elif kind == JP2_UUID:
-                add(blanks, i + head + UUID_BYTES, end, ZERO, len(b))
-    return blanks, regions
 
 
 def blank(value: bytes | memoryview, codec: str | None = None) -> tuple[bytes | memoryview, int]:
@@ -177,13 +132,13 @@ def _not_blank(frag: bytes | bytearray | memoryview, blanks: list[Blank]) -> lis
 class _Stills:
     """Frames that are no video, a fragment at a time: each parsed as ``parse`` parses it.
 
-    But a frame may lie in several fragments: a JPEG's header, or a JPEG 2000 codestream's
-    headers (a tile-part's may lie in any fragment), are walked on from one fragment into
-    the next (``jpeg.Segments``, ``j2k.Codestream``): a segment a fragment's end cuts is
-    blanked on, and a header searched on. A fragment that begins a JPEG or a codestream
-    begins a walk of its own (one too short to tell, after a walk that ended, a
-    codestream's); one after a walk that ended (image data; or another kind) is parsed
-    alone.
+    But a frame may lie in several fragments: a JPEG's header, a JPEG 2000 codestream's
+    headers (a tile-part's may lie in any fragment), or a JP2 or JPEG XL file's boxes, are
+    walked on from one fragment into the next (``jpeg.Segments``, ``j2k.Codestream``,
+    ``jp2.Boxes``): a segment or box a fragment's end cuts is blanked on, and a header
+    searched on. A fragment that begins a JPEG, a codestream or a file begins a walk of its
+    own (one too short to tell, after a walk that ended, a codestream's or a file's); one
+    after a walk that ended (image data; or another kind) is parsed alone.
     """
 
     def __init__(self) -> None:
@@ -201,6 +156,8 @@ class _Stills:
             self._walk, self._pos, self._open = jpeg.Segments(0, FAR), 0, False
         elif frag[:4] == J2K_START or (idle and J2K_START.startswith(bytes(frag[:4])) and frag):
             self._walk, self._pos, self._open = j2k.Codestream(0, FAR), 0, False  # (or too short)
+        elif jp2.begins(frag, idle=idle):
+            self._walk, self._pos, self._open = jp2.Boxes(0, FAR), 0, False
         walk = self._walk
         if walk is None or walk.over:  # (a walk begun here is not)
             return (*parse(frag), False)

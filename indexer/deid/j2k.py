@@ -36,8 +36,8 @@ class Codestream(Walk):
 
     HEAD = TILE_PART
 
-    def __init__(self, start: int, stop: int) -> None:
-        super().__init__(start, stop)
+    def __init__(self, start: int, stop: int, *, held: bytes = b"") -> None:
+        super().__init__(start, stop, held=held)
         self._phase = SOC_BYTES
         self._tile = start  # where the tile-part being walked began
         self._length = 0  # its Psot

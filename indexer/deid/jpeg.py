@@ -50,10 +50,11 @@ class Walk:
 
     HEAD = MARKER
 
-    def __init__(self, start: int, stop: int) -> None:
+    def __init__(self, start: int, stop: int, *, held: bytes = b"") -> None:
+        """``held``: the walk's first bytes, where they went with earlier buffers."""
         self._at = start  # where the next marker lies
         self._stop = stop
-        self._held = b""  # its bytes that went with earlier buffers (a marker cut)
+        self._held = held  # its bytes that went with earlier buffers (a marker cut)
         self._pending: Blank | None = None  # a segment blanked on into the next buffer
         self._header: int | None = start  # where the header being walked began (None: none)
         self._closed: list[Region] = []  # the headers that ended, since the last buffer
@@ -73,7 +74,7 @@ class Walk:
         if self._pending is not None:
             a, z, fill = self._pending
             blanks.append((max(a, pos), min(z, end), fill))
-            self._pending = (end, z, fill) if z > end else None
+            self._pending = (max(a, end), z, fill) if z > end else None
         cut = False  # the buffer ends in what the next step needs
         while not self.over and self._at < end:
             if not self._skip(buf, pos):  # the buffer ends in bytes the walk passes over
@@ -127,7 +128,7 @@ class Walk:
         z = min(z, self._stop)
         blanks.append((max(a, span[0]), min(z, span[1]), fill))
         if z > span[1]:
-            self._pending = (span[1], z, fill)
+            self._pending = (max(a, span[1]), z, fill)
 
     def _close(self) -> None:
         """The header being walked ends where the next marker lies."""

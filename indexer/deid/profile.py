@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 26
+RULES_VERSION = 27
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -79,7 +79,9 @@ into the next, and the header searched across them (the next fragments were neit
 25: a JPEG 2000 frame in several fragments walked across them: the tile-parts' headers in
 the later fragments (their comments) blanked and searched; 26: a JPEG walked past its
 first scan: what follows its end (a phone's trailer: a motion photo's MP4 file, a second
-picture) zeroed and searched, and comments and application segments between scans blanked.
+picture) zeroed and searched, and comments and application segments between scans blanked;
+27: a wrapped JP2 or JPEG XL file in several fragments walked across them: a box a
+fragment's end cuts zeroed on into the next, the boxes after it (and the codestream) walked.
 """
 
 VIDEO_RULES_VERSION = 4

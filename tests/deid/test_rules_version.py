@@ -67,6 +67,7 @@ DIGESTS = {
     ("0.1.0", 24): "74f36b1878b1c933c002cd47efa476dfbe1b0fcf15c462d0669541ed182de981",
     ("0.1.0", 25): "45500e2004d2c79e966a7a9bf99c261624008db215d02b481832ef5e21368f9b",
     ("0.1.0", 26): "30db18a58cc0710ae2890a2e1b211027de7196e0c4487958355e4615fe8a3b99",
+    ("0.1.0", 27): "fca62fcd99f1fad737633abd96e3201fef5d352be657e5180d044496e8c830eb",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -78,14 +79,15 @@ VIDEO_DIGESTS = {
     ("0.1.0", 24, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
     ("0.1.0", 25, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
     ("0.1.0", 26, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
+    ("0.1.0", 27, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
 }
 
 
-def _encapsulated(patient: int, syntax: str, frame: bytes) -> bytes:
-    """An 8 by 8 object of ``patient`` whose one frame is ``frame``, in ``syntax``."""
+def _encapsulated(patient: int, syntax: str, *fragments: bytes) -> bytes:
+    """An 8 by 8 object of ``patient`` whose one frame is in ``fragments``, in ``syntax``."""
     ds = make_instance(patient, 1, 1, 1, rows=8, columns=8)
     ds.file_meta.TransferSyntaxUID = syntax
-    ds.PixelData = encapsulate([frame])
+    ds.PixelData = encapsulate(list(fragments))
     ds["PixelData"].VR = "OB"
     ds.NumberOfFrames = 1
     return to_bytes(ds)
@@ -117,12 +119,7 @@ def _jpeg_in_fragments() -> bytes:
 
     frame = b"\xff\xd8" + seg(0xE1, b"Exif\x00\x00camera owner: a name\x00")
     frame += seg(0xDA, b"\x01\x01\x00\x00\x3f\x00") + b"\x12\x34" * 8 + b"\xff\xd9"
-    ds = make_instance(15, 1, 1, 1, rows=8, columns=8)
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-    ds.PixelData = encapsulate([frame[:20], frame[20:]])
-    ds["PixelData"].VR = "OB"
-    ds.NumberOfFrames = 1
-    return to_bytes(ds)
+    return _encapsulated(15, JPEGBaseline8Bit, frame[:20], frame[20:])
 
 
 def _codestream_in_fragments() -> bytes:
@@ -139,12 +136,7 @@ def _codestream_in_fragments() -> bytes:
         parts += b"\xff\x90" + struct.pack(">HHLBB", 10, 0, 12 + len(body), n, 2) + body
     frame = b"\xff\x4f" + siz + parts + b"\xff\xd9"
     cut = frame.index(b"scanned") - 20
-    ds = make_instance(16, 1, 1, 1, rows=8, columns=8)
-    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
-    ds.PixelData = encapsulate([frame[:cut], frame[cut:]])
-    ds["PixelData"].VR = "OB"
-    ds.NumberOfFrames = 1
-    return to_bytes(ds)
+    return _encapsulated(16, JPEG2000Lossless, frame[:cut], frame[cut:])
 
 
 def _jpeg_with_a_trailer() -> bytes:
@@ -193,6 +185,26 @@ def _jp2_with_a_label() -> bytes:
         + box(b"jp2c", codestream)
     )
     return _encapsulated(6, JPEG2000Lossless, frame)
+
+
+def _jp2_in_fragments() -> bytes:
+    """A wrapped JP2 file in two fragments, the first ending in its XML box (zeroed on into
+    the second since version 27)."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">L", len(payload) + 8) + kind + payload
+
+    codestream = (
+        b"\xff\x4f\xff\x51\x00\x29\x00\x00"
+        + b"\x00\x00\x00\x08" * 8
+        + b"\x00\x01\x07\x01\x01\xff\x93"
+        + b"\x12\x34" * 8
+        + b"\xff\xd9"
+    )
+    xml = box(b"xml ", b"<owner> a name</owner>")
+    frame = box(b"jP  ", b"\r\n\x87\n") + xml + box(b"jp2c", codestream)
+    cut = frame.index(b"a name")
+    return _encapsulated(18, JPEG2000Lossless, frame[:cut], frame[cut:])
 
 
 def _h264_with_user_data() -> bytes:
@@ -352,6 +364,7 @@ def _corpus() -> list[bytes]:
         _jpeg_in_fragments(),
         _codestream_in_fragments(),
         _jpeg_with_a_trailer(),
+        _jp2_in_fragments(),
     ]
 
 

@@ -1,0 +1,156 @@
+"""A JP2 or JPEG XL file's boxes, walked held or as their bytes come: text boxes zeroed.
+
+A writer may wrap a JP2 file whole into a frame (DICOM allows only the bare codestream), or
+a JPEG XL file. Its boxes may carry text: XML, UUID and intellectual property boxes, JPX
+labels and the XML inside association boxes (walked into, ``NESTING`` deep); JPEG XL's
+Exif, XML, JUMBF and Brotli-compressed boxes. Their payloads are zeroed (a UUID box's after
+its UUID), each box keeping its size; the codestream a JP2 file holds has its headers'
+comments blanked (``j2k``). Every other box (the codestream box but its headers) is what
+the leak check searches.
+
+The walk (``Boxes``) is fed the bytes as they come (``jpeg.Walk``): a file in several
+fragments (``frames``), a box running on from one into the next, blanked on; the
+codestream walked on across them. A file held whole is fed once (``parse``).
+"""
+
+from __future__ import annotations
+
+from indexer.deid.blanks import NESTING, UUID_BYTES, ZERO, Blank, Region
+from indexer.deid.j2k import Codestream
+from indexer.deid.jpeg import Walk
+
+SIGNATURES = frozenset({b"jP  ", b"JXL "})  # a JP2 file's first box, a JPEG XL file's
+SIGNATURE_HEADS = tuple(b"\x00\x00\x00\x0c" + kind for kind in sorted(SIGNATURES))  # (12 bytes)
+# XML, rights, labels (JP2, JPX); Exif, XML, JUMBF and Brotli-compressed ones (JPEG XL)
+TEXT_BOXES = frozenset({b"xml ", b"jp2i", b"lbl ", b"Exif", b"jumb", b"brob"})
+UUID, CODESTREAM = b"uuid", b"jp2c"
+ASSOCIATION = b"asoc"  # a JPX superbox: labels, XML and further associations inside
+J2K_START = b"\xff\x4f\xff\x51"  # SOC, then SIZ
+BOX_HEAD, LARGE_HEAD = 8, 16  # a box's size and kind; then a size of 8 bytes (size 1)
+
+
+class Boxes(Walk):
+    """A JP2 or JPEG XL file's boxes, walked as they come, box by box.
+
+    A box's size of 0 runs it to the end of what holds it (the file, ``stop``; an
+    association box). A box that runs past what holds it ends that: the walk goes on after
+    the association box, or stops. ``over``: bytes that are no box at the file's level, or
+    a first box that is no signature (``SIGNATURES``).
+    """
+
+    HEAD = LARGE_HEAD + len(J2K_START)
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__(start, stop)
+        self._ends: list[int] = []  # where each association box walked into ends
+        self._inner: Codestream | None = None  # a codestream box's walk
+        self._inner_end = 0  # where the codestream box ends (in what holds it)
+        self._after = 0  # where the box after it lies, as its size says
+        self._found: tuple[list[Blank], list[Region]] = ([], [])  # the codestream's, this buffer
+        self._first = True
+
+    def feed(
+        self, buf: bytes | bytearray | memoryview, pos: int
+    ) -> tuple[list[Blank], list[Region]]:
+        """As ``Walk.feed``; the blanks and headers of the codestream a box holds too."""
+        blanks, regions = super().feed(buf, pos)
+        inner_blanks, inner_regions = self._found
+        self._found = ([], [])
+        return blanks + inner_blanks, sorted(regions + inner_regions)
+
+    def _skip(self, buf: bytes | bytearray | memoryview, pos: int) -> bool:
+        """A codestream box's bytes in ``buf`` given to its walk; whether a box follows in it."""
+        if self._inner is None:
+            return True
+        self._found = self._inner.feed(buf, pos)
+        end = pos + len(buf)
+        if self._inner_end > end:  # the box goes on into the next buffer
+            return False
+        self._inner = None
+        self._next(self._after)
+        return self._at < end
+
+    def _need(self, head: bytes) -> int:
+        large = int.from_bytes(head[:4], "big") == 1
+        header = LARGE_HEAD if large else BOX_HEAD
+        return header + len(J2K_START) if head[4:8] == CODESTREAM else header
+
+    def _step(self, head: bytes, span: Region, blanks: list[Blank]) -> bool:
+        level = self._ends[-1] if self._ends else self._stop
+        head = head[: level - self._at]
+        box = _box(head, level - self._at)
+        if box is None:
+            return self._level_ends()
+        size, kind, at = box
+        if self._first and kind not in SIGNATURES:
+            return self._end()
+        self._first = False
+        after = self._at + size
+        end = min(after, level)
+        if kind == CODESTREAM and head[at : at + len(J2K_START)] == J2K_START:
+            self._close()
+            self._advance(at)
+            self._inner = Codestream(self._at, end, held=self._held)
+            self._held, self._inner_end, self._after = b"", end, after
+            return True
+        if kind == ASSOCIATION:
+            self._close()
+            if len(self._ends) < NESTING:
+                self._ends.append(end)
+                return self._advance(at)
+            self._blank(self._at + at, end, ZERO, span, blanks)  # nested too deep: unread
+            return self._next(after)
+        if self._header is None:
+            self._header = self._at
+        if kind in TEXT_BOXES:
+            self._blank(self._at + at, end, ZERO, span, blanks)
+        elif kind == UUID:
+            self._blank(self._at + at + UUID_BYTES, end, ZERO, span, blanks)
+        return self._next(after)
+
+    def _level_ends(self) -> bool:
+        """No box here: the association box holding it ends, or the walk stops.
+
+        The bytes left in the association box are no header (as held, they were not).
+        """
+        if not self._ends:
+            return self._end()
+        self._close()
+        return self._next(self._ends.pop())
+
+    def _next(self, after: int) -> bool:
+        """On to the box after one (at ``after``), or where that ends what holds it."""
+        while self._ends and after >= self._ends[-1]:
+            after = self._ends.pop()
+        return self._advance(after - self._at)
+
+
+def _box(head: bytes, room: int) -> tuple[int, bytes, int] | None:
+    """The size, kind and header length of the box ``head`` begins; None: no box.
+
+    ``room``: the bytes left in what holds it (a size of 0: all of them).
+    """
+    if len(head) < BOX_HEAD:
+        return None
+    size, kind, at = int.from_bytes(head[:4], "big"), head[4:8], BOX_HEAD
+    if size == 1 and len(head) >= LARGE_HEAD:
+        size, at = int.from_bytes(head[BOX_HEAD:LARGE_HEAD], "big"), LARGE_HEAD
+    elif size == 0:
+        size = room
+    return (size, kind, at) if size >= at else None
+
+
+def begins(frag: bytes | bytearray | memoryview, *, idle: bool) -> bool:
+    """Whether ``frag`` begins a JP2 or JPEG XL file: its signature box.
+
+    Or (``idle``: no walk going on) too few bytes to tell, that may begin one.
+    """
+    if bytes(frag[4:8]) in SIGNATURES:
+        return True
+    short = 0 < len(frag) < BOX_HEAD
+    return idle and short and any(head.startswith(bytes(frag)) for head in SIGNATURE_HEADS)
+
+
+def parse(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
+    """What to blank in the JP2 or JPEG XL file held whole in ``b``; where its boxes lie."""
+    return Boxes(0, len(b)).feed(b, 0)

@@ -1,0 +1,247 @@
+"""A JP2 or JPEG XL file wrapped whole, in several fragments: its boxes walked across them.
+
+A writer that wraps a JP2 file whole into a frame (DICOM allows only its bare codestream)
+may split it into fragments of any (even) size. A box of XML (an owner's name, a place)
+can then run past its first fragment: it is zeroed on into the next, the boxes after it
+walked on, and the codestream's comments blanked, held and streamed alike.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+
+import pydicom
+import pytest
+from pydicom.uid import JPEG2000Lossless
+
+from indexer import work
+from indexer.deid import blanks, frames, j2k, jp2, verify
+from indexer.deid.blanks import ZERO, Blank, Region, add
+from tests.builders import make_instance, streamed_copy
+from tests.deid.test_frame_fragments import (
+    SECOND,
+    TILE_COMMENTS,
+    TILED,
+    _applied,
+    _blanked_second,
+    _cuts,
+    _in_pieces,
+    _joined,
+    _tiled_blanked,
+    _value,
+)
+from tests.deid.test_frames import MARK, PLAN, _box, _copy, _even, _refused, _streamed
+from tests.deid.test_mp4_jpeg import covered, fed
+
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")
+
+SIGNATURE = _box(b"jP  ", b"\r\n\x87\n")
+FTYP = _box(b"ftyp", b"jp2 \x00\x00\x00\x00jp2 ")
+UUID = b"\xbe\x7a\xcf\xcb\x97\xa9\x42\xe8\x9c\x71\x99\x94\x91\xe3\xaf\xac"
+NUMBERS = _box(b"nlst", b"\x00\x00\x00\x01")  # what is not text is kept
+
+
+def _jp2_file(*, blanked: bool = False) -> bytes:
+    """A JP2 file whose XML runs long, with a UUID box, labels in association boxes and a
+    tiled codestream (``blanked``: as copied)."""
+
+    def text(payload: bytes) -> bytes:
+        return bytes(len(payload)) if blanked else payload
+
+    xml = text(b"<x>" + b"\x00" * 300 + MARK + b" owner" + b"\x00" * 300 + b"</x>")
+    inner = _box(b"asoc", NUMBERS + _box(b"xml ", text(b"<p>" + MARK + b" place!</p>")))
+    labelled = _box(b"asoc", _box(b"lbl ", text(MARK + b" label")) + inner)
+    return (
+        SIGNATURE
+        + FTYP
+        + _box(b"xml ", xml)
+        + _box(b"uuid", UUID + text(MARK + b" uuid"))
+        + labelled
+        + _box(b"jp2c", _tiled_blanked() if blanked else TILED)
+    )
+
+
+def test_a_jp2_files_boxes_cut_by_its_fragments_are_blanked_held_and_streamed(tmp_path):
+    """Cut anywhere (a box's size, its kind, its text; an association box's; the
+    codestream's first bytes; its tile-parts), by one or more fragments: the file as
+    blanked whole, held and streamed alike; the next frame walked from its own start.
+    `verify`'s search of the source finds the text the cuts part; of the copy, nothing."""
+    source = _jp2_file()
+    assert len(source) % 2 == 0
+    want = _jp2_file(blanked=True) + _even(_blanked_second())
+    for cut in _cuts(source, 20261212, upto=len(source)):
+        value = _value(_in_pieces(source, cut), [SECOND])
+        held, _count = frames.blank(value)
+        copy, found = _streamed(tmp_path, value, None)
+        assert _joined(held) == want, cut
+        assert copy == held, cut
+        for searched in (frames.headers(value), found):
+            assert MARK + b" owner" in searched, cut
+            assert MARK + b" label" in searched, cut
+        assert MARK not in frames.headers(held), cut
+        assert MARK not in _streamed(tmp_path, held, None)[1], cut
+
+
+def _jxl_file(*, blanked: bool = False) -> bytes:
+    """A JPEG XL file with Exif and XML boxes before its codestream (``blanked``: as copied)."""
+    exif = b"\x00\x00\x00\x00II*\x00" + b"\x00" * 200 + MARK + b" camera"
+    xml = MARK + b" place!"
+    return (
+        _box(b"JXL ", b"\r\n\x87\n")
+        + _box(b"ftyp", b"jxl \x00\x00\x00\x00jxl ")
+        + _box(b"Exif", bytes(len(exif)) if blanked else exif)
+        + _box(b"xml ", bytes(len(xml)) if blanked else xml)
+        + _box(b"jxlc", b"\xff\x0a" + b"\x12\x34" * 20)
+    )
+
+
+def test_a_jpeg_xl_files_boxes_cut_by_its_fragments_are_zeroed_held_and_streamed(tmp_path):
+    """A JPEG XL file's Exif and XML, cut anywhere by fragments: zeroed, held and streamed
+    alike; its codestream kept."""
+    source = _jxl_file()
+    assert len(source) % 2 == 0
+    for cut in _cuts(source, 20261213, upto=len(source)):
+        value = _value(_in_pieces(source, cut))
+        held, _count = frames.blank(value)
+        assert _joined(held) == _jxl_file(blanked=True), cut
+        assert _streamed(tmp_path, value, None)[0] == held, cut
+        assert MARK + b" camera" in frames.headers(value), cut
+
+
+def test_a_box_to_the_files_end_is_zeroed_on_to_the_next_frame():
+    """A last box of size 0 runs to the file's end: through the fragments after it, up to
+    the next frame's first (which begins a file, or a JPEG, of its own)."""
+    xml = b"<x>" + MARK + b" owner</x>" + b"\x00" * 40
+    source = SIGNATURE + FTYP + struct.pack(">L", 0) + b"xml " + xml
+    assert len(source) % 2 == 0
+    cut = len(source) - 30
+    value = _value(_in_pieces(source, (cut - 20, cut)), [source], [SECOND])
+    held, _count = frames.blank(value)
+    blanked = SIGNATURE + FTYP + struct.pack(">L", 0) + b"xml " + bytes(len(xml))
+    assert _joined(held) == blanked + blanked + _even(_blanked_second())
+
+
+def _old_boxes(
+    b: bytes, start: int = 0, stop: int | None = None, depth: int = 0
+) -> tuple[list[Blank], list[Region]]:
+    """The walk of a file held whole as frames did it before ``jp2`` (an oracle); but its
+    codestream walked as far as its box goes, where it went on before."""
+    found: list[Blank] = []
+    regions: list[Region] = []
+    stop = len(b) if stop is None else stop
+    i = start
+    while i + 8 <= stop:
+        size, kind, head = int.from_bytes(b[i : i + 4], "big"), b[i + 4 : i + 8], 8
+        if size == 1 and i + 16 <= stop:
+            size, head = int.from_bytes(b[i + 8 : i + 16], "big"), 16
+        elif size == 0:
+            size = stop - i
+        if size < head:
+            break
+        end = min(i + size, stop)
+        if kind == b"jp2c" and b[i + head : i + head + 4] == b"\xff\x4f\xff\x51":
+            inner, at = j2k.parse(b[:end], i + head)
+            found += inner
+            regions += at
+        elif kind == b"asoc" and depth < blanks.NESTING:
+            inner, at = _old_boxes(b, i + head, end, depth + 1)
+            found += inner
+            regions += at
+        elif kind == b"asoc":
+            add(found, i + head, end, ZERO, len(b))
+        else:
+            regions.append((i, end))
+            if kind in jp2.TEXT_BOXES:
+                add(found, i + head, end, ZERO, len(b))
+            elif kind == b"uuid":
+                add(found, i + head + 16, end, ZERO, len(b))
+        i += size
+    return found, regions
+
+
+def _nested(depth: int) -> bytes:
+    box = _box(b"lbl ", MARK)
+    for _ in range(depth):
+        box = _box(b"asoc", box)
+    return SIGNATURE + box + _box(b"jp2c", TILED)
+
+
+def test_a_file_walked_in_pieces_is_blanked_as_held_and_as_before():
+    """Any JP2 or JPEG XL file (damaged: a size, a kind changed; cut short; a size of 8
+    bytes; associations nested past the limit), held whole: the blanks of the walk frames
+    made before (its codestream walked as far as its box goes), and its headers searched;
+    fed in up to five pieces cut anywhere: the same blanks and header bytes (and, where a
+    piece's end cut the box header a step looked at, those bytes)."""
+    rng = random.Random(20261214)  # noqa: S311 - a seeded stream of test inputs
+    large = struct.pack(">L", 1) + b"xml " + struct.pack(">Q", 16 + len(MARK)) + MARK
+    bases = [
+        _jp2_file(),
+        _jxl_file(),
+        _nested(blanks.NESTING + 2),
+        SIGNATURE + large + _box(b"uuid", UUID[:9]) + _box(b"jp2c", b"\xff\x4f"),
+    ]
+    for _ in range(3000):
+        data = bytearray(rng.choice(bases))
+        for _ in range(rng.randrange(3)):
+            data[rng.randrange(len(data))] = rng.choice((0, 1, 8, 0xFF, rng.randrange(256)))
+        data = bytes(data[: rng.randrange(8, len(data) + 1)])
+        found, regions = jp2.parse(data)
+        held = _applied(data, found)
+        signed = data[4:8] in jp2.SIGNATURES  # as frames looked for
+        old_found, old_regions = _old_boxes(data) if signed else ([], [])
+        assert held == _applied(data, old_found), data
+        walked = covered(regions)
+        assert walked == covered(old_regions), data
+        ends = sorted(rng.sample(range(len(data) + 1), min(4, len(data) + 1)))
+        out, _header, fed_regions = fed(jp2.Boxes(0, len(data)), data, ends)
+        assert out == held, (data, ends)
+        given = covered(fed_regions)
+        assert walked <= given, (data, ends)
+        assert all(any(e - jp2.Boxes.HEAD <= p < e for e in ends) for p in given - walked)
+
+
+def test_a_name_a_fragments_end_cuts_in_a_kept_box_is_caught(tmp_path):
+    """A patient's name in a box that is kept (no text box: a writer's own), cut in two by
+    the fragments: the ingest refuses the object, and `verify` finds it in the copy."""
+    name = b"PHIMARKPNZYXWVU"  # one component: the cut leaves no part of it whole
+    frame = SIGNATURE + FTYP + _box(b"wrtr", b"\x00" * 8 + name + b"\x00") + _box(b"jp2c", TILED)
+    cut = frame.index(name) + 8
+    assert cut % 2 == 0
+    assert len(frame) % 2 == 0
+    data = _object(_value(_in_pieces(frame, (cut,))), PatientName=name.decode())
+    assert b"PHIMARK" not in _refused(tmp_path, data).encode()
+    values = verify.identifying_values(PLAN, work.read_dataset(data))
+    leaks = verify.find_leaks(values, work.read_dataset(_copy(data)))
+    assert ("(0010,0010)", "compressed frame headers (utf-8)") in [
+        (leak.source_path, leak.found_in) for leak in leaks
+    ]
+
+
+def _object(value: bytes, **attrs: object) -> bytes:
+    """A one-frame JPEG 2000 object whose Pixel Data is ``value``."""
+    ds = make_instance(rows=8, columns=8)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = value
+    ds["PixelData"].VR = "OB"
+    ds.NumberOfFrames = 1
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_an_objects_jp2_file_in_fragments_is_blanked_held_and_streamed_alike(tmp_path, monkeypatch):
+    """Through the ingest's own read, de-identification and copy: held, and streamed in
+    chunks of 7 bytes, the same copy, which holds none of the file's text."""
+    source = _jp2_file()
+    data = _object(_value(_in_pieces(source, (200, 500, 800))))
+    whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
+    assert copy == whole
+    assert MARK not in copy
+    for comment in TILE_COMMENTS:
+        assert comment not in copy
+    value = pydicom.dcmread(io.BytesIO(copy)).PixelData
+    assert _joined(value) == _jp2_file(blanked=True)
