@@ -7,11 +7,12 @@ Usage:
 Each object is one of the test suite's bases (the kitchen sink and a plain instance, in
 explicit VR little endian, implicit VR and big endian; and, for the bytes mutator, video
 objects whose user data holds text, cut by a fragment's end, in a program or transport
-stream too, an MP4 file's Motion JPEG whose Exif holds text, and a JPEG frame whose Exif a
-fragment's end cuts), damaged by a mutator of ``tests/fuzzing.py``: ``bytes`` changes, cuts
-and makes up bytes anywhere past the preamble; ``structured`` damages whole elements (a tag byte, an
-element written twice, and in explicit VR a VR byte). Each is de-identified and indexed as
-the ingest does it (``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
+stream too, an MP4 file's Motion JPEG whose Exif holds text, a JPEG frame whose Exif a
+fragment's end cuts, and a wrapped JP2 file whose XML one cuts), damaged by a mutator of
+``tests/fuzzing.py``: ``bytes`` changes, cuts and makes up bytes anywhere past the
+preamble; ``structured`` damages whole elements (a tag byte, an element written twice, and
+in explicit VR a VR byte). Each is de-identified and indexed as the ingest does it
+(``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
 
 - refused: its reason is one a check foresaw (never ``unexpected_error``), and its message
   holds no planted marker;
@@ -53,6 +54,7 @@ from pydicom.uid import (  # noqa: E402
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
     JPEGBaseline8Bit,
 )
 
@@ -234,6 +236,24 @@ def _motion_jpeg() -> bytes:
 
 
 _VIDEO_STREAMS += [(MPEG4HP41, _motion_jpeg()), (JPEGBaseline8Bit, _JPEG)]
+
+
+def _jp2() -> bytes:
+    """A JP2 file whose XML, UUID box, JPX label and codestream comment hold text."""
+    siz = _segment(0x51, b"\x00\x00" + b"\x00\x00\x00\x10" * 8 + b"\x00\x01\x07\x01\x01")
+    codestream = b"\xff\x4f" + siz + _segment(0x64, b"\x00\x01" + _TEXT)
+    codestream += b"\xff\x93" + bytes(range(1, 200)) + b"\xff\xd9"
+    return (
+        _box(b"jP  ", b"\r\n\x87\n")
+        + _box(b"ftyp", b"jp2 \x00\x00\x00\x00jp2 ")
+        + _box(b"xml ", b"<owner>" + _TEXT + b"</owner>")
+        + _box(b"uuid", _UUID + _TEXT)
+        + _box(b"asoc", _box(b"lbl ", _TEXT))
+        + _box(b"jp2c", codestream)
+    )
+
+
+_VIDEO_STREAMS.append((JPEG2000Lossless, _jp2()))  # a wrapped JP2 file, cut in its XML
 
 
 def _video(ts: str, stream: bytes) -> bytes:
