@@ -105,18 +105,34 @@ def blank(value: bytes | memoryview, codec: str | None = None) -> tuple[bytes | 
     parsed as one stream, its fragments joined; other frames a fragment at a time, a
     frame's headers walked on across its fragments (``_Stills``).
     """
-    if codec is not None:
-        todo = _stream_blanks(value, codec)
-    else:
-        view, stills = memoryview(value), _Stills()
-        todo = [
-            (start + a, start + z, fill)
-            for start, end in fragments(value)
-            for a, z, fill in _not_blank(view[start:end], stills.parse(view[start:end])[0])
-        ]
+    todo, count = _stream_blanks(value, codec) if codec is not None else _still_blanks(value)
     if not todo:
         return value, 0
-    return filled(value, todo), len(todo)
+    return filled(value, todo), count
+
+
+def _still_blanks(value: bytes | memoryview) -> tuple[list[Blank], int]:
+    """What to blank in frames that are no video, in ``value``'s places; how many segments.
+
+    A segment that fragments' ends cut is counted once (where any of its parts is not
+    blank already): its part at a fragment's start, after one blanked to the last
+    fragment's end, goes on with it.
+    """
+    view, stills = memoryview(value), _Stills()
+    todo: list[Blank] = []
+    count = 0
+    ran_on = counted = False  # the last blank ran to its fragment's end; its segment counted
+    for start, end in fragments(value):
+        frag = view[start:end]
+        on, ran_on = ran_on, False
+        for a, z, fill in sorted(stills.parse(frag)[0]):
+            counted = counted and a == 0 and on  # (only the first blank can lie at 0)
+            ran_on = z >= len(frag)
+            if z > a and bytes(frag[a:z]) != fill * (z - a):
+                todo.append((start + a, start + z, fill))
+                count += not counted
+                counted = True
+    return todo, count
 
 
 def _to_blank(frag: bytes | bytearray | memoryview, codec: str | None = None) -> list[Blank]:
@@ -196,8 +212,11 @@ def _in_value(stream_regions: list[Region], places: list[Region]) -> Iterator[Re
             offset += end - start
 
 
-def _stream_blanks(value: bytes | memoryview, codec: str) -> list[Blank]:
-    """What to blank in video frames, parsed as one stream, in ``value``'s own places."""
+def _stream_blanks(value: bytes | memoryview, codec: str) -> tuple[list[Blank], int]:
+    """What to blank in video frames, parsed as one stream, in ``value``'s own places.
+
+    And how many (in the stream: one the fragments cut counted once).
+    """
     stream, places = _joined_stream(value)
     if demux := _demux(stream, codec):
         found = demux.feed(bytearray(stream))[0]
@@ -206,8 +225,9 @@ def _stream_blanks(value: bytes | memoryview, codec: str) -> list[Blank]:
     elif mp4.is_mp4(stream):
         found = [(a, z, f) for a, z, f in mp4.parse(stream)[0] if bytes(stream[a:z]) != f * (z - a)]
     else:
-        return []
-    return [(a, z, fill) for sa, sz, fill in found for a, z in _in_value([(sa, sz)], places)]
+        return [], 0
+    todo = [(a, z, fill) for sa, sz, fill in found for a, z in _in_value([(sa, sz)], places)]
+    return todo, len(found)
 
 
 def _demux(

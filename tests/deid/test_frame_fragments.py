@@ -17,9 +17,10 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
-from indexer import work
+from indexer import deid, work
 from indexer.deid import frames, j2k, jpeg, verify
 from indexer.deid.blanks import SPACE, ZERO, Blank, Region, add
+from indexer.deid.profile import FRAME_TEXT
 from indexer.errors import DeidError
 from indexer.spans import FileSpan, version_of
 from tests.builders import make_instance, streamed_copy
@@ -29,6 +30,7 @@ from tests.deid.test_frames import (
     EXIF,
     IMAGE,
     JFIF,
+    KEY,
     MARK,
     PLAN,
     _blanked,
@@ -85,9 +87,10 @@ def test_a_frames_header_cut_by_its_fragments_is_blanked_held_and_streamed(tmp_p
     assert len(FIRST) % 2 == 0
     for cut in _cuts(FIRST, 20261206):
         value = _value(_in_pieces(FIRST, cut), [SECOND])
-        held, _count = frames.blank(value)
+        held, count = frames.blank(value)
         copy, found = _streamed(tmp_path, value, None)
         assert _joined(held) == _blanked_first() + _even(_blanked_second()), cut
+        assert count == 3, cut  # the Exif, the comment, the second frame's Exif: each once
         assert copy == held, cut
         assert MARK + b" owner" in frames.headers(value), cut
         assert MARK + b" owner" in found, cut
@@ -135,6 +138,26 @@ def test_an_objects_frame_in_fragments_is_blanked_held_and_streamed_alike(tmp_pa
     assert IMAGE in copy
     value = pydicom.dcmread(io.BytesIO(copy)).PixelData
     assert _joined(value) == _blanked_first()
+
+
+def test_the_trace_counts_a_segment_fragments_cut_once():
+    """The trace names how many segments were blanked: the Exif in three fragments is one."""
+    data = _object(_value(_in_pieces(FIRST, (100, 400))))
+    steps = deid.explain(PLAN, work.read_dataset(data, pixels_in_place=True), KEY)
+    (step,) = [s for s in steps if s.source.startswith(FRAME_TEXT.source)]
+    assert "(2 segments)" in step.source
+
+
+def test_a_segment_after_a_fragment_without_blanks_is_counted_apart():
+    """A comment that ends with its fragment, a fragment of the next one's marker and
+    length only (nothing blanked there), then that comment's text: two segments."""
+    first, second = _seg(0xFE, b"first!"), _seg(0xFE, b"second")
+    frame = _jpeg(JFIF, first, second)
+    at = frame.index(second)
+    value = _value(_in_pieces(frame, (at, at + 4)))
+    held, count = frames.blank(value)
+    assert _joined(held) == _jpeg(JFIF, _blanked(first, b" "), _blanked(second, b" "))
+    assert count == 2
 
 
 def test_a_name_a_fragments_end_cuts_in_a_kept_segment_is_caught(tmp_path):

@@ -1210,11 +1210,13 @@ def test_streamed_video_cut_anywhere_is_blanked_as_held(tmp_path, codec):
     cuts = [(c,) for c in even]
     rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
     cuts += [tuple(sorted(rng.sample(even, 2))) for _ in range(60)]
+    whole = frames.blank(encapsulate([stream]), codec)[1]
+    assert whole > 0
     for cut in cuts:
         ends = [0, *cut, len(stream)]
         value = encapsulate([stream[a:z] for a, z in itertools.pairwise(ends)])
         held, count = frames.blank(value, codec)
-        assert count > 0
+        assert count == whole, cut  # a unit the fragments cut counted once
         assert MARK not in b"".join(held[a:z] for a, z in frames.fragments(held)).replace(
             b"\x00", b""
         )

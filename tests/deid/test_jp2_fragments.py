@@ -71,11 +71,13 @@ def test_a_jp2_files_boxes_cut_by_its_fragments_are_blanked_held_and_streamed(tm
     source = _jp2_file()
     assert len(source) % 2 == 0
     want = _jp2_file(blanked=True) + _even(_blanked_second())
+    whole = frames.blank(_value([source], [SECOND]))[1]
     for cut in _cuts(source, 20261212, upto=len(source)):
         value = _value(_in_pieces(source, cut), [SECOND])
-        held, _count = frames.blank(value)
+        held, count = frames.blank(value)
         copy, found = _streamed(tmp_path, value, None)
         assert _joined(held) == want, cut
+        assert count == whole == 8, cut  # each box and comment once, however cut
         assert copy == held, cut
         for searched in (frames.headers(value), found):
             assert MARK + b" owner" in searched, cut
