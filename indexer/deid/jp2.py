@@ -18,6 +18,7 @@ from __future__ import annotations
 from indexer.deid.blanks import NESTING, UUID_BYTES, ZERO, Blank, Region
 from indexer.deid.j2k import Codestream
 from indexer.deid.jpeg import Walk
+from indexer.deid.mp4 import box_size
 
 SIGNATURES = frozenset({b"jP  ", b"JXL "})  # a JP2 file's first box, a JPEG XL file's
 SIGNATURE_HEADS = tuple(b"\x00\x00\x00\x0c" + kind for kind in sorted(SIGNATURES))  # (12 bytes)
@@ -130,14 +131,8 @@ def _box(head: bytes, room: int) -> tuple[int, bytes, int] | None:
 
     ``room``: the bytes left in what holds it (a size of 0: all of them).
     """
-    if len(head) < BOX_HEAD:
-        return None
-    size, kind, at = int.from_bytes(head[:4], "big"), head[4:8], BOX_HEAD
-    if size == 1 and len(head) >= LARGE_HEAD:
-        size, at = int.from_bytes(head[BOX_HEAD:LARGE_HEAD], "big"), LARGE_HEAD
-    elif size == 0:
-        size = room
-    return (size, kind, at) if size >= at else None
+    size, at = box_size(head, room)
+    return None if size is None or size < at else (size, head[4:8], at)
 
 
 def begins(frag: bytes | bytearray | memoryview, *, idle: bool) -> bool:

@@ -539,14 +539,10 @@ def box_list(
     found: list[Box] = []
     i = start
     while i + 8 <= end:
-        size, kind, head = int.from_bytes(b[i : i + 4], "big"), bytes(b[i + 4 : i + 8]), 8
-        if size == 1 and i + 16 <= end:
-            size, head = int.from_bytes(b[i + 8 : i + 16], "big"), 16
-        elif size == 0 and to_end:
-            size = end - i
-        if size < head:
+        size, head = box_size(bytes(b[i : min(i + 16, end)]), end - i if to_end else 0)
+        if size is None or size < head:
             break
-        found.append((i, kind, head, i + size))
+        found.append((i, bytes(b[i + 4 : i + 8]), head, i + size))
         i += size
     return found
 
@@ -591,7 +587,7 @@ def samples_ahead(read: Callable[[int, int], bytes], first: int, held: int) -> P
     at, media = 0, False
     for _ in range(AHEAD_BOXES):
         head = read(at, 16)
-        size, header = _box_size(head)
+        size, header = box_size(head)
         if size is None or size < header:
             break
         media = media or head[4:8] == MP4_MEDIA_DATA
@@ -749,7 +745,7 @@ class Mp4Walk:
         None: the walk stops here (a header cut, held; bytes that are no box).
         """
         head = bytes(self._kept[self._chain : self._chain + 16]) + bytes(buf[i : i + 16])
-        size, header = _box_size(head)
+        size, header = box_size(head)
         start = self._pos + i - have  # (its header's first bytes went)
         room = self._open[-1].end - start if self._open else UNREAD  # in the box it lies in
         if size is None and len(head) < room:  # too few bytes to tell: the header goes on
@@ -1067,10 +1063,11 @@ class _Samples:
         self._carry = carry
 
 
-def _box_size(head: bytes) -> tuple[int | None, int]:
+def box_size(head: bytes, to_end: int = 1 << 63) -> tuple[int | None, int]:
     """A box's size and its header's length, from its first bytes; None: too few of them.
 
-    A size of 0 (to the file's end) reads as the largest.
+    A size of 0 (to the end of what holds it) reads as ``to_end``: the largest, unless
+    given.
     """
     if len(head) < 8:  # noqa: PLR2004 - size, kind
         return None, 8
@@ -1079,4 +1076,4 @@ def _box_size(head: bytes) -> tuple[int | None, int]:
         if len(head) < 16:  # noqa: PLR2004 - a 64-bit size after the kind
             return None, 16
         return int.from_bytes(head[8:16], "big"), 16
-    return (1 << 63 if size == 0 else size), 8
+    return (to_end if size == 0 else size), 8
