@@ -114,10 +114,10 @@ def test_each_frame_in_fragments_is_walked_from_its_own_start():
     assert _joined(held).count(IMAGE) == 2
 
 
-def _object(value: bytes, **attrs: object) -> bytes:
+def _object(value: bytes, ts: str = JPEGBaseline8Bit, **attrs: object) -> bytes:
     """A one-frame object whose Pixel Data is ``value`` (its frame in several fragments)."""
     ds = make_instance(rows=8, columns=8)
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.file_meta.TransferSyntaxUID = ts
     ds.PixelData = value
     ds["PixelData"].VR = "OB"
     ds.NumberOfFrames = 1

@@ -19,7 +19,7 @@ from pydicom.uid import JPEG2000Lossless
 from indexer import work
 from indexer.deid import blanks, frames, j2k, jp2, verify
 from indexer.deid.blanks import ZERO, Blank, Region, add
-from tests.builders import make_instance, streamed_copy
+from tests.builders import streamed_copy
 from tests.deid.test_frame_fragments import (
     SECOND,
     TILE_COMMENTS,
@@ -29,6 +29,7 @@ from tests.deid.test_frame_fragments import (
     _cuts,
     _in_pieces,
     _joined,
+    _object,
     _tiled_blanked,
     _value,
 )
@@ -212,7 +213,7 @@ def test_a_name_a_fragments_end_cuts_in_a_kept_box_is_caught(tmp_path):
     cut = frame.index(name) + 8
     assert cut % 2 == 0
     assert len(frame) % 2 == 0
-    data = _object(_value(_in_pieces(frame, (cut,))), PatientName=name.decode())
+    data = _object(_value(_in_pieces(frame, (cut,))), JPEG2000Lossless, PatientName=name.decode())
     assert b"PHIMARK" not in _refused(tmp_path, data).encode()
     values = verify.identifying_values(PLAN, work.read_dataset(data))
     leaks = verify.find_leaks(values, work.read_dataset(_copy(data)))
@@ -221,25 +222,11 @@ def test_a_name_a_fragments_end_cuts_in_a_kept_box_is_caught(tmp_path):
     ]
 
 
-def _object(value: bytes, **attrs: object) -> bytes:
-    """A one-frame JPEG 2000 object whose Pixel Data is ``value``."""
-    ds = make_instance(rows=8, columns=8)
-    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
-    ds.PixelData = value
-    ds["PixelData"].VR = "OB"
-    ds.NumberOfFrames = 1
-    for k, v in attrs.items():
-        setattr(ds, k, v)
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
-
-
 def test_an_objects_jp2_file_in_fragments_is_blanked_held_and_streamed_alike(tmp_path, monkeypatch):
     """Through the ingest's own read, de-identification and copy: held, and streamed in
     chunks of 7 bytes, the same copy, which holds none of the file's text."""
     source = _jp2_file()
-    data = _object(_value(_in_pieces(source, (200, 500, 800))))
+    data = _object(_value(_in_pieces(source, (200, 500, 800))), JPEG2000Lossless)
     whole, copy = streamed_copy(tmp_path, monkeypatch, data, 7, frames.Blanked)
     assert copy == whole
     assert MARK not in copy

@@ -166,23 +166,27 @@ def _pixels_past_the_image() -> bytes:
     return to_bytes(ds)
 
 
+def _box(kind: bytes, payload: bytes) -> bytes:
+    """An ISO box (JP2, MP4)."""
+    return struct.pack(">L", len(payload) + 8) + kind + payload
+
+
+# a JPEG 2000 codestream of one tile, no comment
+_CODESTREAM = (
+    b"\xff\x4f\xff\x51\x00\x29\x00\x00"
+    + b"\x00\x00\x00\x08" * 8
+    + b"\x00\x01\x07\x01\x01\xff\x93"
+    + b"\x12\x34" * 8
+    + b"\xff\xd9"
+)
+
+
 def _jp2_with_a_label() -> bytes:
     """A wrapped JP2 file whose association box holds a label (blanked since version 3)."""
-
-    def box(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">L", len(payload) + 8) + kind + payload
-
-    codestream = (
-        b"\xff\x4f\xff\x51\x00\x29\x00\x00"
-        + b"\x00\x00\x00\x08" * 8
-        + b"\x00\x01\x07\x01\x01\xff\x93"
-        + b"\x12\x34" * 8
-        + b"\xff\xd9"
-    )
     frame = (
-        box(b"jP  ", b"\r\n\x87\n")
-        + box(b"asoc", box(b"lbl ", b"a label"))
-        + box(b"jp2c", codestream)
+        _box(b"jP  ", b"\r\n\x87\n")
+        + _box(b"asoc", _box(b"lbl ", b"a label"))
+        + _box(b"jp2c", _CODESTREAM)
     )
     return _encapsulated(6, JPEG2000Lossless, frame)
 
@@ -190,19 +194,8 @@ def _jp2_with_a_label() -> bytes:
 def _jp2_in_fragments() -> bytes:
     """A wrapped JP2 file in two fragments, the first ending in its XML box (zeroed on into
     the second since version 27)."""
-
-    def box(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">L", len(payload) + 8) + kind + payload
-
-    codestream = (
-        b"\xff\x4f\xff\x51\x00\x29\x00\x00"
-        + b"\x00\x00\x00\x08" * 8
-        + b"\x00\x01\x07\x01\x01\xff\x93"
-        + b"\x12\x34" * 8
-        + b"\xff\xd9"
-    )
-    xml = box(b"xml ", b"<owner> a name</owner>")
-    frame = box(b"jP  ", b"\r\n\x87\n") + xml + box(b"jp2c", codestream)
+    xml = _box(b"xml ", b"<owner> a name</owner>")
+    frame = _box(b"jP  ", b"\r\n\x87\n") + xml + _box(b"jp2c", _CODESTREAM)
     cut = frame.index(b"a name")
     return _encapsulated(18, JPEG2000Lossless, frame[:cut], frame[cut:])
 
