@@ -153,8 +153,10 @@ class _Stills:
     walked on from one fragment into the next (``jpeg.Segments``, ``j2k.Codestream``,
     ``jp2.Boxes``): a segment or box a fragment's end cuts is blanked on, and a header
     searched on. A fragment that begins a JPEG, a codestream or a file begins a walk of its
-    own (one too short to tell, after a walk that ended, a codestream's or a file's); one
-    after a walk that ended (image data; or another kind) is parsed alone.
+    own (one too short to tell, after a walk that ended, a codestream's or a file's); but
+    inside a file's box, only one that begins another file does (the codestream a box
+    holds, or a thumbnail, may begin at a fragment's start). One after a walk that ended
+    (image data; or another kind) is parsed alone.
     """
 
     def __init__(self) -> None:
@@ -167,13 +169,9 @@ class _Stills:
 
         They go on from the last fragment's where its end cut a header.
         """
-        idle = self._walk is None or self._walk.over
-        if frag[:2] == JPEG_START:
-            self._walk, self._pos, self._open = jpeg.Segments(0, FAR), 0, False
-        elif frag[:4] == J2K_START or (idle and J2K_START.startswith(bytes(frag[:4])) and frag):
-            self._walk, self._pos, self._open = j2k.Codestream(0, FAR), 0, False  # (or too short)
-        elif jp2.begins(frag, idle=idle):
-            self._walk, self._pos, self._open = jp2.Boxes(0, FAR), 0, False
+        begun = self._begun(frag)
+        if begun is not None:
+            self._walk, self._pos, self._open = begun, 0, False
         walk = self._walk
         if walk is None or walk.over:  # (a walk begun here is not)
             return (*parse(frag), False)
@@ -187,6 +185,23 @@ class _Stills:
             [(a - at, z - at) for a, z in regions],
             on,
         )
+
+    def _begun(self, frag: bytes | bytearray | memoryview) -> jpeg.Walk | None:
+        """The walk ``frag`` begins, if it begins a frame.
+
+        Or, after a walk that ended, one too short to tell that may begin a codestream or a
+        file. Not a JPEG or a codestream a file's box holds (``jp2.Boxes.holds``).
+        """
+        idle = self._walk is None or self._walk.over
+        if jp2.begins(frag, idle=idle):
+            return jp2.Boxes(0, FAR)
+        if isinstance(self._walk, jp2.Boxes) and self._walk.holds(self._pos):
+            return None  # (a box's bytes: its codestream's, a thumbnail in its Exif)
+        if frag[:2] == JPEG_START:
+            return jpeg.Segments(0, FAR)
+        if frag[:4] == J2K_START or (idle and J2K_START.startswith(bytes(frag[:4])) and frag):
+            return j2k.Codestream(0, FAR)
+        return None
 
 
 def _joined_stream(value: bytes | memoryview) -> tuple[bytes | memoryview, list[Region]]:

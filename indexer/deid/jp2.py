@@ -47,7 +47,7 @@ class Boxes(Walk):
         self._inner: Codestream | None = None  # a codestream box's walk
         self._inner_end = 0  # where the codestream box ends (in what holds it)
         self._after = 0  # where the box after it lies, as its size says
-        self._found: tuple[list[Blank], list[Region]] = ([], [])  # the codestream's, this buffer
+        self._found: tuple[list[Blank], list[Region]] = ([], [])  # codestreams', this buffer
         self._first = True
 
     def feed(
@@ -63,7 +63,9 @@ class Boxes(Walk):
         """A codestream box's bytes in ``buf`` given to its walk; whether a box follows in it."""
         if self._inner is None:
             return True
-        self._found = self._inner.feed(buf, pos)
+        blanks, regions = self._inner.feed(buf, pos)  # (a buffer may hold several)
+        self._found[0].extend(blanks)
+        self._found[1].extend(regions)
         end = pos + len(buf)
         if self._inner_end > end:  # the box goes on into the next buffer
             return False
@@ -108,6 +110,19 @@ class Boxes(Walk):
         elif kind == UUID:
             self._blank(self._at + at + UUID_BYTES, end, ZERO, span, blanks)
         return self._next(after)
+
+    def holds(self, pos: int) -> bool:
+        """Whether the file surely goes on at ``pos`` (where a fragment begins).
+
+        It does in a box whose size runs past it (the codestream box too), and in a box's
+        header cut before it; not in a box that runs to the file's end (size 0), which a
+        fragment that begins another frame ends.
+        """
+        if self.over:
+            return False
+        if self._inner is not None:
+            return pos < self._inner_end < self._stop
+        return self._at < pos or pos < self._at < self._stop  # (a header cut; in a box)
 
     def _level_ends(self) -> bool:
         """No box here: the association box holding it ends, or the walk stops.

@@ -21,10 +21,12 @@ from indexer.deid import blanks, frames, j2k, jp2, verify
 from indexer.deid.blanks import ZERO, Blank, Region, add
 from tests.builders import streamed_copy
 from tests.deid.test_frame_fragments import (
+    FIRST,
     SECOND,
     TILE_COMMENTS,
     TILED,
     _applied,
+    _blanked_first,
     _blanked_second,
     _cuts,
     _in_pieces,
@@ -35,7 +37,7 @@ from tests.deid.test_frame_fragments import (
     blanked_alike,
     damaged,
 )
-from tests.deid.test_frames import MARK, PLAN, _box, _copy, _even, _refused, _streamed
+from tests.deid.test_frames import MARK, PLAN, _box, _copy, _even, _refused, _streamed, _tiled
 from tests.deid.test_mp4_jpeg import covered, fed
 
 pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")
@@ -158,6 +160,59 @@ def _old_boxes(
     return found, regions
 
 
+def _two_codestreams(*, blanked: bool = False) -> bytes:
+    """A JPX file of two codestreams, each with its comments (``blanked``: as copied)."""
+    tiled = _tiled_blanked() if blanked else TILED
+    return SIGNATURE + FTYP + _box(b"jp2c", tiled) + _box(b"jp2c", tiled)
+
+
+def test_each_codestream_a_file_holds_is_walked(tmp_path):
+    """A JPX file may hold several codestreams: each one's comments are blanked, held whole
+    and cut anywhere by fragments."""
+    source = _two_codestreams()
+    assert len(source) % 2 == 0
+    assert frames.blank(_value([source]))[0] == _value([_two_codestreams(blanked=True)])
+    for cut in _cuts(source, 20261216, upto=len(source)):
+        want = _two_codestreams(blanked=True)
+        blanked_alike(tmp_path, _value(_in_pieces(source, cut)), want, [MARK + b" third"], cut)
+
+
+def test_a_jpeg_a_box_holds_at_a_fragments_start_is_the_boxs(tmp_path):
+    """An Exif box holding a thumbnail (a JPEG, with its own Exif) that begins at a
+    fragment's start: the box is zeroed whole, and the codestream after it walked (the
+    thumbnail begins no frame of its own)."""
+    thumbnail = b"\xff\xd8\xff\xe1\x00\x20Exif\x00\x00" + MARK + b"!\xff\xd9"
+    exif = b"\x00\x00\x00\x00II*\x00" + MARK + b"\x00"
+    source = SIGNATURE + FTYP + _box(b"Exif", exif + thumbnail) + _box(b"jp2c", TILED)
+    assert len(source) % 2 == 0
+    cut = source.index(thumbnail)
+    assert cut % 2 == 0
+    blanked = SIGNATURE + FTYP + _box(b"Exif", bytes(len(exif + thumbnail)))
+    want = blanked + _box(b"jp2c", _tiled_blanked())
+    blanked_alike(tmp_path, _value(_in_pieces(source, (cut,))), want, [MARK], (cut,))
+
+
+def test_a_frame_after_a_codestream_box_to_the_files_end_begins_its_own_walk(tmp_path):
+    """A codestream box of size 0 runs to the file's end: the next fragment that begins a
+    frame (a JPEG) ends it; one that begins as a JPEG inside a codestream box of known
+    size (a comment's bytes) is the box's."""
+    to_end = SIGNATURE + FTYP + struct.pack(">L", 0) + b"jp2c" + TILED
+    value = _value(_in_pieces(to_end, (len(to_end) - 20,)), [SECOND])
+    want = SIGNATURE + FTYP + struct.pack(">L", 0) + b"jp2c" + _tiled_blanked()
+    blanked_alike(tmp_path, value, want + _even(_blanked_second()), [MARK + b" third"], ())
+    tiled = _tiled(b"a\xff\xd8" + MARK, b"second!!", MARK + b" third")
+    sized = SIGNATURE + FTYP + _box(b"jp2c", tiled)
+    cut = sized.index(b"\xff\xd8")
+    assert cut % 2 == 0
+    assert len(sized) % 2 == 0
+    spaced = _tiled(*(b" " * n for n in (3 + len(MARK), 8, len(MARK) + 6)))
+    want = SIGNATURE + FTYP + _box(b"jp2c", spaced)
+    blanked_alike(tmp_path, _value(_in_pieces(sized, (cut,))), want, [MARK], (cut,))
+    broken = SIGNATURE + b"\x00\x00\x00\x03bad!"  # no box: the walk ends, and the next frame
+    value = _value([broken], _in_pieces(FIRST, (100, 400)))  # begins its own
+    blanked_alike(tmp_path, value, broken + _blanked_first(), [MARK + b" owner"], ())
+
+
 def _nested(depth: int) -> bytes:
     box = _box(b"lbl ", MARK)
     for _ in range(depth):
@@ -175,6 +230,7 @@ def test_a_file_walked_in_pieces_is_blanked_as_held_and_as_before():
     large = struct.pack(">L", 1) + b"xml " + struct.pack(">Q", 16 + len(MARK)) + MARK
     bases = [
         _jp2_file(),
+        _two_codestreams(),
         _jxl_file(),
         _nested(blanks.NESTING + 2),
         SIGNATURE + large + _box(b"uuid", UUID[:9]) + _box(b"jp2c", b"\xff\x4f"),
