@@ -65,7 +65,7 @@ from indexer.spans import Span
 
 ITEM = b"\xfe\xff\x00\xe0"
 JPEG_START = b"\xff\xd8"  # SOI
-J2K_START = b"\xff\x4f\xff\x51"  # SOC, then SIZ
+J2K_START = j2k.START
 
 
 def fragments(value: bytes | memoryview) -> Iterator[Region]:

@@ -20,6 +20,7 @@ from indexer.deid.blanks import SPACE, ZERO, Blank, Region
 from indexer.deid.jpeg import FILL, MARKER, Walk
 
 SOC, COM, SOT, SOD, EOC = 0x4F, 0x64, 0x90, 0x93, 0xD9  # markers (after 0xFF)
+START = b"\xff\x4f\xff\x51"  # a codestream's first bytes: SOC, then SIZ
 COMMENT = MARKER + 2  # a comment's marker, length and Rcme (its kind: 1, Latin text)
 LATIN = b"\x00\x01"
 TILE_PART = 12  # SOT's marker, length (10), tile, Psot (the tile-part's length), part, parts

@@ -16,6 +16,7 @@ codestream walked on across them. A file held whole is fed once (``parse``).
 from __future__ import annotations
 
 from indexer.deid.blanks import NESTING, UUID_BYTES, ZERO, Blank, Region
+from indexer.deid.j2k import START as J2K_START
 from indexer.deid.j2k import Codestream
 from indexer.deid.jpeg import Walk
 from indexer.deid.mp4 import box_size
@@ -26,7 +27,6 @@ SIGNATURE_HEADS = tuple(b"\x00\x00\x00\x0c" + kind for kind in sorted(SIGNATURES
 TEXT_BOXES = frozenset({b"xml ", b"jp2i", b"lbl ", b"Exif", b"jumb", b"brob"})
 UUID, CODESTREAM = b"uuid", b"jp2c"
 ASSOCIATION = b"asoc"  # a JPX superbox: labels, XML and further associations inside
-J2K_START = b"\xff\x4f\xff\x51"  # SOC, then SIZ
 BOX_HEAD, LARGE_HEAD = 8, 16  # a box's size and kind; then a size of 8 bytes (size 1)
 
 

@@ -99,11 +99,6 @@ class Walk:
             [(max(a, pos), min(z, end)) for a, z in regions if min(z, end) > max(a, pos)],
         )
 
-    @property
-    def in_header(self) -> bool:
-        """Whether the walk is in a header (where the last buffer ended)."""
-        return self._header is not None and not self.over
-
     def _skip(self, buf: bytes | bytearray | memoryview, pos: int) -> bool:  # noqa: ARG002
         """Pass over the bytes before the next marker; whether one lies in ``buf``.
 

@@ -586,11 +586,11 @@ class _Counted(list):
 
     reads = 0
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         type(self).reads += 1
         return super().__getitem__(i)
 
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self):
         for piece in super().__iter__():
             type(self).reads += 1
             yield piece
