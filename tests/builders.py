@@ -400,3 +400,18 @@ def streamed_copy(
     copy = (tmp_path / "out" / streamed.name).read_bytes()
     assert digest.sha256 == hashlib.sha256(copy).hexdigest()
     return whole.encoded.data, copy
+
+
+class Counted(list):
+    """A list that counts the items read from it (by index or by iterating), in ``reads``."""
+
+    reads = 0
+
+    def __getitem__(self, i):
+        type(self).reads += 1
+        return super().__getitem__(i)
+
+    def __iter__(self):
+        for item in super().__iter__():
+            type(self).reads += 1
+            yield item

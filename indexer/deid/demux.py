@@ -15,11 +15,10 @@ value its end cuts is found).
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from itertools import accumulate
 
 from indexer.deid import mp4
-from indexer.deid.blanks import Blank
+from indexer.deid.blanks import Blank, in_pieces
 from indexer.deid.video import START_CODE, Resume, held_unit, parse_from
 
 Piece = tuple[bytes | None, int, int]  # bytes of an earlier buffer (None: this one's), start, end
@@ -50,13 +49,18 @@ class Demux:
     reads it (``_packet``), handing its video bytes to ``_add_video``.
     """
 
-    def __init__(self, codec: str, *, blank: bool = True, went: bytes = b"") -> None:
+    def __init__(
+        self, codec: str, *, blank: bool = True, went: bytes = b"", keep: bool = True
+    ) -> None:
         """``codec``: the video streams' (``video.parse_from`` reads them).
 
         ``blank``: change the buffers; else find the headers only (``verify``). ``went``:
-        the stream's first bytes, gone already (less than a packet).
+        the stream's first bytes, gone already (less than a packet). Not ``keep``: the
+        blanks and the header bytes found are let go as the stream is read, counted only
+        (``blanked``; a held stream's: a whole one dense with text has hundreds of thousands).
         """
-        self._codec, self._blank = codec, blank
+        self._codec, self._blank, self._keep = codec, blank, keep
+        self.blanked = 0  # blanks made, in every buffer
         self._cut = went  # the packet the last buffer ended in: its bytes there
         self._cut_fed = False  # its video bytes there were parsed with the last buffer
         self._cut_unsure = False  # it may be none (``_unsure``): searched as it went, too
@@ -120,6 +124,7 @@ class Demux:
             self._cut_unsure = self._unsure
             self._packet(buf, pos, 0, whole=False)
         self._ended()
+        self._let_go()
         return self._blanks, self._found
 
     def _ended(self) -> None:
@@ -260,25 +265,25 @@ class Demux:
         else:  # the start of a start code, maybe
             self._video[pid] = self._tail(pieces, max(0, len(stream) - 2))
         self._pending[pid] = sum(end - start for _src, start, end in self._video[pid])
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Not ``keep``: the blanks and header bytes found so far let go."""
+        if not self._keep:
+            self._blanks.clear()
+            self._found.clear()
 
     def _joined(self, pieces: list[Piece]) -> bytes:
         return b"".join(bytes(self._buf[a:z]) if src is None else src[a:z] for src, a, z in pieces)
 
     def _blank_pieces(self, pieces: list[Piece], blanks: list[Blank]) -> None:
-        """Blank the stream's bytes of each of ``blanks`` where they are this buffer's.
-
-        Each blank's first piece is found by its place (a window of a megabyte holds
-        thousands of packets, and of blanks: each walked over every piece took seconds).
-        """
+        """Blank the stream's bytes of each of ``blanks`` where they are this buffer's."""
         starts = list(accumulate((end - start for _src, start, end in pieces), initial=0))
         for a, z, fill in blanks:
-            i = max(0, bisect_right(starts, a) - 1)
-            while i < len(pieces) and starts[i] < z:
+            for i, lo, hi in in_pieces(starts, a, z):
                 src, start, _end = pieces[i]
-                lo, hi = max(a, starts[i]), min(z, starts[i + 1])
-                if lo < hi and src is None:
+                if src is None:
                     self._blank_at(0, start + lo - starts[i], start + hi - starts[i], fill)
-                i += 1
 
     @staticmethod
     def _tail(pieces: list[Piece], keep: int) -> list[Piece]:
@@ -297,5 +302,6 @@ class Demux:
         if z <= a or bytes(self._buf[a:z]) == fill * (z - a):
             return
         self._blanks.append((a, z, fill))
+        self.blanked += 1
         if self._blank:
             self._buf[a:z] = fill * (z - a)

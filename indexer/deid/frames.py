@@ -46,6 +46,7 @@ import mmap
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import BinaryIO
 
 from pydicom.dataelem import RawDataElement
@@ -54,7 +55,7 @@ from pydicom.tag import BaseTag
 
 from indexer import spans
 from indexer.deid import j2k, jp2, jpeg, mp4, video
-from indexer.deid.blanks import Blank, Region, fill_in, filled
+from indexer.deid.blanks import Blank, Region, fill_in, filled, in_pieces
 from indexer.deid.demux import Demux
 from indexer.deid.mpegps import PsDemux, is_program_stream
 from indexer.deid.mpegts import PACKETS_SEEN, TS_HEAD, TsDemux, packet_size
@@ -101,14 +102,15 @@ def parse(
 def blank(value: bytes | memoryview, codec: str | None = None) -> tuple[bytes | memoryview, int]:
     """``value`` (encapsulated frames) with the text of their headers blanked; how many.
 
-    ``value`` itself where nothing is to be blanked (not copied). Video (``codec``) is
-    parsed as one stream, its fragments joined; other frames a fragment at a time, a
-    frame's headers walked on across its fragments (``_Stills``).
+    ``value`` itself where nothing is to be blanked (not copied); else a copy (a read-only
+    view of the buffer it was blanked in). Video (``codec``) is parsed as one stream, its
+    fragments joined (``_blank_video``); other frames a fragment at a time, a frame's
+    headers walked on across its fragments (``_Stills``).
     """
-    todo, count = _stream_blanks(value, codec) if codec is not None else _still_blanks(value)
-    if not todo:
-        return value, 0
-    return filled(value, todo), count
+    if codec is not None:
+        return _blank_video(value, codec)
+    todo, count = _still_blanks(value)
+    return (filled(value, todo), count) if todo else (value, 0)
 
 
 def _still_blanks(value: bytes | memoryview) -> tuple[list[Blank], int]:
@@ -204,59 +206,88 @@ class _Stills:
         return None
 
 
-def _joined_stream(value: bytes | memoryview) -> tuple[bytes | memoryview, list[Region]]:
-    """The fragments of ``value`` as one stream; where each lies in ``value``.
+def _joined_stream(value: bytes | memoryview, places: list[Region]) -> bytearray | memoryview:
+    """The fragments of ``value`` (each at its place) as one stream.
 
-    One fragment (as most video is) is not copied.
+    One fragment (as most video is) is not copied: a view of ``value``.
     """
-    places = list(fragments(value))
     view = memoryview(value)
     if len(places) == 1:
-        return view[places[0][0] : places[0][1]], places
-    return b"".join(view[a:z] for a, z in places), places
+        return view[places[0][0] : places[0][1]]
+    return bytearray().join(view[a:z] for a, z in places)
 
 
-def _in_value(stream_regions: list[Region], places: list[Region]) -> Iterator[Region]:
-    """Regions of the joined stream as the pieces of ``value`` they lie in."""
-    for a, z in stream_regions:
-        offset = 0
-        for start, end in places:
-            lo, hi = max(a, offset), min(z, offset + end - start)
-            if lo < hi:
-                yield start + lo - offset, start + hi - offset
-            offset += end - start
+def _head(value: bytes | memoryview, places: list[Region], size: int) -> bytes:
+    """The first ``size`` bytes of the fragments of ``value`` joined (``_joined_stream``)."""
+    view, head = memoryview(value), bytearray()
+    for a, z in places:
+        if len(head) >= size:
+            break
+        head += view[a : min(z, a + size - len(head))]
+    return bytes(head)
 
 
-def _stream_blanks(value: bytes | memoryview, codec: str) -> tuple[list[Blank], int]:
-    """What to blank in video frames, parsed as one stream, in ``value``'s own places.
+def _in_value(stream_blanks: list[Blank], places: list[Region]) -> list[Blank]:
+    """Blanks of the joined stream as blanks of the pieces of ``value`` they lie in."""
+    starts = list(accumulate((z - a for a, z in places), initial=0))
+    return [
+        (places[i][0] + lo - starts[i], places[i][0] + hi - starts[i], fill)
+        for a, z, fill in stream_blanks
+        for i, lo, hi in in_pieces(starts, a, z)
+    ]
 
-    And how many (in the stream: one the fragments cut counted once).
+
+def _blank_video(value: bytes | memoryview, codec: str) -> tuple[bytes | memoryview, int]:
+    """``blank`` for video: its fragments parsed as one stream; how many units blanked.
+
+    A unit the fragments cut is counted once. A transport or program stream is blanked in
+    place, in the copy (in several fragments: in their bytes joined, then copied back into
+    it), so a held object's frames are in memory twice, as with any other stream
+    (``filled``), and its blanks are not kept, nor placed anew: a stream dense with text
+    has hundreds of thousands.
     """
-    stream, places = _joined_stream(value)
-    if demux := _demux(stream, codec):
-        found = demux.feed(bytearray(stream))[0]
-    elif video.byte_stream(stream):
+    places = list(fragments(value))
+    if demux := _demux(_head(value, places, PACKETS_SEEN), codec, keep=False):
+        copy = bytearray(value)
+        view = memoryview(copy)
+        stream = _joined_stream(view, places)  # one fragment: a view of the copy
+        demux.feed(stream)
+        count = demux.blanked
+        if not count:
+            return value, 0
+        if isinstance(stream, bytearray):  # several fragments: the stream copied back
+            at = 0
+            for a, z in places:
+                view[a:z] = stream[at : at + z - a]
+                at += z - a
+        return view.toreadonly(), count
+    stream = _joined_stream(value, places)
+    if video.byte_stream(stream):
         found = _to_blank(stream, codec)
     elif mp4.is_mp4(stream):
-        found = [(a, z, f) for a, z, f in mp4.parse(stream)[0] if bytes(stream[a:z]) != f * (z - a)]
+        found = _not_blank(stream, mp4.parse(stream)[0])
     else:
-        return [], 0
-    todo = [(a, z, fill) for sa, sz, fill in found for a, z in _in_value([(sa, sz)], places)]
-    return todo, len(found)
+        return value, 0
+    return (filled(value, _in_value(found, places)), len(found)) if found else (value, 0)
 
 
 def _demux(
-    head: bytes | bytearray | memoryview, codec: str, *, blank: bool = True, went: bytes = b""
+    head: bytes | bytearray | memoryview,
+    codec: str,
+    *,
+    blank: bool = True,
+    went: bytes = b"",
+    keep: bool = True,
 ) -> Demux | None:
     """A demultiplexer for the video ``head`` begins, if a transport or program stream.
 
     Its video is parsed as ``codec``'s stream. ``went``: the stream's first bytes, gone
-    already (``head`` begins with them).
+    already (``head`` begins with them). ``blank``, ``keep``: as ``Demux``'s.
     """
     if size := packet_size(head):
-        return TsDemux(codec, size, blank=blank, went=went)
+        return TsDemux(codec, size, blank=blank, went=went, keep=keep)
     if is_program_stream(head):
-        return PsDemux(codec, blank=blank, went=went)
+        return PsDemux(codec, blank=blank, went=went, keep=keep)
     return None
 
 
@@ -697,7 +728,7 @@ class _Reader:
 def headers(value: bytes | memoryview, codec: str | None = None) -> bytes:
     """The header bytes of every frame in ``value``: what the leak check searches."""
     if codec is not None:
-        stream, _places = _joined_stream(value)
+        stream = _joined_stream(value, list(fragments(value)))
         if demux := _demux(stream, codec, blank=False):
             return b"".join(demux.feed(memoryview(stream))[1])
         if video.byte_stream(stream):

@@ -87,9 +87,11 @@ def packet_size(head: bytes | bytearray | memoryview) -> int:
 class TsDemux(Demux):
     """A transport stream fed a buffer at a time, blanked in place (``feed``)."""
 
-    def __init__(self, codec: str, size: int, *, blank: bool = True, went: bytes = b"") -> None:
+    def __init__(
+        self, codec: str, size: int, *, blank: bool = True, went: bytes = b"", keep: bool = True
+    ) -> None:
         """As ``Demux``'s; ``size``: the stream's packet size (``packet_size``)."""
-        super().__init__(codec, blank=blank, went=went)
+        super().__init__(codec, blank=blank, went=went, keep=keep)
         self._size = size
         self._lead = TIME_CODE if size == PACKET_SIZES[1] else 0
         self._tables: set[int] = set()  # PIDs of sections: searched

@@ -34,7 +34,7 @@ from indexer.records import Failure, SourceFile
 from indexer.sources import FileReader, Walker
 from indexer.spans import FileSpan, version_of
 from indexer.store.files import LocalStore
-from tests.builders import archive_of, make_instance, streamed_copy
+from tests.builders import Counted, archive_of, make_instance, streamed_copy
 
 # the pooled search too; fragments as they come, the cuts tried (``frames.JOIN_BYTES``)
 pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_they_come")
@@ -2004,7 +2004,8 @@ def test_a_streamed_mp4_file_is_blanked_as_a_held_one(tmp_path, monkeypatch, cod
 
 def test_blanks_are_filled_in_as_a_buffer_would_have_them():
     """``blanks.filled`` gives what ``fill_in`` makes of a copy, whatever the blanks: in
-    order or not, touching, empty, past the end, overlapping (a later one wins)."""
+    order or not, touching, empty, past the end, overlapping (a later one wins); a view that
+    cannot be written to, the value left as it was."""
     rng = random.Random(20261205)  # noqa: S311 - a seeded stream of test inputs
     for _ in range(2000):
         value = rng.randbytes(rng.randrange(0, 60))
@@ -2016,9 +2017,66 @@ def test_blanks_are_filled_in_as_a_buffer_would_have_them():
             todo = [t for i, t in enumerate(todo) if all(t[0] >= u[1] for u in todo[:i])]
         expected = bytearray(value)
         blanks.fill_in(expected, todo)
-        for given in (value, memoryview(value)):
-            assert blanks.filled(given, todo) == expected, (value, todo)
-            assert type(blanks.filled(given, todo)) is bytes
+        for given in (value, memoryview(bytearray(value))):
+            out = blanks.filled(given, todo)
+            assert out == expected, (value, todo)
+            assert out.readonly
+            assert given == value
+
+
+def test_a_joined_streams_blanks_are_placed_in_its_fragments_in_time_linear_in_both():
+    """A held video's blanks (in its fragments joined) are placed in the fragments they lie
+    in, the first found by its place, not by walking every fragment for each blank (5 MiB
+    of a transport stream dense with text, in 1,000 fragments, took 12 s; now 0.3 s). The
+    places are those a byte-by-byte mapping gives, empty fragments among them."""
+    rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
+    places, at = [], 0
+    for _ in range(3000):
+        at += 8  # an item's header
+        size = rng.choice([0, 1, rng.randrange(2, 40)])
+        places.append((at, at + size))
+        at += size
+    total = sum(z - a for a, z in places)
+    found = [
+        (a, a + rng.randrange(0, 30), rng.choice((b" ", b"\x00")))
+        for a in sorted(rng.sample(range(total), 3000))
+    ]
+    where = [p for a, z in places for p in range(a, z)]  # each stream byte's place
+    want = {(where[p], fill) for a, z, fill in found for p in range(a, min(z, total))}
+    Counted.reads = 0
+    got = frames._in_value(found, Counted(places))
+    assert Counted.reads <= 4 * (len(places) + len(found))
+    assert {(p, fill) for a, z, fill in got for p in range(a, z)} == want
+    assert all(any(pa <= a < z <= pz for pa, pz in places) for a, z, _fill in got)
+
+
+def test_pieces_of_joined_bytes_are_found_as_byte_by_byte():
+    """``blanks.in_pieces``: the parts of a range of joined pieces, each in its piece, as
+    each byte's piece gives them; empty pieces and ranges, and past the end, too."""
+    rng = random.Random(20261207)  # noqa: S311 - a seeded stream of test inputs
+    for _ in range(3000):
+        sizes = [rng.choice([0, 0, 1, rng.randrange(2, 9)]) for _ in range(rng.randrange(0, 7))]
+        starts = list(itertools.accumulate(sizes, initial=0))
+        a = rng.randrange(0, starts[-1] + 3)
+        z = a + rng.randrange(-1, 12)
+        owner = [i for i, size in enumerate(sizes) for _ in range(size)]
+        want: dict[int, list[int]] = {}
+        for p in range(a, min(z, starts[-1])):
+            want.setdefault(owner[p], []).append(p)
+        got = list(blanks.in_pieces(starts, a, z))
+        assert [(i, ps[0], ps[-1] + 1) for i, ps in want.items()] == got, (sizes, a, z)
+
+
+def test_pieces_of_joined_bytes_are_found_by_bisection():
+    """``blanks.in_pieces`` reads the pieces' starts a few times for each part it gives,
+    and their logarithm's for the first: not each start before it (3,000 ranges in 30,000
+    pieces read 45 million starts)."""
+    rng = random.Random(20261208)  # noqa: S311 - a seeded stream of test inputs
+    starts = Counted(itertools.accumulate((rng.randrange(0, 9) for _ in range(30000)), initial=0))
+    ranges = [(a, a + rng.randrange(0, 30)) for a in rng.sample(range(starts[-1]), 3000)]
+    Counted.reads = 0
+    parts = sum(len(list(blanks.in_pieces(starts, a, z))) for a, z in ranges)
+    assert Counted.reads <= 20 * len(ranges) + 3 * parts, (Counted.reads, parts)
 
 
 def test_held_video_is_blanked_in_one_copy():
@@ -2028,6 +2086,6 @@ def test_held_video_is_blanked_in_one_copy():
     value = encapsulate([H264_HEAD + (unit + b"\x00\x00\x00\x01" + SLICE + bytes(1 << 16)) * 200])
     (blanked, count), peak = _with_peak(frames.blank, value, video.H264)
     assert count == 200
-    assert blanked.count(MARK) == 0
+    assert bytes(blanked).count(MARK) == 0
     assert blanked == value.replace(unit, _sei((5, UUID + _spaced(MARK))))
     assert peak < 1.2 * len(value), peak / len(value)
