@@ -22,8 +22,10 @@ in explicit VR a VR byte). Each is de-identified and indexed as the ingest does 
 Anything else is a finding: printed with the seed and the object's number (the same run
 gives the same stream), its bytes saved under ``--save`` (synthetic data, markers only).
 Prints the outcomes by reason; exits 1 when there is a finding. Markers found in indexed
-copies are counted apart: a damaged tag can rename an identifying element to a kept
-attribute, and then nothing in the object says its value identifies anyone.
+copies are counted apart, by where they lie: a damaged tag can rename an identifying element
+to a kept attribute, and then nothing in the object says its value identifies anyone;
+damaged frames can make text a header's that decoders read (kept, and searched for the
+object's values only), or image data.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ from pydicom.uid import (  # noqa: E402
 )
 
 from indexer import keys, work  # noqa: E402
-from indexer.deid import build_plan, verify  # noqa: E402
+from indexer.deid import build_plan, frames, verify, video  # noqa: E402
+from indexer.deid.pixels import PIXEL_DATA  # noqa: E402
 from indexer.deid.table import load_table  # noqa: E402
 from indexer.errors import DeidError, SourceError  # noqa: E402
 from indexer.records import SourceFile  # noqa: E402
@@ -312,8 +315,27 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
     if leaks:
         return "indexed", f"verify finds {len(leaks)} leak(s) the ingest let through"
     if any(m.encode() in copy for m in markers):
-        return "indexed (a marker under a kept attribute)", ""
+        return f"indexed (a marker {_marked_where(out, markers)})", ""
     return "indexed", ""
+
+
+def _marked_where(out: pydicom.Dataset, markers: list[str]) -> str:
+    """Where a marker stays in a copy.
+
+    In its frames' headers kept, or their image data; else under a kept attribute.
+    """
+    stored = out.get(PIXEL_DATA)
+    value = getattr(stored, "value", None)
+    if not isinstance(value, bytes) or not any(m.encode() in value for m in markers):
+        return "under a kept attribute"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        headers = frames.headers(value, video.video_codec(out))
+    return (
+        "in a kept frame header"
+        if any(m.encode() in headers for m in markers)
+        else ("in image data")
+    )
 
 
 def run(
