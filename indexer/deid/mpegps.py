@@ -7,13 +7,23 @@ holds past that header would be neither blanked nor searched. Here the payloads 
 video PES packets (stream ids E0 to EF; MPEG-2's headers and MPEG-1's) are joined into the
 codec's stream, as ``demux`` does, so a unit cut by a packet's header is blanked whole.
 Padding packets are searched; data streams (``demux.DATA_STREAMS``: private stream 2,
-ancillary data, metadata...) have their payloads zeroed; audio and private stream 1 (audio,
-subpictures) are carried as they are.
+ancillary data, metadata...) have their payloads zeroed, and so have a DVD's subpictures
+(private stream 1's substreams ``SUBPICTURES``: subtitles, menus' text, as pictures no search
+can read) after their substream's id; audio (private stream 1's other substreams too) is
+carried as it is.
 """
 
 from __future__ import annotations
 
-from indexer.deid.demux import DATA_STREAMS, PADDING, PES_HEAD, PLAIN, VIDEO_STREAMS, Demux
+from indexer.deid.demux import (
+    DATA_STREAMS,
+    PADDING,
+    PES_HEAD,
+    PLAIN,
+    PRIVATE_1,
+    VIDEO_STREAMS,
+    Demux,
+)
 from indexer.deid.video import START_CODE
 
 PACK, END, SYSTEM = 0xBA, 0xB9, 0xBB  # a pack's header, the stream's end, a system header
@@ -23,6 +33,9 @@ MPEG2_PACK, MPEG1_PACK = 14, 12  # a pack header's bytes (MPEG-2's before its st
 MPEG2_PES = 0x80  # the first flag byte's '10' of an MPEG-2 PES header
 STUFFING = 0xFF
 FIND_BYTES = 1 << 20  # searched at a time for the next packet
+# private stream 1's substreams (the payload's first byte, in an MPEG-2 PES packet) of a
+# DVD's subpictures; its others: AC-3, DTS and LPCM audio
+SUBPICTURES = range(0x20, 0x40)
 
 
 def is_program_stream(head: bytes | bytearray | memoryview) -> bool:
@@ -65,6 +78,8 @@ class PsDemux(Demux):
         end = min(len(b), at + (size or 0))
         if kind == PADDING and whole:
             self._table(bytes(b[at + PES_HEAD : end]))
+        if kind == PRIVATE_1 and size is not None:
+            self._private_1(b, at, kept, end, whole=whole)
         if (kind not in VIDEO_STREAMS and kind not in DATA_STREAMS) or size is None:
             return
         plain = kind in PLAIN and at + PES_HEAD <= end
@@ -77,6 +92,21 @@ class PsDemux(Demux):
             self._data_payload(b, kept, kind, start, end, cut=not whole)
         else:
             self._add_video(b, kept, kind, start, end, cut=not whole)
+
+    def _private_1(
+        self, b: bytes | bytearray | memoryview, at: int, kept: int, end: int, *, whole: bool
+    ) -> None:
+        """A packet of private stream 1 (``_packet``'s): a subpicture's zeroed after its id.
+
+        Its substream is told by the payload's first byte (a cut packet's, once it is in
+        ``b``: before it, the packet holds header bytes only). MPEG-1's packets are not a
+        DVD's.
+        """
+        if at + PES_HEAD >= end or b[at + PES_HEAD] & 0xC0 != MPEG2_PES:
+            return
+        start = _payload_start(b, at + PES_HEAD, end)
+        if start is not None and start < end and b[start] in SUBPICTURES:
+            self._data_payload(b, kept, PRIVATE_1, start + 1, end, cut=not whole)
 
 
 def _payload_start(b: bytes | bytearray | memoryview, at: int, end: int) -> int | None:

@@ -84,7 +84,7 @@ picture) zeroed and searched, and comments and application segments between scan
 fragment's end cuts zeroed on into the next, the boxes after it (and the codestream) walked.
 """
 
-VIDEO_RULES_VERSION = 4
+VIDEO_RULES_VERSION = 5
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -102,7 +102,9 @@ it carries another stream, a transport stream packet whose next one's sync byte 
 damaged read as a packet, and a streamed stream's last bytes before a fragment's end, too
 few to tell a packet by, checked with the next fragment's (damage taken for a packet
 swallowed the packets after it); 4: an MP4 file's Motion JPEG samples have their text
-segments (Exif, XMP, comments) blanked, as a JPEG frame's are.
+segments (Exif, XMP, comments) blanked, as a JPEG frame's are; 5: a program stream's DVD
+subpictures (private stream 1's substreams 20 to 3F, in MPEG-2 PES packets) zeroed after
+their substream's id.
 """
 
 _RESOLVE = {

@@ -195,6 +195,56 @@ def test_verify_finds_data_streams_text_held_and_streamed(tmp_path):
     assert _streamed(tmp_path, value, video.MPEG2)[1] == found
 
 
+SUBPICTURE = b"\x00\x40\x00\x20" + MARK + TEXT  # its size, its control's place, its lines
+AC3 = b"\x80\x01\x00\x01" + TEXT  # a substream id, frames, a frame's place, its bytes
+
+
+def _with_subpictures(*, blanked: bool = False, mpeg1: bool = False) -> bytes:
+    """A DVD's stream: subpictures (substreams 20 and 3F of private stream 1) holding
+    ``MARK``, AC-3 audio (substream 80). ``blanked``: as the copy holds it, the subpictures'
+    payloads zeroed after their substream's id. ``mpeg1``: the packets' headers MPEG-1's."""
+    picture = bytes(len(SUBPICTURE)) if blanked else SUBPICTURE
+    return (
+        _program(BLANKED if blanked else VIDEO)
+        + PACK2
+        + _pes(0xBD, b"\x20" + picture, mpeg1=mpeg1)
+        + _pes(0xBD, AC3, mpeg1=mpeg1)
+        + _pes(0xBD, b"\x3f" + picture[:20], mpeg1=mpeg1)
+        + b"\x00\x00\x01\xb9"
+    )
+
+
+def test_a_dvds_subpictures_are_zeroed_and_its_audio_kept():
+    """Subtitles drawn as pictures (a name, a date) cannot be searched: their payloads are
+    zeroed, as a data stream's, their substream's id and every header kept; AC-3 audio in
+    the same private stream is carried as it is."""
+    copy = _copy(_object(_with_subpictures(), ts=uid.MPEG2MPML))
+    assert MARK not in copy
+    assert _frames_of(copy) == [_even(_with_subpictures(blanked=True))]
+    assert AC3 in copy
+
+
+def test_subpictures_cut_at_any_byte_are_zeroed_as_whole():
+    whole = fed_cut_anywhere(_with_subpictures(), video.MPEG2, 100)
+    assert whole == _with_subpictures(blanked=True)
+
+
+def test_mpeg1_private_stream_1_is_no_dvds_and_is_kept():
+    """A DVD's packets are MPEG-2's: in an MPEG-1 stream, private stream 1 is carried as it
+    is, whatever its first byte."""
+    stream = _with_subpictures(mpeg1=True)
+    kept = fed_in_parts(stream, video.MPEG2, ())
+    assert kept.count(SUBPICTURE) == 1
+    assert kept.count(SUBPICTURE[:20]) == 2
+
+
+def test_verify_finds_subpictures_held_and_streamed(tmp_path):
+    value = encapsulate([_with_subpictures()])
+    found = frames.headers(value, video.MPEG2)
+    assert MARK in found
+    assert _streamed(tmp_path, value, video.MPEG2)[1] == found
+
+
 def test_bytes_no_packet_holds_cut_in_a_start_code_are_read_as_whole():
     """Damage between packets holding a video start code (00 00 01, then a byte below the
     stream's own ids) that a buffer's end cuts after its third byte: the start code was

@@ -80,6 +80,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 25, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
     ("0.1.0", 26, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
     ("0.1.0", 27, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
+    ("0.1.0", 27, 5): "629fd336113fe8d485ca028094b93e1543a53731c9d1beeca652095e6e3fcc13",
 }
 
 
@@ -338,6 +339,15 @@ def _program_stream() -> bytes:
     return _encapsulated(11, MPEG2MPML, pack + pes(video) + pack + pes(rest) + b"\x00\x00\x01\xb9")
 
 
+def _dvd_with_a_subpicture() -> bytes:
+    """A program stream with a subpicture in private stream 1 (zeroed since video rules 5)."""
+    header = b"\x81\x80\x05\x21\x00\x01\x00\x01"
+    data = b"\x20" + b"\x00\x20\x00\x10" + b"Room 4, bed 2 as lines"
+    pes = b"\x00\x00\x01\xbd" + struct.pack(">H", len(header + data)) + header + data
+    pack = b"\x00\x00\x01\xba\x44\x00\x04\x00\x04\x01\x01\x89\xc3\xf8"
+    return _encapsulated(19, MPEG2MPML, pack + pes + b"\x00\x00\x01\xb9")
+
+
 def _mp4_with_a_subtitle() -> bytes:
     """An MP4 file with a subtitle track (its sample zeroed since version 23)."""
     subtitle = b"\x00\x0dRoom 4, bed 2"
@@ -373,6 +383,7 @@ def _video_corpus() -> list[bytes]:
         _mp4_with_a_subtitle(),
         _transport_stream_with_metadata(),
         _motion_jpeg_mp4(),
+        _dvd_with_a_subpicture(),
     ]
 
 
