@@ -110,7 +110,7 @@ class PsDemux(Demux):
 
 
 def _payload_start(b: bytes | bytearray | memoryview, at: int, end: int) -> int | None:
-    """Where a video PES packet's payload begins, its header from ``at``; None: not in ``b``.
+    """Where a PES packet's payload begins, its header from ``at``; None: not in ``b``.
 
     MPEG-2's header: two flag bytes, the header data's length, the data. MPEG-1's: stuffing
     bytes, a buffer size (two bytes, 01 first), then a PTS (five, 0010 first), a PTS and a
