@@ -11,10 +11,10 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   Motion JPEG format A's APP1), before the first scan and between scans; and what follows
   the image's end (a phone's trailer), zeroed (``jpeg``);
 - JPEG 2000: COM in the main header and in tile-part headers (``j2k``);
-- a JP2 file wrapped whole (which DICOM does not allow, but writers do): XML, UUID and
-  intellectual property boxes, JPX labels and XML inside association boxes, and the
-  comments of the codestream it holds; a JPEG XL file wrapped whole (not its bare
-  codestream, which holds no text): Exif, XML, JUMBF and Brotli-compressed boxes (``jp2``);
+- a JP2 file wrapped whole (which DICOM does not allow, but writers do), or a JPEG XL file
+  (not its bare codestream, which holds no text): every box that no decoder reads (XML,
+  UUID, rights, JPX labels, Exif, JUMBF, Brotli-compressed boxes, JPEG reconstruction data,
+  a writer's own), in superboxes too, and the comments of the codestream it holds (``jp2``);
 - a JPEG, JPEG 2000, JP2 or JPEG XL frame in several fragments: walked across them
   (``_Stills``);
 - video (MPEG-2, H.264, HEVC; known by the transfer syntax; ``video``): MPEG-2 user data,

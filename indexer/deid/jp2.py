@@ -1,12 +1,15 @@
-"""A JP2 or JPEG XL file's boxes, walked held or as their bytes come: text boxes zeroed.
+"""A JP2 or JPEG XL file's boxes, walked held or as they come: all that decoders do not read zeroed.
 
 A writer may wrap a JP2 file whole into a frame (DICOM allows only the bare codestream), or
 a JPEG XL file. Its boxes may carry text: XML, UUID and intellectual property boxes, JPX
-labels and the XML inside association boxes (walked into, ``NESTING`` deep); JPEG XL's
-Exif, XML, JUMBF and Brotli-compressed boxes. Their payloads are zeroed (a UUID box's after
-its UUID), each box keeping its size; the codestream a JP2 file holds has its headers'
-comments blanked (``j2k``). Every other box (the codestream box but its headers) is what
-the leak check searches.
+labels, URLs and MPEG-7 metadata; JPEG XL's Exif, XML, JUMBF and Brotli-compressed boxes, and
+its JPEG reconstruction data (a recompressed JPEG's comments and application segments, Brotli
+compressed); a box of a kind no standard names. Only the boxes decoders read are kept
+(``KEPT_BOXES``): every other box's payload is zeroed (a UUID box's after its UUID), each
+box keeping its size. Superboxes (``SUPERBOXES``: JP2's header, JPX's associations and
+layers) are walked into, ``NESTING`` deep, and bytes in one that are no box zeroed. The
+codestream a JP2 file holds has its headers' comments blanked (``j2k``). Every other kept
+box (the codestream box but its headers) is what the leak check searches.
 
 The walk (``Boxes``) is fed the bytes as they come (``jpeg.Walk``): a file in several
 fragments (``frames``), a box running on from one into the next, blanked on; the
@@ -23,27 +26,54 @@ from indexer.deid.mp4 import box_size
 
 SIGNATURES = frozenset({b"jP  ", b"JXL "})  # a JP2 file's first box, a JPEG XL file's
 SIGNATURE_HEADS = tuple(b"\x00\x00\x00\x0c" + kind for kind in sorted(SIGNATURES))  # (12 bytes)
-# XML, rights, labels (JP2, JPX); Exif, XML, JUMBF and Brotli-compressed ones (JPEG XL)
-TEXT_BOXES = frozenset({b"xml ", b"jp2i", b"lbl ", b"Exif", b"jumb", b"brob"})
+# the boxes that decoders read, kept (and searched). JP2 (ISO/IEC 15444-1 Annex I): the
+# signature, file type, header (image header, bit depths, colour, palette, component mapping
+# and definition, resolution), codestream, UUID list
+KEPT_BOXES = frozenset(
+    {
+        *(b"jP  ", b"ftyp", b"jp2h", b"ihdr", b"bpcc", b"colr", b"pclr", b"cmap", b"cdef"),
+        *(b"res ", b"resc", b"resd", b"jp2c", b"uinf", b"ulst"),
+        # JPX (15444-2 Annex M): reader requirements, fragment tables and lists, cross-references,
+        # media data, data references, codestream and compositing layer headers, colour groups,
+        # opacity, registration, composition and its instructions, associations, number lists,
+        # regions of interest, signatures, desired reproductions and their outputs, pixel formats
+        *(b"rreq", b"ftbl", b"flst", b"cref", b"mdat", b"dtbl", b"jpch", b"jplh", b"cgrp"),
+        *(b"opct", b"creg", b"comp", b"copt", b"inst", b"asoc", b"nlst", b"roid", b"chck"),
+        *(b"drep", b"gtso", b"pxfm"),
+        # JPEG XL (18181-2): the signature, level, codestream, partial codestream, frame index,
+        # gain map. Not its reconstruction data (``jbrd``): it holds the comments and application
+        # segments of a recompressed JPEG, Brotli compressed (a copy decodes, but no longer
+        # gives the JPEG back bit for bit)
+        *(b"JXL ", b"jxll", b"jxlc", b"jxlp", b"jxli", b"jhgm"),
+    }
+)
+# boxes of boxes, walked into: JP2's header, resolution and UUID info; JPX's fragment tables,
+# data references, codestream and compositing layer headers, colour groups, composition,
+# associations (labels, XML and further associations inside), desired reproductions
+SUPERBOXES = frozenset(
+    {
+        *(b"jp2h", b"res ", b"uinf", b"ftbl", b"dtbl", b"jpch", b"jplh", b"cgrp", b"comp"),
+        *(b"asoc", b"drep"),
+    }
+)
 UUID, CODESTREAM = b"uuid", b"jp2c"
-ASSOCIATION = b"asoc"  # a JPX superbox: labels, XML and further associations inside
 BOX_HEAD, LARGE_HEAD = 8, 16  # a box's size and kind; then a size of 8 bytes (size 1)
 
 
 class Boxes(Walk):
     """A JP2 or JPEG XL file's boxes, walked as they come, box by box.
 
-    A box's size of 0 runs it to the end of what holds it (the file, ``stop``; an
-    association box). A box that runs past what holds it ends that: the walk goes on after
-    the association box, or stops. ``over``: bytes that are no box at the file's level, or
-    a first box that is no signature (``SIGNATURES``).
+    A box's size of 0 runs it to the end of what holds it (the file, ``stop``; a
+    superbox). A box that runs past what holds it ends that: the walk goes on after the
+    superbox, or stops. ``over``: bytes that are no box at the file's level, or a first box
+    that is no signature (``SIGNATURES``).
     """
 
     HEAD = LARGE_HEAD + len(J2K_START)
 
     def __init__(self, start: int, stop: int) -> None:
         super().__init__(start, stop)
-        self._ends: list[int] = []  # where each association box walked into ends
+        self._ends: list[int] = []  # where each superbox walked into ends
         self._inner: Codestream | None = None  # a codestream box's walk
         self._inner_end = 0  # where the codestream box ends (in what holds it)
         self._after = 0  # where the box after it lies, as its size says
@@ -83,7 +113,7 @@ class Boxes(Walk):
         head = head[: level - self._at]
         box = _box(head, level - self._at)
         if box is None:
-            return self._level_ends()
+            return self._level_ends(head, span, blanks)
         size, kind, at = box
         if self._first and kind not in SIGNATURES:
             return self._end()
@@ -96,7 +126,7 @@ class Boxes(Walk):
             self._inner = Codestream(self._at, end, held=self._held)
             self._held, self._inner_end, self._after = b"", end, after
             return True
-        if kind == ASSOCIATION:
+        if kind in SUPERBOXES:
             self._close()
             if len(self._ends) < NESTING:
                 self._ends.append(end)
@@ -105,10 +135,10 @@ class Boxes(Walk):
             return self._next(after)
         if self._header is None:
             self._header = self._at
-        if kind in TEXT_BOXES:
-            self._blank(self._at + at, end, ZERO, span, blanks)
-        elif kind == UUID:
+        if kind == UUID:
             self._blank(self._at + at + UUID_BYTES, end, ZERO, span, blanks)
+        elif kind not in KEPT_BOXES:
+            self._blank(self._at + at, end, ZERO, span, blanks)
         return self._next(after)
 
     def holds(self, pos: int) -> bool:
@@ -124,15 +154,20 @@ class Boxes(Walk):
             return pos < self._inner_end < self._stop
         return self._at < pos or pos < self._at < self._stop  # (a header cut; in a box)
 
-    def _level_ends(self) -> bool:
-        """No box here: the association box holding it ends, or the walk stops.
+    def _level_ends(self, head: bytes, span: Region, blanks: list[Blank]) -> bool:
+        """No box here (``head``: its first bytes): the superbox holding it ends, or all does.
 
-        The bytes left in the association box are no header (as held, they were not).
+        The bytes left in the superbox, which no reader reads, are searched, and zeroed
+        after those a box's header would take (kept: a buffer's end may have cut them, and
+        the buffer before is gone). ``span``: where the buffer lies (blanks to ``blanks``).
         """
         if not self._ends:
             return self._end()
-        self._close()
-        return self._next(self._ends.pop())
+        if self._header is None:
+            self._header = self._at
+        end = self._ends.pop()
+        self._blank(self._at + min(self._need(head), len(head)), end, ZERO, span, blanks)
+        return self._next(end)
 
     def _next(self, after: int) -> bool:
         """On to the box after one (at ``after``), or where that ends what holds it."""

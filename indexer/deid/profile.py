@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 27
+RULES_VERSION = 28
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -81,7 +81,12 @@ the later fragments (their comments) blanked and searched; 26: a JPEG walked pas
 first scan: what follows its end (a phone's trailer: a motion photo's MP4 file, a second
 picture) zeroed and searched, and comments and application segments between scans blanked;
 27: a wrapped JP2 or JPEG XL file in several fragments walked across them: a box a
-fragment's end cuts zeroed on into the next, the boxes after it (and the codestream) walked.
+fragment's end cuts zeroed on into the next, the boxes after it (and the codestream) walked;
+28: a wrapped JP2 or JPEG XL file's boxes that no decoder reads zeroed, whatever their kind
+(only its text boxes were: a writer's own box, a URL, MPEG-7 metadata, a binary filter's,
+free space, JPEG XL's JPEG reconstruction data were kept), JP2's header and JPX's
+superboxes walked into (they were kept whole), and the bytes in one that are no box zeroed
+after those a box's header would take (they were kept, and not searched).
 """
 
 VIDEO_RULES_VERSION = 5
@@ -248,8 +253,9 @@ UNUSED_BITS = Decision(
 FRAME_TEXT = Decision(
     Action.CLEAN,
     "text in the headers of compressed frames (JPEG comments and application segments "
-    "decoders do not read: Exif, XMP, IPTC; JPEG 2000 comments; JP2 XML, UUID and rights "
-    "boxes; JPEG XL Exif, XML and JUMBF boxes; video user data: MPEG-2 user data, H.264 "
+    "decoders do not read: Exif, XMP, IPTC; JPEG 2000 comments; the boxes of a JP2 or JPEG "
+    "XL file that decoders do not read: XML, UUID, rights, labels, URLs, Exif, JUMBF, JPEG "
+    "reconstruction data, a writer's own; video user data: MPEG-2 user data, H.264 "
     "and HEVC user data SEI messages, in a stream, an MP4 file's video tracks or a transport "
     "or program stream's video packets; an MP4 file's metadata, free space and times, and the "
     "samples of its tracks of text (subtitles, captions), timed metadata (places), timecode "

@@ -193,13 +193,22 @@ def test_associations_nested_past_the_limit_are_blanked_unread():
 
 
 def test_a_wrapped_jpeg_xl_files_metadata_boxes_are_blanked():
-    codestream = _box(b"jxlc", b"\xff\x0a" + IMAGE)
+    """Exif, XML, compressed boxes, and the reconstruction data of a recompressed JPEG (its
+    comments and application segments, Brotli compressed where no search reads them) are
+    zeroed; the level, the frame index and the codestream, whole or in parts, kept."""
+    codestream = (
+        _box(b"jxli", b"\x01\x00\x00\x00\x01\x00\x00\x00\x01")
+        + _box(b"jxlp", b"\x00\x00\x00\x00\xff\x0a" + IMAGE)
+        + _box(b"jxlp", b"\x80\x00\x00\x01" + IMAGE)
+    )
     frame = (
         _box(b"JXL ", b"\r\n\x87\n")
         + _box(b"ftyp", b"jxl \x00\x00\x00\x00jxl ")
+        + _box(b"jxll", b"\x0a")
         + _box(b"Exif", b"\x00\x00\x00\x00II*\x00" + MARK)
         + _box(b"xml ", MARK)
         + _box(b"brob", b"Exif" + MARK)  # compressed, in truth: blanked unread
+        + _box(b"jbrd", b"\x31\x07" + MARK)  # (its text compressed, in truth)
         + codestream
     )
     stand_in = "1.2.840.10008.1.2.4.201"  # HTJ2K Lossless: pydicom 3.0 knows no JPEG XL
@@ -209,6 +218,8 @@ def test_a_wrapped_jpeg_xl_files_metadata_boxes_are_blanked():
     (out,) = _frames_of(copy)
     assert len(out) == len(_even(frame))
     assert out[: len(frame)].endswith(codestream)  # the image untouched
+    assert _box(b"jxll", b"\x0a") in out
+    assert _box(b"jbrd", bytes(2 + len(MARK))) in out
 
 
 def _refused(tmp_path: Path, data: bytes) -> str:

@@ -109,6 +109,54 @@ def test_a_jpeg_xl_files_boxes_cut_by_its_fragments_are_zeroed_held_and_streamed
         assert MARK + b" camera" in frames.headers(value), cut
 
 
+IHDR = _box(b"ihdr", struct.pack(">LLHBBBB", 8, 8, 1, 7, 7, 0, 0))  # 8 by 8, grey, 8 bits
+GARBAGE = b"\x00\x00\x00\x05junk"  # a size shorter than a header: no box
+
+
+def _unread_boxes(*, blanked: bool = False) -> bytes:
+    """A JPX file whose boxes that no decoder reads hold text: a writer's own kind, at the
+    top and in its header; a URL; MPEG-7 metadata; a binary filter's; free space; and bytes
+    in its header that are no box (``blanked``: as copied)."""
+
+    def text(payload: bytes) -> bytes:
+        return bytes(len(payload)) if blanked else payload
+
+    colour = _box(b"colr", b"\x01\x00\x00\x00\x00\x00\x10")  # enumerated: sRGB
+    resolution = _box(b"res ", _box(b"resc", b"\x00\x01" * 4 + b"\x00\x00"))
+    inside = IHDR + colour + resolution + _box(b"wrtr", text(MARK + b" inside"))
+    header = _box(b"jp2h", inside + GARBAGE + text(MARK + b" tail!"))
+    url = _box(b"url ", text(b"\x00\x00\x00\x00file:///" + MARK + b" url\x00"))
+    info = _box(b"uinf", _box(b"ulst", b"\x00\x01" + UUID) + url)
+    return (
+        SIGNATURE
+        + FTYP
+        + _box(b"rreq", b"\x01\x80\x80\x00\x01\x00\x05\x40\x00\x00")
+        + header
+        + info
+        + _box(b"mp7b", text(MARK + b" mpeg-7"))
+        + _box(b"bfil", text(b"\x1f\x8b" + MARK + b" gzip"))
+        + _box(b"free", text(MARK + b" free"))
+        + _box(b"wrtr", text(MARK + b" writer"))
+        + NUMBERS
+        + _box(b"jp2c", _tiled_blanked() if blanked else TILED)
+    )
+
+
+def test_boxes_no_decoder_reads_are_zeroed_and_those_they_read_kept(tmp_path):
+    """Only the boxes decoders read are kept (``jp2.KEPT_BOXES``); every other box's
+    payload is zeroed, whatever its kind, in superboxes too, and so are the bytes in a
+    superbox that are no box (after the 8 a header would take). Cut anywhere by fragments:
+    held and streamed alike; `verify`'s search of the source finds the text."""
+    source = _unread_boxes()
+    assert len(source) % 2 == 0
+    want = _unread_boxes(blanked=True)
+    assert frames.blank(_value([source]))[0] == _value([want])
+    assert want.count(GARBAGE) == 1  # (the header a box would take, kept and searched)
+    texts = [MARK + b" writer", MARK + b" inside", MARK + b" url", MARK + b" tail!"]
+    for cut in _cuts(source, 20261206, upto=len(source)):
+        blanked_alike(tmp_path, _value(_in_pieces(source, cut)), want, texts, cut)
+
+
 def test_a_box_to_the_files_end_is_zeroed_on_to_the_next_frame():
     """A last box of size 0 runs to the file's end: through the fragments after it, up to
     the next frame's first (which begins a file, or a JPEG, of its own)."""
@@ -125,8 +173,8 @@ def test_a_box_to_the_files_end_is_zeroed_on_to_the_next_frame():
 def _old_boxes(
     b: bytes, start: int = 0, stop: int | None = None, depth: int = 0
 ) -> tuple[list[Blank], list[Region]]:
-    """The walk of a file held whole as frames did it before ``jp2`` (an oracle); but its
-    codestream walked as far as its box goes, where it went on before."""
+    """The walk of a file held whole, box by box, superboxes walked by recursion (an
+    oracle); its codestream walked as far as its box goes."""
     found: list[Blank] = []
     regions: list[Region] = []
     stop = len(b) if stop is None else stop
@@ -144,20 +192,37 @@ def _old_boxes(
             inner, at = j2k.parse(b[:end], i + head)
             found += inner
             regions += at
-        elif kind == b"asoc" and depth < blanks.NESTING:
+        elif kind in jp2.SUPERBOXES and depth < blanks.NESTING:
             inner, at = _old_boxes(b, i + head, end, depth + 1)
             found += inner
             regions += at
-        elif kind == b"asoc":
+        elif kind in jp2.SUPERBOXES:
             add(found, i + head, end, ZERO, len(b))
         else:
             regions.append((i, end))
-            if kind in jp2.TEXT_BOXES:
-                add(found, i + head, end, ZERO, len(b))
-            elif kind == b"uuid":
-                add(found, i + head + 16, end, ZERO, len(b))
+            _leaf(b, kind, i + head, end, found)
         i += size
+    if depth and i < stop:  # bytes in a superbox that are no box: zeroed after a header's
+        _no_box(b, i, stop, found, regions)
     return found, regions
+
+
+def _leaf(b: bytes, kind: bytes, start: int, end: int, found: list[Blank]) -> None:
+    """A box's payload, from ``start``: a UUID box's zeroed after its UUID, and any box's
+    that decoders do not read, whole."""
+    if kind == b"uuid":
+        add(found, start + 16, end, ZERO, len(b))
+    elif kind not in jp2.KEPT_BOXES:
+        add(found, start, end, ZERO, len(b))
+
+
+def _no_box(b: bytes, i: int, stop: int, found: list[Blank], regions: list[Region]) -> None:
+    """Bytes in a superbox, from ``i`` to its end, that are no box: searched, and zeroed
+    after those a box's header would take."""
+    need = 16 if int.from_bytes(b[i : i + 4], "big") == 1 else 8
+    need += 4 if b[i + 4 : i + 8] == b"jp2c" else 0
+    regions.append((i, stop))
+    add(found, min(i + need, stop), stop, ZERO, len(b))
 
 
 def _two_codestreams(*, blanked: bool = False) -> bytes:
@@ -234,6 +299,7 @@ def test_a_file_walked_in_pieces_is_blanked_as_held_and_as_before():
         _jxl_file(),
         _nested(blanks.NESTING + 2),
         SIGNATURE + large + _box(b"uuid", UUID[:9]) + _box(b"jp2c", b"\xff\x4f"),
+        _unread_boxes(),
     ]
     for _ in range(3000):
         data = damaged(rng, bases, (0, 1, 8, 0xFF), shortest=8)
@@ -253,10 +319,12 @@ def test_a_file_walked_in_pieces_is_blanked_as_held_and_as_before():
 
 
 def test_a_name_a_fragments_end_cuts_in_a_kept_box_is_caught(tmp_path):
-    """A patient's name in a box that is kept (no text box: a writer's own), cut in two by
-    the fragments: the ingest refuses the object, and `verify` finds it in the copy."""
+    """A patient's name in a box that is kept (a colour box's ICC profile, which decoders
+    read), cut in two by the fragments: the ingest refuses the object, and `verify` finds
+    it in the copy."""
     name = b"PHIMARKPNZYXWVU"  # one component: the cut leaves no part of it whole
-    frame = SIGNATURE + FTYP + _box(b"wrtr", b"\x00" * 8 + name + b"\x00") + _box(b"jp2c", TILED)
+    profile = b"\x02\x00\x00" + b"\x00" * 5 + name + b"\x00"  # (an ICC profile's description)
+    frame = SIGNATURE + FTYP + _box(b"colr", profile) + _box(b"jp2c", TILED)
     cut = frame.index(name) + 8
     assert cut % 2 == 0
     assert len(frame) % 2 == 0

@@ -68,6 +68,7 @@ DIGESTS = {
     ("0.1.0", 25): "45500e2004d2c79e966a7a9bf99c261624008db215d02b481832ef5e21368f9b",
     ("0.1.0", 26): "30db18a58cc0710ae2890a2e1b211027de7196e0c4487958355e4615fe8a3b99",
     ("0.1.0", 27): "fca62fcd99f1fad737633abd96e3201fef5d352be657e5180d044496e8c830eb",
+    ("0.1.0", 28): "0ae6c98e23f1734842c65e351ee51b677dfd59ee1585fbc24a841901229a020a",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -81,6 +82,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 26, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
     ("0.1.0", 27, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
     ("0.1.0", 27, 5): "629fd336113fe8d485ca028094b93e1543a53731c9d1beeca652095e6e3fcc13",
+    ("0.1.0", 28, 5): "629fd336113fe8d485ca028094b93e1543a53731c9d1beeca652095e6e3fcc13",
 }
 
 
@@ -199,6 +201,20 @@ def _jp2_in_fragments() -> bytes:
     frame = _box(b"jP  ", b"\r\n\x87\n") + xml + _box(b"jp2c", _CODESTREAM)
     cut = frame.index(b"a name")
     return _encapsulated(18, JPEG2000Lossless, frame[:cut], frame[cut:])
+
+
+def _jp2_with_a_writers_box() -> bytes:
+    """A wrapped JP2 file with a box of a writer's own kind, in its header and after it, and
+    JPEG reconstruction data (zeroed, as every box no decoder reads, since version 28)."""
+    header = _box(b"jp2h", _box(b"ihdr", bytes(14)) + _box(b"wrtr", b"a name"))
+    frame = (
+        _box(b"jP  ", b"\r\n\x87\n")
+        + header
+        + _box(b"wrtr", b"a place")
+        + _box(b"jbrd", b"a comment")
+        + _box(b"jp2c", _CODESTREAM)
+    )
+    return _encapsulated(20, JPEG2000Lossless, frame)
 
 
 def _h264_with_user_data() -> bytes:
@@ -368,6 +384,7 @@ def _corpus() -> list[bytes]:
         _codestream_in_fragments(),
         _jpeg_with_a_trailer(),
         _jp2_in_fragments(),
+        _jp2_with_a_writers_box(),
     ]
 
 
