@@ -89,7 +89,7 @@ superboxes walked into (they were kept whole), and the bytes in one that are no 
 after those a box's header would take (they were kept, and not searched).
 """
 
-VIDEO_RULES_VERSION = 5
+VIDEO_RULES_VERSION = 6
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -109,7 +109,10 @@ few to tell a packet by, checked with the next fragment's (damage taken for a pa
 swallowed the packets after it); 4: an MP4 file's Motion JPEG samples have their text
 segments (Exif, XMP, comments) blanked, as a JPEG frame's are; 5: a program stream's DVD
 subpictures (private stream 1's substreams 20 to 3F, in MPEG-2 PES packets) zeroed after
-their substream's id.
+their substream's id; 6: an H.264 or HEVC SEI message of a payload type its codec does not
+define (which decoders skip) blanked whole, nested or not, and so are H.274's envelope,
+neural-network post-filter and processing order nesting messages, and in H.264 too, HEVC's
+overlay information and annotated regions (they were kept, and searched).
 """
 
 _RESOLVE = {
@@ -256,7 +259,8 @@ FRAME_TEXT = Decision(
     "decoders do not read: Exif, XMP, IPTC; JPEG 2000 comments; the boxes of a JP2 or JPEG "
     "XL file that decoders do not read: XML, UUID, rights, labels, URLs, Exif, JUMBF, JPEG "
     "reconstruction data, a writer's own; video user data: MPEG-2 user data, H.264 "
-    "and HEVC user data SEI messages, in a stream, an MP4 file's video tracks or a transport "
+    "and HEVC user data SEI messages and those of a type the codec does not define, in a "
+    "stream, an MP4 file's video tracks or a transport "
     "or program stream's video packets; an MP4 file's metadata, free space and times, and the "
     "samples of its tracks of text (subtitles, captions), timed metadata (places), timecode "
     "and hints (zeroed); a transport "

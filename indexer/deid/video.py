@@ -3,8 +3,9 @@
 The transfer syntax names the codec (``video_codec``). The units after start codes (00 00 01)
 are walked (``units``); MPEG-2 user data and the user data SEI messages of H.264 and HEVC
 (registered: captions; unregistered: an encoder's settings, a recorder's text, after their
-UUID), and HEVC's messages with text among their fields (overlay names, region labels), have
-each byte that is not zero made a space, so that no start code and no escape byte changes
+UUID), messages with text among their fields (HEVC's overlay names, region labels), and
+messages of a payload type the codec does not define (no decoder reads them), have each
+byte that is not zero made a space, so that no start code and no escape byte changes
 (``parse``); those that other messages nest are found by reading the nesting ones'
 headers. Containers come to this as a stream: ``mp4`` its tracks' samples, ``demux`` its PES
 packets' payloads.
@@ -33,9 +34,22 @@ H264_SEI, HEVC_SEI = 6, (39, 40)  # NAL unit types (HEVC: prefix and suffix SEI)
 # SEI payload types: user data registered (ITU-T T.35: captions), unregistered (UUID, text)
 SEI_REGISTERED, SEI_UNREGISTERED = 4, 5
 HEVC_REGIONAL_NESTING = 157  # its messages each after the regions they apply to
-# messages with text among their fields, blanked whole: HEVC's overlay information (its
-# overlays' and their elements' names, their language) and annotated regions (their labels)
-SEI_TEXT = {HEVC: frozenset({166, 202})}
+# messages with text among their fields, or messages they hold unread, blanked whole in
+# either codec (the family's payload types share one meaning): HEVC's overlay information
+# (its overlays' and their elements' names, their language) and annotated regions (their
+# labels); H.274's envelope of messages, neural-network post-filter (its URIs, its network)
+# and processing order nesting
+SEI_TEXT = frozenset({166, 202, 208, 210, 214})
+# the payload types each codec defines (H.264 to its 2021 edition, H.265 to its 2021 one,
+# and H.274's that both may carry, up to 214): a message of any other type, which no
+# decoder reads (it skips a reserved one), is blanked whole
+SEI_DEFINED = {
+    H264: frozenset({*range(55), 56, 137, 142, 144, *range(147, 157), 181, *range(200, 215)}),
+    HEVC: frozenset(
+        {*range(7), 9, *range(15, 18), 19, 22, 23, 45, 47, 56}
+        | {*range(128, 169), *range(176, 182), *range(200, 215)}
+    ),
+}
 FIND_BYTES = 1 << 20  # a memoryview (a fragment mapped from disk) is searched this much at a time
 # an SEI unit's read, where it stands: what is open there, the outermost first. Each frame:
 # MESSAGES read up to a payload byte (None: the unit's stop bit), the type of the message
@@ -222,7 +236,8 @@ def _user_data(
     Read from payload byte ``at`` in ``frames`` (the outermost first, their stops counted
     from ``at``). The unit's messages are read to its stop bit; a message that nests others
     (``NESTING``, by payload type) has its header read, then its messages, before the
-    unit's next one. A message with text among its fields (``SEI_TEXT``) is user data
+    unit's next one. A message with text among its fields, or of a type the codec does not
+    define (``unread_type``), is user data
     whole. Read to where the bytes end, or to a header they cut (read again from its
     message's start with more of them): also where that is, and the frames open there.
     """
@@ -290,7 +305,7 @@ def _message(
     if stop is not None and kind is not None and end > stop:
         open_[-1] = (BLANKED, stop, None)
         return i
-    if what in (SEI_REGISTERED, SEI_UNREGISTERED) or what in SEI_TEXT.get(codec, ()):
+    if what in (SEI_REGISTERED, SEI_UNREGISTERED) or unread_type(codec, what):
         first = min(i + (UUID_BYTES if what == SEI_UNREGISTERED else 0), end)
         if end <= len(payload):
             found.append((first, end))
@@ -303,6 +318,15 @@ def _message(
         open_.append((KEPT, end, None))
         return i
     return end
+
+
+def unread_type(codec: str, what: int) -> bool:
+    """Whether an SEI message of payload type ``what`` is blanked whole in ``codec``.
+
+    One with text among its fields (``SEI_TEXT``), or of a type the codec does not define
+    (``SEI_DEFINED``).
+    """
+    return what in SEI_TEXT or what not in SEI_DEFINED[codec]
 
 
 def _nested(

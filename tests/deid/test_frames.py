@@ -661,10 +661,10 @@ def test_a_nesting_header_is_read_to_its_last_bit(name):
         assert bits._at == width
 
 
-def test_hevc_messages_with_text_among_their_fields_are_blanked_whole():
+def test_messages_with_text_among_their_fields_are_blanked_whole():
     """HEVC's overlay information (its overlays' names, their language) and annotated
     regions (their labels): their strings lie among fields of bits, so the whole payload is
-    made spaces, nested or not. H.264 defines no such types: kept."""
+    made spaces, nested or not. In H.264, which does not define them, too."""
     overlay = _bits((0, 1), (0, 0), (1, 0), (2, 0), (0, 0), (0, 0)) + b"en\x00" + MARK + b"\x00"
     labels = _bits((0, 1), *[(0, 1)] * 4, (1, 1), (0, 1)) + b"tumour\x00" + MARK + b"\x00"
     nested = (133, b"\x20" + _messages((202, labels), TIMING))
@@ -680,7 +680,81 @@ def test_hevc_messages_with_text_among_their_fields_are_blanked_whole():
     )
     assert copy == _sei(*expected, header=b"\x4e\x01")
     h264 = _sei((166, overlay), (202, labels))
-    assert video.parse(h264, video.H264)[0] == []
+    copy = bytearray(h264)
+    blanks.fill_in(copy, video.parse(h264, video.H264)[0])
+    assert copy == _sei((166, _spaced(overlay)), (202, _spaced(labels)))
+
+
+RESERVED = (100, b"\x00\x01" + MARK)  # a payload type neither codec defines
+RESERVED_SPACED = (100, _spaced(RESERVED[1]))
+
+
+def test_messages_of_a_type_the_codec_does_not_define_are_blanked_whole():
+    """No decoder reads a message of a payload type its codec does not define (it skips a
+    reserved one), and no search could say what it holds: it is made spaces whole, nested
+    or not, in either codec. A type one codec defines and the other does not (HEVC's
+    scalable nesting, 133; H.264's dec_ref_pic_marking_repetition, 7) is blanked in the
+    other; the types a codec defines are kept (mastering display and light levels too),
+    but H.274's envelope, neural-network post-filter (URIs) and processing order nesting."""
+    user = (5, UUID + MARK)
+    user_spaced = (5, UUID + _spaced(MARK))
+    hdr = ((137, bytes(range(1, 25))), (144, b"\x03\xe8\x01\x90"))
+    high = (300, MARK + b" of a type past 255")  # its type in two bytes (255, 45)
+    nesting = (133, b"\x20" + _messages(user))
+    h274 = [(kind, b"\x01" + MARK) for kind in (208, 210, 214)]  # envelope, post-filter, order
+    h264 = _sei(TIMING, RESERVED, (55, MARK), *hdr, nesting, high, *h274, user)
+    copy = bytearray(h264)
+    blanks.fill_in(copy, video.parse(h264, video.H264)[0])
+    spaced = (133, _spaced(nesting[1]))
+    h274_spaced = [_sp(message) for message in h274]
+    want = _sei(
+        TIMING,
+        RESERVED_SPACED,
+        (55, _spaced(MARK)),
+        *hdr,
+        spaced,
+        _sp(high),
+        *h274_spaced,
+        user_spaced,
+    )
+    assert copy == want
+    hevc = _sei(
+        TIMING,
+        (7, MARK),
+        *hdr,
+        (133, b"\x20" + _messages(RESERVED, TIMING)),
+        high,
+        user,
+        header=b"\x4e\x01",
+    )
+    copy = bytearray(hevc)
+    blanks.fill_in(copy, video.parse(hevc, video.HEVC)[0])
+    nested_spaced = (133, b"\x20" + _messages(RESERVED_SPACED, TIMING))
+    want = _sei(
+        TIMING,
+        (7, _spaced(MARK)),
+        *hdr,
+        nested_spaced,
+        _sp(high),
+        user_spaced,
+        header=b"\x4e\x01",
+    )
+    assert copy == want
+
+
+def _sp(message: tuple[int, bytes]) -> tuple[int, bytes]:
+    """A message, its payload made spaces."""
+    return message[0], _spaced(message[1])
+
+
+def test_each_codec_defines_the_types_read_as_user_data_or_nesting():
+    """The types read for what they hold (user data, nesting: ``NESTING``) are among those
+    each codec defines, and no type is both defined and reserved in the tables."""
+    for codec, kinds in video.NESTING.items():
+        assert set(kinds) <= video.SEI_DEFINED[codec], codec
+        assert {video.SEI_REGISTERED, video.SEI_UNREGISTERED} <= video.SEI_DEFINED[codec]
+        assert not video.unread_type(codec, 0)  # buffering period
+        assert video.unread_type(codec, 255)
 
 
 def _covered(regions: list[blanks.Region], since: int) -> set[int]:
@@ -703,6 +777,10 @@ def test_a_unit_read_on_from_where_a_read_of_its_start_left_finds_what_a_whole_r
     units.append((video.H264, _sei((37, views), (1, b"\x00"), (0, b"\x07"), (5, MARK))))
     overrun = _number(137) + _number(200) + b"free text " + MARK
     units.append((video.HEVC, _sei((133, b"\x20" + overrun), (5, UUID + MARK))))
+    reserved = _messages(RESERVED, TIMING)  # reserved types, nested and long: blanked whole
+    long = (300, b"free text " * 30 + MARK)
+    units.append((video.HEVC, _sei((133, b"\x20" + reserved), long, TIMING, RESERVED)))
+    units.append((video.H264, _sei(TIMING, long, (30, _bits((1, 1)) + reserved), RESERVED)))
     for codec, unit in units:
         whole = video.sei_user_data(unit, 5, len(unit), codec)
         for cut in range(5, len(unit)):

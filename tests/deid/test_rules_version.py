@@ -83,6 +83,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 27, 4): "201bccaa6e197ae57e8f138d914b78ea06e31a7098da59178c78fd381cf44037",
     ("0.1.0", 27, 5): "629fd336113fe8d485ca028094b93e1543a53731c9d1beeca652095e6e3fcc13",
     ("0.1.0", 28, 5): "629fd336113fe8d485ca028094b93e1543a53731c9d1beeca652095e6e3fcc13",
+    ("0.1.0", 28, 6): "cdef93d251c8d1f9442d2638aafe9c315537a24ea3bd63ce1369f835b37d3c17",
 }
 
 
@@ -222,6 +223,14 @@ def _h264_with_user_data() -> bytes:
     rbsp = b"\x05\x19" + bytes(range(16)) + b"x264 core" + b"\x80"  # type 5, 25 bytes
     frame = b"\x00\x00\x00\x01\x06" + rbsp + b"\x00\x00\x01\x65\x88" + b"\x12\x34" * 8
     return _encapsulated(7, MPEG4HP41, frame)
+
+
+def _h264_with_a_reserved_message() -> bytes:
+    """An H.264 stream whose SEI holds a message of a type H.264 does not define (blanked
+    since video version 6)."""
+    rbsp = b"\x64\x0a" + b"a recorder" + b"\x01\x01\x00" + b"\x80"  # type 100; picture timing
+    frame = b"\x00\x00\x00\x01\x06" + rbsp + b"\x00\x00\x01\x65\x88" + b"\x12\x34" * 8
+    return _encapsulated(21, MPEG4HP41, frame)
 
 
 def _mp4_with_a_title() -> bytes:
@@ -401,6 +410,7 @@ def _video_corpus() -> list[bytes]:
         _transport_stream_with_metadata(),
         _motion_jpeg_mp4(),
         _dvd_with_a_subpicture(),
+        _h264_with_a_reserved_message(),
     ]
 
 
