@@ -28,8 +28,8 @@ PRIVATE_1, PADDING = 0xBD, 0xBE
 # PES streams of data, which no player needs to show the video or play its sound: private
 # stream 2 (a DVD's navigation), conditional access (ECM, EMM), DSM-CC, MHEG, H.222.1's,
 # ancillary data (captions, timecode), SL and FlexMux, metadata (ID3, KLV), reserved. Their
-# payloads are zeroed; private stream 1 (audio, subtitles, metadata) only where the transport
-# stream's program map table says it holds text (``mpegts``)
+# payloads are zeroed; private stream 1 (audio, subtitles, metadata) too, but where the
+# transport stream's program map table says it holds audio (``mpegts``)
 DATA_STREAMS = frozenset({0xBF, *range(0xF0, 0xFD), 0xFE})
 # stream ids whose PES packets have no header past their length: their payload follows it
 PLAIN = frozenset({0xBC, PADDING, 0xBF, 0xF0, 0xF1, 0xF2, 0xF8, 0xFF})

@@ -17,9 +17,11 @@ a PID of its own), the units holding user data, and bytes that are no packet (da
 next packet is the next sync byte with another a packet or two on) are searched by the leak
 check.
 Data streams have their PES payloads zeroed (``demux.DATA_STREAMS``: metadata, ancillary
-data, private stream 2...; and private stream 1 where a program map table names it text:
-metadata, KLV, teletext, subtitles, VBI captions; ``text_pids``). Audio and other PES streams
-are carried as they are, and not searched.
+data, private stream 2...; and private stream 1 but where a program map table names it
+audio: AC-3, E-AC-3, AC-4, DTS, LPCM, TrueHD, Opus, SMPTE 302M; ``audio_pids``). Private
+stream 1 holds metadata, KLV, teletext, subtitles, VBI captions, or a writer's own data as
+well, and a stream no table names (before the first, or with none) is known to hold no
+audio. Audio and other PES streams are carried as they are, and not searched.
 
 A stream is fed a buffer at a time (``demux.Demux.feed``).
 """
@@ -52,13 +54,21 @@ PMT_TABLE = 2  # a program map table's table id
 SECTION_HEAD = 3  # table id, then the flags and the section's length (12 bits)
 PMT_STREAMS = 12  # a program map table's bytes before its program descriptors' length's end
 CRC = 4
-METADATA_PES = 0x15  # stream type: metadata in PES packets
 PRIVATE_PES = 0x06  # stream type: private data in PES packets; its descriptors tell what
 REGISTRATION = 0x05  # a descriptor naming the format by four letters
-# descriptors of private PES streams that hold text or pictures of text: VBI data (closed
-# captions), VBI teletext, metadata, teletext, DVB subtitles
-TEXT_DESCRIPTORS = frozenset({0x45, 0x46, 0x26, 0x56, 0x59})
-TEXT_FORMATS = frozenset({b"KLVA", b"ID3 "})  # registered formats of metadata: KLV, ID3
+# stream types of audio in private stream 1: Blu-ray's LPCM, AC-3, DTS, TrueHD, E-AC-3,
+# DTS-HD (high resolution, master), secondary E-AC-3 and DTS-HD; ATSC's AC-3 and E-AC-3
+AUDIO_TYPES = frozenset({0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0xA1, 0xA2})
+# descriptors of private PES streams that hold audio: DVB's AC-3, E-AC-3, DTS, AAC; ATSC's
+# AC-3 and E-AC-3 audio descriptors
+AUDIO_DESCRIPTORS = frozenset({0x6A, 0x7A, 0x7B, 0x7C, 0x81, 0xCC})
+EXTENSION = 0x7F  # DVB's extension descriptor: the tag of what it holds first
+AUDIO_EXTENSIONS = frozenset({0x0E, 0x15, 0x21})  # DTS-HD, AC-4, DTS-UHD
+# registered formats of audio: AC-3, E-AC-3, AC-4, DTS (three frame sizes), SMPTE 302M,
+# Opus, Dolby TrueHD
+AUDIO_FORMATS = frozenset(
+    {b"AC-3", b"EAC3", b"AC-4", b"DTS1", b"DTS2", b"DTS3", b"BSSD", b"Opus", b"mlpa"}
+)
 
 
 TS_HEAD = TIME_CODE + HEADER  # the bytes a transport stream is known by (``packet_size``)
@@ -96,7 +106,7 @@ class TsDemux(Demux):
         self._lead = TIME_CODE if size == PACKET_SIZES[1] else 0
         self._tables: set[int] = set()  # PIDs of sections: searched
         self._data_pids: set[int] = set()  # PIDs of data streams: zeroed (``demux.DATA_STREAMS``)
-        self._texts: set[int] = set()  # PIDs a program map table says hold text (``text_pids``)
+        self._audio: set[int] = set()  # PIDs a program map table says hold audio (``audio_pids``)
         self._sections: dict[int, bytearray] = {}  # a table PID: the section it is in, so far
 
     def _length(self, b: bytes | bytearray | memoryview, at: int) -> int | None:  # noqa: ARG002
@@ -222,15 +232,15 @@ class TsDemux(Demux):
             self._video.setdefault(pid, [])
             return min(end, start + PES_HEADER + b[start + PES_HEADER - 1])
         self._end_video(pid)
-        if stream in DATA_STREAMS or (stream == PRIVATE_1 and pid in self._texts):
+        if stream in DATA_STREAMS or (stream == PRIVATE_1 and pid not in self._audio):
             self._data_pids.add(pid)
             if stream in PLAIN or end - start < PES_HEADER:  # (a header cut: zeroed too)
                 return min(end, start + PES_HEAD)
             return min(end, start + PES_HEADER + b[start + PES_HEADER - 1])
-        return start  # another stream's: audio, or private stream 1 not named as text
+        return start  # another stream's: audio (private stream 1 named as audio too)
 
     def _section(self, pid: int, payload: bytes, *, unit_start: bool) -> None:
-        """A table's packet: a program map table's section gathered, read whole (``_texts``).
+        """A table's packet: a program map table's section gathered, read whole (``_audio``).
 
         Those of other tables are dropped at their table id. A section begins after its
         unit's pointer field; its length is 12 bits, so at most 4 kB is held a table PID.
@@ -248,7 +258,7 @@ class TsDemux(Demux):
             length = SECTION_HEAD + ((section[1] & 0x0F) << 8 | section[2])
             if len(section) >= length:
                 del self._sections[pid]
-                self._texts |= text_pids(bytes(section[:length]))
+                self._audio |= audio_pids(bytes(section[:length]))
 
 
 def _header_cut(b: bytes | bytearray | memoryview, start: int, end: int) -> bool:
@@ -265,12 +275,12 @@ def _header_cut(b: bytes | bytearray | memoryview, start: int, end: int) -> bool
     return end - start < PES_HEADER or start + PES_HEADER + b[start + 8] > end
 
 
-def text_pids(section: bytes) -> set[int]:
-    """The PIDs of private PES streams a program map table's section says hold text.
+def audio_pids(section: bytes) -> set[int]:
+    """The PIDs of private PES streams a program map table's section says hold audio.
 
-    Metadata (ID3, KLV), and private data whose descriptors name teletext, subtitles, VBI
-    captions, metadata, or the KLV or ID3 format. The section is read as far as it is
-    whole; a stream's entry that runs past it is not read.
+    Those of an audio stream type (``AUDIO_TYPES``), and private data whose descriptors
+    name an audio codec or format. The section is read as far as it is whole; a stream's
+    entry that runs past it is not read.
     """
     found: set[int] = set()
     if len(section) < PMT_STREAMS:
@@ -281,19 +291,27 @@ def text_pids(section: bytes) -> set[int]:
         kind, pid = section[at], (section[at + 1] & 0x1F) << 8 | section[at + 2]
         size = (section[at + 3] & 0x0F) << 8 | section[at + 4]
         descriptors = section[at + 5 : min(end, at + 5 + size)]
-        if kind == METADATA_PES or (kind == PRIVATE_PES and _names_text(descriptors)):
+        if kind in AUDIO_TYPES or (kind == PRIVATE_PES and _names_audio(descriptors)):
             found.add(pid)
         at += 5 + size
     return found
 
 
-def _names_text(descriptors: bytes) -> bool:
-    """Whether a stream's descriptors name text (``TEXT_DESCRIPTORS``, ``TEXT_FORMATS``)."""
+def _names_audio(descriptors: bytes) -> bool:
+    """Whether a stream's descriptors name audio.
+
+    A codec's descriptor (``AUDIO_DESCRIPTORS``, ``AUDIO_EXTENSIONS``), or a format's
+    registration (``AUDIO_FORMATS``).
+    """
     at = 0
     while at + 2 <= len(descriptors):
         tag, size = descriptors[at], descriptors[at + 1]
         body = descriptors[at + 2 : at + 2 + size]
-        if tag in TEXT_DESCRIPTORS or (tag == REGISTRATION and body[:4] in TEXT_FORMATS):
+        if (
+            tag in AUDIO_DESCRIPTORS
+            or (tag == REGISTRATION and body[:4] in AUDIO_FORMATS)
+            or (tag == EXTENSION and body[:1] and body[0] in AUDIO_EXTENSIONS)
+        ):
             return True
         at += 2 + size
     return False

@@ -89,7 +89,7 @@ superboxes walked into (they were kept whole), and the bytes in one that are no 
 after those a box's header would take (they were kept, and not searched).
 """
 
-VIDEO_RULES_VERSION = 6
+VIDEO_RULES_VERSION = 7
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -112,7 +112,9 @@ subpictures (private stream 1's substreams 20 to 3F, in MPEG-2 PES packets) zero
 their substream's id; 6: an H.264 or HEVC SEI message of a payload type its codec does not
 define (which decoders skip) blanked whole, nested or not, and so are H.274's envelope,
 neural-network post-filter and processing order nesting messages, and in H.264 too, HEVC's
-overlay information and annotated regions (they were kept, and searched).
+overlay information and annotated regions (they were kept, and searched); 7: a transport
+stream's private stream 1 zeroed but where a program map table names it audio (it was only
+where one named it text: a writer's own data, and a stream no table names, were kept).
 """
 
 _RESOLVE = {

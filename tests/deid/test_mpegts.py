@@ -493,8 +493,8 @@ def _with_data(*, blanked: bool = False, pmt: bytes = DATA_PMT) -> bytes:
 
 def test_data_streams_payloads_are_zeroed_and_audio_kept():
     """Streams of data ids (metadata, ancillary data, private stream 2), and those of private
-    stream 1 that the program map table names as text (ID3 metadata, KLV, teletext): their
-    payloads zeroed, every header kept. Private stream 1's audio (AC-3, Opus) stays."""
+    stream 1 that the program map table does not name audio (ID3 metadata, KLV, teletext):
+    their payloads zeroed, every header kept. Private stream 1's audio (AC-3, Opus) stays."""
     source = _with_data()
     assert source.count(MARK) == 8 + 2  # (and in the video's SEI, twice)
     copy = _copy(_object(source, ts=uid.MPEG4HP41))
@@ -503,15 +503,55 @@ def test_data_streams_payloads_are_zeroed_and_audio_kept():
     assert _frames_of(copy) == [_even(_with_data(blanked=True))]
 
 
-def test_private_stream_1_that_no_program_map_table_names_as_text_is_kept():
-    """Before its program map table (or with none), a stream of private stream 1 is not
-    known to hold text: carried as it is (as audio is); found by the leak check's search of
-    the sections and no more."""
+def test_private_stream_1_that_no_program_map_table_names_as_audio_is_zeroed():
+    """Before its program map table (or with none, or where it names the stream as no
+    audio), a stream of private stream 1 is not known to hold audio: it may hold metadata,
+    subtitles or a writer's own data, so its payloads are zeroed, its headers kept; audio
+    too, where no table names it."""
     pmt = _section(2, b"\x00\x01\xc1\x00\x00\xe1\x00\xf0\x00" + _entry(0x1B, VIDEO_PID))
     copy = _frames_of(_copy(_object(_with_data(pmt=pmt), ts=uid.MPEG4HP41)))[0]
+    assert MARK not in copy
+    assert KEPT_AUDIO[:30] not in copy
     for pid in (ID3_PID, KLV_PID, TELETEXT_PID):
-        at = copy.index(_packets(pid, _pes(0xBD, DATA_TEXT))[:30])
-        assert DATA_TEXT[:100] in copy[at : at + 188]
+        at = copy.index(_packets(pid, _pes(0xBD, bytes(len(DATA_TEXT))))[:30])
+        assert copy[at + 30 : at + 188] == bytes(158)
+    for pid in (AC3_PID, OPUS_PID):
+        assert _packets(pid, _pes(0xBD, bytes(len(KEPT_AUDIO)))) in copy
+    unnamed = (
+        _packets(0, PAT) + _packets(AC3_PID, _pes(0xBD, KEPT_AUDIO)) + _packets(PMT_PID, DATA_PMT)
+    )
+    later = unnamed + _packets(AC3_PID, _pes(0xBD, KEPT_AUDIO))
+    out = fed_in_parts(later, video.H264, ())
+    assert out.count(KEPT_AUDIO[:30]) == later.count(KEPT_AUDIO[:30]) // 2  # the named half
+
+
+def test_audio_is_known_by_its_stream_type_or_its_descriptors():
+    """ATSC's and Blu-ray's audio stream types; private data with DVB's AC-3, E-AC-3, DTS or
+    AAC descriptor, ATSC's AC-3 one, an extension naming AC-4, DTS-HD or DTS-UHD, or a
+    registered audio format. Not: metadata, KLV, teletext, subtitles (TTML: an extension
+    too), a language alone, a writer's own format."""
+    audio = {
+        0x200: _entry(0x81, 0x200),
+        0x201: _entry(0x87, 0x201),
+        0x202: _entry(0x06, 0x202, b"\x6a\x01\x00"),
+        0x203: _entry(0x06, 0x203, b"\x0a\x04eng\x00" + b"\x7a\x01\x00"),
+        0x204: _entry(0x06, 0x204, b"\x7f\x02\x15\x00"),
+        0x205: _entry(0x06, 0x205, b"\x05\x04BSSD"),
+        0x206: _entry(0x86, 0x206),
+        0x207: _entry(0x06, 0x207, b"\x81\x03\x00\x00\x00"),
+    }
+    other = [
+        _entry(0x15, 0x300),
+        _entry(0x06, 0x301, b"\x05\x04KLVA"),
+        _entry(0x06, 0x302, b"\x56\x05eng\x09\x00"),
+        _entry(0x06, 0x303, b"\x59\x08eng\x10\x00\x01\x00\x01"),
+        _entry(0x06, 0x304, b"\x7f\x02\x20\x00"),
+        _entry(0x06, 0x305, b"\x0a\x04eng\x00"),
+        _entry(0x06, 0x306, b"\x05\x04WRTR"),
+        _entry(0x06, 0x307, b"\x7f\x00"),  # an extension with no tag
+    ]
+    body = b"\x00\x01\xc1\x00\x00\xe1\x00\xf0\x00" + b"".join([*audio.values(), *other])
+    assert mpegts.audio_pids(_section(2, body)[1:]) == set(audio)
 
 
 def test_a_program_map_table_over_several_packets_is_read_whole():
@@ -520,13 +560,13 @@ def test_a_program_map_table_over_several_packets_is_read_whole():
     long = b"\x00\x01\xc1\x00\x00\xe1\x00\xf0\x00" + _entry(
         0x1B, VIDEO_PID, b"\x7f\xc0" + bytes(192)
     )
-    body = long + _entry(0x06, KLV_PID, b"\x05\x04KLVA")
+    body = long + _entry(0x06, AC3_PID, b"\x05\x04AC-3")
     pmt = _section(2, body)
-    stream = _packets(PMT_PID, pmt) + _packets(KLV_PID, _pes(0xBD, DATA_TEXT))
+    stream = _packets(PMT_PID, pmt) + _packets(AC3_PID, _pes(0xBD, KEPT_AUDIO))
     assert len(_packets(PMT_PID, pmt)) == 2 * 188
-    assert MARK not in fed_in_parts(stream, video.H264, ())
-    assert mpegts.text_pids(pmt[1:]) == {KLV_PID}
-    assert mpegts.text_pids(pmt[1:200]) == set()  # an entry cut is not read
+    assert KEPT_AUDIO[:100] in fed_in_parts(stream, video.H264, ())
+    assert mpegts.audio_pids(pmt[1:]) == {AC3_PID}
+    assert mpegts.audio_pids(pmt[1:200]) == set()  # an entry cut is not read
 
 
 def test_data_streams_fed_cut_at_any_byte_are_zeroed_as_whole():

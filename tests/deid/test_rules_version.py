@@ -84,6 +84,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 27, 5): "629fd336113fe8d485ca028094b93e1543a53731c9d1beeca652095e6e3fcc13",
     ("0.1.0", 28, 5): "629fd336113fe8d485ca028094b93e1543a53731c9d1beeca652095e6e3fcc13",
     ("0.1.0", 28, 6): "cdef93d251c8d1f9442d2638aafe9c315537a24ea3bd63ce1369f835b37d3c17",
+    ("0.1.0", 28, 7): "0d3ccba047a16b4b7a27c8423f50ec8ff1bf65146837e5dbfe25627832af077a",
 }
 
 
@@ -320,6 +321,23 @@ def _transport_stream_with_metadata() -> bytes:
     return _encapsulated(12, MPEG4HP41, stream)
 
 
+def _transport_stream_with_private_data() -> bytes:
+    """A transport stream with private data of a writer's own format in private stream 1,
+    which its program map table does not name audio (zeroed since video version 7)."""
+
+    def packet(pid: int, payload: bytes) -> bytes:
+        stuffing = b"\x00" + b"\xff" * (182 - len(payload))  # an adaptation field's
+        return bytes([0x47, 0x40 | pid >> 8, pid & 0xFF, 0x30, len(stuffing)]) + stuffing + payload
+
+    pmt = b"\x00\x02\xb0\x1a\x00\x01\xc1\x00\x00\xe1\x00\xf0\x00"
+    pmt += b"\x1b\xe1\x00\xf0\x00" + b"\x06\xe1\x01\xf0\x06\x05\x04WRTR"
+    pmt += b"\xde\xad\xbe\xef"
+    note = b"\x00\x00\x01\xbd\x00\x00\x80\x00\x00" + b"a writer's note: ward 4"
+    video = b"\x00\x00\x01\xe0\x00\x00\x80\x00\x00\x00\x00\x00\x01\x65\x88\x12\x34"
+    stream = packet(0x1000, pmt) + packet(0x100, video) + packet(0x101, note)
+    return _encapsulated(22, MPEG4HP41, stream)
+
+
 def _motion_jpeg_mp4() -> bytes:
     """An MP4 file of Motion JPEG whose sample has a camera's Exif and a comment (blanked
     since video version 4)."""
@@ -411,6 +429,7 @@ def _video_corpus() -> list[bytes]:
         _motion_jpeg_mp4(),
         _dvd_with_a_subpicture(),
         _h264_with_a_reserved_message(),
+        _transport_stream_with_private_data(),
     ]
 
 
