@@ -1,9 +1,10 @@
 """MP4 (ISO base media) files wrapped whole under the video UIDs: metadata zeroed, SEI blanked.
 
 Box headers are kept. User data and metadata values (titles, comments, places, XMP), UUID
-boxes after their UUID, free space, event messages, and the creation and modification times
-of the movie, its tracks and their media (and a live recording's producer times) are
-zeroed. The samples of H.264 and HEVC tracks are found by
+boxes after their UUID, free space, event messages, the creation and modification times
+of the movie, its tracks and their media (and a live recording's producer times), and the
+names and places no decoder reads (handler names, data reference locations, compressor
+names: ``_mp4_names``) are zeroed. The samples of H.264 and HEVC tracks are found by
 their sample tables, or in a fragmented file by its movie fragments' track runs, and read as
 length-prefixed NAL units, for their user data SEI messages (``video``); those of Motion
 JPEG tracks (``MP4_JPEG``) as JPEGs, their text segments blanked (``jpeg``). The samples of a
@@ -81,6 +82,12 @@ MP4_JPEG = frozenset({b"jpeg", b"mjpa", b"dmb1", b"AVDJ"})
 # subtitles, captions, timed metadata such as a phone's places, timecode, hints; a track
 # naming no handler) are zeroed whole.
 MP4_MEDIA = frozenset({b"vide", b"auxv", b"pict", b"soun"})
+MP4_PICTURES = MP4_MEDIA - {b"soun"}  # the handlers of tracks of visual sample entries
+# names and places that no decoder reads, in the movie box: a visual sample entry's
+# compressor name (a writer's, a device's: 32 bytes after the entry's fixed fields), a
+# data reference's location (a URL, a URN, QuickTime's alias of a file: paths, volumes)
+MP4_DESCRIPTIONS, MP4_REFERENCES = b"stsd", b"dref"
+COMPRESSOR_NAME, COMPRESSOR_NAME_BYTES = 42, 32
 MP4_HANDLER_TYPE = 8  # in a handler box's payload: after version, flags and pre_defined
 
 
@@ -95,8 +102,9 @@ def parse(
     """An MP4 file's metadata blanked: what its boxes hold but the media data.
 
     User data and metadata (titles, comments, places, devices; the items' values), UUID
-    boxes after their UUID, free space, and the creation and modification times of the
-    movie, its tracks and their media are zeroed; box headers stay. Of the media data
+    boxes after their UUID, free space, the creation and modification times of the movie,
+    its tracks and their media, and handler names, data references and compressor names
+    are zeroed; box headers stay. Of the media data
     (``mdat``) only the samples of H.264, HEVC and Motion JPEG tracks are read, as their
     sample tables (or movie fragments, ``moof``) place them, for their user data SEI
     messages or JPEG text segments (``_sample_sei``), and those of text and metadata tracks
@@ -471,14 +479,29 @@ def _mp4_box(
     depth: int,
     *,
     claimed: int | None = None,
+    visual: bool = False,
 ) -> None:
     """Blank what the box ``kind`` holds from ``start`` to ``end`` (its payload).
 
     ``claimed``: where the box claims to end, if ``b`` ends inside it (``_boxes_whole``).
+    ``visual``: the box lies in a track of pictures (``MP4_PICTURES``).
     """
     if kind in MP4_CONTAINERS and depth < NESTING:
+        if kind == MP4_TRACK:
+            visual = _handler(b, _child(b, start, end, b"mdia", b"hdlr")) in MP4_PICTURES
         for at, inner, head, stop in box_list(b, start, end):
-            _mp4_box(b, inner, at + head, min(stop, end), blanks, depth + 1, claimed=_cut(b, stop))
+            _mp4_box(
+                b,
+                inner,
+                at + head,
+                min(stop, end),
+                blanks,
+                depth + 1,
+                claimed=_cut(b, stop),
+                visual=visual,
+            )
+    elif kind in (MP4_HANDLER, MP4_DESCRIPTIONS, MP4_REFERENCES):
+        _mp4_names(b, kind, start, end, blanks, visual=visual)
     elif kind in MP4_TIMES and start < end:
         times = 16 if b[start] == 1 else 8  # version 1: two 64-bit times, else 32-bit ones
         add(blanks, start + 4, start + 4 + times, ZERO, end)
@@ -486,6 +509,34 @@ def _mp4_box(
         add(blanks, *_zeroed(kind, start, end), ZERO, end)
     elif kind in MP4_TEXT:
         _mp4_text(b, start, end, blanks, depth, claimed=claimed)
+
+
+def _mp4_names(
+    b: bytes | bytearray | memoryview,
+    kind: bytes,
+    start: int,
+    end: int,
+    blanks: list[Blank],
+    *,
+    visual: bool,
+) -> None:
+    """Zero the names and places no decoder reads in a ``kind`` box's payload.
+
+    A handler's name (a media's, a data handler's), each data reference's location (after
+    its version and flags), each compressor name of a track of pictures' sample entries
+    (``visual``). A metadata box's handler is ``_mp4_text``'s.
+    """
+    if kind == MP4_HANDLER:
+        add(blanks, start + MP4_HANDLER_NAME, end, ZERO, end)
+        return
+    if kind == MP4_DESCRIPTIONS and not visual:
+        return
+    for at, _entry, head, stop in box_list(b, start + 8, end):  # after version, flags, count
+        if kind == MP4_REFERENCES:
+            add(blanks, at + head + 4, stop, ZERO, min(stop, end))
+        elif at + head + COMPRESSOR_NAME + COMPRESSOR_NAME_BYTES <= min(stop, end):
+            name = at + head + COMPRESSOR_NAME
+            add(blanks, name, name + COMPRESSOR_NAME_BYTES, ZERO, end)
 
 
 def _zeroed(kind: bytes, start: int, end: int) -> tuple[int, int]:

@@ -20,8 +20,8 @@ Data streams have their PES payloads zeroed (``demux.DATA_STREAMS``: metadata, a
 data, private stream 2...; and private stream 1 but where a program map table names it
 audio: AC-3, E-AC-3, AC-4, DTS, LPCM, TrueHD, Opus, SMPTE 302M; ``audio_pids``). Private
 stream 1 holds metadata, KLV, teletext, subtitles, VBI captions, or a writer's own data as
-well, and a stream no table names (before the first, or with none) is known to hold no
-audio. Audio and other PES streams are carried as they are, and not searched.
+well, so a stream that no table names audio (before the first table, or with none) is
+zeroed. Audio and other PES streams are carried as they are, and not searched.
 
 A stream is fed a buffer at a time (``demux.Demux.feed``).
 """

@@ -89,7 +89,7 @@ superboxes walked into (they were kept whole), and the bytes in one that are no 
 after those a box's header would take (they were kept, and not searched).
 """
 
-VIDEO_RULES_VERSION = 7
+VIDEO_RULES_VERSION = 8
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -114,7 +114,8 @@ define (which decoders skip) blanked whole, nested or not, and so are H.274's en
 neural-network post-filter and processing order nesting messages, and in H.264 too, HEVC's
 overlay information and annotated regions (they were kept, and searched); 7: a transport
 stream's private stream 1 zeroed but where a program map table names it audio (it was only
-where one named it text: a writer's own data, and a stream no table names, were kept).
+where one named it text: a writer's own data, and a stream no table names, were kept); 8: an
+MP4 file's handler names, data reference locations and compressor names zeroed.
 """
 
 _RESOLVE = {
@@ -263,9 +264,11 @@ FRAME_TEXT = Decision(
     "reconstruction data, a writer's own; video user data: MPEG-2 user data, H.264 "
     "and HEVC user data SEI messages and those of a type the codec does not define, in a "
     "stream, an MP4 file's video tracks or a transport "
-    "or program stream's video packets; an MP4 file's metadata, free space and times, and the "
+    "or program stream's video packets; an MP4 file's metadata, free space, times, handler "
+    "and compressor names and data references, and the "
     "samples of its tracks of text (subtitles, captions), timed metadata (places), timecode "
-    "and hints (zeroed); a transport "
+    "and hints (zeroed); a transport or program stream's data streams, and private stream 1 "
+    "but audio a table names (zeroed); a transport "
     "stream's service information (made null packets) and private data): blanked in place, "
     "each keeping its length; the image is not decoded or changed",
 )

@@ -1385,11 +1385,13 @@ def _item(kind: bytes, value: bytes) -> bytes:
 
 TIMES_V0 = b"\xd8\xa2\x62\xbf" * 2  # created, modified: seconds since 1904
 TIMES_V1 = b"\x00\x00\x00\x00\xd8\xa2\x62\xbf" * 2
-HANDLER = b"\x00" * 4 + b"vide" + b"\x00" * 12  # a handler box's payload, up to its name
+# a handler box's payload, up to its name: version, flags, pre_defined; its type; reserved
+HANDLER = b"\x00" * 8 + b"vide" + b"\x00" * 12
 
 
-def _mp4(*, track_name: bytes = b"VideoHandler\x00", blanked: bool = False) -> bytes:
-    """An MP4 file as a phone or a recorder writes one; ``blanked``: as its copy holds it."""
+def _mp4(*, kept: bytes = b"", blanked: bool = False) -> bytes:
+    """An MP4 file as a phone or a recorder writes one; ``blanked``: as its copy holds it.
+    ``kept``: in a box of a writer's own in its movie box, which is kept."""
 
     def text(value: bytes) -> bytes:
         return bytes(len(value)) if blanked else value
@@ -1409,9 +1411,14 @@ def _mp4(*, track_name: bytes = b"VideoHandler\x00", blanked: bool = False) -> b
     trak = _box(
         b"trak",
         _full(b"tkhd", times[1] + b"\x00\x00\x00\x01" + bytes(8), version=1)
-        + _box(b"mdia", _full(b"mdhd", times[0] + bytes(8)) + _box(b"hdlr", HANDLER + track_name)),
+        + _box(
+            b"mdia",
+            _full(b"mdhd", times[0] + bytes(8))
+            + _box(b"hdlr", HANDLER + text(b"VideoHandler\x00")),
+        ),
     )
-    moov = _box(b"moov", _full(b"mvhd", times[0] + b"\x00\x00\x03\xe8" + bytes(8)) + trak + udta)
+    mvhd = _full(b"mvhd", times[0] + b"\x00\x00\x03\xe8" + bytes(8))
+    moov = _box(b"moov", mvhd + trak + udta + (_box(b"wrtr", kept) if kept else b""))
     xmp = _box(b"uuid", bytes(range(0xBE, 0xCE)) + text(b"<x:xmpmeta>" + MARK + b"</x:xmpmeta>"))
     ntp = b"\xeb\x0b\x2c\x80\x12\x34\x56\x78"  # 2024-12-05, its wall-clock time
     prft = _full(b"prft", b"\x00\x00\x00\x01" + text(ntp) + b"\x00\x00\x03\xe8")
@@ -1442,10 +1449,59 @@ def test_an_mp4_files_metadata_is_zeroed_and_its_media_kept(tmp_path):
 
 
 def test_a_value_left_in_an_mp4_box_is_caught_by_the_leak_check(tmp_path):
-    """The boxes but the media data are searched: a patient's name as a track's handler name
-    refuses the object."""
-    data = _object(_mp4(track_name=NAME + b"\x00"), ts=uid.MPEG4HP41, PatientName=NAME.decode())
+    """The boxes but the media data are searched: a patient's name in a box of a writer's
+    own, which is kept, refuses the object."""
+    data = _object(_mp4(kept=NAME + b"\x00"), ts=uid.MPEG4HP41, PatientName=NAME.decode())
     assert "(0010,0010)" in _refused(tmp_path, data)
+
+
+def _described(*, blanked: bool = False) -> bytes:
+    """An MP4 file's movie box: a video track with its media's and its data handler's names,
+    a data reference to a file by its path, a sample entry whose compressor name is a
+    device's; an audio track whose sample entry holds, where a video one's name would lie,
+    its decoder's configuration (``blanked``: as its copy holds it)."""
+
+    def text(value: bytes) -> bytes:
+        return bytes(len(value)) if blanked else value
+
+    name = bytes([len(MARK) + 4]) + b"Cam " + MARK
+    name += bytes(32 - len(name))
+    config = _box(b"avcC", b"\x01\x64\x00\x1f\xff\xe0\x00")
+    fixed = bytes(6) + b"\x00\x01" + bytes(32) + b"\x00\x01"  # ...its frame count: 1
+    avc1 = _box(b"avc1", fixed + text(name) + b"\x00\x18\xff\xff" + config)  # depth, -1
+    inside = _full(b"url ", b"", flags=1)  # self-contained: its flags kept
+    reference = _full(b"url ", text(b"file:///Users/" + MARK + b"/clip.mov\x00"))
+    dinf = _box(b"dinf", _full(b"dref", b"\x00\x00\x00\x02" + inside + reference))
+    data_handler = _box(b"hdlr", bytes(8) + b"alis" + bytes(12) + text(b"Alias of " + MARK))
+    video_table = _box(b"stbl", _full(b"stsd", b"\x00\x00\x00\x01" + avc1))
+    minf = _box(b"minf", data_handler + dinf + video_table)
+    media = _box(b"hdlr", HANDLER + text(b"Core Media Video of " + MARK + b"\x00"))
+    video_track = _box(b"trak", _box(b"mdia", media + minf))
+    esds = _full(b"esds", b"\x03\x80\x80\x80" + bytes(range(1, 61)))  # kept, every byte
+    mp4a = _box(b"mp4a", bytes(6) + b"\x00\x01" + bytes(20) + esds)
+    sound = _box(b"hdlr", bytes(8) + b"soun" + bytes(12))
+    audio_table = _box(b"stbl", _full(b"stsd", b"\x00\x00\x00\x01" + mp4a))
+    audio_track = _box(b"trak", _box(b"mdia", sound + _box(b"minf", audio_table)))
+    return _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1") + _box(b"moov", video_track + audio_track)
+
+
+def test_names_and_places_no_decoder_reads_in_the_movie_box_are_zeroed(tmp_path):
+    """A media's and a data handler's names, a data reference's location (a user's path),
+    and a video sample entry's compressor name (a device's, a writer's): zeroed, held and
+    streamed alike; the audio sample entry, whose own boxes lie where a video one's
+    compressor name would, is kept."""
+    source = _described()
+    assert len(source) % 2 == 0
+    blanked, _regions = mp4.parse(source)
+    copy = bytearray(source)
+    blanks.fill_in(copy, blanked)
+    assert copy == _described(blanked=True)
+    assert MARK not in copy
+    assert bytes(range(1, 61)) in copy
+    value = encapsulate([source])
+    held = frames.blank(value, video.H264)[0]
+    assert _streamed(tmp_path, value, video.H264)[0] == held
+    assert MARK in frames.headers(value, video.H264)  # the original's names are searched
 
 
 def _nal(unit: bytes, size: int = 4) -> bytes:

@@ -85,6 +85,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 28, 5): "629fd336113fe8d485ca028094b93e1543a53731c9d1beeca652095e6e3fcc13",
     ("0.1.0", 28, 6): "cdef93d251c8d1f9442d2638aafe9c315537a24ea3bd63ce1369f835b37d3c17",
     ("0.1.0", 28, 7): "0d3ccba047a16b4b7a27c8423f50ec8ff1bf65146837e5dbfe25627832af077a",
+    ("0.1.0", 28, 8): "d20f5aef1f71e0050c9fccc436b76f1400a26cb8b192491dd3ed1d76b038a116",
 }
 
 
@@ -244,6 +245,18 @@ def _mp4_with_a_title() -> bytes:
     meta = box(b"meta", b"\x00" * 4 + box(b"ilst", title))
     frame = box(b"ftyp", b"isom\x00\x00\x02\x00") + box(b"mdat", b"\x12\x34" * 8)
     return _encapsulated(8, MPEG4HP41, frame + box(b"moov", box(b"udta", meta)))
+
+
+def _mp4_with_names() -> bytes:
+    """An MP4 file wrapped whole, its video track's handler named and its sample entry's
+    compressor name a device's (zeroed since video version 8)."""
+    handler = _box(b"hdlr", bytes(8) + b"vide" + bytes(12) + b"a device's handler\x00")
+    name = b"\x0ba device cam" + bytes(20)
+    entry = _box(b"avc1", bytes(6) + b"\x00\x01" + bytes(32) + b"\x00\x01" + name + bytes(4))
+    table = _box(b"stbl", _box(b"stsd", bytes(4) + b"\x00\x00\x00\x01" + entry))
+    track = _box(b"trak", _box(b"mdia", handler + _box(b"minf", table)))
+    frame = _box(b"ftyp", b"isom\x00\x00\x02\x00") + _box(b"mdat", b"\x12\x34" * 8)
+    return _encapsulated(23, MPEG4HP41, frame + _box(b"moov", track))
 
 
 def _mp4_with_sei() -> bytes:
@@ -430,6 +443,7 @@ def _video_corpus() -> list[bytes]:
         _dvd_with_a_subpicture(),
         _h264_with_a_reserved_message(),
         _transport_stream_with_private_data(),
+        _mp4_with_names(),
     ]
 
 
