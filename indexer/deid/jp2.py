@@ -7,9 +7,10 @@ its JPEG reconstruction data (a recompressed JPEG's comments and application seg
 compressed); a box of a kind no standard names. Only the boxes decoders read are kept
 (``KEPT_BOXES``): every other box's payload is zeroed (a UUID box's after its UUID), each
 box keeping its size. Superboxes (``SUPERBOXES``: JP2's header, JPX's associations and
-layers) are walked into, ``NESTING`` deep, and bytes in one that are no box zeroed. The
-codestream a JP2 file holds has its headers' comments blanked (``j2k``). Every other kept
-box (the codestream box but its headers) is what the leak check searches.
+layers) are walked into, ``NESTING`` deep; bytes in one that are no box are zeroed after
+those a box's header would take (``Boxes._level_ends``). The codestream a JP2 file holds
+has its headers' comments blanked (``j2k``). Every other kept box (the codestream box but
+its headers) is what the leak check searches.
 
 The walk (``Boxes``) is fed the bytes as they come (``jpeg.Walk``): a file in several
 fragments (``frames``), a box running on from one into the next, blanked on; the
@@ -26,20 +27,19 @@ from indexer.deid.mp4 import box_size
 
 SIGNATURES = frozenset({b"jP  ", b"JXL "})  # a JP2 file's first box, a JPEG XL file's
 SIGNATURE_HEADS = tuple(b"\x00\x00\x00\x0c" + kind for kind in sorted(SIGNATURES))  # (12 bytes)
-# the boxes that decoders read, kept (and searched). JP2 (ISO/IEC 15444-1 Annex I): the
-# signature, file type, header (image header, bit depths, colour, palette, component mapping
-# and definition, resolution), codestream, UUID list
+# the boxes that decoders read, kept (and searched); the superboxes they lie in are
+# ``SUPERBOXES``. JP2 (ISO/IEC 15444-1 Annex I): the signature, file type, image header, bit
+# depths, colour, palette, component mapping and definition, capture and display
+# resolution, codestream, UUID list
 KEPT_BOXES = frozenset(
     {
-        *(b"jP  ", b"ftyp", b"jp2h", b"ihdr", b"bpcc", b"colr", b"pclr", b"cmap", b"cdef"),
-        *(b"res ", b"resc", b"resd", b"jp2c", b"uinf", b"ulst"),
-        # JPX (15444-2 Annex M): reader requirements, fragment tables and lists, cross-references,
-        # media data, data references, codestream and compositing layer headers, colour groups,
-        # opacity, registration, composition and its instructions, associations, number lists,
-        # regions of interest, signatures, desired reproductions and their outputs, pixel formats
-        *(b"rreq", b"ftbl", b"flst", b"cref", b"mdat", b"dtbl", b"jpch", b"jplh", b"cgrp"),
-        *(b"opct", b"creg", b"comp", b"copt", b"inst", b"asoc", b"nlst", b"roid", b"chck"),
-        *(b"drep", b"gtso", b"pxfm"),
+        *(b"jP  ", b"ftyp", b"ihdr", b"bpcc", b"colr", b"pclr", b"cmap", b"cdef"),
+        *(b"resc", b"resd", b"jp2c", b"ulst"),
+        # JPX (15444-2 Annex M): reader requirements, fragment lists, cross-references, media
+        # data, opacity, registration, composition instructions, number lists, regions of
+        # interest, signatures, desired reproductions' outputs, pixel formats
+        *(b"rreq", b"flst", b"cref", b"mdat", b"opct", b"creg", b"copt", b"inst", b"nlst"),
+        *(b"roid", b"chck", b"gtso", b"pxfm"),
         # JPEG XL (18181-2): the signature, level, codestream, partial codestream, frame index,
         # gain map. Not its reconstruction data (``jbrd``): it holds the comments and application
         # segments of a recompressed JPEG, Brotli compressed (a copy decodes, but no longer

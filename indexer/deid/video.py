@@ -237,9 +237,9 @@ def _user_data(
     from ``at``). The unit's messages are read to its stop bit; a message that nests others
     (``NESTING``, by payload type) has its header read, then its messages, before the
     unit's next one. A message with text among its fields, or of a type the codec does not
-    define (``unread_type``), is user data
-    whole. Read to where the bytes end, or to a header they cut (read again from its
-    message's start with more of them): also where that is, and the frames open there.
+    define (``unread_type``), is user data whole. Read to where the bytes end, or to a
+    header they cut (read again from its message's start with more of them): also where
+    that is, and the frames open there.
     """
     found: list[Region] = []
     # the stop bit's byte (zeros after it): a message from there on would hold nothing
