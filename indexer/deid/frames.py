@@ -23,7 +23,8 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   and streamed ones a fragment at a time, the unit a fragment ends in read on into the next
   (``_VideoPass``). An MP4 file wrapped whole (``mp4``) has its metadata zeroed, the user
   data SEI messages of its H.264 and HEVC tracks blanked, its Motion JPEG samples' segments
-  blanked as a JPEG frame's, and its text and metadata tracks' samples zeroed; streamed,
+  blanked as a JPEG frame's, its text and metadata tracks' samples zeroed, and its media
+  data that no sample places zeroed; streamed,
   its first fragment as a file, and the boxes and samples after it as they come
   (``mp4.Mp4Walk``), a movie box at its end read ahead (``_samples_ahead``). A transport
   stream (``mpegts``) has the user data in its video PES packets blanked, its service information

@@ -10,11 +10,16 @@ length-prefixed NAL units, for their user data SEI messages (``video``); those o
 JPEG tracks (``MP4_JPEG``) as JPEGs, their text segments blanked (``jpeg``). The samples of a
 track that is neither video, audio nor an image sequence (``MP4_MEDIA``: timed text,
 captions, timed metadata, timecode, hints; a track naming no handler) are found the same
-way and zeroed whole. The box walker (``box_list``) serves JP2 and JPEG XL files too (``frames``).
+way and zeroed whole; those of other tracks (audio, video of other codecs) are kept unread
+(``KEPT``). The media data (``mdat``, and any top-level box of a kind ``MP4_FILE_BOXES``
+does not name) that no sample of any track places is zeroed (``_unplaced``): no decoder
+reads it, and a meta box's items (HEIF's Exif) or a writer's own data lie there. The box
+walker (``box_list``) serves JP2 and JPEG XL files too (``frames``).
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +39,7 @@ from indexer.deid.blanks import (
     spaces,
 )
 from indexer.deid.jpeg import JPEG
-from indexer.deid.places import STEP, ZEROED, Place, Places
+from indexer.deid.places import KEPT, STEP, ZEROED, Place, Places
 from indexer.deid.video import (
     H264,
     HEVC,
@@ -59,6 +64,17 @@ MP4_TEXT = frozenset({b"udta", b"meta", b"free", b"skip"})  # user data, metadat
 MP4_PRODUCED, MP4_EVENT = b"prft", b"emsg"
 MP4_ZEROED = frozenset({MP4_UUID, MP4_EVENT, MP4_PRODUCED})  # a part of their payload zeroed
 MP4_MOVIE, MP4_TRACK, MP4_FRAGMENT = b"moov", b"trak", b"moof"
+# the kinds of box a file's top level holds that are no media data: the file's and each
+# segment's type, the movie, its fragments and their index, free space, user data and
+# metadata, UUID boxes, segment indexes, producer times, event messages, download hints.
+# A box of any other kind there (``mdat``; a kind damage renamed, or a writer's own; a
+# QuickTime preview's picture) is media data: zeroed but where a sample lies (``_unplaced``)
+MP4_FILE_BOXES = frozenset(
+    {
+        *(b"ftyp", b"styp", b"moov", b"moof", b"mfra", b"free", b"skip", b"wide", b"meta"),
+        *(b"udta", b"uuid", b"sidx", b"ssix", b"prft", b"emsg", b"pdin"),
+    }
+)
 # a track fragment header's flags: a base offset, a sample description, a default duration,
 # a default size; its data counted from the fragment's start
 TFHD_BASE, TFHD_INDEX, TFHD_DURATION, TFHD_SIZE, TFHD_BASE_IS_MOOF = 1, 2, 8, 0x10, 0x20000
@@ -66,6 +82,7 @@ TFHD_BASE, TFHD_INDEX, TFHD_DURATION, TFHD_SIZE, TFHD_BASE_IS_MOOF = 1, 2, 8, 0x
 TRUN_OFFSET, TRUN_FIRST_FLAGS, TRUN_DURATION, TRUN_SIZE = 1, 4, 0x100, 0x200
 TRUN_SAMPLE_FIELDS = 0xF00  # duration, size, flags, composition time offset
 MP4_SAMPLES = 1 << 20  # samples of a track looked at: 9.7 hours at 30 a second
+RANKS = {KEPT: 1, ZEROED: 2}  # a movie's tracks given room for their samples: video's first
 WALK_SAMPLES = 1 << 22  # samples a streamed file's walk looks at, its fragments' all told
 AHEAD_BOXES = 1 << 12  # top-level boxes walked ahead for a movie box at a file's end
 SEARCH_BEHIND = 64 << 10  # of a box cut by buffers: searched again with the next
@@ -96,25 +113,46 @@ def is_mp4(head: bytes | bytearray | memoryview) -> bool:
     return bytes(head[4:8]) == MP4_FIRST
 
 
-def parse(
-    b: bytes | bytearray | memoryview, *, samples: bool = True
-) -> tuple[list[Blank], list[Region]]:
+def parse(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]:
     """An MP4 file's metadata blanked: what its boxes hold but the media data.
 
     User data and metadata (titles, comments, places, devices; the items' values), UUID
     boxes after their UUID, free space, the creation and modification times of the movie,
     its tracks and their media, and handler names, data references and compressor names
-    are zeroed; box headers stay. Of the media data
-    (``mdat``) only the samples of H.264, HEVC and Motion JPEG tracks are read, as their
-    sample tables (or movie fragments, ``moof``) place them, for their user data SEI
-    messages or JPEG text segments (``_sample_sei``), and those of text and metadata tracks
-    zeroed. Every box but the media data, the SEI messages, the JPEG headers and the zeroed
-    samples are searched by the leak check. Not ``samples``: no sample is read.
+    are zeroed; box headers stay. Of the media data (``mdat``, and any box of a kind not in
+    ``MP4_FILE_BOXES``) only the samples of H.264, HEVC and Motion JPEG tracks are read, as
+    their sample tables (or movie fragments, ``moof``) place them, for their user data SEI
+    messages or JPEG text segments (``_sample_sei``); those of text and metadata tracks are
+    zeroed, those of other tracks (audio) kept, and what no sample of any track places
+    zeroed (``_unplaced``). Every box but the media data, the SEI messages, the JPEG headers
+    and the zeroed bytes are searched by the leak check.
     """
     blanks: list[Blank] = []
     regions: list[Region] = []
-    _parse(b, blanks, regions, Movie() if samples else None)
+    media: tuple[list[Region], list[Places]] = ([], [])
+    _parse(b, blanks, regions, Movie(), media=media)
+    for start, stop in _unplaced(media[0], Places.join(media[1])):
+        if start < min(stop, len(b)):  # searched too, as an older copy holds them
+            add(blanks, start, stop, ZERO, len(b))
+            regions.append((start, min(stop, len(b))))
     return blanks, regions
+
+
+def _unplaced(media: list[Region], placed: Places) -> Iterator[Region]:
+    """The bytes of ``media`` (where media data lies, in the file's order) no sample holds.
+
+    A decoder reads no others: a meta box's items (HEIF's Exif), a writer's own data, the
+    samples of a track whose table is lost, or past ``MP4_SAMPLES``.
+    """
+    covered = placed.nonempty().merged()  # by start, apart
+    gap_starts = [0, *covered.stops.tolist()]
+    gap_stops = [*covered.starts.tolist(), UNREAD]
+    for a, z in media:
+        i = bisect.bisect_right(gap_stops, a)  # the first gap that ends past ``a``
+        while i < len(gap_starts) and gap_starts[i] < z:
+            if max(a, gap_starts[i]) < min(z, gap_stops[i]):
+                yield max(a, gap_starts[i]), min(z, gap_stops[i])
+            i += 1
 
 
 @dataclass(slots=True)
@@ -133,31 +171,38 @@ def _parse(
     *,
     origin: int = 0,
     later: list[Places] | None = None,
+    media: tuple[list[Region], list[Places]] | None = None,
 ) -> None:
     """``parse``'s walk of the boxes ``b`` holds; ``b`` lies at ``origin`` in the file.
 
     ``movie``: the tracks known so far (None: no sample is read). ``later``: a walk's list
     (``Mp4Walk``): the samples that the boxes ``b`` holds whole place go there, to be read
-    as their bytes come; else they are read in ``b``.
+    as their bytes come; else they are read in ``b``. ``media``: where the payloads of its
+    media data boxes (of kinds ``MP4_FILE_BOXES`` does not name) lie, to the ends they
+    claim, go to its first list; read in ``b``, the samples placed to its second.
     """
     for at, kind, head, claimed in box_list(b, 0, len(b)):
         end = min(claimed, len(b))  # a box may claim more than the file (or fragment) holds
-        if kind != MP4_MEDIA_DATA:
+        if kind in MP4_FILE_BOXES:
             regions.append((at, end))
             _mp4_box(b, kind, at + head, end, blanks, 0, claimed=_cut(b, claimed))
+        elif media is not None:
+            media[0].append((origin + at + head, origin + claimed))
         if movie is None:
             continue
         whole = later is None or claimed <= len(b)  # a walk's box cut: its places not yet
         found = _box_samples(b, (at, kind, head, end), movie, blanks, regions, origin, whole=whole)
-        if later is None:
-            for start, stop, codec, size in found:
-                if codec != ZEROED:
-                    _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
-                elif start < min(stop, len(b)):  # zeroed; searched too, as an older copy holds it
-                    add(blanks, start, stop, ZERO, len(b))
-                    regions.append((start, min(stop, len(b))))
-        else:
+        if later is not None:
             later.append(found)
+            continue
+        for start, stop, codec, size in found:
+            if codec == ZEROED and start < min(stop, len(b)):  # searched too: an older copy's
+                add(blanks, start, stop, ZERO, len(b))
+                regions.append((start, min(stop, len(b))))
+            elif codec not in (ZEROED, KEPT):
+                _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
+        if media is not None:
+            media[1].append(found)
 
 
 def _box_samples(
@@ -174,13 +219,14 @@ def _box_samples(
 
     A movie box's tracks are noted in ``movie``, and the units an HEVC configuration
     declares (``b``'s own bytes) are read at once. Not ``whole`` (a box cut): that only.
-    The video tracks' samples come first (``MP4_SAMPLES`` are held at once); a zeroed
-    track's, those that touch made one (``Places.merged``).
+    The video tracks' samples come first (``MP4_SAMPLES`` are held at once), then those
+    kept unread, then the zeroed ones; of the last two, those that touch made one
+    (``Places.merged``). Those past the room are zeroed as media data no sample places.
     """
     at, kind, head, end = box
     found: list[Places] = []
     if kind == MP4_MOVIE:
-        tracks = sorted(_tracks(b, at + head, end), key=lambda track: track[1] == ZEROED)
+        tracks = sorted(_tracks(b, at + head, end), key=lambda track: RANKS.get(track[1], 0))
         for track, codec, size, declared, table in tracks:
             movie.tracks[track] = (codec, size)
             for start, stop in declared:
@@ -197,9 +243,9 @@ def _box_samples(
 
 
 def _placed(starts: np.ndarray, stops: np.ndarray, codec: str, size: int) -> Places:
-    """A track's samples (``Places.track``); a zeroed track's merged where they touch."""
+    """A track's samples (``Places.track``); a zeroed or kept track's merged where they touch."""
     found = Places.track(starts, stops, codec, size)
-    return found.merged() if codec == ZEROED else found
+    return found.merged() if codec in RANKS else found
 
 
 def _fragment_defaults(b: bytes | bytearray | memoryview, start: int, end: int) -> dict[int, int]:
@@ -307,13 +353,13 @@ def _child(
 def _tracks(
     b: bytes | bytearray | memoryview, start: int, end: int
 ) -> Iterator[tuple[int, str, int, list[Region], Callable[[], tuple[np.ndarray, np.ndarray]]]]:
-    """Each H.264, HEVC, Motion JPEG or zeroed track of the movie: id, codec, length size, units.
+    """Each track of the movie that has a sample table: id, codec, length size, units.
 
     An H.264 or HEVC track: its units' length size, the units its configuration declares
     (each after a 2-byte length). A Motion JPEG track (an image sequence's too): ``JPEG``,
-    0, none. A track of no handler in ``MP4_MEDIA``: ``ZEROED``, 0, none. Then the samples
-    its table places (in the file; worked out when called for). Other tracks (video of
-    other codecs, image sequences, audio) are not named.
+    0, none. A track of no handler in ``MP4_MEDIA``: ``ZEROED``, 0, none. Any other (video
+    of other codecs, image sequences, audio): ``KEPT``, 0, none. Then the samples its table
+    places (in the file; worked out when called for).
     """
     for at, kind, head, stop in box_list(b, start, end):
         if kind != MP4_TRACK:
@@ -327,8 +373,9 @@ def _tracks(
         if (coded := _video_entry(b, table)) is not None:
             codec, size, config = coded
             yield track, codec, size, _declared(b, codec, *config), samples
-        elif _handler(b, _child(b, *inner, b"mdia", b"hdlr")) not in MP4_MEDIA:
-            yield track, ZEROED, 0, [], samples
+        else:
+            media = _handler(b, _child(b, *inner, b"mdia", b"hdlr")) in MP4_MEDIA
+            yield track, KEPT if media else ZEROED, 0, [], samples
 
 
 def _video_entry(
@@ -685,13 +732,13 @@ class Mp4Walk:
     (``SKELETON``), to place them when it ends (``_close``). Any other box larger than that
     is passed over unparsed (``_pass``): user data, metadata and free space zeroed whole, a
     UUID box, an event message and a producer time as parsed; the others left; each
-    searched as it stays. What went with an earlier
-    buffer was blanked as far as it went; a box is searched as it went, each buffer's part
-    with the ``SEARCH_BEHIND`` bytes before it (a value a buffer's end cuts). The samples that a
-    movie box's tables or a movie fragment's runs place are read as their bytes come
-    (``_Samples``); those of a movie box at the file's end, where it was read ahead
-    (``ahead``), too; else those went before their box came, and are not read. A buffer
-    over ``held`` bytes is read ``held`` bytes at a time (``pieces``).
+    searched as it stays. What went with an earlier buffer was blanked as far as it went; a
+    box is searched as it went, each buffer's part with the ``SEARCH_BEHIND`` bytes before
+    it (a value a buffer's end cuts). The samples that a movie box's tables or a movie
+    fragment's runs place are read as their bytes come (``_Samples``), and the media data
+    no sample placed by then holds is zeroed; those of a movie box at the file's end, where
+    it was read ahead (``ahead``), too; else those went before their box came, and are
+    zeroed. A buffer over ``held`` bytes is read ``held`` bytes at a time (``pieces``).
     """
 
     def __init__(self, held: int, *, blank: bool = True, ahead: Places | None = None) -> None:
@@ -809,11 +856,15 @@ class Mp4Walk:
         if size < header:  # no box: the rest of the one it lies in is passed over
             kind, header, size = b"", 0, room
         stop = i + size - have  # where the box ends in this buffer
-        if kind in MP4_CONTAINERS and size > self._held and len(self._open) < NESTING:
+        media = not self._open and kind not in MP4_FILE_BOXES  # (its samples read, the rest zeroed)
+        if kind in MP4_CONTAINERS and size > self._held and len(self._open) < NESTING and not media:
             self._open.append(_Open(start, kind, start + size))  # its boxes walked
             self._kept, self._chain = bytearray(), 0
             return i + header - have
-        if not header or kind == MP4_MEDIA_DATA or size > self._held:  # passed, unparsed
+        if not header or media or kind == MP4_MEDIA_DATA or size > self._held:  # passed, unparsed
+            if media:
+                self._samples.media(start + header, start + size)
+                kind = MP4_MEDIA_DATA
             self._passing, self._behind = (start, kind, header, start + size), b""
             self._kept, self._chain = bytearray(), 0
             self._skip = max(0, stop - len(buf))
@@ -928,20 +979,28 @@ class Mp4Walk:
             and after > len(buf)
             and not to_end
             and boxes[-1][1] in MP4_CONTAINERS
+            and boxes[-1][1] in MP4_FILE_BOXES
             and after - boxes[-1][0] > self._held
             else len(buf)
         )
         blanks: list[Blank] = []
         regions: list[Region] = []
         later: list[Places] = []
+        media: tuple[list[Region], list[Places]] = ([], [])
         with memoryview(buf) as view, view[:opened] as parsed:
-            _parse(parsed, blanks, regions, self._movie, later=later)
+            _parse(parsed, blanks, regions, self._movie, later=later, media=media)
         fill_in(buf, blanks if self._blank else [])
         self._expect(later)
+        last = boxes[-1] if boxes and (after > len(buf) or to_end) else None
+        for start, stop in media[0]:  # (a box to the file's end runs past this buffer's)
+            cut = last is not None and to_end and start == last[0] + last[2]
+            self._samples.media(start, UNREAD if cut else stop)
         if opened < len(buf):
             return regions, opened
-        if boxes and (after > len(buf) or to_end):
-            start, kind, header = boxes[-1][:3]
+        if last is not None:
+            start, kind, header = last[:3]
+            if kind not in MP4_FILE_BOXES:
+                kind = MP4_MEDIA_DATA  # (its samples read, the rest zeroed: not searched)
             if kind == MP4_MEDIA_DATA or after - start > self._held or after <= len(buf):
                 self._skip = UNREAD if after <= len(buf) else after - len(buf)
                 # its rest passed over (its part here was parsed above)
@@ -965,7 +1024,8 @@ class _Samples:
     (``video.trimmed``: its length and header, then its bytes from where its read left, or
     its last ``SEARCH_BEHIND``), and read on with the next buffer, whose part of it is
     blanked there; the part that went was blanked as far as it went. A sample placed where
-    bytes already went is not read.
+    bytes already went is not read. The bytes of the media data (``media``) that no sample
+    begun holds are zeroed as they come (``_unplaced``), as ``parse`` zeroes them held.
     """
 
     def __init__(self, *, blank: bool) -> None:
@@ -982,6 +1042,14 @@ class _Samples:
         self._segments: jpeg.Segments | None = None  # a Motion JPEG sample's walk
         # the SEI unit last read (where it begins): where its read goes on
         self._resume: tuple[int, Resume | None] = (-1, None)
+        self._media: list[Region] = []  # where media data lies (those not over yet)
+        self._reach = 0  # where the samples begun end, the furthest
+        self._done = 0  # media data's bytes before it: zeroed, or in a sample begun
+        self._gap = b""  # (``verify``) the last bytes of those zeroed, if the buffer's end
+
+    def media(self, start: int, stop: int) -> None:
+        """Media data lies from ``start`` to ``stop``: what no sample places there is zeroed."""
+        self._media.append((start, stop))
 
     def expect(self, found: Places) -> None:
         """Read the samples ``found`` as their bytes come (those that went already: not).
@@ -1008,16 +1076,44 @@ class _Samples:
                 if coming is None or coming[0] >= end:
                     break
                 if coming[0] < pos:  # it went before it could be begun (samples overlap)
-                    self._next = int(np.searchsorted(self._pending.starts, pos))  # those too
+                    skipped = int(np.searchsorted(self._pending.starts, pos))  # those too
+                    stops = self._pending.stops[self._next : skipped]
+                    self._reach = max(self._reach, int(stops.max()))  # (they cover bytes)
+                    self._next = skipped
                     continue
+                self._unplaced(buf, pos, coming[0], found)
+                self._reach = max(self._reach, coming[1])
                 self._current = coming
                 self._next += 1
                 self._at, self._carry, self._segments = self._current[0], b"", None
             if not self._units(buf, pos, found):
                 break
             self._current = None
+        self._unplaced(buf, pos, end, found)
         self._went = end
         return found
+
+    def _unplaced(self, buf: bytearray | memoryview, pos: int, to: int, found: list[bytes]) -> None:
+        """Zero the media data in ``buf`` (at ``pos``) before ``to`` that no sample begun holds.
+
+        Found only (``verify``): those bytes are searched, after the last ``SEARCH_BEHIND``
+        of those that went with the buffer before.
+        """
+        lo, self._done = max(self._done, self._reach, pos), max(self._done, to)
+        while self._media and self._media[0][1] <= pos:
+            self._media.pop(0)  # over
+        for start, stop in self._media:
+            a, z = max(lo, start), min(to, stop)
+            if start >= to:
+                break
+            if z <= a:
+                continue
+            if self._blank:
+                buf[a - pos : z - pos] = bytes(z - a)
+                continue
+            part = (self._gap if a == pos else b"") + bytes(buf[a - pos : z - pos])
+            found.append(part)
+            self._gap = part[-SEARCH_BEHIND:] if z == pos + len(buf) else b""
 
     def _coming_one(self) -> Place | None:
         """The first sample not begun, if any."""
@@ -1034,6 +1130,8 @@ class _Samples:
         end = pos + len(buf)
         if codec == ZEROED:
             return self._zero(buf, pos, stop, found)
+        if codec == KEPT:
+            return stop <= end
         if codec == JPEG:
             return self._jpeg(buf, pos, stop, found)
         while self._at + size < stop:  # a length, and a byte of the unit, at least

@@ -4,8 +4,9 @@ A movie box's sample tables, or a movie fragment's track runs, may place million
 samples (``MP4_SAMPLES`` of a track are looked at: 9.7 hours at 30 a second). As Python
 tuples of Python numbers each took about 140 bytes held, and 204 at the peak; here each is
 a start and an end (8 bytes each) and a kind (1 byte: its codec and its NAL units' length
-size; or ``ZEROED``: a text or metadata track's, zeroed whole), 56 bytes at the peak. Where
-they lie is worked out from the tables' numbers without a loop in Python (``table``, ``run``).
+size; ``ZEROED``: a text or metadata track's, zeroed whole; ``KEPT``: another track's, kept
+unread), 56 bytes at the peak. Where they lie is worked out from the tables' numbers
+without a loop in Python (``table``, ``run``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from indexer.deid.video import H264, HEVC
 Place = tuple[int, int, str, int]  # a sample: start, end, codec, its units' length size
 # (a Motion JPEG sample: ``JPEG``, 0)
 ZEROED = "zeroed"  # the codec of a track whose samples are zeroed whole: text, metadata
+# the codec of a track whose samples are kept unread: audio, video of other codecs, images
+KEPT = "kept"
 # (codec, length size) of each kind, in the order of those tuples: places sort as tuples did
 KINDS = tuple(
     sorted(
         {(codec, size) for codec in (H264, HEVC) for size in (1, 2, 3, 4)}
-        | {(ZEROED, 0), (JPEG, 0)}
+        | {(ZEROED, 0), (KEPT, 0), (JPEG, 0)}
     )
 )
 _KIND = {kind: i for i, kind in enumerate(KINDS)}
@@ -145,8 +148,8 @@ class Places:
     def merged(self) -> Places:
         """Those that overlap or touch made one, from the first's start to the last's end.
 
-        For samples zeroed whole (``ZEROED``): a text track's samples of a chunk, say,
-        become one place. Each keeps the kind of the first it holds.
+        For samples zeroed whole (``ZEROED``) or kept unread (``KEPT``): a text track's
+        samples of a chunk, say, become one place. Each keeps the kind of the first it holds.
         """
         if len(self) < 2:  # noqa: PLR2004 - nothing to merge
             return self

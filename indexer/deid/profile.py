@@ -89,7 +89,7 @@ superboxes walked into (they were kept whole), and the bytes in one that are no 
 after those a box's header would take (they were kept, and not searched).
 """
 
-VIDEO_RULES_VERSION = 8
+VIDEO_RULES_VERSION = 9
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -115,7 +115,12 @@ neural-network post-filter and processing order nesting messages, and in H.264 t
 overlay information and annotated regions (they were kept, and searched); 7: a transport
 stream's private stream 1 zeroed but where a program map table names it audio (it was only
 where one named it text: a writer's own data, and a stream no table names, were kept); 8: an
-MP4 file's handler names, data reference locations and compressor names zeroed.
+MP4 file's handler names, data reference locations and compressor names zeroed; 9: an MP4
+file's media data that no track's sample places zeroed (a meta box's items, a writer's own
+data, the samples of a track its movie box does not name or past those looked at; a
+streamed file's samples that went before their movie box came), and a top-level box of a
+kind not known read as media data (it was kept, and searched); the samples of its audio
+tracks, and of video of other codecs, kept.
 """
 
 _RESOLVE = {

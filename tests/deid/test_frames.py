@@ -1428,7 +1428,7 @@ def _mp4(*, kept: bytes = b"", blanked: bool = False) -> bytes:
         + _box(b"free", text(b"left by an editor: " + MARK))
         + prft
         + emsg
-        + _box(b"mdat", b"\x00\x00\x01\x06" + MARK + IMAGE)  # media data: never read
+        + _box(b"mdat", text(b"\x00\x00\x01\x06" + MARK + IMAGE))  # no track places it
         + moov
         + xmp
     )
@@ -1437,15 +1437,15 @@ def _mp4(*, kept: bytes = b"", blanked: bool = False) -> bytes:
 def test_an_mp4_files_metadata_is_zeroed_and_its_media_kept(tmp_path):
     """Writers wrap whole MP4 files under the video UIDs: its titles, comments, places and
     XMP, free space, event messages (ID3 text), and the times of its movie, tracks and media
-    and a live recording's producer time are zeroed, each box keeping its header; the media
-    data and the boxes decoders read stay."""
+    and a live recording's producer time are zeroed, each box keeping its header, and so is
+    media data that no track's sample places; the boxes decoders read stay."""
     source = _mp4()
     copy = _copy(_object(source, ts=uid.MPEG4HP41))
     (frame,) = _frames_of(copy)
     expected = _mp4(blanked=True)
     assert len(expected) == len(source)
     assert frame == _even(expected)
-    assert MARK not in frame.replace(b"\x00\x00\x01\x06" + MARK, b"")  # the media data's
+    assert MARK not in frame
 
 
 def test_a_value_left_in_an_mp4_box_is_caught_by_the_leak_check(tmp_path):
@@ -1517,8 +1517,9 @@ def _tracked_mp4(
     long: bytes = b"",
 ) -> bytes:
     """An MP4 file whose one video track's samples hold an SEI message with text (H.264), or
-    whose configuration declares one (HEVC, as x265 does), audio samples between. Its movie
-    box after its media data, or before it (``faststart``). ``long``: more of H.264's text."""
+    whose configuration declares one (HEVC, as x265 does), bytes no track places between
+    (as if audio). Its movie box after its media data, or before it (``faststart``).
+    ``long``: more of H.264's text. ``spaced``: as its copy holds it (those bytes zeroed)."""
     text = _spaced if spaced else (lambda t: t)
     if codec == video.H264:
         sei = b"\x06" + _escaped(_rbsp((5, UUID + text(MARK + TEXT + long))))
@@ -1532,9 +1533,9 @@ def _tracked_mp4(
         entry_kind, declared = b"hvc1", sei
         first = _nal(b"\x26\x01" + IMAGE)
     second = _nal(b"\x41\x9a" + IMAGE) if codec == video.H264 else _nal(b"\x02\x01" + IMAGE)
-    audio = _nal(b"\x06" + _rbsp((5, UUID + MARK)))  # audio, as if video: never read as such
+    audio = _nal(b"\x06" + _rbsp((5, UUID + MARK)))  # as if video; no track places it
     ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1")
-    mdat = _box(b"mdat", first + audio + second)
+    mdat = _box(b"mdat", first + (bytes(len(audio)) if spaced else audio) + second)
     entry = _box(entry_kind, bytes(6) + b"\x00\x01" + bytes(70) + config)
 
     def moov(at: int) -> bytes:
@@ -1562,25 +1563,26 @@ def _tracked_mp4(
 @pytest.mark.parametrize("codec", [video.H264, video.HEVC])
 def test_sei_text_in_an_mp4_files_video_track_is_blanked(codec):
     """Its samples (found by the track's sample table) and, in HEVC, the units its
-    configuration declares: user data SEI blanked as in a stream of start codes; the audio
-    samples between and the slices untouched."""
+    configuration declares: user data SEI blanked as in a stream of start codes; the slices
+    untouched, and the bytes between that no track places zeroed."""
     source = _tracked_mp4(codec)
     (frame,) = _frames_of(
         _copy(_object(source, ts=uid.MPEG4HP41 if codec == video.H264 else uid.HEVCMP51))
     )
     assert frame == _even(_tracked_mp4(codec, spaced=True))
-    assert frame.count(MARK) == 1  # the audio sample's
+    assert MARK not in frame
 
 
 def _fragmented_mp4(how: str, *, spaced: bool = False, fragments: int = 1) -> bytes:
     """A fragmented MP4 file (empty sample tables; a movie fragment places the samples): an
     audio track's sample that looks like an SEI message, then the video track's, the first
-    holding an SEI message with text, then bytes no run places (as the audio's). ``how``
+    holding an SEI message with text, then bytes no run places (as the audio's; the audio
+    track is not in the movie box, so its sample is placed by no track either). ``how``
     the track fragments count their data from: ``moof`` (the fragment's start, an offset in
     each run; the first sample's flags, each one's duration), ``base`` (the audio's base
     offset; the video's data follows it), or ``trex`` (the fragment's start; the video's
     sample sizes the movie's default). ``fragments``: movie fragments, each with media data
-    of its own."""
+    of its own. ``spaced``: as its copy holds it (the audio's bytes zeroed)."""
     text = _spaced if spaced else (lambda t: t)
     first = _nal(b"\x06" + _escaped(_rbsp((5, UUID + text(MARK + TEXT))))) + _nal(SLICE)
     second = _nal(b"\x41\x9a" + b"\x12" * (len(first) - 6))  # as long as the first
@@ -1617,7 +1619,8 @@ def _fragmented_mp4(how: str, *, spaced: bool = False, fragments: int = 1) -> by
         header = _full(b"mfhd", b"\x00\x00\x00\x01")
         return _box(b"moof", header + _box(b"traf", sound) + _box(b"traf", picture))
 
-    mdat = _box(b"mdat", audio + first + second + audio)
+    unplaced = bytes(len(audio)) if spaced else audio
+    mdat = _box(b"mdat", unplaced + first + second + unplaced)
     file = ftyp + moov
     for _ in range(fragments):
         file += moof(len(file) + len(moof(0, 0)) + 8, len(file)) + mdat
@@ -1628,11 +1631,12 @@ def _fragmented_mp4(how: str, *, spaced: bool = False, fragments: int = 1) -> by
 def test_sei_text_in_a_fragmented_mp4_files_samples_is_blanked(how):
     """Samples a movie fragment places (by a run's offset from the fragment's start, or a
     track fragment's base offset, with sizes of their own or the movie's default): the
-    video track's SEI is blanked, the audio track's sample untouched."""
+    video track's SEI is blanked; a track the movie box does not name places nothing, so
+    its sample is zeroed, as the bytes after the video's samples are."""
     source = _fragmented_mp4(how)
     (frame,) = _frames_of(_copy(_object(source, ts=uid.MPEG4HP41)))
     assert frame == _even(_fragmented_mp4(how, spaced=True))
-    assert frame.count(MARK) == 2  # the audio's (and what follows the video's samples)
+    assert MARK not in frame
 
 
 def test_damaged_mp4_never_raises():
@@ -1783,8 +1787,8 @@ def _boxes_too_large(*, blanked: bool = False) -> tuple[bytes, bytes]:
     """(the head of an MP4 file: its type and media data; boxes after it larger than 100
     bytes, then a small one). ``blanked``: as a walk that holds 100 bytes leaves them."""
 
-    def text(value: bytes, kind: bytes = b"") -> bytes:
-        return bytes(len(value)) if blanked and kind != b"abcd" else value
+    def text(value: bytes) -> bytes:
+        return bytes(len(value)) if blanked else value
 
     udta = _box(b"meta", bytes(4) + _item(b"\xa9nam", MARK * 4))
     ntp, junk = b"\xeb\x0b\x2c\x80\x12\x34\x56\x78", MARK * 4
@@ -1795,11 +1799,11 @@ def _boxes_too_large(*, blanked: bool = False) -> tuple[bytes, bytes]:
         _full(b"emsg", text(b"https://aomedia.org/emsg/ID3\x00\x00" + MARK * 8)),
         _full(b"prft", b"\x00\x00\x00\x01" + text(ntp) + b"\x00\x00\x03\xe8" + junk),
         _box(b"moov", _box(b"udta", text(_item(b"\xa9nam", MARK * 8)))),  # walked into
-        _box(b"abcd", text(MARK * 8, b"abcd")),  # left: searched only
+        _box(b"abcd", text(MARK * 8)),  # media data (a kind not known): no sample in it
         _box(b"free", text(MARK)),  # held and parsed
     ]
     assert all(len(box) > 100 for box in boxes[:-1])
-    head = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1") + _box(b"mdat", MARK + IMAGE)
+    head = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1") + _box(b"mdat", text(MARK + IMAGE))
     return head, b"".join(boxes)
 
 
@@ -1808,9 +1812,10 @@ def test_a_box_too_large_to_hold_is_zeroed_as_it_passes(monkeypatch):
     data, metadata and free space are zeroed whole, a UUID box, an event message and a
     producer time as parsed, as their bytes come; a movie box is walked into, its user data
     too large to hold zeroed the same way (the movie box was left); a box of a kind not
-    known is left. What stays (that box's text, a producer time's bytes past its time) is
-    searched, each buffer's part with the bytes before it: a value a buffer's end cuts is
-    found. `verify`'s walk searches them all."""
+    known is media data, zeroed where no sample lies (it was left). What stays (a producer
+    time's bytes past its time) is searched, each buffer's part with the bytes before it: a
+    value a buffer's end cuts is found. `verify`'s walk searches them all (the media data's
+    that no sample holds too)."""
     monkeypatch.setattr(mp4, "SEARCH_BEHIND", len(MARK))
     head, boxes = _boxes_too_large()
     blanked = _boxes_too_large(blanked=True)[1]
@@ -1825,7 +1830,7 @@ def test_a_box_too_large_to_hold_is_zeroed_as_it_passes(monkeypatch):
         searched.feed(bytearray(head))
         found = [b"".join(walk.feed(piece)) for piece in pieces]
         assert b"".join(pieces) == blanked, cut
-        assert sum(f.count(MARK) for f in found) >= 4 + 8, cut  # the producer time's, abcd's
+        assert sum(f.count(MARK) for f in found) >= 4, cut  # the producer time's
         found = [
             b"".join(searched.feed(bytearray(boxes[a:z]))) for a, z in itertools.pairwise(ends)
         ]
@@ -1836,6 +1841,7 @@ def test_a_box_the_first_buffer_ends_in_is_zeroed_past_it(monkeypatch):
     """The first buffer is parsed as a file; a box too large to hold that it ends in (or
     one whose size is 0: to the file's end) has its rest zeroed as it comes."""
     head, _boxes = _boxes_too_large()
+    copied = _boxes_too_large(blanked=True)[0]  # (its media data: no sample placed)
     text = b"left by an editor: " + MARK * 8
     for free in (_box(b"free", text), b"\x00\x00\x00\x00free" + text):
         file = head + free
@@ -1844,7 +1850,7 @@ def test_a_box_the_first_buffer_ends_in_is_zeroed_past_it(monkeypatch):
             pieces = [bytearray(file[:cut]), bytearray(file[cut:])]
             for piece in pieces:
                 walk.feed(piece)
-            assert b"".join(pieces) == head + free[:8] + bytes(len(text)), cut
+            assert b"".join(pieces) == copied + free[:8] + bytes(len(text)), cut
 
 
 def test_a_cut_movie_boxs_sample_table_is_worked_out_once(monkeypatch):
@@ -1995,7 +2001,8 @@ def test_a_box_that_runs_past_the_opened_box_it_lies_in_ends_with_it(last):
 def test_what_an_opened_box_keeps_is_bounded(monkeypatch):
     """An opened movie box keeps the boxes it holds that place samples (its tracks' sample
     tables, not its user data), ``SKELETON_BYTES`` of them all told: past that, a table is
-    not kept, and the samples it would place are not read."""
+    not kept, and the samples it would place are zeroed, as media data no sample places
+    (they were left unread)."""
     source = _tracked_mp4(video.H264, faststart=True)
     blanked = _tracked_mp4(video.H264, faststart=True, spaced=True)
     leaf, _top = _largest_held(source)
@@ -2010,7 +2017,9 @@ def test_what_an_opened_box_keeps_is_bounded(monkeypatch):
         for piece in pieces:
             walk.feed(piece)
         copies.append(b"".join(pieces))
-    assert copies == [source, source, blanked, source]
+    at = source.index(b"mdat") + 4
+    unread = source[:at] + bytes(len(source) - at)  # (the media data last)
+    assert copies == [unread, unread, blanked, unread]
 
 
 def test_an_sei_unit_a_buffer_cuts_is_read_on_with_the_next():
@@ -2038,22 +2047,30 @@ def test_a_sample_fed_a_byte_at_a_time_is_blanked_whole():
     assert _fed(sample, 1) == spaced
 
 
-def test_a_streamed_mp4_files_samples_that_went_before_its_movie_box_are_left():
+def test_a_streamed_mp4_files_samples_that_went_before_its_movie_box_are_zeroed():
     """A movie box after the media data, not read ahead (a span that cannot be read ahead,
-    or one that ended before its box): samples in the buffer it comes in are read; those in earlier
-    buffers went before their places were known, and are not. Nothing else changes: a
-    sample's bytes are never read from where it does not begin (in its slice, a length and
-    an SEI unit's look)."""
+    or one that ended before its box): samples in the buffer it comes in are read; those
+    that began in earlier buffers went before their places were known, and are zeroed as
+    media data no sample places (they were left, their SEI unread). A sample's bytes are
+    never read from where it does not begin (in its slice, a length and an SEI unit's
+    look)."""
     fake = _nal(b"\x06" + _rbsp((5, UUID + MARK)))  # in a slice's data, as if a unit
     source = _tracked_mp4(video.H264, first_slice=SLICE + fake + IMAGE)
     blanked = _tracked_mp4(video.H264, first_slice=SLICE + fake + IMAGE, spaced=True)
     start = len(_box(b"ftyp", b"isomxxxxisomavc1")) + 8  # the first sample's
-    for cut in range(start - 8, source.index(b"moov") - 2, 2):
+    after, end = source.index(b"\x41\x9a") - 4, source.index(b"moov") - 4  # the second's
+    between = len(_nal(b"\x06" + _rbsp((5, UUID + MARK))))  # (no track places it)
+    for cut in range(start - 8, end - 2, 2):
         walk = mp4.Mp4Walk(1 << 20)
         first, second = bytearray(source[:cut]), bytearray(source[cut:])
         walk.feed(first)
         walk.feed(second)
-        assert bytes(first + second) == (blanked if cut <= start else source), cut
+        expected = bytearray(blanked)
+        if cut > start:
+            expected[start : after - between] = bytes(after - between - start)
+        if cut > after:
+            expected[after:end] = bytes(end - after)
+        assert first + second == expected, cut
 
 
 @pytest.mark.parametrize(

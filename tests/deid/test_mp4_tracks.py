@@ -9,6 +9,7 @@ and HEVC read for their SEI).
 
 from __future__ import annotations
 
+import itertools
 import random
 import struct
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydicom.encaps import encapsulate
 
 from indexer.deid import blanks, frames, mp4, video
 from indexer.deid.jpeg import JPEG
-from indexer.deid.places import ZEROED, Places
+from indexer.deid.places import KEPT, ZEROED, Places
 from tests.builders import streamed_copy
 from tests.deid.test_frames import (
     MARK,
@@ -214,16 +215,29 @@ def test_verify_searches_a_text_track_an_older_copy_left():
     assert PLACE not in frames.headers(encapsulate([_file(blanked=True)]), video.H264)
 
 
-def test_video_tracks_are_given_room_before_zeroed_ones(monkeypatch):
-    """At most ``MP4_SAMPLES`` samples are held at once (here one); a movie box's text
-    track, listed first, takes none of the video track's room."""
-    monkeypatch.setattr(mp4, "MP4_SAMPLES", 1)
+def test_video_tracks_are_given_room_first_and_samples_past_it_are_zeroed(monkeypatch):
+    """At most ``MP4_SAMPLES`` samples are held at once; a movie box's text track, listed
+    first, takes none of the video tracks' room, and tracks kept unread (audio) come before
+    the zeroed ones. A sample past the room is zeroed, as media data no sample places."""
+
+    def copied(room: int) -> bytearray:
+        monkeypatch.setattr(mp4, "MP4_SAMPLES", room)
+        copy = bytearray(source)
+        blanks.fill_in(copy, mp4.parse(source)[0])
+        return copy
+
     source = _file()
-    found, _regions = mp4.parse(source)
-    copy = bytearray(source)
-    blanks.fill_in(copy, found)
-    assert SEI_SPACED in copy  # the video's first sample read
-    assert SUBTITLE in copy  # no room left for the text's
+    one = copied(1)
+    assert SEI_SPACED in one  # the video's first sample read
+    assert SECOND not in one  # its second: no room, zeroed
+    assert SUBTITLE[2:] not in one
+    assert SOUND not in one
+    four = copied(4)  # the H.264 track's two, the image sequence's, the audio's chunk
+    assert SEI_SPACED in four
+    assert SECOND in four
+    assert SOUND in four
+    assert b"\xff\xd8" + MARK in four
+    assert MARK + b" mpeg-4 part 2" not in four  # the other video codec's: no room left
 
 
 def test_merged_places_match_a_loop():
@@ -248,13 +262,15 @@ def test_merged_places_match_a_loop():
 
 
 def test_zeroed_samples_take_no_more_than_their_chunks_in_the_walk():
-    """A text track's samples of one chunk wait in a streamed walk as one place."""
+    """A text track's samples of one chunk (an audio track's too) wait in a streamed walk as
+    one place."""
     source = _file()
     at = source.index(b"moov") - 4
     ahead = mp4.samples_ahead(lambda a, n: source[a : a + n], at, 1 << 20)
-    # the video's two, the image sequence's (a JPEG); the text's chunk, the metadata's, the
-    # unnamed track's
-    assert [codec for _a, _z, codec, _s in ahead] == [video.H264] * 2 + [JPEG] + [ZEROED] * 3
+    # the video's two, the image sequence's (a JPEG); the audio's chunk and the other video
+    # codec's, kept; the text's chunk, the metadata's, the unnamed track's
+    kinds = [video.H264] * 2 + [JPEG] + [KEPT] * 2 + [ZEROED] * 3
+    assert [codec for _a, _z, codec, _s in ahead] == kinds
 
 
 def test_damaged_files_with_zeroed_tracks_never_raise():
@@ -292,3 +308,132 @@ def test_an_objects_text_track_is_zeroed_held_and_streamed_alike(tmp_path, monke
     assert SUBTITLE[2:] not in copy
     assert PLACE not in copy
     assert SOUND in copy
+
+
+EXIF = b"Exif\x00\x00MM PHIMARK Doe^Jane's phone"  # an item's data (HEIF's) a meta box places
+OWN = b"PHIMARK a writer's own data"  # bytes a writer left in the media data
+
+
+def _unplaced_file(
+    *, blanked: bool = False, faststart: bool = False, to_end: bool = False
+) -> bytes:
+    """An MP4 file whose media data holds, beside its video's first sample and its audio's,
+    a writer's bytes and an Exif item's data that no track places; then a box of a writer's
+    own kind (media data too: a kind damage renamed reads so) holding the video's second
+    sample and more of the writer's bytes. Its movie box last, or first (``faststart``).
+    ``to_end``: one media data box of size 0 (to the file's end) holds all, after the
+    movie box. ``blanked``: as its copy holds it."""
+
+    def zeroed(value: bytes) -> bytes:
+        return bytes(len(value)) if blanked else value
+
+    ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1")
+    payload = zeroed(OWN) + (SEI_SPACED if blanked else SEI) + zeroed(EXIF) + SOUND
+    mdat, own = _box(b"mdat", payload), _box(b"wrtr", SECOND + zeroed(OWN))
+    if to_end:
+        mdat, own = b"\x00\x00\x00\x00mdat" + payload + SECOND + zeroed(OWN), b""
+
+    def moov(at: int) -> bytes:
+        """``at``: where the media data box lies."""
+        first = at + 8 + len(OWN)
+        sound = first + len(SEI) + len(EXIF)
+        second = at + 8 + len(payload) if to_end else at + len(mdat) + 8
+        sizes = [len(SEI), len(SECOND)]
+        video_track = _trak(1, b"vide", AVC, [first, second], sizes, 1)
+        audio_track = _trak(2, b"soun", _box(b"mp4a", bytes(28)), [sound], [len(SOUND)], 1)
+        return _box(b"moov", video_track + audio_track)
+
+    if faststart or to_end:
+        return ftyp + moov(len(ftyp) + len(moov(0))) + mdat + own
+    return ftyp + mdat + own + moov(len(ftyp))
+
+
+def test_media_data_no_sample_places_is_zeroed_and_the_samples_kept():
+    """Bytes of the media data (and of a top-level box of a kind not known) that no track's
+    sample places are read by no decoder: a meta box's items (HEIF's Exif), a writer's own
+    data. They are zeroed; the video's samples are read (their SEI blanked), the audio's
+    kept. `verify` searches them in a copy made before (which kept them)."""
+    for faststart, to_end in ((False, False), (True, False), (False, True)):
+        source = _unplaced_file(faststart=faststart, to_end=to_end)
+        assert sorted(_placed(source)) == sorted([SEI, SECOND, SOUND])
+        (frame,) = _frames_of(_copy(_object(source, ts=uid.MPEG4HP41)))
+        assert frame == _even(_unplaced_file(blanked=True, faststart=faststart, to_end=to_end))
+        assert SOUND in frame
+        assert SECOND in frame
+        assert b"PHIMARK" not in frame.replace(SOUND, b"")
+        assert OWN in frames.headers(encapsulate([source]), video.H264)
+        assert EXIF in frames.headers(encapsulate([source]), video.H264)
+
+
+def _placed(source: bytes) -> list[bytes]:
+    """The bytes of each sample the movie box of ``source`` places."""
+    later: list[Places] = []
+    mp4._parse(source, [], [], mp4.Movie(), later=later)
+    return [source[a:z] for a, z, *_kind in Places.join(later)]
+
+
+@pytest.mark.parametrize("how", ["last", "faststart", "to the end"])
+def test_streamed_media_data_no_sample_places_is_zeroed_as_held(tmp_path, how):
+    """Cut anywhere (in the writer's bytes, the Exif item's, a sample; the movie box at the
+    end read ahead; a media data box to the file's end, past the first fragment): the held
+    copy; `verify`'s walk finds the Exif item's text in the source (the bytes no sample
+    places are searched), and in the copy not."""
+    kind = {"faststart": True, "to_end": how == "to the end"} if how != "last" else {}
+    source = _unplaced_file(**kind)
+    blanked = _unplaced_file(blanked=True, **kind)
+    streamed_as_held(tmp_path, source, blanked, EXIF[6:], 20261206)
+
+
+def test_unplaced_bytes_streamed_match_those_held():
+    """Random samples (overlapping, inside one another, past a buffer's end, of no bytes)
+    and media data boxes, fed in random buffers: the bytes the walk's reader zeroes are
+    exactly those of the media data that no sample holds, as ``mp4._unplaced`` finds them
+    held, and as a loop over the bytes does."""
+    rng = random.Random(20261206)  # noqa: S311 - a seeded stream of test inputs
+    for _ in range(400):
+        size = rng.randrange(4, 120)
+        places = sorted(
+            (a, a + rng.randrange(0, 30)) for a in (rng.randrange(size) for _ in range(6))
+        )
+        edges = sorted(rng.sample(range(size + 1), 2 * rng.randrange(0, 3)))
+        media = list(zip(edges[::2], edges[1::2], strict=True))
+        expected = {
+            i
+            for i in range(size)
+            if any(a <= i < z for a, z in media) and not any(a <= i < z for a, z in places)
+        }
+        held = mp4._unplaced(media, Places.of([(a, z, KEPT, 0) for a, z in places]))
+        assert {i for a, z in held for i in range(a, z)} == expected
+        reader = mp4._Samples(blank=True)
+        reader.expect(Places.of([(a, z, KEPT, 0) for a, z in places]))
+        for a, z in media:
+            reader.media(a, z)
+        ends = sorted({0, size, *(rng.randrange(size) for _ in range(rng.randrange(4)))})
+        buffers = [bytearray(b"\xff" * (z - a)) for a, z in itertools.pairwise(ends)]
+        for at, buf in zip(ends, buffers, strict=False):
+            reader.feed(buf, at)
+        copy = b"".join(buffers)
+        assert {i for i in range(size) if copy[i] == 0} == expected, (places, media, ends)
+
+
+@pytest.mark.parametrize("kind", [b"wrtr", b"trak"])
+def test_a_top_level_box_of_a_kind_not_known_is_media_data_as_it_streams(kind):
+    """A top-level box of a kind that is no media data's nor any other top-level box's (a
+    writer's own; a track, which lies only in a movie box) larger than the walk holds:
+    media data, zeroed where no sample lies, whether the first buffer cuts it or it comes
+    after; never opened, and its bytes not searched before they are zeroed (a value there
+    would refuse the copy)."""
+    inside = _box(b"abcd", MARK * 20)  # (a box in it, which a walk into it would keep)
+    big = _box(kind, inside * 2)
+    source = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1") + _box(b"mdat", b"\x12" * 8) + big
+    copy = bytearray(source)
+    blanks.fill_in(copy, mp4.parse(source)[0])
+    head = len(source) - len(big)  # (the media data before it: no sample placed either)
+    ftyp = source[: head - 16]
+    assert copy == ftyp + _box(b"mdat", bytes(8)) + big[:8] + bytes(len(big) - 8)
+    for cut in range(head - 12, len(source) - 1):
+        walk = mp4.Mp4Walk(100)
+        pieces = [bytearray(source[:cut]), bytearray(source[cut:])]
+        found = [part for piece in pieces for part in walk.feed(piece)]
+        assert b"".join(pieces) == copy, cut
+        assert not any(MARK in part for part in found), cut

@@ -86,6 +86,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 28, 6): "cdef93d251c8d1f9442d2638aafe9c315537a24ea3bd63ce1369f835b37d3c17",
     ("0.1.0", 28, 7): "0d3ccba047a16b4b7a27c8423f50ec8ff1bf65146837e5dbfe25627832af077a",
     ("0.1.0", 28, 8): "d20f5aef1f71e0050c9fccc436b76f1400a26cb8b192491dd3ed1d76b038a116",
+    ("0.1.0", 28, 9): "4831ea8221f1698bdc1f33aabc44e6b722b3f751d0fce33cc3bed4226fb0d600",
 }
 
 
@@ -257,6 +258,22 @@ def _mp4_with_names() -> bytes:
     track = _box(b"trak", _box(b"mdia", handler + _box(b"minf", table)))
     frame = _box(b"ftyp", b"isom\x00\x00\x02\x00") + _box(b"mdat", b"\x12\x34" * 8)
     return _encapsulated(23, MPEG4HP41, frame + _box(b"moov", track))
+
+
+def _mp4_with_unplaced_data() -> bytes:
+    """An MP4 file whose media data holds, after its one video sample, a writer's bytes that
+    no track places (zeroed since video version 9)."""
+    sample = b"\x00\x00\x00\x04\x41\x9a\x12\x34" + b"a writer's own"  # a slice, then its bytes
+    ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00")
+    entry = _box(b"avc1", bytes(78) + _box(b"avcC", b"\x01\x64\x00\x1f\xff\xe0\x00"))
+    table = (
+        _box(b"stsd", b"\x00\x00\x00\x00\x00\x00\x00\x01" + entry)
+        + _box(b"stsz", bytes(8) + struct.pack(">LL", 1, 8))
+        + _box(b"stsc", bytes(4) + struct.pack(">LLLL", 1, 1, 1, 1))
+        + _box(b"stco", bytes(4) + struct.pack(">LL", 1, len(ftyp) + 8))
+    )
+    trak = _box(b"trak", _box(b"mdia", _box(b"minf", _box(b"stbl", table))))
+    return _encapsulated(24, MPEG4HP41, ftyp + _box(b"mdat", sample) + _box(b"moov", trak))
 
 
 def _mp4_with_sei() -> bytes:
@@ -444,6 +461,7 @@ def _video_corpus() -> list[bytes]:
         _h264_with_a_reserved_message(),
         _transport_stream_with_private_data(),
         _mp4_with_names(),
+        _mp4_with_unplaced_data(),
     ]
 
 
