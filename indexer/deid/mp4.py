@@ -13,8 +13,10 @@ captions, timed metadata, timecode, hints; a track naming no handler) are found 
 way and zeroed whole; those of other tracks (audio, video of other codecs) are kept unread
 (``KEPT``). The media data (``mdat``, and any top-level box of a kind ``MP4_FILE_BOXES``
 does not name) that no sample of any track places is zeroed (``_unplaced``): no decoder
-reads it, and a meta box's items (HEIF's Exif) or a writer's own data lie there. The box
-walker (``box_list``) serves JP2 and JPEG XL files too (``frames``).
+reads it, and a meta box's items (HEIF's Exif) or a writer's own data lie there; so is what
+follows where the boxes end and no box follows (damage, a writer's trailer), past the
+bytes a box's header would take (``HEAD_ROOM``). The box walker (``box_list``) serves JP2
+and JPEG XL files too (``frames``).
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ WALK_SAMPLES = 1 << 22  # samples a streamed file's walk looks at, its fragments
 AHEAD_BOXES = 1 << 12  # top-level boxes walked ahead for a movie box at a file's end
 SEARCH_BEHIND = 64 << 10  # of a box cut by buffers: searched again with the next
 UNREAD = 1 << 63  # a streamed file's bytes past where its boxes can be walked
+# of the bytes where a file's box walk stops (no box): those a box's header may take, kept
+# (a streamed walk's buffer may have ended in them, and gone; and a file's end cut them, so
+# that no walk tells they are no box); the rest are media data, zeroed but where a sample lies
+HEAD_ROOM = 16
 # sample entries of H.264 and HEVC: (codec, decoder configuration, its NAL length's byte)
 MP4_VIDEO = {
     **dict.fromkeys((b"avc1", b"avc3"), (H264, b"avcC", 4)),
@@ -131,6 +137,9 @@ def parse(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]
     regions: list[Region] = []
     media: tuple[list[Region], list[Places]] = ([], [])
     _parse(b, blanks, regions, Movie(), media=media)
+    boxes = box_list(b, 0, len(b))
+    if (after := boxes[-1][3] if boxes else 0) < len(b):  # bytes no box holds: the walk stops
+        media[0].append((after + HEAD_ROOM, len(b)))
     for start, stop in _unplaced(media[0], Places.join(media[1])):
         if start < min(stop, len(b)):  # searched too, as an older copy holds them
             add(blanks, start, stop, ZERO, len(b))
@@ -852,6 +861,7 @@ class Mp4Walk:
         kind, size = head[4:8], min(UNREAD if size is None else size, room)
         if size < header and not self._open:  # no box: the walk stops, as ``parse``'s does
             self._kept, self._skip = bytearray(), UNREAD
+            self._samples.media(start + HEAD_ROOM, UNREAD)  # (``HEAD_ROOM``)
             return None
         if size < header:  # no box: the rest of the one it lies in is passed over
             kind, header, size = b"", 0, room
@@ -1007,10 +1017,11 @@ class Mp4Walk:
                 self._passing = (start, kind, header, UNREAD if to_end else after)
             else:
                 self._kept = bytearray(buf[start:])
-        elif len(buf) - after < 16:  # noqa: PLR2004 - a header cut, or nothing
+        elif len(buf) - after < HEAD_ROOM:  # a header cut, or nothing
             self._kept = bytearray(buf[after:])
-        else:  # bytes no box holds: the walk stops, as ``parse``'s does
+        else:  # bytes no box holds: the walk stops, as ``parse``'s does (``HEAD_ROOM``)
             self._skip = UNREAD
+            self._samples.media(after + HEAD_ROOM, UNREAD)
         return regions, len(buf)
 
 

@@ -89,7 +89,7 @@ superboxes walked into (they were kept whole), and the bytes in one that are no 
 after those a box's header would take (they were kept, and not searched).
 """
 
-VIDEO_RULES_VERSION = 9
+VIDEO_RULES_VERSION = 10
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -120,7 +120,9 @@ file's media data that no track's sample places zeroed (a meta box's items, a wr
 data, the samples of a track its movie box does not name or past those looked at; a
 streamed file's samples that went before their movie box came), and a top-level box of a
 kind not known read as media data (it was kept, and searched); the samples of its audio
-tracks, and of video of other codecs, kept.
+tracks, and of video of other codecs, kept; 10: an MP4 file's bytes at its top level where
+its boxes end and no box follows (damage, a writer's trailer) read as media data past the
+16 a box's header would take (they were kept, and not searched).
 """
 
 _RESOLVE = {

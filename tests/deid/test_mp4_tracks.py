@@ -437,3 +437,45 @@ def test_a_top_level_box_of_a_kind_not_known_is_media_data_as_it_streams(kind):
         found = [part for piece in pieces for part in walk.feed(piece)]
         assert b"".join(pieces) == copy, cut
         assert not any(MARK in part for part in found), cut
+
+
+TAIL_HEAD = b"\x00\x00\x00\x03no box here!"  # a size below 8: no box; the walk stops
+
+
+def _trailing_file(*, blanked: bool = False, faststart: bool = False) -> bytes:
+    """An MP4 file whose boxes are followed by bytes that are no box (damage, a writer's
+    trailer), among them the video's second sample; the movie box first, or last.
+    ``blanked``: as its copy holds it (the bytes a header would take kept, the rest zeroed
+    but the sample)."""
+
+    def zeroed(value: bytes) -> bytes:
+        return bytes(len(value)) if blanked else value
+
+    ftyp = _box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1")
+    mdat = _box(b"mdat", SEI_SPACED if blanked else SEI)
+    tail = TAIL_HEAD + zeroed(OWN) + SECOND + zeroed(OWN)
+
+    def moov(first: int, second: int) -> bytes:
+        return _box(b"moov", _trak(1, b"vide", AVC, [first, second], [len(SEI), len(SECOND)], 1))
+
+    size = len(moov(0, 0))
+    before = len(ftyp) + size + len(mdat) + len(TAIL_HEAD) + len(OWN)  # the second sample's
+    if faststart:
+        return ftyp + moov(len(ftyp) + size + 8, before) + mdat + tail
+    return ftyp + mdat + moov(len(ftyp) + 8, before) + tail
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+def test_bytes_past_where_the_box_walk_stops_are_media_data(tmp_path, faststart):
+    """Bytes at the top level that are no box stop the walk: of them, those a box's header
+    would take are kept, and the rest are media data: zeroed but the samples that lie there
+    (they were kept, unsearched). Cut anywhere, streamed: the held copy, and `verify`'s walk
+    finds the writer's text in the source."""
+    source = _trailing_file(faststart=faststart)
+    assert sorted(_placed(source)) == sorted([SEI, SECOND])
+    blanked = _trailing_file(blanked=True, faststart=faststart)
+    copy = bytearray(source)
+    blanks.fill_in(copy, mp4.parse(source)[0])
+    assert copy == blanked
+    assert OWN in frames.headers(encapsulate([source]), video.H264)  # (a copy made before)
+    streamed_as_held(tmp_path, source, blanked, OWN, 20261206)

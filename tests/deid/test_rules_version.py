@@ -87,6 +87,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 28, 7): "0d3ccba047a16b4b7a27c8423f50ec8ff1bf65146837e5dbfe25627832af077a",
     ("0.1.0", 28, 8): "d20f5aef1f71e0050c9fccc436b76f1400a26cb8b192491dd3ed1d76b038a116",
     ("0.1.0", 28, 9): "4831ea8221f1698bdc1f33aabc44e6b722b3f751d0fce33cc3bed4226fb0d600",
+    ("0.1.0", 28, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
 }
 
 
@@ -276,6 +277,14 @@ def _mp4_with_unplaced_data() -> bytes:
     return _encapsulated(24, MPEG4HP41, ftyp + _box(b"mdat", sample) + _box(b"moov", trak))
 
 
+def _mp4_with_a_trailer() -> bytes:
+    """An MP4 file whose boxes are followed by bytes that are no box, a writer's (zeroed
+    past the 16 a box's header would take since video version 10)."""
+    frame = _box(b"ftyp", b"isom\x00\x00\x02\x00") + _box(b"mdat", b"\x12\x34" * 8)
+    trailer = b"\x00\x00\x00\x02" + b"a writer's trailer, no box"
+    return _encapsulated(25, MPEG4HP41, frame + _box(b"moov", b"") + trailer)
+
+
 def _mp4_with_sei() -> bytes:
     """An MP4 file whose video sample holds an encoder's SEI message (blanked since version 7)."""
 
@@ -462,6 +471,7 @@ def _video_corpus() -> list[bytes]:
         _transport_stream_with_private_data(),
         _mp4_with_names(),
         _mp4_with_unplaced_data(),
+        _mp4_with_a_trailer(),
     ]
 
 
