@@ -130,15 +130,16 @@ def parse(b: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region]]
     their sample tables (or movie fragments, ``moof``) place them, for their user data SEI
     messages or JPEG text segments (``_sample_sei``); those of text and metadata tracks are
     zeroed, those of other tracks (audio) kept, and what no sample of any track places
-    zeroed (``_unplaced``). Every box but the media data, the SEI messages, the JPEG headers
-    and the zeroed bytes are searched by the leak check.
+    zeroed (``_unplaced``). Where the walk stops, bytes that are no box follow (damage, a
+    writer's trailer): past a header's room (``HEAD_ROOM``, kept) they are media data too.
+    Every box but the media data, the SEI messages, the JPEG headers and the zeroed bytes
+    are searched by the leak check.
     """
     blanks: list[Blank] = []
     regions: list[Region] = []
     media: tuple[list[Region], list[Places]] = ([], [])
-    _parse(b, blanks, regions, Movie(), media=media)
-    boxes = box_list(b, 0, len(b))
-    if (after := boxes[-1][3] if boxes else 0) < len(b):  # bytes no box holds: the walk stops
+    if (after := _parse(b, blanks, regions, Movie(), media=media)) < len(b):
+        # bytes no box holds: the walk stops, and past a header's room they are media data
         media[0].append((after + HEAD_ROOM, len(b)))
     for start, stop in _unplaced(media[0], Places.join(media[1])):
         if start < min(stop, len(b)):  # searched too, as an older copy holds them
@@ -181,7 +182,7 @@ def _parse(
     origin: int = 0,
     later: list[Places] | None = None,
     media: tuple[list[Region], list[Places]] | None = None,
-) -> None:
+) -> int:
     """``parse``'s walk of the boxes ``b`` holds; ``b`` lies at ``origin`` in the file.
 
     ``movie``: the tracks known so far (None: no sample is read). ``later``: a walk's list
@@ -189,7 +190,9 @@ def _parse(
     as their bytes come; else they are read in ``b``. ``media``: where the payloads of its
     media data boxes (of kinds ``MP4_FILE_BOXES`` does not name) lie, to the ends they
     claim, go to its first list; read in ``b``, the samples placed to its second.
+    Returns where the walk stopped: the end the last box claims (0: no box).
     """
+    claimed = 0
     for at, kind, head, claimed in box_list(b, 0, len(b)):
         end = min(claimed, len(b))  # a box may claim more than the file (or fragment) holds
         if kind in MP4_FILE_BOXES:
@@ -212,6 +215,7 @@ def _parse(
                 _sample_sei(b, codec, size, start, min(stop, len(b)), blanks, regions)
         if media is not None:
             media[1].append(found)
+    return claimed
 
 
 def _box_samples(
