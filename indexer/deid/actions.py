@@ -144,15 +144,21 @@ def clean(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401
 
 
 def shift_date(value: str, vr: str, days: int) -> str:
-    """Shift a DA or DT value by whole days, keeping its precision; unparseable values go empty."""
+    """Shift a DA or DT value by whole days, keeping its precision.
+
+    A value that is no date goes empty, as does one the shift takes out of the calendar's
+    years 1 to 9999: a placeholder such as 00010101 (.NET's smallest date, which some writers
+    put for none) shifted back. A year under 1000 keeps its four digits.
+    """
     text = str(value).strip()
     if len(text) < 8 or not text[:8].isdigit():  # noqa: PLR2004
         return ""
     try:
         d = dt.date(int(text[:4]), int(text[4:6]), int(text[6:8])) + dt.timedelta(days=days)
-    except ValueError:
+    except (ValueError, OverflowError):
         return ""
-    return d.strftime("%Y%m%d") + (text[8:] if vr == "DT" else "")
+    shifted = f"{d.year:04}{d.month:02}{d.day:02}"  # (``strftime`` pads no year under 1000)
+    return shifted + (text[8:] if vr == "DT" else "")
 
 
 def _map_values(value: Any, fn: Callable[[str], str]) -> Any:  # noqa: ANN401

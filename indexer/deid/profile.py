@@ -32,7 +32,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 28
+RULES_VERSION = 29
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -86,7 +86,10 @@ fragment's end cuts zeroed on into the next, the boxes after it (and the codestr
 (only its text boxes were: a writer's own box, a URL, MPEG-7 metadata, a binary filter's,
 free space, JPEG XL's JPEG reconstruction data were kept), JP2's header and JPX's
 superboxes walked into (they were kept whole), and the bytes in one that are no box zeroed
-after those a box's header would take (they were kept, and not searched).
+after those a box's header would take (they were kept, and not searched); 29: a date that
+its shift takes out of the years 1 to 9999 (0001-01-01, a placeholder some writers put for
+none, shifted back) emptied (the object failed), and a shifted date of a year under 1000
+written in four digits (its leading zeros were lost).
 """
 
 VIDEO_RULES_VERSION = 10

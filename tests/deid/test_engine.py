@@ -195,6 +195,33 @@ def test_date_shift_option_keeps_intervals(key):
     assert codes == ["113100", "113107"]
 
 
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "pydicom"])
+def test_a_date_the_shift_takes_out_of_the_calendar_goes_empty(lean, key):
+    """00010101 (.NET's smallest date, which some writers put for none) shifted back by any
+    patient's offset leaves year 1: it goes empty, as a value that is no date does, and the
+    object is de-identified (it failed as an element that cannot be read). 00111231 shifts
+    to a date of year 2 to 11 whatever the offset (at most 3,650 days), written in four
+    digits (``strftime`` wrote year 5 as 5, not 0005)."""
+    plan = compile_plan(load_table(), [Option.RETAIN_LONG_MODIFIED_DATES])
+    ds = make_instance(
+        1,
+        1,
+        StudyDate="00010101",
+        SeriesDate="00111231",
+        ContentDate="20230230",  # no such day
+        InstanceCreationDate="20230115",
+    )
+    ds.CalibrationDate = ["00010101", "20230101"]
+    out = deid.apply(plan, pydicom.dcmread(io.BytesIO(to_bytes(ds))), key, lean=lean).ds
+    assert out.StudyDate == ""
+    assert out.ContentDate == ""
+    assert len(out.SeriesDate) == 8
+    assert "00020101" < out.SeriesDate < "00111231"
+    assert out.InstanceCreationDate not in ("", "20230115")
+    assert out.CalibrationDate[0] == ""
+    assert out.CalibrationDate[1] < "20230101"
+
+
 def test_pseudonym_shapes():
     k = b"k" * 32
     assert pseudonym.uid(k, "1.2.3") == pseudonym.uid(k, "1.2.3")

@@ -122,6 +122,15 @@ def test_dateshift_scopes_keep_intervals_within_scope(scope):
     assert again.StudyDate == out.StudyDate
 
 
+def test_dateshift_empties_a_date_it_takes_out_of_the_calendar():
+    """0001-01-01 (a placeholder for no date) shifted back leaves year 1; 0005-06-01 shifted by
+    at most 100 days stays in year 5, written in four digits."""
+    plan = _plan([{"select": {"vr": "DA"}, "method": "dateshift", "range_days": 100}])
+    out = _apply(plan, StudyDate="00010101", SeriesDate="00050601")
+    assert out.StudyDate == ""
+    assert "00050221" <= out.SeriesDate < "00050601"
+
+
 def test_dateshift_on_a_non_date_vr_is_refused():
     with pytest.raises(RuleError, match="dateshift does not apply to VR LO"):
         _plan([{"select": {"keyword": "Manufacturer"}, "method": "dateshift"}])

@@ -69,6 +69,7 @@ DIGESTS = {
     ("0.1.0", 26): "30db18a58cc0710ae2890a2e1b211027de7196e0c4487958355e4615fe8a3b99",
     ("0.1.0", 27): "fca62fcd99f1fad737633abd96e3201fef5d352be657e5180d044496e8c830eb",
     ("0.1.0", 28): "0ae6c98e23f1734842c65e351ee51b677dfd59ee1585fbc24a841901229a020a",
+    ("0.1.0", 29): "35c21b1ec334d9bae3cad7504a8bdb58213daf3c156fad3f29063cbd018aa985",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -88,6 +89,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 28, 8): "d20f5aef1f71e0050c9fccc436b76f1400a26cb8b192491dd3ed1d76b038a116",
     ("0.1.0", 28, 9): "4831ea8221f1698bdc1f33aabc44e6b722b3f751d0fce33cc3bed4226fb0d600",
     ("0.1.0", 28, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
+    ("0.1.0", 29, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
 }
 
 
@@ -206,6 +208,15 @@ def _jp2_in_fragments() -> bytes:
     frame = _box(b"jP  ", b"\r\n\x87\n") + xml + _box(b"jp2c", _CODESTREAM)
     cut = frame.index(b"a name")
     return _encapsulated(18, JPEG2000Lossless, frame[:cut], frame[cut:])
+
+
+def _dates_of_early_years() -> bytes:
+    """Dates of a year under 1000, and .NET's smallest date (0001-01-01): shifted, written in
+    four digits and emptied since version 29 (``strftime`` lost the first's zeros, and the
+    second failed the object)."""
+    ds = make_instance(1, 7, 1, 8, StudyDate="09990315", SeriesDate="00010101")
+    ds.AcquisitionDateTime = "08000101120000"
+    return to_bytes(ds)
 
 
 def _jp2_with_a_writers_box() -> bytes:
@@ -451,6 +462,7 @@ def _corpus() -> list[bytes]:
         _jpeg_with_a_trailer(),
         _jp2_in_fragments(),
         _jp2_with_a_writers_box(),
+        _dates_of_early_years(),
     ]
 
 
