@@ -89,7 +89,9 @@ superboxes walked into (they were kept whole), and the bytes in one that are no 
 after those a box's header would take (they were kept, and not searched); 29: a date that
 its shift takes out of the years 1 to 9999 (0001-01-01, a placeholder some writers put for
 none, shifted back) emptied (the object failed), and a shifted date of a year under 1000
-written in four digits (its leading zeros were lost).
+written in four digits (its leading zeros were lost), and an integer a ``perturb`` rule
+pushes past what its VR holds stopped at the bound (a US past 65,535 failed the object),
+and a ``substitute`` rule's IS or DS value written without the spaces around it.
 """
 
 VIDEO_RULES_VERSION = 10

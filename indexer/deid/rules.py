@@ -35,6 +35,16 @@ SIMPLE = {
 }
 DATE_VRS = frozenset({"DA", "DT"})
 NUMERIC_VRS = frozenset({"DS", "IS", "FL", "FD", "SS", "US", "SL", "UL", "SV", "UV"})
+# the values each integer VR holds (PS3.5 6.2): a perturbed value is kept within them
+INTEGER_RANGES: Mapping[str, tuple[int, int]] = {
+    "IS": (-(2**31), 2**31 - 1),
+    "SS": (-(2**15), 2**15 - 1),
+    "US": (0, 2**16 - 1),
+    "SL": (-(2**31), 2**31 - 1),
+    "UL": (0, 2**32 - 1),
+    "SV": (-(2**63), 2**63 - 1),
+    "UV": (0, 2**64 - 1),
+}
 STRING_VRS = TEXT_VRS - {"UI"}
 METHOD_VRS: Mapping[str, frozenset[str]] = {
     "dateshift": DATE_VRS,
@@ -138,6 +148,7 @@ def compile_rules(doc: Mapping[str, Any]) -> RuleSet:
         extra = {k: v for k, v in raw.items() if k not in ("name", "select", "method")}
         if method == "substitute":
             _check_substitute(selector, str(extra["value"]), name)
+            extra["value"] = str(extra["value"])
         rules.append(SiteRule(name, selector, method, extra))
     return RuleSet(tuple(rules), params)
 
@@ -183,6 +194,26 @@ def _check_substitute(selector: Selector, value: str, name: str) -> None:
             f"{name}: the substitute value is longer than VR {vr} allows "
             f"({MAX_LENGTH[vr]} characters)"
         )
+    if vr is not None and _as_vr(vr, value) is None:
+        raise RuleError(f"{name}: the substitute value {value!r} is no VR {vr} value")
+
+
+def _as_vr(vr: str, text: str) -> Any:  # noqa: ANN401 - a value of any VR
+    """A substitute value (text) as an element of ``vr`` holds it; None: it holds no such.
+
+    The binary number VRs hold numbers, an integer within its VR's range; IS and DS hold
+    text that reads as one (a finite number for DS). Other VRs hold the text.
+    """
+    if vr not in INTEGER_RANGES and vr not in ("DS", "FL", "FD"):
+        return text
+    try:
+        x = int(text) if vr in INTEGER_RANGES else float(text)
+    except ValueError:
+        return None
+    low, high = INTEGER_RANGES.get(vr, (-math.inf, math.inf))
+    if not (math.isfinite(x) and low <= x <= high):
+        return None
+    return text.strip() if vr in ("IS", "DS") else x
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +246,9 @@ def compute(
     if value in (None, ""):
         return value
     if method == "substitute":
-        return rule.params["value"]
+        if (new := _as_vr(vr, rule.params["value"])) is None:
+            raise DeidError(f"{rule.source} substitutes no {vr} value", reason="rule_mismatch")
+        return new
     if method == "redact":
         return _redact(vr, str(value), rules.parameters)
     if method == "dateshift":
@@ -260,11 +293,9 @@ def _perturb(rule: SiteRule, vr: str, value: Any, key: bytes, tag: int) -> Any: 
     span = float(rule.params["span"])
     noise = u * span * (abs(x) if rule.params.get("range_type") == "proportional" else 1.0)
     y = round(x + noise, int(rule.params.get("round_to", 2)))
-    if vr in ("IS", "SS", "US", "SL", "UL", "SV", "UV"):
-        y = math.floor(y + 0.5)
-        if vr.startswith("U"):
-            y = max(y, 0)
-        return y
+    if vr in INTEGER_RANGES:  # (a value past them could not be written, or no IS)
+        low, high = INTEGER_RANGES[vr]
+        return min(max(math.floor(y + 0.5), low), high)
     if vr == "DS":
         return DSfloat(y, auto_format=True)
     return y

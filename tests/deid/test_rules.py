@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 from indexer import deid, keys, rules_file
 from indexer.deid import build_plan
 from indexer.deid.rules import compile_rules, decrypt_value
+from indexer.encode import encode
 from indexer.errors import DeidError, RuleError
 from indexer.work import configure_pydicom
 from tests.builders import make_instance, to_bytes
@@ -71,6 +72,51 @@ def test_refresh_uid_and_substitute():
     assert a.FrameOfReferenceUID == b.FrameOfReferenceUID  # keyed: the same every time
     with pytest.raises(RuleError, match="longer than VR SH"):
         _plan([{"select": {"keyword": "StationName"}, "method": "substitute", "value": "x" * 17}])
+
+
+def test_substitute_writes_a_number_where_the_vr_holds_one():
+    """A rules file's value is text; a US element holds a number (as text it could not be
+    written: every object failed), IS and DS hold text that reads as one."""
+    plan = _plan(
+        [
+            {"select": {"keyword": "Rows"}, "method": "substitute", "value": " 12 "},
+            {"select": {"keyword": "SeriesNumber"}, "method": "substitute", "value": "42"},
+            {"select": {"keyword": "SliceThickness"}, "method": "substitute", "value": "1.25"},
+            {"select": {"keyword": "PixelSpacing"}, "method": "substitute", "value": "0.5"},
+        ]
+    )
+    out = _apply(plan, Rows=16, SeriesNumber="3", SliceThickness="2", PixelSpacing=["1", "1"])
+    back = pydicom.dcmread(io.BytesIO(encode(out).data))
+    assert back.Rows == 12
+    assert back.SeriesNumber == 42
+    assert back.SliceThickness == 1.25
+    assert back.PixelSpacing == [0.5, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("Rows", "abc"),
+        ("Rows", "70000"),
+        ("Rows", "-1"),
+        ("SeriesNumber", "x"),
+        ("SeriesNumber", "2147483648"),
+        ("SliceThickness", "nan"),
+        ("SliceThickness", "1,5"),
+    ],
+)
+def test_substitute_of_no_value_of_the_vr_is_refused_with_the_rules(keyword, value):
+    with pytest.raises(RuleError, match=r"rule 1: the substitute value .* is no VR"):
+        _plan([{"select": {"keyword": keyword}, "method": "substitute", "value": value}])
+
+
+def test_substitute_of_no_value_of_the_vr_a_mask_selects_fails_the_object_clearly():
+    """Where the rule names no element, the VR is known only as an element comes."""
+    plan = _plan([{"select": {"tag": "(0028,001x)"}, "method": "substitute", "value": "abc"}])
+    with pytest.raises(DeidError, match=r"^site rule 'rule 1' \(substitute\) substitutes no US"):
+        _apply(plan, Rows=16)
+    plan = _plan([{"select": {"tag": "(0028,001x)"}, "method": "substitute", "value": "8"}])
+    assert _apply(plan, Rows=16).Rows == 8
 
 
 @pytest.mark.parametrize(
@@ -163,6 +209,27 @@ def test_perturb(keyword, vr_value, span, range_type):
         assert abs(float(new) - float(old)) <= bound
     assert _apply(plan, **{keyword: vr_value})[keyword].value == out[keyword].value
     assert len(str(out[keyword].value)) <= 64
+
+
+@pytest.mark.parametrize(
+    ("keyword", "edge", "inward"),
+    [("Rows", 65535, -1), ("Rows", 0, 1), ("SeriesNumber", 2**31 - 1, -1)],
+    ids=["US-high", "US-low", "IS-high"],
+)
+def test_perturb_keeps_a_value_within_its_vr(keyword, edge, inward):
+    """Noise that would take a value past what its VR holds stops at the bound: a US past
+    65535 could not be written (the object failed), an IS past 2^31 - 1 is no IS. Of 40
+    values next to the bound, each pushed outward or inward by the key, some reach it."""
+    plan = _plan([{"select": {"keyword": keyword}, "method": "perturb", "span": 100}])
+    got = []
+    for value in range(edge, edge + 40 * inward, inward):
+        out = _apply(plan, **{keyword: value if keyword == "Rows" else str(value)})
+        encode(out)  # it can be written
+        new = int(out[keyword].value)
+        assert abs(new - value) <= 100
+        assert new * inward >= edge * inward  # not past the bound
+        got.append(new)
+    assert edge in got
 
 
 @pytest.mark.parametrize(
