@@ -31,6 +31,13 @@ VALUE_BULK_THRESHOLD = 4096  # bytes of the value as stored
 VALUE_BULK_VRS = frozenset(
     {"DS", "FD", "FL", "IS", "LT", "SL", "SS", "ST", "SV", "UC", "UL", "UR", "US", "UT", "UV"}
 )
+NUMBER_VRS = frozenset({"DS", "FD", "FL", "IS", "SL", "SS", "SV", "UL", "US", "UV"})
+# What the index's integer columns (PostgreSQL ``integer``) hold: an IS value past them (no
+# IS the standard allows) leaves its column empty; the header holds it.
+COLUMN_INTEGERS = (-(2**31), 2**31 - 1)
+# What a number in a header may be: JSON has no NaN or infinity, and MongoDB (its documents
+# read from the index's JSON) holds integers of 64 bits at most (a UV past 2^63 - 1).
+JSON_INTEGERS = (-(2**63), 2**63 - 1)
 
 
 def _s(ds: Dataset, keyword: str, codec: str | None = None) -> str | None:
@@ -46,15 +53,17 @@ def _i(ds: Dataset, keyword: str, codec: str | None = None) -> int | None:
     if isinstance(raw, RawDataElement) and raw.VR == "IS" and isinstance(raw.value, bytes):
         text = raw.value.decode("latin-1")
         if _IS.fullmatch(text.rstrip("\x00")):  # one plain integer: read here, no element
-            return int(text.rstrip("\x00"))
+            return _in_column(int(text.rstrip("\x00")))
         # empty, several values, "1.0", ...: as pydicom reads them
-    v = value_of(ds, tag, codec)
-    if v is None or v == "":
-        return None
     try:
-        return int(v)
-    except (TypeError, ValueError):
+        v = value_of(ds, tag, codec)
+        return None if v is None or v == "" else _in_column(int(v))
+    except (TypeError, ValueError, OverflowError):  # ("1e400": pydicom's IS of infinity)
         return None
+
+
+def _in_column(n: int) -> int | None:
+    return n if COLUMN_INTEGERS[0] <= n <= COLUMN_INTEGERS[1] else None
 
 
 def header_json(ds: Dataset, copy_name: str) -> dict[str, Any]:
@@ -113,8 +122,27 @@ def _element_text(ds: Dataset, tag: int, stored: object, copy_name: str, codec: 
             )
         except _VALUE_ERRORS:  # a value that is none of its VR's; an unknown VR still fails
             doc = _as_unknown(tag, ds.get_item(tag), copy_name, ds)
-        text = _ENCODER.encode(doc)
+        text = _encoded(doc)
+        if text is None:  # a number no header holds (NaN, infinity, past 64 bits): as bytes
+            text = _ENCODER.encode(_as_unknown(tag, ds.get_item(tag), copy_name, ds))
     return text
+
+
+def _encoded(doc: dict[str, Any]) -> str | None:
+    """``doc`` as JSON text; None where it holds a number that no header holds.
+
+    Not finite (JSON has no NaN or infinity: PostgreSQL refused the batch), or an integer
+    past ``JSON_INTEGERS`` (MongoDB refused the documents).
+    """
+    if doc.get("vr") in NUMBER_VRS and not all(map(_holdable, doc.get("Value", ()))):
+        return None
+    return _ENCODER.encode(doc)
+
+
+def _holdable(number: object) -> bool:
+    if isinstance(number, float):
+        return math.isfinite(number)
+    return not isinstance(number, int) or JSON_INTEGERS[0] <= number <= JSON_INTEGERS[1]
 
 
 _VALUE_ERRORS = (ValueError, TypeError, OverflowError)
@@ -167,7 +195,7 @@ def _written_value(elem: object, ds: Dataset) -> bytes | None:
     return fp.getvalue()[8:]
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # (``_encoded``)
 _KEPT_FRAGMENT = min(256, _INLINE_LIMIT)  # bytes: larger ones seldom repeat; never bulk data
 
 
@@ -179,7 +207,7 @@ def _raw_fragment(raw: object, copy_name: str, codec: str) -> str | None:
     if isinstance(value, bytes | memoryview) and len(value) <= _KEPT_FRAGMENT:
         return _fragment(raw.tag.real, raw.VR, bytes(value), codec)
     doc = _lean_json(raw, copy_name, codec)
-    return None if doc is None else _ENCODER.encode(doc)
+    return None if doc is None else _encoded(doc)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -187,7 +215,7 @@ def _fragment(tag: int, vr: str, value: bytes, codec: str) -> str | None:
     # small values: never bulk data, so the copy's name is not part of the text
     raw = RawDataElement(BaseTag(tag), vr, len(value), value, 0, False, True)  # noqa: FBT003
     doc = _lean_json(raw, "", codec)
-    return None if doc is None else _ENCODER.encode(doc)
+    return None if doc is None else _encoded(doc)
 
 
 def _item_codec(item: Dataset, codec: str | None) -> str | None:

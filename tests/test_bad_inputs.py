@@ -3,7 +3,9 @@ recorded with their reason, nothing leaks, and the exit code says some failed.""
 
 from __future__ import annotations
 
+import base64
 import os
+import struct
 import tarfile
 import zipfile
 from collections import Counter
@@ -32,6 +34,7 @@ from tests.builders import (
     malformed,
     odd_zip,
     to_bytes,
+    with_element,
 )
 
 MARK = "PHIMARK"
@@ -208,3 +211,64 @@ def test_strict_stops_at_the_first_failure(cli, corpus, tmp_path, engine):
         ).scalar()
     assert status == "aborted"
     assert failed >= 1
+
+
+def test_numbers_no_index_column_or_header_holds_leave_the_objects_indexed(cli, tmp_path, engine):
+    """An IS past what PostgreSQL's integer columns hold failed the whole batch, and so the
+    run (exit 3, nothing indexed); so did a DS or FD that is NaN or infinite (JSON has no
+    such number). A UV past 2^63 - 1, or an IS past 64 bits, no MongoDB document holds. An
+    IS of -inf (which pydicom cannot read) failed its object. Each object is indexed: the
+    column empty, the header's value as its bytes (UN)."""
+    root = tmp_path / "archive"
+    root.mkdir()
+    odd = {
+        2: {"InstanceNumber": "99999999999"},  # past 2^31 - 1: no column holds it
+        3: {"InstanceNumber": "99999999999999999999"},  # past 2^63 - 1: no header either
+        4: {"SliceThickness": "NaN"},
+        5: {"SliceThickness": "-inf"},
+        6: {"DiffusionBValue": float("nan")},
+        7: {"DiffusionBValue": [1.0, float("inf")]},
+        8: {"FileLengthInContainer": 2**63 + 5},
+    }
+    for i in range(1, 10):
+        ds = make_instance(1, 1, 1, i, marker=MARK, **odd.get(i, {}))
+        (root / f"{i}.dcm").write_bytes(to_bytes(ds))
+    del ds.SeriesNumber  # in a series of its own, of Series Number -inf
+    ds.SeriesInstanceUID += ".9"
+    data = with_element(to_bytes(ds), 0x00200011, b"IS", b"-inf", 0x00200013)
+    (root / "9.dcm").write_bytes(data)
+    cli("ingest", str(root), "--out", str(tmp_path / "out"))
+    cli("check")  # PostgreSQL and MongoDB agree: every document was written
+    with engine.connect() as c:
+        rows = c.execute(
+            text(
+                "SELECT header->'00200013'->'Value'->>0 AS n, instance_number, header"
+                " FROM dicom_index.instance"
+            )
+        ).all()
+        series = c.execute(text("SELECT series_number FROM dicom_index.series")).scalars()
+        assert sorted(series, key=str) == [1, None]  # the second's: -inf
+    assert len(rows) == 9
+    by_number = {r.n: r for r in rows if r.n is not None}
+    assert by_number["99999999999"].instance_number is None  # in the header, as a number
+    assert by_number["8"].instance_number == 8
+    unknown = [r.header for r in rows if r.header["00200013"]["vr"] == "UN"]
+    assert [base64.b64decode(h["00200013"]["InlineBinary"]) for h in unknown] == [
+        b"99999999999999999999"
+    ]
+    held = [
+        base64.b64decode(r.header[tag]["InlineBinary"])
+        for r in rows
+        for tag in ("00180050", "00189087", "0008040D", "00200011")
+        if tag in r.header and r.header[tag]["vr"] == "UN"
+    ]
+    assert sorted(held) == sorted(
+        [
+            b"NaN ",
+            b"-inf",
+            struct.pack("<d", float("nan")),
+            struct.pack("<2d", 1.0, float("inf")),
+            struct.pack("<Q", 2**63 + 5),
+            b"-inf",
+        ]
+    )

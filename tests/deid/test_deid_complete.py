@@ -172,8 +172,14 @@ def test_lean_values_give_what_pydicom_elements_give(names):
         {"SpecificCharacterSet": None, "PatientID": "  spaced  "},
         {"PatientID": None, "AccessionNumber": None},
         {"StudyDate": "2023011", "PatientBirthDate": ["19500101", "19600101"]},
+        {  # numbers no header holds: given as their bytes (UN)
+            "SliceThickness": "-inf",
+            "InstanceNumber": "99999999999999999999",
+            "DiffusionBValue": [1.0, float("nan")],
+            "FileLengthInContainer": 2**64 - 1,
+        },
     ],
-    ids=["utf8", "iso2022", "no-charset", "no-ids", "odd-dates"],
+    ids=["utf8", "iso2022", "no-charset", "no-ids", "odd-dates", "odd-numbers"],
 )
 def test_lean_values_hold_across_character_sets_and_odd_values(elements):
     ds = make_instance()
