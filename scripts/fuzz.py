@@ -16,8 +16,10 @@ in explicit VR a VR byte). Each is de-identified and indexed as the ingest does 
 
 - refused: its reason is one a check foresaw (never ``unexpected_error``), and its message
   holds no planted marker;
-- indexed: ``verify`` reads the original as it does (``work.read_dataset`` as stored) and finds
-  none of its identifying values in the copy, read back by pydicom.
+- indexed: its index rows are what PostgreSQL and MongoDB take (``unstorable``: integer
+  columns, a header of strict JSON whose integers fit 64 bits), and ``verify`` reads the
+  original as it does (``work.read_dataset`` as stored) and finds none of its identifying
+  values in the copy, read back by pydicom.
 
 Anything else is a finding: printed with the seed and the object's number (the same run
 gives the same stream), its bytes saved under ``--save`` (synthetic data, markers only).
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import random
 import struct
 import sys
@@ -47,6 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bson  # noqa: E402
 import pydicom  # noqa: E402
 from pydicom.encaps import encapsulate  # noqa: E402
 from pydicom.uid import (  # noqa: E402
@@ -65,7 +69,7 @@ from indexer.deid import build_plan, frames, verify, video  # noqa: E402
 from indexer.deid.pixels import PIXEL_DATA  # noqa: E402
 from indexer.deid.table import load_table  # noqa: E402
 from indexer.errors import DeidError, SourceError  # noqa: E402
-from indexer.records import SourceFile  # noqa: E402
+from indexer.records import IndexRecord, SourceFile  # noqa: E402
 from indexer.store.files import LocalStore  # noqa: E402
 from tests.builders import in_transfer_syntax, make_instance  # noqa: E402
 from tests.deid import kitchen_sink  # noqa: E402
@@ -292,7 +296,7 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             prepared = work.prepare(src, ctx)
-            work.index(prepared, ctx)
+            outcome = work.index(prepared, ctx)
     except (SourceError, DeidError) as e:
         if any(m in str(e) for m in markers):
             return e.reason, "a marker in its message"
@@ -301,6 +305,8 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
         return e.reason, ""
     except Exception as e:  # noqa: BLE001 - what the fuzz is for
         return "escaped", f"{type(e).__name__} escaped: {traceback.format_exc(limit=-3)}"
+    if refused := unstorable(outcome.record):
+        return "indexed", f"its index rows would be refused: {refused}"
     copy = b"".join(bytes(part) for part in prepared.encoded.parts)
     try:
         with warnings.catch_warnings():
@@ -317,6 +323,35 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
     if any(m.encode() in copy for m in markers):
         return f"indexed (a marker {_marked_where(out, markers)})", ""
     return "indexed", ""
+
+
+INTEGER_COLUMNS = ("series_number", "instance_number", "rows", "columns", "number_of_frames")
+
+
+def unstorable(record: IndexRecord) -> str:
+    """What in an object's index rows PostgreSQL or MongoDB would refuse ("": nothing).
+
+    Such a row failed the batch it came in, and with it the run: an integer column past
+    PostgreSQL's ``integer``, a header that is no JSON (NaN, infinity), or one that holds an
+    integer past 64 bits (no MongoDB document holds it).
+    """
+    for row in (record.series, record.instance):
+        for column in INTEGER_COLUMNS:
+            if row.get(column) is not None and not -(2**31) <= row[column] < 2**31:
+                return f"{column} past PostgreSQL's integer"
+    try:
+        header = json.loads(record.instance["header"], parse_constant=_no_number)
+    except ValueError:
+        return "a header that is no JSON"
+    try:
+        bson.encode({"header": header})
+    except (OverflowError, bson.errors.InvalidDocument):
+        return "a header no MongoDB document holds"
+    return ""
+
+
+def _no_number(word: str) -> None:
+    raise ValueError(word)
 
 
 def _marked_where(out: pydicom.Dataset, markers: list[str]) -> str:

@@ -83,18 +83,35 @@ def damaged(
 ) -> bytes:
     """``base`` with one to three elements damaged as a byte of a VR or a tag is: another VR
     of the same header size (explicit VR only), another tag (of Table E.1-1, or of the same
-    group), or the element written twice. ``encoding``: ``base``'s data set's (``heads``)."""
+    group), or the element written twice; or given a value that its writer should not have
+    made (``ODD_VALUES``). ``encoding``: ``base``'s data set's (``heads``)."""
     data = bytearray(base)
     for _ in range(rng.randint(1, 3)):
         pos, size, length, explicit, order = rng.choice(heads(bytes(data), encoding=encoding))
         kind = rng.random()
-        if kind < 0.4 and explicit:
+        if kind < 0.3 and explicit:
             data[pos + 4 : pos + 6] = rng.choice(_SHORT_VRS if size == 8 else _LONG_VRS)
-        elif kind < 0.8:
+        elif kind < 0.6:
             group = struct.unpack_from(order + "H", data, pos)[0]
             tag = rng.choice(tags) if rng.random() < 0.7 else group << 16 | rng.randrange(1 << 16)
             struct.pack_into(order + "HH", data, pos, tag >> 16, tag & 0xFFFF)
-        elif length != _UNDEFINED and (data[pos + 4 : pos + 6] != b"SQ" or not explicit):
+        elif length == _UNDEFINED:
+            continue
+        elif kind < 0.8:
+            value = rng.choice(ODD_VALUES)
+            fmt = order + ("H" if explicit and size == 8 else "L")  # the length's field
+            struct.pack_into(fmt, data, pos + size - struct.calcsize(fmt), len(value))
+            data[pos + size : pos + size + length] = value
+        elif data[pos + 4 : pos + 6] != b"SQ" or not explicit:
             end = pos + size + length
             data[end:end] = data[pos:end]
     return bytes(data)
+
+
+# Values archives hold that no writer should have made: numbers past every integer column
+# and JSON's, NaN and infinity as text and as binary (FD, FL), dates at the calendar's ends
+ODD_VALUES = [
+    *(b"NaN ", b"-inf", b"1e400 ", b"99999999999 ", b"-99999999999", b"99999999999999999999"),
+    *(b"00010101", b"99991231", b"00000000", b"\xff" * 8, b"\xff\xff\xff\xff"),
+    *(struct.pack("<d", float("inf")), struct.pack("<f", float("-inf")), b"\x00" * 8),
+]

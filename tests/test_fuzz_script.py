@@ -23,6 +23,7 @@ from pydicom.uid import (
 from indexer import work
 from indexer.deid import verify
 from indexer.errors import SourceError
+from indexer.records import IndexRecord
 from tests.builders import in_transfer_syntax
 from tests.deid import kitchen_sink
 from tests.fuzzing import damaged, heads
@@ -105,6 +106,35 @@ def test_what_it_is_there_to_find_is_a_finding_and_saved(
     assert found
     assert all(finding in line for line in found)
     assert len(list(tmp_path.glob("seed1-*.dcm"))) == len(found)
+
+
+def _record(series_number=1, instance_number=2, header='{"00180050":{"vr":"DS","Value":[1.5]}}'):
+    instance = {"instance_number": instance_number, "rows": 16, "header": header}
+    return IndexRecord({}, {}, {"series_number": series_number}, instance)
+
+
+@pytest.mark.parametrize(
+    ("record", "told"),
+    [
+        (_record(), ""),
+        (_record(series_number=-(2**31), instance_number=2**31 - 1), ""),
+        (_record(series_number=-(2**31) - 1), "series_number past PostgreSQL's integer"),
+        (_record(instance_number=2**31), "instance_number past PostgreSQL's integer"),
+        (_record(header='{"00180050":{"vr":"DS","Value":[NaN]}}'), "a header that is no JSON"),
+        (
+            _record(header='{"00189087":{"vr":"FD","Value":[-Infinity]}}'),
+            "a header that is no JSON",
+        ),
+        (_record(header='{"0008040D":{"vr":"UV","Value":[9223372036854775807]}}'), ""),
+        (
+            _record(header='{"0008040D":{"vr":"UV","Value":[9223372036854775808]}}'),
+            "a header no MongoDB document holds",
+        ),
+    ],
+)
+def test_index_rows_the_stores_would_refuse_are_told(record, told):
+    """Such a row failed its batch in PostgreSQL (or MongoDB), and so the run: a finding."""
+    assert fuzz.unstorable(record) == told
 
 
 def _with_frame(jpeg: bytes) -> pydicom.Dataset:
