@@ -2,7 +2,7 @@
 
 Usage:
     python scripts/fuzz.py [--objects N] [--seed S] [--mutator bytes|structured|both]
-                           [--save DIR] [--progress]
+                           [--option NAME ...] [--save DIR] [--progress]
 
 Each object is one of the test suite's bases (the kitchen sink and a plain instance, in
 explicit VR little endian, implicit VR and big endian; and, for the bytes mutator, video
@@ -67,7 +67,7 @@ from pydicom.uid import (  # noqa: E402
 from indexer import keys, work  # noqa: E402
 from indexer.deid import build_plan, frames, verify, video  # noqa: E402
 from indexer.deid.pixels import PIXEL_DATA  # noqa: E402
-from indexer.deid.table import load_table  # noqa: E402
+from indexer.deid.table import load_table, parse_options  # noqa: E402
 from indexer.errors import DeidError, SourceError  # noqa: E402
 from indexer.records import IndexRecord, SourceFile  # noqa: E402
 from indexer.store.files import LocalStore  # noqa: E402
@@ -380,8 +380,13 @@ def run(
     *,
     save: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    options: tuple[str, ...] = (),
 ) -> Report:
-    """Fuzz ``objects`` objects from ``seed``; what was found."""
+    """Fuzz ``objects`` objects from ``seed``; what was found.
+
+    ``options``: PS3.15 options the plan applies (dates shifted, values kept), besides the
+    basic profile.
+    """
     work.configure_pydicom()
     found, markers = bases()
     tags = [row.tag.value for row in load_table() if row.tag.mask == EXACT]
@@ -389,7 +394,8 @@ def run(
     report = Report()
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         store = LocalStore(Path(tmp) / "out")
-        ctx = work.RunContext(build_plan(), keys.generate(), store, "DI", 30, 1)
+        plan = build_plan(options)
+        ctx = work.RunContext(plan, keys.generate(), store, "DI", 30, 1)
         try:
             for i in range(objects):
                 data = damage(rng, mutator, found, tags)
@@ -418,7 +424,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--save", type=Path, help="save each finding's object here")
     parser.add_argument("--progress", action="store_true", help="a line every 1,000 objects")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a PS3.15 option of the plan, as ingest takes it (repeatable)",
+    )
     args = parser.parse_args(argv)
+    try:
+        parse_options(args.option)
+    except ValueError as e:
+        parser.error(str(e))
     start = time.monotonic()
 
     def progress(done: int) -> None:
@@ -432,8 +449,10 @@ def main(argv: list[str] | None = None) -> int:
         args.mutator,
         save=args.save,
         progress=progress if args.progress else None,
+        options=tuple(args.option),
     )
-    print(f"seed {args.seed}, {args.objects:,} objects ({args.mutator}):")
+    plan = "".join(f"; {name}" for name in args.option)
+    print(f"seed {args.seed}, {args.objects:,} objects ({args.mutator}{plan}):")
     for outcome, n in report.outcomes.most_common():
         print(f"  {n:7,}  {outcome}")
     for i, finding in report.findings:

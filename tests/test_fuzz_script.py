@@ -21,7 +21,7 @@ from pydicom.uid import (
 )
 
 from indexer import work
-from indexer.deid import verify
+from indexer.deid import build_plan, verify
 from indexer.errors import SourceError
 from indexer.records import IndexRecord
 from tests.builders import in_transfer_syntax
@@ -59,6 +59,27 @@ def test_the_same_seed_gives_the_same_stream():
     first = fuzz.run(40, 11, "both")
     assert first.outcomes == fuzz.run(40, 11, "both").outcomes
     assert first.outcomes != fuzz.run(40, 12, "both").outcomes
+
+
+def test_the_plan_takes_the_options_given(monkeypatch, capsys):
+    """Dates shifted, values kept: paths the basic profile never takes."""
+    plans = []
+
+    def recorded(options):
+        plans.append(options)
+        return build_plan(options)
+
+    monkeypatch.setattr(fuzz, "build_plan", recorded)
+    argv = ["--objects", "20", "--seed", "3", "--mutator", "structured"]
+    code = fuzz.main([*argv, "--option", "retain-long-modified-dates", "--option", "rtn_uids"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "seed 3, 20 objects (structured; retain-long-modified-dates; rtn_uids):"
+    assert plans == [("retain-long-modified-dates", "rtn_uids")]
+    with pytest.raises(SystemExit) as refused:
+        fuzz.main([*argv, "--option", "retain-everything"])
+    assert refused.value.code == 2
+    assert "unknown de-identification option 'retain-everything'" in capsys.readouterr().err
 
 
 _VERIFY = SimpleNamespace(
