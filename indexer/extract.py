@@ -17,7 +17,7 @@ from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
 
 from indexer.deid import rawvalue
-from indexer.deid.rawvalue import DEFAULT, text_of, value_of
+from indexer.deid.rawvalue import DEFAULT, NUMBER_VRS, text_of, value_of
 from indexer.encode import UNDEFINED_LENGTH, held
 from indexer.records import IndexRecord
 from indexer.spans import Span
@@ -31,7 +31,6 @@ VALUE_BULK_THRESHOLD = 4096  # bytes of the value as stored
 VALUE_BULK_VRS = frozenset(
     {"DS", "FD", "FL", "IS", "LT", "SL", "SS", "ST", "SV", "UC", "UL", "UR", "US", "UT", "UV"}
 )
-NUMBER_VRS = frozenset({"DS", "FD", "FL", "IS", "SL", "SS", "SV", "UL", "US", "UV"})
 # What the index's integer columns (PostgreSQL ``integer``) hold: an IS value past them (no
 # IS the standard allows) leaves its column empty; the header holds it.
 COLUMN_INTEGERS = (-(2**31), 2**31 - 1)

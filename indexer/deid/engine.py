@@ -400,7 +400,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             and (
                 (
                     action not in (Action.KEEP, Action.REMOVE, Action.ZERO)
-                    and not (action is Action.DUMMY and vr in values.NUMBER_VRS)
+                    and not (action is Action.DUMMY and vr in values.NUMBER_AND_TAG_VRS)
                 )
                 or (ctx.found is not None and values.record_prefix(recorded, vr) is not None)
             )

@@ -45,6 +45,8 @@ CHARSET_VRS = frozenset({*_TEXT, *_SINGLE, "PN"})
 TEXT_VRS = frozenset({*_MULTI, *CHARSET_VRS, "AE", "UR"})
 NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
 NUMBER_FORMATS |= {"SV": "q", "UV": "Q"}
+# the VRs whose values are numbers: the binary ones above and the decimal strings IS and DS
+NUMBER_VRS = frozenset(NUMBER_FORMATS) | {"IS", "DS"}
 # What turning a malformed element into its value raises, here or in pydicom (which converts
 # elements when first asked): a bad value (ValueError, ...), an unknown VR
 # (NotImplementedError), a length that is no multiple of the value's size

@@ -23,6 +23,7 @@ from pydicom.valuerep import DSfloat
 
 from indexer.deid import pseudonym
 from indexer.deid.actions import TEXT_VRS, shift_date
+from indexer.deid.rawvalue import NUMBER_VRS
 from indexer.deid.table import Action, TagPattern
 from indexer.errors import DeidError, RuleError
 
@@ -34,7 +35,6 @@ SIMPLE = {
     "refresh_uid": Action.UID,
 }
 DATE_VRS = frozenset({"DA", "DT"})
-NUMERIC_VRS = frozenset({"DS", "IS", "FL", "FD", "SS", "US", "SL", "UL", "SV", "UV"})
 # the values each integer VR holds (PS3.5 6.2): a perturbed value is kept within them
 INTEGER_RANGES: Mapping[str, tuple[int, int]] = {
     "IS": (-(2**31), 2**31 - 1),
@@ -48,7 +48,7 @@ INTEGER_RANGES: Mapping[str, tuple[int, int]] = {
 STRING_VRS = TEXT_VRS - {"UI"}
 METHOD_VRS: Mapping[str, frozenset[str]] = {
     "dateshift": DATE_VRS,
-    "perturb": NUMERIC_VRS,
+    "perturb": NUMBER_VRS,
     "cryptohash": STRING_VRS | {"UI"},
     "encrypt": frozenset({"LO", "LT", "ST", "UT", "UC", "SH", "PN"}),
 }
@@ -286,7 +286,7 @@ def _dateshift(
 
 
 def _perturb(rule: SiteRule, vr: str, value: Any, key: bytes, tag: int) -> Any:  # noqa: ANN401
-    if vr not in NUMERIC_VRS:
+    if vr not in NUMBER_VRS:
         raise DeidError(f"{rule.source} selected a {vr} element", reason="rule_mismatch")
     x = float(value)
     u = int.from_bytes(_mac(key, "perturb", f"{tag:08X}", repr(x))[:8], "big") / 2**64 * 2 - 1

@@ -95,12 +95,12 @@ def record(
 
 # Numbers say nothing of whom an object shows: a removed Patient's Weight of "0.000000" or
 # "70" is found in a gantry tilt or a slice position by chance, never as a leak.
-NUMBER_VRS = frozenset({"DS", "IS", "US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
+NUMBER_AND_TAG_VRS = rawvalue.NUMBER_VRS | {"AT"}
 
 
 def record_prefix(decision: Action | SiteRule, vr: str) -> str | None:
     """How ``record`` marks the path of a value ``decision`` changes; None: not recorded."""
-    if vr in NUMBER_VRS:
+    if vr in NUMBER_AND_TAG_VRS:
         return None
     if isinstance(decision, SiteRule):  # a computing site method changes the value
         return SAME_PLACE if decision.method == "dateshift" else ""
@@ -140,7 +140,7 @@ def collect(
     for tag in sorted(d._dict):  # noqa: SLF001 - as stored: a VR is known before converting
         raw = d._dict[tag]  # noqa: SLF001
         as_read = rawvalue.vr_of(raw, tag)  # UN stays UN here: pydicom converts it below
-        if unknown_vr(as_read) or as_read in NUMBER_VRS:  # numbers: never recorded, not read
+        if unknown_vr(as_read) or as_read in NUMBER_AND_TAG_VRS:  # numbers: not recorded
             continue
         vr, value = _read(d, tag, raw, as_read, codec)
         path = tag_path(parents, tag)

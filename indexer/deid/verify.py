@@ -31,7 +31,7 @@ from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Marking, Wr
 from indexer.deid.values import (
     MADE_UP,
     MIN_LENGTH,
-    NUMBER_VRS,
+    NUMBER_AND_TAG_VRS,
     SAME_PLACE,
     identifying_values,
     tag_path,
@@ -290,7 +290,7 @@ def find_leaks(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # numbers are not searched in: a serial number "00000" inside "6.000000" is chance
-        decoded = list(_decoded(out, changed_only=changed_only, skip=NUMBER_VRS))
+        decoded = list(_decoded(out, changed_only=changed_only, skip=NUMBER_AND_TAG_VRS))
     _in_decoded(wanted, decoded, generated, kept, leaks, search)
     raw = header_bytes(out) if raw is None else raw
     searched = (
