@@ -91,7 +91,9 @@ its shift takes out of the years 1 to 9999 (0001-01-01, a placeholder some write
 none, shifted back) emptied (the object failed), and a shifted date of a year under 1000
 written in four digits (its leading zeros were lost), and an integer a ``perturb`` rule
 pushes past what its VR holds stopped at the bound (a US past 65,535 failed the object),
-and a ``substitute`` rule's IS or DS value written without the spaces around it.
+a float too (an FL past float32's range failed the object, an FD or DS went to infinity),
+and a ``substitute`` rule's IS or DS value written without the spaces around it, its AT
+value a tag.
 """
 
 VIDEO_RULES_VERSION = 10

@@ -9,17 +9,22 @@ new values here, keyed and deterministic, fitted to the element's VR.
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import functools
 import hashlib
 import hmac
 import math
+import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydicom import config
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.multival import MultiValue
-from pydicom.valuerep import DSfloat
+from pydicom.valuerep import DSfloat, validate_value
 
 from indexer.deid import pseudonym
 from indexer.deid.actions import TEXT_VRS, shift_date
@@ -45,6 +50,18 @@ INTEGER_RANGES: Mapping[str, tuple[int, int]] = {
     "SV": (-(2**63), 2**63 - 1),
     "UV": (0, 2**64 - 1),
 }
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite IEEE 754 single (FL)
+# the finite values each float VR holds: a perturbed value is kept within them too
+FLOAT_RANGES: Mapping[str, tuple[float, float]] = {
+    "FL": (-FLOAT32_MAX, FLOAT32_MAX),
+    "FD": (-sys.float_info.max, sys.float_info.max),
+    "DS": (-1e308, 1e308),  # (the largest double, in a DS's 16 characters, reads as inf)
+}
+# PS3.5 6.2's syntax of the text VRs whose values a reader parses (pydicom checks them)
+SYNTAX_VRS = frozenset({"DA", "DT", "TM", "UI", "AS"})
+_INTEGER_TEXT = re.compile(r" *[+-]?[0-9]+ *")
+_DECIMAL_TEXT = re.compile(r" *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *")
+_TAG_TEXT = re.compile(r"\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?")
 STRING_VRS = TEXT_VRS - {"UI"}
 METHOD_VRS: Mapping[str, frozenset[str]] = {
     "dateshift": DATE_VRS,
@@ -198,22 +215,41 @@ def _check_substitute(selector: Selector, value: str, name: str) -> None:
         raise RuleError(f"{name}: the substitute value {value!r} is no VR {vr} value")
 
 
+@functools.lru_cache(maxsize=256)  # a rule's one value, checked for each element it selects
 def _as_vr(vr: str, text: str) -> Any:  # noqa: ANN401 - a value of any VR
     """A substitute value (text) as an element of ``vr`` holds it; None: it holds no such.
 
-    The binary number VRs hold numbers, an integer within its VR's range; IS and DS hold
-    text that reads as one (a finite number for DS). Other VRs hold the text.
+    The binary number VRs hold numbers: an integer within its VR's range, a finite float
+    within FL's or FD's. IS and DS hold text that reads as one in PS3.5's syntax (not
+    Python's: no ``1_000``, ``inf`` or ``0x10``). AT holds a tag, written ``gggg,eeee`` or
+    ``ggggeeee``. DA (a date of the calendar), TM, DT, UI and AS hold text of their syntax.
+    Other VRs hold the text as it is.
     """
-    if vr not in INTEGER_RANGES and vr not in ("DS", "FL", "FD"):
+    if vr in SYNTAX_VRS:
+        return text if _valid_text(vr, text) else None
+    if vr == "AT":
+        tag = _TAG_TEXT.fullmatch(text.strip())
+        return int(tag[1] + tag[2], 16) if tag else None
+    if vr not in INTEGER_RANGES and vr not in FLOAT_RANGES:
         return text
-    try:
-        x = int(text) if vr in INTEGER_RANGES else float(text)
-    except ValueError:
+    syntax = _INTEGER_TEXT if vr in INTEGER_RANGES else _DECIMAL_TEXT
+    if not syntax.fullmatch(text) or len(text.strip()) > MAX_LENGTH.get(vr, len(text)):
         return None
-    low, high = INTEGER_RANGES.get(vr, (-math.inf, math.inf))
-    if not (math.isfinite(x) and low <= x <= high):
+    x = int(text) if vr in INTEGER_RANGES else float(text)
+    low, high = INTEGER_RANGES.get(vr) or FLOAT_RANGES[vr]
+    if not low <= x <= high:
         return None
     return text.strip() if vr in ("IS", "DS") else x
+
+
+def _valid_text(vr: str, text: str) -> bool:
+    try:
+        validate_value(vr, text, config.RAISE)
+        if vr == "DA":
+            dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +332,8 @@ def _perturb(rule: SiteRule, vr: str, value: Any, key: bytes, tag: int) -> Any: 
     if vr in INTEGER_RANGES:  # (a value past them could not be written, or no IS)
         low, high = INTEGER_RANGES[vr]
         return min(max(math.floor(y + 0.5), low), high)
+    low_f, high_f = FLOAT_RANGES[vr]  # (noise can take a float past FL's range, or to inf)
+    y = min(max(y, low_f), high_f)
     if vr == "DS":
         return DSfloat(y, auto_format=True)
     return y

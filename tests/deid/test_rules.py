@@ -93,6 +93,38 @@ def test_substitute_writes_a_number_where_the_vr_holds_one():
     assert back.PixelSpacing == [0.5, 0.5]
 
 
+def test_substitute_writes_a_tag_a_date_a_time_and_an_age_of_their_syntax():
+    """Values of these VRs are parsed by readers: the rules file's text is checked against
+    their syntax (a date of the calendar for DA); an AT takes a tag, as gggg,eeee."""
+    values = {
+        "DimensionIndexPointer": "(0020,0032)",
+        "StudyDate": "20240229",
+        "StudyTime": "1200",
+        "AcquisitionDateTime": "20240229120000.5+0100",
+        "PatientAge": "045Y",
+        "ExaminedBodyThickness": "3.4e38",
+    }
+    rules = [
+        {"select": {"keyword": k}, "method": "substitute", "value": v} for k, v in values.items()
+    ]
+    plan = _plan(rules)
+    out = _apply(
+        plan,
+        DimensionIndexPointer=0x00200013,
+        StudyTime="093000",
+        AcquisitionDateTime="20200101",
+        PatientAge="061Y",
+        ExaminedBodyThickness=12.5,
+    )
+    back = pydicom.dcmread(io.BytesIO(encode(out).data))
+    assert back.DimensionIndexPointer == 0x00200032
+    assert back.StudyDate == "20240229"
+    assert back.StudyTime == "1200"
+    assert back.AcquisitionDateTime == "20240229120000.5+0100"
+    assert back.PatientAge == "045Y"
+    assert back.ExaminedBodyThickness == pytest.approx(3.4e38, rel=1e-6)
+
+
 @pytest.mark.parametrize(
     ("keyword", "value"),
     [
@@ -103,10 +135,24 @@ def test_substitute_writes_a_number_where_the_vr_holds_one():
         ("SeriesNumber", "2147483648"),
         ("SliceThickness", "nan"),
         ("SliceThickness", "1,5"),
+        ("SeriesNumber", "1_000"),
+        ("SeriesNumber", "1234567890123"),
+        ("SliceThickness", "inf"),
+        ("SliceThickness", "0x10"),
+        ("SliceThickness", "1.2345678901234567"),
+        ("ExaminedBodyThickness", "1e39"),
+        ("TimeRange", "1e309"),
+        ("StudyDate", "20250230"),
+        ("StudyDate", "2025-01-01"),
+        ("StudyTime", "250000"),
+        ("AcquisitionDateTime", "2025x"),
+        ("PatientAge", "45Y"),
+        ("FrameOfReferenceUID", "1.02.3"),
+        ("DimensionIndexPointer", "PatientName"),
     ],
 )
 def test_substitute_of_no_value_of_the_vr_is_refused_with_the_rules(keyword, value):
-    with pytest.raises(RuleError, match=r"rule 1: the substitute value .* is no VR"):
+    with pytest.raises(RuleError, match=r"rule 1: the substitute value .*(is no|than) VR"):
         _plan([{"select": {"keyword": keyword}, "method": "substitute", "value": value}])
 
 
@@ -230,6 +276,33 @@ def test_perturb_keeps_a_value_within_its_vr(keyword, edge, inward):
         assert new * inward >= edge * inward  # not past the bound
         got.append(new)
     assert edge in got
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "high"),
+    [
+        ("ExaminedBodyThickness", 3.4e38, 3.4028234663852886e38),
+        ("TimeRange", 1.7e308, sys.float_info.max),
+        ("SliceThickness", "1.7e308", 1e308),
+    ],
+    ids=["FL", "FD", "DS"],
+)
+def test_perturb_keeps_a_float_within_its_vr(keyword, value, high):
+    """Proportional noise on a value near the VR's largest would take it past (FL: past
+    float32, which could not be written; FD: to infinity; DS: past what its 16 characters
+    write finite): it stops at the largest.
+    Of 40 values, each pushed outward or inward by the key, some reach it."""
+    rule = {"method": "perturb", "span": 1, "range_type": "proportional"}
+    plan = _plan([{"select": {"keyword": keyword}, **rule}])
+    got = []
+    for i in range(40):
+        original = value * (1 - i / 1000) if isinstance(value, float) else f"{1.7 - i / 1000}e308"
+        out = _apply(plan, **{keyword: original})
+        back = pydicom.dcmread(io.BytesIO(encode(out).data))[keyword].value
+        assert abs(float(back)) <= high
+        got.append(abs(float(back)))
+    assert max(got) == pytest.approx(high, rel=1e-9)
+    assert min(got) < high
 
 
 @pytest.mark.parametrize(
