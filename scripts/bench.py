@@ -226,22 +226,24 @@ def bench_corpus(
                 "DICOM_INDEX_STATE_DIR": str(state),
                 "DICOM_INDEX_MONGO_ENABLED": str(with_mongo).lower(),
             }
-            run(
-                f"dicom-index ingest, {label}",
-                [
-                    *CLI,
-                    "ingest",
-                    str(src),
-                    "--out",
-                    str(state / "out"),
-                    "--quiet",
-                    "--workers",
-                    str(workers),
-                ],
-                ok=(0,),  # 1: some files failed, not a comparable run
-                env=run_env,
-            )
-            subprocess.run([*CLI, "db", "stop"], env=run_env, capture_output=True, check=False)
+            try:
+                run(
+                    f"dicom-index ingest, {label}",
+                    [
+                        *CLI,
+                        "ingest",
+                        str(src),
+                        "--out",
+                        str(state / "out"),
+                        "--quiet",
+                        "--workers",
+                        str(workers),
+                    ],
+                    ok=(0,),  # 1: some files failed, not a comparable run
+                    env=run_env,
+                )
+            finally:  # (an interrupt too)
+                _stop_servers(run_env)
         for tool, cmd in peers.items():
             out = _empty(work / f"{tool}-{name}")
             out.mkdir(parents=True)  # dicom-anonymizer wants it to exist
@@ -285,6 +287,11 @@ def settle(src: Path) -> None:
     subprocess.run(["cat", *map(str, sorted(src.iterdir()))], stdout=subprocess.DEVNULL, check=True)
 
 
+def _stop_servers(env: dict[str, str]) -> None:
+    """Stop the embedded servers of the state directory ``env`` names, if they run."""
+    subprocess.run([*CLI, "db", "stop"], env=env, capture_output=True, check=False)
+
+
 def _empty(path: Path) -> Path:
     """``path`` gone, so a tool writes into nothing left by an earlier run (``--out``)."""
     shutil.rmtree(path, ignore_errors=True)
@@ -302,7 +309,7 @@ def fresh_state(state: Path, env: dict[str, str], mongo: bool = False) -> Path:
         "DICOM_INDEX_MONGO_ENABLED": str(mongo).lower(),
     }
     if state.exists():  # an earlier run's, with --out: its server stopped, then gone
-        subprocess.run([*CLI, "db", "stop"], env=state_env, capture_output=True, check=False)
+        _stop_servers(state_env)
         _empty(state)
     _set_up([*CLI, "keys", "init"], state_env)
     warm = state / "warm"  # UIDs of their own: not the corpus's (a conflict otherwise)
@@ -315,11 +322,17 @@ def fresh_state(state: Path, env: dict[str, str], mongo: bool = False) -> Path:
 
 
 def _set_up(cmd: list[str], env: dict[str, str]) -> None:
-    """Run an untimed set-up command; its failure ends the benchmark, saying why."""
+    """Run an untimed set-up command; its failure ends the benchmark, saying why.
+
+    The servers of the state directory it ran in are stopped first: a set-up ingest that
+    failed after starting them left them running after the benchmark had ended.
+    """
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
+        _stop_servers(env)
         raise SystemExit(
-            f"set-up failed: {' '.join(cmd[2:4])} exited {done.returncode}: "
+            f"set-up failed: dicom-index {' '.join(cmd[len(CLI) : len(CLI) + 2])} "
+            f"exited {done.returncode}: "
             f"{(done.stdout + done.stderr)[-1500:]}"
         )
 

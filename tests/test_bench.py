@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pydicom
+import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 
 ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
+assert _spec is not None
+assert _spec.loader is not None
+bench = importlib.util.module_from_spec(_spec)
+sys.modules["bench_script"] = bench  # its dataclass looks its module up
+_spec.loader.exec_module(bench)
 
 
 def _bench(work: Path, report: Path, ct: int, small: int, *more: str) -> dict:
@@ -76,3 +85,39 @@ def test_bench_times_every_tool_and_reuses_its_work_directory(tmp_path):
     ]
     assert [r["note"] for r in second["results"]] == [""] * len(second["results"])
     assert len(list((work / "cp-ct").rglob("*.dcm"))) == 2  # not a second copy inside
+
+
+def _servers_of(state: Path) -> list[int]:
+    """The processes serving ``state``: PostgreSQL's postmaster and the MongoDB server."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:  # gone, or no process
+            continue
+        if entry.name.isdigit() and str(state).encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_failed_set_up_stops_the_servers_of_its_state(tmp_path):
+    """A set-up ingest that failed after its servers had started ended the benchmark with
+    them running (a MongoDB server of a bench's state was found running after a test run)."""
+    mongo = importlib.util.find_spec("secantus") is not None
+    env = {**os.environ, "CI": "1"}
+    env.pop("DICOM_INDEX_DATABASE_URL", None)
+    state = tmp_path / "state"
+    bench.fresh_state(state, env, mongo)
+    state_env = {
+        **env,
+        "DICOM_INDEX_STATE_DIR": str(state),
+        "DICOM_INDEX_MONGO_ENABLED": str(mongo).lower(),
+    }
+    try:
+        assert len(_servers_of(state)) >= (2 if mongo else 1)  # the warm ingest started them
+        failing = [*bench.CLI, "ingest", str(tmp_path / "no-such"), "--out", str(tmp_path / "o")]
+        with pytest.raises(SystemExit, match=r"^set-up failed: dicom-index ingest .* exited 1: "):
+            bench._set_up(failing, state_env)
+        assert _servers_of(state) == []
+    finally:
+        subprocess.run([*bench.CLI, "db", "stop"], env=state_env, capture_output=True, check=False)
