@@ -182,6 +182,39 @@ def test_file_meta_elements_inside_the_data_set_are_removed_and_the_object_index
     assert MARK.encode() not in copy.read_bytes()
 
 
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_a_file_meta_tag_written_as_a_sequence_inside_an_item_is_removed_as_its_vr_says(
+    ctx, tmp_path, ts
+):
+    """Found by scripts/fuzz.py (seed 74): damage left a (0002,0003) element written as SQ
+    (of defined length: read when converted) in a sequence's item. pydicom reads a file meta
+    element by its own VR (a UID here, ``rawvalue.raw_element_vr``), while the engine took
+    it for the sequence written: its items, collected before removal, were the UID's
+    characters, and the object was refused (``invalid_element``), though pydicom reads
+    every element. Both now read it as a UID."""
+    e = "<" if ts.is_little_endian else ">"
+
+    def element(tag: int, vr: bytes, value: bytes) -> bytes:
+        return struct.pack(f"{e}HH2sH", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
+
+    def sequence(tag: int, *items: bytes) -> bytes:  # of defined lengths: read when converted
+        value = b"".join(struct.pack(f"{e}HHL", 0xFFFE, 0xE000, len(i)) + i for i in items)
+        return struct.pack(f"{e}HH2sHL", tag >> 16, tag & 0xFFFF, b"SQ", 0, len(value)) + value
+
+    inner = element(0x00080080, b"LO", b"Deep Hospital " + MARK.encode() + b"9")
+    item = element(0x0020000E, b"UI", b"1.2.3.4\0") + sequence(0x00020003, inner)
+    data = in_transfer_syntax(make_instance(5, 1, 1, 1, marker=MARK), ts)
+    at = data.index(struct.pack(f"{e}HH", 0x0008, 0x2218), 132 + 100)  # in tag order
+    data = data[:at] + sequence(0x00081115, item) + data[at:]
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert MARK.encode() not in copy.read_bytes()
+    out = pydicom.dcmread(copy)
+    (kept,) = out.ReferencedSeriesSequence
+    assert 0x00020003 not in kept  # removed, as file meta in a data set always is
+    assert kept.SeriesInstanceUID != "1.2.3.4"  # walked: its UID replaced
+
+
 def test_a_source_ae_title_of_an_unknown_vr_is_searched_for_as_its_bytes(ctx, tmp_path):
     """The file meta's Source AE Title, recorded for the leak check, with a VR no edition
     defines (found by the fuzz): it refused its object (``invalid_element``). Now its bytes

@@ -180,7 +180,10 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     in them, as Bits Allocated 16 has). A private creator is an LO, whatever VR
     it was written in: pydicom reads it for every element of its block, and one it cannot
     read left the block's values unread. Implicit VR elements have no VR yet, or the one
-    ``give_vrs`` gave them: the dictionary's, which leaves nothing to do here.
+    ``give_vrs`` gave them: the dictionary's, which leaves nothing to do here. A file meta
+    element or the Specific Character Set is given its own VR whatever VR it was written in,
+    a text VR or SQ too, as pydicom's reading gives it (``raw_element_vr``): judged by the
+    VR written, a sequence's items were a UID's characters.
     Returns the tags of the elements given a VR (a value not valid for it is damaged).
     """
     read_as: set[int] = set()
@@ -189,8 +192,15 @@ def read_as_known(d: Dataset) -> frozenset[int]:
             type(raw) is not RawDataElement
             or not raw.VR
             or raw.value is None
-            # a text VR: kept, but by a number attribute (a damaged VR byte: judged below)
-            or (raw.VR not in _NOT_TEXT and raw.VR in KNOWN_VRS and key not in _number_tags())
+            # a text VR (or SQ): kept, but by a number attribute (a damaged VR byte: judged
+            # below), and but by an element pydicom reads by its own VR (``raw_element_vr``)
+            or (
+                raw.VR not in _NOT_TEXT
+                and raw.VR in KNOWN_VRS
+                and key not in _number_tags()
+                and key >> 16 != _META_GROUP
+                and key != SPECIFIC_CHARACTER_SET
+            )
         ):
             continue
         tag = key.real
