@@ -14,8 +14,9 @@ preamble; ``structured`` damages whole elements (a tag byte, an element written 
 in explicit VR a VR byte). Each is de-identified and indexed as the ingest does it
 (``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
 
-- refused: its reason is one a check foresaw (never ``unexpected_error``), and its message
-  holds no planted marker;
+- refused: its reason is one a check foresaw (never ``unexpected_error``), its message
+  holds no planted marker, and where de-identification found a value it cannot handle
+  (``invalid_element``), pydicom cannot read every element either (``reads_whole``);
 - indexed: its index rows are what PostgreSQL and MongoDB take (``unstorable``: integer
   columns, a header of strict JSON whose integers fit 64 bits), and ``verify`` reads the
   original as it does (``work.read_dataset`` as stored) and finds none of its identifying
@@ -298,11 +299,7 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
             prepared = work.prepare(src, ctx)
             outcome = work.index(prepared, ctx)
     except (SourceError, DeidError) as e:
-        if any(m in str(e) for m in markers):
-            return e.reason, "a marker in its message"
-        if e.reason == "unexpected_error":
-            return e.reason, f"an error no check foresaw: {e}"
-        return e.reason, ""
+        return e.reason, refusal_finding(e, data, markers)
     except Exception as e:  # noqa: BLE001 - what the fuzz is for
         return "escaped", f"{type(e).__name__} escaped: {traceback.format_exc(limit=-3)}"
     if refused := unstorable(outcome.record):
@@ -323,6 +320,42 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
     if any(m.encode() in copy for m in markers):
         return f"indexed (a marker {_marked_where(out, markers)})", ""
     return "indexed", ""
+
+
+def refusal_finding(e: SourceError | DeidError, data: bytes, markers: list[str]) -> str:
+    """What is wrong with refusing ``data`` so ("": nothing)."""
+    if any(m in str(e) for m in markers):
+        return "a marker in its message"
+    if e.reason == "unexpected_error":
+        return f"an error no check foresaw: {e}"
+    if isinstance(e, DeidError) and e.reason == "invalid_element" and reads_whole(data):
+        return f"refused, though pydicom reads every element: {e}"
+    return ""
+
+
+def reads_whole(data: bytes) -> bool:
+    """Whether pydicom, read as the ingest reads (leniently), gives every element's value.
+
+    The ingest read such an object, then could not de-identify one of its values: no
+    damage, but a value the engine did not foresee (a date its shift takes out of the
+    calendar, say), and the object lost for nothing.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            _read_all(ds.file_meta)
+            _read_all(ds)
+    except Exception:  # noqa: BLE001 - whatever pydicom raises, it does not read it
+        return False
+    return True
+
+
+def _read_all(ds: pydicom.Dataset) -> None:
+    for element in ds:  # (converted as each is given)
+        if element.VR == "SQ":
+            for item in element.value:
+                _read_all(item)
 
 
 INTEGER_COLUMNS = ("series_number", "instance_number", "rows", "columns", "number_of_frames")

@@ -21,10 +21,10 @@ from pydicom.uid import (
 )
 
 from indexer import work
-from indexer.deid import build_plan, verify
-from indexer.errors import SourceError
+from indexer.deid import actions, build_plan, verify
+from indexer.errors import DeidError, SourceError
 from indexer.records import IndexRecord
-from tests.builders import in_transfer_syntax
+from tests.builders import in_transfer_syntax, make_instance, to_bytes, with_element
 from tests.deid import kitchen_sink
 from tests.fuzzing import damaged, heads
 
@@ -127,6 +127,42 @@ def test_what_it_is_there_to_find_is_a_finding_and_saved(
     assert found
     assert all(finding in line for line in found)
     assert len(list(tmp_path.glob("seed1-*.dcm"))) == len(found)
+
+
+def _out_of_the_calendar(value, vr, days):
+    raise OverflowError("date value out of range")  # as a shift before the year 1 did
+
+
+def test_an_object_refused_for_a_value_pydicom_reads_is_a_finding(monkeypatch, capsys):
+    """The engine met a value it did not foresee and lost a whole object that pydicom reads
+    (a date shifted out of the calendar failed its object so): the fuzz told it apart from
+    damage only by the reason, which it expects."""
+    monkeypatch.setattr(actions, "shift_date", _out_of_the_calendar)
+    argv = ["--objects", "12", "--seed", "5", "--mutator", "structured"]
+    code = fuzz.main([*argv, "--option", "retain-long-modified-dates"])
+    found = [line for line in capsys.readouterr().out.splitlines() if line.startswith("finding")]
+    assert code == 1
+    assert found
+    assert all(
+        "refused, though pydicom reads every element: cannot de-identify" in line for line in found
+    )
+    monkeypatch.undo()
+    assert fuzz.main([*argv, "--option", "retain-long-modified-dates"]) == 0
+
+
+def test_a_refusal_of_what_pydicom_cannot_read_is_no_finding():
+    whole = to_bytes(make_instance())
+    # a length no FL value has: pydicom cannot give its value
+    broken = with_element(whole, 0x00200012, b"FL", b"\x01\x02\x03", before=0x00200013)
+    deid_error = DeidError("cannot de-identify the object: ...", reason="invalid_element")
+    read_error = SourceError("invalid DICOM: ...", reason="invalid_element")
+    told = "refused, though pydicom reads every element: cannot de-identify the object: ..."
+    assert fuzz.refusal_finding(deid_error, whole, []) == told
+    assert fuzz.refusal_finding(deid_error, broken, []) == ""
+    assert fuzz.refusal_finding(read_error, whole, []) == ""  # the ingest's own read: stricter
+    assert fuzz.refusal_finding(DeidError("...", reason="rule_mismatch"), whole, []) == ""
+    assert fuzz.reads_whole(whole)
+    assert not fuzz.reads_whole(broken)
 
 
 def _record(series_number=1, instance_number=2, header='{"00180050":{"vr":"DS","Value":[1.5]}}'):
