@@ -577,18 +577,30 @@ def _outside(
     """Whether one occurrence of ``needle`` in ``raw`` lies outside every span, as a word.
 
     ``edges``: the width in bytes of a letter before and after the needle that would make
-    the occurrence part of a longer word (0: no such check).
+    the occurrence part of a longer word (0: no such check). A one-byte letter with a NUL
+    on its far side is no text but a byte of the element around: the next element's group
+    in little endian ("r" and NUL: group 0072), or its value's length in big endian (NUL
+    and "J": 74 bytes). Text has no NUL in it; taken for a word going on, it hid a value
+    kept whole (an age "042Y" before group 0072 was not found).
     """
     at = raw.find(needle)
     while at != -1:
         end = at + len(needle)
         inside = any(s <= at and end <= e for s, e in spans)
         if not inside and not (
-            _letter(raw, at - edges[0], edges[0]) or _letter(raw, end, edges[1])
+            _word_goes_on(raw, at - edges[0], edges[0], -1) or _word_goes_on(raw, end, edges[1], 1)
         ):
             return True
         at = raw.find(needle, at + 1)
     return False
+
+
+def _word_goes_on(raw: bytes, at: int, width: int, step: int) -> bool:
+    """Whether a letter of the word at ``at`` (one byte: no NUL beyond it, ``step``)."""
+    if not _letter(raw, at, width):
+        return False
+    beyond = at + step if step < 0 else at + width
+    return width != 1 or not (0 <= beyond < len(raw) and raw[beyond] == 0)
 
 
 def _letter(raw: bytes, at: int, width: int) -> bool:

@@ -837,6 +837,33 @@ def test_a_name_inside_a_longer_word_is_no_leak_a_word_of_its_own_is():
         assert [leak.source_path for leak in leaks] == ["(0010,0010)"]
 
 
+def test_a_name_kept_whole_before_an_element_whose_tag_reads_as_a_letter_is_found():
+    """In the header's bytes, a value ending in a letter is followed by the next element's
+    tag: group 0072's first byte is "r". The ingest's check (which searches untouched
+    elements in those bytes) took "GINA" + "r" for a longer word and missed the name that
+    ``verify`` found (by the fuzz, seed 77: an age kept by an option, recorded from a
+    damaged copy of it). A NUL beside the letter says it is no text."""
+    ds = make_instance(marker="LEAKY", OtherPatientNames="GINA")
+    ds.add_new(0x00720602, "CS", "GINA")  # Sort-by Category, kept
+    ds.add_new(0x00720604, "CS", "INCREASING")  # kept: its tag follows the name
+    for leaks in _leaks_both_ways(ds):
+        assert [leak.source_path for leak in leaks] == ["(0010,1001)"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "found"),
+    [
+        (b"\x00JSMITH^JOHN", True),  # a big endian length (74) before it
+        (b"SMITHr\x00\x04\x06", True),  # group 0072's tag after it, little endian
+        (b"BLACKSMITH^JOHN", False),  # inside a longer word
+        (b"SMITHSON\x00", False),  # the word goes on to the NUL padding
+        (b"S\x00M\x00I\x00T\x00H\x00r\x00", False),  # UTF-16: "r" is a letter there
+    ],
+)
+def test_a_letter_beside_a_nul_is_no_text(raw, found):
+    assert bool(verify._encoded_in("SMITH", raw, ())) is found
+
+
 def test_an_id_inside_letters_is_a_leak_inside_a_kept_number_not():
     """Digits need no word edge: an MRN inside "MRN12345678" is the MRN. A zero-filled
     Device Serial Number inside a kept Slice Thickness "6.000000" is chance."""
