@@ -596,7 +596,11 @@ def _outside(
 
 
 def _word_goes_on(raw: bytes, at: int, width: int, step: int) -> bool:
-    """Whether a letter of the word at ``at`` (one byte: no NUL beyond it, ``step``)."""
+    """Whether the letter at ``at``, beside a needle, continues its word.
+
+    ``step``: -1 before the needle, 1 after it. A one-byte letter with a NUL beyond it
+    (further from the needle) does not: it is a byte of a tag or of a length.
+    """
     if not _letter(raw, at, width):
         return False
     beyond = at + step if step < 0 else at + width
