@@ -2,7 +2,7 @@
 
 Usage:
     python scripts/fuzz.py [--objects N] [--seed S] [--mutator bytes|structured|both]
-                           [--option NAME ...] [--save DIR] [--progress]
+                           [--option NAME ...] [--rules FILE] [--save DIR] [--progress]
 
 Each object is one of the test suite's bases (the kitchen sink and a plain instance, in
 explicit VR little endian, implicit VR and big endian; and, for the bytes mutator, video
@@ -11,7 +11,8 @@ stream too, an MP4 file's Motion JPEG whose Exif holds text, a JPEG frame whose 
 fragment's end cuts, and a wrapped JP2 file whose XML one cuts), damaged by a mutator of
 ``tests/fuzzing.py``: ``bytes`` changes, cuts and makes up bytes anywhere past the
 preamble; ``structured`` damages whole elements (a tag byte, an element written twice, and
-in explicit VR a VR byte). Each is de-identified and indexed as the ingest does it
+in explicit VR a VR byte). The plan is the basic profile, with the options (``--option``)
+and site rules (``--rules``) given. Each is de-identified and indexed as the ingest does it
 (``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
 
 - refused: its reason is one a check foresaw (never ``unexpected_error``), its message
@@ -65,11 +66,12 @@ from pydicom.uid import (  # noqa: E402
     JPEGBaseline8Bit,
 )
 
-from indexer import keys, work  # noqa: E402
+from indexer import keys, rules_file, work  # noqa: E402
 from indexer.deid import build_plan, frames, verify, video  # noqa: E402
 from indexer.deid.pixels import PIXEL_DATA  # noqa: E402
+from indexer.deid.rules import RuleSet  # noqa: E402
 from indexer.deid.table import load_table, parse_options  # noqa: E402
-from indexer.errors import DeidError, SourceError  # noqa: E402
+from indexer.errors import DeidError, RuleError, SourceError  # noqa: E402
 from indexer.records import IndexRecord, SourceFile  # noqa: E402
 from indexer.store.files import LocalStore  # noqa: E402
 from tests.builders import in_transfer_syntax, make_instance  # noqa: E402
@@ -414,11 +416,12 @@ def run(
     save: Path | None = None,
     progress: Callable[[int], None] | None = None,
     options: tuple[str, ...] = (),
+    rules: RuleSet | None = None,
 ) -> Report:
     """Fuzz ``objects`` objects from ``seed``; what was found.
 
     ``options``: PS3.15 options the plan applies (dates shifted, values kept), besides the
-    basic profile.
+    basic profile; ``rules``: site rules over them (dateshift, perturb, substitute, ...).
     """
     work.configure_pydicom()
     found, markers = bases()
@@ -427,7 +430,7 @@ def run(
     report = Report()
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         store = LocalStore(Path(tmp) / "out")
-        plan = build_plan(options)
+        plan = build_plan(options, rules=rules)
         ctx = work.RunContext(plan, keys.generate(), store, "DI", 30, 1)
         try:
             for i in range(objects):
@@ -464,10 +467,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help="a PS3.15 option of the plan, as ingest takes it (repeatable)",
     )
+    parser.add_argument(
+        "--rules", type=Path, metavar="FILE", help="a site rules file, as ingest takes it"
+    )
     args = parser.parse_args(argv)
     try:
         parse_options(args.option)
-    except ValueError as e:
+        rules = rules_file.load(args.rules) if args.rules else None
+    except (ValueError, RuleError) as e:
         parser.error(str(e))
     start = time.monotonic()
 
@@ -483,8 +490,10 @@ def main(argv: list[str] | None = None) -> int:
         save=args.save,
         progress=progress if args.progress else None,
         options=tuple(args.option),
+        rules=rules,
     )
     plan = "".join(f"; {name}" for name in args.option)
+    plan += f"; rules {args.rules.name}" if args.rules else ""
     print(f"seed {args.seed}, {args.objects:,} objects ({args.mutator}{plan}):")
     for outcome, n in report.outcomes.most_common():
         print(f"  {n:7,}  {outcome}")

@@ -65,9 +65,9 @@ def test_the_plan_takes_the_options_given(monkeypatch, capsys):
     """Dates shifted, values kept: paths the basic profile never takes."""
     plans = []
 
-    def recorded(options):
+    def recorded(options, rules=None):
         plans.append(options)
-        return build_plan(options)
+        return build_plan(options, rules=rules)
 
     monkeypatch.setattr(fuzz, "build_plan", recorded)
     argv = ["--objects", "20", "--seed", "3", "--mutator", "structured"]
@@ -80,6 +80,39 @@ def test_the_plan_takes_the_options_given(monkeypatch, capsys):
         fuzz.main([*argv, "--option", "retain-everything"])
     assert refused.value.code == 2
     assert "unknown de-identification option 'retain-everything'" in capsys.readouterr().err
+
+
+def test_the_plan_takes_the_site_rules_given(monkeypatch, capsys, tmp_path):
+    """Keyed methods (dateshift, perturb, substitute) run as an ingest with the file runs
+    them; a file the ingest would refuse is refused (exit 2), saying why."""
+    plans = []
+
+    def recorded(options, rules=None):
+        plans.append(rules)
+        return build_plan(options, rules=rules)
+
+    monkeypatch.setattr(fuzz, "build_plan", recorded)
+    rules = tmp_path / "site.yaml"
+    rules.write_text(
+        "version: 1\n"
+        "rules:\n"
+        "  - {select: {vr: DA}, method: dateshift}\n"
+        "  - {select: {keyword: SliceThickness}, method: perturb, span: 0.5}\n"
+        "  - {select: {keyword: Manufacturer}, method: substitute, value: ACME}\n"
+    )
+    argv = ["--objects", "20", "--seed", "3", "--mutator", "structured", "--rules", str(rules)]
+    assert fuzz.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "seed 3, 20 objects (structured; rules site.yaml):"
+    (ruleset,) = plans
+    assert [r.method for r in ruleset.rules] == ["dateshift", "perturb", "substitute"]
+    rules.write_text(
+        "version: 1\nrules:\n  - {select: {keyword: Rows}, method: substitute, value: x}\n"
+    )
+    with pytest.raises(SystemExit) as refused:
+        fuzz.main(argv)
+    assert refused.value.code == 2
+    assert "the substitute value 'x' is no VR US value" in capsys.readouterr().err
 
 
 _VERIFY = SimpleNamespace(
