@@ -298,6 +298,20 @@ def compute(
     raise RuleError(f"{rule.name}: unknown method {method}")  # the schema prevents this
 
 
+def keeps(rule: SiteRule, rules: RuleSet, vr: str, value: Any) -> bool:  # noqa: ANN401
+    """Whether ``rule`` leaves ``value`` as it is by design: no identifying value, then.
+
+    ``redact`` with ``partial_ages_for_redact`` keeps an age under 90, and with
+    ``partial_dates_for_redact`` a date that is its year's first day ("20230101" stays).
+    Recorded for the leak check, such a value was found in its own place, and every object
+    with one was refused (``leak_detected``).
+    """
+    if rule.method != "redact":
+        return False
+    items = value if isinstance(value, (list, MultiValue)) else [value]
+    return all(v in (None, "") or _redact(vr, str(v), rules.parameters) == str(v) for v in items)
+
+
 def _redact(vr: str, value: str, params: Mapping[str, Any]) -> str:
     if vr in DATE_VRS and params.get("partial_dates_for_redact") and value[:4].isdigit():
         return value[:4] + "0101" if vr == "DA" else value[:4]

@@ -26,7 +26,7 @@ from indexer.deid.profile import (
     unknown_vr,
 )
 from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED
-from indexer.deid.rules import SiteRule
+from indexer.deid.rules import SiteRule, keeps
 from indexer.deid.table import Action
 
 MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
@@ -149,8 +149,9 @@ def collect(
                 collect(plan, item, f"{path}[{i}].", found, codec)
             continue
         decision = decide(plan, d, tag, vr)
-        if isinstance(decision, SiteRule):
-            record(found, decision, vr, value, path)
+        if isinstance(decision, SiteRule):  # (a value it keeps by design: as one kept)
+            kept = keeps(decision, plan.rules, vr, value)
+            record(found, Action.KEEP if kept else decision, vr, value, path)
             continue
         action = resolve(decision.action, vr)
         if action in (Action.KEEP, Action.CLEAN):

@@ -14,7 +14,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from indexer import deid, keys, rules_file
-from indexer.deid import build_plan
+from indexer.deid import build_plan, verify
 from indexer.deid.rules import compile_rules, decrypt_value
 from indexer.encode import encode
 from indexer.errors import DeidError, RuleError
@@ -189,6 +189,38 @@ def test_redact(vr_value, partial, expected):
         {"partial_dates_for_redact": partial, "partial_ages_for_redact": partial},
     )
     assert _apply(plan, **{keyword: value}).get(keyword) == expected
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "kept"),
+    [
+        ("PatientAge", "053Y", True),
+        ("PatientAge", "006M", True),
+        ("PatientAge", "095Y", False),
+        ("StudyDate", "20230101", True),
+        ("StudyDate", "20230115", False),
+    ],
+)
+def test_a_value_redact_keeps_by_design_is_no_leak(keyword, value, kept):
+    """An age under 90 (partial ages), a year's first day (partial dates): recorded as
+    identifying, the value was found in its own place, and every object with one was
+    refused (``leak_detected``), by the ingest's check and by ``verify``. A value redact
+    changes is still searched for."""
+    plan = _plan(
+        [{"select": {"keyword": keyword}, "method": "redact"}],
+        {"partial_dates_for_redact": True, "partial_ages_for_redact": True},
+    )
+    data = to_bytes(make_instance(**{keyword: value}))
+    found: dict[str, str] = {}
+    out = deid.apply(plan, pydicom.dcmread(io.BytesIO(data)), KEY, found=found).ds
+    assert (out.get(keyword) == value) is kept
+    ingest = verify.find_leaks(found, out, encode(out).header, changed_only=True)
+    assert ingest == []
+    values = verify.identifying_values(plan, pydicom.dcmread(io.BytesIO(data)))
+    assert verify.find_leaks(values, out) == []
+    tag = "(0010,1010)" if keyword == "PatientAge" else "(0008,0020)"
+    assert (value in found) is not kept  # searched for where changed
+    assert (values.get(value) == tag) is not kept
 
 
 @pytest.mark.parametrize("scope", ["patient", "study", "series", "instance"])
