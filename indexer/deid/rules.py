@@ -338,7 +338,12 @@ def _dateshift(
 def _perturb(rule: SiteRule, vr: str, value: Any, key: bytes, tag: int) -> Any:  # noqa: ANN401
     if vr not in NUMBER_VRS:
         raise DeidError(f"{rule.source} selected a {vr} element", reason="rule_mismatch")
-    x = float(value)
+    try:  # a DS or IS that is no number ("N/A", damaged bytes): emptied, as a date no date is
+        x = float(value)
+    except ValueError:
+        return ""
+    if not math.isfinite(x):  # FL and FD hold NaN and infinity as they are; no DS or IS does
+        return value if vr in ("FL", "FD") else ""
     u = int.from_bytes(_mac(key, "perturb", f"{tag:08X}", repr(x))[:8], "big") / 2**64 * 2 - 1
     span = float(rule.params["span"])
     noise = u * span * (abs(x) if rule.params.get("range_type") == "proportional" else 1.0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 import os
+import struct
 import subprocess
 import sys
 
@@ -19,7 +21,7 @@ from indexer.deid.rules import compile_rules, decrypt_value
 from indexer.encode import encode
 from indexer.errors import DeidError, RuleError
 from indexer.work import configure_pydicom
-from tests.builders import make_instance, to_bytes
+from tests.builders import make_instance, to_bytes, with_element
 
 configure_pydicom()
 KEY = keys.generate().pseudonym
@@ -308,6 +310,46 @@ def test_perturb_keeps_a_value_within_its_vr(keyword, edge, inward):
         assert new * inward >= edge * inward  # not past the bound
         got.append(new)
     assert edge in got
+
+
+@pytest.mark.parametrize(
+    ("tag", "vr", "raw", "expected"),
+    [
+        (0x00181100, b"DS", b"N/A ", [""]),
+        (0x00181100, b"DS", b"1,5 ", [""]),
+        (0x00181100, b"DS", b"NaN ", [""]),
+        (0x00181100, b"DS", b"-inf", [""]),
+        (0x00181100, b"DS", b"0.5\\n/a ", [0.5, ""]),  # the number perturbed, the other emptied
+        (0x00081163, b"FD", struct.pack("<d", math.nan), [math.nan]),  # an FD holds NaN
+    ],
+    ids=["DS-text", "DS-comma", "DS-nan", "DS-inf", "DS-one-of-two", "FD-nan"],
+)
+def test_perturb_empties_a_value_that_is_no_number(tag, vr, raw, expected):
+    """A DS holding no number (damage, "N/A", infinity) could not be perturbed, and its object
+    was refused (``invalid_element``; found by ``scripts/fuzz.py --rules``, seed 79): it is
+    emptied, as ``dateshift`` empties a value that is no date."""
+    plan = _plan(
+        [
+            {
+                "select": {"tag": f"({tag >> 16:04X},{tag & 0xFFFF:04X})"},
+                "method": "perturb",
+                "span": 0.1,
+            }
+        ]
+    )
+    before = {0x00181100: 0x0020000D, 0x00081163: 0x00082218}[tag]
+    data = with_element(to_bytes(make_instance()), tag, vr, raw, before=before)
+    out = deid.apply(plan, pydicom.dcmread(io.BytesIO(data)), KEY).ds
+    value = pydicom.dcmread(io.BytesIO(encode(out).data))[tag].value
+    got = list(value) if isinstance(value, pydicom.multival.MultiValue) else [value]
+    assert len(got) == len(expected)
+    for new, want in zip(got, expected, strict=True):
+        if want == "":
+            assert new in ("", None)
+        elif math.isnan(want):
+            assert math.isnan(new)
+        else:
+            assert abs(float(new) - want) <= 0.11
 
 
 @pytest.mark.parametrize(
