@@ -6,6 +6,7 @@ Each test that needs a database gets a fresh one, cloned from a migrated templat
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import shutil
@@ -17,6 +18,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -316,6 +318,19 @@ def reference_cli(cli: Cli, pg_server: PgServer, migrated_template: str) -> Iter
     with admin.connect() as c:
         c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     admin.dispose()
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module, registered as ``<name>_script`` (its dataclasses
+    look their module up)."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def until(condition: Callable[[], object], what: str, seconds: float) -> None:

@@ -13,13 +13,10 @@ import pydicom
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 
+from tests.conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
-assert _spec is not None
-assert _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_script"] = bench  # its dataclass looks its module up
-_spec.loader.exec_module(bench)
+bench = load_script("bench")
 
 
 def _bench(work: Path, report: Path, ct: int, small: int, *more: str) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import random
 import subprocess
@@ -25,16 +24,12 @@ from indexer.deid import actions, build_plan, verify
 from indexer.errors import DeidError, SourceError
 from indexer.records import IndexRecord
 from tests.builders import in_transfer_syntax, make_instance, to_bytes, with_element
+from tests.conftest import load_script
 from tests.deid import kitchen_sink
 from tests.fuzzing import damaged, heads
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("fuzz_script", ROOT / "scripts" / "fuzz.py")
-assert _spec is not None
-assert _spec.loader is not None
-fuzz = importlib.util.module_from_spec(_spec)
-sys.modules["fuzz_script"] = fuzz  # its dataclass looks its module up
-_spec.loader.exec_module(fuzz)
+fuzz = load_script("fuzz")
 
 
 def test_a_seeded_stream_is_judged_object_by_object():
