@@ -137,7 +137,10 @@ def replace_uid(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401, ARG0
 def clean(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401
     """Clean (C): dates move by the patient's whole-day offset; other values become dummies."""
     if vr in ("DA", "DT"):
-        return _map_values(value, lambda v: shift_date(v, vr, ctx.date_offset_days))
+        shifted = _map_values(value, lambda v: shift_date(v, vr, ctx.date_offset_days))
+        # derived from the key, as pseudonyms are: an ID's digits inside one are chance
+        ctx.generated.update(v for v in (shifted if isinstance(shifted, list) else [shifted]) if v)
+        return shifted
     if vr == "TM":  # a whole-day shift leaves times of day as they are
         return value
     return dummy(vr, value, ctx)

@@ -62,7 +62,9 @@ from indexer.errors import DeidError
 IMPLEMENTATION_CLASS_UID = UID(pseudonym.uid(b"dicom-index", "implementation class"))
 IMPLEMENTATION_VERSION = f"DICOMINDEX{__version__.replace('.', '')}"[:16]
 PREAMBLE = b"\x00" * 128
-KEYED_METHODS = frozenset({"cryptohash", "encrypt"})  # site methods whose output is keyed
+# site methods whose output is keyed: a value found inside one is chance (an accession
+# number "1217" inside a date shifted to 2022-12-17), not a leak
+KEYED_METHODS = frozenset({"cryptohash", "encrypt", "dateshift"})
 META_VERSION = rawvalue.Written(BaseTag(0x00020001), "OB", 2, b"\x00\x01", 0, False, True)  # noqa: FBT003
 
 PATIENT_ID = 0x00100020

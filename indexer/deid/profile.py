@@ -94,7 +94,8 @@ pushes past what its VR holds stopped at the bound (a US past 65,535 failed the 
 a float too (an FL past float32's range failed the object, an FD or DS went to infinity),
 and a ``substitute`` rule's IS or DS value written without the spaces around it, its AT
 value a tag; and an identifying value kept whole right before an element whose tag's first
-byte reads as a letter found by the leak check (the object was indexed).
+byte reads as a letter found by the leak check (the object was indexed), and an
+identifying number found inside a shifted date no leak (the object was refused).
 """
 
 VIDEO_RULES_VERSION = 10

@@ -864,6 +864,38 @@ def test_a_letter_beside_a_nul_is_no_text(raw, found):
     assert bool(verify._encoded_in("SMITH", raw, ())) is found
 
 
+@pytest.mark.parametrize("rule", [False, True], ids=["option", "dateshift-rule"])
+def test_an_id_inside_a_shifted_date_is_chance_as_inside_a_pseudonym(rule):
+    """An accession number of digits ("1217") inside a date shifted to 2022-12-17: the
+    date derives from the key, as a pseudonym does, and the object was refused as a leak
+    (``leak_detected``) by the ingest's check and ``verify`` alike. The number in a kept
+    attribute is still found."""
+    rules = rules_file.compile_rules(
+        {"version": 1, "rules": [{"select": {"vr": "DA"}, "method": "dateshift"}]}
+    )
+    plan = build_plan((), rules=rules) if rule else build_plan((Option.RETAIN_LONG_MODIFIED_DATES,))
+    ds = make_instance(marker="LEAKY")
+    shifted = deid.apply(plan, _roundtrip(ds), KEY).ds.StudyDate
+    assert shifted not in ("", ds.StudyDate)
+    for number in (shifted[4:], shifted[:4], shifted[2:6]):
+        ds.AccessionNumber = number
+        found: dict[str, str] = {}
+        result = deid.apply(plan, _roundtrip(ds), KEY, found=found)
+        out, made = result.ds, result.generated
+        assert found[number] == "(0008,0050)"
+        assert (
+            verify.find_leaks(found, out, encode(out).header, changed_only=True, generated=made)
+            == []
+        )
+        values = verify.identifying_values(plan, _roundtrip(ds))
+        assert verify.find_leaks(values, out, generated=made) == []
+    ds.Manufacturer = f"unit {number}"  # kept: the number found there
+    found = {}
+    result = deid.apply(plan, _roundtrip(ds), KEY, found=found)
+    leaks = verify.find_leaks(found, result.ds, changed_only=False, generated=result.generated)
+    assert [leak.source_path for leak in leaks] == ["(0008,0050)"]
+
+
 def test_an_id_inside_letters_is_a_leak_inside_a_kept_number_not():
     """Digits need no word edge: an MRN inside "MRN12345678" is the MRN. A zero-filled
     Device Serial Number inside a kept Slice Thickness "6.000000" is chance."""
