@@ -12,6 +12,7 @@ import pydicom
 import pytest
 from sqlalchemy import text
 
+from indexer.pipeline import Distinct
 from tests.builders import SampleShape, all_bytes, files_sha, make_instance, to_bytes, write_archive
 from tests.conftest import pg_dump
 
@@ -367,3 +368,39 @@ def test_ingest_takes_sources_from_a_list_and_from_the_command_line(cli, archive
 def test_sql_refuses_what_is_not_one_read_only_select(cli, query, said):
     p = cli("sql", query, check=3)
     assert p.stderr.strip().splitlines()[-1].startswith(said)
+
+
+def test_the_summary_counts_an_object_once_however_many_files_hold_it(cli, archive, tmp_path):
+    """Files counted as files, the index's studies, series and instances as distinct ones:
+    an object in two files of the archive, or listed three times, is one instance."""
+    files = sorted(archive.rglob("*.dcm"))
+    again = tmp_path / "again"
+    again.mkdir()
+    for i, f in enumerate(files[:5]):  # the same objects, copied elsewhere: 5 more files
+        (again / f"copy{i}.dcm").write_bytes(f.read_bytes())
+    listed = tmp_path / "sources.txt"
+    listed.write_text(f"{again}\n{files[7]}\n{files[7]}\n")  # 2 more files, one object
+    for run in (1, 2):  # the second finds every file unchanged
+        p = cli("ingest", str(archive), "--files-from", str(listed), "--out", "out", "--json")
+        summary = json.loads(p.stdout)
+        assert summary["files_indexed"] == N_FILES + 5 + 2
+        assert summary["files_unchanged"] == (0 if run == 1 else N_FILES + 5 + 2)
+        assert (summary["studies"], summary["series"], summary["instances"]) == (4, 8, N_FILES)
+        p = cli("ingest", str(archive), "--files-from", str(listed), "--out", "out")
+        assert f"index: 4 studies, 8 series, {N_FILES} instances" in p.stdout
+    rows = cli("sql", "--json", "SELECT instances FROM ingest_run ORDER BY id").stdout
+    assert [r["instances"] for r in json.loads(rows)] == [N_FILES] * 4
+
+
+def test_distinct_counts_across_merges(monkeypatch):
+    monkeypatch.setattr(Distinct, "MERGE_AT", 4)
+    d = Distinct()
+    assert len(d) == 0
+    for i in range(1000):
+        d.add(f"2.25.{i % 377}")
+        if i % 97 == 0:
+            assert len(d) == min(i + 1, 377)  # counting merges what is held
+    assert len(d) == 377
+    d.add("2.25.5")
+    d.add("2.25.377")
+    assert len(d) == 378

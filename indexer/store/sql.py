@@ -540,6 +540,7 @@ class KnownSource:
 
     copy_path: str
     copy_bytes: int
+    sop_uid: str
     study_uid: str
     series_uid: str
     video_rules: int = 0  # the video rules version its copy was made under; 0: no video
@@ -559,6 +560,7 @@ def known_sources(
             SourceSeen.fingerprint,
             Instance.copy_path,
             _copy_column(Instance.copy_bytes, output_id),
+            Instance.sop_uid,
             Instance.study_uid,
             Instance.series_uid,
             SourceSeen.video_rules,
@@ -570,7 +572,7 @@ def known_sources(
         q = _with_further(q, output_id).where(_placed_in(output_id))
     return {
         r.fingerprint: KnownSource(
-            r.copy_path, int(r.copy_bytes), r.study_uid, r.series_uid, r.video_rules
+            r.copy_path, int(r.copy_bytes), r.sop_uid, r.study_uid, r.series_uid, r.video_rules
         )
         for r in s.execute(q)
     }
