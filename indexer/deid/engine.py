@@ -261,7 +261,7 @@ def _apply(
             identities.append(Identity(kind, new, originals[kw]))
     if found is not None:
         for value, path in outside.items():
-            found.setdefault(value, path)
+            values.put(found, value, path)
     _drop_orphans(ds)
     _mark(ds, plan, codec, pixels_cleaned=pixels_cleaned)
     _file_meta(ds, codec)
@@ -501,7 +501,7 @@ def _repeat(
         assert ctx.found is not None  # noqa: S101 - only then repeatable
         path = outcome.prefix + values.tag_path(parents, key)
         for text in outcome.texts:
-            ctx.found.setdefault(text, path)
+            values.put(ctx.found, text, path)
     if outcome.remove:
         del ds[key]
     elif outcome.written is not None:

@@ -95,7 +95,10 @@ a float too (an FL past float32's range failed the object, an FD or DS went to i
 and a ``substitute`` rule's IS or DS value written without the spaces around it, its AT
 value a tag; and an identifying value kept whole right before an element whose tag's first
 byte reads as a letter found by the leak check (the object was indexed), and an
-identifying number found inside a shifted date no leak (the object was refused).
+identifying number found inside a shifted date no leak (the object was refused), and a
+value an identifying attribute held searched for as that attribute's wherever an element
+removed for what it might hold held it too, before it in a damaged file (the object was
+indexed).
 """
 
 VIDEO_RULES_VERSION = 10

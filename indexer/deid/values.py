@@ -8,10 +8,12 @@ included, file meta and preamble too). The engine records these as it de-identif
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from typing import cast
 
+from pydicom.datadict import dictionary_has_tag, keyword_for_tag, repeater_has_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
@@ -64,7 +66,7 @@ def texts(value: object) -> list[str]:
 
 
 def add(found: dict[str, str], value: object, path: str) -> None:
-    """Record the texts of ``value`` long enough to mean something, first path wins.
+    """Record the texts of ``value`` long enough to mean something (``put``).
 
     A dummy value de-identification itself writes ("ANONYMIZED", "19000101") is not
     recorded: an original that already holds one (an archive de-identified before) says
@@ -72,7 +74,51 @@ def add(found: dict[str, str], value: object, path: str) -> None:
     the standard defines (``STANDARD_UID_ROOT``).
     """
     for t in meaningful(value):
-        found.setdefault(t, path)
+        put(found, t, path)
+
+
+def put(found: dict[str, str], text: str, path: str) -> None:
+    """Record ``text`` as found at ``path``; found at two, where a leak is searched widest.
+
+    The first path wins, unless the second's value is checked more strictly: one removed
+    for what it is (the Operators' Name, searched for everywhere) over one removed for what
+    it might hold (a description, a private or unknown element: not reported where a kept
+    attribute holds it, ``verify._Kept``), over a shifted date (checked where it was only).
+    Not the order the elements come in: a damaged file's are out of order.
+    """
+    old = found.setdefault(text, path)
+    if old is not path and old != path and _leniency(path) < _leniency(old):
+        found[text] = path
+
+
+def _leniency(path: str) -> int:
+    """How far a value recorded at ``path`` may be found in a copy without a leak."""
+    if path.startswith(SAME_PLACE):
+        return 3
+    kind = precaution(path)
+    return 0 if kind is None else 2 if kind == "unknown" else 1
+
+
+_LAST_TAG = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)$")
+# Institution Name, Institutional Department Name, Station Name: at a vendor's, its own name
+_SITE = frozenset({0x00080080, 0x00081040, 0x00081010})
+
+
+def precaution(source: str) -> str | None:
+    """Why the element at ``source`` (an original's path) went, if for what it might hold.
+
+    "unknown" (private, or no standard attribute), "description", "site" (the institution,
+    department or station); None: for what it is.
+    """
+    m = _LAST_TAG.search(source)
+    if m is None or not source.startswith(("(", SAME_PLACE + "(")):  # file meta, preamble
+        return None
+    group, tag = int(m[1], 16), int(m[1] + m[2], 16)
+    if group & 1 or not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
+        return "unknown"
+    if tag in _SITE:
+        return "site"
+    return "description" if keyword_for_tag(tag).endswith("Description") else None
 
 
 def meaningful(value: object) -> tuple[str, ...]:
@@ -197,7 +243,7 @@ def outside_values(ds: Dataset) -> dict[str, str]:
     preamble = getattr(ds, "preamble", None) or b""
     for word in preamble.decode("latin-1").split():
         if len(word) >= MIN_LENGTH * 2 and word.isprintable():
-            found.setdefault(word, "preamble")
+            put(found, word, "preamble")
     return found
 
 
@@ -208,5 +254,5 @@ def identifying_values(plan: Plan, ds: Dataset) -> dict[str, str]:
         warnings.simplefilter("ignore")
         collect(plan, ds, "", found)
     for value, path in outside_values(ds).items():
-        found.setdefault(value, path)
+        put(found, value, path)
     return found

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import io
 import itertools
-import re
 import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from typing import Self
 
 import ahocorasick
 from pydicom.charset import default_encoding
-from pydicom.datadict import dictionary_has_tag, keyword_for_tag, repeater_has_tag
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
@@ -34,6 +32,7 @@ from indexer.deid.values import (
     NUMBER_AND_TAG_VRS,
     SAME_PLACE,
     identifying_values,
+    precaution,
     tag_path,
     texts,
 )
@@ -364,7 +363,6 @@ def _in_decoded(
 
 
 _TEXT_NUMBERS = frozenset({"DS", "IS"})
-_LAST_TAG = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)$")
 
 
 class _Kept:
@@ -402,7 +400,7 @@ class _Kept:
 
     def explains(self, value: str, source: str) -> bool:
         """Whether a kept attribute holds ``value``, recorded from ``source``, as allowed."""
-        kind = _precaution(source)
+        kind = precaution(source)
         if kind is None:
             return False
         if self.joined is None:
@@ -418,25 +416,6 @@ class _Kept:
 
 
 _EQUIPMENT = ("(0008,0070)", "(0008,1090)")  # Manufacturer, Manufacturer's Model Name
-# Institution Name, Institutional Department Name, Station Name: at a vendor's, its own name
-_SITE = frozenset({0x00080080, 0x00081040, 0x00081010})
-
-
-def _precaution(source: str) -> str | None:
-    """Why the element at ``source`` (an original's path) went, if for what it might hold.
-
-    "unknown" (private, or no standard attribute), "description", "site" (the institution,
-    department or station); None: for what it is.
-    """
-    m = _LAST_TAG.search(source)
-    if m is None or not source.startswith(("(", SAME_PLACE + "(")):  # file meta, preamble
-        return None
-    group, tag = int(m[1], 16), int(m[1] + m[2], 16)
-    if group & 1 or not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
-        return "unknown"
-    if tag in _SITE:
-        return "site"
-    return "description" if keyword_for_tag(tag).endswith("Description") else None
 
 
 def _by_chance(value: str, text: str, generated: Collection[str]) -> bool:

@@ -21,7 +21,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
 from indexer import deid, extract, keys, rules_file
-from indexer.deid import Option, build_plan, pseudonym, rawvalue, verify
+from indexer.deid import Option, build_plan, pseudonym, rawvalue, values, verify
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.profile import MISREAD_BYTES, resolve
 from indexer.deid.rules import compile_rules
@@ -894,6 +894,62 @@ def test_an_id_inside_a_shifted_date_is_chance_as_inside_a_pseudonym(rule):
     result = deid.apply(plan, _roundtrip(ds), KEY, found=found)
     leaks = verify.find_leaks(found, result.ds, changed_only=False, generated=result.generated)
     assert [leak.source_path for leak in leaks] == ["(0008,0050)"]
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["unknown first", "unknown last"])
+def test_a_value_of_an_identifying_attribute_is_searched_for_whatever_else_holds_it(first):
+    """The Operators' Name "Operator^LEAKY1", with the Institution Name "General Hospital
+    LEAKY1" kept (retain-institution-identity): "LEAKY1" is a leak. A public element no
+    standard defines also held "LEAKY1"; written before the Operators' Name (a damaged
+    file's tags are out of order), its path was recorded first, and a value recorded only
+    from such an element is no leak where a kept attribute holds it. The ingest let the copy
+    through, while `verify` (which reads in tag order) found the leak (fuzz seed 85)."""
+    plan = build_plan((Option.RETAIN_INSTITUTION_IDENTITY,))
+    ds = make_instance(marker="LEAKY")
+    assert ds.OperatorsName == "Operator^LEAKY1"
+    assert ds.InstitutionName == "General Hospital LEAKY1"
+    del ds.ReferringPhysicianName  # "Referrer^LEAKY1": the Operators' Name first to hold it
+    unknown = 0x0008AC50  # in no edition's dictionary
+    data = with_element(
+        to_bytes(ds), unknown, b"PN", b"Other^LEAKY1", 0x00080020 if first else 0x00100010
+    )
+    original = pydicom.dcmread(io.BytesIO(data))
+    tags = [int(t) for t in original._dict]  # in the file's order
+    assert (tags.index(unknown) < tags.index(0x00081070)) is first
+    found: dict[str, str] = {}
+    result = deid.apply(plan, original, KEY, found=found)
+    assert found["LEAKY1"] == "(0008,1070)"
+    out = result.ds
+    ingest = verify.find_leaks(found, out, encode(out).header, changed_only=True)
+    values = verify.identifying_values(plan, pydicom.dcmread(io.BytesIO(data)))
+    assert values["LEAKY1"] == "(0008,1070)"
+    for leaks in (ingest, verify.find_leaks(values, out)):
+        assert "(0008,1070)" in {leak.source_path for leak in leaks}
+
+
+@pytest.mark.parametrize(
+    ("strict", "lenient"),
+    [
+        ("(0008,1070)", "(0008,AC50)"),  # removed for what it is; a public tag no one defines
+        ("(0008,1070)", "(0009,1001)"),  # a private element
+        ("(0008,1070)", "(0008,1030)"),  # a description
+        ("(0008,1030)", "(0009,1001)"),  # a whole kept value, or anywhere in one
+        ("(0008,1070)", "@(0008,0020)"),  # a shifted date: searched for in its place only
+        ("(0009,1001)", "@(0008,0020)"),
+        ("preamble", "(0008,1030)"),
+        ("file meta (0002,0016)", "(0009,1001)"),
+    ],
+)
+def test_a_value_found_twice_keeps_the_path_searched_strictest(strict, lenient):
+    for paths in ((strict, lenient), (lenient, strict)):
+        found: dict[str, str] = {}
+        for path in paths:
+            values.put(found, "LEAKY1", path)
+        assert found == {"LEAKY1": strict}
+    found = {}
+    values.put(found, "LEAKY1", "(0008,1070)")
+    values.put(found, "LEAKY1", "(0010,0010)")  # as strict: the first stays
+    assert found == {"LEAKY1": "(0008,1070)"}
 
 
 def test_an_id_inside_letters_is_a_leak_inside_a_kept_number_not():
