@@ -41,6 +41,7 @@ from indexer.store.files import LocalStore
 from tests.builders import (
     MALFORMED,
     _element,
+    implicit_item,
     in_transfer_syntax,
     make_instance,
     malformed,
@@ -215,6 +216,36 @@ def test_a_file_meta_tag_written_as_a_sequence_inside_an_item_is_removed_as_its_
     assert kept.SeriesInstanceUID != "1.2.3.4"  # walked: its UID replaced
 
 
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ExplicitVRBigEndian], ids=["le", "be"])
+@pytest.mark.parametrize("vr", ["OB", "OW", "OD", "OF", "OL", "OV"])
+def test_a_sequence_written_under_a_binary_vr_is_walked_as_the_sequence_it_is(
+    ctx, tmp_path, ts, vr
+):
+    """The Anatomic Region Sequence, which Table E.1-1 does not list (kept), written as OB
+    (or another VR of bytes, same header layout) over its items. Judged as bytes, it was
+    kept whole: the Referring Physician's Name in its item was in the copy, and neither the
+    leak check nor `verify` recorded it (only UN was read as a sequence). Now its items are
+    read in the file's encoding and walked: the name is emptied, the code kept."""
+    e = "<" if ts.is_little_endian else ">"
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    item = pydicom.Dataset()
+    item.CodeValue = "T-D3000"
+    item.ReferringPhysicianName = "Zqxwv^Hidden"  # nowhere else in the object
+    ds.AnatomicRegionSequence = [item]
+    data = in_transfer_syntax(ds, ts)
+    head = struct.pack(f"{e}HH", 0x0008, 0x2218) + b"SQ"
+    assert data.count(head) == 1
+    data = data.replace(head, head[:4] + vr.encode())
+    assert "Zqxwv^Hidden" in verify.identifying_values(build_plan(), work.read_dataset(data))
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert b"Zqxwv" not in copy.read_bytes()
+    assert MARK.encode() not in copy.read_bytes()
+    (kept,) = pydicom.dcmread(copy).AnatomicRegionSequence
+    assert kept.CodeValue == "T-D3000"
+    assert not kept.ReferringPhysicianName
+
+
 def test_a_source_ae_title_of_an_unknown_vr_is_searched_for_as_its_bytes(ctx, tmp_path):
     """The file meta's Source AE Title, recorded for the leak check, with a VR no edition
     defines (found by the fuzz): it refused its object (``invalid_element``). Now its bytes
@@ -294,22 +325,35 @@ def test_a_uid_written_as_ow_in_big_endian_is_read_as_the_uid_it_is(ctx, tmp_pat
 
 
 @pytest.mark.parametrize("vr", [b"OB", b"OW"])
-def test_a_sequence_of_uids_written_as_bytes_is_emptied(ctx, tmp_path, vr):
-    """Referenced Image Sequence (X/Z/U*) under OB or OW (found by the fuzz): its items are
-    bytes in no encoding that can be told, so no UID in them can be replaced. Its pseudonym
-    was made of their printed form, a text OB/OW cannot hold (``encode_failed``); now it is
-    emptied, and nothing of it reaches the copy."""
+@pytest.mark.parametrize("inside", ["explicit", "implicit", "no items"])
+def test_a_sequence_of_uids_written_as_bytes_is_read_as_one_or_emptied(ctx, tmp_path, vr, inside):
+    """Referenced Image Sequence (X/Z/U*) under OB or OW (found by the fuzz). Its pseudonym
+    was made of its bytes' printed form, which OB/OW cannot hold (``encode_failed``); then it
+    was emptied whatever it held. Now its items are read as the file's elements are written,
+    or as implicit VR little endian (a converter that knew no VRs), and walked: the UID in
+    one gets its pseudonym. Bytes that make no items in either way (the fuzz's: a number
+    whose tag was damaged into a sequence's) are emptied."""
     ds = make_instance(5, 1, 1, 1, marker=MARK)
-    item = pydicom.Dataset()
-    item.ReferencedSOPClassUID = ds.SOPClassUID
-    item.ReferencedSOPInstanceUID = "1.2.826.0.1.99.4242"
-    ds.ReferencedImageSequence = [item]
-    data = _under_vr(to_bytes(ds), struct.pack("<HH2sH", 8, 0x1140, b"SQ", 0), vr)
+    assert "ReferencedImageSequence" not in ds
+    refs = ((0x00081150, ds.SOPClassUID.encode()), (0x00081155, b"1.2.826.0.1.99.4242\0"))
+    if inside == "explicit":
+        elements = b"".join(_element(tag, b"UI", value) for tag, value in refs)
+        body = struct.pack("<HHL", 0xFFFE, 0xE000, len(elements)) + elements
+    elif inside == "implicit":
+        body = implicit_item(*refs)
+    else:
+        body = b"\x10\x00"  # a number under a damaged tag: read leniently, garbage is items
+    data = with_element(to_bytes(ds), 0x00081140, vr, body, 0x00082218)  # in tag order
     assert _outcome(ctx, 1, data) == "indexed"
     (copy,) = (tmp_path / "out").rglob("*.dcm")
     out = pydicom.dcmread(copy)
-    assert 0x00081140 not in out or not out[0x00081140].value
     assert b"1.2.826.0.1.99.4242" not in copy.read_bytes()
+    if inside == "no items":
+        assert not out.ReferencedImageSequence
+    else:
+        (ref,) = out.ReferencedImageSequence
+        assert ref.ReferencedSOPInstanceUID.startswith("2.25.")
+        assert ref.ReferencedSOPClassUID == ds.SOPClassUID
 
 
 def test_number_bytes_that_are_text_under_a_text_vr_stay_text(ctx, tmp_path):

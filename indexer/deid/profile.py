@@ -98,7 +98,8 @@ byte reads as a letter found by the leak check (the object was indexed), and an
 identifying number found inside a shifted date no leak (the object was refused), and a
 value an identifying attribute held searched for as that attribute's wherever an element
 removed for what it might hold held it too, before it in a damaged file (the object was
-indexed).
+indexed), and a sequence attribute written under a VR of bytes other than UN (OB, OD, a
+binary number's) read as the sequence it is and its items walked (they were kept whole).
 """
 
 VIDEO_RULES_VERSION = 10

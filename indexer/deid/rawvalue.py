@@ -20,13 +20,14 @@ import codecs
 import functools
 import re
 import struct
+from collections.abc import Sequence
 from typing import Any, Final
 
 import pydicom.config
 from pydicom._dicom_dict import DicomDictionary
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException
 from pydicom.filebase import DicomBytesIO
@@ -165,8 +166,10 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     items, a person's name the table does not list; and a pseudonym or dummy written into it
     could not be encoded (the object was lost, as ``encode_failed``). Read by its dictionary
     VR, it is judged, walked and written as any other. A UN value is implicit VR little
-    endian whatever the transfer syntax (PS3.5 6.2.2), so a UN sequence is read as one; an
-    OB one's items would be in the file's encoding, and stay OB. OW is read as text in a big
+    endian whatever the transfer syntax (PS3.5 6.2.2), so a UN sequence is read as one; one
+    written under another VR of bytes (OB, OD, a binary number's) is read as one in the file's
+    own encoding, as its items were written: kept as bytes, its items went unwalked, and a
+    name in one into the copy, unrecorded by the leak check. OW is read as text in a big
     endian object too: text has no byte order, and a value a converter swapped as words
     would read as other text, judged and replaced as the attribute is (a UID under OW,
     stayed bytes, got a pseudonym of its printed bytes that OW could not hold). Numbers and
@@ -212,10 +215,39 @@ def read_as_known(d: Dataset) -> frozenset[int]:
         known = _dictionary_vrs(tag)
         if known and known[0] == "SQ" and raw.VR == "UN":
             d._dict[key] = raw._replace(VR="SQ", is_implicit_VR=True, is_little_endian=True)  # noqa: SLF001
+        elif known and known[0] == "SQ":  # items under another VR of bytes
+            d._dict[key] = _as_sequence(raw)  # noqa: SLF001
+            read_as.add(tag)
         elif vr := _damaged_as(raw, known):
             d._dict[key] = raw._replace(VR=vr)  # noqa: SLF001
             read_as.add(tag)
     return frozenset(read_as) if read_as else _NONE
+
+
+def _as_sequence(raw: RawDataElement) -> RawDataElement:
+    """A sequence attribute's bytes, written under a VR of bytes, as the sequence they make.
+
+    Its items as the file's elements are written, or as implicit VR little endian (as under
+    UN, a converter that knew no VRs), the first way in which every element of them reads;
+    bytes that read in neither are no value: an empty sequence (kept as bytes, its items'
+    names went into the copy unread).
+    """
+    for implicit, little in ((raw.is_implicit_VR, raw.is_little_endian), (True, True)):
+        sequence = raw._replace(VR="SQ", is_implicit_VR=implicit, is_little_endian=little)
+        try:
+            _read_whole(convert_raw_data_element(sequence).value)
+        except ELEMENT_ERRORS:
+            continue
+        return sequence
+    return raw._replace(VR="SQ", value=b"", length=0)
+
+
+def _read_whole(items: Sequence[Dataset]) -> None:
+    """Read every element of ``items`` (converted as each is given), at any depth."""
+    for item in items:
+        for element in item:
+            if element.VR == "SQ":
+                _read_whole(element.value)
 
 
 def give_vrs(d: Dataset) -> None:

@@ -440,24 +440,25 @@ def test_a_name_read_as_a_code_or_number_out_of_its_place_is_treated_as_identify
 
 
 @pytest.mark.parametrize("reader", ["dcmread", "fastread"])
-def test_bytes_read_out_of_place_in_a_vr_their_attribute_never_has_are_identifying(
+def test_bytes_under_a_sequence_attributes_tag_are_read_as_a_sequence_in_place_or_not(
     basic_plan, key, reader
 ):
-    """A damaged tag can name a kept attribute of another VR than its own, which no check of
-    text reads: bytes under Frame Usefulness Group Sequence's tag (SQ). Out of place, the VR
-    gives it away; in place, nothing does."""
+    """A damaged tag can name a kept attribute of another VR than its own: bytes under
+    Frame Usefulness Group Sequence's tag (SQ). Out of place, the VR gave it away (a dummy);
+    in place, nothing did, and the bytes were kept. Bytes under a sequence attribute's tag
+    are now read as the sequence they make, or none: out of place or in place, nothing of
+    them stays."""
     tag = 0x00340009
     data = to_bytes(make_instance())
-    damaged = with_element(data, tag, b"OB", f"ID {MARK} ".encode(), before=0x0020000D)
-    ds = _read(damaged, reader)
-    assert tag in out_of_place(ds)
-    trace: list = []
-    out = deid.apply(basic_plan, ds, key, trace=trace).ds
-    assert MARK.encode() not in to_bytes(out)
-    (step,) = [s for s in trace if s.path == "(0034,0009)"]
-    assert (step.action, step.source) == ("D", OUT_OF_PLACE_INVALID.source)
-    in_place = with_element(data, tag, b"OB", f"ID {MARK} ".encode(), before=0x7FE00010)
-    assert MARK.encode() in to_bytes(deid.apply(basic_plan, _read(in_place, reader), key).ds)
+    for before in (0x0020000D, 0x7FE00010):  # out of place, in place
+        damaged = with_element(data, tag, b"OB", f"ID {MARK} ".encode(), before=before)
+        ds = _read(damaged, reader)
+        assert (tag in out_of_place(ds)) is (before == 0x0020000D)
+        trace: list = []
+        out = deid.apply(basic_plan, ds, key, trace=trace).ds
+        assert MARK.encode() not in to_bytes(out)
+        (step,) = [s for s in trace if s.path == "(0034,0009)"]
+        assert step.vr == "SQ"
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ import hashlib
 import struct
 
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML, MPEG4HP41, JPEG2000Lossless, JPEGBaseline8Bit
 
@@ -69,7 +70,7 @@ DIGESTS = {
     ("0.1.0", 26): "30db18a58cc0710ae2890a2e1b211027de7196e0c4487958355e4615fe8a3b99",
     ("0.1.0", 27): "fca62fcd99f1fad737633abd96e3201fef5d352be657e5180d044496e8c830eb",
     ("0.1.0", 28): "0ae6c98e23f1734842c65e351ee51b677dfd59ee1585fbc24a841901229a020a",
-    ("0.1.0", 29): "35c21b1ec334d9bae3cad7504a8bdb58213daf3c156fad3f29063cbd018aa985",
+    ("0.1.0", 29): "3b20494966b548fbf1a1dafa12c2463e2e0e867fb35a35de093052ed2a776a93",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -217,6 +218,19 @@ def _dates_of_early_years() -> bytes:
     ds = make_instance(1, 7, 1, 8, StudyDate="09990315", SeriesDate="00010101")
     ds.AcquisitionDateTime = "08000101120000"
     return to_bytes(ds)
+
+
+def _sequence_as_bytes() -> bytes:
+    """A kept sequence written as OB, a name in its item: read as the sequence it is and
+    walked since version 29 (kept as bytes, the name stayed)."""
+    ds = make_instance(1, 8, 1, 9)
+    item = Dataset()
+    item.CodeValue = "T-D3000"
+    item.ReferringPhysicianName = "Some^One"
+    ds.AnatomicRegionSequence = [item]
+    data = to_bytes(ds)
+    head = struct.pack("<HH", 0x0008, 0x2218) + b"SQ"
+    return data.replace(head, head[:4] + b"OB")
 
 
 def _jp2_with_a_writers_box() -> bytes:
@@ -463,6 +477,7 @@ def _corpus() -> list[bytes]:
         _jp2_in_fragments(),
         _jp2_with_a_writers_box(),
         _dates_of_early_years(),
+        _sequence_as_bytes(),
     ]
 
 
