@@ -24,6 +24,7 @@ from pydicom.errors import InvalidDicomError
 from indexer import deid, spans, tree, work
 from indexer.deid import Plan, verify
 from indexer.deid.rawvalue import DEFAULT, ELEMENT_ERRORS, text_of
+from indexer.deid.values import put
 from indexer.errors import DeidError, SourceError
 from indexer.keys import Keys
 from indexer.records import SourceFile
@@ -130,7 +131,8 @@ def verify_outputs(
     values: dict[str, str] = {}
     generated: set[str] = set()  # with the key: the pseudonyms
     for ds, found in _originals(originals, outputs, plan, max_member_bytes, report, done):
-        values.update(found)
+        for value, path in found.items():  # of two originals' paths, the one searched strictest
+            put(values, value, path)
         if pseudonyms is not None:
             with contextlib.suppress(DeidError):  # its pseudonyms unknown: more reports, not fewer
                 generated |= pseudonyms.apply(plan, ds).generated

@@ -185,6 +185,34 @@ def test_verify_pooled_over_many_originals_knows_each_ones_pseudonyms(
     assert [(x.source_path, x.found_in) for x in report.leaks] == [("(0008,0080)", "(0008,0080)")]
 
 
+def test_verify_pooled_keeps_the_strictest_path_of_a_value_two_originals_hold(
+    tmp_path, offline_cli
+):
+    """ "Smithers" is a patient's name in one original, and a private element's value in
+    another (a private value is no leak where a kept attribute holds it, as a vendor's copy
+    of the Manufacturer). Pooled, the last original's path stood for the value, and the
+    name in a copy's Manufacturer went unreported."""
+    archive = tmp_path / "in"
+    archive.mkdir()
+    named = make_instance(1, 1, 1, 1, PatientName="Smithers^Ann", Manufacturer="Alpha")
+    private = make_instance(2, 2, 2, 1, Manufacturer="Beta")
+    private.private_block(0x0009, "ACME 1.0", create=True).add_new(0x01, "LO", "Smithers")
+    (archive / "a.dcm").write_bytes(to_bytes(named))
+    (archive / "b.dcm").write_bytes(to_bytes(private))
+    offline_cli("deid", str(archive), "--out", str(tmp_path / "out"))
+    args = ["verify", "--original", str(archive), "--deidentified", str(tmp_path / "out")]
+    assert "2 files scanned, 0 leaks" in offline_cli(*args).stdout
+    (copy,) = [
+        p for p in (tmp_path / "out").rglob("*.dcm") if pydicom.dcmread(p).Manufacturer == "Alpha"
+    ]
+    leaky = pydicom.dcmread(copy)
+    leaky.Manufacturer = "Smithers"
+    leaky.save_as(copy)
+    for extra in ([], ["--per-object"]):
+        p = offline_cli(*args, *extra, check=1)
+        assert "1 leaks" in p.stdout, extra
+
+
 def test_verify_without_the_key_ignores_a_value_inside_a_dummy_value(tmp_path, offline_cli):
     ds = make_instance(1, 1, 1, 1)
     ds.AnatomicRegionSequence[0].ContentSequence[0].Date = "20230115"  # dummied: 19000101
