@@ -99,7 +99,9 @@ identifying number found inside a shifted date no leak (the object was refused),
 value an identifying attribute held searched for as that attribute's wherever an element
 removed for what it might hold held it too, before it in a damaged file (the object was
 indexed), and a sequence attribute written under a VR of bytes other than UN (OB, OD, a
-binary number's) read as the sequence it is and its items walked (they were kept whole).
+binary number's) read as the sequence it is and its items walked (they were kept whole),
+and a kept private sequence (safe-private list, site rule) without a VR or under UN read as
+one and walked (it was kept as bytes).
 """
 
 VIDEO_RULES_VERSION = 10

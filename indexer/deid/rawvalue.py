@@ -186,15 +186,20 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     ``give_vrs`` gave them: the dictionary's, which leaves nothing to do here. A file meta
     element or the Specific Character Set is given its own VR whatever VR it was written in,
     a text VR or SQ too, as pydicom's reading gives it (``raw_element_vr``): judged by the
-    VR written, a sequence's items were a UID's characters.
+    VR written, a sequence's items were a UID's characters. A private element without a VR
+    (implicit VR) or under UN whose bytes begin as a sequence's items is read as the sequence
+    (``_private_items``), so a block kept by the safe-private list or a site rule is walked.
     Returns the tags of the elements given a VR (a value not valid for it is damaged).
     """
     read_as: set[int] = set()
     for key, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
+        if type(raw) is not RawDataElement or raw.value is None:
+            continue
+        if (not raw.VR or raw.VR == "UN") and _private_items(key.real, raw.value):
+            d._dict[key] = _as_sequence(raw, _UN_ITEMS)  # noqa: SLF001
+            continue
         if (
-            type(raw) is not RawDataElement
-            or not raw.VR
-            or raw.value is None
+            not raw.VR
             # a text VR (or SQ): kept, but by a number attribute (a damaged VR byte: judged
             # below), and but by an element pydicom reads by its own VR (``raw_element_vr``)
             or (
@@ -216,7 +221,8 @@ def read_as_known(d: Dataset) -> frozenset[int]:
         if known and known[0] == "SQ" and raw.VR == "UN":
             d._dict[key] = raw._replace(VR="SQ", is_implicit_VR=True, is_little_endian=True)  # noqa: SLF001
         elif known and known[0] == "SQ":  # items under another VR of bytes
-            d._dict[key] = _as_sequence(raw)  # noqa: SLF001
+            ways = ((raw.is_implicit_VR, raw.is_little_endian), *_UN_ITEMS)
+            d._dict[key] = _as_sequence(raw, ways)  # noqa: SLF001
             read_as.add(tag)
         elif vr := _damaged_as(raw, known):
             d._dict[key] = raw._replace(VR=vr)  # noqa: SLF001
@@ -224,15 +230,31 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     return frozenset(read_as) if read_as else _NONE
 
 
-def _as_sequence(raw: RawDataElement) -> RawDataElement:
-    """A sequence attribute's bytes, written under a VR of bytes, as the sequence they make.
+_UN_ITEMS = ((True, True),)  # a sequence's items under UN: implicit VR little endian
+_ITEM_TAG = b"\xfe\xff\x00\xe0"  # (FFFE,E000), as UN's items begin
 
-    Its items as the file's elements are written, or as implicit VR little endian (as under
-    UN, a converter that knew no VRs), the first way in which every element of them reads;
-    bytes that read in neither are no value: an empty sequence (kept as bytes, its items'
-    names went into the copy unread).
+
+def _private_items(tag: int, value: bytes) -> bool:
+    """Whether a private element without a VR, or under UN, holds a sequence's items.
+
+    An implicit VR object's private elements have no VR (their VRs lie in a private
+    dictionary), and an object made explicit without one writes them as UN. Kept as bytes
+    (by a site rule, or on the safe-private list), a sequence's items went unwalked: a
+    patient's name in one went into the copy, and the leak check never saw it.
     """
-    for implicit, little in ((raw.is_implicit_VR, raw.is_little_endian), (True, True)):
+    return bool(tag >> 16 & 1) and value[:4] == _ITEM_TAG and not _is_private_creator(tag)
+
+
+def _as_sequence(raw: RawDataElement, ways: tuple[tuple[bool, bool], ...]) -> RawDataElement:
+    """An element's bytes, written under a VR of bytes or none, as the sequence they make.
+
+    Read each of ``ways`` (implicit VR?, little endian?) in turn: a sequence attribute's
+    items as the file's elements are written, or as implicit VR little endian (as under
+    UN, a converter that knew no VRs), the first way in which every element of them reads.
+    Bytes that read in none are no value: an empty sequence (kept as bytes, its items' names
+    went into the copy unread).
+    """
+    for implicit, little in ways:
         sequence = raw._replace(VR="SQ", is_implicit_VR=implicit, is_little_endian=little)
         try:
             _read_whole(convert_raw_data_element(sequence).value)

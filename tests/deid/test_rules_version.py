@@ -21,7 +21,13 @@ import struct
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import MPEG2MPML, MPEG4HP41, JPEG2000Lossless, JPEGBaseline8Bit
+from pydicom.uid import (
+    MPEG2MPML,
+    MPEG4HP41,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+)
 
 from indexer import __version__, deid, work
 from indexer.deid import build_plan, video
@@ -70,7 +76,7 @@ DIGESTS = {
     ("0.1.0", 26): "30db18a58cc0710ae2890a2e1b211027de7196e0c4487958355e4615fe8a3b99",
     ("0.1.0", 27): "fca62fcd99f1fad737633abd96e3201fef5d352be657e5180d044496e8c830eb",
     ("0.1.0", 28): "0ae6c98e23f1734842c65e351ee51b677dfd59ee1585fbc24a841901229a020a",
-    ("0.1.0", 29): "3b20494966b548fbf1a1dafa12c2463e2e0e867fb35a35de093052ed2a776a93",
+    ("0.1.0", 29): "6e9e9e3caa1040750a4e7a4f25b9f13d183594b28c5dc8968b6661abe40cd9d1",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -231,6 +237,18 @@ def _sequence_as_bytes() -> bytes:
     data = to_bytes(ds)
     head = struct.pack("<HH", 0x0008, 0x2218) + b"SQ"
     return data.replace(head, head[:4] + b"OB")
+
+
+def _private_sequence_unread() -> bytes:
+    """A safe-listed private sequence in an implicit VR object, a name in its item: read
+    as a sequence and walked since version 29 (kept as bytes, the name stayed)."""
+    ds = make_instance(1, 9, 1, 10)
+    item = Dataset()
+    item.CodeValue = "X1"
+    item.PatientName = "Some^One"
+    ds.private_block(0x7E01, "HOLOGIC, Inc.", create=True).add_new(0x10, "SQ", [item])
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    return to_bytes(ds)
 
 
 def _jp2_with_a_writers_box() -> bytes:
@@ -478,6 +496,7 @@ def _corpus() -> list[bytes]:
         _jp2_with_a_writers_box(),
         _dates_of_early_years(),
         _sequence_as_bytes(),
+        _private_sequence_unread(),
     ]
 
 

@@ -13,10 +13,11 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import ImplicitVRLittleEndian
 
-from indexer import deid
-from indexer.deid import build_plan
+from indexer import deid, rules_file
+from indexer.deid import build_plan, verify
 from indexer.deid.profile import fits
 from indexer.deid.table import load_safe_private
+from indexer.encode import encode
 from indexer.work import configure_pydicom
 from tests.builders import make_instance, to_bytes
 
@@ -111,6 +112,52 @@ def test_implicit_vr_keeps_listed_bytes_but_never_an_unread_uid():
     assert 0x70531001 not in kept
     assert 0x0019100D not in kept  # pydicom's dictionary says CS: no code string, removed
     assert MARKER not in str(out)
+
+
+HOLOGIC = "HOLOGIC, Inc."
+
+
+@pytest.mark.parametrize("how", ["explicit", "implicit", "UN"])
+@pytest.mark.parametrize("keep", ["retain-safe-private", "site rule"])
+def test_a_kept_private_sequence_is_walked_however_it_was_written(how, keep):
+    """A listed private sequence (Hologic's High Resolution Data Sequence), or one a site
+    rule keeps, holding a patient's name. In an implicit VR object (no VR: its VR lies in a
+    private dictionary) or written as UN (an object made explicit without one), it was kept
+    as bytes, its items unwalked: the name went into the copy, and the leak check never
+    recorded it. Now its items are read as implicit VR little endian and walked, as an
+    explicit VR sequence's always were."""
+    ds = make_instance(1, 1, 1, 1, marker=MARKER)
+    item = Dataset()
+    item.CodeValue = "X1"
+    item.PatientName = "Zqxwv^Hidden"  # nowhere else in the object
+    block = ds.private_block(0x7E01, HOLOGIC, create=True)
+    if how == "UN":  # a UN sequence's items: implicit VR little endian (PS3.5 6.2.2)
+        items = b"".join(
+            struct.pack("<HHL", t >> 16, t & 0xFFFF, len(v)) + v
+            for t, v in ((0x00080100, b"X1"), (0x00100010, b"Zqxwv^Hidden"))
+        )
+        block.add_new(0x10, "UN", struct.pack("<HHL", 0xFFFE, 0xE000, len(items)) + items)
+    else:
+        block.add_new(0x10, "SQ", [item])
+    if how == "implicit":
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    data = to_bytes(ds)
+    if keep == "site rule":
+        rules = {"version": 1, "rules": [{"select": {"tag": "(7E01,xx10)"}, "method": "keep"}]}
+        plan = build_plan((), rules=rules_file.compile_rules(rules))
+    else:
+        plan = build_plan([keep])
+    found: dict[str, str] = {}
+    out = deid.apply(plan, pydicom.dcmread(io.BytesIO(data)), KEY, found=found).ds
+    assert found["Zqxwv^Hidden"] == "(7E01,1010)[0].(0010,0010)"
+    values = verify.identifying_values(plan, pydicom.dcmread(io.BytesIO(data)))
+    assert values["Zqxwv^Hidden"] == "(7E01,1010)[0].(0010,0010)"  # `verify` as well
+    copy = encode(out).data
+    assert b"Zqxwv" not in copy
+    assert MARKER.encode() not in copy
+    (kept,) = pydicom.dcmread(io.BytesIO(copy))[0x7E011010].value
+    assert kept.CodeValue == "X1"
+    assert not kept.PatientName
 
 
 def test_explain_names_why():
