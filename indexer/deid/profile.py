@@ -101,7 +101,8 @@ removed for what it might hold held it too, before it in a damaged file (the obj
 indexed), and a sequence attribute written under a VR of bytes other than UN (OB, OD, a
 binary number's) read as the sequence it is and its items walked (they were kept whole),
 and a kept private sequence (safe-private list, site rule) without a VR or under UN read as
-one and walked (it was kept as bytes).
+one and walked (it was kept as bytes), and ACR-NEMA's Variable Pixel Data (7Fxx,0010) and
+its companions removed (they were kept).
 """
 
 VIDEO_RULES_VERSION = 10
@@ -188,6 +189,17 @@ NOT_DATA_SET = Decision(
 # judged nor written as DICOM, whatever the attribute or a site rule would do with it.
 UNKNOWN_VR = Decision(Action.REMOVE, "an unknown value representation: removed")
 UNLISTED_PN = Decision(Action.ZERO, "not in Table E.1-1, VR PN: treated as identifying")
+# ACR-NEMA's Variable Pixel Data (7Fxx,0010) and its companions, retired: an image the copy
+# would carry uncleaned and unchecked for burned-in text (or a damaged Pixel Data tag, its
+# frames' text unblanked), as Table E.1-1 removes Curve Data (50xx) and Overlay Data.
+RETIRED_IMAGE = Decision(
+    Action.REMOVE,
+    "retired image data in a group 7Fxx other than 7FE0 (Variable Pixel Data and its "
+    "companions): removed, as curve and overlay data are, never cleaned nor checked",
+)
+_RETIRED_IMAGE_ELEMENTS = frozenset({0x0010, 0x0011, 0x0020, 0x0030, 0x0040})
+_PIXEL_GROUP = 0x7FE0
+_IMAGE_GROUPS = 0x7F  # 7Fxx
 UNLISTED_UI = Decision(Action.UID, "not in Table E.1-1, VR UI: instance UIDs replaced")
 # A kept attribute written as text its dictionary never gives it (a name where a code, a
 # number, a flag or a sequence belongs): most often a damaged tag that now names the wrong
@@ -544,13 +556,29 @@ class Plan:
                 return decision
         if tag >> 16 in NOT_DATA_SET_GROUPS:
             return NOT_DATA_SET
-        if not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
-            return NON_STANDARD
-        if vr == "PN":
-            return UNLISTED_PN
-        if vr == "UI" and tag not in CLASS_UID_TAGS:
-            return UNLISTED_UI
-        return KEEP_DEFAULT
+        return _unlisted(tag, vr)
+
+
+def _unlisted(tag: int, vr: str) -> Decision:
+    """The decision for a public element that no row of the table names."""
+    if not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
+        return NON_STANDARD
+    if retired_image(tag):
+        return RETIRED_IMAGE
+    if vr == "PN":
+        return UNLISTED_PN
+    if vr == "UI" and tag not in CLASS_UID_TAGS:
+        return UNLISTED_UI
+    return KEEP_DEFAULT
+
+
+def retired_image(tag: int) -> bool:
+    """Whether ``tag`` is ACR-NEMA's Variable Pixel Data, or one of its companions."""
+    return (
+        tag >> 24 == _IMAGE_GROUPS
+        and tag >> 16 != _PIXEL_GROUP
+        and tag & 0xFFFF in _RETIRED_IMAGE_ELEMENTS
+    )
 
 
 COMPOUND = frozenset(_RESOLVE)

@@ -952,6 +952,32 @@ def test_a_value_found_twice_keeps_the_path_searched_strictest(strict, lenient):
     assert found == {"LEAKY1": "(0008,1070)"}
 
 
+@pytest.mark.parametrize("group", [0x7F00, 0x7F14, 0x7FDE])
+def test_retired_image_data_is_removed_as_curves_and_overlays_are(group):
+    """ACR-NEMA's Variable Pixel Data (7Fxx,0010), in no row of Table E.1-1, was kept: an
+    image neither cleaned nor checked for burned-in text, or, with its tag damaged from
+    Pixel Data's (7FE0 to 7F14, fuzz seed 95), a video whose user data names the patient,
+    not blanked. Removed now, with its companions; Pixel Data itself is untouched, and a
+    site rule can keep one."""
+    ds = make_instance(marker="LEAKY")
+    ds.add_new(group << 16 | 0x0010, "OB", b"\x00\x00\x01\x06Doe^Zqxwv recorded here\x80")
+    ds.add_new(group << 16 | 0x0011, "US", 2)
+    trace: list = []
+    out = deid.apply(build_plan(), _roundtrip(ds), KEY, trace=trace).ds
+    assert group << 16 | 0x0010 not in out
+    assert group << 16 | 0x0011 not in out
+    assert out.PixelData == ds.PixelData
+    assert b"Zqxwv" not in encode(out).data
+    why = {s.path: (s.action, s.source) for s in trace}
+    assert why[f"({group:04X},0010)"][0] == "X"
+    assert "retired image data" in why[f"({group:04X},0010)"][1]
+    rules = rules_file.compile_rules(
+        {"version": 1, "rules": [{"select": {"tag": f"({group:04X},0010)"}, "method": "keep"}]}
+    )
+    kept = deid.apply(build_plan((), rules=rules), _roundtrip(ds), KEY).ds
+    assert kept[group << 16 | 0x0010].value == ds[group << 16 | 0x0010].value
+
+
 def test_an_id_inside_letters_is_a_leak_inside_a_kept_number_not():
     """Digits need no word edge: an MRN inside "MRN12345678" is the MRN. A zero-filled
     Device Serial Number inside a kept Slice Thickness "6.000000" is chance."""
