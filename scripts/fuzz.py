@@ -29,7 +29,11 @@ Prints the outcomes by reason; exits 1 when there is a finding. Markers found in
 copies are counted apart, by where they lie: a damaged tag can rename an identifying element
 to a kept attribute, and then nothing in the object says its value identifies anyone;
 damaged frames can make text a header's that decoders read (kept, and searched for the
-object's values only), or image data.
+object's values only), or image data. Under a kept attribute, a marker every one of whose
+elements an option or rule keeps, and the basic profile would not, is there by design (the
+bases plant one in each); the rest, under attributes the profile itself keeps, are worth a
+look (a retired Variable Pixel Data carrying a damaged Pixel Data's video, seed 95; a
+description whose VR byte became TM, kept as a time, seed 89).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ import time
 import traceback
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,10 +71,11 @@ from pydicom.uid import (  # noqa: E402
 )
 
 from indexer import keys, rules_file, work  # noqa: E402
-from indexer.deid import build_plan, frames, verify, video  # noqa: E402
+from indexer.deid import Plan, build_plan, frames, verify, video  # noqa: E402
 from indexer.deid.pixels import PIXEL_DATA  # noqa: E402
+from indexer.deid.profile import Decision, decide  # noqa: E402
 from indexer.deid.rules import RuleSet  # noqa: E402
-from indexer.deid.table import load_table, parse_options  # noqa: E402
+from indexer.deid.table import Action, load_table, parse_options  # noqa: E402
 from indexer.errors import DeidError, RuleError, SourceError  # noqa: E402
 from indexer.records import IndexRecord, SourceFile  # noqa: E402
 from indexer.store.files import LocalStore  # noqa: E402
@@ -320,7 +325,10 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
     if leaks:
         return "indexed", f"verify finds {len(leaks)} leak(s) the ingest let through"
     if any(m.encode() in copy for m in markers):
-        return f"indexed (a marker {_marked_where(out, markers)})", ""
+        where = _marked_where(out, markers)
+        if where == "under a kept attribute" and _kept_by_options(out, markers, ctx.plan):
+            where = "under an attribute an option or rule keeps"
+        return f"indexed (a marker {where})", ""
     return "indexed", ""
 
 
@@ -406,6 +414,52 @@ def _marked_where(out: pydicom.Dataset, markers: list[str]) -> str:
         if any(m.encode() in headers for m in markers)
         else ("in image data")
     )
+
+
+BASIC = build_plan(())
+
+
+def _kept_by_options(out: pydicom.Dataset, markers: list[str], plan: Plan) -> bool:
+    """Whether each element of ``out`` holding a marker is kept by an option or rule alone.
+
+    Kept by ``plan``, and not by the basic profile: those hold a marker by design (the
+    bases plant one in each). The rest are what a damaged tag renamed to a kept attribute,
+    or what the engine left that it should not have: worth a look.
+    """
+    holders = list(_holders(out, markers))
+    return bool(holders) and all(
+        _decision(plan, out, tag, vr) is Action.KEEP
+        and _decision(BASIC, out, tag, vr) is not Action.KEEP
+        for tag, vr in holders
+    )
+
+
+def _decision(plan: Plan, ds: pydicom.Dataset, tag: int, vr: str) -> Action | None:
+    decided = decide(plan, ds, tag, vr)
+    return decided.action if isinstance(decided, Decision) else None  # a rule that computes
+
+
+def _holders(ds: pydicom.Dataset, markers: list[str]) -> Iterator[tuple[int, str]]:
+    """(tag, VR) of each element of ``ds`` (any depth) whose value holds a marker.
+
+    Searched as stored (bytes), but sequences and implicit VR elements (read for their VRs);
+    one pydicom cannot read counts as holding one.
+    """
+    for tag in ds.keys():  # noqa: SIM118 - a Dataset's own keys, as stored
+        stored = ds.get_item(tag)
+        try:
+            element = ds[tag] if stored.VR in ("SQ", None) else stored  # None: implicit VR
+        except Exception:  # noqa: BLE001 - the fuzz's own odd values
+            yield int(tag), str(stored.VR)
+            continue
+        if element.VR == "SQ":
+            for item in element.value or ():
+                yield from _holders(item, markers)
+        elif tag != PIXEL_DATA:
+            value = element.value
+            data = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+            if any(m.encode() in data for m in markers):
+                yield int(tag), str(element.VR)
 
 
 def run(

@@ -249,6 +249,28 @@ def test_a_marker_left_in_a_copy_is_told_by_where_it_lies():
         assert fuzz._marked_where(ds, [fuzz.MARK]) == told
 
 
+def test_a_marker_an_option_keeps_is_told_from_one_the_profile_keeps():
+    """A marker under the Institution Name, which retain-institution-identity keeps (the
+    bases plant one in each), is by design; one under the Manufacturer, which the basic
+    profile keeps too, is what a damaged tag moved there or the engine left: told apart. An
+    implicit VR copy's elements are judged by their VRs."""
+    plan = build_plan(["retain-institution-identity"])
+    ds = make_instance(marker=fuzz.MARK)
+    out = pydicom.Dataset()
+    out.InstitutionName = ds.InstitutionName
+    assert fuzz._kept_by_options(out, [fuzz.MARK], plan)
+    assert not fuzz._kept_by_options(out, [fuzz.MARK], build_plan(()))
+    out.Manufacturer = f"ACME {fuzz.MARK}"
+    assert not fuzz._kept_by_options(out, [fuzz.MARK], plan)
+    del out.Manufacturer
+    out.file_meta = pydicom.dataset.FileMetaDataset()
+    out.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    buf = io.BytesIO()
+    out.save_as(buf, implicit_vr=True, little_endian=True)
+    implicit = pydicom.dcmread(io.BytesIO(buf.getvalue()), force=True)
+    assert fuzz._kept_by_options(implicit, [fuzz.MARK], plan)
+
+
 def _elements(ds) -> int:
     return sum(1 + sum(_elements(item) for item in e.value) if e.VR == "SQ" else 1 for e in ds)
 
