@@ -102,7 +102,8 @@ indexed), and a sequence attribute written under a VR of bytes other than UN (OB
 binary number's) read as the sequence it is and its items walked (they were kept whole),
 and a kept private sequence (safe-private list, site rule) without a VR or under UN read as
 one and walked (it was kept as bytes), and ACR-NEMA's Variable Pixel Data (7Fxx,0010) and
-its companions removed (they were kept).
+its companions removed (they were kept), and a kept time that holds letters (a damaged VR
+byte, text written as a time) replaced by a dummy (it was kept as read).
 """
 
 VIDEO_RULES_VERSION = 10
@@ -234,6 +235,30 @@ DAMAGED_TEXT = Decision(
     "a kept or cleaned text value holding control codes no character set has (a damaged "
     "element, maybe holding the next ones): replaced by a dummy",
 )
+
+
+# A time is kept as read wherever dates move by whole days (Clean, or Keep under an option):
+# one holding letters is no time of day at all. Its VR byte was damaged (a description
+# written as TM), or a writer put text there; kept as read, the text went into the copy, and
+# a time is never recorded for the leak check. Digits, colons (ACR-NEMA's HH:MM:SS) and
+# a fraction's point are a time's; anything else is not.
+NOT_A_TIME = Decision(
+    Action.DUMMY,
+    "a kept time of day holding what no time holds (letters: a damaged VR, or text written "
+    "as a time): replaced by a dummy",
+)
+_TIME_TEXT = re.compile(r"[0-9.:]*")
+
+
+def not_a_time(value: object) -> bool:
+    """Whether a TM value (as read, or converted) holds a character no time has."""
+    if value is None:
+        return False
+    if isinstance(value, bytes | memoryview):
+        value = bytes(value).decode("latin-1")
+    elif not isinstance(value, str):
+        value = "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value)
+    return not all(_TIME_TEXT.fullmatch(part.strip(" \0")) for part in value.split("\\"))
 
 
 def damaged_text(vr: str, value: object) -> bool:
@@ -409,6 +434,8 @@ def damaged(
     """
     if vr in TEXT_VRS and damaged_text(vr, value):
         return DAMAGED_TEXT
+    if vr == "TM" and not_a_time(value):
+        return NOT_A_TIME
     if read_as and tag in read_as and not valid_value(vr, value):
         return MISREAD_BYTES
     if vr in AS_BYTES and misread_numbers(tag, value):

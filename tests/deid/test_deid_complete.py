@@ -978,6 +978,50 @@ def test_retired_image_data_is_removed_as_curves_and_overlays_are(group):
     assert kept[group << 16 | 0x0010].value == ds[group << 16 | 0x0010].value
 
 
+@pytest.mark.parametrize(
+    ("options", "damage"),
+    [
+        (("retain-long-modified-dates",), "a name as a time"),  # Clean: times kept as read
+        (("retain-long-full-dates",), "a name as a time"),  # Keep
+        (("clean-descriptors",), "a description under TM"),  # Clean, its VR byte damaged
+    ],
+)
+def test_a_kept_time_that_holds_text_is_replaced(options, damage):
+    """Times are kept as read wherever dates move by whole days, and never recorded for the
+    leak check. A TM holding letters is no time: a description whose VR byte was damaged
+    to TM (fuzz seed 89, clean-descriptors), or text written as a time. Kept as read, its
+    text went into the copy. Now it gets a dummy; times, ACR-NEMA's HH:MM:SS among them,
+    stay as they were."""
+    plan = build_plan(options)
+    ds = make_instance(marker="LEAKY")
+    ds.SeriesTime = "10:15:00"
+    ds.AcquisitionTime = ["101500.5", "0930"]
+    data = to_bytes(ds)
+    if damage == "a name as a time":
+        head = struct.pack("<HH", 0x0008, 0x0030) + b"TM"
+        new = b"Zqxwv^Hidden"
+        at = data.index(head)
+        data = data[:at] + head + struct.pack("<H", len(new)) + new + data[at + 8 + 6 :]
+    else:  # Requested Procedure Description, in place, its VR byte damaged
+        ds.RequestedProcedureDescription = "Zqxwv chest"
+        data = to_bytes(ds)
+        head = struct.pack("<HH", 0x0032, 0x1060) + b"LO"
+        assert data.count(head) == 1
+        data = data.replace(head, head[:4] + b"TM")
+    original = pydicom.dcmread(io.BytesIO(data))
+    found: dict[str, str] = {}
+    out = deid.apply(plan, original, KEY, found=found).ds
+    copy = encode(out).data
+    assert b"Zqxwv" not in copy
+    assert any("Zqxwv" in v for v in found)  # the ingest's check knows it
+    values = verify.identifying_values(plan, pydicom.dcmread(io.BytesIO(data)))
+    assert any("Zqxwv" in v for v in values)  # and `verify`
+    if damage == "a name as a time":  # times kept as read
+        assert out.SeriesTime == "10:15:00"
+        assert list(out.AcquisitionTime) == ["101500.5", "0930"]
+        assert out.StudyTime == "000000"  # TM's dummy
+
+
 def test_an_id_inside_letters_is_a_leak_inside_a_kept_number_not():
     """Digits need no word edge: an MRN inside "MRN12345678" is the MRN. A zero-filled
     Device Serial Number inside a kept Slice Thickness "6.000000" is chance."""

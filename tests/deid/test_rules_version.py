@@ -76,7 +76,7 @@ DIGESTS = {
     ("0.1.0", 26): "30db18a58cc0710ae2890a2e1b211027de7196e0c4487958355e4615fe8a3b99",
     ("0.1.0", 27): "fca62fcd99f1fad737633abd96e3201fef5d352be657e5180d044496e8c830eb",
     ("0.1.0", 28): "0ae6c98e23f1734842c65e351ee51b677dfd59ee1585fbc24a841901229a020a",
-    ("0.1.0", 29): "79ce47c1d225f7ba3283bb61ae1a88da1c3ba6ed4c119100bcfc90b33ec6c3ff",
+    ("0.1.0", 29): "4ce0bb454959a5e53f583027be41d84028340ea305b01e89cff975f06f6d6bfc",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -255,6 +255,13 @@ def _variable_pixel_data() -> bytes:
     """ACR-NEMA's Variable Pixel Data beside Pixel Data: removed since version 29 (kept)."""
     ds = make_instance(1, 10, 1, 11)
     ds.add_new(0x7F000010, "OB", b"an image of its own\x00")
+    return to_bytes(ds)
+
+
+def _text_as_a_time() -> bytes:
+    """A Study Time holding a name (kept as read under retain-long-modified-dates): a dummy
+    since version 29."""
+    ds = make_instance(1, 11, 1, 12, StudyTime="Some One")
     return to_bytes(ds)
 
 
@@ -505,6 +512,7 @@ def _corpus() -> list[bytes]:
         _sequence_as_bytes(),
         _private_sequence_unread(),
         _variable_pixel_data(),
+        _text_as_a_time(),
     ]
 
 
