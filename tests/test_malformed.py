@@ -246,6 +246,46 @@ def test_a_sequence_written_under_a_binary_vr_is_walked_as_the_sequence_it_is(
     assert not kept.ReferringPhysicianName
 
 
+@pytest.mark.parametrize(
+    ("ts", "tag", "vr"),
+    [
+        (ImplicitVRLittleEndian, 0x00181020, b""),  # Software Versions (LO), kept
+        (ImplicitVRLittleEndian, 0x00280106, b""),  # Smallest Image Pixel Value (US)
+        (ExplicitVRLittleEndian, 0x00280106, b"OB"),  # read by its own VR, US: the fuzz's
+    ],
+    ids=["implicit LO", "implicit US", "OB read as US"],
+)
+def test_an_element_of_undefined_length_that_no_vr_allows_is_removed_unread(
+    ctx, tmp_path, ts, tag, vr
+):
+    """Undefined length is for sequences and encapsulated pixel data. Under another VR a
+    reader takes whatever follows, to the next sequence delimiter, as the value: a video's
+    frames under Bits Allocated, its Pixel Data tag damaged (fuzz seed 102), were kept as
+    read, the patient's name in their user data with them. Now such an element is removed
+    unread, and the object indexed."""
+    name = implicit_item((0x00100010, b"Doe^Zqxwv "))
+    value = name + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+    data = in_transfer_syntax(make_instance(5, 1, 1, 1, marker=MARK), ts)
+    if vr:
+        head = struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, vr, 0, 0xFFFFFFFF)
+    else:
+        head = struct.pack("<HHL", tag >> 16, tag & 0xFFFF, 0xFFFFFFFF)
+    before = 0x0020000D if tag >> 16 == 0x0018 else 0x7FE00010
+    at = data.index(struct.pack("<HH", before >> 16, before & 0xFFFF), 132 + 100)
+    data = data[:at] + head + value + data[at:]
+    trace: list = []
+    original = work.read_dataset(data)
+    assert tag in original
+    engine.apply(build_plan(), original, keys.generate().pseudonym, trace=trace)
+    (step,) = [s for s in trace if s.path == f"({tag >> 16:04X},{tag & 0xFFFF:04X})"]
+    assert step.action == "X"
+    assert "undefined length" in step.source
+    assert _outcome(ctx, 1, data) == "indexed"
+    (copy,) = (tmp_path / "out").rglob("*.dcm")
+    assert b"Zqxwv" not in copy.read_bytes()
+    assert tag not in pydicom.dcmread(copy)
+
+
 def test_a_source_ae_title_of_an_unknown_vr_is_searched_for_as_its_bytes(ctx, tmp_path):
     """The file meta's Source AE Title, recorded for the leak check, with a VR no edition
     defines (found by the fuzz): it refused its object (``invalid_element``). Now its bytes

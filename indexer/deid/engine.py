@@ -36,6 +36,7 @@ from indexer.deid.profile import (
     PIXEL_EXCESS,
     PRIVATE_FIRST,
     TEXT_VRS,
+    UNDEFINED_LENGTH,
     UNKNOWN_VR,
     UNUSED_BITS,
     Decision,
@@ -45,7 +46,7 @@ from indexer.deid.profile import (
     out_of_place,
     resolve,
 )
-from indexer.deid.rawvalue import AS_BYTES, text_of, value_of
+from indexer.deid.rawvalue import AS_BYTES, text_of, undefined_length, value_of
 from indexer.deid.rawvalue import vr_of as _vr
 from indexer.deid.rules import Scope, SiteRule, compute, keeps
 from indexer.deid.table import (
@@ -358,6 +359,9 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
         # for the tables (BaseTag compares in Python, int in C)
         tag = key.real
         vr = _vr(raw, tag)
+        if undefined_length(raw, vr, tag):
+            _remove_unread(ds, key, vr, ctx, parents)
+            continue
         if (
             top
             and tag in IDENTITY_TAGS
@@ -631,6 +635,13 @@ def _walk_item(item: Dataset, plan: Plan, ctx: Context, parents: str, mode: Mode
 CONDITIONAL_ON = {
     0x00120081: 0x00120082,  # Ethics Committee Name, if Ethics Committee Approval Number
 }
+
+
+def _remove_unread(ds: Dataset, key: BaseTag, vr: str, ctx: Context, parents: str) -> None:
+    """Remove an element of undefined length under a VR that cannot have one, unread."""
+    if ctx.trace is not None:
+        ctx.trace.append(_step(parents, key.real, vr, "X", UNDEFINED_LENGTH.source))
+    del ds._dict[key]  # noqa: SLF001 - as stored
 
 
 def _record(

@@ -103,7 +103,9 @@ binary number's) read as the sequence it is and its items walked (they were kept
 and a kept private sequence (safe-private list, site rule) without a VR or under UN read as
 one and walked (it was kept as bytes), and ACR-NEMA's Variable Pixel Data (7Fxx,0010) and
 its companions removed (they were kept), and a kept time that holds letters (a damaged VR
-byte, text written as a time) replaced by a dummy (it was kept as read).
+byte, text written as a time) replaced by a dummy (it was kept as read), and an element of
+undefined length where PS3.5 allows none removed unread (a text got a dummy, a number was
+kept as read).
 """
 
 VIDEO_RULES_VERSION = 10
@@ -189,6 +191,13 @@ NOT_DATA_SET = Decision(
 # A VR no edition defines (a damaged or mis-written element): its value can be neither read,
 # judged nor written as DICOM, whatever the attribute or a site rule would do with it.
 UNKNOWN_VR = Decision(Action.REMOVE, "an unknown value representation: removed")
+# Undefined length is for sequences and encapsulated pixel data (PS3.5 7.1.1): under any
+# other VR, the element is damaged, and its value as read is whatever followed it.
+UNDEFINED_LENGTH = Decision(
+    Action.REMOVE,
+    "of undefined length under a VR that cannot have one (a damaged element: its value as "
+    "read is what followed it): removed unread",
+)
 UNLISTED_PN = Decision(Action.ZERO, "not in Table E.1-1, VR PN: treated as identifying")
 # ACR-NEMA's Variable Pixel Data (7Fxx,0010) and its companions, retired: an image the copy
 # would carry uncleaned and unchecked for burned-in text (or a damaged Pixel Data tag, its

@@ -392,6 +392,26 @@ def charset_unchanged(ds: Dataset) -> bool:
     return ds.original_character_set == ds._character_set  # noqa: SLF001 - as pydicom checks
 
 
+UNDEFINED_LENGTH: Final = 0xFFFFFFFF
+_PIXEL_DATA = 0x7FE00010
+
+
+def undefined_length(raw: object, vr: str, tag: int) -> bool:
+    """Whether ``raw``, as read, is of undefined length where PS3.5 allows none.
+
+    Only a sequence (SQ, or UN: one whose VR was unknown) and encapsulated Pixel Data (OB or
+    OW) may be (PS3.5 7.1.1, A.4). Any other is a damaged element: a reader takes whatever
+    follows it, to the next sequence delimiter, as its value (a video's frames under Bits
+    Allocated, its Pixel Data tag damaged).
+    """
+    return (
+        type(raw) is RawDataElement
+        and raw.length == UNDEFINED_LENGTH
+        and vr not in ("SQ", "UN")
+        and not (tag == _PIXEL_DATA and vr in ("OB", "OW"))
+    )
+
+
 def vr_of(raw: Any, tag: int) -> str:  # noqa: ANN401
     """An element's VR; from the dictionary where the file gave none (implicit VR)."""
     vr = raw.VR

@@ -34,6 +34,7 @@ from indexer.deid.profile import (
     PIXEL_EXCESS,
     RETIRED_IMAGE,
     RULES_VERSION,
+    UNDEFINED_LENGTH,
     UNKNOWN_VR,
     UNLISTED_PN,
     UNLISTED_UI,
@@ -119,6 +120,7 @@ def statement(plan: Plan, *, attributes: bool = False) -> dict[str, Any]:
                 GROUP_LENGTH,
                 NOT_DATA_SET,
                 UNKNOWN_VR,
+                UNDEFINED_LENGTH,
             )
         ],
         "private": _private(plan),

@@ -186,7 +186,11 @@ def collect(
     for tag in sorted(d._dict):  # noqa: SLF001 - as stored: a VR is known before converting
         raw = d._dict[tag]  # noqa: SLF001
         as_read = rawvalue.vr_of(raw, tag)  # UN stays UN here: pydicom converts it below
-        if unknown_vr(as_read) or as_read in NUMBER_AND_TAG_VRS:  # numbers: not recorded
+        if (
+            unknown_vr(as_read)
+            or as_read in NUMBER_AND_TAG_VRS  # numbers: not recorded
+            or rawvalue.undefined_length(raw, as_read, tag)  # removed unread, as the engine does
+        ):
             continue
         vr, value = _read(d, tag, raw, as_read, codec)
         path = tag_path(parents, tag)

@@ -76,7 +76,7 @@ DIGESTS = {
     ("0.1.0", 26): "30db18a58cc0710ae2890a2e1b211027de7196e0c4487958355e4615fe8a3b99",
     ("0.1.0", 27): "fca62fcd99f1fad737633abd96e3201fef5d352be657e5180d044496e8c830eb",
     ("0.1.0", 28): "0ae6c98e23f1734842c65e351ee51b677dfd59ee1585fbc24a841901229a020a",
-    ("0.1.0", 29): "4ce0bb454959a5e53f583027be41d84028340ea305b01e89cff975f06f6d6bfc",
+    ("0.1.0", 29): "71b643c1ae8bd8e0dc3dacccc0a5c9af14c5db2121234f4f4111df59884e5c8a",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -263,6 +263,20 @@ def _text_as_a_time() -> bytes:
     since version 29."""
     ds = make_instance(1, 11, 1, 12, StudyTime="Some One")
     return to_bytes(ds)
+
+
+def _text_of_undefined_length() -> bytes:
+    """Software Versions of undefined length in an implicit VR object, an item after it:
+    removed unread since version 29 (a dummy before; a US was kept as read)."""
+    ds = make_instance(1, 12, 1, 13)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    data = to_bytes(ds)
+    name = b"Some^One"
+    item = struct.pack("<HHL", 0x0010, 0x0010, len(name)) + name
+    value = struct.pack("<HHL", 0xFFFE, 0xE000, len(item)) + item
+    value += struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+    at = data.index(struct.pack("<HH", 0x0020, 0x000D), 132 + 100)
+    return data[:at] + struct.pack("<HHL", 0x0018, 0x1020, 0xFFFFFFFF) + value + data[at:]
 
 
 def _jp2_with_a_writers_box() -> bytes:
@@ -513,6 +527,7 @@ def _corpus() -> list[bytes]:
         _private_sequence_unread(),
         _variable_pixel_data(),
         _text_as_a_time(),
+        _text_of_undefined_length(),
     ]
 
 
