@@ -100,8 +100,8 @@ value an identifying attribute held searched for as that attribute's wherever an
 removed for what it might hold held it too, before it in a damaged file (the object was
 indexed), and a sequence attribute written under a VR of bytes other than UN (OB, OD, a
 binary number's) read as the sequence it is and its items walked (they were kept whole),
-and a kept private sequence (safe-private list, site rule) without a VR or under UN read as
-one and walked (it was kept as bytes), and ACR-NEMA's Variable Pixel Data (7Fxx,0010) and
+and a kept private sequence (safe-private list, site rule) without a VR or under UN, OB or
+OW read as one and walked (it was kept as bytes), and ACR-NEMA's Variable Pixel Data (7Fxx,0010) and
 its companions removed (they were kept), and a kept time that holds letters (a damaged VR
 byte, text written as a time) replaced by a dummy (it was kept as read), and an element of
 undefined length where PS3.5 allows none removed unread (a text got a dummy, a number was

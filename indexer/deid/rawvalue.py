@@ -187,16 +187,22 @@ def read_as_known(d: Dataset) -> frozenset[int]:
     element or the Specific Character Set is given its own VR whatever VR it was written in,
     a text VR or SQ too, as pydicom's reading gives it (``raw_element_vr``): judged by the
     VR written, a sequence's items were a UID's characters. A private element without a VR
-    (implicit VR) or under UN whose bytes begin as a sequence's items is read as the sequence
-    (``_private_items``), so a block kept by the safe-private list or a site rule is walked.
+    (implicit VR) or under UN, OB or OW whose bytes begin as a sequence's items is read as
+    the sequence (``_private_items``), so a block kept by the safe-private list or a site
+    rule is walked.
     Returns the tags of the elements given a VR (a value not valid for it is damaged).
     """
     read_as: set[int] = set()
     for key, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
         if type(raw) is not RawDataElement or raw.value is None:
             continue
-        if (not raw.VR or raw.VR == "UN") and _private_items(key.real, raw.value):
-            d._dict[key] = _as_sequence(raw, _UN_ITEMS)  # noqa: SLF001
+        if raw.VR in _ITEMS_UNDER and _private_items(key.real, raw.value):
+            ways = (
+                _UN_ITEMS
+                if raw.VR in _NO_VR
+                else ((raw.is_implicit_VR, raw.is_little_endian), *_UN_ITEMS)
+            )
+            d._dict[key] = _as_sequence(raw, ways)  # noqa: SLF001
             continue
         if (
             not raw.VR
@@ -231,14 +237,16 @@ def read_as_known(d: Dataset) -> frozenset[int]:
 
 
 _UN_ITEMS = ((True, True),)  # a sequence's items under UN: implicit VR little endian
+_NO_VR = frozenset({None, "", "UN"})  # implicit VR, or a VR unknown: items as under UN
+_ITEMS_UNDER = _NO_VR | {"OB", "OW"}  # where a private sequence's items may lie as bytes
 _ITEM_TAG = b"\xfe\xff\x00\xe0"  # (FFFE,E000), as UN's items begin
 
 
 def _private_items(tag: int, value: bytes) -> bool:
-    """Whether a private element without a VR, or under UN, holds a sequence's items.
+    """Whether a private element without a VR, or under UN, OB or OW, holds a sequence's items.
 
     An implicit VR object's private elements have no VR (their VRs lie in a private
-    dictionary), and an object made explicit without one writes them as UN. Kept as bytes
+    dictionary), and an object made explicit without one writes them as UN (or OB). Kept as bytes
     (by a site rule, or on the safe-private list), a sequence's items went unwalked: a
     patient's name in one went into the copy, and the leak check never saw it.
     """

@@ -76,7 +76,7 @@ DIGESTS = {
     ("0.1.0", 26): "30db18a58cc0710ae2890a2e1b211027de7196e0c4487958355e4615fe8a3b99",
     ("0.1.0", 27): "fca62fcd99f1fad737633abd96e3201fef5d352be657e5180d044496e8c830eb",
     ("0.1.0", 28): "0ae6c98e23f1734842c65e351ee51b677dfd59ee1585fbc24a841901229a020a",
-    ("0.1.0", 29): "71b643c1ae8bd8e0dc3dacccc0a5c9af14c5db2121234f4f4111df59884e5c8a",
+    ("0.1.0", 29): "68d42a32743134696025d80cd42f7c7a7866600284850f3b92d7f08f722930a3",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -277,6 +277,19 @@ def _text_of_undefined_length() -> bytes:
     value += struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
     at = data.index(struct.pack("<HH", 0x0020, 0x000D), 132 + 100)
     return data[:at] + struct.pack("<HHL", 0x0018, 0x1020, 0xFFFFFFFF) + value + data[at:]
+
+
+def _private_sequence_as_ob() -> bytes:
+    """A safe-listed private sequence written as OB, a name in its item: read as a sequence
+    and walked since version 29 (kept as bytes, the name stayed)."""
+    ds = make_instance(1, 13, 1, 14)
+    item = Dataset()
+    item.CodeValue = "X2"
+    item.PatientName = "Some^Other"
+    ds.private_block(0x7E01, "HOLOGIC, Inc.", create=True).add_new(0x11, "SQ", [item])
+    data = to_bytes(ds)
+    head = struct.pack("<HH", 0x7E01, 0x1011) + b"SQ"
+    return data.replace(head, head[:4] + b"OB")
 
 
 def _jp2_with_a_writers_box() -> bytes:
@@ -528,6 +541,7 @@ def _corpus() -> list[bytes]:
         _variable_pixel_data(),
         _text_as_a_time(),
         _text_of_undefined_length(),
+        _private_sequence_as_ob(),
     ]
 
 

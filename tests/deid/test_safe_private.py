@@ -117,12 +117,12 @@ def test_implicit_vr_keeps_listed_bytes_but_never_an_unread_uid():
 HOLOGIC = "HOLOGIC, Inc."
 
 
-@pytest.mark.parametrize("how", ["explicit", "implicit", "UN"])
+@pytest.mark.parametrize("how", ["explicit", "implicit", "UN", "OB"])
 @pytest.mark.parametrize("keep", ["retain-safe-private", "site rule"])
 def test_a_kept_private_sequence_is_walked_however_it_was_written(how, keep):
     """A listed private sequence (Hologic's High Resolution Data Sequence), or one a site
     rule keeps, holding a patient's name. In an implicit VR object (no VR: its VR lies in a
-    private dictionary) or written as UN (an object made explicit without one), it was kept
+    private dictionary) or written as UN or OB (an object made explicit without one), it was kept
     as bytes, its items unwalked: the name went into the copy, and the leak check never
     recorded it. Now its items are read as implicit VR little endian and walked, as an
     explicit VR sequence's always were."""
@@ -142,6 +142,10 @@ def test_a_kept_private_sequence_is_walked_however_it_was_written(how, keep):
     if how == "implicit":
         ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     data = to_bytes(ds)
+    if how == "OB":  # its items in the file's own encoding, under OB
+        head = struct.pack("<HH", 0x7E01, 0x1010) + b"SQ"
+        assert data.count(head) == 1
+        data = data.replace(head, head[:4] + b"OB")
     if keep == "site rule":
         rules = {"version": 1, "rules": [{"select": {"tag": "(7E01,xx10)"}, "method": "keep"}]}
         plan = build_plan((), rules=rules_file.compile_rules(rules))
