@@ -108,9 +108,9 @@ class Distinct:
 
     A file holding an object another file of the run holds too (or the same file listed
     twice) counts once. Each string is kept as its 64-bit hash, 8 bytes, merged into a
-    sorted array of those seen as the new ones grow as many: an archive of ten million
-    instances takes 80 MB, and the chance that two of them share a hash (one counted short)
-    is below 1 in 300,000.
+    sorted array of those seen once the new ones are as many: an archive of ten million
+    instances holds 80 MB of them, twice that before a merge and three times during one,
+    and the chance that two share a hash (one counted short) is below 1 in 300,000.
     """
 
     __slots__ = ("_new", "_seen")

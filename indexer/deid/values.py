@@ -87,7 +87,7 @@ def put(found: dict[str, str], text: str, path: str) -> None:
     Not the order the elements come in: a damaged file's are out of order.
     """
     old = found.setdefault(text, path)
-    if old is not path and old != path and _leniency(path) < _leniency(old):
+    if old != path and _leniency(path) < _leniency(old):
         found[text] = path
 
 
