@@ -28,6 +28,7 @@ from indexer.deid import (
     build_plan,
     burned_in,
     engine,
+    parse_options,
     pseudonym,
     rawvalue,
     values,
@@ -473,24 +474,65 @@ def test_a_damaged_value_read_before_the_walk_is_judged_as_read_in_every_encodin
     assert copy.SOPClassUID.startswith("2.25.")  # a dummy UID: its keyed pseudonym
 
 
-def test_a_damaged_value_in_a_replaced_sequence_is_recorded_as_identifying(ctx):
-    """Found by scripts/fuzz.py (seed 4): a Code Meaning in an item whose elements are out of
-    their place (a damaged tag), inside a sequence the profile replaces. The walk gave it a
-    dummy, as the sequence's content, but did not record it as the damaged value it is, so
-    the same text kept elsewhere passed the leak check, and `verify` found it."""
+def _with_damaged_meaning(kept: str, damaged: str) -> bytes:
+    """An object whose kept Code Meaning is ``kept``; another, ``damaged``, is out of place
+    (the tag before it damaged) in an item of a sequence the profile replaces."""
     ds = make_instance(5, 1, 1, 1, marker=MARK)
-    ds.AnatomicRegionSequence[0].CodeMeaning = f"Meaning{MARK}"  # kept
+    ds.AnatomicRegionSequence[0].CodeMeaning = kept
     item = pydicom.Dataset()
     item.CodeValue, item.CodingSchemeDesignator = "0123", "99LOCAL"
-    item.CodeMeaning = f"Meaning{MARK}"
+    item.CodeMeaning = damaged
     ds.PersonIdentificationCodeSequence = pydicom.Sequence([item])  # replaced (D)
     data = to_bytes(ds)
     value = struct.pack("<HH2sH", 0x0008, 0x0102, b"SH", 8) + b"99LOCAL "
     assert data.count(value) == 1
-    data = data.replace(value, struct.pack("<HH", 0x0008, 0x0106) + value[4:])  # before 0104
+    return data.replace(value, struct.pack("<HH", 0x0008, 0x0106) + value[4:])  # before 0104
+
+
+def test_a_damaged_value_in_a_replaced_sequence_is_recorded_as_identifying(ctx):
+    """Found by scripts/fuzz.py (seed 4): a Code Meaning in an item whose elements are out of
+    their place (a damaged tag), inside a sequence the profile replaces. The walk gave it a
+    dummy, as the sequence's content, but did not record it as the damaged value it is, so
+    the same text kept elsewhere passed the leak check, and `verify` found it.
+
+    It is recorded as a value kept but replaced as damaged: no leak where a kept attribute
+    holds it whole (the same Code Meaning in a kept item), as both checks agree; inside a
+    longer kept value it is one, and the object is refused (fuzz seeds 109 to 111: a copied
+    item's Code Meaning, or a time out of place that a sound element held too, refused up to
+    one object in twenty)."""
+    data = _with_damaged_meaning(f"Meaning{MARK}", f"Meaning{MARK}")
     found = verify.identifying_values(ctx.plan, work.read_dataset(data))
-    assert found[f"Meaning{MARK}"] == "(0040,1101)[0].(0008,0104)"
-    assert _outcome(ctx, 1, data) == "leak_detected"
+    assert found[f"Meaning{MARK}"] == values.DAMAGED + "(0040,1101)[0].(0008,0104)"
+    copy, leaks = _copy_and_leaks(ctx, 1, data)
+    assert leaks == []
+    assert copy.AnatomicRegionSequence[0].CodeMeaning == f"Meaning{MARK}"  # kept, as it is
+    assert copy.PersonIdentificationCodeSequence[0].CodeMeaning != f"Meaning{MARK}"  # a dummy
+    part = _with_damaged_meaning(f"Meaning{MARK} of more", f"Meaning{MARK}")
+    assert _outcome(ctx, 2, part) == "leak_detected"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DeidError) as refused:
+            work.prepare(_source(3, part), ctx)
+    assert "(from (0040,1101)[0].(0008,0104))" in str(refused.value)  # no check's prefix
+
+
+@pytest.mark.parametrize("option", ["retain-long-modified-dates", "retain-long-full-dates"])
+def test_a_time_out_of_place_that_a_sound_element_holds_too_is_no_leak(tmp_path, option):
+    """Where times are kept, one read out of its place (a damaged tag may name the wrong
+    attribute) gets a dummy and is recorded. The same time kept by a sound element (an
+    Acquisition Time equal to the Content Time) refused the object as a leak: fuzz seeds 90
+    and 110, up to one object in thirty. It is none."""
+    work.configure_pydicom()
+    store = LocalStore(tmp_path / "out")
+    ctx = work.RunContext(build_plan(parse_options([option])), keys.generate(), store, "DI", 30, 1)
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    ds.ContentTime = "101010.25"
+    data = with_element(to_bytes(ds), 0x00080032, b"TM", b"101010.25 ", 0x0020000D)
+    copy, leaks = _copy_and_leaks(ctx, 1, data)
+    assert leaks == []
+    assert copy.ContentTime == "101010.25"
+    assert copy[0x00080032].value != "101010.25"  # out of place: a dummy
+    store.close()
 
 
 def test_pixel_data_written_as_un_beside_a_damaged_bits_allocated_is_read_by_verify(ctx):

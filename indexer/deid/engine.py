@@ -35,6 +35,7 @@ from indexer.deid.profile import (
     FRAME_TEXT,
     PIXEL_EXCESS,
     PRIVATE_FIRST,
+    SUSPECTS,
     TEXT_VRS,
     UNDEFINED_LENGTH,
     UNKNOWN_VR,
@@ -388,7 +389,8 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
             if suspect is not None:
                 if action in _KEPT_IN_PART:
                     action, source = suspect.action, suspect.source
-                recorded = suspect.action  # identifying, as ``values.collect`` records it
+                # identifying, as ``values.collect`` records it
+                recorded = suspect if suspect in SUSPECTS else suspect.action
         if ctx.trace is not None:
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
         if (
@@ -434,7 +436,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
         _drop_empty_private_blocks(ds)
 
 
-Choice = tuple[Decision | SiteRule, Action, Action, str]
+Choice = tuple[Decision | SiteRule, Action, "values.Recorded", str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,7 +470,7 @@ def _repeat(
     raw: object,
     vr: str,
     action: Action,
-    recorded: Action,
+    recorded: values.Recorded,
     ctx: Context,
     parents: str,
 ) -> bool:
@@ -515,7 +517,12 @@ def _repeat(
 
 
 def _outcome(
-    raw: RawDataElement, key: BaseTag, vr: str, action: Action, recorded: Action, ctx: Context
+    raw: RawDataElement,
+    key: BaseTag,
+    vr: str,
+    action: Action,
+    recorded: values.Recorded,
+    ctx: Context,
 ) -> Outcome | None:
     """What the walk does to ``raw``, worked out without touching the object or ``ctx``."""
     assert ctx.codec is not None  # noqa: S101 - only then repeatable
@@ -564,7 +571,8 @@ def _choice(
     elif decision is UNKNOWN_VR:  # removed unread: nothing in it can be recorded
         choice = (decision, Action.REMOVE, Action.KEEP, decision.source)
     else:
-        action = recorded = decision.action
+        action = decision.action
+        recorded: values.Recorded = decision if decision in SUSPECTS else action
         source = decision.source
         if action in COMPOUND:
             recorded = resolve(action, vr)  # what values.collect decides, type unknown
@@ -648,7 +656,7 @@ def _record(
     ds: Dataset,
     tag: int,
     vr: str,
-    action: Action,
+    action: values.Recorded,
     plan: Plan,
     found: dict[str, str],
     parents: str,

@@ -312,6 +312,14 @@ OUT_OF_PLACE_INVALID = Decision(
     "has; a code string in lower case, a number string holding letters, too many numbers): "
     "replaced by a dummy",
 )
+# Values the profile keeps, replaced for what damage may have made of them (not for what they
+# are). Recorded for the leak check, but, as a description, no leak where a kept attribute of
+# the copy holds one as its whole value (``values.DAMAGED``): a sound element may hold the same
+# time or code meaning (an Acquisition Time out of place equal to the Content Time; one code
+# in many items). A name a damaged tag moved there is still found inside any longer kept value.
+# Not a text holding control codes (``DAMAGED_TEXT``): it may have swallowed the elements after
+# it, names among them.
+SUSPECTS = frozenset({MISREAD_TEXT, MISREAD_BYTES, NOT_A_TIME, OUT_OF_PLACE, OUT_OF_PLACE_INVALID})
 PIXEL_EXCESS = Decision(
     Action.CLEAN,
     "native pixel data longer than its image (Rows, Columns, Samples per Pixel, Bits "

@@ -20,6 +20,8 @@ from pydicom.dataset import Dataset
 from indexer.deid import rawvalue
 from indexer.deid.actions import DUMMY
 from indexer.deid.profile import (
+    SUSPECTS,
+    Decision,
     Plan,
     damaged,
     decide,
@@ -39,6 +41,9 @@ MADE_UP = frozenset(v for v in DUMMY.values() if isinstance(v, str) and v)
 # own root: they identify no one, and a copy holds them where it says what it is
 STANDARD_UID_ROOT = "1.2.840.10008."
 SAME_PLACE = "@"  # path prefix: a shifted date, a leak only if it survives where it was
+# path prefix: a value the profile keeps, replaced as damaged (``profile.SUSPECTS``): no leak
+# where a kept attribute holds it whole
+DAMAGED = "~"
 META_PHI = (  # Source, Sending and Receiving Application Entity Title, Private Information
     0x00020016,
     0x00020017,
@@ -84,7 +89,8 @@ def put(found: dict[str, str], text: str, path: str) -> None:
     for what it is (the Operators' Name, searched for everywhere) over one removed for what
     it might hold (a description, a private or unknown element: not reported where a kept
     attribute holds it, ``verify._Kept``), over a shifted date (checked where it was only).
-    Not the order the elements come in: a damaged file's are out of order.
+    A value kept but replaced as damaged (``DAMAGED``) is checked as a description is. Not
+    the order the elements come in: a damaged file's are out of order.
     """
     old = found.setdefault(text, path)
     if old != path and _leniency(path) < _leniency(old):
@@ -108,8 +114,10 @@ def precaution(source: str) -> str | None:
     """Why the element at ``source`` (an original's path) went, if for what it might hold.
 
     "unknown" (private, or no standard attribute), "description", "site" (the institution,
-    department or station); None: for what it is.
+    department or station), "damaged" (kept, but replaced as damaged); None: for what it is.
     """
+    if source.startswith(DAMAGED):
+        return "damaged"
     m = _LAST_TAG.search(source)
     if m is None or not source.startswith(("(", SAME_PLACE + "(")):  # file meta, preamble
         return None
@@ -121,6 +129,11 @@ def precaution(source: str) -> str | None:
     return "description" if keyword_for_tag(tag).endswith("Description") else None
 
 
+def shown(source: str) -> str:
+    """``source`` as a path of the original (a leak's), its check's prefix aside."""
+    return source[1:] if source.startswith((DAMAGED, SAME_PLACE)) else source
+
+
 def meaningful(value: object) -> tuple[str, ...]:
     """The texts of ``value`` that ``add`` records."""
     return tuple(
@@ -130,9 +143,7 @@ def meaningful(value: object) -> tuple[str, ...]:
     )
 
 
-def record(
-    found: dict[str, str], decision: Action | SiteRule, vr: str, value: object, path: str
-) -> None:
+def record(found: dict[str, str], decision: Recorded, vr: str, value: object, path: str) -> None:
     """Record ``value`` if ``decision`` (compound actions resolved) changes or removes it."""
     prefix = record_prefix(decision, vr)
     if prefix is not None:
@@ -144,12 +155,19 @@ def record(
 NUMBER_AND_TAG_VRS = rawvalue.NUMBER_VRS | {"AT"}
 
 
-def record_prefix(decision: Action | SiteRule, vr: str) -> str | None:
+# What records a value: the action taken on it, a computing site rule, or the decision that
+# replaced a value the profile keeps as damaged (one of ``profile.SUSPECTS``)
+Recorded = Action | SiteRule | Decision
+
+
+def record_prefix(decision: Recorded, vr: str) -> str | None:
     """How ``record`` marks the path of a value ``decision`` changes; None: not recorded."""
     if vr in NUMBER_AND_TAG_VRS:
         return None
     if isinstance(decision, SiteRule):  # a computing site method changes the value
         return SAME_PLACE if decision.method == "dateshift" else ""
+    if isinstance(decision, Decision):
+        return DAMAGED if decision in SUSPECTS else ""
     if decision is Action.CLEAN and vr == "TM":
         return None  # a whole-day date shift keeps times of day: retained by design
     if decision is Action.CLEAN and vr in ("DA", "DT"):
@@ -203,11 +221,32 @@ def collect(
             kept = keeps(decision, plan.rules, vr, value)
             record(found, Action.KEEP if kept else decision, vr, value, path)
             continue
-        action = resolve(decision.action, vr)
-        if action in (Action.KEEP, Action.CLEAN):
-            suspect = damaged(tag, as_read, raw.value, misplaced, read_as)  # as the engine does
-            action = suspect.action if suspect is not None else action
-        record(found, action, vr, value, path)
+        suspect = _suspect(decision, vr, tag, as_read, raw.value, misplaced, read_as)
+        record(found, suspect or resolve(decision.action, vr), vr, value, path)
+
+
+def _suspect(
+    decision: Decision,
+    vr: str,
+    tag: int,
+    as_read: str,
+    read: object,
+    misplaced: frozenset[int],
+    read_as: frozenset[int],
+) -> Recorded | None:
+    """What records a value ``decision`` keeps but damage replaces; None: ``decision`` does.
+
+    ``read``: the value as read, VR ``as_read``. As the engine records it:
+    ``profile.damaged``, then the decision if one of ``SUSPECTS``, else its action.
+    """
+    if decision in SUSPECTS:  # kept, but written in a VR its attribute never has
+        return decision
+    if resolve(decision.action, vr) not in (Action.KEEP, Action.CLEAN):
+        return None
+    suspect = damaged(tag, as_read, read, misplaced, read_as)
+    if suspect is None:
+        return None
+    return suspect if suspect in SUSPECTS else suspect.action
 
 
 def _read(d: Dataset, tag: int, raw: object, as_read: str, codec: str | None) -> tuple[str, object]:

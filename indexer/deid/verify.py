@@ -33,6 +33,7 @@ from indexer.deid.values import (
     SAME_PLACE,
     identifying_values,
     precaution,
+    shown,
     tag_path,
     texts,
 )
@@ -306,7 +307,7 @@ def find_leaks(
         for where, data in searched:
             enc = _encoded_in(value, data, generated, kept) if data else None
             if enc and not kept.explains(value, source):
-                leaks[source] = Leak(source, f"{where} ({enc})")
+                leaks[source] = Leak(shown(source), f"{where} ({enc})")
                 break
     return sorted(leaks.values(), key=lambda leak: leak.source_path)
 
@@ -326,7 +327,7 @@ def frame_header_check(
     def check(data: bytes) -> str | None:
         for value, source in wanted.items():
             if _encoded_in(value, data, generated, kept) and not kept.explains(value, source):
-                return source
+                return shown(source)
         return None
 
     return check
@@ -359,7 +360,7 @@ def _in_decoded(
                         leaks[source] = Leak(source[1:], path)
                     continue
                 if not kept.explains(value, source):
-                    leaks[source] = Leak(source, path)
+                    leaks[source] = Leak(shown(source), path)
 
 
 _TEXT_NUMBERS = frozenset({"DS", "IS"})
@@ -372,9 +373,10 @@ class _Kept:
     attribute the profile keeps holds their value, the copy shows it there anyway, and it is
     not reported. A private element, or a public one no standard defines, may be held
     anywhere in a kept value (a vendor's private copy of the Manufacturer, "SIEMENS", or of
-    the model name's first 16 characters); a description (Study Description, ...) only as
-    a kept attribute's whole value ("Brain" as the Position Reference Indicator); the name of
-    the institution, department or station inside the kept Manufacturer or model name (a
+    the model name's first 16 characters); a description (Study Description, ...), or a value
+    kept but replaced as damaged (a time out of place), only as a kept attribute's whole value
+    ("Brain" as the Position Reference Indicator; the same time as the Content Time); the name
+    of the institution, department or station inside the kept Manufacturer or model name (a
     vendor's own test images: "TOSHIBA" in "TOSHIBA_MEC"). A value identifying attributes
     hold too (the patient's name) is recorded from those, and reported.
     """
