@@ -50,10 +50,15 @@ def test_a_seeded_stream_is_judged_object_by_object():
     assert lines[-1] == "0 finding(s)"
 
 
-def test_the_same_seed_gives_the_same_stream():
+def test_the_same_seed_gives_the_same_stream_and_keys():
+    """The keys too: dates move by the same days, and a run's refusals are the same."""
     first = fuzz.run(40, 11, "both")
-    assert first.outcomes == fuzz.run(40, 11, "both").outcomes
-    assert first.outcomes != fuzz.run(40, 12, "both").outcomes
+    again = fuzz.run(40, 11, "both")
+    assert (first.outcomes, first.key_id) == (again.outcomes, again.key_id)
+    other = fuzz.run(40, 12, "both")
+    assert first.outcomes != other.outcomes
+    assert first.key_id != other.key_id
+    assert fuzz.run_keys(11).pseudonym == fuzz.run_keys(11).pseudonym
 
 
 def test_the_plan_takes_the_options_given(monkeypatch, capsys):
