@@ -499,7 +499,7 @@ def test_a_damaged_value_in_a_replaced_sequence_is_recorded_as_identifying(ctx):
     holds it whole (the same Code Meaning in a kept item), as both checks agree; inside a
     longer kept value it is one, and the object is refused (fuzz seeds 109 to 111: a copied
     item's Code Meaning, or a time out of place that a sound element held too, refused up to
-    one object in twenty)."""
+    one object in twenty-five)."""
     data = _with_damaged_meaning(f"Meaning{MARK}", f"Meaning{MARK}")
     found = verify.identifying_values(ctx.plan, work.read_dataset(data))
     assert found[f"Meaning{MARK}"] == values.DAMAGED + "(0040,1101)[0].(0008,0104)"
@@ -532,6 +532,57 @@ def test_a_time_out_of_place_that_a_sound_element_holds_too_is_no_leak(tmp_path,
     assert leaks == []
     assert copy.ContentTime == "101010.25"
     assert copy[0x00080032].value != "101010.25"  # out of place: a dummy
+    store.close()
+
+
+def _with_foreign(kept: str, tag: int, vr: bytes, value: str) -> bytes:
+    """An object whose kept Code Meaning is ``kept``, and whose removed attribute ``tag``
+    holds ``value`` under ``vr``, a VR that attribute never has (before Patient Comments)."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    ds.AnatomicRegionSequence[0].CodeMeaning = kept
+    text = value.encode() + b"\0" * (len(value) % 2)
+    return with_element(to_bytes(ds), tag, vr, text, 0x00104000)
+
+
+def test_a_removed_value_in_a_vr_its_attribute_never_has_is_checked_as_damaged(ctx):
+    """Found by scripts/fuzz.py (seeds 116, 119): an element written twice, the second under a
+    damaged tag that names an attribute the profile removes (a Code Meaning under Allergies,
+    a time under Patient's Name), was recorded strictly for what that attribute is. The same
+    text kept in a sound element then refused the object as a leak. Its VR, one the attribute
+    never has, says the value is not that attribute's: it is checked as a damaged value, no
+    leak where a kept attribute holds it whole, one inside a longer kept value."""
+    allergies, meaning = 0x00102110, f"Meaning{MARK}"
+    assert "SH" not in dictionary_VR(allergies)
+    data = _with_foreign(meaning, allergies, b"SH", meaning)
+    found = verify.identifying_values(ctx.plan, work.read_dataset(data))
+    assert found[meaning] == values.DAMAGED + "(0010,2110)"
+    copy, leaks = _copy_and_leaks(ctx, 1, data)
+    assert leaks == []
+    assert copy.AnatomicRegionSequence[0].CodeMeaning == meaning  # kept, as it is
+    assert allergies not in copy  # removed, as the profile removes it
+    part = _with_foreign(f"{meaning} of more", allergies, b"SH", meaning)
+    assert _outcome(ctx, 2, part) == "leak_detected"
+    # the patient's name under it: recorded strictly from the sound Patient's Name
+    name = _with_foreign(meaning, allergies, b"PN", f"Doe^{MARK}5^Q")
+    found = verify.identifying_values(ctx.plan, work.read_dataset(name))
+    assert found[f"Doe^{MARK}5^Q"] == "(0010,0010)"
+
+
+def test_a_uid_under_retain_uids_written_under_a_dates_tag_is_no_leak(tmp_path):
+    """Found by scripts/fuzz.py (seed 116): under Retain UIDs, a UID written again under a
+    damaged tag that names a date the profile removes (written as UI, a VR the date never
+    has) refused the object: the copy keeps the UID where it belongs, by the option."""
+    work.configure_pydicom()
+    store = LocalStore(tmp_path / "out")
+    plan = build_plan(parse_options(["retain-uids"]))
+    ctx = work.RunContext(plan, keys.generate(), store, "DI", 30, 1)
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    last_menstrual = 0x001021D0
+    data = _with_foreign("Meaning", last_menstrual, b"UI", ds.SeriesInstanceUID)
+    copy, leaks = _copy_and_leaks(ctx, 1, data)
+    assert leaks == []
+    assert copy.SeriesInstanceUID == ds.SeriesInstanceUID  # kept by the option
+    assert last_menstrual not in copy
     store.close()
 
 

@@ -35,7 +35,6 @@ from indexer.deid.profile import (
     FRAME_TEXT,
     PIXEL_EXCESS,
     PRIVATE_FIRST,
-    SUSPECTS,
     TEXT_VRS,
     UNDEFINED_LENGTH,
     UNKNOWN_VR,
@@ -390,7 +389,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
                 if action in _KEPT_IN_PART:
                     action, source = suspect.action, suspect.source
                 # identifying, as ``values.collect`` records it
-                recorded = suspect if suspect in SUSPECTS else suspect.action
+                recorded = suspect if suspect.suspect else suspect.action
         if ctx.trace is not None:
             ctx.trace.append(_step(parents, tag, vr, action.value, source))
         if (
@@ -572,10 +571,11 @@ def _choice(
         choice = (decision, Action.REMOVE, Action.KEEP, decision.source)
     else:
         action = decision.action
-        recorded: values.Recorded = decision if decision in SUSPECTS else action
+        recorded: values.Recorded = decision if decision.suspect else action
         source = decision.source
         if action in COMPOUND:
-            recorded = resolve(action, vr)  # what values.collect decides, type unknown
+            # what values.collect decides, type unknown
+            recorded = decision if decision.suspect else resolve(action, vr)
             action = resolve(action, vr, attr_type)
             source += f" {decision.action.value} -> {action.value} " + (
                 f"(Type {attr_type} in the IOD)" if attr_type else "(type unknown: safe choice)"

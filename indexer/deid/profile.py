@@ -8,6 +8,7 @@ under X/Z/U*, where the sequence is kept and its UIDs replaced.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -175,6 +176,9 @@ class Decision:
 
     action: Action
     source: str
+    # replaced or removed for what damage may have made of the value, not only for what its
+    # attribute is: recorded for the leak check as a damaged value (``values.DAMAGED``)
+    suspect: bool = False
 
 
 KEEP_DEFAULT = Decision(Action.KEEP, "not in Table E.1-1: kept")
@@ -188,6 +192,10 @@ NOT_DATA_SET_GROUPS = frozenset({0x0000, 0x0002, 0xFFFE})
 NOT_DATA_SET = Decision(
     Action.REMOVE, "a command, file meta or item tag inside the data set: removed"
 )
+# Not a sequence's, such a value is checked as a damaged one's (``Decision.suspect``): a file
+# meta element a writer put in the data set holds the object's own SOP Instance UID, which the
+# copy keeps under Retain UIDs.
+NOT_DATA_SET_VALUE = Decision(NOT_DATA_SET.action, NOT_DATA_SET.source, suspect=True)
 # A VR no edition defines (a damaged or mis-written element): its value can be neither read,
 # judged nor written as DICOM, whatever the attribute or a site rule would do with it.
 UNKNOWN_VR = Decision(Action.REMOVE, "an unknown value representation: removed")
@@ -222,6 +230,7 @@ MISREAD_TEXT = Decision(
     Action.DUMMY,
     "kept, but written as text (free text, a code, a date, time or age) of a VR its "
     "attribute never has: replaced by a dummy",
+    suspect=True,
 )
 # Written as UN, OB or OW, a public attribute is read by its dictionary VR (some systems write
 # known attributes so): a value that is no valid value of that VR (a name as Primary
@@ -231,6 +240,7 @@ MISREAD_BYTES = Decision(
     Action.DUMMY,
     "a kept or cleaned value written as UN, OB or OW that is no valid value of the VR its "
     "attribute has (a damaged tag may name the wrong attribute): replaced by a dummy",
+    suspect=True,
 )
 # No character set has C0 control codes in text but ESC (ISO 2022), and LF, FF, CR and TAB
 # (ST, LT, UT). A kept or cleaned text value holding another, or a NUL before its padding, is
@@ -255,6 +265,7 @@ NOT_A_TIME = Decision(
     Action.DUMMY,
     "a kept time of day holding what no time holds (letters: a damaged VR, or text written "
     "as a time): replaced by a dummy",
+    suspect=True,
 )
 _TIME_TEXT = re.compile(r"[0-9.:]*")
 
@@ -299,6 +310,7 @@ OUT_OF_PLACE = Decision(
     "a kept or cleaned value (free text, a date, time or age) read out of ascending tag "
     "order, or after an element that went missing (a damaged tag may name the wrong "
     "attribute): replaced by a dummy",
+    suspect=True,
 )
 # Out of place, any other value its attribute does not allow is damaged too: written in a VR
 # the attribute never has (bytes under a sequence's tag), or one its VR's rules or its
@@ -311,15 +323,30 @@ OUT_OF_PLACE_INVALID = Decision(
     "element that went missing) that its attribute does not allow (written in a VR it never "
     "has; a code string in lower case, a number string holding letters, too many numbers): "
     "replaced by a dummy",
+    suspect=True,
 )
-# Values the profile keeps, replaced for what damage may have made of them (not for what they
-# are). Recorded for the leak check, but, as a description, no leak where a kept attribute of
-# the copy holds one as its whole value (``values.DAMAGED``): a sound element may hold the same
-# time or code meaning (an Acquisition Time out of place equal to the Content Time; one code
-# in many items). A name a damaged tag moved there is still found inside any longer kept value.
-# Not a text holding control codes (``DAMAGED_TEXT``): it may have swallowed the elements after
-# it, names among them.
-SUSPECTS = frozenset({MISREAD_TEXT, MISREAD_BYTES, NOT_A_TIME, OUT_OF_PLACE, OUT_OF_PLACE_INVALID})
+# Values replaced for what damage may have made of them (``Decision.suspect``): the five above,
+# which the profile keeps, and a value the profile removes or replaces read in a VR its
+# attribute never has (``foreign``: a UID or a time written under a date's or an allergy's tag,
+# a code meaning written as LO under a sequence's). Recorded for the leak check, but, as a
+# description, no leak where a kept attribute of the copy holds one as its whole value
+# (``values.DAMAGED``): a sound element may hold the same time, code meaning or (under Retain
+# UIDs) UID (an Acquisition Time out of place equal to the Content Time; one code in many
+# items; an element written twice, the second under a damaged tag). A name a damaged tag moved
+# there is still found inside any longer kept value; the attribute's own value, where the
+# object holds it sound too, is recorded from there, strictly (``values.put``). Not a text
+# holding control codes (``DAMAGED_TEXT``): it may have swallowed the elements after it, names
+# among them.
+FOREIGN_VRS = MISREAD_VRS | {"UI"}  # text and UIDs: what a leak check records
+
+
+@functools.lru_cache(maxsize=1024)  # a plan's decisions and a few VRs: few pairs
+def foreign(decision: Decision, vr: str) -> Decision:
+    """``decision`` (removing or replacing) for a value read in a VR its attribute never has."""
+    why = f"{decision.source}; read as {vr}, a VR its attribute never has: checked as damaged"
+    return Decision(decision.action, why, suspect=True)
+
+
 PIXEL_EXCESS = Decision(
     Action.CLEAN,
     "native pixel data longer than its image (Rows, Columns, Samples per Pixel, Bits "
@@ -583,8 +610,10 @@ class Plan:
     def decide(self, tag: int, vr: str) -> Decision:
         """Return the decision for an element with this tag and VR."""
         d = self._decide(tag, vr)
-        if d.action is Action.KEEP and misread_text(tag, vr):
-            return MISREAD_TEXT
+        if d.action is Action.KEEP:
+            return MISREAD_TEXT if misread_text(tag, vr) else d
+        if vr in FOREIGN_VRS and foreign_vr(tag, vr):
+            return foreign(d, vr)
         return d
 
     def _decide(self, tag: int, vr: str) -> Decision:
@@ -844,7 +873,8 @@ def decide(plan: Plan, ds: Dataset, tag: int, vr: str) -> Decision | SiteRule:
     if unknown_vr(vr):
         return UNKNOWN_VR
     if tag >> 16 in NOT_DATA_SET_GROUPS:  # before the table, which has (0002,0003) (U) too:
-        return NOT_DATA_SET  # of the file meta, which is made anew; no copy can hold it here
+        # of the file meta, which is made anew; no copy can hold it here
+        return NOT_DATA_SET if vr == "SQ" else NOT_DATA_SET_VALUE
     is_private = bool((tag >> 16) & 1)
     creator = _creator(ds, tag) if is_private else None
     rule = plan.rules.match(tag, vr, creator) if plan.rules.rules else None

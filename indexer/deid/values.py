@@ -20,7 +20,6 @@ from pydicom.dataset import Dataset
 from indexer.deid import rawvalue
 from indexer.deid.actions import DUMMY
 from indexer.deid.profile import (
-    SUSPECTS,
     Decision,
     Plan,
     damaged,
@@ -41,8 +40,8 @@ MADE_UP = frozenset(v for v in DUMMY.values() if isinstance(v, str) and v)
 # own root: they identify no one, and a copy holds them where it says what it is
 STANDARD_UID_ROOT = "1.2.840.10008."
 SAME_PLACE = "@"  # path prefix: a shifted date, a leak only if it survives where it was
-# path prefix: a value the profile keeps, replaced as damaged (``profile.SUSPECTS``): no leak
-# where a kept attribute holds it whole
+# path prefix: a value replaced or removed as damaged (``Decision.suspect``): no leak where a
+# kept attribute holds it whole
 DAMAGED = "~"
 META_PHI = (  # Source, Sending and Receiving Application Entity Title, Private Information
     0x00020016,
@@ -156,7 +155,7 @@ NUMBER_AND_TAG_VRS = rawvalue.NUMBER_VRS | {"AT"}
 
 
 # What records a value: the action taken on it, a computing site rule, or the decision that
-# replaced a value the profile keeps as damaged (one of ``profile.SUSPECTS``)
+# replaced or removed a value as damaged (``Decision.suspect``)
 Recorded = Action | SiteRule | Decision
 
 
@@ -167,7 +166,7 @@ def record_prefix(decision: Recorded, vr: str) -> str | None:
     if isinstance(decision, SiteRule):  # a computing site method changes the value
         return SAME_PLACE if decision.method == "dateshift" else ""
     if isinstance(decision, Decision):
-        return DAMAGED if decision in SUSPECTS else ""
+        return DAMAGED if decision.suspect else ""
     if decision is Action.CLEAN and vr == "TM":
         return None  # a whole-day date shift keeps times of day: retained by design
     if decision is Action.CLEAN and vr in ("DA", "DT"):
@@ -222,7 +221,8 @@ def collect(
             record(found, Action.KEEP if kept else decision, vr, value, path)
             continue
         suspect = _suspect(decision, vr, tag, as_read, raw.value, misplaced, read_as)
-        record(found, suspect or resolve(decision.action, vr), vr, value, path)
+        recorded = suspect if suspect is not None else resolve(decision.action, vr)
+        record(found, recorded, vr, value, path)
 
 
 def _suspect(
@@ -234,19 +234,20 @@ def _suspect(
     misplaced: frozenset[int],
     read_as: frozenset[int],
 ) -> Recorded | None:
-    """What records a value ``decision`` keeps but damage replaces; None: ``decision`` does.
+    """What records a value as damaged (``Decision.suspect``); None: ``decision``'s action does.
 
-    ``read``: the value as read, VR ``as_read``. As the engine records it:
-    ``profile.damaged``, then the decision if one of ``SUSPECTS``, else its action.
+    ``read``: the value as read, VR ``as_read``. As the engine records it: the decision if a
+    suspect one (read in a VR its attribute never has); else, for a value kept or cleaned,
+    ``profile.damaged``'s, if a suspect one, or its action.
     """
-    if decision in SUSPECTS:  # kept, but written in a VR its attribute never has
+    if decision.suspect:
         return decision
     if resolve(decision.action, vr) not in (Action.KEEP, Action.CLEAN):
         return None
     suspect = damaged(tag, as_read, read, misplaced, read_as)
     if suspect is None:
         return None
-    return suspect if suspect in SUSPECTS else suspect.action
+    return suspect if suspect.suspect else suspect.action
 
 
 def _read(d: Dataset, tag: int, raw: object, as_read: str, codec: str | None) -> tuple[str, object]:

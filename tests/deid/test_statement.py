@@ -77,10 +77,9 @@ def test_every_attribute_is_stated_as_the_engine_treats_it(options, rules):
         elif row["action"] in ("cryptohash", "redact", "dateshift"):  # a computing rule
             assert st.source == row["decided_by"], (st, row)
         else:
-            assert (st.action, st.source) == (row["action"], row["decided_by"].split(";")[0]), (
-                st,
-                row,
-            )
+            # (a value read in a VR its attribute never has: why it is checked so, after ";")
+            stated = (row["action"], row["decided_by"].split(";")[0])
+            assert (st.action, st.source.split(";")[0]) == stated, (st, row)
     assert in_table > 200  # the kitchen sink sets most of the table's attributes
 
 
