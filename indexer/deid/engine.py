@@ -528,7 +528,7 @@ def _outcome(
     value = rawvalue.decode(raw, vr, ctx.codec)
     if value is rawvalue.UNDECODED:
         return None
-    prefix = values.record_prefix(recorded, vr)
+    prefix = values.record_prefix(recorded, vr, value)
     texts = values.meaningful(value) if prefix is not None else ()
     if action in (Action.KEEP, Action.REMOVE):
         return Outcome(

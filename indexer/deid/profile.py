@@ -347,6 +347,35 @@ def foreign(decision: Decision, vr: str) -> Decision:
     return Decision(decision.action, why, suspect=True)
 
 
+# A date, time, date-time, age or code that no such value can be, even as old writers wrote
+# them (ACR-NEMA's "1970.01.01", "10:15:00"; a date cut to its year): a Code Meaning under a
+# date's tag, a UID under a code's. Implicit VR gives an element the VR of the attribute its
+# tag names, so a damaged tag's value is read so. Not that attribute's value either: checked
+# as damaged too (``values.record_prefix``).
+_SYNTAX = {
+    "DA": re.compile(r"\d{4}(\d{2}(\d{2})?)?|\d{4}\.\d{2}\.\d{2}"),
+    "TM": re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?|\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"),
+    "DT": re.compile(r"\d{4}(\d{2}){0,5}(\.\d{1,6})?([+-]\d{4})?"),
+    "AS": re.compile(r"\d{3}[DWMY]"),
+    "CS": re.compile(r"[A-Z0-9 _]*"),
+}
+
+
+def foreign_value(vr: str, value: object) -> bool:
+    """Whether a decoded ``value`` of ``vr`` (a date, time, age or code) is none of that VR.
+
+    Not one holding control codes (``damaged_text``): it may have swallowed the elements
+    after it, names among them.
+    """
+    syntax = _SYNTAX.get(vr)
+    if syntax is None or value is None:
+        return False
+    parts = value if isinstance(value, list | MultiValue) else [value]
+    texts = (str(part).strip(" \0") for part in parts)
+    invalid = any(text and not syntax.fullmatch(text) for text in texts)
+    return invalid and not damaged_text(vr, value)
+
+
 PIXEL_EXCESS = Decision(
     Action.CLEAN,
     "native pixel data longer than its image (Rows, Columns, Samples per Pixel, Bits "

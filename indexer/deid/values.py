@@ -24,6 +24,7 @@ from indexer.deid.profile import (
     Plan,
     damaged,
     decide,
+    foreign_value,
     out_of_place,
     resolve,
     unknown_vr,
@@ -144,7 +145,7 @@ def meaningful(value: object) -> tuple[str, ...]:
 
 def record(found: dict[str, str], decision: Recorded, vr: str, value: object, path: str) -> None:
     """Record ``value`` if ``decision`` (compound actions resolved) changes or removes it."""
-    prefix = record_prefix(decision, vr)
+    prefix = record_prefix(decision, vr, value)
     if prefix is not None:
         add(found, value, prefix + path)
 
@@ -159,8 +160,12 @@ NUMBER_AND_TAG_VRS = rawvalue.NUMBER_VRS | {"AT"}
 Recorded = Action | SiteRule | Decision
 
 
-def record_prefix(decision: Recorded, vr: str) -> str | None:
-    """How ``record`` marks the path of a value ``decision`` changes; None: not recorded."""
+def record_prefix(decision: Recorded, vr: str, value: object = None) -> str | None:
+    """How ``record`` marks the path of a value ``decision`` changes; None: not recorded.
+
+    ``value`` (decoded), where given: a date, time, age or code the table's action removes or
+    replaces, that is no such value (``profile.foreign_value``), is checked as damaged.
+    """
     if vr in NUMBER_AND_TAG_VRS:
         return None
     if isinstance(decision, SiteRule):  # a computing site method changes the value
@@ -173,7 +178,7 @@ def record_prefix(decision: Recorded, vr: str) -> str | None:
         # a shifted date may equal another original date by chance: check it in place
         return SAME_PLACE
     if decision is not Action.KEEP:
-        return ""
+        return DAMAGED if foreign_value(vr, value) else ""
     return None
 
 
