@@ -568,6 +568,21 @@ def test_a_removed_value_in_a_vr_its_attribute_never_has_is_checked_as_damaged(c
     assert found[f"Doe^{MARK}5^Q"] == "(0010,0010)"
 
 
+def test_an_identifier_in_a_vr_its_attribute_never_has_is_still_checked_strictly(ctx):
+    """A writer that gives the Patient ID another VR (SH) still writes the patient's ID there.
+    The ingest records it as read, strictly, as it gives it its pseudonym; `verify` recorded
+    it as damaged, and let the same ID kept whole elsewhere pass. Both check it strictly."""
+    ds = make_instance(5, 1, 1, 1, marker=MARK)
+    ds.AnatomicRegionSequence[0].CodeMeaning = ds.PatientID  # kept whole: a leak
+    data = to_bytes(ds)
+    head = struct.pack("<HH2s", 0x0010, 0x0020, b"LO")
+    assert data.count(head) == 1
+    data = data.replace(head, struct.pack("<HH2s", 0x0010, 0x0020, b"SH"))
+    found = verify.identifying_values(ctx.plan, work.read_dataset(data))
+    assert found[ds.PatientID] == "(0010,0020)"
+    assert _outcome(ctx, 1, data) == "leak_detected"
+
+
 def _with_date(meaning: str, ts: str, value: str) -> bytes:
     """An object in ``ts`` whose kept Code Meaning is ``meaning``, and whose Last Menstrual
     Date, which the profile removes, holds ``value``."""

@@ -29,12 +29,16 @@ from indexer import __version__, fastread, syntaxes
 from indexer.deid import burned_in, frames, iod, pixels, pseudonym, rawvalue, values
 from indexer.deid.actions import ACTIONS, BINARY_VRS, Context
 from indexer.deid.profile import (
+    ACCESSION_NUMBER,
     COMPOUND,
     CREATOR_FIRST,
     CREATOR_LAST,
     FRAME_TEXT,
+    PATIENT_ID,
+    PATIENT_NAME,
     PIXEL_EXCESS,
     PRIVATE_FIRST,
+    STUDY_ID,
     TEXT_VRS,
     UNDEFINED_LENGTH,
     UNKNOWN_VR,
@@ -67,11 +71,6 @@ PREAMBLE = b"\x00" * 128
 # number "1217" inside a date shifted to 2022-12-17), not a leak
 KEYED_METHODS = frozenset({"cryptohash", "encrypt", "dateshift"})
 META_VERSION = rawvalue.Written(BaseTag(0x00020001), "OB", 2, b"\x00\x01", 0, False, True)  # noqa: FBT003
-
-PATIENT_ID = 0x00100020
-PATIENT_NAME = 0x00100010
-ACCESSION_NUMBER = 0x00080050
-STUDY_ID = 0x00200010
 
 # Top-level identifiers that get keyed pseudonyms instead of empty or dummy values, so the
 # index can group by them and the vault can map them back: tag -> (kind, maximum length).

@@ -338,6 +338,12 @@ OUT_OF_PLACE_INVALID = Decision(
 # holding control codes (``DAMAGED_TEXT``): it may have swallowed the elements after it, names
 # among them.
 FOREIGN_VRS = MISREAD_VRS | {"UI"}  # text and UIDs: what a leak check records
+PATIENT_ID, PATIENT_NAME = 0x00100020, 0x00100010
+ACCESSION_NUMBER, STUDY_ID = 0x00080050, 0x00200010
+# Never so: the patient's and the study's identifiers. A writer that gives one another VR
+# still writes it there, and the engine records it as read, strictly, as it gives it its
+# pseudonym (``engine.IDENTITY_TAGS``): ``verify`` must judge it alike.
+IDENTIFIERS = frozenset({PATIENT_ID, PATIENT_NAME, ACCESSION_NUMBER, STUDY_ID})
 
 
 @functools.lru_cache(maxsize=1024)  # a plan's decisions and a few VRs: few pairs
@@ -641,7 +647,7 @@ class Plan:
         d = self._decide(tag, vr)
         if d.action is Action.KEEP:
             return MISREAD_TEXT if misread_text(tag, vr) else d
-        if vr in FOREIGN_VRS and foreign_vr(tag, vr):
+        if vr in FOREIGN_VRS and tag not in IDENTIFIERS and foreign_vr(tag, vr):
             return foreign(d, vr)
         return d
 
