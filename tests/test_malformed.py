@@ -535,13 +535,18 @@ def test_a_time_out_of_place_that_a_sound_element_holds_too_is_no_leak(tmp_path,
     store.close()
 
 
-def _with_foreign(kept: str, tag: int, vr: bytes, value: str) -> bytes:
-    """An object whose kept Code Meaning is ``kept``, and whose removed attribute ``tag``
-    holds ``value`` under ``vr``, a VR that attribute never has (before Patient Comments)."""
+def _meaning_kept(kept: str) -> pydicom.Dataset:
+    """An instance whose kept Code Meaning is ``kept``."""
     ds = make_instance(5, 1, 1, 1, marker=MARK)
     ds.AnatomicRegionSequence[0].CodeMeaning = kept
+    return ds
+
+
+def _with_foreign(kept: str, tag: int, vr: bytes, value: str, before: int = 0x00104000) -> bytes:
+    """An object whose kept Code Meaning is ``kept``, and whose removed attribute ``tag``
+    holds ``value`` under ``vr``, a VR that attribute never has (before Patient Comments)."""
     text = value.encode() + b"\0" * (len(value) % 2)
-    return with_element(to_bytes(ds), tag, vr, text, 0x00104000)
+    return with_element(to_bytes(_meaning_kept(kept)), tag, vr, text, before)
 
 
 def test_a_removed_value_in_a_vr_its_attribute_never_has_is_checked_as_damaged(ctx):
@@ -573,8 +578,7 @@ def test_an_identifier_in_a_vr_its_attribute_never_has_is_still_checked_strictly
     The ingest records it as read, strictly, as it gives it its pseudonym; `verify` recorded
     it as damaged, and let the same ID kept whole elsewhere pass. Both check it strictly."""
     ds = make_instance(5, 1, 1, 1, marker=MARK)
-    ds.AnatomicRegionSequence[0].CodeMeaning = ds.PatientID  # kept whole: a leak
-    data = to_bytes(ds)
+    data = to_bytes(_meaning_kept(ds.PatientID))  # kept whole: a leak
     head = struct.pack("<HH2s", 0x0010, 0x0020, b"LO")
     assert data.count(head) == 1
     data = data.replace(head, struct.pack("<HH2s", 0x0010, 0x0020, b"SH"))
@@ -586,8 +590,7 @@ def test_an_identifier_in_a_vr_its_attribute_never_has_is_still_checked_strictly
 def _with_date(meaning: str, ts: str, value: str) -> bytes:
     """An object in ``ts`` whose kept Code Meaning is ``meaning``, and whose Last Menstrual
     Date, which the profile removes, holds ``value``."""
-    ds = make_instance(5, 1, 1, 1, marker=MARK)
-    ds.AnatomicRegionSequence[0].CodeMeaning = meaning
+    ds = _meaning_kept(meaning)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns of a date that is none
         ds.add_new(0x001021D0, "DA", value)
@@ -630,6 +633,12 @@ def test_a_uid_under_retain_uids_written_under_a_dates_tag_is_no_leak(tmp_path):
     assert leaks == []
     assert copy.SeriesInstanceUID == ds.SeriesInstanceUID  # kept by the option
     assert last_menstrual not in copy
+    # a file meta element a writer put in the data set: its value is no attribute's either
+    meta = _with_foreign("Meaning", 0x00020003, b"UI", ds.SOPInstanceUID, before=0x0020000D)
+    copy, leaks = _copy_and_leaks(ctx, 2, meta)
+    assert leaks == []
+    assert copy.SOPInstanceUID == ds.SOPInstanceUID
+    assert 0x00020003 not in copy  # only in the file meta, made anew
     store.close()
 
 
