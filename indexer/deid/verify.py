@@ -22,6 +22,7 @@ import ahocorasick
 from pydicom.charset import default_encoding
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from indexer.deid import frames, pixels, rawvalue
@@ -30,6 +31,7 @@ from indexer.deid.values import (
     MADE_UP,
     MIN_LENGTH,
     NUMBER_AND_TAG_VRS,
+    PADDING,
     SAME_PLACE,
     identifying_values,
     precaution,
@@ -60,14 +62,16 @@ def _decoded(
     kept_only: bool = False,
     vrs: frozenset[str] | None = None,
     skip: frozenset[str] = frozenset(),
+    whole: bool = False,
 ) -> Iterable[tuple[str, str]]:
-    """(path, text) of every decoded element.
+    r"""(path, text) of every decoded element.
 
     With ``changed_only``, elements still raw (never touched since they were read, so kept
     as read) are skipped: the header bytes search covers them. Elements de-identification
     wrote (``Written``) are decoded from their bytes. With ``kept_only``, only those still
     raw (and the sequences holding them); with ``vrs``, only elements of those VRs; elements
-    of the VRs in ``skip`` never.
+    of the VRs in ``skip`` never. With ``whole``, a multi-valued element's values joined as
+    written ("0.0\0.0\1.0") follow its values.
     """
 
     def walk(d: Dataset, parents: str, charset: str | None) -> Iterable[tuple[str, str]]:
@@ -77,18 +81,19 @@ def _decoded(
                 raw, tag, vrs, skip
             ):
                 continue
+            path = tag_path(parents, tag)
             lean = _lean_texts(raw, charset)
             if lean is not None:
-                yield from ((tag_path(parents, tag), t) for t in lean)
+                joined = _joined(_decode(raw, charset)) if whole and len(lean) > 1 else None
+                yield from ((path, t) for t in (*lean, joined) if t is not None)
                 continue
-            path = tag_path(parents, tag)
             elem = _element(d, tag, raw)
             if elem.VR == "SQ":
                 for i, item in enumerate(elem.value or ()):
                     yield from walk(item, f"{path}[{i}].", charset)
                 continue
-            for t in texts(elem.value):
-                yield path, t
+            joined = _joined(elem.value) if whole else None
+            yield from ((path, t) for t in (*texts(elem.value), joined) if t is not None)
 
     charset = rawvalue.codec(ds)
     meta = getattr(ds, "file_meta", None)
@@ -163,6 +168,22 @@ def _lean_texts(raw: object, charset: str | None) -> tuple[str, ...] | None:
 
 
 _KEPT_TEXTS = 1024  # bytes: longer values seldom repeat
+
+
+def _decode(raw: object, charset: str | None) -> object:
+    """The value of a raw element that ``_lean_texts`` decoded; None for any other."""
+    if not isinstance(raw, RawDataElement) or raw.VR is None or charset is None:
+        return None
+    return rawvalue.decode(raw, raw.VR, charset)
+
+
+def _joined(value: object) -> str | None:
+    """A multi-value's values joined as they are written; None for any other value."""
+    if not isinstance(value, list | tuple | MultiValue) or len(value) < 2:  # noqa: PLR2004
+        return None
+    if any(isinstance(v, bytes | bytearray | memoryview | Dataset) for v in value):
+        return None
+    return "\\".join(str(v) for v in value).strip(PADDING)
 
 
 @functools.lru_cache(maxsize=8192)  # written values repeat from object to object: kept
@@ -389,14 +410,17 @@ class _Kept:
         self._numbers: tuple[str, ...] | None = None
 
     def numbers(self) -> tuple[str, ...]:
-        """The decimal and integer strings kept as read.
+        r"""The decimal and integer strings kept as read, and each list of them as written.
 
-        A serial number "00000" inside a slice thickness "6.000000" is no leak.
+        A serial number "00000" inside a slice thickness "6.000000" is no leak, nor a text
+        "0.0\0.0\1.0" inside an Image Orientation (Patient) "1.0\0.0\0.0\0.0\0.0\1.0".
         """
         if self._numbers is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                found = _decoded(self.out, changed_only=False, kept_only=True, vrs=_TEXT_NUMBERS)
+                found = _decoded(
+                    self.out, changed_only=False, kept_only=True, vrs=_TEXT_NUMBERS, whole=True
+                )
                 self._numbers = tuple({text for _, text in found})
         return self._numbers
 
@@ -408,7 +432,7 @@ class _Kept:
         if self.joined is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                found = list(_decoded(self.out, changed_only=False, kept_only=True))
+                found = list(_decoded(self.out, changed_only=False, kept_only=True, whole=True))
             texts = [text for _, text in found]
             self.texts, self.joined = frozenset(texts), "\x00".join(texts)
             self.equipment = tuple(text for path, text in found if path.endswith(_EQUIPMENT))

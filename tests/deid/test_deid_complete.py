@@ -771,6 +771,19 @@ def test_a_description_is_no_leak_as_a_kept_attributes_whole_value_only():
         assert [leak.source_path for leak in leaks] == ["(0008,1030)"]
 
 
+def test_a_description_that_is_a_kept_multi_values_whole_value_is_no_leak():
+    """A Derivation Description (one text) "ORIGINAL\\PRIMARY\\AXIAL" as the kept Image Type
+    (three values): the copy shows it there anyway, as one value kept whole (seed 131 of
+    scripts/fuzz.py: a damaged value "0.0\\0.0\\1.0", the kept Image Position's). Part of the
+    list is still a leak, as a description inside a longer kept value is."""
+    ds = make_instance(marker="LEAKY", DerivationDescription="ORIGINAL\\PRIMARY\\AXIAL")
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.DerivationDescription = "ORIGINAL\\PRIMARY"
+    for leaks in _leaks_both_ways(ds):
+        assert [leak.source_path for leak in leaks] == ["(0008,2111)"]
+
+
 @pytest.mark.parametrize(
     "syntax",
     [
@@ -823,6 +836,26 @@ def test_numbers_are_no_leak():
     ds.SliceThickness = "5.000000"
     ds.PatientSize = "1.5"
     ds.add_new(0x00431010, "DS", "5.000000")  # private numbers alike
+    assert _leaks_both_ways(ds) == ([], [])
+
+
+def test_a_list_of_numbers_a_kept_list_of_numbers_holds_is_no_leak():
+    """Found by scripts/fuzz.py (seeds 128, 130, 131): a removed text "0.0\\0.0\\1.0" (an
+    Additional Patient History that damage gave those numbers) equal to the kept Image
+    Position (Patient) refused the object: the numbers kept as read were each value, and no
+    one value holds a list. Numbers in the copy anyway are chance wherever they occur, as a
+    single one is (``test_numbers_are_no_leak``), inside a longer kept list too; where no
+    kept number holds them, found."""
+    ds = make_instance(marker="LEAKY")
+    ds.AdditionalPatientHistory = "0.0\\0.0\\1.0"
+    ds.Manufacturer = "scanner 0.0\\0.0\\1.0"
+    assert ds.ImagePositionPatient == [0.0, 0.0, 1.0]
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.ImagePositionPatient = ["5.0", "0.0", "1.0"]
+    for leaks in _leaks_both_ways(ds):
+        assert [leak.source_path for leak in leaks] == ["(0010,21B0)"]
+    ds.Manufacturer = "scanner"
+    ds.ImageOrientationPatient = ["1.0", "0.0", "0.0", "0.0", "0.0", "1.0"]  # inside a list
     assert _leaks_both_ways(ds) == ([], [])
 
 
