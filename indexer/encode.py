@@ -32,6 +32,7 @@ from indexer.deid.rawvalue import (
     LONG_LENGTH_VRS,
     SPECIFIC_CHARACTER_SET,
     charset_unchanged,
+    left_as_read,
     text_of,
     value_of,
 )
@@ -387,5 +388,6 @@ def held(raw: RawDataElement) -> RawDataElement:
 
 def _save(ds: Dataset) -> bytes:
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    with left_as_read(ds):
+        ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()

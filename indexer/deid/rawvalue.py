@@ -17,10 +17,11 @@ value and that files written from ``Written`` elements equal pydicom's, byte for
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import pydicom.config
@@ -431,6 +432,25 @@ def vr_of(raw: Any, tag: int) -> str:  # noqa: ANN401
         except KeyError:
             return "UN"
     return str(vr).split(" or ")[0]
+
+
+@contextlib.contextmanager
+def left_as_read(ds: Dataset) -> Iterator[None]:
+    """Within, pydicom may convert ``ds``'s raw elements in place; after, they are raw again.
+
+    pydicom's writer reads the SOP Class and Instance UIDs (``save_as`` checks them against
+    the file meta), and reading converts them in place. The leak check knows the elements
+    kept as read by their being raw still (``verify._Kept``): converted, a kept UID looked
+    changed, and a private copy of it a leak. The values are the same either way.
+    """
+    stored = ds._dict  # noqa: SLF001 - as stored, not converted
+    raws = [(key, raw) for key, raw in stored.items() if isinstance(raw, RawDataElement)]
+    try:
+        yield
+    finally:
+        for key, raw in raws:
+            if isinstance(stored.get(key), DataElement):
+                stored[key] = raw
 
 
 def text_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) -> str:

@@ -271,7 +271,7 @@ def header_bytes(ds: Dataset) -> bytes:
     bulk = {t: ds._dict.pop(BaseTag(t)) for t in BULK_TAGS if t in ds._dict}  # noqa: SLF001
     try:
         buf = io.BytesIO()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), rawvalue.left_as_read(ds):
             warnings.simplefilter("ignore")
             ds.save_as(buf, enforce_file_format=True)
         return buf.getvalue()

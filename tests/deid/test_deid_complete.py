@@ -13,6 +13,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pydicom
@@ -29,7 +30,9 @@ from indexer.deid.table import Action, parse_options
 from indexer.deid.values import collect as collect_values
 from indexer.encode import encode
 from indexer.errors import DeidError, RuleError
-from indexer.work import configure_pydicom
+from indexer.records import SourceFile
+from indexer.store.files import LocalStore
+from indexer.work import RunContext, configure_pydicom, prepare
 from tests.builders import (
     implicit_item,
     in_transfer_syntax,
@@ -782,6 +785,41 @@ def test_a_description_that_is_a_kept_multi_values_whole_value_is_no_leak():
     ds.DerivationDescription = "ORIGINAL\\PRIMARY"
     for leaks in _leaks_both_ways(ds):
         assert [leak.source_path for leak in leaks] == ["(0008,2111)"]
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    [
+        pydicom.uid.ExplicitVRLittleEndian,
+        pydicom.uid.DeflatedExplicitVRLittleEndian,
+    ],
+    ids=["explicit", "deflated"],
+)
+def test_a_vendors_private_copy_of_a_uid_kept_by_retain_uids_is_no_leak(syntax, tmp_path):
+    """Under Retain UIDs a vendor's private copy of the SOP Instance UID is in the copy
+    anyway, where the option keeps it. Where pydicom writes the copy (deflated), its writer
+    reads the SOP Instance UID, converting it in place, and the ingest's check took the UID
+    for changed: the object was refused as a leak."""
+    ds = make_instance(marker="LEAKY")
+    ds.add_new(0x00290010, "LO", "ACME 1.0")
+    ds.add_new(0x00291010, "LO", ds.SOPInstanceUID)
+    data = in_transfer_syntax(ds, syntax)
+    plan = build_plan(parse_options(["retain-uids"]))
+    found = verify.identifying_values(plan, pydicom.dcmread(io.BytesIO(data)))
+    assert found[ds.SOPInstanceUID] == "(0029,1010)"  # searched for: removed, as private
+    configure_pydicom()
+    store = LocalStore(tmp_path)
+    ctx = RunContext(plan, keys.generate(), store, "DI", 30, 1)
+    source = SourceFile("s1", "/a/1.dcm", len(data), lambda: data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare(source, ctx)  # refused as leak_detected before
+    store.close()
+    copy = pydicom.dcmread(io.BytesIO(b"".join(bytes(p) for p in prepared.encoded.parts)))
+    assert copy.file_meta.TransferSyntaxUID == syntax
+    assert copy.SOPInstanceUID == ds.SOPInstanceUID  # kept, by the option
+    assert 0x00291010 not in copy
+    assert verify.find_leaks(found, copy) == []
 
 
 @pytest.mark.parametrize(
