@@ -6,6 +6,7 @@ Each takes the element's VR and value and the per-object context, and returns th
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,15 +147,23 @@ def clean(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401
     return dummy(vr, value, ctx)
 
 
+_TIME_OF_DAY = re.compile(r"([0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?)?([+-][0-9]{4})?")
+
+
 def shift_date(value: str, vr: str, days: int) -> str:
     """Shift a DA or DT value by whole days, keeping its precision.
 
     A value that is no date goes empty, as does one the shift takes out of the calendar's
     years 1 to 9999: a placeholder such as 00010101 (.NET's smallest date, which some writers
-    put for none) shifted back. A year under 1000 keeps its four digits.
+    put for none) shifted back. A year under 1000 keeps its four digits. A date-time whose
+    rest is no time of day and offset goes empty too: a name typed after the date, or the
+    elements a damaged one swallowed. Kept, that rest was written into the copy, and the
+    shifted value taken for derived from the key (a name inside it for chance), not checked.
     """
-    text = str(value).strip()
+    text = str(value).strip(" \t\r\n\0")
     if len(text) < 8 or not text[:8].isdigit():  # noqa: PLR2004
+        return ""
+    if vr == "DT" and not _TIME_OF_DAY.fullmatch(text[8:]):
         return ""
     try:
         d = dt.date(int(text[:4]), int(text[4:6]), int(text[6:8])) + dt.timedelta(days=days)

@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 29
+RULES_VERSION = 30
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -267,18 +267,49 @@ NOT_A_TIME = Decision(
     "as a time): replaced by a dummy",
     suspect=True,
 )
-_TIME_TEXT = re.compile(r"[0-9.:]*")
+# A date, date-time, age or number string likewise, kept (by the profile: an Expiration Date
+# Time, a Slice Thickness; or under an option: Patient's Age) or cleaned (a date moved by
+# whole days: a date-time's time of day was kept as read). Kept, its text went into the
+# copy, and the leak check takes what a kept number holds for chance. Digits, the points of
+# ACR-NEMA's YYYY.MM.DD, what writers put between a date's parts (slashes, spaces, colons),
+# signs, an exponent's E and an age's unit hold no name; other letters may.
+HOLDS_TEXT = Decision(
+    Action.DUMMY,
+    "a kept date, date-time, age or number string holding letters no such value has (a name "
+    "typed after a date, text written as a number, a description whose VR byte was "
+    "damaged): replaced by a dummy",
+    suspect=True,
+)
+_TIME_TEXT = re.compile(r"[0-9.:]*")  # each value, its padding aside
+# A whole value: its values, the backslashes between them, padding. Writers' placeholders
+# ("N/A", "UNKNOWN"), NaN and infinity ("1e400", "-inf") and a decimal comma ("1,5") hold no
+# name; they are kept as they came.
+_PLACEHOLDER = r"(?i:n/a|nan|na|none|null|unknown|unk|infinity|inf)"
+_DATE_TEXT = re.compile(rf"(?:[0-9 ./:+\-\\\0]|{_PLACEHOLDER})*")
+NUMBER_TEXT = re.compile(rf"(?:[0-9 .,+\-Ee\\\0]|{_PLACEHOLDER})*")
+_TEXT_OF = {
+    "DA": _DATE_TEXT,
+    "DT": _DATE_TEXT,
+    "AS": re.compile(rf"(?:[0-9 DWMY\\\0]|{_PLACEHOLDER})*"),
+    "DS": NUMBER_TEXT,
+    "IS": NUMBER_TEXT,
+}
 
 
-def not_a_time(value: object) -> bool:
-    """Whether a TM value (as read, or converted) holds a character no time has."""
+def not_of_vr(value: object, vr: str) -> bool:
+    """Whether a TM, DA, DT, AS, DS or IS value holds a character no value of ``vr`` has.
+
+    ``value`` as read (bytes) or converted; ``_TEXT_OF`` says what each VR's values hold.
+    """
     if value is None:
         return False
     if isinstance(value, bytes | memoryview):
         value = bytes(value).decode("latin-1")
     elif not isinstance(value, str):
         value = "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value)
-    return not all(_TIME_TEXT.fullmatch(part.strip(" \0")) for part in value.split("\\"))
+    if vr == "TM":
+        return not all(_TIME_TEXT.fullmatch(part.strip(" \0")) for part in value.split("\\"))
+    return _TEXT_OF[vr].fullmatch(value) is None
 
 
 def damaged_text(vr: str, value: object) -> bool:
@@ -513,7 +544,7 @@ def damaged(
     """
     if vr in TEXT_VRS and damaged_text(vr, value):
         return DAMAGED_TEXT
-    if vr == "TM" and not_a_time(value):
+    if vr == "TM" and not_of_vr(value, vr):
         return NOT_A_TIME
     if read_as and tag in read_as and not valid_value(vr, value):
         return MISREAD_BYTES
@@ -524,6 +555,8 @@ def damaged(
             return OUT_OF_PLACE
         if foreign_vr(tag, vr) or not_allowed(tag, vr, value):
             return OUT_OF_PLACE_INVALID
+    if vr in _TEXT_OF and not_of_vr(value, vr):
+        return HOLDS_TEXT
     return None
 
 

@@ -26,6 +26,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from indexer.deid import frames, pixels, rawvalue
+from indexer.deid.profile import NUMBER_TEXT
 from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Marking, Written
 from indexer.deid.values import (
     MADE_UP,
@@ -414,6 +415,8 @@ class _Kept:
 
         A serial number "00000" inside a slice thickness "6.000000" is no leak, nor a text
         "0.0\0.0\1.0" inside an Image Orientation (Patient) "1.0\0.0\0.0\0.0\0.0\1.0".
+        A DS or IS holding letters (a placeholder such as N/A aside) is no number: what it
+        holds is searched for as any text is.
         """
         if self._numbers is None:
             with warnings.catch_warnings():
@@ -421,7 +424,7 @@ class _Kept:
                 found = _decoded(
                     self.out, changed_only=False, kept_only=True, vrs=_TEXT_NUMBERS, whole=True
                 )
-                self._numbers = tuple({text for _, text in found})
+                self._numbers = tuple({text for _, text in found if NUMBER_TEXT.fullmatch(text)})
         return self._numbers
 
     def explains(self, value: str, source: str) -> bool:

@@ -511,13 +511,18 @@ def test_leak_in_a_kept_element_is_found():
 
 
 def _leaks_both_ways(ds: Dataset) -> tuple[list[verify.Leak], list[verify.Leak]]:
-    """The ingest's check (in the pass, changed elements decoded) and `verify`'s (all)."""
+    """The ingest's check (in the pass, changed elements decoded) and `verify`'s (all).
+
+    Each knows the pseudonyms, as the ingest and `verify` with the key file do: an ID of
+    digits ("00000") inside one is chance (KEY is new each run).
+    """
     original = _roundtrip(ds)
     values = verify.identifying_values(build_plan(), _roundtrip(ds))
     found: dict[str, str] = {}
-    out = deid.apply(build_plan(), original, KEY, found=found).ds
-    ingest = verify.find_leaks(found, out, encode(out).header, changed_only=True)
-    return ingest, verify.find_leaks(values, out)
+    result = deid.apply(build_plan(), original, KEY, found=found)
+    out, made = result.ds, result.generated
+    ingest = verify.find_leaks(found, out, encode(out).header, changed_only=True, generated=made)
+    return ingest, verify.find_leaks(values, out, generated=made)
 
 
 UN_NAME = (0x00100010, b"Doe^UNMK7 ")  # an implicit VR element: a name in a UN item
@@ -1091,6 +1096,111 @@ def test_a_kept_time_that_holds_text_is_replaced(options, damage):
         assert out.SeriesTime == "10:15:00"
         assert list(out.AcquisitionTime) == ["101500.5", "0930"]
         assert out.StudyTime == "000000"  # TM's dummy
+
+
+@pytest.mark.parametrize(
+    "options",
+    [(), ("retain-long-full-dates",), ("retain-long-modified-dates",)],
+    ids=["basic", "full-dates", "modified-dates"],
+)
+def test_a_kept_or_shifted_date_that_holds_text_is_replaced(options, tmp_path):
+    """A date or date-time holding text after the date (a name typed there, or what a
+    damaged one swallowed): the profile keeps a few (an Expiration Date Time), options keep
+    or shift the rest. Kept, the text went into the copy, unchecked where no other attribute
+    held it ("Zqxwv"); shifted, a date-time kept it after the new date, and the shifted
+    value, taken for derived from the key, hid the patient's name inside it from the ingest's
+    check (`verify` found it). Now such a value gets a dummy; dates and date-times stay or
+    move as they did, ACR-NEMA's YYYY.MM.DD and an offset among them."""
+    plan = build_plan(options)
+    ds = make_instance(marker="LEAKY", PatientName="Doe^Johnathan")
+    ds.add_new(0x00080416, "DT", "20230101 call Zqxwv")  # Expiration Date Time: kept
+    ds.AcquisitionDateTime = "20230101120000 Zqxwv"
+    ds.add_new(0x00181202, "DT", "20230101 Johnathan")  # Date Time of Last Calibration
+    ds.SeriesDate = "20230101 Zqxwv"
+    ds.StudyDate = "2023.01.01"
+    ds.add_new(0x00181200, "DA", "20230101")  # Date of Last Calibration
+    ds.ContentDate = "20230101"
+    ds.add_new(0x0018A002, "DT", "20230101120000.5+0100")  # Contribution DateTime
+    data = to_bytes(ds)
+    configure_pydicom()
+    store = LocalStore(tmp_path)
+    ctx = RunContext(plan, keys.generate(), store, "DI", 30, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare(SourceFile("s1", "/a/1.dcm", len(data), lambda: data), ctx)
+    store.close()
+    copy = b"".join(bytes(p) for p in prepared.encoded.parts)
+    assert b"Johnathan" not in copy
+    assert b"Zqxwv" not in copy
+    out = pydicom.dcmread(io.BytesIO(copy))
+    found = verify.identifying_values(plan, pydicom.dcmread(io.BytesIO(data)))
+    assert verify.find_leaks(found, out) == []
+    for tag in (0x00080416, 0x0008002A, 0x00181202, 0x00080021):  # those in the copy: dummies
+        assert tag not in out or out[tag].value in ("19000101", "19000101000000", ""), tag
+    assert out[0x00080416].value == "19000101000000"  # kept by every setting: DT's dummy
+    if options == ("retain-long-full-dates",):
+        assert (out.StudyDate, out.ContentDate) == ("2023.01.01", "20230101")
+        assert out[0x0018A002].value == "20230101120000.5+0100"
+    if options == ("retain-long-modified-dates",):
+        assert out.ContentDate != "20230101"
+        assert out[0x0018A002].value.endswith("120000.5+0100")  # the time of day and offset
+        assert out[0x0018A002].value[:8] == out.ContentDate  # moved alike
+
+
+def _with_raw(ds: Dataset, values: dict[str, tuple[str, str]]) -> bytes:
+    """``ds`` written with each keyword's value set, then its bytes replaced by text no
+    value of its VR is (pydicom refuses to set it)."""
+    for keyword, (sound, _) in values.items():
+        setattr(ds, keyword, sound)
+    data = to_bytes(ds)
+    for sound, text in values.values():
+        assert data.count(sound.encode()) == 1
+        assert len(sound) == len(text)
+        data = data.replace(sound.encode(), text.encode())
+    return data
+
+
+@pytest.mark.parametrize("options", [(), ("retain-patient-characteristics",)])
+def test_a_kept_number_or_age_that_holds_text_is_replaced(options):
+    """A number string or an age holding text (written there, or a description whose VR
+    byte was damaged): kept as read, the text went into the copy, and the leak check took
+    what a kept number holds for chance, a name among it. Now it gets a dummy; numbers and
+    ages, an exponent among them, stay."""
+    ds = make_instance(marker="LEAKY", PatientName="Zqxwv^Johnathan")
+    ds.SpacingBetweenSlices = "1.5E-01"
+    data = _with_raw(
+        ds,
+        {
+            "SliceThickness": ("5.00000", "5 Zqxwv"),
+            "InstanceNumber": ("1000000", "1 Zqxwv"),
+            "KVP": ("120.0", "Zqxwv"),
+            "PatientAge": ("042Y 12345", "042Y Zqxwv"),
+            "PatientWeight": ("70.00000", "70 Zqxwv"),
+        },
+    )
+    plan = build_plan(options)
+    found: dict[str, str] = {}
+    out = deid.apply(plan, pydicom.dcmread(io.BytesIO(data)), KEY, found=found).ds
+    copy = encode(out).data
+    assert b"Zqxwv" not in copy
+    assert (out.SliceThickness, out.InstanceNumber, out.KVP) == (0, 0, 0)  # DS's, IS's dummy
+    assert out.SpacingBetweenSlices == 0.15
+    if options:
+        assert (out.PatientAge, out.PatientWeight) == ("000Y", 0)
+
+
+def test_a_name_in_a_kept_number_string_is_found():
+    """`verify` of a copy another tool made, a name in its Slice Thickness: what a kept
+    number holds is chance, but text that is no number is searched as any text is."""
+    original = make_instance(marker="LEAKY", PatientName="Zqxwv^Johnathan")
+    original.SliceThickness = "5.0000"
+    copy = encode(deid.apply(build_plan(), _roundtrip(original), KEY).ds).data
+    values = verify.identifying_values(build_plan(), _roundtrip(original))
+    assert verify.find_leaks(values, pydicom.dcmread(io.BytesIO(copy))) == []
+    assert copy.count(b"5.0000") == 1
+    copy = copy.replace(b"5.0000", b"Zqxwv ")  # what another tool wrote
+    leaks = verify.find_leaks(values, pydicom.dcmread(io.BytesIO(copy)))
+    assert [leak.source_path for leak in leaks] == ["(0010,0010)"]
 
 
 def test_an_id_inside_letters_is_a_leak_inside_a_kept_number_not():

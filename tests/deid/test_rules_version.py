@@ -77,6 +77,7 @@ DIGESTS = {
     ("0.1.0", 27): "fca62fcd99f1fad737633abd96e3201fef5d352be657e5180d044496e8c830eb",
     ("0.1.0", 28): "0ae6c98e23f1734842c65e351ee51b677dfd59ee1585fbc24a841901229a020a",
     ("0.1.0", 29): "68d42a32743134696025d80cd42f7c7a7866600284850f3b92d7f08f722930a3",
+    ("0.1.0", 30): "9d5fb5514ee11784b9e9ce9e6afca9f54d0a2829c44ae8405db7430a206f678c",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -97,6 +98,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 28, 9): "4831ea8221f1698bdc1f33aabc44e6b722b3f751d0fce33cc3bed4226fb0d600",
     ("0.1.0", 28, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
     ("0.1.0", 29, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
+    ("0.1.0", 30, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
 }
 
 
@@ -263,6 +265,18 @@ def _text_as_a_time() -> bytes:
     since version 29."""
     ds = make_instance(1, 11, 1, 12, StudyTime="Some One")
     return to_bytes(ds)
+
+
+def _text_after_a_date() -> bytes:
+    """Dates and date-times holding text after the date (kept as read, or kept after the
+    shifted date), a number string and an age holding text (kept as read): dummies since
+    version 30."""
+    ds = make_instance(1, 12, 1, 13, SeriesDate="20230101 Some One")
+    ds.AcquisitionDateTime = "20230101120000 Some One"
+    ds.add_new(0x00080416, "DT", "20230101 call Some One")  # Expiration Date Time: kept
+    ds.SliceThickness, ds.PatientAge = "5.00000", "042Y 12345"
+    data = to_bytes(ds)
+    return data.replace(b"5.00000", b"5 Some ").replace(b"042Y 12345", b"042Y  Some")
 
 
 def _text_of_undefined_length() -> bytes:
@@ -542,6 +556,7 @@ def _corpus() -> list[bytes]:
         _text_as_a_time(),
         _text_of_undefined_length(),
         _private_sequence_as_ob(),
+        _text_after_a_date(),
     ]
 
 
