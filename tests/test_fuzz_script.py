@@ -20,9 +20,10 @@ from pydicom.uid import (
 )
 
 from indexer import work
-from indexer.deid import actions, build_plan, verify
+from indexer.deid import actions, build_plan, profile, verify
 from indexer.errors import DeidError, SourceError
 from indexer.records import IndexRecord
+from indexer.store.files import LocalStore
 from tests.builders import in_transfer_syntax, make_instance, to_bytes, with_element
 from tests.conftest import load_script
 from tests.deid import kitchen_sink
@@ -196,6 +197,24 @@ def test_a_refusal_of_what_pydicom_cannot_read_is_no_finding():
     assert fuzz.refusal_finding(DeidError("...", reason="rule_mismatch"), whole, []) == ""
     assert fuzz.reads_whole(whole)
     assert not fuzz.reads_whole(broken)
+
+
+def test_a_marker_kept_in_a_date_time_age_or_number_is_a_finding(monkeypatch, tmp_path):
+    """No kept date, time, age or number string holds text (``profile.HOLDS_TEXT``): a marker
+    in one, found by its bytes, is a finding. An odd number pydicom cannot read holds none."""
+    ds = make_instance(marker=fuzz.MARK)
+    ds.SliceThickness = "5.00000"
+    data = to_bytes(ds).replace(b"5.00000", b"5 QZMK9")
+    store = LocalStore(tmp_path)
+    ctx = work.RunContext(build_plan(()), fuzz.run_keys(1), store, "DI", 30, 1)
+    assert fuzz.judge(ctx, 0, data, ["QZMK9"]) == ("indexed", "")  # a dummy now
+    monkeypatch.setattr(profile, "not_of_vr", lambda *_: False)  # as before it
+    told = "a marker kept in a DS value (no such value holds text)"
+    assert fuzz.judge(ctx, 1, data, ["QZMK9"]) == ("indexed", told)
+    store.close()
+    odd = pydicom.dcmread(io.BytesIO(with_element(data, 0x00200012, b"IS", b"1e400 ", 0x00200013)))
+    assert fuzz._in_a_value(odd, ["PHIMARK0"]) == ""
+    assert fuzz._in_a_value(odd, ["QZMK9"]) == "DS"
 
 
 def _record(series_number=1, instance_number=2, header='{"00180050":{"vr":"DS","Value":[1.5]}}'):
