@@ -74,7 +74,7 @@ from pydicom.uid import (  # noqa: E402
 )
 
 from indexer import keys, rules_file, work  # noqa: E402
-from indexer.deid import Plan, build_plan, frames, rawvalue, verify, video  # noqa: E402
+from indexer.deid import Plan, build_plan, frames, verify, video  # noqa: E402
 from indexer.deid.pixels import PIXEL_DATA  # noqa: E402
 from indexer.deid.profile import Decision, decide  # noqa: E402
 from indexer.deid.rules import RuleSet  # noqa: E402
@@ -339,14 +339,14 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
         return "indexed", f"verify: {type(e).__name__} escaped"
     if leaks:
         return "indexed", f"verify finds {len(leaks)} leak(s) the ingest let through"
-    if any(m.encode() in copy for m in markers) and (held := _in_a_value(out, markers)):
+    if not any(m.encode() in copy for m in markers):
+        return "indexed", ""
+    if held := _in_a_value(out, markers):
         return "indexed", f"a marker kept in a {held} value (no such value holds text)"
-    if any(m.encode() in copy for m in markers):
-        where = _marked_where(out, markers)
-        if where == "under a kept attribute" and _kept_by_options(out, markers, ctx.plan):
-            where = "under an attribute an option or rule keeps"
-        return f"indexed (a marker {where})", ""
-    return "indexed", ""
+    where = _marked_where(out, markers)
+    if where == "under a kept attribute" and _kept_by_options(out, markers, ctx.plan):
+        where = "under an attribute an option or rule keeps"
+    return f"indexed (a marker {where})", ""
 
 
 def refusal_finding(e: SourceError | DeidError, data: bytes, markers: list[str]) -> str:
@@ -440,28 +440,11 @@ VALUE_VRS = frozenset({"DA", "DT", "TM", "AS", "DS", "IS"})
 def _in_a_value(ds: pydicom.Dataset, markers: list[str]) -> str:
     """The VR of an element of ``ds`` (any depth) of ``VALUE_VRS`` holding a marker, or "".
 
-    Searched as stored (bytes); sequences are read. An element pydicom cannot read is passed
-    over: it holds no marker for that (an IS "1e400").
+    An element pydicom cannot read is passed over: it holds no marker for that (an IS
+    "1e400").
     """
-    for tag in ds.keys():  # noqa: SIM118 - a Dataset's own keys, as stored
-        stored = ds.get_item(tag)
-        vr = stored.VR or rawvalue.vr_of(stored, int(tag))
-        if vr in ("SQ", "UN"):
-            try:
-                items = ds[tag].value if ds[tag].VR == "SQ" else ()
-            except Exception:  # noqa: BLE001 - the fuzz's own odd values
-                items = ()
-            for item in items or ():
-                if held := _in_a_value(item, markers):
-                    return held
-        elif vr in VALUE_VRS and _holds_marker(getattr(stored, "value", None), markers):
-            return vr
-    return ""
-
-
-def _holds_marker(value: object, markers: list[str]) -> bool:
-    data = bytes(value) if isinstance(value, bytes | memoryview) else str(value).encode()
-    return any(m.encode() in data for m in markers)
+    held = _holders(ds, markers, unreadable=False)
+    return next((vr for _, vr in held if vr in VALUE_VRS), "")
 
 
 BASIC = build_plan(())
@@ -487,22 +470,25 @@ def _decision(plan: Plan, ds: pydicom.Dataset, tag: int, vr: str) -> Action | No
     return decided.action if isinstance(decided, Decision) else None  # a rule that computes
 
 
-def _holders(ds: pydicom.Dataset, markers: list[str]) -> Iterator[tuple[int, str]]:
+def _holders(
+    ds: pydicom.Dataset, markers: list[str], *, unreadable: bool = True
+) -> Iterator[tuple[int, str]]:
     """(tag, VR) of each element of ``ds`` (any depth) whose value holds a marker.
 
     Searched as stored (bytes), but sequences and implicit VR elements (read for their VRs);
-    one pydicom cannot read counts as holding one.
+    one pydicom cannot read counts as holding one, unless ``unreadable`` is False.
     """
     for tag in ds.keys():  # noqa: SIM118 - a Dataset's own keys, as stored
         stored = ds.get_item(tag)
         try:
             element = ds[tag] if stored.VR in ("SQ", None) else stored  # None: implicit VR
         except Exception:  # noqa: BLE001 - the fuzz's own odd values
-            yield int(tag), str(stored.VR)
+            if unreadable:
+                yield int(tag), str(stored.VR)
             continue
         if element.VR == "SQ":
             for item in element.value or ():
-                yield from _holders(item, markers)
+                yield from _holders(item, markers, unreadable=unreadable)
         elif tag != PIXEL_DATA:
             value = element.value
             data = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
