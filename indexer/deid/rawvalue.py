@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import pydicom.config
 from pydicom._dicom_dict import DicomDictionary
-from pydicom.charset import convert_encodings
+from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
@@ -453,6 +453,26 @@ def left_as_read(ds: Dataset) -> Iterator[None]:
                 stored[key] = raw
 
 
+def element(ds: Dataset, tag: int) -> DataElement:
+    """``ds[tag]``, but a raw element's conversion is not stored back in ``ds``.
+
+    The leak check (``verify._Kept``) knows the elements kept as read by their being raw
+    still. Converted in place, as ``ds[tag]`` converts them, they would look changed to it:
+    where a value is decoded by pydicom only (big endian, no VR), a kept UID read for the
+    identity map, or a description kept whole elsewhere, made a private copy of it a leak,
+    and the verdict hung on the order of the reads.
+    """
+    raw = ds._dict.get(tag)  # type: ignore[call-overload]  # noqa: SLF001 - get_item converts
+    if not isinstance(raw, RawDataElement) or raw.value is None:
+        return ds[tag]  # converted already (or to be read from a file: pydicom's way)
+    charset = (
+        default_encoding
+        if tag == SPECIFIC_CHARACTER_SET
+        else ds.original_character_set or ds._character_set  # noqa: SLF001 - as ds[tag] does
+    )
+    return convert_raw_data_element(raw, encoding=charset, ds=ds)
+
+
 def text_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) -> str:
     """Element ``tag`` of ``ds`` as stripped text, as ``str`` of pydicom's value gives it.
 
@@ -473,9 +493,9 @@ def text_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) -> 
         text = _text(raw.VR, raw.value, codec)
         if text is not None:
             return text
-    value = value_of(ds, tag, codec, vr)
-    if isinstance(value, list):  # pydicom's MultiValue prints its own way
-        value = ds[tag].value
+    value = value_of(ds, tag, codec, vr) if codec is not None else None
+    if codec is None or isinstance(value, list):  # pydicom's MultiValue prints its own way
+        value = element(ds, tag).value
     return "" if value is None else str(value).strip()
 
 

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Self
 
 import ahocorasick
-from pydicom.charset import default_encoding
-from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
@@ -88,7 +87,7 @@ def _decoded(
                 joined = _joined(_decode(raw, charset)) if whole and len(lean) > 1 else None
                 yield from ((path, t) for t in (*lean, joined) if t is not None)
                 continue
-            elem = _element(d, tag, raw)
+            elem = rawvalue.element(d, tag)  # not converted in place: see there
             if elem.VR == "SQ":
                 for i, item in enumerate(elem.value or ()):
                     yield from walk(item, f"{path}[{i}].", charset)
@@ -115,25 +114,6 @@ def _lean_charset(d: Dataset, parents: str, charset: str | None) -> str | None:
     if charset is not None:
         rawvalue.give_vrs(d)
     return charset
-
-
-def _element(d: Dataset, tag: BaseTag, raw: object) -> DataElement:
-    """``d[tag]``, but a raw element's conversion is not stored back in ``d``.
-
-    ``_Kept`` knows the elements kept as read by their being raw still. Converted in place,
-    as ``d[tag]`` converts them, they would look changed to every later search: the verdict
-    would hang on the order of the searches, and on whether the values could be decoded
-    here (``_lean_texts``) or by pydicom only (big endian, no VR), where a description
-    kept whole elsewhere was reported as a leak by ``verify``, and not by the ingest.
-    """
-    if not isinstance(raw, RawDataElement) or raw.value is None:
-        return d[tag]  # converted already (or to be read from a file: pydicom's way)
-    charset = (
-        default_encoding
-        if tag == SPECIFIC_CHARACTER_SET
-        else d.original_character_set or d._character_set  # noqa: SLF001 - as d[tag] does
-    )
-    return convert_raw_data_element(raw, encoding=charset, ds=d)
 
 
 def _wanted(raw: object, tag: int, vrs: frozenset[str] | None, skip: frozenset[str]) -> bool:

@@ -797,14 +797,16 @@ def test_a_description_that_is_a_kept_multi_values_whole_value_is_no_leak():
     [
         pydicom.uid.ExplicitVRLittleEndian,
         pydicom.uid.DeflatedExplicitVRLittleEndian,
+        pydicom.uid.ExplicitVRBigEndian,
     ],
-    ids=["explicit", "deflated"],
+    ids=["explicit", "deflated", "big endian"],
 )
 def test_a_vendors_private_copy_of_a_uid_kept_by_retain_uids_is_no_leak(syntax, tmp_path):
     """Under Retain UIDs a vendor's private copy of the SOP Instance UID is in the copy
     anyway, where the option keeps it. Where pydicom writes the copy (deflated), its writer
     reads the SOP Instance UID, converting it in place, and the ingest's check took the UID
-    for changed: the object was refused as a leak."""
+    for changed: the object was refused as a leak. Big endian likewise, where pydicom decodes
+    the UIDs read for the identity map (``rawvalue.text_of``)."""
     ds = make_instance(marker="LEAKY")
     ds.add_new(0x00290010, "LO", "ACME 1.0")
     ds.add_new(0x00291010, "LO", ds.SOPInstanceUID)
