@@ -433,8 +433,9 @@ def _marked_where(out: pydicom.Dataset, markers: list[str]) -> str:
     )
 
 
-# VRs whose kept values hold no text (``profile.HOLDS_TEXT``, ``NOT_A_TIME``)
-VALUE_VRS = frozenset({"DA", "DT", "TM", "AS", "DS", "IS"})
+# VRs whose kept values hold no text (``profile.HOLDS_TEXT``, ``NOT_A_TIME``,
+# ``UID_HOLDS_TEXT``)
+VALUE_VRS = frozenset({"DA", "DT", "TM", "AS", "DS", "IS", "UI"})
 
 
 def _in_a_value(ds: pydicom.Dataset, markers: list[str]) -> str:

@@ -199,22 +199,38 @@ def test_a_refusal_of_what_pydicom_cannot_read_is_no_finding():
     assert not fuzz.reads_whole(broken)
 
 
-def test_a_marker_kept_in_a_date_time_age_or_number_is_a_finding(monkeypatch, tmp_path):
-    """No kept date, time, age or number string holds text (``profile.HOLDS_TEXT``): a marker
-    in one, found by its bytes, is a finding. An odd number pydicom cannot read holds none."""
+@pytest.mark.parametrize(
+    ("vr", "sound", "text"),
+    [
+        ("DS", b"5.00000", b"5 QZMK9"),
+        ("UI", b"1.2.840.10008.5.1.4.1.1.4", b"1.2.840.10008.5.1.4 QZMK9"),
+    ],
+)
+def test_a_marker_kept_in_a_date_time_age_number_or_uid_is_a_finding(
+    vr, sound, text, monkeypatch, tmp_path
+):
+    """No kept date, time, age, number string or UID holds text (``profile.HOLDS_TEXT``,
+    ``UID_HOLDS_TEXT``): a marker in one, found by its bytes, is a finding. An odd number
+    pydicom cannot read holds none."""
     ds = make_instance(marker=fuzz.MARK)
     ds.SliceThickness = "5.00000"
-    data = to_bytes(ds).replace(b"5.00000", b"5 QZMK9")
+    item = pydicom.Dataset()
+    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # a class UID: kept
+    item.ReferencedSOPInstanceUID = "1.2.3.4"
+    ds.SourceImageSequence = [item]
+    data = to_bytes(ds)
+    assert data.count(sound) == 1
+    data = data.replace(sound, text)
     store = LocalStore(tmp_path)
     ctx = work.RunContext(build_plan(()), fuzz.run_keys(1), store, "DI", 30, 1)
-    assert fuzz.judge(ctx, 0, data, ["QZMK9"]) == ("indexed", "")  # a dummy now
+    assert fuzz.judge(ctx, 0, data, ["QZMK9"]) == ("indexed", "")  # replaced now
     monkeypatch.setattr(profile, "not_of_vr", lambda *_: False)  # as before it
-    told = "a marker kept in a DS value (no such value holds text)"
+    told = f"a marker kept in a {vr} value (no such value holds text)"
     assert fuzz.judge(ctx, 1, data, ["QZMK9"]) == ("indexed", told)
     store.close()
     odd = pydicom.dcmread(io.BytesIO(with_element(data, 0x00200012, b"IS", b"1e400 ", 0x00200013)))
     assert fuzz._in_a_value(odd, ["PHIMARK0"]) == ""
-    assert fuzz._in_a_value(odd, ["QZMK9"]) == "DS"
+    assert fuzz._in_a_value(odd, ["QZMK9"]) == vr
 
 
 def _record(series_number=1, instance_number=2, header='{"00180050":{"vr":"DS","Value":[1.5]}}'):

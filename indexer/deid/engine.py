@@ -50,7 +50,7 @@ from indexer.deid.profile import (
     out_of_place,
     resolve,
 )
-from indexer.deid.rawvalue import AS_BYTES, text_of, undefined_length, value_of
+from indexer.deid.rawvalue import AS_BYTES, NUMBER_SIZES, text_of, undefined_length, value_of
 from indexer.deid.rawvalue import vr_of as _vr
 from indexer.deid.rules import Scope, SiteRule, compute, keeps
 from indexer.deid.table import (
@@ -378,7 +378,7 @@ def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place
         if isinstance(decision, SiteRule):  # a computing site method: redact, dateshift, ...
             _compute(ds, key, vr, decision, plan, ctx, parents)
             continue
-        if (misplaced or vr in TEXT_VRS or vr in AS_BYTES) and (
+        if (misplaced or vr in TEXT_VRS or vr in AS_BYTES or _implicit_number(raw, vr)) and (
             action in _KEPT_IN_PART  # kept, or cleaned; or kept by the profile, but a dummy
             or (recorded in _KEPT_IN_PART and action is not Action.REMOVE)  # in its sequence
         ):
@@ -450,6 +450,11 @@ class Outcome:
     remove: bool
     written: rawvalue.Written | None
     generated: tuple[str, ...]
+
+
+def _implicit_number(raw: object, vr: str) -> bool:
+    """Whether ``raw`` is a binary number read without its VR: by its tag (``UNFIT_NUMBER``)."""
+    return vr in NUMBER_SIZES and type(raw) is RawDataElement and raw.is_implicit_VR
 
 
 # Outcomes by (tag, VR, bytes, action, recorded action, character set, date offset, key):
@@ -528,7 +533,7 @@ def _outcome(
     if value is rawvalue.UNDECODED:
         return None
     prefix = values.record_prefix(recorded, vr, value)
-    texts = values.meaningful(value) if prefix is not None else ()
+    texts = values.meaningful(value, vr) if prefix is not None else ()
     if action in (Action.KEEP, Action.REMOVE):
         return Outcome(
             prefix or "", texts, remove=action is Action.REMOVE, written=None, generated=()

@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 30
+RULES_VERSION = 31
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -106,7 +106,13 @@ OW read as one and walked (it was kept as bytes), and ACR-NEMA's Variable Pixel 
 its companions removed (they were kept), and a kept time that holds letters (a damaged VR
 byte, text written as a time) replaced by a dummy (it was kept as read), and an element of
 undefined length where PS3.5 allows none removed unread (a text got a dummy, a number was
-kept as read).
+kept as read); 30: a kept or cleaned date, date-time, age or number string holding letters
+replaced by a dummy, and a shifted date-time whose rest is no time of day emptied (both kept
+the text as read); 31: a kept UID holding characters no UID has (letters) replaced by its
+keyed pseudonym (it was kept as read), and a kept binary number read without its VR whose
+bytes make no value its attribute allows replaced by a dummy (it was kept as read, or the
+object failed to index), and in a big endian object the UIDs read for the identity map
+written as read where kept (they were encoded again).
 """
 
 VIDEO_RULES_VERSION = 10
@@ -242,6 +248,18 @@ MISREAD_BYTES = Decision(
     "attribute has (a damaged tag may name the wrong attribute): replaced by a dummy",
     suspect=True,
 )
+# Read without a VR (implicit VR), a public attribute of binary numbers (Rows, an angle) is
+# read by the VR its tag names: a value a damaged tag moved there (a name) is read as numbers
+# too. Bytes that make no value the attribute allows (not whole numbers, or more or fewer
+# than it holds: eight letters under Rows make four) are most often such a value; kept, they
+# went into the copy as read, and the index could not read them (``index_failed``).
+UNFIT_NUMBER = Decision(
+    Action.DUMMY,
+    "a kept or cleaned binary number read without its VR (implicit VR) whose bytes make no "
+    "value its attribute allows (not whole numbers, more or fewer than it holds; a damaged "
+    "tag may name the wrong attribute): replaced by a dummy",
+    suspect=True,
+)
 # No character set has C0 control codes in text but ESC (ISO 2022), and LF, FF, CR and TAB
 # (ST, LT, UT). A kept or cleaned text value holding another, or a NUL before its padding, is
 # damaged: most often its length runs on, so that it swallowed the elements after it.
@@ -280,6 +298,15 @@ HOLDS_TEXT = Decision(
     "damaged): replaced by a dummy",
     suspect=True,
 )
+# A UID likewise, kept (a class UID; an instance UID under Retain UIDs, or a private one the
+# object or the list vouches for): it holds digits and points only. Letters in it ("1.2.3
+# Smith") went into the copy as read. It gets its keyed pseudonym (a dummy UID), as any
+# instance UID does, so a reference to it in another object still matches.
+UID_HOLDS_TEXT = Decision(
+    Action.UID,
+    "a kept UID holding characters no UID has (a name typed after it, a description whose VR "
+    "byte was damaged): replaced by its keyed pseudonym",
+)
 _TIME_TEXT = re.compile(r"[0-9.:]*")  # each value, its padding aside
 # A whole value: its values, the backslashes between them, padding. Writers' placeholders
 # ("N/A", "UNKNOWN"), NaN and infinity ("1e400", "-inf") and a decimal comma ("1,5") hold no
@@ -293,11 +320,12 @@ _TEXT_OF = {
     "AS": re.compile(rf"(?:[0-9 DWMY\\\0]|{_PLACEHOLDER})*"),
     "DS": NUMBER_TEXT,
     "IS": NUMBER_TEXT,
+    "UI": re.compile(r"[0-9. \\\0]*"),
 }
 
 
 def not_of_vr(value: object, vr: str) -> bool:
-    """Whether a TM, DA, DT, AS, DS or IS value holds a character no value of ``vr`` has.
+    """Whether a TM, DA, DT, AS, DS, IS or UI value holds a character no value of ``vr`` has.
 
     ``value`` as read (bytes) or converted; ``_TEXT_OF`` says what each VR's values hold.
     """
@@ -555,8 +583,10 @@ def damaged(
             return OUT_OF_PLACE
         if foreign_vr(tag, vr) or not_allowed(tag, vr, value):
             return OUT_OF_PLACE_INVALID
+    if vr in NUMBER_SIZES and misread_numbers(tag, value):  # (the engine: implicit VR ones)
+        return UNFIT_NUMBER
     if vr in _TEXT_OF and not_of_vr(value, vr):
-        return HOLDS_TEXT
+        return UID_HOLDS_TEXT if vr == "UI" else HOLDS_TEXT
     return None
 
 

@@ -36,6 +36,7 @@ from indexer.deid.table import Action
 MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
 # a value's padding, never recorded: NULs of a field written as zeros match every preamble
 PADDING = " \t\n\r\x0b\x0c\x00"
+_UID_PART = re.compile(r"[0-9. ]*")  # a part of a UID that holds no name
 MADE_UP = frozenset(v for v in DUMMY.values() if isinstance(v, str) and v)
 # UIDs the standard defines (transfer syntaxes, SOP classes, well-known instances) under its
 # own root: they identify no one, and a copy holds them where it says what it is
@@ -57,20 +58,27 @@ def tag_path(parents: str, tag: int) -> str:
     return f"{parents}({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
-def texts(value: object) -> list[str]:
-    """The text forms of a value: each of a multi-value, each component of a person name."""
+def texts(value: object, *, uid: bool = False) -> list[str]:
+    """The text forms of a value: each of a multi-value, each component of a person name.
+
+    A value holding ``^`` or ``=`` may be a person name (in a PN, or a name typed or moved
+    elsewhere): each part on its own too. In a UID (``uid``), not a part of digits and points
+    alone: the "1.2.999.560." of a damaged "1.2.999.560.=7" is no name, and lies inside a
+    sound UID kept beside it.
+    """
     if value is None or isinstance(value, bytes | bytearray | memoryview):
         return []
     if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return [t for v in value for t in texts(v)]  # type: ignore[attr-defined]
+        return [t for v in value for t in texts(v, uid=uid)]  # type: ignore[attr-defined]
     text = str(value).strip(PADDING)
     parts = [text]
     if "^" in text or "=" in text:  # person names: each component on its own too
-        parts += [p for p in text.replace("=", "^").split("^") if p]
+        split = text.replace("=", "^").split("^")
+        parts += [p for p in split if p and not (uid and _UID_PART.fullmatch(p))]
     return parts
 
 
-def add(found: dict[str, str], value: object, path: str) -> None:
+def add(found: dict[str, str], value: object, path: str, vr: str = "") -> None:
     """Record the texts of ``value`` long enough to mean something (``put``).
 
     A dummy value de-identification itself writes ("ANONYMIZED", "19000101") is not
@@ -78,7 +86,7 @@ def add(found: dict[str, str], value: object, path: str) -> None:
     nothing, and the copy holds the same dummy wherever the profile puts one. Nor is a UID
     the standard defines (``STANDARD_UID_ROOT``).
     """
-    for t in meaningful(value):
+    for t in meaningful(value, vr):
         put(found, t, path)
 
 
@@ -134,11 +142,11 @@ def shown(source: str) -> str:
     return source[1:] if source.startswith((DAMAGED, SAME_PLACE)) else source
 
 
-def meaningful(value: object) -> tuple[str, ...]:
-    """The texts of ``value`` that ``add`` records."""
+def meaningful(value: object, vr: str = "") -> tuple[str, ...]:
+    """The texts of ``value`` (of ``vr``, where known) that ``add`` records."""
     return tuple(
         t
-        for t in texts(value)
+        for t in texts(value, uid=vr == "UI")
         if len(t) >= MIN_LENGTH and t not in MADE_UP and not t.startswith(STANDARD_UID_ROOT)
     )
 
@@ -147,7 +155,7 @@ def record(found: dict[str, str], decision: Recorded, vr: str, value: object, pa
     """Record ``value`` if ``decision`` (compound actions resolved) changes or removes it."""
     prefix = record_prefix(decision, vr, value)
     if prefix is not None:
-        add(found, value, prefix + path)
+        add(found, value, prefix + path, vr)
 
 
 # Numbers say nothing of whom an object shows: a removed Patient's Weight of "0.000000" or

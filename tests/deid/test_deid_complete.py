@@ -21,7 +21,7 @@ import pytest
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 
-from indexer import deid, extract, keys, rules_file
+from indexer import deid, extract, keys, rules_file, work
 from indexer.deid import Option, build_plan, pseudonym, rawvalue, values, verify
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.profile import MISREAD_BYTES, resolve
@@ -39,6 +39,7 @@ from tests.builders import (
     make_instance,
     to_bytes,
     with_element,
+    with_implicit_element,
     with_un_sequence,
 )
 from tests.deid import kitchen_sink
@@ -1189,6 +1190,70 @@ def test_a_kept_number_or_age_that_holds_text_is_replaced(options):
     assert out.SpacingBetweenSlices == 0.15
     if options:
         assert (out.PatientAge, out.PatientWeight) == ("000Y", 0)
+
+
+@pytest.mark.parametrize("options", [(), ("retain-uids",), ("retain-uids", "retain-safe-private")])
+def test_a_kept_uid_that_holds_text_gets_its_pseudonym(options):
+    """A UID holding text (a name typed after it, a description whose VR byte was damaged):
+    a class UID, which every setting keeps, and an instance UID, which Retain UIDs keeps,
+    went into the copy as read. Now such a UID gets its keyed pseudonym, as any instance UID
+    does: a reference to it still matches. Sound UIDs stay as they are kept. A UID is
+    recorded whole, not in a person name's parts: "1.2.999.560." of a damaged
+    "1.2.999.560.=7" is inside a sound one kept beside it, no leak."""
+    text_uid = "1.2.826.0.1.3680043.2.1125.7 Zqxwv"
+    ds = make_instance(marker="LEAKY", PatientName="Doe^Johnathan")
+    ds.SeriesInstanceUID = sound_series = "1.2.999.560.77"
+    sound_class = ds.SOPClassUID
+    item = Dataset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.FrameOfReferenceUID = "1.2.999.560.=7"
+        ds.StudyInstanceUID = text_uid
+        item.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1 Zqxwv"
+        item.ReferencedSOPInstanceUID = text_uid
+        ds.SourceImageSequence = [item]
+        original = _roundtrip(ds)
+        found: dict[str, str] = {}
+        out = deid.apply(build_plan(options), _roundtrip(ds), KEY, found=found).ds
+        copy = encode(out).data
+        assert b"Zqxwv" not in copy
+        ref = out.SourceImageSequence[0]
+        assert out.StudyInstanceUID == ref.ReferencedSOPInstanceUID != text_uid
+        assert ref.ReferencedSOPClassUID == pseudonym.uid(KEY, item.ReferencedSOPClassUID)
+        assert out.SOPClassUID == sound_class
+        assert (out.SeriesInstanceUID == sound_series) is ("retain-uids" in options)
+        assert out.FrameOfReferenceUID == pseudonym.uid(KEY, "1.2.999.560.=7")
+        values = verify.identifying_values(build_plan(options), original)
+        assert verify.find_leaks(values, pydicom.dcmread(io.BytesIO(copy))) == []
+        # the ingest's own check records the UID: had it stayed, the object was refused
+        assert text_uid in found
+
+
+def test_a_binary_number_read_without_its_vr_whose_bytes_fit_no_value_is_replaced(tmp_path):
+    """Implicit VR: an element is read by the VR its tag names, so a name a damaged tag moved
+    under a kept binary number's tag is read as numbers. Eight letters under an angle of one
+    value made four, kept as read: the name went into the copy. Seven under the Acquisition
+    Matrix made no whole ones: the index could not read them (``index_failed``). Now both get
+    a dummy; sound numbers stay."""
+    ds = make_instance(marker="LEAKY", PatientName="Doe^Johnathan")
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    data = to_bytes(ds)
+    data = with_implicit_element(data, 0x00181310, b"Zqxwv^J", 0x0020000D)  # US, 4 values
+    data = with_implicit_element(data, 0x00189219, b"Zqxwv^Jo", 0x0020000D)  # SS, 1 value
+    configure_pydicom()
+    store = LocalStore(tmp_path)
+    ctx = RunContext(build_plan(), keys.generate(), store, "DI", 30, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare(SourceFile("s1", "/a/1.dcm", len(data), lambda: data), ctx)
+        record = work.index(prepared, ctx).record  # index_failed before, for the matrix
+    store.close()
+    copy = b"".join(bytes(p) for p in prepared.encoded.parts)
+    assert b"Zqxwv" not in copy
+    out = pydicom.dcmread(io.BytesIO(copy))
+    assert (out[0x00181310].value, out[0x00189219].value) == (0, 0)  # a number's dummy
+    assert (out.Rows, out.Columns) == (ds.Rows, ds.Columns)  # sound: kept as read
+    assert record is not None
 
 
 def test_a_name_in_a_kept_number_string_is_found():

@@ -32,7 +32,7 @@ from pydicom.uid import (
 from indexer import __version__, deid, work
 from indexer.deid import build_plan, video
 from indexer.encode import encode
-from tests.builders import make_instance, to_bytes
+from tests.builders import make_instance, to_bytes, with_implicit_element
 from tests.deid import kitchen_sink
 
 work.configure_pydicom()
@@ -78,6 +78,7 @@ DIGESTS = {
     ("0.1.0", 28): "0ae6c98e23f1734842c65e351ee51b677dfd59ee1585fbc24a841901229a020a",
     ("0.1.0", 29): "68d42a32743134696025d80cd42f7c7a7866600284850f3b92d7f08f722930a3",
     ("0.1.0", 30): "9d5fb5514ee11784b9e9ce9e6afca9f54d0a2829c44ae8405db7430a206f678c",
+    ("0.1.0", 31): "80ec1fbfe8a8af7f8868456e7eb2e6ca794b67f9491311709c89f950f96d473c",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -99,6 +100,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 28, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
     ("0.1.0", 29, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
     ("0.1.0", 30, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
+    ("0.1.0", 31, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
 }
 
 
@@ -277,6 +279,31 @@ def _text_after_a_date() -> bytes:
     ds.SliceThickness, ds.PatientAge = "5.00000", "042Y 12345"
     data = to_bytes(ds)
     return data.replace(b"5.00000", b"5 Some ").replace(b"042Y 12345", b"042Y  Some")
+
+
+def _text_in_a_uid() -> bytes:
+    """A Study Instance UID (kept under Retain UIDs) and a referenced class UID (kept by
+    every setting) holding text: their keyed pseudonyms since version 31 (kept as read)."""
+    ds = make_instance(1, 12, 1, 14)
+    item = Dataset()
+    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    item.ReferencedSOPInstanceUID = "1.2.3.4"
+    ds.SourceImageSequence = [item]
+    data = to_bytes(ds)
+    study = ds.StudyInstanceUID
+    text = study[: len(study) - 9] + " Some One"
+    return data.replace(b"1.2.840.10008.5.1.4.1.1.4", b"1.2.840.10008.5.1.4 Some ").replace(
+        study.encode(), text.encode()
+    )
+
+
+def _letters_as_numbers() -> bytes:
+    """Implicit VR: a name under a kept angle's tag (four numbers of one) and under the
+    Acquisition Matrix (no whole numbers): dummies since version 31 (kept as read)."""
+    ds = make_instance(1, 12, 1, 15)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    data = with_implicit_element(to_bytes(ds), 0x00181310, b"Some^On", 0x0020000D)
+    return with_implicit_element(data, 0x00189219, b"Some^One", 0x0020000D)
 
 
 def _text_of_undefined_length() -> bytes:
@@ -557,6 +584,8 @@ def _corpus() -> list[bytes]:
         _text_of_undefined_length(),
         _private_sequence_as_ob(),
         _text_after_a_date(),
+        _text_in_a_uid(),
+        _letters_as_numbers(),
     ]
 
 
