@@ -120,6 +120,14 @@ def keep(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401, ARG001
     return value
 
 
+_NO_UID = re.compile(r"[^0-9. \0]")  # a UID holds digits and points (padding aside)
+
+
+def not_a_uid(value: str) -> bool:
+    """Whether one value of a UI element holds a character no UID has (a letter)."""
+    return _NO_UID.search(value) is not None
+
+
 def replace_uid(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401, ARG001
     """Every UID value replaced by its keyed pseudonym (U); multi-valued too.
 
@@ -136,7 +144,13 @@ def replace_uid(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401, ARG0
 
 
 def clean(vr: str, value: Any, ctx: Context) -> Any:  # noqa: ANN401
-    """Clean (C): dates move by the patient's whole-day offset; other values become dummies."""
+    """Clean (C): dates move by the patient's whole-day offset; other values become dummies.
+
+    No row of the table cleans a UID. A kept one holding text (``profile.UID_HOLDS_TEXT``) is
+    cleaned: each of its values that is no UID gets its keyed pseudonym, the others stay.
+    """
+    if vr == "UI":
+        return _map_values(value, lambda v: ctx.new_uid(v) if not_a_uid(v) else v)
     if vr in ("DA", "DT"):
         shifted = _map_values(value, lambda v: shift_date(v, vr, ctx.date_offset_days))
         # derived from the key, as pseudonyms are: an ID's digits inside one are chance

@@ -533,7 +533,9 @@ def _outcome(
     if value is rawvalue.UNDECODED:
         return None
     prefix = values.record_prefix(recorded, vr, value)
-    texts = values.meaningful(value, vr) if prefix is not None else ()
+    texts = (
+        values.meaningful(values.recorded_value(recorded, value), vr) if prefix is not None else ()
+    )
     if action in (Action.KEEP, Action.REMOVE):
         return Outcome(
             prefix or "", texts, remove=action is Action.REMOVE, written=None, generated=()

@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 31
+RULES_VERSION = 32
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -112,7 +112,8 @@ the text as read); 31: a kept UID holding characters no UID has (letters) replac
 keyed pseudonym (it was kept as read), and a kept binary number read without its VR whose
 bytes make no value its attribute allows replaced by a dummy (it was kept as read, or the
 object failed to index), and in a big endian object the UIDs read for the identity map
-written as read where kept (they were encoded again).
+written as read where kept (they were encoded again); 32: of a kept UID's values, only those
+holding such characters replaced (every value was).
 """
 
 VIDEO_RULES_VERSION = 10
@@ -300,12 +301,15 @@ HOLDS_TEXT = Decision(
 )
 # A UID likewise, kept (a class UID; an instance UID under Retain UIDs, or a private one the
 # object or the list vouches for): it holds digits and points only. Letters in it ("1.2.3
-# Smith") went into the copy as read. It gets its keyed pseudonym (a dummy UID), as any
-# instance UID does, so a reference to it in another object still matches.
+# Smith") went into the copy as read. Such a value gets its keyed pseudonym, as any instance
+# UID does, so a reference to it in another object still matches; the element's other
+# values, sound, stay as kept (``actions.clean``), and only the replaced ones are recorded
+# (``values.recorded_value``): a sound one is kept elsewhere too.
 UID_HOLDS_TEXT = Decision(
-    Action.UID,
+    Action.CLEAN,
     "a kept UID holding characters no UID has (a name typed after it, a description whose VR "
-    "byte was damaged): replaced by its keyed pseudonym",
+    "byte was damaged): each such value replaced by its keyed pseudonym",
+    suspect=True,
 )
 _TIME_TEXT = re.compile(r"[0-9.:]*")  # each value, its padding aside
 # A whole value: its values, the backslashes between them, padding. Writers' placeholders

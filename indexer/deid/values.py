@@ -16,10 +16,12 @@ from typing import cast
 from pydicom.datadict import dictionary_has_tag, keyword_for_tag, repeater_has_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from indexer.deid import rawvalue
-from indexer.deid.actions import DUMMY
+from indexer.deid.actions import DUMMY, not_a_uid
 from indexer.deid.profile import (
+    UID_HOLDS_TEXT,
     Decision,
     Plan,
     damaged,
@@ -155,7 +157,18 @@ def record(found: dict[str, str], decision: Recorded, vr: str, value: object, pa
     """Record ``value`` if ``decision`` (compound actions resolved) changes or removes it."""
     prefix = record_prefix(decision, vr, value)
     if prefix is not None:
-        add(found, value, prefix + path, vr)
+        add(found, recorded_value(decision, value), prefix + path, vr)
+
+
+def recorded_value(decision: Recorded, value: object) -> object:
+    """What of ``value`` ``decision`` changes: all of it, but of a UID holding text.
+
+    There (``profile.UID_HOLDS_TEXT``), the values that are no UID: the others stay.
+    """
+    if decision is not UID_HOLDS_TEXT:
+        return value
+    many = value if isinstance(value, list | MultiValue) else [value]
+    return [v for v in many if v and not_a_uid(str(v))]
 
 
 # Numbers say nothing of whom an object shows: a removed Patient's Weight of "0.000000" or

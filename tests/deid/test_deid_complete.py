@@ -1199,7 +1199,8 @@ def test_a_kept_uid_that_holds_text_gets_its_pseudonym(options):
     went into the copy as read. Now such a UID gets its keyed pseudonym, as any instance UID
     does: a reference to it still matches. Sound UIDs stay as they are kept. A UID is
     recorded whole, not in a person name's parts: "1.2.999.560." of a damaged
-    "1.2.999.560.=7" is inside a sound one kept beside it, no leak."""
+    "1.2.999.560.=7" is inside a sound one kept beside it, no leak. Of a UID's values, only
+    those holding text are replaced: the sound one stays, as it does in an item."""
     text_uid = "1.2.826.0.1.3680043.2.1125.7 Zqxwv"
     ds = make_instance(marker="LEAKY", PatientName="Doe^Johnathan")
     ds.SeriesInstanceUID = sound_series = "1.2.999.560.77"
@@ -1211,6 +1212,8 @@ def test_a_kept_uid_that_holds_text_gets_its_pseudonym(options):
         ds.StudyInstanceUID = text_uid
         item.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1 Zqxwv"
         item.ReferencedSOPInstanceUID = text_uid
+        item.add_new(0x300600C2, "UI", "1.2.999.497.77")  # Related Frame of Reference UID
+        ds.add_new(0x300600C2, "UI", ["1.2.999.497.77", "Zqxwv.1"])
         ds.SourceImageSequence = [item]
         original = _roundtrip(ds)
         found: dict[str, str] = {}
@@ -1223,6 +1226,11 @@ def test_a_kept_uid_that_holds_text_gets_its_pseudonym(options):
         assert out.SOPClassUID == sound_class
         assert (out.SeriesInstanceUID == sound_series) is ("retain-uids" in options)
         assert out.FrameOfReferenceUID == pseudonym.uid(KEY, "1.2.999.560.=7")
+        related = [out[0x300600C2].value[0], ref[0x300600C2].value]
+        if "retain-uids" in options:
+            assert related == ["1.2.999.497.77"] * 2
+            assert out[0x300600C2].value[1] == pseudonym.uid(KEY, "Zqxwv.1")
+            assert "1.2.999.497.77" not in found
         values = verify.identifying_values(build_plan(options), original)
         assert verify.find_leaks(values, pydicom.dcmread(io.BytesIO(copy))) == []
         # the ingest's own check records the UID: had it stayed, the object was refused

@@ -79,6 +79,7 @@ DIGESTS = {
     ("0.1.0", 29): "68d42a32743134696025d80cd42f7c7a7866600284850f3b92d7f08f722930a3",
     ("0.1.0", 30): "9d5fb5514ee11784b9e9ce9e6afca9f54d0a2829c44ae8405db7430a206f678c",
     ("0.1.0", 31): "80ec1fbfe8a8af7f8868456e7eb2e6ca794b67f9491311709c89f950f96d473c",
+    ("0.1.0", 32): "553f798fdaec4c77d64f6d5692b7ca01ea3c2b6ce995befa2540cdef6550ffb7",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -101,6 +102,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 29, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
     ("0.1.0", 30, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
     ("0.1.0", 31, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
+    ("0.1.0", 32, 10): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
 }
 
 
@@ -295,6 +297,14 @@ def _text_in_a_uid() -> bytes:
     return data.replace(b"1.2.840.10008.5.1.4.1.1.4", b"1.2.840.10008.5.1.4 Some ").replace(
         study.encode(), text.encode()
     )
+
+
+def _text_in_one_of_a_uids_values() -> bytes:
+    """A Related Frame of Reference UID of two values, one holding text: under Retain UIDs,
+    since version 32 that value alone gets its pseudonym (both did)."""
+    ds = make_instance(1, 12, 1, 16)
+    ds.add_new(0x300600C2, "UI", ["1.2.999.497.77", "1.2.999.497.78"])
+    return to_bytes(ds).replace(b"1.2.999.497.78", b"1.2.999.Some^O")
 
 
 def _letters_as_numbers() -> bytes:
@@ -586,6 +596,7 @@ def _corpus() -> list[bytes]:
         _text_after_a_date(),
         _text_in_a_uid(),
         _letters_as_numbers(),
+        _text_in_one_of_a_uids_values(),
     ]
 
 
