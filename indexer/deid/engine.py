@@ -52,7 +52,7 @@ from indexer.deid.profile import (
 )
 from indexer.deid.rawvalue import AS_BYTES, NUMBER_SIZES, text_of, undefined_length, value_of
 from indexer.deid.rawvalue import vr_of as _vr
-from indexer.deid.rules import Scope, SiteRule, compute, keeps
+from indexer.deid.rules import Scope, SiteRule, changes, compute
 from indexer.deid.table import (
     CLEAN_PIXEL_CODE,
     OPTION_CODES,
@@ -698,8 +698,8 @@ def _compute(
     if ctx.trace is not None:
         ctx.trace.append(_step(parents, tag, vr, rule.method, rule.source))
     value = value_of(ds, tag, ctx.codec, vr)
-    if ctx.found is not None and not keeps(rule, plan.rules, vr, value):
-        values.record(ctx.found, rule, vr, value, values.tag_path(parents, tag))
+    if ctx.found is not None and (changed := changes(rule, plan.rules, vr, value)) is not None:
+        values.record(ctx.found, rule, vr, changed, values.tag_path(parents, tag))
     assert ctx.scope is not None  # noqa: S101 - apply() sets it
     new = compute(rule, plan.rules, vr, value, ctx.pseudonym_key, tag, ctx.scope)
     if rule.method in KEYED_METHODS:

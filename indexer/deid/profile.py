@@ -113,7 +113,8 @@ keyed pseudonym (it was kept as read), and a kept binary number read without its
 bytes make no value its attribute allows replaced by a dummy (it was kept as read, or the
 object failed to index), and in a big endian object the UIDs read for the identity map
 written as read where kept (they were encoded again); 32: of a kept UID's values, only those
-holding such characters replaced (every value was).
+holding such characters replaced (every value was), and a ``redact`` rule with partial ages
+redacting what is no age (it kept it as read).
 """
 
 VIDEO_RULES_VERSION = 10

@@ -298,28 +298,34 @@ def compute(
     raise RuleError(f"{rule.name}: unknown method {method}")  # the schema prevents this
 
 
-def keeps(rule: SiteRule, rules: RuleSet, vr: str, value: Any) -> bool:  # noqa: ANN401
-    """Whether ``rule`` leaves ``value`` as it is by design: no identifying value, then.
+def changes(rule: SiteRule, rules: RuleSet, vr: str, value: Any) -> Any:  # noqa: ANN401
+    """What of ``value`` ``rule`` changes, recorded for the leak check; None: nothing.
 
     ``redact`` with ``partial_ages_for_redact`` keeps an age under 90, and with
-    ``partial_dates_for_redact`` a date that is its year's first day ("20230101" stays).
-    Recorded for the leak check, such a value was found in its own place, and every object
-    with one was refused (``leak_detected``).
+    ``partial_dates_for_redact`` a date that is its year's first day ("20230101" stays): by
+    design, no identifying value. Recorded, such a value was found in its own place, and
+    every object with one was refused (``leak_detected``); of a multi-value, only the values
+    it changes are recorded.
     """
     if rule.method != "redact":
-        return False
+        return value
     items = value if isinstance(value, (list, MultiValue)) else [value]
-    return all(v in (None, "") or _redact(vr, str(v), rules.parameters) == str(v) for v in items)
+    params = rules.parameters
+    changed = [v for v in items if v not in (None, "") and _redact(vr, str(v), params) != str(v)]
+    return changed or None
 
 
 def _redact(vr: str, value: str, params: Mapping[str, Any]) -> str:
     if vr in DATE_VRS and params.get("partial_dates_for_redact") and value[:4].isdigit():
         return value[:4] + "0101" if vr == "DA" else value[:4]
     if vr == "AS" and params.get("partial_ages_for_redact"):
-        years = int(value[:3]) if value[:3].isdigit() and value.endswith("Y") else None
-        if years is None or years < 90:  # noqa: PLR2004 - HIPAA: ages over 89 identify
+        age = _AGE.fullmatch(value.strip(" \0"))  # (text that is no age: redacted)
+        if age and (age[2] != "Y" or int(age[1]) < 90):  # noqa: PLR2004 - HIPAA: over 89
             return value
     return ""
+
+
+_AGE = re.compile(r"([0-9]{3})([DWMY])")
 
 
 def _dateshift(

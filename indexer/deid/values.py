@@ -32,7 +32,7 @@ from indexer.deid.profile import (
     unknown_vr,
 )
 from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED
-from indexer.deid.rules import SiteRule, keeps
+from indexer.deid.rules import SiteRule, changes
 from indexer.deid.table import Action
 
 MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
@@ -243,8 +243,9 @@ def collect(
             continue
         decision = decide(plan, d, tag, vr)
         if isinstance(decision, SiteRule):  # (a value it keeps by design: as one kept)
-            kept = keeps(decision, plan.rules, vr, value)
-            record(found, Action.KEEP if kept else decision, vr, value, path)
+            changed = changes(decision, plan.rules, vr, value)
+            if changed is not None:
+                record(found, decision, vr, changed, path)
             continue
         suspect = _suspect(decision, vr, tag, as_read, raw.value, misplaced, read_as)
         recorded = suspect if suspect is not None else resolve(decision.action, vr)

@@ -10,6 +10,7 @@ import os
 import struct
 import subprocess
 import sys
+import warnings
 
 import pydicom
 import pytest
@@ -223,6 +224,43 @@ def test_a_value_redact_keeps_by_design_is_no_leak(keyword, value, kept):
     tag = "(0010,1010)" if keyword == "PatientAge" else "(0008,0020)"
     assert (value in found) is not kept  # searched for where changed
     assert (values.get(value) == tag) is not kept
+
+
+@pytest.mark.parametrize(
+    ("age", "want"),
+    [
+        ("053Y Zqxwv", ""),
+        ("Zqxwv", ""),
+        ("053Y\\Zqxwv", ["053Y", ""]),
+        ("006M\\053Y", ["006M", "053Y"]),
+    ],
+)
+def test_partial_ages_keep_an_age_only_where_it_is_one(age, want):
+    """``redact`` with partial ages kept any value that was no age in years as it came, a
+    name after the age among them: it went into the copy, unchecked (the values mutator of
+    scripts/fuzz.py, seed 142). Now what is no age is redacted. Of a multi-value, only the
+    values it changes are recorded: an age kept beside one refused the object."""
+    plan = _plan(
+        [{"select": {"keyword": "PatientAge"}, "method": "redact"}],
+        {"partial_ages_for_redact": True},
+    )
+    raw = age.encode() + b" " * (len(age) % 2)
+    data = to_bytes(make_instance(PatientAge="053Y"))
+    head = b"\x10\x00\x10\x10AS\x04\x00053Y"  # (0010,1010) AS, 4 bytes
+    assert data.count(head) == 1
+    data = data.replace(head, head[:6] + struct.pack("<H", len(raw)) + raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found: dict[str, str] = {}
+        out = deid.apply(plan, pydicom.dcmread(io.BytesIO(data)), KEY, found=found).ds
+        assert out.PatientAge == want
+        copy = encode(out)
+        assert b"Zqxwv" not in copy.data
+        assert verify.find_leaks(found, out, copy.header, changed_only=True) == []
+        values = verify.identifying_values(plan, pydicom.dcmread(io.BytesIO(data)))
+        assert verify.find_leaks(values, out) == []
+    assert any("Zqxwv" in value for value in found) is ("Zqxwv" in age)  # searched for
+    assert "053Y" not in found
 
 
 @pytest.mark.parametrize("scope", ["patient", "study", "series", "instance"])
