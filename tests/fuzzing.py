@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import random
 import struct
+from collections.abc import Iterator
 
+import pydicom
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from tests.builders import _LENGTH_32
 
@@ -106,6 +112,57 @@ def damaged(
             end = pos + size + length
             data[end:end] = data[pos:end]
     return bytes(data)
+
+
+# Where no value holds text: dates, times, ages, number strings, UIDs; read without a VR
+# (implicit VR), binary numbers too, read as numbers whatever they hold
+_VALUE_VRS = frozenset({"DA", "DT", "TM", "AS", "DS", "IS", "UI"})
+_NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"})
+
+
+def planted(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "explicit") -> bytes:
+    """``base`` with text holding ``marker`` written into one to three of its data set's
+    dates, times, ages, number strings or UIDs (implicit VR: binary numbers too), at any
+    depth, as a name is typed after a value, or in its place: "20230101 PHIMARK",
+    "Doe^PHIMARK". Written again by pydicom, the other elements as they were read, so that
+    the sequences' and items' lengths hold."""
+    ds = pydicom.dcmread(io.BytesIO(base))
+    by_vr: dict[str, list[tuple[Dataset, BaseTag]]] = {}
+    for d, key, vr in list(_holding_no_text(ds)):
+        if isinstance(d._dict[key], RawDataElement):  # (reading a sequence converts some)
+            by_vr.setdefault(vr, []).append((d, key))
+    for _ in range(rng.randint(1, 3)):
+        if not by_vr:
+            break
+        d, key = rng.choice(by_vr[rng.choice(sorted(by_vr))])  # a VR, then one of its elements
+        raw = d._dict[key]
+        old = bytes(raw.value).rstrip(b"\x00 ")
+        text = rng.choice([old + b" " + marker, old + b"\\" + marker, marker, b"Doe^" + marker])
+        text += b"\x00" * (len(text) % 2)  # even, as every value is
+        d._dict[key] = raw._replace(length=len(text), value=text)
+    buf = io.BytesIO()
+    ds.save_as(
+        buf,
+        enforce_file_format=True,
+        implicit_vr=encoding == "implicit",
+        little_endian=encoding != "big",
+    )
+    return buf.getvalue()
+
+
+def _holding_no_text(d: Dataset) -> Iterator[tuple[Dataset, BaseTag, str]]:
+    """(data set, key, VR) of each element of ``d`` (any depth) ``planted`` writes into."""
+    for key, raw in list(d._dict.items()):
+        vr = raw.VR or _dictionary_vr(key)
+        if vr == "SQ":
+            for item in d[key].value or ():
+                yield from _holding_no_text(item)
+        elif (
+            isinstance(raw, RawDataElement)
+            and raw.value is not None
+            and (vr in _VALUE_VRS or (raw.VR is None and vr in _NUMBER_VRS))
+        ):
+            yield d, key, vr
 
 
 # Values archives hold that no writer should have made: numbers past every integer column

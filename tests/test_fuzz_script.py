@@ -6,6 +6,7 @@ import io
 import random
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,7 +28,7 @@ from indexer.store.files import LocalStore
 from tests.builders import in_transfer_syntax, make_instance, to_bytes, with_element
 from tests.conftest import load_script
 from tests.deid import kitchen_sink
-from tests.fuzzing import damaged, heads
+from tests.fuzzing import damaged, heads, planted
 
 ROOT = Path(__file__).resolve().parent.parent
 fuzz = load_script("fuzz")
@@ -60,6 +61,45 @@ def test_the_same_seed_gives_the_same_stream_and_keys():
     assert first.outcomes != other.outcomes
     assert first.key_id != other.key_id
     assert fuzz.run_keys(11).pseudonym == fuzz.run_keys(11).pseudonym
+
+
+@pytest.mark.parametrize(
+    ("encoding", "ts"),
+    [
+        ("explicit", ExplicitVRLittleEndian),
+        ("implicit", ImplicitVRLittleEndian),
+        ("big", ExplicitVRBigEndian),
+    ],
+)
+def test_the_values_mutator_plants_text_where_no_value_holds_it(encoding, ts):
+    """Each object it makes reads whole, and holds the marker in a date, time, age, number
+    string or UID (implicit VR: or a binary number), at any depth."""
+    base = in_transfer_syntax(kitchen_sink.build()[0], ts)
+    rng = random.Random(5)  # noqa: S311 - a reproducible stream of test inputs
+    held = set()
+    for _ in range(30):
+        data = planted(rng, base, b"QZMK9", encoding=encoding)
+        assert fuzz.reads_whole(data)
+        ds = pydicom.dcmread(io.BytesIO(data))
+        with warnings.catch_warnings():  # an implicit VR "1.2.3 QZMK9" read as a UID warns
+            warnings.simplefilter("ignore")
+            where = {vr for _, vr in fuzz._holders(ds, ["QZMK9"], unreadable=False)}
+        assert where <= fuzz.VALUE_VRS
+        assert where or (encoding == "implicit" and b"QZMK9" in data)  # (numbers read as such)
+        held |= where
+    assert {"DA", "DS", "UI"} <= held
+
+
+def test_the_values_mutator_finds_a_value_kept_holding_text(monkeypatch):
+    """Its objects are all indexed with no marker in their copies; with the checks that
+    replace such values turned off, it finds them."""
+    report = fuzz.run(30, 2, "values", options=("retain-uids",))
+    assert (report.outcomes, report.findings) == ({"indexed": 30}, [])
+    monkeypatch.setattr(profile, "not_of_vr", lambda *_: False)
+    found = fuzz.run(30, 2, "values", options=("retain-uids",)).findings
+    told = {finding for _, finding in found}
+    assert "a marker kept in a UI value (no such value holds text)" in told
+    assert "a marker kept in a DS value (no such value holds text)" in told
 
 
 def test_the_plan_takes_the_options_given(monkeypatch, capsys):
