@@ -38,7 +38,6 @@ from indexer.deid.table import Action
 MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
 # a value's padding, never recorded: NULs of a field written as zeros match every preamble
 PADDING = " \t\n\r\x0b\x0c\x00"
-_UID_PART = re.compile(r"[0-9. ]*")  # a part of a UID that holds no name
 MADE_UP = frozenset(v for v in DUMMY.values() if isinstance(v, str) and v)
 # UIDs the standard defines (transfer syntaxes, SOP classes, well-known instances) under its
 # own root: they identify no one, and a copy holds them where it says what it is
@@ -76,7 +75,7 @@ def texts(value: object, *, uid: bool = False) -> list[str]:
     parts = [text]
     if "^" in text or "=" in text:  # person names: each component on its own too
         split = text.replace("=", "^").split("^")
-        parts += [p for p in split if p and not (uid and _UID_PART.fullmatch(p))]
+        parts += [p for p in split if p and (not uid or not_a_uid(p))]
     return parts
 
 
