@@ -87,7 +87,7 @@ from indexer.records import IndexRecord, SourceFile  # noqa: E402
 from indexer.store.files import LocalStore  # noqa: E402
 from tests.builders import in_transfer_syntax, make_instance  # noqa: E402
 from tests.deid import kitchen_sink  # noqa: E402
-from tests.fuzzing import damaged, mutated, planted  # noqa: E402
+from tests.fuzzing import VALUE_VRS, damaged, mutated, planted  # noqa: E402
 
 MARK = "PHIMARK"
 EXACT = 0xFFFFFFFF  # a table row for one tag, not a range
@@ -439,11 +439,6 @@ def _marked_where(out: pydicom.Dataset, markers: list[str]) -> str:
         if any(m.encode() in headers for m in markers)
         else ("in image data")
     )
-
-
-# VRs whose kept values hold no text (``profile.HOLDS_TEXT``, ``NOT_A_TIME``,
-# ``UID_HOLDS_TEXT``)
-VALUE_VRS = frozenset({"DA", "DT", "TM", "AS", "DS", "IS", "UI"})
 
 
 def _in_a_value(ds: pydicom.Dataset, markers: list[str]) -> str:

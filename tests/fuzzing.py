@@ -13,6 +13,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
+from indexer.deid.rawvalue import NUMBER_FORMATS
 from tests.builders import _LENGTH_32
 
 
@@ -114,10 +115,10 @@ def damaged(
     return bytes(data)
 
 
-# Where no value holds text: dates, times, ages, number strings, UIDs; read without a VR
-# (implicit VR), binary numbers too, read as numbers whatever they hold
-_VALUE_VRS = frozenset({"DA", "DT", "TM", "AS", "DS", "IS", "UI"})
-_NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"})
+# Where no kept value holds text (``profile.HOLDS_TEXT``, ``NOT_A_TIME``, ``UID_HOLDS_TEXT``):
+# dates, times, ages, number strings, UIDs; read without a VR (implicit VR), binary numbers
+# too (``UNFIT_NUMBER``), read as numbers whatever they hold
+VALUE_VRS = frozenset({"DA", "DT", "TM", "AS", "DS", "IS", "UI"})
 
 
 def planted(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "explicit") -> bytes:
@@ -160,7 +161,7 @@ def _holding_no_text(d: Dataset) -> Iterator[tuple[Dataset, BaseTag, str]]:
         elif (
             isinstance(raw, RawDataElement)
             and raw.value is not None
-            and (vr in _VALUE_VRS or (raw.VR is None and vr in _NUMBER_VRS))
+            and (vr in VALUE_VRS or (raw.VR is None and vr in NUMBER_FORMATS))
         ):
             yield d, key, vr
 
