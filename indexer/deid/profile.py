@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 32
+RULES_VERSION = 33
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -114,7 +114,12 @@ bytes make no value its attribute allows replaced by a dummy (it was kept as rea
 object failed to index), and in a big endian object the UIDs read for the identity map
 written as read where kept (they were encoded again); 32: of a kept UID's values, only those
 holding such characters replaced (every value was), and a ``redact`` rule with partial ages
-redacting what is no age (it kept it as read).
+redacting what is no age (it kept it as read); 33: the leak check searches a kept text
+holding ISO 2022 escape sequences as a reader shows it, the escapes taken out ("Ja", ESC ( B,
+"ne" was searched as its bytes only), and for names of two ideographs, kana or Hangul
+syllables, as a word or inside one (they were never searched for, and a name with a letter
+right after it was no word of its own): the objects that held one are refused, and a rerun
+withdraws their copies.
 """
 
 VIDEO_RULES_VERSION = 10

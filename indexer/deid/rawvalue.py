@@ -40,6 +40,9 @@ from pydicom.valuerep import VR
 DEFAULT: Final = "latin_1"  # pydicom's default_encoding ("iso8859") for non-charset VRs
 SPECIFIC_CHARACTER_SET = 0x00080005
 ESC = 0x1B  # starts an ISO 2022 escape sequence: pydicom decodes those
+# one (ISO 2022, 13.1): ESC, intermediate bytes, a final byte; in decoded text, one a reader
+# did not know (pydicom leaves ESC ( J in), which another takes out: "Do", ESC ( J, "e" is "Doe"
+ESCAPE_SEQUENCE = re.compile("\x1b[\x20-\x2f]+[\x30-\x7e]")
 _MULTI = frozenset({"AS", "CS", "DA", "DT", "TM", "UI"})  # rstrip, then split
 _TEXT = frozenset({"SH", "LO", "UC"})  # split, then rstrip each; in the character set
 _SINGLE = frozenset({"ST", "LT", "UT"})  # one value, in the character set

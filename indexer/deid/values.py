@@ -9,6 +9,7 @@ included, file meta and preamble too). The engine records these as it de-identif
 from __future__ import annotations
 
 import re
+import unicodedata
 import warnings
 from collections.abc import Sequence
 from typing import cast
@@ -35,7 +36,7 @@ from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED
 from indexer.deid.rules import SiteRule, changes
 from indexer.deid.table import Action
 
-MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere
+MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere (``weight``)
 # a value's padding, never recorded: NULs of a field written as zeros match every preamble
 PADDING = " \t\n\r\x0b\x0c\x00"
 MADE_UP = frozenset(v for v in DUMMY.values() if isinstance(v, str) and v)
@@ -62,10 +63,11 @@ def tag_path(parents: str, tag: int) -> str:
 def texts(value: object, *, uid: bool = False) -> list[str]:
     """The text forms of a value: each of a multi-value, each component of a person name.
 
-    A value holding ``^`` or ``=`` may be a person name (in a PN, or a name typed or moved
-    elsewhere): each part on its own too. In a UID (``uid``), not a part of digits and points
-    alone: the "1.2.999.560." of a damaged "1.2.999.560.=7" is no name, and lies inside a
-    sound UID kept beside it.
+    A text holding an escape sequence its reader left in (``rawvalue.ESCAPE_SEQUENCE``)
+    counts as read and with them taken out. A value holding ``^`` or ``=`` may be a person
+    name (in a PN, or a name typed or moved elsewhere): each part on its own too. In a UID
+    (``uid``), not a part of digits and points alone: the "1.2.999.560." of a damaged
+    "1.2.999.560.=7" is no name, and lies inside a sound UID kept beside it.
     """
     if value is None or isinstance(value, bytes | bytearray | memoryview):
         return []
@@ -73,9 +75,12 @@ def texts(value: object, *, uid: bool = False) -> list[str]:
         return [t for v in value for t in texts(v, uid=uid)]  # type: ignore[attr-defined]
     text = str(value).strip(PADDING)
     parts = [text]
-    if "^" in text or "=" in text:  # person names: each component on its own too
-        split = text.replace("=", "^").split("^")
-        parts += [p for p in split if p and (not uid or not_a_uid(p))]
+    if "\x1b" in text:  # escape sequences a reader knows, and another did not: taken out too
+        parts.append(rawvalue.ESCAPE_SEQUENCE.sub("", text))
+    for form in parts[:]:
+        if "^" in form or "=" in form:  # person names: each component on its own too
+            split = form.replace("=", "^").split("^")
+            parts += [p for p in split if p and (not uid or not_a_uid(p))]
     return parts
 
 
@@ -148,8 +153,25 @@ def meaningful(value: object, vr: str = "") -> tuple[str, ...]:
     return tuple(
         t
         for t in texts(value, uid=vr == "UI")
-        if len(t) >= MIN_LENGTH and t not in MADE_UP and not t.startswith(STANDARD_UID_ROOT)
+        if weight(t) >= MIN_LENGTH and t not in MADE_UP and not t.startswith(STANDARD_UID_ROOT)
     )
+
+
+def weight(text: str) -> int:
+    """How long ``text`` is as a name: its length, a wide character counting two.
+
+    An ideograph, a kana or a Hangul syllable (East Asian wide) is a syllable or a word: two
+    of them are a whole name (山田, 小明, 길동), which the length alone took for too short to
+    mean anything, and no leak check searched for.
+    """
+    if len(text) >= MIN_LENGTH or text.isascii():
+        return len(text)
+    return len(text) + sum(map(wide, text))
+
+
+def wide(char: str) -> bool:
+    """Whether ``char`` is East Asian wide: a script that writes no space between words."""
+    return unicodedata.east_asian_width(char) in "WF"
 
 
 def record(found: dict[str, str], decision: Recorded, vr: str, value: object, path: str) -> None:

@@ -38,6 +38,7 @@ from indexer.deid.values import (
     shown,
     tag_path,
     texts,
+    wide,
 )
 from indexer.spans import Span
 
@@ -77,7 +78,7 @@ def _decoded(
     def walk(d: Dataset, parents: str, charset: str | None) -> Iterable[tuple[str, str]]:
         charset = _lean_charset(d, parents, charset)
         for tag, raw in list(d._dict.items()):  # noqa: SLF001 - as stored, not converted
-            if _skipped(raw, changed_only=changed_only, kept_only=kept_only) or not _wanted(
+            if _skipped(raw, tag, changed_only=changed_only, kept_only=kept_only) or not _wanted(
                 raw, tag, vrs, skip
             ):
                 continue
@@ -124,15 +125,34 @@ def _wanted(raw: object, tag: int, vrs: frozenset[str] | None, skip: frozenset[s
     return vr not in skip and (vrs is None or vr in vrs or vr == "SQ")
 
 
-def _skipped(raw: object, *, changed_only: bool, kept_only: bool) -> bool:
+def _skipped(raw: object, tag: int, *, changed_only: bool, kept_only: bool) -> bool:
     """Whether ``_decoded`` passes over the stored element ``raw``."""
     if isinstance(raw, Marking):
         return True  # the constant marking: the header bytes search covers it
     unchanged = isinstance(raw, RawDataElement) and not isinstance(raw, Written)
-    if changed_only:
-        return unchanged  # as read: the header bytes search covers it
+    if changed_only:  # as read: the header bytes search covers it, but where escapes split it
+        return unchanged and not _escaped(raw, tag)
     # with kept_only, what de-identification wrote goes; the sequences are walked into
     return kept_only and not unchanged and getattr(raw, "VR", None) != "SQ"
+
+
+_ESC = bytes([rawvalue.ESC])
+
+
+def _escaped(raw: object, tag: int) -> bool:
+    """Whether a text element kept as read holds an escape sequence, which a reader decodes.
+
+    pydicom takes an ISO 2022 escape sequence out of the text of an element in the character
+    set, whatever set the object names: "Ja", ESC ( B, "ne" reads "Jane"; another reader
+    those it does not know, or those in a code string. The header bytes hold no "Jane" then;
+    such an element is searched decoded, and with its escapes taken out (``values.texts``).
+    """
+    data = getattr(raw, "value", None)
+    return (
+        isinstance(data, bytes | memoryview)
+        and rawvalue.vr_of(raw, tag) in rawvalue.TEXT_VRS  # (first: pixel data is long)
+        and _ESC in data
+    )
 
 
 def _lean_texts(raw: object, charset: str | None) -> tuple[str, ...] | None:
@@ -458,17 +478,24 @@ def _word_in(value: str, text: str) -> bool:
     """Whether ``value`` occurs in ``text`` as a word of its own.
 
     Not inside a longer run of letters: "MARY" in "PRIMARY", "GINA" in "ORIGINAL" are not
-    the names. Digits need no such edge: an ID inside "MRN12345" is still the ID.
+    the names. Digits need no such edge, nor wide letters (``values.wide``), whose scripts
+    write no space between words: an ID inside "MRN12345" is still the ID, 山田 inside
+    "山田太郎様" still the name.
     """
     at = text.find(value)
     while at != -1:
         end = at + len(value)
-        before = value[0].isalpha() and at > 0 and text[at - 1].isalpha()
-        after = value[-1].isalpha() and end < len(text) and text[end].isalpha()
+        before = _goes_on(value[0]) and at > 0 and _goes_on(text[at - 1])
+        after = _goes_on(value[-1]) and end < len(text) and _goes_on(text[end])
         if not (before or after):
             return True
         at = text.find(value, at + 1)
     return False
+
+
+def _goes_on(char: str) -> bool:
+    """Whether a word goes on through ``char``: a letter of a script that spaces its words."""
+    return char.isalpha() and not wide(char)
 
 
 @functools.lru_cache(maxsize=8192)  # a series' slices share most values: kept, in memory only

@@ -456,6 +456,99 @@ def test_character_sets_are_processed_never_corrupted(charset, name):
                 assert needle not in data, (part, enc)
 
 
+@pytest.mark.parametrize(
+    ("charset", "escape"),
+    [
+        ("\\ISO 2022 IR 87", b"\x1b(B"),  # ISO 2022: what follows is ASCII (as it was)
+        ("ISO 2022 IR 100", b"\x1b(B"),
+        ("ISO_IR 100", b"\x1b(B"),
+        ("ISO_IR 192", b"\x1b(B"),
+        (None, b"\x1b(B"),
+        ("ISO_IR 100", b"\x1b(J"),  # JIS X 0201's Roman letters: pydicom leaves it in
+        ("ISO 2022 IR 100", b"\x1b-A"),  # Latin-1's upper half, as G1
+    ],
+)
+def test_a_name_split_by_escape_sequences_in_a_kept_text_is_a_leak(charset, escape):
+    """The patient's name "Doe^Jane" in the kept Manufacturer as "Ja", ESC ( B, "ne D", ESC
+    ( B, "oe": readers take escape sequences out of the text (pydicom, under whatever
+    character set, those it knows; others those it does not), and show "Jane Doe scan".
+    The ingest's check searched the header bytes for what it kept as read, where no "Jane"
+    is: the copy went out with the name, which `verify` then found (where pydicom knew the
+    escape)."""
+    ds = make_instance(marker="LEAKY", PatientName="Doe^Jane")
+    if charset is None:
+        del ds.SpecificCharacterSet
+    else:
+        ds.SpecificCharacterSet = charset
+    ds.add_new(0x00080070, "LO", b"Ja" + escape + b"ne D" + escape + b"oe scan")
+    with warnings.catch_warnings():  # (pydicom's, on an escape it does not know)
+        warnings.simplefilter("ignore")
+        shown = pydicom.dcmread(io.BytesIO(to_bytes(ds))).Manufacturer
+        assert rawvalue.ESCAPE_SEQUENCE.sub("", shown) == "Jane Doe scan"
+        ingest, full = _leaks_both_ways(ds)
+    assert [(leak.source_path, leak.found_in) for leak in ingest] == [
+        ("(0010,0010)", "(0008,0070)")
+    ]
+    assert [leak.found_in for leak in full] == ["(0008,0070)"]
+    ds.add_new(0x00080070, "LO", b"Ac" + escape + b"me scan")  # no name: kept as it is
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _leaks_both_ways(ds) == ([], [])
+        out = deid.apply(build_plan(), _roundtrip(ds), KEY).ds
+        assert b"Ac" + escape + b"me scan" in encode(out).data  # kept as read
+
+
+def test_a_name_holding_an_escape_its_reader_left_in_is_searched_for_without_it():
+    """The patient's name "Dor", ESC ( J, "ian^Jane": pydicom does not know the escape (JIS X
+    0201's Roman letters) and leaves it in, another reader takes it out and shows "Dorian".
+    Recorded as pydicom read it, "Dorian" in the kept Manufacturer was no leak."""
+    ds = make_instance(marker="LEAKY", SpecificCharacterSet="ISO_IR 100")
+    ds.add_new(0x00100010, "PN", b"Dor\x1b(Jian^Jane")
+    ds.Manufacturer = "Dorian scan"
+    with warnings.catch_warnings():  # (pydicom's, on an escape it does not know)
+        warnings.simplefilter("ignore")
+        ingest, full = _leaks_both_ways(ds)
+    assert [leak.source_path for leak in ingest] == ["(0010,0010)"]
+    assert [(leak.source_path, leak.found_in) for leak in full] == [("(0010,0010)", "(0008,0070)")]
+
+
+@pytest.mark.parametrize(
+    ("charset", "name", "kept"),
+    [
+        ("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎=やまだ^たろう", "山田太郎様の検査"),
+        ("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎=やまだ^たろう", "やまだ スキャナ"),
+        ("ISO_IR 192", "Yamada^Tarou=山田^太郎", "山田 scanner"),
+        ("GB18030", "王^小明", "王小明的检查"),
+        ("ISO_IR 192", "王小明", "王小明的检查"),
+        ("ISO_IR 192", "홍^길동", "홍길동님 검사"),
+        ("\\ISO 2022 IR 149", "홍길동", "홍길동님 검사"),
+        ("ISO_IR 192", "Yamada^Tarou", "山田Tarou"),  # a Latin name beside wide letters
+    ],
+)
+def test_a_short_east_asian_name_in_a_kept_text_is_a_leak(charset, name, kept):
+    """Two ideographs, kana or Hangul syllables are a whole name (山田, 小明, 길동), and a
+    name goes on into the next word unspaced ("山田太郎様"). Values under four characters
+    were never recorded, and a name with a letter right after it was no word of its own:
+    neither check searched for these, and the copies went out with them."""
+    ds = make_instance(marker="LEAKY", SpecificCharacterSet=charset, PatientName=name)
+    ds.Manufacturer = kept
+    ingest, full = _leaks_both_ways(ds)
+    assert [leak.source_path for leak in ingest] == ["(0010,0010)"]  # (the header bytes)
+    assert [(leak.source_path, leak.found_in) for leak in full] == [("(0010,0010)", "(0008,0070)")]
+
+
+def test_short_latin_values_and_names_inside_words_are_still_no_leak():
+    """Two letters say nothing in Latin script ("Li"), nor a name inside a longer word
+    ("MARY" in "PRIMARY"); one ideograph (王) alone likewise."""
+    assert values.weight("Li") == 2
+    assert values.weight("王") == 2
+    assert values.weight("山田") == 4
+    assert values.weight("Jürgen") == 6
+    ds = make_instance(marker="LEAKY", SpecificCharacterSet="ISO_IR 192", PatientName="王^Mary")
+    ds.Manufacturer = "PRIMARY 王氏"
+    assert _leaks_both_ways(ds) == ([], [])
+
+
 def test_date_shift_across_midnight_keeps_intervals():
     plan = build_plan(["retain-long-modified-dates"])
     a = deid.apply(
