@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 import struct
+import warnings
 from collections.abc import Iterator
 
 import pydicom
@@ -13,7 +14,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from indexer.deid.rawvalue import NUMBER_FORMATS
+from indexer.deid.rawvalue import CHARSET_VRS, NUMBER_FORMATS
 from tests.builders import _LENGTH_32
 
 
@@ -151,19 +152,69 @@ def planted(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "
     return buf.getvalue()
 
 
-def _holding_no_text(d: Dataset) -> Iterator[tuple[Dataset, BaseTag, str]]:
-    """(data set, key, VR) of each element of ``d`` (any depth) ``planted`` writes into."""
+def _holding_no_text(ds: Dataset) -> Iterator[tuple[Dataset, BaseTag, str]]:
+    """(data set, key, VR) of each element of ``ds`` (any depth) ``planted`` writes into."""
+    for d, key, raw, vr in _raw_elements(ds):
+        if vr in VALUE_VRS or (raw.VR is None and vr in NUMBER_FORMATS):
+            yield d, key, vr
+
+
+def _raw_elements(d: Dataset) -> Iterator[tuple[Dataset, BaseTag, RawDataElement, str]]:
+    """(data set, key, element, VR) of each element of ``d`` (any depth) held as read."""
     for key, raw in list(d._dict.items()):
         vr = raw.VR or _dictionary_vr(key)
         if vr == "SQ":
             for item in d[key].value or ():
-                yield from _holding_no_text(item)
-        elif (
-            isinstance(raw, RawDataElement)
-            and raw.value is not None
-            and (vr in VALUE_VRS or (raw.VR is None and vr in NUMBER_FORMATS))
-        ):
-            yield d, key, vr
+                yield from _raw_elements(item)
+        elif isinstance(raw, RawDataElement) and raw.value is not None:
+            yield d, key, raw, vr
+
+
+# ISO 2022 escape sequences a reader takes out of a text: to ASCII, to JIS X 0201's Roman
+# letters (ASCII but for two signs), Latin-1's upper half to G1
+ESCAPES = [b"\x1b(B", b"\x1b(J", b"\x1b-A"]
+_CHARSETS = ["ISO 2022 IR 6", "\\ISO 2022 IR 87", "ISO 2022 IR 100", "ISO_IR 192", "ISO_IR 100"]
+
+
+def escaped(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "explicit") -> bytes:
+    """``base`` with ISO 2022 escape sequences written inside one to three of its texts in
+    the character set (SH, LO, ST, LT, UT, UC, PN), at any depth, where a reader takes them
+    out again: "Ja", ESC ( B, "ne" reads "Jane". One in two of those texts becomes a name
+    first, the patient's or "Doe^" and ``marker``, as a name is typed into a kept field; one
+    object in three names another character set, or none. Written again by pydicom, as
+    ``planted`` writes."""
+    ds = pydicom.dcmread(io.BytesIO(base))
+    found = [(d, key) for d, key, raw, vr in _raw_elements(ds) if vr in CHARSET_VRS and raw.value]
+    name = ds._dict.get(BaseTag(0x00100010))
+    names = [b"Doe^" + marker, *([bytes(name.value)] if name is not None and name.value else [])]
+    for _ in range(rng.randint(1, 3)):
+        if not found:
+            break
+        d, key = rng.choice(found)
+        raw = d._dict[key]
+        text = bytes(raw.value).rstrip(b"\x00 ")
+        if rng.randrange(2):
+            text = rng.choice(names).rstrip(b"\x00 ") + rng.choice([b"", b" scan"])
+        for at in sorted((rng.randrange(len(text) + 1) for _ in range(2)), reverse=True):
+            text = text[:at] + rng.choice(ESCAPES) + text[at:]  # (never inside another)
+        text += b" " * (len(text) % 2)  # even, as every value is
+        d._dict[key] = raw._replace(length=len(text), value=text)
+    if rng.randrange(3) == 0:
+        charset = rng.choice([*_CHARSETS, None])
+        if charset is None:
+            ds._dict.pop(BaseTag(0x00080005), None)
+        else:
+            ds.SpecificCharacterSet = charset
+    buf = io.BytesIO()
+    with warnings.catch_warnings():  # (pydicom's, on an escape it does not know: errors in tests)
+        warnings.simplefilter("ignore")
+        ds.save_as(
+            buf,
+            enforce_file_format=True,
+            implicit_vr=encoding == "implicit",
+            little_endian=encoding != "big",
+        )
+    return buf.getvalue()
 
 
 # Values archives hold that no writer should have made: numbers past every integer column

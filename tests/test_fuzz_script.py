@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import subprocess
 import sys
 import warnings
@@ -21,14 +22,14 @@ from pydicom.uid import (
 )
 
 from indexer import work
-from indexer.deid import actions, build_plan, profile, verify
+from indexer.deid import actions, build_plan, profile, rawvalue, verify
 from indexer.errors import DeidError, SourceError
 from indexer.records import IndexRecord
 from indexer.store.files import LocalStore
 from tests.builders import in_transfer_syntax, make_instance, to_bytes, with_element
 from tests.conftest import load_script
 from tests.deid import kitchen_sink
-from tests.fuzzing import damaged, heads, planted
+from tests.fuzzing import ESCAPES, damaged, escaped, heads, planted
 
 ROOT = Path(__file__).resolve().parent.parent
 fuzz = load_script("fuzz")
@@ -100,6 +101,50 @@ def test_the_values_mutator_finds_a_value_kept_holding_text(monkeypatch):
     told = {finding for _, finding in found}
     assert "a marker kept in a UI value (no such value holds text)" in told
     assert "a marker kept in a DS value (no such value holds text)" in told
+
+
+@pytest.mark.parametrize(
+    ("encoding", "ts"),
+    [
+        ("explicit", ExplicitVRLittleEndian),
+        ("implicit", ImplicitVRLittleEndian),
+        ("big", ExplicitVRBigEndian),
+    ],
+)
+def test_the_escapes_mutator_splits_texts_where_a_reader_joins_them(encoding, ts):
+    """Each object it makes reads whole and holds escape sequences, which pydicom takes out
+    of the texts again; a name holding the marker is among those texts, split where its
+    bytes hold no marker. An escape sequence pydicom does not know (ESC ( J) it leaves in,
+    where another reader takes it out."""
+    base = in_transfer_syntax(kitchen_sink.build()[0], ts)
+    rng = random.Random(5)  # noqa: S311 - a reproducible stream of test inputs
+    split = 0
+    for _ in range(30):
+        data = escaped(rng, base, b"QZMK9", encoding=encoding)
+        assert fuzz.reads_whole(data)
+        assert any(escape in data for escape in ESCAPES)
+        with warnings.catch_warnings():  # (a set the object does not name: pydicom warns)
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data))
+            texts = [str(e.value) for e in ds.iterall() if e.VR in ("LO", "PN", "SH", "ST")]
+        assert all("\x1b" not in text or "\x1b(J" in text for text in texts)
+        texts = [rawvalue.ESCAPE_SEQUENCE.sub("", text) for text in texts]
+        split += any("QZMK9" in text for text in texts) and b"QZMK9" not in data
+    assert split
+
+
+def test_the_escapes_mutator_finds_a_name_the_ingest_reads_without_them(monkeypatch):
+    """Its objects are indexed or refused with no finding; with the ingest's check of kept
+    texts holding escapes turned off, `verify` finds names the ingest let through."""
+    report = fuzz.run(13, 3, "escapes")
+    assert report.findings == []
+    assert report.outcomes["leak_detected"] == 2
+    monkeypatch.setattr(verify, "_escaped", lambda *_: False)
+    found = fuzz.run(13, 3, "escapes").findings
+    assert [i for i, _ in found] == [7, 12]
+    assert all(
+        re.fullmatch(r"verify finds \d leak\(s\) the ingest let through", f) for _, f in found
+    )
 
 
 def test_the_plan_takes_the_options_given(monkeypatch, capsys):
