@@ -115,11 +115,12 @@ object failed to index), and in a big endian object the UIDs read for the identi
 written as read where kept (they were encoded again); 32: of a kept UID's values, only those
 holding such characters replaced (every value was), and a ``redact`` rule with partial ages
 redacting what is no age (it kept it as read); 33: the leak check searches a kept text
-holding ISO 2022 escape sequences as a reader shows it, the escapes taken out ("Ja", ESC ( B,
-"ne" was searched as its bytes only), and for names of two ideographs, kana or Hangul
-syllables, as a word or inside one (they were never searched for, and a name with a letter
-right after it was no word of its own): the objects that held one are refused, and a rerun
-withdraws their copies.
+holding more than ASCII as a reader shows it, in the object's character set and with ISO
+2022 escape sequences taken out (it was searched as its bytes only, in the common encodings:
+no name in ISO_IR 144, Cyrillic, was found, nor "Ja", ESC ( B, "ne"), and for names of two
+ideographs, kana or Hangul syllables, as a word or inside one (they were never searched for,
+and a name with a letter right after it was no word of its own): the objects that held one
+are refused, and a rerun withdraws their copies.
 """
 
 VIDEO_RULES_VERSION = 10

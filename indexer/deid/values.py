@@ -160,8 +160,8 @@ def meaningful(value: object, vr: str = "") -> tuple[str, ...]:
 def weight(text: str) -> int:
     """How long ``text`` is as a name: its length, a wide character counting two.
 
-    An ideograph, a kana or a Hangul syllable (East Asian wide) is a syllable or a word: two
-    of them are a whole name (山田, 小明, 길동), which the length alone took for too short to
+    An ideograph, a kana or a Hangul syllable (``wide``) is a syllable or a word: two of
+    them are a whole name (山田, 小明, 길동), which the length alone took for too short to
     mean anything, and no leak check searched for.
     """
     if len(text) >= MIN_LENGTH or text.isascii():
@@ -170,8 +170,12 @@ def weight(text: str) -> int:
 
 
 def wide(char: str) -> bool:
-    """Whether ``char`` is East Asian wide: a script that writes no space between words."""
-    return unicodedata.east_asian_width(char) in "WF"
+    """Whether ``char`` is of a script that writes no space between words.
+
+    East Asian wide (ideographs, kana, Hangul), or a half-width kana (JIS X 0201's, which
+    old Japanese systems write names in).
+    """
+    return unicodedata.east_asian_width(char) in "WFH"
 
 
 def record(found: dict[str, str], decision: Recorded, vr: str, value: object, path: str) -> None:

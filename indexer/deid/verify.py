@@ -26,7 +26,7 @@ from pydicom.tag import BaseTag
 
 from indexer.deid import frames, pixels, rawvalue
 from indexer.deid.profile import NUMBER_TEXT
-from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED, Marking, Written
+from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, TEXT_VRS, UNDECODED, Marking, Written
 from indexer.deid.values import (
     MADE_UP,
     MIN_LENGTH,
@@ -130,8 +130,8 @@ def _skipped(raw: object, tag: int, *, changed_only: bool, kept_only: bool) -> b
     if isinstance(raw, Marking):
         return True  # the constant marking: the header bytes search covers it
     unchanged = isinstance(raw, RawDataElement) and not isinstance(raw, Written)
-    if changed_only:  # as read: the header bytes search covers it, but where escapes split it
-        return unchanged and not _escaped(raw, tag)
+    if changed_only:  # as read: the header bytes search covers it, but where a reader differs
+        return unchanged and not _read_otherwise(raw, tag)
     # with kept_only, what de-identification wrote goes; the sequences are walked into
     return kept_only and not unchanged and getattr(raw, "VR", None) != "SQ"
 
@@ -139,20 +139,22 @@ def _skipped(raw: object, tag: int, *, changed_only: bool, kept_only: bool) -> b
 _ESC = bytes([rawvalue.ESC])
 
 
-def _escaped(raw: object, tag: int) -> bool:
-    """Whether a text element kept as read holds an escape sequence, which a reader decodes.
+def _read_otherwise(raw: object, tag: int) -> bool:
+    """Whether a text element kept as read shows a reader what its bytes may not hold.
 
-    pydicom takes an ISO 2022 escape sequence out of the text of an element in the character
-    set, whatever set the object names: "Ja", ESC ( B, "ne" reads "Jane"; another reader
-    those it does not know, or those in a code string. The header bytes hold no "Jane" then;
-    such an element is searched decoded, and with its escapes taken out (``values.texts``).
+    Its bytes are searched for each value in the common encodings (``ENCODINGS``); a reader
+    decodes them in the object's character set. Beyond ASCII the two part: "Иванов" in
+    ISO_IR 144 (Cyrillic), "Łukasz" in ISO_IR 101 (Latin-2) are bytes no encoding searched
+    gives. And pydicom takes an ISO 2022 escape sequence out of the text of an element in
+    the character set, whatever set the object names ("Ja", ESC ( B, "ne" reads "Jane");
+    another reader those it does not know, or those in a code string. Such an element is
+    searched decoded, and with its escapes taken out (``values.texts``).
     """
     data = getattr(raw, "value", None)
-    return (
-        isinstance(data, bytes | memoryview)
-        and rawvalue.vr_of(raw, tag) in rawvalue.TEXT_VRS  # (first: pixel data is long)
-        and _ESC in data
-    )
+    if not isinstance(data, bytes | memoryview) or rawvalue.vr_of(raw, tag) not in TEXT_VRS:
+        return False  # (the VR first: pixel data is long)
+    data = bytes(data)
+    return _ESC in data or not data.isascii()
 
 
 def _lean_texts(raw: object, charset: str | None) -> tuple[str, ...] | None:

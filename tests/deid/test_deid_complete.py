@@ -498,6 +498,33 @@ def test_a_name_split_by_escape_sequences_in_a_kept_text_is_a_leak(charset, esca
         assert b"Ac" + escape + b"me scan" in encode(out).data  # kept as read
 
 
+@pytest.mark.parametrize(
+    ("charset", "name", "kept"),
+    [
+        ("ISO_IR 144", "Иванов^Пётр", "Иванов scan"),
+        ("ISO_IR 101", "Łukasz^Żółw", "Łukasz scan"),
+        ("ISO_IR 126", "Παπαδόπουλος^Νίκος", "Παπαδόπουλος scan"),
+        ("ISO_IR 127", "محمد^علي", "محمد scan"),
+        ("ISO_IR 166", "สมชาย^ใจดี", "สมชาย scan"),
+        ("ISO_IR 148", "Y\u0131lmaz^A\u011fa", "Y\u0131lmaz scan"),  # (a dotless i)
+    ],
+)
+def test_a_name_in_a_character_set_no_searched_encoding_gives_is_a_leak(charset, name, kept):
+    """The patient's name in the kept Manufacturer, both in a character set whose bytes
+    beyond ASCII no encoding the header bytes are searched in gives (Cyrillic, Latin-2,
+    Greek, Arabic, Thai, Latin-5): the ingest's check found nothing there, and the copy went
+    out with the name, which `verify` (decoding every element) then found."""
+    ds = make_instance(marker="LEAKY", SpecificCharacterSet=charset, PatientName=name)
+    ds.Manufacturer = kept
+    ingest, full = _leaks_both_ways(ds)
+    assert [(leak.source_path, leak.found_in) for leak in ingest] == [
+        ("(0010,0010)", "(0008,0070)")
+    ]
+    assert [(leak.source_path, leak.found_in) for leak in full] == [("(0010,0010)", "(0008,0070)")]
+    ds.Manufacturer = kept.replace(name.split("^")[0], "Acme")  # ASCII only: its bytes searched
+    assert _leaks_both_ways(ds) == ([], [])
+
+
 def test_a_name_holding_an_escape_its_reader_left_in_is_searched_for_without_it():
     """The patient's name "Dor", ESC ( J, "ian^Jane": pydicom does not know the escape (JIS X
     0201's Roman letters) and leaves it in, another reader takes it out and shows "Dorian".
@@ -544,6 +571,11 @@ def test_short_latin_values_and_names_inside_words_are_still_no_leak():
     assert values.weight("王") == 2
     assert values.weight("山田") == 4
     assert values.weight("Jürgen") == 6
+    assert values.weight("ﾀﾛ") == 4  # half-width kana (JIS X 0201)
+    assert verify._word_in("ﾔﾏﾀﾞ", "ﾔﾏﾀﾞﾀﾛｳ")
+    assert verify._word_in("Tarou", "山田Tarou")
+    assert not verify._word_in("Mary", "PRIMARY")
+    assert not verify._word_in("Mary", "Maryland")
     ds = make_instance(marker="LEAKY", SpecificCharacterSet="ISO_IR 192", PatientName="王^Mary")
     ds.Manufacturer = "PRIMARY 王氏"
     assert _leaks_both_ways(ds) == ([], [])
