@@ -2,7 +2,7 @@
 
 Usage:
     python scripts/fuzz.py [--objects N] [--seed S]
-                           [--mutator bytes|structured|both|values|escapes]
+                           [--mutator bytes|structured|both|values|charsets]
                            [--option NAME ...] [--rules FILE] [--save DIR] [--progress]
 
 Each object is one of the test suite's bases (the kitchen sink and a plain instance, in
@@ -15,13 +15,14 @@ preamble; ``structured`` damages whole elements (a tag byte, an element written 
 in explicit VR a VR byte); ``both`` picks one of the two for each object; ``values`` writes
 text holding the marker into dates, times, ages, number strings and UIDs (in implicit VR,
 binary numbers too), after their value or in its place, which no such kept value may keep
-(a finding if one does); ``escapes`` writes ISO 2022 escape sequences inside texts in the
-character set, a name (the patient's, or one holding the marker) into some first, and names
-another character set in some objects: a reader takes the escapes out, and the copy must
-show no name the original's identifying attributes hold. The plan is the basic profile,
-with the options (``--option``) and site rules (``--rules``) given. Each is de-identified
-and indexed as the ingest does it (``work.prepare`` and ``work.index``, the copy kept in
-memory), then judged:
+(a finding if one does); ``charsets`` gives some objects a patient's name in another
+character set (Cyrillic, Greek, Thai, ideographs...) and names another set in others, then
+writes a name (the patient's, or one holding the marker) into some texts in the character
+set and ISO 2022 escape sequences inside them: a reader decodes them in the set and takes
+the escapes out, and the copy must show no name the original's identifying attributes
+hold. The plan is the basic profile, with the options (``--option``) and site rules
+(``--rules``) given. Each is de-identified and indexed as the ingest does it
+(``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
 
 - refused: its reason is one a check foresaw (never ``unexpected_error``), its message
   holds no planted marker, and where de-identification found a value it cannot handle
@@ -92,7 +93,7 @@ from indexer.records import IndexRecord, SourceFile  # noqa: E402
 from indexer.store.files import LocalStore  # noqa: E402
 from tests.builders import in_transfer_syntax, make_instance  # noqa: E402
 from tests.deid import kitchen_sink  # noqa: E402
-from tests.fuzzing import VALUE_VRS, damaged, escaped, mutated, planted  # noqa: E402
+from tests.fuzzing import VALUE_VRS, damaged, mutated, planted, recoded  # noqa: E402
 
 MARK = "PHIMARK"
 EXACT = 0xFFFFFFFF  # a table row for one tag, not a range
@@ -314,13 +315,13 @@ def damage(
 
     Bytes anywhere, or (``structured``) whole elements (VR bytes in explicit VR only), or
     (``values``) text holding the marker written where no value holds text, or
-    (``escapes``) escape sequences written inside texts, a name into some.
+    (``charsets``) names in other character sets, and escape sequences inside texts.
     """
     encoding = rng.choice(["explicit", "explicit", "implicit", "big"])
     if mutator == "values":
         return planted(rng, rng.choice(found[encoding]), MARK.encode(), encoding=encoding)
-    if mutator == "escapes":
-        return escaped(rng, rng.choice(found[encoding]), MARK.encode(), encoding=encoding)
+    if mutator == "charsets":
+        return recoded(rng, rng.choice(found[encoding]), MARK.encode(), encoding=encoding)
     if mutator == "structured" or (mutator == "both" and rng.randrange(2)):
         return damaged(rng, rng.choice(found[encoding]), tags, encoding=encoding)
     return mutated(rng, rng.choice(found[encoding] + found[VIDEO] * (encoding == "explicit")))
@@ -558,10 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="the stream's seed (default 1)")
     parser.add_argument(
         "--mutator",
-        choices=("bytes", "structured", "both", "values", "escapes"),
+        choices=("bytes", "structured", "both", "values", "charsets"),
         default="both",
         help="(both: bytes or structured; values: text where no value holds text; "
-        "escapes: ISO 2022 escapes inside texts)",
+        "charsets: names in other character sets, ISO 2022 escapes inside texts)",
     )
     parser.add_argument("--save", type=Path, help="save each finding's object here")
     parser.add_argument("--progress", action="store_true", help="a line every 1,000 objects")

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 
 import pydicom
+from pydicom.charset import convert_encodings, encode_string
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -174,18 +175,40 @@ def _raw_elements(d: Dataset) -> Iterator[tuple[Dataset, BaseTag, RawDataElement
 # letters (ASCII but for two signs), Latin-1's upper half to G1
 ESCAPES = [b"\x1b(B", b"\x1b(J", b"\x1b-A"]
 _CHARSETS = ["ISO 2022 IR 6", "\\ISO 2022 IR 87", "ISO 2022 IR 100", "ISO_IR 192", "ISO_IR 100"]
+# names in character sets whose bytes beyond ASCII no other encoding gives, or of scripts
+# that write two characters for a name
+NAMES = [
+    ("ISO_IR 144", "Иванов^Пётр"),
+    ("ISO_IR 101", "Łukasz^Żółw"),
+    ("ISO_IR 126", "Παπαδόπουλος^Νίκος"),
+    ("ISO_IR 127", "محمد^علي"),
+    ("ISO_IR 166", "สมชาย^ใจดี"),
+    ("ISO_IR 192", "山田^太郎"),
+    ("GB18030", "王^小明"),
+    ("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎"),
+    ("\\ISO 2022 IR 149", "Hong^Gildong=洪^吉童=홍^길동"),
+]
 
 
-def escaped(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "explicit") -> bytes:
-    """``base`` with ISO 2022 escape sequences written inside one to three of its texts in
-    the character set (SH, LO, ST, LT, UT, UC, PN), at any depth, where a reader takes them
-    out again: "Ja", ESC ( B, "ne" reads "Jane". One in two of those texts becomes a name
-    first, the patient's or "Doe^" and ``marker``, as a name is typed into a kept field; one
-    object in three names another character set, or none. Written again by pydicom, as
-    ``planted`` writes."""
+def recoded(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "explicit") -> bytes:
+    """``base`` with its texts in the character set (SH, LO, ST, LT, UT, UC, PN) as readers
+    decode them otherwise than their bytes read: one object in three gets a patient's name
+    in another character set (``NAMES``: Cyrillic, Greek, Thai, ideographs...), which it
+    names; one in three names another set, or none. Then one to three of its texts, at any
+    depth, become a name first one time in two (that one, or "Doe^" and ``marker``, as a
+    name is typed into a kept field), and get up to two ISO 2022 escape sequences inside,
+    which a reader takes out again: "Ja", ESC ( B, "ne" reads "Jane". Written again by
+    pydicom, as ``planted`` writes."""
     ds = pydicom.dcmread(io.BytesIO(base))
     found = [(d, key) for d, key, raw, vr in _raw_elements(ds) if vr in CHARSET_VRS and raw.value]
     name = ds._dict.get(BaseTag(0x00100010))
+    kind = rng.randrange(3)
+    if kind == 0 and name is not None:
+        charset, text = rng.choice(NAMES)
+        value = encode_string(text, _named(ds, charset))
+        ds._dict[BaseTag(0x00100010)] = name = name._replace(length=len(value), value=value)
+    elif kind == 1:
+        _named(ds, rng.choice([*_CHARSETS, None]))
     names = [b"Doe^" + marker, *([bytes(name.value)] if name is not None and name.value else [])]
     for _ in range(rng.randint(1, 3)):
         if not found:
@@ -195,16 +218,10 @@ def escaped(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "
         text = bytes(raw.value).rstrip(b"\x00 ")
         if rng.randrange(2):
             text = rng.choice(names).rstrip(b"\x00 ") + rng.choice([b"", b" scan"])
-        for at in sorted((rng.randrange(len(text) + 1) for _ in range(2)), reverse=True):
+        for at in sorted(rng.randrange(len(text) + 1) for _ in range(rng.randrange(3)))[::-1]:
             text = text[:at] + rng.choice(ESCAPES) + text[at:]  # (never inside another)
         text += b" " * (len(text) % 2)  # even, as every value is
         d._dict[key] = raw._replace(length=len(text), value=text)
-    if rng.randrange(3) == 0:
-        charset = rng.choice([*_CHARSETS, None])
-        if charset is None:
-            ds._dict.pop(BaseTag(0x00080005), None)
-        else:
-            ds.SpecificCharacterSet = charset
     buf = io.BytesIO()
     with warnings.catch_warnings():  # (pydicom's, on an escape it does not know: errors in tests)
         warnings.simplefilter("ignore")
@@ -215,6 +232,19 @@ def escaped(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "
             little_endian=encoding != "big",
         )
     return buf.getvalue()
+
+
+def _named(ds: Dataset, charset: str | None) -> list[str]:
+    """Name ``charset`` in ``ds`` (None: none), as read: pydicom writes its texts as they were
+    read, not decoded in the set read and encoded in this one; its codecs."""
+    if charset is None:
+        ds._dict.pop(BaseTag(0x00080005), None)
+    else:
+        ds.SpecificCharacterSet = charset
+    codecs = convert_encodings(charset.split("\\") if charset else None)
+    implicit, little = ds.original_encoding
+    ds.set_original_encoding(implicit, little, codecs)
+    return codecs
 
 
 # Values archives hold that no writer should have made: numbers past every integer column

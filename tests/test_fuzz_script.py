@@ -29,7 +29,7 @@ from indexer.store.files import LocalStore
 from tests.builders import in_transfer_syntax, make_instance, to_bytes, with_element
 from tests.conftest import load_script
 from tests.deid import kitchen_sink
-from tests.fuzzing import ESCAPES, damaged, escaped, heads, planted
+from tests.fuzzing import NAMES, damaged, heads, planted, recoded
 
 ROOT = Path(__file__).resolve().parent.parent
 fuzz = load_script("fuzz")
@@ -111,37 +111,40 @@ def test_the_values_mutator_finds_a_value_kept_holding_text(monkeypatch):
         ("big", ExplicitVRBigEndian),
     ],
 )
-def test_the_escapes_mutator_splits_texts_where_a_reader_joins_them(encoding, ts):
-    """Each object it makes reads whole and holds escape sequences, which pydicom takes out
-    of the texts again; a name holding the marker is among those texts, split where its
-    bytes hold no marker. An escape sequence pydicom does not know (ESC ( J) it leaves in,
-    where another reader takes it out."""
+def test_the_charsets_mutator_writes_texts_a_reader_decodes_otherwise(encoding, ts):
+    """Each object it makes reads whole. Some name a character set of ``NAMES`` and hold the
+    patient's name in it in another text too; some hold a name with the marker split by
+    escape sequences, which a reader takes out of the texts again (pydicom those it knows,
+    in a set the object names)."""
     base = in_transfer_syntax(kitchen_sink.build()[0], ts)
     rng = random.Random(5)  # noqa: S311 - a reproducible stream of test inputs
-    split = 0
+    split = named = 0
     for _ in range(30):
-        data = escaped(rng, base, b"QZMK9", encoding=encoding)
+        data = recoded(rng, base, b"QZMK9", encoding=encoding)
         assert fuzz.reads_whole(data)
-        assert any(escape in data for escape in ESCAPES)
         with warnings.catch_warnings():  # (a set the object does not name: pydicom warns)
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(io.BytesIO(data))
-            texts = [str(e.value) for e in ds.iterall() if e.VR in ("LO", "PN", "SH", "ST")]
-        assert all("\x1b" not in text or "\x1b(J" in text for text in texts)
+            texts = [str(e.value) for e in ds.iterall() if e.VR in rawvalue.CHARSET_VRS]
+            charset = "\\".join(ds.get("SpecificCharacterSet") or [])
         texts = [rawvalue.ESCAPE_SEQUENCE.sub("", text) for text in texts]
         split += any("QZMK9" in text for text in texts) and b"QZMK9" not in data
+        name = str(ds.PatientName)
+        named += (charset, name) in NAMES and sum(name in text for text in texts) > 1
     assert split
+    assert named
 
 
-def test_the_escapes_mutator_finds_a_name_the_ingest_reads_without_them(monkeypatch):
+def test_the_charsets_mutator_finds_a_name_the_ingest_searched_for_in_bytes_only(monkeypatch):
     """Its objects are indexed or refused with no finding; with the ingest's check of kept
-    texts holding escapes turned off, `verify` finds names the ingest let through."""
-    report = fuzz.run(13, 3, "escapes")
+    texts that a reader decodes otherwise turned off (searched as bytes only), `verify`
+    finds names the ingest let through."""
+    report = fuzz.run(4, 4, "charsets")
     assert report.findings == []
     assert report.outcomes["leak_detected"] == 2
-    monkeypatch.setattr(verify, "_escaped", lambda *_: False)
-    found = fuzz.run(13, 3, "escapes").findings
-    assert [i for i, _ in found] == [7, 12]
+    monkeypatch.setattr(verify, "_read_otherwise", lambda *_: False)
+    found = fuzz.run(4, 4, "charsets").findings
+    assert [i for i, _ in found] == [1, 3]
     assert all(
         re.fullmatch(r"verify finds \d leak\(s\) the ingest let through", f) for _, f in found
     )
