@@ -150,11 +150,15 @@ def _read_otherwise(raw: object, tag: int) -> bool:
     another reader those it does not know, or those in a code string. Such an element is
     searched decoded, and with its escapes taken out (``values.texts``).
     """
-    data = getattr(raw, "value", None)
-    if not isinstance(data, bytes | memoryview) or rawvalue.vr_of(raw, tag) not in TEXT_VRS:
-        return False  # (the VR first: pixel data is long)
-    data = bytes(data)
-    return _ESC in data or not data.isascii()
+    vr = getattr(raw, "VR", None)  # (the VR first: pixel data is long; once per kept element)
+    if vr not in TEXT_VRS and (vr is not None or rawvalue.vr_of(raw, tag) not in TEXT_VRS):
+        return False
+    data = raw.value  # type: ignore[attr-defined]
+    if type(data) is not bytes:
+        if not isinstance(data, memoryview):
+            return False
+        data = bytes(data)
+    return not data.isascii() or _ESC in data
 
 
 def _lean_texts(raw: object, charset: str | None) -> tuple[str, ...] | None:
