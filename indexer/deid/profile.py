@@ -119,8 +119,9 @@ holding more than ASCII as a reader shows it, in the object's character set and 
 2022 escape sequences taken out (it was searched as its bytes only, in the common encodings:
 no name in ISO_IR 144, Cyrillic, was found, nor "Ja", ESC ( B, "ne"), and for names of two
 ideographs, kana or Hangul syllables, as a word or inside one (they were never searched for,
-and a name with a letter right after it was no word of its own): the objects that held one
-are refused, and a rerun withdraws their copies.
+and a name with a letter right after it was no word of its own), and for a name or ID in
+any case ("Jane Doe" of "DOE^JANE" was no leak): the objects that held one are refused, and
+a rerun withdraws their copies.
 """
 
 VIDEO_RULES_VERSION = 10

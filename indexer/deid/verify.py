@@ -231,18 +231,19 @@ class Search:
         return len(self.values)
 
     def in_text(self, text: str) -> set[str]:
-        """The values that may occur in ``text`` (every one that does)."""
-        return self._found(text) if self.values else set()
+        """The values that may occur in ``text``, in any case (every one that does)."""
+        return self._found(text.casefold()) if self.values else set()
 
     def in_bytes(self, data: bytes | memoryview) -> set[str]:
         """The values that may occur in ``data``, in any encoding searched (every one that does).
 
         The bytes are read as Latin-1 (one character a byte), and again without their NUL
-        bytes, where an ASCII value's UTF-16 lies as its plain text.
+        bytes, where an ASCII value's UTF-16 lies as its plain text; their ASCII letters in
+        lower case, as the keys' (``_keys``).
         """
         if not self.values:
             return set()
-        raw = bytes(data)
+        raw = bytes(data).lower()
         return self._found(raw.decode("latin-1")) | self._found(
             raw.replace(b"\x00", b"").decode("latin-1")
         )
@@ -260,12 +261,15 @@ def _keys(value: str) -> set[str]:
 
     The value itself (its UTF-8 is its Latin-1 where it is ASCII, and decoded texts are
     searched as text), each needle's bytes read as Latin-1, and an ASCII value's UTF-16 as
-    its text without NULs (searched for in bytes without theirs).
+    its text without NULs (searched for in bytes without theirs); case-folded as what they
+    are searched for in is (texts ``str.casefold``, which folds a letter alike wherever it
+    stands, as ``str.lower`` does not: a final sigma; bytes ``bytes.lower``): what occurs
+    in its own case, and what occurs in any, is found.
     """
-    keys = {value}
-    for enc, needle in _needles(value):
+    keys = {value.casefold()}
+    for enc, needle in _low_needles(value):
         if enc == "utf-16-le" and value.isascii():
-            keys.add(value.replace("\x00", ""))
+            keys.add(value.casefold().replace("\x00", ""))
         else:
             keys.add(needle.decode("latin-1"))
     return {k for k in keys if k}
@@ -321,19 +325,24 @@ def find_leaks(
         decoded = list(_decoded(out, changed_only=changed_only, skip=NUMBER_AND_TAG_VRS))
     _in_decoded(wanted, decoded, generated, kept, leaks, search)
     raw = header_bytes(out) if raw is None else raw
-    searched = (
-        ("header bytes", raw),
-        ("pixel data past the image", pixels.past_the_image(out)),
-        ("compressed frame headers", frames.headers_in(out, streamed=streamed_frames)),
-    )
+    searched = [
+        (where, data, data.lower())
+        for where, data in (
+            ("header bytes", raw),
+            ("pixel data past the image", pixels.past_the_image(out)),
+            ("compressed frame headers", frames.headers_in(out, streamed=streamed_frames)),
+        )
+        if data
+    ]
     candidates: Iterable[tuple[str, str]] = wanted.items()
     if search is not None:  # those that occur in none of the parts cannot be found there
-        candidates = search.ordered(set().union(*(search.in_bytes(d) for _, d in searched if d)))
+        candidates = search.ordered(set().union(*(search.in_bytes(d) for _, d, _ in searched)))
     for value, source in candidates:
         if source.startswith(SAME_PLACE) or source in leaks:
             continue
-        for where, data in searched:
-            enc = _encoded_in(value, data, generated, kept) if data else None
+        for where, data, lowered in searched:
+            hay = lowered if any_case(source) else data
+            enc = _encoded_in(value, hay, generated, kept, raw=data)
             if enc and not kept.explains(value, source):
                 leaks[source] = Leak(shown(source), f"{where} ({enc})")
                 break
@@ -353,8 +362,12 @@ def frame_header_check(
     wanted = {v: source for v, source in values.items() if not source.startswith(SAME_PLACE)}
 
     def check(data: bytes) -> str | None:
+        lowered = data.lower()
         for value, source in wanted.items():
-            if _encoded_in(value, data, generated, kept) and not kept.explains(value, source):
+            hay = lowered if any_case(source) else data
+            if _encoded_in(value, hay, generated, kept, raw=data) and not kept.explains(
+                value, source
+            ):
                 return shown(source)
         return None
 
@@ -369,18 +382,31 @@ def _in_decoded(
     leaks: dict[str, Leak],
     search: Search | None = None,
 ) -> None:
-    """Add to ``leaks`` each value found in a decoded element, by the element's path."""
+    """Add to ``leaks`` each value found in a decoded element, by the element's path.
+
+    A value of an attribute removed for what it is, in any case (``any_case``; both
+    case-folded).
+    """
+    lowered = [(path, text, text.casefold()) for path, text in decoded]
     everything = "\x00".join(text for _, text in decoded)  # one search per value first
+    low = everything.casefold()
     if search is None:
-        candidates = {v: source for v, source in values.items() if v in everything}
+        candidates = {
+            v: s
+            for v, s in values.items()
+            if v in everything or (any_case(s) and v.casefold() in low)
+        }
     else:  # one pass over them all
         candidates = dict(search.ordered(search.in_text(everything)))
-    for path, text in decoded:
+    forms = {v: (v.casefold(), True) if any_case(s) else (v, False) for v, s in candidates.items()}
+    for path, text, low_text in lowered:
         for value, source in candidates.items():
+            form, lowercase = forms[value]
+            hay = low_text if lowercase else text
             if (
-                value in text
+                form in hay
                 and source not in leaks
-                and _word_in(value, text)
+                and _word_in(form, hay)
                 and not _by_chance(value, text, generated)
             ):
                 if source.startswith(SAME_PLACE):
@@ -459,25 +485,45 @@ def _by_chance(value: str, text: str, generated: Collection[str]) -> bool:
 
 
 def _encoded_in(
-    value: str, raw: bytes, generated: Collection[str], kept: _Kept | None = None
+    value: str,
+    hay: bytes,
+    generated: Collection[str],
+    kept: _Kept | None = None,
+    *,
+    raw: bytes | None = None,
 ) -> str | None:
-    """The encoding in which ``value`` occurs in ``raw``, a word of its own.
+    """The encoding in which ``value`` occurs in ``hay``, a word of its own.
 
-    Outside every generated value and every number kept as read.
+    Outside every generated value and every number kept as read. Where ``hay`` is ``raw``
+    with its ASCII letters in lower case (``bytes.lower``), in any case: a name written "DOE"
+    is found as "Doe" (the letters' places are the same, and the generated values' are told
+    in ``raw``).
     """
-    for enc, needle in _needles(value):
-        if needle not in raw:
+    raw = hay if raw is None else raw
+    for enc, needle in _needles(value) if hay is raw else _low_needles(value):
+        if needle not in hay:
             continue
         # letters at the edges: a name inside a longer word ("MARY" in "PRIMARY") is no leak
         width = _WIDTHS.get(enc, 0) if value.isascii() else 0
         edges = (value[0].isalpha() and width, value[-1].isalpha() and width)
         spans = _spans(raw, generated, kept.numbers() if kept is not None else ())
-        if _outside(needle, raw, spans, edges):
+        if _outside(needle, hay, spans, edges):
             return enc
     return None
 
 
 _WIDTHS = {"utf-8": 1, "latin-1": 1, "utf-16-le": 2}  # bytes per ASCII letter
+
+
+@functools.lru_cache(maxsize=4096)  # an object's paths repeat from object to object
+def any_case(source: str) -> bool:
+    """Whether a value recorded at ``source`` is a leak in any case: "Jane Doe" of "DOE^JANE".
+
+    A value of an attribute removed for what it is (a name, an ID), not one removed for what
+    it might hold (a description: "Scout" is no leak in a kept Scan Options "SCOUT MODE";
+    a private element's), nor a shifted date.
+    """
+    return not source.startswith(SAME_PLACE) and precaution(source) is None
 
 
 def _word_in(value: str, text: str) -> bool:
@@ -502,6 +548,12 @@ def _word_in(value: str, text: str) -> bool:
 def _goes_on(char: str) -> bool:
     """Whether a word goes on through ``char``: a letter of a script that spaces its words."""
     return char.isalpha() and not wide(char)
+
+
+@functools.lru_cache(maxsize=8192)  # as _needles'
+def _low_needles(value: str) -> tuple[tuple[str, bytes], ...]:
+    """``_needles`` with their ASCII letters in lower case (``bytes.lower``)."""
+    return tuple((enc, needle.lower()) for enc, needle in _needles(value))
 
 
 @functools.lru_cache(maxsize=8192)  # a series' slices share most values: kept, in memory only
@@ -636,4 +688,4 @@ def _letter(raw: bytes, at: int, width: int) -> bool:
     return unit[:1].isalpha() and unit[1:] == b"\x00" * (width - 1)
 
 
-CACHES = (_needles, _texts_of)  # what work.clear_caches empties
+CACHES = (_needles, _low_needles, _texts_of, any_case)  # what work.clear_caches empties

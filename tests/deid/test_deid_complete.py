@@ -525,6 +525,31 @@ def test_a_name_in_a_character_set_no_searched_encoding_gives_is_a_leak(charset,
     assert _leaks_both_ways(ds) == ([], [])
 
 
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [("DOE^JANE", "Jane Doe scan"), ("Doe^Jane", "JANE DOE"), ("Smith^Mary", "seen by smith")],
+)
+def test_a_name_in_another_case_in_a_kept_text_is_a_leak(name, kept):
+    """A reader knows the patient "DOE^JANE" in "Jane Doe scan": both checks compared values
+    as written, case and all, and the copy went out with the name."""
+    ds = make_instance(marker="LEAKY", PatientName=name)
+    ds.Manufacturer = kept
+    ingest, full = _leaks_both_ways(ds)
+    assert [leak.source_path for leak in ingest] == ["(0010,0010)"]  # (the header bytes)
+    assert [(leak.source_path, leak.found_in) for leak in full] == [("(0010,0010)", "(0008,0070)")]
+
+
+def test_a_description_in_another_case_in_a_kept_value_is_no_leak():
+    """A description is removed for what it might hold: its words in a kept code ("Scout" in
+    the Scan Options "SCOUT MODE") are no leak, in another case as in its own."""
+    ds = make_instance(marker="LEAKY", SeriesDescription="Scout", ScanOptions="SCOUT MODE")
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.ScanOptions = "Scout mode"  # in its own case: as before, a leak
+    ingest, full = _leaks_both_ways(ds)
+    assert [leak.source_path for leak in full] == ["(0008,103E)"]
+    assert [leak.source_path for leak in ingest] == ["(0008,103E)"]
+
+
 def test_a_name_holding_an_escape_its_reader_left_in_is_searched_for_without_it():
     """The patient's name "Dor", ESC ( J, "ian^Jane": pydicom does not know the escape (JIS X
     0201's Roman letters) and leaves it in, another reader takes it out and shows "Dorian".
