@@ -17,12 +17,12 @@ text holding the marker into dates, times, ages, number strings and UIDs (in imp
 binary numbers too), after their value or in its place, which no such kept value may keep
 (a finding if one does); ``charsets`` gives some objects a patient's name in another
 character set (Cyrillic, Greek, Thai, ideographs...) and names another set in others, then
-writes a name (the patient's, or one holding the marker) into some texts in the character
-set and ISO 2022 escape sequences inside them: a reader decodes them in the set and takes
-the escapes out, and the copy must show no name the original's identifying attributes
-hold. The plan is the basic profile, with the options (``--option``) and site rules
-(``--rules``) given. Each is de-identified and indexed as the ingest does it
-(``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
+writes a name (the patient's, or one holding the marker; at times in another case) into
+some texts in the character set and ISO 2022 escape sequences inside them: a reader decodes
+them in the set and takes the escapes out, and the copy must show no name the original's
+identifying attributes hold, in any case. The plan is the basic profile, with the options
+(``--option``) and site rules (``--rules``) given. Each is de-identified and indexed as the
+ingest does it (``work.prepare`` and ``work.index``, the copy kept in memory), then judged:
 
 - refused: its reason is one a check foresaw (never ``unexpected_error``), its message
   holds no planted marker, and where de-identification found a value it cannot handle

@@ -196,7 +196,8 @@ def recoded(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "
     in another character set (``NAMES``: Cyrillic, Greek, Thai, ideographs...), which it
     names; one in three names another set, or none. Then one to three of its texts, at any
     depth, become a name first one time in two (that one, or "Doe^" and ``marker``, as a
-    name is typed into a kept field), and get up to two ISO 2022 escape sequences inside,
+    name is typed into a kept field; in another case, at times: its ASCII letters in lower
+    or upper case, or each word's first), and get up to two ISO 2022 escape sequences inside,
     which a reader takes out again: "Ja", ESC ( B, "ne" reads "Jane". Written again by
     pydicom, as ``planted`` writes."""
     ds = pydicom.dcmread(io.BytesIO(base))
@@ -217,7 +218,9 @@ def recoded(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "
         raw = d._dict[key]
         text = bytes(raw.value).rstrip(b"\x00 ")
         if rng.randrange(2):
-            text = rng.choice(names).rstrip(b"\x00 ") + rng.choice([b"", b" scan"])
+            text = rng.choice(names).rstrip(b"\x00 ")  # as written, or in another case
+            text = rng.choice([text, text, text.lower(), text.upper(), text.title()])
+            text += rng.choice([b"", b" scan"])
         for at in sorted(rng.randrange(len(text) + 1) for _ in range(rng.randrange(3)))[::-1]:
             text = text[:at] + rng.choice(ESCAPES) + text[at:]  # (never inside another)
         text += b" " * (len(text) % 2)  # even, as every value is
