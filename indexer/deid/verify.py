@@ -387,19 +387,21 @@ def _in_decoded(
     A value of an attribute removed for what it is, in any case (``any_case``; both
     case-folded).
     """
-    lowered = [(path, text, text.casefold()) for path, text in decoded]
     everything = "\x00".join(text for _, text in decoded)  # one search per value first
-    low = everything.casefold()
     if search is None:
+        low = everything.casefold()
         candidates = {
             v: s
             for v, s in values.items()
-            if v in everything or (any_case(s) and v.casefold() in low)
+            if (_folded(v) in low if any_case(s) else v in everything)
         }
     else:  # one pass over them all
         candidates = dict(search.ordered(search.in_text(everything)))
-    forms = {v: (v.casefold(), True) if any_case(s) else (v, False) for v, s in candidates.items()}
-    for path, text, low_text in lowered:
+    if not candidates:
+        return
+    forms = {v: (_folded(v), True) if any_case(s) else (v, False) for v, s in candidates.items()}
+    for path, text in decoded:
+        low_text = text.casefold()
         for value, source in candidates.items():
             form, lowercase = forms[value]
             hay = low_text if lowercase else text
@@ -551,6 +553,12 @@ def _goes_on(char: str) -> bool:
 
 
 @functools.lru_cache(maxsize=8192)  # as _needles'
+def _folded(value: str) -> str:
+    """``value`` case-folded, as the texts it is searched for in."""
+    return value.casefold()
+
+
+@functools.lru_cache(maxsize=8192)  # as _needles'
 def _low_needles(value: str) -> tuple[tuple[str, bytes], ...]:
     """``_needles`` with their ASCII letters in lower case (``bytes.lower``)."""
     return tuple((enc, needle.lower()) for enc, needle in _needles(value))
@@ -688,4 +696,4 @@ def _letter(raw: bytes, at: int, width: int) -> bool:
     return unit[:1].isalpha() and unit[1:] == b"\x00" * (width - 1)
 
 
-CACHES = (_needles, _low_needles, _texts_of, any_case)  # what work.clear_caches empties
+CACHES = (_needles, _low_needles, _folded, _texts_of, any_case)  # what work.clear_caches empties
