@@ -143,13 +143,20 @@ def planted(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "
         text = rng.choice([old + b" " + marker, old + b"\\" + marker, marker, b"Doe^" + marker])
         text += b"\x00" * (len(text) % 2)  # even, as every value is
         d._dict[key] = raw._replace(length=len(text), value=text)
+    return _written(ds, encoding)
+
+
+def _written(ds: Dataset, encoding: str) -> bytes:
+    """``ds`` written by pydicom in ``encoding``, its elements as they were read."""
     buf = io.BytesIO()
-    ds.save_as(
-        buf,
-        enforce_file_format=True,
-        implicit_vr=encoding == "implicit",
-        little_endian=encoding != "big",
-    )
+    with warnings.catch_warnings():  # (pydicom's, on an escape it does not know: errors in tests)
+        warnings.simplefilter("ignore")
+        ds.save_as(
+            buf,
+            enforce_file_format=True,
+            implicit_vr=encoding == "implicit",
+            little_endian=encoding != "big",
+        )
     return buf.getvalue()
 
 
@@ -225,16 +232,7 @@ def recoded(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "
             text = text[:at] + rng.choice(ESCAPES) + text[at:]  # (never inside another)
         text += b" " * (len(text) % 2)  # even, as every value is
         d._dict[key] = raw._replace(length=len(text), value=text)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():  # (pydicom's, on an escape it does not know: errors in tests)
-        warnings.simplefilter("ignore")
-        ds.save_as(
-            buf,
-            enforce_file_format=True,
-            implicit_vr=encoding == "implicit",
-            little_endian=encoding != "big",
-        )
-    return buf.getvalue()
+    return _written(ds, encoding)
 
 
 def _named(ds: Dataset, charset: str | None) -> list[str]:
