@@ -143,7 +143,7 @@ def _read_otherwise(raw: object, tag: int) -> bool:
     """Whether a text element kept as read shows a reader what its bytes may not hold.
 
     Its bytes are searched for each value in the common encodings (``ENCODINGS``); a reader
-    decodes them in the object's character set. Beyond ASCII the two part: "Иванов" in
+    decodes them in the object's character set. Beyond ASCII the two differ: "Иванов" in
     ISO_IR 144 (Cyrillic), "Łukasz" in ISO_IR 101 (Latin-2) are bytes no encoding searched
     gives. And pydicom takes an ISO 2022 escape sequence out of the text of an element in
     the character set, whatever set the object names ("Ja", ESC ( B, "ne" reads "Jane");
@@ -341,8 +341,8 @@ def find_leaks(
         if source.startswith(SAME_PLACE) or source in leaks:
             continue
         for where, data, lowered in searched:
-            hay = lowered if any_case(source) else data
-            enc = _encoded_in(value, hay, generated, kept, raw=data)
+            folded = lowered if any_case(source) else None
+            enc = _encoded_in(value, data, generated, kept, lowered=folded)
             if enc and not kept.explains(value, source):
                 leaks[source] = Leak(shown(source), f"{where} ({enc})")
                 break
@@ -364,8 +364,8 @@ def frame_header_check(
     def check(data: bytes) -> str | None:
         lowered = data.lower()
         for value, source in wanted.items():
-            hay = lowered if any_case(source) else data
-            if _encoded_in(value, hay, generated, kept, raw=data) and not kept.explains(
+            folded = lowered if any_case(source) else None
+            if _encoded_in(value, data, generated, kept, lowered=folded) and not kept.explains(
                 value, source
             ):
                 return shown(source)
@@ -488,21 +488,21 @@ def _by_chance(value: str, text: str, generated: Collection[str]) -> bool:
 
 def _encoded_in(
     value: str,
-    hay: bytes,
+    raw: bytes,
     generated: Collection[str],
     kept: _Kept | None = None,
     *,
-    raw: bytes | None = None,
+    lowered: bytes | None = None,
 ) -> str | None:
-    """The encoding in which ``value`` occurs in ``hay``, a word of its own.
+    """The encoding in which ``value`` occurs in ``raw``, a word of its own.
 
-    Outside every generated value and every number kept as read. Where ``hay`` is ``raw``
-    with its ASCII letters in lower case (``bytes.lower``), in any case: a name written "DOE"
-    is found as "Doe" (the letters' places are the same, and the generated values' are told
-    in ``raw``).
+    Outside every generated value and every number kept as read. Given ``lowered``, ``raw``
+    with its ASCII letters in lower case (``bytes.lower``), in any case: a name written
+    "DOE" is found as "Doe" (the letters' places are the same, and the generated values'
+    are told in ``raw``).
     """
-    raw = hay if raw is None else raw
-    for enc, needle in _needles(value) if hay is raw else _low_needles(value):
+    hay, needles = (raw, _needles(value)) if lowered is None else (lowered, _low_needles(value))
+    for enc, needle in needles:
         if needle not in hay:
             continue
         # letters at the edges: a name inside a longer word ("MARY" in "PRIMARY") is no leak
