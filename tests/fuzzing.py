@@ -149,7 +149,7 @@ def planted(rng: random.Random, base: bytes, marker: bytes, *, encoding: str = "
 def _written(ds: Dataset, encoding: str) -> bytes:
     """``ds`` written by pydicom in ``encoding``, its elements as they were read."""
     buf = io.BytesIO()
-    with warnings.catch_warnings():  # (pydicom's, on an escape it does not know: errors in tests)
+    with warnings.catch_warnings():  # (pydicom's, on a value it finds odd: errors in tests)
         warnings.simplefilter("ignore")
         ds.save_as(
             buf,
