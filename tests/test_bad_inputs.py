@@ -103,6 +103,14 @@ def corpus(tmp_path):  # noqa: PLR0915 - a statement or two per kind of bad inpu
     twin = make_instance(1, 1, 1, 1, marker=MARK, SliceThickness="9.0")  # same UIDs, other data
     add_bad("zz_conflict.dcm", to_bytes(twin), "duplicate_sop_conflict")
     _add_malformed(add_bad)
+    ds = make_instance(8, 1, 1, 1, marker=MARK)
+    comment = b"\xff\xfe\x00\x12" + str(ds.PatientName).encode().ljust(16)
+    second = b"\xff\xd8" + comment + b"\xff\xd9"
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xd9", second])
+    ds["PixelData"].VR = "OB"
+    item = struct.pack("<HHL", 0xFFFE, 0xE000, len(second)) + second
+    damaged = in_transfer_syntax(ds, JPEGBaseline8Bit).replace(item, b"\xfe\x4f" + item[2:])
+    add_bad("damaged_item.dcm", damaged, "bad_pixels")  # the frame's text never read
     (root / "loop").symlink_to(root)
     expected["symlink_loop"] += 1
     (root / "dangling.dcm").symlink_to(root / "nowhere")

@@ -82,6 +82,24 @@ def fragments(value: bytes | memoryview) -> Iterator[Region]:
         pos = start + length
 
 
+def items_end(value: bytes | memoryview) -> int:
+    """Where the items of ``value`` (encapsulated frames) end: its length where they fill it.
+
+    Short of it where an item's tag is damaged (what follows is no item), past it where a
+    damaged length runs the last item on past the value's end (``fragments`` stops at both).
+    """
+    pos = 0
+    while pos + 8 <= len(value) and value[pos : pos + 4] == ITEM:
+        pos += 8 + int.from_bytes(value[pos + 4 : pos + 8], "little")
+    return pos
+
+
+DAMAGED_ITEMS = (
+    "encapsulated pixel data whose items do not fill it (a damaged item tag or length): "
+    "the frames past the damage can be neither read nor checked for text"
+)
+
+
 def parse(
     frag: bytes | bytearray | memoryview, codec: str | None = None
 ) -> tuple[list[Blank], list[Region]]:
@@ -727,7 +745,17 @@ class _Reader:
 
 
 def headers(value: bytes | memoryview, codec: str | None = None) -> bytes:
-    """The header bytes of every frame in ``value``: what the leak check searches."""
+    """The header bytes of every frame in ``value``: what the leak check searches.
+
+    Bytes past where its items stop (``items_end``: a damaged item's tag) are no frame's a
+    reader can tell: searched whole.
+    """
+    found = _headers(value, codec)
+    end = items_end(value)
+    return found + bytes(value[end:]) if end < len(value) else found
+
+
+def _headers(value: bytes | memoryview, codec: str | None) -> bytes:
     if codec is not None:
         stream = _joined_stream(value, list(fragments(value)))
         if demux := _demux(stream, codec, blank=False):
@@ -765,6 +793,8 @@ def blank_in(ds: Dataset) -> int | None:
         return 0
     stored, value = found
     codec = video.video_codec(ds)
+    if not isinstance(value, Span) and items_end(value) != len(value):
+        raise DeidError(DAMAGED_ITEMS, reason="bad_pixels")  # (a span's were read whole)
     if isinstance(value, Span):
         new: bytes | memoryview | Span = Blanked(value, value.start, value.end, codec)
         count = None

@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 33
+RULES_VERSION = 34
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -121,7 +121,10 @@ no name in ISO_IR 144, Cyrillic, was found, nor "Ja", ESC ( B, "ne"), and for na
 ideographs, kana or Hangul syllables, as a word or inside one (they were never searched for,
 and a name with a letter right after it was no word of its own), and for a name or ID in
 any case ("Jane Doe" of "DOE^JANE" was no leak): the objects that held one are refused, and
-a rerun withdraws their copies.
+a rerun withdraws their copies; 34: encapsulated frames whose items do not fill the Pixel
+Data (a damaged item tag or length) refused, ``bad_pixels`` (the frames past the damage were
+neither blanked nor searched, and went into the copy as read: a JPEG comment, an SEI unit's
+text), and a rerun withdraws their copies.
 """
 
 VIDEO_RULES_VERSION = 10
