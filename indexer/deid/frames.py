@@ -53,6 +53,12 @@ from typing import BinaryIO
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from indexer import spans
 from indexer.deid import j2k, jp2, jpeg, mp4, video
@@ -94,6 +100,16 @@ def items_end(value: bytes | memoryview) -> int:
     return pos
 
 
+# transfer syntaxes of native pixel data (pydicom's uncompressed ones): never items
+NATIVE = frozenset(
+    {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian}
+    | {DeflatedExplicitVRLittleEndian}
+)
+UNDER_NATIVE = (
+    "encapsulated pixel data under a transfer syntax of native pixel data, or none (a "
+    "damaged, missing or wrong transfer syntax UID): what its frames are (a video's codec) "
+    "cannot be told, nor their headers read"
+)
 DAMAGED_ITEMS = (
     "encapsulated pixel data whose items do not fill it (a damaged item tag or length): "
     "the frames past the damage can be neither read nor checked for text"
@@ -793,6 +809,10 @@ def blank_in(ds: Dataset) -> int | None:
         return 0
     stored, value = found
     codec = video.video_codec(ds)
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is None or str(syntax) in NATIVE:
+        raise DeidError(UNDER_NATIVE, reason="bad_pixels")
     if not isinstance(value, Span) and items_end(value) != len(value):
         raise DeidError(DAMAGED_ITEMS, reason="bad_pixels")  # (a span's were read whole)
     if isinstance(value, Span):

@@ -124,7 +124,8 @@ any case ("Jane Doe" of "DOE^JANE" was no leak): the objects that held one are r
 a rerun withdraws their copies; 34: encapsulated frames whose items do not fill the Pixel
 Data (a damaged item tag or length) refused, ``bad_pixels`` (the frames past the damage were
 neither blanked nor searched, and went into the copy as read: a JPEG comment, an SEI unit's
-text), and a rerun withdraws their copies.
+text), and so are frames under a transfer syntax of native pixel data, or none (a video's
+SEI text was neither), and a rerun withdraws their copies.
 """
 
 VIDEO_RULES_VERSION = 10

@@ -5,7 +5,8 @@ other up to the sequence delimiter. Where a damaged item tag or length breaks th
 reader can tell where the frames after it lie: their headers (a JPEG comment, an SEI unit's
 text) could not be blanked, nor searched, and went into the copy as read. The ingest now
 refuses such an object (``bad_pixels``); `verify` searches the bytes past the damage whole,
-as a copy made before holds them.
+as a copy made before holds them. So are frames under a transfer syntax of native pixel data,
+or none: the syntax names a video's codec.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.encaps import encapsulate
-from pydicom.uid import MPEG4HP41, UID, JPEGBaseline8Bit
+from pydicom.uid import (
+    MPEG4HP41,
+    UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+)
 
 from indexer import deid, keys, work
 from indexer.deid import build_plan, frames, values, verify, video
@@ -145,3 +152,32 @@ def test_verify_searches_the_bytes_past_damaged_items_whole(syntax, how):
     leaks = verify.find_leaks(found, copy)
     assert "(0010,0010)" in {leak.source_path for leak in leaks}  # (its parts: others' too)
     assert {leak.found_in.split(" (")[0] for leak in leaks} == {"compressed frame headers"}
+
+
+def _under(syntax: str) -> bytes:
+    """Video frames holding the patient's name under a transfer syntax of native pixel
+    data, or none: the file meta's UID replaced (padded to its length), or its element's
+    tag damaged."""
+    ds = make_instance(1, 1, 1, 1, marker=MARK, rows=8, columns=8)
+    ds.PixelData = encapsulate(_video_frames(str(ds.PatientName).encode()))
+    ds["PixelData"].VR = "OB"
+    data = in_transfer_syntax(ds, MPEG4HP41)
+    if syntax == "none":
+        assert data.count(b"\x02\x00\x10\x00UI") == 1
+        return data.replace(b"\x02\x00\x10\x00UI", b"\x02\x00\x11\x00UI")
+    video_uid = MPEG4HP41.encode() + b"\0"
+    assert data.count(video_uid) == 1
+    return data.replace(video_uid, syntax.encode().ljust(len(video_uid), b"\0"))
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    [ExplicitVRLittleEndian, ImplicitVRLittleEndian, "none"],
+)
+def test_frames_under_a_transfer_syntax_of_native_pixel_data_are_refused(tmp_path, syntax):
+    """The syntax names no codec: the video's SEI text was neither blanked nor searched
+    (an H.264 object whose transfer syntax element a damaged byte renamed)."""
+    got, copies = _outcome(tmp_path, _under(syntax))
+    assert isinstance(got, Failure), syntax
+    assert (got.reason, got.message) == ("bad_pixels", frames.UNDER_NATIVE)
+    assert copies == []
