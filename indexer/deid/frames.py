@@ -809,9 +809,7 @@ def blank_in(ds: Dataset) -> int | None:
         return 0
     stored, value = found
     codec = video.video_codec(ds)
-    meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if syntax is None or str(syntax) in NATIVE:
+    if _no_codec_named(ds):
         raise DeidError(UNDER_NATIVE, reason="bad_pixels")
     if not isinstance(value, Span) and items_end(value) != len(value):
         raise DeidError(DAMAGED_ITEMS, reason="bad_pixels")  # (a span's were read whole)
@@ -832,7 +830,8 @@ def headers_in(ds: Dataset, *, streamed: bool = False) -> bytes:
     """The header bytes of the frames of ``ds`` (``headers``).
 
     Frames that are a span of their source (a large object's) are read for them only where
-    ``streamed``; else they give none.
+    ``streamed``; else they give none. Held frames under a transfer syntax that names no
+    codec (``UNDER_NATIVE``: a copy made before it was refused) are searched whole.
     """
     found = _frames_of(ds)
     if found is None:
@@ -840,4 +839,11 @@ def headers_in(ds: Dataset, *, streamed: bool = False) -> bytes:
     codec = video.video_codec(ds)
     if isinstance(found[1], Span):
         return streamed_headers(found[1], codec) if streamed else b""
-    return headers(found[1], codec)
+    return bytes(found[1]) if _no_codec_named(ds) else headers(found[1], codec)
+
+
+def _no_codec_named(ds: Dataset) -> bool:
+    """Whether the transfer syntax of ``ds`` is one of native pixel data, or none."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    return syntax is None or str(syntax) in NATIVE

@@ -181,3 +181,17 @@ def test_frames_under_a_transfer_syntax_of_native_pixel_data_are_refused(tmp_pat
     assert isinstance(got, Failure), syntax
     assert (got.reason, got.message) == ("bad_pixels", frames.UNDER_NATIVE)
     assert copies == []
+
+
+def test_verify_searches_frames_under_no_codec_whole():
+    """A copy made before they were refused: its video's SEI text as read, under the syntax
+    a source with none got (explicit VR little endian), which names no codec. `verify`
+    searches its frames whole, and finds the name."""
+    ds, data, _items = _encapsulated(MPEG4HP41, _video_frames)
+    found = values.identifying_values(PLAN, ds)
+    copy = deid.apply(PLAN, work.read_dataset(data), keys.generate().pseudonym).ds
+    copy.PixelData = work.read_dataset(data).PixelData  # (not blanked)
+    copy.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    leaks = verify.find_leaks(found, copy)
+    assert "(0010,0010)" in {leak.source_path for leak in leaks}
+    assert {leak.found_in.split(" (")[0] for leak in leaks} == {"compressed frame headers"}
