@@ -8,8 +8,9 @@ Adobe; and Motion JPEG format A's APP1, tagged ``mjpg``: where a frame's second 
 lies). Each segment keeps its length, so nothing of the image is decoded or changed: a
 scan's data is passed over to the next marker. After the image's end (EOI) a phone may
 have put a trailer (a motion photo's MP4 file, a second picture, a maker's data), which no
-decoder of the image reads: it is zeroed. The walk stops at bytes that are no segment; the
-headers walked, and the trailer, are what the leak check searches.
+decoder of the image reads: it is zeroed. The walk stops at bytes that are no segment, and
+all after them is searched; the headers walked, and the trailer, are what the leak check
+searches.
 
 The walk (``Segments``) is fed the bytes as they come, a buffer at a time (a Motion JPEG
 sample of a streamed MP4 file, ``mp4``; a frame in several fragments, ``frames``): a
@@ -151,8 +152,9 @@ class Segments(Walk):
     marker, and in JPEG-LS by a byte below 0x80), and the segments between scans walked as
     those before the first. At the image's end (EOI), what follows (a phone's trailer: a
     motion photo's MP4 file, a second picture, a maker's data) is zeroed to the JPEG's end
-    (a frame's: its fragments up to the next frame's), and searched. ``over``: bytes that
-    are no segment, or no JPEG, or the JPEG's end reached in a scan.
+    (a frame's: its fragments up to the next frame's), and searched. Bytes that are no
+    segment where one begins (damage) end the walk, and all after them is searched
+    (``_damaged``). ``over``: no JPEG, or the JPEG's end reached in a scan.
     """
 
     HEAD = MOTION_END
@@ -182,6 +184,20 @@ class Segments(Walk):
         self._at, self._held = (end - 1, b"\xff") if last else (end, b"")
         return False
 
+    def _damaged(self) -> bool:
+        """Bytes that are no segment where one begins (damage): the rest searched whole.
+
+        A decoder passes over such bytes to the next marker, and reads the segments after
+        it (libjpeg: "extraneous bytes before marker"): a comment holding a name. Which
+        bytes are those segments is not told here (a damaged length, or an Exif's own
+        0xFF bytes, would mislead a walk on): nothing more is blanked, and all from here
+        to the JPEG's end (a frame's: up to the next frame's fragment) is searched as a
+        header is. A value found there refuses the object.
+        """
+        self._close()
+        self._header, self._at = self._at, self._stop
+        return False
+
     def _marker(self) -> bool:
         """A marker after a scan's data: the segments from it walked."""
         self._scan, self._header = False, self._at
@@ -199,7 +215,7 @@ class Segments(Walk):
             self._first = False
             return self._advance(2)
         if len(head) < 2 or head[0] != FILL:  # noqa: PLR2004 - the JPEG ends; damage
-            return self._end()
+            return self._damaged()
         marker = head[1]
         if marker == FILL:  # a fill byte
             return self._advance(1)
@@ -211,7 +227,7 @@ class Segments(Walk):
             return False
         length = int.from_bytes(head[2:4], "big")
         if len(head) < MARKER or length < 2:  # noqa: PLR2004 - no segment is that short
-            return self._end()
+            return self._damaged()
         if marker == SOS:  # its data passed over to the next marker
             self._close()
             self._scan = True

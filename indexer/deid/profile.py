@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 34
+RULES_VERSION = 35
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -125,7 +125,10 @@ a rerun withdraws their copies; 34: encapsulated frames whose items do not fill 
 Data (a damaged item tag or length) refused, ``bad_pixels`` (the frames past the damage were
 neither blanked nor searched, and went into the copy as read: a JPEG comment, an SEI unit's
 text), and so are frames under a transfer syntax of native pixel data, or none (a video's
-SEI text was neither), and a rerun withdraws their copies.
+SEI text was neither), and a rerun withdraws their copies; 35: a JPEG whose header holds
+bytes that are no segment where one begins (damage) has all from there to its end searched
+(the walk stopped there, and a comment after it, which decoders read, was neither blanked
+nor searched): the objects that held a name there are refused.
 """
 
 VIDEO_RULES_VERSION = 10

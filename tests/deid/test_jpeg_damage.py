@@ -1,0 +1,90 @@
+"""A JPEG whose header is damaged (bytes that are no segment where one begins): the rest searched.
+
+libjpeg passes over such bytes ("extraneous bytes before marker") to the next marker, and
+reads the segments after it: a comment after a damaged Exif segment is read. The walk ended
+at the damage, and the segments after it were neither blanked nor searched: a comment
+holding the patient's name went into the copy. Now all from the damage to the JPEG's end
+is searched as a header is, held and streamed, in one fragment or several: a value found
+refuses the object (``leak_detected``). Nothing more is blanked (a walk on would be misled
+by a damaged length, or by an Exif's own 0xFF bytes).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from pydicom.encaps import encapsulate
+
+from indexer.deid import frames, jpeg
+from tests.deid.test_frames import IMAGE, JFIF, NAME, _copy, _object, _refused, _seg, _streamed
+
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")
+
+CAMERA = _seg(0xE1, b"Exif\x00\x00" + b"\x00" * 40 + b"Camera Model 7")  # no one's
+NAMED = _seg(0xFE, NAME)  # a comment: the patient's name
+SOS = _seg(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+DAMAGE = ["marker byte", "extraneous bytes", "short length", "after a scan"]
+
+
+def _damaged(how: str, comment: bytes = NAMED) -> bytes:
+    """A JPEG whose header is damaged ``how`` before the segment ``comment``."""
+    if how == "marker byte":  # the Exif segment's 0xFF became 0x7F
+        head = b"\x7f" + CAMERA[1:] + comment
+    elif how == "extraneous bytes":  # bytes between two segments
+        head = CAMERA + b"\x00\x17\x2a\x00" + comment
+    elif how == "short length":  # the Exif segment's length below 2
+        head = CAMERA[:2] + struct.pack(">H", 1) + CAMERA[4:] + comment
+    elif how == "after a scan":  # a table's length below 2, between two scans
+        head = CAMERA + SOS + IMAGE + b"\xff\xc4\x00\x01" + comment
+    else:
+        raise ValueError(how)
+    return b"\xff\xd8" + JFIF + head + SOS + IMAGE + b"\xff\xd9"
+
+
+def _value(*fragments: bytes) -> bytes:
+    return encapsulate([f + b"\x00" * (len(f) % 2) for f in fragments])
+
+
+def _cut_before(frame: bytes, text: bytes) -> list[bytes]:
+    """``frame`` in two fragments, the second from an even place before ``text``."""
+    at = frame.index(text) - 6
+    at -= at % 2
+    return [frame[:at], frame[at:]]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_what_follows_damage_in_a_header_is_searched_held_and_streamed(tmp_path, how):
+    frame = _damaged(how)
+    for value in (_value(frame), _value(*_cut_before(frame, NAME))):
+        assert NAME in frames.headers(value), how
+        _blanked, found = _streamed(tmp_path, value, None)
+        assert NAME in found, how
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+@pytest.mark.parametrize("fragments", [1, 2])
+def test_a_name_past_damage_in_a_jpeg_header_refuses_the_object(tmp_path, how, fragments):
+    """The walk stopped at the damage: the object was indexed, the name in its copy."""
+    frame = _damaged(how)
+    pieces = [frame] if fragments == 1 else _cut_before(frame, NAME)
+    message = _refused(tmp_path, _object(*pieces, PatientName=NAME.decode()))
+    assert "(0010,0010)" in message
+    assert "PHIMARK" not in message
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_past_damage_nothing_more_is_blanked(how):
+    """A comment past the damage holding no one's name stays as it is, and the object is
+    indexed: which bytes are segments there is not told."""
+    frame = _damaged(how, _seg(0xFE, b"no one's text"))
+    copy = _copy(_object(frame, PatientName=NAME.decode()))
+    assert b"no one's text" in copy
+    assert NAME not in copy
+
+
+def test_a_sound_header_ends_its_search_at_the_first_scan():
+    """Without damage the header searched is the segments before the scan, as before."""
+    frame = b"\xff\xd8" + JFIF + NAMED + SOS + IMAGE + b"\xff\xd9"
+    _blanks, regions = jpeg.parse(frame)
+    assert regions == [(0, frame.index(SOS))]
