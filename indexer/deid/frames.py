@@ -414,8 +414,6 @@ class _VideoPass:
             for found in self._mp4.pieces(frag):  # (a fragment over ``HELD_BYTES``: windowed)
                 self._search_all(found)
             return
-        if self._demux is None and not self._stream:
-            return
         if len(frag) <= HELD_BYTES:
             self._window(frag)
             return
@@ -425,11 +423,19 @@ class _VideoPass:
                     self._window(window)
 
     def _window(self, frag: bytearray | memoryview) -> None:
-        """A transport or program stream's ``frag`` demultiplexed, or a byte stream's read."""
+        """A transport or program stream's ``frag`` demultiplexed, or a byte stream's read.
+
+        Video that is neither (``headers``: damage before its first start code, which
+        decoders pass over) is searched whole, after the last fragment's last bytes.
+        """
         if self._demux is not None:
             self._search_all(self._demux.feed(frag)[1])
-        else:
+        elif self._stream:
             self._units(frag)
+        else:
+            data = self._tail + self._went + bytes(frag)
+            self._search(data, [(0, len(data))])
+            self._tail, self._went = data[-mp4.SEARCH_BEHIND :], b""
 
     def _units(self, frag: bytearray | memoryview) -> None:
         """Blank a byte stream's ``frag`` and search its units, the one it goes on with first."""
@@ -764,7 +770,9 @@ def headers(value: bytes | memoryview, codec: str | None = None) -> bytes:
     """The header bytes of every frame in ``value``: what the leak check searches.
 
     Bytes past where its items stop (``items_end``: a damaged item's tag) are no frame's a
-    reader can tell: searched whole.
+    reader can tell: searched whole. So is video that is no stream of start codes, nor a
+    transport, program or MP4 stream (damage before its first start code: decoders pass
+    over it, and read the units after it).
     """
     found = _headers(value, codec)
     end = items_end(value)
@@ -778,7 +786,7 @@ def _headers(value: bytes | memoryview, codec: str | None) -> bytes:
             return b"".join(demux.feed(memoryview(stream))[1])
         if video.byte_stream(stream):
             return _joined(stream, parse(stream, codec)[1])
-        return _joined(stream, mp4.parse(stream)[1]) if mp4.is_mp4(stream) else b""
+        return _joined(stream, mp4.parse(stream)[1]) if mp4.is_mp4(stream) else bytes(stream)
     stills = _Stills()
     return b"".join(
         _joined(frag, stills.parse(frag)[1])

@@ -131,7 +131,7 @@ bytes that are no segment where one begins (damage) has all from there to its en
 nor searched): the objects that held a name there are refused.
 """
 
-VIDEO_RULES_VERSION = 10
+VIDEO_RULES_VERSION = 11
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -164,7 +164,10 @@ streamed file's samples that went before their movie box came), and a top-level 
 kind not known read as media data (it was kept, and searched); the samples of its audio
 tracks, and of video of other codecs, kept; 10: an MP4 file's bytes at its top level where
 its boxes end and no box follows (damage, a writer's trailer) read as media data past the
-16 a box's header would take (they were kept, and not searched).
+16 a box's header would take (they were kept, and not searched); 11: video that is no stream
+of start codes, nor a transport, program or MP4 stream (damage before its first start code,
+which decoders pass over) searched whole, held and streamed (it was neither blanked nor
+searched): the objects that held a name there are refused.
 """
 
 _RESOLVE = {

@@ -1,12 +1,14 @@
-"""A JPEG whose header is damaged (bytes that are no segment where one begins): the rest searched.
+"""Frames whose headers are damaged so that a walk cannot go on: the rest searched whole.
 
-libjpeg passes over such bytes ("extraneous bytes before marker") to the next marker, and
-reads the segments after it: a comment after a damaged Exif segment is read. The walk ended
-at the damage, and the segments after it were neither blanked nor searched: a comment
-holding the patient's name went into the copy. Now all from the damage to the JPEG's end
-is searched as a header is, held and streamed, in one fragment or several: a value found
-refuses the object (``leak_detected``). Nothing more is blanked (a walk on would be misled
-by a damaged length, or by an Exif's own 0xFF bytes).
+A JPEG whose header holds bytes that are no segment where one begins: libjpeg passes over
+such bytes ("extraneous bytes before marker") to the next marker, and reads the segments
+after it (a comment after a damaged Exif segment). Video whose first bytes are no start
+code (nor a transport, program or MP4 stream's): decoders pass over them to the first start
+code, and read the units after it (an SEI message's text). The walk ended at the damage (or
+never began), and what came after was neither blanked nor searched: a patient's name went
+into the copy. Now all from the damage on is searched as a header is, held and streamed, in
+one fragment or several: a value found refuses the object (``leak_detected``). Nothing more
+is blanked (a walk on would be misled by a damaged length, or by an Exif's own 0xFF bytes).
 """
 
 from __future__ import annotations
@@ -14,10 +16,24 @@ from __future__ import annotations
 import struct
 
 import pytest
+from pydicom import uid
 from pydicom.encaps import encapsulate
 
-from indexer.deid import frames, jpeg
-from tests.deid.test_frames import IMAGE, JFIF, NAME, _copy, _object, _refused, _seg, _streamed
+from indexer.deid import frames, jpeg, video
+from tests.deid.test_frames import (
+    H264_HEAD,
+    IMAGE,
+    JFIF,
+    NAME,
+    SLICE,
+    UUID,
+    _copy,
+    _object,
+    _refused,
+    _seg,
+    _sei,
+    _streamed,
+)
 
 pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways")
 
@@ -88,3 +104,33 @@ def test_a_sound_header_ends_its_search_at_the_first_scan():
     frame = b"\xff\xd8" + JFIF + NAMED + SOS + IMAGE + b"\xff\xd9"
     _blanks, regions = jpeg.parse(frame)
     assert regions == [(0, frame.index(SOS))]
+
+
+JUNK = b"\x84\x17"  # damage before the first start code
+STREAMS = {  # (transfer syntax, a stream holding the name in its user data, its codec)
+    "h264": (uid.MPEG4HP41, H264_HEAD + _sei((5, UUID + NAME)) + b"\x00\x00\x01" + SLICE),
+    "mpeg2": (
+        uid.MPEG2MPML,
+        b"\x00\x00\x01\xb3\x02\x00\x10\x14\x00\x00\x01\xb2" + NAME + b"\x00\x00\x01\x00" + IMAGE,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", STREAMS)
+@pytest.mark.parametrize("fragments", [1, 2])
+def test_video_with_damage_before_its_first_start_code_is_searched_whole(tmp_path, name, fragments):
+    """Held and streamed, the whole stream is searched: the object is refused. Without
+    the damage its user data is blanked, and it is indexed."""
+    ts, stream = STREAMS[name]
+    codec = video.VIDEO[ts]
+    damaged = JUNK + stream
+    pieces = [damaged] if fragments == 1 else [damaged[:10], damaged[10:]]
+    value = _value(*pieces)
+    assert NAME in frames.headers(value, codec)
+    _blanked, found = _streamed(tmp_path, value, codec)
+    assert NAME in found
+    message = _refused(tmp_path, _object(*pieces, ts=ts, PatientName=NAME.decode()))
+    assert "(0010,0010)" in message
+    assert "PHIMARK" not in message
+    sound = _copy(_object(stream, ts=ts, PatientName=NAME.decode()))
+    assert NAME not in sound
