@@ -39,7 +39,9 @@ Prints the outcomes by reason; exits 1 when there is a finding. Markers found in
 copies are counted apart, by where they lie: a damaged tag can rename an identifying element
 to a kept attribute, and then nothing in the object says its value identifies anyone;
 damaged frames can make text a header's that decoders read (kept, and searched for the
-object's values only), or image data. Under a kept attribute, a marker every one of whose
+object's values only), or image data (told apart where the marker is in one of the
+object's own identifying values: the video bases' texts hold the patient's name). Under a
+kept attribute, a marker every one of whose
 elements an option or rule keeps, and the basic profile would not, is there by design (the
 bases plant one in each); the rest, under attributes the profile itself keeps, are worth a
 look (a retired Variable Pixel Data carrying a damaged Pixel Data's video, seed 95; a
@@ -137,7 +139,9 @@ def bases() -> tuple[dict[str, list[bytes]], list[str]]:
 
 
 VIDEO = "video"  # bases damaged by the bytes mutator only, as explicit VR ones
-_TEXT = MARK.encode() + b" Doe^Jane recorded at St. Elsewhere"
+# the video bases' patient's name (``_video``'s instance): an identifying value of theirs
+_NAME = f"Doe^{MARK}5^Q".encode()
+_TEXT = MARK.encode() + b" " + _NAME + b" recorded at St. Elsewhere"
 _H264 = b"\x00\x00\x00\x01\x67\x64\x00\x1f\x00\x00\x01\x06"  # a parameter set, an SEI unit
 _H264_SLICE = b"\x80\x00\x00\x01\x65\x88\x84" + bytes(range(1, 200))  # its stop bit, a slice
 _HEVC = b"\x00\x00\x00\x01\x40\x01\x0c\x01\x00\x00\x01\x4e\x01"
@@ -298,6 +302,7 @@ _VIDEO_STREAMS.append((JPEG2000Lossless, _jp2()))  # a wrapped JP2 file, cut in 
 def _video(ts: str, stream: bytes) -> bytes:
     """A video object of ``stream`` in two fragments, the first cut inside its text."""
     ds = make_instance(5, 1, 1, 1, marker=MARK, rows=16, columns=16)
+    assert str(ds.PatientName).encode() == _NAME  # noqa: S101 - the texts hold it
     ds.file_meta.TransferSyntaxUID = ts
     cut = stream.index(b"Doe") & ~1
     ds.PixelData = encapsulate([stream[:cut], stream[cut:]])
@@ -360,10 +365,33 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
         warnings.simplefilter("ignore")
         if held := _in_a_value(out, markers):
             return "indexed", f"a marker kept in a {held} value (no such value holds text)"
-        where = _marked_where(out, markers)
-        if where == "under a kept attribute" and _kept_by_options(out, markers, ctx.plan):
-            where = "under an attribute an option or rule keeps"
+        where = _where(out, markers, ctx.plan, values)
     return f"indexed (a marker {where})", ""
+
+
+def _where(out: pydicom.Dataset, markers: list[str], plan: Plan, values: dict[str, str]) -> str:
+    """Where a marker stays in a copy (``_marked_where``), told more closely."""
+    where = _marked_where(out, markers)
+    if where == "under a kept attribute" and _kept_by_options(out, markers, plan):
+        return "under an attribute an option or rule keeps"
+    if where == "in image data" and _own_value_in(out, values, markers):
+        return "in image data, in one of the object's identifying values"
+    return where
+
+
+def _own_value_in(out: pydicom.Dataset, values: dict[str, str], markers: list[str]) -> bool:
+    """Whether a value of the original holding a marker lies in the copy's pixel data.
+
+    Neither check found it there: the bytes are no header they read (a unit whose start
+    code is damaged, a data stream's packet of no length). Worth a look: a reader may show
+    them (damage that stopped a walk, which decoders pass over, did).
+    """
+    value = getattr(out.get(PIXEL_DATA), "value", None)
+    if not isinstance(value, bytes):
+        return False
+    return any(
+        v.encode("utf-8", "replace") in value for v in values if any(m in v for m in markers)
+    )
 
 
 def refusal_finding(e: SourceError | DeidError, data: bytes, markers: list[str]) -> str:

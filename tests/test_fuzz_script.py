@@ -378,6 +378,22 @@ def test_a_marker_left_in_a_copy_is_told_by_where_it_lies():
         assert fuzz._marked_where(ds, [fuzz.MARK]) == told
 
 
+def test_a_marker_in_image_data_is_told_apart_where_it_is_the_objects_own_value():
+    """The video bases' texts hold their patient's name: one left in image data, which
+    neither check searched, is counted apart from a marker that is no value of the object
+    (today's leaks past damaged items and JPEG headers were such)."""
+    own = f"Doe^{fuzz.MARK}5^Q"
+    values = {own: "(0010,0010)"}
+    plan = build_plan(())
+    named = _with_frame(b"\xff\xd8" + _SCAN + own.encode() + b"\xff\xd9")
+    assert fuzz._where(named, [fuzz.MARK], plan, values) == (
+        "in image data, in one of the object's identifying values"
+    )
+    other = _with_frame(b"\xff\xd8" + _SCAN + fuzz.MARK.encode() + b"\xff\xd9")
+    assert fuzz._where(other, [fuzz.MARK], plan, values) == "in image data"
+    assert all(fuzz._NAME in base for base in fuzz.bases()[0][fuzz.VIDEO][:3])
+
+
 def test_a_marker_an_option_keeps_is_told_from_one_the_profile_keeps():
     """A marker under the Institution Name, which retain-institution-identity keeps (the
     bases plant one in each), is by design; one under the Manufacturer, which the basic
