@@ -229,6 +229,16 @@ class Demux:
             del self._video[key]
             self._resume.pop(key, None)
 
+    def _header(self, b: bytes | bytearray | memoryview, data: int, payload: int) -> None:
+        """Search a PES header's data (``data`` to ``payload``) as it is.
+
+        A damaged header data length takes in payload (an SEI unit), which demultiplexers
+        pass over. Not the payload after it: its units may yet be blanked (a value the
+        damaged length cuts in two is not found).
+        """
+        if payload > data:
+            self._found.append(bytes(b[data:payload]))
+
     def _table(self, payload: bytes) -> None:
         """Search a table's bytes (the same bytes once: tables are sent again and again)."""
         if payload not in self._seen:

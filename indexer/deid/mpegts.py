@@ -230,14 +230,23 @@ class TsDemux(Demux):
         stream = b[start + 3] if end - start > len(START_CODE) else -1
         if start + PES_HEADER <= end and stream in VIDEO_STREAMS:
             self._video.setdefault(pid, [])
-            return min(end, start + PES_HEADER + b[start + PES_HEADER - 1])
+            return self._header_data(b, start, end)
         self._end_video(pid)
         if stream in DATA_STREAMS or (stream == PRIVATE_1 and pid not in self._audio):
             self._data_pids.add(pid)
             if stream in PLAIN or end - start < PES_HEADER:  # (a header cut: zeroed too)
                 return min(end, start + PES_HEAD)
-            return min(end, start + PES_HEADER + b[start + PES_HEADER - 1])
+            return self._header_data(b, start, end)
         return start  # another stream's: audio (private stream 1 named as audio too)
+
+    def _header_data(self, b: bytes | bytearray | memoryview, start: int, end: int) -> int:
+        """Where the payload of the PES packet at ``start`` begins; its header data searched.
+
+        Searched with the payload's first bytes (``Demux._header``).
+        """
+        payload = min(end, start + PES_HEADER + b[start + PES_HEADER - 1])
+        self._header(b, start + PES_HEADER, payload)
+        return payload
 
     def _section(self, pid: int, payload: bytes, *, unit_start: bool) -> None:
         """A table's packet: a program map table's section gathered, read whole (``_audio``).

@@ -167,7 +167,9 @@ its boxes end and no box follows (damage, a writer's trailer) read as media data
 16 a box's header would take (they were kept, and not searched); 11: video that is no stream
 of start codes, nor a transport, program or MP4 stream (damage before its first start code,
 which decoders pass over) searched whole, held and streamed (it was neither blanked nor
-searched): the objects that held a name there are refused.
+searched), and a transport or program stream's video and data PES headers' data searched (a
+damaged header data length took in an SEI unit, neither blanked nor searched): the objects
+that held a name there are refused.
 """
 
 _RESOLVE = {

@@ -134,3 +134,48 @@ def test_video_with_damage_before_its_first_start_code_is_searched_whole(tmp_pat
     assert "PHIMARK" not in message
     sound = _copy(_object(stream, ts=ts, PatientName=NAME.decode()))
     assert NAME not in sound
+
+
+def _ts(pid: int, payload: bytes) -> bytes:
+    """One transport stream packet of ``pid`` (a unit's start), filled out by stuffing."""
+    stuffing = b"\x00" + b"\xff" * (182 - len(payload))
+    return bytes([0x47, 0x40 | pid >> 8, pid & 0xFF, 0x30, len(stuffing)]) + stuffing + payload
+
+
+SHORT_H264 = H264_HEAD + _sei((5, UUID + NAME)) + b"\x00\x00\x01\x65\x88\x84" + bytes(8)
+MPEG2 = b"\x00\x00\x01\xb3\x14\x00\xf0\x23\x00\x00\x01\xb2" + NAME + b"\x00\x00\x01\x00" + IMAGE
+
+
+def _pes_streams(data_length: int) -> dict[str, tuple[str, bytes]]:
+    """A transport stream (H.264) and a program stream (MPEG-2), each one video PES packet
+    whose header data length is ``data_length`` past the PTS's five bytes."""
+    ts_pes = b"\x00\x00\x01\xe0\x00\x00\x80\x80" + bytes([5 + data_length]) + bytes(5)
+    ps_body = b"\x80\x80" + bytes([5 + data_length]) + bytes(5) + MPEG2
+    pack = b"\x00\x00\x01\xba\x44\x00\x04\x00\x04\x01\x01\x89\xc3\xf8"
+    return {
+        "transport": (uid.MPEG4HP41, _ts(0x100, ts_pes + SHORT_H264)),
+        "program": (
+            uid.MPEG2MPML,
+            pack + b"\x00\x00\x01\xe0" + len(ps_body).to_bytes(2, "big") + ps_body,
+        ),
+    }
+
+
+@pytest.mark.parametrize("kind", ["transport", "program"])
+def test_a_pes_header_whose_data_length_takes_in_the_payload_is_searched(tmp_path, kind):
+    """A damaged header data length takes in the stream's first units, past the name in
+    its user data: demultiplexers pass over those bytes, and the unit's start code with
+    them, so it was neither blanked nor searched. The header's data is searched: the object
+    is refused. Undamaged, the user data is blanked and the object indexed."""
+    ts, sound = _pes_streams(0)[kind]
+    stream = SHORT_H264 if kind == "transport" else MPEG2
+    into_name = stream.index(NAME) + len(NAME) + 1  # (the name taken in whole)
+    ts, damaged = _pes_streams(into_name)[kind]
+    codec = video.VIDEO[ts]
+    assert NAME in frames.headers(_value(damaged), codec)
+    _blanked, found = _streamed(tmp_path, _value(damaged), codec)
+    assert NAME in found
+    message = _refused(tmp_path, _object(damaged, ts=ts, PatientName=NAME.decode()))
+    assert "(0010,0010)" in message
+    assert "PHIMARK" not in message
+    assert NAME not in _copy(_object(sound, ts=ts, PatientName=NAME.decode()))
