@@ -6,8 +6,8 @@ of start codes, a user data unit would end at the next PES packet's header, and 
 holds past that header would be neither blanked nor searched. Here the payloads of the
 video PES packets (stream ids E0 to EF; MPEG-2's headers and MPEG-1's) are joined into the
 codec's stream, as ``demux`` does, so a unit cut by a packet's header is blanked whole.
-Padding packets are searched, and so are the video and data streams' PES headers (a damaged
-header data length takes in payload, which demultiplexers pass over); data streams
+Padding packets are searched, and so is the data of the video and data streams' PES headers
+(a damaged header data length takes in payload, which demultiplexers pass over); data streams
 (``demux.DATA_STREAMS``: private stream 2,
 ancillary data, metadata...) have their payloads zeroed, and so have a DVD's subpictures
 (private stream 1's substreams ``SUBPICTURES``: subtitles, menus' text, as pictures no search

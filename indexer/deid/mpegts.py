@@ -242,7 +242,7 @@ class TsDemux(Demux):
     def _header_data(self, b: bytes | bytearray | memoryview, start: int, end: int) -> int:
         """Where the payload of the PES packet at ``start`` begins; its header data searched.
 
-        Searched with the payload's first bytes (``Demux._header``).
+        As it is (``Demux._header``): a damaged length may take in payload.
         """
         payload = min(end, start + PES_HEADER + b[start + PES_HEADER - 1])
         self._header(b, start + PES_HEADER, payload)
