@@ -47,18 +47,13 @@ import mmap
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, islice
 from typing import BinaryIO
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
+from pydicom.uid import UncompressedTransferSyntaxes
 
 from indexer import spans
 from indexer.deid import j2k, jp2, jpeg, mp4, video
@@ -76,16 +71,19 @@ JPEG_START = b"\xff\xd8"  # SOI
 J2K_START = j2k.START
 
 
-def fragments(value: bytes | memoryview) -> Iterator[Region]:
-    """(start, end) in ``value`` of each fragment after the Basic Offset Table's item."""
-    pos, first = 0, True
+def _items(value: bytes | memoryview) -> Iterator[tuple[int, int]]:
+    """(where its value starts, its length) of each item of ``value``, while items lie there."""
+    pos = 0
     while pos + 8 <= len(value) and value[pos : pos + 4] == ITEM:
         length = int.from_bytes(value[pos + 4 : pos + 8], "little")
-        start = pos + 8
-        if not first:
-            yield start, min(start + length, len(value))
-        first = False
-        pos = start + length
+        yield pos + 8, length
+        pos += 8 + length
+
+
+def fragments(value: bytes | memoryview) -> Iterator[Region]:
+    """(start, end) in ``value`` of each fragment after the Basic Offset Table's item."""
+    for start, length in islice(_items(value), 1, None):
+        yield start, min(start + length, len(value))
 
 
 def items_end(value: bytes | memoryview) -> int:
@@ -94,17 +92,14 @@ def items_end(value: bytes | memoryview) -> int:
     Short of it where an item's tag is damaged (what follows is no item), past it where a
     damaged length runs the last item on past the value's end (``fragments`` stops at both).
     """
-    pos = 0
-    while pos + 8 <= len(value) and value[pos : pos + 4] == ITEM:
-        pos += 8 + int.from_bytes(value[pos + 4 : pos + 8], "little")
-    return pos
+    end = 0
+    for start, length in _items(value):
+        end = start + length
+    return end
 
 
 # transfer syntaxes of native pixel data (pydicom's uncompressed ones): never items
-NATIVE = frozenset(
-    {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian}
-    | {DeflatedExplicitVRLittleEndian}
-)
+NATIVE = frozenset(UncompressedTransferSyntaxes)
 UNDER_NATIVE = (
     "encapsulated pixel data under a transfer syntax of native pixel data, or none (a "
     "damaged, missing or wrong transfer syntax UID): what its frames are (a video's codec) "
