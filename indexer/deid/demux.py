@@ -6,9 +6,10 @@ into the codec's stream and parsed as one (``parse``, given by ``frames``); what
 blanked in the packets it lies in. The payloads of a data stream's packets (``DATA_STREAMS``:
 metadata, captions) are zeroed, or searched where the stream is only read. A stream is fed a
 buffer at a time (``Demux.feed``): a streamed object's fragments, or the whole of a held one.
-A packet cut by a buffer's end is read whole with the next; a unit holding text is read on
-into the next. Bytes of an earlier buffer are never changed (they went as they were), but
-are searched as they went, as are the units holding text, the tables a stream's subclass
+A packet cut by a buffer's end is read whole with the next; a unit searched (``video.parse``:
+any but a picture's data) is read on into the next. Bytes of an earlier buffer are never
+changed (they went as they were), but are searched as they went, as are the units searched,
+the tables a stream's subclass
 finds, and bytes that are no packet (those a buffer ends in, with the next's after them: a
 value its end cuts is found).
 """
@@ -249,7 +250,7 @@ class Demux:
     def _parse_video(self, pid: int) -> None:
         """Parse a PID's video bytes so far; keep what the next must read on from.
 
-        The unit they end in is blanked as far as it goes. If it holds text, it is kept as
+        The unit they end in is blanked as far as it goes. If it is searched, it is kept as
         a read on from where this one left needs it (``video.held_unit``: its header, its
         bytes from there or its last ``mp4.SEARCH_BEHIND``, searched again), whatever its
         length; if its kind is not known yet, whole. Regions a read on finds lie past what
@@ -263,10 +264,10 @@ class Demux:
             stream = self._joined(pieces)
         self._found += [stream[a:z] for a, z in regions]
         last = stream.rfind(START_CODE)
-        text = bool(regions) and regions[-1] == (last + len(START_CODE), len(stream))
+        searched = bool(regions) and regions[-1] == (last + len(START_CODE), len(stream))
         if last >= 0 and len(stream) - last <= len(START_CODE) + 1:  # its kind not known yet
             self._video[pid] = self._tail(pieces, last)
-        elif text:
+        elif searched:
             moved = None if again is None else (again[0] - last, again[1])
             held, resume = held_unit(stream[last:], self._codec, moved, mp4.SEARCH_BEHIND)
             self._video[pid] = [(held, 0, len(held))]

@@ -366,16 +366,16 @@ def streamed_headers(frames: Span, codec: str | None = None) -> bytes:
 class _VideoPass:
     """Video streamed a fragment at a time (``_through``), blanked and searched as it passes.
 
-    Fragments may cut the stream anywhere. A unit holding text that the last fragment ended
-    in is read on into this one, from where its read left (``_resume``), as is a start code
-    cut in two (the last fragment's last two bytes). Of the unit, ``_tail`` keeps its start
-    code and header, and its bytes from there (two before, for an escape byte's zeros), or
-    from its last ``mp4.SEARCH_BEHIND``, whichever come first (``video.trimmed``). The parse
-    of those joined to this fragment blanks what lies in this fragment; the last fragment's
-    part was blanked as far as it went, and searched with it: what is searched again is its
-    last ``mp4.SEARCH_BEHIND`` bytes (a value the fragment's end cuts). A fragment larger
-    than ``HELD_BYTES`` (mapped from disk) is read as fragments of that size, a transport,
-    program or MP4 stream's too.
+    Fragments may cut the stream anywhere. A unit searched (``video.searched``) that the last
+    fragment ended in is read on into this one, from where its read left (``_resume``), as is a
+    start code cut in two (the last fragment's last two bytes). Of the unit, ``_tail`` keeps its
+    start code and header, and its bytes from there (two before, for an escape byte's zeros), or
+    from its last ``mp4.SEARCH_BEHIND``, whichever come first (``video.trimmed``). The parse of
+    those joined to this fragment blanks what lies in this fragment; the last fragment's part
+    was blanked as far as it went, and searched with it: what is searched again is its last
+    ``mp4.SEARCH_BEHIND`` bytes (a value the fragment's end cuts). A fragment larger than
+    ``HELD_BYTES`` (mapped from disk) is read as fragments of that size, a transport, program or
+    MP4 stream's too.
     """
 
     def __init__(
@@ -495,7 +495,7 @@ class _VideoPass:
         first: int,
         resumes: tuple[video.Resume | None, video.Resume | None],
     ) -> tuple[bytes, video.Resume | None]:
-        """The unit holding text that ``frag`` ends in, from its start code, as a read on needs it.
+        """The unit searched that ``frag`` ends in, from its start code, as a read on needs it.
 
         Its bytes up to its payload, then those a read on from where the reads of ``joined``
         and ``frag`` left it (``resumes``) and a search of its last ``mp4.SEARCH_BEHIND``
@@ -515,7 +515,7 @@ class _VideoPass:
         held = bytes(source[lead:])
         if len(held) <= len(video.START_CODE) + 1:  # its kind not known yet
             return held, None
-        if not video.holds_text(held, self._codec):
+        if not video.searched(held, self._codec):
             return bytes(frag[-2:]), None
         moved = None if resume is None else (resume[0] - lead, resume[1])
         return video.held_unit(held, self._codec, moved, mp4.SEARCH_BEHIND)

@@ -46,6 +46,7 @@ from indexer.deid.video import (
     H264,
     HEVC,
     Resume,
+    picture,
     sei_header,
     sei_user_data,
     sei_user_data_from,
@@ -508,7 +509,8 @@ def _sample_sei(
 ) -> None:
     """A sample's NAL units (each after its length): user data SEI blanked, SEI searched.
 
-    A Motion JPEG sample (``JPEG``): its segments' text blanked, its header searched.
+    As is every unit that is no coded picture data (``video.picture``). A Motion JPEG sample
+    (``JPEG``): its segments' text blanked, its header searched.
     """
     if codec == JPEG:
         segments, walked = jpeg.parse(b, start, end)
@@ -521,6 +523,7 @@ def _sample_sei(
         first = at + size
         if header := sei_header(codec, b[first]):
             blanks += spaces(b, sei_user_data(b, first + header, stop, codec))
+        if header or not picture(codec, b[first]):
             regions.append((first, stop))
         at = stop
 
@@ -1033,14 +1036,15 @@ class _Samples:
     """The samples a streamed file's boxes place, read as their bytes come.
 
     A zeroed track's are zeroed (``_zero``). A video sample's NAL units are walked by their
-    lengths; a user data SEI unit is blanked as in ``_sample_sei``. A Motion JPEG sample's
-    segments are walked as they come (``jpeg.Segments``). A unit (or a length)
-    that a buffer's end cuts is held, from its length on, as a read on needs it
-    (``video.trimmed``: its length and header, then its bytes from where its read left, or
-    its last ``SEARCH_BEHIND``), and read on with the next buffer, whose part of it is
-    blanked there; the part that went was blanked as far as it went. A sample placed where
-    bytes already went is not read. The bytes of the media data (``media``) that no sample
-    begun holds are zeroed as they come (``_unplaced``), as ``parse`` zeroes them held.
+    lengths; a user data SEI unit is blanked, and any unit but a picture's data searched, as in
+    ``_sample_sei``. A Motion JPEG sample's segments are walked as they come
+    (``jpeg.Segments``). A unit searched (or a length) that a buffer's end cuts is held, from
+    its length on, as a read on needs it (``video.trimmed``: its length and header, then its
+    bytes from where its read left, or its last ``SEARCH_BEHIND``), and read on with the next
+    buffer, whose part of it is blanked there; the part that went was blanked as far as it went.
+    A sample placed where bytes already went is not read. The bytes of the media data
+    (``media``) that no sample begun holds are zeroed as they come (``_unplaced``), as ``parse``
+    zeroes them held.
     """
 
     def __init__(self, *, blank: bool) -> None:
@@ -1160,8 +1164,9 @@ class _Samples:
                 self._carry += bytes(buf[max(k, 0) :])
                 return False
             unit_stop = min(self._at + size + int.from_bytes(head[:size], "big"), stop)
-            if header := sei_header(codec, head[size]):
-                self._sei(buf, k, min(unit_stop, end) - pos, size + header, found)
+            header = sei_header(codec, head[size])
+            if header or not picture(codec, head[size]):
+                self._searched(buf, k, min(unit_stop, end) - pos, size, header, found)
                 if unit_stop > end:  # carried into the next buffer
                     return False
             self._at, self._carry = unit_stop, b""
@@ -1200,19 +1205,31 @@ class _Samples:
             self._carry = part[-SEARCH_BEHIND:] if z == pos + len(buf) else b""
         return self._segments.over or stop <= pos + len(buf)
 
-    def _sei(
-        self, buf: bytearray | memoryview, k: int, stop: int, first: int, found: list[bytes]
+    def _searched(
+        self,
+        buf: bytearray | memoryview,
+        k: int,
+        stop: int,
+        size: int,
+        sei: int,
+        found: list[bytes],
     ) -> None:
-        """Blank the SEI unit whose length begins at ``k`` in ``buf``, to ``stop``.
+        """Search the unit whose length begins at ``k`` in ``buf``, to ``stop``; blank an SEI one.
 
-        ``first``: where its payload begins, after its length and header. A unit the
-        buffer's end cuts is carried into the next as a read on needs it, however long.
+        ``size``: its length's bytes; ``sei``: its header's, if an SEI unit (0: another,
+        only searched). A unit the buffer's end cuts is carried into the next as a read on
+        needs it, however long.
         """
+        assert self._current is not None  # noqa: S101 - feed's invariant
+        codec = self._current[2]
+        first = size + (sei or (2 if codec == HEVC else 1))  # where its payload begins
         unit = bytearray(self._carry + bytes(buf[max(k, 0) : stop]))
         went = len(self._carry)
-        assert self._current is not None  # noqa: S101 - feed's invariant
-        resume = self._resume[1] if went and self._resume[0] == self._at else None
-        regions, again = sei_user_data_from(unit, first, len(unit), self._current[2], resume)
+        regions: list[Region] = []
+        again: Resume | None = None
+        if sei:
+            resume = self._resume[1] if went and self._resume[0] == self._at else None
+            regions, again = sei_user_data_from(unit, first, len(unit), codec, resume)
         into = max(k, 0) - went  # from a byte of ``unit`` past ``went``: to the same in ``buf``
         for a, z, fill in spaces(unit, regions):
             a = max(a, went)  # noqa: PLW2901 - what went before went as it was

@@ -131,7 +131,7 @@ bytes that are no segment where one begins (damage) has all from there to its en
 nor searched): the objects that held a name there are refused.
 """
 
-VIDEO_RULES_VERSION = 11
+VIDEO_RULES_VERSION = 12
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -169,7 +169,11 @@ of start codes, nor a transport, program or MP4 stream (damage before its first 
 which decoders pass over) searched whole, held and streamed (it was neither blanked nor
 searched), and a transport or program stream's video and data PES headers' data searched (a
 damaged header data length took in an SEI unit, neither blanked nor searched): the objects
-that held a name there are refused.
+that held a name there are refused; 12: an H.264 or HEVC unit that is no coded slice under a
+sound header (a parameter set, a delimiter, a reserved or unspecified type, a forbidden bit
+set), and an MPEG-2 unit that is no slice, searched whole, held, streamed and in an MP4
+file's samples (an SEI unit whose start code or header is damaged went into the copy with
+its text, neither blanked nor searched): the objects that held a name there are refused.
 """
 
 _RESOLVE = {

@@ -7,8 +7,9 @@ UUID), messages with text among their fields (HEVC's overlay names, region label
 messages of a payload type the codec does not define (no decoder reads them), have each
 byte that is not zero made a space, so that no start code and no escape byte changes
 (``parse``); those that other messages nest are found by reading the nesting ones'
-headers. Containers come to this as a stream: ``mp4`` its tracks' samples, ``demux`` its PES
-packets' payloads.
+headers. Every unit that is no coded picture data under a sound header is searched whole,
+as a header is (``picture``). Containers come to this as a stream: ``mp4`` its tracks'
+samples, ``demux`` its PES packets' payloads.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ VIDEO = {
 }
 START_CODE = b"\x00\x00\x01"
 MPEG2_USER_DATA = 0xB2
+MPEG2_SLICES = range(0x01, 0xB0)  # start code values of slices: a picture's coded data
 H264_SEI, HEVC_SEI = 6, (39, 40)  # NAL unit types (HEVC: prefix and suffix SEI)
+# NAL unit types of coded slices (H.264: of a picture, an auxiliary one, an extension; HEVC:
+# every type below 32, reserved ones too); FORBIDDEN: the bit set in no sound unit's header
+H264_SLICES = frozenset({1, 2, 3, 4, 5, 19, 20, 21})
+HEVC_SLICES = range(32)
+FORBIDDEN = 0x80
 # SEI payload types: user data registered (ITU-T T.35: captions), unregistered (UUID, text)
 SEI_REGISTERED, SEI_UNREGISTERED = 4, 5
 HEVC_REGIONAL_NESTING = 157  # its messages each after the regions they apply to
@@ -89,29 +96,40 @@ def parse_from(
     for start, end in units(b):
         if start >= end:  # a start code at the very end, or two in a row
             continue
-        if codec == MPEG2:
-            if b[start] == MPEG2_USER_DATA:
-                blanks += spaces(b, [(start + 1, end)])
-                regions.append((start, end))
-            continue
-        if header := sei_header(codec, b[start]):
+        again = None
+        if codec == MPEG2 and b[start] == MPEG2_USER_DATA:
+            blanks += spaces(b, [(start + 1, end)])
+        elif codec != MPEG2 and (header := sei_header(codec, b[start])):
             at = resume if resume is not None and start <= resume[0] <= end else None
             found, again = sei_user_data_from(b, start + header, end, codec, at)
             blanks += spaces(b, found)
-            regions.append((start, end))
+        elif picture(codec, b[start]):
+            continue
+        regions.append((start, end))
     return blanks, regions, again
 
 
-def holds_text(b: bytes | bytearray | memoryview, codec: str) -> bool:
-    """Whether the last unit in ``b`` is one ``parse`` reads: MPEG-2 user data, or SEI."""
+def searched(b: bytes | bytearray | memoryview, codec: str) -> bool:
+    """Whether the last unit in ``b`` is one ``parse`` searches: any but a picture's data."""
     start = -1
     for start, end in units(b):  # noqa: B007 - the last one
         pass
-    if start < 0 or start >= len(b):
-        return False
+    return 0 <= start < len(b) and not picture(codec, b[start])
+
+
+def picture(codec: str, first: int) -> bool:
+    """Whether a unit whose first byte is ``first`` is a coded picture's data (not searched).
+
+    An MPEG-2 slice; an H.264 or HEVC coded slice whose forbidden bit is not set. Any other
+    unit is searched whole, as a header is: a parameter set, a delimiter, a type reserved or
+    unspecified, or a unit whose header is damaged, all of which decoders pass over. So is
+    the text of an SEI unit whose start code is damaged, which the unit before it holds.
+    """
     if codec == MPEG2:
-        return b[start] == MPEG2_USER_DATA
-    return bool(sei_header(codec, b[start]))
+        return first in MPEG2_SLICES
+    if first & FORBIDDEN:
+        return False
+    return (first & 0x1F in H264_SLICES) if codec == H264 else (first >> 1) & 0x3F in HEVC_SLICES
 
 
 def sei_header(codec: str, first: int) -> int:
@@ -219,12 +237,13 @@ def trimmed(
 def held_unit(
     held: bytes, codec: str, resume: Resume | None, behind: int
 ) -> tuple[bytes, Resume | None]:
-    """A unit holding text that a buffer's end cut, from its start code, as a read on needs it.
+    """A unit searched that a buffer's end cut, from its start code, as a read on needs it.
 
-    Its start code and header, then its bytes from where ``resume`` says its read goes on,
-    or its last ``behind`` (``trimmed``). Its kind must be known (its header's first byte).
+    Its start code and header, then its bytes from where ``resume`` says an SEI unit's read
+    goes on (None: another unit's), or its last ``behind`` (``trimmed``). Its kind must be
+    known (its header's first byte).
     """
-    header = 1 if codec == MPEG2 else sei_header(codec, held[len(START_CODE)])
+    header = 2 if codec == HEVC else 1
     return trimmed(held, len(START_CODE) + header, resume, behind)
 
 

@@ -1,0 +1,183 @@
+"""Video units that are no coded picture's data: searched whole, as a header is.
+
+An SEI unit whose start code is damaged holds its text as part of the unit before it (a
+parameter set); one whose header is damaged (its forbidden bit set, a type reserved or
+unspecified) is a unit no decoder reads. The walk read SEI units only, and passed over
+both: the text went into the copy, neither blanked nor searched (fuzz seed 160). Now every
+unit but a coded slice under a sound header is searched (``video.picture``): in a byte
+stream held and streamed, cut by fragments anywhere, in a transport stream's payloads, and
+in an MP4 file's samples. A value found refuses the object. A slice's bytes are not
+searched: they are a picture's, where a value's bytes lie by chance.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pydicom import uid
+from pydicom.encaps import encapsulate
+
+from indexer.deid import frames, video
+from tests.deid.test_damaged_headers import _ts
+from tests.deid.test_frames import (
+    H264_HEAD,
+    IMAGE,
+    NAME,
+    SLICE,
+    UUID,
+    _copy,
+    _cut_into,
+    _escaped,
+    _mp4_cuts,
+    _nal,
+    _object,
+    _rbsp,
+    _refused,
+    _sei,
+    _streamed,
+)
+from tests.deid.test_mp4_tracks import AVC, _file
+
+pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_they_come")
+
+HEVC_HEAD = b"\x00\x00\x00\x01\x40\x01\x0c\x01"  # a video parameter set
+HEVC_SLICE = b"\x00\x00\x01\x26\x01" + IMAGE  # an IDR slice
+MPEG2_HEAD = b"\x00\x00\x01\xb3\x02\x00\x10\x14"  # a sequence header
+MPEG2_SLICE = b"\x00\x00\x01\x00\x00\x0f\x00\x00\x01\x01" + IMAGE  # a picture, its slice
+NO_START = b"\x00\x00\x00\x21"  # a start code damaged: its unit is the one before's
+SYNTAX = {video.H264: uid.MPEG4HP41, video.HEVC: uid.HEVCMP51, video.MPEG2: uid.MPEG2MPML}
+
+
+def _stream(codec: str, header: bytes | None = None, *, start: bytes = b"") -> bytes:
+    """A stream of ``codec`` whose user data holds the name: its unit's ``header`` (None:
+    the codec's own), its ``start`` code (none: a sound one)."""
+    if codec == video.MPEG2:
+        unit = (start or b"\x00\x00\x01") + (header or b"\xb2") + NAME
+        return MPEG2_HEAD + unit + MPEG2_SLICE
+    sound = b"\x06" if codec == video.H264 else b"\x4e\x01"
+    unit = _sei((5, UUID + NAME), header=header or sound)
+    if start:
+        unit = start + unit[4:]
+    if codec == video.H264:
+        return H264_HEAD + unit + b"\x00\x00\x01" + SLICE
+    return HEVC_HEAD + unit + HEVC_SLICE
+
+
+DAMAGED = {  # (codec, the damaged unit's header, its start code)
+    "h264 start code": (video.H264, None, NO_START),
+    "h264 forbidden bit": (video.H264, b"\xd0", b""),
+    "h264 reserved type": (video.H264, b"\x17", b""),
+    "h264 unspecified type": (video.H264, b"\x1f", b""),
+    "hevc start code": (video.HEVC, None, NO_START),
+    "hevc forbidden bit": (video.HEVC, b"\x85\x33", b""),
+    "hevc reserved type": (video.HEVC, b"\x52\x01", b""),
+    "mpeg2 start code": (video.MPEG2, None, NO_START),
+    "mpeg2 reserved code": (video.MPEG2, b"\xb0", b""),
+    "mpeg2 sequence error": (video.MPEG2, b"\xb4", b""),
+}
+
+
+def _damaged(name: str) -> tuple[str, bytes]:
+    codec, header, start = DAMAGED[name]
+    return codec, _stream(codec, header, start=start)
+
+
+@pytest.mark.parametrize("name", DAMAGED)
+def test_a_unit_that_is_no_slice_is_searched_held_and_streamed_cut_anywhere(tmp_path, name):
+    """The name in a damaged unit is in the header bytes searched, held and streamed,
+    whatever even cut of the stream into two fragments; nothing of it is blanked."""
+    codec, stream = _damaged(name)
+    assert NAME in frames.headers(encapsulate([stream]), codec)
+    at = stream.index(NAME)
+    for cut in range(2, len(stream) - 1, 2):
+        value = encapsulate([stream[:cut], stream[cut:]])
+        assert NAME in frames.headers(value, codec), cut
+        blanked, found = _streamed(tmp_path, value, codec)
+        assert NAME in found, cut
+        assert blanked == frames.blank(value, codec)[0], cut
+    assert stream[at : at + len(NAME)] == NAME  # (not blanked: no decoder reads it)
+
+
+@pytest.mark.parametrize("name", DAMAGED)
+def test_an_object_whose_damaged_unit_holds_the_name_is_refused(tmp_path, name):
+    """The ingest refuses the object, naming where the value came from, not the value;
+    the sound stream's user data is blanked, and the object indexed."""
+    codec, stream = _damaged(name)
+    message = _refused(tmp_path, _object(stream, ts=SYNTAX[codec], PatientName=NAME.decode()))
+    assert "(0010,0010)" in message
+    assert "PHIMARK" not in message
+    sound = _copy(_object(_stream(codec), ts=SYNTAX[codec], PatientName=NAME.decode()))
+    assert NAME not in sound
+
+
+@pytest.mark.parametrize(
+    ("codec", "first", "read"),
+    [
+        (video.H264, 0x65, True),  # an IDR slice
+        (video.H264, 0x41, True),  # a slice
+        (video.H264, 0x14, True),  # a slice extension (SVC, MVC)
+        (video.H264, 0x67, False),  # a sequence parameter set
+        (video.H264, 0x09, False),  # an access unit delimiter
+        (video.H264, 0xE5, False),  # an IDR slice's type, the forbidden bit set
+        (video.HEVC, 0x26, True),  # an IDR slice
+        (video.HEVC, 0x02, True),  # a trailing picture's slice
+        (video.HEVC, 0x3E, True),  # a reserved slice type
+        (video.HEVC, 0x40, False),  # a video parameter set
+        (video.HEVC, 0xA6, False),  # an IDR slice's type, the forbidden bit set
+        (video.MPEG2, 0x01, True),  # the first slice
+        (video.MPEG2, 0xAF, True),  # the last slice
+        (video.MPEG2, 0x00, False),  # a picture header
+        (video.MPEG2, 0xB3, False),  # a sequence header
+    ],
+)
+def test_what_is_a_pictures_data(codec, first, read):
+    """Slices under a sound header are picture data; every other unit is searched."""
+    assert video.picture(codec, first) is read
+
+
+SLICE_START = {  # a slice's start code and header
+    video.H264: b"\x00\x00\x01\x65\x88",
+    video.HEVC: b"\x00\x00\x01\x26\x01",
+    video.MPEG2: b"\x00\x00\x01\x01",
+}
+
+
+@pytest.mark.parametrize("codec", SLICE_START)
+def test_a_slices_bytes_are_not_searched(codec):
+    """A value's bytes inside a slice are chance (a picture's data): no refusal of them."""
+    stream = _stream(codec) + SLICE_START[codec] + NAME
+    assert stream.count(NAME) == 2  # in the user data, in the slice
+    assert NAME not in frames.headers(frames.blank(encapsulate([stream]), codec)[0], codec)
+    copy = _copy(_object(stream, ts=SYNTAX[codec], PatientName=NAME.decode()))
+    assert copy.count(NAME) == 1
+
+
+def test_a_transport_streams_damaged_unit_is_searched_held_and_streamed(tmp_path):
+    """In a PES packet's payload, cut anywhere by fragments: found, and refused."""
+    pes = b"\x00\x00\x01\xe0\x00\x00\x80\x80\x05" + bytes(5)
+    source = _ts(0x100, pes + _damaged("h264 forbidden bit")[1][: 182 - len(pes)])
+    assert NAME in source
+    assert NAME in frames.headers(encapsulate([source]), video.H264)
+    for cut in range(8, len(source), 2):
+        value = encapsulate([source[:cut], source[cut:]])
+        assert NAME in _streamed(tmp_path, value, video.H264)[1], cut
+    message = _refused(tmp_path, _object(source, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
+    assert "(0010,0010)" in message
+
+
+def _sample(header: bytes) -> bytes:
+    """An H.264 sample: an SEI unit of ``header``, its user data holding the name; a slice."""
+    return _nal(header + _escaped(_rbsp((5, UUID + NAME)))) + _nal(SLICE)
+
+
+@pytest.mark.parametrize("header", [b"\xd0", b"\x17"], ids=["forbidden bit", "reserved type"])
+def test_an_mp4_samples_damaged_unit_is_searched_held_and_streamed(tmp_path, header):
+    """In an MP4 file's H.264 sample, held and streamed cut anywhere: found, and refused;
+    the sound sample's user data is blanked."""
+    source = _file(tracks=[(b"vide", AVC, [[_sample(header)]])])
+    assert NAME in frames.headers(encapsulate([source]), video.H264)
+    for cut in _mp4_cuts(source, 160):
+        assert NAME in _streamed(tmp_path, _cut_into(source, cut), video.H264)[1], cut
+    message = _refused(tmp_path, _object(source, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
+    assert "(0010,0010)" in message
+    sound = _file(tracks=[(b"vide", AVC, [[_sample(b"\x06")]])])
+    assert NAME not in _copy(_object(sound, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
