@@ -6,8 +6,11 @@ comments (COM): an encoder's name, or any text a writer put there. A comment's p
 made spaces where it is Latin text (Rcme 1), else zeroed, keeping its length, so nothing of
 the image is decoded or changed. The walk goes from each tile-part to the next by the
 length its SOT gives (Psot), over the data between, and stops at the last tile-part (Psot
-0), at the codestream's end (EOC), or at bytes that are no marker; the headers walked are
-what the leak check searches.
+0), or at the codestream's end (EOC); the headers walked are what the leak check searches.
+Bytes that are no marker segment where one begins (damage: no 0xFF, a length below 2, no
+tile-part where the last one's length ends) stop it too, and all from them to the
+codestream's end is searched as a header is (a comment after them went into the copy,
+neither blanked nor searched): nothing more is blanked.
 
 The walk (``Codestream``) is fed the bytes as they come (``jpeg.Walk``): a frame in several
 fragments (``frames``), its tile-parts' headers anywhere in them. A codestream held whole
@@ -31,8 +34,9 @@ SOC_BYTES, MAIN, NEXT, TILE = range(4)  # where the walk is: SOC; a header; betw
 class Codestream(Walk):
     """A JPEG 2000 codestream's main header and tile-part headers, walked as they come.
 
-    ``over``: the last tile-part's header ended, or the codestream's; or bytes that are no
-    marker (or no tile-part) came where one was to be.
+    ``over``: the last tile-part's header ended, or the codestream's. Bytes that are no
+    marker segment (or no tile-part) where one was to be: all from them on is searched
+    (``_damaged``).
     """
 
     HEAD = TILE_PART
@@ -58,21 +62,31 @@ class Codestream(Walk):
             self._phase = MAIN
             return self._advance(2)
         if self._phase == NEXT:
-            if len(head) < TILE_PART or head[:2] != bytes((FILL, SOT)):
-                return self._end()  # no tile-part: the codestream's end, or damage
-            self._phase, self._tile, self._header = TILE, self._at, self._at
-            self._length = int.from_bytes(head[PSOT], "big")
-            return True
+            return self._tile_part(head)
+        if head[:2] == bytes((FILL, EOC)):
+            return self._end()
         if len(head) < MARKER or head[0] != FILL:
-            return self._header_ends()
+            return self._damaged()
         marker, length = head[1], int.from_bytes(head[2:4], "big")
         first = self._phase == TILE and self._at == self._tile  # its own SOT
-        if marker in (SOD, EOC) or (marker == SOT and not first) or length < 2:  # noqa: PLR2004
+        if marker == SOD or (marker == SOT and not first):
             return self._header_ends()
+        if length < 2:  # noqa: PLR2004 - no segment is that short
+            return self._damaged()
         if marker == COM and length >= MARKER:  # Lcom, Rcme, then the comment
             fill = SPACE if head[MARKER:COMMENT] == LATIN else ZERO
             self._blank(self._at + COMMENT, self._at + 2 + length, fill, span, blanks)
         return self._advance(2 + length)
+
+    def _tile_part(self, head: bytes) -> bool:
+        """The next tile-part's header walked; at the codestream's end, the walk's."""
+        if head[:2] == bytes((FILL, EOC)):
+            return self._end()
+        if len(head) < TILE_PART or head[:2] != bytes((FILL, SOT)):
+            return self._damaged()  # no tile-part where the last one's length ends
+        self._phase, self._tile, self._header = TILE, self._at, self._at
+        self._length = int.from_bytes(head[PSOT], "big")
+        return True
 
     def _header_ends(self) -> bool:
         """The header being walked ends here: the next tile-part is looked for.

@@ -138,6 +138,18 @@ class Walk:
         self.over = True
         return False
 
+    def _damaged(self) -> bool:
+        """Bytes that are no segment where one begins (damage): the rest searched whole.
+
+        Which bytes after them are segments is not told here (a damaged length would
+        mislead a walk on): nothing more is blanked, and all from here to the walk's end
+        (a frame's: up to the next frame's fragment) is searched as a header is. A value
+        found there refuses the object.
+        """
+        self._close()
+        self._header, self._at = self._at, self._stop
+        return False
+
     def _advance(self, by: int) -> bool:
         self._at += by
         self._held = self._held[by:]
@@ -154,7 +166,10 @@ class Segments(Walk):
     motion photo's MP4 file, a second picture, a maker's data) is zeroed to the JPEG's end
     (a frame's: its fragments up to the next frame's), and searched. Bytes that are no
     segment where one begins (damage) end the walk, and all after them is searched
-    (``_damaged``). ``over``: no JPEG, or the JPEG's end reached in a scan.
+    (``_damaged``): a decoder passes over such bytes to the next marker, and reads the
+    segments after it (libjpeg: "extraneous bytes before marker"), a comment holding a name
+    too; an Exif's own 0xFF bytes would mislead a walk on. ``over``: no JPEG, or the JPEG's
+    end reached in a scan.
     """
 
     HEAD = MOTION_END
@@ -182,20 +197,6 @@ class Segments(Walk):
             return False
         last = len(buf) > 0 and buf[-1] == FILL  # a marker's first byte, maybe
         self._at, self._held = (end - 1, b"\xff") if last else (end, b"")
-        return False
-
-    def _damaged(self) -> bool:
-        """Bytes that are no segment where one begins (damage): the rest searched whole.
-
-        A decoder passes over such bytes to the next marker, and reads the segments after
-        it (libjpeg: "extraneous bytes before marker"): a comment holding a name. Which
-        bytes are those segments is not told here (a damaged length, or an Exif's own
-        0xFF bytes, would mislead a walk on): nothing more is blanked, and all from here
-        to the JPEG's end (a frame's: up to the next frame's fragment) is searched as a
-        header is. A value found there refuses the object.
-        """
-        self._close()
-        self._header, self._at = self._at, self._stop
         return False
 
     def _marker(self) -> bool:

@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 35
+RULES_VERSION = 36
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -128,7 +128,10 @@ text), and so are frames under a transfer syntax of native pixel data, or none (
 SEI text was neither), and a rerun withdraws their copies; 35: a JPEG whose header holds
 bytes that are no segment where one begins (damage) has all from there to its end searched
 (the walk stopped there, and a comment after it, which decoders read, was neither blanked
-nor searched): the objects that held a name there are refused.
+nor searched): the objects that held a name there are refused; 36: a JPEG 2000
+codestream's alike (a header holding bytes that are no marker segment, or no tile-part
+where the last one's length ends: the comments after them were neither blanked nor
+searched).
 """
 
 VIDEO_RULES_VERSION = 12

@@ -1,14 +1,16 @@
 """Frames whose headers are damaged so that a walk cannot go on: the rest searched whole.
 
-A JPEG whose header holds bytes that are no segment where one begins: libjpeg passes over
-such bytes ("extraneous bytes before marker") to the next marker, and reads the segments
-after it (a comment after a damaged Exif segment). Video whose first bytes are no start
-code (nor a transport, program or MP4 stream's): decoders pass over them to the first start
-code, and read the units after it (an SEI message's text). The walk ended at the damage (or
-never began), and what came after was neither blanked nor searched: a patient's name went
-into the copy. Now all from the damage on is searched as a header is, held and streamed, in
-one fragment or several: a value found refuses the object (``leak_detected``). Nothing more
-is blanked (a walk on would be misled by a damaged length, or by an Exif's own 0xFF bytes).
+A JPEG whose header holds bytes that are no segment where one begins: libjpeg passes over such
+bytes ("extraneous bytes before marker") to the next marker, and reads the segments after it (a
+comment after a damaged Exif segment). A JPEG 2000 codestream's header holding such bytes, or no
+tile-part where the last one's length ends: whether a decoder reads on or stops there, the
+comments after them stayed in the copy. Video whose first bytes are no start code (nor a
+transport, program or MP4 stream's): decoders pass over them to the first start code, and read
+the units after it (an SEI message's text). The walk ended at the damage (or never began), and
+what came after was neither blanked nor searched: a patient's name went into the copy. Now all
+from the damage on is searched as a header is, held and streamed, in one fragment or several: a
+value found refuses the object (``leak_detected``). Nothing more is blanked (a walk on would be
+misled by a damaged length, or by an Exif's own 0xFF bytes).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from pydicom import uid
 from pydicom.encaps import encapsulate
 
-from indexer.deid import frames, jpeg, video
+from indexer.deid import frames, j2k, jpeg, video
 from tests.deid.test_frames import (
     H264_HEAD,
     IMAGE,
@@ -104,6 +106,71 @@ def test_a_sound_header_ends_its_search_at_the_first_scan():
     frame = b"\xff\xd8" + JFIF + NAMED + SOS + IMAGE + b"\xff\xd9"
     _blanks, regions = jpeg.parse(frame)
     assert regions == [(0, frame.index(SOS))]
+
+
+SIZ = _seg(0x51, b"\x00\x00" + b"\x00\x00\x00\x08" * 8 + b"\x00\x01\x07\x01\x01")
+COD = _seg(0x52, b"\x00\x00\x00\x01\x01\x05\x04\x04\x00\x00")
+J2K_DAMAGE = ["marker byte", "short length", "long length", "tile-part length", "tile-part"]
+
+
+def _codestream(how: str, comment: bytes = NAME) -> bytes:
+    """A JPEG 2000 codestream whose header is damaged ``how`` before a comment holding
+    ``comment``: in the main header, or (``tile-part``) in the second tile-part's; or the
+    first tile-part's length (Psot) is damaged, the second tile-part's comment after it."""
+    com = _seg(0x64, b"\x00\x01" + comment)  # Rcme 1: Latin text
+    cod, tile_head = COD, b""
+    if how == "marker byte":  # the COD segment's 0xFF became 0x7F
+        cod = b"\x7f" + COD[1:]
+    elif how == "short length":
+        cod = COD[:2] + struct.pack(">H", 1) + COD[4:]
+    elif how == "long length":  # past the comment's start: into its text
+        cod = COD[:2] + struct.pack(">H", len(COD) + 6) + COD[4:]
+    elif how == "tile-part":  # the second tile-part's first segment's 0xFF became 0x00
+        tile_head = b"\x00" + COD[1:]
+    main = b"\xff\x4f" + SIZ + (cod if how != "tile-part" else COD)
+
+    def tile_part(part: int, head: bytes) -> bytes:
+        body = head + b"\xff\x93" + IMAGE
+        return b"\xff\x90" + struct.pack(">HHLBB", 10, 0, 12 + len(body), part, 2) + body
+
+    first = tile_part(0, b"")
+    if how == "tile-part length":  # Psot 40 bytes short: no tile-part where it ends
+        first = first[:6] + struct.pack(">L", len(first) - 40) + first[10:]
+    if how in ("tile-part", "tile-part length"):
+        return main + first + tile_part(1, tile_head + com) + b"\xff\xd9"
+    return main + com + first + tile_part(1, b"") + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("how", J2K_DAMAGE)
+@pytest.mark.parametrize("fragments", [1, 2])
+def test_what_follows_damage_in_a_codestreams_header_is_searched(tmp_path, how, fragments):
+    """JPEG 2000's walk stopped at bytes that are no marker segment: the comment after
+    them went into the copy, neither blanked nor searched. All from the damage on is
+    searched, held and streamed: the object is refused. Undamaged, the comment is blanked
+    and the object indexed; past damage, a comment holding no one's name stays."""
+    stream = _codestream(how)
+    pieces = [stream] if fragments == 1 else _cut_before(stream, NAME)
+    assert NAME in frames.headers(_value(*pieces)), how
+    assert NAME in _streamed(tmp_path, _value(*pieces), None)[1], how
+    message = _refused(
+        tmp_path, _object(*pieces, ts=uid.JPEG2000Lossless, PatientName=NAME.decode())
+    )
+    assert "(0010,0010)" in message
+    assert "PHIMARK" not in message
+    sound = _codestream("sound")
+    assert NAME not in _copy(_object(sound, ts=uid.JPEG2000Lossless, PatientName=NAME.decode()))
+    other = _codestream(how, b"no one's text")
+    copy = _copy(_object(other, ts=uid.JPEG2000Lossless, PatientName=NAME.decode()))
+    assert b"no one's text" in copy
+
+
+def test_a_sound_codestreams_search_is_its_headers():
+    """Undamaged, the headers searched are the main header and each tile-part's."""
+    stream = _codestream("sound")
+    _blanks, regions = j2k.parse(stream)
+    first = stream.index(b"\xff\x90")
+    second = stream.index(b"\xff\x90", first + 1)
+    assert regions == [(0, first), (first, first + 12), (second, second + 12)]
 
 
 JUNK = b"\x84\x17"  # damage before the first start code
