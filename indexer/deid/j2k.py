@@ -63,16 +63,14 @@ class Codestream(Walk):
             return self._advance(2)
         if self._phase == NEXT:
             return self._tile_part(head)
-        if head[:2] == bytes((FILL, EOC)):
-            return self._end()
-        if len(head) < MARKER or head[0] != FILL:
-            return self._damaged()
+        if len(head) < 2 or head[0] != FILL:  # noqa: PLR2004 - a marker's bytes
+            return self._header_ends(damaged=True)
         marker, length = head[1], int.from_bytes(head[2:4], "big")
         first = self._phase == TILE and self._at == self._tile  # its own SOT
-        if marker == SOD or (marker == SOT and not first):
+        if marker in (SOD, EOC) or (marker == SOT and not first):
             return self._header_ends()
-        if length < 2:  # noqa: PLR2004 - no segment is that short
-            return self._damaged()
+        if len(head) < MARKER or length < 2:  # noqa: PLR2004 - cut short, or no segment
+            return self._header_ends(damaged=True)
         if marker == COM and length >= MARKER:  # Lcom, Rcme, then the comment
             fill = SPACE if head[MARKER:COMMENT] == LATIN else ZERO
             self._blank(self._at + COMMENT, self._at + 2 + length, fill, span, blanks)
@@ -80,6 +78,7 @@ class Codestream(Walk):
 
     def _tile_part(self, head: bytes) -> bool:
         """The next tile-part's header walked; at the codestream's end, the walk's."""
+        self._close()  # (bytes searched since damage in the last tile-part's header)
         if head[:2] == bytes((FILL, EOC)):
             return self._end()
         if len(head) < TILE_PART or head[:2] != bytes((FILL, SOT)):
@@ -88,17 +87,25 @@ class Codestream(Walk):
         self._length = int.from_bytes(head[PSOT], "big")
         return True
 
-    def _header_ends(self) -> bool:
+    def _header_ends(self, *, damaged: bool = False) -> bool:
         """The header being walked ends here: the next tile-part is looked for.
 
         After the main header, here; after a tile-part's, where its length ends it (none:
-        the last tile-part, Psot 0, or a length that ends within its header).
+        the last tile-part, Psot 0). A length that ends within its header is damage.
+        ``damaged``: bytes that are no marker segment end it. In a tile-part's header, all
+        from them to where its length ends it is searched too, and the walk goes on from
+        there; else all to the codestream's end (``_damaged``).
         """
-        self._close()
+        if damaged and (self._phase != TILE or not self._length):
+            return self._damaged()
+        if not damaged:
+            self._close()
         if self._phase == TILE:
-            if not self._length or self._tile + self._length <= self._at:
+            if not self._length:
                 self.over = True
                 return False
+            if self._tile + self._length <= self._at:
+                return self._damaged()
             self._advance(self._tile + self._length - self._at)
         self._phase = NEXT
         return True

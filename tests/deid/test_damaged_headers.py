@@ -129,16 +129,18 @@ def _codestream(how: str, comment: bytes = NAME) -> bytes:
         tile_head = b"\x00" + COD[1:]
     main = b"\xff\x4f" + SIZ + (cod if how != "tile-part" else COD)
 
-    def tile_part(part: int, head: bytes) -> bytes:
-        body = head + b"\xff\x93" + IMAGE
-        return b"\xff\x90" + struct.pack(">HHLBB", 10, 0, 12 + len(body), part, 2) + body
-
-    first = tile_part(0, b"")
+    first = _tile_part(0, b"")
     if how == "tile-part length":  # Psot 40 bytes short: no tile-part where it ends
         first = first[:6] + struct.pack(">L", len(first) - 40) + first[10:]
     if how in ("tile-part", "tile-part length"):
-        return main + first + tile_part(1, tile_head + com) + b"\xff\xd9"
-    return main + com + first + tile_part(1, b"") + b"\xff\xd9"
+        return main + first + _tile_part(1, tile_head + com) + b"\xff\xd9"
+    return main + com + first + _tile_part(1, b"") + b"\xff\xd9"
+
+
+def _tile_part(part: int, head: bytes, parts: int = 2) -> bytes:
+    """A tile-part (of tile 0) whose header holds ``head`` after its SOT."""
+    body = head + b"\xff\x93" + IMAGE
+    return b"\xff\x90" + struct.pack(">HHLBB", 10, 0, 12 + len(body), part, parts) + body
 
 
 @pytest.mark.parametrize("how", J2K_DAMAGE)
@@ -162,6 +164,22 @@ def test_what_follows_damage_in_a_codestreams_header_is_searched(tmp_path, how, 
     other = _codestream(how, b"no one's text")
     copy = _copy(_object(other, ts=uid.JPEG2000Lossless, PatientName=NAME.decode()))
     assert b"no one's text" in copy
+
+
+def test_past_damage_in_a_tile_parts_header_the_walk_goes_on_where_its_length_ends():
+    """Damage in a tile-part's header: searched to where the tile-part's length ends it,
+    and the next tile-part walked from there: its comment is blanked."""
+    damaged = b"\x00" + COD[1:] + _seg(0x64, b"\x00\x01" + NAME)
+    nexts = _seg(0x64, b"\x00\x01the next one's comment")
+    stream = b"\xff\x4f" + SIZ + COD + _tile_part(0, damaged, 2) + _tile_part(1, nexts, 2)
+    stream += b"\xff\xd9"
+    blanks, regions = j2k.parse(stream)
+    at = stream.index(b"the next one's")
+    assert any(a <= at < z and fill == b" " for a, z, fill in blanks)
+    assert NAME in b"".join(stream[a:z] for a, z in regions)
+    copy = _copy(_object(stream, ts=uid.JPEG2000Lossless))
+    assert b"the next one's" not in copy
+    assert NAME in copy  # (no one's: the object holds no such name)
 
 
 def test_a_sound_codestreams_search_is_its_headers():
