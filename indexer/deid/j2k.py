@@ -7,10 +7,12 @@ made spaces where it is Latin text (Rcme 1), else zeroed, keeping its length, so
 the image is decoded or changed. The walk goes from each tile-part to the next by the
 length its SOT gives (Psot), over the data between, and stops at the last tile-part (Psot
 0), or at the codestream's end (EOC); the headers walked are what the leak check searches.
-Bytes that are no marker segment where one begins (damage: no 0xFF, a length below 2, no
-tile-part where the last one's length ends) stop it too, and all from them to the
-codestream's end is searched as a header is (a comment after them went into the copy,
-neither blanked nor searched): nothing more is blanked.
+Bytes that are no marker segment where one begins (damage: no 0xFF, a length below 2) are
+searched from there as a header is, to where the tile-part's length ends it (the walk goes
+on there), or in the main header (or the last tile-part, of no length) to the
+codestream's end, as they are where no tile-part lies where the last one's length ends (a
+comment after them went into the copy, neither blanked nor searched): nothing more is
+blanked.
 
 The walk (``Codestream``) is fed the bytes as they come (``jpeg.Walk``): a frame in several
 fragments (``frames``), its tile-parts' headers anywhere in them. A codestream held whole
@@ -35,8 +37,8 @@ class Codestream(Walk):
     """A JPEG 2000 codestream's main header and tile-part headers, walked as they come.
 
     ``over``: the last tile-part's header ended, or the codestream's. Bytes that are no
-    marker segment (or no tile-part) where one was to be: all from them on is searched
-    (``_damaged``).
+    marker segment (or no tile-part) where one was to be are searched from there: to where
+    their tile-part ends (``_header_ends``), or to the codestream's end (``_damaged``).
     """
 
     HEAD = TILE_PART

@@ -10,7 +10,8 @@ write MPEG-2 video in one too. The text of such a stream lies in three places:
 - service information: DVB's service and network names, events, and the date and time of
   the recording (PIDs 10 to 1F), and ATSC's (PID 1FFB). Those packets become null packets
   (PID 1FFF), their bytes after the header zeroed, so no table is left with a wrong CRC;
-- the private data of adaptation fields, zeroed.
+- the private data of adaptation fields, zeroed; the bytes past their fields are stuffing
+  (0xFF), searched where any is not (a damaged length takes in the payload after it).
 
 The sections that stay (program association and program map tables, and any other table on
 a PID of its own), the units holding user data, and bytes that are no packet (damage: the
@@ -171,7 +172,7 @@ class TsDemux(Demux):
         start = at + HEADER
         if b[at + 3] & 0x20 and start < end:  # an adaptation field
             start = min(end, start + 1 + b[start])
-            self._private(b, kept, at + HEADER, start)
+            self._adaptation(b, kept, at + HEADER, start)
         if not b[at + 3] & 0x10 or start >= end:  # no payload
             return
         if pid in SERVICE_INFO:  # finding only: searched as it is
@@ -180,17 +181,27 @@ class TsDemux(Demux):
             return
         self._payload(b, kept, pid, start, end, unit_start=bool(b[at + 1] & 0x40), cut=not whole)
 
-    def _private(self, b: bytes | bytearray | memoryview, kept: int, at: int, end: int) -> None:
-        """Zero the private data of the adaptation field from ``at`` (its length) to ``end``."""
+    def _adaptation(self, b: bytes | bytearray | memoryview, kept: int, at: int, end: int) -> None:
+        """The adaptation field from ``at`` (its length) to ``end``: its private data zeroed.
+
+        The bytes past its fields (an extension's few, then stuffing: 0xFF) are searched
+        where any is not 0xFF: a damaged length takes in the payload after it (a PES
+        header, a title), which demultiplexers pass over as stuffing.
+        """
         if end - at < 2:  # noqa: PLR2004 - its length and its flags
             return
         flags, p = b[at + 1], at + 2
         p += CLOCK * (bool(flags & PCR) + bool(flags & OPCR)) + bool(flags & SPLICE)
         if flags & PRIVATE and p < end:
+            stop = min(end, p + 1 + b[p])
             if self._blank:
-                self._blank_at(kept, p + 1, min(end, p + 1 + b[p]), ZERO)
+                self._blank_at(kept, p + 1, stop, ZERO)
             else:
-                self._table(bytes(b[p + 1 : min(end, p + 1 + b[p])]))
+                self._table(bytes(b[p + 1 : stop]))
+            p = stop
+        rest = bytes(b[p:end])
+        if rest.strip(b"\xff"):
+            self._found.append(rest)
 
     def _payload(
         self,

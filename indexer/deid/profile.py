@@ -129,12 +129,14 @@ SEI text was neither), and a rerun withdraws their copies; 35: a JPEG whose head
 bytes that are no segment where one begins (damage) has all from there to its end searched
 (the walk stopped there, and a comment after it, which decoders read, was neither blanked
 nor searched): the objects that held a name there are refused; 36: a JPEG 2000
-codestream's alike (a header holding bytes that are no marker segment, or no tile-part
-where the last one's length ends: the comments after them were neither blanked nor
-searched).
+codestream's header holding bytes that are no marker segment (or a tile-part's length
+that ends within its header, or no tile-part where the last one's length ends) has all
+from them searched, to where the tile-part's length ends it (the walk goes on there), or
+in the main header to the codestream's end (the comments after them were neither blanked
+nor searched).
 """
 
-VIDEO_RULES_VERSION = 12
+VIDEO_RULES_VERSION = 13
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -176,7 +178,10 @@ that held a name there are refused; 12: an H.264 or HEVC unit that is no coded s
 sound header (a parameter set, a delimiter, a reserved or unspecified type, a forbidden bit
 set), and an MPEG-2 unit that is no slice, searched whole, held, streamed and in an MP4
 file's samples (an SEI unit whose start code or header is damaged went into the copy with
-its text, neither blanked nor searched): the objects that held a name there are refused.
+its text, neither blanked nor searched): the objects that held a name there are refused;
+13: a transport stream's adaptation fields' bytes past their fields (stuffing) searched
+where any is not 0xFF (a damaged length took in the payload, a PES header and an ID3
+title, neither zeroed nor searched): the objects that held a name there are refused.
 """
 
 _RESOLVE = {

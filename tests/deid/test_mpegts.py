@@ -669,3 +669,37 @@ def test_blanks_are_placed_in_a_windows_packets_in_time_linear_in_both():
     walk._blank_pieces(Counted(pieces), blanks)
     assert buf == want
     assert Counted.reads <= 4 * (len(pieces) + len(blanks))
+
+
+def _swallowed(name: bytes) -> bytes:
+    """A metadata packet whose adaptation field's length, damaged, runs to the packet's
+    end: its PES header and payload (an ID3 title holding ``name``) are the field's
+    stuffing now, which demultiplexers pass over."""
+    packet = bytearray(_packets(0x102, _pes(0xFC, b"ID3\x04\x00\x00\x00\x00\x00\x00TIT2" + name)))
+    assert packet[3] & 0x20  # an adaptation field: the payload is short
+    packet[4] = 183
+    return _packets(0, PAT, size=188) + bytes(packet) + _packets(VIDEO_PID, _pes(0xE0, VIDEO))
+
+
+def test_an_adaptation_fields_stuffing_that_is_not_stuffing_is_searched(tmp_path):
+    """Bytes of an adaptation field past its fields are stuffing (0xFF): a damaged length
+    takes in the payload, and a name in it went into the copy, neither zeroed nor searched.
+    They are searched where any is no 0xFF, held and streamed, cut anywhere: the object is
+    refused. Nothing more is zeroed: a title holding no one's name stays."""
+    source = _swallowed(NAME)
+    assert NAME in frames.headers(encapsulate([source]), video.H264)
+    for cut in range(188, 2 * 188, 2):
+        value = encapsulate([source[:cut], source[cut:]])
+        assert NAME in _streamed(tmp_path, value, video.H264)[1], cut
+    message = _refused(tmp_path, _object(source, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
+    assert "(0010,0010)" in message
+    assert "PHIMARK" not in message
+    kept = _copy(_object(_swallowed(b"no one's title"), ts=uid.MPEG4HP41))
+    assert b"no one's title" in kept
+
+
+def test_stuffing_is_not_searched():
+    """An adaptation field's stuffing of 0xFF bytes is not among the bytes searched."""
+    stuffed = _packets(VIDEO_PID, _pes(0xE0, H264_HEAD))
+    assert b"\xff" * 8 in stuffed
+    assert b"\xff" * 8 not in frames.headers(encapsulate([stuffed]), video.H264)
