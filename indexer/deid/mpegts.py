@@ -49,6 +49,9 @@ HEADER = 4
 NULL_PID = 0x1FFF
 SERVICE_INFO = frozenset(range(0x10, 0x20)) | {0x1FFB}  # DVB SI; ATSC PSIP
 PES_HEADER = 9  # start code, stream id, length, two flag bytes, the header data's length
+# the lowest PES stream id (a program stream map's): a unit of a lower one (damage) is no
+# packet that a demultiplexer reads, and is zeroed as a data stream's
+LOWEST_STREAM = 0xBC
 PCR, OPCR, SPLICE, PRIVATE = 0x10, 0x08, 0x04, 0x02  # adaptation field flags
 CLOCK = 6  # a PCR's or OPCR's bytes
 PMT_TABLE = 2  # a program map table's table id
@@ -232,7 +235,7 @@ class TsDemux(Demux):
         """The kind of stream a unit's first packet says ``pid`` is; where its payload begins.
 
         A section's (a table's), or a PES packet's after its header: video, data (zeroed),
-        or another's.
+        or another's. A unit of a stream id no PES packet has (``LOWEST_STREAM``) is data.
         """
         self._data_pids.discard(pid)
         if bytes(b[start : start + 3]) != START_CODE:
@@ -243,7 +246,11 @@ class TsDemux(Demux):
             self._video.setdefault(pid, [])
             return self._header_data(b, start, end)
         self._end_video(pid)
-        if stream in DATA_STREAMS or (stream == PRIVATE_1 and pid not in self._audio):
+        if (
+            stream in DATA_STREAMS
+            or stream < LOWEST_STREAM
+            or (stream == PRIVATE_1 and pid not in self._audio)
+        ):
             self._data_pids.add(pid)
             if stream in PLAIN or end - start < PES_HEADER:  # (a header cut: zeroed too)
                 return min(end, start + PES_HEAD)

@@ -181,7 +181,9 @@ file's samples (an SEI unit whose start code or header is damaged went into the 
 its text, neither blanked nor searched): the objects that held a name there are refused;
 13: a transport stream's adaptation fields' bytes past their fields (stuffing) searched
 where any is not 0xFF (a damaged length took in the payload, a PES header and an ID3
-title, neither zeroed nor searched): the objects that held a name there are refused.
+title, neither zeroed nor searched): the objects that held a name there are refused; and
+a PES packet of a stream id below any PES stream's (damage) zeroed as a data stream's (it
+was kept, and not searched).
 """
 
 _RESOLVE = {

@@ -703,3 +703,21 @@ def test_stuffing_is_not_searched():
     stuffed = _packets(VIDEO_PID, _pes(0xE0, H264_HEAD))
     assert b"\xff" * 8 in stuffed
     assert b"\xff" * 8 not in frames.headers(encapsulate([stuffed]), video.H264)
+
+
+@pytest.mark.parametrize("stream_id", [0x00, 0x68, 0xB9])
+def test_a_pes_packet_of_no_pes_stream_id_is_zeroed_as_data(tmp_path, stream_id):
+    """A stream id below any PES stream's (damage: a title's packet of 0xBD became 0x68) is
+    no packet a demultiplexer reads: its payload went into the copy, neither zeroed nor
+    searched. It is zeroed as a data stream's, fed cut anywhere as whole; `verify` finds
+    the text in a copy that kept it, held and streamed."""
+    damaged = _packets(0, PAT) + _packets(ID3_PID, _pes(stream_id, DATA_TEXT))
+    damaged += _packets(VIDEO_PID, _pes(0xE0, VIDEO))
+    blanked = _packets(0, PAT) + _packets(ID3_PID, _pes(stream_id, bytes(len(DATA_TEXT))))
+    blanked += _packets(VIDEO_PID, _pes(0xE0, BLANKED))
+    assert fed_cut_anywhere(damaged, video.H264, 50) == blanked
+    copy = _copy(_object(damaged, ts=uid.MPEG4HP41))
+    assert MARK not in copy
+    value = encapsulate([damaged])
+    assert MARK in frames.headers(value, video.H264)
+    assert MARK in _streamed(tmp_path, value, video.H264)[1]
