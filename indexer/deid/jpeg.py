@@ -168,8 +168,9 @@ class Segments(Walk):
     segment where one begins (damage) end the walk, and all after them is searched
     (``_damaged``): a decoder passes over such bytes to the next marker, and reads the
     segments after it (libjpeg: "extraneous bytes before marker"), a comment holding a name
-    too; an Exif's own 0xFF bytes would mislead a walk on. ``over``: no JPEG, or the JPEG's
-    end reached in a scan.
+    too; an Exif's own 0xFF bytes would mislead a walk on. So is one that does not begin as
+    a JPEG does (a Motion JPEG sample damaged, or placed amiss). ``over``: the JPEG's end
+    reached in a scan.
     """
 
     HEAD = MOTION_END
@@ -212,7 +213,7 @@ class Segments(Walk):
     def _step(self, head: bytes, span: Region, blanks: list[Blank]) -> bool:
         if self._first:
             if head[:2] != bytes((FILL, SOI)):
-                return self._end()  # no JPEG
+                return self._damaged()  # no JPEG: a Motion JPEG sample, damaged
             self._first = False
             return self._advance(2)
         if len(head) < 2 or head[0] != FILL:  # noqa: PLR2004 - the JPEG ends; damage

@@ -1,22 +1,22 @@
 """MP4 (ISO base media) files wrapped whole under the video UIDs: metadata zeroed, SEI blanked.
 
-Box headers are kept. User data and metadata values (titles, comments, places, XMP), UUID
-boxes after their UUID, free space, event messages, the creation and modification times
-of the movie, its tracks and their media (and a live recording's producer times), and the
-names and places no decoder reads (handler names, data reference locations, compressor
-names: ``_mp4_names``) are zeroed. The samples of H.264 and HEVC tracks are found by
-their sample tables, or in a fragmented file by its movie fragments' track runs, and read as
-length-prefixed NAL units, for their user data SEI messages (``video``); those of Motion
-JPEG tracks (``MP4_JPEG``) as JPEGs, their text segments blanked (``jpeg``). The samples of a
-track that is neither video, audio nor an image sequence (``MP4_MEDIA``: timed text,
-captions, timed metadata, timecode, hints; a track naming no handler) are found the same
-way and zeroed whole; those of other tracks (audio, video of other codecs) are kept unread
-(``KEPT``). The media data (``mdat``, and any top-level box of a kind ``MP4_FILE_BOXES``
-does not name) that no sample of any track places is zeroed (``_unplaced``): no decoder
-reads it, and a meta box's items (HEIF's Exif) or a writer's own data lie there; so is what
-follows where the boxes end and no box follows (damage, a writer's trailer), past the
-bytes a box's header would take (``HEAD_ROOM``). The box walker (``box_list``) serves JP2
-and JPEG XL files too (``frames``).
+Box headers are kept. User data and metadata values (titles, comments, places, XMP), UUID boxes
+after their UUID, free space, event messages, the creation and modification times of the movie,
+its tracks and their media (and a live recording's producer times), and the names and places no
+decoder reads (handler names, data reference locations, compressor names: ``_mp4_names``) are
+zeroed. The samples of H.264 and HEVC tracks are found by their sample tables, or in a
+fragmented file by its movie fragments' track runs, and read as length-prefixed NAL units, for
+their user data SEI messages (``video``); those of Motion JPEG tracks (``MP4_JPEG``) as JPEGs,
+their text segments blanked (``jpeg``). The samples of a track that is neither video, audio nor
+an image sequence (``MP4_MEDIA``: timed text, captions, timed metadata, timecode, hints; a track
+naming no handler), or whose pictures no decoder reads (a damaged sample entry: ``_kept``), are
+found the same way and zeroed whole; those of other tracks (audio, video of other codecs) are
+kept unread (``KEPT``). The media data (``mdat``, and any top-level box of a kind
+``MP4_FILE_BOXES`` does not name) that no sample of any track places is zeroed (``_unplaced``):
+no decoder reads it, and a meta box's items (HEIF's Exif) or a writer's own data lie there; so
+is what follows where the boxes end and no box follows (damage, a writer's trailer), past the
+bytes a box's header would take (``HEAD_ROOM``). The box walker (``box_list``) serves JP2 and
+JPEG XL files too (``frames``).
 """
 
 from __future__ import annotations
@@ -371,9 +371,10 @@ def _tracks(
 
     An H.264 or HEVC track: its units' length size, the units its configuration declares
     (each after a 2-byte length). A Motion JPEG track (an image sequence's too): ``JPEG``,
-    0, none. A track of no handler in ``MP4_MEDIA``: ``ZEROED``, 0, none. Any other (video
-    of other codecs, image sequences, audio): ``KEPT``, 0, none. Then the samples its table
-    places (in the file; worked out when called for).
+    0, none. A track of no handler in ``MP4_MEDIA``, or of pictures no decoder reads
+    (``_kept``): ``ZEROED``, 0, none. Any other (video of other codecs, image sequences,
+    audio): ``KEPT``, 0, none. Then the samples its table places (in the file; worked out
+    when called for).
     """
     for at, kind, head, stop in box_list(b, start, end):
         if kind != MP4_TRACK:
@@ -388,8 +389,28 @@ def _tracks(
             codec, size, config = coded
             yield track, codec, size, _declared(b, codec, *config), samples
         else:
-            media = _handler(b, _child(b, *inner, b"mdia", b"hdlr")) in MP4_MEDIA
-            yield track, KEPT if media else ZEROED, 0, [], samples
+            handler = _handler(b, _child(b, *inner, b"mdia", b"hdlr"))
+            yield track, KEPT if _kept(b, table, handler) else ZEROED, 0, [], samples
+
+
+def _kept(b: bytes | bytearray | memoryview, table: Region, handler: bytes) -> bool:
+    """Whether a track of ``handler`` (its sample table ``table``) is kept unread.
+
+    Sound is; pictures of a codec their sample entry names (MPEG-4 Visual, AV1, ProRes...)
+    are. Pictures whose entry is none, or of a kind no codec has (bytes that are no four
+    letters: damage), or an H.264 or HEVC one whose decoder configuration is not whole,
+    are not: no decoder reads them, and the text they hold (a Motion JPEG's Exif, an SEI
+    message's) was kept unread, and not searched. Nor is a track of no handler in
+    ``MP4_MEDIA``.
+    """
+    if handler not in MP4_PICTURES:
+        return handler in MP4_MEDIA
+    entries = _child(b, *table, b"stsd")
+    if entries is None or entries[1] - entries[0] < 8:  # noqa: PLR2004 - version, count
+        return False
+    entry = box_list(b, entries[0] + 8, entries[1])[:1]
+    kind = entry[0][1] if entry else b""
+    return len(kind) == 4 and kind not in MP4_VIDEO and all(0x20 <= c < 0x7F for c in kind)  # noqa: PLR2004
 
 
 def _video_entry(
@@ -509,8 +530,9 @@ def _sample_sei(
 ) -> None:
     """A sample's NAL units (each after its length): user data SEI blanked, SEI searched.
 
-    As is every unit that is no coded picture data (``video.picture``). A Motion JPEG sample
-    (``JPEG``): its segments' text blanked, its header searched.
+    As is every unit that is no coded picture data (``video.picture``), and one whose length
+    runs past the sample's end (damage: a misread length, a sample misplaced). A Motion JPEG
+    sample (``JPEG``): its segments' text blanked, its header searched.
     """
     if codec == JPEG:
         segments, walked = jpeg.parse(b, start, end)
@@ -519,11 +541,12 @@ def _sample_sei(
         return
     at = start
     while at + size < end:
-        stop = min(at + size + int.from_bytes(b[at : at + size], "big"), end)
+        claimed = at + size + int.from_bytes(b[at : at + size], "big")
+        stop = min(claimed, end)
         first = at + size
         if header := sei_header(codec, b[first]):
             blanks += spaces(b, sei_user_data(b, first + header, stop, codec))
-        if header or not picture(codec, b[first]):
+        if header or not picture(codec, b[first]) or claimed > end:
             regions.append((first, stop))
         at = stop
 
@@ -1163,9 +1186,10 @@ class _Samples:
             if len(head) <= size:  # the buffer ends in its length: held
                 self._carry += bytes(buf[max(k, 0) :])
                 return False
-            unit_stop = min(self._at + size + int.from_bytes(head[:size], "big"), stop)
+            claimed = self._at + size + int.from_bytes(head[:size], "big")
+            unit_stop = min(claimed, stop)  # (one claimed past the sample: damage, searched)
             header = sei_header(codec, head[size])
-            if header or not picture(codec, head[size]):
+            if header or not picture(codec, head[size]) or claimed > stop:
                 self._searched(buf, k, min(unit_stop, end) - pos, size, header, found)
                 if unit_stop > end:  # carried into the next buffer
                     return False

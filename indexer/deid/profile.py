@@ -183,7 +183,11 @@ its text, neither blanked nor searched): the objects that held a name there are 
 where any is not 0xFF (a damaged length took in the payload, a PES header and an ID3
 title, neither zeroed nor searched): the objects that held a name there are refused; and
 a PES packet of a stream id below any PES stream's (damage) zeroed as a data stream's (it
-was kept, and not searched).
+was kept, and not searched); and in an MP4 file, a Motion JPEG sample that does not begin
+as a JPEG does searched whole, an H.264 or HEVC unit whose length runs past its sample
+searched to the sample's end, and the samples of a video track whose sample entry no
+decoder reads (none, a kind that is no four letters, an H.264 or HEVC entry without its
+configuration) zeroed (each was kept, and not searched).
 """
 
 _RESOLVE = {

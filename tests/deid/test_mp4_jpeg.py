@@ -26,6 +26,7 @@ from tests.deid.test_frames import (
     IMAGE,
     JFIF,
     MARK,
+    NAME,
     XMP,
     _blanked,
     _box,
@@ -34,7 +35,9 @@ from tests.deid.test_frames import (
     _frames_of,
     _jpeg,
     _object,
+    _refused,
     _seg,
+    _streamed,
 )
 from tests.deid.test_mp4_tracks import Track, _file, only_blanks_written, streamed_as_held
 
@@ -45,7 +48,7 @@ QUANT = _seg(0xDB, b"\x00" + bytes(range(64)))  # a quantisation table: kept
 MOTION_A = _seg(0xE1, bytes(4) + b"mjpg" + bytes(32))
 BIG_EXIF = _seg(0xE1, b"Exif\x00\x00" + (MARK + b" ") * 40)  # cut by many buffers
 ENTRY = bytes(6) + b"\x00\x01" + bytes(70)  # a visual sample entry's fixed fields
-NOT_A_JPEG = MARK + b" no JPEG's start"  # (kept: no header to read)
+NOT_A_JPEG = b"no one's text, no JPEG's start"  # (kept, and searched whole: damage)
 
 
 def _samples(*, blanked: bool = False) -> list[list[bytes]]:
@@ -82,7 +85,8 @@ def test_held_motion_jpeg_samples_have_their_text_segments_blanked(faststart):
     and the image data kept; a sample that is no JPEG kept as it is."""
     (frame,) = _frames_of(_copy(_object(_mjpeg(faststart=faststart), ts=uid.MPEG4HP41)))
     assert frame == _even(_mjpeg(blanked=True, faststart=faststart))
-    assert frame.count(MARK) == 2  # the sample that is no JPEG, in two tracks
+    assert MARK not in frame
+    assert frame.count(NOT_A_JPEG) == 2  # in two tracks
     assert frame.count(IMAGE) == 6  # three JPEGs in the video track, two, one
     assert frame.count(MOTION_A) == 2  # the second JPEG, in two tracks
 
@@ -113,10 +117,28 @@ def test_a_samples_headers_apart_are_not_searched_as_one():
 
 def test_verify_searches_the_headers_of_motion_jpeg_samples():
     """Another tool's copy that kept a sample's Exif: the leak check's header bytes hold it
-    (and the headers only: not a sample that is no JPEG, nor the image data)."""
+    (and the headers only, not the image data; a sample that is no JPEG whole)."""
     source = _mjpeg()
     assert MARK in frames.headers(encapsulate([source]), video.H264)
-    assert MARK not in frames.headers(encapsulate([_mjpeg(blanked=True)]), video.H264)
+    found = frames.headers(encapsulate([_mjpeg(blanked=True)]), video.H264)
+    assert MARK not in found
+    assert IMAGE not in found
+    assert found.count(NOT_A_JPEG) == 2  # in two tracks
+
+
+@pytest.mark.parametrize("damage", [b"\xdd\xd8", b"\xff\x55"], ids=["first byte", "second"])
+def test_a_sample_that_does_not_begin_as_a_jpeg_is_searched_whole(tmp_path, damage):
+    """A sample whose start (SOI) is damaged, or that its table places amiss: the walk
+    read it as no JPEG, and its Exif went into the copy, neither blanked nor searched. It
+    is searched whole, held and streamed cut anywhere: the object is refused."""
+    sample = damage + _jpeg(JFIF, EXIF)[2:]
+    source = _file(tracks=[(b"vide", _box(b"jpeg", ENTRY), [[sample]])])
+    assert MARK in frames.headers(encapsulate([source]), video.H264)
+    for cut in range(8, len(source), 2):
+        value = encapsulate([source[:cut], source[cut:]])
+        assert MARK in _streamed(tmp_path, value, video.H264)[1], cut
+    message = _refused(tmp_path, _object(source, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
+    assert "(0010,0010)" in message
 
 
 def fed(walk: jpeg.Walk, data: bytes, ends: list[int]) -> tuple[bytes, bytes, list[Region]]:
@@ -193,7 +215,7 @@ def test_a_jpegs_segments_are_blanked_within_it():
     blanks, regions = jpeg.parse(data, start, stop)
     assert blanks == [(3 + 6, 3 + 2 + len(EXIF), b"\x00"), (3 + 2 + len(EXIF) + 4, stop, b" ")]
     assert regions == [(3, stop)]
-    assert jpeg.parse(data, 0, len(data)) == ([], [])  # no JPEG's start at 0
+    assert jpeg.parse(data, 0, len(data)) == ([], [(0, len(data))])  # no JPEG's start at 0
 
 
 def test_damaged_motion_jpeg_files_never_raise():

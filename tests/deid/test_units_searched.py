@@ -24,6 +24,7 @@ from tests.deid.test_frames import (
     NAME,
     SLICE,
     UUID,
+    _box,
     _copy,
     _cut_into,
     _escaped,
@@ -35,7 +36,7 @@ from tests.deid.test_frames import (
     _sei,
     _streamed,
 )
-from tests.deid.test_mp4_tracks import AVC, _file
+from tests.deid.test_mp4_tracks import AVC, _file, streamed_as_held
 
 pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_they_come")
 
@@ -181,3 +182,41 @@ def test_an_mp4_samples_damaged_unit_is_searched_held_and_streamed(tmp_path, hea
     assert "(0010,0010)" in message
     sound = _file(tracks=[(b"vide", AVC, [[_sample(b"\x06")]])])
     assert NAME not in _copy(_object(sound, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
+
+
+EXIF_SAMPLE = b"\xff\xd8" + b"\xff\xe1\x00\x1cExif\x00\x00" + NAME + b"\xff\xd9"
+DAMAGED_ENTRIES = {  # a visual sample entry no decoder reads: its samples are zeroed
+    "no four letters": _box(b"jp\x00\x00", bytes(78)),
+    "damaged H.264 kind": _box(b"\xff\xffvc1", bytes(78) + _box(b"avcC", b"\x01\x64\x00")),
+    "H.264 of no configuration": _box(b"avc1", bytes(78)),
+}
+
+
+@pytest.mark.parametrize("name", DAMAGED_ENTRIES)
+def test_a_video_track_no_decoder_reads_has_its_samples_zeroed(tmp_path, name):
+    """A video track whose sample entry is damaged (its kind no codec's; an H.264 entry
+    without its configuration): its samples were kept unread, and an Exif (or an SEI's
+    text) in them went into the copy. They are zeroed, held and streamed cut anywhere;
+    `verify` searches them. A track of a codec its entry names (MPEG-4 Visual) is kept."""
+    entry = DAMAGED_ENTRIES[name]
+    source = _file(tracks=[(b"vide", entry, [[EXIF_SAMPLE]])])
+    zeroed = _file(tracks=[(b"vide", entry, [[bytes(len(EXIF_SAMPLE))]])])
+    streamed_as_held(tmp_path, source, zeroed, NAME, 162)
+    copy = _copy(_object(source, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
+    assert NAME not in copy
+    other = _file(tracks=[(b"vide", _box(b"mp4v", bytes(78)), [[EXIF_SAMPLE]])])
+    assert NAME in _copy(_object(other, ts=uid.MPEG4HP41))
+
+
+def test_an_mp4_unit_whose_length_runs_past_its_sample_is_searched(tmp_path):
+    """A NAL unit's length that claims more than its sample holds (damage): the walk read
+    it as a slice, and the SEI text it took in was neither blanked nor searched. It is
+    searched to the sample's end, held and streamed cut anywhere: the object is refused."""
+    sei = b"\x06" + _escaped(_rbsp((5, UUID + NAME)))
+    sample = (len(sei) + 400).to_bytes(4, "big") + b"\x65\x88" + sei[1:]
+    source = _file(tracks=[(b"vide", AVC, [[sample]])])
+    assert NAME in frames.headers(encapsulate([source]), video.H264)
+    for cut in _mp4_cuts(source, 163):
+        assert NAME in _streamed(tmp_path, _cut_into(source, cut), video.H264)[1], cut
+    message = _refused(tmp_path, _object(source, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
+    assert "(0010,0010)" in message
