@@ -136,7 +136,7 @@ in the main header to the codestream's end (the comments after them were neither
 nor searched).
 """
 
-VIDEO_RULES_VERSION = 13
+VIDEO_RULES_VERSION = 14
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -181,13 +181,13 @@ file's samples (an SEI unit whose start code or header is damaged went into the 
 its text, neither blanked nor searched): the objects that held a name there are refused;
 13: a transport stream's adaptation fields' bytes past their fields (stuffing) searched
 where any is not 0xFF (a damaged length took in the payload, a PES header and an ID3
-title, neither zeroed nor searched): the objects that held a name there are refused; and
-a PES packet of a stream id below any PES stream's (damage) zeroed as a data stream's (it
-was kept, and not searched); and in an MP4 file, a Motion JPEG sample that does not begin
-as a JPEG does searched whole, an H.264 or HEVC unit whose length runs past its sample
-searched to the sample's end, and the samples of a video track whose sample entry no
-decoder reads (none, a kind that is no four letters, an H.264 or HEVC entry without its
-configuration) zeroed (each was kept, and not searched).
+title, neither zeroed nor searched): the objects that held a name there are refused; 14:
+a transport stream's PES packet of a stream id below any PES stream's (damage) zeroed as a
+data stream's (it was kept, and not searched); and in an MP4 file, a Motion JPEG sample
+that does not begin as a JPEG does searched whole, an H.264 or HEVC unit whose length
+runs past its sample searched to the sample's end, and the samples of a video track whose
+sample entry no decoder reads (none, a kind that is no four letters, an H.264 or HEVC
+entry without its configuration) zeroed (each was kept, and not searched).
 """
 
 _RESOLVE = {
