@@ -53,7 +53,12 @@ from typing import BinaryIO
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
-from pydicom.uid import UncompressedTransferSyntaxes
+from pydicom.uid import (
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+    JPEGTransferSyntaxes,
+    UncompressedTransferSyntaxes,
+)
 
 from indexer import spans
 from indexer.deid import j2k, jp2, jpeg, mp4, video
@@ -100,6 +105,9 @@ def items_end(value: bytes | memoryview) -> int:
 
 # transfer syntaxes of native pixel data (pydicom's uncompressed ones): never items
 NATIVE = frozenset(UncompressedTransferSyntaxes)
+# transfer syntaxes whose frames each begin as a JPEG (FF D8) or a JPEG 2000 codestream or
+# JP2 file does: pixel data whose first fragment begins as none is damage (``_Stills``)
+STRICT = frozenset(JPEGTransferSyntaxes + JPEGLSTransferSyntaxes + JPEG2000TransferSyntaxes)
 UNDER_NATIVE = (
     "encapsulated pixel data under a transfer syntax of native pixel data, or none (a "
     "damaged, missing or wrong transfer syntax UID): what its frames are (a video's codec) "
@@ -188,13 +196,18 @@ class _Stills:
     own (one too short to tell, after a walk that ended, a codestream's or a file's); but
     inside a file's box, only one that begins another file does (the codestream a box
     holds, or a thumbnail, may begin at a fragment's start). One after a walk that ended
-    (image data; or another kind) is parsed alone.
+    (image data; or another kind) is parsed alone. Under a transfer syntax whose frames each
+    begin as a JPEG or JPEG 2000 does (``strict``), fragments before the first that begins
+    a walk are damage (a frame's first bytes changed: no decoder reads it): searched whole,
+    nothing blanked.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, strict: bool = False) -> None:
+        """``strict``: the first fragment must begin a frame (``STRICT``), else is searched."""
         self._walk: jpeg.Walk | None = None
         self._pos = 0  # where the next fragment lies in what is walked
         self._open = False  # the last fragment's headers ran to its end
+        self._strict = strict
 
     def parse(self, frag: bytes | bytearray | memoryview) -> tuple[list[Blank], list[Region], bool]:
         """What to blank in ``frag``, where its headers lie; whether they go on.
@@ -205,6 +218,9 @@ class _Stills:
         if begun is not None:
             self._walk, self._pos, self._open = begun, 0, False
         walk = self._walk
+        if walk is None and self._strict:  # damage: searched whole, up to a frame's start
+            on, self._open = self._open, True
+            return [], [(0, len(frag))], on
         if walk is None or walk.over:  # (a walk begun here is not)
             return (*parse(frag), False)
         at = self._pos
@@ -338,6 +354,7 @@ class Blanked(Span):
     start: int
     end: int
     codec: str | None = None  # video: parsed as a stream (``_VideoPass``)
+    strict: bool = False  # frames that must begin as their syntax's do (``STRICT``)
     # searches the header bytes that stay (``verify.frame_header_check``): where a value
     # found came from; one found stops the copy (a DeidError)
     check: Callable[[bytes], str | None] | None = field(default=None, repr=False, compare=False)
@@ -347,16 +364,16 @@ class Blanked(Span):
         if self.codec is not None:
             video_pass = _VideoPass(self.codec, self.check, span=self.whole)
             return _through(self.whole, video_pass, join=JOIN_BYTES)
-        return _through(self.whole, _StillPass(self.check))
+        return _through(self.whole, _StillPass(self.check, strict=self.strict))
 
 
-def streamed_headers(frames: Span, codec: str | None = None) -> bytes:
+def streamed_headers(frames: Span, codec: str | None = None, *, strict: bool = False) -> bytes:
     """The header bytes of every frame in the span ``frames``, as ``headers`` gives them."""
     parts: list[bytes] = []
     each: Callable[[bytearray | memoryview], None] = (
         _VideoPass(codec, found=parts, span=frames)
         if codec is not None
-        else _StillPass(found=parts)
+        else _StillPass(found=parts, strict=strict)
     )
     for _chunk in _through(frames, each, join=JOIN_BYTES if codec is not None else 0):
         pass
@@ -676,10 +693,15 @@ class _StillPass:
         self,
         check: Callable[[bytes], str | None] | None = None,
         found: list[bytes] | None = None,
+        *,
+        strict: bool = False,
     ) -> None:
-        """``found``: the header bytes to search are added there, and nothing is blanked."""
+        """``found``: the header bytes to search are added there, and nothing is blanked.
+
+        ``strict``: as ``_Stills``'.
+        """
         self._check, self._found = check, found
-        self._stills = _Stills()
+        self._stills = _Stills(strict=strict)
         self._behind = b""
 
     def __call__(self, frag: bytearray | memoryview) -> None:
@@ -761,20 +783,24 @@ class _Reader:
         yield from self._chunks
 
 
-def headers(value: bytes | memoryview, codec: str | None = None) -> bytes:
+def headers(value: bytes | memoryview, codec: str | None = None, *, strict: bool = False) -> bytes:
     """The header bytes of every frame in ``value``: what the leak check searches.
+
+    ``strict``: frames that are no video must begin as their transfer syntax's do
+    (``STRICT``): a first fragment that begins as none is searched whole, as are those
+    after it up to one that does (``_Stills``).
 
     Bytes past where its items stop (``items_end``: a damaged item's tag) are no frame's a
     reader can tell: searched whole. So is video that is no stream of start codes, nor a
     transport, program or MP4 stream (damage before its first start code: decoders pass
     over it, and read the units after it).
     """
-    found = _headers(value, codec)
+    found = _headers(value, codec, strict=strict)
     end = items_end(value)
     return found + bytes(value[end:]) if end < len(value) else found
 
 
-def _headers(value: bytes | memoryview, codec: str | None) -> bytes:
+def _headers(value: bytes | memoryview, codec: str | None, *, strict: bool = False) -> bytes:
     if codec is not None:
         stream = _joined_stream(value, list(fragments(value)))
         if demux := _demux(stream, codec, blank=False):
@@ -782,7 +808,7 @@ def _headers(value: bytes | memoryview, codec: str | None) -> bytes:
         if video.byte_stream(stream):
             return _joined(stream, parse(stream, codec)[1])
         return _joined(stream, mp4.parse(stream)[1]) if mp4.is_mp4(stream) else bytes(stream)
-    stills = _Stills()
+    stills = _Stills(strict=strict)
     return b"".join(
         _joined(frag, stills.parse(frag)[1])
         for frag in (memoryview(value)[start:end] for start, end in fragments(value))
@@ -817,7 +843,9 @@ def blank_in(ds: Dataset) -> int | None:
     if not isinstance(value, Span) and items_end(value) != len(value):
         raise DeidError(DAMAGED_ITEMS, reason="bad_pixels")  # (a span's were read whole)
     if isinstance(value, Span):
-        new: bytes | memoryview | Span = Blanked(value, value.start, value.end, codec)
+        new: bytes | memoryview | Span = Blanked(
+            value, value.start, value.end, codec, strict=_strict(ds)
+        )
         count = None
     else:
         new, count = blank(value, codec)
@@ -834,19 +862,34 @@ def headers_in(ds: Dataset, *, streamed: bool = False) -> bytes:
 
     Frames that are a span of their source (a large object's) are read for them only where
     ``streamed``; else they give none. Held frames under a transfer syntax that names no
-    codec (``UNDER_NATIVE``: a copy made before it was refused) are searched whole.
+    codec (``UNDER_NATIVE``: a copy made before it was refused) are searched whole; so are
+    those of a JPEG or JPEG 2000 syntax up to the first fragment that begins a frame
+    (``STRICT``).
     """
     found = _frames_of(ds)
     if found is None:
         return b""
     codec = video.video_codec(ds)
     if isinstance(found[1], Span):
-        return streamed_headers(found[1], codec) if streamed else b""
-    return bytes(found[1]) if _no_codec_named(ds) else headers(found[1], codec)
+        return streamed_headers(found[1], codec, strict=_strict(ds)) if streamed else b""
+    if _no_codec_named(ds):
+        return bytes(found[1])
+    return headers(found[1], codec, strict=_strict(ds))
 
 
 def _no_codec_named(ds: Dataset) -> bool:
     """Whether the transfer syntax of ``ds`` is one of native pixel data, or none."""
+    syntax = _syntax(ds)
+    return syntax is None or syntax in NATIVE
+
+
+def _strict(ds: Dataset) -> bool:
+    """Whether the frames of ``ds`` must begin as a JPEG or JPEG 2000 does (``STRICT``)."""
+    return _syntax(ds) in STRICT
+
+
+def _syntax(ds: Dataset) -> str | None:
+    """The transfer syntax UID of ``ds``, if its file meta names one."""
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    return syntax is None or str(syntax) in NATIVE
+    return None if syntax is None else str(syntax)

@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 36
+RULES_VERSION = 37
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -133,7 +133,10 @@ codestream's header holding bytes that are no marker segment (or a tile-part's l
 that ends within its header, or no tile-part where the last one's length ends) has all
 from them searched, to where the tile-part's length ends it (the walk goes on there), or
 in the main header to the codestream's end (the comments after them were neither blanked
-nor searched).
+nor searched); 37: under a JPEG or JPEG 2000 transfer syntax, encapsulated frames whose
+first fragment begins as no JPEG, codestream or JP2 file does (its first bytes damaged)
+searched whole up to the first fragment that does (the frame's Exif went into the copy,
+neither blanked nor searched): the objects that held a name there are refused.
 """
 
 VIDEO_RULES_VERSION = 14

@@ -22,6 +22,7 @@ from pydicom import uid
 from pydicom.encaps import encapsulate
 
 from indexer.deid import frames, j2k, jpeg, video
+from indexer.spans import FileSpan, version_of
 from tests.deid.test_frames import (
     H264_HEAD,
     IMAGE,
@@ -264,3 +265,46 @@ def test_a_pes_header_whose_data_length_takes_in_the_payload_is_searched(tmp_pat
     assert "(0010,0010)" in message
     assert "PHIMARK" not in message
     assert NAME not in _copy(_object(sound, ts=ts, PatientName=NAME.decode()))
+
+
+FRAMES = {  # (transfer syntax, a frame holding the name in its header, what its start became)
+    "jpeg": (uid.JPEGBaseline8Bit, b"\xff\xd8" + JFIF + NAMED + SOS + IMAGE + b"\xff\xd9", b"\xfe"),
+    "jpeg, second byte": (
+        uid.JPEGBaseline8Bit,
+        b"\xff\xd8" + JFIF + NAMED + SOS + IMAGE + b"\xff\xd9",
+        b"\xff\x55",
+    ),
+    "jpeg-ls": (
+        uid.JPEGLSLossless,
+        b"\xff\xd8" + CAMERA + NAMED + SOS + IMAGE + b"\xff\xd9",
+        b"\x00",
+    ),
+    "jpeg 2000": (uid.JPEG2000Lossless, _codestream("sound"), b"\xff\x00"),
+}
+
+
+@pytest.mark.parametrize("name", FRAMES)
+@pytest.mark.parametrize("fragments", [1, 2])
+def test_frames_that_begin_as_no_frame_of_their_syntax_are_searched(tmp_path, name, fragments):
+    """A first frame whose first bytes are damaged begins no walk: its header text went
+    into the copy, neither blanked nor searched (fuzz seed 163). Under a JPEG or JPEG 2000
+    syntax it is searched whole, held and streamed, in one fragment or two, up to the next
+    frame's start: the object is refused. The next frame is walked as before; under a
+    syntax whose frames are no such codestream (RLE) nothing is searched."""
+    ts, frame, start = FRAMES[name]
+    damaged = start + frame[len(start) :]
+    pieces = [damaged] if fragments == 1 else _cut_before(damaged, NAME)
+    value = _value(*pieces, frame)
+    assert NAME in frames.headers(value, strict=True)
+    assert NAME not in frames.headers(_value(*pieces), strict=False)
+    path = tmp_path / "frames"
+    path.write_bytes(value)
+    span = FileSpan(path, 0, len(value), version_of(path.stat()))
+    assert NAME in frames.streamed_headers(span, strict=True)
+    data = _object(*pieces, frame, ts=ts, PatientName=NAME.decode())
+    message = _refused(tmp_path, data)
+    assert "(0010,0010)" in message
+    assert "PHIMARK" not in message
+    copy = _copy(_object(damaged, frame, ts=ts))  # (no one's name: the frames copied)
+    assert copy.count(NAME) == 1  # the damaged frame's, kept; the sound one's blanked
+    assert NAME not in _copy(_object(frame, frame, ts=ts, PatientName=NAME.decode()))
