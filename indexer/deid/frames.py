@@ -354,10 +354,10 @@ class Blanked(Span):
     start: int
     end: int
     codec: str | None = None  # video: parsed as a stream (``_VideoPass``)
-    strict: bool = False  # frames that must begin as their syntax's do (``STRICT``)
     # searches the header bytes that stay (``verify.frame_header_check``): where a value
     # found came from; one found stops the copy (a DeidError)
     check: Callable[[bytes], str | None] | None = field(default=None, repr=False, compare=False)
+    strict: bool = False  # frames that must begin as their syntax's do (``STRICT``)
 
     def chunks(self) -> Iterator[bytes]:
         """The frames' bytes, blanked, a chunk (or a fragment) at a time."""

@@ -22,6 +22,7 @@ from pydicom import uid
 from pydicom.encaps import encapsulate
 
 from indexer.deid import frames, j2k, jpeg, video
+from indexer.errors import DeidError
 from indexer.spans import FileSpan, version_of
 from tests.deid.test_frames import (
     H264_HEAD,
@@ -301,6 +302,9 @@ def test_frames_that_begin_as_no_frame_of_their_syntax_are_searched(tmp_path, na
     path.write_bytes(value)
     span = FileSpan(path, 0, len(value), version_of(path.stat()))
     assert NAME in frames.streamed_headers(span, strict=True)
+    copied = frames.Blanked(span, 0, len(value), check=lambda b: "PN" * (NAME in b), strict=True)
+    with pytest.raises(DeidError, match=r"header \(from PN\)"):
+        b"".join(copied.chunks())
     data = _object(*pieces, frame, ts=ts, PatientName=NAME.decode())
     message = _refused(tmp_path, data)
     assert "(0010,0010)" in message
