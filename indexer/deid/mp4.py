@@ -546,7 +546,8 @@ def _sample_sei(
         first = at + size
         if header := sei_header(codec, b[first]):
             blanks += spaces(b, sei_user_data(b, first + header, stop, codec))
-        if header or not picture(codec, b[first]) or claimed > end:
+        second = b[first + 1] if first + 1 < stop else 1
+        if header or not picture(codec, b[first], second) or claimed > end:
             regions.append((first, stop))
         at = stop
 
@@ -1180,16 +1181,18 @@ class _Samples:
             if self._at >= end:
                 return False
             k = self._at - pos  # where the unit begins in ``buf`` (below 0: it went, carried)
-            head = (self._carry[: size + 1] + bytes(buf[max(k, 0) : max(k, 0) + size + 1]))[
-                : size + 1
+            head = (self._carry[: size + 2] + bytes(buf[max(k, 0) : max(k, 0) + size + 2]))[
+                : size + 2
             ]
-            if len(head) <= size:  # the buffer ends in its length: held
-                self._carry += bytes(buf[max(k, 0) :])
-                return False
             claimed = self._at + size + int.from_bytes(head[:size], "big")
             unit_stop = min(claimed, stop)  # (one claimed past the sample: damage, searched)
+            whole = size + (2 if codec == HEVC else 1)  # its length and header, or its end
+            if len(head) < min(whole, unit_stop - self._at):  # the buffer ends in them: held
+                self._carry += bytes(buf[max(k, 0) :])
+                return False
             header = sei_header(codec, head[size])
-            if header or not picture(codec, head[size]) or claimed > stop:
+            second = head[size + 1] if len(head) > size + 1 < unit_stop - self._at else 1
+            if header or not picture(codec, head[size], second) or claimed > stop:
                 self._searched(buf, k, min(unit_stop, end) - pos, size, header, found)
                 if unit_stop > end:  # carried into the next buffer
                     return False

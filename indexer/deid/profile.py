@@ -190,7 +190,8 @@ data stream's (it was kept, and not searched); and in an MP4 file, a Motion JPEG
 that does not begin as a JPEG does searched whole, an H.264 or HEVC unit whose length
 runs past its sample searched to the sample's end, and the samples of a video track whose
 sample entry no decoder reads (none, a kind that is no four letters, an H.264 or HEVC
-entry without its configuration) zeroed (each was kept, and not searched).
+entry without its configuration) zeroed (each was kept, and not searched); and an HEVC
+unit whose header's temporal id plus 1 is 0 (damage) searched as no slice is.
 """
 
 _RESOLVE = {

@@ -38,6 +38,7 @@ H264_SEI, HEVC_SEI = 6, (39, 40)  # NAL unit types (HEVC: prefix and suffix SEI)
 H264_SLICES = frozenset({1, 2, 3, 4, 5, 19, 20, 21})
 HEVC_SLICES = range(32)
 FORBIDDEN = 0x80
+TEMPORAL_ID = 0x07  # of an HEVC header's second byte: the temporal id plus 1, never 0
 # SEI payload types: user data registered (ITU-T T.35: captions), unregistered (UUID, text)
 SEI_REGISTERED, SEI_UNREGISTERED = 4, 5
 HEVC_REGIONAL_NESTING = 157  # its messages each after the regions they apply to
@@ -103,7 +104,7 @@ def parse_from(
             at = resume if resume is not None and start <= resume[0] <= end else None
             found, again = sei_user_data_from(b, start + header, end, codec, at)
             blanks += spaces(b, found)
-        elif picture(codec, b[start]):
+        elif picture(codec, b[start], b[start + 1] if start + 1 < end else 1):
             continue
         regions.append((start, end))
     return blanks, regions, again
@@ -114,22 +115,28 @@ def searched(b: bytes | bytearray | memoryview, codec: str) -> bool:
     start = -1
     for start, end in units(b):  # noqa: B007 - the last one
         pass
-    return 0 <= start < len(b) and not picture(codec, b[start])
+    if not 0 <= start < len(b):
+        return False
+    return not picture(codec, b[start], b[start + 1] if start + 1 < len(b) else 1)
 
 
-def picture(codec: str, first: int) -> bool:
+def picture(codec: str, first: int, second: int = 1) -> bool:
     """Whether a unit whose first byte is ``first`` is a coded picture's data (not searched).
 
-    An MPEG-2 slice; an H.264 or HEVC coded slice whose forbidden bit is not set. Any other
-    unit is searched whole, as a header is: a parameter set, a delimiter, a type reserved or
-    unspecified, or a unit whose header is damaged, all of which decoders pass over. So is
-    the text of an SEI unit whose start code is damaged, which the unit before it holds.
+    An MPEG-2 slice; an H.264 or HEVC coded slice whose forbidden bit is not set, and in
+    HEVC whose temporal id plus 1 (``second``, its header's second byte, where known) is not
+    0. Any other unit is searched whole, as a header is: a parameter set, a delimiter, a
+    type reserved or unspecified, or a unit whose header is damaged, all of which decoders
+    pass over. So is the text of an SEI unit whose start code is damaged, which the unit
+    before it holds.
     """
     if codec == MPEG2:
         return first in MPEG2_SLICES
     if first & FORBIDDEN:
         return False
-    return (first & 0x1F in H264_SLICES) if codec == H264 else (first >> 1) & 0x3F in HEVC_SLICES
+    if codec == H264:
+        return first & 0x1F in H264_SLICES
+    return (first >> 1) & 0x3F in HEVC_SLICES and second & TEMPORAL_ID != 0
 
 
 def sei_header(codec: str, first: int) -> int:

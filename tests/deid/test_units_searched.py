@@ -71,6 +71,7 @@ DAMAGED = {  # (codec, the damaged unit's header, its start code)
     "hevc start code": (video.HEVC, None, NO_START),
     "hevc forbidden bit": (video.HEVC, b"\x85\x33", b""),
     "hevc reserved type": (video.HEVC, b"\x52\x01", b""),
+    "hevc temporal id 0": (video.HEVC, b"\x00\x00", b""),  # (a slice's type: fuzz seed 163)
     "mpeg2 start code": (video.MPEG2, None, NO_START),
     "mpeg2 reserved code": (video.MPEG2, b"\xb0", b""),
     "mpeg2 sequence error": (video.MPEG2, b"\xb4", b""),
@@ -133,6 +134,13 @@ def test_an_object_whose_damaged_unit_holds_the_name_is_refused(tmp_path, name):
 def test_what_is_a_pictures_data(codec, first, read):
     """Slices under a sound header are picture data; every other unit is searched."""
     assert video.picture(codec, first) is read
+
+
+def test_an_hevc_slice_of_temporal_id_plus_1_of_0_is_no_pictures_data():
+    """HEVC's header's second byte holds the temporal id plus 1, which is never 0."""
+    assert video.picture(video.HEVC, 0x26, 0x01)
+    assert not video.picture(video.HEVC, 0x26, 0x00)
+    assert video.picture(video.H264, 0x65, 0x00)  # (H.264's header is one byte)
 
 
 SLICE_START = {  # a slice's start code and header
@@ -219,4 +227,24 @@ def test_an_mp4_unit_whose_length_runs_past_its_sample_is_searched(tmp_path):
     for cut in _mp4_cuts(source, 163):
         assert NAME in _streamed(tmp_path, _cut_into(source, cut), video.H264)[1], cut
     message = _refused(tmp_path, _object(source, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
+    assert "(0010,0010)" in message
+
+
+HVC = _box(b"hvc1", bytes(78) + _box(b"hvcC", bytes(21) + b"\x03\x00"))  # 4-byte lengths
+
+
+@pytest.mark.parametrize("header", [b"\x00\x00", b"\x85\x33"], ids=["temporal id 0", "forbidden"])
+def test_an_hevc_samples_damaged_unit_is_searched_held_and_streamed(tmp_path, header):
+    """In an MP4 file's HEVC sample, a unit whose header is damaged (a slice's type with a
+    temporal id plus 1 of 0; a forbidden bit), held and streamed cut anywhere (its header's
+    two bytes too): found, and refused."""
+    unit = header + _escaped(_rbsp((5, UUID + NAME)))
+    sample = _nal(unit) + _nal(b"\x26\x01" + IMAGE)
+    odd = _nal(b"\x26\x01\x12")  # a sample before it: its unit's header bytes at 43, 44
+    source = _file(tracks=[(b"vide", HVC, [[odd, sample]])])
+    assert source.index(sample) + 4 == 43  # a cut at 44 lies between them
+    assert NAME in frames.headers(encapsulate([source]), video.HEVC)
+    for cut in _mp4_cuts(source, 164):
+        assert NAME in _streamed(tmp_path, _cut_into(source, cut), video.HEVC)[1], cut
+    message = _refused(tmp_path, _object(source, ts=uid.HEVCMP51, PatientName=NAME.decode()))
     assert "(0010,0010)" in message
