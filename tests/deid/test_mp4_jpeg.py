@@ -26,7 +26,6 @@ from tests.deid.test_frames import (
     IMAGE,
     JFIF,
     MARK,
-    NAME,
     XMP,
     _blanked,
     _box,
@@ -35,11 +34,10 @@ from tests.deid.test_frames import (
     _frames_of,
     _jpeg,
     _object,
-    _refused,
     _seg,
-    _streamed,
 )
 from tests.deid.test_mp4_tracks import Track, _file, only_blanks_written, streamed_as_held
+from tests.deid.test_units_searched import found_and_refused
 
 pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_they_come")
 
@@ -133,12 +131,7 @@ def test_a_sample_that_does_not_begin_as_a_jpeg_is_searched_whole(tmp_path, dama
     is searched whole, held and streamed cut anywhere: the object is refused."""
     sample = damage + _jpeg(JFIF, EXIF)[2:]
     source = _file(tracks=[(b"vide", _box(b"jpeg", ENTRY), [[sample]])])
-    assert MARK in frames.headers(encapsulate([source]), video.H264)
-    for cut in range(8, len(source), 2):
-        value = encapsulate([source[:cut], source[cut:]])
-        assert MARK in _streamed(tmp_path, value, video.H264)[1], cut
-    message = _refused(tmp_path, _object(source, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
-    assert "(0010,0010)" in message
+    found_and_refused(tmp_path, source, video.H264, MARK)
 
 
 def fed(walk: jpeg.Walk, data: bytes, ends: list[int]) -> tuple[bytes, bytes, list[Region]]:

@@ -12,6 +12,8 @@ searched: they are a picture's, where a value's bytes lie by chance.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydicom import uid
 from pydicom.encaps import encapsulate
@@ -61,6 +63,22 @@ def _stream(codec: str, header: bytes | None = None, *, start: bytes = b"") -> b
     if codec == video.H264:
         return H264_HEAD + unit + b"\x00\x00\x01" + SLICE
     return HEVC_HEAD + unit + HEVC_SLICE
+
+
+def found_and_refused(
+    tmp_path: Path, source: bytes, codec: str, text: bytes = NAME, seed: int | None = None
+) -> None:
+    """``text`` is in the header bytes of the pixel data ``source``, held, and streamed in
+    fragments cut at any even place (``seed``: the MP4 cuts, ``_mp4_cuts``; none: two
+    fragments); the object holding it, its patient's name ``NAME``, is refused."""
+    assert text in frames.headers(encapsulate([source]), codec)
+    cuts = [(c,) for c in range(8, len(source), 2)] if seed is None else _mp4_cuts(source, seed)
+    for cut in cuts:
+        assert text in _streamed(tmp_path, _cut_into(source, cut), codec)[1], cut
+    ts = uid.HEVCMP51 if codec == video.HEVC else uid.MPEG4HP41
+    message = _refused(tmp_path, _object(source, ts=ts, PatientName=NAME.decode()))
+    assert "(0010,0010)" in message
+    assert "PHIMARK" not in message
 
 
 DAMAGED = {  # (codec, the damaged unit's header, its start code)
@@ -165,12 +183,7 @@ def test_a_transport_streams_damaged_unit_is_searched_held_and_streamed(tmp_path
     pes = b"\x00\x00\x01\xe0\x00\x00\x80\x80\x05" + bytes(5)
     source = _ts(0x100, pes + _damaged("h264 forbidden bit")[1][: 182 - len(pes)])
     assert NAME in source
-    assert NAME in frames.headers(encapsulate([source]), video.H264)
-    for cut in range(8, len(source), 2):
-        value = encapsulate([source[:cut], source[cut:]])
-        assert NAME in _streamed(tmp_path, value, video.H264)[1], cut
-    message = _refused(tmp_path, _object(source, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
-    assert "(0010,0010)" in message
+    found_and_refused(tmp_path, source, video.H264)
 
 
 def _sample(header: bytes) -> bytes:
@@ -183,11 +196,7 @@ def test_an_mp4_samples_damaged_unit_is_searched_held_and_streamed(tmp_path, hea
     """In an MP4 file's H.264 sample, held and streamed cut anywhere: found, and refused;
     the sound sample's user data is blanked."""
     source = _file(tracks=[(b"vide", AVC, [[_sample(header)]])])
-    assert NAME in frames.headers(encapsulate([source]), video.H264)
-    for cut in _mp4_cuts(source, 160):
-        assert NAME in _streamed(tmp_path, _cut_into(source, cut), video.H264)[1], cut
-    message = _refused(tmp_path, _object(source, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
-    assert "(0010,0010)" in message
+    found_and_refused(tmp_path, source, video.H264, seed=160)
     sound = _file(tracks=[(b"vide", AVC, [[_sample(b"\x06")]])])
     assert NAME not in _copy(_object(sound, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
 
@@ -223,11 +232,7 @@ def test_an_mp4_unit_whose_length_runs_past_its_sample_is_searched(tmp_path):
     sei = b"\x06" + _escaped(_rbsp((5, UUID + NAME)))
     sample = (len(sei) + 400).to_bytes(4, "big") + b"\x65\x88" + sei[1:]
     source = _file(tracks=[(b"vide", AVC, [[sample]])])
-    assert NAME in frames.headers(encapsulate([source]), video.H264)
-    for cut in _mp4_cuts(source, 163):
-        assert NAME in _streamed(tmp_path, _cut_into(source, cut), video.H264)[1], cut
-    message = _refused(tmp_path, _object(source, ts=uid.MPEG4HP41, PatientName=NAME.decode()))
-    assert "(0010,0010)" in message
+    found_and_refused(tmp_path, source, video.H264, seed=163)
 
 
 HVC = _box(b"hvc1", bytes(78) + _box(b"hvcC", bytes(21) + b"\x03\x00"))  # 4-byte lengths
@@ -243,8 +248,4 @@ def test_an_hevc_samples_damaged_unit_is_searched_held_and_streamed(tmp_path, he
     odd = _nal(b"\x26\x01\x12")  # a sample before it: its unit's header bytes at 43, 44
     source = _file(tracks=[(b"vide", HVC, [[odd, sample]])])
     assert source.index(sample) + 4 == 43  # a cut at 44 lies between them
-    assert NAME in frames.headers(encapsulate([source]), video.HEVC)
-    for cut in _mp4_cuts(source, 164):
-        assert NAME in _streamed(tmp_path, _cut_into(source, cut), video.HEVC)[1], cut
-    message = _refused(tmp_path, _object(source, ts=uid.HEVCMP51, PatientName=NAME.decode()))
-    assert "(0010,0010)" in message
+    found_and_refused(tmp_path, source, video.HEVC, seed=164)
