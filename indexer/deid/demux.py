@@ -1,17 +1,16 @@
 """Video in an MPEG-2 systems stream, demultiplexed a buffer at a time: the shared part.
 
 A transport stream (``mpegts``) and a program stream (``mpegps``) carry their video in PES
-packets, among packets of other kinds. The payloads of a video stream's packets are joined
-into the codec's stream and parsed as one (``parse``, given by ``frames``); what it blanks is
-blanked in the packets it lies in. The payloads of a data stream's packets (``DATA_STREAMS``:
-metadata, captions) are zeroed, or searched where the stream is only read. A stream is fed a
-buffer at a time (``Demux.feed``): a streamed object's fragments, or the whole of a held one.
-A packet cut by a buffer's end is read whole with the next; a unit searched (``video.parse``:
-any but a picture's data) is read on into the next. Bytes of an earlier buffer are never
-changed (they went as they were), but are searched as they went, as are the units searched,
-the tables a stream's subclass
-finds, and bytes that are no packet (those a buffer ends in, with the next's after them: a
-value its end cuts is found).
+packets, among packets of other kinds. The payloads of a video stream's packets are joined into
+the codec's stream and parsed as one (``parse``, given by ``frames``); what it blanks is blanked
+in the packets it lies in. The payloads of a data stream's packets (``DATA_STREAMS``: metadata,
+captions) are zeroed, or searched where the stream is only read. A stream is fed a buffer at a
+time (``Demux.feed``): a streamed object's fragments, or the whole of a held one. A packet cut
+by a buffer's end is read whole with the next; a unit searched (``video.parse``: any but a
+picture's data) is read on into the next. Bytes of an earlier buffer are never changed (they
+went as they were), but are searched as they went, as are the units searched, the tables a
+stream's subclass finds, and bytes that are no packet (those a buffer ends in, with the next's
+after them: a value its end cuts is found).
 """
 
 from __future__ import annotations

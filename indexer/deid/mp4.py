@@ -46,6 +46,7 @@ from indexer.deid.video import (
     H264,
     HEVC,
     Resume,
+    header_bytes,
     picture,
     sei_header,
     sei_user_data,
@@ -405,12 +406,18 @@ def _kept(b: bytes | bytearray | memoryview, table: Region, handler: bytes) -> b
     """
     if handler not in MP4_PICTURES:
         return handler in MP4_MEDIA
+    entry = _first_entry(b, table)
+    kind = entry[1] if entry is not None else b""
+    return len(kind) == 4 and kind not in MP4_VIDEO and all(0x20 <= c < 0x7F for c in kind)  # noqa: PLR2004
+
+
+def _first_entry(b: bytes | bytearray | memoryview, table: Region) -> Box | None:
+    """The first sample entry of a sample table (``stbl``'s payload), its end within theirs."""
     entries = _child(b, *table, b"stsd")
     if entries is None or entries[1] - entries[0] < 8:  # noqa: PLR2004 - version, count
-        return False
+        return None
     entry = box_list(b, entries[0] + 8, entries[1])[:1]
-    kind = entry[0][1] if entry else b""
-    return len(kind) == 4 and kind not in MP4_VIDEO and all(0x20 <= c < 0x7F for c in kind)  # noqa: PLR2004
+    return (*entry[0][:3], min(entry[0][3], entries[1])) if entry else None
 
 
 def _video_entry(
@@ -422,17 +429,14 @@ def _video_entry(
     (``MP4_JPEG``): 0, none. None: its first sample entry is none of them, or its decoder
     configuration is not whole.
     """
-    entries = _child(b, *table, b"stsd")
-    if entries is None or entries[1] - entries[0] < 8:  # noqa: PLR2004 - version, count
-        return None
-    entry = box_list(b, entries[0] + 8, entries[1])[:1]
-    if entry and entry[0][1] in MP4_JPEG:
+    entry = _first_entry(b, table)
+    if entry is not None and entry[1] in MP4_JPEG:
         return JPEG, 0, (0, 0)
-    if not entry or entry[0][1] not in MP4_VIDEO:
+    if entry is None or entry[1] not in MP4_VIDEO:
         return None
-    codec, config_kind, at_byte = MP4_VIDEO[entry[0][1]]
+    codec, config_kind, at_byte = MP4_VIDEO[entry[1]]
     # a visual sample entry's fixed fields (78 bytes), then its boxes: the decoder config
-    config = _child(b, entry[0][0] + entry[0][2] + 78, min(entry[0][3], entries[1]), config_kind)
+    config = _child(b, entry[0] + entry[2] + 78, entry[3], config_kind)
     if config is None or config[0] + at_byte >= config[1]:
         return None
     return codec, (b[config[0] + at_byte] & 3) + 1, config  # lengthSizeMinusOne
@@ -1186,7 +1190,7 @@ class _Samples:
             ]
             claimed = self._at + size + int.from_bytes(head[:size], "big")
             unit_stop = min(claimed, stop)  # (one claimed past the sample: damage, searched)
-            whole = size + (2 if codec == HEVC else 1)  # its length and header, or its end
+            whole = size + header_bytes(codec)  # its length and header, or its end
             if len(head) < min(whole, unit_stop - self._at):  # the buffer ends in them: held
                 self._carry += bytes(buf[max(k, 0) :])
                 return False
@@ -1249,7 +1253,7 @@ class _Samples:
         """
         assert self._current is not None  # noqa: S101 - feed's invariant
         codec = self._current[2]
-        first = size + (sei or (2 if codec == HEVC else 1))  # where its payload begins
+        first = size + (sei or header_bytes(codec))  # where its payload begins
         unit = bytearray(self._carry + bytes(buf[max(k, 0) : stop]))
         went = len(self._carry)
         regions: list[Region] = []

@@ -250,8 +250,12 @@ def held_unit(
     goes on (None: another unit's), or its last ``behind`` (``trimmed``). Its kind must be
     known (its header's first byte).
     """
-    header = 2 if codec == HEVC else 1
-    return trimmed(held, len(START_CODE) + header, resume, behind)
+    return trimmed(held, len(START_CODE) + header_bytes(codec), resume, behind)
+
+
+def header_bytes(codec: str) -> int:
+    """How many bytes a unit's header takes: HEVC's two, H.264's one (MPEG-2's start code)."""
+    return 2 if codec == HEVC else 1
 
 
 def _user_data(
