@@ -113,6 +113,10 @@ UNDER_NATIVE = (
     "damaged, missing or wrong transfer syntax UID): what its frames are (a video's codec) "
     "cannot be told, nor their headers read"
 )
+NO_ITEMS = (
+    "encapsulated pixel data that holds no item, not even its offset table (damage): it "
+    "cannot be written"
+)
 DAMAGED_ITEMS = (
     "encapsulated pixel data whose items do not fill it (a damaged item tag or length): "
     "the frames past the damage can be neither read nor checked for text"
@@ -840,6 +844,8 @@ def blank_in(ds: Dataset) -> int | None:
     codec = video.video_codec(ds)
     if _no_codec_named(ds):
         raise DeidError(UNDER_NATIVE, reason="bad_pixels")
+    if not isinstance(value, Span) and not value:  # (a delimiter where its first item lies)
+        raise DeidError(NO_ITEMS, reason="bad_pixels")
     if not isinstance(value, Span) and items_end(value) != len(value):
         raise DeidError(DAMAGED_ITEMS, reason="bad_pixels")  # (a span's were read whole)
     if isinstance(value, Span):

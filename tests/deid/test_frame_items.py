@@ -126,6 +126,18 @@ def test_frames_whose_items_do_not_fill_the_pixel_data_are_refused(tmp_path, syn
 
 
 @pytest.mark.parametrize("syntax", SYNTAXES)
+def test_encapsulated_pixel_data_of_no_item_is_refused_as_bad_pixels(tmp_path, syntax):
+    """A sequence delimiter where the offset table's item lies: the pixel data holds no
+    item, and the copy could not be written ("encode_failed", pydicom's "hasn't been
+    encapsulated"; fuzz seed 165). Refused as bad pixel data, saying so."""
+    _ds, data, items = _encapsulated(*SYNTAXES[syntax])
+    got, copies = _outcome(tmp_path, data[: items[0]] + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00")
+    assert isinstance(got, Failure)
+    assert (got.reason, got.message) == ("bad_pixels", frames.NO_ITEMS)
+    assert copies == []
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES)
 def test_sound_items_are_indexed_with_the_name_blanked(tmp_path, syntax):
     """The same objects undamaged: indexed, the frame's text blanked."""
     _ds, data, _items = _encapsulated(*SYNTAXES[syntax])
