@@ -88,6 +88,8 @@ class PsDemux(Demux):
         start = at + PES_HEAD if plain else _payload_start(b, at + PES_HEAD, end)
         if start is None and kind in DATA_STREAMS and whole:  # a header that cannot be read
             start = min(end, at + PES_HEAD)
+        if start is None and whole:  # a header longer than its packet (damage): searched
+            start = end
         if start is None:  # its header not whole yet (cut): read with the next buffer
             return
         if not plain:  # its header data (a damaged length may take in payload)

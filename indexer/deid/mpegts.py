@@ -11,7 +11,8 @@ write MPEG-2 video in one too. The text of such a stream lies in three places:
   the recording (PIDs 10 to 1F), and ATSC's (PID 1FFB). Those packets become null packets
   (PID 1FFF), their bytes after the header zeroed, so no table is left with a wrong CRC;
 - the private data of adaptation fields, zeroed; the bytes past their fields are stuffing
-  (0xFF), searched where any is not (a damaged length takes in the payload after it).
+  (0xFF), searched where any is not (a damaged length takes in the payload after it); so
+  are null packets' bytes (a damaged PID makes a video packet one).
 
 The sections that stay (program association and program map tables, and any other table on
 a PID of its own), the units holding user data, and bytes that are no packet (damage: the
@@ -170,7 +171,10 @@ class TsDemux(Demux):
             self._blank_at(kept, at + 2, at + 3, b"\xff")
             self._blank_at(kept, at + HEADER, end, ZERO)
             return
-        if pid == NULL_PID:
+        if pid == NULL_PID:  # filler, which demultiplexers drop: searched where it is none
+            rest = bytes(b[at + HEADER : end])
+            if rest.strip(b"\xff") and rest.strip(ZERO):
+                self._found.append(rest)
             return
         start = at + HEADER
         if b[at + 3] & 0x20 and start < end:  # an adaptation field

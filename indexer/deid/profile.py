@@ -139,7 +139,7 @@ searched whole up to the first fragment that does (the frame's Exif went into th
 neither blanked nor searched): the objects that held a name there are refused.
 """
 
-VIDEO_RULES_VERSION = 14
+VIDEO_RULES_VERSION = 15
 """Raised, instead of ``RULES_VERSION``, with a change that gives only video objects another copy.
 
 Video objects: those whose transfer syntax is a video one (MPEG-2, H.264, HEVC;
@@ -191,7 +191,11 @@ that does not begin as a JPEG does searched whole, an H.264 or HEVC unit whose l
 runs past its sample searched to the sample's end, and the samples of a video track whose
 sample entry no decoder reads (none, a kind that is no four letters, an H.264 or HEVC
 entry without its configuration) zeroed (each was kept, and not searched); and an HEVC
-unit whose header's temporal id plus 1 is 0 (damage) searched as no slice is.
+unit whose header's temporal id plus 1 is 0 (damage) searched as no slice is; 15: a
+program stream's video PES header whose data length runs past its packet (damage) searched
+to the packet's end (it was neither parsed nor searched), and a transport stream's null
+packets searched where their bytes are neither 0xFF nor zeros (a damaged PID made a video
+packet one, dropped unread): the objects that held a name there are refused.
 """
 
 _RESOLVE = {

@@ -31,6 +31,7 @@ from tests.deid.test_frames import (
     _streamed,
 )
 from tests.deid.test_mpegts import fed_cut_anywhere, fed_in_parts
+from tests.deid.test_units_searched import found_and_refused
 
 # the pooled search too; fragments as they come, the cuts tried (``frames.JOIN_BYTES``)
 pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_they_come")
@@ -277,3 +278,17 @@ def test_bytes_no_packet_holds_are_not_joined_to_others_a_packet_apart():
     found = walk.feed(bytearray(stream[:cut]))[1] + walk.feed(bytearray(stream[cut:]))[1]
     assert not any(b"Roe^Richard" in part for part in found)
     assert any(halves[0] in part for part in found)
+
+
+def test_a_video_pes_header_longer_than_its_packet_is_searched(tmp_path):
+    """A damaged header data length that runs past its packet's end (fuzz seed 166): the
+    packet was taken for one whose header a buffer's end cut, and its bytes (user data
+    holding the name) were neither parsed nor searched. They are searched as header data,
+    held and streamed cut anywhere: the object is refused."""
+    header = b"\x81\x80\x7c\x21\x00\x01\x00\x01"  # 124 bytes of header data: past the end
+    data = SEQUENCE + b"\x00\x00\x01\xb2" + NAME
+    packet = b"\x00\x00\x01\xe0" + struct.pack(">H", len(header + data)) + header + data
+    source = PACK2 + SYSTEM + packet + _pes(0xE0, PICTURE) + b"\x00\x00\x01\xb9"
+    found_and_refused(tmp_path, source, video.MPEG2)
+    ts_sound = PACK2 + SYSTEM + _pes(0xE0, data) + _pes(0xE0, PICTURE) + b"\x00\x00\x01\xb9"
+    assert NAME not in _copy(_object(ts_sound, ts=uid.MPEG2MPML, PatientName=NAME.decode()))

@@ -38,6 +38,7 @@ from tests.deid.test_frames import (
     _streamed,
     _with_peak,
 )
+from tests.deid.test_units_searched import found_and_refused
 
 # the pooled search too; fragments as they come, the cuts tried (``frames.JOIN_BYTES``)
 pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_they_come")
@@ -721,3 +722,18 @@ def test_a_pes_packet_of_no_pes_stream_id_is_zeroed_as_data(tmp_path, stream_id)
     value = encapsulate([damaged])
     assert MARK in frames.headers(value, video.H264)
     assert MARK in _streamed(tmp_path, value, video.H264)[1]
+
+
+def test_a_null_packet_that_holds_more_than_filler_is_searched(tmp_path):
+    """A video packet whose PID a damaged byte made the null packets' (1FFF): dropped
+    unread by demultiplexers, and by the walk, its SEI text went into the copy (fuzz seed
+    166). A null packet whose bytes are neither 0xFF nor zeros is searched, held and
+    streamed cut anywhere: the object is refused. Filler is not searched."""
+    video_packet = bytearray(_packets(VIDEO_PID, _pes(0xE0, H264_HEAD + _sei((5, UUID + NAME)))))
+    video_packet[1:3] = b"\x5f\xff"  # (its unit start flag kept)
+    source = _packets(0, PAT) + bytes(video_packet) + _packets(VIDEO_PID, _pes(0xE0, VIDEO))
+    found_and_refused(tmp_path, source, video.H264)
+    filler = b"\x47\x1f\xff\x10" + b"\xff" * 184 + b"\x47\x1f\xff\x11" + bytes(184)
+    assert (
+        frames.headers(encapsulate([_packets(0, PAT) + filler]), video.H264).count(b"\xff" * 8) == 0
+    )

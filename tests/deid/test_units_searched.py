@@ -75,8 +75,7 @@ def found_and_refused(
     cuts = [(c,) for c in range(8, len(source), 2)] if seed is None else _mp4_cuts(source, seed)
     for cut in cuts:
         assert text in _streamed(tmp_path, _cut_into(source, cut), codec)[1], cut
-    ts = uid.HEVCMP51 if codec == video.HEVC else uid.MPEG4HP41
-    message = _refused(tmp_path, _object(source, ts=ts, PatientName=NAME.decode()))
+    message = _refused(tmp_path, _object(source, ts=SYNTAX[codec], PatientName=NAME.decode()))
     assert "(0010,0010)" in message
     assert "PHIMARK" not in message
 
