@@ -12,6 +12,7 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
@@ -90,7 +91,10 @@ def _json_text(ds: Dataset, copy_name: str, codec: str | None) -> str:
         if isinstance(stored, rawvalue.Marking) and isinstance(stored.value, bytes):
             text = _marking_text(tag.real, stored.VR, stored.value, codec, stored.is_implicit_VR)
         else:
-            text = _element_text(ds, tag, stored, copy_name, codec)
+            try:
+                text = _element_text(ds, tag, stored, copy_name, codec)
+            except BytesLengthException:  # its text quotes the bytes: told by tag and length
+                raise rawvalue.unfit_length(tag.real, stored) from None
         parts.append(f'"{tag:08X}":{text}')
     return "{" + ",".join(parts) + "}"
 

@@ -22,7 +22,7 @@ import pydicom
 import pydicom.config
 import pydicom.hooks
 from pydicom.dataelem import RawDataElement
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.tag import BaseTag
 
@@ -641,8 +641,11 @@ def index(prepared: Prepared, ctx: RunContext) -> Outcome:
                 run_id=ctx.run_id,
             )
         except rawvalue.ELEMENT_ERRORS as e:
+            # a kept number whose length fits no whole value is damage, as the de-id finds it
+            damaged = isinstance(e, rawvalue.UnfitLengthError | BytesLengthException)
             raise DeidError(
-                f"cannot index the object: {rawvalue.element_problem(e)}", reason="index_failed"
+                f"cannot index the object: {rawvalue.element_problem(e)}",
+                reason="invalid_element" if damaged else "index_failed",
             ) from None
     src = prepared.src
     return Outcome(

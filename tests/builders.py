@@ -248,6 +248,8 @@ _SEQ_END = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
 MALFORMED = {
     "nul_in_charset": "invalid_element",  # pydicom reads Specific Character Set as it reads
     "deep_nesting": "invalid_element",  # 600 sequences, one inside the other
+    "kept_bad_length": "invalid_element",  # a kept US of 3 bytes: its length is damaged
+    "rows_bad_length": "invalid_element",  # Rows (a column of the index) of 3 bytes
 }
 
 
@@ -259,6 +261,13 @@ def malformed(kind: str, study: int, marker: str) -> bytes:
         return _inserted(data, _element(0x00189306, b"D\x82", b"HFS   "), 0x0020000D)
     if kind == "bad_length":  # (0010,0000) UL holds 4 bytes, not 6
         return _inserted(data, _element(0x00100000, b"UL", b"\x01\x00" * 3), 0x00100010)
+    if kind == "kept_bad_length":  # Smallest Image Pixel Value (kept) of 3 bytes, not 2
+        return _inserted(data, _element(0x00280106, b"US", b"\x01\x00\x00"), 0x7FE00010)
+    if kind == "rows_bad_length":
+        head = _element(0x00280010, b"US", b"\x00\x00")[:8]
+        assert data.count(head) == 1
+        pos = data.index(head) + 8
+        return data[: pos - 2] + b"\x03\x00" + data[pos : pos + 2] + b"\x00" + data[pos + 2 :]
     if kind == "nul_in_charset":  # a NUL inside a defined term: no character set of DICOM's
         sound = _element(0x00080005, b"CS", b"ISO_IR 100")
         assert data.count(sound) == 1

@@ -743,6 +743,12 @@ def test_the_messages_name_the_problem(ctx):
         "nul_in_charset": "invalid DICOM: an element holds a value that cannot be read "
         "(ValueError)",
         "deep_nesting": "invalid DICOM: sequences are nested too deep (RecursionError)",
+        # a kept US of 3 bytes: told by tag and length (was index_failed, "an element's
+        # length does not fit its value representation"), in the header or a column
+        "kept_bad_length": "cannot index the object: element (0028,0106) US is 3 bytes long, "
+        "no whole number of its 2-byte values (a damaged length)",
+        "rows_bad_length": "cannot index the object: element (0028,0010) US is 3 bytes long, "
+        "no whole number of its 2-byte values (a damaged length)",
     }
 
 

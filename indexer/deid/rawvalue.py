@@ -52,11 +52,37 @@ NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "
 NUMBER_FORMATS |= {"SV": "q", "UV": "Q"}
 # the VRs whose values are numbers: the binary ones above and the decimal strings IS and DS
 NUMBER_VRS = frozenset(NUMBER_FORMATS) | {"IS", "DS"}
+
+
+class UnfitLengthError(Exception):
+    """An element whose length is no whole number of its VR's values (``BytesLengthException``).
+
+    Damage: most often of its length, so that it swallowed the elements after it. Its tag
+    and length are told (neither is identifying), never its bytes.
+    """
+
+    def __init__(self, tag: int, vr: str, length: int) -> None:
+        size = NUMBER_SIZES.get(vr)
+        values = f"{size}-byte values" if size else "values"
+        super().__init__(
+            f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) {vr} is {length} bytes long, "
+            f"no whole number of its {values} (a damaged length)"
+        )
+
+
+def unfit_length(tag: int, stored: object) -> UnfitLengthError:
+    """``UnfitLengthError`` of element ``tag`` as stored (its ``BytesLengthException``)."""
+    value = getattr(stored, "value", None)
+    length = len(value) if isinstance(value, bytes | memoryview) else 0
+    return UnfitLengthError(tag, str(getattr(stored, "VR", None)), length)
+
+
 # What turning a malformed element into its value raises, here or in pydicom (which converts
 # elements when first asked): a bad value (ValueError, ...), an unknown VR
 # (NotImplementedError), a length that is no multiple of the value's size
-# (BytesLengthException), a sequence cut short (OSError, struct.error), nesting too deep
-# (RecursionError). Their text can quote values: catch, keep the type name only.
+# (BytesLengthException; ``UnfitLengthError`` where it is told by its tag), a sequence cut
+# short (OSError, struct.error), nesting too deep (RecursionError). Their text can quote
+# values: catch, keep the type name only.
 ELEMENT_ERRORS: Final = (
     ValueError,
     TypeError,
@@ -68,6 +94,7 @@ ELEMENT_ERRORS: Final = (
     OSError,
     struct.error,
     BytesLengthException,
+    UnfitLengthError,
 )
 
 
@@ -77,6 +104,8 @@ def element_problem(e: BaseException, doing: str = "read") -> str:
     Never its text, which can quote the value. ``doing``: what could not be done to a value
     ("read", "written").
     """
+    if isinstance(e, UnfitLengthError):
+        return str(e)
     if isinstance(e, NotImplementedError):
         what = "an element has an unknown value representation"
     elif isinstance(e, BytesLengthException):
@@ -530,7 +559,10 @@ def value_of(ds: Dataset, tag: int, codec: str | None, vr: str | None = None) ->
             value = decode(raw, vr or vr_of(raw, tag), codec)
             if value is not UNDECODED:
                 return value
-    return ds[tag].value
+    try:
+        return ds[tag].value
+    except BytesLengthException:  # its text quotes the bytes: told by tag and length
+        raise unfit_length(tag, ds._dict.get(tag)) from None  # type: ignore[call-overload]  # noqa: SLF001
 
 
 def decode(raw: RawDataElement, vr: str, charset: str) -> Any:  # noqa: ANN401, C901
