@@ -582,12 +582,20 @@ def _prepare(
 def _checked_as_streamed(
     encoded: Encoded, values: dict[str, str], result: deid.DeidResult
 ) -> Encoded:
-    """``encoded``, its streamed frames' headers searched for ``values`` as they are copied."""
+    """``encoded``, its streamed frames searched for ``values`` as they are copied.
+
+    Their headers for every value, all their bytes for the long ones (``verify.DATA_MIN``).
+    """
     last = encoded.pixels[-1] if encoded.pixels else None
     if not isinstance(last, frames.Blanked):
         return encoded
-    check = verify.frame_header_check(values, result.ds, result.generated)
-    return replace(encoded, pixels=(*encoded.pixels[:-1], replace(last, check=check)))
+    ds, generated = result.ds, result.generated
+    searched = replace(
+        last,
+        check=verify.frame_header_check(values, ds, generated),
+        data_check=verify.frame_data_check(values, ds, generated),
+    )
+    return replace(encoded, pixels=(*encoded.pixels[:-1], searched))
 
 
 def write_copy(prepared: Prepared, ctx: RunContext) -> Copied:

@@ -34,9 +34,11 @@ each segment keeping its length, so nothing of the image is decoded or changed:
   by a packet's header blanked whole, and its data streams zeroed; held or streamed
   (``demux``). Other containers are not known.
 
-What stays (the segments decoders read, and every header's other segments) is searched by
-the leak check (``headers``). The frames of an object of ``spans.STREAM_FROM`` bytes or more
-are blanked and searched as they are streamed into the copy, a fragment at a time
+What stays (the segments decoders read, and every header's other segments) is searched by the
+leak check (``headers``), and all the frames' bytes, pictures too, for the values too long to
+lie in a picture's data by chance (``data_in``, ``verify.DATA_MIN``): text that damage moved
+there, whatever the walk took it for. The frames of an object of ``spans.STREAM_FROM`` bytes or
+more are blanked and searched as they are streamed into the copy, a fragment at a time
 (``Blanked``), as those held are before: a value found there stops the copy.
 """
 
@@ -362,13 +364,100 @@ class Blanked(Span):
     # found came from; one found stops the copy (a DeidError)
     check: Callable[[bytes], str | None] | None = field(default=None, repr=False, compare=False)
     strict: bool = False  # frames that must begin as their syntax's do (``STRICT``)
+    # searches all the frames' bytes as copied, pictures too, for long values
+    # (``verify.frame_data_check``): where a value found came from; one found stops the copy
+    data_check: Callable[[bytes], str | None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def chunks(self) -> Iterator[bytes]:
         """The frames' bytes, blanked, a chunk (or a fragment) at a time."""
         if self.codec is not None:
             video_pass = _VideoPass(self.codec, self.check, span=self.whole)
-            return _through(self.whole, video_pass, join=JOIN_BYTES)
-        return _through(self.whole, _StillPass(self.check, strict=self.strict))
+            copied = _through(self.whole, video_pass, join=JOIN_BYTES)
+        else:
+            copied = _through(self.whole, _StillPass(self.check, strict=self.strict))
+        return copied if self.data_check is None else _data_searched(copied, self.data_check)
+
+
+def _data_searched(
+    chunks: Iterator[bytes], check: Callable[[bytes], str | None]
+) -> Iterator[bytes]:
+    """``chunks`` as they come, searched by ``check`` in windows (``_Window``) as they pass.
+
+    The last window is searched after the last chunk is given: a value found there stops the
+    copy as one found before does (a copy is stored once all its bytes are written).
+    """
+    window = _Window()
+    for chunk in chunks:
+        yield chunk
+        if (data := window.add(chunk)) is not None:
+            _refuse_in_data(check, data)
+    if (data := window.rest()) is not None:
+        _refuse_in_data(check, data)
+
+
+def _refuse_in_data(check: Callable[[bytes], str | None], data: bytes) -> None:
+    if source := check(data):
+        raise DeidError(
+            "an identifying value survived de-identification in a compressed frame's data "
+            f"(from {source}); not written",
+            reason="leak_detected",
+        )
+
+
+class _Window:
+    """Pieces of a stream, given out in windows of ``spans.CHUNK_BYTES`` or more.
+
+    Each window (the last may be less) begins with the last ``mp4.SEARCH_BEHIND`` bytes of the
+    one before it: a value that a window's end cuts is whole in the next.
+    """
+
+    def __init__(self) -> None:
+        self._behind = b""
+        self._held: list[bytes] = []
+        self._size = 0
+
+    def add(self, piece: bytes | memoryview) -> bytes | None:
+        """Take ``piece``; the window it completes, if it does."""
+        self._held.append(bytes(piece))
+        self._size += len(piece)
+        return self.rest() if self._size >= spans.CHUNK_BYTES else None
+
+    def rest(self) -> bytes | None:
+        """The window of the pieces taken since the last (None: none was)."""
+        if not self._held:
+            return None
+        data = self._behind + b"".join(self._held)
+        self._behind, self._held, self._size = data[-mp4.SEARCH_BEHIND :], [], 0
+        return data
+
+
+def data_in(ds: Dataset, *, streamed: bool = False) -> Iterator[bytes]:
+    """All the bytes of the compressed frames of ``ds``, pictures too, in windows (``_Window``).
+
+    What the leak check searches for long values (``verify.DATA_MIN``). Frames that are a span
+    of their source (a large object's) are read for them only where ``streamed``.
+    """
+    found = _frames_of(ds)
+    if found is None:
+        return
+    value = found[1]
+    if isinstance(value, Span):
+        if not streamed:
+            return
+        pieces: Iterator[bytes | memoryview] = value.chunks()
+    else:
+        view = memoryview(value)
+        pieces = (
+            view[at : at + spans.CHUNK_BYTES] for at in range(0, len(view), spans.CHUNK_BYTES)
+        )
+    window = _Window()
+    for piece in pieces:
+        if (data := window.add(piece)) is not None:
+            yield data
+    if (data := window.rest()) is not None:
+        yield data
 
 
 def streamed_headers(frames: Span, codec: str | None = None, *, strict: bool = False) -> bytes:

@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 37
+RULES_VERSION = 38
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -136,7 +136,10 @@ in the main header to the codestream's end (the comments after them were neither
 nor searched); 37: under a JPEG or JPEG 2000 transfer syntax, encapsulated frames whose
 first fragment begins as no JPEG, codestream or JP2 file does (its first bytes damaged)
 searched whole up to the first fragment that does (the frame's Exif went into the copy,
-neither blanked nor searched): the objects that held a name there are refused.
+neither blanked nor searched): the objects that held a name there are refused; 38: all the
+bytes of encapsulated frames, pictures too (a slice's, a scan's), searched for the values
+too long to lie there by chance (``verify.DATA_MIN``): text that damage moved into a
+picture's data (an SEI unit whose header became a slice's) went into the copy, unsearched.
 """
 
 VIDEO_RULES_VERSION = 15

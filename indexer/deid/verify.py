@@ -5,7 +5,8 @@ removes (every VR, private and nested included, file meta and preamble too). ``f
 then searches the de-identified object for each: in every decoded element (reported by
 element path), in the raw bytes of its header, in native pixel data past its image (what a
 length that runs on took in) and in the headers of its compressed frames (``frames``), in
-the common encodings. Reports name element paths, never values.
+the common encodings; and in all its compressed frames' bytes, for values too long to lie in a
+picture's data by chance (``DATA_MIN``). Reports name element paths, never values.
 """
 
 from __future__ import annotations
@@ -216,6 +217,7 @@ class Search:
     def __init__(self, values: dict[str, str]) -> None:
         self.values = values
         self._order = {value: i for i, value in enumerate(values)}
+        self._others: bool | None = None  # whether a value's data needle is no ASCII text
         self._automaton = ahocorasick.Automaton()
         for value in values:
             for key in _keys(value):
@@ -233,6 +235,20 @@ class Search:
     def in_text(self, text: str) -> set[str]:
         """The values that may occur in ``text``, in any case (every one that does)."""
         return self._found(text.casefold()) if self.values else set()
+
+    def in_picture(self, text: PictureText) -> set[str]:
+        """The values that may occur in a picture's data (``PictureText``): every one that does.
+
+        Its runs of text; all its bytes where a value has a needle of other bytes.
+        """
+        if self._others is None:
+            self._others = any(
+                needle.translate(None, _PRINTABLE).strip(b"\0")
+                for value in self.values
+                for _enc, needle in _data_needles(value)
+            )
+        found = self.in_bytes(text.ascii) | self.in_bytes(text.wide)
+        return found | self.in_bytes(text.data) if self._others else found
 
     def in_bytes(self, data: bytes | memoryview) -> set[str]:
         """The values that may occur in ``data``, in any encoding searched (every one that does).
@@ -346,7 +362,29 @@ def find_leaks(
             if enc and not kept.explains(value, source):
                 leaks[source] = Leak(shown(source), f"{where} ({enc})")
                 break
+    for data in frames.data_in(out, streamed=streamed_frames):
+        _in_frame_data(wanted if search is None else search, data, generated, kept, leaks)
     return sorted(leaks.values(), key=lambda leak: leak.source_path)
+
+
+def _in_frame_data(
+    values: dict[str, str] | Search,
+    data: bytes,
+    generated: Collection[str],
+    kept: _Kept,
+    leaks: dict[str, Leak],
+) -> None:
+    """Add to ``leaks`` the long values (``DATA_MIN``) in ``data``, compressed frames' bytes."""
+    text = PictureText(data)
+    found = (
+        values.ordered(values.in_picture(text)) if isinstance(values, Search) else values.items()
+    )
+    for value, source in found:
+        if source.startswith(SAME_PLACE) or source in leaks or not text.holds(value):
+            continue
+        enc = _encoded_in(value, data, generated, kept, data=True)
+        if enc and not kept.explains(value, source):
+            leaks[source] = Leak(shown(source), f"compressed frame data ({enc})")
 
 
 def frame_header_check(
@@ -372,6 +410,99 @@ def frame_header_check(
         return None
 
     return check
+
+
+def frame_data_check(
+    values: dict[str, str], out: Dataset, generated: Collection[str] = ()
+) -> Callable[[bytes], str | None] | None:
+    """A search of all the bytes of streamed frames for long values (``DATA_MIN``).
+
+    As ``find_leaks`` searches those held (``frames.data_in``). It gives where the first
+    value found came from, or None; it is None itself where no value is that long.
+    """
+    kept = _Kept(out)
+    wanted = {
+        v: source
+        for v, source in values.items()
+        if not source.startswith(SAME_PLACE) and _data_needles(v)
+    }
+    if not wanted:
+        return None
+
+    def check(data: bytes) -> str | None:
+        text = PictureText(data)
+        for value, source in wanted.items():
+            if (
+                text.holds(value)
+                and _encoded_in(value, data, generated, kept, data=True)
+                and not kept.explains(value, source)
+            ):
+                return shown(source)
+        return None
+
+    return check
+
+
+class PictureText:
+    """Where in a picture's data (``data``) a long value can lie at all: its runs of text.
+
+    Compressed data is as random bytes. A value's needle of printable ASCII lies within a run
+    of ``DATA_MIN`` or more such bytes, its UTF-16 within a run of as many pairs of such a
+    byte and NUL: few (a run of 8 is one in some 2,800 places of random data), and found in
+    one pass of ``bytes.translate`` and ``bytes.find``. Needles are looked for in those runs,
+    not in all the bytes (54 needles in 8 MiB: 62 ms; its runs found, 22 ms), unless runs are
+    many (``_runs``); one of other bytes (a name in Latin-1, or in UTF-8 beyond ASCII) in all
+    of them.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.ascii = _runs(data, data.translate(_MARKS), b"a")  # joined by NUL: no needle's
+        self.wide = _runs(data, data.translate(_WIDE_MARKS), b"az")  # joined by 01 bytes
+
+    def holds(self, value: str) -> bool:
+        """Whether a needle of ``value`` long enough to count (``_data_needles``) lies here."""
+        for _enc, needle in _data_needles(value):
+            if not needle.translate(None, _PRINTABLE):
+                hay = self.ascii
+            elif not needle[::2].translate(None, _PRINTABLE) and not needle[1::2].strip(b"\0"):
+                hay = self.wide
+            else:
+                hay = self.data
+            if needle in hay:
+                return True
+        return False
+
+
+_PRINTABLE = bytes(range(0x20, 0x7F))
+# each byte's mark: "a" printable ASCII, "." any other; and "z" NUL (the pairs of UTF-16)
+_MARKS = bytes(0x61 if b in _PRINTABLE else 0x2E for b in range(256))
+_WIDE_MARKS = bytes(0x61 if b in _PRINTABLE else 0x7A if b == 0 else 0x2E for b in range(256))
+
+
+def _runs(data: bytes, marks: bytes, unit: bytes) -> bytes:
+    """The runs of ``DATA_MIN`` or more ``unit`` marks in ``marks``, as bytes of ``data``.
+
+    All of ``data`` where they are many (one in 1 KiB or more: text, or pixel values that are
+    letters): a needle lies there as it does in them, and one search of it is the quicker.
+    """
+    found: list[bytes] = []
+    first = unit * DATA_MIN
+    at = marks.find(first)
+    while at != -1:
+        if len(found) > len(marks) >> 10:
+            return data
+        end = at + len(first)
+        if unit == b"a":  # on to the next byte that is no printable one
+            end = marks.find(b".", end) % (len(marks) + 1)  # (-1: to the end)
+        else:
+            while marks.startswith(first, end):  # a long run: a stride at a time
+                end += len(first)
+            while marks.startswith(unit, end):
+                end += len(unit)
+        found.append(data[at:end])
+        at = marks.find(first, end)
+    return (b"\0" if unit == b"a" else b"\1").join(found)
 
 
 def _in_decoded(
@@ -493,20 +624,28 @@ def _encoded_in(
     kept: _Kept | None = None,
     *,
     lowered: bytes | None = None,
+    data: bool = False,
 ) -> str | None:
     """The encoding in which ``value`` occurs in ``raw``, a word of its own.
 
     Outside every generated value and every number kept as read. Given ``lowered``, ``raw``
     with its ASCII letters in lower case (``bytes.lower``), in any case: a name written
     "DOE" is found as "Doe" (the letters' places are the same, and the generated values'
-    are told in ``raw``).
+    are told in ``raw``). ``data``: ``raw`` is a picture's data, searched in the encodings
+    where ``value`` is long enough (``_data_needles``), in its own case, and found whatever
+    bytes lie beside it (a letter there is chance).
     """
-    hay, needles = (raw, _needles(value)) if lowered is None else (lowered, _low_needles(value))
+    if data:
+        hay, needles = raw, _data_needles(value)
+    elif lowered is None:
+        hay, needles = raw, _needles(value)
+    else:
+        hay, needles = lowered, _low_needles(value)
     for enc, needle in needles:
         if needle not in hay:
             continue
         # letters at the edges: a name inside a longer word ("MARY" in "PRIMARY") is no leak
-        width = _WIDTHS.get(enc, 0) if value.isascii() else 0
+        width = _WIDTHS.get(enc, 0) if value.isascii() and not data else 0
         edges = (value[0].isalpha() and width, value[-1].isalpha() and width)
         spans = _spans(raw, generated, kept.numbers() if kept is not None else ())
         if _outside(needle, hay, spans, edges):
@@ -562,6 +701,25 @@ def _folded(value: str) -> str:
 def _low_needles(value: str) -> tuple[tuple[str, bytes], ...]:
     """``_needles`` with their ASCII letters in lower case (``bytes.lower``)."""
     return tuple((enc, needle.lower()) for enc, needle in _needles(value))
+
+
+# A picture's data (a slice's, a scan's) is searched for values whose bytes never lie there
+# by chance: compressed data holds a given 8 bytes once in 2^64 places (a 4-letter name,
+# some four times a gigabyte). A needle counts with this many bytes that are not NUL (an
+# ASCII value's UTF-16 is half NULs), of three kinds at least (no run of one digit).
+DATA_MIN = 8
+
+
+def _data_needles(value: str) -> tuple[tuple[str, bytes], ...]:
+    """``_needles`` long enough to search a picture's data for (``DATA_MIN``).
+
+    Not kept (``_needles`` are): a few needles told apart by their length.
+    """
+    return tuple(
+        (enc, needle)
+        for enc, needle in _needles(value)
+        if len(needle) - needle.count(0) >= DATA_MIN and len(set(needle)) >= 3  # noqa: PLR2004
+    )
 
 
 @functools.lru_cache(maxsize=8192)  # a series' slices share most values: kept, in memory only

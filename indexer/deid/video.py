@@ -121,7 +121,10 @@ def searched(b: bytes | bytearray | memoryview, codec: str) -> bool:
 
 
 def picture(codec: str, first: int, second: int = 1) -> bool:
-    """Whether a unit whose first byte is ``first`` is a coded picture's data (not searched).
+    """Whether a unit whose first byte is ``first`` is a coded picture's data.
+
+    Not searched as a header is: only for values too long to lie there by chance, as all of
+    the frames' bytes are (``frames.data_in``).
 
     An MPEG-2 slice; an H.264 or HEVC coded slice whose forbidden bit is not set, and in
     HEVC whose temporal id plus 1 (``second``, its header's second byte, where known) is not

@@ -49,8 +49,10 @@ pytestmark = pytest.mark.usefixtures("leaks_searched_both_ways", "fragments_as_t
 SUBTITLE = b"\x00\x19PHIMARK Doe^Jane, bed 4"  # a 3GPP text sample: its length, its text
 PLACE = b"PHIMARK +48.8577+002.2950/"  # a phone's timed metadata
 SOUND = b"\xff\xf1PHIMARK in sound"  # audio: kept as it is
-# an image sequence's sample (HEIF's): a JPEG, the marker in its scan's data (never read)
-PICTURE = b"\xff\xd8\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + MARK + b" an image sequence's"
+# an image sequence's sample (HEIF's): a JPEG, the marker in its scan's data (kept; no value
+# of the object, which all frame bytes are searched for: ``test_frame_data_searched``)
+PICTURE = b"\xff\xd8\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00PHIMARK an image sequence's"
+OTHER_CODEC = b"PHIMARK mpeg-4 part 2"  # a sample of another video codec's: kept unread
 AVC = _box(
     b"avc1", bytes(6) + b"\x00\x01" + bytes(70) + _box(b"avcC", b"\x01\x64\x00\x1f\xff\xe0\x00")
 )
@@ -76,7 +78,7 @@ def _tracks(*, blanked: bool = False) -> list[Track]:
         (b"soun", _box(b"mp4a", bytes(28)), [[SOUND]]),
         (b"meta", _box(b"mebx", bytes(8)), [[zeroed(PLACE)]]),
         (None, _box(b"abcd", bytes(8)), [[zeroed(PLACE + b"?")]]),
-        (b"vide", _box(b"mp4v", bytes(78)), [[MARK + b" mpeg-4 part 2"]]),
+        (b"vide", _box(b"mp4v", bytes(78)), [[OTHER_CODEC]]),
         (b"pict", _box(b"jpeg", bytes(78)), [[PICTURE]]),
     ]
 
@@ -239,7 +241,7 @@ def test_video_tracks_are_given_room_first_and_samples_past_it_are_zeroed(monkey
     assert SECOND in four
     assert SOUND in four
     assert PICTURE in four
-    assert MARK + b" mpeg-4 part 2" not in four  # the other video codec's: no room left
+    assert OTHER_CODEC not in four  # the other video codec's: no room left
 
 
 def test_merged_places_match_a_loop():

@@ -7,7 +7,8 @@ both: the text went into the copy, neither blanked nor searched (fuzz seed 160).
 unit but a coded slice under a sound header is searched (``video.picture``): in a byte
 stream held and streamed, cut by fragments anywhere, in a transport stream's payloads, and
 in an MP4 file's samples. A value found refuses the object. A slice's bytes are not
-searched: they are a picture's, where a value's bytes lie by chance.
+searched as a header's are: they are a picture's, where a short value's bytes lie by chance
+(the long ones are searched for in all the frames' bytes: ``test_frame_data_searched``).
 """
 
 from __future__ import annotations
@@ -168,8 +169,9 @@ SLICE_START = {  # a slice's start code and header
 
 
 @pytest.mark.parametrize("codec", SLICE_START)
-def test_a_slices_bytes_are_not_searched(codec):
-    """A value's bytes inside a slice are chance (a picture's data): no refusal of them."""
+def test_a_slices_bytes_are_not_searched_as_a_header(codec):
+    """A slice is a picture's data, neither blanked nor searched as a header is (a long
+    value there refuses the object all the same: ``test_frame_data_searched``)."""
     stream = _stream(codec) + SLICE_START[codec] + NAME
     assert stream.count(NAME) == 2  # in the user data, in the slice
     assert NAME not in frames.headers(frames.blank(encapsulate([stream]), codec)[0], codec)
