@@ -171,7 +171,7 @@ class TsDemux(Demux):
             self._blank_at(kept, at + 2, at + 3, b"\xff")
             self._blank_at(kept, at + HEADER, end, ZERO)
             return
-        if pid == NULL_PID:  # filler, which demultiplexers drop: searched where it is none
+        if pid == NULL_PID:  # dropped by demultiplexers: searched unless all 0xFF or all zeros
             rest = bytes(b[at + HEADER : end])
             if rest.strip(b"\xff") and rest.strip(ZERO):
                 self._found.append(rest)
