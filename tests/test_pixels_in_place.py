@@ -802,12 +802,18 @@ def test_verify_searches_the_frame_headers_of_large_copies(ctx, tmp_path, monkey
     ds.NumberOfFrames = 2
     ds.PatientName = name
     (originals / "a.dcm").write_bytes(to_bytes(ds))
-    whole, streamed = _verified_whole_then_large(ctx, originals, PLAN, monkeypatch)
-    assert streamed == whole
-    for report in streamed:
+    found_name_whole_then_large(ctx, originals, monkeypatch, "compressed frame headers (utf-8)")
+
+
+def found_name_whole_then_large(ctx, originals: Path, monkeypatch, found_in: str) -> None:
+    """`verify` finds the patient's name in the one copy of ``originals`` (made without the
+    check) at ``found_in``, and only there: the copy read whole, and as a large file."""
+    whole, large = _verified_whole_then_large(ctx, originals, PLAN, monkeypatch)
+    assert large == whole
+    for report in large:
         assert (report.scanned, report.unchecked) == (1, 0)
         assert [(leak.source_path, leak.found_in) for leak in report.leaks] == [
-            ("(0010,0010)", "compressed frame headers (utf-8)")
+            ("(0010,0010)", found_in)
         ]
 
 
