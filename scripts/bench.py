@@ -1,15 +1,17 @@
 """Benchmark dicom-index ingest against the copy and pydicom floors (and peers, optionally).
 
 Usage:
-    python scripts/bench.py [--ct N] [--small N] [--out DIR] [--peers] [--json FILE] [--repeat N]
+    python scripts/bench.py [--ct N] [--small N] [--jpeg N] [--out DIR] [--peers] [--json FILE]
+        [--repeat N]
 
-Generates two corpora (CT-like 512x512 16-bit slices; small header-heavy objects of
-10-20 KB), then times, per corpus, in separate processes: `cp -r`; pydicom header parse
-(dcmread stop_before_pixels); pydicom read + write (no changes); `dicom-index ingest` (copy,
-PostgreSQL index and vault; MongoDB off, then on when the embedded-mongo extra is
-installed). With --peers it also creates virtual environments for dicognito,
-dicom-anonymizer and deid and times them on the same corpus. Prints files/s, MB/s, peak RSS
-and each figure as a ratio to cp and to the read-write floor, and writes a JSON report.
+Generates two corpora (CT-like 512x512 16-bit slices; small header-heavy objects of 10-20 KB),
+and a third if asked (``--jpeg``: the CT slices each as one JPEG Lossless frame of some 250 KB,
+whose bytes the leak check searches), then times, per corpus, in separate processes: `cp -r`;
+pydicom header parse (dcmread stop_before_pixels); pydicom read + write (no changes);
+`dicom-index ingest` (copy, PostgreSQL index and vault; MongoDB off, then on when the
+embedded-mongo extra is installed). With --peers it also creates virtual environments for
+dicognito, dicom-anonymizer and deid and times them on the same corpus. Prints files/s, MB/s,
+peak RSS and each figure as a ratio to cp and to the read-write floor, and writes a JSON report.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import io
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -30,7 +33,8 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pydicom.uid import ImplicitVRLittleEndian
+from pydicom.encaps import encapsulate
+from pydicom.uid import ImplicitVRLittleEndian, JPEGLosslessSV1
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -74,11 +78,16 @@ def make_corpus(kind: str, n: int, root: Path, *, implicit: bool = False) -> tup
         patient, study, series = i // 200 + 1, i // 100 + 1, i // 50 + 1
         if kind == "ct":
             ds = make_instance(patient, study, series, i + 1, rows=512, columns=512)
+        elif kind == "jpeg":  # the slice as one JPEG Lossless frame (never decoded)
+            ds = make_instance(patient, study, series, i + 1, rows=512, columns=512)
+            ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+            ds.PixelData = encapsulate([jpeg_frame(i)])
+            ds["PixelData"].VR = "OB"
         else:  # header-heavy: many text elements, a 16x16 image, 10-20 KB
             ds = make_instance(patient, study, series, i + 1, rows=16, columns=16)
             ds.ImageComments = "x" * (5000 + (i % 10) * 500)  # LT: at most 10240
             ds.AdditionalPatientHistory = "y" * 4000
-        if implicit:  # the DICOM default transfer syntax, which many archives hold
+        if implicit and kind != "jpeg":  # the DICOM default syntax, which many archives hold
             ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
             buf = io.BytesIO()
             ds.save_as(buf, enforce_file_format=True, implicit_vr=True)
@@ -88,6 +97,23 @@ def make_corpus(kind: str, n: int, root: Path, *, implicit: bool = False) -> tup
         total += len(data)
         (root / f"{i:06d}.dcm").write_bytes(data)
     return n, total / 1e6
+
+
+JPEG_HEADER = (  # SOI; SOF3 (lossless, 16 bits, 512x512, one component)
+    bytes.fromhex("ffd8ffc3000b100200020001011100")
+    + bytes.fromhex("ffc4001300")  # DHT: a table of no codes (never read)
+    + bytes(16)
+    + bytes.fromhex("ffda0008010100010000")  # SOS: predictor 1
+)
+
+
+def jpeg_frame(seed: int, size: int = 250_000) -> bytes:
+    """A JPEG Lossless frame of ``size`` bytes of scan data, as random as compressed data is.
+
+    No 0xFF in it, so no marker; no decoder would read it, and nothing here decodes it.
+    """
+    scan = random.Random(seed).randbytes(size).replace(b"\xff", b"\xfe")  # noqa: S311
+    return JPEG_HEADER + scan + b"\xff\xd9"
 
 
 def busy_cpu_seconds() -> float:
@@ -386,6 +412,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ct", type=int, default=1000, help="CT slices (default 1000)")
     ap.add_argument("--small", type=int, default=2000, help="small objects (default 2000)")
+    ap.add_argument(
+        "--jpeg", type=int, default=0, help="CT slices as JPEG Lossless frames (default 0)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="work directory (default: temp)")
     ap.add_argument("--peers", action="store_true", help="install and time peer tools")
     ap.add_argument("--json", type=Path, default=Path("bench-report.json"))
@@ -413,7 +442,7 @@ def main() -> int:
     print(f"machine: {cores} processes of pure Python do {scaling:.2f}x the work of one")
     peers = setup_peers(work) if args.peers else {}
     results: list[Result] = []
-    for name, count in (("ct", args.ct), ("small", args.small)):
+    for name, count in (("ct", args.ct), ("small", args.small), ("jpeg", args.jpeg)):
         if count <= 0:
             continue
         src = work / f"corpus-{name}"
@@ -449,7 +478,7 @@ def main() -> int:
         f"{'corpus':6s} {'tool':34s} {'files/s':>9s} {'MB/s':>8s} {'RSS MB':>7s} "
         f"{'x cp':>6s} {'x rw':>6s} {'CPU ms/file':>11s} {'cores busy':>10s}"
     )
-    for name in ("ct", "small"):
+    for name in ("ct", "small", "jpeg"):
         rows = [r for r in results if r.corpus == name]
         if not rows:
             continue

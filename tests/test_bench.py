@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import ImplicitVRLittleEndian
+from pydicom.uid import ImplicitVRLittleEndian, JPEGLosslessSV1
 
 from tests.conftest import load_script
 
@@ -45,9 +45,9 @@ def _bench(work: Path, report: Path, ct: int, small: int, *more: str) -> dict:
 
 def test_bench_times_every_tool_and_reuses_its_work_directory(tmp_path):
     work, report = tmp_path / "work", tmp_path / "report.json"
-    first = _bench(work, report, ct=2, small=3)
+    first = _bench(work, report, 2, 3, "--jpeg", "2")
     rows = {(r["corpus"], r["tool"]): r for r in first["results"]}
-    for corpus, n in (("ct", 2), ("small", 3)):
+    for corpus, n in (("ct", 2), ("small", 3), ("jpeg", 2)):
         for tool in ("cp -r", "pydicom header parse", "pydicom read + write"):
             assert (corpus, tool) in rows
         ingests = [r for (c, t), r in rows.items() if c == corpus and t.startswith("dicom-index")]
@@ -64,6 +64,18 @@ def test_bench_times_every_tool_and_reuses_its_work_directory(tmp_path):
     assert first["machine"]["cpu_scaling"] > 0
     copies = sorted((work / "state-ct-1-False" / "out").rglob("*.dcm"))
     assert len(copies) == 2  # the 1-worker ingest really wrote the copies
+    # the JPEG corpus: one JPEG Lossless frame a slice, its data searched and copied as it came
+    sources = sorted((work / "corpus-jpeg").glob("*.dcm"))
+    jpegs = sorted((work / "state-jpeg-1-False" / "out").rglob("*.dcm"))
+    assert (len(sources), len(jpegs)) == (2, 2)
+    for path in (*sources, *jpegs):
+        assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    held = [bench.jpeg_frame(i) for i in range(2)]
+    assert [frame in path.read_bytes() for frame, path in zip(held, sources, strict=True)] == [
+        True,
+        True,
+    ]
+    assert sorted(held.index(f) for p in jpegs for f in held if f in p.read_bytes()) == [0, 1]
     assert first["transfer_syntax"] == "explicit VR little endian"
     # a second run on the same directory starts from nothing left by the first (its corpus
     # in implicit VR little endian, which the copies keep)
