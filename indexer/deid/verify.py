@@ -243,7 +243,7 @@ class Search:
         """
         if self._others is None:
             self._others = any(
-                needle.translate(None, _PRINTABLE).strip(b"\0")
+                _hay(needle) == "data"
                 for value in self.values
                 for _enc, needle in _data_needles(value)
             )
@@ -463,16 +463,16 @@ class PictureText:
 
     def holds(self, value: str) -> bool:
         """Whether a needle of ``value`` long enough to count (``_data_needles``) lies here."""
-        for _enc, needle in _data_needles(value):
-            if not needle.translate(None, _PRINTABLE):
-                hay = self.ascii
-            elif not needle[::2].translate(None, _PRINTABLE) and not needle[1::2].strip(b"\0"):
-                hay = self.wide
-            else:
-                hay = self.data
-            if needle in hay:
-                return True
-        return False
+        return any(needle in getattr(self, _hay(needle)) for _enc, needle in _data_needles(value))
+
+
+def _hay(needle: bytes) -> str:
+    """The ``PictureText`` bytes ``needle`` is looked for in: "ascii", "wide" or "data" (all)."""
+    if not needle.translate(None, _PRINTABLE):
+        return "ascii"
+    if not needle[::2].translate(None, _PRINTABLE) and not needle[1::2].strip(b"\0"):
+        return "wide"
+    return "data"
 
 
 _PRINTABLE = bytes(range(0x20, 0x7F))
