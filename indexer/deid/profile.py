@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 38
+RULES_VERSION = 39
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -139,7 +139,13 @@ searched whole up to the first fragment that does (the frame's Exif went into th
 neither blanked nor searched): the objects that held a name there are refused; 38: all the
 bytes of encapsulated frames, pictures too (a slice's, a scan's), searched for the values
 too long to lie there by chance (``verify.DATA_MIN``): text that damage moved into a
-picture's data (an SEI unit whose header became a slice's) went into the copy, unsearched.
+picture's data (an SEI unit whose header became a slice's) went into the copy, unsearched;
+39: a comment, or any attribute Clean Descriptors or Clean Graphics names (curve data,
+Occupation), searched for as a description is, in its own case and no leak as a kept
+attribute's whole value, and an application entity title as the Station Name is, in its own
+case and no leak inside the kept Manufacturer or model name (both were searched for as a
+name is: Image Comments "Surview" beside a kept Scan Options "SURVIEW", or the Source AE
+Title "VIDIVIEW" beside the model name "VidiView R4", refused the object).
 """
 
 VIDEO_RULES_VERSION = 15

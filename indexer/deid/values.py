@@ -8,6 +8,7 @@ included, file meta and preamble too). The engine records these as it de-identif
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import warnings
@@ -34,7 +35,7 @@ from indexer.deid.profile import (
 )
 from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, UNDECODED
 from indexer.deid.rules import SiteRule, changes
-from indexer.deid.table import Action
+from indexer.deid.table import Action, Option, TagPattern, load_table
 
 MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhere (``weight``)
 # a value's padding, never recorded: NULs of a field written as zeros match every preamble
@@ -122,25 +123,64 @@ def _leniency(path: str) -> int:
 _LAST_TAG = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)$")
 # Institution Name, Institutional Department Name, Station Name: at a vendor's, its own name
 _SITE = frozenset({0x00080080, 0x00081040, 0x00081010})
+META = "file meta "  # path prefix: an element of the file meta information
+# the file meta's Source, Sending and Receiving Application Entity Titles: stations' names
+_META_TITLES = frozenset({0x00020016, 0x00020017, 0x00020018})
 
 
 def precaution(source: str) -> str | None:
     """Why the element at ``source`` (an original's path) went, if for what it might hold.
 
-    "unknown" (private, or no standard attribute), "description", "site" (the institution,
-    department or station), "damaged" (kept, but replaced as damaged); None: for what it is.
+    "unknown" (private, or no standard attribute), "description" (or comment: ``_described``),
+    "site" (the institution, department or station; an application entity title, the file
+    meta's too), "damaged" (kept, but replaced as damaged); None: for what it is.
     """
     if source.startswith(DAMAGED):
         return "damaged"
     m = _LAST_TAG.search(source)
-    if m is None or not source.startswith(("(", SAME_PLACE + "(")):  # file meta, preamble
+    if m is None:  # the preamble
         return None
     group, tag = int(m[1], 16), int(m[1] + m[2], 16)
+    if not source.startswith(("(", SAME_PLACE + "(")):
+        return "site" if source == META + m[0] and tag in _META_TITLES else None
     if group & 1 or not (dictionary_has_tag(tag) or repeater_has_tag(tag)):
         return "unknown"
-    if tag in _SITE:
+    if tag in _SITE or tag in _titles():
         return "site"
-    return "description" if keyword_for_tag(tag).endswith("Description") else None
+    return "description" if _described(tag) else None
+
+
+def _described(tag: int) -> bool:
+    """Whether ``tag`` is a description or comment: free text, removed for what it may hold.
+
+    One that a cleaning option of Table E.1-1 names (Clean Descriptors: Image Comments,
+    Occupation, Protocol Name, ...; Clean Graphics: curve and overlay data and their
+    companions), or whose keyword says so. Not an element for what it is (a name, an ID).
+    """
+    exact, groups = _cleaned()
+    if tag in exact or any(g.matches(tag) for g in groups):
+        return True
+    return keyword_for_tag(tag).endswith(("Description", "Comments"))
+
+
+@functools.cache
+def _cleaned() -> tuple[frozenset[int], tuple[TagPattern, ...]]:
+    """The public tags a cleaning option names: exact, and as repeating groups (50xx,xxxx)."""
+    cleaned = [
+        r.tag
+        for r in load_table()
+        if not r.tag.private
+        and r.options.keys() & {Option.CLEAN_DESCRIPTORS, Option.CLEAN_GRAPHICS}
+    ]
+    return frozenset(t.value for t in cleaned if t.is_exact), tuple(
+        t for t in cleaned if not t.is_exact
+    )
+
+
+@functools.cache
+def _titles() -> frozenset[int]:
+    """The tags of application entity titles (VR AE): the names of stations, as a vendor's."""
+    return frozenset(r.tag.value for r in load_table() if r.vr == "AE" and r.tag.is_exact)
 
 
 def shown(source: str) -> str:
@@ -335,7 +375,7 @@ def outside_values(ds: Dataset) -> dict[str, str]:
                 except NotImplementedError:  # an unknown VR: its bytes searched for as text
                     raw = meta._dict[tag].value  # noqa: SLF001 - as stored
                     value = raw.decode("latin-1") if isinstance(raw, bytes) else None
-                add(found, value, tag_path("file meta ", tag))
+                add(found, value, tag_path(META, tag))
     preamble = getattr(ds, "preamble", None) or b""
     for word in preamble.decode("latin-1").split():
         if len(word) >= MIN_LENGTH * 2 and word.isprintable():

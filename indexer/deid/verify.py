@@ -30,6 +30,7 @@ from indexer.deid.profile import NUMBER_TEXT
 from indexer.deid.rawvalue import SPECIFIC_CHARACTER_SET, TEXT_VRS, UNDECODED, Marking, Written
 from indexer.deid.values import (
     MADE_UP,
+    META,
     MIN_LENGTH,
     NUMBER_AND_TAG_VRS,
     PADDING,
@@ -100,7 +101,7 @@ def _decoded(
     charset = rawvalue.codec(ds)
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        yield from walk(meta, "file meta ", charset)
+        yield from walk(meta, META, charset)
     yield from walk(ds, "", charset)
 
 

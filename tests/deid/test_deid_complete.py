@@ -944,6 +944,66 @@ def test_a_description_that_is_a_kept_multi_values_whole_value_is_no_leak():
 
 
 @pytest.mark.parametrize(
+    ("attribute", "path"),
+    [
+        ("ImageComments", "(0020,4000)"),
+        ("CommentsOnRadiationDose", "(0040,0310)"),
+        ("Occupation", "(0010,2180)"),
+    ],
+)
+def test_a_comment_in_another_case_in_a_kept_code_is_no_leak(attribute, path):
+    """Image Comments "Surview" beside the kept Scan Options "SURVIEW" (a Philips scout in
+    fo-dicom's test files): a comment, or any attribute Clean Descriptors names, is removed
+    for what it might hold, as a description is. It was searched for in any case, as a name
+    is, and the object was refused. In its own case inside a longer kept value it is still a
+    leak."""
+    ds = make_instance(marker="LEAKY", **{attribute: "Surview"})
+    ds.ScanOptions = "SURVIEW"
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.ScanOptions = "Surview mode"
+    for leaks in _leaks_both_ways(ds):
+        assert [leak.source_path for leak in leaks] == [path]
+
+
+def test_a_curves_code_that_is_a_kept_attributes_whole_value_is_no_leak():
+    """A curve's Axis Units "NONE" as the kept Scan Options "NONE" (fo-dicom's test files):
+    curve data (50xx) is removed whole for what it might hold, as a description is. It was
+    searched for as a name is, and the object was refused. Inside a longer kept value it is
+    still a leak."""
+    ds = make_instance(marker="LEAKY", ScanOptions="NONE")
+    ds.add_new(0x50000030, "SH", ["DPPS", "NONE"])
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.ScanOptions = "NONE MODE"
+    for leaks in _leaks_both_ways(ds):
+        assert [leak.source_path for leak in leaks] == ["(5000,0030)"]
+
+
+@pytest.mark.parametrize(
+    ("tag", "path"),
+    [
+        (0x00020016, "file meta (0002,0016)"),
+        (0x00080055, "(0008,0055)"),
+        (0x00400241, "(0040,0241)"),
+    ],
+    ids=["source AE title", "station AE title", "performed station AE title"],
+)
+def test_an_ae_title_inside_the_kept_model_name_is_no_leak(tag, path):
+    """The Source AE Title "VIDIVIEW" beside the kept model name "VidiView R4" (fo-dicom's
+    test files): an application entity title names a station, and is searched for as the
+    Station Name is, in its own case, and not inside the kept Manufacturer or model name.
+    It was searched for as a name is, and the object was refused. In any other kept value it
+    is still a leak."""
+    ds = make_instance(marker="LEAKY", ManufacturerModelName="VidiView R4")
+    (ds.file_meta if tag >> 16 == 2 else ds).add_new(tag, "AE", "VIDIVIEW")
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.ManufacturerModelName = "VIDIVIEW R4"
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.ManufacturerModelName, ds.ScanOptions = "R4", "VIDIVIEW"
+    for leaks in _leaks_both_ways(ds):
+        assert [leak.source_path for leak in leaks] == [path]
+
+
+@pytest.mark.parametrize(
     "syntax",
     [
         pydicom.uid.ExplicitVRLittleEndian,
