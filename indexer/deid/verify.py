@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import io
 import itertools
+import re
 import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Self
 
 import ahocorasick
+from pydicom._uid_dict import UID_dictionary
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -35,6 +37,7 @@ from indexer.deid.values import (
     NUMBER_AND_TAG_VRS,
     PADDING,
     SAME_PLACE,
+    STANDARD_UID_ROOT,
     identifying_values,
     precaution,
     shown,
@@ -617,8 +620,12 @@ _EQUIPMENT = ("(0008,0070)", "(0008,1090)")  # Manufacturer, Manufacturer's Mode
 
 
 def _by_chance(value: str, text: str, generated: Collection[str]) -> bool:
-    """Whether ``value`` is a part of ``text``, a value de-identification made up."""
-    return value != text and (text in generated or text in MADE_UP)
+    """Whether ``value`` is a part of ``text``, a value de-identification made up.
+
+    Or a UID the standard defines (a SOP class, a transfer syntax): a Patient ID "10008"
+    or a Study ID "1000" lies in every "1.2.840.10008..." by chance.
+    """
+    return value != text and (text in generated or text in MADE_UP or text in UID_dictionary)
 
 
 def _encoded_in(
@@ -742,8 +749,8 @@ def _needles(value: str) -> tuple[tuple[str, bytes], ...]:
 
 
 def _spans(raw: bytes, generated: Collection[str], numbers: Iterable[str]) -> list[tuple[int, int]]:
-    """Where in ``raw`` generated values, dummy values and kept numbers lie."""
-    spans = []
+    """Where in ``raw`` generated values, dummy values, kept numbers and standard UIDs lie."""
+    spans = [m.span() for m in _STANDARD_UID.finditer(raw) if m[0].decode() in UID_dictionary]
     others: Iterable[str] = generated
     if isinstance(generated, Generated):
         spans += generated.spans(raw)
@@ -751,6 +758,10 @@ def _spans(raw: bytes, generated: Collection[str], numbers: Iterable[str]) -> li
     for g in itertools.chain(others, MADE_UP, numbers):
         spans += _spans_of(raw, _ascii(g))
     return spans
+
+
+# a UID under the standard's root, as written (``_by_chance``); its padding NUL is no part
+_STANDARD_UID = re.compile(re.escape(STANDARD_UID_ROOT.encode()) + rb"[0-9.]*")
 
 
 def _ascii(value: str) -> bytes:

@@ -979,6 +979,26 @@ def test_a_curves_code_that_is_a_kept_attributes_whole_value_is_no_leak():
 
 
 @pytest.mark.parametrize(
+    ("attribute", "value", "path"),
+    [
+        ("PatientID", "10008", "(0010,0020)"),
+        ("StudyID", "1000", "(0020,0010)"),
+        ("AccessionNumber", "0008", "(0008,0050)"),
+    ],
+)
+def test_an_id_inside_a_uid_the_standard_defines_is_no_leak(attribute, value, path):
+    """A Patient ID "10008" lies in the SOP Class UID "1.2.840.10008.5.1.4.1.1.2" and the
+    transfer syntax's, as in every UID the standard defines: there by chance, as inside a
+    pseudonym, and the object was refused. Anywhere else it is still a leak."""
+    ds = make_instance(marker="LEAKY", **{attribute: value})
+    assert ds.SOPClassUID.startswith("1.2.840.10008.")
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.ScanOptions = f"ID {value}"
+    for leaks in _leaks_both_ways(ds):
+        assert [leak.source_path for leak in leaks] == [path]
+
+
+@pytest.mark.parametrize(
     ("tag", "path"),
     [
         (0x00020016, "file meta (0002,0016)"),
