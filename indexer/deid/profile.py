@@ -147,7 +147,9 @@ case and no leak inside the kept Manufacturer or model name (both were searched 
 name is: Image Comments "Surview" beside a kept Scan Options "SURVIEW", or the Source AE
 Title "VIDIVIEW" beside the model name "VidiView R4", refused the object), and a value found
 only inside a UID the standard defines no leak (a Patient ID "10008", a Study ID "1000" in
-the SOP Class UID "1.2.840.10008.5.1.4.1.1.2" refused the object).
+the SOP Class UID "1.2.840.10008.5.1.4.1.1.2" refused the object), and a value that stands
+for none not searched for (a Referring Physician's Name "UNKNOWN" beside a kept Acquisition
+Contrast "UNKNOWN" refused the object).
 """
 
 VIDEO_RULES_VERSION = 15

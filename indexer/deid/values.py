@@ -41,6 +41,22 @@ MIN_LENGTH = 4  # shorter values ("M", "CT", "1") say nothing and match everywhe
 # a value's padding, never recorded: NULs of a field written as zeros match every preamble
 PADDING = " \t\n\r\x0b\x0c\x00"
 MADE_UP = frozenset(v for v in DUMMY.values() if isinstance(v, str) and v)
+# words that stand for no value (``placeholder``), case-folded
+PLACEHOLDERS = frozenset(
+    {
+        "anonymised",
+        "anonymized",
+        "anonymous",
+        "deleted",
+        "none",
+        "not applicable",
+        "not specified",
+        "null",
+        "removed",
+        "unknown",
+        "unspecified",
+    }
+)
 # UIDs the standard defines (transfer syntaxes, SOP classes, well-known instances) under its
 # own root: they identify no one, and a copy holds them where it says what it is
 STANDARD_UID_ROOT = "1.2.840.10008."
@@ -91,7 +107,8 @@ def add(found: dict[str, str], value: object, path: str, vr: str = "") -> None:
     A dummy value de-identification itself writes ("ANONYMIZED", "19000101") is not
     recorded: an original that already holds one (an archive de-identified before) says
     nothing, and the copy holds the same dummy wherever the profile puts one. Nor is a UID
-    the standard defines (``STANDARD_UID_ROOT``).
+    the standard defines (``STANDARD_UID_ROOT``), nor a value that stands for none
+    (``placeholder``: "UNKNOWN", "0000000000").
     """
     for t in meaningful(value, vr):
         put(found, t, path)
@@ -193,8 +210,20 @@ def meaningful(value: object, vr: str = "") -> tuple[str, ...]:
     return tuple(
         t
         for t in texts(value, uid=vr == "UI")
-        if weight(t) >= MIN_LENGTH and t not in MADE_UP and not t.startswith(STANDARD_UID_ROOT)
+        if weight(t) >= MIN_LENGTH
+        and t not in MADE_UP
+        and not placeholder(t)
+        and not t.startswith(STANDARD_UID_ROOT)
     )
+
+
+def placeholder(text: str) -> bool:
+    """Whether ``text`` stands for no value: a word that says so, or one character repeated.
+
+    "UNKNOWN" as the Referring Physician's Name, "0000000000" as the Patient ID: no one's
+    name or ID, and words a kept code holds as often (Acquisition Contrast "UNKNOWN").
+    """
+    return len(set(text)) == 1 or text.casefold() in PLACEHOLDERS
 
 
 def weight(text: str) -> int:

@@ -966,16 +966,40 @@ def test_a_comment_in_another_case_in_a_kept_code_is_no_leak(attribute, path):
 
 
 def test_a_curves_code_that_is_a_kept_attributes_whole_value_is_no_leak():
-    """A curve's Axis Units "NONE" as the kept Scan Options "NONE" (fo-dicom's test files):
-    curve data (50xx) is removed whole for what it might hold, as a description is. It was
-    searched for as a name is, and the object was refused. Inside a longer kept value it is
-    still a leak."""
-    ds = make_instance(marker="LEAKY", ScanOptions="NONE")
-    ds.add_new(0x50000030, "SH", ["DPPS", "NONE"])
+    """A curve's Axis Units "DPPS" as the kept Scan Options "DPPS" (fo-dicom's test files:
+    "NONE" as a kept Mask Operation): curve data (50xx) is removed whole for what it might
+    hold, as a description is. It was searched for as a name is, and the object was refused.
+    Inside a longer kept value it is still a leak."""
+    ds = make_instance(marker="LEAKY", ScanOptions="DPPS")
+    ds.add_new(0x50000030, "SH", ["DPPS", "CNTS"])
     assert _leaks_both_ways(ds) == ([], [])
-    ds.ScanOptions = "NONE MODE"
+    ds.ScanOptions = "DPPS MODE"
     for leaks in _leaks_both_ways(ds):
         assert [leak.source_path for leak in leaks] == ["(5000,0030)"]
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [
+        ("ReferringPhysicianName", "UNKNOWN"),
+        ("PatientName", "Anonymous^Unknown"),
+        ("InstitutionAddress", "Unknown"),
+        ("OperatorsName", "NONE"),
+        ("PatientID", "0000000000"),
+    ],
+)
+def test_a_value_that_stands_for_none_is_no_leak(attribute, value):
+    """The Referring Physician's Name "UNKNOWN" beside a kept Scan Options "UNKNOWN" (fo-dicom's
+    test files, as an Acquisition Contrast): a word that says there is no value, or one
+    character repeated, is no one's name or ID, and the object was refused. A name beside it
+    is still searched for."""
+    ds = make_instance(marker="LEAKY", **{attribute: value})
+    ds.ScanOptions = value.split("^")[-1]
+    assert _leaks_both_ways(ds) == ([], [])
+    ds.PatientName = f"{value}^Jennifer"
+    ds.ScanOptions = "JENNIFER"
+    for leaks in _leaks_both_ways(ds):
+        assert [leak.source_path for leak in leaks] == ["(0010,0010)"]
 
 
 @pytest.mark.parametrize(
@@ -1509,14 +1533,15 @@ def test_a_name_in_a_kept_number_string_is_found():
 
 
 def test_an_id_inside_letters_is_a_leak_inside_a_kept_number_not():
-    """Digits need no word edge: an MRN inside "MRN12345678" is the MRN. A zero-filled
-    Device Serial Number inside a kept Slice Thickness "6.000000" is chance."""
+    """Digits need no word edge: an MRN inside "MRN12345678" is the MRN. A Device Serial
+    Number "00012" inside a kept Slice Thickness "6.000120" is chance. (A zero-filled one,
+    "00000", stands for none, and is not searched for: ``values.placeholder``.)"""
     ds = make_instance(marker="LEAKY", PatientID="12345678")
-    ds.DeviceSerialNumber = "00000"
-    ds.SliceThickness = "6.000000"
+    ds.DeviceSerialNumber = "00012"
+    ds.SliceThickness = "6.000120"
     assert _leaks_both_ways(ds) == ([], [])
     ds.Manufacturer = "MRN12345678"
-    ds.ManufacturerModelName = "SN00000"
+    ds.ManufacturerModelName = "SN00012"
     for leaks in _leaks_both_ways(ds):
         assert [leak.source_path for leak in leaks] == ["(0010,0020)", "(0018,1000)"]
 
