@@ -30,6 +30,7 @@ from indexer import content, deid, extract, failpoints, fastread, sources, spans
 from indexer.deid import Plan, engine, frames, pseudonym, rawvalue, verify
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.rawvalue import DEFAULT, text_of
+from indexer.deid.values import META
 from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
@@ -739,12 +740,31 @@ def _refuse_leaks(values: dict[str, str], result: deid.DeidResult, header: bytes
             reason="invalid_element",
         ) from None
     if leaks:
-        where = ", ".join(sorted({leak.source_path for leak in leaks})[:5])
         raise DeidError(
-            f"{len(leaks)} identifying value(s) survived de-identification (from {where}); "
-            "not written",
+            f"{len(leaks)} identifying value(s) survived de-identification "
+            f"({_leak_places(leaks, values, result)}); not written",
             reason="leak_detected",
         )
+
+
+def _leak_places(leaks: list[verify.Leak], values: dict[str, str], result: deid.DeidResult) -> str:
+    """Where each leaked value was, and the copy's element that holds it where one does.
+
+    The ingest's check finds a value kept as read in the copy's header bytes; the full check
+    (``verify``'s, run for a refused object only) names the element, so that a site rule can
+    remove it: "from (0008,1010) into (3002,0020)". Paths only, never values.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            named = verify.find_leaks(values, result.ds, generated=result.generated)
+    except Exception:  # noqa: BLE001 - naming the place is a courtesy: the refusal stands
+        named = []
+    into = {
+        leak.source_path: leak.found_in for leak in named if leak.found_in.startswith(("(", META))
+    }
+    sources = sorted({leak.source_path for leak in leaks})[:5]
+    return "from " + ", ".join(f"{s} into {into[s]}" if s in into else s for s in sources)
 
 
 @contextlib.contextmanager

@@ -978,6 +978,25 @@ def test_a_curves_code_that_is_a_kept_attributes_whole_value_is_no_leak():
         assert [leak.source_path for leak in leaks] == ["(5000,0030)"]
 
 
+def test_a_refusal_names_the_element_of_the_copy_that_holds_the_value(tmp_path):
+    """The Station Name "TrueBeam1309" as the kept Radiation Machine Name (an RT image in
+    fo-dicom's test files): the refusal named where the value was, (0008,1010), not the
+    element of the copy that holds it, (3002,0020), which a site rule could remove. Tags
+    only, never the value."""
+    ds = make_instance(marker="LEAKY", StationName="TrueBeam1309")
+    ds.RadiationMachineName = "TrueBeam1309"
+    data = to_bytes(ds)
+    configure_pydicom()
+    store = LocalStore(tmp_path)
+    ctx = RunContext(build_plan(), keys.generate(), store, "DI", 30, 1)
+    with pytest.raises(DeidError) as refused:
+        prepare(SourceFile("s1", "/a/1.dcm", len(data), lambda: data), ctx)
+    store.close()
+    assert refused.value.reason == "leak_detected"
+    assert "(from (0008,1010) into (3002,0020))" in str(refused.value)
+    assert "TrueBeam" not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("attribute", "value"),
     [
