@@ -31,7 +31,7 @@ from indexer.deid import Plan, engine, frames, pseudonym, rawvalue, verify
 from indexer.deid.burned_in import BurnedInPolicy
 from indexer.deid.rawvalue import DEFAULT, text_of
 from indexer.deid.values import META
-from indexer.encode import PIXEL_DATA, UNDEFINED_LENGTH, Encoded, encode
+from indexer.encode import PIXEL_DATA, TRANSFER_SYNTAX, UNDEFINED_LENGTH, Encoded, encode
 from indexer.errors import DeidError, IndexerError, SourceError
 from indexer.records import Failure, Outcome, SourceFile
 from indexer.sources import (
@@ -144,6 +144,10 @@ def _read_dataset(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Datase
         ds, stop = fast
     else:
         ds, stop = _dcmread(data, pixels_in_place=pixels_in_place)
+        if pixels_in_place and _named_deflated(data) and _deflated(ds):
+            # its Pixel Data lies in the inflated stream, never in place: read it whole (it
+            # was read up to there only, and the copy went without its pixel data)
+            return _read_dataset(data, pixels_in_place=False)
     if pixels_in_place and stop < len(data):
         pixels = _pixels_in_place(data, stop, ds)
         if pixels is None:
@@ -298,6 +302,16 @@ def _dcmread(data: bytes, *, pixels_in_place: bool) -> tuple[pydicom.Dataset, in
     if stop == len(data) and not _named_deflated(data):
         _refuse_cut_header(ds, data)
     return ds, stop
+
+
+def _deflated(ds: pydicom.Dataset) -> bool:
+    """Whether ``ds`` was read as a deflated data set (by its file meta's transfer syntax)."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or TRANSFER_SYNTAX not in meta:
+        return False
+    with contextlib.suppress(*rawvalue.ELEMENT_ERRORS):
+        return text_of(meta, TRANSFER_SYNTAX, DEFAULT, "UI") == DEFLATED
+    return False
 
 
 def _named_deflated(data: bytes) -> bool:

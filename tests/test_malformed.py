@@ -12,6 +12,7 @@ import logging
 import random
 import struct
 import warnings
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -1121,6 +1122,29 @@ def test_a_deflated_data_set_cut_short_or_damaged_is_named_so():
         "unreadable",
         "the deflated data set is damaged (invalid deflate data)",
     )
+
+
+def test_a_deflated_objects_copy_keeps_its_pixel_data(ctx):
+    """A deflated object (dwv's and cornerstone's test files) was read up to its Pixel Data,
+    as an object whose pixel data lies in place is; but a deflated one's lies in the
+    inflated stream, and the copy went without its pixel data, indexed as sound. A cut in the
+    pixel data went unseen too. It is read whole."""
+    ds = make_instance(marker=MARK, rows=16, columns=16)
+    data = _deflated(ds)
+    copy, leaks = _copy_and_leaks(ctx, 1, data)
+    assert leaks == []
+    assert copy.file_meta.TransferSyntaxUID == pydicom.uid.DeflatedExplicitVRLittleEndian
+    assert copy.PixelData == ds.PixelData
+    fp = io.BytesIO(data)
+    read_preamble(fp, False)  # noqa: FBT003 - pydicom's signature
+    _read_file_meta_info(fp)
+    at = fp.tell()
+    body = zlib.decompress(data[at:], -zlib.MAX_WBITS)
+    head = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, len(ds.PixelData))
+    assert body.count(head) == 1  # its length made to say 64 bytes more than it holds
+    body = body.replace(head, head[:-4] + struct.pack("<I", len(ds.PixelData) + 64))
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    assert _outcome(ctx, 2, data[:at] + packer.compress(body) + packer.flush()) == "truncated"
 
 
 def test_mutated_objects_that_are_indexed_keep_none_of_their_identifying_values(ctx):

@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 39
+RULES_VERSION = 40
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -149,7 +149,9 @@ Title "VIDIVIEW" beside the model name "VidiView R4", refused the object), and a
 only inside a UID the standard defines no leak (a Patient ID "10008", a Study ID "1000" in
 the SOP Class UID "1.2.840.10008.5.1.4.1.1.2" refused the object), and a value that stands
 for none not searched for (a Referring Physician's Name "UNKNOWN" beside a kept Acquisition
-Contrast "UNKNOWN" refused the object).
+Contrast "UNKNOWN" refused the object); 40: a deflated object read whole, its pixel data
+too (it was read up to its Pixel Data, as an object whose pixel data lies in place is, and
+its copy went without it; a cut in it passed unseen).
 """
 
 VIDEO_RULES_VERSION = 15

@@ -24,6 +24,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import (
     MPEG2MPML,
     MPEG4HP41,
+    DeflatedExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
@@ -32,7 +33,7 @@ from pydicom.uid import (
 from indexer import __version__, deid, work
 from indexer.deid import build_plan, video
 from indexer.encode import encode
-from tests.builders import make_instance, to_bytes, with_implicit_element
+from tests.builders import in_transfer_syntax, make_instance, to_bytes, with_implicit_element
 from tests.deid import kitchen_sink
 
 work.configure_pydicom()
@@ -87,6 +88,7 @@ DIGESTS = {
     ("0.1.0", 37): "553f798fdaec4c77d64f6d5692b7ca01ea3c2b6ce995befa2540cdef6550ffb7",
     ("0.1.0", 38): "553f798fdaec4c77d64f6d5692b7ca01ea3c2b6ce995befa2540cdef6550ffb7",
     ("0.1.0", 39): "553f798fdaec4c77d64f6d5692b7ca01ea3c2b6ce995befa2540cdef6550ffb7",
+    ("0.1.0", 40): "4c73c4e5ae46c63fff755283b3f3d3868965818bc26d0527d146a410db39ee8a",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -122,6 +124,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 37, 15): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
     ("0.1.0", 38, 15): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
     ("0.1.0", 39, 15): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
+    ("0.1.0", 40, 15): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
 }
 
 
@@ -590,6 +593,13 @@ def _mp4_with_a_subtitle() -> bytes:
     return _one_track_mp4(13, b"isom\x00\x00\x02\x00isom", b"text", b"tx3g", 38, subtitle)
 
 
+def _deflated() -> bytes:
+    """A deflated object (its copy holds its pixel data since version 40)."""
+    return in_transfer_syntax(
+        make_instance(18, 1, 1, 1, rows=8, columns=8), DeflatedExplicitVRLittleEndian
+    )
+
+
 def _corpus() -> list[bytes]:
     """Objects that are no video: their copies change with ``RULES_VERSION``."""
     return [
@@ -616,6 +626,7 @@ def _corpus() -> list[bytes]:
         _text_in_a_uid(),
         _letters_as_numbers(),
         _text_in_one_of_a_uids_values(),
+        _deflated(),
     ]
 
 
