@@ -30,7 +30,8 @@ ingest does it (``work.prepare`` and ``work.index``, the copy kept in memory), t
 - indexed: its index rows are what PostgreSQL and MongoDB take (``unstorable``: integer
   columns, a header of strict JSON whose integers fit 64 bits), and ``verify`` reads the
   original as it does (``work.read_dataset`` as stored) and finds none of its identifying
-  values in the copy, read back by pydicom.
+  values in the copy, read back by pydicom; and the copy holds pixel data where the
+  original does (a deflated object's went without it).
 
 Anything else is a finding: printed with the seed and the object's number (the same seed
 gives the same stream, and the same keys: dates move by the same days, pseudonyms are the
@@ -90,6 +91,7 @@ from indexer.deid.pixels import PIXEL_DATA  # noqa: E402
 from indexer.deid.profile import Decision, decide  # noqa: E402
 from indexer.deid.rules import RuleSet  # noqa: E402
 from indexer.deid.table import Action, load_table, parse_options  # noqa: E402
+from indexer.deid.verify import BULK_TAGS  # noqa: E402
 from indexer.errors import DeidError, RuleError, SourceError  # noqa: E402
 from indexer.records import IndexRecord, SourceFile  # noqa: E402
 from indexer.store.files import LocalStore  # noqa: E402
@@ -350,7 +352,8 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            values = verify.identifying_values(ctx.plan, work.read_dataset(data))
+            original = work.read_dataset(data)
+            values = verify.identifying_values(ctx.plan, original)
             out = pydicom.dcmread(io.BytesIO(copy))
             leaks = verify.find_leaks(values, out, generated=prepared.result.generated)
     except (SourceError, DeidError) as e:
@@ -359,6 +362,8 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
         return "indexed", f"verify: {type(e).__name__} escaped"
     if leaks:
         return "indexed", f"verify finds {len(leaks)} leak(s) the ingest let through"
+    if _pixels(original) and not _pixels(out):
+        return "indexed", "the copy holds no pixel data, and the original does"
     if not any(m.encode() in copy for m in markers):
         return "indexed", ""
     with warnings.catch_warnings():  # (pydicom's, on reading an odd value: errors under pytest)
@@ -367,6 +372,11 @@ def judge(ctx: work.RunContext, i: int, data: bytes, markers: list[str]) -> tupl
             return "indexed", f"a marker kept in a {held} value (no such value holds text)"
         where = _where(out, markers, ctx.plan, values)
     return f"indexed (a marker {where})", ""
+
+
+def _pixels(ds: pydicom.Dataset) -> bool:
+    """Whether ``ds`` holds pixel data (integer, float or double float), as stored."""
+    return any(tag in ds._dict for tag in BULK_TAGS)  # noqa: SLF001 - as stored
 
 
 def _where(out: pydicom.Dataset, markers: list[str], plan: Plan, values: dict[str, str]) -> str:

@@ -15,6 +15,7 @@ import pydicom
 import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -320,6 +321,19 @@ def test_a_marker_kept_in_a_date_time_age_number_or_uid_is_a_finding(
     odd = pydicom.dcmread(io.BytesIO(with_element(data, 0x00200012, b"IS", b"1e400 ", 0x00200013)))
     assert fuzz._in_a_value(odd, ["PHIMARK0"]) == ""
     assert fuzz._in_a_value(odd, ["QZMK9"]) == vr
+
+
+def test_a_copy_without_the_originals_pixel_data_is_a_finding(monkeypatch, tmp_path):
+    """A deflated object's copy went without its pixel data (read up to it, as an object
+    whose pixel data lies in place is), indexed as sound: nothing the fuzz judged said so."""
+    data = in_transfer_syntax(make_instance(rows=8, columns=8), DeflatedExplicitVRLittleEndian)
+    store = LocalStore(tmp_path)
+    ctx = work.RunContext(build_plan(()), fuzz.run_keys(1), store, "DI", 30, 1)
+    assert fuzz.judge(ctx, 0, data, []) == ("indexed", "")
+    monkeypatch.setattr(work, "_deflated", lambda _ds: False)  # as before the fix
+    told = "the copy holds no pixel data, and the original does"
+    assert fuzz.judge(ctx, 1, data, []) == ("indexed", told)
+    store.close()
 
 
 def _record(series_number=1, instance_number=2, header='{"00180050":{"vr":"DS","Value":[1.5]}}'):

@@ -78,11 +78,14 @@ def test_every_shipped_file_is_indexed_or_rightly_refused(ctx, tmp_path):
             assert out.PatientIdentityRemoved == "YES"
 
 
-@pytest.mark.parametrize("name", ["SC_rgb_jpeg.dcm", "ExplVR_LitEndNoMeta.dcm", "CT_small.dcm"])
+@pytest.mark.parametrize(
+    "name", ["SC_rgb_jpeg.dcm", "ExplVR_LitEndNoMeta.dcm", "CT_small.dcm", "image_dfl.dcm"]
+)
 def test_copies_carry_the_pixel_data_as_it_came(ctx, tmp_path, name):
     """Implicit VR under an explicit transfer syntax, no file meta (an RT plan, no pixels),
-    a plain CT: each copy in its transfer syntax (explicit VR little endian where none was
-    given), pixel data untouched."""
+    a plain CT, a deflated image: each copy in its transfer syntax (explicit VR little endian
+    where none was given), pixel data untouched. (The deflated image's copy went without its
+    pixel data: read up to it, as an object whose pixel data lies in place is.)"""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns of the implicit VR it found
         original = pydicom.dcmread(get_testdata_file(name), force=True)
