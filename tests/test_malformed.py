@@ -1124,6 +1124,21 @@ def test_a_deflated_data_set_cut_short_or_damaged_is_named_so():
     )
 
 
+@pytest.mark.parametrize("vr", [b"UL", b"SQ", b"DA"])
+def test_an_identity_attribute_under_a_vr_of_no_text_gets_its_pseudonym_as_text(ctx, vr):
+    """Fuzz seed 193 (the Patient ID's VR byte became "SQ"), and fo-dicom's GH1728.dcm with
+    its Patient ID's become "UL" and empty: the pseudonym, text, was written under that VR,
+    and the object failed (``invalid_element``: a sequence of no items; ``encode_failed``).
+    It is written under the dictionary's VR, LO."""
+    ds = make_instance(marker=MARK)
+    del ds.PatientID
+    data = with_element(to_bytes(ds), 0x00100020, vr, b"", before=0x00100030)
+    copy, leaks = _copy_and_leaks(ctx, 1, data)
+    assert leaks == []
+    assert copy["PatientID"].VR == "LO"
+    assert copy.PatientID == copy.PatientName  # the patient's pseudonym, as an empty ID's
+
+
 def test_a_deflated_objects_copy_keeps_its_pixel_data(ctx):
     """A deflated object (dwv's and cornerstone's test files) was read up to its Pixel Data,
     as an object whose pixel data lies in place is; but a deflated one's lies in the

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -50,7 +50,14 @@ from indexer.deid.profile import (
     out_of_place,
     resolve,
 )
-from indexer.deid.rawvalue import AS_BYTES, NUMBER_SIZES, text_of, undefined_length, value_of
+from indexer.deid.rawvalue import (
+    AS_BYTES,
+    CHARSET_VRS,
+    NUMBER_SIZES,
+    text_of,
+    undefined_length,
+    value_of,
+)
 from indexer.deid.rawvalue import vr_of as _vr
 from indexer.deid.rules import Scope, SiteRule, changes, compute
 from indexer.deid.table import (
@@ -327,9 +334,18 @@ def _identity_elements(
             new = pseudonym.ident(ctx.pseudonym_key, kind, original, prefix, max_len)
         else:
             new = ""
-        _put(ds, tag, vr, new, ctx.codec)
+        _put(ds, tag, _text_vr(tag, vr), new, ctx.codec)
         if original:
             out.append(Identity(kind, new, original))
+
+
+def _text_vr(tag: int, vr: str) -> str:
+    """``vr``, or the dictionary's where it holds no text a pseudonym could be written in.
+
+    A damaged VR byte (the Patient ID's "LO" became "UL", or "SQ"): its pseudonym, text,
+    failed the object (``encode_failed``, or ``invalid_element``: a sequence of no items).
+    """
+    return vr if vr in CHARSET_VRS else dictionary_VR(tag)
 
 
 def _walk(  # noqa: C901 - one dispatch over the actions, kept in one place

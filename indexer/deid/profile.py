@@ -33,7 +33,7 @@ from indexer.deid.rawvalue import AS_BYTES, CONTROL, KNOWN_VRS, NUMBER_SIZES
 from indexer.deid.rules import RuleSet, SiteRule
 from indexer.deid.table import Action, Option, Row, SafePrivate, TagPattern
 
-RULES_VERSION = 40
+RULES_VERSION = 41
 """Raised with every change that gives the same source, under the same settings, another copy.
 
 A rerun processes again the sources indexed under another rules version (their fingerprint
@@ -151,7 +151,10 @@ the SOP Class UID "1.2.840.10008.5.1.4.1.1.2" refused the object), and a value t
 for none not searched for (a Referring Physician's Name "UNKNOWN" beside a kept Acquisition
 Contrast "UNKNOWN" refused the object); 40: a deflated object read whole, its pixel data
 too (it was read up to its Pixel Data, as an object whose pixel data lies in place is, and
-its copy went without it; a cut in it passed unseen).
+its copy went without it; a cut in it passed unseen); 41: the Patient ID, Patient's Name,
+Accession Number or Study ID under a VR that holds no text (a damaged VR byte: "UL", "SQ",
+"DA") given its pseudonym under its dictionary VR (written under the damaged one, it failed
+the object, ``encode_failed`` or ``invalid_element``).
 """
 
 VIDEO_RULES_VERSION = 15

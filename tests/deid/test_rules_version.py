@@ -89,6 +89,7 @@ DIGESTS = {
     ("0.1.0", 38): "553f798fdaec4c77d64f6d5692b7ca01ea3c2b6ce995befa2540cdef6550ffb7",
     ("0.1.0", 39): "553f798fdaec4c77d64f6d5692b7ca01ea3c2b6ce995befa2540cdef6550ffb7",
     ("0.1.0", 40): "4c73c4e5ae46c63fff755283b3f3d3868965818bc26d0527d146a410db39ee8a",
+    ("0.1.0", 41): "4c73c4e5ae46c63fff755283b3f3d3868965818bc26d0527d146a410db39ee8a",
 }
 # (tool version, rules version, video rules version): the digest of the copies of its video
 # objects (``_video_corpus``); a change to those alone raises VIDEO_RULES_VERSION
@@ -125,6 +126,7 @@ VIDEO_DIGESTS = {
     ("0.1.0", 38, 15): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
     ("0.1.0", 39, 15): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
     ("0.1.0", 40, 15): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
+    ("0.1.0", 41, 15): "1436fbb487013d3a31de94e05106cb5a99ee8651276a7de893ad95944a0628c3",
 }
 
 
